@@ -1,0 +1,15 @@
+"""qianyi (迁移): deep transfer learning — measure domain distance, adapt with one engine, report honestly.
+
+>>> import qianyi
+>>> task = qianyi.load_task("mnist", "digits")                      # doctest: +SKIP
+>>> result, fit = qianyi.run("dan", task, qianyi.TrainConfig(seed=0))  # doctest: +SKIP
+>>> result.target_accuracy                                            # doctest: +SKIP
+"""
+__version__ = "0.1.0"
+
+from .data import DATASETS, Domain, TransferTask, load_domain, load_task  # noqa: E402
+from .methods import Method, available_methods, get_method, register  # noqa: E402
+from .train import RunResult, TrainConfig, Trainer, run  # noqa: E402
+
+__all__ = ["DATASETS", "Domain", "Method", "RunResult", "TrainConfig", "Trainer", "TransferTask", "__version__",
+           "available_methods", "get_method", "load_domain", "load_task", "register", "run"]

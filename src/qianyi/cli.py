@@ -1,0 +1,218 @@
+"""Command line: ``qianyi demo | run | bench | datasets | methods``. It mirrors the Python API:
+``run`` is :func:`qianyi.run`, ``bench`` is :func:`qianyi.bench.bench`."""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import QianyiError, UnknownNameError
+
+DEMO_PAIR = "mnist->digits"
+DEMO_METHODS = ["source-only", "dan", "dann"]
+
+EPILOG = """\
+examples:
+  qianyi demo                                   # source-only, DAN, DANN on mnist->digits (a few minutes)
+  qianyi run dann --source mnist --target digits --seed 0 --out runs/dann
+  qianyi run dan --source digits --target mnist --set trade_off=3 --epochs 10
+  qianyi bench --methods dan,dann --pairs 'mnist->digits' 'digits->mnist' --seeds 3 --out runs/bench
+  qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
+  qianyi methods                                # method names, one line each
+
+Data files are looked up in --data-dir or $QIANYI_DATA. Target test labels are used only for the
+final score; the oracle method (trained on target labels) is marked as such everywhere.
+"""
+
+
+def _parse_value(text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(default, tuple):
+        items = [x for x in text.split(",") if x]
+        inner = default[0] if default else ""
+        return tuple(_parse_value(x, inner) for x in items)
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, str) or default is None:
+        try:
+            return ast.literal_eval(text) if default is None else text
+        except (ValueError, SyntaxError):
+            return text
+    return text
+
+
+def parse_hparams(method: str, items: Sequence[str]) -> dict[str, Any]:
+    """``["trade_off=0.5", "layers=fc1,fc2"]`` -> typed keyword arguments for ``method``."""
+    from .methods.registry import available_methods
+
+    methods = available_methods()
+    if method not in methods:
+        raise UnknownNameError(f"unknown method {method!r}; available: {', '.join(methods)}")
+    defaults = methods[method].hparam_defaults()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UnknownNameError(f"--set expects NAME=VALUE, got {item!r}")
+        if key not in defaults:
+            raise UnknownNameError(f"method {method!r} has no hyper-parameter {key!r}; it has: "
+                                   f"{', '.join(defaults) or 'none'}")
+        try:
+            out[key] = _parse_value(value, defaults[key])
+        except ValueError as exc:
+            raise UnknownNameError(f"--set {item}: {exc}") from None
+    return out
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .train.engine import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("training (same for every method)")
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}); an epoch is one pass "
+                   "over the larger training domain")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"per domain (default {d.batch_size})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
+    g.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
+    g.add_argument("--select", choices=["last", "source-val"], default=d.select,
+                   help="which weights to keep: the last epoch's, or the best on source validation "
+                        "(never target labels)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    g.add_argument("--max-samples", type=int, default=None, help="cap each domain at N samples (stratified)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config(args: argparse.Namespace, seed: int = 0):
+    from .train.engine import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                       select=args.select, device=args.device, seed=seed, progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qianyi", description="qianyi (迁移): deep transfer learning toolkit.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"qianyi {__version__}")
+    p.add_argument("--data-dir", default=None, help="where data files live (default: $QIANYI_DATA)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="the main job: source-only, DAN and DANN on mnist->digits, as a table",
+                       description="Train source-only, DAN, DANN and the target oracle on mnist->digits and print "
+                                   "target accuracy and the fraction of the source-only->oracle gap each closes.")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); reruns resume from it")
+    _train_args(d)
+
+    r = sub.add_parser("run", help="train one method on one pair and write DIR/result.json",
+                       description="Train METHOD on SOURCE->TARGET, score it once on the target test split, write "
+                                   "result.json (and a checkpoint: a killed run resumes when started again).")
+    r.add_argument("method", help="a method name (see `qianyi methods`)")
+    r.add_argument("--source", required=True, help="source dataset spec, e.g. mnist, npz:path.npz, fashion+rot30")
+    r.add_argument("--target", required=True, help="target dataset spec")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
+    r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
+    _train_args(r)
+
+    b = sub.add_parser("bench", help="methods x pairs x seeds -> results.csv, results.md, results.png",
+                       description="Benchmark methods on pairs over seeds. Source-only and the oracle are always "
+                                   "added, to report the fraction of the gap each method closes.")
+    b.add_argument("--methods", required=True, help="comma-separated method names, e.g. dan,dann")
+    b.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
+    b.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
+    _train_args(b)
+
+    sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
+    sub.add_parser("methods", help="list methods")
+    return p
+
+
+def _print_table(res) -> None:
+    print()
+    print(res.table())
+    if res.files:
+        print()
+        print("written: " + ", ".join(str(p) for p in res.files.values()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.data_dir is not None:
+        os.environ["QIANYI_DATA"] = args.data_dir
+    try:
+        return _dispatch(args)
+    except QianyiError as exc:
+        print(f"qianyi: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qianyi: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "datasets":
+        from .data.builtin import DATASETS
+        from .data.shifts import SHIFTS
+        from .data.tasks import READERS
+
+        for info in DATASETS.values():
+            print(f"{info.name:10s} {info.summary}")
+        print(f"{'files':10s} " + ", ".join(f"{r}:PATH" for r in READERS)
+              + " (npz arrays X, y; idx folder; folder of class sub-folders; csv with a label column)")
+        print(f"{'shifts':10s} append to any image spec: " + ", ".join(s.help for s in SHIFTS))
+        return 0
+    if args.command == "methods":
+        from .methods.registry import available_methods
+
+        for name, cls in available_methods().items():
+            print(f"{name:12s} {cls.summary()}")
+        return 0
+
+    from .bench.runner import bench, parse_pair
+
+    if args.command == "demo":
+        t0 = time.perf_counter()
+        res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=_config(args, args.seed),
+                    max_samples=args.max_samples)
+        _print_table(res)
+        print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
+        return 0
+    if args.command == "run":
+        from .data.tasks import load_task
+        from .train.run import run
+
+        hp = parse_hparams(args.method, args.set)
+        task = load_task(args.source, args.target, max_samples=args.max_samples)
+        print(task.describe(), file=sys.stderr)
+        result, _ = run(args.method, task, _config(args, args.seed), out=args.out, **hp)
+        print(result.summary())
+        if args.out:
+            print(f"written: {os.path.join(args.out, 'result.json')}")
+        return 0
+    if args.command == "bench":
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
+                    config=_config(args), max_samples=args.max_samples)
+        _print_table(res)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

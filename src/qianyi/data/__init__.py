@@ -1,0 +1,8 @@
+"""Data layer: domains, tasks, built-in offline datasets, readers, canvases and shifts."""
+from .builtin import DATASETS, resolve_data_dir
+from .canvas import Canvas, common_canvas, to_canvas
+from .domain import Domain, TransferTask
+from .tasks import load_domain, load_task, parse_spec
+
+__all__ = ["DATASETS", "Canvas", "Domain", "TransferTask", "common_canvas", "load_domain", "load_task",
+           "parse_spec", "resolve_data_dir", "to_canvas"]

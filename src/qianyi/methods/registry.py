@@ -1,0 +1,63 @@
+"""Methods by name. Every module in :mod:`qianyi.methods` registers its methods on import, and
+packages can add theirs through the entry-point group ``qianyi.methods``."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, TypeVar
+
+from ..errors import UnknownNameError
+from .base import Method
+
+M = TypeVar("M", bound=type)
+METHODS: dict[str, type[Method]] = {}
+_loaded = False
+
+
+def register(cls: M) -> M:
+    """Class decorator: make a :class:`Method` subclass available by its ``name``."""
+    name = getattr(cls, "name", "")
+    if not name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute 'name'")
+    if name in METHODS and METHODS[name] is not cls:
+        raise ValueError(f"method name {name!r} is taken by {METHODS[name].__module__}.{METHODS[name].__name__}")
+    METHODS[name] = cls  # type: ignore[assignment]
+    return cls
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from .. import methods as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name not in ("base", "registry"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="qianyi.methods"):
+            ep.load()
+    except Exception:  # a broken plugin must not break the built-in methods
+        pass
+
+
+def available_methods() -> dict[str, type[Method]]:
+    _load_all()
+    return dict(sorted(METHODS.items()))
+
+
+def get_method(name: str, **hparams: Any) -> Method:
+    """Instantiate the method registered as ``name`` with ``hparams``."""
+    methods = available_methods()
+    if name not in methods:
+        raise UnknownNameError(f"unknown method {name!r}; available: {', '.join(methods)}")
+    cls = methods[name]
+    known = cls.hparam_defaults()
+    unknown = [k for k in hparams if k not in known]
+    if unknown:
+        raise UnknownNameError(f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                               f"it has: {', '.join(known) or 'none'}")
+    return cls(**hparams)

@@ -1,0 +1,148 @@
+"""Backbones made of NAMED layer groups, so "adapt at fc2" and "freeze up to conv2" mean one thing everywhere.
+
+A backbone's forward always returns :class:`LayerOutputs` (train and eval mode alike): the output
+of every group, in order; ``features`` is the last group before ``logits``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UnknownNameError
+
+
+class LayerOutputs:
+    """Outputs of each named layer group for one batch. Fully connected outputs are (n, d)."""
+
+    __slots__ = ("_layers", "_feature_layer")
+
+    def __init__(self, layers: "OrderedDict[str, torch.Tensor]", feature_layer: str) -> None:
+        self._layers = layers
+        self._feature_layer = feature_layer
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self._layers["logits"]
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The representation the classifier reads (the bottleneck)."""
+        return self._layers[self._feature_layer]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._layers)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """Output of layer group ``name`` (``"features"`` names the bottleneck)."""
+        if name == "features":
+            name = self._feature_layer
+        try:
+            return self._layers[name]
+        except KeyError:
+            raise UnknownNameError(f"no layer group {name!r}; this backbone has {list(self._layers)}") from None
+
+    def flat(self, name: str) -> torch.Tensor:
+        """Layer ``name``'s output flattened to (n, d)."""
+        t = self[name]
+        return t.reshape(len(t), -1)
+
+    def split(self, n_first: int) -> tuple["LayerOutputs", "LayerOutputs"]:
+        """Split a forward of a concatenated batch into its first ``n_first`` rows and the rest."""
+        a = OrderedDict((k, v[:n_first]) for k, v in self._layers.items())
+        b = OrderedDict((k, v[n_first:]) for k, v in self._layers.items())
+        return LayerOutputs(a, self._feature_layer), LayerOutputs(b, self._feature_layer)
+
+
+class Backbone(nn.Module):
+    """A sequence of named layer groups ending in ``logits``."""
+
+    def __init__(self, groups: Sequence[tuple[str, nn.Module]], feature_layer: str | None = None) -> None:
+        super().__init__()
+        names = [n for n, _ in groups]
+        if not names or names[-1] != "logits":
+            raise ValueError(f"a backbone's last layer group must be named 'logits', got {names}")
+        self.groups = nn.ModuleDict(OrderedDict(groups))
+        self.feature_layer = feature_layer or names[-2]
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.groups.keys())
+
+    def forward(self, x: torch.Tensor) -> LayerOutputs:
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for name, module in self.groups.items():
+            x = module(x)
+            out[name] = x
+        return LayerOutputs(out, self.feature_layer)
+
+    def group_index(self, name: str) -> int:
+        names = self.group_names
+        if name not in names:
+            raise UnknownNameError(f"no layer group {name!r}; this backbone has {list(names)}")
+        return names.index(name)
+
+    def lower_groups(self, k: int) -> Iterator[nn.Module]:
+        """The first ``k`` layer groups (what "copy/freeze the first k layers" refers to)."""
+        for i, module in enumerate(self.groups.values()):
+            if i < k:
+                yield module
+
+    def feature_dim(self, name: str | None = None) -> int:
+        """Width of a fully connected group's output (of the feature layer by default)."""
+        module = self.groups[name or self.feature_layer]
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise UnknownNameError(f"layer group {name!r} has no linear layer; run a forward to see its shape")
+        return linears[-1].out_features
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                         nn.MaxPool2d(2))
+
+
+def _fc_block(d_in: int, d_out: int, dropout: float = 0.0, flatten: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()] if flatten else []
+    layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def lenet(in_channels: int, size: int, n_classes: int, widths: tuple[int, int] = (32, 64),
+          hidden: tuple[int, int] = (256, 128), dropout: float = 0.5) -> Backbone:
+    """LeNet-style CNN: conv1, conv2 (3x3 conv, BN, ReLU, 2x2 max-pool), fc1, fc2 (bottleneck), logits.
+
+    3x3 padded convolutions make one architecture fit 8x8 UCI digits and 28x28 images alike.
+    """
+    s = size // 4
+    return Backbone([
+        ("conv1", _conv_block(in_channels, widths[0])),
+        ("conv2", _conv_block(widths[0], widths[1])),
+        ("fc1", _fc_block(widths[1] * s * s, hidden[0], dropout, flatten=True)),
+        ("fc2", _fc_block(hidden[0], hidden[1])),
+        ("logits", nn.Linear(hidden[1], n_classes)),
+    ])
+
+
+def mlp(in_features: int, n_classes: int, hidden: tuple[int, int] = (256, 128), dropout: float = 0.5) -> Backbone:
+    """MLP for feature vectors: fc1, fc2 (bottleneck), logits."""
+    return Backbone([
+        ("fc1", _fc_block(in_features, hidden[0], dropout, flatten=True)),
+        ("fc2", _fc_block(hidden[0], hidden[1])),
+        ("logits", nn.Linear(hidden[1], n_classes)),
+    ])
+
+
+def backbone_for(sample_shape: Sequence[int], n_classes: int) -> Backbone:
+    """The default backbone for a task's inputs: :func:`lenet` for images, :func:`mlp` for vectors."""
+    if len(sample_shape) == 3:
+        c, h, w = sample_shape
+        return lenet(c, max(h, w), n_classes)
+    if len(sample_shape) == 1:
+        return mlp(int(sample_shape[0]), n_classes)
+    raise ValueError(f"no default backbone for samples of shape {tuple(sample_shape)}")

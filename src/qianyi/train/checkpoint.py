@@ -1,0 +1,49 @@
+"""Checkpoints: written atomically, read back with ``torch.load(..., weights_only=True)``.
+
+A checkpoint holds tensors, numbers, strings, lists and dicts only, so loading it never runs
+pickled code. Its ``fingerprint`` (method, hyper-parameters, training settings, task) must match
+the run that resumes from it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write
+from ..errors import CheckpointError
+
+FORMAT = 1
+FILENAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    state = dict(state, format=FORMAT)
+    return atomic_write(path, lambda fh: torch.save(state, fh), mode="wb")
+
+
+def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely; if ``fingerprint`` is given, it must equal the one saved."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); it is "
+                              "corrupt or not a qianyi checkpoint. Delete it to start the run afresh.") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a qianyi checkpoint of format {FORMAT}; "
+                              "delete it to start the run afresh")
+    if fingerprint is not None:
+        saved = json.loads(state.get("fingerprint", "{}"))
+        now = json.loads(json.dumps(fingerprint))
+        if saved != now:
+            diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:5])
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run ({details}); "
+                                  "use another output folder, or delete the checkpoint to start afresh")
+    return state

@@ -1,0 +1,200 @@
+"""Data layer: checks with clear errors, readers, canvases, splits."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+import qianyi
+from qianyi.data import Domain, TransferTask, load_domain, load_task
+from qianyi.data.canvas import Canvas, common_canvas, to_canvas, uci_blocks
+from qianyi.errors import DataError, DatasetNotFoundError, LabelMismatchError, UnknownNameError
+
+from .conftest import DATA, requires_data
+
+
+def test_domain_copies_and_casts_without_touching_caller_arrays():
+    X = np.arange(12, dtype=np.int64).reshape(4, 3)
+    y = np.array([0, 1, 0, 1])
+    d = Domain(X, y, "d")
+    d.X[0, 0] = 99
+    assert X[0, 0] == 0 and d.X.dtype == np.float32 and d.y.dtype == np.int64
+
+
+@pytest.mark.parametrize("X, y, match", [
+    (np.zeros((0, 3)), None, "empty"),
+    (np.array([[1.0, np.nan], [0, 0]]), None, "NaN or inf"),
+    (np.array([[1.0, np.inf], [0, 0]]), None, "NaN or inf"),
+    (np.zeros((3, 2, 2, 2, 2)), None, "shape"),
+    (np.zeros((3, 2)), np.array([0, 1]), "3 inputs but 2 labels"),
+    (np.zeros((3, 2)), np.array([0.5, 1, 0]), "whole class indices"),
+    (np.zeros((3, 2)), np.array([-1, 1, 0]), "negative"),
+    (np.zeros((3, 2)), np.array(["a", "b", "c"]), "encode them as integers"),
+    (np.array([["a", "b"]], dtype=object), None, "dtype"),
+])
+def test_domain_rejects_bad_input_with_named_errors(X, y, match):
+    with pytest.raises(DataError, match=match) as info:
+        Domain(X, y, name="my-domain")
+    assert "my-domain" in str(info.value)
+
+
+def test_task_checks_shapes_and_label_sets():
+    s = Domain(np.random.rand(20, 4), np.arange(20) % 3, "s")
+    with pytest.raises(DataError, match="shape"):
+        TransferTask.from_domains(s, Domain(np.random.rand(20, 5), np.arange(20) % 3, "t"))
+    with pytest.raises(LabelMismatchError, match=r"labels \[3\]"):
+        TransferTask.from_domains(s, Domain(np.random.rand(20, 4), np.arange(20) % 4, "t"))
+    with pytest.raises(DataError, match="no labels"):
+        TransferTask.from_domains(Domain(np.random.rand(20, 4), None, "s"), s)
+    named_s = Domain(np.random.rand(6, 2), [0, 1, 2, 0, 1, 2], "s", class_names=("cat", "dog", "owl"))
+    named_t = Domain(np.random.rand(6, 2), [0, 1, 0, 1, 0, 1], "t", class_names=("dog", "fox"))
+    with pytest.raises(LabelMismatchError, match="fox"):
+        TransferTask.from_domains(named_s, named_t)
+    remap = Domain(np.random.rand(6, 2), [0, 1, 0, 1, 0, 1], "t", class_names=("owl", "cat"))
+    task = TransferTask.from_domains(named_s, remap, test_fraction=0.5)
+    assert set(np.concatenate([task.target.y, task.target_test.y])) == {2, 0}  # owl->2, cat->0
+
+
+def test_task_split_is_stratified_disjoint_and_seeded(digits_task):
+    t = digits_task
+    assert t.sample_shape == (1, 8, 8) and t.n_classes == 10
+    again = load_task("digits", "digits+rot30")
+    assert np.array_equal(again.target_test.X, t.target_test.X)
+    # same origin -> disjoint halves: no source image appears (unrotated) in the target pool
+    src = {x.tobytes() for x in np.concatenate([t.source.X, t.source_val.X])}
+    base = load_task("digits", "digits")  # unrotated target half
+    tgt = {x.tobytes() for x in np.concatenate([base.target.X, base.target_test.X])}
+    assert not src & tgt
+
+
+def test_npz_reader_brings_any_range_and_layout_to_unit_range(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4096, (12, 16, 16, 3)).astype(np.uint16)  # channel-last, 12-bit values
+    np.savez(tmp_path / "imgs.npz", X=X, y=np.arange(12) % 2)
+    d = load_domain(f"npz:{tmp_path / 'imgs.npz'}")
+    assert d.X.shape == (12, 3, 16, 16) and 0 <= d.X.min() and d.X.max() <= 1
+    # and onto the common canvas of a pair with 8x8 digits
+    s = Domain(d.X[:, :1], d.y, "s")
+    c = common_canvas(s, qianyi.DATASETS["digits"].loader(None))
+    assert c == Canvas(8, 1, "uci") and to_canvas(s, c).X.shape == (12, 1, 8, 8)
+
+
+def test_npz_reader_refuses_pickles_and_corrupt_files(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "obj.npz", X=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="object arrays are refused"):
+        load_domain(f"npz:{tmp_path / 'obj.npz'}")
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(DataError, match="cannot be read"):
+        load_domain(f"npz:{tmp_path / 'bad.npz'}")
+    np.savez(tmp_path / "noX.npz", A=np.zeros(3))
+    with pytest.raises(DataError, match="no 'X'"):
+        load_domain(f"npz:{tmp_path / 'noX.npz'}")
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        load_domain(f"npz:{tmp_path / 'missing.npz'}")
+
+
+def _write_idx(path, arr, gz=True):
+    header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def test_idx_reader_and_truncated_file(tmp_path):
+    X = np.random.default_rng(0).integers(0, 255, (5, 6, 6))
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", X)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(5) % 2)
+    d = load_domain(f"idx:{tmp_path}")
+    assert d.X.shape == (5, 1, 6, 6) and d.y.tolist() == [0, 1, 0, 1, 0]
+    raw = gzip.open(tmp_path / "train-images-idx3-ubyte.gz").read()
+    gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb").write(raw[:-10])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_domain(f"idx:{tmp_path}")
+
+
+def test_folder_reader_office_layout(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("bike", "mug"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            size = (20 + i * 7, 30)
+            Image.fromarray(rng.integers(0, 255, size[::-1] + (3,), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "mug" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_domain(f"folder:{tmp_path}?size=16")
+    (tmp_path / "mug" / "broken.jpg").unlink()
+    d = load_domain(f"folder:{tmp_path}?size=16")
+    assert d.X.shape == (6, 3, 16, 16) and d.class_names == ("bike", "mug") and d.y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_csv_reader(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,b,label\n1,2,yes\n3,4,no\n5,6,yes\n")
+    d = load_domain(f"csv:{p}")
+    assert d.X.tolist() == [[1, 2], [3, 4], [5, 6]] and d.class_names == ("no", "yes") and d.y.tolist() == [1, 0, 1]
+    p.write_text("a,b,label\n1,x,0\n")
+    with pytest.raises(DataError, match="not numeric"):
+        load_domain(f"csv:{p}")
+    p.write_text("a,b,label\n1,2\n")
+    with pytest.raises(DataError, match="row 2 has 2 fields"):
+        load_domain(f"csv:{p}")
+
+
+def test_unknown_names_list_what_exists():
+    with pytest.raises(UnknownNameError, match="built-in: mnist, digits"):
+        load_domain("mnits")
+    with pytest.raises(UnknownNameError, match="readers"):
+        load_domain("zip:foo.zip")
+    with pytest.raises(UnknownNameError, match="unknown shift"):
+        from qianyi.data.shifts import parse_shift
+        parse_shift("rotate")
+
+
+def test_shifts_change_images_deterministically():
+    a = load_domain("digits+noise0.2")
+    b = load_domain("digits+noise0.2")
+    plain = load_domain("digits")
+    assert np.array_equal(a.X, b.X) and not np.array_equal(a.X, plain.X)
+    inv = load_domain("digits+invert")
+    assert np.allclose(inv.X, 1 - plain.X)
+    rot = load_domain("digits+rot90+blur0.5")
+    assert rot.X.shape == plain.X.shape and not np.allclose(rot.X, plain.X)
+
+
+def test_uci_protocol_on_a_synthetic_stroke():
+    img = np.zeros((1, 1, 28, 28), np.float32)
+    img[0, 0, 4:24, 12:16] = 1.0  # a vertical bar: "1"
+    out = uci_blocks(img)
+    assert out.shape == (1, 1, 8, 8) and out.max() == 0.75  # a 6.4-px-wide bar over two 4-px blocks
+    col = out[0, 0].sum(0)
+    assert col[3] + col[4] > 0.8 * col.sum()  # centred, tall, thin
+    assert uci_blocks(np.zeros((1, 1, 28, 28), np.float32)).sum() == 0
+
+
+@requires_data("mnist")
+def test_mnist_uses_data_dir_and_pairs_with_digits():
+    task = load_task("mnist", "digits", data_dir=str(DATA))
+    n = len(task.source) + len(task.source_val)
+    assert n == 15000 and task.sample_shape == (1, 8, 8)
+    # the protocol's threshold matches UCI's mean ink level (unlabelled pixels only)
+    assert abs(task.source.X.mean() - task.target.X.mean()) < 0.02
+
+
+@requires_data("mnist")
+def test_mnist_m_is_colour_and_disjoint_from_mnist():
+    task = load_task("mnist", "mnist-m", data_dir=str(DATA), max_samples=2000)
+    assert task.sample_shape == (3, 28, 28)
+    assert np.allclose(task.source.X[:, 0], task.source.X[:, 1])  # grey MNIST repeated to RGB
+    assert not np.allclose(task.target.X[:, 0], task.target.X[:, 1])
+
+
+def test_fashion_from_debian_package_or_skip():
+    try:
+        d = qianyi.DATASETS["fashion"].loader(None)
+    except DatasetNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+    assert len(d) == 70000 and d.class_names[0] == "t-shirt/top"

@@ -1,0 +1,123 @@
+"""MMD estimators against brute-force double loops (float64, CPU)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.distances import GaussianKernel, joint_mmd2, linear_mmd2, median_sq_dist, mk_mmd2, mmd2
+from qianyi.errors import DataError
+
+
+def k(a, b, sigma2s):
+    d = float(((a - b) ** 2).sum())
+    return float(np.mean([np.exp(-d / (2 * s)) for s in sigma2s]))
+
+
+def brute_mmd2(X, Y, sigma2s, unbiased):
+    m, n = len(X), len(Y)
+    sxx = sum(k(X[i], X[j], sigma2s) for i in range(m) for j in range(m) if not unbiased or i != j)
+    syy = sum(k(Y[i], Y[j], sigma2s) for i in range(n) for j in range(n) if not unbiased or i != j)
+    sxy = sum(k(X[i], Y[j], sigma2s) for i in range(m) for j in range(n))
+    if unbiased:
+        return sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * sxy / (m * n)
+    return sxx / m**2 + syy / n**2 - 2 * sxy / (m * n)
+
+
+@pytest.fixture
+def samples():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(13, 4)), rng.normal(size=(11, 4)) + 0.7
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_quadratic_estimators_match_double_loop(samples, estimator):
+    X, Y = samples
+    kern = GaussianKernel(bandwidth=2.5, multipliers=(0.5, 1.0, 2.0))
+    got = mmd2(torch.tensor(X), torch.tensor(Y), kern, estimator).item()
+    want = brute_mmd2(X, Y, [1.25, 2.5, 5.0], estimator == "unbiased")
+    assert got == pytest.approx(want, rel=1e-10, abs=1e-12)
+
+
+def test_median_heuristic_matches_brute_force(samples):
+    X, Y = samples
+    Z = np.concatenate([X, Y])
+    d = [float(((a - b) ** 2).sum()) for a, b in itertools.combinations(Z, 2)]
+    # torch's median of an even count is the lower middle value
+    want = sorted(d)[(len(d) - 1) // 2]
+    assert median_sq_dist(torch.tensor(X), torch.tensor(Y)).item() == pytest.approx(want, rel=1e-10)
+    got = mk_mmd2(X, Y, multipliers=(1.0,), estimator="biased").item()
+    assert got == pytest.approx(brute_mmd2(X, Y, [want], False), rel=1e-9)
+
+
+def test_linear_time_estimator_matches_pairs_formula(samples):
+    X, Y = samples
+    s = [3.0]
+    h = min(len(X), len(Y)) // 2
+    terms = [k(X[2 * i], X[2 * i + 1], s) + k(Y[2 * i], Y[2 * i + 1], s) - k(X[2 * i], Y[2 * i + 1], s)
+             - k(X[2 * i + 1], Y[2 * i], s) for i in range(h)]
+    got = mmd2(X, Y, GaussianKernel(3.0), "linear").item()
+    assert got == pytest.approx(np.mean(terms), rel=1e-10)
+
+
+def test_linear_time_is_within_noise_of_quadratic():
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)) + 0.5
+    kern = GaussianKernel(bandwidth=6.0)
+    quad = mmd2(X, Y, kern, "unbiased").item()
+    lin = [mmd2(X[rng.permutation(4000)], Y[rng.permutation(4000)], kern, "linear").item() for _ in range(5)]
+    assert abs(np.mean(lin) - quad) < 3 * np.std(lin) / np.sqrt(5) + 0.01
+
+
+def test_chunked_equals_whole(samples):
+    X, Y = samples
+    kern = GaussianKernel(bandwidth=1.7, multipliers=(0.5, 1, 2))
+    for est in ("biased", "unbiased"):
+        whole = mmd2(X, Y, kern, est).item()
+        assert mmd2(X, Y, kern, est, chunk_size=4).item() == pytest.approx(whole, rel=1e-10)
+
+
+def test_identical_samples_give_about_zero_and_shift_grows():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 5))
+    assert abs(mk_mmd2(X, X.copy()).item()) < 1e-2  # unbiased: close to 0 (can dip just below)
+    assert mk_mmd2(X, X.copy(), estimator="biased").item() == pytest.approx(0.0, abs=1e-12)
+    kern = GaussianKernel(bandwidth=10.0)  # fixed bandwidth: MMD grows monotonically with the shift
+    Y = rng.normal(size=(300, 5))
+    vals = [mmd2(X, Y + s, kern).item() for s in (0.0, 0.5, 1.0, 2.0)]
+    assert vals[0] < 0.01 and all(a < b for a, b in zip(vals, vals[1:]))
+
+
+def test_joint_mmd_is_product_kernel(samples):
+    X, Y = samples
+    rng = np.random.default_rng(3)
+    X2, Y2 = rng.normal(size=(13, 2)), rng.normal(size=(11, 2))
+    k1, k2 = GaussianKernel(2.0), GaussianKernel(1.0)
+    got = joint_mmd2([X, X2], [Y, Y2], [k1, k2], "biased").item()
+
+    def kk(i, j, A, B, A2, B2):
+        return k(A[i], B[j], [2.0]) * k(A2[i], B2[j], [1.0])
+    m, n = len(X), len(Y)
+    want = (sum(kk(i, j, X, X, X2, X2) for i in range(m) for j in range(m)) / m**2
+            + sum(kk(i, j, Y, Y, Y2, Y2) for i in range(n) for j in range(n)) / n**2
+            - 2 * sum(kk(i, j, X, Y, X2, Y2) for i in range(m) for j in range(n)) / (m * n))
+    assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_linear_kernel_mmd_is_mean_distance(samples):
+    X, Y = samples
+    assert linear_mmd2(X, Y).item() == pytest.approx(float(((X.mean(0) - Y.mean(0)) ** 2).sum()))
+
+
+def test_gradients_flow_and_bad_input_is_named():
+    x = torch.randn(20, 3, requires_grad=True)
+    mk_mmd2(x, torch.randn(20, 3) + 1).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(DataError, match="features"):
+        mmd2(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(DataError, match="empty"):
+        mmd2(np.zeros((0, 3)), np.zeros((5, 3)))
+    with pytest.raises(DataError, match="estimator"):
+        mmd2(np.zeros((5, 3)), np.zeros((5, 3)), estimator="quick")

@@ -1,0 +1,169 @@
+"""The engine: seeding, honesty by construction, checkpoints and resume after a kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.errors import CheckpointError
+from qianyi.methods import Batch, Method
+from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
+from qianyi.train.checkpoint import FILENAME
+
+from .conftest import ROOT, toy_task
+
+FAST = dict(epochs=2, steps_per_epoch=15, batch_size=32, progress=False)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(digits_task):
+    a, _ = run("dann", digits_task, TrainConfig(seed=3, **FAST))
+    b, _ = run("dann", digits_task, TrainConfig(seed=3, **FAST))
+    c, _ = run("dann", digits_task, TrainConfig(seed=4, **FAST))
+    assert a.target_accuracy == b.target_accuracy and a.history == b.history
+    assert a.history != c.history
+
+
+class _Spy(Method):
+    """Records what the engine hands over."""
+
+    name = "_spy"
+    seen: list = []
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        type(self).seen.append((batch.target_labels, batch.source is not None, batch.target is not None))
+        return {"cls": self.source_ce(batch)}
+
+
+class _SpyOracle(_Spy):
+    name = "_spy_oracle"
+    uses_target_labels = True
+
+
+def test_target_labels_reach_only_methods_that_declare_them():
+    task = toy_task()
+    _Spy.seen = []
+    Trainer(_Spy(), TrainConfig(**FAST)).fit(task)
+    assert _Spy.seen and all(lab is None and s and t for lab, s, t in _Spy.seen)
+    _Spy.seen = []
+    Trainer(_SpyOracle(), TrainConfig(**FAST)).fit(task)
+    assert all(lab is not None for lab, _, _ in _Spy.seen)
+    res, _ = run("oracle", task, TrainConfig(**FAST))
+    assert res.oracle and res.selection.startswith("ORACLE")
+    res, _ = run("dan", task, TrainConfig(**FAST))
+    assert not res.oracle and "no target labels" in res.selection
+
+
+def test_source_val_selection_keeps_best_source_epoch():
+    res, fit = run("source-only", toy_task(), TrainConfig(select="source-val", epochs=4, steps_per_epoch=5,
+                                                          progress=False))
+    best = max(h["source_val_acc"] for h in res.history)
+    assert res.source_accuracy == pytest.approx(best)
+    assert "source-validation" in res.selection
+
+
+def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
+    task = toy_task()
+    run("dann", task, TrainConfig(**FAST), out=tmp_path)
+    ck = tmp_path / FILENAME
+    state = torch.load(ck, weights_only=True)  # no pickled code inside
+    assert state["step"] == 30
+    with pytest.raises(CheckpointError, match="different run"):
+        run("dann", task, TrainConfig(**{**FAST, "lr": 0.5}), out=tmp_path)
+    ck.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        run("dann", task, TrainConfig(**FAST), out=tmp_path)
+    assert (tmp_path / "result.json").exists()
+
+
+def test_resume_gives_same_weights_as_uninterrupted_run(tmp_path):
+    task = toy_task()
+    cfg = dict(epochs=3, steps_per_epoch=10, batch_size=32, progress=False)
+    _, whole = run("dann", task, TrainConfig(**cfg))
+    # stop after 1 of 3 epochs (a checkpoint per epoch), then resume from that checkpoint
+    part = TrainConfig(**cfg, checkpoint_dir=str(tmp_path))
+    trainer = Trainer(qianyi.get_method("dann"), part)
+    state_path = tmp_path / FILENAME
+    _interrupt_after(trainer, task, steps=10)
+    assert load_checkpoint(state_path)["step"] == 10
+    _, resumed = run("dann", task, TrainConfig(**cfg), out=tmp_path)
+    assert resumed.resumed_from_step == 10
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def _interrupt_after(trainer: Trainer, task, steps: int) -> None:
+    """Run ``trainer`` and raise out of it right after step ``steps`` has been checkpointed."""
+    import qianyi.train.engine as eng
+
+    real = eng.save_checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(path, state):
+        real(path, state)
+        if state["step"] >= steps:
+            raise Stop
+    eng.save_checkpoint = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            trainer.fit(task)
+    finally:
+        eng.save_checkpoint = real
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time, torch, qianyi
+    from qianyi.methods import Method, register
+
+    @register
+    class Slow(Method):
+        name = "_slow_dann"
+        def __init__(self):
+            super().__init__()
+            self.inner = qianyi.get_method("dann")
+        def setup(self, backbone, sample):
+            self.inner.setup(backbone, sample)
+        def loss(self, batch):
+            time.sleep(float(sys.argv[2]))
+            return self.inner.loss(batch)
+
+    torch.set_num_threads(2)
+    task = qianyi.load_task("digits", "digits+rot30")
+    cfg = qianyi.TrainConfig(epochs=4, steps_per_epoch=12, batch_size=32, progress=False, checkpoint_every=6)
+    res, fit = qianyi.run(qianyi.get_method("_slow_dann"), task, cfg, out=sys.argv[1])
+    torch.save(fit.model.state_dict(), sys.argv[1] + "/final.pt")
+""")
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_identical_weights(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([sys.executable, str(script), str(whole), "0"], check=True, env=env, timeout=300)
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), "0.05"], env=env)
+    ck = killed / FILENAME
+    deadline = time.time() + 120
+    while not ck.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(ck)["step"]
+    assert 0 < step < 48, "the kill must land mid-run"
+    assert not (killed / "result.json").exists()
+    subprocess.run([sys.executable, str(script), str(killed), "0"], check=True, env=env, timeout=300)
+    a = torch.load(whole / "final.pt", weights_only=True)
+    b = torch.load(killed / "final.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qianyi.errors import UnknownNameError
+from qianyi.nn import GradientReversal, backbone_for, grad_reverse
+
+
+def test_gradient_reversal_flips_and_scales_gradient():
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, dtype=torch.float64)
+    (grad_reverse(x, 0.5) * w).sum().backward()
+    assert torch.allclose(x.grad, -0.5 * w.expand(7, 3))
+    y = torch.randn(4, 3)
+    assert torch.equal(GradientReversal(2.0)(y), y)  # identity forward
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 28, 28), (20,)])
+def test_backbones_have_named_groups_and_one_return_type(shape):
+    net = backbone_for(shape, 5)
+    x = torch.randn(4, *shape)
+    train_out = net(x)
+    net.eval()
+    eval_out = net(x)
+    assert type(train_out) is type(eval_out)
+    assert eval_out.names == net.group_names and eval_out.names[-1] == "logits"
+    assert eval_out.logits.shape == (4, 5)
+    assert eval_out.features.shape == (4, net.feature_dim())
+    assert torch.equal(eval_out["features"], eval_out.features)
+    with pytest.raises(UnknownNameError, match="no layer group"):
+        eval_out["fc9"]
