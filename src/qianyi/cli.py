@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import QianyiError, UnknownNameError
+
+#: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
+COMMAND_MODULES = ("qianyi.measure.commands",)
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 DEMO_PAIR = "mnist->digits"
 DEMO_METHODS = ["source-only", "dan", "dann"]
@@ -91,13 +96,25 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     g.add_argument("--max-samples", type=int, default=None, help="cap each domain at N samples (stratified)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f = p.add_argument_group("fine-tuning (with any method)")
+    f.add_argument("--init-from", default=None, metavar="MODEL.pt",
+                   help="start from a saved model (DIR/model.pt of an earlier `qianyi run --out DIR`)")
+    f.add_argument("--init-layers", type=int, default=None, metavar="K", help="copy only the first K layer groups")
+    f.add_argument("--freeze", type=int, default=0, metavar="K", help="freeze the first K layer groups")
+    f.add_argument("--copied-lr-mult", type=float, default=1.0, metavar="M",
+                   help="learning-rate multiplier for copied, unfrozen layers (e.g. 0.1)")
+    f.add_argument("--l2sp", type=float, default=0.0, metavar="ALPHA",
+                   help="L2-SP: pull copied layers towards their initial weights with strength ALPHA")
 
 
-def _config(args: argparse.Namespace, seed: int = 0):
+def train_config(args: argparse.Namespace, seed: int = 0):
+    """The :class:`TrainConfig` described by the training flags of ``args``."""
     from .train.engine import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                       select=args.select, device=args.device, seed=seed, progress=not args.no_progress)
+                       select=args.select, device=args.device, seed=seed, progress=not args.no_progress,
+                       init_from=args.init_from, init_layers=args.init_layers, freeze=args.freeze,
+                       copied_lr_mult=args.copied_lr_mult, l2sp=args.l2sp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
     sub.add_parser("methods", help="list methods")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        _HANDLERS.update(module.add_commands(sub, _train_args))
     return p
 
 
@@ -166,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in _HANDLERS:
+        return _HANDLERS[args.command](args)
     if args.command == "datasets":
         from .data.builtin import DATASETS
         from .data.shifts import SHIFTS
@@ -188,7 +215,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "demo":
         t0 = time.perf_counter()
-        res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=_config(args, args.seed),
+        res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
                     max_samples=args.max_samples)
         _print_table(res)
         print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
@@ -200,7 +227,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         hp = parse_hparams(args.method, args.set)
         task = load_task(args.source, args.target, max_samples=args.max_samples)
         print(task.describe(), file=sys.stderr)
-        result, _ = run(args.method, task, _config(args, args.seed), out=args.out, **hp)
+        result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, **hp)
         print(result.summary())
         if args.out:
             print(f"written: {os.path.join(args.out, 'result.json')}")
@@ -208,7 +235,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
-                    config=_config(args), max_samples=args.max_samples)
+                    config=train_config(args), max_samples=args.max_samples)
         _print_table(res)
         return 0
     raise AssertionError(args.command)

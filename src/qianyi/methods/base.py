@@ -37,6 +37,7 @@ class Batch:
     ``source`` / ``target`` are the backbone's outputs on the two mini-batches (None for a domain
     the method does not use). ``target_labels`` is None unless the method declares
     ``uses_target_labels`` (the oracle). ``progress`` runs from 0 to 1 over training.
+    ``source_inputs`` / ``target_inputs`` are the mini-batches themselves (for reconstruction terms).
     """
 
     source: LayerOutputs | None
@@ -44,6 +45,8 @@ class Batch:
     source_labels: torch.Tensor | None
     target_labels: torch.Tensor | None
     progress: float
+    source_inputs: torch.Tensor | None = None
+    target_inputs: torch.Tensor | None = None
 
     @property
     def ramp(self) -> float:

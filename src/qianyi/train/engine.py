@@ -50,6 +50,16 @@ class TrainConfig:
     #: "last" (the final weights) or "source-val" (best source-validation accuracy; no target labels).
     select: str = "last"
     device: str | None = None
+    #: Initialise the backbone from a saved model (``model.pt``/``checkpoint.pt`` of an earlier run).
+    init_from: str | None = None
+    #: Copy only the first k layer groups from ``init_from`` (None: all of them).
+    init_layers: int | None = None
+    #: Freeze the first k layer groups (weights and batch-norm statistics stay as initialised).
+    freeze: int = 0
+    #: Learning-rate multiplier for copied, unfrozen layers (e.g. 0.1: fine-tune gently).
+    copied_lr_mult: float = 1.0
+    #: L2-SP strength alpha: alpha/2 * ||w - w_0||^2 over copied layers (Li et al., ICML 2018).
+    l2sp: float = 0.0
     checkpoint_dir: str | None = None
     #: Steps between checkpoints (default: every epoch).
     checkpoint_every: int | None = None
@@ -65,6 +75,10 @@ class TrainConfig:
         for k in ("epochs", "batch_size"):
             if getattr(self, k) < 1:
                 raise DataError(f"{k} must be at least 1, got {getattr(self, k)}")
+        if self.freeze < 0 or (self.init_layers is not None and self.init_layers < 0):
+            raise DataError("freeze and init_layers count layer groups and must be >= 0")
+        if self.l2sp and not self.init_from:
+            raise DataError("l2sp regularises towards initial weights: give init_from as well")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
@@ -141,6 +155,46 @@ def accuracy(model: nn.Module, domain: Domain, device: torch.device | str = "cpu
     return float((pred == domain.y).mean())
 
 
+def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None) -> list[str]:
+    """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
+
+    ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
+    ``weights_only=True``. Returns the names of the groups copied.
+    """
+    from .checkpoint import load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"init_from: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
+                        "written by `qianyi run --out DIR`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"init_from: {str(path)!r} cannot be read safely ({type(exc).__name__}: {exc}); only "
+                        "plain state dicts are accepted") from exc
+    if isinstance(state, dict) and "model" in state and "format" in state:
+        state = load_checkpoint(path)["model"]
+    if not isinstance(state, dict):
+        raise DataError(f"init_from: {str(path)!r} holds no state dict")
+    names = list(model.group_names[:layers] if layers is not None else model.group_names)
+    own = model.state_dict()
+    update = {}
+    for name in names:
+        keys = [k for k in own if k.startswith(f"groups.{name}.")]
+        for k in keys:
+            if k not in state:
+                raise DataError(f"init_from: {str(path)!r} has no weights for layer group {name!r} ({k}); "
+                                f"it was saved from another architecture")
+            if state[k].shape != own[k].shape:
+                raise DataError(f"init_from: layer group {name!r} has shape {tuple(state[k].shape)} in "
+                                f"{str(path)!r} but {tuple(own[k].shape)} here ({k}); copy fewer layers "
+                                "(init_layers) or use a matching input canvas")
+            update[k] = state[k]
+    own.update(update)
+    model.load_state_dict(own)
+    return names
+
+
 @dataclass
 class FitResult:
     model: Backbone
@@ -186,7 +240,19 @@ class Trainer:
             model.train()
         method.setup(model, probe)
         method.to(device)
-        params = [{"params": [p for p in model.parameters() if p.requires_grad]},
+        copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
+        frozen = list(model.group_names[:cfg.freeze])
+        if cfg.freeze > len(model.group_names):
+            raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "
+                            f"{list(model.group_names)}")
+        for name in frozen:
+            model.groups[name].requires_grad_(False)
+        copied_params = [p for n in copied if n not in frozen for p in model.groups[n].parameters()]
+        new_params = [p for n in model.group_names if n not in copied and n not in frozen
+                      for p in model.groups[n].parameters()]
+        anchors = [(p, p.detach().clone()) for p in copied_params] if cfg.l2sp else []
+        params = [{"params": copied_params, "lr_mult": cfg.copied_lr_mult},
+                  {"params": new_params},
                   {"params": [p for p in method.parameters() if p.requires_grad]}]
         if cfg.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -249,6 +315,8 @@ class Trainer:
             lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)
+            for name in frozen:  # frozen groups keep their batch-norm statistics too
+                model.groups[name].eval()
             si, ti = src_stream.indices(step), tgt_stream.indices(step)
             out_s = out_t = None
             if method.uses_source and method.uses_target:
@@ -258,7 +326,11 @@ class Trainer:
             else:
                 out_t = model(Xt[ti])
             terms = method.loss(Batch(out_s, out_t, ys[si] if method.uses_source else None,
-                                      yt[ti] if yt is not None else None, progress))
+                                      yt[ti] if yt is not None else None, progress,
+                                      Xs[si] if method.uses_source else None,
+                                      Xt[ti] if method.uses_target else None))
+            if anchors:
+                terms["l2sp"] = 0.5 * cfg.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in anchors)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{method.name}: the loss became {loss.item()} at step {step} "

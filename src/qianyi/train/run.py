@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .._io import write_json
+from .._io import atomic_write, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
 from .engine import FitResult, TrainConfig, Trainer, accuracy
 
 RESULT_FILE = "result.json"
+MODEL_FILE = "model.pt"  # the final backbone's state dict (load with torch.load(..., weights_only=True))
 
 
 @dataclass
@@ -75,5 +76,6 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         history=fit.history,
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     if out is not None:
+        atomic_write(Path(out) / MODEL_FILE, lambda fh: torch.save(fit.model.state_dict(), fh), mode="wb")
         result.save(out)
     return result, fit

@@ -1,0 +1,51 @@
+"""Fine-tuning strategies on the engine: init from a saved model, freeze, lower lr, L2-SP."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qianyi.errors import DataError
+from qianyi.train import TrainConfig, run
+
+from .conftest import toy_task
+
+FAST = dict(epochs=1, steps_per_epoch=25, batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    out = tmp_path_factory.mktemp("src")
+    run("source-only", toy_task(), TrainConfig(**FAST), out=out)
+    return out / "model.pt"
+
+
+def test_init_copies_first_k_groups_and_freeze_keeps_them_fixed(saved):
+    start = torch.load(saved, weights_only=True)
+    _, fit = run("dan", toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), init_layers=1, freeze=1))
+    end = fit.model.state_dict()
+    fc1 = [k for k in start if k.startswith("groups.fc1.")]
+    assert fc1 and all(torch.equal(start[k], end[k]) for k in fc1)  # weights and BN statistics unchanged
+    fc2 = [k for k in start if k.startswith("groups.fc2.") and k.endswith("weight")]
+    assert all(not torch.equal(start[k], end[k]) for k in fc2)
+
+
+def test_unfrozen_copied_layers_move_and_l2sp_pulls_them_back(saved):
+    start = torch.load(saved, weights_only=True)
+    key = "groups.fc1.1.weight"  # fc1 = Flatten, Linear, BatchNorm, ReLU, Dropout
+
+    def drift(**kw):
+        _, fit = run("source-only", toy_task(seed=2, shift=3.0), TrainConfig(**FAST, init_from=str(saved), **kw))
+        return (fit.model.state_dict()[key] - start[key]).norm().item()
+    free, pulled, slow = drift(), drift(l2sp=50.0), drift(copied_lr_mult=0.1)
+    assert free > 0 and pulled < 0.5 * free and slow < 0.5 * free
+
+
+def test_bad_fine_tuning_settings_are_named(saved, tmp_path):
+    with pytest.raises(DataError, match="only 3 layer groups"):
+        run("source-only", toy_task(), TrainConfig(**FAST, freeze=9))
+    with pytest.raises(DataError, match="does not exist"):
+        run("source-only", toy_task(), TrainConfig(**FAST, init_from=str(tmp_path / "nope.pt")))
+    with pytest.raises(DataError, match="shape"):
+        run("source-only", toy_task(d=9), TrainConfig(**FAST, init_from=str(saved)))
+    with pytest.raises(DataError, match="init_from"):
+        TrainConfig(l2sp=1.0)
