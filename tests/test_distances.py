@@ -121,3 +121,13 @@ def test_gradients_flow_and_bad_input_is_named():
         mmd2(np.zeros((0, 3)), np.zeros((5, 3)))
     with pytest.raises(DataError, match="estimator"):
         mmd2(np.zeros((5, 3)), np.zeros((5, 3)), estimator="quick")
+
+
+def test_coral_matches_formula_and_is_zero_for_same_covariance():
+    from qianyi.distances import coral
+
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(50, 3)), rng.normal(size=(40, 3)) * 2.0
+    cx, cy = np.cov(X, rowvar=False), np.cov(Y, rowvar=False)
+    assert coral(X, Y).item() == pytest.approx(((cx - cy) ** 2).sum() / 36, rel=1e-10)
+    assert coral(X, X + 5.0).item() == pytest.approx(0.0, abs=1e-12)  # a mean shift is invisible to CORAL

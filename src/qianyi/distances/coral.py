@@ -1,0 +1,27 @@
+r"""CORAL distance (Sun & Saenko, "Deep CORAL", ECCV-W 2016):
+:math:`\frac{1}{4d^2}\|C_S - C_T\|_F^2`, with :math:`C` the (n-1)-normalised feature covariance."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .mmd import _as_2d
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased covariance of the rows of ``x`` (n, d) -> (d, d)."""
+    xc = x - x.mean(0, keepdim=True)
+    return xc.T @ xc / (len(x) - 1)
+
+
+def coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """CORAL loss between samples ``x`` (m, d) and ``y`` (n, d); 0 when the covariances match."""
+    X, Y = _as_2d(x, "x"), _as_2d(y, "y")
+    Y = Y.to(X.dtype)
+    if X.shape[1] != Y.shape[1]:
+        raise DataError(f"CORAL: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
+    if len(X) < 2 or len(Y) < 2:
+        raise DataError(f"CORAL needs at least 2 samples per side, got {len(X)} and {len(Y)}")
+    d = X.shape[1]
+    return ((covariance(X) - covariance(Y)) ** 2).sum() / (4.0 * d * d)
