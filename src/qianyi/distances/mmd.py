@@ -54,7 +54,10 @@ def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d.clamp_min_(0.0) if not d.requires_grad else d.clamp_min(0.0)
 
 
-def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = 1000) -> torch.Tensor:
+MEDIAN_POINTS = 1000  # the median heuristic looks at most at this many pooled points
+
+
+def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_POINTS) -> torch.Tensor:
     """Median squared distance between distinct points of the pooled sample (a subsample if large)."""
     with torch.no_grad():
         z = torch.cat([x.detach(), y.detach()])
@@ -78,8 +81,11 @@ class GaussianKernel:
     multipliers: Sequence[float] = (1.0,)
 
     def sigmas2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        base = median_sq_dist(x, y) if self.bandwidth is None else torch.tensor(float(self.bandwidth))
-        return base.to(x.device, x.dtype) * torch.tensor(list(self.multipliers), dtype=x.dtype, device=x.device)
+        if self.bandwidth is None:
+            base = median_sq_dist(x, y).to(x.device, x.dtype)
+        else:
+            base = torch.tensor(float(self.bandwidth), dtype=x.dtype, device=x.device)
+        return base * torch.tensor(list(self.multipliers), dtype=x.dtype, device=x.device)
 
     @staticmethod
     def matrix(a: torch.Tensor, b: torch.Tensor, sigmas2: torch.Tensor) -> torch.Tensor:
@@ -152,6 +158,9 @@ def joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tenso
         _check(estimator, a, b)
         if len(a) != m or len(b) != n:
             raise DataError(f"joint MMD: layer {i} has {len(a)}/{len(b)} rows, layer 0 has {m}/{n}")
+    chunk = chunk_size or DEFAULT_CHUNK
+    if estimator != "linear" and m + n <= min(chunk, MEDIAN_POINTS):
+        return _pooled(X, Y, kernels, estimator)
     sig = [k.sigmas2(a, b) for k, a, b in zip(kernels, X, Y)]
 
     if estimator == "linear":
@@ -166,8 +175,6 @@ def joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tenso
                 out = t if out is None else out * t
             return out  # type: ignore[return-value]
         return (pk(x1, x2) + pk(y1, y2) - pk(x1, y2) - pk(x2, y1)).mean()
-
-    chunk = chunk_size or DEFAULT_CHUNK
 
     def kfn(a_idx: slice, b_idx: slice, A: list[torch.Tensor], B: list[torch.Tensor]) -> torch.Tensor:
         out = None
@@ -188,6 +195,28 @@ def joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tenso
 
     # every kernel here has k(a, a) = 1, so each diagonal sums to the sample size
     return _quadratic(total(X, X), total(Y, Y), total(X, Y), m, n, float(m), float(n), estimator)
+
+
+def _pooled(X: list[torch.Tensor], Y: list[torch.Tensor], kernels: Sequence[GaussianKernel],
+            estimator: str) -> torch.Tensor:
+    """Small samples (mini-batches): one pooled distance matrix per layer serves the median and all blocks."""
+    m, n = len(X[0]), len(Y[0])
+    K = None
+    for kern, a, b in zip(kernels, X, Y):
+        z = torch.cat([a, b])
+        d = sq_dists(z, z)
+        if kern.bandwidth is None:
+            with torch.no_grad():
+                iu = torch.triu_indices(len(z), len(z), 1, device=z.device)
+                med = d.detach()[iu[0], iu[1]].median()
+                base = torch.where(med > 0, med, torch.ones_like(med))
+        else:
+            base = torch.tensor(float(kern.bandwidth), dtype=z.dtype, device=z.device)
+        sig = base * torch.tensor(list(kern.multipliers), dtype=z.dtype, device=z.device)
+        k = torch.exp(-d[None] / (2.0 * sig[:, None, None])).mean(0)
+        K = k if K is None else K * k
+    assert K is not None
+    return _quadratic(K[:m, :m].sum(), K[m:, m:].sum(), K[:m, m:].sum(), m, n, float(m), float(n), estimator)
 
 
 def linear_mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
