@@ -41,8 +41,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--out", default="runs/throughput")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     task = qianyi.load_task(*parse_pair(args.pair))
     names = ["baseline"] + args.methods.split(",")
     times: dict[str, list[float]] = {n: [] for n in names}
