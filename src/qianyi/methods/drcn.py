@@ -1,0 +1,45 @@
+"""DRCN: Deep Reconstruction-Classification Networks (Ghifary et al., "Deep
+Reconstruction-Classification Networks for Unsupervised Domain Adaptation", ECCV 2016)."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import UnknownNameError
+from ..nn import Backbone, LayerOutputs
+from .base import Batch, Method
+from .reconstruction import Decoder, mse
+from .registry import register
+
+RECONSTRUCT = ("target", "both")
+
+
+@register
+class DRCN(Method):
+    """DRCN: one encoder, two heads: classify the source, reconstruct the target. L = L_cls(source) + lambda * L_rec.
+
+    L_rec = ||x_t - D(f(x_t))||^2 (mean squared error per input value) with a decoder D from the
+    features back to the inputs; the encoder must keep what describes target images while it learns
+    to classify source ones. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7
+    here. ``reconstruct="both"`` also reconstructs the source (the paper's DRCN_st).
+    """
+
+    name = "drcn"
+
+    def __init__(self, trade_off: float = 0.43, reconstruct: str = "target") -> None:
+        super().__init__()
+        if reconstruct not in RECONSTRUCT:
+            raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
+        self.trade_off, self.reconstruct = trade_off, reconstruct
+
+    def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
+        self.decoder = Decoder(sample_batch.features.shape[1], backbone, sample_batch)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        assert batch.source is not None and batch.target is not None and batch.target_inputs is not None
+        xt = batch.target_inputs
+        rec = mse(xt, self.decoder(batch.target.features, xt))
+        if self.reconstruct == "both":
+            assert batch.source_inputs is not None
+            xs = batch.source_inputs
+            rec = rec + mse(xs, self.decoder(batch.source.features, xs))
+        return {"cls": self.source_ce(batch), "recon": self.trade_off * rec}
