@@ -17,7 +17,8 @@ from qianyi._io import write_text
 from qianyi.select import dev_score
 from qianyi.train import TrainConfig, Trainer, accuracy
 
-GRID = {"dan": [0.3, 1.0, 3.0, 10.0], "dann": [0.3, 1.0, 3.0], "ddc": [0.25, 1.0, 4.0]}
+GRID = {"dan": [0.3, 1.0, 3.0, 10.0], "dann": [0.3, 1.0, 3.0], "ddc": [0.25, 1.0, 4.0],
+        "jan": [0.3, 1.0, 3.0], "coral": [0.3, 1.0, 3.0, 10.0], "dsan": [0.5, 1.0, 3.0]}
 
 
 def main() -> None:
