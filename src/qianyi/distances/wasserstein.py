@@ -51,7 +51,7 @@ def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: i
     a, b = np.full(len(X), 1.0 / len(X)), np.full(len(Y), 1.0 / len(Y))
     if reg > 0:
         scale = float(M.mean()) or 1.0
-        plan = ot.sinkhorn(a, b, M / scale, reg, method="sinkhorn_log", numItermax=2000)
+        plan = ot.sinkhorn(a, b, M / scale, reg, method="sinkhorn_log", numItermax=5000, stopThr=1e-7)
         cost = float((plan * M).sum())
     else:
         cost = float(ot.emd2(a, b, M, numItermax=1_000_000))

@@ -1,0 +1,295 @@
+"""The transfer advisor: measure a source/target pair, then recommend — with the numbers behind each
+recommendation — whether transfer is likely to help, how many lower layers to freeze, where to
+adapt and with which method family, and warn when the target looks too far.
+
+It sees source labels and target *inputs* only: the target's labels and its test split are never
+read (:func:`advise` builds its own view of the task). The rules, fixed before any comparison
+with target labels was run (``benchmarks/advisor_check.py`` does that comparison afterwards):
+
+* **Per layer** (input, each layer group): proxy A-distance (PAD) and MK-MMD between source and
+  target, an MMD permutation test, and a linear probe's source-validation accuracy; with the
+  probe's error e_S, ``e_S + PAD/2`` is the measurable part of Ben-David et al.'s bound
+  e_T <= e_S + d_HΔH/2 + λ (Machine Learning 2010): lower means more transferable.
+* **Adaptation layers**: the fully connected (task-specific) groups where the shift is still
+  measurable — PAD >= 0.2 or MMD p < 0.05 (Bonferroni-corrected over the layers tested). None: source-only is advised (nothing to align). This is
+  DAN's choice (Long et al. 2015): conv layers general, fully connected layers specific.
+* **Freeze depth**: lower groups are general (Yosinski et al. 2014) while they do not make the
+  domains more separable than the raw inputs (PAD <= PAD_input + 0.1), and are not adaptation
+  layers; the count of such leading groups is frozen. When the inputs are already almost perfectly
+  separable (PAD_input >= 1.9: low-level statistics differ, e.g. colour or texture), nothing is
+  frozen — the first layers see inputs unlike any in the source and must adapt.
+* **Method family**: a large shift (PAD_input >= 1.9, or PAD >= 1.5 at the features) -> adversarial
+  (DANN, Ganin et al. 2016: a learned discriminator can align shifts a fixed kernel family
+  misses); a moderate one -> discrepancy (DAN, MK-MMD on the adaptation layers): no min-max game.
+* **Will transfer help / negative transfer**: the source network's target accuracy is estimated
+  without labels by average thresholded confidence (ATC, Garg et al., ICLR 2022); the warning is
+  raised when that estimate is under twice chance, when the features separate the domains almost
+  perfectly (PAD >= 1.9), or when the target predictions collapse onto few classes (Wang et al.,
+  "Characterizing and Avoiding Negative Transfer", CVPR 2019).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_write, write_json, write_text
+from ..data.domain import Domain, TransferTask
+from ..distances import mmd_test
+from ..methods.registry import get_method
+from ..nn.backbones import Backbone
+from ..train.engine import TrainConfig, Trainer, predict_features, predict_logits
+from ..train.run import MODEL_FILE
+from ._report import markdown_table
+from .distance import check_metrics
+from .profile import INPUT, LayerProfile, layer_profile, plot_profiles
+from .report import load_model
+
+#: Thresholds of the rules in the module docstring (fixed a priori; see docs/measure.md).
+PAD_SHIFT = 0.2          # below: the domain classifier is within ~5 points of chance
+P_SHIFT = 0.05           # MMD permutation-test level (family-wise, over the fully connected layers)
+PAD_NOISE = 0.1          # "no more separable than the input" tolerance
+PAD_LOW_LEVEL = 1.9      # inputs almost perfectly separable
+PAD_LARGE = 1.5          # large shift at the features
+COLLAPSE = 0.6           # target prediction entropy below this fraction of the source's
+
+
+@dataclass
+class Recommendation:
+    topic: str
+    advice: str
+    because: str
+
+
+@dataclass
+class Advice:
+    """What :func:`advise` measured and what it recommends (``freeze``, ``method``, ``adapt_layers``)."""
+
+    task: str
+    freeze: int
+    method: str
+    adapt_layers: list[str]
+    transfer_likely_helps: bool
+    negative_transfer_warning: bool
+    atc_estimate: float
+    chance: float
+    profile: LayerProfile
+    probe_accuracy: list[float]
+    mmd_p_values: list[float | None]
+    recommendations: list[Recommendation]
+    source_model: str | None = None
+    command: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+
+    def layer_table(self) -> str:
+        p = self.profile
+        rows = []
+        for i, layer in enumerate(p.layers):
+            pad = p.values.get("a-distance", [None] * len(p.layers))[i]
+            bound = None if pad is None else (1 - self.probe_accuracy[i]) + pad / 2
+            rows.append([layer, p.dims[i], *(p.values[m][i] for m in p.values), self.mmd_p_values[i],
+                         self.probe_accuracy[i], bound])
+        return markdown_table(["layer", "dim", *p.values, "MMD p-value", "probe source acc.", "e_S + PAD/2"], rows, 3)
+
+    def report(self) -> str:
+        lines = [f"{self.task}: measured on source and unlabelled target inputs (no target labels)", "",
+                 self.layer_table(), "", f"ATC estimate of the source network's target accuracy: "
+                 f"{100 * self.atc_estimate:.1f}% (chance {100 * self.chance:.1f}%)", ""]
+        for r in self.recommendations:
+            lines += [f"* {r.topic}: {r.advice}", f"    because {r.because}"]
+        if self.command:
+            lines += ["", "to run it:", f"  {self.command}"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "freeze": self.freeze, "method": self.method, "adapt_layers": self.adapt_layers,
+                "transfer_likely_helps": self.transfer_likely_helps,
+                "negative_transfer_warning": self.negative_transfer_warning, "atc_estimate": self.atc_estimate,
+                "chance": self.chance, "profile": self.profile.to_dict(), "probe_accuracy": self.probe_accuracy,
+                "mmd_p_values": self.mmd_p_values, "recommendations": [r.__dict__ for r in self.recommendations],
+                "source_model": self.source_model, "command": self.command}
+
+    def write(self, out: str | Path) -> dict[str, str]:
+        out = Path(out)
+        self.files = {"json": str(out / "advice.json"), "md": str(out / "advice.md"),
+                      "png": str(plot_profiles([self.profile], out / "profile.png", title=self.task))}
+        write_text(self.files["md"], self.report() + "\n")
+        write_json(self.files["json"], self.to_dict())
+        return self.files
+
+
+def linear_probe_accuracy(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor, val_y: np.ndarray,
+                          seed: int = 0) -> float:
+    """Accuracy on (``val_x``, ``val_y``) of a logistic regression trained on standardised ``train_x``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x.numpy())
+    clf = LogisticRegression(C=0.1, max_iter=300, tol=1e-3, random_state=seed)
+    clf.fit(scaler.transform(train_x.numpy()), train_y)
+    return float((clf.predict(scaler.transform(val_x.numpy())) == val_y).mean())
+
+
+def atc_estimate(model: nn.Module, source_val: Domain, target_X: np.ndarray, device: torch.device | str) -> float:
+    """Average thresholded confidence (Garg et al., ICLR 2022): pick t so that the share of source-val
+    samples with max-softmax > t equals the source-val accuracy; the estimate is that share on the target."""
+    ps = torch.softmax(predict_logits(model, source_val.X, device), 1)
+    pt = torch.softmax(predict_logits(model, target_X, device), 1)
+    acc = float((ps.argmax(1).numpy() == source_val.y).mean())
+    conf_s, conf_t = ps.max(1).values.numpy(), pt.max(1).values.numpy()
+    t = np.quantile(conf_s, 1.0 - acc)
+    return float((conf_t > t).mean())
+
+
+def _prediction_entropy(model: nn.Module, X: np.ndarray, n_classes: int, device: torch.device | str) -> float:
+    """Entropy of the histogram of predicted classes, divided by log(n_classes) (1 = all classes equally)."""
+    pred = predict_logits(model, X, device).argmax(1).numpy()
+    p = np.bincount(pred, minlength=n_classes) / len(pred)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / np.log(n_classes))
+
+
+def _is_fully_connected(model: Backbone, name: str) -> bool:
+    return not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.groups[name].modules())
+
+
+def advise(task: TransferTask, model: str | Path | nn.Module | None = None, config: TrainConfig | None = None,
+           metrics: Sequence[str] = ("mk-mmd", "a-distance"), samples: int = 1000, permutations: int = 200,
+           seed: int = 0, out: str | Path | None = None, log: Callable[[str], None] | None = print) -> Advice:
+    """Measure ``task`` and recommend how to transfer (see the module docstring for the rules).
+
+    ``model`` is a trained source network (a module or a saved ``model.pt``); by default one is
+    trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``).
+    """
+    metrics = list(dict.fromkeys([*check_metrics(metrics), "a-distance"]))
+    # the advisor's own view: labelled source, unlabelled target inputs; the target test split is not kept
+    source, source_val, target_X = task.source, task.source_val, task.target.X
+    cfg = TrainConfig(**(config or TrainConfig()).__dict__)
+    saved: str | None = None
+    if model is None:
+        cfg.checkpoint_dir = None
+        blind = TransferTask(source, source_val, Domain(target_X, None, task.target.name),
+                             Domain(target_X[:1], None, "(not used)"), task.name)
+        fit = Trainer(get_method("source-only"), cfg).fit(blind)
+        net: nn.Module = fit.model
+        if out is not None:
+            saved = str(atomic_write(Path(out) / "source" / MODEL_FILE,
+                                     lambda fh: torch.save(net.state_dict(), fh), mode="wb"))
+        if log:
+            log(f"  trained a source network ({cfg.epochs} epochs, {fit.train_seconds:.0f}s): {fit.selection}")
+    elif isinstance(model, (str, Path)):
+        net, saved = load_model(model, task), str(model)
+    else:
+        net = model
+    net.eval()
+    device = next(net.parameters()).device
+    rng = np.random.default_rng(seed)
+    idx_s = np.sort(rng.permutation(len(source))[:samples])
+    xs, ys = torch.as_tensor(source.X[idx_s]), source.y[idx_s]
+    xt = torch.as_tensor(target_X[np.sort(rng.permutation(len(target_X))[:samples])])
+    # every distance, probe and test below uses these same samples
+    profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
+                            label="source network")
+    xv = source_val.X[:samples]
+    probes, pvals = [], []
+    for layer in profile.layers:
+        fs = xs.reshape(len(xs), -1).float() if layer == INPUT else predict_features(net, xs, layer, device)[0]
+        fv = torch.as_tensor(xv).reshape(len(xv), -1).float() if layer == INPUT else \
+            predict_features(net, xv, layer, device)[0]
+        probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))
+        if layer != INPUT and _is_fully_connected(net, layer):
+            ft = predict_features(net, xt, layer, device)[0]
+            pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
+        else:
+            pvals.append(None)
+    n_classes = task.n_classes
+    atc = atc_estimate(net, source_val, target_X, device)
+    ent_s = _prediction_entropy(net, source_val.X, n_classes, device)
+    ent_t = _prediction_entropy(net, target_X, n_classes, device)
+    adv = _recommend(task.name, net, profile, probes, pvals, atc, 1.0 / n_classes, ent_s, ent_t)
+    adv.source_model = saved
+    if saved:
+        extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""
+        adv.command = (f"qianyi run {adv.method} --source {task.source.name} --target {task.target.name} "
+                       f"--init-from {saved} --freeze {adv.freeze}{extra}")
+    if out is not None:
+        adv.write(out)
+    return adv
+
+
+def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[float], pvals: list[float | None],
+               atc: float, chance: float, ent_s: float, ent_t: float) -> Advice:
+    pad = dict(zip(profile.layers, profile.values["a-distance"]))
+    pv = dict(zip(profile.layers, pvals))
+    groups = list(net.group_names)
+    fc = [g for g in groups if _is_fully_connected(net, g)]
+    feat = getattr(net, "feature_layer", fc[-2] if len(fc) > 1 else groups[-1])
+    level = P_SHIFT / max(1, sum(pv[g] is not None for g in fc))  # Bonferroni
+    adapt = [g for g in fc if pad[g] >= PAD_SHIFT or (pv[g] is not None and pv[g] < level)]
+    recs: list[Recommendation] = []
+
+    def nums(layers: Sequence[str]) -> str:
+        return ", ".join(f"{l} PAD {pad[l]:.2f}" + (f" p {pv[l]:.3g}" if pv.get(l) is not None else "") for l in layers)
+
+    low_level = pad[INPUT] >= PAD_LOW_LEVEL
+    freeze = 0
+    if not low_level:
+        for g in groups[:-1]:
+            if g in adapt or pad[g] > pad[INPUT] + PAD_NOISE:
+                break
+            freeze += 1
+    if not adapt:
+        method = "source-only"
+        why_m = (f"no fully connected layer shows a measurable shift ({nums(fc)}; thresholds PAD >= {PAD_SHIFT} or "
+                 f"p < {level:.3g}): there is nothing left to align")
+    elif low_level or pad[feat] >= PAD_LARGE:
+        method = "dann"
+        why_m = (f"the shift is large (input PAD {pad[INPUT]:.2f}, {feat} PAD {pad[feat]:.2f}; large means input "
+                 f">= {PAD_LOW_LEVEL} or features >= {PAD_LARGE}): an adversarial discriminator (DANN) can follow "
+                 "shifts that a fixed kernel family misses")
+    else:
+        method = "dan"
+        why_m = (f"the shift is moderate (input PAD {pad[INPUT]:.2f}, {feat} PAD {pad[feat]:.2f}): align the "
+                 "adaptation layers with MK-MMD (DAN), a discrepancy with no min-max game")
+    collapse = ent_t < COLLAPSE * ent_s
+    far = atc < 2 * chance or pad[feat] >= PAD_LOW_LEVEL or collapse
+    helps = not far
+    recs.append(Recommendation(
+        "transfer", ("likely to help" if helps else "doubtful: the target looks too far")
+        + f"; the source network is expected to reach about {100 * atc:.0f}% on the target before adaptation",
+        f"ATC estimate {100 * atc:.1f}% vs chance {100 * chance:.1f}%; {feat} PAD {pad[feat]:.2f}; "
+        f"predicted-class entropy target {ent_t:.2f} vs source {ent_s:.2f} (normalised)"))
+    if far:
+        recs.append(Recommendation(
+            "warning", "risk of negative transfer: compare any adapted model with source-only on a few labelled "
+            "target samples before trusting it",
+            ("the ATC estimate is under twice chance; " if atc < 2 * chance else "")
+            + (f"{feat} separates the domains almost perfectly (PAD {pad[feat]:.2f} >= {PAD_LOW_LEVEL}); "
+               if pad[feat] >= PAD_LOW_LEVEL else "")
+            + (f"target predictions collapse onto few classes (entropy {ent_t:.2f} < {COLLAPSE} x {ent_s:.2f}); "
+               if collapse else "") + "aligning unrelated distributions can hurt (Wang et al., CVPR 2019)"))
+    if low_level:
+        why_f = (f"the inputs are almost perfectly separable (input PAD {pad[INPUT]:.2f} >= {PAD_LOW_LEVEL}): "
+                 "low-level statistics differ, so even the first layers must adapt")
+    else:
+        kept = groups[:freeze]
+        stop = groups[freeze]
+        why_f = ((f"{', '.join(kept)} keep the domains no more separable than the input ({nums(kept)} vs input "
+                  f"PAD {pad[INPUT]:.2f} + {PAD_NOISE}): general layers; " if kept else "")
+                 + f"{stop} " + ("is an adaptation layer" if stop in adapt else
+                                 f"raises the separability (PAD {pad[stop]:.2f} > {pad[INPUT]:.2f} + {PAD_NOISE})"))
+    recs.append(Recommendation("freeze", f"the first {freeze} layer group(s)" + (f" ({', '.join(groups[:freeze])})"
+                               if freeze else "") + ", initialised from the source network", why_f))
+    recs.append(Recommendation("adapt", ", ".join(adapt) if adapt else "none",
+                               f"fully connected layers with a measurable shift: {nums(fc)}"))
+    recs.append(Recommendation("method", method, why_m))
+    best = int(np.argmin([(1 - a) + pad[l] / 2 for l, a in zip(profile.layers, probes)]))
+    recs.append(Recommendation(
+        "most transferable representation", profile.layers[best],
+        f"lowest e_S + PAD/2 = {(1 - probes[best]) + pad[profile.layers[best]] / 2:.3f} (probe source accuracy "
+        f"{100 * probes[best]:.1f}%, PAD {pad[profile.layers[best]]:.2f}; Ben-David et al. 2010)"))
+    return Advice(name, freeze, method, adapt, helps, far, atc, chance, profile, probes, pvals, recs)

@@ -1,0 +1,139 @@
+"""CLI subcommands ``measure``, ``transferability`` and ``advise`` (loaded by :mod:`qianyi.cli`).
+
+Each prints text tables and, with ``--out DIR``, writes JSON + Markdown + PNG there (atomically).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from ..errors import DataError
+from .distance import DEFAULT_METRICS, METRICS
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse.ArgumentParser], None]
+                 ) -> dict[str, Handler]:
+    m = sub.add_parser(
+        "measure", help="distances between two domains, in input space and per layer (--layers)",
+        description="Distances between SOURCE and TARGET held-out inputs (no labels used): "
+                    + "; ".join(f"{k}: {v.help}" for k, v in METRICS.items())
+                    + ". With --layers: per-layer profile of a source-only network and of adapted ones.",
+        epilog="example: qianyi measure mnist digits --layers --adapt dan,dann --out runs/measure")
+    m.add_argument("source", help="source dataset spec, e.g. mnist")
+    m.add_argument("target", help="target dataset spec, e.g. digits")
+    m.add_argument("--layers", action="store_true", help="profile every layer of trained networks")
+    m.add_argument("--adapt", default="dan,dann", help="with --layers: methods to profile besides source-only "
+                   "(comma-separated; 'none' for none; default dan,dann)")
+    m.add_argument("--model", default=None, metavar="MODEL.pt", help="with --layers: profile this saved network "
+                   "instead of training (DIR/model.pt of `qianyi run --out DIR`)")
+    _measure_args(m)
+    m.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
+    train_args(m)
+
+    t = sub.add_parser(
+        "transferability", help="Yosinski et al.'s layer transferability protocol: BnB, BnB+, AnB, AnB+ curves",
+        description="Split DATASET's classes into halves A and B (the similar pair); with --dissimilar OTHER, also "
+                    "A = as many classes of OTHER (the dissimilar pair). Train base networks, then for each k copy "
+                    "the first k layer groups from base B or base A, frozen or fine-tuned, and train the rest on B.",
+        epilog="example: qianyi transferability mnist --dissimilar fashion --seeds 3 --max-samples 2000 "
+               "--epochs 5 --out runs/transfer")
+    t.add_argument("dataset", help="labelled dataset spec whose classes are split into tasks A and B")
+    t.add_argument("--dissimilar", default=None, metavar="OTHER", help="a second dataset for the dissimilar pair")
+    t.add_argument("--ks", default=None, help="layer counts to copy, e.g. 1,2,3,4 (default: all below the logits)")
+    t.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the class split (default 0)")
+    t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
+    train_args(t)
+
+    a = sub.add_parser(
+        "advise", help="measure a pair and recommend: transfer or not, layers to freeze, where and how to adapt",
+        description="Distances per layer and linear probes on a quickly trained source network -> recommendations "
+                    "with the numbers behind them. Uses source labels and target inputs only.",
+        epilog="example: qianyi advise mnist digits --out runs/advise")
+    a.add_argument("source")
+    a.add_argument("target")
+    a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
+                   "(default: train one source-only, --epochs epochs)")
+    _measure_args(a)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
+    train_args(a)
+    return {"measure": _measure, "transferability": _transferability, "advise": _advise}
+
+
+def _measure_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated, of {', '.join(METRICS)} (default {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--samples", type=int, default=1000, help="inputs per domain used by the distances (default 1000)")
+
+
+def _config(args: argparse.Namespace, seed: int = 0):
+    from ..cli import train_config
+
+    return train_config(args, seed)
+
+
+def _load(args: argparse.Namespace):
+    from ..data.tasks import load_task
+
+    task = load_task(args.source, args.target, max_samples=args.max_samples)
+    print(task.describe(), file=sys.stderr)
+    return task
+
+
+def _written(files: dict[str, str]) -> None:
+    if files:
+        print("\nwritten: " + ", ".join(str(p) for p in files.values()))
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .report import measure
+
+    adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
+    res = measure(_load(args), layers=args.layers, adapt=adapt, model=args.model, config=_config(args, args.seed),
+                  metrics=args.metrics, samples=args.samples, permutations=args.permutations, seed=args.seed,
+                  out=args.out, log=lambda s: print(s, file=sys.stderr))
+    print(res.table())
+    _written(res.files)
+    return 0
+
+
+def _transferability(args: argparse.Namespace) -> int:
+    from ..data.canvas import common_canvas, to_canvas
+    from ..data.tasks import load_domain
+    from .transferability import dissimilar_pair, similar_pair, transferability
+
+    if args.init_from or args.freeze or args.init_layers is not None or args.l2sp:
+        raise DataError("transferability sets --init-from/--init-layers/--freeze itself (k = 1..); leave them out")
+    d = load_domain(args.dataset)
+    pairs = [similar_pair(d, args.split_seed, args.max_samples)]
+    if args.dissimilar:
+        other = load_domain(args.dissimilar)
+        if other.sample_shape != d.sample_shape:
+            canvas = common_canvas(d, other)
+            d, other = to_canvas(d, canvas), to_canvas(other, canvas)
+            pairs = [similar_pair(d, args.split_seed, args.max_samples)]
+        pairs.append(dissimilar_pair(other, pairs[0].b, args.split_seed, args.max_samples))
+    for p in pairs:
+        print(f"{p.name}: A {len(p.a.train)} train, B {len(p.b.train)} train + {len(p.b.test)} test", file=sys.stderr)
+    ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    res = transferability(pairs, ks, list(range(args.seeds)), _config(args), args.out,
+                          log=lambda s: print(s, file=sys.stderr))
+    print(res.table())
+    _written(res.files)
+    return 0
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from .advisor import advise
+
+    res = advise(_load(args), model=args.model, config=_config(args, args.seed), metrics=args.metrics,
+                 samples=args.samples, seed=args.seed, out=args.out, log=lambda s: print(s, file=sys.stderr))
+    print(res.report())
+    _written(res.files)
+    return 0

@@ -1,0 +1,90 @@
+"""Distances between two samples by name, floats out: the measurement face of :mod:`qianyi.distances`.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> d = distances(rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) + 1.0, ["mk-mmd", "coral"])
+>>> sorted(d)
+['coral', 'mk-mmd']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..distances import coral, mk_mmd2, mmd2, proxy_a_distance, wasserstein
+from ..distances.mmd import GaussianKernel
+from ..errors import UnknownNameError
+
+Array = torch.Tensor | np.ndarray
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    help: str
+    fn: Callable[[torch.Tensor, torch.Tensor, int], float]
+    #: Whether the value is comparable across layers of different widths (scale-free).
+    scale_free: bool = True
+
+
+def _mk(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+    return float(mk_mmd2(x, y, estimator="unbiased"))
+
+
+def _single(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+    return float(mmd2(x, y, GaussianKernel(), "unbiased"))
+
+
+def _linear(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+    return float(mk_mmd2(x, y, estimator="linear"))
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("mk-mmd", "multi-kernel MMD^2, unbiased; Gaussian kernels 2^-2..2^2 x the median heuristic (DAN)", _mk),
+    Metric("mmd", "MMD^2, unbiased, one Gaussian kernel at the median heuristic (Gretton et al. 2012)", _single),
+    Metric("linear-mmd", "multi-kernel MMD^2, linear-time estimator (Gretton et al. 2012, Lemma 14)", _linear),
+    Metric("coral", "CORAL distance ||C_s - C_t||_F^2 / 4d^2 (Sun & Saenko 2016); depends on the feature scale",
+           lambda x, y, seed: float(coral(x, y)), scale_free=False),
+    Metric("a-distance", "proxy A-distance 2(1 - 2 err) of a held-out linear domain classifier, in [0, 2] "
+           "(Ben-David et al. 2007)", lambda x, y, seed: proxy_a_distance(x, y, seed=seed)),
+    Metric("wasserstein", "2-Wasserstein distance (exact OT through POT; optional); depends on the feature scale",
+           lambda x, y, seed: wasserstein(x, y, seed=seed), scale_free=False),
+]}
+DEFAULT_METRICS = ("mk-mmd", "a-distance", "coral")
+
+
+def check_metrics(names: Sequence[str]) -> list[str]:
+    """Validate metric names (a comma-separated string is split)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise UnknownNameError(f"unknown distance {unknown or names!r}; available: {', '.join(METRICS)}")
+    return list(names)
+
+
+def subsample(a: Array, n: int | None, seed: int) -> torch.Tensor:
+    """Up to ``n`` rows of ``a`` (seeded, without replacement), flattened to (n, d) float."""
+    t = torch.as_tensor(a)
+    t = t.reshape(len(t), -1) if t.ndim != 1 else t[:, None]
+    if not torch.is_floating_point(t):
+        t = t.float()
+    if n is not None and len(t) > n:
+        t = t[torch.randperm(len(t), generator=torch.Generator().manual_seed(seed))[:n]]
+    return t
+
+
+def distance(x: Array, y: Array, metric: str = "mk-mmd", max_samples: int | None = 2000, seed: int = 0) -> float:
+    """One distance between samples ``x`` (m, ...) and ``y`` (n, ...), each subsampled to ``max_samples``."""
+    return distances(x, y, [metric], max_samples, seed)[metric]
+
+
+def distances(x: Array, y: Array, metrics: Sequence[str] = DEFAULT_METRICS, max_samples: int | None = 2000,
+              seed: int = 0) -> dict[str, float]:
+    """Several distances between ``x`` and ``y`` on the same subsample: ``{name: value}``."""
+    names = check_metrics(metrics)
+    X, Y = subsample(x, max_samples, seed), subsample(y, max_samples, seed + 1)
+    return {n: METRICS[n].fn(X, Y, seed) for n in names}

@@ -1,0 +1,109 @@
+"""``qianyi measure S T``: how far apart two domains are, in input space and at every layer, before and
+after adaptation. Measured on held-out inputs (the source validation split and the target test
+split); no labels are used by any distance. Target test accuracy is shown beside each network as
+the final score only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .._io import write_json, write_text
+from ..data.domain import TransferTask
+from ..distances import mmd_test
+from ..nn.backbones import Backbone, backbone_for
+from ..train.engine import TrainConfig, accuracy, load_initial_weights
+from ..train.run import run
+from ._report import markdown_table
+from .distance import DEFAULT_METRICS, check_metrics, distances
+from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
+
+BEFORE = "source-only"
+
+
+@dataclass
+class MeasureResult:
+    task: str
+    n_source: int
+    n_target: int
+    input_distances: dict[str, float]
+    mmd_p_value: float | None
+    permutations: int
+    profiles: list[LayerProfile] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = [f"{self.task}: distances between {self.n_source} source and {self.n_target} target held-out inputs "
+                 "(no labels used)", "",
+                 markdown_table(["distance (input space)", "value"], list(self.input_distances.items()))]
+        if self.mmd_p_value is not None:
+            lines.append(f"\nMK-MMD permutation test ({self.permutations} permutations): p = {self.mmd_p_value:.4g}")
+        if self.profiles:
+            for m in self.profiles[0].values:
+                lines += ["", compare_table(self.profiles, m)]
+            rows = [[p.label, p.info.get("source_val_accuracy"), p.info.get("target_test_accuracy")] for p in self.profiles]
+            lines += ["", markdown_table(["network", "source val. acc.", "target test acc. (final score only)"], rows)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "n_source": self.n_source, "n_target": self.n_target,
+                "input_distances": self.input_distances, "mmd_p_value": self.mmd_p_value,
+                "permutations": self.permutations, "profiles": [p.to_dict() for p in self.profiles]}
+
+    def write(self, out: str | Path) -> dict[str, str]:
+        out = Path(out)
+        self.files = {"json": str(out / "measure.json"), "md": str(out / "measure.md")}
+        if self.profiles:
+            self.files["png"] = str(plot_profiles(self.profiles, out / "profile.png", title=self.task))
+        write_text(self.files["md"], self.table() + "\n")
+        write_json(self.files["json"], self.to_dict())
+        return self.files
+
+
+def load_model(path: str | Path, task: TransferTask) -> Backbone:
+    """The default backbone for ``task`` with weights from a saved ``model.pt`` (safe loading)."""
+    model = backbone_for(task.sample_shape, task.n_classes)
+    load_initial_weights(model, path)
+    return model.eval()
+
+
+def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("dan", "dann"),
+            model: str | Path | None = None, config: TrainConfig | None = None,
+            metrics: Sequence[str] = DEFAULT_METRICS, samples: int = 1000, permutations: int = 200, seed: int = 0,
+            out: str | Path | None = None, log: Callable[[str], None] | None = print) -> MeasureResult:
+    """Input-space distances (+ MMD p-value); with ``layers``, per-layer profiles of a source network
+    (``model``, or trained source-only) and of each method in ``adapt`` trained on ``task``.
+
+    With ``out``, trained networks live in ``out/runs/METHOD`` (resumable) and the report is written there.
+    """
+    metrics = check_metrics(metrics)
+    xs, xt = task.source_val.X, task.target_test.X
+    d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
+    test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
+    res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,
+                        None if test is None else test.p_value, permutations)
+    if layers:
+        nets: list[tuple[str, torch.nn.Module, float | None]] = []
+        if model is not None:
+            nets.append((f"given model ({Path(model).name})", load_model(model, task), None))
+        else:
+            adapt = [BEFORE, *[m for m in adapt if m != BEFORE]]
+        for m in adapt:
+            cfg = TrainConfig(**(config or TrainConfig()).__dict__)
+            result, fit = run(m, task, cfg, out=None if out is None else Path(out) / "runs" / m)
+            if log:
+                log("  " + result.summary())
+            nets.append((m, fit.model, result.target_accuracy))
+        device = next(nets[0][1].parameters()).device
+        for label, net, target_acc in nets:
+            p = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device, label=label)
+            p.info = {"source_val_accuracy": accuracy(net, task.source_val, device),
+                      "target_test_accuracy": target_acc if target_acc is not None
+                      else accuracy(net, task.target_test, device)}
+            res.profiles.append(p)
+    if out is not None:
+        res.write(out)
+    return res

@@ -1,0 +1,83 @@
+"""The advisor: its documented rules on known profiles, blindness to target labels, CLI output."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qianyi.cli import main
+from qianyi.data.domain import TransferTask
+from qianyi.measure.advisor import _recommend, advise
+from qianyi.measure.profile import LayerProfile
+from qianyi.nn.backbones import lenet
+from qianyi.train import TrainConfig
+
+from .conftest import toy_task
+
+LAYERS = ["input", "conv1", "conv2", "fc1", "fc2", "logits"]
+
+
+def recommend(pads, pvals=(None, None, None, 0.5, 0.5, 0.5), atc=0.8, ent=(1.0, 1.0)):
+    prof = LayerProfile("net", LAYERS, [64, 512, 256, 256, 128, 10], {"a-distance": list(pads)}, 100, 100)
+    return _recommend("s->t", lenet(1, 8, 10), prof, [0.9] * 6, list(pvals), atc, 0.1, *ent)
+
+
+def test_moderate_shift_freezes_general_layers_and_adapts_the_shifted_ones_with_dan():
+    a = recommend([1.2, 1.1, 1.25, 0.8, 0.6, 0.1])
+    assert (a.freeze, a.method, a.adapt_layers) == (2, "dan", ["fc1", "fc2"])
+    assert a.transfer_likely_helps and not a.negative_transfer_warning
+    why = {r.topic: r.because for r in a.recommendations}
+    assert "conv1 PAD 1.10" in why["freeze"] and "fc1 is an adaptation layer" in why["freeze"]
+
+
+def test_a_layer_that_raises_separability_stops_freezing():
+    assert recommend([1.0, 1.05, 1.4, 0.8, 0.6, 0.1]).freeze == 1  # conv2 > input + 0.1
+
+
+def test_low_level_shift_adapts_every_layer_adversarially():
+    a = recommend([1.97, 1.96, 1.9, 1.2, 1.0, 0.4])
+    assert (a.freeze, a.method) == (0, "dann")
+    assert recommend([1.2, 1.1, 1.1, 1.6, 1.6, 0.4]).method == "dann"  # large shift at the features
+
+
+def test_aligned_features_need_no_adaptation_unless_a_test_rejects():
+    a = recommend([1.0, 0.9, 0.5, 0.1, 0.05, 0.0], pvals=(None, None, None, 0.3, 0.4, 0.9))
+    assert (a.method, a.adapt_layers) == ("source-only", [])
+    # p = 0.03 is not significant after Bonferroni over three layers; p = 0.01 is
+    assert recommend([1.0, 0.9, 0.5, 0.1, 0.05, 0.0], pvals=(None, None, None, 0.03, 0.4, 0.9)).method == "source-only"
+    assert recommend([1.0, 0.9, 0.5, 0.1, 0.05, 0.0], pvals=(None, None, None, 0.01, 0.4, 0.9)).adapt_layers == ["fc1"]
+
+
+def test_far_target_raises_the_negative_transfer_warning():
+    assert recommend([1.5, 1.5, 1.5, 1.9, 1.95, 1.0]).negative_transfer_warning  # features separate the domains
+    assert recommend([1.2, 1.1, 1.25, 0.8, 0.6, 0.1], atc=0.15).negative_transfer_warning  # < 2 x chance
+    warned = recommend([1.2, 1.1, 1.25, 0.8, 0.6, 0.1], ent=(1.0, 0.3))  # predictions collapse
+    assert warned.negative_transfer_warning and not warned.transfer_likely_helps
+    assert any(r.topic == "warning" and "collapse" in r.because for r in warned.recommendations)
+
+
+def test_advice_does_not_depend_on_target_labels(tmp_path):
+    task = toy_task(n=300, shift=1.5)
+    rng = np.random.default_rng(0)
+    scrambled = TransferTask(task.source, task.source_val,
+                             task.target.replace(y=rng.permutation(task.target.y)),
+                             task.target_test.replace(y=(task.target_test.y + 1) % 3), task.name)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=30, progress=False)
+    a = advise(task, config=cfg, samples=200, permutations=50, out=tmp_path / "a", log=None).to_dict()
+    b = advise(scrambled, config=cfg, samples=200, permutations=50, out=tmp_path / "b", log=None).to_dict()
+    for d in (a, b):
+        d.pop("source_model"), d.pop("command")
+    assert a == b
+    assert a["profile"]["layers"] == ["input", "fc1", "fc2", "logits"] and 0 <= a["atc_estimate"] <= 1
+    saved = json.loads((tmp_path / "a" / "advice.json").read_text())
+    assert saved["method"] in ("source-only", "dan", "dann") and (tmp_path / "a" / "source" / "model.pt").exists()
+
+
+def test_cli_advise_explains_with_numbers(tmp_path, capsys):
+    assert main(["advise", "digits", "digits+rot30", "--epochs", "2", "--samples", "200", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for word in ("freeze:", "method:", "adapt:", "transfer:", "because", "PAD", "qianyi run"):
+        assert word in out
+    assert {p.name for p in tmp_path.iterdir()} >= {"advice.json", "advice.md", "profile.png", "source"}

@@ -1,0 +1,107 @@
+"""Distances for measurement: known cases and brute force (float64, CPU)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.distances import GaussianKernel, domain_classifier, mk_mmd2, mmd2, mmd_test, proxy_a_distance
+from qianyi.distances.permutation import _statistics
+from qianyi.distances.wasserstein import MissingDependencyError, available, wasserstein
+from qianyi.errors import DataError, UnknownNameError
+from qianyi.measure import distance, distances
+
+
+def gauss(n, d=5, shift=0.0, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def test_mmd_of_identical_sets_is_zero_and_grows_with_the_shift():
+    x = gauss(300)
+    assert float(mk_mmd2(x, x, estimator="biased")) == pytest.approx(0.0, abs=1e-12)
+    assert abs(distance(x, gauss(300, seed=1), "mk-mmd")) < 0.01  # same distribution: ~0 (unbiased)
+    for metric in ("mk-mmd", "mmd", "coral", "a-distance"):
+        values = [distance(x, gauss(300, seed=1, shift=s) * (1 + s if metric == "coral" else 1), metric)
+                  for s in (0.0, 0.5, 1.0, 2.0)]
+        assert all(a < b for a, b in zip(values, values[1:])), (metric, values)
+
+
+def test_single_kernel_unbiased_mmd_matches_a_double_loop():
+    x, y = gauss(9, 3), gauss(8, 3, 0.4, seed=2)
+    z = np.concatenate([x, y])
+    d2 = [((a - b) ** 2).sum() for i, a in enumerate(z) for b in z[i + 1:]]
+    s2 = sorted(d2)[(len(d2) - 1) // 2]  # median heuristic (lower middle, as torch)
+    k = lambda a, b: np.exp(-((a - b) ** 2).sum() / (2 * s2))  # noqa: E731
+    m, n = len(x), len(y)
+    want = (sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+            + sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+            - 2 * sum(k(a, b) for a in x for b in y) / (m * n))
+    assert distance(x, y, "mmd") == pytest.approx(want, rel=1e-9)
+
+
+def test_linear_time_mk_mmd_is_within_noise_of_the_quadratic_one():
+    x, y = gauss(3000, 4), gauss(3000, 4, 0.3, seed=5)
+    quad = float(mk_mmd2(x, y))
+    rng = np.random.default_rng(0)
+    lin = [float(mk_mmd2(x[rng.permutation(3000)], y[rng.permutation(3000)], estimator="linear")) for _ in range(8)]
+    assert quad > 0.01 and abs(np.mean(lin) - quad) < 3 * np.std(lin) / np.sqrt(8) + 0.003
+
+
+def test_a_distance_is_near_0_for_one_distribution_and_2_for_disjoint_ones():
+    x = gauss(600, 4)
+    assert proxy_a_distance(x, gauss(600, 4, seed=1)) < 0.25
+    assert proxy_a_distance(x, gauss(600, 4, shift=8.0, seed=1)) == 2.0
+    res = domain_classifier(torch.tensor(x), gauss(400, 4, seed=3), max_samples=300)
+    assert res.n_train == res.n_test == 300  # 150 + 150 each, balanced
+    with pytest.raises(DataError, match="features"):
+        proxy_a_distance(x, gauss(10, 3))
+
+
+def test_permutation_statistics_equal_mmd_on_every_relabelling():
+    x, y = gauss(7, 2), gauss(5, 2, 0.5, seed=1)
+    z = torch.tensor(np.concatenate([x, y]))
+    kern = GaussianKernel(bandwidth=1.3, multipliers=(0.5, 1.0, 2.0))
+    K = kern.matrix(z, z, kern.sigmas2(z, z))
+    rng = np.random.default_rng(0)
+    members = np.zeros((6, 12))
+    for r in members:
+        r[rng.permutation(12)[:7]] = 1
+    for est in ("biased", "unbiased"):
+        got = _statistics(K, torch.tensor(members), est)
+        want = [float(mmd2(z[r == 1], z[r == 0], kern, est)) for r in members]
+        assert got.numpy() == pytest.approx(want, rel=1e-10)
+
+
+def test_permutation_test_detects_a_shift_and_is_calibrated_under_the_null():
+    res = mmd_test(gauss(80, 3), gauss(80, 3, 0.6, seed=1), permutations=199)
+    assert res.p_value == pytest.approx(1 / 200) and res.mmd2 == pytest.approx(distance(gauss(80, 3), gauss(80, 3, 0.6, seed=1)))
+    p = [mmd_test(gauss(25, 2, seed=2 * i), gauss(25, 2, seed=2 * i + 1), permutations=99, seed=i).p_value
+         for i in range(40)]
+    assert 0.0 < np.mean(np.array(p) < 0.1) <= 0.25 and 0.35 < np.mean(p) < 0.65
+    with pytest.raises(DataError, match="linear"):
+        mmd_test(gauss(10), gauss(10), estimator="linear")
+
+
+def test_distances_share_one_subsample_and_reject_unknown_names():
+    x, y = gauss(500, 3), gauss(400, 3, 1.0, seed=1)
+    d = distances(torch.tensor(x), y, ["mk-mmd", "linear-mmd", "coral"], max_samples=200)
+    assert set(d) == {"mk-mmd", "linear-mmd", "coral"} and all(isinstance(v, float) for v in d.values())
+    assert d == distances(x, y, ["mk-mmd", "linear-mmd", "coral"], max_samples=200)  # seeded
+    with pytest.raises(UnknownNameError, match="available"):
+        distances(x, y, ["kl"])
+
+
+@pytest.mark.skipif(not available(), reason="POT (pip install pot) is not installed")
+def test_wasserstein_of_a_translation_is_its_length():
+    x = gauss(150, 4)
+    assert wasserstein(x, x + 1.0) == pytest.approx(2.0, rel=1e-6)  # |(1,1,1,1)|
+    assert wasserstein(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert wasserstein(x, x + 1.0, reg=0.01) == pytest.approx(2.0, rel=0.01)  # entropic blur: slightly above
+
+
+def test_wasserstein_without_pot_names_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ot", None)  # makes `import ot` fail
+    with pytest.raises(MissingDependencyError, match="pip install pot"):
+        wasserstein(gauss(5), gauss(5))

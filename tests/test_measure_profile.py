@@ -1,0 +1,78 @@
+"""Per-layer profiles and `qianyi measure`: known cases, before/after adaptation, files written."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from qianyi.cli import main
+from qianyi.errors import UnknownNameError
+from qianyi.measure import compare_table, layer_profile, plot_profiles
+from qianyi.measure.report import measure
+from qianyi.nn.backbones import Backbone
+from qianyi.train import TrainConfig, run
+
+from .conftest import toy_task
+
+
+def shift_removing_net(d: int) -> Backbone:
+    """fc1 drops coordinate 0 (where the domains differ); logits read fc1."""
+    fc1 = nn.Linear(d, d, bias=False)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.diag(torch.tensor([0.0] + [1.0] * (d - 1))))
+    return Backbone([("fc1", fc1), ("logits", nn.Linear(d, 2))])
+
+
+def test_profile_sees_the_shift_at_the_input_and_not_after_a_layer_that_removes_it():
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(400, 4)).astype(np.float32)
+    xt = rng.normal(size=(400, 4)).astype(np.float32)
+    xt[:, 0] += 6.0
+    p = layer_profile(shift_removing_net(4), xs, xt, ["mk-mmd", "a-distance"], max_samples=300, label="net")
+    assert p.layers == ["input", "fc1", "logits"] and p.dims == [4, 4, 2] and p.n_source == p.n_target == 300
+    assert p.at("input", "a-distance") > 1.95 and p.at("input", "mk-mmd") > 0.3
+    assert p.at("fc1", "a-distance") < 0.3 and abs(p.at("fc1", "mk-mmd")) < 0.02
+    only = layer_profile(shift_removing_net(4), xs, xt, ["coral"], layers=["fc1", "input"])
+    assert only.layers == ["input", "fc1"]  # network order
+    with pytest.raises(UnknownNameError, match="conv9"):
+        layer_profile(shift_removing_net(4), xs, xt, layers=["conv9"])
+
+
+def test_dan_lowers_the_upper_layer_distance_compared_with_source_only(tmp_path):
+    task = toy_task(n=400, shift=2.0)
+    cfg = dict(epochs=2, steps_per_epoch=40, batch_size=64, progress=False)
+    profiles = []
+    for m in ("source-only", "dan"):
+        _, fit = run(m, task, TrainConfig(**cfg), trade_off=3.0) if m == "dan" else run(m, task, TrainConfig(**cfg))
+        profiles.append(layer_profile(fit.model, task.source_val.X, task.target_test.X, ["mk-mmd"], label=m))
+    before, after = profiles
+    for layer in ("fc2", "logits"):
+        assert after.at(layer, "mk-mmd") < 0.5 * before.at(layer, "mk-mmd"), (layer, before.values, after.values)
+    assert before.at("input", "mk-mmd") == after.at("input", "mk-mmd")  # same samples at the input
+    table = compare_table(profiles, "mk-mmd")
+    assert "source-only" in table and "dan" in table and "fc2" in table
+    png = plot_profiles(profiles, tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_measure_writes_json_md_png_and_reuses_finished_runs(tmp_path, digits_task):
+    cfg = TrainConfig(epochs=1, steps_per_epoch=10, progress=False)
+    res = measure(digits_task, layers=True, adapt=["dann"], config=cfg, metrics=["mk-mmd", "coral"], samples=150,
+                  permutations=30, out=tmp_path, log=None)
+    data = json.loads((tmp_path / "measure.json").read_text())
+    assert [p["label"] for p in data["profiles"]] == ["source-only", "dann"]
+    assert data["profiles"][0]["layers"] == ["input", "conv1", "conv2", "fc1", "fc2", "logits"]
+    assert 0 < data["mmd_p_value"] <= 1 and (tmp_path / "profile.png").exists()
+    assert (tmp_path / "runs" / "dann" / "model.pt").exists()
+    assert "target test acc. (final score only)" in res.table()
+
+
+def test_cli_measure_prints_input_distances(capsys):
+    assert main(["measure", "digits", "digits+rot30", "--samples", "120", "--permutations", "20",
+                 "--metrics", "mk-mmd,a-distance"]) == 0
+    out = capsys.readouterr().out
+    assert "mk-mmd" in out and "a-distance" in out and "permutation test" in out
+    assert main(["measure", "digits", "digits+rot30", "--metrics", "kl"]) == 2
