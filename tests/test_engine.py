@@ -70,6 +70,14 @@ def test_source_val_selection_keeps_best_source_epoch():
     assert "source-validation" in res.selection
 
 
+def test_run_leaves_the_callers_config_alone(tmp_path):
+    cfg = TrainConfig(**FAST)
+    run("source-only", toy_task(), cfg, out=tmp_path / "a")
+    assert cfg.checkpoint_dir is None
+    res, _ = run("dan", toy_task(), cfg)  # no checkpoint of the first run is picked up
+    assert res.method == "dan" and not (tmp_path / "a" / "dan").exists()
+
+
 def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
     task = toy_task()
     run("dann", task, TrainConfig(**FAST), out=tmp_path)

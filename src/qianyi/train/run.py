@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     m = get_method(method, **hparams) if isinstance(method, str) else method
     config = config or TrainConfig()
     if out is not None:
-        config.checkpoint_dir = str(out)
+        config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     fit = Trainer(m, config).fit(task)
     device = fit.device
     result = RunResult(
