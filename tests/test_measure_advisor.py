@@ -23,16 +23,20 @@ def recommend(pads, pvals=(None, None, None, 0.5, 0.5, 0.5), atc=0.8, ent=(1.0, 
     return _recommend("s->t", lenet(1, 8, 10), prof, [0.9] * 6, list(pvals), atc, 0.1, *ent)
 
 
-def test_moderate_shift_freezes_general_layers_and_adapts_the_shifted_ones_with_dan():
-    a = recommend([1.2, 1.1, 1.25, 0.8, 0.6, 0.1])
+def test_groups_reading_a_shared_representation_are_frozen_and_shifted_ones_adapted_with_dan():
+    a = recommend([0.6, 0.7, 1.3, 0.8, 0.6, 0.1])
     assert (a.freeze, a.method, a.adapt_layers) == (2, "dan", ["fc1", "fc2"])
     assert a.transfer_likely_helps and not a.negative_transfer_warning
     why = {r.topic: r.because for r in a.recommendations}
-    assert "conv1 PAD 1.10" in why["freeze"] and "fc1 is an adaptation layer" in why["freeze"]
+    assert "input PAD 0.60, conv1 PAD 0.70" in why["freeze"] and "conv2 PAD 1.30 > 1.0" in why["freeze"]
 
 
-def test_a_layer_that_raises_separability_stops_freezing():
-    assert recommend([1.0, 1.05, 1.4, 0.8, 0.6, 0.1]).freeze == 1  # conv2 > input + 0.1
+def test_freezing_stops_at_the_first_separable_input_or_adaptation_layer():
+    assert recommend([0.6, 1.2, 0.5, 0.8, 0.6, 0.1]).freeze == 1  # conv2 reads conv1 (PAD 1.2)
+    a = recommend([0.3, 0.3, 0.3, 0.5, 0.4, 0.1])
+    assert a.freeze == 2 and "fc1 is an adaptation layer" in {r.topic: r.because for r in a.recommendations}["freeze"]
+    # MNIST -> UCI digits as measured: separable from the input on, so nothing is frozen
+    assert (recommend([1.59, 1.64, 1.60, 1.58, 1.27, 0.33]).freeze, recommend([1.59] * 6).freeze) == (0, 0)
 
 
 def test_low_level_shift_adapts_every_layer_adversarially():

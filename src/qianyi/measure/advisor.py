@@ -13,11 +13,15 @@ with target labels was run (``benchmarks/advisor_check.py`` does that comparison
 * **Adaptation layers**: the fully connected (task-specific) groups where the shift is still
   measurable — PAD >= 0.2 or MMD p < 0.05 (Bonferroni-corrected over the layers tested). None: source-only is advised (nothing to align). This is
   DAN's choice (Long et al. 2015): conv layers general, fully connected layers specific.
-* **Freeze depth**: lower groups are general (Yosinski et al. 2014) while they do not make the
-  domains more separable than the raw inputs (PAD <= PAD_input + 0.1), and are not adaptation
-  layers; the count of such leading groups is frozen. When the inputs are already almost perfectly
-  separable (PAD_input >= 1.9: low-level statistics differ, e.g. colour or texture), nothing is
-  frozen — the first layers see inputs unlike any in the source and must adapt.
+* **Freeze depth**: a frozen group is a fixed function of its inputs, fitted — batch-norm statistics
+  included — to the source; it stays right for the target only while the target's inputs *to that
+  group* look like the source's (the reason AdaBN re-estimates BN statistics on the target, Li et
+  al. 2016). So groups are frozen from the bottom while the representation entering them is shared
+  (PAD <= 1.0: the domain classifier errs on at least a quarter of the samples) and they are not
+  adaptation layers; the first group whose inputs are separable is trained, and all above it.
+  (Rule v2. Rule v1 — freeze while a group makes the domains no more separable than the raw
+  inputs — froze conv1-conv2 on MNIST<->digits and was third of four both ways in
+  ``benchmarks/advisor_check.py``; v2 was written after that check, see docs/measure.md.)
 * **Method family**: a large shift (PAD_input >= 1.9, or PAD >= 1.5 at the features) -> adversarial
   (DANN, Ganin et al. 2016: a learned discriminator can align shifts a fixed kernel family
   misses); a moderate one -> discrepancy (DAN, MK-MMD on the adaptation layers): no min-max game.
@@ -52,7 +56,7 @@ from .report import load_model
 #: Thresholds of the rules in the module docstring (fixed a priori; see docs/measure.md).
 PAD_SHIFT = 0.2          # below: the domain classifier is within ~5 points of chance
 P_SHIFT = 0.05           # MMD permutation-test level (family-wise, over the fully connected layers)
-PAD_NOISE = 0.1          # "no more separable than the input" tolerance
+PAD_SHARED = 1.0         # at or below: the representation is shared enough to keep a layer on it frozen
 PAD_LOW_LEVEL = 1.9      # inputs almost perfectly separable
 PAD_LARGE = 1.5          # large shift at the features
 COLLAPSE = 0.6           # target prediction entropy below this fraction of the source's
@@ -236,12 +240,12 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
         return ", ".join(f"{l} PAD {pad[l]:.2f}" + (f" p {pv[l]:.3g}" if pv.get(l) is not None else "") for l in layers)
 
     low_level = pad[INPUT] >= PAD_LOW_LEVEL
+    entering = [INPUT, *groups[:-1]]  # the representation each group reads
     freeze = 0
-    if not low_level:
-        for g in groups[:-1]:
-            if g in adapt or pad[g] > pad[INPUT] + PAD_NOISE:
-                break
-            freeze += 1
+    for g, below in zip(groups[:-1], entering):
+        if g in adapt or pad[below] > PAD_SHARED:
+            break
+        freeze += 1
     if not adapt:
         method = "source-only"
         why_m = (f"no fully connected layer shows a measurable shift ({nums(fc)}; thresholds PAD >= {PAD_SHIFT} or "
@@ -272,16 +276,13 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
                if pad[feat] >= PAD_LOW_LEVEL else "")
             + (f"target predictions collapse onto few classes (entropy {ent_t:.2f} < {COLLAPSE} x {ent_s:.2f}); "
                if collapse else "") + "aligning unrelated distributions can hurt (Wang et al., CVPR 2019)"))
-    if low_level:
-        why_f = (f"the inputs are almost perfectly separable (input PAD {pad[INPUT]:.2f} >= {PAD_LOW_LEVEL}): "
-                 "low-level statistics differ, so even the first layers must adapt")
-    else:
-        kept = groups[:freeze]
-        stop = groups[freeze]
-        why_f = ((f"{', '.join(kept)} keep the domains no more separable than the input ({nums(kept)} vs input "
-                  f"PAD {pad[INPUT]:.2f} + {PAD_NOISE}): general layers; " if kept else "")
-                 + f"{stop} " + ("is an adaptation layer" if stop in adapt else
-                                 f"raises the separability (PAD {pad[stop]:.2f} > {pad[INPUT]:.2f} + {PAD_NOISE})"))
+    kept, stop = groups[:freeze], groups[freeze]
+    why_f = ((f"the inputs of {', '.join(kept)} are shared ({nums(entering[:freeze])} <= {PAD_SHARED}); "
+              if kept else "") + f"{stop} " + (
+        "is an adaptation layer" if stop in adapt and pad[entering[freeze]] <= PAD_SHARED else
+        f"reads a representation the domain classifier separates ({entering[freeze]} PAD "
+        f"{pad[entering[freeze]]:.2f} > {PAD_SHARED}): frozen, its source-fitted weights and batch-norm "
+        "statistics would stay wrong for the target, so it and everything above it adapt"))
     recs.append(Recommendation("freeze", f"the first {freeze} layer group(s)" + (f" ({', '.join(groups[:freeze])})"
                                if freeze else "") + ", initialised from the source network", why_f))
     recs.append(Recommendation("adapt", ", ".join(adapt) if adapt else "none",
