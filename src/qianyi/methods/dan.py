@@ -19,12 +19,13 @@ class DAN(Method):
     mini-batch the loss uses the quadratic biased estimator (>= 0, exactly 0 for identical batches;
     its gradient equals the unbiased one's up to O(1/batch) factors) instead of the linear-time one.
     lambda_p = trade_off * (2 / (1 + exp(-10 p)) - 1), the progressive schedule that Long et al. adopt
-    from DANN in JAN (ICML 2017).
+    from DANN in JAN (ICML 2017). trade_off = 3 was chosen among {0.3, 1, 3, 10} by DEV, a label-free
+    score (benchmarks/select_defaults.py, docs/benchmarks.md); no target label was used.
     """
 
     name = "dan"
 
-    def __init__(self, trade_off: float = 1.0, layers: tuple[str, ...] = ("fc1", "fc2", "logits"),
+    def __init__(self, trade_off: float = 3.0, layers: tuple[str, ...] = ("fc1", "fc2", "logits"),
                  multipliers: tuple[float, ...] = MULTI_KERNEL, estimator: str = "biased") -> None:
         super().__init__()
         self.trade_off, self.layers, self.multipliers = trade_off, tuple(layers), tuple(multipliers)
