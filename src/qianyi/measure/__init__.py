@@ -1,11 +1,16 @@
 """Measure transfer: distances between domains, per-layer profiles, layer transferability, an advisor.
 
->>> from qianyi.measure import distances
+>>> from qianyi.measure import distances, layer_profile, advise
 >>> distances(Xs, Xt, ["mk-mmd", "a-distance"])          # doctest: +SKIP
-{'mk-mmd': 0.21, 'a-distance': 1.62}
+{'mk-mmd': 0.052, 'a-distance': 1.55}
+>>> advise(qianyi.load_task("mnist", "digits")).report()  # doctest: +SKIP
 """
+from .advisor import Advice, advise
 from .distance import DEFAULT_METRICS, METRICS, distance, distances
 from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
+from .report import MeasureResult, measure
+from .transferability import ProtocolPair, TaskData, TransferabilityResult, dissimilar_pair, similar_pair, transferability
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "LayerProfile", "compare_table", "distance", "distances", "layer_profile",
-           "plot_profiles"]
+__all__ = ["DEFAULT_METRICS", "METRICS", "Advice", "LayerProfile", "MeasureResult", "ProtocolPair", "TaskData",
+           "TransferabilityResult", "advise", "compare_table", "dissimilar_pair", "distance", "distances",
+           "layer_profile", "measure", "plot_profiles", "similar_pair", "transferability"]
