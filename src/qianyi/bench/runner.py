@@ -112,16 +112,17 @@ class BenchResult:
         fig, axes = plt.subplots(1, len(self.pairs), figsize=(4.5 * len(self.pairs), 3.6), squeeze=False)
         for ax, pair in zip(axes[0], self.pairs):
             means = [100 * self.accuracies(m, pair).mean() if len(self.accuracies(m, pair)) else 0 for m in self.methods]
-            stds = [100 * self.accuracies(m, pair).std() if len(self.accuracies(m, pair)) > 1 else 0 for m in self.methods]
+            stds = [100 * self.accuracies(m, pair).std(ddof=1) if len(self.accuracies(m, pair)) > 1 else 0
+                    for m in self.methods]
             colors = ["#999999" if m == "source-only" else "#2ca02c" if m == "oracle" else "#1f77b4" for m in self.methods]
             ax.bar(range(len(self.methods)), means, yerr=stds, color=colors, capsize=3)
             ax.set_xticks(range(len(self.methods)), self.methods, rotation=30, ha="right")
             lo = max(0.0, min(means) - 10)
-            ax.set_ylim(lo, 100)
+            ax.set_ylim(lo, 102)
             ax.set_title(f"{pair[0]} → {pair[1]}")
             ax.set_ylabel("target accuracy (%)")
-            for i, v in enumerate(means):
-                ax.text(i, v + 0.5, f"{v:.1f}", ha="center", fontsize=8)
+            for i, (v, e) in enumerate(zip(means, stds)):
+                ax.text(i, min(v + e, 100) + 0.4, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
