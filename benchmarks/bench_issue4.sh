@@ -7,7 +7,7 @@
 #   METHODS=dsn,drcn bash benchmarks/bench_issue4.sh  # a subset (source-only and oracle always run)
 #
 # Sizes keep the whole table to a few CPU hours on a 2-core machine:
-#   * UCI-protocol pairs (8x8): 20 epochs (the default), each domain capped at 5,000 samples;
+#   * UCI-protocol pairs (8x8): 20 epochs (the default), each domain capped at 3,000 samples;
 #   * 28x28 pairs: each domain capped at 2,000 samples, 10 epochs.
 # One intra-op thread per process: small batches run faster so on a shared CPU.
 set -euo pipefail
@@ -21,7 +21,7 @@ PART="${PART:-all}"   # uci | 28px | all
 
 if [[ "$PART" == uci || "$PART" == all ]]; then
   "$QIANYI" bench --methods "$METHODS" --pairs 'mnist->digits' 'digits->mnist' --seeds 3 \
-    --max-samples 5000 --no-progress --out "$OUT/uci"
+    --max-samples 3000 --no-progress --out "$OUT/uci"
 fi
 if [[ "$PART" == 28px || "$PART" == all ]]; then
   "$QIANYI" bench --methods "$METHODS" --pairs 'mnist->mnist-m' 'fashion->fashion+rot30' --seeds 3 \

@@ -97,6 +97,7 @@ def fit_skada(name: str, task, seed: int, epochs: int, batch_size: int) -> tuple
 
 def fit_qianyi(name: str, task, seed: int, epochs: int, batch_size: int) -> tuple[float, float]:
     res, _ = run(name, task, TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, progress=False))
+    print(f"qianyi {name} hyper-parameters: {res.hparams}", flush=True)
     return res.target_accuracy, res.train_seconds
 
 
@@ -107,7 +108,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-samples", type=int, default=5000)
+    ap.add_argument("--max-samples", type=int, default=3000)
     ap.add_argument("--out", default="runs/skada_compare")
     args = ap.parse_args()
     import skada
