@@ -303,7 +303,8 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start, disable=not cfg.progress, leave=False, dynamic_ncols=True,
+        # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
+        bar = tqdm(total=total, initial=start, disable=None if cfg.progress else True, leave=False, dynamic_ncols=True,
                    desc=f"{method.name} {task.name} seed {cfg.seed}")
         sums: dict[str, float] = resumed_sums
         n_in_epoch = resumed_n
