@@ -43,6 +43,8 @@ def test_bench_writes_tables_with_gap_closed_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("(done earlier)") == 6
+    assert main(args + ["--max-samples", "600"]) == 0  # another task: nothing is reused
+    assert capsys.readouterr().out.count("(done earlier)") == 0
 
 
 def test_bad_input_exits_2_with_a_message(capsys):

@@ -7,6 +7,7 @@ Runs are resumable: each writes its own result.json atomically and is skipped wh
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .._io import atomic_write, write_text
+from ..data.domain import TransferTask
 from ..data.tasks import load_task
 from ..errors import DataError
 from ..methods.base import Method
@@ -136,8 +138,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           log: Callable[[str], None] | None = print) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
-    With ``out``, each run lives in ``out/runs/PAIR/METHOD/seedN`` (checkpoint + result.json) and is
-    reused if finished, so a killed benchmark resumes where it stopped.
+    With ``out``, each run lives in ``out/runs/PAIR/METHOD/seedN-KEY`` (checkpoint + result.json; KEY
+    hashes the hyper-parameters, training settings and task sizes) and is reused if finished, so a
+    killed benchmark resumes where it stopped and a changed setting starts a fresh run.
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
@@ -155,9 +158,14 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         for m in methods_:
             for seed in seeds:
                 cfg = TrainConfig(**{**base.__dict__, "seed": seed})
-                rdir = Path(out) / "runs" / _slug(f"{s}->{t}") / m / f"seed{seed}" if out is not None else None
                 method = get_method(m, **hparams.get(m, {}))
-                result = _load_finished(rdir, method, seed, cfg)
+                rdir = result = None
+                if out is not None:
+                    base_dir = Path(out) / "runs" / _slug(f"{s}->{t}") / m
+                    rdir = base_dir / f"seed{seed}-{_run_key(method, cfg, task)}"
+                    # the plain seedN folder is the layout of earlier versions: reuse it if it matches
+                    result = (_load_finished(rdir, method, seed, cfg, task)
+                              or _load_finished(base_dir / f"seed{seed}", method, seed, cfg, task))
                 if result is None:
                     result, _ = run(method, task, cfg, out=rdir)
                     if log:
@@ -171,7 +179,16 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     return res
 
 
-def _load_finished(rdir: Path | None, method: Method, seed: int, cfg: TrainConfig) -> RunResult | None:
+def _run_key(method: Method, cfg: TrainConfig, task: TransferTask) -> str:
+    """Short hash of what defines a run, so changed settings never meet an old checkpoint."""
+    ident = {"hparams": method.hparams(), "config": cfg.fingerprint(),
+             "sizes": [len(task.source), len(task.source_val), len(task.target), len(task.target_test)]}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _load_finished(rdir: Path | None, method: Method, seed: int, cfg: TrainConfig,
+                   task: TransferTask) -> RunResult | None:
+    """A finished run of exactly this method, settings and task (sizes included), or None."""
     if rdir is None or not (rdir / RESULT_FILE).exists():
         return None
     try:
@@ -181,7 +198,9 @@ def _load_finished(rdir: Path | None, method: Method, seed: int, cfg: TrainConfi
         return None  # unreadable: run again (the checkpoint, if any, still resumes it)
     same = (result.method == method.name and result.seed == seed
             and result.config == json.loads(json.dumps(cfg.fingerprint()))
-            and result.hparams == json.loads(json.dumps(method.hparams())))
+            and result.hparams == json.loads(json.dumps(method.hparams()))
+            and (result.n_source, result.n_target_train, result.n_target_test)
+            == (len(task.source), len(task.target), len(task.target_test)))
     if not same:
         return None
     return result
