@@ -23,7 +23,13 @@ def source_val_accuracy(model: torch.nn.Module, source_val: Domain, device: str 
 
 def dev_score(model: torch.nn.Module, source: Domain, source_val: Domain, target: Domain, layer: str = "features",
               device: str = "cpu", max_fit: int = 5000, seed: int = 0) -> float:
-    """DEV risk estimate of the target loss (lower is better); uses source labels and target inputs only.
+    """DEV risk estimate of the target loss (lower is better); see :func:`dev_details`."""
+    return dev_details(model, source, source_val, target, layer, device, max_fit, seed)["dev"]
+
+
+def dev_details(model: torch.nn.Module, source: Domain, source_val: Domain, target: Domain, layer: str = "features",
+                device: str = "cpu", max_fit: int = 5000, seed: int = 0) -> dict[str, float]:
+    """DEV estimate of the target loss and its diagnostics; uses source labels and target inputs only.
 
     A logistic-regression domain classifier is fit on features of (a subsample of) ``source`` and
     ``target``; its odds give density-ratio weights w_i for the ``source_val`` samples; with
@@ -43,4 +49,9 @@ def dev_score(model: torch.nn.Module, source: Domain, source_val: Domain, target
     weighted = w * loss
     var = np.var(w, ddof=1)
     eta = -np.cov(weighted, w)[0, 1] / var if var > 0 else 0.0
-    return float(weighted.mean() + eta * w.mean() - eta)
+    return {"dev": float(weighted.mean() + eta * w.mean() - eta),
+            # the density ratio has mean 1 under the source; far from 1, the weights (and DEV, which can
+            # then even turn negative) are unreliable: the domain classifier is over-confident
+            "mean_weight": float(w.mean()),
+            # self-normalised importance-weighted loss (IWCV without the control variate), always >= 0
+            "iw_risk": float(weighted.sum() / w.sum())}
