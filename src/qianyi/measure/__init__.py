@@ -6,11 +6,12 @@
 >>> advise(qianyi.load_task("mnist", "digits")).report()  # doctest: +SKIP
 """
 from .advisor import Advice, advise
-from .distance import DEFAULT_METRICS, METRICS, distance, distances
+from .metrics import DEFAULT_METRICS, METRICS, distance, distances
 from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
 from .report import MeasureResult, measure
-from .transferability import ProtocolPair, TaskData, TransferabilityResult, dissimilar_pair, similar_pair, transferability
+from .transferability import ProtocolPair, TaskData, TransferabilityResult, dissimilar_pair, similar_pair
+from .transferability import transferability as layer_transferability  # the module keeps its name
 
 __all__ = ["DEFAULT_METRICS", "METRICS", "Advice", "LayerProfile", "MeasureResult", "ProtocolPair", "TaskData",
            "TransferabilityResult", "advise", "compare_table", "dissimilar_pair", "distance", "distances",
-           "layer_profile", "measure", "plot_profiles", "similar_pair", "transferability"]
+           "layer_profile", "layer_transferability", "measure", "plot_profiles", "similar_pair"]

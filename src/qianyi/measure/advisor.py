@@ -49,7 +49,7 @@ from ..nn.backbones import Backbone
 from ..train.engine import TrainConfig, Trainer, predict_features, predict_logits
 from ..train.run import MODEL_FILE
 from ._report import markdown_table
-from .distance import check_metrics
+from .metrics import check_metrics
 from .profile import INPUT, LayerProfile, layer_profile, plot_profiles
 from .report import load_model
 

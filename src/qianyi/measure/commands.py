@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import DataError
-from .distance import DEFAULT_METRICS, METRICS
+from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -19,7 +19,7 @@ from ..errors import DataError, UnknownNameError
 from ..nn.backbones import Backbone
 from ..train.engine import predict_features
 from ._report import markdown_table, pyplot, save_figure
-from .distance import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
+from .metrics import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
 
 INPUT = "input"
 

@@ -18,7 +18,7 @@ from ..nn.backbones import Backbone, backbone_for
 from ..train.engine import TrainConfig, accuracy, load_initial_weights
 from ..train.run import run
 from ._report import markdown_table
-from .distance import DEFAULT_METRICS, check_metrics, distances
+from .metrics import DEFAULT_METRICS, check_metrics, distances
 from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
 
 BEFORE = "source-only"
