@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from qianyi.cli import main
 from qianyi.data.domain import TransferTask
