@@ -70,9 +70,11 @@ def test_measure_writes_json_md_png_and_reuses_finished_runs(tmp_path, digits_ta
     assert "target test acc. (final score only)" in res.table()
 
 
-def test_cli_measure_prints_input_distances(capsys):
+def test_cli_measure_prints_input_distances(capsys, tmp_path):
     assert main(["measure", "digits", "digits+rot30", "--samples", "120", "--permutations", "20",
                  "--metrics", "mk-mmd,a-distance"]) == 0
     out = capsys.readouterr().out
     assert "mk-mmd" in out and "a-distance" in out and "permutation test" in out
     assert main(["measure", "digits", "digits+rot30", "--metrics", "kl"]) == 2
+    assert main(["measure", "digits", "digits+rot30", "--layers", "--model", str(tmp_path / "nope.pt")]) == 2
+    assert "--model" in capsys.readouterr().err

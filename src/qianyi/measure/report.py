@@ -14,6 +14,7 @@ import torch
 from .._io import write_json, write_text
 from ..data.domain import TransferTask
 from ..distances import mmd_test
+from ..errors import DataError
 from ..nn.backbones import Backbone, backbone_for
 from ..train.engine import TrainConfig, accuracy, load_initial_weights
 from ..train.run import run
@@ -65,6 +66,9 @@ class MeasureResult:
 
 def load_model(path: str | Path, task: TransferTask) -> Backbone:
     """The default backbone for ``task`` with weights from a saved ``model.pt`` (safe loading)."""
+    if not Path(path).is_file():
+        raise DataError(f"--model {str(path)!r} is not a file; give the model.pt written by `qianyi run --out DIR` "
+                        "(or `qianyi advise --out DIR`: DIR/source/model.pt)")
     model = backbone_for(task.sample_shape, task.n_classes)
     load_initial_weights(model, path)
     return model.eval()
