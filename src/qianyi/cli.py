@@ -96,6 +96,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     g.add_argument("--max-samples", type=int, default=None, help="cap each domain at N samples (stratified)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 is fastest for these small networks "
+                        "on a busy machine)")
     f = p.add_argument_group("fine-tuning (with any method)")
     f.add_argument("--init-from", default=None, metavar="MODEL.pt",
                    help="start from a saved model (DIR/model.pt of an earlier `qianyi run --out DIR`)")
@@ -180,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.data_dir is not None:
         os.environ["QIANYI_DATA"] = args.data_dir
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return _dispatch(args)
     except QianyiError as exc:
