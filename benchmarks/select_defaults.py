@@ -59,7 +59,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: TrainConfig's")
     ap.add_argument("--max-samples", type=int, default=None)
     ap.add_argument("--out", default="runs/select_defaults")
+    ap.add_argument("--grid", default=None, metavar="JSON",
+                    help='candidates instead of GRID, e.g. \'{"drcn": [{"trade_off": 0.1, "reconstruct": "both"}]}\'')
     args = ap.parse_args()
+    if args.grid:
+        GRID.update(json.loads(args.grid))
     out = Path(args.out)
     cache = out / "scores.jsonl"
     done: dict[str, dict[str, Any]] = {}
