@@ -19,15 +19,16 @@ class DRCN(Method):
 
     L_rec = ||x_t - D(f(x_t))||^2 (mean squared error per input value) with a decoder D from the
     features back to the inputs; the encoder must keep what describes target images while it learns
-    to classify source ones. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7;
-    the default lambda = 0.1 is what a label-free score (DEV / importance-weighted source risk, no
-    target labels) ranks first among {0.1, 3/7, 1} over the four bench pairs (docs/methods.md).
-    ``reconstruct="both"`` also reconstructs the source (the paper's DRCN_st).
+    to classify source ones. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7.
+    ``reconstruct="both"`` also reconstructs the source (the paper's DRCN_st). The default,
+    ``reconstruct="both"`` with lambda = 0.1, is what a label-free score (DEV / importance-weighted
+    source risk, no target labels) ranks first among target-only and both-domain reconstruction with
+    lambda in {0.1, 3/7, 1} over the four bench pairs (docs/methods.md).
     """
 
     name = "drcn"
 
-    def __init__(self, trade_off: float = 0.1, reconstruct: str = "target") -> None:
+    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both") -> None:
         super().__init__()
         if reconstruct not in RECONSTRUCT:
             raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
