@@ -40,8 +40,8 @@ def main() -> None:
             r = json.loads(res.read_text())
             if (r["n_source"], r["n_target_train"], r["n_target_test"]) != sizes or r["method"] == "oracle":
                 continue
-            if r["method"] == "ddc" and r["hparams"].get("kernel") != "gaussian":
-                continue  # the earlier linear-kernel default
+            if r["hparams"] != json.loads(json.dumps(qianyi.get_method(r["method"]).hparams())):
+                continue  # a run with earlier defaults
             model = load_model(res.parent / "model.pt", task)
             d = dev_details(model, task.source, task.source_val, task.target)
             rows[r["method"]][r["seed"]] = {**d, "acc": 100 * r["target_accuracy"]}
