@@ -18,7 +18,6 @@ import numpy as np
 
 import qianyi
 from qianyi.bench import parse_pair
-from qianyi.bench.runner import _slug
 from qianyi.measure.report import load_model
 from qianyi.select import dev_details
 
@@ -36,9 +35,12 @@ def main() -> None:
         task = qianyi.load_task(*parse_pair(pair), max_samples=args.max_samples)
         sizes = (len(task.source), len(task.target), len(task.target_test))
         rows: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
-        for res in sorted(root.glob(f"{_slug(pair)}/*/*/result.json")):
+        source, target = parse_pair(pair)
+        for res in sorted(root.glob("*/*/*/result.json")):
             r = json.loads(res.read_text())
-            if (r["n_source"], r["n_target_train"], r["n_target_test"]) != sizes or r["method"] == "oracle":
+            if (r["source"], r["target"]) != (source, target) or r["method"] == "oracle":
+                continue
+            if (r["n_source"], r["n_target_train"], r["n_target_test"]) != sizes:
                 continue
             if r["hparams"] != json.loads(json.dumps(qianyi.get_method(r["method"]).hparams())):
                 continue  # a run with earlier defaults

@@ -15,15 +15,16 @@ RECONSTRUCT = ("target", "both")
 
 @register
 class DRCN(Method):
-    """DRCN: one encoder, two heads: classify the source, reconstruct the target. L = L_cls(source) + lambda * L_rec.
+    """DRCN: one encoder, two heads: classify the source, reconstruct the inputs. L = L_cls(source) + lambda * L_rec.
 
     L_rec = ||x_t - D(f(x_t))||^2 (mean squared error per input value) with a decoder D from the
     features back to the inputs; the encoder must keep what describes target images while it learns
-    to classify source ones. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7.
-    ``reconstruct="both"`` also reconstructs the source (the paper's DRCN_st). The default,
-    ``reconstruct="both"`` with lambda = 0.1, is what a label-free score (DEV / importance-weighted
-    source risk, no target labels) ranks first among target-only and both-domain reconstruction with
-    lambda in {0.1, 3/7, 1} over the four bench pairs (docs/methods.md).
+    to classify source ones. ``reconstruct="both"`` (the default; the paper's DRCN_st) adds the same
+    term for the source. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7. The
+    default lambda = 0.1 with both domains is what a label-free score (DEV / importance-weighted
+    source risk, no target labels) ranks first over the four bench pairs among target-only
+    reconstruction with lambda in {0.1, 3/7, 1} and both-domain reconstruction with lambda in
+    {0.1, 3/7} (docs/methods.md).
     """
 
     name = "drcn"
