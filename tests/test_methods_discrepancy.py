@@ -249,3 +249,12 @@ def test_new_methods_fine_tune_from_a_saved_model_with_frozen_layers(name, tmp_p
     end = fit.model.state_dict()
     assert all(torch.equal(start[k], end[k]) for k in start if k.startswith("groups.fc1."))
     assert not torch.equal(start["groups.logits.weight"], end["groups.logits.weight"])
+
+
+def test_drcn_decoder_reads_the_layer_it_is_told():
+    cfg = TrainConfig(epochs=1, steps_per_epoch=5, progress=False)
+    _, fit = run(get_method("drcn", layer="fc1"), toy_task(), cfg)
+    assert fit.method.decoder.fc[0].in_features == fit.model.feature_dim("fc1") != fit.model.feature_dim()
+    for bad in ("conv9", "logits"):
+        with pytest.raises(UnknownNameError, match=bad):
+            run(get_method("drcn", layer=bad), toy_task(), cfg)

@@ -25,25 +25,33 @@ class DRCN(Method):
     source risk, no target labels) ranks first over the four bench pairs among target-only
     reconstruction with lambda in {0.1, 3/7, 1} and both-domain reconstruction with lambda in
     {0.1, 3/7} (docs/methods.md).
+
+    ``layer`` names the layer group the decoder reads (default: the bottleneck, ``features``). The
+    paper's decoder reads the first dense layer after the convolutions (its fc4), so that the layers
+    above it serve the labels only; ``layer="fc1"`` is that choice for :func:`qianyi.nn.lenet`.
     """
 
     name = "drcn"
 
-    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both") -> None:
+    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both", layer: str = "features") -> None:
         super().__init__()
         if reconstruct not in RECONSTRUCT:
             raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
-        self.trade_off, self.reconstruct = trade_off, reconstruct
+        self.trade_off, self.reconstruct, self.layer = trade_off, reconstruct, layer
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
-        self.decoder = Decoder(sample_batch.features.shape[1], backbone, sample_batch)
+        if self.layer == "logits":
+            raise UnknownNameError("drcn: layer must be a hidden layer group, not 'logits'; "
+                                   f"choose one of {list(sample_batch.names[:-1])} or 'features'")
+        code = sample_batch.flat(self.layer)  # names an unknown layer with the backbone's list
+        self.decoder = Decoder(code.shape[1], backbone, sample_batch)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         assert batch.source is not None and batch.target is not None and batch.target_inputs is not None
         xt = batch.target_inputs
-        rec = mse(xt, self.decoder(batch.target.features, xt))
+        rec = mse(xt, self.decoder(batch.target.flat(self.layer), xt))
         if self.reconstruct == "both":
             assert batch.source_inputs is not None
             xs = batch.source_inputs
-            rec = rec + mse(xs, self.decoder(batch.source.features, xs))
+            rec = rec + mse(xs, self.decoder(batch.source.flat(self.layer), xs))
         return {"cls": self.source_ce(batch), "recon": self.trade_off * rec}
