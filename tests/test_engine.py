@@ -92,17 +92,19 @@ def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
     assert (tmp_path / "result.json").exists()
 
 
-def test_resume_gives_same_weights_as_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("hp", [("dann", {}), ("drcn", {"noise": 0.3})], ids=["dann", "denoising-drcn"])
+def test_resume_gives_same_weights_as_uninterrupted_run(tmp_path, hp):
+    name, kw = hp  # the denoising DRCN draws input noise every step: the RNG state must resume too
     task = toy_task()
     cfg = dict(epochs=3, steps_per_epoch=10, batch_size=32, progress=False)
-    _, whole = run("dann", task, TrainConfig(**cfg))
+    _, whole = run(qianyi.get_method(name, **kw), task, TrainConfig(**cfg))
     # stop after 1 of 3 epochs (a checkpoint per epoch), then resume from that checkpoint
     part = TrainConfig(**cfg, checkpoint_dir=str(tmp_path))
-    trainer = Trainer(qianyi.get_method("dann"), part)
+    trainer = Trainer(qianyi.get_method(name, **kw), part)
     state_path = tmp_path / FILENAME
     _interrupt_after(trainer, task, steps=10)
     assert load_checkpoint(state_path)["step"] == 10
-    _, resumed = run("dann", task, TrainConfig(**cfg), out=tmp_path)
+    _, resumed = run(qianyi.get_method(name, **kw), task, TrainConfig(**cfg), out=tmp_path)
     assert resumed.resumed_from_step == 10
     for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k

@@ -67,6 +67,12 @@ class Method(nn.Module):
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         """Build extra modules once the backbone is known (``sample_batch``: its outputs on a few inputs)."""
 
+    def corrupt_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs as the encoder sees them in training (identity here). A denoising method overrides
+        it; ``Batch.*_inputs`` stay the clean ones. Use the global RNG: the engine checkpoints it,
+        so a resumed run draws the same noise."""
+        return x
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named loss terms, weights applied; the engine minimises their sum and logs each."""
         raise NotImplementedError

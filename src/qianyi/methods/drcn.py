@@ -29,15 +29,28 @@ class DRCN(Method):
     ``layer`` names the layer group the decoder reads (default: the bottleneck, ``features``). The
     paper's decoder reads the first dense layer after the convolutions (its fc4), so that the layers
     above it serve the labels only; ``layer="fc1"`` is that choice for :func:`qianyi.nn.lenet`.
+
+    ``noise`` > 0 makes the reconstruction denoising, as in the paper's full DRCN: in training the
+    encoder sees inputs with each value set to 0 with probability ``noise`` (both pathways, so the
+    classifier is trained on corrupted source inputs too) and the decoder must return the clean ones.
     """
 
     name = "drcn"
 
-    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both", layer: str = "features") -> None:
+    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both", layer: str = "features",
+                 noise: float = 0.0) -> None:
         super().__init__()
         if reconstruct not in RECONSTRUCT:
             raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
-        self.trade_off, self.reconstruct, self.layer = trade_off, reconstruct, layer
+        if not 0.0 <= noise < 1.0:
+            raise ValueError(f"drcn: noise is the fraction of input values zeroed, in [0, 1); got {noise}")
+        self.trade_off, self.reconstruct, self.layer, self.noise = trade_off, reconstruct, layer, noise
+
+    def corrupt_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-masking noise (training only); the decoder's targets stay clean."""
+        if self.noise == 0.0:
+            return x
+        return x * (torch.rand_like(x) >= self.noise)
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         if self.layer == "logits":

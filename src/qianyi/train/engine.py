@@ -311,6 +311,8 @@ class Trainer:
         t0 = time.perf_counter()
         model.train()
         method.train()
+        # a method's input corruption (denoising); skipped when not overridden, so no RNG draw
+        corrupt = method.corrupt_inputs if type(method).corrupt_inputs is not Method.corrupt_inputs else (lambda x: x)
         for step in range(start, total):
             progress = step / total
             lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
@@ -321,11 +323,11 @@ class Trainer:
             si, ti = src_stream.indices(step), tgt_stream.indices(step)
             out_s = out_t = None
             if method.uses_source and method.uses_target:
-                out_s, out_t = model(torch.cat([Xs[si], Xt[ti]])).split(len(si))
+                out_s, out_t = model(corrupt(torch.cat([Xs[si], Xt[ti]]))).split(len(si))
             elif method.uses_source:
-                out_s = model(Xs[si])
+                out_s = model(corrupt(Xs[si]))
             else:
-                out_t = model(Xt[ti])
+                out_t = model(corrupt(Xt[ti]))
             terms = method.loss(Batch(out_s, out_t, ys[si] if method.uses_source else None,
                                       yt[ti] if yt is not None else None, progress,
                                       Xs[si] if method.uses_source else None,
