@@ -25,7 +25,7 @@ from qianyi.select import dev_details
 from qianyi.train import TrainConfig, Trainer, accuracy
 
 # A candidate names every hyper-parameter whose default has changed since (ddc's kernel, drcn's
-# reconstruct): cached scores are keyed by the candidate as written, so it must mean one setting forever.
+# reconstruct and noise): cached scores are keyed by the candidate as written, so it must mean one setting forever.
 GRID: dict[str, list[Any]] = {
     "dan": [0.3, 1.0, 3.0, 10.0], "dann": [0.3, 1.0, 3.0],
     "ddc": [{"trade_off": v, "kernel": "linear"} for v in (0.25, 1.0, 4.0)],
@@ -36,7 +36,7 @@ GRID: dict[str, list[Any]] = {
 # weights are larger; DSN's raw reconstruction term is ~0.2 and the part of the difference term that
 # is not the constant 2/batch is ~0.005-0.013 (gamma: similarity, alpha: recon, beta: difference).
 GRID["ddc"] = GRID["ddc"] + [{"trade_off": v, "kernel": "gaussian"} for v in (1.0, 3.0, 10.0)]
-GRID["drcn"] = [{"trade_off": v, "reconstruct": "target"} for v in (0.1, 0.43, 1.0)]
+GRID["drcn"] = [{"trade_off": v, "reconstruct": "target", "noise": 0.0} for v in (0.1, 0.43, 1.0)]
 GRID["dsn"] = [{"trade_off": g, "recon_weight": a, "difference_weight": b}
                for g, a, b in ((0.25, 1.0, 10.0), (0.25, 0.1, 10.0), (0.25, 1.0, 30.0), (0.25, 0.1, 30.0),
                                (1.0, 0.1, 10.0))]

@@ -21,10 +21,10 @@ class DRCN(Method):
     features back to the inputs; the encoder must keep what describes target images while it learns
     to classify source ones. ``reconstruct="both"`` (the default; the paper's DRCN_st) adds the same
     term for the source. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7. The
-    default lambda = 0.1 with both domains is what a label-free score (DEV / importance-weighted
-    source risk, no target labels) ranks first over the four bench pairs among target-only
-    reconstruction with lambda in {0.1, 3/7, 1} and both-domain reconstruction with lambda in
-    {0.1, 3/7} (docs/methods.md).
+    default (both domains, lambda = 0.1, denoising with ``noise=0.3``) is what a label-free score
+    (DEV / importance-weighted source risk, no target labels) ranks first over the four bench pairs
+    among target-only reconstruction with lambda in {0.1, 3/7, 1}, both-domain reconstruction with
+    lambda in {0.1, 3/7}, the decoder on fc1, and noise in {0, 0.1, 0.3} (docs/methods.md).
 
     ``layer`` names the layer group the decoder reads (default: the bottleneck, ``features``). The
     paper's decoder reads the first dense layer after the convolutions (its fc4), so that the layers
@@ -38,7 +38,7 @@ class DRCN(Method):
     name = "drcn"
 
     def __init__(self, trade_off: float = 0.1, reconstruct: str = "both", layer: str = "features",
-                 noise: float = 0.0) -> None:
+                 noise: float = 0.3) -> None:
         super().__init__()
         if reconstruct not in RECONSTRUCT:
             raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
