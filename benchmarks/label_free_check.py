@@ -32,10 +32,10 @@ def main() -> None:
     print("| pair | method | DEV (seeds) | IW risk (seeds) | mean weight | seeds DEV > source-only | target acc. % (not used) |")
     print("|---|---|---|---|---:|---:|---|")
     for pair in args.pairs:
-        task = qianyi.load_task(*parse_pair(pair), max_samples=args.max_samples)
+        source, target = parse_pair(pair)
+        task = qianyi.load_task(source, target, max_samples=args.max_samples)
         sizes = (len(task.source), len(task.target), len(task.target_test))
         rows: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
-        source, target = parse_pair(pair)
         for res in sorted(root.glob("*/*/*/result.json")):
             r = json.loads(res.read_text())
             if (r["source"], r["target"]) != (source, target) or r["method"] == "oracle":

@@ -30,9 +30,10 @@ class DRCN(Method):
     paper's decoder reads the first dense layer after the convolutions (its fc4), so that the layers
     above it serve the labels only; ``layer="fc1"`` is that choice for :func:`qianyi.nn.lenet`.
 
-    ``noise`` > 0 makes the reconstruction denoising, as in the paper's full DRCN: in training the
-    encoder sees inputs with each value set to 0 with probability ``noise`` (both pathways, so the
-    classifier is trained on corrupted source inputs too) and the decoder must return the clean ones.
+    ``noise`` > 0 makes the reconstruction denoising, which the paper also uses (its corruption may
+    differ; here it is zero-masking): in training the encoder sees inputs with each value set to 0
+    with probability ``noise`` (both pathways, so the classifier is trained on corrupted source inputs
+    too) and the decoder must return the clean ones.
     """
 
     name = "drcn"

@@ -311,8 +311,7 @@ class Trainer:
         t0 = time.perf_counter()
         model.train()
         method.train()
-        # a method's input corruption (denoising); skipped when not overridden, so no RNG draw
-        corrupt = method.corrupt_inputs if type(method).corrupt_inputs is not Method.corrupt_inputs else (lambda x: x)
+        corrupt = method.corrupt_inputs  # identity unless the method denoises (no RNG draw then)
         for step in range(start, total):
             progress = step / total
             lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
