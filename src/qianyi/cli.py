@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(b)
 
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
-    sub.add_parser("methods", help="list methods")
+    mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings")
+    mp.add_argument("name", nargs="?", help="a method name: print its description and its --set settings with defaults")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -212,8 +213,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{'shifts':10s} append to any image spec: " + ", ".join(s.help for s in SHIFTS))
         return 0
     if args.command == "methods":
-        from .methods.registry import available_methods
+        import inspect
 
+        from .methods.registry import available_methods, get_method
+
+        if args.name:
+            cls = type(get_method(args.name))  # an unknown name fails with the list of known ones
+            paper = inspect.getdoc(sys.modules[cls.__module__])  # method modules open with the citation
+            print("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d))
+            print("\nsettings (--set NAME=VALUE): " + ", ".join(f"{k}={v!r}" for k, v in cls.hparam_defaults().items()))
+            return 0
         for name, cls in available_methods().items():
             print(f"{name:12s} {cls.summary()}")
         return 0
