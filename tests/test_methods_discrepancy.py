@@ -260,18 +260,19 @@ def test_drcn_decoder_reads_the_layer_it_is_told():
             run(get_method("drcn", layer=bad), toy_task(), cfg)
 
 
-def test_denoising_drcn_corrupts_what_the_encoder_sees_not_what_it_reconstructs():
-    m = get_method("drcn", noise=0.5)
+@pytest.mark.parametrize("scheme", ["alternate", "joint"])
+def test_denoising_drcn_corrupts_what_the_encoder_sees_not_what_it_reconstructs(scheme):
+    m = get_method("drcn", noise=0.5, scheme=scheme)
     fed, targets = [], []
-    corrupt, loss = m.corrupt_inputs, m.loss
-    m.corrupt_inputs = lambda x: fed.append((x, corrupt(x))) or fed[-1][1]  # type: ignore[method-assign]
-    m.loss = lambda b: targets.append(b.target_inputs) or loss(b)  # type: ignore[method-assign]
+    corrupt, reconstruction = m.corrupt, m.reconstruction
+    m.corrupt = lambda x: fed.append((x, corrupt(x))) or fed[-1][1]  # type: ignore[method-assign]
+    m.reconstruction = lambda x, code: targets.append(x) or reconstruction(x, code)  # type: ignore[method-assign]
     task = toy_task()
     run(m, task, TrainConfig(epochs=1, steps_per_epoch=3, progress=False))
-    clean, noisy = fed[0]
+    clean, noisy = fed[-1]
     zeroed = (noisy == 0) & (clean != 0)
     assert 0.35 < zeroed.float().mean() < 0.65 and torch.equal(noisy[~zeroed], clean[~zeroed])
-    assert torch.equal(targets[0], clean[-len(targets[0]):])  # the decoder's target is the clean batch
-    assert torch.equal(get_method("drcn", noise=0.0).corrupt_inputs(clean), clean)
+    assert torch.equal(targets[-1], clean[-len(targets[-1]):])  # the decoder's target is the clean batch
+    assert torch.equal(get_method("drcn", noise=0.0).corrupt(clean), clean)
     with pytest.raises(ValueError, match="noise"):
         get_method("drcn", noise=1.0)

@@ -24,8 +24,11 @@ EPILOG = """\
 examples:
   qianyi demo                                   # source-only, DAN, DANN on mnist->digits (a few minutes)
   qianyi run dann --source mnist --target digits --seed 0 --out runs/dann
-  qianyi run dan --source digits --target mnist --set trade_off=3 --epochs 10
+  qianyi run dan --source digits --target mnist --set trade_off=1 --epochs 10 --select dev
   qianyi bench --methods dan,dann --pairs 'mnist->digits' 'digits->mnist' --seeds 3 --out runs/bench
+  qianyi bench --methods dan --pairs 'mnist->digits' --select dev --validators all --out runs/bench-dev
+  qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev   # label-free settings
+  qianyi validators                             # label-free validators for --select / qianyi select
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
@@ -81,43 +84,23 @@ def parse_hparams(method: str, items: Sequence[str]) -> dict[str, Any]:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from .train.engine import TrainConfig
+    """The training flags: one per :class:`qianyi.TrainConfig` field, plus how to run them."""
+    from .train.config import add_config_arguments
 
-    d = TrainConfig()
-    g = p.add_argument_group("training (same for every method)")
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}); an epoch is one pass "
-                   "over the larger training domain")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"per domain (default {d.batch_size})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
-    g.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
-    g.add_argument("--select", choices=["last", "source-val"], default=d.select,
-                   help="which weights to keep: the last epoch's, or the best on source validation "
-                        "(never target labels)")
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    add_config_arguments(p)
+    g = p.add_argument_group("data and machine")
     g.add_argument("--max-samples", type=int, default=None, help="cap each domain at N samples (stratified)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is fastest for these small networks "
                         "on a busy machine)")
-    f = p.add_argument_group("fine-tuning (with any method)")
-    f.add_argument("--init-from", default=None, metavar="MODEL.pt",
-                   help="start from a saved model (DIR/model.pt of an earlier `qianyi run --out DIR`)")
-    f.add_argument("--init-layers", type=int, default=None, metavar="K", help="copy only the first K layer groups")
-    f.add_argument("--freeze", type=int, default=0, metavar="K", help="freeze the first K layer groups")
-    f.add_argument("--copied-lr-mult", type=float, default=1.0, metavar="M",
-                   help="learning-rate multiplier for copied, unfrozen layers (e.g. 0.1)")
-    f.add_argument("--l2sp", type=float, default=0.0, metavar="ALPHA",
-                   help="L2-SP: pull copied layers towards their initial weights with strength ALPHA")
 
 
 def train_config(args: argparse.Namespace, seed: int = 0):
     """The :class:`TrainConfig` described by the training flags of ``args``."""
-    from .train.engine import TrainConfig
+    from .train.config import config_from_args
 
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                       select=args.select, device=args.device, seed=seed, progress=not args.no_progress,
-                       init_from=args.init_from, init_layers=args.init_layers, freeze=args.freeze,
-                       copied_lr_mult=args.copied_lr_mult, l2sp=args.l2sp)
+    return config_from_args(args, seed=seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
     _train_args(b)
 
+    sl = sub.add_parser("select", help="choose a method's settings without target labels (grid x pairs, a validator)",
+                        description="Train each candidate setting of METHOD (its documented grid, or --grid) on each "
+                                    "pair, score the final models with a label-free validator, rank per pair, and "
+                                    "choose the lowest mean rank over pairs (ties: better mean score). Runs are "
+                                    "cached in --out: a rerun trains only what is missing, and any validator can "
+                                    "rank the same runs.")
+    sl.add_argument("method", nargs="+", help="method name(s), e.g. dan")
+    sl.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
+    sl.add_argument("--validator", default="dev", help="label-free validator (see `qianyi validators`; default dev)")
+    sl.add_argument("--grid", default=None, metavar="JSON|FILE",
+                    help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'')
+    sl.add_argument("--seeds", type=int, default=1, help="seeds per candidate and pair (default 1)")
+    sl.add_argument("--out", default="runs/select", help="cache and report folder (default runs/select)")
+    sl.add_argument("--show-oracle", action="store_true",
+                    help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")
+    _train_args(sl)
+
+    sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
     mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings")
     mp.add_argument("name", nargs="?", help="a method name: print its description and its --set settings with defaults")
@@ -166,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         _HANDLERS.update(module.add_commands(sub, _train_args))
     return p
+
+
+def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
+    """``--grid``: a JSON list of settings dicts, inline or in a file."""
+    import json
+    from pathlib import Path
+
+    if text is None:
+        return None
+    try:
+        raw = Path(text).read_text() if not text.lstrip().startswith(("[", "{")) and Path(text).is_file() else text
+        grid = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnknownNameError(f"--grid: not a JSON list of settings nor a readable JSON file ({exc})") from None
+    if isinstance(grid, dict):
+        grid = [grid]
+    if not isinstance(grid, list) or not all(isinstance(c, dict) for c in grid):
+        raise UnknownNameError('--grid: expected a JSON list of settings, e.g. [{"trade_off": 1.0}]')
+    return grid
 
 
 def _print_table(res) -> None:
@@ -182,8 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.data_dir is not None:
-        os.environ["QIANYI_DATA"] = args.data_dir
     if getattr(args, "threads", None):
         import torch
 
@@ -212,6 +230,17 @@ def _dispatch(args: argparse.Namespace) -> int:
               + " (npz arrays X, y; idx folder; folder of class sub-folders; csv with a label column)")
         print(f"{'shifts':10s} append to any image spec: " + ", ".join(s.help for s in SHIFTS))
         return 0
+    if args.command == "validators":
+        import inspect
+
+        from .select import available_validators, get_validator
+
+        for name in available_validators():
+            v = get_validator(name)
+            sense = "higher is better" if v.higher_is_better else "lower is better"
+            line = (inspect.getdoc(type(v)) or "").splitlines()[0]
+            print(f"{name:11s} {line} ({sense}; sees {', '.join(sorted(v.needs))}; {v.paper})")
+        return 0
     if args.command == "methods":
         import inspect
 
@@ -222,6 +251,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             paper = inspect.getdoc(sys.modules[cls.__module__])  # method modules open with the citation
             print("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d))
             print("\nsettings (--set NAME=VALUE): " + ", ".join(f"{k}={v!r}" for k, v in cls.hparam_defaults().items()))
+            if cls.grid:
+                print("grid for `qianyi select`: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items())
+                                                             for c in cls.grid))
             return 0
         for name, cls in available_methods().items():
             print(f"{name:12s} {cls.summary()}")
@@ -232,7 +264,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         t0 = time.perf_counter()
         res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
-                    max_samples=args.max_samples)
+                    max_samples=args.max_samples, data_dir=args.data_dir)
         _print_table(res)
         print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
         return 0
@@ -241,7 +273,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .train.run import run
 
         hp = parse_hparams(args.method, args.set)
-        task = load_task(args.source, args.target, max_samples=args.max_samples)
+        task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir)
         print(task.describe(), file=sys.stderr)
         result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, **hp)
         print(result.summary())
@@ -251,8 +283,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
-                    config=train_config(args), max_samples=args.max_samples)
+                    config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir)
         _print_table(res)
+        return 0
+    if args.command == "select":
+        from .bench.selection import select_hparams
+
+        grid = _read_grid(args.grid)
+        for method in args.method:
+            res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
+                                 out=args.out, config=train_config(args), data_dir=args.data_dir,
+                                 max_samples=args.max_samples, show_oracle=args.show_oracle,
+                                 log=lambda s: print(s, file=sys.stderr))
+            print()
+            print(res.table(args.show_oracle))
+            print("\nwritten: " + ", ".join(str(p) for p in res.files.values()))
         return 0
     raise AssertionError(args.command)
 

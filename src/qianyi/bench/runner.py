@@ -2,31 +2,34 @@
 
 Every table reports source-only and the target oracle beside each method, and the fraction of that
 gap the method closes: (acc - source_only) / (oracle - source_only), computed on the seed means.
-Runs are resumable: each writes its own result.json atomically and is skipped when present.
+Beside the label-free choice of weights (``--select``, default the last epoch) the report shows,
+clearly marked, the accuracy an oracle choice of epoch would give (the best epoch on target test
+labels): the cost of honesty. Runs are found in one :class:`~qianyi.train.store.RunStore`, so a
+killed benchmark resumes and a changed setting or data file starts a fresh run.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
-import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .._io import atomic_write, write_text
-from ..data.domain import TransferTask
+from .._report import save_figure, subplots
 from ..data.tasks import load_task
 from ..errors import DataError
-from ..methods.base import Method
 from ..methods.registry import get_method
-from ..train.engine import TrainConfig
-from ..train.run import RESULT_FILE, RunResult, run
+from ..select import get_validator
+from ..train.config import LAST, TrainConfig
+from ..train.result import RunResult
+from ..train.run import ORACLE_KEY, run
+from ..train.store import RunStore, fingerprint
 
 BASELINES = ("source-only", "oracle")
+#: The oracle choice of epoch: the one with the best target-test accuracy (reports only).
+ORACLE_CHOICE = "oracle-choice"
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -39,8 +42,27 @@ def parse_pair(text: str) -> tuple[str, str]:
     raise DataError(f"cannot read the pair {text!r}; write SOURCE->TARGET (quoted in a shell) or SOURCE,TARGET")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+def choice_accuracy(result: RunResult, choice: str) -> float | None:
+    """Target accuracy of the epoch a rule would have chosen in this run.
+
+    ``choice`` is ``"last"``, a validator name recorded in the run's history (its best epoch, ties to
+    the earliest), or ``"oracle-choice"`` (the epoch with the best target-test accuracy). Needs the
+    per-epoch target accuracy that bench records; None when the run lacks what is asked.
+    """
+    hist = result.history
+    if not hist or ORACLE_KEY not in hist[-1]:
+        return None
+    accs = [row[ORACLE_KEY] for row in hist]
+    if choice == ORACLE_CHOICE:
+        return float(max(accs))
+    if choice == LAST:
+        return float(accs[-1])
+    key = f"score_{choice}"
+    if key not in hist[-1]:
+        return None
+    v = get_validator(choice)
+    best = max(range(len(hist)), key=lambda i: (v.utility(hist[i][key]), -i))
+    return float(accs[best])
 
 
 @dataclass
@@ -50,17 +72,35 @@ class BenchResult:
     methods: list[str]
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    select: str = LAST
 
-    def accuracies(self, method: str, pair: tuple[str, str]) -> np.ndarray:
-        return np.array([r.target_accuracy for r in self.runs
-                         if r.method == method and (r.source, r.target) == pair])
+    def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
+        return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
 
-    def gap_closed(self, method: str, pair: tuple[str, str]) -> float | None:
-        so, orc, acc = (self.accuracies(m, pair) for m in ("source-only", "oracle", method))
+    def accuracies(self, method: str, pair: tuple[str, str], choice: str | None = None) -> np.ndarray:
+        """Target accuracies over seeds: of the run's own model, or of the epoch ``choice`` would pick."""
+        if choice is None:
+            return np.array([r.target_accuracy for r in self._runs(method, pair)])
+        vals = [choice_accuracy(r, choice) for r in self._runs(method, pair)]
+        return np.array([v for v in vals if v is not None])
+
+    def gap_closed(self, method: str, pair: tuple[str, str], choice: str | None = None) -> float | None:
+        so, orc = self.accuracies("source-only", pair), self.accuracies("oracle", pair)
+        acc = self.accuracies(method, pair, choice)
         if not len(so) or not len(orc) or not len(acc):
             return None
         denom = orc.mean() - so.mean()
         return float((acc.mean() - so.mean()) / denom) if abs(denom) > 1e-12 else None
+
+    def validators(self) -> list[str]:
+        """Validators recorded every epoch in all runs (besides the oracle's)."""
+        keys = None
+        for r in self.runs:
+            if r.oracle or not r.history:
+                continue
+            ks = {k[len("score_"):] for k in r.history[-1] if k.startswith("score_")}
+            keys = ks if keys is None else keys & ks
+        return sorted(keys or [])
 
     def table(self) -> str:
         """Markdown: one row per method; per pair, target accuracy mean ± std (%) and gap closed."""
@@ -80,25 +120,86 @@ class BenchResult:
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
             label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
-        n = sorted({r.seed for r in self.runs})
-        lines.append("")
-        lines.append(f"Seeds {n}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
-                     "source-only) on the means. Models are the last epoch's; no target labels chose anything "
-                     "except in the oracle row.")
+        seeds = sorted({r.seed for r in self.runs})
+        rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
+        lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
+                      f"source-only) on the means. Models are {rule}; no target labels chose anything except in the "
+                      "oracle row."]
+        honesty = self.honesty_table()
+        if honesty:
+            lines += ["", honesty]
+        return "\n".join(lines)
+
+    def honesty_table(self) -> str:
+        """Markdown: per method and pair, the label-free choice next to the ORACLE choice of epoch."""
+        methods = [m for m in self.methods if m != "oracle"]
+        if not any(len(self.accuracies(m, p, ORACLE_CHOICE)) for m in methods for p in self.pairs):
+            return ""
+        own = "last epoch" if self.select == LAST else self.select
+        head = "| method | " + " | ".join(f"{s}→{t}: {own} | ORACLE choice | cost" for s, t in self.pairs) + " |"
+        lines = ["The cost of honesty: accuracy (%) of the label-free choice of epoch next to the best epoch on "
+                 "target-test labels (ORACLE choice, a bound no honest run can use).", "",
+                 head, "|---|" + "---:|---:|---:|" * len(self.pairs)]
+        for m in methods:
+            cells = []
+            for pair in self.pairs:
+                a, o = 100 * self.accuracies(m, pair), 100 * self.accuracies(m, pair, ORACLE_CHOICE)
+                if not len(a) or not len(o):
+                    cells += ["–"] * 3
+                    continue
+                cells += [f"{a.mean():.1f}", f"{o.mean():.1f}", f"{o.mean() - a.mean():.1f}"]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def validator_table(self) -> str:
+        """Markdown: per method, mean over pairs of the accuracy each validator's epoch choice gives,
+        beside the oracle choice; the last row says which validator comes closest on average."""
+        vals = self.validators()
+        if not vals:
+            return ""
+        choices = [LAST, *vals, ORACLE_CHOICE]
+        methods = [m for m in self.methods if m != "oracle"]
+        lines = ["| method | " + " | ".join(c if c != ORACLE_CHOICE else "ORACLE choice" for c in choices) + " |",
+                 "|---|" + "---:|" * len(choices)]
+        gaps: dict[str, list[float]] = {c: [] for c in choices}
+        for m in methods:
+            cells = []
+            orc_means = [self.accuracies(m, p, ORACLE_CHOICE) for p in self.pairs]
+            for c in choices:
+                per_pair = [self.accuracies(m, p, c) for p in self.pairs]
+                if not all(len(a) for a in per_pair):
+                    cells.append("–")
+                    continue
+                mean = float(np.mean([a.mean() for a in per_pair]))
+                gaps[c].append(float(np.mean([o.mean() for o in orc_means])) - mean)
+                cells.append(f"{100 * mean:.1f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        avg = {c: float(np.mean(g)) for c, g in gaps.items() if g and c != ORACLE_CHOICE}
+        lines.append("| mean shortfall vs ORACLE choice (points) | " + " | ".join(
+            f"{100 * avg[c]:.1f}" if c in avg else "–" for c in choices) + " |")
+        if avg:
+            best = min(avg, key=avg.get)
+            lines += ["", f"Closest to the oracle choice on average: {best} ({100 * avg[best]:.1f} points short). "
+                          f"Mean over {len(self.pairs)} pair(s) of the seed means of target accuracy (%) at the epoch "
+                          "each rule picks; the ORACLE column picks on target-test labels."]
         return "\n".join(lines)
 
     def write(self, out: str | Path) -> dict[str, Path]:
         out = Path(out)
         fields_ = ["method", "source", "target", "seed", "target_accuracy", "source_accuracy", "train_seconds",
-                   "oracle", "selection"]
+                   "oracle", "selection", "selected_epoch", "oracle_choice_accuracy"]
 
         def write_csv(fh: Any) -> None:
             w = csv.writer(fh)
             w.writerow(fields_)
             for r in self.runs:
-                w.writerow([getattr(r, f) for f in fields_])
-        self.files = {"csv": atomic_write(out / "results.csv", write_csv),
-                      "md": write_text(out / "results.md", self.table() + "\n")}
+                row = {**r.to_dict(), "oracle_choice_accuracy": choice_accuracy(r, ORACLE_CHOICE)}
+                w.writerow([row[f] for f in fields_])
+        text = self.table() + "\n"
+        vt = self.validator_table()
+        if vt:
+            text += "\n" + vt + "\n"
+        self.files = {"csv": atomic_write(out / "results.csv", write_csv), "md": write_text(out / "results.md", text)}
         try:
             self.files["png"] = self.plot(out / "results.png")
         except ImportError:  # matplotlib missing: tables are still written
@@ -106,30 +207,21 @@ class BenchResult:
         return self.files
 
     def plot(self, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(self.pairs), figsize=(4.5 * len(self.pairs), 3.6), squeeze=False)
+        fig, axes = subplots(1, len(self.pairs), figsize=(4.5 * len(self.pairs), 3.6), squeeze=False)
         for ax, pair in zip(axes[0], self.pairs):
-            means = [100 * self.accuracies(m, pair).mean() if len(self.accuracies(m, pair)) else 0 for m in self.methods]
-            stds = [100 * self.accuracies(m, pair).std(ddof=1) if len(self.accuracies(m, pair)) > 1 else 0
-                    for m in self.methods]
+            accs = [100 * self.accuracies(m, pair) for m in self.methods]
+            means = [a.mean() if len(a) else 0 for a in accs]
+            stds = [a.std(ddof=1) if len(a) > 1 else 0 for a in accs]
             colors = ["#999999" if m == "source-only" else "#2ca02c" if m == "oracle" else "#1f77b4" for m in self.methods]
             ax.bar(range(len(self.methods)), means, yerr=stds, color=colors, capsize=3)
             ax.set_xticks(range(len(self.methods)), self.methods, rotation=30, ha="right")
-            lo = max(0.0, min(means) - 10)
-            ax.set_ylim(lo, 102)
+            ax.set_ylim(max(0.0, min(means) - 10), 102)
             ax.set_title(f"{pair[0]} → {pair[1]}")
             ax.set_ylabel("target accuracy (%)")
             for i, (v, e) in enumerate(zip(means, stds)):
                 ax.text(i, min(v + e, 100) + 0.4, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return atomic_write(path, lambda fh: fh.write(buf.getvalue()), mode="wb")
+        return save_figure(fig, path)
 
 
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
@@ -138,69 +230,43 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           log: Callable[[str], None] | None = print) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
-    With ``out``, each run lives in ``out/runs/PAIR/METHOD/seedN-KEY`` (checkpoint + result.json; KEY
-    hashes the hyper-parameters, training settings and task sizes) and is reused if finished, so a
-    killed benchmark resumes where it stopped and a changed setting starts a fresh run.
+    With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
+    result.json, model.pt per run) and are reused when finished with the same fingerprint.
+    Every run records each epoch's target-test accuracy for the ORACLE-choice column only.
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
-    methods_ = [m for m in BASELINES if m not in methods] + list(methods)
-    methods_ = ["source-only"] + [m for m in methods_ if m not in ("source-only", "oracle")] + ["oracle"]
+    methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}
     base = config or TrainConfig()
     for m in methods_:
         get_method(m, **hparams.get(m, {}))  # fail fast on a bad name before any training
+    store = RunStore(Path(out) / "runs") if out is not None else None
     runs: list[RunResult] = []
+    total, k = len(pairs_) * len(methods_) * len(seeds), 0
     for s, t in pairs_:
         task = load_task(s, t, data_dir=data_dir, max_samples=max_samples)
         if log:
             log(task.describe())
         for m in methods_:
             for seed in seeds:
-                cfg = TrainConfig(**{**base.__dict__, "seed": seed})
+                k += 1
                 method = get_method(m, **hparams.get(m, {}))
-                rdir = result = None
-                if out is not None:
-                    base_dir = Path(out) / "runs" / _slug(f"{s}->{t}") / m
-                    rdir = base_dir / f"seed{seed}-{_run_key(method, cfg, task)}"
-                    # the plain seedN folder is the layout of earlier versions: reuse it if it matches
-                    result = (_load_finished(rdir, method, seed, cfg, task)
-                              or _load_finished(base_dir / f"seed{seed}", method, seed, cfg, task))
+                cfg = replace(base, seed=seed)
+                if method.uses_target_labels:  # the oracle is scored on its last epoch; validators do not apply
+                    cfg = replace(cfg, select=LAST, validators=())
+                result, rdir = None, None
+                if store is not None:
+                    fp = fingerprint(method, cfg, task)
+                    result, rdir = store.get(fp), store.path(fp)
                 if result is None:
-                    result, _ = run(method, task, cfg, out=rdir)
+                    result, _ = run(method, task, cfg, out=rdir, track_target_test=True)
                     if log:
-                        log("  " + result.summary())
+                        log(f"  [{k}/{total}] " + result.summary())
                 elif log:
-                    log("  (done earlier) " + result.summary())
+                    log(f"  [{k}/{total}] (done earlier) " + result.summary())
                 runs.append(result)
-    res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None)
+    res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select)
     if out is not None:
         res.write(out)
     return res
-
-
-def _run_key(method: Method, cfg: TrainConfig, task: TransferTask) -> str:
-    """Short hash of what defines a run, so changed settings never meet an old checkpoint."""
-    ident = {"hparams": method.hparams(), "config": cfg.fingerprint(),
-             "sizes": [len(task.source), len(task.source_val), len(task.target), len(task.target_test)]}
-    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def _load_finished(rdir: Path | None, method: Method, seed: int, cfg: TrainConfig,
-                   task: TransferTask) -> RunResult | None:
-    """A finished run of exactly this method, settings and task (sizes included), or None."""
-    if rdir is None or not (rdir / RESULT_FILE).exists():
-        return None
-    try:
-        data = json.loads((rdir / RESULT_FILE).read_text())
-        result = RunResult(**data)
-    except (json.JSONDecodeError, TypeError):
-        return None  # unreadable: run again (the checkpoint, if any, still resumes it)
-    same = (result.method == method.name and result.seed == seed
-            and result.config == json.loads(json.dumps(cfg.fingerprint()))
-            and result.hparams == json.loads(json.dumps(method.hparams()))
-            and (result.n_source, result.n_target_train, result.n_target_test)
-            == (len(task.source), len(task.target), len(task.target_test)))
-    if not same:
-        return None
-    return result

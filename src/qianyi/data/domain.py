@@ -7,6 +7,7 @@ for the final score.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -176,6 +177,19 @@ class TransferTask:
     @property
     def is_image(self) -> bool:
         return self.source.is_image
+
+    def content_hash(self) -> str:
+        """A hash of every split's inputs and labels (computed once): the data a run actually saw."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is None:
+            h = hashlib.sha256()
+            for d in (self.source, self.source_val, self.target, self.target_test):
+                h.update(repr((d.X.shape, str(d.X.dtype))).encode())
+                h.update(np.ascontiguousarray(d.X).data)
+                h.update(b"-" if d.y is None else b"y" + np.ascontiguousarray(d.y).tobytes())
+            cached = h.hexdigest()[:16]
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
 
     def describe(self) -> str:
         s = self.source

@@ -33,7 +33,7 @@ with target labels was run (``benchmarks/advisor_check.py`` does that comparison
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,9 +46,12 @@ from ..data.domain import Domain, TransferTask
 from ..distances import mmd_test
 from ..methods.registry import get_method
 from ..nn.backbones import Backbone
-from ..train.engine import TrainConfig, Trainer, predict_features, predict_logits
-from ..train.run import MODEL_FILE
-from ._report import markdown_table
+from .._report import markdown_table
+from ..nn.inference import predict_features, predict_logits
+from ..select.validators import atc_from_probs
+from ..train.config import TrainConfig
+from ..train.engine import Trainer
+from ..train.result import MODEL_FILE
 from .metrics import check_metrics
 from .profile import INPUT, LayerProfile, layer_profile, plot_profiles
 from .report import load_model
@@ -141,12 +144,9 @@ def linear_probe_accuracy(train_x: torch.Tensor, train_y: np.ndarray, val_x: tor
 def atc_estimate(model: nn.Module, source_val: Domain, target_X: np.ndarray, device: torch.device | str) -> float:
     """Average thresholded confidence (Garg et al., ICLR 2022): pick t so that the share of source-val
     samples with max-softmax > t equals the source-val accuracy; the estimate is that share on the target."""
-    ps = torch.softmax(predict_logits(model, source_val.X, device), 1)
-    pt = torch.softmax(predict_logits(model, target_X, device), 1)
-    acc = float((ps.argmax(1).numpy() == source_val.y).mean())
-    conf_s, conf_t = ps.max(1).values.numpy(), pt.max(1).values.numpy()
-    t = np.quantile(conf_s, 1.0 - acc)
-    return float((conf_t > t).mean())
+    ps = torch.softmax(predict_logits(model, source_val.X, device), 1).numpy()
+    pt = torch.softmax(predict_logits(model, target_X, device), 1).numpy()
+    return atc_from_probs(ps, source_val.y, pt)
 
 
 def _prediction_entropy(model: nn.Module, X: np.ndarray, n_classes: int, device: torch.device | str) -> float:
@@ -172,10 +172,9 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     metrics = list(dict.fromkeys([*check_metrics(metrics), "a-distance"]))
     # the advisor's own view: labelled source, unlabelled target inputs; the target test split is not kept
     source, source_val, target_X = task.source, task.source_val, task.target.X
-    cfg = TrainConfig(**(config or TrainConfig()).__dict__)
+    cfg = replace(config or TrainConfig(), checkpoint_dir=None)
     saved: str | None = None
     if model is None:
-        cfg.checkpoint_dir = None
         blind = TransferTask(source, source_val, Domain(target_X, None, task.target.name),
                              Domain(target_X[:1], None, "(not used)"), task.name)
         fit = Trainer(get_method("source-only"), cfg).fit(blind)

@@ -73,15 +73,15 @@ def _measure_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, seed: int = 0):
-    from ..cli import train_config
+    from ..train.config import config_from_args
 
-    return train_config(args, seed)
+    return config_from_args(args, seed=seed)
 
 
 def _load(args: argparse.Namespace):
     from ..data.tasks import load_task
 
-    task = load_task(args.source, args.target, max_samples=args.max_samples)
+    task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir)
     print(task.describe(), file=sys.stderr)
     return task
 
@@ -110,10 +110,10 @@ def _transferability(args: argparse.Namespace) -> int:
 
     if args.init_from or args.freeze or args.init_layers is not None or args.l2sp:
         raise DataError("transferability sets --init-from/--init-layers/--freeze itself (k = 1..); leave them out")
-    d = load_domain(args.dataset)
+    d = load_domain(args.dataset, args.data_dir)
     pairs = [similar_pair(d, args.split_seed, args.max_samples)]
     if args.dissimilar:
-        other = load_domain(args.dissimilar)
+        other = load_domain(args.dissimilar, args.data_dir)
         if other.sample_shape != d.sample_shape:
             canvas = common_canvas(d, other)
             d, other = to_canvas(d, canvas), to_canvas(other, canvas)

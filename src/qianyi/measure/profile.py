@@ -17,8 +17,8 @@ import torch
 
 from ..errors import DataError, UnknownNameError
 from ..nn.backbones import Backbone
-from ..train.engine import predict_features
-from ._report import markdown_table, pyplot, save_figure
+from ..nn.inference import predict_features
+from .._report import markdown_table, save_figure, subplots
 from .metrics import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
 
 INPUT = "input"
@@ -112,9 +112,8 @@ def compare_table(profiles: Sequence[LayerProfile], metric: str) -> str:
 def plot_profiles(profiles: Sequence[LayerProfile], path: str | Path, metrics: Sequence[str] | None = None,
                   title: str = "") -> Path:
     """One panel per metric: distance against layer depth, one line per profile."""
-    plt = pyplot()
     metrics = list(metrics or profiles[0].values)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for p in profiles:
             if m in p.values:

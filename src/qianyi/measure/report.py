@@ -16,9 +16,11 @@ from ..data.domain import TransferTask
 from ..distances import mmd_test
 from ..errors import DataError
 from ..nn.backbones import Backbone, backbone_for
-from ..train.engine import TrainConfig, accuracy, load_initial_weights
+from ..nn.inference import accuracy
+from ..train.config import TrainConfig
+from ..train.weights import load_initial_weights
 from ..train.run import run
-from ._report import markdown_table
+from .._report import markdown_table
 from .metrics import DEFAULT_METRICS, check_metrics, distances
 from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
 
@@ -96,8 +98,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
         else:
             adapt = [BEFORE, *[m for m in adapt if m != BEFORE]]
         for m in adapt:
-            cfg = TrainConfig(**(config or TrainConfig()).__dict__)
-            result, fit = run(m, task, cfg, out=None if out is None else Path(out) / "runs" / m)
+            result, fit = run(m, task, config or TrainConfig(), out=None if out is None else Path(out) / "runs" / m)
             if log:
                 log("  " + result.summary())
             nets.append((m, fit.model, result.target_accuracy))

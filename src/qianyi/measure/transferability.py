@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,10 +31,13 @@ from .._io import write_json, write_text
 from ..data.domain import Domain, TransferTask, stratified_split
 from ..errors import DataError
 from ..nn.backbones import backbone_for
+from .._report import markdown_table, save_figure, subplots
+from ..methods.registry import get_method
 from ..train.checkpoint import FILENAME as CHECKPOINT
-from ..train.engine import TrainConfig
-from ..train.run import MODEL_FILE, RESULT_FILE, RunResult, run
-from ._report import markdown_table, pyplot, save_figure
+from ..train.config import TrainConfig
+from ..train.result import MODEL_FILE, RunResult
+from ..train.run import run
+from ..train.store import finished, fingerprint, slug
 
 CONDITIONS = ("BnB", "BnB+", "AnB", "AnB+")
 BASE = "base"
@@ -177,10 +180,9 @@ class TransferabilityResult:
 
     def plot(self, path: str | Path) -> Path:
         """Like Yosinski et al.'s Fig. 2: accuracy against k, dots per seed, lines through the means."""
-        plt = pyplot()
         style = {"BnB": ("#1f3fbf", "o"), "BnB+": ("#7fa6ff", "s"), "AnB": ("#c0122e", "D"), "AnB+": ("#ff8fa3", "^")}
         n = len(self.pairs)
-        fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.8), squeeze=False)
+        fig, axes = subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.8), squeeze=False)
         jitter = {c: (i - 1.5) * 0.06 for i, c in enumerate(CONDITIONS)}
         for ax, p in zip(axes[0], self.pairs):
             b = self.accuracies(p, BASE)
@@ -214,16 +216,6 @@ class TransferabilityResult:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         return save_figure(fig, path)
-
-
-def finished_run(rdir: Path, config: TrainConfig) -> RunResult | None:
-    """The result of an earlier identical run in ``rdir`` (same settings), else None."""
-    try:
-        result = RunResult(**json.loads((rdir / RESULT_FILE).read_text()))
-    except (OSError, json.JSONDecodeError, TypeError):
-        return None
-    ok = result.config == json.loads(json.dumps(config.fingerprint())) and (rdir / MODEL_FILE).exists()
-    return result if ok else None
 
 
 def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = None, seeds: Sequence[int] = (0, 1, 2),
@@ -276,21 +268,17 @@ def _row(pair: ProtocolPair, cond: str, k: int, seed: int, res: RunResult) -> di
             "train_seconds": res.train_seconds}
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text).strip("_")
-
-
 def _train(root: Path, data: TaskData, cond: str, k: int, seed: int, base: TrainConfig,
            init: tuple[Path, str] | None, log: Callable[[str], None] | None) -> tuple[RunResult, Path]:
     """One network for task ``data`` through the engine; returns its result and model file."""
-    rdir = root / "runs" / _slug(data.name) / (cond if init is None else f"{cond}-from-{_slug(init[1])}")
+    rdir = root / "runs" / slug(data.name) / (cond if init is None else f"{cond}-from-{slug(init[1])}")
     rdir = rdir / f"k{k}" / f"seed{seed}"
-    cfg = TrainConfig(**{**base.__dict__, "seed": seed, "checkpoint_dir": None,
-                         "init_from": str(init[0]) if init else None, "init_layers": k if init else None,
-                         "freeze": k if init and not cond.endswith("+") else 0})
-    done = finished_run(rdir, cfg)
+    cfg = replace(base, seed=seed, checkpoint_dir=None, init_from=str(init[0]) if init else None,
+                  init_layers=k if init else None, freeze=k if init and not cond.endswith("+") else 0)
+    task = data.task()
+    done = finished(rdir, fingerprint(get_method("source-only"), cfg, task))
     if done is None:
-        done, _ = run("source-only", data.task(), cfg, out=rdir)
+        done, _ = run("source-only", task, cfg, out=rdir)
         (rdir / CHECKPOINT).unlink(missing_ok=True)  # finished: result.json + model.pt are all that is kept
         if log:
             log(f"  {data.name} {cond} k={k} seed {seed}: {100 * done.target_accuracy:.2f}% ({done.train_seconds:.0f}s)")

@@ -1,7 +1,7 @@
 """What a method is: named loss terms (and any extra modules) computed from one step's outputs.
 
 The engine (:mod:`qianyi.train`) does everything else: batches, forward passes, optimiser,
-schedules, seeding, checkpoints. A new method is one small file in this package::
+schedules, seeding, checkpoints. A new method is one small file in this package (level 1)::
 
     @register
     class MyMethod(Method):
@@ -13,14 +13,23 @@ schedules, seeding, checkpoints. A new method is one small file in this package:
         def loss(self, batch):
             return {"cls": self.source_ce(batch), "align": self.trade_off * batch.ramp * ...}
 
+Level 2 (games, teachers, alternating updates): a method that needs more overrides
+:meth:`Method.training_step`, which receives a :class:`StepContext` — the step's inputs, the
+schedule's progress, the model, and the method's named optimizers (declared by
+:meth:`Method.optimizers`, built and scheduled by the engine) — and calls ``ctx.update(terms,
+"name")`` once per update it makes. Extra state (an EMA teacher, a second classifier) lives in
+modules the method registers in :meth:`Method.setup`, so the engine checkpoints and moves it with
+the method. Random draws (augmented views, noise) use torch's global RNG, which the engine
+checkpoints, so a resumed run draws the same numbers.
+
 Hyper-parameters are the keyword arguments of ``__init__``, stored under the same names; the
 CLI's ``--set name=value`` and the result files read them from the signature.
 """
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +63,84 @@ class Batch:
         return adaptation_ramp(self.progress)
 
 
+ParamGroup = dict[str, Any]  # a torch optimiser parameter group; "lr_mult" scales the scheduled learning rate
+
+
+@dataclass
+class StepContext:
+    """What a level-2 method sees at one training step (built by the engine).
+
+    ``source_inputs``/``target_inputs`` are the mini-batches, ``source_labels`` the source labels;
+    ``target_labels`` is None unless the method declares ``uses_target_labels`` (the oracle).
+    ``optimizers`` are the method's named optimizers (learning rates already set by the schedule).
+    """
+
+    model: Backbone
+    method: "Method"
+    source_inputs: torch.Tensor | None
+    source_labels: torch.Tensor | None
+    target_inputs: torch.Tensor | None
+    target_labels: torch.Tensor | None
+    progress: float
+    step: int
+    optimizers: dict[str, torch.optim.Optimizer]
+    #: Extra terms the engine adds to every update that moves the backbone (L2-SP).
+    regularizer: Callable[[], dict[str, torch.Tensor]] = field(default=lambda: {})
+    #: Names of the optimizers that hold backbone parameters (the regulariser applies to their updates).
+    backbone_optimizers: frozenset[str] = frozenset()
+    logged: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def ramp(self) -> float:
+        """The adaptation-weight ramp 2 / (1 + exp(-10 p)) - 1 at this step."""
+        return adaptation_ramp(self.progress)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[LayerOutputs, ...]:
+        """One forward pass of the concatenated ``inputs`` (batch norm sees them together), split back."""
+        out = self.model(torch.cat(inputs) if len(inputs) > 1 else inputs[0])
+        parts = []
+        for x in inputs[:-1]:
+            head, out = out.split(len(x))
+            parts.append(head)
+        return (*parts, out)
+
+    def batch(self, source: LayerOutputs | None, target: LayerOutputs | None) -> Batch:
+        """The level-1 :class:`Batch` for outputs computed in this step."""
+        return Batch(source, target, self.source_labels, self.target_labels, self.progress,
+                     self.source_inputs, self.target_inputs)
+
+    def update(self, terms: dict[str, torch.Tensor], optimizers: str | Sequence[str] | None = None) -> None:
+        """Minimise the sum of ``terms`` with the named optimizers (all by default): zero every
+        gradient, backpropagate, check that loss and gradients are finite, step the named ones.
+        Each term is logged under its name (averaged per epoch)."""
+        names = list(self.optimizers) if optimizers is None else [optimizers] if isinstance(optimizers, str) \
+            else list(optimizers)
+        unknown = [n for n in names if n not in self.optimizers]
+        if unknown:
+            raise KeyError(f"{self.method.name}: no optimizer {unknown}; it declared {list(self.optimizers)}")
+        if self.backbone_optimizers.intersection(names):
+            terms = {**terms, **self.regularizer()}
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.method.name}: the loss became {float(loss)} at step {self.step} (terms: "
+                                     f"{ {k: float(v) for k, v in terms.items()} }); lower the learning rate or the "
+                                     "method's trade_off")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for n in names:
+            self.optimizers[n].step()
+        self.log(**{k: float(v.detach()) for k, v in terms.items()})
+
+    def log(self, **values: float) -> None:
+        """Record numbers for the epoch's history row (averaged over the epoch)."""
+        for k, v in values.items():
+            self.logged.setdefault(k, []).append(float(v))
+
+
 class Method(nn.Module):
-    """Base class. Subclasses set ``name`` and implement :meth:`loss`; see the module docstring."""
+    """Base class. Subclasses set ``name`` and implement :meth:`loss` (level 1) or
+    :meth:`training_step` (level 2); see the module docstring."""
 
     name: ClassVar[str] = ""
     #: Which inputs the engine forwards and hands over.
@@ -63,19 +148,40 @@ class Method(nn.Module):
     uses_target: ClassVar[bool] = True
     #: True only for the oracle: it trains on target labels, and results say so.
     uses_target_labels: ClassVar[bool] = False
+    #: Candidate settings for label-free hyper-parameter selection (``qianyi select``); includes the default.
+    grid: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         """Build extra modules once the backbone is known (``sample_batch``: its outputs on a few inputs)."""
 
-    def corrupt_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs as the encoder sees them in training (identity here). A denoising method overrides
-        it; ``Batch.*_inputs`` stay the clean ones. Use the global RNG: the engine checkpoints it,
-        so a resumed run draws the same noise."""
-        return x
-
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named loss terms, weights applied; the engine minimises their sum and logs each."""
         raise NotImplementedError
+
+    def optimizers(self, backbone: dict[str, ParamGroup]) -> dict[str, list[ParamGroup]]:
+        """Named optimizers, each a list of parameter groups; the engine builds them with the configured
+        optimiser and schedules their learning rates. ``backbone`` holds one group per trainable layer
+        group of the backbone (frozen ones left out; copied ones carry their ``lr_mult``). Default: one
+        optimizer, ``"main"``, over the backbone and every trainable parameter of the method."""
+        own = [p for p in self.parameters() if p.requires_grad]
+        return {"main": [*backbone.values(), *([{"params": own}] if own else [])]}
+
+    def training_step(self, ctx: StepContext) -> None:
+        """One training step. Default (level 1): forward source and target together, minimise
+        :meth:`loss` with every optimizer."""
+        source = target = None
+        if self.uses_source and self.uses_target:
+            source, target = ctx.forward(ctx.source_inputs, ctx.target_inputs)
+        elif self.uses_source:
+            (source,) = ctx.forward(ctx.source_inputs)
+        else:
+            (target,) = ctx.forward(ctx.target_inputs)
+        ctx.update(self.loss(ctx.batch(source, target)))
+
+    def inference_model(self, backbone: Backbone) -> nn.Module:
+        """The network that predicts after (and during) training: the backbone, unless the method keeps
+        another one (a mean teacher returns its teacher)."""
+        return backbone
 
     @staticmethod
     def source_ce(batch: Batch) -> torch.Tensor:

@@ -1,54 +1,74 @@
-"""DRCN: Deep Reconstruction-Classification Networks (Ghifary et al., "Deep
+"""DRCN: Deep Reconstruction-Classification Networks (Ghifary, Kleijn, Zhang, Balduzzi, Li, "Deep
 Reconstruction-Classification Networks for Unsupervised Domain Adaptation", ECCV 2016)."""
 from __future__ import annotations
 
 import torch
 
-from ..errors import UnknownNameError
+from ..errors import DataError, UnknownNameError
 from ..nn import Backbone, LayerOutputs
-from .base import Batch, Method
+from .base import Batch, Method, ParamGroup, StepContext
 from .reconstruction import Decoder, mse
 from .registry import register
 
 RECONSTRUCT = ("target", "both")
+SCHEMES = ("alternate", "joint")
 
 
 @register
 class DRCN(Method):
-    """DRCN: one encoder, two heads: classify the source, reconstruct the inputs. L = L_cls(source) + lambda * L_rec.
+    r"""DRCN: a shared encoder with two heads, a labeller for the source and a decoder for the target.
 
-    L_rec = ||x_t - D(f(x_t))||^2 (mean squared error per input value) with a decoder D from the
-    features back to the inputs; the encoder must keep what describes target images while it learns
-    to classify source ones. ``reconstruct="both"`` (the default; the paper's DRCN_st) adds the same
-    term for the source. The paper weighs the two as 0.7 L_cls + 0.3 L_rec, i.e. lambda = 3/7. The
-    default (both domains, lambda = 0.1, denoising with ``noise=0.3``) is what a label-free score
-    (DEV / importance-weighted source risk, no target labels) ranks first over the four bench pairs
-    among target-only reconstruction with lambda in {0.1, 3/7, 1}, both-domain reconstruction with
-    lambda in {0.1, 3/7}, the decoder on fc1, and noise in {0, 0.1, 0.3} (docs/methods.md).
+    The paper trains two objectives in turn, each with its own update (``scheme="alternate"``, the
+    default): per step a classification update of encoder and labeller on a source batch, then a
+    reconstruction update of encoder and decoder on a target batch:
 
-    ``layer`` names the layer group the decoder reads (default: the bottleneck, ``features``). The
-    paper's decoder reads the first dense layer after the convolutions (its fc4), so that the layers
-    above it serve the labels only; ``layer="fc1"`` is that choice for :func:`qianyi.nn.lenet`.
+    .. math::
 
-    ``noise`` > 0 makes the reconstruction denoising, which the paper also uses (its corruption may
-    differ; here it is zero-masking): in training the encoder sees inputs with each value set to 0
-    with probability ``noise`` (both pathways, so the classifier is trained on corrupted source inputs
-    too) and the decoder must return the clean ones.
+        \min_{\Theta_{enc}, \Theta_{lab}} \frac{1}{n_s}\sum_i \ell\big(f_{lab}(f_{enc}(x^s_i)), y^s_i\big),
+        \qquad
+        \min_{\Theta_{enc}, \Theta_{dec}} \lambda_r \frac{1}{n_t}\sum_j
+            \big\| x^t_j - f_{dec}(f_{enc}(\tilde x^t_j)) \big\|^2
+
+    with :math:`\tilde x` the input with each value zeroed with probability ``noise`` (denoising;
+    the decoder restores the clean input) and :math:`\lambda_r` = ``trade_off``. The paper's weights
+    :math:`\lambda L_c` and :math:`(1-\lambda) L_r` with :math:`\lambda = 0.7` correspond, up to a
+    learning-rate scale, to ``trade_off`` = 0.3 / 0.7 = 3/7 (the default). ``scheme="joint"`` instead
+    minimises :math:`L_c + \lambda_r L_r` in one update (the earlier qianyi variant).
+
+    Settings: ``reconstruct="both"`` also reconstructs the source (DRCN_st); ``layer`` names the layer
+    group the decoder reads (default the bottleneck ``features``; the paper's decoder reads the first
+    dense layer, ``fc1`` on :func:`qianyi.nn.lenet`).
+
+    Inputs: source and target images or vectors (n, ...) and source labels (n,); the decoder is
+    built from the backbone (:class:`qianyi.methods.reconstruction.Decoder`).
+
+    Paper: M. Ghifary, W. B. Kleijn, M. Zhang, D. Balduzzi, W. Li, "Deep Reconstruction-Classification
+    Networks for Unsupervised Domain Adaptation", ECCV 2016.
+
+    Example::
+
+        >>> import qianyi
+        >>> result, fit = qianyi.run("drcn", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=2))  # doctest: +SKIP
     """
 
     name = "drcn"
+    grid = ({"scheme": "alternate", "trade_off": 3 / 7}, {"scheme": "alternate", "trade_off": 1.0},
+            {"scheme": "alternate", "trade_off": 0.1}, {"scheme": "joint", "trade_off": 0.1, "reconstruct": "both"})
 
-    def __init__(self, trade_off: float = 0.1, reconstruct: str = "both", layer: str = "features",
-                 noise: float = 0.3) -> None:
+    def __init__(self, trade_off: float = 3 / 7, reconstruct: str = "target", layer: str = "features",
+                 noise: float = 0.3, scheme: str = "alternate") -> None:
         super().__init__()
         if reconstruct not in RECONSTRUCT:
             raise UnknownNameError(f"drcn: reconstruct must be one of {RECONSTRUCT}, got {reconstruct!r}")
+        if scheme not in SCHEMES:
+            raise UnknownNameError(f"drcn: scheme must be one of {SCHEMES}, got {scheme!r}")
         if not 0.0 <= noise < 1.0:
-            raise ValueError(f"drcn: noise is the fraction of input values zeroed, in [0, 1); got {noise}")
+            raise DataError(f"drcn: noise is the fraction of input values zeroed, in [0, 1); got {noise}")
         self.trade_off, self.reconstruct, self.layer, self.noise = trade_off, reconstruct, layer, noise
+        self.scheme = scheme
 
-    def corrupt_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero-masking noise (training only); the decoder's targets stay clean."""
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-masking noise (training only; torch's global RNG, which the engine checkpoints)."""
         if self.noise == 0.0:
             return x
         return x * (torch.rand_like(x) >= self.noise)
@@ -59,13 +79,38 @@ class DRCN(Method):
                                    f"choose one of {list(sample_batch.names[:-1])} or 'features'")
         code = sample_batch.flat(self.layer)  # names an unknown layer with the backbone's list
         self.decoder = Decoder(code.shape[1], backbone, sample_batch)
+        names = backbone.group_names
+        layer = backbone.feature_layer if self.layer == "features" else self.layer
+        self._encoder_groups = names[:names.index(layer) + 1]
+
+    def optimizers(self, backbone: dict[str, ParamGroup]) -> dict[str, list[ParamGroup]]:
+        if self.scheme == "joint":
+            return super().optimizers(backbone)
+        encoder = [g for n, g in backbone.items() if n in self._encoder_groups]
+        return {"classify": list(backbone.values()),
+                "reconstruct": [*encoder, {"params": list(self.decoder.parameters())}]}
+
+    def reconstruction(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return mse(x, self.decoder(code, x))
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The joint scheme's objective (inputs were corrupted by :meth:`training_step`)."""
         assert batch.source is not None and batch.target is not None and batch.target_inputs is not None
-        xt = batch.target_inputs
-        rec = mse(xt, self.decoder(batch.target.flat(self.layer), xt))
+        rec = self.reconstruction(batch.target_inputs, batch.target.flat(self.layer))
         if self.reconstruct == "both":
             assert batch.source_inputs is not None
-            xs = batch.source_inputs
-            rec = rec + mse(xs, self.decoder(batch.source.flat(self.layer), xs))
+            rec = rec + self.reconstruction(batch.source_inputs, batch.source.flat(self.layer))
         return {"cls": self.source_ce(batch), "recon": self.trade_off * rec}
+
+    def training_step(self, ctx: StepContext) -> None:
+        xs, xt = ctx.source_inputs, ctx.target_inputs
+        assert xs is not None and xt is not None
+        if self.scheme == "joint":  # one update; both pathways see corrupted inputs
+            source, target = ctx.forward(self.corrupt(xs), self.corrupt(xt))
+            ctx.update(self.loss(ctx.batch(source, target)))
+            return
+        (source,) = ctx.forward(xs)
+        ctx.update({"cls": self.source_ce(ctx.batch(source, None))}, "classify")
+        clean = torch.cat([xs, xt]) if self.reconstruct == "both" else xt
+        (out,) = ctx.forward(self.corrupt(clean))
+        ctx.update({"recon": self.trade_off * self.reconstruction(clean, out.flat(self.layer))}, "reconstruct")

@@ -36,39 +36,68 @@ def code_floor(private: torch.Tensor, shared: torch.Tensor, floor: float) -> tor
 
 @register
 class DSN(Method):
-    """DSN: shared + private encoders; align the shared codes, reconstruct each domain from both.
+    r"""DSN: shared + private encoders; align the shared codes, reconstruct each domain from both.
 
-    L = L_cls(source) + gamma * L_sim(h_c^s, h_c^t) + alpha * sum_d L_si-mse(x_d, D(h_c^d + h_p^d))
-        + beta * sum_d ||H_c^d^T H_p^d||_F^2 (+ the guard's floor term, below), d in {source, target}.
+    .. math::
+        \mathcal{L} = \frac{1}{n_s}\sum_{i=1}^{n_s} \ell\big(F(x_i^s), y_i^s\big)
+            + \mathcal{L}_{sim}(h_c^s, h_c^t)
+            + \alpha \sum_{d \in \{s, t\}} \mathcal{L}_{si\text{-}mse}\big(x^d, D(h_c^d + h_p^d)\big)
+            + \beta \sum_{d \in \{s, t\}} \mathcal{L}_{diff}(h_c^d, h_p^d)
+            \;\big[+\ \mu \sum_{d \in \{s, t\}} \mathcal{L}_{floor}(h_p^d, h_c^d)\big]
 
-    The backbone is the shared encoder E_c (its ``features`` are h_c, the classifier reads them);
-    each domain has a private encoder E_p^d (a fresh copy of the backbone up to the features); one
-    shared decoder D reconstructs the inputs from h_c + h_p with the scale-invariant MSE. L_sim is the
-    DANN loss through gradient reversal with coefficient gamma * (2 / (1 + exp(-10 p)) - 1) (the
-    paper's best variant; ``similarity="mmd"``: multi-kernel MMD). gamma = ``trade_off``: 0.5 by
-    default, ranked first by a label-free score (DEV / importance-weighted source risk, no target
-    labels) over the four bench pairs among gamma in {0.25 (the authors' MNIST->MNIST-M command), 0.5,
-    1, 2}; at 0.25 the discriminator stayed far from chance on the 28x28 pairs. alpha and beta were
-    set once, without target labels, so that each term is about a tenth of the classification loss
-    over the first steps (docs/methods.md).
+    The backbone is the shared encoder :math:`E_c`: its ``features`` are the shared code
+    :math:`h_c^d = E_c(x^d)`, which the classifier :math:`F` reads. Each domain has a private encoder
+    :math:`E_p^d` (a freshly initialised copy of the backbone up to the features), :math:`h_p^d =
+    E_p^d(x^d)`, and one shared decoder :math:`D` reconstructs the inputs from :math:`h_c + h_p`.
+    :math:`\alpha` = ``recon_weight``, :math:`\beta` = ``difference_weight``, :math:`\mu` =
+    ``floor_weight``; :math:`\gamma` = ``trade_off`` weighs the similarity term through the ramp
+    :math:`\gamma_p = \gamma\,(2 / (1 + e^{-10 p}) - 1)`, :math:`p \in [0, 1]` the fraction of training done:
 
-    Collapse guard (``collapse_guard=True``). Reimplementations report that the private code becomes
-    all zeros within the first ~100 steps and the difference loss sits at 0 from then on (fungtion/DSN
-    issues #10 and #13). The raw loss ||H_c^T H_p||_F^2 is minimised trivially by shrinking a code (so
-    is a row normalisation whose norm is detached: its gradient still points at 0), and with ReLU
-    codes it is 0 exactly when, sample by sample, one of the two codes is switched off. The split
-    into shared and private parts is then void: DSN degenerates to DANN plus an autoencoder, or,
-    where the shared code is the one switched off, the classifier falls to chance (our unguarded
-    runs on digits; tests/test_methods_discrepancy.py). The guard (1) makes the difference loss
-    scale-invariant (centred, unit-length rows, norm differentiated, as in the authors' TensorFlow
-    code), so shrinking a code gains nothing: its gradient is orthogonal to the code; (2) ends the
-    private encoders with batch norm instead of a ReLU, so the private code cannot die; and (3) adds
-    ``floor_weight * relu(floor - std(h_p) / mean std(h_c))`` per private unit and domain, which is 0
-    while the private code is alive and pushes back when a unit's spread falls below ``floor`` x
-    the shared code's. ``collapse_guard=False`` gives the unguarded form, for comparison.
+    * :math:`\mathcal{L}_{sim}` (``similarity="dann"``, the paper's best variant) is DANN's domain loss
+      on the shared codes: the binary cross-entropy of a discriminator (an MLP with ``hidden`` widths)
+      averaged over the pooled batch, seen by the encoder through a gradient reversal layer with
+      coefficient :math:`\gamma_p`; with ``similarity="mmd"`` it is
+      :math:`\gamma_p\, d_k^2(h_c^s, h_c^t)`, DAN's multi-kernel MMD (biased estimator).
+    * :math:`\mathcal{L}_{si\text{-}mse}(x, \hat x) = \frac{1}{k}\|x - \hat x\|^2 - \frac{1}{k^2}\big(\mathbf{1}^\top(x - \hat x)\big)^2`,
+      the scale-invariant MSE over the :math:`k` input values, averaged over the mini-batch.
+    * :math:`\mathcal{L}_{diff}(S, P) = \|S^\top P\|_F^2 / n^2` for the ``(n, d)`` code matrices of one
+      mini-batch (soft orthogonality of the shared and private codes).
+    * :math:`\mathcal{L}_{floor}(P, S) = \frac{1}{d}\sum_u \max\big(0,\ \varphi - \mathrm{std}(P_{:u}) /
+      \overline{\mathrm{std}}(S)\big)`, :math:`\varphi` = ``floor``, with the shared code's mean unit std
+      :math:`\overline{\mathrm{std}}(S)` held constant; present only with the collapse guard.
+
+    Collapse guard (``collapse_guard=True``, the default). The raw difference loss is minimised by
+    shrinking a code, and with ReLU codes it is exactly 0 once, sample by sample, one of the two codes
+    is switched off; reimplementations report the private code dying within ~100 steps (fungtion/DSN
+    issues #10 and #13), and unguarded runs here lose the source task (docs/methods.md). The guard
+    (1) computes :math:`\mathcal{L}_{diff}` on batch-centred, unit-length rows with the norm
+    differentiated (as in the authors' TensorFlow code), so it is scale-invariant and its gradient is
+    orthogonal to the code; (2) ends the private encoders with batch norm instead of a ReLU, so the
+    private code cannot die; (3) adds :math:`\mathcal{L}_{floor}`, 0 while every private unit's spread
+    stays above ``floor`` x the shared code's. ``collapse_guard=False`` gives the unguarded form.
+
+    Departures from the paper: guard (1) follows the authors' code rather than the paper's equation,
+    (2) and (3) are ours; the paper sums the reconstruction and difference losses over the samples,
+    these average them (hence the :math:`1/n^2`); the ramp on :math:`\gamma` is DANN's schedule. Defaults (:math:`\gamma = 0.5`, :math:`\alpha = 1`, :math:`\beta = 10`; the authors'
+    MNIST to MNIST-M command uses :math:`\gamma = 0.25`) were chosen without target labels
+    (docs/methods.md, "How defaults were chosen").
+
+    Inputs: source and target inputs ``(n_s, ...)``, ``(n_t, ...)`` (images ``(n, c, h, w)``, clean);
+    source and target ``features`` ``(n_s, d)``, ``(n_t, d)`` (d = 128 for the default LeNet); source
+    logits ``(n_s, C)``; source labels ``(n_s,)``; the training progress :math:`p`.
+
+    Grid for ``qianyi select``: trade_off in {0.25, 0.5, 1, 2} (recon_weight = 1, difference_weight = 10).
+
+    Paper: Konstantinos Bousmalis, George Trigeorgis, Nathan Silberman, Dilip Krishnan, Dumitru Erhan.
+    "Domain Separation Networks". NeurIPS (NIPS) 2016.
+
+    Example:
+        >>> import qianyi
+        >>> result, fit = qianyi.run("dsn", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=2))  # doctest: +SKIP
     """
 
     name = "dsn"
+    grid = tuple({"trade_off": g} for g in (0.25, 0.5, 1.0, 2.0))
 
     def __init__(self, trade_off: float = 0.5, recon_weight: float = 1.0, difference_weight: float = 10.0,
                  similarity: str = "dann", collapse_guard: bool = True, floor: float = 0.5,

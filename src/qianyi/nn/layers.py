@@ -48,3 +48,20 @@ class DomainDiscriminator(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(x).squeeze(-1)
+
+
+@torch.no_grad()
+def ema_update_(teacher: nn.Module, student: nn.Module, decay: float, buffers: bool = False) -> None:
+    """Exponential moving average of weights, in place: theta_T <- decay * theta_T + (1 - decay) * theta_S.
+
+    Frozen student weights (``requires_grad=False``) are copied. With ``buffers``, batch-norm running statistics are copied from the student; by default the
+    teacher keeps its own (gathered by its own forward passes).
+    """
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        if s.requires_grad:
+            t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
+        else:  # frozen: the average of equal weights is the weight itself (without rounding drift)
+            t.copy_(s)
+    if buffers:
+        for t, s in zip(teacher.buffers(), student.buffers()):
+            t.copy_(s)

@@ -1,57 +1,328 @@
-"""Validators that declare their data: none of them receives the target test split.
+"""Label-free model selection: validators that score a trained model without target labels.
 
-* :func:`dev_score` — Deep Embedded Validation (You et al., "Towards Accurate Model Selection in
-  Deep Unsupervised Domain Adaptation", ICML 2019): the source-validation loss, importance-weighted
-  by a domain classifier on the features, with a control variate. Lower is better.
-* :func:`source_val_accuracy` — plain accuracy on the held-out source split. Higher is better.
+Every validator follows one protocol (:class:`Validator`): it declares the splits it ``needs`` out
+of labelled source train, labelled source validation and the *unlabelled* target train split, and
+scores a :class:`~qianyi.select.data.Predictions` computed from a
+:class:`~qianyi.select.data.SelectionData` — which cannot hold target labels or the target test
+split. ``utility`` turns any score into "larger is better" for ranking.
+
+=============  ======  ==========================================================================
+name           better  reference
+=============  ======  ==========================================================================
+source-val     higher  accuracy on held-out source data
+entropy        lower   Grandvalet & Bengio, NeurIPS 2005; Morerio et al., ICLR 2018
+iwv            lower   Sugiyama et al., JMLR 2007 (importance-weighted cross-validation)
+dev            lower   You et al., ICML 2019 (Deep Embedded Validation)
+snd            higher  Saito et al., ICCV 2021 (Soft Neighborhood Density)
+atc            higher  Garg et al., ICLR 2022 (Average Thresholded Confidence)
+rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
+=============  ======  ==========================================================================
 """
 from __future__ import annotations
 
+from typing import Any, ClassVar, Sequence
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
-from ..data.domain import Domain
-from ..train.engine import accuracy, predict_features
+from ..errors import DataError, UnknownNameError
+from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
-
-def source_val_accuracy(model: torch.nn.Module, source_val: Domain, device: str = "cpu") -> float:
-    return accuracy(model, source_val, device)
-
-
-def dev_score(model: torch.nn.Module, source: Domain, source_val: Domain, target: Domain, layer: str = "features",
-              device: str = "cpu", max_fit: int = 5000, seed: int = 0) -> float:
-    """DEV risk estimate of the target loss (lower is better); see :func:`dev_details`."""
-    return dev_details(model, source, source_val, target, layer, device, max_fit, seed)["dev"]
+# --------------------------------------------------------------------------------------------------
+# the protocol and the registry
 
 
-def dev_details(model: torch.nn.Module, source: Domain, source_val: Domain, target: Domain, layer: str = "features",
-                device: str = "cpu", max_fit: int = 5000, seed: int = 0) -> dict[str, float]:
-    """DEV estimate of the target loss and its diagnostics; uses source labels and target inputs only.
+class Validator:
+    """A label-free model-selection score; subclasses set the class variables and ``__call__``."""
 
-    A logistic-regression domain classifier is fit on features of (a subsample of) ``source`` and
-    ``target``; its odds give density-ratio weights w_i for the ``source_val`` samples; with
-    L_i = w_i * CE_i, DEV = mean(L) + eta * mean(w) - eta, eta = -Cov(L, w) / Var(w).
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    needs: ClassVar[frozenset[str]]  # a subset of {"source", "source_val", "target"}
+    paper: ClassVar[str]
+
+    def __call__(self, p: Predictions) -> float:
+        raise NotImplementedError
+
+    def utility(self, score: float) -> float:
+        """``score`` oriented so that larger is better (for ranking models)."""
+        return score if self.higher_is_better else -score
+
+    def evaluate(self, model: nn.Module, data: SelectionData, device: torch.device | str = "cpu",
+                 max_samples: int | None = 2000, seed: int = 0) -> float:
+        """Score ``model``: compute the outputs this validator needs, then call it."""
+        return self(Predictions.compute(model, data, self.needs, device, max_samples=max_samples, seed=seed))
+
+    def __repr__(self) -> str:
+        return f"<validator {self.name!r} ({'higher' if self.higher_is_better else 'lower'} is better)>"
+
+
+VALIDATORS: dict[str, type[Validator]] = {}
+
+
+def register_validator(cls: type[Validator]) -> type[Validator]:
+    """Class decorator: add a :class:`Validator` subclass to :data:`VALIDATORS` under ``cls.name``."""
+    for attr in ("name", "higher_is_better", "needs", "paper"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"validator {cls.__name__} must set the class variable {attr!r}")
+    cls.needs = check_needs(cls.needs)
+    if cls.name in VALIDATORS and VALIDATORS[cls.name] is not cls:
+        raise ValueError(f"a validator named {cls.name!r} is already registered ({VALIDATORS[cls.name].__name__})")
+    VALIDATORS[cls.name] = cls
+    return cls
+
+
+def available_validators() -> list[str]:
+    return sorted(VALIDATORS)
+
+
+def get_validator(name: str, **params: Any) -> Validator:
+    """An instance of the validator registered as ``name`` (``params`` go to its constructor)."""
+    try:
+        cls = VALIDATORS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown validator {name!r}; available: {', '.join(available_validators())}") from None
+    return cls(**params)
+
+
+def score_all(model: nn.Module, data: SelectionData, names: Sequence[str] | None = None,
+              device: torch.device | str = "cpu", max_samples: int | None = 2000, seed: int = 0) -> dict[str, float]:
+    """Score ``model`` with each named validator (all registered ones if None) from one set of outputs."""
+    names = available_validators() if names is None else list(names)
+    validators = {n: get_validator(n) for n in names}  # unknown names fail before any work
+    needs = frozenset().union(*(v.needs for v in validators.values())) if validators else frozenset()
+    p = Predictions.compute(model, data, needs, device, max_samples=max_samples, seed=seed)
+    return {n: v(p) for n, v in validators.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def _entropy(log_probs: np.ndarray) -> np.ndarray:
+    """Row-wise Shannon entropy (nats) from log-probabilities; 0 * log 0 counts as 0."""
+    p = np.exp(log_probs)
+    return -(p * np.where(p > 0, log_probs, 0.0)).sum(axis=1)
+
+
+def _importance_weights(p: Predictions) -> np.ndarray:
+    """Density-ratio weights p_t(x) / p_s(x) of the source-val rows, from a domain classifier on the features.
+
+    A logistic regression (standardised features, balanced classes) separates source-train from
+    target-train features; with balanced classes its odds p/(1-p) estimate the density ratio.
     """
-    rng = np.random.default_rng(seed)
-    fs, _ = predict_features(model, source.X[rng.permutation(len(source))[:max_fit]], layer, device)
-    ft, _ = predict_features(model, target.X[rng.permutation(len(target))[:max_fit]], layer, device)
-    fv, logits_v = predict_features(model, source_val.X, layer, device)
-    Z = np.concatenate([fs.numpy(), ft.numpy()])
+    cached = p.cache.get("importance_weights")
+    if cached is not None:  # DEV and IWV share one domain classifier per set of predictions
+        return cached
+    fs, ft, fv = p.get("source").features, p.get("target").features, p.get("source_val").features
+    Z = np.concatenate([fs, ft])
     d = np.concatenate([np.zeros(len(fs)), np.ones(len(ft))])
     scaler = StandardScaler().fit(Z)
-    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(Z), d)
-    p_t = np.clip(clf.predict_proba(scaler.transform(fv.numpy()))[:, 1], 1e-4, 1 - 1e-4)
-    w = p_t / (1.0 - p_t)  # balanced classes: the odds are the density ratio p_t(x) / p_s(x)
-    loss = F.cross_entropy(logits_v, torch.as_tensor(source_val.y), reduction="none").numpy()
+    clf = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(scaler.transform(Z), d)
+    p_t = np.clip(clf.predict_proba(scaler.transform(fv))[:, 1], 1e-4, 1 - 1e-4)
+    p.cache["importance_weights"] = p_t / (1.0 - p_t)
+    return p.cache["importance_weights"]
+
+
+def dev_details(p: Predictions) -> dict[str, float]:
+    """DEV estimate of the target loss and its diagnostics (needs source, source_val, target outputs).
+
+    With density-ratio weights w_i of the source-val samples and L_i = w_i * CE_i:
+    DEV = mean(L) + eta * mean(w) - eta, eta = -Cov(L, w) / Var(w) (You et al., ICML 2019).
+    Returns ``dev``; ``mean_weight`` (the density ratio has mean 1 under the source: far from 1, the
+    domain classifier is over-confident and the weights, and DEV, which can then even turn negative,
+    are unreliable); ``iw_risk`` (the self-normalised importance-weighted loss, IWCV, always >= 0).
+    """
+    w = _importance_weights(p)
+    loss = p.get("source_val").cross_entropy()
     weighted = w * loss
-    var = np.var(w, ddof=1)
+    var = np.var(w, ddof=1) if len(w) > 1 else 0.0
     eta = -np.cov(weighted, w)[0, 1] / var if var > 0 else 0.0
     return {"dev": float(weighted.mean() + eta * w.mean() - eta),
-            # the density ratio has mean 1 under the source; far from 1, the weights (and DEV, which can
-            # then even turn negative) are unreliable: the domain classifier is over-confident
             "mean_weight": float(w.mean()),
-            # self-normalised importance-weighted loss (IWCV without the control variate), always >= 0
             "iw_risk": float(weighted.sum() / w.sum())}
+
+
+def atc_from_probs(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.ndarray) -> float:
+    """Average Thresholded Confidence (Garg et al., ICLR 2022), from softmax outputs.
+
+    The threshold t is set so that the share of source-val samples with max-softmax > t equals the
+    source-val accuracy (t = quantile(conf_val, 1 - acc)); the estimate of target accuracy is the
+    share of target samples with max-softmax > t.
+    """
+    probs_val, probs_target = np.asarray(probs_val), np.asarray(probs_target)
+    acc = float((probs_val.argmax(1) == np.asarray(y_val)).mean())
+    t = np.quantile(probs_val.max(1), 1.0 - acc)
+    return float((probs_target.max(1) > t).mean())
+
+
+def snd_from_probs(probs: np.ndarray, temperature: float = 0.05) -> float:
+    """Soft Neighborhood Density of target softmax vectors (see :class:`SND`)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n = len(probs)
+    if n < 2:
+        raise DataError(f"SND needs at least 2 target samples, got {n}")
+    q = probs / np.linalg.norm(probs, axis=1, keepdims=True)
+    sim = (q @ q.T) / temperature
+    np.fill_diagonal(sim, -np.inf)  # a sample is not its own neighbour
+    logp = _log_softmax(sim)
+    return float(_entropy(logp).mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# the validators
+
+
+@register_validator
+class SourceVal(Validator):
+    """Accuracy on the held-out source split.
+
+    score = (1/n) sum_i [argmax_k f(x_i)_k = y_i] over source-val.
+    The "source risk" baseline of You et al., ICML 2019; training-domain validation in Gulrajani &
+    Lopez-Paz, "In Search of Lost Domain Generalization", ICLR 2021.
+    """
+
+    name = "source-val"
+    higher_is_better = True
+    needs = frozenset({"source_val"})
+    paper = "source risk baseline: You et al., ICML 2019; Gulrajani & Lopez-Paz, ICLR 2021"
+
+    def __call__(self, p: Predictions) -> float:
+        return p.get("source_val").accuracy()
+
+
+@register_validator
+class Entropy(Validator):
+    """Mean Shannon entropy of the target predictions.
+
+    score = -(1/n) sum_i sum_k p_ik log p_ik over target rows, p_i = softmax(f(x_i)); lower is better.
+    Grandvalet & Bengio, "Semi-supervised Learning by Entropy Minimization", NeurIPS 2005; used for
+    selection by Morerio et al., "Minimal-Entropy Correlation Alignment", ICLR 2018.
+    """
+
+    name = "entropy"
+    higher_is_better = False
+    needs = frozenset({"target"})
+    paper = "Grandvalet & Bengio, NeurIPS 2005; Morerio et al., ICLR 2018"
+
+    def __call__(self, p: Predictions) -> float:
+        return float(_entropy(p.get("target").log_probs).mean())
+
+
+@register_validator
+class IWV(Validator):
+    """Importance-weighted validation loss.
+
+    score = sum_i w_i CE_i / sum_i w_i over source-val, w_i = p/(1-p) from a logistic domain classifier
+    (source train vs target train features; p clipped to [1e-4, 1-1e-4]); lower is better.
+    Sugiyama, Krauledat & Müller, "Covariate Shift Adaptation by Importance Weighted Cross Validation", JMLR 2007.
+    """
+
+    name = "iwv"
+    higher_is_better = False
+    needs = frozenset({"source", "source_val", "target"})
+    paper = "Sugiyama, Krauledat & Müller, JMLR 2007"
+
+    def __call__(self, p: Predictions) -> float:
+        w = _importance_weights(p)
+        return float((w * p.get("source_val").cross_entropy()).sum() / w.sum())
+
+
+@register_validator
+class DEV(Validator):
+    """Deep Embedded Validation: the importance-weighted loss with a control variate.
+
+    L_i = w_i CE_i over source-val (w_i as in iwv); score = mean(L) + eta mean(w) - eta,
+    eta = -Cov(L, w) / Var(w); lower is better. See :func:`dev_details` for its diagnostics.
+    You, Wang, Long & Jordan, "Towards Accurate Model Selection in Deep Unsupervised Domain Adaptation", ICML 2019.
+    """
+
+    name = "dev"
+    higher_is_better = False
+    needs = frozenset({"source", "source_val", "target"})
+    paper = "You, Wang, Long & Jordan, ICML 2019"
+
+    def __call__(self, p: Predictions) -> float:
+        return dev_details(p)["dev"]
+
+
+@register_validator
+class SND(Validator):
+    """Soft Neighborhood Density of the target predictions.
+
+    q_i = p_i / ||p_i|| (p_i the target softmax); s_ij = q_i . q_j / tau for j != i (tau = 0.05);
+    P_ij = softmax_j(s_ij); score = (1/n) sum_i H(P_i); higher is better. O(n^2) memory: the target
+    rows are those of the Predictions (capped by ``max_samples``).
+    Saito, Kim, Teterwak, Sclaroff, Darrell & Saenko, "Tune it the Right Way: Unsupervised Validation
+    of Domain Adaptation via Soft Neighborhood Density", ICCV 2021.
+    """
+
+    name = "snd"
+    higher_is_better = True
+    needs = frozenset({"target"})
+    paper = "Saito et al., ICCV 2021"
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        if not temperature > 0:
+            raise ValueError(f"SND temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def __call__(self, p: Predictions) -> float:
+        return snd_from_probs(p.get("target").probs, self.temperature)
+
+
+@register_validator
+class ATC(Validator):
+    """Average Thresholded Confidence: an estimate of target accuracy.
+
+    t = quantile(conf_val, 1 - acc_val) with conf = max_k p_k; score = (1/n) sum_i [conf_i > t] over
+    target rows; higher is better. See :func:`atc_from_probs`.
+    Garg, Balakrishnan, Lipton, Neyshabur & Sedghi, "Leveraging Unlabeled Data to Predict
+    Out-of-Distribution Performance", ICLR 2022.
+    """
+
+    name = "atc"
+    higher_is_better = True
+    needs = frozenset({"source_val", "target"})
+    paper = "Garg et al., ICLR 2022"
+
+    def __call__(self, p: Predictions) -> float:
+        val = p.get("source_val")
+        return atc_from_probs(val.probs, val.require_labels(), p.get("target").probs)
+
+
+@register_validator
+class RV(Validator):
+    """Reverse validation on the model's features.
+
+    yhat_t = argmax f(x_t); fit a logistic regression g (standardised features) on (features_t, yhat_t);
+    score = accuracy of g on the source-val features and true labels; higher is better. The paper
+    retrains the whole model on the pseudo-labelled target; here a reverse logistic-regression
+    classifier on the frozen features stands in for it. If yhat_t holds one class, the score is the
+    share of source-val in that class.
+    Zhong, Fan, Yang, Verscheure & Ren, "Cross Validation Framework to Choose amongst Models and
+    Datasets for Transfer Learning", ECML-PKDD 2010.
+    """
+
+    name = "rv"
+    higher_is_better = True
+    needs = frozenset({"source_val", "target"})
+    paper = "Zhong et al., ECML-PKDD 2010"
+
+    def __call__(self, p: Predictions) -> float:
+        tgt, val = p.get("target"), p.get("source_val")
+        y_val = val.require_labels()
+        pseudo = tgt.predictions
+        classes = np.unique(pseudo)
+        if len(classes) == 1:
+            return float((y_val == classes[0]).mean())
+        scaler = StandardScaler().fit(tgt.features)
+        clf = LogisticRegression(max_iter=500, random_state=p.seed).fit(scaler.transform(tgt.features), pseudo)
+        return float((clf.predict(scaler.transform(val.features)) == y_val).mean())
+
+
+__all__ = ["ATC", "DEV", "IWV", "RV", "SND", "SPLITS", "VALIDATORS", "Entropy", "SourceVal", "Validator",
+           "atc_from_probs", "available_validators", "dev_details", "get_validator", "register_validator",
+           "score_all", "snd_from_probs"]

@@ -1,7 +1,14 @@
 """The one training engine and single runs."""
+from ..nn.inference import accuracy, predict_features, predict_logits
 from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import BatchStream, FitResult, TrainConfig, Trainer, accuracy, predict_logits, resolve_device
-from .run import RunResult, run
+from .config import TrainConfig
+from .engine import FitResult, Trainer, TrainData, resolve_device
+from .result import RunResult
+from .run import run
+from .store import RunStore
+from .streams import BatchStream
+from .weights import load_initial_weights
 
-__all__ = ["BatchStream", "FitResult", "RunResult", "TrainConfig", "Trainer", "accuracy", "load_checkpoint",
-           "predict_logits", "resolve_device", "run", "save_checkpoint"]
+__all__ = ["BatchStream", "FitResult", "RunResult", "RunStore", "TrainConfig", "TrainData", "Trainer", "accuracy",
+           "load_checkpoint", "load_initial_weights", "predict_features", "predict_logits", "resolve_device", "run",
+           "save_checkpoint"]

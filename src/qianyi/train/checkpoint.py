@@ -16,7 +16,7 @@ import torch
 from .._io import atomic_write
 from ..errors import CheckpointError
 
-FORMAT = 1
+FORMAT = 2  # 2: named optimizers, per-term step counts, validator-selected best weights
 FILENAME = "checkpoint.pt"
 
 

@@ -1,10 +1,11 @@
 """The one training engine: every method trains through :meth:`Trainer.fit`.
 
-Per step: draw a source and a target mini-batch, forward them together (one batch, so batch
-norm sees both domains, as in the reference implementations), hand the outputs to the method,
-minimise the sum of its loss terms. Around that: the learning-rate annealing of Ganin et al.,
-seeding, device choice, progress, atomic checkpoints and resume, and model selection that never
-sees target labels.
+A fit has four parts, each a method below: **build** (device, seed, backbone, the method's extra
+modules, fine-tuning init and freezing, the method's named optimizers), **restore** (resume from
+a checkpoint), **loop** (per step: draw a source and a target mini-batch, set the learning rates,
+call the method's ``training_step``; per epoch: log, score the label-free validators, keep the
+best weights, checkpoint) and **finish** (load the chosen weights). The engine receives only the
+training view of a task (:class:`TrainData`): the target test split never enters it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,68 +23,21 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain, TransferTask
-from ..errors import DataError, UnknownNameError
-from ..methods.base import Batch, Method
+from ..errors import DataError
+from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import Backbone, backbone_for
+from ..nn.inference import accuracy
 from ..schedules import annealed_lr
+from ..select import SelectionData, get_validator, score_all
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from .config import LAST, TrainConfig
+from .store import fingerprint as run_fingerprint
+from .streams import BatchStream
+from .weights import load_initial_weights
 
-SELECTIONS = ("last", "source-val")
-
-
-@dataclass
-class TrainConfig:
-    """Training settings shared by all methods. Defaults were chosen on source validation data only."""
-
-    epochs: int = 20
-    #: Mini-batch size per domain (a step sees ``batch_size`` source + ``batch_size`` target samples).
-    batch_size: int = 64
-    #: Steps per epoch; default: one pass over the larger training domain.
-    steps_per_epoch: int | None = None
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    #: "anneal" (mu_0 / (1 + 10 p)^0.75, Ganin et al.) or "constant".
-    lr_schedule: str = "anneal"
-    seed: int = 0
-    #: "last" (the final weights) or "source-val" (best source-validation accuracy; no target labels).
-    select: str = "last"
-    device: str | None = None
-    #: Initialise the backbone from a saved model (``model.pt``/``checkpoint.pt`` of an earlier run).
-    init_from: str | None = None
-    #: Copy only the first k layer groups from ``init_from`` (None: all of them).
-    init_layers: int | None = None
-    #: Freeze the first k layer groups (weights and batch-norm statistics stay as initialised).
-    freeze: int = 0
-    #: Learning-rate multiplier for copied, unfrozen layers (e.g. 0.1: fine-tune gently).
-    copied_lr_mult: float = 1.0
-    #: L2-SP strength alpha: alpha/2 * ||w - w_0||^2 over copied layers (Li et al., ICML 2018).
-    l2sp: float = 0.0
-    checkpoint_dir: str | None = None
-    #: Steps between checkpoints (default: every epoch).
-    checkpoint_every: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.select not in SELECTIONS:
-            raise UnknownNameError(f"select must be one of {SELECTIONS}, got {self.select!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise UnknownNameError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.lr_schedule not in ("anneal", "constant"):
-            raise UnknownNameError(f"lr_schedule must be 'anneal' or 'constant', got {self.lr_schedule!r}")
-        for k in ("epochs", "batch_size"):
-            if getattr(self, k) < 1:
-                raise DataError(f"{k} must be at least 1, got {getattr(self, k)}")
-        if self.freeze < 0 or (self.init_layers is not None and self.init_layers < 0):
-            raise DataError("freeze and init_layers count layer groups and must be >= 0")
-        if self.l2sp and not self.init_from:
-            raise DataError("l2sp regularises towards initial weights: give init_from as well")
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings that change the numbers (not where or how visibly they are computed)."""
-        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+#: ``monitor(model) -> {name: value}``: numbers recorded in each epoch's history row for reports only;
+#: the engine never reads them (``qianyi.run`` uses it to log target-test accuracy, marked as oracle).
+Monitor = Callable[[nn.Module], dict[str, float]]
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -98,106 +52,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class BatchStream:
-    """An endless stream of shuffled mini-batches; batch ``k`` depends only on (seed, stream, k).
+@dataclass(frozen=True)
+class TrainData:
+    """What training may see: labelled source train and validation, the target train split.
 
-    That makes resuming exact: restoring the step counter restores the data order.
+    The target keeps its labels only for a method that declares ``uses_target_labels`` (the oracle).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, stream: int) -> None:
-        self.n, self.seed, self.stream = n, seed, stream
-        self.batch_size = min(batch_size, n)
-        self.per_pass = max(1, n // self.batch_size)
-        self._pass, self._perm = -1, torch.empty(0, dtype=torch.long)
+    source: Domain
+    source_val: Domain
+    target: Domain
 
-    def indices(self, k: int) -> torch.Tensor:
-        p, i = divmod(k, self.per_pass)
-        if p != self._pass:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stream * 7_919 + p)
-            self._pass, self._perm = p, torch.randperm(self.n, generator=g)
-        return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+    @classmethod
+    def from_task(cls, task: TransferTask, with_target_labels: bool = False) -> "TrainData":
+        target = task.target if with_target_labels else task.target.replace(y=None)
+        if with_target_labels and target.y is None:
+            raise DataError(f"this method trains on target labels, but target {task.target.name!r} has none")
+        return cls(task.source, task.source_val, target)
 
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
-                   batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` on ``X`` in eval mode (restores the previous mode)."""
-    was_training = model.training
-    model.eval()
-    X = torch.as_tensor(X)
-    out = []
-    for i in range(0, len(X), batch_size):
-        out.append(model(X[i:i + batch_size].to(device)).logits.float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def predict_features(model: nn.Module, X: np.ndarray | torch.Tensor, layer: str = "features",
-                     device: torch.device | str = "cpu", batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """(flattened outputs of ``layer``, logits) of ``model`` on ``X`` in eval mode."""
-    was_training = model.training
-    model.eval()
-    X = torch.as_tensor(X)
-    feats, logits = [], []
-    for i in range(0, len(X), batch_size):
-        out = model(X[i:i + batch_size].to(device))
-        feats.append(out.flat(layer).float().cpu())
-        logits.append(out.logits.float().cpu())
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(logits)
-
-
-def accuracy(model: nn.Module, domain: Domain, device: torch.device | str = "cpu") -> float:
-    if domain.y is None:
-        raise DataError(f"domain {domain.name!r} has no labels to score")
-    pred = predict_logits(model, domain.X, device).argmax(1).numpy()
-    return float((pred == domain.y).mean())
-
-
-def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None) -> list[str]:
-    """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
-
-    ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
-    ``weights_only=True``. Returns the names of the groups copied.
-    """
-    from .checkpoint import load_checkpoint
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"init_from: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
-                        "written by `qianyi run --out DIR`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"init_from: {str(path)!r} cannot be read safely ({type(exc).__name__}: {exc}); only "
-                        "plain state dicts are accepted") from exc
-    if isinstance(state, dict) and "model" in state and "format" in state:
-        state = load_checkpoint(path)["model"]
-    if not isinstance(state, dict):
-        raise DataError(f"init_from: {str(path)!r} holds no state dict")
-    names = list(model.group_names[:layers] if layers is not None else model.group_names)
-    own = model.state_dict()
-    update = {}
-    for name in names:
-        keys = [k for k in own if k.startswith(f"groups.{name}.")]
-        for k in keys:
-            if k not in state:
-                raise DataError(f"init_from: {str(path)!r} has no weights for layer group {name!r} ({k}); "
-                                f"it was saved from another architecture")
-            if state[k].shape != own[k].shape:
-                raise DataError(f"init_from: layer group {name!r} has shape {tuple(state[k].shape)} in "
-                                f"{str(path)!r} but {tuple(own[k].shape)} here ({k}); copy fewer layers "
-                                "(init_layers) or use a matching input canvas")
-            update[k] = state[k]
-    own.update(update)
-    model.load_state_dict(own)
-    return names
+    def selection(self) -> SelectionData:
+        """The validators' view: the same splits, the target without labels."""
+        target = self.target if self.target.y is None else self.target.replace(y=None)
+        return SelectionData(self.source, self.source_val, target)
 
 
 @dataclass
 class FitResult:
-    model: Backbone
+    #: The network that predicts (``method.inference_model(backbone)``), in eval mode.
+    model: nn.Module
     method: Method
     history: list[dict[str, float]]
     selection: str
@@ -205,11 +87,37 @@ class FitResult:
     steps: int
     resumed_from_step: int = 0
     device: str = "cpu"
-    extras: dict[str, Any] = field(default_factory=dict)
+    selected_epoch: int = 0
+    backbone: Backbone | None = None
+
+
+@dataclass
+class _Parts:
+    """What :meth:`Trainer._build` makes: the live objects of one fit."""
+
+    device: torch.device
+    model: Backbone
+    frozen: list[str]
+    optimizers: dict[str, torch.optim.Optimizer]
+    backbone_optimizers: frozenset[str]
+    anchors: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class _Progress:
+    """What changes while training and is checkpointed (with the weights, optimizers and RNG)."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": -math.inf, "epoch": 0, "model": None,
+                                                          "method": None})
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Trainer:
-    """Train a backbone on a :class:`TransferTask` with a method's loss terms.
+    """Train a backbone on a :class:`TransferTask` with a method.
 
     >>> from qianyi import load_task, get_method, Trainer, TrainConfig
     >>> task = load_task("mnist", "digits")                            # doctest: +SKIP
@@ -223,150 +131,185 @@ class Trainer:
         self.backbone_factory = backbone_factory
 
     def fingerprint(self, task: TransferTask) -> dict[str, Any]:
-        return {"method": self.method.name, "hparams": json.loads(json.dumps(self.method.hparams())),
-                "config": self.config.fingerprint(), "task": task.name, "sizes": [len(task.source), len(task.target)],
-                "shape": list(task.sample_shape), "classes": task.n_classes}
+        return run_fingerprint(self.method, self.config, task)
 
-    def fit(self, task: TransferTask) -> FitResult:
+    def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
+        data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
+        parts = self._build(data, task.n_classes)
+        ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
+        fingerprint = self.fingerprint(task)
+        state = self._restore(ckpt, fingerprint, parts)
+        resumed_from = state.step
+        self._loop(data, parts, state, ckpt, fingerprint, monitor, task.name)
+        return self._finish(parts, state, resumed_from)
+
+    # -- build -----------------------------------------------------------------------------------
+    def _build(self, data: TrainData, n_classes: int) -> _Parts:
         cfg, method = self.config, self.method
         device = resolve_device(cfg.device)
-        if method.uses_target_labels and task.target.y is None:
-            raise DataError(f"method {method.name!r} trains on target labels, but target {task.target.name!r} has none")
         seed_everything(cfg.seed)
-        model = self.backbone_factory(task.sample_shape, task.n_classes).to(device)
-        with torch.no_grad():
-            model.eval()
-            probe = model(torch.as_tensor(task.source.X[:2]).to(device))
-            model.train()
-        method.setup(model, probe)
-        method.to(device)
+        model = self.backbone_factory(data.source.sample_shape, n_classes).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
-        frozen = list(model.group_names[:cfg.freeze])
         if cfg.freeze > len(model.group_names):
             raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "
                             f"{list(model.group_names)}")
+        frozen = list(model.group_names[:cfg.freeze])
         for name in frozen:
             model.groups[name].requires_grad_(False)
-        copied_params = [p for n in copied if n not in frozen for p in model.groups[n].parameters()]
-        new_params = [p for n in model.group_names if n not in copied and n not in frozen
-                      for p in model.groups[n].parameters()]
-        anchors = [(p, p.detach().clone()) for p in copied_params] if cfg.l2sp else []
-        params = [{"params": copied_params, "lr_mult": cfg.copied_lr_mult},
-                  {"params": new_params},
-                  {"params": [p for p in method.parameters() if p.requires_grad]}]
-        if cfg.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                         weight_decay=cfg.weight_decay, nesterov=True)
-        else:
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        with torch.no_grad():  # the method builds its modules from the initialised backbone (a teacher copies it)
+            model.eval()
+            probe = model(torch.as_tensor(data.source.X[:2]).to(device))
+            model.train()
+        method.setup(model, probe)
+        method.to(device)
+        groups: dict[str, ParamGroup] = {}
+        for name in model.group_names:
+            if name not in frozen:
+                groups[name] = {"params": list(model.groups[name].parameters()),
+                                "lr_mult": cfg.copied_lr_mult if name in copied else 1.0}
+        optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
+        anchors = ([(p, p.detach().clone()) for n in copied if n not in frozen for p in model.groups[n].parameters()]
+                   if cfg.l2sp else [])
+        return _Parts(device, model, frozen, optimizers, backbone_opts, anchors)
 
-        Xs = torch.as_tensor(task.source.X).to(device)
-        ys = torch.as_tensor(task.source.y).to(device)
-        Xt = torch.as_tensor(task.target.X).to(device)
-        yt = torch.as_tensor(task.target.y).to(device) if method.uses_target_labels else None
-        spe = cfg.steps_per_epoch or math.ceil(max(len(Xs), len(Xt)) / cfg.batch_size)
-        total = spe * cfg.epochs
-        src_stream = BatchStream(len(Xs), cfg.batch_size, cfg.seed, stream=1)
-        tgt_stream = BatchStream(len(Xt), cfg.batch_size, cfg.seed, stream=2)
+    def _optimizers(self, spec: dict[str, list[ParamGroup]], model: Backbone
+                    ) -> tuple[dict[str, torch.optim.Optimizer], frozenset[str]]:
+        cfg = self.config
+        backbone_ids = {id(p) for p in model.parameters()}
+        out: dict[str, torch.optim.Optimizer] = {}
+        moves_backbone = set()
+        for name, groups in spec.items():
+            groups = [g for g in groups if list(g["params"])]
+            if not groups:
+                raise DataError(f"{self.method.name}: optimizer {name!r} has no trainable parameters (are all the "
+                                "layers it trains frozen? lower --freeze)")
+            if any(id(p) in backbone_ids for g in groups for p in g["params"]):
+                moves_backbone.add(name)
+            if cfg.optimizer == "sgd":
+                out[name] = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                            nesterov=cfg.momentum > 0)
+            else:
+                out[name] = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return out, frozenset(moves_backbone)
 
-        ckpt_path = Path(cfg.checkpoint_dir) / FILENAME if cfg.checkpoint_dir else None
-        every = cfg.checkpoint_every or spe
-        fingerprint = self.fingerprint(task)
-        history: list[dict[str, float]] = []
-        best: dict[str, Any] = {"score": -1.0, "epoch": 0, "model": None, "method": None}
-        start, elapsed = 0, 0.0
-        if ckpt_path is not None and ckpt_path.exists():
-            state = load_checkpoint(ckpt_path, fingerprint)
-            model.load_state_dict(state["model"])
-            method.load_state_dict(state["method"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            if device.type == "cuda" and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"])
-            start, elapsed, history = int(state["step"]), float(state["elapsed"]), list(state["history"])
-            best = state["best"]
-            resumed_sums, resumed_n = dict(state.get("epoch_sums", {})), int(state.get("epoch_steps", 0))
-        else:
-            resumed_sums, resumed_n = {}, 0
-        resumed_from = start
+    # -- restore ---------------------------------------------------------------------------------
+    def _restore(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts) -> _Progress:
+        if ckpt is None or not ckpt.exists():
+            return _Progress()
+        state = load_checkpoint(ckpt, fingerprint)
+        parts.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        for name, opt in parts.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        torch.set_rng_state(state["rng"])
+        if parts.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        return _Progress(int(state["step"]), float(state["elapsed"]), list(state["history"]), state["best"],
+                         dict(state["sums"]), dict(state["counts"]))
 
-        def checkpoint(step: int) -> None:
-            if ckpt_path is None:
-                return
-            state = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "step": step,
-                     "elapsed": elapsed + time.perf_counter() - t0, "model": model.state_dict(),
-                     "method": method.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                     "history": history, "best": best, "epoch_sums": dict(sums), "epoch_steps": n_in_epoch}
-            if device.type == "cuda":
-                state["cuda_rng"] = torch.cuda.get_rng_state()
-            save_checkpoint(ckpt_path, state)
+    def _checkpoint(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts, state: _Progress) -> None:
+        if ckpt is None:
+            return
+        blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "step": state.step, "elapsed": state.elapsed,
+                "model": parts.model.state_dict(), "method": self.method.state_dict(),
+                "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
+                "rng": torch.get_rng_state(), "history": state.history, "best": state.best,
+                "sums": state.sums, "counts": state.counts}
+        if parts.device.type == "cuda":
+            blob["cuda_rng"] = torch.cuda.get_rng_state()
+        save_checkpoint(ckpt, blob)
 
+    # -- loop ------------------------------------------------------------------------------------
+    def _loop(self, data: TrainData, parts: _Parts, state: _Progress, ckpt: Path | None,
+              fingerprint: dict[str, Any], monitor: Monitor | None, label: str) -> None:
         from tqdm.auto import tqdm
 
+        cfg, method, model, device = self.config, self.method, parts.model, parts.device
+        Xs, ys = torch.as_tensor(data.source.X).to(device), torch.as_tensor(data.source.y).to(device)
+        Xt = torch.as_tensor(data.target.X).to(device)
+        yt = torch.as_tensor(data.target.y).to(device) if data.target.y is not None else None
+        spe = cfg.steps_per_epoch or math.ceil(max(len(Xs), len(Xt)) / cfg.batch_size)
+        total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
+        streams = BatchStream(len(Xs), cfg.batch_size, cfg.seed, 1), BatchStream(len(Xt), cfg.batch_size, cfg.seed, 2)
+        regularizer = self._regularizer(parts)
         # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
-        bar = tqdm(total=total, initial=start, disable=None if cfg.progress else True, leave=False, dynamic_ncols=True,
-                   desc=f"{method.name} {task.name} seed {cfg.seed}")
-        sums: dict[str, float] = resumed_sums
-        n_in_epoch = resumed_n
-        t0 = time.perf_counter()
+        bar = tqdm(total=total, initial=state.step, disable=None if cfg.progress else True, leave=False,
+                   dynamic_ncols=True, desc=f"{method.name} {label} seed {cfg.seed}")
+        t0, start_elapsed = time.perf_counter(), state.elapsed
         model.train()
         method.train()
-        corrupt = method.corrupt_inputs  # identity unless the method denoises (no RNG draw then)
-        for step in range(start, total):
+        for step in range(state.step, total):
             progress = step / total
             lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
-            for group in opt.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
-            for name in frozen:  # frozen groups keep their batch-norm statistics too
+            for opt in parts.optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = lr * group.get("lr_mult", 1.0)
+            for name in parts.frozen:  # frozen groups keep their batch-norm statistics too
                 model.groups[name].eval()
-            si, ti = src_stream.indices(step), tgt_stream.indices(step)
-            out_s = out_t = None
-            if method.uses_source and method.uses_target:
-                out_s, out_t = model(corrupt(torch.cat([Xs[si], Xt[ti]]))).split(len(si))
-            elif method.uses_source:
-                out_s = model(corrupt(Xs[si]))
-            else:
-                out_t = model(corrupt(Xt[ti]))
-            terms = method.loss(Batch(out_s, out_t, ys[si] if method.uses_source else None,
-                                      yt[ti] if yt is not None else None, progress,
-                                      Xs[si] if method.uses_source else None,
-                                      Xt[ti] if method.uses_target else None))
-            if anchors:
-                terms["l2sp"] = 0.5 * cfg.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in anchors)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method.name}: the loss became {loss.item()} at step {step} "
-                                         f"(terms: { {k: float(v) for k, v in terms.items()} }); lower the "
-                                         "learning rate or the method's trade_off")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            n_in_epoch += 1
+            si, ti = streams[0].indices(step), streams[1].indices(step)
+            ctx = StepContext(model, method, Xs[si] if method.uses_source else None,
+                              ys[si] if method.uses_source else None, Xt[ti] if method.uses_target else None,
+                              yt[ti] if yt is not None else None, progress, step, parts.optimizers, regularizer,
+                              parts.backbone_optimizers)
+            method.training_step(ctx)
+            for k, values in ctx.logged.items():
+                state.sums[k] = state.sums.get(k, 0.0) + sum(values) / len(values)
+                state.counts[k] = state.counts.get(k, 0) + 1
             bar.update(1)
-            if (step + 1) % spe == 0:
-                epoch = (step + 1) // spe
-                row = {"epoch": epoch, "lr": lr, **{k: v / n_in_epoch for k, v in sums.items()}}
-                row["source_val_acc"] = accuracy(model, task.source_val, device)
-                history.append(row)
-                sums, n_in_epoch = {}, 0
-                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("epoch", "lr")})
-                if cfg.select == "source-val" and row["source_val_acc"] > best["score"]:
-                    best = {"score": row["source_val_acc"], "epoch": epoch,
-                            "model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
-            if (step + 1) % every == 0 or step + 1 == total:
-                checkpoint(step + 1)
+            state.step = step + 1
+            state.elapsed = start_elapsed + time.perf_counter() - t0
+            if state.step % spe == 0:
+                self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
+            if state.step % every == 0 or state.step == total:
+                self._checkpoint(ckpt, fingerprint, parts, state)
         bar.close()
-        train_seconds = elapsed + time.perf_counter() - t0
 
-        if cfg.select == "source-val" and best["model"] is not None:
-            model.load_state_dict(best["model"])
-            method.load_state_dict(best["method"])
-            selection = f"best source-validation accuracy (epoch {best['epoch']} of {cfg.epochs}); no target labels"
+    def _regularizer(self, parts: _Parts) -> Callable[[], dict[str, torch.Tensor]]:
+        alpha, anchors = self.config.l2sp, parts.anchors
+        if not anchors:
+            return lambda: {}
+        return lambda: {"l2sp": 0.5 * alpha * sum(((p - p0) ** 2).sum() for p, p0 in anchors)}
+
+    def _end_epoch(self, data: TrainData, parts: _Parts, state: _Progress, epoch: int, lr: float,
+                   monitor: Monitor | None) -> None:
+        cfg, method = self.config, self.method
+        row: dict[str, float] = {"epoch": epoch, "lr": lr, **{k: state.sums[k] / state.counts[k] for k in state.sums}}
+        state.sums, state.counts = {}, {}
+        net = method.inference_model(parts.model)
+        row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
+        names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))
+        if names:
+            scores = score_all(net, data.selection(), names, device=parts.device, max_samples=cfg.selection_samples,
+                               seed=cfg.seed)
+            row.update({f"score_{k}": v for k, v in scores.items()})
+        if monitor is not None:
+            row.update(monitor(net))
+        parts.model.train()
+        method.train()
+        state.history.append(row)
+        if cfg.select != LAST:
+            utility = get_validator(cfg.select).utility(row[f"score_{cfg.select}"])
+            if utility > state.best["score"]:
+                state.best = {"score": utility, "epoch": epoch, "model": copy.deepcopy(parts.model.state_dict()),
+                              "method": copy.deepcopy(method.state_dict())}
+
+    # -- finish ----------------------------------------------------------------------------------
+    def _finish(self, parts: _Parts, state: _Progress, resumed_from: int) -> FitResult:
+        cfg, method, model = self.config, self.method, parts.model
+        epochs = cfg.epochs
+        if cfg.select != LAST and state.best["model"] is not None:
+            model.load_state_dict(state.best["model"])
+            method.load_state_dict(state.best["method"])
+            chosen = int(state.best["epoch"])
+            selection = f"best by validator {cfg.select!r} (epoch {chosen} of {epochs}); no target labels"
         else:
-            selection = f"last epoch ({cfg.epochs}); no target labels"
+            chosen = epochs
+            selection = f"last epoch ({epochs}); no target labels"
         if method.uses_target_labels:
             selection = "ORACLE: trained on target labels; " + selection.replace("; no target labels", "")
+        net = method.inference_model(model)
         model.eval()
-        return FitResult(model, method, history, selection, train_seconds, total, resumed_from, str(device))
+        net.eval()
+        return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
+                         str(parts.device), chosen, model)

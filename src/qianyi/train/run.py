@@ -2,61 +2,35 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
-from .._io import atomic_write, write_json
+from .._io import atomic_write
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
-from .engine import FitResult, TrainConfig, Trainer, accuracy
+from ..nn.inference import accuracy
+from .config import TrainConfig
+from .engine import FitResult, Monitor, Trainer
+from .result import MODEL_FILE, RESULT_FILE, RunResult
 
-RESULT_FILE = "result.json"
-MODEL_FILE = "model.pt"  # the final backbone's state dict (load with torch.load(..., weights_only=True))
+__all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
 
-
-@dataclass
-class RunResult:
-    """What ``result.json`` holds. Accuracies are fractions in [0, 1]."""
-
-    method: str
-    source: str
-    target: str
-    seed: int
-    target_accuracy: float
-    source_accuracy: float
-    train_seconds: float
-    selection: str
-    oracle: bool
-    hparams: dict[str, Any]
-    config: dict[str, Any]
-    n_source: int
-    n_target_train: int
-    n_target_test: int
-    device: str
-    history: list[dict[str, float]] = field(default_factory=list)
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, directory: str | Path) -> Path:
-        return write_json(Path(directory) / RESULT_FILE, self.to_dict())
-
-    def summary(self) -> str:
-        tag = " [ORACLE: uses target labels]" if self.oracle else ""
-        return (f"{self.method} {self.source}->{self.target} seed {self.seed}: target accuracy "
-                f"{100 * self.target_accuracy:.2f}%, source accuracy {100 * self.source_accuracy:.2f}% "
-                f"({self.train_seconds:.1f}s; {self.selection}){tag}")
+#: History key of the per-epoch target-test accuracy that ``track_target_test`` records (reports only).
+ORACLE_KEY = "oracle_target_acc"
 
 
 def run(method: str | Method, task: TransferTask, config: TrainConfig | None = None,
-        out: str | Path | None = None, **hparams: Any) -> tuple[RunResult, FitResult]:
+        out: str | Path | None = None, track_target_test: bool = False, **hparams: Any) -> tuple[RunResult, FitResult]:
     """Train ``method`` on ``task`` and score it; with ``out``, checkpoint there, resume, write result.json.
+
+    ``track_target_test`` records each epoch's target-test accuracy in the history (key
+    ``oracle_target_acc``) so that reports can show what an oracle choice of epoch would give; the
+    engine never reads it, and the model is chosen by ``config.select`` alone.
 
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
@@ -64,8 +38,13 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     config = config or TrainConfig()
     if out is not None:
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
-    fit = Trainer(m, config).fit(task)
+    trainer = Trainer(m, config)
+    monitor: Monitor | None = None
+    if track_target_test:
+        monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
+    fit = trainer.fit(task, monitor=monitor)
     device = fit.device
+    row = fit.history[fit.selected_epoch - 1] if fit.history and fit.selected_epoch else {}
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=accuracy(fit.model, task.target_test, device),
@@ -73,7 +52,9 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         train_seconds=round(fit.train_seconds, 3), selection=fit.selection, oracle=m.uses_target_labels,
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=len(task.target_test), device=device,
-        history=fit.history,
+        history=fit.history, selected_epoch=fit.selected_epoch,
+        scores={k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")},
+        fingerprint=trainer.fingerprint(task),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     if out is not None:
         atomic_write(Path(out) / MODEL_FILE, lambda fh: torch.save(fit.model.state_dict(), fh), mode="wb")

@@ -5,7 +5,7 @@ import io
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._io import atomic_write
+from ._io import atomic_write
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -25,19 +25,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join([line(header), sep, *(line(r) for r in cells)])
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
+def figure(figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
+    """A matplotlib Figure detached from pyplot: no backend is chosen or changed (PNG export works anywhere)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(figsize=figsize)
 
-    return plt
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.0, 4.0), **kw: Any) -> tuple[Any, Any]:
+    """Like ``plt.subplots`` but on a detached :func:`figure`."""
+    fig = figure(figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
+    """Write ``fig`` as PNG atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    pyplot().close(fig)
     return atomic_write(path, lambda fh: fh.write(buf.getvalue()), mode="wb")

@@ -1,0 +1,149 @@
+"""Label-free hyper-parameter selection: ``qianyi select``.
+
+Each candidate setting of a method (its documented ``grid``, or a user's) is trained on every pair
+and seed through the run store (cached: a rerun trains only what is missing) and its final model is
+scored by a named validator (:mod:`qianyi.select`), which sees labelled source data and the
+unlabelled target train split only.
+
+**The ranking rule** (one, for every method and validator): per pair, average each candidate's
+validator score over seeds and rank the candidates (1 = best; ties share the mean rank); the
+candidate with the lowest mean rank over the pairs wins; a tie goes to the better mean score.
+
+Target-test accuracy is recorded in every run (``oracle_target_acc``) but chooses nothing; with
+``show_oracle`` the report adds it in a column marked ORACLE, with the candidate an oracle would
+pick, to show what honesty costs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .._io import write_json, write_text
+from ..data.tasks import load_task
+from ..errors import DataError
+from ..methods.registry import available_methods, get_method
+from ..select import available_validators, get_validator
+from ..train.config import TrainConfig
+from ..train.result import RunResult
+from ..train.run import run
+from ..train.store import RunStore, fingerprint
+from .runner import parse_pair
+
+
+def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The candidates for ``method``: ``grid`` if given, else the method's documented default grid."""
+    cls = available_methods().get(method)
+    if cls is None:
+        get_method(method)  # raises with the list of names
+    cands = [dict(c) for c in (grid if grid is not None else cls.grid)]  # type: ignore[union-attr]
+    if not cands:
+        raise DataError(f"method {method!r} has no hyper-parameter grid to select from; pass one with --grid")
+    for c in cands:
+        get_method(method, **c)  # unknown settings fail before any training
+    return cands
+
+
+def rank_candidates(scores: np.ndarray, higher_is_better: bool) -> tuple[np.ndarray, int]:
+    """Mean rank over pairs of each candidate (``scores``: candidates x pairs, seed means) and the winner."""
+    util = scores if higher_is_better else -scores
+    ranks = np.zeros_like(util, dtype=float)
+    for j in range(util.shape[1]):
+        col = -util[:, j]
+        order = col.argsort(kind="stable")
+        r = np.empty(len(col))
+        r[order] = np.arange(1, len(col) + 1)
+        for v in np.unique(col):  # ties share the mean rank
+            r[col == v] = r[col == v].mean()
+        ranks[:, j] = r
+    mean_rank = ranks.mean(1)
+    best = min(range(len(mean_rank)), key=lambda i: (mean_rank[i], -util[i].mean()))
+    return mean_rank, best
+
+
+@dataclass
+class SelectionResult:
+    method: str
+    validator: str
+    pairs: list[str]
+    candidates: list[dict[str, Any]]
+    #: candidates x pairs x seeds
+    scores: np.ndarray
+    target_accuracy: np.ndarray
+    mean_rank: np.ndarray
+    chosen: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def choice(self) -> dict[str, Any]:
+        return self.candidates[self.chosen]
+
+    def oracle_choice(self) -> int:
+        """The candidate with the best mean target-test accuracy (ORACLE: for reports only)."""
+        return int(np.nanmean(self.target_accuracy, axis=(1, 2)).argmax())
+
+    def table(self, show_oracle: bool = False) -> str:
+        v = get_validator(self.validator)
+        sense = "higher is better" if v.higher_is_better else "lower is better"
+        head = ["candidate", *[f"{p} {self.validator}" for p in self.pairs], "mean rank"]
+        if show_oracle:
+            head.append("ORACLE: mean target acc. (%), not used")
+        lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        for i, c in enumerate(self.candidates):
+            label = ", ".join(f"{k}={v}" for k, v in c.items()) + (" **chosen**" if i == self.chosen else "")
+            cells = [f"{x:.4f}" for x in self.scores[i].mean(1)] + [f"{self.mean_rank[i]:.2f}"]
+            if show_oracle:
+                cells.append(f"{100 * np.nanmean(self.target_accuracy[i]):.1f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
+                      f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
+        if show_oracle:
+            o = self.oracle_choice()
+            lines.append(f"ORACLE choice (best on target-test labels, not used): {json.dumps(self.candidates[o])}, "
+                         f"{100 * np.nanmean(self.target_accuracy[o]):.1f}% vs {100 * np.nanmean(self.target_accuracy[self.chosen]):.1f}% "
+                         "for the label-free choice.")
+        return "\n".join(lines)
+
+
+def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", grid: Sequence[dict] | None = None,
+                   seeds: Sequence[int] = (0,), out: str | Path = "runs/select", config: TrainConfig | None = None,
+                   data_dir: str | None = None, max_samples: int | None = None, show_oracle: bool = False,
+                   log: Callable[[str], None] | None = print) -> SelectionResult:
+    """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank."""
+    if validator not in available_validators():
+        get_validator(validator)  # raises with the list of names
+    cands = method_grid(method, grid)
+    # every validator is recorded, so one cached run serves any later choice of validator
+    base = replace(config or TrainConfig(), validators=tuple(available_validators()))
+    store = RunStore(Path(out) / "runs")
+    n = len(cands) * len(pairs) * len(seeds)
+    scores = np.full((len(cands), len(pairs), len(seeds)), np.nan)
+    accs = np.full_like(scores, np.nan)
+    k = 0
+    for j, pair in enumerate(pairs):
+        task = load_task(*parse_pair(pair), data_dir=data_dir, max_samples=max_samples)
+        for i, cand in enumerate(cands):
+            for s, seed in enumerate(seeds):
+                k += 1
+                m, cfg = get_method(method, **cand), replace(base, seed=seed)
+                fp = fingerprint(m, cfg, task)
+                result: RunResult | None = store.get(fp)
+                if result is None:
+                    result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True)
+                if log:
+                    log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: "
+                        f"{validator} {result.scores[validator]:.4f}")
+                scores[i, j, s] = result.scores[validator]
+                accs[i, j, s] = result.target_accuracy
+    mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
+    res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best)
+    out = Path(out)
+    res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
+                 "json": write_json(out / f"select-{method}-{validator}.json",
+                                    {"method": method, "validator": validator, "pairs": list(pairs),
+                                     "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
+                                     "mean_rank": mean_rank.tolist(), "scores": scores.tolist()})}
+    return res

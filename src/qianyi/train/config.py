@@ -1,0 +1,129 @@
+"""Training settings shared by every method, and the command-line flags generated from them.
+
+:class:`TrainConfig` is frozen: change a setting with ``dataclasses.replace(config, epochs=5)``,
+which runs the same validation as the constructor. The CLI's training flags are made from the
+fields below (their ``metadata``), so a new setting is one field here and appears everywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from ..errors import DataError, UnknownNameError
+
+#: Checkpoint choices besides a validator name (``qianyi.select``): the last epoch's weights.
+LAST = "last"
+
+
+def _opt(help: str, cli: str | None = None, metavar: str | None = None, group: str = "training") -> dict[str, Any]:
+    return {"help": help, "cli": cli, "metavar": metavar, "group": group}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings shared by all methods. Defaults were chosen on source validation data only."""
+
+    epochs: int = field(default=20, metadata=_opt("epochs; an epoch is one pass over the larger training domain"))
+    batch_size: int = field(default=64, metadata=_opt("mini-batch size per domain"))
+    steps_per_epoch: int | None = field(default=None, metadata=_opt("steps per epoch (default: one pass over the "
+                                                                    "larger training domain)", metavar="N"))
+    optimizer: str = field(default="sgd", metadata=_opt("sgd (Nesterov momentum) or adam"))
+    lr: float = field(default=0.01, metadata=_opt("initial learning rate"))
+    momentum: float = field(default=0.9, metadata=_opt("SGD momentum"))
+    weight_decay: float = field(default=5e-4, metadata=_opt("L2 weight decay"))
+    lr_schedule: str = field(default="anneal", metadata=_opt("anneal (mu_0 / (1 + 10 p)^0.75, Ganin et al.) or "
+                                                             "constant"))
+    seed: int = field(default=0, metadata=_opt("random seed (weights, batches, noise)", cli=""))
+    select: str = field(default=LAST, metadata=_opt(
+        "which epoch's weights to keep: 'last', or the best by a label-free validator (`qianyi validators`: "
+        "source-val, dev, iwv, snd, entropy, atc, rv); never target labels", metavar="NAME"))
+    validators: tuple[str, ...] = field(default=(), metadata=_opt(
+        "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
+    selection_samples: int = field(default=1000, metadata=_opt(
+        "samples per split (source train, source val, target train) the validators score each epoch", metavar="N"))
+    device: str | None = field(default=None, metadata=_opt("cpu, cuda, cuda:1 ... (default: cuda when present)"))
+    init_from: str | None = field(default=None, metadata=_opt(
+        "start from a saved model (DIR/model.pt of an earlier `qianyi run --out DIR`)", metavar="MODEL.pt",
+        group="fine-tuning"))
+    init_layers: int | None = field(default=None, metadata=_opt("copy only the first K layer groups", metavar="K",
+                                                                group="fine-tuning"))
+    freeze: int = field(default=0, metadata=_opt("freeze the first K layer groups (weights and batch-norm "
+                                                 "statistics)", metavar="K", group="fine-tuning"))
+    copied_lr_mult: float = field(default=1.0, metadata=_opt("learning-rate multiplier for copied, unfrozen layers",
+                                                             metavar="M", group="fine-tuning"))
+    l2sp: float = field(default=0.0, metadata=_opt("L2-SP: alpha/2 ||w - w_0||^2 over copied layers (Li et al. "
+                                                   "2018)", metavar="ALPHA", group="fine-tuning"))
+    checkpoint_dir: str | None = field(default=None, metadata=_opt("", cli=""))
+    checkpoint_every: int | None = field(default=None, metadata=_opt("steps between checkpoints (default: every "
+                                                                     "epoch)", metavar="N"))
+    progress: bool = field(default=True, metadata=_opt("", cli=""))
+
+    def __post_init__(self) -> None:
+        from ..select.validators import available_validators
+
+        names = available_validators()
+        if self.select != LAST and self.select not in names:
+            raise UnknownNameError(f"select must be 'last' or a validator ({', '.join(names)}), got {self.select!r}")
+        vals = tuple(names) if tuple(self.validators) == ("all",) else tuple(self.validators)
+        bad = [v for v in vals if v not in names]
+        if bad:
+            raise UnknownNameError(f"validators: unknown {bad}; choose from {', '.join(names)} or 'all'")
+        object.__setattr__(self, "validators", vals)
+        if self.optimizer not in ("sgd", "adam"):
+            raise UnknownNameError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.lr_schedule not in ("anneal", "constant"):
+            raise UnknownNameError(f"lr_schedule must be 'anneal' or 'constant', got {self.lr_schedule!r}")
+        for k in ("epochs", "batch_size", "selection_samples"):
+            if getattr(self, k) < 1:
+                raise DataError(f"{k} must be at least 1, got {getattr(self, k)}")
+        for k in ("steps_per_epoch", "checkpoint_every"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise DataError(f"{k} must be at least 1 (or unset), got {getattr(self, k)}")
+        for k in ("lr", "momentum", "weight_decay", "copied_lr_mult", "l2sp"):
+            v = getattr(self, k)
+            if not math.isfinite(v) or v < 0 or (k == "lr" and v == 0):
+                raise DataError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v}")
+        if self.freeze < 0 or (self.init_layers is not None and self.init_layers < 0):
+            raise DataError("freeze and init_layers count layer groups and must be >= 0")
+        if self.l2sp and not self.init_from:
+            raise DataError("l2sp regularises towards initial weights: give init_from as well")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change the numbers (not where or how visibly they are computed)."""
+        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress"}
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self) if f.name not in skip}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per :class:`TrainConfig` field (except those a command sets itself), grouped."""
+    groups: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli") == "":
+            continue
+        title = {"training": "training (same for every method)", "fine-tuning": "fine-tuning (with any method)"}
+        g = groups.setdefault(meta["group"], parser.add_argument_group(title[meta["group"]]))
+        default = f.default if f.default is not MISSING else None
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}.get(str(f.type), str)
+        help_ = meta["help"] + (f" (default {default})" if default not in (None, (), "") else "")
+        if f.name == "validators":
+            g.add_argument(_flag(f.name), default=default, metavar=meta["metavar"], help=help_,
+                           type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()))
+        else:
+            g.add_argument(_flag(f.name), type=kind, default=default, metavar=meta["metavar"], help=help_)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` described by the flags :func:`add_config_arguments` added, plus ``overrides``."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if getattr(args, "no_progress", False):
+        values["progress"] = False
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -1,0 +1,61 @@
+"""What a finished run reports: :class:`RunResult`, the content of ``result.json``."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .._io import write_json
+
+RESULT_FILE = "result.json"
+MODEL_FILE = "model.pt"  # the final network's state dict (load with torch.load(..., weights_only=True))
+
+
+@dataclass
+class RunResult:
+    """What ``result.json`` holds. Accuracies are fractions in [0, 1].
+
+    ``history`` has one row per epoch: the loss terms, ``source_val_acc``, ``score_NAME`` for each
+    validator scored, and — only in runs that asked for it (``bench``) — ``oracle_target_acc``, the
+    target-test accuracy of that epoch, recorded for reports and never read by training or selection.
+    ``fingerprint`` is everything that determines the result (see :mod:`qianyi.train.store`).
+    """
+
+    method: str
+    source: str
+    target: str
+    seed: int
+    target_accuracy: float
+    source_accuracy: float
+    train_seconds: float
+    selection: str
+    oracle: bool
+    hparams: dict[str, Any]
+    config: dict[str, Any]
+    n_source: int
+    n_target_train: int
+    n_target_test: int
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    selected_epoch: int = 0
+    #: Label-free scores of the final (selected) model, by validator name.
+    scores: dict[str, float] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, directory: str | Path) -> Path:
+        return write_json(Path(directory) / RESULT_FILE, self.to_dict())
+
+    def summary(self) -> str:
+        tag = " [ORACLE: uses target labels]" if self.oracle else ""
+        return (f"{self.method} {self.source}->{self.target} seed {self.seed}: target accuracy "
+                f"{100 * self.target_accuracy:.2f}%, source accuracy {100 * self.source_accuracy:.2f}% "
+                f"({self.train_seconds:.1f}s; {self.selection}){tag}")

@@ -1,0 +1,71 @@
+"""One run store: is this run already finished? Keyed by everything that determines its result.
+
+A run's **fingerprint** is its method and settings, the training config, the source and target
+specs, and a content hash of the data actually loaded (so a changed file under the same spec is
+a different run). ``run``, ``bench``, ``select``, ``measure`` and the transferability protocol all
+find finished runs through :class:`RunStore`; folder names come from one :func:`slug` function
+plus a hash of the fingerprint, so two pairs whose names slug alike never share a folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .result import MODEL_FILE, RESULT_FILE, RunResult
+
+if TYPE_CHECKING:
+    from ..data.domain import TransferTask
+    from ..methods.base import Method
+    from .config import TrainConfig
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text`` (not unique: folders add a fingerprint hash)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -> dict[str, Any]:
+    """Everything that determines a run's result (JSON-plain, so it compares equal after a round trip)."""
+    return _plain({"method": method.name, "hparams": method.hparams(), "config": config.fingerprint(),
+                   "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
+                   "sizes": [len(task.source), len(task.source_val), len(task.target), len(task.target_test)],
+                   "shape": list(task.sample_shape), "classes": task.n_classes})
+
+
+def key(fp: dict[str, Any]) -> str:
+    """A short hash of a fingerprint."""
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
+    """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None."""
+    directory = Path(directory)
+    try:
+        result = RunResult.from_dict(json.loads((directory / RESULT_FILE).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError):
+        return None
+    if result.fingerprint != _plain(fp) or not (directory / MODEL_FILE).exists():
+        return None
+    return result
+
+
+class RunStore:
+    """Runs under ``root``: ``root/SOURCE->TARGET/METHOD/seedN-HASH`` (names slugged, HASH from the fingerprint)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, fp: dict[str, Any]) -> Path:
+        pair = slug(f"{fp['source']}->{fp['target']}")
+        return self.root / pair / slug(fp["method"]) / f"seed{fp['config']['seed']}-{key(fp)}"
+
+    def get(self, fp: dict[str, Any]) -> RunResult | None:
+        """The finished run with this fingerprint, or None (then train it in :meth:`path`)."""
+        return finished(self.path(fp), fp)

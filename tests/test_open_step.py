@@ -1,0 +1,111 @@
+"""Level-2 methods: several optimizers, an EMA teacher, alternating updates — on the one engine."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import qianyi
+from qianyi.methods import Method, StepContext, register
+from qianyi.nn.layers import ema_update_
+from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
+from qianyi.train.checkpoint import FILENAME
+
+from .conftest import toy_task
+from .test_engine import _interrupt_after
+
+
+@register
+class TwoOptimizersAndTeacher(Method):
+    """Test method: a second head with its own optimizer and learning rate, alternating updates, an EMA teacher."""
+
+    name = "_two-opt-ema"
+    seen_lrs: list = []
+
+    def __init__(self, decay: float = 0.9) -> None:
+        super().__init__()
+        self.decay = decay
+
+    def setup(self, backbone, sample_batch):
+        self.head2 = nn.Linear(sample_batch.features.shape[1], sample_batch.logits.shape[1])
+        self.teacher = copy.deepcopy(backbone).requires_grad_(False)
+
+    def optimizers(self, backbone):
+        return {"body": [g for n, g in backbone.items() if n != "logits"],
+                "heads": [backbone["logits"], {"params": list(self.head2.parameters()), "lr_mult": 0.5}]}
+
+    def training_step(self, ctx: StepContext) -> None:
+        type(self).seen_lrs.append([g["lr"] for g in ctx.optimizers["heads"].param_groups])
+        source, target = ctx.forward(ctx.source_inputs, ctx.target_inputs)
+        ys = ctx.source_labels
+        ctx.update({"heads": F.cross_entropy(source.logits, ys) + F.cross_entropy(self.head2(source.features), ys)},
+                   "heads")
+        (source,) = ctx.forward(ctx.source_inputs + 0.1 * torch.randn_like(ctx.source_inputs))  # a random view
+        ctx.update({"body": F.cross_entropy(source.logits, ys)}, ["body", "heads"])
+        ema_update_(self.teacher, ctx.model, self.decay, buffers=True)
+
+    def inference_model(self, backbone):
+        return self.teacher
+
+
+CFG = dict(epochs=3, steps_per_epoch=10, batch_size=32, progress=False)
+
+
+def test_named_optimizers_with_their_own_learning_rates_and_the_teacher_predicts():
+    TwoOptimizersAndTeacher.seen_lrs = []
+    res, fit = run("_two-opt-ema", toy_task(), TrainConfig(**CFG))
+    lrs = TwoOptimizersAndTeacher.seen_lrs
+    assert len(lrs) == 30 and all(b == pytest.approx(0.5 * a) for a, b in lrs)
+    assert lrs[-1][0] < lrs[0][0]  # the engine's annealing schedule drives every optimizer
+    assert fit.model is fit.method.teacher and fit.model is not fit.backbone
+    assert {"heads", "body", "source_val_acc"} <= set(res.history[-1])
+    assert res.target_accuracy > 0.5
+
+
+def test_ema_teacher_is_the_moving_average_of_the_student():
+    student, teacher = nn.Linear(3, 2), nn.Linear(3, 2)
+    t0 = [p.detach().clone() for p in teacher.parameters()]
+    ema_update_(teacher, student, 0.9)
+    for t, t_old, s in zip(teacher.parameters(), t0, student.parameters()):
+        assert torch.allclose(t, 0.9 * t_old + 0.1 * s)
+
+
+def test_frozen_layers_stay_put_in_student_and_teacher(tmp_path):
+    run("source-only", toy_task(), TrainConfig(epochs=1, steps_per_epoch=5, progress=False), out=tmp_path)
+    start = torch.load(tmp_path / "model.pt", weights_only=True)
+    _, fit = run("_two-opt-ema", toy_task(seed=2), TrainConfig(**CFG, init_from=str(tmp_path / "model.pt"), freeze=1))
+    for net in (fit.backbone, fit.method.teacher):
+        state = net.state_dict()
+        assert all(torch.equal(start[k], state[k]) for k in start if k.startswith("groups.fc1."))
+    assert not torch.equal(start["groups.logits.weight"], fit.backbone.state_dict()["groups.logits.weight"])
+
+
+def test_level_two_method_resumes_exactly(tmp_path):
+    task = toy_task()
+    _, whole = run("_two-opt-ema", task, TrainConfig(**CFG))
+    trainer = Trainer(qianyi.get_method("_two-opt-ema"), TrainConfig(**CFG, checkpoint_dir=str(tmp_path)))
+    _interrupt_after(trainer, task, steps=10)
+    state = load_checkpoint(tmp_path / FILENAME)
+    assert state["step"] == 10 and set(state["optimizers"]) == {"body", "heads"}
+    _, resumed = run("_two-opt-ema", task, TrainConfig(**CFG), out=tmp_path)
+    assert resumed.resumed_from_step == 10
+    for net_a, net_b in ((whole.backbone, resumed.backbone), (whole.method, resumed.method)):
+        for (k, a), (_, b) in zip(net_a.state_dict().items(), net_b.state_dict().items()):
+            assert torch.equal(a, b), k
+
+
+def test_an_optimizer_with_nothing_to_train_is_named():
+    with pytest.raises(qianyi.errors.DataError, match="body"):
+        run("_two-opt-ema", toy_task(), TrainConfig(**CFG, init_from=None, freeze=2))
+
+
+def test_mcd_steps_generator_and_classifiers_separately():
+    _, fit = run("mcd", toy_task(), TrainConfig(epochs=1, steps_per_epoch=2, progress=False))
+    m = fit.method
+    assert m._generator == ("fc1",) and isinstance(m.classifier2, nn.Sequential)
+    # the second classifier has the first's shape but its own weights
+    w1, w2 = fit.backbone.groups["logits"].weight, m.classifier2[-1].weight
+    assert w1.shape == w2.shape and not torch.equal(w1, w2)

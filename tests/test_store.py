@@ -1,0 +1,91 @@
+"""One run store: finished runs are found by their full fingerprint, data content included."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from qianyi.bench import bench
+from qianyi.errors import CheckpointError
+from qianyi.train import TrainConfig, run
+from qianyi.data import load_task
+from qianyi.train.store import RunStore, fingerprint, slug
+from qianyi.methods import get_method
+
+FAST = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=16, progress=False)
+
+
+def _blobs(path, seed: int, shift: float = 0.0) -> None:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 40)
+    X = rng.normal(0, 1, (120, 5)) + 3 * np.eye(3, 5)[y] + shift
+    np.savez(path, X=X.astype(np.float32), y=y)
+
+
+def _result_dirs(root):
+    return sorted(p.parent for p in (root / "runs").rglob("result.json"))
+
+
+def test_a_changed_data_file_under_the_same_spec_is_not_reused(tmp_path):
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    pair = f"npz:{src}->npz:{tgt}"
+    logs: list[str] = []
+    bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=logs.append)
+    first = _result_dirs(tmp_path / "b")
+    logs.clear()
+    bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=logs.append)
+    assert all("(done earlier)" in line for line in logs if "seed" in line)  # unchanged: reused
+    _blobs(tgt, 2, shift=2.0)  # same spec, other content
+    logs.clear()
+    bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=logs.append)
+    assert not any("(done earlier)" in line for line in logs)
+    assert len(_result_dirs(tmp_path / "b")) == 2 * len(first)
+    # a single run in the same folder refuses to resume a checkpoint of other data
+    task = load_task(f"npz:{src}", f"npz:{tgt}")
+    out = tmp_path / "one"
+    run("dan", task, FAST, out=out)
+    _blobs(tgt, 3, shift=1.0)
+    with pytest.raises(CheckpointError, match="data"):
+        run("dan", load_task(f"npz:{src}", f"npz:{tgt}"), FAST, out=out)
+
+
+def test_pairs_whose_names_slug_alike_never_share_runs(tmp_path):
+    a, b, t = tmp_path / "a b.npz", tmp_path / "a_b.npz", tmp_path / "t.npz"
+    _blobs(a, 0)
+    _blobs(b, 4, shift=1.0)
+    _blobs(t, 1, shift=0.5)
+    assert slug("a b") == slug("a_b")
+    res = bench(["dan"], [f"npz:{a}->npz:{t}", f"npz:{b}->npz:{t}"], seeds=1, out=tmp_path / "b", config=FAST,
+                log=None)
+    dirs = _result_dirs(tmp_path / "b")
+    assert len(dirs) == 6 == len(set(dirs))  # 3 methods x 2 pairs, each in its own folder
+    assert {r.source for r in res.runs} == {f"npz:{a}", f"npz:{b}"}
+
+
+def test_fingerprint_covers_method_settings_config_and_data(tmp_path):
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1)
+    task = load_task(f"npz:{src}", f"npz:{tgt}")
+    store = RunStore(tmp_path)
+    fp = fingerprint(get_method("dan"), FAST, task)
+    others = [fingerprint(get_method("dan", trade_off=1.0), FAST, task),
+              fingerprint(get_method("dann"), FAST, task),
+              fingerprint(get_method("dan"), replace(FAST, seed=1), task),
+              fingerprint(get_method("dan"), replace(FAST, lr=0.02), task)]
+    assert len({store.path(f) for f in [fp, *others]}) == 5
+    assert store.get(fp) is None
+    run("dan", task, FAST, out=store.path(fp))
+    assert store.get(fp) is not None and store.get(others[0]) is None
+
+
+def test_configs_are_frozen_and_replace_validates():
+    with pytest.raises(Exception):
+        FAST.epochs = 3  # type: ignore[misc]
+    with pytest.raises(Exception, match="lr"):
+        replace(FAST, lr=float("nan"))
+    with pytest.raises(Exception, match="select"):
+        replace(FAST, select="nope")
