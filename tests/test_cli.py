@@ -15,7 +15,7 @@ def test_methods_and_datasets_list_one_line_each(capsys):
     assert all(any(line.startswith(m) for line in out.splitlines()) for m in ["dan", "dann", "ddc", "oracle"])
     assert main(["methods", "drcn"]) == 0
     out = capsys.readouterr().out
-    assert "Ghifary" in out and "noise=0.3" in out and "trade_off=0.1" in out
+    assert "Ghifary" in out and "noise=0.3" in out and "scheme='alternate'" in out and "grid for `qianyi select`" in out
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     for name in ["mnist", "digits", "mnist-m", "fashion", "npz:PATH"]:

@@ -231,13 +231,11 @@ def test_collapse_guard_keeps_both_codes_alive(digits_task):
     assert all(h["private_floor"] < 0.05 for h in res.history)
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_every_new_method_trains_on_the_engine(name):
-    res, fit = run(name, toy_task(shift=2.0), TrainConfig(epochs=2, steps_per_epoch=10, progress=False))
-    last = res.history[-1]
-    assert all(math.isfinite(v) for v in last.values()) and 0.0 <= res.target_accuracy <= 1.0
-    if name in ("dsn", "drcn"):  # the decoder is the method's own module, stepped by the engine
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fit.method.decoder.parameters())
+@pytest.mark.parametrize("name", ["dsn", "drcn"])
+def test_the_decoder_is_the_methods_own_module_stepped_by_the_engine(name):
+    # that each method learns (beats source-only, aligns) is tested in test_learning.py
+    _, fit = run(name, toy_task(shift=2.0), TrainConfig(epochs=1, steps_per_epoch=5, progress=False))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fit.method.decoder.parameters())
 
 
 @pytest.mark.parametrize("name", ["dsan", "dsn"])

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The benchmark of every method on the four bench pairs, 3 seeds, defaults, with every label-free
+# validator recorded each epoch (for the validator-vs-oracle table) and the ORACLE choice of epoch.
+# Resumable: rerun the same command and finished runs are reused (qianyi's run store).
+#
+#   bash benchmarks/bench_all.sh                         # everything (hours on 2 CPU cores)
+#   METHODS=mcd,mean-teacher PAIRS=uci bash benchmarks/bench_all.sh
+#   PAIRS='mnist->mnist-m' bash benchmarks/bench_all.sh  # one pair (several can run at once)
+#
+# Protocols (docs/methods.md): the UCI-protocol pairs at full size; the 28x28 pairs capped at 5,000
+# samples per domain (stratified); 20 epochs; one intra-op thread per process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${QIANYI_DATA:=../shared/data}"
+export QIANYI_DATA OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+QIANYI="${QIANYI:-.venv/bin/qianyi}"
+METHODS="${METHODS:-ddc,dan,dann,jan,coral,dsan,dsn,drcn,mcd,mean-teacher}"
+OUT="${OUT:-runs/bench-all}"
+PAIRS="${PAIRS:-all}"
+common=(--methods "$METHODS" --seeds 3 --validators all --no-progress --threads 1)
+run_uci() { "$QIANYI" bench "${common[@]}" --pairs 'mnist->digits' 'digits->mnist' --out "$OUT/uci"; }
+run_28() { "$QIANYI" bench "${common[@]}" --pairs "$@" --max-samples 5000 --out "$OUT/28px"; }
+case "$PAIRS" in
+  all) run_uci; run_28 'mnist->mnist-m' 'fashion->fashion+rot30' ;;
+  uci) run_uci ;;
+  28px) run_28 'mnist->mnist-m' 'fashion->fashion+rot30' ;;
+  *) if [[ "$PAIRS" == *digits* ]]; then "$QIANYI" bench "${common[@]}" --pairs "$PAIRS" --out "$OUT/uci"
+     else run_28 "$PAIRS"; fi ;;
+esac

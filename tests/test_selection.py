@@ -1,0 +1,76 @@
+"""Honest model selection as a first-class part: validators choose epochs (--select) and settings (select)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.bench.selection import rank_candidates
+from qianyi.cli import main
+from qianyi.methods import get_method
+from qianyi.select import get_validator
+from qianyi.train import TrainConfig, Trainer, run
+
+from .conftest import toy_task
+
+CFG = dict(epochs=4, steps_per_epoch=8, batch_size=32, progress=False)
+
+
+@pytest.mark.parametrize("validator", ["dev", "snd", "source-val"])
+def test_select_keeps_the_validators_best_epoch(validator):
+    res, fit = run("dan", toy_task(shift=2.0), TrainConfig(**CFG, select=validator, validators=("entropy",)))
+    v = get_validator(validator)
+    utils = [v.utility(h[f"score_{validator}"]) for h in res.history]
+    assert res.selected_epoch == 1 + int(np.argmax(utils)) and f"{validator!r}" in res.selection
+    assert {"score_entropy", f"score_{validator}"} <= set(res.history[-1])
+    assert res.scores[validator] == res.history[res.selected_epoch - 1][f"score_{validator}"]
+
+
+def test_what_the_monitor_reports_never_changes_the_choice():
+    task, cfg = toy_task(shift=2.0), TrainConfig(**CFG, select="dev")
+    rng = np.random.default_rng(0)
+    plain = Trainer(get_method("dan"), cfg).fit(task)
+    watched = Trainer(get_method("dan"), cfg).fit(task, monitor=lambda net: {"oracle_target_acc": rng.random()})
+    assert plain.selected_epoch == watched.selected_epoch
+    for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "oracle_target_acc" in watched.history[0] and "oracle_target_acc" not in plain.history[0]
+
+
+def test_ranking_rule_mean_rank_over_pairs_ties_to_the_better_mean_score():
+    scores = np.array([[0.1, 0.9], [0.2, 0.2], [0.3, 0.1]])  # candidates x pairs, lower is better
+    mean_rank, best = rank_candidates(scores, higher_is_better=False)
+    assert mean_rank.tolist() == [2.0, 2.0, 2.0] and best == 1  # all tie on rank; 1 has the best mean score
+    mean_rank, best = rank_candidates(np.array([[1.0, 1.0], [1.0, 0.5]]), higher_is_better=True)
+    assert mean_rank.tolist() == [1.25, 1.75] and best == 0
+
+
+def test_select_command_ranks_a_grid_and_reuses_its_runs(tmp_path, capsys):
+    args = ["select", "dan", "--pairs", "digits->digits+rot30", "digits->digits+invert", "--validator", "dev",
+            "--grid", '[{"trade_off": 0.3}, {"trade_off": 3.0}]', "--epochs", "1", "--steps-per-epoch", "4",
+            "--max-samples", "400", "--out", str(tmp_path), "--no-progress", "--show-oracle"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "Chosen:" in out.out and "ORACLE choice" in out.out and out.err.count("[") == 4
+    chosen = json.loads((tmp_path / "select-dan-dev.json").read_text())["chosen"]
+    assert chosen in ({"trade_off": 0.3}, {"trade_off": 3.0})
+    n_runs = len(list(tmp_path.rglob("result.json")))
+    assert main([*args[:6], "entropy", *args[7:]]) == 0  # another validator ranks the same cached runs
+    assert len(list(tmp_path.rglob("result.json"))) == n_runs == 4
+    assert "entropy" in capsys.readouterr().out
+
+
+def test_bench_reports_the_label_free_and_the_oracle_choice(tmp_path, capsys):
+    args = ["bench", "--methods", "dan", "--pairs", "digits->digits+rot30", "--seeds", "1", "--epochs", "2",
+            "--steps-per-epoch", "4", "--max-samples", "400", "--select", "dev", "--validators", "all",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "ORACLE choice" in md and "dev" in md and "Closest to the oracle choice" in md
+    with open(tmp_path / "results.csv") as fh:
+        rows = list(__import__("csv").DictReader(fh))
+    dan = next(r for r in rows if r["method"] == "dan")
+    assert float(dan["oracle_choice_accuracy"]) >= float(dan["target_accuracy"]) - 1e-9
+    assert "validator 'dev'" in dan["selection"]
