@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,13 @@ import torch
 from qianyi._io import write_json, write_text
 from qianyi.bench.runner import parse_pair
 from qianyi.data.tasks import load_task
-from qianyi.measure._report import markdown_table
+from qianyi._report import markdown_table
 from qianyi.measure.advisor import advise
 from qianyi.measure.report import load_model
-from qianyi.measure.transferability import finished_run
 from qianyi.methods.registry import get_method
-from qianyi.train.engine import TrainConfig, accuracy
-from qianyi.train.run import run
+from qianyi.nn.inference import accuracy
+from qianyi.train import RunStore, TrainConfig, run
+from qianyi.train.store import fingerprint
 
 METHODS = ("source-only", "dan", "dann")
 
@@ -65,10 +66,12 @@ def check_pair(pair: str, seeds: list[int], epochs: int, steps: int | None, max_
         accs = []
         for seed in seeds:
             hp = {"layers": tuple(adv.adapt_layers)} if method == "dan" and adv.adapt_layers else {}
-            c = TrainConfig(**{**cfg.__dict__, "seed": seed, "init_from": src, "freeze": freeze})
-            rdir = out / "runs" / method / f"freeze{freeze}" / f"seed{seed}"
-            res = finished_run(rdir, c)
-            if res is None or res.method != method or res.hparams != json.loads(json.dumps(get_method(method, **hp).hparams())):
+            c = replace(cfg, seed=seed, init_from=src, freeze=freeze)
+            store = RunStore(out / "runs")
+            fp = fingerprint(get_method(method, **hp), c, task)
+            res = store.get(fp)
+            if res is None:
+                rdir = store.path(fp)
                 res, _ = run(method, task, c, out=rdir, **hp)
                 (rdir / "checkpoint.pt").unlink(missing_ok=True)
                 print("  " + res.summary(), flush=True)

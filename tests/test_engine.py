@@ -132,26 +132,36 @@ def _interrupt_after(trainer: Trainer, task, steps: int) -> None:
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import sys, time, torch, qianyi
+    import copy, sys, time, torch, qianyi
     from qianyi.methods import Method, register
+    from qianyi.nn import ema_update_
 
     @register
     class Slow(Method):
-        name = "_slow_dann"
+        # level 2: DANN's terms, the discriminator on its own optimizer, an EMA teacher that predicts
+        name = "_slow_dann_ema"
         def __init__(self):
             super().__init__()
             self.inner = qianyi.get_method("dann")
         def setup(self, backbone, sample):
             self.inner.setup(backbone, sample)
-        def loss(self, batch):
+            self.teacher = copy.deepcopy(backbone).requires_grad_(False)
+        def optimizers(self, backbone):
+            return {"main": list(backbone.values()), "disc": [{"params": list(self.inner.parameters())}]}
+        def training_step(self, ctx):
             time.sleep(float(sys.argv[2]))
-            return self.inner.loss(batch)
+            s, t = ctx.forward(ctx.source_inputs, ctx.target_inputs)
+            ctx.update(self.inner.loss(ctx.batch(s, t)), ["main", "disc"])
+            ema_update_(self.teacher, ctx.model, 0.9)
+        def inference_model(self, backbone):
+            return self.teacher
 
     torch.set_num_threads(2)
     task = qianyi.load_task("digits", "digits+rot30")
     cfg = qianyi.TrainConfig(epochs=4, steps_per_epoch=12, batch_size=32, progress=False, checkpoint_every=6)
-    res, fit = qianyi.run(qianyi.get_method("_slow_dann"), task, cfg, out=sys.argv[1])
-    torch.save(fit.model.state_dict(), sys.argv[1] + "/final.pt")
+    res, fit = qianyi.run(qianyi.get_method("_slow_dann_ema"), task, cfg, out=sys.argv[1])
+    torch.save({**fit.backbone.state_dict(), **{"t." + k: v for k, v in fit.model.state_dict().items()}},
+               sys.argv[1] + "/final.pt")
 """)
 
 

@@ -74,3 +74,6 @@ def test_bench_reports_the_label_free_and_the_oracle_choice(tmp_path, capsys):
     dan = next(r for r in rows if r["method"] == "dan")
     assert float(dan["oracle_choice_accuracy"]) >= float(dan["target_accuracy"]) - 1e-9
     assert "validator 'dev'" in dan["selection"]
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path), "--select", "dev"]) == 0  # the same tables from the run store
+    assert "ORACLE choice" in capsys.readouterr().out

@@ -29,6 +29,7 @@ examples:
   qianyi bench --methods dan --pairs 'mnist->digits' --select dev --validators all --out runs/bench-dev
   qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev   # label-free settings
   qianyi validators                             # label-free validators for --select / qianyi select
+  qianyi summary runs/bench-a runs/bench-b --out runs/all   # tables over several bench folders
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
@@ -153,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--show-oracle", action="store_true",
                     help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")
     _train_args(sl)
+
+    sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",
+                        description="Collect the finished runs (current default settings) of one or more "
+                                    "`qianyi bench --out` folders and print every table: per pair with gap closed, "
+                                    "the label-free vs ORACLE choice of epoch, each validator's choice, and the mean "
+                                    "over pairs. With --out, write results.md/csv/png there.")
+    sm.add_argument("dirs", nargs="+", help="bench output folders")
+    sm.add_argument("--select", default="last", help="the label-free choice the runs were made with (default last)")
+    sm.add_argument("--out", default=None, help="write the combined tables and plot here")
 
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
@@ -285,6 +295,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir)
         _print_table(res)
+        return 0
+    if args.command == "summary":
+        from .bench.runner import BenchResult
+
+        res = BenchResult.from_dirs(args.dirs, select=args.select)
+        if args.out:
+            res.write(args.out)
+        print(res.report())
+        if res.files:
+            print("written: " + ", ".join(str(p) for p in res.files.values()))
         return 0
     if args.command == "select":
         from .bench.selection import select_hparams

@@ -10,6 +10,7 @@ killed benchmark resumes and a changed setting or data file starts a fresh run.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -184,6 +185,61 @@ class BenchResult:
                           "each rule picks; the ORACLE column picks on target-test labels."]
         return "\n".join(lines)
 
+    def summary_table(self) -> str:
+        """Markdown over all pairs: per method, mean accuracy, mean gap closed, pairs where it beats source-only."""
+        lines = ["| method | mean acc. over pairs (%) | mean gap closed | beats source-only on |", "|---|---:|---:|---:|"]
+        for m in self.methods:
+            accs = [self.accuracies(m, p) for p in self.pairs]
+            if not all(len(a) for a in accs):
+                continue
+            so = [self.accuracies("source-only", p).mean() for p in self.pairs]
+            gaps = [self.gap_closed(m, p) for p in self.pairs]
+            base = m in BASELINES
+            gap = "–" if base or None in gaps else f"{100 * float(np.mean(gaps)):.0f}%"
+            wins = "–" if base else f"{sum(a.mean() > s for a, s in zip(accs, so))}/{len(self.pairs)}"
+            label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
+            lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {wins} |")
+        lines += ["", f"Pairs: {', '.join(f'{s}->{t}' for s, t in self.pairs)}; seed means per pair, then the plain "
+                      "mean over pairs."]
+        return "\n".join(lines)
+
+    @classmethod
+    def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST) -> "BenchResult":
+        """Collect the finished runs of one or more bench folders (their run stores) into one result.
+
+        Only runs with each method's current default settings are kept (a store may also hold runs of
+        earlier defaults); of repeated (method, pair, seed) runs the newest counts.
+        """
+        found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
+        for d in dirs:
+            files = sorted(Path(d).glob("runs/*/*/*/result.json"))
+            if not files:
+                raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
+            for f in files:
+                r = RunResult.from_dict(json.loads(f.read_text()))
+                if r.hparams != json.loads(json.dumps(get_method(r.method).hparams())):
+                    continue
+                if select != LAST and not r.oracle and f"validator {select!r}" not in r.selection:
+                    continue
+                key = (r.method, r.source, r.target, r.seed)
+                if key not in found or f.stat().st_mtime > found[key][0]:
+                    found[key] = (f.stat().st_mtime, r)
+        runs = [r for _, r in found.values()]
+        pairs = list(dict.fromkeys((r.source, r.target) for r in runs))
+        names = list(dict.fromkeys(r.method for r in runs))
+        methods = ["source-only"] + [m for m in names if m not in BASELINES] + ["oracle"]
+        return cls(runs, pairs, [m for m in methods if m in names], select=select)
+
+    def report(self) -> str:
+        """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs."""
+        parts = [self.table()]
+        vt = self.validator_table()
+        if vt:
+            parts.append(vt)
+        if len(self.pairs) > 1:
+            parts.append(self.summary_table())
+        return "\n\n".join(parts) + "\n"
+
     def write(self, out: str | Path) -> dict[str, Path]:
         out = Path(out)
         fields_ = ["method", "source", "target", "seed", "target_accuracy", "source_accuracy", "train_seconds",
@@ -195,11 +251,8 @@ class BenchResult:
             for r in self.runs:
                 row = {**r.to_dict(), "oracle_choice_accuracy": choice_accuracy(r, ORACLE_CHOICE)}
                 w.writerow([row[f] for f in fields_])
-        text = self.table() + "\n"
-        vt = self.validator_table()
-        if vt:
-            text += "\n" + vt + "\n"
-        self.files = {"csv": atomic_write(out / "results.csv", write_csv), "md": write_text(out / "results.md", text)}
+        self.files = {"csv": atomic_write(out / "results.csv", write_csv),
+                      "md": write_text(out / "results.md", self.report())}
         try:
             self.files["png"] = self.plot(out / "results.png")
         except ImportError:  # matplotlib missing: tables are still written

@@ -1,6 +1,7 @@
-"""Networks: backbones with named layer groups, gradient reversal, domain discriminators."""
+"""Networks: backbones with named layer groups, gradient reversal, domain discriminators, EMA, inference."""
 from .backbones import Backbone, LayerOutputs, backbone_for, lenet, mlp
-from .layers import DomainDiscriminator, GradientReversal, grad_reverse
+from .inference import accuracy, predict_features, predict_logits
+from .layers import DomainDiscriminator, GradientReversal, ema_update_, grad_reverse
 
-__all__ = ["Backbone", "DomainDiscriminator", "GradientReversal", "LayerOutputs", "backbone_for", "grad_reverse",
-           "lenet", "mlp"]
+__all__ = ["Backbone", "DomainDiscriminator", "GradientReversal", "LayerOutputs", "accuracy", "backbone_for",
+           "ema_update_", "grad_reverse", "lenet", "mlp", "predict_features", "predict_logits"]
