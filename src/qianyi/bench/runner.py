@@ -152,37 +152,35 @@ class BenchResult:
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    def validator_table(self) -> str:
-        """Markdown: per method, mean over pairs of the accuracy each validator's epoch choice gives,
-        beside the oracle choice; the last row says which validator comes closest on average."""
+    def validator_table(self, pairs: Sequence[tuple[str, str]] | None = None) -> str:
+        """Markdown: per method, the accuracy each validator's choice of epoch gives (mean over ``pairs``,
+        default all), beside the ORACLE choice; the last rows say which validator comes closest."""
         vals = self.validators()
         if not vals:
             return ""
+        pairs = list(pairs or self.pairs)
         choices = [LAST, *vals, ORACLE_CHOICE]
         methods = [m for m in self.methods if m != "oracle"]
         lines = ["| method | " + " | ".join(c if c != ORACLE_CHOICE else "ORACLE choice" for c in choices) + " |",
                  "|---|" + "---:|" * len(choices)]
         gaps: dict[str, list[float]] = {c: [] for c in choices}
         for m in methods:
-            cells = []
-            orc_means = [self.accuracies(m, p, ORACLE_CHOICE) for p in self.pairs]
+            per_choice = {c: [self.accuracies(m, p, c) for p in pairs] for c in choices}
+            if not all(len(a) for accs in per_choice.values() for a in accs):
+                continue
+            means = {c: float(np.mean([a.mean() for a in accs])) for c, accs in per_choice.items()}
             for c in choices:
-                per_pair = [self.accuracies(m, p, c) for p in self.pairs]
-                if not all(len(a) for a in per_pair):
-                    cells.append("–")
-                    continue
-                mean = float(np.mean([a.mean() for a in per_pair]))
-                gaps[c].append(float(np.mean([o.mean() for o in orc_means])) - mean)
-                cells.append(f"{100 * mean:.1f}")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+                gaps[c].append(means[ORACLE_CHOICE] - means[c])
+            lines.append(f"| {m} | " + " | ".join(f"{100 * means[c]:.1f}" for c in choices) + " |")
         avg = {c: float(np.mean(g)) for c, g in gaps.items() if g and c != ORACLE_CHOICE}
         lines.append("| mean shortfall vs ORACLE choice (points) | " + " | ".join(
             f"{100 * avg[c]:.1f}" if c in avg else "–" for c in choices) + " |")
+        where = ", ".join(f"{s}->{t}" for s, t in pairs)
         if avg:
             best = min(avg, key=avg.get)
             lines += ["", f"Closest to the oracle choice on average: {best} ({100 * avg[best]:.1f} points short). "
-                          f"Mean over {len(self.pairs)} pair(s) of the seed means of target accuracy (%) at the epoch "
-                          "each rule picks; the ORACLE column picks on target-test labels."]
+                          f"Target accuracy (%) at the epoch each rule picks, seed means, averaged over {where}; the "
+                          "ORACLE column picks on target-test labels."]
         return "\n".join(lines)
 
     def summary_table(self) -> str:
@@ -236,6 +234,8 @@ class BenchResult:
         vt = self.validator_table()
         if vt:
             parts.append(vt)
+            if len(self.pairs) > 1:
+                parts += [f"Per pair, {s}->{t}:\n\n" + self.validator_table([(s, t)]) for s, t in self.pairs]
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
         return "\n\n".join(parts) + "\n"
