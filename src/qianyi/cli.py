@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "over pairs. With --out, write results.md/csv/png there.")
     sm.add_argument("dirs", nargs="+", help="bench output folders")
     sm.add_argument("--select", default="last", help="the label-free choice the runs were made with (default last)")
+    sm.add_argument("--pairs", nargs="+", default=None, metavar="S->T", help="only these pairs, in this order")
     sm.add_argument("--out", default=None, help="write the combined tables and plot here")
 
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
@@ -299,7 +300,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "summary":
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs(args.dirs, select=args.select)
+        res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs)
         if args.out:
             res.write(args.out)
         print(res.report())

@@ -202,7 +202,8 @@ class BenchResult:
         return "\n".join(lines)
 
     @classmethod
-    def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST) -> "BenchResult":
+    def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST,
+                  pairs: Sequence[str] | None = None) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (their run stores) into one result.
 
         Only runs with each method's current default settings are kept (a store may also hold runs of
@@ -223,10 +224,13 @@ class BenchResult:
                 if key not in found or f.stat().st_mtime > found[key][0]:
                     found[key] = (f.stat().st_mtime, r)
         runs = [r for _, r in found.values()]
-        pairs = list(dict.fromkeys((r.source, r.target) for r in runs))
+        have = list(dict.fromkeys((r.source, r.target) for r in runs))
+        order = [parse_pair(p) for p in pairs] if pairs else have  # ``pairs`` also selects and orders them
+        runs = [r for r in runs if (r.source, r.target) in order]
+        pairs = [p for p in order if p in have]
         names = list(dict.fromkeys(r.method for r in runs))
-        methods = ["source-only"] + [m for m in names if m not in BASELINES] + ["oracle"]
-        return cls(runs, pairs, [m for m in methods if m in names], select=select)
+        methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
+        return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
 
     def report(self) -> str:
         """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs."""
