@@ -106,6 +106,7 @@ class BenchResult:
     def table(self) -> str:
         """Markdown: one row per method; per pair, target accuracy mean ± std (%) and gap closed."""
         head = "| method | " + " | ".join(f"{s}→{t} acc. (%) | gap closed" for s, t in self.pairs) + " | train s |"
+        n_seeds = len({r.seed for r in self.runs})
         lines = [head, "|---|" + "---:|---:|" * len(self.pairs) + "---:|"]
         for m in self.methods:
             cells = []
@@ -116,7 +117,8 @@ class BenchResult:
                     cells += ["–", "–"]
                     continue
                 std = f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else ""
-                cells.append(f"{a.mean():.1f}{std}")
+                short = f" (n={len(a)})" if len(a) < n_seeds else ""  # fewer seeds finished than elsewhere
+                cells.append(f"{a.mean():.1f}{std}{short}")
                 g = None if m in BASELINES else self.gap_closed(m, pair)
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
             label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
