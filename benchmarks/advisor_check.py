@@ -20,7 +20,6 @@ Each alternative over ``--seeds`` seeds; target-test accuracy, mean over seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace

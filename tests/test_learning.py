@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from qianyi.methods import Batch, get_method
+from qianyi.methods import Batch
 from qianyi.train import TrainConfig, run
 
 from .conftest import toy_task

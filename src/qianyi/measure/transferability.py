@@ -19,7 +19,6 @@ All networks are scored on B's test split. Every run is ``qianyi.run("source-onl
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path

@@ -179,7 +179,7 @@ class Trainer:
         out: dict[str, torch.optim.Optimizer] = {}
         moves_backbone = set()
         for name, groups in spec.items():
-            groups = [g for g in groups if list(g["params"])]
+            groups = [g for g in ({**g, "params": list(g["params"])} for g in groups) if g["params"]]
             if not groups:
                 raise DataError(f"{self.method.name}: optimizer {name!r} has no trainable parameters (are all the "
                                 "layers it trains frozen? lower --freeze)")
