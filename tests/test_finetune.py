@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qianyi.errors import DataError
+from qianyi.errors import ConfigError, DataError
 from qianyi.train import TrainConfig, run
 
 from .conftest import toy_task
@@ -47,5 +47,5 @@ def test_bad_fine_tuning_settings_are_named(saved, tmp_path):
         run("source-only", toy_task(), TrainConfig(**FAST, init_from=str(tmp_path / "nope.pt")))
     with pytest.raises(DataError, match="shape"):
         run("source-only", toy_task(d=9), TrainConfig(**FAST, init_from=str(saved)))
-    with pytest.raises(DataError, match="init_from"):
+    with pytest.raises(ConfigError, match="init_from"):
         TrainConfig(l2sp=1.0)

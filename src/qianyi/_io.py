@@ -1,6 +1,8 @@
 """Atomic file writes: a reader never sees a half-written result or checkpoint."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -9,10 +11,17 @@ from typing import Any, Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    """Call ``write(fh)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    A full disk or a folder that cannot be written gives :class:`OutputError` naming ``path``; the
+    previous file at ``path`` (if any) is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, mode) as fh:
@@ -20,13 +29,43 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in _USER_ERRNOS:
+            raise _output_error(path, exc) from exc
         raise
     return path
+
+
+_USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                errno.EFBIG}
+
+
+def _output_error(path: Path, exc: OSError) -> Exception:
+    from .errors import OutputError
+
+    if exc.errno not in _USER_ERRNOS:
+        return exc
+    advice = ("free some disk space (or choose another output folder) and run the same command again: "
+              "a run resumes from its last checkpoint") if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+        else "choose another output folder or fix its permissions"
+    return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}; {advice}")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data), mode="wb")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _umask() -> int:

@@ -8,10 +8,11 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import QianyiError, UnknownNameError
+from .errors import ConfigError, QianyiError, QianyiWarning, UnknownNameError
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands",)
@@ -208,23 +209,51 @@ def _print_table(res) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
+    no traceback; argparse's own errors too), 130 interrupted. Any other exception is a bug and keeps
+    its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
-        return _dispatch(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            _check_machine_args(args)
+            return _dispatch(args)
     except QianyiError as exc:
         print(f"qianyi: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qianyi: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, QianyiWarning):
+        print(f"qianyi: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _check_machine_args(args: argparse.Namespace) -> None:
+    """Flags that are checked before anything is loaded or trained."""
+    from .train.rundir import check_out
+
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    max_samples = getattr(args, "max_samples", None)
+    if max_samples is not None and max_samples < 2:
+        raise ConfigError(f"--max-samples caps the samples of each domain and must be at least 2 (it must leave "
+                          f"a source validation split and a target test split), got {max_samples}")
+    if getattr(args, "out", None) is not None:
+        check_out(args.out)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -8,12 +8,13 @@ for the final score.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, LabelMismatchError
+from ..errors import DataError, LabelMismatchError, QianyiWarning
 
 
 def _as_inputs(X: object, name: str) -> np.ndarray:
@@ -55,10 +56,27 @@ def _as_labels(y: object, n: int, name: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or (y != np.round(y)).any():
             raise DataError(f"domain {name!r}: labels y must be whole class indices, got non-integer values")
+    if len(y) and (np.abs(y) > 2**62).any():
+        raise DataError(f"domain {name!r}: labels y hold values as large as {np.abs(y).max():.3g}; "
+                        "labels are class indices 0..k-1")
     y = y.astype(np.int64, copy=True)
     if (y < 0).any():
         raise DataError(f"domain {name!r}: labels y contain negative values ({int(y.min())}); use 0..k-1")
     return y
+
+
+#: Labels are class indices; an index above this and above the sample count is a mistake, not a class.
+MAX_CLASS_INDEX = 1000
+
+
+def _check_label_range(y: np.ndarray, name: str) -> None:
+    """A label of 1e9 would mean 1e9 classes (and a 1e9-wide output layer): say so instead."""
+    top = int(y.max()) if len(y) else 0
+    if top >= max(MAX_CLASS_INDEX, len(y)):
+        k = len(np.unique(y))
+        raise DataError(f"domain {name!r}: the largest label is {top} but there are only {k} distinct labels among "
+                        f"{len(y)} samples; labels must be class indices 0..k-1. Re-encode them (e.g. with "
+                        "numpy.unique(y, return_inverse=True)), or give them as text so a reader encodes them")
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +86,8 @@ class Domain:
     ``origin`` names the underlying pool of samples (e.g. ``"mnist"`` for both ``mnist`` and
     ``mnist-m``): two domains of one origin are split into disjoint halves when paired.
     ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
+    ``feature_names`` names the columns of vector inputs (a CSV header): two domains with names
+    are matched column by column by name, not by position.
     """
 
     X: np.ndarray
@@ -76,6 +96,7 @@ class Domain:
     class_names: tuple[str, ...] | None = None
     origin: str | None = None
     style: str | None = None
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         X = _as_inputs(self.X, self.name)
@@ -86,10 +107,20 @@ class Domain:
             if self.class_names is not None and y.max() >= len(self.class_names):
                 raise DataError(f"domain {self.name!r}: label {int(y.max())} but only "
                                 f"{len(self.class_names)} class names")
+            if self.class_names is None:
+                _check_label_range(y, self.name)
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if self.origin is None:
             object.__setattr__(self, "origin", self.name)
+        if self.feature_names is not None:
+            names = tuple(str(c) for c in self.feature_names)
+            if X.ndim != 2 or len(names) != X.shape[1]:
+                raise DataError(f"domain {self.name!r}: {len(names)} feature names for inputs of shape {X.shape}")
+            if len(set(names)) != len(names):
+                dup = sorted({c for c in names if names.count(c) > 1})
+                raise DataError(f"domain {self.name!r}: duplicate feature names {dup[:5]}; rename those columns")
+            object.__setattr__(self, "feature_names", names)
 
     def __len__(self) -> int:
         return len(self.X)
@@ -121,11 +152,11 @@ class Domain:
     def subset(self, index: np.ndarray | Sequence[int], name: str | None = None) -> "Domain":
         index = np.asarray(index)
         return Domain(self.X[index], None if self.y is None else self.y[index], name or self.name,
-                      self.class_names, self.origin, self.style)
+                      self.class_names, self.origin, self.style, self.feature_names)
 
     def replace(self, **changes: object) -> "Domain":
         fields = dict(X=self.X, y=self.y, name=self.name, class_names=self.class_names,
-                      origin=self.origin, style=self.style)
+                      origin=self.origin, style=self.style, feature_names=self.feature_names)
         fields.update(changes)
         return Domain(**fields)  # type: ignore[arg-type]
 
@@ -209,6 +240,10 @@ class TransferTask:
         """
         if not source.labelled:
             raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source")
+        present = np.unique(source.y)
+        if len(present) < 2:
+            raise DataError(f"source domain {source.name!r} has a single class ({_class_name(source, present)}); "
+                            "a classifier needs at least two classes, and every prediction would be right")
         if source.sample_shape != target.sample_shape:
             raise DataError(f"source {source.name!r} has samples of shape {source.sample_shape} but target "
                             f"{target.name!r} has {target.sample_shape}; bring them to one canvas "
@@ -225,13 +260,34 @@ class TransferTask:
         if (target_test or target).y is None:
             raise DataError(f"target test domain {(target_test or target).name!r} has no labels to score")
         s_train, s_val = stratified_split(source.y, len(source), val_fraction, seed)
+        _check_split(source, "source", "validation", s_train, s_val)
         src, src_val = source.subset(s_train), source.subset(s_val, name=f"{source.name} (val)")
         if target_test is None:
             t_train, t_test = stratified_split(target.y, len(target), test_fraction, seed + 1)
+            _check_split(target, "target", "test", t_train, t_test)
             tgt, tgt_test = target.subset(t_train), target.subset(t_test, name=f"{target.name} (test)")
         else:
             tgt, tgt_test = target, target_test
+        if len(tgt_test) < SMALL_TEST:
+            warnings.warn(f"the target test split of {target.name!r} has only {len(tgt_test)} sample(s): its accuracy "
+                          f"moves in steps of {100 / len(tgt_test):.3g} points; give more target data for a "
+                          "meaningful score", QianyiWarning, stacklevel=2)
         return cls(src, src_val, tgt, tgt_test, name or f"{source.name}->{target.name}")
+
+
+#: Below this many target test samples a task warns that its accuracy is coarse.
+SMALL_TEST = 20
+
+
+def _class_name(d: Domain, present: np.ndarray) -> str:
+    k = int(present[0]) if len(present) else 0
+    return repr(d.class_names[k]) if d.class_names is not None and k < len(d.class_names) else f"label {k}"
+
+
+def _check_split(d: Domain, role: str, part: str, rest: np.ndarray, held: np.ndarray) -> None:
+    if len(held) == 0 or len(rest) == 0:
+        raise DataError(f"{role} domain {d.name!r} has {len(d)} sample(s), too few to hold out a {part} split "
+                        f"(each class needs at least 2 samples); give more data or a larger --max-samples")
 
 
 def align_labels(source: Domain, target: Domain) -> Domain:

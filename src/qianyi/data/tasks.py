@@ -2,7 +2,13 @@
 
 A spec is a built-in name (``qianyi datasets``) or ``READER:PATH[?key=value&...]`` with READER one
 of ``npz``, ``idx``, ``folder``, ``csv``; either may be followed by shifts: ``+rot30``, ``+invert``,
-``+noise0.2``, ``+blur1``.
+``+noise0.2``, ``+blur1``. Options (anything else is refused): ``name=`` (every reader: the
+domain's name in logs), ``size=`` (folder: image side, 8..1024), ``label=`` and ``drop=A,B``
+(csv: the label column, columns to ignore).
+
+A domain read from a file belongs to the pool of that file (its full path): ``folder:amazon/images``
+and ``folder:webcam/images`` are two domains, while ``npz:a.npz`` and ``npz:a.npz+rot30`` share
+one pool and get disjoint halves of it. CSV columns are matched by name between source and target.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, DatasetNotFoundError, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
@@ -22,10 +28,41 @@ from .shifts import SHIFTS, apply_shifts
 READERS = {
     "npz": lambda path, name, opts: read_npz(path, name),
     "idx": lambda path, name, opts: read_idx(path, name),
-    "folder": lambda path, name, opts: read_folder(path, name, size=int(opts.get("size", 32))),
-    "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label")),
+    "folder": lambda path, name, opts: read_folder(path, name, size=_int_option(opts, "size", 32, 8, 1024),
+                                                   max_samples=opts.get("max_samples"), seed=opts.get("seed", 0)),
+    "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label"),
+                                             drop=tuple(c for c in opts.get("drop", "").split(",") if c)),
 }
+#: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
+READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size"), "csv": ("name", "label", "drop")}
 _SHIFT_RE = re.compile("|".join(f"(?:{s.pattern})" for s in SHIFTS))
+
+
+def _int_option(opts: dict, key: str, default: int, low: int, high: int) -> int:
+    text = opts.get(key, default)
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not low <= value <= high:
+        raise DataError(f"option ?{key}={text} must be a whole number from {low} to {high}")
+    return value
+
+
+def parse_options(kind: str, query: str, spec: str) -> dict[str, str]:
+    """``"size=64&name=amazon"`` -> ``{"size": "64", "name": "amazon"}``; unknown or malformed options are refused."""
+    opts: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UnknownNameError(f"{spec!r}: option {item!r} is not KEY=VALUE")
+        if key not in READER_OPTIONS[kind]:
+            raise UnknownNameError(f"{spec!r}: the {kind} reader has no option {key!r}; its options: "
+                                   f"{', '.join(READER_OPTIONS[kind])}")
+        if key in opts:
+            raise UnknownNameError(f"{spec!r}: option {key!r} is given twice")
+        opts[key] = value
+    return opts
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -37,11 +74,14 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     return "+".join(parts), shifts
 
 
-def _load_base(base: str, root: Path | None) -> Domain:
+def _load_base(base: str, root: Path | None, max_samples: int | None = None, seed: int = 0) -> Domain:
     if ":" in base and base.split(":", 1)[0] in READERS:
         kind, rest = base.split(":", 1)
         path, _, query = rest.partition("?")
-        opts = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv)
+        if not path:
+            raise DatasetNotFoundError(f"{base!r} names no path; write {kind}:PATH")
+        opts: dict = parse_options(kind, query, base)
+        opts.update(max_samples=max_samples, seed=seed)
         return READERS[kind](path, opts.get("name") or Path(path).stem or Path(path).name, opts)
     if base in DATASETS:
         return DATASETS[base].loader(root)
@@ -58,6 +98,20 @@ def load_domain(spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
     if shifts:
         d = d.replace(X=apply_shifts(d.X, shifts, spec), name=spec)
     return d
+
+
+def match_features(source: Domain, target: Domain) -> Domain:
+    """``target`` with its columns in the source's order, matched by name (CSV headers), not position."""
+    if source.feature_names is None or target.feature_names is None or source.feature_names == target.feature_names:
+        return target
+    missing = [c for c in source.feature_names if c not in target.feature_names]
+    extra = [c for c in target.feature_names if c not in source.feature_names]
+    if missing or extra:
+        raise DataError(f"source {source.name!r} and target {target.name!r} have different feature columns: the "
+                        f"target lacks {missing[:10]} and has extra {extra[:10]}; give both the same columns "
+                        "(drop the others with ?drop=A,B)")
+    order = [target.feature_names.index(c) for c in source.feature_names]
+    return target.replace(X=target.X[:, order], feature_names=source.feature_names)
 
 
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
@@ -79,12 +133,16 @@ def load_task(source: str, target: str, *, data_dir: str | os.PathLike | None = 
     """
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
-    s, t = _load_base(sbase, root), _load_base(tbase, root)
-    if s.origin == t.origin:
+    # readers that can read part of a folder do so (an image folder decodes only the files kept)
+    cap = None if max_samples is None else 2 * max_samples if sbase == tbase else max_samples
+    s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (sbase != tbase))
+    if s.origin == t.origin:  # one pool of samples (the same file, or mnist and mnist-m): disjoint halves
         if len(s) != len(t):
-            raise DataError(f"{source!r} and {target!r} share the origin {s.origin!r} but differ in size")
+            raise DataError(f"{source!r} and {target!r} are drawn from one pool of samples ({s.origin!r}) but hold "
+                            f"{len(s)} and {len(t)} samples; they must be the same pool to be split in halves")
         half_a, half_b = stratified_split(s.y, len(s), 0.5, split_seed + 17)
         s, t = s.subset(half_a), t.subset(half_b)
+    t = match_features(s, t)
     s, t = _subsample(s, max_samples, split_seed), _subsample(t, max_samples, split_seed + 1)
     if s.is_image != t.is_image:
         raise DataError(f"{source!r} holds {'images' if s.is_image else 'vectors'} but {target!r} holds "

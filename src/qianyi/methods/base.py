@@ -28,6 +28,7 @@ CLI's ``--set name=value`` and the result files read them from the signature.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -35,8 +36,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError, TrainingError
 from ..nn.backbones import Backbone, LayerOutputs
 from ..schedules import adaptation_ramp
+
+
+def _is_number(v: Any, whole: bool) -> bool:
+    return (isinstance(v, int) or (isinstance(v, float) and not whole)) and not isinstance(v, bool) \
+        and math.isfinite(v)
+
+
+def _check_value(v: Any, default: Any) -> tuple[bool, str]:
+    """Whether ``v`` may replace ``default`` (same kind; numbers finite, >= 0; tuple items > 0), and what is wanted."""
+    if isinstance(default, bool):
+        return isinstance(v, bool), "true or false"
+    if isinstance(default, (int, float)):
+        whole = isinstance(default, int)
+        return _is_number(v, whole) and v >= 0, f"a finite {'whole ' if whole else ''}number >= 0"
+    if isinstance(default, str):
+        return isinstance(v, str) and bool(v), "a non-empty name"
+    if isinstance(default, (tuple, list)) and default:
+        if all(isinstance(x, str) for x in default):
+            return isinstance(v, (tuple, list)) and bool(v) and all(isinstance(x, str) and x for x in v), \
+                "a non-empty list of names"
+        whole = all(isinstance(x, int) for x in default)
+        return isinstance(v, (tuple, list)) and bool(v) and all(_is_number(x, whole) and x > 0 for x in v), \
+            f"a non-empty list of {'whole ' if whole else ''}numbers > 0"
+    return True, ""
 
 
 @dataclass
@@ -111,7 +137,7 @@ class StepContext:
 
     def update(self, terms: dict[str, torch.Tensor], optimizers: str | Sequence[str] | None = None) -> None:
         """Minimise the sum of ``terms`` with the named optimizers (all by default): zero every
-        gradient, backpropagate, check that loss and gradients are finite, step the named ones.
+        gradient, check that every term is finite, backpropagate, step the named ones.
         Each term is logged under its name (averaged per epoch)."""
         names = list(self.optimizers) if optimizers is None else [optimizers] if isinstance(optimizers, str) \
             else list(optimizers)
@@ -122,9 +148,10 @@ class StepContext:
             terms = {**terms, **self.regularizer()}
         loss = sum(terms.values())
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.method.name}: the loss became {float(loss)} at step {self.step} (terms: "
-                                     f"{ {k: float(v) for k, v in terms.items()} }); lower the learning rate or the "
-                                     "method's trade_off")
+            bad = {k: float(v.detach()) for k, v in terms.items() if not torch.isfinite(v).all()}
+            raise TrainingError(f"{self.method.name}: loss term(s) {bad} became non-finite at step {self.step} "
+                                f"(update of {', '.join(names)}); the run diverged. Lower --lr or the method's "
+                                "weights (--set trade_off=...); the last checkpoint is kept")
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,6 +177,8 @@ class Method(nn.Module):
     uses_target_labels: ClassVar[bool] = False
     #: Candidate settings for label-free hyper-parameter selection (``qianyi select``); includes the default.
     grid: ClassVar[tuple[dict[str, Any], ...]] = ()
+    #: Inclusive ranges of numeric settings, besides the rule every number follows (finite, >= 0).
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         """Build extra modules once the backbone is known (``sample_batch``: its outputs on a few inputs)."""
@@ -199,6 +228,19 @@ class Method(nn.Module):
         sig = inspect.signature(cls.__init__)
         return {k: p.default for k, p in sig.parameters.items()
                 if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def check_hparams(self) -> None:
+        """Refuse settings that cannot train, naming them: a value of the wrong type, a number that is
+        NaN, infinite or negative, a width or multiplier that is not positive, one outside ``bounds``."""
+        defaults = self.hparam_defaults()
+        for k, v in self.hparams().items():
+            d = defaults[k]
+            ok, want = _check_value(v, d)
+            if ok and k in self.bounds:
+                lo, hi = self.bounds[k]
+                ok, want = lo <= v <= hi, f"in [{lo}, {hi}]"
+            if not ok:
+                raise ConfigError(f"{self.name}: setting {k} must be {want}, got {v!r}")
 
     def hparams(self) -> dict[str, Any]:
         out = {}

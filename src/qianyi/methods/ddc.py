@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..distances import GaussianKernel, linear_mmd2, mmd2
+from ..errors import UnknownNameError
 from .base import Batch, Method
 from .registry import register
 
@@ -60,7 +61,7 @@ class DDC(Method):
     def __init__(self, trade_off: float = 3.0, layer: str = "features", kernel: str = "gaussian") -> None:
         super().__init__()
         if kernel not in ("linear", "gaussian"):
-            raise ValueError(f"ddc: kernel must be 'linear' or 'gaussian', got {kernel!r}")
+            raise UnknownNameError(f"ddc: kernel must be 'linear' or 'gaussian', got {kernel!r}")
         self.trade_off, self.layer, self.kernel = trade_off, layer, kernel
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:

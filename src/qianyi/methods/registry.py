@@ -60,4 +60,6 @@ def get_method(name: str, **hparams: Any) -> Method:
     if unknown:
         raise UnknownNameError(f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                                f"it has: {', '.join(known) or 'none'}")
-    return cls(**hparams)
+    method = cls(**hparams)
+    method.check_hparams()
+    return method

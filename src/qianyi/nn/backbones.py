@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from ..errors import UnknownNameError
+from ..errors import DataError, UnknownNameError
 
 
 class LayerOutputs:
@@ -113,17 +113,25 @@ def _fc_block(d_in: int, d_out: int, dropout: float = 0.0, flatten: bool = False
     return nn.Sequential(*layers)
 
 
-def lenet(in_channels: int, size: int, n_classes: int, widths: tuple[int, int] = (32, 64),
+#: The smallest image side :func:`lenet` accepts (two 2x2 poolings must leave at least one pixel).
+LENET_MIN_SIZE = 4
+
+
+def lenet(in_channels: int, size: int | tuple[int, int], n_classes: int, widths: tuple[int, int] = (32, 64),
           hidden: tuple[int, int] = (256, 128), dropout: float = 0.5) -> Backbone:
     """LeNet-style CNN: conv1, conv2 (3x3 conv, BN, ReLU, 2x2 max-pool), fc1, fc2 (bottleneck), logits.
 
     3x3 padded convolutions make one architecture fit 8x8 UCI digits and 28x28 images alike.
+    ``size`` is the image side (or (height, width)).
     """
-    s = size // 4
+    h, w = (size, size) if isinstance(size, int) else size
+    if min(h, w) < LENET_MIN_SIZE:
+        raise DataError(f"images of {h}x{w} pixels are too small for the LeNet backbone (at least "
+                        f"{LENET_MIN_SIZE}x{LENET_MIN_SIZE}); enlarge them (folder:DIR?size=N) or give vectors")
     return Backbone([
         ("conv1", _conv_block(in_channels, widths[0])),
         ("conv2", _conv_block(widths[0], widths[1])),
-        ("fc1", _fc_block(widths[1] * s * s, hidden[0], dropout, flatten=True)),
+        ("fc1", _fc_block(widths[1] * (h // 4) * (w // 4), hidden[0], dropout, flatten=True)),
         ("fc2", _fc_block(hidden[0], hidden[1])),
         ("logits", nn.Linear(hidden[1], n_classes)),
     ])
@@ -142,7 +150,8 @@ def backbone_for(sample_shape: Sequence[int], n_classes: int) -> Backbone:
     """The default backbone for a task's inputs: :func:`lenet` for images, :func:`mlp` for vectors."""
     if len(sample_shape) == 3:
         c, h, w = sample_shape
-        return lenet(c, max(h, w), n_classes)
+        return lenet(c, (h, w), n_classes)
     if len(sample_shape) == 1:
         return mlp(int(sample_shape[0]), n_classes)
-    raise ValueError(f"no default backbone for samples of shape {tuple(sample_shape)}")
+    raise DataError(f"no default backbone for samples of shape {tuple(sample_shape)}; give vectors (n, d) or "
+                    "images (n, c, h, w)")

@@ -6,6 +6,7 @@ the run that resumes from it.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write
+from .._io import write_bytes
 from ..errors import CheckpointError
 
 FORMAT = 2  # 2: named optimizers, per-term step counts, validator-selected best weights
@@ -21,8 +22,28 @@ FILENAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    state = dict(state, format=FORMAT)
-    return atomic_write(path, lambda fh: torch.save(state, fh), mode="wb")
+    return save_tensors(path, dict(state, format=FORMAT))
+
+
+def save_tensors(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` to memory, then one atomic write (so a full disk is a plain, named OSError)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_bytes(path, buf.getbuffer())
+
+
+def unreadable_reason(exc: Exception, path: Path) -> str:
+    """A short reason for a failed safe load, without torch's advice to load unsafely."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return "it is not a file written by torch.save"
+    except OSError as err:
+        return err.strerror or str(err)
+    text = str(exc)
+    if "weights_only" in text or "Unpickl" in type(exc).__name__:
+        return "it holds objects other than tensors and plain values, which are never unpickled"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
 
 
 def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -33,8 +54,8 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None 
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); it is "
-                              "corrupt or not a qianyi checkpoint. Delete it to start the run afresh.") from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({unreadable_reason(exc, path)}); it is corrupt or not a "
+                              "qianyi checkpoint. Delete it to start the run afresh.") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a qianyi checkpoint of format {FORMAT}; "
                               "delete it to start the run afresh")

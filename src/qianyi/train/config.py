@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from ..errors import DataError, UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 #: Checkpoint choices besides a validator name (``qianyi.select``): the last epoch's weights.
 LAST = "last"
@@ -76,25 +77,41 @@ class TrainConfig:
         if self.lr_schedule not in ("anneal", "constant"):
             raise UnknownNameError(f"lr_schedule must be 'anneal' or 'constant', got {self.lr_schedule!r}")
         for k in ("epochs", "batch_size", "selection_samples"):
-            if getattr(self, k) < 1:
-                raise DataError(f"{k} must be at least 1, got {getattr(self, k)}")
-        for k in ("steps_per_epoch", "checkpoint_every"):
-            if getattr(self, k) is not None and getattr(self, k) < 1:
-                raise DataError(f"{k} must be at least 1 (or unset), got {getattr(self, k)}")
+            _check_int(k, getattr(self, k), 2 if k == "batch_size" else 1)
+        for k in ("steps_per_epoch", "checkpoint_every", "init_layers"):
+            if getattr(self, k) is not None:
+                _check_int(k, getattr(self, k), 0 if k == "init_layers" else 1)
+        _check_int("freeze", self.freeze, 0)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
         for k in ("lr", "momentum", "weight_decay", "copied_lr_mult", "l2sp"):
             v = getattr(self, k)
-            if not math.isfinite(v) or v < 0 or (k == "lr" and v == 0):
-                raise DataError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v}")
-        if self.freeze < 0 or (self.init_layers is not None and self.init_layers < 0):
-            raise DataError("freeze and init_layers count layer groups and must be >= 0")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (k == "lr" and v == 0):
+                raise ConfigError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v!r}")
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum must be below 1, got {self.momentum}")
+        if self.device is not None and not _DEVICE.fullmatch(str(self.device)):
+            raise ConfigError(f"device {self.device!r} is not a device name; use cpu, cuda, cuda:N, mps or auto")
+        if self.checkpoint_dir is not None and not str(self.checkpoint_dir).strip():
+            raise ConfigError("checkpoint_dir is empty; give a folder name (or None for no checkpoints)")
         if self.l2sp and not self.init_from:
-            raise DataError("l2sp regularises towards initial weights: give init_from as well")
+            raise ConfigError("l2sp regularises towards initial weights: give init_from as well")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
         skip = {"device", "checkpoint_dir", "checkpoint_every", "progress"}
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self) if f.name not in skip}
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"between {low} and {high}" if high is not None else f"at least {low}"
+        why = " (batch norm needs two samples per batch)" if name == "batch_size" else ""
+        raise ConfigError(f"{name} must be a whole number {span}{why}, got {value!r}")
 
 
 def _flag(name: str) -> str:

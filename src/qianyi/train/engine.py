@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain, TransferTask
-from ..errors import DataError
+from ..errors import ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy
@@ -41,9 +41,22 @@ Monitor = Callable[[nn.Module], dict[str, float]]
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when present, else CPU. A device that is not here is refused by name."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device {device!r} is not a device name; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this torch sees no CUDA device (torch {torch.__version__}); "
+                              "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -68,6 +81,11 @@ class TrainData:
         target = task.target if with_target_labels else task.target.replace(y=None)
         if with_target_labels and target.y is None:
             raise DataError(f"this method trains on target labels, but target {task.target.name!r} has none")
+        for what, d in (("source", task.source), ("target", task.target)):
+            if len(d) < 2:
+                raise DataError(f"the {what} training split of {task.name!r} has {len(d)} sample(s); training needs "
+                                "at least 2 (batch norm normalises over a batch): give more data or a larger "
+                                "--max-samples")
         return cls(task.source, task.source_val, target)
 
     def selection(self) -> SelectionData:
@@ -126,6 +144,7 @@ class Trainer:
 
     def __init__(self, method: Method, config: TrainConfig | None = None,
                  backbone_factory: Callable[[tuple[int, ...], int], Backbone] = backbone_for) -> None:
+        method.check_hparams()
         self.method = method
         self.config = config or TrainConfig()
         self.backbone_factory = backbone_factory
@@ -258,12 +277,23 @@ class Trainer:
             bar.update(1)
             state.step = step + 1
             state.elapsed = start_elapsed + time.perf_counter() - t0
+            if state.step % spe == 0 or state.step % every == 0 or state.step == total:
+                self._check_finite(parts, state.step)
             if state.step % spe == 0:
                 self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
             if state.step % every == 0 or state.step == total:
                 self._checkpoint(ckpt, fingerprint, parts, state)
         bar.close()
+
+    def _check_finite(self, parts: _Parts, step: int) -> None:
+        """Refuse to score, keep or checkpoint weights that are NaN or infinite (a diverged run)."""
+        for owner, module in (("backbone", parts.model), (self.method.name, self.method)):
+            for name, t in [*module.named_parameters(), *module.named_buffers()]:
+                if t.is_floating_point() and not torch.isfinite(t).all():
+                    raise TrainingError(f"{self.method.name}: {owner} weight {name!r} became NaN or infinite by step "
+                                        f"{step}; the run diverged. Lower --lr or the method's weights (--set "
+                                        "trade_off=...); the last checkpoint is kept")
 
     def _regularizer(self, parts: _Parts) -> Callable[[], dict[str, torch.Tensor]]:
         alpha, anchors = self.config.l2sp, parts.anchors

@@ -42,6 +42,8 @@ class RunResult:
     #: Label-free scores of the final (selected) model, by validator name.
     scores: dict[str, float] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 of the model.pt written with this result (result.json is written last: it marks the run finished).
+    model_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,14 +9,16 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .._io import atomic_write
+from .._io import sha256_file
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
 from ..nn.inference import accuracy
+from .checkpoint import save_tensors
 from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer
 from .result import MODEL_FILE, RESULT_FILE, RunResult
+from .rundir import hold
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
 
@@ -34,6 +36,14 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
 
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
+    if out is None:
+        return _run(method, task, config, None, track_target_test, hparams)
+    with hold(out) as path:  # checked before training, and held: a second process on it stops
+        return _run(method, task, config, path, track_target_test, hparams)
+
+
+def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
+         track_target_test: bool, hparams: dict[str, Any]) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     config = config or TrainConfig()
     if out is not None:
@@ -57,6 +67,9 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         fingerprint=trainer.fingerprint(task),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     if out is not None:
-        atomic_write(Path(out) / MODEL_FILE, lambda fh: torch.save(fit.model.state_dict(), fh), mode="wb")
+        # the finished state is result.json, written last and naming model.pt's hash: a result whose
+        # model.pt was replaced or half-written is not finished (see qianyi.train.store.finished)
+        save_tensors(out / MODEL_FILE, fit.model.state_dict())
+        result.model_sha256 = sha256_file(out / MODEL_FILE)
         result.save(out)
     return result, fit

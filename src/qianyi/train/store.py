@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._io import sha256_file
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 
 if TYPE_CHECKING:
@@ -51,7 +52,12 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
         result = RunResult.from_dict(json.loads((directory / RESULT_FILE).read_text()))
     except (OSError, json.JSONDecodeError, TypeError):
         return None
-    if result.fingerprint != _plain(fp) or not (directory / MODEL_FILE).exists():
+    if result.fingerprint != _plain(fp):
+        return None
+    try:
+        if sha256_file(directory / MODEL_FILE) != result.model_sha256:
+            return None  # model.pt from another run, or half-written: not finished
+    except OSError:
         return None
     return result
 

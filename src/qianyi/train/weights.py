@@ -7,7 +7,7 @@ import torch
 
 from ..errors import DataError
 from ..nn.backbones import Backbone
-from .checkpoint import load_checkpoint
+from .checkpoint import unreadable_reason, load_checkpoint
 
 
 def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None) -> list[str]:
@@ -23,8 +23,8 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"init_from: {str(path)!r} cannot be read safely ({type(exc).__name__}: {exc}); only "
-                        "plain state dicts are accepted") from exc
+        raise DataError(f"init_from: {str(path)!r} cannot be read safely ({unreadable_reason(exc, path)}); only plain state dicts "
+                        "are accepted") from exc
     if isinstance(state, dict) and "model" in state and "format" in state:
         state = load_checkpoint(path)["model"]
     if not isinstance(state, dict):

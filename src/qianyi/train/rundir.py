@@ -1,0 +1,99 @@
+"""A run directory, held by one process at a time.
+
+:func:`hold` checks an output folder before any training (it is a folder, it can be created, it
+is writable), takes an exclusive lock on ``DIR/.lock`` for the whole run, so that a second
+process on the same folder stops with a clear error instead of mixing its files with the first,
+and removes the temporary files a killed run left behind (``.NAME.XXXX.tmp`` from
+:func:`qianyi._io.atomic_write`). The lock is an OS lock (``fcntl.flock``): it is released when
+the process ends, however it ends, so a crash never leaves a stale lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError, OutputError
+
+LOCK_FILE = ".lock"
+_TMP = re.compile(r"^\..+\.tmp$")
+_held: dict[Path, int] = {}  # folders this process holds, with a re-entry count
+_guard = threading.Lock()
+
+
+def check_out(out: str | os.PathLike, what: str = "--out") -> Path:
+    """``out`` as a usable folder path (created if missing); a clear error if it cannot be one."""
+    if not str(out).strip():
+        raise ConfigError(f"{what} is empty; give a folder name, e.g. {what} runs/my-run")
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a file, not a folder; choose another {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        raise OutputError(f"{what} {str(path)!r} cannot be created: a part of that path is a file; "
+                          f"choose another {what}") from None
+    except OSError as exc:
+        raise OutputError(f"{what} {str(path)!r} cannot be created ({exc.strerror}); choose another {what}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {str(path)!r} is not writable; choose another {what} or fix its permissions")
+    return path
+
+
+@contextlib.contextmanager
+def hold(out: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
+    """Check ``out``, lock it for this process, clean stale temporary files; yield its path."""
+    path = check_out(out, what).resolve()
+    with _guard:
+        if path in _held:
+            _held[path] += 1
+            fh = None
+        else:
+            fh = _lock(path, what)
+            _held[path] = 1
+            _clean(path)
+    try:
+        yield path
+    finally:
+        with _guard:
+            _held[path] -= 1
+            if not _held[path]:
+                del _held[path]
+        if fh is not None:
+            fh.close()  # closing the file releases the lock
+
+
+def _lock(path: Path, what: str):
+    try:
+        fh = open(path / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise OutputError(f"{what} {str(path)!r}: cannot create its lock file ({exc.strerror}); "
+                          f"choose another {what}") from None
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; runs are still written atomically
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        owner = fh.read().strip() or "unknown"
+        fh.close()
+        raise OutputError(f"{what} {str(path)!r} is in use by another qianyi process ({owner}); wait for it to "
+                          f"finish, or choose another {what}") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _clean(path: Path) -> None:
+    """Remove temporary files a killed run left (we hold the lock, so no writer is using them)."""
+    for p in path.iterdir():
+        if _TMP.match(p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()

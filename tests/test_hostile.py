@@ -1,0 +1,280 @@
+"""Hostile and careless input: every user mistake ends in ``qianyi: error: ...`` with exit 2, never in a
+silently wrong result, a traceback, or litter. (Readers' own cases: tests/test_readers.py; fuzzing:
+tests/test_fuzz.py; the catalogue with before/after: docs/robustness.md.)"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.cli import main
+from qianyi.data import load_task
+from qianyi.data.domain import Domain, TransferTask
+from qianyi.errors import OutputError, QianyiWarning, TrainingError
+from qianyi.methods.base import Method, StepContext
+from qianyi.train import TrainConfig, run
+from qianyi.train.store import finished
+
+FAST = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--no-progress", "--threads", "1"]
+
+
+def _blobs(path, n: int = 90, d: int = 5, shift: float = 0.0, seed: int = 0, y=None, shape=None) -> str:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3 if y is None else np.asarray(y)
+    X = rng.normal(0, 1, (len(y), d)) + 3 * np.eye(3, d)[y % 3] + shift
+    if shape is not None:
+        X = rng.random((len(y), *shape))
+    np.savez(path, X=X.astype(np.float32), y=y)
+    return f"npz:{path}"
+
+
+@pytest.fixture
+def pair(tmp_path):
+    return _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", shift=0.5, seed=1)
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(list(args))
+    return rc, capsys.readouterr().err
+
+
+def _refused(capsys, args, match: str) -> None:
+    rc, err = _cli(capsys, *args)
+    assert rc == 2, err
+    assert "qianyi: error:" in err and match in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--lr", "inf"], "lr must be a finite number"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--copied-lr-mult", "nan"], "copied_lr_mult"),
+    (["--set", "trade_off=nan"], "trade_off must be a finite number"),
+    (["--set", "multipliers=0,1"], "numbers > 0"),
+    (["--seed", str(2**63)], "seed must be a whole number between 0 and"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--threads", "-1"], "--threads must be at least 1"),
+    (["--device", "foo"], "not a device name"),
+    (["--batch-size", "1"], "batch norm needs two samples"),
+    (["--max-samples", "0"], "--max-samples"),
+    (["--max-samples", "1"], "--max-samples"),
+    (["--out", ""], "--out is empty"),
+])
+def test_bad_settings_exit_2_before_training(capsys, pair, extra, match):
+    _refused(capsys, ["run", "dan", "--source", pair[0], "--target", pair[1], *FAST, *extra], match)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_named(capsys, pair):
+    _refused(capsys, ["run", "dan", "--source", pair[0], "--target", pair[1], *FAST, "--device", "cuda"],
+             "sees no CUDA device")
+
+
+@pytest.mark.parametrize("method, setting, match", [
+    ("dann", "hidden=0", "hidden must be a non-empty list of whole numbers > 0"),
+    ("drcn", "noise=1.5", "noise"),
+    ("ddc", "kernel=x", "kernel must be"),
+    ("mcd", "num_k=0", "num_k"),
+    ("mean-teacher", "decay=nan", "decay"),
+])
+def test_bad_method_settings_exit_2(capsys, pair, method, setting, match):
+    _refused(capsys, ["run", method, "--source", pair[0], "--target", pair[1], *FAST, "--set", setting], match)
+
+
+def test_degenerate_tasks_are_named(capsys, tmp_path, pair):
+    src = pair[0]
+    tiny = _blobs(tmp_path / "tiny.npz", n=3, seed=2)  # target: 1 train sample after the test split... or none
+    for method in ("dsn", "oracle"):
+        _refused(capsys, ["run", method, "--source", src, "--target", tiny, *FAST], "sample")
+    one_class = _blobs(tmp_path / "one.npz", y=np.zeros(60, int))
+    _refused(capsys, ["run", "dan", "--source", one_class, "--target", pair[1], *FAST], "single class")
+    huge = _blobs(tmp_path / "huge.npz", y=np.r_[np.arange(59) % 3, 10**9])
+    _refused(capsys, ["run", "dan", "--source", huge, "--target", pair[1], *FAST], "class indices")
+    s2, t2 = _blobs(tmp_path / "s2.npz", shape=(2, 2)), _blobs(tmp_path / "t2.npz", shape=(2, 2), seed=3)
+    _refused(capsys, ["run", "dan", "--source", s2, "--target", t2, *FAST], "too small for the LeNet")
+
+
+def test_unknown_or_malformed_spec_options_are_refused(capsys, tmp_path, pair):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 3}\n" for i in range(30)))
+    _refused(capsys, ["run", "dan", "--source", f"csv:{csv}?lable=y", "--target", f"csv:{csv}", *FAST],
+             "no option 'lable'")
+    for size in ("abc", "0", "-4", "100000"):
+        _refused(capsys, ["run", "dan", "--source", f"folder:{tmp_path}?size={size}", "--target", pair[1], *FAST],
+                 f"?size={size}")
+
+
+def test_unusable_out_is_refused_before_anything_trains(capsys, tmp_path, pair, monkeypatch):
+    from qianyi.train import engine
+
+    monkeypatch.setattr(engine.Trainer, "fit", lambda *a, **k: pytest.fail("trained with an unusable --out"))
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    base = ["run", "dan", "--source", pair[0], "--target", pair[1], *FAST]
+    _refused(capsys, [*base, "--out", str(afile)], "is a file, not a folder")
+    _refused(capsys, [*base, "--out", str(afile / "sub")], "a part of that path is a file")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        _refused(capsys, [*base, "--out", str(ro / "run")], "cannot be created")
+
+
+_HOLDER = """
+import sys
+from qianyi.train.rundir import hold
+with hold(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_process_on_the_same_out_is_refused(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        _refused(capsys, ["run", "dan", "--source", pair[0], "--target", pair[1], *FAST, "--out", str(out)],
+                 "in use by another qianyi process")
+        assert not (out / "result.json").exists()
+    finally:
+        holder.communicate("\n", timeout=30)
+    rc, err = _cli(capsys, "run", "dan", "--source", pair[0], "--target", pair[1], *FAST, "--out", str(out))
+    assert rc == 0, err  # released when the holder ended
+
+
+def test_stale_temporary_files_are_removed_on_the_next_start(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [out / ".checkpoint.pt.abc123.tmp", out / ".result.json.x.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")
+    rc, err = _cli(capsys, "run", "dan", "--source", pair[0], "--target", pair[1], *FAST, "--out", str(out))
+    assert rc == 0, err
+    assert not any(p.exists() for p in stale)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_finished_state_names_its_model_file(tmp_path, pair):
+    task = load_task(*pair)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False)
+    res, _ = run("dan", task, cfg, out=tmp_path / "r")
+    assert finished(tmp_path / "r", res.fingerprint) is not None
+    other, _ = run("dan", task, cfg.__class__(**{**cfg.__dict__, "seed": 1}), out=tmp_path / "other")
+    (tmp_path / "r" / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
+    assert finished(tmp_path / "r", res.fingerprint) is None  # a model.pt from another run: not finished
+
+
+class _Diverges(Method):
+    """Trains normally, then a weight becomes NaN after the last update (the loss itself stayed finite)."""
+
+    name = "diverges-test"
+
+    def training_step(self, ctx: StepContext) -> None:
+        super().training_step(ctx)
+        with torch.no_grad():
+            ctx.model.groups["fc2"][0].weight[0, 0] = float("nan")
+
+    def loss(self, batch):
+        return {"cls": self.source_ce(batch)}
+
+
+def test_non_finite_weights_are_refused_not_scored(tmp_path, pair):
+    with pytest.raises(TrainingError, match="weight 'groups.fc2.0.weight' became NaN"):
+        run(_Diverges(), load_task(*pair), TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16, progress=False),
+            out=tmp_path / "r")
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_a_full_disk_is_a_named_error_and_keeps_the_last_checkpoint(tmp_path, pair, monkeypatch):
+    task = load_task(*pair)
+    cfg = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=16, progress=False)
+    run("dan", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False), out=tmp_path / "r")
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match="No space left on device.*free some disk space"):
+        run("dan", task, cfg, out=tmp_path / "r2")
+    assert not [p for p in (tmp_path / "r2").iterdir() if p.name.endswith(".tmp")]
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+
+
+class Evil:
+    """A pickled object, which weights_only loading refuses."""
+
+
+def test_a_corrupt_checkpoint_never_advises_unsafe_loading(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    out.mkdir()
+
+    for blob in (os.urandom(300), None):
+        if blob is None:
+            torch.save({"format": 2, "x": Evil()}, out / "checkpoint.pt")
+        else:
+            (out / "checkpoint.pt").write_bytes(blob)
+        rc, err = _cli(capsys, "run", "dan", "--source", pair[0], "--target", pair[1], *FAST, "--out", str(out))
+        assert rc == 2 and "checkpoint" in err and "Delete it" in err, err
+        assert "weights_only=False" not in err and "Traceback" not in err
+
+
+def test_a_tiny_target_test_split_warns(tmp_path):
+    rng = np.random.default_rng(0)
+    s = Domain(rng.normal(size=(60, 4)), np.arange(60) % 3, "s")
+    t = Domain(rng.normal(size=(9, 4)), np.arange(9) % 3, "t")
+    with pytest.warns(QianyiWarning, match="only 3 sample"):
+        TransferTask.from_domains(s, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TransferTask.from_domains(s, Domain(rng.normal(size=(90, 4)), np.arange(90) % 3, "t"))
+
+
+def test_domains_whose_files_share_a_stem_are_two_domains(tmp_path):
+    (tmp_path / "amazon").mkdir()
+    (tmp_path / "webcam").mkdir()
+    a = _blobs(tmp_path / "amazon" / "images.npz")
+    w = _blobs(tmp_path / "webcam" / "images.npz", shift=1.0, seed=5)
+    task = load_task(a, w)
+    assert len(task.source) + len(task.source_val) == 90  # not cut in half as one pool
+    assert len(task.target) + len(task.target_test) == 90
+    w2 = _blobs(tmp_path / "webcam" / "images.npz", n=60, shift=1.0, seed=5)
+    task = load_task(a, w2)  # different sizes: no "share the origin" error
+    assert len(task.target) + len(task.target_test) == 60
+    same = load_task(a, a)  # one file on both sides: one pool, disjoint halves
+    assert len(same.source) + len(same.source_val) == 45
+
+
+def test_csv_columns_are_matched_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    big = 100 * y + rng.normal(0, 1, 120)  # the informative column, on a large scale
+    noise = rng.normal(0, 1, 120)
+    (tmp_path / "s.csv").write_text("big,noise,label\n" + "".join(f"{b},{n},{c}\n" for b, n, c in zip(big, noise, y)))
+    (tmp_path / "t.csv").write_text("noise,label,big\n" + "".join(f"{n},{c},{b}\n" for b, n, c in zip(big, noise, y)))
+    task = load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 't.csv'}")
+    assert task.target.feature_names == ("big", "noise")
+    assert np.abs(task.target.X[:, 0]).mean() > 50  # the 'big' column is first on both sides
+    (tmp_path / "u.csv").write_text("other,noise,label\n1,2,0\n")
+    with pytest.raises(Exception, match="different feature columns"):
+        load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 'u.csv'}")
+
+
+def test_result_json_is_written_after_the_model(tmp_path, pair):
+    task = load_task(*pair)
+    res, _ = run("dan", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False),
+                 out=tmp_path / "r")
+    saved = json.loads((tmp_path / "r" / "result.json").read_text())
+    from qianyi._io import sha256_file
+
+    assert saved["model_sha256"] == sha256_file(tmp_path / "r" / "model.pt")
