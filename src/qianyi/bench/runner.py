@@ -20,7 +20,7 @@ import numpy as np
 from .._io import atomic_write, write_text
 from .._report import save_figure, subplots
 from ..data.tasks import load_task
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
@@ -294,6 +294,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     Every run records each epoch's target-test accuracy for the ORACLE-choice column only.
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds or not methods or not pairs:
+        raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
     methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}

@@ -1,23 +1,55 @@
 """Readers for data users bring: ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``.
 
-None of them unpickles anything: ``.npz`` files are read with ``allow_pickle=False``.
-Image values of any range are scaled to [0, 1]; images of any size are later brought to the
-pair's common canvas (see :mod:`qianyi.data.canvas`).
+* :func:`read_npz` ``(path, name=None)``: arrays ``X`` (vectors (n, d) or images) and optional
+  ``y`` (1-d) and ``class_names``.
+* :func:`read_idx` ``(directory, name=None, max_samples=None)``: every
+  ``*images*idx3-ubyte[.gz]`` with its ``*labels*idx1-ubyte[.gz]`` in a folder (MNIST layout);
+  ``max_samples`` keeps the first samples.
+* :func:`read_folder` ``(directory, name=None, size=32, max_samples=None, seed=0)``: one
+  sub-folder of images per class (Office-31 / ImageFolder layout), each image resized to
+  ``size`` x ``size`` (8..1024) as it is decoded; ``max_samples`` picks that many files,
+  stratified by class (``seed``), before any image is decoded.
+* :func:`read_csv` ``(path, name=None, label=None, drop=())``: a UTF-8 table with a header (a
+  BOM is fine; ``.csv.gz`` too), read by column name; ``label`` names the label column (default:
+  the one column named label, labels, y, class or target), ``drop`` names columns to ignore.
+
+Every reader sets ``origin`` to the resolved path of its file or folder, so two different files
+that share a name (``amazon/images``, ``webcam/images``) are never taken for one pool of samples.
+
+Hostile input: nothing is ever unpickled, and every bad file ends in a :class:`DataError` (or
+:class:`DatasetNotFoundError`) naming it. Declared sizes (.npy headers, IDX headers, image
+dimensions) are checked against :mod:`qianyi.data.limits` (``QIANYI_MAX_BYTES``,
+``QIANYI_MAX_IMAGE_PIXELS``) before anything is allocated, and compressed data is never inflated
+beyond what was declared. Image values of any range are scaled to [0, 1]; images of any size are
+later brought to the pair's common canvas (see :mod:`qianyi.data.canvas`).
 """
 from __future__ import annotations
 
 import csv
 import gzip
+import io
+import lzma
+import math
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import numpy.lib.format as npy
 
 from ..errors import DataError, DatasetNotFoundError
-from .domain import Domain
+from .domain import Domain, stratified_split
+from .limits import check_bytes, max_bytes, max_image_pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
+MISSING_LABELS = {"", "nan", "na", "n/a", "null", "none", "?"}
+#: Numeric labels are class indices; larger ones would make millions of classes.
+MAX_CLASS_INDEX = 1_000_000
 
 
 def _exists(path: Path, what: str) -> Path:
@@ -25,6 +57,29 @@ def _exists(path: Path, what: str) -> Path:
         raise DatasetNotFoundError(f"{what} {str(path)!r} does not exist; check the path (relative paths are "
                                    "taken from the current directory)")
     return path
+
+
+def _file(path: str | os.PathLike, what: str, reader: str) -> Path:
+    """An existing regular file (not a folder, device or pipe)."""
+    p = _exists(Path(path), what)
+    if p.is_dir():
+        raise DataError(f"{reader}: expects a file, but {str(p)!r} is a folder; pass the {what} inside it")
+    if not p.is_file():
+        raise DataError(f"{what} {str(p)!r} is not a regular file (a device or pipe?); copy the data to a file")
+    return p
+
+
+def _folder(path: str | os.PathLike, what: str, expects: str) -> Path:
+    d = _exists(Path(path), what)
+    if not d.is_dir():
+        raise DataError(f"{expects}, but {str(d)!r} is a file; pass the folder (e.g. {str(d.parent)!r})")
+    return d
+
+
+def _check_max_samples(max_samples: int | None, where: str) -> None:
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer))
+                                    or max_samples < 1):
+        raise DataError(f"{where}: max_samples must be a whole number >= 1, got {max_samples!r}")
 
 
 def scale_images(X: np.ndarray, name: str) -> np.ndarray:
@@ -54,141 +109,338 @@ def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
     raise DataError(f"{name}: image array has shape {X.shape}; expected (n, h, w), (n, h, w, c) or (n, c, h, w)")
 
 
+# --- npz -------------------------------------------------------------------------------------
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_HEADERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error, OSError, EOFError, ValueError,
+               NotImplementedError, RuntimeError)
+
+
+def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> np.ndarray:
+    """One ``.npy`` member: its header is read and its declared size checked before its data is read."""
+    with zf.open(member) as fh:
+        version = npy.read_magic(fh)
+        if version not in _NPY_HEADERS:
+            raise DataError(f"{where}: array {key!r} has .npy format version {version}; save it again with numpy.savez")
+        shape, fortran_order, dtype = _NPY_HEADERS[version](fh)
+        if dtype.hasobject:
+            raise DataError(f"{where}: array {key!r} holds Python objects; object arrays are refused (reading them "
+                            "would unpickle); store plain numeric arrays")
+        if any(s < 0 for s in shape):
+            raise DataError(f"{where}: array {key!r} declares the shape {shape}; the file is corrupt, save it again")
+        nbytes = math.prod(shape) * dtype.itemsize
+        check_bytes(nbytes, f"{where}: array {key!r}", shape)
+        data = fh.read(nbytes)
+    if len(data) < nbytes:
+        raise DataError(f"{where}: array {key!r} holds {len(data):,} bytes but its header declares {nbytes:,} "
+                        f"(shape {shape}); the file is truncated or corrupt, save it again")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
 def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
-    """Arrays ``X`` (vectors (n, d) or images) and optional ``y`` (and optional ``class_names``)."""
-    p = _exists(Path(path), "npz file")
-    name = name or p.stem
+    """Arrays ``X`` (vectors (n, d) or images) and optional 1-d ``y`` (and optional ``class_names``)."""
+    p = _file(path, "npz file", "npz")
+    where = f"npz file {str(p)!r}"
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic == npy.MAGIC_PREFIX:
+        raise DataError(f"{where} is a single .npy array, not an .npz; save inputs and labels together with "
+                        "numpy.savez(PATH, X=inputs, y=labels)")
+    if magic[:4] not in _ZIP_MAGIC:
+        raise DataError(f"{where} is not an .npz file (a zip of .npy arrays; it starts with {magic[:4]!r}); "
+                        "save the data with numpy.savez(PATH, X=inputs, y=labels)")
     try:
-        with np.load(p, allow_pickle=False) as f:
-            if "X" not in f.files:
-                raise DataError(f"npz file {str(p)!r} has arrays {f.files} but no 'X'; save inputs as X= (and labels as y=)")
-            X = f["X"]
-            y = f["y"] if "y" in f.files else None
-            class_names = tuple(f["class_names"].tolist()) if "class_names" in f.files else None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataError(f"npz file {str(p)!r} cannot be read ({exc}); it may be truncated or not an .npz") from exc
-    except ValueError as exc:
-        raise DataError(f"npz file {str(p)!r}: {exc} (object arrays are refused; store plain numeric arrays)") from exc
-    if X.ndim >= 3:
-        X = scale_images(to_nchw(X, name), name)
-    return Domain(X, y, name=name, class_names=class_names)
+        with zipfile.ZipFile(p) as zf:
+            members = {m.removesuffix(".npy"): m for m in zf.namelist()}
+            if "X" not in members:
+                raise DataError(f"{where} has arrays {sorted(members)[:20]} but no 'X'; save inputs as X= "
+                                "(and labels as y=)")
+            arrays = {k: _read_npy_member(zf, members[k], k, where) for k in ("X", "y", "class_names") if k in members}
+    except DataError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise DataError(f"{where} cannot be read ({exc}); it may be truncated or not an .npz, "
+                        "save it again with numpy.savez") from exc
+    X, y, names = arrays["X"], arrays.get("y"), arrays.get("class_names")
+    for key, arr in (("X", X), ("y", y)):
+        if arr is not None and arr.dtype.kind not in "biuf":
+            raise DataError(f"{where}: {key} has dtype {arr.dtype}; store {key} as a numeric array"
+                            + (" of class indices 0..k-1 (names go in class_names=)" if key == "y" else ""))
+    if y is not None and y.ndim != 1:
+        raise DataError(f"{where}: y has shape {y.shape}; store labels as a 1-d array of class indices")
+    if names is not None and names.ndim != 1:
+        raise DataError(f"{where}: class_names has shape {names.shape}; store a 1-d array of names")
+    name = name or p.stem
+    if X.ndim >= 3 and X.size:
+        X = scale_images(to_nchw(X, where), where)
+    return Domain(X, y, name=name, class_names=None if names is None else tuple(names.tolist()),
+                  origin=str(p.resolve()))
 
 
-def _read_idx(path: Path) -> np.ndarray:
+# --- IDX -------------------------------------------------------------------------------------
+
+def _read_idx(path: Path, rows: int | None = None) -> tuple[np.ndarray, int]:
+    """One uint8 IDX file, plain or gzipped: (its first ``rows`` samples, all by default; its declared count).
+
+    The header is parsed and the declared size checked against ``QIANYI_MAX_BYTES`` before any data is
+    read, and no more than the declared size (+1 byte, to catch trailing data) is ever read or inflated.
+    """
+    where = f"IDX file {str(path)!r}"
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"IDX file {str(path)!r} cannot be read ({exc}); it may be truncated") from exc
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"IDX file {str(path)!r} has no uint8 IDX header; expected magic 0x0000080N")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    if len(data) != header + int(np.prod(dims)):
-        raise DataError(f"IDX file {str(path)!r} holds {len(data) - header} bytes but its header promises "
-                        f"{int(np.prod(dims))} for shape {dims}; the file is truncated or corrupt")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+            head = fh.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            if head[:3] != b"\x00\x00\x08" or not 1 <= ndim <= 4:
+                raise DataError(f"{where} has no uint8 IDX header (magic 0x00000801..0x00000804, got 0x{head.hex()}); "
+                                "expected an MNIST-style file such as train-images-idx3-ubyte.gz")
+            raw = fh.read(4 * ndim)
+            if len(raw) < 4 * ndim:
+                raise DataError(f"{where} ends inside its header; the file is truncated or corrupt")
+            dims = [int.from_bytes(raw[i:i + 4], "big") for i in range(0, 4 * ndim, 4)]
+            shape = (dims[0] if rows is None else min(rows, dims[0]), *dims[1:])
+            size = math.prod(shape)
+            check_bytes(size, where, shape)
+            whole = shape[0] == dims[0]  # then one byte more than declared tells trailing data apart
+            data = fh.read(size + 1 if whole else size)
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{where} cannot be read ({exc}); it is truncated or corrupt (or not gzip despite "
+                        "its .gz name); download it again") from exc
+    if len(data) < size:
+        raise DataError(f"{where} holds {len(data):,} data bytes but its header promises {size:,} for shape "
+                        f"{tuple(shape)}; the file is truncated or corrupt, download it again")
+    if len(data) > size:
+        raise DataError(f"{where} holds more data than its header promises ({size:,} bytes for shape {tuple(dims)}); "
+                        "the file is truncated or corrupt, download it again")
+    return np.frombuffer(data, np.uint8).reshape(shape), dims[0]
 
 
 def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples: int | None = None) -> Domain:
-    """All ``*images*idx3-ubyte[.gz]`` / ``*labels*idx1-ubyte[.gz]`` pairs in a folder, concatenated."""
-    d = _exists(Path(directory), "IDX folder")
-    images = sorted(p for p in d.iterdir() if "idx3-ubyte" in p.name)
+    """All ``*images*idx3-ubyte[.gz]`` / ``*labels*idx1-ubyte[.gz]`` pairs in a folder, concatenated.
+
+    ``max_samples`` keeps the first samples (in file-name order); the rest is never read.
+    """
+    d = _folder(directory, "IDX folder", "idx: expects the folder holding the idx files "
+                "(e.g. train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz)")
+    _check_max_samples(max_samples, f"IDX folder {str(d)!r}")
+    images = sorted(p for p in d.iterdir() if "idx3-ubyte" in p.name and p.is_file())
     if not images:
-        raise DatasetNotFoundError(f"no '*idx3-ubyte[.gz]' image files in {str(d)!r}")
+        raise DatasetNotFoundError(f"no '*idx3-ubyte[.gz]' image files in {str(d)!r}; expected the MNIST layout "
+                                   "(train-images-idx3-ubyte.gz with train-labels-idx1-ubyte.gz)")
     Xs, ys = [], []
+    left = max_samples
     for img in images:
+        if left == 0:
+            break
+        X, n = _read_idx(img, left)
+        if X.ndim < 3 or (Xs and X.shape[1:] != Xs[0].shape[1:]):
+            raise DataError(f"IDX file {str(img)!r} holds images of shape {X.shape[1:]}; expected "
+                            f"{Xs[0].shape[1:] if Xs else '(h, w)'} like the other image files")
         lab = d / img.name.replace("images", "labels").replace("idx3", "idx1")
-        X = _read_idx(img)
-        Xs.append(X)
-        if lab.exists():
-            y = _read_idx(lab)
-            if len(y) != len(X):
-                raise DataError(f"{str(img)!r} has {len(X)} images but {str(lab)!r} has {len(y)} labels")
+        if lab.is_file():
+            y, m = _read_idx(lab, left)
+            if y.ndim != 1:
+                raise DataError(f"IDX file {str(lab)!r} holds labels of shape {y.shape}; expected one label per image")
+            if m != n:
+                raise DataError(f"{str(img)!r} has {n} images but {str(lab)!r} has {m} labels; "
+                                "they must pair one to one")
             ys.append(y)
+        Xs.append(X)
+        left = None if left is None else left - len(X)
     X = np.concatenate(Xs)
     y = np.concatenate(ys) if len(ys) == len(Xs) else None
-    if max_samples is not None:
-        X, y = X[:max_samples], None if y is None else y[:max_samples]
-    return Domain(scale_images(to_nchw(X, str(d)), str(d)), y, name=name or d.name)
+    return Domain(scale_images(to_nchw(X, str(d)), str(d)), y, name=name or d.name, origin=str(d.resolve()))
 
 
-def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32) -> Domain:
-    """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``."""
+# --- image folder ----------------------------------------------------------------------------
+
+def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
+    """One image as float32 (3, size, size) in [0, 1], and whether it is greyscale.
+
+    Its declared size is checked before it is decoded; JPEGs are decoded at reduced scale and big
+    images are box-reduced before the final anti-aliased resize, so only small arrays are kept.
+    """
     from PIL import Image, UnidentifiedImageError
 
     from .canvas import resize
 
-    d = _exists(Path(directory), "image folder")
+    try:
+        with Image.open(f) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
+                                f"{max_pixels:,} (QIANYI_MAX_IMAGE_PIXELS); shrink or remove it, or raise "
+                                "QIANYI_MAX_IMAGE_PIXELS if it is genuine")
+            im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
+            im.load()
+            grey = im.mode in GREY_MODES
+            rgb = im.convert("RGB")
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {str(f)!r} is refused as a possible decompression bomb ({exc}); shrink or remove "
+                        "it (Pillow's own limit is PIL.Image.MAX_IMAGE_PIXELS)") from exc
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
+        raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+    k = max(rgb.size) // (2 * size)
+    if k >= 2:
+        rgb = rgb.reduce(k)
+    a = np.asarray(rgb, np.float32).transpose(2, 0, 1)[None] / 255.0
+    return resize(a, size)[0], grey
+
+
+def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
+                max_samples: int | None = None, seed: int = 0) -> Domain:
+    """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``.
+
+    ``max_samples`` picks that many files, stratified by class with ``seed``, before decoding any.
+    The domain is greyscale (1 channel) when every image is.
+    """
+    d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
+    where = f"image folder {str(d)!r}"
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 8 <= size <= 1024:
+        raise DataError(f"{where}: size must be a whole number of pixels from 8 to 1024, got {size!r}; "
+                        "e.g. folder:DIR?size=64")
+    _check_max_samples(max_samples, where)
     classes = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise DataError(f"image folder {str(d)!r} has no sub-folders; expected one sub-folder of images per class")
+        raise DataError(f"{where} has no sub-folders; expected one sub-folder of images per class")
     files, labels = [], []
     for k, c in enumerate(classes):
         for f in sorted((d / c).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file():
                 files.append(f)
                 labels.append(k)
     if not files:
-        raise DataError(f"image folder {str(d)!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in its sub-folders")
-    grey = True
-    raw = []
+        raise DataError(f"{where}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in its sub-folders")
+    if max_samples is not None and max_samples < len(files):
+        _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed)
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    limit = max_image_pixels()
+    arrs, grey = [], True
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                grey = grey and im.mode in ("L", "1", "I", "I;16", "F")
-                raw.append(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
-    arrs = []
-    for im in raw:
-        a = np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0
-        a = a[:, :1] if grey else a
-        arrs.append(resize(a, size))
-    return Domain(np.concatenate(arrs), np.array(labels), name=name or d.name, class_names=tuple(classes))
+        a, g = _read_image(f, size, limit)
+        arrs.append(a)
+        grey = grey and g
+    X = np.stack(arrs)
+    return Domain(X[:, :1] if grey else X, np.array(labels), name=name or d.name, class_names=tuple(classes),
+                  origin=str(d.resolve()))
 
 
-LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
+# --- CSV -------------------------------------------------------------------------------------
+
+def _csv_text(p: Path, where: str) -> str:
+    """The file's text, decoded as UTF-8 (BOM dropped); never more than ``QIANYI_MAX_BYTES`` read or inflated."""
+    limit = max_bytes()
+    size = p.stat().st_size
+    if size > limit:
+        raise DataError(f"{where} is {size:,} bytes, more than the limit of {limit:,} bytes (QIANYI_MAX_BYTES); "
+                        "raise QIANYI_MAX_BYTES if the file is genuine")
+    try:
+        if p.suffix == ".gz":
+            with gzip.open(p, "rb") as fh:
+                raw = fh.read(limit + 1)
+            if len(raw) > limit:
+                raise DataError(f"{where} inflates to more than the limit of {limit:,} bytes (QIANYI_MAX_BYTES); "
+                                "the file is corrupt or hostile, or, if it is genuine, raise QIANYI_MAX_BYTES")
+        else:
+            raw = p.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{where} cannot be read ({exc}); it may be truncated or corrupt") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                        "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from exc
+    if "\x00" in text:
+        raise DataError(f"{where} contains NUL bytes: it is binary or UTF-16, not a CSV table; save it as UTF-8 text")
+    return text
 
 
-def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None = None) -> Domain:
-    """A table with a header; one label column (``label=`` or one of label/y/class/target), numeric features."""
-    p = _exists(Path(path), "CSV file")
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", newline="") as fh:
-        rows = list(csv.reader(fh))
-    if len(rows) < 2:
-        raise DataError(f"CSV file {str(p)!r} has no data rows; expected a header line and one row per sample")
-    header, body = rows[0], rows[1:]
-    cols = [c.strip() for c in header]
-    if label is None:
-        label = next((c for c in cols if c.lower() in LABEL_COLUMNS), None)
+def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Whole numbers stay class indices; anything else becomes sorted class names."""
+    try:
+        v = np.array([float(s) for s in raw])
+    except ValueError:
+        v = None
+    if v is not None and np.isfinite(v).all() and (v == np.round(v)).all():
+        if v.max() > MAX_CLASS_INDEX:
+            raise DataError(f"{where}: label column {label!r} holds numbers up to {v.max():.0f}; numeric labels are "
+                            "class indices 0..k-1, renumber them (or is this an ID column? choose ?label=NAME)")
+        return v.astype(np.int64), None
+    class_names = tuple(sorted(set(raw)))
+    index = {c: i for i, c in enumerate(class_names)}
+    return np.array([index[s] for s in raw]), class_names
+
+
+def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None = None,
+             drop: Sequence[str] | str = ()) -> Domain:
+    """A table with a header, read by column name: one label column, numeric features.
+
+    ``label`` names the label column (default: the one column named label, labels, y, class or
+    target); ``drop`` names columns to leave out (a sequence, or one comma-separated string). The
+    domain's ``feature_names`` are the remaining columns, in file order.
+    """
+    p = _file(path, "CSV file", "csv")
+    where = f"CSV file {str(p)!r}"
+    try:
+        records = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(_csv_text(p, where), newline="")), 1) if r]
+    except csv.Error as exc:
+        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as comma-separated UTF-8 text") from exc
+    if len(records) < 2:
+        raise DataError(f"{where} has no data rows; expected a header line and one row per sample")
+    cols = [c.strip() for c in records[0][1]]
+    rownos, body = [n for n, _ in records[1:]], [r for _, r in records[1:]]
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise DataError(f"{where} has duplicate column names {dup[:10]}; rename them so each column has one name")
+    drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
+    unknown = [c for c in drop if c and c not in cols]
+    if unknown:
+        raise DataError(f"{where} has no column(s) {unknown} to drop; columns: {cols[:20]}")
     if label is not None and label not in cols:
-        raise DataError(f"CSV file {str(p)!r} has no column {label!r}; columns: {cols[:20]}")
-    li = cols.index(label) if label is not None else None
-    widths = {len(r) for r in body}
-    if widths != {len(cols)}:
-        bad = next(i for i, r in enumerate(body) if len(r) != len(cols))
-        raise DataError(f"CSV file {str(p)!r}: row {bad + 2} has {len(body[bad])} fields, the header has {len(cols)}")
-    feats = [i for i in range(len(cols)) if i != li]
+        raise DataError(f"{where} has no column {label!r}; columns: {cols[:20]}")
+    if label is not None and label in drop:
+        raise DataError(f"{where}: column {label!r} is both the label and dropped; choose one")
+    likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c not in drop and c != label]
+    if label is None and len(likes) > 1:
+        raise DataError(f"{where} has several label-like columns {likes}; one would become a feature and leak the "
+                        "label: choose the label with ?label=NAME and drop the other(s) with ?drop=NAME")
+    if label is not None and likes:
+        raise DataError(f"{where}: besides the label column {label!r}, the label-like column(s) {likes} would become "
+                        "features and leak the label; drop them with ?drop=NAME (or choose one as ?label=NAME)")
+    label = label if label is not None else (likes[0] if likes else None)
+    bad = next((i for i, r in enumerate(body) if len(r) != len(cols)), None)
+    if bad is not None:
+        raise DataError(f"{where}: row {rownos[bad]} has {len(body[bad])} fields, the header has {len(cols)}")
+    feats = [i for i, c in enumerate(cols) if c != label and c not in drop]
+    if not feats:
+        raise DataError(f"{where} has no feature columns besides the label {label!r}; columns: {cols[:20]}")
     try:
         X = np.array([[float(r[i]) for i in feats] for r in body], np.float32)
-    except ValueError as exc:
-        raise DataError(f"CSV file {str(p)!r}: a feature column is not numeric ({exc}); "
-                        f"encode it first, or name the label column with ?label=COLUMN") from exc
+    except ValueError:
+        for n, r in zip(rownos, body):
+            for i in feats:
+                try:
+                    float(r[i])
+                except ValueError:
+                    cell = r[i].strip()
+                    what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
+                    raise DataError(f"{where}: column {cols[i]!r}, row {n} {what}; fill in or encode it, leave the "
+                                    f"column out with ?drop={cols[i]}, or name the label column with ?label=COLUMN"
+                                    ) from None
+        raise
     y = class_names = None
-    if li is not None:
-        raw = [r[li].strip() for r in body]
-        try:
-            y = np.array([float(v) for v in raw])
-            if (y != np.round(y)).any():
-                raise ValueError
-            y = y.astype(np.int64)
-        except ValueError:
-            class_names = tuple(sorted(set(raw)))
-            index = {c: i for i, c in enumerate(class_names)}
-            y = np.array([index[v] for v in raw])
-    return Domain(X, y, name=name or p.stem, class_names=class_names)
+    if label is not None:
+        raw = [r[cols.index(label)].strip() for r in body]
+        missing = [n for n, v in zip(rownos, raw) if v.lower() in MISSING_LABELS]
+        if missing:
+            raise DataError(f"{where}: label column {label!r} is empty or missing ('', nan, NA, null, ?) in "
+                            f"{len(missing)} row(s) (first rows: {missing[:5]}); drop those rows or fill in "
+                            "their labels")
+        y, class_names = _csv_labels(raw, where, label)
+    return Domain(X, y, name=name or p.stem, class_names=class_names, origin=str(p.resolve()),
+                  feature_names=tuple(cols[i] for i in feats))

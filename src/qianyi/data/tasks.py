@@ -134,8 +134,9 @@ def load_task(source: str, target: str, *, data_dir: str | os.PathLike | None = 
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
     # readers that can read part of a folder do so (an image folder decodes only the files kept)
-    cap = None if max_samples is None else 2 * max_samples if sbase == tbase else max_samples
-    s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (sbase != tbase))
+    one_pool = sbase.partition("?")[0] == tbase.partition("?")[0]  # one file, maybe read with other options
+    cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
+    s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (not one_pool))
     if s.origin == t.origin:  # one pool of samples (the same file, or mnist and mnist-m): disjoint halves
         if len(s) != len(t):
             raise DataError(f"{source!r} and {target!r} are drawn from one pool of samples ({s.origin!r}) but hold "

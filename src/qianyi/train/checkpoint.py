@@ -41,6 +41,8 @@ def unreadable_reason(exc: Exception, path: Path) -> str:
     except OSError as err:
         return err.strerror or str(err)
     text = str(exc)
+    if "inline_container" in text or "archive" in text:
+        return "it is a zip file, but not one written by torch.save"
     if "weights_only" in text or "Unpickl" in type(exc).__name__:
         return "it holds objects other than tensors and plain values, which are never unpickled"
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"

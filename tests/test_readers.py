@@ -1,0 +1,386 @@
+"""Readers on hostile or awkward input: every bad file ends in a DataError naming it, sizes are bounded."""
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+import numpy.lib.format as npy
+import pytest
+from PIL import Image
+
+from qianyi.data import load_task
+from qianyi.data import canvas, readers
+from qianyi.data.readers import read_csv, read_folder, read_idx, read_npz
+from qianyi.errors import DataError, DatasetNotFoundError, QianyiError
+
+
+def _raises(fn, *match: str, path=None):
+    """Call ``fn``; it must raise a DataError whose message names ``path`` and contains every ``match``."""
+    with pytest.raises(DataError) as info:
+        fn()
+    msg = str(info.value)
+    if path is not None:
+        assert str(path) in msg, msg
+    for m in match:
+        assert m in msg, msg
+    return msg
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+def test_limits_are_read_from_the_environment_at_each_call(monkeypatch):
+    from qianyi.data.limits import check_bytes, max_bytes, max_image_pixels
+
+    monkeypatch.delenv("QIANYI_MAX_BYTES", raising=False)
+    monkeypatch.delenv("QIANYI_MAX_IMAGE_PIXELS", raising=False)
+    assert max_bytes() == 8 << 30 and max_image_pixels() == 100_000_000
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "1M")
+    monkeypatch.setenv("QIANYI_MAX_IMAGE_PIXELS", "10_000")
+    assert max_bytes() == 1 << 20 and max_image_pixels() == 10_000
+    msg = _raises(lambda: check_bytes(2 << 20, "IDX file 'x'", (2, 1024, 1024)),
+                  "IDX file 'x' declares 2,097,152 bytes", "(shape (2, 1024, 1024))", "QIANYI_MAX_BYTES")
+    assert "1,048,576" in msg
+    for bad in ("lots", "-5", "0"):
+        monkeypatch.setenv("QIANYI_MAX_BYTES", bad)
+        _raises(max_bytes, "QIANYI_MAX_BYTES", repr(bad))
+
+
+# --- npz -------------------------------------------------------------------------------------
+
+def _npz_with_header(path, header: dict, data: bytes = b"", key: str = "X") -> None:
+    """An .npz whose member ``key`` has the given .npy header and (possibly short) data."""
+    buf = io.BytesIO()
+    npy.write_array_header_1_0(buf, header)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{key}.npy", buf.getvalue() + data)  # the header starts with the .npy magic
+
+
+def test_npz_random_bytes_are_not_an_npz(tmp_path):
+    p = tmp_path / "noise.npz"
+    p.write_bytes(np.random.default_rng(0).bytes(200))
+    msg = _raises(lambda: read_npz(p), "not an .npz file (a zip of .npy arrays", "numpy.savez", path=p)
+    assert "pickle" not in msg and "object arrays" not in msg
+    np.save(tmp_path / "single.npy", np.zeros((3, 2)))
+    _raises(lambda: read_npz(tmp_path / "single.npy"), "single .npy array", "numpy.savez", path=tmp_path / "single.npy")
+
+
+def test_npz_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    p = tmp_path / "huge.npz"
+    _npz_with_header(p, {"descr": "<f8", "fortran_order": False, "shape": (10**8, 10**8)}, b"\0" * 64)
+    _raises(lambda: read_npz(p), "declares 80,000,000,000,000,000 bytes", "QIANYI_MAX_BYTES", path=p)
+
+
+def test_npz_object_arrays_are_refused_with_their_own_message(tmp_path):
+    p = tmp_path / "obj.npz"
+    np.savez(p, X=np.array([{"a": 1}], dtype=object))
+    _raises(lambda: read_npz(p), "object arrays are refused", path=p)
+
+
+def test_npz_member_shorter_than_its_header_is_truncated_without_object_hint(tmp_path):
+    p = tmp_path / "short.npz"
+    _npz_with_header(p, {"descr": "<f4", "fortran_order": False, "shape": (10, 3)}, b"\0" * 40)
+    msg = _raises(lambda: read_npz(p), "truncated", path=p)
+    assert "object arrays" not in msg
+
+
+def test_npz_truncated_zip_is_a_data_error(tmp_path):
+    p = tmp_path / "cut.npz"
+    np.savez_compressed(p, X=np.random.default_rng(0).random((50, 8)), y=np.arange(50) % 2)
+    p.write_bytes(p.read_bytes()[:300])
+    msg = _raises(lambda: read_npz(p), "cannot be read", path=p)
+    assert "object arrays" not in msg
+
+
+def test_npz_labels_must_be_one_dimensional(tmp_path):
+    p = tmp_path / "y2d.npz"
+    np.savez(p, X=np.zeros((4, 3)), y=np.zeros((4, 1), np.int64))
+    _raises(lambda: read_npz(p), "1-d", path=p)
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+def _idx_header(*dims: int) -> bytes:
+    return struct.pack(">BBBB", 0, 0, 8, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
+
+
+def test_idx_header_whose_size_overflows_int64_is_refused(tmp_path):
+    # 2**22 * 2**21 * 2**21 = 2**64: np.prod wraps to 0 and the old reader failed in reshape
+    p = tmp_path / "train-images-idx3-ubyte"
+    p.write_bytes(_idx_header(2**22, 2**21, 2**21))
+    _raises(lambda: read_idx(tmp_path), "QIANYI_MAX_BYTES", path=p)
+
+
+def test_idx_gzip_bomb_declaring_its_size_is_refused_before_inflating(tmp_path, monkeypatch):
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "1M")
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(_idx_header(4, 1024, 1024) + bytes(4 << 20), 1))
+    _raises(lambda: read_idx(tmp_path), "declares 4,194,304 bytes", "QIANYI_MAX_BYTES", path=p)
+
+
+class _CountingGzip:
+    """gzip.open stand-in counting the inflated bytes handed out."""
+
+    total = 0
+
+    def __init__(self, path, mode="rb"):
+        self.fh = gzip.GzipFile(path, mode)
+
+    def read(self, size=-1):
+        data = self.fh.read(size)
+        _CountingGzip.total += len(data)
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def test_idx_gzip_whose_header_lies_is_never_fully_inflated(tmp_path, monkeypatch):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(_idx_header(2, 4, 4) + bytes(4 << 20), 1))  # promises 32 bytes, holds 4 MB
+    monkeypatch.setattr(readers.gzip, "open", _CountingGzip)
+    _CountingGzip.total = 0
+    _raises(lambda: read_idx(tmp_path), "more data than its header promises", path=p)
+    assert _CountingGzip.total <= 64
+
+
+def test_idx_corrupt_deflate_stream_is_a_data_error(tmp_path):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(b"")[:10] + b"\xff" * 64)  # a gzip header, then an invalid deflate block
+    _raises(lambda: read_idx(tmp_path), "cannot be read", path=p)
+
+
+def test_idx_given_a_file_asks_for_its_folder(tmp_path):
+    p = tmp_path / "train-images-idx3-ubyte"
+    p.write_bytes(_idx_header(1, 2, 2) + bytes(4))
+    _raises(lambda: read_idx(p), "expects the folder holding the idx files", path=p)
+
+
+def test_idx_label_count_mismatch_and_max_samples(tmp_path):
+    (tmp_path / "t-images-idx3-ubyte").write_bytes(_idx_header(5, 2, 2) + bytes(range(20)))
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(_idx_header(4) + bytes([0, 1, 0, 1]))
+    _raises(lambda: read_idx(tmp_path), "5 images", "4 labels", path=tmp_path / "t-labels-idx1-ubyte")
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(_idx_header(5) + bytes([0, 1, 0, 1, 1]))
+    d = read_idx(tmp_path, max_samples=3)
+    assert d.X.shape == (3, 1, 2, 2) and d.y.tolist() == [0, 1, 0]
+
+
+# --- image folders ---------------------------------------------------------------------------
+
+def _png_header_only(path, w: int, h: int) -> None:
+    """A PNG that declares w x h pixels but holds (almost) no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def _image_folder(root, counts: dict[str, int], size=(12, 10), mode="RGB", fmt="png", seed=0):
+    rng = np.random.default_rng(seed)
+    for c, n in counts.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = size[::-1] + ((3,) if mode == "RGB" else ())
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(root / c / f"{i}.{fmt}")
+    return root
+
+
+def test_folder_size_must_be_a_whole_number_from_8_to_1024(tmp_path):
+    _image_folder(tmp_path, {"a": 1})
+    for bad in (4, 2000, "64", 16.0, True):
+        _raises(lambda: read_folder(tmp_path, size=bad), "size must be", "8 to 1024", path=tmp_path)
+
+
+def test_folder_given_a_file_asks_for_a_folder(tmp_path):
+    p = _image_folder(tmp_path, {"a": 1}) / "a" / "0.png"
+    _raises(lambda: read_folder(p), "folder: expects a folder with one sub-folder per class", path=p)
+
+
+def test_folder_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("QIANYI_MAX_IMAGE_PIXELS", "10000")
+    _image_folder(tmp_path, {"a": 1}, size=(300, 300))
+    _raises(lambda: read_folder(tmp_path), "300x300 = 90,000 pixels", "QIANYI_MAX_IMAGE_PIXELS",
+            path=tmp_path / "a" / "0.png")
+
+
+def test_folder_decompression_bombs_are_data_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    p = tmp_path / "a" / "bomb.png"
+    _png_header_only(p, 14000, 14000)  # beyond Pillow's own limit: DecompressionBombError in Image.open
+    _raises(lambda: read_folder(tmp_path), "decompression bomb", path=p)
+    _png_header_only(p, 12000, 12000)  # Pillow only warns; with warnings as errors the warning is raised
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        _raises(lambda: read_folder(tmp_path), path=p)
+    with pytest.warns(Image.DecompressionBombWarning):  # over our default 100M pixels: our own DataError
+        _raises(lambda: read_folder(tmp_path), "QIANYI_MAX_IMAGE_PIXELS", path=p)
+
+
+def test_folder_truncated_image_is_named(tmp_path):
+    _image_folder(tmp_path, {"a": 2}, size=(40, 40))
+    p = tmp_path / "a" / "1.png"
+    p.write_bytes(p.read_bytes()[:100])
+    _raises(lambda: read_folder(tmp_path), "cannot be read", "remove or replace it", path=p)
+
+
+def test_folder_big_images_are_resized_while_reading(tmp_path, monkeypatch):
+    y, x = np.mgrid[0:300, 0:400]
+    smooth = np.stack([x * 255 // 400, y * 255 // 300, (x + y) * 255 // 700], -1).astype(np.uint8)
+    for c, fmt in (("jpg", "jpeg"), ("png", "png")):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(smooth).save(tmp_path / c / f"{i}.{fmt}")
+    seen = []
+    real_resize = canvas.resize
+    monkeypatch.setattr(canvas, "resize", lambda X, size: seen.append(X.shape) or real_resize(X, size))
+    d = read_folder(tmp_path, size=16)
+    assert d.X.shape == (6, 3, 16, 16) and d.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(seen) == 6 and all(s[0] == 1 and max(s[2:]) <= 4 * 16 for s in seen), seen  # one small image at a time
+    full = real_resize(smooth.transpose(2, 0, 1)[None].astype(np.float32) / 255, 16)[0]
+    assert np.abs(d.X - full).mean() < 0.03  # reduced-scale decoding still gives the same picture
+
+
+def test_folder_max_samples_are_stratified_and_chosen_before_decoding(tmp_path, monkeypatch):
+    _image_folder(tmp_path, {"a": 10, "b": 10, "c": 4}, size=(8, 8))
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda f, *a, **k: opened.append(f) or real_open(f, *a, **k))
+    d = read_folder(tmp_path, size=8, max_samples=12, seed=3)
+    assert np.bincount(d.y).tolist() == [5, 5, 2] and len(opened) == 12
+    again = read_folder(tmp_path, size=8, max_samples=12, seed=3)
+    assert np.array_equal(d.X, again.X)
+    other = read_folder(tmp_path, size=8, max_samples=12, seed=4)
+    assert not np.array_equal(d.X, other.X)
+
+
+def test_folder_greyscale_when_every_image_is_grey(tmp_path):
+    _image_folder(tmp_path, {"a": 2, "b": 2}, mode="L")
+    assert read_folder(tmp_path, size=8).X.shape == (4, 1, 8, 8)
+    _image_folder(tmp_path, {"c": 1}, mode="RGB", seed=1)
+    assert read_folder(tmp_path, size=8).X.shape == (5, 3, 8, 8)
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+def test_csv_utf8_bom_does_not_hide_the_label_column(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_text("label,a,b\n1,0.5,2\n0,1.5,3\n", encoding="utf-8-sig")
+    d = read_csv(p)
+    assert d.y.tolist() == [1, 0] and d.X.tolist() == [[0.5, 2], [1.5, 3]] and d.feature_names == ("a", "b")
+
+
+def test_csv_that_is_not_utf8_says_so(tmp_path):
+    p = tmp_path / "latin.csv"
+    p.write_bytes("a,label\n1,café\n".encode("latin-1"))
+    _raises(lambda: read_csv(p), "not UTF-8 text", "save it as UTF-8", path=p)
+    p.write_bytes(b"a,label\n" + np.random.default_rng(0).bytes(300))
+    _raises(lambda: read_csv(p), "not UTF-8 text", path=p)
+
+
+def test_csv_nul_bytes_and_csv_errors_are_data_errors(tmp_path):
+    p = tmp_path / "nul.csv"
+    p.write_bytes(b"a,label\n1\x00,0\n")
+    _raises(lambda: read_csv(p), "NUL", "UTF-8", path=p)
+    p.write_text("a,label\n" + "1" * 200_000 + ",0\n")  # beyond the csv module's field size limit
+    _raises(lambda: read_csv(p), "not a valid CSV table", path=p)
+
+
+def test_csv_given_a_folder_asks_for_the_file(tmp_path):
+    _raises(lambda: read_csv(tmp_path), "expects a file", "is a folder", path=tmp_path)
+
+
+def test_csv_gzip_bomb_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "1M")
+    p = tmp_path / "bomb.csv.gz"
+    p.write_bytes(gzip.compress(b"a,label\n" + b"0" * (3 << 20), 1))
+    _raises(lambda: read_csv(p), "inflates to more than the limit of 1,048,576 bytes", "QIANYI_MAX_BYTES", path=p)
+
+
+def test_csv_file_over_the_byte_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "1K")
+    p = tmp_path / "big.csv"
+    p.write_text("a,label\n" + "1,0\n" * 600)
+    _raises(lambda: read_csv(p), "QIANYI_MAX_BYTES", path=p)
+
+
+def test_csv_columns_are_read_by_name(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("zeta,label,alpha,id\n1,0,2,7\n3,1,4,8\n")
+    d = read_csv(p, drop=["id"])
+    assert d.feature_names == ("zeta", "alpha") and d.X.tolist() == [[1, 2], [3, 4]] and d.y.tolist() == [0, 1]
+    assert read_csv(p, drop="id").feature_names == ("zeta", "alpha")
+    _raises(lambda: read_csv(p, drop=["nope"]), "'nope'", "columns:", path=p)
+    _raises(lambda: read_csv(p, label="nope"), "no column 'nope'", "columns:", path=p)
+
+
+def test_csv_second_label_like_column_is_refused_not_leaked(tmp_path):
+    p = tmp_path / "leak.csv"
+    p.write_text("a,label,target\n1,0,0\n2,1,1\n")
+    _raises(lambda: read_csv(p), "'label'", "'target'", "?label=NAME", "?drop=NAME", path=p)
+    _raises(lambda: read_csv(p, label="label"), "'target'", "?drop=NAME", path=p)
+    d = read_csv(p, label="label", drop=["target"])
+    assert d.feature_names == ("a",) and d.y.tolist() == [0, 1]
+
+
+def test_csv_missing_labels_are_refused(tmp_path):
+    p = tmp_path / "nan.csv"
+    p.write_text("a,label\n1,cat\n2,nan\n3,dog\n4,NA\n5,\n6,?\n")
+    _raises(lambda: read_csv(p), "label column 'label'", "4 row(s)", "[3, 5, 6, 7]", path=p)
+
+
+def test_csv_bad_feature_cell_names_its_column_and_row(tmp_path):
+    p = tmp_path / "cells.csv"
+    p.write_text("a,b,label\n1,2,0\n3,,1\n")
+    _raises(lambda: read_csv(p), "column 'b', row 3 is empty", path=p)
+    p.write_text("a,b,label\n1,2,0\n3,x,1\n")
+    _raises(lambda: read_csv(p), "column 'b', row 3 holds 'x', which is not numeric", "?drop=b", path=p)
+
+
+def test_csv_duplicate_column_names_are_refused(tmp_path):
+    p = tmp_path / "dup.csv"
+    p.write_text("a,a,label\n1,2,0\n")
+    _raises(lambda: read_csv(p), "duplicate column names ['a']", path=p)
+
+
+def test_csv_numeric_labels_stay_indices_and_strings_become_sorted_names(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,class\n1,2\n2,0.0\n3,1\n")
+    d = read_csv(p)
+    assert d.y.tolist() == [2, 0, 1] and d.class_names is None
+    p.write_text("a,class\n1,b\n2,a\n3,b\n")
+    d = read_csv(p)
+    assert d.y.tolist() == [1, 0, 1] and d.class_names == ("a", "b")
+
+
+# --- origin ----------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:the target test split")
+def test_every_reader_sets_origin_to_the_resolved_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "d.npz", X=np.zeros((2, 3)), y=np.array([0, 1]))
+    (tmp_path / "d.csv").write_text("a,label\n1,0\n2,1\n")
+    (tmp_path / "mn").mkdir()
+    (tmp_path / "mn" / "t-images-idx3-ubyte").write_bytes(_idx_header(2, 2, 2) + bytes(8))
+    assert read_npz("d.npz").origin == str((tmp_path / "d.npz").resolve())
+    assert read_csv("d.csv").origin == str((tmp_path / "d.csv").resolve())
+    assert read_idx("mn").origin == str((tmp_path / "mn").resolve())
+    a = read_folder(_image_folder(tmp_path / "amazon" / "images", {"bike": 4, "mug": 4}, size=(8, 8)), size=8)
+    w = read_folder(_image_folder(tmp_path / "webcam" / "images", {"bike": 3, "mug": 3}, size=(8, 8), seed=1), size=8)
+    assert a.name == w.name == "images" and a.origin != w.origin
+    assert w.origin == str((tmp_path / "webcam" / "images").resolve())
+    # so a task pairs them as two domains instead of splitting "one pool" (which failed: sizes differ)
+    task = load_task("folder:amazon/images?size=8", "folder:webcam/images?size=8", test_fraction=0.5)
+    assert len(task.target) + len(task.target_test) == 6
+
+
+def test_errors_are_qianyi_errors(tmp_path):
+    assert issubclass(DataError, QianyiError) and issubclass(DatasetNotFoundError, QianyiError)
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        read_csv(tmp_path / "missing.csv")
