@@ -11,7 +11,6 @@ No label chooses anything; labels only split the semantic pair into its two halv
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np

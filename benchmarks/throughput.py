@@ -10,7 +10,6 @@ machines are noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

@@ -6,7 +6,6 @@ from collections import OrderedDict
 import pytest
 import torch
 
-import qianyi
 from qianyi.errors import UnknownNameError
 from qianyi.methods import Batch, Method, available_methods, get_method, register
 from qianyi.nn import backbone_for

@@ -38,12 +38,12 @@ def test_limits_are_read_from_the_environment_at_each_call(monkeypatch):
 
     monkeypatch.delenv("QIANYI_MAX_BYTES", raising=False)
     monkeypatch.delenv("QIANYI_MAX_IMAGE_PIXELS", raising=False)
-    assert max_bytes() == 8 << 30 and max_image_pixels() == 100_000_000
+    assert max_bytes() == 4 << 30 and max_image_pixels() == 100_000_000
     monkeypatch.setenv("QIANYI_MAX_BYTES", "1M")
     monkeypatch.setenv("QIANYI_MAX_IMAGE_PIXELS", "10_000")
     assert max_bytes() == 1 << 20 and max_image_pixels() == 10_000
     msg = _raises(lambda: check_bytes(2 << 20, "IDX file 'x'", (2, 1024, 1024)),
-                  "IDX file 'x' declares 2,097,152 bytes", "(shape (2, 1024, 1024))", "QIANYI_MAX_BYTES")
+                  "IDX file 'x' declares 2,097,152 bytes once loaded", "(shape (2, 1024, 1024))", "QIANYI_MAX_BYTES")
     assert "1,048,576" in msg
     for bad in ("lots", "-5", "0"):
         monkeypatch.setenv("QIANYI_MAX_BYTES", bad)
@@ -119,7 +119,7 @@ def test_idx_gzip_bomb_declaring_its_size_is_refused_before_inflating(tmp_path, 
     monkeypatch.setenv("QIANYI_MAX_BYTES", "1M")
     p = tmp_path / "train-images-idx3-ubyte.gz"
     p.write_bytes(gzip.compress(_idx_header(4, 1024, 1024) + bytes(4 << 20), 1))
-    _raises(lambda: read_idx(tmp_path), "declares 4,194,304 bytes", "QIANYI_MAX_BYTES", path=p)
+    _raises(lambda: read_idx(tmp_path), "declares 16,777,216 bytes once loaded", "QIANYI_MAX_BYTES", path=p)
 
 
 class _CountingGzip:

@@ -1,7 +1,8 @@
 """Size limits for reading user files: declared sizes are checked against them before anything is allocated.
 
-* ``QIANYI_MAX_BYTES`` (default 8 GiB): the most bytes one array, one decompressed file or one
-  table may take. A number of bytes, optionally with a binary suffix: ``500M``, ``16G``.
+* ``QIANYI_MAX_BYTES`` (default 4 GiB): the most memory one array may take once loaded (as
+  float32: a uint8 image file counts four times its size), and the most bytes one decompressed
+  file or one table may take. A number of bytes, optionally with a binary suffix: ``500M``, ``16G``.
 * ``QIANYI_MAX_IMAGE_PIXELS`` (default 100,000,000): the most pixels (width x height) one image
   file may declare.
 
@@ -13,7 +14,7 @@ import os
 
 from ..errors import DataError
 
-DEFAULT_MAX_BYTES = 8 << 30
+DEFAULT_MAX_BYTES = 4 << 30
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -35,7 +36,7 @@ def _env_int(var: str, default: int) -> int:
 
 
 def max_bytes() -> int:
-    """The most bytes one array or decompressed file may take (``QIANYI_MAX_BYTES``, default 8 GiB)."""
+    """The most bytes one loaded array or decompressed file may take (``QIANYI_MAX_BYTES``, default 4 GiB)."""
     return _env_int("QIANYI_MAX_BYTES", DEFAULT_MAX_BYTES)
 
 
@@ -49,6 +50,6 @@ def check_bytes(nbytes: int, what: str, shape: tuple[int, ...] | list[int] | Non
     limit = max_bytes()
     if nbytes > limit:
         dims = f" (shape {tuple(shape)})" if shape is not None else ""
-        raise DataError(f"{what} declares {nbytes:,} bytes{dims}, more than the limit of {limit:,} bytes "
+        raise DataError(f"{what} declares {nbytes:,} bytes once loaded{dims}, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); the file is corrupt or hostile, or, if it is genuine, "
-                        "raise QIANYI_MAX_BYTES (e.g. QIANYI_MAX_BYTES=32G)")
+                        "raise QIANYI_MAX_BYTES (e.g. QIANYI_MAX_BYTES=16G) if this machine has the memory")

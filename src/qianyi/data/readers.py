@@ -130,7 +130,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> 
         if any(s < 0 for s in shape):
             raise DataError(f"{where}: array {key!r} declares the shape {shape}; the file is corrupt, save it again")
         nbytes = math.prod(shape) * dtype.itemsize
-        check_bytes(nbytes, f"{where}: array {key!r}", shape)
+        check_bytes(math.prod(shape) * max(dtype.itemsize, 4), f"{where}: array {key!r}", shape)  # as float32
         data = fh.read(nbytes)
     if len(data) < nbytes:
         raise DataError(f"{where}: array {key!r} holds {len(data):,} bytes but its header declares {nbytes:,} "
@@ -201,7 +201,7 @@ def _read_idx(path: Path, rows: int | None = None) -> tuple[np.ndarray, int]:
             dims = [int.from_bytes(raw[i:i + 4], "big") for i in range(0, 4 * ndim, 4)]
             shape = (dims[0] if rows is None else min(rows, dims[0]), *dims[1:])
             size = math.prod(shape)
-            check_bytes(size, where, shape)
+            check_bytes(4 * size, where, shape)  # the images are held as float32
             whole = shape[0] == dims[0]  # then one byte more than declared tells trailing data apart
             data = fh.read(size + 1 if whole else size)
     except DataError:

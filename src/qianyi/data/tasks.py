@@ -16,7 +16,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
