@@ -278,3 +278,15 @@ def test_result_json_is_written_after_the_model(tmp_path, pair):
     from qianyi._io import sha256_file
 
     assert saved["model_sha256"] == sha256_file(tmp_path / "r" / "model.pt")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, pair):
+    """Only user mistakes become exit 2; anything else is a bug and must surface as itself."""
+    from qianyi.train import engine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(engine.Trainer, "fit", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["run", "dan", "--source", pair[0], "--target", pair[1], *FAST])
