@@ -290,3 +290,4 @@ def test_a_bug_keeps_its_traceback(monkeypatch, pair):
     monkeypatch.setattr(engine.Trainer, "fit", broken)
     with pytest.raises(ZeroDivisionError):
         main(["run", "dan", "--source", pair[0], "--target", pair[1], *FAST])
+

@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "result.json (and a checkpoint: a killed run resumes when started again).")
     r.add_argument("method", help="a method name (see `qianyi methods`)")
     r.add_argument("--source", required=True, help="source dataset spec, e.g. mnist, npz:path.npz, fashion+rot30")
-    r.add_argument("--target", required=True, help="target dataset spec")
+    r.add_argument("--target", required=True, help="target dataset spec; labels, if any, are never used in training")
+    r.add_argument("--target-test", default=None, metavar="SPEC",
+                   help="a labelled target test set, scored once at the end (then all of --target trains)")
+    r.add_argument("--target-all", action="store_true",
+                   help="train on all of the target (no held-out test split: accuracy is unknown unless "
+                        "--target-test is given)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
@@ -313,7 +318,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .train.run import run
 
         hp = parse_hparams(args.method, args.set)
-        task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir)
+        task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
+                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3)
         print(task.describe(), file=sys.stderr)
         result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, **hp)
         print(result.summary())

@@ -2,7 +2,7 @@
 
 A `TransferTask` keeps the target's test labels apart from everything used in training: the
 engine receives `task.source`, `task.source_val` and `task.target` (whose labels are handed only
-to methods that declare ``uses_target_labels``, i.e. the oracle); `task.target_test` is read once,
+to methods that declare ``uses_target_labels``, i.e. the oracle); `task.target_test` (if any) is read once,
 for the final score.
 """
 from __future__ import annotations
@@ -182,16 +182,21 @@ def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int) -
 
 @dataclass(frozen=True, eq=False)
 class TransferTask:
-    """Labelled source (train + validation), unlabelled target train split, labelled target test split.
+    """Labelled source (train + validation), the target used for training (its labels unused), and an
+    optional labelled target test split, scored once at the end.
 
-    Build one with :meth:`from_domains` (checks and splits) or :func:`qianyi.load_task` (by name).
+    ``target_test`` is None when no labelled target exists (the usual case in practice): runs then
+    report label-free scores, and say that accuracy is unknown. Build one with :meth:`from_domains`
+    (checks and splits) or :func:`qianyi.load_task` (by name).
     """
 
     source: Domain
     source_val: Domain
     target: Domain
-    target_test: Domain
+    target_test: Domain | None = None
     name: str = field(default="")
+    #: What was done to the inputs (``load_task``: the image canvas, CSV column order), for saved models.
+    preprocessing: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -215,6 +220,9 @@ class TransferTask:
         if cached is None:
             h = hashlib.sha256()
             for d in (self.source, self.source_val, self.target, self.target_test):
+                if d is None:
+                    h.update(b"no target test")
+                    continue
                 h.update(repr((d.X.shape, str(d.X.dtype))).encode())
                 h.update(np.ascontiguousarray(d.X).data)
                 h.update(b"-" if d.y is None else b"y" + np.ascontiguousarray(d.y).tobytes())
@@ -222,11 +230,18 @@ class TransferTask:
             object.__setattr__(self, "_content_hash", cached)
         return cached
 
+    @property
+    def scored(self) -> bool:
+        """Whether a labelled target test split exists (else accuracy is unknown)."""
+        return self.target_test is not None
+
     def describe(self) -> str:
         s = self.source
+        test = (f"{len(self.target_test)} test" if self.target_test is not None
+                else "no labelled test: target accuracy will be unknown")
         return (f"{self.name}: input {s.sample_shape}, {self.n_classes} classes; "
                 f"source {len(s)} train + {len(self.source_val)} val, "
-                f"target {len(self.target)} train (unlabelled) + {len(self.target_test)} test")
+                f"target {len(self.target)} train (unlabelled) + {test}")
 
     @classmethod
     def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,
@@ -234,9 +249,11 @@ class TransferTask:
                      name: str | None = None) -> "TransferTask":
         """Check that ``source`` and ``target`` form a valid task, then split them.
 
-        The target is split (stratified, ``seed``) into a train part used without labels and a
-        test part scored at the end, unless ``target_test`` is given. ``val_fraction`` of the
-        source is held out for source accuracy and label-free model selection.
+        ``val_fraction`` of the source is held out for source accuracy and label-free model
+        selection. The target (labelled or not) is used for training without its labels. Its
+        test split is ``target_test`` if given; otherwise, for a labelled target, a stratified
+        ``test_fraction`` of it (``seed``); with an unlabelled target or ``test_fraction=0`` (train on
+        all of it) there is no test split, and accuracy is unknown.
         """
         if not source.labelled:
             raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source")
@@ -248,27 +265,27 @@ class TransferTask:
             raise DataError(f"source {source.name!r} has samples of shape {source.sample_shape} but target "
                             f"{target.name!r} has {target.sample_shape}; bring them to one canvas "
                             "(qianyi.load_task does this for images) or one feature dimension")
+        if not 0.0 <= test_fraction < 1.0:
+            raise DataError(f"test_fraction must be in [0, 1) (0: train on all of the target), got {test_fraction}")
         target = align_labels(source, target)
         if target_test is not None:
             if target_test.sample_shape != source.sample_shape:
                 raise DataError(f"target test {target_test.name!r} has samples of shape {target_test.sample_shape}, "
                                 f"expected {source.sample_shape}")
+            if not target_test.labelled:
+                raise DataError(f"target test domain {target_test.name!r} has no labels to score; a test set must "
+                                "be labelled (leave it out to train without one)")
             target_test = align_labels(source, target_test)
-        if target_test is None and not target.labelled:
-            raise DataError(f"target domain {target.name!r} has no labels, so no test split can be scored; "
-                            "pass a labelled target, or target_test=")
-        if (target_test or target).y is None:
-            raise DataError(f"target test domain {(target_test or target).name!r} has no labels to score")
         s_train, s_val = stratified_split(source.y, len(source), val_fraction, seed)
         _check_split(source, "source", "validation", s_train, s_val)
         src, src_val = source.subset(s_train), source.subset(s_val, name=f"{source.name} (val)")
-        if target_test is None:
+        if target_test is None and target.labelled and test_fraction > 0:
             t_train, t_test = stratified_split(target.y, len(target), test_fraction, seed + 1)
             _check_split(target, "target", "test", t_train, t_test)
             tgt, tgt_test = target.subset(t_train), target.subset(t_test, name=f"{target.name} (test)")
         else:
             tgt, tgt_test = target, target_test
-        if len(tgt_test) < SMALL_TEST:
+        if tgt_test is not None and len(tgt_test) < SMALL_TEST:
             warnings.warn(f"the target test split of {target.name!r} has only {len(tgt_test)} sample(s): its accuracy "
                           f"moves in steps of {100 / len(tgt_test):.3g} points; give more target data for a "
                           "meaningful score", QianyiWarning, stacklevel=2)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 
 from ..errors import DataError, DatasetNotFoundError, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
-from .canvas import common_canvas, to_canvas
+from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
 from .readers import read_csv, read_folder, read_idx, read_npz
 from .shifts import SHIFTS, apply_shifts
@@ -120,15 +124,22 @@ def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
     return d.subset(keep)
 
 
-def load_task(source: str, target: str, *, data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3,
-              val_fraction: float = 0.1, split_seed: int = 0, max_samples: int | None = None) -> TransferTask:
-    """Build a :class:`TransferTask` from two specs.
+def load_task(source: str, target: str, *, target_test: str | None = None,
+              data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
+              split_seed: int = 0, max_samples: int | None = None) -> TransferTask:
+    """Build a :class:`TransferTask` from specs.
 
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
     ``fashion+invert``) get disjoint halves of it, so no image is on both sides. Both domains are
     brought to their common canvas (:func:`qianyi.data.canvas.common_canvas`) before shifts.
     ``max_samples`` caps each domain (stratified). Splits depend on ``split_seed`` only, so every
     method and training seed is scored on the same target test set.
+
+    The target may be unlabelled. Its test split is ``target_test`` (a labelled spec, scored only;
+    then all of the target trains), else ``test_fraction`` of a labelled target; with
+    ``test_fraction=0`` or an unlabelled target there is none and accuracy is unknown.
+    ``task.preprocessing`` records what was done to the inputs (the canvas), so that a saved model
+    can apply it to new data (:func:`prepare`).
     """
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
@@ -147,12 +158,31 @@ def load_task(source: str, target: str, *, data_dir: str | os.PathLike | None = 
     if s.is_image != t.is_image:
         raise DataError(f"{source!r} holds {'images' if s.is_image else 'vectors'} but {target!r} holds "
                         f"{'images' if t.is_image else 'vectors'}; both domains must be of one kind")
-    if s.is_image:
-        canvas = common_canvas(s, t)
-        s, t = to_canvas(s, canvas), to_canvas(t, canvas)
-    if sshift:
-        s = s.replace(X=apply_shifts(s.X, sshift, source))
-    if tshift:
-        t = t.replace(X=apply_shifts(t.X, tshift, target))
-    s, t = s.replace(name=source), t.replace(name=target)
-    return TransferTask.from_domains(s, t, test_fraction=test_fraction, val_fraction=val_fraction, seed=split_seed)
+    canvas = common_canvas(s, t) if s.is_image else None
+    pre = {"canvas": None if canvas is None else asdict(canvas), "feature_names": s.feature_names}
+    s, t = prepare(s, pre, sshift, source), prepare(t, pre, tshift, target)
+    test = None
+    if target_test is not None:
+        base, shift = parse_spec(target_test)
+        test = prepare(_load_base(base, root), pre, shift, target_test)
+    task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
+                                     seed=split_seed)
+    return replace(task, preprocessing=pre)
+
+
+def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: str | None = None) -> Domain:
+    """Bring a freshly read domain to a task's inputs: its columns (by name), its canvas, then ``shifts``."""
+    names = preprocessing.get("feature_names")
+    if names is not None:
+        d = match_features(Domain(np.zeros((1, len(names)), np.float32), None, "the model's inputs",
+                                  feature_names=tuple(names)), d)
+    canvas = preprocessing.get("canvas")
+    if canvas is not None:
+        if not d.is_image:
+            raise DataError(f"{d.name!r} holds vectors, but images were expected")
+        d = to_canvas(d, Canvas(**canvas))
+    elif d.is_image:
+        raise DataError(f"{d.name!r} holds images, but vectors were expected")
+    if shifts:
+        d = d.replace(X=apply_shifts(d.X, list(shifts), name or d.name))
+    return d.replace(name=name) if name else d

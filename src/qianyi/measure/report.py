@@ -86,7 +86,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     With ``out``, trained networks live in ``out/runs/METHOD`` (resumable) and the report is written there.
     """
     metrics = check_metrics(metrics)
-    xs, xt = task.source_val.X, task.target_test.X
+    xs, xt = task.source_val.X, (task.target_test or task.target).X
     d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
     test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
     res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,
@@ -106,7 +106,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
         for label, net, target_acc in nets:
             p = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device, label=label)
             p.info = {"source_val_accuracy": accuracy(net, task.source_val, device),
-                      "target_test_accuracy": target_acc if target_acc is not None
+                      "target_test_accuracy": target_acc if target_acc is not None or task.target_test is None
                       else accuracy(net, task.target_test, device)}
             res.profiles.append(p)
     if out is not None:

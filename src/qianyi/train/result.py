@@ -25,7 +25,7 @@ class RunResult:
     source: str
     target: str
     seed: int
-    target_accuracy: float
+    target_accuracy: float | None  # None: no labelled target test (see ``scores`` for label-free estimates)
     source_accuracy: float
     train_seconds: float
     selection: str
@@ -58,6 +58,11 @@ class RunResult:
 
     def summary(self) -> str:
         tag = " [ORACLE: uses target labels]" if self.oracle else ""
-        return (f"{self.method} {self.source}->{self.target} seed {self.seed}: target accuracy "
-                f"{100 * self.target_accuracy:.2f}%, source accuracy {100 * self.source_accuracy:.2f}% "
-                f"({self.train_seconds:.1f}s; {self.selection}){tag}")
+        if self.target_accuracy is None:
+            est = self.scores.get("atc")
+            target = ("target accuracy unknown (no labelled target test)"
+                      + (f"; ATC estimate {100 * est:.1f}%" if est is not None else ""))
+        else:
+            target = f"target accuracy {100 * self.target_accuracy:.2f}%"
+        return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
+                f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s; {self.selection}){tag}")

@@ -14,9 +14,10 @@ from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
 from ..nn.inference import accuracy
+from ..select import score_all
 from .checkpoint import save_tensors
 from .config import TrainConfig
-from .engine import FitResult, Monitor, Trainer
+from .engine import FitResult, Monitor, Trainer, TrainData
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 from .rundir import hold
 
@@ -24,6 +25,8 @@ __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
 
 #: History key of the per-epoch target-test accuracy that ``track_target_test`` records (reports only).
 ORACLE_KEY = "oracle_target_acc"
+#: Label-free scores every run without a labelled target test reports (ATC estimates the accuracy).
+UNLABELLED_REPORT = ("atc", "source-val", "entropy", "snd")
 
 
 def run(method: str | Method, task: TransferTask, config: TrainConfig | None = None,
@@ -50,20 +53,24 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config)
     monitor: Monitor | None = None
-    if track_target_test:
+    if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
     fit = trainer.fit(task, monitor=monitor)
     device = fit.device
     row = fit.history[fit.selected_epoch - 1] if fit.history and fit.selected_epoch else {}
+    scores = {k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")}
+    if task.target_test is None:  # no labelled target anywhere: report what can be said without labels
+        missing = [v for v in UNLABELLED_REPORT if v not in scores]
+        scores.update(score_all(fit.model, TrainData.from_task(task).selection(), missing, device=device,
+                                max_samples=config.selection_samples, seed=config.seed))
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
-        target_accuracy=accuracy(fit.model, task.target_test, device),
+        target_accuracy=None if task.target_test is None else accuracy(fit.model, task.target_test, device),
         source_accuracy=accuracy(fit.model, task.source_val, device),
         train_seconds=round(fit.train_seconds, 3), selection=fit.selection, oracle=m.uses_target_labels,
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
-        n_target_train=len(task.target), n_target_test=len(task.target_test), device=device,
-        history=fit.history, selected_epoch=fit.selected_epoch,
-        scores={k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")},
+        n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
+        device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=trainer.fingerprint(task),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     if out is not None:

@@ -36,7 +36,8 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     """Everything that determines a run's result (JSON-plain, so it compares equal after a round trip)."""
     return _plain({"method": method.name, "hparams": method.hparams(), "config": config.fingerprint(),
                    "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
-                   "sizes": [len(task.source), len(task.source_val), len(task.target), len(task.target_test)],
+                   "sizes": [len(task.source), len(task.source_val), len(task.target),
+                             0 if task.target_test is None else len(task.target_test)],
                    "shape": list(task.sample_shape), "classes": task.n_classes})
 
 
