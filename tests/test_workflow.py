@@ -33,3 +33,39 @@ def test_an_unlabelled_target_trains_and_reports_label_free_scores(capsys, tmp_p
         load_task(src, f"npz:{tmp_path / 'tu.npz'}", target_test=f"npz:{tmp_path / 'tu.npz'}")
     task = load_task(src, test, test_fraction=0.0)  # --target-all: train on all of a labelled target
     assert task.target_test is None and len(task.target) == 90
+
+
+def test_predict_reproduces_the_runs_accuracy_with_its_preprocessing(capsys, tmp_path):
+    """mnist -> digits goes through the UCI 8x8 canvas; `qianyi predict` applies it to raw digits."""
+    out = tmp_path / "run"
+    rc, err = _cli(capsys, "run", "source-only", "--source", "mnist", "--target", "digits", "--target-test", "digits",
+                   "--max-samples", "400", *FAST, "--out", str(out))
+    assert rc == 0, err
+    res = json.loads((out / "result.json").read_text())
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["preprocessing"]["canvas"] == {"size": 8, "channels": 1, "protocol": "uci"}
+    assert meta["class_names"] == [str(i) for i in range(10)] and meta["method"] == "source-only"
+    rc, err = _cli(capsys, "predict", str(out), "--data", "digits", "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    assert f"accuracy on 1797 labelled samples: {100 * res['target_accuracy']:.2f}%" in err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0].startswith("index,predicted,p_0,") and len(rows) == 1798
+    from qianyi import load_model
+    from qianyi.train.artefact import load_domain_for
+
+    model = load_model(out)
+    digits = load_domain_for(model, "digits")
+    assert np.mean(model.predict(digits) == digits.y) == pytest.approx(res["target_accuracy"])
+    with pytest.raises(Exception, match="model expects"):
+        model.predict(np.zeros((3, 1, 28, 28), np.float32))  # raw MNIST-size input: refused, not mis-scored
+
+
+def test_a_replaced_model_file_is_refused(capsys, tmp_path):
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", seed=1)
+    for name in ("a", "b"):
+        rc, err = _cli(capsys, "run", "dan", "--source", src, "--target", tgt, *FAST, "--out", str(tmp_path / name),
+                       "--seed", str(ord(name)))
+        assert rc == 0, err
+    (tmp_path / "a" / "model.pt").write_bytes((tmp_path / "b" / "model.pt").read_bytes())
+    rc, err = _cli(capsys, "predict", str(tmp_path / "a"), "--data", tgt)
+    assert rc == 2 and "hash differs" in err

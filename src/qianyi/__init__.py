@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from .data import DATASETS, Domain, TransferTask, load_domain, load_task  # noqa: E402
 from .methods import Method, available_methods, get_method, register  # noqa: E402
 from .train import RunResult, TrainConfig, Trainer, run  # noqa: E402
+from .train.artefact import SavedModel, load_model  # noqa: E402
 
 __all__ = ["DATASETS", "Domain", "Method", "RunResult", "TrainConfig", "Trainer", "TransferTask", "__version__",
-           "available_methods", "get_method", "load_domain", "load_task", "register", "run"]
+           "SavedModel", "available_methods", "get_method", "load_domain", "load_model", "load_task", "register", "run"]

@@ -176,13 +176,14 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
     if names is not None:
         d = match_features(Domain(np.zeros((1, len(names)), np.float32), None, "the model's inputs",
                                   feature_names=tuple(names)), d)
-    canvas = preprocessing.get("canvas")
-    if canvas is not None:
-        if not d.is_image:
-            raise DataError(f"{d.name!r} holds vectors, but images were expected")
-        d = to_canvas(d, Canvas(**canvas))
-    elif d.is_image:
-        raise DataError(f"{d.name!r} holds images, but vectors were expected")
+    if "canvas" in preprocessing:  # None: vectors
+        canvas = preprocessing["canvas"]
+        if canvas is not None and not d.is_image:
+            raise DataError(f"{d.name!r} holds vectors, but the model reads images")
+        if canvas is None and d.is_image:
+            raise DataError(f"{d.name!r} holds images, but the model reads vectors")
+        if canvas is not None:
+            d = to_canvas(d, Canvas(**canvas))
     if shifts:
         d = d.replace(X=apply_shifts(d.X, list(shifts), name or d.name))
     return d.replace(name=name) if name else d

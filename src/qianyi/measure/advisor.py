@@ -54,7 +54,7 @@ from ..train.engine import Trainer
 from ..train.result import MODEL_FILE
 from .metrics import check_metrics
 from .profile import INPUT, LayerProfile, layer_profile, plot_profiles
-from .report import load_model
+from .report import load_weights_for
 
 #: Thresholds of the rules in the module docstring (fixed a priori; see docs/measure.md).
 PAD_SHIFT = 0.2          # below: the domain classifier is within ~5 points of chance
@@ -185,7 +185,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         if log:
             log(f"  trained a source network ({cfg.epochs} epochs, {fit.train_seconds:.0f}s): {fit.selection}")
     elif isinstance(model, (str, Path)):
-        net, saved = load_model(model, task), str(model)
+        net, saved = load_weights_for(model, task), str(model)
     else:
         net = model
     net.eval()

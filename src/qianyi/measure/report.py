@@ -66,7 +66,7 @@ class MeasureResult:
         return self.files
 
 
-def load_model(path: str | Path, task: TransferTask) -> Backbone:
+def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     """The default backbone for ``task`` with weights from a saved ``model.pt`` (safe loading)."""
     if not Path(path).is_file():
         raise DataError(f"--model {str(path)!r} is not a file; give the model.pt written by `qianyi run --out DIR` "
@@ -94,7 +94,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     if layers:
         nets: list[tuple[str, torch.nn.Module, float | None]] = []
         if model is not None:
-            nets.append((f"given model ({Path(model).name})", load_model(model, task), None))
+            nets.append((f"given model ({Path(model).name})", load_weights_for(model, task), None))
         else:
             adapt = [BEFORE, *[m for m in adapt if m != BEFORE]]
         for m in adapt:

@@ -9,13 +9,12 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .._io import sha256_file
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
 from ..nn.inference import accuracy
 from ..select import score_all
-from .checkpoint import save_tensors
+from .artefact import save_model
 from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer, TrainData
 from .result import MODEL_FILE, RESULT_FILE, RunResult
@@ -74,9 +73,8 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         fingerprint=trainer.fingerprint(task),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     if out is not None:
-        # the finished state is result.json, written last and naming model.pt's hash: a result whose
-        # model.pt was replaced or half-written is not finished (see qianyi.train.store.finished)
-        save_tensors(out / MODEL_FILE, fit.model.state_dict())
-        result.model_sha256 = sha256_file(out / MODEL_FILE)
+        # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
+        # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
+        result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams())
         result.save(out)
     return result, fit

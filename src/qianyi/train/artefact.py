@@ -1,0 +1,124 @@
+"""A saved model that describes itself: ``DIR/model.pt`` (the predicting network's weights, a plain
+state dict read with ``weights_only=True``) and ``DIR/model.json`` (how to rebuild the network and
+feed it: architecture, input shape, the preprocessing the run applied, class names, method and
+settings, qianyi version).
+
+>>> m = load_model("runs/dann")                      # doctest: +SKIP
+>>> m.predict_domain(load_domain_for(m, "digits"))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from .._io import sha256_file, write_json
+from ..data.domain import Domain, TransferTask, align_labels
+from ..errors import DataError
+from ..nn.backbones import backbone_for
+from ..nn.inference import predict_logits
+from .checkpoint import save_tensors
+from .result import MODEL_FILE
+
+META_FILE = "model.json"
+FORMAT = 1
+
+
+def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hparams: dict[str, Any],
+               custom_backbone: bool = False) -> str:
+    """Write ``model.pt`` and ``model.json`` into ``out``; return model.pt's SHA-256."""
+    save_tensors(out / MODEL_FILE, net.state_dict())
+    digest = sha256_file(out / MODEL_FILE)
+    classes = task.source.class_names or tuple(str(i) for i in range(task.n_classes))
+    write_json(out / META_FILE, {
+        "format": FORMAT, "weights": MODEL_FILE, "weights_sha256": digest,
+        "architecture": {"backbone": "custom" if custom_backbone else "default",
+                         "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
+        "preprocessing": task.preprocessing or {}, "class_names": list(classes),
+        "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
+        "qianyi": __version__, "torch": torch.__version__,
+    })
+    return digest
+
+
+@dataclass
+class SavedModel:
+    """A network with what it needs to predict on new data exactly as in its run."""
+
+    network: nn.Module
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.meta["class_names"])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["architecture"]["sample_shape"])
+
+    def predict_proba(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
+        """Class probabilities for inputs already in the model's input form (see :func:`load_domain_for`)."""
+        d = X if isinstance(X, Domain) else Domain(X, None, "inputs")
+        if d.sample_shape != self.sample_shape:
+            raise DataError(f"{d.name!r} has samples of shape {d.sample_shape}, the model expects {self.sample_shape}; "
+                            "read raw data with qianyi.train.artefact.load_domain_for (or `qianyi predict`), which "
+                            "applies the run's preprocessing")
+        logits = predict_logits(self.network.to(device), d.X, device)
+        return torch.softmax(logits, 1).cpu().numpy()
+
+    def predict(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
+        """Class indices (into :attr:`class_names`)."""
+        return self.predict_proba(X, device).argmax(1)
+
+
+def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> SavedModel:
+    """Rebuild a saved model from its run folder (or its model.pt / model.json). ``network`` is needed
+    only for a run trained on a backbone of your own: pass an instance of it."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
+                        "before model files described themselves hold weights only: rerun them)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        arch = meta["architecture"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
+    weights = folder / meta.get("weights", MODEL_FILE)
+    if not weights.is_file() or sha256_file(weights) != meta.get("weights_sha256"):
+        raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
+                        "rerun the run")
+    if network is None:
+        if arch.get("backbone") != "default":
+            raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")
+        network = backbone_for(tuple(arch["sample_shape"]), int(arch["n_classes"]))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DataError(f"the weights in {str(weights)!r} do not fit the network ({str(exc).splitlines()[0]})") from None
+    return SavedModel(network.eval(), meta, folder)
+
+
+def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
+    """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
+    labels, if any, are mapped to the model's classes."""
+    from ..data.builtin import resolve_data_dir
+    from ..data.tasks import _load_base, parse_spec, prepare
+
+    base, shifts = parse_spec(spec)
+    d = prepare(_load_base(base, resolve_data_dir(data_dir)), model.meta.get("preprocessing", {}), shifts, spec)
+    if d.labelled:
+        reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model",
+                           class_names=model.class_names)
+        d = align_labels(reference, d)
+    return d
