@@ -1,0 +1,167 @@
+"""A scikit-learn estimator over the one engine, for people who hold arrays.
+
+>>> from qianyi import DomainAdapter
+>>> clf = DomainAdapter("dann", epochs=10).fit(Xs, ys, Xt=Xt)        # doctest: +SKIP
+>>> clf.predict(Xt), clf.predict_proba(Xt)                            # doctest: +SKIP
+
+Which rows are target (unlabelled): pass ``Xt=`` separately; or mark target rows of ``X`` with a
+label given as ``unlabelled=`` (e.g. ``-1``, scikit-learn's semi-supervised convention), which is
+what makes the estimator work in a ``Pipeline`` (the scaler sees source and target rows) and in
+``GridSearchCV``; or pass ``sample_domain`` (positive: source, negative: target; skada's
+convention). Without any target rows the adapter adapts to the inputs it was given (the source
+itself). Choose hyper-parameters without target labels with :func:`label_free_scorer`, a
+label-free validator as a scikit-learn scorer:
+
+>>> pipe = make_pipeline(StandardScaler(), DomainAdapter("dan", unlabelled=-1))        # doctest: +SKIP
+>>> GridSearchCV(pipe, {"domainadapter__settings": [{"trade_off": 1}, {"trade_off": 3}]},
+...              scoring=label_free_scorer("snd")).fit(X, y_with_minus_one_for_target)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..data.domain import Domain, TransferTask
+from ..errors import DataError
+from ..methods.registry import get_method
+from ..nn.backbones import Backbone
+from ..nn.inference import predict_logits
+from ..select import SelectionData, get_validator, score_all
+from .config import TrainConfig
+from .engine import Trainer
+
+UNLABELLED = -1
+
+
+class DomainAdapter(ClassifierMixin, BaseEstimator):
+    """Train ``method`` (any registered method, with ``settings``) on labelled source rows and unlabelled
+    target rows; predict like any classifier.
+
+    ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone`` (default: qianyi's MLP for
+    vectors, LeNet for images of shape (c, h, w) passed as ``X`` of shape (n, c, h, w)).
+    """
+
+    def __init__(self, method: str = "dann", settings: dict[str, Any] | None = None, epochs: int = 20,
+                 batch_size: int = 64, lr: float = 0.01, select: str = "last", val_fraction: float = 0.1,
+                 backbone: Callable[[tuple[int, ...], int], Backbone] | None = None, device: str | None = "cpu",
+                 random_state: int = 0, progress: bool = False, unlabelled: int | str | None = None) -> None:
+        self.method = method
+        self.settings = settings
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.select = select
+        self.val_fraction = val_fraction
+        self.backbone = backbone
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+        self.unlabelled = unlabelled
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "DomainAdapter":
+        """Fit on source rows (labelled) and target rows (unlabelled; see the module docstring)."""
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
+        check_classification_targets(y)
+        target_rows = _target_rows(y, sample_domain, self.unlabelled)
+        Xs, ys = X[~target_rows], y[~target_rows]
+        if len(Xs) == 0:
+            raise DataError("DomainAdapter.fit: every row is a target row; give labelled source rows")
+        if Xt is not None:
+            Xt = np.asarray(Xt, np.float32)
+            if Xt.shape[1:] != X.shape[1:]:
+                raise DataError(f"DomainAdapter.fit: Xt has samples of shape {Xt.shape[1:]}, X {X.shape[1:]}")
+        else:
+            Xt = X[target_rows] if target_rows.any() else Xs
+        self.classes_, codes = np.unique(ys, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DataError(f"DomainAdapter.fit: the source rows hold only one class ({self.classes_[0]!r}); a "
+                            "classifier needs at least two")
+        source = Domain(Xs, codes, "source", class_names=tuple(str(c) for c in self.classes_))
+        task = TransferTask.from_domains(source, Domain(Xt, None, "target"), val_fraction=self.val_fraction,
+                                         seed=self.random_state)
+        config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, max(2, len(task.source))),
+                             lr=self.lr, select=self.select, seed=self.random_state, device=self.device,
+                             progress=self.progress)
+        method = get_method(self.method, **(self.settings or {}))
+        trainer = Trainer(method, config) if self.backbone is None else Trainer(method, config, self.backbone)
+        fit = trainer.fit(task)
+        self.model_ = fit.model
+        self.history_ = fit.history
+        self.selected_epoch_ = fit.selected_epoch
+        return self
+
+    # -- predicting ------------------------------------------------------------------------------
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        device = next(self.model_.parameters()).device
+        with torch.no_grad():
+            return torch.softmax(predict_logits(self.model_, X, device), 1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarray:
+    if sample_domain is not None:
+        sd = np.asarray(sample_domain)
+        if sd.shape != (len(y),):
+            raise DataError(f"sample_domain has shape {sd.shape}; expected one entry per row ({len(y)},)")
+        return sd < 0
+    if unlabelled is None:
+        return np.zeros(len(y), bool)
+    return np.asarray(y) == unlabelled
+
+
+def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
+    """A scikit-learn scorer ``(estimator, X, y) -> float`` (greater is better) that reads no target
+    label: rows labelled with the adapter's ``unlabelled`` marker are the target, the others serve as
+    labelled source validation.
+
+    Only validators that need no source training split qualify (entropy, snd, atc, rv).
+    """
+    v = get_validator(validator)
+    extra = set(v.needs) - {"source_val", "target"}
+    if extra:
+        raise DataError(f"validator {validator!r} needs {sorted(extra)}, which a scorer does not see; use one of "
+                        "entropy, snd, atc, rv")
+
+    def score(estimator: Any, X: Any, y: Any) -> float:
+        if hasattr(estimator, "steps"):  # a Pipeline: its transforms, then the adapter at its end
+            X, estimator = estimator[:-1].transform(X), estimator[-1]
+        X, y = np.asarray(X, np.float32), np.asarray(y)
+        if getattr(estimator, "unlabelled", None) is None:
+            raise DataError("label_free_scorer: give the DomainAdapter unlabelled=MARKER (e.g. -1) and mark the "
+                            "target rows of y with it")
+        target = _target_rows(y, None, estimator.unlabelled)
+        if not target.any():
+            raise DataError(f"label_free_scorer: no target rows (label {estimator.unlabelled!r}) in this fold")
+        names = tuple(str(c) for c in estimator.classes_)
+        src_rows = ~target & np.isin(y, estimator.classes_)
+        if src_rows.sum() >= 2:
+            codes = np.searchsorted(estimator.classes_, y[src_rows])
+            labelled = Domain(X[src_rows], codes, "source", class_names=names)
+        elif "source_val" in v.needs:
+            raise DataError(f"label_free_scorer: validator {validator!r} needs labelled source rows in each fold")
+        else:  # a stand-in the validator does not read
+            labelled = Domain(X[target][:2], np.zeros(min(2, int(target.sum())), int), "unused", class_names=names)
+        data = SelectionData(labelled, labelled, Domain(X[target], None, "target"))
+        device = next(estimator.model_.parameters()).device
+        s = score_all(estimator.model_, data, [validator], device=device)[validator]
+        return float(v.utility(s))
+
+    score.__name__ = f"label_free_{validator}"
+    return score
