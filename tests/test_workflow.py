@@ -83,3 +83,21 @@ def test_each_epoch_leaves_a_line_and_history_csv(capsys, tmp_path):
     assert "source_val_acc" in lines[0] and " dev " in lines[0] and " domain " in lines[0]
     rows = (tmp_path / "r" / "history.csv").read_text().splitlines()
     assert rows[0].split(",")[:3] == ["epoch", "lr", "cls"] and "score_dev" in rows[0] and len(rows) == 3
+
+
+def test_result_has_a_class_report_and_a_collapsed_run_warns(tmp_path):
+    from qianyi.data.domain import Domain, TransferTask
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import TrainConfig, run
+
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 3
+    X = rng.normal(0, 0.3, (240, 4)) + 4 * np.eye(3, 4)[y]
+    wrong = Domain(X[:120], (y[:120] + 1) % 3, "t")  # every target label is another class's
+    task = TransferTask.from_domains(Domain(X[120:], y[120:], "s"), wrong)
+    cfg = TrainConfig(epochs=3, batch_size=16, progress=False)
+    with pytest.warns(QianyiWarning, match="chance level"):
+        res, _ = run("source-only", task, cfg)
+    rep = res.target_report
+    assert rep["accuracy"] == res.target_accuracy and len(rep["per_class_accuracy"]) == 3
+    assert np.array(rep["confusion"]).sum() == len(task.target_test) and rep["class_names"] == ["0", "1", "2"]

@@ -49,3 +49,19 @@ def accuracy(model: nn.Module, domain: Domain, device: torch.device | str = "cpu
         raise DataError(f"domain {domain.name!r} has no labels to score")
     pred = predict_logits(model, domain.X, device).argmax(1).numpy()
     return float((pred == domain.y).mean())
+
+
+def class_report(model: nn.Module, domain: Domain, n_classes: int, device: torch.device | str = "cpu"
+                 ) -> dict[str, object]:
+    """Accuracy, balanced accuracy, per-class accuracy (recall; None for a class with no samples) and
+    the confusion matrix (rows: true class, columns: predicted) of ``model`` on labelled ``domain``."""
+    if domain.y is None:
+        raise DataError(f"domain {domain.name!r} has no labels to score")
+    pred = predict_logits(model, domain.X, device).argmax(1).numpy()
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(confusion, (domain.y, pred), 1)
+    support = confusion.sum(1)
+    per_class = [float(confusion[k, k] / support[k]) if support[k] else None for k in range(n_classes)]
+    present = [a for a in per_class if a is not None]
+    return {"accuracy": float((pred == domain.y).mean()), "balanced_accuracy": float(np.mean(present)),
+            "per_class_accuracy": per_class, "confusion": confusion.tolist()}

@@ -43,6 +43,9 @@ class RunResult:
     #: Label-free scores of the final (selected) model, by validator name.
     scores: dict[str, float] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: On the target test split (when there is one): balanced accuracy, per-class accuracy, confusion
+    #: matrix (rows true class, columns predicted), class names.
+    target_report: dict[str, Any] = field(default_factory=dict)
     #: SHA-256 of the model.pt written with this result (result.json is written last: it marks the run finished).
     model_sha256: str = ""
 

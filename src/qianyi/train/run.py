@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from .. import __version__
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
-from ..nn.inference import accuracy
+from ..errors import QianyiWarning
+from ..nn.inference import accuracy, class_report
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
@@ -62,9 +64,18 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         missing = [v for v in UNLABELLED_REPORT if v not in scores]
         scores.update(score_all(fit.model, TrainData.from_task(task).selection(), missing, device=device,
                                 max_samples=config.selection_samples, seed=config.seed))
+    report: dict[str, Any] = {}
+    if task.target_test is not None:
+        report = class_report(fit.model, task.target_test, task.n_classes, device)
+        report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
+        chance = 1.0 / task.n_classes
+        if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels:
+            warnings.warn(f"{m.name} on {task.name}: balanced target accuracy {100 * report['balanced_accuracy']:.1f}% "
+                          f"is at chance level ({100 * chance:.1f}%); the run may have collapsed (see history.csv)",
+                          QianyiWarning, stacklevel=2)
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
-        target_accuracy=None if task.target_test is None else accuracy(fit.model, task.target_test, device),
+        target_accuracy=report.get("accuracy"), target_report=report,
         source_accuracy=accuracy(fit.model, task.source_val, device),
         train_seconds=round(fit.train_seconds, 3), selection=fit.selection, oracle=m.uses_target_labels,
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
