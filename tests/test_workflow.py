@@ -101,3 +101,37 @@ def test_result_has_a_class_report_and_a_collapsed_run_warns(tmp_path):
     rep = res.target_report
     assert rep["accuracy"] == res.target_accuracy and len(rep["per_class_accuracy"]) == 3
     assert np.array(rep["confusion"]).sum() == len(task.target_test) and rep["class_names"] == ["0", "1", "2"]
+
+
+def test_a_network_of_your_own(tmp_path):
+    """Any nn.Sequential becomes a backbone with named groups; DAN adapts its roles (features, logits)."""
+    from torch import nn
+
+    from qianyi.nn import as_backbone
+    from qianyi.train import TrainConfig, run
+
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", seed=1)
+    task = load_task(src, tgt)
+    names = ["fc_a", "relu_a", "fc_b", "relu_b", "out"]
+
+    def make():
+        return as_backbone(nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 3)),
+                           names)
+
+    net = make()
+    assert net.group_names == ("fc_a", "relu_a", "fc_b", "relu_b", "logits") and net.feature_layer == "relu_b"
+    cfg = TrainConfig(epochs=10, batch_size=16, progress=False)
+    # trade_off 0.3: without batch norm, DAN's default weight (3) collapses this small net to one class
+    res, fit = run("dan", task, cfg, out=tmp_path / "own", backbone=net, trade_off=0.3)
+    assert fit.method.adapted == ("features", "logits") and res.fingerprint["backbone"] == "custom"
+    assert res.target_accuracy > 0.5
+    meta = json.loads((tmp_path / "own" / "model.json").read_text())
+    assert meta["architecture"]["backbone"] == "custom"
+    from qianyi import load_model
+
+    with pytest.raises(Exception, match="network="):
+        load_model(tmp_path / "own")
+    again = load_model(tmp_path / "own", network=make())
+    assert again.predict(task.target_test.X).shape == (len(task.target_test),)
+    with pytest.raises(Exception, match="as_backbone"):
+        run("dan", task, cfg, backbone=nn.Linear(5, 3))

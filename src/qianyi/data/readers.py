@@ -1,4 +1,4 @@
-"""Readers for data users bring: ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``.
+"""Readers for data users bring: ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``, ``svmlight:PATH``, ``mat:PATH``.
 
 * :func:`read_npz` ``(path, name=None)``: arrays ``X`` (vectors (n, d) or images) and optional
   ``y`` (1-d) and ``class_names``.
@@ -12,6 +12,14 @@
 * :func:`read_csv` ``(path, name=None, label=None, drop=())``: a UTF-8 table with a header (a
   BOM is fine; ``.csv.gz`` too), read by column name; ``label`` names the label column (default:
   the one column named label, labels, y, class or target), ``drop`` names columns to ignore.
+* :func:`read_svmlight` ``(path, name=None, n_features=None)``: SVMlight/LIBSVM text
+  (``<label> <index>:<value> ...``, **0-based** indices), densified to float32 vectors. Labels
+  -1/+1 become the classes ``negative``/``positive``; other whole-number labels become classes
+  named by their value (``"1"``, ``"7"``).
+* :func:`read_mat` ``(path, name=None, x=None, y=None)``: a MATLAB v5 ``.mat`` file (scipy's
+  ``loadmat``; no pickle) holding a 2-d feature matrix and a label vector (default names:
+  ``fts``/``feas``/``X``/``x``/``features`` and ``labels``/``label``/``y``/``Y``); labels become
+  classes named by their value.
 
 Every reader sets ``origin`` to the resolved path of its file or folder, so two different files
 that share a name (``amazon/images``, ``webcam/images``) are never taken for one pool of samples.
@@ -444,3 +452,125 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         y, class_names = _csv_labels(raw, where, label)
     return Domain(X, y, name=name or p.stem, class_names=class_names, origin=str(p.resolve()),
                   feature_names=tuple(cols[i] for i in feats))
+
+
+# --- SVMlight / LIBSVM -----------------------------------------------------------------------
+
+#: Labels of a binary SVMlight file and the class names they become.
+SVMLIGHT_BINARY = {-1: "negative", 1: "positive"}
+
+
+def _value_classes(v: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Whole-number labels -> class indices 0..k-1 in sorted order, named by their value."""
+    v = np.asarray(v, dtype=np.float64).ravel()
+    if not np.isfinite(v).all() or (v != np.round(v)).any():
+        raise DataError(f"{where}: labels must be whole numbers (class labels), got e.g. "
+                        f"{v[~np.isfinite(v) | (v != np.round(v))][:3].tolist()}; regression targets are not supported")
+    values = np.unique(v)
+    if len(values) > MAX_CLASS_INDEX:
+        raise DataError(f"{where}: {len(values):,} distinct labels; labels must be classes")
+    return np.searchsorted(values, v), tuple(str(int(c)) for c in values)
+
+
+def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: int | None = None) -> Domain:
+    """SVMlight/LIBSVM text: one sample per line, ``<label> <index>:<value> ...``, indices **0-based**.
+
+    ``n_features`` fixes the width (default: the largest index + 1, so give it when two files must
+    have one width, e.g. ``n_features=5000`` for the DANN Amazon files). Labels -1/+1 (all labels in
+    that set) become the classes ``("negative", "positive")`` -- both, even if a file holds one --
+    so that source, target and test files agree; other whole numbers become classes named by their
+    value. The file is at most ``QIANYI_MAX_BYTES`` and the dense float32 matrix is checked against
+    it before it is made.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    p = _file(path, "SVMlight file", "svmlight")
+    where = f"SVMlight file {str(p)!r}"
+    if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer))
+                                   or n_features < 1):
+        raise DataError(f"{where}: n_features must be a whole number >= 1, got {n_features!r}")
+    limit = max_bytes()
+    if p.stat().st_size > limit:
+        raise DataError(f"{where} is {p.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
+                        "(QIANYI_MAX_BYTES); raise QIANYI_MAX_BYTES if the file is genuine")
+    try:
+        X, y = load_svmlight_file(str(p), n_features=None if n_features is None else int(n_features),
+                                  zero_based=True, dtype=np.float32)
+    except (ValueError, OSError, UnicodeDecodeError, OverflowError, IndexError) as exc:
+        hint = (f" (a feature index is >= n_features={n_features}?)" if n_features is not None else "")
+        raise DataError(f"{where} is not valid SVMlight text ({exc}){hint}; expected lines like "
+                        "'1 0:2 17:1' with 0-based feature indices") from exc
+    if X.shape[0] == 0:
+        raise DataError(f"{where} holds no samples; expected one line per sample, '<label> <index>:<value> ...'")
+    check_bytes(4 * X.shape[0] * X.shape[1], where, X.shape)  # before densifying
+    if set(np.unique(y).tolist()) <= set(SVMLIGHT_BINARY):
+        labels, names = (y > 0).astype(np.int64), tuple(SVMLIGHT_BINARY.values())
+    else:
+        labels, names = _value_classes(y, where)
+    return Domain(X.toarray(), labels, name=name or p.stem, class_names=names, origin=str(p.resolve()))
+
+
+# --- MATLAB .mat -----------------------------------------------------------------------------
+
+MAT_FEATURES = ("fts", "feas", "X", "x", "features")
+MAT_LABELS = ("labels", "label", "y", "Y", "gnd")
+
+
+def read_mat(path: str | os.PathLike, name: str | None = None, x: str | None = None, y: str | None = None) -> Domain:
+    """A MATLAB v5 ``.mat`` file with a 2-d numeric feature matrix ``x`` and a label vector ``y``.
+
+    Default names: the first of ``fts, feas, X, x, features`` and of ``labels, label, y, Y, gnd``
+    present (Office-Caltech10 SURF / DeCAF files). Declared sizes are checked (``scipy.io.whosmat``)
+    before anything is read; nothing is unpickled; MATLAB v7.3 (HDF5) files are refused. Labels
+    become classes named by their value (``1..10`` -> ``"1"..."10"``).
+    """
+    import scipy.io
+
+    p = _file(path, "MAT file", "mat")
+    where = f"MAT file {str(p)!r}"
+    try:
+        info = {n: (tuple(int(s) for s in shape), cls) for n, shape, cls in scipy.io.whosmat(str(p))}
+    except NotImplementedError as exc:
+        raise DataError(f"{where} is a MATLAB v7.3 (HDF5) file, which is not supported; save it with "
+                        "save(..., '-v7') or convert it to .npz") from exc
+    except Exception as exc:  # scipy raises many kinds on garbage: ValueError, TypeError, MatReadError ...
+        raise DataError(f"{where} cannot be read as a MATLAB .mat file ({type(exc).__name__}: {exc})") from exc
+
+    def pick(given: str | None, defaults: tuple[str, ...]) -> str | None:
+        if given is not None:
+            if given not in info:
+                raise DataError(f"{where} has no variable {given!r}; it has {sorted(info)[:20]}")
+            return given
+        return next((n for n in defaults if n in info), None)
+
+    xname, yname = pick(x, MAT_FEATURES), pick(y, MAT_LABELS)
+    if xname is None:
+        raise DataError(f"{where} has none of the feature variables {list(MAT_FEATURES)}; it has "
+                        f"{sorted(info)[:20]}: name the features with ?x=NAME (and labels with ?y=NAME)")
+    for n in filter(None, (xname, yname)):
+        shape, cls = info[n]
+        if cls not in ("double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                       "uint64", "logical", "sparse"):
+            raise DataError(f"{where}: variable {n!r} is a MATLAB {cls}, not a numeric array")
+        check_bytes(4 * math.prod(shape), f"{where}: variable {n!r}", shape)
+    try:
+        m = scipy.io.loadmat(str(p), variable_names=[n for n in (xname, yname) if n])
+    except Exception as exc:
+        raise DataError(f"{where} cannot be read ({type(exc).__name__}: {exc}); it may be truncated or corrupt") from exc
+    X = m[xname]
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise DataError(f"{where}: {xname!r} has shape {X.shape} and dtype {X.dtype}; expected a 2-d numeric "
+                        "matrix, one row per sample")
+    labels = names = None
+    if yname is not None:
+        v = np.asarray(m[yname])
+        if hasattr(m[yname], "toarray"):
+            v = np.asarray(m[yname].toarray())
+        if v.dtype.kind not in "biuf" or v.size != len(X):
+            raise DataError(f"{where}: {yname!r} has shape {v.shape} (dtype {v.dtype}) for {len(X)} samples in "
+                            f"{xname!r}; expected one numeric label per row")
+        labels, names = _value_classes(v, where)
+    return Domain(X.astype(np.float32), labels, name=name or p.stem, class_names=names, origin=str(p.resolve()))

@@ -4,7 +4,12 @@ A spec is a built-in name (``qianyi datasets``) or ``READER:PATH[?key=value&...]
 of ``npz``, ``idx``, ``folder``, ``csv``; either may be followed by shifts: ``+rot30``, ``+invert``,
 ``+noise0.2``, ``+blur1``. Options (anything else is refused): ``name=`` (every reader: the
 domain's name in logs), ``size=`` (folder: image side, 8..1024), ``label=`` and ``drop=A,B``
-(csv: the label column, columns to ignore).
+(csv: the label column, columns to ignore), ``n_features=`` (svmlight: the width),
+``x=`` and ``y=`` (mat: the variable names of features and labels).
+
+Vector inputs are standardised (per-feature mean and standard deviation fitted on the source and
+target *training* inputs, no labels), after a row transform for sparse count data (see
+``load_task``); ``task.preprocessing`` records both and :func:`prepare` re-applies them.
 
 A domain read from a file belongs to the pool of that file (its full path): ``folder:amazon/images``
 and ``folder:webcam/images`` are two domains, while ``npz:a.npz`` and ``npz:a.npz+rot30`` share
@@ -25,7 +30,7 @@ from ..errors import DataError, DatasetNotFoundError, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
-from .readers import read_csv, read_folder, read_idx, read_npz
+from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts
 
 READERS = {
@@ -35,13 +40,26 @@ READERS = {
                                                    max_samples=opts.get("max_samples"), seed=opts.get("seed", 0)),
     "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label"),
                                              drop=tuple(c for c in opts.get("drop", "").split(",") if c)),
+    "svmlight": lambda path, name, opts: read_svmlight(
+        path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
+    "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
-READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size"), "csv": ("name", "label", "drop")}
+READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size"), "csv": ("name", "label", "drop"),
+                  "svmlight": ("name", "n_features"), "mat": ("name", "x", "y")}
+#: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
+#: ``log1p`` = sign(x) log(1 + |x|); ``l1`` / ``l2`` divide each row by its L1 / L2 norm (zero rows stay 0).
+VECTOR_TRANSFORMS = ("none", "log1p", "l1", "l2")
+#: The transform ``vector_transform="auto"`` gives sparse non-negative inputs (counts, histograms:
+#: bag-of-words, SURF); dense or signed inputs get "none". Chosen on source-validation accuracy only
+#: (docs/vectors.md).
+COUNT_TRANSFORM = "l2"
+#: Inputs count as sparse counts when none is negative and at least this fraction is zero.
+COUNT_ZERO_FRACTION = 0.5
 _SHIFT_RE = re.compile("|".join(f"(?:{s.pattern})" for s in SHIFTS))
 
 
-def _int_option(opts: dict, key: str, default: int, low: int, high: int) -> int:
+def _int_option(opts: dict, key: str, default: int | None, low: int, high: int) -> int:
     text = opts.get(key, default)
     try:
         value = int(text)
@@ -126,7 +144,8 @@ def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
 
 def load_task(source: str, target: str, *, target_test: str | None = None,
               data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
-              split_seed: int = 0, max_samples: int | None = None) -> TransferTask:
+              split_seed: int = 0, max_samples: int | None = None, vector_transform: str = "auto",
+              standardize: bool = True) -> TransferTask:
     """Build a :class:`TransferTask` from specs.
 
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
@@ -140,7 +159,18 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     ``test_fraction=0`` or an unlabelled target there is none and accuracy is unknown.
     ``task.preprocessing`` records what was done to the inputs (the canvas), so that a saved model
     can apply it to new data (:func:`prepare`).
+
+    Vector inputs (not images) then get ``vector_transform`` (one of :data:`VECTOR_TRANSFORMS`;
+    ``"auto"``: :data:`COUNT_TRANSFORM` for sparse non-negative data such as bag-of-words counts
+    and histograms, else ``"none"``) and, with ``standardize``, a per-feature z-score whose mean and
+    standard deviation are fitted on the source and target **training** inputs together (never on
+    labels, never on the target test set). Both are recorded in ``task.preprocessing``
+    (``"vector_transform"``, ``"standardize": {"mean": [...], "std": [...]}``) and re-applied by
+    :func:`prepare`.
     """
+    if vector_transform != "auto" and vector_transform not in VECTOR_TRANSFORMS:
+        raise UnknownNameError(f"vector_transform must be 'auto' or one of {', '.join(VECTOR_TRANSFORMS)}, "
+                               f"got {vector_transform!r}")
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
     # readers that can read part of a folder do so (an image folder decodes only the files kept)
@@ -167,11 +197,56 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
         test = prepare(_load_base(base, root), pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
                                      seed=split_seed)
+    if not task.is_image:
+        pre.update(fit_vector_preprocessing(np.concatenate([task.source.X, task.target.X]), vector_transform,
+                                            standardize))
+        parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
+        task = replace(task, **{k: None if d is None else d.replace(X=transform_vectors(d.X, pre, d.name))
+                                for k, d in parts.items()})
     return replace(task, preprocessing=pre)
 
 
+def _row_transform(X: np.ndarray, kind: str) -> np.ndarray:
+    X = np.asarray(X, np.float32)
+    if kind == "log1p":
+        return np.sign(X) * np.log1p(np.abs(X))
+    if kind in ("l1", "l2"):
+        norm = np.abs(X).sum(1, keepdims=True) if kind == "l1" else np.sqrt((X * X).sum(1, keepdims=True))
+        return X / np.where(norm > 0, norm, 1).astype(np.float32)
+    return X
+
+
+def fit_vector_preprocessing(X: np.ndarray, vector_transform: str = "auto", standardize: bool = True) -> dict:
+    """The plain-JSON vector preprocessing fitted on training inputs ``X`` (no labels): see :func:`load_task`."""
+    kind = vector_transform
+    if kind == "auto":
+        counts = X.size and (X >= 0).all() and (X == 0).mean() >= COUNT_ZERO_FRACTION
+        kind = COUNT_TRANSFORM if counts else "none"
+    out: dict = {"vector_transform": kind}
+    if standardize:
+        Z = _row_transform(X, kind).astype(np.float64)
+        mean, std = Z.mean(0), Z.std(0)
+        std = np.where(std > 1e-6 * max(1.0, float(np.abs(mean).max(initial=0))), std, 1.0)  # constant: centred only
+        out["standardize"] = {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+    return out
+
+
+def transform_vectors(X: np.ndarray, preprocessing: dict, name: str = "the data") -> np.ndarray:
+    """Apply the recorded row transform and standardisation to vectors ``X`` (n, d)."""
+    X = _row_transform(X, preprocessing.get("vector_transform") or "none")
+    std = preprocessing.get("standardize")
+    if std:
+        mean, scale = np.asarray(std["mean"], np.float32), np.asarray(std["std"], np.float32)
+        if X.shape[1] != len(mean):
+            raise DataError(f"{name!r} has {X.shape[1]} features but the model was trained on {len(mean)}; "
+                            "give the same features (svmlight: ?n_features=N)")
+        X = (X - mean) / scale
+    return X.astype(np.float32)
+
+
 def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: str | None = None) -> Domain:
-    """Bring a freshly read domain to a task's inputs: its columns (by name), its canvas, then ``shifts``."""
+    """Bring a freshly read domain to a task's inputs: its columns (by name), its canvas, ``shifts``, then
+    (vectors) the recorded row transform and standardisation."""
     names = preprocessing.get("feature_names")
     if names is not None:
         d = match_features(Domain(np.zeros((1, len(names)), np.float32), None, "the model's inputs",
@@ -186,4 +261,6 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
             d = to_canvas(d, Canvas(**canvas))
     if shifts:
         d = d.replace(X=apply_shifts(d.X, list(shifts), name or d.name))
+    if not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
+        d = d.replace(X=transform_vectors(d.X, preprocessing, name or d.name))
     return d.replace(name=name) if name else d

@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..distances import MULTI_KERNEL, mk_mmd2
+from ..nn import Backbone, LayerOutputs
 from .base import Batch, Method
 from .registry import register
+
+DEFAULT_LAYERS = ("fc1", "fc2", "logits")  # every task-specific group of qianyi's default backbones
 
 
 @register
@@ -20,7 +23,8 @@ class DAN(Method):
     :math:`\mathcal{D}_s^l = \{z_i^{s,l}\}_{i=1}^{n_s}` and :math:`\mathcal{D}_t^l = \{z_j^{t,l}\}_{j=1}^{n_t}`
     are the outputs of layer :math:`l` on the source and target mini-batches (flattened), and
     :math:`\mathcal{L}` = ``layers``: by default every task-specific layer, logits included
-    (``fc1, fc2, logits``; the paper's fc6-fc8). At each layer the kernel is the mean of a family of
+    (``fc1, fc2, logits``; the paper's fc6-fc8; on a backbone of your own without those groups, the
+    roles ``features, logits``). At each layer the kernel is the mean of a family of
     Gaussians around the median heuristic,
 
     .. math::
@@ -61,13 +65,20 @@ class DAN(Method):
     name = "dan"
     grid = tuple({"trade_off": v} for v in (0.3, 1.0, 3.0, 10.0))
 
-    def __init__(self, trade_off: float = 3.0, layers: tuple[str, ...] = ("fc1", "fc2", "logits"),
+    def __init__(self, trade_off: float = 3.0, layers: tuple[str, ...] = DEFAULT_LAYERS,
                  multipliers: tuple[float, ...] = MULTI_KERNEL, estimator: str = "biased") -> None:
         super().__init__()
         self.trade_off, self.layers, self.multipliers = trade_off, tuple(layers), tuple(multipliers)
         self.estimator = estimator
+        self.adapted = self.layers
+
+    def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
+        """On a backbone of your own without the default groups, adapt the roles ``features`` and ``logits``."""
+        if self.layers == DEFAULT_LAYERS and not set(DEFAULT_LAYERS) <= set(backbone.group_names):
+            self.adapted = ("features", "logits")
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         assert batch.source is not None and batch.target is not None
-        mmd = sum(mk_mmd2(batch.source.flat(l), batch.target.flat(l), self.multipliers, self.estimator) for l in self.layers)
+        mmd = sum(mk_mmd2(batch.source.flat(l), batch.target.flat(l), self.multipliers, self.estimator)
+                  for l in self.adapted)
         return {"cls": self.source_ce(batch), "mmd": self.trade_off * batch.ramp * mmd}

@@ -137,11 +137,20 @@ def lenet(in_channels: int, size: int | tuple[int, int], n_classes: int, widths:
     ])
 
 
-def mlp(in_features: int, n_classes: int, hidden: tuple[int, int] = (256, 128), dropout: float = 0.5) -> Backbone:
-    """MLP for feature vectors: fc1, fc2 (bottleneck), logits."""
+def mlp(in_features: int, n_classes: int, hidden: tuple[int, int] = (256, 128), dropout: float = 0.5,
+        input_dropout: float = 0.0, batch_norm: bool = True) -> Backbone:
+    """MLP for feature vectors: fc1, fc2 (bottleneck), logits. ``input_dropout`` drops input features
+    (in fc1, before its linear layer) while training."""
+    fc1 = _fc_block(in_features, hidden[0], dropout, flatten=True)
+    fc2 = _fc_block(hidden[0], hidden[1])
+    if not batch_norm:
+        fc1 = nn.Sequential(*[m for m in fc1 if not isinstance(m, nn.BatchNorm1d)])
+        fc2 = nn.Sequential(*[m for m in fc2 if not isinstance(m, nn.BatchNorm1d)])
+    if input_dropout:
+        fc1 = nn.Sequential(nn.Dropout(input_dropout), *fc1)
     return Backbone([
-        ("fc1", _fc_block(in_features, hidden[0], dropout, flatten=True)),
-        ("fc2", _fc_block(hidden[0], hidden[1])),
+        ("fc1", fc1),
+        ("fc2", fc2),
         ("logits", nn.Linear(hidden[1], n_classes)),
     ])
 
@@ -155,3 +164,33 @@ def backbone_for(sample_shape: Sequence[int], n_classes: int) -> Backbone:
         return mlp(int(sample_shape[0]), n_classes)
     raise DataError(f"no default backbone for samples of shape {tuple(sample_shape)}; give vectors (n, d) or "
                     "images (n, c, h, w)")
+
+
+def as_backbone(module: nn.Module, names: Sequence[str] | None = None, flatten_logits: bool = False,
+                feature_layer: str | None = None) -> Backbone:
+    """Any network as a :class:`Backbone`: its children, in order, become named layer groups.
+
+    ``module`` is an ``nn.Sequential`` (or any module whose children run one after another, e.g. a
+    torchvision ResNet with ``flatten_logits=True``, which flattens before the last child). Group
+    names are ``names`` or the children's own names; the last group is renamed ``logits`` and the
+    one before it is ``features`` (or ``feature_layer``), so methods that address layers by role
+    (``features``, ``logits``) work on it, and ``--freeze K`` / ``init_layers`` count its groups.
+
+    >>> net = as_backbone(nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 3)), ["fc", "act", "out"])
+    >>> net.group_names
+    ('fc', 'act', 'logits')
+    """
+    children = list(module.named_children())
+    if len(children) < 2:
+        raise UnknownNameError(f"{type(module).__name__} has {len(children)} child module(s); a backbone needs at "
+                               "least two (a feature part and a classifier): wrap them in an nn.Sequential")
+    if names is not None and len(names) != len(children):
+        raise UnknownNameError(f"{len(names)} names for {len(children)} child modules of {type(module).__name__}")
+    labels = [str(n) for n in names] if names is not None else [n for n, _ in children]
+    labels[-1] = "logits"
+    groups = [(n, m) for n, (_, m) in zip(labels, children)]
+    if flatten_logits:
+        groups[-1] = ("logits", nn.Sequential(nn.Flatten(), groups[-1][1]))
+    if len(set(labels)) != len(labels):
+        raise UnknownNameError(f"layer group names must be unique, got {labels}")
+    return Backbone(groups, feature_layer)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain, TransferTask
-from ..errors import ConfigError, DataError, TrainingError
+from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy
@@ -164,7 +164,10 @@ class Trainer:
         self.backbone_factory = backbone_factory
 
     def fingerprint(self, task: TransferTask) -> dict[str, Any]:
-        return run_fingerprint(self.method, self.config, task)
+        fp = run_fingerprint(self.method, self.config, task)
+        if self.backbone_factory is not backbone_for:  # a network of your own (default runs keep their keys)
+            fp["backbone"] = "custom"
+        return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
@@ -230,8 +233,13 @@ class Trainer:
         if ckpt is None or not ckpt.exists():
             return _Progress()
         state = load_checkpoint(ckpt, fingerprint)
-        parts.model.load_state_dict(state["model"])
-        self.method.load_state_dict(state["method"])
+        try:
+            parts.model.load_state_dict(state["model"])
+            self.method.load_state_dict(state["method"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} holds weights of another network "
+                                  f"({str(exc).splitlines()[0][:160]}); use another output folder, or delete the "
+                                  "checkpoint to start afresh") from None
         for name, opt in parts.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         torch.set_rng_state(state["rng"])

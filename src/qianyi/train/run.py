@@ -5,15 +5,17 @@ import platform
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Union
 
 import torch
+from torch import nn
 
 from .. import __version__
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
-from ..errors import QianyiWarning
+from ..errors import DataError, QianyiWarning
+from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report
 from ..select import score_all
 from .artefact import save_model
@@ -26,13 +28,19 @@ __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
 
 #: History key of the per-epoch target-test accuracy that ``track_target_test`` records (reports only).
 ORACLE_KEY = "oracle_target_acc"
+#: A network of your own: a Backbone, or a factory ``(sample_shape, n_classes) -> Backbone``.
+BackboneSpec = Union[Backbone, Callable[[tuple[int, ...], int], Backbone]]
 #: Label-free scores every run without a labelled target test reports (ATC estimates the accuracy).
 UNLABELLED_REPORT = ("atc", "source-val", "entropy", "snd")
 
 
 def run(method: str | Method, task: TransferTask, config: TrainConfig | None = None,
-        out: str | Path | None = None, track_target_test: bool = False, **hparams: Any) -> tuple[RunResult, FitResult]:
+        out: str | Path | None = None, track_target_test: bool = False, backbone: BackboneSpec | None = None,
+        **hparams: Any) -> tuple[RunResult, FitResult]:
     """Train ``method`` on ``task`` and score it; with ``out``, checkpoint there, resume, write result.json.
+
+    ``backbone``: a network of your own instead of qianyi's default (a :class:`~qianyi.nn.Backbone`,
+    e.g. from :func:`qianyi.nn.as_backbone`, or a factory ``(sample_shape, n_classes) -> Backbone``).
 
     ``track_target_test`` records each epoch's target-test accuracy in the history (key
     ``oracle_target_acc``) so that reports can show what an oracle choice of epoch would give; the
@@ -41,18 +49,30 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
     if out is None:
-        return _run(method, task, config, None, track_target_test, hparams)
+        return _run(method, task, config, None, track_target_test, backbone, hparams)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
-        return _run(method, task, config, path, track_target_test, hparams)
+        return _run(method, task, config, path, track_target_test, backbone, hparams)
+
+
+def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], Backbone]:
+    if backbone is None:
+        return backbone_for
+    if isinstance(backbone, Backbone):
+        return lambda shape, n_classes: backbone
+    if isinstance(backbone, nn.Module):
+        raise DataError(f"backbone: a {type(backbone).__name__} has no named layer groups; wrap it with "
+                        "qianyi.nn.as_backbone(module) first")
+    return backbone
 
 
 def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
-         track_target_test: bool, hparams: dict[str, Any]) -> tuple[RunResult, FitResult]:
+         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any]
+         ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     config = config or TrainConfig()
     if out is not None:
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
-    trainer = Trainer(m, config)
+    trainer = Trainer(m, config, _factory(backbone))
     monitor: Monitor | None = None
     if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
@@ -86,7 +106,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     if out is not None:
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
-        result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams())
+        result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None)
         write_history_csv(out / HISTORY_FILE, fit.history)
         result.save(out)
     return result, fit
