@@ -57,12 +57,14 @@ def _refused(capsys, args, match: str) -> None:
     (["--lr", "nan"], "lr must be a finite number"),
     (["--lr", "inf"], "lr must be a finite number"),
     (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--lr", "1e308"], "at most 100"),
+    (["--threads", "99999999999"], "--threads must be from 1 to"),
     (["--copied-lr-mult", "nan"], "copied_lr_mult"),
     (["--set", "trade_off=nan"], "trade_off must be a finite number"),
     (["--set", "multipliers=0,1"], "numbers > 0"),
     (["--seed", str(2**63)], "seed must be a whole number between 0 and"),
-    (["--threads", "0"], "--threads must be at least 1"),
-    (["--threads", "-1"], "--threads must be at least 1"),
+    (["--threads", "0"], "--threads must be from 1 to"),
+    (["--threads", "-1"], "--threads must be from 1 to"),
     (["--device", "foo"], "not a device name"),
     (["--batch-size", "1"], "batch norm needs two samples"),
     (["--max-samples", "0"], "--max-samples"),
@@ -80,7 +82,8 @@ def test_cuda_without_cuda_is_named(capsys, pair):
 
 
 @pytest.mark.parametrize("method, setting, match", [
-    ("dann", "hidden=0", "hidden must be a non-empty list of whole numbers > 0"),
+    ("dann", "hidden=0", "hidden must be a non-empty list of whole numbers from 1 to"),
+    ("dann", "hidden=1000000000000000", "hidden must be a non-empty list of whole numbers from 1 to"),
     ("drcn", "noise=1.5", "noise"),
     ("ddc", "kernel=x", "kernel must be"),
     ("mcd", "num_k=0", "num_k"),

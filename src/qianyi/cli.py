@@ -19,6 +19,7 @@ COMMAND_MODULES = ("qianyi.measure.commands",)
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 DEMO_PAIR = "mnist->digits"
+MAX_THREADS = 1024
 DEMO_METHODS = ["source-only", "dan", "dann"]
 
 EPILOG = """\
@@ -285,8 +286,9 @@ def _check_machine_args(args: argparse.Namespace) -> None:
 
     threads = getattr(args, "threads", None)
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        if not 1 <= threads <= MAX_THREADS:
+            raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {threads} (this machine has "
+                              f"{os.cpu_count()} CPUs)")
         import torch
 
         torch.set_num_threads(threads)

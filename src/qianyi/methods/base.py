@@ -41,6 +41,10 @@ from ..nn.backbones import Backbone, LayerOutputs
 from ..schedules import adaptation_ramp
 
 
+#: The widest layer a setting may ask for (a width of 10**12 would try to allocate terabytes).
+MAX_WIDTH = 65536
+
+
 def _is_number(v: Any, whole: bool) -> bool:
     return (isinstance(v, int) or (isinstance(v, float) and not whole)) and not isinstance(v, bool) \
         and math.isfinite(v)
@@ -60,8 +64,9 @@ def _check_value(v: Any, default: Any) -> tuple[bool, str]:
             return isinstance(v, (tuple, list)) and bool(v) and all(isinstance(x, str) and x for x in v), \
                 "a non-empty list of names"
         whole = all(isinstance(x, int) for x in default)
-        return isinstance(v, (tuple, list)) and bool(v) and all(_is_number(x, whole) and x > 0 for x in v), \
-            f"a non-empty list of {'whole ' if whole else ''}numbers > 0"
+        top = MAX_WIDTH if whole else math.inf  # whole numbers in a list are layer widths
+        return isinstance(v, (tuple, list)) and bool(v) and all(_is_number(x, whole) and 0 < x <= top for x in v), \
+            f"a non-empty list of {f'whole numbers from 1 to {MAX_WIDTH}' if whole else 'numbers > 0'}"
     return True, ""
 
 

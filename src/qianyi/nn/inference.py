@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain
-from ..errors import DataError
+from ..errors import DataError, TrainingError
 
 
 @torch.no_grad()
@@ -47,8 +47,18 @@ def accuracy(model: nn.Module, domain: Domain, device: torch.device | str = "cpu
     """Share of ``domain``'s samples whose argmax prediction equals the label."""
     if domain.y is None:
         raise DataError(f"domain {domain.name!r} has no labels to score")
-    pred = predict_logits(model, domain.X, device).argmax(1).numpy()
+    pred = finite_logits(model, domain, device).argmax(1).numpy()
     return float((pred == domain.y).mean())
+
+
+def finite_logits(model: nn.Module, domain: Domain, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits of ``model`` on ``domain``; a network whose outputs are NaN or infinite is a diverged run,
+    never scored (an argmax of NaN would report chance level as if it were a result)."""
+    logits = predict_logits(model, domain.X, device)
+    if not torch.isfinite(logits).all():
+        raise TrainingError(f"the network's outputs on {domain.name!r} are NaN or infinite: the run diverged. "
+                            "Lower --lr or the method's weights (--set trade_off=...)")
+    return logits
 
 
 def class_report(model: nn.Module, domain: Domain, n_classes: int, device: torch.device | str = "cpu"
@@ -57,7 +67,7 @@ def class_report(model: nn.Module, domain: Domain, n_classes: int, device: torch
     the confusion matrix (rows: true class, columns: predicted) of ``model`` on labelled ``domain``."""
     if domain.y is None:
         raise DataError(f"domain {domain.name!r} has no labels to score")
-    pred = predict_logits(model, domain.X, device).argmax(1).numpy()
+    pred = finite_logits(model, domain, device).argmax(1).numpy()
     confusion = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(confusion, (domain.y, pred), 1)
     support = confusion.sum(1)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, TrainingError, UnknownNameError
 from ..nn.inference import predict_features
 
 if TYPE_CHECKING:
@@ -185,6 +185,9 @@ class Predictions:
             domain: Domain = getattr(data, split)
             idx = _subsample(len(domain), max_samples, seed, split)
             feats, logits = predict_features(model, domain.X[idx], layer, device)
+            if not (torch.isfinite(feats).all() and torch.isfinite(logits).all()):
+                raise TrainingError(f"the network's outputs on {split} ({domain.name!r}) are NaN or infinite: the run "
+                                    "diverged. Lower --lr or the method's weights (--set trade_off=...)")
             labels = None if split == "target" else domain.y[idx]
             out[split] = SplitOutputs(feats.double().numpy(), logits.double().numpy(), labels)
         return cls(out["source"], out["source_val"], out["target"], seed=seed)

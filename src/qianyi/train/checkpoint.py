@@ -62,7 +62,13 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None 
         raise CheckpointError(f"checkpoint {str(path)!r} is not a qianyi checkpoint of format {FORMAT}; "
                               "delete it to start the run afresh")
     if fingerprint is not None:
-        saved = json.loads(state.get("fingerprint", "{}"))
+        try:
+            saved = json.loads(state.get("fingerprint", "{}"))
+            if not isinstance(saved, dict):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise CheckpointError(f"checkpoint {str(path)!r} has a damaged fingerprint; delete it to start the run "
+                                  "afresh") from None
         now = json.loads(json.dumps(fingerprint))
         if saved != now:
             diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

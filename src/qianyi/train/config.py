@@ -83,11 +83,13 @@ class TrainConfig:
                 _check_int(k, getattr(self, k), 0 if k == "init_layers" else 1)
         _check_int("freeze", self.freeze, 0)
         _check_int("seed", self.seed, 0, 2**32 - 1)
-        for k in ("lr", "momentum", "weight_decay", "copied_lr_mult", "l2sp"):
+        for k, top in (("lr", 100.0), ("momentum", 1.0), ("weight_decay", 100.0), ("copied_lr_mult", 1000.0),
+                       ("l2sp", 1e6)):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
-                    or (k == "lr" and v == 0):
-                raise ConfigError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v!r}")
+                    or (k == "lr" and v == 0) or v > top:
+                raise ConfigError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'} and at most {top:g}, "
+                                  f"got {v!r}")
         if self.momentum >= 1:
             raise ConfigError(f"momentum must be below 1, got {self.momentum}")
         if self.device is not None and not _DEVICE.fullmatch(str(self.device)):

@@ -148,6 +148,25 @@ def epoch_line(row: dict[str, float], epochs: int, label: str = "") -> str:
     return (f"{label}: " if label else "") + "  ".join(parts)
 
 
+def _whole(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"expected a count >= 0, got {v!r}")
+    return int(v)
+
+
+def _rows(history: Any) -> list[dict[str, float]]:
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise ValueError("history is not a list of rows")
+    return [{str(k): float(v) for k, v in r.items()} for r in history]
+
+
+def _best(best: Any) -> dict[str, Any]:
+    if not isinstance(best, dict) or not {"score", "epoch", "model", "method"} <= set(best):
+        raise ValueError("the best-epoch record is incomplete")
+    float(best["score"]), _whole(best["epoch"])
+    return best
+
+
 class Trainer:
     """Train a backbone on a :class:`TransferTask` with a method.
 
@@ -233,20 +252,22 @@ class Trainer:
         if ckpt is None or not ckpt.exists():
             return _Progress()
         state = load_checkpoint(ckpt, fingerprint)
-        try:
+        try:  # a checkpoint is a user file: anything malformed in it is named, never a traceback
             parts.model.load_state_dict(state["model"])
             self.method.load_state_dict(state["method"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"checkpoint {str(ckpt)!r} holds weights of another network "
-                                  f"({str(exc).splitlines()[0][:160]}); use another output folder, or delete the "
-                                  "checkpoint to start afresh") from None
-        for name, opt in parts.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        torch.set_rng_state(state["rng"])
-        if parts.device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        return _Progress(int(state["step"]), float(state["elapsed"]), list(state["history"]), state["best"],
-                         dict(state["sums"]), dict(state["counts"]))
+            for name, opt in parts.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            progress = _Progress(_whole(state["step"]), float(state["elapsed"]), _rows(state["history"]),
+                                 _best(state["best"]), {str(k): float(v) for k, v in dict(state["sums"]).items()},
+                                 {str(k): _whole(v) for k, v in dict(state["counts"]).items()})
+            torch.set_rng_state(state["rng"])
+            if parts.device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                                  "use another output folder, or delete the checkpoint to start afresh") from None
+        return progress
 
     def _checkpoint(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts, state: _Progress) -> None:
         if ckpt is None:
@@ -266,6 +287,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, method, model, device = self.config, self.method, parts.model, parts.device
+        spe_ = cfg.steps_per_epoch or math.ceil(max(len(data.source), len(data.target)) / cfg.batch_size)
+        if state.step > spe_ * cfg.epochs:
+            raise CheckpointError(f"the checkpoint in {cfg.checkpoint_dir!r} is at step {state.step}, beyond this "
+                                  f"run's {spe_ * cfg.epochs} steps; delete it to start afresh")
         Xs, ys = torch.as_tensor(data.source.X).to(device), torch.as_tensor(data.source.y).to(device)
         Xt = torch.as_tensor(data.target.X).to(device)
         yt = torch.as_tensor(data.target.y).to(device) if data.target.y is not None else None
@@ -292,7 +317,12 @@ class Trainer:
                               ys[si] if method.uses_source else None, Xt[ti] if method.uses_target else None,
                               yt[ti] if yt is not None else None, progress, step, parts.optimizers, regularizer,
                               parts.backbone_optimizers)
-            method.training_step(ctx)
+            try:
+                method.training_step(ctx)
+            except (RuntimeError, ValueError) as exc:  # a diverged network fails inside torch: say so
+                self._check_finite(parts, step)
+                self._check_outputs(model, ctx, step, exc)
+                raise
             for k, values in ctx.logged.items():
                 state.sums[k] = state.sums.get(k, 0.0) + sum(values) / len(values)
                 state.counts[k] = state.counts.get(k, 0) + 1
@@ -318,6 +348,19 @@ class Trainer:
                     raise TrainingError(f"{self.method.name}: {owner} weight {name!r} became NaN or infinite by step "
                                         f"{step}; the run diverged. Lower --lr or the method's weights (--set "
                                         "trade_off=...); the last checkpoint is kept")
+
+    def _check_outputs(self, model: Backbone, ctx: StepContext, step: int, exc: Exception) -> None:
+        """After an error in a step: if the network's outputs are not finite, it diverged (a user's setting)."""
+        x = ctx.source_inputs if ctx.source_inputs is not None else ctx.target_inputs
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            finite = bool(torch.isfinite(model(x).logits).all())
+            model.train(was)
+        if not finite:
+            raise TrainingError(f"{self.method.name}: the network's outputs became NaN or infinite at step {step} "
+                                f"({type(exc).__name__} inside the step); the run diverged. Lower --lr or the "
+                                "method's weights (--set trade_off=...)") from exc
 
     def _regularizer(self, parts: _Parts) -> Callable[[], dict[str, torch.Tensor]]:
         alpha, anchors = self.config.l2sp, parts.anchors
@@ -353,8 +396,12 @@ class Trainer:
         cfg, method, model = self.config, self.method, parts.model
         epochs = cfg.epochs
         if cfg.select != LAST and state.best["model"] is not None:
-            model.load_state_dict(state.best["model"])
-            method.load_state_dict(state.best["method"])
+            try:
+                model.load_state_dict(state.best["model"])
+                method.load_state_dict(state.best["method"])
+            except (RuntimeError, TypeError, AttributeError) as exc:
+                raise CheckpointError(f"the best-epoch weights in {cfg.checkpoint_dir!r}'s checkpoint are damaged "
+                                      f"({type(exc).__name__}); delete the checkpoint to start afresh") from None
             chosen = int(state.best["epoch"])
             selection = f"best by validator {cfg.select!r} (epoch {chosen} of {epochs}); no target labels"
         else:

@@ -35,6 +35,9 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     for name in names:
         keys = [k for k in own if k.startswith(f"groups.{name}.")]
         for k in keys:
+            if k in state and not isinstance(state[k], torch.Tensor):
+                raise DataError(f"init_from: {str(path)!r} holds a {type(state[k]).__name__} for {k}, not a tensor; "
+                                "it is not a model written by qianyi")
             if k not in state:
                 raise DataError(f"init_from: {str(path)!r} has no weights for layer group {name!r} ({k}); "
                                 f"it was saved from another architecture")
