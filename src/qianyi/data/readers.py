@@ -1,4 +1,5 @@
-"""Readers for data users bring: ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``, ``svmlight:PATH``, ``mat:PATH``.
+"""Readers for data users bring: ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``, ``svmlight:PATH``,
+``mat:PATH``.
 
 * :func:`read_npz` ``(path, name=None)``: arrays ``X`` (vectors (n, d) or images) and optional
   ``y`` (1-d) and ``class_names``.
@@ -34,12 +35,14 @@ later brought to the pair's common canvas (see :mod:`qianyi.data.canvas`).
 from __future__ import annotations
 
 import csv
+from array import array
 import gzip
 import io
 import lzma
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -53,7 +56,7 @@ from .domain import Domain, stratified_split
 from .limits import check_bytes, max_bytes, max_image_pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
 MISSING_LABELS = {"", "nan", "na", "n/a", "null", "none", "?"}
 #: Numeric labels are class indices; larger ones would make millions of classes.
@@ -100,7 +103,12 @@ def scale_images(X: np.ndarray, name: str) -> np.ndarray:
     lo, hi = float(X.min()), float(X.max())
     if 0.0 <= lo and hi <= 1.0:
         return X
-    return (X - lo) / (hi - lo) if hi > lo else np.zeros_like(X)
+    if hi == lo:
+        return np.zeros_like(X)
+    out = np.empty_like(X)
+    for i in range(0, len(X), 1024):  # in float64 (hi - lo may overflow float32), a chunk at a time
+        out[i:i + 1024] = (X[i:i + 1024].astype(np.float64) - lo) / (hi - lo)
+    return out
 
 
 def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
@@ -122,7 +130,7 @@ def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_HEADERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error, OSError, EOFError, ValueError,
-               NotImplementedError, RuntimeError)
+               NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError)  # numpy parses headers as text
 
 
 def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> np.ndarray:
@@ -285,7 +293,8 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
             grey = im.mode in GREY_MODES
-            rgb = im.convert("RGB")
+            wide = im.mode.startswith("I") or im.mode == "F"  # 16/32-bit or float pixels: RGB would clip them
+            rgb = im.convert("F") if wide else im.convert("RGB")
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -296,8 +305,23 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     k = max(rgb.size) // (2 * size)
     if k >= 2:
         rgb = rgb.reduce(k)
-    a = np.asarray(rgb, np.float32).transpose(2, 0, 1)[None] / 255.0
+    if wide:
+        a = np.repeat(_wide_to_unit(np.asarray(rgb, np.float64), im.mode, f)[None], 3, 0)[None].astype(np.float32)
+    else:
+        a = np.asarray(rgb, np.float32).transpose(2, 0, 1)[None] / 255.0
     return resize(a, size)[0], grey
+
+
+def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
+    """16-bit pixels by /65535; 32-bit or float pixels as they are when in [0, 1], else by their range."""
+    if not np.isfinite(a).all():
+        raise DataError(f"image {str(f)!r} has NaN or infinite pixels; fix or remove it")
+    if mode.startswith("I;16") or (mode == "I" and a.min() >= 0 and a.max() <= 65535):
+        return a / 65535.0
+    lo, hi = float(a.min()), float(a.max())
+    if 0.0 <= lo and hi <= 1.0:
+        return a
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
 def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
@@ -394,56 +418,60 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     """
     p = _file(path, "CSV file", "csv")
     where = f"CSV file {str(p)!r}"
+    rows = ((n, r) for n, r in enumerate(csv.reader(io.StringIO(_csv_text(p, where), newline="")), 1) if r)
     try:
-        records = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(_csv_text(p, where), newline="")), 1) if r]
-    except csv.Error as exc:
-        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as comma-separated UTF-8 text") from exc
-    if len(records) < 2:
-        raise DataError(f"{where} has no data rows; expected a header line and one row per sample")
-    cols = [c.strip() for c in records[0][1]]
-    rownos, body = [n for n, _ in records[1:]], [r for _, r in records[1:]]
-    dup = sorted({c for c in cols if cols.count(c) > 1})
-    if dup:
-        raise DataError(f"{where} has duplicate column names {dup[:10]}; rename them so each column has one name")
-    drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
-    unknown = [c for c in drop if c and c not in cols]
-    if unknown:
-        raise DataError(f"{where} has no column(s) {unknown} to drop; columns: {cols[:20]}")
-    if label is not None and label not in cols:
-        raise DataError(f"{where} has no column {label!r}; columns: {cols[:20]}")
-    if label is not None and label in drop:
-        raise DataError(f"{where}: column {label!r} is both the label and dropped; choose one")
-    likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c not in drop and c != label]
-    if label is None and len(likes) > 1:
-        raise DataError(f"{where} has several label-like columns {likes}; one would become a feature and leak the "
-                        "label: choose the label with ?label=NAME and drop the other(s) with ?drop=NAME")
-    if label is not None and likes:
-        raise DataError(f"{where}: besides the label column {label!r}, the label-like column(s) {likes} would become "
-                        "features and leak the label; drop them with ?drop=NAME (or choose one as ?label=NAME)")
-    label = label if label is not None else (likes[0] if likes else None)
-    bad = next((i for i, r in enumerate(body) if len(r) != len(cols)), None)
-    if bad is not None:
-        raise DataError(f"{where}: row {rownos[bad]} has {len(body[bad])} fields, the header has {len(cols)}")
-    feats = [i for i, c in enumerate(cols) if c != label and c not in drop]
-    if not feats:
-        raise DataError(f"{where} has no feature columns besides the label {label!r}; columns: {cols[:20]}")
-    try:
-        X = np.array([[float(r[i]) for i in feats] for r in body], np.float32)
-    except ValueError:
-        for n, r in zip(rownos, body):
+        header = next(rows, None)
+        if header is None:
+            raise DataError(f"{where} is empty; expected a header line and one row per sample")
+        cols = [c.strip() for c in header[1]]
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        if dup:
+            raise DataError(f"{where} has duplicate column names {dup[:10]}; rename them so each column has one name")
+        drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
+        unknown = [c for c in drop if c and c not in cols]
+        if unknown:
+            raise DataError(f"{where} has no column(s) {unknown} to drop; columns: {cols[:20]}")
+        if label is not None and label not in cols:
+            raise DataError(f"{where} has no column {label!r}; columns: {cols[:20]}")
+        if label is not None and label in drop:
+            raise DataError(f"{where}: column {label!r} is both the label and dropped; choose one")
+        likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c not in drop and c != label]
+        if label is None and len(likes) > 1:
+            raise DataError(f"{where} has several label-like columns {likes}; one would become a feature and leak "
+                            "the label: choose the label with ?label=NAME and drop the other(s) with ?drop=NAME")
+        if label is not None and likes:
+            raise DataError(f"{where}: besides the label column {label!r}, the label-like column(s) {likes} would "
+                            "become features and leak the label; drop them with ?drop=NAME (or choose one as "
+                            "?label=NAME)")
+        label = label if label is not None else (likes[0] if likes else None)
+        feats = [i for i, c in enumerate(cols) if c != label and c not in drop]
+        if not feats:
+            raise DataError(f"{where} has no feature columns besides the label {label!r}; columns: {cols[:20]}")
+        li = cols.index(label) if label is not None else None
+        # one row at a time into a float32 buffer: memory stays near the data's own size, not 80 bytes a cell
+        values, raw, rownos = array("f"), [], []
+        for n, r in rows:
+            if len(r) != len(cols):
+                raise DataError(f"{where}: row {n} has {len(r)} fields, the header has {len(cols)}")
             for i in feats:
                 try:
-                    float(r[i])
+                    values.append(float(r[i]))
                 except ValueError:
                     cell = r[i].strip()
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
                     raise DataError(f"{where}: column {cols[i]!r}, row {n} {what}; fill in or encode it, leave the "
                                     f"column out with ?drop={cols[i]}, or name the label column with ?label=COLUMN"
                                     ) from None
-        raise
+            if li is not None:
+                raw.append(r[li].strip())
+            rownos.append(n)
+    except csv.Error as exc:
+        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as comma-separated UTF-8 text") from exc
+    if not rownos:
+        raise DataError(f"{where} has no data rows; expected a header line and one row per sample")
+    X = np.frombuffer(values, np.float32).reshape(len(rownos), len(feats))
     y = class_names = None
     if label is not None:
-        raw = [r[cols.index(label)].strip() for r in body]
         missing = [n for n, v in zip(rownos, raw) if v.lower() in MISSING_LABELS]
         if missing:
             raise DataError(f"{where}: label column {label!r} is empty or missing ('', nan, NA, null, ?) in "
@@ -556,7 +584,8 @@ def read_mat(path: str | os.PathLike, name: str | None = None, x: str | None = N
     try:
         m = scipy.io.loadmat(str(p), variable_names=[n for n in (xname, yname) if n])
     except Exception as exc:
-        raise DataError(f"{where} cannot be read ({type(exc).__name__}: {exc}); it may be truncated or corrupt") from exc
+        raise DataError(f"{where} cannot be read ({type(exc).__name__}: {exc}); it may be truncated or "
+                        "corrupt") from exc
     X = m[xname]
     if hasattr(X, "toarray"):
         X = X.toarray()
