@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -283,6 +284,12 @@ class BenchResult:
         return save_figure(fig, path)
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
@@ -304,9 +311,12 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         get_method(m, **hparams.get(m, {}))  # fail fast on a bad name before any training
     store = RunStore(Path(out) / "runs") if out is not None else None
     runs: list[RunResult] = []
-    total, k = len(pairs_) * len(methods_) * len(seeds), 0
+    total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
     for s, t in pairs_:
         task = load_task(s, t, data_dir=data_dir, max_samples=max_samples)
+        if task.target_test is None:
+            raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
+                            "test split; train on it with `qianyi run` (label-free scores) instead")
         if log:
             log(task.describe())
         for m in methods_:
@@ -322,8 +332,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     result, rdir = store.get(fp), store.path(fp)
                 if result is None:
                     result, _ = run(method, task, cfg, out=rdir, track_target_test=True)
+                    trained += 1
                     if log:
-                        log(f"  [{k}/{total}] " + result.summary())
+                        eta = (time.perf_counter() - t0) / trained * (total - k)
+                        log(f"  [{k}/{total}, at most {_duration(eta)} left] " + result.summary())
                 elif log:
                     log(f"  [{k}/{total}] (done earlier) " + result.summary())
                 runs.append(result)
