@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")
     pr.add_argument("--out", dest="out_csv", default=None, metavar="FILE.csv", help="write here (default: stdout)")
 
+    rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder",
+                        description="Write DIR/report.html and DIR/report.md: results with gap closed, the label-free "
+                                    "vs ORACLE choice of epoch, training curves, a t-SNE embedding of source and "
+                                    "target features per method, the per-layer MMD profile (figures in DIR/report/).")
+    rp.add_argument("dir", help="a `qianyi bench --out` folder")
+    rp.add_argument("--no-embedding", action="store_true", help="skip the t-SNE embedding and distance profile")
+
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
     mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings")
@@ -316,6 +323,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "predict":
         return _predict(args)
+    if args.command == "report":
+        from pathlib import Path
+
+        from .bench.html import write_report
+        from .bench.runner import BenchResult
+
+        res = BenchResult.from_dirs([args.dir])
+        res.out = Path(args.dir)
+        files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
+                             log=lambda s: print(s, file=sys.stderr))
+        print("written: " + ", ".join(str(p) for p in files.values()))
+        return 0
     if args.command == "validators":
         import inspect
 

@@ -342,4 +342,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select)
     if out is not None:
         res.write(out)
+        from .html import write_report  # the HTML report reads this module's results
+
+        res.files["html"] = write_report(res, out, data_dir=data_dir, log=log)["html"]
     return res

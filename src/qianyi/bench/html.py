@@ -1,0 +1,186 @@
+"""An HTML report of a benchmark folder (``qianyi report DIR``; ``qianyi bench`` writes one too).
+
+``DIR/report.html`` and its Markdown twin ``DIR/report.md`` hold: the results table with the gap
+each method closes, the label-free against the ORACLE choice of epoch, training curves, a 2-D t-SNE
+embedding of source and target features for each method, and the per-layer distance profile
+(MMD). Figures are PNGs in ``DIR/report/``. The page checks its own images once loaded
+(``data-images`` on ``<body>``: loaded/total), so a broken figure is visible to a test.
+"""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .._io import write_text
+from .._report import save_figure, subplots
+from ..train.artefact import load_model
+from ..train.run import ORACLE_KEY
+from ..train.store import RunStore
+from .runner import BenchResult
+
+#: Samples per domain in the embedding and the distance profile.
+EMBED_SAMPLES = 300
+
+
+def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 embed: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Write ``out/report.html``, ``out/report.md`` and their figures; return the files written."""
+    out = Path(out)
+    figs = out / "report"
+    sections: list[tuple[str, str, Path | None]] = [
+        ("Results", "Target accuracy (mean ± std over seeds) and the share of the source-only → oracle gap each "
+                    "method closes. The oracle trains on target labels.", None),
+    ]
+    files = {"curves": _curves(res, figs / "curves.png")}
+    sections.append(("Training curves", "Per epoch, mean over seeds: source validation accuracy (solid, what "
+                                        "selection may see) and target test accuracy (dashed, ORACLE: recorded "
+                                        "for this report, never read by training or selection).", files["curves"]))
+    if embed and res.out is not None:
+        try:
+            emb, prof, note = _embedding_and_profile(res, figs, data_dir)
+        except Exception as exc:  # the report must not be lost to a figure that cannot be made
+            emb = prof = None
+            note = f"no embedding/profile: {type(exc).__name__}: {exc}"
+            if log:
+                log(note)
+        if emb is not None:
+            files["embedding"] = emb
+            sections.append(("Feature embedding", f"t-SNE of the bottleneck features of up to {EMBED_SAMPLES} "
+                                                  f"source (training) and {EMBED_SAMPLES} target test samples, "
+                                                  f"seed 0, {note}.", emb))
+        if prof is not None:
+            files["profile"] = prof
+            sections.append(("Distance per layer", "MMD between source and target at every layer of each "
+                                                   "method's network (seed 0): adaptation should lower it in the "
+                                                   "adapted layers.", prof))
+    tables = res.report()
+    files["html"] = write_text(out / "report.html", _html(res, sections, tables, out))
+    files["md"] = write_text(out / "report.md", _markdown(res, sections, tables, out))
+    return files
+
+
+def _curves(res: BenchResult, path: Path) -> Path:
+    fig, axes = subplots(1, len(res.pairs), figsize=(4.8 * len(res.pairs), 3.6), squeeze=False)
+    colours = {}
+    for ax, pair in zip(axes[0], res.pairs):
+        for k, m in enumerate(res.methods):
+            runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.history]
+            if not runs:
+                continue
+            colour = colours.setdefault(m, f"C{k}")
+            n = min(len(r.history) for r in runs)
+            epochs = np.arange(1, n + 1)
+            sv = np.mean([[row.get("source_val_acc", np.nan) for row in r.history[:n]] for r in runs], 0)
+            ax.plot(epochs, 100 * sv, color=colour, label=m)
+            tt = np.mean([[row.get(ORACLE_KEY, np.nan) for row in r.history[:n]] for r in runs], 0)
+            if np.isfinite(tt).any():
+                ax.plot(epochs, 100 * tt, color=colour, linestyle="--")
+        ax.set_title(f"{pair[0]} → {pair[1]}", fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.PathLike | None
+                           ) -> tuple[Path | None, Path | None, str]:
+    from sklearn.manifold import TSNE
+
+    from ..data.tasks import load_task
+    from ..measure.profile import layer_profile, plot_profiles
+    from ..nn.inference import predict_features
+
+    pair = res.pairs[0]
+    store = RunStore(res.out / "runs")
+    models = []
+    for m in res.methods:
+        runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.seed == 0]
+        folder = store.path(runs[0].fingerprint) if runs else None
+        if folder is not None and (folder / "model.json").exists():
+            models.append((m, load_model(folder)))
+    if not models:
+        return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
+    task = load_task(*pair, data_dir=data_dir)
+    rng = np.random.default_rng(0)
+    target = task.target_test if task.target_test is not None else task.target
+    xs = task.source.X[rng.permutation(len(task.source))[:EMBED_SAMPLES]]
+    xt = target.X[rng.permutation(len(target))[:EMBED_SAMPLES]]
+    fig, axes = subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
+    profiles = []
+    for ax, (m, model) in zip(axes[0], models):
+        feats = np.concatenate([predict_features(model.network, x)[0].numpy() for x in (xs, xt)])
+        z = TSNE(2, init="pca", perplexity=min(30, len(feats) // 4), random_state=0).fit_transform(feats)
+        ax.scatter(*z[:len(xs)].T, s=4, c="#1f77b4", label="source")
+        ax.scatter(*z[len(xs):].T, s=4, c="#ff7f0e", label="target")
+        ax.set_title(m, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        profiles.append(layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=m))
+    axes[0][0].legend(fontsize=7, markerscale=3)
+    fig.suptitle(f"{pair[0]} → {pair[1]}", fontsize=9)
+    fig.tight_layout()
+    emb = save_figure(fig, figs / "embedding.png")
+    prof = plot_profiles(profiles, figs / "profile.png", title=f"{pair[0]} → {pair[1]}")
+    return emb, prof, f"{pair[0]} → {pair[1]}"
+
+
+def _md_table_to_html(md: str) -> str:
+    """A Markdown table (and the paragraphs around it) as HTML."""
+    out, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows if not set(r) <= set("|-: ")]
+            head, body = cells[0], cells[1:]
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
+                       "<tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                                           for r in body) + "</tbody></table>")
+            rows.clear()
+    for line in md.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        else:
+            flush()
+            if line.strip():
+                out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}h2{margin-top:1.6em}"""
+_SELF_CHECK = """<script>window.addEventListener("load",function(){var i=document.images,k=0;
+for(var j=0;j<i.length;j++){if(i[j].complete&&i[j].naturalWidth>0)k++;}
+document.body.setAttribute("data-images",k+"/"+i.length);});</script>"""
+
+
+def _html(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables: str, out: Path) -> str:
+    title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style>{_SELF_CHECK}</head><body><h1>{html.escape(title)}</h1>"]
+    for heading, text, fig in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+        if heading == "Results":
+            parts.append(_md_table_to_html(tables))
+        if fig is not None:
+            parts.append(f'<img src="{html.escape(os.path.relpath(fig, out))}" alt="{html.escape(heading)}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _markdown(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables: str, out: Path) -> str:
+    lines = ["# qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs), ""]
+    for heading, text, fig in sections:
+        lines += [f"## {heading}", "", text, ""]
+        if heading == "Results":
+            lines += [tables, ""]
+        if fig is not None:
+            lines += [f"![{heading}]({os.path.relpath(fig, out)})", ""]
+    return "\n".join(lines)

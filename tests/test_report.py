@@ -1,0 +1,50 @@
+"""The HTML report: written by bench and by `qianyi report`, every figure loads in a headless browser."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from qianyi.cli import main
+
+from .test_hostile import _blobs
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench")
+    src, tgt = _blobs(d / "s.npz"), _blobs(d / "t.npz", shift=1.0, seed=1)
+    rc = main(["bench", "--methods", "dan", "--pairs", f"{src}->{tgt}", "--seeds", "1", "--epochs", "2",
+               "--batch-size", "16", "--no-progress", "--threads", "1", "--out", str(d / "b")])
+    assert rc == 0
+    return d / "b"
+
+
+def test_bench_writes_the_report_and_its_markdown_twin(bench_dir, capsys):
+    html = (bench_dir / "report.html").read_text()
+    for part in ("Results", "gap closed", "Training curves", "ORACLE", "Feature embedding", "Distance per layer"):
+        assert part in html
+    for fig in ("curves.png", "embedding.png", "profile.png"):
+        assert (bench_dir / "report" / fig).stat().st_size > 5000 and f"report/{fig}" in html
+    md = (bench_dir / "report.md").read_text()
+    assert "![Feature embedding](report/embedding.png)" in md and "| dan |" in md
+    (bench_dir / "report.html").unlink()
+    assert main(["report", str(bench_dir), "--no-embedding"]) == 0
+    assert "Training curves" in (bench_dir / "report.html").read_text()
+    assert "embedding.png" not in (bench_dir / "report.html").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_the_report_opens_in_headless_chromium_with_every_image_loaded(bench_dir):
+    assert main(["report", str(bench_dir)]) == 0
+    url = (bench_dir / "report.html").resolve().as_uri()
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           "--v=0", "--virtual-time-budget=5000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'data-images="3/3"' in done.stdout  # the page's own check: loaded images / all images
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
