@@ -14,6 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError, UnknownNameError
 
+#: Experiment trackers a run can also log to (``log_to``), when their package is installed.
+LOGGERS = ("tensorboard", "mlflow")
 #: Checkpoint choices besides a validator name (``qianyi.select``): the last epoch's weights.
 LAST = "last"
 
@@ -60,6 +62,9 @@ class TrainConfig:
     checkpoint_every: int | None = field(default=None, metadata=_opt("steps between checkpoints (default: every "
                                                                      "epoch)", metavar="N"))
     progress: bool = field(default=True, metadata=_opt("", cli=""))
+    log_to: tuple[str, ...] = field(default=(), metadata=_opt(
+        "also log each epoch to tensorboard and/or mlflow (comma-separated; needs that package installed; "
+        "TensorBoard files go to OUT/tensorboard)", metavar="A,B"))
 
     def __post_init__(self) -> None:
         from ..select.validators import available_validators
@@ -72,6 +77,10 @@ class TrainConfig:
         if bad:
             raise UnknownNameError(f"validators: unknown {bad}; choose from {', '.join(names)} or 'all'")
         object.__setattr__(self, "validators", vals)
+        bad = [x for x in self.log_to if x not in LOGGERS]
+        if bad:
+            raise UnknownNameError(f"log_to: unknown {bad}; choose from {', '.join(LOGGERS)}")
+        object.__setattr__(self, "log_to", tuple(self.log_to))
         if self.optimizer not in ("sgd", "adam"):
             raise UnknownNameError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.lr_schedule not in ("anneal", "constant"):
@@ -101,7 +110,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
-        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress"}
+        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress", "log_to"}
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self) if f.name not in skip}
 
@@ -132,7 +141,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else None
         kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}.get(str(f.type), str)
         help_ = meta["help"] + (f" (default {default})" if default not in (None, (), "") else "")
-        if f.name == "validators":
+        if f.name in ("validators", "log_to"):
             g.add_argument(_flag(f.name), default=default, metavar=meta["metavar"], help=help_,
                            type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()))
         else:

@@ -178,6 +178,8 @@ class Trainer:
     def __init__(self, method: Method, config: TrainConfig | None = None,
                  backbone_factory: Callable[[tuple[int, ...], int], Backbone] = backbone_for) -> None:
         method.check_hparams()
+        #: Called with each epoch's history row once it is complete (experiment trackers).
+        self.on_epoch: Callable[[dict[str, float]], None] | None = None
         self.method = method
         self.config = config or TrainConfig()
         self.backbone_factory = backbone_factory
@@ -385,6 +387,8 @@ class Trainer:
         parts.model.train()
         method.train()
         state.history.append(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
         if cfg.select != LAST:
             utility = get_validator(cfg.select).utility(row[f"score_{cfg.select}"])
             if utility > state.best["score"]:

@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer, TrainData
 from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from .rundir import hold
+from .trackers import open_trackers
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
 
@@ -76,7 +77,14 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     monitor: Monitor | None = None
     if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
-    fit = trainer.fit(task, monitor=monitor)
+    trackers = open_trackers(config.log_to, out, f"{m.name} {task.name} seed {config.seed}",
+                             {"method": m.name, **m.hparams(), **config.fingerprint()})
+    trainer.on_epoch = (lambda row: [t.log(row) for t in trackers]) if trackers else None
+    try:
+        fit = trainer.fit(task, monitor=monitor)
+    finally:
+        for t in trackers:
+            t.close()
     device = fit.device
     row = fit.history[fit.selected_epoch - 1] if fit.history and fit.selected_epoch else {}
     scores = {k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")}
