@@ -81,6 +81,7 @@ def test_each_epoch_leaves_a_line_and_history_csv(capsys, tmp_path):
     lines = [x for x in err.splitlines() if "epoch " in x and "/2" in x]
     assert len(lines) == 2 and "dann seed 0: epoch 1/2" in lines[0]
     assert "source_val_acc" in lines[0] and " dev " in lines[0] and " domain " in lines[0]
+    assert " domain_acc " in lines[0]  # the discriminator's accuracy, shown beside the loss terms
     rows = (tmp_path / "r" / "history.csv").read_text().splitlines()
     assert rows[0].split(",")[:3] == ["epoch", "lr", "cls"] and "score_dev" in rows[0] and len(rows) == 3
 

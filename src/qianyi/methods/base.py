@@ -211,6 +211,12 @@ class Method(nn.Module):
         else:
             (target,) = ctx.forward(ctx.target_inputs)
         ctx.update(self.loss(ctx.batch(source, target)))
+        ctx.log(**self.__dict__.pop("_recorded", {}))
+
+    def record(self, **values: float) -> None:
+        """From :meth:`loss`: numbers to show beside the loss terms (e.g. a discriminator's accuracy),
+        averaged per epoch into the history; they are not minimised."""
+        self.__dict__.setdefault("_recorded", {}).update(values)
 
     def inference_model(self, backbone: Backbone) -> nn.Module:
         """The network that predicts after (and during) training: the backbone, unless the method keeps

@@ -67,4 +67,5 @@ class DANN(Method):
         f = torch.cat([batch.source.features, batch.target.features])
         d = self.discriminator(grad_reverse(f, self.trade_off * batch.ramp))
         domain = torch.cat([torch.ones(len(batch.source.features)), torch.zeros(len(batch.target.features))]).to(d)
+        self.record(domain_acc=float(((d.detach() > 0).float() == domain).float().mean()))  # ~0.5 when aligned
         return {"cls": self.source_ce(batch), "domain": F.binary_cross_entropy_with_logits(d, domain)}
