@@ -141,7 +141,9 @@ def epoch_line(row: dict[str, float], epochs: int, label: str = "") -> str:
     for k, v in row.items():
         if k in ("epoch", "lr"):
             continue
-        if k.endswith("_acc"):
+        if k.startswith("oracle_"):  # recorded for reports only (bench), never read by training or selection
+            parts.append(f"[ORACLE {k[len('oracle_'):]} {100 * v:.1f}%]")
+        elif k.endswith("_acc"):
             parts.append(f"{k} {100 * v:.1f}%")
         else:
             parts.append(f"{k.removeprefix('score_')} {v:.4g}")
