@@ -59,8 +59,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pp
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
 MISSING_LABELS = {"", "nan", "na", "n/a", "null", "none", "?"}
-#: Numeric labels are class indices; larger ones would make millions of classes.
-MAX_CLASS_INDEX = 1_000_000
+#: A numeric label above this is refused while reading (an ID column, or a float too large for int64);
+#: qianyi.data.domain then checks every label set against its sample count.
+MAX_NUMERIC_LABEL = 1_000_000
 
 
 def _exists(path: Path, what: str) -> Path:
@@ -399,7 +400,7 @@ def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tup
     except ValueError:
         v = None
     if v is not None and np.isfinite(v).all() and (v == np.round(v)).all():
-        if v.max() > MAX_CLASS_INDEX:
+        if v.max() > MAX_NUMERIC_LABEL:
             raise DataError(f"{where}: label column {label!r} holds numbers up to {v.max():.0f}; numeric labels are "
                             "class indices 0..k-1, renumber them (or is this an ID column? choose ?label=NAME)")
         return v.astype(np.int64), None
@@ -495,7 +496,7 @@ def _value_classes(v: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ..
         raise DataError(f"{where}: labels must be whole numbers (class labels), got e.g. "
                         f"{v[~np.isfinite(v) | (v != np.round(v))][:3].tolist()}; regression targets are not supported")
     values = np.unique(v)
-    if len(values) > MAX_CLASS_INDEX:
+    if len(values) > MAX_NUMERIC_LABEL:
         raise DataError(f"{where}: {len(values):,} distinct labels; labels must be classes")
     return np.searchsorted(values, v), tuple(str(int(c)) for c in values)
 
