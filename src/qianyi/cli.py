@@ -1,5 +1,6 @@
-"""Command line: ``qianyi demo | run | bench | datasets | methods``. It mirrors the Python API:
-``run`` is :func:`qianyi.run`, ``bench`` is :func:`qianyi.bench.bench`."""
+"""Command line: ``qianyi demo | run | predict | bench | report | select | ...``. It mirrors the Python
+API: ``run`` is :func:`qianyi.run`, ``predict`` is :func:`qianyi.load_model`, ``bench`` is
+:func:`qianyi.bench.bench`."""
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,15 @@ examples:
   qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev   # label-free settings
   qianyi validators                             # label-free validators for --select / qianyi select
   qianyi summary runs/bench-a runs/bench-b --out runs/all   # tables over several bench folders
+  qianyi run dann --source digits --target npz:unlabelled.npz --out runs/d   # a target without labels
+  qianyi predict runs/d --data npz:new.npz --out preds.csv   # the run's preprocessing, applied exactly
+  qianyi report runs/bench                      # runs/bench/report.html: tables, curves, t-SNE, per-layer MMD
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
 Data files are looked up in --data-dir or $QIANYI_DATA. Target test labels are used only for the
-final score; the oracle method (trained on target labels) is marked as such everywhere.
+final score; the oracle method (trained on target labels) is marked as such everywhere. A user
+mistake ends in `qianyi: error: ...` with exit status 2 (docs/robustness.md).
 """
 
 
