@@ -294,3 +294,35 @@ def test_a_bug_keeps_its_traceback(monkeypatch, pair):
     with pytest.raises(ZeroDivisionError):
         main(["run", "dan", "--source", pair[0], "--target", pair[1], *FAST])
 
+
+
+#: Shapes of the default networks, generation 1 (DEFAULT_BACKBONE_VERSION). A change here must bump it.
+DEFAULT_NETWORKS_V1 = {((1, 28, 28), 10): "a2d8b3c8977c", ((3, 32, 32), 31): "54e426c95ede",
+                       ((1, 8, 8), 10): "aa78c6af75b8", ((5000,), 2): "36231dc19893", ((800,), 10): "434539d4e846"}
+
+
+def test_a_changed_default_network_is_never_mistaken_for_the_stored_one():
+    """Stored runs are found by fingerprint; the default networks' generation is part of it."""
+    import hashlib
+
+    from qianyi.nn.backbones import DEFAULT_BACKBONE_VERSION, backbone_for
+
+    def signature(shape, k):
+        shapes = [(n, list(t.shape)) for n, t in backbone_for(shape, k).state_dict().items()]
+        return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:12]
+
+    changed = {key for key, sig in DEFAULT_NETWORKS_V1.items() if signature(*key) != sig}
+    assert not changed or DEFAULT_BACKBONE_VERSION > 1, (
+        f"the default networks changed for {sorted(changed)}: bump DEFAULT_BACKBONE_VERSION in "
+        "qianyi/nn/backbones.py (and record the new shapes here)")
+
+
+def test_the_default_networks_generation_is_in_the_fingerprint(monkeypatch, pair):
+    from qianyi.methods import get_method
+    from qianyi.train import engine
+
+    task = load_task(*pair)
+    trainer = engine.Trainer(get_method("dan"), TrainConfig(epochs=1))
+    assert "backbone" not in trainer.fingerprint(task)  # generation 1: stored runs keep their keys
+    monkeypatch.setattr(engine, "DEFAULT_BACKBONE_VERSION", 2)
+    assert trainer.fingerprint(task)["backbone"] == "default-v2"

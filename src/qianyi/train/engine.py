@@ -26,7 +26,7 @@ from torch import nn
 from ..data.domain import Domain, TransferTask
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
-from ..nn.backbones import Backbone, backbone_for
+from ..nn.backbones import DEFAULT_BACKBONE_VERSION, Backbone, backbone_for
 from ..nn.inference import accuracy
 from ..schedules import annealed_lr
 from ..select import SelectionData, get_validator, score_all
@@ -190,6 +190,8 @@ class Trainer:
         fp = run_fingerprint(self.method, self.config, task)
         if self.backbone_factory is not backbone_for:  # a network of your own (default runs keep their keys)
             fp["backbone"] = "custom"
+        elif DEFAULT_BACKBONE_VERSION != 1:  # generation 1 is implicit, so runs stored before it stay valid
+            fp["backbone"] = f"default-v{DEFAULT_BACKBONE_VERSION}"
         return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
