@@ -162,3 +162,22 @@ def test_epochs_go_to_an_experiment_tracker_when_installed(tmp_path, monkeypatch
     metrics = [c for c in calls if c[0] == "metrics"]
     assert [c[1] for c in metrics] == [1, 2] and {"cls", "mmd", "source_val_acc"} <= set(metrics[0][2])
     assert res.config == TrainConfig(epochs=2, batch_size=16, progress=False).fingerprint()  # same numbers
+
+
+def test_bench_scores_each_pair_on_its_own_labelled_test_set(capsys, tmp_path):
+    """The DANN paper's Amazon protocol as one bench: unlabelled target train files, labelled test files."""
+    rng = np.random.default_rng(3)
+    src = _blobs(tmp_path / "s.npz")
+    np.savez(tmp_path / "tu.npz", X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[np.arange(90) % 3]).astype("f4"))
+    test = _blobs(tmp_path / "tl.npz", n=60, seed=4)
+    pair = f"{src}->npz:{tmp_path / 'tu.npz'}"
+    rc, err = _cli(capsys, "bench", "--methods", "dan", "--pairs", pair, "--target-tests", test, "--seeds", "1",
+                   "--epochs", "1", "--batch-size", "16", "--no-progress", "--threads", "1",
+                   "--out", str(tmp_path / "b"))
+    assert rc == 0, err
+    rows = (tmp_path / "b" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(r.split(",")[4] not in ("", "None") for r in rows[1:])  # no oracle: no labels
+    res = json.loads(next((tmp_path / "b" / "runs").rglob("result.json")).read_text())
+    assert res["n_target_test"] == 60 and res["n_target_train"] == 90
+    rc, err = _cli(capsys, "bench", "--methods", "dan", "--pairs", pair, "--seeds", "1", "--out", str(tmp_path / "c"))
+    assert rc == 2 and "no labels to hold out" in err

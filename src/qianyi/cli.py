@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", required=True, help="comma-separated method names, e.g. dan,dann")
     b.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
     b.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    b.add_argument("--target-tests", nargs="+", default=None, metavar="SPEC",
+                   help="one labelled target test set per pair, in the order of --pairs: scored at the end, "
+                        "while all of each target trains without labels")
     b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
     _train_args(b)
 
@@ -394,7 +397,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
-                    config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir)
+                    config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
+                    target_tests=args.target_tests)
         _print_table(res)
         return 0
     if args.command == "summary":

@@ -293,12 +293,16 @@ def _duration(seconds: float) -> str:
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
-          log: Callable[[str], None] | None = print) -> BenchResult:
+          log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None
+          ) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
     result.json, model.pt per run) and are reused when finished with the same fingerprint.
     Every run records each epoch's target-test accuracy for the ORACLE-choice column only.
+    ``target_tests`` (one spec or None per pair) scores each pair on a separate labelled target test
+    set, all of the target then training without labels (the protocol of the DANN paper's Amazon
+    reviews: train files as source and target, the target's test file scored).
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds or not methods or not pairs:
@@ -311,9 +315,12 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         get_method(m, **hparams.get(m, {}))  # fail fast on a bad name before any training
     store = RunStore(Path(out) / "runs") if out is not None else None
     runs: list[RunResult] = []
+    tests = list(target_tests) if target_tests is not None else [None] * len(pairs_)
+    if len(tests) != len(pairs_):
+        raise ConfigError(f"{len(tests)} target test sets for {len(pairs_)} pairs; give one per pair, in order")
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
-    for s, t in pairs_:
-        task = load_task(s, t, data_dir=data_dir, max_samples=max_samples)
+    for (s, t), tt in zip(pairs_, tests):
+        task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=max_samples)
         if task.target_test is None:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; train on it with `qianyi run` (label-free scores) instead")
@@ -323,6 +330,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
             for seed in seeds:
                 k += 1
                 method = get_method(m, **hparams.get(m, {}))
+                if method.uses_target_labels and task.target.y is None:
+                    if log and seed == seeds[0]:
+                        log(f"  {m}: skipped, the target train split has no labels to train it on (no gap closed)")
+                    continue
                 cfg = replace(base, seed=seed)
                 if method.uses_target_labels:  # the oracle is scored on its last epoch; validators do not apply
                     cfg = replace(cfg, select=LAST, validators=())
