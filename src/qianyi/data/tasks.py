@@ -121,18 +121,19 @@ def load_domain(spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
     return d
 
 
-def match_features(source: Domain, target: Domain) -> Domain:
-    """``target`` with its columns in the source's order, matched by name (CSV headers), not position."""
-    if source.feature_names is None or target.feature_names is None or source.feature_names == target.feature_names:
+def match_features(names: Sequence[str] | None, target: Domain, reference: str = "the source") -> Domain:
+    """``target`` with its columns in the order of ``names`` (``reference``'s columns: the source's, or a
+    saved model's), matched by name (CSV headers), not position."""
+    if names is None or target.feature_names is None or tuple(names) == target.feature_names:
         return target
-    missing = [c for c in source.feature_names if c not in target.feature_names]
-    extra = [c for c in target.feature_names if c not in source.feature_names]
+    missing = [c for c in names if c not in target.feature_names]
+    extra = [c for c in target.feature_names if c not in names]
     if missing or extra:
-        raise DataError(f"source {source.name!r} and target {target.name!r} have different feature columns: the "
-                        f"target lacks {missing[:10]} and has extra {extra[:10]}; give both the same columns "
-                        "(drop the others with ?drop=A,B)")
-    order = [target.feature_names.index(c) for c in source.feature_names]
-    return target.replace(X=target.X[:, order], feature_names=source.feature_names)
+        raise DataError(f"{reference} and {target.name!r} have different feature columns: {target.name!r} lacks "
+                        f"{missing[:10]} and has extra {extra[:10]}; give both the same columns (drop the others "
+                        "with ?drop=A,B)")
+    order = [target.feature_names.index(c) for c in names]
+    return target.replace(X=target.X[:, order], feature_names=tuple(names))
 
 
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
@@ -183,7 +184,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
                             f"{len(s)} and {len(t)} samples; they must be the same pool to be split in halves")
         half_a, half_b = stratified_split(s.y, len(s), 0.5, split_seed + 17)
         s, t = s.subset(half_a), t.subset(half_b)
-    t = match_features(s, t)
+    t = match_features(s.feature_names, t, f"source {s.name!r}")
     s, t = _subsample(s, max_samples, split_seed), _subsample(t, max_samples, split_seed + 1)
     if s.is_image != t.is_image:
         raise DataError(f"{source!r} holds {'images' if s.is_image else 'vectors'} but {target!r} holds "
@@ -249,8 +250,7 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
     (vectors) the recorded row transform and standardisation."""
     names = preprocessing.get("feature_names")
     if names is not None:
-        d = match_features(Domain(np.zeros((1, len(names)), np.float32), None, "the model's inputs",
-                                  feature_names=tuple(names)), d)
+        d = match_features(names, d, "the model's inputs")
     if "canvas" in preprocessing:  # None: vectors
         canvas = preprocessing["canvas"]
         if canvas is not None and not d.is_image:
