@@ -20,7 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import DataError
 from .domain import Domain
+from .lazy import is_lazy
 
 UCI = "uci"
 RESIZE = "resize"
@@ -60,6 +62,13 @@ def to_canvas(domain: Domain, canvas: Canvas) -> Domain:
     if not domain.is_image:
         return domain
     X = domain.X
+    if is_lazy(X):  # a streamed folder is decoded straight onto the canvas
+        if canvas.protocol == UCI:
+            raise DataError(f"{domain.name!r} is a streamed folder (stream=1), which cannot be drawn on the UCI 8x8 "
+                            "canvas; drop stream=1 for this pair")
+        if X.shape[1:] == (canvas.channels, canvas.size, canvas.size):
+            return domain
+        return domain.replace(X=X.with_canvas(canvas.size, canvas.channels))
     if canvas.protocol == UCI and domain.style != UCI:
         X = uci_blocks(_grey(X))
     elif X.shape[2:] != (canvas.size, canvas.size):

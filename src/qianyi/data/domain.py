@@ -15,9 +15,14 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, LabelMismatchError, QianyiWarning
+from .lazy import is_lazy
 
 
 def _as_inputs(X: object, name: str) -> np.ndarray:
+    if is_lazy(X):  # a streamed image folder: decoded (and checked) batch by batch
+        if len(X) == 0:
+            raise DataError(f"domain {name!r} is empty (0 samples); check the path or filter that made it")
+        return X  # type: ignore[return-value]
     if not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -151,7 +156,7 @@ class Domain:
 
     def subset(self, index: np.ndarray | Sequence[int], name: str | None = None) -> "Domain":
         index = np.asarray(index)
-        return Domain(self.X[index], None if self.y is None else self.y[index], name or self.name,
+        return Domain(self.X.view(index) if is_lazy(self.X) else self.X[index], None if self.y is None else self.y[index], name or self.name,
                       self.class_names, self.origin, self.style, self.feature_names)
 
     def replace(self, **changes: object) -> "Domain":
@@ -224,7 +229,7 @@ class TransferTask:
                     h.update(b"no target test")
                     continue
                 h.update(repr((d.X.shape, str(d.X.dtype))).encode())
-                h.update(np.ascontiguousarray(d.X).data)
+                h.update(d.X.fingerprint() if is_lazy(d.X) else np.ascontiguousarray(d.X).data)
                 h.update(b"-" if d.y is None else b"y" + np.ascontiguousarray(d.y).tobytes())
             cached = h.hexdigest()[:16]
             object.__setattr__(self, "_content_hash", cached)

@@ -313,6 +313,17 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     return resize(a, size)[0], grey
 
 
+def _is_grey(f: Path) -> bool:
+    """Whether image ``f`` is greyscale, from its header alone (nothing is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            return im.mode in GREY_MODES
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
+        raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+
+
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
     """16-bit pixels by /65535; 32-bit or float pixels as they are when in [0, 1], else by their range."""
     if not np.isfinite(a).all():
@@ -326,11 +337,14 @@ def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
 
 
 def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
-                max_samples: int | None = None, seed: int = 0) -> Domain:
+                max_samples: int | None = None, seed: int = 0, stream: bool = False,
+                augment: Sequence[str] = ()) -> Domain:
     """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``.
 
     ``max_samples`` picks that many files, stratified by class with ``seed``, before decoding any.
-    The domain is greyscale (1 channel) when every image is.
+    The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is decoded
+    now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for
+    (only the image headers are read here), with training ``augment`` ations (``flip``, ``crop``).
     """
     d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
     where = f"image folder {str(d)!r}"
@@ -352,6 +366,13 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     if max_samples is not None and max_samples < len(files):
         _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed)
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    if augment and not stream:
+        raise DataError(f"{where}: augment= needs stream=1 (augmentations are drawn per training batch)")
+    if stream:
+        from .lazy import LazyImages
+
+        return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), np.array(labels),
+                      name=name or d.name, class_names=tuple(classes), origin=str(d.resolve()))
     limit = max_image_pixels()
     arrs, grey = [], True
     for f in files:

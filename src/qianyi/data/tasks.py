@@ -3,7 +3,9 @@
 A spec is a built-in name (``qianyi datasets``) or ``READER:PATH[?key=value&...]`` with READER one
 of ``npz``, ``idx``, ``folder``, ``csv``; either may be followed by shifts: ``+rot30``, ``+invert``,
 ``+noise0.2``, ``+blur1``. Options (anything else is refused): ``name=`` (every reader: the
-domain's name in logs), ``size=`` (folder: image side, 8..1024), ``label=`` and ``drop=A,B``
+domain's name in logs), ``size=`` (folder: image side, 8..1024), ``stream=1`` (folder: decode
+images only when a batch needs them, :mod:`qianyi.data.lazy`) with ``augment=flip,crop`` (training
+augmentations of a streamed folder), ``label=`` and ``drop=A,B``
 (csv: the label column, columns to ignore), ``n_features=`` (svmlight: the width),
 ``x=`` and ``y=`` (mat: the variable names of features and labels).
 
@@ -30,14 +32,17 @@ from ..errors import DataError, DatasetNotFoundError, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
+from .lazy import is_lazy
 from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts
 
 READERS = {
     "npz": lambda path, name, opts: read_npz(path, name),
     "idx": lambda path, name, opts: read_idx(path, name),
-    "folder": lambda path, name, opts: read_folder(path, name, size=_int_option(opts, "size", 32, 8, 1024),
-                                                   max_samples=opts.get("max_samples"), seed=opts.get("seed", 0)),
+    "folder": lambda path, name, opts: read_folder(
+        path, name, size=_int_option(opts, "size", 32, 8, 1024), max_samples=opts.get("max_samples"),
+        seed=opts.get("seed", 0), stream=bool(_int_option(opts, "stream", 0, 0, 1)),
+        augment=tuple(a for a in opts.get("augment", "").split(",") if a)),
     "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label"),
                                              drop=tuple(c for c in opts.get("drop", "").split(",") if c)),
     "svmlight": lambda path, name, opts: read_svmlight(
@@ -45,7 +50,7 @@ READERS = {
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
-READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size"), "csv": ("name", "label", "drop"),
+READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"), "csv": ("name", "label", "drop"),
                   "svmlight": ("name", "n_features"), "mat": ("name", "x", "y")}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
 #: ``log1p`` = sign(x) log(1 + |x|); ``l1`` / ``l2`` divide each row by its L1 / L2 norm (zero rows stay 0).
@@ -260,6 +265,9 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
         if canvas is not None:
             d = to_canvas(d, Canvas(**canvas))
     if shifts:
+        if is_lazy(d.X):
+            raise DataError(f"{name or d.name!r}: shifts ({', '.join(shifts)}) apply to images held in memory, not to a "
+                            "streamed folder (stream=1); drop stream=1 or the shifts")
         d = d.replace(X=apply_shifts(d.X, list(shifts), name or d.name))
     if not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
         d = d.replace(X=transform_vectors(d.X, preprocessing, name or d.name))

@@ -6,7 +6,19 @@ import torch
 from torch import nn
 
 from ..data.domain import Domain
+from ..data.lazy import is_lazy
 from ..errors import DataError, TrainingError
+
+
+#: Batch size for inputs decoded on demand (a streamed image folder), whatever the caller asked for.
+LAZY_BATCH = 128
+
+
+def _batched(X: object, batch_size: int) -> tuple[object, int]:
+    """Arrays become one tensor; inputs decoded on demand stay as they are and are read in small batches."""
+    if is_lazy(X):
+        return X, min(batch_size, LAZY_BATCH)
+    return torch.as_tensor(X), batch_size
 
 
 @torch.no_grad()
@@ -15,11 +27,11 @@ def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch
     """Logits of ``model`` on ``X`` in eval mode (restores the previous mode)."""
     was_training = model.training
     model.eval()
-    X = torch.as_tensor(X)
+    X, batch_size = _batched(X, batch_size)
     out = []
     try:
         for i in range(0, len(X), batch_size):
-            out.append(model(X[i:i + batch_size].to(device)).logits.float().cpu())
+            out.append(model(torch.as_tensor(X[i:i + batch_size]).to(device)).logits.float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -31,11 +43,11 @@ def predict_features(model: nn.Module, X: np.ndarray | torch.Tensor, layer: str 
     """(flattened outputs of ``layer``, logits) of ``model`` on ``X`` in eval mode (restores the previous mode)."""
     was_training = model.training
     model.eval()
-    X = torch.as_tensor(X)
+    X, batch_size = _batched(X, batch_size)
     feats, logits = [], []
     try:
         for i in range(0, len(X), batch_size):
-            out = model(X[i:i + batch_size].to(device))
+            out = model(torch.as_tensor(X[i:i + batch_size]).to(device))
             feats.append(out.flat(layer).float().cpu())
             logits.append(out.logits.float().cpu())
     finally:

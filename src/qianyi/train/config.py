@@ -46,6 +46,8 @@ class TrainConfig:
         "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
     selection_samples: int = field(default=1000, metadata=_opt(
         "samples per split (source train, source val, target train) the validators score each epoch", metavar="N"))
+    workers: int = field(default=0, metadata=_opt("loader worker processes for streamed image folders (stream=1); "
+                                                 "the batches, and so the results, do not depend on it", metavar="N"))
     device: str | None = field(default=None, metadata=_opt("cpu, cuda, cuda:1 ... (default: cuda when present)"))
     init_from: str | None = field(default=None, metadata=_opt(
         "start from a saved model (DIR/model.pt of an earlier `qianyi run --out DIR`)", metavar="MODEL.pt",
@@ -91,6 +93,7 @@ class TrainConfig:
             if getattr(self, k) is not None:
                 _check_int(k, getattr(self, k), 0 if k == "init_layers" else 1)
         _check_int("freeze", self.freeze, 0)
+        _check_int("workers", self.workers, 0, 256)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         for k, top in (("lr", 100.0), ("momentum", 1.0), ("weight_decay", 100.0), ("copied_lr_mult", 1000.0),
                        ("l2sp", 1e6)):
@@ -110,7 +113,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
-        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress", "log_to"}
+        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress", "log_to", "workers"}
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self) if f.name not in skip}
 

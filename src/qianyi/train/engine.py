@@ -17,13 +17,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.domain import Domain, TransferTask
+from ..data.lazy import is_lazy
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import DEFAULT_BACKBONE_VERSION, Backbone, backbone_for
@@ -169,6 +170,57 @@ def _best(best: Any) -> dict[str, Any]:
     return best
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
+
+def _batches(data: TrainData, cfg: TrainConfig, device: torch.device, start: int, total: int) -> Iterator[Batch]:
+    """The (source x, source y, target x, target y or None) mini-batch of each step from ``start`` to ``total``.
+
+    Step k's batch depends only on (seed, k) (:class:`BatchStream`), so a resumed run continues with the
+    very batches it would have seen. Arrays in memory are moved to the device once and indexed there
+    (the fast path); a streamed folder is decoded, with its augmentations, by a ``DataLoader`` over the
+    steps (``config.workers`` processes, pinned memory on CUDA), with the same batches.
+    """
+    source, target = data.source, data.target
+    if not (is_lazy(source.X) or is_lazy(target.X)):
+        Xs, ys = torch.as_tensor(source.X).to(device), torch.as_tensor(source.y).to(device)
+        Xt = torch.as_tensor(target.X).to(device)
+        yt = torch.as_tensor(target.y).to(device) if target.y is not None else None
+        streams = BatchStream(len(Xs), cfg.batch_size, cfg.seed, 1), BatchStream(len(Xt), cfg.batch_size, cfg.seed, 2)
+        for step in range(start, total):
+            si, ti = streams[0].indices(step), streams[1].indices(step)
+            yield Xs[si], ys[si], Xt[ti], (yt[ti] if yt is not None else None)
+        return
+    loader = torch.utils.data.DataLoader(_StepBatches(source, target, cfg.batch_size, cfg.seed), batch_size=None,
+                                         sampler=range(start, total), num_workers=cfg.workers,
+                                         pin_memory=device.type == "cuda",
+                                         # its own generator: the loader never draws from the global RNG
+                                         # (dropout and the methods' noise stay as in memory)
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    for xs, ys, xt, yt in loader:
+        yield (xs.to(device, non_blocking=True), ys.to(device, non_blocking=True), xt.to(device, non_blocking=True),
+               yt.to(device, non_blocking=True) if yt.numel() else None)
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Item k = step k's batches (decoded and augmented; augmentations drawn from (seed, stream, k))."""
+
+    def __init__(self, source: Domain, target: Domain, batch_size: int, seed: int) -> None:
+        self.source, self.target, self.seed = source, target, seed
+        self.streams = (BatchStream(len(source), batch_size, seed, 1), BatchStream(len(target), batch_size, seed, 2))
+
+    def _take(self, X: Any, index: torch.Tensor, stream: int, step: int) -> torch.Tensor:
+        if is_lazy(X):
+            return torch.from_numpy(X.train_batch(index.numpy(), np.random.default_rng([self.seed, stream, step])))
+        return torch.as_tensor(X[index.numpy()])
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
+        si, ti = self.streams[0].indices(step), self.streams[1].indices(step)
+        ys = torch.as_tensor(self.source.y[si.numpy()])
+        yt = torch.as_tensor(self.target.y[ti.numpy()]) if self.target.y is not None else torch.empty(0, dtype=torch.long)
+        return self._take(self.source.X, si, 1, step), ys, self._take(self.target.X, ti, 2, step), yt
+
+
 class Trainer:
     """Train a backbone on a :class:`TransferTask` with a method.
 
@@ -297,12 +349,9 @@ class Trainer:
         if state.step > spe_ * cfg.epochs:
             raise CheckpointError(f"the checkpoint in {cfg.checkpoint_dir!r} is at step {state.step}, beyond this "
                                   f"run's {spe_ * cfg.epochs} steps; delete it to start afresh")
-        Xs, ys = torch.as_tensor(data.source.X).to(device), torch.as_tensor(data.source.y).to(device)
-        Xt = torch.as_tensor(data.target.X).to(device)
-        yt = torch.as_tensor(data.target.y).to(device) if data.target.y is not None else None
-        spe = cfg.steps_per_epoch or math.ceil(max(len(Xs), len(Xt)) / cfg.batch_size)
+        spe = spe_
         total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
-        streams = BatchStream(len(Xs), cfg.batch_size, cfg.seed, 1), BatchStream(len(Xt), cfg.batch_size, cfg.seed, 2)
+        batches = _batches(data, cfg, device, state.step, total)
         regularizer = self._regularizer(parts)
         # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
         bar = tqdm(total=total, initial=state.step, disable=None if cfg.progress else True, leave=False,
@@ -318,10 +367,9 @@ class Trainer:
                     group["lr"] = lr * group.get("lr_mult", 1.0)
             for name in parts.frozen:  # frozen groups keep their batch-norm statistics too
                 model.groups[name].eval()
-            si, ti = streams[0].indices(step), streams[1].indices(step)
-            ctx = StepContext(model, method, Xs[si] if method.uses_source else None,
-                              ys[si] if method.uses_source else None, Xt[ti] if method.uses_target else None,
-                              yt[ti] if yt is not None else None, progress, step, parts.optimizers, regularizer,
+            xs, ys, xt, yt = next(batches)
+            ctx = StepContext(model, method, xs if method.uses_source else None, ys if method.uses_source else None,
+                              xt if method.uses_target else None, yt, progress, step, parts.optimizers, regularizer,
                               parts.backbone_optimizers)
             try:
                 method.training_step(ctx)
@@ -345,6 +393,7 @@ class Trainer:
             if state.step % every == 0 or state.step == total:
                 self._checkpoint(ckpt, fingerprint, parts, state)
         bar.close()
+        batches.close()
 
     def _check_finite(self, parts: _Parts, step: int) -> None:
         """Refuse to score, keep or checkpoint weights that are NaN or infinite (a diverged run)."""
