@@ -9,7 +9,6 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from qianyi import load_task
-from qianyi.cli import main
 from qianyi.data import load_domain
 from qianyi.data.lazy import LazyImages
 from qianyi.errors import DataError

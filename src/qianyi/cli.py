@@ -36,6 +36,8 @@ examples:
   qianyi run dann --source digits --target npz:unlabelled.npz --out runs/d   # a target without labels
   qianyi predict runs/d --data npz:new.npz --out preds.csv   # the run's preprocessing, applied exactly
   qianyi report runs/bench                      # runs/bench/report.html: tables, curves, t-SNE, per-layer MMD
+  qianyi run dann --source folder:amazon --target folder:webcam --backbone resnet50 --weights resnet50-0676ba61.pth
+  qianyi features --data folder:amazon --backbone resnet50 --weights resnet50-0676ba61.pth --layer pool --out amazon.npz
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
@@ -104,6 +106,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "on a busy machine)")
 
 
+def _backbone_args(p: argparse.ArgumentParser) -> None:
+    """``--backbone`` / ``--weights``: the network trained (``run``, ``bench``, ``demo``)."""
+    g = p.add_argument_group("network")
+    g.add_argument("--backbone", default=None, metavar="NAME",
+                   help="lenet, mlp, resnet18 or resnet50 (default: LeNet for images, MLP for vectors; "
+                        "docs/backbones.md)")
+    g.add_argument("--weights", default=None, metavar="FILE",
+                   help="torchvision ImageNet weights for --backbone resnet18/resnet50 (a local .pth or "
+                        ".safetensors file); the pretrained layers then train at 0.1x the learning rate")
+
+
+def _backbone(args: argparse.Namespace):
+    """The network ``--backbone`` / ``--weights`` name (None: qianyi's default), checked before any data is read."""
+    from .nn.resnet import backbone_factory
+
+    return backbone_factory(getattr(args, "backbone", None), getattr(args, "weights", None))
+
+
 def train_config(args: argparse.Namespace, seed: int = 0):
     """The :class:`TrainConfig` described by the training flags of ``args``."""
     from .train.config import config_from_args
@@ -124,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); reruns resume from it")
     _train_args(d)
+    _backbone_args(d)
 
     r = sub.add_parser("run", help="train one method on one pair and write DIR/result.json",
                        description="Train METHOD on SOURCE->TARGET, score it once on the target test split, write "
@@ -140,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
     _train_args(r)
+    _backbone_args(r)
 
     b = sub.add_parser("bench", help="methods x pairs x seeds -> results.csv, results.md, results.png",
                        description="Benchmark methods on pairs over seeds. Source-only and the oracle are always "
@@ -152,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "while all of each target trains without labels")
     b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
     _train_args(b)
+    _backbone_args(b)
 
     sl = sub.add_parser("select", help="choose a method's settings without target labels (grid x pairs, a validator)",
                         description="Train each candidate setting of METHOD (its documented grid, or --grid) on each "
@@ -188,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="a run folder (the --out of `qianyi run`)")
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")
     pr.add_argument("--out", dest="out_csv", default=None, metavar="FILE.csv", help="write here (default: stdout)")
+
+    fe = sub.add_parser("features", help="a network's features of a dataset -> an npz that npz:FILE reads as vectors",
+                        description="Run a backbone (e.g. ImageNet ResNet-50) over --data in batches and write the "
+                                    "output of one layer group, with the labels and class names, to --out (.npz: "
+                                    "X, y, class_names). `qianyi run --source npz:FILE ...` then trains the MLP on "
+                                    "these vectors (the DeCAF/ResNet-feature protocol of many DA papers).")
+    fe.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. folder:amazon/images, mnist")
+    fe.add_argument("--backbone", required=True, metavar="NAME", help="resnet18, resnet50, lenet, mlp")
+    fe.add_argument("--weights", default=None, metavar="FILE",
+                    help="torchvision ImageNet weights (.pth or .safetensors); without them features are random")
+    fe.add_argument("--layer", default="pool", metavar="GROUP",
+                    help="layer group whose output is written (default pool: 512/2048-d ResNet features; "
+                         "'features' is the bottleneck)")
+    fe.add_argument("--size", type=int, default=None, metavar="N",
+                    help="resize images to NxN first (224 for ImageNet weights; default: as read)")
+    fe.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default 64)")
+    fe.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    fe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fe.add_argument("--out", dest="out_npz", required=True, metavar="FILE.npz", help="where to write the features")
 
     rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder",
                         description="Write DIR/report.html and DIR/report.md: results with gap closed, the label-free "
@@ -272,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        sys.stdout = open(os.devnull, "w")  # under torchrun, process 0 reports (errors still reach stderr)
     if args.command is None:
         parser.print_help()
         return 0
@@ -331,6 +375,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "predict":
         return _predict(args)
+    if args.command == "features":
+        from .nn.features import extract, save_features
+
+        feats = extract(args.data, args.backbone, layer=args.layer, batch_size=args.batch_size, device=args.device,
+                        weights=args.weights, size=args.size, data_dir=args.data_dir, progress=not args.no_progress)
+        save_features(args.out_npz, feats)
+        print(f"written: {args.out_npz} ({feats['X'].shape[0]} samples x {feats['X'].shape[1]} features, layer "
+              f"{args.layer}); read it back as npz:{args.out_npz}")
+        return 0
     if args.command == "report":
         from pathlib import Path
 
@@ -377,7 +430,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         t0 = time.perf_counter()
         res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
-                    max_samples=args.max_samples, data_dir=args.data_dir)
+                    max_samples=args.max_samples, data_dir=args.data_dir, backbone=_backbone(args))
         _print_table(res)
         print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
         return 0
@@ -386,10 +439,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .train.run import run
 
         hp = parse_hparams(args.method, args.set)
+        backbone = _backbone(args)
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
                          data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3)
-        print(task.describe(), file=sys.stderr)
-        result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, **hp)
+        print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
+        result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, backbone=backbone, **hp)
         print(result.summary())
         if args.out:
             print(f"written: {os.path.join(args.out, 'result.json')}")
@@ -398,7 +452,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
-                    target_tests=args.target_tests)
+                    target_tests=args.target_tests, backbone=_backbone(args))
         _print_table(res)
         return 0
     if args.command == "summary":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from torch import nn
 
 from .._io import atomic_write, write_text
 from .._report import save_figure, subplots
@@ -26,8 +27,8 @@ from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
-from ..train.run import ORACLE_KEY, run
-from ..train.store import RunStore, fingerprint
+from ..train.run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
+from ..train.store import RunStore
 
 BASELINES = ("source-only", "oracle")
 #: The oracle choice of epoch: the one with the best target-test accuracy (reports only).
@@ -293,8 +294,8 @@ def _duration(seconds: float) -> str:
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
-          log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None
-          ) -> BenchResult:
+          log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None,
+          backbone: BackboneSpec | None = None) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
@@ -303,7 +304,14 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     ``target_tests`` (one spec or None per pair) scores each pair on a separate labelled target test
     set, all of the target then training without labels (the protocol of the DANN paper's Amazon
     reviews: train files as source and target, the target's test file scored).
+    ``backbone``: every run's network, as in :func:`qianyi.run` (a name such as ``"resnet50"``, a
+    :class:`~qianyi.nn.resnet.NamedBackbone` or a factory; not one network instance, which the runs
+    would share); a named one is part of each run's fingerprint.
     """
+    if isinstance(backbone, nn.Module):
+        raise ConfigError("bench trains a fresh network for every run: give backbone as a name (e.g. 'resnet50'), "
+                          "a qianyi.nn.resnet.NamedBackbone or a factory (sample_shape, n_classes) -> Backbone, "
+                          "not one network instance")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds or not methods or not pairs:
         raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")
@@ -339,10 +347,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     cfg = replace(cfg, select=LAST, validators=())
                 result, rdir = None, None
                 if store is not None:
-                    fp = fingerprint(method, cfg, task)
+                    fp = run_fingerprint(method, cfg, task, backbone)  # as the run records it (the data's defaults)
                     result, rdir = store.get(fp), store.path(fp)
                 if result is None:
-                    result, _ = run(method, task, cfg, out=rdir, track_target_test=True)
+                    result, _ = run(method, task, cfg, out=rdir, track_target_test=True, backbone=backbone)
                     trained += 1
                     if log:
                         eta = (time.perf_counter() - t0) / trained * (total - k)

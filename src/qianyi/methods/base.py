@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+import contextlib
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
@@ -119,6 +120,10 @@ class StepContext:
     regularizer: Callable[[], dict[str, torch.Tensor]] = field(default=lambda: {})
     #: Names of the optimizers that hold backbone parameters (the regulariser applies to their updates).
     backbone_optimizers: frozenset[str] = frozenset()
+    #: Under torchrun: averages the gradients of the parameters an update steps, over the processes.
+    sync_gradients: Callable[[list[torch.Tensor]], None] | None = None
+    #: fp16 mixed precision: a ``torch.amp.GradScaler`` that scales each loss and unscales before the step.
+    scaler: Any = None
     logged: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -159,9 +164,18 @@ class StepContext:
                                 "weights (--set trade_off=...); the last checkpoint is kept")
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dev = loss.device.type
+        with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else contextlib.nullcontext():
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()  # (backward outside autocast)
+        if self.sync_gradients is not None:
+            self.sync_gradients([p for n in names for g in self.optimizers[n].param_groups for p in g["params"]])
         for n in names:
-            self.optimizers[n].step()
+            if self.scaler is None:
+                self.optimizers[n].step()
+            else:  # skips the step if the scaled gradients overflowed, then adapts the scale
+                self.scaler.step(self.optimizers[n])
+        if self.scaler is not None:
+            self.scaler.update()
         self.log(**{k: float(v.detach()) for k, v in terms.items()})
 
     def log(self, **values: float) -> None:

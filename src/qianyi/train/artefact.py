@@ -1,6 +1,7 @@
 """A saved model that describes itself: ``DIR/model.pt`` (the predicting network's weights, a plain
 state dict read with ``weights_only=True``) and ``DIR/model.json`` (how to rebuild the network and
-feed it: architecture, input shape, the preprocessing the run applied, class names, method and
+feed it: architecture (``default``, ``custom`` or a named backbone such as ``resnet18`` with its
+bottleneck width and input channels), input shape, the preprocessing the run applied, class names, method and
 settings, qianyi version).
 
 >>> m = load_model("runs/dann")                      # doctest: +SKIP
@@ -22,7 +23,7 @@ from .. import __version__
 from .._io import sha256_file, write_json
 from ..data.domain import Domain, TransferTask, align_labels
 from ..errors import DataError
-from ..nn.backbones import backbone_for
+from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors
 from .result import MODEL_FILE
@@ -32,15 +33,23 @@ FORMAT = 1
 
 
 def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hparams: dict[str, Any],
-               custom_backbone: bool = False) -> str:
-    """Write ``model.pt`` and ``model.json`` into ``out``; return model.pt's SHA-256."""
+               custom_backbone: bool = False, backbone_spec: dict[str, Any] | None = None) -> str:
+    """Write ``model.pt`` and ``model.json`` into ``out``; return model.pt's SHA-256.
+
+    ``backbone_spec`` (a named backbone's ``spec``, e.g. ``{"name": "resnet18", "bottleneck": 256}``)
+    is recorded so that :func:`load_model` rebuilds the network without its pretrained weights file.
+    """
     save_tensors(out / MODEL_FILE, net.state_dict())
     digest = sha256_file(out / MODEL_FILE)
     classes = task.source.class_names or tuple(str(i) for i in range(task.n_classes))
+    arch: dict[str, Any] = {"backbone": "custom" if custom_backbone else "default"}
+    if backbone_spec is not None:
+        arch = {"backbone": backbone_spec["name"],
+                **{k: v for k, v in backbone_spec.items() if k != "name"},
+                "in_channels": task.sample_shape[0] if len(task.sample_shape) == 3 else None}
     write_json(out / META_FILE, {
         "format": FORMAT, "weights": MODEL_FILE, "weights_sha256": digest,
-        "architecture": {"backbone": "custom" if custom_backbone else "default",
-                         "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
+        "architecture": {**arch, "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
         "preprocessing": task.preprocessing or {}, "class_names": list(classes),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
         "qianyi": __version__, "torch": torch.__version__,
@@ -98,9 +107,9 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
                         "rerun the run")
     if network is None:
-        if arch.get("backbone") != "default":
+        if arch.get("backbone") != "default" and arch.get("backbone") not in BACKBONES:
             raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")
-        network = backbone_for(tuple(arch["sample_shape"]), int(arch["n_classes"]))
+        network = rebuild(arch)  # a named backbone needs no pretrained file: model.pt holds every weight
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:
         network.load_state_dict(state)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from ..data.domain import TransferTask
 
 #: Experiment trackers a run can also log to (``log_to``), when their package is installed.
 LOGGERS = ("tensorboard", "mlflow")
@@ -31,9 +34,12 @@ class TrainConfig:
     epochs: int = field(default=20, metadata=_opt("epochs; an epoch is one pass over the larger training domain"))
     batch_size: int = field(default=64, metadata=_opt("mini-batch size per domain"))
     steps_per_epoch: int | None = field(default=None, metadata=_opt("steps per epoch (default: one pass over the "
-                                                                    "larger training domain)", metavar="N"))
-    optimizer: str = field(default="sgd", metadata=_opt("sgd (Nesterov momentum) or adam"))
-    lr: float = field(default=0.01, metadata=_opt("initial learning rate"))
+                                                                    "larger training domain; vectors: at least 500 "
+                                                                    "updates in all)", metavar="N"))
+    optimizer: str | None = field(default=None, metadata=_opt("sgd (Nesterov momentum) or adam (default: sgd for "
+                                                              "images, adam for vectors)"))
+    lr: float | None = field(default=None, metadata=_opt("initial learning rate (default: 0.01 for images, 0.002 "
+                                                         "for vectors)"))
     momentum: float = field(default=0.9, metadata=_opt("SGD momentum"))
     weight_decay: float = field(default=5e-4, metadata=_opt("L2 weight decay"))
     lr_schedule: str = field(default="anneal", metadata=_opt("anneal (mu_0 / (1 + 10 p)^0.75, Ganin et al.) or "
@@ -46,6 +52,10 @@ class TrainConfig:
         "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
     selection_samples: int = field(default=1000, metadata=_opt(
         "samples per split (source train, source val, target train) the validators score each epoch", metavar="N"))
+    amp: str = field(default="off", metadata=_opt("mixed precision: off, bf16 (autocast) or fp16 (autocast + "
+                                                  "gradient scaling); for CUDA (bf16 also runs on CPU)"))
+    deterministic: bool = field(default=False, metadata=_opt("deterministic CUDA kernels (cuDNN, cuBLAS): the same "
+                                                             "seed gives the same numbers on a GPU, more slowly"))
     workers: int = field(default=0, metadata=_opt("loader worker processes for streamed image folders (stream=1); "
                                                  "the batches, and so the results, do not depend on it", metavar="N"))
     device: str | None = field(default=None, metadata=_opt("cpu, cuda, cuda:1 ... (default: cuda when present)"))
@@ -83,8 +93,10 @@ class TrainConfig:
         if bad:
             raise UnknownNameError(f"log_to: unknown {bad}; choose from {', '.join(LOGGERS)}")
         object.__setattr__(self, "log_to", tuple(self.log_to))
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer not in (None, "sgd", "adam"):
             raise UnknownNameError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.amp not in AMP_MODES:
+            raise UnknownNameError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.lr_schedule not in ("anneal", "constant"):
             raise UnknownNameError(f"lr_schedule must be 'anneal' or 'constant', got {self.lr_schedule!r}")
         for k in ("epochs", "batch_size", "selection_samples"):
@@ -98,6 +110,8 @@ class TrainConfig:
         for k, top in (("lr", 100.0), ("momentum", 1.0), ("weight_decay", 100.0), ("copied_lr_mult", 1000.0),
                        ("l2sp", 1e6)):
             v = getattr(self, k)
+            if v is None and k in DATA_DEFAULTS["image"]:
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
                     or (k == "lr" and v == 0) or v > top:
                 raise ConfigError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'} and at most {top:g}, "
@@ -111,12 +125,45 @@ class TrainConfig:
         if self.l2sp and not self.init_from:
             raise ConfigError("l2sp regularises towards initial weights: give init_from as well")
 
+    def for_data(self, is_image: bool, n_source: int, n_target: int) -> "TrainConfig":
+        """These settings with the data's defaults filled in (:data:`DATA_DEFAULTS`): what a run trains with.
+
+        Vector data also gets at least :data:`MIN_VECTOR_UPDATES` updates: with a small domain, 20 passes
+        of one or two mini-batches each would stop far from convergence (docs/vectors.md)."""
+        fill = {k: v for k, v in DATA_DEFAULTS["image" if is_image else "vector"].items() if getattr(self, k) is None}
+        if not is_image and self.steps_per_epoch is None:
+            natural = math.ceil(max(n_source, n_target) / self.batch_size)
+            if natural * self.epochs < MIN_VECTOR_UPDATES:
+                fill["steps_per_epoch"] = math.ceil(MIN_VECTOR_UPDATES / self.epochs)
+        return replace(self, **fill) if fill else self
+
+    def for_task(self, task: "TransferTask") -> "TrainConfig":
+        """:meth:`for_data` for ``task``'s inputs and training splits."""
+        return self.for_data(task.is_image, len(task.source), len(task.target))
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
         skip = {"device", "checkpoint_dir", "checkpoint_every", "progress", "log_to", "workers"}
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in fields(self) if f.name not in skip}
+        fp = {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+              for f in fields(self) if f.name not in skip}
+        for k, default in LATER_SETTINGS.items():  # at their defaults they leave earlier runs' fingerprints alone
+            if fp.get(k) == default:
+                del fp[k]
+        return fp
 
+
+#: Training defaults by kind of input, chosen on source-validation accuracy only: images (LeNet,
+#: Ganin et al.'s schedule) and feature vectors (Office-Caltech10 SURF and Amazon reviews, docs/vectors.md).
+DATA_DEFAULTS: dict[str, dict[str, Any]] = {
+    "image": {"optimizer": "sgd", "lr": 0.01},
+    "vector": {"optimizer": "adam", "lr": 0.002},
+}
+#: Mixed-precision modes (``amp``).
+AMP_MODES = ("off", "bf16", "fp16")
+#: Settings added after runs were first stored, with their defaults: left out of a fingerprint at those.
+LATER_SETTINGS: dict[str, Any] = {"amp": "off", "deterministic": False}
+#: The least number of updates a vector task trains for by default (``steps_per_epoch`` is raised to reach it).
+MIN_VECTOR_UPDATES = 500
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -142,9 +189,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         title = {"training": "training (same for every method)", "fine-tuning": "fine-tuning (with any method)"}
         g = groups.setdefault(meta["group"], parser.add_argument_group(title[meta["group"]]))
         default = f.default if f.default is not MISSING else None
-        kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str,
+                "float | None": float}.get(str(f.type), str)
         help_ = meta["help"] + (f" (default {default})" if default not in (None, (), "") else "")
-        if f.name in ("validators", "log_to"):
+        if str(f.type) == "bool":
+            g.add_argument(_flag(f.name), action="store_true", help=meta["help"])
+        elif f.name in ("validators", "log_to"):
             g.add_argument(_flag(f.name), default=default, metavar=meta["metavar"], help=help_,
                            type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()))
         else:

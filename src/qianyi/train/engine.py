@@ -9,8 +9,10 @@ training view of a task (:class:`TrainData`): the target test split never enters
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import math
 import random
 import sys
@@ -31,6 +33,7 @@ from ..nn.backbones import DEFAULT_BACKBONE_VERSION, Backbone, backbone_for
 from ..nn.inference import accuracy
 from ..schedules import annealed_lr
 from ..select import SelectionData, get_validator, score_all
+from . import distributed
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import LAST, TrainConfig
 from .store import fingerprint as run_fingerprint
@@ -59,6 +62,18 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
     return dev
+
+
+#: Autocast dtypes of the mixed-precision modes.
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def set_deterministic() -> None:
+    """Deterministic CUDA kernels: cuDNN's deterministic algorithms, no autotuning, deterministic cuBLAS."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -121,6 +136,7 @@ class _Parts:
     optimizers: dict[str, torch.optim.Optimizer]
     backbone_optimizers: frozenset[str]
     anchors: list[tuple[torch.Tensor, torch.Tensor]]
+    scaler: Any = None  # fp16: torch.amp.GradScaler
 
 
 @dataclass
@@ -187,11 +203,13 @@ def _batches(data: TrainData, cfg: TrainConfig, device: torch.device, start: int
         Xt = torch.as_tensor(target.X).to(device)
         yt = torch.as_tensor(target.y).to(device) if target.y is not None else None
         streams = BatchStream(len(Xs), cfg.batch_size, cfg.seed, 1), BatchStream(len(Xt), cfg.batch_size, cfg.seed, 2)
-        for step in range(start, total):
-            si, ti = streams[0].indices(step), streams[1].indices(step)
+        for step in range(start, total):  # under torchrun: this process's share of the step's batch
+            si = distributed.shard(streams[0].indices(step), "source")
+            ti = distributed.shard(streams[1].indices(step), "target")
             yield Xs[si], ys[si], Xt[ti], (yt[ti] if yt is not None else None)
         return
-    loader = torch.utils.data.DataLoader(_StepBatches(source, target, cfg.batch_size, cfg.seed), batch_size=None,
+    loader = torch.utils.data.DataLoader(_StepBatches(source, target, cfg.batch_size, cfg.seed, distributed.world()),
+                                         batch_size=None,
                                          sampler=range(start, total), num_workers=cfg.workers,
                                          pin_memory=device.type == "cuda",
                                          # its own generator: the loader never draws from the global RNG
@@ -205,8 +223,9 @@ def _batches(data: TrainData, cfg: TrainConfig, device: torch.device, start: int
 class _StepBatches(torch.utils.data.Dataset):
     """Item k = step k's batches (decoded and augmented; augmentations drawn from (seed, stream, k))."""
 
-    def __init__(self, source: Domain, target: Domain, batch_size: int, seed: int) -> None:
-        self.source, self.target, self.seed = source, target, seed
+    def __init__(self, source: Domain, target: Domain, batch_size: int, seed: int,
+                 world: tuple[int, int] = (0, 1)) -> None:
+        self.source, self.target, self.seed, self.world = source, target, seed, world
         self.streams = (BatchStream(len(source), batch_size, seed, 1), BatchStream(len(target), batch_size, seed, 2))
 
     def _take(self, X: Any, index: torch.Tensor, stream: int, step: int) -> torch.Tensor:
@@ -215,7 +234,8 @@ class _StepBatches(torch.utils.data.Dataset):
         return torch.as_tensor(X[index.numpy()])
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
-        si, ti = self.streams[0].indices(step), self.streams[1].indices(step)
+        si = distributed.shard(self.streams[0].indices(step), "source", *self.world)
+        ti = distributed.shard(self.streams[1].indices(step), "target", *self.world)
         ys = torch.as_tensor(self.source.y[si.numpy()])
         yt = torch.as_tensor(self.target.y[ti.numpy()]) if self.target.y is not None else torch.empty(0, dtype=torch.long)
         return self._take(self.source.X, si, 1, step), ys, self._take(self.target.X, ti, 2, step), yt
@@ -235,18 +255,24 @@ class Trainer:
         #: Called with each epoch's history row once it is complete (experiment trackers).
         self.on_epoch: Callable[[dict[str, float]], None] | None = None
         self.method = method
-        self.config = config or TrainConfig()
+        #: The settings as given; a fit trains with them completed for its data (:meth:`TrainConfig.for_task`).
+        self.base_config = config or TrainConfig()
+        self.config = self.base_config
         self.backbone_factory = backbone_factory
 
     def fingerprint(self, task: TransferTask) -> dict[str, Any]:
-        fp = run_fingerprint(self.method, self.config, task)
+        fp = run_fingerprint(self.method, self.base_config.for_task(task), task)
+        if distributed.world()[1] > 1:  # per-process losses and batch norm: not the one-process run
+            fp["processes"] = distributed.world()[1]
         if self.backbone_factory is not backbone_for:  # a network of your own (default runs keep their keys)
-            fp["backbone"] = "custom"
+            fp["backbone"] = getattr(self.backbone_factory, "spec", None) or "custom"
         elif DEFAULT_BACKBONE_VERSION != 1:  # generation 1 is implicit, so runs stored before it stay valid
             fp["backbone"] = f"default-v{DEFAULT_BACKBONE_VERSION}"
         return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
+        self.config = self.base_config.for_task(task)  # the data's defaults filled in
+        distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
         parts = self._build(data, task.n_classes)
         ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
@@ -259,7 +285,9 @@ class Trainer:
     # -- build -----------------------------------------------------------------------------------
     def _build(self, data: TrainData, n_classes: int) -> _Parts:
         cfg, method = self.config, self.method
-        device = resolve_device(cfg.device)
+        device = distributed.local_device(resolve_device(cfg.device))
+        if cfg.deterministic:
+            set_deterministic()
         seed_everything(cfg.seed)
         model = self.backbone_factory(data.source.sample_shape, n_classes).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
@@ -275,15 +303,18 @@ class Trainer:
             model.train()
         method.setup(model, probe)
         method.to(device)
+        distributed.broadcast_parameters(model, method)  # every process starts from process 0's weights
         groups: dict[str, ParamGroup] = {}
         for name in model.group_names:
             if name not in frozen:
                 groups[name] = {"params": list(model.groups[name].parameters()),
-                                "lr_mult": cfg.copied_lr_mult if name in copied else 1.0}
+                                "lr_mult": cfg.copied_lr_mult if name in copied
+                                else getattr(model, "lr_mults", {}).get(name, 1.0)}  # pretrained layers: lower
         optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
         anchors = ([(p, p.detach().clone()) for n in copied if n not in frozen for p in model.groups[n].parameters()]
                    if cfg.l2sp else [])
-        return _Parts(device, model, frozen, optimizers, backbone_opts, anchors)
+        scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
+        return _Parts(device, model, frozen, optimizers, backbone_opts, anchors, scaler)
 
     def _optimizers(self, spec: dict[str, list[ParamGroup]], model: Backbone
                     ) -> tuple[dict[str, torch.optim.Optimizer], frozenset[str]]:
@@ -321,6 +352,8 @@ class Trainer:
             torch.set_rng_state(state["rng"])
             if parts.device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"])
+            if parts.scaler is not None and "scaler" in state:
+                parts.scaler.load_state_dict(state["scaler"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
@@ -330,6 +363,11 @@ class Trainer:
     def _checkpoint(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts, state: _Progress) -> None:
         if ckpt is None:
             return
+        distributed.average_buffers(parts.model, self.method)  # what is saved is what every process holds
+        state.sums = distributed.average_values(state.sums)  # (the epoch means are linear in these)
+        if not distributed.is_main():
+            distributed.barrier()
+            return
         blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "step": state.step, "elapsed": state.elapsed,
                 "model": parts.model.state_dict(), "method": self.method.state_dict(),
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
@@ -337,7 +375,10 @@ class Trainer:
                 "sums": state.sums, "counts": state.counts}
         if parts.device.type == "cuda":
             blob["cuda_rng"] = torch.cuda.get_rng_state()
+        if parts.scaler is not None:
+            blob["scaler"] = parts.scaler.state_dict()
         save_checkpoint(ckpt, blob)
+        distributed.barrier()
 
     # -- loop ------------------------------------------------------------------------------------
     def _loop(self, data: TrainData, parts: _Parts, state: _Progress, ckpt: Path | None,
@@ -352,9 +393,13 @@ class Trainer:
         spe = spe_
         total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
         batches = _batches(data, cfg, device, state.step, total)
+        sync = distributed.average_gradients if distributed.world()[1] > 1 else None
+        autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[cfg.amp]) if cfg.amp != "off"
+                    else contextlib.nullcontext())
         regularizer = self._regularizer(parts)
         # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
-        bar = tqdm(total=total, initial=state.step, disable=None if cfg.progress else True, leave=False,
+        show = cfg.progress and distributed.is_main()  # one progress display per run, not per process
+        bar = tqdm(total=total, initial=state.step, disable=None if show else True, leave=False,
                    dynamic_ncols=True, desc=f"{method.name} {label} seed {cfg.seed}")
         t0, start_elapsed = time.perf_counter(), state.elapsed
         model.train()
@@ -370,9 +415,10 @@ class Trainer:
             xs, ys, xt, yt = next(batches)
             ctx = StepContext(model, method, xs if method.uses_source else None, ys if method.uses_source else None,
                               xt if method.uses_target else None, yt, progress, step, parts.optimizers, regularizer,
-                              parts.backbone_optimizers)
+                              parts.backbone_optimizers, sync_gradients=sync, scaler=parts.scaler)
             try:
-                method.training_step(ctx)
+                with autocast:
+                    method.training_step(ctx)
             except (RuntimeError, ValueError) as exc:  # a diverged network fails inside torch: say so
                 self._check_finite(parts, step)
                 self._check_outputs(model, ctx, step, exc)
@@ -388,7 +434,7 @@ class Trainer:
             if state.step % spe == 0:
                 self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
-                if cfg.progress:  # a line per epoch that stays (the bar does not)
+                if show:  # a line per epoch that stays (the bar does not)
                     tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}"), file=sys.stderr)
             if state.step % every == 0 or state.step == total:
                 self._checkpoint(ckpt, fingerprint, parts, state)
@@ -426,8 +472,13 @@ class Trainer:
     def _end_epoch(self, data: TrainData, parts: _Parts, state: _Progress, epoch: int, lr: float,
                    monitor: Monitor | None) -> None:
         cfg, method = self.config, self.method
-        row: dict[str, float] = {"epoch": epoch, "lr": lr, **{k: state.sums[k] / state.counts[k] for k in state.sums}}
+        means = distributed.average_values({k: state.sums[k] / state.counts[k] for k in state.sums})
+        row: dict[str, float] = {"epoch": epoch, "lr": lr, **means}
         state.sums, state.counts = {}, {}
+        distributed.average_buffers(parts.model, method)
+        if not distributed.is_main():  # process 0 scores, selects and reports; the others only train
+            state.history.append(row)
+            return
         net = method.inference_model(parts.model)
         row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
         names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))

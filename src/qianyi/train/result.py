@@ -48,6 +48,9 @@ class RunResult:
     target_report: dict[str, Any] = field(default_factory=dict)
     #: SHA-256 of the model.pt written with this result (result.json is written last: it marks the run finished).
     model_sha256: str = ""
+    #: The step a killed run resumed from (0: it ran in one go); processes under torchrun (1: one process).
+    resumed_from_step: int = 0
+    processes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

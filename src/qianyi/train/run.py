@@ -17,20 +17,23 @@ from ..methods.registry import get_method
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report
+from ..nn.resnet import NamedBackbone
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer, TrainData
 from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
-from .rundir import hold
+from . import distributed
+from .rundir import check_out, hold
 from .trackers import open_trackers
 
-__all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run"]
+__all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run", "run_fingerprint"]
 
 #: History key of the per-epoch target-test accuracy that ``track_target_test`` records (reports only).
 ORACLE_KEY = "oracle_target_acc"
-#: A network of your own: a Backbone, or a factory ``(sample_shape, n_classes) -> Backbone``.
-BackboneSpec = Union[Backbone, Callable[[tuple[int, ...], int], Backbone]]
+#: A network of your own: a Backbone, a factory ``(sample_shape, n_classes) -> Backbone``, or the name
+#: of one of qianyi's networks (:data:`qianyi.nn.resnet.BACKBONES`, e.g. ``"resnet50"``).
+BackboneSpec = Union[Backbone, Callable[[tuple[int, ...], int], Backbone], str]
 #: Label-free scores every run without a labelled target test reports (ATC estimates the accuracy).
 UNLABELLED_REPORT = ("atc", "source-val", "entropy", "snd")
 
@@ -41,7 +44,10 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     """Train ``method`` on ``task`` and score it; with ``out``, checkpoint there, resume, write result.json.
 
     ``backbone``: a network of your own instead of qianyi's default (a :class:`~qianyi.nn.Backbone`,
-    e.g. from :func:`qianyi.nn.as_backbone`, or a factory ``(sample_shape, n_classes) -> Backbone``).
+    e.g. from :func:`qianyi.nn.as_backbone`, or a factory ``(sample_shape, n_classes) -> Backbone``),
+    or a named one: ``"resnet18"``, or ``NamedBackbone("resnet50", weights=PATH)`` for ImageNet weights
+    (:mod:`qianyi.nn.resnet`). A named backbone is recorded in model.json, so :func:`load_model`
+    rebuilds it, and in the run's fingerprint.
 
     ``track_target_test`` records each epoch's target-test accuracy in the history (key
     ``oracle_target_acc``) so that reports can show what an oracle choice of epoch would give; the
@@ -49,8 +55,11 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
 
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
+    distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)
+    if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
+        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
@@ -58,6 +67,8 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
 def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], Backbone]:
     if backbone is None:
         return backbone_for
+    if isinstance(backbone, str):
+        return NamedBackbone(backbone)
     if isinstance(backbone, Backbone):
         return lambda shape, n_classes: backbone
     if isinstance(backbone, nn.Module):
@@ -66,18 +77,37 @@ def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], 
     return backbone
 
 
+def backbone_spec(backbone: BackboneSpec | None) -> dict[str, Any] | None:
+    """What names a backbone (:class:`~qianyi.nn.resnet.NamedBackbone` or a network it built), else None."""
+    if isinstance(backbone, str):
+        backbone = NamedBackbone(backbone)
+    spec = getattr(backbone, "spec", None) if backbone is not None else None
+    return dict(spec) if isinstance(spec, dict) else None
+
+
+def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
+                    backbone: BackboneSpec | None = None) -> dict[str, Any]:
+    """The fingerprint a run of ``method`` on ``task`` with ``backbone`` records (and a store looks up):
+    a named backbone is told apart by its spec (name, bottleneck width, pretrained file's hash)."""
+    fp = Trainer(method, config, _factory(backbone)).fingerprint(task)
+    spec = backbone_spec(backbone)
+    if spec is not None:
+        fp["backbone"] = spec
+    return fp
+
+
 def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
          track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any]
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
-    config = config or TrainConfig()
+    config = (config or TrainConfig()).for_task(task)  # the data's defaults filled in: what result.json records
     if out is not None:
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config, _factory(backbone))
     monitor: Monitor | None = None
     if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
-    trackers = open_trackers(config.log_to, out, f"{m.name} {task.name} seed {config.seed}",
+    trackers = open_trackers(config.log_to if distributed.is_main() else (), out, f"{m.name} {task.name} seed {config.seed}",
                              {"method": m.name, **m.hparams(), **config.fingerprint()})
     trainer.on_epoch = (lambda row: [t.log(row) for t in trackers]) if trackers else None
     try:
@@ -97,7 +127,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         report = class_report(fit.model, task.target_test, task.n_classes, device)
         report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
         chance = 1.0 / task.n_classes
-        if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels:
+        if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels and distributed.is_main():
             warnings.warn(f"{m.name} on {task.name}: balanced target accuracy {100 * report['balanced_accuracy']:.1f}% "
                           f"is at chance level ({100 * chance:.1f}%); the run may have collapsed (see history.csv)",
                           QianyiWarning, stacklevel=2)
@@ -109,12 +139,14 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
-        fingerprint=trainer.fingerprint(task),
+        fingerprint=run_fingerprint(m, config, task, backbone),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
-    if out is not None:
+    result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
+    if out is not None and distributed.is_main():
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
-        result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None)
+        result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None,
+                                         backbone_spec=backbone_spec(backbone))
         write_history_csv(out / HISTORY_FILE, fit.history)
         result.save(out)
     return result, fit

@@ -34,7 +34,7 @@ def _plain(obj: Any) -> Any:
 
 def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -> dict[str, Any]:
     """Everything that determines a run's result (JSON-plain, so it compares equal after a round trip)."""
-    return _plain({"method": method.name, "hparams": method.hparams(), "config": config.fingerprint(),
+    return _plain({"method": method.name, "hparams": method.hparams(), "config": config.for_task(task).fingerprint(),
                    "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
                    "sizes": [len(task.source), len(task.source_val), len(task.target),
                              0 if task.target_test is None else len(task.target_test)],

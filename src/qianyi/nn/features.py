@@ -1,0 +1,125 @@
+"""Features of a dataset from a (pretrained) backbone, written as an npz that ``npz:FILE`` reads as vectors.
+
+The usual protocol of many domain adaptation papers: ImageNet ResNet-50 ``pool`` features (2048-d)
+of Office-31 / Office-Home images, then a small network adapts on the vectors. ``qianyi features``
+is :func:`extract` followed by :func:`save_features`::
+
+    qianyi features --data folder:amazon/images --backbone resnet50 --weights resnet50-0676ba61.pth \\
+        --size 224 --layer pool --out amazon.npz
+    qianyi run dan --source npz:amazon.npz --target npz:webcam.npz
+
+The inputs are read one batch at a time (``domain.X[i:i + batch_size]``), so a domain whose images
+are loaded lazily streams through without being held in memory at once.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_write
+from ..data.canvas import resize
+from ..data.domain import Domain
+from ..errors import ConfigError, DataError, QianyiWarning
+from .backbones import Backbone
+from .resnet import named_backbone
+
+#: Largest image side :func:`extract` resizes to.
+MAX_SIZE = 1024
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use cpu")
+    return dev
+
+
+def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features", batch_size: int = 64,
+            device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
+            size: int | None = None, data_dir: str | os.PathLike | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """The output of layer group ``layer`` of ``backbone`` on every sample of ``data``, in eval mode.
+
+    ``data``: a :class:`~qianyi.data.Domain` or a spec (``folder:DIR``, ``mnist``, ...; read with
+    ``data_dir``). ``backbone``: a network (e.g. ``qianyi.load_model(run).network``) or a name
+    (``resnet50``, with ``weights`` = a local torchvision ImageNet weights file). ``layer``: any
+    layer group (``pool`` for ResNet ImageNet features) or ``features`` (the bottleneck).
+    ``size`` resizes images to ``size`` x ``size`` batch by batch (224 for ImageNet weights).
+
+    Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None}``.
+    """
+    if isinstance(data, str):
+        from ..data.tasks import load_domain
+
+        data = load_domain(data, data_dir)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+    shape = tuple(int(s) for s in data.sample_shape)
+    if size is not None:
+        if len(shape) != 3:
+            raise ConfigError(f"--size resizes images, but {data.name!r} holds vectors of shape {shape}")
+        if not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+            raise ConfigError(f"size must be a whole number from 1 to {MAX_SIZE}, got {size!r}")
+        shape = (shape[0], size, size)
+    if isinstance(backbone, str):
+        if weights is None and backbone.startswith("resnet"):
+            warnings.warn(f"{backbone} has no --weights, so its features come from random weights and are rarely "
+                          "useful; give torchvision's ImageNet weights file (docs/backbones.md)", QianyiWarning,
+                          stacklevel=2)
+        n_classes = len(data.class_names) if data.class_names else (data.n_classes if data.labelled else 1)
+        model = named_backbone(backbone, shape, max(n_classes, 1), weights=weights)
+    else:
+        if weights is not None:
+            raise ConfigError("weights= loads ImageNet weights into a named backbone; this network is built already")
+        model = backbone
+    if layer != "features":
+        model.group_index(layer)  # an unknown group fails with the list of groups
+    dev = _device(device)
+    from tqdm.auto import tqdm
+
+    n = len(data)
+    out: np.ndarray | None = None
+    was_training = model.training
+    model.to(dev).eval()
+    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
+    bar = tqdm(total=n, unit="img", desc=f"features of {data.name}", disable=None if progress else True, leave=False)
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                xb = np.asarray(data.X[i:i + batch_size], dtype=np.float32)
+                if size is not None and xb.shape[2:] != (size, size):
+                    xb = resize(xb, size)
+                f = model(torch.from_numpy(np.ascontiguousarray(xb)).to(dev)).flat(layer).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((n, f.shape[1]), np.float32)
+                out[i:i + len(f)] = f
+                bar.update(len(f))
+    finally:
+        bar.close()
+        model.train(was_training)
+    assert out is not None  # a Domain is never empty
+    if not np.isfinite(out).all():
+        raise DataError(f"the {layer!r} outputs on {data.name!r} hold NaN or infinite values; the network or its "
+                        "weights are broken")
+    return {"X": out, "y": None if data.y is None else np.asarray(data.y, np.int64),
+            "class_names": None if data.class_names is None else tuple(data.class_names)}
+
+
+def save_features(path: str | os.PathLike, features: dict[str, Any]) -> str:
+    """Write :func:`extract`'s result as an npz (``X``, ``y``, ``class_names``; atomically)."""
+    arrays: dict[str, np.ndarray] = {"X": np.asarray(features["X"], np.float32)}
+    if features.get("y") is not None:
+        arrays["y"] = np.asarray(features["y"], np.int64)
+    if features.get("class_names") is not None:
+        arrays["class_names"] = np.array([str(c) for c in features["class_names"]])
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
+    return str(path)
