@@ -6,9 +6,9 @@
 
 Office-Caltech10 (standard protocol): all source samples labelled (90% train / 10% source-val), all
 target samples used unlabelled for training AND scored as the test set (``load_task(S, T,
-target_test=T)``, i.e. ``qianyi run --target T --target-test T``). `qianyi bench` has no
-``--target-test``, so this uses the Python API (``qianyi.run``). Methods source-only, dan, dann with
-the default TrainConfig and the default vector preprocessing/backbone; seeds 0..N-1. Baseline:
+target_test=T)``, i.e. ``qianyi run --target T --target-test T``), through the Python API (``qianyi.run``), next to a
+logistic regression. Methods source-only, dan, dann with the default TrainConfig (completed for
+vectors: Adam 0.002, >= 500 updates) and the default vector preprocessing/backbone; seeds 0..N-1. Baseline:
 scikit-learn LogisticRegression (C=1, lbfgs, max_iter=5000) trained on the source-train split, on
 (a) the same inputs the network sees (L2 row-normalised + z-scored on source+target train inputs)
 and (b) raw counts.

@@ -6,6 +6,11 @@ a checkpoint), **loop** (per step: draw a source and a target mini-batch, set th
 call the method's ``training_step``; per epoch: log, score the label-free validators, keep the
 best weights, checkpoint) and **finish** (load the chosen weights). The engine receives only the
 training view of a task (:class:`TrainData`): the target test split never enters it.
+
+The settings a fit trains with are its config completed for the data (:meth:`TrainConfig.for_task`).
+Batches come from arrays on the device, or from a streamed folder through a ``DataLoader``
+(:func:`_batches`; the same batches either way). Under torchrun each process trains on its share
+of every batch (:mod:`qianyi.train.distributed`); ``amp`` runs the steps under autocast.
 """
 from __future__ import annotations
 
@@ -386,11 +391,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, method, model, device = self.config, self.method, parts.model, parts.device
-        spe_ = cfg.steps_per_epoch or math.ceil(max(len(data.source), len(data.target)) / cfg.batch_size)
-        if state.step > spe_ * cfg.epochs:
+        spe = cfg.steps_per_epoch or math.ceil(max(len(data.source), len(data.target)) / cfg.batch_size)
+        if state.step > spe * cfg.epochs:
             raise CheckpointError(f"the checkpoint in {cfg.checkpoint_dir!r} is at step {state.step}, beyond this "
-                                  f"run's {spe_ * cfg.epochs} steps; delete it to start afresh")
-        spe = spe_
+                                  f"run's {spe * cfg.epochs} steps; delete it to start afresh")
         total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
         batches = _batches(data, cfg, device, state.step, total)
         sync = distributed.average_gradients if distributed.world()[1] > 1 else None
