@@ -28,7 +28,7 @@ def _shifted(n: int = 300, seed: int = 0, shift: float = 0.7):
 def test_passes_scikit_learns_estimator_checks(method):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = check_estimator(DomainAdapter(method, epochs=3), on_fail=None)
+        results = check_estimator(DomainAdapter(method, epochs=3, steps_per_epoch=2), on_fail=None)
     failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
     assert not failed and sum(r["status"] == "passed" for r in results) >= 50
 
@@ -48,13 +48,14 @@ def test_fit_predict_with_a_separate_target_and_string_classes():
 def test_target_rows_by_marker_or_sample_domain_and_a_backbone_of_your_own():
     Xs, ys, Xt, yt = _shifted(seed=1)
     X, sd = np.r_[Xs, Xt], np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
-    a = DomainAdapter("dann", epochs=2, backbone=lambda shape, k: mlp(shape[0], k, hidden=(32, 16)))
+    a = DomainAdapter("dann", epochs=2, steps_per_epoch=4,
+                      backbone=lambda shape, k: mlp(shape[0], k, hidden=(32, 16)))
     a.fit(X, np.r_[ys, yt], sample_domain=sd)  # target labels present but never read: sample_domain says target
     assert a.model_.feature_dim("fc1") == 32
-    b = DomainAdapter("dann", epochs=2, unlabelled=-1).fit(X, np.r_[ys, -np.ones(len(Xt), int)])
+    b = DomainAdapter("dann", epochs=2, steps_per_epoch=4, unlabelled=-1).fit(X, np.r_[ys, -np.ones(len(Xt), int)])
     assert set(b.classes_) == {0, 1, 2}
     with pytest.raises(DataError, match="only one class"):
-        DomainAdapter(epochs=1).fit(Xs, np.zeros(len(Xs), int))
+        DomainAdapter(epochs=1, steps_per_epoch=2).fit(Xs, np.zeros(len(Xs), int))
 
 
 def test_pipeline_and_grid_search_choose_settings_without_target_labels():

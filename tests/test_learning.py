@@ -11,7 +11,10 @@ from qianyi.train import TrainConfig, run
 
 from .conftest import toy_task
 
-CFG = dict(epochs=5, steps_per_epoch=20, batch_size=32, progress=False)
+#: The optimiser the methods' default settings were chosen with (images' SGD 0.01), pinned: on these toy
+#: vectors the data's default would be Adam (docs/vectors.md), under which MCD and DSN do not beat
+#: source-only here (a known limitation, docs/methods.md).
+CFG = dict(epochs=5, steps_per_epoch=20, batch_size=32, optimizer="sgd", lr=0.01, progress=False)
 SEEDS = (0, 1)
 #: Discrepancy methods: their own (unweighted) distance term, computed on fixed data, must be smaller
 #: for their trained network than for the source-only network.

@@ -161,7 +161,7 @@ def test_epochs_go_to_an_experiment_tracker_when_installed(tmp_path, monkeypatch
     assert calls[0][0] == "start" and calls[1] == ("params", "dan") and calls[-1] == ("end",)
     metrics = [c for c in calls if c[0] == "metrics"]
     assert [c[1] for c in metrics] == [1, 2] and {"cls", "mmd", "source_val_acc"} <= set(metrics[0][2])
-    assert res.config == TrainConfig(epochs=2, batch_size=16, progress=False).fingerprint()  # same numbers
+    assert res.config == TrainConfig(epochs=2, batch_size=16, progress=False).for_task(task).fingerprint()
 
 
 def test_bench_scores_each_pair_on_its_own_labelled_test_set(capsys, tmp_path):

@@ -42,12 +42,15 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     """Train ``method`` (any registered method, with ``settings``) on labelled source rows and unlabelled
     target rows; predict like any classifier.
 
+    ``lr``, ``optimizer``, ``steps_per_epoch``: None is the data's default (:meth:`TrainConfig.for_task`:
+    for vectors Adam 0.002 and at least 500 updates; for images SGD 0.01, one pass per epoch).
     ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone`` (default: qianyi's MLP for
     vectors, LeNet for images of shape (c, h, w) passed as ``X`` of shape (n, c, h, w)).
     """
 
     def __init__(self, method: str = "dann", settings: dict[str, Any] | None = None, epochs: int = 20,
-                 batch_size: int = 64, lr: float = 0.01, select: str = "last", val_fraction: float = 0.1,
+                 batch_size: int = 64, lr: float | None = None, optimizer: str | None = None,
+                 steps_per_epoch: int | None = None, select: str = "last", val_fraction: float = 0.1,
                  backbone: Callable[[tuple[int, ...], int], Backbone] | None = None, device: str | None = "cpu",
                  random_state: int = 0, progress: bool = False, unlabelled: int | str | None = None) -> None:
         self.method = method
@@ -55,6 +58,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.optimizer = optimizer
+        self.steps_per_epoch = steps_per_epoch
         self.select = select
         self.val_fraction = val_fraction
         self.backbone = backbone
@@ -86,7 +91,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         task = TransferTask.from_domains(source, Domain(Xt, None, "target"), val_fraction=self.val_fraction,
                                          seed=self.random_state)
         config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, max(2, len(task.source))),
-                             lr=self.lr, select=self.select, seed=self.random_state, device=self.device,
+                             lr=self.lr, optimizer=self.optimizer, steps_per_epoch=self.steps_per_epoch,
+                             select=self.select, seed=self.random_state, device=self.device,
                              progress=self.progress)
         method = get_method(self.method, **(self.settings or {}))
         trainer = Trainer(method, config) if self.backbone is None else Trainer(method, config, self.backbone)
