@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, multi_kernel
+from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, kernel_mean, multi_kernel, sq_dists
 
 
 def class_weights(source_labels: torch.Tensor, target_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,6 +72,7 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
         return X.new_zeros(())
     kernel = kernel or multi_kernel(MULTI_KERNEL)
     z = torch.cat([X, Y])
-    K = kernel.matrix(z, z, kernel.sigmas2(X, Y))
+    d = sq_dists(z, z)  # once: for the median bandwidth and for the kernel
+    K = kernel_mean(d, kernel.sigmas2_from(d), kernel.multipliers)
     W = torch.cat([ws, -wt])
     return (W * (K @ W)).sum() / W.shape[1]

@@ -70,6 +70,31 @@ def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_PO
         return torch.where(med > 0, med, torch.ones_like(med))
 
 
+def _doubling(multipliers: Sequence[float]) -> bool:
+    """Whether the multipliers, sorted, double from one to the next (DAN's {1/4, 1/2, 1, 2, 4})."""
+    m = sorted(float(v) for v in multipliers)
+    return len(m) > 1 and m[0] > 0 and all(b == 2.0 * a for a, b in zip(m, m[1:]))
+
+
+def kernel_mean(d: torch.Tensor, sigmas2: torch.Tensor, multipliers: Sequence[float] | None = None) -> torch.Tensor:
+    """mean_u exp(-d / (2 sigma_u^2)) for a matrix of squared distances ``d``.
+
+    When the bandwidths double from one to the next (``multipliers`` such as DAN's {1/4, ..., 4}),
+    exp(-d / 2s) = exp(-d / 4s)^2: one exponential of the widest kernel, then repeated squaring,
+    instead of one exponential per kernel (the same values up to float rounding, a fraction of the
+    cost; benchmarks/throughput.py).
+    """
+    if multipliers is not None and _doubling(multipliers):
+        widest = sigmas2.max()
+        k = torch.exp(-d / (2.0 * widest))
+        total = k
+        for _ in range(len(sigmas2) - 1):
+            k = k * k
+            total = total + k
+        return total / len(sigmas2)
+    return torch.exp(-d[None] / (2.0 * sigmas2[:, None, None])).mean(0)
+
+
 @dataclass(frozen=True)
 class GaussianKernel:
     """Mean of Gaussian kernels exp(-d^2 / 2 sigma_u^2), sigma_u^2 = multiplier_u * base.
@@ -80,6 +105,18 @@ class GaussianKernel:
     bandwidth: float | None = None
     multipliers: Sequence[float] = (1.0,)
 
+    def sigmas2_from(self, d: torch.Tensor) -> torch.Tensor:
+        """The bandwidths for the pooled sample whose squared distance matrix is ``d`` (median heuristic
+        on all of its distinct pairs, as :func:`median_sq_dist` without a subsample)."""
+        if self.bandwidth is None:
+            with torch.no_grad():
+                iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
+                med = d.detach()[iu[0], iu[1]].median()
+                base = torch.where(med > 0, med, torch.ones_like(med))
+        else:
+            base = torch.tensor(float(self.bandwidth), dtype=d.dtype, device=d.device)
+        return base * torch.tensor(list(self.multipliers), dtype=d.dtype, device=d.device)
+
     def sigmas2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.bandwidth is None:
             base = median_sq_dist(x, y).to(x.device, x.dtype)
@@ -87,10 +124,8 @@ class GaussianKernel:
             base = torch.tensor(float(self.bandwidth), dtype=x.dtype, device=x.device)
         return base * torch.tensor(list(self.multipliers), dtype=x.dtype, device=x.device)
 
-    @staticmethod
-    def matrix(a: torch.Tensor, b: torch.Tensor, sigmas2: torch.Tensor) -> torch.Tensor:
-        d = sq_dists(a, b)
-        return torch.exp(-d[None] / (2.0 * sigmas2[:, None, None])).mean(0)
+    def matrix(self, a: torch.Tensor, b: torch.Tensor, sigmas2: torch.Tensor) -> torch.Tensor:
+        return kernel_mean(sq_dists(a, b), sigmas2, self.multipliers)
 
     @staticmethod
     def paired(a: torch.Tensor, b: torch.Tensor, sigmas2: torch.Tensor) -> torch.Tensor:
@@ -205,15 +240,7 @@ def _pooled(X: list[torch.Tensor], Y: list[torch.Tensor], kernels: Sequence[Gaus
     for kern, a, b in zip(kernels, X, Y):
         z = torch.cat([a, b])
         d = sq_dists(z, z)
-        if kern.bandwidth is None:
-            with torch.no_grad():
-                iu = torch.triu_indices(len(z), len(z), 1, device=z.device)
-                med = d.detach()[iu[0], iu[1]].median()
-                base = torch.where(med > 0, med, torch.ones_like(med))
-        else:
-            base = torch.tensor(float(kern.bandwidth), dtype=z.dtype, device=z.device)
-        sig = base * torch.tensor(list(kern.multipliers), dtype=z.dtype, device=z.device)
-        k = torch.exp(-d[None] / (2.0 * sig[:, None, None])).mean(0)
+        k = kernel_mean(d, kern.sigmas2_from(d), kern.multipliers)
         K = k if K is None else K * k
     assert K is not None
     return _quadratic(K[:m, :m].sum(), K[m:, m:].sum(), K[:m, m:].sum(), m, n, float(m), float(n), estimator)
