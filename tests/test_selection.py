@@ -77,3 +77,18 @@ def test_bench_reports_the_label_free_and_the_oracle_choice(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summary", str(tmp_path), "--select", "dev"]) == 0  # the same tables from the run store
     assert "ORACLE choice" in capsys.readouterr().out
+
+
+def test_select_chooses_training_settings_too(tmp_path):
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import ConfigError, DataError
+
+    grid = [{"lr": 0.001}, {"lr": 0.05, "optimizer": "sgd"}]
+    res = select_hparams("source-only", ["digits->digits+rot30"], validator="source-val", grid=grid,
+                         out=tmp_path, config=TrainConfig(epochs=1, steps_per_epoch=4, progress=False),
+                         max_samples=300, log=None)
+    runs = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    assert sorted((r["config"]["optimizer"], r["config"]["lr"]) for r in runs) == [("sgd", 0.001), ("sgd", 0.05)]
+    assert res.choice in grid
+    with pytest.raises((ConfigError, DataError)):
+        select_hparams("source-only", ["digits->digits+rot30"], grid=[{"lr": -1.0}], out=tmp_path, log=None)

@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
     sl.add_argument("--validator", default="dev", help="label-free validator (see `qianyi validators`; default dev)")
     sl.add_argument("--grid", default=None, metavar="JSON|FILE",
-                    help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'')
+                    help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'; '
+                         'training settings too: \'[{"lr": 0.002}, {"optimizer": "sgd", "lr": 0.01}]\'')
     sl.add_argument("--seeds", type=int, default=1, help="seeds per candidate and pair (default 1)")
     sl.add_argument("--out", default="runs/select", help="cache and report folder (default runs/select)")
     sl.add_argument("--show-oracle", action="store_true",

@@ -34,8 +34,22 @@ from ..train.store import RunStore, fingerprint
 from .runner import parse_pair
 
 
+#: Training settings a candidate may set besides the method's own (``{"lr": 0.03, "optimizer": "sgd"}``).
+TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "epochs", "steps_per_epoch",
+              "batch_size")
+
+
+def split_candidate(cand: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the method's settings, the training settings) of a candidate."""
+    train = {k: v for k, v in cand.items() if k in TRAIN_KEYS}
+    return {k: v for k, v in cand.items() if k not in TRAIN_KEYS}, train
+
+
 def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The candidates for ``method``: ``grid`` if given, else the method's documented default grid."""
+    """The candidates for ``method``: ``grid`` if given, else the method's documented default grid.
+
+    A candidate may also set training settings (:data:`TRAIN_KEYS`, e.g. ``{"lr": 0.03}``): they
+    replace the corresponding :class:`TrainConfig` settings for that candidate's runs."""
     cls = available_methods().get(method)
     if cls is None:
         get_method(method)  # raises with the list of names
@@ -43,7 +57,9 @@ def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> li
     if not cands:
         raise DataError(f"method {method!r} has no hyper-parameter grid to select from; pass one with --grid")
     for c in cands:
-        get_method(method, **c)  # unknown settings fail before any training
+        hp, train = split_candidate(c)
+        get_method(method, **hp)  # unknown settings fail before any training
+        replace(TrainConfig(), **train)  # so do bad training settings
     return cands
 
 
@@ -128,7 +144,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
                 k += 1
-                m, cfg = get_method(method, **cand), replace(base, seed=seed)
+                hp, train = split_candidate(cand)
+                m, cfg = get_method(method, **hp), replace(base, seed=seed, **train)
                 fp = fingerprint(m, cfg, task)
                 result: RunResult | None = store.get(fp)
                 if result is None:
