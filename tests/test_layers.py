@@ -10,7 +10,7 @@ from .conftest import ROOT
 
 PKG = ROOT / "src" / "qianyi"
 #: Bottom to top. Shared helpers (errors, _io, _report, schedules) sit below everything.
-LAYERS = ["errors", "_io", "_report", "schedules", "data", "nn", "distances", "methods", "select", "train",
+LAYERS = ["errors", "_io", "_report", "schedules", "data", "nn", "distances", "shallow", "methods", "select", "train",
           "measure", "bench", "cli", "__main__"]
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .._io import write_text
 from .._report import save_figure, subplots
 from ..train.artefact import load_model
+from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
 from ..train.store import RunStore
 from .runner import BenchResult
@@ -100,7 +101,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     store = RunStore(res.out / "runs")
     models = []
     for m in res.methods:
-        runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.seed == 0]
+        runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.seed == 0
+                and r.model_file == MODEL_FILE]  # networks only (a shallow method has no features to embed)
         folder = store.path(runs[0].fingerprint) if runs else None
         if folder is not None and (folder / "model.json").exists():
             models.append((m, load_model(folder)))

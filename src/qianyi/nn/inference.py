@@ -79,11 +79,16 @@ def class_report(model: nn.Module, domain: Domain, n_classes: int, device: torch
     the confusion matrix (rows: true class, columns: predicted) of ``model`` on labelled ``domain``."""
     if domain.y is None:
         raise DataError(f"domain {domain.name!r} has no labels to score")
-    pred = finite_logits(model, domain, device).argmax(1).numpy()
+    return report_from_predictions(domain.y, finite_logits(model, domain, device).argmax(1).numpy(), n_classes)
+
+
+def report_from_predictions(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, object]:
+    """:func:`class_report`'s numbers for predicted class indices ``pred`` of labels ``y``."""
+    y, pred = np.asarray(y), np.asarray(pred)
     confusion = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(confusion, (domain.y, pred), 1)
+    np.add.at(confusion, (y, pred), 1)
     support = confusion.sum(1)
     per_class = [float(confusion[k, k] / support[k]) if support[k] else None for k in range(n_classes)]
     present = [a for a in per_class if a is not None]
-    return {"accuracy": float((pred == domain.y).mean()), "balanced_accuracy": float(np.mean(present)),
+    return {"accuracy": float((pred == y).mean()), "balanced_accuracy": float(np.mean(present)),
             "per_class_accuracy": per_class, "confusion": confusion.tolist()}

@@ -99,9 +99,14 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
                         "before model files described themselves hold weights only: rerun them)")
     try:
         meta = json.loads(meta_path.read_text())
-        arch = meta["architecture"]
+        shallow = isinstance(meta, dict) and meta.get("kind") == "shallow"
+        arch = None if shallow else meta["architecture"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
+    if shallow:
+        raise DataError(f"{str(folder)!r} is a run of the shallow method {meta.get('method')!r}: its fitted arrays "
+                        "are in model.npz, but qianyi predict does not rebuild shallow models yet; use the "
+                        "estimator in qianyi.shallow from Python")
     weights = folder / meta.get("weights", MODEL_FILE)
     if not weights.is_file() or sha256_file(weights) != meta.get("weights_sha256"):
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "

@@ -51,6 +51,8 @@ class RunResult:
     #: The step a killed run resumed from (0: it ran in one go); processes under torchrun (1: one process).
     resumed_from_step: int = 0
     processes: int = 1
+    #: The model file ``model_sha256`` names: ``model.pt`` (networks) or ``model.npz`` (shallow methods).
+    model_file: str = "model.pt"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

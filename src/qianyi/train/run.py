@@ -7,16 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
+from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import get_method
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
-from ..nn.inference import accuracy, class_report
+from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
 from ..select import score_all
 from .artefact import save_model
@@ -101,6 +103,10 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     config = (config or TrainConfig()).for_task(task)  # the data's defaults filled in: what result.json records
+    if getattr(m, "shallow", False):
+        if backbone is not None:
+            raise DataError(f"{m.name} is a shallow method: it trains no network, so it takes no backbone")
+        return _run_shallow(m, task, config, out)
     if out is not None:
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config, _factory(backbone))
@@ -150,3 +156,63 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         write_history_csv(out / HISTORY_FILE, fit.history)
         result.save(out)
     return result, fit
+
+
+def _flat(X: Any) -> np.ndarray:
+    return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+
+
+def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path | None
+                 ) -> tuple[RunResult, FitResult]:
+    """A shallow method (:mod:`qianyi.methods.shallow`): fit its estimator on the flattened source inputs
+    and labels and the unlabelled target inputs, score the target test split once."""
+    import time
+
+    if task.source.y is None:
+        raise DataError(f"{m.name}: the source {task.source.name!r} has no labels")
+    t0 = time.perf_counter()
+    predictor = m.fit_predictor(_flat(task.source.X), task.source.y, _flat(task.target.X), config.seed)  # type: ignore[attr-defined]
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any] = {}
+    if task.target_test is not None:
+        report = report_from_predictions(task.target_test.y, predictor.predict(_flat(task.target_test.X)),
+                                         task.n_classes)
+        report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
+    src_pred = predictor.predict(_flat(task.source_val.X))  # (through the target's map, where they differ)
+    source_accuracy = float((np.asarray(src_pred) == task.source_val.y).mean())
+    result = RunResult(
+        method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
+        target_accuracy=report.get("accuracy"), target_report=report,
+        source_accuracy=source_accuracy, scores={"source-val": source_accuracy},  # the one network-free validator
+        train_seconds=round(seconds, 3), selection="shallow method: no epochs; no target labels", oracle=False,
+        hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
+        n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
+        device="cpu", fingerprint=run_fingerprint(m, config, task),
+        versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        model_file=SHALLOW_MODEL_FILE)
+    fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
+                    steps=0)
+    if out is not None and distributed.is_main():
+        arrays = {f"{type(o).__name__}.{k}": np.asarray(v) for o in _fitted_parts(predictor)
+                  for k, v in vars(o).items() if k.endswith("_") and isinstance(v, np.ndarray)}
+        atomic_write(out / SHALLOW_MODEL_FILE, lambda fh: np.savez(fh, **arrays), mode="wb")
+        write_json(out / "model.json", {"kind": "shallow", "method": m.name, "settings": m.hparams(),
+                                        "note": "arrays the shallow estimator fitted (no pickle); qianyi predict "
+                                                "does not yet rebuild shallow models"})
+        result.model_sha256 = sha256_file(out / SHALLOW_MODEL_FILE)
+        result.save(out)
+    return result, fit
+
+
+#: What a shallow run saves: the fitted arrays of its estimators, as a plain npz.
+SHALLOW_MODEL_FILE = "model.npz"
+
+
+def _fitted_parts(predictor: Any) -> list[Any]:
+    """The predictor and the estimators it holds (its classifier; a transformer behind a bound transform)."""
+    parts = [predictor]
+    for v in vars(predictor).values():
+        owner = getattr(v, "__self__", v)
+        if hasattr(owner, "get_params") and owner is not predictor:
+            parts.append(owner)
+    return parts

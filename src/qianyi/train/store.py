@@ -56,7 +56,7 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
     if result.fingerprint != _plain(fp):
         return None
     try:
-        if sha256_file(directory / MODEL_FILE) != result.model_sha256:
+        if sha256_file(directory / (result.model_file or MODEL_FILE)) != result.model_sha256:
             return None  # model.pt from another run, or half-written: not finished
     except OSError:
         return None

@@ -1,0 +1,284 @@
+"""Shared plumbing of the shallow estimators: who is source and who is target, input checks,
+kernels, the median heuristic, Nystroem features and memory-bounded chunking.
+
+Domains (one convention for every estimator of :mod:`qianyi.shallow`, the one of
+:class:`qianyi.train.estimator.DomainAdapter`):
+
+* explicit: ``fit(Xs, ys, Xt=Xt, yt=yt)`` (``X``/``y`` are the source);
+* stacked: ``fit(X, y, sample_domain=sd)`` with ``sd > 0`` for source rows, ``sd < 0`` for target
+  rows (skada's convention; ``0`` is an error);
+* classifiers whose target is unlabelled (:class:`JDA`, :class:`KMMClassifier`) also take an
+  ``unlabelled=`` marker: rows of ``y`` equal to it are target rows (scikit-learn's semi-supervised
+  convention, what makes them work in ``GridSearchCV`` without metadata routing).
+
+Without any target rows an unsupervised adapter adapts the data to itself (the source serves as
+target), which keeps it a well-behaved scikit-learn estimator; those that need labelled target rows
+(:class:`TrAdaBoost`, :class:`AugmentedClassifier`) raise :class:`~qianyi.errors.DataError`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+from sklearn.utils.validation import check_array, column_or_1d, validate_data
+
+from ..errors import ConfigError, DataError, QianyiWarning
+
+#: Exact kernel methods hold at most this many n x n float64 matrices at once (K, K H K, its copy for the
+#: solver, K M K + mu I).
+N_BY_N_MATRICES = 4
+#: Landmarks used when the exact problem would exceed the memory budget and ``landmarks`` is not set.
+DEFAULT_LANDMARKS = 1000
+#: Working memory of one chunk of a streamed kernel product.
+CHUNK_BYTES = 64 * 2 ** 20
+#: The median heuristic looks at most at this many pooled points.
+MEDIAN_POINTS = 1000
+KERNELS = ("primal", "linear", "rbf")
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def check_X(est: Any, X: Any, name: str, *, reset: bool) -> np.ndarray:
+    """``validate_data`` (sets ``n_features_in_`` when ``reset``), its ValueErrors as DataError naming ``name``."""
+    try:
+        return validate_data(est, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+    except ValueError as e:
+        raise DataError(f"{type(est).__name__}: input {name}: {e}") from e
+
+
+def check_other(est: Any, X: Any, name: str) -> np.ndarray:
+    """A second sample (the target) with the features of the first."""
+    try:
+        X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1, input_name=name)
+    except ValueError as e:
+        raise DataError(f"{type(est).__name__}: input {name}: {e}") from e
+    if X.shape[1] != est.n_features_in_:
+        raise DataError(f"{type(est).__name__}: {name} has {X.shape[1]} features but the source X has "
+                        f"{est.n_features_in_}; give both domains the same features (same preprocessing, same order)")
+    return X
+
+
+def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
+    """One label per row (a column vector is accepted with scikit-learn's DataConversionWarning)."""
+    who = type(est).__name__
+    if y is None:
+        raise DataError(f"{who} requires y to be passed, but the target y is None: give {name}, one label per row")
+    try:
+        y = column_or_1d(np.asarray(y), warn=True)
+    except ValueError as e:
+        raise DataError(f"{who}: {name} has shape {np.shape(y)}; expected one label per row ({n},)") from e
+    if len(y) != n:
+        raise DataError(f"{who}: {name} has {len(y)} labels for {n} rows; give one label per row")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{who}: {name} contains NaN or infinity; drop or fill those rows")
+    return y
+
+
+@dataclass
+class Domains:
+    """Source and target rows after the checks (``yt`` None when the target is unlabelled)."""
+
+    Xs: np.ndarray
+    ys: np.ndarray | None
+    Xt: np.ndarray
+    yt: np.ndarray | None
+    has_target: bool
+
+
+def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = None, sample_domain: Any = None,
+                  unlabelled: Any = None, *, need_y: bool = False, need_yt: bool = False,
+                  min_target: int = 2, min_source: int = 1) -> Domains:
+    """One reading of the three conventions of the module docstring, with clear errors."""
+    who = type(est).__name__
+    X = check_X(est, X, "X", reset=True)
+    if need_y or y is not None:
+        y = check_labels(est, y, len(X), "y")
+    if Xt is None and len(X) < 2:
+        raise DataError(f"{who}.fit: X has 1 sample; a source and a target need at least 2 rows in all")
+    if Xt is not None and sample_domain is not None:
+        raise DataError(f"{who}.fit: give the target either as Xt= or by sample_domain=, not both")
+    if Xt is not None:
+        Xs, ys = X, y
+        Xt = check_other(est, Xt, "Xt")
+        if yt is not None:
+            yt = check_labels(est, yt, len(Xt), "yt")
+        has_target = True
+    elif sample_domain is not None:
+        sd = np.asarray(sample_domain)
+        if sd.shape != (len(X),):
+            raise DataError(f"{who}.fit: sample_domain has shape {sd.shape}; expected one entry per row "
+                            f"({len(X)},): positive for source rows, negative for target rows")
+        if sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd.astype(float)).all():
+            raise DataError(f"{who}.fit: sample_domain must be non-zero numbers (positive: source, negative: "
+                            "target)")
+        if yt is not None:
+            raise DataError(f"{who}.fit: with sample_domain= the target labels are the rows of y where "
+                            "sample_domain < 0; do not pass yt")
+        src = sd > 0
+        Xs, Xt = X[src], X[~src]
+        ys, yt = (y[src], y[~src]) if y is not None else (None, None)
+        has_target = True
+    elif unlabelled is not None and y is not None:
+        tgt = y == unlabelled
+        Xs, ys, Xt, yt = X[~tgt], y[~tgt], X[tgt], None
+        has_target = True
+    else:
+        Xs, ys, Xt, yt, has_target = X, y, X, y, False
+    if len(Xs) == 0:
+        raise DataError(f"{who}.fit: the source domain is empty (no row with sample_domain > 0 / not marked "
+                        "unlabelled); give labelled source rows")
+    if len(Xs) < min_source:
+        raise DataError(f"{who}.fit: the source has {len(Xs)} sample(s), 1 sample is too few; give at least "
+                        f"{min_source} source rows")
+    if has_target and len(Xt) == 0:
+        raise DataError(f"{who}.fit: the target domain is empty; give target rows (Xt=, or sample_domain < 0)")
+    if len(Xt) < min_target:
+        raise DataError(f"{who}.fit: the target has {len(Xt)} sample(s), 1 sample is too few; give at least "
+                        f"{min_target} target rows")
+    if need_yt and (not has_target or yt is None):
+        raise DataError(f"{who}.fit needs labelled target rows: pass Xt= and yt=, or stack them into X, y "
+                        "with sample_domain < 0 for the target rows")
+    if need_yt and yt is not None and yt.dtype.kind == "f" and not np.isfinite(yt).all():
+        raise DataError(f"{who}.fit: the target labels contain NaN; give every target row a label")
+    return Domains(Xs, ys, Xt, yt, has_target)
+
+
+def target_as_y(y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:
+    """``fit(Xs, Xt)``: a 2-D array where ``y`` goes is the target sample (unsupervised adapters ignore y)."""
+    if y is not None and Xt is None and sample_domain is None and np.asarray(y).ndim == 2:
+        return None, y
+    return y, Xt
+
+
+def domain_mask(est: Any, n: int, sample_domain: Any, default: str) -> np.ndarray:
+    """Boolean mask of source rows for ``transform(X, sample_domain)``; ``default`` when it is None."""
+    if sample_domain is None:
+        return np.full(n, default == "source")
+    sd = np.asarray(sample_domain)
+    if sd.shape != (n,) or sd.dtype.kind not in "iuf" or (sd == 0).any():
+        raise DataError(f"{type(est).__name__}: sample_domain must hold one non-zero number per row ({n},): "
+                        "positive for source rows, negative for target rows")
+    return sd > 0
+
+
+# -- scaling ---------------------------------------------------------------------------------------
+def zscore_params(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (1 where a feature is constant) of ``X``."""
+    mean = X.mean(0)
+    std = X.std(0)
+    std[~(std > 1e-12 * max(1.0, float(np.abs(mean).max(initial=0.0))))] = 1.0
+    return mean, std
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+def sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Pairwise squared distances, built in place (one (m, n) array)."""
+    d = A @ B.T
+    d *= -2.0
+    d += (A * A).sum(1)[:, None]
+    d += (B * B).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def median_sq_dist(X: np.ndarray, seed: int = 0, max_points: int = MEDIAN_POINTS) -> float:
+    """Median squared distance between distinct points of a seeded subsample of ``X`` (1 if all coincide)."""
+    if len(X) > max_points:
+        X = X[np.random.default_rng(seed).choice(len(X), max_points, replace=False)]
+    d = sq_dists(X, X)[np.triu_indices(len(X), 1)]
+    med = float(np.median(d)) if d.size else 0.0
+    if not med > 0:
+        positive = d[d > 0]
+        med = float(np.median(positive)) if positive.size else 1.0
+    return med
+
+
+def kernel(A: np.ndarray, B: np.ndarray, name: str, gamma: float) -> np.ndarray:
+    if name == "rbf":
+        K = sq_dists(A, B)
+        K *= -gamma
+        return np.exp(K, out=K)
+    return A @ B.T
+
+
+def chunks(n: int, width: int, budget: int = CHUNK_BYTES) -> Iterator[slice]:
+    """Row slices such that a (rows, width) float64 block stays within ``budget`` bytes."""
+    step = max(1, budget // (8 * max(1, width)))
+    for i in range(0, n, step):
+        yield slice(i, min(n, i + step))
+
+
+def check_kernel(est: Any, name: str, allowed: tuple[str, ...] = KERNELS) -> None:
+    if name not in allowed:
+        raise ConfigError(f"{type(est).__name__}: kernel={name!r} is unknown; use one of {', '.join(allowed)}")
+
+
+def check_positive(est: Any, **values: float) -> None:
+    for k, v in values.items():
+        if not (isinstance(v, (int, float, np.number)) and math.isfinite(v) and v > 0):
+            raise ConfigError(f"{type(est).__name__}: {k}={v!r}; it must be a positive finite number")
+
+
+class FeatureMap:
+    """An explicit feature map ``phi``: identity (``primal``) or Nystroem on ``landmarks``.
+
+    Nystroem (Williams & Seeger, NIPS 2001): with landmarks Z and ``K_ZZ = U S U^T``,
+    ``phi(x) = k(x, Z) U S^{-1/2}`` (eigenvalues under 1e-10 of the largest dropped), so that
+    ``phi(x)^T phi(y)`` approximates ``k(x, y)``.
+    """
+
+    def __init__(self, kernel_name: str, gamma: float, landmarks: np.ndarray | None) -> None:
+        self.kernel_name, self.gamma, self.landmarks = kernel_name, gamma, landmarks
+        if landmarks is None:
+            self.proj = None
+            return
+        Kzz = kernel(landmarks, landmarks, kernel_name, gamma)
+        s, U = np.linalg.eigh((Kzz + Kzz.T) / 2)
+        keep = s > 1e-10 * max(float(s.max()), 1e-300)
+        self.proj = U[:, keep] / np.sqrt(s[keep])
+
+    @property
+    def dim(self) -> int:
+        return self.proj.shape[1] if self.proj is not None else -1
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if self.proj is None:
+            return X
+        return kernel(X, self.landmarks, self.kernel_name, self.gamma) @ self.proj
+
+    def blocks(self, X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        width = X.shape[1] if self.landmarks is None else len(self.landmarks)
+        for sl in chunks(len(X), width):
+            yield sl, self(X[sl])
+
+
+def exact_fits(n: int, max_bytes: float) -> bool:
+    """Whether the exact kernel problem (about ``N_BY_N_MATRICES`` n x n float64 matrices) fits the budget."""
+    return N_BY_N_MATRICES * 8.0 * n * n <= max_bytes
+
+
+def pick_landmarks(X: np.ndarray, m: int, seed: int) -> np.ndarray:
+    m = min(int(m), len(X))
+    return X[np.sort(np.random.default_rng(seed).choice(len(X), m, replace=False))]
+
+
+def landmark_count(est: Any, landmarks: Any, size: int, n: int, max_bytes: float, what: str,
+                   cap: int | None = None) -> int | None:
+    """Landmarks to use: the user's ``landmarks`` (int, at most ``n``); None (exact) when the exact problem, of
+    ``size`` x ``size`` matrices, fits ``max_bytes``; else ``DEFAULT_LANDMARKS`` (fewer on a small budget,
+    never more than ``n``) with a :class:`QianyiWarning`."""
+    if landmarks is not None:
+        if isinstance(landmarks, bool) or not isinstance(landmarks, (int, np.integer)) or landmarks < 1:
+            raise ConfigError(f"{type(est).__name__}: landmarks={landmarks!r}; give a positive number of landmark "
+                              "points, or None to let the estimator decide")
+        return int(min(landmarks, n))
+    if exact_fits(size, max_bytes):
+        return None
+    m = int(min(DEFAULT_LANDMARKS, n, max(10, math.isqrt(int(max_bytes / (N_BY_N_MATRICES * 8.0)))),
+                cap if cap is not None else n))
+    warnings.warn(f"{type(est).__name__}: {what} would hold about {N_BY_N_MATRICES * 8.0 * size * size / 2 ** 20:.0f} "
+                  f"MiB of {size} x {size} matrices, over max_kernel_bytes={max_bytes / 2 ** 20:.0f} MiB; using a "
+                  f"Nystroem approximation on {m} landmarks instead (set landmarks= to choose their number, or raise "
+                  "max_kernel_bytes for the exact solution)", QianyiWarning, stacklevel=4)
+    return m

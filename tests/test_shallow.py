@@ -1,0 +1,415 @@
+"""Shallow transfer estimators (qianyi.shallow): scikit-learn compatibility and what each paper promises."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+from scipy.ndimage import rotate
+from scipy.stats import norm, spearmanr
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.estimator_checks import check_estimator
+
+from qianyi.errors import ConfigError, DataError, QianyiWarning
+from qianyi.shallow import (CORAL, JDA, KMM, TCA, AugmentedClassifier, FeatureAugmentation, KMMClassifier,
+                            SubspaceAlignment, TrAdaBoost)
+
+
+def nn1(Xa, ya, Xb, yb) -> float:
+    return float(KNeighborsClassifier(1).fit(Xa, ya).score(Xb, yb))
+
+
+def zscore_pooled(Xs, Xt):
+    P = np.vstack([Xs, Xt])
+    m, s = P.mean(0), P.std(0)
+    s[s == 0] = 1
+    return (Xs - m) / s, (Xt - m) / s
+
+
+def blobs(seed=0, n=300, d=6, classes=3, shift=2.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (classes, d))
+    ys, yt = rng.integers(0, classes, n), rng.integers(0, classes, n)
+    return (centers[ys] + rng.normal(size=(n, d)), ys,
+            centers[yt] + rng.normal(size=(n, d)) + shift, yt)
+
+
+@pytest.fixture(scope="module")
+def rotated_digits():
+    """UCI digits (500) -> 500 other digits rotated 20 degrees and darker."""
+    X, y = load_digits(return_X_y=True)
+    i = np.random.default_rng(0).permutation(len(X))
+    s, t = i[:500], i[500:1000]
+    Xt = np.stack([rotate(im, 20, reshape=False, order=1) for im in X[t].reshape(-1, 8, 8)]).reshape(-1, 64) * 0.8
+    return X[s], y[s], Xt, y[t]
+
+
+# -- scikit-learn compatibility ---------------------------------------------------------------------------
+def _alternate(X) -> np.ndarray:
+    n = X.shape[0] if hasattr(X, "shape") else len(np.asarray(X))
+    return np.where(np.arange(n) % 2 == 0, 1, -1)
+
+
+class StackedTrAdaBoost(TrAdaBoost):
+    """TrAdaBoost needs labelled target rows, which ``check_estimator``'s ``fit(X, y)`` cannot mark: this
+    test-only subclass makes every other row a target row through ``sample_domain`` (the public API)."""
+
+    def fit(self, X, y):
+        return super().fit(X, y, sample_domain=_alternate(X))
+
+
+class StackedAugmented(AugmentedClassifier):
+    """As :class:`StackedTrAdaBoost`, for the augmented classifier (also needs labelled target rows)."""
+
+    def fit(self, X, y):
+        return super().fit(X, y, sample_domain=_alternate(X))
+
+
+# Every check applies (none is skipped or expected to fail); TrAdaBoost and AugmentedClassifier are checked
+# through the subclasses above because a plain fit(X, y) holds no target rows for them.
+ESTIMATORS = [TCA(n_components=3), TCA(kernel="rbf", n_components=3), TCA(kernel="linear", landmarks=5, n_components=2),
+              JDA(n_iter=2), JDA(kernel="rbf", n_iter=2, n_components=4), CORAL(), SubspaceAlignment(3),
+              KMM(max_iter=50), KMMClassifier(), StackedTrAdaBoost(), FeatureAugmentation(), StackedAugmented()]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=lambda e: f"{type(e).__name__}-{getattr(e, 'kernel', '')}")
+def test_check_estimator(est):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning of KMM on tiny max_iter, sklearn's own notices
+        check_estimator(est)
+
+
+def test_clone_params_and_pipelines():
+    Xs, ys, Xt, yt = blobs()
+    jda = JDA(n_components=4, n_iter=3)
+    assert clone(jda).get_params() == jda.get_params()
+    assert jda.set_params(mu=0.5).mu == 0.5
+    # the unlabelled marker: a scaler sees source and target rows, GridSearchCV works as is
+    X = np.vstack([Xs, Xt])
+    y = np.r_[ys, np.full(len(Xt), -1)]
+    pipe = make_pipeline(StandardScaler(), JDA(n_iter=3, unlabelled=-1)).fit(X, y)
+    assert pipe.score(Xt, yt) > 0.8
+    assert set(pipe.predict(Xt)) <= set(ys)
+    grid = GridSearchCV(make_pipeline(StandardScaler(), JDA(n_iter=2, unlabelled=-1)), {"jda__mu": [0.1, 1.0]}, cv=2,
+                        scoring=lambda est, X, y: est.score(X[y >= 0], y[y >= 0])).fit(X, y)
+    assert grid.best_params_["jda__mu"] in (0.1, 1.0)
+    # sample_domain through scikit-learn's metadata routing
+    sd = np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    with config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(StandardScaler(), TCA(n_components=3).set_fit_request(sample_domain=True))
+        Z = pipe.fit(X, sample_domain=sd).transform(X)
+    assert Z.shape == (len(X), 3)
+    np.testing.assert_allclose(Z, TCA(n_components=3).fit_transform(StandardScaler().fit_transform(X),
+                                                                      sample_domain=sd), atol=1e-8)
+
+
+def test_the_domain_conventions_agree():
+    Xs, ys, Xt, yt = blobs(1)
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    for est in (TCA(n_components=3), CORAL(), SubspaceAlignment(3)):
+        a = clone(est).fit(Xs, Xt).transform(Xt)
+        np.testing.assert_allclose(a, clone(est).fit(Xs, Xt=Xt).transform(Xt), atol=1e-10)
+        np.testing.assert_allclose(a, clone(est).fit(X, sample_domain=sd).transform(Xt), atol=1e-10)
+    np.testing.assert_allclose(KMM().fit(Xs, Xt).weights_, KMM().fit(X, sample_domain=sd).weights_)
+    p = JDA(n_iter=3).fit(Xs, ys, Xt).predict(Xt)
+    np.testing.assert_array_equal(p, JDA(n_iter=3).fit(X, np.r_[ys, yt], sample_domain=sd).predict(Xt))
+    np.testing.assert_array_equal(p, JDA(n_iter=3, unlabelled=-1).fit(X, np.r_[ys, -np.ones(len(yt), int)]).predict(Xt))
+    a = TrAdaBoost(n_estimators=4).fit(Xs, ys, Xt[:20], yt[:20]).predict(Xt)
+    np.testing.assert_array_equal(a, TrAdaBoost(n_estimators=4).fit(
+        np.vstack([Xs, Xt[:20]]), np.r_[ys, yt[:20]], sample_domain=np.r_[np.ones(len(Xs)), -np.ones(20)]).predict(Xt))
+
+
+def test_bad_inputs_say_what_is_wrong():
+    Xs, ys, Xt, yt = blobs(2, n=40)
+    with pytest.raises(DataError, match=r"Xt has 5 features but the source X has 6"):
+        TCA().fit(Xs, Xt=Xt[:, :5])
+    bad = Xt.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(DataError, match=r"Xt.*NaN"):
+        CORAL().fit(Xs, Xt=bad)
+    with pytest.raises(DataError, match=r"input X.*NaN"):
+        JDA().fit(np.where(Xs > 1e9, 0, np.nan), ys, Xt)
+    with pytest.raises(DataError, match="target domain is empty"):
+        TCA().fit(Xs, sample_domain=np.ones(len(Xs)))
+    with pytest.raises(DataError, match="source domain is empty"):
+        KMM().fit(Xs, sample_domain=-np.ones(len(Xs)))
+    with pytest.raises(DataError, match=r"target has 1 sample"):
+        KMM().fit(Xs, Xt=Xt[:1])
+    with pytest.raises(DataError, match="needs labelled target rows"):
+        TrAdaBoost().fit(Xs, ys, Xt)
+    with pytest.raises(DataError, match="needs labelled target rows"):
+        AugmentedClassifier().fit(Xs, ys)
+    with pytest.raises(DataError, match="sample_domain must be non-zero"):
+        TCA().fit(Xs, sample_domain=np.zeros(len(Xs)))
+    with pytest.raises(DataError, match=r"yt has 3 labels for 40 rows"):
+        TrAdaBoost().fit(Xs, ys, Xt, yt[:3])
+    with pytest.raises(ConfigError, match="kernel='poly' is unknown"):
+        TCA(kernel="poly").fit(Xs, Xt)
+    with pytest.raises(ConfigError, match="takes no sample_weight"):
+        KMMClassifier(KNeighborsClassifier()).fit(Xs, ys, Xt)
+
+
+# -- TCA -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel", ["primal", "linear"])
+def test_tca_on_identical_domains_is_pca(kernel):
+    """No shift: the MMD term vanishes and TCA's components are the principal components (linear kernel:
+    the same scores as PCA; a wrong eigenproblem, e.g. A and B swapped, gives the trailing ones)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)) * np.array([5, 3, 2, 1, 0.5, 0.2]) @ np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    tca = TCA(n_components=4, kernel=kernel).fit(X, X.copy())
+    Z = tca.transform(X)
+    P = PCA(4).fit_transform((X - X.mean(0)) / X.std(0))
+    for j in range(4):
+        assert abs(np.corrcoef(Z[:, j], P[:, j])[0, 1]) > 0.9999
+    ratio = Z.std(0) / P.std(0)  # PCA scores up to one common factor (mu), in both forms
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)
+
+
+def test_tca_nystroem_with_every_point_a_landmark_is_the_exact_solution():
+    Xs, _, Xt, _ = blobs(3, n=150)
+    exact = TCA(n_components=4, kernel="rbf").fit(Xs, Xt)
+    full = TCA(n_components=4, kernel="rbf", landmarks=300).fit(Xs, Xt)
+    assert exact.mode_ == "kernel" and full.mode_ == "features" and full.n_landmarks_ == 300
+    np.testing.assert_allclose(full.transform(Xt), exact.transform(Xt), atol=1e-6 * np.abs(exact.transform(Xt)).max())
+
+
+def test_tca_removes_the_mean_shift_direction():
+    """A shift along one direction: TCA's leading component ignores it, PCA's does not."""
+    rng = np.random.default_rng(4)
+    Xs = rng.normal(size=(200, 3)) * [1.0, 2.0, 0.5]
+    Xt = rng.normal(size=(200, 3)) * [1.0, 2.0, 0.5] + [6.0, 0, 0]
+    Z = TCA(n_components=1, kernel="primal").fit(Xs, Xt).transform(np.vstack([Xs, Xt]))
+    gap = abs(Z[:200].mean() - Z[200:].mean()) / Z.std()
+    pca = PCA(1).fit_transform(np.vstack([Xs, Xt]))
+    assert gap < 0.1 < abs(pca[:200].mean() - pca[200:].mean()) / pca.std()
+
+
+def test_tca_switches_to_landmarks_with_a_warning_and_stays_accurate(rotated_digits):
+    Xs, ys, Xt, yt = rotated_digits
+    exact = TCA(kernel="rbf").fit(Xs, Xt)
+    with pytest.warns(QianyiWarning, match=r"Nystroem approximation on \d+ landmarks"):
+        approx = TCA(kernel="rbf", max_kernel_bytes=8e6).fit(Xs, Xt)
+    assert exact.mode_ == "kernel" and approx.mode_ == "features" and 100 <= approx.n_landmarks_ < 1000
+    a = nn1(exact.transform(Xs), ys, exact.transform(Xt), yt)
+    b = nn1(approx.transform(Xs), ys, approx.transform(Xt), yt)
+    assert b >= a - 0.03
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit number of landmarks is obeyed silently
+        assert TCA(kernel="rbf", landmarks=200).fit(Xs, Xt).n_landmarks_ == 200
+
+
+@pytest.mark.parametrize("kernel", ["primal", "linear", "rbf"])
+def test_tca_does_not_collapse_on_rotated_digits(rotated_digits, kernel):
+    Xs, ys, Xt, yt = rotated_digits
+    raw = nn1(*zscore_pooled(Xs, Xt)[:1], ys, zscore_pooled(Xs, Xt)[1], yt)
+    tca = TCA(kernel=kernel).fit(Xs, Xt)
+    assert nn1(tca.transform(Xs), ys, tca.transform(Xt), yt) >= 0.9 * raw
+
+
+def test_jda_beats_tca_on_a_shifted_problem(rotated_digits):
+    Xs, ys, Xt, yt = rotated_digits
+    tca = TCA().fit(Xs, Xt)
+    jda = JDA().fit(Xs, ys, Xt)
+    assert jda.score(Xt, yt) >= nn1(tca.transform(Xs), ys, tca.transform(Xt), yt) + 0.05
+    assert 1 <= jda.n_iter_ <= 10 and len(jda.pseudo_label_history_) == jda.n_iter_
+    assert jda.n_components_ == 64  # the paper's 100, capped by the 64 features of the primal form
+    P = jda.predict_proba(Xt[:5])
+    assert P.shape == (5, 10) and np.allclose(P.sum(1), 1)
+
+
+def test_jda_mmd_matrix_is_the_reference_codes():
+    """M = C e0 e0^T + sum_c e_c e_c^T, divided by its Frobenius norm (Long et al.'s JDA_core.m)."""
+    from qianyi.shallow.tca import _Groups
+
+    ys, yt = np.array([0, 0, 1, 2, 2, 2]), np.array([1, 1, 0, 2, 0])
+    ns, nt, C = len(ys), len(yt), 3
+    e = np.r_[np.full(ns, 1 / ns), np.full(nt, -1 / nt)]
+    M = C * np.outer(e, e)
+    for c in range(C):
+        ec = np.r_[(ys == c) / (ys == c).sum(), -1.0 * (yt == c) / (yt == c).sum()]
+        M += np.outer(ec, ec)
+    M /= np.linalg.norm(M)
+    g = _Groups(ns, nt, ys, yt, C)
+    vectors = g.E[:, g.index]  # each e_a on every row
+    np.testing.assert_allclose((vectors.T * (g.w / g.fro)) @ vectors, M, atol=1e-12)
+
+
+def test_tca_and_jda_on_many_samples_stay_within_memory():
+    """The primal form needs d x d matrices only; kernels past the budget go to landmarks; transform streams."""
+    rng = np.random.default_rng(5)
+    Xs, Xt = rng.normal(size=(30000, 5)), rng.normal(size=(30000, 5)) + 0.5
+    t = TCA(n_components=3).fit(Xs, Xt)
+    assert t.mode_ == "features" and t.transform(Xt).shape == (30000, 3)
+    with pytest.warns(QianyiWarning, match="60000 x 60000"):
+        k = TCA(kernel="rbf", n_components=3, landmarks=None, max_kernel_bytes=2e6).fit(Xs, Xt)
+    assert k.n_landmarks_ <= 250
+
+
+# -- CORAL, SA ---------------------------------------------------------------------------------------
+def test_coral_aligns_second_moments():
+    rng = np.random.default_rng(6)
+    Xs = rng.normal(size=(2000, 4)) @ rng.normal(size=(4, 4))
+    Xt = rng.normal(size=(2000, 4)) @ rng.normal(size=(4, 4)) + 3.0
+    Ct = np.cov(Xt, rowvar=False)
+    out = CORAL(reg=1e-9).fit(Xs, Xt).transform(Xs)
+    assert np.linalg.norm(np.cov(Xs, rowvar=False) - Ct) > 0.5 * np.linalg.norm(Ct)
+    np.testing.assert_allclose(np.cov(out, rowvar=False), Ct, atol=1e-6 * np.abs(Ct).max())
+    # lambda = 1 (the paper's default): exactly C_T - lambda C_T^1/2 (C_S + lambda I)^-1 C_T^1/2
+    c = CORAL().fit(Xs, Xt)
+    s, U = np.linalg.eigh(Ct + np.eye(4))
+    root = (U * np.sqrt(s)) @ U.T
+    expected = root @ (np.eye(4) - np.linalg.inv(c.source_covariance_)) @ root
+    np.testing.assert_allclose(np.cov(c.transform(Xs), rowvar=False), expected, rtol=1e-8, atol=1e-8)
+    # target rows pass unchanged
+    np.testing.assert_array_equal(c.transform(Xt, sample_domain=-np.ones(len(Xt))), Xt)
+
+
+def test_subspace_alignment():
+    rng = np.random.default_rng(2)
+    D, k = 20, 3
+    centers = np.array([[6, 0, 0], [-6, 0, 0], [0, 3, 0], [0, -3, 0.]])
+    Es = np.linalg.qr(rng.normal(size=(D, k)))[0]
+    A = rng.normal(size=(D, D))
+    R = expm(0.8 * (A - A.T) / np.linalg.norm(A - A.T, 2))  # the target subspace is turned away from the source's
+
+    def domain(n, M, offset):
+        y = rng.integers(0, 4, n)
+        Z = centers[y] + rng.normal(size=(n, k)) * [1, 1, 1.5]
+        return Z @ Es.T @ M + 0.1 * rng.normal(size=(n, D)) + offset, y
+
+    (Xs, ys), (Xt, yt) = domain(300, np.eye(D), 0.0), domain(300, R, 3.0)
+    sa = SubspaceAlignment(k).fit(Xs, Xt)
+    Ps, Pt = sa.source_basis_, sa.target_basis_
+    np.testing.assert_allclose(Ps.T @ Ps, np.eye(k), atol=1e-10)
+    np.testing.assert_allclose(np.abs(Ps.T @ PCA(k).fit(Xs).components_.T), np.eye(k), atol=1e-6)
+    np.testing.assert_allclose(sa.alignment_, Ps.T @ Pt)
+    best = np.linalg.norm(Ps @ sa.alignment_ - Pt)  # M = Ps^T Pt minimises |Ps M - Pt|_F
+    assert best < np.linalg.norm(Ps - Pt)
+    assert all(best <= np.linalg.norm(Ps @ (sa.alignment_ + 0.05 * rng.normal(size=(k, k))) - Pt) for _ in range(20))
+    Zs = sa.transform(Xs, sample_domain=np.ones(len(Xs)))
+    np.testing.assert_allclose(Zs, (Xs - Xs.mean(0)) @ Ps @ Ps.T @ Pt, atol=1e-8)
+    assert nn1(Xs, ys, Xt, yt) < 0.6
+    assert nn1(Zs, ys, sa.transform(Xt), yt) > 0.95
+
+
+# -- KMM -----------------------------------------------------------------------------------------------
+def test_kmm_weights_follow_the_density_ratio():
+    rng = np.random.default_rng(7)
+    xs = rng.normal(0.0, 1.0, 400)
+    xt = rng.normal(1.0, 0.5, 300)
+    kmm = KMM().fit(xs[:, None], xt[:, None])
+    w = kmm.weights_
+    ratio = norm.pdf(xs, 1.0, 0.5) / norm.pdf(xs, 0.0, 1.0)
+    assert spearmanr(w, ratio).statistic > 0.8
+    assert w[np.abs(xs - 1.0) < 0.5].mean() > 3 * w[xs < -1.0].mean()
+    assert (w >= 0).all() and (w <= kmm.B).all() and abs(w.sum() - 400) <= 400 * kmm.eps_ + 1e-6
+    # no shift: every weight near 1
+    same = KMM().fit(xs[:, None], rng.normal(0.0, 1.0, 400)[:, None]).weights_
+    assert abs(same.mean() - 1) < 0.1 and np.mean(np.abs(same - 1) < 0.5) > 0.9
+    # the weighted source mean moves to the target's
+    assert abs(np.average(xs, weights=w) - xt.mean()) < 0.15 < abs(xs.mean() - xt.mean())
+    # the Nystroem path gives nearly the same weights
+    with pytest.warns(QianyiWarning):
+        approx = KMM(max_kernel_bytes=1e6).fit(xs[:, None], xt[:, None])
+    assert np.corrcoef(approx.weights_, w)[0, 1] > 0.95
+
+
+def test_kmm_classifier_uses_the_weights():
+    rng = np.random.default_rng(8)
+    xs = rng.normal(0.0, 1.5, (500, 1))
+    ys = (np.sin(2 * xs[:, 0]) > 0).astype(int)  # a concept a linear model fits only locally
+    xt = rng.normal(1.2, 0.3, (300, 1))
+    yt = (np.sin(2 * xt[:, 0]) > 0).astype(int)
+    clf = KMMClassifier(LogisticRegression(), KMM(gamma=4.0)).fit(xs, ys, xt)
+    assert clf.weights_.shape == (500,) and clf.kmm_.gamma == 4.0
+    assert clf.score(xt, yt) > LogisticRegression().fit(xs, ys).score(xt, yt) + 0.1
+    assert clf.predict_proba(xt).shape == (300, 2)
+
+
+# -- TrAdaBoost --------------------------------------------------------------------------------------
+def _tradaboost_data(seed=9):
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(200, 2))
+    ys = (Xs[:, 0] + 0.3 * Xs[:, 1] > 0).astype(int)
+    Xt = rng.normal(size=(40, 2))
+    yt = (Xt[:, 0] - 0.8 * Xt[:, 1] > 0.3).astype(int)
+    return Xs, ys, Xt, yt
+
+
+def test_tradaboost_moves_weights_as_the_paper_says():
+    Xs, ys, Xt, yt = _tradaboost_data()
+    tb = TrAdaBoost(DecisionTreeClassifier(max_depth=1), n_estimators=1).fit(Xs, ys, Xt, yt)
+    h = tb.estimators_[0]
+    miss_s, miss_t = h.predict(Xs) != ys, h.predict(Xt) != yt
+    assert miss_s.any() and (~miss_s).any() and miss_t.any() and (~miss_t).any()
+    eps = miss_t.mean()  # uniform initial weights: the weighted target error is the error rate
+    assert tb.estimator_errors_[0] == pytest.approx(eps)
+    beta = 1 / (1 + math.sqrt(2 * math.log(200) / 1))
+    assert tb.beta_ == pytest.approx(beta)
+    w = tb.sample_weights_  # up to a common factor: 1 if right, beta (source) or 1/beta_t (target) if wrong
+    ws, wt = w[:200], w[200:]
+    base = ws[~miss_s][0]
+    np.testing.assert_allclose(ws[~miss_s], base)
+    np.testing.assert_allclose(ws[miss_s], base * beta)  # misclassified source samples lose weight
+    np.testing.assert_allclose(wt[~miss_t], base)
+    np.testing.assert_allclose(wt[miss_t], base * (1 - eps) / eps)  # misclassified target samples gain weight
+    assert ws[miss_s].max() < base < wt[miss_t].min()
+
+
+def test_tradaboost_votes_with_the_second_half_of_the_rounds():
+    Xs, ys, Xt, yt = _tradaboost_data()
+    tb = TrAdaBoost(n_estimators=9).fit(Xs, ys, Xt, yt)
+    np.testing.assert_array_equal(tb.voters_, np.arange(4, 9))  # rounds ceil(9/2) = 5 .. 9
+    X = np.random.default_rng(1).normal(size=(300, 2))
+    # the paper's rule: 1 iff prod beta_t^-h_t(x) >= prod beta_t^-1/2 over the voting rounds
+    betas = np.exp(-tb.estimator_weights_[tb.voters_])
+    H = np.array([tb.estimators_[t].predict(X) for t in tb.voters_])
+    rule = (np.prod(betas[:, None] ** -H, 0) >= np.prod(betas ** -0.5)).astype(int)
+    np.testing.assert_array_equal(tb.predict(X), rule)
+    assert np.allclose(tb.predict_proba(X).sum(1), 1)
+    assert np.array_equal(tb.decision_function(X) >= 0, tb.predict(X) == 1)
+    # the few target labels help: better on the target than a tree on the source alone
+    rng = np.random.default_rng(3)
+    Xte = rng.normal(size=(1000, 2))
+    yte = (Xte[:, 0] - 0.8 * Xte[:, 1] > 0.3).astype(int)
+    source_only = DecisionTreeClassifier(max_depth=2, random_state=0).fit(Xs, ys).score(Xte, yte)
+    assert TrAdaBoost(n_estimators=20).fit(Xs, ys, Xt, yt).score(Xte, yte) > source_only + 0.05
+
+
+# -- feature augmentation ------------------------------------------------------------------------------
+def test_feature_augmentation_shapes():
+    X = np.arange(12.0).reshape(4, 3)
+    fa = FeatureAugmentation().fit(X)
+    out = fa.transform(X, sample_domain=[1, -1, 1, -1])
+    assert out.shape == (4, 9)
+    np.testing.assert_array_equal(out[0], np.r_[X[0], X[0], np.zeros(3)])
+    np.testing.assert_array_equal(out[1], np.r_[X[1], np.zeros(3), X[1]])
+    np.testing.assert_array_equal(fa.transform(X)[:, 3:6], 0)  # no domain given: target rows
+    assert list(fa.get_feature_names_out())[:4] == ["shared__x0", "shared__x1", "shared__x2", "source__x0"]
+
+
+def test_augmented_classifier_beats_source_only_and_target_only():
+    """A shared concept on 45 features (needs many samples) and a small domain-specific part of opposite
+    sign: source-only gets the specific part wrong, target-only (30 rows) cannot learn the shared part."""
+    rng = np.random.default_rng(0)
+    d = 50
+    shared = np.r_[np.ones(45), np.zeros(5)]
+    specific = np.r_[np.zeros(45), np.ones(5)]
+    Xs, Xt, Xte = rng.normal(size=(1000, d)), rng.normal(size=(30, d)), rng.normal(size=(2000, d))
+    ys, yt, yte = (Xs @ (shared + specific) > 0), (Xt @ (shared - specific) > 0), (Xte @ (shared - specific) > 0)
+    source_only = LogisticRegression(max_iter=1000).fit(Xs, ys).score(Xte, yte)
+    target_only = LogisticRegression(max_iter=1000).fit(Xt, yt).score(Xte, yte)
+    aug = AugmentedClassifier().fit(Xs, ys, Xt, yt)
+    assert aug.score(Xte, yte) > max(source_only, target_only) + 0.02
+    assert aug.estimator_.coef_.shape == (1, 3 * d)

@@ -1,0 +1,51 @@
+"""Shallow methods through the same CLI, bench, store and select as the deep ones."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qianyi.cli import main
+from qianyi.methods import get_method
+from qianyi.train.store import finished
+
+SHALLOW = ["knn", "tca", "jda", "sa", "coral-shallow", "kmm"]
+
+
+@pytest.mark.parametrize("name", SHALLOW)
+def test_run_a_shallow_method_from_the_cli(name, tmp_path, capsys):
+    out = tmp_path / name
+    assert main(["run", name, "--source", "digits", "--target", "digits+rot30", "--max-samples", "400",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["method"] == name and 0 < res["target_accuracy"] <= 1 and res["history"] == []
+    assert res["model_file"] == "model.npz" and np.load(out / "model.npz") is not None
+    assert res["target_report"]["confusion"] and "no target labels" in res["selection"]
+    assert finished(out, res["fingerprint"]) is not None  # the store sees it as a finished run
+    assert main(["predict", str(out), "--data", "digits", "--out", str(tmp_path / "p.csv")]) == 2
+    assert "shallow method" in capsys.readouterr().err
+
+
+def test_bench_puts_shallow_and_deep_methods_in_one_table_and_reuses_runs(tmp_path, capsys):
+    args = ["bench", "--methods", "tca,dan", "--pairs", "digits->digits+rot30", "--seeds", "1", "--epochs", "1",
+            "--steps-per-epoch", "3", "--max-samples", "400", "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| tca |" in md and "| dan |" in md and "| source-only |" in md
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("(done earlier)") == 4  # source-only, tca, dan, oracle
+
+
+def test_shallow_settings_are_checked_and_selectable(tmp_path):
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import ConfigError, UnknownNameError
+
+    with pytest.raises(ConfigError, match="classifier"):
+        get_method("tca", classifier="svm")
+    with pytest.raises(UnknownNameError):
+        get_method("tca", trade_off=1.0)
+    res = select_hparams("tca", ["digits->digits+rot30"], validator="source-val", out=tmp_path, max_samples=300,
+                         log=None)
+    assert res.choice in [dict(c) for c in get_method("tca").grid]
