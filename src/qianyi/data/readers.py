@@ -10,9 +10,13 @@
   sub-folder of images per class (Office-31 / ImageFolder layout), each image resized to
   ``size`` x ``size`` (8..1024) as it is decoded; ``max_samples`` picks that many files,
   stratified by class (``seed``), before any image is decoded.
-* :func:`read_csv` ``(path, name=None, label=None, drop=())``: a UTF-8 table with a header (a
+* :func:`read_csv` ``(path, name=None, label=None, drop=(), *, sep=None, where=None, where_not=None,
+  categorical=None)``: a UTF-8 table with a header (a
   BOM is fine; ``.csv.gz`` too), read by column name; ``label`` names the label column (default:
-  the one column named label, labels, y, class or target), ``drop`` names columns to ignore.
+  the one column named label, labels, y, class or target), ``drop`` names columns to ignore;
+  ``sep`` the separator (default: ``;`` if the header line holds ``;`` and no ``,``), ``where`` /
+  ``where_not`` (``"COL:V1,V2"``) keep / leave out rows by a column's value, ``categorical``
+  (``"auto"`` or column names) one-hot encodes text columns into features ``COL=VALUE``.
 * :func:`read_svmlight` ``(path, name=None, n_features=None)``: SVMlight/LIBSVM text
   (``<label> <index>:<value> ...``, **0-based** indices), densified to float32 vectors. Labels
   -1/+1 become the classes ``negative``/``positive``; other whole-number labels become classes
@@ -430,78 +434,257 @@ def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tup
     return np.array([index[s] for s in raw]), class_names
 
 
+#: ``sep=`` values of :func:`read_csv` and the separator each means.
+CSV_SEPARATORS = {",": ",", ";": ";", "|": "|", "tab": "\t", "\t": "\t"}
+#: A one-hot encoded (categorical) CSV column may hold at most this many distinct values.
+MAX_CATEGORIES = 1000
+#: The values of a filtered column counted for the message of a filter that keeps no row.
+_COUNTED_VALUES = 1000
+
+
+def _csv_separator(sep: str | None, text: str, at: str) -> str:
+    """``sep`` as one character; by default ``;`` when the header line holds ``;`` and no ``,``, else ``,``."""
+    if sep is None or sep == "":
+        head = text.split("\n", 1)[0]
+        return ";" if ";" in head and "," not in head else ","
+    if sep not in CSV_SEPARATORS:
+        raise DataError(f"{at}: sep={sep!r} is not a separator this reader knows; use one of , ; | tab "
+                        "(or leave it out: ';' is chosen when the header line holds ';' and no ',')")
+    return CSV_SEPARATORS[sep]
+
+
+def _csv_filter(spec: str | tuple[str, Sequence[str]] | None, option: str, at: str,
+                cols: list[str]) -> tuple[int, str, frozenset[str]] | None:
+    """``"COL:V1,V2"`` (or ``(COL, [V1, V2])``) -> (column index, column, values)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        col, colon, text = spec.partition(":")
+        values = [v.strip() for v in text.split(",")] if colon else []
+    else:
+        try:
+            col, seq = spec
+            values = [str(v).strip() for v in ([seq] if isinstance(seq, str) else seq)]
+        except (TypeError, ValueError):
+            col, values = "", []
+    col, values = str(col).strip(), [v for v in values if v]
+    if not col or not values:
+        raise DataError(f"{at}: {option}={spec!r} must be COLUMN:VALUE[,VALUE...] (e.g. {option}=job:retired,student)")
+    if col not in cols:
+        raise DataError(f"{at} has no column {col!r} to filter on ({option}=); columns: {cols[:20]}")
+    return cols.index(col), col, frozenset(values)
+
+
+def _csv_categorical(categorical: str | Sequence[str] | None, at: str, cols: list[str], feats: list[int],
+                     label: str | None, drop: list[str]) -> str | set[int]:
+    """``"auto"``, or the set of column indices to one-hot encode."""
+    if categorical is None or categorical in ("", "none"):
+        return set()
+    if categorical == "auto":
+        return "auto"
+    names = categorical.split(",") if isinstance(categorical, str) else [str(c) for c in categorical]
+    names = [c.strip() for c in names if c.strip()]
+    for c in names:
+        if c not in cols:
+            raise DataError(f"{at} has no column {c!r} to one-hot encode (categorical=); columns: {cols[:20]}")
+        if c == label or c in drop:
+            raise DataError(f"{at}: column {c!r} is both {'the label' if c == label else 'dropped'} and categorical; "
+                            "choose one")
+    return {i for i in feats if cols[i] in names}
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_columns(rows, ncols: int, feats: list[int], keep) -> set[int]:
+    """``categorical=auto``: the feature columns whose kept non-empty cells are all text (none numeric)."""
+    text: set[int] = set()
+    open_ = set(feats)  # columns with no numeric cell so far
+    for _, r in rows:
+        if len(r) != ncols or not keep(r):
+            continue  # the reading pass reports ragged rows
+        for i in list(open_):
+            cell = r[i].strip()
+            if not cell:
+                continue
+            if _is_number(cell):
+                open_.discard(i)
+                text.discard(i)
+            else:
+                text.add(i)
+        if not open_:
+            break
+    return text
+
+
+def _present(counts: dict[str, int], limit: int = 20) -> str:
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    more = f", ... ({len(counts) - limit} more)" if len(counts) > limit else ""
+    return ", ".join(f"{v!r} ({c:,} rows)" for v, c in top) + more
+
+
 def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None = None,
-             drop: Sequence[str] | str = ()) -> Domain:
-    """A table with a header, read by column name: one label column, numeric features.
+             drop: Sequence[str] | str = (), *, sep: str | None = None,
+             where: str | tuple[str, Sequence[str]] | None = None,
+             where_not: str | tuple[str, Sequence[str]] | None = None,
+             categorical: str | Sequence[str] | None = None) -> Domain:
+    """A table with a header, read by column name: one label column, numeric (or one-hot) features.
 
     ``label`` names the label column (default: the one column named label, labels, y, class or
     target); ``drop`` names columns to leave out (a sequence, or one comma-separated string). The
     domain's ``feature_names`` are the remaining columns, in file order.
+
+    ``sep`` is the field separator (``,``, ``;``, ``|`` or ``tab``; default: ``;`` when the header
+    line holds ``;`` and no ``,``, else ``,``). ``where="COL:V1,V2"`` keeps only the rows whose
+    column COL holds one of the values, ``where_not="COL:V1,V2"`` drops them (both may be given;
+    cells are compared as text, stripped); a filter that keeps no row is a :class:`DataError` that
+    lists the values present. A filtered domain's ``origin`` names its filter, so two filters of one
+    file are two domains (not halves of one pool).
+
+    ``categorical`` one-hot encodes columns: ``"auto"`` every feature column whose (non-empty)
+    cells are all text, or the names of the columns (a sequence, or one comma-separated string;
+    their cells are taken as text even if numeric). A categorical column of values V1 < V2 < ...
+    (sorted, an empty cell is the value ``""``) becomes the features ``COL=V1``, ``COL=V2``, ... in
+    its place; at most :data:`MAX_CATEGORIES` values. Without it, a non-numeric cell is an error.
     """
     p = _file(path, "CSV file", "csv")
-    where = f"CSV file {str(p)!r}"
-    rows = ((n, r) for n, r in enumerate(csv.reader(io.StringIO(_csv_text(p, where), newline="")), 1) if r)
+    at = f"CSV file {str(p)!r}"
+    text = _csv_text(p, at)
+    delimiter = _csv_separator(sep, text, at)
+
+    def records():
+        return ((n, r) for n, r in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), 1) if r)
+
+    rows = records()
     try:
         header = next(rows, None)
         if header is None:
-            raise DataError(f"{where} is empty; expected a header line and one row per sample")
+            raise DataError(f"{at} is empty; expected a header line and one row per sample")
         cols = [c.strip() for c in header[1]]
         dup = sorted({c for c in cols if cols.count(c) > 1})
         if dup:
-            raise DataError(f"{where} has duplicate column names {dup[:10]}; rename them so each column has one name")
+            raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
         drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
         unknown = [c for c in drop if c and c not in cols]
         if unknown:
-            raise DataError(f"{where} has no column(s) {unknown} to drop; columns: {cols[:20]}")
+            raise DataError(f"{at} has no column(s) {unknown} to drop; columns: {cols[:20]}")
         if label is not None and label not in cols:
-            raise DataError(f"{where} has no column {label!r}; columns: {cols[:20]}")
+            raise DataError(f"{at} has no column {label!r}; columns: {cols[:20]}")
         if label is not None and label in drop:
-            raise DataError(f"{where}: column {label!r} is both the label and dropped; choose one")
+            raise DataError(f"{at}: column {label!r} is both the label and dropped; choose one")
         likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c not in drop and c != label]
         if label is None and len(likes) > 1:
-            raise DataError(f"{where} has several label-like columns {likes}; one would become a feature and leak "
+            raise DataError(f"{at} has several label-like columns {likes}; one would become a feature and leak "
                             "the label: choose the label with ?label=NAME and drop the other(s) with ?drop=NAME")
         if label is not None and likes:
-            raise DataError(f"{where}: besides the label column {label!r}, the label-like column(s) {likes} would "
+            raise DataError(f"{at}: besides the label column {label!r}, the label-like column(s) {likes} would "
                             "become features and leak the label; drop them with ?drop=NAME (or choose one as "
                             "?label=NAME)")
         label = label if label is not None else (likes[0] if likes else None)
         feats = [i for i, c in enumerate(cols) if c != label and c not in drop]
         if not feats:
-            raise DataError(f"{where} has no feature columns besides the label {label!r}; columns: {cols[:20]}")
+            raise DataError(f"{at} has no feature columns besides the label {label!r}; columns: {cols[:20]}")
         li = cols.index(label) if label is not None else None
+        filters = [_csv_filter(where, "where", at, cols), _csv_filter(where_not, "where_not", at, cols)]
+        keep_in, keep_out = filters
+        counts: list[dict[str, int]] = [{}, {}]  # the values met in the filtered columns, for the message
+
+        def keep(r: list[str]) -> bool:
+            return ((keep_in is None or r[keep_in[0]].strip() in keep_in[2])
+                    and (keep_out is None or r[keep_out[0]].strip() not in keep_out[2]))
+
+        cats = _csv_categorical(categorical, at, cols, feats, label, drop)
+        if cats == "auto":
+            body = records()
+            next(body, None)  # the header
+            cats = _text_columns(body, len(cols), feats, keep)
+        nums = [i for i in feats if i not in cats]
+        index: dict[int, dict[str, int]] = {i: {} for i in cats}  # value -> code, in order of appearance
+        codes: dict[int, array] = {i: array("i") for i in cats}
         # one row at a time into a float32 buffer: memory stays near the data's own size, not 80 bytes a cell
         values, raw, rownos = array("f"), [], []
         for n, r in rows:
             if len(r) != len(cols):
-                raise DataError(f"{where}: row {n} has {len(r)} fields, the header has {len(cols)}")
-            for i in feats:
+                raise DataError(f"{at}: row {n} has {len(r)} fields, the header has {len(cols)}")
+            for k, f in enumerate(filters):
+                if f is not None:
+                    v = r[f[0]].strip()
+                    if v in counts[k] or len(counts[k]) < _COUNTED_VALUES:
+                        counts[k][v] = counts[k].get(v, 0) + 1
+            if not keep(r):
+                continue
+            for i in nums:
                 try:
                     values.append(float(r[i]))
                 except ValueError:
                     cell = r[i].strip()
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
-                    raise DataError(f"{where}: column {cols[i]!r}, row {n} {what}; fill in or encode it, leave the "
-                                    f"column out with ?drop={cols[i]}, or name the label column with ?label=COLUMN"
-                                    ) from None
+                    raise DataError(f"{at}: column {cols[i]!r}, row {n} {what}; fill in or encode it (one-hot: "
+                                    f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
+                                    f"?drop={cols[i]}, or name the label column with ?label=COLUMN") from None
+            for i in cats:
+                seen = index[i]
+                cell = r[i].strip()
+                code = seen.setdefault(cell, len(seen))
+                if len(seen) > MAX_CATEGORIES:
+                    raise DataError(f"{at}: categorical column {cols[i]!r} holds more than {MAX_CATEGORIES:,} distinct "
+                                    f"values (row {n}: {cell[:40]!r}); is it an ID or free text? leave it out with "
+                                    f"?drop={cols[i]}")
+                codes[i].append(code)
             if li is not None:
                 raw.append(r[li].strip())
             rownos.append(n)
     except csv.Error as exc:
-        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as comma-separated UTF-8 text") from exc
+        sep_name = "tab" if delimiter == "\t" else delimiter
+        raise DataError(f"{at} is not a valid CSV table ({exc}); save it as UTF-8 text separated by "
+                        f"{sep_name!r} (or give the separator with ?sep=)") from exc
     if not rownos:
-        raise DataError(f"{where} has no data rows; expected a header line and one row per sample")
-    X = np.frombuffer(values, np.float32).reshape(len(rownos), len(feats))
+        if keep_in is not None or keep_out is not None:
+            said = " and ".join(f"{opt}={f[1]}:{','.join(sorted(f[2]))}" for opt, f in (("where", keep_in),
+                                                                                      ("where_not", keep_out)) if f)
+            shown = {f[1]: k for k, f in reversed(list(enumerate(filters))) if f}  # one line per column
+            seen = "; ".join(f"column {c!r} holds {_present(counts[k])}" for c, k in shown.items())
+            raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
+                            "Values are compared as text (stripped), case-sensitively")
+        raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
+    num = np.frombuffer(values, np.float32).reshape(len(rownos), len(nums))
+    if cats:
+        n = len(rownos)
+        width = sum(len(index[i]) if i in cats else 1 for i in feats)
+        check_bytes(4 * n * width, f"{at}: the one-hot encoded table", (n, width))
+        X, names, j, k = np.zeros((n, width), np.float32), [], 0, 0
+        for i in feats:
+            if i in cats:
+                order = sorted(index[i])
+                remap = np.empty(len(order), np.int64)
+                remap[[index[i][v] for v in order]] = np.arange(len(order))
+                X[np.arange(n), j + remap[np.frombuffer(codes[i], np.int32)]] = 1.0
+                names += [f"{cols[i]}={v}" for v in order]
+                j += len(order)
+            else:
+                X[:, j] = num[:, k]
+                names.append(cols[i])
+                j, k = j + 1, k + 1
+    else:
+        X, names = num, [cols[i] for i in feats]
     y = class_names = None
     if label is not None:
         missing = [n for n, v in zip(rownos, raw) if v.lower() in MISSING_LABELS]
         if missing:
-            raise DataError(f"{where}: label column {label!r} is empty or missing ('', nan, NA, null, ?) in "
+            raise DataError(f"{at}: label column {label!r} is empty or missing ('', nan, NA, null, ?) in "
                             f"{len(missing)} row(s) (first rows: {missing[:5]}); drop those rows or fill in "
                             "their labels")
-        y, class_names = _csv_labels(raw, where, label)
-    return Domain(X, y, name=name or p.stem, class_names=class_names, origin=str(p.resolve()),
-                  feature_names=tuple(cols[i] for i in feats))
+        y, class_names = _csv_labels(raw, at, label)
+    origin = str(p.resolve())
+    tags = [f"{opt}={f[1]}:{','.join(sorted(f[2]))}" for opt, f in (("where", keep_in), ("where_not", keep_out)) if f]
+    if tags:  # a filtered table is its own pool of rows
+        origin += "?" + "&".join(tags)
+    return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names))
 
 
 # --- SVMlight / LIBSVM -----------------------------------------------------------------------

@@ -6,7 +6,10 @@ of ``npz``, ``idx``, ``folder``, ``csv``; either may be followed by shifts: ``+r
 domain's name in logs), ``size=`` (folder: image side, 8..1024), ``stream=1`` (folder: decode
 images only when a batch needs them, :mod:`qianyi.data.lazy`) with ``augment=flip,crop`` (training
 augmentations of a streamed folder), ``label=`` and ``drop=A,B``
-(csv: the label column, columns to ignore), ``n_features=`` (svmlight: the width),
+(csv: the label column, columns to ignore), ``sep=`` (csv: ``,`` ``;`` ``|`` or ``tab``; default
+``;`` when the header line holds ``;`` and no ``,``), ``where=COL:V1,V2`` and ``where_not=COL:V1,V2``
+(csv: keep / leave out the rows whose COL is one of the values), ``categorical=auto`` or
+``categorical=A,B`` (csv: one-hot encode text columns), ``n_features=`` (svmlight: the width),
 ``x=`` and ``y=`` (mat: the variable names of features and labels).
 
 Vector inputs are standardised (per-feature mean and standard deviation fitted on the source and
@@ -15,12 +18,16 @@ target *training* inputs, no labels), after a row transform for sparse count dat
 
 A domain read from a file belongs to the pool of that file (its full path): ``folder:amazon/images``
 and ``folder:webcam/images`` are two domains, while ``npz:a.npz`` and ``npz:a.npz+rot30`` share
-one pool and get disjoint halves of it. CSV columns are matched by name between source and target.
+one pool and get disjoint halves of it; two different row filters of one CSV file are two domains.
+CSV columns are matched by name between source and target; one-hot columns ``COL=VALUE`` of a
+categorical column line up even when the two domains hold different categories (see
+:func:`match_features`).
 """
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 
-from ..errors import DataError, DatasetNotFoundError, UnknownNameError
+from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
@@ -44,13 +51,16 @@ READERS = {
         seed=opts.get("seed", 0), stream=bool(_int_option(opts, "stream", 0, 0, 1)),
         augment=tuple(a for a in opts.get("augment", "").split(",") if a)),
     "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label"),
-                                             drop=tuple(c for c in opts.get("drop", "").split(",") if c)),
+                                             drop=tuple(c for c in opts.get("drop", "").split(",") if c),
+                                             sep=opts.get("sep"), where=opts.get("where"),
+                                             where_not=opts.get("where_not"), categorical=opts.get("categorical")),
     "svmlight": lambda path, name, opts: read_svmlight(
         path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
-READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"), "csv": ("name", "label", "drop"),
+READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
+                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical"),
                   "svmlight": ("name", "n_features"), "mat": ("name", "x", "y")}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
 #: ``log1p`` = sign(x) log(1 + |x|); ``l1`` / ``l2`` divide each row by its L1 / L2 norm (zero rows stay 0).
@@ -126,19 +136,73 @@ def load_domain(spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
     return d
 
 
+def _one_hot_of(feature: str) -> str | None:
+    """The categorical column a one-hot feature ``COL=VALUE`` belongs to (None: not of that form)."""
+    col, eq, _ = feature.partition("=")
+    return col if eq else None
+
+
 def match_features(names: Sequence[str] | None, target: Domain, reference: str = "the source") -> Domain:
     """``target`` with its columns in the order of ``names`` (``reference``'s columns: the source's, or a
-    saved model's), matched by name (CSV headers), not position."""
+    saved model's), matched by name (CSV headers), not position.
+
+    One-hot features ``COL=VALUE`` (``read_csv(categorical=)``) of a column that both sides encode
+    line up by category: a category ``reference`` has and ``target`` lacks becomes a column of
+    zeros; a category ``target`` has and ``reference`` never saw is dropped, with a
+    :class:`QianyiWarning` (its rows get 0 in every ``COL=`` feature). Any other difference in the
+    columns is a :class:`DataError`.
+    """
     if names is None or target.feature_names is None or tuple(names) == target.feature_names:
         return target
-    missing = [c for c in names if c not in target.feature_names]
-    extra = [c for c in target.feature_names if c not in names]
-    if missing or extra:
+    names = tuple(names)
+    have, want = set(target.feature_names), set(names)
+    missing = [c for c in names if c not in have]
+    extra = [c for c in target.feature_names if c not in want]
+    t_cols = {_one_hot_of(c) for c in target.feature_names} - {None}
+    r_cols = {_one_hot_of(c) for c in names} - {None}
+    bad_missing = [c for c in missing if _one_hot_of(c) not in t_cols]
+    bad_extra = [c for c in extra if _one_hot_of(c) not in r_cols]
+    if bad_missing or bad_extra:
         raise DataError(f"{reference} and {target.name!r} have different feature columns: {target.name!r} lacks "
-                        f"{missing[:10]} and has extra {extra[:10]}; give both the same columns (drop the others "
-                        "with ?drop=A,B)")
-    order = [target.feature_names.index(c) for c in names]
-    return target.replace(X=target.X[:, order], feature_names=tuple(names))
+                        f"{bad_missing[:10]} and has extra {bad_extra[:10]}; give both the same columns (drop the "
+                        "others with ?drop=A,B; a text column must be one-hot encoded on both sides, "
+                        "?categorical=)")
+    pos = {c: i for i, c in enumerate(target.feature_names)}
+    if not missing and not extra:
+        order = [pos[c] for c in names]
+        return target.replace(X=target.X[:, order], feature_names=names)
+    if extra:
+        hit = int((target.X[:, [pos[c] for c in extra]] != 0).any(1).sum())
+        warnings.warn(f"{target.name!r} holds categories that {reference} never saw: {extra[:10]}"
+                      f"{' ...' if len(extra) > 10 else ''} ({hit:,} of {len(target):,} rows); those features are "
+                      "dropped (the rows get 0 in every feature of that column)", QianyiWarning, stacklevel=2)
+    X = np.zeros((len(target), len(names)), np.float32)
+    found = [(j, pos[c]) for j, c in enumerate(names) if c in pos]
+    X[:, [j for j, _ in found]] = target.X[:, [i for _, i in found]]
+    return target.replace(X=X, feature_names=names)
+
+
+def _csv_filter_sets(base: str) -> dict[str, tuple[str, set[str]]]:
+    """The row filters of a ``csv:PATH?...`` spec: {"where"/"where_not": (column, values)}."""
+    opts = parse_options("csv", base.partition("?")[2], base)
+    out = {}
+    for key in ("where", "where_not"):
+        if key in opts:
+            col, _, text = opts[key].partition(":")
+            out[key] = (col.strip(), {v.strip() for v in text.split(",") if v.strip()})
+    return out
+
+
+def _csv_rows_disjoint(sbase: str, tbase: str) -> bool:
+    """Whether the row filters of two specs of one CSV file provably keep no row in common."""
+    a, b = _csv_filter_sets(sbase), _csv_filter_sets(tbase)
+    for x, y in ((a, b), (b, a)):
+        if "where" in x and "where" in y and x["where"][0] == y["where"][0] and not x["where"][1] & y["where"][1]:
+            return True
+        if "where" in x and "where_not" in y and x["where"][0] == y["where_not"][0] \
+                and x["where"][1] <= y["where_not"][1]:
+            return True
+    return False
 
 
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
@@ -189,6 +253,11 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
                             f"{len(s)} and {len(t)} samples; they must be the same pool to be split in halves")
         half_a, half_b = stratified_split(s.y, len(s), 0.5, split_seed + 17)
         s, t = s.subset(half_a), t.subset(half_b)
+    elif one_pool and sbase.startswith("csv:") and not _csv_rows_disjoint(sbase, tbase):
+        warnings.warn(f"{source!r} and {target!r} are rows of one CSV file chosen by row filters that may overlap "
+                      f"({s.origin!r} vs {t.origin!r}): a row in both is trained on as source and scored as target; "
+                      "make the filters disjoint on one column (e.g. where=C:a on one side, where=C:b or "
+                      "where_not=C:a on the other)", QianyiWarning, stacklevel=2)
     t = match_features(s.feature_names, t, f"source {s.name!r}")
     s, t = _subsample(s, max_samples, split_seed), _subsample(t, max_samples, split_seed + 1)
     if s.is_image != t.is_image:
