@@ -107,10 +107,22 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     @staticmethod
     def _pca(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` leading principal directions, from the k top eigenvectors of the smaller of the
+        scatter (d x d) and Gram (n x n) matrices (not a full SVD)."""
+        from scipy.linalg import eigh
+
         X = X.astype(np.float64)
         mean = X.mean(0)
-        _, _, Vt = np.linalg.svd(X - mean, full_matrices=False)
-        V = Vt[:k].T
+        Xc = X - mean
+        n, d = Xc.shape
+        if d <= n:
+            _, V = eigh(Xc.T @ Xc, subset_by_index=[d - k, d - 1])
+            V = V[:, ::-1]
+        else:  # more features than samples: through the Gram matrix, V = Xc^T U / sqrt(w)
+            w, U = eigh(Xc @ Xc.T, subset_by_index=[n - k, n - 1])
+            w, U = w[::-1], U[:, ::-1]
+            V = Xc.T @ U / np.sqrt(np.maximum(w, np.finfo(np.float64).tiny))
+            V /= np.maximum(np.linalg.norm(V, axis=0), np.finfo(np.float64).tiny)
         idx = np.abs(V).argmax(0)  # deterministic signs
         return mean, V * np.sign(V[idx, np.arange(k)])
 
