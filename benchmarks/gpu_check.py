@@ -10,6 +10,9 @@ What it runs (built-in UCI digits, so nothing has to be copied to the GPU machin
 3. reproducibility: the same CUDA run twice with ``--deterministic`` (expected: identical weights)
    and twice without it (reported, not asserted: cuDNN may pick non-deterministic kernels).
 Writes ``OUT/gpu_check.json`` and prints a Markdown table.
+
+It stays a script (not a command): it is the one prepared check for the short GPU sessions some
+tasks are lent (docs/scale.md), sized to run in a few minutes with nothing copied.
 """
 from __future__ import annotations
 

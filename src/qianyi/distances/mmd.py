@@ -63,10 +63,15 @@ def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_PO
         z = torch.cat([x.detach(), y.detach()])
         if len(z) > max_points:  # deterministic, evenly spaced subsample
             z = z[torch.linspace(0, len(z) - 1, max_points, device=z.device).long()]
-        d = sq_dists(z, z)
-        iu = torch.triu_indices(len(z), len(z), 1, device=z.device)
-        vals = d[iu[0], iu[1]]
-        med = vals.median() if len(vals) else torch.tensor(1.0, dtype=z.dtype, device=z.device)
+        return median_of_pairs(sq_dists(z, z))
+
+
+def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
+    """Median of the distinct off-diagonal entries of a squared distance matrix (1 if it is 0 or empty)."""
+    with torch.no_grad():
+        iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
+        vals = d.detach()[iu[0], iu[1]]
+        med = vals.median() if len(vals) else torch.tensor(1.0, dtype=d.dtype, device=d.device)
         return torch.where(med > 0, med, torch.ones_like(med))
 
 
@@ -109,10 +114,7 @@ class GaussianKernel:
         """The bandwidths for the pooled sample whose squared distance matrix is ``d`` (median heuristic
         on all of its distinct pairs, as :func:`median_sq_dist` without a subsample)."""
         if self.bandwidth is None:
-            with torch.no_grad():
-                iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
-                med = d.detach()[iu[0], iu[1]].median()
-                base = torch.where(med > 0, med, torch.ones_like(med))
+            base = median_of_pairs(d)
         else:
             base = torch.tensor(float(self.bandwidth), dtype=d.dtype, device=d.device)
         return base * torch.tensor(list(self.multipliers), dtype=d.dtype, device=d.device)
