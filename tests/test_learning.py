@@ -22,7 +22,10 @@ DISTANCE_TERM = {"ddc": "mmd", "dan": "mmd", "jan": "jmmd", "coral": "coral", "d
 #: Methods that adapt through a game or a teacher: a logged quantity that must fall (or rise) over training.
 TRAINING_SIGNAL = {"mcd": ("disc_c", "falls"), "drcn": ("recon", "falls"), "dsn": ("similarity", "falls"),
                    "mean-teacher": ("confident", "rises")}
-ALL = [*DISTANCE_TERM, "dann", *TRAINING_SIGNAL]
+#: Adversarial methods whose alignment is checked where it is defined (the reversed gradient, the GAN
+#: game: test_methods.py, test_adversarial.py); here they must learn.
+ADVERSARIAL = ["dann", "cdan", "cdan+e", "mdd", "adda"]
+ALL = [*DISTANCE_TERM, *ADVERSARIAL, *TRAINING_SIGNAL]
 
 
 def _task(seed: int):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 import contextlib
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.domain import TransferTask
 from ..errors import ConfigError, TrainingError
 from ..nn.backbones import Backbone, LayerOutputs
 from ..schedules import adaptation_ramp
@@ -95,7 +97,11 @@ class Batch:
         return adaptation_ramp(self.progress)
 
 
-ParamGroup = dict[str, Any]  # a torch optimiser parameter group; "lr_mult" scales the scheduled learning rate
+#: A torch optimiser parameter group. Keys the engine reads besides torch's own: ``lr_mult`` scales the
+#: scheduled learning rate; ``base_lr`` replaces the configured initial rate (the schedule scales it
+#: alike); ``optimizer`` ("sgd" or "adam") overrides the configured kind for the optimizer holding the
+#: group (a GAN's Adam beside the task network's SGD; torch's per-group ``betas`` then apply).
+ParamGroup = dict[str, Any]
 
 
 @dataclass
@@ -198,6 +204,12 @@ class Method(nn.Module):
     grid: ClassVar[tuple[dict[str, Any], ...]] = ()
     #: Inclusive ranges of numeric settings, besides the rule every number follows (finite, >= 0).
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: History keys holding a discriminator's accuracy: near 100% they mean the game is lost
+    #: (marked in the epoch line, flagged at the end of the run; :mod:`qianyi.train.health`).
+    discriminator_logs: ClassVar[tuple[str, ...]] = ()
+
+    #: The shape of one input sample, e.g. (3, 28, 28); set by the engine before :meth:`setup`.
+    input_shape: tuple[int, ...] | None = None
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         """Build extra modules once the backbone is known (``sample_batch``: its outputs on a few inputs)."""
@@ -231,6 +243,11 @@ class Method(nn.Module):
         """From :meth:`loss`: numbers to show beside the loss terms (e.g. a discriminator's accuracy),
         averaged per epoch into the history; they are not minimised."""
         self.__dict__.setdefault("_recorded", {}).update(values)
+
+    def save_artefacts(self, out: Path, task: TransferTask) -> list[Path]:
+        """After a run that writes a folder: files of the method's own (a generator's weights, image
+        grids) written into ``out``; returns their paths. Default: none."""
+        return []
 
     def inference_model(self, backbone: Backbone) -> nn.Module:
         """The network that predicts after (and during) training: the backbone, unless the method keeps

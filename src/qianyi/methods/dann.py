@@ -52,6 +52,7 @@ class DANN(Method):
     """
 
     name = "dann"
+    discriminator_logs = ("domain_acc",)
     grid = tuple({"trade_off": v} for v in (0.3, 1.0, 3.0))
 
     def __init__(self, trade_off: float = 1.0, hidden: tuple[int, ...] = (256, 256)) -> None:

@@ -35,12 +35,13 @@ from ..data.lazy import is_lazy
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import DEFAULT_BACKBONE_VERSION, Backbone, backbone_for
-from ..nn.inference import accuracy
+from ..nn.inference import accuracy, predict_logits
 from ..schedules import annealed_lr
 from ..select import SelectionData, get_validator, score_all
 from . import distributed
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import LAST, TrainConfig
+from .health import TOP_SHARE_KEY, game_flags, top_class_share, winning
 from .store import fingerprint as run_fingerprint
 from .streams import BatchStream
 from .weights import load_initial_weights
@@ -129,6 +130,8 @@ class FitResult:
     device: str = "cpu"
     selected_epoch: int = 0
     backbone: Backbone | None = None
+    #: Label-free warnings about the game (:func:`qianyi.train.health.game_flags`).
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -157,11 +160,18 @@ class _Progress:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def epoch_line(row: dict[str, float], epochs: int, label: str = "") -> str:
-    """One epoch's history row as a readable line: loss terms, source validation accuracy, scores."""
+def epoch_line(row: dict[str, float], epochs: int, label: str = "", discriminators: tuple[str, ...] = ()) -> str:
+    """One epoch's history row as a readable line: loss terms, source validation accuracy, scores;
+    a discriminator that is winning (``discriminators``: its history keys) is marked."""
     parts = [f"epoch {int(row['epoch'])}/{epochs}"]
     for k, v in row.items():
         if k in ("epoch", "lr"):
+            continue
+        if k == TOP_SHARE_KEY:
+            parts.append(f"target top class {100 * v:.0f}%")
+            continue
+        if k in discriminators and winning(v):
+            parts.append(f"{k} {100 * v:.1f}% (discriminator wins)")
             continue
         if k.startswith("oracle_"):  # recorded for reports only (bench), never read by training or selection
             parts.append(f"[ORACLE {k[len('oracle_'):]} {100 * v:.1f}%]")
@@ -264,6 +274,7 @@ class Trainer:
         self.base_config = config or TrainConfig()
         self.config = self.base_config
         self.backbone_factory = backbone_factory
+        self._source_labels: np.ndarray | None = None
 
     def fingerprint(self, task: TransferTask) -> dict[str, Any]:
         fp = run_fingerprint(self.method, self.base_config.for_task(task), task)
@@ -279,6 +290,7 @@ class Trainer:
         self.config = self.base_config.for_task(task)  # the data's defaults filled in
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
+        self._source_labels = data.source.y
         parts = self._build(data, task.n_classes)
         ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
         fingerprint = self.fingerprint(task)
@@ -306,6 +318,7 @@ class Trainer:
             model.eval()
             probe = model(torch.as_tensor(data.source.X[:2]).to(device))
             model.train()
+        method.input_shape = tuple(data.source.sample_shape)
         method.setup(model, probe)
         method.to(device)
         distributed.broadcast_parameters(model, method)  # every process starts from process 0's weights
@@ -334,7 +347,11 @@ class Trainer:
                                 "layers it trains frozen? lower --freeze)")
             if any(id(p) in backbone_ids for g in groups for p in g["params"]):
                 moves_backbone.add(name)
-            if cfg.optimizer == "sgd":
+            kinds = {g.pop("optimizer", cfg.optimizer) for g in groups}  # a method may ask for its own kind
+            if len(kinds) > 1 or not kinds <= {"sgd", "adam"}:
+                raise ConfigError(f"{self.method.name}: optimizer {name!r} asks for {sorted(map(str, kinds))}; "
+                                  "its parameter groups must agree on one of sgd, adam")
+            if kinds == {"sgd"}:
                 out[name] = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                             nesterov=cfg.momentum > 0)
             else:
@@ -413,7 +430,8 @@ class Trainer:
             lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
             for opt in parts.optimizers.values():
                 for group in opt.param_groups:
-                    group["lr"] = lr * group.get("lr_mult", 1.0)
+                    base = group.get("base_lr")  # a method's own initial rate, scheduled alike
+                    group["lr"] = (lr if base is None else base * lr / cfg.lr) * group.get("lr_mult", 1.0)
             for name in parts.frozen:  # frozen groups keep their batch-norm statistics too
                 model.groups[name].eval()
             xs, ys, xt, yt = next(batches)
@@ -439,7 +457,8 @@ class Trainer:
                 self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
                 if show:  # a line per epoch that stays (the bar does not)
-                    tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}"), file=sys.stderr)
+                    tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}",
+                                          method.discriminator_logs), file=sys.stderr)
             if state.step % every == 0 or state.step == total:
                 self._checkpoint(ckpt, fingerprint, parts, state)
         bar.close()
@@ -485,6 +504,8 @@ class Trainer:
             return
         net = method.inference_model(parts.model)
         row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
+        X = data.target.X[:cfg.selection_samples]  # (a stratified-free prefix is enough for a share)
+        row[TOP_SHARE_KEY] = top_class_share(predict_logits(net, X, parts.device).argmax(1).numpy())
         names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))
         if names:
             scores = score_all(net, data.selection(), names, device=parts.device, max_samples=cfg.selection_samples,
@@ -524,5 +545,7 @@ class Trainer:
         net = method.inference_model(model)
         model.eval()
         net.eval()
+        source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
+        flags = game_flags(state.history, method.discriminator_logs, source_top)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
-                         str(parts.device), chosen, model)
+                         str(parts.device), chosen, model, flags)

@@ -53,6 +53,8 @@ class RunResult:
     processes: int = 1
     #: The model file ``model_sha256`` names: ``model.pt`` (networks) or ``model.npz`` (shallow methods).
     model_file: str = "model.pt"
+    #: Label-free warnings about the run (an adversarial game lost by one side, a collapsed network).
+    flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

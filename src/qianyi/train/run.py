@@ -148,12 +148,17 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         fingerprint=run_fingerprint(m, config, task, backbone),
         versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
     result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
+    result.flags = list(fit.flags)
+    if distributed.is_main():
+        for flag in fit.flags:
+            warnings.warn(f"{m.name} on {task.name}: {flag}", QianyiWarning, stacklevel=2)
     if out is not None and distributed.is_main():
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
         result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None,
                                          backbone_spec=backbone_spec(backbone))
         write_history_csv(out / HISTORY_FILE, fit.history)
+        m.save_artefacts(out, task)  # the method's own files (generators, image grids), before the finished state
         result.save(out)
     return result, fit
 

@@ -1,0 +1,61 @@
+"""Is the game balanced? Label-free checks of a finished (or running) adversarial fit.
+
+Two failures are common and visible without target labels: the **discriminator wins** (its accuracy
+stays near 100%: the features were never aligned, the encoder gets no useful signal) and the network
+**collapses** onto one class for most target samples (an encoder that fooled its discriminator by
+mapping everything to one place). :func:`game_flags` reads them from the per-epoch history: the
+methods log their discriminators' accuracies under the names in ``Method.discriminator_logs``, and
+the engine records ``target_top_share``, the share of (unlabelled) target training samples given the
+most frequent predicted class.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+#: A discriminator this accurate (mean over the last quarter of the epochs) is winning the game.
+DISCRIMINATOR_WINS = 0.98
+#: A network that gives this share of the target one class has collapsed (unless the source is that skewed).
+COLLAPSED = 0.9
+#: History key of the share of target samples in the most frequent predicted class.
+TOP_SHARE_KEY = "target_top_share"
+
+
+def top_class_share(predictions: np.ndarray) -> float:
+    """The share of ``predictions`` (class indices) that fall in the most frequent class."""
+    predictions = np.asarray(predictions)
+    if not len(predictions):
+        return 0.0
+    return float(np.bincount(predictions).max() / len(predictions))
+
+
+def winning(value: float) -> bool:
+    """Whether a discriminator's accuracy means it is winning the game."""
+    return value >= DISCRIMINATOR_WINS
+
+
+def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str],
+               source_top_share: float) -> list[str]:
+    """Readable warnings for an unbalanced game, from the per-epoch ``history``.
+
+    ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
+    share of the source's most frequent class (a target that is legitimately skewed is not flagged
+    unless the network is far more skewed than the source).
+    """
+    if not history:
+        return []
+    flags = []
+    tail = history[-max(1, len(history) // 4):]
+    for key in discriminators:
+        values = [row[key] for row in tail if key in row]
+        if values and winning(float(np.mean(values))):
+            flags.append(f"the discriminator wins: {key} averaged {100 * np.mean(values):.1f}% over the last "
+                         f"{len(values)} epoch(s), so the domains were never confused (lower its learning rate or "
+                         "width, or raise trade_off)")
+    share = history[-1].get(TOP_SHARE_KEY)
+    if share is not None and share >= COLLAPSED and source_top_share < 0.5:
+        flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
+                     f"source's largest class is {100 * source_top_share:.0f}%); the encoder may have fooled the "
+                     "discriminator by mapping the target to one place")
+    return flags

@@ -1,0 +1,221 @@
+"""Adversarial methods (issue 13): CDAN's multilinear map and entropy weights, MDD's disparity, ADDA's
+two stages and its game, the label-free health flags of a game."""
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qianyi.errors import QianyiWarning
+from qianyi.methods import Batch, get_method
+from qianyi.methods.cdan import RandomizedMultilinearMap, multilinear_map, prediction_entropy
+from qianyi.methods.mdd import disparity_terms
+from qianyi.nn import LayerOutputs, backbone_for
+from qianyi.train import RunResult, TrainConfig, Trainer, load_checkpoint, run
+from qianyi.train.checkpoint import FILENAME
+from qianyi.train.engine import epoch_line
+from qianyi.train.health import game_flags, top_class_share
+
+from .conftest import toy_task
+from .test_engine import _interrupt_after
+
+CFG = dict(epochs=4, steps_per_epoch=10, batch_size=32, progress=False)
+
+
+def _outs(f: torch.Tensor, logits: torch.Tensor) -> LayerOutputs:
+    return LayerOutputs(OrderedDict(fc=f, logits=logits), "fc")
+
+
+def test_multilinear_map_is_the_flattened_outer_product():
+    f = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    g = torch.tensor([[3.0, 4.0, 5.0], [0.2, 0.3, 0.5]])
+    by_hand = torch.tensor([[3.0, 4.0, 5.0, 6.0, 8.0, 10.0],
+                            [0.1, 0.15, 0.25, -0.2, -0.3, -0.5]])
+    assert torch.allclose(multilinear_map(f, g), by_hand)
+
+
+def test_randomized_map_preserves_inner_products_of_the_outer_product():
+    torch.manual_seed(0)
+    f, g = torch.randn(2, 16), torch.randn(2, 10).softmax(1)
+    exact = multilinear_map(f, g)
+    est = RandomizedMultilinearMap(16, 10, dim=8192)(f, g)
+    assert est.shape == (2, 8192)
+    for i, j in [(0, 0), (1, 1), (0, 1)]:
+        want = float(exact[i] @ exact[j])
+        assert float(est[i] @ est[j]) == pytest.approx(want, rel=0.15, abs=0.02 * float(exact[i].norm() * exact[j].norm()))
+
+
+def test_cdan_switches_to_the_random_map_above_max_dim():
+    outs = _outs(torch.randn(4, 50), torch.randn(4, 10))
+    full, rand = get_method("cdan"), get_method("cdan", max_dim=100, random_dim=64)
+    full.setup(None, outs)
+    rand.setup(None, outs)
+    assert full.random_map is None and full.discriminator[0].in_features == 500
+    assert rand.random_map is not None and rand.discriminator[0].in_features == 64
+
+
+@pytest.mark.parametrize("name", ["cdan", "cdan+e"])
+def test_cdan_reverses_the_gradient_into_features_and_leaves_predictions_to_the_classifier(name):
+    torch.manual_seed(0)
+    m = get_method(name)
+    f = torch.randn(8, 5, requires_grad=True)
+    logits = torch.randn(8, 3, requires_grad=True)
+    m.setup(None, _outs(f, logits))
+    src, tgt = _outs(f, logits).split(4)
+    terms = m.loss(Batch(src, tgt, torch.zeros(4, dtype=torch.long), None, progress=1.0))
+    terms["domain"].backward()
+    g_rev = f.grad.clone()
+    # the class predictions enter the map as constants: the domain term sends no gradient to the logits
+    assert logits.grad is None or torch.count_nonzero(logits.grad) == 0
+    f.grad = None
+    p = logits.softmax(1).detach()
+    d = m.discriminator(multilinear_map(f, p))
+    dom = torch.cat([torch.ones(4), torch.zeros(4)])
+    if name == "cdan+e":
+        w = 1 + torch.exp(-prediction_entropy(p))
+        w = torch.cat([w[:4] / w[:4].sum(), w[4:] / w[4:].sum()])
+        loss = (w * F.binary_cross_entropy_with_logits(d, dom, reduction="none")).sum() / w.sum()
+    else:
+        loss = F.binary_cross_entropy_with_logits(d, dom)
+    assert float(loss.detach()) == pytest.approx(float(terms["domain"].detach()), rel=1e-6)
+    loss.backward()
+    lam = m.trade_off * Batch(None, None, None, None, 1.0).ramp
+    assert torch.allclose(g_rev, -lam * f.grad, atol=1e-6)
+
+
+def test_entropy_conditioning_weighs_confident_samples_more():
+    p = torch.tensor([[0.98, 0.01, 0.01], [1 / 3, 1 / 3, 1 / 3]])
+    w = 1 + torch.exp(-prediction_entropy(p))
+    assert w[0] > w[1]
+    assert float(w[1]) == pytest.approx(1 + 1 / 3, rel=1e-5)  # H = log 3 for the uniform prediction
+
+
+def test_mdd_disparity_matches_its_definition():
+    adv_s = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    adv_t = torch.tensor([[1.0, 1.0], [3.0, 0.0]])
+    pred_s, pred_t = torch.tensor([0, 0]), torch.tensor([0, 1])
+    source, target = disparity_terms(adv_s, adv_t, pred_s, pred_t)
+    sm_s, sm_t = adv_s.softmax(1), adv_t.softmax(1)
+    assert float(source) == pytest.approx(float(-(torch.log(sm_s[0, 0]) + torch.log(sm_s[1, 0])) / 2))
+    assert float(target) == pytest.approx(float(-(torch.log(1 - sm_t[0, 0]) + torch.log(1 - sm_t[1, 1])) / 2))
+
+
+def test_mdd_auxiliary_head_descends_its_loss_and_features_ascend_it():
+    torch.manual_seed(0)
+    net = backbone_for((6,), 3)
+    m = get_method("mdd")
+    x = torch.randn(16, 6)
+    m.setup(net, net(x))
+    assert [type(l) for l in m.adversary] == [torch.nn.Linear]  # the same head as the classifier, fresh
+    f = net(x).features.detach().requires_grad_(True)
+    logits = net.groups["logits"](f)
+    src, tgt = _outs(f, logits).split(8)
+    terms = m.loss(Batch(src, tgt, torch.zeros(8, dtype=torch.long), None, progress=1.0))
+    terms["disparity"].backward()
+    g_rev = f.grad.clone()
+    f.grad = None
+    adv = m.adversary(f)
+    s, t = disparity_terms(adv[:8], adv[8:], logits[:8].argmax(1), logits[8:].argmax(1))
+    (m.trade_off * (m.margin * s + t)).backward()
+    lam = m.reversal * Batch(None, None, None, None, 1.0).ramp
+    assert torch.allclose(g_rev, -lam * f.grad, atol=1e-6)
+
+
+def test_adda_pretrains_the_source_then_moves_only_the_target_encoder():
+    task = toy_task(shift=2.0)
+    # one epoch of 10 steps: progress stays below 0.95, so the game never starts
+    _, fit = run("adda", task, TrainConfig(**{**CFG, "epochs": 1}), pretrain=0.95)
+    src = fit.method
+    assert not bool(src.started) and fit.model is fit.backbone  # still stage 1: the source network predicts
+    # 4 epochs of 10 steps: pretraining for the first 2 (progress < 0.5), then the game
+    res, fit = run("adda", task, TrainConfig(**CFG))
+    m = fit.method
+    assert bool(m.started) and fit.model is m.target_net
+    enc = m._encoder
+    # C is the source classifier, untouched by the game; the target encoder moved away from the source one
+    for n in fit.backbone.group_names:
+        a, b = fit.backbone.groups[n].state_dict(), m.target_net.groups[n].state_dict()
+        same = all(torch.equal(a[k], b[k]) for k in a if "running" not in k and "num_batches" not in k)
+        assert same == (n not in enc), n
+    h = res.history
+    assert "domain_acc" not in h[0] and "domain_acc" in h[-1]  # the game is logged once it starts
+    assert {"d_loss", "g_loss", "drift", "d_skipped"} <= set(h[-1])
+    assert 0 < h[-1]["drift"] < 1
+
+
+def test_adda_discriminator_loss_falls_when_it_trains_alone():
+    torch.manual_seed(0)
+    m = get_method("adda")
+    net = backbone_for((6,), 3)
+    m.setup(net, net(torch.randn(4, 6)))
+    opt = torch.optim.SGD(m.discriminator.parameters(), lr=0.05, momentum=0.9)
+    fs, ft = torch.randn(64, 128) + 1.0, torch.randn(64, 128) - 1.0  # two separable feature clouds
+    dom = torch.cat([torch.ones(64), torch.zeros(64)])
+    losses = []
+    for _ in range(30):
+        loss = F.binary_cross_entropy_with_logits(m.discriminator(torch.cat([fs, ft])), dom)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0] and losses[0] == pytest.approx(math.log(2), abs=0.2)
+    # with the inverted label, one encoder step on the target features moves them towards the source side
+    ft = ft.clone().requires_grad_(True)
+    g = F.binary_cross_entropy_with_logits(m.discriminator(ft), torch.ones(64))
+    g.backward()
+    moved = ft - 0.5 * ft.grad
+    after = F.binary_cross_entropy_with_logits(m.discriminator(moved), torch.ones(64))
+    assert float(after.detach()) < float(g.detach())
+
+
+def test_adda_resumes_mid_game_to_identical_weights(tmp_path):
+    task = toy_task(shift=2.0)
+    _, whole = run("adda", task, TrainConfig(**CFG))
+    trainer = Trainer(get_method("adda"), TrainConfig(**CFG, checkpoint_dir=str(tmp_path)))
+    _interrupt_after(trainer, task, steps=30)  # in the game (the switch came at step 20)
+    assert load_checkpoint(tmp_path / FILENAME)["step"] == 30
+    res, resumed = run("adda", task, TrainConfig(**CFG), out=tmp_path)
+    assert res.resumed_from_step == 30
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("name", ["cdan", "cdan+e", "mdd"])
+def test_adversarial_methods_resume_to_identical_weights(tmp_path, name):
+    task = toy_task(shift=2.0)
+    _, whole = run(name, task, TrainConfig(**CFG))
+    _interrupt_after(Trainer(get_method(name), TrainConfig(**CFG, checkpoint_dir=str(tmp_path))), task, steps=20)
+    _, resumed = run(name, task, TrainConfig(**CFG), out=tmp_path)
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
+    balanced = [{"epoch": e, "domain_acc": 0.6, "target_top_share": 0.12} for e in range(1, 9)]
+    assert game_flags(balanced, ("domain_acc",), 0.1) == []
+    lost = [{**r, "domain_acc": 0.995} for r in balanced]
+    (flag,) = game_flags(lost, ("domain_acc",), 0.1)
+    assert "discriminator wins" in flag and "domain_acc" in flag
+    collapsed = balanced[:-1] + [{**balanced[-1], "target_top_share": 0.97}]
+    (flag,) = game_flags(collapsed, ("domain_acc",), 0.1)
+    assert "collapsed" in flag
+    assert game_flags(collapsed, ("domain_acc",), 0.9) == []  # a source that skewed: not a collapse
+    assert top_class_share(np.array([1, 1, 1, 2])) == 0.75
+    line = epoch_line({"epoch": 3, "domain_acc": 0.995, "target_top_share": 0.5}, 8, discriminators=("domain_acc",))
+    assert "discriminator wins" in line and "target top class 50%" in line
+
+
+def test_a_lost_game_is_flagged_in_the_run_result(tmp_path):
+    # a discriminator far stronger than the features' reversed gradient (trade_off 0) wins on a big shift
+    task = toy_task(shift=8.0)
+    with pytest.warns(QianyiWarning, match="discriminator wins"):
+        res, _ = run("dann", task, TrainConfig(**CFG), out=tmp_path, trade_off=0.0)
+    assert any("discriminator wins" in f for f in res.flags)
+    assert "target_top_share" in res.history[-1]
+    saved = RunResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
+    assert any("discriminator wins" in f for f in saved.flags)
