@@ -219,3 +219,16 @@ def test_a_lost_game_is_flagged_in_the_run_result(tmp_path):
     assert "target_top_share" in res.history[-1]
     saved = RunResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
     assert any("discriminator wins" in f for f in saved.flags)
+
+
+def test_bench_report_lists_the_flagged_runs():
+    from qianyi.bench.runner import BenchResult
+
+    base = dict(method="dann", source="a", target="b", seed=0, target_accuracy=0.5, source_accuracy=0.9,
+                train_seconds=1.0, selection="last", oracle=False, hparams={}, config={}, n_source=10,
+                n_target_train=10, n_target_test=5, device="cpu")
+    runs = [RunResult(**base), RunResult(**{**base, "seed": 1}, flags=["the discriminator wins: domain_acc 99.9%"])]
+    bench = BenchResult(runs, [("a", "b")], ["dann"])
+    table = bench.flags_table()
+    assert "| dann | a->b | 1 | the discriminator wins: domain_acc 99.9% |" in table and "| 0 |" not in table
+    assert BenchResult(runs[:1], [("a", "b")], ["dann"]).flags_table() == ""

@@ -236,8 +236,17 @@ class BenchResult:
         methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
         return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
 
+    def flags_table(self) -> str:
+        """The runs the label-free health checks flagged (a discriminator that wins, a collapsed network)."""
+        rows = [f"| {r.method} | {r.source}->{r.target} | {r.seed} | {flag} |" for r in self.runs for flag in r.flags]
+        if not rows:
+            return ""
+        return ("Runs flagged by the label-free health checks (qianyi.train.health; no target labels):\n\n"
+                "| method | pair | seed | flag |\n|---|---|---:|---|\n" + "\n".join(rows))
+
     def report(self) -> str:
-        """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs."""
+        """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs,
+        the runs flagged by the health checks."""
         parts = [self.table()]
         vt = self.validator_table()
         if vt:
@@ -246,6 +255,9 @@ class BenchResult:
                 parts += [f"Per pair, {s}->{t}:\n\n" + self.validator_table([(s, t)]) for s, t in self.pairs]
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
+        flags = self.flags_table()
+        if flags:
+            parts.append(flags)
         return "\n\n".join(parts) + "\n"
 
     def write(self, out: str | Path) -> dict[str, Path]:
