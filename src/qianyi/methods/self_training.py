@@ -1,0 +1,216 @@
+"""Self-training on the unlabelled target: class-balanced pseudo-labels (CBST, Zou et al. ECCV 2018) and
+weak/strong consistency with relative thresholds and distribution alignment (AdaMatch, Berthelot et al.
+ICLR 2022). Both can add the loss terms of an alignment method (``align="dann"``, ...)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..nn import Backbone, LayerOutputs
+from ..nn.augment import strong_view, weak_view
+from .base import Batch, Method, StepContext
+from .registry import get_method, register
+
+
+def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor, n_classes: int,
+                              portion: float) -> torch.Tensor:
+    r"""Per-class confidence thresholds that keep the most confident ``portion`` of the samples predicted
+    as each class (CBST's :math:`\exp(-k_c)`, Zou et al. 2018, Algorithm 2): :math:`t_c` = the
+    :math:`(1 - \text{portion})`-quantile of the confidences of the samples predicted as :math:`c`;
+    a class nobody predicts gets threshold 1 (nothing selected).
+
+    ``confidence`` (n,) max class probabilities, ``predicted`` (n,) their classes. Returns (n_classes,).
+    """
+    out = torch.ones(n_classes, dtype=confidence.dtype, device=confidence.device)
+    for c in range(n_classes):
+        conf = confidence[predicted == c]
+        if len(conf):
+            out[c] = torch.quantile(conf, 1.0 - portion, interpolation="higher")
+    return out
+
+
+class _Aligned(Method):
+    """Shared part: an optional alignment method whose non-``cls`` terms are added to the step's loss."""
+
+    align: str
+
+    def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
+        self.aligner: Method | None = None
+        if self.align != "none":
+            aligner = get_method(self.align)
+            if type(aligner).training_step is not Method.training_step or aligner.uses_target_labels:
+                raise ConfigError(f"{self.name}: align must be a method defined by its loss terms (dann, cdan, dan, "
+                                  f"jan, coral, dsan, ddc, mdd, ...), got {self.align!r}")
+            aligner.setup(backbone, sample_batch)
+            self.aligner = aligner
+
+    def alignment(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.aligner is None:
+            return {}
+        terms = {k: v for k, v in self.aligner.loss(batch).items() if k != "cls"}
+        self.record(**self.aligner.__dict__.pop("_recorded", {}))
+        return terms
+
+
+@register
+class CBST(_Aligned):
+    r"""CBST: class-balanced self-training; the most confident share of each predicted class becomes labels.
+
+    .. math::
+        \mathcal{L} = \frac{1}{n_s}\sum_i \ell\big(F(x^s_i), y^s_i\big)
+            + \lambda_p\,\frac{1}{n_t}\sum_j \mathbb{1}\big[\max_c p_{jc} \ge t_{\hat y_j}\big]\,
+              \ell\big(F(x^t_j), \hat y_j\big),
+        \qquad \hat y_j = \arg\max_c p_{jc}
+
+    with :math:`p_j` the network's (detached) class probabilities on target sample :math:`j` and
+    :math:`t_c` the class-balanced threshold (:func:`class_balanced_thresholds`): among the recent
+    target samples predicted as :math:`c`, the top ``portion`` by confidence are kept, so a class that
+    is hard in the target still gets pseudo-labels instead of being swamped by easy classes. The
+    portion grows linearly from ``start`` to ``end`` (the paper: 20% then +5% per round up to 50%);
+    self-training starts after ``warmup`` of the training (source only before, the paper's source
+    model), and its weight ramps as :math:`\lambda_p = \lambda\,(2/(1+e^{-10 q}) - 1)`, :math:`q` the
+    progress since then. ``augment``: the target batch is seen as a weak random view.
+
+    Departure: the paper relabels the whole target set between rounds of retraining; here the
+    thresholds are quantiles over a memory of the last ``memory`` target batches' predictions, updated
+    every step (online rounds on the engine's batches; the memory is checkpointed). ``align`` adds the
+    terms of an alignment method (e.g. ``dann``: DANN features + pseudo-labels). Logged: the share of
+    the target batch that got a pseudo-label (``pseudo_share``) and the mean threshold.
+
+    Paper: Yang Zou, Zhiding Yu, B. V. K. Vijaya Kumar, Jinsong Wang. "Unsupervised Domain Adaptation
+    for Semantic Segmentation via Class-Balanced Self-Training". ECCV 2018.
+
+    Example:
+        >>> import qianyi
+        >>> result, fit = qianyi.run("cbst", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=4))  # doctest: +SKIP
+    """
+
+    name = "cbst"
+    grid = ({}, {"align": "dann"}, {"end": 0.8}, {"trade_off": 0.3})
+    bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95)}
+
+    def __init__(self, trade_off: float = 1.0, start: float = 0.2, end: float = 0.5, warmup: float = 0.25,
+                 memory: int = 20, augment: bool = True, align: str = "none") -> None:
+        super().__init__()
+        self.trade_off, self.start, self.end, self.warmup = trade_off, start, end, warmup
+        self.memory, self.augment, self.align = memory, augment, align
+
+    def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
+        super().setup(backbone, sample_batch)
+        self.n_classes = sample_batch.logits.shape[1]
+        self.register_buffer("_conf", torch.zeros(0))
+        self.register_buffer("_pred", torch.zeros(0, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for k in ("_conf", "_pred"):  # the memory's length varies: take the saved one's shape
+            if prefix + k in state_dict:
+                setattr(self, k, torch.empty_like(state_dict[prefix + k]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def portion(self, progress: float) -> float:
+        q = (progress - self.warmup) / max(1e-12, 1 - self.warmup)
+        return self.start + (self.end - self.start) * min(1.0, max(0.0, q))
+
+    def training_step(self, ctx: StepContext) -> None:
+        xs, xt = ctx.source_inputs, ctx.target_inputs
+        assert xs is not None and xt is not None
+        view = weak_view(xt) if self.augment else xt
+        source, target = ctx.forward(xs, view)
+        batch = ctx.batch(source, target)
+        terms = {"cls": self.source_ce(batch), **self.alignment(batch)}
+        with torch.no_grad():
+            p = target.logits.float().softmax(1)
+            conf, pred = p.max(1)
+            keep = self.memory * len(xt)
+            self._conf = torch.cat([self._conf, conf])[-keep:]
+            self._pred = torch.cat([self._pred, pred])[-keep:]
+        if ctx.progress >= self.warmup:
+            thresholds = class_balanced_thresholds(self._conf, self._pred, self.n_classes, self.portion(ctx.progress))
+            mask = (conf >= thresholds[pred]).float()
+            q = (ctx.progress - self.warmup) / max(1e-12, 1 - self.warmup)
+            weight = self.trade_off * (2.0 / (1.0 + math.exp(-10 * q)) - 1.0)
+            ce = F.cross_entropy(target.logits, pred, reduction="none")
+            terms["pseudo"] = weight * (mask * ce).mean()
+            ctx.log(pseudo_share=float(mask.mean()), threshold=float(thresholds[thresholds < 1].mean())
+                    if bool((thresholds < 1).any()) else 1.0)
+        ctx.update(terms)
+        ctx.log(**self.__dict__.pop("_recorded", {}))
+
+
+@register
+class AdaMatch(_Aligned):
+    r"""AdaMatch: pseudo-labels from weak target views train strong views, with a relative threshold and
+    distribution alignment.
+
+    Each step sees weak and strong views :math:`x^w, x^{st}` of the source and target batches.
+
+    .. math::
+        \mathcal{L} = \tfrac12\big[\ell(z^{s,w}, y^s) + \ell(z^{s,st}, y^s)\big]
+            + \mu(p)\,\frac{1}{n_t}\sum_j \mathbb{1}\big[\max_c \tilde p_{jc} \ge c_\tau\big]\,
+              \ell\big(z^{t,st}_j, \arg\max_c \tilde p_{jc}\big)
+
+    * **random logit interpolation**: the source logits are :math:`z^s = \lambda z^s_{joint} +
+      (1-\lambda) z^s_{alone}` with :math:`\lambda \sim U(0,1)` per entry, from one forward pass of
+      source and target together and one of the source alone (batch norm sees both statistics);
+    * **distribution alignment**: :math:`\tilde p_j = \mathrm{normalise}(p_j \cdot \bar p^s / \bar p^t)`,
+      :math:`p_j = \mathrm{softmax}(z^{t,w}_j)`, :math:`\bar p^s, \bar p^t` the batch means of the
+      weak source and target predictions;
+    * **relative confidence threshold**: :math:`c_\tau = \tau \cdot \frac{1}{n_s}\sum_i \max_c
+      \mathrm{softmax}(z^{s,w}_i)_c`, :math:`\tau` = ``threshold`` (0.9, the paper's);
+    * :math:`\mu(p) = \mu_{max}\,(\tfrac12 - \tfrac12\cos(\min(\pi, 2\pi p)))` (the paper's warm-up to
+      its maximum at half of training), :math:`\mu_{max}` = ``trade_off`` (1, the paper's).
+
+    Pseudo-labels carry no gradient. Augmentations are tensor-level (:func:`qianyi.nn.augment.weak_view`,
+    :func:`~qianyi.nn.augment.strong_view`: affine, colour jitter, cutout, noise) instead of the
+    paper's RandAugment on PIL images. ``align`` adds an alignment method's terms on the weak views.
+    Logged: ``pseudo_share`` (target samples above the threshold) and ``threshold``.
+
+    Paper: David Berthelot, Rebecca Roelofs, Kihyuk Sohn, Nicholas Carlini, Alex Kurakin. "AdaMatch: A
+    Unified Approach to Semi-Supervised Learning and Domain Adaptation". ICLR 2022 (after FixMatch,
+    Sohn et al., NeurIPS 2020).
+
+    Example:
+        >>> import qianyi
+        >>> result, fit = qianyi.run("adamatch", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=4))  # doctest: +SKIP
+    """
+
+    name = "adamatch"
+    grid = ({}, {"align": "dann"}, {"threshold": 0.8}, {"trade_off": 3.0})
+    bounds = {"threshold": (0.0, 1.0)}
+
+    def __init__(self, trade_off: float = 1.0, threshold: float = 0.9, align: str = "none") -> None:
+        super().__init__()
+        self.trade_off, self.threshold, self.align = trade_off, threshold, align
+
+    def training_step(self, ctx: StepContext) -> None:
+        xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs
+        assert xs is not None and ys is not None and xt is not None
+        ns, nt = len(xs), len(xt)
+        xs_w, xs_st, xt_w, xt_st = weak_view(xs), strong_view(xs), weak_view(xt), strong_view(xt)
+        (joint,) = ctx.forward(torch.cat([xs_w, xs_st, xt_w, xt_st]))
+        (alone,) = ctx.forward(torch.cat([xs_w, xs_st]))
+        z_joint = joint.logits
+        lam = torch.rand_like(alone.logits)
+        z_s = lam * z_joint[:2 * ns] + (1 - lam) * alone.logits
+        zs_w, zs_st = z_s[:ns], z_s[ns:]
+        zt_w, zt_st = z_joint[2 * ns:2 * ns + nt], z_joint[2 * ns + nt:]
+        terms = {"cls": 0.5 * (F.cross_entropy(zs_w, ys) + F.cross_entropy(zs_st, ys))}
+        if self.aligner is not None:
+            src_w, rest = joint.split(ns)
+            _, rest = rest.split(ns)
+            tgt_w, _ = rest.split(nt)
+            terms.update(self.alignment(Batch(src_w, tgt_w, ys, None, ctx.progress, xs_w, xt_w)))
+        with torch.no_grad():
+            ps, pt = zs_w.float().softmax(1), zt_w.float().softmax(1)
+            aligned = pt * (ps.mean(0) / pt.mean(0).clamp_min(1e-12))
+            aligned = aligned / aligned.sum(1, keepdim=True)
+            conf, pseudo = aligned.max(1)
+            c_tau = self.threshold * ps.max(1).values.mean()
+            mask = (conf >= c_tau).float()
+        mu = self.trade_off * (0.5 - 0.5 * math.cos(min(math.pi, 2 * math.pi * ctx.progress)))
+        terms["pseudo"] = mu * (mask * F.cross_entropy(zt_st, pseudo, reduction="none")).mean()
+        ctx.update(terms)
+        ctx.log(pseudo_share=float(mask.mean()), threshold=float(c_tau), **self.__dict__.pop("_recorded", {}))

@@ -1,0 +1,97 @@
+"""Self-training (issue 14): class-balanced pseudo-labels (CBST), AdaMatch's relative threshold and
+distribution alignment, the combination with an alignment method, and what the pseudo-labels may see."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.data.domain import Domain, TransferTask
+from qianyi.errors import ConfigError
+from qianyi.methods import get_method
+from qianyi.methods.self_training import class_balanced_thresholds
+from qianyi.nn.augment import strong_view, weak_view
+from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
+from qianyi.train.checkpoint import FILENAME
+
+from .conftest import toy_task
+from .test_engine import _interrupt_after
+
+CFG = dict(epochs=4, steps_per_epoch=10, batch_size=32, progress=False)
+
+
+def test_class_balanced_thresholds_keep_the_same_share_of_every_predicted_class():
+    g = torch.Generator().manual_seed(0)
+    # class 0 is predicted for 300 confident samples, class 1 for 60 unsure ones, class 2 never
+    conf = torch.cat([0.9 + 0.1 * torch.rand(300, generator=g), 0.4 + 0.2 * torch.rand(60, generator=g)])
+    pred = torch.cat([torch.zeros(300, dtype=torch.long), torch.ones(60, dtype=torch.long)])
+    t = class_balanced_thresholds(conf, pred, 3, portion=0.2)
+    chosen = conf >= t[pred]
+    share0 = float(chosen[pred == 0].float().mean())
+    share1 = float(chosen[pred == 1].float().mean())
+    assert share0 == pytest.approx(0.2, abs=0.01) and share1 == pytest.approx(0.2, abs=0.02)
+    assert t[2] == 1.0  # a class nobody predicts gets no pseudo-labels
+    # a single global threshold at the same overall share would give class 1 nothing
+    global_t = torch.quantile(conf, 0.8)
+    assert float((conf[pred == 1] >= global_t).float().mean()) == 0.0
+
+
+def test_strong_views_keep_shapes_and_differ_more_than_weak_ones():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 28, 28)
+    w, s = weak_view(x), strong_view(x)
+    assert w.shape == s.shape == x.shape and torch.isfinite(s).all()
+    assert (s - x).abs().mean() > (w - x).abs().mean()
+    v = torch.rand(16, 20)
+    assert strong_view(v).shape == v.shape
+
+
+def test_cbst_pseudo_labels_start_after_warm_up_and_grow():
+    res, _ = run("cbst", toy_task(shift=2.0), TrainConfig(**CFG), warmup=0.25, start=0.2, end=0.6)
+    h = res.history
+    assert "pseudo_share" not in h[0]  # epoch 1 is warm-up (progress < 0.25)
+    assert 0 < h[1]["pseudo_share"] < h[-1]["pseudo_share"] <= 0.75
+
+
+def test_adamatch_logs_its_threshold_relative_to_source_confidence():
+    res, _ = run("adamatch", toy_task(shift=2.0), TrainConfig(**CFG))
+    h = res.history
+    assert all(0 < r["threshold"] <= 0.9 for r in h)  # tau * mean source confidence (tau = 0.9)
+    assert all(0 <= r["pseudo_share"] <= 1 for r in h)
+
+
+@pytest.mark.parametrize("name", ["cbst", "adamatch"])
+def test_self_training_combines_with_an_alignment_method(name):
+    res, fit = run(name, toy_task(shift=2.0), TrainConfig(**CFG), align="dann")
+    assert fit.method.aligner is not None and "domain" in res.history[-1] and "domain_acc" in res.history[-1]
+    with pytest.raises(ConfigError, match="align"):
+        run(name, toy_task(), TrainConfig(**CFG), align="mcd")
+
+
+def test_pseudo_labels_never_see_the_target_test_samples(monkeypatch):
+    task = toy_task(shift=2.0)
+    test_rows = {tuple(np.round(r, 5)) for r in task.target_test.X}
+    seen: list[torch.Tensor] = []
+    m = get_method("cbst", augment=False)
+    real = type(m).training_step
+
+    def spy(self, ctx):
+        seen.append(ctx.target_inputs.detach().clone())
+        return real(self, ctx)
+    monkeypatch.setattr(type(m), "training_step", spy)
+    Trainer(m, TrainConfig(**CFG)).fit(task)
+    rows = {tuple(np.round(r, 5)) for r in torch.cat(seen).numpy()}
+    assert rows and not rows & test_rows
+    assert rows <= {tuple(np.round(r, 5)) for r in task.target.X}
+
+
+@pytest.mark.parametrize("name", ["cbst", "adamatch"])
+def test_self_training_resumes_to_identical_weights(tmp_path, name):
+    task = toy_task(shift=2.0)
+    _, whole = run(name, task, TrainConfig(**CFG))
+    _interrupt_after(Trainer(get_method(name), TrainConfig(**CFG, checkpoint_dir=str(tmp_path))), task, steps=20)
+    if name == "cbst":
+        assert len(load_checkpoint(tmp_path / FILENAME)["method"]["_conf"]) == 20 * 32  # the memory is saved
+    _, resumed = run(name, task, TrainConfig(**CFG), out=tmp_path)
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
