@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target-all", action="store_true",
                    help="train on all of the target (no held-out test split: accuracy is unknown unless "
                         "--target-test is given)")
+    r.add_argument("--via", nargs="+", default=None, metavar="SPEC",
+                   help="unlabelled intermediate domains, nearest the source first: adapt source -> each -> target, "
+                        "one stage each (gradual self-training with self-train); stages in OUT/stages/")
+    r.add_argument("--via-mode", default="gradual", choices=["gradual", "all"],
+                   help="gradual: one stage per --via domain, in order; all: one stage on every unlabelled "
+                        "domain pooled (default gradual)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
@@ -437,6 +443,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         from .data.tasks import load_task
+        from .methods.registry import available_methods
         from .train.run import run
 
         hp = parse_hparams(args.method, args.set)
@@ -444,7 +451,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
                          data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3)
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
-        result, _ = run(args.method, task, train_config(args, args.seed), out=args.out, backbone=backbone, **hp)
+        config = train_config(args, args.seed)
+        needs_source = getattr(available_methods()[args.method], "needs_source_model", False) and not config.init_from
+        if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
+            from .data.tasks import load_via
+            from .train.transitive import run_via, stages_table
+
+            if backbone is not None:
+                raise ConfigError("--via and self-training from a source model use the default network for now; "
+                                  "drop --backbone")
+            via = [load_via(spec, task, args.data_dir) for spec in args.via or []]
+            result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode, **hp)
+            print(stages_table(stages), file=sys.stderr)
+        else:
+            result, _ = run(args.method, task, config, out=args.out, backbone=backbone, **hp)
         print(result.summary())
         if args.out:
             print(f"written: {os.path.join(args.out, 'result.json')}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -35,16 +36,20 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
 class DatasetInfo:
     name: str
     summary: str
-    loader: Callable[[Path | None], Domain]
+    loader: Callable[..., Domain]
+    #: The ``NAME?key=value`` options the loader takes as keyword arguments (strings).
+    options: tuple[str, ...] = ()
 
 
 DATASETS: dict[str, DatasetInfo] = {}
 
 
-def dataset(name: str, summary: str) -> Callable[[Callable[[Path | None], Domain]], Callable[[Path | None], Domain]]:
-    """Register a built-in dataset loader ``loader(data_dir) -> Domain``."""
-    def deco(fn: Callable[[Path | None], Domain]) -> Callable[[Path | None], Domain]:
-        DATASETS[name] = DatasetInfo(name, summary, functools.lru_cache(maxsize=4)(fn))
+def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[[Callable[..., Domain]],
+                                                                                 Callable[..., Domain]]:
+    """Register a built-in dataset loader ``loader(data_dir, **options) -> Domain`` (``options``: the
+    names of the ``NAME?key=value`` options it accepts, passed as strings)."""
+    def deco(fn: Callable[..., Domain]) -> Callable[..., Domain]:
+        DATASETS[name] = DatasetInfo(name, summary, functools.lru_cache(maxsize=4)(fn), tuple(options))
         return fn
     return deco
 
@@ -115,6 +120,37 @@ def load_mnist_m(root: Path | None) -> Domain:
         digit = mnist.X[sl, 0][..., None]
         out[sl] = np.abs(patch - digit).transpose(0, 3, 1, 2)
     return Domain(out, mnist.y, name="mnist-m", class_names=DIGIT_NAMES, origin="mnist")
+
+
+#: Rotating MNIST: every image of the pool gets its own angle, spread evenly over [0, ROTATING_MAX) degrees.
+ROTATING_MAX = 60.0
+
+
+@dataset("rotmnist", "Rotating MNIST (Kumar et al. 2020): each MNIST image rotated by its own angle, spread evenly "
+         "over 0-60 degrees; ?angles=LO-HI keeps the images whose angle is in [LO, HI) (disjoint ranges: disjoint "
+         "images)", options=("angles",))
+def load_rotating_mnist(root: Path | None, angles: str = "0-60") -> Domain:
+    """The pool of :func:`load_mnist` in a fixed random order; image of rank r gets angle 60 (r + 0.5) / n."""
+    from ..errors import DataError
+    from .shifts import rotate_each
+
+    lo_text, sep, hi_text = angles.partition("-")
+    try:
+        lo, hi = float(lo_text), float(hi_text)
+    except ValueError:
+        lo = hi = math.nan
+    if not sep or not (0 <= lo < hi <= ROTATING_MAX):
+        raise DataError(f"rotmnist?angles={angles}: give a range LO-HI of degrees with 0 <= LO < HI <= "
+                        f"{ROTATING_MAX:g}, e.g. angles=0-5")
+    mnist = DATASETS["mnist"].loader(root)
+    n = len(mnist)
+    angle = np.empty(n)
+    angle[np.random.default_rng(20200226).permutation(n)] = ROTATING_MAX * (np.arange(n) + 0.5) / n
+    keep = np.flatnonzero((angle >= lo) & (angle < hi))
+    X = rotate_each(mnist.X[keep], angle[keep])
+    # disjoint ranges hold disjoint images, so each range is its own pool (never halved against another)
+    return Domain(X, mnist.y[keep], name=f"rotmnist?angles={angles}", class_names=DIGIT_NAMES,
+                  origin=f"rotmnist:{lo:g}-{hi:g}")
 
 
 def fashion_dir(root: Path | None) -> Path:

@@ -29,6 +29,20 @@ def rotate(X: np.ndarray, degrees: float) -> np.ndarray:
     return F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False).numpy()
 
 
+def rotate_each(X: np.ndarray, degrees: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Rotate each of the (n, c, h, w) images by its own angle ``degrees[i]`` about its centre, filling with 0."""
+    out = np.empty_like(np.asarray(X, np.float32))
+    for i in range(0, len(X), batch):
+        t = torch.from_numpy(np.ascontiguousarray(X[i:i + batch], np.float32))
+        a = torch.from_numpy(np.radians(np.asarray(degrees[i:i + batch], np.float64))).float()
+        theta = torch.zeros(len(t), 2, 3)
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(a), -torch.sin(a)
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(a), torch.cos(a)
+        grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+        out[i:i + batch] = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False).numpy()
+    return out
+
+
 def invert(X: np.ndarray) -> np.ndarray:
     return 1.0 - X
 

@@ -85,16 +85,19 @@ def _int_option(opts: dict, key: str, default: int | None, low: int, high: int) 
     return value
 
 
-def parse_options(kind: str, query: str, spec: str) -> dict[str, str]:
-    """``"size=64&name=amazon"`` -> ``{"size": "64", "name": "amazon"}``; unknown or malformed options are refused."""
+def parse_options(kind: str, query: str, spec: str, allowed: Sequence[str] | None = None) -> dict[str, str]:
+    """``"size=64&name=amazon"`` -> ``{"size": "64", "name": "amazon"}``; unknown or malformed options are
+    refused. ``allowed``: the options of a built-in dataset (default: the reader ``kind``'s)."""
+    if allowed is None:
+        allowed = READER_OPTIONS[kind]
     opts: dict[str, str] = {}
     for item in filter(None, query.split("&")):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UnknownNameError(f"{spec!r}: option {item!r} is not KEY=VALUE")
-        if key not in READER_OPTIONS[kind]:
-            raise UnknownNameError(f"{spec!r}: the {kind} reader has no option {key!r}; its options: "
-                                   f"{', '.join(READER_OPTIONS[kind])}")
+        if key not in allowed:
+            raise UnknownNameError(f"{spec!r}: the {kind} {'reader' if kind in READER_OPTIONS else 'dataset'} has no "
+                                   f"option {key!r}; its options: {', '.join(allowed) or 'none'}")
         if key in opts:
             raise UnknownNameError(f"{spec!r}: option {key!r} is given twice")
         opts[key] = value
@@ -119,8 +122,10 @@ def _load_base(base: str, root: Path | None, max_samples: int | None = None, see
         opts: dict = parse_options(kind, query, base)
         opts.update(max_samples=max_samples, seed=seed)
         return READERS[kind](path, opts.get("name") or Path(path).stem or Path(path).name, opts)
-    if base in DATASETS:
-        return DATASETS[base].loader(root)
+    name, _, query = base.partition("?")
+    if name in DATASETS:
+        info = DATASETS[name]
+        return info.loader(root, **parse_options(name, query, base, info.options))
     if ":" in base:
         raise UnknownNameError(f"unknown reader {base.split(':', 1)[0]!r} in {base!r}; readers: {', '.join(READERS)}")
     raise UnknownNameError(f"unknown dataset {base!r}; built-in: {', '.join(DATASETS)}; "
@@ -341,3 +346,20 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
     if not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
         d = d.replace(X=transform_vectors(d.X, preprocessing, name or d.name))
     return d.replace(name=name) if name else d
+
+
+def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None = None) -> Domain:
+    """An intermediate ("stepping-stone") domain for ``task``, unlabelled, in the task's input form (its
+    canvas, column order and vector preprocessing; :func:`prepare`).
+
+    It must not be drawn from the source's or the target's pool of samples (the same file, or
+    ``mnist`` and ``mnist-m``): it would share images with them, target test images included.
+    """
+    base, shifts = parse_spec(spec)
+    d = _load_base(base, resolve_data_dir(data_dir))
+    for side, other in (("source", task.source), ("target", task.target)):
+        if d.origin == other.origin:
+            raise DataError(f"via domain {spec!r} is drawn from the {side}'s pool of samples ({d.origin!r}), so it "
+                            f"would share samples with the {side} (and its test split); give disjoint data, e.g. "
+                            "rotmnist?angles=LO-HI ranges that do not overlap")
+    return prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)

@@ -214,3 +214,72 @@ class AdaMatch(_Aligned):
         terms["pseudo"] = mu * (mask * F.cross_entropy(zt_st, pseudo, reduction="none")).mean()
         ctx.update(terms)
         ctx.log(pseudo_share=float(mask.mean()), threshold=float(c_tau), **self.__dict__.pop("_recorded", {}))
+
+
+@register
+class SelfTrain(Method):
+    r"""Self-training from a fixed teacher: the network a stage starts from labels the target; a student fits those labels.
+
+    .. math::
+        \mathcal{L} = \frac{1}{n_t}\sum_j \mathbb{1}\big[c_j \ge t\big]\,
+            \ell\big(F_\theta(a(x^t_j)), \hat y_j\big) + \beta\,\frac{1}{n_s}\sum_i \ell\big(F_\theta(x^s_i), y^s_i\big),
+        \qquad \hat y_j = \arg\max_c F_{\theta_0}(x^t_j)_c,\ c_j = \max_c \mathrm{softmax}(F_{\theta_0}(x^t_j))_c
+
+    :math:`\theta_0` is the network the run starts from (its ``--init-from`` model; ``qianyi run``
+    trains a source-only model first when none is given), frozen as the teacher (eval mode);
+    :math:`\theta` starts from it. Labels are hard (label sharpening) and the least confident
+    ``1 - keep`` of the target are dropped (:math:`t` = the (1 − keep)-quantile of the teacher's
+    confidence over a memory of recent batches); :math:`a` is a weak random view when ``augment``;
+    :math:`\beta` = ``source_weight`` (0: the target alone, as in gradual self-training). Run through
+    intermediate domains with ``--via`` (:mod:`qianyi.train.transitive`), each stage's teacher is the
+    previous stage's model: gradual self-training.
+
+    Paper: Ananya Kumar, Tengyu Ma, Percy Liang. "Understanding Self-Training for Gradual Domain
+    Adaptation". ICML 2020 (hard pseudo-labels, the 10% least confident dropped, regularised student).
+
+    Example:
+        >>> import qianyi
+        >>> result, fit = qianyi.run("self-train", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=4))  # doctest: +SKIP
+    """
+
+    name = "self-train"
+    #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
+    needs_source_model = True
+    grid = ({}, {"keep": 0.5}, {"source_weight": 1.0})
+    bounds = {"keep": (0.01, 1.0)}
+
+    def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20) -> None:
+        super().__init__()
+        self.keep, self.source_weight, self.augment, self.memory = keep, source_weight, augment, memory
+
+    def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
+        import copy
+
+        self.teacher = copy.deepcopy(backbone).requires_grad_(False)
+        self.register_buffer("_conf", torch.zeros(0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if prefix + "_conf" in state_dict:
+            self._conf = torch.empty_like(state_dict[prefix + "_conf"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def training_step(self, ctx: StepContext) -> None:
+        xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs
+        assert xt is not None
+        with torch.no_grad():
+            self.teacher.eval()
+            p = self.teacher(xt).logits.float().softmax(1)
+            conf, pseudo = p.max(1)
+            self._conf = torch.cat([self._conf, conf])[-self.memory * len(xt):]
+            t = torch.quantile(self._conf, 1.0 - self.keep) if self.keep < 1 else self._conf.min()
+            mask = (conf >= t).float()
+        view = weak_view(xt) if self.augment else xt
+        terms: dict[str, torch.Tensor] = {}
+        if self.source_weight and xs is not None and ys is not None:
+            source, target = ctx.forward(xs, view)
+            terms["cls"] = self.source_weight * F.cross_entropy(source.logits, ys)
+        else:
+            (target,) = ctx.forward(view)
+        terms["pseudo"] = (mask * F.cross_entropy(target.logits, pseudo, reduction="none")).sum() / mask.sum().clamp_min(1)
+        ctx.update(terms)
+        ctx.log(pseudo_share=float(mask.mean()), teacher_confidence=float(conf.mean()))

@@ -7,8 +7,9 @@ from .result import RunResult
 from .run import run
 from .store import RunStore
 from .streams import BatchStream
+from .transitive import run_via
 from .weights import load_initial_weights
 
 __all__ = ["BatchStream", "FitResult", "RunResult", "RunStore", "TrainConfig", "TrainData", "Trainer", "accuracy",
            "load_checkpoint", "load_initial_weights", "predict_features", "predict_logits", "resolve_device", "run",
-           "save_checkpoint"]
+           "run_via", "save_checkpoint"]

@@ -1,0 +1,112 @@
+"""Transitive transfer (issue 14): stages through intermediate domains, each an ordinary run; the
+self-train teacher; rotating MNIST ranges; stepping stones never share samples with the target."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.cli import main
+from qianyi.data.domain import Domain, TransferTask
+from qianyi.data.tasks import load_domain, load_via
+from qianyi.errors import DataError
+from qianyi.train import TrainConfig, run, run_via
+from qianyi.train.transitive import stages_table
+
+from .conftest import requires_data
+
+CFG = dict(epochs=3, steps_per_epoch=10, batch_size=32, progress=False)
+
+
+def _blobs(n: int, shift: float, seed: int, labelled: bool = True) -> Domain:
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).normal(0, 3, (3, 6))
+    y = rng.integers(0, 3, n)
+    X = centers[y] + rng.normal(0, 1, (n, 6)) + shift
+    return Domain(X, y if labelled else None, f"blobs+{shift:g}")
+
+
+def _task() -> TransferTask:
+    return TransferTask.from_domains(_blobs(300, 0.0, 1), _blobs(300, 6.0, 2))
+
+
+def test_gradual_runs_one_stage_per_domain_in_order_and_reuses_finished_stages(tmp_path):
+    task = _task()
+    via = [_blobs(200, s, 10 + i, labelled=False) for i, s in enumerate((2.0, 4.0))]
+    res, stages = run_via("self-train", task, via, TrainConfig(**CFG), out=tmp_path, track_target_test=True)
+    assert [s.name for s in stages] == ["source", "via-blobs+2", "via-blobs+4", "target"]
+    assert [s.method for s in stages] == ["source-only", "self-train", "self-train", "self-train"]
+    assert (tmp_path / "result.json").exists() and (tmp_path / "stages.png").stat().st_size > 1000
+    assert len(list((tmp_path / "stages").iterdir())) == 3
+    # each stage starts from the previous stage's model
+    folders = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert folders == ["00-source", "01-via-blobs_2", "02-via-blobs_4"]
+    for s, folder in zip(stages[1:], folders):
+        assert s.result.config["init_from"] == str(tmp_path / "stages" / folder / "model.pt")
+    table = stages_table(stages)
+    assert "ORACLE" in table and "via-blobs+4" in table
+    # run again: every stage is finished, nothing trains, the same result comes back
+    again, stages2 = run_via("self-train", task, via, TrainConfig(**CFG), out=tmp_path, track_target_test=True)
+    assert again.model_sha256 == res.model_sha256 and again.train_seconds == res.train_seconds
+
+
+def test_all_mode_pools_every_unlabelled_domain_in_one_stage():
+    task = _task()
+    via = [_blobs(100, 2.0, 5, labelled=False), _blobs(120, 4.0, 6, labelled=False)]
+    _, stages = run_via("self-train", task, via, TrainConfig(**CFG), mode="all")
+    assert [s.name for s in stages] == ["source", "via-all"]
+    assert stages[-1].n_target == 100 + 120 + len(task.target)
+    _, direct = run_via("self-train", task, [], TrainConfig(**CFG))
+    assert [s.name for s in direct] == ["source", "target"]
+
+
+def test_self_train_teacher_is_the_starting_model_and_stays_fixed():
+    task = _task()
+    src, fit0 = run("source-only", task, TrainConfig(**CFG))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(fit0.model.state_dict(), f"{d}/model.pt")
+        _, fit = run("self-train", task, TrainConfig(**CFG, init_from=f"{d}/model.pt"))
+    teacher = fit.method.teacher.state_dict()
+    for k, v in fit0.model.state_dict().items():
+        assert torch.equal(teacher[k], v), k  # the teacher is the source model, untouched by training
+    assert any(not torch.equal(fit.model.state_dict()[k], v) for k, v in teacher.items() if v.is_floating_point())
+
+
+def test_via_refuses_a_domain_from_the_targets_pool():
+    task = qianyi.load_task("digits", "digits+rot30")
+    with pytest.raises(DataError, match="pool"):
+        load_via("digits+rot10", task)
+
+
+@requires_data("mnist")
+def test_rotating_mnist_ranges_are_disjoint_images_with_their_own_angles():
+    a, b = load_domain("rotmnist?angles=0-5"), load_domain("rotmnist?angles=5-10")
+    whole = load_domain("rotmnist?angles=0-10")
+    assert len(a) + len(b) == len(whole) and a.origin != b.origin
+    assert np.allclose(np.sort(np.concatenate([a.y, b.y])), np.sort(whole.y))
+    task = qianyi.load_task("rotmnist?angles=0-5", "rotmnist?angles=55-60")
+    v = load_via("rotmnist?angles=25-35", task)
+    assert v.y is None and v.X.shape[1:] == task.sample_shape
+    with pytest.raises(DataError, match="angles"):
+        load_domain("rotmnist?angles=50-70")
+
+
+def test_cli_via_writes_the_stage_table(tmp_path, capsys, monkeypatch):
+    src, tgt, mid = _blobs(200, 0.0, 1), _blobs(200, 6.0, 2), _blobs(200, 3.0, 3, labelled=False)
+    for name, d in (("s", src), ("t", tgt), ("m", mid)):
+        np.savez(tmp_path / f"{name}.npz", X=d.X, **({} if d.y is None else {"y": d.y}))
+    out = tmp_path / "run"
+    rc = main(["run", "self-train", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",
+               "--via", f"npz:{tmp_path}/m.npz", "--epochs", "2", "--steps-per-epoch", "5", "--no-progress",
+               "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "| 1 via-" in err and (out / "stages.csv").exists()
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "self-train"
