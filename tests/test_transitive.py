@@ -52,6 +52,14 @@ def test_gradual_runs_one_stage_per_domain_in_order_and_reuses_finished_stages(t
     # run again: every stage is finished, nothing trains, the same result comes back
     again, stages2 = run_via("self-train", task, via, TrainConfig(**CFG), out=tmp_path, track_target_test=True)
     assert again.model_sha256 == res.model_sha256 and again.train_seconds == res.train_seconds
+    assert all(s.result.resumed_from_step == 30 for s in stages2)  # each resumed at its last step
+
+
+def test_run_trains_the_source_model_a_self_training_method_starts_from(tmp_path):
+    res, fit = run("self-train", _task(), TrainConfig(**CFG), out=tmp_path)
+    assert res.config["init_from"] == str(tmp_path / "stages" / "00-source" / "model.pt")
+    src = torch.load(tmp_path / "stages" / "00-source" / "model.pt", weights_only=True)
+    assert all(torch.equal(fit.method.teacher.state_dict()[k], v) for k, v in src.items())
 
 
 def test_all_mode_pools_every_unlabelled_domain_in_one_stage():

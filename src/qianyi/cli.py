@@ -457,11 +457,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table
 
-            if backbone is not None:
-                raise ConfigError("--via and self-training from a source model use the default network for now; "
-                                  "drop --backbone")
             via = [load_via(spec, task, args.data_dir) for spec in args.via or []]
-            result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode, **hp)
+            result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode,
+                                     backbone=backbone, **hp)
             print(stages_table(stages), file=sys.stderr)
         else:
             result, _ = run(args.method, task, config, out=args.out, backbone=backbone, **hp)

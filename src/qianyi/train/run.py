@@ -15,7 +15,7 @@ from .. import __version__
 from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
-from ..methods.registry import get_method
+from ..methods.registry import available_methods, get_method
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
@@ -58,6 +58,17 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
+    cls = type(method) if isinstance(method, Method) else available_methods().get(method)
+    if getattr(cls, "needs_source_model", False) and not (config or TrainConfig()).init_from:
+        # a method that starts from a trained source model (self-training's teacher): train that first
+        from .transitive import run_via
+
+        name = method.name if isinstance(method, Method) else method
+        hp = {**method.hparams(), **hparams} if isinstance(method, Method) else hparams
+        _, stages = run_via(name, task, [], config, out=out, track_target_test=track_target_test, backbone=backbone,
+                            **hp)
+        assert stages[-1].fit is not None
+        return stages[-1].result, stages[-1].fit
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint

@@ -27,9 +27,9 @@ from ..data.domain import Domain, TransferTask
 from ..errors import DataError
 from ..methods.registry import get_method
 from .config import TrainConfig
+from .engine import FitResult
 from .result import MODEL_FILE, RunResult
-from .run import ORACLE_KEY, run, run_fingerprint
-from .store import finished
+from .run import ORACLE_KEY, BackboneSpec, run
 
 #: ``mode``: adapt through the intermediate domains one after another, or to all of them pooled at once.
 VIA_MODES = ("gradual", "all")
@@ -45,6 +45,7 @@ class Stage:
     domain: str
     n_target: int
     result: RunResult
+    fit: FitResult | None = None
 
     def row(self) -> dict[str, Any]:
         last = self.result.history[-1] if self.result.history else {}
@@ -60,7 +61,7 @@ def _pooled(domains: Sequence[Domain], name: str) -> Domain:
 
 def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: TrainConfig | None = None,
             out: str | Path | None = None, mode: str = "gradual", track_target_test: bool = False,
-            **hparams: Any) -> tuple[RunResult, list[Stage]]:
+            backbone: BackboneSpec | None = None, **hparams: Any) -> tuple[RunResult, list[Stage]]:
     """Train ``method`` from ``task.source`` to ``task.target`` through the unlabelled domains ``via``
     (in order); return the final stage's result and every stage.
 
@@ -93,11 +94,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
             cfg = replace(config, init_from=start)
             hp = hparams if m == method else {}
-            fp = run_fingerprint(get_method(m, **hp), cfg, stage_task)
-            result = finished(folder, fp)
-            if result is None:
-                result, _ = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, **hp)
-            stages.append(Stage(i, name, m, domain.name, len(domain), result))
+            # a finished stage resumes from its last checkpoint at once (nothing trains again)
+            result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, backbone=backbone,
+                              **hp)
+            stages.append(Stage(i, name, m, domain.name, len(domain), result, fit))
             start = str(folder / MODEL_FILE)
         if out is not None:
             write_stages(root, stages)
