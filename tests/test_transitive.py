@@ -118,3 +118,35 @@ def test_cli_via_writes_the_stage_table(tmp_path, capsys, monkeypatch):
     assert "| 1 via-" in err and (out / "stages.csv").exists()
     result = json.loads((out / "result.json").read_text())
     assert result["method"] == "self-train"
+
+
+def test_select_mode_prefers_the_useful_part_of_a_mixed_pool_and_resumes_its_choice(tmp_path):
+    task = _task()
+    useful = _blobs(300, 3.0, 7, labelled=False)  # between source (0) and target (6)
+    rng = np.random.default_rng(8)
+    junk = Domain(rng.normal(0, 1, (300, 6)) * 0.2 + 40.0, None, "junk")  # far from everything
+    res, stages = run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select",
+                          rounds=2, select_max=0.5)
+    assert [s.name for s in stages] == ["source", "select-1", "select-2", "target"]
+    for s in stages[1:3]:
+        assert s.selected["blobs+3"] > s.selected["junk"], s.selected
+    assert stages[1].selected == {"blobs+3": 0.5, "junk": 0.0}  # round 1: a quarter of the pool, all of it useful
+    assert (tmp_path / "selection.png").exists() and "pool selected" in stages_table(stages)
+    saved = np.load(tmp_path / "stages" / "01-select-1" / "selection.npz")
+    assert len(saved["selected"]) == 150 and set(saved["names"]) == {"blobs+3", "junk"}
+
+
+def test_select_mode_reads_its_saved_choice_back_on_resume(tmp_path, monkeypatch):
+    import qianyi.train.transitive as tr
+
+    task, useful = _task(), _blobs(200, 3.0, 7, labelled=False)
+    junk = Domain(np.full((200, 6), 40.0), None, "junk")
+    first, stages = run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select",
+                            rounds=1)
+
+    def fail(*a, **k):
+        raise AssertionError("the saved selection must be read back, not chosen again")
+    monkeypatch.setattr(tr, "select_stepping_stones", fail)
+    again, stages2 = run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select",
+                             rounds=1)
+    assert stages2[1].selected == stages[1].selected and again.model_sha256 == first.model_sha256

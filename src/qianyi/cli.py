@@ -160,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--via", nargs="+", default=None, metavar="SPEC",
                    help="unlabelled intermediate domains, nearest the source first: adapt source -> each -> target, "
                         "one stage each (gradual self-training with self-train); stages in OUT/stages/")
-    r.add_argument("--via-mode", default="gradual", choices=["gradual", "all"],
+    r.add_argument("--via-mode", default="gradual", choices=["gradual", "all", "select"],
                    help="gradual: one stage per --via domain, in order; all: one stage on every unlabelled "
-                        "domain pooled (default gradual)")
+                        "domain pooled; select: the --via domains are one mixed pool, and each of 4 rounds "
+                        "adapts to the target plus the stepping stones chosen from it without labels "
+                        "(default gradual)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")

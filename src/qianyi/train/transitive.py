@@ -15,14 +15,17 @@ stage did.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
-from .._io import write_text
+from .._io import atomic_write, write_text
 from ..data.domain import Domain, TransferTask
 from ..errors import DataError
 from ..methods.registry import get_method
@@ -31,8 +34,12 @@ from .engine import FitResult
 from .result import MODEL_FILE, RunResult
 from .run import ORACLE_KEY, BackboneSpec, run
 
-#: ``mode``: adapt through the intermediate domains one after another, or to all of them pooled at once.
-VIA_MODES = ("gradual", "all")
+#: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
+#: the target plus stepping stones selected from them, round by round (:func:`select_stepping_stones`).
+VIA_MODES = ("gradual", "all", "select")
+#: ``mode="select"``: rounds, and the share of the pool selected in the last round (rounds grow to it evenly).
+SELECT_ROUNDS, SELECT_MAX = 4, 0.5
+SELECTION_FILE = "selection.npz"
 
 
 @dataclass
@@ -46,13 +53,17 @@ class Stage:
     n_target: int
     result: RunResult
     fit: FitResult | None = None
+    #: ``mode="select"``: the share of each pool domain selected for this stage.
+    selected: dict[str, float] | None = None
 
     def row(self) -> dict[str, Any]:
         last = self.result.history[-1] if self.result.history else {}
         return {"stage": self.index, "name": self.name, "method": self.method, "adapts_to": self.domain,
                 "samples": self.n_target, "pseudo_share": last.get("pseudo_share"),
                 "target_top_share": last.get("target_top_share"), "source_val_acc": self.result.source_accuracy,
-                "oracle_target_acc": last.get(ORACLE_KEY)}
+                "oracle_target_acc": last.get(ORACLE_KEY),
+                "selected": None if self.selected is None else
+                "; ".join(f"{k} {100 * v:.0f}%" for k, v in self.selected.items())}
 
 
 def _pooled(domains: Sequence[Domain], name: str) -> Domain:
@@ -61,43 +72,67 @@ def _pooled(domains: Sequence[Domain], name: str) -> Domain:
 
 def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: TrainConfig | None = None,
             out: str | Path | None = None, mode: str = "gradual", track_target_test: bool = False,
-            backbone: BackboneSpec | None = None, **hparams: Any) -> tuple[RunResult, list[Stage]]:
+            backbone: BackboneSpec | None = None, rounds: int = SELECT_ROUNDS, select_max: float = SELECT_MAX,
+            **hparams: Any) -> tuple[RunResult, list[Stage]]:
     """Train ``method`` from ``task.source`` to ``task.target`` through the unlabelled domains ``via``
     (in order); return the final stage's result and every stage.
 
     ``via`` domains must already be in the task's input form (:func:`qianyi.data.load_via`). Their
     labels, if any, are dropped. ``track_target_test`` records each stage's accuracy on the final
     target's test split (``oracle_target_acc``, reports only; nothing is chosen on it).
+
+    ``mode="select"`` treats ``via`` as one mixed pool (useful and irrelevant data alike): ``rounds``
+    stages each adapt to the target plus the pool samples :func:`select_stepping_stones` chooses with
+    the previous stage's network (a growing share, up to ``select_max`` of the pool), then a final
+    stage adapts to the target alone. Each round's choice is saved (``selection.npz``) and reported
+    per pool domain (``OUT/selection.png``).
     """
+    if rounds < 1 or not 0 < select_max <= 1:
+        raise DataError(f"rounds must be >= 1 and select_max in (0, 1], got {rounds} and {select_max}")
     if mode not in VIA_MODES:
         raise DataError(f"via mode must be one of {', '.join(VIA_MODES)}, got {mode!r}")
     config = config or TrainConfig()
     get_method(method, **hparams)  # refuse a bad method or setting before any stage trains
     tmp = tempfile.TemporaryDirectory() if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
-    plan: list[tuple[str, str, Domain]] = []  # (name, method, domain adapted to)
+    # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
+    plan: list[tuple[str, str, Domain | Callable[[nn.Module, Path], tuple[Domain, dict[str, float]]]]] = []
     start = config.init_from
     if start is None:
         plan.append(("source", "source-only", task.target))
     unlabelled = [d.replace(y=None) for d in via]
     if mode == "gradual":
         plan += [(f"via-{d.name}", method, d) for d in unlabelled]
-    elif unlabelled:
+    elif mode == "all" and unlabelled:
         plan.append(("via-all", method, _pooled([*unlabelled, task.target], "all unlabelled (via + target)")))
-    if mode == "gradual" or not unlabelled:
+    elif mode == "select" and unlabelled:
+        pool = _pooled(unlabelled, "pool")
+        groups = np.concatenate([np.full(len(d), i) for i, d in enumerate(unlabelled)])
+        names = [d.name for d in unlabelled]
+        for r in range(1, rounds + 1):
+            fraction = select_max * r / rounds
+            plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction)))
+    if mode != "all" or not unlabelled:
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
     try:
-        for i, (name, m, domain) in enumerate(plan):
+        for i, (name, m, what) in enumerate(plan):
             last = i == len(plan) - 1
             folder = root if last else root / "stages" / f"{i:02d}-{_safe(name)}"
+            selected = None
+            if callable(what):  # stepping stones chosen by the previous stage's network
+                prev = stages[-1].fit
+                assert prev is not None, "a selection round needs a previous stage"
+                domain, selected = what(prev.model, folder)
+            else:
+                domain = what
             stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
             cfg = replace(config, init_from=start)
             hp = hparams if m == method else {}
             # a finished stage resumes from its last checkpoint at once (nothing trains again)
             result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, backbone=backbone,
                               **hp)
-            stages.append(Stage(i, name, m, domain.name, len(domain), result, fit))
+            stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
             start = str(folder / MODEL_FILE)
         if out is not None:
             write_stages(root, stages)
@@ -105,6 +140,62 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if tmp is not None:
             tmp.cleanup()
     return stages[-1].result, stages
+
+
+def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fraction: float, k: int = 5,
+                           device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    r"""Choose the ``fraction`` of ``pool`` most useful as stepping stones for ``net``; no labels are read.
+
+    Each pool sample :math:`x` is scored by the network's uncertainty on it and by how far its features
+    lie from the data the network was adapted on (``anchors``: source and target inputs),
+
+    .. math::
+        s(x) = \frac{H(p(\cdot|x))}{\log C} + \frac{\bar d_k(x)}{\operatorname{median}_{x'} \bar d_k(x')}
+
+    (:math:`H` the entropy of the predicted classes, :math:`\bar d_k` the mean distance of the
+    ``features`` to the :math:`k` nearest anchors), and the lowest scores are selected. Pool samples
+    the network is sure about and that resemble known data come first, so each round reaches a little
+    further. This is the selective learning of DDTL (Tan et al., AAAI 2017) with the task network's own
+    features in place of a separate autoencoder's reconstruction error, and its prediction-entropy
+    side information. Returns ``(selected indices, scores)``.
+    """
+    from ..nn.inference import predict_features
+
+    fp, logits = predict_features(net, pool.X, "features", device)
+    fa, _ = predict_features(net, anchors, "features", device)
+    p = logits.softmax(1)
+    h = -(p * p.clamp_min(1e-12).log()).sum(1) / math.log(p.shape[1])
+    d = torch.cat([torch.cdist(fp[i:i + 2048], fa).topk(min(k, len(fa)), largest=False).values.mean(1)
+                   for i in range(0, len(fp), 2048)])
+    score = (h + d / d.median().clamp_min(1e-12)).numpy()
+    n = max(1, int(round(fraction * len(pool))))
+    return np.sort(np.argsort(score, kind="stable")[:n]), score
+
+
+def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[str], fraction: float
+              ) -> Callable[[nn.Module, Path], tuple[Domain, dict[str, float]]]:
+    """A selection round: the target plus the chosen pool samples; the choice is saved in the stage
+    folder (``selection.npz``) and read back when the run resumes."""
+    def choose(net: nn.Module, folder: Path) -> tuple[Domain, dict[str, float]]:
+        path = folder / SELECTION_FILE
+        chosen = None
+        if path.exists():
+            with np.load(path, allow_pickle=False) as f:
+                chosen = f["selected"]
+        if chosen is None:
+            rng = np.random.default_rng(0)
+            anchor_idx = [rng.choice(len(d), min(len(d), 1000), replace=False) for d in (task.source, task.target)]
+            anchors = np.concatenate([np.asarray(task.source.X)[anchor_idx[0]], np.asarray(task.target.X)[anchor_idx[1]]])
+            device = next(net.parameters()).device
+            chosen, score = select_stepping_stones(net, pool, anchors, fraction, device=device)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda fh: np.savez(fh, selected=chosen, score=score, groups=groups,
+                                                   names=np.array(names)), mode="wb")
+        shares = {n: float(np.isin(np.flatnonzero(groups == g), chosen).mean()) for g, n in enumerate(names)}
+        X = np.concatenate([np.asarray(task.target.X), np.asarray(pool.X)[chosen]])
+        domain = Domain(X, None, f"target + {100 * fraction:.0f}% of the pool", class_names=task.target.class_names)
+        return domain, shares
+    return choose
 
 
 def _safe(name: str) -> str:
@@ -115,15 +206,18 @@ def stages_table(stages: Sequence[Stage]) -> str:
     """The stages as a Markdown table (ORACLE column only when it was recorded)."""
     rows = [s.row() for s in stages]
     oracle = any(r["oracle_target_acc"] is not None for r in rows)
+    sel = any(r["selected"] is not None for r in rows)
 
     def pct(v: Any) -> str:
         return "–" if v is None else f"{100 * v:.1f}"
     head = "| stage | adapts to | method | samples | pseudo-labelled | target top class | source val acc |"
+    head += " pool selected, by domain |" if sel else ""
     head += " target acc after stage (ORACLE, reports only) |" if oracle else ""
-    lines = [head, "|" + "---|" * (7 + oracle)]
+    lines = [head, "|" + "---|" * (7 + sel + oracle)]
     for r in rows:
         line = (f"| {r['stage']} {r['name']} | {r['adapts_to']} | {r['method']} | {r['samples']} | "
                 f"{pct(r['pseudo_share'])} | {pct(r['target_top_share'])} | {pct(r['source_val_acc'])} |")
+        line += f" {r['selected'] or '–'} |" if sel else ""
         lines.append(line + (f" {pct(r['oracle_target_acc'])} |" if oracle else ""))
     return "\n".join(lines)
 
@@ -150,4 +244,15 @@ def write_stages(out: Path, stages: Sequence[Stage]) -> list[Path]:
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     paths.append(save_figure(fig, out / "stages.png"))
+    rounds = [s for s in stages if s.selected is not None]
+    if rounds:  # which pool domains each round chose
+        fig, ax = subplots(figsize=(5.5, 3.4))
+        for name in rounds[0].selected or {}:
+            ax.plot([s.index for s in rounds], [100 * (s.selected or {})[name] for s in rounds], "o-", label=name)
+        ax.set_xlabel("stage")
+        ax.set_ylabel("% of the domain selected")
+        ax.set_title("stepping stones chosen from the pool (no labels)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(save_figure(fig, out / "selection.png"))
     return paths
