@@ -348,9 +348,11 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
     return d.replace(name=name) if name else d
 
 
-def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None = None) -> Domain:
+def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None = None,
+             max_samples: int | None = None, seed: int = 0) -> Domain:
     """An intermediate ("stepping-stone") domain for ``task``, unlabelled, in the task's input form (its
-    canvas, column order and vector preprocessing; :func:`prepare`).
+    canvas, column order and vector preprocessing; :func:`prepare`); ``max_samples`` caps it
+    (stratified when it has labels).
 
     It must not be drawn from the source's or the target's pool of samples (the same file, or
     ``mnist`` and ``mnist-m``): it would share images with them, target test images included.
@@ -362,4 +364,7 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
             raise DataError(f"via domain {spec!r} is drawn from the {side}'s pool of samples ({d.origin!r}), so it "
                             f"would share samples with the {side} (and its test split); give disjoint data, e.g. "
                             "rotmnist?angles=LO-HI ranges that do not overlap")
+    if max_samples is not None and len(d) > max_samples:
+        d = _subsample(d, max_samples, seed) if d.y is not None else \
+            d.subset(np.sort(np.random.default_rng(seed).choice(len(d), max_samples, replace=False)))
     return prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)
