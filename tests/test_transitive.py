@@ -150,3 +150,11 @@ def test_select_mode_reads_its_saved_choice_back_on_resume(tmp_path, monkeypatch
     again, stages2 = run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select",
                              rounds=1)
     assert stages2[1].selected == stages[1].selected and again.model_sha256 == first.model_sha256
+
+
+def test_select_mode_starts_from_a_given_model(tmp_path):
+    task, useful = _task(), _blobs(200, 3.0, 7, labelled=False)
+    run("source-only", task, TrainConfig(**CFG), out=tmp_path / "src")
+    cfg = TrainConfig(**CFG, init_from=str(tmp_path / "src" / "model.pt"))
+    _, stages = run_via("self-train", task, [useful], cfg, out=tmp_path / "sel", mode="select", rounds=1)
+    assert [s.name for s in stages] == ["select-1", "target"] and stages[0].selected == {"blobs+3": 0.5}

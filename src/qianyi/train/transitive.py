@@ -120,10 +120,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             last = i == len(plan) - 1
             folder = root if last else root / "stages" / f"{i:02d}-{_safe(name)}"
             selected = None
-            if callable(what):  # stepping stones chosen by the previous stage's network
-                prev = stages[-1].fit
-                assert prev is not None, "a selection round needs a previous stage"
-                domain, selected = what(prev.model, folder)
+            if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
+                prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
+                    _starting_network(task, str(start), backbone)
+                domain, selected = what(prev, folder)
             else:
                 domain = what
             stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
@@ -140,6 +140,16 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if tmp is not None:
             tmp.cleanup()
     return stages[-1].result, stages
+
+
+def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec | None) -> nn.Module:
+    """The network a run given ``init_from`` starts from (every layer group copied)."""
+    from .run import _factory
+    from .weights import load_initial_weights
+
+    net = _factory(backbone)(task.sample_shape, task.n_classes)
+    load_initial_weights(net, init_from, None)
+    return net.eval()
 
 
 def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fraction: float, k: int = 5,
