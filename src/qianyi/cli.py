@@ -240,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--no-progress", action="store_true", help="no progress bar")
     fe.add_argument("--out", dest="out_npz", required=True, metavar="FILE.npz", help="where to write the features")
 
+    tr = sub.add_parser("translate", help="apply a generative run's generator (cycada, discogan) to data -> npz",
+                        description="Load the generator a generative run saved (DIR/generators.pt + generators.json), "
+                                    "read --data with the run's preprocessing (canvas), translate it and write --out "
+                                    "(.npz: X in the run's input form, y and class_names when the data has labels); "
+                                    "read it back as npz:FILE.")
+    tr.add_argument("run_dir", help="a run folder of cycada or discogan (the --out of `qianyi run`)")
+    tr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. mnist, npz:digits.npz")
+    tr.add_argument("--out", dest="out_npz", required=True, metavar="FILE.npz", help="where to write the images")
+    tr.add_argument("--direction", default="s2t", choices=("s2t", "t2s"),
+                    help="s2t: source -> target style (default); t2s: target -> source")
+
     rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder",
                         description="Write DIR/report.html and DIR/report.md: results with gap closed, the label-free "
                                     "vs ORACLE choice of epoch, training curves, a t-SNE embedding of source and "
@@ -306,6 +317,16 @@ def _predict(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
     if data.labelled:
         print(f"accuracy on {len(pred)} labelled samples: {100 * float(np.mean(pred == data.y)):.2f}%", file=sys.stderr)
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .train.translate import translate, write_translation
+
+    X, y, names = translate(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
+    write_translation(args.out_npz, X, y, names)
+    print(f"written: {args.out_npz} ({len(X)} images of shape {tuple(X.shape[1:])}, direction {args.direction}"
+          f"{', with labels' if y is not None else ''}); read it back as npz:{args.out_npz}")
     return 0
 
 
@@ -384,6 +405,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "predict":
         return _predict(args)
+    if args.command == "translate":
+        return _translate(args)
     if args.command == "features":
         from .nn.features import extract, save_features
 

@@ -1,0 +1,79 @@
+"""``qianyi translate``: apply a generative run's generator to a data set, write an npz that ``npz:`` reads.
+
+The generator is rebuilt from ``generators.json`` (method, settings, sample shape) and its weights
+are read from ``generators.pt`` with ``torch.load(weights_only=True)`` after a hash check. The data
+gets the run's preprocessing (canvas) exactly, as for ``qianyi predict``
+(:func:`qianyi.train.artefact.load_domain_for`).
+
+>>> X, y = translate("runs/cycada", "mnist", direction="s2t")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_write, sha256_file
+from ..errors import DataError, UnknownNameError
+from ..methods.generative import GENERATIVE, read_generators_meta
+from ..methods.registry import get_method
+from .artefact import load_domain_for, load_model
+from .checkpoint import unreadable_reason
+
+#: ``s2t``: source style -> target style (G_{S->T}); ``t2s``: the reverse.
+DIRECTIONS = ("s2t", "t2s")
+
+
+def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[torch.nn.Module, dict]:
+    """The generator of ``direction`` a generative run saved, in eval mode, and its ``generators.json``."""
+    if direction not in DIRECTIONS:
+        raise UnknownNameError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise DataError(f"run folder {str(folder)!r} does not exist")
+    meta = read_generators_meta(folder)
+    if meta["method"] not in GENERATIVE:
+        raise DataError(f"{str(folder)!r}: method {meta['method']!r} is not a generative method "
+                        f"({', '.join(sorted(GENERATIVE))})")
+    weights = folder / str(meta.get("weights", ""))
+    if not weights.is_file() or sha256_file(weights) != meta.get("weights_sha256"):
+        raise DataError(f"{str(weights)!r} is missing or is not the file generators.json describes (its hash "
+                        "differs); rerun the run")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{str(weights)!r} cannot be read ({unreadable_reason(exc, weights)})") from None
+    method = get_method(meta["method"], **meta["hparams"])
+    net = method.make_generator(int(meta["sample_shape"][0]))
+    prefix = f"{direction}."
+    try:
+        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    except (RuntimeError, AttributeError) as exc:
+        raise DataError(f"the weights in {str(weights)!r} do not fit the generator "
+                        f"({str(exc).splitlines()[0][:200]})") from None
+    return net.eval(), meta
+
+
+@torch.no_grad()
+def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", data_dir: str | os.PathLike | None = None,
+              batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
+    """Translate the data set ``spec`` with a run's generator: (X in the run's input form, labels or None,
+    class names or None). Labels are mapped to the run's classes, as ``qianyi predict`` does."""
+    net, meta = load_generator(run_dir, direction)
+    data = load_domain_for(load_model(run_dir), spec, data_dir=data_dir)
+    if data.sample_shape != tuple(meta["sample_shape"]):
+        raise DataError(f"{spec!r} has samples of shape {data.sample_shape} after the run's preprocessing; the "
+                        f"generators translate {tuple(meta['sample_shape'])}")
+    X = np.asarray(data.X, np.float32)
+    out = np.concatenate([net(torch.from_numpy(X[i:i + batch_size])).numpy() for i in range(0, len(X), batch_size)])
+    return out.astype(np.float32), data.y, data.class_names
+
+
+def write_translation(path: str | os.PathLike, X: np.ndarray, y: np.ndarray | None,
+                      class_names: tuple[str, ...] | None) -> Path:
+    """An npz of arrays ``X`` (and ``y``, ``class_names``) that the ``npz:`` reader reads back."""
+    arrays = {"X": X, **({"y": y} if y is not None else {}),
+              **({"class_names": np.asarray(class_names)} if class_names is not None else {})}
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")

@@ -1,0 +1,217 @@
+"""Generative transfer (CyCADA/CycleGAN, DiscoGAN): networks, the GAN game, runs through the engine,
+saved generators and ``qianyi translate``."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.cli import main
+from qianyi.data.domain import Domain, TransferTask
+from qianyi.data.readers import read_npz
+from qianyi.errors import DataError, UnknownNameError
+from qianyi.methods.generative import GENERATORS_FILE, GENERATORS_META, GRID_FILE
+from qianyi.nn.gan import Generator, PatchDiscriminator, bce_gan_loss, lsgan_loss, real_fake_accuracy
+from qianyi.train import TrainConfig, Trainer
+from qianyi.train.checkpoint import FILENAME, load_checkpoint
+from qianyi.train.run import run
+from qianyi.train.translate import load_generator, translate
+
+from .test_engine import _interrupt_after
+
+pytestmark = pytest.mark.filterwarnings("ignore::qianyi.errors.QianyiWarning")  # tiny runs collapse: expected
+CFG = dict(epochs=2, steps_per_epoch=3, batch_size=16, progress=False)
+SMALL = dict(width=4, disc_width=4)
+
+
+def image_task(n: int = 48, channels: int = 3, size: int = 12, unlabelled_target: bool = False) -> TransferTask:
+    """Random images: the source dark with a bright square at a class-dependent place, the target its inverse."""
+    rng = np.random.default_rng(0)
+    ys, yt = rng.integers(0, 3, n), rng.integers(0, 3, n)
+
+    def draw(y: np.ndarray) -> np.ndarray:
+        X = rng.uniform(0, 0.2, (len(y), channels, size, size)).astype(np.float32)
+        for i, c in enumerate(y):
+            X[i, :, 3 * c:3 * c + 4, 3 * c:3 * c + 4] = 1.0
+        return X
+    target = Domain(1 - draw(yt), None if unlabelled_target else yt, "inverted")
+    return TransferTask.from_domains(Domain(draw(ys), ys, "squares"), target)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (3, 1, 9, 11), (2, 3, 32, 32)])
+def test_translation_round_trip_keeps_shape_and_range(shape):
+    torch.manual_seed(0)
+    g_st, g_ts = Generator(shape[1], width=4), Generator(shape[1], width=4, norm="batch")
+    x = torch.rand(shape)
+    fake = g_st(x)
+    back = g_ts(fake)
+    for y in (fake, back):
+        assert y.shape == x.shape
+        assert float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
+    assert PatchDiscriminator(shape[1], width=4)(x).shape[:2] == (shape[0], 1)
+
+
+def test_unknown_norm_is_named():
+    with pytest.raises(UnknownNameError, match="'group'"):
+        Generator(3, norm="group")
+
+
+def test_real_fake_accuracy_counts_patches():
+    real = torch.tensor([0.9, 0.2, 0.7])  # two right
+    fake = torch.tensor([0.1, 0.6])  # one right
+    assert real_fake_accuracy(real, fake) == pytest.approx(3 / 5)
+    assert real_fake_accuracy(torch.tensor([1.0]), torch.tensor([-1.0]), threshold=0.0) == 1.0
+
+
+@pytest.mark.parametrize("loss", [lsgan_loss, bce_gan_loss], ids=["lsgan", "bce"])
+def test_discriminator_steps_lower_its_loss_and_raise_its_accuracy(loss):
+    torch.manual_seed(0)
+    real = torch.rand(16, 1, 12, 12) * 0.3 + 0.7  # bright images
+    fake = torch.rand(16, 1, 12, 12) * 0.3  # dark ones
+    d = PatchDiscriminator(1, width=4)
+    opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    threshold = 0.5 if loss is lsgan_loss else 0.0
+
+    @torch.no_grad()
+    def game() -> tuple[float, float]:
+        r, f = d(real), d(fake)
+        return float(loss(r, True) + loss(f, False)), real_fake_accuracy(r, f, threshold)
+    before, _ = game()
+    for _ in range(30):
+        opt.zero_grad()
+        (loss(d(real), True) + loss(d(fake), False)).backward()
+        opt.step()
+    after, acc = game()
+    assert after < 0.5 * before
+    assert acc > 0.9
+    # and the generator's loss on the same fakes rises: the discriminator now calls them fake
+    with torch.no_grad():
+        assert float(loss(d(fake), True)) > float(loss(d(real), True))
+
+
+def test_cycada_trains_through_the_engine_and_writes_its_files(tmp_path):
+    task = image_task()
+    res, fit = run("cycada", task, TrainConfig(**CFG), out=tmp_path, **SMALL)
+    row = fit.history[-1]
+    for key in ("gan_g_st", "gan_g_ts", "gan_d_t", "gan_d_s", "d_t_acc", "d_s_acc", "cycle", "cycle_err_s",
+                "cycle_err_t", "semantic", "cls", "source_cls"):
+        assert key in row and np.isfinite(row[key]), key
+    assert 0.0 <= row["d_t_acc"] <= 1.0 and 0.0 <= row["cycle_err_s"] <= 1.0
+    png = (tmp_path / GRID_FILE).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((tmp_path / GENERATORS_META).read_text())
+    assert meta["method"] == "cycada" and meta["sample_shape"] == [3, 12, 12] and meta["hparams"]["width"] == 4
+    state = torch.load(tmp_path / GENERATORS_FILE, weights_only=True)
+    assert any(k.startswith("s2t.") for k in state) and any(k.startswith("t2s.") for k in state)
+    assert res.target_accuracy is not None
+
+
+def test_gan_parts_use_adam_at_their_own_rate_while_the_classifier_uses_the_configured_sgd():
+    task = image_task()
+    trainer = Trainer(qianyi.get_method("cycada", gan_lr=1e-3, **SMALL), TrainConfig(**CFG, lr=0.01,
+                                                                                      lr_schedule="constant"))
+    trainer.config = trainer.base_config.for_task(task)
+    from qianyi.train.engine import TrainData
+
+    parts = trainer._build(TrainData.from_task(task), task.n_classes)
+    opts = parts.optimizers
+    assert set(opts) == {"generators", "discriminators", "main", "source_classifier"}
+    assert isinstance(opts["generators"], torch.optim.Adam) and opts["generators"].param_groups[0]["betas"] == (0.5, 0.999)
+    assert isinstance(opts["main"], torch.optim.SGD)
+    assert parts.backbone_optimizers == frozenset({"main"})
+    fit = Trainer(qianyi.get_method("cycada", gan_lr=1e-3, **SMALL),
+                  TrainConfig(**CFG, lr=0.01, lr_schedule="constant")).fit(task)
+    assert fit.history[-1]["lr"] == pytest.approx(0.01)
+
+
+def test_mixed_optimizer_kinds_in_one_optimizer_are_refused():
+    from qianyi.errors import ConfigError
+
+    trainer = Trainer(qianyi.get_method("source-only"), TrainConfig(**CFG))
+    trainer.config = trainer.base_config.for_task(image_task())
+    p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(ConfigError, match="'gan'"):
+        trainer._optimizers({"gan": [{"params": [p1], "optimizer": "adam"}, {"params": [p2], "optimizer": "sgd"}]},
+                            qianyi.nn.mlp(2, 2))
+
+
+def test_cycada_resumes_to_identical_weights(tmp_path):
+    task = image_task()
+    cfg = TrainConfig(**CFG)
+    _, whole = run("cycada", task, cfg, **SMALL)
+    _interrupt_after(Trainer(qianyi.get_method("cycada", **SMALL), TrainConfig(**CFG, checkpoint_dir=str(tmp_path))),
+                     task, steps=3)
+    assert load_checkpoint(tmp_path / FILENAME)["step"] == 3
+    res, resumed = run("cycada", task, cfg, out=tmp_path, **SMALL)
+    assert res.resumed_from_step == 3
+    for (k, a), (_, b) in zip(whole.method.state_dict().items(), resumed.method.state_dict().items()):
+        assert torch.equal(a, b), k  # generators, discriminators, f_S
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_discogan_runs_with_an_unlabelled_target_and_leaves_the_backbone_alone(tmp_path):
+    task = image_task(channels=1, unlabelled_target=True)
+    _, fit = run("discogan", task, TrainConfig(**CFG), out=tmp_path, **SMALL)
+    assert {"gan_g_st", "gan_d_t", "reconstruction", "d_t_acc", "cycle_err_t"} <= set(fit.history[-1])
+    assert (tmp_path / GRID_FILE).is_file()
+    torch.manual_seed(0)  # the engine seeds (seed 0), then builds the backbone: the same initial weights
+    fresh = qianyi.nn.backbone_for(task.sample_shape, task.n_classes).state_dict()
+    for k, v in fit.model.state_dict().items():
+        assert torch.equal(v, fresh[k]), k
+
+
+@pytest.fixture(scope="module")
+def cycada_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cycada")
+    task = image_task()
+    run("cycada", task, TrainConfig(**CFG), out=out, **SMALL)
+    data = tmp_path_factory.mktemp("data") / "images.npz"
+    np.savez(data, X=task.target_test.X, y=task.target_test.y)
+    return out, data, task
+
+
+@pytest.mark.parametrize("direction", ["s2t", "t2s"])
+def test_translate_writes_an_npz_that_reads_back(cycada_run, tmp_path, capsys, direction):
+    out, data, task = cycada_run
+    dest = tmp_path / "translated.npz"
+    assert main(["translate", str(out), "--data", f"npz:{data}", "--out", str(dest), "--direction", direction]) == 0
+    assert "written" in capsys.readouterr().out
+    back = read_npz(dest)
+    assert back.X.shape == task.target_test.X.shape and back.X.dtype == np.float32
+    assert float(back.X.min()) >= 0.0 and float(back.X.max()) <= 1.0
+    np.testing.assert_array_equal(back.y, task.target_test.y)
+    X, _, _ = translate(out, f"npz:{data}", direction=direction)
+    np.testing.assert_allclose(back.X, X)
+    g, _ = load_generator(out, direction)
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.as_tensor(task.target_test.X[:4])).numpy(), X[:4], atol=1e-6)
+
+
+def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):
+    out, data, task = cycada_run
+    with pytest.raises(UnknownNameError, match="'x2y'"):
+        load_generator(out, "x2y")
+    with pytest.raises(SystemExit):
+        main(["translate", str(out), "--data", f"npz:{data}", "--out", str(tmp_path / "a.npz"), "--direction", "x2y"])
+    assert "x2y" in capsys.readouterr().err
+    other = tmp_path / "source-only"
+    run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False), out=other)
+    assert main(["translate", str(other), "--data", f"npz:{data}", "--out", str(tmp_path / "b.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "'source-only'" in err and GENERATORS_META in err and str(other) in err
+    with pytest.raises(DataError, match="does not exist"):
+        load_generator(tmp_path / "nowhere")
+    small = tmp_path / "small.npz"
+    np.savez(small, X=np.zeros((2, 3, 12, 12), np.float32)[:, :1])
+    assert main(["translate", str(out), "--data", f"npz:{small}", "--out", str(tmp_path / "c.npz")]) == 2
+
+
+def test_vector_inputs_are_refused_by_name():
+    from .conftest import toy_task
+
+    with pytest.raises(DataError, match=r"cycada translates images.*\(6,\)"):
+        run("cycada", toy_task(), TrainConfig(**CFG))
