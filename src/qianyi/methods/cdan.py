@@ -123,7 +123,9 @@ class CDAN(Method):
 
 @register
 class CDANE(CDAN):
-    r"""CDAN+E: CDAN with entropy conditioning, :math:`w = 1 + e^{-H(g)}` (see :class:`CDAN`).
+    r"""CDAN+E: CDAN whose discriminator loss weighs each sample by 1 + exp(-entropy of its prediction).
+
+    Entropy conditioning, :math:`w = 1 + e^{-H(g)}` normalised per domain (see :class:`CDAN`).
 
     Paper: Mingsheng Long, Zhangjie Cao, Jianmin Wang, Michael I. Jordan. "Conditional Adversarial
     Domain Adaptation". NeurIPS 2018.
