@@ -131,6 +131,7 @@ def test_select_mode_prefers_the_useful_part_of_a_mixed_pool_and_resumes_its_cho
     for s in stages[1:3]:
         assert s.selected["blobs+3"] > s.selected["junk"], s.selected
     assert stages[1].selected == {"blobs+3": 0.5, "junk": 0.0}  # round 1: a quarter of the pool, all of it useful
+    assert stages[1].n_target == 150  # the stepping stones alone (the target comes last)
     assert (tmp_path / "selection.png").exists() and "pool selected" in stages_table(stages)
     saved = np.load(tmp_path / "stages" / "01-select-1" / "selection.npz")
     assert len(saved["selected"]) == 150 and set(saved["names"]) == {"blobs+3", "junk"}

@@ -82,9 +82,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     target's test split (``oracle_target_acc``, reports only; nothing is chosen on it).
 
     ``mode="select"`` treats ``via`` as one mixed pool (useful and irrelevant data alike): ``rounds``
-    stages each adapt to the target plus the pool samples :func:`select_stepping_stones` chooses with
-    the previous stage's network (a growing share, up to ``select_max`` of the pool), then a final
-    stage adapts to the target alone. Each round's choice is saved (``selection.npz``) and reported
+    stages each adapt to the pool samples :func:`select_stepping_stones` chooses with the previous
+    stage's network, next to the data that stage adapted to (the source before the first round; a
+    growing share, up to ``select_max`` of the pool), then a final stage adapts to the target. Each round's choice is saved (``selection.npz``) and reported
     per pool domain (``OUT/selection.png``).
     """
     if rounds < 1 or not 0 < select_max <= 1:
@@ -96,7 +96,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     tmp = tempfile.TemporaryDirectory() if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
-    plan: list[tuple[str, str, Domain | Callable[[nn.Module, Path], tuple[Domain, dict[str, float]]]]] = []
+    plan: list[tuple[str, str, Domain | Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]]] = []
     start = config.init_from
     if start is None:
         plan.append(("source", "source-only", task.target))
@@ -115,6 +115,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     if mode != "all" or not unlabelled:
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
+    previous: Domain = task.source
     try:
         for i, (name, m, what) in enumerate(plan):
             last = i == len(plan) - 1
@@ -123,7 +124,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
                 prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
                     _starting_network(task, str(start), backbone)
-                domain, selected = what(prev, folder)
+                # anchors: what the previous stage adapted to (the source before the first round)
+                seen = task.source if not stages or stages[-1].name == "source" else previous
+                domain, selected = what(prev, folder, seen)
             else:
                 domain = what
             stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
@@ -133,6 +136,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, backbone=backbone,
                               **hp)
             stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
+            previous = domain
             start = str(folder / MODEL_FILE)
         if out is not None:
             write_stages(root, stages)
@@ -157,7 +161,7 @@ def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fr
     r"""Choose the ``fraction`` of ``pool`` most useful as stepping stones for ``net``; no labels are read.
 
     Each pool sample :math:`x` is scored by the network's uncertainty on it and by how far its features
-    lie from the data the network was adapted on (``anchors``: source and target inputs),
+    lie from the data the network was last adapted to (``anchors``),
 
     .. math::
         s(x) = \frac{H(p(\cdot|x))}{\log C} + \frac{\bar d_k(x)}{\operatorname{median}_{x'} \bar d_k(x')}
@@ -183,10 +187,10 @@ def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fr
 
 
 def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[str], fraction: float
-              ) -> Callable[[nn.Module, Path], tuple[Domain, dict[str, float]]]:
-    """A selection round: the target plus the chosen pool samples; the choice is saved in the stage
-    folder (``selection.npz``) and read back when the run resumes."""
-    def choose(net: nn.Module, folder: Path) -> tuple[Domain, dict[str, float]]:
+              ) -> Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]:
+    """A selection round: the pool samples chosen next to what the previous stage adapted to (``seen``);
+    the choice is saved in the stage folder (``selection.npz``) and read back when the run resumes."""
+    def choose(net: nn.Module, folder: Path, seen: Domain) -> tuple[Domain, dict[str, float]]:
         path = folder / SELECTION_FILE
         chosen = None
         if path.exists():
@@ -194,16 +198,15 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
                 chosen = f["selected"]
         if chosen is None:
             rng = np.random.default_rng(0)
-            anchor_idx = [rng.choice(len(d), min(len(d), 1000), replace=False) for d in (task.source, task.target)]
-            anchors = np.concatenate([np.asarray(task.source.X)[anchor_idx[0]], np.asarray(task.target.X)[anchor_idx[1]]])
+            anchors = np.asarray(seen.X)[np.sort(rng.choice(len(seen), min(len(seen), 2000), replace=False))]
             device = next(net.parameters()).device
             chosen, score = select_stepping_stones(net, pool, anchors, fraction, device=device)
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda fh: np.savez(fh, selected=chosen, score=score, groups=groups,
                                                    names=np.array(names)), mode="wb")
         shares = {n: float(np.isin(np.flatnonzero(groups == g), chosen).mean()) for g, n in enumerate(names)}
-        X = np.concatenate([np.asarray(task.target.X), np.asarray(pool.X)[chosen]])
-        domain = Domain(X, None, f"target + {100 * fraction:.0f}% of the pool", class_names=task.target.class_names)
+        domain = Domain(np.asarray(pool.X)[chosen], None, f"{100 * fraction:.0f}% of the pool",
+                        class_names=task.target.class_names)
         return domain, shares
     return choose
 
