@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         start = replace(cfg, init_from=str(out / f"seed{seed}" / "source" / "model.pt"))
         for key, label, vias, mode, folder in (
                 ("target", "self-training on the target", [], "gradual", "target"),
-                ("all", "self-training on all unlabelled data", via, "all", "all"),
+                ("all", "self-training on all unlabelled data", via, "all", f"all-{args.step}deg"),
                 ("gradual", "gradual self-training", via, "gradual", f"gradual-{args.step}deg")):
             if key not in wanted:
                 continue
