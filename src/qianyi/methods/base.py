@@ -190,6 +190,21 @@ class StepContext:
             self.logged.setdefault(k, []).append(float(v))
 
 
+def fresh_head(backbone: Backbone, above: str) -> nn.Sequential:
+    """A freshly initialised copy of the backbone's layer groups above ``above`` (a second classifier
+    of the same architecture, as MCD's and MDD's). ``above`` must be a group below the logits."""
+    import copy
+
+    names = backbone.group_names
+    if above not in names[:-1]:
+        raise ConfigError(f"the layer group {above!r} must be one below the logits, one of {list(names[:-1])}")
+    head = nn.Sequential(*[copy.deepcopy(backbone.groups[n]) for n in names[names.index(above) + 1:]])
+    for m in head.modules():
+        if m is not head and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return head
+
+
 class Method(nn.Module):
     """Base class. Subclasses set ``name`` and implement :meth:`loss` (level 1) or
     :meth:`training_step` (level 2); see the module docstring."""

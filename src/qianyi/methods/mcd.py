@@ -2,15 +2,13 @@
 Discrepancy for Unsupervised Domain Adaptation", CVPR 2018)."""
 from __future__ import annotations
 
-import copy
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import DataError, UnknownNameError
 from ..nn import Backbone, LayerOutputs
-from .base import Method, ParamGroup, StepContext
+from .base import Method, ParamGroup, StepContext, fresh_head
 from .registry import register
 
 
@@ -66,11 +64,7 @@ class MCD(Method):
             raise UnknownNameError(f"mcd: split must be a layer group below the logits, one of {list(names[:-1])}; "
                                    f"got {self.split!r}")
         self._generator = names[:names.index(self.split) + 1]
-        head = [copy.deepcopy(backbone.groups[n]) for n in names[names.index(self.split) + 1:]]
-        self.classifier2 = nn.Sequential(*head)
-        for m in self.classifier2.modules():
-            if m is not self.classifier2 and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        self.classifier2 = fresh_head(backbone, self.split)
 
     def optimizers(self, backbone: dict[str, ParamGroup]) -> dict[str, list[ParamGroup]]:
         gen = [g for n, g in backbone.items() if n in self._generator]

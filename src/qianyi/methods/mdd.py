@@ -2,15 +2,13 @@
 Domain Adaptation", ICML 2019)."""
 from __future__ import annotations
 
-import copy
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import UnknownNameError
 from ..nn import Backbone, LayerOutputs, grad_reverse
-from .base import Batch, Method
+from .base import Batch, Method, fresh_head
 from .registry import register
 
 
@@ -79,11 +77,7 @@ class MDD(Method):
         if backbone.feature_layer not in names[:-1]:
             raise UnknownNameError(f"mdd: the feature layer {backbone.feature_layer!r} must be below the logits; "
                                    f"this backbone has {list(names)}")
-        self._head = names[names.index(backbone.feature_layer) + 1:]
-        self.adversary = nn.Sequential(*[copy.deepcopy(backbone.groups[n]) for n in self._head])
-        for m in self.adversary.modules():
-            if m is not self.adversary and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        self.adversary = fresh_head(backbone, backbone.feature_layer)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         assert batch.source is not None and batch.target is not None
