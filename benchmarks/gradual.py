@@ -36,6 +36,8 @@ def via_specs(step: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--only-seed", type=int, default=None, help="run this one seed (e.g. in a second process; "
+                   "a later run with --seeds N reuses every finished stage)")
     p.add_argument("--epochs", type=int, default=20, help="epochs per stage (default 20)")
     p.add_argument("--method", default="self-train", help="the method of every adaptation stage (default self-train)")
     p.add_argument("--out", default="runs/gradual", help="output folder (default runs/gradual)")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows: dict[str, list[float]] = {"source model": [], "self-training on the target": [],
                                     "self-training on all unlabelled data": [], "gradual self-training": []}
-    for seed in range(args.seeds):
+    for seed in ([args.only_seed] if args.only_seed is not None else range(args.seeds)):
         cfg = TrainConfig(epochs=args.epochs, seed=seed, progress=False)
         src, _ = run("source-only", task, cfg, out=out / f"seed{seed}" / "source")
         rows["source model"].append(src.target_accuracy)
