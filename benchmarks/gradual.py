@@ -33,6 +33,17 @@ def via_specs(step: int) -> list[str]:
     return [f"rotmnist?angles={a}-{a + step}" for a in range(5, 55, step)]
 
 
+def accuracy_table(rows: dict[str, list[float]]) -> list[str]:
+    """Markdown lines: each row's target accuracy (%), mean ± sample std over seeds, and per seed."""
+    lines = ["| row | target accuracy (%) | per seed |", "|---|---:|---|"]
+    for label, accs in rows.items():
+        if accs:
+            a = 100 * np.array(accs)
+            lines.append(f"| {label} | {a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0:.1f} | "
+                         f"{' / '.join(f'{v:.1f}' for v in a)} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
@@ -74,14 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {label}: {100 * res.target_accuracy:.1f}%", file=sys.stderr)
             if key == "gradual":
                 print(stages_table(stages), file=sys.stderr)
-    lines = ["| row | target accuracy (%) | per seed |", "|---|---:|---|"]
-    for label, accs in rows.items():
-        if not accs:
-            continue
-        a = 100 * np.array(accs)
-        lines.append(f"| {label} | {a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0:.1f} | "
-                     f"{' / '.join(f'{v:.1f}' for v in a)} |")
-    table = "\n".join(lines)
+    table = "\n".join(accuracy_table(rows))
     print(table)
     (out / f"results-{args.step}deg.md").write_text(table + "\n")
     (out / f"results-{args.step}deg.json").write_text(json.dumps(rows, indent=1))

@@ -26,6 +26,8 @@ from qianyi.data import load_via
 from qianyi.train import TrainConfig, run, run_via
 from qianyi.train.transitive import stages_table
 
+from gradual import accuracy_table  # benchmarks/gradual.py (this script's folder is on sys.path)
+
 SOURCE, TARGET = "rotmnist?angles=0-5", "rotmnist?angles=55-60"
 USEFUL = [f"rotmnist?angles={a}-{a + 10}" for a in range(5, 55, 10)]
 JUNK = "fashion"
@@ -67,13 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_gradual:
             res, _ = run_via("self-train", task, useful, start, out=out / f"seed{seed}" / "gradual")
             rows["gradual through the rotations in order (reference)"].append(res.target_accuracy)
-    lines = ["| row | target accuracy (%) | per seed |", "|---|---:|---|"]
-    for label, accs in rows.items():
-        if not accs:
-            continue
-        a = 100 * np.array(accs)
-        lines.append(f"| {label} | {a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0:.1f} | "
-                     f"{' / '.join(f'{v:.1f}' for v in a)} |")
+    lines = accuracy_table(rows)
     names = list(shares[0])
     useful_share = np.mean([np.mean([s[n] for n in names if n != JUNK]) for s in shares])
     junk_share = np.mean([s[JUNK] for s in shares])
