@@ -97,6 +97,7 @@ class DSN(Method):
     """
 
     name = "dsn"
+    discriminator_logs = ("domain_acc",)  # with similarity="dann"
     grid = tuple({"trade_off": g} for g in (0.25, 0.5, 1.0, 2.0))
 
     def __init__(self, trade_off: float = 0.5, recon_weight: float = 1.0, difference_weight: float = 10.0,
@@ -132,6 +133,7 @@ class DSN(Method):
             d = self.discriminator(grad_reverse(torch.cat([cs, ct]), lam))
             domain = torch.cat([torch.ones(len(cs)), torch.zeros(len(ct))]).to(d)
             sim = F.binary_cross_entropy_with_logits(d, domain)
+            self.record(domain_acc=float(((d.detach() > 0).float() == domain).float().mean()))
         else:
             sim = lam * mk_mmd2(cs, ct, estimator="biased")
         xs, xt = batch.source_inputs, batch.target_inputs
