@@ -14,9 +14,9 @@ from ..data.domain import Domain
 from ..errors import ConfigError, DataError
 from ..nn import Backbone, LayerOutputs
 from ..nn.backbones import mlp
-from .base import Method, ParamGroup, StepContext
+from .base import ParamGroup, StepContext
 from .registry import register
-from .self_training import class_balanced_thresholds
+from .self_training import MemoryBuffers, class_balanced_thresholds, growing_portion
 
 #: Which view networks train and predict, by the ``view`` setting.
 VIEW_MODES = {"both": (0, 1), "a": (0,), "b": (1,)}
@@ -55,7 +55,7 @@ class TwoViewNet(nn.Module):
 
 
 @register
-class CoTraining(Method):
+class CoTraining(MemoryBuffers):
     r"""Co-training: two networks, each on its own view of the inputs, label the target for each other.
 
     The inputs are two views side by side, :math:`x = [x^a, x^b]` (``split`` = the width of
@@ -113,6 +113,7 @@ class CoTraining(Method):
     """
 
     name = "cotrain"
+    memory_buffers = ("_conf", "_pred")
     grid = ({}, {"end": 0.8}, {"trade_off": 0.3})
     bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95)}
 
@@ -143,12 +144,6 @@ class CoTraining(Method):
         #: each view's thresholds at the last step (1: nothing selected yet), read by pseudo_label_monitor
         self.register_buffer("thresholds", torch.ones(2, self.n_classes))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        for k in ("_conf", "_pred"):  # the memory's length varies: take the saved one's shape
-            if prefix + k in state_dict:
-                setattr(self, k, torch.empty_like(state_dict[prefix + k]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def optimizers(self, backbone: dict[str, ParamGroup]) -> dict[str, list[ParamGroup]]:
         return {"main": [{"params": [p for v in VIEW_MODES[self.view]
                                      for p in (self.net.view_a, self.net.view_b)[v].parameters()]}]}
@@ -157,8 +152,7 @@ class CoTraining(Method):
         return self.net
 
     def portion(self, progress: float) -> float:
-        q = (progress - self.warmup) / max(1e-12, 1 - self.warmup)
-        return self.start + (self.end - self.start) * min(1.0, max(0.0, q))
+        return growing_portion(progress, self.warmup, self.start, self.end)
 
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

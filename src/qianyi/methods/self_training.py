@@ -32,7 +32,27 @@ def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor,
     return out
 
 
-class _Aligned(Method):
+class MemoryBuffers(Method):
+    """A method whose buffers named in ``memory_buffers`` grow while training (a memory of recent target
+    predictions): loading a checkpoint takes each saved buffer's shape."""
+
+    memory_buffers: tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for k in self.memory_buffers:
+            if prefix + k in state_dict:
+                setattr(self, k, torch.empty_like(state_dict[prefix + k]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def growing_portion(progress: float, warmup: float, start: float, end: float) -> float:
+    """The share of each predicted class to pseudo-label: ``start`` at the end of the warm-up, growing
+    linearly to ``end`` at the end of training."""
+    q = (progress - warmup) / max(1e-12, 1 - warmup)
+    return start + (end - start) * min(1.0, max(0.0, q))
+
+
+class _Aligned(MemoryBuffers):
     """Shared part: an optional alignment method whose non-``cls`` terms are added to the step's loss."""
 
     align: str
@@ -89,6 +109,7 @@ class CBST(_Aligned):
     """
 
     name = "cbst"
+    memory_buffers = ("_conf", "_pred")
     grid = ({}, {"align": "dann"}, {"end": 0.8}, {"trade_off": 0.3})
     bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95)}
 
@@ -104,15 +125,8 @@ class CBST(_Aligned):
         self.register_buffer("_conf", torch.zeros(0))
         self.register_buffer("_pred", torch.zeros(0, dtype=torch.long))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        for k in ("_conf", "_pred"):  # the memory's length varies: take the saved one's shape
-            if prefix + k in state_dict:
-                setattr(self, k, torch.empty_like(state_dict[prefix + k]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def portion(self, progress: float) -> float:
-        q = (progress - self.warmup) / max(1e-12, 1 - self.warmup)
-        return self.start + (self.end - self.start) * min(1.0, max(0.0, q))
+        return growing_portion(progress, self.warmup, self.start, self.end)
 
     def training_step(self, ctx: StepContext) -> None:
         xs, xt = ctx.source_inputs, ctx.target_inputs
@@ -217,7 +231,7 @@ class AdaMatch(_Aligned):
 
 
 @register
-class SelfTrain(Method):
+class SelfTrain(MemoryBuffers):
     r"""Self-training from a fixed teacher: the network a stage starts from labels the target; a student fits those labels.
 
     .. math::
@@ -243,6 +257,7 @@ class SelfTrain(Method):
     """
 
     name = "self-train"
+    memory_buffers = ("_conf",)
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True
     grid = ({}, {"keep": 0.5}, {"source_weight": 1.0})
@@ -257,11 +272,6 @@ class SelfTrain(Method):
 
         self.teacher = copy.deepcopy(backbone).requires_grad_(False)
         self.register_buffer("_conf", torch.zeros(0))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if prefix + "_conf" in state_dict:
-            self._conf = torch.empty_like(state_dict[prefix + "_conf"])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def training_step(self, ctx: StepContext) -> None:
         xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs
