@@ -14,7 +14,7 @@ from qianyi.data.domain import Domain, TransferTask
 from qianyi.data.readers import read_npz
 from qianyi.errors import DataError, UnknownNameError
 from qianyi.methods.generative import GENERATORS_FILE, GENERATORS_META, GRID_FILE
-from qianyi.nn.gan import Generator, PatchDiscriminator, bce_gan_loss, lsgan_loss, real_fake_accuracy
+from qianyi.nn.gan import Generator, PatchDiscriminator, ResidualBlock, bce_gan_loss, lsgan_loss, real_fake_accuracy
 from qianyi.train import TrainConfig, Trainer
 from qianyi.train.checkpoint import FILENAME, load_checkpoint
 from qianyi.train.run import run
@@ -52,6 +52,29 @@ def test_translation_round_trip_keeps_shape_and_range(shape):
         assert y.shape == x.shape
         assert float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
     assert PatchDiscriminator(shape[1], width=4)(x).shape[:2] == (shape[0], 1)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_discogan_default_generator_is_an_encoder_decoder_down_to_4x4(size):
+    """DiscoGAN's generators (as in the paper): no residual blocks, no skips, a 4x4 bottleneck, width 16;
+    CyCADA keeps the CycleGAN-like one (a residual block on a 7x7 / 8x8 map)."""
+    torch.manual_seed(0)
+    g = qianyi.get_method("discogan").make_generator(1)
+    assert not any(isinstance(m, ResidualBlock) for m in g.modules())
+    x = torch.rand(2, 1, size, size)
+    assert tuple(g.encode(x).shape) == (2, 16 * 2 ** 3, 4, 4)
+    y = g(x)
+    assert y.shape == x.shape and float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
+    c = qianyi.get_method("cycada").make_generator(1)
+    assert any(isinstance(m, ResidualBlock) for m in c.modules())
+    assert tuple(c.encode(x).shape[-2:]) == ((size + 3) // 4,) * 2
+
+
+def test_deep_generator_round_trips_odd_sizes():
+    g = Generator(1, width=4, downsamplings=3, res_blocks=0, norm="batch")
+    x = torch.rand(3, 1, 9, 11)
+    assert tuple(g.encode(x).shape) == (3, 32, 2, 2)  # 9 -> 5 -> 3 -> 2, 11 -> 6 -> 3 -> 2
+    assert g(x).shape == x.shape
 
 
 def test_unknown_norm_is_named():

@@ -283,8 +283,16 @@ class DiscoGAN(ImageTranslation):
 
     (:math:`\|\cdot\|_2^2` the mean squared error; :math:`\lambda` = ``reconstruction``, 1 in the
     paper's total loss :math:`L_G = L_{GAN_B} + L_{CONST_A} + L_{GAN_A} + L_{CONST_B}`). No identity
-    loss. Batch norm in the generators and discriminators, as in the paper; networks CPU-sized
-    (:mod:`qianyi.nn.gan`; the paper's are 4-5 convolution encoder-decoders at 64x64).
+    loss. Batch norm in the generators and discriminators, as in the paper.
+
+    Generators as in the paper, CPU-sized (:class:`qianyi.nn.gan.Generator`): an encoder-decoder
+    with no residual blocks and no skip connections that downsamples to a 4x4 bottleneck
+    (``downsamplings`` = 3 on 28x28 or 32x32 images; the paper: four stride-2 convolutions from
+    64x64 to 4x4), so that every output pixel depends on the whole input and the shape of an object
+    can change (a bag's silhouette into a shoe's); ``width`` 16 (16-128 channels; the paper: 64-512).
+    ``res_blocks`` > 0 gives CycleGAN's encoder - residual blocks - decoder instead. The
+    discriminators are :class:`qianyi.nn.gan.PatchDiscriminator` (the paper's ends in one logit per
+    image; on 28x28 each of the 7x7 patch logits sees 22x22 pixels).
 
     DiscoGAN does not adapt a classifier: the backbone is **not trained** (its model.pt is the
     initialised network, and the run's accuracies mean nothing). Its products are the generators
@@ -301,8 +309,8 @@ class DiscoGAN(ImageTranslation):
     norm = "batch"
     grid = ()  # no classifier is trained, so the label-free validators of `qianyi select` have nothing to score
 
-    def __init__(self, reconstruction: float = 1.0, gan_lr: float = 2e-4, width: int = 8, disc_width: int = 16,
-                 downsamplings: int = 2, res_blocks: int = 1) -> None:
+    def __init__(self, reconstruction: float = 1.0, gan_lr: float = 2e-4, width: int = 16, disc_width: int = 16,
+                 downsamplings: int = 3, res_blocks: int = 0) -> None:
         super().__init__()
         self.reconstruction, self.gan_lr, self.width, self.disc_width = reconstruction, gan_lr, width, disc_width
         self.downsamplings, self.res_blocks = downsamplings, res_blocks

@@ -4,7 +4,10 @@ The shapes follow CycleGAN (Zhu et al., ICCV 2017: an encoder of strided convolu
 blocks, a decoder back to the input size) and its PatchGAN discriminator (a few strided
 convolutions ending in one logit per image patch), scaled down: ``width`` 8-16 channels instead of
 64, one residual block instead of six or nine, nearest-neighbour upsampling + a 3x3 convolution
-instead of transposed convolutions (no checkerboard artefacts, any input size). The generator ends
+instead of transposed convolutions (no checkerboard artefacts, any input size). With
+``res_blocks=0`` and more downsamplings the same class is DiscoGAN's generator (Kim et al., ICML
+2017): a plain encoder-decoder down to a small bottleneck (4x4 from 64x64 there; 4x4 from 28x28 or
+32x32 with three downsamplings here), no residual blocks, no skip connections. The generator ends
 in a sigmoid, so its outputs lie in [0, 1] like qianyi's image inputs.
 """
 from __future__ import annotations
@@ -49,14 +52,18 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """Encoder - residual blocks - decoder: images (n, c, h, w) in [0, 1] -> images (n, c, h, w) in [0, 1].
 
-    ``downsamplings`` stride-2 convolutions double the channels from ``width`` each time; the decoder
-    upsamples to the encoder's sizes (so odd sizes such as 7x7 round-trip exactly) and ends in a 3x3
-    convolution and a sigmoid.
+    ``downsamplings`` stride-2 convolutions double the channels from ``width`` each time (each
+    halves a side, rounding up: 28 -> 14 -> 7 -> 4); ``res_blocks`` residual blocks (0: none, a plain
+    encoder-decoder) work on that bottleneck; the decoder upsamples to the encoder's sizes (so odd
+    sizes such as 7x7 round-trip exactly) and ends in a 3x3 convolution and a sigmoid. No skip
+    connections: all the decoder knows of the input passes through the bottleneck (:meth:`encode`).
 
     >>> g = Generator(3, width=8)
     >>> y = g(torch.rand(2, 3, 28, 28))
     >>> tuple(y.shape), bool(((y >= 0) & (y <= 1)).all())
     ((2, 3, 28, 28), True)
+    >>> tuple(Generator(1, width=16, downsamplings=3, res_blocks=0).encode(torch.rand(2, 1, 28, 28)).shape)
+    (2, 128, 4, 4)
     """
 
     def __init__(self, channels: int, width: int = 8, downsamplings: int = 2, res_blocks: int = 1,
@@ -70,12 +77,20 @@ class Generator(nn.Module):
         self.up = nn.ModuleList(_conv(b, a, norm) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:])))
         self.head = nn.Conv2d(width, channels, 3, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Size]]:
         h = self.stem(x)
         sizes = []
         for down in self.down:
             sizes.append(h.shape[-2:])
             h = down(h)
+        return h, sizes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's output, the bottleneck the decoder starts from: (n, width * 2**downsamplings, h', w')."""
+        return self._encode(x)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, sizes = self._encode(x)
         h = self.blocks(h)
         for up, size in zip(self.up, reversed(sizes)):
             h = up(F.interpolate(h, size=tuple(size), mode="nearest"))
