@@ -191,6 +191,14 @@ def test_amazon_svmlight_reads():
 def test_vector_backbone_defaults():
     from qianyi.nn.backbones import backbone_for
 
+    from torch import nn
+
+    from qianyi.nn.resnet import named_backbone
+
     net = backbone_for((40,), 3)
-    assert net.group_names == ("fc1", "fc2", "logits") and net.feature_dim("fc1") == 256 and net.feature_dim() == 128
+    assert net.group_names == ("fc1", "fc2", "logits") and net.feature_dim("fc1") == 512 and net.feature_dim() == 256
+    first = next(iter(net.groups["fc1"].children()))
+    assert isinstance(first, nn.Dropout) and first.p == 0.5  # input dropout, before fc1's linear layer
+    same = named_backbone("mlp", (40,), 3)  # --backbone mlp is the default vector network
+    assert [t.shape for t in same.state_dict().values()] == [t.shape for t in net.state_dict().values()]
     assert backbone_for((1, 8, 8), 3).group_names[0] == "conv1"  # images unchanged

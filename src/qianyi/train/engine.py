@@ -34,7 +34,7 @@ from ..data.domain import Domain, TransferTask
 from ..data.lazy import is_lazy
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
-from ..nn.backbones import DEFAULT_BACKBONE_VERSION, Backbone, backbone_for
+from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, predict_logits
 from ..schedules import annealed_lr
 from ..select import SelectionData, get_validator, score_all
@@ -280,10 +280,8 @@ class Trainer:
         fp = run_fingerprint(self.method, self.base_config.for_task(task), task)
         if distributed.world()[1] > 1:  # per-process losses and batch norm: not the one-process run
             fp["processes"] = distributed.world()[1]
-        if self.backbone_factory is not backbone_for:  # a network of your own (default runs keep their keys)
+        if self.backbone_factory is not backbone_for:  # a network of your own (the default's generation is in fp)
             fp["backbone"] = getattr(self.backbone_factory, "spec", None) or "custom"
-        elif DEFAULT_BACKBONE_VERSION != 1:  # generation 1 is implicit, so runs stored before it stay valid
-            fp["backbone"] = f"default-v{DEFAULT_BACKBONE_VERSION}"
         return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:

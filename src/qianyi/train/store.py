@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import sha256_file
+from ..nn import backbones
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 
 if TYPE_CHECKING:
@@ -33,12 +34,19 @@ def _plain(obj: Any) -> Any:
 
 
 def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -> dict[str, Any]:
-    """Everything that determines a run's result (JSON-plain, so it compares equal after a round trip)."""
-    return _plain({"method": method.name, "hparams": method.hparams(), "config": config.for_task(task).fingerprint(),
-                   "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
-                   "sizes": [len(task.source), len(task.source_val), len(task.target),
-                             0 if task.target_test is None else len(task.target_test)],
-                   "shape": list(task.sample_shape), "classes": task.n_classes})
+    """Everything that determines a run's result with the default network (JSON-plain, so it compares
+    equal after a round trip). The default network's generation (``default_network_generation``) is
+    part of it from generation 2 on, so runs of an older default network are never taken for new ones;
+    generation 1 is implicit, so runs stored before it existed keep their keys."""
+    fp = {"method": method.name, "hparams": method.hparams(), "config": config.for_task(task).fingerprint(),
+          "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
+          "sizes": [len(task.source), len(task.source_val), len(task.target),
+                    0 if task.target_test is None else len(task.target_test)],
+          "shape": list(task.sample_shape), "classes": task.n_classes}
+    generation = backbones.default_network_generation(task.sample_shape)
+    if generation != 1:
+        fp["backbone"] = f"default-v{generation}"
+    return _plain(fp)
 
 
 def key(fp: dict[str, Any]) -> str:
