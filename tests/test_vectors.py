@@ -202,3 +202,31 @@ def test_vector_backbone_defaults():
     same = named_backbone("mlp", (40,), 3)  # --backbone mlp is the default vector network
     assert [t.shape for t in same.state_dict().values()] == [t.shape for t in net.state_dict().values()]
     assert backbone_for((1, 8, 8), 3).group_names[0] == "conv1"  # images unchanged
+
+def test_models_saved_with_an_older_default_network_load_into_it():
+    """model.json records the default network's generation; one without it predates generations (1)."""
+    from qianyi.nn.resnet import rebuild
+
+    old = rebuild({"backbone": "default", "sample_shape": [40], "n_classes": 3})
+    new = rebuild({"backbone": "default", "generation": 2, "sample_shape": [40], "n_classes": 3})
+    assert old.feature_dim("fc1") == 256 and old.feature_dim() == 128
+    assert new.feature_dim("fc1") == 512 and new.feature_dim() == 256
+    assert rebuild({"backbone": "default", "sample_shape": [1, 8, 8], "n_classes": 3}).group_names[0] == "conv1"
+    with pytest.raises(DataError, match="generation 7"):
+        rebuild({"backbone": "default", "generation": 7, "sample_shape": [40], "n_classes": 3})
+
+
+def test_a_vector_run_records_its_network_generation_and_loads(tmp_path):
+    import json
+
+    import qianyi
+    from qianyi.train.artefact import load_model
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("s", 0.0), ("t", 0.5)):
+        X = rng.normal(size=(120, 6)).astype(np.float32) + shift
+        np.savez(tmp_path / f"{name}.npz", X=X, y=(X[:, 0] > shift).astype(np.int64))
+    task = qianyi.load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}")
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, progress=False), out=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["architecture"]["generation"] == 2
+    assert load_model(tmp_path / "run").network.feature_dim("fc1") == 512

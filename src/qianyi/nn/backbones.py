@@ -180,6 +180,17 @@ def default_network_generation(sample_shape: Sequence[int]) -> int:
     return DEFAULT_BACKBONE_VERSION["images" if len(sample_shape) == 3 else "vectors"]
 
 
+def default_network(sample_shape: Sequence[int], n_classes: int, generation: int | None = None) -> Backbone:
+    """The default network of ``generation`` (None: the current one), so that a model saved by an older
+    qianyi loads into the network it was trained on (vectors, generation 1: :func:`mlp`'s defaults)."""
+    if generation is not None and generation != default_network_generation(sample_shape):
+        if len(sample_shape) == 1 and generation == 1:
+            return mlp(int(sample_shape[0]), n_classes)
+        raise DataError(f"no default network of generation {generation} for samples of shape "
+                        f"{tuple(sample_shape)}; this qianyi knows generations {sorted(set(DEFAULT_BACKBONE_VERSION.values()))}")
+    return backbone_for(sample_shape, n_classes)
+
+
 def backbone_for(sample_shape: Sequence[int], n_classes: int) -> Backbone:
     """The default backbone for a task's inputs: :func:`lenet` for images, :func:`vector_mlp` for vectors."""
     if len(sample_shape) == 3:

@@ -38,7 +38,7 @@ from torch import nn
 
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
-from .backbones import Backbone, backbone_for, lenet, vector_mlp
+from .backbones import Backbone, backbone_for, default_network, lenet, vector_mlp
 
 #: Named backbones (``--backbone NAME``) and what each is.
 BACKBONES = {
@@ -405,7 +405,7 @@ def rebuild(architecture: dict[str, Any]) -> Backbone:
     """The untrained network a model.json ``architecture`` describes (no pretrained file needed)."""
     name = architecture.get("backbone")
     shape, n_classes = tuple(architecture["sample_shape"]), int(architecture["n_classes"])
-    if name == "default":
-        return backbone_for(shape, n_classes)
+    if name == "default":  # models saved before generations were recorded: generation 1
+        return default_network(shape, n_classes, int(architecture.get("generation", 1)))
     return named_backbone(str(name), shape, n_classes,
                           bottleneck=int(architecture.get("bottleneck") or DEFAULT_BOTTLENECK))

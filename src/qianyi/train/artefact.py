@@ -23,6 +23,7 @@ from .. import __version__
 from .._io import sha256_file, write_json
 from ..data.domain import Domain, TransferTask, align_labels
 from ..errors import DataError
+from ..nn.backbones import default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors
@@ -42,7 +43,8 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
     save_tensors(out / MODEL_FILE, net.state_dict())
     digest = sha256_file(out / MODEL_FILE)
     classes = task.source.class_names or tuple(str(i) for i in range(task.n_classes))
-    arch: dict[str, Any] = {"backbone": "custom" if custom_backbone else "default"}
+    arch: dict[str, Any] = ({"backbone": "custom"} if custom_backbone else
+                            {"backbone": "default", "generation": default_network_generation(task.sample_shape)})
     if backbone_spec is not None:
         arch = {"backbone": backbone_spec["name"],
                 **{k: v for k, v in backbone_spec.items() if k != "name"},
