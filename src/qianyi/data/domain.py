@@ -18,7 +18,20 @@ from ..errors import DataError, LabelMismatchError, QianyiWarning
 from .lazy import is_lazy
 
 
+def _as_texts(X: object) -> np.ndarray | None:
+    """Raw text (a 1-d array of str, :mod:`qianyi.data.text`) as a new 1-d object array of str; None if X is not text."""
+    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "UO" and len(X) \
+            and all(isinstance(t, str) for t in X):
+        out = np.empty(len(X), dtype=object)
+        out[:] = [str(t) for t in X]
+        return out
+    return None
+
+
 def _as_inputs(X: object, name: str) -> np.ndarray:
+    texts = _as_texts(X)
+    if texts is not None:  # raw text: load_task tokenises it (qianyi.data.text)
+        return texts
     if is_lazy(X):  # a streamed image folder: decoded (and checked) batch by batch
         if len(X) == 0:
             raise DataError(f"domain {name!r} is empty (0 samples); check the path or filter that made it")
@@ -137,6 +150,11 @@ class Domain:
     @property
     def is_image(self) -> bool:
         return self.X.ndim == 4
+
+    @property
+    def is_text(self) -> bool:
+        """Raw text, one string per sample (tokenised by :func:`qianyi.data.load_task`)."""
+        return self.X.dtype == object
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

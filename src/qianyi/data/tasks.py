@@ -42,6 +42,7 @@ from .domain import Domain, TransferTask, stratified_split
 from .lazy import is_lazy
 from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts
+from .text import TEXT_READER_OPTIONS, TEXT_READERS, csv_text_reader, encode_domain, tokenize_task
 
 READERS = {
     "npz": lambda path, name, opts: read_npz(path, name),
@@ -50,18 +51,19 @@ READERS = {
         path, name, size=_int_option(opts, "size", 32, 8, 1024), max_samples=opts.get("max_samples"),
         seed=opts.get("seed", 0), stream=bool(_int_option(opts, "stream", 0, 0, 1)),
         augment=tuple(a for a in opts.get("augment", "").split(",") if a)),
-    "csv": lambda path, name, opts: read_csv(path, name, label=opts.get("label"),
-                                             drop=tuple(c for c in opts.get("drop", "").split(",") if c),
-                                             sep=opts.get("sep"), where=opts.get("where"),
-                                             where_not=opts.get("where_not"), categorical=opts.get("categorical")),
+    "csv": lambda path, name, opts: csv_text_reader(path, name, opts) if "text" in opts else read_csv(
+        path, name, label=opts.get("label"), drop=tuple(c for c in opts.get("drop", "").split(",") if c),
+        sep=opts.get("sep"), where=opts.get("where"), where_not=opts.get("where_not"),
+        categorical=opts.get("categorical")),
     "svmlight": lambda path, name, opts: read_svmlight(
         path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
+    **TEXT_READERS,  # jsonl:PATH, lines:DIR (qianyi.data.text)
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
 READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
-                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical"),
-                  "svmlight": ("name", "n_features"), "mat": ("name", "x", "y")}
+                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text"),
+                  "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), **TEXT_READER_OPTIONS}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
 #: ``log1p`` = sign(x) log(1 + |x|); ``l1`` / ``l2`` divide each row by its L1 / L2 norm (zero rows stay 0).
 VECTOR_TRANSFORMS = ("none", "log1p", "l1", "l2")
@@ -220,7 +222,7 @@ def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
 def load_task(source: str, target: str, *, target_test: str | None = None,
               data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
               split_seed: int = 0, max_samples: int | None = None, vector_transform: str = "auto",
-              standardize: bool = True) -> TransferTask:
+              standardize: bool = True, text: dict | None = None) -> TransferTask:
     """Build a :class:`TransferTask` from specs.
 
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
@@ -242,6 +244,10 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     labels, never on the target test set). Both are recorded in ``task.preprocessing``
     (``"vector_transform"``, ``"standardize": {"mean": [...], "std": [...]}``) and re-applied by
     :func:`prepare`.
+
+    Text domains (raw strings, :mod:`qianyi.data.text`) are tokenised instead, the vocabulary fitted on the
+    source and target training inputs (``text``: settings of :func:`qianyi.data.text.fit_text_preprocessing`,
+    e.g. ``{"bigrams": True}``) and recorded in ``task.preprocessing["text"]``.
     """
     if vector_transform != "auto" and vector_transform not in VECTOR_TRANSFORMS:
         raise UnknownNameError(f"vector_transform must be 'auto' or one of {', '.join(VECTOR_TRANSFORMS)}, "
@@ -265,6 +271,9 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
                       "where_not=C:a on the other)", QianyiWarning, stacklevel=2)
     t = match_features(s.feature_names, t, f"source {s.name!r}")
     s, t = _subsample(s, max_samples, split_seed), _subsample(t, max_samples, split_seed + 1)
+    if s.is_text != t.is_text:
+        raise DataError(f"{source!r} holds {'text' if s.is_text else 'no text'} but {target!r} holds "
+                        f"{'text' if t.is_text else 'no text'}; both domains must be of one kind")
     if s.is_image != t.is_image:
         raise DataError(f"{source!r} holds {'images' if s.is_image else 'vectors'} but {target!r} holds "
                         f"{'images' if t.is_image else 'vectors'}; both domains must be of one kind")
@@ -277,7 +286,10 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
         test = prepare(_load_base(base, root), pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
                                      seed=split_seed)
-    if not task.is_image:
+    if task.source.is_text:
+        task = tokenize_task(task, pre, **(text or {}))
+        pre = task.preprocessing
+    elif not task.is_image:
         pre.update(fit_vector_preprocessing(np.concatenate([task.source.X, task.target.X]), vector_transform,
                                             standardize))
         parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
@@ -343,7 +355,9 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
             raise DataError(f"{name or d.name!r}: shifts ({', '.join(shifts)}) apply to images held in memory, not to a "
                             "streamed folder (stream=1); drop stream=1 or the shifts")
         d = d.replace(X=apply_shifts(d.X, list(shifts), name or d.name))
-    if not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
+    if preprocessing.get("text") is not None or (d.is_text and "vector_transform" in preprocessing):
+        d = encode_domain(d, preprocessing.get("text"), name)  # a text model's vocabulary, max_len
+    elif not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
         d = d.replace(X=transform_vectors(d.X, preprocessing, name or d.name))
     return d.replace(name=name) if name else d
 

@@ -39,6 +39,7 @@ from torch import nn
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
 from .backbones import Backbone, backbone_for, default_network, lenet, vector_mlp
+from .text import TEXT_ENCODERS, rebuild_text
 
 #: Named backbones (``--backbone NAME``) and what each is.
 BACKBONES = {
@@ -46,6 +47,7 @@ BACKBONES = {
     "mlp": "MLP for vectors (qianyi's default for vectors; images are flattened): fc1 512, fc2 256, logits",
     "resnet18": "ResNet-18 (11M parameters; 512-d pool): stem, layer1..layer4, pool, bottleneck, logits",
     "resnet50": "ResNet-50 (24M parameters; 2048-d pool): stem, layer1..layer4, pool, bottleneck, logits",
+    **TEXT_ENCODERS,  # sized by a text task's vocabulary (qianyi.nn.text.TextEncoder)
 }
 #: The torchvision ResNets built here: block type and blocks per stage.
 RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
@@ -332,6 +334,9 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
     """
     _check_name(name)
     shape = tuple(int(s) for s in sample_shape)
+    if name in TEXT_ENCODERS:
+        raise DataError(f"{name} reads token ids of a text task (its size comes from the task's vocabulary); load "
+                        "text data (amazon/DOMAIN, csv:PATH?text=COL, jsonl:PATH, lines:DIR)")
     if name in ("lenet", "mlp"):
         if weights is not None:
             raise ConfigError(f"--weights loads torchvision ImageNet weights into resnet18 or resnet50, not {name}; "
@@ -407,5 +412,7 @@ def rebuild(architecture: dict[str, Any]) -> Backbone:
     shape, n_classes = tuple(architecture["sample_shape"]), int(architecture["n_classes"])
     if name == "default":  # models saved before generations were recorded: generation 1
         return default_network(shape, n_classes, int(architecture.get("generation", 1)))
+    if name in TEXT_ENCODERS:
+        return rebuild_text(architecture)
     return named_backbone(str(name), shape, n_classes,
                           bottleneck=int(architecture.get("bottleneck") or DEFAULT_BOTTLENECK))

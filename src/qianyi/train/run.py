@@ -20,6 +20,7 @@ from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
+from ..nn.text import TEXT_ENCODERS, TextEncoder
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
@@ -77,6 +78,16 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
 
+def _for_task(backbone: BackboneSpec | None, task: TransferTask) -> BackboneSpec | None:
+    """A text task's encoder, sized for its vocabulary, in place of the default network or of a text encoder
+    named by ``backbone`` (``"textcnn"``); anything else as it is."""
+    text = (task.preprocessing or {}).get("text")
+    name = backbone.name if isinstance(backbone, NamedBackbone) else backbone
+    if text is None or not (backbone is None or (isinstance(name, str) and name in TEXT_ENCODERS)):
+        return backbone
+    return TextEncoder.for_task(text, name)
+
+
 def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], Backbone]:
     if backbone is None:
         return backbone_for
@@ -102,6 +113,7 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
                     backbone: BackboneSpec | None = None) -> dict[str, Any]:
     """The fingerprint a run of ``method`` on ``task`` with ``backbone`` records (and a store looks up):
     a named backbone is told apart by its spec (name, bottleneck width, pretrained file's hash)."""
+    backbone = _for_task(backbone, task)
     fp = Trainer(method, config, _factory(backbone)).fingerprint(task)
     spec = backbone_spec(backbone)
     if spec is not None:
@@ -113,6 +125,8 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
          track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any]
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
+    if not getattr(m, "shallow", False):
+        backbone = _for_task(backbone, task)
     config = (config or TrainConfig()).for_task(task)  # the data's defaults filled in: what result.json records
     if getattr(m, "shallow", False):
         if backbone is not None:

@@ -1,0 +1,390 @@
+"""Text domains: raw reviews as strings, and the tokeniser + vocabulary that turn them into token ids.
+
+Readers (each returns a :class:`~qianyi.data.Domain` whose ``X`` is a 1-d object array of ``str``,
+one review per sample; :func:`qianyi.data.load_task` tokenises it):
+
+* built-in ``amazon/books``, ``amazon/dvd``, ``amazon/electronics``, ``amazon/kitchen``: the Multi-Domain
+  Sentiment Dataset (Blitzer et al., ACL 2007), 1,000 positive + 1,000 negative reviews per domain, from
+  ``$QIANYI_DATA/amazon-blitzer2007-raw/DOMAIN/{positive,negative}.review`` (:func:`read_reviews`);
+* ``csv:PATH?text=COL[&label=COL]`` (the CSV reader in text mode, :func:`read_text_csv`),
+  ``jsonl:PATH[?text=KEY&label=KEY]`` (:func:`read_jsonl`), ``lines:DIR`` (one ``DIR/<label>.txt`` per
+  class, one text per line) or ``lines:FILE`` (unlabelled, one text per line) (:func:`read_lines`).
+
+Tokenisation (:func:`tokenize`): Unicode text lower-cased, then the tokens of :data:`TOKEN_PATTERN`
+(runs of letters/digits with inner apostrophes, ``can't``; and ``!``/``?`` on their own), optionally
+followed by word bigrams (``"not good"``). The vocabulary (:func:`fit_text_preprocessing`) is every
+token seen in at least ``min_count`` training documents, the ``max_vocab`` most frequent by document
+count (ties: alphabetical), after the ids 0 = ``<pad>`` and 1 = ``<unk>``. ``load_task`` fits it on the
+source **training** split and the target **training** inputs only (never a label, never the source
+validation split or the target test split), and records it, as plain JSON, in ``task.preprocessing["text"]``
+(saved in ``model.json``), so ``qianyi predict`` encodes new raw text exactly as the run did
+(:func:`encode_texts`): each text becomes ``max_len`` token ids, cut at the end or padded with 0.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError, DatasetNotFoundError, QianyiWarning
+from .builtin import dataset
+from .domain import Domain, TransferTask
+from .readers import LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder
+
+#: The four domains of the Multi-Domain Sentiment Dataset and their folder.
+AMAZON_DOMAINS = ("books", "dvd", "electronics", "kitchen")
+AMAZON_FOLDER = "amazon-blitzer2007-raw"
+#: Class names of the sentiment data: index 0 = negative.review, 1 = positive.review.
+SENTIMENT_CLASSES = ("negative", "positive")
+
+#: Tokens: letters/digits (any script) with inner apostrophes, or "!" / "?" alone (they carry sentiment).
+TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*|[!?]"
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
+#: Tokeniser defaults (docs/text.md): vocabulary cap and document-frequency floor, padded length.
+MAX_VOCAB = 20_000
+MIN_COUNT = 2
+MAX_LEN = 256
+PAD, UNK = "<pad>", "<unk>"
+#: The settings of :func:`fit_text_preprocessing` (``load_task(text={...})``).
+TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams")
+#: Bumped whenever :func:`tokenize` changes what it returns: a saved model records it, and a model of
+#: another version is refused rather than fed different token ids.
+TOKENIZER = "words-v1"
+
+
+# --- tokeniser and vocabulary -----------------------------------------------------------------
+
+def tokenize(text: str, bigrams: bool = False) -> list[str]:
+    """``text`` lower-cased and cut into :data:`TOKEN_PATTERN` tokens; with ``bigrams``, each pair of
+    neighbouring tokens is added right after its second word (``a b c`` -> ``a b "a b" c "b c"``), so that
+    cutting at ``max_len`` keeps words and bigrams of the same stretch of text.
+
+    >>> tokenize("Don't buy it!! Great?")
+    ["don't", 'buy', 'it', '!', '!', 'great', '?']
+    >>> tokenize("not good at all", bigrams=True)
+    ['not', 'good', 'not good', 'at', 'good at', 'all', 'at all']
+    """
+    words = _TOKEN_RE.findall(text.lower().replace("’", "'"))
+    if not bigrams:
+        return words
+    out: list[str] = []
+    for i, w in enumerate(words):
+        out.append(w)
+        if i:
+            out.append(f"{words[i - 1]} {w}")
+    return out
+
+
+def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
+    for key, value, low in (("max_vocab", max_vocab, 1), ("min_count", min_count, 1), ("max_len", max_len, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"text preprocessing: {key} must be a whole number >= {low}, got {value!r}")
+
+
+def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, min_count: int = MIN_COUNT,
+                           max_len: int = MAX_LEN, bigrams: bool = False) -> dict:
+    """The plain-JSON text preprocessing fitted on training inputs ``texts`` (no labels): tokeniser
+    settings and the vocabulary, ``vocab[i]`` being the token of id ``i`` (0 ``<pad>``, 1 ``<unk>``).
+
+    A token is kept when it occurs in at least ``min_count`` of the texts; of those, the ``max_vocab``
+    occurring in the most texts (ties broken alphabetically, so the result does not depend on order).
+    """
+    _check_settings(max_vocab, min_count, max_len)
+    df: Counter[str] = Counter()
+    n = 0
+    for t in texts:
+        df.update(set(tokenize(t, bigrams)))
+        n += 1
+    if n == 0:
+        raise DataError("text preprocessing: no training texts to build a vocabulary from")
+    kept = sorted((w for w, c in df.items() if c >= min_count), key=lambda w: (-df[w], w))[:max_vocab]
+    return {"tokenizer": TOKENIZER, "lowercase": True, "pattern": TOKEN_PATTERN, "bigrams": bool(bigrams),
+            "max_len": int(max_len), "min_count": int(min_count), "max_vocab": int(max_vocab),
+            "fitted_on": n, "vocab": [PAD, UNK, *kept]}
+
+
+def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -> np.ndarray:
+    """Token ids (int64, ``(n, max_len)``) of ``texts`` under a recorded text preprocessing: unknown tokens
+    are 1, each row is cut after ``max_len`` tokens or padded with 0."""
+    if text_pre.get("tokenizer") != TOKENIZER:
+        raise DataError(f"{name!r}: the model's tokeniser is {text_pre.get('tokenizer')!r} but this qianyi has "
+                        f"{TOKENIZER!r}; rerun the run with this version")
+    vocab, max_len, bigrams = text_pre["vocab"], int(text_pre["max_len"]), bool(text_pre["bigrams"])
+    index = {w: i for i, w in enumerate(vocab)}
+    out = np.zeros((len(texts), max_len), np.int64)
+    for r, t in enumerate(texts):
+        ids = [index.get(w, 1) for w in tokenize(t, bigrams)[:max_len]]
+        out[r, :len(ids)] = ids
+    return out
+
+
+def tokenize_task(task: TransferTask, preprocessing: dict | None = None, **settings: Any) -> TransferTask:
+    """``task`` (a :class:`~qianyi.data.TransferTask` of raw text) with every split encoded as token ids,
+    the vocabulary fitted on ``task.source`` and ``task.target`` inputs only (``settings``: those of
+    :func:`fit_text_preprocessing`); ``task.preprocessing`` (``preprocessing`` plus ``"text"``) records it.
+
+    The ids are stored as the domain's float32 inputs (exact below 2**24); the text encoders read them
+    as int64 (:mod:`qianyi.nn.text`).
+    """
+    for d in (task.source, task.source_val, task.target, task.target_test):
+        if d is not None and not d.is_text:
+            raise DataError(f"{d.name!r} holds {'images' if d.is_image else 'vectors'}, not text; every domain of a "
+                            "text task must be text")
+    unknown = sorted(set(settings) - set(TEXT_SETTINGS))
+    if unknown:
+        raise DataError(f"text preprocessing has no setting(s) {unknown}; settings: {', '.join(TEXT_SETTINGS)}")
+    text_pre = fit_text_preprocessing([*task.source.X, *task.target.X], **settings)
+    pre = {**(preprocessing or task.preprocessing or {}), "text": text_pre}
+    parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
+    return replace(task, preprocessing=pre, **{
+        k: None if d is None else d.replace(X=encode_texts(d.X, text_pre, d.name)) for k, d in parts.items()})
+
+
+def encode_domain(d: Domain, text_pre: dict | None, name: str | None = None) -> Domain:
+    """A freshly read text domain encoded with a model's recorded text preprocessing (``qianyi predict``)."""
+    name = name or d.name
+    if text_pre is None:
+        raise DataError(f"{name!r} holds text, but the model reads images or vectors; give the kind of data the "
+                        "run was trained on")
+    if not d.is_text:
+        raise DataError(f"{name!r} holds {'images' if d.is_image else 'vectors'}, but the model reads text; give a "
+                        "text spec (csv:PATH?text=COL, jsonl:PATH, lines:DIR or amazon/DOMAIN)")
+    return d.replace(X=encode_texts(d.X, text_pre, name))
+
+
+# --- the Multi-Domain Sentiment Dataset (Blitzer et al. 2007) ------------------------------------
+
+_REVIEW_OPEN = re.compile(r"<review>")
+_FIELD = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.S) for tag in ("review_text", "title", "rating")}
+
+
+def _unescape(text: str) -> str:
+    """HTML entities decoded; twice when the first pass leaves entities (``&amp;quot;`` in the kitchen
+    reviews: escaped twice at the source)."""
+    once = html.unescape(text)
+    return html.unescape(once) if once != text and re.search(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", once) else once
+
+
+def parse_reviews(text: str) -> tuple[list[str], list[float | None], int]:
+    """The reviews of one ``.review`` file's text: (texts, ratings, number of malformed records skipped).
+
+    Each ``<review> ... </review>`` record must hold exactly one non-empty ``<review_text>``; a record
+    that does not (or whose ``</review>`` is missing before the next ``<review>``) is malformed and
+    skipped. A review's text is its ``<title>`` (when present) and its ``<review_text>``, one line each,
+    with HTML entities decoded (``&quot;``, ``&#45;``, twice-escaped ``&amp;quot;``; a bare ``&`` stays) and
+    runs of blank space inside a line squeezed.
+    """
+    texts: list[str] = []
+    ratings: list[float | None] = []
+    bad = 0
+    for chunk in _REVIEW_OPEN.split(text)[1:]:
+        body, closed, _ = chunk.partition("</review>")
+        bodies = _FIELD["review_text"].findall(body) if closed else []
+        if len(bodies) != 1 or not bodies[0].strip():
+            bad += 1
+            continue
+        titles = _FIELD["title"].findall(body)
+        parts = [_unescape(p) for p in (titles[:1] + bodies)]
+        texts.append("\n".join(" ".join(p.split()) for p in parts if p.strip()))
+        rating = _FIELD["rating"].findall(body)
+        try:
+            ratings.append(float(rating[0]) if rating else None)
+        except ValueError:
+            ratings.append(None)
+    return texts, ratings, bad
+
+
+def read_reviews(path: str | os.PathLike) -> list[str]:
+    """The review texts of one Blitzer ``.review`` file (pseudo-XML; see :func:`parse_reviews`); malformed
+    records are skipped with a :class:`~qianyi.errors.QianyiWarning` that counts them."""
+    p = _file(path, "review file", "amazon")
+    where = f"review file {str(p)!r}"
+    texts, _, bad = parse_reviews(_csv_text(p, where))
+    if bad:
+        warnings.warn(f"{where}: skipped {bad} malformed review record(s) (no single non-empty <review_text>, or "
+                      f"no </review>); {len(texts)} read", QianyiWarning, stacklevel=2)
+    if not texts:
+        raise DataError(f"{where} holds no <review> record with a <review_text>; expected the Multi-Domain "
+                        "Sentiment Dataset's pseudo-XML (<review> ... <review_text> ... </review_text> ... </review>)")
+    return texts
+
+
+def load_amazon_reviews(root: Path | None, domain: str) -> Domain:
+    """One domain of the Multi-Domain Sentiment Dataset: negative.review then positive.review, as text."""
+    if root is None:
+        raise DatasetNotFoundError(f"amazon/{domain}: QIANYI_DATA is not set; set it (or --data-dir) to the data "
+                                   f"directory that holds {AMAZON_FOLDER}/")
+    folder = root / AMAZON_FOLDER / domain
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"amazon/{domain}: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data "
+                                   f"directory that holds {AMAZON_FOLDER}/{domain}/{{positive,negative}}.review")
+    texts, labels = [], []
+    for k, cls in enumerate(SENTIMENT_CLASSES):
+        t = read_reviews(folder / f"{cls}.review")
+        texts += t
+        labels += [k] * len(t)
+    return Domain(np.array(texts, dtype=object), np.array(labels), name=f"amazon/{domain}",
+                  class_names=SENTIMENT_CLASSES, origin=f"{AMAZON_FOLDER}:{domain}")
+
+
+def _register_amazon(domain: str) -> None:
+    @dataset(f"amazon/{domain}", f"Amazon {domain} reviews (Blitzer et al. 2007), 1,000 positive + 1,000 negative, "
+             f"raw text from DATA/{AMAZON_FOLDER}; tokenised by load_task (docs/text.md)")
+    def load(root: Path | None) -> Domain:
+        return load_amazon_reviews(root, domain)
+
+
+for _d in AMAZON_DOMAINS:
+    _register_amazon(_d)
+
+
+# --- users' own text: csv, jsonl, lines ---------------------------------------------------------
+
+def _labels(raw: list[str], rows: list[int], where: str, label: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    missing = [n for n, v in zip(rows, raw) if v.strip().lower() in MISSING_LABELS]
+    if missing:
+        raise DataError(f"{where}: label {label!r} is empty or missing ('', nan, NA, null, ?) in {len(missing)} "
+                        f"record(s) (first: {missing[:5]}); drop those records or fill in their labels")
+    return _csv_labels([v.strip() for v in raw], where, label)
+
+
+def _text_domain(texts: list[str], y: np.ndarray | None, class_names: tuple[str, ...] | None, name: str,
+                 origin: str, where: str) -> Domain:
+    if not texts:
+        raise DataError(f"{where} holds no texts; expected one text per record")
+    X = np.empty(len(texts), dtype=object)
+    X[:] = texts
+    return Domain(X, y, name=name, class_names=class_names, origin=origin)
+
+
+def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = "text", label: str | None = None,
+                  sep: str | None = None) -> Domain:
+    """A CSV table (UTF-8, header row) whose column ``text`` holds one text per row; ``label`` names the label
+    column (default: the one column named label, labels, y, class or target, if any; else unlabelled).
+    Other columns are ignored."""
+    import csv
+    import io
+
+    p = _file(path, "CSV file", "csv")
+    at = f"CSV file {str(p)!r}"
+    body = _csv_text(p, at)
+    delimiter = _csv_separator(sep, body, at)
+    try:
+        rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(body, newline=""), delimiter=delimiter), 1) if r]
+    except csv.Error as exc:
+        raise DataError(f"{at} is not a valid CSV table ({exc}); quote texts that hold the separator or line "
+                        "breaks (\"...\"), or give the separator with ?sep=") from exc
+    if not rows:
+        raise DataError(f"{at} is empty; expected a header line and one row per text")
+    cols = [c.strip() for c in rows[0][1]]
+    if text not in cols:
+        raise DataError(f"{at} has no text column {text!r}; columns: {cols[:20]} (choose it with ?text=COLUMN)")
+    if label is not None and label not in cols:
+        raise DataError(f"{at} has no label column {label!r}; columns: {cols[:20]}")
+    if label == text:
+        raise DataError(f"{at}: column {text!r} is both the text and the label; choose two columns")
+    if label is None:
+        likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c != text]
+        if len(likes) > 1:
+            raise DataError(f"{at} has several label-like columns {likes}; choose one with ?label=NAME")
+        label = likes[0] if likes else None
+    ti, li = cols.index(text), None if label is None else cols.index(label)
+    texts, raw, rownos = [], [], []
+    for n, r in rows[1:]:
+        if len(r) != len(cols):
+            raise DataError(f"{at}: row {n} has {len(r)} fields, the header has {len(cols)}; quote texts that hold "
+                            f"the separator {delimiter!r} (\"...\")")
+        texts.append(r[ti])
+        rownos.append(n)
+        if li is not None:
+            raw.append(r[li])
+    y, names = _labels(raw, rownos, at, label) if label is not None and rownos else (None, None)
+    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at)
+
+
+def read_jsonl(path: str | os.PathLike, name: str | None = None, text: str = "text", label: str | None = None
+               ) -> Domain:
+    """JSON Lines: one JSON object per line, its key ``text`` a string; ``label`` the label key (default
+    ``label`` when the first record has it, else unlabelled). Blank lines are skipped."""
+    p = _file(path, "JSON Lines file", "jsonl")
+    at = f"JSON Lines file {str(p)!r}"
+    texts, raw, rownos = [], [], []
+    for n, line in enumerate(_csv_text(p, at).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{at}: line {n} is not valid JSON ({exc.msg} at column {exc.colno}); write one JSON "
+                            "object per line, e.g. {\"text\": \"...\", \"label\": \"positive\"}") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{at}: line {n} holds a JSON {type(rec).__name__}, not an object; write one object "
+                            "per line, e.g. {\"text\": \"...\", \"label\": \"positive\"}")
+        if label is None and not rownos and "label" in rec:
+            label = "label"
+        if text not in rec or not isinstance(rec[text], str):
+            what = "has no key" if text not in rec else f"holds a {type(rec[text]).__name__} in"
+            raise DataError(f"{at}: line {n} {what} {text!r}; every record needs its text as a string (choose the "
+                            f"key with ?text=KEY; keys here: {sorted(rec)[:10]})")
+        if label is not None:
+            v = rec.get(label)
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)) and v is not None:
+                raise DataError(f"{at}: line {n}: label {label!r} holds a {type(v).__name__}; give a class name "
+                                "or a class index")
+            raw.append("" if v is None else str(v))
+        texts.append(rec[text])
+        rownos.append(n)
+    y, names = _labels(raw, rownos, at, label) if label is not None and rownos else (None, None)
+    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at)
+
+
+def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
+    """One text per line. A folder: every ``<label>.txt`` in it is one class, named by the file (classes in
+    sorted order). A file: its lines, unlabelled. Blank lines are skipped."""
+    p = Path(path)
+    if p.is_file():
+        at = f"text file {str(p)!r}"
+        texts = [t for t in _csv_text(p, at).splitlines() if t.strip()]
+        return _text_domain(texts, None, None, name or p.stem, str(p.resolve()), at)
+    d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files (or one .txt file, unlabelled)")
+    files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
+    if not files:
+        raise DatasetNotFoundError(f"no <label>.txt files in {str(d)!r}; put one file per class there (e.g. "
+                                   "positive.txt, negative.txt), one text per line")
+    texts, labels = [], []
+    for k, f in enumerate(files):
+        lines = [t for t in _csv_text(f, f"text file {str(f)!r}").splitlines() if t.strip()]
+        if not lines:
+            raise DataError(f"text file {str(f)!r} holds no text; write one text per line, or remove the file "
+                            f"(it would be an empty class {f.stem!r})")
+        texts += lines
+        labels += [k] * len(lines)
+    return _text_domain(texts, np.array(labels), tuple(f.stem for f in files), name or d.name, str(d.resolve()),
+                        f"lines folder {str(d)!r}")
+
+
+#: Readers of text specs (added to :data:`qianyi.data.tasks.READERS`) and their ``?key=value`` options.
+TEXT_READERS = {
+    "jsonl": lambda path, name, opts: read_jsonl(path, name, text=opts.get("text", "text"), label=opts.get("label")),
+    "lines": lambda path, name, opts: read_lines(path, name),
+}
+TEXT_READER_OPTIONS = {"jsonl": ("name", "text", "label"), "lines": ("name",)}
+#: Options of ``csv:PATH?text=COL``: the CSV reader in text mode.
+CSV_TEXT_OPTIONS = ("name", "text", "label", "sep")
+
+
+def csv_text_reader(path: str, name: str, opts: dict) -> Domain:
+    """``csv:PATH?text=COL...``: :func:`read_text_csv`; options of the numeric table reader are refused."""
+    other = sorted(set(opts) - set(CSV_TEXT_OPTIONS) - {"max_samples", "seed"})
+    if other:
+        raise DataError(f"csv:{path}: with ?text= the CSV reader reads texts and takes only the options "
+                        f"{', '.join(CSV_TEXT_OPTIONS)}; leave out {', '.join(other)}")
+    return read_text_csv(path, name, text=opts["text"], label=opts.get("label"), sep=opts.get("sep"))

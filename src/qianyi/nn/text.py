@@ -1,0 +1,187 @@
+"""Text encoders as backbones with the layer groups ``E`` (embedding), ``H`` (hidden) and ``logits`` (O).
+
+Inputs are token ids, ``(n, max_len)``, 0 = padding (:mod:`qianyi.data.text`; the domain stores them as
+float32 and ``E`` reads them as int64). Because they are :class:`~qianyi.nn.Backbone` objects, every
+method, validator, ``--freeze K`` (K = 1: ``E``; 2: ``E`` and ``H``) and ``init_layers`` works on them
+unchanged; the feature layer (the ``features`` role: DANN's discriminator input, DAN's MMD layer) is ``H``.
+
+* :func:`embedding_bag` (``embbag``, the default for text tasks): ``E`` = the mean of the token embeddings
+  of the non-padding tokens, ``(n, embed_dim)``; ``H`` = one or more fully connected layers (dropout, Linear,
+  BatchNorm, ReLU); ``logits`` = Linear. A neural bag of words (Joulin et al. 2017, fastText; Iyyer et
+  al. 2015, deep averaging networks).
+* :func:`text_cnn` (``textcnn``): ``E`` = the token embeddings, ``(n, max_len, embed_dim)``; ``H`` =
+  1-d convolutions of several widths, ReLU, max over time, concatenated, then a fully connected layer
+  (Kim, EMNLP 2014); ``logits`` = Linear.
+
+:class:`TextEncoder` is the factory ``(sample_shape, n_classes) -> Backbone`` the engine takes; it knows the
+vocabulary size (``task.preprocessing["text"]``), and its ``spec`` goes into the run's fingerprint and
+``model.json``, so :func:`rebuild_text` rebuilds the network for ``qianyi predict``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import DataError, UnknownNameError
+from .backbones import Backbone
+
+#: The text encoders by name (``--backbone NAME`` on a text task) and what each is.
+TEXT_ENCODERS = {
+    "embbag": "text: mean of token embeddings (E), fully connected layer(s) (H), logits; qianyi's default for text",
+    "textcnn": "text: token embeddings (E), 1-d convolutions of widths 3,4,5 + max over time + fc (H), logits",
+}
+DEFAULT_TEXT_ENCODER = "embbag"
+#: Defaults (docs/text.md): embedding width, hidden widths (the last is the feature width), dropout.
+EMBED_DIM = 128
+HIDDEN = (128,)
+DROPOUT = 0.5
+INIT_STD = 0.1
+
+
+def _token_ids(x: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``x`` as int64 token ids, refused (not silently clamped) when it holds anything else."""
+    ids = x.long()
+    if x.is_floating_point() and not torch.equal(ids.to(x.dtype), x) or (ids.numel() and (
+            int(ids.min()) < 0 or int(ids.max()) >= vocab_size)):
+        raise DataError(f"a text encoder reads token ids 0..{vocab_size - 1}, but got other values (fractions or "
+                        "ids outside the vocabulary): was the input perturbed? Methods that augment or reconstruct "
+                        "their inputs (mean-teacher, self-train, cbst, adamatch, drcn, dsn) do not apply to text yet")
+    return ids
+
+
+def _embedding(vocab_size: int, dim: int, init_std: float) -> nn.Embedding:
+    emb = nn.Embedding(vocab_size, dim, padding_idx=0)
+    with torch.no_grad():
+        emb.weight.normal_(0.0, init_std)
+        emb.weight[0].zero_()
+    return emb
+
+
+class MeanEmbedding(nn.Module):
+    """Mean of the embeddings of a text's non-padding tokens: ids ``(n, L)`` -> ``(n, dim)``; an empty text
+    (all padding) gives zeros. :math:`e(x) = \\frac{1}{|\\{t: x_t \\ne 0\\}|} \\sum_{t: x_t \\ne 0} W_{x_t}`."""
+
+    def __init__(self, vocab_size: int, dim: int, init_std: float = 1.0) -> None:
+        super().__init__()
+        self.embedding = _embedding(vocab_size, dim, init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = _token_ids(x, self.embedding.num_embeddings)
+        mask = (ids != 0).unsqueeze(-1).to(self.embedding.weight.dtype)
+        total = (self.embedding(ids) * mask).sum(1)
+        return total / mask.sum(1).clamp(min=1.0)
+
+
+class TokenEmbedding(nn.Module):
+    """Token embeddings: ids ``(n, L)`` -> ``(n, L, dim)`` (padding embeds to zeros)."""
+
+    def __init__(self, vocab_size: int, dim: int, init_std: float = 1.0) -> None:
+        super().__init__()
+        self.embedding = _embedding(vocab_size, dim, init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(_token_ids(x, self.embedding.num_embeddings))
+
+
+class ConvMaxPool(nn.Module):
+    """1-d convolutions of each width over ``(n, L, dim)`` embeddings, ReLU, max over time, concatenated."""
+
+    def __init__(self, dim: int, channels: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(dim, channels, w, padding=w // 2) for w in widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (n, dim, L)
+        return torch.cat([torch.relu(c(x)).amax(2) for c in self.convs], 1)
+
+
+def _hidden(d_in: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Linear(d_in, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+        d_in = width
+    return nn.Sequential(*layers)
+
+
+def _check(vocab_size: int, hidden: Sequence[int]) -> None:
+    if vocab_size < 2:
+        raise DataError(f"a text encoder needs a vocabulary of at least 2 tokens (padding, unknown), got {vocab_size}")
+    if not hidden:
+        raise DataError("a text encoder needs at least one hidden layer (H)")
+
+
+def embedding_bag(vocab_size: int, n_classes: int, embed_dim: int = EMBED_DIM, hidden: Sequence[int] = HIDDEN,
+                  dropout: float = DROPOUT, init_std: float = INIT_STD) -> Backbone:
+    """Mean-of-embeddings text classifier: ``E`` (mean embedding), ``H`` (hidden fc layers; its output is
+    ``features``), ``logits``. Dropout acts on each hidden layer's input while training."""
+    _check(vocab_size, hidden)
+    return Backbone([
+        ("E", MeanEmbedding(vocab_size, embed_dim, init_std)),
+        ("H", _hidden(embed_dim, hidden, dropout)),
+        ("logits", nn.Linear(hidden[-1], n_classes)),
+    ])
+
+
+def text_cnn(vocab_size: int, n_classes: int, embed_dim: int = EMBED_DIM, hidden: Sequence[int] = HIDDEN,
+             dropout: float = DROPOUT, init_std: float = INIT_STD, channels: int = 100,
+             widths: Sequence[int] = (3, 4, 5)) -> Backbone:
+    """Kim's CNN for sentence classification: ``E`` (token embeddings), ``H`` (convolutions of ``widths``,
+    max over time, then hidden fc layers; its output is ``features``), ``logits``."""
+    _check(vocab_size, hidden)
+    return Backbone([
+        ("E", TokenEmbedding(vocab_size, embed_dim, init_std)),
+        ("H", nn.Sequential(ConvMaxPool(embed_dim, channels, widths),
+                            *_hidden(channels * len(widths), hidden, dropout))),
+        ("logits", nn.Linear(hidden[-1], n_classes)),
+    ])
+
+
+_BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn}
+
+
+def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int) -> Backbone:
+    shape = tuple(int(s) for s in sample_shape)
+    if len(shape) != 1:
+        raise DataError(f"{spec['name']} reads token ids (max_len,), but the samples have shape {shape}; text "
+                        "encoders need a text task (amazon/DOMAIN, csv:PATH?text=COL, jsonl:PATH, lines:DIR)")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()
+          if k not in ("name", "vocab_size", "embed_lr_mult")}
+    model = _BUILDERS[spec["name"]](int(spec["vocab_size"]), n_classes, **kw)
+    model.spec = dict(spec)
+    model.lr_mults = {"E": float(spec["embed_lr_mult"])} if "embed_lr_mult" in spec else {}
+    return model
+
+
+class TextEncoder:
+    """A text encoder as the factory ``(sample_shape, n_classes) -> Backbone`` the engine takes, sized for a
+    vocabulary: ``TextEncoder("embbag", vocab_size=20002)``, or :meth:`for_task`. ``settings`` override the
+    encoder's defaults (``embed_dim``, ``hidden``, ``dropout``; textcnn: ``channels``, ``widths``)."""
+
+    def __init__(self, name: str, vocab_size: int, **settings: Any) -> None:
+        if name not in TEXT_ENCODERS:
+            raise UnknownNameError(f"unknown text encoder {name!r}; available: {', '.join(TEXT_ENCODERS)}")
+        self.name = name
+        self.spec: dict[str, Any] = {"name": name, "vocab_size": int(vocab_size),
+                                     **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}
+
+    @classmethod
+    def for_task(cls, text_preprocessing: dict, name: str | None = None, **settings: Any) -> "TextEncoder":
+        """The encoder for a task's recorded text preprocessing (its vocabulary's size)."""
+        return cls(name or DEFAULT_TEXT_ENCODER, len(text_preprocessing["vocab"]), **settings)
+
+    def __call__(self, sample_shape: Sequence[int], n_classes: int) -> Backbone:
+        return _build(self.spec, sample_shape, n_classes)
+
+    def __repr__(self) -> str:
+        return f"TextEncoder({self.name!r}, vocab_size={self.spec['vocab_size']})"
+
+
+def rebuild_text(architecture: dict[str, Any]) -> Backbone:
+    """The untrained text encoder a model.json ``architecture`` describes (``qianyi predict``)."""
+    skip = {"backbone", "sample_shape", "n_classes", "in_channels"}
+    spec = {"name": architecture["backbone"], **{k: v for k, v in architecture.items() if k not in skip}}
+    return _build(spec, architecture["sample_shape"], int(architecture["n_classes"]))

@@ -1,0 +1,291 @@
+"""Text domains: the Blitzer review reader, csv/jsonl/lines text specs, the tokeniser and vocabulary, the
+text encoders (groups E / H / logits) on the one engine, and predict on new raw text."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.cli import main
+from qianyi.data import load_domain, load_task, parse_spec
+from qianyi.data.builtin import DATASETS
+from qianyi.data.domain import Domain, TransferTask
+from qianyi.data.text import (AMAZON_DOMAINS, encode_texts, fit_text_preprocessing, parse_reviews, tokenize,
+                              tokenize_task)
+from qianyi.errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
+from qianyi.nn.text import TextEncoder, embedding_bag, text_cnn
+from qianyi.train.artefact import load_domain_for, load_model
+
+from .conftest import DATA, requires_data
+
+FAST = dict(epochs=2, steps_per_epoch=10, batch_size=16, progress=False)
+
+
+def _review(text: str, title: str = "A title", rating: str = "5.0") -> str:
+    return (f"<review>\n<unique_id>\nx\n</unique_id>\n<rating>\n{rating}\n</rating>\n<title>\n{title}\n</title>\n"
+            f"<review_text>\n{text}\n</review_text>\n</review>\n")
+
+
+def _fake_amazon(root, domain: str = "books", n: int = 12) -> None:
+    d = root / "amazon-blitzer2007-raw" / domain
+    d.mkdir(parents=True)
+    for cls, word in (("positive", "great"), ("negative", "awful")):
+        body = "".join(_review(f"{word} {domain} item number {i} &quot;ok&quot;") for i in range(n))
+        (d / f"{cls}.review").write_text(f"<reviews>\n{body}</reviews>\n")
+
+
+# --- readers -------------------------------------------------------------------------------------
+
+def test_parse_reviews_decodes_entities_and_skips_malformed_records():
+    text = ("<reviews>\n" + _review("Fish &amp; chips &quot;fine&quot; &#45; 5&#46;0, Kitchen & Housewares",
+                                     title="Caf&eacute;")
+            + "<review>\n<title>\nno text here\n</title>\n</review>\n"        # no <review_text>
+            + "<review>\n<review_text>\n   \n</review_text>\n</review>\n"      # empty text
+            + "<review>\n<review_text>\nunclosed record\n</review_text>\n"     # no </review> before the next
+            + _review("second good one") + "</reviews>\n")
+    texts, ratings, bad = parse_reviews(text)
+    assert bad == 3
+    assert texts == ['Café\nFish & chips "fine" - 5.0, Kitchen & Housewares', "A title\nsecond good one"]
+    assert ratings == [5.0, 5.0]
+
+
+def test_amazon_builtin_reads_a_data_folder_and_warns_on_malformed_records(tmp_path):
+    _fake_amazon(tmp_path, "kitchen")
+    bad = tmp_path / "amazon-blitzer2007-raw" / "kitchen" / "negative.review"
+    bad.write_text(bad.read_text().replace("</review>", "", 1))  # the first record loses its end tag
+    assert all(f"amazon/{d}" in DATASETS for d in AMAZON_DOMAINS)
+    assert parse_spec("amazon/kitchen") == ("amazon/kitchen", [])
+    with pytest.warns(QianyiWarning, match=r"negative.review.*skipped 1 malformed"):
+        d = load_domain("amazon/kitchen", data_dir=tmp_path)
+    assert d.is_text and d.name == "amazon/kitchen" and d.class_names == ("negative", "positive")
+    assert np.bincount(d.y).tolist() == [11, 12] and '"ok"' in d.X[0]
+    with pytest.raises(DatasetNotFoundError, match="amazon-blitzer2007-raw/books"):
+        load_domain("amazon/books", data_dir=tmp_path)
+
+
+def test_cli_takes_amazon_names_with_a_slash(tmp_path, capsys):
+    for name in ("books", "kitchen"):
+        _fake_amazon(tmp_path, name, n=30)
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(tmp_path), "run", "dann", "--source", "amazon/books", "--target", "amazon/kitchen",
+                 "--epochs", "1", "--steps-per-epoch", "3", "--no-progress", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["source"] == "amazon/books" and result["target"] == "amazon/kitchen"
+    assert result["n_target_test"] == 18  # 30 % of the 60 kitchen reviews, held out
+    assert main(["datasets"]) == 0 and "amazon/kitchen" in capsys.readouterr().out
+
+
+@requires_data("amazon-blitzer2007-raw")
+def test_real_blitzer_reviews_hold_1000_per_class_with_entities_decoded():
+    for name in AMAZON_DOMAINS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no malformed record in the real files
+            d = load_domain(f"amazon/{name}", data_dir=DATA)
+        assert len(d) == 2000 and np.bincount(d.y).tolist() == [1000, 1000], name
+        joined = "\n".join(d.X)
+        assert "&quot;" not in joined and "&amp;" not in joined and "<review_text>" not in joined
+    assert '"' in joined  # &quot; decoded
+
+
+def test_csv_text_mode_reads_a_text_and_a_label_column(tmp_path):
+    p = tmp_path / "reviews.csv"
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "review", "stars"])
+        w.writerows([[1, "good, really good", "pos"], [2, 'bad "very"\nbad', "neg"], [3, "ok", "pos"]])
+    d = load_domain(f"csv:{p}?text=review&label=stars")
+    assert d.is_text and list(d.X) == ["good, really good", 'bad "very"\nbad', "ok"]
+    assert d.class_names == ("neg", "pos") and d.y.tolist() == [1, 0, 1]
+    assert load_domain(f"csv:{p}?text=review").y is None  # no label-like column: unlabelled
+    with pytest.raises(DataError, match=r"reviews.csv.*no text column 'body'.*\?text=COLUMN"):
+        load_domain(f"csv:{p}?text=body")
+    with pytest.raises(DataError, match=r"takes only the options.*leave out drop"):
+        load_domain(f"csv:{p}?text=review&drop=id")
+    with pytest.raises(UnknownNameError, match="no option 'txt'"):
+        load_domain(f"csv:{p}?txt=review")
+    p.write_text("review,label\nfine,pos\nmissing label,\n")
+    with pytest.raises(DataError, match=r"reviews.csv.*label 'label' is empty"):
+        load_domain(f"csv:{p}?text=review")
+
+
+def test_jsonl_spec_and_its_errors(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"text": "nice", "label": "positive"}\n\n{"text": "meh", "label": "negative"}\n')
+    d = load_domain(f"jsonl:{p}")
+    assert list(d.X) == ["nice", "meh"] and d.class_names == ("negative", "positive") and d.y.tolist() == [1, 0]
+    p.write_text('{"body": "nice", "y": 1}\n{"body": "meh", "y": 0}\n')
+    d = load_domain(f"jsonl:{p}?text=body&label=y")
+    assert d.y.tolist() == [1, 0]
+    assert load_domain(f"jsonl:{p}?text=body").y is None
+    p.write_text('{"text": "nice"}\n{"text": "oops"\n')
+    with pytest.raises(DataError, match=r"r.jsonl.*line 2 is not valid JSON"):
+        load_domain(f"jsonl:{p}")
+    p.write_text('{"text": 3}\n')
+    with pytest.raises(DataError, match=r"line 1 holds a int in 'text'"):
+        load_domain(f"jsonl:{p}")
+    p.write_text('{"review": "x"}\n')
+    with pytest.raises(DataError, match=r"line 1 has no key 'text'.*\?text=KEY.*review"):
+        load_domain(f"jsonl:{p}")
+
+
+def test_lines_spec_takes_labels_from_file_names(tmp_path):
+    (tmp_path / "positive.txt").write_text("loved it\n\nworks well\n")
+    (tmp_path / "negative.txt").write_text("broke at once\n")
+    d = load_domain(f"lines:{tmp_path}")
+    assert d.class_names == ("negative", "positive") and d.y.tolist() == [0, 1, 1]
+    assert list(d.X) == ["broke at once", "loved it", "works well"]
+    u = load_domain(f"lines:{tmp_path / 'positive.txt'}")
+    assert u.y is None and len(u) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError, match=r"no <label>.txt files in .*empty"):
+        load_domain(f"lines:{empty}")
+    (empty / "neutral.txt").write_text("\n\n")
+    with pytest.raises(DataError, match=r"neutral.txt.*holds no text"):
+        load_domain(f"lines:{empty}")
+
+
+def test_text_and_vectors_do_not_mix(tmp_path):
+    (tmp_path / "a.txt").write_text("x\n")
+    (tmp_path / "b.txt").write_text("y\n")
+    np.savez(tmp_path / "v.npz", X=np.zeros((4, 3)), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="holds text but .* holds no text"):
+        load_task(f"lines:{tmp_path}", f"npz:{tmp_path / 'v.npz'}")
+
+
+# --- tokeniser and vocabulary ----------------------------------------------------------------------
+
+def test_tokenizer_and_encoding():
+    assert tokenize("Don't BUY it!! 5 stars?") == ["don't", "buy", "it", "!", "!", "5", "stars", "?"]
+    assert tokenize("a b c", bigrams=True) == ["a", "b", "a b", "c", "b c"]
+    pre = fit_text_preprocessing(["a b c", "a b", "a d", "e"], min_count=2, max_len=3)
+    assert pre["vocab"] == ["<pad>", "<unk>", "a", "b"]  # by document count, then alphabetically
+    ids = encode_texts(["a b c a b", "zzz", ""], pre)
+    assert ids.dtype == np.int64 and ids.tolist() == [[2, 3, 1], [1, 0, 0], [0, 0, 0]]
+    assert len(fit_text_preprocessing([f"w{i} w{i}" for i in range(50)] * 2, max_vocab=5)["vocab"]) == 7
+    json.dumps(pre)  # plain JSON
+    with pytest.raises(DataError, match="max_len must be"):
+        fit_text_preprocessing(["a"], max_len=0)
+    task = TransferTask.from_domains(Domain(np.array(["a b", "c d"] * 10, dtype=object), np.arange(20) % 2, "s"),
+                                     Domain(np.array(["a", "b"] * 10, dtype=object), None, "t"))
+    with pytest.raises(DataError, match=r"no setting\(s\) \['bigram'\]; settings: max_vocab"):
+        tokenize_task(task, bigram=True)
+
+
+def test_vocabulary_is_built_from_source_train_and_target_train_inputs_only():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+
+    def texts(n, extra):
+        return np.array([" ".join(rng.choice(words, 6)) + " " + extra for _ in range(n)], dtype=object)
+
+    s = Domain(texts(100, "srcword"), np.arange(100) % 2, "s", class_names=("neg", "pos"))
+    t = Domain(texts(100, "tgtword"), np.arange(100) % 2, "t", class_names=("neg", "pos"))
+    task = TransferTask.from_domains(s, t)
+    task = dataclasses.replace(task, source_val=task.source_val.replace(X=texts(len(task.source_val), "valonly")),
+                               target_test=task.target_test.replace(X=texts(len(task.target_test), "testonly")))
+    tok = tokenize_task(task)
+    vocab = tok.preprocessing["text"]["vocab"]
+    assert "srcword" in vocab and "tgtword" in vocab
+    assert "valonly" not in vocab and "testonly" not in vocab
+    assert tok.preprocessing["text"]["fitted_on"] == len(task.source) + len(task.target)
+    unk = vocab.index("<unk>")
+    assert (tok.target_test.X == unk).any(1).all()  # "testonly" is unknown in every test text
+    assert tok.source.X.shape == (len(task.source), 256) and tok.source.X.dtype == np.float32
+
+
+def test_load_task_never_reads_target_test_words_into_the_vocabulary(tmp_path):
+    for sub, extra in (("s", "alpha"), ("t", "beta"), ("tt", "gamma")):
+        (tmp_path / sub).mkdir()
+        for cls, word in (("neg", "bad"), ("pos", "good")):
+            (tmp_path / sub / f"{cls}.txt").write_text("".join(f"{word} {extra} {i}\n" for i in range(10)))
+    task = load_task(f"lines:{tmp_path / 's'}", f"lines:{tmp_path / 't'}", target_test=f"lines:{tmp_path / 'tt'}",
+                     text={"bigrams": True, "max_len": 8})
+    vocab = task.preprocessing["text"]["vocab"]
+    assert {"alpha", "beta", "good beta"} <= set(vocab) and "gamma" not in vocab and "good gamma" not in vocab
+    assert task.sample_shape == (8,) and len(task.target) == 20 and len(task.target_test) == 20
+
+
+# --- encoders on the engine --------------------------------------------------------------------------
+
+def test_encoders_have_groups_e_h_logits_and_read_token_ids():
+    x = torch.tensor([[2, 3, 0, 0], [0, 0, 0, 0], [4, 4, 4, 1]], dtype=torch.float32)
+    for net in (embedding_bag(10, 3, embed_dim=8, hidden=(16, 6)), text_cnn(10, 3, embed_dim=8, channels=4)):
+        net.eval()
+        out = net(x)
+        assert net.group_names == ("E", "H", "logits") and out.logits.shape == (3, 3)
+        assert out.features.shape[1] == net.feature_dim() and torch.isfinite(out.logits).all()
+    bag = embedding_bag(10, 2, embed_dim=4)
+    e = bag.groups["E"](x[:2])
+    w = bag.groups["E"].embedding.weight
+    assert torch.allclose(e[0], (w[2] + w[3]) / 2) and torch.equal(e[1], torch.zeros(4))  # mean, padding ignored
+
+
+def _toy_text(root, n: int = 60, seed: int = 0):
+    """Sentiment in two product domains: shared pivots ('great', 'poor') in half the texts, domain words
+    ('sgood'/'sbad' in the source, 'tgood'/'tbad' in the target) in all; filler words around them."""
+    rng = np.random.default_rng(seed)
+    filler = [f"f{i}" for i in range(40)]
+    for dom, (pos, neg), topic in (("s", ("sgood", "sbad"), "book"), ("t", ("tgood", "tbad"), "pan")):
+        (root / dom).mkdir()
+        for cls, word, pivot in (("negative", neg, "poor"), ("positive", pos, "great")):
+            lines = []
+            for i in range(n):
+                words = list(rng.choice(filler, 8)) + [word, topic] + ([pivot] if i % 2 else [])
+                rng.shuffle(words)
+                lines.append(" ".join(words))
+            (root / dom / f"{cls}.txt").write_text("\n".join(lines) + "\n")
+    return load_task(f"lines:{root / 's'}", f"lines:{root / 't'}", text={"max_len": 16})
+
+
+def test_freezing_group_e_leaves_the_embedding_unchanged(tmp_path):
+    task = _toy_text(tmp_path)
+    net = TextEncoder.for_task(task.preprocessing["text"])(task.sample_shape, task.n_classes)
+    e0, h0 = net.groups["E"].embedding.weight.detach().clone(), net.groups["H"][1].weight.detach().clone()
+    qianyi.run("dann", task, qianyi.TrainConfig(freeze=1, seed=0, **FAST), backbone=net)
+    assert torch.equal(net.groups["E"].embedding.weight, e0)
+    assert not torch.equal(net.groups["H"][1].weight, h0)
+
+
+def test_dann_on_a_toy_text_shift_beats_source_only(tmp_path):
+    # source-only never trains 'tgood'/'tbad' (target only): it is right on the half of the target texts with a
+    # pivot; DANN's discriminator moves them to where the source's sentiment words are (about 0.80 vs 0.98 here)
+    task = _toy_text(tmp_path, n=150)
+    acc: dict[str, list[float]] = {"source-only": [], "dann": []}
+    for seed in (0, 1):
+        cfg = qianyi.TrainConfig(epochs=10, steps_per_epoch=20, batch_size=32, seed=seed, progress=False)
+        for method in acc:
+            result, _ = qianyi.run(method, task, cfg)
+            assert result.source_accuracy >= 0.95
+            acc[method].append(result.target_accuracy)
+    assert np.mean(acc["dann"]) >= np.mean(acc["source-only"]) + 0.05, acc
+    assert min(acc["dann"]) >= 0.9, acc
+
+
+def test_cli_run_then_predict_reproduces_the_target_accuracy(tmp_path, capsys):
+    _toy_text(tmp_path)  # writes tmp_path/s, tmp_path/t
+    out = tmp_path / "run"
+    rc = main(["run", "source-only", "--source", f"lines:{tmp_path / 's'}", "--target", f"lines:{tmp_path / 't'}",
+               "--target-test", f"lines:{tmp_path / 't'}", "--epochs", "2", "--steps-per-epoch", "10",
+               "--seed", "0", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["architecture"]["backbone"] == "embbag" and meta["preprocessing"]["text"]["max_len"] == 256
+    result = json.loads((out / "result.json").read_text())
+    assert main(["predict", str(out), "--data", f"lines:{tmp_path / 't'}", "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    acc = np.mean([r["predicted"] == r["label"] for r in rows])
+    assert len(rows) == 120 and acc == pytest.approx(result["target_accuracy"])
+    model = load_model(out)
+    assert model.network.group_names == ("E", "H", "logits")
+    new = load_domain_for(model, f"lines:{tmp_path / 't' / 'positive.txt'}")  # raw, unlabelled text
+    assert new.X.shape == (60, 256) and len(model.predict(new)) == 60
+    np.savez(tmp_path / "v.npz", X=np.zeros((2, 256)))
+    with pytest.raises(DataError, match="holds vectors, but the model reads text"):
+        load_domain_for(model, f"npz:{tmp_path / 'v.npz'}")
