@@ -42,6 +42,7 @@ from .domain import Domain, TransferTask, stratified_split
 from .lazy import is_lazy
 from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts
+from .audio import read_wav_folder
 from .text import TEXT_READER_OPTIONS, TEXT_READERS, csv_text_reader, encode_domain, tokenize_task
 
 READERS = {
@@ -59,11 +60,13 @@ READERS = {
         path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
     **TEXT_READERS,  # jsonl:PATH, lines:DIR (qianyi.data.text)
+    "wav": lambda path, name, opts: read_wav_folder(path, name),  # log-mel images (qianyi.data.audio)
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
 READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
                   "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text"),
-                  "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), **TEXT_READER_OPTIONS}
+                  "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), "wav": ("name",),
+                  **TEXT_READER_OPTIONS}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
 #: ``log1p`` = sign(x) log(1 + |x|); ``l1`` / ``l2`` divide each row by its L1 / L2 norm (zero rows stay 0).
 VECTOR_TRANSFORMS = ("none", "log1p", "l1", "l2")

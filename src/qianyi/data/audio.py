@@ -1,0 +1,247 @@
+"""Audio domains: wav files as log-mel spectrogram images, the built-in ``fsdd`` and the reader ``wav:DIR``.
+
+Every recording becomes a single-channel image ``(1, N_MELS, FRAMES)`` with values in [0, 1], so the
+image backbones (LeNet, ResNet) and every adaptation method read it as they read MNIST. The recipe
+(numpy/scipy only, no audio library):
+
+1. read the wav (:func:`scipy.io.wavfile.read`; 8/16/32-bit PCM or float, mono or multi-channel,
+   channels averaged), scale to [-1, 1], resample to :data:`SAMPLE_RATE` (8 kHz, the rate of FSDD and of
+   telephone speech; :func:`scipy.signal.resample_poly`) when the file has another rate;
+2. short-time power spectrum: Hann window of :data:`WINDOW` samples (64 ms), hop :data:`HOP` samples
+   (32 ms, 50% overlap), no centre padding (a clip shorter than a window is zero-padded to one window);
+3. :data:`N_MELS` triangular mel filters (HTK mel scale ``2595 log10(1 + f / 700)``) from :data:`FMIN` Hz
+   to the Nyquist frequency, filters of unit height interpolated between FFT bins;
+4. decibels, ``10 log10(mel power + 1e-10)``, clipped to the :data:`TOP_DB` (80 dB) below the clip's
+   loudest cell, then mapped linearly to [0, 1] (0 = silence, 1 = the clip's peak), so the gain of a
+   microphone does not matter;
+5. a fixed number of frames, :data:`FRAMES` (32 frames = 1.06 s), by **centring**: a shorter clip is
+   padded with silence (0) on both sides, a longer one keeps its middle. 99.5% of FSDD's recordings
+   (median 0.42 s, longest 2.28 s) fit whole.
+
+Row 0 of the image is the lowest mel band; column 0 the earliest frame. 32 x 32 is square, so a
+pair with MNIST (28 x 28) is brought to one canvas by a plain resize (docs/data.md), not padding.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError, DatasetNotFoundError, UnknownNameError
+from .builtin import DIGIT_NAMES, dataset
+from .domain import Domain
+
+SAMPLE_RATE = 8000
+WINDOW = 512
+HOP = 256
+N_MELS = 32
+FRAMES = 32
+FMIN = 20.0
+TOP_DB = 80.0
+
+FSDD_FOLDER = "fsdd"
+#: FSDD's speakers, in the order of its metadata file (speakers-metadata.py.txt), with their accents.
+FSDD_SPEAKERS = {"jackson": "USA/neutral", "nicolas": "BEL/French", "theo": "USA/neutral",
+                 "yweweler": "DEU/German", "george": "GRC/Greek", "lucas": "DEU/German"}
+#: FSDD's own test convention (its README): takes 0-4 of every speaker and digit are the test set.
+FSDD_TEST_TAKES = range(0, 5)
+TAKES = ("all", "train", "test")
+_FSDD_NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)\.wav")
+
+
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(f, np.float64) / 700.0)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(m, np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = WINDOW, n_mels: int = N_MELS,
+                   fmin: float = FMIN, fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters ``(n_mels, n_fft // 2 + 1)``: filter m rises from mel point m to m+1 and falls
+    to m+2 (``n_mels + 2`` points evenly spaced on the HTK mel scale between ``fmin`` and ``fmax``)."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rise = (freqs[None] - lo) / (mid - lo)
+    fall = (hi - freqs[None]) / (hi - mid)
+    return np.clip(np.minimum(rise, fall), 0.0, None)
+
+
+def log_mel(signal: np.ndarray, frames: int = FRAMES) -> np.ndarray:
+    """A mono signal at :data:`SAMPLE_RATE` (floats in [-1, 1]) -> its log-mel image ``(N_MELS, frames)`` in
+    [0, 1] (the recipe of the module docstring)."""
+    x = np.asarray(signal, np.float64)
+    if len(x) < WINDOW:
+        x = np.pad(x, (0, WINDOW - len(x)))
+    n = 1 + (len(x) - WINDOW) // HOP
+    idx = np.arange(WINDOW)[None] + HOP * np.arange(n)[:, None]
+    spectrum = np.abs(np.fft.rfft(x[idx] * np.hanning(WINDOW + 2)[1:-1], axis=1)) ** 2  # (n, WINDOW/2+1)
+    db = 10.0 * np.log10(spectrum @ _FILTERS.T + 1e-10)  # (n, N_MELS)
+    img = np.clip((db - (db.max() - TOP_DB)) / TOP_DB, 0.0, 1.0).T  # (N_MELS, n)
+    out = np.zeros((img.shape[0], frames), np.float32)
+    if not np.any(x):  # digital silence: nothing above the floor (else it would map to 1 everywhere)
+        return out
+    if n <= frames:
+        start = (frames - n) // 2
+        out[:, start:start + n] = img
+    else:
+        start = (n - frames) // 2
+        out[:] = img[:, start:start + frames]
+    return out
+
+
+_FILTERS = mel_filterbank()
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """One wav file -> mono float64 samples in [-1, 1] at :data:`SAMPLE_RATE` (resampled when needed).
+
+    Unreadable or empty files raise :class:`DataError` naming the file."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown extra chunks: harmless
+            rate, data = wavfile.read(path)
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"{path}: no such wav file") from None
+    except Exception as exc:  # scipy's parser fails in many ways on a broken header (even UnboundLocalError)
+        raise DataError(f"{path}: not a readable wav file ({exc}); re-export it as PCM wav or remove it") from None
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data.mean(axis=1) if data.dtype.kind == "f" else data.astype(np.float64).mean(axis=1)
+    if data.ndim != 1 or len(data) == 0:
+        raise DataError(f"{path}: the wav file holds no samples; remove it")
+    kind, bits = data.dtype.kind, data.dtype.itemsize * 8
+    if kind == "u":  # 8-bit PCM is unsigned, centred on 128
+        x = (data.astype(np.float64) - 2 ** (bits - 1)) / 2 ** (bits - 1)
+    elif kind == "i":
+        x = data.astype(np.float64) / 2 ** (bits - 1)
+    else:
+        x = data.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: the wav file holds NaN or inf samples; re-export it")
+    if rate <= 0:
+        raise DataError(f"{path}: the wav header gives a sample rate of {rate} Hz")
+    if rate != SAMPLE_RATE:
+        g = np.gcd(int(rate), SAMPLE_RATE)
+        x = resample_poly(x, SAMPLE_RATE // g, int(rate) // g)
+    return x
+
+
+def wav_features(paths: Sequence[str | Path]) -> np.ndarray:
+    """Log-mel images ``(n, 1, N_MELS, FRAMES)`` of wav files."""
+    out = np.empty((len(paths), 1, N_MELS, FRAMES), np.float32)
+    for i, p in enumerate(paths):
+        out[i, 0] = log_mel(read_wav(p))
+    return out
+
+
+# ---------------------------------------------------------------- FSDD
+def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
+    """(path, digit, speaker, take) of every FSDD recording, sorted by speaker, digit, take."""
+    if root is None:
+        raise DatasetNotFoundError(f"fsdd: QIANYI_DATA is not set; set it (or --data-dir) to the data directory that "
+                                   f"holds {FSDD_FOLDER}/recordings/")
+    folder = root / FSDD_FOLDER / "recordings"
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"fsdd: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data directory "
+                                   f"that holds {FSDD_FOLDER}/recordings/*.wav (see its SOURCE.md)")
+    files = []
+    for p in folder.glob("*.wav"):
+        m = _FSDD_NAME.fullmatch(p.name)
+        if m is None:
+            raise DataError(f"fsdd: {p.name} is not named DIGIT_SPEAKER_TAKE.wav; remove or rename it")
+        files.append((p, int(m.group(1)), m.group(2), int(m.group(3))))
+    if not files:
+        raise DatasetNotFoundError(f"fsdd: {folder} holds no .wav files")
+    order = {s: i for i, s in enumerate(FSDD_SPEAKERS)}
+    return sorted(files, key=lambda f: (order.get(f[2], len(order)), f[2], f[1], f[3]))
+
+
+def _parse_speakers(speaker: str, present: Sequence[str]) -> list[str]:
+    if speaker == "all":
+        return list(present)
+    names = [s.strip() for s in speaker.split(",") if s.strip()]
+    bad = [s for s in names if s not in present]
+    if not names or bad:
+        raise UnknownNameError(f"fsdd?speaker={speaker}: unknown speaker(s) {bad or [speaker]}; the speakers are "
+                               f"{', '.join(present)} (comma-separated, or all)")
+    if len(set(names)) != len(names):
+        raise DataError(f"fsdd?speaker={speaker}: a speaker is named twice")
+    return names
+
+
+@dataset("fsdd", "Free Spoken Digit Dataset: 3,000 spoken digits (8 kHz wav, 6 speakers) from DATA/fsdd as 1x32x32 "
+         "log-mel images; ?speaker=NAME[,NAME] (speakers as domains) &takes=all|train|test (takes 0-4: test)",
+         options=("speaker", "takes"))
+def load_fsdd(root: Path | None, speaker: str = "all", takes: str = "all") -> Domain:
+    """The recordings of ``speaker`` (comma-separated names, or ``all``) and ``takes``, as log-mel images."""
+    if takes not in TAKES:
+        raise DataError(f"fsdd?takes={takes}: takes must be one of {', '.join(TAKES)} (test = takes 0-4, FSDD's own "
+                        "test convention; train = takes 5-49)")
+    files = _fsdd_files(root)
+    present = list(dict.fromkeys(f[2] for f in files))
+    names = _parse_speakers(speaker, present)
+    keep = [f for f in files if f[2] in names
+            and (takes == "all" or (f[3] in FSDD_TEST_TAKES) == (takes == "test"))]
+    X = wav_features([f[0] for f in keep])
+    spec = f"fsdd?speaker={','.join(names) if speaker != 'all' else 'all'}"
+    spec += f"&takes={takes}" if takes != "all" else ""
+    # speakers (and take ranges) hold disjoint recordings: each selection is its own pool. Overlapping
+    # selections (speaker=a,b against speaker=b) would share recordings: docs/audio.md says to avoid them.
+    origin = f"fsdd:{','.join(sorted(names))}:{takes}"
+    return Domain(X, np.array([f[1] for f in keep]), name=spec, class_names=DIGIT_NAMES, origin=origin)
+
+
+def fsdd_speakers(root: Path | None) -> list[tuple[str, int]]:
+    """The speakers present in ``root/fsdd/recordings`` with their number of recordings."""
+    counts: dict[str, int] = {}
+    for f in _fsdd_files(root):
+        counts[f[2]] = counts.get(f[2], 0) + 1
+    return list(counts.items())
+
+
+# ---------------------------------------------------------------- wav:DIR
+def read_wav_folder(path: str | Path, name: str | None = None) -> Domain:
+    """A folder of wav files -> a :class:`Domain` of log-mel images.
+
+    Labels: when ``path`` has sub-folders that hold ``.wav`` files, each sub-folder is a class (its
+    name; files directly in ``path`` are then refused); otherwise the label of ``a_b_c.wav`` is the
+    text before its first ``_`` (FSDD's ``7_jackson_32.wav`` -> class ``7``). Class names are sorted
+    (numerically when all are whole numbers, so ``10`` follows ``9``).
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"wav:{path}: no such folder; give a folder of .wav files (labels from the file "
+                                   "name prefix LABEL_*.wav, or one sub-folder per class)")
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and any(d.glob("*.wav")))
+    top = sorted(folder.glob("*.wav"))
+    if subdirs:
+        if top:
+            raise DataError(f"wav:{path}: holds both class sub-folders ({subdirs[0].name}, ...) and .wav files at the "
+                            f"top ({top[0].name}, ...); use one layout")
+        items = [(p, d.name) for d in subdirs for p in sorted(d.glob("*.wav"))]
+    else:
+        if not top:
+            raise DataError(f"wav:{path}: no .wav files in the folder or its sub-folders")
+        items = []
+        for p in top:
+            label, sep, _ = p.stem.partition("_")
+            if not sep or not label:
+                raise DataError(f"wav:{path}: {p.name} has no LABEL_ prefix; name files LABEL_anything.wav, or put "
+                                "them in one sub-folder per class")
+            items.append((p, label))
+    labels = sorted({lab for _, lab in items}, key=lambda s: (0, int(s), s) if s.isdigit() else (1, 0, s))
+    index = {lab: i for i, lab in enumerate(labels)}
+    X = wav_features([p for p, _ in items])
+    return Domain(X, np.array([index[lab] for _, lab in items]), name=name or folder.name, class_names=tuple(labels),
+                  origin=f"wav:{folder.resolve()}")

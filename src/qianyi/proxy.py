@@ -1,0 +1,509 @@
+"""Proxy-task transfer: learn features from an abundant proxy label, then fit the scarce target label on them.
+
+The recipe of Xie et al. (AAAI 2016) and Jean et al. (Science 2016) for poverty mapping: survey labels
+(asset wealth) exist for a few hundred villages, but a correlated *proxy* label (night-light intensity)
+exists for every location. So
+
+1. **proxy step** -- train a network ``head(body(x))`` on the proxy, for every input that has one
+   (regression: mean squared error on the standardised proxy; classification: cross-entropy on
+   proxy classes, e.g. :func:`quantile_bins` of the proxy);
+2. **target step** -- freeze it, take the penultimate features ``z = body(x)`` and fit the target
+   label with ridge regression on the few labelled inputs, the penalty chosen by leave-one-out
+   cross-validation on those labels only (scikit-learn's ``RidgeCV``; features standardised first):
+
+   .. math:: \\hat w = \\arg\\min_w \\sum_{i \\in L} (y_i - w^\\top z_i - b)^2 + \\alpha \\lVert w \\rVert^2 .
+
+:class:`ProxyTransfer` is that recipe as a scikit-learn regressor (``fit_proxy`` then ``fit`` /
+``predict``). :func:`proxy_curve` is the evaluation protocol -- r² and Spearman's rho of the target
+against the number of labelled samples, for the proxy route and the baselines of
+:data:`METHODS` -- and :func:`load_lsms` reads the LSMS villages of Yeh et al. (2020).
+docs/proxy.md shows the measured curves.
+
+>>> model = ProxyTransfer(random_state=0).fit_proxy(X_all, nightlights)   # doctest: +SKIP
+>>> model.fit(X_few, wealth_few).predict(X_new)                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from .errors import ConfigError, DataError, DatasetNotFoundError
+
+#: Ridge penalties tried by leave-one-out cross-validation in the target step.
+ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+TASKS = ("regression", "classification")
+STANDARDIZE = ("column", "global", "none")
+
+
+# ---------------------------------------------------------------- checks
+def _matrix(X: object, what: str = "X") -> np.ndarray:
+    try:
+        A = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} cannot be read as a numeric array ({exc}); pass an (n, d) array") from None
+    if A.ndim != 2:
+        raise DataError(f"{what} has shape {A.shape}; expected an (n, d) array of features (flatten images first)")
+    if A.shape[0] == 0 or A.shape[1] == 0:
+        raise DataError(f"{what} has shape {A.shape}; it holds no samples or no features")
+    if not np.isfinite(A).all():
+        raise DataError(f"{what} holds NaN or inf in {int((~np.isfinite(A)).any(1).sum())} row(s); drop or impute them")
+    return A
+
+
+def _vector(y: object, n: int, what: str) -> np.ndarray:
+    try:
+        v = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} cannot be read as numbers ({exc})") from None
+    if v.ndim != 1:
+        raise DataError(f"{what} has shape {v.shape}; expected one value per sample (a 1-d array)")
+    if len(v) != n:
+        raise DataError(f"{what} holds {len(v)} values for {n} samples; give one per row of X")
+    if not np.isfinite(v).all():
+        raise DataError(f"{what} holds NaN or inf ({int((~np.isfinite(v)).sum())} value(s)); drop those samples")
+    return v
+
+
+def quantile_bins(proxy: Sequence[float], n_bins: int = 3) -> np.ndarray:
+    """Proxy classes 0..n_bins-1 by quantile (Jean et al. 2016 used three night-light classes: low, medium,
+    high). Ties at an edge go to the lower class."""
+    p = _vector(proxy, len(np.asarray(proxy)), "proxy")
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+        raise ConfigError(f"n_bins={n_bins!r}: give a whole number of at least 2")
+    edges = np.quantile(p, np.arange(1, n_bins) / n_bins)
+    return np.searchsorted(edges, p, side="left").astype(np.int64)
+
+
+# ---------------------------------------------------------------- the network
+class ProxyNet(nn.Module):
+    """An MLP ``head(body(x))``; ``body`` ends with the penultimate features (after ReLU)."""
+
+    def __init__(self, d_in: int, hidden: Sequence[int], d_out: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = d_in
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class ProxyTransfer(BaseEstimator, RegressorMixin):
+    """Proxy-task transfer as a regressor: ``fit_proxy(X, proxy)``, then ``fit(X_few, y_few)``, ``predict(X)``.
+
+    Parameters
+    ----------
+    hidden : widths of the hidden layers; the last is the feature size of the target step.
+    task : ``"regression"`` (the proxy is a number) or ``"classification"`` (the proxy is a class
+        index 0..k-1, e.g. :func:`quantile_bins`).
+    steps : gradient steps of the proxy network (Adam, mini-batches of ``batch_size``).
+    alphas : ridge penalties tried by leave-one-out CV in the target step (default :data:`ALPHAS`).
+    standardize : how the inputs are scaled, with statistics of the inputs given to :meth:`fit_proxy`:
+        ``"column"`` (z-score each feature), ``"global"`` (centre each feature, divide all by one
+        overall standard deviation: histogram bins that are rarely non-zero are not blown up) or
+        ``"none"`` (inputs already standardised, e.g. on a larger unlabelled sample).
+    random_state : seeds the network's initialisation, dropout and batches (no global random state is
+        touched).
+
+    The features of the target step are standardised with their mean and standard deviation over the
+    proxy-training inputs (all of them, no labels), not over the few labelled samples, whose tiny
+    spread in a rarely active feature would blow it up. :meth:`fit` never changes the network: with
+    a new target label, call ``fit`` again. ``clone`` gives an estimator without a proxy network (call
+    ``fit_proxy`` on it).
+    """
+
+    def __init__(self, hidden: Sequence[int] = (256, 64), task: str = "regression", steps: int = 2000,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.1,
+                 alphas: Sequence[float] | None = None, standardize: str = "column",
+                 random_state: int = 0) -> None:
+        self.hidden = hidden
+        self.task = task
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.alphas = alphas
+        self.standardize = standardize
+        self.random_state = random_state
+
+    # -- checks
+    def _check_settings(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task={self.task!r}: give one of {', '.join(TASKS)}")
+        hidden = tuple(self.hidden)
+        if not hidden or any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+            raise ConfigError(f"hidden={self.hidden!r}: give one or more positive layer widths, e.g. (256, 64)")
+        for name, low in (("steps", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ConfigError(f"{name}={value!r}: give a whole number of at least {low}")
+        for name in ("lr", "weight_decay", "dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name}={value!r}: give a finite number >= 0")
+        if self.lr <= 0 or self.dropout >= 1:
+            raise ConfigError(f"lr={self.lr} must be > 0 and dropout={self.dropout} below 1")
+        if self.standardize not in STANDARDIZE:
+            raise ConfigError(f"standardize={self.standardize!r}: give one of {', '.join(STANDARDIZE)}")
+        if self.alphas is not None and (len(self.alphas) == 0 or min(self.alphas) <= 0):
+            raise ConfigError(f"alphas={self.alphas!r}: give one or more positive ridge penalties")
+
+    def _inputs(self, X: object, what: str = "X") -> torch.Tensor:
+        if not hasattr(self, "net_"):
+            raise ConfigError("this ProxyTransfer has no proxy network yet; call fit_proxy(X, proxy) first")
+        A = _matrix(X, what)
+        if A.shape[1] != len(self.x_mean_):
+            raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "
+                            f"{len(self.x_mean_)}; give the same features")
+        return torch.as_tensor(((A - self.x_mean_) / self.x_std_).astype(np.float32))
+
+    # -- proxy step
+    def fit_proxy(self, X: object, proxy: object) -> "ProxyTransfer":
+        """Train the network on ``proxy`` for the inputs ``X`` (as many as have a proxy label)."""
+        self._check_settings()
+        A = _matrix(X)
+        if len(A) < 2:
+            raise DataError(f"X holds {len(A)} sample; the proxy network needs at least 2")
+        p = _vector(proxy, len(A), "proxy")
+        if self.task == "classification":
+            if (p != np.round(p)).any() or p.min() < 0:
+                raise DataError("proxy: classification needs class indices 0..k-1 (whole numbers >= 0); bin a "
+                                "continuous proxy with quantile_bins(proxy, k) or use task='regression'")
+            self.n_proxy_classes_ = int(p.max()) + 1
+            if self.n_proxy_classes_ < 2:
+                raise DataError("proxy: every sample is in one class; a classifier needs at least 2 classes")
+            target = torch.as_tensor(p.astype(np.int64))
+            d_out, loss_fn = self.n_proxy_classes_, nn.functional.cross_entropy
+        else:
+            self.proxy_mean_, self.proxy_std_ = float(p.mean()), float(p.std()) or 1.0
+            if p.std() == 0:
+                raise DataError("proxy: every sample has the same value; a constant proxy teaches nothing")
+            target = torch.as_tensor(((p - self.proxy_mean_) / self.proxy_std_).astype(np.float32))[:, None]
+            d_out, loss_fn = 1, nn.functional.mse_loss
+        self.x_mean_, self.x_std_ = _scaling(A, self.standardize)
+        x = torch.as_tensor(((A - self.x_mean_) / self.x_std_).astype(np.float32))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state))
+            net = ProxyNet(A.shape[1], tuple(int(h) for h in self.hidden), d_out, float(self.dropout))
+            batches = torch.Generator().manual_seed(int(self.random_state) + 1)
+            opt = torch.optim.Adam(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+            net.train()
+            bs = min(int(self.batch_size), len(A))
+            order = torch.randperm(len(A), generator=batches)
+            pos = 0
+            for _ in range(int(self.steps)):
+                if pos + bs > len(A):
+                    order, pos = torch.randperm(len(A), generator=batches), 0
+                idx = order[pos:pos + bs]
+                pos += bs
+                loss = loss_fn(net(x[idx]), target[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        net.eval()
+        self.net_ = net
+        self.proxy_loss_ = float(loss.detach())
+        with torch.no_grad():
+            self.z_mean_, self.z_std_ = _scaling(net.body(x).numpy().astype(np.float64), "column")
+        return self
+
+    @torch.no_grad()
+    def transform(self, X: object) -> np.ndarray:
+        """The penultimate features ``body(x)``, shape ``(n, hidden[-1])``."""
+        x = self._inputs(X)
+        return self.net_.body(x).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def predict_proxy(self, X: object) -> np.ndarray:
+        """The network's proxy prediction: a value (regression) or a class index (classification)."""
+        x = self._inputs(X)
+        out = self.net_(x)
+        if self.task == "classification":
+            return out.argmax(1).numpy()
+        return out[:, 0].numpy().astype(np.float64) * self.proxy_std_ + self.proxy_mean_
+
+    # -- target step
+    def fit(self, X: object, y: object) -> "ProxyTransfer":
+        """Ridge regression of ``y`` on the proxy features of ``X`` (alpha by leave-one-out CV)."""
+        Z = self.transform(X)
+        t = _vector(y, len(Z), "y")
+        self.ridge_ = fit_ridge((Z - self.z_mean_) / self.z_std_, t, self.alphas, scale=False)
+        self.alpha_ = float(self.ridge_[-1].alpha_)
+        return self
+
+    def predict(self, X: object) -> np.ndarray:
+        if not hasattr(self, "ridge_"):
+            raise ConfigError("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
+        return self.ridge_.predict((self.transform(X) - self.z_mean_) / self.z_std_)
+
+
+def _scaling(A: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) of the columns of ``A`` for ``standardize=how``. ``column``: a column whose spread is
+    below 1% of the largest column's keeps 1% of it, so a nearly constant feature is not blown up."""
+    d = A.shape[1]
+    if how == "none":
+        return np.zeros(d), np.ones(d)
+    if how == "global":
+        overall = float(A.std())
+        return A.mean(0), np.full(d, overall if overall > 0 else 1.0)
+    std = A.std(0)
+    top = float(std.max())
+    return A.mean(0), np.maximum(std, 0.01 * top) if top > 0 else np.ones(d)
+
+
+def fit_ridge(Z: object, y: object, alphas: Sequence[float] | None = None, scale: bool = True):
+    """Ridge regression with the penalty chosen by leave-one-out CV (``RidgeCV``), after standardising the
+    features on these samples when ``scale`` (pass ``scale=False`` for features already standardised on a
+    larger, unlabelled sample)."""
+    A = _matrix(Z, "features")
+    t = _vector(y, len(A), "y")
+    if len(A) < 3:
+        raise DataError(f"{len(A)} labelled sample(s): ridge with a cross-validated penalty needs at least 3")
+    steps = [StandardScaler()] if scale else []
+    return make_pipeline(*steps, RidgeCV(alphas=tuple(alphas or ALPHAS))).fit(A, t)
+
+
+def scores(y_true: object, y_pred: object) -> dict[str, float]:
+    """``r2`` (1 - SSE/SST, scikit-learn's; can be negative), ``pearson_r2`` (squared correlation, the r²
+    of Jean et al. 2016 and Yeh et al. 2020) and ``spearman`` (rank correlation)."""
+    from scipy.stats import spearmanr
+
+    t = _vector(y_true, len(np.asarray(y_true)), "y_true")
+    p = _vector(y_pred, len(t), "y_pred")
+    sst = float(((t - t.mean()) ** 2).sum())
+    r2 = 1.0 - float(((t - p) ** 2).sum()) / sst if sst > 0 else float("nan")
+    if p.std() == 0 or t.std() == 0:
+        return {"r2": r2, "pearson_r2": 0.0, "spearman": 0.0}
+    return {"r2": r2, "pearson_r2": float(np.corrcoef(t, p)[0, 1] ** 2), "spearman": float(spearmanr(t, p)[0])}
+
+
+# ---------------------------------------------------------------- the protocol
+@dataclass(frozen=True)
+class Split:
+    """The samples of one evaluation: ``pool`` (proxy labels of all of them; target labels of the
+    ``n`` drawn) and ``test`` (scored only)."""
+
+    name: str
+    pool: np.ndarray
+    test: np.ndarray
+
+
+#: A method: (model trained on the pool's proxy, X, y, proxy, labelled rows, test rows, settings) -> predictions.
+Method = Callable[..., np.ndarray]
+
+
+# Methods receive the inputs X standardised on the whole pool (inputs are unlabelled and plentiful; only
+# labels are scarce), so that no method standardises on its few labelled samples.
+def _m_proxy_ridge(model, X, y, proxy, lab, test, settings):
+    return model.fit(X[lab], y[lab]).predict(X[test])
+
+
+def _m_ridge(model, X, y, proxy, lab, test, settings):
+    return fit_ridge(X[lab], y[lab], settings.get("alphas"), scale=False).predict(X[test])
+
+
+def _m_network(model, X, y, proxy, lab, test, settings):
+    params = {k: v for k, v in settings.items() if k != "alphas"}
+    return ProxyTransfer(**{**params, "standardize": "none"}).fit_proxy(X[lab], y[lab]).predict_proxy(X[test])
+
+
+def _m_proxy_value(model, X, y, proxy, lab, test, settings):
+    return fit_ridge(proxy[lab, None], y[lab], settings.get("alphas")).predict(proxy[test, None])
+
+
+#: The compared routes, all given the same labelled samples: ``proxy+ridge`` (this module's recipe),
+#: ``ridge`` (ridge on the inputs themselves), ``network`` (the same network trained on the target labels
+#: directly, :class:`ProxyTransfer` settings), ``proxy-value`` (ridge on the proxy value alone).
+METHODS: dict[str, Method] = {"proxy+ridge": _m_proxy_ridge, "ridge": _m_ridge, "network": _m_network,
+                              "proxy-value": _m_proxy_value}
+
+
+def proxy_curve(X: object, y: object, proxy: object, splits: Iterable[Split], sizes: Sequence[int | None],
+                seeds: Sequence[int] = (0,), methods: Sequence[str] = tuple(METHODS),
+                settings: dict | None = None, input_scaling: str = "column",
+                progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Score the routes of :data:`METHODS` against the number of labelled samples.
+
+    For every split, the inputs are scaled (``input_scaling``: ``column``, ``global`` or ``none``, as
+    :class:`ProxyTransfer`'s ``standardize``) with statistics of the pool's inputs (no labels), and every
+    method reads them so. For every split and seed, the proxy network is trained once on the proxy labels
+    of the whole pool (never on a test sample); for every size ``n`` in ``sizes`` (None: the whole pool)
+    ``n`` pool samples are drawn at random (by seed, split and n) and their target labels are the only
+    ones any method sees. Returns one row per (split, seed, n, method): ``split, seed, n, method, r2, pearson_r2,
+    spearman``. ``settings``: :class:`ProxyTransfer` parameters (also used by ``network``).
+    """
+    A = _matrix(X)
+    t = _vector(y, len(A), "y")
+    p = _vector(proxy, len(A), "proxy")
+    unknown = [m for m in methods if m not in METHODS]
+    if input_scaling not in STANDARDIZE:
+        raise ConfigError(f"input_scaling={input_scaling!r}: give one of {', '.join(STANDARDIZE)}")
+    if unknown or not methods:
+        raise ConfigError(f"unknown method(s) {unknown or list(methods)}; give some of {', '.join(METHODS)}")
+    settings = dict(settings or {})
+    rows: list[dict] = []
+    for si, split in enumerate(splits):
+        pool, test = np.asarray(split.pool), np.asarray(split.test)
+        if len(np.intersect1d(pool, test)):
+            raise DataError(f"split {split.name!r}: {len(np.intersect1d(pool, test))} sample(s) are both in the pool "
+                            "and in the test set")
+        if len(test) < 3:
+            raise DataError(f"split {split.name!r} has {len(test)} test sample(s); give at least 3")
+        for n in sizes:
+            if n is not None and (not isinstance(n, (int, np.integer)) or not 3 <= n <= len(pool)):
+                raise ConfigError(f"size {n!r}: the number of labelled samples must be from 3 to the pool size "
+                                  f"{len(pool)} of split {split.name!r} (or None for all of it)")
+        shift, scale = _scaling(A[pool], input_scaling)
+        Xp = (A - shift) / scale
+        for seed in seeds:
+            model = None
+            if "proxy+ridge" in methods:
+                model = ProxyTransfer(**{**settings, "random_state": seed, "standardize": "none"}).fit_proxy(
+                    Xp[pool], p[pool])
+            for n in sizes:
+                rng = np.random.default_rng([seed, si, 0 if n is None else int(n)])
+                lab = pool if n is None else np.sort(rng.choice(pool, int(n), replace=False))
+                for m in methods:
+                    pred = METHODS[m](model, Xp, t, p, lab, test, {**settings, "random_state": seed})
+                    rows.append({"split": split.name, "seed": seed, "n": len(lab), "all": n is None, "method": m,
+                                 **scores(t[test], pred)})
+                if progress is not None:
+                    progress(f"{split.name} seed {seed} n={len(lab)}: " + ", ".join(
+                        f"{r['method']} r2 {r['r2']:.3f}" for r in rows[-len(methods):]))
+    return rows
+
+
+def summarise(rows: Sequence[dict], keys: Sequence[str] = ("protocol", "n", "method")) -> list[dict]:
+    """Mean and standard deviation of ``r2``, ``pearson_r2``, ``spearman`` over the rows sharing ``keys``
+    (``n`` of the 'all' rows is reported as ``"all"``)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        k = tuple("all" if (key == "n" and r.get("all")) else r.get(key) for key in keys)
+        groups.setdefault(k, []).append(r)
+    out = []
+    for k, rs in groups.items():
+        row = dict(zip(keys, k))
+        for metric in ("r2", "pearson_r2", "spearman"):
+            v = np.array([r[metric] for r in rs], float)
+            row[metric], row[metric + "_sd"] = float(v.mean()), float(v.std())
+        row["runs"] = len(rs)
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------- the LSMS villages
+LSMS_FOLDER = "africa-poverty-lsms"
+COUNTRIES = {"et": "Ethiopia", "mw": "Malawi", "ng": "Nigeria", "tz": "Tanzania", "ug": "Uganda"}
+
+
+@dataclass(frozen=True)
+class Villages:
+    """The LSMS villages: ``X`` (n, 8 x 102) band histograms (:func:`histogram_features`), ``wealth`` (the
+    target), ``nightlights`` (``nls_mean``, the proxy), ``country`` (two-letter code), ``location`` (one id
+    per (lat, lon): a village surveyed in several years has one id) and ``year``."""
+
+    X: np.ndarray
+    wealth: np.ndarray
+    nightlights: np.ndarray
+    country: np.ndarray
+    location: np.ndarray
+    year: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.wealth)
+
+
+def histogram_features(hists: np.ndarray) -> np.ndarray:
+    """(n, bands, bins) pixel counts -> (n, bands * bins) square roots of the fraction of each band's pixels
+    in each bin (the Hellinger embedding: Euclidean distance between rows is the Hellinger distance
+    between histograms, and a bin's variance no longer grows with its mean)."""
+    h = np.asarray(hists, np.float64)
+    if h.ndim != 3:
+        raise DataError(f"histograms have shape {h.shape}; expected (n, bands, bins)")
+    total = h.sum(2, keepdims=True)
+    return np.sqrt(h / np.where(total > 0, total, 1)).reshape(len(h), -1)
+
+
+def log_nightlights(nightlights: np.ndarray, offset: float = 0.01) -> np.ndarray:
+    """``log(nl - min(nl) + offset)``: night lights are heavy-tailed (most villages are dark; a few cities
+    are 100x brighter), so the proxy regression and the proxy-value baseline read their logarithm."""
+    nl = np.asarray(nightlights, np.float64)
+    return np.log(nl - nl.min() + offset)
+
+
+def load_lsms(data_dir: str | os.PathLike | None = None) -> Villages:
+    """Read ``DATA/africa-poverty-lsms`` (see its SOURCE.md): the npz is read with ``allow_pickle=False``;
+    each village's country comes from ``lsms_labels_agg.csv``, matched on (lat, lon, year), and the
+    match is checked against the wealth value both files hold."""
+    from .data import resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        raise DatasetNotFoundError(f"QIANYI_DATA is not set; set it (or data_dir) to the data directory that holds "
+                                   f"{LSMS_FOLDER}/")
+    folder = Path(root) / LSMS_FOLDER
+    npz, table = folder / "lsms_image_hists.npz", folder / "lsms_labels_agg.csv"
+    for f in (npz, table):
+        if not f.is_file():
+            raise DatasetNotFoundError(f"{f} is missing; the {LSMS_FOLDER} folder should hold lsms_image_hists.npz "
+                                       "and lsms_labels_agg.csv (see its SOURCE.md)")
+    try:
+        with np.load(npz, allow_pickle=False) as d:
+            hists, wealth = d["image_hists"], d["labels"].astype(np.float64)
+            nls, locs, years = d["nls_mean"].astype(np.float64), d["locs"].astype(np.float64), d["years"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{npz}: not the expected arrays image_hists, labels, nls_mean, locs, years ({exc})") from None
+    with open(table, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        ref = np.array([[float(r["lat"]), float(r["lon"]), float(r["year"]), float(r["index"])] for r in rows])
+        codes = np.array([r["country"] for r in rows])
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{table}: expected the columns lat, lon, year, country, index ({exc})") from None
+    # nearest row of the same year (float32 vs text coordinates differ by ~1e-6 degrees)
+    dist = np.abs(locs[:, None, 0] - ref[None, :, 0]) + np.abs(locs[:, None, 1] - ref[None, :, 1])
+    dist[years[:, None] != ref[None, :, 2]] = np.inf
+    match = dist.argmin(1)
+    bad = np.flatnonzero((dist[np.arange(len(match)), match] > 1e-4) | (np.abs(ref[match, 3] - wealth) > 1e-4))
+    if len(bad):
+        raise DataError(f"{npz}: {len(bad)} village(s) (first rows {bad[:5].tolist()}) have no row of the same "
+                        f"location, year and wealth in {table.name}; the files do not belong together")
+    _, location = np.unique(locs.astype(np.float32), axis=0, return_inverse=True)
+    return Villages(histogram_features(hists), wealth, nls, codes[match], location.ravel(), years.astype(np.int64))
+
+
+def country_splits(villages: Villages) -> list[Split]:
+    """Out-of-country: for each country, the pool is the other four countries and the test set that country."""
+    idx = np.arange(len(villages))
+    return [Split(c, idx[villages.country != c], idx[villages.country == c]) for c in np.unique(villages.country)]
+
+
+def location_splits(villages: Villages, k: int = 5, seed: int = 0) -> list[Split]:
+    """k-fold cross-validation over locations (a village surveyed in several years is never on both sides)."""
+    if not isinstance(k, int) or k < 2:
+        raise ConfigError(f"k={k!r}: give a number of folds of at least 2")
+    ids = np.unique(villages.location)
+    fold_of = np.empty(ids.max() + 1, np.int64)
+    fold_of[np.random.default_rng(seed).permutation(ids)] = np.arange(len(ids)) % k
+    fold = fold_of[villages.location]
+    idx = np.arange(len(villages))
+    return [Split(f"fold{f}", idx[fold != f], idx[fold == f]) for f in range(k)]

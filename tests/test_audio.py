@@ -1,0 +1,169 @@
+"""Audio domains: log-mel images of wav files, the built-in ``fsdd`` and the reader ``wav:DIR``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+import qianyi
+from qianyi.data import audio
+from qianyi.errors import DataError, DatasetNotFoundError, UnknownNameError
+
+from .conftest import DATA, requires_data
+
+SPEAKERS = ("alice", "bob", "carol")
+TAKES = 6  # takes 0-4 are the test set, take 5 is training
+
+
+def _tone(freq: float, seconds: float = 0.3, rate: int = audio.SAMPLE_RATE, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).normal(0, 0.01, len(t))
+    return (0.5 * np.sin(2 * np.pi * freq * t) + noise).clip(-1, 1)
+
+
+def _write(path, signal: np.ndarray, rate: int = audio.SAMPLE_RATE) -> None:
+    wavfile.write(path, rate, (signal * 32767).astype(np.int16))
+
+
+@pytest.fixture(scope="module")
+def fsdd_root(tmp_path_factory):
+    """A miniature FSDD: 3 speakers x 3 digits x 6 takes, digit d a tone of 300 (d + 1) Hz."""
+    root = tmp_path_factory.mktemp("data")
+    rec = root / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for s, speaker in enumerate(SPEAKERS):
+        for digit in range(3):
+            for take in range(TAKES):
+                _write(rec / f"{digit}_{speaker}_{take}.wav", _tone(300 * (digit + 1) + 20 * s, seed=take))
+    return root
+
+
+def test_log_mel_shape_range_and_tone_position():
+    low, high = audio.log_mel(_tone(300)), audio.log_mel(_tone(2500))
+    assert low.shape == high.shape == (audio.N_MELS, audio.FRAMES) and low.dtype == np.float32
+    assert 0 <= low.min() and low.max() == pytest.approx(1.0)
+    # the loudest band follows the tone's frequency (row 0 = lowest band)
+    assert low.mean(1).argmax() < high.mean(1).argmax()
+    # a 0.3 s clip (8 frames) is centred in the 32 frames: silence (0) on both sides
+    assert low[:, 0].max() == 0 and low[:, -1].max() == 0 and low[:, audio.FRAMES // 2].max() > 0.5
+
+
+def test_log_mel_long_clip_is_cropped_to_its_middle_and_silence_is_zero():
+    assert audio.log_mel(_tone(500, seconds=3.0)).shape == (audio.N_MELS, audio.FRAMES)
+    assert audio.log_mel(_tone(500, seconds=3.0))[:, 0].max() > 0  # no padding needed
+    assert not audio.log_mel(np.zeros(4000)).any()
+    assert audio.log_mel(np.zeros(10)).shape == (audio.N_MELS, audio.FRAMES)  # shorter than one window
+
+
+def test_mel_filterbank_covers_the_band():
+    fb = audio.mel_filterbank()
+    assert fb.shape == (audio.N_MELS, audio.WINDOW // 2 + 1)
+    assert (fb.max(1) > 0.3).all()  # no empty filter
+    assert fb.max() <= 1.0
+
+
+def test_read_wav_formats_and_resampling(tmp_path):
+    sig = _tone(440, seconds=0.5, rate=16000)
+    _write(tmp_path / "a.wav", sig, rate=16000)
+    x = audio.read_wav(tmp_path / "a.wav")
+    assert len(x) == 4000 and np.abs(x).max() <= 1.0  # 16 kHz -> 8 kHz
+    stereo = np.stack([sig, sig], 1).astype(np.float32)
+    wavfile.write(tmp_path / "b.wav", 16000, stereo)
+    assert np.allclose(audio.read_wav(tmp_path / "b.wav"), x, atol=1e-3)
+    wavfile.write(tmp_path / "c.wav", 8000, ((sig[:4000] + 1) * 127.5).astype(np.uint8))  # 8-bit unsigned
+    assert np.abs(audio.read_wav(tmp_path / "c.wav")).max() <= 1.0
+
+
+def test_read_wav_refuses_corrupt_and_empty_files(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(DataError, match="bad.wav: not a readable wav"):
+        audio.read_wav(bad)
+    (tmp_path / "text.wav").write_text("not audio at all")
+    with pytest.raises(DataError, match="text.wav"):
+        audio.read_wav(tmp_path / "text.wav")
+    wavfile.write(tmp_path / "empty.wav", 8000, np.zeros(0, np.int16))
+    with pytest.raises(DataError, match="empty.wav: the wav file holds no samples"):
+        audio.read_wav(tmp_path / "empty.wav")
+
+
+def test_fsdd_counts_per_speaker_shapes_and_classes(fsdd_root):
+    d = audio.load_fsdd(fsdd_root)
+    assert d.sample_shape == (1, audio.N_MELS, audio.FRAMES) and len(d) == 3 * 3 * TAKES
+    assert d.class_names == tuple(str(i) for i in range(10))  # the digits of MNIST, for cross-modal tasks
+    assert audio.fsdd_speakers(fsdd_root) == [(s, 3 * TAKES) for s in SPEAKERS]
+    one = audio.load_fsdd(fsdd_root, speaker="bob")
+    assert len(one) == 3 * TAKES and np.bincount(one.y).tolist() == [TAKES] * 3
+    two = audio.load_fsdd(fsdd_root, speaker="alice,carol")
+    assert len(two) == 2 * 3 * TAKES and two.origin != one.origin
+
+
+def test_fsdd_takes_follow_the_datasets_test_convention(fsdd_root):
+    test = audio.load_fsdd(fsdd_root, speaker="alice", takes="test")
+    train = audio.load_fsdd(fsdd_root, speaker="alice", takes="train")
+    every = audio.load_fsdd(fsdd_root, speaker="alice")
+    assert len(test) == 3 * 5 and len(train) == 3 * (TAKES - 5) and len(every) == len(test) + len(train)
+    assert test.origin != train.origin  # disjoint recordings: two pools
+    # every recording of 'all' is in exactly one of the two
+    rows = {r.tobytes() for r in every.X}
+    assert rows == {r.tobytes() for r in test.X} | {r.tobytes() for r in train.X}
+
+
+def test_fsdd_errors_name_the_bad_input(fsdd_root, tmp_path):
+    with pytest.raises(UnknownNameError, match=r"unknown speaker\(s\) \['dave'\]; the speakers are alice, bob, carol"):
+        audio.load_fsdd(fsdd_root, speaker="dave")
+    with pytest.raises(DataError, match="takes must be one of all, train, test"):
+        audio.load_fsdd(fsdd_root, takes="dev")
+    with pytest.raises(DatasetNotFoundError, match="recordings is absent"):
+        audio.load_fsdd(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="QIANYI_DATA is not set"):
+        audio.load_fsdd(None)
+
+
+@pytest.mark.filterwarnings("ignore:the target test split:qianyi.errors.QianyiWarning")
+def test_fsdd_spec_makes_a_speaker_task(fsdd_root):
+    with pytest.raises(UnknownNameError, match="has no option 'speakers'"):
+        qianyi.load_domain("fsdd?speakers=bob", data_dir=fsdd_root)
+    task = qianyi.load_task("fsdd?speaker=alice", "fsdd?speaker=bob", data_dir=fsdd_root)
+    assert task.is_image and task.source.sample_shape == (1, audio.N_MELS, audio.FRAMES)
+    assert len(task.source) + len(task.source_val) == 3 * TAKES  # two speakers: two pools, nothing halved
+
+
+def test_wav_reader_labels_from_prefix_or_subfolder(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for label in ("2", "10", "1"):
+        for k in range(2):
+            _write(flat / f"{label}_x_{k}.wav", _tone(200 + 100 * int(label), seed=k))
+    d = qianyi.load_domain(f"wav:{flat}")
+    assert d.class_names == ("1", "2", "10") and len(d) == 6 and d.sample_shape == (1, 32, 32)
+    nested = tmp_path / "nested"
+    for label in ("no", "yes"):
+        (nested / label).mkdir(parents=True)
+        _write(nested / label / "take1.wav", _tone(300 if label == "no" else 900))
+    d = qianyi.load_domain(f"wav:{nested}?name=words")
+    assert d.name == "words" and d.class_names == ("no", "yes") and d.y.tolist() == [0, 1]
+
+
+def test_wav_reader_errors(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="no such folder"):
+        qianyi.load_domain(f"wav:{tmp_path / 'absent'}")
+    with pytest.raises(DataError, match="no .wav files"):
+        qianyi.load_domain(f"wav:{tmp_path}")
+    _write(tmp_path / "nolabel.wav", _tone(300))
+    with pytest.raises(DataError, match="nolabel.wav has no LABEL_ prefix"):
+        qianyi.load_domain(f"wav:{tmp_path}")
+    (tmp_path / "nolabel.wav").unlink()
+    (tmp_path / "3_bad.wav").write_bytes(b"RIFF....WAVE")
+    with pytest.raises(DataError, match="3_bad.wav: not a readable wav"):
+        qianyi.load_domain(f"wav:{tmp_path}")
+    with pytest.raises(UnknownNameError, match="has no option 'size'"):
+        qianyi.load_domain(f"wav:{tmp_path}?size=8")
+
+
+@requires_data("fsdd/recordings")
+def test_real_fsdd_speakers_and_takes():
+    assert audio.fsdd_speakers(DATA) == [(s, 500) for s in audio.FSDD_SPEAKERS]
+    d = qianyi.load_domain("fsdd?speaker=jackson&takes=test", data_dir=DATA)
+    assert len(d) == 50 and np.bincount(d.y).tolist() == [5] * 10
+    assert d.sample_shape == (1, 32, 32) and 0 <= d.X.min() and d.X.max() <= 1
