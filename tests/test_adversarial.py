@@ -154,7 +154,8 @@ def test_adda_discriminator_loss_falls_when_it_trains_alone():
     net = backbone_for((6,), 3)
     m.setup(net, net(torch.randn(4, 6)))
     opt = torch.optim.SGD(m.discriminator.parameters(), lr=0.05, momentum=0.9)
-    fs, ft = torch.randn(64, 128) + 1.0, torch.randn(64, 128) - 1.0  # two separable feature clouds
+    d = net.feature_dim()
+    fs, ft = torch.randn(64, d) + 1.0, torch.randn(64, d) - 1.0  # two separable feature clouds
     dom = torch.cat([torch.ones(64), torch.zeros(64)])
     losses = []
     for _ in range(30):
