@@ -296,12 +296,13 @@ def test_a_bug_keeps_its_traceback(monkeypatch, pair):
 
 
 
-#: Shapes of the default networks and the generation they belong to (DEFAULT_BACKBONE_VERSION, per kind
-#: of input). A change of shapes must bump the kind's generation. Vectors, generation 2: vector_mlp
-#: (generation 1, mlp's defaults: "36231dc19893" for (5000,), "434539d4e846" for (800,)).
-DEFAULT_NETWORKS = {((1, 28, 28), 10): (1, "a2d8b3c8977c"), ((3, 32, 32), 31): (1, "54e426c95ede"),
-                    ((1, 8, 8), 10): (1, "aa78c6af75b8"), ((5000,), 2): (2, "8ddcf8f547f6"),
-                    ((800,), 10): (2, "dabd28dac276")}
+#: Shapes of the default networks (sample shape, classes, sparse counts) and the generation they belong
+#: to (DEFAULT_BACKBONE_VERSION, per kind of input). A change of shapes must bump the kind's generation.
+#: Sparse counts, generation 2: vector_mlp (generation 1 was mlp's defaults, as dense vectors still are).
+DEFAULT_NETWORKS = {((1, 28, 28), 10, False): (1, "a2d8b3c8977c"), ((3, 32, 32), 31, False): (1, "54e426c95ede"),
+                    ((1, 8, 8), 10, False): (1, "aa78c6af75b8"), ((5000,), 2, False): (1, "36231dc19893"),
+                    ((800,), 10, False): (1, "434539d4e846"), ((5000,), 2, True): (2, "8ddcf8f547f6"),
+                    ((800,), 10, True): (2, "dabd28dac276")}
 
 
 def test_a_changed_default_network_is_never_mistaken_for_the_stored_one():
@@ -310,12 +311,12 @@ def test_a_changed_default_network_is_never_mistaken_for_the_stored_one():
 
     from qianyi.nn.backbones import backbone_for, default_network_generation
 
-    def signature(shape, k):
-        shapes = [(n, list(t.shape)) for n, t in backbone_for(shape, k).state_dict().items()]
+    def signature(shape, k, counts):
+        shapes = [(n, list(t.shape)) for n, t in backbone_for(shape, k, counts=counts).state_dict().items()]
         return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:12]
 
     changed = {key for key, (generation, sig) in DEFAULT_NETWORKS.items()
-               if signature(*key) != sig and default_network_generation(key[0]) <= generation}
+               if signature(*key) != sig and default_network_generation(key[0], key[2]) <= generation}
     assert not changed, (
         f"the default networks changed for {sorted(changed)}: bump DEFAULT_BACKBONE_VERSION in "
         "qianyi/nn/backbones.py (and record the new shapes here)")
@@ -329,9 +330,9 @@ def test_the_default_networks_generation_is_in_the_fingerprint(monkeypatch, pair
     trainer = engine.Trainer(get_method("dan"), TrainConfig(epochs=1))
     from qianyi.nn import backbones
 
-    monkeypatch.setattr(backbones, "DEFAULT_BACKBONE_VERSION", {"images": 1, "vectors": 1})
+    monkeypatch.setattr(backbones, "DEFAULT_BACKBONE_VERSION", {"images": 1, "vectors": 1, "counts": 1})
     assert "backbone" not in trainer.fingerprint(task)  # generation 1: runs stored before it keep their keys
-    monkeypatch.setattr(backbones, "DEFAULT_BACKBONE_VERSION", {"images": 3, "vectors": 3})
+    monkeypatch.setattr(backbones, "DEFAULT_BACKBONE_VERSION", {"images": 3, "vectors": 3, "counts": 3})
     assert trainer.fingerprint(task)["backbone"] == "default-v3"
     # what a store looks up (bench, select, measure) is what the run records
     assert store.fingerprint(get_method("dan"), TrainConfig(epochs=1), task) == trainer.fingerprint(task)

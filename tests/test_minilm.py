@@ -20,6 +20,7 @@ import qianyi
 from qianyi.cli import main
 from qianyi.data.text import WORDPIECE, retokenize_task
 from qianyi.errors import DataError
+from qianyi.data import wordpiece as W
 from qianyi.nn import minilm as M
 from qianyi.nn.text import TextEncoder
 from qianyi.train.artefact import load_domain_for, load_model
@@ -172,6 +173,7 @@ def fake_minilm(tmp_path, monkeypatch):
     net = M.minilm_encoder(len(vocab), 2, pretrained=False, config=cfg)
     safetensors.save_file({**_hf_state(net, 2), "pooler.dense.bias": torch.zeros(16)}, str(folder / "model.safetensors"))
     monkeypatch.setattr(M, "model_dir", lambda: folder)
+    monkeypatch.setattr(W, "model_dir", lambda: folder)  # the tokeniser reads the vocabulary there
     monkeypatch.setattr(M, "CONFIG", cfg)  # qianyi's minilm sizes (what qianyi predict rebuilds) are this model's
     return folder
 
@@ -205,6 +207,7 @@ def test_minilm_run_retokenises_the_task_and_predict_reapplies_wordpiece(tmp_pat
         raise AssertionError("predict must not read the package: the vocabulary is in model.json, weights in model.pt")
 
     monkeypatch.setattr(M, "model_dir", absent)
+    monkeypatch.setattr(W, "model_dir", absent)  # the tokeniser reads the vocabulary there
     model = load_model(out)  # rebuilt without the package's weights (pretrained=False), then model.pt
     assert model.network.group_names == ("E", "H", "logits")
     new = load_domain_for(model, f"lines:{tmp_path / 't'}")

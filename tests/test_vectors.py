@@ -189,19 +189,21 @@ def test_amazon_svmlight_reads():
 
 
 def test_vector_backbone_defaults():
-    from qianyi.nn.backbones import backbone_for
-
     from torch import nn
 
+    from qianyi.nn.backbones import backbone_for
     from qianyi.nn.resnet import named_backbone
 
-    net = backbone_for((40,), 3)
-    assert net.group_names == ("fc1", "fc2", "logits") and net.feature_dim("fc1") == 512 and net.feature_dim() == 256
-    first = next(iter(net.groups["fc1"].children()))
+    dense = backbone_for((40,), 3)
+    assert dense.group_names == ("fc1", "fc2", "logits") and dense.feature_dim("fc1") == 256 and dense.feature_dim() == 128
+    counts = backbone_for((40,), 3, counts=True)  # sparse counts: the wider network with input dropout
+    assert counts.feature_dim("fc1") == 512 and counts.feature_dim() == 256
+    first = next(iter(counts.groups["fc1"].children()))
     assert isinstance(first, nn.Dropout) and first.p == 0.5  # input dropout, before fc1's linear layer
-    same = named_backbone("mlp", (40,), 3)  # --backbone mlp is the default vector network
-    assert [t.shape for t in same.state_dict().values()] == [t.shape for t in net.state_dict().values()]
+    same = named_backbone("mlp", (40,), 3)  # --backbone mlp is the dense default
+    assert [t.shape for t in same.state_dict().values()] == [t.shape for t in dense.state_dict().values()]
     assert backbone_for((1, 8, 8), 3).group_names[0] == "conv1"  # images unchanged
+
 
 def test_models_saved_with_an_older_default_network_load_into_it():
     """model.json records the default network's generation; one without it predates generations (1)."""
@@ -216,7 +218,7 @@ def test_models_saved_with_an_older_default_network_load_into_it():
         rebuild({"backbone": "default", "generation": 7, "sample_shape": [40], "n_classes": 3})
 
 
-def test_a_vector_run_records_its_network_generation_and_loads(tmp_path):
+def test_sparse_counts_train_the_wider_network_and_record_its_generation(tmp_path):
     import json
 
     import qianyi
@@ -224,9 +226,14 @@ def test_a_vector_run_records_its_network_generation_and_loads(tmp_path):
 
     rng = np.random.default_rng(0)
     for name, shift in (("s", 0.0), ("t", 0.5)):
-        X = rng.normal(size=(120, 6)).astype(np.float32) + shift
-        np.savez(tmp_path / f"{name}.npz", X=X, y=(X[:, 0] > shift).astype(np.int64))
-    task = qianyi.load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}")
-    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, progress=False), out=tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "model.json").read_text())["architecture"]["generation"] == 2
-    assert load_model(tmp_path / "run").network.feature_dim("fc1") == 512
+        dense = rng.normal(size=(120, 6)).astype(np.float32) + shift
+        np.savez(tmp_path / f"{name}.npz", X=dense, y=(dense[:, 0] > shift).astype(np.int64))
+        counts = rng.poisson(0.3 + shift, size=(120, 30)).astype(np.float32)  # mostly zeros, non-negative
+        np.savez(tmp_path / f"{name}c.npz", X=counts, y=(counts[:, 0] > 0).astype(np.int64))
+    for suffix, is_counts, generation, width in (("", False, 1, 256), ("c", True, 2, 512)):
+        task = qianyi.load_task(f"npz:{tmp_path / ('s' + suffix + '.npz')}", f"npz:{tmp_path / ('t' + suffix + '.npz')}")
+        assert task.preprocessing["counts"] is is_counts
+        out = tmp_path / f"run{suffix}"
+        qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, progress=False), out=out)
+        assert json.loads((out / "model.json").read_text())["architecture"]["generation"] == generation
+        assert load_model(out).network.feature_dim("fc1") == width

@@ -313,11 +313,10 @@ def _row_transform(X: np.ndarray, kind: str) -> np.ndarray:
 
 def fit_vector_preprocessing(X: np.ndarray, vector_transform: str = "auto", standardize: bool = True) -> dict:
     """The plain-JSON vector preprocessing fitted on training inputs ``X`` (no labels): see :func:`load_task`."""
-    kind = vector_transform
-    if kind == "auto":
-        counts = X.size and (X >= 0).all() and (X == 0).mean() >= COUNT_ZERO_FRACTION
-        kind = COUNT_TRANSFORM if counts else "none"
-    out: dict = {"vector_transform": kind}
+    counts = bool(X.size and (X >= 0).all() and (X == 0).mean() >= COUNT_ZERO_FRACTION)
+    kind = (COUNT_TRANSFORM if counts else "none") if vector_transform == "auto" else vector_transform
+    # "counts": sparse non-negative inputs (bag-of-words, histograms), which get the wider default network
+    out: dict = {"vector_transform": kind, "counts": counts}
     if standardize:
         Z = _row_transform(X, kind).astype(np.float64)
         mean, std = Z.mean(0), Z.std(0)

@@ -60,7 +60,7 @@ TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer")
 #: another version is refused rather than fed different token ids.
 TOKENIZER = "words-v1"
 #: A pre-trained model's own WordPiece ids instead of a fitted vocabulary (``text={"tokenizer": ...}``;
-#: :mod:`qianyi.nn.minilm`, needs its package to fit, not to encode).
+#: :mod:`qianyi.data.wordpiece`, needs the weights package to fit, not to encode).
 WORDPIECE = "wordpiece:minilm"
 #: The raw texts of the domains :func:`tokenize_task` encoded, while those domains live (:func:`retokenize_task`).
 _RAW_TEXT: "weakref.WeakKeyDictionary[Domain, np.ndarray]" = weakref.WeakKeyDictionary()
@@ -109,7 +109,7 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
     if tokenizer == WORDPIECE:
         if bigrams:
             raise DataError(f"text preprocessing: bigrams apply to the word tokeniser {TOKENIZER!r}, not to {WORDPIECE!r}")
-        from ..nn.minilm import wordpiece_preprocessing
+        from .wordpiece import wordpiece_preprocessing
 
         return wordpiece_preprocessing(int(max_len))
     if tokenizer != TOKENIZER:
@@ -131,7 +131,7 @@ def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -
     """Token ids (int64, ``(n, max_len)``) of ``texts`` under a recorded text preprocessing: unknown tokens
     are 1, each row is cut after ``max_len`` tokens or padded with 0."""
     if text_pre.get("tokenizer") == WORDPIECE:
-        from ..nn.minilm import encode_wordpiece
+        from .wordpiece import encode_wordpiece
 
         return encode_wordpiece(texts, text_pre)
     if text_pre.get("tokenizer") != TOKENIZER:

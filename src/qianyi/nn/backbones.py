@@ -155,15 +155,16 @@ def mlp(in_features: int, n_classes: int, hidden: tuple[int, int] = (256, 128), 
     ])
 
 
-#: The default network for vectors (:func:`backbone_for`, ``--backbone mlp``): wider than :func:`mlp`'s
-#: defaults and with half of the input features dropped while training; chosen on source-validation
-#: accuracy (Office-Caltech10 SURF + Amazon, docs/vectors.md, third round).
+#: The default network for sparse count vectors (bag-of-words, visual-word histograms: the inputs that
+#: get the L2 row transform, ``preprocessing["counts"]``): wider than :func:`mlp`'s defaults and with
+#: half of the input features dropped while training; chosen on source-validation accuracy on
+#: Office-Caltech10 SURF + Amazon (docs/vectors.md, third round). Dense vectors keep :func:`mlp`.
 VECTOR_MLP = {"hidden": (512, 256), "input_dropout": 0.5}
 
 
 def vector_mlp(in_features: int, n_classes: int) -> Backbone:
-    """The default network for feature vectors: :func:`mlp` with :data:`VECTOR_MLP` (fc1 512 with input
-    dropout 0.5 and dropout 0.5, fc2 256 = the bottleneck, logits)."""
+    """The default network for sparse count vectors: :func:`mlp` with :data:`VECTOR_MLP` (fc1 512 with
+    input dropout 0.5 and dropout 0.5, fc2 256 = the bottleneck, logits)."""
     return mlp(in_features, n_classes, **VECTOR_MLP)
 
 
@@ -171,33 +172,39 @@ def vector_mlp(in_features: int, n_classes: int) -> Backbone:
 #: stored by a fingerprint that carries it (from 2 on), so a change to a default network must bump
 #: its kind's number: otherwise finished runs of the old network would be reused as if they were of
 #: the new one (tests/test_hostile.py fails on any change of the default networks' shapes until it is
-#: bumped). Vectors 2: :func:`vector_mlp` (was :func:`mlp`'s defaults, 256 -> 128).
-DEFAULT_BACKBONE_VERSION = {"images": 1, "vectors": 2}
+#: bumped). Sparse counts 2: :func:`vector_mlp` (was :func:`mlp`'s defaults, 256 -> 128).
+DEFAULT_BACKBONE_VERSION = {"images": 1, "vectors": 1, "counts": 2}
 
 
-def default_network_generation(sample_shape: Sequence[int]) -> int:
-    """The generation of the default network for samples of ``sample_shape`` (images: (c, h, w))."""
-    return DEFAULT_BACKBONE_VERSION["images" if len(sample_shape) == 3 else "vectors"]
+def _kind(sample_shape: Sequence[int], counts: bool) -> str:
+    return "images" if len(sample_shape) == 3 else ("counts" if counts else "vectors")
 
 
-def default_network(sample_shape: Sequence[int], n_classes: int, generation: int | None = None) -> Backbone:
-    """The default network of ``generation`` (None: the current one), so that a model saved by an older
-    qianyi loads into the network it was trained on (vectors, generation 1: :func:`mlp`'s defaults)."""
-    if generation is not None and generation != default_network_generation(sample_shape):
-        if len(sample_shape) == 1 and generation == 1:
-            return mlp(int(sample_shape[0]), n_classes)
-        raise DataError(f"no default network of generation {generation} for samples of shape "
-                        f"{tuple(sample_shape)}; this qianyi knows generations {sorted(set(DEFAULT_BACKBONE_VERSION.values()))}")
-    return backbone_for(sample_shape, n_classes)
+def default_network_generation(sample_shape: Sequence[int], counts: bool = False) -> int:
+    """The generation of the default network for samples of ``sample_shape`` (images: (c, h, w));
+    ``counts``: vectors of sparse counts (``task.preprocessing["counts"]``)."""
+    return DEFAULT_BACKBONE_VERSION[_kind(sample_shape, counts)]
 
 
-def backbone_for(sample_shape: Sequence[int], n_classes: int) -> Backbone:
-    """The default backbone for a task's inputs: :func:`lenet` for images, :func:`vector_mlp` for vectors."""
+def default_network(sample_shape: Sequence[int], n_classes: int, generation: int = 1) -> Backbone:
+    """The default network of ``generation`` for ``sample_shape``, as recorded in a model.json, so that a
+    saved model loads into the network it was trained on (vectors: 1 = :func:`mlp`, 2 = :func:`vector_mlp`)."""
+    if len(sample_shape) == 1 and generation in (1, 2):
+        return backbone_for(sample_shape, n_classes, counts=generation == 2)
+    if len(sample_shape) == 3 and generation == 1:
+        return backbone_for(sample_shape, n_classes)
+    raise DataError(f"no default network of generation {generation} for samples of shape {tuple(sample_shape)}; "
+                    "this model was saved by a newer qianyi: upgrade qianyi")
+
+
+def backbone_for(sample_shape: Sequence[int], n_classes: int, counts: bool = False) -> Backbone:
+    """The default backbone for a task's inputs: :func:`lenet` for images, :func:`mlp` for vectors,
+    :func:`vector_mlp` for vectors of sparse counts (``counts``, ``task.preprocessing["counts"]``)."""
     if len(sample_shape) == 3:
         c, h, w = sample_shape
         return lenet(c, (h, w), n_classes)
     if len(sample_shape) == 1:
-        return vector_mlp(int(sample_shape[0]), n_classes)
+        return (vector_mlp if counts else mlp)(int(sample_shape[0]), n_classes)
     raise DataError(f"no default backbone for samples of shape {tuple(sample_shape)}; give vectors (n, d) or "
                     "images (n, c, h, w)")
 

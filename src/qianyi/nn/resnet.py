@@ -38,13 +38,13 @@ from torch import nn
 
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
-from .backbones import Backbone, backbone_for, default_network, lenet, vector_mlp
+from .backbones import Backbone, backbone_for, default_network, lenet, mlp
 from .text import TEXT_ENCODERS, rebuild_text
 
 #: Named backbones (``--backbone NAME``) and what each is.
 BACKBONES = {
     "lenet": "LeNet-style CNN for small images (qianyi's default for images): conv1, conv2, fc1, fc2, logits",
-    "mlp": "MLP for vectors (qianyi's default for vectors; images are flattened): fc1 512, fc2 256, logits",
+    "mlp": "MLP for vectors (qianyi's default for dense vectors; images are flattened): fc1, fc2, logits",
     "resnet18": "ResNet-18 (11M parameters; 512-d pool): stem, layer1..layer4, pool, bottleneck, logits",
     "resnet50": "ResNet-50 (24M parameters; 2048-d pool): stem, layer1..layer4, pool, bottleneck, logits",
     **TEXT_ENCODERS,  # sized by a text task's vocabulary (qianyi.nn.text.TextEncoder)
@@ -346,7 +346,7 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
                 raise DataError(f"lenet reads images (c, h, w), but the samples have shape {shape}; use mlp")
             model = lenet(shape[0], shape[1:], n_classes)
         else:
-            model = vector_mlp(math.prod(shape), n_classes)
+            model = mlp(math.prod(shape), n_classes)
         model.spec = {"name": name}
         model.lr_mults = {}
         return model

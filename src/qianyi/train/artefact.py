@@ -44,7 +44,8 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
     digest = sha256_file(out / MODEL_FILE)
     classes = task.source.class_names or tuple(str(i) for i in range(task.n_classes))
     arch: dict[str, Any] = ({"backbone": "custom"} if custom_backbone else
-                            {"backbone": "default", "generation": default_network_generation(task.sample_shape)})
+                            {"backbone": "default", "generation": default_network_generation(
+                                task.sample_shape, bool((task.preprocessing or {}).get("counts")))})
     if backbone_spec is not None:
         arch = {"backbone": backbone_spec["name"],
                 **{k: v for k, v in backbone_spec.items() if k != "name"},

@@ -289,7 +289,7 @@ class Trainer:
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
         self._source_labels = data.source.y
-        parts = self._build(data, task.n_classes)
+        parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
         ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
         fingerprint = self.fingerprint(task)
         state = self._restore(ckpt, fingerprint, parts)
@@ -298,13 +298,15 @@ class Trainer:
         return self._finish(parts, state, resumed_from)
 
     # -- build -----------------------------------------------------------------------------------
-    def _build(self, data: TrainData, n_classes: int) -> _Parts:
+    def _build(self, data: TrainData, n_classes: int, counts: bool = False) -> _Parts:
         cfg, method = self.config, self.method
         device = distributed.local_device(resolve_device(cfg.device))
         if cfg.deterministic:
             set_deterministic()
         seed_everything(cfg.seed)
-        model = self.backbone_factory(data.source.sample_shape, n_classes).to(device)
+        shape = data.source.sample_shape
+        model = (backbone_for(shape, n_classes, counts=counts) if self.backbone_factory is backbone_for
+                 else self.backbone_factory(shape, n_classes)).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
         if cfg.freeze > len(model.group_names):
             raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "

@@ -43,7 +43,7 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
           "sizes": [len(task.source), len(task.source_val), len(task.target),
                     0 if task.target_test is None else len(task.target_test)],
           "shape": list(task.sample_shape), "classes": task.n_classes}
-    generation = backbones.default_network_generation(task.sample_shape)
+    generation = backbones.default_network_generation(task.sample_shape, bool((task.preprocessing or {}).get("counts")))
     if generation != 1:
         fp["backbone"] = f"default-v{generation}"
     return _plain(fp)
