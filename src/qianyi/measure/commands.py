@@ -1,4 +1,4 @@
-"""CLI subcommands ``measure``, ``transferability`` and ``advise`` (loaded by :mod:`qianyi.cli`).
+"""CLI subcommands ``measure``, ``transferability``, ``layers`` and ``advise`` (loaded by :mod:`qianyi.cli`).
 
 Each prints text tables and, with ``--out DIR``, writes JSON + Markdown + PNG there (atomically).
 """
@@ -50,6 +50,28 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
     train_args(t)
 
+    ly = sub.add_parser(
+        "layers", help="Mou et al.'s E/H/O experiment: which layers transfer, by INIT, MULT and INIT+MULT",
+        description="Supervised transfer from a labelled source task S to a target task T with few labels "
+                    "(docs/measure.md, 'Which layers transfer'). For each pair: a network trained on S; then "
+                    "networks for T that copy E, E+H or E+H+O from it, frozen or fine-tuned (INIT), train on S and T "
+                    "at once with those groups shared, loss lam*CE_T + (1-lam)*CE_S (MULT, lam chosen on T's "
+                    "validation split), or both (INIT+MULT). Every T network keeps its best epoch on T's validation "
+                    "split and is scored once on T's test split.",
+        epilog="example: qianyi layers --pairs 'amazon/books->amazon/dvd,amazon/books->amazon/kitchen' "
+               "--n-labels 200 --seeds 3 --threads 1 --no-progress --out runs/layers")
+    ly.add_argument("--pairs", required=True, help="comma-separated 'SOURCE->TARGET' text pairs, both labelled")
+    ly.add_argument("--n-labels", type=int, default=200, help="labelled T training samples (default 200)")
+    ly.add_argument("--n-val", type=int, default=200, help="T validation samples (epoch and lam choice; default 200)")
+    ly.add_argument("--lambdas", default="0.25,0.5,0.75",
+                    help="MULT's lam grid, the weight of the T loss, each in (0, 1) (default 0.25,0.5,0.75)")
+    ly.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ly.add_argument("--split-seed", type=int, default=0, help="seed of every data split (default 0)")
+    ly.add_argument("--backbone", default=None, choices=("embbag", "textcnn"),
+                    help="text encoder (default embbag)")
+    ly.add_argument("--out", default=None, help="write layers.json/.md/.png and runs/ here (resumable)")
+    train_args(ly)
+
     a = sub.add_parser(
         "advise", help="measure a pair and recommend: transfer or not, layers to freeze, where and how to adapt",
         description="Distances per layer and linear probes on a quickly trained source network -> recommendations "
@@ -63,7 +85,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
     train_args(a)
-    return {"measure": _measure, "transferability": _transferability, "advise": _advise}
+    return {"measure": _measure, "transferability": _transferability, "layers": _layers, "advise": _advise}
 
 
 def _measure_args(p: argparse.ArgumentParser) -> None:
@@ -124,6 +146,27 @@ def _transferability(args: argparse.Namespace) -> int:
     ks = [int(k) for k in args.ks.split(",")] if args.ks else None
     res = transferability(pairs, ks, list(range(args.seeds)), _config(args), args.out,
                           log=lambda s: print(s, file=sys.stderr))
+    print(res.table())
+    _written(res.files)
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from .layers_text import layer_transfer, load_pair
+
+    if args.init_from or args.freeze or args.init_layers is not None or args.l2sp or args.select != "last":
+        raise DataError("layers sets --init-from/--init-layers/--freeze and --select (T validation) itself; "
+                        "leave them out")
+    try:
+        lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"--lambdas: expected numbers like 0.25,0.5,0.75, got {args.lambdas!r}") from None
+    pairs = [load_pair(p.strip(), args.n_labels, args.n_val, args.split_seed, args.data_dir, args.max_samples)
+             for p in args.pairs.split(",") if p.strip()]
+    for p in pairs:
+        print(p.describe(), file=sys.stderr)
+    res = layer_transfer(pairs, list(range(args.seeds)), lambdas, _config(args), args.out, args.backbone,
+                         log=lambda s: print(s, file=sys.stderr))
     print(res.table())
     _written(res.files)
     return 0

@@ -35,8 +35,8 @@ from ..methods.registry import get_method
 from ..train.checkpoint import FILENAME as CHECKPOINT
 from ..train.config import TrainConfig
 from ..train.result import MODEL_FILE, RunResult
-from ..train.run import run
-from ..train.store import finished, fingerprint, slug
+from ..train.run import run, run_fingerprint
+from ..train.store import finished, slug
 
 CONDITIONS = ("BnB", "BnB+", "AnB", "AnB+")
 BASE = "base"
@@ -274,11 +274,19 @@ def _train(root: Path, data: TaskData, cond: str, k: int, seed: int, base: Train
     rdir = rdir / f"k{k}" / f"seed{seed}"
     cfg = replace(base, seed=seed, checkpoint_dir=None, init_from=str(init[0]) if init else None,
                   init_layers=k if init else None, freeze=k if init and not cond.endswith("+") else 0)
-    task = data.task()
-    done = finished(rdir, fingerprint(get_method("source-only"), cfg, task))
+    return cached_run(rdir, "source-only", data.task(), cfg, None, log, f"{data.name} {cond} k={k} seed {seed}")
+
+
+def cached_run(rdir: Path, method: str, task: TransferTask, cfg: TrainConfig, backbone: Any = None,
+               log: Callable[[str], None] | None = None, label: str = "", **hparams: Any) -> tuple[RunResult, Path]:
+    """``run(method, task, cfg)`` in ``rdir``, or the finished run already there with the same fingerprint
+    (method, settings, data, network: :func:`qianyi.train.run.run_fingerprint`); returns its result and
+    model file. A finished run keeps result.json + model.pt (its checkpoint is removed)."""
+    done = finished(rdir, run_fingerprint(get_method(method, **hparams), cfg, task, backbone))
     if done is None:
-        done, _ = run("source-only", task, cfg, out=rdir)
+        done, _ = run(method, task, cfg, out=rdir, backbone=backbone, **hparams)
         (rdir / CHECKPOINT).unlink(missing_ok=True)  # finished: result.json + model.pt are all that is kept
         if log:
-            log(f"  {data.name} {cond} k={k} seed {seed}: {100 * done.target_accuracy:.2f}% ({done.train_seconds:.0f}s)")
+            acc = "–" if done.target_accuracy is None else f"{100 * done.target_accuracy:.2f}%"
+            log(f"  {label}: {acc} ({done.train_seconds:.0f}s)")
     return done, rdir / MODEL_FILE
