@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from sklearn.base import clone
 
@@ -148,3 +149,17 @@ def test_real_lsms_villages_and_a_small_curve():
                          input_scaling="global")
     got = {r["method"]: r for r in rows}
     assert got["proxy-value"]["spearman"] > 0.4 and got["proxy+ridge"]["spearman"] > 0.4
+
+
+def test_proxy_pretraining_never_sees_the_target_label():
+    """The proxy network is the same whatever the target labels are, and fitting them leaves it unchanged."""
+    X, y, proxy = _world()
+    nets = []
+    for target in (y, np.random.default_rng(1).permutation(y)):  # the real labels, then shuffled ones
+        model = P.ProxyTransfer(random_state=0, **FAST).fit_proxy(X[:600], proxy[:600])
+        before = [p.detach().clone() for p in model.net_.parameters()]
+        model.fit(X[:40], target[:40])
+        after = list(model.net_.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(before, after))  # fitting the target label froze the net
+        nets.append(before)
+    assert all(torch.equal(a, b) for a, b in zip(*nets))  # and the target labels never reached it
