@@ -21,7 +21,6 @@ settings (:func:`qianyi.train.store.finished`), so a killed experiment resumes.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,7 +33,7 @@ from ..data.domain import Domain, TransferTask, stratified_split
 from ..errors import DataError
 from ..train.config import TrainConfig
 from ..train.result import RunResult
-from .transferability import cached_run
+from .transferability import cached_run, runs_root
 
 #: The columns: how the source task is used.
 COLUMNS = ("INIT", "MULT", "INIT+MULT")
@@ -263,18 +262,13 @@ def layer_transfer(pairs: Sequence[TextPair], seeds: Sequence[int] = (0, 1, 2), 
         raise DataError(f"λ values must lie strictly between 0 and 1 (1 is target-only, 0 source-only), got {lambdas}")
     base = replace(config or TrainConfig(), checkpoint_dir=None)
     groups = _group_names(pairs[0], backbone)
-    tmp = tempfile.TemporaryDirectory(prefix="qianyi-layers-") if out is None else None
-    root = Path(out if out is not None else tmp.name) / "runs"  # type: ignore[union-attr]
     result = LayerTransferResult(names, list(seeds), lambdas, len(pairs[0].target_train), groups)
-    try:
+    with runs_root(out, "qianyi-layers-") as top:
         for seed in seeds:
             for pair in pairs:
-                result.runs.extend(_pair_seed(root, pair, seed, lambdas, base, backbone, groups, log))
+                result.runs.extend(_pair_seed(top / "runs", pair, seed, lambdas, base, backbone, groups, log))
         if out is not None:
             result.write(out)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return result
 
 

@@ -19,10 +19,11 @@ All networks are scored on B's test split. Every run is ``qianyi.run("source-onl
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -238,10 +239,8 @@ def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = No
     ks = sorted(set(ks)) if ks is not None else list(range(1, top + 1))
     if not ks or min(ks) < 1 or max(ks) > top:
         raise DataError(f"k counts copied layer groups and must be in 1..{top} ({groups[:top]}), got {list(ks)}")
-    tmp = tempfile.TemporaryDirectory(prefix="qianyi-transfer-") if out is None else None
-    root = Path(out if out is not None else tmp.name)  # type: ignore[union-attr]
     result = TransferabilityResult(names, list(ks), groups, list(seeds))
-    try:
+    with runs_root(out, "qianyi-transfer-") as root:
         for seed in seeds:
             for pair in pairs:
                 if pair.a.train.sample_shape != shape or pair.b.train.sample_shape != shape:
@@ -256,10 +255,18 @@ def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = No
                         result.runs.append(_row(pair, cond, k, seed, res))
         if out is not None:
             result.write(out)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return result
+
+
+@contextlib.contextmanager
+def runs_root(out: str | Path | None, prefix: str) -> Iterator[Path]:
+    """Where an experiment's runs go: ``out`` (kept, so a rerun reuses them), or a temporary folder
+    removed at the end when there is no ``out``."""
+    if out is not None:
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
 
 def _row(pair: ProtocolPair, cond: str, k: int, seed: int, res: RunResult) -> dict[str, Any]:
