@@ -110,8 +110,8 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
     """``--backbone`` / ``--weights``: the network trained (``run``, ``bench``, ``demo``)."""
     g = p.add_argument_group("network")
     g.add_argument("--backbone", default=None, metavar="NAME",
-                   help="lenet, mlp, resnet18 or resnet50 (default: LeNet for images, MLP for vectors; "
-                        "docs/backbones.md)")
+                   help="lenet, mlp, resnet18 or resnet50; for text embbag, textcnn or minilm (default: LeNet "
+                        "for images, MLP for vectors, embbag for text; docs/backbones.md, docs/text.md)")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="torchvision ImageNet weights for --backbone resnet18/resnet50 (a local .pth or "
                         ".safetensors file); the pretrained layers then train at 0.1x the learning rate")
