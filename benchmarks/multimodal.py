@@ -15,7 +15,8 @@ Rows (each over ``--seeds``; the same task split for all):
 Columns: MNIST test accuracy of the target branch (chance 10%); cross-modal retrieval precision@10:
 each held-out spoken digit (the source validation split) retrieves the 10 MNIST test images of most
 similar shared code (cosine, bottleneck ``fc2``), share of the same digit (chance ~10%); the source
-branch's accuracy on the held-out recordings; seconds per run.
+branch's accuracy on the held-out recordings; seconds per run; and recall@10, the share of held-out
+spoken digits with at least one image of the same digit among those 10 (chance ~65%).
 
     QIANYI_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/multimodal.py --seeds 3 \
         --max-samples 3000 --out runs/multimodal-bench
@@ -34,7 +35,8 @@ import torch
 from qianyi._io import write_json, write_text
 from qianyi._report import markdown_table
 from qianyi.data.tasks import load_task
-from qianyi.methods.multimodal import Multimodal, chance_precision, precision_at_k, shared_codes
+from qianyi.methods.multimodal import (Multimodal, chance_precision, chance_recall, precision_at_k, recall_at_k,
+                                      shared_codes)
 from qianyi.methods.registry import get_method
 from qianyi.nn.inference import accuracy
 from qianyi.train import TrainConfig, run
@@ -61,7 +63,8 @@ def one_run(task, row: str, seed: int, cfg: TrainConfig, out: Path, settings: di
     t0 = time.perf_counter()
     if row == "source-only":
         res, fit = run("source-only", task, cfg, out=out)
-        entry = {"target_acc": res.target_accuracy, "p_at_10": None, "source_val_acc": res.source_accuracy}
+        entry = {"target_acc": res.target_accuracy, "p_at_10": None, "r_at_10": None,
+                 "source_val_acc": res.source_accuracy}
     else:
         method = get_method("multimodal", **settings)
         assert isinstance(method, Multimodal)
@@ -74,6 +77,8 @@ def one_run(task, row: str, seed: int, cfg: TrainConfig, out: Path, settings: di
         entry = {"target_acc": res.target_accuracy,
                  "p_at_10": precision_at_k(queries, task.source_val.y, gallery, task.target_test.y, k=10),
                  "p_chance": chance_precision(task.source_val.y, task.target_test.y),
+                 "r_at_10": recall_at_k(queries, task.source_val.y, gallery, task.target_test.y, k=10),
+                 "r_chance": chance_recall(task.source_val.y, task.target_test.y, k=10),
                  "source_val_acc": accuracy(fit.method.branch(backbone, "source"), task.source_val)}
     entry.update(row=row, seed=seed, seconds=time.perf_counter() - t0)
     write_json(done, entry)
@@ -121,16 +126,21 @@ def main(argv: list[str] | None = None) -> int:
             entry = one_run(task, name, seed, cfg, folder, settings)
             results[name].append(entry)
             p10 = "–" if entry["p_at_10"] is None else f"{100 * entry['p_at_10']:.1f}%"
-            print(f"{name} seed {seed}: target {100 * entry['target_acc']:.1f}%  P@10 {p10}  "
+            r10 = "–" if entry.get("r_at_10") is None else f"{100 * entry['r_at_10']:.1f}%"
+            print(f"{name} seed {seed}: target {100 * entry['target_acc']:.1f}%  P@10 {p10}  R@10 {r10}  "
                   f"source-val {100 * entry['source_val_acc']:.1f}%  {entry['seconds']:.0f} s", flush=True)
     table = [[name, protocol, fmt([e["target_acc"] for e in results[name]]),
-              fmt([e["p_at_10"] for e in results[name]]), fmt([e["source_val_acc"] for e in results[name]]),
+              fmt([e["p_at_10"] for e in results[name]]), fmt([e.get("r_at_10") for e in results[name]]),
+              fmt([e["source_val_acc"] for e in results[name]]),
               f"{np.mean([e['seconds'] for e in results[name]]):.0f}", str(len(results[name]))]
              for name, protocol, _ in rows if results[name]]
-    header = ["method", "protocol", "MNIST test acc. (%)", "P@10 audio->image (%)",
+    header = ["method", "protocol", "MNIST test acc. (%)", "P@10 audio->image (%)", "R@10 audio->image (%)",
               "source-val acc. (%)", "s / run", "seeds"]
     chance = next((e["p_chance"] for v in results.values() for e in v if e.get("p_chance") is not None), 0.1)
-    text = (f"{task.describe()}\n\nTarget accuracy: chance 10%. Retrieval chance: {100 * chance:.1f}%.\n\n"
+    r_chance = next((e["r_chance"] for v in results.values() for e in v if e.get("r_chance") is not None), None)
+    r_text = "" if r_chance is None else f", recall@10 {100 * r_chance:.1f}%"
+    text = (f"{task.describe()}\n\nTarget accuracy: chance 10%. Retrieval chance: precision@10 "
+            f"{100 * chance:.1f}%{r_text}.\n\n"
             + markdown_table(header, table) + "\n\ncommand: python benchmarks/multimodal.py "
             + " ".join(sys.argv[1:] if argv is None else argv) + "\n")
     write_text(out / "results.md", text)

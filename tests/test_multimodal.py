@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from qianyi.errors import ConfigError, DataError
 from qianyi.methods import get_method
-from qianyi.methods.multimodal import REGULARISERS, chance_precision, precision_at_k, shared_codes
+from qianyi.methods.multimodal import (REGULARISERS, chance_precision, chance_recall, precision_at_k, recall_at_k,
+                                      shared_codes)
 from qianyi.nn import LayerOutputs, backbone_for, predict_logits
 from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
 from qianyi.train.artefact import load_model
@@ -188,11 +189,30 @@ def test_precision_at_k_on_a_hand_made_case():
         precision_at_k(queries, q_labels[:2], gallery, g_labels)
 
 
+def test_recall_at_k_counts_queries_with_one_hit_on_a_hand_made_case():
+    gallery = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    g_labels = np.array([0, 0, 1, 1, 2])
+    queries = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, -0.1]])
+    # q2 is labelled 1 here: its top-1 is item 4 (class 2), its top-2 adds item 2 (class 1)
+    q_labels = np.array([0, 1, 1])
+    assert recall_at_k(queries, q_labels, gallery, g_labels, k=1) == pytest.approx(2 / 3)
+    assert recall_at_k(queries, q_labels, gallery, g_labels, k=2) == 1.0
+    # one hit of two counts fully for recall, half for precision
+    assert precision_at_k(queries, q_labels, gallery, g_labels, k=2) == pytest.approx(2.5 / 3)
+    # chance: 1 - C(n - n_c, k) / C(n, k); class 0 has 2 of 5 items, k = 2: 1 - (3 * 2) / (5 * 4)
+    assert chance_recall(np.array([0]), g_labels, k=2) == pytest.approx(1 - 6 / 20)
+    assert chance_recall(np.array([2]), g_labels, k=5) == 1.0
+    with pytest.raises(DataError, match="recall_at_k: k must be"):
+        recall_at_k(queries, q_labels, gallery, g_labels, k=0)
+
+
 def test_random_codes_retrieve_at_chance_level():
     rng = np.random.default_rng(0)
     y = np.arange(400) % 10
     p = precision_at_k(rng.normal(size=(400, 16)), y, rng.normal(size=(400, 16)), y, k=10)
     assert abs(p - 0.1) < 0.03
+    r = recall_at_k(rng.normal(size=(400, 16)), y, rng.normal(size=(400, 16)), y, k=10)
+    assert abs(r - chance_recall(y, y, k=10)) < 0.08 and 0.6 < chance_recall(y, y, k=10) < 0.7
 
 
 def test_settings_are_checked_with_the_choices_named():
