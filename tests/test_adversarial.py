@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from qianyi.errors import QianyiWarning
 from qianyi.methods import Batch, get_method
@@ -66,6 +67,7 @@ def test_cdan_reverses_the_gradient_into_features_and_leaves_predictions_to_the_
     f = torch.randn(8, 5, requires_grad=True)
     logits = torch.randn(8, 3, requires_grad=True)
     m.setup(None, _outs(f, logits))
+    m.discriminator.eval()  # dropout off: the hand-made pass below must see the same discriminator
     src, tgt = _outs(f, logits).split(4)
     terms = m.loss(Batch(src, tgt, torch.zeros(4, dtype=torch.long), None, progress=1.0))
     terms["domain"].backward()
@@ -233,3 +235,12 @@ def test_bench_report_lists_the_flagged_runs():
     table = bench.flags_table()
     assert "| dann | a->b | 1 | the discriminator wins: domain_acc 99.9% |" in table and "| 0 |" not in table
     assert BenchResult(runs[:1], [("a", "b")], ["dann"]).flags_table() == ""
+
+
+def test_cdan_discriminator_is_the_authors_digit_one():
+    m = get_method("cdan+e")
+    m.setup(None, _outs(torch.randn(8, 5), torch.randn(8, 3)))
+    linears = [layer.out_features for layer in m.discriminator if isinstance(layer, nn.Linear)]
+    assert linears == [500, 500, 1]
+    assert sum(isinstance(layer, nn.Dropout) and layer.p == 0.5 for layer in m.discriminator) == 2
+    assert not any(isinstance(layer, nn.BatchNorm1d) for layer in m.discriminator)

@@ -67,7 +67,8 @@ class CDAN(Method):
     by the source loss; the features by the reversed discriminator gradient), and the entropy weights
     are constants of the step (detached; the authors also reverse a gradient through them). Defaults:
     :math:`\lambda` = 1 and the ramp are the paper's; ``max_dim`` 4096 and ``random_dim`` 1024 are the
-    authors' code's. The discriminator's width follows DANN's here (256, 256) for the small nets.
+    authors' code's, and so is the discriminator of their digit experiments: two hidden layers of 500
+    (``hidden``), ReLU and dropout 0.5 (``dropout``), no batch norm.
 
     Inputs: source and target ``features`` (n, d) and logits (n, C); source labels (n,); the
     training progress :math:`p`.
@@ -84,10 +85,10 @@ class CDAN(Method):
     discriminator_logs = ("domain_acc",)
     grid = tuple({"trade_off": v} for v in (1.0, 0.3, 3.0))
 
-    def __init__(self, trade_off: float = 1.0, entropy: bool = False, hidden: tuple[int, ...] = (256, 256),
-                 max_dim: int = 4096, random_dim: int = 1024) -> None:
+    def __init__(self, trade_off: float = 1.0, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
+                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024) -> None:
         super().__init__()
-        self.trade_off, self.entropy, self.hidden = trade_off, entropy, tuple(hidden)
+        self.trade_off, self.entropy, self.hidden, self.dropout = trade_off, entropy, tuple(hidden), dropout
         self.max_dim, self.random_dim = max_dim, random_dim
         self.discriminator: DomainDiscriminator | None = None
         self.random_map: RandomizedMultilinearMap | None = None
@@ -99,7 +100,7 @@ class CDAN(Method):
             d_in = self.random_dim
         else:
             d_in = d_f * n_classes
-        self.discriminator = DomainDiscriminator(d_in, self.hidden)
+        self.discriminator = DomainDiscriminator(d_in, self.hidden, batch_norm=False, dropout=self.dropout)
 
     def conditioned(self, out: LayerOutputs) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h, g)``: the discriminator's input for a batch and its class probabilities (no gradient)."""
@@ -133,6 +134,6 @@ class CDANE(CDAN):
 
     name = "cdan+e"
 
-    def __init__(self, trade_off: float = 1.0, entropy: bool = True, hidden: tuple[int, ...] = (256, 256),
-                 max_dim: int = 4096, random_dim: int = 1024) -> None:
-        super().__init__(trade_off, entropy, hidden, max_dim, random_dim)
+    def __init__(self, trade_off: float = 1.0, entropy: bool = True, hidden: tuple[int, ...] = (500, 500),
+                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024) -> None:
+        super().__init__(trade_off, entropy, hidden, dropout, max_dim, random_dim)

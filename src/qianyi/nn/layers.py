@@ -35,13 +35,18 @@ class GradientReversal(nn.Module):
 
 
 class DomainDiscriminator(nn.Sequential):
-    """MLP from features (n, d) to one domain logit (n,): source = 1, target = 0."""
+    """MLP from features (n, d) to one domain logit (n,): source = 1, target = 0. Each hidden layer is
+    Linear -> BatchNorm (``batch_norm``) -> ReLU -> Dropout (``dropout`` > 0)."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int] = (256, 256), batch_norm: bool = True) -> None:
+    def __init__(self, in_features: int, hidden: Sequence[int] = (256, 256), batch_norm: bool = True,
+                 dropout: float = 0.0) -> None:
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"DomainDiscriminator: dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
         d = in_features
         for h in hidden:
             layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batch_norm else []) + [nn.ReLU(inplace=True)]
+            layers += [nn.Dropout(dropout)] if dropout > 0 else []
             d = h
         layers.append(nn.Linear(d, 1))
         super().__init__(*layers)
