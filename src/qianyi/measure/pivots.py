@@ -1,0 +1,312 @@
+"""Pivot words found by attention (AMN, Li et al., IJCAI 2017): the words a trained memory network attends
+to in reviews of *both* domains, with their polarity, checked against a general sentiment lexicon; and an
+attention heat-map of a few reviews (PNG and HTML).
+
+Definitions (no label is read anywhere here):
+
+* **attention share** of word :math:`w` in domain :math:`D`: the mean, over the domain's reviews, of the
+  attention mass the memory network's last hop puts on the occurrences of :math:`w` in a review,
+  :math:`A_D(w) = \frac{1}{|D|}\sum_{r \in D} \sum_{i: r_i = w} \alpha_i(r)` (a review's weights sum
+  to one, so :math:`\sum_w A_D(w) = 1`); and its **uniform share** :math:`U_D(w)`, the same with
+  :math:`\alpha_i(r) = 1/|r|` (the share it would get if every word counted alike: its frequency).
+* **pivot score**: the excess attention in the domain where it is smaller,
+  :math:`\min\big(A_S(w) - U_S(w),\; A_T(w) - U_T(w)\big)` — high only when the network attends to the
+  word more than to an average word in both domains (frequent function words get about their uniform
+  share or less and drop out); words in fewer than ``min_docs`` reviews of either domain are left out.
+* **polarity**: the class the trained network predicts for a review made of the word alone, and that
+  class's probability.
+"""
+from __future__ import annotations
+
+import html
+import importlib.util
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .._io import write_json, write_text
+from ..errors import DataError
+from ..nn.text import word_attention
+
+SPECIAL = ("<pad>", "<unk>", "[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+@dataclass
+class Pivot:
+    word: str
+    score: float  # min(share_source - uniform share, share_target - uniform share)
+    share_source: float
+    share_target: float
+    docs_source: int
+    docs_target: int
+    polarity: str  # the predicted class of the word on its own
+    confidence: float  # that class's probability
+
+    def row(self) -> list[str]:
+        return [self.word, f"{100 * self.score:.2f}", f"{100 * self.share_source:.2f}", f"{100 * self.share_target:.2f}",
+                str(self.docs_source), str(self.docs_target), self.polarity, f"{self.confidence:.2f}"]
+
+
+def _ids(X: np.ndarray | torch.Tensor) -> torch.Tensor:
+    ids = torch.as_tensor(np.asarray(X)).long()
+    if ids.ndim != 2 or ids.numel() == 0:
+        raise DataError(f"pivots: expected token ids (n, max_len) of at least one review, got shape {tuple(ids.shape)}")
+    return ids
+
+
+def attention_shares(network: torch.nn.Module, X: np.ndarray | torch.Tensor, vocab_size: int,
+                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(share, uniform, docs)`` per token id over the reviews ``X`` (token ids, (n, L)): the mean attention
+    mass per review (:math:`A_D`, sums to 1 over ids), the same under uniform attention (:math:`U_D`), and
+    the number of reviews holding the id."""
+    ids = _ids(X)
+    share, uniform = np.zeros(vocab_size), np.zeros(vocab_size)
+    docs = np.zeros(vocab_size, dtype=np.int64)
+    for chunk in torch.split(ids, batch_size):
+        alpha = word_attention(network, chunk).double().numpy()  # (b, L)
+        flat = chunk.numpy()
+        real = flat != 0
+        np.add.at(share, flat.ravel(), alpha.ravel())
+        np.add.at(uniform, flat.ravel(), (real / np.maximum(real.sum(1, keepdims=True), 1)).ravel())
+        for row in flat:
+            docs[np.unique(row[row != 0])] += 1
+    share[0] = uniform[0] = 0.0
+    return share / len(ids), uniform / len(ids), docs
+
+
+def word_polarity(network: torch.nn.Module, token_ids: Sequence[int], max_len: int) -> np.ndarray:
+    """Class probabilities ``(len(token_ids), C)`` of one-word reviews (each id alone, then padding)."""
+    x = torch.zeros(len(token_ids), max_len, dtype=torch.float32)
+    x[:, 0] = torch.as_tensor(list(token_ids), dtype=torch.float32)
+    was = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            out = network(x)
+    finally:
+        network.train(was)
+    logits = out.logits if hasattr(out, "logits") else out
+    return torch.softmax(logits, 1).numpy()
+
+
+def find_pivots(network: torch.nn.Module, source_X: np.ndarray, target_X: np.ndarray, vocab: Sequence[str],
+                class_names: Sequence[str], top: int = 20, min_docs: int = 5) -> list[Pivot]:
+    """The ``top`` pivot words of a trained ``memnet`` network (module docstring): highest
+    :math:`\\min(A_S - U_S, A_T - U_T)` among words in at least ``min_docs`` reviews of each domain."""
+    if top < 1 or min_docs < 1:
+        raise DataError(f"pivots: top and min_docs must be at least 1, got {top} and {min_docs}")
+    s_share, s_uniform, s_docs = attention_shares(network, source_X, len(vocab))
+    t_share, t_uniform, t_docs = attention_shares(network, target_X, len(vocab))
+    score = np.minimum(s_share - s_uniform, t_share - t_uniform)
+    ok = (s_docs >= min_docs) & (t_docs >= min_docs) & ~np.isin(np.asarray(vocab, dtype=object), SPECIAL)
+    order = [int(i) for i in np.argsort(-np.where(ok, score, -np.inf), kind="stable") if ok[i]][:top]
+    if not order:
+        raise DataError(f"pivots: no word occurs in at least {min_docs} reviews of both domains; lower --min-docs")
+    proba = word_polarity(network, order, np.asarray(source_X).shape[1])
+    return [Pivot(str(vocab[i]), float(score[i]), float(s_share[i]), float(t_share[i]), int(s_docs[i]), int(t_docs[i]),
+                  str(class_names[int(p.argmax())]), float(p.max())) for i, p in zip(order, proba)]
+
+
+# ---- a general sentiment lexicon, to check the pivots against ----
+
+def load_lexicon(name_or_path: str) -> dict[str, float]:
+    """A sentiment lexicon as ``{word: valence}`` (sign = polarity). ``vader``: the lexicon shipped in the
+    PyPI package vaderSentiment (Hutto & Gilbert, ICWSM 2014; MIT licence; ``pip install --no-deps
+    vaderSentiment``; read as a data file, the package is not imported). Otherwise a text file, one
+    ``word<tab or space>valence`` per line (VADER's own format: further columns are ignored; lines starting
+    with ``#`` are comments)."""
+    if name_or_path == "vader":
+        spec = importlib.util.find_spec("vaderSentiment")
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError("--lexicon vader needs the package vaderSentiment: pip install --no-deps vaderSentiment "
+                            "(or give a lexicon file: one 'word valence' per line)")
+        path = Path(list(spec.submodule_search_locations)[0]) / "vader_lexicon.txt"
+    else:
+        path = Path(name_or_path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DataError(f"--lexicon {name_or_path}: cannot read {path} ({exc.strerror})") from None
+    lexicon: dict[str, float] = {}
+    for n, line in enumerate(lines, 1):
+        if line.startswith("#") or not line.strip():
+            continue
+        # tab-separated (VADER: a token may hold spaces), else white space
+        parts = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+        if not parts[0]:
+            continue
+        try:
+            lexicon[parts[0].lower()] = float(parts[1]) if len(parts) > 1 else 1.0
+        except ValueError:
+            raise DataError(f"--lexicon {path}: line {n} is not 'word valence': {line[:80]!r}") from None
+    if not lexicon:
+        raise DataError(f"--lexicon {path}: no entries")
+    return lexicon
+
+
+def _sign(class_name: str) -> int:
+    name = class_name.lower()
+    return 1 if name.startswith("pos") else -1 if name.startswith("neg") else 0
+
+
+def lexicon_check(pivots: Iterable[Pivot], lexicon: dict[str, float]) -> dict[str, float | int | list[str]]:
+    """How many pivots are sentiment words of ``lexicon``, and of those whose class is named positive/negative,
+    how many have the lexicon's polarity."""
+    pivots = list(pivots)
+    inside = [p for p in pivots if p.word in lexicon]
+    signed = [p for p in inside if _sign(p.polarity) != 0]
+    agree = [p for p in signed if np.sign(lexicon[p.word]) == _sign(p.polarity)]
+    return {"pivots": len(pivots), "in_lexicon": len(inside), "share_in_lexicon": len(inside) / max(len(pivots), 1),
+            "polarity_checked": len(signed), "polarity_agrees": len(agree),
+            "not_in_lexicon": [p.word for p in pivots if p.word not in lexicon]}
+
+
+# ---- heat-map of a few reviews ----
+
+def _tokens(ids: np.ndarray, vocab: Sequence[str]) -> list[str]:
+    return [str(vocab[int(i)]) for i in ids if int(i) != 0]
+
+
+def heatmap_html(rows: Sequence[tuple[str, list[str], np.ndarray]]) -> str:
+    """HTML: one paragraph per review, each word on a red background as strong as its attention (relative to
+    the review's largest weight), the weight in its tooltip."""
+    parts = ["<!doctype html><meta charset='utf-8'><title>qianyi pivots: attention</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}span{padding:1px 2px;"
+             "border-radius:3px;line-height:1.9}</style>",
+             "<h1>Word attention of the memory network</h1><p>Background: the last hop's attention weight of each "
+             "word, relative to the largest in its review.</p>"]
+    for title, words, alpha in rows:
+        top = float(alpha.max()) if len(alpha) else 1.0
+        spans = "".join(f"<span title='{a:.3f}' style='background:rgba(220,30,30,{a / top:.2f})'>{html.escape(w)}</span> "
+                        for w, a in zip(words, alpha))
+        parts.append(f"<h3>{html.escape(title)}</h3><p>{spans}</p>")
+    return "\n".join(parts) + "\n"
+
+
+def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | Path, words_per_line: int = 14,
+                max_words: int = 70) -> None:
+    """The same heat-map as a PNG (the first ``max_words`` words of each review)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines_needed = sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
+    fig = plt.figure(figsize=(12, 0.32 * lines_needed + 0.5))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    step = 1.0 / (lines_needed + 1)
+    y = 1.0 - step
+    cmap = plt.get_cmap("Reds")
+    for title, words, alpha in rows:
+        ax.text(0.01, y, title, fontsize=9, fontweight="bold", va="center")
+        y -= step
+        top = float(alpha.max()) if len(alpha) else 1.0
+        for k, (w, a) in enumerate(list(zip(words, alpha))[:max_words]):
+            if k and k % words_per_line == 0:
+                y -= step
+            ax.text(0.01 + (k % words_per_line) / words_per_line * 0.98, y, w[:12], fontsize=8, va="center",
+                    bbox=dict(boxstyle="round,pad=0.15", fc=cmap(0.85 * a / top), ec="none"))
+        y -= 1.5 * step
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def heatmap_rows(network: torch.nn.Module, X: np.ndarray, vocab: Sequence[str], titles: Sequence[str]
+                 ) -> list[tuple[str, list[str], np.ndarray]]:
+    """``(title, words, attention)`` per review of ``X`` (token ids), padding dropped."""
+    ids = _ids(X)
+    alpha = word_attention(network, ids).numpy()
+    return [(t, _tokens(row, vocab), a[row != 0]) for t, row, a in zip(titles, ids.numpy(), alpha)]
+
+
+def write_pivots(out: str | Path, pivots: Sequence[Pivot], check: dict | None, rows, meta: dict) -> dict[str, str]:
+    """pivots.json, pivots.md (the table), attention.html and attention.png in ``out``."""
+    from .._report import markdown_table
+
+    out = Path(out)
+    header = ["word", "pivot score (%)", "share S (%)", "share T (%)", "reviews S", "reviews T", "polarity", "p"]
+    md = [f"# Pivot words: {meta['source']} -> {meta['target']}", "", markdown_table(header, [p.row() for p in pivots]), ""]
+    if check is not None:
+        md += [f"Lexicon {meta.get('lexicon')}: {check['in_lexicon']} of {check['pivots']} pivots are sentiment words "
+               f"({100 * check['share_in_lexicon']:.0f}%); polarity agrees for {check['polarity_agrees']} of "
+               f"{check['polarity_checked']}. Not in the lexicon: {', '.join(check['not_in_lexicon']) or '-'}.", ""]
+    files = {"json": str(out / "pivots.json"), "md": str(out / "pivots.md"), "html": str(out / "attention.html"),
+             "png": str(out / "attention.png")}
+    write_json(files["json"], {**meta, "pivots": [asdict(p) for p in pivots], "lexicon_check": check})
+    write_text(files["md"], "\n".join(md))
+    write_text(files["html"], heatmap_html(rows))
+    tmp = out / ".attention.tmp.png"
+    heatmap_png(rows, tmp)
+    tmp.replace(files["png"])
+    return files
+
+
+@dataclass
+class PivotResult:
+    pivots: list[Pivot]
+    check: dict | None
+    files: dict[str, str]
+    meta: dict
+
+    def table(self) -> str:
+        from .._report import markdown_table
+
+        header = ["word", "pivot score (%)", "share S (%)", "share T (%)", "reviews S", "reviews T", "polarity", "p"]
+        text = markdown_table(header, [p.row() for p in self.pivots])
+        if self.check is not None:
+            c = self.check
+            text += (f"\n\n{c['in_lexicon']} of {c['pivots']} pivots are in the lexicon {self.meta.get('lexicon')} "
+                     f"({100 * c['share_in_lexicon']:.0f}%); polarity agrees for {c['polarity_agrees']} of "
+                     f"{c['polarity_checked']}")
+        return text
+
+
+def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None = None, config=None,
+           top: int = 20, min_docs: int = 5, lexicon: str | None = None, reviews: int = 3,
+           data_dir: str | Path | None = None, max_samples: int | None = None,
+           log=lambda s: None) -> PivotResult:
+    """Train AMN on ``source -> target`` into ``out/run`` (or use the finished run ``run_dir``, or ``out/run``
+    if it is finished already), then find the pivots over every review of both domains (texts only: labels
+    are not read), check them against ``lexicon`` and draw the attention of ``reviews`` reviews per domain."""
+    from ..data.tasks import load_task
+    from ..train.artefact import load_domain_for, load_model
+    from ..train.config import TrainConfig
+    from ..train.run import run as train_run
+
+    out = Path(out)
+    run_path = Path(run_dir) if run_dir is not None else out / "run"
+    if not (run_path / "result.json").exists():
+        if run_dir is not None:
+            raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
+        task = load_task(source, target, max_samples=max_samples, data_dir=data_dir)
+        log(task.describe())
+        result, _ = train_run("amn", task, config or TrainConfig(), out=run_path)
+        log(f"amn {source} -> {target}: trained, written to {run_path}")
+    model = load_model(run_path)
+    text = (model.meta.get("preprocessing") or {}).get("text")
+    if not text:
+        raise DataError(f"{run_path}: not a model of a text task (no vocabulary in model.json)")
+    vocab = text["vocab"]
+    S, T = load_domain_for(model, source, data_dir), load_domain_for(model, target, data_dir)
+    found = find_pivots(model.network, S.X, T.X, vocab, model.class_names, top=top, min_docs=min_docs)
+    check = lexicon_check(found, load_lexicon(lexicon)) if lexicon else None
+    k = max(0, int(reviews))
+    def pick(d) -> list[int]:  # the k shortest reviews of at least 20 words (or of the longest length there is)
+        n = (np.asarray(d.X) != 0).sum(1)
+        return [int(i) for i in np.argsort(n, kind="stable") if n[i] >= min(20, int(n.max()))][:k]
+
+    si, ti = pick(S), pick(T)
+    rows = (heatmap_rows(model.network, S.X[si], vocab, [f"{source}, review {i}" for i in si]) if si else []) + \
+           (heatmap_rows(model.network, T.X[ti], vocab, [f"{target}, review {i}" for i in ti]) if ti else [])
+    meta = {"source": source, "target": target, "run": str(run_path), "top": top, "min_docs": min_docs,
+            "lexicon": lexicon, "reviews_source": len(S), "reviews_target": len(T)}
+    files = write_pivots(out, found, check, rows, meta)
+    return PivotResult(found, check, files, meta)
+
+
+__all__ = ["Pivot", "PivotResult", "pivots", "attention_shares", "find_pivots", "heatmap_html", "heatmap_png", "heatmap_rows",
+           "lexicon_check", "load_lexicon", "word_polarity", "write_pivots"]

@@ -1,0 +1,105 @@
+"""AMN (issue 16): the memory network's attention, the method on the one engine, and `qianyi pivots`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.cli import main
+from qianyi.errors import DataError
+from qianyi.measure.pivots import Pivot, lexicon_check, load_lexicon, word_polarity
+from qianyi.nn.text import MemoryAttention, memory_network, word_attention
+from qianyi.train.artefact import load_model
+
+from .test_text import _toy_text
+
+
+def test_memory_attention_is_the_stated_formula_and_ignores_padding():
+    torch.manual_seed(0)
+    att = MemoryAttention(4, hops=2)
+    m = torch.randn(2, 5, 4)
+    m[0, 3:] = 0.0  # padding
+    m[1] = 0.0  # an empty text
+    q, alphas = att.attend(m)
+    # by hand: s_i = v . tanh(W m_i + U q + b), softmax over the non-padding words, q <- q + sum alpha_i m_i
+    q_hand = att.query.detach().clone()
+    for k in range(2):
+        s = torch.stack([att.v(torch.tanh(att.W(m[0, i]) + att.U(q_hand))).squeeze() for i in range(3)])
+        a = torch.softmax(s, 0)
+        assert torch.allclose(alphas[k][0, :3], a, atol=1e-6) and torch.equal(alphas[k][0, 3:], torch.zeros(2))
+        q_hand = q_hand + (a.unsqueeze(1) * m[0, :3]).sum(0)
+    assert torch.allclose(q[0], q_hand, atol=1e-6)
+    assert torch.equal(alphas[-1][1], torch.zeros(5)) and torch.allclose(q[1], att.query)  # empty text: q_0
+    assert torch.allclose(alphas[-1][0].sum(), torch.tensor(1.0))
+
+
+def test_memnet_encoder_has_e_h_logits_and_its_attention_reads_token_ids():
+    net = memory_network(12, 2, embed_dim=8, hidden=(6,))
+    x = torch.tensor([[2, 3, 4, 0], [5, 0, 0, 0]], dtype=torch.float32)
+    assert net.group_names == ("E", "H", "logits") and net(x).features.shape == (2, 6)
+    a = word_attention(net, x)
+    assert a.shape == (2, 4) and torch.allclose(a.sum(1), torch.ones(2)) and a[0, 3] == 0 and a[1, 0] == 1
+    with pytest.raises(DataError, match="memnet"):
+        word_attention(qianyi.nn.text.embedding_bag(12, 2), x)
+
+
+def test_amn_trains_the_memory_network_and_beats_source_only_on_the_toy_shift(tmp_path):
+    # the toy of test_text: pivots 'great'/'poor' in half of the texts of both domains, domain-only sentiment words
+    task = _toy_text(tmp_path, n=150)
+    acc = {"source-only": [], "amn": []}
+    for seed in (0, 1):
+        cfg = qianyi.TrainConfig(epochs=10, steps_per_epoch=20, batch_size=32, seed=seed, progress=False)
+        for method in acc:
+            result, fit = qianyi.run(method, task, cfg)
+            acc[method].append(result.target_accuracy)
+            if method == "amn":
+                assert isinstance(fit.backbone.groups["H"][0], MemoryAttention)  # AMN brings its encoder
+                assert result.source_accuracy >= 0.95
+    assert np.mean(acc["amn"]) >= np.mean(acc["source-only"]) + 0.05, acc
+
+
+def test_pivots_command_finds_the_shared_sentiment_words_with_their_polarity(tmp_path, capsys):
+    _toy_text(tmp_path, n=150)
+    lex = tmp_path / "lexicon.txt"
+    lex.write_text("# word valence\ngreat 3.1\npoor -2.1\nsgood 1.0\n")
+    out = tmp_path / "pv"
+    s, t = f"lines:{tmp_path / 's'}", f"lines:{tmp_path / 't'}"
+    argv = ["pivots", s, t, "--top", "4", "--lexicon", str(lex), "--epochs", "10", "--steps-per-epoch", "20",
+            "--batch-size", "32", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    saved = json.loads((out / "pivots.json").read_text())
+    words = {p["word"]: p for p in saved["pivots"]}
+    first, second = saved["pivots"][:2]
+    # one attended pivot is enough to tell the two classes apart here (the toy has one per class, and the
+    # network settles on one of them): it leads, far ahead of any filler word, with its own polarity
+    assert first["word"] in ("great", "poor") and first["score"] > 2 * second["score"], saved["pivots"]
+    assert first["polarity"] == {"great": "positive", "poor": "negative"}[first["word"]]
+    # domain-only words never reach the list: they occur in one domain only
+    assert not {"sgood", "sbad", "tgood", "tbad"} & set(words)
+    assert saved["lexicon_check"]["in_lexicon"] >= 1 and saved["lexicon_check"]["polarity_agrees"] >= 1
+    # the polarity of both pivots, read from the trained network (one-word reviews)
+    model = load_model(out / "run")
+    vocab = model.meta["preprocessing"]["text"]["vocab"]
+    proba = word_polarity(model.network, [vocab.index("great"), vocab.index("poor")], 256)
+    assert proba[0].argmax() == model.class_names.index("positive") and proba[1].argmax() == model.class_names.index("negative")
+    html = (out / "attention.html").read_text()
+    assert html.count("<h3>") == 6 and ("great" in html or "poor" in html)
+    assert (out / "attention.png").stat().st_size > 1000
+    assert "pivot score" in capsys.readouterr().out
+    # a second call reuses the finished run (no retraining) and gives the same list
+    mtime = (out / "run" / "model.pt").stat().st_mtime
+    assert main(argv) == 0 and (out / "run" / "model.pt").stat().st_mtime == mtime
+    assert json.loads((out / "pivots.json").read_text())["pivots"] == saved["pivots"]
+    assert load_model(out / "run").meta["architecture"]["backbone"] == "memnet"
+
+
+def test_lexicon_file_errors_and_check():
+    with pytest.raises(DataError, match="cannot read"):
+        load_lexicon("/nonexistent/lexicon.txt")
+    p = [Pivot("great", 0.1, 0.1, 0.1, 9, 9, "positive", 0.9), Pivot("awful", 0.1, 0.1, 0.1, 9, 9, "positive", 0.6),
+         Pivot("the", 0.1, 0.1, 0.1, 9, 9, "negative", 0.5)]
+    c = lexicon_check(p, {"great": 3.1, "awful": -2.0})
+    assert (c["in_lexicon"], c["polarity_checked"], c["polarity_agrees"], c["not_in_lexicon"]) == (2, 2, 1, ["the"])
