@@ -103,3 +103,12 @@ def test_lexicon_file_errors_and_check():
          Pivot("the", 0.1, 0.1, 0.1, 9, 9, "negative", 0.5)]
     c = lexicon_check(p, {"great": 3.1, "awful": -2.0})
     assert (c["in_lexicon"], c["polarity_checked"], c["polarity_agrees"], c["not_in_lexicon"]) == (2, 2, 1, ["the"])
+
+
+def test_vader_lexicon_reads_when_installed():
+    import importlib.util
+
+    if importlib.util.find_spec("vaderSentiment") is None:
+        pytest.skip("vaderSentiment not installed (optional extra 'lexicon': pip install --no-deps vaderSentiment)")
+    lex = load_lexicon("vader")
+    assert len(lex) > 7000 and lex["great"] > 0 and lex["waste"] < 0 and "( '}{' )" in lex  # tab-separated tokens
