@@ -125,6 +125,28 @@ def test_frozen_encoder_caches_each_text_and_forgets_when_weights_change():
     assert not tuned.groups["H"].encoder._cache  # trained (or with dropout): never cached
 
 
+def test_disk_cache_is_shared_across_networks_with_the_same_weights_only(tmp_path, monkeypatch):
+    monkeypatch.setenv(M.DISK_CACHE_ENV, str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = _small(projection=0).eval()
+    ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 3, 0, 0]])
+    first = net(ids)["H"]
+    files = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 2 and not list((tmp_path / "cache").rglob("*.tmp"))
+    twin = _small(projection=0).eval()
+    twin.load_state_dict(net.state_dict())
+    calls = []
+    monkeypatch.setattr(twin.groups["H"].encoder, "encode", lambda h: calls.append(h) or torch.zeros(len(h), 16))
+    assert torch.equal(twin(ids)["H"], first) and not calls  # read from disk, never computed
+    files[0].write_bytes(b"not an npy file")  # a damaged entry is computed again, not trusted
+    twin.groups["H"].encoder._cache.clear()
+    twin(ids)
+    assert len(calls) == 1 and len(calls[0]) == 1
+    other = _small(projection=0).eval()  # other weights: another folder, nothing reused
+    assert not torch.allclose(other(ids)["H"], first)
+    assert len([d for d in (tmp_path / "cache").iterdir() if d.is_dir()]) == 2
+
+
 def _hf_state(net, layers: int) -> dict[str, torch.Tensor]:
     own = net.state_dict()
     return {hf: own[ours].clone() for hf, ours in M.hf_name_map(layers).items()}

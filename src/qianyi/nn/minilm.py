@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +63,9 @@ IGNORED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids"
 CACHE_SIZE = 200_000
 #: A frozen encoder runs the texts it has not seen in chunks of this many, sorted by length (less padding).
 CHUNK = 16
+#: Environment variable naming a folder where frozen encoders also keep their pooled outputs across
+#: processes (docs/text.md); unset: in memory only.
+DISK_CACHE_ENV = "QIANYI_MINILM_CACHE"
 
 
 def bert_config(path: Path | None = None) -> dict[str, Any]:
@@ -130,7 +135,10 @@ class BertEncoderPool(nn.Module):
 
     When no parameter here requires a gradient and no dropout is active, each text's output is kept (keyed by
     its input row's bytes and the parameters' versions, so any change to the weights empties the cache) and
-    reused: a frozen encoder runs once per distinct text.
+    reused: a frozen encoder runs once per distinct text. With the environment variable
+    ``QIANYI_MINILM_CACHE=DIR`` the outputs are also written to ``DIR/<hash of these weights>/<hash of the
+    input row>.npy`` (plain float32 arrays, written atomically, read with ``allow_pickle=False``), so other
+    processes with the same weights reuse them.
     """
 
     def __init__(self, hidden: int, layers: int, heads: int, intermediate: int, eps: float, dropout: float) -> None:
@@ -138,6 +146,7 @@ class BertEncoderPool(nn.Module):
         self.layer = nn.ModuleList(BertLayer(hidden, heads, intermediate, eps, dropout) for _ in range(layers))
         self._cache: dict[bytes, torch.Tensor] = {}
         self._cache_version: tuple[int, ...] | None = None
+        self._disk: Path | None = None
         self.cache_size = CACHE_SIZE
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
@@ -164,12 +173,16 @@ class BertEncoderPool(nn.Module):
         if version != self._cache_version:
             self._cache.clear()
             self._cache_version = version
+            self._disk = self._disk_folder()
         rows = h.detach().cpu().contiguous().numpy()
         keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo and len(self._cache) + len(todo) > self.cache_size:
+            self._cache.clear()
+            todo = list(range(len(keys)))
+        if todo and self._disk is not None:
+            todo = [i for i in todo if not self._from_disk(keys[i])]
         if todo:
-            if len(self._cache) + len(todo) > self.cache_size:
-                self._cache.clear()
             lengths = h[todo].ne(0).any(-1).sum(1).tolist()
             todo = [i for _, i in sorted(zip(lengths, todo))]  # texts of similar length together: less padding
             with torch.no_grad():
@@ -177,7 +190,46 @@ class BertEncoderPool(nn.Module):
                     part = todo[start:start + CHUNK]
                     for i, row in zip(part, self.encode(h[part])):
                         self._cache[keys[i]] = row.detach().clone()
+                        if self._disk is not None:
+                            self._to_disk(keys[i], self._cache[keys[i]])
         return torch.stack([self._cache[k] for k in keys]).to(h.device)
+
+    def _disk_folder(self) -> Path | None:
+        """``$QIANYI_MINILM_CACHE/<hash of these weights>`` (created), or None when the variable is unset."""
+        root = os.environ.get(DISK_CACHE_ENV, "").strip()
+        if not root:
+            return None
+        digest = hashlib.blake2b(digest_size=16)
+        for name, p in self.named_parameters():
+            digest.update(name.encode())
+            digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+        folder = Path(root).expanduser() / digest.hexdigest()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{DISK_CACHE_ENV}={root}: cannot create the cache folder {folder} ({exc.strerror}); "
+                            f"choose another folder or unset {DISK_CACHE_ENV}") from None
+        return folder
+
+    def _from_disk(self, key: bytes) -> bool:
+        assert self._disk is not None
+        path = self._disk / f"{key.hex()}.npy"
+        try:
+            row = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):  # absent, or half-written by a killed process: compute it again
+            return False
+        if not self.layer or row.shape != (self.layer[0].attn_out.out_features,):
+            return False
+        self._cache[key] = torch.from_numpy(np.array(row, dtype=np.float32))
+        return True
+
+    def _to_disk(self, key: bytes, row: torch.Tensor) -> None:
+        assert self._disk is not None
+        path = self._disk / f"{key.hex()}.npy"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, row.numpy().astype(np.float32), allow_pickle=False)
+        os.replace(tmp, path)
 
 
 class MiniLMHead(nn.Module):
