@@ -110,36 +110,36 @@ class ConvMaxPool(nn.Module):
 
 class MemoryAttention(nn.Module):
     r"""Attention over word memories with a learned query, ``hops`` times (an end-to-end memory network with
-    the memories as their own outputs): memories :math:`m_i` ``(n, L, d)``, query :math:`q_0` a learned
-    vector, and per hop :math:`k`
+    the memories as their own outputs): memories :math:`m_i` ``(n, L, d)``, keys
+    :math:`k_i = \tanh(W m_i + b)` (computed once), query :math:`q_0` a learned vector, and per hop :math:`k`
 
     .. math::
-        s_i = v^\top \tanh(W m_i + U q_k + b), \qquad
-        \alpha_i = \frac{\exp s_i}{\sum_{j: x_j \ne 0} \exp s_j}, \qquad
+        \alpha_i = \frac{\exp(q_k^\top k_i)}{\sum_{j: x_j \ne 0} \exp(q_k^\top k_j)}, \qquad
         o_k = \sum_i \alpha_i m_i, \qquad q_{k+1} = q_k + o_k;
 
-    the output is :math:`q_K` ``(n, d)``. Padding (memories that are exactly zero: ``padding_idx`` rows)
-    gets no attention; a text of only padding gives :math:`q_0`. :meth:`attend` also returns every hop's
-    :math:`\alpha` ``(n, L)``: which words the representation rests on.
+    the output is :math:`q_K` ``(n, d)``. (The score :math:`q^\top \tanh(W m_i + b)` is the word attention of
+    the AMN authors' follow-up code, HATN's P-net, which they describe as similar to AMN; the hops and the
+    update :math:`q_{k+1} = q_k + o_k` are Sukhbaatar et al.'s.) Padding (memories that are exactly zero:
+    ``padding_idx`` rows) gets no attention; a text of only padding gives :math:`q_0`. :meth:`attend` also
+    returns every hop's :math:`\alpha` ``(n, L)``: which words the representation rests on.
     """
 
-    def __init__(self, dim: int, hops: int = 3, attention_dim: int | None = None) -> None:
+    def __init__(self, dim: int, hops: int = 3) -> None:
         super().__init__()
         if hops < 1:
             raise DataError(f"a memory network needs at least one hop, got hops={hops}")
-        a = attention_dim or dim
         self.hops = hops
         self.query = nn.Parameter(torch.randn(dim) * 0.1)
-        self.W, self.U, self.v = nn.Linear(dim, a), nn.Linear(dim, a, bias=False), nn.Linear(a, 1, bias=False)
+        self.W = nn.Linear(dim, dim)
 
     def attend(self, m: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(q_K, [alpha_1, ..., alpha_K])`` for memories ``m`` ``(n, L, d)``."""
         mask = m.abs().sum(-1) > 0  # (n, L): padding embeds to exact zeros
-        keys = self.W(m)  # (n, L, a), the same for every hop
+        keys = torch.tanh(self.W(m))  # (n, L, d), the same for every hop
         q = self.query.expand(len(m), -1)
         alphas = []
         for _ in range(self.hops):
-            s = self.v(torch.tanh(keys + self.U(q).unsqueeze(1))).squeeze(-1)  # (n, L)
+            s = (keys * q.unsqueeze(1)).sum(-1)  # (n, L); elementwise: batched matrix-vector products are slow on CPUs
             alpha = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=1).nan_to_num(0.0)  # empty text: 0
             alphas.append(alpha)
             q = q + (alpha.unsqueeze(-1) * m).sum(1)
