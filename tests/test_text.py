@@ -289,3 +289,20 @@ def test_cli_run_then_predict_reproduces_the_target_accuracy(tmp_path, capsys):
     np.savez(tmp_path / "v.npz", X=np.zeros((2, 256)))
     with pytest.raises(DataError, match="holds vectors, but the model reads text"):
         load_domain_for(model, f"npz:{tmp_path / 'v.npz'}")
+
+
+def test_cli_text_settings_reach_the_tokeniser_and_are_checked(tmp_path, capsys):
+    _toy_text(tmp_path)
+    out = tmp_path / "run"
+    argv = ["run", "source-only", "--source", f"lines:{tmp_path / 's'}", "--target", f"lines:{tmp_path / 't'}",
+            "--epochs", "1", "--steps-per-epoch", "2", "--no-progress", "--out", str(out)]
+    assert main(argv + ["--text", "max_len=16,bigrams=true,min_count=1"]) == 0
+    text = json.loads((out / "model.json").read_text())["preprocessing"]["text"]
+    assert (text["max_len"], text["bigrams"], text["min_count"]) == (16, True, 1)
+    assert any(" " in token for token in text["vocab"])  # bigrams in the vocabulary
+    assert main(argv[:-1] + [str(tmp_path / "bad"), "--text", "maxlen=16"]) == 2
+    assert "--text: expected KEY=VALUE with KEY one of max_len" in capsys.readouterr().err
+    with pytest.raises(DataError, match="bigrams is true or false"):
+        qianyi.data.text.parse_text_settings("bigrams=maybe")
+    with pytest.raises(DataError, match="max_len must be a whole number >= 1"):
+        qianyi.data.text.parse_text_settings("max_len=0")

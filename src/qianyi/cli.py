@@ -110,11 +110,21 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
     """``--backbone`` / ``--weights``: the network trained (``run``, ``bench``, ``demo``)."""
     g = p.add_argument_group("network")
     g.add_argument("--backbone", default=None, metavar="NAME",
-                   help="lenet, mlp, resnet18 or resnet50; for text embbag, textcnn or minilm (default: LeNet "
-                        "for images, MLP for vectors, embbag for text; docs/backbones.md, docs/text.md)")
+                   help="lenet, mlp, resnet18 or resnet50; for text embbag, textcnn, memnet or minilm (default: LeNet "
+                        "for images, MLP for vectors, embbag for text (amn: memnet); docs/backbones.md, docs/text.md)")
+    g.add_argument("--text", default=None, metavar="K=V,...",
+                   help="text tokeniser settings, e.g. max_len=400,bigrams=true,min_count=2,max_vocab=30000 "
+                        "(defaults 256, false, 2, 20000; docs/text.md); recorded in model.json")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="torchvision ImageNet weights for --backbone resnet18/resnet50 (a local .pth or "
                         ".safetensors file); the pretrained layers then train at 0.1x the learning rate")
+
+
+def _text_settings(args: argparse.Namespace) -> dict | None:
+    """``--text max_len=400,bigrams=true`` as load_task's ``text`` settings (None: the defaults)."""
+    from .data.text import parse_text_settings
+
+    return parse_text_settings(getattr(args, "text", None))
 
 
 def _backbone(args: argparse.Namespace):
@@ -474,7 +484,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         hp = parse_hparams(args.method, args.set)
         backbone = _backbone(args)
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
-                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3)
+                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3,
+                         text=_text_settings(args))
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         config = train_config(args, args.seed)
         needs_source = getattr(available_methods()[args.method], "needs_source_model", False) and not config.init_from
@@ -496,7 +507,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
-                    target_tests=args.target_tests, backbone=_backbone(args))
+                    target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args))
         _print_table(res)
         return 0
     if args.command == "summary":

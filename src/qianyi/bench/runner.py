@@ -307,7 +307,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
           log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None,
-          backbone: BackboneSpec | None = None) -> BenchResult:
+          backbone: BackboneSpec | None = None, text: dict | None = None) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
@@ -340,7 +340,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         raise ConfigError(f"{len(tests)} target test sets for {len(pairs_)} pairs; give one per pair, in order")
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
     for (s, t), tt in zip(pairs_, tests):
-        task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=max_samples)
+        task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=max_samples, text=text)
         if task.target_test is None:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; train on it with `qianyi run` (label-free scores) instead")

@@ -95,6 +95,35 @@ def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
             raise DataError(f"text preprocessing: {key} must be a whole number >= {low}, got {value!r}")
 
 
+#: The settings ``--text`` takes, with their types.
+TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool}
+
+
+def parse_text_settings(text: str | None) -> dict | None:
+    """``"max_len=400,bigrams=true"`` -> ``{"max_len": 400, "bigrams": True}`` (the CLI's ``--text``); None or
+    blank -> None. Unknown keys and values of the wrong type are a :class:`DataError` naming them."""
+    if text is None or not text.strip():
+        return None
+    out: dict = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or key not in TEXT_SETTINGS:
+            raise DataError(f"--text: expected KEY=VALUE with KEY one of {', '.join(TEXT_SETTINGS)}, got {part!r}")
+        if TEXT_SETTINGS[key] is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise DataError(f"--text: {key} is true or false, got {value!r}")
+            out[key] = value.lower() in ("true", "1", "yes")
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise DataError(f"--text: {key} is a whole number, got {value!r}") from None
+    _check_settings(out.get("max_vocab", MAX_VOCAB), out.get("min_count", MIN_COUNT), out.get("max_len", MAX_LEN))
+    return out
+
+
 def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, min_count: int = MIN_COUNT,
                            max_len: int = MAX_LEN, bigrams: bool = False, tokenizer: str = TOKENIZER) -> dict:
     """The plain-JSON text preprocessing fitted on training inputs ``texts`` (no labels): tokeniser
