@@ -92,6 +92,11 @@ def test_pivots_command_finds_the_shared_sentiment_words_with_their_polarity(tmp
     assert main(argv) == 0 and (out / "run" / "model.pt").stat().st_mtime == mtime
     assert json.loads((out / "pivots.json").read_text())["pivots"] == saved["pivots"]
     assert load_model(out / "run").meta["architecture"]["backbone"] == "memnet"
+    # --seeds 2: seed 0 reused, seed 1 trained; shares and polarity averaged over both
+    assert main(argv + ["--seeds", "2"]) == 0 and (out / "run" / "model.pt").stat().st_mtime == mtime
+    two = json.loads((out / "pivots.json").read_text())
+    assert len(two["runs"]) == 2 and (out / "run-seed1" / "result.json").exists()
+    assert two["pivots"][0]["word"] in ("great", "poor")
 
 
 def test_lexicon_file_errors_and_check():

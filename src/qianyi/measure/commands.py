@@ -105,7 +105,9 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
                     "domain (default 5)")
     pv.add_argument("--lexicon", default=None, help="check the pivots against a sentiment lexicon: 'vader' (pip "
                     "install --no-deps vaderSentiment) or a file of 'word valence' lines")
-    pv.add_argument("--seed", type=int, default=0, help="training seed of the amn run (default 0)")
+    pv.add_argument("--seed", type=int, default=0, help="training seed of the (first) amn run (default 0)")
+    pv.add_argument("--seeds", type=int, default=1, help="amn runs (seeds --seed, +1, ...) whose attention and "
+                    "polarity are averaged (default 1)")
     pv.add_argument("--reviews", type=int, default=3, help="reviews per domain in the attention heat-map (default 3)")
     pv.add_argument("--out", required=True, help="write pivots.json/.md, attention.html/.png (and run/) here")
     train_args(pv)
@@ -118,7 +120,8 @@ def _pivots(args: argparse.Namespace) -> int:
 
     res = pivots(args.source, args.target, args.out, run_dir=args.run, config=_config(args, args.seed),
                  top=args.top, min_docs=args.min_docs, lexicon=args.lexicon, reviews=args.reviews,
-                 data_dir=args.data_dir, max_samples=args.max_samples, log=lambda s: print(s, file=sys.stderr))
+                 data_dir=args.data_dir, max_samples=args.max_samples, seeds=args.seeds,
+                 log=lambda s: print(s, file=sys.stderr))
     print(res.table())
     _written(res.files)
     return 0

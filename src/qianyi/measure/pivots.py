@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -92,20 +93,26 @@ def word_polarity(network: torch.nn.Module, token_ids: Sequence[int], max_len: i
     return torch.softmax(logits, 1).numpy()
 
 
-def find_pivots(network: torch.nn.Module, source_X: np.ndarray, target_X: np.ndarray, vocab: Sequence[str],
-                class_names: Sequence[str], top: int = 20, min_docs: int = 5) -> list[Pivot]:
-    """The ``top`` pivot words of a trained ``memnet`` network (module docstring): highest
-    :math:`\\min(A_S - U_S, A_T - U_T)` among words in at least ``min_docs`` reviews of each domain."""
+def find_pivots(network: torch.nn.Module | Sequence[torch.nn.Module], source_X: np.ndarray, target_X: np.ndarray,
+                vocab: Sequence[str], class_names: Sequence[str], top: int = 20, min_docs: int = 5) -> list[Pivot]:
+    """The ``top`` pivot words of a trained ``memnet`` network, or of several trained with different seeds
+    (shares and class probabilities averaged over them; module docstring): highest
+    :math:`\min(A_S - U_S, A_T - U_T)` among words in at least ``min_docs`` reviews of each domain."""
     if top < 1 or min_docs < 1:
         raise DataError(f"pivots: top and min_docs must be at least 1, got {top} and {min_docs}")
-    s_share, s_uniform, s_docs = attention_shares(network, source_X, len(vocab))
-    t_share, t_uniform, t_docs = attention_shares(network, target_X, len(vocab))
+    networks = [network] if isinstance(network, torch.nn.Module) else list(network)
+    if not networks:
+        raise DataError("pivots: no network given")
+    s = [attention_shares(n, source_X, len(vocab)) for n in networks]
+    t = [attention_shares(n, target_X, len(vocab)) for n in networks]
+    s_share, s_uniform, s_docs = np.mean([x[0] for x in s], 0), s[0][1], s[0][2]
+    t_share, t_uniform, t_docs = np.mean([x[0] for x in t], 0), t[0][1], t[0][2]
     score = np.minimum(s_share - s_uniform, t_share - t_uniform)
     ok = (s_docs >= min_docs) & (t_docs >= min_docs) & ~np.isin(np.asarray(vocab, dtype=object), SPECIAL)
     order = [int(i) for i in np.argsort(-np.where(ok, score, -np.inf), kind="stable") if ok[i]][:top]
     if not order:
         raise DataError(f"pivots: no word occurs in at least {min_docs} reviews of both domains; lower --min-docs")
-    proba = word_polarity(network, order, np.asarray(source_X).shape[1])
+    proba = np.mean([word_polarity(n, order, np.asarray(source_X).shape[1]) for n in networks], 0)
     return [Pivot(str(vocab[i]), float(score[i]), float(s_share[i]), float(t_share[i]), int(s_docs[i]), int(t_docs[i]),
                   str(class_names[int(p.argmax())]), float(p.max())) for i, p in zip(order, proba)]
 
@@ -267,34 +274,49 @@ class PivotResult:
 
 def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None = None, config=None,
            top: int = 20, min_docs: int = 5, lexicon: str | None = None, reviews: int = 3,
-           data_dir: str | Path | None = None, max_samples: int | None = None,
+           data_dir: str | Path | None = None, max_samples: int | None = None, seeds: int = 1,
            log=lambda s: None) -> PivotResult:
-    """Train AMN on ``source -> target`` into ``out/run`` (or use the finished run ``run_dir``, or ``out/run``
-    if it is finished already), then find the pivots over every review of both domains (texts only: labels
-    are not read), check them against ``lexicon`` and draw the attention of ``reviews`` reviews per domain."""
+    """Train AMN on ``source -> target`` with ``seeds`` seeds (the config's seed, +1, ...) into ``out/run``,
+    ``out/run-seed1``, ... (each reused if finished already), or use the finished run ``run_dir``; then find the
+    pivots over every review of both domains (texts only: labels are not read), averaged over the runs, check
+    them against ``lexicon`` and draw the first run's attention on ``reviews`` reviews per domain."""
+    from dataclasses import replace
+
     from ..data.tasks import load_task
     from ..train.artefact import load_domain_for, load_model
     from ..train.config import TrainConfig
     from ..train.run import run as train_run
 
+    if seeds < 1 or (run_dir is not None and seeds != 1):
+        raise DataError(f"pivots: seeds must be at least 1 and is 1 with --run, got {seeds}")
     out = Path(out)
-    run_path = Path(run_dir) if run_dir is not None else out / "run"
-    if not (run_path / "result.json").exists():
+    config = config or TrainConfig()
+    paths = [Path(run_dir)] if run_dir is not None else [out / ("run" if k == 0 else f"run-seed{k}") for k in range(seeds)]
+    task = None
+    for k, path in enumerate(paths):
+        if (path / "result.json").exists():
+            continue
         if run_dir is not None:
             raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
-        task = load_task(source, target, max_samples=max_samples, data_dir=data_dir)
-        log(task.describe())
-        result, _ = train_run("amn", task, config or TrainConfig(), out=run_path)
-        log(f"amn {source} -> {target}: trained, written to {run_path}")
-    model = load_model(run_path)
-    text = (model.meta.get("preprocessing") or {}).get("text")
+        if task is None:
+            task = load_task(source, target, max_samples=max_samples, data_dir=data_dir)
+            log(task.describe())
+        train_run("amn", task, replace(config, seed=config.seed + k), out=path)
+        log(f"amn {source} -> {target} seed {config.seed + k}: trained, written to {path}")
+    models = [load_model(p) for p in paths]
+    text = (models[0].meta.get("preprocessing") or {}).get("text")
     if not text:
-        raise DataError(f"{run_path}: not a model of a text task (no vocabulary in model.json)")
+        raise DataError(f"{paths[0]}: not a model of a text task (no vocabulary in model.json)")
     vocab = text["vocab"]
+    if any((m.meta.get("preprocessing") or {}).get("text", {}).get("vocab") != vocab for m in models[1:]):
+        raise DataError(f"pivots: the runs in {', '.join(map(str, paths))} have different vocabularies; "
+                        "use runs of one task")
+    model = models[0]
     S, T = load_domain_for(model, source, data_dir), load_domain_for(model, target, data_dir)
-    found = find_pivots(model.network, S.X, T.X, vocab, model.class_names, top=top, min_docs=min_docs)
+    found = find_pivots([m.network for m in models], S.X, T.X, vocab, model.class_names, top=top, min_docs=min_docs)
     check = lexicon_check(found, load_lexicon(lexicon)) if lexicon else None
     k = max(0, int(reviews))
+
     def pick(d) -> list[int]:  # the k shortest reviews of at least 20 words (or of the longest length there is)
         n = (np.asarray(d.X) != 0).sum(1)
         return [int(i) for i in np.argsort(n, kind="stable") if n[i] >= min(20, int(n.max()))][:k]
@@ -302,8 +324,9 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     si, ti = pick(S), pick(T)
     rows = (heatmap_rows(model.network, S.X[si], vocab, [f"{source}, review {i}" for i in si]) if si else []) + \
            (heatmap_rows(model.network, T.X[ti], vocab, [f"{target}, review {i}" for i in ti]) if ti else [])
-    meta = {"source": source, "target": target, "run": str(run_path), "top": top, "min_docs": min_docs,
-            "lexicon": lexicon, "reviews_source": len(S), "reviews_target": len(T)}
+    meta = {"source": source, "target": target, "runs": [str(p) for p in paths], "top": top, "min_docs": min_docs,
+            "lexicon": lexicon, "reviews_source": len(S), "reviews_target": len(T),
+            "target_accuracy": [json.loads((p / "result.json").read_text()).get("target_accuracy") for p in paths]}
     files = write_pivots(out, found, check, rows, meta)
     return PivotResult(found, check, files, meta)
 
