@@ -95,8 +95,8 @@ def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
             raise DataError(f"text preprocessing: {key} must be a whole number >= {low}, got {value!r}")
 
 
-#: The settings ``--text`` takes, with their types.
-TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool}
+#: The settings ``--text`` takes, with their types (``tokenizer`` is set by ``--backbone minilm`` itself).
+CLI_TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool}
 
 
 def parse_text_settings(text: str | None) -> dict | None:
@@ -109,9 +109,9 @@ def parse_text_settings(text: str | None) -> dict | None:
         if not part:
             continue
         key, sep, value = (x.strip() for x in part.partition("="))
-        if not sep or key not in TEXT_SETTINGS:
-            raise DataError(f"--text: expected KEY=VALUE with KEY one of {', '.join(TEXT_SETTINGS)}, got {part!r}")
-        if TEXT_SETTINGS[key] is bool:
+        if not sep or key not in CLI_TEXT_SETTINGS:
+            raise DataError(f"--text: expected KEY=VALUE with KEY one of {', '.join(CLI_TEXT_SETTINGS)}, got {part!r}")
+        if CLI_TEXT_SETTINGS[key] is bool:
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise DataError(f"--text: {key} is true or false, got {value!r}")
             out[key] = value.lower() in ("true", "1", "yes")
