@@ -306,3 +306,24 @@ def test_cli_text_settings_reach_the_tokeniser_and_are_checked(tmp_path, capsys)
         qianyi.data.text.parse_text_settings("bigrams=maybe")
     with pytest.raises(DataError, match="max_len must be a whole number >= 1"):
         qianyi.data.text.parse_text_settings("max_len=0")
+
+
+def test_self_training_methods_see_word_deletion_views_and_reconstruction_methods_refuse_text(tmp_path):
+    from qianyi.nn.augment import strong_view, weak_view, word_dropout
+
+    torch.manual_seed(0)
+    x = torch.tensor([[5.0, 6.0, 7.0, 8.0, 0.0, 0.0]] * 400)
+    v = word_dropout(x, 0.5)
+    kept = (v != 0).float()
+    assert torch.all(v[:, 4:] == 0) and torch.all((v == x) | (v == 0))  # only deletions, padding stays padding
+    assert torch.all(v[:, 0] == 5)  # the first word always stays: no text becomes empty
+    assert abs(float(kept[:, 1:4].mean()) - 0.5) < 0.05
+    assert abs(float((weak_view(x, kind="text")[:, 1:4] != 0).float().mean()) - 0.9) < 0.03
+    assert abs(float((strong_view(x, kind="text")[:, 1:4] != 0).float().mean()) - 0.7) < 0.04
+    task = _toy_text(tmp_path)
+    for name in ("mean-teacher", "cbst", "adamatch"):  # used to stop: their noisy views were not token ids
+        result, _ = qianyi.run(name, task, qianyi.TrainConfig(**FAST))
+        assert 0.0 <= result.target_accuracy <= 1.0
+    for name in ("drcn", "dsn", "cycada"):
+        with pytest.raises(DataError, match=f"{name} (reconstructs its inputs|translates images), so it does not apply to text"):
+            qianyi.run(name, task, qianyi.TrainConfig(**FAST))

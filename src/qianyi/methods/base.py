@@ -228,6 +228,12 @@ class Method(nn.Module):
 
     #: The shape of one input sample, e.g. (3, 28, 28); set by the engine before :meth:`setup`.
     input_shape: tuple[int, ...] | None = None
+    #: Why the method cannot train on token ids, e.g. "reconstructs its inputs" (the engine then stops a text
+    #: run with a DataError that says so); "" when it can.
+    not_for_text: ClassVar[str] = ""
+    #: ``"text"`` when the inputs are token ids (set by the engine): augmented views then delete words
+    #: (:mod:`qianyi.nn.augment`) instead of adding noise; None otherwise.
+    input_kind: str | None = None
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         """Build extra modules once the backbone is known (``sample_batch``: its outputs on a few inputs)."""

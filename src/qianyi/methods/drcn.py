@@ -52,6 +52,7 @@ class DRCN(Method):
     """
 
     name = "drcn"
+    not_for_text = "reconstructs its inputs"
     grid = ({"scheme": "alternate", "trade_off": 3 / 7}, {"scheme": "alternate", "trade_off": 1.0},
             {"scheme": "alternate", "trade_off": 0.1}, {"scheme": "joint", "trade_off": 0.1, "reconstruct": "both"})
 

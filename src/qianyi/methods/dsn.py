@@ -97,6 +97,7 @@ class DSN(Method):
     """
 
     name = "dsn"
+    not_for_text = "reconstructs its inputs"
     discriminator_logs = ("domain_acc",)  # with similarity="dann"
     grid = tuple({"trade_off": g} for g in (0.25, 0.5, 1.0, 2.0))
 

@@ -192,6 +192,7 @@ class CyCADA(ImageTranslation):
     """
 
     name = "cycada"
+    not_for_text = "translates images"
     grid = ({"real_source": 1.0}, {"real_source": 0.0}, {"real_source": 0.0, "dann": 1.0}, {"semantic": 0.0})
 
     def __init__(self, cycle: float = 10.0, identity: float = 0.0, semantic: float = 1.0, real_source: float = 1.0,
@@ -306,6 +307,7 @@ class DiscoGAN(ImageTranslation):
     """
 
     name = "discogan"
+    not_for_text = "translates images"
     norm = "batch"
     grid = ()  # no classifier is trained, so the label-free validators of `qianyi select` have nothing to score
 

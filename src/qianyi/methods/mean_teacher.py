@@ -67,7 +67,7 @@ class MeanTeacher(Method):
         self.teacher.requires_grad_(False)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        return weak_view(x) if self.augment else x
+        return weak_view(x, kind=self.input_kind) if self.augment else x
 
     def training_step(self, ctx: StepContext) -> None:
         xs, xt = ctx.source_inputs, ctx.target_inputs

@@ -131,7 +131,7 @@ class CBST(_Aligned):
     def training_step(self, ctx: StepContext) -> None:
         xs, xt = ctx.source_inputs, ctx.target_inputs
         assert xs is not None and xt is not None
-        view = weak_view(xt) if self.augment else xt
+        view = weak_view(xt, kind=self.input_kind) if self.augment else xt
         source, target = ctx.forward(xs, view)
         batch = ctx.batch(source, target)
         terms = {"cls": self.source_ce(batch), **self.alignment(batch)}
@@ -203,7 +203,9 @@ class AdaMatch(_Aligned):
         xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs
         assert xs is not None and ys is not None and xt is not None
         ns, nt = len(xs), len(xt)
-        xs_w, xs_st, xt_w, xt_st = weak_view(xs), strong_view(xs), weak_view(xt), strong_view(xt)
+        k = self.input_kind
+        xs_w, xs_st, xt_w, xt_st = (weak_view(xs, kind=k), strong_view(xs, kind=k), weak_view(xt, kind=k),
+                                    strong_view(xt, kind=k))
         (joint,) = ctx.forward(torch.cat([xs_w, xs_st, xt_w, xt_st]))
         (alone,) = ctx.forward(torch.cat([xs_w, xs_st]))
         z_joint = joint.logits
@@ -283,7 +285,7 @@ class SelfTrain(MemoryBuffers):
             self._conf = torch.cat([self._conf, conf])[-self.memory * len(xt):]
             t = torch.quantile(self._conf, 1.0 - self.keep) if self.keep < 1 else self._conf.min()
             mask = (conf >= t).float()
-        view = weak_view(xt) if self.augment else xt
+        view = weak_view(xt, kind=self.input_kind) if self.augment else xt
         terms: dict[str, torch.Tensor] = {}
         if self.source_weight and xs is not None and ys is not None:
             source, target = ctx.forward(xs, view)

@@ -1,5 +1,8 @@
 """Random input augmentations for methods that compare views of one input (mean teacher, FixMatch).
 
+Token ids (``kind="text"``) get word deletion instead (:func:`word_dropout`): a deleted word becomes padding
+(id 0), which every text encoder skips, so a view is always valid input whatever the vocabulary.
+
 All draws use torch's global RNG, which the engine checkpoints, so a resumed run sees the same views.
 """
 from __future__ import annotations
@@ -33,8 +36,21 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.1) -> torch.Tensor:
     return x + torch.randn_like(x) * std * x.std().clamp_min(1e-6)
 
 
-def weak_view(x: torch.Tensor, max_shift: float = 0.1, noise: float = 0.1) -> torch.Tensor:
-    """One random view: translation and intensity jitter for images, then Gaussian noise (vectors: noise only)."""
+def word_dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Token ids ``(n, L)`` with each non-padding token deleted (set to the padding id 0) with probability
+    ``rate``; a text keeps at least its first token. Word dropout as in Iyyer et al. 2015 (deep averaging
+    networks) and the deletion of EDA (Wei & Zou 2019)."""
+    real = x != 0
+    drop = (torch.rand(x.shape, device=x.device) < rate) & real
+    first = real & (real.cumsum(1) == 1)  # never delete every word of a text
+    return torch.where(drop & ~first, torch.zeros_like(x), x)
+
+
+def weak_view(x: torch.Tensor, max_shift: float = 0.1, noise: float = 0.1, kind: str | None = None) -> torch.Tensor:
+    """One random view: translation and intensity jitter for images, then Gaussian noise (vectors: noise only;
+    ``kind="text"``: 10% of the words deleted)."""
+    if kind == "text":
+        return word_dropout(x, 0.1)
     if x.dim() == 4:
         x = intensity(translate(x, max_shift))
     return gaussian_noise(x, noise)
@@ -78,10 +94,12 @@ def cutout(x: torch.Tensor, size: float = 0.4) -> torch.Tensor:
     return torch.where(box[:, None], x.mean(dim=(1, 2, 3), keepdim=True), x)
 
 
-def strong_view(x: torch.Tensor, noise: float = 0.1, drop: float = 0.2) -> torch.Tensor:
+def strong_view(x: torch.Tensor, noise: float = 0.1, drop: float = 0.2, kind: str | None = None) -> torch.Tensor:
     """A heavily distorted view (the "strong" augmentation of FixMatch / AdaMatch, on tensors): images get a
     random affine map, per-channel colour jitter and cutout, then noise; vectors get noise and ``drop`` of
-    their features zeroed."""
+    their features zeroed; ``kind="text"``: 30% of the words deleted."""
+    if kind == "text":
+        return word_dropout(x, 0.3)
     if x.dim() == 4:
         return gaussian_noise(cutout(colour_jitter(affine(x))), noise)
     keep = (torch.rand_like(x) >= drop).to(x.dtype)

@@ -289,6 +289,11 @@ class Trainer:
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
         self._source_labels = data.source.y
+        self.method.input_kind = "text" if (task.preprocessing or {}).get("text") else None  # views of token ids
+        if self.method.input_kind == "text" and self.method.not_for_text:
+            raise DataError(f"{self.method.name} {self.method.not_for_text}, so it does not apply to text (token ids); "
+                            "on text use an alignment method (dann, amn, dan, coral, cdan, ...) or self-training "
+                            "(mean-teacher, cbst, adamatch: their views delete words)")
         parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
         ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
         fingerprint = self.fingerprint(task)
