@@ -294,3 +294,21 @@ def test_one_epoch_run_on_a_tiny_text_task_with_the_real_weights(tmp_path):
     result, fit = qianyi.run("source-only", task, cfg, backbone="minilm")
     assert fit.model.group_names == ("E", "H", "logits") and result.target_accuracy is not None
     assert fit.model.groups["E"].word_embeddings.weight.shape == (30522, 384)
+
+
+def test_features_command_writes_normalised_sentence_embeddings_of_a_text_domain(tmp_path, fake_minilm, capsys):
+    _toy_text(tmp_path)
+    out = tmp_path / "s.npz"
+    assert main(["features", "--backbone", "minilm", "--data", f"lines:{tmp_path / 's'}", "--out", str(out),
+                 "--no-progress"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        X, y, names = z["X"], z["y"], list(z["class_names"])
+    assert X.shape == (120, 16) and np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert names == ["negative", "positive"] and sorted(set(y.tolist())) == [0, 1]
+    texts = [line for line in (tmp_path / "s" / "negative.txt").read_text().splitlines() if line]
+    assert np.allclose(X[0], M.sentence_embeddings(texts[:1]).numpy()[0], atol=1e-6)  # the model's own embedding
+    from qianyi.errors import ConfigError
+    from qianyi.nn.features import extract
+
+    with pytest.raises(ConfigError, match="minilm embeds text"):
+        extract(qianyi.data.load_domain("digits"), "minilm")

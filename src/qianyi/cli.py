@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "X, y, class_names). `qianyi run --source npz:FILE ...` then trains the MLP on "
                                     "these vectors (the DeCAF/ResNet-feature protocol of many DA papers).")
     fe.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. folder:amazon/images, mnist")
-    fe.add_argument("--backbone", required=True, metavar="NAME", help="resnet18, resnet50, lenet, mlp")
+    fe.add_argument("--backbone", required=True, metavar="NAME", help="resnet18, resnet50, lenet, mlp; minilm for "
+                    "text: all-MiniLM-L6-v2 sentence embeddings (384-d; QIANYI_MINILM_CACHE=DIR keeps them)")
     fe.add_argument("--weights", default=None, metavar="FILE",
                     help="torchvision ImageNet weights (.pth or .safetensors); without them features are random")
     fe.add_argument("--layer", default="pool", metavar="GROUP",

@@ -61,6 +61,8 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
         from ..data.tasks import load_domain
 
         data = load_domain(data, data_dir)
+    if isinstance(backbone, str) and backbone == "minilm":
+        return _sentence_features(data, layer, batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
     shape = tuple(int(s) for s in data.sample_shape)
@@ -112,6 +114,22 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
                         "weights are broken")
     return {"X": out, "y": None if data.y is None else np.asarray(data.y, np.int64),
             "class_names": None if data.class_names is None else tuple(data.class_names)}
+
+
+def _sentence_features(data: Domain, layer: str, batch_size: int) -> dict[str, Any]:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised, as sentence-transformers' ``encode``) of a
+    text domain: ``qianyi features --backbone minilm --data amazon/books``."""
+    from .minilm import sentence_embeddings
+
+    if not data.is_text:
+        raise ConfigError(f"--backbone minilm embeds text, but {data.name!r} holds "
+                          f"{'images' if data.is_image else 'vectors'}; give a text spec (amazon/DOMAIN, csv:PATH?text=COL, ...)")
+    if layer not in ("pool", "features"):
+        raise ConfigError(f"--backbone minilm writes the sentence embedding (--layer pool), not {layer!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+    X = sentence_embeddings([str(t) for t in data.X], batch_size=batch_size).numpy().astype(np.float32)
+    return {"X": X, "y": data.y, "class_names": data.class_names}
 
 
 def save_features(path: str | os.PathLike, features: dict[str, Any]) -> str:

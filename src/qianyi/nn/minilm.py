@@ -354,7 +354,7 @@ def sentence_embeddings(texts: Sequence[str], batch_size: int = 32, max_len: int
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
             ids = torch.as_tensor(tok.encode_batch(texts[i:i + batch_size]))
-            out.append(net.groups["H"].encoder.encode(net.groups["E"](ids)))
+            out.append(net.groups["H"].encoder(net.groups["E"](ids)))  # frozen: cached (QIANYI_MINILM_CACHE too)
     return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, CONFIG["hidden_size"])
 
 
