@@ -196,18 +196,17 @@ def heatmap_html(rows: Sequence[tuple[str, list[str], np.ndarray]]) -> str:
 def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | Path, words_per_line: int = 14,
                 max_words: int = 70) -> None:
     """The same heat-map as a PNG (the first ``max_words`` words of each review)."""
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .._report import figure
 
     lines_needed = sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
-    fig = plt.figure(figsize=(12, 0.32 * lines_needed + 0.5))
+    fig = figure((12, 0.32 * lines_needed + 0.5))  # detached from pyplot: no backend chosen
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
     step = 1.0 / (lines_needed + 1)
     y = 1.0 - step
-    cmap = plt.get_cmap("Reds")
+    cmap = colormaps["Reds"]
     for title, words, alpha in rows:
         ax.text(0.01, y, title, fontsize=9, fontweight="bold", va="center")
         y -= step
@@ -219,7 +218,6 @@ def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | P
                     bbox=dict(boxstyle="round,pad=0.15", fc=cmap(0.85 * a / top), ec="none"))
         y -= 1.5 * step
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def heatmap_rows(network: torch.nn.Module, X: np.ndarray, vocab: Sequence[str], titles: Sequence[str]
