@@ -198,7 +198,7 @@ def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | P
     """The same heat-map as a PNG (the first ``max_words`` words of each review)."""
     from matplotlib import colormaps
 
-    from .._report import figure
+    from .._report import figure, save_figure
 
     lines_needed = sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
     fig = figure((12, 0.32 * lines_needed + 0.5))  # detached from pyplot: no backend chosen
@@ -217,7 +217,7 @@ def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | P
             ax.text(0.01 + (k % words_per_line) / words_per_line * 0.98, y, w[:12], fontsize=8, va="center",
                     bbox=dict(boxstyle="round,pad=0.15", fc=cmap(0.85 * a / top), ec="none"))
         y -= 1.5 * step
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def heatmap_rows(network: torch.nn.Module, X: np.ndarray, vocab: Sequence[str], titles: Sequence[str]
@@ -228,25 +228,29 @@ def heatmap_rows(network: torch.nn.Module, X: np.ndarray, vocab: Sequence[str], 
     return [(t, _tokens(row, vocab), a[row != 0]) for t, row, a in zip(titles, ids.numpy(), alpha)]
 
 
-def write_pivots(out: str | Path, pivots: Sequence[Pivot], check: dict | None, rows, meta: dict) -> dict[str, str]:
-    """pivots.json, pivots.md (the table), attention.html and attention.png in ``out``."""
+def pivots_table(pivots: Sequence[Pivot], check: dict | None = None, lexicon: str | None = None) -> str:
+    """The pivots as a Markdown table, with the lexicon check under it."""
     from .._report import markdown_table
 
-    out = Path(out)
     header = ["word", "pivot score (%)", "share S (%)", "share T (%)", "reviews S", "reviews T", "polarity", "p"]
-    md = [f"# Pivot words: {meta['source']} -> {meta['target']}", "", markdown_table(header, [p.row() for p in pivots]), ""]
+    text = markdown_table(header, [p.row() for p in pivots])
     if check is not None:
-        md += [f"Lexicon {meta.get('lexicon')}: {check['in_lexicon']} of {check['pivots']} pivots are sentiment words "
-               f"({100 * check['share_in_lexicon']:.0f}%); polarity agrees for {check['polarity_agrees']} of "
-               f"{check['polarity_checked']}. Not in the lexicon: {', '.join(check['not_in_lexicon']) or '-'}.", ""]
+        text += (f"\n\nLexicon {lexicon}: {check['in_lexicon']} of {check['pivots']} pivots are sentiment words "
+                 f"({100 * check['share_in_lexicon']:.0f}%); polarity agrees for {check['polarity_agrees']} of "
+                 f"{check['polarity_checked']}. Not in the lexicon: {', '.join(check['not_in_lexicon']) or '-'}.")
+    return text
+
+
+def write_pivots(out: str | Path, pivots: Sequence[Pivot], check: dict | None, rows, meta: dict) -> dict[str, str]:
+    """pivots.json, pivots.md (the table), attention.html and attention.png in ``out`` (each atomically)."""
+    out = Path(out)
     files = {"json": str(out / "pivots.json"), "md": str(out / "pivots.md"), "html": str(out / "attention.html"),
              "png": str(out / "attention.png")}
     write_json(files["json"], {**meta, "pivots": [asdict(p) for p in pivots], "lexicon_check": check})
-    write_text(files["md"], "\n".join(md))
+    write_text(files["md"], f"# Pivot words: {meta['source']} -> {meta['target']}\n\n"
+               + pivots_table(pivots, check, meta.get("lexicon")) + "\n")
     write_text(files["html"], heatmap_html(rows))
-    tmp = out / ".attention.tmp.png"
-    heatmap_png(rows, tmp)
-    tmp.replace(files["png"])
+    heatmap_png(rows, files["png"])
     return files
 
 
@@ -258,16 +262,7 @@ class PivotResult:
     meta: dict
 
     def table(self) -> str:
-        from .._report import markdown_table
-
-        header = ["word", "pivot score (%)", "share S (%)", "share T (%)", "reviews S", "reviews T", "polarity", "p"]
-        text = markdown_table(header, [p.row() for p in self.pivots])
-        if self.check is not None:
-            c = self.check
-            text += (f"\n\n{c['in_lexicon']} of {c['pivots']} pivots are in the lexicon {self.meta.get('lexicon')} "
-                     f"({100 * c['share_in_lexicon']:.0f}%); polarity agrees for {c['polarity_agrees']} of "
-                     f"{c['polarity_checked']}")
-        return text
+        return pivots_table(self.pivots, self.check, self.meta.get("lexicon"))
 
 
 def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None = None, config=None,
@@ -329,5 +324,5 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     return PivotResult(found, check, files, meta)
 
 
-__all__ = ["Pivot", "PivotResult", "pivots", "attention_shares", "find_pivots", "heatmap_html", "heatmap_png", "heatmap_rows",
+__all__ = ["Pivot", "PivotResult", "pivots", "pivots_table", "attention_shares", "find_pivots", "heatmap_html", "heatmap_png", "heatmap_rows",
            "lexicon_check", "load_lexicon", "word_polarity", "write_pivots"]
