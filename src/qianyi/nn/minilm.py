@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import atomic_write
 from ..data.wordpiece import (INSTALL, MAX_LEN, PACKAGE, TOKENIZER, WordPiece, basic_tokenize,  # noqa: F401
                               encode_wordpiece, model_dir, wordpiece_preprocessing)
 from ..errors import DataError
@@ -225,11 +226,8 @@ class BertEncoderPool(nn.Module):
 
     def _to_disk(self, key: bytes, row: torch.Tensor) -> None:
         assert self._disk is not None
-        path = self._disk / f"{key.hex()}.npy"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, row.numpy().astype(np.float32), allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(self._disk / f"{key.hex()}.npy",
+                     lambda fh: np.save(fh, row.numpy().astype(np.float32), allow_pickle=False), mode="wb")
 
 
 class MiniLMHead(nn.Module):
