@@ -48,6 +48,10 @@ def test_bench_writes_tables_with_gap_closed_and_resumes(tmp_path, capsys):
     assert capsys.readouterr().out.count("(done earlier)") == 6
     assert main(args + ["--max-samples", "600"]) == 0  # another task: nothing is reused
     assert capsys.readouterr().out.count("(done earlier)") == 0
+    assert main(args + ["--set", "dan.trade_off=0.5"]) == 0  # another setting: dan trains again, the baselines not
+    assert capsys.readouterr().out.count("(done earlier)") == 4
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/dan/*/result.json")]
+    assert len(runs) == 6 and sum(r["hparams"]["trade_off"] == 0.5 for r in runs) == 2
 
 
 def test_bad_input_exits_2_with_a_message(capsys):

@@ -62,6 +62,21 @@ def test_run_trains_the_source_model_a_self_training_method_starts_from(tmp_path
     assert all(torch.equal(fit.method.teacher.state_dict()[k], v) for k, v in src.items())
 
 
+def test_pretrain_trains_the_starting_model_with_an_alignment_method(tmp_path):
+    res, fit = run("self-train", _task(), TrainConfig(**CFG), out=tmp_path, pretrain="dann")
+    first = json.loads((tmp_path / "stages" / "00-source" / "result.json").read_text())
+    assert first["method"] == "dann" and res.method == "self-train" and res.hparams["pretrain"] == "dann"
+    src = torch.load(tmp_path / "stages" / "00-source" / "model.pt", weights_only=True)
+    assert all(torch.equal(fit.method.teacher.state_dict()[k], v) for k, v in src.items())
+    # through intermediate domains, the aligned first stage adapts to the first of them
+    via = [_blobs(100, 3.0, 5, labelled=False)]
+    _, stages = run_via("self-train", _task(), via, TrainConfig(**CFG), pretrain="dann")
+    assert [(s.name, s.method, s.domain) for s in stages][:2] == [("source", "dann", "blobs+3"),
+                                                                 ("via-blobs+3", "self-train", "blobs+3")]
+    with pytest.raises(qianyi.errors.ConfigError, match="pretrain"):
+        run("self-train", _task(), TrainConfig(**CFG), pretrain="oracle")
+
+
 def test_all_mode_pools_every_unlabelled_domain_in_one_stage():
     task = _task()
     via = [_blobs(100, 2.0, 5, labelled=False), _blobs(120, 4.0, 6, labelled=False)]

@@ -93,6 +93,19 @@ def parse_hparams(method: str, items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def parse_bench_hparams(methods: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["cbst.align=dann", "cbst.end=0.8"]`` -> ``{"cbst": {"align": "dann", "end": 0.8}}`` for ``bench``."""
+    grouped: dict[str, list[str]] = {}
+    for item in items:
+        method, dot, rest = item.partition(".")
+        if not dot or "=" not in rest or "=" in method:
+            raise UnknownNameError(f"bench --set expects METHOD.NAME=VALUE (e.g. cbst.align=dann), got {item!r}")
+        if method not in methods:
+            raise UnknownNameError(f"bench --set {item}: {method!r} is not one of --methods ({', '.join(methods)})")
+        grouped.setdefault(method, []).append(rest)
+    return {m: parse_hparams(m, kv) for m, kv in grouped.items()}
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     """The training flags: one per :class:`qianyi.TrainConfig` field, plus how to run them."""
     from .train.config import add_config_arguments
@@ -191,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one labelled target test set per pair, in the order of --pairs: scored at the end, "
                         "while all of each target trains without labels")
     b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
+    b.add_argument("--set", nargs="*", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method's hyper-parameters for this bench, e.g. cbst.align=dann (one setting per "
+                        "method and bench: compare variants in separate --out folders)")
     _train_args(b)
     _backbone_args(b)
 
@@ -508,7 +524,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
-                    target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args))
+                    target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
+                    hparams=parse_bench_hparams(methods, args.set))
         _print_table(res)
         return 0
     if args.command == "summary":

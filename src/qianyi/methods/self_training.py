@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import strong_view, weak_view
 from .base import Batch, Method, StepContext
-from .registry import get_method, register
+from .registry import available_methods, get_method, register
 
 
 def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor, n_classes: int,
@@ -246,7 +246,10 @@ class SelfTrain(MemoryBuffers):
     :math:`\theta` starts from it. Labels are hard (label sharpening) and the least confident
     ``1 - keep`` of the target are dropped (:math:`t` = the (1 − keep)-quantile of the teacher's
     confidence over a memory of recent batches); :math:`a` is a weak random view when ``augment``;
-    :math:`\beta` = ``source_weight`` (0: the target alone, as in gradual self-training). Run through
+    :math:`\beta` = ``source_weight`` (0: the target alone, as in gradual self-training). ``pretrain``: the
+    method that trains the starting model when there is no ``--init-from`` (``source-only``, the paper's;
+    or an alignment method, e.g. ``dann``: self-training then distils an adapted model's confident labels,
+    a common two-stage recipe). Run through
     intermediate domains with ``--via`` (:mod:`qianyi.train.transitive`), each stage's teacher is the
     previous stage's model: gradual self-training.
 
@@ -262,12 +265,18 @@ class SelfTrain(MemoryBuffers):
     memory_buffers = ("_conf",)
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True
-    grid = ({}, {"keep": 0.5}, {"source_weight": 1.0})
+    grid = ({}, {"keep": 0.5}, {"source_weight": 1.0}, {"pretrain": "dann"})
     bounds = {"keep": (0.01, 1.0)}
 
-    def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20) -> None:
+    def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20,
+                 pretrain: str = "source-only") -> None:
         super().__init__()
         self.keep, self.source_weight, self.augment, self.memory = keep, source_weight, augment, memory
+        first = available_methods().get(pretrain)
+        if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):
+            raise ConfigError(f"self-train: pretrain must be a method that trains from the labelled source (and the "
+                              f"unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}")
+        self.pretrain = pretrain
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         import copy

@@ -98,9 +98,11 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
     plan: list[tuple[str, str, Domain | Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]]] = []
     start = config.init_from
-    if start is None:
-        plan.append(("source", "source-only", task.target))
     unlabelled = [d.replace(y=None) for d in via]
+    if start is None:  # the starting model: source-only, or the method's ``pretrain`` (self-train pretrain=dann)
+        first = getattr(get_method(method, **hparams), "pretrain", "source-only")
+        plan.append(("source", first, unlabelled[0] if mode == "gradual" and unlabelled and first != "source-only"
+                     else task.target))
     if mode == "gradual":
         plan += [(f"via-{d.name}", method, d) for d in unlabelled]
     elif mode == "all" and unlabelled:
