@@ -312,3 +312,40 @@ def test_features_command_writes_normalised_sentence_embeddings_of_a_text_domain
 
     with pytest.raises(ConfigError, match="minilm embeds text"):
         extract(qianyi.data.load_domain("digits"), "minilm")
+
+
+def test_word_vectors_start_the_word_embeddings_of_embbag_and_memnet(tmp_path, fake_minilm):
+    """``--text vectors=minilm``: each word that is a whole WordPiece token starts from MiniLM's input embedding
+    (rescaled to the random rows' scale), the others stay random; recorded in the text preprocessing and the
+    encoder's spec (so the fingerprint changes and predict rebuilds the same width); refused for minilm."""
+    from qianyi.data.text import parse_text_settings
+    from qianyi.nn.text import INIT_STD, rebuild_text
+
+    assert parse_text_settings("vectors=minilm,max_len=50") == {"vectors": "minilm", "max_len": 50}
+    with pytest.raises(DataError, match="unknown word vectors 'glove'"):
+        _toy_text(tmp_path / "g", text={"vectors": "glove"})
+    task = _toy_text(tmp_path / "t", text={"vectors": "minilm"})
+    text = task.preprocessing["text"]
+    assert text["vectors"] == "minilm"
+    vocab = text["vocab"]
+    table = M.read_safetensors(fake_minilm / "model.safetensors")["embeddings.word_embeddings.weight"]
+    pieces = (fake_minilm / "vocab.txt").read_text().split()
+    hits = [(i, pieces.index(w)) for i, w in enumerate(vocab) if i > 1 and w in pieces and not w.startswith("##")]
+    assert hits and len(hits) < len(vocab) - 2  # some words have a vector, some do not
+    for name in ("embbag", "memnet"):
+        enc = TextEncoder.for_task(text, name)
+        assert enc.spec["vectors"] == "minilm" and enc.spec["embed_dim"] == 16
+        net = enc((text["max_len"],), 2)
+        w = next(m for m in net.groups["E"].modules() if isinstance(m, torch.nn.Embedding)).weight.detach()
+        rows = torch.tensor([a for a, _ in hits])
+        v = table[torch.tensor([b for _, b in hits])]
+        assert torch.allclose(w[rows], v * (INIT_STD / v.std()), atol=1e-6)
+        other = [i for i in range(2, len(vocab)) if i not in set(rows.tolist())]
+        assert abs(float(w[other].std()) - INIT_STD) < 0.05 and float(w[0].abs().sum()) == 0.0
+        rebuilt = rebuild_text({"backbone": name, "sample_shape": [text["max_len"]], "n_classes": 2,
+                                **{k: v for k, v in enc.spec.items() if k != "name"}})
+        assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in net.parameters())
+    with pytest.raises(DataError, match="minilm brings its own"):  # --backbone minilm with vectors=minilm
+        retokenize_task(task, tokenizer=WORDPIECE)
+    with pytest.raises(DataError, match="word vectors"):
+        TextEncoder.for_task({**text, "tokenizer": WORDPIECE}, "minilm")

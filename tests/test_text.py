@@ -227,10 +227,11 @@ def test_encoders_have_groups_e_h_logits_and_read_token_ids():
     assert torch.allclose(e[0], (w[2] + w[3]) / 2) and torch.equal(e[1], torch.zeros(4))  # mean, padding ignored
 
 
-def _toy_text(root, n: int = 60, seed: int = 0):
+def _toy_text(root, n: int = 60, seed: int = 0, text: dict | None = None):
     """Sentiment in two product domains: shared pivots ('great', 'poor') in half the texts, domain words
     ('sgood'/'sbad' in the source, 'tgood'/'tbad' in the target) in all; filler words around them."""
     rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
     filler = [f"f{i}" for i in range(40)]
     for dom, (pos, neg), topic in (("s", ("sgood", "sbad"), "book"), ("t", ("tgood", "tbad"), "pan")):
         (root / dom).mkdir()
@@ -241,7 +242,7 @@ def _toy_text(root, n: int = 60, seed: int = 0):
                 rng.shuffle(words)
                 lines.append(" ".join(words))
             (root / dom / f"{cls}.txt").write_text("\n".join(lines) + "\n")
-    return load_task(f"lines:{root / 's'}", f"lines:{root / 't'}", text={"max_len": 16})
+    return load_task(f"lines:{root / 's'}", f"lines:{root / 't'}", text={"max_len": 16, **(text or {})})
 
 
 def test_freezing_group_e_leaves_the_embedding_unchanged(tmp_path):

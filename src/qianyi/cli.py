@@ -126,8 +126,9 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
                    help="lenet, mlp, resnet18 or resnet50; for text embbag, textcnn, memnet or minilm (default: LeNet "
                         "for images, MLP for vectors, embbag for text (amn: memnet); docs/backbones.md, docs/text.md)")
     g.add_argument("--text", default=None, metavar="K=V,...",
-                   help="text tokeniser settings, e.g. max_len=400,bigrams=true,min_count=2,max_vocab=30000 "
-                        "(defaults 256, false, 2, 20000; docs/text.md); recorded in model.json")
+                   help="text settings, e.g. max_len=400,bigrams=true,min_count=2,max_vocab=30000 "
+                        "(defaults 256, false, 2, 20000; docs/text.md), vectors=minilm (word embeddings start from "
+                        "MiniLM's; embbag, textcnn, memnet); recorded in model.json")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="torchvision ImageNet weights for --backbone resnet18/resnet50 (a local .pth or "
                         ".safetensors file); the pretrained layers then train at 0.1x the learning rate")

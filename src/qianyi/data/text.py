@@ -55,7 +55,9 @@ MIN_COUNT = 2
 MAX_LEN = 256
 PAD, UNK = "<pad>", "<unk>"
 #: The settings of :func:`fit_text_preprocessing` (``load_task(text={...})``).
-TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer")
+TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer", "vectors")
+#: Pre-trained word vectors a text encoder's ``E`` can start from (``vectors=NAME``; :mod:`qianyi.nn.text`).
+WORD_VECTORS = ("minilm",)
 #: Bumped whenever :func:`tokenize` changes what it returns: a saved model records it, and a model of
 #: another version is refused rather than fed different token ids.
 TOKENIZER = "words-v1"
@@ -96,7 +98,7 @@ def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
 
 
 #: The settings ``--text`` takes, with their types (``tokenizer`` is set by ``--backbone minilm`` itself).
-CLI_TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool}
+CLI_TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool, "vectors": str}
 
 
 def parse_text_settings(text: str | None) -> dict | None:
@@ -115,6 +117,8 @@ def parse_text_settings(text: str | None) -> dict | None:
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise DataError(f"--text: {key} is true or false, got {value!r}")
             out[key] = value.lower() in ("true", "1", "yes")
+        elif CLI_TEXT_SETTINGS[key] is str:
+            out[key] = value
         else:
             try:
                 out[key] = int(value)
@@ -125,17 +129,24 @@ def parse_text_settings(text: str | None) -> dict | None:
 
 
 def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, min_count: int = MIN_COUNT,
-                           max_len: int = MAX_LEN, bigrams: bool = False, tokenizer: str = TOKENIZER) -> dict:
+                           max_len: int = MAX_LEN, bigrams: bool = False, tokenizer: str = TOKENIZER,
+                           vectors: str | None = None) -> dict:
     """The plain-JSON text preprocessing fitted on training inputs ``texts`` (no labels): tokeniser
     settings and the vocabulary, ``vocab[i]`` being the token of id ``i`` (0 ``<pad>``, 1 ``<unk>``).
 
     A token is kept when it occurs in at least ``min_count`` of the texts; of those, the ``max_vocab``
     occurring in the most texts (ties broken alphabetically, so the result does not depend on order).
     ``tokenizer=WORDPIECE`` fits nothing: MiniLM's WordPiece vocabulary (:mod:`qianyi.nn.minilm`; only
-    ``max_len`` applies).
+    ``max_len`` applies). ``vectors`` (``minilm``): the text encoder's word embeddings start from these
+    pre-trained vectors where a word has one (:func:`qianyi.nn.text.init_word_vectors`); recorded here.
     """
     _check_settings(max_vocab, min_count, max_len)
+    if vectors is not None and vectors not in WORD_VECTORS:
+        raise DataError(f"text preprocessing: unknown word vectors {vectors!r}; available: {', '.join(WORD_VECTORS)}")
     if tokenizer == WORDPIECE:
+        if vectors is not None:
+            raise DataError(f"text preprocessing: vectors={vectors} are for the word tokeniser's encoders (embbag, "
+                            "textcnn, memnet); minilm brings its own embeddings")
         if bigrams:
             raise DataError(f"text preprocessing: bigrams apply to the word tokeniser {TOKENIZER!r}, not to {WORDPIECE!r}")
         from .wordpiece import wordpiece_preprocessing
@@ -153,7 +164,7 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
     kept = sorted((w for w, c in df.items() if c >= min_count), key=lambda w: (-df[w], w))[:max_vocab]
     return {"tokenizer": TOKENIZER, "lowercase": True, "pattern": TOKEN_PATTERN, "bigrams": bool(bigrams),
             "max_len": int(max_len), "min_count": int(min_count), "max_vocab": int(max_vocab),
-            "fitted_on": n, "vocab": [PAD, UNK, *kept]}
+            "fitted_on": n, **({"vectors": vectors} if vectors else {}), "vocab": [PAD, UNK, *kept]}
 
 
 def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -> np.ndarray:
@@ -206,6 +217,8 @@ def retokenize_task(task: TransferTask, **settings: Any) -> TransferTask:
     text = (task.preprocessing or {}).get("text") or {}
     if all(text.get(k) == v for k, v in settings.items()):
         return task
+    if text.get("vectors"):  # kept (or refused, for minilm's WordPiece ids), never dropped silently
+        settings = {"vectors": text["vectors"], **settings}
     parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
     if any(d is not None and d not in _RAW_TEXT for d in parts.values()):
         raise DataError(f"{task.name}: its raw texts are no longer at hand to tokenise it with {settings}; load it "

