@@ -77,6 +77,18 @@ def test_pretrain_trains_the_starting_model_with_an_alignment_method(tmp_path):
         run("self-train", _task(), TrainConfig(**CFG), pretrain="oracle")
 
 
+def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):
+    from qianyi.methods import self_training as st
+
+    seen = []
+    monkeypatch.setattr(st, "strong_view", lambda x, kind=None: seen.append(x.shape) or x * 0.0)
+    run("self-train", _task(), TrainConfig(**CFG))
+    assert not seen  # default: weak views
+    _, fit = run("self-train", _task(), TrainConfig(**CFG), noisy=True)
+    assert len(seen) == CFG["epochs"] * CFG["steps_per_epoch"]  # every student step, through the strong view
+    assert fit.method.hparams()["noisy"] is True
+
+
 def test_all_mode_pools_every_unlabelled_domain_in_one_stage():
     task = _task()
     via = [_blobs(100, 2.0, 5, labelled=False), _blobs(120, 4.0, 6, labelled=False)]

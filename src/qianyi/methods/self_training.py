@@ -245,7 +245,10 @@ class SelfTrain(MemoryBuffers):
     trains a source-only model first when none is given), frozen as the teacher (eval mode);
     :math:`\theta` starts from it. Labels are hard (label sharpening) and the least confident
     ``1 - keep`` of the target are dropped (:math:`t` = the (1 − keep)-quantile of the teacher's
-    confidence over a memory of recent batches); :math:`a` is a weak random view when ``augment``;
+    confidence over a memory of recent batches); :math:`a` is a weak random view when ``augment``, a
+    strong one (:func:`~qianyi.nn.augment.strong_view`) when ``noisy`` — the noised student of Noisy
+    Student (Xie, Luong, Hovy, Le, CVPR 2020: the teacher labels clean inputs, the student learns them
+    through heavy augmentation, so that it can come to do better than its teacher);
     :math:`\beta` = ``source_weight`` (0: the target alone, as in gradual self-training). ``pretrain``: the
     method that trains the starting model when there is no ``--init-from`` (``source-only``, the paper's;
     or an alignment method, e.g. ``dann``: self-training then distils an adapted model's confident labels,
@@ -265,18 +268,18 @@ class SelfTrain(MemoryBuffers):
     memory_buffers = ("_conf",)
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True
-    grid = ({}, {"keep": 0.5}, {"source_weight": 1.0}, {"pretrain": "dann"})
+    grid = ({}, {"keep": 0.5}, {"source_weight": 1.0}, {"pretrain": "dann"}, {"noisy": True})
     bounds = {"keep": (0.01, 1.0)}
 
     def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20,
-                 pretrain: str = "source-only") -> None:
+                 pretrain: str = "source-only", noisy: bool = False) -> None:
         super().__init__()
         self.keep, self.source_weight, self.augment, self.memory = keep, source_weight, augment, memory
         first = available_methods().get(pretrain)
         if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):
             raise ConfigError(f"self-train: pretrain must be a method that trains from the labelled source (and the "
                               f"unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}")
-        self.pretrain = pretrain
+        self.pretrain, self.noisy = pretrain, noisy
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         import copy
@@ -294,7 +297,8 @@ class SelfTrain(MemoryBuffers):
             self._conf = torch.cat([self._conf, conf])[-self.memory * len(xt):]
             t = torch.quantile(self._conf, 1.0 - self.keep) if self.keep < 1 else self._conf.min()
             mask = (conf >= t).float()
-        view = weak_view(xt, kind=self.input_kind) if self.augment else xt
+        view = (strong_view(xt, kind=self.input_kind) if self.noisy else weak_view(xt, kind=self.input_kind)
+                if self.augment else xt)
         terms: dict[str, torch.Tensor] = {}
         if self.source_weight and xs is not None and ys is not None:
             source, target = ctx.forward(xs, view)
