@@ -77,6 +77,18 @@ def test_pretrain_trains_the_starting_model_with_an_alignment_method(tmp_path):
         run("self-train", _task(), TrainConfig(**CFG), pretrain="oracle")
 
 
+def test_settings_added_later_leave_the_fingerprints_of_stored_runs_unchanged():
+    from qianyi.methods import get_method
+    from qianyi.train.store import fingerprint
+
+    cfg, task = TrainConfig(**CFG), _task()
+    old = fingerprint(get_method("self-train"), cfg, task)["hparams"]
+    assert old == {"augment": True, "keep": 0.9, "memory": 20, "source_weight": 0.0}  # as stored before they existed
+    assert fingerprint(get_method("self-train", pretrain="dann"), cfg, task)["hparams"] == {**old, "pretrain": "dann"}
+    assert fingerprint(get_method("self-train", noisy=True), cfg, task)["hparams"] == {**old, "noisy": True}
+    assert get_method("self-train").hparams()["pretrain"] == "source-only"  # result.json still records them all
+
+
 def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):
     from qianyi.methods import self_training as st
 

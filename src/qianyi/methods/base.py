@@ -225,6 +225,10 @@ class Method(nn.Module):
     #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
     #: backbone is given (AMN: its memory network); None: the task's default encoder.
     text_encoder: ClassVar[str | None] = None
+    #: Settings added after runs of the method were stored, each with the value that behaves as before it
+    #: existed: at that value it is left out of the run's fingerprint, so stored runs keep their keys
+    #: (a killed run still resumes, a bench still reuses it).
+    added_hparams: ClassVar[dict[str, Any]] = {}
 
     #: The shape of one input sample, e.g. (3, 28, 28); set by the engine before :meth:`setup`.
     input_shape: tuple[int, ...] | None = None
@@ -307,6 +311,11 @@ class Method(nn.Module):
                 ok, want = lo <= v <= hi, f"in [{lo}, {hi}]"
             if not ok:
                 raise ConfigError(f"{self.name}: setting {k} must be {want}, got {v!r}")
+
+    def fingerprint_hparams(self) -> dict[str, Any]:
+        """:meth:`hparams` as a run's fingerprint holds them: without an ``added_hparams`` setting at its
+        old-behaviour value."""
+        return {k: v for k, v in self.hparams().items() if k not in self.added_hparams or self.added_hparams[k] != v}
 
     def hparams(self) -> dict[str, Any]:
         out = {}

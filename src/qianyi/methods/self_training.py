@@ -265,6 +265,7 @@ class SelfTrain(MemoryBuffers):
     """
 
     name = "self-train"
+    added_hparams = {"pretrain": "source-only", "noisy": False}
     memory_buffers = ("_conf",)
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True

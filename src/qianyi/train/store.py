@@ -38,7 +38,7 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     equal after a round trip). The default network's generation (``default_network_generation``) is
     part of it from generation 2 on, so runs of an older default network are never taken for new ones;
     generation 1 is implicit, so runs stored before it existed keep their keys."""
-    fp = {"method": method.name, "hparams": method.hparams(), "config": config.for_task(task).fingerprint(),
+    fp = {"method": method.name, "hparams": method.fingerprint_hparams(), "config": config.for_task(task).fingerprint(),
           "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
           "sizes": [len(task.source), len(task.source_val), len(task.target),
                     0 if task.target_test is None else len(task.target_test)],
