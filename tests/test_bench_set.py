@@ -5,6 +5,7 @@ import pytest
 
 from qianyi.cli import parse_bench_hparams
 from qianyi.errors import UnknownNameError
+from qianyi.methods import get_method
 
 
 def test_bench_settings_are_grouped_by_method_and_typed():
@@ -19,3 +20,13 @@ def test_bench_settings_are_grouped_by_method_and_typed():
 def test_bad_bench_settings_name_the_item(item, match):
     with pytest.raises(UnknownNameError, match=match):
         parse_bench_hparams(["cbst"], [item])
+
+
+def test_variant_label_names_the_settings_that_differ_from_the_defaults():
+    from qianyi.bench.runner import variant_label
+
+    assert variant_label("dann", {"trade_off": 1.0}) == "dann"
+    assert variant_label("cbst", {**get_method("cbst").hparams(), "align": "dann", "end": 0.8}) == "cbst (end=0.8, align=dann)"
+    old = {"augment": True, "keep": 0.9, "memory": 20, "source_weight": 0.0}  # stored before pretrain/noisy existed
+    assert variant_label("self-train", old) == "self-train"
+    assert variant_label("self-train", {**old, "pretrain": "dann"}) == "self-train (pretrain=dann)"

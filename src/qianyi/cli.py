@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--select", default="last", help="the label-free choice the runs were made with (default last)")
     sm.add_argument("--pairs", nargs="+", default=None, metavar="S->T", help="only these pairs, in this order")
     sm.add_argument("--out", default=None, help="write the combined tables and plot here")
+    sm.add_argument("--variants", action="store_true", help="also runs with other settings (bench --set), each "
+                    "setting a row of its own, e.g. 'self-train (pretrain=dann)'")
 
     pr = sub.add_parser("predict", help="predict with a saved run's model on new data -> CSV",
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
@@ -532,7 +534,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "summary":
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs)
+        res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
         if args.out:
             res.write(args.out)
         print(res.report())

@@ -207,11 +207,13 @@ class BenchResult:
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST,
-                  pairs: Sequence[str] | None = None) -> "BenchResult":
+                  pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (their run stores) into one result.
 
         Only runs with each method's current default settings are kept (a store may also hold runs of
-        earlier defaults); of repeated (method, pair, seed) runs the newest counts.
+        earlier defaults), unless ``variants``: then a run with other settings (``bench --set``) is a row
+        of its own, named by them (:func:`variant_label`, e.g. ``self-train (pretrain=dann)``). Of repeated
+        (method, pair, seed) runs the newest counts.
         """
         found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
         for d in dirs:
@@ -220,8 +222,11 @@ class BenchResult:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
             for f in files:
                 r = RunResult.from_dict(json.loads(f.read_text()))
-                if r.hparams != json.loads(json.dumps(get_method(r.method).hparams())):
-                    continue
+                label = variant_label(r.method, r.hparams)
+                if label != r.method:
+                    if not variants:
+                        continue
+                    r = replace(r, method=label)
                 if select != LAST and not r.oracle and f"validator {select!r}" not in r.selection:
                     continue
                 key = (r.method, r.source, r.target, r.seed)
@@ -303,6 +308,16 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def variant_label(method: str, hparams: dict[str, Any]) -> str:
+    """``method`` when ``hparams`` are its defaults (a setting added later and absent counts as its old
+    value), else ``"method (k=v, ...)"`` with the settings that differ."""
+    m = get_method(method)
+    default = json.loads(json.dumps(m.hparams()))
+    given = {**m.added_hparams, **json.loads(json.dumps(hparams))}
+    diff = [f"{k}={given[k]}" for k in default if k in given and given[k] != default[k]]
+    return f"{method} ({', '.join(diff)})" if diff else method
+
+
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
@@ -370,6 +385,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                 elif log:
                     log(f"  [{k}/{total}] (done earlier) " + result.summary())
                 runs.append(result)
+    runs = [replace(r, method=variant_label(r.method, r.hparams)) for r in runs]  # rows named by their settings
+    methods_ = list(dict.fromkeys(r.method for r in runs))
+    methods_ = ["source-only"] + [m for m in methods_ if m not in BASELINES] + ["oracle"]
     res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select)
     if out is not None:
         res.write(out)
