@@ -97,6 +97,9 @@ def test_pivots_command_finds_the_shared_sentiment_words_with_their_polarity(tmp
     two = json.loads((out / "pivots.json").read_text())
     assert len(two["runs"]) == 2 and (out / "run-seed1" / "result.json").exists()
     assert two["pivots"][0]["word"] in ("great", "poor")
+    # the finished runs were trained with the default text settings: other ones are refused, not mixed in
+    assert main(argv + ["--text", "max_len=20"]) == 2
+    assert "trained with other text settings" in capsys.readouterr().err
 
 
 def test_lexicon_file_errors_and_check():
