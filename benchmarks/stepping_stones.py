@@ -36,10 +36,14 @@ JUNK = "fashion"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--only-seed", type=int, default=None, help="run this one seed (e.g. in a second process; a "
+                   "later run with --seeds N reuses every finished stage)")
     p.add_argument("--junk", type=int, default=2500, help="Fashion-MNIST images in the pool (default 2500)")
     p.add_argument("--out", default="runs/stepping-stones")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-gradual", action="store_true", help="skip the gradual reference row")
+    p.add_argument("--novelty", action="store_true", help="also the selection with DDTL's novelty term (an "
+                   "autoencoder's reconstruction error, trained on source + target only)")
     args = p.parse_args(argv)
     import torch
 
@@ -52,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows: dict[str, list[float]] = {"source model": [], "direct self-training on the target": [],
                                     "stepping stones selected from the mixed pool": [],
+                                    "stepping stones, with the novelty term": [],
                                     "gradual through the rotations in order (reference)": []}
     shares: list[dict[str, float]] = []
-    for seed in range(args.seeds):
+    novelty_shares: list[dict[str, float]] = []
+    for seed in [args.only_seed] if args.only_seed is not None else range(args.seeds):
         cfg = TrainConfig(seed=seed, progress=False)
         src, _ = run("source-only", task, cfg, out=out / f"seed{seed}" / "source")
         rows["source model"].append(src.target_accuracy)
@@ -66,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         rows["stepping stones selected from the mixed pool"].append(res.target_accuracy)
         print(stages_table(stages), file=sys.stderr)
         shares.append(stages[-2].selected or {})
+        if args.novelty:
+            res, stages = run_via("self-train", task, pool, start, out=out / f"seed{seed}" / "select-novelty",
+                                  mode="select", track_target_test=True, novelty=True)
+            rows["stepping stones, with the novelty term"].append(res.target_accuracy)
+            print(stages_table(stages), file=sys.stderr)
+            novelty_shares.append(stages[-2].selected or {})
         if not args.no_gradual:
             res, _ = run_via("self-train", task, useful, start, out=out / f"seed{seed}" / "gradual")
             rows["gradual through the rotations in order (reference)"].append(res.target_accuracy)
@@ -77,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"Last selection round (half of the pool): {100 * useful_share:.0f}% of the rotated digits and "
                  f"{100 * junk_share:.0f}% of the Fashion-MNIST images selected (mean over seeds); per domain: "
                  + ", ".join(f"{n} {100 * np.mean([s[n] for s in shares]):.0f}%" for n in names))
+    for label, sh in (("with the novelty term", novelty_shares),):
+        if sh:
+            lines.append("")
+            lines.append(f"Last selection round, {label}: "
+                         + ", ".join(f"{n} {100 * np.mean([s[n] for s in sh]):.0f}%" for n in names))
     table = "\n".join(lines)
     print(table)
     out.mkdir(parents=True, exist_ok=True)

@@ -198,3 +198,32 @@ def test_select_mode_starts_from_a_given_model(tmp_path):
     cfg = TrainConfig(**CFG, init_from=str(tmp_path / "src" / "model.pt"))
     _, stages = run_via("self-train", task, [useful], cfg, out=tmp_path / "sel", mode="select", rounds=1)
     assert [s.name for s in stages] == ["select-1", "target"] and stages[0].selected == {"blobs+3": 0.5}
+
+
+def test_novelty_is_the_reconstruction_error_of_data_unlike_source_and_target():
+    from qianyi.train.transitive import reconstruction_errors, select_stepping_stones
+
+    task = _task()
+    train = np.concatenate([task.source.X, task.target.X])
+    near, far = _blobs(100, 3.0, 7, labelled=False), _blobs(100, 0.0, 9, labelled=False)
+    far = far.replace(X=np.random.default_rng(3).normal(0, 4, far.X.shape))  # no cluster structure at all
+    err = reconstruction_errors(train, np.concatenate([near.X, far.X]), epochs=30)
+    assert err[100:].mean() > 2 * err[:100].mean()
+    assert np.array_equal(err, reconstruction_errors(train, np.concatenate([near.X, far.X]), epochs=30))  # seeded
+    # in the selection, a heavy novelty term keeps the unlike samples out
+    pool = Domain(np.concatenate([near.X, far.X]), None, "pool")
+    with pytest.raises(DataError, match="one value per pool sample"):
+        select_stepping_stones(_Feat(), pool, task.source.X, 0.5, novelty=err[:10])
+    chosen, _ = select_stepping_stones(_Feat(), pool, task.source.X, 0.5, novelty=1000 * err)
+    assert (chosen < 100).mean() > 0.9
+
+
+class _Feat(torch.nn.Module):
+    """A network whose features are its inputs and whose predictions are uniform (selection on novelty only)."""
+
+    def forward(self, x):
+        from collections import OrderedDict
+
+        from qianyi.nn import LayerOutputs
+
+        return LayerOutputs(OrderedDict(features=x.float(), logits=torch.zeros(len(x), 3)), "features")

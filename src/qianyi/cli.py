@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "domain pooled; select: the --via domains are one mixed pool, and each of 4 rounds "
                         "adapts to the target plus the stepping stones chosen from it without labels "
                         "(default gradual)")
+    r.add_argument("--via-novelty", action="store_true",
+                   help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
+                        "autoencoder trained on the source and target only (DDTL's selection)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
@@ -514,7 +517,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .train.transitive import run_via, stages_table
 
             via = [load_via(spec, task, args.data_dir) for spec in args.via or []]
+            if args.via_novelty and args.via_mode != "select":
+                raise UnknownNameError("--via-novelty applies to --via-mode select")
             result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode,
+                                     novelty=args.via_novelty,
                                      backbone=backbone, **hp)
             print(stages_table(stages), file=sys.stderr)
         else:

@@ -73,7 +73,7 @@ def _pooled(domains: Sequence[Domain], name: str) -> Domain:
 def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: TrainConfig | None = None,
             out: str | Path | None = None, mode: str = "gradual", track_target_test: bool = False,
             backbone: BackboneSpec | None = None, rounds: int = SELECT_ROUNDS, select_max: float = SELECT_MAX,
-            **hparams: Any) -> tuple[RunResult, list[Stage]]:
+            novelty: bool = False, **hparams: Any) -> tuple[RunResult, list[Stage]]:
     """Train ``method`` from ``task.source`` to ``task.target`` through the unlabelled domains ``via``
     (in order); return the final stage's result and every stage.
 
@@ -85,7 +85,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     stages each adapt to the pool samples :func:`select_stepping_stones` chooses with the previous
     stage's network, next to the data that stage adapted to (the source before the first round; a
     growing share, up to ``select_max`` of the pool), then a final stage adapts to the target. Each round's choice is saved (``selection.npz``) and reported
-    per pool domain (``OUT/selection.png``).
+    per pool domain (``OUT/selection.png``). ``novelty``: the selection also weighs each pool sample's
+    reconstruction error under an autoencoder trained on the source and target inputs only
+    (:func:`reconstruction_errors`; DDTL's selective learning).
     """
     if rounds < 1 or not 0 < select_max <= 1:
         raise DataError(f"rounds must be >= 1 and select_max in (0, 1], got {rounds} and {select_max}")
@@ -111,9 +113,18 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         pool = _pooled(unlabelled, "pool")
         groups = np.concatenate([np.full(len(d), i) for i, d in enumerate(unlabelled)])
         names = [d.name for d in unlabelled]
+        cache: list[np.ndarray] = []
+
+        def errors() -> np.ndarray:  # computed once, when a round first needs it (not for finished rounds)
+            if not cache:
+                cache.append(reconstruction_errors(np.concatenate([task.source.X, task.target.X]), pool.X,
+                                                   seed=config.seed))
+            return cache[0]
+
         for r in range(1, rounds + 1):
             fraction = select_max * r / rounds
-            plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction)))
+            plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction,
+                                                          errors if novelty else None)))
     if mode != "all" or not unlabelled:
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
@@ -158,8 +169,35 @@ def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec
     return net.eval()
 
 
+def reconstruction_errors(train: np.ndarray, X: np.ndarray, epochs: int = 20, hidden: int = 64, seed: int = 0,
+                          batch_size: int = 128) -> np.ndarray:
+    """DDTL's novelty measure: the mean squared reconstruction error of each row of ``X`` under a small
+    autoencoder (MLP, flattened inputs -> 256 -> ``hidden`` -> 256 -> inputs, ReLU, Adam) trained on
+    ``train`` alone. Data unlike ``train`` reconstruct badly. Deterministic for a ``seed``."""
+    train_t = torch.as_tensor(np.asarray(train), dtype=torch.float32).flatten(1)
+    x_t = torch.as_tensor(np.asarray(X), dtype=torch.float32).flatten(1)
+    if train_t.shape[1] != x_t.shape[1] or not len(train_t):
+        raise DataError(f"reconstruction errors: training rows of width {train_t.shape[1]} ({len(train_t)} rows) "
+                        f"and rows to score of width {x_t.shape[1]} must match and not be empty")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        d = train_t.shape[1]
+        ae = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, hidden), nn.ReLU(),
+                           nn.Linear(hidden, 256), nn.ReLU(), nn.Linear(256, d))
+        opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(train_t)).split(batch_size):
+                loss = ((ae(train_t[idx]) - train_t[idx]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            return torch.cat([((ae(c) - c) ** 2).mean(1) for c in x_t.split(2048)]).numpy()
+
+
 def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fraction: float, k: int = 5,
-                           device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                           device: torch.device | str = "cpu", novelty: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
     r"""Choose the ``fraction`` of ``pool`` most useful as stepping stones for ``net``; no labels are read.
 
     Each pool sample :math:`x` is scored by the network's uncertainty on it and by how far its features
@@ -173,7 +211,10 @@ def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fr
     the network is sure about and that resemble known data come first, so each round reaches a little
     further. This is the selective learning of DDTL (Tan et al., AAAI 2017) with the task network's own
     features in place of a separate autoencoder's reconstruction error, and its prediction-entropy
-    side information. Returns ``(selected indices, scores)``.
+    side information. ``novelty`` (one value per pool sample, e.g. :func:`reconstruction_errors` of an
+    autoencoder trained on the source and target only, as DDTL selects) adds a third term, the same for
+    every round, :math:`r(x) / \operatorname{median}_{x'} r(x')`: samples unlike both ends stay out even
+    after self-training has made them look familiar to the network. Returns ``(selected indices, scores)``.
     """
     from ..nn.inference import predict_features
 
@@ -184,11 +225,17 @@ def select_stepping_stones(net: nn.Module, pool: Domain, anchors: np.ndarray, fr
     d = torch.cat([torch.cdist(fp[i:i + 2048], fa).topk(min(k, len(fa)), largest=False).values.mean(1)
                    for i in range(0, len(fp), 2048)])
     score = (h + d / d.median().clamp_min(1e-12)).numpy()
+    if novelty is not None:
+        novelty = np.asarray(novelty, dtype=np.float64)
+        if novelty.shape != (len(pool),):
+            raise DataError(f"novelty needs one value per pool sample ({len(pool)}), got shape {novelty.shape}")
+        score = score + novelty / max(float(np.median(novelty)), 1e-12)
     n = max(1, int(round(fraction * len(pool))))
     return np.sort(np.argsort(score, kind="stable")[:n]), score
 
 
-def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[str], fraction: float
+def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[str], fraction: float,
+              novelty: Callable[[], np.ndarray] | None = None
               ) -> Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]:
     """A selection round: the pool samples chosen next to what the previous stage adapted to (``seen``);
     the choice is saved in the stage folder (``selection.npz``) and read back when the run resumes."""
@@ -202,7 +249,8 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
             rng = np.random.default_rng(0)
             anchors = np.asarray(seen.X)[np.sort(rng.choice(len(seen), min(len(seen), 2000), replace=False))]
             device = next(net.parameters()).device
-            chosen, score = select_stepping_stones(net, pool, anchors, fraction, device=device)
+            chosen, score = select_stepping_stones(net, pool, anchors, fraction, device=device,
+                                                   novelty=None if novelty is None else novelty())
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda fh: np.savez(fh, selected=chosen, score=score, groups=groups,
                                                    names=np.array(names)), mode="wb")
