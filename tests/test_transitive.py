@@ -157,6 +157,9 @@ def test_cli_via_writes_the_stage_table(tmp_path, capsys, monkeypatch):
     assert "| 1 via-" in err and (out / "stages.csv").exists()
     result = json.loads((out / "result.json").read_text())
     assert result["method"] == "self-train"
+    assert main(["run", "self-train", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",
+                 "--via", f"npz:{tmp_path}/m.npz", "--via-novelty", "--out", str(tmp_path / "n")]) == 2
+    assert "--via-novelty applies to --via-mode select" in capsys.readouterr().err
 
 
 def test_select_mode_prefers_the_useful_part_of_a_mixed_pool_and_resumes_its_choice(tmp_path):
