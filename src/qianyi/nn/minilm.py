@@ -45,7 +45,7 @@ from torch import nn
 
 from .._io import atomic_write
 from ..data.wordpiece import (INSTALL, MAX_LEN, PACKAGE, TOKENIZER, WordPiece, basic_tokenize,  # noqa: F401
-                              encode_wordpiece, model_dir, wordpiece_preprocessing)
+                              encode_wordpiece, model_dir, read_vocab, wordpiece_preprocessing)
 from ..errors import DataError
 from .backbones import Backbone
 
@@ -351,7 +351,7 @@ def word_vectors(words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     key = next((k for k in table if k.endswith("word_embeddings.weight")), None)
     if key is None:
         raise DataError(f"{path / 'model.safetensors'} holds no word_embeddings.weight; reinstall {PACKAGE}")
-    pieces = {w.rstrip("\n"): i for i, w in enumerate((path / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+    pieces = {w: i for i, w in enumerate(read_vocab((path / "vocab.txt").read_bytes()))}
     rows = [pieces.get(w, -1) if w and not w.startswith(("##", "[")) else -1 for w in words]
     found = torch.tensor([r >= 0 for r in rows], dtype=torch.bool)
     out = torch.zeros(len(words), table[key].shape[1])

@@ -103,6 +103,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     unlabelled = [d.replace(y=None) for d in via]
     if start is None:  # the starting model: source-only, or the method's ``pretrain`` (self-train pretrain=dann)
         first = getattr(get_method(method, **hparams), "pretrain", "source-only")
+        # an aligned first stage adapts to the first domain of the chain; source-only keeps task.target, as
+        # its stored stages were fingerprinted with it (it never reads the target)
         plan.append(("source", first, unlabelled[0] if mode == "gradual" and unlabelled and first != "source-only"
                      else task.target))
     if mode == "gradual":
