@@ -244,3 +244,63 @@ def test_cdan_discriminator_is_the_authors_digit_one():
     assert linears == [500, 500, 1]
     assert sum(isinstance(layer, nn.Dropout) and layer.p == 0.5 for layer in m.discriminator) == 2
     assert not any(isinstance(layer, nn.BatchNorm1d) for layer in m.discriminator)
+
+
+def test_cdan_e_entropy_grad_reverses_the_gradient_through_the_entropy_weights():
+    torch.manual_seed(0)
+    m = get_method("cdan+e", entropy_grad=True)
+    f = torch.randn(8, 5)
+    logits = torch.randn(8, 3, requires_grad=True)
+    m.setup(None, _outs(f, logits))
+    m.discriminator.eval()
+    src, tgt = _outs(f, logits).split(4)
+    m.loss(Batch(src, tgt, torch.zeros(4, dtype=torch.long), None, progress=1.0))["domain"].backward()
+    g_rev = logits.grad.clone()
+    assert torch.count_nonzero(g_rev) > 0  # without entropy_grad the logits get none (test above)
+    logits.grad = None
+    # by hand: the same weighted loss, the weights differentiable, the normalisers constants
+    d = m.discriminator(multilinear_map(f, logits.softmax(1).detach())).detach()
+    dom = torch.cat([torch.ones(4), torch.zeros(4)])
+    w = 1 + torch.exp(-prediction_entropy(logits.softmax(1)))
+    w = torch.cat([w[:4] / w[:4].sum().detach(), w[4:] / w[4:].sum().detach()])
+    ((w * F.binary_cross_entropy_with_logits(d, dom, reduction="none")).sum() / w.sum().detach()).backward()
+    lam = m.trade_off * Batch(None, None, None, None, 1.0).ramp
+    assert torch.allclose(g_rev, -lam * logits.grad, atol=1e-6)
+    # the reversed step lowers the entropy of the predictions (every per-sample loss is positive)
+    with torch.no_grad():
+        stepped = logits - 0.5 * g_rev
+    assert prediction_entropy(stepped.softmax(1)).sum() < prediction_entropy(logits.softmax(1)).sum()
+
+
+def test_cdan_warmup_trains_the_source_only_then_ramps_from_zero():
+    m = get_method("cdan+e", warmup=0.25)
+    f = torch.randn(8, 5, requires_grad=True)
+    logits = torch.randn(8, 3, requires_grad=True)
+    m.setup(None, _outs(f, logits))
+    src, tgt = _outs(f, logits).split(4)
+    early = m.loss(Batch(src, tgt, torch.zeros(4, dtype=torch.long), None, progress=0.2))
+    assert set(early) == {"cls"}
+    m.discriminator.eval()
+    m.loss(Batch(src, tgt, torch.zeros(4, dtype=torch.long), None, progress=0.25))["domain"].backward()
+    assert f.grad is not None and torch.count_nonzero(f.grad) == 0  # lambda_p' = 0 at the end of the warm-up
+    assert all(p.grad is not None for p in m.discriminator.parameters())  # the discriminator plays from here
+
+
+def test_cdan_refuses_entropy_grad_without_entropy_weights():
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="entropy_grad"):
+        get_method("cdan", entropy_grad=True).check_hparams()
+    with pytest.raises(ConfigError, match="warmup"):
+        get_method("cdan+e", warmup=1.0).check_hparams()
+
+
+def test_cdan_e_with_the_authors_details_trains_and_resumes(tmp_path):
+    task = toy_task(shift=2.0)
+    kw = dict(entropy_grad=True, warmup=0.25)
+    res, whole = run("cdan+e", task, TrainConfig(**CFG), **kw)
+    assert "domain" not in res.history[0] and "domain" in res.history[-1]
+    _interrupt_after(Trainer(get_method("cdan+e", **kw), TrainConfig(**CFG, checkpoint_dir=str(tmp_path))), task, steps=20)
+    _, resumed = run("cdan+e", task, TrainConfig(**CFG), out=tmp_path, **kw)
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k

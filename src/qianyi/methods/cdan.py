@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..nn import Backbone, DomainDiscriminator, LayerOutputs, grad_reverse
+from ..schedules import adaptation_ramp
 from .base import Batch, Method
 from .registry import register
 
@@ -64,11 +66,21 @@ class CDAN(Method):
     within the target batch, so confident predictions (easy to transfer) count more.
 
     As in the authors' code, :math:`g` enters the map without a gradient (the classifier is trained
-    by the source loss; the features by the reversed discriminator gradient), and the entropy weights
-    are constants of the step (detached; the authors also reverse a gradient through them). Defaults:
-    :math:`\lambda` = 1 and the ramp are the paper's; ``max_dim`` 4096 and ``random_dim`` 1024 are the
-    authors' code's, and so is the discriminator of their digit experiments: two hidden layers of 500
-    (``hidden``), ReLU and dropout 0.5 (``dropout``), no batch norm.
+    by the source loss; the features by the reversed discriminator gradient). Two more details of the
+    authors' code are settings:
+
+    * ``entropy_grad`` (CDAN+E only): the entropy weights are not constants; a gradient flows back
+      through :math:`H(g)` reversed like the features' (the normalisers stay constants). Since every
+      per-sample loss :math:`\ell_i` is positive, this pushes each prediction to lower entropy, with
+      weight :math:`\lambda_p \ell_i e^{-H_i} / \sum w`: an entropy minimisation that favours the
+      samples the discriminator cannot place. ``False`` keeps the weights constants of the step.
+    * ``warmup``: the share of training that is source-only before the discriminator plays (the
+      authors' digit script trains one epoch on the source first, ``start_epoch = 1``); the ramp
+      :math:`\lambda_p` then runs over the rest, :math:`p' = (p - \text{warmup}) / (1 - \text{warmup})`.
+
+    Defaults: :math:`\lambda` = 1 and the ramp are the paper's; ``max_dim`` 4096 and ``random_dim``
+    1024 are the authors' code's, and so is the discriminator of their digit experiments: two hidden
+    layers of 500 (``hidden``), ReLU and dropout 0.5 (``dropout``), no batch norm.
 
     Inputs: source and target ``features`` (n, d) and logits (n, C); source labels (n,); the
     training progress :math:`p`.
@@ -85,11 +97,16 @@ class CDAN(Method):
     discriminator_logs = ("domain_acc",)
     grid = tuple({"trade_off": v} for v in (1.0, 0.3, 3.0))
 
+    bounds = {"warmup": (0.0, 0.9)}
+    added_hparams = {"entropy_grad": False, "warmup": 0.0}
+
     def __init__(self, trade_off: float = 1.0, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
-                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024) -> None:
+                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024, entropy_grad: bool = False,
+                 warmup: float = 0.0) -> None:
         super().__init__()
         self.trade_off, self.entropy, self.hidden, self.dropout = trade_off, entropy, tuple(hidden), dropout
         self.max_dim, self.random_dim = max_dim, random_dim
+        self.entropy_grad, self.warmup = entropy_grad, warmup
         self.discriminator: DomainDiscriminator | None = None
         self.random_map: RandomizedMultilinearMap | None = None
 
@@ -107,15 +124,28 @@ class CDAN(Method):
         f, g = out.flat("features"), out.logits.softmax(1).detach()
         return (multilinear_map(f, g) if self.random_map is None else self.random_map(f, g)), g
 
+    def check_hparams(self) -> None:
+        super().check_hparams()
+        if self.entropy_grad and not self.entropy:
+            raise ConfigError(f"{self.name}: entropy_grad=True needs the entropy weights (use cdan+e)")
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         assert batch.source is not None and batch.target is not None and self.discriminator is not None
+        if batch.progress < self.warmup:  # source-only first; the discriminator waits
+            return {"cls": self.source_ce(batch)}
+        coeff = self.trade_off * adaptation_ramp((batch.progress - self.warmup) / (1.0 - self.warmup))
         (hs, gs), (ht, gt) = self.conditioned(batch.source), self.conditioned(batch.target)
-        d = self.discriminator(grad_reverse(torch.cat([hs, ht]), self.trade_off * batch.ramp))
+        d = self.discriminator(grad_reverse(torch.cat([hs, ht]), coeff))
         domain = torch.cat([torch.ones(len(hs)), torch.zeros(len(ht))]).to(d)
         if self.entropy:
-            ws, wt = 1.0 + torch.exp(-prediction_entropy(gs)), 1.0 + torch.exp(-prediction_entropy(gt))
-            w = torch.cat([ws / ws.sum(), wt / wt.sum()])
-            adv = (w * F.binary_cross_entropy_with_logits(d, domain, reduction="none")).sum() / w.sum()
+            if self.entropy_grad:  # H(g) with its gradient, reversed like the features'
+                gs, gt = batch.source.logits.softmax(1), batch.target.logits.softmax(1)
+            hs_, ht_ = prediction_entropy(gs), prediction_entropy(gt)
+            if self.entropy_grad:
+                hs_, ht_ = grad_reverse(hs_, coeff), grad_reverse(ht_, coeff)
+            ws, wt = 1.0 + torch.exp(-hs_), 1.0 + torch.exp(-ht_)
+            w = torch.cat([ws / ws.sum().detach(), wt / wt.sum().detach()])
+            adv = (w * F.binary_cross_entropy_with_logits(d, domain, reduction="none")).sum() / w.sum().detach()
         else:
             adv = F.binary_cross_entropy_with_logits(d, domain)
         self.record(domain_acc=float(((d.detach() > 0).float() == domain).float().mean()))  # ~0.5 when aligned
@@ -135,5 +165,6 @@ class CDANE(CDAN):
     name = "cdan+e"
 
     def __init__(self, trade_off: float = 1.0, entropy: bool = True, hidden: tuple[int, ...] = (500, 500),
-                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024) -> None:
-        super().__init__(trade_off, entropy, hidden, dropout, max_dim, random_dim)
+                 dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024, entropy_grad: bool = False,
+                 warmup: float = 0.0) -> None:
+        super().__init__(trade_off, entropy, hidden, dropout, max_dim, random_dim, entropy_grad, warmup)
