@@ -167,3 +167,50 @@ def test_real_fsdd_speakers_and_takes():
     d = qianyi.load_domain("fsdd?speaker=jackson&takes=test", data_dir=DATA)
     assert len(d) == 50 and np.bincount(d.y).tolist() == [5] * 10
     assert d.sample_shape == (1, 32, 32) and 0 <= d.X.min() and d.X.max() <= 1
+
+
+def test_mfcc_stats_match_a_hand_computed_cepstrum():
+    from scipy.fft import dct
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (2, 1, audio.N_MELS, audio.FRAMES))
+    img[0, 0, :, :10] = img[0, 0, :, 27:] = 0.0  # silent padding: not active, left out of the statistics
+    out = audio.mfcc_stats(img)
+    assert out.shape == (2, 4 * audio.N_MFCC) and out.dtype == np.float32
+    frames = img[0, 0][:, 10:27]  # the active frames of recording 0
+    cep = np.stack([dct(frames[:, j], type=2, norm="ortho")[:audio.N_MFCC] for j in range(frames.shape[1])], 1)
+    want = np.concatenate([cep.mean(1), cep.std(1), np.diff(cep, axis=1).mean(1), np.abs(np.diff(cep, axis=1)).mean(1)])
+    assert np.allclose(out[0], want, atol=1e-5)
+    # a time shift of the speech inside the padding does not change the summary
+    shifted = np.roll(img[:1], 4, axis=-1)
+    assert np.allclose(audio.mfcc_stats(shifted)[0], out[0], atol=1e-5)
+
+
+def test_fsdd_views_are_named_vector_columns(fsdd_root):
+    from qianyi.data.domain import view_widths
+
+    images = audio.load_fsdd(fsdd_root, speaker="bob")
+    d = audio.load_fsdd(fsdd_root, speaker="bob", views="mel,mfcc")
+    assert d.X.shape == (len(images), audio.N_MELS * audio.FRAMES + 4 * audio.N_MFCC)
+    assert view_widths(d.feature_names) == [("mel", 1024), ("mfcc", 52)]
+    assert np.array_equal(d.X[:, :1024], images.X.reshape(len(images), -1))  # mel: the image, flattened
+    assert np.allclose(d.X[:, 1024:], audio.mfcc_stats(images.X))
+    rev = audio.load_fsdd(fsdd_root, speaker="bob", views="mfcc,mel")
+    assert view_widths(rev.feature_names) == [("mfcc", 52), ("mel", 1024)]
+    assert d.origin == images.origin  # the same recordings: one pool, whatever the views
+    with pytest.raises(UnknownNameError, match=r"fsdd\?views=mel,mfc: unknown view\(s\) \['mfc'\]; the views are mel, mfcc"):
+        audio.load_fsdd(fsdd_root, views="mel,mfc")
+    with pytest.raises(DataError, match="named twice"):
+        audio.load_fsdd(fsdd_root, views="mel,mel")
+
+
+@pytest.mark.filterwarnings("ignore:the target test split:qianyi.errors.QianyiWarning")
+def test_cotraining_runs_on_fsdd_views(fsdd_root):
+    from qianyi.data.domain import view_widths
+    from qianyi.train import TrainConfig, run
+
+    task = qianyi.load_task("fsdd?speaker=alice&views=mel,mfcc", "fsdd?speaker=bob&views=mel,mfcc", data_dir=fsdd_root)
+    assert not task.is_image and task.source.name.endswith("&views=mel,mfcc")
+    split = view_widths(task.source.feature_names)[0][1]
+    res, _ = run("cotrain", task, TrainConfig(epochs=2, steps_per_epoch=3, batch_size=8, progress=False), split=split)
+    assert 0.0 <= res.target_accuracy <= 1.0 and "agree" in res.history[-1]

@@ -145,6 +145,59 @@ def wav_features(paths: Sequence[str | Path]) -> np.ndarray:
     return out
 
 
+#: Number of cepstral coefficients per frame in the ``mfcc`` view.
+N_MFCC = 13
+#: A frame whose mean level (in the [0, 1] log-mel scale) exceeds this is speech, not the padding or a pause.
+ACTIVE_LEVEL = 0.2
+#: The vector views of a recording (``fsdd?views=``), with their widths.
+AUDIO_VIEWS = {"mel": N_MELS * FRAMES, "mfcc": 4 * N_MFCC}
+
+
+def mfcc_stats(images: np.ndarray) -> np.ndarray:
+    """Log-mel images ``(n, 1, N_MELS, FRAMES)`` -> MFCC statistics ``(n, 4 * N_MFCC)``, a summary of each
+    recording that forgets when things were said.
+
+    Per frame, the first :data:`N_MFCC` coefficients of the orthonormal DCT-II of the log-mel column
+    (the mel-frequency cepstrum); over the active frames (mean level > :data:`ACTIVE_LEVEL`; all frames
+    when fewer than two are active): the coefficients' mean and standard deviation, and the mean and
+    mean absolute value of their frame-to-frame differences (deltas). Columns are grouped in that order.
+    """
+    from scipy.fft import dct
+
+    x = np.asarray(images, np.float64).reshape(len(images), N_MELS, -1)
+    cep = dct(x, type=2, axis=1, norm="ortho")[:, :N_MFCC]  # (n, N_MFCC, frames)
+    out = np.empty((len(x), 4 * N_MFCC), np.float32)
+    for i in range(len(x)):
+        active = x[i].mean(0) > ACTIVE_LEVEL
+        c = cep[i][:, active] if active.sum() >= 2 else cep[i]
+        delta = np.diff(c, axis=1)
+        out[i] = np.concatenate([c.mean(1), c.std(1), delta.mean(1), np.abs(delta).mean(1)])
+    return out
+
+
+def audio_views(images: np.ndarray, views: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Log-mel images -> the named vector ``views`` side by side, in that order, and their column names
+    ``VIEW_J`` (``mel_0`` ... ``mel_1023``: the log-mel image flattened band by band; ``mfcc_0`` ...
+    ``mfcc_51``: :func:`mfcc_stats`)."""
+    parts, names = [], []
+    for v in views:
+        block = images.reshape(len(images), -1).astype(np.float32) if v == "mel" else mfcc_stats(images)
+        parts.append(block)
+        names += [f"{v}_{j}" for j in range(block.shape[1])]
+    return np.concatenate(parts, 1), names
+
+
+def _parse_views(views: str) -> list[str]:
+    names = [v.strip() for v in views.split(",") if v.strip()]
+    bad = [v for v in names if v not in AUDIO_VIEWS]
+    if not names or bad:
+        raise UnknownNameError(f"fsdd?views={views}: unknown view(s) {bad or [views]}; the views are "
+                               f"{', '.join(AUDIO_VIEWS)} (comma-separated, in the order wanted)")
+    if len(set(names)) != len(names):
+        raise DataError(f"fsdd?views={views}: a view is named twice")
+    return names
+
+
 # ---------------------------------------------------------------- FSDD
 def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
     """(path, digit, speaker, take) of every FSDD recording, sorted by speaker, digit, take."""
@@ -181,10 +234,12 @@ def _parse_speakers(speaker: str, present: Sequence[str]) -> list[str]:
 
 
 @dataset("fsdd", "Free Spoken Digit Dataset: 3,000 spoken digits (8 kHz wav, 6 speakers) from DATA/fsdd as 1x32x32 "
-         "log-mel images; ?speaker=NAME[,NAME] (speakers as domains) &takes=all|train|test (takes 0-4: test)",
-         options=("speaker", "takes"))
-def load_fsdd(root: Path | None, speaker: str = "all", takes: str = "all") -> Domain:
-    """The recordings of ``speaker`` (comma-separated names, or ``all``) and ``takes``, as log-mel images."""
+         "log-mel images; ?speaker=NAME[,NAME] (speakers as domains) &takes=all|train|test (takes 0-4: test) "
+         "&views=mel,mfcc (vectors instead: the image flattened, MFCC statistics; for cotrain)",
+         options=("speaker", "takes", "views"))
+def load_fsdd(root: Path | None, speaker: str = "all", takes: str = "all", views: str = "") -> Domain:
+    """The recordings of ``speaker`` (comma-separated names, or ``all``) and ``takes``, as log-mel images, or
+    with ``views`` as vectors: the named views side by side (:func:`audio_views`)."""
     if takes not in TAKES:
         raise DataError(f"fsdd?takes={takes}: takes must be one of {', '.join(TAKES)} (test = takes 0-4, FSDD's own "
                         "test convention; train = takes 5-49)")
@@ -193,13 +248,19 @@ def load_fsdd(root: Path | None, speaker: str = "all", takes: str = "all") -> Do
     names = _parse_speakers(speaker, present)
     keep = [f for f in files if f[2] in names
             and (takes == "all" or (f[3] in FSDD_TEST_TAKES) == (takes == "test"))]
+    view_names = _parse_views(views) if views else []
     X = wav_features([f[0] for f in keep])
+    feature_names = None
+    if view_names:
+        X, feature_names = audio_views(X, view_names)
     spec = f"fsdd?speaker={','.join(names) if speaker != 'all' else 'all'}"
     spec += f"&takes={takes}" if takes != "all" else ""
+    spec += f"&views={','.join(view_names)}" if view_names else ""
     # speakers (and take ranges) hold disjoint recordings: each selection is its own pool. Overlapping
     # selections (speaker=a,b against speaker=b) would share recordings: docs/audio.md says to avoid them.
     origin = f"fsdd:{','.join(sorted(names))}:{takes}"
-    return Domain(X, np.array([f[1] for f in keep]), name=spec, class_names=DIGIT_NAMES, origin=origin)
+    return Domain(X, np.array([f[1] for f in keep]), name=spec, class_names=DIGIT_NAMES, origin=origin,
+                  feature_names=feature_names)
 
 
 def fsdd_speakers(root: Path | None) -> list[tuple[str, int]]:

@@ -353,3 +353,23 @@ def align_labels(source: Domain, target: Domain) -> Domain:
             f"target {target.name!r} has labels {extra[:10].tolist()} but the source {source.name!r} has only "
             f"classes 0..{n_src - 1}; the target's classes must be a subset of the source's")
     return target.replace(class_names=source.class_names)
+
+
+def view_widths(feature_names: Sequence[str] | None) -> list[tuple[str, int]]:
+    """The views of a domain's columns named ``VIEW_J`` (``mfeat?views=``, ``fsdd?views=``), in order, with
+    their widths: ``[("fou", 76), ("kar", 64)]``.
+
+    ``cotrain``'s ``split`` is the first width: ``split = view_widths(task.source.feature_names)[0][1]``."""
+    if not feature_names:
+        raise DataError("these inputs have no column names, so their views are unknown; give the width of the first "
+                        "view yourself (cotrain: --set split=N)")
+    out: list[tuple[str, int]] = []
+    for name in feature_names:
+        view = name.rpartition("_")[0]
+        if not view:
+            raise DataError(f"column {name!r} is not named VIEW_J, so its view is unknown")
+        if out and out[-1][0] == view:
+            out[-1] = (view, out[-1][1] + 1)
+        else:
+            out.append((view, 1))
+    return out

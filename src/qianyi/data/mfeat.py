@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError
 from .builtin import DIGIT_NAMES, dataset
-from .domain import Domain
+from .domain import Domain, view_widths  # noqa: F401  (view_widths: re-exported)
 
 #: The six views and their widths (SOURCE.md): Fourier coefficients of the contour, profile correlations,
 #: Karhunen-Loeve coefficients, 2x3 pixel averages, Zernike moments, morphological features.
@@ -119,22 +119,3 @@ def load_mfeat(root: Path | None, views: str = "fou,kar", domain: str = "all", b
     origin = "uci-mfeat" if domain == "all" else f"uci-mfeat:{domain}:{by}"
     return Domain(np.concatenate(parts, 1)[keep], y[keep], name=spec, class_names=DIGIT_NAMES, origin=origin,
                   feature_names=features)
-
-
-def view_widths(feature_names: Sequence[str] | None) -> list[tuple[str, int]]:
-    """The views of an ``mfeat`` domain's columns, in order, with their widths: ``[("fou", 76), ("kar", 64)]``.
-
-    ``cotrain``'s ``split`` is the first width: ``split = view_widths(task.source.feature_names)[0][1]``."""
-    if not feature_names:
-        raise DataError("these inputs have no column names, so their views are unknown; give the width of the first "
-                        "view yourself (cotrain: --set split=N)")
-    out: list[tuple[str, int]] = []
-    for name in feature_names:
-        view = name.rpartition("_")[0]
-        if not view:
-            raise DataError(f"column {name!r} is not named VIEW_J, so its view is unknown")
-        if out and out[-1][0] == view:
-            out[-1] = (view, out[-1][1] + 1)
-        else:
-            out.append((view, 1))
-    return out
