@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, DatasetNotFoundError, UnknownNameError
-from .builtin import DIGIT_NAMES, dataset
+from ..errors import DataError, DatasetNotFoundError
+from .builtin import DIGIT_NAMES, dataset, name_list
 from .domain import Domain
 
 SAMPLE_RATE = 8000
@@ -188,14 +188,8 @@ def audio_views(images: np.ndarray, views: Sequence[str]) -> tuple[np.ndarray, l
 
 
 def _parse_views(views: str) -> list[str]:
-    names = [v.strip() for v in views.split(",") if v.strip()]
-    bad = [v for v in names if v not in AUDIO_VIEWS]
-    if not names or bad:
-        raise UnknownNameError(f"fsdd?views={views}: unknown view(s) {bad or [views]}; the views are "
-                               f"{', '.join(AUDIO_VIEWS)} (comma-separated, in the order wanted)")
-    if len(set(names)) != len(names):
-        raise DataError(f"fsdd?views={views}: a view is named twice")
-    return names
+    return name_list("fsdd?views", views, list(AUDIO_VIEWS), "view",
+                     f"the views are {', '.join(AUDIO_VIEWS)} (comma-separated, in the order wanted)")
 
 
 # ---------------------------------------------------------------- FSDD
@@ -223,14 +217,8 @@ def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
 def _parse_speakers(speaker: str, present: Sequence[str]) -> list[str]:
     if speaker == "all":
         return list(present)
-    names = [s.strip() for s in speaker.split(",") if s.strip()]
-    bad = [s for s in names if s not in present]
-    if not names or bad:
-        raise UnknownNameError(f"fsdd?speaker={speaker}: unknown speaker(s) {bad or [speaker]}; the speakers are "
-                               f"{', '.join(present)} (comma-separated, or all)")
-    if len(set(names)) != len(names):
-        raise DataError(f"fsdd?speaker={speaker}: a speaker is named twice")
-    return names
+    return name_list("fsdd?speaker", speaker, present, "speaker",
+                     f"the speakers are {', '.join(present)} (comma-separated, or all)")
 
 
 @dataset("fsdd", "Free Spoken Digit Dataset: 3,000 spoken digits (8 kHz wav, 6 speakers) from DATA/fsdd as 1x32x32 "

