@@ -92,3 +92,18 @@ def test_select_chooses_training_settings_too(tmp_path):
     assert res.choice in grid
     with pytest.raises((ConfigError, DataError)):
         select_hparams("source-only", ["digits->digits+rot30"], grid=[{"lr": -1.0}], out=tmp_path, log=None)
+    # a pair's own cap (S->T@N) is the same task as max_samples=N: every run is reused
+    again = select_hparams("source-only", ["digits->digits+rot30@300"], validator="source-val", grid=grid,
+                           out=tmp_path, config=TrainConfig(epochs=1, steps_per_epoch=4, progress=False), log=None)
+    assert len(list(tmp_path.rglob("result.json"))) == 2 and again.choice == res.choice
+
+
+def test_a_pair_may_carry_its_own_sample_cap():
+    from qianyi.bench.runner import split_cap
+    from qianyi.errors import ConfigError
+
+    assert split_cap("mnist->mnist-m@5000") == ("mnist->mnist-m", 5000)
+    assert split_cap("mnist->digits") == ("mnist->digits", None)
+    assert split_cap("npz:a@b.npz->mnist") == ("npz:a@b.npz->mnist", None)  # an @ that is not a trailing cap
+    with pytest.raises(ConfigError, match="at least 2"):
+        split_cap("mnist->digits@1")

@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Benchmark methods on pairs over seeds. Source-only and the oracle are always "
                                    "added, to report the fraction of the gap each method closes.")
     b.add_argument("--methods", required=True, help="comma-separated method names, e.g. dan,dann")
-    b.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
+    b.add_argument("--pairs", nargs="+", required=True, metavar="S->T",
+                   help="pairs as 'S->T' (quoted) or S,T; 'S->T@N' caps that pair's domains at N samples (overrides "
+                        "--max-samples for it)")
     b.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
     b.add_argument("--target-tests", nargs="+", default=None, metavar="SPEC",
                    help="one labelled target test set per pair, in the order of --pairs: scored at the end, "
@@ -221,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "cached in --out: a rerun trains only what is missing, and any validator can "
                                     "rank the same runs.")
     sl.add_argument("method", nargs="+", help="method name(s), e.g. dan")
-    sl.add_argument("--pairs", nargs="+", required=True, metavar="S->T", help="pairs as 'S->T' (quoted) or S,T")
+    sl.add_argument("--pairs", nargs="+", required=True, metavar="S->T",
+                    help="pairs as 'S->T' (quoted) or S,T; 'S->T@N' caps that pair's domains at N samples (overrides "
+                         "--max-samples for it)")
     sl.add_argument("--validator", default="dev", help="label-free validator (see `qianyi validators`; default dev)")
     sl.add_argument("--grid", default=None, metavar="JSON|FILE",
                     help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'; '
@@ -490,7 +494,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{name:12s} {cls.summary()}")
         return 0
 
-    from .bench.runner import bench, parse_pair
+    from .bench.runner import bench
 
     if args.command == "demo":
         t0 = time.perf_counter()
@@ -531,7 +535,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        res = bench(methods, [parse_pair(p) for p in args.pairs], seeds=args.seeds, out=args.out,
+        res = bench(methods, list(args.pairs), seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
                     hparams=parse_bench_hparams(methods, args.set))

@@ -45,6 +45,17 @@ def parse_pair(text: str) -> tuple[str, str]:
     raise DataError(f"cannot read the pair {text!r}; write SOURCE->TARGET (quoted in a shell) or SOURCE,TARGET")
 
 
+def split_cap(text: str) -> tuple[str, int | None]:
+    """``"mnist->mnist-m@5000"`` -> ("mnist->mnist-m", 5000): a pair with its own cap on the samples of each
+    domain (the bench protocol caps the 28x28 pairs and not the UCI ones); without ``@N``, (text, None)."""
+    pair, sep, cap = text.rpartition("@")
+    if not sep or not cap.isdigit():
+        return text, None
+    if int(cap) < 2:
+        raise ConfigError(f"{text!r}: the cap after @ must be at least 2 samples per domain")
+    return pair, int(cap)
+
+
 def choice_accuracy(result: RunResult, choice: str) -> float | None:
     """Target accuracy of the epoch a rule would have chosen in this run.
 
@@ -342,7 +353,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds or not methods or not pairs:
         raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")
-    pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
+    capped = [split_cap(p) if isinstance(p, str) else (p, None) for p in pairs]
+    pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p, _ in capped]
+    caps = [max_samples if cap is None else cap for _, cap in capped]
     methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}
     base = config or TrainConfig()
@@ -354,8 +367,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     if len(tests) != len(pairs_):
         raise ConfigError(f"{len(tests)} target test sets for {len(pairs_)} pairs; give one per pair, in order")
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
-    for (s, t), tt in zip(pairs_, tests):
-        task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=max_samples, text=text)
+    for (s, t), tt, cap in zip(pairs_, tests, caps):
+        task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
         if task.target_test is None:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; train on it with `qianyi run` (label-free scores) instead")

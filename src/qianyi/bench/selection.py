@@ -31,7 +31,7 @@ from ..train.config import TrainConfig
 from ..train.result import RunResult
 from ..train.run import run
 from ..train.store import RunStore, fingerprint
-from .runner import parse_pair
+from .runner import parse_pair, split_cap
 
 
 #: Training settings a candidate may set besides the method's own (``{"lr": 0.03, "optimizer": "sgd"}``).
@@ -140,7 +140,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     accs = np.full_like(scores, np.nan)
     k = 0
     for j, pair in enumerate(pairs):
-        task = load_task(*parse_pair(pair), data_dir=data_dir, max_samples=max_samples)
+        text, cap = split_cap(pair)
+        task = load_task(*parse_pair(text), data_dir=data_dir, max_samples=max_samples if cap is None else cap)
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
                 k += 1
