@@ -37,10 +37,15 @@ def test_labels_go_only_where_both_labelling_networks_agree_and_one_is_confident
     _, res, _ = _trained(threshold=1.0)  # no probability exceeds 1: no target label, ever
     after = [h for h in res.history if "labelled_share" in h]
     assert after and all(h["labelled_share"] == 0.0 and h["target_net"] == 0.0 for h in after)
-    _, res, _ = _trained(threshold=0.0)  # every agreed sample is labelled
+    _, res, _ = _trained(threshold=0.0, start=1.0, end=1.0)  # no quota: every agreed sample is labelled
     after = [h for h in res.history if "labelled_share" in h]
-    assert all(h["labelled_share"] == pytest.approx(h["agree"]) for h in after)
+    assert all(h["labelled_share"] == pytest.approx(h["agree"]) == pytest.approx(h["candidates"]) for h in after)
     assert all(h["labelled_share"] > 0 for h in after)
+    # the quota: the most confident fifth of each class's recent candidates (a little more of the current batch
+    # when confidence rises over the memory's batches), far from all of them
+    _, res, _ = _trained(threshold=0.0, start=0.2, end=0.2)
+    after = [h for h in res.history if "labelled_share" in h]
+    assert all(0 < h["labelled_share"] < 0.4 * h["candidates"] for h in after)
     # before the warm-up ends (0.25 of training: the first epoch) nothing is labelled, all fit the source
     assert "labelled_share" not in res.history[0] and "cls" in res.history[0]
 

@@ -9,8 +9,9 @@ from torch import nn
 from ..errors import UnknownNameError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import weak_view
-from .base import Method, StepContext, fresh_head
+from .base import StepContext, fresh_head
 from .registry import register
+from .self_training import MemoryBuffers, class_balanced_thresholds, growing_portion
 
 #: Which network predicts after training, by the ``predict`` setting.
 PREDICTORS = ("ft", "f1")
@@ -33,7 +34,7 @@ def weight_overlap(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class AsymmetricTriTraining(Method):
+class AsymmetricTriTraining(MemoryBuffers):
     r"""ATT: two classifiers label the target where they agree and are confident; a third learns the target from them.
 
     A shared network :math:`F` (the backbone's groups up to ``split``) feeds three classifiers: :math:`F_1`
@@ -46,19 +47,25 @@ class AsymmetricTriTraining(Method):
             + \lambda\,|W_1^\top W_2| + \frac{1}{|T|}\sum_{x \in T} \ell(F_t(F(x)), \hat y)
 
     with :math:`T` the target samples of the batch where :math:`F_1` and :math:`F_2` predict the same
-    class :math:`\hat y` and at least one of them gives it probability above ``threshold`` (the labels
-    are decided in eval mode, on the clean inputs, and learned on them, or on a weak random view with
-    ``augment``; the paper does not augment);
+    class :math:`\hat y`, at least one of them gives it probability :math:`c` above ``threshold``, and
+    :math:`c` is among the most confident ``portion`` of such candidates predicted as :math:`\hat y`
+    (CBST's class-balanced quota, :func:`~qianyi.methods.self_training.class_balanced_thresholds`, over a
+    memory of the last ``memory`` target batches; the portion grows linearly from ``start`` to ``end``
+    after the warm-up). The labels are decided in eval mode on the clean inputs and learned on them (or on
+    a weak random view with ``augment``; the paper does not augment);
     :math:`W_1, W_2` the first-layer weights of :math:`F_1, F_2` (:func:`weight_overlap`), :math:`\lambda`
     = ``trade_off``. Before ``warmup`` (a share of training) no label is given: :math:`F`, :math:`F_1`,
     :math:`F_2` and :math:`F_t` all fit the source, the paper's pre-training. ``predict``: ``ft`` (the
     target-specific network) or ``f1``.
 
-    Departures: labels are decided batch by batch from the current networks (the paper relabels the whole
-    target between epochs and lets the number of candidates grow, :math:`N_t = k/20 \cdot n`); the three
-    losses are one update (the paper alternates mini-batches of :math:`S \cup T_l` for :math:`F, F_1, F_2`
-    and of :math:`T_l` for :math:`F, F_t`). Defaults: :math:`\lambda` = 0.01 as in the paper;
-    ``threshold`` 0.9; warm-up 0.25 as ``cotrain``'s.
+    Departures: labels are decided batch by batch from the current networks, and the growing quota
+    stands for the paper's growing number of labelled candidates (:math:`N_t = k/20 \cdot n` at epoch
+    :math:`k`, after :math:`N_{init}` ≈ 10% of the target); it is class-balanced, which the paper's is
+    not (without a quota, the two labelling networks agreed with confidence on 85% of MNIST-M at the
+    first labelling step and the target collapsed onto one class); the three losses are one update (the
+    paper alternates mini-batches of :math:`S \cup T_l` for :math:`F, F_1, F_2` and of :math:`T_l` for
+    :math:`F, F_t`). Defaults: :math:`\lambda` = 0.01 as in the paper; ``threshold`` 0.9; warm-up 0.25,
+    ``start`` 0.2 and ``end`` 0.5 as ``cotrain``'s and ``cbst``'s.
 
     Inputs: source and target mini-batches (n, ...), source labels (n,); the classifiers read the output
     of layer group ``split`` (for :func:`qianyi.nn.lenet`, ``fc1``: (n, 256)).
@@ -72,15 +79,18 @@ class AsymmetricTriTraining(Method):
     """
 
     name = "att"
-    grid = ({}, {"threshold": 0.95}, {"trade_off": 0.1})
-    bounds = {"threshold": (0.0, 1.0), "warmup": (0.0, 0.95)}
+    memory_buffers = ("_conf", "_pred")
+    grid = ({}, {"threshold": 0.95}, {"end": 1.0})
+    bounds = {"threshold": (0.0, 1.0), "warmup": (0.0, 0.95), "start": (0.0, 1.0), "end": (0.0, 1.0)}
 
-    def __init__(self, trade_off: float = 0.01, threshold: float = 0.9, warmup: float = 0.25, split: str = "fc1",
-                 augment: bool = False, predict: str = "ft") -> None:
+    def __init__(self, trade_off: float = 0.01, threshold: float = 0.9, warmup: float = 0.25, start: float = 0.2,
+                 end: float = 0.5, memory: int = 20, split: str = "fc1", augment: bool = False,
+                 predict: str = "ft") -> None:
         super().__init__()
         if predict not in PREDICTORS:
             raise UnknownNameError(f"att: predict must be one of {', '.join(PREDICTORS)}, got {predict!r}")
         self.trade_off, self.threshold, self.warmup, self.split = trade_off, threshold, warmup, split
+        self.start, self.end, self.memory = start, end, max(1, int(memory))
         self.augment, self.predict = augment, predict
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
@@ -91,6 +101,9 @@ class AsymmetricTriTraining(Method):
         self._above = names[names.index(self.split) + 1:]
         self.f2 = fresh_head(backbone, self.split)
         self.ft = fresh_head(backbone, self.split)
+        self.n_classes = int(sample_batch.logits.shape[1])
+        self.register_buffer("_conf", torch.zeros(0))  # the recent candidates' confidences and classes
+        self.register_buffer("_pred", torch.zeros(0, dtype=torch.long))
 
     def _f1(self, backbone: Backbone) -> nn.Module:
         return nn.Sequential(*[backbone.groups[n] for n in self._above])
@@ -124,7 +137,14 @@ class AsymmetricTriTraining(Method):
             self.f2.train(was)
             c1, y1 = p1.max(1)
             c2, y2 = p2.max(1)
-            mask = ((y1 == y2) & (torch.maximum(c1, c2) > self.threshold)).float()
+            conf = torch.maximum(c1, c2)
+            candidate = (y1 == y2) & (conf > self.threshold)
+            keep = self.memory * len(xt)
+            self._conf = torch.cat([self._conf, conf[candidate]])[-keep:]
+            self._pred = torch.cat([self._pred, y1[candidate]])[-keep:]
+            portion = growing_portion(ctx.progress, self.warmup, self.start, self.end)
+            quota = class_balanced_thresholds(self._conf, self._pred, self.n_classes, portion)
+            mask = (candidate & (conf >= quota[y1])).float()
         view = weak_view(xt, kind=self.input_kind) if self.augment else xt
         source, target = ctx.forward(xs, view)
         hs, ht = source[self.split], target[self.split]
@@ -136,4 +156,5 @@ class AsymmetricTriTraining(Method):
         ctx.update({"cls": F.cross_entropy(source.logits, ys) + F.cross_entropy(self.f2(hs), ys),
                     "pseudo": pseudo(target.logits) + pseudo(self.f2(ht)), "target_net": pseudo(self.ft(ht)),
                     "overlap": overlap})
-        ctx.log(labelled_share=float(mask.mean()), agree=float((y1 == y2).float().mean()))
+        ctx.log(labelled_share=float(mask.mean()), candidates=float(candidate.float().mean()),
+                agree=float((y1 == y2).float().mean()))
