@@ -89,6 +89,24 @@ def test_settings_added_later_leave_the_fingerprints_of_stored_runs_unchanged():
     assert get_method("self-train").hparams()["pretrain"] == "source-only"  # result.json still records them all
 
 
+def test_iterated_self_training_makes_each_student_the_next_teacher(tmp_path, capsys):
+    res, fit = run("self-train", _task(), TrainConfig(**CFG), out=tmp_path, iterations=3)
+    stages = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert stages == ["00-source", "01-target-1", "02-target-2"]
+    assert res.hparams["iterations"] == 3 and res.config["init_from"] == str(tmp_path / "stages" / "02-target-2" / "model.pt")
+    r2 = json.loads((tmp_path / "stages" / "02-target-2" / "result.json").read_text())
+    assert r2["config"]["init_from"] == str(tmp_path / "stages" / "01-target-1" / "model.pt")
+    assert r2["hparams"]["iterations"] == 1  # each stage is one ordinary round
+    teacher = torch.load(tmp_path / "stages" / "02-target-2" / "model.pt", weights_only=True)
+    assert all(torch.equal(fit.method.teacher.state_dict()[k], v) for k, v in teacher.items())
+    # from a given model (--init-from), the rounds start from it; the CLI takes the same path
+    start = str(tmp_path / "stages" / "00-source" / "model.pt")
+    _, stages = run_via("self-train", _task(), [], TrainConfig(**CFG, init_from=start), iterations=2)
+    assert [s.name for s in stages] == ["target-1", "target"]
+    with pytest.raises(qianyi.errors.ConfigError, match="iterations"):
+        run("self-train", _task(), TrainConfig(**CFG), iterations=0)
+
+
 def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):
     from qianyi.methods import self_training as st
 

@@ -516,6 +516,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         config = train_config(args, args.seed)
         needs_source = getattr(available_methods()[args.method], "needs_source_model", False) and not config.init_from
+        needs_source = needs_source or int(hp.get("iterations", 1)) > 1  # iterated self-training: stages
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table

@@ -254,7 +254,9 @@ class SelfTrain(MemoryBuffers):
     or an alignment method, e.g. ``dann``: self-training then distils an adapted model's confident labels,
     a common two-stage recipe). Run through
     intermediate domains with ``--via`` (:mod:`qianyi.train.transitive`), each stage's teacher is the
-    previous stage's model: gradual self-training.
+    previous stage's model: gradual self-training. ``iterations`` > 1 repeats the last stage on the
+    target, each student the next round's teacher (iterated self-training, as Noisy Student iterates):
+    stages ``target-1`` ... then the run's folder itself.
 
     Paper: Ananya Kumar, Tengyu Ma, Percy Liang. "Understanding Self-Training for Gradual Domain
     Adaptation". ICML 2020 (hard pseudo-labels, the 10% least confident dropped, regularised student).
@@ -265,7 +267,7 @@ class SelfTrain(MemoryBuffers):
     """
 
     name = "self-train"
-    added_hparams = {"pretrain": "source-only", "noisy": False}
+    added_hparams = {"pretrain": "source-only", "noisy": False, "iterations": 1}
     memory_buffers = ("_conf",)
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True
@@ -273,8 +275,12 @@ class SelfTrain(MemoryBuffers):
     bounds = {"keep": (0.01, 1.0)}
 
     def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20,
-                 pretrain: str = "source-only", noisy: bool = False) -> None:
+                 pretrain: str = "source-only", noisy: bool = False, iterations: int = 1) -> None:
         super().__init__()
+        if int(iterations) != iterations or iterations < 1:
+            raise ConfigError(f"self-train: iterations (teacher -> student rounds on the target) must be a whole number "
+                              f">= 1, got {iterations!r}")
+        self.iterations = int(iterations)
         self.keep, self.source_weight, self.augment, self.memory = keep, source_weight, augment, memory
         first = available_methods().get(pretrain)
         if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):

@@ -43,7 +43,7 @@ UNLABELLED_REPORT = ("atc", "source-val", "entropy", "snd")
 
 def run(method: str | Method, task: TransferTask, config: TrainConfig | None = None,
         out: str | Path | None = None, track_target_test: bool = False, backbone: BackboneSpec | None = None,
-        **hparams: Any) -> tuple[RunResult, FitResult]:
+        *, single_stage: bool = False, **hparams: Any) -> tuple[RunResult, FitResult]:
     """Train ``method`` on ``task`` and score it; with ``out``, checkpoint there, resume, write result.json.
 
     ``backbone``: a network of your own instead of qianyi's default (a :class:`~qianyi.nn.Backbone`,
@@ -51,6 +51,11 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     or a named one: ``"resnet18"``, or ``NamedBackbone("resnet50", weights=PATH)`` for ImageNet weights
     (:mod:`qianyi.nn.resnet`). A named backbone is recorded in model.json, so :func:`load_model`
     rebuilds it, and in the run's fingerprint.
+
+    A method that needs a trained starting model (``self-train`` without ``config.init_from``) or runs
+    several rounds (``self-train`` with ``iterations`` > 1) trains its stages through
+    :func:`~qianyi.train.transitive.run_via` (``out/stages/``); ``single_stage`` (used by ``run_via``)
+    trains exactly one stage.
 
     ``track_target_test`` records each epoch's target-test accuracy in the history (key
     ``oracle_target_acc``) so that reports can show what an oracle choice of epoch would give; the
@@ -61,8 +66,11 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
     task = _tokenised_for(backbone, task)
     cls = type(method) if isinstance(method, Method) else available_methods().get(method)
-    if getattr(cls, "needs_source_model", False) and not (config or TrainConfig()).init_from:
-        # a method that starts from a trained source model (self-training's teacher): train that first
+    iterated = int((method.hparams() if isinstance(method, Method) else hparams).get("iterations", 1) or 1) > 1
+    if not single_stage and ((getattr(cls, "needs_source_model", False) and not (config or TrainConfig()).init_from)
+                             or iterated):
+        # a method that starts from a trained source model (self-training's teacher): train that first; and
+        # iterated self-training: one stage per teacher -> student round
         from .transitive import run_via
 
         name = method.name if isinstance(method, Method) else method

@@ -128,6 +128,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction,
                                                           errors if novelty else None)))
     if mode != "all" or not unlabelled:
+        # iterated self-training: the target stage again, each student the next teacher (one run each)
+        repeats = int(getattr(get_method(method, **hparams), "iterations", 1))
+        plan += [(f"target-{r}", method, task.target) for r in range(1, repeats)]
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
     previous: Domain = task.source
@@ -147,9 +150,11 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
             cfg = replace(config, init_from=start)
             hp = hparams if m == method else {}
+            if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
+                hp = {**hp, "iterations": 1}
             # a finished stage resumes from its last checkpoint at once (nothing trains again)
             result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, backbone=backbone,
-                              **hp)
+                              single_stage=True, **hp)
             stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
             previous = domain
             start = str(folder / MODEL_FILE)
