@@ -24,6 +24,7 @@ training — how many labels the rule would give there and how many of those are
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{path} has no results section (the markers {start} and {end})")
         head_, rest = doc.split(start, 1)
         _, tail = rest.split(end, 1)
-        cmd = "QIANYI_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/cotraining.py " + " ".join(
+        cmd = "QIANYI_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/cotraining.py " + shlex.join(
             sys.argv[1:] if argv is None else argv)
         path.write_text(f"{head_}{start}\nCommand: `{cmd}`\n\n{text}\n{end}{tail}")
     return 0

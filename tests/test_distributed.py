@@ -128,3 +128,14 @@ def test_torchrun_cli_resumes_after_one_process_is_killed(tmp_path):
     wb = torch.load(killed / "model.pt", weights_only=True)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_a_method_with_a_memory_of_its_own_candidates_trains_under_torchrun(tmp_path):
+    # att remembers only its agreed, confident candidates: a buffer of another length in each process,
+    # which must never be all-reduced (it was, and gloo aborted on the size mismatch)
+    args = ["-m", "qianyi", "run", "att", "--source", "digits", "--target", "digits+rot30", "--epochs", "2",
+            "--steps-per-epoch", "12", "--lr", "0.05", "--device", "cpu", "--set", "threshold=0.0",
+            "--no-progress", "--out", str(tmp_path / "att")]
+    proc = subprocess.run(_launch(args, 2), env=_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "att" / "result.json").read_text())["method"] == "att"

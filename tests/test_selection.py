@@ -107,3 +107,8 @@ def test_a_pair_may_carry_its_own_sample_cap():
     assert split_cap("npz:a@b.npz->mnist") == ("npz:a@b.npz->mnist", None)  # an @ that is not a trailing cap
     with pytest.raises(ConfigError, match="at least 2"):
         split_cap("mnist->digits@1")
+    assert split_cap("mnist->digits@\u00b2") == ("mnist->digits@\u00b2", None)  # ASCII digits only
+    from qianyi.bench.runner import bench
+
+    with pytest.raises(ConfigError, match="digits->digits\\+rot30 is given twice"):
+        bench(["dan"], ["digits->digits+rot30@300", "digits->digits+rot30@600"], seeds=1, log=None)

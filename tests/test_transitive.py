@@ -105,6 +105,9 @@ def test_iterated_self_training_makes_each_student_the_next_teacher(tmp_path, ca
     assert [s.name for s in stages] == ["target-1", "target"]
     with pytest.raises(qianyi.errors.ConfigError, match="iterations"):
         run("self-train", _task(), TrainConfig(**CFG), iterations=0)
+    with pytest.raises(qianyi.errors.ConfigError, match="via-mode all"):
+        run_via("self-train", _task(), [_blobs(60, 3.0, 5, labelled=False)], TrainConfig(**CFG), mode="all",
+                iterations=2)
 
 
 def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):

@@ -88,3 +88,22 @@ def test_first_linear_finds_the_head_layer():
     assert first_linear(head).in_features == 4
     with pytest.raises(UnknownNameError):
         first_linear(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta:UserWarning")
+def test_memory_buffers_stay_each_process_own_and_follow_the_method_device():
+    from qianyi.train.distributed import shared_buffers
+
+    task = toy_task(shift=1.0)
+    _, fit = run("att", task, TrainConfig(**CFG))
+    m = fit.method
+    assert len(m._conf) > 0  # candidates were remembered
+    shared = {id(b) for b in shared_buffers(m)}
+    assert id(m._conf) not in shared and id(m._pred) not in shared  # never all-reduced across processes
+    assert any(id(b) in shared for b in m.f2.buffers() if b.is_floating_point())  # batch-norm statistics are
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    fresh = get_method("att")
+    fresh.setup(fit.backbone, fit.backbone(torch.as_tensor(task.source.X[:4], dtype=torch.float32)))
+    fresh.to("meta")  # another device than the checkpoint's (checkpoints load on the CPU)
+    fresh.load_state_dict(state, assign=False)
+    assert fresh._conf.device.type == "meta" and fresh._conf.shape == state["_conf"].shape

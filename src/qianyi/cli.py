@@ -515,8 +515,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                          text=_text_settings(args))
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         config = train_config(args, args.seed)
-        needs_source = getattr(available_methods()[args.method], "needs_source_model", False) and not config.init_from
-        needs_source = needs_source or int(hp.get("iterations", 1)) > 1  # iterated self-training: stages
+        staged = getattr(available_methods()[args.method], "needs_source_model", False)
+        # self-training: a teacher first when none is given; iterated self-training: a stage per round
+        needs_source = staged and (not config.init_from or int(hp.get("iterations", 1)) > 1)
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table

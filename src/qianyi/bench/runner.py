@@ -9,6 +9,8 @@ killed benchmark resumes and a changed setting or data file starts a fresh run.
 """
 from __future__ import annotations
 
+import re
+
 import csv
 import json
 import time
@@ -47,9 +49,10 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 def split_cap(text: str) -> tuple[str, int | None]:
     """``"mnist->mnist-m@5000"`` -> ("mnist->mnist-m", 5000): a pair with its own cap on the samples of each
-    domain (the bench protocol caps the 28x28 pairs and not the UCI ones); without ``@N``, (text, None)."""
+    domain (the bench protocol caps the 28x28 pairs and not the UCI ones); without ``@N``, (text, None).
+    A trailing ``@`` and ASCII digits always read as a cap (a target path ending so needs renaming)."""
     pair, sep, cap = text.rpartition("@")
-    if not sep or not cap.isdigit():
+    if not sep or not re.fullmatch(r"[0-9]+", cap):
         return text, None
     if int(cap) < 2:
         raise ConfigError(f"{text!r}: the cap after @ must be at least 2 samples per domain")
@@ -245,7 +248,8 @@ class BenchResult:
                     found[key] = (f.stat().st_mtime, r)
         runs = [r for _, r in found.values()]
         have = list(dict.fromkeys((r.source, r.target) for r in runs))
-        order = [parse_pair(p) for p in pairs] if pairs else have  # ``pairs`` also selects and orders them
+        # ``pairs`` also selects and orders them (a bench command's S->T@N names the pair S->T)
+        order = [parse_pair(split_cap(p)[0]) for p in pairs] if pairs else have
         runs = [r for r in runs if (r.source, r.target) in order]
         pairs = [p for p in order if p in have]
         names = list(dict.fromkeys(r.method for r in runs))
@@ -356,6 +360,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     capped = [split_cap(p) if isinstance(p, str) else (p, None) for p in pairs]
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p, _ in capped]
     caps = [max_samples if cap is None else cap for _, cap in capped]
+    twice = [f"{s}->{t}" for i, (s, t) in enumerate(pairs_) if (s, t) in pairs_[:i]]
+    if twice:
+        raise ConfigError(f"bench: the pair {twice[0]} is given twice (runs are stored by pair: one cap per pair)")
     methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}
     base = config or TrainConfig()

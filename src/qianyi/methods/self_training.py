@@ -41,7 +41,8 @@ class MemoryBuffers(Method):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         for k in self.memory_buffers:
             if prefix + k in state_dict:
-                setattr(self, k, torch.empty_like(state_dict[prefix + k]))
+                # the saved shape, on the device this method lives on (checkpoints load on the CPU)
+                setattr(self, k, torch.empty_like(state_dict[prefix + k], device=getattr(self, k).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

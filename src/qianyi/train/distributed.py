@@ -103,18 +103,27 @@ def average_gradients(params: Iterable[torch.Tensor]) -> None:
         offset += g.numel()
 
 
+def shared_buffers(module: nn.Module) -> list[torch.Tensor]:
+    """The floating-point buffers of ``module`` that processes share (batch-norm statistics), without any
+    method's memory of its own recent target predictions (``memory_buffers``)."""
+    own = {id(getattr(m, k)) for m in module.modules() for k in getattr(m, "memory_buffers", ())
+           if isinstance(getattr(m, k, None), torch.Tensor)}
+    return [b for b in module.buffers() if b.is_floating_point() and id(b) not in own]
+
+
 def average_buffers(*modules: nn.Module) -> None:
-    """Average floating-point buffers (batch-norm running statistics) over the processes."""
+    """Average floating-point buffers (batch-norm running statistics) over the processes. A method's memory of
+    recent target predictions (``memory_buffers``) is each process's own: its samples differ, and so may its
+    length; it is left alone."""
     import torch.distributed as dist
 
     size = world()[1]
     if size == 1:
         return
     for module in modules:
-        for buf in module.buffers():
-            if buf.is_floating_point():
-                dist.all_reduce(buf)
-                buf /= size
+        for buf in shared_buffers(module):
+            dist.all_reduce(buf)
+            buf /= size
 
 
 def broadcast_parameters(*modules: nn.Module) -> None:

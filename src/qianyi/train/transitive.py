@@ -27,7 +27,7 @@ from torch import nn
 
 from .._io import atomic_write, write_text
 from ..data.domain import Domain, TransferTask
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
@@ -127,9 +127,12 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             fraction = select_max * r / rounds
             plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction,
                                                           errors if novelty else None)))
+    repeats = int(getattr(get_method(method, **hparams), "iterations", 1))
+    if repeats > 1 and mode == "all" and unlabelled:
+        raise ConfigError(f"{method}: iterations={repeats} repeats the target stage, which --via-mode all replaces by "
+                          "one stage on everything pooled; use --via-mode gradual or select, or iterations=1")
     if mode != "all" or not unlabelled:
         # iterated self-training: the target stage again, each student the next teacher (one run each)
-        repeats = int(getattr(get_method(method, **hparams), "iterations", 1))
         plan += [(f"target-{r}", method, task.target) for r in range(1, repeats)]
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
