@@ -110,6 +110,15 @@ def test_iterated_self_training_makes_each_student_the_next_teacher(tmp_path, ca
                 iterations=2)
 
 
+def test_a_bench_reuses_finished_self_training_runs(tmp_path, capsys):
+    args = ["bench", "--methods", "self-train", "--pairs", "digits->digits+rot30", "--seeds", "1", "--epochs", "1",
+            "--set", "self-train.iterations=2", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # the staged run (teacher, round 1, round 2) is found as asked for: nothing re-runs
+    assert capsys.readouterr().out.count("(done earlier)") == 3
+
+
 def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):
     from qianyi.methods import self_training as st
 
