@@ -14,6 +14,7 @@ from ..data.domain import Domain
 from ..errors import ConfigError, DataError
 from ..nn import Backbone, LayerOutputs
 from ..nn.backbones import mlp
+from ..nn.inference import evaluating
 from .base import ParamGroup, StepContext
 from .registry import register
 from .self_training import MemoryBuffers, class_balanced_thresholds, growing_portion
@@ -157,12 +158,8 @@ class CoTraining(MemoryBuffers):
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each view's (confidence, predicted class) on ``x``, in eval mode: two (2, n) tensors."""
-        was = self.net.training
-        self.net.eval()
-        try:
+        with evaluating(self.net):
             a, b = self.net.views(x)
-        finally:
-            self.net.train(was)
         conf, pred = torch.stack([a.logits.float().softmax(1), b.logits.float().softmax(1)]).max(2)
         return conf, pred
 

@@ -9,6 +9,7 @@ from torch import nn
 from ..errors import UnknownNameError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import weak_view
+from ..nn.inference import evaluating
 from .base import StepContext, fresh_head
 from .registry import register
 from .self_training import MemoryBuffers, class_balanced_thresholds, growing_portion
@@ -128,13 +129,9 @@ class AsymmetricTriTraining(MemoryBuffers):
                         + F.cross_entropy(self.ft(h), ys), "overlap": overlap})
             return
         with torch.no_grad():  # labels from F1 and F2 on the clean target batch, in eval mode
-            was = ctx.model.training
-            ctx.model.eval()
-            self.f2.eval()
-            h = ctx.model(xt)[self.split]
-            p1, p2 = f1(h).float().softmax(1), self.f2(h).float().softmax(1)
-            ctx.model.train(was)
-            self.f2.train(was)
+            with evaluating(ctx.model, self.f2):
+                h = ctx.model(xt)[self.split]
+                p1, p2 = f1(h).float().softmax(1), self.f2(h).float().softmax(1)
             c1, y1 = p1.max(1)
             c2, y2 = p2.max(1)
             conf = torch.maximum(c1, c2)

@@ -1,6 +1,9 @@
 """Inference helpers: logits, features and accuracy of a model in eval mode, in batches, without gradients."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -21,19 +24,29 @@ def _batched(X: object, batch_size: int) -> tuple[object, int]:
     return torch.as_tensor(X), batch_size
 
 
+@contextlib.contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """Within: ``modules`` in eval mode (no dropout, batch-norm running statistics); each gets its own mode
+    back afterwards, also after an error."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                    batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on ``X`` in eval mode (restores the previous mode)."""
-    was_training = model.training
-    model.eval()
     X, batch_size = _batched(X, batch_size)
     out = []
-    try:
+    with evaluating(model):
         for i in range(0, len(X), batch_size):
             out.append(model(torch.as_tensor(X[i:i + batch_size]).to(device)).logits.float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 

@@ -66,15 +66,14 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
     task = _tokenised_for(backbone, task)
     cls = type(method) if isinstance(method, Method) else available_methods().get(method)
+    hp = {**method.hparams(), **hparams} if isinstance(method, Method) else hparams
     staged = getattr(cls, "needs_source_model", False)  # self-training from a teacher: it may run in stages
-    iterated = staged and int((method.hparams() if isinstance(method, Method) else hparams).get("iterations", 1)) > 1
-    if not single_stage and staged and (not (config or TrainConfig()).init_from or iterated):
+    if not single_stage and staged and (not (config or TrainConfig()).init_from or int(hp.get("iterations", 1)) > 1):
         # a method that starts from a trained source model (self-training's teacher): train that first; and
         # iterated self-training: one stage per teacher -> student round
         from .transitive import run_via
 
         name = method.name if isinstance(method, Method) else method
-        hp = {**method.hparams(), **hparams} if isinstance(method, Method) else hparams
         _, stages = run_via(name, task, [], config, out=out, track_target_test=track_target_test, backbone=backbone,
                             **hp)
         result, fit = stages[-1].result, stages[-1].fit

@@ -94,7 +94,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     if mode not in VIA_MODES:
         raise DataError(f"via mode must be one of {', '.join(VIA_MODES)}, got {mode!r}")
     config = config or TrainConfig()
-    get_method(method, **hparams)  # refuse a bad method or setting before any stage trains
+    asked = get_method(method, **hparams)  # refuses a bad method or setting before any stage trains
     tmp = tempfile.TemporaryDirectory() if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
@@ -102,7 +102,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     start = config.init_from
     unlabelled = [d.replace(y=None) for d in via]
     if start is None:  # the starting model: source-only, or the method's ``pretrain`` (self-train pretrain=dann)
-        first = getattr(get_method(method, **hparams), "pretrain", "source-only")
+        first = getattr(asked, "pretrain", "source-only")
         # an aligned first stage adapts to the first domain of the chain; source-only keeps task.target, as
         # its stored stages were fingerprinted with it (it never reads the target)
         plan.append(("source", first, unlabelled[0] if mode == "gradual" and unlabelled and first != "source-only"
@@ -127,7 +127,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             fraction = select_max * r / rounds
             plan.append((f"select-{r}", method, _selector(task, pool, groups, names, fraction,
                                                           errors if novelty else None)))
-    repeats = int(getattr(get_method(method, **hparams), "iterations", 1))
+    repeats = int(getattr(asked, "iterations", 1))
     if repeats > 1 and mode == "all" and unlabelled:
         raise ConfigError(f"{method}: iterations={repeats} repeats the target stage, which --via-mode all replaces by "
                           "one stage on everything pooled; use --via-mode gradual or select, or iterations=1")
