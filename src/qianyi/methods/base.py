@@ -131,6 +131,8 @@ class StepContext:
     #: fp16 mixed precision: a ``torch.amp.GradScaler`` that scales each loss and unscales before the step.
     scaler: Any = None
     logged: dict[str, list[float]] = field(default_factory=dict)
+    #: Steps in one epoch of this run (0 when unknown): ``step % steps_per_epoch == 0`` starts an epoch.
+    steps_per_epoch: int = 0
 
     @property
     def ramp(self) -> float:

@@ -32,6 +32,16 @@ def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor,
     return out
 
 
+def check_pretrain(method: str, pretrain: str) -> str:
+    """``pretrain`` of a method that starts from a trained model (``needs_source_model``): the method that
+    trains that model, one that learns from the labelled source (and the unlabelled target)."""
+    first = available_methods().get(pretrain)
+    if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):
+        raise ConfigError(f"{method}: pretrain must be a method that trains from the labelled source (and the "
+                          f"unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}")
+    return pretrain
+
+
 class MemoryBuffers(Method):
     """A method whose buffers named in ``memory_buffers`` grow while training (a memory of recent target
     predictions): loading a checkpoint takes each saved buffer's shape."""
@@ -283,11 +293,7 @@ class SelfTrain(MemoryBuffers):
                               f">= 1, got {iterations!r}")
         self.iterations = int(iterations)
         self.keep, self.source_weight, self.augment, self.memory = keep, source_weight, augment, memory
-        first = available_methods().get(pretrain)
-        if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):
-            raise ConfigError(f"self-train: pretrain must be a method that trains from the labelled source (and the "
-                              f"unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}")
-        self.pretrain, self.noisy = pretrain, noisy
+        self.pretrain, self.noisy = check_pretrain(self.name, pretrain), noisy
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         import copy

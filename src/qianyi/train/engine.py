@@ -442,7 +442,8 @@ class Trainer:
             xs, ys, xt, yt = next(batches)
             ctx = StepContext(model, method, xs if method.uses_source else None, ys if method.uses_source else None,
                               xt if method.uses_target else None, yt, progress, step, parts.optimizers, regularizer,
-                              parts.backbone_optimizers, sync_gradients=sync, scaler=parts.scaler)
+                              parts.backbone_optimizers, sync_gradients=sync, scaler=parts.scaler,
+                              steps_per_epoch=spe)
             try:
                 with autocast:
                     method.training_step(ctx)
