@@ -487,7 +487,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d))
             print("\nsettings (--set NAME=VALUE): " + ", ".join(f"{k}={v!r}" for k, v in cls.hparam_defaults().items()))
             if cls.grid:
-                print("grid for `qianyi select`: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items())
+                print("grid for `qianyi select`: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) or "defaults"
                                                              for c in cls.grid))
             return 0
         for name, cls in available_methods().items():
