@@ -33,7 +33,8 @@ def _by_hand(features: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.nd
             out.append(int(np.argmin(dist)))
         return np.array(out)
 
-    soft = [None if probs[:, k].sum() == 0 else (probs[:, k, None] * g).sum(0) / probs[:, k].sum()
+    top = probs.argmax(1)  # a class no sample predicts gets no centroid (the authors' labelset)
+    soft = [None if not (top == k).any() else (probs[:, k, None] * g).sum(0) / probs[:, k].sum()
             for k in range(probs.shape[1])]
     first = nearest(soft)
     hard = [g[first == k].mean(0) if (first == k).any() else None for k in range(probs.shape[1])]
@@ -45,15 +46,27 @@ def test_cluster_labels_match_the_hand_computed_centroids():
     features = np.vstack([rng.normal([4, 0, 0], 0.5, (6, 3)), rng.normal([0, 4, 0], 0.5, (6, 3)),
                           rng.normal([0, 0, 4], 0.5, (6, 3))])
     probs = rng.dirichlet(np.ones(4), 18)
-    probs[:, 3] = 0  # a class the classifier never predicts gets no centroid and no sample
-    probs /= probs.sum(1, keepdims=True)
-    probs[np.arange(18), np.repeat([0, 1, 2], 6)] += 2.0  # mostly right, never certain
+    probs[np.arange(18), np.repeat([0, 1, 2], 6)] += 2.0  # mostly right, never certain; class 3 never on top
     probs /= probs.sum(1, keepdims=True)
     centroids, labels = cluster_labels(torch.tensor(features, dtype=torch.float64), torch.tensor(probs))
     want_c, want_y = _by_hand(features, probs)
     assert labels.tolist() == want_y.tolist()
     assert np.allclose(centroids.numpy(), want_c)
-    assert 3 not in labels.tolist()
+
+
+def test_a_class_the_classifier_never_predicts_gets_no_sample():
+    # two tight clusters; class 2 holds some probability everywhere but is nobody's prediction. Its soft
+    # centroid (weighted by that probability) sits nearest the samples between the clusters, which would
+    # take it were it a candidate
+    features = torch.tensor([[5.0, 0], [5.1, 0.1], [0, 5.0], [0.1, 5.1], [2.6, 2.4], [2.4, 2.6]])
+    probs = torch.tensor([[0.6, 0.1, 0.3], [0.6, 0.1, 0.3], [0.1, 0.6, 0.3], [0.1, 0.6, 0.3],
+                          [0.36, 0.33, 0.31], [0.33, 0.36, 0.31]])
+    probs[4:, 2] = 0.31
+    g = torch.nn.functional.normalize(torch.cat([features, torch.ones(6, 1)], 1), dim=1)
+    soft = probs.T @ g / probs.sum(0)[:, None]
+    assert (g[4:] @ torch.nn.functional.normalize(soft, dim=1).T).argmax(1).tolist() == [2, 2]  # unmasked: class 2
+    _, labels = cluster_labels(features, probs)
+    assert 2 not in labels.tolist() and labels[:4].tolist() == [0, 0, 1, 1]
 
 
 def test_the_clusters_correct_a_classifier_that_is_wrong_on_a_minority():
@@ -108,6 +121,10 @@ def test_shot_resumes_mid_epoch_to_identical_weights(tmp_path):
     resumed = Trainer(get_method("shot"), TrainConfig(**CFG, checkpoint_every=5, checkpoint_dir=str(tmp_path))).fit(task)
     for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+    # the labeller and the memory too (the labels of the steps after the resume came from them)
+    for (k, a), (_, b) in zip(whole.method.state_dict().items(), resumed.method.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [h["agree"] for h in whole.history] == [h["agree"] for h in resumed.history]
 
 
 def test_bad_settings_are_refused():

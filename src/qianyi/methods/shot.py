@@ -27,15 +27,15 @@ def cluster_labels(features: torch.Tensor, probs: torch.Tensor, rounds: int = 1)
 
     with :math:`\hat g_i` the features with a constant 1 appended, L2-normalised, and :math:`d` the cosine
     distance (Liang et al. 2020, eqs. 4-6 and their code). ``rounds`` refinements with hard labels follow
-    the soft start; a class no sample is assigned to gets no centroid. ``features`` (n, d), ``probs`` (n, K)
-    the classifier's probabilities. Returns the centroids (K, d + 1; zero rows for empty classes) and the
-    labels (n,).
+    the soft start; a class that no sample predicts (argmax), or that no sample is assigned to in a
+    refinement, is no candidate (the authors' code). ``features`` (n, d), ``probs`` (n, K) the classifier's
+    probabilities. Returns the last centroids (K, d + 1) and the labels (n,).
     """
     if features.ndim != 2 or probs.ndim != 2 or len(features) != len(probs) or not len(features):
         raise ConfigError(f"cluster_labels: features (n, d) and probabilities (n, K) for the same n > 0 samples, "
                           f"got {tuple(features.shape)} and {tuple(probs.shape)}")
     g = F.normalize(torch.cat([features, features.new_ones(len(features), 1)], 1), dim=1)
-    weights, present = probs, probs.sum(0) > 0
+    weights, present = probs, F.one_hot(probs.argmax(1), probs.shape[1]).sum(0) > 0
     for r in range(rounds + 1):
         centroids = weights.T @ g / weights.sum(0).clamp_min(_EPS)[:, None]
         similarity = g @ F.normalize(centroids, dim=1).T
@@ -61,8 +61,9 @@ class SHOT(MemoryBuffers):
     and is the only part trained; no source data is read. :math:`\hat y_j` are
     :func:`cluster_labels`: centroids of the target features weighted by the predictions, refined once with
     hard labels, each sample labelled by the nearest (cosine). As in the paper the labels come from the
-    network as it was at the start of the epoch (a copy refreshed each epoch, in eval mode), here over a
-    memory of its features on the last ``memory`` target batches rather than the whole target set.
+    network as it was at the start of the epoch (a copy refreshed each epoch, in eval mode); the centroids
+    are placed by a memory of that copy's outputs on the last ``memory`` target batches rather than the
+    whole target set (early in an epoch the memory still holds the previous epochs' copies' outputs).
     :math:`\beta` = ``trade_off`` (0: SHOT-IM, information maximisation alone); ``entropy`` and
     ``diversity`` weigh the first two terms (1 and 1 in the paper).
 
@@ -99,6 +100,8 @@ class SHOT(MemoryBuffers):
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         names = backbone.group_names
         self._hypothesis = names[names.index(backbone.feature_layer) + 1:]
+        for n in self._hypothesis:  # the source hypothesis: no gradient, no update
+            backbone.groups[n].requires_grad_(False)
         self.labeller = copy.deepcopy(backbone).requires_grad_(False)
         self.register_buffer("_feat", torch.zeros(0))
         self.register_buffer("_prob", torch.zeros(0))
@@ -123,6 +126,8 @@ class SHOT(MemoryBuffers):
             self._prob = torch.cat([self._prob.view(-1, out.logits.shape[1]), out.logits.float().softmax(1)])[-keep:]
             _, labels = cluster_labels(self._feat, self._prob)
             pseudo = labels[-len(xt):]
+        for n in self._hypothesis:  # and no dropout or batch-norm statistics moving in it
+            ctx.model.groups[n].eval()
         (target,) = ctx.forward(xt)
         p = target.logits.float().softmax(1)
         mean = p.mean(0)
