@@ -286,6 +286,30 @@ def test_cdan_warmup_trains_the_source_only_then_ramps_from_zero():
     assert all(p.grad is not None for p in m.discriminator.parameters())  # the discriminator plays from here
 
 
+def test_cdan_ramp_counted_in_steps_ignores_the_runs_length():
+    ys = torch.zeros(4, dtype=torch.long)
+
+    def feature_grad(batch_kw, **hp):
+        torch.manual_seed(0)
+        m = get_method("cdan+e", **hp)
+        f = torch.randn(8, 5, requires_grad=True)
+        logits = torch.randn(8, 3)
+        m.setup(None, _outs(f, logits))
+        m.discriminator.eval()
+        src, tgt = _outs(f, logits).split(4)
+        m.loss(Batch(src, tgt, ys, None, **batch_kw))["domain"].backward()
+        return f.grad
+
+    # step 1,000 of 10,000 is p' = 0.1, late in a short run (progress 0.9) as early in the default's
+    by_steps = feature_grad(dict(progress=0.9, step=1000), ramp_steps=10000)
+    assert torch.allclose(by_steps, feature_grad(dict(progress=0.1, step=7)), atol=1e-7)
+    assert not torch.allclose(by_steps, feature_grad(dict(progress=0.9, step=1000)), atol=1e-4)
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ramp_steps"):
+        get_method("cdan+e", ramp_steps=10000, warmup=0.05).check_hparams()
+
+
 def test_cdan_refuses_entropy_grad_without_entropy_weights():
     from qianyi.errors import ConfigError
 

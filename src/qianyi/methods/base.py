@@ -90,6 +90,8 @@ class Batch:
     progress: float
     source_inputs: torch.Tensor | None = None
     target_inputs: torch.Tensor | None = None
+    #: The training step (0-based), for schedules counted in steps rather than in ``progress``.
+    step: int = 0
 
     @property
     def ramp(self) -> float:
@@ -151,7 +153,7 @@ class StepContext:
     def batch(self, source: LayerOutputs | None, target: LayerOutputs | None) -> Batch:
         """The level-1 :class:`Batch` for outputs computed in this step."""
         return Batch(source, target, self.source_labels, self.target_labels, self.progress,
-                     self.source_inputs, self.target_inputs)
+                     self.source_inputs, self.target_inputs, self.step)
 
     def update(self, terms: dict[str, torch.Tensor], optimizers: str | Sequence[str] | None = None) -> None:
         """Minimise the sum of ``terms`` with the named optimizers (all by default): zero every

@@ -77,6 +77,8 @@ class CDAN(Method):
     * ``warmup``: the share of training that is source-only before the discriminator plays (the
       authors' digit script trains one epoch on the source first, ``start_epoch = 1``); the ramp
       :math:`\lambda_p` then runs over the rest, :math:`p' = (p - \text{warmup}) / (1 - \text{warmup})`.
+    * ``ramp_steps``: the ramp counted in steps, :math:`p' = \text{step} / \text{ramp\_steps}`, whatever
+      the run's length (the authors' code: 10,000 iterations); 0 keeps it over the run's progress.
 
     Defaults: :math:`\lambda` = 1 and the ramp are the paper's; ``max_dim`` 4096 and ``random_dim``
     1024 are the authors' code's, and so is the discriminator of their digit experiments: two hidden
@@ -98,15 +100,15 @@ class CDAN(Method):
     grid = tuple({"trade_off": v} for v in (1.0, 0.3, 3.0))
 
     bounds = {"warmup": (0.0, 0.9)}
-    added_hparams = {"entropy_grad": False, "warmup": 0.0}
+    added_hparams = {"entropy_grad": False, "warmup": 0.0, "ramp_steps": 0}
 
     def __init__(self, trade_off: float = 1.0, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
                  dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024, entropy_grad: bool = False,
-                 warmup: float = 0.0) -> None:
+                 warmup: float = 0.0, ramp_steps: int = 0) -> None:
         super().__init__()
         self.trade_off, self.entropy, self.hidden, self.dropout = trade_off, entropy, tuple(hidden), dropout
         self.max_dim, self.random_dim = max_dim, random_dim
-        self.entropy_grad, self.warmup = entropy_grad, warmup
+        self.entropy_grad, self.warmup, self.ramp_steps = entropy_grad, warmup, ramp_steps
         self.discriminator: DomainDiscriminator | None = None
         self.random_map: RandomizedMultilinearMap | None = None
 
@@ -128,12 +130,16 @@ class CDAN(Method):
         super().check_hparams()
         if self.entropy_grad and not self.entropy:
             raise ConfigError(f"{self.name}: entropy_grad=True needs the entropy weights (use cdan+e)")
+        if self.ramp_steps and self.warmup:
+            raise ConfigError(f"{self.name}: ramp_steps (a ramp counted in steps) and warmup (a share of the run) "
+                              "do not combine; set one of them")
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         assert batch.source is not None and batch.target is not None and self.discriminator is not None
         if batch.progress < self.warmup:  # source-only first; the discriminator waits
             return {"cls": self.source_ce(batch)}
-        coeff = self.trade_off * adaptation_ramp((batch.progress - self.warmup) / (1.0 - self.warmup))
+        p = batch.step / self.ramp_steps if self.ramp_steps else (batch.progress - self.warmup) / (1.0 - self.warmup)
+        coeff = self.trade_off * adaptation_ramp(p)
         (hs, gs), (ht, gt) = self.conditioned(batch.source), self.conditioned(batch.target)
         d = self.discriminator(grad_reverse(torch.cat([hs, ht]), coeff))
         domain = torch.cat([torch.ones(len(hs)), torch.zeros(len(ht))]).to(d)
@@ -166,5 +172,5 @@ class CDANE(CDAN):
 
     def __init__(self, trade_off: float = 1.0, entropy: bool = True, hidden: tuple[int, ...] = (500, 500),
                  dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024, entropy_grad: bool = False,
-                 warmup: float = 0.0) -> None:
-        super().__init__(trade_off, entropy, hidden, dropout, max_dim, random_dim, entropy_grad, warmup)
+                 warmup: float = 0.0, ramp_steps: int = 0) -> None:
+        super().__init__(trade_off, entropy, hidden, dropout, max_dim, random_dim, entropy_grad, warmup, ramp_steps)

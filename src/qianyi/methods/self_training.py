@@ -229,7 +229,7 @@ class AdaMatch(_Aligned):
             src_w, rest = joint.split(ns)
             _, rest = rest.split(ns)
             tgt_w, _ = rest.split(nt)
-            terms.update(self.alignment(Batch(src_w, tgt_w, ys, None, ctx.progress, xs_w, xt_w)))
+            terms.update(self.alignment(Batch(src_w, tgt_w, ys, None, ctx.progress, xs_w, xt_w, ctx.step)))
         with torch.no_grad():
             ps, pt = zs_w.float().softmax(1), zt_w.float().softmax(1)
             aligned = pt * (ps.mean(0) / pt.mean(0).clamp_min(1e-12))
