@@ -112,6 +112,11 @@ def test_information_maximisation_makes_predictions_confident_and_keeps_them_div
     assert hist[-1]["clusters"] == 3
 
 
+def test_shot_im_gives_no_pseudo_labels():
+    res, _ = run("shot", toy_task(shift=1.0), TrainConfig(**CFG), trade_off=0.0)
+    assert all("pseudo" not in h and "agree" not in h and "ent" in h for h in res.history)
+
+
 def test_shot_resumes_mid_epoch_to_identical_weights(tmp_path):
     task = toy_task(shift=2.0)
     cfg = TrainConfig(**CFG, checkpoint_every=5)

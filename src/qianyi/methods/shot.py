@@ -116,16 +116,7 @@ class SHOT(MemoryBuffers):
     def training_step(self, ctx: StepContext) -> None:
         xt = ctx.target_inputs
         assert xt is not None
-        if ctx.steps_per_epoch and ctx.step % ctx.steps_per_epoch == 0:  # the labels of this epoch's network
-            self.labeller.load_state_dict(ctx.model.state_dict())
-        with torch.no_grad(), evaluating(self.labeller):
-            out = self.labeller(xt)
-            keep = self.memory * len(xt)
-            self._feat = torch.cat([self._feat.view(-1, out.features.flatten(1).shape[1]),
-                                    out.features.flatten(1).float()])[-keep:]
-            self._prob = torch.cat([self._prob.view(-1, out.logits.shape[1]), out.logits.float().softmax(1)])[-keep:]
-            _, labels = cluster_labels(self._feat, self._prob)
-            pseudo = labels[-len(xt):]
+        pseudo = self.pseudo_labels(ctx, xt) if self.trade_off else None  # SHOT-IM (trade_off 0): no labels
         for n in self._hypothesis:  # and no dropout or batch-norm statistics moving in it
             ctx.model.groups[n].eval()
         (target,) = ctx.forward(xt)
@@ -133,8 +124,24 @@ class SHOT(MemoryBuffers):
         mean = p.mean(0)
         terms = {"ent": self.entropy * -(p * torch.log(p + _EPS)).sum(1).mean(),
                  "div": self.diversity * (mean * torch.log(mean + _EPS)).sum()}
-        if self.trade_off:
+        if pseudo is not None:
             terms["pseudo"] = self.trade_off * F.cross_entropy(target.logits, pseudo)
         ctx.update(terms)
+
+    @torch.no_grad()
+    def pseudo_labels(self, ctx: StepContext, xt: torch.Tensor) -> torch.Tensor:
+        """The batch's :func:`cluster_labels` from this epoch's copy of the network (refreshed at the epoch's
+        first step) over the memory of its outputs; logs how often they agree with the copy's predictions."""
+        if ctx.steps_per_epoch and ctx.step % ctx.steps_per_epoch == 0:  # the labels of this epoch's network
+            self.labeller.load_state_dict(ctx.model.state_dict())
+        with evaluating(self.labeller):
+            out = self.labeller(xt)
+        keep = self.memory * len(xt)
+        feat = out.features.flatten(1).float()
+        self._feat = torch.cat([self._feat.view(-1, feat.shape[1]), feat])[-keep:]
+        self._prob = torch.cat([self._prob.view(-1, out.logits.shape[1]), out.logits.float().softmax(1)])[-keep:]
+        _, labels = cluster_labels(self._feat, self._prob)
+        pseudo = labels[-len(xt):]
         ctx.log(agree=float((pseudo == out.logits.argmax(1)).float().mean()),
                 clusters=float(torch.unique(labels).numel()))
+        return pseudo
