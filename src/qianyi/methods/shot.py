@@ -70,8 +70,7 @@ class SHOT(MemoryBuffers):
     ``pretrain``: the method that trains the starting model when there is no ``--init-from`` (the paper's:
     ``source-only``; or an alignment method, e.g. ``dann``). Departures: the source model is the run's own
     backbone trained as ``pretrain`` trains it (the paper's adds batch norm and weight norm to the
-    bottleneck and classifier, and label smoothing); labels over a memory of recent batches, not the whole
-    target. Defaults: :math:`\beta` = 0.1, the authors' digit setting (0.3 for their object tasks).
+    bottleneck and classifier, and label smoothing); the centroids' memory (above). Defaults: :math:`\beta` = 0.1, the authors' digit setting (0.3 for their object tasks).
 
     Paper: Jian Liang, Dapeng Hu, Jiashi Feng. "Do We Really Need to Access the Source Data? Source Hypothesis
     Transfer for Unsupervised Domain Adaptation". ICML 2020.
