@@ -80,7 +80,8 @@ class CDAN(Method):
     * ``ramp_steps``: the ramp counted in steps, :math:`p' = \text{step} / \text{ramp\_steps}`, whatever
       the run's length (the authors' code: 10,000 iterations); 0 keeps it over the run's progress.
 
-    Defaults: :math:`\lambda` = 1 and the ramp are the paper's; ``max_dim`` 4096 and ``random_dim``
+    Defaults: :math:`\lambda` = 0.3 (CDAN+E: 3), chosen by ``qianyi select`` (DEV, the grid {1, 0.3, 3},
+    the four bench pairs; docs/methods.md); the ramp is the paper's; ``max_dim`` 4096 and ``random_dim``
     1024 are the authors' code's, and so is the discriminator of their digit experiments: two hidden
     layers of 500 (``hidden``), ReLU and dropout 0.5 (``dropout``), no batch norm.
 
@@ -102,7 +103,7 @@ class CDAN(Method):
     bounds = {"warmup": (0.0, 0.9)}
     added_hparams = {"entropy_grad": False, "warmup": 0.0, "ramp_steps": 0}
 
-    def __init__(self, trade_off: float = 1.0, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
+    def __init__(self, trade_off: float = 0.3, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
                  dropout: float = 0.5, max_dim: int = 4096, random_dim: int = 1024, entropy_grad: bool = False,
                  warmup: float = 0.0, ramp_steps: int = 0) -> None:
         super().__init__()
@@ -164,7 +165,7 @@ class CDANE(CDAN):
 
     Entropy conditioning, :math:`w = 1 + e^{-H(g)}` normalised per domain (see :class:`CDAN`).
     Default :math:`\lambda` = 3, chosen by ``qianyi select cdan+e`` (DEV, the grid {1, 0.3, 3}, the
-    four bench pairs; docs/methods.md); CDAN keeps the paper's 1.
+    four bench pairs; docs/methods.md).
 
     Paper: Mingsheng Long, Zhangjie Cao, Jianmin Wang, Michael I. Jordan. "Conditional Adversarial
     Domain Adaptation". NeurIPS 2018.
