@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qianyi.bench.selection import rank_candidates
+from qianyi.bench.selection import rank_candidates, tie_break_note
 from qianyi.cli import main
 from qianyi.methods import get_method
 from qianyi.select import get_validator
@@ -45,6 +45,16 @@ def test_ranking_rule_mean_rank_over_pairs_ties_to_the_better_mean_score():
     assert mean_rank.tolist() == [2.0, 2.0, 2.0] and best == 1  # all tie on rank; 1 has the best mean score
     mean_rank, best = rank_candidates(np.array([[1.0, 1.0], [1.0, 0.5]]), higher_is_better=True)
     assert mean_rank.tolist() == [1.25, 1.75] and best == 0
+
+
+def test_a_tie_broken_by_the_mean_score_is_reported_with_the_pair_that_weighs_most():
+    scores = np.array([[0.1, 0.9], [0.2, 0.2], [0.3, 0.1]])  # pair b's scores spread 0.8, pair a's 0.2
+    mean_rank, best = rank_candidates(scores, higher_is_better=False)
+    note = tie_break_note(scores, mean_rank, best, ["a", "b"])
+    assert note is not None and note.startswith("3 candidates tie at mean rank 2.00") and "b makes 80% of the spread" in note
+    clear = np.array([[0.1, 0.1], [0.2, 0.2]])
+    mean_rank, best = rank_candidates(clear, higher_is_better=False)
+    assert tie_break_note(clear, mean_rank, best, ["a", "b"]) is None  # the ranks decided
 
 
 def test_select_command_ranks_a_grid_and_reuses_its_runs(tmp_path, capsys):

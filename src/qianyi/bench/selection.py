@@ -80,6 +80,21 @@ def rank_candidates(scores: np.ndarray, higher_is_better: bool) -> tuple[np.ndar
     return mean_rank, best
 
 
+def tie_break_note(scores: np.ndarray, mean_rank: np.ndarray, best: int, pairs: Sequence[str]) -> str | None:
+    """A sentence when the winner shares its mean rank with another candidate (``scores``: candidates x
+    pairs, seed means): the tie went to the mean raw score, in which the pair whose scores spread widest
+    among the tied candidates weighs most. ``None`` when the ranks alone decided."""
+    tied = np.flatnonzero(np.isclose(mean_rank, mean_rank[best]))
+    if len(tied) < 2:
+        return None
+    spread = np.ptp(scores[tied], axis=0)
+    j = int(spread.argmax())
+    share = float(spread[j] / spread.sum()) if spread.sum() > 0 else 0.0
+    return (f"{len(tied)} candidates tie at mean rank {mean_rank[best]:.2f}; the better mean score over pairs decided, "
+            f"and {pairs[j]} makes {100 * share:.0f}% of the spread of their scores (validator scores are not on one "
+            "scale across pairs: read the per-pair columns).")
+
+
 @dataclass
 class SelectionResult:
     method: str
@@ -116,6 +131,9 @@ class SelectionResult:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
+        tie = tie_break_note(self.scores.mean(2), self.mean_rank, self.chosen, self.pairs)
+        if tie:
+            lines.append(tie)
         if show_oracle:
             o = self.oracle_choice()
             lines.append(f"ORACLE choice (best on target-test labels, not used): {json.dumps(self.candidates[o])}, "
@@ -163,5 +181,6 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                  "json": write_json(out / f"select-{method}-{validator}.json",
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
-                                     "mean_rank": mean_rank.tolist(), "scores": scores.tolist()})}
+                                     "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
+                                     "tie_break": tie_break_note(scores.mean(2), mean_rank, best, list(pairs))})}
     return res
