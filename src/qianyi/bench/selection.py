@@ -112,6 +112,11 @@ class SelectionResult:
     def choice(self) -> dict[str, Any]:
         return self.candidates[self.chosen]
 
+    @property
+    def tie_break(self) -> str | None:
+        """:func:`tie_break_note` for this result (``None`` when the ranks alone decided)."""
+        return tie_break_note(self.scores.mean(2), self.mean_rank, self.chosen, self.pairs)
+
     def oracle_choice(self) -> int:
         """The candidate with the best mean target-test accuracy (ORACLE: for reports only)."""
         return int(np.nanmean(self.target_accuracy, axis=(1, 2)).argmax())
@@ -131,9 +136,8 @@ class SelectionResult:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
-        tie = tie_break_note(self.scores.mean(2), self.mean_rank, self.chosen, self.pairs)
-        if tie:
-            lines.append(tie)
+        if self.tie_break:
+            lines.append(self.tie_break)
         if show_oracle:
             o = self.oracle_choice()
             lines.append(f"ORACLE choice (best on target-test labels, not used): {json.dumps(self.candidates[o])}, "
@@ -182,5 +186,5 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
                                      "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
-                                     "tie_break": tie_break_note(scores.mean(2), mean_rank, best, list(pairs))})}
+                                     "tie_break": res.tie_break})}
     return res
