@@ -6,9 +6,10 @@
 #   bash benchmarks/bench_all.sh                         # everything (hours on 2 CPU cores)
 #   METHODS=mcd,mean-teacher PAIRS=uci bash benchmarks/bench_all.sh
 #   PAIRS='mnist->mnist-m' bash benchmarks/bench_all.sh  # one pair (several can run at once)
+#   SEEDS=10 METHODS=dann,cdan+e bash benchmarks/bench_all.sh  # more seeds; seeds 0-2 are reused
 #
 # Protocols (docs/methods.md): the UCI-protocol pairs at full size; the 28x28 pairs capped at 5,000
-# samples per domain (stratified); 20 epochs; one intra-op thread per process.
+# samples per domain (stratified); 20 epochs; 3 seeds (SEEDS); one intra-op thread per process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${QIANYI_DATA:=../shared/data}"
@@ -17,7 +18,8 @@ QIANYI="${QIANYI:-.venv/bin/qianyi}"
 METHODS="${METHODS:-ddc,dan,dann,jan,coral,dsan,dsn,drcn,mcd,mean-teacher}"
 OUT="${OUT:-runs/bench-all}"
 PAIRS="${PAIRS:-all}"
-common=(--methods "$METHODS" --seeds 3 --validators all --no-progress --threads 1)
+SEEDS="${SEEDS:-3}"
+common=(--methods "$METHODS" --seeds "$SEEDS" --validators all --no-progress --threads 1)
 run_uci() { "$QIANYI" bench "${common[@]}" --pairs 'mnist->digits' 'digits->mnist' --out "$OUT/uci"; }
 run_28() { "$QIANYI" bench "${common[@]}" --pairs "$@" --max-samples 5000 --out "$OUT/28px"; }
 case "$PAIRS" in

@@ -33,6 +33,7 @@ examples:
   qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev   # label-free settings
   qianyi validators                             # label-free validators for --select / qianyi select
   qianyi summary runs/bench-a runs/bench-b --out runs/all   # tables over several bench folders
+  qianyi summary runs/bench --compare dann cdan+e            # cdan+e - dann, paired by seed, 95% intervals
   qianyi run dann --source digits --target npz:unlabelled.npz --out runs/d   # a target without labels
   qianyi predict runs/d --data npz:new.npz --out preds.csv   # the run's preprocessing, applied exactly
   qianyi report runs/bench                      # runs/bench/report.html: tables, curves, t-SNE, per-layer MMD
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", default=None, help="write the combined tables and plot here")
     sm.add_argument("--variants", action="store_true", help="also runs with other settings (bench --set), each "
                     "setting a row of its own, e.g. 'self-train (pretrain=dann)'")
+    sm.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
+                    help="add B − A paired by seed, per pair and over pairs, with 95%% intervals (seed noise or a "
+                         "difference?), e.g. --compare dann cdan+e; repeatable")
 
     pr = sub.add_parser("predict", help="predict with a saved run's model on new data -> CSV",
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
@@ -547,6 +551,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.runner import BenchResult
 
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
+        res.comparisons = [tuple(c) for c in args.compare]
+        for a, b in res.comparisons:  # a bad name fails before anything is written
+            res.paired_difference(a, b)
         if args.out:
             res.write(args.out)
         print(res.report())

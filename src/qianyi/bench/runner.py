@@ -90,6 +90,8 @@ class BenchResult:
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     select: str = LAST
+    #: ``(a, b)`` method pairs whose paired difference :meth:`report` adds (``qianyi summary --compare``).
+    comparisons: list[tuple[str, str]] = field(default_factory=list)
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -219,6 +221,37 @@ class BenchResult:
                       "mean over pairs."]
         return "\n".join(lines)
 
+    def paired_difference(self, a: str, b: str) -> "PairedDifference":
+        r"""``b`` minus ``a`` in target accuracy, paired by seed: per pair and for the mean over pairs.
+
+        Only seeds both methods finished count. Per pair the difference of the seed means, with a 95%
+        Student-t interval over the seeds' differences; over pairs the plain mean of those, its standard
+        error :math:`\sqrt{\sum_p s_p^2}/P` and Welch-Satterthwaite's degrees of freedom. The intervals
+        measure seed noise on these pairs (the pairs themselves are fixed, not sampled).
+        """
+        for m in (a, b):
+            if m not in self.methods:
+                raise DataError(f"compare: no finished runs of {m!r} here; methods found: {', '.join(self.methods)}")
+        if a == b:
+            raise ConfigError(f"compare: give two different methods, not {a!r} twice")
+        rows: list[PairDifference] = []
+        for pair in self.pairs:
+            acc_a = {r.seed: r.target_accuracy for r in self._runs(a, pair) if r.target_accuracy is not None}
+            acc_b = {r.seed: r.target_accuracy for r in self._runs(b, pair) if r.target_accuracy is not None}
+            seeds = sorted(acc_a.keys() & acc_b.keys())
+            if not seeds:
+                raise DataError(f"compare: {a!r} and {b!r} share no finished seed on {pair[0]}->{pair[1]}; "
+                                "finish both (rerun the bench) or leave the pair out (--pairs)")
+            d = 100 * np.array([acc_b[s] - acc_a[s] for s in seeds])
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+            rows.append(PairDifference(pair, seeds, 100 * float(np.mean([acc_a[s] for s in seeds])),
+                                       100 * float(np.mean([acc_b[s] for s in seeds])), float(d.mean()), se))
+        return PairedDifference(a, b, rows)
+
+    def comparison_table(self, a: str, b: str) -> str:
+        """Markdown: :meth:`paired_difference` of ``b`` against ``a``, per pair and over pairs."""
+        return self.paired_difference(a, b).table()
+
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST,
                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
@@ -275,6 +308,7 @@ class BenchResult:
                 parts += [f"Per pair, {s}->{t}:\n\n" + self.validator_table([(s, t)]) for s, t in self.pairs]
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
+        parts += [self.comparison_table(a, b) for a, b in self.comparisons]
         flags = self.flags_table()
         if flags:
             parts.append(flags)
@@ -315,6 +349,96 @@ class BenchResult:
                 ax.text(i, min(v + e, 100) + 0.4, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
         fig.tight_layout()
         return save_figure(fig, path)
+
+
+def _t_interval(mean: float, se: float | None, df: float) -> tuple[float, float] | None:
+    if se is None:
+        return None
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.975, df)) * se if se > 0 else 0.0
+    return mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class PairDifference:
+    """One pair of :class:`PairedDifference`: the seeds both methods finished, their means (%), the
+    mean difference (points) and its standard error (``None`` with one seed)."""
+
+    pair: tuple[str, str]
+    seeds: list[int]
+    mean_a: float
+    mean_b: float
+    diff: float
+    se: float | None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% Student-t interval of :attr:`diff` over the seeds."""
+        return _t_interval(self.diff, self.se, len(self.seeds) - 1)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Method ``b`` minus method ``a`` in target accuracy (points), paired by seed; see
+    :meth:`BenchResult.paired_difference`."""
+
+    a: str
+    b: str
+    rows: list[PairDifference]
+
+    @property
+    def diff(self) -> float:
+        """The difference of the means over pairs (each pair's seed mean counts once)."""
+        return float(np.mean([r.diff for r in self.rows]))
+
+    @property
+    def se(self) -> float | None:
+        if any(r.se is None for r in self.rows):
+            return None
+        return float(np.sqrt(sum(r.se ** 2 for r in self.rows)) / len(self.rows))  # type: ignore[operator]
+
+    @property
+    def df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom of :attr:`se` (infinite when no seed varies)."""
+        v = [(r.se ** 2, len(r.seeds) - 1) for r in self.rows if r.se is not None]
+        denom = sum(x ** 2 / n for x, n in v)
+        return float(sum(x for x, _ in v) ** 2 / denom) if denom > 0 else float("inf")
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% interval of :attr:`diff` (``None`` when a pair has a single seed)."""
+        return _t_interval(self.diff, self.se, self.df)
+
+    def verdict(self) -> str:
+        """Which method the runs favour beyond seed noise, or that they do not tell the two apart."""
+        ci = self.interval
+        if ci is None:
+            return "one seed on some pair: no interval; run more seeds to tell seed noise from a difference"
+        if ci[0] > 0:
+            return f"{self.b} is ahead of {self.a} beyond seed noise (95%)"
+        if ci[1] < 0:
+            return f"{self.a} is ahead of {self.b} beyond seed noise (95%)"
+        return f"the interval contains 0: these runs do not tell {self.a} and {self.b} apart"
+
+    def table(self) -> str:
+        def fmt(ci: tuple[float, float] | None) -> str:
+            return "–" if ci is None else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
+
+        lines = [f"Paired difference {self.b} − {self.a} (target accuracy, points; the same seed, the same splits):",
+                 "", f"| pair | seeds | {self.a} (%) | {self.b} (%) | {self.b} − {self.a} | 95% interval |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        for r in self.rows:
+            lines.append(f"| {r.pair[0]}->{r.pair[1]} | {len(r.seeds)} | {r.mean_a:.1f} | {r.mean_b:.1f} | "
+                         f"{r.diff:+.1f} | {fmt(r.interval)} |")
+        ahead = sum(r.diff >= 0 for r in self.rows)
+        lines.append(f"| mean over pairs | | {np.mean([r.mean_a for r in self.rows]):.1f} | "
+                     f"{np.mean([r.mean_b for r in self.rows]):.1f} | {self.diff:+.1f} | {fmt(self.interval)} |")
+        lines += ["", f"{self.b} >= {self.a} on {ahead}/{len(self.rows)} pairs; {self.verdict()}. Intervals: Student t "
+                      "over the seeds' differences (per pair), the pairs' standard errors combined with Welch-"
+                      "Satterthwaite's degrees of freedom (mean); they measure seed noise on these pairs, which "
+                      "are fixed, not sampled."]
+        return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:

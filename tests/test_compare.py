@@ -1,0 +1,86 @@
+"""`qianyi summary --compare A B`: B - A paired by seed, with 95% intervals that can tell noise from a difference."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qianyi.bench.runner import BenchResult
+from qianyi.cli import main
+from qianyi.errors import DataError
+from qianyi.train.result import RunResult
+
+BASE = dict(source="a", target="b", source_accuracy=0.9, train_seconds=1.0, selection="last", oracle=False,
+            hparams={}, config={}, n_source=10, n_target_train=10, n_target_test=5, device="cpu")
+
+
+def _runs(method: str, pair: tuple[str, str], accs: dict[int, float]) -> list[RunResult]:
+    return [RunResult(**{**BASE, "source": pair[0], "target": pair[1]}, method=method, seed=s, target_accuracy=a)
+            for s, a in accs.items()]
+
+
+P, Q = ("a", "b"), ("c", "d")
+RUNS = (_runs("dann", P, {0: 0.80, 1: 0.70, 2: 0.75, 3: 0.9})  # seed 3: dann only, so it does not count
+        + _runs("cdan+e", P, {0: 0.82, 1: 0.71, 2: 0.79})
+        + _runs("dann", Q, {0: 0.50, 1: 0.60})
+        + _runs("cdan+e", Q, {0: 0.40, 1: 0.55}))
+
+
+def test_the_paired_difference_matches_a_hand_computation():
+    res = BenchResult(RUNS, [P, Q], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")
+    p, q = res.rows
+    assert p.seeds == [0, 1, 2] and q.seeds == [0, 1]
+    dp, dq = np.array([2.0, 1.0, 4.0]), np.array([-10.0, -5.0])  # points
+    assert p.diff == pytest.approx(dp.mean()) and q.diff == pytest.approx(dq.mean())
+    assert p.mean_a == pytest.approx(75.0) and p.mean_b == pytest.approx(77.3333, abs=1e-3)
+    # per pair: the paired t-interval, as scipy computes it
+    lo, hi = stats.t.interval(0.95, 2, loc=dp.mean(), scale=stats.sem(dp))
+    assert p.interval == pytest.approx((lo, hi))
+    # over pairs: the mean of the pair means, SE sqrt(sum se^2) / P, Welch-Satterthwaite df
+    se_p, se_q = stats.sem(dp), stats.sem(dq)
+    assert res.diff == pytest.approx((dp.mean() + dq.mean()) / 2)
+    assert res.se == pytest.approx(np.sqrt(se_p ** 2 + se_q ** 2) / 2)
+    assert res.df == pytest.approx((se_p ** 2 + se_q ** 2) ** 2 / (se_p ** 4 / 2 + se_q ** 4 / 1))
+    half = stats.t.ppf(0.975, res.df) * res.se
+    assert res.interval == pytest.approx((res.diff - half, res.diff + half))
+
+
+def test_the_verdict_separates_a_difference_from_seed_noise():
+    noisy = BenchResult(RUNS, [P, Q], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")
+    lo, hi = noisy.interval
+    assert lo < 0 < hi and "do not tell dann and cdan+e apart" in noisy.verdict()
+    steady = _runs("dann", P, {0: 0.80, 1: 0.70, 2: 0.75}) + _runs("cdan+e", P, {0: 0.82, 1: 0.721, 2: 0.769})
+    ahead = BenchResult(steady, [P], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")  # +2.0 ± 0.1
+    assert ahead.interval[0] > 0 and ahead.verdict().startswith("cdan+e is ahead of dann")
+    behind = BenchResult(steady, [P], ["dann", "cdan+e"]).paired_difference("cdan+e", "dann")
+    assert behind.interval[1] < 0 and behind.verdict().startswith("cdan+e is ahead of dann")
+    one_seed = _runs("dann", P, {0: 0.8}) + _runs("cdan+e", P, {0: 0.9})
+    single = BenchResult(one_seed, [P], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")
+    assert single.interval is None and "run more seeds" in single.verdict()
+    table = single.table()
+    assert "| a->b | 1 | 80.0 | 90.0 | +10.0 | – |" in table
+
+
+def test_compare_names_what_is_missing():
+    res = BenchResult(RUNS, [P, Q], ["dann", "cdan+e"])
+    with pytest.raises(DataError, match="no finished runs of 'mdd'.*dann, cdan\\+e"):
+        res.paired_difference("dann", "mdd")
+    apart = _runs("dann", P, {0: 0.8}) + _runs("cdan+e", P, {1: 0.9})
+    with pytest.raises(DataError, match="share no finished seed on a->b"):
+        BenchResult(apart, [P], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")
+
+
+def test_summary_compare_prints_the_table(tmp_path, capsys):
+    for i, r in enumerate(RUNS):
+        d = tmp_path / "runs" / f"{r.source}-_{r.target}" / r.method.replace("+", "_") / f"seed{r.seed}-{i}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(r.to_dict()))
+    assert main(["summary", str(tmp_path), "--compare", "dann", "cdan+e", "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "Paired difference cdan+e − dann" in out and "| mean over pairs |" in out
+    assert "Paired difference cdan+e − dann" in (tmp_path / "s" / "results.md").read_text()
+    assert main(["summary", str(tmp_path), "--compare", "mdd", "dann", "--out", str(tmp_path / "t")]) != 0
+    assert "no finished runs of 'mdd'" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "results.md").exists()  # checked before anything is written
