@@ -80,6 +80,7 @@ def test_summary_compare_prints_the_table(tmp_path, capsys):
     assert main(["summary", str(tmp_path), "--compare", "dann", "cdan+e", "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "Paired difference cdan+e − dann" in out and "| mean over pairs |" in out
+    assert "| dann | 66.9 | – | – |" in out  # no source-only runs here: nothing to beat (it said 0/2)
     assert "Paired difference cdan+e − dann" in (tmp_path / "s" / "results.md").read_text()
     assert main(["summary", str(tmp_path), "--compare", "mdd", "dann", "--out", str(tmp_path / "t")]) != 0
     assert "no finished runs of 'mdd'" in capsys.readouterr().err

@@ -210,11 +210,12 @@ class BenchResult:
             accs = [self.accuracies(m, p) for p in self.pairs]
             if not all(len(a) for a in accs):
                 continue
-            so = [self.accuracies("source-only", p).mean() for p in self.pairs]
+            so = [self.accuracies("source-only", p) for p in self.pairs]
             gaps = [self.gap_closed(m, p) for p in self.pairs]
             base = m in BASELINES
             gap = "–" if base or None in gaps else f"{100 * float(np.mean(gaps)):.0f}%"
-            wins = "–" if base else f"{sum(a.mean() > s for a, s in zip(accs, so))}/{len(self.pairs)}"
+            wins = ("–" if base or not all(len(s) for s in so)  # no source-only runs: nothing to beat
+                    else f"{sum(a.mean() > s.mean() for a, s in zip(accs, so))}/{len(self.pairs)}")
             label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
             lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {wins} |")
         lines += ["", f"Pairs: {', '.join(f'{s}->{t}' for s, t in self.pairs)}; seed means per pair, then the plain "
