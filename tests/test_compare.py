@@ -9,7 +9,7 @@ from scipy import stats
 
 from qianyi.bench.runner import BenchResult
 from qianyi.cli import main
-from qianyi.errors import DataError
+from qianyi.errors import ConfigError, DataError
 from qianyi.train.result import RunResult
 
 BASE = dict(source="a", target="b", source_accuracy=0.9, train_seconds=1.0, selection="last", oracle=False,
@@ -67,6 +67,8 @@ def test_compare_names_what_is_missing():
     res = BenchResult(RUNS, [P, Q], ["dann", "cdan+e"])
     with pytest.raises(DataError, match="no finished runs of 'mdd'.*dann, cdan\\+e"):
         res.paired_difference("dann", "mdd")
+    with pytest.raises(ConfigError, match="two different methods"):
+        res.paired_difference("dann", "dann")
     apart = _runs("dann", P, {0: 0.8}) + _runs("cdan+e", P, {1: 0.9})
     with pytest.raises(DataError, match="share no finished seed on a->b"):
         BenchResult(apart, [P], ["dann", "cdan+e"]).paired_difference("dann", "cdan+e")
