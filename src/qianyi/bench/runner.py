@@ -249,10 +249,6 @@ class BenchResult:
                                        100 * float(np.mean([acc_b[s] for s in seeds])), float(d.mean()), se))
         return PairedDifference(a, b, rows)
 
-    def comparison_table(self, a: str, b: str) -> str:
-        """Markdown: :meth:`paired_difference` of ``b`` against ``a``, per pair and over pairs."""
-        return self.paired_difference(a, b).table()
-
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST,
                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
@@ -309,7 +305,7 @@ class BenchResult:
                 parts += [f"Per pair, {s}->{t}:\n\n" + self.validator_table([(s, t)]) for s, t in self.pairs]
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
-        parts += [self.comparison_table(a, b) for a, b in self.comparisons]
+        parts += [self.paired_difference(a, b).table() for a, b in self.comparisons]
         flags = self.flags_table()
         if flags:
             parts.append(flags)
