@@ -8,10 +8,10 @@
    9 ankle boot), no pairs, through the engine (DiscoGAN's default generators, 25 epochs); the
    generated images are scored by a Fashion-MNIST classifier trained on real images (the engine's
    source-only LeNet) on held-out bags and shoes; prints the last epoch's reconstruction errors and
-   discriminator accuracies; copies seed 0's image grid.
+   discriminator accuracies; with --docs, copies seed 0's image grid there.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generative.py --part cycada --threads 1
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generative.py --part bags-shoes --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generative.py --part cycada --threads 1 --docs docs/results
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generative.py --part bags-shoes --threads 1 --docs docs/results
 """
 from __future__ import annotations
 
@@ -174,7 +174,8 @@ def main() -> None:
     p.add_argument("--n-classifier", type=int, default=20000, help="real images for the scoring classifier")
     p.add_argument("--classifier-epochs", type=int, default=3)
     p.add_argument("--out", default="runs", help="runs go to OUT/bench-gen/28px and OUT/bags-shoes")
-    p.add_argument("--docs", default="docs/results", help="copy the seed-0 image grids here ('' for no copy)")
+    p.add_argument("--docs", default="", help="copy the seed-0 image grids here (the docs' figures: docs/results); "
+                                             "default: no copy")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

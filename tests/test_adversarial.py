@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -208,6 +209,10 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     (flag,) = game_flags(collapsed, ("domain_acc",), 0.1)
     assert "collapsed" in flag
     assert game_flags(collapsed, ("domain_acc",), 0.9) == []  # a source that skewed: not a collapse
+    assert "fooled the discriminator" in flag
+    (plain,) = game_flags(collapsed, (), 0.1)  # no discriminator (source-only, DAN): no game to blame
+    assert "collapsed" in plain and "discriminator" not in plain
+    assert game_flags(collapsed, (), 0.1, check_collapse=False) == []  # a method that trains no classifier
     assert top_class_share(np.array([1, 1, 1, 2])) == 0.75
     line = epoch_line({"epoch": 3, "domain_acc": 0.995, "target_top_share": 0.5}, 8, discriminators=("domain_acc",))
     assert "discriminator wins" in line and "target top class 50%" in line
@@ -319,6 +324,21 @@ def test_cdan_refuses_entropy_grad_without_entropy_weights():
         get_method("cdan+e", warmup=1.0).check_hparams()
 
 
+@pytest.mark.parametrize("name, setting, words", [
+    ("cdan", "dropout=1.0", "dropout must be in"), ("cdan", "random_dim=0", "random_dim must be in"),
+    ("cdan+e", "entropy=false", "run that method instead"), ("cdan", "entropy=true", "would make it cdan+e"),
+    ("cycada", "width=0", "width must be in"), ("cycada", "gan_lr=0", "gan_lr must be in"),
+    ("discogan", "downsamplings=6", "downsamplings must be in")])
+def test_settings_that_cannot_train_are_refused_by_name(name, setting, words, capsys):
+    from qianyi.cli import main
+
+    argv = ["run", name, "--source", "digits", "--target", "digits+rot30", "--epochs", "1", "--steps-per-epoch", "1",
+            "--max-samples", "60", "--no-progress", "--set", setting]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
 def test_cdan_e_with_the_authors_details_trains_and_resumes(tmp_path):
     task = toy_task(shift=2.0)
     kw = dict(entropy_grad=True, warmup=0.25)
@@ -328,3 +348,17 @@ def test_cdan_e_with_the_authors_details_trains_and_resumes(tmp_path):
     _, resumed = run("cdan+e", task, TrainConfig(**CFG), out=tmp_path, **kw)
     for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("name, words, absent", [("dann", "raise trade_off", "max_d_acc"),
+                                                 ("adda", "lower max_d_acc", "trade_off"),
+                                                 ("cycada", "translated images from real ones", "trade_off")])
+def test_a_winning_discriminator_gets_advice_that_fits_the_method(name, words, absent):
+    m = get_method(name)
+    history = [{"epoch": e, **{k: 0.995 for k in m.discriminator_logs}} for e in range(1, 5)]
+    flags = game_flags(history, m.discriminator_logs, 0.1, meaning=m.game_meaning, advice=m.game_advice)
+    assert flags and all(words in f and absent not in f for f in flags)
+    for key in re.findall(r"\b(trade_off|max_d_acc|hidden|disc_width)\b", " ".join(flags)):
+        assert key in m.hparams(), f"{name}'s advice names {key!r}, which it does not have"
+    assert not get_method("discogan").trains_classifier and get_method("cycada").trains_classifier
+

@@ -87,3 +87,37 @@ def test_summary_compare_prints_the_table(tmp_path, capsys):
     assert main(["summary", str(tmp_path), "--compare", "mdd", "dann", "--out", str(tmp_path / "t")]) != 0
     assert "no finished runs of 'mdd'" in capsys.readouterr().err
     assert not (tmp_path / "t" / "results.md").exists()  # checked before anything is written
+
+
+def _store(tmp_path, runs):
+    for i, r in enumerate(runs):
+        d = tmp_path / "runs" / f"{r.source}-_{r.target}" / r.method.replace("+", "_") / f"seed{r.seed}-{i}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(r.to_dict()))
+    return sorted(tmp_path.glob("runs/*/*/*/result.json"))
+
+
+@pytest.mark.parametrize("content, reason", [("{not json", "Expecting property name"), ("{}", "missing method, source"),
+                                             ('["a"]', "not a JSON object")])
+def test_summary_names_a_corrupt_result_file(tmp_path, capsys, content, reason):
+    files = _store(tmp_path, RUNS)
+    files[2].write_text(content)
+    assert main(["summary", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(files[2])!r} cannot be read as a run result" in err and reason in err and "Traceback" not in err
+
+
+def test_summary_refuses_a_selection_or_pair_the_folder_does_not_hold(tmp_path, capsys):
+    _store(tmp_path, RUNS)
+    assert main(["summary", str(tmp_path), "--select", "devv"]) == 2  # a typo
+    assert "select must be 'last' or a validator" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path), "--select", "dev"]) == 2  # a validator no run chose by
+    assert "no runs in" in (err := capsys.readouterr().err) and "chose by last: pass that as --select" in err
+    assert main(["summary", str(tmp_path), "--pairs", "a->b", "x->y"]) == 2
+    assert "no runs of x->y in" in (err := capsys.readouterr().err) and "it holds a->b, c->d" in err
+    assert main(["summary", str(tmp_path), "--pairs", "c->d"]) == 0  # the pairs it does hold still work
+
+
+def test_predict_names_a_folder_that_does_not_exist(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope"), "--data", "digits"]) == 2
+    assert f"{str(tmp_path / 'nope')!r} does not exist" in capsys.readouterr().err

@@ -187,6 +187,22 @@ def test_discogan_runs_with_an_unlabelled_target_and_leaves_the_backbone_alone(t
         assert torch.equal(v, fresh[k]), k
 
 
+def test_discogan_runs_from_the_cli_on_a_one_class_source(tmp_path, capsys):
+    task = image_task(channels=1)
+    bags, shoes = tmp_path / "bags.npz", tmp_path / "shoes.npz"  # one class each, named differently
+    np.savez(bags, X=task.source.X, y=np.zeros(len(task.source), int), class_names=np.array(["bag"]))
+    np.savez(shoes, X=task.target.X, y=np.zeros(len(task.target), int), class_names=np.array(["sneaker"]))
+    argv = ["run", "discogan", "--source", f"npz:{bags}", "--target", f"npz:{shoes}", "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "16", "--no-progress", "--out", str(tmp_path / "run"),
+            *[a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / GRID_FILE).is_file()
+    assert "collapsed" not in capsys.readouterr().err  # no classifier is trained: none is checked
+    argv[1] = "source-only"  # a method that trains a classifier still needs two classes
+    assert main(argv[:argv.index("--set")]) == 2
+    assert "has a single class ('bag')" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def cycada_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cycada")
@@ -231,6 +247,38 @@ def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):
     small = tmp_path / "small.npz"
     np.savez(small, X=np.zeros((2, 3, 12, 12), np.float32)[:, :1])
     assert main(["translate", str(out), "--data", f"npz:{small}", "--out", str(tmp_path / "c.npz")]) == 2
+
+
+def test_translate_keeps_labels_of_classes_the_run_never_saw_and_needs_no_model_weights(cycada_run, tmp_path, capsys):
+    out, _, task = cycada_run
+    other = tmp_path / "other.npz"  # labels 7 and 9, named: classes the run (0, 1, 2) never had
+    np.savez(other, X=task.target_test.X[:6], y=np.array([0, 1, 0, 1, 1, 0]), class_names=np.array(["seven", "nine"]))
+    run_copy = tmp_path / "run"
+    run_copy.mkdir()
+    for f in out.iterdir():
+        if f.name != "model.pt":  # translating reads model.json's preprocessing, not the classifier
+            (run_copy / f.name).write_bytes(f.read_bytes())
+    dest = tmp_path / "t.npz"
+    assert main(["translate", str(run_copy), "--data", f"npz:{other}", "--out", str(dest)]) == 0
+    back = read_npz(dest)
+    assert back.y.tolist() == [0, 1, 0, 1, 1, 0] and back.class_names == ("seven", "nine")
+
+
+def test_translate_checks_its_out_path_before_the_work(cycada_run, tmp_path, capsys):
+    out, data, _ = cycada_run
+    before = (out / "result.json").read_bytes()
+    for dest, words in [(tmp_path, "is a folder; name the file"), (out / "result.json", "written as an .npz file")]:
+        assert main(["translate", str(out), "--data", f"npz:{data}", "--out", str(dest)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+    assert (out / "result.json").read_bytes() == before  # the run's own file is untouched
+
+
+def test_too_many_downsamplings_for_the_image_size_are_refused():
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"downsamplings=3 shrinks 12x12 images below 2x2.*at most 2"):
+        run("cycada", image_task(), TrainConfig(**CFG), downsamplings=3)
 
 
 def test_vector_inputs_are_refused_by_name():

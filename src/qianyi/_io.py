@@ -41,7 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
 
 
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
-                errno.EFBIG}
+                errno.EFBIG, errno.EISDIR}
 
 
 def _output_error(path: Path, exc: OSError) -> Exception:
@@ -51,8 +51,23 @@ def _output_error(path: Path, exc: OSError) -> Exception:
         return exc
     advice = ("free some disk space (or choose another output folder) and run the same command again: "
               "a run resumes from its last checkpoint") if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+        else "it is a folder: name a file inside it" if exc.errno == errno.EISDIR \
         else "choose another output folder or fix its permissions"
     return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}; {advice}")
+
+
+def check_npz_path(path: str | os.PathLike) -> Path:
+    """``path`` if it may receive an npz (a translation, features): an ``.npz`` file name that is not a folder (checked before the
+    work, so a typo costs nothing and no run file is overwritten)."""
+    from .errors import DataError
+
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"--out {str(p)!r} is a folder; name the file to write, e.g. {str(p / 'translated.npz')!r}")
+    if p.suffix != ".npz":
+        raise DataError(f"--out {str(p)!r}: this is written as an .npz file; name it like "
+                        f"{str(p.with_suffix('.npz'))!r}")
+    return p
 
 
 def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:

@@ -362,8 +362,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    from ._io import check_npz_path
     from .train.translate import translate, write_translation
 
+    check_npz_path(args.out_npz)
     X, y, names = translate(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
     write_translation(args.out_npz, X, y, names)
     print(f"written: {args.out_npz} ({len(X)} images of shape {tuple(X.shape[1:])}, direction {args.direction}"
@@ -449,8 +451,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "translate":
         return _translate(args)
     if args.command == "features":
+        from ._io import check_npz_path
         from .nn.features import extract, save_features
 
+        check_npz_path(args.out_npz)  # before the work
         feats = extract(args.data, args.backbone, layer=args.layer, batch_size=args.batch_size, device=args.device,
                         weights=args.weights, size=args.size, data_dir=args.data_dir, progress=not args.no_progress)
         save_features(args.out_npz, feats)
@@ -516,7 +520,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         backbone = _backbone(args)
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
                          data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3,
-                         text=_text_settings(args))
+                         text=_text_settings(args), classifier=available_methods()[args.method].trains_classifier)
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         config = train_config(args, args.seed)
         staged = getattr(available_methods()[args.method], "needs_source_model", False)

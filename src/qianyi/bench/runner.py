@@ -24,7 +24,7 @@ from torch import nn
 from .._io import atomic_write, write_text
 from .._report import save_figure, subplots
 from ..data.tasks import load_task
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
@@ -57,6 +57,12 @@ def split_cap(text: str) -> tuple[str, int | None]:
     if int(cap) < 2:
         raise ConfigError(f"{text!r}: the cap after @ must be at least 2 samples per domain")
     return pair, int(cap)
+
+
+def _selection_name(selection: str) -> str:
+    """The ``--select`` value a run's ``selection`` text came from: 'last' or the validator's name."""
+    m = re.search(r"validator '([^']+)'", selection)
+    return m.group(1) if m else LAST
 
 
 def choice_accuracy(result: RunResult, choice: str) -> float | None:
@@ -259,25 +265,42 @@ class BenchResult:
         of its own, named by them (:func:`variant_label`, e.g. ``self-train (pretrain=dann)``). Of repeated
         (method, pair, seed) runs the newest counts.
         """
+        from ..select.validators import available_validators
+
+        if select != LAST and select not in available_validators():
+            raise UnknownNameError(f"select must be 'last' or a validator ({', '.join(available_validators())}), "
+                                   f"got {select!r}")
         found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
+        selections: set[str] = set()
         for d in dirs:
             files = sorted(Path(d).glob("runs/*/*/*/result.json"))
             if not files:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
             for f in files:
-                r = RunResult.from_dict(json.loads(f.read_text()))
+                r = RunResult.read(f)
                 label = variant_label(r.method, r.hparams)
                 if label != r.method:
                     if not variants:
                         continue
                     r = replace(r, method=label)
+                if not r.oracle:
+                    selections.add(_selection_name(r.selection))
                 if select != LAST and not r.oracle and f"validator {select!r}" not in r.selection:
                     continue
                 key = (r.method, r.source, r.target, r.seed)
                 if key not in found or f.stat().st_mtime > found[key][0]:
                     found[key] = (f.stat().st_mtime, r)
         runs = [r for _, r in found.values()]
+        where = ", ".join(repr(str(d)) for d in dirs)
+        if not any(not r.oracle for r in runs):
+            raise DataError(f"no runs in {where} chose their model by {select!r}; these runs chose by "
+                            f"{', '.join(sorted(selections)) or 'nothing (oracle runs only)'}: pass that as --select")
         have = list(dict.fromkeys((r.source, r.target) for r in runs))
+        if pairs:
+            absent = [p for p in pairs if parse_pair(split_cap(p)[0]) not in have]
+            if absent:
+                raise DataError(f"no runs of {', '.join(absent)} in {where}; it holds "
+                                f"{', '.join(f'{s}->{t}' for s, t in have)}")
         # ``pairs`` also selects and orders them (a bench command's S->T@N names the pair S->T)
         order = [parse_pair(split_cap(p)[0]) for p in pairs] if pairs else have
         runs = [r for r in runs if (r.source, r.target) in order]

@@ -269,7 +269,7 @@ class TransferTask:
     @classmethod
     def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,
                      val_fraction: float = 0.1, seed: int = 0, target_test: Domain | None = None,
-                     name: str | None = None) -> "TransferTask":
+                     name: str | None = None, classifier: bool = True) -> "TransferTask":
         """Check that ``source`` and ``target`` form a valid task, then split them.
 
         ``val_fraction`` of the source is held out for source accuracy and label-free model
@@ -277,11 +277,17 @@ class TransferTask:
         test split is ``target_test`` if given; otherwise, for a labelled target, a stratified
         ``test_fraction`` of it (``seed``); with an unlabelled target or ``test_fraction=0`` (train on
         all of it) there is no test split, and accuracy is unknown.
+
+        ``classifier=False`` is for a method that trains no classifier (DiscoGAN translates between two
+        sets of images): the source may hold a single class, and the target's labels are not read (it is
+        taken as unlabelled: no test split, no accuracy).
         """
+        if not classifier:
+            target, target_test = target.replace(y=None), None
         if not source.labelled:
             raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source")
         present = np.unique(source.y)
-        if len(present) < 2:
+        if len(present) < 2 and classifier:
             raise DataError(f"source domain {source.name!r} has a single class ({_class_name(source, present)}); "
                             "a classifier needs at least two classes, and every prediction would be right")
         if source.sample_shape != target.sample_shape:

@@ -225,7 +225,7 @@ def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
 def load_task(source: str, target: str, *, target_test: str | None = None,
               data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
               split_seed: int = 0, max_samples: int | None = None, vector_transform: str = "auto",
-              standardize: bool = True, text: dict | None = None) -> TransferTask:
+              standardize: bool = True, text: dict | None = None, classifier: bool = True) -> TransferTask:
     """Build a :class:`TransferTask` from specs.
 
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
@@ -288,7 +288,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
         base, shift = parse_spec(target_test)
         test = prepare(_load_base(base, root), pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
-                                     seed=split_seed)
+                                     seed=split_seed, classifier=classifier)
     if task.source.is_text:
         task = tokenize_task(task, pre, **(text or {}))
         pre = task.preprocessing

@@ -59,6 +59,7 @@ class ADDA(Method):
 
     name = "adda"
     discriminator_logs = ("domain_acc",)
+    game_advice = "lower max_d_acc (its updates pause sooner) or narrow the discriminator (hidden)"
     grid = ({"pretrain": 0.5}, {"pretrain": 0.5, "anchor": 0.01}, {"pretrain": 0.5, "max_d_acc": 1.0},
             {"pretrain": 0.3})
     bounds = {"pretrain": (0.05, 0.95), "max_d_acc": (0.5, 1.0)}

@@ -226,6 +226,11 @@ class Method(nn.Module):
     #: History keys holding a discriminator's accuracy: near 100% they mean the game is lost
     #: (marked in the epoch line, flagged at the end of the run; :mod:`qianyi.train.health`).
     discriminator_logs: ClassVar[tuple[str, ...]] = ()
+    #: What a winning discriminator means for this method, and what to change (the health flag's words).
+    game_meaning: ClassVar[str] = "the domains were never confused"
+    game_advice: ClassVar[str] = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)"
+    #: False for a method that leaves the classifier untrained (DiscoGAN): its predictions are not checked.
+    trains_classifier: ClassVar[bool] = True
     #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
     #: backbone is given (AMN: its memory network); None: the task's default encoder.
     text_encoder: ClassVar[str | None] = None

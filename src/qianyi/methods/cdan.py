@@ -66,7 +66,10 @@ class CDAN(Method):
     within the target batch, so confident predictions (easy to transfer) count more.
 
     As in the authors' code, :math:`g` enters the map without a gradient (the classifier is trained
-    by the source loss; the features by the reversed discriminator gradient). Two more details of the
+    by the source loss; the features by the reversed discriminator gradient). :math:`\lambda` scales the
+    reversed gradient only, as the paper writes the game (:math:`\min_D \mathcal{L}_d`,
+    :math:`\min_F \ell - \lambda \mathcal{L}_d`); the authors' code multiplies the whole transfer loss by
+    :math:`\lambda`, which scales the discriminator's own step too. More details of the
     authors' code are settings:
 
     * ``entropy_grad`` (CDAN+E only): the entropy weights are not constants; a gradient flows back
@@ -100,7 +103,7 @@ class CDAN(Method):
     discriminator_logs = ("domain_acc",)
     grid = tuple({"trade_off": v} for v in (1.0, 0.3, 3.0))
 
-    bounds = {"warmup": (0.0, 0.9)}
+    bounds = {"warmup": (0.0, 0.9), "dropout": (0.0, 0.9), "random_dim": (1, 1 << 16)}
     added_hparams = {"entropy_grad": False, "warmup": 0.0, "ramp_steps": 0}
 
     def __init__(self, trade_off: float = 0.3, entropy: bool = False, hidden: tuple[int, ...] = (500, 500),
@@ -129,6 +132,9 @@ class CDAN(Method):
 
     def check_hparams(self) -> None:
         super().check_hparams()
+        if self.entropy != (self.name == "cdan+e"):
+            raise ConfigError(f"{self.name}: entropy={self.entropy} would make it {'cdan+e' if self.entropy else 'cdan'}; "
+                              "run that method instead")
         if self.entropy_grad and not self.entropy:
             raise ConfigError(f"{self.name}: entropy_grad=True needs the entropy weights (use cdan+e)")
         if self.ramp_steps and self.warmup:

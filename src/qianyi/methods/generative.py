@@ -19,7 +19,7 @@ from torch import nn
 
 from .._io import sha256_file, write_bytes, write_json
 from ..data.domain import TransferTask
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..nn import Backbone, DomainDiscriminator, LayerOutputs, grad_reverse
 from ..nn.gan import Generator, PatchDiscriminator, bce_gan_loss, lsgan_loss, real_fake_accuracy
 from .base import Method, ParamGroup, StepContext
@@ -44,6 +44,9 @@ class ImageTranslation(Method):
     #: Normalisation in the generators and discriminators.
     norm: str = "instance"
     discriminator_logs = ("d_t_acc", "d_s_acc")
+    game_meaning = "it always told translated images from real ones"
+    game_advice = "train longer, or narrow the discriminators (disc_width)"
+    bounds = {"gan_lr": (1e-7, 1.0), "width": (1, 512), "disc_width": (1, 512), "downsamplings": (1, 5)}
     width: int
     disc_width: int
     downsamplings: int
@@ -59,7 +62,13 @@ class ImageTranslation(Method):
         if shape is None or len(shape) != 3:
             raise DataError(f"{self.name} translates images (channels, height, width); the inputs here have "
                             f"shape {shape}")
-        c = shape[0]
+        c, least = shape[0], 2 if self.norm == "instance" else 1  # instance norm needs two pixels to normalise
+        sides = [min(shape[1:])]
+        while sides[-1] >= least:
+            sides.append(sides[-1] // 2)
+        if self.downsamplings > len(sides) - 2:
+            raise ConfigError(f"{self.name}: downsamplings={self.downsamplings} shrinks {shape[1]}x{shape[2]} images "
+                              f"below {least}x{least} pixels; use at most {max(1, len(sides) - 2)}")
         self.g_st, self.g_ts = self.make_generator(c), self.make_generator(c)
         self.d_t, self.d_s = (PatchDiscriminator(c, self.disc_width, self.norm) for _ in range(2))
 
@@ -293,12 +302,12 @@ class DiscoGAN(ImageTranslation):
     can change (a bag's silhouette into a shoe's); ``width`` 16 (16-128 channels; the paper: 64-512).
     ``res_blocks`` > 0 gives CycleGAN's encoder - residual blocks - decoder instead. The
     discriminators are :class:`qianyi.nn.gan.PatchDiscriminator` (the paper's ends in one logit per
-    image; on 28x28 each of the 7x7 patch logits sees 22x22 pixels).
+    image; on 28x28 each of the 7x7 patch logits sees 18x18 pixels).
 
     DiscoGAN does not adapt a classifier: the backbone is **not trained** (its model.pt is the
     initialised network, and the run's accuracies mean nothing). Its products are the generators
     (``qianyi translate``) and the grid ``translations.png``. The source must carry labels (the
-    engine's rule; one class is enough); the target may be unlabelled.
+    engine's rule), one class is enough; the target's labels, if any, are not read.
 
     Inputs: mini-batches (n, c, h, w) in [0, 1] from the two image sets.
 
@@ -310,6 +319,7 @@ class DiscoGAN(ImageTranslation):
     not_for_text = "translates images"
     norm = "batch"
     grid = ()  # no classifier is trained, so the label-free validators of `qianyi select` have nothing to score
+    trains_classifier = False
 
     def __init__(self, reconstruction: float = 1.0, gan_lr: float = 2e-4, width: int = 16, disc_width: int = 16,
                  downsamplings: int = 3, res_blocks: int = 0) -> None:

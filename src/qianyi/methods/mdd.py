@@ -39,10 +39,12 @@ class MDD(Method):
 
     .. math::
         D_\gamma = \frac{1}{n_t}\sum_j \log\big(1 - \sigma_{h_f(x^t_j)}(f'(\psi(x^t_j)))\big)
-            - \gamma\,\frac{1}{n_s}\sum_i \log \sigma_{h_f(x^s_i)}(f'(\psi(x^s_i)))
+            + \gamma\,\frac{1}{n_s}\sum_i \log \sigma_{h_f(x^s_i)}(f'(\psi(x^s_i)))
 
-    (sign as written in the paper's eq. 29; with the log-loss, :math:`D_\gamma` is maximised by an
-    :math:`f'` that agrees with :math:`f` on the source and disagrees on the target). The game is one
+    (the paper's eq. 29, :math:`D_\gamma = \mathbb{E}_t L' - \gamma\,\mathbb{E}_s L` with the cross-entropy
+    :math:`L = -\log\sigma_{h_f}(f')` on the source and :math:`L' = \log(1 - \sigma_{h_f}(f'))` on the target:
+    :math:`D_\gamma` is maximised by an :math:`f'` that agrees with :math:`f` on the source and disagrees on
+    the target). The game is one
     gradient step: :math:`f'` descends :math:`\eta\,(-D_\gamma)` (:math:`\eta` = ``trade_off``) and a
     gradient reversal layer between :math:`\psi` and :math:`f'` hands :math:`\psi` the opposite of
     that gradient, scaled by :math:`r_p = r\,(2/(1+e^{-10p}) - 1)`, :math:`r` = ``reversal``;

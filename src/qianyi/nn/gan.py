@@ -101,7 +101,7 @@ class PatchDiscriminator(nn.Module):
     """PatchGAN-style: images (n, c, h, w) -> one real/fake logit per patch, (n, 1, h', w').
 
     Two stride-2 4x4 convolutions (LeakyReLU 0.2; the second normalised) and a 3x3 convolution to one
-    channel; for 28x28 inputs each of the 7x7 logits sees a 22x22-pixel patch.
+    channel; for 28x28 inputs each of the 7x7 logits sees an 18x18-pixel patch.
 
     >>> tuple(PatchDiscriminator(3, width=8)(torch.rand(2, 3, 28, 28)).shape)
     (2, 1, 7, 7)

@@ -91,10 +91,12 @@ class SavedModel:
         return self.predict_proba(X, device).argmax(1)
 
 
-def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> SavedModel:
-    """Rebuild a saved model from its run folder (or its model.pt / model.json). ``network`` is needed
-    only for a run trained on a backbone of your own: pass an instance of it."""
+def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
+    """A run's ``model.json`` (what the model is, its classes and preprocessing) and its folder, from the
+    run folder or a file in it; clear errors when it is missing or corrupt."""
     p = Path(path)
+    if not p.exists():
+        raise DataError(f"{str(p)!r} does not exist; give the --out folder of a `qianyi run`")
     folder = p if p.is_dir() else p.parent
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -102,10 +104,19 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
                         "before model files described themselves hold weights only: rerun them)")
     try:
         meta = json.loads(meta_path.read_text())
-        shallow = isinstance(meta, dict) and meta.get("kind") == "shallow"
-        arch = None if shallow else meta["architecture"]
+        if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
+            raise TypeError("not a model description")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
+    return meta, folder
+
+
+def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> SavedModel:
+    """Rebuild a saved model from its run folder (or its model.pt / model.json). ``network`` is needed
+    only for a run trained on a backbone of your own: pass an instance of it."""
+    meta, folder = read_model_meta(path)
+    shallow = meta.get("kind") == "shallow"
+    arch = None if shallow else meta["architecture"]
     if shallow:
         raise DataError(f"{str(folder)!r} is a run of the shallow method {meta.get('method')!r}: its fitted arrays "
                         "are in model.npz, but qianyi predict does not rebuild shallow models yet; use the "
@@ -126,14 +137,20 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
     return SavedModel(network.eval(), meta, folder)
 
 
-def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
-    """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
-    labels, if any, are mapped to the model's classes."""
+def read_like_run(meta: dict, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
+    """Read ``spec`` and apply the preprocessing (canvas, column order) of the run ``meta`` (its
+    ``model.json``) describes, exactly as that run did; labels and class names stay the data's own."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import _load_base, parse_spec, prepare
 
     base, shifts = parse_spec(spec)
-    d = prepare(_load_base(base, resolve_data_dir(data_dir)), model.meta.get("preprocessing", {}), shifts, spec)
+    return prepare(_load_base(base, resolve_data_dir(data_dir)), meta.get("preprocessing", {}), shifts, spec)
+
+
+def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
+    """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
+    labels, if any, are mapped to the model's classes."""
+    d = read_like_run(model.meta, spec, data_dir)
     if d.labelled:
         reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model",
                            class_names=model.class_names)

@@ -552,6 +552,7 @@ class Trainer:
         model.eval()
         net.eval()
         source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
-        flags = game_flags(state.history, method.discriminator_logs, source_top)
+        flags = game_flags(state.history, method.discriminator_logs, source_top, meaning=method.game_meaning,
+                           advice=method.game_advice, check_collapse=method.trains_classifier)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags)

@@ -35,14 +35,19 @@ def winning(value: float) -> bool:
     return value >= DISCRIMINATOR_WINS
 
 
-def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str],
-               source_top_share: float) -> list[str]:
+def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str], source_top_share: float, *,
+               meaning: str = "the domains were never confused",
+               advice: str = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)",
+               check_collapse: bool = True) -> list[str]:
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
     share of the source's most frequent class (a target that is legitimately skewed is not flagged
-    unless the network is far more skewed than the source).
+    unless the network is far more skewed than the source). ``meaning`` and ``advice``: what a winning
+    discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
+    ``check_collapse`` False skips the collapse check (a method that trains no classifier).
     """
+    discriminators = tuple(discriminators)
     if not history:
         return []
     flags = []
@@ -51,11 +56,11 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
         values = [row[key] for row in tail if key in row]
         if values and winning(float(np.mean(values))):
             flags.append(f"the discriminator wins: {key} averaged {100 * np.mean(values):.1f}% over the last "
-                         f"{len(values)} epoch(s), so the domains were never confused (lower its learning rate or "
-                         "width, or raise trade_off)")
+                         f"{len(values)} epoch(s): {meaning} ({advice})")
     share = history[-1].get(TOP_SHARE_KEY)
-    if share is not None and share >= COLLAPSED and source_top_share < 0.5:
+    if check_collapse and share is not None and share >= COLLAPSED and source_top_share < 0.5:
+        cause = ("the encoder may have fooled the discriminator by mapping the target to one place" if discriminators
+                 else "what it learnt on the source does not carry over to this target")
         flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
-                     f"source's largest class is {100 * source_top_share:.0f}%); the encoder may have fooled the "
-                     "discriminator by mapping the target to one place")
+                     f"source's largest class is {100 * source_top_share:.0f}%); {cause}")
     return flags

@@ -1,11 +1,13 @@
 """What a finished run reports: :class:`RunResult`, the content of ``result.json``."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .._io import write_json, write_text
+from ..errors import DataError
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"  # one row per epoch: loss terms, source_val_acc, validator scores
@@ -63,6 +65,23 @@ class RunResult:
     def from_dict(cls, data: dict[str, Any]) -> "RunResult":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunResult":
+        """The run result stored in ``path`` (a ``result.json``); a :class:`~qianyi.errors.DataError` naming
+        the file when it is not one (truncated, edited, written by something else)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = str(exc)
+        else:
+            missing = ([f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                        and f.name not in data] if isinstance(data, dict) else ["(not a JSON object)"])
+            if not missing:
+                return cls.from_dict(data)
+            reason = "missing " + ", ".join(missing)
+        raise DataError(f"{str(path)!r} cannot be read as a run result ({reason}); it is corrupt: delete its run "
+                        "folder, or rerun the same command (`qianyi bench` with the same --out retrains it)")
 
     def save(self, directory: str | Path) -> Path:
         return write_json(Path(directory) / RESULT_FILE, self.to_dict())

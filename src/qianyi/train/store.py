@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import sha256_file
+from ..errors import DataError
 from ..nn import backbones
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 
@@ -58,8 +59,8 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
     """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None."""
     directory = Path(directory)
     try:
-        result = RunResult.from_dict(json.loads((directory / RESULT_FILE).read_text()))
-    except (OSError, json.JSONDecodeError, TypeError):
+        result = RunResult.read(directory / RESULT_FILE)
+    except DataError:  # absent, half-written or corrupt: not finished
         return None
     if result.fingerprint != _plain(fp):
         return None

@@ -3,9 +3,9 @@
 The generator is rebuilt from ``generators.json`` (method, settings, sample shape) and its weights
 are read from ``generators.pt`` with ``torch.load(weights_only=True)`` after a hash check. The data
 gets the run's preprocessing (canvas) exactly, as for ``qianyi predict``
-(:func:`qianyi.train.artefact.load_domain_for`).
+(:func:`qianyi.train.artefact.read_like_run`); its labels, if any, are kept as they are.
 
->>> X, y = translate("runs/cycada", "mnist", direction="s2t")   # doctest: +SKIP
+>>> X, y, class_names = translate("runs/cycada", "mnist", direction="s2t")   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_write, sha256_file
+from .._io import atomic_write, check_npz_path, sha256_file
 from ..errors import DataError, UnknownNameError
 from ..methods.generative import GENERATIVE, read_generators_meta
 from ..methods.registry import get_method
-from .artefact import load_domain_for, load_model
+from .artefact import read_like_run, read_model_meta
 from .checkpoint import unreadable_reason
 
 #: ``s2t``: source style -> target style (G_{S->T}); ``t2s``: the reverse.
@@ -51,8 +51,9 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
     try:
         net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     except (RuntimeError, AttributeError) as exc:
-        raise DataError(f"the weights in {str(weights)!r} do not fit the generator "
-                        f"({str(exc).splitlines()[0][:200]})") from None
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise DataError(f"the weights in {str(weights)!r} do not fit the generator generators.json describes "
+                        f"({detail[:400]}); rerun the run") from None
     return net.eval(), meta
 
 
@@ -60,9 +61,10 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
 def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", data_dir: str | os.PathLike | None = None,
               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
     """Translate the data set ``spec`` with a run's generator: (X in the run's input form, labels or None,
-    class names or None). Labels are mapped to the run's classes, as ``qianyi predict`` does."""
+    class names or None). Translation uses no labels: those of ``spec``, if any, are kept as they are, with
+    their class names (whatever classes the run had)."""
     net, meta = load_generator(run_dir, direction)
-    data = load_domain_for(load_model(run_dir), spec, data_dir=data_dir)
+    data = read_like_run(read_model_meta(run_dir)[0], spec, data_dir=data_dir)
     if data.sample_shape != tuple(meta["sample_shape"]):
         raise DataError(f"{spec!r} has samples of shape {data.sample_shape} after the run's preprocessing; the "
                         f"generators translate {tuple(meta['sample_shape'])}")
@@ -74,6 +76,7 @@ def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", dat
 def write_translation(path: str | os.PathLike, X: np.ndarray, y: np.ndarray | None,
                       class_names: tuple[str, ...] | None) -> Path:
     """An npz of arrays ``X`` (and ``y``, ``class_names``) that the ``npz:`` reader reads back."""
+    path = check_npz_path(path)
     arrays = {"X": X, **({"y": y} if y is not None else {}),
               **({"class_names": np.asarray(class_names)} if class_names is not None else {})}
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
