@@ -33,7 +33,7 @@ from qianyi.bench.runner import parse_pair
 from qianyi.data.tasks import load_task
 from qianyi._report import markdown_table
 from qianyi.measure.advisor import advise
-from qianyi.measure.report import load_model
+from qianyi.measure.report import load_weights_for
 from qianyi.methods.registry import get_method
 from qianyi.nn.inference import accuracy
 from qianyi.train import RunStore, TrainConfig, run
@@ -59,7 +59,7 @@ def check_pair(pair: str, seeds: list[int], epochs: int, steps: int | None, max_
     src = adv.source_model
     n_freeze = len(adv.profile.layers) - 2  # groups below the logits: k = 0 .. n_freeze - 1 leaves fc2 + logits free
     # EVALUATION: the advisor's source network scored on target test labels (checks the ATC estimate)
-    source_net_acc = accuracy(load_model(src, task), task.target_test)
+    source_net_acc = accuracy(load_weights_for(src, task), task.target_test)
 
     def score(method: str, freeze: int) -> float:
         accs = []
