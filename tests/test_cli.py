@@ -72,8 +72,41 @@ def test_bad_input_exits_2_with_a_message(capsys):
     assert "SOURCE->TARGET" in capsys.readouterr().err
 
 
+def test_a_failed_command_leaves_no_empty_out_folder_behind(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["run", "dan", "--source", "mnits", "--target", "digits", "--out", str(out)]) == 2
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()  # a folder the user made stays
+    assert main(["run", "dan", "--source", "mnits", "--target", "digits", "--out", str(kept)]) == 2
+    assert kept.is_dir()
+
+
+def test_methods_prints_whole_first_paragraphs(capsys):
+    assert main(["methods"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("kmm "))
+    assert line.rstrip().endswith("takes no weights).")  # the docstring's first paragraph spans lines
+
+
+def test_measure_refuses_an_unknown_adapt_method_before_training(capsys, monkeypatch):
+    import qianyi.measure.report
+
+    def never(*a, **k):
+        raise AssertionError("measured (and trained) before the method name was checked")
+    monkeypatch.setattr(qianyi.measure.report, "measure", never)
+    assert main(["measure", "digits", "digits+rot30", "--layers", "--adapt", "danny", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'danny'" in err
+
+
 def test_set_parses_typed_hyperparameters():
     assert parse_hparams("dan", ["trade_off=3", "layers=fc2,logits"]) == {"trade_off": 3.0,
                                                                          "layers": ("fc2", "logits")}
     with pytest.raises(Exception, match="no hyper-parameter"):
         parse_hparams("dan", ["gamma=1"])
+
+
+def test_features_default_layer_fits_the_backbone(tmp_path, capsys):
+    out = tmp_path / "f.npz"  # lenet has no 'pool' group (ResNets do): the default is its bottleneck
+    assert main(["features", "--data", "digits", "--backbone", "lenet", "--out", str(out), "--no-progress"]) == 0
+    assert "layer features" in capsys.readouterr().out and out.is_file()

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: source-only, DAN and DANN on mnist->digits, as a table",
                        description="Train source-only, DAN, DANN and the target oracle on mnist->digits and print "
                                    "target accuracy and the fraction of the source-only->oracle gap each closes.")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); reruns resume from it")
     _train_args(d)
     _backbone_args(d)
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--via-novelty", action="store_true",
                    help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
                         "autoencoder trained on the source and target only (DDTL's selection)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="training seed: initial weights, batch order (default 0)")
     r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
     _train_args(r)
@@ -271,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "text: all-MiniLM-L6-v2 sentence embeddings (384-d; QIANYI_MINILM_CACHE=DIR keeps them)")
     fe.add_argument("--weights", default=None, metavar="FILE",
                     help="torchvision ImageNet weights (.pth or .safetensors); without them features are random")
-    fe.add_argument("--layer", default="pool", metavar="GROUP",
-                    help="layer group whose output is written (default pool: 512/2048-d ResNet features; "
-                         "'features' is the bottleneck)")
+    fe.add_argument("--layer", default=None, metavar="GROUP",
+                    help="layer group whose output is written (default: pool, the 512/2048-d features, for a ResNet; "
+                         "'features', the bottleneck, otherwise)")
     fe.add_argument("--size", type=int, default=None, metavar="N",
                     help="resize images to NxN first (224 for ImageNet weights; default: as read)")
     fe.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default 64)")
@@ -317,7 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
     """``--grid``: a JSON list of settings dicts, inline or in a file."""
     import json
-    from pathlib import Path
 
     if text is None:
         return None
@@ -392,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    out = getattr(args, "out", None)
+    fresh_out = Path(out) if isinstance(out, str) and out and not os.path.exists(out) else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -399,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dispatch(args)
     except QianyiError as exc:
         print(f"qianyi: error: {exc}", file=sys.stderr)
+        if fresh_out is not None and fresh_out.is_dir() and not any(fresh_out.iterdir()):
+            fresh_out.rmdir()  # made by this command, which failed before writing anything: leave no trace
         return 2
     except KeyboardInterrupt:
         print("qianyi: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
@@ -455,15 +459,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .nn.features import extract, save_features
 
         check_npz_path(args.out_npz)  # before the work
-        feats = extract(args.data, args.backbone, layer=args.layer, batch_size=args.batch_size, device=args.device,
+        layer = args.layer or ("pool" if args.backbone.startswith("resnet") else "features")
+        feats = extract(args.data, args.backbone, layer=layer, batch_size=args.batch_size, device=args.device,
                         weights=args.weights, size=args.size, data_dir=args.data_dir, progress=not args.no_progress)
         save_features(args.out_npz, feats)
         print(f"written: {args.out_npz} ({feats['X'].shape[0]} samples x {feats['X'].shape[1]} features, layer "
-              f"{args.layer}); read it back as npz:{args.out_npz}")
+              f"{layer}); read it back as npz:{args.out_npz}")
         return 0
     if args.command == "report":
-        from pathlib import Path
-
         from .bench.html import write_report
         from .bench.runner import BenchResult
 

@@ -31,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
                    "instead of training (DIR/model.pt of `qianyi run --out DIR`)")
     _measure_args(m)
     m.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the sampling and of any training (default 0)")
     m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
     train_args(m)
 
@@ -82,7 +82,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
                    "(default: train one source-only, --epochs epochs)")
     _measure_args(a)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
     train_args(a)
 
@@ -158,7 +158,11 @@ def _written(files: dict[str, str]) -> None:
 def _measure(args: argparse.Namespace) -> int:
     from .report import measure
 
+    from ..methods.registry import get_method
+
     adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
+    for name in adapt:  # a typo fails now, not after the source network has trained
+        get_method(name)
     res = measure(_load(args), layers=args.layers, adapt=adapt, model=args.model, config=_config(args, args.seed),
                   metrics=args.metrics, samples=args.samples, permutations=args.permutations, seed=args.seed,
                   out=args.out, log=lambda s: print(s, file=sys.stderr))

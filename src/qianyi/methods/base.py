@@ -300,7 +300,7 @@ class Method(nn.Module):
     @classmethod
     def summary(cls) -> str:
         doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(doc.split("\n\n")[0].split())  # the first paragraph, on one line
 
     @classmethod
     def hparam_defaults(cls) -> dict[str, Any]:
