@@ -152,6 +152,8 @@ def test_unknown_names_list_what_exists():
     with pytest.raises(UnknownNameError, match="unknown shift"):
         from qianyi.data.shifts import parse_shift
         parse_shift("rotate")
+    with pytest.raises(UnknownNameError, match="unknown shift 'rot'; known shifts: rotate by N degrees"):
+        load_domain("digits+rot")  # a dataset that exists, a shift without its angle: not 'unknown dataset'
 
 
 def test_shifts_change_images_deterministically():

@@ -41,7 +41,7 @@ from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
 from .lazy import is_lazy
 from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
-from .shifts import SHIFTS, apply_shifts
+from .shifts import SHIFTS, apply_shifts, parse_shift
 from .audio import read_wav_folder
 from .text import TEXT_READER_OPTIONS, TEXT_READERS, csv_text_reader, encode_domain, tokenize_task
 
@@ -133,6 +133,10 @@ def _load_base(base: str, root: Path | None, max_samples: int | None = None, see
         return info.loader(root, **parse_options(name, query, base, info.options))
     if ":" in base:
         raise UnknownNameError(f"unknown reader {base.split(':', 1)[0]!r} in {base!r}; readers: {', '.join(READERS)}")
+    head, *tokens = name.split("+")
+    if tokens and head in DATASETS:  # a known dataset with a shift that is not one: say which
+        for token in tokens:
+            parse_shift(token)
     raise UnknownNameError(f"unknown dataset {base!r}; built-in: {', '.join(DATASETS)}; "
                            f"or a file: {', '.join(r + ':PATH' for r in READERS)}")
 
