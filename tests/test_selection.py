@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qianyi.bench.selection import rank_candidates, tie_break_note
+from qianyi.bench.selection import indistinct_note, rank_candidates, tie_break_note
 from qianyi.cli import main
 from qianyi.methods import get_method
 from qianyi.select import get_validator
@@ -55,6 +55,16 @@ def test_a_tie_broken_by_the_mean_score_is_reported_with_the_pair_that_weighs_mo
     clear = np.array([[0.1, 0.1], [0.2, 0.2]])
     mean_rank, best = rank_candidates(clear, higher_is_better=False)
     assert tie_break_note(clear, mean_rank, best, ["a", "b"]) is None  # the ranks decided
+
+
+def test_candidates_the_validator_scores_alike_are_reported():
+    scores = np.array([[4.927253654, 0.5], [4.927253649, 0.5], [3.0, 0.7]])  # 0 and 1: float noise apart
+    mean_rank, best = rank_candidates(scores, higher_is_better=True)
+    cands = [{"trade_off": 1.0}, {"trade_off": 0.3}, {"trade_off": 3.0}]
+    note = indistinct_note(scores, best, cands)
+    assert best == 0 and note and '{"trade_off": 0.3}' in note and "cannot tell them apart" in note
+    assert '{"trade_off": 3.0}' not in note
+    assert indistinct_note(np.array([[1.0, 0.5], [1.001, 0.5]]), 0, cands[:2]) is None  # apart in the 4th digit
 
 
 def test_select_command_ranks_a_grid_and_reuses_its_runs(tmp_path, capsys):

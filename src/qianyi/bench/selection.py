@@ -95,6 +95,19 @@ def tie_break_note(scores: np.ndarray, mean_rank: np.ndarray, best: int, pairs: 
             "scale across pairs: read the per-pair columns).")
 
 
+def indistinct_note(scores: np.ndarray, best: int, candidates: Sequence[dict[str, Any]]) -> str | None:
+    """A sentence when other candidates score the same as the winner on every pair to six significant
+    digits (``scores``: candidates x pairs, seed means): the validator cannot tell them apart, and ranks
+    that differ by float noise decided. ``None`` otherwise."""
+    same = [i for i in range(len(scores)) if i != best
+            and np.allclose(scores[i], scores[best], rtol=1e-6, atol=1e-12)]
+    if not same:
+        return None
+    return (f"The validator scores {', '.join(json.dumps(candidates[i]) for i in same)} the same as the chosen "
+            "candidate on every pair (to six digits): it cannot tell them apart, so the choice among them is "
+            "noise (runs too short to differ, or collapsed ones).")
+
+
 @dataclass
 class SelectionResult:
     method: str
@@ -117,6 +130,11 @@ class SelectionResult:
         """:func:`tie_break_note` for this result (``None`` when the ranks alone decided)."""
         return tie_break_note(self.scores.mean(2), self.mean_rank, self.chosen, self.pairs)
 
+    @property
+    def indistinct(self) -> str | None:
+        """:func:`indistinct_note` for this result (``None`` when the winner's scores stand apart)."""
+        return indistinct_note(self.scores.mean(2), self.chosen, self.candidates)
+
     def oracle_choice(self) -> int:
         """The candidate with the best mean target-test accuracy (ORACLE: for reports only)."""
         return int(np.nanmean(self.target_accuracy, axis=(1, 2)).argmax())
@@ -136,8 +154,7 @@ class SelectionResult:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
-        if self.tie_break:
-            lines.append(self.tie_break)
+        lines += [note for note in (self.tie_break, self.indistinct) if note]
         if show_oracle:
             o = self.oracle_choice()
             lines.append(f"ORACLE choice (best on target-test labels, not used): {json.dumps(self.candidates[o])}, "
@@ -186,5 +203,5 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
                                      "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
-                                     "tie_break": res.tie_break})}
+                                     "tie_break": res.tie_break, "indistinct": res.indistinct})}
     return res
