@@ -97,6 +97,8 @@ def test_measure_refuses_an_unknown_adapt_method_before_training(capsys, monkeyp
     assert main(["measure", "digits", "digits+rot30", "--layers", "--adapt", "danny", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "unknown method 'danny'" in err
+    assert main(["measure", "digits", "digits+rot30", "--freeze", "3"]) == 2  # no --layers: nothing to freeze
+    assert "apply with --layers" in capsys.readouterr().err
 
 
 def test_set_parses_typed_hyperparameters():

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Callable
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -163,6 +163,9 @@ def _measure(args: argparse.Namespace) -> int:
     adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
     for name in adapt:  # a typo fails now, not after the source network has trained
         get_method(name)
+    if not args.layers and (args.init_from or args.freeze or args.init_layers is not None or args.l2sp):
+        raise ConfigError("--init-from/--init-layers/--freeze/--l2sp train networks: they apply with --layers "
+                          "(without it, measure compares the inputs and trains nothing)")
     res = measure(_load(args), layers=args.layers, adapt=adapt, model=args.model, config=_config(args, args.seed),
                   metrics=args.metrics, samples=args.samples, permutations=args.permutations, seed=args.seed,
                   out=args.out, log=lambda s: print(s, file=sys.stderr))
