@@ -22,7 +22,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import check_estimator
 
 from qianyi.errors import ConfigError, DataError, QianyiWarning
-from qianyi.shallow import (CORAL, JDA, KMM, TCA, AugmentedClassifier, FeatureAugmentation, KMMClassifier,
+from qianyi.shallow import (CORAL, JDA, KMM, TCA, AdaptedClassifier, AugmentedClassifier, FeatureAugmentation, KMMClassifier,
                             SubspaceAlignment, TrAdaBoost)
 
 
@@ -413,3 +413,46 @@ def test_augmented_classifier_beats_source_only_and_target_only():
     aug = AugmentedClassifier().fit(Xs, ys, Xt, yt)
     assert aug.score(Xte, yte) > max(source_only, target_only) + 0.02
     assert aug.estimator_.coef_.shape == (1, 3 * d)
+
+
+# -- AdaptedClassifier: an adapter and a classifier, the papers' protocol as one estimator --------------
+def _shifted(seed: int = 0, n: int = 200):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(3, 5)) * 3
+    ys, yt = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    Xs = means[ys] + rng.normal(size=(n, 5))
+    Xt = (means[yt] + rng.normal(size=(n, 5))) * np.array([1, 2, 3, 0.5, 1.5])
+    return Xs, ys, Xt, yt
+
+
+@pytest.mark.parametrize("adapter", [CORAL(), SubspaceAlignment(3), TCA(n_components=3)], ids=lambda a: type(a).__name__)
+def test_adapted_classifier_is_the_papers_protocol_in_every_convention(adapter):
+    Xs, ys, Xt, yt = _shifted()
+    fitted = clone(adapter).fit(Xs, Xt)  # by hand: 1-NN on the adapted source, target rows mapped as target
+    if isinstance(adapter, TCA):
+        zs, zt = fitted.transform(Xs), fitted.transform(Xt)
+    else:
+        zs = fitted.transform(Xs, sample_domain=np.ones(len(Xs)))
+        zt = fitted.transform(Xt, sample_domain=-np.ones(len(Xt)))
+    by_hand = KNeighborsClassifier(1).fit(zs, ys).predict(zt)
+    if isinstance(adapter, CORAL):
+        np.testing.assert_array_equal(zt, Xt)  # CORAL tests on the raw target, as in the paper
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    placeholders = np.r_[ys, np.zeros(len(Xt), int)]  # target labels a Pipeline would have trained on
+    for model in (AdaptedClassifier(adapter).fit(Xs, ys, Xt=Xt),
+                  AdaptedClassifier(adapter).fit(X, placeholders, sample_domain=sd),
+                  AdaptedClassifier(adapter, unlabelled=-1).fit(X, np.r_[ys, -np.ones(len(Xt), int)])):
+        np.testing.assert_array_equal(model.predict(Xt), by_hand)
+    plain = make_pipeline(clone(adapter), KNeighborsClassifier(1)).fit(Xs, ys)  # no target seen: adapts to itself
+    assert (by_hand == yt).mean() > (plain.predict(Xt) == yt).mean()
+
+
+def test_adapted_classifier_is_a_scikit_learn_classifier():
+    from sklearn.svm import SVC
+
+    results = check_estimator(AdaptedClassifier(CORAL()), on_fail=None)
+    assert [r["check_name"] for r in results if r["status"] == "failed"] == []
+    assert not hasattr(AdaptedClassifier(CORAL(), SVC()), "predict_proba")
+    assert hasattr(AdaptedClassifier(CORAL(), SVC(probability=True)), "predict_proba")
+    with pytest.raises(ConfigError, match="adapter must be an unsupervised adapter"):
+        AdaptedClassifier().fit(*_shifted()[:2])

@@ -11,11 +11,13 @@ that need no network.
 * :class:`TrAdaBoost` -- boosting over source and a few labelled target samples; ``fit(Xs, ys, Xt, yt)``
 * :class:`FeatureAugmentation` -- Daume III's ``[x, x, 0]`` / ``[x, 0, x]``; ``fit_transform(X, sample_domain=sd)``
 * :class:`AugmentedClassifier` -- any classifier on augmented features; ``fit(Xs, ys, Xt, yt)``, ``predict``
+* :class:`AdaptedClassifier` -- CORAL, SA or TCA then a classifier, as the papers do it (trained on the
+  adapted source only, predicting target rows as target rows); ``fit(Xs, ys, Xt=Xt)``, ``predict``
 
 Which rows are target, for every estimator (as :class:`qianyi.DomainAdapter`): ``Xt=`` (and ``yt=``)
 next to the source ``X, y``; or ``sample_domain=`` with one entry per row of ``X``, positive for
-source and negative for target (skada's convention; route it through a ``Pipeline`` with scikit-learn's
-metadata routing); or, for the classifiers with an unlabelled target (:class:`JDA`,
+source and negative for target (skada's convention; for an adapter and a classifier use
+:class:`AdaptedClassifier`, not a plain ``Pipeline``, whose classifier would also fit the target rows); or, for the classifiers with an unlabelled target (:class:`JDA`,
 :class:`KMMClassifier`), ``unlabelled=MARKER`` marking target rows of ``y`` (e.g. ``-1``), which works
 in ``GridSearchCV`` as is. The unsupervised adapters also accept ``fit(Xs, Xt)``: a 2-D array in place
 of ``y`` is the target sample. Given no target rows, an unsupervised adapter adapts the data to itself;
@@ -33,7 +35,8 @@ from .alignment import CORAL, SubspaceAlignment
 from .augment import AugmentedClassifier, FeatureAugmentation
 from .boosting import TrAdaBoost
 from .kmm import KMM, KMMClassifier
+from .pipeline import AdaptedClassifier
 from .tca import JDA, TCA
 
-__all__ = ["AugmentedClassifier", "CORAL", "FeatureAugmentation", "JDA", "KMM", "KMMClassifier",
+__all__ = ["AdaptedClassifier", "AugmentedClassifier", "CORAL", "FeatureAugmentation", "JDA", "KMM", "KMMClassifier",
            "SubspaceAlignment", "TCA", "TrAdaBoost"]
