@@ -58,6 +58,23 @@ def test_target_rows_by_marker_or_sample_domain_and_a_backbone_of_your_own():
         DomainAdapter(epochs=1, steps_per_epoch=2).fit(Xs, np.zeros(len(Xs), int))
 
 
+def test_domain_conventions_are_checked_as_in_the_shallow_estimators():
+    from qianyi.shallow import JDA
+
+    Xs, ys, Xt, _ = _shifted(n=40, seed=2)
+    X = np.r_[Xs, Xt]
+    fast = dict(epochs=1, steps_per_epoch=1)
+    with pytest.raises(DataError, match="non-zero numbers"):  # 0 is neither source nor target
+        DomainAdapter(**fast).fit(X, np.r_[ys, ys], sample_domain=np.r_[np.ones(40), np.zeros(40)])
+    with pytest.raises(DataError, match="either as Xt= or by sample_domain="):
+        DomainAdapter(**fast).fit(X, np.r_[ys, ys], Xt=Xt, sample_domain=np.r_[np.ones(40), -np.ones(40)])
+    names = np.array(["cat", "dog", "eel"])[np.r_[ys, ys]].astype(object)
+    names[40:] = "-1"  # the marker -1 (a number) never equals the string '-1': it would become a class
+    for est in (DomainAdapter(unlabelled=-1, **fast), JDA(unlabelled=-1)):
+        with pytest.raises(DataError, match="unlabelled marker -1 \\(int\\) cannot match labels"):
+            est.fit(X, names.astype(str))
+
+
 def test_pipeline_and_grid_search_choose_settings_without_target_labels():
     Xs, ys, Xt, yt = _shifted(seed=2)
     X, y = np.r_[Xs, Xt], np.r_[ys, -np.ones(len(Xt), int)]  # -1: target rows, no labels

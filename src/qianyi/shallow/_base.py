@@ -121,7 +121,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         ys, yt = (y[src], y[~src]) if y is not None else (None, None)
         has_target = True
     elif unlabelled is not None and y is not None:
-        tgt = y == unlabelled
+        tgt = unlabelled_rows(who, y, unlabelled)
         Xs, ys, Xt, yt = X[~tgt], y[~tgt], X[tgt], None
         has_target = True
     else:
@@ -143,6 +143,18 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     if need_yt and yt is not None and yt.dtype.kind == "f" and not np.isfinite(yt).all():
         raise DataError(f"{who}.fit: the target labels contain NaN; give every target row a label")
     return Domains(Xs, ys, Xt, yt, has_target)
+
+
+def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:
+    """Rows of ``y`` equal to the ``unlabelled`` marker; an error when the marker cannot equal any label
+    (a number marker with string labels, or the reverse), which would silently make it a class."""
+    y = np.asarray(y)
+    numeric = y.dtype.kind in "iuf"
+    if isinstance(marker, bool) or numeric != isinstance(marker, (int, float, np.number)):
+        raise DataError(f"{who}.fit: the unlabelled marker {marker!r} ({type(marker).__name__}) cannot match labels "
+                        f"of dtype {y.dtype}; give a marker of the labels' kind (e.g. "
+                        f"{'-1' if numeric else repr('unlabelled')})")
+    return y == marker
 
 
 def target_as_y(y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:

@@ -32,6 +32,7 @@ from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
+from ..shallow._base import unlabelled_rows
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -73,6 +74,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         """Fit on source rows (labelled) and target rows (unlabelled; see the module docstring)."""
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         check_classification_targets(y)
+        if Xt is not None and sample_domain is not None:
+            raise DataError("DomainAdapter.fit: give the target either as Xt= or by sample_domain=, not both")
         target_rows = _target_rows(y, sample_domain, self.unlabelled)
         Xs, ys = X[~target_rows], y[~target_rows]
         if len(Xs) == 0:
@@ -126,10 +129,13 @@ def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarr
         sd = np.asarray(sample_domain)
         if sd.shape != (len(y),):
             raise DataError(f"sample_domain has shape {sd.shape}; expected one entry per row ({len(y)},)")
+        if sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd.astype(float)).all():
+            raise DataError("DomainAdapter.fit: sample_domain must be non-zero numbers (positive: source, "
+                            "negative: target)")
         return sd < 0
     if unlabelled is None:
         return np.zeros(len(y), bool)
-    return np.asarray(y) == unlabelled
+    return unlabelled_rows("DomainAdapter", y, unlabelled)
 
 
 def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
