@@ -456,3 +456,12 @@ def test_adapted_classifier_is_a_scikit_learn_classifier():
     assert hasattr(AdaptedClassifier(CORAL(), SVC(probability=True)), "predict_proba")
     with pytest.raises(ConfigError, match="adapter must be an unsupervised adapter"):
         AdaptedClassifier().fit(*_shifted()[:2])
+
+
+def test_tradaboost_takes_a_random_state_instance_and_names_one_class_a_data_error():
+    Xs, ys, Xt, yt = _shifted(seed=3, n=80)
+    a = TrAdaBoost(n_estimators=3, random_state=np.random.RandomState(0)).fit(Xs, ys, Xt[:20], yt[:20])
+    b = TrAdaBoost(n_estimators=3, random_state=np.random.RandomState(0)).fit(Xs, ys, Xt[:20], yt[:20])
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
+    with pytest.raises(DataError, match="only 1 class"):
+        TrAdaBoost().fit(Xs, np.zeros(len(Xs), int), Xt[:20], np.zeros(20, int))

@@ -9,9 +9,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from ..errors import ConfigError, QianyiWarning
+from ..errors import ConfigError, DataError, QianyiWarning
 from ._base import check_X, split_domains
 
 #: Weighted target errors are kept in [EPS_MIN, 1/2 - EPS_MIN]: 0 would give beta_t = 0, 1/2 or more breaks
@@ -62,7 +63,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         check_classification_targets(np.r_[d.ys, d.yt])
         self.classes_, codes = np.unique(np.r_[d.ys, d.yt], return_inverse=True)
         if len(self.classes_) < 2:
-            raise ConfigError(f"TrAdaBoost.fit: the labels hold only 1 class ({self.classes_[0]!r}); a classifier "
+            raise DataError(f"TrAdaBoost.fit: the labels hold only 1 class ({self.classes_[0]!r}); a classifier "
                               "needs at least two")
         n, m = len(d.Xs), len(d.Xt)
         Xall = np.vstack([d.Xs, d.Xt])
@@ -72,12 +73,14 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
                               "that does (e.g. a decision tree, LogisticRegression, SVC)")
         self.beta_ = 1.0 / (1.0 + math.sqrt(2.0 * math.log(n) / N))
         w = np.ones(n + m)
+        seeds = check_random_state(self.random_state).randint(0, 2 ** 31 - 1, N) \
+            if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)) else None
         self.estimators_, errors, alphas = [], [], []
         for t in range(N):
             p = w / w.sum()
             h = clone(base)
             if "random_state" in h.get_params() and self.random_state is not None:
-                h.set_params(random_state=self.random_state + t)
+                h.set_params(random_state=int(self.random_state) + t if seeds is None else int(seeds[t]))
             h.fit(Xall, codes, sample_weight=p * (n + m))
             miss = (np.asarray(h.predict(Xall)) != codes).astype(float)
             eps = float(w[n:] @ miss[n:] / w[n:].sum())
@@ -96,8 +99,8 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         self.sample_weights_ = w
         if not (self.estimator_weights_[self.voters_] > 1e-8).any():
             warnings.warn("TrAdaBoost: every voting round had a weighted target error of 1/2 or more, so no round "
-                          "has a vote and every row gets the same class; use a stronger base estimator or more "
-                          "target labels", QianyiWarning, stacklevel=2)
+                          "earns a real vote (they vote with equal, near-zero weights: a plain majority of weak "
+                          "rounds); use a stronger base estimator or more target labels", QianyiWarning, stacklevel=2)
         return self
 
     def _votes(self, X: Any) -> np.ndarray:
