@@ -84,3 +84,17 @@ def test_cli_advise_explains_with_numbers(tmp_path, capsys):
     for word in ("freeze:", "method:", "adapt:", "transfer:", "because", "PAD", "qianyi run"):
         assert word in out
     assert {p.name for p in tmp_path.iterdir()} >= {"advice.json", "advice.md", "profile.png", "source"}
+
+
+def test_a_binary_task_is_not_doubtful_at_a_high_accuracy_estimate():
+    prof = LayerProfile("net", LAYERS, [64, 512, 256, 256, 128, 2], {"a-distance": [0.1, 0.1, 0.1, 0.1, 0.1, 0.0]}, 100, 100)
+    advice = lambda atc: _recommend("s->t", lenet(1, 8, 2), prof, [0.9] * 6, [None] * 3 + [0.5] * 3, atc, 0.5, 1.0, 1.0)  # noqa: E731
+    assert advice(0.955).transfer_likely_helps  # twice chance would be 100%: every binary task was doubtful
+    low = advice(0.7)
+    assert low.negative_transfer_warning and "under 75%" in {r.topic: r.because for r in low.recommendations}["warning"]
+
+
+def test_freezing_up_to_the_output_layer_gives_the_right_reason():
+    a = recommend([0.3, 0.3, 0.3, 0.05, 0.05, 0.0], pvals=(None, None, None, 0.5, 0.5, 0.9))
+    why = {r.topic: r.because for r in a.recommendations}["freeze"]
+    assert a.freeze == 4 and "logits is the output layer" in why and "separates" not in why

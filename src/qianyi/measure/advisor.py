@@ -259,7 +259,9 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
         why_m = (f"the shift is moderate (input PAD {pad[INPUT]:.2f}, {feat} PAD {pad[feat]:.2f}): align the "
                  "adaptation layers with MK-MMD (DAN), a discrepancy with no min-max game")
     collapse = ent_t < COLLAPSE * ent_s
-    far = atc < 2 * chance or pad[feat] >= PAD_LOW_LEVEL or collapse
+    # "too low": under twice chance, or, with few classes (2: twice chance is 100%), under halfway to 100%
+    low_bar = min(2 * chance, (1 + chance) / 2)
+    far = atc < low_bar or pad[feat] >= PAD_LOW_LEVEL or collapse
     helps = not far
     recs.append(Recommendation(
         "transfer", ("likely to help" if helps else "doubtful: the target looks too far")
@@ -270,7 +272,8 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
         recs.append(Recommendation(
             "warning", "risk of negative transfer: compare any adapted model with source-only on a few labelled "
             "target samples before trusting it",
-            ("the ATC estimate is under twice chance; " if atc < 2 * chance else "")
+            (f"the ATC estimate is under {100 * low_bar:.0f}% (twice chance, or halfway from chance to 100% with "
+             "few classes); " if atc < low_bar else "")
             + (f"{feat} separates the domains almost perfectly (PAD {pad[feat]:.2f} >= {PAD_LOW_LEVEL}); "
                if pad[feat] >= PAD_LOW_LEVEL else "")
             + (f"target predictions collapse onto few classes (entropy {ent_t:.2f} < {COLLAPSE} x {ent_s:.2f}); "
@@ -278,6 +281,8 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
     kept, stop = groups[:freeze], groups[freeze]
     why_f = ((f"the inputs of {', '.join(kept)} are shared ({nums(entering[:freeze])} <= {PAD_SHARED}); "
               if kept else "") + f"{stop} " + (
+        "is the output layer, which is never frozen (it is trained for the target's decision)"
+        if stop == groups[-1] and pad[entering[freeze]] <= PAD_SHARED else
         "is an adaptation layer" if stop in adapt and pad[entering[freeze]] <= PAD_SHARED else
         f"reads a representation the domain classifier separates ({entering[freeze]} PAD "
         f"{pad[entering[freeze]]:.2f} > {PAD_SHARED}): frozen, its source-fitted weights and batch-norm "
