@@ -105,3 +105,23 @@ def test_wasserstein_without_pot_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "ot", None)  # makes `import ot` fail
     with pytest.raises(MissingDependencyError, match="pip install pot"):
         wasserstein(gauss(5), gauss(5))
+
+
+def test_measurement_refuses_non_finite_features_and_is_exact_far_from_the_origin():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 16)).astype(np.float32) * 0.1
+    b = a[::-1].copy() + np.float32(0.05) * (np.arange(16) < 4)  # a real shift on four coordinates
+    bad = a.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(DataError, match="sample x holds NaN"):
+        distances(bad, b, ["mk-mmd"])
+    with pytest.raises(DataError, match="sample y holds NaN"):
+        mmd_test(a, bad, permutations=9)  # it used to give NaN the strongest p-value, 1 / (1 + B)
+    with pytest.raises(DataError, match="sample x is empty"):
+        distances(a[:0], b, ["mk-mmd"])
+    exact = distances(a.astype(np.float64), b.astype(np.float64), ["mk-mmd", "coral"])
+    far = distances(a + 300, b + 300, ["mk-mmd", "coral"])  # float32, features far from the origin
+    assert far["mk-mmd"] == pytest.approx(exact["mk-mmd"], rel=1e-3)
+    assert far["coral"] == pytest.approx(exact["coral"], rel=1e-3)
+    t64 = mmd_test(a.astype(np.float64), b.astype(np.float64), permutations=19).mmd2
+    assert mmd_test(torch.as_tensor(a + 300), torch.as_tensor(b + 300), permutations=19).mmd2 == pytest.approx(t64, rel=1e-3)

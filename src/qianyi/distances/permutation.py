@@ -62,6 +62,10 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
     Y = Y.to(X.dtype)
     _check(estimator, X, Y)
+    for name, t in (("x", X), ("y", Y)):
+        if not bool(torch.isfinite(t).all()):
+            raise DataError(f"mmd_test: sample {name} holds NaN or infinite values (features of a network that "
+                            "diverged? lower the learning rate); a test on them would mean nothing")
     g = torch.Generator().manual_seed(seed)
     if len(X) > max_samples:
         X = X[torch.randperm(len(X), generator=g)[:max_samples]]
@@ -69,12 +73,17 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
         Y = Y[torch.randperm(len(Y), generator=g)[:max_samples]]
     kernel = kernel or multi_kernel()
     with torch.no_grad():
-        Z = torch.cat([X.detach(), Y.detach()])
+        centre = torch.cat([X, Y]).mean(0)  # MMD is translation-invariant; centring keeps float32 distances
+        X, Y = X.detach() - centre, Y.detach() - centre  # of features far from the origin exact
+        Z = torch.cat([X, Y])
         K = kernel.matrix(Z, Z, kernel.sigmas2(X, Y))
         m, N = len(X), len(Z)
         observed = torch.zeros(1, N, dtype=K.dtype, device=K.device)
         observed[0, :m] = 1.0
         stat = _statistics(K, observed, estimator)[0]
+        if not bool(torch.isfinite(stat)):
+            raise DataError("mmd_test: the statistic overflowed (the features are too large to compare: a network "
+                            "that diverged? lower the learning rate); no p-value can be given")
         exceed = 0
         for start in range(0, permutations, batch):
             b = min(batch, permutations - start)

@@ -16,7 +16,7 @@ import torch
 
 from ..distances import coral, mk_mmd2, mmd2, proxy_a_distance, wasserstein
 from ..distances.mmd import GaussianKernel
-from ..errors import UnknownNameError
+from ..errors import DataError, UnknownNameError
 
 Array = torch.Tensor | np.ndarray
 
@@ -66,9 +66,12 @@ def check_metrics(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def subsample(a: Array, n: int | None, seed: int) -> torch.Tensor:
-    """Up to ``n`` rows of ``a`` (seeded, without replacement), flattened to (n, d) float."""
+def subsample(a: Array, n: int | None, seed: int, name: str = "x") -> torch.Tensor:
+    """Up to ``n`` rows of ``a`` (seeded, without replacement), flattened to (n, d) float; an error naming
+    ``name`` when it is empty or holds NaN or infinite values."""
     t = torch.as_tensor(a)
+    if len(t) == 0:
+        raise DataError(f"distance: sample {name} is empty; give both samples at least 2 rows")
     t = t.reshape(len(t), -1) if t.ndim != 1 else t[:, None]
     if not torch.is_floating_point(t):
         t = t.float()
@@ -86,5 +89,18 @@ def distances(x: Array, y: Array, metrics: Sequence[str] = DEFAULT_METRICS, max_
               seed: int = 0) -> dict[str, float]:
     """Several distances between ``x`` and ``y`` on the same subsample: ``{name: value}``."""
     names = check_metrics(metrics)
-    X, Y = subsample(x, max_samples, seed), subsample(y, max_samples, seed + 1)
-    return {n: METRICS[n].fn(X, Y, seed) for n in names}
+    X, Y = subsample(x, max_samples, seed, "x"), subsample(y, max_samples, seed + 1, "y")
+    for name, t in (("x", X), ("y", Y)):
+        if not bool(torch.isfinite(t).all()):
+            raise DataError(f"distance: sample {name} holds NaN or infinite values (features of a network that "
+                            "diverged? lower the learning rate)")
+    # centred on the pooled mean: every metric here is translation-invariant, and float32 distances of
+    # features far from the origin would otherwise be rounding noise (|a|^2 + |b|^2 - 2ab cancels)
+    centre = torch.cat([X, Y]).mean(0)
+    X, Y = X - centre, Y - centre
+    out = {n: METRICS[n].fn(X, Y, seed) for n in names}
+    bad = [n for n, v in out.items() if not np.isfinite(v)]
+    if bad:
+        raise DataError(f"distance: {', '.join(bad)} overflowed (the features are too large to compare: a network "
+                        "that diverged? lower the learning rate)")
+    return out
