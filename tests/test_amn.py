@@ -100,6 +100,11 @@ def test_pivots_command_finds_the_shared_sentiment_words_with_their_polarity(tmp
     # the finished runs were trained with the default text settings: other ones are refused, not mixed in
     assert main(argv + ["--text", "max_len=20"]) == 2
     assert "trained with other text settings" in capsys.readouterr().err
+    # ... and so are another pair or other training settings (they were reused silently)
+    assert main([*argv[:1], t, s, *argv[3:]]) == 2
+    assert f"holds a run of {s} -> {t}; give another --out" in capsys.readouterr().err
+    assert main(argv[:argv.index("--epochs") + 1] + ["3"] + argv[argv.index("--epochs") + 2:]) == 2
+    assert "a run with other settings (epochs 10, asked 3)" in capsys.readouterr().err
 
 
 def test_lexicon_file_errors_and_check():

@@ -112,3 +112,16 @@ def test_features_default_layer_fits_the_backbone(tmp_path, capsys):
     out = tmp_path / "f.npz"  # lenet has no 'pool' group (ResNets do): the default is its bottleneck
     assert main(["features", "--data", "digits", "--backbone", "lenet", "--out", str(out), "--no-progress"]) == 0
     assert "layer features" in capsys.readouterr().out and out.is_file()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["transferability", "digits", "--ks", "a"], "--ks: expected whole numbers"),
+    (["transferability", "digits", "--seeds", "0"], "--seeds: must be at least 1"),
+    (["layers", "--pairs", "amazon/books->amazon/dvd", "--seeds", "0"], "--seeds: must be at least 1"),
+    (["bench", "--methods", "dan", "--pairs", "digits->mnist", "--seeds", "0"], "--seeds: must be at least 1")])
+def test_counts_and_lists_are_checked_before_any_work(argv, words, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    assert rc == 2 and words in capsys.readouterr().err

@@ -48,3 +48,10 @@ def test_the_report_opens_in_headless_chromium_with_every_image_loaded(bench_dir
     assert 'data-images="3/3"' in done.stdout  # the page's own check: loaded images / all images
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console
+
+
+def test_tiny_values_in_tables_show_their_size_not_zero():
+    from qianyi._report import fmt, markdown_table
+
+    assert fmt(0.00001234) == "1.23e-05" and fmt(0.0) == "0.0000" and fmt(0.1234) == "0.1234" and fmt(None) == "–"
+    assert "1.23e-05" in markdown_table(["layer", "coral"], [["fc1", 0.00001234]])

@@ -12,6 +12,8 @@ def fmt(v: Any, digits: int = 4) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
+        if v != 0 and abs(v) < 0.5 * 10 ** -digits:  # would print as 0.0000: show its size instead
+            return f"{v:.2e}"
         return f"{v:.{digits}f}"
     return str(v)
 

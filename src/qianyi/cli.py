@@ -16,6 +16,17 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .errors import ConfigError, QianyiError, QianyiWarning, UnknownNameError
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--seeds``, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands",)
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -207,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pairs", nargs="+", required=True, metavar="S->T",
                    help="pairs as 'S->T' (quoted) or S,T; 'S->T@N' caps that pair's domains at N samples (overrides "
                         "--max-samples for it)")
-    b.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    b.add_argument("--seeds", type=positive_int, default=3, help="number of seeds, 0..N-1 (default 3)")
     b.add_argument("--target-tests", nargs="+", default=None, metavar="SPEC",
                    help="one labelled target test set per pair, in the order of --pairs: scored at the end, "
                         "while all of each target trains without labels")
@@ -232,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--grid", default=None, metavar="JSON|FILE",
                     help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'; '
                          'training settings too: \'[{"lr": 0.002}, {"optimizer": "sgd", "lr": 0.01}]\'')
-    sl.add_argument("--seeds", type=int, default=1, help="seeds per candidate and pair (default 1)")
+    sl.add_argument("--seeds", type=positive_int, default=1, help="seeds per candidate and pair (default 1)")
     sl.add_argument("--out", default="runs/select", help="cache and report folder (default runs/select)")
     sl.add_argument("--show-oracle", action="store_true",
                     help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")

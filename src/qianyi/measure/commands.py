@@ -16,6 +16,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse.ArgumentParser], None]
                  ) -> dict[str, Handler]:
+    from ..cli import positive_int
+
     m = sub.add_parser(
         "measure", help="distances between two domains, in input space and per layer (--layers)",
         description="Distances between SOURCE and TARGET held-out inputs (no labels used): "
@@ -45,7 +47,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     t.add_argument("dataset", help="labelled dataset spec whose classes are split into tasks A and B")
     t.add_argument("--dissimilar", default=None, metavar="OTHER", help="a second dataset for the dissimilar pair")
     t.add_argument("--ks", default=None, help="layer counts to copy, e.g. 1,2,3,4 (default: all below the logits)")
-    t.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    t.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the class split (default 0)")
     t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
     train_args(t)
@@ -65,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     ly.add_argument("--n-val", type=int, default=200, help="T validation samples (epoch and lam choice; default 200)")
     ly.add_argument("--lambdas", default="0.25,0.5,0.75",
                     help="MULT's lam grid, the weight of the T loss, each in (0, 1) (default 0.25,0.5,0.75)")
-    ly.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ly.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     ly.add_argument("--split-seed", type=int, default=0, help="seed of every data split (default 0)")
     ly.add_argument("--backbone", default=None, choices=("embbag", "textcnn"),
                     help="text encoder (default embbag)")
@@ -106,7 +108,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     pv.add_argument("--lexicon", default=None, help="check the pivots against a sentiment lexicon: 'vader' (pip "
                     "install --no-deps vaderSentiment) or a file of 'word valence' lines")
     pv.add_argument("--seed", type=int, default=0, help="training seed of the (first) amn run (default 0)")
-    pv.add_argument("--seeds", type=int, default=1, help="amn runs (seeds --seed, +1, ...) whose attention and "
+    pv.add_argument("--seeds", type=positive_int, default=1, help="amn runs (seeds --seed, +1, ...) whose attention and "
                     "polarity are averaged (default 1)")
     pv.add_argument("--reviews", type=int, default=3, help="reviews per domain in the attention heat-map (default 3)")
     pv.add_argument("--text", default=None, metavar="K=V,...", help="text settings of the amn runs, as on qianyi run "
@@ -192,7 +194,10 @@ def _transferability(args: argparse.Namespace) -> int:
         pairs.append(dissimilar_pair(other, pairs[0].b, args.split_seed, args.max_samples))
     for p in pairs:
         print(f"{p.name}: A {len(p.a.train)} train, B {len(p.b.train)} train + {len(p.b.test)} test", file=sys.stderr)
-    ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    try:
+        ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
+    except ValueError:
+        raise DataError(f"--ks: expected whole numbers like 1,2,3, got {args.ks!r}") from None
     res = transferability(pairs, ks, list(range(args.seeds)), _config(args), args.out,
                           log=lambda s: print(s, file=sys.stderr))
     print(res.table())

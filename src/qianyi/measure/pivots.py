@@ -23,7 +23,7 @@ import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -91,6 +91,20 @@ def word_polarity(network: torch.nn.Module, token_ids: Sequence[int], max_len: i
         network.train(was)
     logits = out.logits if hasattr(out, "logits") else out
     return torch.softmax(logits, 1).numpy()
+
+
+def _check_reused(path: Path, source: str, target: str, config: Any) -> None:
+    """A finished run in ``--out`` is reused only if it is this pair's, with these training settings."""
+    from ..train.result import RunResult
+
+    done = RunResult.read(path / "result.json")
+    asked = {k: v for k, v in config.fingerprint().items() if v is not None}
+    other = {k: (done.config.get(k), v) for k, v in asked.items() if k in done.config and done.config[k] != v}
+    if (done.source, done.target) != (source, target) or other:
+        what = (f"a run of {done.source} -> {done.target}" if (done.source, done.target) != (source, target)
+                else "a run with other settings (" + ", ".join(f"{k} {a!r}, asked {b!r}" for k, (a, b) in other.items())
+                + ")")
+        raise DataError(f"{path} holds {what}; give another --out (or delete that folder to retrain)")
 
 
 def find_pivots(network: torch.nn.Module | Sequence[torch.nn.Module], source_X: np.ndarray, target_X: np.ndarray,
@@ -289,6 +303,8 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     task = None
     for k, path in enumerate(paths):
         if (path / "result.json").exists():
+            if run_dir is None:
+                _check_reused(path, source, target, replace(config, seed=config.seed + k))
             continue
         if run_dir is not None:
             raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
