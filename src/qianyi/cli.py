@@ -15,17 +15,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, QianyiError, QianyiWarning, UnknownNameError
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (``--seeds``, counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
+from .train.config import positive_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands",)

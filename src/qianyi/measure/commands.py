@@ -9,6 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import ConfigError, DataError
+from ..train.config import positive_int
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -16,8 +17,6 @@ Handler = Callable[[argparse.Namespace], int]
 
 def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse.ArgumentParser], None]
                  ) -> dict[str, Handler]:
-    from ..cli import positive_int
-
     m = sub.add_parser(
         "measure", help="distances between two domains, in input space and per layer (--layers)",
         description="Distances between SOURCE and TARGET held-out inputs (no labels used): "

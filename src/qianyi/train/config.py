@@ -208,3 +208,14 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
         values["progress"] = False
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--seeds``, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
