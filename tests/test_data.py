@@ -10,7 +10,7 @@ import pytest
 import qianyi
 from qianyi.data import Domain, TransferTask, load_domain, load_task
 from qianyi.data.canvas import Canvas, common_canvas, to_canvas, uci_blocks
-from qianyi.errors import DataError, DatasetNotFoundError, LabelMismatchError, UnknownNameError
+from qianyi.errors import DataError, DatasetNotFoundError, LabelMismatchError, QianyiWarning, UnknownNameError
 
 from .conftest import DATA, requires_data
 
@@ -200,3 +200,26 @@ def test_fashion_from_debian_package_or_skip():
     except DatasetNotFoundError as exc:
         pytest.skip(f"Fashion-MNIST not installed: {exc}")
     assert len(d) == 70000 and d.class_names[0] == "t-shirt/top"
+
+
+def test_target_test_samples_seen_in_training_are_refused(tmp_path):
+    from qianyi.data.tasks import load_task, load_via
+
+    with pytest.raises(DataError, match="899 of the 1797 target test samples are also in the labelled source"):
+        load_task("digits", "digits+rot30", target_test="digits")  # a test set drawn from the source's pool
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 6)).astype(np.float32), np.arange(200) % 2
+    Xt = rng.normal(size=(100, 6)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", X=X, y=y)
+    np.savez(tmp_path / "t.npz", X=Xt, y=np.arange(100) % 2)
+    np.savez(tmp_path / "overlap.npz", X=np.r_[X[:50], Xt[:50]], y=np.arange(100) % 2)  # half of it is source
+    np.savez(tmp_path / "dup.npz", X=np.r_[X[:1], Xt[1:]], y=np.arange(100) % 2)  # one stray duplicate
+    s, t = f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}"
+    with pytest.raises(DataError, match="50 of the 100 target test samples are also in the labelled source"):
+        load_task(s, t, target_test=f"npz:{tmp_path / 'overlap.npz'}", standardize=False)
+    with pytest.warns(QianyiWarning, match="1 of the 100 target test samples are identical"):
+        load_task(s, t, target_test=f"npz:{tmp_path / 'dup.npz'}", standardize=False)
+    task = load_task(s, t, target_test=t)  # the transductive protocol: the target's own test set is fine
+    np.savez(tmp_path / "copy.npz", X=Xt)  # another file, the same samples
+    with pytest.raises(DataError, match="100 of the 100 target test samples are also in the via domain"):
+        load_via(f"npz:{tmp_path / 'copy.npz'}", task)  # a stepping stone that holds the target test samples

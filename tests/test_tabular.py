@@ -131,10 +131,10 @@ def test_filters_that_may_overlap_are_warned_about(table):
             warnings.simplefilter("always")
             qianyi.load_task(base + other, base + "&where=seg:b")
         assert not [w for w in seen if "row filters that may overlap" in str(w.message)], other
-    with pytest.warns(QianyiWarning, match="may overlap"):
-        qianyi.load_task(base, base + "&where=seg:b")
-    with pytest.warns(QianyiWarning, match="may overlap"):
-        qianyi.load_task(base + "&where_not=seg:a", base + "&where=seg:b")  # disjoint in fact, not provably
+    with pytest.warns(QianyiWarning, match="may overlap"), pytest.raises(DataError, match="12 of the 12 target test"):
+        qianyi.load_task(base, base + "&where=seg:b")  # they do: every target row is a source row, refused
+    with pytest.warns(QianyiWarning, match="may overlap"), pytest.raises(DataError, match="12 of the 12 target test"):
+        qianyi.load_task(base + "&where_not=seg:a", base + "&where=seg:b")  # seg b rows are on both sides
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", QianyiWarning)  # the small test split
         same = qianyi.load_task(base + "&where=seg:b", base + "&where=seg:b")  # one filter: one pool, halves

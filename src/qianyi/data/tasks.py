@@ -207,6 +207,47 @@ def _csv_filter_sets(base: str) -> dict[str, tuple[str, set[str]]]:
     return out
 
 
+#: Above this share of a target test split (and at least OVERLAP_MIN samples) found among other samples (the
+#: labelled source, a via pool), the specs overlap and the task is refused; fewer (stray duplicates in the
+#: data, e.g. tabular rows alike in every kept column) are warned about.
+OVERLAP_REFUSED = 0.01
+OVERLAP_MIN = 5
+
+
+def _row_keys(X: object) -> list[bytes]:
+    """A digest of each sample (identical samples, identical digests): bytes of float32 rows, or the text."""
+    import hashlib
+
+    X = np.asarray(X)
+    if X.dtype == object or X.dtype.kind in "US":
+        return [hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X]
+    flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+
+
+def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain | None]], what: str) -> None:
+    """Refuse a task whose target test samples also lie in ``others`` (e.g. the labelled source): above
+    :data:`OVERLAP_REFUSED` of the test split the specs overlap (rotmnist ranges that overlap, one pool read
+    twice); a few stray duplicates are warned about. Lazy (streamed) data is not checked."""
+    if test is None or not len(test) or is_lazy(test.X):
+        return
+    keys = _row_keys(test.X)
+    for role, d in others:
+        if d is None or not len(d) or is_lazy(d.X):
+            continue
+        seen = set(_row_keys(d.X))
+        n = sum(k in seen for k in keys)
+        if n > OVERLAP_REFUSED * len(keys) and n >= OVERLAP_MIN:
+            raise DataError(f"{what}: {n} of the {len(keys)} target test samples are also in the {role} "
+                            f"({d.name!r}): the specs overlap, so the score would count samples seen in training; "
+                            "give disjoint data (e.g. rotmnist?angles ranges that do not overlap, mfeat domains A "
+                            "and B, a --target-test not drawn from the source)")
+        if n:
+            warnings.warn(f"{what}: {n} of the {len(keys)} target test samples are identical to samples in the "
+                          f"{role} ({d.name!r}); duplicates in the data? they count as seen in training",
+                          QianyiWarning, stacklevel=3)
+
+
 def _csv_rows_disjoint(sbase: str, tbase: str) -> bool:
     """Whether the row filters of two specs of one CSV file provably keep no row in common."""
     a, b = _csv_filter_sets(sbase), _csv_filter_sets(tbase)
@@ -293,6 +334,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
         test = prepare(_load_base(base, root), pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
                                      seed=split_seed, classifier=classifier)
+    check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}")  # train and val rows
     if task.source.is_text:
         task = tokenize_task(task, pre, **(text or {}))
         pre = task.preprocessing
@@ -387,4 +429,6 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
     if max_samples is not None and len(d) > max_samples:
         d = _subsample(d, max_samples, seed) if d.y is not None else \
             d.subset(np.sort(np.random.default_rng(seed).choice(len(d), max_samples, replace=False)))
-    return prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)
+    d = prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)
+    check_test_overlap(task.target_test, [(f"via domain {spec!r}", d)], f"via {spec}")
+    return d
