@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocols", default="in-country,out-of-country")
     p.add_argument("--steps", type=int, default=SETTINGS["steps"], help="gradient steps per network")
     p.add_argument("--out", default=str(ROOT / "runs" / "proxy"))
-    p.add_argument("--docs", default=str(ROOT / "docs" / "results"), help="where the PNG is copied ('' for nowhere)")
+    p.add_argument("--docs", default="", help="copy the PNG here (the docs' figure: docs/results); default: no copy")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 

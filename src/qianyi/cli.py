@@ -189,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "one stage each (gradual self-training with self-train); stages in OUT/stages/")
     r.add_argument("--via-mode", default="gradual", choices=["gradual", "all", "select"],
                    help="gradual: one stage per --via domain, in order; all: one stage on every unlabelled "
-                        "domain pooled; select: the --via domains are one mixed pool, and each of 4 rounds "
-                        "adapts to the target plus the stepping stones chosen from it without labels "
-                        "(default gradual)")
+                        "domain pooled; select: the --via domains are one mixed pool, each of 4 rounds "
+                        "adapts to the stepping stones chosen from it without labels (a growing share), and a "
+                        "last stage adapts to the target (default gradual)")
     r.add_argument("--via-novelty", action="store_true",
                    help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
                         "autoencoder trained on the source and target only (DDTL's selection)")
@@ -534,7 +534,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table
 
-            via = [load_via(spec, task, args.data_dir) for spec in args.via or []]
+            via = [load_via(spec, task, args.data_dir, max_samples=args.max_samples) for spec in args.via or []]
             if args.via_novelty and args.via_mode != "select":
                 raise UnknownNameError("--via-novelty applies to --via-mode select")
             result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode,

@@ -26,7 +26,7 @@ from ..errors import DataError
 from ..nn.backbones import default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
-from .checkpoint import save_tensors
+from .checkpoint import save_tensors, unreadable_reason
 from .result import MODEL_FILE
 
 META_FILE = "model.json"
@@ -129,7 +129,11 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
         if arch.get("backbone") != "default" and arch.get("backbone") not in BACKBONES:
             raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")
         network = rebuild(arch)  # a named backbone needs no pretrained file: model.pt holds every weight
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (any failure to read: the file is not a plain state dict)
+        raise DataError(f"{str(weights)!r} cannot be read as a state dict ({unreadable_reason(exc, weights)}); "
+                        "rerun the run") from None
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:

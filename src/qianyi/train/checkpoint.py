@@ -48,6 +48,18 @@ def unreadable_reason(exc: Exception, path: Path) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
 
 
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """The settings that differ, nested ones by their path (``config.epochs``), not whole dicts."""
+    out = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
+
+
 def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a checkpoint safely; if ``fingerprint`` is given, it must equal the one saved."""
     path = Path(path)
@@ -71,8 +83,7 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None 
                                   "afresh") from None
         now = json.loads(json.dumps(fingerprint))
         if saved != now:
-            diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff[:5])
+            details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in _differences(saved, now)[:5])
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run ({details}); "
                                   "use another output folder, or delete the checkpoint to start afresh")
     return state

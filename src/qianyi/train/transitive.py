@@ -35,7 +35,7 @@ from .result import MODEL_FILE, RunResult
 from .run import ORACLE_KEY, BackboneSpec, run
 
 #: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
-#: the target plus stepping stones selected from them, round by round (:func:`select_stepping_stones`).
+#: stepping stones selected from them round by round (:func:`select_stepping_stones`), then to the target.
 VIA_MODES = ("gradual", "all", "select")
 #: ``mode="select"``: rounds, and the share of the pool selected in the last round (rounds grow to it evenly).
 SELECT_ROUNDS, SELECT_MAX = 4, 0.5
@@ -265,7 +265,7 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
             atomic_write(path, lambda fh: np.savez(fh, selected=chosen, score=score, groups=groups,
                                                    names=np.array(names)), mode="wb")
         shares = {n: float(np.isin(np.flatnonzero(groups == g), chosen).mean()) for g, n in enumerate(names)}
-        domain = Domain(np.asarray(pool.X)[chosen], None, f"{100 * fraction:.0f}% of the pool",
+        domain = Domain(np.asarray(pool.X)[chosen], None, f"{100 * fraction:g}% of the pool",
                         class_names=task.target.class_names)
         return domain, shares
     return choose
