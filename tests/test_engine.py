@@ -82,8 +82,8 @@ def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
     ck = tmp_path / FILENAME
     state = torch.load(ck, weights_only=True)  # no pickled code inside
     assert state["step"] == 30
-    with pytest.raises(CheckpointError, match="different run"):
-        run("dann", task, TrainConfig(**{**FAST, "lr": 0.5}), out=tmp_path)
+    with pytest.raises(CheckpointError, match="different run \\(config.lr: saved 0.002, now 0.5\\)"):
+        run("dann", task, TrainConfig(**{**FAST, "lr": 0.5}), out=tmp_path)  # names the setting, not whole dicts
     ck.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         run("dann", task, TrainConfig(**FAST), out=tmp_path)
