@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -121,3 +122,21 @@ def test_summary_refuses_a_selection_or_pair_the_folder_does_not_hold(tmp_path, 
 def test_predict_names_a_folder_that_does_not_exist(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nope"), "--data", "digits"]) == 2
     assert f"{str(tmp_path / 'nope')!r} does not exist" in capsys.readouterr().err
+
+
+def test_summary_reads_the_selection_rule_from_the_runs_and_refuses_unlike_runs(tmp_path, capsys):
+    dev = "best by validator 'dev' (epoch 3 of 5); no target labels"
+    runs = [replace(r, selection=dev, config={"epochs": 5}) for r in RUNS]
+    _store(tmp_path / "a", runs)
+    assert main(["summary", str(tmp_path / "a")]) == 0  # no --select: the runs' own rule, not "last epoch"
+    out = capsys.readouterr().out
+    assert "validator 'dev'" in out and "last epoch's" not in out
+    _store(tmp_path / "b", runs[:3] + [replace(r, selection="last") for r in runs[3:]])
+    assert main(["summary", str(tmp_path / "b")]) == 2
+    assert "chose their models by different rules (dev, last); pass one as --select" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "b"), "--select", "last"]) == 0  # said which: those runs only
+    capsys.readouterr()
+    _store(tmp_path / "c", runs[:3] + [replace(r, config={"epochs": 3}) for r in runs[3:]])
+    assert main(["summary", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "a->b: the runs were trained with different settings (epochs 3 (cdan+e) vs 5 (dann))" in err

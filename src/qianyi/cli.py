@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the label-free vs ORACLE choice of epoch, each validator's choice, and the mean "
                                     "over pairs. With --out, write results.md/csv/png there.")
     sm.add_argument("dirs", nargs="+", help="bench output folders")
-    sm.add_argument("--select", default="last", help="the label-free choice the runs were made with (default last)")
+    sm.add_argument("--select", default=None, help="the label-free choice the runs were made with: last or a "
+                    "validator (default: the one the runs used)")
     sm.add_argument("--pairs", nargs="+", default=None, metavar="S->T", help="only these pairs, in this order")
     sm.add_argument("--out", default=None, help="write the combined tables and plot here")
     sm.add_argument("--variants", action="store_true", help="also runs with other settings (bench --set), each "
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "target features per method, the per-layer MMD profile (figures in DIR/report/).")
     rp.add_argument("dir", help="a `qianyi bench --out` folder")
     rp.add_argument("--no-embedding", action="store_true", help="skip the t-SNE embedding and distance profile")
+    rp.add_argument("--select", default=None, help="the label-free choice the runs were made with: last or a "
+                    "validator (default: the one the runs used)")
 
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
     sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
@@ -471,7 +474,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.html import write_report
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs([args.dir])
+        res = BenchResult.from_dirs([args.dir], select=args.select)
         res.out = Path(args.dir)
         files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
                              log=lambda s: print(s, file=sys.stderr))

@@ -59,6 +59,27 @@ def split_cap(text: str) -> tuple[str, int | None]:
     return pair, int(cap)
 
 
+def _check_one_setting(runs: Sequence[RunResult]) -> None:
+    """Refuse to tabulate runs of one pair trained with different settings (a folder reused with other
+    --epochs, say): their gap closed would compare unlike runs. Seeds differ by design; the rule that chose
+    each model is checked apart (the oracle keeps its last epoch whatever the others do), and with it the
+    validators recorded."""
+    ignore = {"seed", "select", "validators", "selection_samples"}
+    by_pair: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for r in runs:
+        cfg = json.dumps({k: v for k, v in (r.config or {}).items() if k not in ignore}, sort_keys=True)
+        by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
+    for (s, t), cfgs in by_pair.items():
+        if len(cfgs) > 1:
+            (a, ma), (b, mb) = list(cfgs.items())[:2]
+            da, db = json.loads(a), json.loads(b)
+            diff = ", ".join(f"{k} {da.get(k)!r} ({ma[0]}) vs {db.get(k)!r} ({mb[0]})"
+                             for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k))
+            raise DataError(f"{s}->{t}: the runs were trained with different settings ({diff}); a table would compare "
+                            "unlike runs. Rerun them alike (`qianyi bench` with one set of options), or give each "
+                            "setting its own --out folder")
+
+
 def _selection_name(selection: str) -> str:
     """The ``--select`` value a run's ``selection`` text came from: 'last' or the validator's name."""
     m = re.search(r"validator '([^']+)'", selection)
@@ -256,22 +277,24 @@ class BenchResult:
         return PairedDifference(a, b, rows)
 
     @classmethod
-    def from_dirs(cls, dirs: Sequence[str | Path], select: str = LAST,
+    def from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (their run stores) into one result.
 
         Only runs with each method's current default settings are kept (a store may also hold runs of
         earlier defaults), unless ``variants``: then a run with other settings (``bench --set``) is a row
         of its own, named by them (:func:`variant_label`, e.g. ``self-train (pretrain=dann)``). Of repeated
-        (method, pair, seed) runs the newest counts.
+        (method, pair, seed) runs the newest counts. ``select``: the rule the runs chose their models by
+        (``last`` or a validator); None reads it from the runs (an error when they used several). Runs of one
+        pair trained with different settings (other epochs, say) are refused: their table would compare
+        unlike runs.
         """
         from ..select.validators import available_validators
 
-        if select != LAST and select not in available_validators():
+        if select is not None and select != LAST and select not in available_validators():
             raise UnknownNameError(f"select must be 'last' or a validator ({', '.join(available_validators())}), "
                                    f"got {select!r}")
-        found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
-        selections: set[str] = set()
+        kept: list[tuple[float, RunResult]] = []
         for d in dirs:
             files = sorted(Path(d).glob("runs/*/*/*/result.json"))
             if not files:
@@ -283,18 +306,26 @@ class BenchResult:
                     if not variants:
                         continue
                     r = replace(r, method=label)
-                if not r.oracle:
-                    selections.add(_selection_name(r.selection))
-                if select != LAST and not r.oracle and f"validator {select!r}" not in r.selection:
-                    continue
-                key = (r.method, r.source, r.target, r.seed)
-                if key not in found or f.stat().st_mtime > found[key][0]:
-                    found[key] = (f.stat().st_mtime, r)
-        runs = [r for _, r in found.values()]
+                kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
+        selections = sorted({_selection_name(r.selection) for _, r in kept if not r.oracle})
+        if select is None:  # the rule the runs were made with
+            if len(selections) > 1:
+                raise DataError(f"the runs in {where} chose their models by different rules ({', '.join(selections)}); "
+                                "pass one as --select")
+            select = selections[0] if selections else LAST
+        found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
+        for mtime, r in kept:
+            if not r.oracle and _selection_name(r.selection) != select:
+                continue
+            key = (r.method, r.source, r.target, r.seed)
+            if key not in found or mtime > found[key][0]:
+                found[key] = (mtime, r)
+        runs = [r for _, r in found.values()]
         if not any(not r.oracle for r in runs):
             raise DataError(f"no runs in {where} chose their model by {select!r}; these runs chose by "
-                            f"{', '.join(sorted(selections)) or 'nothing (oracle runs only)'}: pass that as --select")
+                            f"{', '.join(selections) or 'nothing (oracle runs only)'}: pass that as --select")
+        _check_one_setting(runs)
         have = list(dict.fromkeys((r.source, r.target) for r in runs))
         if pairs:
             absent = [p for p in pairs if parse_pair(split_cap(p)[0]) not in have]
