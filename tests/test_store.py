@@ -89,3 +89,22 @@ def test_configs_are_frozen_and_replace_validates():
         replace(FAST, lr=float("nan"))
     with pytest.raises(Exception, match="select"):
         replace(FAST, select="nope")
+
+
+def test_a_starting_model_counts_by_its_content_not_its_path(tmp_path):
+    import shutil
+
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1)
+    task = load_task(f"npz:{src}", f"npz:{tgt}")
+    run("source-only", task, FAST, out=tmp_path / "a")
+    run("source-only", task, replace(FAST, seed=1), out=tmp_path / "b")
+    shutil.copy(tmp_path / "a" / "model.pt", tmp_path / "start.pt")
+    fp = fingerprint(get_method("dan"), replace(FAST, init_from=str(tmp_path / "start.pt")), task)
+    moved = tmp_path / "elsewhere" / "start.pt"
+    moved.parent.mkdir()
+    shutil.copy(tmp_path / "start.pt", moved)  # the same model at another path: the same run
+    assert fingerprint(get_method("dan"), replace(FAST, init_from=str(moved)), task) == fp
+    shutil.copy(tmp_path / "b" / "model.pt", tmp_path / "start.pt")  # another model at the same path: another run
+    assert fingerprint(get_method("dan"), replace(FAST, init_from=str(tmp_path / "start.pt")), task) != fp

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,10 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     equal after a round trip). The default network's generation (``default_network_generation``) is
     part of it from generation 2 on, so runs of an older default network are never taken for new ones;
     generation 1 is implicit, so runs stored before it existed keep their keys."""
-    fp = {"method": method.name, "hparams": method.fingerprint_hparams(), "config": config.for_task(task).fingerprint(),
+    cfg = config.for_task(task).fingerprint()
+    if cfg.get("init_from"):  # the starting model by its content: a changed file is another run, a moved one is not
+        cfg["init_from"] = content_key(cfg["init_from"])
+    fp = {"method": method.name, "hparams": method.fingerprint_hparams(), "config": cfg,
           "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
           "sizes": [len(task.source), len(task.source_val), len(task.target),
                     0 if task.target_test is None else len(task.target_test)],
@@ -48,6 +52,22 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     if generation != 1:
         fp["backbone"] = f"default-v{generation}"
     return _plain(fp)
+
+
+_CONTENT_KEYS: dict[tuple[str, int, int], str] = {}
+
+
+def content_key(path: str) -> str:
+    """``sha256:HEX`` of a file's bytes (cached while its size and mtime stay), or the path itself when there is
+    no such file (the run then fails on it with a clear error)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    k = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if k not in _CONTENT_KEYS:
+        _CONTENT_KEYS[k] = "sha256:" + sha256_file(path)
+    return _CONTENT_KEYS[k]
 
 
 def key(fp: dict[str, Any]) -> str:
