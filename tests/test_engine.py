@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
 import qianyi
 from qianyi.errors import CheckpointError
-from qianyi.methods import Batch, Method
+from qianyi.methods import Batch, Method, get_method
 from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
 from qianyi.train.checkpoint import FILENAME
 
@@ -185,3 +186,12 @@ def test_killed_process_resumes_to_identical_weights(tmp_path):
     a = torch.load(whole / "final.pt", weights_only=True)
     b = torch.load(killed / "final.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_says_where_it_resumes(tmp_path, capsys):
+    task = toy_task()
+    cfg = TrainConfig(**{**FAST, "checkpoint_every": 5}, checkpoint_dir=str(tmp_path))
+    _interrupt_after(Trainer(get_method("dann"), cfg), task, steps=10)
+    capsys.readouterr()
+    Trainer(get_method("dann"), replace(cfg, progress=True)).fit(task)
+    assert f"resuming from step 10 of 30 ({tmp_path / FILENAME})" in capsys.readouterr().err

@@ -428,6 +428,9 @@ class Trainer:
         bar = tqdm(total=total, initial=state.step, disable=None if show else True, leave=False,
                    dynamic_ncols=True, desc=f"{method.name} {label} seed {cfg.seed}")
         t0, start_elapsed = time.perf_counter(), state.elapsed
+        if show and 0 < state.step < total and ckpt is not None:
+            tqdm.write(f"{method.name} {label} seed {cfg.seed}: resuming from step {state.step} of {total} ({ckpt})",
+                       file=sys.stderr)
         model.train()
         method.train()
         for step in range(state.step, total):
