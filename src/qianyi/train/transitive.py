@@ -150,7 +150,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                 domain, selected = what(prev, folder, seen)
             else:
                 domain = what
-            stage_task = task if domain is task.target else replace(task, target=domain, name=f"{task.source.name}->{domain.name}")
+            # an intermediate stage is scored on the final target's test split (its own domain has no labels):
+            # its name says so, in warnings and logs
+            stage_task = task if domain is task.target else replace(
+                task, target=domain, name=f"{task.source.name}->{domain.name} (scored on {task.target.name}'s test)")
             cfg = replace(config, init_from=start)
             hp = hparams if m == method else {}
             if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
