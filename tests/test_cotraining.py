@@ -226,3 +226,20 @@ def test_mfeat_refuses_bad_options_naming_them(spec, message):
 def test_mfeat_refuses_unknown_options():
     with pytest.raises(UnknownNameError, match="'mfeat\\?view=fou': the mfeat dataset has no option 'view'"):
         qianyi.load_domain("mfeat?view=fou")
+
+
+def test_the_default_split_warns_when_it_cuts_a_named_view():
+    from qianyi.errors import QianyiWarning
+
+    rng = np.random.default_rng(0)
+    names = tuple([f"a_{i}" for i in range(3)] + [f"b_{i}" for i in range(5)])  # views of 3 and 5 columns
+    X, y = rng.normal(size=(120, 8)).astype(np.float32), np.arange(120) % 2
+    task = TransferTask.from_domains(Domain(X, y, "s", feature_names=names), Domain(X + 0.5, y, "t", feature_names=names))
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16, progress=False)
+    with pytest.warns(QianyiWarning, match=r"split=0 takes the first half of the columns \(4 of 8\).*set split=3"):
+        run("cotrain", task, cfg)
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run("cotrain", task, cfg, split=3)  # the first view's width: no warning
+    assert not [w for w in seen if "cuts a view" in str(w.message)]

@@ -241,6 +241,8 @@ class Method(nn.Module):
 
     #: The shape of one input sample, e.g. (3, 28, 28); set by the engine before :meth:`setup`.
     input_shape: tuple[int, ...] | None = None
+    #: The source's column names, set with ``input_shape`` (None for images or unnamed columns).
+    feature_names: tuple[str, ...] | None = None
     #: Why the method cannot train on token ids, e.g. "reconstructs its inputs" (the engine then stops a text
     #: run with a DataError that says so); "" when it can.
     not_for_text: ClassVar[str] = ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from typing import Callable
 
@@ -10,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.domain import Domain
-from ..errors import ConfigError, DataError
+from ..data.domain import Domain, view_widths
+from ..errors import ConfigError, DataError, QianyiWarning
 from ..nn import Backbone, LayerOutputs
 from ..nn.backbones import mlp
 from ..nn.inference import evaluating
@@ -135,6 +136,16 @@ class CoTraining(MemoryBuffers):
             raise DataError(f"cotrain reads vectors holding two views side by side, got samples of shape {shape}")
         width = int(shape[0])
         split = self.split or width // 2
+        if not self.split and self.feature_names:  # columns named VIEW_J: say when half the columns cuts a view
+            try:
+                views = view_widths(self.feature_names)
+            except DataError:
+                views = []
+            edges = np.cumsum([w for _, w in views])[:-1]
+            if len(views) > 1 and split not in edges:
+                warnings.warn(f"cotrain: split=0 takes the first half of the columns ({split} of {width}), which cuts a "
+                              f"view; the views are {', '.join(f'{v} ({w})' for v, w in views)}: set split="
+                              f"{views[0][1]} (the first view's width)", QianyiWarning, stacklevel=2)
         if not 0 < split < width:
             raise ConfigError(f"cotrain: setting split (the width of the first view) must be from 1 to {width - 1} "
                               f"for inputs of {width} columns, got {self.split}")

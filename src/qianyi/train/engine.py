@@ -324,6 +324,7 @@ class Trainer:
             probe = model(torch.as_tensor(data.source.X[:2]).to(device))
             model.train()
         method.input_shape = tuple(data.source.sample_shape)
+        method.feature_names = tuple(data.source.feature_names) if data.source.feature_names else None
         method.setup(model, probe)
         method.to(device)
         distributed.broadcast_parameters(model, method)  # every process starts from process 0's weights
