@@ -264,7 +264,8 @@ def test_csv_columns_are_matched_by_name(tmp_path):
     big = 100 * y + rng.normal(0, 1, 120)  # the informative column, on a large scale
     noise = rng.normal(0, 1, 120)
     (tmp_path / "s.csv").write_text("big,noise,label\n" + "".join(f"{b},{n},{c}\n" for b, n, c in zip(big, noise, y)))
-    (tmp_path / "t.csv").write_text("noise,label,big\n" + "".join(f"{n},{c},{b}\n" for b, n, c in zip(big, noise, y)))
+    other = rng.normal(0, 1, 120)  # the target's own samples (the same ones would be refused as seen in training)
+    (tmp_path / "t.csv").write_text("noise,label,big\n" + "".join(f"{n},{c},{b}\n" for b, n, c in zip(big, other, y)))
     task = load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 't.csv'}")
     assert task.target.feature_names == ("big", "noise")
     assert abs(np.corrcoef(task.target.X[:, 0], task.target.y)[0, 1]) > 0.9  # 'big' (the label's) comes first
