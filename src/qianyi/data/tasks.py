@@ -25,9 +25,11 @@ categorical column line up even when the two domains hold different categories (
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
@@ -216,8 +218,6 @@ OVERLAP_MIN = 5
 
 def _row_keys(X: object) -> list[bytes]:
     """A digest of each sample (identical samples, identical digests): bytes of float32 rows, or the text."""
-    import hashlib
-
     X = np.asarray(X)
     if X.dtype == object or X.dtype.kind in "US":
         return [hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X]
@@ -233,8 +233,6 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
     be disjoint rows: equal samples are duplicates in the data). Lazy (streamed) data is not checked."""
     if test is None or not len(test) or is_lazy(test.X):
         return
-    from collections import Counter
-
     keys = _row_keys(test.X)
     in_test = Counter(keys)
     for role, d in others:

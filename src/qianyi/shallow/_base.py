@@ -106,13 +106,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
             yt = check_labels(est, yt, len(Xt), "yt")
         has_target = True
     elif sample_domain is not None:
-        sd = np.asarray(sample_domain)
-        if sd.shape != (len(X),):
-            raise DataError(f"{who}.fit: sample_domain has shape {sd.shape}; expected one entry per row "
-                            f"({len(X)},): positive for source rows, negative for target rows")
-        if sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd.astype(float)).all():
-            raise DataError(f"{who}.fit: sample_domain must be non-zero numbers (positive: source, negative: "
-                            "target)")
+        sd = check_sample_domain(who, sample_domain, len(X))
         if yt is not None:
             raise DataError(f"{who}.fit: with sample_domain= the target labels are the rows of y where "
                             "sample_domain < 0; do not pass yt")
@@ -143,6 +137,17 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     if need_yt and yt is not None and yt.dtype.kind == "f" and not np.isfinite(yt).all():
         raise DataError(f"{who}.fit: the target labels contain NaN; give every target row a label")
     return Domains(Xs, ys, Xt, yt, has_target)
+
+
+def check_sample_domain(who: str, sample_domain: Any, n: int) -> np.ndarray:
+    """``sample_domain`` as an array after the checks: one non-zero finite number per row (``n``)."""
+    sd = np.asarray(sample_domain)
+    if sd.shape != (n,):
+        raise DataError(f"{who}.fit: sample_domain has shape {sd.shape}; expected one entry per row "
+                        f"({n},): positive for source rows, negative for target rows")
+    if sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd.astype(float)).all():
+        raise DataError(f"{who}.fit: sample_domain must be non-zero numbers (positive: source, negative: target)")
+    return sd
 
 
 def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
-from ..shallow._base import unlabelled_rows
+from ..shallow._base import check_sample_domain, unlabelled_rows
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -126,12 +126,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
 
 def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarray:
     if sample_domain is not None:
-        sd = np.asarray(sample_domain)
-        if sd.shape != (len(y),):
-            raise DataError(f"sample_domain has shape {sd.shape}; expected one entry per row ({len(y)},)")
-        if sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd.astype(float)).all():
-            raise DataError("DomainAdapter.fit: sample_domain must be non-zero numbers (positive: source, "
-                            "negative: target)")
+        sd = check_sample_domain("DomainAdapter", sample_domain, len(y))
         return sd < 0
     if unlabelled is None:
         return np.zeros(len(y), bool)

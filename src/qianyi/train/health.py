@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..methods.base import Method
+
 #: A discriminator this accurate (mean over the last quarter of the epochs) is winning the game.
 DISCRIMINATOR_WINS = 0.98
 #: A network that gives this share of the target one class has collapsed (unless the source is that skewed).
@@ -36,8 +38,7 @@ def winning(value: float) -> bool:
 
 
 def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str], source_top_share: float, *,
-               meaning: str = "the domains were never confused",
-               advice: str = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)",
+               meaning: str = Method.game_meaning, advice: str = Method.game_advice,
                check_collapse: bool = True) -> list[str]:
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
