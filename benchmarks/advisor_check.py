@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qianyi.cli import script_main  # noqa: E402
 from qianyi._io import write_json, write_text
 from qianyi.bench.runner import parse_pair
 from qianyi.data.tasks import load_task
@@ -132,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

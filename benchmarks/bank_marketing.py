@@ -45,6 +45,7 @@ runs/bank/table.md (mean +- std over seeds), printed as it goes.
 from __future__ import annotations
 
 import argparse
+import sys
 import csv
 import math
 import os
@@ -54,6 +55,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from qianyi.cli import script_main
 
 OUT = Path("runs/bank")
 DATA = Path(os.environ.get("QIANYI_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -266,4 +269,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

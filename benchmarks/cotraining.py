@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import qianyi
+from qianyi.cli import script_main  # noqa: E402
 from qianyi.data.domain import view_widths
 from qianyi.methods.cotraining import pseudo_label_monitor
 from qianyi.nn.inference import accuracy
@@ -197,4 +198,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

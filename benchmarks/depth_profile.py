@@ -11,11 +11,13 @@ No label chooses anything; labels only split the semantic pair into its two halv
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import qianyi
+from qianyi.cli import script_main  # noqa: E402
 from qianyi._io import write_json, write_text
 from qianyi.measure.profile import LayerProfile, layer_profile, plot_profiles
 from qianyi.train import TrainConfig
@@ -59,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

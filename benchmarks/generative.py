@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import qianyi  # noqa: E402
+from qianyi.cli import script_main  # noqa: E402
 from qianyi.bench.runner import bench  # noqa: E402
 from qianyi.data.builtin import FASHION_NAMES  # noqa: E402
 from qianyi.data.domain import Domain, TransferTask  # noqa: E402
@@ -190,4 +191,4 @@ def replace_epochs(args: argparse.Namespace, default: int) -> argparse.Namespace
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

@@ -17,6 +17,7 @@ tasks are lent (docs/scale.md), sized to run in a few minutes with nothing copie
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 from dataclasses import replace
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 import qianyi
+from qianyi.cli import script_main  # noqa: E402
 from qianyi.data.canvas import resize
 from qianyi.train.config import TrainConfig
 from qianyi.train.run import run
@@ -90,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import qianyi
+from qianyi.cli import script_main  # noqa: E402
 from qianyi.data import load_via
 from qianyi.train import TrainConfig, run, run_via
 from qianyi.train.transitive import stages_table
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from qianyi.cli import script_main  # noqa: E402
 from qianyi.distances import mk_mmd2
 from qianyi.distances.mmd import DEFAULT_CHUNK
 
@@ -52,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

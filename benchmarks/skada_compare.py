@@ -30,6 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import qianyi  # noqa: E402
+from qianyi.cli import script_main  # noqa: E402
 from qianyi._io import write_json, write_text  # noqa: E402
 from qianyi.nn import backbone_for  # noqa: E402
 from qianyi.schedules import annealed_lr  # noqa: E402
@@ -146,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

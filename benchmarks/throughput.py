@@ -33,6 +33,7 @@ of coloured, upscaled digits (MNIST test set from ``$QIANYI_DATA/mnist`` when th
 from __future__ import annotations
 
 import argparse
+import sys
 import gzip
 import math
 import os
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 
 import qianyi
+from qianyi.cli import script_main  # noqa: E402
 from qianyi._io import write_json, write_text
 from qianyi.bench import parse_pair
 from qianyi.data.lazy import is_lazy
@@ -463,4 +465,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qianyi.cli import script_main
+
 OUT = Path("runs/vectors")
 DATA = Path(os.environ.get("QIANYI_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 OC = {"A": "amazon", "C": "Caltech10", "D": "dslr", "W": "webcam"}
@@ -173,7 +175,8 @@ def table() -> str:
     return text
 
 
-if __name__ == "__main__":
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("office", "amazon", "table"))
     ap.add_argument("--seeds", type=int, default=3)
@@ -187,4 +190,8 @@ if __name__ == "__main__":
     elif a.what == "amazon":
         amazon(a.seeds, *(() if ms is None else (ms,)), pairs=a.pairs.split(",") if a.pairs else None)
     print(table())
-    sys.exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(script_main(main))

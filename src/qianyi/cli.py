@@ -413,6 +413,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def script_main(main: Callable[[], int | None]) -> int:
+    """Run a benchmark script's ``main`` as the CLI runs a command: a user mistake (missing data, an
+    optional package that is not installed, a bad option) prints ``<script>: error: ...`` and exits 2
+    without a traceback; Ctrl-C exits 130. Use as ``sys.exit(script_main(main))``."""
+    name = Path(sys.argv[0]).name or "qianyi"
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(main() or 0)
+    except QianyiError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == "qianyi":
+            raise  # a broken install of qianyi itself is a bug, not a user mistake
+        print(f"{name}: error: this script needs the optional package {exc.name!r}, which is not installed "
+              "(see the script's --help for what to install)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     if issubclass(category, QianyiWarning):
         print(f"qianyi: warning: {message}", file=sys.stderr)
