@@ -140,3 +140,17 @@ def test_summary_reads_the_selection_rule_from_the_runs_and_refuses_unlike_runs(
     assert main(["summary", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "a->b: the runs were trained with different settings (epochs 3 (cdan+e) vs 5 (dann))" in err
+
+
+def test_summary_per_seed_and_methods_filter(tmp_path, capsys):
+    _store(tmp_path, RUNS + _runs("source-only", P, {0: 0.5, 1: 0.6, 2: 0.55}))
+    assert main(["summary", str(tmp_path), "--per-seed"]) == 0
+    out = capsys.readouterr().out
+    assert "| pair | method | 0 | 1 | 2 | 3 |" in out
+    assert "| a->b | dann | 80.0 | 70.0 | 75.0 | 90.0 |" in out
+    assert "| c->d | cdan+e | 40.0 | 55.0 | – | – |" in out  # a seed a method lacks is a dash
+    assert main(["summary", str(tmp_path), "--methods", "dann"]) == 0
+    out = capsys.readouterr().out
+    assert "| dann |" in out and "| cdan+e |" not in out and "| source-only |" in out  # the baseline stays
+    assert main(["summary", str(tmp_path), "--methods", "dan"]) == 2
+    assert "no runs of dan here; these folders hold source-only, cdan+e, dann" in capsys.readouterr().err

@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
                     help="add B − A paired by seed, per pair and over pairs, with 95%% intervals (seed noise or a "
                          "difference?), e.g. --compare dann cdan+e; repeatable")
+    sm.add_argument("--methods", default=None, metavar="A,B", help="only these methods (comma-separated; "
+                    "source-only and the oracle stay, for gap closed)")
+    sm.add_argument("--per-seed", action="store_true", help="also print every seed's target accuracy")
 
     pr = sub.add_parser("predict", help="predict with a saved run's model on new data -> CSV",
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
@@ -585,12 +588,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.runner import BenchResult
 
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
+        if args.methods is not None:
+            res.keep_methods([m.strip() for m in args.methods.split(",") if m.strip()])
         res.comparisons = [tuple(c) for c in args.compare]
         for a, b in res.comparisons:  # a bad name fails before anything is written
             res.paired_difference(a, b)
         if args.out:
             res.write(args.out)
-        print(res.report())
+        print(res.report(per_seed=args.per_seed))
         if res.files:
             print("written: " + ", ".join(str(p) for p in res.files.values()))
         return 0

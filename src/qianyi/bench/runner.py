@@ -340,6 +340,18 @@ class BenchResult:
         methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
         return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
 
+    def keep_methods(self, names: Sequence[str]) -> None:
+        """Keep only these methods' runs (and their settings' variants, e.g. ``'drcn'`` keeps
+        ``'drcn (scheme=joint)'``); source-only and the oracle stay, for gap closed."""
+        base = {m: m.split(" (", 1)[0] for m in self.methods}
+        unknown = [n for n in names if n not in self.methods and n not in base.values()]
+        if unknown:
+            raise UnknownNameError(f"--methods: no runs of {', '.join(unknown)} here; these folders hold "
+                                   f"{', '.join(self.methods)}")
+        keep = set(BASELINES) | {m for m in self.methods if m in names or base[m] in names}
+        self.methods = [m for m in self.methods if m in keep]
+        self.runs = [r for r in self.runs if r.method in keep]
+
     def flags_table(self) -> str:
         """The runs the label-free health checks flagged (a discriminator that wins, a collapsed network)."""
         rows = [f"| {r.method} | {r.source}->{r.target} | {r.seed} | {flag} |" for r in self.runs for flag in r.flags]
@@ -348,9 +360,23 @@ class BenchResult:
         return ("Runs flagged by the label-free health checks (qianyi.train.health; no target labels):\n\n"
                 "| method | pair | seed | flag |\n|---|---|---:|---|\n" + "\n".join(rows))
 
-    def report(self) -> str:
+    def per_seed_table(self) -> str:
+        """Markdown: target accuracy (%) of every run, one row per pair and method, one column per seed."""
+        seeds = sorted({r.seed for r in self.runs})
+        lines = ["| pair | method | " + " | ".join(str(s) for s in seeds) + " |",
+                 "|---|---|" + "---:|" * len(seeds)]
+        for pair in self.pairs:
+            for m in self.methods:
+                by_seed = {r.seed: r.target_accuracy for r in self._runs(m, pair)}
+                if not by_seed:
+                    continue
+                cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in seeds]
+                lines.append(f"| {pair[0]}->{pair[1]} | {m} | " + " | ".join(cells) + " |")
+        return "Per seed, target accuracy (%):\n\n" + "\n".join(lines)
+
+    def report(self, per_seed: bool = False) -> str:
         """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs,
-        the runs flagged by the health checks."""
+        the paired comparisons, every seed's accuracy (``per_seed``), the runs flagged by the health checks."""
         parts = [self.table()]
         vt = self.validator_table()
         if vt:
@@ -360,6 +386,8 @@ class BenchResult:
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
         parts += [self.paired_difference(a, b).table() for a, b in self.comparisons]
+        if per_seed:
+            parts.append(self.per_seed_table())
         flags = self.flags_table()
         if flags:
             parts.append(flags)
