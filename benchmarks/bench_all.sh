@@ -7,6 +7,8 @@
 #   METHODS=mcd,mean-teacher PAIRS=uci bash benchmarks/bench_all.sh
 #   PAIRS='mnist->mnist-m' bash benchmarks/bench_all.sh  # one pair (several can run at once)
 #   SEEDS=10 METHODS=dann,cdan+e bash benchmarks/bench_all.sh  # more seeds; seeds 0-2 are reused
+#   METHODS=drcn SET='drcn.scheme=joint drcn.reconstruct=both drcn.trade_off=0.1' OUT=runs/bench-drcn-joint \
+#       bash benchmarks/bench_all.sh                     # non-default settings (qianyi bench --set), own folder
 #
 # Protocols (docs/methods.md): the UCI-protocol pairs at full size; the 28x28 pairs capped at 5,000
 # samples per domain (stratified); 20 epochs; 3 seeds (SEEDS); one intra-op thread per process.
@@ -19,7 +21,9 @@ METHODS="${METHODS:-ddc,dan,dann,jan,coral,dsan,dsn,drcn,mcd,mean-teacher,adda,c
 OUT="${OUT:-runs/bench-all}"
 PAIRS="${PAIRS:-all}"
 SEEDS="${SEEDS:-3}"
+read -ra SETTINGS <<< "${SET:-}"
 common=(--methods "$METHODS" --seeds "$SEEDS" --validators all --no-progress --threads 1)
+if (( ${#SETTINGS[@]} )); then common+=(--set "${SETTINGS[@]}"); fi
 run_uci() { "$QIANYI" bench "${common[@]}" --pairs 'mnist->digits' 'digits->mnist' --out "$OUT/uci"; }
 run_28() { "$QIANYI" bench "${common[@]}" --pairs "$@" --max-samples 5000 --out "$OUT/28px"; }
 case "$PAIRS" in
