@@ -9,7 +9,7 @@ Q="${QIANYI:-.venv/bin/qianyi}"
 OUT="${OUT:-runs/finetune}"
 COMMON=(--source mnist --target digits --max-samples 3000 --no-progress)
 "$Q" run source-only "${COMMON[@]}" --out "$OUT/src"
-# DANN from scratch with the same settings is the bench's run runs/bench_issue4/uci/runs/mnist-_digits/dann/seed0
+"$Q" run dann "${COMMON[@]}" --out "$OUT/dann-scratch"
 "$Q" run dann "${COMMON[@]}" --out "$OUT/dann-freeze2" --init-from "$OUT/src/model.pt" --freeze 2
 "$Q" run dann "${COMMON[@]}" --out "$OUT/dann-lr0.1" --init-from "$OUT/src/model.pt" --copied-lr-mult 0.1
 "$Q" run dann "${COMMON[@]}" --out "$OUT/dann-l2sp" --init-from "$OUT/src/model.pt" --l2sp 0.01
