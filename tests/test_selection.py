@@ -80,6 +80,8 @@ def test_select_command_ranks_a_grid_and_reuses_its_runs(tmp_path, capsys):
     assert main([*args[:6], "entropy", *args[7:]]) == 0  # another validator ranks the same cached runs
     assert len(list(tmp_path.rglob("result.json"))) == n_runs == 4
     assert "entropy" in capsys.readouterr().out
+    assert main([*args, "--validators", "dev"]) == 2  # select records them all: the flag would do nothing
+    assert "--validators does nothing here" in capsys.readouterr().err
 
 
 def test_bench_reports_the_label_free_and_the_oracle_choice(tmp_path, capsys):

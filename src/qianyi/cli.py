@@ -602,6 +602,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "select":
         from .bench.selection import select_hparams
 
+        if args.validators:
+            raise ConfigError("qianyi select records every validator in its runs (any --validator can re-rank the "
+                              "cached runs later), so --validators does nothing here: leave it out")
         grid = _read_grid(args.grid)
         for method in args.method:
             res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
