@@ -55,3 +55,44 @@ def test_tiny_values_in_tables_show_their_size_not_zero():
 
     assert fmt(0.00001234) == "1.23e-05" and fmt(0.0) == "0.0000" and fmt(0.1234) == "0.1234" and fmt(None) == "–"
     assert "1.23e-05" in markdown_table(["layer", "coral"], [["fc1", 0.00001234]])
+
+
+def test_the_embedding_reads_the_data_as_each_run_did(tmp_path, monkeypatch):
+    """A bench with non-default text settings: the report's t-SNE must feed each model the inputs its run
+    saw (its model.json's tokeniser), not the defaults of load_task."""
+    import random
+
+    import numpy as np
+
+    from qianyi.bench import html
+    from qianyi.train.artefact import load_domain_for, load_model
+
+    random.seed(0)
+    pos, neg = "good great fine excellent lovely superb".split(), "bad awful poor terrible boring dull".split()
+    for dom, extra in (("s", ["paper", "story"]), ("t", ["kitchen", "blender"])):
+        (tmp_path / dom).mkdir()
+        for name, words in (("positive", pos), ("negative", neg)):
+            lines = [" ".join(random.choices(words, k=2) + random.choices(["the", "it", "was", "very"] + extra, k=6))
+                     for _ in range(40)]
+            (tmp_path / dom / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    pair = (f"lines:{tmp_path / 's'}", f"lines:{tmp_path / 't'}")
+    seen = []
+    from qianyi.nn import inference
+
+    original = inference.predict_features
+
+    def spy(net, x, *a, **k):  # the report imports predict_features where it uses it: patch its home
+        seen.append(np.asarray(x))
+        return original(net, x, *a, **k)
+
+    monkeypatch.setattr(inference, "predict_features", spy)
+    rc = main(["bench", "--methods", "dann", "--pairs", f"{pair[0]}->{pair[1]}", "--seeds", "1", "--epochs", "1",
+               "--batch-size", "8", "--text", "bigrams=true,min_count=1", "--no-progress", "--threads", "1",
+               "--out", str(tmp_path / "b")])
+    assert rc == 0 and "embedding.png" in (tmp_path / "b" / "report.md").read_text()
+    run_dir = next(p.parent for p in (tmp_path / "b" / "runs").rglob("model.json") if "dann" in str(p))
+    model = load_model(run_dir)
+    rng = np.random.default_rng(0)
+    src = load_domain_for(model, pair[0])
+    expected = src.X[rng.permutation(len(src))[:html.EMBED_SAMPLES]]
+    assert any(x.shape == expected.shape and np.array_equal(x, expected) for x in seen)

@@ -9,6 +9,7 @@ embedding of source and target features for each method, and the per-layer dista
 from __future__ import annotations
 
 import html
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -51,7 +52,7 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
         if emb is not None:
             files["embedding"] = emb
             sections.append(("Feature embedding", f"t-SNE of the bottleneck features of up to {EMBED_SAMPLES} "
-                                                  f"source (training) and {EMBED_SAMPLES} target test samples, "
+                                                  f"source and {EMBED_SAMPLES} target samples (inputs only), "
                                                   f"seed 0, {note}.", emb))
         if prof is not None:
             files["profile"] = prof
@@ -93,8 +94,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
                            ) -> tuple[Path | None, Path | None, str]:
     from sklearn.manifold import TSNE
 
-    from ..data.tasks import load_task
     from ..measure.profile import layer_profile, plot_profiles
+    from ..train.artefact import load_domain_for
     from ..nn.inference import predict_features
 
     pair = res.pairs[0]
@@ -108,14 +109,19 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
             models.append((m, load_model(folder)))
     if not models:
         return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
-    task = load_task(*pair, data_dir=data_dir)
-    rng = np.random.default_rng(0)
-    target = task.target_test if task.target_test is not None else task.target
-    xs = task.source.X[rng.permutation(len(task.source))[:EMBED_SAMPLES]]
-    xt = target.X[rng.permutation(len(target))[:EMBED_SAMPLES]]
     fig, axes = subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
     profiles = []
+    read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for ax, (m, model) in zip(axes[0], models):
+        # each model sees the data as its run did (canvas, column order, tokeniser: model.json), not the
+        # defaults of load_task, which a bench with --text, --backbone or --max-samples did not use
+        key = json.dumps(model.meta.get("preprocessing", {}), sort_keys=True, default=str)
+        if key not in read:
+            rng = np.random.default_rng(0)
+            src, tgt = (load_domain_for(model, spec, data_dir) for spec in pair)
+            read[key] = (src.X[rng.permutation(len(src))[:EMBED_SAMPLES]],
+                         tgt.X[rng.permutation(len(tgt))[:EMBED_SAMPLES]])
+        xs, xt = read[key]
         feats = np.concatenate([predict_features(model.network, x)[0].numpy() for x in (xs, xt)])
         z = TSNE(2, init="pca", perplexity=min(30, len(feats) // 4), random_state=0).fit_transform(feats)
         ax.scatter(*z[:len(xs)].T, s=4, c="#1f77b4", label="source")
