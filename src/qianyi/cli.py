@@ -401,42 +401,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     out = getattr(args, "out", None)
     fresh_out = Path(out) if isinstance(out, str) and out and not os.path.exists(out) else None
+
+    def remove_fresh_out() -> None:
+        if fresh_out is not None and fresh_out.is_dir() and not any(fresh_out.iterdir()):
+            fresh_out.rmdir()  # made by this command, which failed before writing anything: leave no trace
+
+    def dispatch() -> int:
+        _check_machine_args(args)
+        return _dispatch(args)
+
+    return _as_command(dispatch, "qianyi", on_error=remove_fresh_out,
+                       interrupted="run the same command again to resume from the last checkpoint")
+
+
+def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None = None,
+                interrupted: str = "", optional_packages: bool = False) -> int:
+    """Run ``call`` with qianyi's outcome -> exit code mapping: its return value (0 when None); a user mistake
+    (:class:`QianyiError`; with ``optional_packages`` also a missing third-party package) prints
+    ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130. Anything else is a bug and keeps its
+    traceback. qianyi's warnings print as ``qianyi: warning: ...``."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            _check_machine_args(args)
-            return _dispatch(args)
+            return int(call() or 0)
     except QianyiError as exc:
-        print(f"qianyi: error: {exc}", file=sys.stderr)
-        if fresh_out is not None and fresh_out.is_dir() and not any(fresh_out.iterdir()):
-            fresh_out.rmdir()  # made by this command, which failed before writing anything: leave no trace
-        return 2
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        if not optional_packages or not exc.name or exc.name.split(".")[0] == "qianyi":
+            raise  # a broken install of qianyi itself is a bug, not a user mistake
+        print(f"{prog}: error: this script needs the optional package {exc.name!r}, which is not installed "
+              "(see the script's --help for what to install)", file=sys.stderr)
     except KeyboardInterrupt:
-        print("qianyi: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         return 130
+    if on_error is not None:
+        on_error()
+    return 2
 
 
 def script_main(main: Callable[[], int | None]) -> int:
     """Run a benchmark script's ``main`` as the CLI runs a command: a user mistake (missing data, an
     optional package that is not installed, a bad option) prints ``<script>: error: ...`` and exits 2
     without a traceback; Ctrl-C exits 130. Use as ``sys.exit(script_main(main))``."""
-    name = Path(sys.argv[0]).name or "qianyi"
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            return int(main() or 0)
-    except QianyiError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        if not exc.name or exc.name.split(".")[0] == "qianyi":
-            raise  # a broken install of qianyi itself is a bug, not a user mistake
-        print(f"{name}: error: this script needs the optional package {exc.name!r}, which is not installed "
-              "(see the script's --help for what to install)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+    return _as_command(main, Path(sys.argv[0]).name or "qianyi", optional_packages=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

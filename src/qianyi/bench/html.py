@@ -95,8 +95,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     from sklearn.manifold import TSNE
 
     from ..measure.profile import layer_profile, plot_profiles
-    from ..train.artefact import load_domain_for
     from ..nn.inference import predict_features
+    from ..train.artefact import load_domain_for
 
     pair = res.pairs[0]
     store = RunStore(res.out / "runs")
