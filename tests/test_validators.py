@@ -340,3 +340,21 @@ def test_advisor_atc_estimate_delegates(setup):
     pt = torch.softmax(predict_logits(models["good"], data.target.X), 1).numpy()
     assert est == atc_from_probs(ps, task.source_val.y, pt)
     assert abs(est - get_validator("atc").evaluate(models["good"], data, max_samples=None)) <= 0.02
+
+
+def test_atc_ties_at_the_threshold_share_the_mass():
+    # a saturated softmax: every source-val confidence is exactly 1.0, 22 of 25 right (acc 0.88). The
+    # threshold is 1.0 and nothing lies above it; without sharing the tie, ATC said 0.0 for any target.
+    probs_val = np.tile([1.0, 0.0], (25, 1))
+    y_val = np.r_[np.zeros(22, int), np.ones(3, int)]
+    assert atc_from_probs(probs_val, y_val, probs_val) == pytest.approx(0.88)
+    # a collapsed network (one output for every input) on balanced labels: the source-val accuracy, 0.5
+    same = np.tile([0.7, 0.3], (10, 1))
+    assert atc_from_probs(same, np.r_[np.zeros(5, int), np.ones(5, int)], same) == pytest.approx(0.5)
+    # source-val all right: t is the lowest confidence, which counts in full (not 3 of 4)
+    conf = np.array([0.9, 0.8, 0.7, 0.6])
+    probs = np.stack([conf, 1 - conf], 1)
+    assert atc_from_probs(probs, np.zeros(4, int), probs) == 1.0
+    # target confidences above, at and below a tied threshold: above counts 1, at counts r, below 0
+    probs_t = np.array([[1.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.9, 0.1]])
+    assert atc_from_probs(probs_val, y_val, probs_t) == pytest.approx(0.5 * 0.88)

@@ -150,12 +150,18 @@ def atc_from_probs(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.nd
 
     The threshold t is set so that the share of source-val samples with max-softmax > t equals the
     source-val accuracy (t = quantile(conf_val, 1 - acc)); the estimate of target accuracy is the
-    share of target samples with max-softmax > t.
+    share of target samples with max-softmax > t. When source-val confidences tie at t (a saturated
+    softmax gives many exact 1.0s; a collapsed network one value for all), a share r of the tied mass
+    counts as above t, r = (acc - share_val(> t)) / share_val(= t), so that the source-val share is
+    the accuracy exactly; target samples at t count with the same r. Without ties r plays no part.
     """
     probs_val, probs_target = np.asarray(probs_val), np.asarray(probs_target)
+    conf_val, conf_t = probs_val.max(1), probs_target.max(1)
     acc = float((probs_val.argmax(1) == np.asarray(y_val)).mean())
-    t = np.quantile(probs_val.max(1), 1.0 - acc)
-    return float((probs_target.max(1) > t).mean())
+    t = np.quantile(conf_val, 1.0 - acc)
+    tied_val = float((conf_val == t).mean())
+    r = min(max((acc - float((conf_val > t).mean())) / tied_val, 0.0), 1.0) if tied_val > 0 else 0.0
+    return float((conf_t > t).mean() + r * (conf_t == t).mean())
 
 
 def snd_from_probs(probs: np.ndarray, temperature: float = 0.05) -> float:
@@ -278,7 +284,8 @@ class ATC(Validator):
     """Average Thresholded Confidence: an estimate of target accuracy.
 
     t = quantile(conf_val, 1 - acc_val) with conf = max_k p_k; score = (1/n) sum_i [conf_i > t] over
-    target rows; higher is better. See :func:`atc_from_probs`.
+    target rows (ties at t shared so that source-val gives acc_val exactly); higher is better. See
+    :func:`atc_from_probs`.
     Garg, Balakrishnan, Lipton, Neyshabur & Sedghi, "Leveraging Unlabeled Data to Predict
     Out-of-Distribution Performance", ICLR 2022.
     """
