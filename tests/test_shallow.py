@@ -303,6 +303,25 @@ def test_subspace_alignment():
     assert nn1(Zs, ys, sa.transform(Xt), yt) > 0.95
 
 
+def test_sa_more_features_than_samples_keeps_an_orthonormal_stable_basis():
+    # 8 source and 12 target rows in 50-d: centred, the source has rank 7. Asking for 20 components
+    # once gave an 8th source "direction" made of rounding noise (not orthogonal to the others; a
+    # 1e-13 change of the input moved the aligned source by ~20%).
+    rng = np.random.default_rng(5)
+    Xs, Xt = rng.normal(size=(8, 50)), rng.normal(size=(12, 50))
+    sa = SubspaceAlignment(20).fit(Xs, Xt)
+    assert sa.n_components_ == 7
+    for P in (sa.source_basis_, sa.target_basis_):
+        np.testing.assert_allclose(P.T @ P, np.eye(7), atol=1e-10)
+    z = sa.transform(Xs, sample_domain=np.ones(8))
+    z2 = SubspaceAlignment(20).fit(Xs * (1 + 1e-13), Xt).transform(Xs, sample_domain=np.ones(8))
+    assert np.abs(z - z2).max() < 1e-8 * np.abs(z).max()
+    # repeated rows leave ~0 eigenvalues inside the top k: the basis stays orthonormal
+    Xr = np.repeat(rng.normal(size=(3, 50)), [3, 3, 3], axis=0)
+    P = SubspaceAlignment(5).fit(Xr, Xt).source_basis_
+    np.testing.assert_allclose(P.T @ P, np.eye(P.shape[1]), atol=1e-10)
+
+
 # -- KMM -----------------------------------------------------------------------------------------------
 def test_kmm_weights_follow_the_density_ratio():
     rng = np.random.default_rng(7)

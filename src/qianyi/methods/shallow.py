@@ -166,6 +166,10 @@ class KMMMethod(ShallowMethod):
     def fit_predictor(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, seed: int) -> Any:
         from ..shallow import KMM, KMMClassifier
 
+        return KMMClassifier(estimator=_classifier(self.classifier, seed),
+                             kmm=KMM(gamma=self.gamma, random_state=seed)).fit(Xs, ys, Xt=Xt)
+
+    def check_hparams(self) -> None:
+        super().check_hparams()
         if self.classifier == "1nn":
             raise ConfigError("kmm: 1-NN takes no sample weights; use classifier=logreg")
-        return KMMClassifier(estimator=_classifier(self.classifier, seed), kmm=KMM(gamma=self.gamma)).fit(Xs, ys, Xt=Xt)

@@ -83,7 +83,8 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     with ``P_S``, ``P_T`` the ``n_components`` leading PCA directions (D x d, orthonormal) of each
     domain, each centred on its own mean (the authors z-score each domain). ``n_components_`` is
-    ``n_components`` capped by the features and each domain's samples. ``fit(Xs, Xt)`` (or ``Xt=``,
+    ``n_components`` capped by the features and by each domain's samples less one (the rank of
+    centred data). ``fit(Xs, Xt)`` (or ``Xt=``,
     or ``sample_domain``); ``transform(X, sample_domain=None)`` maps rows as target unless told.
     """
 
@@ -97,7 +98,8 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             raise ConfigError(f"SubspaceAlignment: n_components={self.n_components!r}; give a positive integer")
         y, Xt = target_as_y(y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain, min_source=2)
-        k = int(min(self.n_components, d.Xs.shape[1], len(d.Xs), len(d.Xt)))
+        # centred data of n rows has rank <= n - 1: beyond it a "direction" would be rounding noise
+        k = int(min(self.n_components, d.Xs.shape[1], len(d.Xs) - 1, len(d.Xt) - 1))
         self.source_mean_, self.source_basis_ = self._pca(d.Xs, k)
         self.target_mean_, self.target_basis_ = self._pca(d.Xt, k)
         self.alignment_ = self.source_basis_.T @ self.target_basis_
@@ -122,7 +124,9 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             w, U = eigh(Xc @ Xc.T, subset_by_index=[n - k, n - 1])
             w, U = w[::-1], U[:, ::-1]
             V = Xc.T @ U / np.sqrt(np.maximum(w, np.finfo(np.float64).tiny))
-            V /= np.maximum(np.linalg.norm(V, axis=0), np.finfo(np.float64).tiny)
+            # rows that repeat or lie on a line leave eigenvalues ~0 within the top k; QR keeps the
+            # basis orthonormal (the well-defined leading columns stay as they are, up to sign)
+            V = np.linalg.qr(V)[0]
         idx = np.abs(V).argmax(0)  # deterministic signs
         return mean, V * np.sign(V[idx, np.arange(k)])
 
