@@ -109,3 +109,21 @@ def test_mcd_steps_generator_and_classifiers_separately():
     # the second classifier has the first's shape but its own weights
     w1, w2 = fit.backbone.groups["logits"].weight, m.classifier2[-1].weight
     assert w1.shape == w2.shape and not torch.equal(w1, w2)
+
+
+def test_mean_teacher_terms_have_the_authors_normalisation():
+    # French et al.'s code: squared difference averaged over the K classes, masked, averaged over the
+    # batch; class balance summed over classes and scaled by the confident share. Their weights
+    # (3, 0.005) assume these scales: a sum over classes would weigh consistency K times more.
+    from qianyi.methods.mean_teacher import self_ensembling_terms
+
+    ps = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    pt = torch.tensor([[0.98, 0.01, 0.01], [0.05, 0.9, 0.05], [0.97, 0.02, 0.01], [0.4, 0.3, 0.3]])
+    consistency, balance, confident = self_ensembling_terms(ps, pt, threshold=0.968)
+    m = [1.0, 0.0, 1.0, 0.0]  # teacher max 0.98, 0.9, 0.97, 0.4
+    sq = [sum((a - b) ** 2 for a, b in zip(ps[j].tolist(), pt[j].tolist())) / 3 for j in range(4)]
+    assert consistency.item() == pytest.approx(sum(mj * s for mj, s in zip(m, sq)) / 4, rel=1e-6)
+    pbar = ps.mean(0).tolist()
+    bce = sum(-(1 / 3) * torch.log(torch.tensor(p)).item() - (2 / 3) * torch.log(torch.tensor(1 - p)).item()
+              for p in pbar)
+    assert balance.item() == pytest.approx(0.5 * bce, rel=1e-5) and confident == 0.5

@@ -16,6 +16,19 @@ from .base import Method, StepContext
 from .registry import register
 
 
+def self_ensembling_terms(p_student: torch.Tensor, p_teacher: torch.Tensor,
+                          threshold: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    r"""``(consistency, balance, confident share)`` of self-ensembling on one target batch of class
+    probabilities ``(n, K)``: :math:`\frac{1}{n}\sum_j m_j \frac{1}{K}\lVert p^S_j - p^T_j\rVert^2` and
+    :math:`\bar m \sum_k \mathrm{BCE}(\bar p^S_k, 1/K)`, :math:`m_j = [\max_k p^T_{jk} > \tau]`, with the
+    authors' normalisations (see :class:`MeanTeacher`)."""
+    mask = (p_teacher.max(1).values > threshold).float()
+    consistency = (mask * ((p_student - p_teacher) ** 2).mean(1)).mean()
+    mean_p = p_student.mean(0)
+    balance = F.binary_cross_entropy(mean_p, torch.full_like(mean_p, 1.0 / len(mean_p)), reduction="sum")
+    return consistency, balance * mask.mean(), float(mask.mean())
+
+
 @register
 class MeanTeacher(Method):
     r"""Mean teacher: a student fits the source and agrees with an EMA teacher on confident target samples.
@@ -23,17 +36,20 @@ class MeanTeacher(Method):
     .. math::
 
         L = \frac{1}{n_s}\sum_i \ell(f_S(a(x^s_i)), y^s_i)
-            + \gamma\Big[\frac{1}{n_t}\sum_j m_j \,\big\|f_S(a(x^t_j)) - f_T(a'(x^t_j))\big\|^2
-            + \beta\, L_{bal}\Big],
+            + \gamma\Big[\frac{1}{n_t}\sum_j m_j \,\frac{1}{K}\big\|f_S(a(x^t_j)) - f_T(a'(x^t_j))\big\|^2
+            + \beta\, \bar m\, L_{bal}\Big],
         \qquad \theta_T \leftarrow \alpha\,\theta_T + (1-\alpha)\,\theta_S
 
     :math:`f_S, f_T` are the student's and teacher's softmax outputs, :math:`a, a'` independent random
     views (translation, intensity jitter, Gaussian noise; :func:`qianyi.nn.augment.weak_view`),
     :math:`m_j = [\max_k f_T(a'(x^t_j))_k > \tau]` the confidence mask, and
-    :math:`L_{bal} = \frac{1}{K}\sum_k \mathrm{BCE}(\bar p_k, 1/K)` the class-balance loss on the mean
-    student prediction :math:`\bar p` over the target batch. :math:`\gamma` = ``trade_off``,
+    :math:`\bar m = \frac{1}{n_t}\sum_j m_j` the share of confident samples and
+    :math:`L_{bal} = \sum_k \mathrm{BCE}(\bar p_k, 1/K)` the class-balance loss on the mean student
+    prediction :math:`\bar p` over the target batch. The normalisations are the authors' code's (the
+    squared difference averaged over the K classes; the balance summed over classes and scaled by
+    :math:`\bar m`), so that their weights mean here what they meant there. :math:`\gamma` = ``trade_off``,
     :math:`\beta` = ``balance``, :math:`\tau` = ``threshold`` (0.968, the paper's), :math:`\alpha` =
-    ``decay`` (0.99, the paper's). As in the paper, the student sees source and target in separate
+    ``decay`` (0.99, the paper's); :math:`\gamma` = 3 and :math:`\beta` = 0.005 are the authors' code's defaults. As in the paper, the student sees source and target in separate
     batches (batch norm normalises each domain with its own statistics) and the teacher's batch-norm
     statistics come from its own passes over target batches; only weights are averaged. The teacher
     is the model that predicts.
@@ -77,14 +93,10 @@ class MeanTeacher(Method):
         with torch.no_grad():  # the teacher's batch-norm statistics come from target batches only
             self.teacher.train()
             p_teacher = self.teacher(self.view(xt)).logits.softmax(1)
-        p_student = target.logits.softmax(1)
-        mask = (p_teacher.max(1).values > self.threshold).float()
-        consistency = (mask * ((p_student - p_teacher) ** 2).sum(1)).mean()
-        mean_p = p_student.mean(0)
-        balance = F.binary_cross_entropy(mean_p, torch.full_like(mean_p, 1.0 / len(mean_p)))
+        consistency, balance, confident = self_ensembling_terms(target.logits.softmax(1), p_teacher, self.threshold)
         ctx.update({"cls": self.source_ce(ctx.batch(source, target)),
                     "consistency": self.trade_off * consistency, "balance": self.trade_off * self.balance * balance})
-        ctx.log(confident=float(mask.mean()))
+        ctx.log(confident=confident)
         ema_update_(self.teacher, ctx.model, self.decay)
 
     def inference_model(self, backbone: Backbone) -> nn.Module:
