@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qianyi.distances import GaussianKernel, domain_classifier, mk_mmd2, mmd2, mmd_test, proxy_a_distance
+from qianyi.distances.mmd import median_sq_dist
 from qianyi.distances.permutation import _statistics
 from qianyi.distances.wasserstein import MissingDependencyError, available, wasserstein
 from qianyi.errors import DataError, UnknownNameError
@@ -125,3 +126,34 @@ def test_measurement_refuses_non_finite_features_and_is_exact_far_from_the_origi
     assert far["coral"] == pytest.approx(exact["coral"], rel=1e-3)
     t64 = mmd_test(a.astype(np.float64), b.astype(np.float64), permutations=19).mmd2
     assert mmd_test(torch.as_tensor(a + 300), torch.as_tensor(b + 300), permutations=19).mmd2 == pytest.approx(t64, rel=1e-3)
+
+
+def test_median_heuristic_keeps_the_data_scale_when_most_pairs_are_duplicates():
+    # 80% all-zero rows (dead ReLUs, empty bag-of-words) make the median pair distance 0; falling back to
+    # sigma^2 = 1 on data of scale 100 left MK-MMD blind to any shift (-0.0016 at shifts 0, 100, 1000)
+    rng = np.random.default_rng(0)
+
+    def sample(shift):
+        z = np.zeros((200, 8))
+        z[:40] = 100 * rng.normal(size=(40, 8)) + shift
+        return torch.tensor(z)
+
+    x = sample(0.0)
+    assert float(median_sq_dist(x, sample(0.0))) > 1e3
+    values = [float(mk_mmd2(x, sample(s))) for s in (0.0, 100.0, 1000.0)]
+    assert values[0] < values[1] < values[2]
+    same = torch.ones(5, 3)
+    assert float(median_sq_dist(same, same)) == 1.0  # every point the same: nothing to measure a scale on
+
+
+def test_kernel_settings_are_checked_and_the_test_bandwidth_ignores_the_labels():
+    with pytest.raises(DataError, match="bandwidth"):
+        GaussianKernel(bandwidth=0.0)
+    with pytest.raises(DataError, match="multipliers"):
+        GaussianKernel(multipliers=(1.0, -2.0))
+    # above 1,000 pooled points the loss's median looks at a subsample; the test's bandwidth comes from
+    # all pooled pairs, so swapping the two samples (a relabelling) gives the same statistic
+    x, y = gauss(700, 3), gauss(600, 3, 0.2, seed=1)
+    a = mmd_test(x, y, permutations=9, max_samples=5000)
+    b = mmd_test(y, x, permutations=9, max_samples=5000)
+    assert a.mmd2 == pytest.approx(b.mmd2, rel=1e-9)

@@ -67,12 +67,19 @@ def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_PO
 
 
 def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
-    """Median of the distinct off-diagonal entries of a squared distance matrix (1 if it is 0 or empty)."""
+    """Median of the distinct off-diagonal entries of a squared distance matrix.
+
+    When half the pairs or more are duplicates (dead ReLU units, empty bag-of-words rows) that median
+    is 0; the median of the non-zero distances then keeps the bandwidth on the data's scale. 1 only
+    when every point is the same (or there is no pair)."""
     with torch.no_grad():
         iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
         vals = d.detach()[iu[0], iu[1]]
         med = vals.median() if len(vals) else torch.tensor(1.0, dtype=d.dtype, device=d.device)
-        return torch.where(med > 0, med, torch.ones_like(med))
+        if med > 0:
+            return med
+        positive = vals[vals > 0]
+        return positive.median() if len(positive) else torch.ones_like(med)
 
 
 def _doubling(multipliers: Sequence[float]) -> bool:
@@ -109,6 +116,13 @@ class GaussianKernel:
 
     bandwidth: float | None = None
     multipliers: Sequence[float] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.bandwidth is not None and not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
+            raise DataError(f"GaussianKernel: bandwidth (sigma^2) must be a positive number, got {self.bandwidth!r}; "
+                            "None uses the median heuristic")
+        if not len(self.multipliers) or not all(np.isfinite(m) and m > 0 for m in self.multipliers):
+            raise DataError(f"GaussianKernel: multipliers must be positive numbers, got {tuple(self.multipliers)!r}")
 
     def sigmas2_from(self, d: torch.Tensor) -> torch.Tensor:
         """The bandwidths for the pooled sample whose squared distance matrix is ``d`` (median heuristic

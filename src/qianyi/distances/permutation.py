@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import GaussianKernel, _as_2d, _check, multi_kernel
+from .mmd import GaussianKernel, _as_2d, _check, kernel_mean, multi_kernel, sq_dists
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
         centre = torch.cat([X, Y]).mean(0)  # MMD is translation-invariant; centring keeps float32 distances
         X, Y = X.detach() - centre, Y.detach() - centre  # of features far from the origin exact
         Z = torch.cat([X, Y])
-        K = kernel.matrix(Z, Z, kernel.sigmas2(X, Y))
+        D = sq_dists(Z, Z)  # the bandwidth from all pooled pairs: no relabelling changes it
+        K = kernel_mean(D, kernel.sigmas2_from(D), kernel.multipliers)
+        del D
         m, N = len(X), len(Z)
         observed = torch.zeros(1, N, dtype=K.dtype, device=K.device)
         observed[0, :m] = 1.0

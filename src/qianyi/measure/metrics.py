@@ -87,7 +87,10 @@ def distance(x: Array, y: Array, metric: str = "mk-mmd", max_samples: int | None
 
 def distances(x: Array, y: Array, metrics: Sequence[str] = DEFAULT_METRICS, max_samples: int | None = 2000,
               seed: int = 0) -> dict[str, float]:
-    """Several distances between ``x`` and ``y`` on the same subsample: ``{name: value}``."""
+    """Several distances between ``x`` and ``y`` on the same subsample: ``{name: value}``.
+
+    The A-distance draws at most its own ``max_samples`` (1,000) rows per side from that subsample:
+    it trains a classifier, and more rows would mostly cost time."""
     names = check_metrics(metrics)
     X, Y = subsample(x, max_samples, seed, "x"), subsample(y, max_samples, seed + 1, "y")
     for name, t in (("x", X), ("y", Y)):
