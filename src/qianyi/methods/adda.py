@@ -24,8 +24,8 @@ class ADDA(Method):
     :math:`C` stay fixed, and each step makes two updates, the GAN game with inverted labels:
 
     .. math::
-        \min_D\ \mathcal{L}_{adv_D} = -\frac{1}{n_s}\sum_i \log D(M_s(x^s_i))
-            - \frac{1}{n_t}\sum_j \log\big(1 - D(M_t(x^t_j))\big),
+        \min_D\ \mathcal{L}_{adv_D} = -\frac{1}{n_s + n_t}\Big[\sum_i \log D(M_s(x^s_i))
+            + \sum_j \log\big(1 - D(M_t(x^t_j))\big)\Big],
         \qquad
         \min_{M_t}\ \mathcal{L}_{adv_M} = -\frac{1}{n_t}\sum_j \log D(M_t(x^t_j))
             + \frac{\alpha}{2}\,\|\theta_{M_t} - \theta_{M_s}\|^2
@@ -43,8 +43,11 @@ class ADDA(Method):
 
     Departures: one run holds both stages (``pretrain`` = 0.5 of the epochs trains the source,
     with the run's optimiser and learning-rate schedule, as do the adversarial updates; the paper
-    trains each stage with Adam). Batch norm in :math:`M_t` normalises target batches with their own
-    statistics.
+    trains each stage with Adam). The discriminator's loss is the binary cross-entropy over the
+    pooled batch (the paper's sum of the two domains' means, halved, when :math:`n_s = n_t`). Batch norm
+    in :math:`M_t` normalises target batches with their own statistics. :math:`M_s` stays in training
+    mode while it encodes the source for :math:`D` (no gradient; its dropout, if any, stays on, and its
+    batch-norm statistics keep following source batches; :math:`M_s` no longer predicts).
 
     Inputs: source and target mini-batches (n, ...); source labels (n,); encoder outputs
     ``features`` (n, d).

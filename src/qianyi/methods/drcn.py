@@ -26,13 +26,16 @@ class DRCN(Method):
 
         \min_{\Theta_{enc}, \Theta_{lab}} \frac{1}{n_s}\sum_i \ell\big(f_{lab}(f_{enc}(x^s_i)), y^s_i\big),
         \qquad
-        \min_{\Theta_{enc}, \Theta_{dec}} \lambda_r \frac{1}{n_t}\sum_j
+        \min_{\Theta_{enc}, \Theta_{dec}} \lambda_r \frac{1}{n_t\,k}\sum_j
             \big\| x^t_j - f_{dec}(f_{enc}(\tilde x^t_j)) \big\|^2
 
     with :math:`\tilde x` the input with each value zeroed with probability ``noise`` (denoising;
-    the decoder restores the clean input) and :math:`\lambda_r` = ``trade_off``. The paper's weights
+    the decoder restores the clean input), :math:`k` the number of values of an input (784 for a
+    28×28 grey image) and :math:`\lambda_r` = ``trade_off``. The reconstruction term is thus the mean
+    squared error per input value (as a Keras ``mse`` loss computes it); the paper writes the squared
+    norm per sample, k times larger, without saying how its implementation normalised it. Its weights
     :math:`\lambda L_c` and :math:`(1-\lambda) L_r` with :math:`\lambda = 0.7` correspond, up to a
-    learning-rate scale, to ``trade_off`` = 0.3 / 0.7 = 3/7 (the default). ``scheme="joint"`` instead
+    learning-rate scale and that normalisation, to ``trade_off`` = 0.3 / 0.7 = 3/7 (the default). ``scheme="joint"`` instead
     minimises :math:`L_c + \lambda_r L_r` in one update (the earlier qianyi variant).
 
     Settings: ``reconstruct="both"`` also reconstructs the source (DRCN_st); ``layer`` names the layer

@@ -71,7 +71,8 @@ class DSN(Method):
     is switched off; reimplementations report the private code dying within ~100 steps (fungtion/DSN
     issues #10 and #13), and unguarded runs here lose the source task (docs/methods.md). The guard
     (1) computes :math:`\mathcal{L}_{diff}` on batch-centred, unit-length rows with the norm
-    differentiated (as in the authors' TensorFlow code), so it is scale-invariant and its gradient is
+    differentiated (as in the authors' TensorFlow code, which then averages over the d_c x d_p
+    correlation matrix where we divide by n^2: beta's scale differs by (d/n)^2), so it is scale-invariant and its gradient is
     orthogonal to the code; (2) ends the private encoders with batch norm instead of a ReLU, so the
     private code cannot die; (3) adds :math:`\mathcal{L}_{floor}`, 0 while every private unit's spread
     stays above ``floor`` x the shared code's. ``collapse_guard=False`` gives the unguarded form.
