@@ -484,3 +484,15 @@ def test_tradaboost_takes_a_random_state_instance_and_names_one_class_a_data_err
     np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
     with pytest.raises(DataError, match="only 1 class"):
         TrAdaBoost().fit(Xs, np.zeros(len(Xs), int), Xt[:20], np.zeros(20, int))
+
+
+def test_tca_components_without_variance_are_zero_not_blown_up():
+    # the pooled centred kernel of N rows has rank <= N - 1: asking for N components (or more) gives one
+    # with eigenvalue ~1e-15, which the lambda^(-1/4) scaling once made the largest column (~12 against ~0.75)
+    rng = np.random.default_rng(1)
+    Xs, Xt = rng.normal(size=(30, 6)), rng.normal(size=(25, 6)) + 0.5
+    tca = TCA(kernel="rbf", n_components=100).fit(Xs, Xt)
+    Z = tca.transform(np.vstack([Xs, Xt]))
+    assert tca.n_components_ == 55 and tca.eigenvalues_[-1] < 1e-10
+    assert np.abs(Z[:, -1]).max() == 0.0
+    assert np.abs(Z).max(0)[-1] <= np.abs(Z).max(0)[0]

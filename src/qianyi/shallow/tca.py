@@ -191,8 +191,12 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.eigenvalues_ = lam[::-1]
         self.components_ = W[:, ::-1]
         if self.kernel != "primal":  # kernel form: variance lambda_j -> sqrt(lambda_j) (module docstring)
+            # a component whose eigenvalue is ~0 (centred data of N rows has rank <= N - 1; a linear kernel
+            # rank <= d) carries no variance: it is set to 0, where dividing by lambda^(1/4) of rounding
+            # noise made it the largest column (and dominated JDA's row normalisation)
             floor = 1e-12 * max(float(self.eigenvalues_[0]), 1.0)
-            self.components_ = self.components_ / np.maximum(self.eigenvalues_, floor) ** 0.25
+            live = self.eigenvalues_ > floor
+            self.components_ = np.where(live, self.components_ / np.maximum(self.eigenvalues_, floor) ** 0.25, 0.0)
         self.n_components_ = self._n_features_out = k
         # sign: the largest-magnitude coordinate of the fitted samples' embedding is positive (the same
         # rule whatever the representation of W, exact or Nystroem)
