@@ -286,3 +286,35 @@ def test_vector_inputs_are_refused_by_name():
 
     with pytest.raises(DataError, match=r"cycada translates images.*\(6,\)"):
         run("cycada", toy_task(), TrainConfig(**CFG))
+
+
+def test_cycada_source_classifier_keeps_the_layers_freeze_froze():
+    # f_S is a copy of the backbone after --freeze; the "fixed" context once turned requires_grad back on
+    # for all of f_S, so its copies of the frozen layers trained from the first step (and their batch norm)
+    import torch
+
+    from qianyi.methods.base import StepContext
+    from qianyi.methods.generative import CyCADA
+    from qianyi.nn.backbones import backbone_for
+
+    torch.manual_seed(0)
+    shape = (3, 28, 28)
+    model = backbone_for(shape, 10)
+    first = model.group_names[0]
+    model.groups[first].requires_grad_(False)  # what the engine does for --freeze 1, before setup
+    with torch.no_grad():
+        model.eval()
+        probe = model(torch.rand(2, *shape))
+        model.train()
+    m = CyCADA()
+    m.input_shape = shape
+    m.setup(model, probe)
+    spec = m.optimizers({k: {"params": list(model.groups[k].parameters())} for k in model.group_names[1:]})
+    opts = {n: torch.optim.SGD([{"params": g["params"], "lr": 0.1} for g in gs]) for n, gs in spec.items()}
+    fs_group = m.source_classifier.groups[first]
+    before = {k: v.clone() for k, v in fs_group.state_dict().items()}
+    m.train()
+    m.training_step(StepContext(model, m, torch.rand(8, *shape), torch.randint(0, 10, (8,)), torch.rand(8, *shape),
+                                None, 0.5, 1, opts))
+    assert not any(p.requires_grad for p in fs_group.parameters())
+    assert all(torch.equal(before[k], v) for k, v in fs_group.state_dict().items())  # weights and BN statistics

@@ -81,13 +81,15 @@ class ImageTranslation(Method):
     def fixed(self, *modules: nn.Module) -> Iterator[None]:
         """Within: ``modules`` compute no gradients for their weights (the generators' update holds the
         discriminators fixed, and no time is spent on gradients nobody steps)."""
-        for m in modules:
-            m.requires_grad_(False)
+        params = [p for m in modules for p in m.parameters()]
+        flags = [p.requires_grad for p in params]  # restored as they were: layers frozen by --freeze stay frozen
+        for p in params:
+            p.requires_grad_(False)
         try:
             yield
         finally:
-            for m in modules:
-                m.requires_grad_(True)
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
 
     def save_artefacts(self, out: Path, task: TransferTask) -> list[Path]:
         state = {**{f"s2t.{k}": v.cpu() for k, v in self.g_st.state_dict().items()},
@@ -183,7 +185,9 @@ class CyCADA(ImageTranslation):
     setting, ``real_source=1`` and ``dann=1`` on mnist -> mnist-m (seed 0), the ``dev`` validator
     (``qianyi select``'s default) ranked it first (docs/generative.md).
 
-    Defaults: ``cycle`` = 10 (CycleGAN), ``semantic`` = 1 (CyCADA), Adam with learning rate
+    Defaults: ``cycle`` = 10 (CycleGAN's λ; our images are in [0, 1], CycleGAN's in [-1, 1], so the same
+    error gives half the L1 here: 10 weighs the cycle (and ``identity`` alike) as 5 would there; CyCADA's
+    digit script used 1 on [-1, 1]), ``semantic`` = 1 (CyCADA), Adam with learning rate
     ``gan_lr`` = 2e-4 and betas (0.5, 0.999) for generators and discriminators (CycleGAN); the
     classifiers use the run's optimiser and schedule (the GAN's rate follows the same schedule).
 
@@ -216,6 +220,9 @@ class CyCADA(ImageTranslation):
         self._build_gan()
         if self.semantic:
             self.source_classifier = copy.deepcopy(backbone)  # f_S: trained on real source only
+            # the groups --freeze froze (no weight trains) stay frozen in f_S too, batch-norm statistics included
+            self._fs_frozen = [n for n in backbone.group_names
+                               if not any(p.requires_grad for p in backbone.groups[n].parameters())]
         if self.dann:
             self.domain_discriminator = DomainDiscriminator(sample_batch.features.shape[1], (256, 256))
 
@@ -233,12 +240,20 @@ class CyCADA(ImageTranslation):
         with torch.no_grad():
             ys_hat, yt_hat = f(xs).logits.argmax(1), f(xt).logits.argmax(1)
         loss = F.cross_entropy(f(fake_t).logits, ys_hat) + F.cross_entropy(f(fake_s).logits, yt_hat)
-        f.train()
+        self._train_source_classifier()
         return loss
+
+    def _train_source_classifier(self) -> None:
+        """f_S in training mode, but for the groups frozen in the backbone (as the engine keeps them)."""
+        self.source_classifier.train()
+        for name in getattr(self, "_fs_frozen", ()):
+            self.source_classifier.groups[name].eval()
 
     def training_step(self, ctx: StepContext) -> None:
         xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs
         assert xs is not None and ys is not None and xt is not None
+        if self.semantic:
+            self._train_source_classifier()
         # 1. generators: fool the discriminators, reconstruct through the cycle, keep the class
         with self.fixed(self.d_t, self.d_s, *([self.source_classifier] if self.semantic else [])):
             fake_t, fake_s = self.g_st(xs), self.g_ts(xt)
@@ -293,7 +308,10 @@ class DiscoGAN(ImageTranslation):
 
     (:math:`\|\cdot\|_2^2` the mean squared error; :math:`\lambda` = ``reconstruction``, 1 in the
     paper's total loss :math:`L_G = L_{GAN_B} + L_{CONST_A} + L_{GAN_A} + L_{CONST_B}`). No identity
-    loss. Batch norm in the generators and discriminators, as in the paper.
+    loss. Batch norm in the generators and discriminators, as in the paper. These are the paper's
+    equations; the authors' code adds what we leave out: 0.1 × GAN + 0.9 × feature matching in the
+    generators' loss, a reconstruction-weight curriculum (0.01, then 0.5), the discriminator loss
+    halved, and weight decay 1e-5.
 
     Generators as in the paper, CPU-sized (:class:`qianyi.nn.gan.Generator`): an encoder-decoder
     with no residual blocks and no skip connections that downsamples to a 4x4 bottleneck
