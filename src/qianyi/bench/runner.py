@@ -67,7 +67,14 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
     ignore = {"seed", "select", "validators", "selection_samples"}
     by_pair: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in runs:
-        cfg = json.dumps({k: v for k, v in (r.config or {}).items() if k not in ignore}, sort_keys=True)
+        setting = {k: v for k, v in (r.config or {}).items() if k not in ignore}
+        # the data too: a pair's name does not carry its --max-samples cap or the file's content, and runs
+        # scored on other test sets would be averaged and "paired" as if alike
+        fp = r.fingerprint or {}
+        names = {"data": "data hash", "sizes": "split sizes", "shape": "input shape", "classes": "classes"}
+        setting.update({name: fp[k] for k, name in names.items() if k in fp})
+        setting["network"] = fp.get("backbone", "default") if fp else None
+        cfg = json.dumps(setting, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
     for (s, t), cfgs in by_pair.items():
         if len(cfgs) > 1:
@@ -75,9 +82,9 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             da, db = json.loads(a), json.loads(b)
             diff = ", ".join(f"{k} {da.get(k)!r} ({ma[0]}) vs {db.get(k)!r} ({mb[0]})"
                              for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k))
-            raise DataError(f"{s}->{t}: the runs were trained with different settings ({diff}); a table would compare "
-                            "unlike runs. Rerun them alike (`qianyi bench` with one set of options), or give each "
-                            "setting its own --out folder")
+            raise DataError(f"{s}->{t}: the runs were trained with different settings or data ({diff}); a table "
+                            "would compare unlike runs. Rerun them alike (`qianyi bench` with one set of options and "
+                            "the same --max-samples and files), or give each setting its own --out folder")
 
 
 def _selection_name(selection: str) -> str:
