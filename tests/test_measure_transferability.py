@@ -72,3 +72,10 @@ def test_cli_transferability_runs_the_protocol(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AnB+" in out and "dissimilar" in out and (tmp_path / "transferability.md").exists()
     assert main(["transferability", "digits", "--freeze", "2"]) == 2
+
+
+@pytest.mark.parametrize("option", [["--select", "entropy"], ["--validators", "all"]])
+def test_cli_transferability_refuses_a_choice_of_epoch(capsys, option):
+    # its runs' unlabelled "target" is B's test split: a validator would choose epochs by looking at it
+    assert main(["transferability", "digits", *option]) == 2
+    assert "B's test split" in capsys.readouterr().err

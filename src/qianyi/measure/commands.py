@@ -182,6 +182,9 @@ def _transferability(args: argparse.Namespace) -> int:
 
     if args.init_from or args.freeze or args.init_layers is not None or args.l2sp:
         raise DataError("transferability sets --init-from/--init-layers/--freeze itself (k = 1..); leave them out")
+    if args.select != "last" or args.validators:
+        raise DataError("transferability keeps each network's last epoch: the only unlabelled data its runs hold "
+                        "is B's test split, which no choice of epoch may look at; leave out --select/--validators")
     d = load_domain(args.dataset, args.data_dir)
     pairs = [similar_pair(d, args.split_seed, args.max_samples)]
     if args.dissimilar:
