@@ -328,3 +328,16 @@ def test_self_training_methods_see_word_deletion_views_and_reconstruction_method
     for name in ("drcn", "dsn", "cycada"):
         with pytest.raises(DataError, match=f"{name} (reconstructs its inputs|translates images), so it does not apply to text"):
             qianyi.run(name, task, qianyi.TrainConfig(**FAST))
+
+
+def test_advise_and_measure_model_use_the_text_encoder_of_qianyi_run(tmp_path):
+    # the advisor once trained the vector MLP on raw token ids (and `measure --model` loaded a text model
+    # into it): its profile and its `--freeze K` advice were about another network than `qianyi run`'s
+    from qianyi.measure.advisor import advise
+    from qianyi.measure.report import load_weights_for
+
+    task = _toy_text(tmp_path)
+    adv = advise(task, config=qianyi.TrainConfig(**FAST), permutations=0, samples=60, log=None, out=tmp_path / "adv")
+    assert adv.profile.layers[1:] == ["E", "H", "logits"] and "logits" in adv.report()  # permutations=0: no test
+    net = load_weights_for(tmp_path / "adv" / "source" / "model.pt", task)
+    assert net.group_names == ("E", "H", "logits")

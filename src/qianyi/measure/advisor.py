@@ -175,9 +175,12 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     cfg = replace(config or TrainConfig(), checkpoint_dir=None)
     saved: str | None = None
     if model is None:
+        from ..train.run import _factory, _for_task
+
         blind = TransferTask(source, source_val, Domain(target_X, None, task.target.name),
-                             Domain(target_X[:1], None, "(not used)"), task.name)
-        fit = Trainer(get_method("source-only"), cfg).fit(blind)
+                             Domain(target_X[:1], None, "(not used)"), task.name, task.preprocessing)
+        # the network `qianyi run` trains on this task (a text task's encoder, not the vector MLP)
+        fit = Trainer(get_method("source-only"), cfg, _factory(_for_task(None, task))).fit(blind)
         net: nn.Module = fit.model
         if out is not None:
             saved = str(atomic_write(Path(out) / "source" / MODEL_FILE,
@@ -204,7 +207,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         fv = torch.as_tensor(xv).reshape(len(xv), -1).float() if layer == INPUT else \
             predict_features(net, xv, layer, device)[0]
         probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))
-        if layer != INPUT and _is_fully_connected(net, layer):
+        if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
             ft = predict_features(net, xt, layer, device)[0]
             pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
         else:

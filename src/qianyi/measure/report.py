@@ -15,7 +15,7 @@ from .._io import write_json, write_text
 from ..data.domain import TransferTask
 from ..distances import mmd_test
 from ..errors import DataError
-from ..nn.backbones import Backbone, backbone_for
+from ..nn.backbones import Backbone
 from ..nn.inference import accuracy
 from ..train.config import TrainConfig
 from ..train.weights import load_initial_weights
@@ -67,11 +67,14 @@ class MeasureResult:
 
 
 def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
-    """The default backbone for ``task`` with weights from a saved ``model.pt`` (safe loading)."""
+    """The default backbone for ``task`` (a text task's encoder, as ``qianyi run`` builds it) with weights
+    from a saved ``model.pt`` (safe loading)."""
     if not Path(path).is_file():
         raise DataError(f"--model {str(path)!r} is not a file; give the model.pt written by `qianyi run --out DIR` "
                         "(or `qianyi advise --out DIR`: DIR/source/model.pt)")
-    model = backbone_for(task.sample_shape, task.n_classes)
+    from ..train.run import _factory, _for_task
+
+    model = _factory(_for_task(None, task))(task.sample_shape, task.n_classes)
     load_initial_weights(model, path)
     return model.eval()
 
