@@ -21,7 +21,7 @@ from qianyi.nn import LayerOutputs, backbone_for
 from qianyi.train import RunResult, TrainConfig, Trainer, load_checkpoint, run
 from qianyi.train.checkpoint import FILENAME
 from qianyi.train.engine import epoch_line
-from qianyi.train.health import game_flags, top_class_share
+from qianyi.train.health import game_flags, spread_rows, top_class_share
 
 from .conftest import toy_task
 from .test_engine import _interrupt_after
@@ -213,7 +213,14 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     (plain,) = game_flags(collapsed, (), 0.1)  # no discriminator (source-only, DAN): no game to blame
     assert "collapsed" in plain and "discriminator" not in plain
     assert game_flags(collapsed, (), 0.1, check_collapse=False) == []  # a method that trains no classifier
+    # --select kept epoch 4: the collapse check reads the model the run returns, not the last epoch's
+    assert game_flags(collapsed, (), 0.1, selected_epoch=4) == []
+    assert game_flags(balanced[:3] + [{**balanced[3], "target_top_share": 0.97}] + balanced[4:], (), 0.1,
+                      selected_epoch=4)
     assert top_class_share(np.array([1, 1, 1, 2])) == 0.75
+    by_class = np.repeat(np.arange(2), [700, 700])  # a target file sorted by class, 1,000 rows scored
+    assert top_class_share(by_class[spread_rows(1400, 1000)]) == pytest.approx(0.5, abs=0.01)  # a prefix: 0.7
+    assert list(spread_rows(3, 1000)) == [0, 1, 2] and len(spread_rows(0, 10)) == 0
     line = epoch_line({"epoch": 3, "domain_acc": 0.995, "target_top_share": 0.5}, 8, discriminators=("domain_acc",))
     assert "discriminator wins" in line and "target top class 50%" in line
 

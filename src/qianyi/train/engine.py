@@ -41,7 +41,7 @@ from ..select import SelectionData, get_validator, score_all
 from . import distributed
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import LAST, TrainConfig
-from .health import TOP_SHARE_KEY, game_flags, top_class_share, winning
+from .health import TOP_SHARE_KEY, game_flags, spread_rows, top_class_share, winning
 from .store import fingerprint as run_fingerprint
 from .streams import BatchStream
 from .weights import load_initial_weights
@@ -514,7 +514,7 @@ class Trainer:
             return
         net = method.inference_model(parts.model)
         row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
-        X = data.target.X[:cfg.selection_samples]  # (a stratified-free prefix is enough for a share)
+        X = data.target.X[spread_rows(len(data.target), cfg.selection_samples)]  # not a prefix: files sorted by class
         row[TOP_SHARE_KEY] = top_class_share(predict_logits(net, X, parts.device).argmax(1).numpy())
         names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))
         if names:
@@ -557,6 +557,6 @@ class Trainer:
         net.eval()
         source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
         flags = game_flags(state.history, method.discriminator_logs, source_top, meaning=method.game_meaning,
-                           advice=method.game_advice, check_collapse=method.trains_classifier)
+                           advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags)

@@ -32,6 +32,12 @@ def top_class_share(predictions: np.ndarray) -> float:
     return float(np.bincount(predictions).max() / len(predictions))
 
 
+def spread_rows(n: int, k: int) -> np.ndarray:
+    """At most ``k`` row indices spread evenly over ``n`` rows (deterministic): a share measured on them is
+    not that of a prefix, which in a file sorted by class holds one or two classes."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).astype(int)) if n else np.zeros(0, int)
+
+
 def winning(value: float) -> bool:
     """Whether a discriminator's accuracy means it is winning the game."""
     return value >= DISCRIMINATOR_WINS
@@ -39,14 +45,16 @@ def winning(value: float) -> bool:
 
 def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str], source_top_share: float, *,
                meaning: str = Method.game_meaning, advice: str = Method.game_advice,
-               check_collapse: bool = True) -> list[str]:
+               check_collapse: bool = True, selected_epoch: int | None = None) -> list[str]:
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
     share of the source's most frequent class (a target that is legitimately skewed is not flagged
     unless the network is far more skewed than the source). ``meaning`` and ``advice``: what a winning
     discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
-    ``check_collapse`` False skips the collapse check (a method that trains no classifier).
+    ``check_collapse`` False skips the collapse check (a method that trains no classifier);
+    ``selected_epoch``: the epoch whose weights the run returns (``--select``), whose predictions the
+    collapse check reads (default: the last epoch).
     """
     discriminators = tuple(discriminators)
     if not history:
@@ -58,7 +66,8 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
         if values and winning(float(np.mean(values))):
             flags.append(f"the discriminator wins: {key} averaged {100 * np.mean(values):.1f}% over the last "
                          f"{len(values)} epoch(s): {meaning} ({advice})")
-    share = history[-1].get(TOP_SHARE_KEY)
+    row = next((r for r in history if selected_epoch is not None and r.get("epoch") == selected_epoch), history[-1])
+    share = row.get(TOP_SHARE_KEY)
     if check_collapse and share is not None and share >= COLLAPSED and source_top_share < 0.5:
         cause = ("the encoder may have fooled the discriminator by mapping the target to one place" if discriminators
                  else "what it learnt on the source does not carry over to this target")
