@@ -49,3 +49,17 @@ def test_bad_fine_tuning_settings_are_named(saved, tmp_path):
         run("source-only", toy_task(d=9), TrainConfig(**FAST, init_from=str(saved)))
     with pytest.raises(ConfigError, match="init_from"):
         TrainConfig(l2sp=1.0)
+
+
+def test_l2sp_replaces_weight_decay_on_the_copied_layers(saved):
+    # Li et al. (ICML 2018): alpha/2 ||w - w0||^2 on the copied weights, beta/2 ||w||^2 on the new ones only;
+    # weight decay on the copied layers too would pull them to 0 as well as to w0
+    start = torch.load(saved, weights_only=True)
+    key = "groups.fc1.1.weight"
+
+    def shrink(**kw):
+        _, fit = run("source-only", toy_task(seed=2), TrainConfig(**FAST, init_from=str(saved), optimizer="sgd", lr=0.01,
+                                                                 weight_decay=5.0, **kw))
+        return (fit.model.state_dict()[key].norm() / start[key].norm()).item()
+    assert shrink() < 0.6  # plain weight decay shrinks the copied layer
+    assert shrink(l2sp=1e-9) > 0.8  # with L2-SP it only regularises towards w0 (here almost not at all)

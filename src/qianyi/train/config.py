@@ -68,8 +68,8 @@ class TrainConfig:
                                                  "statistics)", metavar="K", group="fine-tuning"))
     copied_lr_mult: float = field(default=1.0, metadata=_opt("learning-rate multiplier for copied, unfrozen layers",
                                                              metavar="M", group="fine-tuning"))
-    l2sp: float = field(default=0.0, metadata=_opt("L2-SP: alpha/2 ||w - w_0||^2 over copied layers (Li et al. "
-                                                   "2018)", metavar="ALPHA", group="fine-tuning"))
+    l2sp: float = field(default=0.0, metadata=_opt("L2-SP: alpha/2 ||w - w_0||^2 over copied layers, in place of "
+                                                   "their weight decay (Li et al. 2018)", metavar="ALPHA", group="fine-tuning"))
     checkpoint_dir: str | None = field(default=None, metadata=_opt("", cli=""))
     checkpoint_every: int | None = field(default=None, metadata=_opt("steps between checkpoints (default: every "
                                                                      "epoch)", metavar="N"))
