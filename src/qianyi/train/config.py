@@ -64,8 +64,8 @@ class TrainConfig:
         group="fine-tuning"))
     init_layers: int | None = field(default=None, metadata=_opt("copy only the first K layer groups", metavar="K",
                                                                 group="fine-tuning"))
-    freeze: int = field(default=0, metadata=_opt("freeze the first K layer groups (weights and batch-norm "
-                                                 "statistics)", metavar="K", group="fine-tuning"))
+    freeze: int = field(default=0, metadata=_opt("freeze the first K layer groups: their weights and batch-norm "
+                                                 "statistics stay, and they run in eval mode (no dropout)", metavar="K", group="fine-tuning"))
     copied_lr_mult: float = field(default=1.0, metadata=_opt("learning-rate multiplier for copied, unfrozen layers",
                                                              metavar="M", group="fine-tuning"))
     l2sp: float = field(default=0.0, metadata=_opt("L2-SP: alpha/2 ||w - w_0||^2 over copied layers, in place of "
