@@ -31,7 +31,9 @@ def _opt(help: str, cli: str | None = None, metavar: str | None = None, group: s
 class TrainConfig:
     """Training settings shared by all methods. Defaults were chosen on source validation data only."""
 
-    epochs: int = field(default=20, metadata=_opt("epochs; an epoch is one pass over the larger training domain"))
+    epochs: int = field(default=20, metadata=_opt("epochs; an epoch is about one pass over the larger training "
+                                                      "domain (ceil(n / batch) steps; each domain is reshuffled every "
+                                                      "pass and its last partial batch left out)"))
     batch_size: int = field(default=64, metadata=_opt("mini-batch size per domain"))
     steps_per_epoch: int | None = field(default=None, metadata=_opt("steps per epoch (default: one pass over the "
                                                                     "larger training domain; vectors: at least 500 "
