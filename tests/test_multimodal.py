@@ -267,3 +267,20 @@ def test_each_regulariser_trains_end_to_end(reg):
     res, _ = run("multimodal", toy_task(), TrainConfig(epochs=1, steps_per_epoch=4, progress=False), regulariser=reg)
     assert 0.0 <= res.target_accuracy <= 1.0
     assert (reg in res.history[-1]) == (reg != "none")  # (cmmd: 0 until its warm-up ends)
+
+
+def test_freeze_keeps_the_target_branch_frozen_groups_batch_norm_statistics():
+    # --freeze k froze the copied target lower groups' weights, but the engine set only the backbone's
+    # frozen groups to eval: the target branch (the one that predicts) kept updating its BN statistics
+    torch.manual_seed(0)
+    net = backbone_for(SHAPE, 3)
+    net.groups["conv1"].requires_grad_(False)  # what the engine does for --freeze 1, before setup
+    m = get_method("multimodal")
+    m.input_shape = SHAPE
+    m.setup(net, net.eval()(torch.zeros(2, *SHAPE)))
+    net.train()
+    m.train()
+    assert not m.target_lower["conv1"].training and m.target_lower["conv2"].training
+    before = {k: v.clone() for k, v in m.target_lower["conv1"].state_dict().items()}
+    m.target_lower["conv1"](torch.randn(8, *SHAPE) * 3 + 1)  # a forward pass in the training step's mode
+    assert all(torch.equal(before[k], v) for k, v in m.target_lower["conv1"].state_dict().items())

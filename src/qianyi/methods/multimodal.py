@@ -129,6 +129,17 @@ class Multimodal(MemoryBuffers):
             self.register_buffer("_pair_s", a, persistent=False)  # moved with the method, not checkpointed
             self.register_buffer("_pair_t", b, persistent=False)
 
+    def train(self, mode: bool = True) -> "Multimodal":
+        """As ``nn.Module.train``, but the target lower groups that ``--freeze`` froze (copies of frozen groups: no
+        weight trains) stay in eval mode, keeping their batch-norm statistics as the engine keeps the backbone's."""
+        super().train(mode)
+        if mode:
+            for m in getattr(self, "target_lower", {}).values():
+                params = list(m.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    m.eval()
+        return self
+
     def attach_pairs(self, source_inputs: np.ndarray | torch.Tensor, target_inputs: np.ndarray | torch.Tensor
                      ) -> "Multimodal":
         """The paired protocol: ``source_inputs[k]`` and ``target_inputs[k]`` show the same concept
