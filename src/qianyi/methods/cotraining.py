@@ -74,8 +74,9 @@ class CoTraining(MemoryBuffers):
     so each view's confident target predictions are labels for the OTHER view only. :math:`t^v_c` are
     CBST's class-balanced thresholds (:func:`~qianyi.methods.self_training.class_balanced_thresholds`):
     the most confident ``portion`` of the recent target samples view :math:`v` predicts as class
-    :math:`c` — the counterpart of Blum & Mitchell's quota of :math:`p` positive and :math:`n` negative
-    examples per round in the class ratio. The portion grows linearly from ``start`` to ``end`` after
+    :math:`c` — a stand-in for Blum & Mitchell's quota of :math:`p` positive and :math:`n` negative
+    examples per round in the class ratio: the same share of each predicted class, so labels passed on
+    follow the view's own (possibly skewed) predictions rather than a fixed quota per class. The portion grows linearly from ``start`` to ``end`` after
     ``warmup`` (both views train on the source alone before), and
     :math:`\lambda_p = \lambda\,(2/(1+e^{-10 q}) - 1)`, :math:`q` the progress since the warm-up,
     :math:`\lambda` = ``trade_off``. Prediction: :math:`\log \frac12 (p_a + p_b)`.
@@ -92,7 +93,8 @@ class CoTraining(MemoryBuffers):
     loss is ramped in; (2) a view's labels train only the other view (in the paper they join the
     pool both train on); (3) the labelled data are a related domain's (the source), not the target's:
     the talk's car-usage case, where a related domain's labels start the target and a second view
-    corrects them. Labels are read from each network in eval mode (no dropout, batch-norm running
+    corrects them; (4) the combined prediction averages the views' probabilities (Blum & Mitchell
+    multiply them). Labels are read from each network in eval mode (no dropout, batch-norm running
     statistics), so a :func:`pseudo_label_monitor` applies the very same rule.
 
     Logged per epoch (a round): ``a_to_b`` / ``b_to_a`` — the share of each target batch that view
