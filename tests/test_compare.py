@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -143,12 +144,17 @@ def test_summary_reads_the_selection_rule_from_the_runs_and_refuses_unlike_runs(
     # alike settings, other data: a pair's name does not carry its --max-samples cap (two test sets)
     fp = {"data": "h1", "sizes": [269, 30, 209, 90], "shape": [1, 8, 8], "classes": 10}
     other = {**fp, "data": "h2", "sizes": [809, 90, 629, 269]}
-    _store(tmp_path / "d", [replace(r, fingerprint=fp if r.method == "dann" else other) for r in runs])
-    assert main(["summary", str(tmp_path / "d")]) == 2
-    err = capsys.readouterr().err
-    assert "different settings or data" in err and "split sizes [809, 90, 629, 269] (cdan+e) vs [269, 30, 209, 90] (dann)" in err
+    # a folder reused with another cap: the runs on the data of the pair's newest run, with a warning
+    files = _store(tmp_path / "d", [replace(r, fingerprint=fp if r.method == "dann" else other) for r in runs])
+    for f in files:  # the cdan+e runs (other data) are the newer ones
+        os.utime(f, (2e9, 2e9) if json.loads(f.read_text())["method"] == "cdan+e" else (1e9, 1e9))
+    assert main(["summary", str(tmp_path / "d"), "--pairs", "a->b"]) == 0
+    out, err = capsys.readouterr()
+    assert "a->b has runs on other data too" in err and "split sizes [809, 90, 629, 269]" in err
+    assert "| cdan+e |" in out and "| dann |" not in out
     _store(tmp_path / "e", [replace(r, fingerprint=fp) for r in runs])
     assert main(["summary", str(tmp_path / "e")]) == 0  # the same data: tabulated
+    assert "| dann |" in capsys.readouterr().out
 
 
 def test_summary_per_seed_and_methods_filter(tmp_path, capsys):

@@ -13,6 +13,7 @@ import re
 
 import csv
 import json
+import warnings
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from .._io import atomic_write, write_text
 from .._report import save_figure, subplots
 from ..data.tasks import load_task
-from ..errors import ConfigError, DataError, UnknownNameError
+from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
@@ -71,8 +72,7 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
         # the data too: a pair's name does not carry its --max-samples cap or the file's content, and runs
         # scored on other test sets would be averaged and "paired" as if alike
         fp = r.fingerprint or {}
-        names = {"data": "data hash", "sizes": "split sizes", "shape": "input shape", "classes": "classes"}
-        setting.update({name: fp[k] for k, name in names.items() if k in fp})
+        setting.update({name: fp[k] for k, name in _DATA_KEYS.items() if k in fp})
         setting["network"] = fp.get("backbone", "default") if fp else None
         cfg = json.dumps(setting, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
@@ -85,6 +85,39 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             raise DataError(f"{s}->{t}: the runs were trained with different settings or data ({diff}); a table "
                             "would compare unlike runs. Rerun them alike (`qianyi bench` with one set of options and "
                             "the same --max-samples and files), or give each setting its own --out folder")
+
+
+_DATA_KEYS = {"data": "data hash", "sizes": "split sizes", "shape": "input shape", "classes": "classes"}
+
+
+def _data_version(r: RunResult) -> str:
+    """What a run's data and network were (from its fingerprint): runs of one pair compare only when alike."""
+    fp = r.fingerprint or {}
+    return json.dumps({**{k: fp.get(k) for k in _DATA_KEYS}, "network": fp.get("backbone", "default") if fp else None},
+                      sort_keys=True)
+
+
+def _newest_data_version(kept: list[tuple[float, RunResult]], where: str) -> list[tuple[float, RunResult]]:
+    """Of the runs of each pair, those on the data of the pair's newest run (a folder reused with another
+    --max-samples holds runs on two test sets: averaged together they would mean nothing); a warning names
+    what is left out."""
+    newest: dict[tuple[str, str], tuple[float, str]] = {}
+    for t, r in kept:
+        v = (t, _data_version(r))
+        if (r.source, r.target) not in newest or t > newest[(r.source, r.target)][0]:
+            newest[(r.source, r.target)] = v
+    out, dropped = [], {}
+    for t, r in kept:
+        if _data_version(r) == newest[(r.source, r.target)][1]:
+            out.append((t, r))
+        else:
+            dropped[(r.source, r.target)] = dropped.get((r.source, r.target), 0) + 1
+    for (s, tg), n in dropped.items():
+        sizes = json.loads(newest[(s, tg)][1]).get("sizes")
+        warnings.warn(f"{where}: {s}->{tg} has runs on other data too (another --max-samples or file); tabulating "
+                      f"those on the data of its newest run (split sizes {sizes}), leaving out {n} other run(s). "
+                      "Give each data setting its own --out folder", QianyiWarning, stacklevel=3)
+    return out
 
 
 def _selection_name(selection: str) -> str:
@@ -291,7 +324,9 @@ class BenchResult:
         Only runs with each method's current default settings are kept (a store may also hold runs of
         earlier defaults), unless ``variants``: then a run with other settings (``bench --set``) is a row
         of its own, named by them (:func:`variant_label`, e.g. ``self-train (pretrain=dann)``). Of repeated
-        (method, pair, seed) runs the newest counts. ``select``: the rule the runs chose their models by
+        (method, pair, seed) runs the newest counts; a folder reused on other data for a pair (another
+        ``--max-samples`` cap, another file) keeps the runs on the data of the pair's newest run, with a
+        warning. ``select``: the rule the runs chose their models by
         (``last`` or a validator); None reads it from the runs (an error when they used several). Runs of one
         pair trained with different settings (other epochs, say) are refused: their table would compare
         unlike runs.
@@ -321,10 +356,10 @@ class BenchResult:
                 raise DataError(f"the runs in {where} chose their models by different rules ({', '.join(selections)}); "
                                 "pass one as --select")
             select = selections[0] if selections else LAST
+        kept = [(t, r) for t, r in kept if r.oracle or _selection_name(r.selection) == select]
+        kept = _newest_data_version(kept, where)
         found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
         for mtime, r in kept:
-            if not r.oracle and _selection_name(r.selection) != select:
-                continue
             key = (r.method, r.source, r.target, r.seed)
             if key not in found or mtime > found[key][0]:
                 found[key] = (mtime, r)
