@@ -169,3 +169,19 @@ def test_summary_per_seed_and_methods_filter(tmp_path, capsys):
     assert "| dann |" in out and "| cdan+e |" not in out and "| source-only |" in out  # the baseline stays
     assert main(["summary", str(tmp_path), "--methods", "dan"]) == 2
     assert "no runs of dan here; these folders hold source-only, cdan+e, dann" in capsys.readouterr().err
+
+
+def test_summary_keeps_runs_of_an_earlier_method_revision_apart(tmp_path, capsys):
+    # mean-teacher's loss was renormalised (revision 2): stored runs of revision 1 are not today's method
+    old = _runs("mean-teacher", P, {0: 0.5, 1: 0.6})
+    data = {"data": "h", "sizes": [9, 1, 7, 3], "shape": [4], "classes": 2}
+    old = [replace(r, fingerprint=data) for r in old]
+    new = [replace(r, fingerprint={**data, "revision": 2}, target_accuracy=0.9) for r in _runs("mean-teacher", P, {0: 0, 1: 0})]
+    base = [replace(r, fingerprint=data) for r in _runs("source-only", P, {0: 0.4, 1: 0.4})]
+    _store(tmp_path, old + base)
+    assert main(["summary", str(tmp_path), "--variants"]) == 0
+    assert "| mean-teacher (revision=1) |" in capsys.readouterr().out
+    _store(tmp_path / "b", old + new + base)
+    assert main(["summary", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "| mean-teacher | 90.0" in out and "revision" not in out

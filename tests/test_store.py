@@ -108,3 +108,13 @@ def test_a_starting_model_counts_by_its_content_not_its_path(tmp_path):
     assert fingerprint(get_method("dan"), replace(FAST, init_from=str(moved)), task) == fp
     shutil.copy(tmp_path / "b" / "model.pt", tmp_path / "start.pt")  # another model at the same path: another run
     assert fingerprint(get_method("dan"), replace(FAST, init_from=str(tmp_path / "start.pt")), task) != fp
+
+
+def test_a_method_revision_and_the_l2sp_form_are_part_of_the_fingerprint():
+    # a loss renormalised under the same settings must not reuse a stored run of the earlier form
+    task = load_task("digits", "digits+rot30", max_samples=100)
+    fp = fingerprint(get_method("mean-teacher"), TrainConfig(), task)
+    assert fp["revision"] == 2
+    assert "revision" not in fingerprint(get_method("dann"), TrainConfig(), task)  # revision 1: old keys kept
+    assert TrainConfig(init_from="m.pt", l2sp=0.01).fingerprint()["l2sp_form"] == 2
+    assert "l2sp_form" not in TrainConfig().fingerprint()

@@ -343,7 +343,7 @@ class BenchResult:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
             for f in files:
                 r = RunResult.read(f)
-                label = variant_label(r.method, r.hparams)
+                label = variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1))
                 if label != r.method:
                     if not variants:
                         continue
@@ -568,13 +568,16 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def variant_label(method: str, hparams: dict[str, Any]) -> str:
+def variant_label(method: str, hparams: dict[str, Any], revision: int = 1) -> str:
     """``method`` when ``hparams`` are its defaults (a setting added later and absent counts as its old
-    value), else ``"method (k=v, ...)"`` with the settings that differ."""
+    value) and ``revision`` its current one, else ``"method (k=v, ...)"`` with what differs (an earlier
+    form of the method as ``revision=N``)."""
     m = get_method(method)
     default = json.loads(json.dumps(m.hparams()))
     given = {**m.added_hparams, **json.loads(json.dumps(hparams))}
     diff = [f"{k}={given[k]}" for k in default if k in given and given[k] != default[k]]
+    if revision != m.revision:
+        diff.append(f"revision={revision}")
     return f"{method} ({', '.join(diff)})" if diff else method
 
 

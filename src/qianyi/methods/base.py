@@ -214,6 +214,9 @@ class Method(nn.Module):
     :meth:`training_step` (level 2); see the module docstring."""
 
     name: ClassVar[str] = ""
+    #: Raised when the method's training changes for the same settings (a loss term renormalised): part of a
+    #: run's fingerprint from 2 on, so a stored run of the earlier form is never reused as a finished one.
+    revision: ClassVar[int] = 1
     #: Which inputs the engine forwards and hands over.
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True

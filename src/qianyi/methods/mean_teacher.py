@@ -66,6 +66,7 @@ class MeanTeacher(Method):
     """
 
     name = "mean-teacher"
+    revision = 2  # 2026-12-03: the authors' normalisations of the consistency and class-balance terms
     grid = ({"trade_off": 3.0}, {"trade_off": 1.0}, {"trade_off": 10.0}, {"trade_off": 3.0, "threshold": 0.9})
 
     def __init__(self, trade_off: float = 3.0, threshold: float = 0.968, decay: float = 0.99,

@@ -151,6 +151,8 @@ class TrainConfig:
         for k, default in LATER_SETTINGS.items():  # at their defaults they leave earlier runs' fingerprints alone
             if fp.get(k) == default:
                 del fp[k]
+        if fp.get("l2sp"):  # since 2026-12-03 L2-SP replaces weight decay on the copied layers: not an older run
+            fp["l2sp_form"] = 2
         return fp
 
 

@@ -44,6 +44,7 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     if cfg.get("init_from"):  # the starting model by its content: a changed file is another run, a moved one is not
         cfg["init_from"] = content_key(cfg["init_from"])
     fp = {"method": method.name, "hparams": method.fingerprint_hparams(), "config": cfg,
+          **({"revision": method.revision} if method.revision != 1 else {}),
           "source": task.source.name, "target": task.target.name, "data": task.content_hash(),
           "sizes": [len(task.source), len(task.source_val), len(task.target),
                     0 if task.target_test is None else len(task.target_test)],
