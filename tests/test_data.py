@@ -205,8 +205,11 @@ def test_fashion_from_debian_package_or_skip():
 def test_target_test_samples_seen_in_training_are_refused(tmp_path):
     from qianyi.data.tasks import load_task, load_via
 
-    with pytest.raises(DataError, match="899 of the 1797 target test samples are also in the labelled source"):
+    with pytest.raises(DataError, match="--target-test 'digits' is drawn from the source's pool"):
         load_task("digits", "digits+rot30", target_test="digits")  # a test set drawn from the source's pool
+    # rotated or re-rendered copies escape the byte check: refused by their pool of origin
+    with pytest.raises(DataError, match="--target-test 'digits\+rot30' is drawn from the source's pool"):
+        load_task("digits", "digits+rot30", target_test="digits+rot30")
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 6)).astype(np.float32), np.arange(200) % 2
     Xt = rng.normal(size=(100, 6)).astype(np.float32)
@@ -223,3 +226,12 @@ def test_target_test_samples_seen_in_training_are_refused(tmp_path):
     np.savez(tmp_path / "copy.npz", X=Xt)  # another file, the same samples
     with pytest.raises(DataError, match="100 of the 100 target test samples are also in the via domain"):
         load_via(f"npz:{tmp_path / 'copy.npz'}", task)  # a stepping stone that holds the target test samples
+
+
+def test_rotmnist_is_the_mnist_pool_so_it_never_pairs_with_mnist(tmp_path):
+    # rotmnist is MNIST rotated: against mnist (or mnist-m, MNIST re-rendered) its test images would be
+    # rotated copies of labelled source images, which no byte comparison finds
+    from qianyi.data.tasks import origins_overlap
+
+    assert origins_overlap("mnist", "rotmnist:30-60") and origins_overlap("rotmnist:0-40", "rotmnist:30-60")
+    assert not origins_overlap("rotmnist:0-5", "rotmnist:55-60") and not origins_overlap("mnist", "fashion")

@@ -70,6 +70,11 @@ def to_canvas(domain: Domain, canvas: Canvas) -> Domain:
             return domain
         return domain.replace(X=X.with_canvas(canvas.size, canvas.channels))
     if canvas.protocol == UCI and domain.style != UCI:
+        if X.shape[1] > 1 and not all(np.array_equal(X[:, 0], X[:, k]) for k in range(1, X.shape[1])):
+            raise DataError(f"{domain.name!r} is a colour image set, and the UCI digits' 8x8 protocol counts ink "
+                            "on a black background (grey digits such as mnist): its conversion of colour photos "
+                            "(mnist-m) would keep no digit. Pair it with grey ink-on-black images, or pair the "
+                            "colour set with a 28x28 domain")
         X = uci_blocks(_grey(X))
     elif X.shape[2:] != (canvas.size, canvas.size):
         X = resize(X, canvas.size)

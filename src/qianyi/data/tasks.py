@@ -255,6 +255,27 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                           QianyiWarning, stacklevel=3)
 
 
+def _pool_range(origin: str) -> tuple[str, tuple[float, float] | None]:
+    """The pool of samples behind an ``origin`` and, for a rotmnist range, its angles: rotmnist is the
+    MNIST pool rotated (one angle per image, so disjoint ranges hold disjoint images)."""
+    if origin.startswith("rotmnist:"):
+        lo, _, hi = origin.partition(":")[2].partition("-")
+        return "mnist", (float(lo), float(hi))
+    return origin, None
+
+
+def origins_overlap(a: str, b: str) -> bool:
+    """Whether two domains of different ``origin`` can still hold the same samples: ``mnist`` (or ``mnist-m``,
+    MNIST re-rendered) against a ``rotmnist`` range (the same images rotated), or two overlapping rotmnist
+    ranges. A rotated or re-rendered copy escapes the byte-level test of :func:`check_test_overlap`."""
+    (pa, ra), (pb, rb) = _pool_range(a), _pool_range(b)
+    if pa != pb:
+        return False
+    if ra is None or rb is None:
+        return True
+    return ra[0] < rb[1] and rb[0] < ra[1]
+
+
 def _csv_rows_disjoint(sbase: str, tbase: str) -> bool:
     """Whether the row filters of two specs of one CSV file provably keep no row in common."""
     a, b = _csv_filter_sets(sbase), _csv_filter_sets(tbase)
@@ -319,6 +340,10 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
                             f"{len(s)} and {len(t)} samples; they must be the same pool to be split in halves")
         half_a, half_b = stratified_split(s.y, len(s), 0.5, split_seed + 17)
         s, t = s.subset(half_a), t.subset(half_b)
+    elif origins_overlap(s.origin, t.origin):
+        raise DataError(f"{source!r} and {target!r} hold the same images ({s.origin!r} and {t.origin!r}: rotmnist is "
+                        "MNIST rotated), so target test images would be rotated copies of labelled source ones; "
+                        "pair rotmnist ranges that do not overlap, e.g. rotmnist?angles=0-5 -> rotmnist?angles=55-60")
     elif one_pool and sbase.startswith("csv:") and not _csv_rows_disjoint(sbase, tbase):
         warnings.warn(f"{source!r} and {target!r} are rows of one CSV file chosen by row filters that may overlap "
                       f"({s.origin!r} vs {t.origin!r}): a row in both is trained on as source and scored as target; "
@@ -338,7 +363,13 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     test = None
     if target_test is not None:
         base, shift = parse_spec(target_test)
-        test = prepare(_load_base(base, root), pre, shift, target_test)
+        test_base = _load_base(base, root)
+        if test_base.origin == s.origin or origins_overlap(test_base.origin, s.origin):
+            raise DataError(f"--target-test {target_test!r} is drawn from the source's pool of samples "
+                            f"({test_base.origin!r}; the source {source!r} holds part of it, maybe rotated or "
+                            "re-rendered): the score would count images the network was trained on with their "
+                            "labels; give a test set of other images")
+        test = prepare(test_base, pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
                                      seed=split_seed, classifier=classifier)
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
@@ -431,7 +462,7 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
     base, shifts = parse_spec(spec)
     d = _load_base(base, resolve_data_dir(data_dir))
     for side, other in (("source", task.source), ("target", task.target)):
-        if d.origin == other.origin:
+        if d.origin == other.origin or origins_overlap(d.origin, other.origin):
             raise DataError(f"via domain {spec!r} is drawn from the {side}'s pool of samples ({d.origin!r}), so it "
                             f"would share samples with the {side} (and its test split); give disjoint data, e.g. "
                             "rotmnist?angles=LO-HI ranges that do not overlap")
