@@ -2,7 +2,9 @@
 
 :class:`LazyImages` stands where a domain's ``X`` array would: it has a ``shape`` (n, c, s, s), a
 ``dtype`` (float32) and a length, and ``X[i]``, ``X[a:b]`` and ``X[index_array]`` decode just those
-images (to the same values the in-memory ``folder:`` reader gives). Indexing never changes which
+images (grey as the in-memory ``folder:`` reader makes it, the mean of the channels; on a canvas
+smaller than ``size`` resized once, where the in-memory reader resizes at reading and again to the
+canvas, so values differ by resampling there). Indexing never changes which
 files it holds; :meth:`LazyImages.view` does (splits and subsamples keep the files unread).
 
 Training reads batches through :meth:`LazyImages.train_batch`, which may add the domain's
@@ -28,7 +30,8 @@ AUGMENTATIONS = ("flip", "crop")
 
 
 def _grey(a: np.ndarray) -> np.ndarray:
-    return (0.299 * a[0:1] + 0.587 * a[1:2] + 0.114 * a[2:3]).astype(np.float32)
+    """One channel as the in-memory canvas makes it (``canvas._grey``): the mean of the channels."""
+    return a.mean(axis=0, keepdims=True).astype(np.float32)
 
 
 class LazyImages:

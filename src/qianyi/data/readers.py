@@ -272,7 +272,10 @@ def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples:
         Xs.append(X)
         left = None if left is None else left - len(X)
     X = np.concatenate(Xs)
-    y = np.concatenate(ys) if len(ys) == len(Xs) else None
+    if ys and len(ys) != len(Xs):
+        raise DataError(f"{str(d)!r}: {len(ys)} of its {len(Xs)} image files have a labels file and the others do "
+                        "not; give each images file its labels file (or none of them, for unlabelled data)")
+    y = np.concatenate(ys) if ys else None
     return Domain(scale_images(to_nchw(X, str(d)), str(d)), y, name=name or d.name, origin=str(d.resolve()))
 
 

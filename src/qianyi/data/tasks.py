@@ -255,6 +255,13 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                           QianyiWarning, stacklevel=3)
 
 
+def _pool_key(base: str) -> str:
+    """A spec's file without its options, its path normalised: ``folder:D`` and ``folder:D/`` are one pool."""
+    path = base.partition("?")[0]
+    kind, sep, rest = path.partition(":")
+    return f"{kind}:{os.path.normpath(rest)}" if sep and rest else path
+
+
 def _pool_range(origin: str) -> tuple[str, tuple[float, float] | None]:
     """The pool of samples behind an ``origin`` and, for a rotmnist range, its angles: rotmnist is the
     MNIST pool rotated (one angle per image, so disjoint ranges hold disjoint images)."""
@@ -331,7 +338,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
     # readers that can read part of a folder do so (an image folder decodes only the files kept)
-    one_pool = sbase.partition("?")[0] == tbase.partition("?")[0]  # one file, maybe read with other options
+    one_pool = _pool_key(sbase) == _pool_key(tbase)  # one file, maybe read with other options (or spelt otherwise)
     cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
     s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (not one_pool))
     if s.origin == t.origin:  # one pool of samples (the same file, or mnist and mnist-m): disjoint halves
