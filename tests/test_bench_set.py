@@ -30,3 +30,14 @@ def test_variant_label_names_the_settings_that_differ_from_the_defaults():
     old = {"augment": True, "keep": 0.9, "memory": 20, "source_weight": 0.0}  # stored before pretrain/noisy existed
     assert variant_label("self-train", old) == "self-train"
     assert variant_label("self-train", {**old, "pretrain": "dann"}) == "self-train (pretrain=dann)"
+
+
+def test_bench_names_a_method_of_the_current_revision_plainly(tmp_path):
+    # mean-teacher is revision 2: its fresh runs are the method itself, not "mean-teacher (revision=1)"
+    from qianyi.bench import bench
+    from qianyi.train import TrainConfig
+
+    res = bench(["mean-teacher"], ["digits->digits+rot30"], seeds=1, out=tmp_path, max_samples=150, log=None,
+                config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False))
+    assert "mean-teacher" in res.methods and not any("revision" in m for m in res.methods)
+    assert "| mean-teacher |" in (tmp_path / "results.md").read_text()

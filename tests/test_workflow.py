@@ -181,3 +181,23 @@ def test_bench_scores_each_pair_on_its_own_labelled_test_set(capsys, tmp_path):
     assert res["n_target_test"] == 60 and res["n_target_train"] == 90
     rc, err = _cli(capsys, "bench", "--methods", "dan", "--pairs", pair, "--seeds", "1", "--out", str(tmp_path / "c"))
     assert rc == 2 and "no labels to hold out" in err
+
+
+def test_predict_writes_valid_csv_when_a_class_name_holds_a_comma(capsys, tmp_path):
+    import csv
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    names = np.array(["yes, sir", 'say "no"', "plain"])
+    for f, shift in (("s.npz", 0.0), ("t.npz", 0.5)):
+        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y] + shift).astype("f4"), y=y,
+                 class_names=names)
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                   f"npz:{tmp_path / 't.npz'}", *FAST, "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    rows = list(csv.reader(open(tmp_path / "p.csv")))
+    assert rows[0] == ["index", "predicted", "p_yes, sir", 'p_say "no"', "p_plain", "label"]
+    assert all(len(r) == 6 for r in rows) and {r[5] for r in rows[1:]} == set(names)

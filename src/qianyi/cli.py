@@ -341,6 +341,7 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import csv
     import io
 
     import numpy as np
@@ -354,10 +355,10 @@ def _predict(args: argparse.Namespace) -> int:
     pred = proba.argmax(1)
     names = model.class_names
     buf = io.StringIO()
-    buf.write(",".join(["index", "predicted", *(f"p_{c}" for c in names)] + (["label"] if data.labelled else [])) + "\n")
+    out = csv.writer(buf, lineterminator="\n")  # quotes a class name holding a comma or a quote
+    out.writerow(["index", "predicted", *(f"p_{c}" for c in names)] + (["label"] if data.labelled else []))
     for i, (k, row) in enumerate(zip(pred, proba)):
-        cells = [str(i), names[k], *(f"{v:.6f}" for v in row)] + ([names[data.y[i]]] if data.labelled else [])
-        buf.write(",".join(cells) + "\n")
+        out.writerow([str(i), names[k], *(f"{v:.6f}" for v in row)] + ([names[data.y[i]]] if data.labelled else []))
     if args.out_csv:
         write_text(args.out_csv, buf.getvalue())
         print(f"written: {args.out_csv} ({len(pred)} predictions)", file=sys.stderr)

@@ -653,7 +653,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                 elif log:
                     log(f"  [{k}/{total}] (done earlier) " + result.summary())
                 runs.append(result)
-    runs = [replace(r, method=variant_label(r.method, r.hparams)) for r in runs]  # rows named by their settings
+    runs = [replace(r, method=variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1)))
+            for r in runs]  # rows named by their settings
     methods_ = list(dict.fromkeys(r.method for r in runs))
     methods_ = ["source-only"] + [m for m in methods_ if m not in BASELINES] + ["oracle"]
     res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select)
