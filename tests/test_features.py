@@ -94,3 +94,27 @@ def test_cli_features_then_run_on_them(tmp_path, capsys, weights18):
     assert main(["features", "--data", f"npz:{src}", "--backbone", "resnet18", "--layer", "fc9",
                  "--out", str(tmp_path / "x.npz")]) == 2
     assert "no layer group 'fc9'" in capsys.readouterr().err
+
+
+def _detailed_folder(root):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray((rng.random((96, 96, 3)) * 255).astype(np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_folder_is_read_at_the_size_asked_not_at_32_px_and_enlarged(tmp_path):
+    from qianyi.train.artefact import read_like_run
+
+    root = _detailed_folder(tmp_path / "imgs")
+    net = resnet(18, 2)
+    a = extract(f"folder:{root}", net, layer="pool", size=48, progress=False)["X"]
+    b = extract(f"folder:{root}?size=48", net, layer="pool", size=48, progress=False)["X"]
+    np.testing.assert_array_equal(a, b)  # features --size 48 reads the files at 48 px
+    meta = {"preprocessing": {"canvas": {"size": 48, "channels": 3, "protocol": "resize"}}}
+    d = read_like_run(meta, f"folder:{root}")  # predict: a folder read at the run's canvas size
+    np.testing.assert_array_equal(d.X, load_domain(f"folder:{root}?size=48").X)

@@ -111,6 +111,17 @@ def parse_options(kind: str, query: str, spec: str, allowed: Sequence[str] | Non
     return opts
 
 
+def with_folder_size(base: str, size: int | None) -> str:
+    """A ``folder:`` spec's base read at ``size`` pixels when it names no ``size`` of its own (other specs
+    as they are): a folder is otherwise read at 32 px, and enlarging those would lose the files' detail."""
+    if size is None or not base.startswith("folder:"):
+        return base
+    path, q, query = base.partition("?")
+    if any(kv.partition("=")[0] == "size" for kv in query.split("&") if kv):
+        return base
+    return f"{path}?{query}&size={size}" if q and query else f"{path}?size={size}"
+
+
 def parse_spec(spec: str) -> tuple[str, list[str]]:
     """Split ``"mnist+rot30+noise0.1"`` into ``("mnist", ["rot30", "noise0.1"])``."""
     parts = spec.split("+")

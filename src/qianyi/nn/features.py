@@ -58,9 +58,12 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
     Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None}``.
     """
     if isinstance(data, str):
-        from ..data.tasks import load_domain
+        from ..data.builtin import resolve_data_dir
+        from ..data.tasks import _load_base, apply_shifts, parse_spec, with_folder_size
 
-        data = load_domain(data, data_dir)
+        base, shifts = parse_spec(data)  # a folder is read at --size, not at 32 px and enlarged
+        d = _load_base(with_folder_size(base, size), resolve_data_dir(data_dir))
+        data = d.replace(X=apply_shifts(d.X, shifts, data), name=data) if shifts else d
     if isinstance(backbone, str) and backbone == "minilm":
         return _sentence_features(data, layer, batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:
