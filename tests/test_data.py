@@ -235,3 +235,14 @@ def test_rotmnist_is_the_mnist_pool_so_it_never_pairs_with_mnist(tmp_path):
 
     assert origins_overlap("mnist", "rotmnist:30-60") and origins_overlap("rotmnist:0-40", "rotmnist:30-60")
     assert not origins_overlap("rotmnist:0-5", "rotmnist:55-60") and not origins_overlap("mnist", "fashion")
+
+
+def test_eight_by_eight_block_counts_from_a_file_are_not_blocked_twice(tmp_path):
+    # digits saved to an npz (or `qianyi translate` output of a run with digits) read back on the UCI canvas
+    from qianyi.data.canvas import Canvas, to_canvas
+    from qianyi.data.tasks import load_domain
+
+    d = load_domain("digits")
+    np.savez(tmp_path / "d.npz", X=d.X, y=d.y)
+    again = to_canvas(load_domain(f"npz:{tmp_path / 'd.npz'}"), Canvas(8, 1, "uci"))
+    np.testing.assert_array_equal(again.X, d.X)

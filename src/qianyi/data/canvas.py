@@ -25,6 +25,8 @@ from .domain import Domain
 from .lazy import is_lazy
 
 UCI = "uci"
+#: The side of the UCI digits' block-count images.
+UCI_SIZE = 8
 RESIZE = "resize"
 
 #: Binarisation threshold of the UCI protocol, applied to a 32x32 bilinear resize of the
@@ -53,7 +55,7 @@ def common_canvas(a: Domain, b: Domain) -> Canvas:
     """The canvas on which domains ``a`` and ``b`` form a task (see the module docstring)."""
     ca, cb = native_canvas(a), native_canvas(b)
     protocol = UCI if UCI in (ca.protocol, cb.protocol) else RESIZE
-    size = 8 if protocol == UCI else min(ca.size, cb.size)
+    size = UCI_SIZE if protocol == UCI else min(ca.size, cb.size)
     return Canvas(size, max(ca.channels, cb.channels), protocol)
 
 
@@ -69,7 +71,9 @@ def to_canvas(domain: Domain, canvas: Canvas) -> Domain:
         if X.shape[1:] == (canvas.channels, canvas.size, canvas.size):
             return domain
         return domain.replace(X=X.with_canvas(canvas.size, canvas.channels))
-    if canvas.protocol == UCI and domain.style != UCI:
+    if canvas.protocol == UCI and domain.style != UCI and X.shape[2:] == (UCI_SIZE, UCI_SIZE):
+        pass  # already 8x8 block counts (digits saved to a file, `qianyi translate` output): not blocked twice
+    elif canvas.protocol == UCI and domain.style != UCI:
         if X.shape[1] > 1 and not all(np.array_equal(X[:, 0], X[:, k]) for k in range(1, X.shape[1])):
             raise DataError(f"{domain.name!r} is a colour image set, and the UCI digits' 8x8 protocol counts ink "
                             "on a black background (grey digits such as mnist): its conversion of colour photos "
