@@ -201,3 +201,19 @@ def test_predict_writes_valid_csv_when_a_class_name_holds_a_comma(capsys, tmp_pa
     rows = list(csv.reader(open(tmp_path / "p.csv")))
     assert rows[0] == ["index", "predicted", "p_yes, sir", 'p_say "no"', "p_plain", "label"]
     assert all(len(r) == 6 for r in rows) and {r[5] for r in rows[1:]} == set(names)
+
+
+def test_load_model_warns_when_result_json_reports_on_another_model(capsys, tmp_path):
+    from qianyi import load_model
+    from qianyi.errors import QianyiWarning
+
+    src = _blobs(tmp_path / "s.npz")
+    tgt = _blobs(tmp_path / "t.npz", seed=2, shift=0.5)
+    for name, seed in (("a", "0"), ("b", "1")):
+        rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", tgt, *FAST, "--seed", seed,
+                       "--out", str(tmp_path / name))
+        assert rc == 0, err
+    load_model(tmp_path / "a")  # its own files: no warning
+    (tmp_path / "a" / "result.json").write_text((tmp_path / "b" / "result.json").read_text())  # files of two runs
+    with pytest.warns(QianyiWarning, match="result.json reports on another model"):
+        load_model(tmp_path / "a")

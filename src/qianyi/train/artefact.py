@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 from .. import __version__
 from .._io import sha256_file, write_json
 from ..data.domain import Domain, TransferTask, align_labels
-from ..errors import DataError
+from ..errors import DataError, QianyiWarning
 from ..nn.backbones import default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
@@ -111,6 +112,19 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     return meta, folder
 
 
+def _check_result_names(folder: Path, digest: str) -> None:
+    """Warn when the folder's result.json reports on another model than this model.pt (two runs' files mixed):
+    the scores it holds are not this model's."""
+    try:
+        recorded = json.loads((folder / "result.json").read_text()).get("model_sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded and recorded != digest:
+        warnings.warn(f"{str(folder)!r}: result.json reports on another model than model.pt (its model_sha256 "
+                      "differs: files of two runs mixed?); the model loaded is the one model.json describes, and "
+                      "result.json's scores are not its own", QianyiWarning, stacklevel=3)
+
+
 def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> SavedModel:
     """Rebuild a saved model from its run folder (or its model.pt / model.json). ``network`` is needed
     only for a run trained on a backbone of your own: pass an instance of it."""
@@ -122,9 +136,11 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
                         "are in model.npz, but qianyi predict does not rebuild shallow models yet; use the "
                         "estimator in qianyi.shallow from Python")
     weights = folder / meta.get("weights", MODEL_FILE)
-    if not weights.is_file() or sha256_file(weights) != meta.get("weights_sha256"):
+    digest = sha256_file(weights) if weights.is_file() else None
+    if digest is None or digest != meta.get("weights_sha256"):
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
                         "rerun the run")
+    _check_result_names(folder, digest)
     if network is None:
         if arch.get("backbone") != "default" and arch.get("backbone") not in BACKBONES:
             raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")
