@@ -66,6 +66,7 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
 
 
 def _curves(res: BenchResult, path: Path) -> Path:
+    from matplotlib import colormaps  # more than 10 methods: tab20, so no two share a colour
     fig, axes = subplots(1, len(res.pairs), figsize=(4.8 * len(res.pairs), 3.6), squeeze=False)
     colours = {}
     for ax, pair in zip(axes[0], res.pairs):
@@ -73,11 +74,11 @@ def _curves(res: BenchResult, path: Path) -> Path:
             runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.history]
             if not runs:
                 continue
-            colour = colours.setdefault(m, f"C{k}")
+            colour = colours.setdefault(m, colormaps["tab20"](k % 20) if len(res.methods) > 10 else f"C{k}")
             n = min(len(r.history) for r in runs)
             epochs = np.arange(1, n + 1)
             sv = np.mean([[row.get("source_val_acc", np.nan) for row in r.history[:n]] for r in runs], 0)
-            ax.plot(epochs, 100 * sv, color=colour, label=m)
+            ax.plot(epochs, 100 * sv, color=colour, label=f"{m} (ORACLE: target labels)" if m == "oracle" else m)
             tt = np.mean([[row.get(ORACLE_KEY, np.nan) for row in r.history[:n]] for r in runs], 0)
             if np.isfinite(tt).any():
                 ax.plot(epochs, 100 * tt, color=colour, linestyle="--")
@@ -85,6 +86,7 @@ def _curves(res: BenchResult, path: Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
+    axes[0][0].plot([], [], color="grey", linestyle="--", label="dashed: target test (ORACLE, never chose anything)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)

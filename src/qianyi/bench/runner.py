@@ -413,7 +413,8 @@ class BenchResult:
                 if not by_seed:
                     continue
                 cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in seeds]
-                lines.append(f"| {pair[0]}->{pair[1]} | {m} | " + " | ".join(cells) + " |")
+                label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
+                lines.append(f"| {pair[0]}->{pair[1]} | {label} | " + " | ".join(cells) + " |")
         return "Per seed, target accuracy (%):\n\n" + "\n".join(lines)
 
     def report(self, per_seed: bool = False) -> str:
@@ -462,7 +463,8 @@ class BenchResult:
             stds = [a.std(ddof=1) if len(a) > 1 else 0 for a in accs]
             colors = ["#999999" if m == "source-only" else "#2ca02c" if m == "oracle" else "#1f77b4" for m in self.methods]
             ax.bar(range(len(self.methods)), means, yerr=stds, color=colors, capsize=3)
-            ax.set_xticks(range(len(self.methods)), self.methods, rotation=30, ha="right")
+            ax.set_xticks(range(len(self.methods)), ["oracle (ORACLE)" if m == "oracle" else m for m in self.methods],
+                          rotation=30, ha="right")
             ax.set_ylim(max(0.0, min(means) - 10), 102)
             ax.set_title(f"{pair[0]} → {pair[1]}")
             ax.set_ylabel("target accuracy (%)")
