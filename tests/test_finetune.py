@@ -63,3 +63,20 @@ def test_l2sp_replaces_weight_decay_on_the_copied_layers(saved):
         return (fit.model.state_dict()[key].norm() / start[key].norm()).item()
     assert shrink() < 0.6  # plain weight decay shrinks the copied layer
     assert shrink(l2sp=1e-9) > 0.8  # with L2-SP it only regularises towards w0 (here almost not at all)
+
+
+def test_l2sp_leaves_weight_decay_on_a_methods_own_copies(saved):
+    # ADDA's target encoder is a copy of the backbone's groups with its own parameters, not anchored by L2-SP:
+    # it keeps weight decay (the anchored backbone groups alone lose it)
+    from qianyi.methods import get_method
+    from qianyi.train import Trainer
+    from qianyi.train.engine import TrainData
+
+    task = toy_task(seed=1)
+    trainer = Trainer(get_method("adda"), TrainConfig(**FAST, init_from=str(saved), l2sp=0.01).for_task(task))
+    parts = trainer._build(TrainData.from_task(task), task.n_classes)
+    anchored = {id(p) for p, _ in parts.anchors}
+    groups = [g for opt in parts.optimizers.values() for g in opt.param_groups]
+    assert anchored and all(g["weight_decay"] == 0.0 for g in groups if all(id(p) in anchored for p in g["params"]))
+    target = [g for g in parts.optimizers["target"].param_groups]
+    assert target and all(g["weight_decay"] > 0 for g in target)

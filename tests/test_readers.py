@@ -387,16 +387,22 @@ def test_errors_are_qianyi_errors(tmp_path):
 
 
 def test_idx_folder_with_labels_for_some_image_files_only_is_refused(tmp_path):
+    # (whether or not --max-samples stops before the unlabelled file)
     # the reader once dropped every label when one images file lacked its labels file
     for part in ("train", "t10k"):
         (tmp_path / f"{part}-images-idx3-ubyte").write_bytes(_idx_header(3, 4, 4) + bytes(48))
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx_header(3) + bytes([0, 1, 2]))
     with pytest.raises(DataError, match="1 of its 2 image files have a labels file"):
         read_idx(tmp_path)
+    with pytest.raises(DataError, match="1 of its 2 image files have a labels file"):
+        read_idx(tmp_path, max_samples=2)  # t10k (unlabelled) sorts first: only it would be read
 
 
 def test_one_folder_spelt_two_ways_is_one_pool():
     from qianyi.data.tasks import _pool_key
 
+    import os
+
     assert _pool_key("folder:data/office/amazon") == _pool_key("folder:data/office/amazon/?size=32")
+    assert _pool_key("folder:data/office/amazon") == _pool_key(f"folder:{os.getcwd()}/data/office/amazon")
     assert _pool_key("npz:a.npz") != _pool_key("npz:b.npz") and _pool_key("mnist") == "mnist"

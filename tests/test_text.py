@@ -341,3 +341,16 @@ def test_advise_and_measure_model_use_the_text_encoder_of_qianyi_run(tmp_path):
     assert adv.profile.layers[1:] == ["E", "H", "logits"] and "logits" in adv.report()  # permutations=0: no test
     net = load_weights_for(tmp_path / "adv" / "source" / "model.pt", task)
     assert net.group_names == ("E", "H", "logits")
+
+
+def test_summary_keeps_a_method_that_brings_its_own_network(tmp_path):
+    # AMN trains its memory network where the others train the bag-of-embeddings encoder: another network,
+    # the same data, so `summary` must not take it for runs on other data and drop it
+    from qianyi.bench import bench
+    from qianyi.bench.runner import BenchResult
+
+    _toy_text(tmp_path / "data")
+    pair = f"lines:{tmp_path / 'data' / 's'}->lines:{tmp_path / 'data' / 't'}"
+    res = bench(["dann", "amn"], [pair], seeds=1, out=tmp_path / "out", log=None, text={"max_len": 16},
+                config=qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False))
+    assert sorted(BenchResult.from_dirs([tmp_path / "out"]).methods) == sorted(res.methods) == ["amn", "dann", "oracle", "source-only"]

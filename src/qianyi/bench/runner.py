@@ -73,7 +73,6 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
         # scored on other test sets would be averaged and "paired" as if alike
         fp = r.fingerprint or {}
         setting.update({name: fp[k] for k, name in _DATA_KEYS.items() if k in fp})
-        setting["network"] = fp.get("backbone", "default") if fp else None
         cfg = json.dumps(setting, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
     for (s, t), cfgs in by_pair.items():
@@ -91,10 +90,9 @@ _DATA_KEYS = {"data": "data hash", "sizes": "split sizes", "shape": "input shape
 
 
 def _data_version(r: RunResult) -> str:
-    """What a run's data and network were (from its fingerprint): runs of one pair compare only when alike."""
-    fp = r.fingerprint or {}
-    return json.dumps({**{k: fp.get(k) for k in _DATA_KEYS}, "network": fp.get("backbone", "default") if fp else None},
-                      sort_keys=True)
+    """What a run's data were (from its fingerprint): runs of one pair compare only when alike."""
+    fp = r.fingerprint or {}  # not the network: methods may bring their own (AMN's memory network on text)
+    return json.dumps({k: fp.get(k) for k in _DATA_KEYS}, sort_keys=True)
 
 
 def _newest_data_version(kept: list[tuple[float, RunResult]], where: str) -> list[tuple[float, RunResult]]:

@@ -251,6 +251,13 @@ def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples:
     if not images:
         raise DatasetNotFoundError(f"no '*idx3-ubyte[.gz]' image files in {str(d)!r}; expected the MNIST layout "
                                    "(train-images-idx3-ubyte.gz with train-labels-idx1-ubyte.gz)")
+    def labels_of(img: Path) -> Path:
+        return d / img.name.replace("images", "labels").replace("idx3", "idx1")
+
+    labelled = [labels_of(img).is_file() for img in images]  # all files, read or not: the answer cannot hang on a cap
+    if any(labelled) and not all(labelled):
+        raise DataError(f"{str(d)!r}: {sum(labelled)} of its {len(images)} image files have a labels file and the "
+                        "others do not; give each images file its labels file (or none of them, for unlabelled data)")
     Xs, ys = [], []
     left = max_samples
     for img in images:
@@ -260,7 +267,7 @@ def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples:
         if X.ndim < 3 or (Xs and X.shape[1:] != Xs[0].shape[1:]):
             raise DataError(f"IDX file {str(img)!r} holds images of shape {X.shape[1:]}; expected "
                             f"{Xs[0].shape[1:] if Xs else '(h, w)'} like the other image files")
-        lab = d / img.name.replace("images", "labels").replace("idx3", "idx1")
+        lab = labels_of(img)
         if lab.is_file():
             y, m = _read_idx(lab, left)
             if y.ndim != 1:
@@ -272,9 +279,6 @@ def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples:
         Xs.append(X)
         left = None if left is None else left - len(X)
     X = np.concatenate(Xs)
-    if ys and len(ys) != len(Xs):
-        raise DataError(f"{str(d)!r}: {len(ys)} of its {len(Xs)} image files have a labels file and the others do "
-                        "not; give each images file its labels file (or none of them, for unlabelled data)")
     y = np.concatenate(ys) if ys else None
     return Domain(scale_images(to_nchw(X, str(d)), str(d)), y, name=name or d.name, origin=str(d.resolve()))
 

@@ -2,7 +2,8 @@
 
 ``rot30`` (rotate 30 degrees), ``invert`` (1 - x), ``noise0.3`` (Gaussian noise, std 0.3, clipped),
 ``blur1.5`` (Gaussian blur, sigma 1.5 pixels). They chain: ``fashion+rot15+noise0.1``.
-Randomness (noise) is seeded by the spec, so a spec always means the same images.
+Randomness (noise) is seeded by the shift's token (``noise0.3``), so a spec always means the same images
+(and two datasets given the same noise shift get noise from the same seed).
 """
 from __future__ import annotations
 

@@ -47,11 +47,14 @@ from .shifts import SHIFTS, apply_shifts, parse_shift
 from .audio import read_wav_folder
 from .text import TEXT_READER_OPTIONS, TEXT_READERS, csv_text_reader, encode_domain, tokenize_task
 
+#: The side ``folder:`` images are read at unless the spec gives ``?size=``.
+FOLDER_SIZE = 32
+
 READERS = {
     "npz": lambda path, name, opts: read_npz(path, name),
     "idx": lambda path, name, opts: read_idx(path, name),
     "folder": lambda path, name, opts: read_folder(
-        path, name, size=_int_option(opts, "size", 32, 8, 1024), max_samples=opts.get("max_samples"),
+        path, name, size=_int_option(opts, "size", FOLDER_SIZE, 8, 1024), max_samples=opts.get("max_samples"),
         seed=opts.get("seed", 0), stream=bool(_int_option(opts, "stream", 0, 0, 1)),
         augment=tuple(a for a in opts.get("augment", "").split(",") if a)),
     "csv": lambda path, name, opts: csv_text_reader(path, name, opts) if "text" in opts else read_csv(
@@ -267,17 +270,18 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
 
 
 def _pool_key(base: str) -> str:
-    """A spec's file without its options, its path normalised: ``folder:D`` and ``folder:D/`` are one pool."""
+    """A spec's file without its options, its path resolved: ``folder:D``, ``folder:D/`` and ``folder:/abs/D``
+    are one pool."""
     path = base.partition("?")[0]
     kind, sep, rest = path.partition(":")
-    return f"{kind}:{os.path.normpath(rest)}" if sep and rest else path
+    return f"{kind}:{os.path.realpath(rest)}" if sep and rest else path
 
 
 def _pool_range(origin: str) -> tuple[str, tuple[float, float] | None]:
     """The pool of samples behind an ``origin`` and, for a rotmnist range, its angles: rotmnist is the
     MNIST pool rotated (one angle per image, so disjoint ranges hold disjoint images)."""
     if origin.startswith("rotmnist:"):
-        lo, _, hi = origin.partition(":")[2].partition("-")
+        lo, _, hi = origin.partition(":")[2].rpartition("-")  # rpartition: "1e-05-5" is 1e-05 to 5
         return "mnist", (float(lo), float(hi))
     return origin, None
 

@@ -75,11 +75,13 @@ def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
         vals = d.detach()[iu[0], iu[1]]
-        med = vals.median() if len(vals) else torch.tensor(1.0, dtype=d.dtype, device=d.device)
-        if med > 0:
-            return med
-        positive = vals[vals > 0]
-        return positive.median() if len(positive) else torch.ones_like(med)
+        if not len(vals):
+            return torch.tensor(1.0, dtype=d.dtype, device=d.device)
+        s = vals.sort().values  # no .item(): a training step on a GPU does not wait for the device here
+        n, zeros = len(s), (s <= 0).sum()
+        med = s[(n - 1) // 2]  # torch.median's (lower) median
+        positive = s[torch.clamp(zeros + (n - zeros - 1) // 2, max=n - 1)]  # the median of the non-zero ones
+        return torch.where(med > 0, med, torch.where(positive > 0, positive, torch.ones_like(med)))
 
 
 def _doubling(multipliers: Sequence[float]) -> bool:

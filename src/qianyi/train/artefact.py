@@ -161,13 +161,16 @@ def read_like_run(meta: dict, spec: str, data_dir: str | os.PathLike | None = No
     """Read ``spec`` and apply the preprocessing (canvas, column order) of the run ``meta`` (its
     ``model.json``) describes, exactly as that run did; labels and class names stay the data's own."""
     from ..data.builtin import resolve_data_dir
-    from ..data.tasks import _load_base, parse_spec, prepare, with_folder_size
+    from ..data.tasks import FOLDER_SIZE, _load_base, parse_spec, prepare, with_folder_size
 
     base, shifts = parse_spec(spec)
     pre = meta.get("preprocessing", {})
     canvas = pre.get("canvas") or {}
-    # an image folder is read at the run's canvas size (not at 32 px and resized), unless the spec says
-    base = with_folder_size(base, canvas.get("size") if canvas.get("protocol") != "uci" else None)
+    # an image folder is read as `load_task` reads it (at 32 px, then drawn on the canvas), except on a canvas
+    # larger than that, which the run's own folders must have been read at: then at the canvas size, not
+    # at 32 px enlarged (a spec's own ?size= wins)
+    size = canvas.get("size") if canvas.get("protocol") != "uci" else None
+    base = with_folder_size(base, size if size is not None and size > FOLDER_SIZE else None)
     return prepare(_load_base(base, resolve_data_dir(data_dir)), pre, shifts, spec)
 
 

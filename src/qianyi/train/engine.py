@@ -334,11 +334,14 @@ class Trainer:
                 groups[name] = {"params": list(model.groups[name].parameters()),
                                 "lr_mult": cfg.copied_lr_mult if name in copied
                                 else getattr(model, "lr_mults", {}).get(name, 1.0)}  # pretrained layers: lower
-                if cfg.l2sp and name in copied:  # L2-SP (Li et al. 2018): the copied weights are pulled to w0,
-                    groups[name]["weight_decay"] = 0.0  # not also to 0; weight decay stays on the new layers
         optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
         anchors = ([(p, p.detach().clone()) for n in copied if n not in frozen for p in model.groups[n].parameters()]
                    if cfg.l2sp else [])
+        anchored = {id(p) for p, _ in anchors}
+        for opt in optimizers.values():  # L2-SP (Li et al. 2018): the anchored weights are pulled to w0, not also
+            for group in opt.param_groups:  # to 0; weight decay stays on every other parameter (a method's copies too)
+                if anchored and all(id(p) in anchored for p in group["params"]):
+                    group["weight_decay"] = 0.0
         scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
         return _Parts(device, model, frozen, optimizers, backbone_opts, anchors, scaler)
 
