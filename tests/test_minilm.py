@@ -349,3 +349,17 @@ def test_word_vectors_start_the_word_embeddings_of_embbag_and_memnet(tmp_path, f
         retokenize_task(task, tokenizer=WORDPIECE)
     with pytest.raises(DataError, match="word vectors"):
         TextEncoder.for_task({**text, "tokenizer": WORDPIECE}, "minilm")
+
+
+def test_retokenising_for_wordpiece_keeps_the_users_max_len_and_refuses_bigrams(tmp_path, monkeypatch):
+    # `--text max_len=16 --backbone minilm` once trained on 256 ids: the WordPiece pass dropped max_len
+    folder = tmp_path / "vocab-only"
+    folder.mkdir()
+    vocab = SPECIAL + ["great", "poor", "book", "pan", "s", "t", "##good", "##bad", "f", *[f"##{i}" for i in range(10)]]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    monkeypatch.setattr(W, "model_dir", lambda: folder)
+    task = _toy_text(tmp_path / "data")  # max_len 16
+    wp = retokenize_task(task, tokenizer=WORDPIECE)
+    assert wp.preprocessing["text"]["max_len"] == 16 and wp.source.X.shape[1] == 16
+    with pytest.raises(DataError, match="bigram"):
+        retokenize_task(_toy_text(tmp_path / "data2", text={"bigrams": True}), tokenizer=WORDPIECE)

@@ -354,3 +354,10 @@ def test_summary_keeps_a_method_that_brings_its_own_network(tmp_path):
     res = bench(["dann", "amn"], [pair], seeds=1, out=tmp_path / "out", log=None, text={"max_len": 16},
                 config=qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False))
     assert sorted(BenchResult.from_dirs([tmp_path / "out"]).methods) == sorted(res.methods) == ["amn", "dann", "oracle", "source-only"]
+
+
+@pytest.mark.parametrize("name", ["cotrain", "knn"])
+def test_methods_that_read_inputs_as_numbers_or_columns_refuse_token_ids(tmp_path, name):
+    task = _toy_text(tmp_path)
+    with pytest.raises(DataError, match="text|token ids"):
+        qianyi.run(name, task, qianyi.TrainConfig(**FAST))

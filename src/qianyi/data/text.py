@@ -219,6 +219,10 @@ def retokenize_task(task: TransferTask, **settings: Any) -> TransferTask:
         return task
     if text.get("vectors"):  # kept (or refused, for minilm's WordPiece ids), never dropped silently
         settings = {"vectors": text["vectors"], **settings}
+    if text.get("bigrams"):  # likewise (WordPiece refuses bigrams: said, not dropped)
+        settings = {"bigrams": True, **settings}
+    if "max_len" in text:  # the user's --text max_len holds for the new tokeniser too
+        settings = {"max_len": text["max_len"], **settings}
     parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
     if any(d is not None and d not in _RAW_TEXT for d in parts.values()):
         raise DataError(f"{task.name}: its raw texts are no longer at hand to tokenise it with {settings}; load it "

@@ -57,8 +57,8 @@ def _token_ids(x: torch.Tensor, vocab_size: int) -> torch.Tensor:
     if x.is_floating_point() and not torch.equal(ids.to(x.dtype), x) or (ids.numel() and (
             int(ids.min()) < 0 or int(ids.max()) >= vocab_size)):
         raise DataError(f"a text encoder reads token ids 0..{vocab_size - 1}, but got other values (fractions or "
-                        "ids outside the vocabulary): was the input perturbed? Methods that augment or reconstruct "
-                        "their inputs (mean-teacher, self-train, cbst, adamatch, drcn, dsn) do not apply to text yet")
+                        "ids outside the vocabulary): was the input perturbed (a method of your own that adds noise "
+                        "to its inputs)? Text needs token-level views (qianyi.nn.augment.word_dropout)")
     return ids
 
 

@@ -234,6 +234,10 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
 
     if task.source.y is None:
         raise DataError(f"{m.name}: the source {task.source.name!r} has no labels")
+    if (task.preprocessing or {}).get("text") is not None:
+        raise DataError(f"{m.name} is a shallow method on the inputs as numbers; a text task's inputs are token ids, "
+                        "whose values mean nothing as numbers: run it on vectors of the texts (`qianyi features "
+                        "--backbone minilm`, or the svmlight bag-of-words amazon-svm/...), or use a deep method")
     t0 = time.perf_counter()
     predictor = m.fit_predictor(_flat(task.source.X), task.source.y, _flat(task.target.X), config.seed)  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0
