@@ -123,3 +123,14 @@ def test_vader_lexicon_reads_when_installed():
         pytest.skip("vaderSentiment not installed (optional extra 'lexicon': pip install --no-deps vaderSentiment)")
     lex = load_lexicon("vader")
     assert len(lex) > 7000 and lex["great"] > 0 and lex["waste"] < 0 and "( '}{' )" in lex  # tab-separated tokens
+
+
+def test_pivots_does_not_reuse_a_run_of_other_text_settings_when_text_is_left_out(tmp_path, capsys):
+    _toy_text(tmp_path, n=40)
+    s, t = f"lines:{tmp_path / 's'}", f"lines:{tmp_path / 't'}"
+    argv = ["pivots", s, t, "--top", "2", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16",
+            "--no-progress", "--out", str(tmp_path / "pv")]
+    assert main(argv + ["--text", "max_len=20"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 2  # the defaults (max_len 256) asked: the max_len=20 run is not theirs
+    assert "trained with other text settings ({'max_len': 20}" in capsys.readouterr().err

@@ -317,11 +317,17 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     text_pre = (models[0].meta.get("preprocessing") or {}).get("text")
     if not text_pre:
         raise DataError(f"{paths[0]}: not a model of a text task (no vocabulary in model.json)")
+    from ..data.text import MAX_LEN, MAX_VOCAB, MIN_COUNT
+
+    # the settings asked, the defaults included: a run made with --text max_len=64 is not reused without it
+    asked_text = {"max_len": MAX_LEN, "max_vocab": MAX_VOCAB, "min_count": MIN_COUNT, "bigrams": False,
+                  "vectors": None, **(text or {})}
     for p, m in zip(paths, models):
         recorded = (m.meta.get("preprocessing") or {}).get("text") or {}
-        other = {k: recorded.get(k) for k, v in (text or {}).items() if recorded.get(k) != v}
+        other = {k: recorded.get(k) for k, v in asked_text.items() if k in recorded and recorded.get(k) != v}
         if other:
-            raise DataError(f"{p} was trained with other text settings ({other}, asked {text}); give another --out")
+            raise DataError(f"{p} was trained with other text settings ({other}, asked "
+                            f"{ {k: asked_text[k] for k in other} }); give another --out")
     vocab = text_pre["vocab"]
     if any((m.meta.get("preprocessing") or {}).get("text", {}).get("vocab") != vocab for m in models[1:]):
         raise DataError(f"pivots: the runs in {', '.join(map(str, paths))} have different vocabularies; "
