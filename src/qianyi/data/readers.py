@@ -38,6 +38,7 @@ later brought to the pair's common canvas (see :mod:`qianyi.data.canvas`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 from array import array
 import gzip
@@ -50,7 +51,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import numpy.lib.format as npy
@@ -296,7 +297,7 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     from .canvas import resize
 
     try:
-        with Image.open(f) as im:
+        with _own_pixel_limit(), Image.open(f) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
@@ -324,13 +325,34 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     return resize(a, size)[0], grey
 
 
+@contextlib.contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Within: Pillow's decompression-bomb check is off, so that QIANYI_MAX_IMAGE_PIXELS (checked on the header,
+    before anything is decoded) is the one limit, and can be raised past Pillow's ~179M pixels."""
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
 def _is_grey(f: Path) -> bool:
     """Whether image ``f`` is greyscale, from its header alone (nothing is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(f) as im:
+        with _own_pixel_limit(), Image.open(f) as im:
+            w, h = im.size
+            if w * h > max_image_pixels():
+                raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
+                                f"{max_image_pixels():,} (QIANYI_MAX_IMAGE_PIXELS); shrink or remove it, or raise "
+                                "QIANYI_MAX_IMAGE_PIXELS if it is genuine")
             return im.mode in GREY_MODES
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
         raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
 

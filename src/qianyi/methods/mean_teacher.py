@@ -24,8 +24,9 @@ def self_ensembling_terms(p_student: torch.Tensor, p_teacher: torch.Tensor,
     authors' normalisations (see :class:`MeanTeacher`)."""
     mask = (p_teacher.max(1).values > threshold).float()
     consistency = (mask * ((p_student - p_teacher) ** 2).mean(1)).mean()
-    mean_p = p_student.mean(0)
-    balance = F.binary_cross_entropy(mean_p, torch.full_like(mean_p, 1.0 / len(mean_p)), reduction="sum")
+    mean_p = p_student.float().mean(0)
+    with torch.autocast(mean_p.device.type, enabled=False):  # binary_cross_entropy refuses CUDA autocast
+        balance = F.binary_cross_entropy(mean_p, torch.full_like(mean_p, 1.0 / len(mean_p)), reduction="sum")
     return consistency, balance * mask.mean(), float(mask.mean())
 
 

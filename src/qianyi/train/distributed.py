@@ -145,7 +145,9 @@ def average_values(values: dict[str, float]) -> dict[str, float]:
     if size == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    # NCCL reduces CUDA tensors only (a CPU tensor fails with "no backend for device type cpu")
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(v) / size for k, v in zip(keys, t.tolist())}
 
