@@ -195,3 +195,10 @@ def test_a_resumed_run_says_where_it_resumes(tmp_path, capsys):
     capsys.readouterr()
     Trainer(get_method("dann"), replace(cfg, progress=True)).fit(task)
     assert f"resuming from step 10 of 30 ({tmp_path / FILENAME})" in capsys.readouterr().err
+
+
+def test_a_deterministic_fit_leaves_the_global_flags_as_they_were():
+    # --deterministic once stayed on for every later run of the process (a bench after one such run)
+    before = torch.are_deterministic_algorithms_enabled()
+    run("source-only", toy_task(), TrainConfig(epochs=1, steps_per_epoch=2, progress=False, deterministic=True))
+    assert torch.are_deterministic_algorithms_enabled() == before

@@ -74,6 +74,23 @@ def resolve_device(device: str | None) -> torch.device:
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@contextlib.contextmanager
+def deterministic_kernels(on: bool = True) -> Iterator[None]:
+    """Within: :func:`set_deterministic` (when ``on``); the global flags are restored after, so one
+    ``--deterministic`` run does not make the later runs of a process (a bench) deterministic too."""
+    if not on:
+        yield
+        return
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    set_deterministic()
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[0], before[1]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+
 def set_deterministic() -> None:
     """Deterministic CUDA kernels: cuDNN's deterministic algorithms, no autotuning, deterministic cuBLAS."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -294,20 +311,19 @@ class Trainer:
             raise DataError(f"{self.method.name} {self.method.not_for_text}, so it does not apply to text (token ids); "
                             "on text use an alignment method (dann, amn, dan, coral, cdan, ...) or self-training "
                             "(mean-teacher, cbst, adamatch: their views delete words)")
-        parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
-        ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
-        fingerprint = self.fingerprint(task)
-        state = self._restore(ckpt, fingerprint, parts)
-        resumed_from = state.step
-        self._loop(data, parts, state, ckpt, fingerprint, monitor, task.name)
-        return self._finish(parts, state, resumed_from)
+        with deterministic_kernels(self.config.deterministic):
+            parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
+            ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
+            fingerprint = self.fingerprint(task)
+            state = self._restore(ckpt, fingerprint, parts)
+            resumed_from = state.step
+            self._loop(data, parts, state, ckpt, fingerprint, monitor, task.name)
+            return self._finish(parts, state, resumed_from)
 
     # -- build -----------------------------------------------------------------------------------
     def _build(self, data: TrainData, n_classes: int, counts: bool = False) -> _Parts:
         cfg, method = self.config, self.method
         device = distributed.local_device(resolve_device(cfg.device))
-        if cfg.deterministic:
-            set_deterministic()
         seed_everything(cfg.seed)
         shape = data.source.sample_shape
         model = (backbone_for(shape, n_classes, counts=counts) if self.backbone_factory is backbone_for
