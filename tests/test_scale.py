@@ -6,6 +6,7 @@ import torch
 
 import qianyi
 from qianyi.errors import ConfigError, UnknownNameError
+from qianyi.methods import get_method
 from qianyi.train.checkpoint import FILENAME, load_checkpoint
 from qianyi.train.config import DATA_DEFAULTS, MIN_VECTOR_UPDATES, TrainConfig
 from qianyi.train.engine import Trainer
@@ -53,8 +54,9 @@ def test_deterministic_flag_reproduces_a_run():
     a, fa = run("dan", task, cfg)
     b, fb = run("dan", task, cfg)
     assert fa.history == fb.history and a.target_accuracy == b.target_accuracy
-    assert torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(False)
+    seen = []  # the flags are on while the fit runs (an epoch-end monitor sees them), and off again after
+    Trainer(get_method("dan"), cfg).fit(task, monitor=lambda net: seen.append(torch.are_deterministic_algorithms_enabled()) or {})
+    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
 
 
 def test_the_data_fills_in_optimizer_learning_rate_and_a_floor_of_updates():
