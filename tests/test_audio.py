@@ -72,6 +72,13 @@ def test_read_wav_formats_and_resampling(tmp_path):
     assert np.allclose(audio.read_wav(tmp_path / "b.wav"), x, atol=1e-3)
     wavfile.write(tmp_path / "c.wav", 8000, ((sig[:4000] + 1) * 127.5).astype(np.uint8))  # 8-bit unsigned
     assert np.abs(audio.read_wav(tmp_path / "c.wav")).max() <= 1.0
+    # integer stereo is scaled by its sample type like mono (it once came back in raw counts / offset by 128)
+    for dtype, to_int in ((np.int16, lambda s: (s * 32767).astype(np.int16)),
+                          (np.uint8, lambda s: ((s + 1) * 127.5).astype(np.uint8))):
+        mono = to_int(sig[:4000])
+        wavfile.write(tmp_path / "m.wav", 8000, mono)
+        wavfile.write(tmp_path / "s.wav", 8000, np.stack([mono, mono], 1))
+        assert np.array_equal(audio.read_wav(tmp_path / "s.wav"), audio.read_wav(tmp_path / "m.wav")), dtype
 
 
 def test_read_wav_refuses_corrupt_and_empty_files(tmp_path):

@@ -116,17 +116,17 @@ def read_wav(path: str | Path) -> np.ndarray:
     except Exception as exc:  # scipy's parser fails in many ways on a broken header (even UnboundLocalError)
         raise DataError(f"{path}: not a readable wav file ({exc}); re-export it as PCM wav or remove it") from None
     data = np.asarray(data)
-    if data.ndim == 2:
-        data = data.mean(axis=1) if data.dtype.kind == "f" else data.astype(np.float64).mean(axis=1)
-    if data.ndim != 1 or len(data) == 0:
+    if data.ndim not in (1, 2) or len(data) == 0:
         raise DataError(f"{path}: the wav file holds no samples; remove it")
-    kind, bits = data.dtype.kind, data.dtype.itemsize * 8
+    kind, bits = data.dtype.kind, data.dtype.itemsize * 8  # scaled by the file's sample type, channels then averaged
     if kind == "u":  # 8-bit PCM is unsigned, centred on 128
         x = (data.astype(np.float64) - 2 ** (bits - 1)) / 2 ** (bits - 1)
     elif kind == "i":
         x = data.astype(np.float64) / 2 ** (bits - 1)
     else:
         x = data.astype(np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
     if not np.isfinite(x).all():
         raise DataError(f"{path}: the wav file holds NaN or inf samples; re-export it")
     if rate <= 0:
