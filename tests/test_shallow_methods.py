@@ -48,6 +48,8 @@ def test_shallow_settings_are_checked_and_selectable(tmp_path):
         get_method("tca", trade_off=1.0)
     with pytest.raises(ConfigError, match="1-NN takes no sample weights"):  # at once, not after the data is read
         get_method("kmm", classifier="1nn")
+    with pytest.raises(ConfigError, match="only source-val applies"):  # before training (it was a KeyError after)
+        select_hparams("tca", ["digits->digits+rot30"], validator="dev", out=tmp_path, max_samples=300, log=None)
     res = select_hparams("tca", ["digits->digits+rot30"], validator="source-val", out=tmp_path, max_samples=300,
                          log=None)
     assert res.choice in [dict(c) for c in get_method("tca").grid]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._io import write_json, write_text
 from ..data.tasks import load_task
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..train.config import TrainConfig
@@ -170,6 +170,9 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank."""
     if validator not in available_validators():
         get_validator(validator)  # raises with the list of names
+    if getattr(get_method(method), "shallow", False) and validator != "source-val":
+        raise ConfigError(f"select {method}: a shallow method has no network outputs to score, so of the validators "
+                          f"only source-val applies (asked {validator!r}): use --validator source-val")
     cands = method_grid(method, grid)
     # every validator is recorded, so one cached run serves any later choice of validator
     base = replace(config or TrainConfig(), validators=tuple(available_validators()))
