@@ -64,16 +64,11 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
     """Refuse to tabulate runs of one pair trained with different settings (a folder reused with other
     --epochs, say): their gap closed would compare unlike runs. Seeds differ by design; the rule that chose
     each model is checked apart (the oracle keeps its last epoch whatever the others do), and with it the
-    validators recorded."""
+    validators recorded; the data were made alike before (:func:`_newest_data_version`)."""
     ignore = {"seed", "select", "validators", "selection_samples"}
     by_pair: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in runs:
-        setting = {k: v for k, v in (r.config or {}).items() if k not in ignore}
-        # the data too: a pair's name does not carry its --max-samples cap or the file's content, and runs
-        # scored on other test sets would be averaged and "paired" as if alike
-        fp = r.fingerprint or {}
-        setting.update({name: fp[k] for k, name in _DATA_KEYS.items() if k in fp})
-        cfg = json.dumps(setting, sort_keys=True)
+        cfg = json.dumps({k: v for k, v in (r.config or {}).items() if k not in ignore}, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
     for (s, t), cfgs in by_pair.items():
         if len(cfgs) > 1:
@@ -81,16 +76,17 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             da, db = json.loads(a), json.loads(b)
             diff = ", ".join(f"{k} {da.get(k)!r} ({ma[0]}) vs {db.get(k)!r} ({mb[0]})"
                              for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k))
-            raise DataError(f"{s}->{t}: the runs were trained with different settings or data ({diff}); a table "
-                            "would compare unlike runs. Rerun them alike (`qianyi bench` with one set of options and "
-                            "the same --max-samples and files), or give each setting its own --out folder")
+            raise DataError(f"{s}->{t}: the runs were trained with different settings ({diff}); a table would compare "
+                            "unlike runs. Rerun them alike (`qianyi bench` with one set of options), or give each "
+                            "setting its own --out folder")
 
 
-_DATA_KEYS = {"data": "data hash", "sizes": "split sizes", "shape": "input shape", "classes": "classes"}
+#: What a run's data were, from its fingerprint (runs of one pair are tabulated together only when alike).
+_DATA_KEYS = ("data", "sizes", "shape", "classes")
 
 
 def _data_version(r: RunResult) -> str:
-    """What a run's data were (from its fingerprint): runs of one pair compare only when alike."""
+    """What a run's data were (:data:`_DATA_KEYS` of its fingerprint)."""
     fp = r.fingerprint or {}  # not the network: methods may bring their own (AMN's memory network on text)
     return json.dumps({k: fp.get(k) for k in _DATA_KEYS}, sort_keys=True)
 
