@@ -141,6 +141,11 @@ def test_summary_reads_the_selection_rule_from_the_runs_and_refuses_unlike_runs(
     assert main(["summary", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "a->b: the runs were trained with different settings (epochs 3 (cdan+e) vs 5 (dann))" in err
+    # chosen by a validator on other numbers of samples: other choices of epoch, not alike either
+    _store(tmp_path / "f", [replace(r, config={"epochs": 5, "selection_samples": 500 if r.method == "dann" else 1000})
+                            for r in runs])
+    assert main(["summary", str(tmp_path / "f")]) == 2
+    assert "chosen by a validator scoring different numbers of samples" in capsys.readouterr().err
     # alike settings, other data: a pair's name does not carry its --max-samples cap (two test sets)
     fp = {"data": "h1", "sizes": [269, 30, 209, 90], "shape": [1, 8, 8], "classes": 10}
     other = {**fp, "data": "h2", "sizes": [809, 90, 629, 269]}

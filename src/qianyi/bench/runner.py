@@ -79,6 +79,17 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             raise DataError(f"{s}->{t}: the runs were trained with different settings ({diff}); a table would compare "
                             "unlike runs. Rerun them alike (`qianyi bench` with one set of options), or give each "
                             "setting its own --out folder")
+    # a validator that chose each run's epoch scored it on selection_samples rows: other counts, other choices
+    chosen_by = {}
+    for r in runs:
+        if not r.oracle and _selection_name(r.selection) != LAST:
+            chosen_by.setdefault((r.source, r.target), {}).setdefault((r.config or {}).get("selection_samples"),
+                                                                      []).append(r.method)
+    for (s, t), counts in chosen_by.items():
+        if len(counts) > 1:
+            raise DataError(f"{s}->{t}: the runs' epochs were chosen by a validator scoring different numbers of "
+                            f"samples ({', '.join(f'{n} ({ms[0]})' for n, ms in counts.items())}); rerun them alike "
+                            "(one --selection-samples), or give each its own --out folder")
 
 
 #: What a run's data were, from its fingerprint (runs of one pair are tabulated together only when alike).
