@@ -236,6 +236,7 @@ def test_rotmnist_is_the_mnist_pool_so_it_never_pairs_with_mnist(tmp_path):
     assert origins_overlap("mnist", "rotmnist:30-60") and origins_overlap("rotmnist:0-40", "rotmnist:30-60")
     assert not origins_overlap("rotmnist:0-5", "rotmnist:55-60") and not origins_overlap("mnist", "fashion")
     assert origins_overlap("rotmnist:1e-05-5", "rotmnist:4-6")  # how {lo:g} writes a small angle
+    assert origins_overlap("mnist", "mnist") and origins_overlap("rotmnist:0-5", "rotmnist:0-5")  # one pool
 
 
 def test_eight_by_eight_block_counts_from_a_file_are_not_blocked_twice(tmp_path):

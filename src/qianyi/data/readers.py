@@ -51,7 +51,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import numpy.lib.format as npy
@@ -292,17 +292,12 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     Its declared size is checked before it is decoded; JPEGs are decoded at reduced scale and big
     images are box-reduced before the final anti-aliased resize, so only small arrays are kept.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from .canvas import resize
 
     try:
-        with _own_pixel_limit(), Image.open(f) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
-                                f"{max_pixels:,} (QIANYI_MAX_IMAGE_PIXELS); shrink or remove it, or raise "
-                                "QIANYI_MAX_IMAGE_PIXELS if it is genuine")
+        with _open_image(f, max_pixels) as im:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
             grey = im.mode in GREY_MODES
@@ -310,9 +305,6 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
             rgb = im.convert("F") if wide else im.convert("RGB")
     except DataError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"image {str(f)!r} is refused as a possible decompression bomb ({exc}); shrink or remove "
-                        "it (Pillow's own limit is PIL.Image.MAX_IMAGE_PIXELS)") from exc
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
         raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
     k = max(rgb.size) // (2 * size)
@@ -326,30 +318,31 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
 
 
 @contextlib.contextmanager
-def _own_pixel_limit() -> Iterator[None]:
-    """Within: Pillow's decompression-bomb check is off, so that QIANYI_MAX_IMAGE_PIXELS (checked on the header,
-    before anything is decoded) is the one limit, and can be raised past Pillow's ~179M pixels."""
+def _open_image(f: Path, max_pixels: int) -> Iterator[Any]:
+    """``PIL.Image.open(f)`` with QIANYI_MAX_IMAGE_PIXELS the one limit: checked on the header, before anything
+    is decoded (Pillow's own decompression-bomb check is off within, so the limit can be raised past its ~179M)."""
     from PIL import Image
 
     before = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        yield
+        with Image.open(f) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
+                                f"{max_pixels:,} (QIANYI_MAX_IMAGE_PIXELS); shrink or remove it, or raise "
+                                "QIANYI_MAX_IMAGE_PIXELS if it is genuine")
+            yield im
     finally:
         Image.MAX_IMAGE_PIXELS = before
 
 
 def _is_grey(f: Path) -> bool:
     """Whether image ``f`` is greyscale, from its header alone (nothing is decoded)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with _own_pixel_limit(), Image.open(f) as im:
-            w, h = im.size
-            if w * h > max_image_pixels():
-                raise DataError(f"image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the limit of "
-                                f"{max_image_pixels():,} (QIANYI_MAX_IMAGE_PIXELS); shrink or remove it, or raise "
-                                "QIANYI_MAX_IMAGE_PIXELS if it is genuine")
+        with _open_image(f, max_image_pixels()) as im:
             return im.mode in GREY_MODES
     except DataError:
         raise

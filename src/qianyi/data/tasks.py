@@ -287,9 +287,10 @@ def _pool_range(origin: str) -> tuple[str, tuple[float, float] | None]:
 
 
 def origins_overlap(a: str, b: str) -> bool:
-    """Whether two domains of different ``origin`` can still hold the same samples: ``mnist`` (or ``mnist-m``,
-    MNIST re-rendered) against a ``rotmnist`` range (the same images rotated), or two overlapping rotmnist
-    ranges. A rotated or re-rendered copy escapes the byte-level test of :func:`check_test_overlap`."""
+    """Whether two domains can hold the same samples: one ``origin`` (one pool), or different ones that share
+    images: ``mnist`` (or ``mnist-m``, MNIST re-rendered) against a ``rotmnist`` range (the same images
+    rotated), or two overlapping rotmnist ranges. A rotated or re-rendered copy escapes the byte-level test
+    of :func:`check_test_overlap`."""
     (pa, ra), (pb, rb) = _pool_range(a), _pool_range(b)
     if pa != pb:
         return False
@@ -386,7 +387,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     if target_test is not None:
         base, shift = parse_spec(target_test)
         test_base = _load_base(base, root)
-        if test_base.origin == s.origin or origins_overlap(test_base.origin, s.origin):
+        if origins_overlap(test_base.origin, s.origin):
             raise DataError(f"--target-test {target_test!r} is drawn from the source's pool of samples "
                             f"({test_base.origin!r}; the source {source!r} holds part of it, maybe rotated or "
                             "re-rendered): the score would count images the network was trained on with their "
@@ -484,7 +485,7 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
     base, shifts = parse_spec(spec)
     d = _load_base(base, resolve_data_dir(data_dir))
     for side, other in (("source", task.source), ("target", task.target)):
-        if d.origin == other.origin or origins_overlap(d.origin, other.origin):
+        if origins_overlap(d.origin, other.origin):
             raise DataError(f"via domain {spec!r} is drawn from the {side}'s pool of samples ({d.origin!r}), so it "
                             f"would share samples with the {side} (and its test split); give disjoint data, e.g. "
                             "rotmnist?angles=LO-HI ranges that do not overlap")
