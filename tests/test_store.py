@@ -118,3 +118,53 @@ def test_a_method_revision_and_the_l2sp_form_are_part_of_the_fingerprint():
     assert "revision" not in fingerprint(get_method("dann"), TrainConfig(), task)  # revision 1: old keys kept
     assert TrainConfig(init_from="m.pt", l2sp=0.01).fingerprint()["l2sp_form"] == 2
     assert "l2sp_form" not in TrainConfig().fingerprint()
+
+
+def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
+    # the store finds finished runs by settings and data; code that changed since is told, not silent
+    import json
+    import warnings
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import store
+
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    pair = f"npz:{src}->npz:{tgt}"
+    bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
+    made = [json.loads((d / "result.json").read_text()) for d in _result_dirs(tmp_path / "b")]
+    assert {r["versions"]["code"] for r in made} == {store.code_digest()}
+    monkeypatch.setattr(store, "_WARNED_OTHER_CODE", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)  # same code: silent
+    assert not [w for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
+    store.code_digest.cache_clear()
+    monkeypatch.setattr(store, "code_digest", lambda: "0123456789ab")
+    logs: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=logs.append)
+    other = [str(w.message) for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
+    assert len(other) == 1 and "0123456789ab" in other[0] and made[0]["versions"]["code"] in other[0]
+    assert all("(done earlier)" in line for line in logs if "seed" in line)  # still reused: told, not retrained
+
+
+def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
+    import warnings
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import engine
+    from qianyi.train.checkpoint import FILENAME, load_checkpoint
+
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    task = load_task(f"npz:{src}", f"npz:{tgt}")
+    cfg = replace(FAST, epochs=2, checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
+    engine.Trainer(get_method("dan"), cfg).fit(task)  # its checkpoint stays (the engine's caller removes it)
+    assert load_checkpoint(tmp_path / "ck" / FILENAME)["code"] == engine.code_digest()
+    monkeypatch.setattr(engine, "code_digest", lambda: "0123456789ab")
+    with pytest.warns(QianyiWarning, match="checkpointed by other qianyi code"):
+        engine.Trainer(get_method("dan"), cfg).fit(task)

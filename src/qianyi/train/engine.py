@@ -22,6 +22,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -32,7 +33,7 @@ from torch import nn
 
 from ..data.domain import Domain, TransferTask
 from ..data.lazy import is_lazy
-from ..errors import CheckpointError, ConfigError, DataError, TrainingError
+from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning, TrainingError
 from ..methods.base import Method, ParamGroup, StepContext
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, predict_logits
@@ -42,7 +43,7 @@ from . import distributed
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import LAST, TrainConfig
 from .health import TOP_SHARE_KEY, game_flags, spread_rows, top_class_share, winning
-from .store import fingerprint as run_fingerprint
+from .store import code_digest, fingerprint as run_fingerprint
 from .streams import BatchStream
 from .weights import load_initial_weights
 
@@ -403,10 +404,16 @@ class Trainer:
                 torch.cuda.set_rng_state(state["cuda_rng"])
             if parts.scaler is not None and "scaler" in state:
                 parts.scaler.load_state_dict(state["scaler"])
+            made = state.get("code")
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                   "use another output folder, or delete the checkpoint to start afresh") from None
+        if made != code_digest() and distributed.is_main():
+            warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by other qianyi code "
+                          f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
+                          "steps before it are that code's; delete the checkpoint to train the run afresh",
+                          QianyiWarning, stacklevel=2)
         return progress
 
     def _checkpoint(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts, state: _Progress) -> None:
@@ -417,7 +424,8 @@ class Trainer:
         if not distributed.is_main():
             distributed.barrier()
             return
-        blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "step": state.step, "elapsed": state.elapsed,
+        blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "code": code_digest(),
+                "step": state.step, "elapsed": state.elapsed,
                 "model": parts.model.state_dict(), "method": self.method.state_dict(),
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
                 "rng": torch.get_rng_state(), "history": state.history, "best": state.best,

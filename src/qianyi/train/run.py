@@ -28,6 +28,7 @@ from .engine import FitResult, Monitor, Trainer, TrainData
 from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
+from .store import code_digest
 from .trackers import open_trackers
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run", "run_fingerprint"]
@@ -205,7 +206,8 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
-        versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()})
+        versions={"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
+                  "python": platform.python_version()})
     result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
     result.flags = list(fit.flags)
     if distributed.is_main():
@@ -256,7 +258,8 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device="cpu", fingerprint=run_fingerprint(m, config, task),
-        versions={"qianyi": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        versions={"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
+                  "python": platform.python_version()},
         model_file=SHALLOW_MODEL_FILE)
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
                     steps=0)

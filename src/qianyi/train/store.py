@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import re
+import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import sha256_file
-from ..errors import DataError
+from ..errors import DataError, QianyiWarning
 from ..nn import backbones
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 
@@ -71,6 +73,33 @@ def content_key(path: str) -> str:
     return _CONTENT_KEYS[k]
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A short hash of this qianyi install's source (every ``.py`` file of the package, by relative path and
+    bytes). Runs record it (``result.json`` ``versions["code"]``) so a reused run made by other code is told
+    apart: fingerprints hold settings and data, and a method's ``revision`` only where its loss changed."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+_WARNED_OTHER_CODE: list[str] = []
+
+
+def note_other_code(result: RunResult, directory: str | Path) -> None:
+    """Warn (once per process) that a finished run about to be reused was made by other qianyi code."""
+    made = (result.versions or {}).get("code")
+    if made == code_digest() or _WARNED_OTHER_CODE:
+        return
+    _WARNED_OTHER_CODE.append(str(directory))
+    by = f"qianyi code {made}" if made else "qianyi code from before runs recorded it"
+    warnings.warn(f"reusing finished runs made by other code (e.g. {str(directory)!r}: {by}; this install is "
+                  f"{code_digest()}): their numbers are that code's; to retrain them, use a fresh --out or delete "
+                  "their folders", QianyiWarning, stacklevel=3)
+
+
 def key(fp: dict[str, Any]) -> str:
     """A short hash of a fingerprint."""
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
@@ -90,6 +119,7 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
             return None  # model.pt from another run, or half-written: not finished
     except OSError:
         return None
+    note_other_code(result, directory)
     return result
 
 
