@@ -131,3 +131,29 @@ def test_coral_matches_formula_and_is_zero_for_same_covariance():
     cx, cy = np.cov(X, rowvar=False), np.cov(Y, rowvar=False)
     assert coral(X, Y).item() == pytest.approx(((cx - cy) ** 2).sum() / 36, rel=1e-10)
     assert coral(X, X + 5.0).item() == pytest.approx(0.0, abs=1e-12)  # a mean shift is invisible to CORAL
+
+
+@pytest.mark.parametrize("n", [64, 2560])  # the pooled mini-batch path and the chunked one
+def test_features_far_from_zero_keep_their_mmd_in_float32(n):
+    # |a|^2 + |b|^2 - 2ab cancelled catastrophically at an offset of 1e4: MK-MMD^2 came out -0.002 for 0.0167
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g) + 0.3
+    a, b = torch.cat([x] * (n // 64)) + 1e4, torch.cat([y] * (n // 64)) + 1e4  # float32 inputs, as given
+    exact = float(mk_mmd2(a.double(), b.double()))
+    assert float(mk_mmd2(a, b)) == pytest.approx(exact, rel=1e-3)
+
+
+def test_lmmd_keeps_far_from_zero_features_and_autocast_leaves_kernels_in_float32():
+    from qianyi.distances.lmmd import lmmd2
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(60, 16, generator=g), torch.randn(60, 16, generator=g) + 0.5
+    lab = torch.arange(60) % 3
+    probs = torch.softmax(torch.randn(60, 3, generator=g), 1)
+    exact = float(lmmd2(x.double() + 1e4, y.double() + 1e4, lab, probs.double()))
+    assert float(lmmd2(x + 1e4, y + 1e4, lab, probs)) == pytest.approx(exact, rel=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a @ b.T in bfloat16 loses kernel entries near 1
+        assert (x @ y.T).dtype == torch.bfloat16
+        in_autocast = mk_mmd2(x, y)
+    assert in_autocast.dtype == torch.float32
+    assert float(in_autocast) == pytest.approx(float(mk_mmd2(x, y)), rel=1e-6)

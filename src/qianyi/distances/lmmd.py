@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, kernel_mean, multi_kernel, sq_dists
+from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, _centred, full_precision, kernel_mean, multi_kernel, sq_dists
 
 
 def class_weights(source_labels: torch.Tensor, target_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,6 +52,12 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
     >>> float(lmmd2(x, x, lab, torch.nn.functional.one_hot(lab).float())) < 1e-6
     True
     """
+    with full_precision(x, y):
+        return _lmmd2(x, y, source_labels, target_probs, kernel)
+
+
+def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_labels: torch.Tensor | np.ndarray,
+           target_probs: torch.Tensor | np.ndarray, kernel: GaussianKernel | None) -> torch.Tensor:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
     Y = Y.to(X.dtype)
     labels = torch.as_tensor(source_labels, device=X.device)
@@ -71,6 +77,8 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
     if ws.shape[1] == 0:
         return X.new_zeros(())
     kernel = kernel or multi_kernel(MULTI_KERNEL)
+    X, Y = _centred(X, Y)  # float32 at least, far-from-0 features kept exact (see mmd._centred)
+    ws, wt = ws.to(X.dtype), wt.to(X.dtype)
     z = torch.cat([X, Y])
     d = sq_dists(z, z)  # once: for the median bandwidth and for the kernel
     K = kernel_mean(d, kernel.sigmas2_from(d), kernel.multipliers)
