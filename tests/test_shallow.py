@@ -13,6 +13,7 @@ from sklearn import config_context
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
@@ -342,6 +343,36 @@ def test_kmm_weights_follow_the_density_ratio():
     with pytest.warns(QianyiWarning):
         approx = KMM(max_kernel_bytes=1e6).fit(xs[:, None], xt[:, None])
     assert np.corrcoef(approx.weights_, w)[0, 1] > 0.95
+
+
+def test_kmm_eps_from_one_on_bounds_the_sum_above_only_and_an_uphill_check_is_no_convergence(monkeypatch):
+    import qianyi.shallow.kmm as kmm_module
+
+    rng = np.random.default_rng(7)
+    xs, xt = rng.normal(0.0, 1.0, (200, 1)), rng.normal(1.0, 0.5, (150, 1))
+    loose = KMM(eps=1.5).fit(xs, xt)  # Huang et al.'s slab |sum b - n| <= n eps: from eps = 1 on, sum b in [0, 2.5 n]
+    assert loose.eps_ == 1.5 and (loose.weights_ >= 0).all() and loose.weights_.sum() <= 2.5 * 200 + 1e-6
+    for bad in (-0.1, np.inf, np.nan, True):
+        with pytest.raises(ConfigError, match="eps"):
+            KMM(eps=bad).fit(xs, xt)
+    # a check at which the objective went up (momentum overshot) is not convergence: the solver goes on
+    real = kmm_module.project_box_slab
+    calls = {"n": 0}
+
+    def overshoot_once(v, upper, lo, hi):
+        calls["n"] += 1
+        b = real(v, upper, lo, hi)
+        return real(b + 50.0 * (np.arange(len(b)) % 2), upper, lo, hi) if calls["n"] == 11 else b
+
+    monkeypatch.setattr(kmm_module, "project_box_slab", overshoot_once)
+    monkeypatch.setattr(kmm_module, "CHECK_EVERY", 10)
+    fit = KMM(tol=1e-3).fit(xs, xt)
+    assert fit.n_iter_ > 10
+    monkeypatch.setattr(kmm_module, "project_box_slab", real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # (tol 1e-12: a reference, run to max_iter)
+        best = KMM(tol=1e-12, max_iter=5000).fit(xs, xt).objective_
+    assert fit.objective_ <= best + 1e-3 * max(1.0, abs(best)) * 10
 
 
 def test_kmm_classifier_uses_the_weights():

@@ -86,8 +86,9 @@ class KMM(BaseEstimator):
         Xs, Xt = d.Xs.astype(np.float64), d.Xt.astype(np.float64)
         ns, nt = len(Xs), len(Xt)
         eps = (np.sqrt(ns) - 1) / np.sqrt(ns) if self.eps is None else self.eps
-        if not (isinstance(eps, (int, float, np.number)) and 0 <= eps < 1):
-            raise ConfigError(f"KMM: eps={self.eps!r}; give a number in [0, 1) (None: (sqrt(n_s) - 1)/sqrt(n_s))")
+        if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.number)) and 0 <= eps < np.inf):
+            raise ConfigError(f"KMM: eps={self.eps!r}; give a number >= 0 (None: (sqrt(n_s) - 1)/sqrt(n_s); "
+                              "from 1 on the weights' sum is bounded above only)")
         lo, hi = ns * (1 - eps), ns * (1 + eps)
         if ns * self.B < lo:
             raise ConfigError(f"KMM: B={self.B} is too small: the weights must sum to at least n_s(1 - eps) = "
@@ -139,7 +140,7 @@ class KMM(BaseEstimator):
             b, t = b_new, t_new
             if it % CHECK_EVERY == 0:
                 f = float(0.5 * b @ Kmv(b) - kappa @ b)
-                if f_last - f <= self.tol * max(1.0, abs(f)):
+                if 0 <= f_last - f <= self.tol * max(1.0, abs(f)):  # (an increase: momentum overshot; go on)
                     converged = True
                     break
                 f_last = f
