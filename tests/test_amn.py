@@ -134,3 +134,7 @@ def test_pivots_does_not_reuse_a_run_of_other_text_settings_when_text_is_left_ou
     capsys.readouterr()
     assert main(argv) == 2  # the defaults (max_len 256) asked: the max_len=20 run is not theirs
     assert "trained with other text settings ({'max_len': 20}" in capsys.readouterr().err
+    # nor a run on fewer reviews (--max-samples keeps the pair's name)
+    assert main(argv + ["--text", "max_len=20", "--max-samples", "30"]) == 2
+    assert "was trained on other data" in capsys.readouterr().err
+    assert main(argv + ["--text", "max_len=20"]) == 0  # the same data again: reused

@@ -208,7 +208,7 @@ def test_target_test_samples_seen_in_training_are_refused(tmp_path):
     with pytest.raises(DataError, match="--target-test 'digits' is drawn from the source's pool"):
         load_task("digits", "digits+rot30", target_test="digits")  # a test set drawn from the source's pool
     # rotated or re-rendered copies escape the byte check: refused by their pool of origin
-    with pytest.raises(DataError, match="--target-test 'digits\+rot30' is drawn from the source's pool"):
+    with pytest.raises(DataError, match=r"--target-test 'digits\+rot30' is drawn from the source's pool"):
         load_task("digits", "digits+rot30", target_test="digits+rot30")
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 6)).astype(np.float32), np.arange(200) % 2

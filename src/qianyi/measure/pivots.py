@@ -1,4 +1,4 @@
-"""Pivot words found by attention (AMN, Li et al., IJCAI 2017): the words a trained memory network attends
+r"""Pivot words found by attention (AMN, Li et al., IJCAI 2017): the words a trained memory network attends
 to in reviews of *both* domains, with their polarity, checked against a general sentiment lexicon; and an
 attention heat-map of a few reviews (PNG and HTML).
 
@@ -109,7 +109,7 @@ def _check_reused(path: Path, source: str, target: str, config: Any) -> None:
 
 def find_pivots(network: torch.nn.Module | Sequence[torch.nn.Module], source_X: np.ndarray, target_X: np.ndarray,
                 vocab: Sequence[str], class_names: Sequence[str], top: int = 20, min_docs: int = 5) -> list[Pivot]:
-    """The ``top`` pivot words of a trained ``memnet`` network, or of several trained with different seeds
+    r"""The ``top`` pivot words of a trained ``memnet`` network, or of several trained with different seeds
     (shares and class probabilities averaged over them; module docstring): highest
     :math:`\min(A_S - U_S, A_T - U_T)` among words in at least ``min_docs`` reviews of each domain."""
     if top < 1 or min_docs < 1:
@@ -300,11 +300,12 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     out = Path(out)
     config = config or TrainConfig()
     paths = [Path(run_dir)] if run_dir is not None else [out / ("run" if k == 0 else f"run-seed{k}") for k in range(seeds)]
-    task = None
+    task, reused = None, []
     for k, path in enumerate(paths):
         if (path / "result.json").exists():
             if run_dir is None:
                 _check_reused(path, source, target, replace(config, seed=config.seed + k))
+                reused.append(path)
             continue
         if run_dir is not None:
             raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
@@ -328,6 +329,18 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
         if other:
             raise DataError(f"{p} was trained with other text settings ({other}, asked "
                             f"{ {k: asked_text[k] for k in other} }); give another --out")
+    if reused:  # and on this data (another --max-samples keeps the pair's name)
+        from ..methods.registry import get_method
+        from ..train.result import RunResult
+        from ..train.run import run_fingerprint
+
+        task = task or load_task(source, target, max_samples=max_samples, data_dir=data_dir, text=text)
+        now = run_fingerprint(get_method("amn"), config, task)
+        for p in reused:
+            then = RunResult.read(p / "result.json").fingerprint
+            if (then.get("data"), then.get("sizes")) != (now["data"], now["sizes"]):
+                raise DataError(f"{p} was trained on other data (source/val/target/test sizes {then.get('sizes')}, "
+                                f"now {now['sizes']}: another --max-samples or changed files); give another --out")
     vocab = text_pre["vocab"]
     if any((m.meta.get("preprocessing") or {}).get("text", {}).get("vocab") != vocab for m in models[1:]):
         raise DataError(f"pivots: the runs in {', '.join(map(str, paths))} have different vocabularies; "
