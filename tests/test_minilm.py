@@ -48,6 +48,8 @@ def test_basic_tokenisation_lowercases_strips_accents_and_splits_punctuation():
     assert M.basic_tokenize("Héllo, WORLD!! Don't") == ["hello", ",", "world", "!", "!", "don", "'", "t"]
     assert M.basic_tokenize("naïve café\u200b résumé 東京\x00") == ["naive", "cafe", "resume", "東", "京"]
     assert M.basic_tokenize("a\tb\nc  d-e") == ["a", "b", "c", "d", "-", "e"]
+    # every C* category goes, as in BERT's _is_control: private use (U+E000), unassigned (U+0378), format, control
+    assert M.basic_tokenize("a\ue000b c\u0378d e\u200ef g\x07h") == ["ab", "cd", "ef", "gh"]
 
 
 def test_wordpiece_greedy_longest_match_on_a_tiny_vocabulary(tmp_path):

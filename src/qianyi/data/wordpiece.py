@@ -69,7 +69,7 @@ def basic_tokenize(text: str) -> list[str]:
         cat = unicodedata.category(ch)
         if ch in " \t\n\r" or cat == "Zs":
             out.append(" ")
-        elif cat in ("Cc", "Cf"):
+        elif cat.startswith("C"):  # control, format, private-use, unassigned, surrogate: dropped, as BERT's _is_control
             continue
         elif _is_cjk(cp):
             out.append(f" {ch} ")
