@@ -96,3 +96,17 @@ def test_the_embedding_reads_the_data_as_each_run_did(tmp_path, monkeypatch):
     src = load_domain_for(model, pair[0])
     expected = src.X[rng.permutation(len(src))[:html.EMBED_SAMPLES]]
     assert any(x.shape == expected.shape and np.array_equal(x, expected) for x in seen)
+
+
+def test_report_keeps_the_bench_commands_order_of_pairs_and_methods(tmp_path):
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", shift=1.0, seed=1)
+    out = tmp_path / "b"
+    assert main(["bench", "--methods", "dann,coral", "--pairs", f"{tgt}->{src}", f"{src}->{tgt}", "--seeds", "1",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--no-progress", "--threads", "1",
+                 "--out", str(out)]) == 0
+    bench_md = (out / "results.md").read_text()
+    assert main(["report", str(out), "--no-embedding"]) == 0
+    report_md = (out / "report.md").read_text()
+    first = lambda t: t[t.index("| method"):].split("\n\n")[0]  # noqa: E731
+    assert first(report_md) == first(bench_md)
+    assert first(bench_md).index("| dann") < first(bench_md).index("| coral")  # the command's order, not a-z

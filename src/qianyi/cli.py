@@ -509,6 +509,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.runner import BenchResult
 
         res = BenchResult.from_dirs([args.dir], select=args.select)
+        res.order_like(Path(args.dir) / "results.csv")  # the bench command's order, as its own tables
         res.out = Path(args.dir)
         files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
                              log=lambda s: print(s, file=sys.stderr))

@@ -387,6 +387,23 @@ class BenchResult:
         methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
         return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
 
+    def order_like(self, results_csv: str | Path) -> None:
+        """Pairs and methods in the order of a bench's ``results.csv`` (the command's order), where it names them;
+        the rest after them as they are. An absent or unreadable file leaves the order alone."""
+        try:
+            with open(results_csv, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            pairs = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
+            names = list(dict.fromkeys(r["method"] for r in rows))
+        except (OSError, KeyError, UnicodeDecodeError, csv.Error):
+            return
+        rank = {p: i for i, p in enumerate(pairs)}
+        self.pairs = sorted(self.pairs, key=lambda p: rank.get(p, len(rank)))  # (stable: the rest keep theirs)
+        inner = [m for m in self.methods if m not in BASELINES]
+        at = {m: i for i, m in enumerate(names)}
+        inner = sorted(inner, key=lambda m: at.get(m, len(at)))
+        self.methods = [m for m in ["source-only", *inner, "oracle"] if m in self.methods]
+
     def keep_methods(self, names: Sequence[str]) -> None:
         """Keep only these methods' runs (and their settings' variants, e.g. ``'drcn'`` keeps
         ``'drcn (scheme=joint)'``); source-only and the oracle stay, for gap closed."""
