@@ -149,6 +149,13 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
     other = [str(w.message) for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
     assert len(other) == 1 and "0123456789ab" in other[0] and made[0]["versions"]["code"] in other[0]
     assert all("(done earlier)" in line for line in logs if "seed" in line)  # still reused: told, not retrained
+    assert "versions of qianyi's code" not in (tmp_path / "b" / "results.md").read_text()
+    # a table of runs by two codes says so, with the count of each
+    import sys
+
+    monkeypatch.setattr(sys.modules["qianyi.train.run"], "code_digest", lambda: "0123456789ab")
+    mixed = bench(["dan", "coral"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
+    assert "Runs made by 2 versions of qianyi's code: " in mixed.report() and "0123456789ab (1 runs)" in mixed.report()
 
 
 def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):

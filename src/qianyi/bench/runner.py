@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import csv
+from collections import Counter
 import json
 import warnings
 import time
@@ -218,6 +219,10 @@ class BenchResult:
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means. Models are {rule}; no target labels chose anything except in the "
                       "oracle row."]
+        made = Counter((r.versions or {}).get("code") or "unrecorded" for r in self.runs)
+        if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
+            lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
+                          + ", ".join(f"{c} ({n} runs)" for c, n in made.most_common()) + ".")
         honesty = self.honesty_table()
         if honesty:
             lines += ["", honesty]
