@@ -29,6 +29,20 @@ def test_init_copies_first_k_groups_and_freeze_keeps_them_fixed(saved):
     assert all(not torch.equal(start[k], end[k]) for k in fc2)
 
 
+@pytest.mark.parametrize("method", ["att", "cbst", "mean-teacher"])  # networks evaluated mid-step; a teacher
+def test_frozen_groups_keep_their_batch_norm_statistics_in_every_method(saved, method):
+    # att's labelling pass (evaluating(ctx.model)) switched the whole network back to train mode afterwards, and
+    # mean teacher's teacher (the network it returns) ran its frozen groups in train mode: their running
+    # statistics moved
+    start = torch.load(saved, weights_only=True)
+    _, fit = run(method, toy_task(seed=1), TrainConfig(**{**FAST, "steps_per_epoch": 6}, init_from=str(saved),
+                                                       freeze=1))
+    end = fit.model.state_dict()
+    frozen = [k for k in start if k.startswith("groups.fc1.")]
+    assert any("running_mean" in k for k in frozen)
+    assert [k for k in frozen if not torch.equal(start[k], end[k])] == []
+
+
 def test_unfrozen_copied_layers_move_and_l2sp_pulls_them_back(saved):
     start = torch.load(saved, weights_only=True)
     key = "groups.fc1.1.weight"  # fc1 = Flatten, Linear, BatchNorm, ReLU, Dropout
@@ -80,3 +94,26 @@ def test_l2sp_leaves_weight_decay_on_a_methods_own_copies(saved):
     assert anchored and all(g["weight_decay"] == 0.0 for g in groups if all(id(p) in anchored for p in g["params"]))
     target = [g for g in parts.optimizers["target"].param_groups]
     assert target and all(g["weight_decay"] > 0 for g in target)
+
+
+def test_copied_groups_keep_the_backbones_own_learning_rate_multipliers(saved):
+    # --init-from gave every copied group --copied-lr-mult (1.0) in place of the backbone's own (a pretrained
+    # ResNet's 0.1): each --via / self-train stage trained the pretrained layers at 10x the documented rate
+    from qianyi.methods import get_method
+    from qianyi.nn.backbones import backbone_for
+    from qianyi.train.engine import Trainer, TrainData
+
+    def factory(shape, n):
+        net = backbone_for(shape, n)
+        net.lr_mults = {"fc1": 0.1}
+        return net
+    task = toy_task()
+    mults = {}
+    for init, copied in ((None, 1.0), (str(saved), 1.0), (str(saved), 0.5)):
+        tr = Trainer(get_method("source-only"), TrainConfig(**FAST, init_from=init, copied_lr_mult=copied), factory)
+        tr.config = tr.base_config.for_task(task)
+        parts = tr._build(TrainData.from_task(task), task.n_classes)
+        groups = next(iter(parts.optimizers.values())).param_groups
+        mults[(init is not None, copied)] = [g["lr_mult"] for g in groups]
+    assert mults[(False, 1.0)] == mults[(True, 1.0)] == [0.1, 1.0, 1.0]
+    assert mults[(True, 0.5)] == [0.05, 0.5, 0.5]

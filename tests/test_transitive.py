@@ -260,3 +260,47 @@ class _Feat(torch.nn.Module):
         from qianyi.nn import LayerOutputs
 
         return LayerOutputs(OrderedDict(features=x.float(), logits=torch.zeros(len(x), 3)), "features")
+
+
+def test_init_layers_is_for_the_users_model_only_later_stages_copy_all_of_the_previous_one(tmp_path):
+    # every stage re-applied --init-layers K: each kept K groups of the previous stage and re-initialised the
+    # rest, the classifier included (self-train from rotmnist 0-5 to 5-15: 96.7% -> 9.7%)
+    task = _task()
+    run("source-only", task, TrainConfig(**CFG), out=tmp_path / "src")
+    via = [_blobs(200, s, 10 + i, labelled=False) for i, s in enumerate((2.0, 4.0))]
+    cfg = TrainConfig(**CFG, init_from=str(tmp_path / "src" / "model.pt"), init_layers=1)
+    _, stages = run_via("dann", task, via, cfg, out=tmp_path / "v")
+    assert [s.result.config.get("init_layers") for s in stages] == [1, None, None]
+    # without a starting model, the source stage trains from scratch: nothing there to freeze
+    _, stages = run_via("self-train", task, [], TrainConfig(**CFG, freeze=1))
+    assert [(s.method, s.result.config.get("freeze", 0)) for s in stages] == [("source-only", 0), ("self-train", 1)]
+    assert "– (source only)" in stages_table(stages)
+    with pytest.raises(qianyi.errors.ConfigError, match="init_from"):
+        TrainConfig(init_layers=1)  # copies nothing without a model to copy from
+    with pytest.raises(qianyi.errors.ConfigError, match="none were given"):
+        run_via("self-train", task, [], TrainConfig(**CFG), mode="select")
+
+
+def test_a_saved_selection_of_other_settings_is_refused_not_reused(tmp_path):
+    task, useful = _task(), _blobs(200, 3.0, 7, labelled=False)
+    junk = Domain(np.full((200, 6), 40.0), None, "junk")
+    run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1)
+    with pytest.raises(DataError, match="selection made by another run"):  # was: reused, read as a novelty run
+        run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1,
+                novelty=True)
+    with pytest.raises(DataError, match="selection made by another run"):  # was: IndexError on a smaller pool
+        run_via("self-train", task, [useful], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1)
+
+
+def test_the_starting_network_of_a_selection_is_built_as_the_run_builds_it(tmp_path):
+    from qianyi.methods import get_method
+    from qianyi.train.transitive import _starting_network
+
+    from .test_amn import _toy_text
+
+    task = _toy_text(tmp_path, n=40)
+    run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False),
+        out=tmp_path / "src")
+    net = _starting_network(task, str(tmp_path / "src" / "model.pt"), None, get_method("self-train"))
+    saved = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())  # the text encoder, every weight

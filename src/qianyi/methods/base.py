@@ -194,6 +194,20 @@ class StepContext:
             self.logged.setdefault(k, []).append(float(v))
 
 
+def frozen_groups(backbone: Backbone) -> list[str]:
+    """The layer groups ``--freeze`` froze (no weight of theirs trains), for a method's copies of the backbone
+    (a teacher, a fixed classifier) to keep frozen too: :func:`train_but_frozen`."""
+    return [n for n in backbone.group_names if not any(p.requires_grad for p in backbone.groups[n].parameters())]
+
+
+def train_but_frozen(network: Backbone, frozen: Sequence[str]) -> None:
+    """``network`` in training mode but for the ``frozen`` groups, kept in eval mode as the engine keeps the
+    backbone's (their batch-norm statistics stay, no dropout)."""
+    network.train()
+    for name in frozen:
+        network.groups[name].eval()
+
+
 def fresh_head(backbone: Backbone, above: str) -> nn.Sequential:
     """A freshly initialised copy of the backbone's layer groups above ``above`` (a second classifier
     of the same architecture, as MCD's and MDD's). ``above`` must be a group below the logits."""

@@ -22,7 +22,7 @@ from ..data.domain import TransferTask
 from ..errors import ConfigError, DataError
 from ..nn import Backbone, DomainDiscriminator, LayerOutputs, grad_reverse
 from ..nn.gan import Generator, PatchDiscriminator, bce_gan_loss, lsgan_loss, real_fake_accuracy
-from .base import Method, ParamGroup, StepContext
+from .base import Method, ParamGroup, StepContext, frozen_groups, train_but_frozen
 from .registry import register
 
 #: What a generative run writes besides model.pt: the generators' weights (a plain state dict, keys
@@ -221,8 +221,7 @@ class CyCADA(ImageTranslation):
         if self.semantic:
             self.source_classifier = copy.deepcopy(backbone)  # f_S: trained on real source only
             # the groups --freeze froze (no weight trains) stay frozen in f_S too, batch-norm statistics included
-            self._fs_frozen = [n for n in backbone.group_names
-                               if not any(p.requires_grad for p in backbone.groups[n].parameters())]
+            self._fs_frozen = frozen_groups(backbone)
         if self.dann:
             self.domain_discriminator = DomainDiscriminator(sample_batch.features.shape[1], (256, 256))
 
@@ -245,9 +244,7 @@ class CyCADA(ImageTranslation):
 
     def _train_source_classifier(self) -> None:
         """f_S in training mode, but for the groups frozen in the backbone (as the engine keeps them)."""
-        self.source_classifier.train()
-        for name in getattr(self, "_fs_frozen", ()):
-            self.source_classifier.groups[name].eval()
+        train_but_frozen(self.source_classifier, getattr(self, "_fs_frozen", ()))
 
     def training_step(self, ctx: StepContext) -> None:
         xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs

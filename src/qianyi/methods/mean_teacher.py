@@ -12,7 +12,7 @@ from ..errors import DataError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import weak_view
 from ..nn.layers import ema_update_
-from .base import Method, StepContext
+from .base import Method, StepContext, frozen_groups, train_but_frozen
 from .registry import register
 
 
@@ -82,6 +82,7 @@ class MeanTeacher(Method):
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         self.teacher = copy.deepcopy(backbone)
+        self._frozen = frozen_groups(backbone)  # (before the teacher's own weights stop training)
         self.teacher.requires_grad_(False)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ class MeanTeacher(Method):
         # separate passes: batch norm normalises each domain with its own statistics (the paper's two paths)
         (source,), (target,) = ctx.forward(self.view(xs)), ctx.forward(self.view(xt))
         with torch.no_grad():  # the teacher's batch-norm statistics come from target batches only
-            self.teacher.train()
+            train_but_frozen(self.teacher, self._frozen)  # groups --freeze froze keep their statistics
             p_teacher = self.teacher(self.view(xt)).logits.softmax(1)
         consistency, balance, confident = self_ensembling_terms(target.logits.softmax(1), p_teacher, self.threshold)
         ctx.update({"cls": self.source_ce(ctx.batch(source, target)),

@@ -26,16 +26,17 @@ def _batched(X: object, batch_size: int) -> tuple[object, int]:
 
 @contextlib.contextmanager
 def evaluating(*modules: nn.Module) -> Iterator[None]:
-    """Within: ``modules`` in eval mode (no dropout, batch-norm running statistics); each gets its own mode
-    back afterwards, also after an error."""
-    modes = [m.training for m in modules]
+    """Within: ``modules`` in eval mode (no dropout, batch-norm running statistics); afterwards every submodule
+    gets its own mode back, also after an error (a frozen layer group kept in eval mode stays so: ``train(True)``
+    on the whole would switch it back on)."""
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
     for m in modules:
         m.eval()
     try:
         yield
     finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
+        for sub, mode in modes:
+            sub.training = mode
 
 
 @torch.no_grad()

@@ -348,9 +348,10 @@ class Trainer:
         groups: dict[str, ParamGroup] = {}
         for name in model.group_names:
             if name not in frozen:
+                # the backbone's own multiplier (pretrained layers: lower), times --copied-lr-mult where copied
                 groups[name] = {"params": list(model.groups[name].parameters()),
-                                "lr_mult": cfg.copied_lr_mult if name in copied
-                                else getattr(model, "lr_mults", {}).get(name, 1.0)}  # pretrained layers: lower
+                                "lr_mult": getattr(model, "lr_mults", {}).get(name, 1.0)
+                                * (cfg.copied_lr_mult if name in copied else 1.0)}
         optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
         anchors = ([(p, p.detach().clone()) for n in copied if n not in frozen for p in model.groups[n].parameters()]
                    if cfg.l2sp else [])

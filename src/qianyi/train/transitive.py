@@ -15,6 +15,7 @@ stage did.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 from dataclasses import dataclass, replace
@@ -58,7 +59,8 @@ class Stage:
 
     def row(self) -> dict[str, Any]:
         last = self.result.history[-1] if self.result.history else {}
-        return {"stage": self.index, "name": self.name, "method": self.method, "adapts_to": self.domain,
+        return {"stage": self.index, "name": self.name, "method": self.method,
+                "adapts_to": "– (source only)" if self.method == "source-only" else self.domain,
                 "samples": self.n_target, "pseudo_share": last.get("pseudo_share"),
                 "target_top_share": last.get("target_top_share"), "source_val_acc": self.result.source_accuracy,
                 "oracle_target_acc": last.get(ORACLE_KEY),
@@ -93,6 +95,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         raise DataError(f"rounds must be >= 1 and select_max in (0, 1], got {rounds} and {select_max}")
     if mode not in VIA_MODES:
         raise DataError(f"via mode must be one of {', '.join(VIA_MODES)}, got {mode!r}")
+    if mode != "gradual" and not via:
+        raise ConfigError(f"via mode {mode!r} chooses among or pools the --via domains, and none were given; "
+                          "give --via DOMAIN ... (or leave --via-mode out)")
     config = config or TrainConfig()
     asked = get_method(method, **hparams)  # refuses a bad method or setting before any stage trains
     tmp = tempfile.TemporaryDirectory() if out is None else None
@@ -144,7 +149,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             selected = None
             if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
                 prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
-                    _starting_network(task, str(start), backbone)
+                    _starting_network(task, str(start), backbone, asked)
                 # anchors: what the previous stage adapted to (the source before the first round)
                 seen = task.source if not stages or stages[-1].name == "source" else previous
                 domain, selected = what(prev, folder, seen)
@@ -155,6 +160,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             stage_task = task if domain is task.target else replace(
                 task, target=domain, name=f"{task.source.name}->{domain.name} (scored on {task.target.name}'s test)")
             cfg = replace(config, init_from=start)
+            if start is None:  # trained from scratch: nothing copied, so nothing to freeze (random layers)
+                cfg = replace(cfg, init_layers=None, freeze=0)
+            elif start != config.init_from:  # a previous stage's model: all of it (--init-layers is for the user's)
+                cfg = replace(cfg, init_layers=None)
             hp = hparams if m == method else {}
             if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
                 hp = {**hp, "iterations": 1}
@@ -172,12 +181,18 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     return stages[-1].result, stages
 
 
-def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec | None) -> nn.Module:
-    """The network a run given ``init_from`` starts from (every layer group copied)."""
-    from .run import _factory
+def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec | None, method: Any = None
+                      ) -> nn.Module:
+    """The network a run given ``init_from`` starts from (every layer group copied), built as the run builds it
+    (a text task's encoder, count vectors' transform)."""
+    from ..nn.backbones import backbone_for
+    from .run import _factory, _for_task
     from .weights import load_initial_weights
 
-    net = _factory(backbone)(task.sample_shape, task.n_classes)
+    factory = _factory(_for_task(backbone, task, method))
+    counts = bool((task.preprocessing or {}).get("counts"))
+    net = (backbone_for(task.sample_shape, task.n_classes, counts=counts) if factory is backbone_for
+           else factory(task.sample_shape, task.n_classes))
     load_initial_weights(net, init_from, None)
     return net.eval()
 
@@ -255,9 +270,20 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
     def choose(net: nn.Module, folder: Path, seen: Domain) -> tuple[Domain, dict[str, float]]:
         path = folder / SELECTION_FILE
         chosen = None
+        # what the choice depends on: the pool's content, the share, novelty, the choosing network's weights
+        h = hashlib.sha256(f"{fraction!r} novelty={novelty is not None} {names!r}".encode())
+        h.update(np.ascontiguousarray(np.asarray(pool.X)).tobytes())
+        for k, v in net.state_dict().items():
+            h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+        key = h.hexdigest()
         if path.exists():
             with np.load(path, allow_pickle=False) as f:
+                saved_key = str(f["key"]) if "key" in f.files else None
                 chosen = f["selected"]
+            if saved_key != key:
+                raise DataError(f"{path} holds a selection made by another run (another pool, --via-novelty, share "
+                                "of the pool or starting model, or an earlier qianyi that kept no key); give another "
+                                "--out, or delete that folder to choose again")
         if chosen is None:
             rng = np.random.default_rng(0)
             anchors = np.asarray(seen.X)[np.sort(rng.choice(len(seen), min(len(seen), 2000), replace=False))]
@@ -266,7 +292,7 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
                                                    novelty=None if novelty is None else novelty())
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda fh: np.savez(fh, selected=chosen, score=score, groups=groups,
-                                                   names=np.array(names)), mode="wb")
+                                                   names=np.array(names), key=np.array(key)), mode="wb")
         shares = {n: float(np.isin(np.flatnonzero(groups == g), chosen).mean()) for g, n in enumerate(names)}
         domain = Domain(np.asarray(pool.X)[chosen], None, f"{100 * fraction:g}% of the pool",
                         class_names=task.target.class_names)
