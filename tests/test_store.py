@@ -159,8 +159,6 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
 
 
 def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
-    import warnings
-
     from qianyi.errors import QianyiWarning
     from qianyi.train import engine
     from qianyi.train.checkpoint import FILENAME, load_checkpoint
