@@ -190,3 +190,14 @@ def test_summary_keeps_runs_of_an_earlier_method_revision_apart(tmp_path, capsys
     assert main(["summary", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "| mean-teacher | 90.0" in out and "revision" not in out
+
+
+def test_gap_closed_is_undefined_where_the_oracle_is_not_above_source_only():
+    # a short run whose oracle scored 10.7 under source-only's 14.1 printed tca at 62.4 as "-1440%"
+    runs = (_runs("source-only", P, {0: 0.141}) + _runs("oracle", P, {0: 0.107}) + _runs("tca", P, {0: 0.624})
+            + _runs("source-only", Q, {0: 0.5}) + _runs("oracle", Q, {0: 0.9}) + _runs("tca", Q, {0: 0.7}))
+    res = BenchResult(runs, [P, Q], ["source-only", "tca", "oracle"])
+    assert res.gap_closed("tca", P) is None and res.gap_closed("tca", Q) == pytest.approx(0.5)
+    row = next(line for line in res.table().splitlines() if line.startswith("| tca |"))
+    assert row.split("|")[3].strip() == "–" and row.split("|")[5].strip() == "50%"
+    assert next(line for line in res.summary_table().splitlines() if line.startswith("| tca |")).split("|")[3].strip() == "–"

@@ -181,8 +181,8 @@ class BenchResult:
         acc = self.accuracies(method, pair, choice)
         if not len(so) or not len(orc) or not len(acc):
             return None
-        denom = orc.mean() - so.mean()
-        return float((acc.mean() - so.mean()) / denom) if abs(denom) > 1e-12 else None
+        denom = orc.mean() - so.mean()  # no gap (the oracle no better than source-only): nothing to close
+        return float((acc.mean() - so.mean()) / denom) if denom > 1e-12 else None
 
     def validators(self) -> list[str]:
         """Validators recorded every epoch in all runs (besides the oracle's)."""
@@ -217,7 +217,7 @@ class BenchResult:
         seeds = sorted({r.seed for r in self.runs})
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
-                      f"source-only) on the means. Models are {rule}; no target labels chose anything except in the "
+                      f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
                       "oracle row."]
         made = Counter((r.versions or {}).get("code") or "unrecorded" for r in self.runs)
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
