@@ -16,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${QIANYI_DATA:=../shared/data}"
 export QIANYI_DATA OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-QIANYI="${QIANYI:-.venv/bin/qianyi}"
+# QIANYI: the qianyi command (default: .venv/bin/qianyi, which `make` sets up; else `qianyi` on PATH)
+QIANYI="${QIANYI:-$( [[ -x .venv/bin/qianyi ]] && echo .venv/bin/qianyi || echo qianyi )}"
 METHODS="${METHODS:-ddc,dan,dann,jan,coral,dsan,dsn,drcn,mcd,mean-teacher,adda,cdan,cdan+e,mdd}"
 OUT="${OUT:-runs/bench-all}"
 PAIRS="${PAIRS:-all}"

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${QIANYI_DATA:=../shared/data}"
 export QIANYI_DATA OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-Q="${QIANYI:-.venv/bin/qianyi}"
+# QIANYI: the qianyi command (default: .venv/bin/qianyi, which `make` sets up; else `qianyi` on PATH)
+Q="${QIANYI:-$( [[ -x .venv/bin/qianyi ]] && echo .venv/bin/qianyi || echo qianyi )}"
 OUT="${OUT:-runs/finetune}"
 COMMON=(--source mnist --target digits --max-samples 3000 --no-progress)
 "$Q" run source-only "${COMMON[@]}" --out "$OUT/src"

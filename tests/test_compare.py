@@ -201,3 +201,31 @@ def test_gap_closed_is_undefined_where_the_oracle_is_not_above_source_only():
     row = next(line for line in res.table().splitlines() if line.startswith("| tca |"))
     assert row.split("|")[3].strip() == "–" and row.split("|")[5].strip() == "50%"
     assert next(line for line in res.summary_table().splitlines() if line.startswith("| tca |")).split("|")[3].strip() == "–"
+
+
+def test_summary_names_what_it_leaves_out_and_tabulates_staged_variants(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    def save(r: RunResult, folder: str) -> None:
+        d = tmp_path / folder / "runs" / "a-_b" / r.method / f"seed{r.seed}-x"
+        d.mkdir(parents=True)
+        r.save(d)
+
+    cfg = {"epochs": 2, "init_from": None}
+    fp = {"config": cfg, "data": "d", "sizes": [1], "shape": [1], "classes": 2}
+    for m, acc in (("source-only", 0.5), ("oracle", 0.9)):
+        save(RunResult(**{**BASE, "config": cfg, "fingerprint": fp}, method=m, seed=0, target_accuracy=acc), "st")
+    # a staged run (self-train from its own source stage) records its teacher stage in config, not in what was asked
+    staged = {**cfg, "init_from": "st/runs/a-_b/self-train/seed0-x/stages/00-source/model.pt"}
+    save(RunResult(**{**BASE, "config": staged, "fingerprint": fp, "hparams": {"pretrain": "dann"}},
+                   method="self-train", seed=0, target_accuracy=0.7), "st")
+    with pytest.warns(QianyiWarning, match=r"left out 1 runs of other settings .*self-train \(pretrain=dann\)"):
+        plain = BenchResult.from_dirs([tmp_path / "st"])
+    assert "self-train (pretrain=dann)" not in plain.methods
+    with_variants = BenchResult.from_dirs([tmp_path / "st"], variants=True)  # was: refused as unlike settings
+    assert with_variants.gap_closed("self-train (pretrain=dann)", ("a", "b")) == pytest.approx(0.5)
+    # runs chosen by another rule: left out with a warning that names the rule
+    save(RunResult(**{**BASE, "config": cfg, "fingerprint": fp, "selection": "best by validator 'dev' (epoch 1 of 2)"},
+                   method="dan", seed=0, target_accuracy=0.6), "dev")
+    with pytest.warns(QianyiWarning, match="chosen by dev, not 'last' .*--select dev"):
+        BenchResult.from_dirs([tmp_path / "st", tmp_path / "dev"], select="last", variants=True)

@@ -68,8 +68,9 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
     validators recorded; the data were made alike before (:func:`_newest_data_version`)."""
     ignore = {"seed", "select", "validators", "selection_samples"}
     by_pair: dict[tuple[str, str], dict[str, list[str]]] = {}
-    for r in runs:
-        cfg = json.dumps({k: v for k, v in (r.config or {}).items() if k not in ignore}, sort_keys=True)
+    for r in runs:  # the settings as asked (the fingerprint's: a staged run's config names its teacher stage)
+        asked = (r.fingerprint or {}).get("config", r.config) or {}
+        cfg = json.dumps({k: v for k, v in asked.items() if k not in ignore}, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
     for (s, t), cfgs in by_pair.items():
         if len(cfgs) > 1:
@@ -347,6 +348,7 @@ class BenchResult:
             raise UnknownNameError(f"select must be 'last' or a validator ({', '.join(available_validators())}), "
                                    f"got {select!r}")
         kept: list[tuple[float, RunResult]] = []
+        variant_runs: list[str] = []
         for d in dirs:
             files = sorted(Path(d).glob("runs/*/*/*/result.json"))
             if not files:
@@ -356,16 +358,27 @@ class BenchResult:
                 label = variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1))
                 if label != r.method:
                     if not variants:
+                        variant_runs.append(label)
                         continue
                     r = replace(r, method=label)
                 kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
+        if variant_runs:  # said, not silent: a `bench --set` folder otherwise showed source-only and the oracle only
+            warnings.warn(f"{where}: left out {len(variant_runs)} runs of other settings or loss revisions "
+                          f"({', '.join(dict.fromkeys(variant_runs))}); --variants tabulates each as a row of its own",
+                          QianyiWarning, stacklevel=2)
         selections = sorted({_selection_name(r.selection) for _, r in kept if not r.oracle})
         if select is None:  # the rule the runs were made with
             if len(selections) > 1:
                 raise DataError(f"the runs in {where} chose their models by different rules ({', '.join(selections)}); "
                                 "pass one as --select")
             select = selections[0] if selections else LAST
+        other_rule = [r for _, r in kept if not r.oracle and _selection_name(r.selection) != select]
+        if other_rule:
+            rules = ", ".join(dict.fromkeys(_selection_name(r.selection) for r in other_rule))
+            warnings.warn(f"{where}: left out {len(other_rule)} runs whose models were chosen by {rules}, not "
+                          f"{select!r} ({', '.join(dict.fromkeys(r.method for r in other_rule))}); --select {rules.split(',')[0]} "
+                          "tabulates them", QianyiWarning, stacklevel=2)
         kept = [(t, r) for t, r in kept if r.oracle or _selection_name(r.selection) == select]
         kept = _newest_data_version(kept, where)
         found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
