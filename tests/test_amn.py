@@ -107,9 +107,14 @@ def test_pivots_command_finds_the_shared_sentiment_words_with_their_polarity(tmp
     assert "a run with other settings (epochs 10, asked 3)" in capsys.readouterr().err
 
 
-def test_lexicon_file_errors_and_check():
+def test_lexicon_file_errors_and_check(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         load_lexicon("/nonexistent/lexicon.txt")
+    # `qianyi pivots` reads its lexicon before training AMN (a missing one cost the whole training first)
+    from qianyi.measure.pivots import pivots
+
+    with pytest.raises(DataError, match="cannot read"):
+        pivots("lines:/nonexistent/s", "lines:/nonexistent/t", tmp_path, lexicon="/nonexistent/lexicon.txt")
     p = [Pivot("great", 0.1, 0.1, 0.1, 9, 9, "positive", 0.9), Pivot("awful", 0.1, 0.1, 0.1, 9, 9, "positive", 0.6),
          Pivot("the", 0.1, 0.1, 0.1, 9, 9, "negative", 0.5)]
     c = lexicon_check(p, {"great": 3.1, "awful": -2.0})

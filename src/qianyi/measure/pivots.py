@@ -299,6 +299,7 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
         raise DataError(f"pivots: seeds must be at least 1 and is 1 with --run, got {seeds}")
     out = Path(out)
     config = config or TrainConfig()
+    words = load_lexicon(lexicon) if lexicon else None  # before any training: a missing lexicon stops at once
     paths = [Path(run_dir)] if run_dir is not None else [out / ("run" if k == 0 else f"run-seed{k}") for k in range(seeds)]
     task, reused = None, []
     for k, path in enumerate(paths):
@@ -348,7 +349,7 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     model = models[0]
     S, T = load_domain_for(model, source, data_dir), load_domain_for(model, target, data_dir)
     found = find_pivots([m.network for m in models], S.X, T.X, vocab, model.class_names, top=top, min_docs=min_docs)
-    check = lexicon_check(found, load_lexicon(lexicon)) if lexicon else None
+    check = lexicon_check(found, words) if words is not None else None
     k = max(0, int(reviews))
 
     def pick(d) -> list[int]:  # the k shortest reviews of at least 20 words (or of the longest length there is)
