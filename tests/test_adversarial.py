@@ -212,6 +212,8 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     assert "fooled the discriminator" in flag
     (plain,) = game_flags(collapsed, (), 0.1)  # no discriminator (source-only, DAN): no game to blame
     assert "collapsed" in plain and "discriminator" not in plain
+    (oracle,) = game_flags(collapsed, (), 0.1, oracle=True)  # trained on target labels: no transfer to blame
+    assert "target's own labels" in oracle and "carry over" not in oracle
     assert game_flags(collapsed, (), 0.1, check_collapse=False) == []  # a method that trains no classifier
     # --select kept epoch 4: the collapse check reads the model the run returns, not the last epoch's
     assert game_flags(collapsed, (), 0.1, selected_epoch=4) == []

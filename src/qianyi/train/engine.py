@@ -587,6 +587,7 @@ class Trainer:
         net.eval()
         source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
         flags = game_flags(state.history, method.discriminator_logs, source_top, meaning=method.game_meaning,
-                           advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen)
+                           advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen,
+                           oracle=method.uses_target_labels)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags)
