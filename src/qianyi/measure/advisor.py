@@ -186,7 +186,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
             saved = str(atomic_write(Path(out) / "source" / MODEL_FILE,
                                      lambda fh: torch.save(net.state_dict(), fh), mode="wb"))
         if log:
-            log(f"  trained a source network ({cfg.epochs} epochs, {fit.train_seconds:.0f}s): {fit.selection}")
+            log(f"  trained a source network ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, {fit.train_seconds:.0f}s): {fit.selection}")
     elif isinstance(model, (str, Path)):
         net, saved = load_weights_for(model, task), str(model)
     else:
@@ -221,7 +221,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     if saved:
         extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""
         adv.command = (f"qianyi run {adv.method} --source {task.source.name} --target {task.target.name} "
-                       f"--init-from {saved} --freeze {adv.freeze}{extra}")
+                       f"--init-from {saved} --freeze {adv.freeze}{extra} --out runs/{adv.method}-advised")
     if out is not None:
         adv.write(out)
     return adv
