@@ -307,9 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--select", default=None, help="the label-free choice the runs were made with: last or a "
                     "validator (default: the one the runs used)")
 
-    sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)")
-    sub.add_parser("datasets", help="list built-in datasets, readers and shifts")
-    mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings")
+    sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)",
+                   description="List the label-free validators: scores of a network that read no target labels, "
+                               "for --select (choose the epoch) and `qianyi select` (choose settings).")
+    sub.add_parser("datasets", help="list built-in datasets, readers and shifts",
+                   description="List the built-in datasets (mnist, digits, mnist-m, fashion, ...), the file readers "
+                               "(npz:, idx:, folder:, csv:, lines:, svmlight:, ...) and the shifts a name can carry "
+                               "(+rot30, ?angles=...); use them as --source/--target.")
+    mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings",
+                        description="List the methods (deep and shallow); `qianyi methods NAME` prints one method's "
+                                    "paper, loss and --set settings with their defaults.")
     mp.add_argument("name", nargs="?", help="a method name: print its description and its --set settings with defaults")
     for name in COMMAND_MODULES:
         try:

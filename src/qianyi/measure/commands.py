@@ -78,8 +78,8 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
         description="Distances per layer and linear probes on a quickly trained source network -> recommendations "
                     "with the numbers behind them. Uses source labels and target inputs only.",
         epilog="example: qianyi advise mnist digits --out runs/advise")
-    a.add_argument("source")
-    a.add_argument("target")
+    a.add_argument("source", help="source dataset spec (labelled), e.g. mnist")
+    a.add_argument("target", help="target dataset spec (its labels are not read), e.g. digits")
     a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
                    "(default: train one source-only, --epochs epochs)")
     _measure_args(a)
