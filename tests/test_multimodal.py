@@ -260,6 +260,10 @@ def test_the_paired_protocol_pulls_paired_codes_together_and_is_marked():
     res, fit = run(m, task, TrainConfig(**FAST))
     assert res.hparams["pairs"] == 6 and "pair" in res.history[-1]
     assert res.history[-1]["pair"] < res.history[0]["pair"]
+    flat = get_method("multimodal", regulariser="none", pairs=6).attach_pairs(task.source.X[idx_s][:, :5],
+                                                                             task.target.X[idx_t])
+    with pytest.raises(DataError, match=r"attach_pairs got source inputs of shape \(5,\)"):  # was: RuntimeError
+        run(flat, task, TrainConfig(**FAST))
 
 
 @pytest.mark.parametrize("reg", REGULARISERS)
@@ -284,3 +288,27 @@ def test_freeze_keeps_the_target_branch_frozen_groups_batch_norm_statistics():
     before = {k: v.clone() for k, v in m.target_lower["conv1"].state_dict().items()}
     m.target_lower["conv1"](torch.randn(8, *SHAPE) * 3 + 1)  # a forward pass in the training step's mode
     assert all(torch.equal(before[k], v) for k, v in m.target_lower["conv1"].state_dict().items())
+
+
+def test_l2sp_anchors_the_target_branch_lower_layers_too(tmp_path):
+    # the target lower layers (the branch that predicts) start from the copied weights, but L2-SP anchored only
+    # the backbone's groups: the predicting branch was decayed towards 0 instead of pulled to its start
+    from qianyi.train.engine import TrainData
+
+    task = toy_task()
+    run("source-only", task, TrainConfig(**FAST), out=tmp_path / "src")
+    tr = Trainer(get_method("multimodal"), TrainConfig(**FAST, init_from=str(tmp_path / "src" / "model.pt"),
+                                                       l2sp=0.1))
+    tr.config = tr.base_config.for_task(task)
+    parts = tr._build(TrainData.from_task(task), task.n_classes)
+    own = {id(p) for p in tr.method.target_lower.parameters()}
+    anchored = {id(p) for p, _ in parts.anchors}
+    assert own and own <= anchored
+    start = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
+    lower = next(iter(tr.method.target_lower))
+    for p, p0 in parts.anchors:
+        if id(p) in own:
+            assert any(torch.equal(p0, v) for k, v in start.items() if k.startswith(f"groups.{lower}."))
+    for group in parts.optimizers["main"].param_groups:
+        if {id(p) for p in group["params"]} <= own:
+            assert group["weight_decay"] == 0.0

@@ -282,6 +282,13 @@ class Method(nn.Module):
         own = [p for p in self.parameters() if p.requires_grad]
         return {"main": [*backbone.values(), *([{"params": own}] if own else [])]}
 
+    def copies_of(self, groups: Sequence[str]) -> list[nn.Parameter]:
+        """Parameters of the method's own that copy these copied backbone groups and stand for them in the
+        network it returns (multimodal's target lower layers): L2-SP anchors them at their starting values, as
+        the groups themselves. Default: none (a copy that plays another role, ADDA's target encoder, keeps its
+        weight decay)."""
+        return []
+
     def training_step(self, ctx: StepContext) -> None:
         """One training step. Default (level 1): forward source and target together, minimise
         :meth:`loss` with every optimizer."""

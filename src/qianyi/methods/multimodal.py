@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -126,6 +127,11 @@ class Multimodal(MemoryBuffers):
                               "method.attach_pairs(source_inputs, target_inputs) before training (Python API)")
         if self._pair_data is not None:
             a, b = self._pair_data
+            shape = tuple(getattr(self, "input_shape", None) or a.shape[1:])
+            if tuple(a.shape[1:]) != shape or tuple(b.shape[1:]) != shape:
+                raise DataError(f"multimodal: attach_pairs got source inputs of shape {tuple(a.shape[1:])} and target "
+                                f"inputs of shape {tuple(b.shape[1:])}; the task's samples are {shape}: pass pairs "
+                                "in the task's input form (e.g. task.source.X[idx], task.target.X[idx])")
             self.register_buffer("_pair_s", a, persistent=False)  # moved with the method, not checkpointed
             self.register_buffer("_pair_t", b, persistent=False)
 
@@ -157,6 +163,10 @@ class Multimodal(MemoryBuffers):
         own = [{**{k: v for k, v in backbone[n].items() if k != "params"}, "params": list(m.parameters())}
                for n, m in self.target_lower.items() if n in backbone]
         return {"main": [*backbone.values(), *own]}
+
+    def copies_of(self, groups: Sequence[str]) -> list[nn.Parameter]:
+        """The target lower layers copying these groups: the branch that predicts (L2-SP anchors them too)."""
+        return [p for n in groups if n in self.target_lower for p in self.target_lower[n].parameters()]
 
     def branch(self, backbone: Backbone, modality: str = "target") -> Backbone:
         """The network of one modality: its own lower layers and the shared upper ones (same group names as

@@ -353,8 +353,9 @@ class Trainer:
                                 "lr_mult": getattr(model, "lr_mults", {}).get(name, 1.0)
                                 * (cfg.copied_lr_mult if name in copied else 1.0)}
         optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
-        anchors = ([(p, p.detach().clone()) for n in copied if n not in frozen for p in model.groups[n].parameters()]
-                   if cfg.l2sp else [])
+        kept = [n for n in copied if n not in frozen]
+        anchors = ([(p, p.detach().clone()) for n in kept for p in model.groups[n].parameters()]
+                   + [(p, p.detach().clone()) for p in method.copies_of(kept)] if cfg.l2sp else [])
         anchored = {id(p) for p, _ in anchors}
         for opt in optimizers.values():  # L2-SP (Li et al. 2018): the anchored weights are pulled to w0, not also
             for group in opt.param_groups:  # to 0; weight decay stays on every other parameter (a method's copies too)
