@@ -59,8 +59,17 @@ def make_pairs(task, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def one_run(task, row: str, seed: int, cfg: TrainConfig, out: Path, settings: dict) -> dict:
     done = out / "summary.json"
+    # what the entry depends on: a folder of other settings (--epochs, --max-samples, pairs...) is not reused
+    key = json.dumps({"task": task.name, "sizes": [len(task.source), len(task.target), len(task.target_test)],
+                      "config": cfg.fingerprint(), "settings": settings}, sort_keys=True, default=str)
     if done.exists():
-        return json.loads(done.read_text())
+        entry = json.loads(done.read_text())
+        if entry.get("key") is None:
+            print(f"note: {done} records no settings (an earlier version of this script): reused as it is", flush=True)
+        elif entry["key"] != key:
+            raise SystemExit(f"{done} was made with other settings ({entry['key']}); use another --out, or delete "
+                             "that folder to rerun it")
+        return entry
     t0 = time.perf_counter()
     if row == "source-only":
         res, fit = run("source-only", task, cfg, out=out)
@@ -81,7 +90,7 @@ def one_run(task, row: str, seed: int, cfg: TrainConfig, out: Path, settings: di
                  "r_at_10": recall_at_k(queries, task.source_val.y, gallery, task.target_test.y, k=10),
                  "r_chance": chance_recall(task.source_val.y, task.target_test.y, k=10),
                  "source_val_acc": accuracy(fit.method.branch(backbone, "source"), task.source_val)}
-    entry.update(row=row, seed=seed, seconds=time.perf_counter() - t0)
+    entry.update(row=row, seed=seed, seconds=time.perf_counter() - t0, key=key)
     write_json(done, entry)
     return entry
 
