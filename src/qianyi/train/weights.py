@@ -29,6 +29,9 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
         state = load_checkpoint(path)["model"]
     if not isinstance(state, dict):
         raise DataError(f"init_from: {str(path)!r} holds no state dict")
+    if layers is not None and layers > len(model.group_names):
+        raise DataError(f"init_layers={layers} but the network has only {len(model.group_names)} layer groups "
+                        f"{list(model.group_names)}; give at most {len(model.group_names)} (or leave it out: all)")
     names = list(model.group_names[:layers] if layers is not None else model.group_names)
     own = model.state_dict()
     update = {}
