@@ -195,6 +195,9 @@ def test_a_resumed_run_says_where_it_resumes(tmp_path, capsys):
     capsys.readouterr()
     Trainer(get_method("dann"), replace(cfg, progress=True)).fit(task)
     assert f"resuming from step 10 of 30 ({tmp_path / FILENAME})" in capsys.readouterr().err
+    # and without progress bars, the result's line says so (a rerun of a finished run trains nothing)
+    res, _ = run("dann", task, replace(cfg, progress=False), out=tmp_path)
+    assert res.resumed_from_step == 30 and "resumed from its checkpoint at step 30" in res.summary()
 
 
 def test_a_deterministic_fit_leaves_the_global_flags_as_they_were():

@@ -94,8 +94,9 @@ class RunResult:
                       + (f"; ATC estimate {100 * est:.1f}%" if est is not None else ""))
         else:
             target = f"target accuracy {100 * self.target_accuracy:.2f}%"
+        resumed = f"; resumed from its checkpoint at step {self.resumed_from_step}" if self.resumed_from_step else ""
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
-                f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s; {self.selection}){tag}")
+                f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {self.selection}){tag}")
 
 
 def write_history_csv(path: str | Path, history: list[dict[str, float]]) -> Path:
