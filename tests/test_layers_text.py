@@ -181,3 +181,10 @@ def test_cli_layers_runs_and_refuses_its_own_settings(toy, tmp_path, capsys):
     assert "INIT+MULT" in out and "E✓ H✓ O✓" in out and (tmp_path / "layers.md").exists()
     assert main(args[:3] + ["--freeze", "1"]) == 2
     assert main(args[:3] + ["--lambdas", "1"]) == 2
+
+
+def test_layers_takes_pairs_as_bench_does_space_separated_and_commas_still_work():
+    from qianyi.cli import build_parser
+
+    args = build_parser().parse_args(["layers", "--pairs", "a->b", "c->d,e->f"])
+    assert [p for arg in args.pairs for p in arg.split(",")] == ["a->b", "c->d", "e->f"]

@@ -61,7 +61,8 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
                     "split and is scored once on T's test split.",
         epilog="example: qianyi layers --pairs 'amazon/books->amazon/dvd,amazon/books->amazon/kitchen' "
                "--n-labels 200 --seeds 3 --threads 1 --no-progress --out runs/layers")
-    ly.add_argument("--pairs", required=True, help="comma-separated 'SOURCE->TARGET' text pairs, both labelled")
+    ly.add_argument("--pairs", nargs="+", required=True, metavar="S->T",
+                    help="'SOURCE->TARGET' text pairs, both labelled (space-separated, as bench's; commas work too)")
     ly.add_argument("--n-labels", type=int, default=200, help="labelled T training samples (default 200)")
     ly.add_argument("--n-val", type=int, default=200, help="T validation samples (epoch and lam choice; default 200)")
     ly.add_argument("--lambdas", default="0.25,0.5,0.75",
@@ -218,7 +219,7 @@ def _layers(args: argparse.Namespace) -> int:
     except ValueError:
         raise DataError(f"--lambdas: expected numbers like 0.25,0.5,0.75, got {args.lambdas!r}") from None
     pairs = [load_pair(p.strip(), args.n_labels, args.n_val, args.split_seed, args.data_dir, args.max_samples)
-             for p in args.pairs.split(",") if p.strip()]
+             for arg in args.pairs for p in arg.split(",") if p.strip()]
     for p in pairs:
         print(p.describe(), file=sys.stderr)
     res = layer_transfer(pairs, list(range(args.seeds)), lambdas, _config(args), args.out, args.backbone,
