@@ -125,3 +125,17 @@ def test_counts_and_lists_are_checked_before_any_work(argv, words, capsys):
     except SystemExit as exc:  # argparse's own errors
         rc = exc.code
     assert rc == 2 and words in capsys.readouterr().err
+
+
+def test_methods_name_prints_plain_text_and_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    from qianyi.cli import _plain_rst
+
+    assert _plain_rst("a :math:`\\lambda` and :class:`~qianyi.nn.Backbone`, ``x``\n\n.. math::\n    y = 1\n") \
+        == "a \\lambda and Backbone, x\n\n    y = 1\n"
+    # `qianyi methods drcn | head -1` once ended in a BrokenPipeError traceback
+    proc = subprocess.run(f"{sys.executable} -m qianyi methods drcn | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.startswith("DRCN") and "Traceback" not in proc.stderr, proc.stderr

@@ -7,6 +7,7 @@ import argparse
 import ast
 import importlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -156,6 +157,15 @@ def train_config(args: argparse.Namespace, seed: int = 0):
     from .train.config import config_from_args
 
     return config_from_args(args, seed=seed)
+
+
+def _plain_rst(text: str) -> str:
+    """A docstring as a terminal shows it well: reStructuredText roles and literals unwrapped (``:math:`x```,
+    ``:class:`~a.B``` -> ``B``, double backquotes dropped), a ``.. math::`` directive line left out (its indented
+    formula stays)."""
+    text = re.sub(r"^[ \t]*\.\. math::[ \t]*\n", "", text, flags=re.M)
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", lambda m: m.group(1), text)
+    return text.replace("``", "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,6 +452,12 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
     except KeyboardInterrupt:
         print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`qianyi methods | head`): stop quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except (OSError, ValueError):
+            pass
+        return 141
     if on_error is not None:
         on_error()
     return 2
@@ -541,7 +557,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.name:
             cls = type(get_method(args.name))  # an unknown name fails with the list of known ones
             paper = inspect.getdoc(sys.modules[cls.__module__])  # method modules open with the citation
-            print("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d))
+            print(_plain_rst("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d)))
             print("\nsettings (--set NAME=VALUE): " + ", ".join(f"{k}={v!r}" for k, v in cls.hparam_defaults().items()))
             if cls.grid:
                 print("grid for `qianyi select`: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) or "defaults"
