@@ -117,7 +117,8 @@ def split_pair(task: TransferTask, n_labels: int = 200, n_val: int = 200, seed: 
                         f"{t.class_names} differ; MULT here shares one output layer and needs one label set")
     if n_labels < 2 or n_val < 2 or n_labels + n_val > len(t):
         raise DataError(f"{task.name}: {n_labels} labelled + {n_val} validation target samples requested, the "
-                        f"target's training split holds {len(t)} (each must be at least 2)")
+                        f"target's training split holds {len(t)} (each must be at least 2): lower --n-labels/--n-val, "
+                        "or raise --max-samples if you capped the domains")
     rest, val = stratified_split(t.y, len(t), n_val / len(t), seed + 2)
     pool = t.subset(rest)
     if n_labels < len(pool):
