@@ -57,6 +57,8 @@ def test_unfrozen_copied_layers_move_and_l2sp_pulls_them_back(saved):
 def test_bad_fine_tuning_settings_are_named(saved, tmp_path):
     with pytest.raises(DataError, match="only 3 layer groups"):
         run("source-only", toy_task(), TrainConfig(**FAST, freeze=9))
+    with pytest.raises(DataError, match="freezes every layer group"):  # dann trained its discriminator alone
+        run("dann", toy_task(), TrainConfig(**FAST, init_from=str(saved), freeze=3))
     with pytest.raises(DataError, match="init_layers=9 but the network has only 3 layer groups"):  # was: all copied
         run("source-only", toy_task(), TrainConfig(**FAST, init_from=str(saved), init_layers=9))
     with pytest.raises(DataError, match="does not exist"):

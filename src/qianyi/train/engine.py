@@ -333,6 +333,9 @@ class Trainer:
         if cfg.freeze > len(model.group_names):
             raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "
                             f"{list(model.group_names)}")
+        if cfg.freeze == len(model.group_names):  # (dann would train its discriminator alone and report the start)
+            raise DataError(f"freeze={cfg.freeze} freezes every layer group {list(model.group_names)}: the network "
+                            f"would not learn; freeze at most {len(model.group_names) - 1}")
         frozen = list(model.group_names[:cfg.freeze])
         for name in frozen:
             model.groups[name].requires_grad_(False)
