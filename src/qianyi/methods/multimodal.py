@@ -222,7 +222,8 @@ class Multimodal(MemoryBuffers):
                    target_mask: torch.Tensor | None = None, target_labels: torch.Tensor | None = None
                    ) -> torch.Tensor:
         """:math:`\\sum_l R(z^l_s, z^l_t)` (without the weight). ``cmmd`` reads the target's confident
-        pseudo-labels (``target_mask``, ``target_labels``); with none selected it is 0."""
+        pseudo-labels (``target_mask``, ``target_labels``: the training pass's own predictions, dropout on, as
+        DSAN weights LMMD with them; no second pass in eval mode); with none selected it is 0."""
         total = s.logits.new_zeros(())
         for layer in self.layers:
             zs, zt = s.flat(layer).float(), t.flat(layer).float()
