@@ -219,7 +219,7 @@ def test_summary_names_what_it_leaves_out_and_tabulates_staged_variants(tmp_path
     staged = {**cfg, "init_from": "st/runs/a-_b/self-train/seed0-x/stages/00-source/model.pt"}
     save(RunResult(**{**BASE, "config": staged, "fingerprint": fp, "hparams": {"pretrain": "dann"}},
                    method="self-train", seed=0, target_accuracy=0.7), "st")
-    with pytest.warns(QianyiWarning, match=r"left out 1 runs of other settings .*self-train \(pretrain=dann\)"):
+    with pytest.warns(QianyiWarning, match=r"left out 1 run of other settings .*self-train \(pretrain=dann\)"):
         plain = BenchResult.from_dirs([tmp_path / "st"])
     assert "self-train (pretrain=dann)" not in plain.methods
     with_variants = BenchResult.from_dirs([tmp_path / "st"], variants=True)  # was: refused as unlike settings

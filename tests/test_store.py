@@ -155,7 +155,7 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sys.modules["qianyi.train.run"], "code_digest", lambda: "0123456789ab")
     mixed = bench(["dan", "coral"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
-    assert "Runs made by 2 versions of qianyi's code: " in mixed.report() and "0123456789ab (1 runs)" in mixed.report()
+    assert "Runs made by 2 versions of qianyi's code: " in mixed.report() and "0123456789ab (1 run)" in mixed.report()
 
 
 def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
@@ -171,5 +171,12 @@ def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
     engine.Trainer(get_method("dan"), cfg).fit(task)  # its checkpoint stays (the engine's caller removes it)
     assert load_checkpoint(tmp_path / "ck" / FILENAME)["code"] == engine.code_digest()
     monkeypatch.setattr(engine, "code_digest", lambda: "0123456789ab")
+    monkeypatch.setattr(engine.store, "_WARNED_OTHER_CODE", [])
     with pytest.warns(QianyiWarning, match="checkpointed by other qianyi code"):
         engine.Trainer(get_method("dan"), cfg).fit(task)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # once per process: not again at the next checkpoint
+        warnings.simplefilter("always")
+        engine.Trainer(get_method("dan"), cfg).fit(task)
+    assert not [w for w in caught if "other qianyi code" in str(w.message)]

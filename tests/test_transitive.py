@@ -290,6 +290,15 @@ def test_a_saved_selection_of_other_settings_is_refused_not_reused(tmp_path):
                 novelty=True)
     with pytest.raises(DataError, match="selection made by another run"):  # was: IndexError on a smaller pool
         run_via("self-train", task, [useful], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1)
+    # a selection saved before selections kept a key: reused for the same pool, with a warning; refused for another
+    path = tmp_path / "stages" / "01-select-1" / "selection.npz"
+    with np.load(path) as f:
+        old = {k: f[k] for k in f.files if k != "key"}
+    np.savez(path, **old)
+    with pytest.warns(qianyi.errors.QianyiWarning, match="saved before selections recorded their settings"):
+        run_via("self-train", task, [useful, junk], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1)
+    with pytest.raises(DataError, match="selection made by another run"):
+        run_via("self-train", task, [useful], TrainConfig(**CFG), out=tmp_path, mode="select", rounds=1)
 
 
 def test_the_starting_network_of_a_selection_is_built_as_the_run_builds_it(tmp_path):

@@ -164,7 +164,8 @@ def _plain_rst(text: str) -> str:
     ``:class:`~a.B``` -> ``B``, double backquotes dropped), a ``.. math::`` directive line left out (its indented
     formula stays)."""
     text = re.sub(r"^[ \t]*\.\. math::[ \t]*\n", "", text, flags=re.M)
-    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", lambda m: m.group(1), text)
+    text = re.sub(r":math:`([^`]+)`", lambda m: m.group(1), text)
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", lambda m: m.group(1), text)  # :class:`~a.B` -> B
     return text.replace("``", "")
 
 
@@ -531,7 +532,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.html import write_report
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs([args.dir], select=args.select)
+        res = BenchResult.from_dirs([args.dir], select=args.select, variants=True)  # every row, as bench's report
         res.order_like(Path(args.dir) / "results.csv")  # the bench command's order, as its own tables
         res.out = Path(args.dir)
         files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,

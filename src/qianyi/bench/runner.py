@@ -223,7 +223,7 @@ class BenchResult:
         made = Counter((r.versions or {}).get("code") or "unrecorded" for r in self.runs)
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
-                          + ", ".join(f"{c} ({n} runs)" for c, n in made.most_common()) + ".")
+                          + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in made.most_common()) + ".")
         honesty = self.honesty_table()
         if honesty:
             lines += ["", honesty]
@@ -364,7 +364,8 @@ class BenchResult:
                 kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
         if variant_runs:  # said, not silent: a `bench --set` folder otherwise showed source-only and the oracle only
-            warnings.warn(f"{where}: left out {len(variant_runs)} runs of other settings or loss revisions "
+            warnings.warn(f"{where}: left out {len(variant_runs)} run{'s' * (len(variant_runs) != 1)} of other "
+                          "settings or loss revisions "
                           f"({', '.join(dict.fromkeys(variant_runs))}); --variants tabulates each as a row of its own",
                           QianyiWarning, stacklevel=2)
         selections = sorted({_selection_name(r.selection) for _, r in kept if not r.oracle})
@@ -376,7 +377,8 @@ class BenchResult:
         other_rule = [r for _, r in kept if not r.oracle and _selection_name(r.selection) != select]
         if other_rule:
             rules = ", ".join(dict.fromkeys(_selection_name(r.selection) for r in other_rule))
-            warnings.warn(f"{where}: left out {len(other_rule)} runs whose models were chosen by {rules}, not "
+            warnings.warn(f"{where}: left out {len(other_rule)} run{'s' * (len(other_rule) != 1)} whose models were "
+                          f"chosen by {rules}, not "
                           f"{select!r} ({', '.join(dict.fromkeys(r.method for r in other_rule))}); --select {rules.split(',')[0]} "
                           "tabulates them", QianyiWarning, stacklevel=2)
         kept = [(t, r) for t, r in kept if r.oracle or _selection_name(r.selection) == select]

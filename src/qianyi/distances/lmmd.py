@@ -59,7 +59,8 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
 def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_labels: torch.Tensor | np.ndarray,
            target_probs: torch.Tensor | np.ndarray, kernel: GaussianKernel | None) -> torch.Tensor:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
-    Y = Y.to(X.dtype)
+    dt = torch.promote_types(X.dtype, Y.dtype)
+    X, Y = X.to(dt), Y.to(dt)
     labels = torch.as_tensor(source_labels, device=X.device)
     probs = torch.as_tensor(target_probs, device=X.device).to(X.dtype)
     if X.shape[1] != Y.shape[1]:

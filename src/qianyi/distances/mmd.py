@@ -230,8 +230,10 @@ def _joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tens
     if len(xs) != len(ys) or not xs:
         raise DataError(f"joint MMD needs one source and one target array per layer, got {len(xs)} and {len(ys)}")
     X = [_as_2d(a, f"x[{i}]") for i, a in enumerate(xs)]
-    Y = [_as_2d(b, f"y[{i}]").to(X[i].dtype) for i, b in enumerate(ys)]
-    for i in range(len(X)):
+    Y = [_as_2d(b, f"y[{i}]") for i, b in enumerate(ys)]
+    for i in range(min(len(X), len(Y))):
+        dt = torch.promote_types(X[i].dtype, Y[i].dtype)  # (a bf16 side does not round the other down)
+        X[i], Y[i] = X[i].to(dt), Y[i].to(dt)
         if X[i].shape[1] == Y[i].shape[1]:  # (a mismatch is named below)
             X[i], Y[i] = _centred(X[i], Y[i])
     kernels = list(kernels) if kernels is not None else [multi_kernel() for _ in X]

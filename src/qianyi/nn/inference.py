@@ -55,17 +55,13 @@ def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch
 def predict_features(model: nn.Module, X: np.ndarray | torch.Tensor, layer: str = "features",
                      device: torch.device | str = "cpu", batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(flattened outputs of ``layer``, logits) of ``model`` on ``X`` in eval mode (restores the previous mode)."""
-    was_training = model.training
-    model.eval()
     X, batch_size = _batched(X, batch_size)
     feats, logits = [], []
-    try:
+    with evaluating(model):
         for i in range(0, len(X), batch_size):
             out = model(torch.as_tensor(X[i:i + batch_size]).to(device))
             feats.append(out.flat(layer).float().cpu())
             logits.append(out.logits.float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(feats), torch.cat(logits)
 
 

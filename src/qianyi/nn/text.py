@@ -211,13 +211,10 @@ def word_attention(backbone: Backbone, ids: torch.Tensor) -> torch.Tensor:
     if not isinstance(attention, MemoryAttention):
         raise DataError("word attention needs the memnet text encoder (its H starts with MemoryAttention); "
                         "train with --backbone memnet or the method amn")
-    was = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            return attention.attend(backbone.groups["E"](ids))[1][-1]
-    finally:
-        backbone.train(was)
+    from .inference import evaluating
+
+    with evaluating(backbone), torch.no_grad():
+        return attention.attend(backbone.groups["E"](ids))[1][-1]
 
 
 #: Pre-trained word vectors by name (``--text vectors=NAME``): their width, and where they come from.

@@ -43,6 +43,7 @@ from . import distributed
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import LAST, TrainConfig
 from .health import TOP_SHARE_KEY, game_flags, spread_rows, top_class_share, winning
+from . import store
 from .store import code_digest, fingerprint as run_fingerprint
 from .streams import BatchStream
 from .weights import load_initial_weights
@@ -414,7 +415,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                   "use another output folder, or delete the checkpoint to start afresh") from None
-        if made != code_digest() and distributed.is_main():
+        if made != code_digest() and distributed.is_main() and not store.warned_other_code(str(ckpt)):
             warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by other qianyi code "
                           f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",

@@ -88,12 +88,20 @@ def code_digest() -> str:
 _WARNED_OTHER_CODE: list[str] = []
 
 
+def warned_other_code(where: str) -> bool:
+    """Whether this process already warned about other code (finished runs reused, checkpoints resumed); records
+    ``where`` as warned about if not: one warning per process, however many runs or stages follow."""
+    if _WARNED_OTHER_CODE:
+        return True
+    _WARNED_OTHER_CODE.append(where)
+    return False
+
+
 def note_other_code(result: RunResult, directory: str | Path) -> None:
     """Warn (once per process) that a finished run about to be reused was made by other qianyi code."""
     made = (result.versions or {}).get("code")
-    if made == code_digest() or _WARNED_OTHER_CODE:
+    if made == code_digest() or warned_other_code(str(directory)):
         return
-    _WARNED_OTHER_CODE.append(str(directory))
     by = f"qianyi code {made}" if made else "qianyi code from before runs recorded it"
     warnings.warn(f"reusing finished runs made by other code (e.g. {str(directory)!r}: {by}; this install is "
                   f"{code_digest()}): their numbers are that code's; to retrain them, use a fresh --out or delete "

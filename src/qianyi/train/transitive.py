@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,7 +29,7 @@ from torch import nn
 
 from .._io import atomic_write, write_text
 from ..data.domain import Domain, TransferTask
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, QianyiWarning
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
@@ -267,23 +268,31 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
               ) -> Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]:
     """A selection round: the pool samples chosen next to what the previous stage adapted to (``seen``);
     the choice is saved in the stage folder (``selection.npz``) and read back when the run resumes."""
+    pool_hash = hashlib.sha256(memoryview(np.ascontiguousarray(np.asarray(pool.X))).cast("B")).hexdigest()
+
     def choose(net: nn.Module, folder: Path, seen: Domain) -> tuple[Domain, dict[str, float]]:
         path = folder / SELECTION_FILE
         chosen = None
         # what the choice depends on: the pool's content, the share, novelty, the choosing network's weights
-        h = hashlib.sha256(f"{fraction!r} novelty={novelty is not None} {names!r}".encode())
-        h.update(np.ascontiguousarray(np.asarray(pool.X)).tobytes())
+        h = hashlib.sha256(f"{fraction!r} novelty={novelty is not None} {names!r} {pool_hash}".encode())
         for k, v in net.state_dict().items():
             h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
         key = h.hexdigest()
         if path.exists():
             with np.load(path, allow_pickle=False) as f:
                 saved_key = str(f["key"]) if "key" in f.files else None
-                chosen = f["selected"]
-            if saved_key != key:
+                chosen, saved_names, saved_groups = f["selected"], list(f["names"]), f["groups"]
+            if saved_key is None and (saved_names != names or not np.array_equal(saved_groups, groups)
+                                      or (len(chosen) and int(chosen.max()) >= len(pool))):
+                saved_key = "another pool"
+            if saved_key is None:  # saved before selections kept a key: the pool checks out, the rest cannot be told
+                warnings.warn(f"{path} was saved before selections recorded their settings: reused for this pool "
+                              "(--via-novelty, the share of the pool and the starting model cannot be checked)",
+                              QianyiWarning, stacklevel=2)
+            elif saved_key != key:
                 raise DataError(f"{path} holds a selection made by another run (another pool, --via-novelty, share "
-                                "of the pool or starting model, or an earlier qianyi that kept no key); give another "
-                                "--out, or delete that folder to choose again")
+                                "of the pool or starting model); give another --out, or delete that folder to choose "
+                                "again")
         if chosen is None:
             rng = np.random.default_rng(0)
             anchors = np.asarray(seen.X)[np.sort(rng.choice(len(seen), min(len(seen), 2000), replace=False))]
