@@ -157,6 +157,12 @@ def test_lmmd_keeps_far_from_zero_features_and_autocast_leaves_kernels_in_float3
         in_autocast = mk_mmd2(x, y)
     assert in_autocast.dtype == torch.float32
     assert float(in_autocast) == pytest.approx(float(mk_mmd2(x, y)), rel=1e-6)
+    from qianyi.distances import coral
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # CORAL and the linear MMD too: float32 under autocast
+        c, lin = coral(x, y), linear_mmd2(x, y)
+    assert c.dtype == lin.dtype == torch.float32
+    assert float(c) == pytest.approx(float(coral(x, y)), rel=1e-6)
     # one side in bfloat16: the other is not rounded down to it
     xb = x.bfloat16()
     assert float(mk_mmd2(xb, y)) == pytest.approx(float(mk_mmd2(xb.float(), y)), rel=1e-6)

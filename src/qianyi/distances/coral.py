@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import _as_2d
+from .mmd import _as_2d, full_precision
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -16,9 +16,16 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
 
 
 def coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """CORAL loss between samples ``x`` (m, d) and ``y`` (n, d); 0 when the covariances match."""
+    """CORAL loss between samples ``x`` (m, d) and ``y`` (n, d); 0 when the covariances match. Computed in float32
+    at least, outside autocast (covariances of half-precision features lose their small entries)."""
+    with full_precision(x, y):
+        return _coral(x, y)
+
+
+def _coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
-    Y = Y.to(X.dtype)
+    dt = torch.promote_types(torch.promote_types(X.dtype, Y.dtype), torch.float32)
+    X, Y = X.to(dt), Y.to(dt)
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"CORAL: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
     if len(X) < 2 or len(Y) < 2:

@@ -302,4 +302,6 @@ def linear_mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> t
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"MMD: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
-    return ((X.mean(0) - Y.to(X.dtype).mean(0)) ** 2).sum()
+    dt = torch.promote_types(torch.promote_types(X.dtype, Y.dtype), torch.float32)
+    with full_precision(X, Y):
+        return ((X.to(dt).mean(0) - Y.to(dt).mean(0)) ** 2).sum()
