@@ -339,7 +339,7 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
         now = run_fingerprint(get_method("amn"), config, task)
         for p in reused:
             then = RunResult.read(p / "result.json").fingerprint
-            if (then.get("data"), then.get("sizes")) != (now["data"], now["sizes"]):
+            if then.get("data") is not None and (then.get("data"), then.get("sizes")) != (now["data"], now["sizes"]):
                 raise DataError(f"{p} was trained on other data (source/val/target/test sizes {then.get('sizes')}, "
                                 f"now {now['sizes']}: another --max-samples or changed files); give another --out")
     vocab = text_pre["vocab"]
