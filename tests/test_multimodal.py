@@ -312,3 +312,9 @@ def test_l2sp_anchors_the_target_branch_lower_layers_too(tmp_path):
     for group in parts.optimizers["main"].param_groups:
         if {id(p) for p in group["params"]} <= own:
             assert group["weight_decay"] == 0.0
+    # runs of the earlier form (copies not anchored) are not reused as these; other methods' fingerprints stay
+    from qianyi.train.store import fingerprint
+
+    cfg = TrainConfig(**FAST, init_from=str(tmp_path / "src" / "model.pt"), l2sp=0.1)
+    assert fingerprint(get_method("multimodal"), cfg, task).get("l2sp_copies") is True
+    assert "l2sp_copies" not in fingerprint(get_method("dann"), cfg, task)

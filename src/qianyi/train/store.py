@@ -51,10 +51,18 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
           "sizes": [len(task.source), len(task.source_val), len(task.target),
                     0 if task.target_test is None else len(task.target_test)],
           "shape": list(task.sample_shape), "classes": task.n_classes}
+    if cfg.get("l2sp") and type(method).copies_of is not _method_base().copies_of:
+        fp["l2sp_copies"] = True  # since 2026-12-03 L2-SP anchors the method's copies too (multimodal): not an older run
     generation = backbones.default_network_generation(task.sample_shape, bool((task.preprocessing or {}).get("counts")))
     if generation != 1:
         fp["backbone"] = f"default-v{generation}"
     return _plain(fp)
+
+
+def _method_base() -> type:
+    from ..methods.base import Method
+
+    return Method
 
 
 _CONTENT_KEYS: dict[tuple[str, int, int], str] = {}
