@@ -313,6 +313,10 @@ class Trainer:
             raise DataError(f"{self.method.name} {self.method.not_for_text}, so it does not apply to text (token ids); "
                             "on text use an alignment method (dann, amn, dan, coral, cdan, ...) or self-training "
                             "(mean-teacher, cbst, adamatch: their views delete words)")
+        if getattr(self.method, "needs_source_model", False) and not self.config.init_from and distributed.is_main():
+            warnings.warn(f"{self.method.name} starts from a trained model, and none was given (init_from): its teacher "
+                          "is the untrained network; use qianyi.run, which trains the starting model first",
+                          QianyiWarning, stacklevel=2)
         with deterministic_kernels(self.config.deterministic):
             parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
             ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None

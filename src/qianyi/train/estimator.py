@@ -98,8 +98,13 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                              select=self.select, seed=self.random_state, device=self.device,
                              progress=self.progress)
         method = get_method(self.method, **(self.settings or {}))
-        trainer = Trainer(method, config) if self.backbone is None else Trainer(method, config, self.backbone)
-        fit = trainer.fit(task)
+        if getattr(method, "needs_source_model", False):  # self-train, shot: a starting model first (stage 0)
+            from .run import run
+
+            _, fit = run(method, task, config, backbone=self.backbone)
+        else:
+            trainer = Trainer(method, config) if self.backbone is None else Trainer(method, config, self.backbone)
+            fit = trainer.fit(task)
         self.model_ = fit.model
         self.history_ = fit.history
         self.selected_epoch_ = fit.selected_epoch
