@@ -190,6 +190,39 @@ def test_cli_via_writes_the_stage_table(tmp_path, capsys, monkeypatch):
     assert main(["run", "self-train", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",
                  "--via", f"npz:{tmp_path}/m.npz", "--via-novelty", "--out", str(tmp_path / "n")]) == 2
     assert "--via-novelty applies to --via-mode select" in capsys.readouterr().err
+    # the result says what the run was: S -> T, the stages it went through
+    assert result["target"] == f"npz:{tmp_path}/t.npz"
+    assert [s["name"] for s in result["staged"]["stages"]] == ["source", f"via-npz:{tmp_path}/m.npz", "target"]
+    assert result["staged"]["mode"] == "gradual" and result["staged"]["stages"][0]["adapts_to"] == "– (source only)"
+    # --via-mode / --via-novelty without --via: refused (a plain dann ran, and said nothing)
+    for extra in (["--via-mode", "select"], ["--via-mode", "select", "--via-novelty"]):
+        assert main(["run", "dann", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",
+                     *extra, "--out", str(tmp_path / "x")]) == 2
+        assert "none were given" in capsys.readouterr().err
+    # all mode: the last stage adapts to everything pooled, the run is still S -> T
+    assert main(["run", "dann", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",
+                 "--via", f"npz:{tmp_path}/m.npz", "--via-mode", "all", "--epochs", "1", "--steps-per-epoch", "3",
+                 "--no-progress", "--out", str(tmp_path / "all")]) == 0
+    assert json.loads((tmp_path / "all" / "result.json").read_text())["target"] == f"npz:{tmp_path}/t.npz"
+
+
+def test_a_staged_run_from_the_cli_is_the_run_a_bench_looks_up(tmp_path, capsys):
+    # the CLI kept the last stage's fingerprint (init_from: the stage model): a bench did not find the run
+    src, tgt = _blobs(200, 0.0, 1), _blobs(200, 6.0, 2)
+    for name, d in (("s", src), ("t", tgt)):
+        np.savez(tmp_path / f"{name}.npz", X=d.X, y=d.y)
+    args = ["--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz", "--epochs", "2",
+            "--steps-per-epoch", "5", "--no-progress"]
+    assert main(["run", "self-train", *args, "--out", str(tmp_path / "cli")]) == 0
+    task = qianyi.load_task(f"npz:{tmp_path}/s.npz", f"npz:{tmp_path}/t.npz")
+    from qianyi.methods import get_method
+    from qianyi.train.run import run_fingerprint
+    from qianyi.train.config import config_from_args
+    from qianyi.cli import build_parser
+
+    cfg = config_from_args(build_parser().parse_args(["run", "self-train", *args]), seed=0)
+    asked = run_fingerprint(get_method("self-train"), cfg, task)
+    assert json.loads((tmp_path / "cli" / "result.json").read_text())["fingerprint"] == json.loads(json.dumps(asked))
 
 
 def test_select_mode_prefers_the_useful_part_of_a_mixed_pool_and_resumes_its_choice(tmp_path):

@@ -592,13 +592,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         staged = getattr(available_methods()[args.method], "needs_source_model", False)
         # self-training: a teacher first when none is given; iterated self-training: a stage per round
         needs_source = staged and (not config.init_from or int(hp.get("iterations", 1)) > 1)
+        if args.via_novelty and args.via_mode != "select":
+            raise UnknownNameError("--via-novelty applies to --via-mode select")
+        if (args.via_mode != "gradual" or args.via_novelty) and not args.via:  # (they were ignored: a plain run)
+            raise UnknownNameError(f"--via-mode {args.via_mode}{' --via-novelty' if args.via_novelty else ''} works "
+                                   "on the --via domains, and none were given; give --via DOMAIN ...")
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table
 
             via = [load_via(spec, task, args.data_dir, max_samples=args.max_samples) for spec in args.via or []]
-            if args.via_novelty and args.via_mode != "select":
-                raise UnknownNameError("--via-novelty applies to --via-mode select")
             result, stages = run_via(args.method, task, via, config, out=args.out, mode=args.via_mode,
                                      novelty=args.via_novelty,
                                      backbone=backbone, **hp)

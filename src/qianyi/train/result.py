@@ -57,6 +57,9 @@ class RunResult:
     model_file: str = "model.pt"
     #: Label-free warnings about the run (an adversarial game lost by one side, a collapsed network).
     flags: list[str] = field(default_factory=list)
+    #: A run trained in stages (self-training's starting model, --via domains): ``via`` (the intermediate domains),
+    #: ``mode`` and ``stages`` (name, method, what it adapted to, folder under the run's, model_sha256).
+    staged: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

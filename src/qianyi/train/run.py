@@ -77,16 +77,8 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         name = method.name if isinstance(method, Method) else method
         _, stages = run_via(name, task, [], config, out=out, track_target_test=track_target_test, backbone=backbone,
                             **hp)
-        result, fit = stages[-1].result, stages[-1].fit
+        result, fit = stages[-1].result, stages[-1].fit  # (with the fingerprint as asked: run_via's _as_one_run)
         assert fit is not None
-        if out is not None and distributed.is_main():
-            # the run's folder holds the last stage, which recorded its own start (init_from); a store looks the
-            # run up as it was asked for, so result.json carries that fingerprint (finished runs are reused)
-            asked = run_fingerprint(method if isinstance(method, Method) else get_method(name, **hp),
-                                    config or TrainConfig(), task, backbone)
-            if result.fingerprint != asked:
-                result.fingerprint = asked
-                result.save(Path(out))
         return result, fit
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)

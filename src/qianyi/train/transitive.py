@@ -34,7 +34,8 @@ from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
 from .result import MODEL_FILE, RunResult
-from .run import ORACLE_KEY, BackboneSpec, run
+from . import distributed
+from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
 
 #: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
 #: stepping stones selected from them round by round (:func:`select_stepping_stones`), then to the target.
@@ -174,12 +175,30 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
             previous = domain
             start = str(folder / MODEL_FILE)
-        if out is not None:
+        _as_one_run(stages, task, via, mode, asked, config, backbone)
+        if out is not None and distributed.is_main():
+            stages[-1].result.save(root)
             write_stages(root, stages)
     finally:
         if tmp is not None:
             tmp.cleanup()
     return stages[-1].result, stages
+
+
+def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], mode: str, asked: Any,
+                config: TrainConfig, backbone: BackboneSpec | None) -> None:
+    """The last stage's result as the whole run's: ``S -> T`` (not the pooled domain of ``--via-mode all``), the
+    stages it went through, their health flags; without intermediate domains (self-training from its own starting
+    model) the fingerprint as asked, so a store (bench, select) finds a run the CLI made, and the other way round."""
+    final = stages[-1].result
+    final.target = task.target.name
+    if not via:
+        final.fingerprint = run_fingerprint(asked, config, task, backbone)
+    final.staged = {"via": [d.name for d in via], "mode": mode if via else None,
+                    "stages": [{"name": s.name, "method": s.method, "adapts_to": s.row()["adapts_to"],
+                                "folder": "." if s is stages[-1] else f"stages/{s.index:02d}-{_safe(s.name)}",
+                                "model_sha256": s.result.model_sha256} for s in stages]}
+    final.flags = [*final.flags, *(f"stage {s.index} ({s.name}): {f}" for s in stages[:-1] for f in s.result.flags)]
 
 
 def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec | None, method: Any = None
