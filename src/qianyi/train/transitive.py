@@ -63,7 +63,8 @@ class Stage:
         last = self.result.history[-1] if self.result.history else {}
         return {"stage": self.index, "name": self.name, "method": self.method,
                 "adapts_to": "– (source only)" if self.method == "source-only" else self.domain,
-                "samples": self.n_target, "pseudo_share": last.get("pseudo_share"),
+                "samples": self.result.n_source if self.method == "source-only" else self.n_target,
+                "pseudo_share": last.get("pseudo_share"),
                 "target_top_share": last.get("target_top_share"), "source_val_acc": self.result.source_accuracy,
                 "oracle_target_acc": last.get(ORACLE_KEY),
                 "selected": None if self.selected is None else
