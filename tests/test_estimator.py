@@ -98,3 +98,27 @@ def test_a_method_that_starts_from_a_trained_model_trains_that_model_first(metho
         warnings.simplefilter("error", category=UserWarning)  # no "untrained teacher" warning on this path
         clf = DomainAdapter(method, epochs=5, random_state=0).fit(Xs, ys, Xt=Xt)
     assert np.mean(clf.predict(Xt) == yt) > 0.8
+
+
+def test_methods_the_adapter_cannot_fit_are_refused_and_health_flags_are_kept():
+    from qianyi.errors import ConfigError
+
+    Xs, ys, Xt, yt = _shifted()
+    for name, why in (("tca", "shallow method"), ("discogan", "trains no classifier"), ("oracle", "target labels")):
+        with pytest.raises(ConfigError, match=why):  # tca: an empty NotImplementedError; discogan: chance, silently
+            DomainAdapter(name, epochs=1).fit(Xs, ys, Xt=Xt)
+    clf = DomainAdapter("dan", epochs=1, backbone="mlp").fit(Xs, ys, Xt=Xt)  # a named network, as qianyi.run takes
+    assert clf.flags_ == [] and clf.score(Xt, yt) > 0.4
+
+
+def test_the_marker_and_xt_together_are_refused_not_read_as_a_class():
+    # JDA(unlabelled=-1).fit(X, y_with_-1, Xt=Xt) made -1 a class and predicted it for every target row
+    from qianyi.shallow import JDA
+
+    Xs, ys, Xt, yt = _shifted()
+    y = ys.copy()
+    y[:50] = -1
+    with pytest.raises(DataError, match="use one convention"):
+        JDA(unlabelled=-1).fit(Xs, y, Xt=Xt)
+    with pytest.raises(DataError, match="use one convention"):
+        DomainAdapter("dan", epochs=1, unlabelled=-1).fit(Xs, y, Xt=Xt)

@@ -99,6 +99,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         raise DataError(f"{who}.fit: X has 1 sample; a source and a target need at least 2 rows in all")
     if Xt is not None and sample_domain is not None:
         raise DataError(f"{who}.fit: give the target either as Xt= or by sample_domain=, not both")
+    one_target_convention(who, y, unlabelled, Xt, sample_domain)
     if Xt is not None:
         Xs, ys = X, y
         Xt = check_other(est, Xt, "Xt")
@@ -160,6 +161,17 @@ def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:
                         f"of dtype {y.dtype}; give a marker of the labels' kind (e.g. "
                         f"{'-1' if numeric else repr('unlabelled')})")
     return y == marker
+
+
+def one_target_convention(who: str, y: Any, unlabelled: Any, Xt: Any, sample_domain: Any) -> None:
+    """An error when ``y`` marks rows unlabelled and the target is also given by ``Xt=`` or ``sample_domain=``:
+    the marked rows would be read as source rows of class ``unlabelled`` (or silently dropped)."""
+    if unlabelled is None or y is None or (Xt is None and sample_domain is None):
+        return
+    if unlabelled_rows(who, y, unlabelled).any():
+        raise DataError(f"{who}.fit: y marks {int(unlabelled_rows(who, y, unlabelled).sum())} rows unlabelled "
+                        f"({unlabelled!r}) and the target is also given by {'Xt=' if Xt is not None else 'sample_domain='}; "
+                        "use one convention: the marked rows as the target (no Xt=/sample_domain=), or drop them")
 
 
 def target_as_y(y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:

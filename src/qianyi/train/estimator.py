@@ -18,6 +18,7 @@ label-free validator as a scikit-learn scorer:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -27,12 +28,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..data.domain import Domain, TransferTask
-from ..errors import DataError
+from ..errors import ConfigError, DataError, QianyiWarning
 from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
-from ..shallow._base import check_sample_domain, unlabelled_rows
+from ..shallow._base import check_sample_domain, one_target_convention, unlabelled_rows
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -45,8 +46,12 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
 
     ``lr``, ``optimizer``, ``steps_per_epoch``: None is the data's default (:meth:`TrainConfig.for_task`:
     for vectors Adam 0.002 and at least 500 updates; for images SGD 0.01, one pass per epoch).
-    ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone`` (default: qianyi's MLP for
-    vectors, LeNet for images of shape (c, h, w) passed as ``X`` of shape (n, c, h, w)).
+    ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone`` or a named network (``"lenet"``,
+    ``"resnet18"``; default: qianyi's MLP for vectors, LeNet for images of shape (c, h, w) passed as ``X`` of
+    shape (n, c, h, w)). Fitted: ``model_``, ``history_`` (per epoch), ``selected_epoch_``, ``flags_`` (the
+    run's health warnings, also issued as :class:`~qianyi.errors.QianyiWarning`). Shallow methods have their
+    own estimators (:mod:`qianyi.shallow`); methods that train no classifier or learn from target labels are
+    refused.
     """
 
     def __init__(self, method: str = "dann", settings: dict[str, Any] | None = None, epochs: int = 20,
@@ -76,6 +81,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if Xt is not None and sample_domain is not None:
             raise DataError("DomainAdapter.fit: give the target either as Xt= or by sample_domain=, not both")
+        one_target_convention("DomainAdapter", y, self.unlabelled, Xt, sample_domain)
         target_rows = _target_rows(y, sample_domain, self.unlabelled)
         Xs, ys = X[~target_rows], y[~target_rows]
         if len(Xs) == 0:
@@ -98,13 +104,24 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                              select=self.select, seed=self.random_state, device=self.device,
                              progress=self.progress)
         method = get_method(self.method, **(self.settings or {}))
-        if getattr(method, "needs_source_model", False):  # self-train, shot: a starting model first (stage 0)
-            from .run import run
+        if getattr(method, "shallow", False):
+            raise ConfigError(f"DomainAdapter({self.method!r}): {self.method} is a shallow method, with its own "
+                              "scikit-learn estimators: qianyi.shallow (e.g. AdaptedClassifier(TCA()), JDA, KMMClassifier)")
+        if not method.trains_classifier:
+            raise ConfigError(f"DomainAdapter({self.method!r}): {self.method} trains no classifier (it translates "
+                              "images); use qianyi.run and `qianyi translate`, or cycada to classify")
+        if method.uses_target_labels:
+            raise ConfigError(f"DomainAdapter({self.method!r}): {self.method} trains on target labels, and the "
+                              "adapter's target rows are unlabelled; use qianyi.run with a labelled target")
+        from .run import _factory, run
 
-            _, fit = run(method, task, config, backbone=self.backbone)
+        if getattr(method, "needs_source_model", False):  # self-train, shot: a starting model first (stage 0)
+            _, fit = run(method, task, config, backbone=self.backbone)  # (its flags warned there)
         else:
-            trainer = Trainer(method, config) if self.backbone is None else Trainer(method, config, self.backbone)
-            fit = trainer.fit(task)
+            fit = Trainer(method, config, _factory(self.backbone)).fit(task)
+            for flag in fit.flags:  # as run() warns them: a collapsed network, a game one side won
+                warnings.warn(f"DomainAdapter({self.method!r}): {flag}", QianyiWarning, stacklevel=2)
+        self.flags_ = list(fit.flags)
         self.model_ = fit.model
         self.history_ = fit.history
         self.selected_epoch_ = fit.selected_epoch
