@@ -107,6 +107,8 @@ def test_methods_the_adapter_cannot_fit_are_refused_and_health_flags_are_kept():
     for name, why in (("tca", "shallow method"), ("discogan", "trains no classifier"), ("oracle", "target labels")):
         with pytest.raises(ConfigError, match=why):  # tca: an empty NotImplementedError; discogan: chance, silently
             DomainAdapter(name, epochs=1).fit(Xs, ys, Xt=Xt)
+    with pytest.raises(ConfigError, match="random_state=None; give a whole number"):  # was: "seed must be ..."
+        DomainAdapter("dan", epochs=1, random_state=None).fit(Xs, ys, Xt=Xt)
     clf = DomainAdapter("dan", epochs=1, backbone="mlp").fit(Xs, ys, Xt=Xt)  # a named network, as qianyi.run takes
     assert clf.flags_ == [] and clf.score(Xt, yt) > 0.4
 

@@ -77,6 +77,9 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "DomainAdapter":
         """Fit on source rows (labelled) and target rows (unlabelled; see the module docstring)."""
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, (int, np.integer)):
+            raise ConfigError(f"DomainAdapter: random_state={self.random_state!r}; give a whole number (qianyi seeds "
+                              "every run: the same number gives the same model), e.g. 0")
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         check_classification_targets(y)
         if Xt is not None and sample_domain is not None:
