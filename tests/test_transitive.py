@@ -346,3 +346,12 @@ def test_the_starting_network_of_a_selection_is_built_as_the_run_builds_it(tmp_p
     net = _starting_network(task, str(tmp_path / "src" / "model.pt"), None, get_method("self-train"))
     saved = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
     assert all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())  # the text encoder, every weight
+
+
+def test_a_staged_run_of_other_settings_in_its_folder_names_the_whole_folder(tmp_path):
+    # the message said "delete the checkpoint" of stage 00: deleting it only moved the error to the next stage
+    task = _task()
+    run_via("self-train", task, [], TrainConfig(**CFG), out=tmp_path)
+    with pytest.raises(qianyi.errors.CheckpointError, match=r"stage 0 \(source\) of the staged run in .*train every "
+                                                            r"stage afresh"):
+        run_via("self-train", task, [], TrainConfig(**{**CFG, "epochs": 2}), out=tmp_path)

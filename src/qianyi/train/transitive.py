@@ -29,7 +29,7 @@ from torch import nn
 
 from .._io import atomic_write, write_text
 from ..data.domain import Domain, TransferTask
-from ..errors import ConfigError, DataError, QianyiWarning
+from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
@@ -171,8 +171,14 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
             if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
                 hp = {**hp, "iterations": 1}
             # a finished stage resumes from its last checkpoint at once (nothing trains again)
-            result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test, backbone=backbone,
-                              single_stage=True, **hp)
+            try:
+                result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test,
+                                  backbone=backbone, single_stage=True, **hp)
+            except CheckpointError as exc:  # deleting that one checkpoint would only move the error to the next stage
+                if out is None:
+                    raise
+                raise CheckpointError(f"{exc}. It is stage {i} ({name}) of the staged run in {str(root)!r}: give "
+                                      f"another --out, or delete {str(root)!r} to train every stage afresh") from None
             stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
             previous = domain
             start = str(folder / MODEL_FILE)
