@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import _as_2d, full_precision
+from .mmd import _as_2d, _full_float, full_precision
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -24,8 +24,7 @@ def coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.T
 
 def _coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
-    dt = torch.promote_types(torch.promote_types(X.dtype, Y.dtype), torch.float32)
-    X, Y = X.to(dt), Y.to(dt)
+    X, Y = _full_float(X, Y)
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"CORAL: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
     if len(X) < 2 or len(Y) < 2:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, _centred, full_precision, kernel_mean, multi_kernel, sq_dists
+from .mmd import GaussianKernel, MULTI_KERNEL, _as_2d, _centred, _full_float, full_precision, kernel_mean, multi_kernel, sq_dists
 
 
 def class_weights(source_labels: torch.Tensor, target_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,8 +59,7 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
 def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_labels: torch.Tensor | np.ndarray,
            target_probs: torch.Tensor | np.ndarray, kernel: GaussianKernel | None) -> torch.Tensor:
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
-    dt = torch.promote_types(X.dtype, Y.dtype)
-    X, Y = X.to(dt), Y.to(dt)
+    X, Y = _full_float(X, Y)
     labels = torch.as_tensor(source_labels, device=X.device)
     probs = torch.as_tensor(target_probs, device=X.device).to(X.dtype)
     if X.shape[1] != Y.shape[1]:
@@ -78,8 +77,7 @@ def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_la
     if ws.shape[1] == 0:
         return X.new_zeros(())
     kernel = kernel or multi_kernel(MULTI_KERNEL)
-    X, Y = _centred(X, Y)  # float32 at least, far-from-0 features kept exact (see mmd._centred)
-    ws, wt = ws.to(X.dtype), wt.to(X.dtype)
+    X, Y = _centred(X, Y)  # far-from-0 features kept exact (see mmd._centred)
     z = torch.cat([X, Y])
     d = sq_dists(z, z)  # once: for the median bandwidth and for the kernel
     K = kernel_mean(d, kernel.sigmas2_from(d), kernel.multipliers)

@@ -163,15 +163,19 @@ def full_precision(*tensors: object) -> contextlib.AbstractContextManager:
     return torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else contextlib.nullcontext()
 
 
-def _centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x`` and ``y`` in float32 at least, less their pooled mean (a constant: no gradient through it).
+def _full_float(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` in one dtype, float32 at least: half-precision inputs (autocast) are computed in float32,
+    and a bfloat16 side does not round the other down."""
+    dt = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+    return x.to(dt), y.to(dt)
+
+
+def _centred(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` less their pooled mean (a constant: no gradient through it).
 
     A Gaussian kernel depends on differences only, so this changes no MMD value; it keeps
     ``|a|^2 + |b|^2 - 2 a.b`` (:func:`sq_dists`) from cancelling catastrophically when the features sit far
-    from 0 (raw tabular columns: at an offset of 1e4 float32 MMD^2 came out negative), and half-precision
-    inputs (autocast) are computed in float32."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x, y = x.float(), y.float()
+    from 0 (raw tabular columns: at an offset of 1e4 float32 MMD^2 came out negative)."""
     with torch.no_grad():
         c = torch.cat([x.detach(), y.detach()]).mean(0)
     return x - c, y - c
@@ -231,9 +235,8 @@ def _joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tens
         raise DataError(f"joint MMD needs one source and one target array per layer, got {len(xs)} and {len(ys)}")
     X = [_as_2d(a, f"x[{i}]") for i, a in enumerate(xs)]
     Y = [_as_2d(b, f"y[{i}]") for i, b in enumerate(ys)]
-    for i in range(min(len(X), len(Y))):
-        dt = torch.promote_types(X[i].dtype, Y[i].dtype)  # (a bf16 side does not round the other down)
-        X[i], Y[i] = X[i].to(dt), Y[i].to(dt)
+    for i in range(len(X)):
+        X[i], Y[i] = _full_float(X[i], Y[i])
         if X[i].shape[1] == Y[i].shape[1]:  # (a mismatch is named below)
             X[i], Y[i] = _centred(X[i], Y[i])
     kernels = list(kernels) if kernels is not None else [multi_kernel() for _ in X]
@@ -302,6 +305,6 @@ def linear_mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> t
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"MMD: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
-    dt = torch.promote_types(torch.promote_types(X.dtype, Y.dtype), torch.float32)
     with full_precision(X, Y):
-        return ((X.to(dt).mean(0) - Y.to(dt).mean(0)) ** 2).sum()
+        X, Y = _full_float(X, Y)
+        return ((X.mean(0) - Y.mean(0)) ** 2).sum()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .mmd import GaussianKernel, _as_2d, _check, kernel_mean, multi_kernel, sq_dists
+from .mmd import GaussianKernel, _as_2d, _centred, _check, kernel_mean, multi_kernel, sq_dists
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
         Y = Y[torch.randperm(len(Y), generator=g)[:max_samples]]
     kernel = kernel or multi_kernel()
     with torch.no_grad():
-        centre = torch.cat([X, Y]).mean(0)  # MMD is translation-invariant; centring keeps float32 distances
-        X, Y = X.detach() - centre, Y.detach() - centre  # of features far from the origin exact
+        X, Y = _centred(X.detach(), Y.detach())  # MMD is translation-invariant: exact far from the origin
         Z = torch.cat([X, Y])
         D = sq_dists(Z, Z)  # the bandwidth from all pooled pairs: no relabelling changes it
         K = kernel_mean(D, kernel.sigmas2_from(D), kernel.multipliers)

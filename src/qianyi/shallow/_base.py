@@ -168,8 +168,9 @@ def one_target_convention(who: str, y: Any, unlabelled: Any, Xt: Any, sample_dom
     the marked rows would be read as source rows of class ``unlabelled`` (or silently dropped)."""
     if unlabelled is None or y is None or (Xt is None and sample_domain is None):
         return
-    if unlabelled_rows(who, y, unlabelled).any():
-        raise DataError(f"{who}.fit: y marks {int(unlabelled_rows(who, y, unlabelled).sum())} rows unlabelled "
+    marked = int(unlabelled_rows(who, y, unlabelled).sum())
+    if marked:
+        raise DataError(f"{who}.fit: y marks {marked} rows unlabelled "
                         f"({unlabelled!r}) and the target is also given by {'Xt=' if Xt is not None else 'sample_domain='}; "
                         "use one convention: the marked rows as the target (no Xt=/sample_domain=), or drop them")
 

@@ -275,6 +275,13 @@ class _StepBatches(torch.utils.data.Dataset):
         return self._take(self.source.X, si, 1, step), ys, self._take(self.target.X, ti, 2, step), yt
 
 
+def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tuple[int, ...], n_classes: int,
+                  counts: bool = False) -> Backbone:
+    """The network a run trains: ``factory(shape, n_classes)``; qianyi's default (:func:`backbone_for`) also
+    learns a transform of count vectors (``counts``: bag-of-words inputs)."""
+    return backbone_for(shape, n_classes, counts=counts) if factory is backbone_for else factory(shape, n_classes)
+
+
 class Trainer:
     """Train a backbone on a :class:`TransferTask` with a method.
 
@@ -332,8 +339,7 @@ class Trainer:
         device = distributed.local_device(resolve_device(cfg.device))
         seed_everything(cfg.seed)
         shape = data.source.sample_shape
-        model = (backbone_for(shape, n_classes, counts=counts) if self.backbone_factory is backbone_for
-                 else self.backbone_factory(shape, n_classes)).to(device)
+        model = build_network(self.backbone_factory, shape, n_classes, counts).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
         if cfg.freeze > len(model.group_names):
             raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "

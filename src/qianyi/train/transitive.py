@@ -148,7 +148,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     try:
         for i, (name, m, what) in enumerate(plan):
             last = i == len(plan) - 1
-            folder = root if last else root / "stages" / f"{i:02d}-{_safe(name)}"
+            folder = root if last else root / _stage_folder(i, name)
             selected = None
             if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
                 prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
@@ -203,7 +203,7 @@ def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], 
         final.fingerprint = run_fingerprint(asked, config, task, backbone)
     final.staged = {"via": [d.name for d in via], "mode": mode if via else None,
                     "stages": [{"name": s.name, "method": s.method, "adapts_to": s.row()["adapts_to"],
-                                "folder": "." if s is stages[-1] else f"stages/{s.index:02d}-{_safe(s.name)}",
+                                "folder": "." if s is stages[-1] else _stage_folder(s.index, s.name),
                                 "model_sha256": s.result.model_sha256} for s in stages]}
     final.flags = [*final.flags, *(f"stage {s.index} ({s.name}): {f}" for s in stages[:-1] for f in s.result.flags)]
 
@@ -212,14 +212,12 @@ def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec
                       ) -> nn.Module:
     """The network a run given ``init_from`` starts from (every layer group copied), built as the run builds it
     (a text task's encoder, count vectors' transform)."""
-    from ..nn.backbones import backbone_for
+    from .engine import build_network
     from .run import _factory, _for_task
     from .weights import load_initial_weights
 
-    factory = _factory(_for_task(backbone, task, method))
-    counts = bool((task.preprocessing or {}).get("counts"))
-    net = (backbone_for(task.sample_shape, task.n_classes, counts=counts) if factory is backbone_for
-           else factory(task.sample_shape, task.n_classes))
+    net = build_network(_factory(_for_task(backbone, task, method)), task.sample_shape, task.n_classes,
+                        bool((task.preprocessing or {}).get("counts")))
     load_initial_weights(net, init_from, None)
     return net.eval()
 
@@ -333,6 +331,11 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
                         class_names=task.target.class_names)
         return domain, shares
     return choose
+
+
+def _stage_folder(index: int, name: str) -> str:
+    """Where stage ``index`` of a staged run lives, under the run's folder (the last stage is the folder itself)."""
+    return f"stages/{index:02d}-{_safe(name)}"
 
 
 def _safe(name: str) -> str:
