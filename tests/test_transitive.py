@@ -194,6 +194,9 @@ def test_cli_via_writes_the_stage_table(tmp_path, capsys, monkeypatch):
     assert result["target"] == f"npz:{tmp_path}/t.npz"
     assert [s["name"] for s in result["staged"]["stages"]] == ["source", f"via-npz:{tmp_path}/m.npz", "target"]
     assert result["staged"]["mode"] == "gradual" and result["staged"]["stages"][0]["adapts_to"] == "– (source only)"
+    # its cost is every stage's (was: the last stage's only), each stage's own time kept
+    own = [s["train_seconds"] for s in result["staged"]["stages"]]
+    assert len(own) == 3 and all(t > 0 for t in own) and result["train_seconds"] == pytest.approx(sum(own), abs=2e-3)
     # --via-mode / --via-novelty without --via: refused (a plain dann ran, and said nothing)
     for extra in (["--via-mode", "select"], ["--via-mode", "select", "--via-novelty"]):
         assert main(["run", "dann", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz",

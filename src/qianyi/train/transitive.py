@@ -195,7 +195,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
 def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], mode: str, asked: Any,
                 config: TrainConfig, backbone: BackboneSpec | None) -> None:
     """The last stage's result as the whole run's: ``S -> T`` (not the pooled domain of ``--via-mode all``), the
-    stages it went through, their health flags; without intermediate domains (self-training from its own starting
+    stages it went through (each with its own ``train_seconds``; the run's is their sum: what the result cost),
+    their health flags; without intermediate domains (self-training from its own starting
     model) the fingerprint as asked, so a store (bench, select) finds a run the CLI made, and the other way round."""
     final = stages[-1].result
     final.target = task.target.name
@@ -204,7 +205,9 @@ def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], 
     final.staged = {"via": [d.name for d in via], "mode": mode if via else None,
                     "stages": [{"name": s.name, "method": s.method, "adapts_to": s.row()["adapts_to"],
                                 "folder": "." if s is stages[-1] else _stage_folder(s.index, s.name),
-                                "model_sha256": s.result.model_sha256} for s in stages]}
+                                "model_sha256": s.result.model_sha256, "train_seconds": s.result.train_seconds}
+                               for s in stages]}
+    final.train_seconds = round(sum(s.result.train_seconds for s in stages), 3)
     final.flags = [*final.flags, *(f"stage {s.index} ({s.name}): {f}" for s in stages[:-1] for f in s.result.flags)]
 
 
