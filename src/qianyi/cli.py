@@ -116,7 +116,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
     add_config_arguments(p)
     g = p.add_argument_group("data and machine")
-    g.add_argument("--max-samples", type=int, default=None, help="cap each domain at N samples (stratified)")
+    g.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="cap the source and the target at N samples each (stratified, so about N; a "
+                        "--target-test set is scored whole)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is fastest for these small networks "
