@@ -55,6 +55,13 @@ def test_gradual_runs_one_stage_per_domain_in_order_and_reuses_finished_stages(t
     assert all(s.result.resumed_from_step == 30 for s in stages2)  # each resumed at its last step
 
 
+def test_a_staged_run_refuses_freezing_every_group_before_any_stage_trains(tmp_path):
+    # (stage 0 from scratch freezes nothing: the refusal came from stage 1, after stage 0 had trained)
+    with pytest.raises(DataError, match="freezes every layer group"):
+        run("self-train", _task(), TrainConfig(**CFG, freeze=3), out=tmp_path / "r")
+    assert not (tmp_path / "r" / "stages").exists()
+
+
 def test_run_trains_the_source_model_a_self_training_method_starts_from(tmp_path):
     res, fit = run("self-train", _task(), TrainConfig(**CFG), out=tmp_path)
     assert res.config["init_from"] == str(tmp_path / "stages" / "00-source" / "model.pt")

@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -275,6 +275,16 @@ class _StepBatches(torch.utils.data.Dataset):
         return self._take(self.source.X, si, 1, step), ys, self._take(self.target.X, ti, 2, step), yt
 
 
+def check_freeze(freeze: int, group_names: Sequence[str]) -> None:
+    """Refuse ``freeze`` (the first layer groups kept fixed) when it is not below the number of groups: freezing
+    them all, the network would not learn (dann would train its discriminator alone and report the start)."""
+    if freeze > len(group_names):
+        raise DataError(f"freeze={freeze} but the backbone has only {len(group_names)} layer groups {list(group_names)}")
+    if freeze == len(group_names):
+        raise DataError(f"freeze={freeze} freezes every layer group {list(group_names)}: the network would not learn; "
+                        f"freeze at most {len(group_names) - 1}")
+
+
 def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tuple[int, ...], n_classes: int,
                   counts: bool = False) -> Backbone:
     """The network a run trains: ``factory(shape, n_classes)``; qianyi's default (:func:`backbone_for`) also
@@ -341,12 +351,7 @@ class Trainer:
         shape = data.source.sample_shape
         model = build_network(self.backbone_factory, shape, n_classes, counts).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
-        if cfg.freeze > len(model.group_names):
-            raise DataError(f"freeze={cfg.freeze} but the backbone has only {len(model.group_names)} layer groups "
-                            f"{list(model.group_names)}")
-        if cfg.freeze == len(model.group_names):  # (dann would train its discriminator alone and report the start)
-            raise DataError(f"freeze={cfg.freeze} freezes every layer group {list(model.group_names)}: the network "
-                            f"would not learn; freeze at most {len(model.group_names) - 1}")
+        check_freeze(cfg.freeze, model.group_names)
         frozen = list(model.group_names[:cfg.freeze])
         for name in frozen:
             model.groups[name].requires_grad_(False)

@@ -103,6 +103,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                           "give --via DOMAIN ... (or leave --via-mode out)")
     config = config or TrainConfig()
     asked = get_method(method, **hparams)  # refuses a bad method or setting before any stage trains
+    if config.freeze:  # (a stage 0 from scratch freezes nothing: a later stage would refuse it after it trained)
+        from .engine import check_freeze
+
+        check_freeze(config.freeze, _network_for(task, backbone, asked).group_names)
     tmp = tempfile.TemporaryDirectory() if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
@@ -215,14 +219,20 @@ def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec
                       ) -> nn.Module:
     """The network a run given ``init_from`` starts from (every layer group copied), built as the run builds it
     (a text task's encoder, count vectors' transform)."""
-    from .engine import build_network
-    from .run import _factory, _for_task
     from .weights import load_initial_weights
 
-    net = build_network(_factory(_for_task(backbone, task, method)), task.sample_shape, task.n_classes,
-                        bool((task.preprocessing or {}).get("counts")))
+    net = _network_for(task, backbone, method)
     load_initial_weights(net, init_from, None)
     return net.eval()
+
+
+def _network_for(task: TransferTask, backbone: BackboneSpec | None, method: Any = None) -> nn.Module:
+    """A fresh network as a stage of ``task`` builds it (a text task's encoder, count vectors' transform)."""
+    from .engine import build_network
+    from .run import _factory, _for_task
+
+    return build_network(_factory(_for_task(backbone, task, method)), task.sample_shape, task.n_classes,
+                         bool((task.preprocessing or {}).get("counts")))
 
 
 def reconstruction_errors(train: np.ndarray, X: np.ndarray, epochs: int = 20, hidden: int = 64, seed: int = 0,
