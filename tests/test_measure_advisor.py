@@ -98,3 +98,18 @@ def test_freezing_up_to_the_output_layer_gives_the_right_reason():
     a = recommend([0.3, 0.3, 0.3, 0.05, 0.05, 0.0], pvals=(None, None, None, 0.5, 0.5, 0.9))
     why = {r.topic: r.because for r in a.recommendations}["freeze"]
     assert a.freeze == 4 and "logits is the output layer" in why and "separates" not in why
+
+
+def test_the_printed_command_loads_the_data_as_advise_did(tmp_path, capsys):
+    # on text the vocabulary depends on --max-samples: without it the printed command failed (embedding shapes)
+    from .test_text import _toy_text
+
+    task = _toy_text(tmp_path / "data")
+    adv = advise(task, config=TrainConfig(epochs=1, steps_per_epoch=5, progress=False), samples=100, permutations=10,
+                 out=tmp_path / "a", log=None, run_command="qianyi --data-dir D run", run_flags="--max-samples 40")
+    assert adv.command.startswith(f"qianyi --data-dir D run {adv.method} --source lines:")
+    assert "--max-samples 40" in adv.command and "most frequent words" in adv.profile.info["input"]
+    assert main(["advise", "digits", "digits+rot30", "--epochs", "1", "--steps-per-epoch", "5", "--samples", "100",
+                 "--permutations", "10", "--max-samples", "300", "--no-progress", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "--max-samples 300 --out" in out and "coral" not in out  # the API's metrics (the docs' table)

@@ -67,7 +67,7 @@ def test_measure_writes_json_md_png_and_reuses_finished_runs(tmp_path, digits_ta
     assert data["profiles"][0]["layers"] == ["input", "conv1", "conv2", "fc1", "fc2", "logits"]
     assert 0 < data["mmd_p_value"] <= 1 and (tmp_path / "profile.png").exists()
     assert (tmp_path / "runs" / "dann" / "model.pt").exists()
-    assert "target test acc. (final score only)" in res.table()
+    assert "target test acc. (%) (final score only)" in res.table()
 
 
 def test_cli_measure_prints_input_distances(capsys, tmp_path):
@@ -78,3 +78,46 @@ def test_cli_measure_prints_input_distances(capsys, tmp_path):
     assert main(["measure", "digits", "digits+rot30", "--metrics", "kl"]) == 2
     assert main(["measure", "digits", "digits+rot30", "--layers", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_on_text_the_input_row_compares_the_words_present_not_the_token_ids(tmp_path):
+    from qianyi.measure.profile import presence, top_words, word_presence
+
+    from .test_text import _toy_text
+
+    ids_s, ids_t = torch.tensor([[3, 5, 0, 0], [5, 5, 7, 0]]), torch.tensor([[9, 3, 0, 0]])
+    words = top_words(ids_s, ids_t, top=3)
+    assert words.tolist() == [3, 5, 7]  # in most reviews first (ties by id); padding (0) never a word
+    assert presence(ids_s, words).tolist() == [[1, 1, 0], [0, 1, 1]] and word_presence(ids_s, ids_t, 3)[1].tolist() == [[1, 0, 0]]
+    # the toy domains share no topic word ('book' vs 'pan' in every review): the words present tell them apart at
+    # once; a linear classifier on the ids (their order shuffled) could not (A-distance 0.33)
+    task = _toy_text(tmp_path / "data")
+    res = measure(task, samples=200, permutations=20, metrics=["a-distance"], log=None)
+    assert res.input_distances["a-distance"] >= 1.9 and "most frequent words" in res.table()
+
+
+def test_measure_and_advise_name_their_bad_settings(tmp_path, capsys, digits_task):
+    from qianyi.distances import mmd_test
+    from qianyi.errors import DataError
+    from qianyi.measure import advise
+    from qianyi.measure.metrics import distances
+
+    x, y = np.random.default_rng(0).normal(size=(50, 3)), np.random.default_rng(1).normal(size=(60, 3))
+    for bad in (-1, 0, 1):  # -1 dropped the last row and reported "-1 source" samples
+        with pytest.raises(DataError, match="max_samples"):
+            distances(x, y, ["mk-mmd"], max_samples=bad)
+        with pytest.raises(DataError, match="max_samples"):
+            mmd_test(x, y, permutations=9, max_samples=bad)
+        with pytest.raises(DataError, match="samples"):
+            measure(digits_task, samples=bad, log=None)
+        with pytest.raises(DataError, match="samples"):
+            advise(digits_task, model=torch.nn.Identity(), samples=bad, log=None)
+    with pytest.raises(DataError, match="batch"):
+        mmd_test(x, y, permutations=9, batch=0)
+    with pytest.raises(DataError, match="max_samples=4"):  # was: 'give more rows'
+        distances(x, y, ["a-distance"], max_samples=4)
+    with pytest.raises(DataError, match="layers"):  # a model without layers=True was ignored
+        measure(digits_task, model=tmp_path / "m.pt", log=None)
+    for extra in (["--model", str(tmp_path / "nope.pt")], ["--adapt", "dan"]):  # ignored, exit 0
+        assert main(["measure", "digits", "digits+rot30", "--samples", "100", *extra]) == 2
+        assert "apply with --layers" in capsys.readouterr().err

@@ -56,8 +56,10 @@ def domain_classifier(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
     n = min(len(X), len(Y), max_samples)
     n_test = int(round(n * test_fraction))
     if n - n_test < 3 or n_test < 1:
+        cause = f"max_samples={max_samples} rows drawn per domain: raise it" if n == max_samples < min(len(X), len(Y)) \
+            else "give more rows"
         raise DataError(f"A-distance needs 3 training and 1 held-out sample per domain or more (with "
-                        f"test_fraction={test_fraction}), got {len(X)} and {len(Y)} samples: give more rows")
+                        f"test_fraction={test_fraction}), got {len(X)} and {len(Y)} samples, {cause}")
     rng = np.random.default_rng(seed)
     X, Y = X[rng.permutation(len(X))[:n]], Y[rng.permutation(len(Y))[:n]]
     Z_train = np.concatenate([X[n_test:], Y[n_test:]])

@@ -23,7 +23,7 @@ def coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.T
 
 
 def _coral(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
-    X, Y = _as_2d(x, "x"), _as_2d(y, "y")
+    X, Y = _as_2d(x, "x", "CORAL"), _as_2d(y, "y", "CORAL")
     X, Y = _full_float(X, Y)
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"CORAL: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")

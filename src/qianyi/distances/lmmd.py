@@ -58,7 +58,7 @@ def lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_lab
 
 def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_labels: torch.Tensor | np.ndarray,
            target_probs: torch.Tensor | np.ndarray, kernel: GaussianKernel | None) -> torch.Tensor:
-    X, Y = _as_2d(x, "x"), _as_2d(y, "y")
+    X, Y = _as_2d(x, "x", "LMMD"), _as_2d(y, "y", "LMMD")
     X, Y = _full_float(X, Y)
     labels = torch.as_tensor(source_labels, device=X.device)
     probs = torch.as_tensor(target_probs, device=X.device).to(X.dtype)

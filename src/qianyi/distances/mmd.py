@@ -36,7 +36,7 @@ MULTI_KERNEL = (0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_CHUNK = 4096
 
 
-def _as_2d(a: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.Tensor:
     t = torch.as_tensor(a)
     if not torch.is_floating_point(t):
         t = t.float()
@@ -45,7 +45,7 @@ def _as_2d(a: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     if t.ndim != 2:
         t = t.reshape(len(t), -1)
     if len(t) == 0:
-        raise DataError(f"MMD: sample {name} is empty; both samples need at least 2 rows")
+        raise DataError(f"{what}: sample {name} is empty; both samples need at least 2 rows")
     return t
 
 

@@ -59,6 +59,9 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
                         "pooled kernel matrix to permute (subsample instead)")
     if permutations < 1:
         raise DataError(f"mmd_test: permutations must be >= 1, got {permutations}")
+    if max_samples < 2 or batch < 1:
+        raise DataError(f"mmd_test: max_samples must be >= 2 (rows drawn per sample) and batch >= 1 (permutations "
+                        f"per matrix product), got {max_samples} and {batch}")
     X, Y = _as_2d(x, "x"), _as_2d(y, "y")
     Y = Y.to(X.dtype)
     _check(estimator, X, Y)

@@ -30,6 +30,9 @@ def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: i
 
     Each side is subsampled to ``max_samples`` rows (seeded): the transport plan is m x n.
     """
+    if not (isinstance(p, (int, float)) and p >= 1) or isinstance(p, bool) or reg < 0 or max_samples < 1:
+        raise DataError(f"Wasserstein: p must be >= 1 (W_p is a distance only then), reg >= 0 and max_samples >= 1, "
+                        f"got p={p!r}, reg={reg!r}, max_samples={max_samples!r}")
     try:
         import ot
     except ImportError:

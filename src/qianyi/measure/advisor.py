@@ -33,6 +33,7 @@ with target labels was run (``benchmarks/advisor_check.py`` does that comparison
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -52,8 +53,8 @@ from ..select.validators import atc_from_probs
 from ..train.config import TrainConfig
 from ..train.engine import Trainer
 from ..train.result import MODEL_FILE
-from .metrics import check_metrics
-from .profile import INPUT, LayerProfile, layer_profile, plot_profiles
+from .metrics import check_metrics, check_samples
+from .profile import INPUT, LayerProfile, layer_profile, plot_profiles, presence, top_words
 from .report import load_weights_for
 
 #: Thresholds of the rules in the module docstring (fixed a priori; see docs/measure.md).
@@ -163,13 +164,20 @@ def _is_fully_connected(model: Backbone, name: str) -> bool:
 
 def advise(task: TransferTask, model: str | Path | nn.Module | None = None, config: TrainConfig | None = None,
            metrics: Sequence[str] = ("mk-mmd", "a-distance"), samples: int = 1000, permutations: int = 200,
-           seed: int = 0, out: str | Path | None = None, log: Callable[[str], None] | None = print) -> Advice:
+           seed: int = 0, out: str | Path | None = None, log: Callable[[str], None] | None = print,
+           run_command: str = "qianyi run", run_flags: str = "") -> Advice:
     """Measure ``task`` and recommend how to transfer (see the module docstring for the rules).
 
     ``model`` is a trained source network (a module or a saved ``model.pt``); by default one is
-    trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``).
+    trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``). On a text
+    task the ``input`` representation is the words present (:func:`~qianyi.measure.profile.word_presence`),
+    not the token ids. The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
+    ``run_flags``: the settings ``task`` was loaded with (the CLI passes its ``--max-samples``), so that it
+    builds the same data (a text task's vocabulary, which the saved network's embedding is sized for).
     """
     metrics = list(dict.fromkeys([*check_metrics(metrics), "a-distance"]))
+    check_samples(samples, "samples")
+    tokens = bool((task.preprocessing or {}).get("text"))
     # the advisor's own view: labelled source, unlabelled target inputs; the target test split is not kept
     source, source_val, target_X = task.source, task.source_val, task.target.X
     cfg = replace(config or TrainConfig(), checkpoint_dir=None)
@@ -199,13 +207,16 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     xt = torch.as_tensor(target_X[np.sort(rng.permutation(len(target_X))[:samples])])
     # every distance, probe and test below uses these same samples
     profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
-                            label="source network")
+                            label="source network", token_ids=tokens)
     xv = source_val.X[:samples]
+    words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
+
+    def inputs(x: Any) -> torch.Tensor:
+        return presence(x, words) if words is not None else torch.as_tensor(x).reshape(len(x), -1).float()
     probes, pvals = [], []
     for layer in profile.layers:
-        fs = xs.reshape(len(xs), -1).float() if layer == INPUT else predict_features(net, xs, layer, device)[0]
-        fv = torch.as_tensor(xv).reshape(len(xv), -1).float() if layer == INPUT else \
-            predict_features(net, xv, layer, device)[0]
+        fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
+        fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
         probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))
         if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
             ft = predict_features(net, xt, layer, device)[0]
@@ -220,8 +231,9 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     adv.source_model = saved
     if saved:
         extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""
-        adv.command = (f"qianyi run {adv.method} --source {task.source.name} --target {task.target.name} "
-                       f"--init-from {saved} --freeze {adv.freeze}{extra} --out runs/{adv.method}-advised")
+        adv.command = (f"{run_command} {adv.method} --source {shlex.quote(task.source.name)} --target "
+                       f"{shlex.quote(task.target.name)} --init-from {shlex.quote(saved)} --freeze {adv.freeze}{extra}"
+                       f"{' ' + run_flags if run_flags else ''} --out runs/{adv.method}-advised")
     if out is not None:
         adv.write(out)
     return adv

@@ -13,6 +13,8 @@ from ..train.config import positive_int
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
+ADAPT_DEFAULT = "dan,dann"
+ADVISE_METRICS = ("mk-mmd", "a-distance")  # advise()'s default
 
 
 def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse.ArgumentParser], None]
@@ -26,12 +28,11 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     m.add_argument("source", help="source dataset spec, e.g. mnist")
     m.add_argument("target", help="target dataset spec, e.g. digits")
     m.add_argument("--layers", action="store_true", help="profile every layer of trained networks")
-    m.add_argument("--adapt", default="dan,dann", help="with --layers: methods to profile besides source-only "
-                   "(comma-separated; 'none' for none; default dan,dann)")
+    m.add_argument("--adapt", default=ADAPT_DEFAULT, help="with --layers: methods to profile besides source-only "
+                   f"(comma-separated; 'none' for none; default {ADAPT_DEFAULT})")
     m.add_argument("--model", default=None, metavar="MODEL.pt", help="with --layers: profile this saved network "
                    "instead of training (DIR/model.pt of `qianyi run --out DIR`)")
     _measure_args(m)
-    m.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test)")
     m.add_argument("--seed", type=int, default=0, help="seed of the sampling and of any training (default 0)")
     m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
     train_args(m)
@@ -50,6 +51,8 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     t.add_argument("--split-seed", type=int, default=0, help="seed of the class split (default 0)")
     t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
     train_args(t)
+    _help(t, "--max-samples", "cap each task's training split (A's, B's) at N images, stratified; the test split "
+                              "(a fifth of each class) is kept whole")
 
     ly = sub.add_parser(
         "layers", help="Mou et al.'s E/H/O experiment: which layers transfer, by INIT, MULT and INIT+MULT",
@@ -83,7 +86,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("target", help="target dataset spec (its labels are not read), e.g. digits")
     a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
                    "(default: train one source-only, --epochs epochs)")
-    _measure_args(a)
+    _measure_args(a, ADVISE_METRICS)
     a.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
     train_args(a)
@@ -132,10 +135,17 @@ def _pivots(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                   help=f"comma-separated, of {', '.join(METRICS)} (default {','.join(DEFAULT_METRICS)})")
+def _help(p: argparse.ArgumentParser, flag: str, text: str) -> None:
+    """Reword an inherited option's help where the command gives it another meaning."""
+    next(a for a in p._actions if flag in a.option_strings).help = text
+
+
+def _measure_args(p: argparse.ArgumentParser, metrics: tuple[str, ...] = DEFAULT_METRICS) -> None:
+    """The options measure and advise share; ``metrics``: the default, as their Python functions' (the API's)."""
+    p.add_argument("--metrics", default=",".join(metrics),
+                   help=f"comma-separated, of {', '.join(METRICS)} (default {','.join(metrics)})")
     p.add_argument("--samples", type=int, default=1000, help="inputs per domain used by the distances (default 1000)")
+    p.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test; default 200)")
 
 
 def _config(args: argparse.Namespace, seed: int = 0):
@@ -165,9 +175,10 @@ def _measure(args: argparse.Namespace) -> int:
     adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
     for name in adapt:  # a typo fails now, not after the source network has trained
         get_method(name)
-    if not args.layers and (args.init_from or args.freeze or args.init_layers is not None or args.l2sp):
-        raise ConfigError("--init-from/--init-layers/--freeze/--l2sp train networks: they apply with --layers "
-                          "(without it, measure compares the inputs and trains nothing)")
+    if not args.layers and (args.init_from or args.freeze or args.init_layers is not None or args.l2sp
+                            or args.model or args.adapt != ADAPT_DEFAULT):
+        raise ConfigError("--model/--adapt/--init-from/--init-layers/--freeze/--l2sp are about networks: they apply "
+                          "with --layers (without it, measure compares the inputs and reads or trains no network)")
     res = measure(_load(args), layers=args.layers, adapt=adapt, model=args.model, config=_config(args, args.seed),
                   metrics=args.metrics, samples=args.samples, permutations=args.permutations, seed=args.seed,
                   out=args.out, log=lambda s: print(s, file=sys.stderr))
@@ -232,8 +243,14 @@ def _layers(args: argparse.Namespace) -> int:
 def _advise(args: argparse.Namespace) -> int:
     from .advisor import advise
 
+    import shlex
+
+    # the printed `qianyi run` command loads the data as advise did (a text task's vocabulary depends on it)
+    command = "qianyi run" if args.data_dir is None else f"qianyi --data-dir {shlex.quote(str(args.data_dir))} run"
     res = advise(_load(args), model=args.model, config=_config(args, args.seed), metrics=args.metrics,
-                 samples=args.samples, seed=args.seed, out=args.out, log=lambda s: print(s, file=sys.stderr))
+                 samples=args.samples, permutations=args.permutations, seed=args.seed, out=args.out,
+                 log=lambda s: print(s, file=sys.stderr),
+                 run_command=command, run_flags="" if args.max_samples is None else f"--max-samples {args.max_samples}")
     print(res.report())
     _written(res.files)
     return 0

@@ -66,9 +66,18 @@ def check_metrics(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def check_samples(n: int | None, name: str = "max_samples") -> None:
+    """Refuse a sample cap ``n`` (rows drawn per domain) below 2: no distance is defined on fewer (a negative one
+    dropped rows from the end)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
+        raise DataError(f"{name}: the rows drawn per domain must be a whole number >= 2 (the A-distance needs 6: it "
+                        f"trains on half and tests on half), got {n!r}")
+
+
 def subsample(a: Array, n: int | None, seed: int, name: str = "x") -> torch.Tensor:
     """Up to ``n`` rows of ``a`` (seeded, without replacement), flattened to (n, d) float; an error naming
     ``name`` when it is empty or holds NaN or infinite values."""
+    check_samples(n)
     t = torch.as_tensor(a)
     if len(t) == 0:
         raise DataError(f"distance: sample {name} is empty; give both samples at least 2 rows")
@@ -92,6 +101,9 @@ def distances(x: Array, y: Array, metrics: Sequence[str] = DEFAULT_METRICS, max_
     The A-distance draws at most its own ``max_samples`` (1,000) rows per side from that subsample:
     it trains a classifier, and more rows would mostly cost time."""
     names = check_metrics(metrics)
+    if "a-distance" in names and max_samples is not None and max_samples < 6:
+        raise DataError(f"max_samples={max_samples} rows per domain: the A-distance needs 6 or more (it trains a "
+                        "domain classifier on half and tests it on the other half)")
     X, Y = subsample(x, max_samples, seed, "x"), subsample(y, max_samples, seed + 1, "y")
     for name, t in (("x", X), ("y", Y)):
         if not bool(torch.isfinite(t).all()):

@@ -22,6 +22,43 @@ from .._report import markdown_table, save_figure, subplots
 from .metrics import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
 
 INPUT = "input"
+#: On token ids, the input a distance compares is the presence of this many words (the most frequent in both samples).
+TOKEN_WORDS = 2000
+
+
+def _ids(X: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(X)
+    if t.ndim != 2 or bool((t < 0).any()):
+        raise DataError(f"word presence: expected token ids (n, max_len) >= 0, got shape {tuple(t.shape)}")
+    return t.long()
+
+
+def top_words(*samples: np.ndarray | torch.Tensor, top: int = TOKEN_WORDS) -> torch.Tensor:
+    """The ids of the ``top`` words found in most rows of ``samples`` (token ids, pooled), padding (id 0) left out."""
+    ids = [_ids(X) for X in samples]
+    vocab = max(int(t.max()) if t.numel() else 0 for t in ids) + 1
+    docs = sum(torch.zeros(len(c), vocab).scatter_(1, c, 1.0).sum(0) for t in ids for c in t.split(512))
+    docs[0] = -1.0  # padding
+    keep = torch.argsort(docs, descending=True, stable=True)[:min(top, vocab - 1)]
+    return keep.sort().values
+
+
+def presence(X: np.ndarray | torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """``(n, len(words))`` 0/1: which of ``words`` (ids) each row of token ids ``X`` holds."""
+    t = _ids(X)
+    vocab = max(int(t.max()) if t.numel() else 0, int(words.max()) if len(words) else 0) + 1
+    return torch.cat([torch.zeros(len(c), vocab).scatter_(1, c, 1.0)[:, words] for c in t.split(512)]) if len(t) \
+        else torch.zeros(0, len(words))
+
+
+def word_presence(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, top: int = TOKEN_WORDS
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id inputs ``(n, L)`` as what a distance between texts can compare: ``(n, top)`` 0/1 presence of the
+    ``top`` words found in most reviews of the two samples pooled (:func:`top_words`). Ids are names, not
+    quantities: a distance on them (word 17 vs word 18) means nothing, whereas the words present are the input
+    distribution itself (the unigram features of Blitzer et al.'s A-distances, ACL 2007). No labels are read."""
+    words = top_words(source, target, top=top)
+    return presence(source, words), presence(target, words)
 
 
 def layer_names(model: Backbone, layers: Sequence[str] | None = None, include_input: bool = True) -> list[str]:
@@ -81,11 +118,14 @@ class LayerProfile:
 def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
                   metrics: Sequence[str] = DEFAULT_METRICS, layers: Sequence[str] | None = None,
                   include_input: bool = True, max_samples: int = 1000, seed: int = 0,
-                  device: str | torch.device = "cpu", label: str = "model") -> LayerProfile:
+                  device: str | torch.device = "cpu", label: str = "model", token_ids: bool = False
+                  ) -> LayerProfile:
     """Distances between ``source`` and ``target`` inputs at every layer of ``model``.
 
     Both input sets are subsampled once (``max_samples`` each, seeded) and pushed through the
     network; every layer's metrics are computed on those same samples. No labels are used.
+    ``token_ids``: the inputs are token ids (a text task), and the ``input`` row compares the words present
+    (:func:`word_presence`), not the ids.
     """
     metrics = check_metrics(metrics)
     if len(source) < 4 or len(target) < 4:
@@ -94,12 +134,16 @@ def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np
     xs = subsample(torch.as_tensor(source), max_samples, seed).reshape(-1, *np.shape(source)[1:])
     xt = subsample(torch.as_tensor(target), max_samples, seed + 1).reshape(-1, *np.shape(target)[1:])
     rs, rt = representations(model, xs, names, device), representations(model, xt, names, device)
+    if token_ids and INPUT in names:
+        rs[INPUT], rt[INPUT] = word_presence(xs, xt)
     values: dict[str, list[float]] = {m: [] for m in metrics}
     for name in names:
         d = distances(rs[name], rt[name], metrics, max_samples=None, seed=seed)
         for m in metrics:
             values[m].append(d[m])
-    return LayerProfile(label, names, [int(rs[n].shape[1]) for n in names], values, len(xs), len(xt))
+    return LayerProfile(label, names, [int(rs[n].shape[1]) for n in names], values, len(xs), len(xt),
+                        {"input": f"presence of the {rs[INPUT].shape[1]} most frequent words"}
+                        if token_ids and INPUT in names else {})
 
 
 def compare_table(profiles: Sequence[LayerProfile], metric: str) -> str:

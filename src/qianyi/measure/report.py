@@ -21,8 +21,8 @@ from ..train.config import TrainConfig
 from ..train.weights import load_initial_weights
 from ..train.run import run
 from .._report import markdown_table
-from .metrics import DEFAULT_METRICS, check_metrics, distances
-from .profile import LayerProfile, compare_table, layer_profile, plot_profiles
+from .metrics import DEFAULT_METRICS, check_metrics, check_samples, distances
+from .profile import LayerProfile, compare_table, layer_profile, plot_profiles, word_presence
 
 BEFORE = "source-only"
 
@@ -37,23 +37,28 @@ class MeasureResult:
     permutations: int
     profiles: list[LayerProfile] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    #: What the input-space distances compare: the inputs themselves, or (token ids) the words present.
+    input_space: str = "inputs"
 
     def table(self) -> str:
         lines = [f"{self.task}: distances between {self.n_source} source and {self.n_target} target held-out inputs "
-                 "(no labels used)", "",
+                 f"(no labels used){'' if self.input_space == 'inputs' else '; on text: ' + self.input_space}", "",
                  markdown_table(["distance (input space)", "value"], list(self.input_distances.items()))]
         if self.mmd_p_value is not None:
             lines.append(f"\nMK-MMD permutation test ({self.permutations} permutations): p = {self.mmd_p_value:.4g}")
         if self.profiles:
             for m in self.profiles[0].values:
                 lines += ["", compare_table(self.profiles, m)]
-            rows = [[p.label, p.info.get("source_val_accuracy"), p.info.get("target_test_accuracy")] for p in self.profiles]
-            lines += ["", markdown_table(["network", "source val. acc.", "target test acc. (final score only)"], rows)]
+            rows = [[p.label, *(None if p.info.get(k) is None else 100 * p.info[k]
+                                for k in ("source_val_accuracy", "target_test_accuracy"))] for p in self.profiles]
+            lines += ["", markdown_table(["network", "source val. acc. (%)", "target test acc. (%) (final score only)"],
+                                         rows, digits=1)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "n_source": self.n_source, "n_target": self.n_target,
-                "input_distances": self.input_distances, "mmd_p_value": self.mmd_p_value,
+                "input_distances": self.input_distances, "input_space": self.input_space,
+                "mmd_p_value": self.mmd_p_value,
                 "permutations": self.permutations, "profiles": [p.to_dict() for p in self.profiles]}
 
     def write(self, out: str | Path) -> dict[str, str]:
@@ -75,7 +80,7 @@ def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     from ..train.run import _factory, _for_task
 
     model = _factory(_for_task(None, task))(task.sample_shape, task.n_classes)
-    load_initial_weights(model, path)
+    load_initial_weights(model, path, option="--model")
     return model.eval()
 
 
@@ -89,11 +94,21 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     With ``out``, trained networks live in ``out/runs/METHOD`` (resumable) and the report is written there.
     """
     metrics = check_metrics(metrics)
+    check_samples(samples, "samples")
+    if model is not None and not layers:
+        raise DataError(f"measure: model={str(model)!r} is profiled layer by layer: it applies with layers=True "
+                        "(--layers); without it measure compares the inputs and reads no network")
+    tokens = bool((task.preprocessing or {}).get("text"))
     xs, xt = task.source_val.X, (task.target_test or task.target).X
+    space = "inputs"
+    if tokens:  # token ids are names, not quantities: compare the words present
+        xs, xt = word_presence(xs, xt)
+        space = f"the presence of the {xs.shape[1]} most frequent words"
     d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
     test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
     res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,
-                        None if test is None else test.p_value, permutations)
+                        None if test is None else test.p_value, permutations, input_space=space)
+    xs, xt = task.source_val.X, (task.target_test or task.target).X
     if layers:
         nets: list[tuple[str, torch.nn.Module, float | None]] = []
         if model is not None:
@@ -107,8 +122,9 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
             nets.append((m, fit.model, result.target_accuracy))
         device = next(nets[0][1].parameters()).device
         for label, net, target_acc in nets:
-            p = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device, label=label)
-            p.info = {"source_val_accuracy": accuracy(net, task.source_val, device),
+            p = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device, label=label,
+                              token_ids=tokens)
+            p.info = {**p.info, "source_val_accuracy": accuracy(net, task.source_val, device),
                       "target_test_accuracy": target_acc if target_acc is not None or task.target_test is None
                       else accuracy(net, task.target_test, device)}
             res.profiles.append(p)

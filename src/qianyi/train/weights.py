@@ -10,25 +10,27 @@ from ..nn.backbones import Backbone
 from .checkpoint import unreadable_reason, load_checkpoint
 
 
-def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None) -> list[str]:
+def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None, option: str = "init_from"
+                         ) -> list[str]:
     """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
 
     ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
-    ``weights_only=True``. Returns the names of the groups copied.
+    ``weights_only=True``. Returns the names of the groups copied. Errors name ``option``, the setting that
+    gave ``path``.
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"init_from: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
+        raise DataError(f"{option}: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
                         "written by `qianyi run --out DIR`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"init_from: {str(path)!r} cannot be read safely ({unreadable_reason(exc, path)}); only plain state dicts "
+        raise DataError(f"{option}: {str(path)!r} cannot be read safely ({unreadable_reason(exc, path)}); only plain state dicts "
                         "are accepted") from exc
     if isinstance(state, dict) and "model" in state and "format" in state:
         state = load_checkpoint(path)["model"]
     if not isinstance(state, dict):
-        raise DataError(f"init_from: {str(path)!r} holds no state dict")
+        raise DataError(f"{option}: {str(path)!r} holds no state dict")
     if layers is not None and layers > len(model.group_names):
         raise DataError(f"init_layers={layers} but the network has only {len(model.group_names)} layer groups "
                         f"{list(model.group_names)}; give at most {len(model.group_names)} (or leave it out: all)")
@@ -39,15 +41,17 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
         keys = [k for k in own if k.startswith(f"groups.{name}.")]
         for k in keys:
             if k in state and not isinstance(state[k], torch.Tensor):
-                raise DataError(f"init_from: {str(path)!r} holds a {type(state[k]).__name__} for {k}, not a tensor; "
+                raise DataError(f"{option}: {str(path)!r} holds a {type(state[k]).__name__} for {k}, not a tensor; "
                                 "it is not a model written by qianyi")
             if k not in state:
-                raise DataError(f"init_from: {str(path)!r} has no weights for layer group {name!r} ({k}); "
+                raise DataError(f"{option}: {str(path)!r} has no weights for layer group {name!r} ({k}); "
                                 f"it was saved from another architecture")
             if state[k].shape != own[k].shape:
-                raise DataError(f"init_from: layer group {name!r} has shape {tuple(state[k].shape)} in "
-                                f"{str(path)!r} but {tuple(own[k].shape)} here ({k}); copy fewer layers "
-                                "(init_layers) or use a matching input canvas")
+                raise DataError(f"{option}: layer group {name!r} has shape {tuple(state[k].shape)} in "
+                                f"{str(path)!r} but {tuple(own[k].shape)} here ({k}); " + (
+                                    "copy fewer layers (init_layers) or use a matching input canvas"
+                                    if option == "init_from" else "it is a network of another task (other data, "
+                                    "input canvas or vocabulary): give one trained on this pair"))
             update[k] = state[k]
     own.update(update)
     model.load_state_dict(own)
