@@ -527,3 +527,33 @@ def test_tca_components_without_variance_are_zero_not_blown_up():
     assert tca.n_components_ == 55 and tca.eigenvalues_[-1] < 1e-10
     assert np.abs(Z[:, -1]).max() == 0.0
     assert np.abs(Z).max(0)[-1] <= np.abs(Z).max(0)[0]
+
+
+def test_target_frames_with_other_columns_and_bad_settings_are_named():
+    import pandas as pd
+
+    from qianyi import DomainAdapter
+    from qianyi.errors import ConfigError, DataError
+    from qianyi.shallow import CORAL, JDA, TCA, AdaptedClassifier, FeatureAugmentation
+
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(30, 3)), rng.normal(size=(20, 3)) * [1, 10, 100]
+    ds, dt = pd.DataFrame(A, columns=list("abc")), pd.DataFrame(B, columns=list("abc"))
+    swapped = dt[["c", "b", "a"]]
+    # was accepted: CORAL's target covariance came out reversed (the features paired wrongly)
+    for est in (CORAL(), TCA(n_components=2)):
+        with pytest.raises(DataError, match=r"another order.*Xt\[X.columns\]"):
+            est.fit(ds, Xt=swapped)
+    with pytest.raises(DataError, match="are not the source X's"):
+        CORAL().fit(ds, Xt=dt.rename(columns={"a": "z"}))
+    with pytest.raises(DataError, match="another order"):
+        DomainAdapter("source-only", epochs=1).fit(ds, np.arange(30) % 2, Xt=swapped)
+    np.testing.assert_allclose(np.diag(CORAL().fit(ds, Xt=dt).target_covariance_), np.diag(CORAL().fit(A, Xt=B).target_covariance_))
+    # adapters that are not fitted as fit(Xs, Xt=Xt): a ConfigError, not a TypeError from inside fit
+    for adapter in (JDA(), FeatureAugmentation(), StandardScaler(), make_pipeline(StandardScaler(), CORAL())):
+        with pytest.raises(ConfigError, match="unsupervised adapter"):
+            AdaptedClassifier(adapter).fit(A, np.arange(30) % 2, Xt=B)
+    with pytest.raises(DataError, match="finite"):  # NaN was read as a target row
+        FeatureAugmentation().fit(A).transform(A[:4], sample_domain=[1, np.nan, -1, 1])
+    with pytest.raises(ConfigError, match="random_state=1.5"):  # was numpy's SeedSequence TypeError
+        TCA(kernel="rbf", random_state=1.5).fit(A, Xt=B)

@@ -53,3 +53,17 @@ def test_shallow_settings_are_checked_and_selectable(tmp_path):
     res = select_hparams("tca", ["digits->digits+rot30"], validator="source-val", out=tmp_path, max_samples=300,
                          log=None)
     assert res.choice in [dict(c) for c in get_method("tca").grid]
+
+
+def test_shallow_methods_refuse_network_settings_and_stage_chains(tmp_path, capsys):
+    # a staged run passes each stage's model on as init_from, which a shallow fit ignored: the chain was a no-op
+    rng = np.random.default_rng(0)
+    for name, shift in (("s", 0.0), ("m", 1.0), ("t", 2.0)):
+        np.savez(tmp_path / f"{name}.npz", X=rng.normal(shift, 1, (60, 5)), y=np.arange(60) % 3)
+    base = ["run", "tca", "--source", f"npz:{tmp_path}/s.npz", "--target", f"npz:{tmp_path}/t.npz"]
+    for extra, said in ((["--via", f"npz:{tmp_path}/m.npz"], "carries no model from stage to stage"),
+                        (["--init-from", str(tmp_path / "m.pt")], "init_from (--init-from) does not apply"),
+                        (["--freeze", "1"], "freeze (--freeze) does not apply")):
+        assert main([*base, *extra, "--out", str(tmp_path / "r")]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "r" / "result.json").exists()

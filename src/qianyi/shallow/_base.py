@@ -48,8 +48,22 @@ def check_X(est: Any, X: Any, name: str, *, reset: bool) -> np.ndarray:
         raise DataError(f"{type(est).__name__}: input {name}: {e}") from e
 
 
+def check_columns(est: Any, X: Any, name: str) -> None:
+    """A data frame ``X`` (a second sample) has the columns of the source the estimator was fitted on, in the same
+    order: other names or another order would pair different features silently."""
+    fitted = getattr(est, "feature_names_in_", None)
+    columns = getattr(X, "columns", None)
+    if fitted is not None and columns is not None and [str(c) for c in columns] != [str(c) for c in fitted]:
+        same = sorted(map(str, columns)) == sorted(map(str, fitted))
+        raise DataError(f"{type(est).__name__}: {name}'s columns {list(map(str, columns))[:8]} "
+                        + ("are the source X's in another order" if same else "are not the source X's")
+                        + f" {list(map(str, fitted))[:8]}; "
+                        + (f"reorder them: {name}[X.columns]" if same else "give both domains the same features"))
+
+
 def check_other(est: Any, X: Any, name: str) -> np.ndarray:
-    """A second sample (the target) with the features of the first."""
+    """A second sample (the target) with the features of the first (:func:`check_columns`)."""
+    check_columns(est, X, name)
     try:
         X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1, input_name=name)
     except ValueError as e:
@@ -92,6 +106,11 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
                   min_target: int = 2, min_source: int = 1) -> Domains:
     """One reading of the three conventions of the module docstring, with clear errors."""
     who = type(est).__name__
+    seed = getattr(est, "random_state", None)
+    if seed is not None and not isinstance(seed, (np.random.RandomState, np.random.Generator)) and \
+            (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ConfigError(f"{who}: random_state={seed!r}; give a whole number (the same number, the same fit), a "
+                          "numpy RandomState or Generator, or None")
     X = check_X(est, X, "X", reset=True)
     if need_y or y is not None:
         y = check_labels(est, y, len(X), "y")
@@ -187,8 +206,8 @@ def domain_mask(est: Any, n: int, sample_domain: Any, default: str) -> np.ndarra
     if sample_domain is None:
         return np.full(n, default == "source")
     sd = np.asarray(sample_domain)
-    if sd.shape != (n,) or sd.dtype.kind not in "iuf" or (sd == 0).any():
-        raise DataError(f"{type(est).__name__}: sample_domain must hold one non-zero number per row ({n},): "
+    if sd.shape != (n,) or sd.dtype.kind not in "iuf" or (sd == 0).any() or not np.isfinite(sd).all():
+        raise DataError(f"{type(est).__name__}: sample_domain must hold one non-zero finite number per row ({n},): "
                         "positive for source rows, negative for target rows")
     return sd > 0
 

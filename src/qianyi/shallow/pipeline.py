@@ -28,6 +28,18 @@ def _map(adapter: Any, X: np.ndarray, domain: int) -> np.ndarray:
     return adapter.transform(X)
 
 
+def _unsupervised_adapter(adapter: Any) -> bool:
+    """Whether ``adapter`` is fitted as ``fit(Xs, Xt=Xt)`` (no labels) and has ``transform``."""
+    if adapter is None or not hasattr(adapter, "transform") or not hasattr(adapter, "fit"):
+        return False
+    try:
+        params = inspect.signature(adapter.fit).parameters
+    except (TypeError, ValueError):
+        return False
+    y = params.get("y")
+    return "Xt" in params and (y is None or y.default is not inspect.Parameter.empty)
+
+
 class AdaptedClassifier(ClassifierMixin, BaseEstimator):
     """An unsupervised adapter (:class:`CORAL`, :class:`SubspaceAlignment`, :class:`TCA`) then a classifier
     trained on the adapted source.
@@ -51,9 +63,11 @@ class AdaptedClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "AdaptedClassifier":
         """Fit the adapter on both domains, the classifier on the adapted source rows and their labels."""
-        if self.adapter is None or not hasattr(self.adapter, "transform"):
-            raise ConfigError("AdaptedClassifier: adapter must be an unsupervised adapter with fit/transform, "
-                              "e.g. CORAL(), SubspaceAlignment(), TCA()")
+        if not _unsupervised_adapter(self.adapter):
+            raise ConfigError(f"AdaptedClassifier: adapter must be an unsupervised adapter, fit(X, Xt=...) without "
+                              f"labels and transform, e.g. CORAL(), SubspaceAlignment(), TCA(); got "
+                              f"{type(self.adapter).__name__} (a classifier such as JDA or KMMClassifier, or a plain "
+                              "scaler or Pipeline, is not one)")
         d = split_domains(self, X, y, Xt, None, sample_domain, self.unlabelled, need_y=True, min_source=2)
         self.adapter_ = clone(self.adapter).fit(d.Xs, Xt=d.Xt)
         est = _knn() if self.estimator is None else clone(self.estimator)

@@ -33,7 +33,7 @@ from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
-from ..shallow._base import check_sample_domain, one_target_convention, unlabelled_rows
+from ..shallow._base import check_columns, check_sample_domain, one_target_convention, unlabelled_rows
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -90,6 +90,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         if len(Xs) == 0:
             raise DataError("DomainAdapter.fit: every row is a target row; give labelled source rows")
         if Xt is not None:
+            check_columns(self, Xt, "Xt")
             Xt = np.asarray(Xt, np.float32)
             if Xt.shape[1:] != X.shape[1:]:
                 raise DataError(f"DomainAdapter.fit: Xt has samples of shape {Xt.shape[1:]}, X {X.shape[1:]}")

@@ -16,7 +16,7 @@ from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import available_methods, get_method
-from ..errors import DataError, QianyiWarning
+from ..errors import ConfigError, DataError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
@@ -231,7 +231,15 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
     if (task.preprocessing or {}).get("text") is not None:
         raise DataError(f"{m.name} is a shallow method on the inputs as numbers; a text task's inputs are token ids, "
                         "whose values mean nothing as numbers: run it on vectors of the texts (`qianyi features "
-                        "--backbone minilm`, or the svmlight bag-of-words amazon-svm/...), or use a deep method")
+                        "--backbone minilm`, or bag-of-words files such as the DANN Amazon ones: "
+                        "svmlight:DATA/amazon-dann-svmlight/books_train.svmlight?n_features=5000), or use a deep method")
+    network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
+                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
+    if network:  # (a staged run passes each stage's model on as init_from: the stages would change nothing)
+        raise ConfigError(f"{m.name} is a shallow method: it fits on the inputs and starts from no network, so "
+                          f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
+                          f"{'does' if len(network) == 1 else 'do'} not apply; "
+                          "leave them out")
     t0 = time.perf_counter()
     predictor = m.fit_predictor(_flat(task.source.X), task.source.y, _flat(task.target.X), config.seed)  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0

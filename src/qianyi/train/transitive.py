@@ -103,6 +103,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                           "give --via DOMAIN ... (or leave --via-mode out)")
     config = config or TrainConfig()
     asked = get_method(method, **hparams)  # refuses a bad method or setting before any stage trains
+    if getattr(asked, "shallow", False):  # each stage would fit afresh: the chain would change nothing
+        raise ConfigError(f"{method} is a shallow method: it fits once on the source and an unlabelled target sample "
+                          "and carries no model from stage to stage, so --via stages would not change it; to fit it "
+                          "on more unlabelled data, give it as the target")
     if config.freeze:  # (a stage 0 from scratch freezes nothing: a later stage would refuse it after it trained)
         from .engine import check_freeze
 
