@@ -212,6 +212,11 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     assert "fooled the discriminator" in flag
     (plain,) = game_flags(collapsed, (), 0.1)  # no discriminator (source-only, DAN): no game to blame
     assert "collapsed" in plain and "discriminator" not in plain
+    # CyCADA's discriminators judge images; its task network plays no game (dann=0): no encoder to blame
+    (pixels,) = game_flags(collapsed, ("d_t_acc",), 0.1, feature_game=False)
+    assert "fooled" not in pixels and "carry over" in pixels
+    assert not get_method("cycada").feature_game and get_method("cycada", dann=1.0).feature_game
+    assert get_method("dann").feature_game and not get_method("dan").feature_game
     (oracle,) = game_flags(collapsed, (), 0.1, oracle=True)  # trained on target labels: no transfer to blame
     assert "target's own labels" in oracle and "carry over" not in oracle
     assert game_flags(collapsed, (), 0.1, check_collapse=False) == []  # a method that trains no classifier

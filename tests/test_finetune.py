@@ -29,7 +29,7 @@ def test_init_copies_first_k_groups_and_freeze_keeps_them_fixed(saved):
     assert all(not torch.equal(start[k], end[k]) for k in fc2)
 
 
-@pytest.mark.parametrize("method", ["att", "cbst", "mean-teacher"])  # networks evaluated mid-step; a teacher
+@pytest.mark.parametrize("method", ["att", "cbst", "mean-teacher", "adda"])  # evaluated mid-step; a teacher; M_t
 def test_frozen_groups_keep_their_batch_norm_statistics_in_every_method(saved, method):
     # att's labelling pass (evaluating(ctx.model)) switched the whole network back to train mode afterwards, and
     # mean teacher's teacher (the network it returns) ran its frozen groups in train mode: their running

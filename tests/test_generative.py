@@ -3,16 +3,18 @@ saved generators and ``qianyi translate``."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 import qianyi
+from qianyi.bench.runner import bench
 from qianyi.cli import main
 from qianyi.data.domain import Domain, TransferTask
 from qianyi.data.readers import read_npz
-from qianyi.errors import DataError, UnknownNameError
+from qianyi.errors import ConfigError, DataError, UnknownNameError
 from qianyi.methods.generative import GENERATORS_FILE, GENERATORS_META, GRID_FILE
 from qianyi.nn.gan import Generator, PatchDiscriminator, ResidualBlock, bce_gan_loss, lsgan_loss, real_fake_accuracy
 from qianyi.train import TrainConfig, Trainer
@@ -187,6 +189,17 @@ def test_discogan_runs_with_an_unlabelled_target_and_leaves_the_backbone_alone(t
         assert torch.equal(v, fresh[k]), k
 
 
+def test_discogan_refuses_choosing_an_epoch_by_a_validator(tmp_path):
+    # no classifier: every epoch scored alike and the first, barely trained generators were kept
+    with pytest.raises(ConfigError, match="trains no classifier"):
+        run("discogan", image_task(channels=1), TrainConfig(**CFG, select="entropy"), out=tmp_path, **SMALL)
+    # nor does a bench rank its (untrained) network's accuracy among the methods'
+    with pytest.raises(ConfigError, match="discogan trains no classifier"):
+        bench(["discogan"], ["digits->digits+rot30"], seeds=1)
+    res, _ = run("discogan", image_task(channels=1, unlabelled_target=True), TrainConfig(**CFG), **SMALL)
+    assert "trains no classifier" in res.selection and "atc" not in res.scores  # no accuracy estimate either
+
+
 def test_discogan_runs_from_the_cli_on_a_one_class_source(tmp_path, capsys):
     task = image_task(channels=1)
     bags, shoes = tmp_path / "bags.npz", tmp_path / "shoes.npz"  # one class each, named differently
@@ -247,6 +260,14 @@ def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):
     small = tmp_path / "small.npz"
     np.savez(small, X=np.zeros((2, 3, 12, 12), np.float32)[:, :1])
     assert main(["translate", str(out), "--data", f"npz:{small}", "--out", str(tmp_path / "c.npz")]) == 2
+    # a later run of another method into the folder (its checkpoint deleted, as the error advises) leaves the
+    # generators behind: translate used them silently
+    reused = tmp_path / "reused"
+    shutil.copytree(out, reused)
+    (reused / "checkpoint.pt").unlink()
+    run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False), out=reused)
+    with pytest.raises(DataError, match="made by a 'cycada' run, but the folder's result.json is a 'source-only'"):
+        load_generator(reused)
 
 
 def test_translate_keeps_labels_of_classes_the_run_never_saw_and_needs_no_model_weights(cycada_run, tmp_path, capsys):

@@ -109,6 +109,9 @@ def test_mcd_steps_generator_and_classifiers_separately():
     # the second classifier has the first's shape but its own weights
     w1, w2 = fit.backbone.groups["logits"].weight, m.classifier2[-1].weight
     assert w1.shape == w2.shape and not torch.equal(w1, w2)
+    # trade_off weighs step B only (the paper's step C has no weight): at 0 step C still aligns (it was 0 * d)
+    _, fit0 = run("mcd", toy_task(), TrainConfig(epochs=1, steps_per_epoch=2, progress=False), trade_off=0.0)
+    assert fit0.history[-1]["disc_b"] == 0 and fit0.history[-1]["disc_c"] > 0
 
 
 def test_mean_teacher_terms_have_the_authors_normalisation():

@@ -659,7 +659,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     hparams = hparams or {}
     base = config or TrainConfig()
     for m in methods_:
-        get_method(m, **hparams.get(m, {}))  # fail fast on a bad name before any training
+        if not get_method(m, **hparams.get(m, {})).trains_classifier:  # fail fast on a bad name before any training
+            raise ConfigError(f"bench compares target accuracies, and {m} trains no classifier (its accuracy would be "
+                              f"an untrained network's): leave it out; `qianyi run {m}` makes its generators")
     store = RunStore(Path(out) / "runs") if out is not None else None
     runs: list[RunResult] = []
     tests = list(target_tests) if target_tests is not None else [None] * len(pairs_)

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import DataError
 from ..nn import Backbone, DomainDiscriminator, LayerOutputs
-from .base import Method, ParamGroup, StepContext
+from .base import Method, ParamGroup, StepContext, frozen_groups, train_but_frozen
 from .registry import register
 
 
@@ -78,6 +78,7 @@ class ADDA(Method):
             raise DataError(f"adda: the feature layer {backbone.feature_layer!r} must be below the logits; "
                             f"this backbone has {list(names)}")
         self._encoder = names[:names.index(backbone.feature_layer) + 1]
+        self._frozen = frozen_groups(backbone)  # --freeze: M_t, the network that predicts, keeps them frozen too
         self.target_net = copy.deepcopy(backbone)  # M_t (+ a copy of C); weights set from M_s at the switch
         for n in names[len(self._encoder):]:
             self.target_net.groups[n].requires_grad_(False)
@@ -113,6 +114,7 @@ class ADDA(Method):
             self.started.fill_(True)
         with torch.no_grad():
             fs = self.encode(ctx.model, xs)  # M_s is fixed
+        train_but_frozen(self.target_net, self._frozen)  # frozen groups keep their batch-norm statistics
         ft = self.encode(self.target_net, xt)
         d = self.discriminator(torch.cat([fs, ft.detach()]))
         domain = torch.cat([torch.ones(len(fs)), torch.zeros(len(ft))]).to(d)

@@ -248,6 +248,12 @@ class Method(nn.Module):
     game_advice: ClassVar[str] = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)"
     #: False for a method that leaves the classifier untrained (DiscoGAN): its predictions are not checked.
     trains_classifier: ClassVar[bool] = True
+
+    @property
+    def feature_game(self) -> bool:
+        """Whether the classifier's own features play against a discriminator (a collapse may then be the encoder
+        fooling it); a method whose discriminators judge something else (CyCADA's images) says no."""
+        return bool(self.discriminator_logs)
     #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
     #: backbone is given (AMN: its memory network); None: the task's default encoder.
     text_encoder: ClassVar[str | None] = None

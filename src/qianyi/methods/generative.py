@@ -208,6 +208,10 @@ class CyCADA(ImageTranslation):
     not_for_text = "translates images"
     grid = ({"real_source": 1.0}, {"real_source": 0.0}, {"real_source": 0.0, "dann": 1.0}, {"semantic": 0.0})
 
+    @property
+    def feature_game(self) -> bool:  # its discriminators judge images; the task network plays only with dann > 0
+        return bool(self.dann)
+
     def __init__(self, cycle: float = 10.0, identity: float = 0.0, semantic: float = 1.0, real_source: float = 1.0,
                  dann: float = 0.0, gan_lr: float = 2e-4, width: int = 8, disc_width: int = 16,
                  downsamplings: int = 2, res_blocks: int = 1) -> None:

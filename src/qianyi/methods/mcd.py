@@ -34,7 +34,8 @@ class MCD(Method):
 
     with :math:`L_s = \sum_{j=1,2} \frac{1}{n_s}\sum_i \ell(F_j(G(x^s_i)), y^s_i)` and
     :math:`L_{adv} = \frac{1}{n_t}\sum_i d\big(p_1(y|x^t_i), p_2(y|x^t_i)\big)`, :math:`d` the mean
-    absolute difference of the softmax outputs; :math:`\lambda` = ``trade_off`` (1 in the paper).
+    absolute difference of the softmax outputs; :math:`\lambda` = ``trade_off`` (1 in the paper, which writes
+    no weight at all), in step B only: step C is the paper's.
     Predictions come from :math:`F_1` (the backbone).
 
     Inputs: source and target mini-batches (n, ...), source labels (n,); the classifiers read the
@@ -93,4 +94,4 @@ class MCD(Method):
         for _ in range(self.num_k):
             (target,) = ctx.forward(xt)
             t1, t2 = self._both(target)
-            ctx.update({"disc_c": self.trade_off * discrepancy(t1.softmax(1), t2.softmax(1))}, "generator")
+            ctx.update({"disc_c": discrepancy(t1.softmax(1), t2.softmax(1))}, "generator")  # (no lambda: step C)

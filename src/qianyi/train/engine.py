@@ -303,6 +303,10 @@ class Trainer:
     def __init__(self, method: Method, config: TrainConfig | None = None,
                  backbone_factory: Callable[[tuple[int, ...], int], Backbone] = backbone_for) -> None:
         method.check_hparams()
+        if not method.trains_classifier and config is not None and config.select != "last":
+            raise ConfigError(f"{method.name} trains no classifier, so a validator has nothing to tell its epochs "
+                              f"apart by (every epoch would score alike, and the first, barely trained, be kept): "
+                              f"leave out select={config.select!r} (--select); the run keeps its last epoch")
         #: Called with each epoch's history row once it is complete (experiment trackers).
         self.on_epoch: Callable[[dict[str, float]], None] | None = None
         self.method = method
@@ -608,6 +612,6 @@ class Trainer:
         source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
         flags = game_flags(state.history, method.discriminator_logs, source_top, meaning=method.game_meaning,
                            advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen,
-                           oracle=method.uses_target_labels)
+                           oracle=method.uses_target_labels, feature_game=method.feature_game)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags)

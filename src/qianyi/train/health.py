@@ -45,7 +45,8 @@ def winning(value: float) -> bool:
 
 def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str], source_top_share: float, *,
                meaning: str = Method.game_meaning, advice: str = Method.game_advice,
-               check_collapse: bool = True, selected_epoch: int | None = None, oracle: bool = False) -> list[str]:
+               check_collapse: bool = True, selected_epoch: int | None = None, oracle: bool = False,
+               feature_game: bool | None = None) -> list[str]:
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
@@ -54,9 +55,11 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
     ``check_collapse`` False skips the collapse check (a method that trains no classifier);
     ``selected_epoch``: the epoch whose weights the run returns (``--select``), whose predictions the
-    collapse check reads (default: the last epoch); ``oracle``: the network learnt from target labels.
+    collapse check reads (default: the last epoch); ``oracle``: the network learnt from target labels;
+    ``feature_game``: the classifier's features play against a discriminator (default: any discriminator logged).
     """
     discriminators = tuple(discriminators)
+    feature_game = bool(discriminators) if feature_game is None else feature_game
     if not history:
         return []
     flags = []
@@ -71,7 +74,7 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     if check_collapse and share is not None and share >= COLLAPSED and source_top_share < 0.5:
         cause = ("it was trained on the target's own labels, so the training itself failed (too few epochs or "
                  "too high a learning rate?)" if oracle
-                 else "the encoder may have fooled the discriminator by mapping the target to one place" if discriminators
+                 else "the encoder may have fooled the discriminator by mapping the target to one place" if feature_game
                  else "what it learnt on the source does not carry over to this target")
         flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
                      f"source's largest class is {100 * source_top_share:.0f}%); {cause}")

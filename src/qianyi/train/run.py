@@ -176,7 +176,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     device = fit.device
     row = fit.history[fit.selected_epoch - 1] if fit.history and fit.selected_epoch else {}
     scores = {k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")}
-    if task.target_test is None:  # no labelled target anywhere: report what can be said without labels
+    if task.target_test is None and m.trains_classifier:  # no labelled target: report what can be said without labels
         missing = [v for v in UNLABELLED_REPORT if v not in scores]
         scores.update(score_all(fit.model, TrainData.from_task(task).selection(), missing, device=device,
                                 max_samples=config.selection_samples, seed=config.seed))
@@ -193,7 +193,9 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=report.get("accuracy"), target_report=report,
         source_accuracy=accuracy(fit.model, task.source_val, device),
-        train_seconds=round(fit.train_seconds, 3), selection=fit.selection, oracle=m.uses_target_labels,
+        train_seconds=round(fit.train_seconds, 3), oracle=m.uses_target_labels,
+        selection=fit.selection if m.trains_classifier else
+        f"{fit.selection}; trains no classifier: its accuracies are an untrained network's",
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,

@@ -9,6 +9,7 @@ gets the run's preprocessing (canvas) exactly, as for ``qianyi predict``
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
     if meta["method"] not in GENERATIVE:
         raise DataError(f"{str(folder)!r}: method {meta['method']!r} is not a generative method "
                         f"({', '.join(sorted(GENERATIVE))})")
+    for owner in ("result.json", "model.json"):  # a later run of another method into the folder left them behind
+        try:
+            made_by = json.loads((folder / owner).read_text()).get("method") if (folder / owner).is_file() else None
+        except (OSError, ValueError, AttributeError):
+            made_by = None
+        if made_by is not None and made_by != meta["method"]:
+            raise DataError(f"{str(folder)!r}: its generators were made by a {meta['method']!r} run, but the folder's "
+                            f"{owner} is a {made_by!r} run's (a later run into the same --out left them behind); "
+                            f"give the --out of the {meta['method']} run, or rerun it")
     weights = folder / str(meta.get("weights", ""))
     if not weights.is_file() or sha256_file(weights) != meta.get("weights_sha256"):
         raise DataError(f"{str(weights)!r} is missing or is not the file generators.json describes (its hash "
