@@ -143,3 +143,18 @@ def test_pivots_does_not_reuse_a_run_of_other_text_settings_when_text_is_left_ou
     assert main(argv + ["--text", "max_len=20", "--max-samples", "30"]) == 2
     assert "was trained on other data" in capsys.readouterr().err
     assert main(argv + ["--text", "max_len=20"]) == 0  # the same data again: reused
+    capsys.readouterr()
+    # a setting the run does not record is its default: vectors=... is not the plain run (it was reused)
+    import qianyi.nn.text as text_mod
+
+    monkey = dict(text_mod.VECTORS)
+    text_mod.VECTORS.setdefault("stub", (lambda: 8, None))
+    try:
+        assert main(argv + ["--text", "max_len=20,vectors=stub"]) == 2
+        assert "'vectors': None" in capsys.readouterr().err
+    finally:
+        text_mod.VECTORS.clear()
+        text_mod.VECTORS.update(monkey)
+    # --run: a finished run of another pair is named, not read as this pair's
+    assert main(["pivots", t, s, "--run", str(tmp_path / "pv" / "run"), "--top", "2", "--out", str(tmp_path / "q")]) == 2
+    assert f"it holds the amn run of {s} -> {t}, not an amn run of {t} -> {s}" in capsys.readouterr().err

@@ -143,6 +143,13 @@ def test_resume_after_an_interrupt_gives_identical_weights(tmp_path):
         assert torch.equal(a, b), k
     for (k, a), (_, b) in zip(whole.method.state_dict().items(), resumed.method.state_dict().items()):
         assert torch.equal(a, b), k
+    # the saved run rebuilds its two view networks (qianyi predict failed: model.json described the backbone)
+    from qianyi.train.artefact import load_model
+
+    saved = load_model(tmp_path)
+    x = torch.as_tensor(task.target_test.X)
+    assert isinstance(saved.network, TwoViewNet) and torch.allclose(saved.network(x).logits,
+                                                                     resumed.model.eval()(x).logits)
 
 
 def test_the_oracle_audit_changes_nothing_in_training_and_counts_right_labels():

@@ -361,3 +361,15 @@ def test_methods_that_read_inputs_as_numbers_or_columns_refuse_token_ids(tmp_pat
     task = _toy_text(tmp_path)
     with pytest.raises(DataError, match="text|token ids"):
         qianyi.run(name, task, qianyi.TrainConfig(**FAST))
+
+
+def test_lines_and_jsonl_records_are_the_files_lines(tmp_path):
+    # str.splitlines also broke at form feeds, U+0085, U+2028...: 3 lines gave 4 texts, and valid JSON Lines
+    # holding a raw U+2028 in a string was refused
+    (tmp_path / "ff.txt").write_text("terrible, broke\x0cday one\ngreat blender\r\nwaste\u2028of money\n")
+    assert load_domain(f"lines:{tmp_path / 'ff.txt'}").X.tolist() == ["terrible, broke\x0cday one", "great blender",
+                                                                       "waste\u2028of money"]
+    rows = [{"text": "great\u2028would buy", "label": "positive"}, {"text": "bad", "label": "negative"}]
+    (tmp_path / "u.jsonl").write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    d = load_domain(f"jsonl:{tmp_path / 'u.jsonl'}")
+    assert d.X.tolist() == ["great\u2028would buy", "bad"] and len(d.y) == 2

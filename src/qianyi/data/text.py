@@ -394,6 +394,13 @@ def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = 
     return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at)
 
 
+def _file_lines(text: str) -> list[str]:
+    """A file's lines, split at line ends only (\\n, \\r\\n, \\r): not at the other breaks ``str.splitlines`` knows
+    (form feed, U+0085, U+2028, ...), which a review may hold and JSON allows inside a string; the records then
+    stay the file's lines (a prediction's index is its line's)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def read_jsonl(path: str | os.PathLike, name: str | None = None, text: str = "text", label: str | None = None
                ) -> Domain:
     """JSON Lines: one JSON object per line, its key ``text`` a string; ``label`` the label key (default
@@ -401,7 +408,7 @@ def read_jsonl(path: str | os.PathLike, name: str | None = None, text: str = "te
     p = _file(path, "JSON Lines file", "jsonl")
     at = f"JSON Lines file {str(p)!r}"
     texts, raw, rownos = [], [], []
-    for n, line in enumerate(_csv_text(p, at).splitlines(), 1):
+    for n, line in enumerate(_file_lines(_csv_text(p, at)), 1):
         if not line.strip():
             continue
         try:
@@ -436,7 +443,7 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
     p = Path(path)
     if p.is_file():
         at = f"text file {str(p)!r}"
-        texts = [t for t in _csv_text(p, at).splitlines() if t.strip()]
+        texts = [t for t in _file_lines(_csv_text(p, at)) if t.strip()]
         return _text_domain(texts, None, None, name or p.stem, str(p.resolve()), at)
     d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files (or one .txt file, unlabelled)")
     files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
@@ -445,7 +452,7 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
                                    "positive.txt, negative.txt), one text per line")
     texts, labels = [], []
     for k, f in enumerate(files):
-        lines = [t for t in _csv_text(f, f"text file {str(f)!r}").splitlines() if t.strip()]
+        lines = [t for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip()]
         if not lines:
             raise DataError(f"text file {str(f)!r} holds no text; write one text per line, or remove the file "
                             f"(it would be an empty class {f.stem!r})")

@@ -93,11 +93,17 @@ def word_polarity(network: torch.nn.Module, token_ids: Sequence[int], max_len: i
     return torch.softmax(logits, 1).numpy()
 
 
-def _check_reused(path: Path, source: str, target: str, config: Any) -> None:
-    """A finished run in ``--out`` is reused only if it is this pair's, with these training settings."""
+def _check_reused(path: Path, source: str, target: str, config: Any, given: bool = False) -> None:
+    """A finished run in ``--out`` is reused only if it is this pair's amn run, with these training settings; a run
+    the user ``given`` (``--run``) only if it is this pair's amn run."""
     from ..train.result import RunResult
 
     done = RunResult.read(path / "result.json")
+    if given and ((done.source, done.target) != (source, target) or done.method != "amn"):
+        raise DataError(f"--run {path}: it holds the {done.method} run of {done.source} -> {done.target}, not an amn run of "
+                        f"{source} -> {target}; give the pair it was trained on, or that pair's amn run")
+    if given:
+        return
     asked = {k: v for k, v in config.fingerprint().items() if v is not None}
     other = {k: (done.config.get(k), v) for k, v in asked.items() if k in done.config and done.config[k] != v}
     if (done.source, done.target) != (source, target) or other:
@@ -304,8 +310,8 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     task, reused = None, []
     for k, path in enumerate(paths):
         if (path / "result.json").exists():
+            _check_reused(path, source, target, replace(config, seed=config.seed + k), given=run_dir is not None)
             if run_dir is None:
-                _check_reused(path, source, target, replace(config, seed=config.seed + k))
                 reused.append(path)
             continue
         if run_dir is not None:
@@ -322,11 +328,12 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     from ..data.text import MAX_LEN, MAX_VOCAB, MIN_COUNT
 
     # the settings asked, the defaults included: a run made with --text max_len=64 is not reused without it
-    asked_text = {"max_len": MAX_LEN, "max_vocab": MAX_VOCAB, "min_count": MIN_COUNT, "bigrams": False,
-                  "vectors": None, **(text or {})}
+    defaults = {"max_len": MAX_LEN, "max_vocab": MAX_VOCAB, "min_count": MIN_COUNT, "bigrams": False, "vectors": None}
+    asked_text = {**defaults, **(text or {})}
     for p, m in zip(paths, models):
         recorded = (m.meta.get("preprocessing") or {}).get("text") or {}
-        other = {k: recorded.get(k) for k, v in asked_text.items() if k in recorded and recorded.get(k) != v}
+        # a setting a run does not record is its default (vectors is recorded only when set)
+        other = {k: recorded.get(k, defaults.get(k)) for k, v in asked_text.items() if recorded.get(k, defaults.get(k)) != v}
         if other:
             raise DataError(f"{p} was trained with other text settings ({other}, asked "
                             f"{ {k: asked_text[k] for k in other} }); give another --out")

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.domain import TransferTask
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError
 from ..nn.backbones import Backbone, LayerOutputs
 from ..schedules import adaptation_ramp
 
@@ -322,6 +322,16 @@ class Method(nn.Module):
         """The network that predicts after (and during) training: the backbone, unless the method keeps
         another one (a mean teacher returns its teacher)."""
         return backbone
+
+    def network_spec(self) -> dict[str, Any] | None:
+        """What rebuilds the predicting network when it is not of the backbone's architecture (co-training's
+        two view networks): recorded in model.json (``architecture.backbone = "method"``) and read back by
+        :meth:`saved_network`; None: the backbone's architecture."""
+        return None
+
+    def saved_network(self, architecture: dict[str, Any]) -> nn.Module:
+        """The untrained predicting network a model.json ``architecture`` written from :meth:`network_spec` describes."""
+        raise DataError(f"{self.name} saves no network of its own; its model.json describes the backbone")
 
     @staticmethod
     def source_ce(batch: Batch) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -105,8 +105,8 @@ class CoTraining(MemoryBuffers):
     :func:`qianyi.data.mfeat.view_widths` reads it from the column names); ``view`` (``both``, ``a``,
     ``b``). The view networks are :func:`~qianyi.nn.mlp` (the default vector backbone) on their own
     columns; the engine's backbone is not trained, so ``--freeze``/``--init-from`` do not apply.
-    A saved run folder holds the :class:`TwoViewNet`'s weights: load them with
-    ``load_model(DIR, network=TwoViewNet(width, split, n_classes))``.
+    A saved run folder holds the :class:`TwoViewNet`'s weights and its settings (model.json):
+    ``load_model(DIR)`` and ``qianyi predict`` rebuild it.
 
     Paper: Avrim Blum, Tom Mitchell. "Combining Labeled and Unlabeled Data with Co-Training". COLT 1998.
 
@@ -165,6 +165,13 @@ class CoTraining(MemoryBuffers):
 
     def inference_model(self, backbone: Backbone) -> nn.Module:
         return self.net
+
+    def network_spec(self) -> dict[str, Any]:
+        return {"split": int(self.net.split), "use": list(self.net.use)}
+
+    def saved_network(self, architecture: dict[str, Any]) -> nn.Module:
+        return TwoViewNet(int(architecture["sample_shape"][0]), int(architecture["split"]),
+                          int(architecture["n_classes"]), tuple(int(v) for v in architecture["use"]))
 
     def portion(self, progress: float) -> float:
         return growing_portion(progress, self.warmup, self.start, self.end)

@@ -35,11 +35,13 @@ FORMAT = 1
 
 
 def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hparams: dict[str, Any],
-               custom_backbone: bool = False, backbone_spec: dict[str, Any] | None = None) -> str:
+               custom_backbone: bool = False, backbone_spec: dict[str, Any] | None = None,
+               network_spec: dict[str, Any] | None = None) -> str:
     """Write ``model.pt`` and ``model.json`` into ``out``; return model.pt's SHA-256.
 
     ``backbone_spec`` (a named backbone's ``spec``, e.g. ``{"name": "resnet18", "bottleneck": 256}``)
-    is recorded so that :func:`load_model` rebuilds the network without its pretrained weights file.
+    is recorded so that :func:`load_model` rebuilds the network without its pretrained weights file;
+    ``network_spec``: the method predicts with a network of its own (:meth:`Method.network_spec`).
     """
     save_tensors(out / MODEL_FILE, net.state_dict())
     digest = sha256_file(out / MODEL_FILE)
@@ -51,6 +53,8 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
         arch = {"backbone": backbone_spec["name"],
                 **{k: v for k, v in backbone_spec.items() if k != "name"},
                 "in_channels": task.sample_shape[0] if len(task.sample_shape) == 3 else None}
+    if network_spec is not None:
+        arch = {"backbone": "method", **network_spec}
     write_json(out / META_FILE, {
         "format": FORMAT, "weights": MODEL_FILE, "weights_sha256": digest,
         "architecture": {**arch, "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
@@ -141,6 +145,10 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
                         "rerun the run")
     _check_result_names(folder, digest)
+    if network is None and arch.get("backbone") == "method":  # the method's own network (co-training's two views)
+        from ..methods.registry import get_method
+
+        network = get_method(str(meta.get("method")), **(meta.get("hparams") or {})).saved_network(arch)
     if network is None:
         if arch.get("backbone") != "default" and arch.get("backbone") not in BACKBONES:
             raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")

@@ -211,7 +211,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
         result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None,
-                                         backbone_spec=backbone_spec(backbone))
+                                         backbone_spec=backbone_spec(backbone), network_spec=m.network_spec())
         write_history_csv(out / HISTORY_FILE, fit.history)
         m.save_artefacts(out, task)  # the method's own files (generators, image grids), before the finished state
         result.save(out)
