@@ -221,3 +221,21 @@ def test_cotraining_runs_on_fsdd_views(fsdd_root):
     split = view_widths(task.source.feature_names)[0][1]
     res, _ = run("cotrain", task, TrainConfig(epochs=2, steps_per_epoch=3, batch_size=8, progress=False), split=split)
     assert 0.0 <= res.target_accuracy <= 1.0 and "agree" in res.history[-1]
+
+
+def test_upper_case_wav_files_count_and_long_recordings_stay_within_the_limits(tmp_path, monkeypatch):
+    # .WAV was skipped silently (two of three files, and their classes, gone)
+    for i, name in enumerate(("3_a.WAV", "4_a.Wav", "5_a.wav")):
+        _write(tmp_path / name, _tone(300 + 100 * i))
+    d = qianyi.data.load_domain(f"wav:{tmp_path}")
+    assert d.class_names == ("3", "4", "5") and len(d) == 3
+    # a long clip is framed a chunk at a time: the same image as framing it whole
+    x = np.random.default_rng(0).normal(0, 0.1, audio.HOP * (2 * audio.MEL_CHUNK + 37))
+    monkeypatch.setattr(audio, "MEL_CHUNK", 10 ** 9)
+    whole = audio.log_mel(x)
+    monkeypatch.undo()
+    assert np.array_equal(audio.log_mel(x), whole)
+    # and a file over QIANYI_MAX_BYTES is refused before it is read (it was transformed whole)
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "1000")
+    with pytest.raises(DataError, match="QIANYI_MAX_BYTES"):
+        audio.read_wav(tmp_path / "5_a.wav")

@@ -54,6 +54,16 @@ def test_estimator_contract_and_determinism():
     before = a.transform(X[:5])
     a.fit(X[100:200], y[100:200])
     assert np.array_equal(before, a.transform(X[:5]))
+    # scikit-learn's usual values (raw TypeErrors/ValueErrors before): None or a RandomState, an int width,
+    # penalties as an array
+    few = {**FAST, "steps": 5}
+    for rs in (None, np.random.RandomState(0)):
+        assert P.ProxyTransfer(**{**few, "random_state": rs}).fit_proxy(X, proxy).transform(X[:2]).shape == (2, 8)
+    assert P.ProxyTransfer(**{**few, "hidden": 6}).fit_proxy(X, proxy).transform(X[:2]).shape == (2, 6)
+    m = P.ProxyTransfer(**few, alphas=np.logspace(-2, 2, 5)).fit_proxy(X, proxy).fit(X[:30], y[:30])
+    assert m.alpha_ in np.logspace(-2, 2, 5)
+    with pytest.raises(ConfigError, match="random_state=1.5"):
+        P.ProxyTransfer(**few, random_state=1.5).fit_proxy(X, proxy)
 
 
 def test_classification_proxy_and_quantile_bins():

@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 from torch import nn
 
 from .errors import ConfigError, DataError, DatasetNotFoundError
@@ -121,7 +122,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         overall standard deviation: histogram bins that are rarely non-zero are not blown up) or
         ``"none"`` (inputs already standardised, e.g. on a larger unlabelled sample).
     random_state : seeds the network's initialisation, dropout and batches (no global random state is
-        touched).
+        touched); None or a numpy RandomState draws that seed, as scikit-learn does.
 
     The features of the target step are standardised with their mean and standard deviation over the
     proxy-training inputs (all of them, no labels), not over the few labelled samples, whose tiny
@@ -149,9 +150,14 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
     def _check_settings(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task={self.task!r}: give one of {', '.join(TASKS)}")
-        hidden = tuple(self.hidden)
-        if not hidden or any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+        hidden = self._hidden()
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise ConfigError(f"hidden={self.hidden!r}: give one or more positive layer widths, e.g. (256, 64)")
+        rs = self.random_state
+        if rs is not None and not isinstance(rs, np.random.RandomState) and \
+                (isinstance(rs, bool) or not isinstance(rs, (int, np.integer))):
+            raise ConfigError(f"random_state={rs!r}: give a whole number (the same number, the same model), a numpy "
+                              "RandomState, or None")
         for name, low in (("steps", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:
@@ -164,8 +170,12 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
             raise ConfigError(f"lr={self.lr} must be > 0 and dropout={self.dropout} below 1")
         if self.standardize not in STANDARDIZE:
             raise ConfigError(f"standardize={self.standardize!r}: give one of {', '.join(STANDARDIZE)}")
-        if self.alphas is not None and (len(self.alphas) == 0 or min(self.alphas) <= 0):
+        if self.alphas is not None and (np.ndim(self.alphas) != 1 or len(self.alphas) == 0 or min(self.alphas) <= 0):
             raise ConfigError(f"alphas={self.alphas!r}: give one or more positive ridge penalties")
+
+    def _hidden(self) -> tuple:
+        """The hidden widths (one number is one layer, as scikit-learn's ``hidden_layer_sizes``)."""
+        return (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else tuple(self.hidden)
 
     def _inputs(self, X: object, what: str = "X") -> torch.Tensor:
         if not hasattr(self, "net_"):
@@ -201,10 +211,12 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
             d_out, loss_fn = 1, nn.functional.mse_loss
         self.x_mean_, self.x_std_ = _scaling(A, self.standardize)
         x = torch.as_tensor(((A - self.x_mean_) / self.x_std_).astype(np.float32))
+        seed = int(self.random_state) if isinstance(self.random_state, (int, np.integer)) else \
+            int(check_random_state(self.random_state).randint(0, 2 ** 31 - 2))  # None / RandomState: scikit-learn's way
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state))
-            net = ProxyNet(A.shape[1], tuple(int(h) for h in self.hidden), d_out, float(self.dropout))
-            batches = torch.Generator().manual_seed(int(self.random_state) + 1)
+            torch.manual_seed(seed)
+            net = ProxyNet(A.shape[1], tuple(int(h) for h in self._hidden()), d_out, float(self.dropout))
+            batches = torch.Generator().manual_seed(seed + 1)
             opt = torch.optim.Adam(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
             net.train()
             bs = min(int(self.batch_size), len(A))
@@ -279,7 +291,7 @@ def fit_ridge(Z: object, y: object, alphas: Sequence[float] | None = None, scale
     if len(A) < 3:
         raise DataError(f"{len(A)} labelled sample(s): ridge with a cross-validated penalty needs at least 3")
     steps = [StandardScaler()] if scale else []
-    return make_pipeline(*steps, RidgeCV(alphas=tuple(alphas or ALPHAS))).fit(A, t)
+    return make_pipeline(*steps, RidgeCV(alphas=tuple(ALPHAS if alphas is None else alphas))).fit(A, t)
 
 
 def scores(y_true: object, y_pred: object) -> dict[str, float]:

@@ -33,10 +33,13 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError
 from .builtin import DIGIT_NAMES, dataset, name_list
 from .domain import Domain
+from .limits import max_bytes
 
 SAMPLE_RATE = 8000
 WINDOW = 512
 HOP = 256
+#: Frames transformed at once by :func:`log_mel` (about 8 MiB of spectrum).
+MEL_CHUNK = 2048
 N_MELS = 32
 FRAMES = 32
 FMIN = 20.0
@@ -80,9 +83,12 @@ def log_mel(signal: np.ndarray, frames: int = FRAMES) -> np.ndarray:
     if len(x) < WINDOW:
         x = np.pad(x, (0, WINDOW - len(x)))
     n = 1 + (len(x) - WINDOW) // HOP
-    idx = np.arange(WINDOW)[None] + HOP * np.arange(n)[:, None]
-    spectrum = np.abs(np.fft.rfft(x[idx] * np.hanning(WINDOW + 2)[1:-1], axis=1)) ** 2  # (n, WINDOW/2+1)
-    db = 10.0 * np.log10(spectrum @ _FILTERS.T + 1e-10)  # (n, N_MELS)
+    window = np.hanning(WINDOW + 2)[1:-1]
+    mel = np.empty((n, N_MELS))
+    for a in range(0, n, MEL_CHUNK):  # a long recording is framed a chunk at a time: memory stays small
+        idx = np.arange(WINDOW)[None] + HOP * np.arange(a, min(n, a + MEL_CHUNK))[:, None]
+        mel[a:a + len(idx)] = (np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2) @ _FILTERS.T  # (frames, N_MELS)
+    db = 10.0 * np.log10(mel + 1e-10)  # (n, N_MELS)
     img = np.clip((db - (db.max() - TOP_DB)) / TOP_DB, 0.0, 1.0).T  # (N_MELS, n)
     out = np.zeros((img.shape[0], frames), np.float32)
     if not np.any(x):  # digital silence: nothing above the floor (else it would map to 1 everywhere)
@@ -107,6 +113,10 @@ def read_wav(path: str | Path) -> np.ndarray:
     from scipy.signal import resample_poly
 
     path = Path(path)
+    limit = max_bytes()
+    if path.is_file() and path.stat().st_size > limit:
+        raise DataError(f"{path}: the wav file is {path.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
+                        "(QIANYI_MAX_BYTES); only its middle second is used: cut it, or raise QIANYI_MAX_BYTES")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown extra chunks: harmless
@@ -260,6 +270,11 @@ def fsdd_speakers(root: Path | None) -> list[tuple[str, int]]:
 
 
 # ---------------------------------------------------------------- wav:DIR
+def _wavs(folder: Path) -> list[Path]:
+    """The wav files in ``folder``, sorted; ``.WAV`` and ``.Wav`` too (recorders write upper case)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+
+
 def read_wav_folder(path: str | Path, name: str | None = None) -> Domain:
     """A folder of wav files -> a :class:`Domain` of log-mel images.
 
@@ -272,13 +287,13 @@ def read_wav_folder(path: str | Path, name: str | None = None) -> Domain:
     if not folder.is_dir():
         raise DatasetNotFoundError(f"wav:{path}: no such folder; give a folder of .wav files (labels from the file "
                                    "name prefix LABEL_*.wav, or one sub-folder per class)")
-    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and any(d.glob("*.wav")))
-    top = sorted(folder.glob("*.wav"))
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and _wavs(d))
+    top = _wavs(folder)
     if subdirs:
         if top:
             raise DataError(f"wav:{path}: holds both class sub-folders ({subdirs[0].name}, ...) and .wav files at the "
                             f"top ({top[0].name}, ...); use one layout")
-        items = [(p, d.name) for d in subdirs for p in sorted(d.glob("*.wav"))]
+        items = [(p, d.name) for d in subdirs for p in _wavs(d)]
     else:
         if not top:
             raise DataError(f"wav:{path}: no .wav files in the folder or its sub-folders")
