@@ -402,3 +402,13 @@ def test_one_folder_spelt_two_ways_is_one_pool():
     assert _pool_key("folder:data/office/amazon") == _pool_key("folder:data/office/amazon/?size=32")
     assert _pool_key("folder:data/office/amazon") == _pool_key(f"folder:{os.getcwd()}/data/office/amazon")
     assert _pool_key("npz:a.npz") != _pool_key("npz:b.npz") and _pool_key("mnist") == "mnist"
+
+
+def test_a_file_of_plus_one_labels_paired_with_zero_one_labels_names_the_convention(tmp_path):
+    from qianyi.errors import LabelMismatchError
+
+    (tmp_path / "s.svm").write_text("".join(f"0 0:{i} 1:0.5\n1 1:{i} 2:0.1\n" for i in range(1, 9)))
+    (tmp_path / "t.svm").write_text("1 1:1\n1 1:2\n1 0:0.3 1:1\n")  # only '1': read as -1/+1, i.e. 'positive'
+    with pytest.raises(LabelMismatchError, match="all -1/\\+1, even one class of them"):
+        load_task(f"svmlight:{tmp_path / 's.svm'}", f"svmlight:{tmp_path / 't.svm'}?n_features=3",
+                  target_test=f"svmlight:{tmp_path / 't.svm'}?n_features=3")

@@ -373,3 +373,12 @@ def test_lines_and_jsonl_records_are_the_files_lines(tmp_path):
     (tmp_path / "u.jsonl").write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
     d = load_domain(f"jsonl:{tmp_path / 'u.jsonl'}")
     assert d.X.tolist() == ["great\u2028would buy", "bad"] and len(d.y) == 2
+
+
+def test_text_settings_on_images_warn_and_shifts_on_text_say_text():
+    from qianyi.data.shifts import apply_shifts
+
+    with pytest.warns(QianyiWarning, match="apply to text domains.*ignored"):  # were ignored silently
+        load_task("digits", "digits+rot30", text={"max_len": 10})
+    with pytest.raises(DataError, match="holds texts"):  # said 'holds vectors of shape ()'
+        apply_shifts(np.array(["a review", "another"], dtype=object), ["rot30"], "kitchen+rot30")

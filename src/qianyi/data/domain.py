@@ -347,8 +347,12 @@ def align_labels(source: Domain, target: Domain) -> Domain:
         used = {target.class_names[i] for i in np.unique(target.y)}
         unknown = [c for c in unknown if c in used]
         if unknown:
+            binary = {"negative", "positive"}
+            hint = (" (an SVMlight file whose labels are all -1/+1, even one class of them, is read as the classes "
+                    "negative/positive; one holding 0 too as classes '0', '1': write both files with one convention)"
+                    if bool(binary & set(unknown)) != bool(binary & set(source.class_names)) else "")
             raise LabelMismatchError(
-                f"target {target.name!r} has classes the source {source.name!r} lacks: {unknown[:10]}; "
+                f"target {target.name!r} has classes the source {source.name!r} lacks: {unknown[:10]}{hint}; "
                 "remove those samples or add the classes to the source (closed-set transfer needs the target's "
                 "classes to be a subset of the source's)")
         mapping = np.array([index.get(c, -1) for c in target.class_names])

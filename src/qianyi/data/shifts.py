@@ -94,7 +94,8 @@ def parse_shift(token: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def apply_shifts(X: np.ndarray, tokens: list[str], name: str) -> np.ndarray:
     if tokens and X.ndim != 4:
-        raise DataError(f"shifts {tokens} apply to images, but {name!r} holds vectors of shape {X.shape[1:]}")
+        what = "texts" if X.dtype.kind in "OUS" else f"vectors of shape {X.shape[1:]}"
+        raise DataError(f"shifts {tokens} apply to images, but {name!r} holds {what}")
     for token in tokens:
         X = parse_shift(token)(X).astype(np.float32, copy=False)
     return X

@@ -377,6 +377,9 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     if s.is_text != t.is_text:
         raise DataError(f"{source!r} holds {'text' if s.is_text else 'no text'} but {target!r} holds "
                         f"{'text' if t.is_text else 'no text'}; both domains must be of one kind")
+    if text and not s.is_text:  # (bench --text over image pairs too: a warning, not an error)
+        warnings.warn(f"text settings {text} apply to text domains; {source!r} -> {target!r} holds "
+                      f"{'images' if s.is_image else 'vectors'}, so they are ignored", QianyiWarning, stacklevel=2)
     if s.is_image != t.is_image:
         raise DataError(f"{source!r} holds {'images' if s.is_image else 'vectors'} but {target!r} holds "
                         f"{'images' if t.is_image else 'vectors'}; both domains must be of one kind")

@@ -46,7 +46,8 @@ AMAZON_FOLDER = "amazon-blitzer2007-raw"
 #: Class names of the sentiment data: index 0 = negative.review, 1 = positive.review.
 SENTIMENT_CLASSES = ("negative", "positive")
 
-#: Tokens: letters/digits (any script) with inner apostrophes, or "!" / "?" alone (they carry sentiment).
+#: Tokens: letters/digits (``\w``: combining marks split a word, docs/text.md) with inner apostrophes, or "!" / "?"
+#: alone (they carry sentiment).
 TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*|[!?]"
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 #: Tokeniser defaults (docs/text.md): vocabulary cap and document-frequency floor, padded length.
