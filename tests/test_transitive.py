@@ -3,7 +3,6 @@ self-train teacher; rotating MNIST ranges; stepping stones never share samples w
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
