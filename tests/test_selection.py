@@ -134,3 +134,52 @@ def test_a_pair_may_carry_its_own_sample_cap():
 
     with pytest.raises(ConfigError, match="digits->digits\\+rot30 is given twice"):
         bench(["dan"], ["digits->digits+rot30@300", "digits->digits+rot30@600"], seeds=1, log=None)
+
+
+def test_select_refuses_what_it_cannot_rank_and_says_how_ties_and_gaps_went(tmp_path, capsys):
+    from qianyi.bench.selection import SelectionResult, select_hparams
+    from qianyi.errors import ConfigError, DataError
+
+    # equal mean ranks and equal mean scores: the grid order decides, and the note says so (it said the score did)
+    same = np.array([[0.25, 0.75], [0.75, 0.25]])
+    mean_rank, best = rank_candidates(same, higher_is_better=True)
+    assert best == 0 and "earlier candidate in the grid" in tie_break_note(same, mean_rank, best, ["a", "b"])
+    # a NaN score ranks last (it won under lower-is-better)
+    assert rank_candidates(np.array([[0.1, np.nan], [0.2, 0.3], [0.3, 0.1]]), False)[1] != 0
+    # no labelled target test: no invented ORACLE choice (it named the first candidate, at nan%)
+    res = SelectionResult("dan", "dev", ["a"], [{}, {"trade_off": 3}], np.ones((2, 1, 1)), np.full((2, 1, 1), np.nan),
+                          np.array([1.5, 1.5]), 0)
+    table = res.table(show_oracle=True)
+    assert res.oracle_choice() is None and "no oracle choice" in table and "nan" not in table
+    assert "| defaults **chosen** |" in table  # {} had a blank label
+    # refused before any training: no classifier, target labels, a pair twice, an empty grid
+    for method, said in (("discogan", "trains no classifier"), ("oracle", "trains on target labels")):
+        with pytest.raises(ConfigError, match=said):
+            select_hparams(method, ["digits->digits+rot30"], grid=[{}], out=tmp_path, log=None)
+    with pytest.raises(ConfigError, match="given twice"):
+        select_hparams("dan", ["digits->digits+rot30", "digits,digits+rot30"], grid=[{}], out=tmp_path, log=None)
+    with pytest.raises(DataError, match="grid given for 'dan' is empty"):
+        select_hparams("dan", ["digits->digits+rot30"], grid=[], out=tmp_path, log=None)
+    assert not list(tmp_path.rglob("result.json"))
+    # several methods: a grid bad for a later one fails before the first trains
+    assert main(["select", "dan", "dann", "--pairs", "digits->digits+rot30", "--grid", '[{"estimator": "linear"}]',
+                 "--out", str(tmp_path)]) == 2
+    assert "has no hyper-parameter 'estimator'" in capsys.readouterr().err and not list(tmp_path.rglob("result.json"))
+
+
+def test_an_epoch_a_validator_cannot_score_is_named(monkeypatch):
+    from qianyi.errors import ConfigError, QianyiWarning
+    from qianyi.select import validators as V
+
+    with pytest.raises(ConfigError, match="selection_samples"):  # SND failed after an epoch of training
+        TrainConfig(selection_samples=1)
+    class NaNVal(V.Validator):
+        name, higher_is_better, needs, paper = "nanval", True, frozenset({"source_val"}), "a test: scores NaN"
+
+        def __call__(self, p):
+            return float("nan")
+    monkeypatch.setitem(V.VALIDATORS, "nanval", NaNVal)
+    with pytest.warns(QianyiWarning, match="'nanval' scored epoch 1 nan: that epoch cannot be chosen"):
+        fit = Trainer(get_method("source-only"), TrainConfig(epochs=2, steps_per_epoch=2, select="nanval",
+                                                             progress=False)).fit(toy_task())
+    assert fit.selection.startswith("last epoch")

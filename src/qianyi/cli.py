@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl = sub.add_parser("select", help="choose a method's settings without target labels (grid x pairs, a validator)",
                         description="Train each candidate setting of METHOD (its documented grid, or --grid) on each "
                                     "pair, score the final models with a label-free validator, rank per pair, and "
-                                    "choose the lowest mean rank over pairs (ties: better mean score). Runs are "
+                                    "choose the lowest mean rank over pairs (ties: better mean score, then grid order). Runs are "
                                     "cached in --out: a rerun trains only what is missing, and any validator can "
                                     "rank the same runs.")
     sl.add_argument("method", nargs="+", help="method name(s), e.g. dan")
@@ -644,6 +644,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("qianyi select records every validator in its runs (any --validator can re-rank the "
                               "cached runs later), so --validators does nothing here: leave it out")
         grid = _read_grid(args.grid)
+        from .bench.selection import method_grid
+
+        for method in args.method:  # every method's grid checked before any of them trains
+            method_grid(method, grid)
         for method in args.method:
             res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,

@@ -55,7 +55,14 @@ def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> li
         get_method(method)  # raises with the list of names
     cands = [dict(c) for c in (grid if grid is not None else cls.grid)]  # type: ignore[union-attr]
     if not cands:
-        raise DataError(f"method {method!r} has no hyper-parameter grid to select from; pass one with --grid")
+        raise DataError(f"the grid given for {method!r} is empty; list one candidate or more, e.g. '[{{}}, "
+                        "{\"trade_off\": 3}]' ({} is the defaults)" if grid is not None else
+                        f"method {method!r} has no hyper-parameter grid to select from; pass one with --grid")
+    if not cls.trains_classifier or cls.uses_target_labels:  # type: ignore[union-attr]
+        raise ConfigError(f"select {method}: " + ("it trains no classifier, so a validator has nothing to score "
+                          "(every candidate would score alike)" if not cls.trains_classifier else  # type: ignore[union-attr]
+                          "it trains on target labels, which a label-free selection is there to avoid; tune an "
+                          "oracle (an upper bound) by its own target validation split instead"))
     for c in cands:
         hp, train = split_candidate(c)
         get_method(method, **hp)  # unknown settings fail before any training
@@ -64,8 +71,10 @@ def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> li
 
 
 def rank_candidates(scores: np.ndarray, higher_is_better: bool) -> tuple[np.ndarray, int]:
-    """Mean rank over pairs of each candidate (``scores``: candidates x pairs, seed means) and the winner."""
+    """Mean rank over pairs of each candidate (``scores``: candidates x pairs, seed means; NaN ranks last) and the
+    winner: the lowest mean rank; a tie goes to the better mean score, then to the earlier candidate in the grid."""
     util = scores if higher_is_better else -scores
+    util = np.where(np.isfinite(util), util, -np.inf)  # a score that is NaN ranks last
     ranks = np.zeros_like(util, dtype=float)
     for j in range(util.shape[1]):
         col = -util[:, j]
@@ -88,6 +97,9 @@ def tie_break_note(scores: np.ndarray, mean_rank: np.ndarray, best: int, pairs: 
     if len(tied) < 2:
         return None
     spread = np.ptp(scores[tied], axis=0)
+    if not np.isfinite(spread).all() or np.allclose(scores[tied].mean(1), scores[best].mean(), rtol=1e-9, atol=0):
+        return (f"{len(tied)} candidates tie at mean rank {mean_rank[best]:.2f} and in mean score: the earlier "
+                "candidate in the grid was taken.")
     j = int(spread.argmax())
     share = float(spread[j] / spread.sum()) if spread.sum() > 0 else 0.0
     return (f"{len(tied)} candidates tie at mean rank {mean_rank[best]:.2f}; the better mean score over pairs decided, "
@@ -120,6 +132,8 @@ class SelectionResult:
     mean_rank: np.ndarray
     chosen: int
     files: dict[str, Path] = field(default_factory=dict)
+    #: The training settings the runs shared (one line of the report): what another select in the same --out changed.
+    settings: str = ""
 
     @property
     def choice(self) -> dict[str, Any]:
@@ -135,9 +149,17 @@ class SelectionResult:
         """:func:`indistinct_note` for this result (``None`` when the winner's scores stand apart)."""
         return indistinct_note(self.scores.mean(2), self.chosen, self.candidates)
 
-    def oracle_choice(self) -> int:
-        """The candidate with the best mean target-test accuracy (ORACLE: for reports only)."""
-        return int(np.nanmean(self.target_accuracy, axis=(1, 2)).argmax())
+    def oracle_choice(self) -> int | None:
+        """The candidate with the best mean target-test accuracy (ORACLE: for reports only); None when no run had a
+        labelled target test split."""
+        if not np.isfinite(self.target_accuracy).any():
+            return None
+        means = [np.mean(a[np.isfinite(a)]) if np.isfinite(a).any() else -np.inf for a in self.target_accuracy]
+        return int(np.argmax(means))
+
+    def _acc(self, i: int) -> str:
+        acc = self.target_accuracy[i][np.isfinite(self.target_accuracy[i])]
+        return f"{100 * acc.mean():.1f}%" if len(acc) else "–"
 
     def table(self, show_oracle: bool = False) -> str:
         v = get_validator(self.validator)
@@ -146,19 +168,24 @@ class SelectionResult:
         if show_oracle:
             head.append("ORACLE: mean target acc. (%), not used")
         lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        o = self.oracle_choice() if show_oracle else None
         for i, c in enumerate(self.candidates):
-            label = ", ".join(f"{k}={v}" for k, v in c.items()) + (" **chosen**" if i == self.chosen else "")
+            label = (", ".join(f"{k}={v}" for k, v in c.items()) or "defaults") + (" **chosen**" if i == self.chosen else "")
             cells = [f"{x:.4f}" for x in self.scores[i].mean(1)] + [f"{self.mean_rank[i]:.2f}"]
             if show_oracle:
-                cells.append(f"{100 * np.nanmean(self.target_accuracy[i]):.1f}")
+                acc = self.target_accuracy[i][np.isfinite(self.target_accuracy[i])]
+                cells.append(f"{100 * acc.mean():.1f}" if len(acc) else "–")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
         lines += [note for note in (self.tie_break, self.indistinct) if note]
-        if show_oracle:
-            o = self.oracle_choice()
+        if self.settings:
+            lines.append(f"Runs: {self.settings}.")
+        if show_oracle and o is None:
+            lines.append("ORACLE: no run had a labelled target test split, so there is no oracle choice to show.")
+        elif show_oracle:
             lines.append(f"ORACLE choice (best on target-test labels, not used): {json.dumps(self.candidates[o])}, "
-                         f"{100 * np.nanmean(self.target_accuracy[o]):.1f}% vs {100 * np.nanmean(self.target_accuracy[self.chosen]):.1f}% "
+                         f"{self._acc(o)} vs {self._acc(self.chosen)} "
                          "for the label-free choice.")
         return "\n".join(lines)
 
@@ -174,6 +201,10 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
         raise ConfigError(f"select {method}: a shallow method has no network outputs to score, so of the validators "
                           f"only source-val applies (asked {validator!r}): use --validator source-val")
     cands = method_grid(method, grid)
+    parsed = [parse_pair(split_cap(p)[0]) for p in pairs]
+    twice = [f"{s}->{t}" for i, (s, t) in enumerate(parsed) if (s, t) in parsed[:i]]
+    if twice:  # it would count twice in the mean rank
+        raise ConfigError(f"select: the pair {twice[0]} is given twice; give each pair once")
     # every validator is recorded, so one cached run serves any later choice of validator
     base = replace(config or TrainConfig(), validators=tuple(available_validators()))
     store = RunStore(Path(out) / "runs")
@@ -199,12 +230,17 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 scores[i, j, s] = result.scores[validator]
                 accs[i, j, s] = result.target_accuracy
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
-    res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best)
+    fp = base.fingerprint()
+    shared = {k: fp.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
+    settings = ", ".join(f"{k} {v}" for k, v in shared.items() if v is not None) + \
+        f", max_samples {max_samples}" * (max_samples is not None)
+    res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings)
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
                  "json": write_json(out / f"select-{method}-{validator}.json",
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
+                                     "config": base.fingerprint(), "max_samples": max_samples,
                                      "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
                                      "tie_break": res.tie_break, "indistinct": res.indistinct})}
     return res

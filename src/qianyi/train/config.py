@@ -102,8 +102,8 @@ class TrainConfig:
             raise UnknownNameError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.lr_schedule not in ("anneal", "constant"):
             raise UnknownNameError(f"lr_schedule must be 'anneal' or 'constant', got {self.lr_schedule!r}")
-        for k in ("epochs", "batch_size", "selection_samples"):
-            _check_int(k, getattr(self, k), 2 if k == "batch_size" else 1)
+        for k in ("epochs", "batch_size", "selection_samples"):  # (a validator compares samples: two at least)
+            _check_int(k, getattr(self, k), 1 if k == "epochs" else 2)
         for k in ("steps_per_epoch", "checkpoint_every", "init_layers"):
             if getattr(self, k) is not None:
                 _check_int(k, getattr(self, k), 0 if k == "init_layers" else 1)
