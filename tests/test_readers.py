@@ -12,7 +12,7 @@ import numpy.lib.format as npy
 import pytest
 from PIL import Image
 
-from qianyi.data import load_task
+from qianyi.data import load_domain, load_task
 from qianyi.data import canvas, readers
 from qianyi.data.readers import read_csv, read_folder, read_idx, read_npz
 from qianyi.errors import DataError, DatasetNotFoundError, QianyiError
@@ -412,3 +412,21 @@ def test_a_file_of_plus_one_labels_paired_with_zero_one_labels_names_the_convent
     with pytest.raises(LabelMismatchError, match="all -1/\\+1, even one class of them"):
         load_task(f"svmlight:{tmp_path / 's.svm'}", f"svmlight:{tmp_path / 't.svm'}?n_features=3",
                   target_test=f"svmlight:{tmp_path / 't.svm'}?n_features=3")
+
+
+def test_npz_images_are_scaled_alike_in_every_file(tmp_path):
+    # each file was min-max scaled by its own range: the dim half of a file, read alone, came out twice as
+    # bright, and a model predicted it all wrong
+    rng = np.random.default_rng(0)
+    full = np.concatenate([rng.uniform(0, 127, (10, 8, 8)), rng.uniform(0, 255, (10, 8, 8))]).astype(np.float32)
+    np.savez(tmp_path / "full.npz", X=full)
+    np.savez(tmp_path / "dim.npz", X=full[:10])
+    np.savez(tmp_path / "u16.npz", X=(full * 16).astype(np.uint16))
+    a, b = load_domain(f"npz:{tmp_path / 'full.npz'}").X[:10], load_domain(f"npz:{tmp_path / 'dim.npz'}").X
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a[:, 0], full[:10] / 255, rtol=1e-6)
+    np.testing.assert_allclose(load_domain(f"npz:{tmp_path / 'u16.npz'}").X[:, 0], (full * 16).astype(np.uint16) / 65535,
+                               rtol=1e-6)
+    np.savez(tmp_path / "neg.npz", X=full - 100)
+    with pytest.raises(DataError, match="values from -99.9.* to 153.*give pixels in"):
+        load_domain(f"npz:{tmp_path / 'neg.npz'}")

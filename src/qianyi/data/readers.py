@@ -100,21 +100,24 @@ def _check_max_samples(max_samples: int | None, where: str) -> None:
 
 
 def scale_images(X: np.ndarray, name: str) -> np.ndarray:
-    """Bring images of any numeric range to float32 in [0, 1] (uint8 by /255, others by min-max)."""
+    """Images to float32 in [0, 1] by a rule of their pixel convention, never of the file's own range (another
+    file — a test set, the data ``qianyi predict`` reads — must come out alike): uint8 /255, uint16 /65535 (as
+    16-bit PNGs); other types as they are when in [0, 1], else /255 when in [0, 255], else /65535 when in
+    [0, 65535]; anything else (negative values: already normalised?) is refused."""
     if X.dtype == np.uint8:
         return X.astype(np.float32) / 255.0
+    if X.dtype == np.uint16:
+        return X.astype(np.float32) / 65535.0
     X = X.astype(np.float32)
     if not np.isfinite(X).all():
         raise DataError(f"{name}: images contain NaN or inf; clean them first")
-    lo, hi = float(X.min()), float(X.max())
-    if 0.0 <= lo and hi <= 1.0:
-        return X
-    if hi == lo:
-        return np.zeros_like(X)
-    out = np.empty_like(X)
-    for i in range(0, len(X), 1024):  # in float64 (hi - lo may overflow float32), a chunk at a time
-        out[i:i + 1024] = (X[i:i + 1024].astype(np.float64) - lo) / (hi - lo)
-    return out
+    lo, hi = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
+    for top in (1.0, 255.0, 65535.0):
+        if 0.0 <= lo and hi <= top:
+            return X if top == 1.0 else X / np.float32(top)
+    raise DataError(f"{name}: images hold values from {lo:g} to {hi:g}; give pixels in [0, 1], [0, 255] or "
+                    "[0, 65535] (or uint8/uint16 arrays): a value range read from each file would scale another "
+                    "file (a test set, new data) differently")
 
 
 def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
