@@ -129,3 +129,16 @@ def test_office31_folders_train_a_resnet18_through_the_streaming_path(office, tm
     assert main(["predict", str(out), "--data", tgt, "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == len(load_domain(tgt))
+
+
+def test_a_streamed_copy_of_the_source_is_refused_as_a_target(office, tmp_path):
+    # stream=1 switched the "target test sample seen in training" check off
+    import shutil
+
+    from qianyi.errors import QianyiWarning
+
+    shutil.copytree(office / "amazon", tmp_path / "copy")
+    with pytest.raises(DataError, match="also in the labelled source"):
+        load_task(f"folder:{office}/amazon?stream=1", f"folder:{tmp_path / 'copy'}?stream=1")
+    with pytest.warns(QianyiWarning, match="not both streamed"):  # one side streamed: not comparable, and said
+        load_task(f"folder:{office}/amazon?stream=1", f"folder:{office}/webcam")

@@ -231,7 +231,10 @@ OVERLAP_MIN = 5
 
 
 def _row_keys(X: object) -> list[bytes]:
-    """A digest of each sample (identical samples, identical digests): bytes of float32 rows, or the text."""
+    """A digest of each sample (identical samples, identical digests): bytes of float32 rows, or the text; for
+    streamed images the bytes of each file (read, not decoded: an exact copy is found, a re-encoded one is not)."""
+    if is_lazy(X):
+        return [hashlib.blake2b(X.files[i].read_bytes(), digest_size=16).digest() for i in X.index]  # type: ignore[attr-defined]
     X = np.asarray(X)
     if X.dtype == object or X.dtype.kind in "US":
         return [hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X]
@@ -244,13 +247,19 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
     """Refuse a task whose target test samples also lie in ``others`` (e.g. the labelled source): above
     :data:`OVERLAP_REFUSED` of the test split the specs overlap (rotmnist ranges that overlap, one pool read
     twice); a few duplicates are warned about, and so is any number when ``refuse`` is False (sides known to
-    be disjoint rows: equal samples are duplicates in the data). Lazy (streamed) data is not checked."""
-    if test is None or not len(test) or is_lazy(test.X):
+    be disjoint rows: equal samples are duplicates in the data). Streamed images are compared by their files'
+    bytes, with each other only: a streamed side and one in memory cannot be compared, and a warning says so."""
+    if test is None or not len(test):
         return
     keys = _row_keys(test.X)
     in_test = Counter(keys)
     for role, d in others:
-        if d is None or not len(d) or is_lazy(d.X):
+        if d is None or not len(d):
+            continue
+        if is_lazy(d.X) != is_lazy(test.X):
+            warnings.warn(f"{what}: the target test split and the {role} ({d.name!r}) are not both streamed "
+                          "(?stream=1), so their samples were not compared for overlap; stream both sides (or "
+                          "neither) to have a test sample seen in training refused", QianyiWarning, stacklevel=3)
             continue
         seen = Counter(_row_keys(d.X))
         shared = [k for k in keys if k in seen]
