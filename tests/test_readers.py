@@ -209,6 +209,15 @@ def test_folder_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_p
             path=tmp_path / "a" / "0.png")
 
 
+def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    # the in-memory reader ignored QIANYI_MAX_BYTES (a large folder ended in the OOM killer)
+    _image_folder(tmp_path, {"a": 3, "b": 3})
+    small = read_folder(tmp_path, size=8)
+    assert small.X.shape[0] == 6 and small.X.shape[2:] == (8, 8) and small.X.flags["C_CONTIGUOUS"]
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "10000")
+    _raises(lambda: read_folder(tmp_path, size=64), "6 images at 64x64 take 294,912 bytes", "stream=1", path=tmp_path)
+
+
 def test_folder_decompression_bombs_are_data_errors(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     p = tmp_path / "a" / "bomb.png"

@@ -402,14 +402,17 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
 
         return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), np.array(labels),
                       name=name or d.name, class_names=tuple(classes), origin=str(d.resolve()))
+    need, cap = 4 * 3 * size * size * len(files), max_bytes()
+    if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
+        raise DataError(f"{where}: {len(files):,} images at {size}x{size} take {need:,} bytes in memory, more than the "
+                        f"limit of {cap:,} bytes (QIANYI_MAX_BYTES); stream them (folder:DIR?stream=1), lower ?size= "
+                        "or ?max_samples=, or raise QIANYI_MAX_BYTES if this machine has the memory")
     limit = max_image_pixels()
-    arrs, grey = [], True
-    for f in files:
-        a, g = _read_image(f, size, limit)
-        arrs.append(a)
+    X, grey = np.empty((len(files), 3, size, size), np.float32), True  # filled in place: no second copy
+    for i, f in enumerate(files):
+        X[i], g = _read_image(f, size, limit)
         grey = grey and g
-    X = np.stack(arrs)
-    return Domain(X[:, :1] if grey else X, np.array(labels), name=name or d.name, class_names=tuple(classes),
+    return Domain(X[:, :1].copy() if grey else X, np.array(labels), name=name or d.name, class_names=tuple(classes),
                   origin=str(d.resolve()))
 
 
