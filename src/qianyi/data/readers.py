@@ -754,8 +754,22 @@ def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: 
     if p.stat().st_size > limit:
         raise DataError(f"{where} is {p.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); raise QIANYI_MAX_BYTES if the file is genuine")
+    source: Any = str(p)
+    opener = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}.get(p.suffix.lower())
+    if opener is not None:  # scikit-learn would inflate it whole: never more than the limit is inflated here
+        import importlib
+
+        try:
+            with importlib.import_module(opener).open(p, "rb") as fh:
+                raw = fh.read(limit + 1)
+        except (OSError, EOFError, ValueError) as exc:
+            raise DataError(f"{where} cannot be decompressed ({exc}); it is truncated or not {opener} data") from None
+        if len(raw) > limit:
+            raise DataError(f"{where} inflates to more than the limit of {limit:,} bytes (QIANYI_MAX_BYTES); the "
+                            "file is corrupt or hostile, or, if it is genuine, raise QIANYI_MAX_BYTES")
+        source = io.BytesIO(raw)
     try:
-        X, y = load_svmlight_file(str(p), n_features=None if n_features is None else int(n_features),
+        X, y = load_svmlight_file(source, n_features=None if n_features is None else int(n_features),
                                   zero_based=True, dtype=np.float32)
     except (ValueError, OSError, UnicodeDecodeError, OverflowError, IndexError) as exc:
         hint = (f" (a feature index is >= n_features={n_features}?)" if n_features is not None else "")
