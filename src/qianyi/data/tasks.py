@@ -441,7 +441,8 @@ def fit_vector_preprocessing(X: np.ndarray, vector_transform: str = "auto", stan
     if standardize:
         Z = _row_transform(X, kind).astype(np.float64)
         mean, std = Z.mean(0), Z.std(0)
-        std = np.where(std > 1e-6 * max(1.0, float(np.abs(mean).max(initial=0))), std, 1.0)  # constant: centred only
+        # constant (to float precision of its own values, not of the largest column's): centred only
+        std = np.where(std > 1e-6 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         out["standardize"] = {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
     return out
 
