@@ -354,11 +354,17 @@ def test_csv_duplicate_column_names_are_refused(tmp_path):
     _raises(lambda: read_csv(p), "duplicate column names ['a']", path=p)
 
 
-def test_csv_numeric_labels_stay_indices_and_strings_become_sorted_names(tmp_path):
+def test_csv_numeric_labels_are_classes_by_value_and_strings_become_sorted_names(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("a,class\n1,2\n2,0.0\n3,1\n")
     d = read_csv(p)
-    assert d.y.tolist() == [2, 0, 1] and d.class_names is None
+    assert d.y.tolist() == [2, 0, 1] and d.class_names == ("0", "1", "2")
+    p.write_text("a,class\n1,3\n2,1\n3,2\n")  # 1-based: three classes (a fourth, empty class 0 before)
+    d = read_csv(p)
+    assert d.y.tolist() == [2, 0, 1] and d.class_names == ("1", "2", "3")
+    p.write_text("a,price\n1,100.04\n2,99.5\n3,101\n")  # a regression target: named, not 3 classes
+    with pytest.raises(DataError, match="regression target"):
+        read_csv(p, label="price")
     p.write_text("a,class\n1,b\n2,a\n3,b\n")
     d = read_csv(p)
     assert d.y.tolist() == [1, 0, 1] and d.class_names == ("a", "b")

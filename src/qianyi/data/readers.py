@@ -447,16 +447,22 @@ def _csv_text(p: Path, where: str) -> str:
 
 
 def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Whole numbers stay class indices; anything else becomes sorted class names."""
+    """Whole numbers become classes named by their value, in numeric order (labels 1..3 are three classes, not
+    four with an empty class 0: as the mat and svmlight readers); other numbers (a regression target) are
+    refused; anything else becomes sorted class names."""
     try:
         v = np.array([float(s) for s in raw])
     except ValueError:
         v = None
-    if v is not None and np.isfinite(v).all() and (v == np.round(v)).all():
-        if v.max() > MAX_NUMERIC_LABEL:
-            raise DataError(f"{where}: label column {label!r} holds numbers up to {v.max():.0f}; numeric labels are "
-                            "class indices 0..k-1, renumber them (or is this an ID column? choose ?label=NAME)")
-        return v.astype(np.int64), None
+    if v is not None and np.isfinite(v).all():
+        if (v != np.round(v)).any():
+            raise DataError(f"{where}: label column {label!r} holds numbers that are not whole (e.g. "
+                            f"{v[v != np.round(v)][:3].tolist()}): a regression target, which is not supported; "
+                            "give class labels (or choose another column with ?label=NAME)")
+        if np.abs(v).max(initial=0) > MAX_NUMERIC_LABEL:
+            raise DataError(f"{where}: label column {label!r} holds numbers up to {np.abs(v).max():.0f}; is this an ID "
+                            "column? choose the label column with ?label=NAME")
+        return _value_classes(v, where)
     class_names = tuple(sorted(set(raw)))
     index = {c: i for i, c in enumerate(class_names)}
     return np.array([index[s] for s in raw]), class_names
