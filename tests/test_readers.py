@@ -459,3 +459,18 @@ def test_a_compressed_svmlight_file_is_inflated_only_up_to_the_limit(tmp_path, m
     (tmp_path / "cut.svm.gz").write_bytes(gzip.compress(body)[:40])
     monkeypatch.delenv("QIANYI_MAX_BYTES")
     _raises(lambda: load_domain(f"svmlight:{tmp_path / 'cut.svm.gz'}"), "cannot be decompressed", path=tmp_path / "cut.svm.gz")
+
+
+def test_a_header_read_as_one_column_suggests_the_separator(tmp_path):
+    (tmp_path / "tab.csv").write_text("a\tb\ty\n1\t2\t0\n3\t4\t1\n")  # suggested ?categorical= on the whole line
+    _raises(lambda: read_csv(tmp_path / "tab.csv"), "read as one column", "?sep=tab", path=tmp_path / "tab.csv")
+    (tmp_path / "semi.csv").write_text('"a,1";b;y\n1;2;0\n3;4;1\n')
+    _raises(lambda: read_csv(tmp_path / "semi.csv"), "?sep=;", path=tmp_path / "semi.csv")
+
+
+def test_npz_class_names_as_bytes_and_two_channel_images(tmp_path):
+    np.savez(tmp_path / "b.npz", X=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 1]),
+             class_names=np.array([b"cat", b"dog"]))  # h5py's way: were the classes "b'cat'", "b'dog'"
+    assert load_domain(f"npz:{tmp_path / 'b.npz'}").class_names == ("cat", "dog")
+    np.savez(tmp_path / "c2.npz", X=np.zeros((4, 2, 8, 8), np.uint8))  # failed later with a canvas error
+    _raises(lambda: load_domain(f"npz:{tmp_path / 'c2.npz'}"), "2 channels", path=tmp_path / "c2.npz")

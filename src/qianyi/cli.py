@@ -273,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict with a saved run's model on new data -> CSV",
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
-                                    "--data, apply the run's preprocessing exactly (canvas, CSV column order), and "
-                                    "write one row per sample: predicted class and class probabilities. Labelled "
-                                    "data also gets its accuracy printed.")
+                                    "--data, apply the run's preprocessing exactly (canvas, CSV column order, vector "
+                                    "scaling, vocabulary), and write one row per sample: predicted class and class "
+                                    "probabilities. Labelled data also gets its accuracy printed. Options of the --data "
+                                    "spec itself are read as given: repeat those the run's spec had (folder ?size=, "
+                                    "CSV ?categorical= and ?drop=).")
     pr.add_argument("model", help="a run folder (the --out of `qianyi run`)")
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")
     pr.add_argument("--out", dest="out_csv", default=None, metavar="FILE.csv", help="write here (default: stdout)")

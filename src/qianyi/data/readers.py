@@ -124,6 +124,8 @@ def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
     """(n, h, w) / (n, h, w, c) / (n, c, h, w) -> (n, c, h, w)."""
     if X.ndim == 3:
         return X[:, None]
+    if X.ndim == 4 and 2 in (X.shape[1], X.shape[-1]) and not {1, 3, 4} & {X.shape[1], X.shape[-1]}:
+        raise DataError(f"{name}: image array has shape {X.shape}, 2 channels; give 1 (grey), 3 (RGB) or 4 (RGBA)")
     if X.ndim == 4:
         if X.shape[1] in (1, 3) and X.shape[-1] not in (1, 3):
             return X
@@ -199,7 +201,9 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
     name = name or p.stem
     if X.ndim >= 3 and X.size:
         X = scale_images(to_nchw(X, where), where)
-    return Domain(X, y, name=name, class_names=None if names is None else tuple(names.tolist()),
+    if names is not None:  # bytes (h5py exports) decoded: b'cat' is the class 'cat', not "b'cat'"
+        names = np.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names.tolist()], object)
+    return Domain(X, y, name=name, class_names=None if names is None else tuple(str(n) for n in names.tolist()),
                   origin=str(p.resolve()))
 
 
@@ -354,7 +358,9 @@ def _is_grey(f: Path) -> bool:
 
 
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
-    """16-bit pixels by /65535; 32-bit or float pixels as they are when in [0, 1], else by their range."""
+    """16-bit pixels by /65535, and so are 32-bit integer ones (mode ``I``) within 0..65535 (Pillow opens 16-bit
+    PNGs as ``I``: an 8-bit-valued 32-bit image comes out dark); float pixels as they are when in [0, 1], other
+    pixels by the image's own range."""
     if not np.isfinite(a).all():
         raise DataError(f"image {str(f)!r} has NaN or infinite pixels; fix or remove it")
     if mode.startswith("I;16") or (mode == "I" and a.min() >= 0 and a.max() <= 65535):
@@ -658,6 +664,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 except ValueError:
                     cell = r[i].strip()
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
+                    other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
+                                                                   ("|", "|", "'|'")) if c in cols[i]]
+                    if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
+                        raise DataError(f"{at}: the header was read as one column {cols[i][:60]!r}, which holds "
+                                        f"{other[0][1]}: is that the separator? give it with ?sep={other[0][0]}")
                     raise DataError(f"{at}: column {cols[i]!r}, row {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]}, or name the label column with ?label=COLUMN") from None
