@@ -121,3 +121,35 @@ def test_copied_groups_keep_the_backbones_own_learning_rate_multipliers(saved):
         mults[(init is not None, copied)] = [g["lr_mult"] for g in groups]
     assert mults[(False, 1.0)] == mults[(True, 1.0)] == [0.1, 1.0, 1.0]
     assert mults[(True, 0.5)] == [0.05, 0.5, 0.5]
+
+
+def test_settings_that_would_freeze_random_layers_or_act_on_nothing_are_refused(saved):
+    with pytest.raises(ConfigError, match="fixed at their random initialisation"):
+        TrainConfig(init_from=str(saved), init_layers=1, freeze=2)
+    with pytest.raises(ConfigError, match="copies no layer"):
+        TrainConfig(init_from=str(saved), init_layers=0, l2sp=0.1)
+    with pytest.raises(ConfigError, match="copies no layer"):
+        TrainConfig(init_from=str(saved), init_layers=0, copied_lr_mult=0.1)
+    TrainConfig(init_from=str(saved), init_layers=2, freeze=2)  # the copied groups: fine
+
+
+def test_a_methods_fresh_copies_train_whatever_freeze_froze(saved):
+    # DSN's private encoders and MULT's source head copy backbone groups --freeze froze: they stayed random
+    from qianyi.methods import get_method
+    from qianyi.methods.reconstruction import encoder_copy
+    from qianyi.nn.resnet import NamedBackbone
+
+    _, fit = run("dsn", toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), freeze=1))
+    enc = fit.method.private_source
+    assert all(p.requires_grad for p in enc.parameters())
+    # the linear code of a private encoder: on ResNet the bottleneck ends in ReLU, Dropout (both dropped now)
+    net = NamedBackbone("resnet18")((3, 32, 32), 10)
+    assert not isinstance(list(encoder_copy(net).children())[-1][-1], (torch.nn.ReLU, torch.nn.Dropout))
+    # MULT with a head of its own: the source accuracy is the source task's network's (the target head's was shown)
+    m = get_method("mult", shared="fc1")
+    res, fit = run(m, toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), freeze=1))
+    assert all(p.requires_grad for p in fit.method.source_head.parameters())
+    from qianyi.nn.inference import accuracy
+
+    task = toy_task(seed=1)
+    assert res.source_accuracy == pytest.approx(accuracy(fit.method.source_network(fit.model), task.source_val))

@@ -220,7 +220,7 @@ def fresh_head(backbone: Backbone, above: str) -> nn.Sequential:
     for m in head.modules():
         if m is not head and hasattr(m, "reset_parameters"):
             m.reset_parameters()
-    return head
+    return head.requires_grad_(True)  # a fresh copy trains, whatever --freeze did to the groups it copies
 
 
 class Method(nn.Module):
@@ -322,6 +322,12 @@ class Method(nn.Module):
         """The network that predicts after (and during) training: the backbone, unless the method keeps
         another one (a mean teacher returns its teacher)."""
         return backbone
+
+    def source_network(self, model: nn.Module) -> nn.Module:
+        """The network that does the source task, scored on the source validation split (``source_val_acc``,
+        a run's source accuracy): ``model``, the predicting network, unless the source task has a head of its own
+        (MULT with different label sets)."""
+        return model
 
     def network_spec(self) -> dict[str, Any] | None:
         """What rebuilds the predicting network when it is not of the backbone's architecture (co-training's

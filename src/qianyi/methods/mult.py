@@ -1,6 +1,8 @@
 """MULT: supervised multi-task transfer (Mou et al., EMNLP 2016), a level-1 method on the one engine."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 
@@ -8,6 +10,18 @@ from ..errors import ConfigError
 from ..nn.backbones import Backbone, LayerOutputs
 from .base import Batch, Method, fresh_head
 from .registry import register
+
+
+class _SourceTask(torch.nn.Module):
+    """The backbone up to ``shared``, then the source head: MULT's :math:`G`, for scoring the source task."""
+
+    def __init__(self, backbone: torch.nn.Module, shared: str, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.shared, self.head = backbone, shared, head
+
+    def forward(self, x: torch.Tensor) -> LayerOutputs:  # type: ignore[override]
+        h = self.backbone(x)[self.shared]
+        return LayerOutputs(OrderedDict([(self.shared, h), ("logits", self.head(h))]), self.shared)
 
 
 @register
@@ -62,6 +76,11 @@ class Mult(Method):
         if self.source_head is None:
             return batch.source.logits
         return self.source_head(batch.source[self.shared])
+
+    def source_network(self, model: torch.nn.Module) -> torch.nn.Module:
+        """:math:`G`, the source task's network: the backbone with the source head above ``shared`` (the
+        backbone itself when every group is shared). Source accuracy is its (the target head's was reported)."""
+        return model if self.source_head is None else _SourceTask(model, self.shared, self.source_head)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         if batch.target is None or batch.target_labels is None:

@@ -68,19 +68,23 @@ class Decoder(nn.Module):
 def encoder_copy(backbone: Backbone, linear_code: bool = True) -> nn.Sequential:
     """A freshly initialised copy of the backbone's groups up to the feature layer (a private encoder).
 
-    With ``linear_code`` the final activation of the feature group is dropped, so the code is the
-    batch-normalised linear output: it cannot die the way a ReLU code can (all units at 0).
+    With ``linear_code`` the trailing activation (and dropout) of the feature group is dropped, so the code is
+    the batch-normalised linear output: it cannot die the way a ReLU code can (all units at 0). The copy trains
+    whatever ``--freeze`` did to the groups it copies (a random layer kept fixed would never learn).
     """
     names = backbone.group_names
     groups = [copy.deepcopy(backbone.groups[n]) for n in names[:names.index(backbone.feature_layer) + 1]]
     last = groups[-1]
-    if linear_code and isinstance(last, nn.Sequential) and isinstance(last[-1], (nn.ReLU, nn.LeakyReLU, nn.GELU)):
-        groups[-1] = last[:-1]
+    if linear_code and isinstance(last, nn.Sequential):
+        k = len(last)
+        while k > 1 and isinstance(last[k - 1], (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Dropout)):  # ResNet: ReLU, Dropout
+            k -= 1
+        groups[-1] = last[:k]
     enc = nn.Sequential(*groups)
     for m in enc.modules():
         if hasattr(m, "reset_parameters") and m is not enc:
             m.reset_parameters()
-    return enc
+    return enc.requires_grad_(True)
 
 
 def si_mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,13 @@ class TrainConfig:
         if self.init_layers is not None and not self.init_from:
             raise ConfigError(f"init_layers={self.init_layers} copies the first layer groups of a saved model: give "
                               "init_from (--init-from MODEL.pt) as well")
+        if self.init_layers is not None and self.freeze > self.init_layers:  # (Yosinski's protocol freezes copies)
+            raise ConfigError(f"freeze={self.freeze} would keep groups {self.init_layers + 1}..{self.freeze} fixed at their "
+                              f"random initialisation (init_layers={self.init_layers} copies only the first "
+                              f"{self.init_layers}); freeze at most {self.init_layers}")
+        if self.init_layers == 0 and (self.l2sp or self.copied_lr_mult != 1.0):
+            raise ConfigError("init_layers=0 copies no layer, so l2sp and copied_lr_mult (they act on copied layers) "
+                              "would do nothing; leave them out, or copy some layers")
 
     def for_data(self, is_image: bool, n_source: int, n_target: int) -> "TrainConfig":
         """These settings with the data's defaults filled in (:data:`DATA_DEFAULTS`): what a run trains with.
