@@ -95,3 +95,37 @@ def test_self_training_resumes_to_identical_weights(tmp_path, name):
     _, resumed = run(name, task, TrainConfig(**CFG), out=tmp_path)
     for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_cbst_labels_by_the_widest_ratio_to_the_class_threshold_and_settings_that_cannot_work_are_refused():
+    from qianyi.errors import ConfigError
+    from qianyi.methods.self_training import batch_norm_statistics_kept, class_balanced_labels
+
+    # Zou et al. eq. 6: label argmax_c p_c / t_c, kept when that ratio is >= 1: a sample whose top class misses its
+    # high threshold but whose second class clears its low one gets the second class (it was left unlabelled)
+    p = torch.tensor([[0.6, 0.4], [0.9, 0.1]])
+    t = torch.tensor([0.95, 0.3])
+    label, kept = class_balanced_labels(p, t)
+    assert label.tolist() == [1, 0] and kept.tolist() == [True, False]
+    for method, hp in (("cbst", {"memory": 0}), ("self-train", {"memory": 0}),  # x[-0:]: every batch, unbounded
+                       ("self-train", {"pretrain": "discogan"}), ("shot", {"pretrain": "tca"})):
+        with pytest.raises(ConfigError):
+            get_method(method, **hp)
+    # AdaMatch's source-only pass leaves the batch-norm running statistics alone (they leaned to the source)
+    bn = torch.nn.BatchNorm1d(3)
+    before = bn.running_mean.clone(), int(bn.num_batches_tracked)
+    with batch_norm_statistics_kept(bn):
+        bn.train()(torch.randn(8, 3) + 5)
+    assert torch.equal(bn.running_mean, before[0]) and int(bn.num_batches_tracked) == before[1] and bn.momentum == 0.1
+
+
+def test_a_teacher_copied_only_in_part_is_warned_about(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    from .conftest import toy_task
+
+    task = toy_task()
+    run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=3, progress=False), out=tmp_path / "s")
+    with pytest.warns(QianyiWarning, match="copies only"):
+        Trainer(get_method("shot"), TrainConfig(epochs=1, steps_per_epoch=2, progress=False,
+                                                init_from=str(tmp_path / "s" / "model.pt"), init_layers=1)).fit(task)

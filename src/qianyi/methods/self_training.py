@@ -3,7 +3,9 @@ weak/strong consistency with relative thresholds and distribution alignment (Ada
 ICLR 2022). Both can add the loss terms of an alignment method (``align="dann"``, ...)."""
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +34,41 @@ def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor,
     return out
 
 
+def class_balanced_labels(p: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""CBST's pseudo-labels (Zou et al. 2018, eq. 6; the authors' ``label_selection``): the class whose probability
+    clears its own threshold by the widest ratio, :math:`\hat y = rg\max_c p_c / t_c`, kept when that ratio is
+    at least 1. ``p`` (n, C) class probabilities, ``thresholds`` (C,). Returns (labels (n,), kept (n,) bool)."""
+    ratio, label = (p / thresholds.clamp_min(1e-12)[None]).max(1)
+    return label, ratio >= 1
+
+
+@contextlib.contextmanager
+def batch_norm_statistics_kept(model: torch.nn.Module) -> Iterator[None]:
+    """Within: a training-mode forward pass normalises with its batch's statistics but leaves the batch-norm
+    running statistics as they were (momentum 0), as AdaMatch's authors restore them after the source-only pass."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 def check_pretrain(method: str, pretrain: str) -> str:
     """``pretrain`` of a method that starts from a trained model (``needs_source_model``): the method that
     trains that model, one that learns from the labelled source (and the unlabelled target)."""
     first = available_methods().get(pretrain)
-    if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False):
-        raise ConfigError(f"{method}: pretrain must be a method that trains from the labelled source (and the "
-                          f"unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}")
+    if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) \
+            or not first.trains_classifier or getattr(first, "shallow", False):
+        why = ("" if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) else
+               f" ({pretrain} trains no network classifier to start from)")
+        raise ConfigError(f"{method}: pretrain must be a method that trains a network classifier from the labelled "
+                          f"source (and the unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}{why}")
     return pretrain
 
 
@@ -92,14 +122,17 @@ class CBST(_Aligned):
 
     .. math::
         \mathcal{L} = \frac{1}{n_s}\sum_i \ell\big(F(x^s_i), y^s_i\big)
-            + \lambda_p\,\frac{1}{n_t}\sum_j \mathbb{1}\big[\max_c p_{jc} \ge t_{\hat y_j}\big]\,
+            + \lambda_p\,\frac{1}{n_t}\sum_j \mathbb{1}\big[\max_c p_{jc} / t_c \ge 1\big]\,
               \ell\big(F(x^t_j), \hat y_j\big),
-        \qquad \hat y_j = \arg\max_c p_{jc}
+        \qquad \hat y_j = \arg\max_c p_{jc} / t_c
 
     with :math:`p_j` the network's (detached) class probabilities on target sample :math:`j` and
     :math:`t_c` the class-balanced threshold (:func:`class_balanced_thresholds`): among the recent
     target samples predicted as :math:`c`, the top ``portion`` by confidence are kept, so a class that
-    is hard in the target still gets pseudo-labels instead of being swamped by easy classes. The
+    is hard in the target still gets pseudo-labels instead of being swamped by easy classes. The label is
+    the class whose probability clears its own threshold by the widest ratio (the paper's eq. 6 and the
+    authors' ``label_selection``): a sample whose top class has a high threshold but whose second class clears
+    its lower one is labelled with that second class. The
     portion grows linearly from ``start`` to ``end`` (the paper: 20% then +5% per round up to 50%);
     self-training starts after ``warmup`` of the training (source only before, the paper's source
     model), and its weight ramps as :math:`\lambda_p = \lambda\,(2/(1+e^{-10 q}) - 1)`, :math:`q` the
@@ -122,7 +155,7 @@ class CBST(_Aligned):
     name = "cbst"
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"align": "dann"}, {"end": 0.8}, {"trade_off": 0.3})
-    bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95)}
+    bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95), "memory": (1, 1 << 20)}
 
     def __init__(self, trade_off: float = 1.0, start: float = 0.2, end: float = 0.5, warmup: float = 0.25,
                  memory: int = 20, augment: bool = True, align: str = "none") -> None:
@@ -154,10 +187,11 @@ class CBST(_Aligned):
             self._pred = torch.cat([self._pred, pred])[-keep:]
         if ctx.progress >= self.warmup:
             thresholds = class_balanced_thresholds(self._conf, self._pred, self.n_classes, self.portion(ctx.progress))
-            mask = (conf >= thresholds[pred]).float()
+            label, mask = class_balanced_labels(p, thresholds)
+            mask = mask.float()
             q = (ctx.progress - self.warmup) / max(1e-12, 1 - self.warmup)
             weight = self.trade_off * (2.0 / (1.0 + math.exp(-10 * q)) - 1.0)
-            ce = F.cross_entropy(target.logits, pred, reduction="none")
+            ce = F.cross_entropy(target.logits, label, reduction="none")
             terms["pseudo"] = weight * (mask * ce).mean()
             ctx.log(pseudo_share=float(mask.mean()), threshold=float(thresholds[thresholds < 1].mean())
                     if bool((thresholds < 1).any()) else 1.0)
@@ -179,7 +213,8 @@ class AdaMatch(_Aligned):
 
     * **random logit interpolation**: the source logits are :math:`z^s = \lambda z^s_{joint} +
       (1-\lambda) z^s_{alone}` with :math:`\lambda \sim U(0,1)` per entry, from one forward pass of
-      source and target together and one of the source alone (batch norm sees both statistics);
+      source and target together and one of the source alone (batch norm sees both statistics; only the
+      joint pass updates its running statistics, as the authors restore them after the source-only pass);
     * **distribution alignment**: :math:`\tilde p_j = \mathrm{normalise}(p_j \cdot \bar p^s / \bar p^t)`,
       :math:`p_j = \mathrm{softmax}(z^{t,w}_j)`, :math:`\bar p^s, \bar p^t` the batch means of the
       weak source and target predictions;
@@ -218,7 +253,8 @@ class AdaMatch(_Aligned):
         xs_w, xs_st, xt_w, xt_st = (weak_view(xs, kind=k), strong_view(xs, kind=k), weak_view(xt, kind=k),
                                     strong_view(xt, kind=k))
         (joint,) = ctx.forward(torch.cat([xs_w, xs_st, xt_w, xt_st]))
-        (alone,) = ctx.forward(torch.cat([xs_w, xs_st]))
+        with batch_norm_statistics_kept(ctx.model):  # as the authors' code: only the joint pass moves them
+            (alone,) = ctx.forward(torch.cat([xs_w, xs_st]))
         z_joint = joint.logits
         lam = torch.rand_like(alone.logits)
         z_s = lam * z_joint[:2 * ns] + (1 - lam) * alone.logits
@@ -248,10 +284,11 @@ class SelfTrain(MemoryBuffers):
     r"""Self-training from a fixed teacher: the network a stage starts from labels the target; a student fits those labels.
 
     .. math::
-        \mathcal{L} = \frac{1}{n_t}\sum_j \mathbb{1}\big[c_j \ge t\big]\,
+        \mathcal{L} = \frac{1}{\sum_j \mathbb{1}[c_j \ge t]}\sum_j \mathbb{1}\big[c_j \ge t\big]\,
             \ell\big(F_\theta(a(x^t_j)), \hat y_j\big) + \beta\,\frac{1}{n_s}\sum_i \ell\big(F_\theta(x^s_i), y^s_i\big),
         \qquad \hat y_j = \arg\max_c F_{\theta_0}(x^t_j)_c,\ c_j = \max_c \mathrm{softmax}(F_{\theta_0}(x^t_j))_c
 
+    (the mean over the kept target samples: the student fits the kept set, as Kumar et al. do).
     :math:`\theta_0` is the network the run starts from (its ``--init-from`` model; ``qianyi run``
     trains a source-only model first when none is given), frozen as the teacher (eval mode);
     :math:`\theta` starts from it. Labels are hard (label sharpening) and the least confident
@@ -283,7 +320,7 @@ class SelfTrain(MemoryBuffers):
     #: ``qianyi run`` trains a source model first when no --init-from is given (the teacher must know the task).
     needs_source_model = True
     grid = ({}, {"keep": 0.5}, {"source_weight": 1.0}, {"pretrain": "dann"}, {"noisy": True})
-    bounds = {"keep": (0.01, 1.0)}
+    bounds = {"keep": (0.01, 1.0), "memory": (1, 1 << 20)}  # (memory 0: x[-0:] kept every batch, unbounded)
 
     def __init__(self, keep: float = 0.9, source_weight: float = 0.0, augment: bool = True, memory: int = 20,
                  pretrain: str = "source-only", noisy: bool = False, iterations: int = 1) -> None:

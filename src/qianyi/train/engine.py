@@ -355,6 +355,12 @@ class Trainer:
         shape = data.source.sample_shape
         model = build_network(self.backbone_factory, shape, n_classes, counts).to(device)
         copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
+        if cfg.init_from and getattr(method, "needs_source_model", False) and len(copied) < len(model.group_names) \
+                and distributed.is_main():
+            warnings.warn(f"{method.name} starts from a trained model, and init_layers={cfg.init_layers} copies only "
+                          f"{list(copied)}: its teacher (SHOT: its frozen classifier) has random "
+                          f"{list(model.group_names[len(copied):])}; copy every group (leave --init-layers out)",
+                          QianyiWarning, stacklevel=3)
         check_freeze(cfg.freeze, model.group_names)
         frozen = list(model.group_names[:cfg.freeze])
         for name in frozen:
