@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from qianyi.data.domain import Domain, TransferTask
 from qianyi.errors import ConfigError
 from qianyi.methods import get_method
 from qianyi.methods.self_training import class_balanced_thresholds
