@@ -145,11 +145,7 @@ def test_a_methods_fresh_copies_train_whatever_freeze_froze(saved):
     # the linear code of a private encoder: on ResNet the bottleneck ends in ReLU, Dropout (both dropped now)
     net = NamedBackbone("resnet18")((3, 32, 32), 10)
     assert not isinstance(list(encoder_copy(net).children())[-1][-1], (torch.nn.ReLU, torch.nn.Dropout))
-    # MULT with a head of its own: the source accuracy is the source task's network's (the target head's was shown)
+    # MULT's source head (a fresh copy above fc1) trains too
     m = get_method("mult", shared="fc1")
-    res, fit = run(m, toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), freeze=1))
+    _, fit = run(m, toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), freeze=1))
     assert all(p.requires_grad for p in fit.method.source_head.parameters())
-    from qianyi.nn.inference import accuracy
-
-    task = toy_task(seed=1)
-    assert res.source_accuracy == pytest.approx(accuracy(fit.method.source_network(fit.model), task.source_val))

@@ -517,8 +517,9 @@ def savez_arrays(draw) -> tuple[tuple[tuple[str, np.ndarray], ...], bool]:
                               and np.all(y >= 0) and np.all(y == np.round(y)) and y.max() < top)
     # images are scaled by their pixel convention: values outside [0, 65535] (negative, huge) are refused
     with np.errstate(all="ignore"):
+        lo, hi = (float(X.astype(np.float32).min()), float(X.astype(np.float32).max())) if X.size else (0.0, 0.0)
         pixels_ok = X.ndim == 2 or X.dtype in (np.uint8, np.uint16) or not X.size or \
-            (finite and float(X.astype(np.float32).min()) >= 0 and float(X.astype(np.float32).max()) <= 65535)
+            (finite and ((-0.05 <= lo and hi <= 1.05) or (lo >= 0 and hi <= 65535)))
     must = finite and pixels_ok and X.ndim in (2, 3, 4) and n >= 1 and 0 not in X.shape and names_ok and labels_ok
     return arrays, must
 

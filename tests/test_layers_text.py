@@ -115,8 +115,13 @@ def test_frozen_groups_stay_copied_groups_move_fresh_groups_differ(experiment, t
     model = out / "runs" / "toy_s-_t" / "S" / "seed0" / "model.pt"
     _, fit = qianyi.run("mult", pair.mult_task(), cfg(init_from=str(model), init_layers=2), lam=0.5, shared="H")
     assert torch.allclose(fit.backbone.groups["E"].embedding.weight, src["groups.E.embedding.weight"], atol=1e-6)
-    _, fit = qianyi.run("mult", pair.mult_task(), cfg(), lam=0.5, shared="H")
+    res, fit = qianyi.run("mult", pair.mult_task(), cfg(), lam=0.5, shared="H")
     assert not torch.allclose(fit.backbone.groups["E"].embedding.weight, src["groups.E.embedding.weight"], atol=1e-3)
+    # the run's source accuracy is the predicting network's on T's validation split: λ is chosen by it (the source
+    # head's, scored there for a moment, made λ = 1 look like chance)
+    from qianyi.nn.inference import accuracy
+
+    assert res.source_accuracy == pytest.approx(accuracy(fit.model, pair.mult_task().source_val))
 
 
 def test_table_has_the_rows_and_columns_and_one_chosen_lambda_per_cell(experiment):

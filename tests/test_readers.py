@@ -354,14 +354,11 @@ def test_csv_duplicate_column_names_are_refused(tmp_path):
     _raises(lambda: read_csv(p), "duplicate column names ['a']", path=p)
 
 
-def test_csv_numeric_labels_are_classes_by_value_and_strings_become_sorted_names(tmp_path):
+def test_csv_numeric_labels_stay_indices_and_strings_become_sorted_names(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("a,class\n1,2\n2,0.0\n3,1\n")
     d = read_csv(p)
-    assert d.y.tolist() == [2, 0, 1] and d.class_names == ("0", "1", "2")
-    p.write_text("a,class\n1,3\n2,1\n3,2\n")  # 1-based: three classes (a fourth, empty class 0 before)
-    d = read_csv(p)
-    assert d.y.tolist() == [2, 0, 1] and d.class_names == ("1", "2", "3")
+    assert d.y.tolist() == [2, 0, 1] and d.class_names is None  # indices, as npz and JSON Lines labels
     p.write_text("a,price\n1,100.04\n2,99.5\n3,101\n")  # a regression target: named, not 3 classes
     with pytest.raises(DataError, match="regression target"):
         read_csv(p, label="price")
@@ -442,6 +439,8 @@ def test_npz_images_are_scaled_alike_in_every_file(tmp_path):
     np.testing.assert_allclose(a[:, 0], full[:10] / 255, rtol=1e-6)
     np.testing.assert_allclose(load_domain(f"npz:{tmp_path / 'u16.npz'}").X[:, 0], (full * 16).astype(np.uint16) / 65535,
                                rtol=1e-6)
+    np.savez(tmp_path / "over.npz", X=np.clip(full / 255, 0, 1) * 1.02)  # interpolation overshoot: clipped, not /255
+    assert load_domain(f"npz:{tmp_path / 'over.npz'}").X.max() == 1.0
     np.savez(tmp_path / "neg.npz", X=full - 100)
     with pytest.raises(DataError, match="values from -99.9.* to 153.*give pixels in"):
         load_domain(f"npz:{tmp_path / 'neg.npz'}")

@@ -101,9 +101,10 @@ def _check_max_samples(max_samples: int | None, where: str) -> None:
 
 def scale_images(X: np.ndarray, name: str) -> np.ndarray:
     """Images to float32 in [0, 1] by a rule of their pixel convention, never of the file's own range (another
-    file — a test set, the data ``qianyi predict`` reads — must come out alike): uint8 /255, uint16 /65535 (as
-    16-bit PNGs); other types as they are when in [0, 1], else /255 when in [0, 255], else /65535 when in
-    [0, 65535]; anything else (negative values: already normalised?) is refused."""
+    file, a test set or the data ``qianyi predict`` reads, must come out alike): uint8 /255, uint16 /65535 (as
+    16-bit PNGs); other types clipped to [0, 1] when within [-0.05, 1.05] (interpolation overshoot), else /255
+    when in [0, 255], else /65535 when in [0, 65535]; anything else (negative values: already normalised?) is
+    refused."""
     if X.dtype == np.uint8:
         return X.astype(np.float32) / 255.0
     if X.dtype == np.uint16:
@@ -112,12 +113,14 @@ def scale_images(X: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(X).all():
         raise DataError(f"{name}: images contain NaN or inf; clean them first")
     lo, hi = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
-    for top in (1.0, 255.0, 65535.0):
+    if -0.05 <= lo and hi <= 1.05:
+        return X if 0.0 <= lo and hi <= 1.0 else np.clip(X, 0.0, 1.0)
+    for top in (255.0, 65535.0):
         if 0.0 <= lo and hi <= top:
-            return X if top == 1.0 else X / np.float32(top)
-    raise DataError(f"{name}: images hold values from {lo:g} to {hi:g}; give pixels in [0, 1], [0, 255] or "
-                    "[0, 65535] (or uint8/uint16 arrays): a value range read from each file would scale another "
-                    "file (a test set, new data) differently")
+            return X / np.float32(top)
+    raise DataError(f"{name}: images hold values from {lo:g} to {hi:g}, no pixel convention; give pixels in [0, 1], "
+                    "[0, 255] or [0, 65535] (or uint8/uint16 arrays): a value range read from each file would scale "
+                    "another file (a test set, new data) differently")
 
 
 def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
@@ -453,9 +456,9 @@ def _csv_text(p: Path, where: str) -> str:
 
 
 def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Whole numbers become classes named by their value, in numeric order (labels 1..3 are three classes, not
-    four with an empty class 0: as the mat and svmlight readers); other numbers (a regression target) are
-    refused; anything else becomes sorted class names."""
+    """Whole numbers stay class indices 0..k-1, as in npz and JSON Lines files (so that they index the same classes
+    across readers: a CSV target of 0/1 reviews pairs with amazon/books' negative/positive; 1-based labels leave
+    class 0 empty); other numbers (a regression target) are refused; anything else becomes sorted class names."""
     try:
         v = np.array([float(s) for s in raw])
     except ValueError:
@@ -465,10 +468,10 @@ def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tup
             raise DataError(f"{where}: label column {label!r} holds numbers that are not whole (e.g. "
                             f"{v[v != np.round(v)][:3].tolist()}): a regression target, which is not supported; "
                             "give class labels (or choose another column with ?label=NAME)")
-        if np.abs(v).max(initial=0) > MAX_NUMERIC_LABEL:
-            raise DataError(f"{where}: label column {label!r} holds numbers up to {np.abs(v).max():.0f}; is this an ID "
-                            "column? choose the label column with ?label=NAME")
-        return _value_classes(v, where)
+        if v.max() > MAX_NUMERIC_LABEL:
+            raise DataError(f"{where}: label column {label!r} holds numbers up to {v.max():.0f}; numeric labels are "
+                            "class indices 0..k-1, renumber them (or is this an ID column? choose ?label=NAME)")
+        return v.astype(np.int64), None
     class_names = tuple(sorted(set(raw)))
     index = {c: i for i, c in enumerate(class_names)}
     return np.array([index[s] for s in raw]), class_names

@@ -323,12 +323,6 @@ class Method(nn.Module):
         another one (a mean teacher returns its teacher)."""
         return backbone
 
-    def source_network(self, model: nn.Module) -> nn.Module:
-        """The network that does the source task, scored on the source validation split (``source_val_acc``,
-        a run's source accuracy): ``model``, the predicting network, unless the source task has a head of its own
-        (MULT with different label sets)."""
-        return model
-
     def network_spec(self) -> dict[str, Any] | None:
         """What rebuilds the predicting network when it is not of the backbone's architecture (co-training's
         two view networks): recorded in model.json (``architecture.backbone = "method"``) and read back by

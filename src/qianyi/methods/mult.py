@@ -1,8 +1,6 @@
 """MULT: supervised multi-task transfer (Mou et al., EMNLP 2016), a level-1 method on the one engine."""
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 
@@ -10,18 +8,6 @@ from ..errors import ConfigError
 from ..nn.backbones import Backbone, LayerOutputs
 from .base import Batch, Method, fresh_head
 from .registry import register
-
-
-class _SourceTask(torch.nn.Module):
-    """The backbone up to ``shared``, then the source head: MULT's :math:`G`, for scoring the source task."""
-
-    def __init__(self, backbone: torch.nn.Module, shared: str, head: torch.nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.shared, self.head = backbone, shared, head
-
-    def forward(self, x: torch.Tensor) -> LayerOutputs:  # type: ignore[override]
-        h = self.backbone(x)[self.shared]
-        return LayerOutputs(OrderedDict([(self.shared, h), ("logits", self.head(h))]), self.shared)
 
 
 @register
@@ -40,6 +26,11 @@ class Mult(Method):
     (this is supervised transfer: the target labels are part of the protocol, so the engine hands
     them over as to the oracle, and results say so), :math:`(x^s, y^s)` a labelled source mini-batch.
     Both go through the backbone in one forward pass (batch norm sees them together).
+
+    A run's "source accuracy" (and ``source_val_acc``) is the predicting network's, :math:`F`, on the
+    engine's validation split: ``qianyi layers`` makes that T's validation split and chooses :math:`\lambda`
+    by it. With a head of its own for the source task (``shared`` below ``logits``) it is therefore not the
+    source task's accuracy on S.
 
     ``lam`` = 1 is target-only training (the source term is left out, not just weighted 0);
     ``lam`` = 0 trains on the source only. ``qianyi layers`` chooses :math:`\lambda` from a grid on the
@@ -76,11 +67,6 @@ class Mult(Method):
         if self.source_head is None:
             return batch.source.logits
         return self.source_head(batch.source[self.shared])
-
-    def source_network(self, model: torch.nn.Module) -> torch.nn.Module:
-        """:math:`G`, the source task's network: the backbone with the source head above ``shared`` (the
-        backbone itself when every group is shared). Source accuracy is its (the target head's was reported)."""
-        return model if self.source_head is None else _SourceTask(model, self.shared, self.source_head)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         if batch.target is None or batch.target_labels is None:

@@ -573,7 +573,7 @@ class Trainer:
             state.history.append(row)
             return
         net = method.inference_model(parts.model)
-        row["source_val_acc"] = accuracy(method.source_network(net), data.source_val, parts.device)
+        row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
         X = data.target.X[spread_rows(len(data.target), cfg.selection_samples)]  # not a prefix: files sorted by class
         row[TOP_SHARE_KEY] = top_class_share(predict_logits(net, X, parts.device).argmax(1).numpy())
         names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))

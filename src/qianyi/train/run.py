@@ -192,7 +192,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=report.get("accuracy"), target_report=report,
-        source_accuracy=accuracy(m.source_network(fit.model), task.source_val, device),
+        source_accuracy=accuracy(fit.model, task.source_val, device),
         train_seconds=round(fit.train_seconds, 3), oracle=m.uses_target_labels,
         selection=fit.selection if m.trains_classifier else
         f"{fit.selection}; trains no classifier: its accuracies are an untrained network's",
