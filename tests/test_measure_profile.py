@@ -118,6 +118,6 @@ def test_measure_and_advise_name_their_bad_settings(tmp_path, capsys, digits_tas
         distances(x, y, ["a-distance"], max_samples=4)
     with pytest.raises(DataError, match="layers"):  # a model without layers=True was ignored
         measure(digits_task, model=tmp_path / "m.pt", log=None)
-    for extra in (["--model", str(tmp_path / "nope.pt")], ["--adapt", "dan"]):  # ignored, exit 0
+    for extra in (["--model", str(tmp_path / "nope.pt")], ["--adapt", "dan"], ["--adapt", "dan,dann"]):  # ignored
         assert main(["measure", "digits", "digits+rot30", "--samples", "100", *extra]) == 2
         assert "apply with --layers" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
-from ..train.run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
+from ..train.run import ORACLE_KEY, BackboneSpec, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore
 
 BASELINES = ("source-only", "oracle")
@@ -659,6 +659,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     hparams = hparams or {}
     base = config or TrainConfig()
     for m in methods_:
+        check_shallow_settings(get_method(m, **hparams.get(m, {})), base)
         if not get_method(m, **hparams.get(m, {})).trains_classifier:  # fail fast on a bad name before any training
             raise ConfigError(f"bench compares target accuracies, and {m} trains no classifier (its accuracy would be "
                               f"an untrained network's): leave it out; `qianyi run {m}` makes its generators")

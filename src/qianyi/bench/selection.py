@@ -29,7 +29,7 @@ from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..train.config import TrainConfig
 from ..train.result import RunResult
-from ..train.run import run
+from ..train.run import check_shallow_settings, run
 from ..train.store import RunStore, fingerprint
 from .runner import parse_pair, split_cap
 
@@ -97,7 +97,10 @@ def tie_break_note(scores: np.ndarray, mean_rank: np.ndarray, best: int, pairs: 
     if len(tied) < 2:
         return None
     spread = np.ptp(scores[tied], axis=0)
-    if not np.isfinite(spread).all() or np.allclose(scores[tied].mean(1), scores[best].mean(), rtol=1e-9, atol=0):
+    if not np.isfinite(scores[tied]).all():
+        return (f"{len(tied)} candidates tie at mean rank {mean_rank[best]:.2f}; the better mean score decided (a NaN "
+                "score counting as the worst), then the order of the grid.")
+    if np.allclose(scores[tied].mean(1), scores[best].mean(), rtol=1e-9, atol=0):
         return (f"{len(tied)} candidates tie at mean rank {mean_rank[best]:.2f} and in mean score: the earlier "
                 "candidate in the grid was taken.")
     j = int(spread.argmax())
@@ -207,6 +210,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
         raise ConfigError(f"select: the pair {twice[0]} is given twice; give each pair once")
     # every validator is recorded, so one cached run serves any later choice of validator
     base = replace(config or TrainConfig(), validators=tuple(available_validators()))
+    check_shallow_settings(get_method(method), base)  # before any candidate trains
     store = RunStore(Path(out) / "runs")
     n = len(cands) * len(pairs) * len(seeds)
     scores = np.full((len(cands), len(pairs), len(seeds)), np.nan)

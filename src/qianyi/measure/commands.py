@@ -28,7 +28,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     m.add_argument("source", help="source dataset spec, e.g. mnist")
     m.add_argument("target", help="target dataset spec, e.g. digits")
     m.add_argument("--layers", action="store_true", help="profile every layer of trained networks")
-    m.add_argument("--adapt", default=ADAPT_DEFAULT, help="with --layers: methods to profile besides source-only "
+    m.add_argument("--adapt", default=None, help="with --layers: methods to profile besides source-only "
                    f"(comma-separated; 'none' for none; default {ADAPT_DEFAULT})")
     m.add_argument("--model", default=None, metavar="MODEL.pt", help="with --layers: profile this saved network "
                    "instead of training (DIR/model.pt of `qianyi run --out DIR`)")
@@ -172,11 +172,13 @@ def _measure(args: argparse.Namespace) -> int:
 
     from ..methods.registry import get_method
 
+    given = args.adapt
+    args.adapt = ADAPT_DEFAULT if given is None else given
     adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
     for name in adapt:  # a typo fails now, not after the source network has trained
         get_method(name)
     if not args.layers and (args.init_from or args.freeze or args.init_layers is not None or args.l2sp
-                            or args.model or args.adapt != ADAPT_DEFAULT):
+                            or args.model or given is not None):
         raise ConfigError("--model/--adapt/--init-from/--init-layers/--freeze/--l2sp are about networks: they apply "
                           "with --layers (without it, measure compares the inputs and reads or trains no network)")
     res = measure(_load(args), layers=args.layers, adapt=adapt, model=args.model, config=_config(args, args.seed),

@@ -248,6 +248,9 @@ class Method(nn.Module):
     game_advice: ClassVar[str] = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)"
     #: False for a method that leaves the classifier untrained (DiscoGAN): its predictions are not checked.
     trains_classifier: ClassVar[bool] = True
+    #: False when the network it saves is not the backbone's (co-training's two views, multimodal's target
+    #: branch): another method cannot start from it (``pretrain=``).
+    saves_backbone: ClassVar[bool] = True
 
     @property
     def feature_game(self) -> bool:

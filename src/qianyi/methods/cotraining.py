@@ -117,6 +117,7 @@ class CoTraining(MemoryBuffers):
     """
 
     name = "cotrain"
+    saves_backbone = False  # it saves its two view networks
     not_for_text = "splits the input columns into two views (a text's token positions are not views of it)"
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"end": 0.8}, {"trade_off": 0.3})

@@ -86,6 +86,7 @@ class Multimodal(MemoryBuffers):
     """
 
     name = "multimodal"
+    saves_backbone = False  # it saves the target branch
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"regulariser": "coral"}, {"regulariser": "cmmd"}, {"trade_off": 0.3})
     bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95)}

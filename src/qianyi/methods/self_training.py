@@ -64,8 +64,9 @@ def check_pretrain(method: str, pretrain: str) -> str:
     trains that model, one that learns from the labelled source (and the unlabelled target)."""
     first = available_methods().get(pretrain)
     if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) \
-            or not first.trains_classifier or getattr(first, "shallow", False):
+            or not first.trains_classifier or getattr(first, "shallow", False) or not first.saves_backbone:
         why = ("" if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) else
+               f" ({pretrain} saves no network of the backbone's to start from)" if not first.saves_backbone else
                f" ({pretrain} trains no network classifier to start from)")
         raise ConfigError(f"{method}: pretrain must be a method that trains a network classifier from the labelled "
                           f"source (and the unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}{why}")

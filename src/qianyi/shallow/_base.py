@@ -107,10 +107,10 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     """One reading of the three conventions of the module docstring, with clear errors."""
     who = type(est).__name__
     seed = getattr(est, "random_state", None)
-    if seed is not None and not isinstance(seed, (np.random.RandomState, np.random.Generator)) and \
+    if seed is not None and not isinstance(seed, np.random.RandomState) and \
             (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ConfigError(f"{who}: random_state={seed!r}; give a whole number (the same number, the same fit), a "
-                          "numpy RandomState or Generator, or None")
+                          "numpy RandomState, or None (scikit-learn's convention)")
     X = check_X(est, X, "X", reset=True)
     if need_y or y is not None:
         y = check_labels(est, y, len(X), "y")

@@ -218,6 +218,19 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     return result, fit
 
 
+def check_shallow_settings(m: Method, config: TrainConfig) -> None:
+    """Refuse the network settings a shallow method cannot use (it fits on the inputs, starting from no network):
+    ``bench`` and ``select`` call it before anything trains."""
+    if not getattr(m, "shallow", False):
+        return
+    network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
+                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
+    if network:  # (a staged run passes each stage's model on as init_from: the stages would change nothing)
+        raise ConfigError(f"{m.name} is a shallow method: it fits on the inputs and starts from no network, so "
+                          f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
+                          f"{'does' if len(network) == 1 else 'do'} not apply; leave them out")
+
+
 def _flat(X: Any) -> np.ndarray:
     return np.asarray(X, dtype=np.float64).reshape(len(X), -1)
 
@@ -235,13 +248,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
                         "whose values mean nothing as numbers: run it on vectors of the texts (`qianyi features "
                         "--backbone minilm`, or bag-of-words files such as the DANN Amazon ones: "
                         "svmlight:DATA/amazon-dann-svmlight/books_train.svmlight?n_features=5000), or use a deep method")
-    network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
-                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
-    if network:  # (a staged run passes each stage's model on as init_from: the stages would change nothing)
-        raise ConfigError(f"{m.name} is a shallow method: it fits on the inputs and starts from no network, so "
-                          f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
-                          f"{'does' if len(network) == 1 else 'do'} not apply; "
-                          "leave them out")
+    check_shallow_settings(m, config)
     t0 = time.perf_counter()
     predictor = m.fit_predictor(_flat(task.source.X), task.source.y, _flat(task.target.X), config.seed)  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0
