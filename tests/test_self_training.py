@@ -128,3 +128,12 @@ def test_a_teacher_copied_only_in_part_is_warned_about(tmp_path):
     with pytest.warns(QianyiWarning, match="copies only"):
         Trainer(get_method("shot"), TrainConfig(epochs=1, steps_per_epoch=2, progress=False,
                                                 init_from=str(tmp_path / "s" / "model.pt"), init_layers=1)).fit(task)
+
+
+def test_adamatch_moves_the_batch_norm_statistics_once_per_step():
+    # the source-only pass of random logit interpolation updated them too (two updates a step, the last source-only)
+    from .conftest import toy_task
+
+    fit = Trainer(get_method("adamatch"), TrainConfig(epochs=1, steps_per_epoch=4, progress=False)).fit(toy_task())
+    tracked = [int(m.num_batches_tracked) for m in fit.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert tracked and set(tracked) == {4}
