@@ -588,11 +588,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         hp = parse_hparams(args.method, args.set)
         backbone = _backbone(args)
-        task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
-                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3,
-                         text=_text_settings(args), classifier=available_methods()[args.method].trains_classifier)
-        print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
-        config = train_config(args, args.seed)
+        config = train_config(args, args.seed)  # every setting checked before any data is read
         staged = getattr(available_methods()[args.method], "needs_source_model", False)
         # self-training: a teacher first when none is given; iterated self-training: a stage per round
         needs_source = staged and (not config.init_from or int(hp.get("iterations", 1)) > 1)
@@ -601,6 +597,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if (args.via_mode != "gradual" or args.via_novelty) and not args.via:  # (they were ignored: a plain run)
             raise UnknownNameError(f"--via-mode {args.via_mode}{' --via-novelty' if args.via_novelty else ''} works "
                                    "on the --via domains, and none were given; give --via DOMAIN ...")
+        task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
+                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3,
+                         text=_text_settings(args), classifier=available_methods()[args.method].trains_classifier)
+        print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via
             from .train.transitive import run_via, stages_table

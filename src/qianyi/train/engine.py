@@ -445,6 +445,11 @@ class Trainer:
                           f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",
                           QianyiWarning, stacklevel=2)
+        if progress.step and distributed.world()[1] > 1 and getattr(self.method, "memory_buffers", ()) \
+                and distributed.is_main():
+            warnings.warn(f"{self.method.name} keeps a memory of recent target predictions per process, and the "
+                          "checkpoint holds process 0's: every process resumes with it, so this run will not equal "
+                          "an uninterrupted one (one process: it does)", QianyiWarning, stacklevel=2)
         return progress
 
     def _checkpoint(self, ckpt: Path | None, fingerprint: dict[str, Any], parts: _Parts, state: _Progress) -> None:

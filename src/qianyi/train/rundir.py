@@ -19,7 +19,7 @@ from typing import Iterator
 from ..errors import ConfigError, OutputError
 
 LOCK_FILE = ".lock"
-_TMP = re.compile(r"^\..+\.tmp$")
+_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_write's temporary files (mkstemp's 8 characters), no others
 _held: dict[Path, int] = {}  # folders this process holds, with a re-entry count
 _guard = threading.Lock()
 
@@ -82,6 +82,10 @@ def _lock(path: Path, what: str):
         fh.seek(0)
         owner = fh.read().strip() or "unknown"
         fh.close()
+        pid = owner.split()[-1] if owner.startswith("pid ") else ""
+        if pid.isdigit() and not _alive(int(pid)):  # its loader workers (--workers) hold the lock a few seconds more
+            raise OutputError(f"{what} {str(path)!r} is still locked by the data-loader workers of a qianyi process that "
+                              f"ended ({owner}); they exit within seconds: run the command again") from None
         raise OutputError(f"{what} {str(path)!r} is in use by another qianyi process ({owner}); wait for it to "
                           f"finish, or choose another {what}") from None
     fh.seek(0)
@@ -89,6 +93,16 @@ def _lock(path: Path, what: str):
     fh.write(f"pid {os.getpid()}\n")
     fh.flush()
     return fh
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def _clean(path: Path) -> None:
