@@ -473,3 +473,11 @@ def test_npz_class_names_as_bytes_and_two_channel_images(tmp_path):
     assert load_domain(f"npz:{tmp_path / 'b.npz'}").class_names == ("cat", "dog")
     np.savez(tmp_path / "c2.npz", X=np.zeros((4, 2, 8, 8), np.uint8))  # failed later with a canvas error
     _raises(lambda: load_domain(f"npz:{tmp_path / 'c2.npz'}"), "2 channels", path=tmp_path / "c2.npz")
+
+
+def test_npz_pixels_just_above_the_overshoot_band_are_read_as_0_255_with_a_warning(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    np.savez(tmp_path / "two.npz", X=np.linspace(0, 2, 64, dtype=np.float32).reshape(1, 8, 8))
+    with pytest.warns(QianyiWarning, match="read as 0..255 pixels"):  # near-black, silently
+        load_domain(f"npz:{tmp_path / 'two.npz'}")

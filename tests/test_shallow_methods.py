@@ -67,3 +67,10 @@ def test_shallow_methods_refuse_network_settings_and_stage_chains(tmp_path, caps
         assert main([*base, *extra, "--out", str(tmp_path / "r")]) == 2
         assert said in capsys.readouterr().err
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_a_shallow_method_refuses_choosing_an_epoch(tmp_path, capsys):
+    # --select dev was accepted and recorded, though a shallow fit has no epochs to choose from
+    assert main(["run", "tca", "--source", "digits", "--target", "digits+rot30", "--select", "dev",
+                 "--max-samples", "200", "--out", str(tmp_path / "r")]) == 2
+    assert "select (--select) does not apply" in capsys.readouterr().err

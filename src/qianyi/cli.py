@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
                         "autoencoder trained on the source and target only (DDTL's selection)")
     r.add_argument("--seed", type=int, default=0, help="training seed: initial weights, batch order (default 0)")
-    r.add_argument("--out", default=None, help="output folder for result.json and checkpoint.pt")
+    r.add_argument("--out", default=None, help="output folder for result.json, model.pt and checkpoint.pt (a rerun "
+                   "resumes from it); without it nothing is written and a killed run cannot resume")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
     _train_args(r)
     _backbone_args(r)

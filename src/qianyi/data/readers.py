@@ -48,6 +48,7 @@ import math
 import os
 import struct
 import tokenize
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -56,7 +57,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import numpy.lib.format as npy
 
-from ..errors import DataError, DatasetNotFoundError
+from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .domain import Domain, stratified_split
 from .limits import check_bytes, max_bytes, max_image_pixels
 
@@ -117,6 +118,10 @@ def scale_images(X: np.ndarray, name: str) -> np.ndarray:
         return X if 0.0 <= lo and hi <= 1.0 else np.clip(X, 0.0, 1.0)
     for top in (255.0, 65535.0):
         if 0.0 <= lo and hi <= top:
+            if top == 255.0 and hi <= 2.0:  # a [0, 1] image with overshoot beyond 1.05, or a near-black 0..255 one?
+                warnings.warn(f"{name}: images hold values from {lo:g} to {hi:g}: read as 0..255 pixels (/255, so at "
+                              f"most {hi / 255:.4f}); if they are [0, 1] pixels, clip them to [0, 1] first",
+                              QianyiWarning, stacklevel=3)
             return X / np.float32(top)
     raise DataError(f"{name}: images hold values from {lo:g} to {hi:g}, no pixel convention; give pixels in [0, 1], "
                     "[0, 255] or [0, 65535] (or uint8/uint16 arrays): a value range read from each file would scale "

@@ -224,7 +224,8 @@ def check_shallow_settings(m: Method, config: TrainConfig) -> None:
     if not getattr(m, "shallow", False):
         return
     network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
-                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
+                              ("init_layers", config.init_layers), ("l2sp", config.l2sp),
+                              ("select", config.select != "last")) if v]
     if network:  # (a staged run passes each stage's model on as init_from: the stages would change nothing)
         raise ConfigError(f"{m.name} is a shallow method: it fits on the inputs and starts from no network, so "
                           f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
