@@ -234,8 +234,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 scores[i, j, s] = result.scores[validator]
                 accs[i, j, s] = result.target_accuracy
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
-    fp = base.fingerprint()
-    shared = {k: fp.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
+    runs_config = base.fingerprint()
+    shared = {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
     settings = ", ".join(f"{k} {v}" for k, v in shared.items() if v is not None) + \
         f", max_samples {max_samples}" * (max_samples is not None)
     res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings)
@@ -244,7 +244,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                  "json": write_json(out / f"select-{method}-{validator}.json",
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
-                                     "config": base.fingerprint(), "max_samples": max_samples,
+                                     "config": runs_config, "max_samples": max_samples,
                                      "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
                                      "tie_break": res.tie_break, "indistinct": res.indistinct})}
     return res
