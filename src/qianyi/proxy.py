@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from .errors import ConfigError, DataError, DatasetNotFoundError
+from .shallow._base import check_random_state_setting
 
 #: Ridge penalties tried by leave-one-out cross-validation in the target step.
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
@@ -153,11 +154,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         hidden = self._hidden()
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise ConfigError(f"hidden={self.hidden!r}: give one or more positive layer widths, e.g. (256, 64)")
-        rs = self.random_state
-        if rs is not None and not isinstance(rs, np.random.RandomState) and \
-                (isinstance(rs, bool) or not isinstance(rs, (int, np.integer))):
-            raise ConfigError(f"random_state={rs!r}: give a whole number (the same number, the same model), a numpy "
-                              "RandomState, or None")
+        check_random_state_setting("ProxyTransfer", self.random_state)
         for name, low in (("steps", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:

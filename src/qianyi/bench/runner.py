@@ -658,9 +658,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}
     base = config or TrainConfig()
-    for m in methods_:
-        check_shallow_settings(get_method(m, **hparams.get(m, {})), base)
-        if not get_method(m, **hparams.get(m, {})).trains_classifier:  # fail fast on a bad name before any training
+    for m in methods_:  # a bad name or setting fails before any training
+        asked = get_method(m, **hparams.get(m, {}))
+        check_shallow_settings(asked, base)
+        if not asked.trains_classifier:
             raise ConfigError(f"bench compares target accuracies, and {m} trains no classifier (its accuracy would be "
                               f"an untrained network's): leave it out; `qianyi run {m}` makes its generators")
     store = RunStore(Path(out) / "runs") if out is not None else None

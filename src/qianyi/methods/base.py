@@ -251,12 +251,6 @@ class Method(nn.Module):
     #: False when the network it saves is not the backbone's (co-training's two views, multimodal's target
     #: branch): another method cannot start from it (``pretrain=``).
     saves_backbone: ClassVar[bool] = True
-
-    @property
-    def feature_game(self) -> bool:
-        """Whether the classifier's own features play against a discriminator (a collapse may then be the encoder
-        fooling it); a method whose discriminators judge something else (CyCADA's images) says no."""
-        return bool(self.discriminator_logs)
     #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
     #: backbone is given (AMN: its memory network); None: the task's default encoder.
     text_encoder: ClassVar[str | None] = None
@@ -325,6 +319,12 @@ class Method(nn.Module):
         """The network that predicts after (and during) training: the backbone, unless the method keeps
         another one (a mean teacher returns its teacher)."""
         return backbone
+
+    @property
+    def feature_game(self) -> bool:
+        """Whether the classifier's own features play against a discriminator (a collapse may then be the encoder
+        fooling it); a method whose discriminators judge something else (CyCADA's images) says no."""
+        return bool(self.discriminator_logs)
 
     def network_spec(self) -> dict[str, Any] | None:
         """What rebuilds the predicting network when it is not of the backbone's architecture (co-training's

@@ -36,7 +36,7 @@ def class_balanced_thresholds(confidence: torch.Tensor, predicted: torch.Tensor,
 
 def class_balanced_labels(p: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""CBST's pseudo-labels (Zou et al. 2018, eq. 6; the authors' ``label_selection``): the class whose probability
-    clears its own threshold by the widest ratio, :math:`\hat y = rg\max_c p_c / t_c`, kept when that ratio is
+    clears its own threshold by the widest ratio, :math:`\hat y = \arg\max_c p_c / t_c`, kept when that ratio is
     at least 1. ``p`` (n, C) class probabilities, ``thresholds`` (C,). Returns (labels (n,), kept (n,) bool)."""
     ratio, label = (p / thresholds.clamp_min(1e-12)[None]).max(1)
     return label, ratio >= 1
@@ -63,11 +63,12 @@ def check_pretrain(method: str, pretrain: str) -> str:
     """``pretrain`` of a method that starts from a trained model (``needs_source_model``): the method that
     trains that model, one that learns from the labelled source (and the unlabelled target)."""
     first = available_methods().get(pretrain)
-    if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) \
-            or not first.trains_classifier or getattr(first, "shallow", False) or not first.saves_backbone:
-        why = ("" if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) else
-               f" ({pretrain} saves no network of the backbone's to start from)" if not first.saves_backbone else
-               f" ({pretrain} trains no network classifier to start from)")
+    why = ""  # (the general rule; the reason when it is a method that leaves nothing to start from)
+    if first is not None and (not first.trains_classifier or getattr(first, "shallow", False)):
+        why = f" ({pretrain} trains no network classifier to start from)"
+    elif first is not None and not first.saves_backbone:
+        why = f" ({pretrain} saves no network of the backbone's to start from)"
+    if first is None or first.uses_target_labels or getattr(first, "needs_source_model", False) or why:
         raise ConfigError(f"{method}: pretrain must be a method that trains a network classifier from the labelled "
                           f"source (and the unlabelled target): source-only, dann, dan, cdan, ...; got {pretrain!r}{why}")
     return pretrain

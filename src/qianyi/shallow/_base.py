@@ -101,16 +101,21 @@ class Domains:
     has_target: bool
 
 
+def check_random_state_setting(who: str, seed: Any) -> None:
+    """scikit-learn's ``random_state`` values: a whole number (the same number, the same fit), a numpy
+    RandomState, or None; anything else is named (numpy's own error did not say which setting)."""
+    if seed is not None and not isinstance(seed, np.random.RandomState) and \
+            (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ConfigError(f"{who}: random_state={seed!r}; give a whole number (the same number, the same fit), a "
+                          "numpy RandomState, or None (scikit-learn's convention)")
+
+
 def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = None, sample_domain: Any = None,
                   unlabelled: Any = None, *, need_y: bool = False, need_yt: bool = False,
                   min_target: int = 2, min_source: int = 1) -> Domains:
     """One reading of the three conventions of the module docstring, with clear errors."""
     who = type(est).__name__
-    seed = getattr(est, "random_state", None)
-    if seed is not None and not isinstance(seed, np.random.RandomState) and \
-            (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ConfigError(f"{who}: random_state={seed!r}; give a whole number (the same number, the same fit), a "
-                          "numpy RandomState, or None (scikit-learn's convention)")
+    check_random_state_setting(who, getattr(est, "random_state", None))
     X = check_X(est, X, "X", reset=True)
     if need_y or y is not None:
         y = check_labels(est, y, len(X), "y")
