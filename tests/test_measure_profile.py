@@ -121,3 +121,39 @@ def test_measure_and_advise_name_their_bad_settings(tmp_path, capsys, digits_tas
     for extra in (["--model", str(tmp_path / "nope.pt")], ["--adapt", "dan"], ["--adapt", "dan,dann"]):  # ignored
         assert main(["measure", "digits", "digits+rot30", "--samples", "100", *extra]) == 2
         assert "apply with --layers" in capsys.readouterr().err
+
+
+def test_the_python_api_names_a_wrong_network_or_wrong_inputs(tmp_path):
+    """A saved model, a plain module, inputs of another width: clear errors (or the model's network), not a
+    missing attribute or a matrix product's message."""
+    from qianyi.errors import DataError
+    from qianyi.measure import distances
+    from qianyi.nn.features import extract
+    from qianyi.nn.inference import predict_logits
+    from qianyi.select import SelectionData, score_all
+    from qianyi.train.artefact import load_model
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(DataError, match="3 and 4 features"):
+        distances(rng.random((50, 3)), rng.random((50, 4)), ["mmd"])
+    task = toy_task()
+    run("source-only", task, TrainConfig(epochs=1, progress=False), out=tmp_path / "run")
+    saved = load_model(tmp_path / "run")
+    xs, xt = task.source.X[:40], task.target.X[:40]
+    assert layer_profile(saved, xs, xt, ["coral"]).layers == layer_profile(saved.network, xs, xt, ["coral"]).layers
+    assert set(score_all(saved, SelectionData.from_task(task), "snd")) == {"snd"}  # one name as a string
+    assert extract(task.source, saved)["X"].shape[0] == len(task.source)
+    with pytest.raises(DataError, match="as_backbone"):
+        layer_profile(nn.Sequential(nn.Linear(xs.shape[1], 2)), xs, xt, ["coral"])
+    wide = np.zeros((10, xs.shape[1] + 3), np.float32)
+    with pytest.raises(DataError, match=rf"cannot read inputs of shape \({xs.shape[1] + 3},\)"):
+        predict_logits(saved.network, wide)
+    with pytest.raises(DataError, match="cannot read inputs"):
+        layer_profile(saved, wide, wide, ["coral"])
+
+
+def test_train_config_reads_a_comma_separated_string_of_validators():
+    assert TrainConfig(validators="snd").validators == ("snd",)
+    assert TrainConfig(validators="snd, entropy").validators == ("snd", "entropy")
+    with pytest.raises(UnknownNameError, match=r"unknown \['sdn'\]"):
+        TrainConfig(validators="sdn")

@@ -557,3 +557,23 @@ def test_target_frames_with_other_columns_and_bad_settings_are_named():
         FeatureAugmentation().fit(A).transform(A[:4], sample_domain=[1, np.nan, -1, 1])
     with pytest.raises(ConfigError, match="random_state=1.5"):  # was numpy's SeedSequence TypeError
         TCA(kernel="rbf", random_state=1.5).fit(A, Xt=B)
+
+
+def test_a_forgotten_unlabelled_marker_is_warned_about():
+    """y with -1 rows (scikit-learn's unlabelled mark) and no target given: the rows were fitted as a class
+    '-1' and every target row was predicted -1, silently. Now a warning says to pass unlabelled=-1; with it,
+    the same rows are the target and no warning is given."""
+    from qianyi.errors import QianyiWarning
+    from qianyi.train.estimator import DomainAdapter
+
+    rng = np.random.default_rng(0)
+    Xs, ys = rng.normal(size=(60, 4)), np.arange(60) % 2
+    Xt = rng.normal(size=(40, 4)) + 1
+    X, y = np.concatenate([Xs, Xt]), np.concatenate([ys, -np.ones(40, int)])
+    for est in (JDA(n_components=2, n_iter=1), KMMClassifier(), AdaptedClassifier(CORAL()),
+                DomainAdapter("source-only", epochs=1, steps_per_epoch=1)):
+        with pytest.warns(QianyiWarning, match="pass unlabelled=-1"):
+            clone(est).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", QianyiWarning)
+            clone(est).set_params(unlabelled=-1).fit(X, y)

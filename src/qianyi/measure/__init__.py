@@ -1,9 +1,11 @@
 """Measure transfer: distances between domains, per-layer profiles, layer transferability, an advisor.
 
+>>> import qianyi
 >>> from qianyi.measure import distances, layer_profile, advise
->>> distances(Xs, Xt, ["mk-mmd", "a-distance"])          # doctest: +SKIP
-{'mk-mmd': 0.052, 'a-distance': 1.55}
->>> advise(qianyi.load_task("mnist", "digits")).report()  # doctest: +SKIP
+>>> task = qianyi.load_task("mnist", "digits")              # doctest: +SKIP
+>>> distances(task.source.X, task.target.X, ["mk-mmd", "a-distance"])  # doctest: +SKIP
+{'mk-mmd': 0.0548, 'a-distance': 1.544}
+>>> advise(task).report()                                 # doctest: +SKIP
 """
 from .advisor import Advice, advise
 from .metrics import DEFAULT_METRICS, METRICS, distance, distances

@@ -105,6 +105,9 @@ def distances(x: Array, y: Array, metrics: Sequence[str] = DEFAULT_METRICS, max_
         raise DataError(f"max_samples={max_samples} rows per domain: the A-distance needs 6 or more (it trains a "
                         "domain classifier on half and tests it on the other half)")
     X, Y = subsample(x, max_samples, seed, "x"), subsample(y, max_samples, seed + 1, "y")
+    if X.shape[1:] != Y.shape[1:]:
+        raise DataError(f"distance: the samples have {X.shape[1]} and {Y.shape[1]} features; compare samples "
+                        "of the same features (the same layer, the same preprocessing)")
     for name, t in (("x", X), ("y", Y)):
         if not bool(torch.isfinite(t).all()):
             raise DataError(f"distance: sample {name} holds NaN or infinite values (features of a network that "

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UnknownNameError
-from ..nn.backbones import Backbone
+from ..nn.backbones import Backbone, require_backbone
 from ..nn.inference import predict_features
 from .._report import markdown_table, save_figure, subplots
 from .metrics import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
@@ -127,6 +127,7 @@ def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np
     ``token_ids``: the inputs are token ids (a text task), and the ``input`` row compares the words present
     (:func:`word_presence`), not the ids.
     """
+    model = require_backbone(model, "layer_profile")
     metrics = check_metrics(metrics)
     if len(source) < 4 or len(target) < 4:
         raise DataError(f"a layer profile needs at least 4 inputs per domain, got {len(source)} and {len(target)}")

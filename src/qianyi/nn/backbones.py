@@ -209,6 +209,21 @@ def backbone_for(sample_shape: Sequence[int], n_classes: int, counts: bool = Fal
                     "images (n, c, h, w)")
 
 
+def require_backbone(model: object, who: str, groups: bool = True) -> "Backbone":
+    """``model`` as a network for ``who``: a saved model (:func:`qianyi.load_model`) gives its network; with
+    ``groups``, a plain module without named layer groups is refused with what to do."""
+    network = getattr(model, "network", None)
+    if not isinstance(model, nn.Module) and isinstance(network, nn.Module):
+        model = network  # a SavedModel
+    if isinstance(model, nn.Module) and (hasattr(model, "group_names") or not groups):
+        return model  # type: ignore[return-value]
+    if isinstance(model, nn.Module):
+        raise DataError(f"{who}: a {type(model).__name__} has no named layer groups; wrap it with "
+                        "qianyi.nn.as_backbone(module) first")
+    raise DataError(f"{who}: give a network (a qianyi Backbone, or a saved model from qianyi.load_model), "
+                    f"got {type(model).__name__}")
+
+
 def as_backbone(module: nn.Module, names: Sequence[str] | None = None, flatten_logits: bool = False,
                 feature_layer: str | None = None) -> Backbone:
     """Any network as a :class:`Backbone`: its children, in order, become named layer groups.

@@ -24,7 +24,7 @@ from .._io import atomic_write
 from ..data.canvas import resize
 from ..data.domain import Domain
 from ..errors import ConfigError, DataError, QianyiWarning
-from .backbones import Backbone
+from .backbones import Backbone, require_backbone
 from .resnet import named_backbone
 
 #: Largest image side :func:`extract` resizes to.
@@ -85,7 +85,7 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
     else:
         if weights is not None:
             raise ConfigError("weights= loads ImageNet weights into a named backbone; this network is built already")
-        model = backbone
+        model = require_backbone(backbone, "extract")
     if layer != "features":
         model.group_index(layer)  # an unknown group fails with the list of groups
     dev = _device(device)

@@ -39,6 +39,21 @@ def evaluating(*modules: nn.Module) -> Iterator[None]:
             sub.training = mode
 
 
+def forward(model: nn.Module, x: torch.Tensor):  # noqa: ANN201 (the network's LayerOutputs)
+    """``model(x)``; inputs of a shape the network cannot read give an error that says so (not a matrix
+    product's message)."""
+    try:
+        return model(x)
+    except RuntimeError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, torch.OutOfMemoryError) or not any(
+                w in msg for w in ("shape", "size", "expected input", "channels", "dimension")):
+            raise
+        raise DataError(f"the network cannot read inputs of shape {tuple(x.shape[1:])} ({msg}); give inputs in the "
+                        "form it was trained on (a saved model: SavedModel.prepare(data) applies its run's "
+                        "preprocessing)") from exc
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                    batch_size: int = 1024) -> torch.Tensor:
@@ -47,7 +62,7 @@ def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch
     out = []
     with evaluating(model):
         for i in range(0, len(X), batch_size):
-            out.append(model(torch.as_tensor(X[i:i + batch_size]).to(device)).logits.float().cpu())
+            out.append(forward(model, torch.as_tensor(X[i:i + batch_size]).to(device)).logits.float().cpu())
     return torch.cat(out)
 
 
@@ -59,7 +74,7 @@ def predict_features(model: nn.Module, X: np.ndarray | torch.Tensor, layer: str 
     feats, logits = [], []
     with evaluating(model):
         for i in range(0, len(X), batch_size):
-            out = model(torch.as_tensor(X[i:i + batch_size]).to(device))
+            out = forward(model, torch.as_tensor(X[i:i + batch_size]).to(device))
             feats.append(out.flat(layer).float().cpu())
             logits.append(out.logits.float().cpu())
     return torch.cat(feats), torch.cat(logits)

@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from ..errors import DataError, UnknownNameError
+from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
 # --------------------------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ def get_validator(name: str, **params: Any) -> Validator:
 def score_all(model: nn.Module, data: SelectionData, names: Sequence[str] | None = None,
               device: torch.device | str = "cpu", max_samples: int | None = 2000, seed: int = 0) -> dict[str, float]:
     """Score ``model`` with each named validator (all registered ones if None) from one set of outputs."""
-    names = available_validators() if names is None else list(names)
+    model = require_backbone(model, "score_all", groups=False)
+    names = available_validators() if names is None else [names] if isinstance(names, str) else list(names)
     validators = {n: get_validator(n) for n in names}  # unknown names fail before any work
     needs = frozenset().union(*(v.needs for v in validators.values())) if validators else frozenset()
     p = Predictions.compute(model, data, needs, device, max_samples=max_samples, seed=seed)

@@ -144,6 +144,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         Xs, ys, Xt, yt = X[~tgt], y[~tgt], X[tgt], None
         has_target = True
     else:
+        warn_unmarked_target(who, y)
         Xs, ys, Xt, yt, has_target = X, y, X, y, False
     if len(Xs) == 0:
         raise DataError(f"{who}.fit: the source domain is empty (no row with sample_domain > 0 / not marked "
@@ -185,6 +186,19 @@ def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:
                         f"of dtype {y.dtype}; give a marker of the labels' kind (e.g. "
                         f"{'-1' if numeric else repr('unlabelled')})")
     return y == marker
+
+
+def warn_unmarked_target(who: str, y: Any) -> None:
+    """No target given (no Xt=, sample_domain= or unlabelled=) and ``y`` holds -1, scikit-learn's mark of an
+    unlabelled row: those rows would be fitted as a class of their own and predicted; say so."""
+    y = np.asarray(y) if y is not None else None
+    if y is None or y.dtype.kind not in "iuf" or y.ndim != 1:
+        return
+    marked = int((y == -1).sum())
+    if marked:
+        warnings.warn(f"{who}.fit: no target was given (Xt=, sample_domain= or unlabelled=) and y labels {marked} "
+                      "rows -1, so they are fitted as a class '-1' of their own; if they are the unlabelled target, "
+                      "pass unlabelled=-1", QianyiWarning, stacklevel=3)
 
 
 def one_target_convention(who: str, y: Any, unlabelled: Any, Xt: Any, sample_domain: Any) -> None:

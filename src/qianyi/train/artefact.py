@@ -5,7 +5,7 @@ bottleneck width and input channels), input shape, the preprocessing the run app
 settings, qianyi version).
 
 >>> m = load_model("runs/dann")                      # doctest: +SKIP
->>> m.predict_domain(load_domain_for(m, "digits"))   # doctest: +SKIP
+>>> m.predict(m.prepare("digits"))                   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -81,9 +81,32 @@ class SavedModel:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.meta["architecture"]["sample_shape"])
 
+    def prepare(self, data: np.ndarray | Domain | str, data_dir: str | os.PathLike | None = None) -> Domain:
+        """Raw data in the model's input form, exactly as its run read it: a spec (``"digits"``,
+        ``"csv:new.csv"``) is read (:func:`load_domain_for`); an array or a Domain of raw features (as read from
+        the files) gets the recorded preprocessing (column order, image canvas, vector transform and
+        standardisation, text vocabulary). Labels, if any, are mapped to the model's classes."""
+        if isinstance(data, str):
+            return load_domain_for(self, data, data_dir)
+        from ..data.tasks import prepare
+
+        d = prepare(data if isinstance(data, Domain) else Domain(data, None, "inputs"), self.meta.get("preprocessing") or {})
+        return _to_model_classes(self, d)
+
     def predict_proba(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
-        """Class probabilities for inputs already in the model's input form (see :func:`load_domain_for`)."""
+        """Class probabilities for inputs already in the model's input form: read raw data with
+        :meth:`prepare` (a spec, raw arrays or a Domain) first. Vectors that look raw (far from the column means
+        and scales the run standardised its inputs to) are warned about."""
         d = X if isinstance(X, Domain) else Domain(X, None, "inputs")
+        pre = self.meta.get("preprocessing") or {}
+        names = pre.get("feature_names")
+        if names is not None and d.feature_names is not None and tuple(d.feature_names) != tuple(names):
+            raise DataError(f"{d.name!r} has columns {list(d.feature_names)[:5]}..., the model reads "
+                            f"{list(names)[:5]}...: read it with model.prepare(domain), which orders them as the run did")
+        if _looks_raw(d.X, pre):
+            warnings.warn(f"{d.name!r} looks like raw features (its columns are far from the means and scales the run "
+                          "standardised its inputs to), so predictions on it are wrong; pass "
+                          "model.prepare(X) (or read the file with model.prepare(SPEC))", QianyiWarning, stacklevel=2)
         if d.sample_shape != self.sample_shape:
             raise DataError(f"{d.name!r} has samples of shape {d.sample_shape}, the model expects {self.sample_shape}; "
                             "read raw data with qianyi.train.artefact.load_domain_for (or `qianyi predict`), which "
@@ -94,6 +117,37 @@ class SavedModel:
     def predict(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
         """Class indices (into :attr:`class_names`)."""
         return self.predict_proba(X, device).argmax(1)
+
+
+def _looks_raw(X: np.ndarray, preprocessing: dict) -> bool:
+    """Whether vectors ``X`` look unpreprocessed for a run that standardised its inputs: the run's inputs have
+    column means near 0 and standard deviations near 1; ``X`` read as raw (preprocessed here) comes much nearer
+    that than ``X`` read as it is. (On raw features the preprocessing barely changes, neither does, and
+    nothing is said.)"""
+    if not preprocessing.get("standardize") or not isinstance(X, np.ndarray) or X.ndim != 2 or len(X) < 20 \
+            or X.dtype == object:
+        return False
+    from ..data.tasks import transform_vectors
+
+    def off(Z: np.ndarray) -> float:  # median over varying columns of m^2 + (log s)^2: 0 when standardised
+        Z = np.asarray(Z, np.float64)
+        m, sd = Z.mean(0), Z.std(0)
+        varying = sd > 0
+        return float(np.median(m[varying] ** 2 + np.log(sd[varying]) ** 2)) if varying.any() else 0.0
+
+    try:
+        with np.errstate(all="ignore"):
+            as_raw, as_is = off(transform_vectors(X, preprocessing)), off(X)
+    except (DataError, ValueError, TypeError):
+        return False
+    return bool(np.isfinite(as_raw) and np.isfinite(as_is) and as_is > 0.25 and as_raw * 4 < as_is)
+
+
+def _to_model_classes(model: SavedModel, d: Domain) -> Domain:
+    if not d.labelled:
+        return d
+    reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model", class_names=model.class_names)
+    return align_labels(reference, d)
 
 
 def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
@@ -185,9 +239,4 @@ def read_like_run(meta: dict, spec: str, data_dir: str | os.PathLike | None = No
 def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
     """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
     labels, if any, are mapped to the model's classes."""
-    d = read_like_run(model.meta, spec, data_dir)
-    if d.labelled:
-        reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model",
-                           class_names=model.class_names)
-        d = align_labels(reference, d)
-    return d
+    return _to_model_classes(model, read_like_run(model.meta, spec, data_dir))

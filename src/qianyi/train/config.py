@@ -87,6 +87,10 @@ class TrainConfig:
         names = available_validators()
         if self.select != LAST and self.select not in names:
             raise UnknownNameError(f"select must be 'last' or a validator ({', '.join(names)}), got {self.select!r}")
+        for opt in ("validators", "log_to"):  # one string: the CLI's comma-separated form, not its letters
+            value = getattr(self, opt)
+            if isinstance(value, str):
+                object.__setattr__(self, opt, tuple(v.strip() for v in value.split(",") if v.strip()))
         vals = tuple(names) if tuple(self.validators) == ("all",) else tuple(self.validators)
         bad = [v for v in vals if v not in names]
         if bad:

@@ -33,7 +33,8 @@ from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
-from ..shallow._base import check_columns, check_sample_domain, one_target_convention, unlabelled_rows
+from ..shallow._base import (check_columns, check_sample_domain, one_target_convention, unlabelled_rows,
+                             warn_unmarked_target)
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -95,6 +96,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             if Xt.shape[1:] != X.shape[1:]:
                 raise DataError(f"DomainAdapter.fit: Xt has samples of shape {Xt.shape[1:]}, X {X.shape[1:]}")
         else:
+            if not target_rows.any():
+                warn_unmarked_target("DomainAdapter", y)
             Xt = X[target_rows] if target_rows.any() else Xs
         self.classes_, codes = np.unique(ys, return_inverse=True)
         if len(self.classes_) < 2:
