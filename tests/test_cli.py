@@ -140,3 +140,20 @@ def test_methods_name_prints_plain_text_and_a_closed_pipe_ends_quietly():
     proc = subprocess.run(f"{sys.executable} -m qianyi methods | head -1", shell=True, capture_output=True,
                           text=True, timeout=120)
     assert proc.stdout.strip() and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    """Every command said "run the same command again to resume from the last checkpoint"; advise keeps no
+    checkpoint, and a run without --out keeps nothing."""
+    import qianyi.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(qianyi.cli, "_dispatch", interrupted)
+    cases = [(["run", "dan", "--source", "digits", "--target", "digits+rot30", "--out", str(tmp_path / "r")],
+              "resume from the last checkpoint"),
+             (["run", "dan", "--source", "digits", "--target", "digits+rot30"], "a rerun starts afresh; give --out"),
+             (["advise", "digits", "digits+rot30"], "advise keeps no checkpoint")]
+    for args, said in cases:
+        assert main(args) == 130
+        assert said in capsys.readouterr().err

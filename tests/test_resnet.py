@@ -186,6 +186,7 @@ def test_bench_runs_of_a_named_backbone_are_their_own(tmp_path, capsys):
     src, tgt = image_npz(tmp_path / "s.npz", n=24, seed=1), image_npz(tmp_path / "t.npz", n=24, shift=0.1, seed=2)
     args = ["bench", "--methods", "source-only", "--pairs", f"npz:{src}->npz:{tgt}", "--seeds", "1", "--epochs", "1",
             "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "b")]
+    assert main([a if a != "source-only" else "dan" for a in args]) == 0  # dan on the default network first
     assert main(args + ["--backbone", "resnet18"]) == 0
     capsys.readouterr()
     assert main(args + ["--backbone", "resnet18"]) == 0
@@ -194,6 +195,11 @@ def test_bench_runs_of_a_named_backbone_are_their_own(tmp_path, capsys):
     fps = [run_fingerprint(get_method("source-only"), qianyi.TrainConfig(), task, b)
            for b in (None, "lenet", "resnet18", "resnet50", NamedBackbone("resnet18", bottleneck=128))]
     assert len({json.dumps(fp, sort_keys=True) for fp in fps}) == len(fps)  # another network is another run
+    # dan's runs (default network) and the newer baselines (resnet18) in one folder: summary tabulated dan's gap
+    # closed against resnet18's source-only and oracle, silently; now it is refused, as other settings are
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "b")]) == 2
+    assert "different networks (the default network (dan) vs resnet18" in capsys.readouterr().err
 
 
 def test_cli_backbone_mistakes_exit_2(tmp_path, capsys):

@@ -434,8 +434,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_machine_args(args)
         return _dispatch(args)
 
-    return _as_command(dispatch, "qianyi", on_error=remove_fresh_out,
-                       interrupted="run the same command again to resume from the last checkpoint")
+    return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args))
+
+
+#: Commands whose training keeps checkpoints in --out (and reuses finished runs there).
+RESUMABLE = ("demo", "run", "bench", "select", "measure", "transferability", "layers", "pivots")
+
+
+def _interrupted_hint(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: a resumable folder, or nothing to resume from."""
+    if args.command in RESUMABLE:
+        if getattr(args, "out", None):
+            return "run the same command again to resume from the last checkpoint"
+        return "nothing was kept (no --out): a rerun starts afresh; give --out to make it resumable"
+    if args.command == "advise":
+        return "advise keeps no checkpoint: a rerun starts afresh"
+    return ""
 
 
 def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None = None,

@@ -81,6 +81,18 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             raise DataError(f"{s}->{t}: the runs were trained with different settings ({diff}); a table would compare "
                             "unlike runs. Rerun them alike (`qianyi bench` with one set of options), or give each "
                             "setting its own --out folder")
+    # the network asked for (--backbone, --weights, --text vectors=...): a method's own text encoder (AMN's) aside
+    networks: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for r in runs:
+        net = (r.fingerprint or {}).get("backbone")
+        if isinstance(net, dict) and net.get("name") is not None and net.get("name") == _own_encoder(r.method):
+            continue
+        networks.setdefault((r.source, r.target), {}).setdefault(json.dumps(net, sort_keys=True), []).append(r.method)
+    for (s, t), nets in networks.items():
+        if len(nets) > 1:
+            named = " vs ".join(f"{_network_name(json.loads(n))} ({ms[0]})" for n, ms in list(nets.items())[:2])
+            raise DataError(f"{s}->{t}: the runs were trained on different networks ({named}); a table would compare "
+                            "unlike runs. Give each network its own --out folder (and `qianyi summary` one of them)")
     # a validator that chose each run's epoch scored it on selection_samples rows: other counts, other choices
     chosen_by = {}
     for r in runs:
@@ -92,6 +104,23 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
             raise DataError(f"{s}->{t}: the runs' epochs were chosen by a validator scoring different numbers of "
                             f"samples ({', '.join(f'{n} ({ms[0]})' for n, ms in counts.items())}); rerun them alike "
                             "(one --selection-samples), or give each its own --out folder")
+
+
+def _own_encoder(method: str) -> str | None:
+    """The text encoder ``method`` brings (AMN: its memory network), if any."""
+    try:
+        return getattr(get_method(method), "text_encoder", None)
+    except (UnknownNameError, ConfigError, TypeError):
+        return None
+
+
+def _network_name(spec: Any) -> str:
+    if spec is None:
+        return "the default network"
+    if isinstance(spec, dict):
+        extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name" and not isinstance(v, (dict, list)))
+        return f"{spec.get('name')}" + (f" ({extra})" if extra else "")
+    return str(spec)
 
 
 #: What a run's data were, from its fingerprint (runs of one pair are tabulated together only when alike).
