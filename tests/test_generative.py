@@ -243,6 +243,26 @@ def test_translate_writes_an_npz_that_reads_back(cycada_run, tmp_path, capsys, d
         np.testing.assert_allclose(g(torch.as_tensor(task.target_test.X[:4])).numpy(), X[:4], atol=1e-6)
 
 
+def test_translated_data_read_back_keeps_its_pool_so_no_test_image_has_a_labelled_twin(cycada_run, tmp_path, capsys):
+    """The documented CyCADA route (translate mnist, read it back as npz:, train against mnist-m) put the
+    labelled translation of every target test digit into the source: the npz lost the pool it was drawn from.
+    translate now records it (origin), so the pair is split into disjoint halves like mnist -> mnist-m."""
+    out, data, _ = cycada_run
+    dest = tmp_path / "translated.npz"
+    assert main(["translate", str(out), "--data", f"npz:{data}", "--out", str(dest)]) == 0
+    original, translated = read_npz(data).X, read_npz(dest).X
+    assert read_npz(dest).origin == read_npz(data).origin
+    task = qianyi.load_task(f"npz:{dest}", f"npz:{data}")
+
+    def rows(X, pool):  # which pool rows these are (exact matches)
+        flat = pool.reshape(len(pool), -1)
+        return {int(np.flatnonzero((flat == x.reshape(-1)).all(1))[0]) for x in X}
+    source = rows(np.concatenate([task.source.X, task.source_val.X]), translated)
+    target = rows(np.concatenate([task.target.X, task.target_test.X]), original)
+    assert source and target and not source & target
+    assert len(source) + len(target) == len(original)
+
+
 def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):
     out, data, task = cycada_run
     with pytest.raises(UnknownNameError, match="'x2y'"):

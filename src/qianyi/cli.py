@@ -394,11 +394,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     from ._io import check_npz_path
-    from .train.translate import translate, write_translation
+    from .train.translate import translate_domain, write_translation
 
     check_npz_path(args.out_npz)
-    X, y, names = translate(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
-    write_translation(args.out_npz, X, y, names)
+    d = translate_domain(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
+    X, y = d.X, d.y
+    write_translation(args.out_npz, X, y, d.class_names, origin=d.origin)
     print(f"written: {args.out_npz} ({len(X)} images of shape {tuple(X.shape[1:])}, direction {args.direction}"
           f"{', with labels' if y is not None else ''}); read it back as npz:{args.out_npz}")
     return 0

@@ -174,7 +174,8 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> 
 
 
 def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
-    """Arrays ``X`` (vectors (n, d) or images) and optional 1-d ``y`` (and optional ``class_names``)."""
+    """Arrays ``X`` (vectors (n, d) or images) and optional 1-d ``y`` (and optional ``class_names``; an optional
+    ``origin``, the pool of samples the rows are of, row for row, as ``qianyi translate`` writes it)."""
     p = _file(path, "npz file", "npz")
     where = f"npz file {str(p)!r}"
     with open(p, "rb") as fh:
@@ -191,7 +192,8 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
             if "X" not in members:
                 raise DataError(f"{where} has arrays {sorted(members)[:20]} but no 'X'; save inputs as X= "
                                 "(and labels as y=)")
-            arrays = {k: _read_npy_member(zf, members[k], k, where) for k in ("X", "y", "class_names") if k in members}
+            arrays = {k: _read_npy_member(zf, members[k], k, where) for k in ("X", "y", "class_names", "origin")
+                      if k in members}
     except DataError:
         raise
     except _ZIP_ERRORS as exc:
@@ -206,13 +208,17 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
         raise DataError(f"{where}: y has shape {y.shape}; store labels as a 1-d array of class indices")
     if names is not None and names.ndim != 1:
         raise DataError(f"{where}: class_names has shape {names.shape}; store a 1-d array of names")
+    origin = arrays.get("origin")  # `qianyi translate`: the pool its rows were translated from, row for row
+    if origin is not None and (origin.dtype.kind != "U" or origin.size != 1 or origin.ndim > 1):
+        raise DataError(f"{where}: origin has dtype {origin.dtype} and shape {origin.shape}; it names the pool of "
+                        "samples the rows come from, one string (as `qianyi translate` writes it), or leave it out")
     name = name or p.stem
     if X.ndim >= 3 and X.size:
         X = scale_images(to_nchw(X, where), where)
     if names is not None:  # bytes (h5py exports) decoded: b'cat' is the class 'cat', not "b'cat'"
         names = np.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names.tolist()], object)
     return Domain(X, y, name=name, class_names=None if names is None else tuple(str(n) for n in names.tolist()),
-                  origin=str(p.resolve()))
+                  origin=str(origin.reshape(-1)[0]) if origin is not None else str(p.resolve()))
 
 
 # --- IDX -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write, check_npz_path, sha256_file
+from ..data.domain import Domain
 from ..errors import DataError, UnknownNameError
 from ..methods.generative import GENERATIVE, read_generators_meta
 from ..methods.registry import get_method
@@ -67,12 +68,21 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
     return net.eval(), meta
 
 
-@torch.no_grad()
 def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", data_dir: str | os.PathLike | None = None,
               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
     """Translate the data set ``spec`` with a run's generator: (X in the run's input form, labels or None,
     class names or None). Translation uses no labels: those of ``spec``, if any, are kept as they are, with
     their class names (whatever classes the run had)."""
+    d = translate_domain(run_dir, spec, direction, data_dir, batch_size)
+    return d.X, d.y, d.class_names
+
+
+@torch.no_grad()
+def translate_domain(run_dir: str | os.PathLike, spec: str, direction: str = "s2t",
+                     data_dir: str | os.PathLike | None = None, batch_size: int = 256) -> Domain:
+    """:func:`translate`'s result as a Domain of ``spec``'s pool of samples (its ``origin``): row i is the
+    translation of row i, so paired with another domain of that pool (mnist-m for a translated mnist) it is
+    split into disjoint halves like the original, and no translation of a target test image is trained on."""
     net, meta = load_generator(run_dir, direction)
     data = read_like_run(read_model_meta(run_dir)[0], spec, data_dir=data_dir)
     if data.sample_shape != tuple(meta["sample_shape"]):
@@ -80,13 +90,16 @@ def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", dat
                         f"generators translate {tuple(meta['sample_shape'])}")
     X = np.asarray(data.X, np.float32)
     out = np.concatenate([net(torch.from_numpy(X[i:i + batch_size])).numpy() for i in range(0, len(X), batch_size)])
-    return out.astype(np.float32), data.y, data.class_names
+    return Domain(out.astype(np.float32), data.y, f"{spec} ({direction})", class_names=data.class_names,
+                  origin=data.origin)
 
 
 def write_translation(path: str | os.PathLike, X: np.ndarray, y: np.ndarray | None,
-                      class_names: tuple[str, ...] | None) -> Path:
-    """An npz of arrays ``X`` (and ``y``, ``class_names``) that the ``npz:`` reader reads back."""
+                      class_names: tuple[str, ...] | None, origin: str | None = None) -> Path:
+    """An npz of arrays ``X`` (and ``y``, ``class_names``, and ``origin``: the pool of samples the rows were
+    translated from, row for row) that the ``npz:`` reader reads back."""
     path = check_npz_path(path)
     arrays = {"X": X, **({"y": y} if y is not None else {}),
-              **({"class_names": np.asarray(class_names)} if class_names is not None else {})}
+              **({"class_names": np.asarray(class_names)} if class_names is not None else {}),
+              **({"origin": np.asarray(str(origin))} if origin is not None else {})}
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
