@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import pytest
 
 from qianyi.cli import main, parse_hparams
+from qianyi.errors import QianyiWarning
 
 
 def test_methods_and_datasets_list_one_line_each(capsys):
@@ -157,3 +159,42 @@ def test_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch):
     for args, said in cases:
         assert main(args) == 130
         assert said in capsys.readouterr().err
+
+
+def test_bench_plot_draws_bars_from_zero_and_no_bar_where_a_method_has_no_runs(tmp_path, monkeypatch):
+    """results.png drew a method without runs on a pair as a 0.0 bar, and cut the axis at the lowest mean
+    minus 10 (DAN's 74.5 looked four times source-only's 45.0)."""
+    from types import SimpleNamespace
+
+    import qianyi.bench.runner as R
+
+    def run(method, target, acc, seed=0):
+        return SimpleNamespace(method=method, source="s", target=target, target_accuracy=acc, seed=seed)
+    runs = [run("source-only", "a", 0.45), run("source-only", "a", 0.46, 1), run("dan", "a", 0.745),
+            run("oracle", "a", 0.97), run("source-only", "b", 0.5), run("oracle", "b", 0.9)]
+    figs = []
+    monkeypatch.setattr(R, "save_figure", lambda fig, path: figs.append(fig) or path)
+    R.BenchResult(runs, [("s", "a"), ("s", "b")], ["source-only", "dan", "oracle"]).plot(tmp_path / "r.png")
+    ax_a, ax_b = figs[0].axes[:2]
+    assert ax_a.get_ylim()[0] == 0 and ax_b.get_ylim()[0] == 0
+    assert sorted(round(p.get_height(), 1) for p in ax_a.patches) == [45.5, 74.5, 97.0]
+    assert sorted(round(p.get_height(), 1) for p in ax_b.patches) == [50.0, 90.0]  # dan: no bar on b ...
+    texts = [t.get_text() for t in ax_b.texts]
+    assert "no runs" in texts and "0.0" not in texts  # ... but a note
+    assert any("n=1" in t.get_text() for t in ax_a.texts)  # one seed among two-seed runs is marked
+
+
+def test_summary_says_when_newer_runs_replace_older_ones_made_otherwise():
+    from types import SimpleNamespace
+
+    import qianyi.bench.runner as R
+
+    def run(epochs):
+        return SimpleNamespace(method="dan", source="s", target="t", seed=0, hparams={}, config={},
+                               fingerprint={"config": {"epochs": epochs, "seed": 0}})
+    old, new, same = run(2), run(20), run(20)
+    with pytest.warns(QianyiWarning, match=r"left out 1 older run .*epochs 2 vs 20"):
+        R._warn_replaced([(1.0, old), (2.0, new)], {("dan", "s", "t", 0): (2.0, new)}, "here")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        R._warn_replaced([(1.0, same), (2.0, new)], {("dan", "s", "t", 0): (2.0, new)}, "here")  # a copy: silent

@@ -12,7 +12,7 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
 
 def _curves(res: BenchResult, path: Path) -> Path:
     from matplotlib import colormaps  # more than 10 methods: tab20, so no two share a colour
-    fig, axes = subplots(1, len(res.pairs), figsize=(4.8 * len(res.pairs), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(res.pairs), figsize=(4.8 * len(res.pairs) + 2.8, 3.6), squeeze=False)
     colours = {}
     for ax, pair in zip(axes[0], res.pairs):
         for k, m in enumerate(res.methods):
@@ -78,16 +78,26 @@ def _curves(res: BenchResult, path: Path) -> Path:
             n = min(len(r.history) for r in runs)
             epochs = np.arange(1, n + 1)
             sv = np.mean([[row.get("source_val_acc", np.nan) for row in r.history[:n]] for r in runs], 0)
-            ax.plot(epochs, 100 * sv, color=colour, label=f"{m} (ORACLE: target labels)" if m == "oracle" else m)
+            marker = "o" if n <= 20 else None  # a one-epoch curve is a point: drawn, not an empty axes
+            ax.plot(epochs, 100 * sv, color=colour, marker=marker, markersize=3,
+                    label=f"{m} (ORACLE: target labels)" if m == "oracle" else m)
             tt = np.mean([[row.get(ORACLE_KEY, np.nan) for row in r.history[:n]] for r in runs], 0)
             if np.isfinite(tt).any():
-                ax.plot(epochs, 100 * tt, color=colour, linestyle="--")
+                ax.plot(epochs, 100 * tt, color=colour, linestyle="--", marker=marker, markersize=3)
         ax.set_title(f"{pair[0]} → {pair[1]}", fontsize=9)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(min(lo, 0.5), max(hi, 1.5))
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs, even for one
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
+    axes[0][0].plot([], [], color="grey", label="solid: source validation (labelled source)")
     axes[0][0].plot([], [], color="grey", linestyle="--", label="dashed: target test (ORACLE, never chose anything)")
-    axes[0][0].legend(fontsize=7)
+    entries: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    # beside the last panel, outside the axes: it covers no curve
+    axes[0][-1].legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return save_figure(fig, path)
 

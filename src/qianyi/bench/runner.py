@@ -106,6 +106,31 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
                             "(one --selection-samples), or give each its own --out folder")
 
 
+def _setting(r: RunResult) -> dict[str, Any]:
+    """A run's settings as asked, its seed aside, with its network and method settings."""
+    fp = r.fingerprint or {}
+    cfg = {k: v for k, v in (fp.get("config", r.config) or {}).items() if k != "seed"}
+    return {**cfg, "network": fp.get("backbone"), "hparams": r.hparams}
+
+
+def _warn_replaced(kept: list[tuple[float, RunResult]], found: dict[tuple, tuple[float, RunResult]],
+                   where: str) -> None:
+    """Of two runs of one (method, pair, seed) the newer counts; say so when the older was made otherwise
+    (a folder of 2-epoch runs read beside one of 20-epoch runs: the 2-epoch numbers left out silently)."""
+    replaced = []
+    for mtime, r in kept:
+        newer = found[(r.method, r.source, r.target, r.seed)][1]
+        if newer is not r and _setting(newer) != _setting(r):
+            replaced.append((r, newer))
+    if replaced:
+        old, new = _setting(replaced[0][0]), _setting(replaced[0][1])
+        diff = ", ".join(f"{k} {old.get(k)!r} vs {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                         if old.get(k) != new.get(k))
+        warnings.warn(f"{where}: left out {len(replaced)} older run{'s' * (len(replaced) != 1)} that newer runs of the "
+                      f"same method, pair and seed replace, made with other settings ({diff}); give each setting "
+                      "its own --out folder to keep both", QianyiWarning, stacklevel=3)
+
+
 def _own_encoder(method: str) -> str | None:
     """The text encoder ``method`` brings (AMN: its memory network), if any."""
     try:
@@ -418,6 +443,7 @@ class BenchResult:
             if key not in found or mtime > found[key][0]:
                 found[key] = (mtime, r)
         runs = [r for _, r in found.values()]
+        _warn_replaced(kept, found, where)
         if not any(not r.oracle for r in runs):
             raise DataError(f"no runs in {where} chose their model by {select!r}; these runs chose by "
                             f"{', '.join(selections) or 'nothing (oracle runs only)'}: pass that as --select")
@@ -527,20 +553,38 @@ class BenchResult:
         return self.files
 
     def plot(self, path: Path) -> Path:
-        fig, axes = subplots(1, len(self.pairs), figsize=(4.5 * len(self.pairs), 3.6), squeeze=False)
+        """Target accuracy per method, one panel per pair: bars from 0 (their lengths compare), whiskers the
+        sample std over seeds; a method without runs on a pair gets no bar ("no runs"), one seed "n=1"."""
+        fig, axes = subplots(1, len(self.pairs), figsize=(max(4.5, 0.55 * len(self.methods) + 1.5) * len(self.pairs),
+                                                          3.8), squeeze=False)
+        seeds = sorted({len(self.accuracies(m, p)) for m in self.methods for p in self.pairs} - {0})
         for ax, pair in zip(axes[0], self.pairs):
             accs = [100 * self.accuracies(m, pair) for m in self.methods]
-            means = [a.mean() if len(a) else 0 for a in accs]
-            stds = [a.std(ddof=1) if len(a) > 1 else 0 for a in accs]
-            colors = ["#999999" if m == "source-only" else "#2ca02c" if m == "oracle" else "#1f77b4" for m in self.methods]
-            ax.bar(range(len(self.methods)), means, yerr=stds, color=colors, capsize=3)
-            ax.set_xticks(range(len(self.methods)), ["oracle (ORACLE)" if m == "oracle" else m for m in self.methods],
-                          rotation=30, ha="right")
-            ax.set_ylim(max(0.0, min(means) - 10), 102)
+            have = [i for i, a in enumerate(accs) if len(a)]
+            means = [float(accs[i].mean()) for i in have]
+            stds = [float(accs[i].std(ddof=1)) if len(accs[i]) > 1 else 0.0 for i in have]
+            colors = ["#999999" if self.methods[i] == "source-only" else "#2ca02c" if self.methods[i] == "oracle"
+                      else "#1f77b4" for i in have]
+            ax.bar(have, means, color=colors)
+            spread = [(i, v, e) for i, v, e in zip(have, means, stds) if len(accs[i]) > 1]
+            if spread:
+                ax.errorbar([i for i, _, _ in spread], [v for _, v, _ in spread], yerr=[e for _, _, e in spread],
+                            fmt="none", ecolor="black", capsize=3)
+            ax.set_xticks(range(len(self.methods)), ["oracle (ORACLE: target labels)" if m == "oracle" else m
+                                                     for m in self.methods], rotation=30, ha="right", fontsize=8)
+            ax.set_xlim(-0.6, len(self.methods) - 0.4)
+            ax.set_ylim(0, 112)
+            ax.set_yticks(range(0, 101, 20))
             ax.set_title(f"{pair[0]} → {pair[1]}")
             ax.set_ylabel("target accuracy (%)")
-            for i, (v, e) in enumerate(zip(means, stds)):
-                ax.text(i, min(v + e, 100) + 0.4, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+            for i, v, e in zip(have, means, stds):
+                ax.text(i, v + e + 1, f"{v:.1f}" + ("\nn=1" if len(accs[i]) == 1 and seeds != [1] else ""),
+                        ha="center", va="bottom", fontsize=7)
+            for i in sorted(set(range(len(self.methods))) - set(have)):
+                ax.text(i, 2, "no runs", ha="center", va="bottom", fontsize=7, rotation=90, color="#666666")
+        fig.suptitle("no runs" if not seeds else "target accuracy, one seed" if seeds == [1] else
+                     f"mean target accuracy over {seeds[0] if len(seeds) == 1 else f'{seeds[0]}-{seeds[-1]}'} seeds\n"
+                     "(whiskers: sample std over seeds)", fontsize=9)
         fig.tight_layout()
         return save_figure(fig, path)
 
