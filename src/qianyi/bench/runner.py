@@ -555,10 +555,14 @@ class BenchResult:
     def plot(self, path: Path) -> Path:
         """Target accuracy per method, one panel per pair: bars from 0 (their lengths compare), whiskers the
         sample std over seeds; a method without runs on a pair gets no bar ("no runs"), one seed "n=1"."""
-        fig, axes = subplots(1, len(self.pairs), figsize=(max(4.5, 0.55 * len(self.methods) + 1.5) * len(self.pairs),
-                                                          3.8), squeeze=False)
+        width = max(4.5, 0.55 * len(self.methods) + 1.5)  # per panel: room for every method's name
+        cols = max(1, min(len(self.pairs), int(18 // width)))
+        rows = -(-len(self.pairs) // cols)
+        fig, axes = subplots(rows, cols, figsize=(width * cols, 3.8 * rows + 0.4), squeeze=False)
+        for ax in axes.flat[len(self.pairs):]:
+            ax.set_visible(False)
         seeds = sorted({len(self.accuracies(m, p)) for m in self.methods for p in self.pairs} - {0})
-        for ax, pair in zip(axes[0], self.pairs):
+        for ax, pair in zip(axes.flat, self.pairs):
             accs = [100 * self.accuracies(m, pair) for m in self.methods]
             have = [i for i, a in enumerate(accs) if len(a)]
             means = [float(accs[i].mean()) for i in have]
