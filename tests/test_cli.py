@@ -45,6 +45,9 @@ def test_bench_writes_tables_with_gap_closed_and_resumes(tmp_path, capsys):
     assert sorted({r["method"] for r in rows}) == ["dan", "oracle", "source-only"] and len(rows) == 6
     md = (tmp_path / "results.md").read_text()
     assert "gap closed" in md and "ORACLE" in md and (tmp_path / "results.png").stat().st_size > 1000
+    assert "Runs: epochs 1; batch size 64; optimizer sgd; lr 0.01; samples (source train+val, target train, " \
+           "target test): digits->digits+rot30 " in md  # how the numbers were made ...
+    assert md.startswith("Command: `qianyi bench --methods dan --pairs 'digits->digits+rot30' --seeds 2")  # ... by what
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("(done earlier)") == 6

@@ -8,6 +8,7 @@ import ast
 import importlib
 import os
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -419,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["qianyi", *(sys.argv[1:] if argv is None else argv)])  # for the reports
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         sys.stdout = open(os.devnull, "w")  # under torchrun, process 0 reports (errors still reach stderr)
     if args.command is None:
@@ -593,7 +595,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         t0 = time.perf_counter()
         res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
-                    max_samples=args.max_samples, data_dir=args.data_dir, backbone=_backbone(args))
+                    max_samples=args.max_samples, data_dir=args.data_dir, backbone=_backbone(args),
+                    command=args.command_line)
         _print_table(res)
         print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
         return 0
@@ -637,7 +640,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = bench(methods, list(args.pairs), seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
-                    hparams=parse_bench_hparams(methods, args.set))
+                    hparams=parse_bench_hparams(methods, args.set), command=args.command_line)
         _print_table(res)
         return 0
     if args.command == "summary":
@@ -647,6 +650,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.methods is not None:
             res.keep_methods([m.strip() for m in args.methods.split(",") if m.strip()])
         res.comparisons = [tuple(c) for c in args.compare]
+        res.command = args.command_line
         for a, b in res.comparisons:  # a bad name fails before anything is written
             res.paired_difference(a, b)
         if args.out:

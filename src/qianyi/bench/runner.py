@@ -220,6 +220,8 @@ class BenchResult:
     select: str = LAST
     #: ``(a, b)`` method pairs whose paired difference :meth:`report` adds (``qianyi summary --compare``).
     comparisons: list[tuple[str, str]] = field(default_factory=list)
+    #: The command that made the table (the CLI sets it): the first line of :meth:`report`.
+    command: str = ""
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -274,6 +276,9 @@ class BenchResult:
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
                       "oracle row."]
+        settings = self.settings_line()
+        if settings:
+            lines.append(settings)
         made = Counter((r.versions or {}).get("code") or "unrecorded" for r in self.runs)
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
@@ -514,10 +519,33 @@ class BenchResult:
                 lines.append(f"| {pair[0]}->{pair[1]} | {label} | " + " | ".join(cells) + " |")
         return "Per seed, target accuracy (%):\n\n" + "\n".join(lines)
 
+    def settings_line(self) -> str:
+        """How the runs were made, from their fingerprints: the training settings they share, the samples of
+        each pair (source train + validation, target train, target test), the network when not the default."""
+        def shared(key: str) -> str:
+            values = {json.dumps(((r.fingerprint or {}).get("config", r.config) or {}).get(key)) for r in self.runs}
+            return json.loads(values.pop()) if len(values) == 1 else "per run"
+        said = {"epochs": "epochs {}", "batch_size": "batch size {}", "optimizer": "optimizer {}", "lr": "lr {}",
+                "steps_per_epoch": "{} steps per epoch"}
+        parts = [text.format(v) for key, text in said.items() if (v := shared(key)) is not None]
+        sizes = []
+        for pair in self.pairs:
+            seen = {tuple((r.fingerprint or {}).get("sizes") or ()) for r in self.runs if (r.source, r.target) == pair}
+            seen.discard(())
+            if len(seen) == 1:
+                n = seen.pop()
+                sizes.append(f"{pair[0]}->{pair[1]} {n[0]}+{n[1]}, {n[2]}" + (f", {n[3]}" if len(n) > 3 else ""))
+        if sizes:
+            parts.append("samples (source train+val, target train, target test): " + "; ".join(sizes))
+        networks = {json.dumps((r.fingerprint or {}).get("backbone"), sort_keys=True) for r in self.runs}
+        if networks != {"null"}:
+            parts.append("network " + ", ".join(_network_name(json.loads(n)) for n in sorted(networks)))
+        return "Runs: " + "; ".join(parts) + "." if parts else ""
+
     def report(self, per_seed: bool = False) -> str:
         """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs,
         the paired comparisons, every seed's accuracy (``per_seed``), the runs flagged by the health checks."""
-        parts = [self.table()]
+        parts = ([f"Command: `{self.command}`"] if self.command else []) + [self.table()]
         vt = self.validator_table()
         if vt:
             parts.append(vt)
@@ -706,7 +734,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
           log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None,
-          backbone: BackboneSpec | None = None, text: dict | None = None) -> BenchResult:
+          backbone: BackboneSpec | None = None, text: dict | None = None, command: str = "") -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
@@ -717,7 +745,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     reviews: train files as source and target, the target's test file scored).
     ``backbone``: every run's network, as in :func:`qianyi.run` (a name such as ``"resnet50"``, a
     :class:`~qianyi.nn.resnet.NamedBackbone` or a factory; not one network instance, which the runs
-    would share); a named one is part of each run's fingerprint.
+    would share); a named one is part of each run's fingerprint. ``command``: the command line that made
+    the table, written at the top of results.md (the CLI passes its own).
     """
     if isinstance(backbone, nn.Module):
         raise ConfigError("bench trains a fresh network for every run: give backbone as a name (e.g. 'resnet50'), "
@@ -782,7 +811,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
             for r in runs]  # rows named by their settings
     methods_ = list(dict.fromkeys(r.method for r in runs))
     methods_ = ["source-only"] + [m for m in methods_ if m not in BASELINES] + ["oracle"]
-    res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select)
+    res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select,
+                      command=command)
     if out is not None:
         res.write(out)
         from .html import write_report  # the HTML report reads this module's results
