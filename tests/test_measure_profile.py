@@ -75,6 +75,10 @@ def test_cli_measure_prints_input_distances(capsys, tmp_path):
                  "--metrics", "mk-mmd,a-distance"]) == 0
     out = capsys.readouterr().out
     assert "mk-mmd" in out and "a-distance" in out and "permutation test" in out
+    argv = ["measure", "digits", "digits+rot30", "--samples", "120", "--permutations", "0", "--out", str(tmp_path / "m")]
+    assert main(argv) == 0 and main(argv) == 0  # the report says which command made it, once
+    md = (tmp_path / "m" / "measure.md").read_text()
+    assert md.startswith("Command: `qianyi measure digits digits+rot30 --samples 120") and md.count("Command:") == 1
     assert main(["measure", "digits", "digits+rot30", "--metrics", "kl"]) == 2
     assert main(["measure", "digits", "digits+rot30", "--layers", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "--model" in capsys.readouterr().err

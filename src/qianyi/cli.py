@@ -406,6 +406,22 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_command(out: Path, command: str, since: float) -> None:
+    """Put the command line at the top of the Markdown reports a measurement command wrote in ``out`` (those
+    written since ``since``): its numbers are read with the command that made them."""
+    from ._io import write_text
+
+    for md in sorted(out.glob("*.md")) if out.is_dir() else []:
+        try:
+            if md.stat().st_mtime < since - 1:
+                continue
+            text = md.read_text()
+        except OSError:
+            continue
+        if not text.startswith("Command: "):
+            write_text(md, f"Command: `{command}`\n\n{text}")
+
+
 def _print_table(res) -> None:
     print()
     print(res.table())
@@ -522,7 +538,11 @@ def _check_machine_args(args: argparse.Namespace) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in _HANDLERS:
-        return _HANDLERS[args.command](args)
+        started = time.time()
+        rc = _HANDLERS[args.command](args)
+        if not rc and isinstance(getattr(args, "out", None), str):
+            _record_command(Path(args.out), args.command_line, started)
+        return rc
     if args.command == "datasets":
         from .data.builtin import DATASETS
         from .data.shifts import SHIFTS
