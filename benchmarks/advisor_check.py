@@ -111,13 +111,14 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pairs", nargs="+", default=["mnist->digits", "digits->mnist", "digits->digits+rot30"])
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--pairs", nargs="+", default=["mnist->digits", "digits->mnist", "digits->digits+rot30"],
+                   help="SOURCE->TARGET pairs the advice is checked on")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per method and pair")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs per run")
     p.add_argument("--steps-per-epoch", type=int, default=200, help="fixed, so every pair trains as long")
-    p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="runs/advisor_check")
+    p.add_argument("--max-samples", type=int, default=None, help="cap on samples per domain (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", default="runs/advisor_check", help="folder for runs and the table (resumable)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qianyi._io import write_text
 from qianyi.cli import script_main
 
 OUT = Path("runs/bank")
@@ -263,7 +264,7 @@ def main() -> None:
             run_segmentation(seg, sizes, args.seeds, rows, path)
     seconds = time.time() - t0
     md = table(rows, seconds)
-    (OUT / "table.md").write_text(md + "\n")
+    write_text(OUT / "table.md", md + "\n")
     print(md)
     print(f"wrote {path} and {OUT / 'table.md'}")
 

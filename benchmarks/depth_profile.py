@@ -27,8 +27,8 @@ METRICS = ("mk-mmd", "a-distance")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--out", default="runs/depth_profile")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per profile (default 3)")
+    ap.add_argument("--out", default="runs/depth_profile", help="folder for runs, tables and the plot")
     args = ap.parse_args()
     out = Path(args.out)
     task = qianyi.load_task("mnist", "digits")

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import qianyi
+from qianyi._io import write_text  # noqa: E402
 from qianyi.cli import script_main  # noqa: E402
 from qianyi.data.canvas import resize
 from qianyi.train.config import TrainConfig
@@ -84,7 +85,7 @@ def main() -> None:
         report["reproducibility"] = repro
         print(repro, flush=True)
     report["rows"] = rows
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+    write_text(out / "gpu_check.json", json.dumps(report, indent=2))
     lines = ["| network | device | amp | samples/s | source acc | target acc |", "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['network']} | {r['device']} | {r['amp']} | {r['samples_per_s']} | {100 * r['source_accuracy']:.1f} | "
               f"{100 * r['target_accuracy']:.1f} |" for r in rows]

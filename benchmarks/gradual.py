@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import qianyi
+from qianyi._io import write_text  # noqa: E402
 from qianyi.cli import script_main  # noqa: E402
 from qianyi.data import load_via
 from qianyi.train import TrainConfig, run, run_via
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(stages_table(stages), file=sys.stderr)
     table = "\n".join(accuracy_table(rows))
     print(table)
-    (out / f"results-{args.step}deg.md").write_text(table + "\n")
-    (out / f"results-{args.step}deg.json").write_text(json.dumps(rows, indent=1))
+    write_text(out / f"results-{args.step}deg.md", table + "\n")
+    write_text(out / f"results-{args.step}deg.json", json.dumps(rows, indent=1))
     return 0
 
 

@@ -28,11 +28,11 @@ def peak_mib() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=20_000)
-    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--n", type=int, default=20_000, help="samples per domain")
+    p.add_argument("--dim", type=int, default=256, help="features per sample")
     p.add_argument("--shift", type=float, default=0.05, help="mean shift of the second sample, per coordinate")
-    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="rows per kernel block (memory against speed)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

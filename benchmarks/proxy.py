@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import shutil
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from qianyi._io import atomic_write, write_text  # noqa: E402
 from qianyi.cli import script_main  # noqa: E402
 from qianyi import proxy as P  # noqa: E402
 
@@ -110,16 +112,17 @@ def main(argv: list[str] | None = None) -> int:
                                 progress=lambda msg: print(f"[{time.time() - start:6.0f}s] {protocol} {msg}",
                                                            flush=True))
             rows += [{"protocol": protocol, **r} for r in got]
-            with open(out / "rows.csv", "w", newline="") as fh:
+            def write_rows(fh) -> None:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 w.writeheader()
                 w.writerows(rows)
+            atomic_write(out / "rows.csv", write_rows)
     summary = P.summarise(rows)
     labels = [str(s) if s is not None else "all" for s in sizes]
     md = [f"# Proxy-task transfer on LSMS villages ({len(villages)} villages, {args.seeds} seeds, "
           f"{time.time() - start:.0f} s)", "",
           "Command: `QIANYI_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/proxy.py "
-          f"--threads {args.threads} --seeds {args.seeds} --sizes {args.sizes}`", ""]
+          f"{shlex.join(sys.argv[1:])}`", ""]
     for protocol, note in (("in-country", "5-fold CV over locations; 'all' = the whole pool, about 2,400 villages"),
                            ("out-of-country", "train on four countries, test on the fifth; 'all' = the four "
                                               "countries")):
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                              ("spearman", "Spearman ρ")):
             md += [f"## {protocol}: {name}", "", f"{note}; mean ± sd over splits x seeds.", ""]
             md += _table(summary, protocol, metric, labels) + [""]
-    (out / "proxy.md").write_text("\n".join(md))
+    write_text(out / "proxy.md", "\n".join(md))
     png = out / "proxy-lsms.png"
     _plot(summary, labels, png)
     if args.docs:

@@ -429,17 +429,17 @@ def make_folder(root: Path, per_class: int = 40, seed: int = 0, sizes: tuple[int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pair", default="mnist->digits")
-    ap.add_argument("--methods", default="ddc,dan,dann")
+    ap.add_argument("--pair", default="mnist->digits", help="SOURCE->TARGET pair to time (default mnist->digits)")
+    ap.add_argument("--methods", default="ddc,dan,dann", help="comma-separated methods, each timed against the baseline (the same batches, cross-entropy only)")
     ap.add_argument("--backbone", default=None,
                     help="network: lenet, mlp, resnet18, resnet50 (default: qianyi's default for the data); "
                          "with --loader a comma-separated list")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=300, help="timed training steps per method and round")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds (methods interleaved, in an order shuffled per round; medians reported)")
     ap.add_argument("--warmup-steps", type=int, default=3, help="untimed steps of each method first (0: none)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64, help="samples per domain per step")
     ap.add_argument("--workers", type=int, default=0, help="loader workers when the pair is a streamed folder")
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--loader", action="store_true", help="measure the streamed loader against training instead")
     ap.add_argument("--workers-list", default="0,1,2", help="--loader: loader worker counts to measure")
@@ -451,7 +451,7 @@ def main() -> None:
                     help="write an Office-31-style image folder DIR/{amazon,webcam}/CLASS/*.jpg and exit")
     ap.add_argument("--per-class", type=int, default=40, help="--make-folder: images per class and domain")
     ap.add_argument("--image-px", default="160,200", help="--make-folder: image side of amazon,webcam in pixels")
-    ap.add_argument("--out", default="runs/throughput")
+    ap.add_argument("--out", default="runs/throughput", help="folder for the results (default runs/throughput)")
     args = ap.parse_args()
     if args.make_folder:
         sizes = tuple(int(v) for v in args.image_px.split(","))

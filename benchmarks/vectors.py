@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qianyi._io import write_text
 from qianyi.cli import script_main
+from qianyi.errors import DataError
 
 OUT = Path("runs/vectors")
 DATA = Path(os.environ.get("QIANYI_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -170,8 +172,11 @@ def table() -> str:
         paper = {c: (lambda p, c=c: PAPER.get(p, {}).get(c)) for c in ("paper DANN",)}
         out += ["### Amazon reviews, DANN protocol (target-test accuracy %, mean ± std over seeds)", "",
                 _table(am, pairs, ["source-only", "dann"], paper if PAPER else None), ""]
+    if not oc and not am:
+        raise DataError(f"no finished runs in {str(OUT)!r}: run `benchmarks/vectors.py office` or "
+                        "`benchmarks/vectors.py amazon` first, then `table`")
     text = "\n".join(out)
-    (OUT / "tables.md").write_text(text)
+    write_text(OUT / "tables.md", text)
     return text
 
 

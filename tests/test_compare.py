@@ -89,6 +89,8 @@ def test_summary_compare_prints_the_table(tmp_path, capsys):
     assert main(["summary", str(tmp_path), "--compare", "mdd", "dann", "--out", str(tmp_path / "t")]) != 0
     assert "no finished runs of 'mdd'" in capsys.readouterr().err
     assert not (tmp_path / "t" / "results.md").exists()  # checked before anything is written
+    assert main(["summary", str(tmp_path), "--compare", "dann", "cdan+e", "--methods", "cdan+e"]) == 2
+    assert "--methods cdan+e leaves it out" in capsys.readouterr().err  # it said dann had no finished runs
 
 
 def _store(tmp_path, runs):

@@ -668,7 +668,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
         if args.methods is not None:
-            res.keep_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+            kept = [m.strip() for m in args.methods.split(",") if m.strip()]
+            dropped = [m for c in args.compare for m in c if m in res.methods
+                       and m not in ("source-only", "oracle", *kept) and m.split(" (", 1)[0] not in kept]
+            if dropped:
+                raise ConfigError(f"--compare {dropped[0]}: --methods {args.methods} leaves it out of the table; add it "
+                                  "to --methods")
+            res.keep_methods(kept)
         res.comparisons = [tuple(c) for c in args.compare]
         res.command = args.command_line
         for a, b in res.comparisons:  # a bad name fails before anything is written
