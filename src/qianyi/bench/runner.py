@@ -270,7 +270,8 @@ class BenchResult:
                 g = None if m in BASELINES else self.gap_closed(m, pair)
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
             label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
+            t = float(np.mean(secs))
+            lines.append(f"| {label} | " + " | ".join(cells) + (f" | {t:.1f} |" if t < 10 else f" | {t:.0f} |"))
         seeds = sorted({r.seed for r in self.runs})
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "

@@ -241,6 +241,8 @@ class LayerTransferResult:
                         ms.append(100 * a.mean())
                 ax.scatter(xs, ms, color=color, marker=marker, s=60, edgecolors="black", label=c, zorder=3)
             ax.set_xticks(x, [r.label.split("  ")[0] for r in ROWS], fontsize=7, rotation=30)
+            ax.set_xlabel("layers from S: E embedding, H hidden, O output; · fresh, ❄ frozen, ✓ copied and tuned",
+                          fontsize=7)
             ax.set_title(f"{p} ({self.n_labels} T labels)", fontsize=9)
             ax.set_ylabel("target-test accuracy (%)")
             ax.grid(alpha=0.3)

@@ -254,6 +254,10 @@ def pivots_table(pivots: Sequence[Pivot], check: dict | None = None, lexicon: st
 
     header = ["word", "pivot score (%)", "share S (%)", "share T (%)", "reviews S", "reviews T", "polarity", "p"]
     text = markdown_table(header, [p.row() for p in pivots])
+    text += ("\n\nshare S/T: the word's mean share of AMN's attention per review of the domain (every review read, "
+             "texts only, whatever the training cap); pivot score: the smaller of the two shares above what uniform "
+             "attention would give the word; reviews S/T: reviews holding the word; polarity, p: the class the network "
+             "predicts for the word on its own, and that class's probability.")
     if check is not None:
         text += (f"\n\nLexicon {lexicon}: {check['in_lexicon']} of {check['pivots']} pivots are sentiment words "
                  f"({100 * check['share_in_lexicon']:.0f}%); polarity agrees for {check['polarity_agrees']} of "

@@ -201,12 +201,11 @@ class TransferabilityResult:
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         ax = axes[0][-1]
-        for p in self.pairs:
-            base = self.base(p)
-            ax.plot([0, *self.ks], [0.0, *(100 * (self.accuracies(p, "AnB", k).mean() - base) for k in self.ks)],
-                    marker="D", label=f"AnB − base: {p.split(':')[0]}")
-            ax.plot([0, *self.ks], [0.0, *(100 * (self.accuracies(p, "AnB+", k).mean() - base) for k in self.ks)],
-                    marker="^", linestyle="--", label=f"AnB+ − base: {p.split(':')[0]}")
+        for j, p in enumerate(self.pairs):  # the conditions' colours of the other panels; a line style per pair
+            base, line = self.base(p), ["-", "--", ":", "-."][j % 4]
+            for c in ("AnB", "AnB+"):
+                ax.plot([0, *self.ks], [0.0, *(100 * (self.accuracies(p, c, k).mean() - base) for k in self.ks)],
+                        color=style[c][0], marker=style[c][1], linestyle=line, label=f"{c} − base: {p.split(':')[0]}")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks([0, *self.ks])
         ax.set_title("transfer relative to base B", fontsize=9)
