@@ -220,13 +220,16 @@ def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | P
 
     from .._report import figure, save_figure
 
-    lines_needed = sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
+    lines_needed = 2 + sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
     fig = figure((12, 0.32 * lines_needed + 0.5))  # detached from pyplot: no backend chosen
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
     step = 1.0 / (lines_needed + 1)
     y = 1.0 - step
     cmap = colormaps["Reds"]
+    ax.text(0.01, y, "AMN's attention per word: the darker the red, the more attention (relative to the review's "
+            "most attended word, the darkest)", fontsize=8, style="italic", va="center")
+    y -= 2 * step
     for title, words, alpha in rows:
         ax.text(0.01, y, title, fontsize=9, fontweight="bold", va="center")
         y -= step

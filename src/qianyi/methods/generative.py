@@ -104,7 +104,8 @@ class ImageTranslation(Method):
                            "t2s": f"{task.target.name} -> {task.source.name}"}})
         spread = lambda n: np.linspace(0, n - 1, min(n, GRID_COLUMNS)).astype(int)  # noqa: E731 (not one class)
         grid = write_grid(out / GRID_FILE, self.g_st, self.g_ts, task.source_val.X[spread(len(task.source_val))],
-                          task.target.X[spread(len(task.target))])
+                          task.target.X[spread(len(task.target))],
+                          title=f"{self.name}: {task.source.name} -> {task.target.name} (the run's final generators)")
         return [weights, meta, grid]
 
 
@@ -121,23 +122,27 @@ def translation_rows(g_st: nn.Module, g_ts: nn.Module, xs: np.ndarray, xt: np.nd
     return [(name, x.float().cpu().numpy()) for name, x in rows]
 
 
-def write_grid(path: Path, g_st: nn.Module, g_ts: nn.Module, xs: np.ndarray, xt: np.ndarray, scale: int = 2) -> Path:
-    """A PNG of :func:`translation_rows`: one labelled row each, images upscaled ``scale`` times."""
+def write_grid(path: Path, g_st: nn.Module, g_ts: nn.Module, xs: np.ndarray, xt: np.ndarray, scale: int = 2,
+               title: str = "") -> Path:
+    """A PNG of :func:`translation_rows`: one labelled row each, images upscaled ``scale`` times, under
+    ``title`` (which run and pair)."""
     from PIL import Image, ImageDraw
 
     rows = translation_rows(g_st, g_ts, xs, xt)
     n, (c, h, w) = max(len(xs), len(xt)), xs.shape[1:]
-    label_w, pad = 64, 2
+    label_w, pad, top = 64, 2, 16 if title else 0
     cell_h, cell_w = h * scale + pad, w * scale + pad
-    canvas = Image.new("RGB", (label_w + n * cell_w, len(rows) * cell_h), "white")
+    canvas = Image.new("RGB", (max(label_w + n * cell_w, 6 * len(title) + 4), top + len(rows) * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((2, 2), title, fill="black")
     for r, (name, imgs) in enumerate(rows):
-        draw.text((2, r * cell_h + cell_h // 2 - 5), name, fill="black")
+        draw.text((2, top + r * cell_h + cell_h // 2 - 5), name, fill="black")
         for i, img in enumerate(imgs):
             a = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
             a = np.repeat(a, 3, 0) if c == 1 else a[:3]
             tile = Image.fromarray(a.transpose(1, 2, 0)).resize((w * scale, h * scale), Image.NEAREST)
-            canvas.paste(tile, (label_w + i * cell_w, r * cell_h))
+            canvas.paste(tile, (label_w + i * cell_w, top + r * cell_h))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", optimize=True)
     return write_bytes(path, buf.getbuffer())
