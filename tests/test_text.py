@@ -341,6 +341,8 @@ def test_advise_and_measure_model_use_the_text_encoder_of_qianyi_run(tmp_path):
     assert adv.profile.layers[1:] == ["E", "H", "logits"] and "logits" in adv.report()  # permutations=0: no test
     net = load_weights_for(tmp_path / "adv" / "source" / "model.pt", task)
     assert net.group_names == ("E", "H", "logits")
+    folder = load_weights_for(tmp_path / "adv" / "source", task)  # the run folder, as load_model takes it
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), folder.state_dict().values()))
 
 
 def test_summary_keeps_a_method_that_brings_its_own_network(tmp_path):

@@ -31,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     m.add_argument("--adapt", default=None, help="with --layers: methods to profile besides source-only "
                    f"(comma-separated; 'none' for none; default {ADAPT_DEFAULT})")
     m.add_argument("--model", default=None, metavar="MODEL.pt", help="with --layers: profile this saved network "
-                   "instead of training (DIR/model.pt of `qianyi run --out DIR`)")
+                   "instead of training (the DIR of `qianyi run --out DIR`, or its model.pt)")
     _measure_args(m)
     m.add_argument("--seed", type=int, default=0, help="seed of the sampling and of any training (default 0)")
     m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
@@ -85,7 +85,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("source", help="source dataset spec (labelled), e.g. mnist")
     a.add_argument("target", help="target dataset spec (its labels are not read), e.g. digits")
     a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
-                   "(default: train one source-only, --epochs epochs)")
+                   "(a `qianyi run` folder or its model.pt; default: train one source-only, --epochs epochs)")
     _measure_args(a, ADVISE_METRICS)
     a.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")

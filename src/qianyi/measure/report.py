@@ -73,7 +73,9 @@ class MeasureResult:
 
 def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     """The default backbone for ``task`` (a text task's encoder, as ``qianyi run`` builds it) with weights
-    from a saved ``model.pt`` (safe loading)."""
+    from a saved ``model.pt``, or the one in a run folder (safe loading)."""
+    if Path(path).is_dir() and (Path(path) / "model.pt").is_file():
+        path = Path(path) / "model.pt"  # a run folder, as qianyi.load_model and `qianyi predict` take it
     if not Path(path).is_file():
         raise DataError(f"--model {str(path)!r} is not a file; give the model.pt written by `qianyi run --out DIR` "
                         "(or `qianyi advise --out DIR`: DIR/source/model.pt)")
