@@ -192,10 +192,10 @@ def test_summary_says_when_newer_runs_replace_older_ones_made_otherwise():
 
     import qianyi.bench.runner as R
 
-    def run(epochs):
+    def run(epochs, validators=()):
         return SimpleNamespace(method="dan", source="s", target="t", seed=0, hparams={}, config={},
-                               fingerprint={"config": {"epochs": epochs, "seed": 0}})
-    old, new, same = run(2), run(20), run(20)
+                               fingerprint={"config": {"epochs": epochs, "seed": 0, "validators": list(validators)}})
+    old, new, same = run(2), run(20), run(20, ["snd"])  # validators record scores: the same training
     with pytest.warns(QianyiWarning, match=r"left out 1 older run .*epochs 2 vs 20"):
         R._warn_replaced([(1.0, old), (2.0, new)], {("dan", "s", "t", 0): (2.0, new)}, "here")
     with warnings.catch_warnings():

@@ -261,6 +261,9 @@ def test_translated_data_read_back_keeps_its_pool_so_no_test_image_has_a_labelle
     target = rows(np.concatenate([task.target.X, task.target_test.X]), original)
     assert source and target and not source & target
     assert len(source) + len(target) == len(original)
+    mine = tmp_path / "mine.npz"  # a user's own `origin` array is not qianyi's pool marker: read as before
+    np.savez(mine, X=original, y=read_npz(data).y, origin=np.array(["cam1"] * len(original)))
+    assert read_npz(mine).origin == str(mine.resolve())
 
 
 def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):

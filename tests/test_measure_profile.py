@@ -76,7 +76,10 @@ def test_cli_measure_prints_input_distances(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "mk-mmd" in out and "a-distance" in out and "permutation test" in out
     argv = ["measure", "digits", "digits+rot30", "--samples", "120", "--permutations", "0", "--out", str(tmp_path / "m")]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.md").write_text("# my notes\n")  # a user's file, written during the command
     assert main(argv) == 0 and main(argv) == 0  # the report says which command made it, once
+    assert (tmp_path / "m" / "notes.md").read_text() == "# my notes\n"  # only the command's own report
     md = (tmp_path / "m" / "measure.md").read_text()
     assert md.startswith("Command: `qianyi measure digits digits+rot30 --samples 120") and md.count("Command:") == 1
     assert main(["measure", "digits", "digits+rot30", "--metrics", "kl"]) == 2

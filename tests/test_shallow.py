@@ -577,3 +577,4 @@ def test_a_forgotten_unlabelled_marker_is_warned_about():
         with warnings.catch_warnings():
             warnings.simplefilter("error", QianyiWarning)
             clone(est).set_params(unlabelled=-1).fit(X, y)
+            clone(est).fit(X, np.where(y == 0, -1, 1))  # -1/+1 binary labels: not a mark, nothing said

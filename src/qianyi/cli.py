@@ -406,19 +406,23 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_command(out: Path, command: str, since: float) -> None:
-    """Put the command line at the top of the Markdown reports a measurement command wrote in ``out`` (those
-    written since ``since``): its numbers are read with the command that made them."""
+#: The Markdown report each measurement command writes in its --out.
+REPORTS = {"measure": "measure.md", "transferability": "transferability.md", "layers": "layers.md",
+           "advise": "advice.md", "pivots": "pivots.md"}
+
+
+def _record_command(out: Path, command: str, since: float, name: str) -> None:
+    """Put the command line at the top of the Markdown report command ``name`` wrote in ``out`` (if it wrote it
+    since ``since``): its numbers are read with the command that made them. No other file is touched."""
     from ._io import write_text
 
-    for md in sorted(out.glob("*.md")) if out.is_dir() else []:
+    md = out / REPORTS[name] if name in REPORTS else None
+    if md is not None and md.is_file():
         try:
-            if md.stat().st_mtime < since - 1:
-                continue
-            text = md.read_text()
+            text = md.read_text() if md.stat().st_mtime >= since - 1 else None
         except OSError:
-            continue
-        if not text.startswith("Command: "):
+            text = None
+        if text is not None and not text.startswith("Command: "):
             write_text(md, f"Command: `{command}`\n\n{text}")
 
 
@@ -541,7 +545,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         started = time.time()
         rc = _HANDLERS[args.command](args)
         if not rc and isinstance(getattr(args, "out", None), str):
-            _record_command(Path(args.out), args.command_line, started)
+            _record_command(Path(args.out), args.command_line, started, args.command)
         return rc
     if args.command == "datasets":
         from .data.builtin import DATASETS

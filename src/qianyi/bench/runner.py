@@ -109,7 +109,8 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
 def _setting(r: RunResult) -> dict[str, Any]:
     """A run's settings as asked, its seed aside, with its network and method settings."""
     fp = r.fingerprint or {}
-    cfg = {k: v for k, v in (fp.get("config", r.config) or {}).items() if k != "seed"}
+    cfg = {k: v for k, v in (fp.get("config", r.config) or {}).items()
+           if k not in ("seed", "validators", "selection_samples")}  # what is recorded, not how the run trained
     return {**cfg, "network": fp.get("backbone"), "hparams": r.hparams}
 
 
@@ -140,7 +141,7 @@ def _own_encoder(method: str) -> str | None:
 
 
 def _network_name(spec: Any) -> str:
-    if spec is None:
+    if spec is None or (isinstance(spec, str) and spec.startswith("default")):
         return "the default network"
     if isinstance(spec, dict):
         extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name" and not isinstance(v, (dict, list)))
@@ -523,11 +524,11 @@ class BenchResult:
     def settings_line(self) -> str:
         """How the runs were made, from their fingerprints: the training settings they share, the samples of
         each pair (source train + validation, target train, target test), the network when not the default."""
-        def shared(key: str) -> str:
+        def shared(key: str) -> Any:
             values = {json.dumps(((r.fingerprint or {}).get("config", r.config) or {}).get(key)) for r in self.runs}
-            return json.loads(values.pop()) if len(values) == 1 else "per run"
+            return json.loads(values.pop()) if len(values) == 1 else "differs between runs"
         said = {"epochs": "epochs {}", "batch_size": "batch size {}", "optimizer": "optimizer {}", "lr": "lr {}",
-                "steps_per_epoch": "{} steps per epoch"}
+                "steps_per_epoch": "steps per epoch {}"}
         parts = [text.format(v) for key, text in said.items() if (v := shared(key)) is not None]
         sizes = []
         for pair in self.pairs:
@@ -539,7 +540,8 @@ class BenchResult:
         if sizes:
             parts.append("samples (source train+val, target train, target test): " + "; ".join(sizes))
         networks = {json.dumps((r.fingerprint or {}).get("backbone"), sort_keys=True) for r in self.runs}
-        if networks != {"null"}:
+        networks = {n for n in networks if n != "null" and not n.startswith('"default')}  # the default (any generation)
+        if networks:
             parts.append("network " + ", ".join(_network_name(json.loads(n)) for n in sorted(networks)))
         return "Runs: " + "; ".join(parts) + "." if parts else ""
 

@@ -173,9 +173,14 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> 
     return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
+#: The npz member `qianyi translate` names the rows' pool of samples with (a name of qianyi's own: a user's
+#: ``origin`` array is none of qianyi's business).
+POOL_KEY = "qianyi_pool"
+
+
 def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
     """Arrays ``X`` (vectors (n, d) or images) and optional 1-d ``y`` (and optional ``class_names``; an optional
-    ``origin``, the pool of samples the rows are of, row for row, as ``qianyi translate`` writes it)."""
+    ``qianyi_pool``, the pool of samples the rows are of, row for row, as ``qianyi translate`` writes it)."""
     p = _file(path, "npz file", "npz")
     where = f"npz file {str(p)!r}"
     with open(p, "rb") as fh:
@@ -192,7 +197,7 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
             if "X" not in members:
                 raise DataError(f"{where} has arrays {sorted(members)[:20]} but no 'X'; save inputs as X= "
                                 "(and labels as y=)")
-            arrays = {k: _read_npy_member(zf, members[k], k, where) for k in ("X", "y", "class_names", "origin")
+            arrays = {k: _read_npy_member(zf, members[k], k, where) for k in ("X", "y", "class_names", POOL_KEY)
                       if k in members}
     except DataError:
         raise
@@ -208,9 +213,9 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
         raise DataError(f"{where}: y has shape {y.shape}; store labels as a 1-d array of class indices")
     if names is not None and names.ndim != 1:
         raise DataError(f"{where}: class_names has shape {names.shape}; store a 1-d array of names")
-    origin = arrays.get("origin")  # `qianyi translate`: the pool its rows were translated from, row for row
+    origin = arrays.get(POOL_KEY)  # `qianyi translate`: the pool its rows were translated from, row for row
     if origin is not None and (origin.dtype.kind != "U" or origin.size != 1 or origin.ndim > 1):
-        raise DataError(f"{where}: origin has dtype {origin.dtype} and shape {origin.shape}; it names the pool of "
+        raise DataError(f"{where}: {POOL_KEY} has dtype {origin.dtype} and shape {origin.shape}; it names the pool of "
                         "samples the rows come from, one string (as `qianyi translate` writes it), or leave it out")
     name = name or p.stem
     if X.ndim >= 3 and X.size:

@@ -39,6 +39,9 @@ def evaluating(*modules: nn.Module) -> Iterator[None]:
             sub.training = mode
 
 
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
+
+
 def forward(model: nn.Module, x: torch.Tensor):  # noqa: ANN201 (the network's LayerOutputs)
     """``model(x)``; inputs of a shape the network cannot read give an error that says so (not a matrix
     product's message)."""
@@ -46,7 +49,7 @@ def forward(model: nn.Module, x: torch.Tensor):  # noqa: ANN201 (the network's L
         return model(x)
     except RuntimeError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, torch.OutOfMemoryError) or not any(
+        if isinstance(exc, _OUT_OF_MEMORY) or not any(
                 w in msg for w in ("shape", "size", "expected input", "channels", "dimension")):
             raise
         raise DataError(f"the network cannot read inputs of shape {tuple(x.shape[1:])} ({msg}); give inputs in the "

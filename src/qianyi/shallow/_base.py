@@ -195,7 +195,8 @@ def warn_unmarked_target(who: str, y: Any) -> None:
     if y is None or y.dtype.kind not in "iuf" or y.ndim != 1:
         return
     marked = int((y == -1).sum())
-    if marked:
+    others = set(np.unique(y[y != -1]).tolist())
+    if marked and (0 in others or len(others) != 1):  # -1 beside +1 alone: a binary labelling, not a mark
         warnings.warn(f"{who}.fit: no target was given (Xt=, sample_domain= or unlabelled=) and y labels {marked} "
                       "rows -1, so they are fitted as a class '-1' of their own; if they are the unlabelled target, "
                       "pass unlabelled=-1", QianyiWarning, stacklevel=3)

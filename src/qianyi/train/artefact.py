@@ -88,10 +88,20 @@ class SavedModel:
         standardisation, text vocabulary). Labels, if any, are mapped to the model's classes."""
         if isinstance(data, str):
             return load_domain_for(self, data, data_dir)
+        from ..data.readers import scale_images, to_nchw
         from ..data.tasks import prepare
 
-        d = prepare(data if isinstance(data, Domain) else Domain(data, None, "inputs"), self.meta.get("preprocessing") or {})
-        return _to_model_classes(self, d)
+        pre = self.meta.get("preprocessing") or {}
+        if not isinstance(data, Domain):
+            X = np.asarray(data)
+            if X.ndim >= 3 and X.dtype != object and X.size:  # images as the readers take them: pixels, any layout
+                X = scale_images(to_nchw(X, "inputs"), "inputs")
+            data = Domain(X, None, "inputs")
+        if _looks_raw(data.X, pre, reverse=True):
+            warnings.warn(f"{data.name!r} looks prepared already (its columns have the means and scales the run "
+                          "standardised its inputs to): prepare standardises it a second time; give raw data (as "
+                          "read from the files), or predict on these inputs as they are", QianyiWarning, stacklevel=2)
+        return _to_model_classes(self, prepare(data, pre))
 
     def predict_proba(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
         """Class probabilities for inputs already in the model's input form: read raw data with
@@ -119,11 +129,11 @@ class SavedModel:
         return self.predict_proba(X, device).argmax(1)
 
 
-def _looks_raw(X: np.ndarray, preprocessing: dict) -> bool:
+def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> bool:
     """Whether vectors ``X`` look unpreprocessed for a run that standardised its inputs: the run's inputs have
     column means near 0 and standard deviations near 1; ``X`` read as raw (preprocessed here) comes much nearer
     that than ``X`` read as it is. (On raw features the preprocessing barely changes, neither does, and
-    nothing is said.)"""
+    nothing is said.) ``reverse``: whether they look preprocessed already (the other way round)."""
     if not preprocessing.get("standardize") or not isinstance(X, np.ndarray) or X.ndim != 2 or len(X) < 20 \
             or X.dtype == object:
         return False
@@ -140,6 +150,8 @@ def _looks_raw(X: np.ndarray, preprocessing: dict) -> bool:
             as_raw, as_is = off(transform_vectors(X, preprocessing)), off(X)
     except (DataError, ValueError, TypeError):
         return False
+    if reverse:
+        as_raw, as_is = as_is, as_raw
     return bool(np.isfinite(as_raw) and np.isfinite(as_is) and as_is > 0.25 and as_raw * 4 < as_is)
 
 

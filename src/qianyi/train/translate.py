@@ -18,6 +18,7 @@ import torch
 
 from .._io import atomic_write, check_npz_path, sha256_file
 from ..data.domain import Domain
+from ..data.readers import POOL_KEY
 from ..errors import DataError, UnknownNameError
 from ..methods.generative import GENERATIVE, read_generators_meta
 from ..methods.registry import get_method
@@ -96,10 +97,10 @@ def translate_domain(run_dir: str | os.PathLike, spec: str, direction: str = "s2
 
 def write_translation(path: str | os.PathLike, X: np.ndarray, y: np.ndarray | None,
                       class_names: tuple[str, ...] | None, origin: str | None = None) -> Path:
-    """An npz of arrays ``X`` (and ``y``, ``class_names``, and ``origin``: the pool of samples the rows were
-    translated from, row for row) that the ``npz:`` reader reads back."""
+    """An npz of arrays ``X`` (and ``y``, ``class_names``, and ``qianyi_pool``: ``origin``, the pool of samples
+    the rows were translated from, row for row) that the ``npz:`` reader reads back."""
     path = check_npz_path(path)
     arrays = {"X": X, **({"y": y} if y is not None else {}),
               **({"class_names": np.asarray(class_names)} if class_names is not None else {}),
-              **({"origin": np.asarray(str(origin))} if origin is not None else {})}
+              **({POOL_KEY: np.asarray(str(origin))} if origin is not None else {})}
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
