@@ -54,7 +54,7 @@ def forward(model: nn.Module, x: torch.Tensor):  # noqa: ANN201 (the network's L
             raise
         raise DataError(f"the network cannot read inputs of shape {tuple(x.shape[1:])} ({msg}); give inputs in the "
                         "form it was trained on (a saved model: SavedModel.prepare(data) applies its run's "
-                        "preprocessing)") from exc
+                        "preprocessing), or, inside a run of a network of your own, check its forward") from exc
 
 
 @torch.no_grad()
