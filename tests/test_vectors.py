@@ -185,6 +185,7 @@ def test_a_saved_vector_model_prepares_raw_data_and_warns_on_raw_inputs(tmp_path
 def test_a_saved_image_model_prepares_pixel_arrays_as_the_readers_do(tmp_path):
     """``prepare`` on a uint8 (n, h, w) array skipped the readers' /255: 18% where the file gave 90%."""
     import qianyi
+    from qianyi.errors import QianyiWarning
     from qianyi.train.artefact import load_model
 
     rng = np.random.default_rng(0)
@@ -200,6 +201,9 @@ def test_a_saved_image_model_prepares_pixel_arrays_as_the_readers_do(tmp_path):
     from_file = m.prepare(f"npz:{tmp_path / 't.npz'}").X
     np.testing.assert_array_equal(m.prepare(u8[60:]).X, from_file)
     np.testing.assert_array_equal(m.prepare(u8[60:, :, :, None]).X, from_file)  # (n, h, w, c) too
+    # raw pixels straight into predict: said
+    with pytest.warns(QianyiWarning, match=r"pixels from 0 to \d+, but the model reads images scaled to \[0, 1\]"):
+        m.predict(u8[60:, None].astype(np.float32))
 
 
 @pytest.mark.filterwarnings("ignore:.*chance level")  # the unscaled run is expected to collapse

@@ -113,6 +113,10 @@ class SavedModel:
         if names is not None and d.feature_names is not None and tuple(d.feature_names) != tuple(names):
             raise DataError(f"{d.name!r} has columns {list(d.feature_names)[:5]}..., the model reads "
                             f"{list(names)[:5]}...: read it with model.prepare(domain), which orders them as the run did")
+        if d.is_image and isinstance(d.X, np.ndarray) and d.X.size and (d.X.max() > 1.05 or d.X.min() < -0.05):
+            warnings.warn(f"{d.name!r} holds pixels from {float(d.X.min()):g} to {float(d.X.max()):g}, but the model "
+                          "reads images scaled to [0, 1] as the readers scale them; pass model.prepare(X)",
+                          QianyiWarning, stacklevel=2)
         if _looks_raw(d.X, pre):
             warnings.warn(f"{d.name!r} looks like raw features (its columns are far from the means and scales the run "
                           "standardised its inputs to), so predictions on it are wrong; pass "
