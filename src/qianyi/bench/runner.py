@@ -61,6 +61,11 @@ def split_cap(text: str) -> tuple[str, int | None]:
     return pair, int(cap)
 
 
+def _asked(r: RunResult) -> dict[str, Any]:
+    """A run's training settings as asked (its fingerprint's: a staged run's config names its teacher stage)."""
+    return (r.fingerprint or {}).get("config", r.config) or {}
+
+
 def _check_one_setting(runs: Sequence[RunResult]) -> None:
     """Refuse to tabulate runs of one pair trained with different settings (a folder reused with other
     --epochs, say): their gap closed would compare unlike runs. Seeds differ by design; the rule that chose
@@ -69,7 +74,7 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
     ignore = {"seed", "select", "validators", "selection_samples"}
     by_pair: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in runs:  # the settings as asked (the fingerprint's: a staged run's config names its teacher stage)
-        asked = (r.fingerprint or {}).get("config", r.config) or {}
+        asked = _asked(r)
         cfg = json.dumps({k: v for k, v in asked.items() if k not in ignore}, sort_keys=True)
         by_pair.setdefault((r.source, r.target), {}).setdefault(cfg, []).append(r.method)
     for (s, t), cfgs in by_pair.items():
@@ -109,7 +114,7 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
 def _setting(r: RunResult) -> dict[str, Any]:
     """A run's settings as asked, its seed aside, with its network and method settings."""
     fp = r.fingerprint or {}
-    cfg = {k: v for k, v in (fp.get("config", r.config) or {}).items()
+    cfg = {k: v for k, v in _asked(r).items()
            if k not in ("seed", "validators", "selection_samples")}  # what is recorded, not how the run trained
     return {**cfg, "network": fp.get("backbone"), "hparams": r.hparams}
 
@@ -525,7 +530,7 @@ class BenchResult:
         """How the runs were made, from their fingerprints: the training settings they share, the samples of
         each pair (source train + validation, target train, target test), the network when not the default."""
         def shared(key: str) -> Any:
-            values = {json.dumps(((r.fingerprint or {}).get("config", r.config) or {}).get(key)) for r in self.runs}
+            values = {json.dumps(_asked(r).get(key)) for r in self.runs}
             return json.loads(values.pop()) if len(values) == 1 else "differs between runs"
         said = {"epochs": "epochs {}", "batch_size": "batch size {}", "optimizer": "optimizer {}", "lr": "lr {}",
                 "steps_per_epoch": "steps per epoch {}"}
