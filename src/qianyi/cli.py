@@ -668,13 +668,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_table(res)
         return 0
     if args.command == "summary":
-        from .bench.runner import BenchResult
+        from .bench.runner import BASELINES, BenchResult
 
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
         if args.methods is not None:
             kept = [m.strip() for m in args.methods.split(",") if m.strip()]
             dropped = [m for c in args.compare for m in c if m in res.methods
-                       and m not in ("source-only", "oracle", *kept) and m.split(" (", 1)[0] not in kept]
+                       and m not in (*BASELINES, *kept) and m.split(" (", 1)[0] not in kept]
             if dropped:
                 raise ConfigError(f"--compare {dropped[0]}: --methods {args.methods} leaves it out of the table; add it "
                                   "to --methods")
