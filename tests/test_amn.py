@@ -157,3 +157,26 @@ def test_pivots_does_not_reuse_a_run_of_other_text_settings_when_text_is_left_ou
     # --run: a finished run of another pair is named, not read as this pair's
     assert main(["pivots", t, s, "--run", str(tmp_path / "pv" / "run"), "--top", "2", "--out", str(tmp_path / "q")]) == 2
     assert f"it holds the amn run of {s} -> {t}, not an amn run of {t} -> {s}" in capsys.readouterr().err
+
+
+
+def test_attention_heatmap_png_fills_its_height(tmp_path, monkeypatch):
+    """The PNG is as tall as its lines: the last review ends near the bottom, none runs off it."""
+    import numpy as np
+
+    import qianyi._report as report
+    from qianyi.measure.pivots import heatmap_png
+    seen, save = {}, report.save_figure
+
+    def keep(fig, path):
+        seen["ys"] = [t.get_position()[1] for t in fig.axes[0].texts]
+        save(fig, path)
+
+    monkeypatch.setattr(report, "save_figure", keep)
+    rng = np.random.default_rng(0)
+    rows = [(f"review {i}", [f"w{j}" for j in range(n)], rng.random(n)) for i, n in enumerate([20, 0, 45, 70, 9])]
+    heatmap_png(rows, tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0
+    ys = seen["ys"]
+    assert min(ys) > 0 and max(ys) < 1
+    assert min(ys) < 0.1, f"blank space under the last review: its lowest line at {min(ys):.2f} of the height"

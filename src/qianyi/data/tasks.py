@@ -455,7 +455,7 @@ def transform_vectors(X: np.ndarray, preprocessing: dict, name: str = "the data"
         mean, scale = np.asarray(std["mean"], np.float32), np.asarray(std["std"], np.float32)
         if X.shape[1] != len(mean):
             raise DataError(f"{name!r} has {X.shape[1]} features but the model was trained on {len(mean)}; "
-                            "give the same features (svmlight: ?n_features=N)")
+                            "give the same columns (for svmlight files, ?n_features=N fixes the width)")
         X = (X - mean) / scale
     return X.astype(np.float32)
 

@@ -220,7 +220,9 @@ def heatmap_png(rows: Sequence[tuple[str, list[str], np.ndarray]], path: str | P
 
     from .._report import figure, save_figure
 
-    lines_needed = 2 + sum(2 + (min(len(w), max_words) + words_per_line - 1) // words_per_line for _, w, _ in rows)
+    # the header takes 2 steps; each review a title, its lines and 1.5 steps of space (as drawn below)
+    lines_needed = 2 + sum(1.5 + max(1, (min(len(w), max_words) + words_per_line - 1) // words_per_line)
+                           for _, w, _ in rows)
     fig = figure((12, 0.32 * lines_needed + 0.5))  # detached from pyplot: no backend chosen
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
