@@ -152,6 +152,11 @@ def test_the_python_api_names_a_wrong_network_or_wrong_inputs(tmp_path):
     assert extract(task.source, saved)["X"].shape[0] == len(task.source)
     with pytest.raises(DataError, match="as_backbone"):
         layer_profile(nn.Sequential(nn.Linear(xs.shape[1], 2)), xs, xt, ["coral"])
+    from qianyi.methods.cotraining import TwoViewNet
+    two = TwoViewNet(10, 4, 3)  # co-training's network: each view is a backbone on its own columns
+    with pytest.raises(DataError, match=r"\.view_a, \.view_b .*columns \[:4\]"):
+        layer_profile(two, np.zeros((20, 10), np.float32), np.zeros((20, 10), np.float32), ["coral"])
+    assert layer_profile(two.view_a, xs[:, :4], xt[:, :4], ["coral"]).layers[-1] == "logits"
     wide = np.zeros((10, xs.shape[1] + 3), np.float32)
     with pytest.raises(DataError, match=rf"cannot read inputs of shape \({xs.shape[1] + 3},\)"):
         predict_logits(saved.network, wide)

@@ -218,6 +218,13 @@ def require_backbone(model: object, who: str, groups: bool = True) -> "Backbone"
     if isinstance(model, nn.Module) and (hasattr(model, "group_names") or not groups):
         return model  # type: ignore[return-value]
     if isinstance(model, nn.Module):
+        parts = [name for name, child in model.named_children() if hasattr(child, "group_names")]
+        if parts:  # e.g. co-training's two view networks: each is a backbone
+            raise DataError(f"{who}: a {type(model).__name__} has no named layer groups of its own; give one of "
+                            f"its networks that has them: {', '.join('.' + p for p in parts)} "
+                            f"(e.g. model.{parts[0]}, or saved_model.network.{parts[0]})"
+                            + (f"; view_a reads the input columns [:{model.split}], view_b [{model.split}:]"
+                               if isinstance(getattr(model, "split", None), int) else ""))
         raise DataError(f"{who}: a {type(model).__name__} has no named layer groups; wrap it with "
                         "qianyi.nn.as_backbone(module) first")
     raise DataError(f"{who}: give a network (a qianyi Backbone, or a saved model from qianyi.load_model), "
