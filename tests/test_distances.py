@@ -167,3 +167,27 @@ def test_lmmd_keeps_far_from_zero_features_and_autocast_leaves_kernels_in_float3
     xb = x.bfloat16()
     assert float(mk_mmd2(xb, y)) == pytest.approx(float(mk_mmd2(xb.float(), y)), rel=1e-6)
     assert float(lmmd2(xb, y, lab, probs)) == pytest.approx(float(lmmd2(xb.float(), y, lab, probs)), rel=1e-6)
+
+
+def test_empty_image_batches_a_wrong_kernel_and_half_precision_tests():
+    """An empty batch of images is named (not a reshape error), a kernel that is not a GaussianKernel is named,
+    and the permutation test computes half-precision features in float32 as every distance does."""
+    from qianyi.distances import coral, mmd2, mmd_test
+    from qianyi.errors import ConfigError, DataError
+
+    for f in (mmd2, coral):
+        with pytest.raises(DataError, match=r"sample x(\[0\])? is empty"):
+            f(np.zeros((0, 3, 4)), np.zeros((5, 3, 4)))
+    with pytest.raises(ConfigError, match="GaussianKernel"):
+        mmd2(np.ones((5, 2)), np.zeros((5, 2)), kernel="gauss")
+    with pytest.raises(ConfigError, match="GaussianKernel"):
+        mmd_test(np.ones((5, 2)), np.zeros((5, 2)), kernel="gauss", permutations=5)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
+    full = mmd_test(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), permutations=20)
+    half = mmd_test(torch.tensor(x, dtype=torch.float16), torch.tensor(y, dtype=torch.float16), permutations=20)
+    assert half.mmd2 == pytest.approx(full.mmd2, abs=1e-3) and half.p_value == pytest.approx(full.p_value, abs=0.1)
+    x2, y2 = rng.normal(size=(40, 16)), rng.normal(size=(40, 16)) + 0.3
+    full = mmd_test(torch.tensor(x2, dtype=torch.float32), torch.tensor(y2, dtype=torch.float32), permutations=20)
+    bf = mmd_test(torch.tensor(x2, dtype=torch.bfloat16), torch.tensor(y2, dtype=torch.bfloat16), permutations=20)
+    assert bf.mmd2 == pytest.approx(full.mmd2, rel=0.05)

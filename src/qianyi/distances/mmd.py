@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 ESTIMATORS = ("biased", "unbiased", "linear")
 #: The DAN family: five bandwidths 2^-2 .. 2^2 times the median heuristic.
@@ -40,12 +40,12 @@ def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.
     t = torch.as_tensor(a)
     if not torch.is_floating_point(t):
         t = t.float()
+    if t.ndim == 0 or len(t) == 0:
+        raise DataError(f"{what}: sample {name} is empty; both samples need at least 2 rows")
     if t.ndim == 1:
         t = t[:, None]
     if t.ndim != 2:
         t = t.reshape(len(t), -1)
-    if len(t) == 0:
-        raise DataError(f"{what}: sample {name} is empty; both samples need at least 2 rows")
     return t
 
 
@@ -242,6 +242,10 @@ def _joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tens
     kernels = list(kernels) if kernels is not None else [multi_kernel() for _ in X]
     if len(kernels) != len(X):
         raise DataError(f"joint MMD: {len(X)} layers but {len(kernels)} kernels")
+    for k in kernels:
+        if not isinstance(k, GaussianKernel):
+            raise ConfigError(f"MMD: kernel must be a GaussianKernel (GaussianKernel(), multi_kernel(multipliers)) or "
+                              f"None, got {k!r}")
     m, n = len(X[0]), len(Y[0])
     for i, (a, b) in enumerate(zip(X, Y)):
         _check(estimator, a, b)

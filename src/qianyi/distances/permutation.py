@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .mmd import GaussianKernel, _as_2d, _centred, _check, kernel_mean, multi_kernel, sq_dists
+from ..errors import ConfigError, DataError
+from .mmd import GaussianKernel, _as_2d, _centred, _check, _full_float, kernel_mean, multi_kernel, sq_dists
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
     if max_samples < 2 or batch < 1:
         raise DataError(f"mmd_test: max_samples must be >= 2 (rows drawn per sample) and batch >= 1 (permutations "
                         f"per matrix product), got {max_samples} and {batch}")
-    X, Y = _as_2d(x, "x"), _as_2d(y, "y")
-    Y = Y.to(X.dtype)
+    X, Y = _full_float(_as_2d(x, "x", "mmd_test"), _as_2d(y, "y", "mmd_test"))  # float32 at least, as every distance
     _check(estimator, X, Y)
     for name, t in (("x", X), ("y", Y)):
         if not bool(torch.isfinite(t).all()):
@@ -75,6 +74,9 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
     if len(Y) > max_samples:
         Y = Y[torch.randperm(len(Y), generator=g)[:max_samples]]
     kernel = kernel or multi_kernel()
+    if not isinstance(kernel, GaussianKernel):
+        raise ConfigError(f"mmd_test: kernel must be a GaussianKernel (GaussianKernel(), multi_kernel(multipliers)) "
+                          f"or None, got {kernel!r}")
     with torch.no_grad():
         X, Y = _centred(X.detach(), Y.detach())  # MMD is translation-invariant: exact far from the origin
         Z = torch.cat([X, Y])
