@@ -93,6 +93,15 @@ def test_methods_prints_whole_first_paragraphs(capsys):
     assert line.rstrip().endswith("takes no weights).")  # the docstring's first paragraph spans lines
 
 
+@pytest.mark.parametrize("name, estimator, words", [("tca", "TCA", "L = e_0 e_0^T"), ("jda", "JDA", "pseudo-label"),
+                                                    ("sa", "SubspaceAlignment", "P_S"), ("kmm", "KMM", "kappa"),
+                                                    ("coral-shallow", "CORAL", "C_S")])
+def test_methods_name_of_a_shallow_method_prints_its_estimators_equation(name, estimator, words, capsys):
+    assert main(["methods", name]) == 0
+    out = capsys.readouterr().out
+    assert f"It fits qianyi.shallow.{estimator}:" in out and words in out and ".. math::" not in out
+
+
 def test_measure_refuses_an_unknown_adapt_method_before_training(capsys, monkeypatch):
     import qianyi.measure.report
 

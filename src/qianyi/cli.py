@@ -167,6 +167,7 @@ def _plain_rst(text: str) -> str:
     ``:class:`~a.B``` -> ``B``, double backquotes dropped), a ``.. math::`` directive line left out (its indented
     formula stays)."""
     text = re.sub(r"^[ \t]*\.\. math::[ \t]*\n", "", text, flags=re.M)
+    text = re.sub(r"^([ \t]*)\.\. math::[ \t]+", r"\1    ", text, flags=re.M)  # a formula on the directive's line
     text = re.sub(r":math:`([^`]+)`", lambda m: m.group(1), text)
     text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", lambda m: m.group(1), text)  # :class:`~a.B` -> B
     return text.replace("``", "")
@@ -604,7 +605,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.name:
             cls = type(get_method(args.name))  # an unknown name fails with the list of known ones
             paper = inspect.getdoc(sys.modules[cls.__module__])  # method modules open with the citation
-            print(_plain_rst("\n\n".join(d for d in (paper, inspect.getdoc(cls)) if d)))
+            docs = [paper, inspect.getdoc(cls)]
+            if getattr(cls, "estimator", None):  # a shallow method: the estimator holds the equation
+                from . import shallow
+
+                module = sys.modules[getattr(shallow, cls.estimator).__module__]
+                docs += [f"It fits qianyi.shallow.{cls.estimator}:", inspect.getdoc(getattr(shallow, cls.estimator)),
+                         f"Conventions of {module.__name__}:", inspect.getdoc(module)]
+            print(_plain_rst("\n\n".join(d for d in docs if d)))
             print("\nsettings (--set NAME=VALUE): " + ", ".join(f"{k}={v!r}" for k, v in cls.hparam_defaults().items()))
             if cls.grid:
                 print("grid for `qianyi select`: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) or "defaults"

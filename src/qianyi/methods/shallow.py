@@ -45,6 +45,9 @@ class ShallowMethod(Method):
     target samples (``predict(X)``); ``fitted_arrays()`` what it learnt, as plain arrays."""
 
     shallow: ClassVar[bool] = True
+    #: the :mod:`qianyi.shallow` estimator it fits (its docstring holds the equation, the conventions and
+    #: every departure from the paper; ``qianyi methods NAME`` prints it)
+    estimator: ClassVar[str | None] = None
 
     def fit_predictor(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, seed: int) -> Any:
         raise NotImplementedError
@@ -83,6 +86,7 @@ class TCAMethod(ShallowMethod):
     """TCA (Pan et al., IEEE TNN 2011): a kernel embedding whose source and target means match; then 1-NN."""
 
     name = "tca"
+    estimator = "TCA"
     grid = ({"n_components": 30, "mu": 1.0}, {"n_components": 30, "mu": 0.1}, {"n_components": 100, "mu": 1.0})
 
     def __init__(self, n_components: int = 30, kernel: str = "primal", mu: float = 1.0, gamma: float = 1.0,
@@ -102,6 +106,7 @@ class JDAMethod(ShallowMethod):
     """JDA (Long et al., ICCV 2013): TCA plus class-conditional means through target pseudo-labels; then 1-NN."""
 
     name = "jda"
+    estimator = "JDA"
 
     def __init__(self, n_components: int = 100, kernel: str = "primal", mu: float = 1.0, gamma: float = 1.0,
                  n_iter: int = 10, classifier: str = "1nn") -> None:
@@ -122,6 +127,7 @@ class SAMethod(ShallowMethod):
     """Subspace alignment (Fernando et al., ICCV 2013): the source PCA basis aligned to the target's; then 1-NN."""
 
     name = "sa"
+    estimator = "SubspaceAlignment"
 
     def __init__(self, n_components: int = 20, classifier: str = "1nn") -> None:
         super().__init__()
@@ -141,6 +147,7 @@ class CORALShallow(ShallowMethod):
     classify the target as it is; then 1-NN (the deep variant is ``coral``)."""
 
     name = "coral-shallow"
+    estimator = "CORAL"
 
     def __init__(self, reg: float = 1.0, classifier: str = "1nn") -> None:
         super().__init__()
@@ -158,6 +165,7 @@ class KMMMethod(ShallowMethod):
     classifier (``logreg`` by default: 1-NN takes no weights)."""
 
     name = "kmm"
+    estimator = "KMM"
 
     def __init__(self, gamma: float = 1.0, classifier: str = "logreg") -> None:
         super().__init__()
