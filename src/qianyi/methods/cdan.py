@@ -84,7 +84,8 @@ class CDAN(Method):
       the run's length (the authors' code: 10,000 iterations); 0 keeps it over the run's progress.
 
     Defaults: :math:`\lambda` = 0.3 (CDAN+E: 3), chosen by ``qianyi select`` (DEV, the grid {1, 0.3, 3},
-    the four bench pairs; docs/methods.md); the ramp is the paper's; ``max_dim`` 4096 and ``random_dim``
+    the four bench pairs; a search prompted by the λ = 1 rows falling below DANN on target labels;
+    docs/methods.md); the ramp is the paper's; ``max_dim`` 4096 and ``random_dim``
     1024 are the authors' code's, and so is the discriminator of their digit experiments: two hidden
     layers of 500 (``hidden``), ReLU and dropout 0.5 (``dropout``), no batch norm.
 
@@ -171,7 +172,8 @@ class CDANE(CDAN):
 
     Entropy conditioning, :math:`w = 1 + e^{-H(g)}` normalised per domain (see :class:`CDAN`).
     Default :math:`\lambda` = 3, chosen by ``qianyi select cdan+e`` (DEV, the grid {1, 0.3, 3}, the
-    four bench pairs; docs/methods.md).
+    four bench pairs; a search prompted by the λ = 1 row falling below DANN on target labels;
+    docs/methods.md).
 
     Paper: Mingsheng Long, Zhangjie Cao, Jianmin Wang, Michael I. Jordan. "Conditional Adversarial
     Domain Adaptation". NeurIPS 2018.

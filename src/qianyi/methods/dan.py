@@ -42,8 +42,10 @@ class DAN(Method):
     The weight follows the progressive ramp :math:`\lambda_p = \lambda\,(2 / (1 + e^{-10 p}) - 1)`,
     with :math:`\lambda` = ``trade_off`` and :math:`p \in [0, 1]` the fraction of training done.
 
-    Departures from the paper: the kernel weights are uniform (:math:`\beta_m = 1/|M|`) instead of
-    optimised for test power; the quadratic biased estimator (>= 0, exactly 0 for identical batches)
+    Departures from the paper: the family is five Gaussians (``multipliers``), where the paper varies
+    the bandwidth from :math:`2^{-8}` to :math:`2^{8}` times the base in steps of :math:`2^{1/2}` (33
+    kernels; ``multipliers=tuple(2 ** (k / 2) for k in range(-16, 17))`` gives that family); the kernel
+    weights are uniform (:math:`\beta_m = 1/|M|`) instead of optimised for test power; the quadratic biased estimator (>= 0, exactly 0 for identical batches)
     replaces the paper's linear-time unbiased one (``estimator="linear"`` gives that one); and the
     ramp is the schedule Long et al. adopt from DANN in JAN (ICML 2017), not part of DAN. The default
     trade_off = 3 was chosen without target labels (docs/methods.md, "How defaults were chosen").

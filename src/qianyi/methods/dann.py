@@ -33,8 +33,13 @@ class DANN(Method):
     gradient step on :math:`\mathcal{L}` is thus a step of the saddle-point problem
     :math:`\min_D \mathcal{L}_d` and :math:`\min_{F} \frac{1}{n_s}\sum_i \ell - \lambda_p \mathcal{L}_d`:
     the discriminator learns to tell the domains apart while the features learn to confuse it.
-    The loss, the reversal and the schedule are the paper's; the default trade_off = 1 is the paper's
-    value, kept by a selection without target labels (docs/methods.md, "How defaults were chosen").
+    The reversal and the schedule are the paper's. One departure: the paper's domain term is the *sum*
+    of the two domains' mean losses, :math:`\frac{1}{n_s}\sum_i + \frac{1}{n_t}\sum_j`; here it is
+    their average over the pooled batch, half of that sum with the engine's equal batch sizes (as
+    common re-implementations write it), so ``trade_off`` = 1 weighs the reversed gradient and the
+    discriminator's loss as the paper's :math:`\lambda` = 0.5 would. The default trade_off = 1 (the
+    paper's number, in this scale) was kept by a selection without target labels (docs/methods.md,
+    "How defaults were chosen").
 
     Inputs: source and target ``features`` ``(n_s, d)`` and ``(n_t, d)`` (d = 128 for the default
     LeNet); source logits ``(n_s, C)``; source labels ``(n_s,)``; the training progress :math:`p`.

@@ -36,7 +36,8 @@ class DDC(Method):
 
     Departures from the paper: the paper uses the linear kernel with :math:`\lambda = 0.25`
     (``kernel="linear", trade_off=0.25``), while the default here is the Gaussian kernel with
-    :math:`\lambda = 3`, chosen without target labels (docs/methods.md, "How defaults were chosen");
+    :math:`\lambda = 3`, ranked first by a label-free score in a wider search that a target-scored
+    benchmark prompted (docs/methods.md, "How defaults were chosen");
     and the paper inserts a new bottleneck whose position and width it picks by MMD, while here the
     backbone's own bottleneck is used.
 

@@ -18,8 +18,10 @@ SCHEMES = ("alternate", "joint")
 class DRCN(Method):
     r"""DRCN: a shared encoder with two heads, a labeller for the source and a decoder for the target.
 
-    The paper trains two objectives in turn, each with its own update (``scheme="alternate"``, the
-    default): per step a classification update of encoder and labeller on a source batch, then a
+    The paper trains two objectives in turn, each with its own updates (``scheme="alternate"``, the
+    default). Its Algorithm 1 alternates whole passes (classification updates over the source batches,
+    then reconstruction updates over the target batches); here the alternation is per step, on the
+    engine's paired batches: a classification update of encoder and labeller on a source batch, then a
     reconstruction update of encoder and decoder on a target batch:
 
     .. math::

@@ -80,8 +80,8 @@ class DSN(Method):
     Departures from the paper: guard (1) follows the authors' code rather than the paper's equation,
     (2) and (3) are ours; the paper sums the reconstruction and difference losses over the samples,
     these average them (hence the :math:`1/n^2`); the ramp on :math:`\gamma` is DANN's schedule. Defaults (:math:`\gamma = 0.5`, :math:`\alpha = 1`, :math:`\beta = 10`; the authors'
-    MNIST to MNIST-M command uses :math:`\gamma = 0.25`) were chosen without target labels
-    (docs/methods.md, "How defaults were chosen").
+    MNIST to MNIST-M command uses :math:`\gamma = 0.25`) were ranked by a label-free score, in searches that
+    target-scored benchmarks prompted (docs/methods.md, "How defaults were chosen").
 
     Inputs: source and target inputs ``(n_s, ...)``, ``(n_t, ...)`` (images ``(n, c, h, w)``, clean);
     source and target ``features`` ``(n_s, d)``, ``(n_t, d)`` (d = 128 for the default LeNet); source

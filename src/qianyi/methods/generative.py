@@ -186,9 +186,10 @@ class CyCADA(ImageTranslation):
     0.5 :math:`\lambda_{cyc}` for photo tasks).
 
     ``real_source`` = 1 (the task network also sees the real source images; the paper trains it on
-    translated images only, ``real_source=0``) was chosen without target labels: of the paper's
+    translated images only, ``real_source=0``) was ranked first by a label-free score: of the paper's
     setting, ``real_source=1`` and ``dann=1`` on mnist -> mnist-m (seed 0), the ``dev`` validator
-    (``qianyi select``'s default) ranked it first (docs/generative.md).
+    (``qianyi select``'s default) ranked it first; the search itself followed the paper's setting's
+    seed-0 run, whose target-test accuracy was seen (docs/generative.md).
 
     Defaults: ``cycle`` = 10 (CycleGAN's λ; our images are in [0, 1], CycleGAN's in [-1, 1], so the same
     error gives half the L1 here: 10 weighs the cycle (and ``identity`` alike) as 5 would there; CyCADA's

@@ -225,9 +225,11 @@ class AdaMatch(_Aligned):
     * :math:`\mu(p) = \mu_{max}\,(\tfrac12 - \tfrac12\cos(\min(\pi, 2\pi p)))` (the paper's warm-up to
       its maximum at half of training), :math:`\mu_{max}` = ``trade_off`` (1, the paper's).
 
-    Pseudo-labels carry no gradient. Augmentations are tensor-level (:func:`qianyi.nn.augment.weak_view`,
-    :func:`~qianyi.nn.augment.strong_view`: affine, colour jitter, cutout, noise) instead of the
-    paper's RandAugment on PIL images. ``align`` adds an alignment method's terms on the weak views.
+    Pseudo-labels carry no gradient. Departures from the authors' code: augmentations are tensor-level
+    (:func:`qianyi.nn.augment.weak_view`, :func:`~qianyi.nn.augment.strong_view`: affine, colour jitter,
+    cutout, noise) instead of RandAugment on PIL images; the target batch is as large as the source
+    batch (theirs: 3 times); the alignment divides by this batch's means (theirs: running averages of
+    them); the live network predicts (theirs: an EMA copy of the weights). ``align`` adds an alignment method's terms on the weak views.
     Logged: ``pseudo_share`` (target samples above the threshold) and ``threshold``.
 
     Paper: David Berthelot, Rebecca Roelofs, Kihyuk Sohn, Nicholas Carlini, Alex Kurakin. "AdaMatch: A

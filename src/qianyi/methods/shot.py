@@ -61,7 +61,10 @@ class SHOT(MemoryBuffers):
     and is the only part trained; no source data is read. :math:`\hat y_j` are
     :func:`cluster_labels`: centroids of the target features weighted by the predictions, refined once with
     hard labels, each sample labelled by the nearest (cosine). As in the paper the labels come from the
-    network as it was at the start of the epoch (a copy refreshed each epoch, in eval mode); the centroids
+    network as it was at the start of the epoch (a copy refreshed each epoch, in eval mode); one
+    departure: the engine's epoch spans the larger domain (and a vector run's 500 updates at least),
+    while the paper refreshes once per pass over the target, so when the source is the larger domain the
+    copy is refreshed less often than there (a pass over the target takes ceil(n_t / batch) steps); the centroids
     are placed by a memory of that copy's outputs on the last ``memory`` target batches rather than the
     whole target set (early in an epoch the memory still holds the previous epochs' copies' outputs).
     :math:`\beta` = ``trade_off`` (0: SHOT-IM, information maximisation alone); ``entropy`` and
