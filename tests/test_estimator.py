@@ -124,3 +124,15 @@ def test_the_marker_and_xt_together_are_refused_not_read_as_a_class():
         JDA(unlabelled=-1).fit(Xs, y, Xt=Xt)
     with pytest.raises(DataError, match="use one convention"):
         DomainAdapter("dan", epochs=1, unlabelled=-1).fit(Xs, y, Xt=Xt)
+
+
+def test_grey_images_without_a_channel_axis_predict_in_either_layout_and_channels_last_is_named():
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 2, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = DomainAdapter("dann", epochs=1, steps_per_epoch=3).fit(X, y, Xt=X[:20])
+    assert np.array_equal(m.predict(X[:20]), m.predict(X[:20, None]))  # (n, h, w) and (n, 1, h, w)
+    with pytest.raises(DataError, match="channels-last"):
+        DomainAdapter("dann", epochs=1).fit(rng.random((30, 28, 28, 3)), rng.integers(0, 2, 30))

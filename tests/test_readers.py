@@ -481,3 +481,78 @@ def test_npz_pixels_just_above_the_overshoot_band_are_read_as_0_255_with_a_warni
     np.savez(tmp_path / "two.npz", X=np.linspace(0, 2, 64, dtype=np.float32).reshape(1, 8, 8))
     with pytest.warns(QianyiWarning, match="read as 0..255 pixels"):  # near-black, silently
         load_domain(f"npz:{tmp_path / 'two.npz'}")
+
+
+def test_integer_labels_meet_classes_named_by_value_by_value(tmp_path):
+    """SVMlight names its classes by label value ('1', '2', '3'), a CSV's whole numbers are class indices: the same
+    number is the same class (by position, label 1 was class '2': a partial target scored 0-2%)."""
+    import warnings
+
+    from qianyi.data.domain import Domain, align_labels
+    from qianyi.errors import LabelMismatchError, QianyiWarning
+
+    rng = np.random.default_rng(0)
+    ys = np.repeat([1, 2, 3], 20)
+    (tmp_path / "s.svm").write_text("".join(f"{c} 0:{c + rng.normal(0, 0.1):.3f} 1:0.5\n" for c in ys))
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{c + rng.normal(0, 0.1):.3f},0.5,{c}\n"
+                                                            for c in np.repeat([1, 2], 15)))
+    with pytest.warns(QianyiWarning, match="by value"):
+        task = load_task(f"svmlight:{tmp_path / 's.svm'}?n_features=2", f"csv:{tmp_path / 't.csv'}",
+                         target_test=f"csv:{tmp_path / 't.csv'}")
+    names = task.source.class_names
+    assert sorted({names[k] for k in task.target_test.y}) == ["1", "2"]
+    # the other way round: the target names its classes by value, the source holds class indices
+    src = Domain(np.zeros((6, 2), np.float32), np.array([1, 2, 3, 1, 2, 3]), "csv source")
+    tgt = Domain(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), "svm target", class_names=("2", "3"))
+    assert align_labels(src, tgt).y.tolist() == [2, 3, 2, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names '0'..'k-1' in order: the same as positions, nothing to say
+        same = Domain(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), "s", class_names=("0", "1", "2"))
+        assert align_labels(same, Domain(np.zeros((2, 2), np.float32), np.array([2, 1]), "t")).y.tolist() == [2, 1]
+    named = Domain(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), "mat", class_names=("1", "2", "3"))
+    with pytest.raises(LabelMismatchError, match=r"labels \[0\] that are not among"):
+        align_labels(named, Domain(np.zeros((2, 2), np.float32), np.array([0, 1]), "t"))
+    # names that are not all numbers keep the documented positional pairing (0/1 with negative/positive)
+    pn = Domain(np.zeros((2, 2), np.float32), np.array([0, 1]), "s", class_names=("negative", "positive"))
+    assert align_labels(pn, Domain(np.zeros((2, 2), np.float32), np.array([1, 0]), "t")).y.tolist() == [1, 0]
+
+
+def test_csv_unnamed_columns_pandas_index_and_trailing_commas(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    body = "".join(f"{i},{i % 3}.5,{i * 0.1:.1f},{i % 2}\n" for i in range(12))
+    (tmp_path / "ix.csv").write_text(",a,b,label\n" + body)  # df.to_csv(path): the index first, unnamed
+    with pytest.warns(QianyiWarning, match="pandas' index"):
+        d = read_csv(tmp_path / "ix.csv")
+    assert d.feature_names == ("a", "b")
+    trailing = "a,b,label,\n" + "".join(line.split(",", 1)[1].rstrip("\n") + ",\n" for line in body.splitlines(True))
+    (tmp_path / "trail.csv").write_text(trailing)
+    assert read_csv(tmp_path / "trail.csv").feature_names == ("a", "b")
+    (tmp_path / "mid.csv").write_text("a,,label\n" + "".join(f"{i}.5,{i},{i % 2}\n" for i in range(12)))
+    with pytest.warns(QianyiWarning, match=r"column 2 has no name.*\?drop=#2"):
+        assert read_csv(tmp_path / "mid.csv").feature_names == ("a", "#2")
+    assert read_csv(tmp_path / "mid.csv", drop="#2").feature_names == ("a",)
+    assert load_domain(f"csv:{tmp_path / 'mid.csv'}?drop=#2").feature_names == ("a",)
+
+
+def test_csv_gzip_is_recognised_by_content(tmp_path):
+    (tmp_path / "DATA.CSV.GZ").write_bytes(gzip.compress(b"a,label\n1,0\n2,1\n3,0\n"))
+    (tmp_path / "plain").write_bytes(gzip.compress(b"a,label\n1,0\n2,1\n3,0\n"))
+    assert len(read_csv(tmp_path / "DATA.CSV.GZ")) == 3 and len(read_csv(tmp_path / "plain")) == 3
+
+
+def test_a_folder_of_images_alone_is_an_unlabelled_domain_and_empty_classes_are_warned(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    _image_folder(tmp_path / "lab", {"a": 3, "b": 3, "empty": 0})
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "lab" / "loose.png")
+    with pytest.warns(QianyiWarning) as seen:
+        d = read_folder(tmp_path / "lab", size=8)
+    said = " ".join(str(w.message) for w in seen)
+    assert "['empty'] hold no images" in said and "beside its class sub-folders" in said and len(d) == 6
+    _image_folder(tmp_path / "flat_parent", {"x": 4})
+    flat = read_folder(tmp_path / "flat_parent" / "x", size=8)  # the images themselves, no class folders
+    assert flat.y is None and len(flat) == 4 and flat.class_names is None
+    assert len(read_folder(tmp_path / "flat_parent" / "x", size=8, max_samples=2)) == 2
+    task = load_task(f"folder:{tmp_path / 'lab'}?size=8", f"folder:{tmp_path / 'flat_parent' / 'x'}?size=8")
+    assert task.target.y is None and task.target_test is None

@@ -217,3 +217,49 @@ def test_load_model_warns_when_result_json_reports_on_another_model(capsys, tmp_
     (tmp_path / "a" / "result.json").write_text((tmp_path / "b" / "result.json").read_text())  # files of two runs
     with pytest.warns(QianyiWarning, match="result.json reports on another model"):
         load_model(tmp_path / "a")
+
+
+def test_predict_scores_the_rows_of_known_classes_and_writes_every_row(capsys, tmp_path):
+    """Labelled data holding a class the model lacks: every row predicted, the accuracy over the others (it
+    predicted nothing before)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    for f, names in (("s.npz", ["a", "b", "c"]), ("t.npz", ["a", "b", "fox"])):
+        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y]).astype("f4"), y=y,
+                 class_names=np.array(names))
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                   f"npz:{tmp_path / 's.npz'}", *FAST, "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    assert "lacks: ['fox']" in err and "accuracy on 60 labelled samples" in err and "30 rows of classes" in err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 91 and rows[0].endswith(",label") and sum(r.endswith(",fox") for r in rows) == 30
+
+
+def test_column_names_are_matched_in_prepare_and_from_domains(tmp_path):
+    """A DataFrame's columns and named Domains line up by name, as load_task's CSV columns do."""
+    import pandas as pd
+
+    from qianyi import TrainConfig, load_model, run
+    from qianyi.data.domain import Domain, TransferTask
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    X = rng.normal(0, 1, (120, 3)).astype("f4")
+    X[:, 0] += 3 * y  # only column 'a' carries the class
+    cols = ("a", "b", "c")
+    src = Domain(X, y, "s", feature_names=cols)
+    flipped = Domain(X[:, ::-1].copy(), y, "t", feature_names=cols[::-1])
+    task = TransferTask.from_domains(src, flipped, test_fraction=0.0)
+    assert task.target.feature_names == cols
+    assert np.array_equal(np.sort(task.target.X[:, 0]), np.sort(X[:, 0]))  # column 'a' is 'a' (was 'c')
+    (tmp_path / "s.csv").write_text("a,b,c,label\n" + "".join(f"{r[0]},{r[1]},{r[2]},{k}\n" for r, k in zip(X, y)))
+    run("source-only", load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 's.csv'}"),
+        TrainConfig(epochs=2, progress=False), out=tmp_path / "r")
+    m = load_model(tmp_path / "r")
+    df = pd.DataFrame(X, columns=list(cols))
+    same = m.predict(m.prepare(df))
+    assert np.array_equal(m.predict(m.prepare(df[list(cols[::-1])])), same)  # reordered columns, same predictions
+    assert (same == y).mean() > 0.9

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import ConfigError, QianyiError, QianyiWarning, UnknownNameError
+from .errors import ConfigError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
 from .train.config import positive_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
@@ -375,22 +375,38 @@ def _predict(args: argparse.Namespace) -> int:
     from .train.artefact import load_domain_for, load_model
 
     model = load_model(args.model)
-    data = load_domain_for(model, args.data, data_dir=args.data_dir)
+    names = model.class_names
+    try:
+        data = load_domain_for(model, args.data, data_dir=args.data_dir)
+        labels = [names[k] for k in data.y] if data.labelled else None
+    except LabelMismatchError as exc:  # labels of classes the model lacks: predict every row, score the others
+        from .train.artefact import read_like_run
+
+        raw = read_like_run(model.meta, args.data, args.data_dir)
+        if raw.class_names is None:
+            raise
+        labels, data = [raw.class_names[k] for k in raw.y], raw.replace(y=None)
+        warnings.warn(f"{exc}. Predictions are written for every row; the accuracy counts only the rows of "
+                      "classes the model knows", QianyiWarning, stacklevel=2)
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
-    names = model.class_names
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")  # quotes a class name holding a comma or a quote
-    out.writerow(["index", "predicted", *(f"p_{c}" for c in names)] + (["label"] if data.labelled else []))
+    out.writerow(["index", "predicted", *(f"p_{c}" for c in names)] + (["label"] if labels is not None else []))
     for i, (k, row) in enumerate(zip(pred, proba)):
-        out.writerow([str(i), names[k], *(f"{v:.6f}" for v in row)] + ([names[data.y[i]]] if data.labelled else []))
+        out.writerow([str(i), names[k], *(f"{v:.6f}" for v in row)] + ([labels[i]] if labels is not None else []))
     if args.out_csv:
         write_text(args.out_csv, buf.getvalue())
         print(f"written: {args.out_csv} ({len(pred)} predictions)", file=sys.stderr)
     else:
         sys.stdout.write(buf.getvalue())
-    if data.labelled:
-        print(f"accuracy on {len(pred)} labelled samples: {100 * float(np.mean(pred == data.y)):.2f}%", file=sys.stderr)
+    if labels is not None:
+        known = np.array([lab in names for lab in labels])
+        if known.any():
+            right = np.array([names[k] == lab for k, lab in zip(pred, labels)])[known]
+            other = f" ({int((~known).sum())} rows of classes the model lacks not scored)" if not known.all() else ""
+            print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
+                  file=sys.stderr)
     return 0
 
 

@@ -290,10 +290,16 @@ class TransferTask:
         if len(present) < 2 and classifier:
             raise DataError(f"source domain {source.name!r} has a single class ({_class_name(source, present)}); "
                             "a classifier needs at least two classes, and every prediction would be right")
+        if source.feature_names is not None:  # columns by name, as load_task matches them (not by position)
+            from .tasks import match_features
+
+            target = match_features(source.feature_names, target, f"source {source.name!r}")
+            if target_test is not None:
+                target_test = match_features(source.feature_names, target_test, f"source {source.name!r}")
         if source.sample_shape != target.sample_shape:
             raise DataError(f"source {source.name!r} has samples of shape {source.sample_shape} but target "
                             f"{target.name!r} has {target.sample_shape}; bring them to one canvas "
-                            "(qianyi.load_task does this for images) or one feature dimension")
+                            "(qianyi.load_task does this for images) or one feature dimension (SVMlight files: ?n_features=N)")
         if not 0.0 <= test_fraction < 1.0:
             raise DataError(f"test_fraction must be in [0, 1) (0: train on all of the target), got {test_fraction}")
         target = align_labels(source, target)
@@ -336,8 +342,60 @@ def _check_split(d: Domain, role: str, part: str, rest: np.ndarray, held: np.nda
                         f"(each class needs at least 2 samples); give more data or a larger --max-samples")
 
 
+def _whole_numbers(names: Sequence[str] | None) -> list[int] | None:
+    """``names`` as whole numbers when every one is written as one ("3", "-1"; not "03"), else None."""
+    if not names:
+        return None
+    try:
+        values = [int(c) for c in names]
+    except (TypeError, ValueError):
+        return None
+    return values if all(str(v) == str(c).strip() for v, c in zip(values, names)) else None
+
+
+def _align_by_value(source: Domain, target: Domain) -> Domain:
+    """One side names its classes by label value (SVMlight, .mat, folders "1", "2", ...), the other holds
+    integer labels without names (CSV, npz: a label is its class index): the same number is the same class."""
+    assert target.y is not None
+    if source.class_names is not None:  # target values -> source classes named by them
+        index = {v: i for i, v in enumerate(_whole_numbers(source.class_names) or [])}
+        values = np.unique(target.y)
+        unknown = [int(v) for v in values if int(v) not in index]
+        if unknown:
+            raise LabelMismatchError(
+                f"target {target.name!r} has labels {unknown[:10]} that are not among the source {source.name!r}'s "
+                f"classes, which are named by their label values ({', '.join(source.class_names[:10])}); the same "
+                "number is read as the same class: renumber one side (closed-set transfer needs the target's "
+                "classes to be a subset of the source's)")
+        lookup = np.full(int(values.max()) + 1, -1, np.int64)
+        for v in values:
+            lookup[int(v)] = index[int(v)]
+        y = lookup[target.y]
+        if not np.array_equal(y, target.y):
+            first = source.class_names[y[target.y == values[0]][0]]
+            warnings.warn(f"the integer labels of target {target.name!r} are read as the class names of source "
+                          f"{source.name!r}, by value (label {int(values[0])} = class {first!r}), not as positions "
+                          "in its class list", QianyiWarning, stacklevel=4)
+        return target.replace(y=y, class_names=source.class_names)
+    # the source's integer labels are its class indices; the target names its classes by value
+    values = _whole_numbers(target.class_names) or []
+    used = sorted({values[i] for i in np.unique(target.y)})
+    bad = [v for v in used if not 0 <= v < source.n_classes]
+    if bad:
+        raise LabelMismatchError(
+            f"target {target.name!r} has classes {bad[:10]} (named by label value) that the source {source.name!r}, "
+            f"whose integer labels are class indices 0..{source.n_classes - 1}, lacks; the same number is read as "
+            "the same class: renumber one side")
+    mapping = np.array([v if 0 <= v < source.n_classes else -1 for v in values])
+    return target.replace(y=mapping[target.y], class_names=None)
+
+
 def align_labels(source: Domain, target: Domain) -> Domain:
-    """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks."""
+    """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks.
+
+    Named classes match by name. When one side names its classes by label value ("1", "2", ...: SVMlight, .mat,
+    folders) and the other holds integer labels without names (CSV, npz, JSON Lines), the same number is the
+    same class. Otherwise unnamed labels are class indices."""
     n_src = source.n_classes
     if target.y is None:
         return target.replace(class_names=source.class_names)
@@ -357,6 +415,9 @@ def align_labels(source: Domain, target: Domain) -> Domain:
                 "classes to be a subset of the source's)")
         mapping = np.array([index.get(c, -1) for c in target.class_names])
         return target.replace(y=mapping[target.y], class_names=source.class_names)
+    named = source.class_names if target.class_names is None else target.class_names
+    if (source.class_names is None) != (target.class_names is None) and _whole_numbers(named) is not None:
+        return _align_by_value(source, target)
     extra = np.unique(target.y[target.y >= n_src])
     if len(extra):
         raise LabelMismatchError(

@@ -393,7 +393,8 @@ def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
 def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
                 max_samples: int | None = None, seed: int = 0, stream: bool = False,
                 augment: Sequence[str] = ()) -> Domain:
-    """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``.
+    """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``; a folder
+    of images without sub-folders is an unlabelled domain (a target, or data to predict).
 
     ``max_samples`` picks that many files, stratified by class with ``seed``, before decoding any.
     The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is decoded
@@ -406,27 +407,49 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         raise DataError(f"{where}: size must be a whole number of pixels from 8 to 1024, got {size!r}; "
                         "e.g. folder:DIR?size=64")
     _check_max_samples(max_samples, where)
+    def images(folder: Path, deep: bool) -> list[Path]:
+        return [f for f in sorted(folder.rglob("*") if deep else folder.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
+
     classes = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{where} has no sub-folders; expected one sub-folder of images per class")
+    loose = images(d, deep=False)
     files, labels = [], []
-    for k, c in enumerate(classes):
-        for f in sorted((d / c).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file():
-                files.append(f)
-                labels.append(k)
-    if not files:
-        raise DataError(f"{where}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in its sub-folders")
+    if not classes:  # images only: an unlabelled domain (a target, or data to predict)
+        if not loose:
+            raise DataError(f"{where} has no images and no sub-folders; expected one sub-folder of images per class "
+                            f"(labelled) or the images themselves (unlabelled; {', '.join(sorted(IMAGE_SUFFIXES))})")
+        files = loose
+    else:
+        if loose:
+            warnings.warn(f"{where}: {len(loose)} image(s) beside its class sub-folders (e.g. {loose[0].name!r}) are "
+                          "left out; only images inside a class sub-folder are read", QianyiWarning, stacklevel=2)
+        empty = []
+        for k, c in enumerate(classes):
+            found = images(d / c, deep=True)
+            empty += [] if found else [c]
+            files += found
+            labels += [k] * len(found)
+        if not files:
+            raise DataError(f"{where}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in its sub-folders")
+        if empty:
+            warnings.warn(f"{where}: class sub-folder(s) {empty[:10]} hold no images; the classes are kept (their "
+                          "indices stay as the sorted folder names give them) but nothing teaches them",
+                          QianyiWarning, stacklevel=2)
     if max_samples is not None and max_samples < len(files):
-        _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed)
-        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        if classes:
+            _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed)
+        else:
+            keep = np.sort(np.random.default_rng(seed).choice(len(files), max_samples, replace=False))
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep] if classes else []
+    y = np.array(labels) if classes else None
+    class_names = tuple(classes) if classes else None
     if augment and not stream:
         raise DataError(f"{where}: augment= needs stream=1 (augmentations are drawn per training batch)")
     if stream:
         from .lazy import LazyImages
 
-        return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), np.array(labels),
-                      name=name or d.name, class_names=tuple(classes), origin=str(d.resolve()))
+        return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), y,
+                      name=name or d.name, class_names=class_names, origin=str(d.resolve()))
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
     if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
         raise DataError(f"{where}: {len(files):,} images at {size}x{size} take {need:,} bytes in memory, more than the "
@@ -437,7 +460,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     for i, f in enumerate(files):
         X[i], g = _read_image(f, size, limit)
         grey = grey and g
-    return Domain(X[:, :1].copy() if grey else X, np.array(labels), name=name or d.name, class_names=tuple(classes),
+    return Domain(X[:, :1].copy() if grey else X, y, name=name or d.name, class_names=class_names,
                   origin=str(d.resolve()))
 
 
@@ -451,7 +474,9 @@ def _csv_text(p: Path, where: str) -> str:
         raise DataError(f"{where} is {size:,} bytes, more than the limit of {limit:,} bytes (QIANYI_MAX_BYTES); "
                         "raise QIANYI_MAX_BYTES if the file is genuine")
     try:
-        if p.suffix == ".gz":
+        with open(p, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"  # by content, whatever the name (DATA.CSV.GZ, no suffix)
+        if gzipped:
             with gzip.open(p, "rb") as fh:
                 raw = fh.read(limit + 1)
             if len(raw) > limit:
@@ -587,6 +612,40 @@ def _present(counts: dict[str, int], limit: int = 20) -> str:
     return ", ".join(f"{v!r} ({c:,} rows)" for v, c in top) + more
 
 
+def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at: str,
+                     dropped: Sequence[str] = ()) -> list[str]:
+    """Name the columns with an empty header ``#K`` (K counted from 1) in ``cols``, in place, and return those
+    to leave out: one empty in every row (a trailing separator), and a first column of distinct whole numbers
+    (pandas' index, written by ``df.to_csv(path)`` without ``index=False``), with a warning. Other unnamed
+    columns stay features, with a warning (``?drop=#K`` leaves one out)."""
+    unnamed = [i for i, c in enumerate(cols) if not c]
+    if not unnamed:
+        return []
+    for i in unnamed:
+        cols[i] = f"#{i + 1}"
+    next(rows, None)  # the header
+    cells: dict[int, list[str]] = {i: [] for i in unnamed}
+    for _, r in rows:
+        for i in unnamed:
+            cells[i].append(r[i].strip() if i < len(r) else "")
+    out = []
+    for i in unnamed:
+        values = cells[i]
+        if cols[i] in dropped:
+            continue  # the user leaves it out
+        if not any(values):
+            out.append(cols[i])  # a trailing separator on every line
+        elif i == 0 and all(v.lstrip("-").isdigit() for v in values) and len(set(values)) == len(values):
+            out.append(cols[i])
+            warnings.warn(f"{at}: its first column has no name and holds distinct whole numbers (pandas' index, "
+                          "written by df.to_csv(path) without index=False?); it is left out. Name it in the header "
+                          "to keep it as a feature", QianyiWarning, stacklevel=4)
+        else:
+            warnings.warn(f"{at}: column {i + 1} has no name in the header; it is read as a feature named "
+                          f"{cols[i]!r} (leave it out with ?drop={cols[i]}, or name it)", QianyiWarning, stacklevel=4)
+    return out
+
+
 def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None = None,
              drop: Sequence[str] | str = (), *, sep: str | None = None,
              where: str | tuple[str, Sequence[str]] | None = None,
@@ -625,10 +684,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if header is None:
             raise DataError(f"{at} is empty; expected a header line and one row per sample")
         cols = [c.strip() for c in header[1]]
-        dup = sorted({c for c in cols if cols.count(c) > 1})
+        dup = sorted({c for c in cols if c and cols.count(c) > 1})
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
         drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
+        drop += _unnamed_columns(records(), cols, at, drop)  # names them '#K' (K counted from 1)
         unknown = [c for c in drop if c and c not in cols]
         if unknown:
             raise DataError(f"{at} has no column(s) {unknown} to drop; columns: {cols[:20]}")

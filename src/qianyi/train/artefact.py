@@ -85,7 +85,8 @@ class SavedModel:
         """Raw data in the model's input form, exactly as its run read it: a spec (``"digits"``,
         ``"csv:new.csv"``) is read (:func:`load_domain_for`); an array or a Domain of raw features (as read from
         the files) gets the recorded preprocessing (column order, image canvas, vector transform and
-        standardisation, text vocabulary). Labels, if any, are mapped to the model's classes."""
+        standardisation, text vocabulary); a pandas DataFrame's columns are matched by name, as the run's CSV
+        columns were. Labels, if any, are mapped to the model's classes."""
         if isinstance(data, str):
             return load_domain_for(self, data, data_dir)
         from ..data.readers import scale_images, to_nchw
@@ -93,10 +94,13 @@ class SavedModel:
 
         pre = self.meta.get("preprocessing") or {}
         if not isinstance(data, Domain):
+            columns = getattr(data, "columns", None)  # a pandas DataFrame: its column names, matched by name
+            names = (tuple(columns) if columns is not None and len(columns)
+                     and all(isinstance(c, str) for c in columns) else None)
             X = np.asarray(data)
             if X.ndim >= 3 and X.dtype != object and X.size:  # images as the readers take them: pixels, any layout
                 X = scale_images(to_nchw(X, "inputs"), "inputs")
-            data = Domain(X, None, "inputs")
+            data = Domain(X, None, "inputs", feature_names=names)
         if _looks_raw(data.X, pre, reverse=True):
             warnings.warn(f"{data.name!r} looks prepared already (its columns have the means and scales the run "
                           "standardised its inputs to): prepare standardises it a second time; give raw data (as "

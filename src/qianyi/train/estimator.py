@@ -82,6 +82,9 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"DomainAdapter: random_state={self.random_state!r}; give a whole number (qianyi seeds "
                               "every run: the same number gives the same model), e.g. 0")
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
+        _check_layout(X, "X")
+        self.sample_shape_ = X.shape[1:]  # as given: (h, w) grey images are read as (1, h, w) here and in predict
+        X = _with_channel(X)
         check_classification_targets(y)
         if Xt is not None and sample_domain is not None:
             raise DataError("DomainAdapter.fit: give the target either as Xt= or by sample_domain=, not both")
@@ -92,7 +95,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             raise DataError("DomainAdapter.fit: every row is a target row; give labelled source rows")
         if Xt is not None:
             check_columns(self, Xt, "Xt")
-            Xt = np.asarray(Xt, np.float32)
+            Xt = _with_channel(np.asarray(Xt, np.float32))
             if Xt.shape[1:] != X.shape[1:]:
                 raise DataError(f"DomainAdapter.fit: Xt has samples of shape {Xt.shape[1:]}, X {X.shape[1:]}")
         else:
@@ -137,7 +140,15 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     # -- predicting ------------------------------------------------------------------------------
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
+        grey = len(getattr(self, "sample_shape_", ())) == 2
+        if grey and getattr(X, "ndim", 0) == 4 and tuple(X.shape[1:]) == (1, *self.sample_shape_):
+            X = X[:, 0]  # (n, 1, h, w): the same grey images with their channel axis
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        _check_layout(X, "X")
+        if X.shape[1:] != self.sample_shape_:
+            raise DataError(f"DomainAdapter.predict: X has samples of shape {X.shape[1:]}, the adapter was fitted on "
+                            f"{self.sample_shape_}")
+        X = _with_channel(X)
         device = next(self.model_.parameters()).device
         with torch.no_grad():
             return torch.softmax(predict_logits(self.model_, X, device), 1).numpy()
@@ -151,6 +162,18 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _with_channel(X: np.ndarray) -> np.ndarray:
+    """Grey images ``(n, h, w)`` as ``(n, 1, h, w)``, the layout the image networks read; anything else as given."""
+    return X[:, None] if X.ndim == 3 else X
+
+
+def _check_layout(X: np.ndarray, name: str) -> None:
+    """Images come as (n, c, h, w); a last axis of 1, 3 or 4 after a larger one looks channels-last."""
+    if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
+        raise DataError(f"DomainAdapter: {name} has shape {X.shape}, which looks channels-last (n, h, w, c); give "
+                        f"images as (n, c, h, w): {name}.transpose(0, 3, 1, 2)")
 
 
 def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarray:
