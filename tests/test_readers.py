@@ -556,3 +556,15 @@ def test_a_folder_of_images_alone_is_an_unlabelled_domain_and_empty_classes_are_
     assert len(read_folder(tmp_path / "flat_parent" / "x", size=8, max_samples=2)) == 2
     task = load_task(f"folder:{tmp_path / 'lab'}?size=8", f"folder:{tmp_path / 'flat_parent' / 'x'}?size=8")
     assert task.target.y is None and task.target_test is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("1.5,2.0,0\n1.0,2.5,1\n", "is all numbers: data, not a header"),
+    ("a,b,label\n1,NA,0\n2,3,1\n", "column 'b', row 2 holds 'NA', a missing"),
+    ("a,b,label\n1,nan,0\n2,3,1\n", "column 'b', row 2 holds 'nan', a missing"),
+    ("a,b,label\n1,2,-1\n2,3,1\n", "holds negative numbers"),
+])
+def test_csv_valid_looking_files_get_errors_that_point_the_right_way(tmp_path, text, words):
+    (tmp_path / "f.csv").write_text(text)
+    with pytest.raises(DataError, match=words):
+        read_csv(tmp_path / "f.csv")

@@ -509,6 +509,10 @@ def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tup
             raise DataError(f"{where}: label column {label!r} holds numbers that are not whole (e.g. "
                             f"{v[v != np.round(v)][:3].tolist()}): a regression target, which is not supported; "
                             "give class labels (or choose another column with ?label=NAME)")
+        if v.min() < 0:
+            raise DataError(f"{where}: label column {label!r} holds negative numbers (e.g. {v[v < 0][:3].tolist()}); "
+                            "numeric labels are class indices 0..k-1: renumber them (-1/+1 as 0/1), or write them "
+                            "as text (e.g. neg/pos), which is read as class names")
         if v.max() > MAX_NUMERIC_LABEL:
             raise DataError(f"{where}: label column {label!r} holds numbers up to {v.max():.0f}; numeric labels are "
                             "class indices 0..k-1, renumber them (or is this an ID column? choose ?label=NAME)")
@@ -518,6 +522,8 @@ def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tup
     return np.array([index[s] for s in raw]), class_names
 
 
+#: Cells that spreadsheets and pandas write for a missing value (compared in lower case).
+_MISSING = ("na", "n/a", "nan", "null", "none", "?", "-", "#n/a")
 #: ``sep=`` values of :func:`read_csv` and the separator each means.
 CSV_SEPARATORS = {",": ",", ";": ";", "|": "|", "tab": "\t", "\t": "\t"}
 #: A one-hot encoded (categorical) CSV column may hold at most this many distinct values.
@@ -612,6 +618,14 @@ def _present(counts: dict[str, int], limit: int = 20) -> str:
     return ", ".join(f"{v!r} ({c:,} rows)" for v, c in top) + more
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at: str,
                      dropped: Sequence[str] = ()) -> list[str]:
     """Name the columns with an empty header ``#K`` (K counted from 1) in ``cols``, in place, and return those
@@ -684,6 +698,10 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if header is None:
             raise DataError(f"{at} is empty; expected a header line and one row per sample")
         cols = [c.strip() for c in header[1]]
+        if len(cols) > 1 and all(_is_number(c) for c in cols):
+            raise DataError(f"{at}: its first line ({','.join(cols[:4])}{',...' if len(cols) > 4 else ''}) is all "
+                            "numbers: data, not a header; add a header line naming the columns (e.g. "
+                            "f0,f1,...,label)")
         dup = sorted({c for c in cols if c and cols.count(c) > 1})
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
@@ -739,9 +757,16 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 continue
             for i in nums:
                 try:
-                    values.append(float(r[i]))
+                    x = float(r[i])
+                    if not math.isfinite(x):
+                        raise ValueError
+                    values.append(x)
                 except ValueError:
                     cell = r[i].strip()
+                    if cell.lower() in _MISSING or cell.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                        raise DataError(f"{at}: column {cols[i]!r}, row {n} holds {cell[:40]!r}, a missing or "
+                                        "infinite value; fill it in (e.g. with the column's mean) or leave the "
+                                        f"column out with ?drop={cols[i]}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
