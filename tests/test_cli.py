@@ -210,3 +210,10 @@ def test_summary_says_when_newer_runs_replace_older_ones_made_otherwise():
     with warnings.catch_warnings():
         warnings.simplefilter("error", QianyiWarning)
         R._warn_replaced([(1.0, same), (2.0, new)], {("dan", "s", "t", 0): (2.0, new)}, "here")  # a copy: silent
+
+
+def test_an_unknown_option_is_said_with_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["features", "--data", "digits", "--backbone", "lenet", "--max-samples", "50", "--out", "x.npz"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "usage: qianyi features" in err and "unrecognized arguments: --max-samples 50" in err

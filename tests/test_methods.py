@@ -99,3 +99,26 @@ def test_a_new_method_is_one_registered_class():
     assert "_mean-match" in available_methods()
     res, _ = run("_mean-match", toy_task(), TrainConfig(epochs=1, steps_per_epoch=10, progress=False), weight=0.5)
     assert res.hparams == {"weight": 0.5} and "means" in res.history[0]
+
+
+def test_a_broken_method_plugin_is_named_and_later_plugins_still_load(monkeypatch):
+    import importlib.metadata as md
+    import sys
+    import types
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.methods import registry
+    from qianyi.methods.base import Method
+
+    good = types.ModuleType("qy_plugin_good")
+    exec("from qianyi.methods.registry import register\nfrom qianyi.methods.base import Method\n"
+         "@register\nclass Mine(Method):\n    name = 'qy-plugin-mine'\n", good.__dict__)
+    monkeypatch.setitem(sys.modules, "qy_plugin_good", good)
+    eps = [md.EntryPoint("broken", "qy_plugin_missing_module", registry.PLUGIN_GROUP),
+           md.EntryPoint("mine", "qy_plugin_good", registry.PLUGIN_GROUP)]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    with pytest.warns(QianyiWarning, match=r"plugin 'broken' \(qy_plugin_missing_module\) failed to load"):
+        methods = registry.available_methods()
+    assert "qy-plugin-mine" in methods and issubclass(methods["qy-plugin-mine"], Method)

@@ -11,7 +11,15 @@ from .data import DATASETS, Domain, TransferTask, load_domain, load_task  # noqa
 from .methods import Method, available_methods, get_method, register  # noqa: E402
 from .train import RunResult, TrainConfig, Trainer, run  # noqa: E402
 from .train.artefact import SavedModel, load_model  # noqa: E402
-from .train.estimator import DomainAdapter, label_free_scorer  # noqa: E402
+
+
+def __getattr__(name: str):  # DomainAdapter and its scorer load scikit-learn: only when asked for
+    if name in ("DomainAdapter", "label_free_scorer"):
+        from .train import estimator
+
+        return getattr(estimator, name)
+    raise AttributeError(f"module 'qianyi' has no attribute {name!r}")
+
 
 __all__ = ["DATASETS", "Domain", "DomainAdapter", "Method", "RunResult", "TrainConfig", "Trainer", "TransferTask", "__version__",
            "SavedModel", "available_methods", "get_method", "load_domain", "label_free_scorer", "load_model", "load_task", "register", "run"]

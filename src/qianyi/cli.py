@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "text: all-MiniLM-L6-v2 sentence embeddings (384-d; QIANYI_MINILM_CACHE=DIR keeps them)")
     fe.add_argument("--weights", default=None, metavar="FILE",
                     help="torchvision ImageNet weights (.pth or .safetensors); without them features are random")
+    fe.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="torch CPU threads (default: torch's choice)")
     fe.add_argument("--layer", default=None, metavar="GROUP",
                     help="layer group whose output is written (default: pool, the 512/2048-d features, for a ResNet; "
                          "'features', the bottleneck, otherwise)")
@@ -456,7 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     no traceback; argparse's own errors too), 130 interrupted. Any other exception is a bug and keeps
     its traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the subcommand's own usage line, not the top level's
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        sub = subs[0].choices.get(args.command) if subs and args.command else None
+        (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = shlex.join(["qianyi", *(sys.argv[1:] if argv is None else argv)])  # for the reports
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
         sys.stdout = open(os.devnull, "w")  # under torchrun, process 0 reports (errors still reach stderr)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from typing import Any, TypeVar
 
-from ..errors import UnknownNameError
+from ..errors import QianyiWarning, UnknownNameError
 from .base import Method
 
 M = TypeVar("M", bound=type)
@@ -25,6 +26,11 @@ def register(cls: M) -> M:
     return cls
 
 
+#: The entry-point group other packages register methods in: ``[project.entry-points."qianyi.methods"]``
+#: ``mine = "mypackage.mymethod"`` (the module registers its class with :func:`register` when imported).
+PLUGIN_GROUP = "qianyi.methods"
+
+
 def _load_all() -> None:
     global _loaded
     if _loaded:
@@ -35,13 +41,14 @@ def _load_all() -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name not in ("base", "registry"):
             importlib.import_module(f"{pkg.__name__}.{info.name}")
-    try:
-        from importlib.metadata import entry_points
+    from importlib.metadata import entry_points
 
-        for ep in entry_points(group="qianyi.methods"):
+    for ep in entry_points(group=PLUGIN_GROUP):  # methods of other packages: `qianyi.methods` entry points
+        try:
             ep.load()
-    except Exception:  # a broken plugin must not break the built-in methods
-        pass
+        except Exception as exc:  # a broken plugin must not break the built-in methods, nor pass unnoticed
+            warnings.warn(f"the method plugin {ep.name!r} ({ep.value}) failed to load and is left out: "
+                          f"{type(exc).__name__}: {exc}", QianyiWarning, stacklevel=3)
 
 
 def available_methods() -> dict[str, type[Method]]:

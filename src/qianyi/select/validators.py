@@ -24,8 +24,6 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from ..errors import DataError, UnknownNameError
@@ -121,6 +119,9 @@ def _importance_weights(p: Predictions) -> np.ndarray:
     fs, ft, fv = p.get("source").features, p.get("target").features, p.get("source_val").features
     Z = np.concatenate([fs, ft])
     d = np.concatenate([np.zeros(len(fs)), np.ones(len(ft))])
+    from sklearn.linear_model import LogisticRegression  # here: `import qianyi` stays free of scikit-learn
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(Z)
     clf = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(scaler.transform(Z), d)
     p_t = np.clip(clf.predict_proba(scaler.transform(fv))[:, 1], 1e-4, 1 - 1e-4)
@@ -327,6 +328,9 @@ class RV(Validator):
         classes = np.unique(pseudo)
         if len(classes) == 1:
             return float((y_val == classes[0]).mean())
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
         scaler = StandardScaler().fit(tgt.features)
         clf = LogisticRegression(max_iter=500, random_state=p.seed).fit(scaler.transform(tgt.features), pseudo)
         return float((clf.predict(scaler.transform(val.features)) == y_val).mean())
