@@ -217,3 +217,20 @@ def test_an_unknown_option_is_said_with_the_subcommands_usage(capsys):
         main(["features", "--data", "digits", "--backbone", "lenet", "--max-samples", "50", "--out", "x.npz"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "usage: qianyi features" in err and "unrecognized arguments: --max-samples 50" in err
+
+
+def test_transferability_and_pivots_refuse_inputs_they_cannot_use_before_training(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    import numpy as np
+
+    def never(*a, **k):
+        raise AssertionError("trained before the inputs were checked")
+    monkeypatch.setattr(importlib.import_module("qianyi.train.run"), "run", never)
+    np.savez(tmp_path / "v.npz", X=np.random.default_rng(0).random((40, 5)).astype("f4"), y=np.arange(40) % 2)
+    assert main(["transferability", "digits", "--dissimilar", f"npz:{tmp_path / 'v.npz'}", "--seeds", "1"]) == 2
+    assert "a network reads one kind of input" in capsys.readouterr().err
+    assert main(["pivots", "digits", "digits+rot30", "--top", "0", "--out", str(tmp_path / "p")]) == 2
+    assert "top must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["pivots", "digits", "digits+rot30", "--epochs", "1", "--out", str(tmp_path / "q")]) == 2
+    assert "is not a text task" in capsys.readouterr().err

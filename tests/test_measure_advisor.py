@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from qianyi.cli import main
 from qianyi.data.domain import TransferTask
@@ -58,6 +59,23 @@ def test_far_target_raises_the_negative_transfer_warning():
     warned = recommend([1.2, 1.1, 1.25, 0.8, 0.6, 0.1], ent=(1.0, 0.3))  # predictions collapse
     assert warned.negative_transfer_warning and not warned.transfer_likely_helps
     assert any(r.topic == "warning" and "collapse" in r.because for r in warned.recommendations)
+    # concentrated predictions alone may be label shift (fewer positives in the target): uncertain, not too far
+    verdict = {r.topic: r.advice for r in warned.recommendations}["transfer"]
+    assert verdict.startswith("uncertain") and "less balanced" in verdict and "too far" not in verdict
+
+
+def test_chance_is_the_source_majority_rate_and_few_samples_are_warned(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    task = toy_task(n=300, shift=0.5)
+    keep = np.flatnonzero((task.source.y != 2) | (np.arange(len(task.source.y)) % 5 == 0))  # class 2 rare
+    task = TransferTask(task.source.subset(keep), task.source_val, task.target, task.target_test, task.name)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=10, progress=False)
+    with pytest.warns(QianyiWarning, match="coarse"):
+        a = advise(task, config=cfg, samples=30, permutations=0, log=None)
+    counts = np.bincount(task.source.y)
+    assert a.chance == pytest.approx(counts.max() / counts.sum())
+    assert any(r.topic == "warning" and "30 samples per domain" in r.advice for r in a.recommendations)
 
 
 def test_advice_does_not_depend_on_target_labels(tmp_path):

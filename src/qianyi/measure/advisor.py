@@ -27,13 +27,17 @@ with target labels was run (``benchmarks/advisor_check.py`` does that comparison
   misses); a moderate one -> discrepancy (DAN, MK-MMD on the adaptation layers): no min-max game.
 * **Will transfer help / negative transfer**: the source network's target accuracy is estimated
   without labels by average thresholded confidence (ATC, Garg et al., ICLR 2022); the warning is
-  raised when that estimate is under twice chance, when the features separate the domains almost
-  perfectly (PAD >= 1.9), or when the target predictions collapse onto few classes (Wang et al.,
-  "Characterizing and Avoiding Negative Transfer", CVPR 2019).
+  raised when that estimate is under twice chance (chance: the source's majority-class rate; halfway
+  from chance to 100% with few classes), when the features separate the domains almost perfectly
+  (PAD >= 1.9), or when the target predictions concentrate on fewer classes (the entropy of their
+  histogram under 0.6 x the source's: a collapse, or label shift, which only target labels can tell
+  apart; the verdict then says "uncertain") (Wang et al., "Characterizing and Avoiding Negative
+  Transfer", CVPR 2019). Fewer than 100 samples per domain add a warning: the measurements are coarse.
 """
 from __future__ import annotations
 
 import shlex
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,6 +47,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_write, write_json, write_text
+from ..errors import QianyiWarning
 from ..data.domain import Domain, TransferTask
 from ..distances import mmd_test
 from ..methods.registry import get_method
@@ -64,6 +69,7 @@ PAD_SHARED = 1.0         # at or below: the representation is shared enough to k
 PAD_LOW_LEVEL = 1.9      # inputs almost perfectly separable
 PAD_LARGE = 1.5          # large shift at the features
 COLLAPSE = 0.6           # target prediction entropy below this fraction of the source's
+FEW_SAMPLES = 100        # fewer samples per domain: measurements too coarse to advise on (a warning)
 
 
 @dataclass
@@ -106,7 +112,8 @@ class Advice:
     def report(self) -> str:
         lines = [f"{self.task}: measured on source and unlabelled target inputs (no target labels)", "",
                  self.layer_table(), "", f"ATC estimate of the source network's target accuracy: "
-                 f"{100 * self.atc_estimate:.1f}% (chance {100 * self.chance:.1f}%)", ""]
+                 f"{100 * self.atc_estimate:.1f}% (an estimate; chance, the source's majority-class rate: "
+                 f"{100 * self.chance:.1f}%)", ""]
         for r in self.recommendations:
             lines += [f"* {r.topic}: {r.advice}", f"    because {r.because}"]
         if self.command:
@@ -227,7 +234,17 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     atc = atc_estimate(net, source_val, target_X, device)
     ent_s = _prediction_entropy(net, source_val.X, n_classes, device)
     ent_t = _prediction_entropy(net, target_X, n_classes, device)
-    adv = _recommend(task.name, net, profile, probes, pvals, atc, 1.0 / n_classes, ent_s, ent_t)
+    # chance: the best constant guess on the source, its majority-class rate (1/C when the classes are balanced)
+    chance = float(np.bincount(source.y, minlength=n_classes).max() / len(source.y))
+    adv = _recommend(task.name, net, profile, probes, pvals, atc, chance, ent_s, ent_t)
+    used = min(len(xs), len(xt))
+    if used < FEW_SAMPLES:
+        adv.recommendations.append(Recommendation(
+            "warning", f"the measurements rest on {used} samples per domain (--samples {samples}): the A-distances "
+            f"and probe accuracies are coarse and the advice may flip with other samples; use {FEW_SAMPLES} or more",
+            f"{len(xs)} source and {len(xt)} target samples"))
+        warnings.warn(f"advise: {used} samples per domain make coarse measurements; use --samples {FEW_SAMPLES} or "
+                      "more", QianyiWarning, stacklevel=2)
     adv.source_model = saved
     if saved:
         extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""
@@ -276,13 +293,19 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
     collapse = ent_t < COLLAPSE * ent_s
     # "too low": under twice chance, or, with few classes (2: twice chance is 100%), under halfway to 100%
     low_bar = min(2 * chance, (1 + chance) / 2)
-    far = atc < low_bar or pad[feat] >= PAD_LOW_LEVEL or collapse
+    too_far = atc < low_bar or pad[feat] >= PAD_LOW_LEVEL
+    far = too_far or collapse
     helps = not far
+    verdict = ("likely to help" if helps else "doubtful: the target looks too far" if too_far else
+               "uncertain: the target's predictions concentrate on fewer classes (a collapse, or a target whose "
+               "classes are less balanced than the source's; only target labels can tell)")
     recs.append(Recommendation(
-        "transfer", ("likely to help" if helps else "doubtful: the target looks too far")
-        + f"; the source network is expected to reach about {100 * atc:.0f}% on the target before adaptation",
-        f"ATC estimate {100 * atc:.1f}% vs chance {100 * chance:.1f}%; {feat} PAD {pad[feat]:.2f}; "
-        f"predicted-class entropy target {ent_t:.2f} vs source {ent_s:.2f} (normalised)"))
+        "transfer", verdict + f"; ATC estimates the source network at about {100 * atc:.0f}% on the target before "
+        "adaptation (an estimate that can be far off under large shifts: +35 points on digits -> digits+rot30, "
+        "docs/measure.md)",
+        f"ATC estimate {100 * atc:.1f}% vs chance {100 * chance:.1f}% (the source's majority-class rate); {feat} PAD "
+        f"{pad[feat]:.2f}; entropy of the predicted-class histogram target {ent_t:.2f} vs source {ent_s:.2f} "
+        "(normalised)"))
     if far:
         recs.append(Recommendation(
             "warning", "risk of negative transfer: compare any adapted model with source-only on a few labelled "
@@ -291,8 +314,9 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
              "few classes); " if atc < low_bar else "")
             + (f"{feat} separates the domains almost perfectly (PAD {pad[feat]:.2f} >= {PAD_LOW_LEVEL}); "
                if pad[feat] >= PAD_LOW_LEVEL else "")
-            + (f"target predictions collapse onto few classes (entropy {ent_t:.2f} < {COLLAPSE} x {ent_s:.2f}); "
-               if collapse else "") + "aligning unrelated distributions can hurt (Wang et al., CVPR 2019)"))
+            + (f"target predictions concentrate on fewer classes (entropy of their histogram {ent_t:.2f} < "
+               f"{COLLAPSE} x {ent_s:.2f}): a collapse, or label shift; " if collapse else "")
+            + "aligning unrelated distributions can hurt (Wang et al., CVPR 2019)"))
     kept, stop = groups[:freeze], groups[freeze]
     why_f = ((f"the inputs of {', '.join(kept)} are shared ({nums(entering[:freeze])} <= {PAD_SHARED}); "
               if kept else "") + f"{stop} " + (

@@ -204,6 +204,10 @@ def _transferability(args: argparse.Namespace) -> int:
     if args.dissimilar:
         other = load_domain(args.dissimilar, args.data_dir)
         if other.sample_shape != d.sample_shape:
+            if not (d.is_image and other.is_image):
+                raise DataError(f"--dissimilar {args.dissimilar!r} has samples of shape {other.sample_shape}, "
+                                f"{args.dataset!r} {d.sample_shape}: a network reads one kind of input; give "
+                                "a dissimilar set of the same kind (images of any size are brought to one canvas)")
             canvas = common_canvas(d, other)
             d, other = to_canvas(d, canvas), to_canvas(other, canvas)
             pairs = [similar_pair(d, args.split_seed, args.max_samples)]

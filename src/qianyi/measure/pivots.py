@@ -312,6 +312,9 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
 
     if seeds < 1 or (run_dir is not None and seeds != 1):
         raise DataError(f"pivots: seeds must be at least 1 and is 1 with --run, got {seeds}")
+    for name, v in (("top", top), ("min_docs", min_docs), ("reviews", reviews)):  # before any training
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "reviews" else 1):
+            raise DataError(f"pivots: {name} must be a whole number >= {0 if name == 'reviews' else 1}, got {v!r}")
     out = Path(out)
     config = config or TrainConfig()
     words = load_lexicon(lexicon) if lexicon else None  # before any training: a missing lexicon stops at once
@@ -327,6 +330,9 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
             raise DataError(f"--run {run_dir}: no finished run there (result.json missing)")
         if task is None:
             task = load_task(source, target, max_samples=max_samples, data_dir=data_dir, text=text)
+            if not (task.preprocessing or {}).get("text"):
+                raise DataError(f"pivots: {source} -> {target} is not a text task (pivot words come from AMN's word "
+                                "attention on reviews); give text domains, e.g. amazon/books amazon/kitchen")
             log(task.describe())
         train_run("amn", task, replace(config, seed=config.seed + k), out=path)
         log(f"amn {source} -> {target} seed {config.seed + k}: trained, written to {path}")
