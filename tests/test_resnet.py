@@ -146,7 +146,8 @@ def test_same_keys_and_outputs_as_torchvision(tmp_path):
     try:
         from torchvision.models import resnet18 as tv_resnet18
     except Exception as exc:  # missing, or a build that does not match the installed torch
-        pytest.skip(f"torchvision is not importable here ({type(exc).__name__}); the `vision` extra")
+        pytest.skip(f"torchvision is not importable here ({type(exc).__name__}); install the torchvision build that "
+                    "matches your torch to compare against it")
     tv = tv_resnet18(weights=None).eval()
     torch.save(tv.state_dict(), tmp_path / "tv.pth")
     m = resnet(18, 3, weights=tmp_path / "tv.pth").eval()
