@@ -234,3 +234,18 @@ def test_transferability_and_pivots_refuse_inputs_they_cannot_use_before_trainin
     assert "top must be a whole number >= 1" in capsys.readouterr().err
     assert main(["pivots", "digits", "digits+rot30", "--epochs", "1", "--out", str(tmp_path / "q")]) == 2
     assert "is not a text task" in capsys.readouterr().err
+
+
+def test_every_subcommands_help_ends_with_an_example_that_parses():
+    import shlex
+
+    from qianyi.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("run", "bench", "select", "summary", "predict", "features", "translate", "report", "measure",
+                 "transferability", "layers", "advise", "pivots"):
+        epilog = subs[name].epilog or ""
+        assert epilog.startswith("example: qianyi " + name), name
+        _, unknown = parser.parse_known_args(shlex.split(epilog[len("example: qianyi "):].replace("\\\n", " ")))
+        assert not unknown, (name, unknown)

@@ -339,7 +339,7 @@ def _class_name(d: Domain, present: np.ndarray) -> str:
 def _check_split(d: Domain, role: str, part: str, rest: np.ndarray, held: np.ndarray) -> None:
     if len(held) == 0 or len(rest) == 0:
         raise DataError(f"{role} domain {d.name!r} has {len(d)} sample(s), too few to hold out a {part} split "
-                        f"(each class needs at least 2 samples); give more data or a larger --max-samples")
+                        f"(each class needs at least 2 samples); give more data or a larger --max-samples (max_samples=)")
 
 
 def _whole_numbers(names: Sequence[str] | None) -> list[int] | None:
