@@ -183,21 +183,29 @@ def test_bench_scores_each_pair_on_its_own_labelled_test_set(capsys, tmp_path):
     assert rc == 2 and "no labels to hold out" in err
 
 
-def test_predict_writes_valid_csv_when_a_class_name_holds_a_comma(capsys, tmp_path):
-    import csv
-
+def _run_then_predict(capsys, tmp_path, source_names, target_names, shift: float = 0.0,
+                      train_target: str = "t.npz") -> str:
+    """A source-only run on 3-class blobs named ``source_names`` (towards ``train_target``), then ``predict`` on
+    blobs named ``target_names`` (shifted by ``shift``) into p.csv; predict's stderr."""
     rng = np.random.default_rng(0)
     y = np.arange(90) % 3
-    names = np.array(["yes, sir", 'say "no"', "plain"])
-    for f, shift in (("s.npz", 0.0), ("t.npz", 0.5)):
-        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y] + shift).astype("f4"), y=y,
+    for f, names, s in (("s.npz", source_names, 0.0), ("t.npz", target_names, shift)):
+        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y] + s).astype("f4"), y=y,
                  class_names=names)
     rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
-                   f"npz:{tmp_path / 't.npz'}", *FAST, "--out", str(tmp_path / "r"))
+                   f"npz:{tmp_path / train_target}", *FAST, "--out", str(tmp_path / "r"))
     assert rc == 0, err
     rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
                    "--out", str(tmp_path / "p.csv"))
     assert rc == 0, err
+    return err
+
+
+def test_predict_writes_valid_csv_when_a_class_name_holds_a_comma(capsys, tmp_path):
+    import csv
+
+    names = np.array(["yes, sir", 'say "no"', "plain"])
+    _run_then_predict(capsys, tmp_path, names, names, shift=0.5)
     rows = list(csv.reader(open(tmp_path / "p.csv")))
     assert rows[0] == ["index", "predicted", "p_yes, sir", 'p_say "no"', "p_plain", "label"]
     assert all(len(r) == 6 for r in rows) and {r[5] for r in rows[1:]} == set(names)
@@ -222,17 +230,8 @@ def test_load_model_warns_when_result_json_reports_on_another_model(capsys, tmp_
 def test_predict_scores_the_rows_of_known_classes_and_writes_every_row(capsys, tmp_path):
     """Labelled data holding a class the model lacks: every row predicted, the accuracy over the others (it
     predicted nothing before)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(90) % 3
-    for f, names in (("s.npz", ["a", "b", "c"]), ("t.npz", ["a", "b", "fox"])):
-        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y]).astype("f4"), y=y,
-                 class_names=np.array(names))
-    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
-                   f"npz:{tmp_path / 's.npz'}", *FAST, "--out", str(tmp_path / "r"))
-    assert rc == 0, err
-    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
-                   "--out", str(tmp_path / "p.csv"))
-    assert rc == 0, err
+    err = _run_then_predict(capsys, tmp_path, np.array(["a", "b", "c"]), np.array(["a", "b", "fox"]),
+                            train_target="s.npz")
     assert "lacks: ['fox']" in err and "accuracy on 60 labelled samples" in err and "30 rows of classes" in err
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert len(rows) == 91 and rows[0].endswith(",label") and sum(r.endswith(",fox") for r in rows) == 30

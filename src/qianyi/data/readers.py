@@ -618,14 +618,6 @@ def _present(counts: dict[str, int], limit: int = 20) -> str:
     return ", ".join(f"{v!r} ({c:,} rows)" for v, c in top) + more
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at: str,
                      dropped: Sequence[str] = ()) -> list[str]:
     """Name the columns with an empty header ``#K`` (K counted from 1) in ``cols``, in place, and return those
