@@ -210,8 +210,9 @@ def test_minilm_run_retokenises_the_task_and_predict_reapplies_wordpiece(tmp_pat
         TextEncoder.for_task(task.preprocessing["text"], "minilm")
     wp = retokenize_task(task, tokenizer=WORDPIECE)
     text = wp.preprocessing["text"]
-    assert text["tokenizer"] == WORDPIECE and text["max_len"] == 256 and len(text["vocab"]) == 24
-    assert wp.source.X.shape == (len(task.source), 256) and retokenize_task(wp, tokenizer=WORDPIECE) is wp
+    # the task's --text max_len (16) holds for the new tokeniser too (test_text: the user's max_len is kept)
+    assert text["tokenizer"] == WORDPIECE and text["max_len"] == 16 and len(text["vocab"]) == 24
+    assert wp.source.X.shape == (len(task.source), 16) and retokenize_task(wp, tokenizer=WORDPIECE) is wp
     row = wp.source.X[0][wp.source.X[0] > 0].astype(int)
     assert row[0] == 2 and row[-1] == 3  # [CLS] ... [SEP]
     with pytest.raises(DataError, match="raw texts are no longer at hand"):
@@ -235,7 +236,7 @@ def test_minilm_run_retokenises_the_task_and_predict_reapplies_wordpiece(tmp_pat
     model = load_model(out)  # rebuilt without the package's weights (pretrained=False), then model.pt
     assert model.network.group_names == ("E", "H", "logits")
     new = load_domain_for(model, f"lines:{tmp_path / 't'}")
-    assert new.X.shape == (120, 256) and new.X[0, 0] == 2
+    assert new.X.shape == (120, 16) and new.X[0, 0] == 2  # the run's max_len
     assert len(model.predict(new)) == 120
     rc = main(["predict", str(out), "--data", f"lines:{tmp_path / 't'}", "--out", str(tmp_path / "p.csv")])
     assert rc == 0 and len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 120

@@ -246,8 +246,8 @@ def test_column_names_are_matched_in_prepare_and_from_domains(tmp_path):
 
     rng = np.random.default_rng(0)
     y = np.arange(120) % 2
-    X = rng.normal(0, 1, (120, 3)).astype("f4")
-    X[:, 0] += 3 * y  # only column 'a' carries the class
+    X = rng.normal(5, 2, (120, 3)).astype("f4")  # raw-looking columns (prepare standardises them)
+    X[:, 0] += 6 * y  # only column 'a' carries the class
     cols = ("a", "b", "c")
     src = Domain(X, y, "s", feature_names=cols)
     flipped = Domain(X[:, ::-1].copy(), y, "t", feature_names=cols[::-1])
