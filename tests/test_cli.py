@@ -249,3 +249,9 @@ def test_every_subcommands_help_ends_with_an_example_that_parses():
         assert epilog.startswith("example: qianyi " + name), name
         _, unknown = parser.parse_known_args(shlex.split(epilog[len("example: qianyi "):].replace("\\\n", " ")))
         assert not unknown, (name, unknown)
+
+
+def test_a_top_level_option_after_the_subcommand_says_where_it_goes(capsys):
+    with pytest.raises(SystemExit):
+        main(["datasets", "--data-dir", "/tmp"])
+    assert "--data-dir goes before the subcommand" in capsys.readouterr().err

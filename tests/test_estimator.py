@@ -136,3 +136,13 @@ def test_grey_images_without_a_channel_axis_predict_in_either_layout_and_channel
     assert np.array_equal(m.predict(X[:20]), m.predict(X[:20, None]))  # (n, h, w) and (n, 1, h, w)
     with pytest.raises(DataError, match="channels-last"):
         DomainAdapter("dann", epochs=1).fit(rng.random((30, 28, 28, 3)), rng.integers(0, 2, 30))
+
+
+def test_an_adapter_fitted_before_sample_shape_was_recorded_still_predicts():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 4)).astype(np.float32), rng.integers(0, 2, 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = DomainAdapter("dann", epochs=1, steps_per_epoch=2).fit(X, y)
+    del m.sample_shape_  # what an adapter pickled by an earlier version holds
+    assert m.predict(X[:5]).shape == (5,)

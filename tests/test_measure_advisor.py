@@ -64,7 +64,7 @@ def test_far_target_raises_the_negative_transfer_warning():
     assert verdict.startswith("uncertain") and "less balanced" in verdict and "too far" not in verdict
 
 
-def test_chance_is_the_source_majority_rate_and_few_samples_are_warned(tmp_path):
+def test_the_source_majority_rate_is_shown_beside_chance_and_few_samples_are_warned(tmp_path):
     from qianyi.errors import QianyiWarning
 
     task = toy_task(n=300, shift=0.5)
@@ -74,7 +74,8 @@ def test_chance_is_the_source_majority_rate_and_few_samples_are_warned(tmp_path)
     with pytest.warns(QianyiWarning, match="coarse"):
         a = advise(task, config=cfg, samples=30, permutations=0, log=None)
     counts = np.bincount(task.source.y)
-    assert a.chance == pytest.approx(counts.max() / counts.sum())
+    because = {r.topic: r.because for r in a.recommendations}["transfer"]
+    assert a.chance == pytest.approx(1 / 3) and f"majority-class rate {100 * counts.max() / counts.sum():.1f}%" in because
     assert any(r.topic == "warning" and "30 samples per domain" in r.advice for r in a.recommendations)
 
 

@@ -483,38 +483,38 @@ def test_npz_pixels_just_above_the_overshoot_band_are_read_as_0_255_with_a_warni
         load_domain(f"npz:{tmp_path / 'two.npz'}")
 
 
-def test_integer_labels_meet_classes_named_by_value_by_value(tmp_path):
-    """SVMlight names its classes by label value ('1', '2', '3'), a CSV's whole numbers are class indices: the same
-    number is the same class (by position, label 1 was class '2': a partial target scored 0-2%)."""
-    import warnings
-
+def test_integer_labels_meet_classes_named_by_value_by_the_reading_that_fits(tmp_path):
+    """SVMlight names its classes by label value ('1', '2', '3'), a CSV's whole numbers are class indices: a
+    reading that alone fits is used (by position, label 1 was class '2' for a CSV of 1..3: 0-2% scored); both
+    fitting and differing is refused as ambiguous (a 0-based npz subset lacking class 0 is read by position)."""
     from qianyi.data.domain import Domain, align_labels
-    from qianyi.errors import LabelMismatchError, QianyiWarning
+    from qianyi.errors import LabelMismatchError
 
     rng = np.random.default_rng(0)
     ys = np.repeat([1, 2, 3], 20)
     (tmp_path / "s.svm").write_text("".join(f"{c} 0:{c + rng.normal(0, 0.1):.3f} 1:0.5\n" for c in ys))
     (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{c + rng.normal(0, 0.1):.3f},0.5,{c}\n"
-                                                            for c in np.repeat([1, 2], 15)))
-    with pytest.warns(QianyiWarning, match="by value"):
-        task = load_task(f"svmlight:{tmp_path / 's.svm'}?n_features=2", f"csv:{tmp_path / 't.csv'}",
-                         target_test=f"csv:{tmp_path / 't.csv'}")
+                                                            for c in np.repeat([1, 2, 3], 15)))
+    task = load_task(f"svmlight:{tmp_path / 's.svm'}?n_features=2", f"csv:{tmp_path / 't.csv'}",
+                     target_test=f"csv:{tmp_path / 't.csv'}")
     names = task.source.class_names
-    assert sorted({names[k] for k in task.target_test.y}) == ["1", "2"]
-    # the other way round: the target names its classes by value, the source holds class indices
-    src = Domain(np.zeros((6, 2), np.float32), np.array([1, 2, 3, 1, 2, 3]), "csv source")
-    tgt = Domain(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), "svm target", class_names=("2", "3"))
-    assert align_labels(src, tgt).y.tolist() == [2, 3, 2, 3]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # names '0'..'k-1' in order: the same as positions, nothing to say
-        same = Domain(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), "s", class_names=("0", "1", "2"))
-        assert align_labels(same, Domain(np.zeros((2, 2), np.float32), np.array([2, 1]), "t")).y.tolist() == [2, 1]
-    named = Domain(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), "mat", class_names=("1", "2", "3"))
-    with pytest.raises(LabelMismatchError, match=r"labels \[0\] that are not among"):
-        align_labels(named, Domain(np.zeros((2, 2), np.float32), np.array([0, 1]), "t"))
-    # names that are not all numbers keep the documented positional pairing (0/1 with negative/positive)
-    pn = Domain(np.zeros((2, 2), np.float32), np.array([0, 1]), "s", class_names=("negative", "positive"))
-    assert align_labels(pn, Domain(np.zeros((2, 2), np.float32), np.array([1, 0]), "t")).y.tolist() == [1, 0]
+    assert sorted({names[k] for k in task.target_test.y}) == ["1", "2", "3"]  # label 3 fits only by value
+
+    def dom(y, names=None, name="d"):
+        return Domain(np.zeros((len(y), 2), np.float32), np.array(y), name, class_names=names)
+    mat = dom([0, 1, 2], ("1", "2", "3"), "mat")
+    assert align_labels(mat, dom([3, 1])).y.tolist() == [2, 0]  # by value (3 is no position)
+    assert align_labels(mat, dom([0, 1])).y.tolist() == [0, 1]  # by position (0 is no value): a 0-based file
+    with pytest.raises(LabelMismatchError, match=r"ambiguous.*label 1 = class '1'.*label 1 = class '2'"):
+        align_labels(mat, dom([1, 2]))  # a partial target: both readings fit
+    csv_src = dom([1, 2, 3])  # CSV labels 1..3: indices, class 0 empty (by position, SVMlight's '1' was class 0)
+    with pytest.raises(LabelMismatchError, match="ambiguous"):
+        align_labels(csv_src, dom([0, 1, 2], ("1", "2", "3")))
+    assert align_labels(dom([0, 1, 2]), dom([0, 1], ("1", "3"))).y.tolist() == [0, 1]  # '3' is no index: position
+    same = dom([0, 1, 2], ("0", "1", "2"))  # names '0'..'k-1' in order: both readings agree
+    assert align_labels(same, dom([2, 1])).y.tolist() == [2, 1]
+    pn = dom([0, 1], ("negative", "positive"))  # names that are not numbers: by position, as documented
+    assert align_labels(pn, dom([1, 0])).y.tolist() == [1, 0]
 
 
 def test_csv_unnamed_columns_pandas_index_and_trailing_commas(tmp_path):
@@ -559,7 +559,7 @@ def test_a_folder_of_images_alone_is_an_unlabelled_domain_and_empty_classes_are_
 
 
 @pytest.mark.parametrize("text, words", [
-    ("1.5,2.0,0\n1.0,2.5,1\n", "is all numbers: data, not a header"),
+    ("1.5,2.0,0\n1.0,2.5,1\n", "is all numbers and names no label column"),
     ("a,b,label\n1,NA,0\n2,3,1\n", "column 'b', row 2 holds 'NA', a missing"),
     ("a,b,label\n1,nan,0\n2,3,1\n", "column 'b', row 2 holds 'nan', a missing"),
     ("a,b,label\n1,2,-1\n2,3,1\n", "holds negative numbers"),
@@ -568,3 +568,16 @@ def test_csv_valid_looking_files_get_errors_that_point_the_right_way(tmp_path, t
     (tmp_path / "f.csv").write_text(text)
     with pytest.raises(DataError, match=words):
         read_csv(tmp_path / "f.csv")
+
+
+def test_csv_header_of_column_numbers_reads_with_a_named_label_and_old_empty_names_are_explained(tmp_path):
+    from qianyi.data.domain import Domain
+    from qianyi.data.tasks import match_features
+
+    (tmp_path / "num.csv").write_text("0,1,2\n1.5,2.5,0\n0.5,1.5,1\n")  # pd.DataFrame(arr).to_csv(index=False)
+    assert read_csv(tmp_path / "num.csv", label="2").feature_names == ("0", "1")
+    with pytest.raises(DataError, match=r"\?label=2"):
+        read_csv(tmp_path / "num.csv")
+    new = Domain(np.zeros((2, 2), np.float32), None, "t", feature_names=("a", "#2"))
+    with pytest.raises(DataError, match="empty name.*retrain"):  # a model trained before '#K' names
+        match_features(("a", ""), new, "the model's inputs")

@@ -262,3 +262,19 @@ def test_column_names_are_matched_in_prepare_and_from_domains(tmp_path):
     same = m.predict(m.prepare(df))
     assert np.array_equal(m.predict(m.prepare(df[list(cols[::-1])])), same)  # reordered columns, same predictions
     assert (same == y).mean() > 0.9
+
+
+def test_predict_on_index_labels_of_an_unknown_class_scores_the_others(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 2
+    np.savez(tmp_path / "s.npz", X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(2, 5)[y]).astype("f4"), y=y)
+    y3 = y.copy()
+    y3[:10] = 2  # a class the model never saw
+    np.savez(tmp_path / "t.npz", X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(2, 5)[y]).astype("f4"), y=y3)
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                   f"npz:{tmp_path / 's.npz'}", *FAST, "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    assert "accuracy on 80 labelled samples" in err and "10 rows of classes the model lacks not scored" in err

@@ -21,5 +21,9 @@ def __getattr__(name: str):  # DomainAdapter and its scorer load scikit-learn: o
     raise AttributeError(f"module 'qianyi' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:  # the lazy names too (tab completion)
+    return sorted({*globals(), "DomainAdapter", "label_free_scorer"})
+
+
 __all__ = ["DATASETS", "Domain", "DomainAdapter", "Method", "RunResult", "TrainConfig", "Trainer", "TransferTask", "__version__",
            "SavedModel", "available_methods", "get_method", "load_domain", "label_free_scorer", "load_model", "load_task", "register", "run"]

@@ -385,9 +385,13 @@ def _predict(args: argparse.Namespace) -> int:
         from .train.artefact import read_like_run
 
         raw = read_like_run(model.meta, args.data, args.data_dir)
-        if raw.class_names is None:
+        if raw.class_names is not None:
+            labels = [raw.class_names[k] for k in raw.y]
+        elif tuple(names) == tuple(str(k) for k in range(len(names))):  # a model of index labels: the same indices
+            labels = [str(k) for k in raw.y]
+        else:
             raise
-        labels, data = [raw.class_names[k] for k in raw.y], raw.replace(y=None)
+        data = raw.replace(y=None)
         warnings.warn(f"{exc}. Predictions are written for every row; the accuracy counts only the rows of "
                       "classes the model knows", QianyiWarning, stacklevel=2)
     proba = model.predict_proba(data)
@@ -404,7 +408,9 @@ def _predict(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
     if labels is not None:
         known = np.array([lab in names for lab in labels])
-        if known.any():
+        if not known.any():
+            print("no labelled row is of a class the model knows: no accuracy", file=sys.stderr)
+        else:
             right = np.array([names[k] == lab for k, lab in zip(pred, labels)])[known]
             other = f" ({int((~known).sum())} rows of classes the model lacks not scored)" if not known.all() else ""
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
@@ -460,6 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said with the subcommand's own usage line, not the top level's
+        top = {s for a in parser._actions for s in a.option_strings} - {"-h", "--help"}
+        misplaced = [u.split("=")[0] for u in unknown if u.split("=")[0] in top]
+        if misplaced:  # a top-level option after the subcommand
+            parser.error(f"{misplaced[0]} goes before the subcommand: qianyi {misplaced[0]} ... {args.command or ''}")
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         sub = subs[0].choices.get(args.command) if subs and args.command else None
         (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -353,49 +353,49 @@ def _whole_numbers(names: Sequence[str] | None) -> list[int] | None:
     return values if all(str(v) == str(c).strip() for v, c in zip(values, names)) else None
 
 
-def _align_by_value(source: Domain, target: Domain) -> Domain:
-    """One side names its classes by label value (SVMlight, .mat, folders "1", "2", ...), the other holds
-    integer labels without names (CSV, npz: a label is its class index): the same number is the same class."""
+def _align_by_value(source: Domain, target: Domain) -> Domain | None:
+    """One side names its classes by label value (SVMlight, .mat, folders "1", "2", ...), the other holds integer
+    labels without names (CSV, npz, JSON Lines: class indices). Two readings: by value (label 3 = class '3') and by
+    position (label 3 = the fourth class). The one that fits is used; when both fit and differ the labels are
+    ambiguous and refused (a silent choice scored 2% one way and 10% the other). None: by position as usual."""
     assert target.y is not None
-    if source.class_names is not None:  # target values -> source classes named by them
-        index = {v: i for i, v in enumerate(_whole_numbers(source.class_names) or [])}
-        values = np.unique(target.y)
-        unknown = [int(v) for v in values if int(v) not in index]
-        if unknown:
-            raise LabelMismatchError(
-                f"target {target.name!r} has labels {unknown[:10]} that are not among the source {source.name!r}'s "
-                f"classes, which are named by their label values ({', '.join(source.class_names[:10])}); the same "
-                "number is read as the same class: renumber one side (closed-set transfer needs the target's "
-                "classes to be a subset of the source's)")
-        lookup = np.full(int(values.max()) + 1, -1, np.int64)
-        for v in values:
-            lookup[int(v)] = index[int(v)]
-        y = lookup[target.y]
-        if not np.array_equal(y, target.y):
-            first = source.class_names[y[target.y == values[0]][0]]
-            warnings.warn(f"the integer labels of target {target.name!r} are read as the class names of source "
-                          f"{source.name!r}, by value (label {int(values[0])} = class {first!r}), not as positions "
-                          "in its class list", QianyiWarning, stacklevel=4)
-        return target.replace(y=y, class_names=source.class_names)
-    # the source's integer labels are its class indices; the target names its classes by value
-    values = _whole_numbers(target.class_names) or []
-    used = sorted({values[i] for i in np.unique(target.y)})
-    bad = [v for v in used if not 0 <= v < source.n_classes]
-    if bad:
+    if source.class_names is not None:  # the target's integer labels against classes named by value
+        names, labels = source.class_names, np.unique(target.y)
+        index = {v: i for i, v in enumerate(_whole_numbers(names) or [])}
+        by_value = [index.get(int(v)) for v in labels]
+        by_position = [int(v) if v < len(names) else None for v in labels]
+        ints, shown = "integer labels", [int(v) for v in labels]
+    else:  # the target names its classes by value; the source's integer labels are class indices
+        values = _whole_numbers(target.class_names) or []
+        labels = np.unique(target.y)
+        by_value = [values[i] if 0 <= values[i] < source.n_classes else None for i in labels]
+        by_position = [int(i) if i < source.n_classes else None for i in labels]
+        names, ints, shown = [str(k) for k in range(source.n_classes)], "classes named by value", \
+            [values[i] for i in labels]
+    value_fits, position_fits = None not in by_value, None not in by_position
+    if value_fits and position_fits and by_value != by_position:
+        k = next(j for j in range(len(labels)) if by_value[j] != by_position[j])
+        first = shown[k]
         raise LabelMismatchError(
-            f"target {target.name!r} has classes {bad[:10]} (named by label value) that the source {source.name!r}, "
-            f"whose integer labels are class indices 0..{source.n_classes - 1}, lacks; the same number is read as "
-            "the same class: renumber one side")
-    mapping = np.array([v if 0 <= v < source.n_classes else -1 for v in values])
-    return target.replace(y=mapping[target.y], class_names=None)
+            f"the labels of target {target.name!r} are ambiguous against source {source.name!r}: {ints} "
+            f"{shown[:10]} fit both as values (label {first} = class {names[by_value[k]]!r}) and as positions in "
+            f"the source's class list (label {first} = class {names[by_position[k]]!r}); make one reading the "
+            "only one: give names (npz: class_names=..., CSV: text labels) or renumber the labels 0..k-1 by "
+            "position in the source's class list")
+    if not value_fits:
+        return None  # by position (the readers' index contract), with its own checks
+    lookup = dict(zip((int(v) for v in labels), by_value))
+    y = np.array([lookup[int(v)] for v in target.y], np.int64)
+    return target.replace(y=y, class_names=source.class_names)
 
 
 def align_labels(source: Domain, target: Domain) -> Domain:
     """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks.
 
-    Named classes match by name. When one side names its classes by label value ("1", "2", ...: SVMlight, .mat,
-    folders) and the other holds integer labels without names (CSV, npz, JSON Lines), the same number is the
-    same class. Otherwise unnamed labels are class indices."""
+    Named classes match by name; unnamed integer labels are class indices. When one side names its classes by
+    label value ("1", "2", ...: SVMlight, .mat, folders) and the other holds integer labels without names (CSV,
+    npz, JSON Lines), a label is read by value (label 3 = class '3') when only that reading fits, by position
+    when only that one does, and refused as ambiguous when both fit and differ."""
     n_src = source.n_classes
     if target.y is None:
         return target.replace(class_names=source.class_names)
@@ -417,7 +417,9 @@ def align_labels(source: Domain, target: Domain) -> Domain:
         return target.replace(y=mapping[target.y], class_names=source.class_names)
     named = source.class_names if target.class_names is None else target.class_names
     if (source.class_names is None) != (target.class_names is None) and _whole_numbers(named) is not None:
-        return _align_by_value(source, target)
+        aligned = _align_by_value(source, target)
+        if aligned is not None:
+            return aligned
     extra = np.unique(target.y[target.y >= n_src])
     if len(extra):
         raise LabelMismatchError(

@@ -690,10 +690,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if header is None:
             raise DataError(f"{at} is empty; expected a header line and one row per sample")
         cols = [c.strip() for c in header[1]]
-        if len(cols) > 1 and all(_is_number(c) for c in cols):
+        if len(cols) > 1 and all(_is_number(c) for c in cols) and label is None:
             raise DataError(f"{at}: its first line ({','.join(cols[:4])}{',...' if len(cols) > 4 else ''}) is all "
-                            "numbers: data, not a header; add a header line naming the columns (e.g. "
-                            "f0,f1,...,label)")
+                            "numbers and names no label column: if it is data, add a header line naming the columns "
+                            "(e.g. f0,f1,...,label); if it is a header of column numbers, name the label column "
+                            f"with ?label=N (e.g. ?label={cols[-1]})")
         dup = sorted({c for c in cols if c and cols.count(c) > 1})
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")

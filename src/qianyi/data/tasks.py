@@ -185,6 +185,10 @@ def match_features(names: Sequence[str] | None, target: Domain, reference: str =
     if names is None or target.feature_names is None or tuple(names) == target.feature_names:
         return target
     names = tuple(names)
+    if "" in names and "" not in target.feature_names:
+        raise DataError(f"{reference} has a column with an empty name, which CSV files are now read with as '#K' "
+                        "(K counted from 1), or left out (pandas' index); retrain the model on the file as it is "
+                        "read now (its columns: " + ", ".join(map(repr, target.feature_names[:8])) + ")")
     have, want = set(target.feature_names), set(names)
     missing = [c for c in names if c not in have]
     extra = [c for c in target.feature_names if c not in want]

@@ -40,7 +40,9 @@ def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.
     t = torch.as_tensor(a)
     if not torch.is_floating_point(t):
         t = t.float()
-    if t.ndim == 0 or len(t) == 0:
+    if t.ndim == 0:
+        raise DataError(f"{what}: sample {name} is a single number; give samples as rows (n, d), at least 2 rows")
+    if len(t) == 0:
         raise DataError(f"{what}: sample {name} is empty; both samples need at least 2 rows")
     if t.ndim == 1:
         t = t[:, None]

@@ -27,8 +27,8 @@ with target labels was run (``benchmarks/advisor_check.py`` does that comparison
   misses); a moderate one -> discrepancy (DAN, MK-MMD on the adaptation layers): no min-max game.
 * **Will transfer help / negative transfer**: the source network's target accuracy is estimated
   without labels by average thresholded confidence (ATC, Garg et al., ICLR 2022); the warning is
-  raised when that estimate is under twice chance (chance: the source's majority-class rate; halfway
-  from chance to 100% with few classes), when the features separate the domains almost perfectly
+  raised when that estimate is under twice chance (1/C; halfway from chance to 100% with few classes;
+  the source's majority-class rate is shown beside it when it is higher), when the features separate the domains almost perfectly
   (PAD >= 1.9), or when the target predictions concentrate on fewer classes (the entropy of their
   histogram under 0.6 x the source's: a collapse, or label shift, which only target labels can tell
   apart; the verdict then says "uncertain") (Wang et al., "Characterizing and Avoiding Negative
@@ -112,8 +112,7 @@ class Advice:
     def report(self) -> str:
         lines = [f"{self.task}: measured on source and unlabelled target inputs (no target labels)", "",
                  self.layer_table(), "", f"ATC estimate of the source network's target accuracy: "
-                 f"{100 * self.atc_estimate:.1f}% (an estimate; chance, the source's majority-class rate: "
-                 f"{100 * self.chance:.1f}%)", ""]
+                 f"{100 * self.atc_estimate:.1f}% (an estimate; chance {100 * self.chance:.1f}%)", ""]
         for r in self.recommendations:
             lines += [f"* {r.topic}: {r.advice}", f"    because {r.because}"]
         if self.command:
@@ -234,9 +233,9 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     atc = atc_estimate(net, source_val, target_X, device)
     ent_s = _prediction_entropy(net, source_val.X, n_classes, device)
     ent_t = _prediction_entropy(net, target_X, n_classes, device)
-    # chance: the best constant guess on the source, its majority-class rate (1/C when the classes are balanced)
-    chance = float(np.bincount(source.y, minlength=n_classes).max() / len(source.y))
-    adv = _recommend(task.name, net, profile, probes, pvals, atc, chance, ent_s, ent_t)
+    # the best constant guess on the source: its majority-class rate (shown beside chance = 1/C, which the rules use)
+    majority = float(np.bincount(source.y, minlength=n_classes).max() / len(source.y))
+    adv = _recommend(task.name, net, profile, probes, pvals, atc, 1.0 / n_classes, ent_s, ent_t, majority)
     used = min(len(xs), len(xt))
     if used < FEW_SAMPLES:
         adv.recommendations.append(Recommendation(
@@ -257,7 +256,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
 
 
 def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[float], pvals: list[float | None],
-               atc: float, chance: float, ent_s: float, ent_t: float) -> Advice:
+               atc: float, chance: float, ent_s: float, ent_t: float, majority: float | None = None) -> Advice:
     pad = dict(zip(profile.layers, profile.values["a-distance"]))
     pv = dict(zip(profile.layers, pvals))
     groups = list(net.group_names)
@@ -303,9 +302,11 @@ def _recommend(name: str, net: Backbone, profile: LayerProfile, probes: list[flo
         "transfer", verdict + f"; ATC estimates the source network at about {100 * atc:.0f}% on the target before "
         "adaptation (an estimate that can be far off under large shifts: +35 points on digits -> digits+rot30, "
         "docs/measure.md)",
-        f"ATC estimate {100 * atc:.1f}% vs chance {100 * chance:.1f}% (the source's majority-class rate); {feat} PAD "
-        f"{pad[feat]:.2f}; entropy of the predicted-class histogram target {ent_t:.2f} vs source {ent_s:.2f} "
-        "(normalised)"))
+        f"ATC estimate {100 * atc:.1f}% vs chance {100 * chance:.1f}% (1/C)"
+        + (f" and the source's majority-class rate {100 * majority:.1f}% (what always predicting its largest class "
+           "scores on the source)" if majority is not None and majority > chance + 0.05 else "")
+        + f"; {feat} PAD {pad[feat]:.2f}; entropy of the predicted-class histogram target {ent_t:.2f} vs source "
+        f"{ent_s:.2f} (normalised)"))
     if far:
         recs.append(Recommendation(
             "warning", "risk of negative transfer: compare any adapted model with source-only on a few labelled "

@@ -145,7 +145,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             X = X[:, 0]  # (n, 1, h, w): the same grey images with their channel axis
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         _check_layout(X, "X")
-        if X.shape[1:] != self.sample_shape_:
+        if hasattr(self, "sample_shape_") and X.shape[1:] != self.sample_shape_:  # (absent: fitted by an older qianyi)
             raise DataError(f"DomainAdapter.predict: X has samples of shape {X.shape[1:]}, the adapter was fitted on "
                             f"{self.sample_shape_}")
         X = _with_channel(X)
