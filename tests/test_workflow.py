@@ -184,14 +184,17 @@ def test_bench_scores_each_pair_on_its_own_labelled_test_set(capsys, tmp_path):
 
 
 def _run_then_predict(capsys, tmp_path, source_names, target_names, shift: float = 0.0,
-                      train_target: str = "t.npz") -> str:
-    """A source-only run on 3-class blobs named ``source_names`` (towards ``train_target``), then ``predict`` on
-    blobs named ``target_names`` (shifted by ``shift``) into p.csv; predict's stderr."""
+                      train_target: str = "t.npz", n_classes: int = 3, target_y=None) -> str:
+    """A source-only run on blobs of ``n_classes`` named ``source_names`` (None: index labels; towards
+    ``train_target``), then ``predict`` on blobs named ``target_names`` (shifted by ``shift``, labelled ``target_y``)
+    into p.csv; predict's stderr."""
     rng = np.random.default_rng(0)
-    y = np.arange(90) % 3
-    for f, names, s in (("s.npz", source_names, 0.0), ("t.npz", target_names, shift)):
-        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(3, 5)[y] + s).astype("f4"), y=y,
-                 class_names=names)
+    y = np.arange(90) % n_classes
+    for f, names, s, labels in (("s.npz", source_names, 0.0, y),
+                                ("t.npz", target_names, shift, y if target_y is None else target_y)):
+        named = {} if names is None else {"class_names": names}
+        np.savez(tmp_path / f, X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(n_classes, 5)[y] + s).astype("f4"), y=labels,
+                 **named)
     rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
                    f"npz:{tmp_path / train_target}", *FAST, "--out", str(tmp_path / "r"))
     assert rc == 0, err
@@ -265,16 +268,7 @@ def test_column_names_are_matched_in_prepare_and_from_domains(tmp_path):
 
 
 def test_predict_on_index_labels_of_an_unknown_class_scores_the_others(capsys, tmp_path):
-    rng = np.random.default_rng(0)
-    y = np.arange(90) % 2
-    np.savez(tmp_path / "s.npz", X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(2, 5)[y]).astype("f4"), y=y)
-    y3 = y.copy()
+    y3 = np.arange(90) % 2
     y3[:10] = 2  # a class the model never saw
-    np.savez(tmp_path / "t.npz", X=(rng.normal(0, 1, (90, 5)) + 3 * np.eye(2, 5)[y]).astype("f4"), y=y3)
-    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
-                   f"npz:{tmp_path / 's.npz'}", *FAST, "--out", str(tmp_path / "r"))
-    assert rc == 0, err
-    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}",
-                   "--out", str(tmp_path / "p.csv"))
-    assert rc == 0, err
+    err = _run_then_predict(capsys, tmp_path, None, None, train_target="s.npz", n_classes=2, target_y=y3)
     assert "accuracy on 80 labelled samples" in err and "10 rows of classes the model lacks not scored" in err
