@@ -250,3 +250,25 @@ def test_the_default_split_warns_when_it_cuts_a_named_view():
         warnings.simplefilter("always")
         run("cotrain", task, cfg, split=3)  # the first view's width: no warning
     assert not [w for w in seen if "cuts a view" in str(w.message)]
+
+
+def test_interleaved_views_are_refused_and_a_given_split_or_a_third_view_is_warned():
+    from qianyi.data.domain import ViewOrderError
+    from qianyi.errors import QianyiWarning
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 9)).astype(np.float32), np.arange(120) % 2
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16, progress=False)
+
+    def task(names):
+        return TransferTask.from_domains(Domain(X, y, "s", feature_names=names),
+                                         Domain(X + 0.5, y, "t", feature_names=names))
+    mixed = ("img_0", "txt_0", "img_1", "txt_1", "img_2", "txt_2", "img_3", "img_4", "img_5")
+    with pytest.raises(ViewOrderError, match="'img' are not side by side"):
+        run("cotrain", task(mixed), cfg)
+    grouped = tuple([f"img_{i}" for i in range(6)] + [f"txt_{i}" for i in range(3)])
+    with pytest.warns(QianyiWarning, match=r"split=4 takes \(4 of 9\), which cuts a view.*set split=6"):
+        run("cotrain", task(grouped), cfg, split=4)
+    three = tuple(f"{v}_{i}" for v in ("img", "txt", "aud") for i in range(3))
+    with pytest.warns(QianyiWarning, match=r"takes two views.*view a is img and view b txt \+ aud"):
+        run("cotrain", task(three), cfg, split=3)

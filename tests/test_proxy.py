@@ -173,3 +173,21 @@ def test_proxy_pretraining_never_sees_the_target_label():
         assert all(torch.equal(a, b) for a, b in zip(before, after))  # fitting the target label froze the net
         nets.append(before)
     assert all(torch.equal(a, b) for a, b in zip(*nets))  # and the target labels never reached it
+
+
+def test_network_settings_changed_after_fit_proxy_and_one_based_classes_are_said():
+    from qianyi.errors import QianyiWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    p, y = X[:, 0] + 0.1 * rng.normal(size=60), X[:, 0] * 2
+    m = P.ProxyTransfer(hidden=(16, 8), steps=20).fit_proxy(X, p).fit(X[:30], y[:30])
+    m.set_params(alphas=[0.1, 1.0])  # the ridge's setting: fit refits it
+    m.fit(X[:30], y[:30])
+    m.set_params(hidden=(4,))
+    with pytest.raises(ConfigError, match=r"trained with \{'hidden': \(16, 8\)\}.*fit_proxy again"):
+        m.fit(X[:30], y[:30])
+    with pytest.raises(ConfigError, match="GridSearchCV"):
+        clone(m).fit(X[:30], y[:30])
+    with pytest.warns(QianyiWarning, match=r"classes \[0\] have no sample"):
+        P.ProxyTransfer(task="classification", steps=5).fit_proxy(X, P.quantile_bins(p, 3) + 1)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -40,13 +41,16 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from torch import nn
 
-from .errors import ConfigError, DataError, DatasetNotFoundError
+from .errors import ConfigError, DataError, DatasetNotFoundError, QianyiWarning
 from .shallow._base import check_random_state_setting
 
 #: Ridge penalties tried by leave-one-out cross-validation in the target step.
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 TASKS = ("regression", "classification")
 STANDARDIZE = ("column", "global", "none")
+#: The settings the proxy network is trained with (``fit_proxy``); ``alphas`` only concerns ``fit``'s ridge.
+NETWORK_PARAMS = ("hidden", "task", "steps", "batch_size", "lr", "weight_decay", "dropout", "standardize",
+                  "random_state")
 
 
 # ---------------------------------------------------------------- checks
@@ -176,7 +180,13 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
 
     def _inputs(self, X: object, what: str = "X") -> torch.Tensor:
         if not hasattr(self, "net_"):
-            raise ConfigError("this ProxyTransfer has no proxy network yet; call fit_proxy(X, proxy) first")
+            raise ConfigError("this ProxyTransfer has no proxy network yet (a clone has none, so scikit-learn's "
+                              "GridSearchCV and cross_val_score cannot refit it; fit already chooses the ridge alpha "
+                              "by leave-one-out, and proxy_curve compares settings); call fit_proxy(X, proxy) first")
+        changed = {k: v for k, v in getattr(self, "proxy_params_", {}).items() if _differs(getattr(self, k), v)}
+        if changed:
+            raise ConfigError(f"the proxy network was trained with {changed} (set_params changed them since); call "
+                              "fit_proxy again (fit refits only the ridge, over alphas)")
         A = _matrix(X, what)
         if A.shape[1] != len(self.x_mean_):
             raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "
@@ -196,6 +206,10 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
                 raise DataError("proxy: classification needs class indices 0..k-1 (whole numbers >= 0); bin a "
                                 "continuous proxy with quantile_bins(proxy, k) or use task='regression'")
             self.n_proxy_classes_ = int(p.max()) + 1
+            empty = sorted(set(range(self.n_proxy_classes_)) - set(p.astype(int).tolist()))
+            if empty:
+                warnings.warn(f"proxy: classes {empty[:10]} have no sample (of 0..{self.n_proxy_classes_ - 1}); are the "
+                              "classes numbered from 1? give indices 0..k-1", QianyiWarning, stacklevel=2)
             if self.n_proxy_classes_ < 2:
                 raise DataError("proxy: every sample is in one class; a classifier needs at least 2 classes")
             target = torch.as_tensor(p.astype(np.int64))
@@ -230,6 +244,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
                 opt.step()
         net.eval()
         self.net_ = net
+        self.proxy_params_ = {k: getattr(self, k) for k in NETWORK_PARAMS}  # what fit checks is unchanged
         self.proxy_loss_ = float(loss.detach())
         with torch.no_grad():
             self.z_mean_, self.z_std_ = _scaling(net.body(x).numpy().astype(np.float64), "column")
@@ -263,6 +278,13 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         if not hasattr(self, "ridge_"):
             raise ConfigError("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
         return self.ridge_.predict((self.transform(X) - self.z_mean_) / self.z_std_)
+
+
+def _differs(a: object, b: object) -> bool:
+    try:
+        return bool(np.any(np.asarray(a, dtype=object) != np.asarray(b, dtype=object)))
+    except (TypeError, ValueError):  # shapes that do not compare
+        return True
 
 
 def _scaling(A: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

@@ -443,6 +443,15 @@ def view_widths(feature_names: Sequence[str] | None) -> list[tuple[str, int]]:
             raise DataError(f"column {name!r} is not named VIEW_J, so its view is unknown")
         if out and out[-1][0] == view:
             out[-1] = (view, out[-1][1] + 1)
+        elif any(v == view for v, _ in out):
+            raise ViewOrderError(f"the columns of view {view!r} are not side by side (column {name!r} comes after "
+                                 f"view {out[-1][0]!r}): put each view's columns together (e.g. "
+                                 f"df[sorted(df.columns, key=lambda c: c.rpartition('_')[0])], keeping each view's "
+                                 "order), so that one split separates the views")
         else:
             out.append((view, 1))
     return out
+
+
+class ViewOrderError(DataError):
+    """Columns named ``VIEW_J`` whose views are interleaved: no split separates them."""

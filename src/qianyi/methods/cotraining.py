@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.domain import Domain, view_widths
+from ..data.domain import Domain, ViewOrderError, view_widths
 from ..errors import ConfigError, DataError, QianyiWarning
 from ..nn import Backbone, LayerOutputs
 from ..nn.backbones import mlp
@@ -140,16 +140,26 @@ class CoTraining(MemoryBuffers):
             raise DataError(f"cotrain reads vectors holding two views side by side, got samples of shape {shape}")
         width = int(shape[0])
         split = self.split or width // 2
-        if not self.split and self.feature_names:  # columns named VIEW_J: say when half the columns cuts a view
+        if self.feature_names:  # columns named VIEW_J: say when the split cuts a view, or more than two are given
             try:
                 views = view_widths(self.feature_names)
+            except ViewOrderError:
+                raise
             except DataError:
-                views = []
+                views = []  # columns not named VIEW_J: the split is the user's
             edges = np.cumsum([w for _, w in views])[:-1]
+            listed = ", ".join(f"{v} ({w})" for v, w in views)
             if len(views) > 1 and split not in edges:
-                warnings.warn(f"cotrain: split=0 takes the first half of the columns ({split} of {width}), which cuts a "
-                              f"view; the views are {', '.join(f'{v} ({w})' for v, w in views)}: set split="
-                              f"{views[0][1]} (the first view's width)", QianyiWarning, stacklevel=2)
+                said = "split=0 takes the first half of the columns" if not self.split else f"split={self.split} takes"
+                warnings.warn(f"cotrain: {said} ({split} of {width}), which cuts a view; the views are {listed}: set "
+                              f"split={views[0][1]} (the first view's width)", QianyiWarning, stacklevel=2)
+            elif len(views) > 2:
+                ends = np.cumsum([w for _, w in views])
+                a = [v for (v, _), e in zip(views, ends) if e <= split]
+                b = [v for (v, _), e in zip(views, ends) if e > split]
+                warnings.warn(f"cotrain takes two views; the columns hold {len(views)} ({listed}), so view a is "
+                              f"{' + '.join(a)} and view b {' + '.join(b)} (leave columns out with ?drop= to co-train "
+                              "two of them)", QianyiWarning, stacklevel=2)
         if not 0 < split < width:
             raise ConfigError(f"cotrain: setting split (the width of the first view) must be from 1 to {width - 1} "
                               f"for inputs of {width} columns, got {self.split}")
