@@ -384,3 +384,26 @@ def test_text_settings_on_images_warn_and_shifts_on_text_say_text():
         load_task("digits", "digits+rot30", text={"max_len": 10})
     with pytest.raises(DataError, match="holds texts"):  # said 'holds vectors of shape ()'
         apply_shifts(np.array(["a review", "another"], dtype=object), ["rot30"], "kitchen+rot30")
+
+
+def test_a_saved_text_model_of_another_vocabulary_is_copied_by_word_or_refused(tmp_path):
+    """Same-sized vocabularies in another order silently fed the model's word vectors to the wrong words."""
+    from qianyi.measure.report import load_weights_for
+
+    task = _toy_text(tmp_path / "a")
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, steps_per_epoch=3, progress=False), out=tmp_path / "run")
+    other = _toy_text(tmp_path / "b", seed=1, text={"max_vocab": 20})  # another vocabulary
+    vocab, saved = other.preprocessing["text"]["vocab"], task.preprocessing["text"]["vocab"]
+    assert vocab != saved
+    with pytest.raises(DataError, match="another vocabulary"):
+        load_weights_for(tmp_path / "run", other)
+    trained = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    key = next(k for k, v in trained.items() if k.startswith("groups.E.") and v.ndim == 2 and len(v) == len(saved))
+    cfg = qianyi.TrainConfig(epochs=1, steps_per_epoch=1, lr=1e-12, init_from=str(tmp_path / "run" / "model.pt"),
+                      freeze=1, progress=False)
+    with pytest.warns(QianyiWarning, match="copied word by word"):
+        _, fit = qianyi.run("source-only", other, cfg)
+    emb = fit.model.state_dict()[key]
+    for i, w in enumerate(vocab):
+        if w in saved:
+            assert torch.allclose(emb[i], trained[key][saved.index(w)]), w

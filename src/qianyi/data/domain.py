@@ -380,8 +380,8 @@ def _align_by_value(source: Domain, target: Domain) -> Domain | None:
             f"the labels of target {target.name!r} are ambiguous against source {source.name!r}: {ints} "
             f"{shown[:10]} fit both as values (label {first} = class {names[by_value[k]]!r}) and as positions in "
             f"the source's class list (label {first} = class {names[by_position[k]]!r}); make one reading the "
-            "only one: give names (npz: class_names=..., CSV: text labels) or renumber the labels 0..k-1 by "
-            "position in the source's class list")
+            "only one: renumber the labels 0..k-1 by position in the source's class list, or (npz) store "
+            "class_names= with them (CSV and JSON Lines read whole-number labels, quoted or not, as indices)")
     if not value_fits:
         return None  # by position (the readers' index contract), with its own checks
     lookup = dict(zip((int(v) for v in labels), by_value))
@@ -406,9 +406,11 @@ def align_labels(source: Domain, target: Domain) -> Domain:
         unknown = [c for c in unknown if c in used]
         if unknown:
             binary = {"negative", "positive"}
+            signs = {"-1", "0", "1", "+1"}  # the other convention's names: the hint applies only between the two
             hint = (" (an SVMlight file whose labels are all -1/+1, even one class of them, is read as the classes "
                     "negative/positive; one holding 0 too as classes '0', '1': write both files with one convention)"
-                    if bool(binary & set(unknown)) != bool(binary & set(source.class_names)) else "")
+                    if (binary & set(unknown) and set(source.class_names) <= signs)
+                    or (binary & set(source.class_names) and set(unknown) <= signs) else "")
             raise LabelMismatchError(
                 f"target {target.name!r} has classes the source {source.name!r} lacks: {unknown[:10]}{hint}; "
                 "remove those samples or add the classes to the source (closed-set transfer needs the target's "

@@ -82,7 +82,8 @@ def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     from ..train.run import _factory, _for_task
 
     model = _factory(_for_task(None, task))(task.sample_shape, task.n_classes)
-    load_initial_weights(model, path, option="--model")
+    load_initial_weights(model, path, option="--model",
+                         vocab=((task.preprocessing or {}).get("text") or {}).get("vocab"))
     return model.eval()
 
 

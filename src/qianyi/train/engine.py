@@ -339,7 +339,8 @@ class Trainer:
                           "is the untrained network; use qianyi.run, which trains the starting model first",
                           QianyiWarning, stacklevel=2)
         with deterministic_kernels(self.config.deterministic):
-            parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")))
+            parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")),
+                                vocab=((task.preprocessing or {}).get("text") or {}).get("vocab"))
             ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
             fingerprint = self.fingerprint(task)
             state = self._restore(ckpt, fingerprint, parts)
@@ -348,13 +349,14 @@ class Trainer:
             return self._finish(parts, state, resumed_from)
 
     # -- build -----------------------------------------------------------------------------------
-    def _build(self, data: TrainData, n_classes: int, counts: bool = False) -> _Parts:
+    def _build(self, data: TrainData, n_classes: int, counts: bool = False, vocab: Sequence[str] | None = None
+               ) -> _Parts:
         cfg, method = self.config, self.method
         device = distributed.local_device(resolve_device(cfg.device))
         seed_everything(cfg.seed)
         shape = data.source.sample_shape
         model = build_network(self.backbone_factory, shape, n_classes, counts).to(device)
-        copied = load_initial_weights(model, cfg.init_from, cfg.init_layers) if cfg.init_from else []
+        copied = load_initial_weights(model, cfg.init_from, cfg.init_layers, vocab=vocab) if cfg.init_from else []
         if cfg.init_from and getattr(method, "needs_source_model", False) and len(copied) < len(model.group_names) \
                 and distributed.is_main():
             warnings.warn(f"{method.name} starts from a trained model, and init_layers={cfg.init_layers} copies only "

@@ -1,22 +1,37 @@
 """Weight loading for fine-tuning: copy the first k layer groups of a saved qianyi model (safe loading only)."""
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone
 from .checkpoint import unreadable_reason, load_checkpoint
 
 
-def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None, option: str = "init_from"
-                         ) -> list[str]:
+def _saved_vocab(path: Path) -> list[str] | None:
+    """The text vocabulary recorded in the ``model.json`` beside a saved model, if there is one."""
+    meta = path.parent / "model.json"
+    try:
+        vocab = ((json.loads(meta.read_text(encoding="utf-8")).get("preprocessing") or {}).get("text") or {})["vocab"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return list(vocab) if isinstance(vocab, list) else None
+
+
+def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None, option: str = "init_from",
+                         vocab: Sequence[str] | None = None) -> list[str]:
     """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
 
     ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
     ``weights_only=True``. Returns the names of the groups copied. Errors name ``option``, the setting that
-    gave ``path``.
+    gave ``path``. ``vocab``: a text task's vocabulary; when the saved model's ``model.json`` records another,
+    the word embedding (group ``E``) is copied word by word for ``init_from`` (words the model never saw keep
+    their fresh initialisation; said in a warning), and refused for a model to measure (``--model``).
     """
     path = Path(path)
     if not path.exists():
@@ -37,9 +52,25 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     names = list(model.group_names[:layers] if layers is not None else model.group_names)
     own = model.state_dict()
     update = {}
+    saved_vocab = _saved_vocab(path) if vocab is not None else None
+    remap = saved_vocab is not None and list(vocab) != saved_vocab
+    if remap and option != "init_from":
+        shared = len(set(vocab) & set(saved_vocab))
+        raise DataError(f"{option}: {str(path)!r} was trained with another vocabulary ({len(saved_vocab)} words; this "
+                        f"task's has {len(vocab)}, {shared} shared, in another order): its word embedding would read "
+                        "the wrong words; give a model trained on this pair with the same data and --text settings")
     for name in names:
         keys = [k for k in own if k.startswith(f"groups.{name}.")]
         for k in keys:
+            if remap and name == "E" and k in state and isinstance(state[k], torch.Tensor) and state[k].ndim == 2 \
+                    and state[k].shape[0] == len(saved_vocab) and own[k].shape[0] == len(vocab) \
+                    and state[k].shape[1:] == own[k].shape[1:]:
+                update[k] = _by_word(own[k], state[k], list(vocab), saved_vocab)
+                shared = len(set(vocab) & set(saved_vocab))
+                warnings.warn(f"{option}: {str(path)!r} was trained with another vocabulary; its word embedding is "
+                              f"copied word by word ({shared} of this task's {len(vocab)} words; the others keep their "
+                              "fresh initialisation)", QianyiWarning, stacklevel=3)
+                continue
             if k in state and not isinstance(state[k], torch.Tensor):
                 raise DataError(f"{option}: {str(path)!r} holds a {type(state[k]).__name__} for {k}, not a tensor; "
                                 "it is not a model written by qianyi")
@@ -56,3 +87,14 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     own.update(update)
     model.load_state_dict(own)
     return names
+
+
+def _by_word(fresh: torch.Tensor, saved: torch.Tensor, vocab: list[str], saved_vocab: list[str]) -> torch.Tensor:
+    """``fresh`` (rows = ``vocab``) with the rows of the words ``saved_vocab`` also holds taken from ``saved``."""
+    out = fresh.clone()
+    row = {w: i for i, w in enumerate(saved_vocab)}
+    pairs = [(i, row[w]) for i, w in enumerate(vocab) if w in row]
+    if pairs:
+        mine, theirs = zip(*pairs)
+        out[list(mine)] = saved[list(theirs)].to(out.dtype)
+    return out
