@@ -272,3 +272,11 @@ def test_interleaved_views_are_refused_and_a_given_split_or_a_third_view_is_warn
     three = tuple(f"{v}_{i}" for v in ("img", "txt", "aud") for i in range(3))
     with pytest.warns(QianyiWarning, match=r"takes two views.*view a is img and view b txt \+ aud"):
         run("cotrain", task(three), cfg, split=3)
+    with pytest.warns(QianyiWarning, match="not side by side.*split=6 is used as given"):
+        run("cotrain", task(mixed), cfg, split=6)  # the user's split: warned, not refused
+    import warnings
+    plain = ("radius_mean", "texture_mean", "area_mean", "radius_se", "texture_se", "area_se", "a_x", "b_y", "c_z")
+    with warnings.catch_warnings(record=True) as seen:  # names with '_' that are not VIEW_J: the split is the user's
+        warnings.simplefilter("always")
+        run("cotrain", task(plain), cfg, split=3)
+    assert not [w for w in seen if "view" in str(w.message)]

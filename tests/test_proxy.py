@@ -187,7 +187,14 @@ def test_network_settings_changed_after_fit_proxy_and_one_based_classes_are_said
     m.set_params(hidden=(4,))
     with pytest.raises(ConfigError, match=r"trained with \{'hidden': \(16, 8\)\}.*fit_proxy again"):
         m.fit(X[:30], y[:30])
+    assert m.predict(X[:3]).shape == (3,)  # the fitted model still predicts; only fit asks for fit_proxy
+    m.set_params(hidden=16)  # one layer of 16 (a one-element tuple against (16, 16) broadcast equal before)
+    with pytest.raises(ConfigError, match="fit_proxy again"):
+        m.fit(X[:30], y[:30])
+    n = P.ProxyTransfer(hidden=[16, 8], steps=5, random_state=np.random.RandomState(0)).fit_proxy(X, p)
+    n.set_params(hidden=(16, 8))
+    n.fit(X[:30], y[:30])  # the same widths as a tuple, the same RandomState: nothing changed
     with pytest.raises(ConfigError, match="GridSearchCV"):
         clone(m).fit(X[:30], y[:30])
-    with pytest.warns(QianyiWarning, match=r"classes \[0\] have no sample"):
+    with pytest.warns(QianyiWarning, match=r"class 0 has no sample"):
         P.ProxyTransfer(task="classification", steps=5).fit_proxy(X, P.quantile_bins(p, 3) + 1)

@@ -407,3 +407,23 @@ def test_a_saved_text_model_of_another_vocabulary_is_copied_by_word_or_refused(t
     for i, w in enumerate(vocab):
         if w in saved:
             assert torch.allclose(emb[i], trained[key][saved.index(w)]), w
+    # a model.json older than the weights beside it (a run folder reused, its new run unfinished) is not read:
+    # here another run's model.json (same size, other order) beside this run's weights
+    import os
+    import shutil
+
+    from qianyi.train.weights import load_initial_weights
+    shuffled = _toy_text(tmp_path / "c", seed=1)
+    assert len(shuffled.preprocessing["text"]["vocab"]) == len(saved) and shuffled.preprocessing["text"]["vocab"] != saved
+    qianyi.run("source-only", shuffled, qianyi.TrainConfig(epochs=1, steps_per_epoch=1, progress=False),
+               out=tmp_path / "run-c")
+    reused = tmp_path / "reused"
+    reused.mkdir()
+    shutil.copy(tmp_path / "run-c" / "model.json", reused / "model.json")
+    shutil.copy(tmp_path / "run" / "model.pt", reused / "checkpoint.pt")
+    os.utime(reused / "model.json", ns=(1, 1))
+    net = TextEncoder.for_task(task.preprocessing["text"])(task.sample_shape, task.n_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no remap by the stale vocabulary, no warning
+        load_initial_weights(net, reused / "checkpoint.pt", vocab=saved)
+    assert torch.equal(net.state_dict()[key], trained[key])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -174,6 +175,14 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         if self.alphas is not None and (np.ndim(self.alphas) != 1 or len(self.alphas) == 0 or min(self.alphas) <= 0):
             raise ConfigError(f"alphas={self.alphas!r}: give one or more positive ridge penalties")
 
+    def _setting(self, name: str) -> object:
+        """A network setting as compared between fit_proxy and fit (hidden as its tuple of widths; a RandomState
+        by its type: its state moves as it is used)."""
+        value = getattr(self, name)
+        if name == "hidden":
+            return tuple(int(h) for h in self._hidden())
+        return value if isinstance(value, (numbers.Number, str, type(None))) else type(value).__name__
+
     def _hidden(self) -> tuple:
         """The hidden widths (one number is one layer, as scikit-learn's ``hidden_layer_sizes``)."""
         return (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else tuple(self.hidden)
@@ -183,10 +192,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
             raise ConfigError("this ProxyTransfer has no proxy network yet (a clone has none, so scikit-learn's "
                               "GridSearchCV and cross_val_score cannot refit it; fit already chooses the ridge alpha "
                               "by leave-one-out, and proxy_curve compares settings); call fit_proxy(X, proxy) first")
-        changed = {k: v for k, v in getattr(self, "proxy_params_", {}).items() if _differs(getattr(self, k), v)}
-        if changed:
-            raise ConfigError(f"the proxy network was trained with {changed} (set_params changed them since); call "
-                              "fit_proxy again (fit refits only the ridge, over alphas)")
+
         A = _matrix(X, what)
         if A.shape[1] != len(self.x_mean_):
             raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "
@@ -206,10 +212,9 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
                 raise DataError("proxy: classification needs class indices 0..k-1 (whole numbers >= 0); bin a "
                                 "continuous proxy with quantile_bins(proxy, k) or use task='regression'")
             self.n_proxy_classes_ = int(p.max()) + 1
-            empty = sorted(set(range(self.n_proxy_classes_)) - set(p.astype(int).tolist()))
-            if empty:
-                warnings.warn(f"proxy: classes {empty[:10]} have no sample (of 0..{self.n_proxy_classes_ - 1}); are the "
-                              "classes numbered from 1? give indices 0..k-1", QianyiWarning, stacklevel=2)
+            if not (p == 0).any():
+                warnings.warn(f"proxy: class 0 has no sample (classes 0..{self.n_proxy_classes_ - 1}); are the classes "
+                              "numbered from 1? give indices 0..k-1", QianyiWarning, stacklevel=2)
             if self.n_proxy_classes_ < 2:
                 raise DataError("proxy: every sample is in one class; a classifier needs at least 2 classes")
             target = torch.as_tensor(p.astype(np.int64))
@@ -244,7 +249,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
                 opt.step()
         net.eval()
         self.net_ = net
-        self.proxy_params_ = {k: getattr(self, k) for k in NETWORK_PARAMS}  # what fit checks is unchanged
+        self.proxy_params_ = {k: self._setting(k) for k in NETWORK_PARAMS}  # what fit checks is unchanged
         self.proxy_loss_ = float(loss.detach())
         with torch.no_grad():
             self.z_mean_, self.z_std_ = _scaling(net.body(x).numpy().astype(np.float64), "column")
@@ -268,6 +273,11 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
     # -- target step
     def fit(self, X: object, y: object) -> "ProxyTransfer":
         """Ridge regression of ``y`` on the proxy features of ``X`` (alpha by leave-one-out CV)."""
+        if hasattr(self, "net_"):
+            changed = {k: v for k, v in getattr(self, "proxy_params_", {}).items() if self._setting(k) != v}
+            if changed:
+                raise ConfigError(f"the proxy network was trained with {changed} (set_params changed them since); "
+                                  "call fit_proxy again (fit refits only the ridge, over alphas)")
         Z = self.transform(X)
         t = _vector(y, len(Z), "y")
         self.ridge_ = fit_ridge((Z - self.z_mean_) / self.z_std_, t, self.alphas, scale=False)
@@ -278,13 +288,6 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         if not hasattr(self, "ridge_"):
             raise ConfigError("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
         return self.ridge_.predict((self.transform(X) - self.z_mean_) / self.z_std_)
-
-
-def _differs(a: object, b: object) -> bool:
-    try:
-        return bool(np.any(np.asarray(a, dtype=object) != np.asarray(b, dtype=object)))
-    except (TypeError, ValueError):  # shapes that do not compare
-        return True
 
 
 def _scaling(A: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

@@ -140,13 +140,18 @@ class CoTraining(MemoryBuffers):
             raise DataError(f"cotrain reads vectors holding two views side by side, got samples of shape {shape}")
         width = int(shape[0])
         split = self.split or width // 2
-        if self.feature_names:  # columns named VIEW_J: say when the split cuts a view, or more than two are given
+        # columns named VIEW_J (J a number, as mfeat?views= and fsdd?views= name them): say when the split cuts a
+        # view or more than two are given; other names (radius_mean, radius_se) are the user's, and so is the split
+        named_views = bool(self.feature_names) and all(str(c).rpartition("_")[2].isdigit() for c in self.feature_names)
+        views: list[tuple[str, int]] = []
+        if named_views:
             try:
                 views = view_widths(self.feature_names)
-            except ViewOrderError:
-                raise
-            except DataError:
-                views = []  # columns not named VIEW_J: the split is the user's
+            except ViewOrderError as exc:
+                if not self.split:
+                    raise
+                warnings.warn(f"cotrain: {exc}; split={self.split} is used as given", QianyiWarning, stacklevel=2)
+        if views:
             edges = np.cumsum([w for _, w in views])[:-1]
             listed = ", ".join(f"{v} ({w})" for v, w in views)
             if len(views) > 1 and split not in edges:

@@ -226,7 +226,7 @@ def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec
     from .weights import load_initial_weights
 
     net = _network_for(task, backbone, method)
-    load_initial_weights(net, init_from, None)
+    load_initial_weights(net, init_from, None, vocab=((task.preprocessing or {}).get("text") or {}).get("vocab"))
     return net.eval()
 
 

@@ -14,8 +14,15 @@ from .checkpoint import unreadable_reason, load_checkpoint
 
 
 def _saved_vocab(path: Path) -> list[str] | None:
-    """The text vocabulary recorded in the ``model.json`` beside a saved model, if there is one."""
+    """The text vocabulary recorded in the ``model.json`` beside a saved model, if that file describes it: a run
+    writes model.json at its end, so one older than the weights file (a run folder reused, its new run not
+    finished) describes another model and is not read."""
     meta = path.parent / "model.json"
+    try:
+        if meta.stat().st_mtime_ns < path.stat().st_mtime_ns and path.name != "model.pt":
+            return None
+    except OSError:
+        return None
     try:
         vocab = ((json.loads(meta.read_text(encoding="utf-8")).get("preprocessing") or {}).get("text") or {})["vocab"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -56,9 +63,10 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     remap = saved_vocab is not None and list(vocab) != saved_vocab
     if remap and option != "init_from":
         shared = len(set(vocab) & set(saved_vocab))
+        order = ", in another order" if len(vocab) == len(saved_vocab) else ""
         raise DataError(f"{option}: {str(path)!r} was trained with another vocabulary ({len(saved_vocab)} words; this "
-                        f"task's has {len(vocab)}, {shared} shared, in another order): its word embedding would read "
-                        "the wrong words; give a model trained on this pair with the same data and --text settings")
+                        f"task's has {len(vocab)}, {shared} shared{order}): its word embedding would read the wrong "
+                        "words; give a model trained on this pair with the same data and --text settings")
     for name in names:
         keys = [k for k in own if k.startswith(f"groups.{name}.")]
         for k in keys:
