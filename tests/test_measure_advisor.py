@@ -132,3 +132,15 @@ def test_the_printed_command_loads_the_data_as_advise_did(tmp_path, capsys):
                  "--permutations", "10", "--max-samples", "300", "--no-progress", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "--max-samples 300 --out" in out and "coral" not in out  # the API's metrics (the docs' table)
+
+
+def test_advise_reads_a_text_pair_with_the_given_text_settings_and_repeats_them(tmp_path, capsys):
+    from .test_text import _toy_text
+
+    _toy_text(tmp_path / "d")
+    s, t = f"lines:{tmp_path / 'd' / 's'}", f"lines:{tmp_path / 'd' / 't'}"
+    assert main(["advise", s, t, "--text", "max_len=16", "--epochs", "1", "--steps-per-epoch", "3", "--samples", "100",
+                 "--permutations", "0", "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "--text max_len=16" in out
+    assert json.loads((tmp_path / "a" / "advice.json").read_text())["profile"]["layers"][0] == "input"

@@ -146,6 +146,8 @@ def _measure_args(p: argparse.ArgumentParser, metrics: tuple[str, ...] = DEFAULT
                    help=f"comma-separated, of {', '.join(METRICS)} (default {','.join(metrics)})")
     p.add_argument("--samples", type=int, default=1000, help="inputs per domain used by the distances (default 1000)")
     p.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test; default 200)")
+    p.add_argument("--text", default=None, metavar="K=V,...", help="text settings, as on qianyi run (e.g. "
+                   "max_len=64,vectors=minilm): a text pair is read with them, so a --model trained with them fits")
 
 
 def _config(args: argparse.Namespace, seed: int = 0):
@@ -157,7 +159,10 @@ def _config(args: argparse.Namespace, seed: int = 0):
 def _load(args: argparse.Namespace):
     from ..data.tasks import load_task
 
-    task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir)
+    from ..data.text import parse_text_settings
+
+    task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir,
+                     text=parse_text_settings(getattr(args, "text", None)))
     print(task.describe(), file=sys.stderr)
     return task
 
@@ -256,7 +261,9 @@ def _advise(args: argparse.Namespace) -> int:
     res = advise(_load(args), model=args.model, config=_config(args, args.seed), metrics=args.metrics,
                  samples=args.samples, permutations=args.permutations, seed=args.seed, out=args.out,
                  log=lambda s: print(s, file=sys.stderr),
-                 run_command=command, run_flags="" if args.max_samples is None else f"--max-samples {args.max_samples}")
+                 run_command=command, run_flags=" ".join(
+                     ([f"--max-samples {args.max_samples}"] if args.max_samples is not None else [])
+                     + ([f"--text {shlex.quote(args.text)}"] if args.text else [])))
     print(res.report())
     _written(res.files)
     return 0
