@@ -51,6 +51,19 @@ final score; the oracle method (trained on target labels) is marked as such ever
 mistake ends in `qianyi: error: ...` with exit status 2 (docs/robustness.md).
 """
 
+#: Each subcommand's --help ends with an example (measure, transferability, layers, advise, pivots: theirs).
+EXAMPLES = {
+    "run": "qianyi run dann --source mnist --target digits --seed 0 --out runs/dann",
+    "bench": "qianyi bench --methods dan,dann --pairs 'mnist->digits' 'digits->mnist' --seeds 3 --out runs/bench",
+    "select": "qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev --out runs/select-dan",
+    "summary": "qianyi summary runs/bench-a runs/bench-b --out runs/all",
+    "predict": "qianyi predict runs/dann --data npz:new.npz --out preds.csv",
+    "features": "qianyi features --data folder:amazon --backbone resnet50 --weights resnet50-0676ba61.pth "
+                "--layer pool --out amazon.npz",
+    "translate": "qianyi translate runs/cycada --data mnist --out mnist-as-mnistm.npz",
+    "report": "qianyi report runs/bench",
+}
+
 
 def _parse_value(text: str, default: Any) -> Any:
     if isinstance(default, bool):
@@ -188,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(d)
     _backbone_args(d)
 
-    r = sub.add_parser("run", epilog="example: qianyi run dann --source mnist --target digits --seed 0 --out runs/dann", help="train one method on one pair and write DIR/result.json",
+    r = sub.add_parser("run", help="train one method on one pair and write DIR/result.json",
                        description="Train METHOD on SOURCE->TARGET, score it once on the target test split, write "
                                    "result.json (and a checkpoint: a killed run resumes when started again).")
     r.add_argument("method", help="a method name (see `qianyi methods`)")
@@ -217,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(r)
     _backbone_args(r)
 
-    b = sub.add_parser("bench", epilog="example: qianyi bench --methods dan,dann --pairs 'mnist->digits' 'digits->mnist' --seeds 3 --out runs/bench", help="methods x pairs x seeds -> results.csv, results.md, results.png",
+    b = sub.add_parser("bench", help="methods x pairs x seeds -> results.csv, results.md, results.png",
                        description="Benchmark methods on pairs over seeds. Source-only and the oracle are always "
                                    "added, to report the fraction of the gap each method closes.")
     b.add_argument("--methods", required=True, help="comma-separated method names, e.g. dan,dann")
@@ -235,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(b)
     _backbone_args(b)
 
-    sl = sub.add_parser("select", epilog="example: qianyi select dan --pairs 'mnist->digits' 'digits->mnist' --validator dev --out runs/select-dan", help="choose a method's settings without target labels (grid x pairs, a validator)",
+    sl = sub.add_parser("select", help="choose a method's settings without target labels (grid x pairs, a validator)",
                         description="Train each candidate setting of METHOD (its documented grid, or --grid) on each "
                                     "pair, score the final models with a label-free validator, rank per pair, and "
                                     "choose the lowest mean rank over pairs (ties: better mean score, then grid order). Runs are "
@@ -255,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")
     _train_args(sl)
 
-    sm = sub.add_parser("summary", epilog="example: qianyi summary runs/bench-a runs/bench-b --out runs/all", help="tables over the finished runs of one or more bench folders",
+    sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",
                         description="Collect the finished runs (current default settings) of one or more "
                                     "`qianyi bench --out` folders and print every table: per pair with gap closed, "
                                     "the label-free vs ORACLE choice of epoch, each validator's choice, and the mean "
@@ -274,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "source-only and the oracle stay, for gap closed)")
     sm.add_argument("--per-seed", action="store_true", help="also print every seed's target accuracy")
 
-    pr = sub.add_parser("predict", epilog="example: qianyi predict runs/dann --data npz:new.npz --out preds.csv", help="predict with a saved run's model on new data -> CSV",
+    pr = sub.add_parser("predict", help="predict with a saved run's model on new data -> CSV",
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
                                     "--data, apply the run's preprocessing exactly (canvas, CSV column order, vector "
                                     "scaling, vocabulary), and write one row per sample: predicted class and class "
@@ -285,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")
     pr.add_argument("--out", dest="out_csv", default=None, metavar="FILE.csv", help="write here (default: stdout)")
 
-    fe = sub.add_parser("features", epilog="example: qianyi features --data folder:amazon --backbone resnet50 --weights resnet50-0676ba61.pth --layer pool --out amazon.npz", help="a network's features of a dataset -> an npz that npz:FILE reads as vectors",
+    fe = sub.add_parser("features", help="a network's features of a dataset -> an npz that npz:FILE reads as vectors",
                         description="Run a backbone (e.g. ImageNet ResNet-50) over --data in batches and write the "
                                     "output of one layer group, with the labels and class names, to --out (.npz: "
                                     "X, y, class_names). `qianyi run --source npz:FILE ...` then trains the MLP on "
@@ -307,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--no-progress", action="store_true", help="no progress bar")
     fe.add_argument("--out", dest="out_npz", required=True, metavar="FILE.npz", help="where to write the features")
 
-    tr = sub.add_parser("translate", epilog="example: qianyi translate runs/cycada --data mnist --out mnist-as-mnistm.npz", help="apply a generative run's generator (cycada, discogan) to data -> npz",
+    tr = sub.add_parser("translate", help="apply a generative run's generator (cycada, discogan) to data -> npz",
                         description="Load the generator a generative run saved (DIR/generators.pt + generators.json), "
                                     "read --data with the run's preprocessing (canvas), translate it and write --out "
                                     "(.npz: X in the run's input form, y and class_names when the data has labels); "
@@ -318,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--direction", default="s2t", choices=("s2t", "t2s"),
                     help="s2t: source -> target style (default); t2s: target -> source")
 
-    rp = sub.add_parser("report", epilog="example: qianyi report runs/bench", help="an HTML report (and its Markdown twin) of a bench folder",
+    rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder",
                         description="Write DIR/report.html and DIR/report.md: results with gap closed, the label-free "
                                     "vs ORACLE choice of epoch, training curves, a t-SNE embedding of source and "
                                     "target features per method, the per-layer MMD profile (figures in DIR/report/).")
@@ -346,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         _HANDLERS.update(module.add_commands(sub, _train_args))
+    for name, example in EXAMPLES.items():
+        sub.choices[name].epilog = f"example: {example}"
     return p
 
 

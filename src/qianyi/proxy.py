@@ -192,7 +192,6 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
             raise ConfigError("this ProxyTransfer has no proxy network yet (a clone has none, so scikit-learn's "
                               "GridSearchCV and cross_val_score cannot refit it; fit already chooses the ridge alpha "
                               "by leave-one-out, and proxy_curve compares settings); call fit_proxy(X, proxy) first")
-
         A = _matrix(X, what)
         if A.shape[1] != len(self.x_mean_):
             raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "

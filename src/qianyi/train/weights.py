@@ -61,8 +61,8 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     update = {}
     saved_vocab = _saved_vocab(path) if vocab is not None else None
     remap = saved_vocab is not None and list(vocab) != saved_vocab
+    shared = len(set(vocab) & set(saved_vocab)) if remap else 0
     if remap and option != "init_from":
-        shared = len(set(vocab) & set(saved_vocab))
         order = ", in another order" if len(vocab) == len(saved_vocab) else ""
         raise DataError(f"{option}: {str(path)!r} was trained with another vocabulary ({len(saved_vocab)} words; this "
                         f"task's has {len(vocab)}, {shared} shared{order}): its word embedding would read the wrong "
@@ -74,7 +74,6 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
                     and state[k].shape[0] == len(saved_vocab) and own[k].shape[0] == len(vocab) \
                     and state[k].shape[1:] == own[k].shape[1:]:
                 update[k] = _by_word(own[k], state[k], list(vocab), saved_vocab)
-                shared = len(set(vocab) & set(saved_vocab))
                 warnings.warn(f"{option}: {str(path)!r} was trained with another vocabulary; its word embedding is "
                               f"copied word by word ({shared} of this task's {len(vocab)} words; the others keep their "
                               "fresh initialisation)", QianyiWarning, stacklevel=3)
