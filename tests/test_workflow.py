@@ -272,3 +272,35 @@ def test_predict_on_index_labels_of_an_unknown_class_scores_the_others(capsys, t
     y3[:10] = 2  # a class the model never saw
     err = _run_then_predict(capsys, tmp_path, None, None, train_target="s.npz", n_classes=2, target_y=y3)
     assert "accuracy on 80 labelled samples" in err and "10 rows of classes the model lacks not scored" in err
+
+
+def test_predict_on_an_image_folder_names_each_file_beside_its_prediction(capsys, tmp_path):
+    """Images without class folders (data to predict): each CSV row says which file it is, so a user can act on a
+    prediction without re-deriving the reading order (dark and light files interleave in sorted order)."""
+    from PIL import Image
+
+    for folder, names in (("train/dark", ["a", "b", "c", "d"]), ("train/light", ["e", "f", "g", "h"])):
+        (tmp_path / folder).mkdir(parents=True)
+        for k, n in enumerate(names):
+            level = 20 + 5 * k if "dark" in folder else 235 - 5 * k
+            Image.fromarray(np.full((10, 10), level, np.uint8)).save(tmp_path / folder / f"{n}.png")
+    new = tmp_path / "new"
+    new.mkdir()
+    expected = {"1_light.png": "light", "2_dark.png": "dark", "3_light.png": "light", "4_dark.png": "dark"}
+    for name, kind in expected.items():
+        Image.fromarray(np.full((10, 10), 230 if kind == "light" else 25, np.uint8)).save(new / name)
+    spec = f"folder:{tmp_path / 'train'}?size=8"
+    rc, err = _cli(capsys, "run", "source-only", "--source", spec, "--target", spec, "--target-all", "--epochs", "30",
+                   "--batch-size", "8", "--no-progress", "--threads", "1", "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"folder:{new}?size=8",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "index,file,predicted,p_dark,p_light"
+    assert {r.split(",")[1]: r.split(",")[2] for r in rows[1:]} == expected
+    from qianyi.data.readers import read_folder
+
+    lab = read_folder(tmp_path / "train", size=8, max_samples=4, seed=1)  # ids follow a subsample
+    assert len(lab.ids) == 4 and all(i.split("/")[0] == lab.class_names[k] for i, k in zip(lab.ids, lab.y))
+    assert lab.subset([3, 0]).ids == (lab.ids[3], lab.ids[0])

@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Load the model a `qianyi run --out DIR` saved (DIR/model.pt + model.json), read "
                                     "--data, apply the run's preprocessing exactly (canvas, CSV column order, vector "
                                     "scaling, vocabulary), and write one row per sample: predicted class and class "
-                                    "probabilities. Labelled data also gets its accuracy printed. Options of the --data "
+                                    "probabilities (and its file, for a folder of images or wavs). Labelled data also gets its accuracy printed. Options of the --data "
                                     "spec itself are read as given: repeat those the run's spec had (folder ?size=, "
                                     "CSV ?categorical= and ?drop=).")
     pr.add_argument("model", help="a run folder (the --out of `qianyi run`)")
@@ -413,9 +413,12 @@ def _predict(args: argparse.Namespace) -> int:
     pred = proba.argmax(1)
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")  # quotes a class name holding a comma or a quote
-    out.writerow(["index", "predicted", *(f"p_{c}" for c in names)] + (["label"] if labels is not None else []))
+    ids = data.ids  # an image or wav folder's files (relative paths): which file each prediction is of
+    out.writerow(["index", *(["file"] if ids is not None else []), "predicted", *(f"p_{c}" for c in names)]
+                 + (["label"] if labels is not None else []))
     for i, (k, row) in enumerate(zip(pred, proba)):
-        out.writerow([str(i), names[k], *(f"{v:.6f}" for v in row)] + ([labels[i]] if labels is not None else []))
+        out.writerow([str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
+                     + ([labels[i]] if labels is not None else []))
     if args.out_csv:
         write_text(args.out_csv, buf.getvalue())
         print(f"written: {args.out_csv} ({len(pred)} predictions)", file=sys.stderr)

@@ -106,6 +106,8 @@ class Domain:
     ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
     ``feature_names`` names the columns of vector inputs (a CSV header): two domains with names
     are matched column by column by name, not by position.
+    ``ids`` names each sample (an image folder's files, relative to the folder): ``qianyi predict``
+    writes them beside the predictions.
     """
 
     X: np.ndarray
@@ -115,6 +117,7 @@ class Domain:
     origin: str | None = None
     style: str | None = None
     feature_names: tuple[str, ...] | None = None
+    ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         X = _as_inputs(self.X, self.name)
@@ -139,6 +142,11 @@ class Domain:
                 dup = sorted({c for c in names if names.count(c) > 1})
                 raise DataError(f"domain {self.name!r}: duplicate feature names {dup[:5]}; rename those columns")
             object.__setattr__(self, "feature_names", names)
+        if self.ids is not None:
+            ids = tuple(str(i) for i in self.ids)
+            if len(ids) != len(X):
+                raise DataError(f"domain {self.name!r}: {len(ids)} sample ids for {len(X)} samples")
+            object.__setattr__(self, "ids", ids)
 
     def __len__(self) -> int:
         return len(self.X)
@@ -174,12 +182,15 @@ class Domain:
 
     def subset(self, index: np.ndarray | Sequence[int], name: str | None = None) -> "Domain":
         index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
         return Domain(self.X.view(index) if is_lazy(self.X) else self.X[index], None if self.y is None else self.y[index], name or self.name,
-                      self.class_names, self.origin, self.style, self.feature_names)
+                      self.class_names, self.origin, self.style, self.feature_names,
+                      None if self.ids is None else tuple(self.ids[int(i)] for i in index.reshape(-1)))
 
     def replace(self, **changes: object) -> "Domain":
         fields = dict(X=self.X, y=self.y, name=self.name, class_names=self.class_names,
-                      origin=self.origin, style=self.style, feature_names=self.feature_names)
+                      origin=self.origin, style=self.style, feature_names=self.feature_names, ids=self.ids)
         fields.update(changes)
         return Domain(**fields)  # type: ignore[arg-type]
 

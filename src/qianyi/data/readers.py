@@ -449,7 +449,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         from .lazy import LazyImages
 
         return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), y,
-                      name=name or d.name, class_names=class_names, origin=str(d.resolve()))
+                      name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d))
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
     if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
         raise DataError(f"{where}: {len(files):,} images at {size}x{size} take {need:,} bytes in memory, more than the "
@@ -461,7 +461,12 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         X[i], g = _read_image(f, size, limit)
         grey = grey and g
     return Domain(X[:, :1].copy() if grey else X, y, name=name or d.name, class_names=class_names,
-                  origin=str(d.resolve()))
+                  origin=str(d.resolve()), ids=_rel(files, d))
+
+
+def _rel(files: Sequence[Path], folder: Path) -> tuple[str, ...]:
+    """Each file's path relative to ``folder``, with forward slashes (a sample's id)."""
+    return tuple(f.relative_to(folder).as_posix() for f in files)
 
 
 # --- CSV -------------------------------------------------------------------------------------
