@@ -20,7 +20,7 @@ from .errors import ConfigError, LabelMismatchError, QianyiError, QianyiWarning,
 from .train.config import positive_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
-COMMAND_MODULES = ("qianyi.measure.commands",)
+COMMAND_MODULES = ("qianyi.measure.commands", "qianyi.proxy_table")
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 DEMO_PAIR = "mnist->digits"
@@ -391,6 +391,18 @@ def _predict(args: argparse.Namespace) -> int:
     from ._io import write_text
     from .train.artefact import load_domain_for, load_model
 
+    if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
+        from .proxy_table import predict_table
+
+        header, rows = predict_table(args.model, args.data)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+        if args.out_csv:
+            write_text(args.out_csv, buf.getvalue())
+            print(f"written: {args.out_csv} ({len(rows)} predictions)", file=sys.stderr)
+        else:
+            sys.stdout.write(buf.getvalue())
+        return 0
     model = load_model(args.model)
     names = model.class_names
     try:
@@ -451,7 +463,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 #: The Markdown report each measurement command writes in its --out.
 REPORTS = {"measure": "measure.md", "transferability": "transferability.md", "layers": "layers.md",
-           "advise": "advice.md", "pivots": "pivots.md"}
+           "advise": "advice.md", "pivots": "pivots.md", "proxy": "proxy.md"}
 
 
 def _record_command(out: Path, command: str, since: float, name: str) -> None:

@@ -52,6 +52,7 @@ STANDARDIZE = ("column", "global", "none")
 #: The settings the proxy network is trained with (``fit_proxy``); ``alphas`` only concerns ``fit``'s ridge.
 NETWORK_PARAMS = ("hidden", "task", "steps", "batch_size", "lr", "weight_decay", "dropout", "standardize",
                   "random_state")
+SAVE_FORMAT = 1  # proxy.json's layout
 
 
 # ---------------------------------------------------------------- checks
@@ -281,12 +282,90 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         t = _vector(y, len(Z), "y")
         self.ridge_ = fit_ridge((Z - self.z_mean_) / self.z_std_, t, self.alphas, scale=False)
         self.alpha_ = float(self.ridge_[-1].alpha_)
+        self.coef_ = np.asarray(self.ridge_[-1].coef_, np.float64)
+        self.intercept_ = float(self.ridge_[-1].intercept_)
         return self
 
     def predict(self, X: object) -> np.ndarray:
-        if not hasattr(self, "ridge_"):
+        if not hasattr(self, "coef_"):
             raise ConfigError("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
-        return self.ridge_.predict((self.transform(X) - self.z_mean_) / self.z_std_)
+        return (self.transform(X) - self.z_mean_) / self.z_std_ @ self.coef_ + self.intercept_
+
+    # -- saving
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``proxy.pt`` (the network's weights, a plain state dict) and ``proxy.json`` (settings, input
+        and feature scaling, the ridge's coefficients) in ``directory``; :meth:`load` reads them back."""
+        from ._io import write_json
+        from .train.checkpoint import save_tensors
+
+        if not hasattr(self, "net_"):
+            raise ConfigError("nothing to save: call fit_proxy(X, proxy) (and fit(X, y)) first")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        params = {k: self._setting(k) for k in NETWORK_PARAMS}
+        if not isinstance(self.random_state, (int, np.integer, type(None))):
+            params["random_state"] = None  # a RandomState object: its seed is not recoverable, and not needed now
+        names = getattr(self, "feature_names_in_", None)
+        meta = {"format": SAVE_FORMAT, "params": params,
+                "feature_names": None if names is None else [str(n) for n in names],
+                "alphas": None if self.alphas is None else [float(a) for a in self.alphas],
+                "d_in": int(len(self.x_mean_)), "x_mean": self.x_mean_.tolist(), "x_std": self.x_std_.tolist(),
+                "z_mean": self.z_mean_.tolist(), "z_std": self.z_std_.tolist(),
+                "n_proxy_classes": getattr(self, "n_proxy_classes_", None),
+                "proxy_mean": getattr(self, "proxy_mean_", None), "proxy_std": getattr(self, "proxy_std_", None),
+                "proxy_loss": self.proxy_loss_,
+                "ridge": None if not hasattr(self, "coef_") else {
+                    "alpha": self.alpha_, "coef": self.coef_.tolist(), "intercept": self.intercept_}}
+        save_tensors(out / "proxy.pt", self.net_.state_dict())
+        write_json(out / "proxy.json", meta)
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ProxyTransfer":
+        """A :class:`ProxyTransfer` as :meth:`save` wrote it (weights read with ``weights_only=True``)."""
+        import json
+
+        from .train.checkpoint import unreadable_reason
+
+        d = Path(directory)
+        if not (d / "proxy.json").is_file() or not (d / "proxy.pt").is_file():
+            raise DatasetNotFoundError(f"{str(d)!r} holds no proxy.json and proxy.pt; give the --out folder of "
+                                       "`qianyi proxy` (or a folder ProxyTransfer.save wrote)")
+        try:
+            meta = json.loads((d / "proxy.json").read_text())
+            params = dict(meta["params"])
+            if meta.get("format") != SAVE_FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {SAVE_FORMAT}")
+            model = cls(**{**params, "hidden": tuple(params["hidden"]), "alphas": meta["alphas"]})
+            model._check_settings()
+            d_out = meta["n_proxy_classes"] if params["task"] == "classification" else 1
+            net = ProxyNet(int(meta["d_in"]), model._hidden(), int(d_out), float(params["dropout"]))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise DataError(f"{str(d / 'proxy.json')!r} is not a proxy model description ({exc}); refit with "
+                            "`qianyi proxy`") from None
+        try:
+            state = torch.load(d / "proxy.pt", map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 (unreadable or not this network's weights)
+            raise DataError(f"{str(d / 'proxy.pt')!r} cannot be read as this proxy network's weights "
+                            f"({unreadable_reason(exc, d / 'proxy.pt')}); refit with `qianyi proxy`") from None
+        net.eval()
+        model.net_ = net
+        model.x_mean_, model.x_std_ = np.asarray(meta["x_mean"], float), np.asarray(meta["x_std"], float)
+        model.z_mean_, model.z_std_ = np.asarray(meta["z_mean"], float), np.asarray(meta["z_std"], float)
+        model.proxy_loss_ = meta["proxy_loss"]
+        model.proxy_params_ = {k: model._setting(k) for k in NETWORK_PARAMS}
+        if meta.get("feature_names") is not None:
+            model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+        if params["task"] == "classification":
+            model.n_proxy_classes_ = int(meta["n_proxy_classes"])
+        else:
+            model.proxy_mean_, model.proxy_std_ = float(meta["proxy_mean"]), float(meta["proxy_std"])
+        if meta.get("ridge"):
+            model.alpha_ = float(meta["ridge"]["alpha"])
+            model.coef_ = np.asarray(meta["ridge"]["coef"], np.float64)
+            model.intercept_ = float(meta["ridge"]["intercept"])
+        return model
 
 
 def _scaling(A: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,120 @@
+"""`qianyi proxy`: proxy-task transfer on a CSV table, its saved model, and `qianyi predict` on it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qianyi import proxy as P
+from qianyi.cli import main
+from qianyi.errors import ConfigError, DataError, DatasetNotFoundError
+from qianyi.proxy_table import fit_table, predict_table, read_table
+
+from .test_proxy import FAST, _world
+
+ARGS = ["--hidden", "32,8", "--steps", "400", "--batch-size", "64", "--lr", "3e-3", "--dropout", "0", "--threads", "1"]
+
+
+def _table(path, n=600, every_target=15, every_blank_proxy=9):
+    """The test_proxy world as a table: an id column, features, a proxy with blanks, a scarce target."""
+    X, y, proxy = _world(n=n, d=20)
+    lines = ["id," + ",".join(f"f{k}" for k in range(X.shape[1])) + ",nl,wealth"]
+    for i in range(n):
+        p = "" if i % every_blank_proxy == 0 else f"{proxy[i]:.6f}"
+        t = f"{y[i]:.6f}" if i % every_target == 0 else ""
+        lines.append(f"v{i}," + ",".join(f"{v:.6f}" for v in X[i]) + f",{p},{t}")
+    path.write_text("\n".join(lines) + "\n")
+    return X, y, proxy
+
+
+def test_the_table_route_fits_reports_saves_and_predicts_every_row(tmp_path, capsys):
+    X, y, proxy = _table(tmp_path / "t.csv")
+    rc = main(["proxy", str(tmp_path / "t.csv"), "--proxy", "nl", "--target", "wealth", "--drop", "id", *ARGS,
+               "--out", str(tmp_path / "o")])
+    assert rc == 0
+    res = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert (res["rows"], res["features"], res["rows_with_target"]) == (600, 20, 40)
+    assert res["rows_with_proxy"] == 600 - len(range(0, 600, 9))
+    # 40 labels: the proxy's features carry the target, the raw inputs do not (as test_proxy's curve shows)
+    assert res["loo_r2"]["proxy+ridge"] > res["loo_r2"]["ridge"] + 0.3
+    rows = (tmp_path / "o" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "row,proxy,proxy_predicted,target,target_predicted" and len(rows) == 601
+    assert rows[1].split(",")[1] == "" and rows[1].split(",")[3] != ""  # row 0: no proxy given, a target given
+    pred = np.array([float(r.split(",")[4]) for r in rows[1:]])
+    unlabelled = np.arange(600) % 15 != 0
+    assert np.corrcoef(pred[unlabelled], y[unlabelled])[0, 1] ** 2 > 0.5  # predictions for the rows without one
+    md = (tmp_path / "o" / "proxy.md").read_text()
+    assert md.startswith("Command: `qianyi proxy ") and "| proxy+ridge" in md
+    # the saved model predicts what the fitted one did, from a table whose columns come in another order
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    cells = [line.split(",") for line in lines]
+    (tmp_path / "new.csv").write_text("\n".join(",".join(c[::-1]) for c in cells) + "\n")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "o"), "--data", f"csv:{tmp_path / 'new.csv'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "row,proxy_predicted,target_predicted"
+    assert np.allclose([float(r.split(",")[2]) for r in out[1:]], pred, atol=1e-5)
+    model = P.ProxyTransfer.load(tmp_path / "o")
+    assert np.allclose(model.predict(X), pred, atol=1e-4)  # the CSV's six digits against the arrays themselves
+
+
+def test_save_and_load_round_trip_for_both_proxy_tasks(tmp_path):
+    X, y, proxy = _world(n=300)
+    for task, p in (("regression", proxy), ("classification", P.quantile_bins(proxy, 3))):
+        m = P.ProxyTransfer(**FAST, task=task, random_state=1).fit_proxy(X, p).fit(X[:40], y[:40])
+        m.save(tmp_path / task)
+        back = P.ProxyTransfer.load(tmp_path / task)
+        assert np.array_equal(back.predict(X), m.predict(X)) and np.array_equal(back.predict_proxy(X),
+                                                                                  m.predict_proxy(X))
+        assert back.get_params() == {**m.get_params(), "hidden": tuple(m.hidden)} and back.alpha_ == m.alpha_
+        back.fit(X[40:80], y[40:80])  # a loaded model refits its ridge on new labels
+    only_proxy = P.ProxyTransfer(**FAST).fit_proxy(X, proxy)
+    only_proxy.save(tmp_path / "p")
+    with pytest.raises(ConfigError, match="no target model yet"):
+        P.ProxyTransfer.load(tmp_path / "p").predict(X)
+    with pytest.raises(ConfigError, match="nothing to save"):
+        P.ProxyTransfer().save(tmp_path / "none")
+
+
+def test_corrupt_or_missing_model_files_are_named(tmp_path):
+    X, y, proxy = _world(n=200)
+    P.ProxyTransfer(**{**FAST, "steps": 5}).fit_proxy(X, proxy).fit(X[:20], y[:20]).save(tmp_path / "m")
+    with pytest.raises(DatasetNotFoundError, match="holds no proxy.json"):
+        P.ProxyTransfer.load(tmp_path)
+    (tmp_path / "m" / "proxy.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="proxy.pt.*not a file written by torch.save"):
+        P.ProxyTransfer.load(tmp_path / "m")
+    (tmp_path / "m" / "proxy.json").write_text('{"format": 1, "params": {}}')
+    with pytest.raises(DataError, match="is not a proxy model description"):
+        P.ProxyTransfer.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("text, kwargs, words", [
+    ("a,nl,w\n1,2,3\n,2,3\n1,2,3\n", {}, "column 'a', line 3 is blank"),
+    ("a,nl,w\n1,2,3\nx,2,3\n1,2,3\n", {}, "column 'a', line 3 holds 'x'"),
+    ("a,nl,w\n1,2,3\n1,nan,3\n", {}, "column 'nl', line 3 holds 'nan'"),
+    ("a,nl,w\n1,2,3\n1,2\n", {}, "line 3 has 2 cells"),
+    ("a,nl,w\n1,2,3\n", {"proxy": "light"}, "no column 'light' \\(proxy\\)"),
+    ("a,nl,w\n1,2,3\n", {"drop": ("id",)}, "no column 'id' \\(drop 'id'\\)"),
+    ("a,,w\n1,2,3\n", {}, "column 2 has no name"),
+    ("nl,w\n1,2\n", {}, "no feature columns are left"),
+    ("a,nl,w\n", {}, "a header but no rows"),
+])
+def test_table_errors_name_the_cell_or_column(tmp_path, text, kwargs, words):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(DataError, match=words):
+        read_table(tmp_path / "t.csv", **{"proxy": "nl", "target": "w", **kwargs})
+
+
+def test_too_few_labels_or_proxies_and_a_proxy_that_is_the_target_are_refused(tmp_path):
+    (tmp_path / "t.csv").write_text("a,nl,w\n" + "".join(f"{i},{i % 3},{'' if i > 1 else i}\n" for i in range(9)))
+    with pytest.raises(DataError, match="2 row\\(s\\) hold a target value in column 'w'.*at least 3"):
+        fit_table(tmp_path / "t.csv", "nl", "w", steps=2)
+    with pytest.raises(ConfigError, match="the same column 'nl'"):
+        fit_table(tmp_path / "t.csv", "nl", "nl")
+    with pytest.raises(DatasetNotFoundError, match="no such file"):
+        read_table(tmp_path / "missing.csv", "nl", "w")
+    P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(np.eye(3), [0.0, 1.0, 2.0]).save(tmp_path / "arrays")
+    with pytest.raises(DataError, match="does not name its feature columns"):
+        predict_table(tmp_path / "arrays", tmp_path / "t.csv")
