@@ -427,3 +427,37 @@ def test_a_saved_text_model_of_another_vocabulary_is_copied_by_word_or_refused(t
         warnings.simplefilter("error")  # no remap by the stale vocabulary, no warning
         load_initial_weights(net, reused / "checkpoint.pt", vocab=saved)
     assert torch.equal(net.state_dict()[key], trained[key])
+
+
+def test_a_checkpoint_and_the_advisors_source_model_record_their_vocabulary(tmp_path):
+    """An unfinished run has no model.json, and the advisor's source/model.pt had none: their word embeddings were
+    copied by shape into a task of another vocabulary. The checkpoint now holds the vocabulary, and advise writes
+    model.json beside its model."""
+    from qianyi.measure.advisor import advise
+    from qianyi.train.weights import load_initial_weights
+
+    task = _toy_text(tmp_path / "a")
+    shuffled = _toy_text(tmp_path / "c", seed=1)  # a vocabulary of the same size in another order
+    saved, vocab = task.preprocessing["text"]["vocab"], shuffled.preprocessing["text"]["vocab"]
+    assert len(vocab) == len(saved) and vocab != saved
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "r")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (tmp_path / "r" / "checkpoint.pt").rename(unfinished / "checkpoint.pt")  # no model.json beside it
+    blob = torch.load(unfinished / "checkpoint.pt", weights_only=True)
+    assert blob["vocab"] == saved
+    key = next(k for k, v in blob["model"].items() if k.startswith("groups.E.") and v.ndim == 2 and len(v) == len(saved))
+    net = TextEncoder.for_task(shuffled.preprocessing["text"])(shuffled.sample_shape, shuffled.n_classes)
+    with pytest.warns(QianyiWarning, match="copied word by word"):
+        load_initial_weights(net, unfinished / "checkpoint.pt", vocab=vocab)
+    emb = net.state_dict()[key]
+    for i, w in enumerate(vocab):
+        if w in saved:
+            assert torch.allclose(emb[i], blob["model"][key][saved.index(w)]), w
+    advise(task, config=qianyi.TrainConfig(**FAST), permutations=0, samples=60, log=None, out=tmp_path / "adv")
+    model = qianyi.load_model(tmp_path / "adv" / "source")  # a model folder as `qianyi run` writes it
+    assert model.meta["preprocessing"]["text"]["vocab"] == saved and model.meta["method"] == "source-only"
+    with pytest.raises(DataError, match="another vocabulary"):
+        from qianyi.measure.report import load_weights_for
+
+        load_weights_for(tmp_path / "adv" / "source" / "model.pt", shuffled)

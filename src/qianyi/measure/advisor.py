@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write, write_json, write_text
+from .._io import write_json, write_text
 from ..errors import QianyiWarning
 from ..data.domain import Domain, TransferTask
 from ..distances import mmd_test
@@ -189,16 +189,22 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     cfg = replace(config or TrainConfig(), checkpoint_dir=None)
     saved: str | None = None
     if model is None:
-        from ..train.run import _factory, _for_task
+        from ..train.artefact import save_model
+        from ..train.run import _factory, _for_task, backbone_spec
 
         blind = TransferTask(source, source_val, Domain(target_X, None, task.target.name),
                              Domain(target_X[:1], None, "(not used)"), task.name, task.preprocessing)
         # the network `qianyi run` trains on this task (a text task's encoder, not the vector MLP)
-        fit = Trainer(get_method("source-only"), cfg, _factory(_for_task(None, task))).fit(blind)
+        spec = _for_task(None, task)
+        method = get_method("source-only")
+        fit = Trainer(method, cfg, _factory(spec)).fit(blind)
         net: nn.Module = fit.model
-        if out is not None:
-            saved = str(atomic_write(Path(out) / "source" / MODEL_FILE,
-                                     lambda fh: torch.save(net.state_dict(), fh), mode="wb"))
+        if out is not None:  # model.pt + model.json, as `qianyi run` writes them: load_model and predict read it,
+            # and a text model's vocabulary is on record for `--model` / `--init-from`
+            (Path(out) / "source").mkdir(parents=True, exist_ok=True)
+            save_model(Path(out) / "source", net, blind, method.name, method.hparams(),
+                       custom_backbone=spec is not None, backbone_spec=backbone_spec(spec))
+            saved = str(Path(out) / "source" / MODEL_FILE)
         if log:
             log(f"  trained a source network ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, {fit.train_seconds:.0f}s): {fit.selection}")
     elif isinstance(model, (str, Path)):

@@ -338,9 +338,11 @@ class Trainer:
             warnings.warn(f"{self.method.name} starts from a trained model, and none was given (init_from): its teacher "
                           "is the untrained network; use qianyi.run, which trains the starting model first",
                           QianyiWarning, stacklevel=2)
+        vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
+        self._vocab = list(vocab) if vocab is not None else None  # in the checkpoint: --init-from it reads words
         with deterministic_kernels(self.config.deterministic):
             parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")),
-                                vocab=((task.preprocessing or {}).get("text") or {}).get("vocab"))
+                                vocab=vocab)
             ckpt = Path(self.config.checkpoint_dir) / FILENAME if self.config.checkpoint_dir else None
             fingerprint = self.fingerprint(task)
             state = self._restore(ckpt, fingerprint, parts)
@@ -472,6 +474,8 @@ class Trainer:
             blob["cuda_rng"] = torch.cuda.get_rng_state()
         if parts.scaler is not None:
             blob["scaler"] = parts.scaler.state_dict()
+        if getattr(self, "_vocab", None) is not None:
+            blob["vocab"] = self._vocab
         save_checkpoint(ckpt, blob)
         distributed.barrier()
 

@@ -36,7 +36,8 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
 
     ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
     ``weights_only=True``. Returns the names of the groups copied. Errors name ``option``, the setting that
-    gave ``path``. ``vocab``: a text task's vocabulary; when the saved model's ``model.json`` records another,
+    gave ``path``. ``vocab``: a text task's vocabulary; when the saved model records another (a checkpoint
+    holds its own; a model.pt's is in the ``model.json`` beside it),
     the word embedding (group ``E``) is copied word by word for ``init_from`` (words the model never saw keep
     their fresh initialisation; said in a warning), and refused for a model to measure (``--model``).
     """
@@ -49,8 +50,10 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     except Exception as exc:
         raise DataError(f"{option}: {str(path)!r} cannot be read safely ({unreadable_reason(exc, path)}); only plain state dicts "
                         "are accepted") from exc
+    in_checkpoint = None  # a checkpoint records its text vocabulary (an unfinished run has no model.json)
     if isinstance(state, dict) and "model" in state and "format" in state:
-        state = load_checkpoint(path)["model"]
+        blob = load_checkpoint(path)
+        state, in_checkpoint = blob["model"], blob.get("vocab")
     if not isinstance(state, dict):
         raise DataError(f"{option}: {str(path)!r} holds no state dict")
     if layers is not None and layers > len(model.group_names):
@@ -59,7 +62,8 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     names = list(model.group_names[:layers] if layers is not None else model.group_names)
     own = model.state_dict()
     update = {}
-    saved_vocab = _saved_vocab(path) if vocab is not None else None
+    saved_vocab = None if vocab is None else list(in_checkpoint) if isinstance(in_checkpoint, list) \
+        else _saved_vocab(path)
     remap = saved_vocab is not None and list(vocab) != saved_vocab
     shared = len(set(vocab) & set(saved_vocab)) if remap else 0
     if remap and option != "init_from":
