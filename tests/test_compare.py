@@ -231,3 +231,15 @@ def test_summary_names_what_it_leaves_out_and_tabulates_staged_variants(tmp_path
                    method="dan", seed=0, target_accuracy=0.6), "dev")
     with pytest.warns(QianyiWarning, match="chosen by dev, not 'last' .*--select dev"):
         BenchResult.from_dirs([tmp_path / "st", tmp_path / "dev"], select="last", variants=True)
+
+
+def test_tables_of_runs_without_a_labelled_target_say_so_instead_of_crashing():
+    """`qianyi select` on an unlabelled target stores runs that summary/report read: a TypeError (int * None)."""
+    runs = (_runs("dann", P, {0: None, 1: None}) + _runs("source-only", P, {0: None, 1: None})
+            + _runs("dann", Q, {0: 0.5, 1: 0.7}))
+    res = BenchResult(runs, [P, Q], ["source-only", "oracle", "dann"])
+    table = res.table()
+    assert "| dann | – | – | 60.0 ± 14.1 |" in table
+    assert "oracle" not in table.split("\n\n")[0]  # no oracle run at all: no row of nan
+    assert "No target accuracy (–) for a->b: those runs had no labelled target test split" in table
+    assert "| a->b | dann |" not in res.per_seed_table() and "| c->d | dann | 50.0 | 70.0 |" in res.per_seed_table()

@@ -101,6 +101,39 @@ def test_a_new_method_is_one_registered_class():
     assert res.hparams == {"weight": 0.5} and "means" in res.history[0]
 
 
+def test_a_new_methods_constant_terms_are_logged_and_terms_without_gradient_are_named():
+    """Plain numbers as terms (a weight switched off) gave an AttributeError, no terms a TypeError from torch."""
+    from qianyi.errors import TrainingError
+
+    @register
+    class Gated(Method):
+        """A term that is a plain number until half-way, then nothing at all (test method)."""
+
+        name = "_gated"
+
+        def __init__(self, mode: str = "number") -> None:
+            super().__init__()
+            self.mode = mode
+
+        def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+            if self.mode == "number":
+                return {"cls": self.source_ce(batch), "extra": 0.25}
+            if self.mode == "vector":
+                return {"cls": self.source_ce(batch), "per_sample": batch.source.features.mean(1)}
+            return {} if self.mode == "none" else {"const": torch.tensor(1.0)}
+
+    cfg = TrainConfig(epochs=1, steps_per_epoch=4, progress=False)
+    res, _ = run("_gated", toy_task(), cfg, mode="number")
+    assert res.history[0]["extra"] == 0.25
+    with pytest.raises(TrainingError, match="_gated: no loss term with a gradient to minimise at step 0.*terms: none"):
+        run("_gated", toy_task(), cfg, mode="none")
+    with pytest.raises(TrainingError, match="no loss term with a gradient.*terms: \\['const'\\]"):
+        run("_gated", toy_task(), cfg, mode="constant")
+    with pytest.raises(TrainingError, match="'per_sample': 'a tensor of shape \\(64,\\)'.*scalar tensor"):
+        run("_gated", toy_task(), TrainConfig(epochs=1, steps_per_epoch=4, batch_size=64, progress=False),
+            mode="vector")
+
+
 def test_a_broken_method_plugin_is_named_and_later_plugins_still_load(monkeypatch):
     import importlib.metadata as md
     import sys

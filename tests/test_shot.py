@@ -145,3 +145,11 @@ def test_a_run_without_a_model_trains_its_pretrain_stage_first(tmp_path):
     assert stages == ["00-source"] and (tmp_path / "stages" / "00-source" / "result.json").exists()
     assert '"method": "dann"' in (tmp_path / "stages" / "00-source" / "result.json").read_text()
     assert result.method == "shot"
+
+
+@pytest.mark.parametrize("rounds", [-1, 1.5, True])
+def test_cluster_labels_names_a_bad_number_of_rounds(rounds):
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"rounds must be a whole number >= 0.*got {rounds!r}"):
+        cluster_labels(torch.randn(10, 4), torch.softmax(torch.randn(10, 3), 1), rounds=rounds)

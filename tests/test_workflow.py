@@ -304,3 +304,20 @@ def test_predict_on_an_image_folder_names_each_file_beside_its_prediction(capsys
     lab = read_folder(tmp_path / "train", size=8, max_samples=4, seed=1)  # ids follow a subsample
     assert len(lab.ids) == 4 and all(i.split("/")[0] == lab.class_names[k] for i, k in zip(lab.ids, lab.y))
     assert lab.subset([3, 0]).ids == (lab.ids[3], lab.ids[0])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("weights", 5), ("class_names", None), ("class_names", ["a"]), ("preprocessing", None),
+    ("architecture.sample_shape", "abc"), ("architecture", {}), ("hparams", [1])])
+def test_a_hand_damaged_model_json_is_named_not_a_traceback(capsys, tmp_path, field, value):
+    src = _blobs(tmp_path / "s.npz")
+    rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", src, *FAST, "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    meta_path = tmp_path / "r" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    where, _, key = field.rpartition(".")
+    (meta[where] if where else meta)[key] = value
+    meta_path.write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", src)
+    assert rc != 0 and "model.json' cannot be read" in err and "it is corrupt: rerun the run" in err
+    assert "Traceback" not in err

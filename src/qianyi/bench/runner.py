@@ -234,8 +234,8 @@ class BenchResult:
 
     def accuracies(self, method: str, pair: tuple[str, str], choice: str | None = None) -> np.ndarray:
         """Target accuracies over seeds: of the run's own model, or of the epoch ``choice`` would pick."""
-        if choice is None:
-            return np.array([r.target_accuracy for r in self._runs(method, pair)])
+        if choice is None:  # a run without a labelled target test split has no accuracy: not a number to average
+            return np.array([r.target_accuracy for r in self._runs(method, pair) if r.target_accuracy is not None])
         vals = [choice_accuracy(r, choice) for r in self._runs(method, pair)]
         return np.array([v for v in vals if v is not None])
 
@@ -265,6 +265,8 @@ class BenchResult:
         for m in self.methods:
             cells = []
             secs = [r.train_seconds for r in self.runs if r.method == m]
+            if not secs:  # no run of it (an oracle without target labels to train on)
+                continue
             for pair in self.pairs:
                 a = 100 * self.accuracies(m, pair)
                 if not len(a):
@@ -283,6 +285,10 @@ class BenchResult:
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
                       "oracle row."]
+        unscored = sorted({f"{r.source}->{r.target}" for r in self.runs if r.target_accuracy is None})
+        if unscored:
+            lines.append(f"No target accuracy (–) for {', '.join(unscored)}: those runs had no labelled target test "
+                         "split (their label-free scores are in each run's result.json).")
         settings = self.settings_line()
         if settings:
             lines.append(settings)
@@ -457,6 +463,9 @@ class BenchResult:
         runs = [r for _, r in found.values()]
         _warn_replaced(kept, found, where)
         if not any(not r.oracle for r in runs):
+            if variant_runs and not selections:  # every run was one of other settings: they were left out above
+                raise DataError(f"every run in {where} besides the oracle is of other settings than the defaults "
+                                f"({', '.join(dict.fromkeys(variant_runs))}); pass --variants to tabulate them")
             raise DataError(f"no runs in {where} chose their model by {select!r}; these runs chose by "
                             f"{', '.join(selections) or 'nothing (oracle runs only)'}: pass that as --select")
         _check_one_setting(runs)
@@ -518,7 +527,7 @@ class BenchResult:
                  "|---|---|" + "---:|" * len(seeds)]
         for pair in self.pairs:
             for m in self.methods:
-                by_seed = {r.seed: r.target_accuracy for r in self._runs(m, pair)}
+                by_seed = {r.seed: r.target_accuracy for r in self._runs(m, pair) if r.target_accuracy is not None}
                 if not by_seed:
                     continue
                 cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in seeds]

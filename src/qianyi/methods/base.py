@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 import contextlib
@@ -166,6 +167,7 @@ class StepContext:
             raise KeyError(f"{self.method.name}: no optimizer {unknown}; it declared {list(self.optimizers)}")
         if self.backbone_optimizers.intersection(names):
             terms = {**terms, **self.regularizer()}
+        terms = self._tensor_terms(terms, names)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             bad = {k: float(v.detach()) for k, v in terms.items() if not torch.isfinite(v).all()}
@@ -187,6 +189,26 @@ class StepContext:
         if self.scaler is not None:
             self.scaler.update()
         self.log(**{k: float(v.detach()) for k, v in terms.items()})
+
+    def _tensor_terms(self, terms: dict[str, Any], names: list[str]) -> dict[str, torch.Tensor]:
+        """``terms`` as tensors (a plain number is a constant term: logged, no gradient), or a clear error when
+        nothing among them can be minimised."""
+        bad = {k: type(v).__name__ for k, v in terms.items()
+               if not isinstance(v, torch.Tensor) and (isinstance(v, bool) or not isinstance(v, numbers.Real))}
+        bad.update({k: f"a tensor of shape {tuple(v.shape)}" for k, v in terms.items()
+                    if isinstance(v, torch.Tensor) and v.numel() != 1})
+        if bad:
+            raise TrainingError(f"{self.method.name}: loss term(s) {bad} at step {self.step}; each term must be a "
+                                "scalar tensor (reduce it with .mean() or .sum())")
+        tensors = [v for v in terms.values() if isinstance(v, torch.Tensor)]
+        if not any(v.requires_grad for v in tensors):
+            raise TrainingError(f"{self.method.name}: no loss term with a gradient to minimise at step {self.step} "
+                                f"(update of {', '.join(names)}; terms: {sorted(terms) or 'none'}); return at least one "
+                                "tensor computed from the networks' outputs, or skip the update on that step")
+        ref = tensors[0]
+        return {k: v.reshape(()) if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=ref.dtype,
+                                                                                 device=ref.device)
+                for k, v in terms.items()}
 
     def log(self, **values: float) -> None:
         """Record numbers for the epoch's history row (averaged over the epoch)."""

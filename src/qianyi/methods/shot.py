@@ -34,6 +34,9 @@ def cluster_labels(features: torch.Tensor, probs: torch.Tensor, rounds: int = 1)
     if features.ndim != 2 or probs.ndim != 2 or len(features) != len(probs) or not len(features):
         raise ConfigError(f"cluster_labels: features (n, d) and probabilities (n, K) for the same n > 0 samples, "
                           f"got {tuple(features.shape)} and {tuple(probs.shape)}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ConfigError(f"cluster_labels: rounds must be a whole number >= 0 (refinements after the soft start), "
+                          f"got {rounds!r}")
     g = F.normalize(torch.cat([features, features.new_ones(len(features), 1)], 1), dim=1)
     weights, present = probs, F.one_hot(probs.argmax(1), probs.shape[1]).sum(0) > 0
     for r in range(rounds + 1):

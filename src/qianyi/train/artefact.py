@@ -185,9 +185,36 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
+        if meta.get("kind") != "shallow":
+            _check_meta_fields(meta)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
     return meta, folder
+
+
+def _check_meta_fields(meta: dict) -> None:
+    """The fields of a model.json that loading and predicting read, of the types they are read as (a hand-edited
+    file gave tracebacks deep inside: TypeError, AttributeError)."""
+    arch = meta["architecture"]
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = {
+        "weights": "weights" not in meta or isinstance(meta["weights"], str) and "/" not in meta["weights"],
+        "class_names": isinstance(meta.get("class_names"), list) and len(meta["class_names"]) > 0
+        and all(isinstance(c, str) for c in meta["class_names"]),
+        "preprocessing": isinstance(meta.get("preprocessing", {}), dict),
+        "hparams": isinstance(meta.get("hparams") or {}, dict),
+        "architecture.backbone": isinstance(arch.get("backbone"), str),
+        "architecture.sample_shape": isinstance(arch.get("sample_shape"), list) and len(arch["sample_shape"]) > 0
+        and all(is_int(v) and v > 0 for v in arch["sample_shape"]),
+        "architecture.n_classes": is_int(arch.get("n_classes")) and arch["n_classes"] > 0,
+    }
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise TypeError(f"field(s) {', '.join(bad)} missing or of the wrong type")
+    if len(meta["class_names"]) != arch["n_classes"]:
+        raise TypeError(f"{len(meta['class_names'])} class_names for architecture.n_classes {arch['n_classes']}")
 
 
 def _check_result_names(folder: Path, digest: str) -> None:
