@@ -40,6 +40,8 @@ def test_extract_pool_features_and_read_them_back(tmp_path, weights18):
     back = load_domain(f"npz:{tmp_path / 'f.npz'}")
     assert back.sample_shape == (512,) and back.y.tolist() == d.y.tolist() and back.class_names == ("x", "o")
     assert np.allclose(back.X, feats["X"])
+    # no layer named: ImageNet's pool features, as `qianyi features` gives (was the new, untrained bottleneck)
+    assert np.array_equal(extract(d, "resnet18", batch_size=4, weights=weights18, progress=False)["X"], feats["X"])
 
 
 def test_inputs_are_read_in_slices_of_one_batch(weights18):

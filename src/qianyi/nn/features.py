@@ -43,7 +43,7 @@ def _device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features", batch_size: int = 64,
+def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = None, batch_size: int = 64,
             device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
             size: int | None = None, data_dir: str | os.PathLike | None = None,
             progress: bool = True) -> dict[str, Any]:
@@ -52,7 +52,9 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
     ``data``: a :class:`~qianyi.data.Domain` or a spec (``folder:DIR``, ``mnist``, ...; read with
     ``data_dir``). ``backbone``: a network (e.g. ``qianyi.load_model(run).network``) or a name
     (``resnet50``, with ``weights`` = a local torchvision ImageNet weights file). ``layer``: any
-    layer group (``pool`` for ResNet ImageNet features) or ``features`` (the bottleneck).
+    layer group (``pool`` for ResNet ImageNet features) or ``features`` (the bottleneck); by default
+    ``pool`` for a ResNet named here (its bottleneck is new, untrained) and ``features`` otherwise, as
+    ``qianyi features`` does.
     ``size`` resizes images to ``size`` x ``size`` batch by batch (224 for ImageNet weights).
 
     Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None}``.
@@ -64,6 +66,8 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str = "features
         base, shifts = parse_spec(data)  # a folder is read at --size, not at 32 px and enlarged
         d = _load_base(with_folder_size(base, size), resolve_data_dir(data_dir))
         data = d.replace(X=apply_shifts(d.X, shifts, data), name=data) if shifts else d
+    if layer is None:
+        layer = "pool" if isinstance(backbone, str) and backbone.startswith("resnet") else "features"
     if isinstance(backbone, str) and backbone == "minilm":
         return _sentence_features(data, layer, batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:

@@ -107,6 +107,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def caller_rng_kept() -> Iterator[None]:
+    """Run a block that seeds the global generators (Python's, numpy's, torch's) and give the caller theirs back
+    afterwards: a loop that draws between fits (a bootstrap) drew the same numbers after every fit."""
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
 @dataclass(frozen=True)
 class TrainData:
     """What training may see: labelled source train and validation, the target train split.
@@ -325,6 +341,12 @@ class Trainer:
         return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
+        """Train on ``task`` (resuming from the checkpoint in ``config.checkpoint_dir`` if there is one) and return
+        the model chosen by ``config.select``. The caller's global random generators are left as they were."""
+        with caller_rng_kept():
+            return self._fit(task, monitor)
+
+    def _fit(self, task: TransferTask, monitor: Monitor | None) -> FitResult:
         self.config = self.base_config.for_task(task)  # the data's defaults filled in
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)

@@ -1,6 +1,7 @@
 """One run = train a method on a task, then score it once on the target test split."""
 from __future__ import annotations
 
+import copy
 import platform
 import warnings
 from dataclasses import replace
@@ -119,8 +120,8 @@ def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], 
         return backbone_for
     if isinstance(backbone, str):
         return NamedBackbone(backbone)
-    if isinstance(backbone, Backbone):
-        return lambda shape, n_classes: backbone
+    if isinstance(backbone, Backbone):  # each run trains a copy: the instance (its weights the start) is left as given
+        return lambda shape, n_classes: copy.deepcopy(backbone)
     if isinstance(backbone, nn.Module):
         raise DataError(f"backbone: a {type(backbone).__name__} has no named layer groups; wrap it with "
                         "qianyi.nn.as_backbone(module) first")
