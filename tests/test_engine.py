@@ -232,3 +232,28 @@ def test_a_network_instance_is_copied_per_run_and_the_callers_generators_are_lef
             run("source-only", task, cfg)
         draws.append((random.random(), np.random.rand(), float(torch.rand(1))))
     assert draws[0] == draws[1]
+
+
+def test_run_names_a_wrong_argument_and_a_generator_refuses_a_target_test_split():
+    from qianyi.errors import ConfigError
+
+    task = toy_task(n=60)
+    with pytest.raises(ConfigError, match=r"config must be a TrainConfig, got dict; write TrainConfig\(\*\*settings\)"):
+        run("dann", task, {"epochs": 1})
+    with pytest.raises(ConfigError, match="task must be a TransferTask, got str 'mnist->digits'.*load_task"):
+        run("dann", "mnist->digits")
+    # DiscoGAN trains no classifier: a held-out target split would score an untrained head and train on less
+    with pytest.raises(ConfigError, match=r"discogan trains no classifier.*load_task\(S, T, classifier=False\)"):
+        run("discogan", task)
+
+
+def test_select_hparams_takes_a_count_of_seeds_as_bench_does(tmp_path):
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import ConfigError
+
+    for bad in (0, True, [], "3"):
+        with pytest.raises(ConfigError, match="give a count of at least 1 or a list of seeds"):
+            select_hparams("dan", ["digits->digits+rot30"], seeds=bad, out=tmp_path)
+    res = select_hparams("dan", ["digits->digits+rot30"], grid=[{"trade_off": 1.0}], seeds=2, out=tmp_path,
+                         max_samples=60, config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False), log=None)
+    assert res.scores.shape == (1, 1, 2)  # seeds 0 and 1

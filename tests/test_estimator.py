@@ -107,8 +107,8 @@ def test_methods_the_adapter_cannot_fit_are_refused_and_health_flags_are_kept():
     for name, why in (("tca", "shallow method"), ("discogan", "trains no classifier"), ("oracle", "target labels")):
         with pytest.raises(ConfigError, match=why):  # tca: an empty NotImplementedError; discogan: chance, silently
             DomainAdapter(name, epochs=1).fit(Xs, ys, Xt=Xt)
-    with pytest.raises(ConfigError, match="random_state=None; give a whole number"):  # was: "seed must be ..."
-        DomainAdapter("dan", epochs=1, random_state=None).fit(Xs, ys, Xt=Xt)
+    with pytest.raises(ConfigError, match="random_state=1.5; give a whole number"):  # was: "seed must be ..."
+        DomainAdapter("dan", epochs=1, random_state=1.5).fit(Xs, ys, Xt=Xt)  # (None draws a seed: scikit-learn's)
     clf = DomainAdapter("dan", epochs=1, backbone="mlp").fit(Xs, ys, Xt=Xt)  # a named network, as qianyi.run takes
     assert clf.flags_ == [] and clf.score(Xt, yt) > 0.4
 
@@ -146,3 +146,16 @@ def test_an_adapter_fitted_before_sample_shape_was_recorded_still_predicts():
         m = DomainAdapter("dann", epochs=1, steps_per_epoch=2).fit(X, y)
     del m.sample_shape_  # what an adapter pickled by an earlier version holds
     assert m.predict(X[:5]).shape == (5,)
+
+
+def test_random_state_none_draws_a_seed_and_string_target_rows_are_named():
+    from qianyi import DomainAdapter
+    from qianyi.errors import DataError
+
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 4).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    fitted = DomainAdapter("source-only", epochs=1, steps_per_epoch=2, random_state=None).fit(X, y, Xt=X + 0.2)
+    assert fitted.predict(X).shape == (60,)
+    with pytest.raises(DataError, match="Xt cannot be read as numbers"):
+        DomainAdapter("source-only", epochs=1, steps_per_epoch=2).fit(X, y, Xt=np.array([["a"] * 4] * 3))

@@ -169,3 +169,28 @@ def test_train_config_reads_a_comma_separated_string_of_validators():
     assert TrainConfig(validators="snd, entropy").validators == ("snd", "entropy")
     with pytest.raises(UnknownNameError, match=r"unknown \['sdn'\]"):
         TrainConfig(validators="sdn")
+
+
+def test_measure_and_advise_seed_their_training_as_the_cli_does_when_no_config_is_given(monkeypatch):
+    """`qianyi measure --seed 1` trains with seed 1; measure(seed=1) trained with TrainConfig's seed 0."""
+    from qianyi.measure import advisor, report
+    from qianyi.train.engine import Trainer
+
+    seen = []
+
+    def fake_run(method, task, config, out=None):
+        seen.append(config.seed)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(report, "run", fake_run)
+    with pytest.raises(RuntimeError, match="stop"):
+        report.measure(toy_task(n=60), layers=True, adapt=[], seed=7, permutations=0, log=None)
+
+    def fake_fit(self, task, monitor=None):
+        seen.append(self.base_config.seed)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(Trainer, "fit", fake_fit)
+    with pytest.raises(RuntimeError, match="stop"):
+        advisor.advise(toy_task(n=60), seed=5, permutations=0, samples=100, log=None)
+    assert seen == [7, 5]

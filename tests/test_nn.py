@@ -30,3 +30,17 @@ def test_backbones_have_named_groups_and_one_return_type(shape):
     assert torch.equal(eval_out["features"], eval_out.features)
     with pytest.raises(UnknownNameError, match="no layer group"):
         eval_out["fc9"]
+
+
+def test_logits_only_makes_a_backbone_traceable_and_exportable():
+    """A backbone returns LayerOutputs: jit.trace, torch.export and ONNX refuse it; LogitsOnly returns a tensor."""
+    from qianyi.nn import LogitsOnly, backbone_for
+
+    for shape in ((1, 28, 28), (20,)):
+        net = backbone_for(shape, 3).eval()
+        x = torch.rand(4, *shape)
+        wrapped = LogitsOnly(net).eval()
+        assert torch.allclose(torch.jit.trace(wrapped, x)(x), net(x).logits)
+        assert torch.allclose(torch.export.export(wrapped, (x,)).module()(x), net(x).logits)
+        probs = torch.nn.Sequential(wrapped, torch.nn.Softmax(1))(x)
+        assert torch.allclose(probs.sum(1), torch.ones(4))

@@ -198,3 +198,28 @@ def test_network_settings_changed_after_fit_proxy_and_one_based_classes_are_said
         clone(m).fit(X[:30], y[:30])
     with pytest.warns(QianyiWarning, match=r"class 0 has no sample"):
         P.ProxyTransfer(task="classification", steps=5).fit_proxy(X, P.quantile_bins(p, 3) + 1)
+
+
+def test_scikit_learn_conventions_regressor_not_fitted_and_column_names():
+    """Reordered DataFrame columns predicted silently otherwise; predict before fit was not a NotFittedError and
+    is_regressor said False (the mixin after BaseEstimator)."""
+    import pandas as pd
+    from sklearn.base import is_regressor
+    from sklearn.exceptions import NotFittedError
+
+    assert is_regressor(P.ProxyTransfer())
+    with pytest.raises(NotFittedError, match="call fit_proxy"):
+        P.ProxyTransfer().transform(np.zeros((2, 3)))
+    X, y, proxy = _world(n=200, d=6)
+    df = pd.DataFrame(X, columns=[f"c{k}" for k in range(6)])
+    m = P.ProxyTransfer(**{**FAST, "steps": 20}).fit_proxy(df, proxy)
+    with pytest.raises(NotFittedError, match="no target model yet"):
+        m.predict(df)
+    m.fit(df[:30], y[:30])
+    assert m.n_features_in_ == 6 and list(m.feature_names_in_) == list(df.columns)
+    assert np.array_equal(m.predict(df), m.predict(X))  # plain arrays: by position, as scikit-learn does
+    with pytest.raises(DataError, match="another order"):
+        m.predict(df[df.columns[::-1]])
+    with pytest.raises(DataError, match=r"missing \['c5'\]"):
+        m.predict(df.rename(columns={"c5": "z"}))
+    assert not hasattr(P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(X, proxy), "feature_names_in_")

@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -114,7 +115,21 @@ class ProxyNet(nn.Module):
         return self.head(self.body(x))
 
 
-class ProxyTransfer(BaseEstimator, RegressorMixin):
+class NotFitted(ConfigError, NotFittedError):
+    """A ProxyTransfer asked to transform or predict before its proxy network or ridge exists (scikit-learn's
+    ``NotFittedError``, too)."""
+
+
+def _column_names(X: object) -> list[str] | None:
+    """A DataFrame's column names when all are strings (scikit-learn's rule for ``feature_names_in_``)."""
+    cols = getattr(X, "columns", None)
+    if cols is None:
+        return None
+    names = list(cols)
+    return names if names and all(isinstance(c, str) for c in names) else None
+
+
+class ProxyTransfer(RegressorMixin, BaseEstimator):
     """Proxy-task transfer as a regressor: ``fit_proxy(X, proxy)``, then ``fit(X_few, y_few)``, ``predict(X)``.
 
     Parameters
@@ -190,9 +205,15 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
 
     def _inputs(self, X: object, what: str = "X") -> torch.Tensor:
         if not hasattr(self, "net_"):
-            raise ConfigError("this ProxyTransfer has no proxy network yet (a clone has none, so scikit-learn's "
+            raise NotFitted("this ProxyTransfer has no proxy network yet (a clone has none, so scikit-learn's "
                               "GridSearchCV and cross_val_score cannot refit it; fit already chooses the ridge alpha "
                               "by leave-one-out, and proxy_curve compares settings); call fit_proxy(X, proxy) first")
+        names, fitted = _column_names(X), getattr(self, "feature_names_in_", None)
+        if names is not None and fitted is not None and names != [str(n) for n in fitted]:
+            missing = [n for n in fitted if n not in names]
+            raise DataError(f"{what}'s columns are not those the proxy network was trained on, in that order ("
+                            + (f"missing {missing[:5]}" if missing else "another order") + f"); select them as "
+                            f"X[{[str(n) for n in fitted][:5]}{', ...' if len(fitted) > 5 else ''}]")
         A = _matrix(X, what)
         if A.shape[1] != len(self.x_mean_):
             raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "
@@ -204,6 +225,12 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
         """Train the network on ``proxy`` for the inputs ``X`` (as many as have a proxy label)."""
         self._check_settings()
         A = _matrix(X)
+        names = _column_names(X)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_in_ = A.shape[1]
         if len(A) < 2:
             raise DataError(f"X holds {len(A)} sample; the proxy network needs at least 2")
         p = _vector(proxy, len(A), "proxy")
@@ -288,7 +315,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
 
     def predict(self, X: object) -> np.ndarray:
         if not hasattr(self, "coef_"):
-            raise ConfigError("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
+            raise NotFitted("this ProxyTransfer has no target model yet; call fit(X, y) after fit_proxy")
         return (self.transform(X) - self.z_mean_) / self.z_std_ @ self.coef_ + self.intercept_
 
     # -- saving
@@ -351,6 +378,7 @@ class ProxyTransfer(BaseEstimator, RegressorMixin):
                             f"({unreadable_reason(exc, d / 'proxy.pt')}); refit with `qianyi proxy`") from None
         net.eval()
         model.net_ = net
+        model.n_features_in_ = int(meta["d_in"])
         model.x_mean_, model.x_std_ = np.asarray(meta["x_mean"], float), np.asarray(meta["x_std"], float)
         model.z_mean_, model.z_std_ = np.asarray(meta["z_mean"], float), np.asarray(meta["z_std"], float)
         model.proxy_loss_ = meta["proxy_loss"]

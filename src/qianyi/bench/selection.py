@@ -194,10 +194,15 @@ class SelectionResult:
 
 
 def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", grid: Sequence[dict] | None = None,
-                   seeds: Sequence[int] = (0,), out: str | Path = "runs/select", config: TrainConfig | None = None,
+                   seeds: int | Sequence[int] = (0,), out: str | Path = "runs/select", config: TrainConfig | None = None,
                    data_dir: str | None = None, max_samples: int | None = None, show_oracle: bool = False,
                    log: Callable[[str], None] | None = print) -> SelectionResult:
-    """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank."""
+    """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank.
+    ``seeds``: a count (seeds 0..N-1, as ``bench`` and ``qianyi select --seeds N``) or the seeds themselves."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple, range)) or (
+            isinstance(seeds, int) and seeds < 1) or (not isinstance(seeds, int) and not len(seeds)):
+        raise ConfigError(f"seeds={seeds!r}: give a count of at least 1 or a list of seeds")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if validator not in available_validators():
         get_validator(validator)  # raises with the list of names
     if getattr(get_method(method), "shallow", False) and validator != "source-val":

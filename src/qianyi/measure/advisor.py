@@ -175,7 +175,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     """Measure ``task`` and recommend how to transfer (see the module docstring for the rules).
 
     ``model`` is a trained source network (a module or a saved ``model.pt``); by default one is
-    trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``). On a text
+    trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``); ``seed`` seeds the
+    sampling and, when ``config`` is None, that training (as ``qianyi advise --seed``). On a text
     task the ``input`` representation is the words present (:func:`~qianyi.measure.profile.word_presence`),
     not the token ids. The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
     ``run_flags``: the settings ``task`` was loaded with (the CLI passes its ``--max-samples``), so that it
@@ -186,7 +187,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     tokens = bool((task.preprocessing or {}).get("text"))
     # the advisor's own view: labelled source, unlabelled target inputs; the target test split is not kept
     source, source_val, target_X = task.source, task.source_val, task.target.X
-    cfg = replace(config or TrainConfig(), checkpoint_dir=None)
+    cfg = replace(config or TrainConfig(seed=seed), checkpoint_dir=None)
     saved: str | None = None
     if model is None:
         from ..train.artefact import save_model

@@ -95,6 +95,8 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     (``model``, or trained source-only) and of each method in ``adapt`` trained on ``task``.
 
     With ``out``, trained networks live in ``out/runs/METHOD`` (resumable) and the report is written there.
+    ``seed`` seeds the sampling and, when ``config`` is None, the training (as ``qianyi measure --seed``);
+    a given ``config`` trains with its own ``seed``.
     """
     metrics = check_metrics(metrics)
     check_samples(samples, "samples")
@@ -119,7 +121,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
         else:
             adapt = [BEFORE, *[m for m in adapt if m != BEFORE]]
         for m in adapt:
-            result, fit = run(m, task, config or TrainConfig(), out=None if out is None else Path(out) / "runs" / m)
+            result, fit = run(m, task, config or TrainConfig(seed=seed), out=None if out is None else Path(out) / "runs" / m)
             if log:
                 log("  " + result.summary())
             nets.append((m, fit.model, result.target_accuracy))

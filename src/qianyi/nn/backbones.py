@@ -259,3 +259,19 @@ def as_backbone(module: nn.Module, names: Sequence[str] | None = None, flatten_l
     if len(set(labels)) != len(labels):
         raise UnknownNameError(f"layer group names must be unique, got {labels}")
     return Backbone(groups, feature_layer)
+
+
+class LogitsOnly(nn.Module):
+    """``backbone`` with a forward that returns the logits tensor alone, for what needs a plain tensor out:
+    ``torch.jit.trace``, ``torch.export``, ONNX export, ``nn.Sequential(LogitsOnly(net), nn.Softmax(1))``.
+
+    >>> deployable = LogitsOnly(qianyi.load_model(DIR).network).eval()   # doctest: +SKIP
+    >>> torch.jit.trace(deployable, example_batch)                        # doctest: +SKIP
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).logits

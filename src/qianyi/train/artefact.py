@@ -107,10 +107,11 @@ class SavedModel:
                           "read from the files), or predict on these inputs as they are", QianyiWarning, stacklevel=2)
         return _to_model_classes(self, prepare(data, pre))
 
-    def predict_proba(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
+    def predict_proba(self, X: np.ndarray | Domain, device: str | torch.device | None = None) -> np.ndarray:
         """Class probabilities for inputs already in the model's input form: read raw data with
         :meth:`prepare` (a spec, raw arrays or a Domain) first. Vectors that look raw (far from the column means
-        and scales the run standardised its inputs to) are warned about."""
+        and scales the run standardised its inputs to) are warned about. ``device``: where to compute (default:
+        where the network is; ``load_model`` puts it on the CPU)."""
         d = X if isinstance(X, Domain) else Domain(X, None, "inputs")
         pre = self.meta.get("preprocessing") or {}
         names = pre.get("feature_names")
@@ -129,10 +130,12 @@ class SavedModel:
             raise DataError(f"{d.name!r} has samples of shape {d.sample_shape}, the model expects {self.sample_shape}; "
                             "read raw data with qianyi.train.artefact.load_domain_for (or `qianyi predict`), which "
                             "applies the run's preprocessing")
+        if device is None:
+            device = next(iter(self.network.parameters()), torch.empty(0)).device
         logits = predict_logits(self.network.to(device), d.X, device)
         return torch.softmax(logits, 1).cpu().numpy()
 
-    def predict(self, X: np.ndarray | Domain, device: str | torch.device = "cpu") -> np.ndarray:
+    def predict(self, X: np.ndarray | Domain, device: str | torch.device | None = None) -> np.ndarray:
         """Class indices (into :attr:`class_names`)."""
         return self.predict_proba(X, device).argmax(1)
 

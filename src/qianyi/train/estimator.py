@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -47,9 +48,10 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
 
     ``lr``, ``optimizer``, ``steps_per_epoch``: None is the data's default (:meth:`TrainConfig.for_task`:
     for vectors Adam 0.002 and at least 500 updates; for images SGD 0.01, one pass per epoch).
-    ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone`` or a named network (``"lenet"``,
-    ``"resnet18"``; default: qianyi's MLP for vectors, LeNet for images of shape (c, h, w) passed as ``X`` of
-    shape (n, c, h, w)). Fitted: ``model_``, ``history_`` (per epoch), ``selected_epoch_``, ``flags_`` (the
+    ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone``, a network (each fit trains a copy of it)
+    or a named one (``"lenet"``, ``"resnet18"``; default: qianyi's MLP for vectors, LeNet for images of shape
+    (c, h, w) passed as ``X`` of shape (n, c, h, w)). ``device``: None is CUDA when present, as ``TrainConfig``.
+    ``random_state``: a seed (the same gives the same model), or None / a ``RandomState`` to draw one. Fitted: ``model_``, ``history_`` (per epoch), ``selected_epoch_``, ``flags_`` (the
     run's health warnings, also issued as :class:`~qianyi.errors.QianyiWarning`). Shallow methods have their
     own estimators (:mod:`qianyi.shallow`); methods that train no classifier or learn from target labels are
     refused.
@@ -58,8 +60,9 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     def __init__(self, method: str = "dann", settings: dict[str, Any] | None = None, epochs: int = 20,
                  batch_size: int = 64, lr: float | None = None, optimizer: str | None = None,
                  steps_per_epoch: int | None = None, select: str = "last", val_fraction: float = 0.1,
-                 backbone: Callable[[tuple[int, ...], int], Backbone] | None = None, device: str | None = "cpu",
-                 random_state: int = 0, progress: bool = False, unlabelled: int | str | None = None) -> None:
+                 backbone: str | Backbone | Callable[[tuple[int, ...], int], Backbone] | None = None,
+                 device: str | None = None, random_state: int | np.random.RandomState | None = 0,
+                 progress: bool = False, unlabelled: int | str | None = None) -> None:
         self.method = method
         self.settings = settings
         self.epochs = epochs
@@ -78,9 +81,12 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "DomainAdapter":
         """Fit on source rows (labelled) and target rows (unlabelled; see the module docstring)."""
-        if isinstance(self.random_state, bool) or not isinstance(self.random_state, (int, np.integer)):
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, (int, np.integer, type(None),
+                                                                                      np.random.RandomState)):
             raise ConfigError(f"DomainAdapter: random_state={self.random_state!r}; give a whole number (qianyi seeds "
-                              "every run: the same number gives the same model), e.g. 0")
+                              "every run: the same number gives the same model), e.g. 0, or None (a fresh seed)")
+        seed = int(self.random_state) if isinstance(self.random_state, (int, np.integer)) else \
+            int(check_random_state(self.random_state).randint(0, 2 ** 31 - 2))  # None / RandomState: scikit-learn's way
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         _check_layout(X, "X")
         self.sample_shape_ = X.shape[1:]  # as given: (h, w) grey images are read as (1, h, w) here and in predict
@@ -95,7 +101,11 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             raise DataError("DomainAdapter.fit: every row is a target row; give labelled source rows")
         if Xt is not None:
             check_columns(self, Xt, "Xt")
-            Xt = _with_channel(np.asarray(Xt, np.float32))
+            try:
+                Xt = _with_channel(np.asarray(Xt, np.float32))
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"DomainAdapter.fit: Xt cannot be read as numbers ({exc}); give numeric target rows "
+                                "with X's columns") from None
             if Xt.shape[1:] != X.shape[1:]:
                 raise DataError(f"DomainAdapter.fit: Xt has samples of shape {Xt.shape[1:]}, X {X.shape[1:]}")
         else:
@@ -108,10 +118,10 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                             "classifier needs at least two")
         source = Domain(Xs, codes, "source", class_names=tuple(str(c) for c in self.classes_))
         task = TransferTask.from_domains(source, Domain(Xt, None, "target"), val_fraction=self.val_fraction,
-                                         seed=self.random_state)
+                                         seed=seed)
         config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, max(2, len(task.source))),
                              lr=self.lr, optimizer=self.optimizer, steps_per_epoch=self.steps_per_epoch,
-                             select=self.select, seed=self.random_state, device=self.device,
+                             select=self.select, seed=seed, device=self.device,
                              progress=self.progress)
         method = get_method(self.method, **(self.settings or {}))
         if getattr(method, "shallow", False):

@@ -65,6 +65,12 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
 
     >>> res, fit = run("dann", load_task("mnist", "digits"), TrainConfig(epochs=10))  # doctest: +SKIP
     """
+    if not isinstance(task, TransferTask):
+        raise ConfigError(f"task must be a TransferTask, got {type(task).__name__} {str(task)[:60]!r}; build one with "
+                          "qianyi.load_task(SOURCE, TARGET) (e.g. load_task('mnist', 'digits'))")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}"
+                          + ("; write TrainConfig(**settings)" if isinstance(config, dict) else ""))
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
     task = _tokenised_for(backbone, task)
     cls = type(method) if isinstance(method, Method) else available_methods().get(method)
@@ -153,6 +159,11 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
          track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any]
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
+    if not m.trains_classifier and task.target_test is not None:
+        raise ConfigError(f"{m.name} trains no classifier, so a target test split scores nothing and holds back "
+                          f"{len(task.target_test)} target samples from training; load the task with "
+                          "qianyi.load_task(S, T, classifier=False) (all of the target trains, unlabelled, as "
+                          f"`qianyi run {m.name}` does)")
     if not getattr(m, "shallow", False):
         backbone = _for_task(backbone, task, m)
     config = (config or TrainConfig()).for_task(task)  # the data's defaults filled in: what result.json records
