@@ -173,6 +173,25 @@ def test_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch):
         assert said in capsys.readouterr().err
 
 
+def test_running_out_of_memory_is_said_without_a_traceback_and_other_errors_keep_theirs(capsys, monkeypatch):
+    import qianyi.cli
+
+    for exc in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't "
+                                            "allocate memory: you tried to allocate 364473000 bytes.")):
+        def failing(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(qianyi.cli, "_dispatch", failing)
+        assert main(["measure", "digits", "digits+rot30"]) == 3
+        err = capsys.readouterr().err
+        assert "qianyi: error: out of memory" in err and "--samples" in err and "Traceback" not in err
+
+    def bug(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    monkeypatch.setattr(qianyi.cli, "_dispatch", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # a bug keeps its traceback
+        main(["measure", "digits", "digits+rot30"])
+
+
 def test_bench_plot_draws_bars_from_zero_and_no_bar_where_a_method_has_no_runs(tmp_path, monkeypatch):
     """results.png drew a method without runs on a pair as a 0.0 bar, and cut the axis at the lowest mean
     minus 10 (DAN's 74.5 looked four times source-only's 45.0)."""

@@ -191,3 +191,17 @@ def test_empty_image_batches_a_wrong_kernel_and_half_precision_tests():
     full = mmd_test(torch.tensor(x2, dtype=torch.float32), torch.tensor(y2, dtype=torch.float32), permutations=20)
     bf = mmd_test(torch.tensor(x2, dtype=torch.bfloat16), torch.tensor(y2, dtype=torch.bfloat16), permutations=20)
     assert bf.mmd2 == pytest.approx(full.mmd2, rel=0.05)
+
+
+def test_coral_of_wide_inputs_takes_no_d_by_d_matrix_and_matches_the_covariance_formula(monkeypatch):
+    """224-px images as vectors (d = 150,528) needed a 90 GB covariance; the Gram form gives the same number."""
+    import importlib
+
+    C = importlib.import_module("qianyi.distances.coral")
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 5000)), rng.normal(size=(30, 5000)) * 1.5 + 2.0
+    d = X.shape[1]
+    by_formula = ((np.cov(X, rowvar=False) - np.cov(Y, rowvar=False)) ** 2).sum() / (4 * d * d)
+    monkeypatch.setattr(C, "covariance", lambda x: pytest.fail("a d x d covariance was built"))
+    assert C.coral(X, Y).item() == pytest.approx(by_formula, rel=1e-9)
+    assert C.coral(X, X + 3.0).item() == pytest.approx(0.0, abs=1e-12)

@@ -11,7 +11,7 @@ from .conftest import ROOT
 PKG = ROOT / "src" / "qianyi"
 #: Bottom to top. Shared helpers (errors, _io, _report, schedules) sit below everything.
 LAYERS = ["errors", "_io", "_report", "schedules", "data", "nn", "distances", "shallow", "methods", "select", "train",
-          "measure", "proxy", "bench", "cli", "__main__"]
+          "measure", "proxy", "proxy_table", "bench", "cli", "__main__"]
 
 
 def _layer(module: str) -> int:

@@ -578,3 +578,20 @@ def test_a_forgotten_unlabelled_marker_is_warned_about():
             warnings.simplefilter("error", QianyiWarning)
             clone(est).set_params(unlabelled=-1).fit(X, y)
             clone(est).fit(X, np.where(y == 0, -1, 1))  # -1/+1 binary labels: not a mark, nothing said
+
+
+def test_coral_and_subspace_alignment_name_square_matrices_too_big_for_memory(monkeypatch):
+    """64-px RGB images as vectors: CORAL's 12,288 x 12,288 covariances ended in numpy's MemoryError."""
+    from qianyi.errors import DataError
+    from qianyi.shallow import CORAL, SubspaceAlignment
+
+    monkeypatch.setenv("QIANYI_MAX_BYTES", "300000")  # three float64 100 x 100 matrices fit, three 120 x 120 do not
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(50, 120)), rng.normal(size=(50, 120))
+    with pytest.raises(DataError, match=r"CORAL aligns two d x d feature covariances.*120 x 120.*QIANYI_MAX_BYTES"):
+        CORAL().fit(Xs, Xt=Xt)
+    assert CORAL().fit(Xs[:, :100], Xt=Xt[:, :100]).transform_matrix_.shape == (100, 100)
+    sa = SubspaceAlignment(n_components=5).fit(Xs, Xt=Xt)  # 50 samples: Gram matrices of 50 x 50 fit
+    assert sa.n_components_ == 5
+    with pytest.raises(DataError, match=r"SubspaceAlignment takes .*150 x 150"):  # 200 samples: the 150-d scatter
+        SubspaceAlignment(n_components=5).fit(rng.normal(size=(200, 150)), Xt=rng.normal(size=(200, 150)))

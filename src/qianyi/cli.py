@@ -558,6 +558,14 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
     except KeyboardInterrupt:
         print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise  # any other RuntimeError is a bug: keep its traceback
+        print(f"{prog}: error: out of memory ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]}); ask for "
+              "less at once: fewer samples (--max-samples, --samples), a smaller --batch-size, smaller images "
+              "(?size=), image folders streamed (folder:DIR?stream=1); a killed run resumes from its checkpoint",
+              file=sys.stderr)
+        return 3
     except BrokenPipeError:  # the reader went away (`qianyi methods | head`): stop quietly, as Unix tools do
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
@@ -567,6 +575,14 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
     if on_error is not None:
         on_error()
     return 2
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (numpy's MemoryError, torch's CPU allocator or CUDA running out)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return "DefaultCPUAllocator" in text or "out of memory" in text.lower() or "can't allocate memory" in text
 
 
 def script_main(main: Callable[[], int | None]) -> int:

@@ -58,6 +58,7 @@ def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 MEDIAN_POINTS = 1000  # the median heuristic looks at most at this many pooled points
+MEDIAN_MATRIX_POINTS = 4000  # median_of_pairs reads at most this many rows and columns of a distance matrix
 
 
 def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_POINTS) -> torch.Tensor:
@@ -74,8 +75,13 @@ def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
 
     When half the pairs or more are duplicates (dead ReLU units, empty bag-of-words rows) that median
     is 0; the median of the non-zero distances then keeps the bandwidth on the data's scale. 1 only
-    when every point is the same (or there is no pair)."""
+    when every point is the same (or there is no pair). A matrix of more than
+    :data:`MEDIAN_MATRIX_POINTS` points is read at that many evenly spaced ones (sorting all pairs of
+    20,000 points took 5x the matrix's memory)."""
     with torch.no_grad():
+        if len(d) > MEDIAN_MATRIX_POINTS:
+            keep = torch.linspace(0, len(d) - 1, MEDIAN_MATRIX_POINTS, device=d.device).long()
+            d = d[keep][:, keep]
         iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
         vals = d.detach()[iu[0], iu[1]]
         if not len(vals):
@@ -131,7 +137,7 @@ class GaussianKernel:
 
     def sigmas2_from(self, d: torch.Tensor) -> torch.Tensor:
         """The bandwidths for the pooled sample whose squared distance matrix is ``d`` (median heuristic
-        on all of its distinct pairs, as :func:`median_sq_dist` without a subsample)."""
+        on its distinct pairs, :func:`median_of_pairs`)."""
         if self.bandwidth is None:
             base = median_of_pairs(d)
         else:
@@ -204,7 +210,8 @@ def mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel: Gau
     """MMD^2 between samples ``x`` (m, d) and ``y`` (n, d); see the module docstring.
 
     ``chunk_size`` bounds the kernel blocks held in memory (default: whole matrices up to
-    4096 x 4096, chunks beyond), so 20,000 x 20,000 samples need no n x n matrix.
+    4096 x 4096, chunks beyond), so 20,000 x 20,000 samples need no n x n matrix. That bound holds
+    without gradients (measurement); under autograd every block is kept for the backward pass.
 
     >>> x = torch.randn(100, 5); mmd2(x, x + 1.0) > mmd2(x, torch.randn(100, 5))
     tensor(True)

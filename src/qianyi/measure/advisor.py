@@ -50,6 +50,7 @@ from .._io import write_json, write_text
 from ..errors import QianyiWarning
 from ..data.domain import Domain, TransferTask
 from ..distances import mmd_test
+from ..distances.permutation import check_test_memory
 from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from .._report import markdown_table
@@ -187,6 +188,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     tokens = bool((task.preprocessing or {}).get("text"))
     # the advisor's own view: labelled source, unlabelled target inputs; the target test split is not kept
     source, source_val, target_X = task.source, task.source_val, task.target.X
+    if permutations:  # before training: a test too big for memory is said now, not after the source network
+        check_test_memory(min(samples, len(source)), min(samples, len(target_X)))
     cfg = replace(config or TrainConfig(seed=seed), checkpoint_dir=None)
     saved: str | None = None
     if model is None:

@@ -14,6 +14,7 @@ import torch
 from .._io import write_json, write_text
 from ..data.domain import TransferTask
 from ..distances import mmd_test
+from ..distances.permutation import check_test_memory
 from ..errors import DataError
 from ..nn.backbones import Backbone
 from ..nn.inference import accuracy
@@ -109,6 +110,8 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     if tokens:  # token ids are names, not quantities: compare the words present
         xs, xt = word_presence(xs, xt)
         space = f"the presence of the {xs.shape[1]} most frequent words"
+    if permutations:
+        check_test_memory(min(samples, len(xs)), min(samples, len(xt)))
     d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
     test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
     res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,

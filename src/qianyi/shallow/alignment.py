@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ._base import check_X, domain_mask, split_domains, target_as_y
 
 
@@ -21,6 +21,19 @@ def _sym_power(C: np.ndarray, p: float) -> np.ndarray:
     s, U = np.linalg.eigh((C + C.T) / 2)
     s = np.maximum(s, 1e-12 * max(float(s.max()), 1e-300))
     return (U * s ** p) @ U.T
+
+
+def _check_square(est: Any, size: int, count: int, what: str) -> None:
+    """Refuse a fit whose ``count`` float64 ``size`` x ``size`` matrices exceed ``QIANYI_MAX_BYTES`` (64-px RGB
+    images as vectors asked for 3.4 GiB and died with numpy's MemoryError)."""
+    from ..data.limits import max_bytes
+
+    need = count * 8 * size * size
+    if need > max_bytes():
+        raise DataError(f"{type(est).__name__} {what}: {size:,} x {size:,} here, about {need / 2 ** 30:.1f} GiB, more "
+                        f"than the limit of {max_bytes() / 2 ** 30:.1f} GiB (QIANYI_MAX_BYTES); reduce the features "
+                        "first (PCA, smaller images, or `qianyi features` for a network's features), or raise "
+                        "QIANYI_MAX_BYTES if this machine has the memory")
 
 
 def _cov(X: np.ndarray) -> np.ndarray:
@@ -50,6 +63,7 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ConfigError(f"CORAL: reg={self.reg!r}; it must be a finite number >= 0 (1 in the paper)")
         y, Xt = target_as_y(y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain, min_source=2)
+        _check_square(self, d.Xs.shape[1], 3, "aligns two d x d feature covariances (and their eigenvectors)")
         eye = np.eye(d.Xs.shape[1])
         self.source_covariance_ = _cov(d.Xs.astype(np.float64)) + self.reg * eye
         self.target_covariance_ = _cov(d.Xt.astype(np.float64)) + self.reg * eye
@@ -100,6 +114,8 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         d = split_domains(self, X, None, Xt, None, sample_domain, min_source=2)
         # centred data of n rows has rank <= n - 1: beyond it a "direction" would be rounding noise
         k = int(min(self.n_components, d.Xs.shape[1], len(d.Xs) - 1, len(d.Xt) - 1))
+        side = max(min(d.Xs.shape[1], len(d.Xs)), min(d.Xs.shape[1], len(d.Xt)))
+        _check_square(self, side, 2, "takes each domain's principal directions from its scatter or Gram matrix")
         self.source_mean_, self.source_basis_ = self._pca(d.Xs, k)
         self.target_mean_, self.target_basis_ = self._pca(d.Xt, k)
         self.alignment_ = self.source_basis_.T @ self.target_basis_
