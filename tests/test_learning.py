@@ -23,7 +23,9 @@ DISTANCE_TERM = {"ddc": "mmd", "dan": "mmd", "jan": "jmmd", "coral": "coral", "d
 TRAINING_SIGNAL = {"mcd": ("disc_c", "falls"), "drcn": ("recon", "falls"), "dsn": ("similarity", "falls"),
                    "mean-teacher": ("confident", "rises")}
 #: Adversarial methods whose alignment is checked where it is defined (the reversed gradient, the GAN
-#: game: test_methods.py, test_adversarial.py); here they must learn.
+#: game: test_methods.py, test_adversarial.py, test_loss_terms.py); here they must learn. On this toy task
+#: forwarding target batches alone lifts them (batch statistics: with the adversarial term zeroed CDAN, MDD
+#: and ADDA still pass), so only DANN's gain is checked to come from its game (test below).
 ADVERSARIAL = ["dann", "cdan", "cdan+e", "mdd", "adda"]
 ALL = [*DISTANCE_TERM, *ADVERSARIAL, *TRAINING_SIGNAL]
 
@@ -64,3 +66,11 @@ def test_method_beats_source_only_and_adapts(name, source_only):
             assert (last < first) if way == "falls" else (last > first), (s, first, last)
     # DANN's alignment is checked where it is defined: the reversed gradient (test_methods.py)
     assert np.mean(accs) > np.mean(so_accs) + 0.05, (accs, so_accs)
+
+
+def test_danns_gain_comes_from_its_game():
+    """DANN against itself with the domain term off (trade_off=0): measured 93.8% against 87.5% over the two
+    seeds; with the term zeroed in the code the method test above still passed."""
+    on = [run("dann", _task(s), TrainConfig(**CFG, seed=s))[0].target_accuracy for s in SEEDS]
+    off = [run("dann", _task(s), TrainConfig(**CFG, seed=s), trade_off=0.0)[0].target_accuracy for s in SEEDS]
+    assert np.mean(on) > np.mean(off) + 0.03, (on, off)

@@ -224,6 +224,8 @@ def test_jda_beats_tca_on_a_shifted_problem(rotated_digits):
     jda = JDA().fit(Xs, ys, Xt)
     assert jda.score(Xt, yt) >= nn1(tca.transform(Xs), ys, tca.transform(Xt), yt) + 0.05
     assert 1 <= jda.n_iter_ <= 10 and len(jda.pseudo_label_history_) == jda.n_iter_
+    h = jda.pseudo_label_history_  # the class-conditional rounds run: labels move, then repeat (JDA as TCA passed)
+    assert not np.array_equal(h[0], h[1]) and jda.n_iter_ < 10 and np.array_equal(h[-1], h[-2])
     assert jda.n_components_ == 64  # the paper's 100, capped by the 64 features of the primal form
     P = jda.predict_proba(Xt[:5])
     assert P.shape == (5, 10) and np.allclose(P.sum(1), 1)
