@@ -257,3 +257,24 @@ def test_select_hparams_takes_a_count_of_seeds_as_bench_does(tmp_path):
     res = select_hparams("dan", ["digits->digits+rot30"], grid=[{"trade_off": 1.0}], seeds=2, out=tmp_path,
                          max_samples=60, config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False), log=None)
     assert res.scores.shape == (1, 1, 2)  # seeds 0 and 1
+
+
+def test_a_run_records_its_threads_and_a_resume_under_another_count_is_warned(tmp_path):
+    """--threads 2 and --threads 1 give different models; the count was recorded nowhere, and a checkpoint of one
+    resumed under the other silently (equal to neither uninterrupted run)."""
+    from qianyi.errors import QianyiWarning
+
+    task = toy_task(n=60)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cfg = TrainConfig(epochs=2, steps_per_epoch=3, progress=False)
+        res, _ = run("dan", task, cfg, out=tmp_path / "whole")
+        assert res.versions["threads"] == 1 and res.versions["cpu"]
+        _interrupt_after(Trainer(get_method("dan"), replace(cfg, checkpoint_dir=str(tmp_path / "cut"))), task, 3)
+        assert load_checkpoint(tmp_path / "cut" / FILENAME)["threads"] == 1
+        torch.set_num_threads(2)
+        with pytest.warns(QianyiWarning, match="with 2 CPU thread.*checkpointed with 1.*--threads 1"):
+            run("dan", task, cfg, out=tmp_path / "cut")
+    finally:
+        torch.set_num_threads(before)

@@ -180,3 +180,22 @@ def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         engine.Trainer(get_method("dan"), cfg).fit(task)
     assert not [w for w in caught if "other qianyi code" in str(w.message)]
+
+
+def test_a_stored_run_another_process_trains_is_said_with_what_to_do(tmp_path):
+    """Two benches of one pair share source-only and the oracle: the second stopped with "choose another --out"
+    about an internal run folder, which would train the shared runs again elsewhere."""
+    import pytest
+
+    from qianyi.errors import OutputError
+    from qianyi.train.store import shared_run
+
+    rdir = tmp_path / "runs" / "a-_b" / "source-only" / "seed0-abc"
+    with pytest.raises(OutputError, match=r"stored run .*seed0-abc' is being trained by another qianyi process "
+                                          r"\(pid 42\).*after that one finishes \(finished runs are reused"):
+        with shared_run(rdir):
+            raise OutputError(f"--out {str(rdir)!r} is in use by another qianyi process (pid 42); wait for it to "
+                              "finish, or choose another --out")
+    with pytest.raises(OutputError, match="cannot create its lock file"):  # other output errors pass unchanged
+        with shared_run(rdir):
+            raise OutputError("--out 'x': cannot create its lock file (Permission denied); choose another --out")

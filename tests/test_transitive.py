@@ -364,3 +364,25 @@ def test_a_staged_run_of_other_settings_in_its_folder_names_the_whole_folder(tmp
     with pytest.raises(qianyi.errors.CheckpointError, match=r"stage 0 \(source\) of the staged run in .*train every "
                                                             r"stage afresh"):
         run_via("self-train", task, [], TrainConfig(**{**CFG, "epochs": 2}), out=tmp_path)
+
+
+def test_a_staged_run_holds_its_out_folder_from_the_first_stage(tmp_path, monkeypatch):
+    """The root --out was locked only while the last stage trained: another run took the folder meanwhile and the
+    staged run failed after training its first stage, leaving a mixed folder."""
+    import qianyi.train.transitive as T
+    from qianyi.train import rundir
+
+    from .conftest import toy_task
+
+    held_during = []
+    real = T.run
+
+    def watching(*args, **kwargs):
+        held_during.append((tmp_path / "st").resolve() in rundir._held)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "run", watching)
+    run_via("dann", toy_task(n=60), [], TrainConfig(epochs=1, steps_per_epoch=2, progress=False),
+            out=tmp_path / "st")
+    assert held_during == [True, True]  # the source stage and the target stage
+    assert (tmp_path / "st").resolve() not in rundir._held  # released at the end

@@ -32,7 +32,7 @@ from ..select import get_validator
 from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
 from ..train.run import ORACLE_KEY, BackboneSpec, check_shallow_settings, run, run_fingerprint
-from ..train.store import RunStore
+from ..train.store import RunStore, shared_run
 
 BASELINES = ("source-only", "oracle")
 #: The oracle choice of epoch: the one with the best target-test accuracy (reports only).
@@ -296,6 +296,10 @@ class BenchResult:
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
                           + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in made.most_common()) + ".")
+        threads = Counter((r.versions or {}).get("threads") for r in self.runs if (r.versions or {}).get("threads"))
+        if len(threads) > 1:  # reductions split over threads round differently: not bit-comparable runs
+            lines[-1] += (" Runs made with " + str(len(threads)) + " CPU thread counts: "
+                          + ", ".join(f"{t} ({n} run{'s' * (n != 1)})" for t, n in threads.most_common()) + ".")
         honesty = self.honesty_table()
         if honesty:
             lines += ["", honesty]
@@ -816,7 +820,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     fp = run_fingerprint(method, cfg, task, backbone)  # as the run records it (the data's defaults)
                     result, rdir = store.get(fp), store.path(fp)
                 if result is None:
-                    result, _ = run(method, task, cfg, out=rdir, track_target_test=True, backbone=backbone)
+                    with shared_run(rdir):
+                        result, _ = run(method, task, cfg, out=rdir, track_target_test=True, backbone=backbone)
                     trained += 1
                     if log:
                         eta = (time.perf_counter() - t0) / trained * (total - k)

@@ -30,7 +30,7 @@ from ..select import available_validators, get_validator
 from ..train.config import TrainConfig
 from ..train.result import RunResult
 from ..train.run import check_shallow_settings, run
-from ..train.store import RunStore, fingerprint
+from ..train.store import RunStore, fingerprint, shared_run
 from .runner import parse_pair, split_cap
 
 
@@ -232,7 +232,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 fp = fingerprint(m, cfg, task)
                 result: RunResult | None = store.get(fp)
                 if result is None:
-                    result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True)
+                    with shared_run(store.path(fp)):
+                        result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True)
                 if log:
                     log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: "
                         f"{validator} {result.scores[validator]:.4f}")

@@ -461,7 +461,7 @@ class Trainer:
                 torch.cuda.set_rng_state(state["cuda_rng"])
             if parts.scaler is not None and "scaler" in state:
                 parts.scaler.load_state_dict(state["scaler"])
-            made = state.get("code")
+            made, threads = state.get("code"), state.get("threads")
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
@@ -471,6 +471,11 @@ class Trainer:
                           f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",
                           QianyiWarning, stacklevel=2)
+        if isinstance(threads, int) and threads != torch.get_num_threads() and parts.device.type == "cpu" \
+                and distributed.is_main():  # sums split over threads add in another order: another trajectory
+            warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step} with {torch.get_num_threads()} CPU "
+                          f"thread(s); it was checkpointed with {threads}: the run will equal neither uninterrupted "
+                          f"one (pass --threads {threads} to continue it as it began)", QianyiWarning, stacklevel=2)
         if progress.step and distributed.world()[1] > 1 and getattr(self.method, "memory_buffers", ()) \
                 and distributed.is_main():
             warnings.warn(f"{self.method.name} keeps a memory of recent target predictions per process, and the "
@@ -491,7 +496,7 @@ class Trainer:
                 "model": parts.model.state_dict(), "method": self.method.state_dict(),
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
                 "rng": torch.get_rng_state(), "history": state.history, "best": state.best,
-                "sums": state.sums, "counts": state.counts}
+                "sums": state.sums, "counts": state.counts, "threads": torch.get_num_threads()}
         if parts.device.type == "cuda":
             blob["cuda_rng"] = torch.cuda.get_rng_state()
         if parts.scaler is not None:

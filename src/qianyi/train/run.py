@@ -95,6 +95,15 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
 
+def _versions() -> dict[str, Any]:
+    """What made a run's numbers besides its settings: the code, the libraries, and the CPU threads and
+    instruction set (sums split over threads, or vectorised otherwise, add in another order: bit-identical
+    reruns need the same ones)."""
+    return {"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"}
+
+
 def _for_task(backbone: BackboneSpec | None, task: TransferTask, method: Method | None = None
               ) -> BackboneSpec | None:
     """A text task's encoder, sized for its vocabulary, in place of the default network (the ``method``'s own
@@ -212,8 +221,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
-        versions={"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
-                  "python": platform.python_version()})
+        versions=_versions())
     result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
     result.flags = list(fit.flags)
     if distributed.is_main():
@@ -280,9 +288,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device="cpu", fingerprint=run_fingerprint(m, config, task),
-        versions={"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
-                  "python": platform.python_version()},
-        model_file=SHALLOW_MODEL_FILE)
+        versions=_versions(), model_file=SHALLOW_MODEL_FILE)
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
                     steps=0)
     if out is not None and distributed.is_main():

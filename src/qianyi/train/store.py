@@ -8,6 +8,7 @@ plus a hash of the fingerprint, so two pairs whose names slug alike never share 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,9 +16,10 @@ import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .._io import sha256_file
+from ..errors import OutputError
 from ..errors import DataError, QianyiWarning
 from ..nn import backbones
 from .result import MODEL_FILE, RESULT_FILE, RunResult
@@ -152,3 +154,19 @@ class RunStore:
     def get(self, fp: dict[str, Any]) -> RunResult | None:
         """The finished run with this fingerprint, or None (then train it in :meth:`path`)."""
         return finished(self.path(fp), fp)
+
+
+@contextlib.contextmanager
+def shared_run(rdir: Path | None) -> Iterator[None]:
+    """Around training a run into a store's folder: a run another process trains at that moment (two benches of
+    one pair share source-only and the oracle) is said as such, with what to do, not as "choose another --out"
+    (that would train the shared runs again elsewhere)."""
+    try:
+        yield
+    except OutputError as exc:
+        if rdir is None or "in use by another qianyi process" not in str(exc):
+            raise
+        owner = str(exc).split("(", 1)[1].split(")", 1)[0] if "(" in str(exc) else "another process"
+        raise OutputError(f"the stored run {str(rdir)!r} is being trained by another qianyi process ({owner}), e.g. a "
+                          "bench or select of the same pair; run this command after that one finishes (finished "
+                          "runs are reused, not trained again), or give other --pairs meanwhile") from None

@@ -15,6 +15,7 @@ stage did.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import tempfile
@@ -36,6 +37,7 @@ from .engine import FitResult
 from .result import MODEL_FILE, RunResult
 from . import distributed
 from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
+from .rundir import hold
 
 #: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
 #: stepping stones selected from them round by round (:func:`select_stepping_stones`), then to the target.
@@ -153,47 +155,50 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         plan.append(("target", method, task.target))
     stages: list[Stage] = []
     previous: Domain = task.source
+    # the whole staged run holds its --out (a run of another method took it between stages)
+    lock = hold(root) if out is not None and distributed.is_main() else contextlib.nullcontext()
     try:
-        for i, (name, m, what) in enumerate(plan):
-            last = i == len(plan) - 1
-            folder = root if last else root / _stage_folder(i, name)
-            selected = None
-            if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
-                prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
-                    _starting_network(task, str(start), backbone, asked)
-                # anchors: what the previous stage adapted to (the source before the first round)
-                seen = task.source if not stages or stages[-1].name == "source" else previous
-                domain, selected = what(prev, folder, seen)
-            else:
-                domain = what
-            # an intermediate stage is scored on the final target's test split (its own domain has no labels):
-            # its name says so, in warnings and logs
-            stage_task = task if domain is task.target else replace(
-                task, target=domain, name=f"{task.source.name}->{domain.name} (scored on {task.target.name}'s test)")
-            cfg = replace(config, init_from=start)
-            if start is None:  # trained from scratch: nothing copied, so nothing to freeze (random layers)
-                cfg = replace(cfg, init_layers=None, freeze=0)
-            elif start != config.init_from:  # a previous stage's model: all of it (--init-layers is for the user's)
-                cfg = replace(cfg, init_layers=None)
-            hp = hparams if m == method else {}
-            if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
-                hp = {**hp, "iterations": 1}
-            # a finished stage resumes from its last checkpoint at once (nothing trains again)
-            try:
-                result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test,
-                                  backbone=backbone, single_stage=True, **hp)
-            except CheckpointError as exc:  # deleting that one checkpoint would only move the error to the next stage
-                if out is None:
-                    raise
-                raise CheckpointError(f"{exc}. It is stage {i} ({name}) of the staged run in {str(root)!r}: give "
-                                      f"another --out, or delete {str(root)!r} to train every stage afresh") from None
-            stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
-            previous = domain
-            start = str(folder / MODEL_FILE)
-        _as_one_run(stages, task, via, mode, asked, config, backbone)
-        if out is not None and distributed.is_main():
-            stages[-1].result.save(root)
-            write_stages(root, stages)
+        with lock:
+            for i, (name, m, what) in enumerate(plan):
+                last = i == len(plan) - 1
+                folder = root if last else root / _stage_folder(i, name)
+                selected = None
+                if callable(what):  # stepping stones chosen by the previous stage's network (or the starting one)
+                    prev = stages[-1].fit.model if stages and stages[-1].fit is not None else \
+                        _starting_network(task, str(start), backbone, asked)
+                    # anchors: what the previous stage adapted to (the source before the first round)
+                    seen = task.source if not stages or stages[-1].name == "source" else previous
+                    domain, selected = what(prev, folder, seen)
+                else:
+                    domain = what
+                # an intermediate stage is scored on the final target's test split (its own domain has no labels):
+                # its name says so, in warnings and logs
+                stage_task = task if domain is task.target else replace(
+                    task, target=domain, name=f"{task.source.name}->{domain.name} (scored on {task.target.name}'s test)")
+                cfg = replace(config, init_from=start)
+                if start is None:  # trained from scratch: nothing copied, so nothing to freeze (random layers)
+                    cfg = replace(cfg, init_layers=None, freeze=0)
+                elif start != config.init_from:  # a previous stage's model: all of it (--init-layers is for the user's)
+                    cfg = replace(cfg, init_layers=None)
+                hp = hparams if m == method else {}
+                if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
+                    hp = {**hp, "iterations": 1}
+                # a finished stage resumes from its last checkpoint at once (nothing trains again)
+                try:
+                    result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test,
+                                      backbone=backbone, single_stage=True, **hp)
+                except CheckpointError as exc:  # deleting that one checkpoint would only move the error to the next stage
+                    if out is None:
+                        raise
+                    raise CheckpointError(f"{exc}. It is stage {i} ({name}) of the staged run in {str(root)!r}: give "
+                                          f"another --out, or delete {str(root)!r} to train every stage afresh") from None
+                stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
+                previous = domain
+                start = str(folder / MODEL_FILE)
+            _as_one_run(stages, task, via, mode, asked, config, backbone)
+            if out is not None and distributed.is_main():
+                stages[-1].result.save(root)
+                write_stages(root, stages)
     finally:
         if tmp is not None:
             tmp.cleanup()
