@@ -593,7 +593,8 @@ def script_main(main: Callable[[], int | None]) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    if issubclass(category, QianyiWarning):
+    if issubclass(category, QianyiWarning) or (category.__name__ == "ConvergenceWarning" and
+                                                "qianyi" in str(filename)):  # qianyi's own estimators' (KMM)
         print(f"qianyi: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

@@ -230,7 +230,9 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     def inputs(x: Any) -> torch.Tensor:
         return presence(x, words) if words is not None else torch.as_tensor(x).reshape(len(x), -1).float()
     probes, pvals = [], []
-    for layer in profile.layers:
+    from tqdm.auto import tqdm
+
+    for layer in tqdm(profile.layers, desc="probes and tests per layer", unit="layer", disable=None, leave=False):
         fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
         fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
         probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))

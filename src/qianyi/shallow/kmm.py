@@ -14,7 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, QianyiWarning
 from ._base import (FeatureMap, check_X, check_kernel, check_positive, chunks, kernel, landmark_count, median_sq_dist,
                     pick_landmarks, split_domains, target_as_y)
 
@@ -149,6 +149,12 @@ class KMM(BaseEstimator):
                           f"{CHECK_EVERY} iterations after max_iter={self.max_iter}; raise max_iter or tol",
                           ConvergenceWarning, stacklevel=2)
         self.weights_ = b
+        ess = float(b.sum() ** 2 / max(float((b * b).sum()), np.finfo(np.float64).tiny))
+        if ess < max(10.0, 0.05 * len(b)):  # the supports barely overlap: a few source rows carry all the weight
+            warnings.warn(f"KMM: the weights concentrate on about {ess:.0f} effective source samples of {len(b)} (the "
+                          "source and target barely overlap, so few source rows look like the target); a classifier "
+                          "fitted with them learns from those few: compare with the unweighted source",
+                          QianyiWarning, stacklevel=2)
         self.n_iter_ = it
         self.eps_ = float(eps)
         self.objective_ = float(0.5 * b @ Kmv(b) - kappa @ b)
