@@ -501,6 +501,22 @@ def _csv_text(p: Path, where: str) -> str:
     return text
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their endings, one at a time, for ``csv.reader`` (which joins a quoted field's
+    lines itself): a ``StringIO`` of the text held a second, four-bytes-a-character copy of the file."""
+    if "\n" not in text and "\r" in text:  # old Mac line endings: csv needs them split as a file would be
+        yield from io.StringIO(text, newline="")
+        return
+    start, n = 0, len(text)
+    while start < n:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end + 1]
+        start = end + 1
+
+
 def _csv_labels(raw: list[str], where: str, label: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """Whole numbers stay class indices 0..k-1, as in npz and JSON Lines files (so that they index the same classes
     across readers: a CSV target of 0/1 reviews pairs with amazon/books' negative/positive; 1-based labels leave
@@ -687,7 +703,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     delimiter = _csv_separator(sep, text, at)
 
     def records():
-        return ((n, r) for n, r in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), 1) if r)
+        return ((n, r) for n, r in enumerate(csv.reader(_lines(text), delimiter=delimiter), 1) if r)
 
     rows = records()
     try:
