@@ -43,12 +43,13 @@ examples:
   qianyi report runs/bench                      # runs/bench/report.html: tables, curves, t-SNE, per-layer MMD
   qianyi run dann --source folder:amazon --target folder:webcam --backbone resnet50 --weights resnet50-0676ba61.pth
   qianyi features --data folder:amazon --backbone resnet50 --weights resnet50-0676ba61.pth --layer pool --out amazon.npz
+  qianyi proxy villages.csv --proxy nightlights --target wealth --out runs/proxy   # a cheap label teaches a scarce one
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
 Data files are looked up in --data-dir or $QIANYI_DATA. Target test labels are used only for the
 final score; the oracle method (trained on target labels) is marked as such everywhere. A user
-mistake ends in `qianyi: error: ...` with exit status 2 (docs/robustness.md).
+mistake ends in `qianyi: error: ...` with exit status 2, running out of memory with 3 (docs/robustness.md).
 """
 
 #: Each subcommand's --help ends with an example (measure, transferability, layers, advise, pivots: theirs).
@@ -491,7 +492,7 @@ def _print_table(res) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
-    no traceback; argparse's own errors too), 130 interrupted. Any other exception is a bug and keeps
+    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted. Any other exception is a bug and keeps
     its traceback."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
