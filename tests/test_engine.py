@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -275,6 +276,11 @@ def test_a_run_records_its_threads_and_a_resume_under_another_count_is_warned(tm
         assert load_checkpoint(tmp_path / "cut" / FILENAME)["threads"] == 1
         torch.set_num_threads(2)
         with pytest.warns(QianyiWarning, match="with 2 CPU thread.*checkpointed with 1.*--threads 1"):
-            run("dan", task, cfg, out=tmp_path / "cut")
+            mixed, _ = run("dan", task, cfg, out=tmp_path / "cut")
+        assert mixed.versions["threads"] == [1, 2]  # steps of both counts
+        with warnings.catch_warnings():  # a finished run again: nothing trains, nothing to warn, its record kept
+            warnings.simplefilter("error", QianyiWarning)
+            again, _ = run("dan", task, cfg, out=tmp_path / "whole")
+        assert again.versions["threads"] == 1 and again.target_accuracy == res.target_accuracy
     finally:
         torch.set_num_threads(before)

@@ -83,7 +83,7 @@ def test_corrupt_or_missing_model_files_are_named(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="holds no proxy.json"):
         P.ProxyTransfer.load(tmp_path)
     (tmp_path / "m" / "proxy.pt").write_bytes(b"not a torch file")
-    with pytest.raises(DataError, match="proxy.pt.*not a file written by torch.save"):
+    with pytest.raises(DataError, match="proxy.pt' is not the network .*its hash differs"):
         P.ProxyTransfer.load(tmp_path / "m")
     (tmp_path / "m" / "proxy.json").write_text('{"format": 1, "params": {}}')
     with pytest.raises(DataError, match="is not a proxy model description"):
@@ -118,3 +118,53 @@ def test_too_few_labels_or_proxies_and_a_proxy_that_is_the_target_are_refused(tm
     P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(np.eye(3), [0.0, 1.0, 2.0]).save(tmp_path / "arrays")
     with pytest.raises(DataError, match="does not name its feature columns"):
         predict_table(tmp_path / "arrays", tmp_path / "t.csv")
+
+
+def test_a_save_with_numpy_settings_writes_both_files_and_load_refuses_mismatched_ones(tmp_path):
+    """random_state=np.int64(1): save wrote proxy.pt, then failed on proxy.json, and load paired the new weights
+    with the old scaling and ridge (r2 0.98 -> -0.27)."""
+    X, y, proxy = _world(n=200)
+    a = P.ProxyTransfer(**{**FAST, "steps": 20}, random_state=0).fit_proxy(X, proxy).fit(X[:30], y[:30])
+    a.save(tmp_path / "m")
+    b = P.ProxyTransfer(**{**FAST, "steps": np.int64(20)}, random_state=np.int64(1)).fit_proxy(X, proxy)
+    b.fit(X[:30], y[:30]).save(tmp_path / "m")
+    assert np.array_equal(P.ProxyTransfer.load(tmp_path / "m").predict(X), b.predict(X))
+    a.save(tmp_path / "other")
+    (tmp_path / "m" / "proxy.pt").write_bytes((tmp_path / "other" / "proxy.pt").read_bytes())  # another save's weights
+    with pytest.raises(DataError, match="is not the network .*proxy.json' describes"):
+        P.ProxyTransfer.load(tmp_path / "m")
+    b.fit_proxy(X, proxy)  # a new network: the ridge fitted on the old one's features is gone
+    with pytest.raises(ConfigError, match="no target model yet"):
+        b.predict(X)
+
+
+def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_ties(tmp_path):
+    from qianyi.errors import OutputError, QianyiWarning
+
+    _table(tmp_path / "t.csv", n=60)
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    bad = lines[:3] + ["", ""] + lines[3:]
+    cells = bad[9].split(",")
+    cells[2] = "oops"
+    bad[9] = ",".join(cells)  # file line 10
+    (tmp_path / "b.csv").write_text("\n".join(bad) + "\n")
+    with pytest.raises(DataError, match="column 'f1', line 10 holds 'oops'"):
+        read_table(tmp_path / "b.csv", "nl", "wealth", drop=("id",))
+    (tmp_path / "c.csv").write_text("\n".join(f"{i if k else ''},{line}," for k, (i, line) in
+                                              enumerate(zip(range(-1, 60), lines))) + "\n")  # pandas' index, trailing ,
+    t = read_table(tmp_path / "c.csv", "nl", "wealth", drop=("id",))
+    assert t.feature_names == tuple(f"f{k}" for k in range(20)) and t.X.shape == (60, 20)
+    const = [lines[0]] + [",".join(line.split(",")[:-1] + (["1.5"] if line.split(",")[-1] else [""]))
+                          for line in lines[1:]]
+    (tmp_path / "k.csv").write_text("\n".join(const) + "\n")
+    with pytest.raises(DataError, match="target 'wealth' has one value \\(1.5\\) on all its 4 labelled rows"):
+        fit_table(tmp_path / "k.csv", "nl", "wealth", drop=("id",), steps=2)
+    with pytest.warns(QianyiWarning, match="2 of 3 classes hold samples"):
+        P.quantile_bins(np.r_[np.zeros(90), np.arange(10.0)], 3)
+    for spec, words in (("npz:x.npz", "got the npz: spec"), (f"csv:{tmp_path / 't.csv'}?drop=id", "takes no \\?options")):
+        with pytest.raises(DataError, match=words):
+            read_table(spec, "nl", "wealth")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.json").write_text("{}")
+    with pytest.raises(OutputError, match="holds the results of another command"):
+        fit_table(tmp_path / "t.csv", "nl", "wealth", drop=("id",), out=tmp_path / "run", steps=2)

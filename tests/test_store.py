@@ -190,12 +190,20 @@ def test_a_stored_run_another_process_trains_is_said_with_what_to_do(tmp_path):
     from qianyi.errors import OutputError
     from qianyi.train.store import shared_run
 
-    rdir = tmp_path / "runs" / "a-_b" / "source-only" / "seed0-abc"
-    with pytest.raises(OutputError, match=r"stored run .*seed0-abc' is being trained by another qianyi process "
-                                          r"\(pid 42\).*after that one finishes \(finished runs are reused"):
-        with shared_run(rdir):
-            raise OutputError(f"--out {str(rdir)!r} is in use by another qianyi process (pid 42); wait for it to "
-                              "finish, or choose another --out")
+    import os
+
+    from qianyi.train import rundir as R
+
+    rdir = tmp_path / "store (copy)" / "a-_b" / "source-only" / "seed0-abc"  # parentheses in the path
+    rdir.mkdir(parents=True)
+    held = R._lock(rdir, "--out")  # another open file's lock: what a second process sees
+    try:
+        with pytest.raises(OutputError, match=rf"stored run .*seed0-abc' is being trained by another qianyi process "
+                                              rf"\(pid {os.getpid()}\).*after that one finishes \(finished runs are reused"):
+            with shared_run(rdir):
+                R._lock(rdir, "--out")
+    finally:
+        held.close()
     with pytest.raises(OutputError, match="cannot create its lock file"):  # other output errors pass unchanged
         with shared_run(rdir):
             raise OutputError("--out 'x': cannot create its lock file (Permission denied); choose another --out")

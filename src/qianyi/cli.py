@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import ConfigError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
+from .errors import ConfigError, DataError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
 from .train.config import positive_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "probabilities (and its file, for a folder of images or wavs). Labelled data also gets its accuracy printed. Options of the --data "
                                     "spec itself are read as given: repeat those the run's spec had (folder ?size=, "
                                     "CSV ?categorical= and ?drop=).")
-    pr.add_argument("model", help="a run folder (the --out of `qianyi run`)")
+    pr.add_argument("model", help="a run folder (the --out of `qianyi run`, or of `qianyi proxy`: then --data is a "
+                    "CSV table with the model's feature columns)")
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")
     pr.add_argument("--out", dest="out_csv", default=None, metavar="FILE.csv", help="write here (default: stdout)")
 
@@ -393,6 +394,9 @@ def _predict(args: argparse.Namespace) -> int:
     from .train.artefact import load_domain_for, load_model
 
     if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
+        if (Path(args.model) / "model.json").is_file():
+            raise DataError(f"{args.model!r} holds two models (a `qianyi run`'s model.json and a `qianyi proxy`'s "
+                            "proxy.json); give each command a folder of its own")
         from .proxy_table import predict_table
 
         header, rows = predict_table(args.model, args.data)
@@ -564,8 +568,8 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
             raise  # any other RuntimeError is a bug: keep its traceback
         print(f"{prog}: error: out of memory ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]}); ask for "
               "less at once: fewer samples (--max-samples, --samples), a smaller --batch-size, smaller images "
-              "(?size=), image folders streamed (folder:DIR?stream=1); a killed run resumes from its checkpoint",
-              file=sys.stderr)
+              "(?size=), image folders streamed (folder:DIR?stream=1)"
+              + ("; a rerun resumes from the last checkpoint" if "resume" in interrupted else ""), file=sys.stderr)
         return 3
     except BrokenPipeError:  # the reader went away (`qianyi methods | head`): stop quietly, as Unix tools do
         try:

@@ -92,7 +92,13 @@ def quantile_bins(proxy: Sequence[float], n_bins: int = 3) -> np.ndarray:
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
         raise ConfigError(f"n_bins={n_bins!r}: give a whole number of at least 2")
     edges = np.quantile(p, np.arange(1, n_bins) / n_bins)
-    return np.searchsorted(edges, p, side="left").astype(np.int64)
+    bins = np.searchsorted(edges, p, side="left").astype(np.int64)
+    empty = sorted(set(range(n_bins)) - set(bins.tolist()))
+    if empty:  # ties (night lights of 0 in most places): equal edges leave classes without a sample
+        warnings.warn(f"quantile_bins: {n_bins - len(empty)} of {n_bins} classes hold samples (class(es) {empty} "
+                      f"none: many equal proxy values, e.g. {float(np.median(p)):g}); use fewer bins or the proxy's "
+                      "value (task='regression')", QianyiWarning, stacklevel=2)
+    return bins
 
 
 # ---------------------------------------------------------------- the network
@@ -118,6 +124,15 @@ class ProxyNet(nn.Module):
 class NotFitted(ConfigError, NotFittedError):
     """A ProxyTransfer asked to transform or predict before its proxy network or ridge exists (scikit-learn's
     ``NotFittedError``, too)."""
+
+
+def _plain(value: object) -> object:
+    """A setting as a plain JSON value (numpy's integers and floats as Python's; tuples as lists)."""
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _column_names(X: object) -> list[str] | None:
@@ -210,10 +225,11 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                               "by leave-one-out, and proxy_curve compares settings); call fit_proxy(X, proxy) first")
         names, fitted = _column_names(X), getattr(self, "feature_names_in_", None)
         if names is not None and fitted is not None and names != [str(n) for n in fitted]:
-            missing = [n for n in fitted if n not in names]
-            raise DataError(f"{what}'s columns are not those the proxy network was trained on, in that order ("
-                            + (f"missing {missing[:5]}" if missing else "another order") + f"); select them as "
-                            f"X[{[str(n) for n in fitted][:5]}{', ...' if len(fitted) > 5 else ''}]")
+            missing = [str(n) for n in fitted if n not in names]
+            extra = [n for n in names if n not in set(map(str, fitted))]
+            said = (f"missing {missing[:5]}" if missing else f"extra columns {extra[:5]}" if extra else "another order")
+            raise DataError(f"{what}'s columns are not those the proxy network was trained on, in that order ({said}); "
+                            + ("give those columns" if missing else "select them as X[model.feature_names_in_]"))
         A = _matrix(X, what)
         if A.shape[1] != len(self.x_mean_):
             raise DataError(f"{what} has {A.shape[1]} features but the proxy network was trained on "
@@ -276,6 +292,9 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                 opt.step()
         net.eval()
         self.net_ = net
+        for stale in ("ridge_", "coef_", "intercept_", "alpha_"):  # the ridge was fitted on the old network's features
+            if hasattr(self, stale):
+                delattr(self, stale)
         self.proxy_params_ = {k: self._setting(k) for k in NETWORK_PARAMS}  # what fit checks is unchanged
         self.proxy_loss_ = float(loss.detach())
         with torch.no_grad():
@@ -322,20 +341,22 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``proxy.pt`` (the network's weights, a plain state dict) and ``proxy.json`` (settings, input
         and feature scaling, the ridge's coefficients) in ``directory``; :meth:`load` reads them back."""
-        from ._io import write_json
+        import json
+
+        from ._io import sha256_file, write_json
         from .train.checkpoint import save_tensors
 
         if not hasattr(self, "net_"):
             raise ConfigError("nothing to save: call fit_proxy(X, proxy) (and fit(X, y)) first")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        params = {k: self._setting(k) for k in NETWORK_PARAMS}
+        params = {k: _plain(self._setting(k)) for k in NETWORK_PARAMS}
         if not isinstance(self.random_state, (int, np.integer, type(None))):
             params["random_state"] = None  # a RandomState object: its seed is not recoverable, and not needed now
         names = getattr(self, "feature_names_in_", None)
         meta = {"format": SAVE_FORMAT, "params": params,
                 "feature_names": None if names is None else [str(n) for n in names],
-                "alphas": None if self.alphas is None else [float(a) for a in self.alphas],
+                "alphas": None if self.alphas is None else [float(a) for a in self.alphas], "weights_sha256": "",
                 "d_in": int(len(self.x_mean_)), "x_mean": self.x_mean_.tolist(), "x_std": self.x_std_.tolist(),
                 "z_mean": self.z_mean_.tolist(), "z_std": self.z_std_.tolist(),
                 "n_proxy_classes": getattr(self, "n_proxy_classes_", None),
@@ -343,7 +364,9 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                 "proxy_loss": self.proxy_loss_,
                 "ridge": None if not hasattr(self, "coef_") else {
                     "alpha": self.alpha_, "coef": self.coef_.tolist(), "intercept": self.intercept_}}
+        json.dumps(meta)  # (every value a plain one: nothing is written if not)
         save_tensors(out / "proxy.pt", self.net_.state_dict())
+        meta["weights_sha256"] = sha256_file(out / "proxy.pt")  # load refuses weights another save left
         write_json(out / "proxy.json", meta)
         return out
 
@@ -370,6 +393,12 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise DataError(f"{str(d / 'proxy.json')!r} is not a proxy model description ({exc}); refit with "
                             "`qianyi proxy`") from None
+        from ._io import sha256_file
+
+        if meta.get("weights_sha256") != sha256_file(d / "proxy.pt"):
+            raise DataError(f"{str(d / 'proxy.pt')!r} is not the network {str(d / 'proxy.json')!r} describes (its "
+                            "hash differs: a save that did not finish, or files of two models); refit with "
+                            "`qianyi proxy`")
         try:
             state = torch.load(d / "proxy.pt", map_location="cpu", weights_only=True)
             net.load_state_dict(state)

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError, DatasetNotFoundError
-from .proxy import ALPHAS, ProxyTransfer, quantile_bins
+from .errors import ConfigError, DataError, DatasetNotFoundError, OutputError
+from .proxy import ALPHAS, ProxyTransfer, _plain, quantile_bins
 
 PREDICTIONS = "predictions.csv"
 REPORT = "proxy.md"
@@ -41,6 +41,12 @@ class Table:
 
 def _path(spec: str | os.PathLike) -> Path:
     text = str(spec)
+    if not isinstance(spec, os.PathLike):
+        reader, sep, rest = text.partition(":")
+        if sep and reader.isalpha() and len(reader) > 1 and reader != "csv":
+            raise DataError(f"a proxy table is a CSV file (csv:FILE or its path), got the {reader}: spec {text!r}")
+        if "?" in text and not Path(text[4:] if reader == "csv" else text).exists():
+            raise DataError(f"{text!r}: a proxy table takes no ?options; name the columns to leave out with --drop")
     return Path(text[4:] if text.startswith("csv:") else text).expanduser()
 
 
@@ -57,18 +63,30 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     if not p.is_file():
         raise DatasetNotFoundError(f"{where}: no such file; give a CSV with a header row (features, the proxy "
                                    "column, the target column)")
-    rows = list(csv.reader(io.StringIO(_csv_text(p, where))))
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise DataError(f"{where} has {'no header' if not rows else 'a header but no rows'}; give a header row "
+    from .data.readers import _lines
+
+    numbered = [(n, r) for n, r in enumerate(csv.reader(_lines(_csv_text(p, where))), 1) if any(c.strip() for c in r)]
+    if len(numbered) < 2:
+        raise DataError(f"{where} has {'no header' if not numbered else 'a header but no rows'}; give a header row "
                         "and one row per sample")
+    lines = [n for n, _ in numbered[1:]]  # the file's line of each row (blank lines skipped)
+    rows = [r for _, r in numbered]
     header = [c.strip() for c in rows[0]]
     width = len(header)
-    for i, r in enumerate(rows[1:], start=2):
+    for i, r in zip(lines, rows[1:]):
         if len(r) != width:
             raise DataError(f"{where}: line {i} has {len(r)} cells, the header {width}; every row needs one cell "
                             "per column")
-    blank = [k for k, c in enumerate(header) if not c]
+    unnamed = [k for k, c in enumerate(header) if not c]
+    # as the csv: reader: a trailing comma's empty column, and pandas' index (an unnamed first column), are left out
+    body_cells = lambda k: [r[k].strip() for r in rows[1:]]  # noqa: E731
+    skip = {k for k in unnamed if not any(body_cells(k))}
+    if 0 in unnamed and 0 not in skip and [c for c in body_cells(0)] == [str(i) for i in range(len(rows) - 1)]:
+        skip.add(0)
+    if skip:
+        rows = [[c for k, c in enumerate(r) if k not in skip] for r in rows]
+        header = [c for k, c in enumerate(header) if k not in skip]
+    blank = [k for k in unnamed if k not in skip]
     if blank:
         raise DataError(f"{where}: column {blank[0] + 1} has no name in the header; name every column")
     dup = sorted({c for c in header if header.count(c) > 1})
@@ -95,7 +113,7 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     def numbers(col: str, may_be_blank: bool) -> np.ndarray:
         k = header.index(col)
         out = np.empty(len(body))
-        for i, r in enumerate(body):
+        for i, (r, line) in enumerate(zip(body, lines)):
             cell = r[k].strip()
             if not cell and may_be_blank:
                 out[i] = np.nan
@@ -107,8 +125,10 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
             if not math.isfinite(out[i]):
                 what = "is blank" if not cell else f"holds {cell!r}"
                 hint = ("leave the cell blank for an unknown value" if may_be_blank else
+                        "every feature the model reads needs a number in every row: impute it or drop the row"
+                        if features is not None else
                         "every feature needs a number in every row: impute it, drop the row, or --drop the column")
-                raise DataError(f"{where}: column {col!r}, line {i + 2} {what}, not a number; {hint}")
+                raise DataError(f"{where}: column {col!r}, line {line} {what}, not a number; {hint}")
         return out
 
     X = np.column_stack([numbers(c, False) for c in cols]).astype(np.float64)
@@ -138,6 +158,8 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
     model: :meth:`ProxyTransfer.load`, ``qianyi predict OUT``), ``predictions.csv`` (every row: the given
     proxy and target, the predicted ones), ``result.json`` and ``proxy.md``. Returns the result dict.
     """
+    if out is not None:
+        check_proxy_out(Path(out))  # before the work
     t = read_table(spec, proxy=proxy, target=target, drop=drop)
     assert t.proxy is not None and t.target is not None
     has_p, has_t = np.isfinite(t.proxy), np.isfinite(t.target)
@@ -147,6 +169,9 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
     if has_t.sum() < 3:
         raise DataError(f"{t.where}: {int(has_t.sum())} row(s) hold a target value in column {target!r}; the "
                         "ridge's leave-one-out penalty needs at least 3")
+    if np.ptp(t.target[has_t]) == 0:
+        raise DataError(f"{t.where}: the target {target!r} has one value ({t.target[has_t][0]:g}) on all its "
+                        f"{int(has_t.sum())} labelled rows: there is nothing to predict")
     p = t.proxy[has_p]
     if bins is not None:
         settings = {**settings, "task": "classification"}
@@ -172,7 +197,7 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
     result = {"table": str(_path(spec)), "proxy": proxy, "target": target, "bins": bins,
               "rows": int(len(t.X)), "features": len(t.feature_names), "rows_with_proxy": int(has_p.sum()),
               "rows_with_target": int(has_t.sum()),
-              "settings": {k: model._setting(k) for k in ("hidden", "task", "steps", "batch_size", "lr",
+              "settings": {k: _plain(model._setting(k)) for k in ("hidden", "task", "steps", "batch_size", "lr",
                                                            "weight_decay", "dropout", "standardize", "random_state")},
               "proxy_training_fit": proxy_fit, "alpha": model.alpha_,
               "loo_r2": {"proxy+ridge": loo_proxy, "ridge": loo_ridge}, "alpha_ridge": alpha_ridge}
@@ -183,6 +208,13 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
 
 def _fmt(v: float) -> str:
     return "" if not math.isfinite(v) else f"{v:.6g}"
+
+
+def check_proxy_out(out: Path) -> None:
+    """Refuse an --out that holds a `qianyi run` (its result.json and model.json would be replaced or mixed)."""
+    if (out / "model.json").exists() or ((out / RESULT).exists() and not (out / "proxy.json").exists()):
+        raise OutputError(f"--out {str(out)!r} holds the results of another command (a `qianyi run`); choose a "
+                          "folder of its own for `qianyi proxy`")
 
 
 def _write(out: Path, model: ProxyTransfer, t: Table, has_t: np.ndarray, pred_t: np.ndarray, pred_p: np.ndarray,

@@ -296,7 +296,7 @@ class BenchResult:
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
                           + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in made.most_common()) + ".")
-        threads = Counter((r.versions or {}).get("threads") for r in self.runs if (r.versions or {}).get("threads"))
+        threads = Counter(str((r.versions or {}).get("threads")) for r in self.runs if (r.versions or {}).get("threads"))
         if len(threads) > 1:  # reductions split over threads round differently: not bit-comparable runs
             lines[-1] += (" Runs made with " + str(len(threads)) + " CPU thread counts: "
                           + ", ".join(f"{t} ({n} run{'s' * (n != 1)})" for t, n in threads.most_common()) + ".")

@@ -167,6 +167,8 @@ class FitResult:
     backbone: Backbone | None = None
     #: Label-free warnings about the game (:func:`qianyi.train.health.game_flags`).
     flags: list[str] = field(default_factory=list)
+    #: The CPU thread counts the steps were trained with (two when a resume changed it).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -347,6 +349,7 @@ class Trainer:
             return self._fit(task, monitor)
 
     def _fit(self, task: TransferTask, monitor: Monitor | None) -> FitResult:
+        self._resumed_threads = None
         self.config = self.base_config.for_task(task)  # the data's defaults filled in
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
@@ -471,11 +474,7 @@ class Trainer:
                           f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",
                           QianyiWarning, stacklevel=2)
-        if isinstance(threads, int) and threads != torch.get_num_threads() and parts.device.type == "cpu" \
-                and distributed.is_main():  # sums split over threads add in another order: another trajectory
-            warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step} with {torch.get_num_threads()} CPU "
-                          f"thread(s); it was checkpointed with {threads}: the run will equal neither uninterrupted "
-                          f"one (pass --threads {threads} to continue it as it began)", QianyiWarning, stacklevel=2)
+        self._resumed_threads = threads if isinstance(threads, int) and progress.step else None
         if progress.step and distributed.world()[1] > 1 and getattr(self.method, "memory_buffers", ()) \
                 and distributed.is_main():
             warnings.warn(f"{self.method.name} keeps a memory of recent target predictions per process, and the "
@@ -517,6 +516,14 @@ class Trainer:
             raise CheckpointError(f"the checkpoint in {cfg.checkpoint_dir!r} is at step {state.step}, beyond this "
                                   f"run's {spe * cfg.epochs} steps; delete it to start afresh")
         total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
+        before = getattr(self, "_resumed_threads", None)  # the thread count the checkpointed steps were made with
+        now = torch.get_num_threads()
+        self._threads_used = sorted({*([before] if before else []), *([now] if state.step < total else [])})
+        if before and before != now and state.step < total and device.type == "cpu" and distributed.is_main():
+            # sums split over threads add in another order: another trajectory from here on
+            warnings.warn(f"resuming {str(ckpt)!r} at step {state.step} with {now} CPU thread(s); it was "
+                          f"checkpointed with {before}: the run will equal neither uninterrupted one (pass "
+                          f"--threads {before} to continue it as it began)", QianyiWarning, stacklevel=2)
         batches = _batches(data, cfg, device, state.step, total)
         sync = distributed.average_gradients if distributed.world()[1] > 1 else None
         autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[cfg.amp]) if cfg.amp != "off"
@@ -661,4 +668,4 @@ class Trainer:
                            advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen,
                            oracle=method.uses_target_labels, feature_game=method.feature_game)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
-                         str(parts.device), chosen, model, flags)
+                         str(parts.device), chosen, model, flags, list(getattr(self, "_threads_used", [])))
