@@ -273,7 +273,7 @@ def test_a_run_records_its_threads_and_a_resume_under_another_count_is_warned(tm
         res, _ = run("dan", task, cfg, out=tmp_path / "whole")
         assert res.versions["threads"] == 1 and res.versions["cpu"]
         _interrupt_after(Trainer(get_method("dan"), replace(cfg, checkpoint_dir=str(tmp_path / "cut"))), task, 3)
-        assert load_checkpoint(tmp_path / "cut" / FILENAME)["threads"] == 1
+        assert load_checkpoint(tmp_path / "cut" / FILENAME)["threads"] == [1]
         torch.set_num_threads(2)
         with pytest.warns(QianyiWarning, match="with 2 CPU thread.*checkpointed with 1.*--threads 1"):
             mixed, _ = run("dan", task, cfg, out=tmp_path / "cut")

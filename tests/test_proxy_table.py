@@ -133,6 +133,13 @@ def test_a_save_with_numpy_settings_writes_both_files_and_load_refuses_mismatche
     (tmp_path / "m" / "proxy.pt").write_bytes((tmp_path / "other" / "proxy.pt").read_bytes())  # another save's weights
     with pytest.raises(DataError, match="is not the network .*proxy.json' describes"):
         P.ProxyTransfer.load(tmp_path / "m")
+    import json
+
+    meta = json.loads((tmp_path / "other" / "proxy.json").read_text())
+    del meta["weights_sha256"]  # a save of the first, unchecked format
+    (tmp_path / "other" / "proxy.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="records no hash of its weights .*refit"):
+        P.ProxyTransfer.load(tmp_path / "other")
     b.fit_proxy(X, proxy)  # a new network: the ridge fitted on the old one's features is gone
     with pytest.raises(ConfigError, match="no target model yet"):
         b.predict(X)
@@ -168,3 +175,15 @@ def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_
     (tmp_path / "run" / "model.json").write_text("{}")
     with pytest.raises(OutputError, match="holds the results of another command"):
         fit_table(tmp_path / "t.csv", "nl", "wealth", drop=("id",), out=tmp_path / "run", steps=2)
+
+
+def test_a_run_refuses_a_proxy_folder_as_its_out(tmp_path):
+    from qianyi import TrainConfig, run
+    from qianyi.errors import OutputError
+
+    from .conftest import toy_task
+
+    X, y, proxy = _world(n=100)
+    P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(X, proxy).fit(X[:10], y[:10]).save(tmp_path / "p")
+    with pytest.raises(OutputError, match="holds a `qianyi proxy` model"):
+        run("source-only", toy_task(n=60), TrainConfig(epochs=1, steps_per_epoch=1, progress=False), out=tmp_path / "p")

@@ -581,3 +581,16 @@ def test_csv_header_of_column_numbers_reads_with_a_named_label_and_old_empty_nam
     new = Domain(np.zeros((2, 2), np.float32), None, "t", feature_names=("a", "#2"))
     with pytest.raises(DataError, match="empty name.*retrain"):  # a model trained before '#K' names
         match_features(("a", ""), new, "the model's inputs")
+
+
+@pytest.mark.parametrize("text", ['f0,f1,label\r1,"x\ny",0\r3,4,1\r5,6,0\r7,8,1\r',  # Excel's Mac CSV, a quoted LF
+                                  'f0,f1,label\r1,2,0\r3,4,1\n5,6,0\n7,8,1\n'])  # two files' endings mixed
+def test_csv_with_bare_carriage_returns_reads_as_a_file_would(tmp_path, text):
+    import csv
+    import io
+
+    from qianyi.data.readers import _lines
+
+    assert list(csv.reader(_lines(text))) == list(csv.reader(io.StringIO(text, newline="")))
+    (tmp_path / "f.csv").write_text(text, newline="")
+    assert len(read_csv(tmp_path / "f.csv", categorical="f1")) == 4

@@ -612,3 +612,6 @@ def test_kmm_says_when_its_weights_rest_on_a_few_source_rows():
         warnings.simplefilter("error", QianyiWarning)
         w = KMM().fit(Xs, Xt=rng.normal(size=(100, 3)) + 0.3).weights_  # overlapping: nothing said
     assert w.sum() ** 2 / (w * w).sum() > 10
+    with warnings.catch_warnings():  # nine rows: every weight 1 is nine effective samples, not a concentration
+        warnings.simplefilter("error", QianyiWarning)
+        KMM().fit(Xs[:9], Xt=Xs[:9])

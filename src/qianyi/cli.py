@@ -598,8 +598,9 @@ def script_main(main: Callable[[], int | None]) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    if issubclass(category, QianyiWarning) or (category.__name__ == "ConvergenceWarning" and
-                                                "qianyi" in str(filename)):  # qianyi's own estimators' (KMM)
+    if issubclass(category, QianyiWarning) or (category.__name__ == "ConvergenceWarning" and  # KMM's own
+                                                Path(filename).parent.name in ("shallow", "qianyi")
+                                                and "qianyi" in Path(filename).parts):
         print(f"qianyi: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

@@ -395,6 +395,9 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                             "`qianyi proxy`") from None
         from ._io import sha256_file
 
+        if not meta.get("weights_sha256"):
+            raise DataError(f"{str(d / 'proxy.json')!r} records no hash of its weights (saved by an earlier qianyi, "
+                            "before saves were checked); refit with `qianyi proxy` to save it again")
         if meta.get("weights_sha256") != sha256_file(d / "proxy.pt"):
             raise DataError(f"{str(d / 'proxy.pt')!r} is not the network {str(d / 'proxy.json')!r} describes (its "
                             "hash differs: a save that did not finish, or files of two models); refit with "

@@ -65,7 +65,11 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
                                    "column, the target column)")
     from .data.readers import _lines
 
-    numbered = [(n, r) for n, r in enumerate(csv.reader(_lines(_csv_text(p, where))), 1) if any(c.strip() for c in r)]
+    try:
+        numbered = [(n, r) for n, r in enumerate(csv.reader(_lines(_csv_text(p, where))), 1)
+                    if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as UTF-8 text separated by ','") from None
     if len(numbered) < 2:
         raise DataError(f"{where} has {'no header' if not numbered else 'a header but no rows'}; give a header row "
                         "and one row per sample")

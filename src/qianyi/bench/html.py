@@ -142,7 +142,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
         ax.set_xticks([])
         ax.set_yticks([])
         profiles.append(layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=m,
-                                      token_ids=bool((model.meta.get("preprocessing") or {}).get("text"))))
+                                      token_ids=bool((model.meta.get("preprocessing") or {}).get("text")),
+                                      progress=False))
     axes[0][0].legend(fontsize=7, markerscale=3)
     fig.suptitle(f"{pair[0]} → {pair[1]}", fontsize=9)
     fig.tight_layout()

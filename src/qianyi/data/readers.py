@@ -504,7 +504,7 @@ def _csv_text(p: Path, where: str) -> str:
 def _lines(text: str) -> Iterator[str]:
     """The lines of ``text`` with their endings, one at a time, for ``csv.reader`` (which joins a quoted field's
     lines itself): a ``StringIO`` of the text held a second, four-bytes-a-character copy of the file."""
-    if "\n" not in text and "\r" in text:  # old Mac line endings: csv needs them split as a file would be
+    if text.count("\r") != text.count("\r\n"):  # a bare CR (old Mac endings, mixed files): split as a file would be
         yield from io.StringIO(text, newline="")
         return
     start, n = 0, len(text)

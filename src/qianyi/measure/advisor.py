@@ -223,7 +223,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     xt = torch.as_tensor(target_X[np.sort(rng.permutation(len(target_X))[:samples])])
     # every distance, probe and test below uses these same samples
     profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
-                            label="source network", token_ids=tokens)
+                            label="source network", token_ids=tokens, progress=cfg.progress)
     xv = source_val.X[:samples]
     words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
 
@@ -232,7 +232,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     probes, pvals = [], []
     from tqdm.auto import tqdm
 
-    for layer in tqdm(profile.layers, desc="probes and tests per layer", unit="layer", disable=None, leave=False):
+    for layer in tqdm(profile.layers, desc="probes and tests per layer", unit="layer",
+                      disable=None if cfg.progress else True, leave=False):
         fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
         fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
         probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))

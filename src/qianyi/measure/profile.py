@@ -118,8 +118,8 @@ class LayerProfile:
 def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
                   metrics: Sequence[str] = DEFAULT_METRICS, layers: Sequence[str] | None = None,
                   include_input: bool = True, max_samples: int = 1000, seed: int = 0,
-                  device: str | torch.device = "cpu", label: str = "model", token_ids: bool = False
-                  ) -> LayerProfile:
+                  device: str | torch.device = "cpu", label: str = "model", token_ids: bool = False,
+                  progress: bool = True) -> LayerProfile:
     """Distances between ``source`` and ``target`` inputs at every layer of ``model``.
 
     Both input sets are subsampled once (``max_samples`` each, seeded) and pushed through the
@@ -141,7 +141,8 @@ def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np
     from tqdm.auto import tqdm
 
     # quadratic in the samples: minutes per layer at 10,000 a side; a bar on a terminal (off in logs and CI)
-    for name in tqdm(names, desc=f"distances per layer ({label})", unit="layer", disable=None, leave=False):
+    for name in tqdm(names, desc=f"distances per layer ({label})", unit="layer", disable=None if progress else True,
+                     leave=False):
         d = distances(rs[name], rt[name], metrics, max_samples=None, seed=seed)
         for m in metrics:
             values[m].append(d[m])

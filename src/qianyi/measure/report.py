@@ -131,7 +131,7 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
         device = next(nets[0][1].parameters()).device
         for label, net, target_acc in nets:
             p = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device, label=label,
-                              token_ids=tokens)
+                              token_ids=tokens, progress=(config or TrainConfig()).progress)
             p.info = {**p.info, "source_val_accuracy": accuracy(net, task.source_val, device),
                       "target_test_accuracy": target_acc if target_acc is not None or task.target_test is None
                       else accuracy(net, task.target_test, device)}

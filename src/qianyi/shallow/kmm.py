@@ -150,10 +150,10 @@ class KMM(BaseEstimator):
                           ConvergenceWarning, stacklevel=2)
         self.weights_ = b
         ess = float(b.sum() ** 2 / max(float((b * b).sum()), np.finfo(np.float64).tiny))
-        if ess < max(10.0, 0.05 * len(b)):  # the supports barely overlap: a few source rows carry all the weight
-            warnings.warn(f"KMM: the weights concentrate on about {ess:.0f} effective source samples of {len(b)} (the "
-                          "source and target barely overlap, so few source rows look like the target); a classifier "
-                          "fitted with them learns from those few: compare with the unweighted source",
+        if len(b) >= 20 and ess < max(10.0, 0.05 * len(b)):  # a few source rows carry all the weight
+            warnings.warn(f"KMM: the weights concentrate on about {ess:.0f} effective source samples of {len(b)} (few "
+                          "source rows resemble the target sample); a classifier fitted with them learns from those "
+                          "few: compare with the unweighted source",
                           QianyiWarning, stacklevel=2)
         self.n_iter_ = it
         self.eps_ = float(eps)

@@ -474,7 +474,9 @@ class Trainer:
                           f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",
                           QianyiWarning, stacklevel=2)
-        self._resumed_threads = threads if isinstance(threads, int) and progress.step else None
+        # the thread counts the checkpointed steps were made with (an int from checkpoints of one count)
+        counts = [threads] if isinstance(threads, int) else threads if isinstance(threads, list) else None
+        self._resumed_threads = [int(t) for t in counts] if counts and progress.step else None
         if progress.step and distributed.world()[1] > 1 and getattr(self.method, "memory_buffers", ()) \
                 and distributed.is_main():
             warnings.warn(f"{self.method.name} keeps a memory of recent target predictions per process, and the "
@@ -495,7 +497,8 @@ class Trainer:
                 "model": parts.model.state_dict(), "method": self.method.state_dict(),
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
                 "rng": torch.get_rng_state(), "history": state.history, "best": state.best,
-                "sums": state.sums, "counts": state.counts, "threads": torch.get_num_threads()}
+                "sums": state.sums, "counts": state.counts,
+                "threads": sorted({*(getattr(self, "_resumed_threads", None) or []), torch.get_num_threads()})}
         if parts.device.type == "cuda":
             blob["cuda_rng"] = torch.cuda.get_rng_state()
         if parts.scaler is not None:
@@ -516,9 +519,10 @@ class Trainer:
             raise CheckpointError(f"the checkpoint in {cfg.checkpoint_dir!r} is at step {state.step}, beyond this "
                                   f"run's {spe * cfg.epochs} steps; delete it to start afresh")
         total, every = spe * cfg.epochs, cfg.checkpoint_every or spe
-        before = getattr(self, "_resumed_threads", None)  # the thread count the checkpointed steps were made with
+        made = getattr(self, "_resumed_threads", None) or []  # the thread counts the checkpointed steps were made with
         now = torch.get_num_threads()
-        self._threads_used = sorted({*([before] if before else []), *([now] if state.step < total else [])})
+        self._threads_used = sorted({*made, *([now] if state.step < total else [])})
+        before = made[0] if len(made) == 1 else None  # (a checkpoint that mixes counts was warned about already)
         if before and before != now and state.step < total and device.type == "cpu" and distributed.is_main():
             # sums split over threads add in another order: another trajectory from here on
             warnings.warn(f"resuming {str(ckpt)!r} at step {state.step} with {now} CPU thread(s); it was "

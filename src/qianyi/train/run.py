@@ -71,6 +71,11 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     if config is not None and not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}"
                           + ("; write TrainConfig(**settings)" if isinstance(config, dict) else ""))
+    if out is not None and (Path(out) / "proxy.json").exists():
+        from ..errors import OutputError
+
+        raise OutputError(f"--out {str(out)!r} holds a `qianyi proxy` model and its results; choose a folder of its "
+                          "own for the run")
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group
     task = _tokenised_for(backbone, task)
     cls = type(method) if isinstance(method, Method) else available_methods().get(method)

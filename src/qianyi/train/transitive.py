@@ -213,6 +213,12 @@ def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], 
     model) the fingerprint as asked, so a store (bench, select) finds a run the CLI made, and the other way round."""
     final = stages[-1].result
     final.target = task.target.name
+    counts: set[int] = set()  # the thread counts of every stage's steps, not only the last stage's
+    for st in stages:
+        t = (st.result.versions or {}).get("threads")
+        counts.update(t if isinstance(t, list) else [t] if isinstance(t, int) else [])
+    if counts and final.versions is not None:
+        final.versions = {**final.versions, "threads": min(counts) if len(counts) == 1 else sorted(counts)}
     if not via:
         final.fingerprint = run_fingerprint(asked, config, task, backbone)
     final.staged = {"via": [d.name for d in via], "mode": mode if via else None,
