@@ -56,15 +56,13 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     name columns whose blank cells mean "unknown"; ``drop`` names columns to leave out (an id, a name);
     every other column is a feature and must hold a number in every row. ``features`` (a saved model's
     columns) reads those columns, by name, in that order, and ignores the others."""
-    from .data.readers import _csv_text
+    from .data.readers import _csv_text, _lines
 
     p = _path(spec)
     where = f"proxy table {str(p)!r}"
     if not p.is_file():
         raise DatasetNotFoundError(f"{where}: no such file; give a CSV with a header row (features, the proxy "
                                    "column, the target column)")
-    from .data.readers import _lines
-
     try:
         numbered = [(n, r) for n, r in enumerate(csv.reader(_lines(_csv_text(p, where))), 1)
                     if any(c.strip() for c in r)]
