@@ -243,3 +243,4 @@ def test_tables_of_runs_without_a_labelled_target_say_so_instead_of_crashing():
     assert "oracle" not in table.split("\n\n")[0]  # no oracle run at all: no row of nan
     assert "No target accuracy (–) for a->b: those runs had no labelled target test split" in table
     assert "| a->b | dann |" not in res.per_seed_table() and "| c->d | dann | 50.0 | 70.0 |" in res.per_seed_table()
+    assert res.summary_table() == "No mean over pairs: a->b had no labelled target test split, so no accuracy." 

@@ -372,6 +372,10 @@ class BenchResult:
                     else f"{sum(a.mean() > s.mean() for a, s in zip(accs, so))}/{len(self.pairs)}")
             label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
             lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {wins} |")
+        if len(lines) == 2:  # no method has an accuracy on every pair: a header alone said nothing
+            unscored = [f"{s}->{t}" for s, t in self.pairs if not any(len(self.accuracies(m, (s, t))) for m in self.methods)]
+            return ("No mean over pairs: " + (f"{', '.join(unscored)} had no labelled target test split, so no "
+                                               "accuracy" if unscored else "no method has runs on every pair") + ".")
         lines += ["", f"Pairs: {', '.join(f'{s}->{t}' for s, t in self.pairs)}; seed means per pair, then the plain "
                       "mean over pairs."]
         return "\n".join(lines)
