@@ -385,12 +385,8 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import csv
-    import io
-
     import numpy as np
 
-    from ._io import write_text
     from .train.artefact import load_domain_for, load_model
 
     if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
@@ -400,13 +396,7 @@ def _predict(args: argparse.Namespace) -> int:
         from .proxy_table import predict_table
 
         header, rows = predict_table(args.model, args.data)
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([header, *rows])
-        if args.out_csv:
-            write_text(args.out_csv, buf.getvalue())
-            print(f"written: {args.out_csv} ({len(rows)} predictions)", file=sys.stderr)
-        else:
-            sys.stdout.write(buf.getvalue())
+        _write_rows(args.out_csv, [header, *rows])
         return 0
     model = load_model(args.model)
     names = model.class_names
@@ -428,19 +418,11 @@ def _predict(args: argparse.Namespace) -> int:
                       "classes the model knows", QianyiWarning, stacklevel=2)
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")  # quotes a class name holding a comma or a quote
     ids = data.ids  # an image or wav folder's files (relative paths): which file each prediction is of
-    out.writerow(["index", *(["file"] if ids is not None else []), "predicted", *(f"p_{c}" for c in names)]
-                 + (["label"] if labels is not None else []))
-    for i, (k, row) in enumerate(zip(pred, proba)):
-        out.writerow([str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
-                     + ([labels[i]] if labels is not None else []))
-    if args.out_csv:
-        write_text(args.out_csv, buf.getvalue())
-        print(f"written: {args.out_csv} ({len(pred)} predictions)", file=sys.stderr)
-    else:
-        sys.stdout.write(buf.getvalue())
+    _write_rows(args.out_csv, [["index", *(["file"] if ids is not None else []), "predicted",
+                                *(f"p_{c}" for c in names)] + (["label"] if labels is not None else [])]
+                + [[str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
+                   + ([labels[i]] if labels is not None else []) for i, (k, row) in enumerate(zip(pred, proba))])
     if labels is not None:
         known = np.array([lab in names for lab in labels])
         if not known.any():
@@ -451,6 +433,23 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)
     return 0
+
+
+def _write_rows(path: str | None, rows: list[list[str]]) -> None:
+    """A header and prediction rows as CSV (a class name holding a comma or a quote is quoted): to ``path``
+    atomically, or to stdout."""
+    import csv
+    import io
+
+    from ._io import write_text
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    if path:
+        write_text(path, buf.getvalue())
+        print(f"written: {path} ({len(rows) - 1} predictions)", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
 
 
 def _translate(args: argparse.Namespace) -> int:
@@ -525,17 +524,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_machine_args(args)
         return _dispatch(args)
 
-    return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args))
+    return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args),
+                       resumable=_resumable(args))
 
 
 #: Commands whose training keeps checkpoints in --out (and reuses finished runs there).
 RESUMABLE = ("demo", "run", "bench", "select", "measure", "transferability", "layers", "pivots")
 
 
+def _resumable(args: argparse.Namespace) -> bool:
+    """Whether this command keeps checkpoints a rerun resumes from."""
+    return args.command in RESUMABLE and bool(getattr(args, "out", None))
+
+
 def _interrupted_hint(args: argparse.Namespace) -> str:
     """What Ctrl-C leaves: a resumable folder, or nothing to resume from."""
     if args.command in RESUMABLE:
-        if getattr(args, "out", None):
+        if _resumable(args):
             return "run the same command again to resume from the last checkpoint"
         return "nothing was kept (no --out): a rerun starts afresh; give --out to make it resumable"
     if args.command == "advise":
@@ -544,7 +549,7 @@ def _interrupted_hint(args: argparse.Namespace) -> str:
 
 
 def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None = None,
-                interrupted: str = "", optional_packages: bool = False) -> int:
+                interrupted: str = "", optional_packages: bool = False, resumable: bool = False) -> int:
     """Run ``call`` with qianyi's outcome -> exit code mapping: its return value (0 when None); a user mistake
     (:class:`QianyiError`; with ``optional_packages`` also a missing third-party package) prints
     ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130. Anything else is a bug and keeps its
@@ -569,7 +574,7 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
         print(f"{prog}: error: out of memory ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]}); ask for "
               "less at once: fewer samples (--max-samples, --samples), a smaller --batch-size, smaller images "
               "(?size=), image folders streamed (folder:DIR?stream=1)"
-              + ("; a rerun resumes from the last checkpoint" if "resume" in interrupted else ""), file=sys.stderr)
+              + ("; a rerun resumes from the last checkpoint" if resumable else ""), file=sys.stderr)
         return 3
     except BrokenPipeError:  # the reader went away (`qianyi methods | head`): stop quietly, as Unix tools do
         try:

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ConfigError, DataError, DatasetNotFoundError, OutputError
-from .proxy import ALPHAS, ProxyTransfer, _plain, quantile_bins
+from .proxy import ALPHAS, NETWORK_PARAMS, ProxyTransfer, _plain, quantile_bins
 
 PREDICTIONS = "predictions.csv"
 REPORT = "proxy.md"
@@ -56,7 +56,7 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     name columns whose blank cells mean "unknown"; ``drop`` names columns to leave out (an id, a name);
     every other column is a feature and must hold a number in every row. ``features`` (a saved model's
     columns) reads those columns, by name, in that order, and ignores the others."""
-    from .data.readers import _csv_text, _lines
+    from .data.readers import _csv_text, _lines, _unnamed_columns
 
     p = _path(spec)
     where = f"proxy table {str(p)!r}"
@@ -79,18 +79,12 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
         if len(r) != width:
             raise DataError(f"{where}: line {i} has {len(r)} cells, the header {width}; every row needs one cell "
                             "per column")
-    unnamed = [k for k, c in enumerate(header) if not c]
-    # as the csv: reader: a trailing comma's empty column, and pandas' index (an unnamed first column), are left out
-    body_cells = lambda k: [r[k].strip() for r in rows[1:]]  # noqa: E731
-    skip = {k for k in unnamed if not any(body_cells(k))}
-    if 0 in unnamed and 0 not in skip and [c for c in body_cells(0)] == [str(i) for i in range(len(rows) - 1)]:
-        skip.add(0)
+    # as the csv: reader: a trailing comma's empty column and pandas' index are left out; other unnamed ones refused
+    skip = set(_unnamed_columns(iter(numbered), header, where, others="error"))
     if skip:
-        rows = [[c for k, c in enumerate(r) if k not in skip] for r in rows]
-        header = [c for k, c in enumerate(header) if k not in skip]
-    blank = [k for k in unnamed if k not in skip]
-    if blank:
-        raise DataError(f"{where}: column {blank[0] + 1} has no name in the header; name every column")
+        keep = [k for k, c in enumerate(header) if c not in skip]
+        rows = [[r[k] for k in keep] for r in rows]
+        header = [header[k] for k in keep]
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise DataError(f"{where}: duplicate column names {dup[:5]}; rename them")
@@ -199,8 +193,7 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
     result = {"table": str(_path(spec)), "proxy": proxy, "target": target, "bins": bins,
               "rows": int(len(t.X)), "features": len(t.feature_names), "rows_with_proxy": int(has_p.sum()),
               "rows_with_target": int(has_t.sum()),
-              "settings": {k: _plain(model._setting(k)) for k in ("hidden", "task", "steps", "batch_size", "lr",
-                                                           "weight_decay", "dropout", "standardize", "random_state")},
+              "settings": {k: _plain(model._setting(k)) for k in NETWORK_PARAMS},
               "proxy_training_fit": proxy_fit, "alpha": model.alpha_,
               "loo_r2": {"proxy+ridge": loo_proxy, "ridge": loo_ridge}, "alpha_ridge": alpha_ridge}
     if out is not None:

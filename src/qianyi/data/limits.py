@@ -53,3 +53,12 @@ def check_bytes(nbytes: int, what: str, shape: tuple[int, ...] | list[int] | Non
         raise DataError(f"{what} declares {nbytes:,} bytes once loaded{dims}, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); the file is corrupt or hostile, or, if it is genuine, "
                         "raise QIANYI_MAX_BYTES (e.g. QIANYI_MAX_BYTES=16G) if this machine has the memory")
+
+
+def check_memory(nbytes: int, what: str, advice: str) -> None:
+    """Raise :class:`DataError` before work whose arrays would take more than :func:`max_bytes`: ``what`` holds
+    about ``nbytes``; ``advice`` says how to ask for less."""
+    limit = max_bytes()
+    if nbytes > limit:
+        raise DataError(f"{what}, about {nbytes / 2 ** 30:.1f} GiB, more than the limit of {limit / 2 ** 30:.1f} GiB "
+                        f"(QIANYI_MAX_BYTES); {advice}")

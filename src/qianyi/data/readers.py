@@ -640,11 +640,12 @@ def _present(counts: dict[str, int], limit: int = 20) -> str:
 
 
 def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at: str,
-                     dropped: Sequence[str] = ()) -> list[str]:
+                     dropped: Sequence[str] = (), others: str = "feature") -> list[str]:
     """Name the columns with an empty header ``#K`` (K counted from 1) in ``cols``, in place, and return those
     to leave out: one empty in every row (a trailing separator), and a first column of distinct whole numbers
     (pandas' index, written by ``df.to_csv(path)`` without ``index=False``), with a warning. Other unnamed
-    columns stay features, with a warning (``?drop=#K`` leaves one out)."""
+    columns stay features, with a warning (``?drop=#K`` leaves one out); with ``others="error"`` they are
+    refused."""
     unnamed = [i for i, c in enumerate(cols) if not c]
     if not unnamed:
         return []
@@ -667,6 +668,8 @@ def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at:
             warnings.warn(f"{at}: its first column has no name and holds distinct whole numbers (pandas' index, "
                           "written by df.to_csv(path) without index=False?); it is left out. Name it in the header "
                           "to keep it as a feature", QianyiWarning, stacklevel=4)
+        elif others == "error":
+            raise DataError(f"{at}: column {i + 1} has no name in the header; name every column")
         else:
             warnings.warn(f"{at}: column {i + 1} has no name in the header; it is read as a feature named "
                           f"{cols[i]!r} (leave it out with ?drop={cols[i]}, or name it)", QianyiWarning, stacklevel=4)

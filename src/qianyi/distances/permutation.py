@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.limits import max_bytes
+from ..data.limits import check_memory
 from ..errors import ConfigError, DataError
 from .mmd import GaussianKernel, _as_2d, _centred, _check, _full_float, kernel_mean, multi_kernel, sq_dists
 
@@ -45,14 +45,10 @@ def _statistics(K: torch.Tensor, A: torch.Tensor, estimator: str) -> torch.Tenso
 def check_test_memory(n_x: int, n_y: int, itemsize: int = 4) -> None:
     """Refuse a permutation test whose pooled (n_x + n_y)^2 matrices exceed ``QIANYI_MAX_BYTES``, before any work
     (``measure`` and ``advise`` ask before they train)."""
-    n_pool = n_x + n_y
-    need = 3 * n_pool * n_pool * itemsize  # the pooled distance and kernel matrices, and a temporary
-    if need > max_bytes():
-        raise DataError(f"mmd_test: a permutation test on {n_x:,} + {n_y:,} samples holds {n_pool:,} x {n_pool:,} "
-                        f"matrices, about {need / 2 ** 30:.1f} GiB, more than the limit of "
-                        f"{max_bytes() / 2 ** 30:.1f} GiB (QIANYI_MAX_BYTES); draw fewer samples (max_samples, "
-                        "--samples) or skip the test (permutations=0, --permutations 0): the distances themselves "
-                        "are computed in blocks")
+    n_pool = n_x + n_y  # the pooled distance and kernel matrices, and a temporary
+    check_memory(3 * n_pool * n_pool * itemsize, f"mmd_test: a permutation test on {n_x:,} + {n_y:,} samples holds "
+                 f"{n_pool:,} x {n_pool:,} matrices", "draw fewer samples (max_samples, --samples) or skip the test "
+                 "(permutations=0, --permutations 0): the distances themselves are computed in blocks")
 
 
 def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel: GaussianKernel | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ._base import check_X, domain_mask, split_domains, target_as_y
 
 
@@ -26,14 +26,11 @@ def _sym_power(C: np.ndarray, p: float) -> np.ndarray:
 def _check_square(est: Any, size: int, count: int, what: str) -> None:
     """Refuse a fit whose ``count`` float64 ``size`` x ``size`` matrices exceed ``QIANYI_MAX_BYTES`` (64-px RGB
     images as vectors asked for 3.4 GiB and died with numpy's MemoryError)."""
-    from ..data.limits import max_bytes
+    from ..data.limits import check_memory
 
-    need = count * 8 * size * size
-    if need > max_bytes():
-        raise DataError(f"{type(est).__name__} {what}: {size:,} x {size:,} here, about {need / 2 ** 30:.1f} GiB, more "
-                        f"than the limit of {max_bytes() / 2 ** 30:.1f} GiB (QIANYI_MAX_BYTES); reduce the features "
-                        "first (PCA, smaller images, or `qianyi features` for a network's features), or raise "
-                        "QIANYI_MAX_BYTES if this machine has the memory")
+    check_memory(count * 8 * size * size, f"{type(est).__name__} {what}: {size:,} x {size:,} here",
+                 "reduce the features first (PCA, smaller images, or `qianyi features` for a network's features), "
+                 "or raise QIANYI_MAX_BYTES if this machine has the memory")
 
 
 def _cov(X: np.ndarray) -> np.ndarray:

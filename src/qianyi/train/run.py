@@ -17,7 +17,7 @@ from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import available_methods, get_method
-from ..errors import ConfigError, DataError, QianyiWarning
+from ..errors import ConfigError, DataError, OutputError, QianyiWarning
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
@@ -72,8 +72,6 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}"
                           + ("; write TrainConfig(**settings)" if isinstance(config, dict) else ""))
     if out is not None and (Path(out) / "proxy.json").exists():
-        from ..errors import OutputError
-
         raise OutputError(f"--out {str(out)!r} holds a `qianyi proxy` model and its results; choose a folder of its "
                           "own for the run")
     distributed.init_from_env((config or TrainConfig()).device)  # under torchrun: join the process group

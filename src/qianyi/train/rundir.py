@@ -86,8 +86,10 @@ def _lock(path: Path, what: str):
         if pid.isdigit() and not _alive(int(pid)):  # its loader workers (--workers) hold the lock a few seconds more
             raise OutputError(f"{what} {str(path)!r} is still locked by the data-loader workers of a qianyi process that "
                               f"ended ({owner}); they exit within seconds: run the command again") from None
-        raise OutputError(f"{what} {str(path)!r} is in use by another qianyi process ({owner}); wait for it to "
-                          f"finish, or choose another {what}") from None
+        busy = OutputError(f"{what} {str(path)!r} is in use by another qianyi process ({owner}); wait for it to "
+                           f"finish, or choose another {what}")
+        busy.owner = owner  # type: ignore[attr-defined]  (who holds it: train.store.shared_run says so)
+        raise busy from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}\n")

@@ -164,10 +164,9 @@ def shared_run(rdir: Path | None) -> Iterator[None]:
     try:
         yield
     except OutputError as exc:
-        if rdir is None or "in use by another qianyi process" not in str(exc):
+        owner = getattr(exc, "owner", None)  # set by the run-folder lock when another process holds it
+        if rdir is None or owner is None:
             raise
-        found = re.findall(r"\((pid \d+)\)", str(exc))  # the lock's owner (a path may hold parentheses too)
-        owner = found[-1] if found else "another process"
         raise OutputError(f"the stored run {str(rdir)!r} is being trained by another qianyi process ({owner}), e.g. a "
                           "bench or select of the same pair; run this command after that one finishes (finished "
                           "runs are reused, not trained again), or give other --pairs meanwhile") from None
