@@ -292,7 +292,7 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                 opt.step()
         net.eval()
         self.net_ = net
-        for stale in ("ridge_", "coef_", "intercept_", "alpha_"):  # the ridge was fitted on the old network's features
+        for stale in ("coef_", "intercept_", "alpha_"):  # the ridge was fitted on the old network's features
             if hasattr(self, stale):
                 delattr(self, stale)
         self.proxy_params_ = {k: self._setting(k) for k in NETWORK_PARAMS}  # what fit checks is unchanged
@@ -326,10 +326,10 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                                   "call fit_proxy again (fit refits only the ridge, over alphas)")
         Z = self.transform(X)
         t = _vector(y, len(Z), "y")
-        self.ridge_ = fit_ridge((Z - self.z_mean_) / self.z_std_, t, self.alphas, scale=False)
-        self.alpha_ = float(self.ridge_[-1].alpha_)
-        self.coef_ = np.asarray(self.ridge_[-1].coef_, np.float64)
-        self.intercept_ = float(self.ridge_[-1].intercept_)
+        ridge = fit_ridge((Z - self.z_mean_) / self.z_std_, t, self.alphas, scale=False)[-1]
+        self.alpha_ = float(ridge.alpha_)
+        self.coef_ = np.asarray(ridge.coef_, np.float64)
+        self.intercept_ = float(ridge.intercept_)
         return self
 
     def predict(self, X: object) -> np.ndarray:
