@@ -183,3 +183,39 @@ def test_an_epoch_a_validator_cannot_score_is_named(monkeypatch):
         fit = Trainer(get_method("source-only"), TrainConfig(epochs=2, steps_per_epoch=2, select="nanval",
                                                              progress=False)).fit(toy_task())
     assert fit.selection.startswith("last epoch")
+
+
+def test_select_takes_the_network_and_text_settings_bench_takes(tmp_path, capsys):
+    """--backbone and --text as in run/bench: each network's runs are cached apart and named in the report."""
+    args = ["select", "dann", "--pairs", "digits->digits+rot30@150", "--grid", '[{"trade_off": 1.0}]', "--epochs",
+            "1", "--steps-per-epoch", "2", "--out", str(tmp_path / "img"), "--no-progress"]
+    assert main([*args, "--backbone", "mlp"]) == 0
+    report = (tmp_path / "img" / "select-dann-dev.md").read_text()
+    saved = json.loads((tmp_path / "img" / "select-dann-dev.json").read_text())
+    assert "network mlp" in report and saved["network"]["name"] == "mlp"
+    assert main([*args, "--backbone", "lenet"]) == 0  # another network: its own run, not the mlp's reused
+    assert len(list((tmp_path / "img").rglob("result.json"))) == 2
+    nets = {json.loads(p.read_text())["fingerprint"]["backbone"]["name"] for p in (tmp_path / "img").rglob("result.json")}
+    assert nets == {"mlp", "lenet"}
+    assert main([*args, "--backbone", "mlp"]) == 0 and len(list((tmp_path / "img").rglob("result.json"))) == 2
+    assert main([*args, "--backbone", "nope"]) == 2 and "nope" in capsys.readouterr().err
+
+    from .test_text import _toy_text
+
+    _toy_text(tmp_path / "text", n=30)
+    pair = f"lines:{tmp_path / 'text' / 's'}->lines:{tmp_path / 'text' / 't'}"
+    argv = ["select", "dann", "--pairs", pair, "--grid", '[{"trade_off": 1.0}]', "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "16", "--out", str(tmp_path / "txt"), "--no-progress"]
+    assert main([*argv, "--text", "max_len=12"]) == 0
+    (done,) = (tmp_path / "txt").rglob("result.json")
+    assert json.loads(done.read_text())["fingerprint"]["shape"] == [12]  # texts cut at --text max_len
+    assert main([*argv, "--text", "max_len=12", "--backbone", "textcnn"]) == 0
+    assert len(list((tmp_path / "txt").rglob("result.json"))) == 2
+
+
+def test_select_refuses_one_network_instance(tmp_path):
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="select trains a fresh network for every run"):
+        select_hparams("dann", ["digits->digits+rot30"], backbone=torch.nn.Linear(2, 2), out=tmp_path)

@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--show-oracle", action="store_true",
                     help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")
     _train_args(sl)
+    _backbone_args(sl)
 
     sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",
                         description="Collect the finished runs (current default settings) of one or more "
@@ -794,6 +795,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("qianyi select records every validator in its runs (any --validator can re-rank the "
                               "cached runs later), so --validators does nothing here: leave it out")
         grid = _read_grid(args.grid)
+        backbone = _backbone(args)  # a bad name or weights file fails before anything trains
         from .bench.selection import method_grid
 
         for method in args.method:  # every method's grid checked before any of them trains
@@ -802,7 +804,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,
                                  max_samples=args.max_samples, show_oracle=args.show_oracle,
-                                 log=lambda s: print(s, file=sys.stderr))
+                                 log=lambda s: print(s, file=sys.stderr), backbone=backbone,
+                                 text=_text_settings(args))
             print()
             print(res.table(args.show_oracle))
             print("\nwritten: " + ", ".join(str(p) for p in res.files.values()))

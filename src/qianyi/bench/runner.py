@@ -755,6 +755,14 @@ def variant_label(method: str, hparams: dict[str, Any], revision: int = 1) -> st
     return f"{method} ({', '.join(diff)})" if diff else method
 
 
+def check_backbone_spec(backbone: Any, who: str) -> None:
+    """Refuse one network instance where many runs each train a fresh network (``bench``, ``select``)."""
+    if isinstance(backbone, nn.Module):
+        raise ConfigError(f"{who} trains a fresh network for every run: give backbone as a name (e.g. 'resnet50'), "
+                          "a qianyi.nn.resnet.NamedBackbone or a factory (sample_shape, n_classes) -> Backbone, "
+                          "not one network instance")
+
+
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
@@ -773,10 +781,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     would share); a named one is part of each run's fingerprint. ``command``: the command line that made
     the table, written at the top of results.md (the CLI passes its own).
     """
-    if isinstance(backbone, nn.Module):
-        raise ConfigError("bench trains a fresh network for every run: give backbone as a name (e.g. 'resnet50'), "
-                          "a qianyi.nn.resnet.NamedBackbone or a factory (sample_shape, n_classes) -> Backbone, "
-                          "not one network instance")
+    check_backbone_spec(backbone, "bench")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds or not methods or not pairs:
         raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")

@@ -29,9 +29,9 @@ from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..train.config import TrainConfig
 from ..train.result import RunResult
-from ..train.run import check_shallow_settings, run
-from ..train.store import RunStore, fingerprint, shared_run
-from .runner import parse_pair, split_cap
+from ..train.run import BackboneSpec, check_shallow_settings, run, run_fingerprint
+from ..train.store import RunStore, shared_run
+from .runner import _network_name, check_backbone_spec, parse_pair, split_cap
 
 
 #: Training settings a candidate may set besides the method's own (``{"lr": 0.03, "optimizer": "sgd"}``).
@@ -196,9 +196,13 @@ class SelectionResult:
 def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", grid: Sequence[dict] | None = None,
                    seeds: int | Sequence[int] = (0,), out: str | Path = "runs/select", config: TrainConfig | None = None,
                    data_dir: str | None = None, max_samples: int | None = None, show_oracle: bool = False,
-                   log: Callable[[str], None] | None = print) -> SelectionResult:
+                   log: Callable[[str], None] | None = print, backbone: BackboneSpec | None = None,
+                   text: dict | None = None) -> SelectionResult:
     """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank.
-    ``seeds``: a count (seeds 0..N-1, as ``bench`` and ``qianyi select --seeds N``) or the seeds themselves."""
+    ``seeds``: a count (seeds 0..N-1, as ``bench`` and ``qianyi select --seeds N``) or the seeds themselves.
+    ``backbone`` and ``text``: every run's network and text settings, as in :func:`~qianyi.bench.runner.bench`
+    (a named backbone is part of each run's fingerprint, so the cache tells networks apart)."""
+    check_backbone_spec(backbone, "select")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple, range)) or (
             isinstance(seeds, int) and seeds < 1) or (not isinstance(seeds, int) and not len(seeds)):
         raise ConfigError(f"seeds={seeds!r}: give a count of at least 1 or a list of seeds")
@@ -222,18 +226,19 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     accs = np.full_like(scores, np.nan)
     k = 0
     for j, pair in enumerate(pairs):
-        text, cap = split_cap(pair)
-        task = load_task(*parse_pair(text), data_dir=data_dir, max_samples=max_samples if cap is None else cap)
+        pair_text, cap = split_cap(pair)
+        task = load_task(*parse_pair(pair_text), data_dir=data_dir, max_samples=max_samples if cap is None else cap,
+                         text=text)
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
                 k += 1
                 hp, train = split_candidate(cand)
                 m, cfg = get_method(method, **hp), replace(base, seed=seed, **train)
-                fp = fingerprint(m, cfg, task)
+                fp = run_fingerprint(m, cfg, task, backbone)  # as the run records it
                 result: RunResult | None = store.get(fp)
                 if result is None:
                     with shared_run(store.path(fp)):
-                        result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True)
+                        result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True, backbone=backbone)
                 if log:
                     log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: "
                         f"{validator} {result.scores[validator]:.4f}")
@@ -242,15 +247,17 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
     runs_config = base.fingerprint()
     shared = {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
+    network = (result.fingerprint or {}).get("backbone") if n else None  # the last run's: every run's
     settings = ", ".join(f"{k} {v}" for k, v in shared.items() if v is not None) + \
-        f", max_samples {max_samples}" * (max_samples is not None)
+        f", max_samples {max_samples}" * (max_samples is not None) + \
+        f", network {_network_name(network)}" * (network is not None)
     res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings)
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
                  "json": write_json(out / f"select-{method}-{validator}.json",
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
-                                     "config": runs_config, "max_samples": max_samples,
+                                     "config": runs_config, "max_samples": max_samples, "network": network,
                                      "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
                                      "tie_break": res.tie_break, "indistinct": res.indistinct})}
     return res
