@@ -19,6 +19,7 @@ label-free validator as a scikit-learn scorer:
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from typing import Any, Callable
 
 import numpy as np
@@ -51,7 +52,9 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
     ``backbone``: a callable ``(sample_shape, n_classes) -> Backbone``, a network (each fit trains a copy of it)
     or a named one (``"lenet"``, ``"resnet18"``; default: qianyi's MLP for vectors, LeNet for images of shape
     (c, h, w) passed as ``X`` of shape (n, c, h, w)). ``device``: None is CUDA when present, as ``TrainConfig``.
-    ``random_state``: a seed (the same gives the same model), or None / a ``RandomState`` to draw one. Fitted: ``model_``, ``history_`` (per epoch), ``selected_epoch_``, ``flags_`` (the
+    ``random_state``: a seed (the same gives the same model), or None / a ``RandomState`` to draw one.
+    ``training``: other :class:`TrainConfig` settings, e.g. ``{"weight_decay": 1e-4, "momentum": 0.8,
+    "lr_schedule": "constant", "freeze": 2, "init_from": "model.pt"}``. Fitted: ``model_``, ``history_`` (per epoch), ``selected_epoch_``, ``flags_`` (the
     run's health warnings, also issued as :class:`~qianyi.errors.QianyiWarning`). Shallow methods have their
     own estimators (:mod:`qianyi.shallow`); methods that train no classifier or learn from target labels are
     refused.
@@ -62,7 +65,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                  steps_per_epoch: int | None = None, select: str = "last", val_fraction: float = 0.1,
                  backbone: str | Backbone | Callable[[tuple[int, ...], int], Backbone] | None = None,
                  device: str | None = None, random_state: int | np.random.RandomState | None = 0,
-                 progress: bool = False, unlabelled: int | str | None = None) -> None:
+                 progress: bool = False, unlabelled: int | str | None = None,
+                 training: dict[str, Any] | None = None) -> None:
         self.method = method
         self.settings = settings
         self.epochs = epochs
@@ -77,6 +81,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.progress = progress
         self.unlabelled = unlabelled
+        self.training = training
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "DomainAdapter":
@@ -122,7 +127,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, max(2, len(task.source))),
                              lr=self.lr, optimizer=self.optimizer, steps_per_epoch=self.steps_per_epoch,
                              select=self.select, seed=seed, device=self.device,
-                             progress=self.progress)
+                             progress=self.progress, **_training_settings(self.training))
         method = get_method(self.method, **(self.settings or {}))
         if getattr(method, "shallow", False):
             raise ConfigError(f"DomainAdapter({self.method!r}): {self.method} is a shallow method, with its own "
@@ -234,3 +239,25 @@ def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
 
     score.__name__ = f"label_free_{validator}"
     return score
+
+
+#: TrainConfig settings DomainAdapter takes as parameters of its own (not through ``training``).
+_OWN = ("epochs", "batch_size", "lr", "optimizer", "steps_per_epoch", "select", "seed", "device", "progress")
+
+
+def _training_settings(training: Any) -> dict[str, Any]:
+    """``DomainAdapter(training=...)`` checked: a dict of TrainConfig settings that are not parameters of their own."""
+    if training is None:
+        return {}
+    if not isinstance(training, dict):
+        raise ConfigError(f"DomainAdapter: training={training!r}; give a dict of TrainConfig settings, e.g. "
+                          "{'weight_decay': 1e-4, 'lr_schedule': 'constant'}")
+    known = {f.name for f in fields(TrainConfig)} - set(_OWN)
+    for key in training:
+        if key in _OWN:
+            raise ConfigError(f"DomainAdapter: {key!r} is a parameter of its own; write DomainAdapter({key}=...) "
+                              "instead of training={...}")
+        if key not in known:
+            raise ConfigError(f"DomainAdapter: training={{{key!r}: ...}} is not a TrainConfig setting; known: "
+                              f"{', '.join(sorted(known))}")
+    return dict(training)
