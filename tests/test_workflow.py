@@ -321,3 +321,35 @@ def test_a_hand_damaged_model_json_is_named_not_a_traceback(capsys, tmp_path, fi
     rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", src)
     assert rc != 0 and "model.json' cannot be read" in err and "it is corrupt: rerun the run" in err
     assert "Traceback" not in err
+
+
+def test_run_takes_load_tasks_split_and_preprocessing_options(capsys, tmp_path):
+    """--test-fraction, --val-fraction, --split-seed, --vector-transform, --no-standardize: load_task's options."""
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", seed=4, shift=1.0)
+
+    def result(name: str, *flags: str) -> dict:
+        rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", tgt, *FAST, *flags,
+                       "--out", str(tmp_path / name))
+        assert rc == 0, err
+        return json.loads((tmp_path / name / "result.json").read_text())
+
+    plain = result("plain")
+    assert (plain["n_target_test"], plain["n_source"]) == (27, 81)  # 0.3 of 90 held out; 0.1 of the source
+    half = result("half", "--test-fraction", "0.5", "--val-fraction", "0.2")
+    assert (half["n_target_test"], half["n_target_train"], half["n_source"]) == (45, 45, 72)
+    other = result("other", "--split-seed", "3")  # other samples held out: other data, another run
+    assert other["fingerprint"]["data"] != plain["fingerprint"]["data"] and other["n_target_test"] == 27
+    raw = result("raw", "--no-standardize", "--vector-transform", "none")
+    meta = json.loads((tmp_path / "raw" / "model.json").read_text())["preprocessing"]
+    assert "standardize" not in meta and meta.get("vector_transform", "none") == "none"
+    assert "standardize" in json.loads((tmp_path / "plain" / "model.json").read_text())["preprocessing"]
+    rc, err = _cli(capsys, "predict", str(tmp_path / "raw"), "--data", tgt, "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err  # the run's (absent) scaling is applied as recorded
+    for flags, says in ((["--test-fraction", "1"], "below 1"), (["--val-fraction", "0"], "above 0"),
+                        (["--split-seed", "-1"], "split_seed (--split-seed) must be"),
+                        (["--target-all", "--test-fraction", "0.2"], "give one of them")):
+        try:
+            rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", tgt, *FAST, *flags)
+        except SystemExit as exc:  # argparse's own refusal of a value
+            rc, err = exc.code, capsys.readouterr().err
+        assert rc == 2 and says in err, err

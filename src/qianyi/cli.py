@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, DataError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
-from .train.config import positive_int
+from .train.config import positive_int, share, share_or_zero
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands", "qianyi.proxy_table")
@@ -169,6 +169,14 @@ def _backbone(args: argparse.Namespace):
     return backbone_factory(getattr(args, "backbone", None), getattr(args, "weights", None))
 
 
+def _test_fraction(args: argparse.Namespace) -> float:
+    """``--test-fraction`` (``--target-all``: 0), checked."""
+    if args.target_all and args.test_fraction not in (0.0, 0.3):
+        raise ConfigError(f"--target-all trains on all of the target, so --test-fraction {args.test_fraction} "
+                          "cannot hold out a test split: give one of them")
+    return 0.0 if args.target_all else args.test_fraction
+
+
 def train_config(args: argparse.Namespace, seed: int = 0):
     """The :class:`TrainConfig` described by the training flags of ``args``."""
     from .train.config import config_from_args
@@ -228,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder for result.json, model.pt and checkpoint.pt (a rerun "
                    "resumes from it); without it nothing is written and a killed run cannot resume")
     r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
+    g = r.add_argument_group("splits and preprocessing (qianyi.load_task's options)")
+    g.add_argument("--test-fraction", type=share_or_zero, default=0.3, metavar="F",
+                   help="share of a labelled target held out as its test split, scored once (default 0.3; "
+                        "--target-all: 0)")
+    g.add_argument("--val-fraction", type=share, default=0.1, metavar="F",
+                   help="share of the source held out as source_val (validators, --select source-val; default 0.1)")
+    g.add_argument("--split-seed", type=int, default=0, metavar="N",
+                   help="seed of the splits alone (default 0): every --seed is scored on the same target test set")
+    g.add_argument("--vector-transform", default="auto", choices=["auto", "none", "log1p", "l1", "l2"],
+                   help="vectors: a transform before scaling (auto: l2 for sparse non-negative counts such as bag-of-words, "
+                        "else none)")
+    g.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="vectors: leave out the per-feature z-score fitted on the source and target training inputs")
     _train_args(r)
     _backbone_args(r)
 
@@ -740,8 +761,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise UnknownNameError(f"--via-mode {args.via_mode}{' --via-novelty' if args.via_novelty else ''} works "
                                    "on the --via domains, and none were given; give --via DOMAIN ...")
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
-                         data_dir=args.data_dir, test_fraction=0.0 if args.target_all else 0.3,
-                         text=_text_settings(args), classifier=available_methods()[args.method].trains_classifier)
+                         data_dir=args.data_dir, test_fraction=_test_fraction(args), val_fraction=args.val_fraction,
+                         split_seed=args.split_seed, vector_transform=args.vector_transform,
+                         standardize=args.standardize, text=_text_settings(args),
+                         classifier=available_methods()[args.method].trains_classifier)
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via

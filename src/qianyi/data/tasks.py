@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 
-from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
+from ..errors import ConfigError, DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
@@ -361,6 +361,10 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     source and target training inputs (``text``: settings of :func:`qianyi.data.text.fit_text_preprocessing`,
     e.g. ``{"bigrams": True}``) and recorded in ``task.preprocessing["text"]``.
     """
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or \
+            not 0 <= split_seed < 2 ** 32 - 2:  # (two domains from two files split with seed + 1)
+        raise ConfigError(f"split_seed (--split-seed) must be a whole number between 0 and {2 ** 32 - 3}, "
+                          f"got {split_seed!r}")
     if vector_transform != "auto" and vector_transform not in VECTOR_TRANSFORMS:
         raise UnknownNameError(f"vector_transform must be 'auto' or one of {', '.join(VECTOR_TRANSFORMS)}, "
                                f"got {vector_transform!r}")

@@ -229,6 +229,22 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def share(text: str, zero: bool = False) -> float:
+    """An argparse type: a share strictly between 0 and 1 (``zero``: 0 allowed too)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not ((0.0 <= value if zero else 0.0 < value) and value < 1.0):
+        raise argparse.ArgumentTypeError(f"must be {'at least 0' if zero else 'above 0'} and below 1, got {text}")
+    return value
+
+
+def share_or_zero(text: str) -> float:
+    """An argparse type: a share in [0, 1) (0: none)."""
+    return share(text, zero=True)
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (``--seeds``, counts)."""
     try:
