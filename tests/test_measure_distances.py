@@ -11,7 +11,7 @@ from qianyi.distances import GaussianKernel, domain_classifier, mk_mmd2, mmd2, m
 from qianyi.distances.mmd import median_sq_dist
 from qianyi.distances.permutation import _statistics
 from qianyi.distances.wasserstein import MissingDependencyError, available, wasserstein
-from qianyi.errors import DataError, UnknownNameError
+from qianyi.errors import DataError, QianyiWarning, UnknownNameError
 from qianyi.measure import distance, distances
 
 
@@ -100,6 +100,15 @@ def test_wasserstein_of_a_translation_is_its_length():
     assert wasserstein(x, x + 1.0) == pytest.approx(2.0, rel=1e-6)  # |(1,1,1,1)|
     assert wasserstein(x, x) == pytest.approx(0.0, abs=1e-6)
     assert wasserstein(x, x + 1.0, reg=0.01) == pytest.approx(2.0, rel=0.01)  # entropic blur: slightly above
+
+
+@pytest.mark.skipif(not available(), reason="POT (pip install pot) is not installed")
+def test_sinkhorn_lies_above_the_exact_distance_and_says_when_it_did_not_converge():
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    exact, loose = wasserstein(x, x + 1.0), wasserstein(x, x + 1.0, reg=0.5)
+    assert exact == pytest.approx(3 ** 0.5) and loose > 1.2 * exact  # the regularised plan's cost, as documented
+    with pytest.warns(QianyiWarning, match="did not converge.*larger reg"):
+        wasserstein(x, x + 1.0, reg=0.05)
 
 
 def test_wasserstein_without_pot_names_the_package(monkeypatch):

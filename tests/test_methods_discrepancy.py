@@ -110,6 +110,10 @@ def test_lmmd_names_bad_inputs():
         lmmd2(x, x, torch.zeros(6, dtype=torch.long), torch.zeros(6))
     with pytest.raises(DataError, match="2 classes"):
         lmmd2(x, x, torch.full((6,), 5), torch.ones(6, 2) / 2)
+    logits = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)) * 2
+    with pytest.raises(DataError, match="not the logits themselves"):  # was a silent NaN
+        lmmd2(x, x, torch.zeros(6, dtype=torch.long), logits)
+    assert torch.isfinite(lmmd2(x, x + 1, torch.zeros(6, dtype=torch.long), logits.softmax(1).bfloat16()))
 
 
 def test_jan_aligns_the_joint_not_only_the_marginals():

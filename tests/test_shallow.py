@@ -502,12 +502,16 @@ def test_adapted_classifier_is_the_papers_protocol_in_every_convention(adapter):
 def test_adapted_classifier_is_a_scikit_learn_classifier():
     from sklearn.svm import SVC
 
-    results = check_estimator(AdaptedClassifier(CORAL()), on_fail=None)
-    assert [r["check_name"] for r in results if r["status"] == "failed"] == []
+    for est in (AdaptedClassifier(CORAL()), AdaptedClassifier()):  # default adapter: CORAL
+        results = check_estimator(est, on_fail=None)
+        assert [r["check_name"] for r in results if r["status"] == "failed"] == []
     assert not hasattr(AdaptedClassifier(CORAL(), SVC()), "predict_proba")
     assert hasattr(AdaptedClassifier(CORAL(), SVC(probability=True)), "predict_proba")
+    Xs, ys, Xt, _ = _shifted()
+    assert np.array_equal(AdaptedClassifier().fit(Xs, ys, Xt=Xt).predict(Xt),
+                          AdaptedClassifier(CORAL()).fit(Xs, ys, Xt=Xt).predict(Xt))
     with pytest.raises(ConfigError, match="adapter must be an unsupervised adapter"):
-        AdaptedClassifier().fit(*_shifted()[:2])
+        AdaptedClassifier(StandardScaler()).fit(Xs, ys)
 
 
 def test_tradaboost_takes_a_random_state_instance_and_names_one_class_a_data_error():

@@ -61,7 +61,9 @@ def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_la
     X, Y = _as_2d(x, "x", "LMMD"), _as_2d(y, "y", "LMMD")
     X, Y = _full_float(X, Y)
     labels = torch.as_tensor(source_labels, device=X.device)
-    probs = torch.as_tensor(target_probs, device=X.device).to(X.dtype)
+    probs = torch.as_tensor(target_probs, device=X.device)
+    atol = 0.05 if probs.dtype in (torch.float16, torch.bfloat16) else 1e-3  # a 16-bit softmax sums to 1 loosely
+    probs = probs.to(X.dtype)
     if X.shape[1] != Y.shape[1]:
         raise DataError(f"LMMD: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
     if labels.ndim != 1 or len(labels) != len(X) or labels.dtype.is_floating_point:
@@ -73,6 +75,10 @@ def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_la
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= probs.shape[1]):
         raise DataError(f"LMMD: source labels span {int(labels.min())}..{int(labels.max())} but target_probs has "
                         f"{probs.shape[1]} classes")
+    if len(probs) and (bool((probs < 0).any()) or not torch.allclose(probs.sum(1), probs.new_ones(len(probs)),
+                                                                        atol=atol) or not torch.isfinite(probs).all()):
+        raise DataError("LMMD: target_probs must be class probabilities (rows >= 0 summing to 1): pass "
+                        "softmax(logits), not the logits themselves")
     ws, wt = class_weights(labels, probs)
     if ws.shape[1] == 0:
         return X.new_zeros(())

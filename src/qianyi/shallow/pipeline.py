@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError
 from ._base import check_X, split_domains
+from .alignment import CORAL
 
 
 def _map(adapter: Any, X: np.ndarray, domain: int) -> np.ndarray:
@@ -44,7 +45,7 @@ class AdaptedClassifier(ClassifierMixin, BaseEstimator):
     """An unsupervised adapter (:class:`CORAL`, :class:`SubspaceAlignment`, :class:`TCA`) then a classifier
     trained on the adapted source.
 
-    ``fit`` fits ``adapter`` on the source and target rows, maps the source rows as source and fits
+    ``fit`` fits ``adapter`` (default :class:`CORAL`) on the source and target rows, maps the source rows as source and fits
     ``estimator`` (default: 1-nearest neighbour, the papers' classifier) on them and their labels only;
     ``predict(X)`` maps ``X`` as target rows (CORAL leaves them as they are, SA projects them on the
     target basis, TCA embeds them) and classifies. The target is read by the module's conventions:
@@ -63,13 +64,14 @@ class AdaptedClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, Xt: Any = None, sample_domain: Any = None) -> "AdaptedClassifier":
         """Fit the adapter on both domains, the classifier on the adapted source rows and their labels."""
-        if not _unsupervised_adapter(self.adapter):
+        adapter = CORAL() if self.adapter is None else self.adapter  # the default: no setting to choose
+        if not _unsupervised_adapter(adapter):
             raise ConfigError(f"AdaptedClassifier: adapter must be an unsupervised adapter, fit(X, Xt=...) without "
                               f"labels and transform, e.g. CORAL(), SubspaceAlignment(), TCA(); got "
-                              f"{type(self.adapter).__name__} (a classifier such as JDA or KMMClassifier, or a plain "
+                              f"{type(adapter).__name__} (a classifier such as JDA or KMMClassifier, or a plain "
                               "scaler or Pipeline, is not one)")
         d = split_domains(self, X, y, Xt, None, sample_domain, self.unlabelled, need_y=True, min_source=2)
-        self.adapter_ = clone(self.adapter).fit(d.Xs, Xt=d.Xt)
+        self.adapter_ = clone(adapter).fit(d.Xs, Xt=d.Xt)
         est = _knn() if self.estimator is None else clone(self.estimator)
         self.estimator_ = est.fit(_map(self.adapter_, d.Xs, +1), d.ys)
         self.classes_ = self.estimator_.classes_
