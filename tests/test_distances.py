@@ -205,3 +205,20 @@ def test_coral_of_wide_inputs_takes_no_d_by_d_matrix_and_matches_the_covariance_
     monkeypatch.setattr(C, "covariance", lambda x: pytest.fail("a d x d covariance was built"))
     assert C.coral(X, Y).item() == pytest.approx(by_formula, rel=1e-9)
     assert C.coral(X, X + 3.0).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_distances_name_a_sample_with_nan_or_inf():
+    """The public functions on data (no gradient): a clear error naming the sample, not a NaN distance."""
+    import numpy as np
+
+    from qianyi.distances import coral, mk_mmd2, mmd2
+    from qianyi.errors import DataError
+
+    x = np.random.default_rng(0).random((5, 2))
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    for call in (lambda: mmd2(x, bad), lambda: mk_mmd2(bad, x), lambda: coral(x, np.where(bad > 2, 0, np.inf))):
+        with pytest.raises(DataError, match="NaN or infinite"):
+            call()
+    with pytest.raises(DataError, match="sample y.*row 3"):
+        mmd2(x, bad)

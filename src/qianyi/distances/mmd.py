@@ -48,6 +48,10 @@ def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.
         t = t[:, None]
     if t.ndim != 2:
         t = t.reshape(len(t), -1)
+    if not t.requires_grad and not bool(torch.isfinite(t).all()):  # (in training a NaN loss is the engine's to name)
+        row = int((~torch.isfinite(t)).any(1).nonzero()[0])
+        raise DataError(f"{what}: sample {name} holds NaN or infinite values (first in row {row}); remove or impute "
+                        "them first")
     return t
 
 
