@@ -110,3 +110,27 @@ def test_report_keeps_the_bench_commands_order_of_pairs_and_methods(tmp_path):
     first = lambda t: t[t.index("| method"):].split("\n\n")[0]  # noqa: E731
     assert first(report_md) == first(bench_md)
     assert first(bench_md).index("| dann") < first(bench_md).index("| coral")  # the command's order, not a-z
+
+
+def test_a_method_trained_on_target_labels_is_marked_oracle_wherever_it_shows(tmp_path, capsys):
+    """MULT (or a plugin declaring uses_target_labels) is marked like the oracle: by what its runs did,
+    not by the name 'oracle'; it gets no gap closed and no label-free-choice row."""
+    from qianyi.bench.runner import bench
+
+    res = bench(["mult", "dan"], ["digits->digits+rot30@150"], seeds=1, out=tmp_path,
+                config=qianyi_config(), log=None)
+    table, summary = res.table(), res.summary_table()
+    assert "| mult (ORACLE: target labels) |" in table and "| dan |" in table
+    mult_row = next(line for line in table.splitlines() if line.startswith("| mult"))
+    assert mult_row.split("|")[3].strip() == "–"  # no gap closed of its own
+    assert "except in the rows marked ORACLE" in table
+    assert "| mult (ORACLE: target labels) |" in summary
+    assert "mult" not in res.honesty_table()
+    assert main(["summary", str(tmp_path)]) == 0
+    assert "| mult (ORACLE: target labels) |" in capsys.readouterr().out
+
+
+def qianyi_config():
+    from qianyi.train import TrainConfig
+
+    return TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False)

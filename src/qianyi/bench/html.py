@@ -80,7 +80,7 @@ def _curves(res: BenchResult, path: Path) -> Path:
             sv = np.mean([[row.get("source_val_acc", np.nan) for row in r.history[:n]] for r in runs], 0)
             marker = "o" if n <= 20 else None  # a one-epoch curve is a point: drawn, not an empty axes
             ax.plot(epochs, 100 * sv, color=colour, marker=marker, markersize=3,
-                    label=f"{m} (ORACLE: target labels)" if m == "oracle" else m)
+                    label=res.label(m))
             tt = np.mean([[row.get(ORACLE_KEY, np.nan) for row in r.history[:n]] for r in runs], 0)
             if np.isfinite(tt).any():
                 ax.plot(epochs, 100 * tt, color=colour, linestyle="--", marker=marker, markersize=3)

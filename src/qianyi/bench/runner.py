@@ -239,6 +239,15 @@ class BenchResult:
         vals = [choice_accuracy(r, choice) for r in self._runs(method, pair)]
         return np.array([v for v in vals if v is not None])
 
+    def uses_target_labels(self, method: str) -> bool:
+        """The oracle, and any method whose runs trained on target labels (``mult``, a plugin that declares
+        ``uses_target_labels``): marked ORACLE in every table and plot, with no gap closed of their own."""
+        return method == "oracle" or any(r.oracle for r in self.runs if r.method == method)
+
+    def label(self, method: str) -> str:
+        """``method`` as rows and plots name it (``(ORACLE: target labels)`` after a method that used them)."""
+        return f"{method} (ORACLE: target labels)" if self.uses_target_labels(method) else method
+
     def gap_closed(self, method: str, pair: tuple[str, str], choice: str | None = None) -> float | None:
         so, orc = self.accuracies("source-only", pair), self.accuracies("oracle", pair)
         acc = self.accuracies(method, pair, choice)
@@ -275,16 +284,16 @@ class BenchResult:
                 std = f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else ""
                 short = f" (n={len(a)})" if len(a) < n_seeds else ""  # fewer seeds finished than elsewhere
                 cells.append(f"{a.mean():.1f}{std}{short}")
-                g = None if m in BASELINES else self.gap_closed(m, pair)
+                g = None if m in BASELINES or self.uses_target_labels(m) else self.gap_closed(m, pair)
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
-            label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
+            label = self.label(m)
             t = float(np.mean(secs))
             lines.append(f"| {label} | " + " | ".join(cells) + (f" | {t:.1f} |" if t < 10 else f" | {t:.0f} |"))
         seeds = sorted({r.seed for r in self.runs})
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
         lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
-                      "oracle row."]
+                      "rows marked ORACLE."]
         unscored = sorted({f"{r.source}->{r.target}" for r in self.runs if r.target_accuracy is None})
         if unscored:
             lines.append(f"No target accuracy (–) for {', '.join(unscored)}: those runs had no labelled target test "
@@ -307,7 +316,7 @@ class BenchResult:
 
     def honesty_table(self) -> str:
         """Markdown: per method and pair, the label-free choice next to the ORACLE choice of epoch."""
-        methods = [m for m in self.methods if m != "oracle"]
+        methods = [m for m in self.methods if not self.uses_target_labels(m)]
         if not any(len(self.accuracies(m, p, ORACLE_CHOICE)) for m in methods for p in self.pairs):
             return ""
         own = "last epoch" if self.select == LAST else self.select
@@ -334,7 +343,7 @@ class BenchResult:
             return ""
         pairs = list(pairs or self.pairs)
         choices = [LAST, *vals, ORACLE_CHOICE]
-        methods = [m for m in self.methods if m != "oracle"]
+        methods = [m for m in self.methods if not self.uses_target_labels(m)]
         lines = ["| method | " + " | ".join(c if c != ORACLE_CHOICE else "ORACLE choice" for c in choices) + " |",
                  "|---|" + "---:|" * len(choices)]
         gaps: dict[str, list[float]] = {c: [] for c in choices}
@@ -366,11 +375,11 @@ class BenchResult:
                 continue
             so = [self.accuracies("source-only", p) for p in self.pairs]
             gaps = [self.gap_closed(m, p) for p in self.pairs]
-            base = m in BASELINES
+            base = m in BASELINES or self.uses_target_labels(m)
             gap = "–" if base or None in gaps else f"{100 * float(np.mean(gaps)):.0f}%"
             wins = ("–" if base or not all(len(s) for s in so)  # no source-only runs: nothing to beat
                     else f"{sum(a.mean() > s.mean() for a, s in zip(accs, so))}/{len(self.pairs)}")
-            label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
+            label = self.label(m)
             lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {wins} |")
         if len(lines) == 2:  # no method has an accuracy on every pair: a header alone said nothing
             unscored = [f"{s}->{t}" for s, t in self.pairs if not any(len(self.accuracies(m, (s, t))) for m in self.methods)]
@@ -539,7 +548,7 @@ class BenchResult:
                 if not by_seed:
                     continue
                 cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in seeds]
-                label = f"{m} (ORACLE: target labels)" if m == "oracle" else m
+                label = self.label(m)
                 lines.append(f"| {pair[0]}->{pair[1]} | {label} | " + " | ".join(cells) + " |")
         return "Per seed, target accuracy (%):\n\n" + "\n".join(lines)
 
@@ -620,15 +629,14 @@ class BenchResult:
             have = [i for i, a in enumerate(accs) if len(a)]
             means = [float(accs[i].mean()) for i in have]
             stds = [float(accs[i].std(ddof=1)) if len(accs[i]) > 1 else 0.0 for i in have]
-            colors = ["#999999" if self.methods[i] == "source-only" else "#2ca02c" if self.methods[i] == "oracle"
-                      else "#1f77b4" for i in have]
+            colors = ["#999999" if self.methods[i] == "source-only" else "#2ca02c"
+                      if self.uses_target_labels(self.methods[i]) else "#1f77b4" for i in have]
             ax.bar(have, means, color=colors)
             spread = [(i, v, e) for i, v, e in zip(have, means, stds) if len(accs[i]) > 1]
             if spread:
                 ax.errorbar([i for i, _, _ in spread], [v for _, v, _ in spread], yerr=[e for _, _, e in spread],
                             fmt="none", ecolor="black", capsize=3)
-            ax.set_xticks(range(len(self.methods)), ["oracle (ORACLE: target labels)" if m == "oracle" else m
-                                                     for m in self.methods], rotation=30, ha="right", fontsize=8)
+            ax.set_xticks(range(len(self.methods)), [self.label(m) for m in self.methods], rotation=30, ha="right", fontsize=8)
             ax.set_xlim(-0.6, len(self.methods) - 0.4)
             ax.set_ylim(0, 112)
             ax.set_yticks(range(0, 101, 20))
