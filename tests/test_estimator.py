@@ -162,7 +162,7 @@ def test_random_state_none_draws_a_seed_and_string_target_rows_are_named():
         DomainAdapter("source-only", epochs=1, steps_per_epoch=2).fit(X, y, Xt=np.array([["a"] * 4] * 3))
 
 
-def test_other_training_settings_reach_the_engine_and_bad_ones_are_named():
+def test_other_training_settings_reach_the_engine_and_bad_ones_are_named(tmp_path):
     """training={...}: TrainConfig settings without a parameter of their own (weight decay, schedule, freezing)."""
     from qianyi.errors import ConfigError
 
@@ -173,11 +173,15 @@ def test_other_training_settings_reach_the_engine_and_bad_ones_are_named():
     other = DomainAdapter("dann", training={"weight_decay": 0.5, "lr_schedule": "constant"}, **kw).fit(Xs, ys, Xt=Xt)
     assert np.array_equal(base.predict_proba(Xt), same.predict_proba(Xt))
     assert not np.allclose(base.predict_proba(Xt), other.predict_proba(Xt))
-    # freeze=1: the first layer group (weights and batch-norm statistics) stays as the seed made it, whatever the lr
-    slow, fast = (DomainAdapter("source-only", lr=lr, training={"freeze": 1}, **kw).fit(Xs, ys, Xt=Xt).model_
+    # copy a trained network and freeze its first layer group: it stays as copied (batch-norm statistics too)
+    torch.save(base.model_.state_dict(), tmp_path / "start.pt")
+    start = {"init_from": str(tmp_path / "start.pt"), "freeze": 1}
+    slow, fast = (DomainAdapter("source-only", lr=lr, training=start, **kw).fit(Xs, ys, Xt=Xt).model_
                   for lr in (0.01, 0.1))
     moved = {k for k, v in slow.state_dict().items() if not torch.equal(v, fast.state_dict()[k])}
     assert moved and not any(k.startswith("groups.fc1.") for k in moved) and "groups.fc2.0.weight" in moved
+    assert all(torch.equal(v, base.model_.state_dict()[k]) for k, v in slow.state_dict().items()
+               if k.startswith("groups.fc1."))
     assert clone(DomainAdapter(training={"freeze": 1})).get_params()["training"] == {"freeze": 1}
     for bad, says in (({"epochs": 3}, "DomainAdapter(epochs=...)"), ({"weight_dekay": 0.1}, "known: "),
                       ([("freeze", 1)], "give a dict")):

@@ -144,3 +144,21 @@ def test_advise_reads_a_text_pair_with_the_given_text_settings_and_repeats_them(
     out = capsys.readouterr().out
     assert "--text max_len=16" in out
     assert json.loads((tmp_path / "a" / "advice.json").read_text())["profile"]["layers"][0] == "input"
+
+
+def test_advice_on_a_run_folder_prints_an_init_from_that_runs(tmp_path, capsys):
+    """--model takes a run folder; the printed command's --init-from names its model.pt (a folder was refused
+    by --init-from, which now says which file to give)."""
+    from qianyi.errors import DataError
+    from qianyi.train.weights import load_initial_weights
+    from qianyi.nn.backbones import lenet
+
+    assert main(["run", "source-only", "--source", "digits", "--target", "digits+rot30", "--epochs", "1",
+                 "--steps-per-epoch", "3", "--no-progress", "--threads", "1", "--out", str(tmp_path / "src")]) == 0
+    capsys.readouterr()
+    assert main(["advise", "digits", "digits+rot30", "--model", str(tmp_path / "src"), "--samples", "100",
+                 "--permutations", "0", "--no-progress", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"--init-from {tmp_path / 'src' / 'model.pt'}" in out
+    with pytest.raises(DataError, match="is a folder .it holds model.pt: give"):
+        load_initial_weights(lenet(1, (8, 8), 10), str(tmp_path / "src"))

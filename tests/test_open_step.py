@@ -97,9 +97,13 @@ def test_level_two_method_resumes_exactly(tmp_path):
             assert torch.equal(a, b), k
 
 
-def test_an_optimizer_with_nothing_to_train_is_named():
+def test_an_optimizer_with_nothing_to_train_is_named(tmp_path):
+    _, fit = run("source-only", toy_task(), TrainConfig(**CFG))
+    torch.save(fit.model.state_dict(), tmp_path / "start.pt")
     with pytest.raises(qianyi.errors.DataError, match="body"):
-        run("_two-opt-ema", toy_task(), TrainConfig(**CFG, init_from=None, freeze=2))
+        run("_two-opt-ema", toy_task(), TrainConfig(**CFG, init_from=str(tmp_path / "start.pt"), freeze=2))
+    with pytest.raises(qianyi.errors.ConfigError, match=r"fixed at their random initialisation.*--init-from"):
+        run("_two-opt-ema", toy_task(), TrainConfig(**CFG, freeze=2))  # nothing copied into the frozen groups
 
 
 def test_mcd_steps_generator_and_classifiers_separately():

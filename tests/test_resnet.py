@@ -211,3 +211,23 @@ def test_cli_backbone_mistakes_exit_2(tmp_path, capsys):
     assert main(["run", "dan", "--source", "digits", "--target", "digits", "--backbone", "resnet50",
                  "--weights", str(tmp_path / "none.pth")]) == 2
     assert "none.pth' does not exist" in capsys.readouterr().err
+
+
+def test_freezing_needs_weights_in_the_frozen_groups(weights18):
+    """--freeze keeps pretrained (or copied) layers; on qianyi's own random networks it is refused, as is
+    --copied-lr-mult with nothing copied (pretrained layers are not 'copied': they train at their own 0.1)."""
+    from qianyi.data.domain import Domain, TransferTask
+    from qianyi.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((24, 3, 32, 32)).astype("f4"), np.arange(24) % 2
+    task = TransferTask.from_domains(Domain(X, y, "s"), Domain(1 - X, y, "t"))
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, freeze=2, progress=False)
+    start = resnet(18, 2, weights=weights18).groups["stem"].conv1.weight.detach().clone()
+    _, fit = qianyi.run("source-only", task, cfg, backbone=NamedBackbone("resnet18", weights=weights18))
+    assert torch.equal(fit.model.groups["stem"].conv1.weight, start)  # the ImageNet layer kept, as asked
+    for backbone in ("resnet18", None):  # random weights: nothing to keep
+        with pytest.raises(ConfigError, match=r"\['stem', 'layer1'\]|\['conv1', 'conv2'\]|random initialisation"):
+            qianyi.run("source-only", task, cfg, backbone=backbone)
+    with pytest.raises(ConfigError, match="copied_lr_mult=0.1 scales.*init_from"):
+        TrainConfig(copied_lr_mult=0.1)

@@ -242,7 +242,7 @@ class BenchResult:
     def uses_target_labels(self, method: str) -> bool:
         """The oracle, and any method whose runs trained on target labels (``mult``, a plugin that declares
         ``uses_target_labels``): marked ORACLE in every table and plot, with no gap closed of their own."""
-        return method == "oracle" or any(r.oracle for r in self.runs if r.method == method)
+        return method == "oracle" or any(getattr(r, "oracle", False) for r in self.runs if r.method == method)
 
     def label(self, method: str) -> str:
         """``method`` as rows and plots name it (``(ORACLE: target labels)`` after a method that used them)."""

@@ -212,7 +212,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         if log:
             log(f"  trained a source network ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, {fit.train_seconds:.0f}s): {fit.selection}")
     elif isinstance(model, (str, Path)):
-        net, saved = load_weights_for(model, task), str(model)
+        net = load_weights_for(model, task)
+        saved = str(Path(model) / MODEL_FILE) if Path(model).is_dir() else str(model)  # --init-from takes the file
     else:
         net = model
     net.eval()

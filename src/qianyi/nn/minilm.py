@@ -333,6 +333,7 @@ def minilm_encoder(vocab_size: int, n_classes: int, pretrained: bool = True, fin
     if path is not None:
         load_bert_weights(model, read_safetensors(path / "model.safetensors"), layers,
                           f"the weights {str(path / 'model.safetensors')!r}")
+    model.pretrained_groups = frozenset(("E", "H") if path is not None else ())
     if finetune:
         model.lr_mults = {"E": FINETUNE_LR_MULT, "H": FINETUNE_LR_MULT}
     else:

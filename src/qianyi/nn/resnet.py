@@ -193,6 +193,7 @@ def resnet(depth: int, n_classes: int, in_channels: int = 3, weights: str | os.P
         lr_mults = {name: PRETRAINED_LR_MULT if name in PRETRAINED_GROUPS else 1.0 for name in model.group_names}
     model.spec = spec
     model.lr_mults = lr_mults
+    model.pretrained_groups = frozenset(PRETRAINED_GROUPS if weights is not None else ())
     return model
 
 

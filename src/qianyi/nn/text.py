@@ -260,6 +260,7 @@ def _build(spec: dict[str, Any], sample_shape: Sequence[int], n_classes: int, re
         kw["pretrained"] = False  # qianyi predict: the weights come from the run's model.pt
     model = _BUILDERS[spec["name"]](int(spec["vocab_size"]), n_classes, **kw)
     model.spec = dict(spec)
+    model.pretrained_groups = getattr(model, "pretrained_groups", frozenset())
     model.lr_mults = {**getattr(model, "lr_mults", {}),
                       **({"E": float(spec["embed_lr_mult"])} if "embed_lr_mult" in spec else {})}
     return model
@@ -302,6 +303,7 @@ class TextEncoder:
             if self.vocab is None:
                 raise DataError("word vectors need the vocabulary: build the encoder with TextEncoder.for_task")
             init_word_vectors(model, self.vocab, self.spec["vectors"], self.spec.get("init_std", INIT_STD))
+            model.pretrained_groups = model.pretrained_groups | {"E"}
         return model
 
     def __repr__(self) -> str:

@@ -68,8 +68,9 @@ class TrainConfig:
                                                                 group="fine-tuning"))
     freeze: int = field(default=0, metadata=_opt("freeze the first K layer groups: their weights and batch-norm "
                                                  "statistics stay, and they run in eval mode (no dropout)", metavar="K", group="fine-tuning"))
-    copied_lr_mult: float = field(default=1.0, metadata=_opt("learning-rate multiplier for copied, unfrozen layers "
-                                                             "(times the backbone's own, e.g. pretrained layers' 0.1)",
+    copied_lr_mult: float = field(default=1.0, metadata=_opt("learning-rate multiplier for layers copied by --init-from "
+                                                             "and not frozen (times the backbone's own, e.g. pretrained "
+                                                             "--weights layers' 0.1)",
                                                              metavar="M", group="fine-tuning"))
     l2sp: float = field(default=0.0, metadata=_opt("L2-SP: alpha/2 ||w - w_0||^2 over copied layers, in place of "
                                                    "their weight decay (Li et al. 2018)", metavar="ALPHA", group="fine-tuning"))
@@ -131,6 +132,10 @@ class TrainConfig:
             raise ConfigError("checkpoint_dir is empty; give a folder name (or None for no checkpoints)")
         if self.l2sp and not self.init_from:
             raise ConfigError("l2sp regularises towards initial weights: give init_from as well")
+        if self.copied_lr_mult != 1.0 and not self.init_from:
+            raise ConfigError(f"copied_lr_mult={self.copied_lr_mult} scales the learning rate of layers copied by "
+                              "init_from (--init-from MODEL.pt), and none are: give init_from as well, or leave it "
+                              "out (pretrained --weights layers train at their own 0.1 already)")
         if self.init_layers is not None and not self.init_from:
             raise ConfigError(f"init_layers={self.init_layers} copies the first layer groups of a saved model: give "
                               "init_from (--init-from MODEL.pt) as well")

@@ -307,7 +307,11 @@ def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tu
                   counts: bool = False) -> Backbone:
     """The network a run trains: ``factory(shape, n_classes)``; qianyi's default (:func:`backbone_for`) also
     learns a transform of count vectors (``counts``: bag-of-words inputs)."""
-    return backbone_for(shape, n_classes, counts=counts) if factory is backbone_for else factory(shape, n_classes)
+    if factory is backbone_for:
+        model = backbone_for(shape, n_classes, counts=counts)
+        model.pretrained_groups = frozenset()  # qianyi's default networks start from random weights
+        return model
+    return factory(shape, n_classes)
 
 
 class Trainer:
@@ -392,6 +396,13 @@ class Trainer:
                           QianyiWarning, stacklevel=3)
         check_freeze(cfg.freeze, model.group_names)
         frozen = list(model.group_names[:cfg.freeze])
+        known = getattr(model, "pretrained_groups", None)  # None: a network of your own (it may be pretrained)
+        if known is not None and [g for g in frozen if g not in copied and g not in known]:
+            raw = [g for g in frozen if g not in copied and g not in known]
+            raise ConfigError(f"freeze={cfg.freeze} would keep {raw} fixed at their random initialisation: nothing "
+                              "was copied or pretrained into them; give --init-from MODEL.pt (init_from) to copy "
+                              "them from a trained model, or a backbone with pretrained weights (--weights), or "
+                              "leave --freeze out")
         for name in frozen:
             model.groups[name].requires_grad_(False)
         with torch.no_grad():  # the method builds its modules from the initialised backbone (a teacher copies it)

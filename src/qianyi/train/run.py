@@ -140,11 +140,17 @@ def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], 
     if isinstance(backbone, str):
         return NamedBackbone(backbone)
     if isinstance(backbone, Backbone):  # each run trains a copy: the instance (its weights the start) is left as given
-        return lambda shape, n_classes: copy.deepcopy(backbone)
+        return lambda shape, n_classes: _as_given(copy.deepcopy(backbone))
     if isinstance(backbone, nn.Module):
         raise DataError(f"backbone: a {type(backbone).__name__} has no named layer groups; wrap it with "
                         "qianyi.nn.as_backbone(module) first")
     return backbone
+
+
+def _as_given(network: Backbone) -> Backbone:
+    """A network instance of yours: its weights may be anything you put there (so ``freeze`` may keep them)."""
+    network.pretrained_groups = None
+    return network
 
 
 def backbone_spec(backbone: BackboneSpec | None) -> dict[str, Any] | None:

@@ -42,6 +42,10 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     their fresh initialisation; said in a warning), and refused for a model to measure (``--model``).
     """
     path = Path(path)
+    if path.is_dir():
+        inside = " (it holds model.pt: give " + repr(str(path / "model.pt")) + ")" if (path / "model.pt").is_file() else ""
+        raise DataError(f"{option}: {str(path)!r} is a folder{inside}; point it at a model.pt or checkpoint.pt "
+                        "written by `qianyi run --out DIR`")
     if not path.exists():
         raise DataError(f"{option}: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
                         "written by `qianyi run --out DIR`")
