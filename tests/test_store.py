@@ -140,8 +140,8 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)  # same code: silent
     assert not [w for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
-    store.code_digest.cache_clear()
-    monkeypatch.setattr(store, "code_digest", lambda: "0123456789ab")
+    store._package_digest.cache_clear()
+    monkeypatch.setattr(store, "code_digest", lambda *method: "0123456789ab")
     logs: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -153,7 +153,7 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
     # a table of runs by two codes says so, with the count of each
     import sys
 
-    monkeypatch.setattr(sys.modules["qianyi.train.run"], "code_digest", lambda: "0123456789ab")
+    monkeypatch.setattr(sys.modules["qianyi.train.run"], "code_digest", lambda *method: "0123456789ab")
     mixed = bench(["dan", "coral"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
     assert "Runs made by 2 versions of qianyi's code: " in mixed.report() and "0123456789ab (1 run)" in mixed.report()
 
@@ -170,7 +170,7 @@ def test_resuming_a_checkpoint_of_other_code_is_named(tmp_path, monkeypatch):
     cfg = replace(FAST, epochs=2, checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
     engine.Trainer(get_method("dan"), cfg).fit(task)  # its checkpoint stays (the engine's caller removes it)
     assert load_checkpoint(tmp_path / "ck" / FILENAME)["code"] == engine.code_digest()
-    monkeypatch.setattr(engine, "code_digest", lambda: "0123456789ab")
+    monkeypatch.setattr(engine, "code_digest", lambda *method: "0123456789ab")
     monkeypatch.setattr(engine.store, "_WARNED_OTHER_CODE", [])
     with pytest.warns(QianyiWarning, match="checkpointed by other qianyi code"):
         engine.Trainer(get_method("dan"), cfg).fit(task)
@@ -207,3 +207,79 @@ def test_a_stored_run_another_process_trains_is_said_with_what_to_do(tmp_path):
     with pytest.raises(OutputError, match="cannot create its lock file"):  # other output errors pass unchanged
         with shared_run(rdir):
             raise OutputError("--out 'x': cannot create its lock file (Permission denied); choose another --out")
+
+
+def test_networks_of_your_own_are_told_apart_by_architecture_and_given_weights(tmp_path):
+    """All custom networks shared the key 'custom': a bench reused another network's runs and a run resumed
+    a ReLU network's checkpoint into a Tanh one."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from qianyi.nn import as_backbone
+    from qianyi.train.run import run_fingerprint
+
+    def net(width: int, act=nn.ReLU):
+        return lambda shape, k: as_backbone(nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), width), act(),
+                                                          nn.Linear(width, k)))
+    task = load_task("digits", "digits+rot30", max_samples=60)
+    m, cfg = get_method("dann"), TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    key = lambda b: run_fingerprint(m, cfg, task, b)["backbone"]  # noqa: E731
+    assert key(net(32)) == key(net(32)) and key(net(32)) != key(net(16)) != key(net(16, nn.Tanh))
+    assert key(net(16)) != key(net(16, nn.Tanh))
+    torch.manual_seed(0)
+    a = net(32)((1, 8, 8), 10)
+    before = torch.get_rng_state()
+    assert key(a) == key(a) and "weights" in key(a) and key(net(32)) != key(a)
+    b = copy.deepcopy(a)  # the same network, other weights
+    with torch.no_grad():
+        b.groups["logits"].weight.add_(1.0)
+    assert key(a)["architecture"] == key(b)["architecture"] and key(a)["weights"] != key(b)["weights"]
+    assert torch.equal(torch.get_rng_state(), before)  # building a network to key it draws nothing of yours
+    cfg_out = TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    first = bench(["dann"], ["digits->digits+rot30@60"], seeds=1, out=tmp_path, config=cfg_out, backbone=net(32),
+                  log=None)
+    again = bench(["dann"], ["digits->digits+rot30@60"], seeds=1, out=tmp_path, config=cfg_out, backbone=net(16),
+                  log=None)  # another network: trained, not the width-32 runs reused
+    assert len(list(tmp_path.rglob("result.json"))) == 6 and first.runs[1].fingerprint != again.runs[1].fingerprint
+
+
+def test_an_edited_plugin_method_is_other_code(tmp_path, monkeypatch):
+    """A method defined outside qianyi (a plugin, a script): its file is in the code digest, so reusing or
+    resuming its runs after an edit warns as an edited qianyi would."""
+    import importlib
+    import json
+    import sys
+    import warnings
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.methods import registry
+    from qianyi.train import store
+
+    (tmp_path / "qy_edited_plugin.py").write_text(
+        "from qianyi.methods import Method, register\n\n"
+        "@register\nclass Edited(Method):\n    name = 'qy-edited'\n\n"
+        "    def loss(self, batch):\n        return {'cls': self.source_ce(batch)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    module = importlib.import_module("qy_edited_plugin")
+    base = store.code_digest()
+    first = store.code_digest("qy-edited")
+    assert first.startswith(base + "+") and store.code_digest("dan") == base
+    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    pair = f"npz:{src}->npz:{tgt}"
+    bench(["qy-edited"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
+    made = [json.loads((d / "result.json").read_text()) for d in _result_dirs(tmp_path / "b")]
+    assert first in {r["versions"]["code"] for r in made}
+    with open(module.__file__, "a") as f:
+        f.write("# the loss changed\n")
+    assert store.code_digest("qy-edited") != first
+    monkeypatch.setattr(store, "_WARNED_OTHER_CODE", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench(["qy-edited"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
+    assert [w for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
+    sys.modules.pop("qy_edited_plugin", None)

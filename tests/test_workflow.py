@@ -124,7 +124,7 @@ def test_a_network_of_your_own(tmp_path):
     cfg = TrainConfig(epochs=10, batch_size=16, progress=False)
     # trade_off 0.3: without batch norm, DAN's default weight (3) collapses this small net to one class
     res, fit = run("dan", task, cfg, out=tmp_path / "own", backbone=net, trade_off=0.3)
-    assert fit.method.adapted == ("features", "logits") and res.fingerprint["backbone"] == "custom"
+    assert fit.method.adapted == ("features", "logits") and res.fingerprint["backbone"]["name"] == "custom"
     assert res.target_accuracy > 0.5
     meta = json.loads((tmp_path / "own" / "model.json").read_text())
     assert meta["architecture"]["backbone"] == "custom"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import math
@@ -314,6 +315,32 @@ def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tu
     return factory(shape, n_classes)
 
 
+def custom_network_key(factory: Callable[[tuple[int, ...], int], Backbone], shape: Sequence[int],
+                       n_classes: int) -> dict[str, str]:
+    """What tells a network of your own apart in a run's fingerprint (a store reuses and a checkpoint resumes
+    only the same network): a hash of its architecture (module tree as printed, parameter and buffer names,
+    shapes and dtypes), and for a network instance (``factory.instance``, its weights the start) of its weights.
+    A factory is called once for this with the caller's random generators kept."""
+    instance = getattr(factory, "instance", None)
+    if instance is None:
+        with caller_rng_kept():
+            net = factory(tuple(int(s) for s in shape), n_classes)
+    else:
+        net = instance
+    state = net.state_dict()
+    arch = hashlib.sha256(repr(net).encode())
+    for name, value in state.items():
+        arch.update(f"{name}{tuple(value.shape)}{value.dtype}".encode())
+    key = {"name": "custom", "architecture": arch.hexdigest()[:16]}
+    if instance is not None:
+        weights = hashlib.sha256()
+        for value in state.values():
+            weights.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                           if value.dtype != torch.bool else value.detach().cpu().numpy().tobytes())
+        key["weights"] = weights.hexdigest()[:16]
+    return key
+
+
 class Trainer:
     """Train a backbone on a :class:`TransferTask` with a method.
 
@@ -343,7 +370,8 @@ class Trainer:
         if distributed.world()[1] > 1:  # per-process losses and batch norm: not the one-process run
             fp["processes"] = distributed.world()[1]
         if self.backbone_factory is not backbone_for:  # a network of your own (the default's generation is in fp)
-            fp["backbone"] = getattr(self.backbone_factory, "spec", None) or "custom"
+            fp["backbone"] = getattr(self.backbone_factory, "spec", None) or custom_network_key(
+                self.backbone_factory, task.sample_shape, task.n_classes)
         return fp
 
     def fit(self, task: TransferTask, monitor: Monitor | None = None) -> FitResult:
@@ -480,9 +508,9 @@ class Trainer:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                   "use another output folder, or delete the checkpoint to start afresh") from None
-        if made != code_digest() and distributed.is_main() and not store.warned_other_code(str(ckpt)):
+        if made != code_digest(self.method) and distributed.is_main() and not store.warned_other_code(str(ckpt)):
             warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by other qianyi code "
-                          f"({made or 'from before checkpoints recorded it'}; this install is {code_digest()}): the "
+                          f"({made or 'from before checkpoints recorded it'}; this install is {code_digest(self.method)}): the "
                           "steps before it are that code's; delete the checkpoint to train the run afresh",
                           QianyiWarning, stacklevel=2)
         # the thread counts the checkpointed steps were made with (an int from checkpoints of one count)
@@ -503,7 +531,7 @@ class Trainer:
         if not distributed.is_main():
             distributed.barrier()
             return
-        blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "code": code_digest(),
+        blob = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "code": code_digest(self.method),
                 "step": state.step, "elapsed": state.elapsed,
                 "model": parts.model.state_dict(), "method": self.method.state_dict(),
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},

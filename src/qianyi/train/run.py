@@ -98,12 +98,12 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
 
-def _versions(threads: list[int] | None = None) -> dict[str, Any]:
+def _versions(threads: list[int] | None = None, method: Method | None = None) -> dict[str, Any]:
     """What made a run's numbers besides its settings: the code, the libraries, and the CPU threads (those its
     steps trained with: a list when a resume changed them) and instruction set (sums split over threads, or
     vectorised otherwise, add in another order: bit-identical reruns need the same ones)."""
     used = [torch.get_num_threads()] if threads is None else threads
-    return {"qianyi": __version__, "code": code_digest(), "torch": torch.__version__,
+    return {"qianyi": __version__, "code": code_digest(method), "torch": torch.__version__,
             "python": platform.python_version(), "threads": used[0] if len(used) == 1 else (used or None),
             "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"}
 
@@ -140,7 +140,9 @@ def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], 
     if isinstance(backbone, str):
         return NamedBackbone(backbone)
     if isinstance(backbone, Backbone):  # each run trains a copy: the instance (its weights the start) is left as given
-        return lambda shape, n_classes: _as_given(copy.deepcopy(backbone))
+        factory = lambda shape, n_classes: _as_given(copy.deepcopy(backbone))  # noqa: E731
+        factory.instance = backbone  # its weights are part of the runs' key (custom_network_key)
+        return factory
     if isinstance(backbone, nn.Module):
         raise DataError(f"backbone: a {type(backbone).__name__} has no named layer groups; wrap it with "
                         "qianyi.nn.as_backbone(module) first")
@@ -231,7 +233,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
-        versions=_versions(fit.threads))
+        versions=_versions(fit.threads, m))
     result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
     result.flags = list(fit.flags)
     if distributed.is_main():
@@ -298,7 +300,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device="cpu", fingerprint=run_fingerprint(m, config, task),
-        versions=_versions(), model_file=SHALLOW_MODEL_FILE)
+        versions=_versions(None, m), model_file=SHALLOW_MODEL_FILE)
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
                     steps=0)
     if out is not None and distributed.is_main():

@@ -83,11 +83,42 @@ def content_key(path: str) -> str:
     return _CONTENT_KEYS[k]
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
+def code_digest(method: "str | type | Method | None" = None) -> str:
     """A short hash of this qianyi install's source (every ``.py`` file of the package, by relative path and
     bytes). Runs record it (``result.json`` ``versions["code"]``) so a reused run made by other code is told
-    apart: fingerprints hold settings and data, and a method's ``revision`` only where its loss changed."""
+    apart: fingerprints hold settings and data, and a method's ``revision`` only where its loss changed.
+    With ``method`` (a name, class or instance) defined outside qianyi (a plugin, a script), ``+`` a hash of
+    the file that defines it follows: an edited plugin is other code too."""
+    base = _package_digest()
+    if method is None:
+        return base
+    if isinstance(method, str):
+        from ..methods.registry import available_methods
+
+        method = available_methods().get(method)
+    cls = method if isinstance(method, type) else type(method) if method is not None else None
+    own = _module_digest(cls.__module__) if cls is not None else None
+    return f"{base}+{own}" if own else base
+
+
+def _module_digest(module: str) -> str | None:
+    """The hash of the file that defines ``module``, unless it is part of qianyi (None: qianyi's, or no file)."""
+    import sys
+
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if not path:
+        return None
+    path = Path(path).resolve()
+    if Path(__file__).resolve().parents[1] in path.parents:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def _package_digest() -> str:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
@@ -109,12 +140,12 @@ def warned_other_code(where: str) -> bool:
 
 def note_other_code(result: RunResult, directory: str | Path) -> None:
     """Warn (once per process) that a finished run about to be reused was made by other qianyi code."""
-    made = (result.versions or {}).get("code")
-    if made == code_digest() or warned_other_code(str(directory)):
+    made, now = (result.versions or {}).get("code"), code_digest(result.method)
+    if made == now or warned_other_code(str(directory)):
         return
     by = f"qianyi code {made}" if made else "qianyi code from before runs recorded it"
     warnings.warn(f"reusing finished runs made by other code (e.g. {str(directory)!r}: {by}; this install is "
-                  f"{code_digest()}): their numbers are that code's; to retrain them, use a fresh --out or delete "
+                  f"{now}): their numbers are that code's; to retrain them, use a fresh --out or delete "
                   "their folders", QianyiWarning, stacklevel=3)
 
 
