@@ -143,6 +143,8 @@ def test_a_broken_method_plugin_is_named_and_later_plugins_still_load(monkeypatc
     from qianyi.methods import registry
     from qianyi.methods.base import Method
 
+    registry.available_methods()  # the built-ins loaded first (their modules register once per process)
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))  # the plugin's registration is undone after
     good = types.ModuleType("qy_plugin_good")
     exec("from qianyi.methods.registry import register\nfrom qianyi.methods.base import Method\n"
          "@register\nclass Mine(Method):\n    name = 'qy-plugin-mine'\n", good.__dict__)
@@ -155,3 +157,44 @@ def test_a_broken_method_plugin_is_named_and_later_plugins_still_load(monkeypatc
     with pytest.warns(QianyiWarning, match=r"plugin 'broken' \(qy_plugin_missing_module\) failed to load"):
         methods = registry.available_methods()
     assert "qy-plugin-mine" in methods and issubclass(methods["qy-plugin-mine"], Method)
+
+
+def test_a_setting_stored_under_another_name_is_named_not_a_traceback(monkeypatch):
+    from qianyi.errors import ConfigError
+    from qianyi.methods import Method, registry
+
+    registry.available_methods()  # the built-ins loaded first: the copy below holds them
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+
+    @registry.register
+    class Renamed(Method):
+        name = "_renamed"
+
+        def __init__(self, trade_off: float = 1.0) -> None:
+            super().__init__()
+            self.lam = trade_off
+
+        def loss(self, batch):
+            return {"cls": self.source_ce(batch)}
+    with pytest.raises(ConfigError, match=r"__init__ takes 'trade_off'.*self.trade_off = trade_off"):
+        registry.get_method("_renamed").hparams()
+
+
+def test_summary_of_runs_whose_method_is_not_installed_tabulates_them(tmp_path, capsys):
+    """A plugin's (or a script's) runs read where the plugin is absent: a row under its name and a warning,
+    not 'unknown method' for the whole folder."""
+    import json
+
+    from qianyi.bench.runner import bench
+    from qianyi.cli import main
+    from qianyi.train import TrainConfig
+
+    bench(["dann"], ["digits->digits+rot30@100"], seeds=1, out=tmp_path,
+          config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False), log=None)
+    (path,) = [p for p in tmp_path.rglob("result.json") if json.loads(p.read_text())["method"] == "dann"]
+    res = json.loads(path.read_text())
+    res["method"] = res["fingerprint"]["method"] = "qy-absent-plugin"
+    path.write_text(json.dumps(res))
+    assert main(["summary", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "| qy-absent-plugin |" in out.out and "'qy-absent-plugin' is not installed here" in out.err

@@ -750,11 +750,22 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+_NOT_INSTALLED: set[str] = set()
+
+
 def variant_label(method: str, hparams: dict[str, Any], revision: int = 1) -> str:
     """``method`` when ``hparams`` are its defaults (a setting added later and absent counts as its old
     value) and ``revision`` its current one, else ``"method (k=v, ...)"`` with what differs (an earlier
     form of the method as ``revision=N``)."""
-    m = get_method(method)
+    try:
+        m = get_method(method)
+    except UnknownNameError:  # a plugin or script method not installed here: tabulated under its name
+        if method not in _NOT_INSTALLED:
+            _NOT_INSTALLED.add(method)
+            warnings.warn(f"method {method!r} is not installed here (a plugin's or a script's): its runs are "
+                          "tabulated under its name, settings unchecked (install the plugin to tell its settings "
+                          "apart)", QianyiWarning, stacklevel=2)
+        return method
     default = json.loads(json.dumps(m.hparams()))
     given = {**m.added_hparams, **json.loads(json.dumps(hparams))}
     diff = [f"{k}={given[k]}" for k in default if k in given and given[k] != default[k]]

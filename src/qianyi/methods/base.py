@@ -396,6 +396,10 @@ class Method(nn.Module):
     def hparams(self) -> dict[str, Any]:
         out = {}
         for k in self.hparam_defaults():
+            if not hasattr(self, k):
+                raise ConfigError(f"method {self.name!r} ({type(self).__module__}.{type(self).__qualname__}): "
+                                  f"__init__ takes {k!r} but the instance has no attribute {k!r}; store each setting "
+                                  f"under its own name (self.{k} = {k}): runs record and compare settings by name")
             v = getattr(self, k)
             out[k] = list(v) if isinstance(v, tuple) else v
         return out
