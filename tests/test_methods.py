@@ -198,3 +198,38 @@ def test_summary_of_runs_whose_method_is_not_installed_tabulates_them(tmp_path, 
     assert main(["summary", str(tmp_path)]) == 0
     out = capsys.readouterr()
     assert "| qy-absent-plugin |" in out.out and "'qy-absent-plugin' is not installed here" in out.err
+
+
+def test_a_predicting_network_model_json_cannot_describe_is_warned_at_the_run(tmp_path, monkeypatch):
+    """A plugin whose inference_model is not a Backbone (and defines no network_spec) is told when the run
+    saves it, not first at `qianyi predict`."""
+    from torch import nn
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.methods import Method, registry
+    from qianyi.train import TrainConfig, run
+
+    from .conftest import toy_task
+
+    class Averaged(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    registry.available_methods()
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+
+    @registry.register
+    class Wrapped(Method):
+        name = "_wrapped"
+
+        def loss(self, batch):
+            return {"cls": self.source_ce(batch)}
+
+        def inference_model(self, backbone):
+            return Averaged(backbone)
+    with pytest.warns(QianyiWarning, match="_wrapped predicts with a Averaged.*network_spec"):
+        run("_wrapped", toy_task(), TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path)

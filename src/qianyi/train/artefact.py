@@ -24,7 +24,7 @@ from .. import __version__
 from .._io import sha256_file, write_json
 from ..data.domain import Domain, TransferTask, align_labels
 from ..errors import DataError, QianyiWarning
-from ..nn.backbones import default_network_generation
+from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors, unreadable_reason
@@ -43,6 +43,11 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
     is recorded so that :func:`load_model` rebuilds the network without its pretrained weights file;
     ``network_spec``: the method predicts with a network of its own (:meth:`Method.network_spec`).
     """
+    if network_spec is None and not isinstance(net, Backbone):
+        warnings.warn(f"{method} predicts with a {type(net).__name__}, which model.json cannot describe (it records "
+                      "the backbone's architecture): load_model and `qianyi predict` will not rebuild it; the method "
+                      "should define network_spec() and saved_network() (docs/design.md)", QianyiWarning,
+                      stacklevel=3)
     save_tensors(out / MODEL_FILE, net.state_dict())
     digest = sha256_file(out / MODEL_FILE)
     classes = task.source.class_names or tuple(str(i) for i in range(task.n_classes))
