@@ -358,3 +358,38 @@ def test_atc_ties_at_the_threshold_share_the_mass():
     # target confidences above, at and below a tied threshold: above counts 1, at counts r, below 0
     probs_t = np.array([[1.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.9, 0.1]])
     assert atc_from_probs(probs_val, y_val, probs_t) == pytest.approx(0.5 * 0.88)
+
+
+def test_a_validator_plugin_is_found_by_its_entry_point_and_select_keeps_its_cache(tmp_path, monkeypatch):
+    """`qianyi.validators` entry points load where names are checked (`qianyi validators`, --select, bench's
+    --validators all); select records qianyi's validators plus the one asked, so installing a plugin retrains
+    no cached run."""
+    import importlib.metadata as md
+    import sys
+
+    from qianyi.bench.selection import select_hparams
+    from qianyi.cli import main
+    from qianyi.select import validators as V
+    from qianyi.train import TrainConfig
+
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    kw = dict(grid=[{"trade_off": 1.0}], out=tmp_path, config=cfg, log=None)
+    select_hparams("dann", ["digits->digits+rot30@100"], validator="dev", **kw)
+    (tmp_path / "qy_val_plugin.py").write_text(
+        "from qianyi.select.validators import Validator, register_validator\n"
+        "@register_validator\nclass Mean(Validator):\n"
+        "    name, higher_is_better, needs, paper = 'qy-mean', True, frozenset({'target'}), 'test'\n"
+        "    def __call__(self, p):\n        return float(p.target.probs.max(1).mean())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(V, "VALIDATORS", dict(V.VALIDATORS))  # the plugin's registration is undone after
+    monkeypatch.delitem(sys.modules, "qy_val_plugin", raising=False)
+    eps = [md.EntryPoint("mean", "qy_val_plugin", V.PLUGIN_GROUP)]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    monkeypatch.setattr(V, "_plugins_loaded", False)
+    assert "qy-mean" in V.available_validators() and "qy-mean" not in V.builtin_validators()
+    assert main(["validators"]) == 0
+    n = len(list(tmp_path.rglob("result.json")))
+    select_hparams("dann", ["digits->digits+rot30@100"], validator="dev", **kw)
+    assert len(list(tmp_path.rglob("result.json"))) == n  # the plugin changed no cached run's key
+    res = select_hparams("dann", ["digits->digits+rot30@100"], validator="qy-mean", **kw)
+    assert np.isfinite(res.scores).all()

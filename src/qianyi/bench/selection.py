@@ -27,6 +27,7 @@ from ..data.tasks import load_task
 from ..errors import ConfigError, DataError
 from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
+from ..select.validators import builtin_validators
 from ..train.config import TrainConfig
 from ..train.result import RunResult
 from ..train.run import BackboneSpec, check_shallow_settings, run, run_fingerprint
@@ -217,8 +218,9 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     twice = [f"{s}->{t}" for i, (s, t) in enumerate(parsed) if (s, t) in parsed[:i]]
     if twice:  # it would count twice in the mean rank
         raise ConfigError(f"select: the pair {twice[0]} is given twice; give each pair once")
-    # every validator is recorded, so one cached run serves any later choice of validator
-    base = replace(config or TrainConfig(), validators=tuple(available_validators()))
+    # every validator of qianyi's is recorded, so one cached run serves any later choice among them (a plugin's
+    # validator is recorded when asked: installing one changes no cached run's key)
+    base = replace(config or TrainConfig(), validators=tuple(sorted({*builtin_validators(), validator})))
     check_shallow_settings(get_method(method), base)  # before any candidate trains
     store = RunStore(Path(out) / "runs")
     n = len(cands) * len(pairs) * len(seeds)

@@ -20,13 +20,14 @@ rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, QianyiWarning, UnknownNameError
 from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
@@ -73,12 +74,41 @@ def register_validator(cls: type[Validator]) -> type[Validator]:
     return cls
 
 
+#: Entry-point group of validators in other packages (``[project.entry-points."qianyi.validators"]``).
+PLUGIN_GROUP = "qianyi.validators"
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Import the modules of the ``qianyi.validators`` entry points once (their ``@register_validator`` runs)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not break the built-in validators, nor pass unnoticed
+            warnings.warn(f"the validator plugin {ep.name!r} ({ep.value}) failed to load and is left out: "
+                          f"{type(exc).__name__}: {exc}", QianyiWarning, stacklevel=3)
+
+
 def available_validators() -> list[str]:
+    """The names of every registered validator: qianyi's and those of ``qianyi.validators`` plugins."""
+    _load_plugins()
     return sorted(VALIDATORS)
+
+
+def builtin_validators() -> list[str]:
+    """qianyi's own validators (what ``select`` records in every run: installing a plugin changes no run's key)."""
+    return sorted(n for n, cls in VALIDATORS.items() if cls.__module__.startswith("qianyi."))
 
 
 def get_validator(name: str, **params: Any) -> Validator:
     """An instance of the validator registered as ``name`` (``params`` go to its constructor)."""
+    _load_plugins()
     try:
         cls = VALIDATORS[name]
     except KeyError:
