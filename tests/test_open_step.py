@@ -134,3 +134,18 @@ def test_mean_teacher_terms_have_the_authors_normalisation():
     bce = sum(-(1 / 3) * torch.log(torch.tensor(p)).item() - (2 / 3) * torch.log(torch.tensor(1 - p)).item()
               for p in pbar)
     assert balance.item() == pytest.approx(0.5 * bce, rel=1e-5) and confident == 0.5
+
+
+@register
+class _ForgottenHead(TwoOptimizersAndTeacher):
+    """Its optimizers leave head2 out: head2 would never move."""
+
+    name = "_forgotten-head"
+
+    def optimizers(self, backbone):
+        return {"body": [g for n, g in backbone.items() if n != "logits"], "heads": [backbone["logits"]]}
+
+
+def test_a_method_module_in_no_optimizer_is_warned():
+    with pytest.warns(qianyi.errors.QianyiWarning, match=r"in no optimizer \(e.g. 'head2.weight'\)"):
+        run("_forgotten-head", toy_task(), TrainConfig(**CFG))

@@ -450,6 +450,13 @@ class Trainer:
                                 "lr_mult": getattr(model, "lr_mults", {}).get(name, 1.0)
                                 * (cfg.copied_lr_mult if name in copied else 1.0)}
         optimizers, backbone_opts = self._optimizers(method.optimizers(groups), model)
+        stepped = {id(p) for opt in optimizers.values() for g in opt.param_groups for p in g["params"]}
+        idle = [n for n, p in method.named_parameters() if p.requires_grad and id(p) not in stepped]
+        if idle and distributed.is_main():  # (a teacher or a frozen copy sets requires_grad False)
+            warnings.warn(f"{method.name}: {len(idle)} trainable parameter(s) of the method's own modules are in no "
+                          f"optimizer (e.g. {idle[0]!r}) and will keep their initial values; add them to a group "
+                          "in optimizers(), or set requires_grad_(False) if they are meant to stay",
+                          QianyiWarning, stacklevel=3)
         kept = [n for n in copied if n not in frozen]
         anchors = ([(p, p.detach().clone()) for n in kept for p in model.groups[n].parameters()]
                    + [(p, p.detach().clone()) for p in method.copies_of(kept)] if cfg.l2sp else [])
