@@ -72,6 +72,11 @@ def test_cli_transferability_runs_the_protocol(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AnB+" in out and "dissimilar" in out and (tmp_path / "transferability.md").exists()
     assert main(["transferability", "digits", "--freeze", "2"]) == 2
+    capsys.readouterr()
+    assert main(["transferability", "digits", "--l2sp", "0.1"]) == 2
+    assert "leave out --l2sp" in capsys.readouterr().err  # the flag given is named
+    with pytest.raises(DataError, match="at least 4 classes"):
+        tr.similar_pair(qianyi.data.domain.Domain(np.zeros((6, 2), "f4"), np.arange(6) % 2, "two"))
 
 
 @pytest.mark.parametrize("option", [["--select", "entropy"], ["--validators", "all"]])

@@ -199,8 +199,13 @@ def _transferability(args: argparse.Namespace) -> int:
     from ..data.tasks import load_domain
     from .transferability import dissimilar_pair, similar_pair, transferability
 
-    if args.init_from or args.freeze or args.init_layers is not None or args.l2sp:
-        raise DataError("transferability sets --init-from/--init-layers/--freeze itself (k = 1..); leave them out")
+    given = [flag for flag, on in (("--init-from", args.init_from), ("--init-layers", args.init_layers is not None),
+                                   ("--freeze", args.freeze), ("--l2sp", args.l2sp),
+                                   ("--copied-lr-mult", args.copied_lr_mult != 1.0)) if on]
+    if given:
+        raise DataError(f"transferability sets --init-from/--init-layers/--freeze itself (k = 1..) and trains its "
+                        f"copies as the protocol does, without L2-SP or another learning rate: leave out "
+                        f"{', '.join(given)}")
     if args.select != "last" or args.validators:
         raise DataError("transferability keeps each network's last epoch: the only unlabelled data its runs hold "
                         "is B's test split, which no choice of epoch may look at; leave out --select/--validators")

@@ -97,6 +97,10 @@ def class_halves(domain: Domain, seed: int = 0) -> tuple[list[int], list[int]]:
 def similar_pair(domain: Domain, seed: int = 0, max_train: int | None = None,
                  test_fraction: float = 0.2) -> ProtocolPair:
     """A and B = two random halves of the classes of one dataset (a similar pair)."""
+    if domain.n_classes < 4:
+        raise DataError(f"{domain.name!r} has {domain.n_classes} classes; the protocol splits a dataset's classes "
+                        "into two tasks A and B of at least two classes each: give a dataset with at least 4 "
+                        "classes (e.g. mnist, digits, fashion)")
     ca, cb = class_halves(domain, seed)
     a = select_classes(domain, ca, f"{domain.name}{ca}", test_fraction, max_train, seed)
     b = select_classes(domain, cb, f"{domain.name}{cb}", test_fraction, max_train, seed)
