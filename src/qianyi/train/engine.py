@@ -415,7 +415,8 @@ class Trainer:
         seed_everything(cfg.seed)
         shape = data.source.sample_shape
         model = build_network(self.backbone_factory, shape, n_classes, counts).to(device)
-        copied = load_initial_weights(model, cfg.init_from, cfg.init_layers, vocab=vocab) if cfg.init_from else []
+        copied = load_initial_weights(model, cfg.init_from, cfg.init_layers, vocab=vocab,
+                                      frozen=model.group_names[:cfg.freeze]) if cfg.init_from else []
         if cfg.init_from and getattr(method, "needs_source_model", False) and len(copied) < len(model.group_names) \
                 and distributed.is_main():
             warnings.warn(f"{method.name} starts from a trained model, and init_layers={cfg.init_layers} copies only "

@@ -31,7 +31,7 @@ def _saved_vocab(path: Path) -> list[str] | None:
 
 
 def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None, option: str = "init_from",
-                         vocab: Sequence[str] | None = None) -> list[str]:
+                         vocab: Sequence[str] | None = None, frozen: Sequence[str] = ()) -> list[str]:
     """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
 
     ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
@@ -84,7 +84,10 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
                 update[k] = _by_word(own[k], state[k], list(vocab), saved_vocab)
                 warnings.warn(f"{option}: {str(path)!r} was trained with another vocabulary; its word embedding is "
                               f"copied word by word ({shared} of this task's {len(vocab)} words; the others keep their "
-                              "fresh initialisation)", QianyiWarning, stacklevel=3)
+                              "fresh initialisation" + (", and keep it for the whole run: E is frozen (--freeze): "
+                                                        "random vectors for those words; train E (a lower --freeze) "
+                                                        "to learn them" if "E" in frozen else "") + ")",
+                              QianyiWarning, stacklevel=3)
                 continue
             if k in state and not isinstance(state[k], torch.Tensor):
                 raise DataError(f"{option}: {str(path)!r} holds a {type(state[k]).__name__} for {k}, not a tensor; "
