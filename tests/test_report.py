@@ -134,3 +134,20 @@ def qianyi_config():
     from qianyi.train import TrainConfig
 
     return TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False)
+
+
+def test_a_report_of_runs_on_a_network_of_your_own_says_why_it_has_no_embedding(tmp_path):
+    from torch import nn
+
+    from qianyi.bench.html import write_report
+    from qianyi.bench.runner import bench
+    from qianyi.nn import as_backbone
+
+    def net(shape, k):
+        return as_backbone(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, k)))
+    res = bench(["dann"], ["digits->digits+rot30@100"], seeds=1, out=tmp_path, config=qianyi_config(),
+                backbone=net, log=None)
+    said: list[str] = []
+    files = write_report(res, tmp_path, log=said.append)
+    assert "embedding" not in files and any("network of your own" in s and "network=" in s for s in said)
+    assert files["html"].exists()

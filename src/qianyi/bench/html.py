@@ -28,6 +28,12 @@ from .runner import BenchResult
 EMBED_SAMPLES = 300
 
 
+def _own_network(spec: object) -> bool:
+    """Whether a run's fingerprint ``backbone`` is a network of the user's (keyed by architecture, or the older
+    plain 'custom')."""
+    return spec == "custom" or (isinstance(spec, dict) and spec.get("name") == "custom")
+
+
 def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                  embed: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write ``out/report.html``, ``out/report.md`` and their figures; return the files written."""
@@ -41,6 +47,12 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
     sections.append(("Training curves", "Per epoch, mean over seeds: source validation accuracy (solid, what "
                                         "selection may see) and target test accuracy (dashed, ORACLE: recorded "
                                         "for this report, never read by training or selection).", files["curves"]))
+    own = [r for r in res.runs if _own_network((r.fingerprint or {}).get("backbone"))]
+    if embed and res.out is not None and own:  # model.json cannot rebuild it: only its maker has the class
+        embed = False
+        if log:
+            log("no embedding/profile: the runs trained a network of your own, which the report cannot rebuild "
+                "(in Python, qianyi.load_model(RUN_DIR, network=<an instance of it>) loads each run's)")
     if embed and res.out is not None:
         try:
             emb, prof, note = _embedding_and_profile(res, figs, data_dir)
