@@ -184,6 +184,7 @@ def test_other_training_settings_reach_the_engine_and_bad_ones_are_named(tmp_pat
                if k.startswith("groups.fc1."))
     assert clone(DomainAdapter(training={"freeze": 1})).get_params()["training"] == {"freeze": 1}
     for bad, says in (({"epochs": 3}, "DomainAdapter(epochs=...)"), ({"weight_dekay": 0.1}, "known: "),
+                      ({"seed": 1}, "DomainAdapter(random_state=...)"),
                       ([("freeze", 1)], "give a dict")):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
             DomainAdapter("dann", training=bad, **kw).fit(Xs, ys, Xt=Xt)

@@ -114,6 +114,11 @@ def test_lmmd_names_bad_inputs():
     with pytest.raises(DataError, match="not the logits themselves"):  # was a silent NaN
         lmmd2(x, x, torch.zeros(6, dtype=torch.long), logits)
     assert torch.isfinite(lmmd2(x, x + 1, torch.zeros(6, dtype=torch.long), logits.softmax(1).bfloat16()))
+    nan = torch.full((6, 2), float("nan"))
+    with pytest.raises(DataError, match="NaN or infinite"):  # named as such, not as logits
+        lmmd2(x, x, torch.zeros(6, dtype=torch.long), nan)
+    # in training (features with gradients) a diverged network's NaN reaches the engine, which names the run
+    assert torch.isnan(lmmd2(x.requires_grad_(), x, torch.zeros(6, dtype=torch.long), nan))
 
 
 def test_jan_aligns_the_joint_not_only_the_marginals():

@@ -229,5 +229,20 @@ def test_freezing_needs_weights_in_the_frozen_groups(weights18):
     for backbone in ("resnet18", None):  # random weights: nothing to keep
         with pytest.raises(ConfigError, match=r"\['stem', 'layer1'\]|\['conv1', 'conv2'\]|random initialisation"):
             qianyi.run("source-only", task, cfg, backbone=backbone)
+    from qianyi.train.config import check_copied_lr_mult
+
     with pytest.raises(ConfigError, match="copied_lr_mult=0.1 scales.*init_from"):
-        TrainConfig(copied_lr_mult=0.1)
+        check_copied_lr_mult(TrainConfig(copied_lr_mult=0.1), ["dann"])
+    check_copied_lr_mult(TrainConfig(copied_lr_mult=0.1), ["self-train"])  # its stages copy the source stage
+    for name in ("lenet", "mlp"):  # qianyi's named random networks are refused too
+        with pytest.raises(ConfigError, match="random initialisation"):
+            qianyi.run("source-only", task, cfg, backbone=name)
+    # a factory of yours may load weights into qianyi's resnet: trusted, as an instance is
+    mine = resnet(18, 2, weights=weights18).state_dict()
+
+    def factory(shape, k):
+        net = resnet(18, k, in_channels=shape[0])
+        net.load_state_dict(mine)
+        return net
+    _, fit = qianyi.run("source-only", task, cfg, backbone=factory)
+    assert torch.equal(fit.model.groups["stem"].conv1.weight, start)

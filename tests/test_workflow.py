@@ -347,7 +347,8 @@ def test_run_takes_load_tasks_split_and_preprocessing_options(capsys, tmp_path):
     assert rc == 0, err  # the run's (absent) scaling is applied as recorded
     for flags, says in ((["--test-fraction", "1"], "below 1"), (["--val-fraction", "0"], "above 0"),
                         (["--split-seed", "-1"], "split_seed (--split-seed) must be"),
-                        (["--target-all", "--test-fraction", "0.2"], "give one of them")):
+                        (["--target-all", "--test-fraction", "0.2"], "give one of them"),
+                        (["--target-test", tgt, "--test-fraction", "0.5"], "would hold out nothing")):
         try:
             rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", tgt, *FAST, *flags)
         except SystemExit as exc:  # argparse's own refusal of a value

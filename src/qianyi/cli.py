@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, DataError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
-from .train.config import positive_int, share, share_or_zero
+from .train.config import check_copied_lr_mult, positive_int, share, share_or_zero
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands", "qianyi.proxy_table")
@@ -174,6 +174,9 @@ def _test_fraction(args: argparse.Namespace) -> float:
     if args.target_all and args.test_fraction not in (0.0, 0.3):
         raise ConfigError(f"--target-all trains on all of the target, so --test-fraction {args.test_fraction} "
                           "cannot hold out a test split: give one of them")
+    if args.target_test and args.test_fraction != 0.3:
+        raise ConfigError(f"--target-test scores a test set of its own and all of --target trains, so --test-fraction "
+                          f"{args.test_fraction} would hold out nothing: give one of them")
     return 0.0 if args.target_all else args.test_fraction
 
 
@@ -752,6 +755,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         hp = parse_hparams(args.method, args.set)
         backbone = _backbone(args)
         config = train_config(args, args.seed)  # every setting checked before any data is read
+        check_copied_lr_mult(config, [args.method])
         staged = getattr(available_methods()[args.method], "needs_source_model", False)
         # self-training: a teacher first when none is given; iterated self-training: a stage per round
         needs_source = staged and (not config.init_from or int(hp.get("iterations", 1)) > 1)
@@ -783,6 +787,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        check_copied_lr_mult(train_config(args), methods)
         res = bench(methods, list(args.pairs), seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
@@ -823,6 +828,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for method in args.method:  # every method's grid checked before any of them trains
             method_grid(method, grid)
+        check_copied_lr_mult(train_config(args), args.method)
         for method in args.method:
             res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,

@@ -75,8 +75,11 @@ def _lmmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, source_la
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= probs.shape[1]):
         raise DataError(f"LMMD: source labels span {int(labels.min())}..{int(labels.max())} but target_probs has "
                         f"{probs.shape[1]} classes")
-    if len(probs) and (bool((probs < 0).any()) or not torch.allclose(probs.sum(1), probs.new_ones(len(probs)),
-                                                                        atol=atol) or not torch.isfinite(probs).all()):
+    finite = bool(torch.isfinite(probs).all())
+    if not finite and not (X.requires_grad or Y.requires_grad):  # (in training a NaN loss is the engine's to name)
+        raise DataError("LMMD: target_probs hold NaN or infinite values; give finite class probabilities")
+    if finite and len(probs) and (bool((probs < 0).any()) or not torch.allclose(
+            probs.sum(1), probs.new_ones(len(probs)), atol=atol)):
         raise DataError("LMMD: target_probs must be class probabilities (rows >= 0 summing to 1): pass "
                         "softmax(logits), not the logits themselves")
     ws, wt = class_weights(labels, probs)

@@ -350,6 +350,7 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
             model = mlp(math.prod(shape), n_classes)
         model.spec = {"name": name}
         model.lr_mults = {}
+        model.pretrained_groups = frozenset()  # random weights
         return model
     if len(shape) != 3:
         raise DataError(f"{name} reads images (c, h, w), but the samples have shape {shape}; for vectors use mlp "

@@ -10,7 +10,7 @@ import argparse
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError, UnknownNameError
 
@@ -132,10 +132,6 @@ class TrainConfig:
             raise ConfigError("checkpoint_dir is empty; give a folder name (or None for no checkpoints)")
         if self.l2sp and not self.init_from:
             raise ConfigError("l2sp regularises towards initial weights: give init_from as well")
-        if self.copied_lr_mult != 1.0 and not self.init_from:
-            raise ConfigError(f"copied_lr_mult={self.copied_lr_mult} scales the learning rate of layers copied by "
-                              "init_from (--init-from MODEL.pt), and none are: give init_from as well, or leave it "
-                              "out (pretrained --weights layers train at their own 0.1 already)")
         if self.init_layers is not None and not self.init_from:
             raise ConfigError(f"init_layers={self.init_layers} copies the first layer groups of a saved model: give "
                               "init_from (--init-from MODEL.pt) as well")
@@ -248,6 +244,21 @@ def share(text: str, zero: bool = False) -> float:
 def share_or_zero(text: str) -> float:
     """An argparse type: a share in [0, 1) (0: none)."""
     return share(text, zero=True)
+
+
+def check_copied_lr_mult(config: "TrainConfig", methods: Sequence[str]) -> None:
+    """Refuse ``copied_lr_mult`` when nothing will be copied: no ``init_from`` and no method that starts from a
+    source stage of its own (self-training's teacher) among ``methods`` (``run``, ``bench``, ``select``; the
+    commands that copy layers themselves, ``layers`` and ``transferability``, use it on their copies)."""
+    if config.copied_lr_mult == 1.0 or config.init_from:
+        return
+    from ..methods.registry import available_methods
+
+    known = available_methods()
+    if not any(getattr(known.get(m), "needs_source_model", False) for m in methods):
+        raise ConfigError(f"copied_lr_mult={config.copied_lr_mult} scales the learning rate of layers copied by "
+                          "init_from (--init-from MODEL.pt), and none are: give --init-from as well, or leave it "
+                          "out (pretrained --weights layers train at their own 0.1 already)")
 
 
 def positive_int(text: str) -> int:

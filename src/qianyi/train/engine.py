@@ -312,7 +312,18 @@ def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tu
         model = backbone_for(shape, n_classes, counts=counts)
         model.pretrained_groups = frozenset()  # qianyi's default networks start from random weights
         return model
-    return factory(shape, n_classes)
+    model = factory(shape, n_classes)
+    if not _own_factory(factory):  # a factory of yours may load any weights into what it builds: trusted
+        model.pretrained_groups = None
+    return model
+
+
+def _own_factory(factory: object) -> bool:
+    """Whether ``factory`` is qianyi's (a named backbone, a text encoder): it knows which groups it pretrained."""
+    from ..nn.resnet import NamedBackbone
+    from ..nn.text import TextEncoder
+
+    return isinstance(factory, (NamedBackbone, TextEncoder))
 
 
 def custom_network_key(factory: Callable[[tuple[int, ...], int], Backbone], shape: Sequence[int],
@@ -428,10 +439,12 @@ class Trainer:
         known = getattr(model, "pretrained_groups", None)  # None: a network of your own (it may be pretrained)
         if known is not None and [g for g in frozen if g not in copied and g not in known]:
             raw = [g for g in frozen if g not in copied and g not in known]
+            pretrained = ("--text vectors=minilm (a pretrained E) or --backbone minilm" if "E" in raw else
+                          "--backbone resnet18/resnet50 with --weights (ImageNet layers)")
             raise ConfigError(f"freeze={cfg.freeze} would keep {raw} fixed at their random initialisation: nothing "
                               "was copied or pretrained into them; give --init-from MODEL.pt (init_from) to copy "
-                              "them from a trained model, or a backbone with pretrained weights (--weights), or "
-                              "leave --freeze out")
+                              f"them from a trained model, or pretrained layers ({pretrained}), or leave --freeze "
+                              "out")
         for name in frozen:
             model.groups[name].requires_grad_(False)
         with torch.no_grad():  # the method builds its modules from the initialised backbone (a teacher copies it)

@@ -255,7 +255,8 @@ def _training_settings(training: Any) -> dict[str, Any]:
     known = {f.name for f in fields(TrainConfig)} - set(_OWN)
     for key in training:
         if key in _OWN:
-            raise ConfigError(f"DomainAdapter: {key!r} is a parameter of its own; write DomainAdapter({key}=...) "
+            own = "random_state" if key == "seed" else key
+            raise ConfigError(f"DomainAdapter: {key!r} is a parameter of its own; write DomainAdapter({own}=...) "
                               "instead of training={...}")
         if key not in known:
             raise ConfigError(f"DomainAdapter: training={{{key!r}: ...}} is not a TrainConfig setting; known: "
