@@ -162,3 +162,16 @@ def test_advice_on_a_run_folder_prints_an_init_from_that_runs(tmp_path, capsys):
     assert f"--init-from {tmp_path / 'src' / 'model.pt'}" in out
     with pytest.raises(DataError, match="is a folder .it holds model.pt: give"):
         load_initial_weights(lenet(1, (8, 8), 10), str(tmp_path / "src"))
+
+
+def test_a_model_trained_on_otherwise_prepared_vectors_is_not_measured_silently(tmp_path, capsys):
+    """advise/measure read pairs with load_task's defaults: a run with --no-standardize is refused, named."""
+    from .test_hostile import _blobs
+
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", seed=1, shift=0.5)
+    assert main(["run", "source-only", "--source", src, "--target", tgt, "--epochs", "1", "--steps-per-epoch", "2",
+                 "--no-progress", "--threads", "1", "--no-standardize", "--out", str(tmp_path / "raw")]) == 0
+    capsys.readouterr()
+    assert main(["advise", src, tgt, "--model", str(tmp_path / "raw"), "--samples", "50", "--permutations", "0",
+                 "--no-progress", "--threads", "1"]) == 2
+    assert "prepared otherwise (standardised inputs not, here yes)" in capsys.readouterr().err

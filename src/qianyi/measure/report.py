@@ -5,6 +5,7 @@ the final score only.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -72,6 +73,27 @@ class MeasureResult:
         return self.files
 
 
+def _check_same_preprocessing(path: Path, task: TransferTask) -> None:
+    """Refuse a model whose model.json says its vectors were transformed or scaled otherwise than ``task``'s
+    (``qianyi run --vector-transform / --no-standardize``): it would be measured on inputs it never saw."""
+    meta_file = path.parent / "model.json"
+    try:
+        saved = json.loads(meta_file.read_text()).get("preprocessing") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no record beside it (a bare state dict): nothing to compare
+    now = task.preprocessing or {}
+    said = []
+    if saved.get("vector_transform", "none") != now.get("vector_transform", "none"):
+        said.append(f"vector transform {saved.get('vector_transform', 'none')!r}, here "
+                    f"{now.get('vector_transform', 'none')!r}")
+    if ("standardize" in saved) != ("standardize" in now):
+        said.append("standardised inputs" + (", here raw ones" if "standardize" in saved else " not, here yes"))
+    if said:
+        raise DataError(f"--model {str(path)!r} was trained on inputs prepared otherwise ({'; '.join(said)}): "
+                        "measured on these it would describe another function; give a model trained with "
+                        "load_task's defaults (leave --vector-transform / --no-standardize out of its `qianyi run`)")
+
+
 def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     """The default backbone for ``task`` (a text task's encoder, as ``qianyi run`` builds it) with weights
     from a saved ``model.pt``, or the one in a run folder (safe loading)."""
@@ -82,6 +104,7 @@ def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
                         "(or `qianyi advise --out DIR`: DIR/source/model.pt)")
     from ..train.run import _factory, _for_task
 
+    _check_same_preprocessing(Path(path), task)
     model = _factory(_for_task(None, task))(task.sample_shape, task.n_classes)
     load_initial_weights(model, path, option="--model",
                          vocab=((task.preprocessing or {}).get("text") or {}).get("vocab"))
