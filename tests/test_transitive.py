@@ -386,3 +386,27 @@ def test_a_staged_run_holds_its_out_folder_from_the_first_stage(tmp_path, monkey
             out=tmp_path / "st")
     assert held_during == [True, True]  # the source stage and the target stage
     assert (tmp_path / "st").resolve() not in rundir._held  # released at the end
+
+
+def test_via_refuses_methods_that_cannot_use_it_and_domains_not_in_the_tasks_form(tmp_path):
+    from qianyi.errors import ConfigError
+
+    task, via = _task(), [_blobs(60, 3.0, 5, labelled=False)]
+    for method, says in (("source-only", "never reads the domain it adapts to"), ("oracle", "trains on target labels")):
+        with pytest.raises(ConfigError, match=says):
+            run_via(method, task, via, TrainConfig(**CFG))
+    wide = Domain(np.zeros((40, 8)), None, "wide")
+    with pytest.raises(DataError, match=r"via domain 'wide' has samples of shape \(8,\).*load_via"):
+        run_via("dann", task, [wide], TrainConfig(**CFG))
+    rng = np.random.default_rng(0)
+    images = TransferTask.from_domains(Domain(rng.random((40, 1, 8, 8)), np.arange(40) % 2, "s"),
+                                       Domain(rng.random((40, 1, 8, 8)), np.arange(40) % 2, "t"))
+    with pytest.raises(DataError, match="pixel values up to 255"):
+        run_via("dann", images, [Domain(np.full((20, 1, 8, 8), 255.0), None, "raw")], TrainConfig(**CFG))
+    # a name with a comma stays one cell of stages.csv
+    import csv
+
+    named = [_blobs(60, 3.0, 5, labelled=False).replace(name="speaker=a,b")]
+    run_via("dann", task, named, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=32, progress=False), out=tmp_path)
+    rows = list(csv.reader(open(tmp_path / "stages.csv")))
+    assert len({len(r) for r in rows}) == 1 and any("speaker=a,b" in cell for r in rows for cell in r)

@@ -109,6 +109,19 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         raise ConfigError(f"{method} is a shallow method: it fits once on the source and an unlabelled target sample "
                           "and carries no model from stage to stage, so --via stages would not change it; to fit it "
                           "on more unlabelled data, give it as the target")
+    if via and (not asked.uses_target or asked.uses_target_labels):
+        raise ConfigError(f"{method} " + ("never reads the domain it adapts to" if not asked.uses_target else
+                                          "trains on target labels, and the --via domains have none")
+                          + ", so --via stages would train it again and again on the same data; leave --via out, "
+                            "or give a method that adapts to unlabelled data (dann, dan, self-train, ...)")
+    for d in via:  # (the CLI's load_via prepares them; a Python caller may not have)
+        if tuple(d.sample_shape) != tuple(task.sample_shape):
+            raise DataError(f"via domain {d.name!r} has samples of shape {tuple(d.sample_shape)}, the task "
+                            f"{tuple(task.sample_shape)}; bring it to the task's input form with "
+                            "qianyi.data.load_via(SPEC, task) (the canvas, column order and scaling of the task)")
+        if task.is_image and len(d) and float(np.max(d.X)) > 1.5 >= float(np.max(task.source.X)):
+            raise DataError(f"via domain {d.name!r} has pixel values up to {float(np.max(d.X)):g}, the task's lie "
+                            "in [0, 1]: prepare it with qianyi.data.load_via(SPEC, task) (or divide by 255)")
     if config.freeze:  # (a stage 0 from scratch freezes nothing: a later stage would refuse it after it trained)
         from .engine import check_freeze
 
@@ -394,10 +407,16 @@ def write_stages(out: Path, stages: Sequence[Stage]) -> list[Path]:
     """``stages.csv``, ``stages.md`` and ``stages.png`` in ``out``."""
     from .._report import save_figure, subplots
 
+    import csv
+    import io
+
     rows = [s.row() for s in stages]
     cols = list(rows[0])
-    csv = "\n".join([",".join(cols)] + [",".join("" if r[c] is None else str(r[c]) for c in cols) for r in rows])
-    paths = [write_text(out / "stages.csv", csv + "\n"), write_text(out / "stages.md", stages_table(stages) + "\n")]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")  # (a name with a comma, e.g. fsdd?speaker=a,b, stays one cell)
+    writer.writerow(cols)
+    writer.writerows([["" if r[c] is None else str(r[c]) for c in cols] for r in rows])
+    paths = [write_text(out / "stages.csv", buf.getvalue()), write_text(out / "stages.md", stages_table(stages) + "\n")]
     fig, ax = subplots(figsize=(max(5.0, 1.1 * len(rows)), 3.4))
     x = np.arange(len(rows))
     for key, label, style in (("pseudo_share", "share of the stage's data pseudo-labelled", "o-"),
