@@ -175,3 +175,6 @@ def test_a_model_trained_on_otherwise_prepared_vectors_is_not_measured_silently(
     assert main(["advise", src, tgt, "--model", str(tmp_path / "raw"), "--samples", "50", "--permutations", "0",
                  "--no-progress", "--threads", "1"]) == 2
     assert "prepared otherwise (standardised inputs not, here yes)" in capsys.readouterr().err
+    assert main(["advise", src, tgt, "--model", str(tmp_path / "raw"), "--samples", "50", "--permutations", "0",
+                 "--no-progress", "--threads", "1", "--no-standardize"]) == 0  # read as the run did: measured
+    assert "--no-standardize" in capsys.readouterr().out  # and the printed command reads it so too

@@ -148,6 +148,10 @@ def _measure_args(p: argparse.ArgumentParser, metrics: tuple[str, ...] = DEFAULT
     p.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test; default 200)")
     p.add_argument("--text", default=None, metavar="K=V,...", help="text settings, as on qianyi run (e.g. "
                    "max_len=64,vectors=minilm): a text pair is read with them, so a --model trained with them fits")
+    p.add_argument("--vector-transform", default="auto", choices=["auto", "none", "log1p", "l1", "l2"],
+                   help="vectors: the transform, as on qianyi run (a --model trained with it fits)")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="vectors: no z-score, as on qianyi run (a --model trained so fits)")
 
 
 def _config(args: argparse.Namespace, seed: int = 0):
@@ -162,7 +166,9 @@ def _load(args: argparse.Namespace):
     from ..data.text import parse_text_settings
 
     task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir,
-                     text=parse_text_settings(getattr(args, "text", None)))
+                     text=parse_text_settings(getattr(args, "text", None)),
+                     vector_transform=getattr(args, "vector_transform", "auto"),
+                     standardize=getattr(args, "standardize", True))
     print(task.describe(), file=sys.stderr)
     return task
 
@@ -268,7 +274,9 @@ def _advise(args: argparse.Namespace) -> int:
                  log=lambda s: print(s, file=sys.stderr),
                  run_command=command, run_flags=" ".join(
                      ([f"--max-samples {args.max_samples}"] if args.max_samples is not None else [])
-                     + ([f"--text {shlex.quote(args.text)}"] if args.text else [])))
+                     + ([f"--text {shlex.quote(args.text)}"] if args.text else [])
+                     + ([f"--vector-transform {args.vector_transform}"] if args.vector_transform != "auto" else [])
+                     + (["--no-standardize"] if not args.standardize else [])))
     print(res.report())
     _written(res.files)
     return 0

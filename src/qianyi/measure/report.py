@@ -90,8 +90,8 @@ def _check_same_preprocessing(path: Path, task: TransferTask) -> None:
         said.append("standardised inputs" + (", here raw ones" if "standardize" in saved else " not, here yes"))
     if said:
         raise DataError(f"--model {str(path)!r} was trained on inputs prepared otherwise ({'; '.join(said)}): "
-                        "measured on these it would describe another function; give a model trained with "
-                        "load_task's defaults (leave --vector-transform / --no-standardize out of its `qianyi run`)")
+                        "measured on these it would describe another function; read the pair as the run did "
+                        "(the same --vector-transform / --no-standardize here)")
 
 
 def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
