@@ -244,3 +244,18 @@ def test_tables_of_runs_without_a_labelled_target_say_so_instead_of_crashing():
     assert "No target accuracy (–) for a->b: those runs had no labelled target test split" in table
     assert "| a->b | dann |" not in res.per_seed_table() and "| c->d | dann | 50.0 | 70.0 |" in res.per_seed_table()
     assert res.summary_table() == "No mean over pairs: a->b had no labelled target test split, so no accuracy." 
+
+
+def test_the_validator_table_leaves_out_a_pair_without_labelled_target_and_says_so():
+    """It was all dashes over every pair when one pair had no labelled target test split."""
+    from dataclasses import replace
+
+    hist = [{"score_dev": 0.3, "oracle_target_acc": 0.6}, {"score_dev": 0.2, "oracle_target_acc": 0.7}]
+    scored = [replace(r, history=hist, selection="last epoch (2); no target labels")
+              for r in _runs("dann", P, {0: 0.7, 1: 0.7}) + _runs("source-only", P, {0: 0.6, 1: 0.6})]
+    blind = [replace(r, history=[{k: v for k, v in h.items() if k == "score_dev"} for h in hist])
+             for r in _runs("dann", Q, {0: None, 1: None}) + _runs("source-only", Q, {0: None, 1: None})]
+    res = BenchResult(scored + blind, [P, Q], ["source-only", "dann"])
+    table = res.validator_table()
+    assert "| dann | 70.0 |" in table and "Left out c->d: no labelled target test split" in table
+    assert res.validator_table([Q]).startswith("No validator table: left out c->d")

@@ -344,6 +344,12 @@ class BenchResult:
         pairs = list(pairs or self.pairs)
         choices = [LAST, *vals, ORACLE_CHOICE]
         methods = [m for m in self.methods if not self.uses_target_labels(m)]
+        unscored = [p for p in pairs if not any(len(self.accuracies(m, p)) for m in methods)]
+        pairs = [p for p in pairs if p not in unscored]  # (no labelled target test: nothing to compare the choices on)
+        said = (f"Left out {', '.join(f'{s}->{t}' for s, t in unscored)}: no labelled target test split to score "
+                "the choices on." if unscored else "")
+        if not pairs:
+            return "No validator table: " + said[0].lower() + said[1:]
         lines = ["| method | " + " | ".join(c if c != ORACLE_CHOICE else "ORACLE choice" for c in choices) + " |",
                  "|---|" + "---:|" * len(choices)]
         gaps: dict[str, list[float]] = {c: [] for c in choices}
@@ -364,6 +370,8 @@ class BenchResult:
             lines += ["", f"Closest to the oracle choice on average: {best} ({100 * avg[best]:.1f} points short). "
                           f"Target accuracy (%) at the epoch each rule picks, seed means, averaged over {where}; the "
                           "ORACLE column picks on target-test labels."]
+        if said:
+            lines.append(said)
         return "\n".join(lines)
 
     def summary_table(self) -> str:
