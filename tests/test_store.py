@@ -28,10 +28,8 @@ def _result_dirs(root):
 
 
 def test_a_changed_data_file_under_the_same_spec_is_not_reused(tmp_path):
+    pair = _blob_pair(tmp_path)
     src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
-    _blobs(src, 0)
-    _blobs(tgt, 1, shift=0.5)
-    pair = f"npz:{src}->npz:{tgt}"
     logs: list[str] = []
     bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=logs.append)
     first = _result_dirs(tmp_path / "b")
@@ -120,6 +118,14 @@ def test_a_method_revision_and_the_l2sp_form_are_part_of_the_fingerprint():
     assert "l2sp_form" not in TrainConfig().fingerprint()
 
 
+def _blob_pair(root) -> str:
+    """Two small npz domains in ``root``, as a bench pair 'npz:S->npz:T'."""
+    src, tgt = root / "s.npz", root / "t.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    return f"npz:{src}->npz:{tgt}"
+
+
 def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
     # the store finds finished runs by settings and data; code that changed since is told, not silent
     import json
@@ -128,10 +134,7 @@ def test_a_reused_run_made_by_other_code_is_named_once(tmp_path, monkeypatch):
     from qianyi.errors import QianyiWarning
     from qianyi.train import store
 
-    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
-    _blobs(src, 0)
-    _blobs(tgt, 1, shift=0.5)
-    pair = f"npz:{src}->npz:{tgt}"
+    pair = _blob_pair(tmp_path)
     bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
     made = [json.loads((d / "result.json").read_text()) for d in _result_dirs(tmp_path / "b")]
     assert {r["versions"]["code"] for r in made} == {store.code_digest()}
@@ -268,10 +271,7 @@ def test_an_edited_plugin_method_is_other_code(tmp_path, monkeypatch):
     base = store.code_digest()
     first = store.code_digest("qy-edited")
     assert first.startswith(base + "+") and store.code_digest("dan") == base
-    src, tgt = tmp_path / "s.npz", tmp_path / "t.npz"
-    _blobs(src, 0)
-    _blobs(tgt, 1, shift=0.5)
-    pair = f"npz:{src}->npz:{tgt}"
+    pair = _blob_pair(tmp_path)
     bench(["qy-edited"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
     made = [json.loads((d / "result.json").read_text()) for d in _result_dirs(tmp_path / "b")]
     assert first in {r["versions"]["code"] for r in made}

@@ -41,14 +41,20 @@ def _load_all() -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name not in ("base", "registry"):
             importlib.import_module(f"{pkg.__name__}.{info.name}")
+    load_plugins(PLUGIN_GROUP, "method")  # methods of other packages: `qianyi.methods` entry points
+
+
+def load_plugins(group: str, kind: str) -> None:
+    """Import the module of every entry point in ``group`` (its ``@register...`` runs); a plugin that fails to
+    import is left out with a warning naming it (``kind``: what it registers, for the message)."""
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group=PLUGIN_GROUP):  # methods of other packages: `qianyi.methods` entry points
+    for ep in entry_points(group=group):
         try:
             ep.load()
-        except Exception as exc:  # a broken plugin must not break the built-in methods, nor pass unnoticed
-            warnings.warn(f"the method plugin {ep.name!r} ({ep.value}) failed to load and is left out: "
-                          f"{type(exc).__name__}: {exc}", QianyiWarning, stacklevel=3)
+        except Exception as exc:  # a broken plugin must not break the built-ins, nor pass unnoticed
+            warnings.warn(f"the {kind} plugin {ep.name!r} ({ep.value}) failed to load and is left out: "
+                          f"{type(exc).__name__}: {exc}", QianyiWarning, stacklevel=4)
 
 
 def available_methods() -> dict[str, type[Method]]:

@@ -20,14 +20,13 @@ rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, QianyiWarning, UnknownNameError
+from ..errors import DataError, UnknownNameError
 from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
@@ -85,14 +84,9 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from importlib.metadata import entry_points
+    from ..methods.registry import load_plugins
 
-    for ep in entry_points(group=PLUGIN_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not break the built-in validators, nor pass unnoticed
-            warnings.warn(f"the validator plugin {ep.name!r} ({ep.value}) failed to load and is left out: "
-                          f"{type(exc).__name__}: {exc}", QianyiWarning, stacklevel=3)
+    load_plugins(PLUGIN_GROUP, "validator")
 
 
 def available_validators() -> list[str]:
