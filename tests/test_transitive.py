@@ -410,3 +410,37 @@ def test_via_refuses_methods_that_cannot_use_it_and_domains_not_in_the_tasks_for
     run_via("dann", task, named, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=32, progress=False), out=tmp_path)
     rows = list(csv.reader(open(tmp_path / "stages.csv")))
     assert len({len(r) for r in rows}) == 1 and any("speaker=a,b" in cell for r in rows for cell in r)
+
+
+def test_another_chain_in_a_staged_runs_folder_is_refused_before_any_stage_trains(tmp_path):
+    """A changed --via order trained new stages next to the old ones and was refused only at the last stage."""
+    task, cfg = _task(), TrainConfig(epochs=1, steps_per_epoch=2, batch_size=32, progress=False)
+    a, b = (_blobs(60, s, 20 + i, labelled=False) for i, s in enumerate((2.0, 4.0)))
+    run_via("self-train", task, [a, b], cfg, out=tmp_path)
+    before = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    for via in ([b, a], [a], [a, b, b.replace(name="more")]):
+        with pytest.raises(qianyi.errors.CheckpointError, match="holds a staged run through other stages"):
+            run_via("self-train", task, via, cfg, out=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == before  # nothing trained
+    (tmp_path / "result.json").unlink()  # killed in the last stage: the stage folders tell the chain
+    with pytest.raises(qianyi.errors.CheckpointError, match="other stages"):
+        run_via("self-train", task, [b, a], cfg, out=tmp_path)
+    run_via("self-train", task, [a, b], cfg, out=tmp_path)  # the same chain resumes
+    # a folder holding a run of one stage is not a staged run's
+    run("dann", task, cfg, out=tmp_path / "plain")
+    with pytest.raises(qianyi.errors.CheckpointError, match="other stages"):
+        run_via("self-train", task, [a], cfg, out=tmp_path / "plain")
+
+
+def test_a_via_domain_that_copies_the_source_or_target_training_samples_is_warned_about(tmp_path):
+    task = _task()
+    for side, X in (("source", task.source.X), ("target", task.target.X)):
+        np.savez(tmp_path / f"{side}.npz", X=X)
+        with pytest.warns(qianyi.errors.QianyiWarning, match=f"samples are the {side}'s training samples"):
+            load_via(f"npz:{tmp_path / f'{side}.npz'}", task)
+    np.savez(tmp_path / "between.npz", X=_blobs(80, 3.0, 7).X)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_via(f"npz:{tmp_path / 'between.npz'}", task)) == 80

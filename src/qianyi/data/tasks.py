@@ -501,7 +501,9 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
     (stratified when it has labels).
 
     It must not be drawn from the source's or the target's pool of samples (the same file, or
-    ``mnist`` and ``mnist-m``): it would share images with them, target test images included.
+    ``mnist`` and ``mnist-m``): it would share images with them, target test images included. A via
+    domain sharing target test samples is refused; one made mostly of the source's or the target's
+    training samples (a copy under another name) is warned about.
     """
     base, shifts = parse_spec(spec)
     d = _load_base(base, resolve_data_dir(data_dir))
@@ -515,4 +517,12 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
             d.subset(np.sort(np.random.default_rng(seed).choice(len(d), max_samples, replace=False)))
     d = prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)
     check_test_overlap(task.target_test, [(f"via domain {spec!r}", d)], f"via {spec}")
+    for side, other in (("source", task.source), ("target", task.target)):  # not an error: a chain that degenerates
+        if len(d) and not is_lazy(d.X) and not is_lazy(other.X):
+            theirs = set(_row_keys(other.X))
+            n = sum(k in theirs for k in _row_keys(d.X))
+            if 2 * n > len(d):
+                warnings.warn(f"via domain {spec!r}: {n} of its {len(d)} samples are the {side}'s training samples, "
+                              f"so this stepping stone is the {side} again and adds no step between them; give data "
+                              "that lies between source and target", QianyiWarning, stacklevel=2)
     return d

@@ -166,6 +166,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         # iterated self-training: the target stage again, each student the next teacher (one run each)
         plan += [(f"target-{r}", method, task.target) for r in range(1, repeats)]
         plan.append(("target", method, task.target))
+    if out is not None:
+        _check_same_chain(root, [_stage_folder(i, name) for i, (name, _, _) in enumerate(plan[:-1])])
     stages: list[Stage] = []
     previous: Domain = task.source
     # the whole staged run holds its --out (a run of another method took it between stages)
@@ -372,6 +374,29 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
                         class_names=task.target.class_names)
         return domain, shares
     return choose
+
+
+def _check_same_chain(root: Path, planned: list[str]) -> None:
+    """Refuse, before any stage trains, an ``out`` that holds a staged run through other stages (another --via
+    order, a domain added or dropped, another mode): its finished stages would not be reused, the new stages
+    would be trained next to the old ones, and the last stage would refuse the folder only then."""
+    import json
+
+    from .result import RESULT_FILE
+
+    found = sorted(p.name for p in (root / "stages").glob("[0-9][0-9]-*") if p.is_dir()) \
+        if (root / "stages").is_dir() else []
+    had: list[str] | None = None
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
+        staged = json.loads((root / RESULT_FILE).read_text()).get("staged") or {}  # {}: a run of one stage
+        had = [s["folder"] for s in staged.get("stages", []) if s["folder"] != "."]
+    wanted = set(planned)
+    if any(f"stages/{name}" not in wanted for name in found) or (had is not None and had != planned):
+        before = had if had is not None else [f"stages/{n}" for n in found]
+        raise CheckpointError(
+            f"{str(root)!r} holds a staged run through other stages ({', '.join(before) or 'none'}) than this one "
+            f"({', '.join(planned) or 'none'}): another --via order, domain or mode; give another --out, or delete "
+            f"{str(root)!r} to train every stage afresh")
 
 
 def _stage_folder(index: int, name: str) -> str:
