@@ -140,8 +140,12 @@ def test_csv_reader(tmp_path):
     with pytest.raises(DataError, match="not numeric"):
         load_domain(f"csv:{p}")
     p.write_text("a,b,label\n1,2\n")
-    with pytest.raises(DataError, match="row 2 has 2 fields"):
+    with pytest.raises(DataError, match="line 2 has 2 fields"):
         load_domain(f"csv:{p}")
+    # the line a row starts on in the file, after a quoted cell that spans lines (and a blank line)
+    p.write_text('text,label\n"two\nlines",0\n\nok,1,extra\n')
+    with pytest.raises(DataError, match="line 5 has 3 fields"):
+        load_domain(f"csv:{p}?text=text")
 
 
 def test_unknown_names_list_what_exists():

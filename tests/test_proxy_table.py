@@ -95,6 +95,7 @@ def test_corrupt_or_missing_model_files_are_named(tmp_path):
     ("a,nl,w\n1,2,3\nx,2,3\n1,2,3\n", {}, "column 'a', line 3 holds 'x'"),
     ("a,nl,w\n1,2,3\n1,nan,3\n", {}, "column 'nl', line 3 holds 'nan'"),
     ("a,nl,w\n1,2,3\n1,2\n", {}, "line 3 has 2 cells"),
+    ('id,a,nl,w\n"two\nlines",1,2,3\n\nz,q,2,3\n', {"drop": ("id",)}, "column 'a', line 5 holds 'q'"),
     ("a,nl,w\n1,2,3\n", {"proxy": "light"}, "no column 'light' \\(proxy\\)"),
     ("a,nl,w\n1,2,3\n", {"drop": ("id",)}, "no column 'id' \\(drop 'id'\\)"),
     ("a,,w\n1,2,3\n", {}, "column 2 has no name"),

@@ -343,9 +343,9 @@ def test_csv_missing_labels_are_refused(tmp_path):
 def test_csv_bad_feature_cell_names_its_column_and_row(tmp_path):
     p = tmp_path / "cells.csv"
     p.write_text("a,b,label\n1,2,0\n3,,1\n")
-    _raises(lambda: read_csv(p), "column 'b', row 3 is empty", path=p)
+    _raises(lambda: read_csv(p), "column 'b', line 3 is empty", path=p)
     p.write_text("a,b,label\n1,2,0\n3,x,1\n")
-    _raises(lambda: read_csv(p), "column 'b', row 3 holds 'x', which is not numeric", "?drop=b", path=p)
+    _raises(lambda: read_csv(p), "column 'b', line 3 holds 'x', which is not numeric", "?drop=b", path=p)
 
 
 def test_csv_duplicate_column_names_are_refused(tmp_path):
@@ -560,8 +560,8 @@ def test_a_folder_of_images_alone_is_an_unlabelled_domain_and_empty_classes_are_
 
 @pytest.mark.parametrize("text, words", [
     ("1.5,2.0,0\n1.0,2.5,1\n", "is all numbers and names no label column"),
-    ("a,b,label\n1,NA,0\n2,3,1\n", "column 'b', row 2 holds 'NA', a missing"),
-    ("a,b,label\n1,nan,0\n2,3,1\n", "column 'b', row 2 holds 'nan', a missing"),
+    ("a,b,label\n1,NA,0\n2,3,1\n", "column 'b', line 2 holds 'NA', a missing"),
+    ("a,b,label\n1,nan,0\n2,3,1\n", "column 'b', line 2 holds 'nan', a missing"),
     ("a,b,label\n1,2,-1\n2,3,1\n", "holds negative numbers"),
 ])
 def test_csv_valid_looking_files_get_errors_that_point_the_right_way(tmp_path, text, words):

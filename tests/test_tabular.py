@@ -72,7 +72,7 @@ def test_a_filter_that_keeps_no_row_names_the_column_and_the_values_present(tabl
 
 
 def test_text_columns_are_refused_unless_one_hot_encoded(table):
-    with pytest.raises(DataError, match=r"column 'seg', row 2 holds 'a', which is not numeric.*\?categorical=seg"):
+    with pytest.raises(DataError, match=r"column 'seg', line 2 holds 'a', which is not numeric.*\?categorical=seg"):
         read_csv(table, drop="id")
     d = read_csv(table, where="seg:a", drop="id,seg", categorical="auto")
     assert d.feature_names == ("color=blue", "color=red", "x")  # in place, categories sorted

@@ -56,7 +56,7 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     name columns whose blank cells mean "unknown"; ``drop`` names columns to leave out (an id, a name);
     every other column is a feature and must hold a number in every row. ``features`` (a saved model's
     columns) reads those columns, by name, in that order, and ignores the others."""
-    from .data.readers import _csv_text, _lines, _unnamed_columns
+    from .data.readers import _csv_text, _lines, _numbered_rows, _unnamed_columns
 
     p = _path(spec)
     where = f"proxy table {str(p)!r}"
@@ -64,8 +64,7 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
         raise DatasetNotFoundError(f"{where}: no such file; give a CSV with a header row (features, the proxy "
                                    "column, the target column)")
     try:
-        numbered = [(n, r) for n, r in enumerate(csv.reader(_lines(_csv_text(p, where))), 1)
-                    if any(c.strip() for c in r)]
+        numbered = [(n, r) for n, r in _numbered_rows(_lines(_csv_text(p, where))) if any(c.strip() for c in r)]
     except csv.Error as exc:
         raise DataError(f"{where} is not a valid CSV table ({exc}); save it as UTF-8 text separated by ','") from None
     if len(numbered) < 2:

@@ -52,7 +52,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.lib.format as npy
@@ -501,6 +501,16 @@ def _csv_text(p: Path, where: str) -> str:
     return text
 
 
+def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV text, each with the file line it starts on (a quoted cell may span lines,
+    so a row's position among rows is not its line)."""
+    reader, read = csv.reader(lines, delimiter=delimiter), 0
+    for row in reader:
+        if row:
+            yield read + 1, row
+        read = reader.line_num
+
+
 def _lines(text: str) -> Iterator[str]:
     """The lines of ``text`` with their endings, one at a time, for ``csv.reader`` (which joins a quoted field's
     lines itself): a ``StringIO`` of the text held a second, four-bytes-a-character copy of the file."""
@@ -706,7 +716,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     delimiter = _csv_separator(sep, text, at)
 
     def records():
-        return ((n, r) for n, r in enumerate(csv.reader(_lines(text), delimiter=delimiter), 1) if r)
+        return _numbered_rows(_lines(text), delimiter)
 
     rows = records()
     try:
@@ -764,7 +774,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         values, raw, rownos = array("f"), [], []
         for n, r in rows:
             if len(r) != len(cols):
-                raise DataError(f"{at}: row {n} has {len(r)} fields, the header has {len(cols)}")
+                raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}")
             for k, f in enumerate(filters):
                 if f is not None:
                     v = r[f[0]].strip()
@@ -781,7 +791,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 except ValueError:
                     cell = r[i].strip()
                     if cell.lower() in _MISSING or cell.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-                        raise DataError(f"{at}: column {cols[i]!r}, row {n} holds {cell[:40]!r}, a missing or "
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell[:40]!r}, a missing or "
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
                                         f"column out with ?drop={cols[i]}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
@@ -790,7 +800,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
                         raise DataError(f"{at}: the header was read as one column {cols[i][:60]!r}, which holds "
                                         f"{other[0][1]}: is that the separator? give it with ?sep={other[0][0]}")
-                    raise DataError(f"{at}: column {cols[i]!r}, row {n} {what}; fill in or encode it (one-hot: "
+                    raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]}, or name the label column with ?label=COLUMN") from None
             for i in cats:
@@ -799,7 +809,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 code = seen.setdefault(cell, len(seen))
                 if len(seen) > MAX_CATEGORIES:
                     raise DataError(f"{at}: categorical column {cols[i]!r} holds more than {MAX_CATEGORIES:,} distinct "
-                                    f"values (row {n}: {cell[:40]!r}); is it an ID or free text? leave it out with "
+                                    f"values (line {n}: {cell[:40]!r}); is it an ID or free text? leave it out with "
                                     f"?drop={cols[i]}")
                 codes[i].append(code)
             if li is not None:

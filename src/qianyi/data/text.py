@@ -38,7 +38,8 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .builtin import dataset
 from .domain import Domain, TransferTask
-from .readers import LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder
+from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder,
+                      _numbered_rows)
 
 #: The four domains of the Multi-Domain Sentiment Dataset and their folder.
 AMAZON_DOMAINS = ("books", "dvd", "electronics", "kitchen")
@@ -363,7 +364,7 @@ def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = 
     body = _csv_text(p, at)
     delimiter = _csv_separator(sep, body, at)
     try:
-        rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(body, newline=""), delimiter=delimiter), 1) if r]
+        rows = list(_numbered_rows(io.StringIO(body, newline=""), delimiter))
     except csv.Error as exc:
         raise DataError(f"{at} is not a valid CSV table ({exc}); quote texts that hold the separator or line "
                         "breaks (\"...\"), or give the separator with ?sep=") from exc
@@ -385,7 +386,7 @@ def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = 
     texts, raw, rownos = [], [], []
     for n, r in rows[1:]:
         if len(r) != len(cols):
-            raise DataError(f"{at}: row {n} has {len(r)} fields, the header has {len(cols)}; quote texts that hold "
+            raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}; quote texts that hold "
                             f"the separator {delimiter!r} (\"...\")")
         texts.append(r[ti])
         rownos.append(n)
