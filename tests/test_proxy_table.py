@@ -146,7 +146,7 @@ def test_a_save_with_numpy_settings_writes_both_files_and_load_refuses_mismatche
         b.predict(X)
 
 
-def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_ties(tmp_path):
+def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_ties(tmp_path, monkeypatch):
     from qianyi.errors import OutputError, QianyiWarning
 
     _table(tmp_path / "t.csv", n=60)
@@ -172,6 +172,10 @@ def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_
     for spec, words in (("npz:x.npz", "got the npz: spec"), (f"csv:{tmp_path / 't.csv'}?drop=id", "takes no \\?options")):
         with pytest.raises(DataError, match=words):
             read_table(spec, "nl", "wealth")
+    (tmp_path / "survey:wave2.csv").write_bytes((tmp_path / "t.csv").read_bytes())  # a file named like a spec
+    monkeypatch.chdir(tmp_path)
+    assert len(read_table("survey:wave2.csv", "nl", "wealth", drop=("id",)).X) == len(read_table(
+        tmp_path / "t.csv", "nl", "wealth", drop=("id",)).X)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model.json").write_text("{}")
     with pytest.raises(OutputError, match="holds the results of another command"):

@@ -41,7 +41,7 @@ class Table:
 
 def _path(spec: str | os.PathLike) -> Path:
     text = str(spec)
-    if not isinstance(spec, os.PathLike):
+    if not isinstance(spec, os.PathLike) and not Path(text).expanduser().is_file():  # (a file named a:b.csv is one)
         reader, sep, rest = text.partition(":")
         if sep and reader.isalpha() and len(reader) > 1 and reader != "csv":
             raise DataError(f"a proxy table is a CSV file (csv:FILE or its path), got the {reader}: spec {text!r}")
