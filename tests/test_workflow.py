@@ -340,6 +340,7 @@ def test_run_takes_load_tasks_split_and_preprocessing_options(capsys, tmp_path):
     other = result("other", "--split-seed", "3")  # other samples held out: other data, another run
     assert other["fingerprint"]["data"] != plain["fingerprint"]["data"] and other["n_target_test"] == 27
     raw = result("raw", "--no-standardize", "--vector-transform", "none")
+    assert raw["fingerprint"]["data"] != plain["fingerprint"]["data"]  # other inputs: another run
     meta = json.loads((tmp_path / "raw" / "model.json").read_text())["preprocessing"]
     assert "standardize" not in meta and meta.get("vector_transform", "none") == "none"
     assert "standardize" in json.loads((tmp_path / "plain" / "model.json").read_text())["preprocessing"]
