@@ -234,6 +234,11 @@ def test_the_bench_choice_of_a_lower_is_better_validator_is_its_lowest_score():
                   train_seconds=1.0, selection="last", oracle=False, hparams={}, config={}, n_source=1,
                   n_target_train=1, n_target_test=1, device="cpu", history=hist)
     assert choice_accuracy(r, "entropy") == 0.8  # by the raw score: 0.5 (the worst epoch)
+    # as the engine chooses: an epoch scored NaN never (it won the comparison), none scored: the last epoch
+    r.history = [{**row, "score_entropy": math.nan if i == 0 else row["score_entropy"]} for i, row in enumerate(hist)]
+    assert choice_accuracy(r, "entropy") == 0.8
+    r.history = [{**row, "score_entropy": math.nan} for row in hist]
+    assert choice_accuracy(r, "entropy") == 0.6
 
 
 def test_transferability_findings_have_the_signs_yosinski_reads():

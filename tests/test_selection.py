@@ -45,6 +45,11 @@ def test_ranking_rule_mean_rank_over_pairs_ties_to_the_better_mean_score():
     assert mean_rank.tolist() == [2.0, 2.0, 2.0] and best == 1  # all tie on rank; 1 has the best mean score
     mean_rank, best = rank_candidates(np.array([[1.0, 1.0], [1.0, 0.5]]), higher_is_better=True)
     assert mean_rank.tolist() == [1.25, 1.75] and best == 0
+    # mean scores one ulp apart (0.19999999999999998 vs 0.20000000000000004) are a tie: the earlier candidate,
+    # as the report's note says (the later one was taken while the note said the earlier)
+    ulp = np.array([[0.3, 0.2, 0.1], [0.1, 0.2, 0.3]])
+    mean_rank, best = rank_candidates(ulp, higher_is_better=True)
+    assert best == 0 and "the earlier candidate in the grid was taken" in tie_break_note(ulp, mean_rank, best, "abc")
 
 
 def test_a_tie_broken_by_the_mean_score_is_reported_with_the_pair_that_weighs_most():

@@ -152,6 +152,25 @@ def test_dev_and_iwv_match_direct_formula(monkeypatch):
     assert get_validator("dev")(p) == d["dev"] and get_validator("iwv")(p) == pytest.approx(d["iw_risk"], rel=1e-12)
 
 
+def test_dev_with_every_weight_alike_is_the_loss_or_unscored_not_rounding_noise(monkeypatch):
+    """Every weight clipped to one value: np.var gave ~1e-40, eta was noise over noise and DEV any sign (it moved
+    with the order of the rows, and a negative value won the choice)."""
+    p = _synthetic()
+    n = len(p.source_val)
+    for value, want in ((1e-4 / (1 - 1e-4), math.nan), (1.0, float(p.source_val.cross_entropy().mean()))):
+        monkeypatch.setattr(V, "_importance_weights", lambda _p, v=value: np.full(n, v))
+        got = dev_details(p)["dev"]
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12), (value, got)
+
+
+def test_split_outputs_refuse_non_finite_outputs_and_labels_outside_the_classes():
+    with pytest.raises(DataError, match="logits hold NaN or inf \\(first in row 1\\)"):
+        SplitOutputs(np.zeros((3, 2)), np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 0.0]]))
+    for bad in (-1, 7):
+        with pytest.raises(DataError, match=f"label {bad} is not a class index of the 4 logits"):
+            SplitOutputs(np.zeros((2, 2)), np.zeros((2, 4)), np.array([0, bad]))
+
+
 def test_importance_weights_are_one_without_shift():
     # a domain classifier cannot tell identical feature sets apart: p_t = 1/2, weights 1, IWV = mean CE
     p = _synthetic()

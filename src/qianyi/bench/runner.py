@@ -14,6 +14,7 @@ import re
 import csv
 from collections import Counter
 import json
+import math
 import warnings
 import time
 from dataclasses import dataclass, field, replace
@@ -212,7 +213,10 @@ def choice_accuracy(result: RunResult, choice: str) -> float | None:
     if key not in hist[-1]:
         return None
     v = get_validator(choice)
-    best = max(range(len(hist)), key=lambda i: (v.utility(hist[i][key]), -i))
+    # as the engine chooses: the best finite score, ties to the earliest; no epoch scored, the last
+    utility = [v.utility(row.get(key, math.nan)) for row in hist]
+    scored = [i for i, u in enumerate(utility) if math.isfinite(u)]
+    best = max(scored, key=lambda i: (utility[i], -i)) if scored else len(hist) - 1
     return float(accs[best])
 
 

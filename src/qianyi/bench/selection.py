@@ -86,7 +86,11 @@ def rank_candidates(scores: np.ndarray, higher_is_better: bool) -> tuple[np.ndar
             r[col == v] = r[col == v].mean()
         ranks[:, j] = r
     mean_rank = ranks.mean(1)
-    best = min(range(len(mean_rank)), key=lambda i: (mean_rank[i], -util[i].mean()))
+    # to the tolerances tie_break_note tells ties by: a mean score one ulp better does not decide
+    tied = np.flatnonzero(np.isclose(mean_rank, mean_rank.min()))
+    mean_util = util[tied].mean(1)
+    top = mean_util.max()
+    best = int(tied[(mean_util == top) | np.isclose(mean_util, top, rtol=1e-9, atol=0)].min())
     return mean_rank, best
 
 

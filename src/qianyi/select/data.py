@@ -80,10 +80,19 @@ class SplitOutputs:
         if self.logits.ndim != 2 or self.features.ndim != 2 or len(self.features) != len(self.logits):
             raise DataError(f"SplitOutputs: features {self.features.shape} and logits {self.logits.shape} must be "
                             "2-d with one row per sample")
+        for name, a in (("logits", self.logits), ("features", self.features)):
+            if not np.isfinite(a).all():
+                row = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
+                raise DataError(f"SplitOutputs: the {name} hold NaN or inf (first in row {row}); a model that "
+                                "outputs them cannot be scored: look for a diverged run")
         if self.labels is not None:
             self.labels = np.asarray(self.labels, dtype=np.int64)
             if self.labels.shape != (len(self.logits),):
                 raise DataError(f"SplitOutputs: {len(self.logits)} rows but labels of shape {self.labels.shape}")
+            k = self.logits.shape[1]
+            if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= k):
+                bad = int(self.labels[(self.labels < 0) | (self.labels >= k)][0])
+                raise DataError(f"SplitOutputs: label {bad} is not a class index of the {k} logits (0..{k - 1})")
 
     def __len__(self) -> int:
         return len(self.logits)

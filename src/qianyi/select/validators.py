@@ -20,6 +20,7 @@ rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -161,13 +162,19 @@ def dev_details(p: Predictions) -> dict[str, float]:
     Returns ``dev``; ``mean_weight`` (the density ratio has mean 1 under the source: far from 1, the
     domain classifier is over-confident and the weights, and DEV, which can then even turn negative,
     are unreliable); ``iw_risk`` (the self-normalised importance-weighted loss, IWCV, always >= 0).
+    When every weight is the same, eta is undefined (0/0): DEV is the weighted loss if that weight is 1
+    (no shift seen), and NaN (not scored, never chosen) if it is another value, e.g. every weight clipped
+    because the domain classifier tells every source-val sample apart from the target.
     """
     w = _importance_weights(p)
     loss = p.get("source_val").cross_entropy()
     weighted = w * loss
-    var = np.var(w, ddof=1) if len(w) > 1 else 0.0
-    eta = -np.cov(weighted, w)[0, 1] / var if var > 0 else 0.0
-    return {"dev": float(weighted.mean() + eta * w.mean() - eta),
+    if np.ptp(w) <= 1e-9 * np.abs(w).max():  # (np.var of equal values is a rounding error, not 0: eta was noise)
+        dev = float(weighted.mean()) if np.allclose(w, 1.0, rtol=1e-6, atol=0) else math.nan
+    else:
+        eta = -np.cov(weighted, w)[0, 1] / np.var(w, ddof=1)
+        dev = float(weighted.mean() + eta * w.mean() - eta)
+    return {"dev": dev,
             "mean_weight": float(w.mean()),
             "iw_risk": float(weighted.sum() / w.sum())}
 

@@ -702,7 +702,7 @@ class Trainer:
             if not math.isfinite(utility) and distributed.is_main():  # (never the best: NaN > x is False)
                 warnings.warn(f"validator {cfg.select!r} scored epoch {epoch} {row[f'score_{cfg.select}']!r}: that epoch "
                               "cannot be chosen (if no epoch scores, the run keeps its last)", QianyiWarning, stacklevel=2)
-            if utility > state.best["score"]:  # ties: the earliest epoch stays
+            if math.isfinite(utility) and utility > state.best["score"]:  # ties: the earliest epoch stays
                 state.best = {"score": utility, "epoch": epoch, "model": copy.deepcopy(parts.model.state_dict()),
                               "method": copy.deepcopy(method.state_dict())}
 
