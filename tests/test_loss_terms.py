@@ -168,6 +168,28 @@ def test_cbst_pseudo_label_weight_starts_at_zero_when_the_warm_up_ends():
     assert ctx.logged["pseudo_share"][0] > 0 and terms["pseudo"].item() == 0.0  # ramp from progress 0: 0.155
 
 
+def test_cbst_decides_its_labels_on_the_clean_batch_in_eval_mode_and_the_student_learns_them_on_the_view(
+        monkeypatch):
+    """As the authors' labelling pass (model.eval(), un-augmented images); the labels came from the augmented
+    training forward the student then learned."""
+    import qianyi.methods.self_training as ST
+
+    torch.manual_seed(0)
+    net = mlp(6, 3, dropout=0.5)
+    m = get_method("cbst", warmup=0.0)
+    m.setup(net, net(torch.randn(4, 6)))
+    net.train()
+    xt = torch.randn(16, 6)
+    monkeypatch.setattr(ST, "weak_view", lambda x, kind=None: x.flip(0) * 3.0)  # a view unlike the batch
+    ctx = Capture(net, m, torch.randn(16, 6), torch.randint(0, 3, (16,)), xt, None, 0.5, 0, {})
+    m.training_step(ctx)  # (Capture takes no optimizer step: the weights and statistics are those that labelled)
+    assert all(sub.training for sub in net.modules())  # train mode given back
+    net.eval()
+    with torch.no_grad():
+        conf, pred = net(xt).logits.softmax(1).max(1)
+    assert torch.allclose(m._conf, conf) and torch.equal(m._pred, pred)
+
+
 # ---------------------------------------------------------------- generative terms
 def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()

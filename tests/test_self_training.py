@@ -106,7 +106,7 @@ def test_cbst_labels_by_the_widest_ratio_to_the_class_threshold_and_settings_tha
     t = torch.tensor([0.95, 0.3])
     label, kept = class_balanced_labels(p, t)
     assert label.tolist() == [1, 0] and kept.tolist() == [True, False]
-    for method, hp in (("cbst", {"memory": 0}), ("self-train", {"memory": 0}),  # x[-0:]: every batch, unbounded
+    for method, hp in (("cbst", {"memory": 0}), ("self-train", {"memory": 0}), ("att", {"memory": 0}),  # x[-0:]: unbounded
                        ("self-train", {"pretrain": "discogan"}), ("shot", {"pretrain": "tca"})):
         with pytest.raises(ConfigError):
             get_method(method, **hp)
@@ -137,3 +137,20 @@ def test_adamatch_moves_the_batch_norm_statistics_once_per_step():
     fit = Trainer(get_method("adamatch"), TrainConfig(epochs=1, steps_per_epoch=4, progress=False)).fit(toy_task())
     tracked = [int(m.num_batches_tracked) for m in fit.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert tracked and set(tracked) == {4}
+
+
+def test_a_confidence_gate_that_stays_shut_is_flagged():
+    """mean-teacher with its defaults on digits -> digits+rot30 let 0 of the target through in 13 of 20 epochs and
+    reported as mean-teacher, unflagged (reviewer s39)."""
+    from qianyi.train.health import game_flags
+
+    shut = [{"epoch": e, "confident": c, "target_top_share": 0.15} for e, c in enumerate([0, 0, 0, 0.012, 0.02], 1)]
+    (flag,) = game_flags(shut, (), 0.1, gates=("confident",))
+    assert "gate stayed almost shut: confident averaged 0.6% of the target over 5 epoch(s)" in flag
+    assert game_flags([{**r, "confident": 0.3} for r in shut], (), 0.1, gates=("confident",)) == []
+    assert game_flags(shut, (), 0.1) == []  # only the keys a method declares
+    assert {n: get_method(n).gate_logs for n in ("mean-teacher", "att", "adamatch")} == {
+        "mean-teacher": ("confident",), "att": ("labelled_share",), "adamatch": ("pseudo_share",)}
+    # end to end: ATT never lets a target sample through a gate of 1.0 (no confidence exceeds it)
+    res, _ = run("att", toy_task(shift=2.0), TrainConfig(**CFG), threshold=1.0)
+    assert any("labelled_share averaged 0.0%" in f for f in res.flags), res.flags

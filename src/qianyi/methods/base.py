@@ -268,6 +268,9 @@ class Method(nn.Module):
     #: What a winning discriminator means for this method, and what to change (the health flag's words).
     game_meaning: ClassVar[str] = "the domains were never confused"
     game_advice: ClassVar[str] = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)"
+    #: History keys holding the share of the target a confidence gate let into a pseudo-label or consistency
+    #: term: near 0 over the run, that term was mostly off (flagged at the end of the run).
+    gate_logs: ClassVar[tuple[str, ...]] = ()
     #: False for a method that leaves the classifier untrained (DiscoGAN): its predictions are not checked.
     trains_classifier: ClassVar[bool] = True
     #: False when the network it saves is not the backbone's (co-training's two views, multimodal's target

@@ -60,13 +60,15 @@ class MeanTeacher(Method):
     Paper: G. French, M. Mackiewicz, M. Fisher, "Self-ensembling for visual domain adaptation",
     ICLR 2018; A. Tarvainen, H. Valpola, "Mean teachers are better role models", NeurIPS 2017.
 
-    Example::
+    Example (the teacher that predicts is an average over the last few hundred steps, decay 0.99: a run of
+    two epochs, 26 steps here, predicts with a teacher still mostly its random start)::
 
         >>> import qianyi
-        >>> result, fit = qianyi.run("mean-teacher", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=2))  # doctest: +SKIP
+        >>> result, fit = qianyi.run("mean-teacher", qianyi.load_task("digits", "digits+rot30"), qianyi.TrainConfig(epochs=10))  # doctest: +SKIP
     """
 
     name = "mean-teacher"
+    gate_logs = ("confident",)
     revision = 2  # 2026-12-03: the authors' normalisations of the consistency and class-balance terms
     grid = ({"trade_off": 3.0}, {"trade_off": 1.0}, {"trade_off": 10.0}, {"trade_off": 3.0, "threshold": 0.9})
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import strong_view, weak_view
+from ..nn.inference import evaluating
 from .base import Batch, Method, StepContext
 from .registry import available_methods, get_method, register
 
@@ -128,7 +129,8 @@ class CBST(_Aligned):
               \ell\big(F(x^t_j), \hat y_j\big),
         \qquad \hat y_j = \arg\max_c p_{jc} / t_c
 
-    with :math:`p_j` the network's (detached) class probabilities on target sample :math:`j` and
+    with :math:`p_j` the network's class probabilities on the clean target sample :math:`j`, in eval mode
+    and without gradient (the authors' labelling pass; the student then learns the label on the view) and
     :math:`t_c` the class-balanced threshold (:func:`class_balanced_thresholds`): among the recent
     target samples predicted as :math:`c`, the top ``portion`` by confidence are kept, so a class that
     is hard in the target still gets pseudo-labels instead of being swamped by easy classes. The label is
@@ -138,7 +140,7 @@ class CBST(_Aligned):
     portion grows linearly from ``start`` to ``end`` (the paper: 20% then +5% per round up to 50%);
     self-training starts after ``warmup`` of the training (source only before, the paper's source
     model), and its weight ramps as :math:`\lambda_p = \lambda\,(2/(1+e^{-10 q}) - 1)`, :math:`q` the
-    progress since then. ``augment``: the target batch is seen as a weak random view.
+    progress since then. ``augment``: the student sees the target batch as a weak random view.
 
     Departure: the paper relabels the whole target set between rounds of retraining; here the
     thresholds are quantiles over a memory of the last ``memory`` target batches' predictions, updated
@@ -155,6 +157,7 @@ class CBST(_Aligned):
     """
 
     name = "cbst"
+    revision = 2  # 2026-12-04: labels, thresholds and memory from the clean batch in eval mode (were: the view)
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"align": "dann"}, {"end": 0.8}, {"trade_off": 0.3})
     bounds = {"start": (0.0, 1.0), "end": (0.0, 1.0), "warmup": (0.0, 0.95), "memory": (1, 1 << 20)}
@@ -181,8 +184,8 @@ class CBST(_Aligned):
         source, target = ctx.forward(xs, view)
         batch = ctx.batch(source, target)
         terms = {"cls": self.source_ce(batch), **self.alignment(batch)}
-        with torch.no_grad():
-            p = target.logits.float().softmax(1)
+        with torch.no_grad(), evaluating(ctx.model):  # the labelling pass: clean inputs, eval mode
+            p = ctx.model(xt).logits.float().softmax(1)
             conf, pred = p.max(1)
             keep = self.memory * len(xt)
             self._conf = torch.cat([self._conf, conf])[-keep:]
@@ -242,6 +245,7 @@ class AdaMatch(_Aligned):
     """
 
     name = "adamatch"
+    gate_logs = ("pseudo_share",)
     grid = ({}, {"align": "dann"}, {"threshold": 0.8}, {"trade_off": 3.0})
     bounds = {"threshold": (0.0, 1.0)}
 

@@ -80,9 +80,11 @@ class AsymmetricTriTraining(MemoryBuffers):
     """
 
     name = "att"
+    gate_logs = ("labelled_share",)
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"threshold": 0.95}, {"end": 1.0})
-    bounds = {"threshold": (0.0, 1.0), "warmup": (0.0, 0.95), "start": (0.0, 1.0), "end": (0.0, 1.0)}
+    bounds = {"threshold": (0.0, 1.0), "warmup": (0.0, 0.95), "start": (0.0, 1.0), "end": (0.0, 1.0),
+              "memory": (1, 1 << 20)}
 
     def __init__(self, trade_off: float = 0.01, threshold: float = 0.9, warmup: float = 0.25, start: float = 0.2,
                  end: float = 0.5, memory: int = 20, split: str = "fc1", augment: bool = False,
@@ -91,7 +93,7 @@ class AsymmetricTriTraining(MemoryBuffers):
         if predict not in PREDICTORS:
             raise UnknownNameError(f"att: predict must be one of {', '.join(PREDICTORS)}, got {predict!r}")
         self.trade_off, self.threshold, self.warmup, self.split = trade_off, threshold, warmup, split
-        self.start, self.end, self.memory = start, end, max(1, int(memory))
+        self.start, self.end, self.memory = start, end, memory
         self.augment, self.predict = augment, predict
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:

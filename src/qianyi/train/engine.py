@@ -730,6 +730,7 @@ class Trainer:
         source_top = top_class_share(np.asarray(self._source_labels)) if self._source_labels is not None else 0.0
         flags = game_flags(state.history, method.discriminator_logs, source_top, meaning=method.game_meaning,
                            advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen,
-                           oracle=method.uses_target_labels, feature_game=method.feature_game)
+                           oracle=method.uses_target_labels, feature_game=method.feature_game,
+                           gates=method.gate_logs)
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags, list(getattr(self, "_threads_used", [])))

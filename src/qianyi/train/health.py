@@ -6,7 +6,9 @@ stays near 100%: the features were never aligned, the encoder gets no useful sig
 mapping everything to one place). :func:`game_flags` reads them from the per-epoch history: the
 methods log their discriminators' accuracies under the names in ``Method.discriminator_logs``, and
 the engine records ``target_top_share``, the share of (unlabelled) target training samples given the
-most frequent predicted class.
+most frequent predicted class. A third is flagged for teacher methods: a **confidence gate that stays
+shut** (``Method.gate_logs``: the share of the target confident enough for the pseudo-label or
+consistency term), so that the run was source training under the method's name.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from ..methods.base import Method
 DISCRIMINATOR_WINS = 0.98
 #: A network that gives this share of the target one class has collapsed (unless the source is that skewed).
 COLLAPSED = 0.9
+#: A confidence gate letting through less than this share of the target on average over the run is flagged.
+GATE_SHUT = 0.01
 #: History key of the share of target samples in the most frequent predicted class.
 TOP_SHARE_KEY = "target_top_share"
 
@@ -46,7 +50,7 @@ def winning(value: float) -> bool:
 def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str], source_top_share: float, *,
                meaning: str = Method.game_meaning, advice: str = Method.game_advice,
                check_collapse: bool = True, selected_epoch: int | None = None, oracle: bool = False,
-               feature_game: bool | None = None) -> list[str]:
+               feature_game: bool | None = None, gates: Iterable[str] = ()) -> list[str]:
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
@@ -56,7 +60,8 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     ``check_collapse`` False skips the collapse check (a method that trains no classifier);
     ``selected_epoch``: the epoch whose weights the run returns (``--select``), whose predictions the
     collapse check reads (default: the last epoch); ``oracle``: the network learnt from target labels;
-    ``feature_game``: the classifier's features play against a discriminator (default: any discriminator logged).
+    ``feature_game``: the classifier's features play against a discriminator (default: any discriminator logged);
+    ``gates``: history keys holding the share of the target a confidence gate let through (``Method.gate_logs``).
     """
     discriminators = tuple(discriminators)
     feature_game = bool(discriminators) if feature_game is None else feature_game
@@ -69,6 +74,12 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
         if values and winning(float(np.mean(values))):
             flags.append(f"the discriminator wins: {key} averaged {100 * np.mean(values):.1f}% over the last "
                          f"{len(values)} epoch(s): {meaning} ({advice})")
+    for key in gates:
+        values = [row[key] for row in history if key in row]
+        if values and float(np.mean(values)) < GATE_SHUT:
+            flags.append(f"the confidence gate stayed almost shut: {key} averaged {100 * np.mean(values):.1f}% of the "
+                         f"target over {len(values)} epoch(s), so the target term it gates was mostly off and the "
+                         "network learnt mostly from the source (lower threshold, or train longer)")
     row = next((r for r in history if selected_epoch is not None and r.get("epoch") == selected_epoch), history[-1])
     share = row.get(TOP_SHARE_KEY)
     if check_collapse and share is not None and share >= COLLAPSED and source_top_share < 0.5:
