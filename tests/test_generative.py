@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import qianyi
 from qianyi.bench.runner import bench
@@ -362,3 +363,118 @@ def test_cycada_source_classifier_keeps_the_layers_freeze_froze():
                                 None, 0.5, 1, opts))
     assert not any(p.requires_grad for p in fs_group.parameters())
     assert all(torch.equal(before[k], v) for k, v in fs_group.state_dict().items())  # weights and BN statistics
+
+
+# ---- the game, the saved directions and the task network's input, pinned (review s39: 11 planted bugs passed) ----
+def _cycada_setup(**hp):
+    from qianyi.methods.generative import CyCADA
+    from qianyi.nn.backbones import backbone_for
+
+    torch.manual_seed(0)
+    shape = (3, 12, 12)
+    model = backbone_for(shape, 3)
+    with torch.no_grad():
+        model.eval()
+        probe = model(torch.rand(2, *shape))
+        model.train()
+    m = CyCADA(**SMALL, **hp)
+    m.input_shape = shape
+    m.setup(model, probe)
+    spec = m.optimizers({k: {"params": list(model.groups[k].parameters())} for k in model.group_names})
+    return model, m, spec, shape
+
+
+def test_cycada_step_plays_the_lsgan_game_and_trains_the_task_network_on_translated_source():
+    from .test_loss_terms import Capture
+
+    model, m, _, shape = _cycada_setup()
+    xs, xt, ys = torch.rand(6, *shape), 1 - torch.rand(6, *shape), torch.randint(0, 3, (6,))
+    with torch.no_grad():
+        st = m.g_st(xs)
+        want_g = lsgan_loss(m.d_t(st), True)  # G_{S->T} wants D_T to call its output real
+        want_d = 0.5 * (lsgan_loss(m.d_t(xt), True) + lsgan_loss(m.d_t(st), False))  # D_T: real target, fake source
+    m.train()
+    ctx = Capture(model, m, xs, ys, xt, None, 0.5, 1, {})
+    m.training_step(ctx)
+    (g, g_opt), (d, d_opt), (c, _) = ctx.logged["_terms"]
+    assert (g_opt, d_opt) == ("generators", "discriminators")
+    assert torch.allclose(g["gan_g_st"], want_g, rtol=1e-5) and torch.allclose(d["gan_d_t"], want_d, rtol=1e-5)
+    model.eval()  # (no dropout) the classifier's loss is on G_{S->T}(x_s), not on x_s
+    with torch.no_grad():
+        want_cls, plain = F.cross_entropy(model(st).logits, ys), F.cross_entropy(model(xs).logits, ys)
+    ctx = Capture(model, m, xs, ys, xt, None, 0.5, 1, {})
+    m.training_step(ctx)
+    got = ctx.logged["_terms"][2][0]["cls"]
+    assert torch.allclose(got, want_cls, rtol=1e-4) and not torch.allclose(got, plain, rtol=1e-3)
+
+
+def test_cycada_steps_teach_the_discriminator_to_tell_target_from_translated_source():
+    from qianyi.methods.base import StepContext
+
+    model, m, spec, shape = _cycada_setup(semantic=0.0)
+    opts = {n: torch.optim.SGD([{"params": g["params"], "lr": 0.05} for g in gs]) for n, gs in spec.items()}
+    xs, xt, ys = torch.rand(16, *shape) * 0.3, 0.7 + 0.3 * torch.rand(16, *shape), torch.randint(0, 3, (16,))
+
+    def d_loss() -> float:
+        with torch.no_grad():
+            return float(0.5 * (lsgan_loss(m.d_t(xt), True) + lsgan_loss(m.d_t(m.g_st(xs)), False)))
+    before = d_loss()
+    m.train()
+    for _ in range(5):
+        m.training_step(StepContext(model, m, xs, ys, xt, None, 0.5, 1, opts))
+    assert d_loss() < before
+
+
+def test_discogan_step_updates_its_discriminators_on_both_sides():
+    from .test_loss_terms import Capture
+
+    task = image_task(unlabelled_target=True)
+    _, fit = run("discogan", task, TrainConfig(**CFG), **SMALL)
+    m, model = fit.method, fit.model
+    m.train()
+    ctx = Capture(model, m, torch.as_tensor(task.source.X[:8]), torch.as_tensor(task.source.y[:8]),
+                  torch.as_tensor(task.target.X[:8]), None, 0.5, 1, {})
+    m.training_step(ctx)
+    by_opt = {opt: terms for terms, opt in ctx.logged["_terms"]}
+    assert set(by_opt) >= {"generators", "discriminators"}
+    assert set(by_opt["discriminators"]) == {"gan_d_t", "gan_d_s"}
+    assert all(float(t) > 0 for t in by_opt["discriminators"].values())
+
+
+def test_translate_applies_the_generators_the_run_trained_each_way_in_eval_mode(tmp_path):
+    _, fit = run("cycada", image_task(), TrainConfig(**CFG), out=tmp_path, **SMALL)
+    for direction, trained in (("s2t", fit.method.g_st), ("t2s", fit.method.g_ts)):
+        g, _ = load_generator(tmp_path, direction)
+        assert not any(sub.training for sub in g.modules())
+        mine, theirs = g.state_dict(), trained.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k].cpu()) for k in mine), direction
+
+
+def test_the_python_route_keeps_the_pool_and_translate_guards_the_likely_slips(cycada_run, tmp_path, capsys,
+                                                                              monkeypatch):
+    """README's route wrote the npz without its pool (every target test image's translation in the source); the
+    other side's domain went through the wrong generator silently; --out could replace the input file."""
+    import qianyi.train.translate as T
+
+    out, data, _ = cycada_run
+    d = T.translate_domain(out, f"npz:{data}")
+    T.write_translation(tmp_path / "t.npz", d)
+    assert read_npz(tmp_path / "t.npz").origin == read_npz(data).origin
+    with pytest.raises(TypeError, match="give the Domain translate_domain returned"):
+        T.write_translation(tmp_path / "u.npz", d.X)
+    directions = json.loads((out / GENERATORS_META).read_text())["directions"]
+    assert directions == {"s2t": "squares -> inverted", "t2s": "inverted -> squares"}
+    real = T.read_like_run  # the run's domains by name, their images read from the npz
+    monkeypatch.setattr(T, "read_like_run", lambda meta, spec, data_dir=None: real(meta, f"npz:{data}"))
+    with pytest.warns(qianyi.errors.QianyiWarning, match="'inverted' is the run's target domain.*give --direction t2s"):
+        T.translate_domain(out, "inverted")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        T.translate_domain(out, "inverted", direction="t2s")
+        T.translate_domain(out, "squares")
+    monkeypatch.undo()
+    assert main(["translate", str(out), "--data", f"npz:{data}", "--out", str(data)]) == 2
+    assert "is the file --data reads" in capsys.readouterr().err and read_npz(data).X.shape[0] > 0
+    with pytest.raises(DataError, match="is a file: give the --out folder"):
+        load_generator(data)

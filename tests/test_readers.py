@@ -594,3 +594,23 @@ def test_csv_with_bare_carriage_returns_reads_as_a_file_would(tmp_path, text):
     assert list(csv.reader(_lines(text))) == list(csv.reader(io.StringIO(text, newline="")))
     (tmp_path / "f.csv").write_text(text, newline="")
     assert len(read_csv(tmp_path / "f.csv", categorical="f1")) == 4
+
+
+def test_rgba_images_lose_their_alpha_in_either_layout_and_a_colour_pair_stays_colour(tmp_path):
+    """(n, 4, h, w) kept its alpha: the pair's canvas became 4 channels and the other (RGB) domain was averaged
+    to grey, then refused with advice to use load_task (review s39)."""
+    import qianyi
+    from qianyi.data.readers import to_nchw
+
+    rng = np.random.default_rng(0)
+    rgba_first = rng.random((30, 4, 12, 12)).astype(np.float32)
+    last = to_nchw(rgba_first.transpose(0, 2, 3, 1), "last")
+    np.testing.assert_array_equal(to_nchw(rgba_first, "first"), last)
+    assert last.shape == (30, 3, 12, 12)
+    np.savez(tmp_path / "rgba.npz", X=rgba_first, y=np.arange(30) % 3)
+    np.savez(tmp_path / "rgb.npz", X=rng.random((30, 3, 12, 12)).astype(np.float32), y=np.arange(30) % 3)
+    task = qianyi.load_task(f"npz:{tmp_path / 'rgba.npz'}", f"npz:{tmp_path / 'rgb.npz'}")
+    assert task.source.X.shape[1:] == task.target.X.shape[1:] == (3, 12, 12)
+    np.savez(tmp_path / "five.npz", X=rng.random((30, 5, 12, 12)).astype(np.float32), y=np.arange(30) % 3)
+    with pytest.raises(DataError, match="images of 3 channels and the pair's canvas 5|images of 5 channels"):
+        qianyi.load_task(f"npz:{tmp_path / 'five.npz'}", f"npz:{tmp_path / 'rgb.npz'}")

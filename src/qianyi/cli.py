@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import ConfigError, DataError, LabelMismatchError, QianyiError, QianyiWarning, UnknownNameError
+from .errors import (ConfigError, DataError, LabelMismatchError, OutputError, QianyiError, QianyiWarning,
+                     UnknownNameError)
 from .train.config import check_copied_lr_mult, positive_int, share, share_or_zero
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
@@ -481,10 +482,15 @@ def _translate(args: argparse.Namespace) -> int:
     from ._io import check_npz_path
     from .train.translate import translate_domain, write_translation
 
+    from .data.tasks import _pool_key
+
     check_npz_path(args.out_npz)
+    if _pool_key(args.data) == f"npz:{os.path.realpath(args.out_npz)}":
+        raise OutputError(f"--out {args.out_npz!r} is the file --data reads: the translation would replace it; give "
+                          "another file")
     d = translate_domain(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
     X, y = d.X, d.y
-    write_translation(args.out_npz, X, y, d.class_names, origin=d.origin)
+    write_translation(args.out_npz, d)
     print(f"written: {args.out_npz} ({len(X)} images of shape {tuple(X.shape[1:])}, direction {args.direction}"
           f"{', with labels' if y is not None else ''}); read it back as npz:{args.out_npz}")
     return 0

@@ -83,6 +83,9 @@ def to_canvas(domain: Domain, canvas: Canvas) -> Domain:
     elif X.shape[2:] != (canvas.size, canvas.size):
         X = resize(X, canvas.size)
     if X.shape[1] != canvas.channels:
+        if X.shape[1] != 1 and canvas.channels != 1:  # (grey averaged 4 channels to 1 on a canvas of 3)
+            raise DataError(f"{domain.name!r} has images of {X.shape[1]} channels and the pair's canvas {canvas.channels}; "
+                            "give grey (1 channel) or RGB (3) images")
         X = np.repeat(X, canvas.channels, axis=1) if X.shape[1] == 1 else _grey(X)
     if X is domain.X:
         return domain

@@ -129,7 +129,7 @@ def scale_images(X: np.ndarray, name: str) -> np.ndarray:
 
 
 def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
-    """(n, h, w) / (n, h, w, c) / (n, c, h, w) -> (n, c, h, w)."""
+    """(n, h, w) / (n, h, w, c) / (n, c, h, w) -> (n, c, h, w); RGBA (either layout) loses its alpha."""
     if X.ndim == 3:
         return X[:, None]
     if X.ndim == 4 and 2 in (X.shape[1], X.shape[-1]) and not {1, 3, 4} & {X.shape[1], X.shape[-1]}:
@@ -137,6 +137,8 @@ def to_nchw(X: np.ndarray, name: str) -> np.ndarray:
     if X.ndim == 4:
         if X.shape[1] in (1, 3) and X.shape[-1] not in (1, 3):
             return X
+        if X.shape[1] == 4 and X.shape[-1] not in (1, 3, 4):  # RGBA stored channel-first: alpha dropped as below
+            return np.ascontiguousarray(X[:, :3])
         if X.shape[-1] in (1, 3, 4):
             X = X[..., :3] if X.shape[-1] == 4 else X
             return np.ascontiguousarray(X.transpose(0, 3, 1, 2))

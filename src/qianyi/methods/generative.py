@@ -318,7 +318,8 @@ class DiscoGAN(ImageTranslation):
     loss. Batch norm in the generators and discriminators, as in the paper. These are the paper's
     equations; the authors' code adds what we leave out: 0.1 × GAN + 0.9 × feature matching in the
     generators' loss, a reconstruction-weight curriculum (0.01, then 0.5), the discriminator loss
-    halved, and weight decay 1e-5.
+    halved, weight decay 1e-5, and an update schedule (the discriminators step every third iteration, the
+    generators on the other two; here both step every iteration, generators first).
 
     Generators as in the paper, CPU-sized (:class:`qianyi.nn.gan.Generator`): an encoder-decoder
     with no residual blocks and no skip connections that downsamples to a 4x4 bottleneck

@@ -5,12 +5,14 @@ are read from ``generators.pt`` with ``torch.load(weights_only=True)`` after a h
 gets the run's preprocessing (canvas) exactly, as for ``qianyi predict``
 (:func:`qianyi.train.artefact.read_like_run`); its labels, if any, are kept as they are.
 
->>> X, y, class_names = translate("runs/cycada", "mnist", direction="s2t")   # doctest: +SKIP
+>>> d = translate_domain("runs/cycada", "mnist", direction="s2t")   # doctest: +SKIP
+>>> write_translation("mnist-as-mnist-m.npz", d)                     # doctest: +SKIP
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 from .._io import atomic_write, check_npz_path, sha256_file
 from ..data.domain import Domain
 from ..data.readers import POOL_KEY
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, QianyiWarning, UnknownNameError
 from ..methods.generative import GENERATIVE, read_generators_meta
 from ..methods.registry import get_method
 from .artefact import read_like_run, read_model_meta
@@ -35,7 +37,8 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
         raise UnknownNameError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     folder = Path(run_dir)
     if not folder.is_dir():
-        raise DataError(f"run folder {str(folder)!r} does not exist")
+        raise DataError(f"run folder {str(folder)!r} " + ("is a file: give the --out folder of a generative run"
+                                                         if folder.exists() else "does not exist"))
     meta = read_generators_meta(folder)
     if meta["method"] not in GENERATIVE:
         raise DataError(f"{str(folder)!r}: method {meta['method']!r} is not a generative method "
@@ -73,7 +76,11 @@ def translate(run_dir: str | os.PathLike, spec: str, direction: str = "s2t", dat
               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
     """Translate the data set ``spec`` with a run's generator: (X in the run's input form, labels or None,
     class names or None). Translation uses no labels: those of ``spec``, if any, are kept as they are, with
-    their class names (whatever classes the run had)."""
+    their class names (whatever classes the run had).
+
+    The arrays do not say which pool of samples their rows come from: to save a translation, use
+    :func:`translate_domain` and :func:`write_translation`, which keep it (saved without it, a translated
+    mnist paired with mnist-m would put the translation of every mnist-m test image in the labelled source)."""
     d = translate_domain(run_dir, spec, direction, data_dir, batch_size)
     return d.X, d.y, d.class_names
 
@@ -85,6 +92,13 @@ def translate_domain(run_dir: str | os.PathLike, spec: str, direction: str = "s2
     translation of row i, so paired with another domain of that pool (mnist-m for a translated mnist) it is
     split into disjoint halves like the original, and no translation of a target test image is trained on."""
     net, meta = load_generator(run_dir, direction)
+    inputs = {k: str(v).split(" -> ")[0] for k, v in (meta.get("directions") or {}).items()}
+    other = DIRECTIONS[1 - DIRECTIONS.index(direction)]
+    if inputs.get(other) == spec != inputs.get(direction):  # the likeliest slip: the other side's domain
+        warnings.warn(f"{spec!r} is the run's {'target' if direction == 's2t' else 'source'} domain, the input of "
+                      f"direction {other} ({meta['directions'][other]}); direction {direction} translates "
+                      f"{inputs.get(direction)!r}-style images: give --direction {other} (direction={other!r}) to "
+                      "translate it", QianyiWarning, stacklevel=2)
     data = read_like_run(read_model_meta(run_dir)[0], spec, data_dir=data_dir)
     if data.sample_shape != tuple(meta["sample_shape"]):
         raise DataError(f"{spec!r} has samples of shape {data.sample_shape} after the run's preprocessing; the "
@@ -95,12 +109,16 @@ def translate_domain(run_dir: str | os.PathLike, spec: str, direction: str = "s2
                   origin=data.origin)
 
 
-def write_translation(path: str | os.PathLike, X: np.ndarray, y: np.ndarray | None,
-                      class_names: tuple[str, ...] | None, origin: str | None = None) -> Path:
-    """An npz of arrays ``X`` (and ``y``, ``class_names``, and ``qianyi_pool``: ``origin``, the pool of samples
-    the rows were translated from, row for row) that the ``npz:`` reader reads back."""
+def write_translation(path: str | os.PathLike, translated: Domain) -> Path:
+    """An npz of the :func:`translate_domain` result ``translated`` that the ``npz:`` reader reads back: arrays
+    ``X`` (and ``y``, ``class_names``) and ``qianyi_pool``, the pool of samples the rows were translated from,
+    row for row (so that the file paired with another domain of that pool is split as the pool is)."""
+    if not isinstance(translated, Domain):
+        raise TypeError("write_translation(path, translated): give the Domain translate_domain returned (it carries "
+                        "the pool of samples its rows come from, which the file must keep)")
     path = check_npz_path(path)
+    X, y, class_names, origin = translated.X, translated.y, translated.class_names, translated.origin
     arrays = {"X": X, **({"y": y} if y is not None else {}),
               **({"class_names": np.asarray(class_names)} if class_names is not None else {}),
-              **({POOL_KEY: np.asarray(str(origin))} if origin is not None else {})}
+              POOL_KEY: np.asarray(str(origin))}
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
