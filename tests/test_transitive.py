@@ -123,6 +123,17 @@ def test_a_bench_reuses_finished_self_training_runs(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0  # the staged run (teacher, round 1, round 2) is found as asked for: nothing re-runs
     assert capsys.readouterr().out.count("(done earlier)") == 3
+    # killed between the last stage's own result.json and the staged run's: summary leaves the run out (it said
+    # "trained with different settings"), and the same bench resumes it (it was refused as another chain)
+    (folder,) = [p.parent for p in tmp_path.glob("runs/*/self-train/*/result.json")]
+    whole = json.loads((folder / "result.json").read_text())
+    bare = {**whole, "staged": {}, "fingerprint": {**whole["fingerprint"], "init_from": "the stage's start"}}
+    (folder / "result.json").write_text(json.dumps(bare))  # (the last stage's own fingerprint is not the run's)
+    from qianyi.bench.runner import BenchResult
+    with pytest.warns(qianyi.errors.QianyiWarning, match="left out 1 staged run\\(s\\) killed before they finished"):
+        assert "self-train" not in [r.method for r in BenchResult.from_dirs([tmp_path]).runs]
+    assert main(args) == 0
+    assert json.loads((folder / "result.json").read_text())["staged"] == whole["staged"]
 
 
 def test_noisy_student_learns_the_teachers_labels_through_strong_views(monkeypatch):
@@ -426,6 +437,10 @@ def test_another_chain_in_a_staged_runs_folder_is_refused_before_any_stage_train
     with pytest.raises(qianyi.errors.CheckpointError, match="other stages"):
         run_via("self-train", task, [b, a], cfg, out=tmp_path)
     run_via("self-train", task, [a, b], cfg, out=tmp_path)  # the same chain resumes
+    whole = json.loads((tmp_path / "result.json").read_text())  # killed between the last stage's own record and
+    (tmp_path / "result.json").write_text(json.dumps({**whole, "staged": {}}))  # the staged run's: resumes too
+    run_via("self-train", task, [a, b], cfg, out=tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["staged"] == whole["staged"]
     # a folder holding a run of one stage is not a staged run's
     run("dann", task, cfg, out=tmp_path / "plain")
     with pytest.raises(qianyi.errors.CheckpointError, match="other stages"):

@@ -34,6 +34,7 @@ from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
 from ..train.run import ORACLE_KEY, BackboneSpec, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
+from ..train.transitive import is_bare_last_stage
 
 BASELINES = ("source-only", "oracle")
 #: The oracle choice of epoch: the one with the best target-test accuracy (reports only).
@@ -450,12 +451,16 @@ class BenchResult:
                                    f"got {select!r}")
         kept: list[tuple[float, RunResult]] = []
         variant_runs: list[str] = []
+        unfinished: list[str] = []  # staged runs killed between their last stage's record and their own
         for d in dirs:
             files = sorted(Path(d).glob("runs/*/*/*/result.json"))
             if not files:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
             for f in files:
                 r = RunResult.read(f)
+                if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
+                    unfinished.append(str(f.parent))
+                    continue
                 label = variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1))
                 if label != r.method:
                     if not variants:
@@ -464,6 +469,10 @@ class BenchResult:
                     r = replace(r, method=label)
                 kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
+        if unfinished:
+            warnings.warn(f"{where}: left out {len(unfinished)} staged run(s) killed before they finished "
+                          f"({', '.join(unfinished[:3])}); rerun the bench command to finish them", QianyiWarning,
+                          stacklevel=2)
         if variant_runs:  # said, not silent: a `bench --set` folder otherwise showed source-only and the oracle only
             warnings.warn(f"{where}: left out {len(variant_runs)} run{'s' * (len(variant_runs) != 1)} of other "
                           "settings or loss revisions "

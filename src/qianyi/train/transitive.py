@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -388,8 +389,10 @@ def _check_same_chain(root: Path, planned: list[str]) -> None:
         if (root / "stages").is_dir() else []
     had: list[str] | None = None
     with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
-        staged = json.loads((root / RESULT_FILE).read_text()).get("staged") or {}  # {}: a run of one stage
-        had = [s["folder"] for s in staged.get("stages", []) if s["folder"] != "."]
+        data = json.loads((root / RESULT_FILE).read_text())
+        staged = data.get("staged") or {}  # {}: a run of one stage, or the last stage's own record (killed before
+        if not is_bare_last_stage(root, data):  # the staged one was written over it): the stage folders tell
+            had = [s["folder"] for s in staged.get("stages", []) if s["folder"] != "."]
     wanted = set(planned)
     if any(f"stages/{name}" not in wanted for name in found) or (had is not None and had != planned):
         before = had if had is not None else [f"stages/{n}" for n in found]
@@ -397,6 +400,17 @@ def _check_same_chain(root: Path, planned: list[str]) -> None:
             f"{str(root)!r} holds a staged run through other stages ({', '.join(before) or 'none'}) than this one "
             f"({', '.join(planned) or 'none'}): another --via order, domain or mode; give another --out, or delete "
             f"{str(root)!r} to train every stage afresh")
+
+
+def is_bare_last_stage(folder: str | Path, result: dict[str, Any]) -> bool:
+    """Whether ``result`` (a ``result.json`` read from ``folder``) is the last stage's own record of a staged run in
+    ``folder``, not yet replaced by the staged run's (a run killed between the two writes): it started from a model
+    in ``folder/stages``. Such a folder is not finished; the staged run resumes there."""
+    staged = result.get("staged") if isinstance(result, dict) else None
+    start = (result.get("config") or {}).get("init_from") if isinstance(result, dict) else None
+    if (isinstance(staged, dict) and staged.get("stages")) or not isinstance(start, str):
+        return False
+    return Path(os.path.realpath(start)).is_relative_to(os.path.realpath(Path(folder) / "stages"))
 
 
 def _stage_folder(index: int, name: str) -> str:
