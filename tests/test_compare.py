@@ -111,6 +111,17 @@ def test_summary_names_a_corrupt_result_file(tmp_path, capsys, content, reason):
     assert f"{str(files[2])!r} cannot be read as a run result" in err and reason in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("edit, field", [({"target_accuracy": 5.0}, "target_accuracy"), ({"seed": "x"}, "seed"),
+                                         ({"hparams": [1]}, "hparams"), ({"history": "zz"}, "history")])
+def test_summary_names_a_result_field_of_the_wrong_type(tmp_path, capsys, edit, field):
+    """A hand-edited result.json gave TypeErrors in summary and report; an accuracy of 5.0 showed as 500%."""
+    files = _store(tmp_path, RUNS)
+    files[2].write_text(json.dumps({**json.loads(files[2].read_text()), **edit}))
+    assert main(["summary", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(files[2])!r} cannot be read as a run result (of the wrong type or range: {field})" in err
+
+
 def test_summary_refuses_a_selection_or_pair_the_folder_does_not_hold(tmp_path, capsys):
     _store(tmp_path, RUNS)
     assert main(["summary", str(tmp_path), "--select", "devv"]) == 2  # a typo

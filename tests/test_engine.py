@@ -86,6 +86,11 @@ def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
     assert state["step"] == 30
     with pytest.raises(CheckpointError, match="different run \\(config.lr: saved 0.002, now 0.5\\)"):
         run("dann", task, TrainConfig(**{**FAST, "lr": 0.5}), out=tmp_path)  # names the setting, not whole dicts
+    from qianyi.train.checkpoint import save_checkpoint
+    for field, value, says in (("threads", ["a"], "thread counts"), ("elapsed", float("nan"), "seconds >= 0")):
+        save_checkpoint(ck, {**state, field: value})  # (a traceback; NaN seconds written into result.json)
+        with pytest.raises(CheckpointError, match=says):
+            run("dann", task, TrainConfig(**FAST), out=tmp_path)
     ck.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         run("dann", task, TrainConfig(**FAST), out=tmp_path)

@@ -217,7 +217,15 @@ def _check_meta_fields(meta: dict) -> None:
         "architecture.sample_shape": isinstance(arch.get("sample_shape"), list) and len(arch["sample_shape"]) > 0
         and all(is_int(v) and v > 0 for v in arch["sample_shape"]),
         "architecture.n_classes": is_int(arch.get("n_classes")) and arch["n_classes"] > 0,
+        "architecture.generation": "generation" not in arch or is_int(arch["generation"]) and arch["generation"] > 0,
     }
+    canvas = meta.get("preprocessing", {}).get("canvas") if isinstance(meta.get("preprocessing", {}), dict) else None
+    if canvas is not None:  # (a size of 10**9 overflowed torch's storage; "big" a TypeError inside resize)
+        checks["preprocessing.canvas"] = isinstance(canvas, dict) and is_int(canvas.get("size")) \
+            and 0 < canvas["size"] <= 4096 and is_int(canvas.get("channels")) and 0 < canvas["channels"] <= 4 \
+            and isinstance(canvas.get("protocol", ""), str)
+    if isinstance(arch.get("sample_shape"), list) and len(arch["sample_shape"]) not in (1, 3):
+        checks["architecture.sample_shape (features,) or (channels, height, width)"] = False
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise TypeError(f"field(s) {', '.join(bad)} missing or of the wrong type")

@@ -226,6 +226,12 @@ def _whole(v: Any) -> int:
     return int(v)
 
 
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"expected seconds >= 0, got {v!r}")
+    return float(v)
+
+
 def _rows(history: Any) -> list[dict[str, float]]:
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
         raise ValueError("history is not a list of rows")
@@ -516,7 +522,7 @@ class Trainer:
             self.method.load_state_dict(state["method"])
             for name, opt in parts.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
-            progress = _Progress(_whole(state["step"]), float(state["elapsed"]), _rows(state["history"]),
+            progress = _Progress(_whole(state["step"]), _seconds(state["elapsed"]), _rows(state["history"]),
                                  _best(state["best"]), {str(k): float(v) for k, v in dict(state["sums"]).items()},
                                  {str(k): _whole(v) for k, v in dict(state["counts"]).items()})
             torch.set_rng_state(state["rng"])
@@ -536,6 +542,9 @@ class Trainer:
                           QianyiWarning, stacklevel=2)
         # the thread counts the checkpointed steps were made with (an int from checkpoints of one count)
         counts = [threads] if isinstance(threads, int) else threads if isinstance(threads, list) else None
+        if counts and not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in counts):
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged (its thread counts are {counts!r:.80}); use "
+                                  "another output folder, or delete the checkpoint to start afresh")
         self._resumed_threads = [int(t) for t in counts] if counts and progress.step else None
         if progress.step and distributed.world()[1] > 1 and getattr(self.method, "memory_buffers", ()) \
                 and distributed.is_main():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .._io import write_json, write_text
 from ..errors import DataError
@@ -80,9 +80,10 @@ class RunResult:
         else:
             missing = ([f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
                         and f.name not in data] if isinstance(data, dict) else ["(not a JSON object)"])
-            if not missing:
+            wrong = [] if missing else _wrong_types(data)
+            if not missing and not wrong:
                 return cls.from_dict(data)
-            reason = "missing " + ", ".join(missing)
+            reason = "missing " + ", ".join(missing) if missing else "of the wrong type or range: " + ", ".join(wrong)
         raise DataError(f"{str(path)!r} cannot be read as a run result ({reason}); it is corrupt: delete its run "
                         "folder, or rerun the same command (`qianyi bench` with the same --out retrains it)")
 
@@ -100,6 +101,33 @@ class RunResult:
         resumed = f"; resumed from its checkpoint at step {self.resumed_from_step}" if self.resumed_from_step else ""
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
                 f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {self.selection}){tag}")
+
+
+def _wrong_types(data: dict[str, Any]) -> list[str]:
+    """The fields of a result.json not of the type (or range) qianyi writes them with (a hand-edited or foreign
+    file took summary and report down with a TypeError, or showed an accuracy of 5.0 as 500%)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def share(v: Any) -> bool:
+        return number(v) and 0.0 <= v <= 1.0
+    kinds: dict[str, Callable[[Any], bool]] = {
+        "method": lambda v: isinstance(v, str), "source": lambda v: isinstance(v, str),
+        "target": lambda v: isinstance(v, str), "selection": lambda v: isinstance(v, str),
+        "device": lambda v: isinstance(v, str), "model_sha256": lambda v: isinstance(v, str),
+        "model_file": lambda v: isinstance(v, str),
+        "seed": lambda v: isinstance(v, int) and not isinstance(v, bool), "oracle": lambda v: isinstance(v, bool),
+        "target_accuracy": lambda v: v is None or share(v), "source_accuracy": lambda v: v is None or share(v),
+        "train_seconds": lambda v: number(v) and v >= 0,
+        **{k: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+           for k in ("n_source", "n_target_train", "n_target_test", "selected_epoch", "resumed_from_step",
+                     "processes")},
+        **{k: lambda v: isinstance(v, dict) for k in ("hparams", "config", "versions", "scores", "fingerprint",
+                                                      "target_report", "staged")},
+        "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+        "flags": lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v),
+    }
+    return [k for k, ok in kinds.items() if k in data and not ok(data[k])]
 
 
 def write_history_csv(path: str | Path, history: list[dict[str, float]]) -> Path:
