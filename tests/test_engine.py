@@ -289,3 +289,19 @@ def test_a_run_records_its_threads_and_a_resume_under_another_count_is_warned(tm
         assert again.versions["threads"] == 1 and again.target_accuracy == res.target_accuracy
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_legacy_torch_file_cut_short_is_named_so(tmp_path):
+    import io
+
+    from qianyi.train.checkpoint import unreadable_reason
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(3)}, buf, _use_new_zipfile_serialization=False)  # torch.save's pre-1.6 format
+    cut = tmp_path / "legacy.pt"
+    cut.write_bytes(buf.getvalue()[:40])
+    with pytest.raises(Exception) as info:
+        torch.load(cut, weights_only=True)
+    assert unreadable_reason(info.value, cut) == "it ends too early (a file cut short)"  # was: not torch.save's
+    (tmp_path / "text.pt").write_bytes(b"hello")
+    assert "not a file written by torch.save" in unreadable_reason(ValueError(), tmp_path / "text.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -347,6 +348,7 @@ def test_a_lock_left_by_the_workers_of_a_killed_run_says_to_rerun(tmp_path):
     import fcntl
 
     from qianyi.errors import OutputError
+    from qianyi.train import rundir as R
     from qianyi.train.rundir import LOCK_FILE, hold
 
     out = tmp_path / "run"
@@ -359,8 +361,33 @@ def test_a_lock_left_by_the_workers_of_a_killed_run_says_to_rerun(tmp_path):
         with pytest.raises(OutputError, match="data-loader workers of a qianyi process that ended"):
             with hold(out):
                 pass
+        # a holder on another host or in another container (pid namespace) cannot be seen from here: in use, not
+        # "ended, run again" (said on every retry while it trained)
+        for elsewhere in ("pid 999999999 on another-host pid:[1]", "pid 999999999 on " + R._HOST + " pid:[1]"):
+            fh.seek(0)
+            fh.truncate()
+            fh.write(elsewhere + "\n")
+            fh.flush()
+            with pytest.raises(OutputError, match="in use by another qianyi process"):
+                with hold(out):
+                    pass
     finally:
         fh.close()
+    with hold(out):  # written by this process: pid, host and namespace
+        assert re.fullmatch(rf"pid {os.getpid()} on {re.escape(R._HOST)} \S+\n", (out / LOCK_FILE).read_text())
+
+
+def test_a_file_system_without_locks_is_named_and_the_run_goes_on(tmp_path, monkeypatch):
+    import fcntl
+
+    from qianyi.train.rundir import hold
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(QianyiWarning, match="does not support file locks.*local disk"):
+        with hold(tmp_path / "nfs"):
+            pass
 
 
 def test_settings_are_checked_before_any_data_is_read(capsys, tmp_path):

@@ -1,6 +1,7 @@
 """One run store: finished runs are found by their full fingerprint, data content included."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -202,7 +203,7 @@ def test_a_stored_run_another_process_trains_is_said_with_what_to_do(tmp_path):
     held = R._lock(rdir, "--out")  # another open file's lock: what a second process sees
     try:
         with pytest.raises(OutputError, match=rf"stored run .*seed0-abc' is being trained by another qianyi process "
-                                              rf"\(pid {os.getpid()}\).*after that one finishes \(finished runs are reused"):
+                                              rf"\(pid {os.getpid()} on {re.escape(R._HOST)}\).*after that one finishes \(finished runs are reused"):
             with shared_run(rdir):
                 R._lock(rdir, "--out")
     finally:

@@ -36,13 +36,16 @@ def unreadable_reason(exc: Exception, path: Path) -> str:
     """A short reason for a failed safe load, without torch's advice to load unsafely."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(4) != b"PK\x03\x04":
+            head = fh.read(4)
+            if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither a zip nor a legacy (pickle) torch.save file
                 return "it is not a file written by torch.save"
     except OSError as err:
         return err.strerror or str(err)
     text = str(exc)
     if "inline_container" in text or "archive" in text:
         return "it is a zip file, but not one written by torch.save"
+    if isinstance(exc, EOFError) or "Ran out of input" in text:
+        return "it ends too early (a file cut short)"
     if "weights_only" in text or "Unpickl" in type(exc).__name__:
         return "it holds objects other than tensors and plain values, which are never unpickled"
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"

@@ -10,13 +10,16 @@ the process ends, however it ends, so a crash never leaves a stale lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import socket
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, QianyiWarning
 
 LOCK_FILE = ".lock"
 _TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_write's temporary files (mkstemp's 8 characters), no others
@@ -78,12 +81,22 @@ def _lock(path: Path, what: str):
         return fh
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _NO_LOCKS:  # an NFS mount without locking, some FUSE/SMB file systems: as on Windows
+            warnings.warn(f"{what} {str(path)!r}: its file system does not support file locks ({exc.strerror}), so "
+                          "another qianyi process writing there at the same time is not kept out (files are still "
+                          f"written atomically); give a {what} on a local disk to have it", QianyiWarning, stacklevel=4)
+            return fh
         fh.seek(0)
         owner = fh.read().strip() or "unknown"
         fh.close()
-        pid = owner.split()[-1] if owner.startswith("pid ") else ""
-        if pid.isdigit() and not _alive(int(pid)):  # its loader workers (--workers) hold the lock a few seconds more
+        found = re.match(r"pid (\d+)(?: on (\S+))?(?: (\S+))?", owner)
+        here = found is not None and found.group(2) in (None, _HOST) and found.group(3) in (None, _pid_namespace())
+        # its loader workers (--workers) hold the lock a few seconds more; a process of another host or container
+        # (another pid namespace) cannot be seen from here
+        if found:  # (the namespace is for the check, not for the reader)
+            owner = f"pid {found.group(1)}" + (f" on {found.group(2)}" if found.group(2) else "")
+        if found and here and not _alive(int(found.group(1))):
             raise OutputError(f"{what} {str(path)!r} is still locked by the data-loader workers of a qianyi process that "
                               f"ended ({owner}); they exit within seconds: run the command again") from None
         busy = OutputError(f"{what} {str(path)!r} is in use by another qianyi process ({owner}); wait for it to "
@@ -92,9 +105,22 @@ def _lock(path: Path, what: str):
         raise busy from None
     fh.seek(0)
     fh.truncate()
-    fh.write(f"pid {os.getpid()}\n")
+    fh.write(f"pid {os.getpid()} on {_HOST} {_pid_namespace()}\n")
     fh.flush()
     return fh
+
+
+#: errno values of a file system that does not do advisory locks.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+_HOST = socket.gethostname().split()[0] if socket.gethostname().strip() else "localhost"
+
+
+def _pid_namespace() -> str:
+    """The pid namespace this process runs in (a container has its own), or "-" where there is none to read."""
+    try:
+        return os.readlink("/proc/self/ns/pid").replace(" ", "")
+    except OSError:
+        return "-"
 
 
 def _alive(pid: int) -> bool:
