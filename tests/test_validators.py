@@ -412,3 +412,16 @@ def test_a_validator_plugin_is_found_by_its_entry_point_and_select_keeps_its_cac
     assert len(list(tmp_path.rglob("result.json"))) == n  # the plugin changed no cached run's key
     res = select_hparams("dann", ["digits->digits+rot30@100"], validator="qy-mean", **kw)
     assert np.isfinite(res.scores).all()
+
+
+def test_atc_and_snd_refuse_what_is_not_probabilities():
+    good = np.full((4, 2), 0.5)
+    for bad, says in ((np.array([[np.nan, 0.5], [0.5, 0.5]]), "pass softmax"), (np.array([[2.0, 1.0], [1.0, 0.0]]),
+                                                                                   "summing to 1"),
+                      (np.zeros((0, 2)), "non-empty")):
+        with pytest.raises(DataError, match=says):
+            atc_from_probs(good, np.zeros(4, int), bad)
+    with pytest.raises(DataError, match="4 source-val rows but 3 labels"):
+        atc_from_probs(good, np.zeros(3, int), good)
+    with pytest.raises(DataError, match="SND: rows must be probabilities"):
+        V.snd_from_probs(np.array([[3.0, -1.0], [0.5, 0.5]]))

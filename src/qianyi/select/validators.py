@@ -179,6 +179,16 @@ def dev_details(p: Predictions) -> dict[str, float]:
             "iw_risk": float(weighted.sum() / w.sum())}
 
 
+def _probabilities(p: Any, name: str) -> np.ndarray:
+    """``p`` as rows of class probabilities, or a DataError naming it (NaN gave a confident-looking number)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 2 or not len(p):
+        raise DataError(f"{name}: expected a non-empty (samples, classes) array of probabilities, got shape {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any() or not np.allclose(p.sum(1), 1.0, atol=1e-3):
+        raise DataError(f"{name}: rows must be probabilities (finite, >= 0, summing to 1): pass softmax(logits)")
+    return p
+
+
 def atc_from_probs(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.ndarray) -> float:
     """Average Thresholded Confidence (Garg et al., ICLR 2022), from softmax outputs.
 
@@ -189,7 +199,9 @@ def atc_from_probs(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.nd
     counts as above t, r = (acc - share_val(> t)) / share_val(= t), so that the source-val share is
     the accuracy exactly; target samples at t count with the same r. Without ties r plays no part.
     """
-    probs_val, probs_target = np.asarray(probs_val), np.asarray(probs_target)
+    probs_val, probs_target = _probabilities(probs_val, "probs_val"), _probabilities(probs_target, "probs_target")
+    if len(np.asarray(y_val)) != len(probs_val):
+        raise DataError(f"atc: {len(probs_val)} source-val rows but {len(np.asarray(y_val))} labels")
     conf_val, conf_t = probs_val.max(1), probs_target.max(1)
     acc = float((probs_val.argmax(1) == np.asarray(y_val)).mean())
     t = np.quantile(conf_val, 1.0 - acc)
@@ -200,7 +212,7 @@ def atc_from_probs(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.nd
 
 def snd_from_probs(probs: np.ndarray, temperature: float = 0.05) -> float:
     """Soft Neighborhood Density of target softmax vectors (see :class:`SND`)."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = _probabilities(probs, "SND") if len(np.asarray(probs)) else np.asarray(probs, dtype=np.float64)
     n = len(probs)
     if n < 2:
         raise DataError(f"SND needs at least 2 target samples, got {n}")
