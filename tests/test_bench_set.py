@@ -26,7 +26,10 @@ def test_variant_label_names_the_settings_that_differ_from_the_defaults():
     from qianyi.bench.runner import variant_label
 
     assert variant_label("dann", {"trade_off": 1.0}) == "dann"
-    assert variant_label("cbst", {**get_method("cbst").hparams(), "align": "dann", "end": 0.8}) == "cbst (end=0.8, align=dann)"
+    cbst = {**get_method("cbst").hparams(), "align": "dann", "end": 0.8}
+    assert variant_label("cbst", cbst, 2) == "cbst (end=0.8, align=dann)"
+    # runs of cbst's first revision (labels decided on the augmented view, before 2026-12-04) are a variant
+    assert variant_label("cbst", cbst) == "cbst (end=0.8, align=dann, revision=1)"
     old = {"augment": True, "keep": 0.9, "memory": 20, "source_weight": 0.0}  # stored before pretrain/noisy existed
     assert variant_label("self-train", old) == "self-train"
     assert variant_label("self-train", {**old, "pretrain": "dann"}) == "self-train (pretrain=dann)"
