@@ -21,7 +21,6 @@ from qianyi.distances.adistance import proxy_a_distance
 from qianyi.methods import Batch, get_method
 from qianyi.methods.base import StepContext
 from qianyi.nn import Backbone
-from qianyi.nn.backbones import LayerOutputs, backbone_for, mlp
 from qianyi.schedules import adaptation_ramp, annealed_lr
 
 from .test_distances import brute_mmd2
@@ -196,18 +195,9 @@ def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def test_cycada_generator_terms_match_their_definitions():
-    from qianyi.methods.generative import CyCADA
+    from .test_generative import _cycada_setup
 
-    torch.manual_seed(0)
-    shape = (3, 12, 12)
-    model = backbone_for(shape, 3)
-    with torch.no_grad():
-        model.eval()
-        probe = model(torch.rand(2, *shape))
-        model.train()
-    m = CyCADA(identity=0.5, width=4, disc_width=4)
-    m.input_shape = shape
-    m.setup(model, probe)
+    model, m, _, shape = _cycada_setup(identity=0.5)
     xs, xt = torch.rand(6, *shape), 1 - torch.rand(6, *shape)
     ctx = Capture(model, m, xs, torch.randint(0, 3, (6,)), xt, None, 0.5, 1, {})
     with torch.no_grad():  # before the step: f_S's batch-norm statistics move in its own update
