@@ -21,6 +21,7 @@ from qianyi.distances.adistance import proxy_a_distance
 from qianyi.methods import Batch, get_method
 from qianyi.methods.base import StepContext
 from qianyi.nn import Backbone
+from qianyi.nn.backbones import LayerOutputs, mlp
 from qianyi.schedules import adaptation_ramp, annealed_lr
 
 from .test_distances import brute_mmd2
