@@ -202,7 +202,9 @@ def test_summary_keeps_runs_of_an_earlier_method_revision_apart(tmp_path, capsys
     _store(tmp_path / "b", old + new + base)
     assert main(["summary", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "| mean-teacher | 90.0" in out and "revision" not in out
+    tables, left_out = out.split("Left out of these tables")
+    assert "| mean-teacher | 90.0" in tables and "revision" not in tables
+    assert "mean-teacher (revision=1)" in left_out  # said in the written report, not on stderr alone
 
 
 def test_gap_closed_is_undefined_where_the_oracle_is_not_above_source_only():
@@ -270,3 +272,59 @@ def test_the_validator_table_leaves_out_a_pair_without_labelled_target_and_says_
     table = res.validator_table()
     assert "| dann | 70.0 |" in table and "Left out c->d: no labelled target test split" in table
     assert res.validator_table([Q]).startswith("No validator table: left out c->d")
+
+
+def test_a_validator_that_scored_no_epoch_keeps_its_rule_and_the_table_says_so(tmp_path, capsys):
+    """A `--select dev` run whose validator scored nothing kept its last epoch; summary read it as a run of
+    the rule 'last' (the text) and refused the folder ("different rules (dev, last)")."""
+    dev = "best by validator 'dev' (epoch 3 of 5); no target labels"
+    runs = [replace(r, selection=dev, config={"epochs": 5, "select": "dev"}) for r in RUNS]
+    runs[-1] = replace(runs[-1], selection="validator 'dev' scored no epoch: last epoch (5); no target labels")
+    runs[-2] = replace(runs[-2], selection="last epoch (5); no target labels")  # written so before 2026-12-04
+    _store(tmp_path / "a", runs)
+    assert main(["summary", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "chosen by the label-free validator 'dev'" in out
+    assert "2 runs kept their last epoch because the validator 'dev' scored no epoch: cdan+e c->d seed 0, " \
+           "cdan+e c->d seed 1." in out
+    assert "| cdan+e | 77.3 ± 5.7 (n=3) |" in out and "| 47.5 ± 10.6 (n=2) |" in out  # both runs counted
+
+
+def test_the_written_report_says_what_summary_left_out_and_names_unfinished_runs(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    _store(tmp_path, RUNS)
+    (tmp_path / "runs" / "a-_b" / "dann" / "seed7-x").mkdir()  # killed, diverged or still training: no result
+    ((tmp_path / "runs" / "a-_b" / "dann" / "seed7-x") / "checkpoint.pt").write_bytes(b"")
+    with pytest.warns(QianyiWarning, match=r"1 run folder without a result .*a-_b/dann/seed7-x"):
+        res = BenchResult.from_dirs([tmp_path])
+    report = res.report()
+    assert "Left out of these tables:\n\n* " in report and "a-_b/dann/seed7-x" in report
+    _store(tmp_path / "clean", RUNS)
+    assert "Left out" not in BenchResult.from_dirs([tmp_path / "clean"]).report()
+
+
+def test_tables_say_which_cells_are_short_of_seeds_or_methods_and_which_choices_no_validator_made():
+    hist = [{"score_dev": float("nan"), "score_entropy": 0.3, "oracle_target_acc": 0.1276},
+            {"score_dev": float("nan"), "score_entropy": 0.2, "oracle_target_acc": 0.1244}]
+    runs = [replace(r, history=hist) for r in _runs("dann", P, {0: 0.1244, 1: 0.1244})
+            + _runs("source-only", P, {0: 0.1, 1: 0.1}) + _runs("oracle", P, {0: 0.9, 1: 0.9})
+            + _runs("source-only", Q, {0: 0.1}) + _runs("oracle", Q, {0: 0.9, 1: 0.9})]
+    res = BenchResult(runs, [P, Q], ["source-only", "dann", "oracle"])
+    table = res.table()
+    assert "| source-only | 10.0 |" in table and "10.0 (n=1)" in table
+    assert "(n=k): only k seeds of that method finished on that pair" in table
+    assert "| dann | 12.4 | 12.8 | 0.4 |" in table  # the cost of the cells as shown (12.76 - 12.44 = 0.32)
+    vt = res.validator_table([P])
+    assert "| dann | 12.4 | 12.4* | 12.4 | 12.8 |" in vt  # last, dev (scored no epoch: the last), entropy, ORACLE
+    assert "A figure marked * is not that validator's choice" in vt
+    assert "Not in this table (no target accuracy on every pair): dann." in res.summary_table()
+    assert "Closest to the oracle choice on average: last, dev, entropy (0.3 points short)" in vt
+    one = BenchResult(_runs("dann", P, {0: 0.5}), [P], ["dann"])
+    assert "Seeds [0]; one seed: no std." in one.table()
+
+
+def test_the_settings_line_names_the_pairs_whose_settings_differ():
+    runs = ([replace(r, config={"epochs": 4}) for r in _runs("dann", P, {0: 0.5})]
+            + [replace(r, config={"epochs": 2}) for r in _runs("dann", Q, {0: 0.5})])
+    assert "epochs differs between pairs: 4 (a->b), 2 (c->d)" in BenchResult(runs, [P, Q], ["dann"]).settings_line()

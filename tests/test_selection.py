@@ -187,7 +187,7 @@ def test_an_epoch_a_validator_cannot_score_is_named(monkeypatch):
     with pytest.warns(QianyiWarning, match="'nanval' scored epoch 1 nan: that epoch cannot be chosen"):
         fit = Trainer(get_method("source-only"), TrainConfig(epochs=2, steps_per_epoch=2, select="nanval",
                                                              progress=False)).fit(toy_task())
-    assert fit.selection.startswith("last epoch")
+    assert fit.selection.startswith("validator 'nanval' scored no epoch: last epoch (2)")
 
 
 def test_select_takes_the_network_and_text_settings_bench_takes(tmp_path, capsys):
@@ -224,3 +224,23 @@ def test_select_refuses_one_network_instance(tmp_path):
 
     with pytest.raises(ConfigError, match="select trains a fresh network for every run"):
         select_hparams("dann", ["digits->digits+rot30"], backbone=torch.nn.Linear(2, 2), out=tmp_path)
+
+
+def test_a_candidate_the_validator_could_not_score_is_said_and_its_json_stays_valid(tmp_path, monkeypatch):
+    """A NaN seed score ranked its candidate last with a bare "nan", and the .json held NaN (not JSON)."""
+    from qianyi.bench.selection import select_hparams
+    from qianyi.select import validators as V
+
+    class NaNVal(V.Validator):
+        name, higher_is_better, needs, paper = "nanval", True, frozenset({"source_val"}), "a test: scores NaN"
+
+        def __call__(self, p):
+            return float("nan")
+    monkeypatch.setitem(V.VALIDATORS, "nanval", NaNVal)
+    res = select_hparams("source-only", ["digits->digits+rot30@150"], "nanval", grid=[{}], out=tmp_path, log=None,
+                         config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False))
+    text = (tmp_path / "select-source-only-nanval.md").read_text()
+    assert "nan: nanval did not score some seeds' runs (defaults on digits->digits+rot30@150 (1 of 1 seeds))" in text
+    saved = json.loads((tmp_path / "select-source-only-nanval.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"{c} in the json"))
+    assert saved["scores"] == [[[None]]] and res.chosen == 0

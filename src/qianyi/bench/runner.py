@@ -103,7 +103,7 @@ def _check_one_setting(runs: Sequence[RunResult]) -> None:
     # a validator that chose each run's epoch scored it on selection_samples rows: other counts, other choices
     chosen_by = {}
     for r in runs:
-        if not r.oracle and _selection_name(r.selection) != LAST:
+        if not r.oracle and _selection_name(r) != LAST:
             chosen_by.setdefault((r.source, r.target), {}).setdefault((r.config or {}).get("selection_samples"),
                                                                       []).append(r.method)
     for (s, t), counts in chosen_by.items():
@@ -189,10 +189,29 @@ def _newest_data_version(kept: list[tuple[float, RunResult]], where: str) -> lis
     return out
 
 
-def _selection_name(selection: str) -> str:
-    """The ``--select`` value a run's ``selection`` text came from: 'last' or the validator's name."""
-    m = re.search(r"validator '([^']+)'", selection)
+def _selection_name(r: RunResult) -> str:
+    """The ``--select`` rule a run was made with: 'last' or the validator's name (from its config; runs
+    that record none, from the ``selection`` text). A validator that scored no epoch kept the last epoch
+    (:func:`fell_back`) but the rule stays its own: such a run is not one of another rule."""
+    asked = (r.config or {}).get("select")
+    if isinstance(asked, str) and asked:
+        return asked
+    m = re.search(r"validator '([^']+)'", r.selection)
     return m.group(1) if m else LAST
+
+
+def fell_back(r: RunResult) -> bool:
+    """Whether the run's validator scored no epoch, so the run kept its last epoch."""
+    return _selection_name(r) != LAST and not re.search(r"best by validator", r.selection)
+
+
+def _scored_none(r: RunResult, validator: str) -> bool:
+    """Whether ``validator`` scored no epoch of the run's history (its choice falls back to the last)."""
+    key = f"score_{validator}"
+    if not r.history or key not in r.history[-1]:
+        return False
+    v = get_validator(validator)
+    return not any(math.isfinite(v.utility(row.get(key, math.nan))) for row in r.history)
 
 
 def choice_accuracy(result: RunResult, choice: str) -> float | None:
@@ -233,6 +252,8 @@ class BenchResult:
     comparisons: list[tuple[str, str]] = field(default_factory=list)
     #: The command that made the table (the CLI sets it): the first line of :meth:`report`.
     command: str = ""
+    #: What :meth:`from_dirs` left out and why (its warnings): said again under the tables it writes.
+    notes: list[str] = field(default_factory=list)
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -276,6 +297,7 @@ class BenchResult:
         head = "| method | " + " | ".join(f"{s}→{t} acc. (%) | gap closed" for s, t in self.pairs) + " | train s |"
         n_seeds = len({r.seed for r in self.runs})
         lines = [head, "|---|" + "---:|---:|" * len(self.pairs) + "---:|"]
+        short_cells = False
         for m in self.methods:
             cells = []
             secs = [r.train_seconds for r in self.runs if r.method == m]
@@ -288,6 +310,7 @@ class BenchResult:
                     continue
                 std = f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else ""
                 short = f" (n={len(a)})" if len(a) < n_seeds else ""  # fewer seeds finished than elsewhere
+                short_cells = short_cells or bool(short)
                 cells.append(f"{a.mean():.1f}{std}{short}")
                 g = None if m in BASELINES or self.uses_target_labels(m) else self.gap_closed(m, pair)
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
@@ -296,9 +319,20 @@ class BenchResult:
             lines.append(f"| {label} | " + " | ".join(cells) + (f" | {t:.1f} |" if t < 10 else f" | {t:.0f} |"))
         seeds = sorted({r.seed for r in self.runs})
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
-        lines += ["", f"Seeds {seeds}; mean ± sample std over seeds. Gap closed = (acc − source-only) / (oracle − "
+        spread = "mean ± sample std over seeds" if len(seeds) > 1 else "one seed: no std"
+        lines += ["", f"Seeds {seeds}; {spread}. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
                       "rows marked ORACLE."]
+        if short_cells:
+            lines.append("(n=k): only k seeds of that method finished on that pair; its means in every table, and "
+                         "on that pair the gap closed of every method when source-only or the oracle is short, are "
+                         "over the seeds each method has (`qianyi summary --compare A B` pairs them by seed).")
+        back = [r for r in self.runs if not r.oracle and fell_back(r)]
+        if back:
+            lines.append(f"{len(back)} run{'s' * (len(back) != 1)} kept {'their' if len(back) != 1 else 'its'} last "
+                         f"epoch because the validator {_selection_name(back[0])!r} scored no epoch: "
+                         + ", ".join(f"{r.method} {r.source}->{r.target} seed {r.seed}" for r in back[:5])
+                         + (" …" if len(back) > 5 else "") + ".")
         unscored = sorted({f"{r.source}->{r.target}" for r in self.runs if r.target_accuracy is None})
         if unscored:
             lines.append(f"No target accuracy (–) for {', '.join(unscored)}: those runs had no labelled target test "
@@ -336,7 +370,8 @@ class BenchResult:
                 if not len(a) or not len(o):
                     cells += ["–"] * 3
                     continue
-                cells += [f"{a.mean():.1f}", f"{o.mean():.1f}", f"{o.mean() - a.mean():.1f}"]
+                a_, o_ = round(float(a.mean()), 1), round(float(o.mean()), 1)  # the cost of the cells as shown
+                cells += [f"{a_:.1f}", f"{o_:.1f}", f"{o_ - a_:.1f}"]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -358,21 +393,34 @@ class BenchResult:
         lines = ["| method | " + " | ".join(c if c != ORACLE_CHOICE else "ORACLE choice" for c in choices) + " |",
                  "|---|" + "---:|" * len(choices)]
         gaps: dict[str, list[float]] = {c: [] for c in choices}
+        dropped, unscored_by = [], False
         for m in methods:
             per_choice = {c: [self.accuracies(m, p, c) for p in pairs] for c in choices}
             if not all(len(a) for accs in per_choice.values() for a in accs):
+                dropped.append(m)
                 continue
             means = {c: float(np.mean([a.mean() for a in accs])) for c, accs in per_choice.items()}
             for c in choices:
                 gaps[c].append(means[ORACLE_CHOICE] - means[c])
-            lines.append(f"| {m} | " + " | ".join(f"{100 * means[c]:.1f}" for c in choices) + " |")
+            star = {c: any(_scored_none(r, c) for p in pairs for r in self._runs(m, p)) for c in vals}
+            unscored_by = unscored_by or any(star.values())
+            lines.append(f"| {m} | " + " | ".join(f"{100 * means[c]:.1f}" + ("*" if star.get(c) else "")
+                                                  for c in choices) + " |")
         avg = {c: float(np.mean(g)) for c, g in gaps.items() if g and c != ORACLE_CHOICE}
         lines.append("| mean shortfall vs ORACLE choice (points) | " + " | ".join(
             f"{100 * avg[c]:.1f}" if c in avg else "–" for c in choices) + " |")
         where = ", ".join(f"{s}->{t}" for s, t in pairs)
+        if unscored_by:
+            lines += ["", "A figure marked * is not that validator's choice: it scored no epoch of at least one of the "
+                          "method's runs, whose choice is then the last epoch (as the engine keeps it)."]
+        if dropped:
+            lines += ["", f"Not in this table: {', '.join(dropped)} (runs missing on "
+                          f"{'a pair' if len(pairs) > 1 else 'this pair'}, or no per-epoch record)."]
         if avg:
-            best = min(avg, key=avg.get)
-            lines += ["", f"Closest to the oracle choice on average: {best} ({100 * avg[best]:.1f} points short). "
+            shown = {c: f"{100 * g:.1f}" for c, g in avg.items()}
+            low = shown[min(avg, key=avg.get)]
+            best = ", ".join(c for c in avg if shown[c] == low)  # every rule tied with it as shown
+            lines += ["", f"Closest to the oracle choice on average: {best} ({low} points short). "
                           f"Target accuracy (%) at the epoch each rule picks, seed means, averaged over {where}; the "
                           "ORACLE column picks on target-test labels."]
         if said:
@@ -382,9 +430,11 @@ class BenchResult:
     def summary_table(self) -> str:
         """Markdown over all pairs: per method, mean accuracy, mean gap closed, pairs where it beats source-only."""
         lines = ["| method | mean acc. over pairs (%) | mean gap closed | beats source-only on |", "|---|---:|---:|---:|"]
+        dropped = []
         for m in self.methods:
             accs = [self.accuracies(m, p) for p in self.pairs]
             if not all(len(a) for a in accs):
+                dropped.append(m)
                 continue
             so = [self.accuracies("source-only", p) for p in self.pairs]
             gaps = [self.gap_closed(m, p) for p in self.pairs]
@@ -400,6 +450,8 @@ class BenchResult:
                                                "accuracy" if unscored else "no method has runs on every pair") + ".")
         lines += ["", f"Pairs: {', '.join(f'{s}->{t}' for s, t in self.pairs)}; seed means per pair, then the plain "
                       "mean over pairs."]
+        if dropped:
+            lines[-1] += f" Not in this table (no target accuracy on every pair): {', '.join(dropped)}."
         return "\n".join(lines)
 
     def paired_difference(self, a: str, b: str) -> "PairedDifference":
@@ -432,6 +484,19 @@ class BenchResult:
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
+        """Collect the finished runs of one or more bench folders (see :meth:`_from_dirs`); what it leaves
+        out, it warns about and keeps in :attr:`notes`, so the tables written from it say so too."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = cls._from_dirs(dirs, select, pairs, variants)
+        for w in caught:  # said again, from where they were said, to the caller's filters
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        result.notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, QianyiWarning)))
+        return result
+
+    @classmethod
+    def _from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
+                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (their run stores) into one result.
 
         Only runs with each method's current default settings are kept (a store may also hold runs of
@@ -452,10 +517,13 @@ class BenchResult:
         kept: list[tuple[float, RunResult]] = []
         variant_runs: list[str] = []
         unfinished: list[str] = []  # staged runs killed between their last stage's record and their own
+        no_result: list[str] = []  # run folders without a result: training now, killed, or stopped by an error
         for d in dirs:
             files = sorted(Path(d).glob("runs/*/*/*/result.json"))
             if not files:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
+            no_result += [str(p.relative_to(Path(d) / "runs")) for p in sorted(Path(d).glob("runs/*/*/*"))
+                          if p.is_dir() and not (p / "result.json").exists()]
             for f in files:
                 r = RunResult.read(f)
                 if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
@@ -469,29 +537,34 @@ class BenchResult:
                     r = replace(r, method=label)
                 kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
+        if no_result:
+            warnings.warn(f"{where}: {len(no_result)} run folder{'s' * (len(no_result) != 1)} without a result "
+                          f"(still training, killed, or stopped by an error), not in these tables: "
+                          f"{', '.join(no_result[:5])}{' …' * (len(no_result) > 5)}; rerun the bench command to "
+                          "finish them (a run that failed says why again)", QianyiWarning, stacklevel=3)
         if unfinished:
             warnings.warn(f"{where}: left out {len(unfinished)} staged run(s) killed before they finished "
                           f"({', '.join(unfinished[:3])}); rerun the bench command to finish them", QianyiWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         if variant_runs:  # said, not silent: a `bench --set` folder otherwise showed source-only and the oracle only
             warnings.warn(f"{where}: left out {len(variant_runs)} run{'s' * (len(variant_runs) != 1)} of other "
                           "settings or loss revisions "
                           f"({', '.join(dict.fromkeys(variant_runs))}); --variants tabulates each as a row of its own",
-                          QianyiWarning, stacklevel=2)
-        selections = sorted({_selection_name(r.selection) for _, r in kept if not r.oracle})
+                          QianyiWarning, stacklevel=3)
+        selections = sorted({_selection_name(r) for _, r in kept if not r.oracle})
         if select is None:  # the rule the runs were made with
             if len(selections) > 1:
                 raise DataError(f"the runs in {where} chose their models by different rules ({', '.join(selections)}); "
                                 "pass one as --select")
             select = selections[0] if selections else LAST
-        other_rule = [r for _, r in kept if not r.oracle and _selection_name(r.selection) != select]
+        other_rule = [r for _, r in kept if not r.oracle and _selection_name(r) != select]
         if other_rule:
-            rules = ", ".join(dict.fromkeys(_selection_name(r.selection) for r in other_rule))
+            rules = ", ".join(dict.fromkeys(_selection_name(r) for r in other_rule))
             warnings.warn(f"{where}: left out {len(other_rule)} run{'s' * (len(other_rule) != 1)} whose models were "
                           f"chosen by {rules}, not "
                           f"{select!r} ({', '.join(dict.fromkeys(r.method for r in other_rule))}); --select {rules.split(',')[0]} "
-                          "tabulates them", QianyiWarning, stacklevel=2)
-        kept = [(t, r) for t, r in kept if r.oracle or _selection_name(r.selection) == select]
+                          "tabulates them", QianyiWarning, stacklevel=3)
+        kept = [(t, r) for t, r in kept if r.oracle or _selection_name(r) == select]
         kept = _newest_data_version(kept, where)
         found: dict[tuple[str, str, str, int], tuple[float, RunResult]] = {}
         for mtime, r in kept:
@@ -578,7 +651,15 @@ class BenchResult:
         each pair (source train + validation, target train, target test), the network when not the default."""
         def shared(key: str) -> Any:
             values = {json.dumps(_asked(r).get(key)) for r in self.runs}
-            return json.loads(values.pop()) if len(values) == 1 else "differs between runs"
+            if len(values) == 1:
+                return json.loads(values.pop())
+            by_value: dict[str, list[str]] = {}  # one value per pair (a pair's runs are alike: _check_one_setting)
+            for r in self.runs:
+                pairs = by_value.setdefault(json.dumps(_asked(r).get(key)), [])
+                if f"{r.source}->{r.target}" not in pairs:
+                    pairs.append(f"{r.source}->{r.target}")
+            return ("differs between pairs: " + ", ".join(f"{json.loads(v)} ({', '.join(ps)})"
+                                                          for v, ps in by_value.items()))
         said = {"epochs": "epochs {}", "batch_size": "batch size {}", "optimizer": "optimizer {}", "lr": "lr {}",
                 "steps_per_epoch": "steps per epoch {}"}
         parts = [text.format(v) for key, text in said.items() if (v := shared(key)) is not None]
@@ -601,6 +682,8 @@ class BenchResult:
         """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs,
         the paired comparisons, every seed's accuracy (``per_seed``), the runs flagged by the health checks."""
         parts = ([f"Command: `{self.command}`"] if self.command else []) + [self.table()]
+        if self.notes:  # what the folders held and these tables leave out (summary warned about it too)
+            parts.append("Left out of these tables:\n\n" + "\n".join(f"* {n}" for n in self.notes))
         vt = self.validator_table()
         if vt:
             parts.append(vt)

@@ -187,6 +187,13 @@ class SelectionResult:
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
         lines += [note for note in (self.tie_break, self.indistinct) if note]
+        missing = [f"{(', '.join(f'{k}={v}' for k, v in c.items()) or 'defaults')} on {p} "
+                   f"({int(np.isnan(self.scores[i, j]).sum())} of {self.scores.shape[2]} seeds)"
+                   for i, c in enumerate(self.candidates) for j, p in enumerate(self.pairs)
+                   if np.isnan(self.scores[i, j]).any()]
+        if missing:
+            lines.append(f"nan: {self.validator} did not score some seeds' runs ({'; '.join(missing)}), so their seed "
+                         "mean is NaN and ranks last on that pair; each run's result.json says why.")
         if self.settings:
             lines.append(f"Runs: {self.settings}.")
         if show_oracle and o is None:
@@ -264,6 +271,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                     {"method": method, "validator": validator, "pairs": list(pairs),
                                      "seeds": list(seeds), "candidates": cands, "chosen": res.choice,
                                      "config": runs_config, "max_samples": max_samples, "network": network,
-                                     "mean_rank": mean_rank.tolist(), "scores": scores.tolist(),
-                                     "tie_break": res.tie_break, "indistinct": res.indistinct})}
+                                     "mean_rank": mean_rank.tolist(),  # (NaN, an unscored run: null, valid JSON)
+                                     "scores": np.where(np.isfinite(scores), scores, None).tolist(),
+                                     "tie_break": res.tie_break, "indistinct": res.indistinct,
+                                     "ORACLE_target_accuracy_not_used": np.where(np.isfinite(accs), accs, None).tolist()})}
     return res

@@ -731,6 +731,8 @@ class Trainer:
         else:
             chosen = epochs
             selection = f"last epoch ({epochs}); no target labels"
+            if cfg.select != LAST:  # the validator was asked for and scored nothing: the rule stays its own
+                selection = f"validator {cfg.select!r} scored no epoch: " + selection
         if method.uses_target_labels:
             selection = "ORACLE: trained on target labels; " + selection.replace("; no target labels", "")
         net = method.inference_model(model)
