@@ -25,6 +25,7 @@ def bench_dir(tmp_path_factory):
 
 def test_bench_writes_the_report_and_its_markdown_twin(bench_dir, capsys):
     html = (bench_dir / "report.html").read_text()
+    assert "The figures are PNG files in <code>report/</code> beside this page" in html
     for part in ("Results", "gap closed", "Training curves", "ORACLE", "Feature embedding", "Distance per layer"):
         assert part in html
     for fig in ("curves.png", "embedding.png", "profile.png"):

@@ -199,6 +199,10 @@ def _html(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables
     title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style>{_SELF_CHECK}</head><body><h1>{html.escape(title)}</h1>"]
+    if any(fig is not None for _, _, fig in sections):  # linked, not inlined: the page alone shows no figure
+        folder = html.escape(os.path.relpath(next(f for _, _, f in sections if f is not None), out).split(os.sep)[0])
+        parts.append(f"<p>The figures are PNG files in <code>{folder}/</code> beside this page: copy that folder "
+                     "with it.</p>")
     for heading, text, fig in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
         if heading == "Results":
