@@ -328,3 +328,14 @@ def test_the_settings_line_names_the_pairs_whose_settings_differ():
     runs = ([replace(r, config={"epochs": 4}) for r in _runs("dann", P, {0: 0.5})]
             + [replace(r, config={"epochs": 2}) for r in _runs("dann", Q, {0: 0.5})])
     assert "epochs differs between pairs: 4 (a->b), 2 (c->d)" in BenchResult(runs, [P, Q], ["dann"]).settings_line()
+
+
+def test_the_plot_tells_runs_without_target_labels_from_missing_runs(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    said: list[str] = []
+    text = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: (said.append(s), text(self, x, y, s, *a, **k))[1])
+    runs = _runs("dann", P, {0: None}) + _runs("source-only", P, {0: 0.5})
+    BenchResult(runs, [P], ["source-only", "dann", "oracle"]).plot(tmp_path / "r.png")
+    assert said.count("no target labels") == 1 and said.count("no runs") == 1  # dann unscored; no oracle run

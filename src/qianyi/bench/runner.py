@@ -720,7 +720,8 @@ class BenchResult:
 
     def plot(self, path: Path) -> Path:
         """Target accuracy per method, one panel per pair: bars from 0 (their lengths compare), whiskers the
-        sample std over seeds; a method without runs on a pair gets no bar ("no runs"), one seed "n=1"."""
+        sample std over seeds; a method without runs on a pair gets no bar ("no runs"; runs without a labelled target
+        test split: "no target labels"), one seed "n=1"."""
         width = max(4.5, 0.55 * len(self.methods) + 1.5)  # per panel: room for every method's name
         cols = max(1, min(len(self.pairs), int(18 // width)))
         rows = -(-len(self.pairs) // cols)
@@ -750,7 +751,8 @@ class BenchResult:
                 ax.text(i, v + e + 1, f"{v:.1f}" + ("\nn=1" if len(accs[i]) == 1 and seeds != [1] else ""),
                         ha="center", va="bottom", fontsize=7)
             for i in sorted(set(range(len(self.methods))) - set(have)):
-                ax.text(i, 2, "no runs", ha="center", va="bottom", fontsize=7, rotation=90, color="#666666")
+                what = "no target labels" if self._runs(self.methods[i], pair) else "no runs"  # runs, unscored
+                ax.text(i, 2, what, ha="center", va="bottom", fontsize=7, rotation=90, color="#666666")
         fig.suptitle("no runs" if not seeds else "target accuracy, one seed" if seeds == [1] else
                      f"mean target accuracy over {seeds[0] if len(seeds) == 1 else f'{seeds[0]}-{seeds[-1]}'} seeds\n"
                      "(whiskers: sample std over seeds)", fontsize=9)
