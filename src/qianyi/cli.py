@@ -44,7 +44,7 @@ examples:
   qianyi report runs/bench                      # runs/bench/report.html: tables, curves, t-SNE, per-layer MMD
   qianyi run dann --source folder:amazon --target folder:webcam --backbone resnet50 --weights resnet50-0676ba61.pth
   qianyi features --data folder:amazon --backbone resnet50 --weights resnet50-0676ba61.pth --layer pool --out amazon.npz
-  qianyi proxy villages.csv --proxy nightlights --target wealth --out runs/proxy   # a cheap label teaches a scarce one
+  qianyi proxy villages.csv --proxy nightlights --target wealth --drop village_id --out runs/proxy   # a cheap label teaches a scarce one
   qianyi datasets                               # dataset names and file readers (npz:, idx:, folder:, csv:)
   qianyi methods                                # method names, one line each
 
@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "scaling, vocabulary), and write one row per sample: predicted class and class "
                                     "probabilities (and its file, for a folder of images or wavs). Labelled data also gets its accuracy printed. Options of the --data "
                                     "spec itself are read as given: repeat those the run's spec had (folder ?size=, "
-                                    "CSV ?categorical= and ?drop=).")
+                                    "CSV ?categorical= and ?drop=; a `qianyi proxy` model reads its feature columns "
+                                    "by name from the plain CSV and ignores the others).")
     pr.add_argument("model", help="a run folder (the --out of `qianyi run`, or of `qianyi proxy`: then --data is a "
                     "CSV table with the model's feature columns)")
     pr.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. npz:new.npz, folder:photos, digits")

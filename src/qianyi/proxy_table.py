@@ -46,7 +46,9 @@ def _path(spec: str | os.PathLike) -> Path:
         if sep and reader.isalpha() and len(reader) > 1 and reader != "csv":
             raise DataError(f"a proxy table is a CSV file (csv:FILE or its path), got the {reader}: spec {text!r}")
         if "?" in text and not Path(text[4:] if reader == "csv" else text).exists():
-            raise DataError(f"{text!r}: a proxy table takes no ?options; name the columns to leave out with --drop")
+            raise DataError(f"{text!r}: a proxy table takes no ?options; give the plain file (`qianyi proxy`: name "
+                            "the columns to leave out with --drop; `qianyi predict`: the model reads its feature columns "
+                            "by name and ignores the others)")
     return Path(text[4:] if text.startswith("csv:") else text).expanduser()
 
 

@@ -166,6 +166,7 @@ class GaussianKernel:
 
 
 def multi_kernel(multipliers: Sequence[float] = MULTI_KERNEL) -> GaussianKernel:
+    """DAN's multi-kernel: the mean of Gaussian kernels with sigma^2 = ``multipliers`` x the median heuristic's."""
     return GaussianKernel(None, tuple(multipliers))
 
 

@@ -3,7 +3,8 @@
 >>> import qianyi
 >>> from qianyi.measure import distances, layer_profile, advise
 >>> task = qianyi.load_task("mnist", "digits")              # doctest: +SKIP
->>> distances(task.source.X, task.target.X, ["mk-mmd", "a-distance"])  # doctest: +SKIP
+>>> d = distances(task.source.X, task.target.X, ["mk-mmd", "a-distance"])  # doctest: +SKIP
+>>> {k: round(v, 4) for k, v in d.items()}                  # doctest: +SKIP
 {'mk-mmd': 0.0548, 'a-distance': 1.544}
 >>> advise(task).report()                                 # doctest: +SKIP
 """

@@ -58,6 +58,7 @@ def load_plugins(group: str, kind: str) -> None:
 
 
 def available_methods() -> dict[str, type[Method]]:
+    """Every registered method (built-in and plugins), by name in alphabetical order."""
     _load_all()
     return dict(sorted(METHODS.items()))
 

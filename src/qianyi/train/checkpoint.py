@@ -22,6 +22,8 @@ FILENAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write a training ``state`` (tensors and plain values, loadable with ``weights_only=True``) atomically,
+    tagged with this format's version."""
     return save_tensors(path, dict(state, format=FORMAT))
 
 
