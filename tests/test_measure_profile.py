@@ -194,3 +194,16 @@ def test_measure_and_advise_seed_their_training_as_the_cli_does_when_no_config_i
     with pytest.raises(RuntimeError, match="stop"):
         advisor.advise(toy_task(n=60), seed=5, permutations=0, samples=100, log=None)
     assert seen == [7, 5]
+
+
+def test_measure_warns_when_its_held_out_inputs_are_too_few_and_takes_val_fraction(capsys):
+    """On a small source the distances compared the 10% source_val alone (15 reviews): an A-distance of 0
+    said "alike" of two domains that share no word, with no hint and no option to hold out more."""
+    from qianyi.cli import main
+
+    args = ["measure", "digits", "digits+rot30", "--max-samples", "400", "--permutations", "0", "--threads", "1"]
+    assert main(args) == 0
+    assert "compare only 40 source (the held-out source_val split) and 120 target inputs" in capsys.readouterr().err
+    assert main([*args, "--val-fraction", "0.5"]) == 0
+    out, err = capsys.readouterr()
+    assert "between 200 source and 120 target" in out and "compare only" not in err

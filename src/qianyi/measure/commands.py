@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-from ..train.config import positive_int
+from ..train.config import positive_int, share
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -146,6 +146,9 @@ def _measure_args(p: argparse.ArgumentParser, metrics: tuple[str, ...] = DEFAULT
                    help=f"comma-separated, of {', '.join(METRICS)} (default {','.join(metrics)})")
     p.add_argument("--samples", type=int, default=1000, help="inputs per domain used by the distances (default 1000)")
     p.add_argument("--permutations", type=int, default=200, help="MMD permutation test size (0: no test; default 200)")
+    p.add_argument("--val-fraction", type=share, default=0.1, metavar="F",
+                   help="share of the source held out (default 0.1): the source inputs the distances compare, and "
+                        "the networks of --layers train on the rest; raise it on a small source")
     p.add_argument("--text", default=None, metavar="K=V,...", help="text settings, as on qianyi run (e.g. "
                    "max_len=64,vectors=minilm): a text pair is read with them, so a --model trained with them fits")
     p.add_argument("--vector-transform", default="auto", choices=["auto", "none", "log1p", "l1", "l2"],
@@ -168,7 +171,7 @@ def _load(args: argparse.Namespace):
     task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir,
                      text=parse_text_settings(getattr(args, "text", None)),
                      vector_transform=getattr(args, "vector_transform", "auto"),
-                     standardize=getattr(args, "standardize", True))
+                     standardize=getattr(args, "standardize", True), val_fraction=getattr(args, "val_fraction", 0.1))
     print(task.describe(), file=sys.stderr)
     return task
 

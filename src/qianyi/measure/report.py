@@ -6,6 +6,7 @@ the final score only.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -16,7 +17,7 @@ from .._io import write_json, write_text
 from ..data.domain import TransferTask
 from ..distances import mmd_test
 from ..distances.permutation import check_test_memory
-from ..errors import DataError
+from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone
 from ..nn.inference import accuracy
 from ..train.config import TrainConfig
@@ -111,6 +112,10 @@ def load_weights_for(path: str | Path, task: TransferTask) -> Backbone:
     return model.eval()
 
 
+#: Fewer held-out inputs than this on a side: measure warns that its distances are too noisy to trust.
+FEW_INPUTS = 100
+
+
 def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("dan", "dann"),
             model: str | Path | None = None, config: TrainConfig | None = None,
             metrics: Sequence[str] = DEFAULT_METRICS, samples: int = 1000, permutations: int = 200, seed: int = 0,
@@ -135,6 +140,11 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
         space = f"the presence of the {xs.shape[1]} most frequent words"
     if permutations:
         check_test_memory(min(samples, len(xs)), min(samples, len(xt)))
+    if min(len(xs), len(xt)) < FEW_INPUTS:  # an A-distance of 0 on 15 inputs said "alike" of two unlike domains
+        warnings.warn(f"measure {task.name}: the distances compare only {len(xs)} source (the held-out source_val "
+                      f"split) and {len(xt)} target inputs: too few to trust (an A-distance near 0 may mean too few "
+                      "samples, not alike domains); hold out more of the source (--val-fraction 0.5, "
+                      "load_task(val_fraction=0.5)) or give more data", QianyiWarning, stacklevel=2)
     d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
     test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
     res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,
