@@ -220,6 +220,12 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     (oracle,) = game_flags(collapsed, (), 0.1, oracle=True)  # trained on target labels: no transfer to blame
     assert "target's own labels" in oracle and "carry over" not in oracle
     assert game_flags(collapsed, (), 0.1, check_collapse=False) == []  # a method that trains no classifier
+    # a network that has not learnt the source either: train longer, not "the domains do not transfer"
+    unlearnt = collapsed[:-1] + [{**collapsed[-1], "source_val_acc": 0.26}]
+    (short,) = game_flags(unlearnt, (), 0.1)
+    assert "has not learnt the source yet either (source-val accuracy 26%): train longer" in short
+    (learnt,) = game_flags(collapsed[:-1] + [{**collapsed[-1], "source_val_acc": 0.9}], (), 0.1)
+    assert "carry over" in learnt
     # --select kept epoch 4: the collapse check reads the model the run returns, not the last epoch's
     assert game_flags(collapsed, (), 0.1, selected_epoch=4) == []
     assert game_flags(balanced[:3] + [{**balanced[3], "target_top_share": 0.97}] + balanced[4:], (), 0.1,

@@ -339,3 +339,12 @@ def test_the_plot_tells_runs_without_target_labels_from_missing_runs(tmp_path, m
     runs = _runs("dann", P, {0: None}) + _runs("source-only", P, {0: 0.5})
     BenchResult(runs, [P], ["source-only", "dann", "oracle"]).plot(tmp_path / "r.png")
     assert said.count("no target labels") == 1 and said.count("no runs") == 1  # dann unscored; no oracle run
+
+
+def test_a_pair_without_an_oracle_run_says_so():
+    """The dashes of gap closed read as an oracle no better than source-only when no oracle had run."""
+    runs = _runs("dann", P, {0: 0.6}) + _runs("source-only", P, {0: 0.5}) + _runs("oracle", Q, {0: 0.9}) \
+        + _runs("source-only", Q, {0: 0.5}) + _runs("dann", Q, {0: 0.7})
+    table = BenchResult(runs, [P, Q], ["source-only", "dann", "oracle"]).table()
+    assert "No oracle run on a->b (e.g. a target whose training split has no labels to train it on)" in table
+    assert "c->d" not in table.split("No oracle run on")[1].split(":")[0]

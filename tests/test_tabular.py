@@ -160,3 +160,18 @@ def test_a_large_column_leaves_every_other_column_standardised():
     X = np.c_[rng.normal(1e6, 2e5, 500), rng.normal(0.02, 0.05, 500), np.full(500, 3.0)]
     std = fit_vector_preprocessing(X, "none", True)["standardize"]["std"]
     assert std[1] == pytest.approx(X[:, 1].std(), rel=1e-4) and std[2] == 1.0  # the constant column: centred only
+
+
+def test_a_label_column_of_another_name_is_pointed_to_label(tmp_path):
+    """A 0/1 `churned` column was read as a feature; the errors advised ?drop= (which loses the label)."""
+    from qianyi.data.tasks import load_task
+    from qianyi.errors import DataError
+
+    (tmp_path / "s.csv").write_text("a,b,churned\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(12)))
+    (tmp_path / "t.csv").write_text("a,b\n" + "".join(f"{i},{i % 4}\n" for i in range(8)))
+    with pytest.raises(DataError, match=r"if 'churned' is the label, name it: \?label=churned"):
+        load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 't.csv'}")
+    with pytest.raises(DataError, match=r"has no labels.*name another with \?label=COLUMN"):
+        load_task(f"csv:{tmp_path / 's.csv'}?drop=churned", f"csv:{tmp_path / 't.csv'}")
+    task = load_task(f"csv:{tmp_path / 's.csv'}?label=churned", f"csv:{tmp_path / 't.csv'}")
+    assert task.source.X.shape[1] == 2

@@ -323,6 +323,11 @@ class BenchResult:
         lines += ["", f"Seeds {seeds}; {spread}. Gap closed = (acc − source-only) / (oracle − "
                       f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
                       "rows marked ORACLE."]
+        no_oracle = [f"{s}->{t}" for s, t in self.pairs if not len(self.accuracies("oracle", (s, t)))
+                     and any(len(self.accuracies(m, (s, t))) for m in self.methods)]
+        if no_oracle:  # a reader took the dashes for an oracle no better than source-only
+            lines.append(f"No oracle run on {', '.join(no_oracle)} (e.g. a target whose training split has no labels "
+                         "to train it on): no gap closed there.")
         if short_cells:
             lines.append("(n=k): only k seeds of that method finished on that pair; its means in every table, and "
                          "on that pair the gap closed of every method when source-only or the oracle is short, are "
@@ -935,7 +940,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
         if task.target_test is None:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
-                            "test split; train on it with `qianyi run` (label-free scores) instead")
+                            "test split; give a labelled test set of that target with --target-tests SPEC (target_tests=), or train "
+                            "on it with `qianyi run` (label-free scores)")
         if log:
             log(task.describe())
         for m in methods_:

@@ -296,7 +296,11 @@ class TransferTask:
         if not classifier:
             target, target_test = target.replace(y=None), None
         if not source.labelled:
-            raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source")
+            from .readers import LABEL_COLUMNS
+
+            raise DataError(f"source domain {source.name!r} has no labels; a transfer task needs a labelled source (a "
+                            f"table's label column is found by the names {', '.join(LABEL_COLUMNS)}; name another "
+                            "with ?label=COLUMN)")
         present = np.unique(source.y)
         if len(present) < 2 and classifier:
             raise DataError(f"source domain {source.name!r} has a single class ({_class_name(source, present)}); "

@@ -42,7 +42,7 @@ from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
 from .domain import Domain, TransferTask, stratified_split
 from .lazy import is_lazy
-from .readers import read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
+from .readers import LABEL_COLUMNS, read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts, parse_shift
 from .audio import read_wav_folder
 from .text import TEXT_READER_OPTIONS, TEXT_READERS, csv_text_reader, encode_domain, tokenize_task
@@ -200,7 +200,9 @@ def match_features(names: Sequence[str] | None, target: Domain, reference: str =
         raise DataError(f"{reference} and {target.name!r} have different feature columns: {target.name!r} lacks "
                         f"{bad_missing[:10]} and has extra {bad_extra[:10]}; give both the same columns (drop the "
                         "others with ?drop=A,B; a text column must be one-hot encoded on both sides, "
-                        "?categorical=)")
+                        "?categorical=)" + (f"; if {bad_missing[0]!r} is the label, name it: ?label={bad_missing[0]} (a "
+                                            "table's label column is found only by the names "
+                                            f"{', '.join(LABEL_COLUMNS)})" if bad_missing else ""))
     pos = {c: i for i, c in enumerate(target.feature_names)}
     if not missing and not extra:
         order = [pos[c] for c in names]

@@ -83,8 +83,12 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     row = next((r for r in history if selected_epoch is not None and r.get("epoch") == selected_epoch), history[-1])
     share = row.get(TOP_SHARE_KEY)
     if check_collapse and share is not None and share >= COLLAPSED and source_top_share < 0.5:
+        val = row.get("source_val_acc")
+        unlearnt = val is not None and val < (1 + source_top_share) / 2  # short of halfway to 100% from the majority
         cause = ("it was trained on the target's own labels, so the training itself failed (too few epochs or "
                  "too high a learning rate?)" if oracle
+                 else f"it has not learnt the source yet either (source-val accuracy {100 * val:.0f}%): train longer "
+                      "(more epochs) before reading this as the domains' fault" if unlearnt
                  else "the encoder may have fooled the discriminator by mapping the target to one place" if feature_game
                  else "what it learnt on the source does not carry over to this target")
         flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
