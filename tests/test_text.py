@@ -462,3 +462,19 @@ def test_a_checkpoint_and_the_advisors_source_model_record_their_vocabulary(tmp_
         from qianyi.measure.report import load_weights_for
 
         load_weights_for(tmp_path / "adv" / "source" / "model.pt", shuffled)
+
+
+def test_a_folder_of_class_folders_holds_one_text_per_file(tmp_path):
+    """aclImdb's layout (and load_files'): DIR/<label>/*.txt, one review per file; it was refused."""
+    from qianyi.data.text import read_lines
+
+    for label, words in (("negative", "bad awful"), ("positive", "good great")):
+        (tmp_path / "books" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "books" / label / f"r{i}.txt").write_text(f"{words} {i}\nsecond line\n")
+    dom = read_lines(tmp_path / "books")
+    assert dom.class_names == ("negative", "positive") and list(dom.y) == [0, 0, 0, 1, 1, 1]
+    assert dom.X[0] == "bad awful 0 second line" and len(dom.X) == 6
+    (tmp_path / "books" / "positive" / "empty.txt").write_text("\n")
+    with pytest.raises(DataError, match="empty.txt' holds no text"):
+        read_lines(tmp_path / "books")

@@ -441,17 +441,24 @@ def read_jsonl(path: str | os.PathLike, name: str | None = None, text: str = "te
 
 def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
     """One text per line. A folder: every ``<label>.txt`` in it is one class, named by the file (classes in
-    sorted order). A file: its lines, unlabelled. Blank lines are skipped."""
+    sorted order); or, with no such file, ``<label>/*.txt``: one class per sub-folder, one text per file (the
+    layout of aclImdb and scikit-learn's ``load_files``). A file: its lines, unlabelled. Blank lines are skipped."""
     p = Path(path)
     if p.is_file():
         at = f"text file {str(p)!r}"
         texts = [t for t in _file_lines(_csv_text(p, at)) if t.strip()]
         return _text_domain(texts, None, None, name or p.stem, str(p.resolve()), at)
-    d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files (or one .txt file, unlabelled)")
+    d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files, of <label>/ sub-folders of .txt "
+                "files (one text each), or one .txt file (unlabelled)")
     files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
+    classes = sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")
+                     and any(f.suffix == ".txt" and f.is_file() for f in x.iterdir()))
+    if not files and classes:
+        return _read_text_files(d, classes, name)
     if not files:
         raise DatasetNotFoundError(f"no <label>.txt files in {str(d)!r}; put one file per class there (e.g. "
-                                   "positive.txt, negative.txt), one text per line")
+                                   "positive.txt, negative.txt), one text per line, or one sub-folder per class "
+                                   "holding one .txt file per text")
     texts, labels = [], []
     for k, f in enumerate(files):
         lines = [t for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip()]
@@ -461,6 +468,20 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
         texts += lines
         labels += [k] * len(lines)
     return _text_domain(texts, np.array(labels), tuple(f.stem for f in files), name or d.name, str(d.resolve()),
+                        f"lines folder {str(d)!r}")
+
+
+def _read_text_files(d: Path, classes: Sequence[Path], name: str | None) -> Domain:
+    """``d/<label>/*.txt``: one text per file (its lines joined by spaces), one class per sub-folder."""
+    texts, labels = [], []
+    for k, sub in enumerate(classes):
+        for f in sorted(f for f in sub.iterdir() if f.suffix == ".txt" and f.is_file()):
+            text = " ".join(t.strip() for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip())
+            if not text:
+                raise DataError(f"text file {str(f)!r} holds no text; remove it or write the text in it")
+            texts.append(text)
+            labels.append(k)
+    return _text_domain(texts, np.array(labels), tuple(c.name for c in classes), name or d.name, str(d.resolve()),
                         f"lines folder {str(d)!r}")
 
 
