@@ -175,3 +175,17 @@ def test_a_label_column_of_another_name_is_pointed_to_label(tmp_path):
         load_task(f"csv:{tmp_path / 's.csv'}?drop=churned", f"csv:{tmp_path / 't.csv'}")
     task = load_task(f"csv:{tmp_path / 's.csv'}?label=churned", f"csv:{tmp_path / 't.csv'}")
     assert task.source.X.shape[1] == 2
+
+
+def test_categorical_auto_refuses_an_id_column(tmp_path):
+    """?categorical=auto one-hot encoded a 400-value customer_id (400 of 407 features) without a word."""
+    from qianyi.data.readers import read_csv
+    from qianyi.errors import DataError
+
+    rows = "".join(f"c{i:03d},{i % 5},{'ab'[i % 2]},{i % 2}\n" for i in range(30))
+    (tmp_path / "s.csv").write_text("customer_id,age,city,label\n" + rows)
+    with pytest.raises(DataError, match=r"column 'customer_id' holds a different value on every one of its 30 rows: "
+                                        r"an ID.*\?drop=customer_id"):
+        read_csv(tmp_path / "s.csv", categorical="auto")
+    assert read_csv(tmp_path / "s.csv", categorical="auto", drop=["customer_id"]).X.shape == (30, 3)
+    assert read_csv(tmp_path / "s.csv", categorical=["customer_id", "city"]).X.shape == (30, 33)  # as asked

@@ -561,6 +561,8 @@ _MISSING = ("na", "n/a", "nan", "null", "none", "?", "-", "#n/a")
 CSV_SEPARATORS = {",": ",", ";": ";", "|": "|", "tab": "\t", "\t": "\t"}
 #: A one-hot encoded (categorical) CSV column may hold at most this many distinct values.
 MAX_CATEGORIES = 1000
+#: ``categorical=auto`` refuses a text column whose every value differs (an ID) from this many rows on.
+ID_ROWS = 20
 #: The values of a filtered column counted for the message of a filter that keeps no row.
 _COUNTED_VALUES = 1000
 
@@ -765,6 +767,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     and (keep_out is None or r[keep_out[0]].strip() not in keep_out[2]))
 
         cats = _csv_categorical(categorical, at, cols, feats, label, drop)
+        auto = cats == "auto"
         if cats == "auto":
             body = records()
             next(body, None)  # the header
@@ -830,6 +833,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
+    ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
+    if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
+        raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "
+                        f"ID, not a category (one-hot, a feature per row that no other sample shares); leave it out "
+                        f"with ?drop={','.join(ids)}, or name it in ?categorical= to encode it anyway")
     num = np.frombuffer(values, np.float32).reshape(len(rownos), len(nums))
     if cats:
         n = len(rownos)
