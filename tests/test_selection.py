@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,5 @@ def test_a_candidate_the_validator_could_not_score_is_said_and_its_json_stays_va
     saved = json.loads((tmp_path / "select-source-only-nanval.json").read_text(),
                        parse_constant=lambda c: pytest.fail(f"{c} in the json"))
     assert saved["scores"] == [[[None]]] and res.chosen == 0
+    (folder,) = saved["chosen_runs"].values()  # where the chosen model is, for predict
+    assert (Path(folder) / "model.pt").is_file() and f"digits->digits+rot30@150 seed 0: {folder}" in text

@@ -142,6 +142,8 @@ class SelectionResult:
     files: dict[str, Path] = field(default_factory=dict)
     #: The training settings the runs shared (one line of the report): what another select in the same --out changed.
     settings: str = ""
+    #: The chosen candidate's run folder per pair and seed (its model.pt: ``qianyi predict FOLDER``).
+    chosen_runs: dict[str, str] = field(default_factory=dict)
 
     @property
     def choice(self) -> dict[str, Any]:
@@ -187,6 +189,9 @@ class SelectionResult:
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
         lines += [note for note in (self.tie_break, self.indistinct) if note]
+        if self.chosen_runs:
+            lines.append("The chosen candidate's runs (each folder's model.pt serves `qianyi predict FOLDER`): "
+                         + "; ".join(f"{k}: {v}" for k, v in self.chosen_runs.items()) + ".")
         missing = [f"{(', '.join(f'{k}={v}' for k, v in c.items()) or 'defaults')} on {p} "
                    f"({int(np.isnan(self.scores[i, j]).sum())} of {self.scores.shape[2]} seeds)"
                    for i, c in enumerate(self.candidates) for j, p in enumerate(self.pairs)
@@ -237,6 +242,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     n = len(cands) * len(pairs) * len(seeds)
     scores = np.full((len(cands), len(pairs), len(seeds)), np.nan)
     accs = np.full_like(scores, np.nan)
+    folders: dict[tuple[int, int, int], str] = {}  # each run's folder: its model.pt, for predict
     k = 0
     for j, pair in enumerate(pairs):
         pair_text, cap = split_cap(pair)
@@ -257,6 +263,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                         f"{validator} {result.scores[validator]:.4f}")
                 scores[i, j, s] = result.scores[validator]
                 accs[i, j, s] = result.target_accuracy
+                folders[i, j, s] = str(store.path(fp))
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
     runs_config = base.fingerprint()
     shared = {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
@@ -265,6 +272,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
         f", max_samples {max_samples}" * (max_samples is not None) + \
         f", network {_network_name(network)}" * (network is not None)
     res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings)
+    res.chosen_runs = {f"{pair} seed {seed}": folders[best, j, s] for j, pair in enumerate(pairs)
+                       for s, seed in enumerate(seeds)}
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
                  "json": write_json(out / f"select-{method}-{validator}.json",
@@ -274,5 +283,6 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                      "mean_rank": mean_rank.tolist(),  # (NaN, an unscored run: null, valid JSON)
                                      "scores": np.where(np.isfinite(scores), scores, None).tolist(),
                                      "tie_break": res.tie_break, "indistinct": res.indistinct,
+                                     "chosen_runs": res.chosen_runs,
                                      "ORACLE_target_accuracy_not_used": np.where(np.isfinite(accs), accs, None).tolist()})}
     return res
