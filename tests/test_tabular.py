@@ -189,3 +189,19 @@ def test_categorical_auto_refuses_an_id_column(tmp_path):
         read_csv(tmp_path / "s.csv", categorical="auto")
     assert read_csv(tmp_path / "s.csv", categorical="auto", drop=["customer_id"]).X.shape == (30, 3)
     assert read_csv(tmp_path / "s.csv", categorical=["customer_id", "city"]).X.shape == (30, 33)  # as asked
+
+
+def test_predict_on_a_table_read_without_the_runs_options_names_them(tmp_path, capsys):
+    from qianyi.cli import main
+
+    rows = lambda n, off: "".join(f"{'ab'[i % 2]},{(i + off) % 7},{i % 2}\n" for i in range(n))  # noqa: E731
+    (tmp_path / "s.csv").write_text("city,age,label\n" + rows(40, 0))
+    (tmp_path / "t.csv").write_text("city,age\n" + "".join(r.rsplit(",", 1)[0] + "\n" for r in rows(30, 3).splitlines()))
+    src, tgt = f"csv:{tmp_path / 's.csv'}?categorical=auto", f"csv:{tmp_path / 't.csv'}?categorical=auto"
+    assert main(["run", "source-only", "--source", src, "--target", tgt, "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), "--data", f"csv:{tmp_path / 't.csv'}"]) == 2
+    err = capsys.readouterr().err
+    assert "the model was trained on" in err and f"give --data the same options, e.g. 'csv:{tmp_path / 't.csv'}?categorical=auto'" in err
+    assert main(["predict", str(tmp_path / "run"), "--data", tgt, "--out", str(tmp_path / "p.csv")]) == 0

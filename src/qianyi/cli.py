@@ -443,6 +443,13 @@ def _predict(args: argparse.Namespace) -> int:
         data = raw.replace(y=None)
         warnings.warn(f"{exc}. Predictions are written for every row; the accuracy counts only the rows of "
                       "classes the model knows", QianyiWarning, stacklevel=2)
+    except DataError as exc:
+        trained_on = str(model.meta.get("source") or "")
+        if "?" in str(args.data) or "?" not in trained_on:
+            raise
+        options = trained_on.split("?", 1)[1]  # the run's reader options: the new data need them too
+        raise DataError(f"{exc}; the model was trained on {trained_on!r}: give --data the same options, e.g. "
+                        f"'{args.data}?{options}'") from None
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
     ids = data.ids  # an image or wav folder's files (relative paths): which file each prediction is of
