@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--pairs", nargs="+", required=True, metavar="S->T",
                     help="pairs as 'S->T' (quoted) or S,T; 'S->T@N' caps that pair's domains at N samples (overrides "
                          "--max-samples for it)")
-    sl.add_argument("--validator", default="dev", help="label-free validator (see `qianyi validators`; default dev)")
+    sl.add_argument("--validator", default="dev", help="label-free validator that ranks the candidates (see `qianyi "
+                    "validators`; default dev); not --select, which chooses the epoch each run keeps")
     sl.add_argument("--grid", default=None, metavar="JSON|FILE",
                     help='candidates instead of the method\'s grid, e.g. \'[{"trade_off": 1}, {"trade_off": 3}]\'; '
                          'training settings too: \'[{"lr": 0.002}, {"optimizer": "sgd", "lr": 0.01}]\'')
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--show-oracle", action="store_true",
                     help="add a column with each candidate's target-test accuracy, marked ORACLE (chooses nothing)")
     _train_args(sl)
+    next(a for a in sl._actions if "--select" in a.option_strings).help = (
+        "the epoch each candidate's run keeps: last (default) or a validator's best; the ranking of candidates is "
+        "--validator's")
     _backbone_args(sl)
 
     sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",

@@ -36,6 +36,9 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     m.add_argument("--seed", type=int, default=0, help="seed of the sampling and of any training (default 0)")
     m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
     train_args(m)
+    for group in m._action_groups:  # measure without --layers trains nothing: say whom these flags are for
+        if group.title and group.title.startswith(("training", "fine-tuning")):
+            group.title = group.title.split(" (")[0] + " (only with --layers: the networks it profiles)"
 
     t = sub.add_parser(
         "transferability", help="Yosinski et al.'s layer transferability protocol: BnB, BnB+, AnB, AnB+ curves",
