@@ -204,6 +204,7 @@ def test_a_resumed_run_says_where_it_resumes(tmp_path, capsys):
     # and without progress bars, the result's line says so (a rerun of a finished run trains nothing)
     res, _ = run("dann", task, replace(cfg, progress=False), out=tmp_path)
     assert res.resumed_from_step == 30 and "resumed from its checkpoint at step 30" in res.summary()
+    assert "chosen without target labels)" in res.summary() and "; no target labels" not in res.summary()
 
 
 def test_a_deterministic_fit_leaves_the_global_flags_as_they_were():

@@ -99,8 +99,10 @@ class RunResult:
         else:
             target = f"target accuracy {100 * self.target_accuracy:.2f}%"
         resumed = f"; resumed from its checkpoint at step {self.resumed_from_step}" if self.resumed_from_step else ""
+        # "target accuracy 71% ... no target labels" read as a contradiction: what the labels did not choose
+        chosen = self.selection.replace("; no target labels", "; chosen without target labels")
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
-                f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {self.selection}){tag}")
+                f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {chosen}){tag}")
 
 
 def _wrong_types(data: dict[str, Any]) -> list[str]:
