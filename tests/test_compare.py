@@ -348,3 +348,12 @@ def test_a_pair_without_an_oracle_run_says_so():
     table = BenchResult(runs, [P, Q], ["source-only", "dann", "oracle"]).table()
     assert "No oracle run on a->b (e.g. a target whose training split has no labels to train it on)" in table
     assert "c->d" not in table.split("No oracle run on")[1].split(":")[0]
+
+
+def test_what_was_left_out_is_still_said_when_nothing_is_left_to_tabulate(tmp_path):
+    from qianyi.errors import QianyiWarning
+
+    _store(tmp_path, [replace(r, hparams={"trade_off": 0.5}) for r in RUNS])  # every run of other settings
+    with pytest.warns(QianyiWarning, match="left out 11 runs of other settings"), \
+            pytest.raises(DataError, match="pass --variants"):
+        BenchResult.from_dirs([tmp_path])

@@ -491,11 +491,13 @@ class BenchResult:
                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (see :meth:`_from_dirs`); what it leaves
         out, it warns about and keeps in :attr:`notes`, so the tables written from it say so too."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = cls._from_dirs(dirs, select, pairs, variants)
-        for w in caught:  # said again, from where they were said, to the caller's filters
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = cls._from_dirs(dirs, select, pairs, variants)
+        finally:  # (also before an error: what was left out may be why)
+            for w in caught:  # said again, from where they were said, to the caller's filters
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         result.notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, QianyiWarning)))
         return result
 
