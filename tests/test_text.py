@@ -478,3 +478,18 @@ def test_a_folder_of_class_folders_holds_one_text_per_file(tmp_path):
     (tmp_path / "books" / "positive" / "empty.txt").write_text("\n")
     with pytest.raises(DataError, match="empty.txt' holds no text"):
         read_lines(tmp_path / "books")
+
+
+def test_each_text_knows_the_line_or_file_it_came_from(tmp_path):
+    """predict's index skipped blank lines: the row of a prediction was not the text's line."""
+    from qianyi.data.text import read_jsonl, read_lines, read_text_csv
+
+    (tmp_path / "t.txt").write_text("first\n\nthird\n")
+    assert read_lines(tmp_path / "t.txt").ids == ("t.txt:1", "t.txt:3")
+    (tmp_path / "t.jsonl").write_text('{"text": "a"}\n\n{"text": "b"}\n')
+    assert read_jsonl(tmp_path / "t.jsonl").ids == ("t.jsonl:1", "t.jsonl:3")
+    (tmp_path / "t.csv").write_text('text\n"two\nlines"\nnext\n')
+    assert read_text_csv(tmp_path / "t.csv").ids == ("t.csv:2", "t.csv:4")  # a row's first line
+    (tmp_path / "d" / "pos").mkdir(parents=True)
+    (tmp_path / "d" / "pos" / "r1.txt").write_text("good")
+    assert read_lines(tmp_path / "d").ids == ("pos/r1.txt",)

@@ -456,7 +456,7 @@ def _predict(args: argparse.Namespace) -> int:
                         f"'{args.data}?{options}'") from None
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
-    ids = data.ids  # an image or wav folder's files (relative paths): which file each prediction is of
+    ids = data.ids  # which file (a folder of images, wavs or texts) or FILE:LINE (a text file) each prediction is of
     _write_rows(args.out_csv, [["index", *(["file"] if ids is not None else []), "predicted",
                                 *(f"p_{c}" for c in names)] + (["label"] if labels is not None else [])]
                 + [[str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]

@@ -343,12 +343,13 @@ def _labels(raw: list[str], rows: list[int], where: str, label: str) -> tuple[np
 
 
 def _text_domain(texts: list[str], y: np.ndarray | None, class_names: tuple[str, ...] | None, name: str,
-                 origin: str, where: str) -> Domain:
+                 origin: str, where: str, ids: Sequence[str] | None = None) -> Domain:
+    """``ids``: where each text is (``FILE:LINE``, a file's path): predict writes it beside each prediction."""
     if not texts:
         raise DataError(f"{where} holds no texts; expected one text per record")
     X = np.empty(len(texts), dtype=object)
     X[:] = texts
-    return Domain(X, y, name=name, class_names=class_names, origin=origin)
+    return Domain(X, y, name=name, class_names=class_names, origin=origin, ids=None if ids is None else tuple(ids))
 
 
 def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = "text", label: str | None = None,
@@ -393,7 +394,8 @@ def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = 
         if li is not None:
             raw.append(r[li])
     y, names = _labels(raw, rownos, at, label) if label is not None and rownos else (None, None)
-    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at)
+    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at,
+                        ids=[f"{p.name}:{n}" for n in rownos])
 
 
 def _file_lines(text: str) -> list[str]:
@@ -436,7 +438,8 @@ def read_jsonl(path: str | os.PathLike, name: str | None = None, text: str = "te
         texts.append(rec[text])
         rownos.append(n)
     y, names = _labels(raw, rownos, at, label) if label is not None and rownos else (None, None)
-    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at)
+    return _text_domain(texts, y, names, name or p.stem, f"{p.resolve()}?text={text}", at,
+                        ids=[f"{p.name}:{n}" for n in rownos])
 
 
 def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
@@ -446,8 +449,9 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
     p = Path(path)
     if p.is_file():
         at = f"text file {str(p)!r}"
-        texts = [t for t in _file_lines(_csv_text(p, at)) if t.strip()]
-        return _text_domain(texts, None, None, name or p.stem, str(p.resolve()), at)
+        kept = [(n, t) for n, t in enumerate(_file_lines(_csv_text(p, at)), 1) if t.strip()]
+        return _text_domain([t for _, t in kept], None, None, name or p.stem, str(p.resolve()), at,
+                            ids=[f"{p.name}:{n}" for n, _ in kept])  # (blank lines skipped: the line, not the index)
     d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files, of <label>/ sub-folders of .txt "
                 "files (one text each), or one .txt file (unlabelled)")
     files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
@@ -473,7 +477,7 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
 
 def _read_text_files(d: Path, classes: Sequence[Path], name: str | None) -> Domain:
     """``d/<label>/*.txt``: one text per file (its lines joined by spaces), one class per sub-folder."""
-    texts, labels = [], []
+    texts, labels, ids = [], [], []
     for k, sub in enumerate(classes):
         for f in sorted(f for f in sub.iterdir() if f.suffix == ".txt" and f.is_file()):
             text = " ".join(t.strip() for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip())
@@ -481,8 +485,9 @@ def _read_text_files(d: Path, classes: Sequence[Path], name: str | None) -> Doma
                 raise DataError(f"text file {str(f)!r} holds no text; remove it or write the text in it")
             texts.append(text)
             labels.append(k)
+            ids.append(f.relative_to(d).as_posix())
     return _text_domain(texts, np.array(labels), tuple(c.name for c in classes), name or d.name, str(d.resolve()),
-                        f"lines folder {str(d)!r}")
+                        f"lines folder {str(d)!r}", ids=ids)
 
 
 #: Readers of text specs (added to :data:`qianyi.data.tasks.READERS`) and their ``?key=value`` options.
