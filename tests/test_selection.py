@@ -246,4 +246,17 @@ def test_a_candidate_the_validator_could_not_score_is_said_and_its_json_stays_va
                        parse_constant=lambda c: pytest.fail(f"{c} in the json"))
     assert saved["scores"] == [[[None]]] and res.chosen == 0
     (folder,) = saved["chosen_runs"].values()  # where the chosen model is, for predict
+    assert "One seed per candidate" not in text  # one candidate: no ranking to doubt
     assert (Path(folder) / "model.pt").is_file() and f"digits->digits+rot30@150 seed 0: {folder}" in text
+
+
+def test_a_one_seed_ranking_says_it_has_no_spread():
+    from qianyi.bench.selection import SelectionResult
+
+    one = SelectionResult("dann", "dev", ["a->b"], [{"trade_off": 1.0}, {"trade_off": 0.3}],
+                          np.array([[[2.27]], [[2.26]]]), np.full((2, 1, 1), np.nan), np.array([2.0, 1.0]), 1)
+    assert "One seed per candidate: nothing here tells a difference in score from seed noise" in one.table()
+    three = SelectionResult("dann", "dev", ["a->b"], [{"trade_off": 1.0}, {"trade_off": 0.3}],
+                            np.array([[[2.27, 2.3, 2.2]], [[2.26, 2.1, 2.0]]]), np.full((2, 1, 3), np.nan),
+                            np.array([2.0, 1.0]), 1)
+    assert "One seed" not in three.table()

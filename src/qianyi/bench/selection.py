@@ -189,6 +189,9 @@ class SelectionResult:
         lines += ["", f"{self.method}: validator {self.validator} ({sense}; {v.paper}); seed means per pair, lowest "
                       f"mean rank over pairs wins. Chosen: {json.dumps(self.choice)}."]
         lines += [note for note in (self.tie_break, self.indistinct) if note]
+        if self.scores.shape[2] == 1 and len(self.candidates) > 1:  # small score gaps read as a verdict
+            lines.append("One seed per candidate: nothing here tells a difference in score from seed noise; "
+                         "--seeds 3 shows the spread.")
         if self.chosen_runs:
             lines.append("The chosen candidate's runs (each folder's model.pt serves `qianyi predict FOLDER`): "
                          + "; ".join(f"{k}: {v}" for k, v in self.chosen_runs.items()) + ".")
