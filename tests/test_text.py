@@ -493,3 +493,6 @@ def test_each_text_knows_the_line_or_file_it_came_from(tmp_path):
     (tmp_path / "d" / "pos").mkdir(parents=True)
     (tmp_path / "d" / "pos" / "r1.txt").write_text("good")
     assert read_lines(tmp_path / "d").ids == ("pos/r1.txt",)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "neg.txt").write_text("bad\n\nworse\n")
+    assert read_lines(tmp_path / "c").ids == ("neg.txt:1", "neg.txt:3")

@@ -205,13 +205,20 @@ def fell_back(r: RunResult) -> bool:
     return _selection_name(r) != LAST and not re.search(r"best by validator", r.selection)
 
 
+def _utilities(hist: list[dict[str, float]], validator: str) -> list[float] | None:
+    """Per epoch, ``validator``'s utility (higher is better; NaN where it did not score), or None when the
+    history does not record it."""
+    key = f"score_{validator}"
+    if not hist or key not in hist[-1]:
+        return None
+    v = get_validator(validator)
+    return [v.utility(row.get(key, math.nan)) for row in hist]
+
+
 def _scored_none(r: RunResult, validator: str) -> bool:
     """Whether ``validator`` scored no epoch of the run's history (its choice falls back to the last)."""
-    key = f"score_{validator}"
-    if not r.history or key not in r.history[-1]:
-        return False
-    v = get_validator(validator)
-    return not any(math.isfinite(v.utility(row.get(key, math.nan))) for row in r.history)
+    utility = _utilities(r.history, validator)
+    return utility is not None and not any(math.isfinite(u) for u in utility)
 
 
 def choice_accuracy(result: RunResult, choice: str) -> float | None:
@@ -229,12 +236,10 @@ def choice_accuracy(result: RunResult, choice: str) -> float | None:
         return float(max(accs))
     if choice == LAST:
         return float(accs[-1])
-    key = f"score_{choice}"
-    if key not in hist[-1]:
+    utility = _utilities(hist, choice)
+    if utility is None:
         return None
-    v = get_validator(choice)
     # as the engine chooses: the best finite score, ties to the earliest; no epoch scored, the last
-    utility = [v.utility(row.get(key, math.nan)) for row in hist]
     scored = [i for i, u in enumerate(utility) if math.isfinite(u)]
     best = max(scored, key=lambda i: (utility[i], -i)) if scored else len(hist) - 1
     return float(accs[best])

@@ -449,9 +449,9 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
     p = Path(path)
     if p.is_file():
         at = f"text file {str(p)!r}"
-        kept = [(n, t) for n, t in enumerate(_file_lines(_csv_text(p, at)), 1) if t.strip()]
+        kept = _text_lines(p)
         return _text_domain([t for _, t in kept], None, None, name or p.stem, str(p.resolve()), at,
-                            ids=[f"{p.name}:{n}" for n, _ in kept])  # (blank lines skipped: the line, not the index)
+                            ids=[f"{p.name}:{n}" for n, _ in kept])
     d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files, of <label>/ sub-folders of .txt "
                 "files (one text each), or one .txt file (unlabelled)")
     files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
@@ -463,16 +463,24 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
         raise DatasetNotFoundError(f"no <label>.txt files in {str(d)!r}; put one file per class there (e.g. "
                                    "positive.txt, negative.txt), one text per line, or one sub-folder per class "
                                    "holding one .txt file per text")
-    texts, labels = [], []
+    texts, labels, ids = [], [], []
     for k, f in enumerate(files):
-        lines = [t for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip()]
+        kept = _text_lines(f)
+        lines = [t for _, t in kept]
+        ids += [f"{f.name}:{n}" for n, _ in kept]
         if not lines:
             raise DataError(f"text file {str(f)!r} holds no text; write one text per line, or remove the file "
                             f"(it would be an empty class {f.stem!r})")
         texts += lines
         labels += [k] * len(lines)
     return _text_domain(texts, np.array(labels), tuple(f.stem for f in files), name or d.name, str(d.resolve()),
-                        f"lines folder {str(d)!r}")
+                        f"lines folder {str(d)!r}", ids=ids)
+
+
+def _text_lines(f: Path) -> list[tuple[int, str]]:
+    """A text file's non-blank lines with their line numbers (blank lines are skipped: a prediction names the
+    line, not its index)."""
+    return [(n, t) for n, t in enumerate(_file_lines(_csv_text(f, f"text file {str(f)!r}")), 1) if t.strip()]
 
 
 def _read_text_files(d: Path, classes: Sequence[Path], name: str | None) -> Domain:
@@ -480,7 +488,7 @@ def _read_text_files(d: Path, classes: Sequence[Path], name: str | None) -> Doma
     texts, labels, ids = [], [], []
     for k, sub in enumerate(classes):
         for f in sorted(f for f in sub.iterdir() if f.suffix == ".txt" and f.is_file()):
-            text = " ".join(t.strip() for t in _file_lines(_csv_text(f, f"text file {str(f)!r}")) if t.strip())
+            text = " ".join(t.strip() for _, t in _text_lines(f))
             if not text:
                 raise DataError(f"text file {str(f)!r} holds no text; remove it or write the text in it")
             texts.append(text)

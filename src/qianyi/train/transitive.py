@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -35,7 +36,7 @@ from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
-from .result import MODEL_FILE, RunResult
+from .result import MODEL_FILE, RESULT_FILE, RunResult
 from . import distributed
 from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
 from .rundir import hold
@@ -381,10 +382,6 @@ def _check_same_chain(root: Path, planned: list[str]) -> None:
     """Refuse, before any stage trains, an ``out`` that holds a staged run through other stages (another --via
     order, a domain added or dropped, another mode): its finished stages would not be reused, the new stages
     would be trained next to the old ones, and the last stage would refuse the folder only then."""
-    import json
-
-    from .result import RESULT_FILE
-
     found = sorted(p.name for p in (root / "stages").glob("[0-9][0-9]-*") if p.is_dir()) \
         if (root / "stages").is_dir() else []
     had: list[str] | None = None
