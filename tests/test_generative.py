@@ -476,5 +476,8 @@ def test_the_python_route_keeps_the_pool_and_translate_guards_the_likely_slips(c
     monkeypatch.undo()
     assert main(["translate", str(out), "--data", f"npz:{data}", "--out", str(data)]) == 2
     assert "is the file --data reads" in capsys.readouterr().err and read_npz(data).X.shape[0] > 0
+    before = data.read_bytes()  # a shift on the spec got past the check, and the input was replaced
+    assert main(["translate", str(out), "--data", f"npz:{data}+invert", "--out", str(data)]) == 2
+    assert "is the file --data reads" in capsys.readouterr().err and data.read_bytes() == before
     with pytest.raises(DataError, match="is a file: give the --out folder"):
         load_generator(data)

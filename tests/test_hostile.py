@@ -377,6 +377,28 @@ def test_a_lock_left_by_the_workers_of_a_killed_run_says_to_rerun(tmp_path):
         assert re.fullmatch(rf"pid {os.getpid()} on {re.escape(R._HOST)} \S+\n", (out / LOCK_FILE).read_text())
 
 
+def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    # a run folder copied from elsewhere with .lock -> a user's file: taking the lock truncated and overwrote it
+    from qianyi.errors import OutputError
+    from qianyi.train.rundir import LOCK_FILE, hold
+
+    victim = tmp_path / "notes.txt"
+    victim.write_text("my notes\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(OutputError, match="not a plain file.*remove it"):
+        with hold(out):
+            pass
+    assert victim.read_text() == "my notes\n"
+    os.mkfifo(out / "fifo")
+    (out / LOCK_FILE).unlink()
+    os.rename(out / "fifo", out / LOCK_FILE)  # a FIFO made open() block for ever
+    with pytest.raises(OutputError, match="not a plain file"):
+        with hold(out):
+            pass
+
+
 def test_a_file_system_without_locks_is_named_and_the_run_goes_on(tmp_path, monkeypatch):
     import fcntl
 

@@ -355,3 +355,36 @@ def test_run_takes_load_tasks_split_and_preprocessing_options(capsys, tmp_path):
         except SystemExit as exc:  # argparse's own refusal of a value
             rc, err = exc.code, capsys.readouterr().err
         assert rc == 2 and says in err, err
+
+
+def test_outputs_never_replace_their_input_data_or_the_runs_files(capsys, tmp_path):
+    """predict, features and translate replaced the file --data read (a +shift got past translate's check) or a
+    run's model.json with their output, silently."""
+    import hashlib
+
+    src = _blobs(tmp_path / "s.npz")
+    tgt = _blobs(tmp_path / "t.npz", shift=1.0, seed=2)
+    new = tmp_path / "new.csv"
+    new.write_text("a,b,c,d,e,label\n" + "".join(f"{i},1,2,3,4,{i % 3}\n" for i in range(9)))
+    out = tmp_path / "run"
+    rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", tgt, *FAST, "--out", str(out))
+    assert rc == 0, err
+    files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in [*out.iterdir(), tmp_path / "s.npz",
+                                                                       tmp_path / "t.npz", new]}
+    cases = [
+        (["predict", str(out), "--data", tgt, "--out", str(out / "model.json")], "written as a .csv file"),
+        (["predict", str(out), "--data", tgt, "--out", str(out / "history.csv")], "is a file of the run"),
+        (["predict", str(out), "--data", f"{tgt}?label=y", "--out", str(tmp_path / "t.npz")], "written as a .csv"),
+        (["predict", str(out), "--data", "csv:" + str(new), "--out", str(new)], "is the file --data reads"),
+        (["predict", str(out), "--data", "csv:" + str(new), "--out", str(new)], "replace that data"),
+        (["features", "--data", tgt, "--backbone", "mlp", "--out", str(tmp_path / "t.npz")],
+         "is the file --data reads"),
+        (["features", "--data", tgt + "+invert", "--backbone", "mlp", "--out", str(tmp_path / "t.npz")],
+         "is the file --data reads"),
+    ]
+    for argv, words in cases:
+        rc, err = _cli(capsys, *argv)
+        assert rc == 2 and words in err and "Traceback" not in err, (argv, err)
+    assert files == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}  # all untouched
+    rc, err = _cli(capsys, "predict", str(out), "--data", tgt, "--out", str(out / "predictions.csv"))
+    assert rc == 0, err  # a new file in the run folder is fine

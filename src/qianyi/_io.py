@@ -56,18 +56,53 @@ def _output_error(path: Path, exc: OSError) -> Exception:
     return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}; {advice}")
 
 
-def check_npz_path(path: str | os.PathLike) -> Path:
-    """``path`` if it may receive an npz (a translation, features): an ``.npz`` file name that is not a folder (checked before the
-    work, so a typo costs nothing and no run file is overwritten)."""
-    from .errors import DataError
+#: The files a run folder holds (of `qianyi run`, `qianyi proxy`): an output of predict, features or translate
+#: may go into the folder, but never onto one of these.
+RUN_FILES = frozenset({"model.pt", "model.json", "model.npz", "result.json", "checkpoint.pt", "history.csv",
+                       "generators.pt", "generators.json", "translations.png", "proxy.json", "proxy.pt",
+                       "selection.npz"})
+_RUN_MARKERS = ("result.json", "model.json", "generators.json", "proxy.json")
+
+
+def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -> Path:
+    """``path`` if a command may write its ``suffix`` file there (checked before the work, so a typo costs
+    nothing): not a folder, the suffix given, and not one of a run folder's own files (:data:`RUN_FILES`)."""
+    from .errors import DataError, OutputError
 
     p = Path(path)
     if p.is_dir():
-        raise DataError(f"--out {str(p)!r} is a folder; name the file to write, e.g. {str(p / 'translated.npz')!r}")
-    if p.suffix != ".npz":
-        raise DataError(f"--out {str(p)!r}: this is written as an .npz file; name it like "
-                        f"{str(p.with_suffix('.npz'))!r}")
+        raise DataError(f"--out {str(p)!r} is a folder; name the file to write, e.g. {str(p / (example + suffix))!r}")
+    if p.suffix != suffix:
+        raise DataError(f"--out {str(p)!r}: this is written as a {suffix} file; name it like "
+                        f"{str(p.with_suffix(suffix))!r}")
+    if p.name in RUN_FILES and any((p.parent / m).is_file() for m in _RUN_MARKERS):
+        raise OutputError(f"--out {str(p)!r} is a file of the run in {str(p.parent)!r}: writing it would break the "
+                          f"run; give another file name, e.g. {str(p.with_name(example + suffix))!r}")
     return p
+
+
+def check_npz_path(path: str | os.PathLike) -> Path:
+    """``path`` if it may receive an npz (a translation, features): :func:`check_out_file` for ``.npz``."""
+    return check_out_file(path, ".npz", "translated")
+
+
+def check_not_read(path: str | os.PathLike, specs: dict[str, str | None]) -> None:
+    """Refuse an output ``path`` that is the file one of ``specs`` reads (``{"--data": "npz:x.npz+invert", ...}``;
+    shifts and ``?options`` are seen through): the command would replace its own input."""
+    from .data.tasks import _pool_key, parse_spec
+    from .errors import OutputError
+
+    p = Path(path)
+    if not p.exists():
+        return
+    for what, spec in specs.items():
+        if not spec or ":" not in spec:
+            continue
+        key = _pool_key(parse_spec(spec)[0])
+        f = Path(key.partition(":")[2])
+        if f.is_file() and os.path.samefile(p, f):
+            raise OutputError(f"--out {str(p)!r} is the file {what} reads ({spec}): writing it would replace that "
+                              "data; give another file")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:

@@ -70,8 +70,13 @@ def hold(out: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
 
 
 def _lock(path: Path, what: str):
+    lock = path / LOCK_FILE
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):  # a link (or FIFO) from a copied folder:
+        raise OutputError(f"{what} {str(path)!r}: its lock file {str(lock)!r} is not a plain file (a link or "  # never
+                          "a special file, perhaps from a copied folder); remove it and run again")  # write through it
     try:
-        fh = open(path / LOCK_FILE, "a+")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fh = os.fdopen(os.open(lock, flags, 0o644), "r+")
     except OSError as exc:
         raise OutputError(f"{what} {str(path)!r}: cannot create its lock file ({exc.strerror}); "
                           f"choose another {what}") from None
