@@ -73,7 +73,7 @@ def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -
     if p.is_dir():
         raise DataError(f"--out {str(p)!r} is a folder; name the file to write, e.g. {str(p / (example + suffix))!r}")
     if p.suffix != suffix:
-        raise DataError(f"--out {str(p)!r}: this is written as a {suffix} file; name it like "
+        raise DataError(f"--out {str(p)!r}: this is written as {'an' if suffix == '.npz' else 'a'} {suffix} file; name it like "
                         f"{str(p.with_suffix(suffix))!r}")
     if p.name in RUN_FILES and any((p.parent / m).is_file() for m in _RUN_MARKERS):
         raise OutputError(f"--out {str(p)!r} is a file of the run in {str(p.parent)!r}: writing it would break the "
