@@ -152,3 +152,16 @@ def test_a_report_of_runs_on_a_network_of_your_own_says_why_it_has_no_embedding(
     files = write_report(res, tmp_path, log=said.append)
     assert "embedding" not in files and any("network of your own" in s and "network=" in s for s in said)
     assert files["html"].exists()
+
+
+def test_a_dollar_pair_in_a_name_is_drawn_as_written(tmp_path):
+    # a file named sales_$5_to_$10.npz: matplotlib read the text between the dollars as math and the plot failed
+    from qianyi._report import save_figure, subplots
+
+    fig, ax = subplots()
+    ax.set_title("npz:sales_$5_to_$10.npz -> npz:t.npz")
+    ax.bar(["a $x$ b", "c"], [1, 2], label="$5_to_$")
+    ax.legend()
+    fig.suptitle("$_^$")
+    fig.tight_layout()
+    assert save_figure(fig, tmp_path / "f.png").stat().st_size > 0
