@@ -165,3 +165,18 @@ def test_a_dollar_pair_in_a_name_is_drawn_as_written(tmp_path):
     fig.suptitle("$_^$")
     fig.tight_layout()
     assert save_figure(fig, tmp_path / "f.png").stat().st_size > 0
+
+
+def test_a_bar_or_a_tag_in_a_name_keeps_the_table_columns_and_stays_text():
+    # a domain file 'a|b.npz' shifted every column of results.md and report.html; '<img onerror=...>' in a name
+    # was raw HTML in the Markdown twins
+    from qianyi._report import markdown_table, md_cell, md_cells
+    from qianyi.bench.html import _md_table_to_html
+
+    name = "npz:d|x/a|b.npz→t<img src=x onerror=alert(1)>.npz"
+    md = markdown_table(["method", name + " acc. (%)", "gap"], [["dan", 1.0, name]])
+    head, sep, row = md.splitlines()
+    assert len(md_cells(head)) == len(md_cells(sep)) == len(md_cells(row)) == 3
+    assert md_cells(row)[2] == name and "<img" not in md.replace("\\<img", "")
+    page = _md_table_to_html(f"| method | {md_cell(name)} |\n|---|---:|\n| dan | 1.0 |")
+    assert page.count("<th>") == 2 and "&lt;img" in page and "<img" not in page

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,9 +19,25 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def md_cell(text: Any) -> str:
+    """``text`` safe in a Markdown table cell: ``|`` (a column break) and ``<`` (raw HTML in most renderers)
+    backslash-escaped, as CommonMark reads them (a domain named ``a|b.npz`` shifted every column after it)."""
+    return str(text).replace("|", "\\|").replace("<", "\\<")
+
+
+def md_cells(row: str) -> list[str]:
+    """The cells of a Markdown table row, :func:`md_cell`'s escapes undone."""
+    row = row.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [c.replace("\\|", "|").replace("\\<", "<").strip() for c in re.split(r"(?<!\\)\|", row)]
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
-    """A Markdown table (readable on screen too); floats with ``digits`` decimals, None as '–'."""
-    cells = [[fmt(v, digits) for v in r] for r in rows]
+    """A Markdown table (readable on screen too); floats with ``digits`` decimals, None as '–'; text cells
+    through :func:`md_cell`."""
+    header = [md_cell(h) for h in header]
+    cells = [[md_cell(fmt(v, digits)) for v in r] for r in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(header)]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

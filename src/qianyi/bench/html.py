@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._io import write_text
-from .._report import save_figure, subplots
+from .._report import md_cell, md_cells, save_figure, subplots
 from ..train.artefact import load_model
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
@@ -170,7 +170,7 @@ def _md_table_to_html(md: str) -> str:
 
     def flush() -> None:
         if rows:
-            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows if not set(r) <= set("|-: ")]
+            cells = [md_cells(r) for r in rows if not set(r) <= set("|-: ")]
             head, body = cells[0], cells[1:]
             out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
                        "<tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
@@ -214,7 +214,7 @@ def _html(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables
 
 
 def _markdown(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables: str, out: Path) -> str:
-    lines = ["# qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs), ""]
+    lines = ["# qianyi benchmark: " + ", ".join(f"{md_cell(s)} → {md_cell(t)}" for s, t in res.pairs), ""]
     for heading, text, fig in sections:
         lines += [f"## {heading}", "", text, ""]
         if heading == "Results":

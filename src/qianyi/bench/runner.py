@@ -25,7 +25,7 @@ import numpy as np
 from torch import nn
 
 from .._io import atomic_write, write_text
-from .._report import save_figure, subplots
+from .._report import md_cell, save_figure, subplots
 from ..data.tasks import load_task
 from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from ..methods.registry import get_method
@@ -299,7 +299,8 @@ class BenchResult:
 
     def table(self) -> str:
         """Markdown: one row per method; per pair, target accuracy mean ± std (%) and gap closed."""
-        head = "| method | " + " | ".join(f"{s}→{t} acc. (%) | gap closed" for s, t in self.pairs) + " | train s |"
+        head = "| method | " + " | ".join(f"{md_cell(s)}→{md_cell(t)} acc. (%) | gap closed" for s, t in self.pairs) \
+            + " | train s |"
         n_seeds = len({r.seed for r in self.runs})
         lines = [head, "|---|" + "---:|---:|" * len(self.pairs) + "---:|"]
         short_cells = False
@@ -369,7 +370,8 @@ class BenchResult:
         if not any(len(self.accuracies(m, p, ORACLE_CHOICE)) for m in methods for p in self.pairs):
             return ""
         own = "last epoch" if self.select == LAST else self.select
-        head = "| method | " + " | ".join(f"{s}→{t}: {own} | ORACLE choice | cost" for s, t in self.pairs) + " |"
+        head = "| method | " + " | ".join(f"{md_cell(s)}→{md_cell(t)}: {own} | ORACLE choice | cost"
+                                          for s, t in self.pairs) + " |"
         lines = ["The cost of honesty: accuracy (%) of the label-free choice of epoch next to the best epoch on "
                  "target-test labels (ORACLE choice, a bound no honest run can use).", "",
                  head, "|---|" + "---:|---:|---:|" * len(self.pairs)]
@@ -637,7 +639,8 @@ class BenchResult:
 
     def flags_table(self) -> str:
         """The runs the label-free health checks flagged (a discriminator that wins, a collapsed network)."""
-        rows = [f"| {r.method} | {r.source}->{r.target} | {r.seed} | {flag} |" for r in self.runs for flag in r.flags]
+        rows = [f"| {r.method} | {md_cell(r.source)}->{md_cell(r.target)} | {r.seed} | {md_cell(flag)} |"
+                for r in self.runs for flag in r.flags]
         if not rows:
             return ""
         return ("Runs flagged by the label-free health checks (qianyi.train.health; no target labels):\n\n"
@@ -655,7 +658,7 @@ class BenchResult:
                     continue
                 cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in seeds]
                 label = self.label(m)
-                lines.append(f"| {pair[0]}->{pair[1]} | {label} | " + " | ".join(cells) + " |")
+                lines.append(f"| {md_cell(pair[0])}->{md_cell(pair[1])} | {label} | " + " | ".join(cells) + " |")
         return "Per seed, target accuracy (%):\n\n" + "\n".join(lines)
 
     def settings_line(self) -> str:
@@ -850,7 +853,7 @@ class PairedDifference:
                  "", f"| pair | seeds | {self.a} (%) | {self.b} (%) | {self.b} − {self.a} | 95% interval |",
                  "|---|---:|---:|---:|---:|---:|"]
         for r in self.rows:
-            lines.append(f"| {r.pair[0]}->{r.pair[1]} | {len(r.seeds)} | {r.mean_a:.1f} | {r.mean_b:.1f} | "
+            lines.append(f"| {md_cell(r.pair[0])}->{md_cell(r.pair[1])} | {len(r.seeds)} | {r.mean_a:.1f} | {r.mean_b:.1f} | "
                          f"{r.diff:+.1f} | {fmt(r.interval)} |")
         ahead = sum(r.diff >= 0 for r in self.rows)
         lines.append(f"| mean over pairs | | {np.mean([r.mean_a for r in self.rows]):.1f} | "

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_write, write_text
+from .._report import md_cell
 from ..data.domain import Domain, TransferTask
 from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning
 from ..methods.registry import get_method
@@ -432,9 +433,9 @@ def stages_table(stages: Sequence[Stage]) -> str:
     head += " target acc after stage (ORACLE, reports only) |" if oracle else ""
     lines = [head, "|" + "---|" * (7 + sel + oracle)]
     for r in rows:
-        line = (f"| {r['stage']} {r['name']} | {r['adapts_to']} | {r['method']} | {r['samples']} | "
+        line = (f"| {r['stage']} {md_cell(r['name'])} | {md_cell(r['adapts_to'])} | {r['method']} | {r['samples']} | "
                 f"{pct(r['pseudo_share'])} | {pct(r['target_top_share'])} | {pct(r['source_val_acc'])} |")
-        line += f" {r['selected'] or '–'} |" if sel else ""
+        line += f" {md_cell(r['selected'] or '–')} |" if sel else ""
         lines.append(line + (f" {pct(r['oracle_target_acc'])} |" if oracle else ""))
     return "\n".join(lines)
 
