@@ -481,3 +481,17 @@ def test_the_python_route_keeps_the_pool_and_translate_guards_the_likely_slips(c
     assert "is the file --data reads" in capsys.readouterr().err and data.read_bytes() == before
     with pytest.raises(DataError, match="is a file: give the --out folder"):
         load_generator(data)
+
+
+@pytest.mark.parametrize("field, value", [("hparams", [1]), ("sample_shape", "x"), ("sample_shape", [10 ** 11]),
+                                          ("weights", "../elsewhere/generators.pt"), ("method", 3)])
+def test_a_hand_edited_generators_json_is_refused_by_field(cycada_run, tmp_path, field, value):
+    # model.json had these checks; generators.json gave tracebacks, or loaded weights from outside the run folder
+    out, data, _ = cycada_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / GENERATORS_META).read_text())
+    meta[field] = value
+    (copy / GENERATORS_META).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"field.*{field}.*it is corrupt"):
+        load_generator(copy)

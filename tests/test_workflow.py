@@ -308,7 +308,8 @@ def test_predict_on_an_image_folder_names_each_file_beside_its_prediction(capsys
 
 @pytest.mark.parametrize("field, value", [
     ("weights", 5), ("class_names", None), ("class_names", ["a"]), ("preprocessing", None),
-    ("architecture.sample_shape", "abc"), ("architecture", {}), ("hparams", [1])])
+    ("architecture.sample_shape", "abc"), ("architecture", {}), ("hparams", [1]),
+    ("architecture.sample_shape", [10 ** 11])])  # built before the weights were read: 100 TB asked for
 def test_a_hand_damaged_model_json_is_named_not_a_traceback(capsys, tmp_path, field, value):
     src = _blobs(tmp_path / "s.npz")
     rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", src, *FAST, "--out", str(tmp_path / "r"))

@@ -394,6 +394,19 @@ def read_generators_meta(folder: Path) -> dict[str, Any]:
         meta["method"], meta["hparams"], meta["sample_shape"]  # noqa: B018 (present)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{str(path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from None
+    shape = meta["sample_shape"]
+    checks = {  # the types they are read as (a hand-edited file gave tracebacks, or loaded weights from elsewhere)
+        "method": isinstance(meta["method"], str), "hparams": isinstance(meta["hparams"], dict),
+        "sample_shape": isinstance(shape, list) and len(shape) in (1, 3)
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in shape),
+        "weights (a file name in the run folder)": isinstance(meta.get("weights", ""), str)
+        and "/" not in meta.get("weights", "") and "\\" not in meta.get("weights", "")
+        and meta.get("weights") not in ("..", "."),
+        "weights_sha256": isinstance(meta.get("weights_sha256", ""), str)}
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise DataError(f"{str(path)!r}: field(s) {', '.join(bad)} missing or of the wrong type; it is corrupt: "
+                        "rerun the run")
     return meta
 
 

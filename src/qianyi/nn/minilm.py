@@ -215,13 +215,13 @@ class BertEncoderPool(nn.Module):
     def _from_disk(self, key: bytes) -> bool:
         assert self._disk is not None
         path = self._disk / f"{key.hex()}.npy"
-        try:
-            row = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):  # absent, or half-written by a killed process: compute it again
+        try:  # mapped, so a damaged header (a claim of 10**11 values) allocates nothing before the shape check
+            row = np.load(path, allow_pickle=False, mmap_mode="r")
+            if not self.layer or row.shape != (self.layer[0].attn_out.out_features,):
+                return False
+            self._cache[key] = torch.from_numpy(np.array(row, dtype=np.float32))
+        except (OSError, ValueError, MemoryError):  # absent, or half-written by a killed process: compute it again
             return False
-        if not self.layer or row.shape != (self.layer[0].attn_out.out_features,):
-            return False
-        self._cache[key] = torch.from_numpy(np.array(row, dtype=np.float32))
         return True
 
     def _to_disk(self, key: bytes, row: torch.Tensor) -> None:

@@ -10,6 +10,7 @@ settings, qianyi version).
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -200,6 +201,10 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     return meta, folder
 
 
+#: The most values one input may have in a model.json (3 x 4096 x 4096 images; 50 million features).
+MAX_SAMPLE_VALUES = 3 * 4096 * 4096
+
+
 def _check_meta_fields(meta: dict) -> None:
     """The fields of a model.json that loading and predicting read, of the types they are read as (a hand-edited
     file gave tracebacks deep inside: TypeError, AttributeError)."""
@@ -226,6 +231,9 @@ def _check_meta_fields(meta: dict) -> None:
             and isinstance(canvas.get("protocol", ""), str)
     if isinstance(arch.get("sample_shape"), list) and len(arch["sample_shape"]) not in (1, 3):
         checks["architecture.sample_shape (features,) or (channels, height, width)"] = False
+    elif checks["architecture.sample_shape"] and math.prod(arch["sample_shape"]) > MAX_SAMPLE_VALUES:
+        # the network is built from it before the weights are read: [10**11] asked for 100 TB
+        checks[f"architecture.sample_shape (at most {MAX_SAMPLE_VALUES:,} values a sample)"] = False
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise TypeError(f"field(s) {', '.join(bad)} missing or of the wrong type")
