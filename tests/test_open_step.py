@@ -118,6 +118,24 @@ def test_mcd_steps_generator_and_classifiers_separately():
     assert fit0.history[-1]["disc_b"] == 0 and fit0.history[-1]["disc_c"] > 0
 
 
+@pytest.mark.parametrize("name", ["mcd", "att"])
+def test_two_classifier_methods_split_every_network_below_its_bottleneck(name):
+    # the default split 'fc1' exists only in the LeNet and the MLP: on a ResNet or a text network mcd stopped
+    from types import SimpleNamespace
+
+    from qianyi.methods import get_method
+    from qianyi.nn.backbones import lenet, mlp
+    from qianyi.nn.resnet import resnet
+    from qianyi.nn.text import text_cnn
+
+    for net, split in [(lenet(1, 12, 3), "fc1"), (mlp(6, 3), "fc1"), (resnet(18, 3), "pool"), (text_cnn(50, 2), "E")]:
+        m = get_method(name)
+        m.setup(net, SimpleNamespace(logits=torch.zeros(1, 3)))  # (att reads the class count off a batch)
+        assert m._split == split and m.split is None  # the setting stays as asked: the run records it
+        with pytest.raises(qianyi.errors.UnknownNameError, match="split must be a layer group below the logits"):
+            get_method(name, split="logits").setup(net, SimpleNamespace(logits=torch.zeros(1, 3)))
+
+
 def test_mean_teacher_terms_have_the_authors_normalisation():
     # French et al.'s code: squared difference averaged over the K classes, masked, averaged over the
     # batch; class balance summed over classes and scaled by the confident share. Their weights

@@ -56,7 +56,7 @@ def test_the_target_network_predicts_and_saves_as_a_plain_backbone(tmp_path):
     assert isinstance(net, Backbone) and method.predict == "ft"
     x = torch.as_tensor(task.target_test.X[:16], dtype=torch.float32)
     with torch.no_grad():
-        h = fit.backbone.eval()(x)[method.split]
+        h = fit.backbone.eval()(x)[method._split]
         assert torch.allclose(net.eval()(x).logits, method.ft.eval()(h))  # F_t's logits on the shared features
         assert not torch.allclose(net(x).logits, fit.backbone(x).logits)  # not F_1's
         saved = load_model(tmp_path).network  # model.pt: the backbone's layer names, F_t as its classifier

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.domain import TransferTask
-from ..errors import ConfigError, DataError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError, UnknownNameError
 from ..nn.backbones import Backbone, LayerOutputs
 from ..schedules import adaptation_ramp
 
@@ -228,6 +228,18 @@ def train_but_frozen(network: Backbone, frozen: Sequence[str]) -> None:
     network.train()
     for name in frozen:
         network.groups[name].eval()
+
+
+def split_group(backbone: Backbone, split: str | None, method: str) -> str:
+    """The layer group a method with two or three classifiers splits the network at: ``split``, or by default
+    the group below the bottleneck (``..., split, bottleneck, logits``: ``fc1`` of the LeNet and the MLP,
+    ``pool`` of a ResNet, ``E`` of the text networks)."""
+    names = backbone.group_names
+    chosen = split if split is not None else names[-3] if len(names) >= 3 else names[0]
+    if chosen not in names[:-1]:
+        raise UnknownNameError(f"{method}: split must be a layer group below the logits, one of {list(names[:-1])}; "
+                               f"got {chosen!r}")
+    return chosen
 
 
 def fresh_head(backbone: Backbone, above: str) -> nn.Sequential:

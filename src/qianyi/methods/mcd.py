@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError
 from ..nn import Backbone, LayerOutputs
-from .base import Method, ParamGroup, StepContext, fresh_head
+from .base import Method, ParamGroup, StepContext, fresh_head, split_group
 from .registry import register
 
 
@@ -39,7 +39,9 @@ class MCD(Method):
     Predictions come from :math:`F_1` (the backbone).
 
     Inputs: source and target mini-batches (n, ...), source labels (n,); the classifiers read the
-    output of layer group ``split`` (for :func:`qianyi.nn.lenet`, ``fc1``: (n, 256)).
+    output of layer group ``split``, by default the group below the bottleneck: ``fc1`` of
+    :func:`qianyi.nn.lenet` ((n, 256)) and of the MLP, ``pool`` of a ResNet (the paper's VisDA set-up:
+    fully connected classifiers on the pooled features), ``E`` of the text networks.
 
     Paper: K. Saito, K. Watanabe, Y. Ushiku, T. Harada, "Maximum Classifier Discrepancy for
     Unsupervised Domain Adaptation", CVPR 2018 (num_k = 4 for digits).
@@ -53,7 +55,7 @@ class MCD(Method):
     name = "mcd"
     grid = ({"num_k": 4}, {"num_k": 2}, {"num_k": 1})
 
-    def __init__(self, trade_off: float = 1.0, num_k: int = 4, split: str = "fc1") -> None:
+    def __init__(self, trade_off: float = 1.0, num_k: int = 4, split: str | None = None) -> None:
         super().__init__()
         if num_k < 1:
             raise DataError(f"mcd: num_k (generator updates per step) must be >= 1, got {num_k}")
@@ -61,11 +63,9 @@ class MCD(Method):
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         names = backbone.group_names
-        if self.split not in names[:-1]:
-            raise UnknownNameError(f"mcd: split must be a layer group below the logits, one of {list(names[:-1])}; "
-                                   f"got {self.split!r}")
-        self._generator = names[:names.index(self.split) + 1]
-        self.classifier2 = fresh_head(backbone, self.split)
+        self._split = split_group(backbone, self.split, "mcd")  # (self.split stays as asked: the run's record)
+        self._generator = names[:names.index(self._split) + 1]
+        self.classifier2 = fresh_head(backbone, self._split)
 
     def optimizers(self, backbone: dict[str, ParamGroup]) -> dict[str, list[ParamGroup]]:
         gen = [g for n, g in backbone.items() if n in self._generator]
@@ -75,7 +75,7 @@ class MCD(Method):
         return {"generator": gen, "classifiers": [*cls, {"params": list(self.classifier2.parameters())}]}
 
     def _both(self, out: LayerOutputs) -> tuple[torch.Tensor, torch.Tensor]:
-        return out.logits, self.classifier2(out[self.split])
+        return out.logits, self.classifier2(out[self._split])
 
     def training_step(self, ctx: StepContext) -> None:
         xs, ys, xt = ctx.source_inputs, ctx.source_labels, ctx.target_inputs

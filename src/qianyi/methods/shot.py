@@ -27,8 +27,9 @@ def cluster_labels(features: torch.Tensor, probs: torch.Tensor, rounds: int = 1)
 
     with :math:`\hat g_i` the features with a constant 1 appended, L2-normalised, and :math:`d` the cosine
     distance (Liang et al. 2020, eqs. 4-6 and their code). ``rounds`` refinements with hard labels follow
-    the soft start; a class that no sample predicts (argmax), or that no sample is assigned to in a
-    refinement, is no candidate (the authors' code). ``features`` (n, d), ``probs`` (n, K) the classifier's
+    the soft start; a class that no sample predicts (argmax) is no candidate (the authors' code), and
+    neither is one that no sample is assigned to in a refinement (a departure: the authors' code keeps it,
+    its zero centroid gives NaN distances and every sample that class). ``features`` (n, d), ``probs`` (n, K) the classifier's
     probabilities. Returns the last centroids (K, d + 1) and the labels (n,).
     """
     if features.ndim != 2 or probs.ndim != 2 or len(features) != len(probs) or not len(features):

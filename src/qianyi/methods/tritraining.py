@@ -10,7 +10,7 @@ from ..errors import UnknownNameError
 from ..nn import Backbone, LayerOutputs
 from ..nn.augment import weak_view
 from ..nn.inference import evaluating
-from .base import StepContext, fresh_head
+from .base import StepContext, fresh_head, split_group
 from .registry import register
 from .self_training import MemoryBuffers, class_balanced_thresholds, growing_portion
 
@@ -69,7 +69,8 @@ class AsymmetricTriTraining(MemoryBuffers):
     ``start`` 0.2 and ``end`` 0.5 as ``cotrain``'s and ``cbst``'s.
 
     Inputs: source and target mini-batches (n, ...), source labels (n,); the classifiers read the output
-    of layer group ``split`` (for :func:`qianyi.nn.lenet`, ``fc1``: (n, 256)).
+    of layer group ``split``, by default the group below the bottleneck (``fc1`` of :func:`qianyi.nn.lenet`:
+    (n, 256); ``pool`` of a ResNet; ``E`` of the text networks).
 
     Paper: Kuniaki Saito, Yoshitaka Ushiku, Tatsuya Harada. "Asymmetric Tri-training for Unsupervised
     Domain Adaptation". ICML 2017 (MNIST -> MNIST-M 94.0 with their network, 59.1 source-only).
@@ -87,7 +88,7 @@ class AsymmetricTriTraining(MemoryBuffers):
               "memory": (1, 1 << 20)}
 
     def __init__(self, trade_off: float = 0.01, threshold: float = 0.9, warmup: float = 0.25, start: float = 0.2,
-                 end: float = 0.5, memory: int = 20, split: str = "fc1", augment: bool = False,
+                 end: float = 0.5, memory: int = 20, split: str | None = None, augment: bool = False,
                  predict: str = "ft") -> None:
         super().__init__()
         if predict not in PREDICTORS:
@@ -98,12 +99,10 @@ class AsymmetricTriTraining(MemoryBuffers):
 
     def setup(self, backbone: Backbone, sample_batch: LayerOutputs) -> None:
         names = backbone.group_names
-        if self.split not in names[:-1]:
-            raise UnknownNameError(f"att: split must be a layer group below the logits, one of {list(names[:-1])}; "
-                                   f"got {self.split!r}")
-        self._above = names[names.index(self.split) + 1:]
-        self.f2 = fresh_head(backbone, self.split)
-        self.ft = fresh_head(backbone, self.split)
+        self._split = split_group(backbone, self.split, "att")  # (self.split stays as asked: the run's record)
+        self._above = names[names.index(self._split) + 1:]
+        self.f2 = fresh_head(backbone, self._split)
+        self.ft = fresh_head(backbone, self._split)
         self.n_classes = int(sample_batch.logits.shape[1])
         self.register_buffer("_conf", torch.zeros(0))  # the recent candidates' confidences and classes
         self.register_buffer("_pred", torch.zeros(0, dtype=torch.long))
@@ -126,13 +125,13 @@ class AsymmetricTriTraining(MemoryBuffers):
         overlap = self.trade_off * weight_overlap(first_linear(f1).weight, first_linear(self.f2).weight)
         if ctx.progress < self.warmup:  # pre-training: every classifier fits the source
             (source,) = ctx.forward(xs)
-            h = source[self.split]
+            h = source[self._split]
             ctx.update({"cls": F.cross_entropy(source.logits, ys) + F.cross_entropy(self.f2(h), ys)
                         + F.cross_entropy(self.ft(h), ys), "overlap": overlap})
             return
         with torch.no_grad():  # labels from F1 and F2 on the clean target batch, in eval mode
             with evaluating(ctx.model, self.f2):
-                h = ctx.model(xt)[self.split]
+                h = ctx.model(xt)[self._split]
                 p1, p2 = f1(h).float().softmax(1), self.f2(h).float().softmax(1)
             c1, y1 = p1.max(1)
             c2, y2 = p2.max(1)
@@ -146,7 +145,7 @@ class AsymmetricTriTraining(MemoryBuffers):
             mask = (candidate & (conf >= quota[y1])).float()
         view = weak_view(xt, kind=self.input_kind) if self.augment else xt
         source, target = ctx.forward(xs, view)
-        hs, ht = source[self.split], target[self.split]
+        hs, ht = source[self._split], target[self._split]
         n = mask.sum().clamp_min(1)
 
         def pseudo(logits: torch.Tensor) -> torch.Tensor:
