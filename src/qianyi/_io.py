@@ -86,25 +86,6 @@ def check_npz_path(path: str | os.PathLike) -> Path:
     return check_out_file(path, ".npz", "translated")
 
 
-def check_not_read(path: str | os.PathLike, specs: dict[str, str | None]) -> None:
-    """Refuse an output ``path`` that is the file one of ``specs`` reads (``{"--data": "npz:x.npz+invert", ...}``;
-    shifts and ``?options`` are seen through): the command would replace its own input."""
-    from .data.tasks import _pool_key, parse_spec
-    from .errors import OutputError
-
-    p = Path(path)
-    if not p.exists():
-        return
-    for what, spec in specs.items():
-        if not spec or ":" not in spec:
-            continue
-        key = _pool_key(parse_spec(spec)[0])
-        f = Path(key.partition(":")[2])
-        if f.is_file() and os.path.samefile(p, f):
-            raise OutputError(f"--out {str(p)!r} is the file {what} reads ({spec}): writing it would replace that "
-                              "data; give another file")
-
-
 def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
     return atomic_write(path, lambda fh: fh.write(data), mode="wb")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import (ConfigError, DataError, LabelMismatchError, QianyiError, QianyiWarning,
+from .errors import (ConfigError, DataError, LabelMismatchError, OutputError, QianyiError, QianyiWarning,
                      UnknownNameError)
 from .train.config import check_copied_lr_mult, positive_int, share, share_or_zero
 
@@ -415,6 +415,24 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
     return grid
 
 
+def _check_not_read(path: str | os.PathLike, specs: dict[str, str | None]) -> None:
+    """Refuse an output ``path`` that is the file one of ``specs`` reads (``{"--data": "npz:x.npz+invert", ...}``;
+    shifts and ``?options`` are seen through): the command would replace its own input."""
+    from .data.tasks import _pool_key, parse_spec
+
+    p = Path(path)
+    if not p.exists():
+        return
+    for what, spec in specs.items():
+        if not spec or ":" not in spec:
+            continue
+        key = _pool_key(parse_spec(spec)[0])
+        f = Path(key.partition(":")[2])
+        if f.is_file() and os.path.samefile(p, f):
+            raise OutputError(f"--out {str(p)!r} is the file {what} reads ({spec}): writing it would replace that "
+                              "data; give another file")
+
+
 def _run_specs(folder: str) -> dict[str, str | None]:
     """The data specs a run folder's model.json says it was trained on (to refuse an --out that replaces them)."""
     import json
@@ -429,12 +447,12 @@ def _run_specs(folder: str) -> dict[str, str | None]:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._io import check_not_read, check_out_file
+    from ._io import check_out_file
     from .train.artefact import load_domain_for, load_model
 
     if args.out_csv:  # before the work: not the data, not a run's file
         check_out_file(args.out_csv, ".csv", "predictions")
-        check_not_read(args.out_csv, {"--data": args.data, **_run_specs(args.model)})
+        _check_not_read(args.out_csv, {"--data": args.data, **_run_specs(args.model)})
     if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
         if (Path(args.model) / "model.json").is_file():
             raise DataError(f"{args.model!r} holds two models (a `qianyi run`'s model.json and a `qianyi proxy`'s "
@@ -506,11 +524,11 @@ def _write_rows(path: str | None, rows: list[list[str]]) -> None:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from ._io import check_not_read, check_npz_path
+    from ._io import check_npz_path
     from .train.translate import translate_domain, write_translation
 
     check_npz_path(args.out_npz)
-    check_not_read(args.out_npz, {"--data": args.data, **_run_specs(args.run_dir)})
+    _check_not_read(args.out_npz, {"--data": args.data, **_run_specs(args.run_dir)})
     d = translate_domain(args.run_dir, args.data, direction=args.direction, data_dir=args.data_dir)
     X, y = d.X, d.y
     write_translation(args.out_npz, d)
@@ -708,11 +726,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "translate":
         return _translate(args)
     if args.command == "features":
-        from ._io import check_not_read, check_npz_path
+        from ._io import check_npz_path
         from .nn.features import extract, save_features
 
         check_npz_path(args.out_npz)  # before the work
-        check_not_read(args.out_npz, {"--data": args.data})
+        _check_not_read(args.out_npz, {"--data": args.data})
         layer = args.layer or ("pool" if args.backbone.startswith("resnet") else "features")
         feats = extract(args.data, args.backbone, layer=layer, batch_size=args.batch_size, device=args.device,
                         weights=args.weights, size=args.size, data_dir=args.data_dir, progress=not args.no_progress)
