@@ -619,3 +619,31 @@ def test_kmm_says_when_its_weights_rest_on_a_few_source_rows():
     with warnings.catch_warnings():  # nine rows: every weight 1 is nine effective samples, not a concentration
         warnings.simplefilter("error", QianyiWarning)
         KMM().fit(Xs[:9], Xt=Xs[:9])
+
+
+def test_a_target_in_ys_place_is_read_as_the_target_or_refused_never_ignored():
+    """``fit(Xs, T)`` took T as the target only when 2-D dense: images (n, h, w), a sparse matrix or a 1-D
+    vector went to ``y``, which the adapters ignore, so each adapted the source to itself silently."""
+    import scipy.sparse
+
+    Xs, ys, Xt, _ = blobs(5, n=60)
+    for est in (TCA(n_components=3), CORAL(), SubspaceAlignment(3), KMM(max_iter=50)):
+        with pytest.raises(DataError, match=r"input Xt: Found array with dim 3"):
+            clone(est).fit(Xs, Xt.reshape(len(Xt), 2, 3))
+        with pytest.raises(DataError, match=r"input Xt: Sparse data"):
+            clone(est).fit(Xs, scipy.sparse.csr_matrix(Xt))
+        with pytest.raises(DataError, match=r"40 entries for 60 rows of X.*did you mean Xt="):
+            clone(est).fit(Xs, Xt[:40, 0])
+        with pytest.raises(DataError, match=r"input X: Sparse data"):  # was scikit-learn's TypeError
+            clone(est).fit(scipy.sparse.csr_matrix(Xs), Xt=Xt)
+        # one label per row, as a Pipeline passes them, is ignored: the fit is that of no target at all
+        with_labels, alone = clone(est).fit(Xs, ys), clone(est).fit(Xs)
+        if isinstance(est, KMM):
+            np.testing.assert_allclose(with_labels.weights_, alone.weights_)
+            continue
+        np.testing.assert_allclose(with_labels.transform(Xt), alone.transform(Xt))
+        with pytest.raises(DataError, match=r"input X: Sparse data"):
+            alone.transform(scipy.sparse.csr_matrix(Xt))
+    sa = SubspaceAlignment(3)
+    np.testing.assert_allclose(sa.fit_transform(Xs, Xt), sa.transform(Xs, sample_domain=np.ones(len(Xs))))
+

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ..errors import ConfigError, DataError, QianyiWarning
@@ -40,8 +41,18 @@ KERNELS = ("primal", "linear", "rbf")
 
 
 # -- inputs ------------------------------------------------------------------------------------------
+def refuse_sparse(est: Any, X: Any, name: str) -> None:
+    """A :class:`~qianyi.errors.DataError` for a scipy.sparse ``X`` (scikit-learn's own check raises TypeError)."""
+    if scipy.sparse.issparse(X):
+        raise DataError(f"{type(est).__name__}: input {name}: Sparse data was passed for {name}, but dense data is "
+                        f"required (shape {X.shape}); give {name}.toarray(), or reduce the features first (e.g. "
+                        "TruncatedSVD) if the dense array would not fit in memory")
+
+
 def check_X(est: Any, X: Any, name: str, *, reset: bool) -> np.ndarray:
-    """``validate_data`` (sets ``n_features_in_`` when ``reset``), its ValueErrors as DataError naming ``name``."""
+    """``validate_data`` (sets ``n_features_in_`` when ``reset``), its ValueErrors (and sparse input) as DataError
+    naming ``name``."""
+    refuse_sparse(est, X, name)
     try:
         return validate_data(est, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
     except ValueError as e:
@@ -64,6 +75,7 @@ def check_columns(est: Any, X: Any, name: str) -> None:
 def check_other(est: Any, X: Any, name: str) -> np.ndarray:
     """A second sample (the target) with the features of the first (:func:`check_columns`)."""
     check_columns(est, X, name)
+    refuse_sparse(est, X, name)
     try:
         X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1, input_name=name)
     except ValueError as e:
@@ -214,10 +226,51 @@ def one_target_convention(who: str, y: Any, unlabelled: Any, Xt: Any, sample_dom
                         "use one convention: the marked rows as the target (no Xt=/sample_domain=), or drop them")
 
 
-def target_as_y(y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:
-    """``fit(Xs, Xt)``: a 2-D array where ``y`` goes is the target sample (unsupervised adapters ignore y)."""
-    if y is not None and Xt is None and sample_domain is None and np.asarray(y).ndim == 2:
+def looks_like_a_sample(y: Any) -> bool:
+    """Whether ``y`` is a sample of rows rather than labels: a sparse matrix or an array of 2 or more axes."""
+    if y is None:
+        return False
+    if scipy.sparse.issparse(y):
+        return True
+    try:
+        return np.asarray(y).ndim >= 2
+    except ValueError:  # a ragged sequence: not a sample of rows; read (and ignored) as y
+        return False
+
+
+def _n_rows(X: Any) -> int | None:
+    """Rows of ``X`` (array, data frame, sparse matrix or list), None when it has no length (checked later)."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    try:
+        return len(X)
+    except TypeError:
+        return None
+
+
+def target_as_y(est: Any, X: Any, y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:
+    """``fit(Xs, Xt)`` for the unsupervised adapters, which ignore labels: in ``y``'s place a sample of rows
+    (:func:`looks_like_a_sample`: 2-D or more, or sparse) is the target ``Xt`` and is checked as such (a 3-D
+    or sparse target raises :class:`~qianyi.errors.DataError`, as with ``Xt=``); a 1-D ``y`` of ``len(X)``
+    entries (labels, as a ``Pipeline`` passes them) stays ignored; a 1-D ``y`` of another length is an error,
+    since it can only be a target sample given in the wrong shape."""
+    if y is None or Xt is not None or sample_domain is not None:
+        return y, Xt
+    if looks_like_a_sample(y):
         return None, y
+    n = _n_rows(X)
+    try:
+        shape = np.asarray(y).shape
+    except ValueError:  # a ragged sequence: ignored, as any y
+        shape = ()
+    if n is not None and len(shape) == 1 and shape[0] != n:
+        ny = shape[0]
+        who = type(est).__name__
+        raise DataError(f"{who}.fit: the second argument has {ny} entries for {n} rows of X. {who} ignores "
+                        "labels (one per row of X) and reads a 2-D array there as the target sample; did you "
+                        "mean Xt=? Give the target as Xt=Xt with shape (n_samples, n_features) (one row: "
+                        "x.reshape(1, -1))")
     return y, Xt
 
 

@@ -277,10 +277,11 @@ class TCA(_TransferBase):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> "TCA":
-        """Fit on source ``X`` and target ``Xt`` (unlabelled). ``y`` is ignored, except that a 2-D array in
-        its place is taken as ``Xt`` (``fit(Xs, Xt)``)."""
+        """Fit on source ``X`` and target ``Xt`` (unlabelled). ``y`` is ignored, except that a 2-D or sparse
+        array in its place is taken as ``Xt`` (``fit(Xs, Xt)``) and a 1-D one of another length than ``X`` is an
+        error."""
         self._check_settings()
-        y, Xt = target_as_y(y, Xt, sample_domain)
+        y, Xt = target_as_y(self, X, y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain)
         X = self._prepare(d.Xs, d.Xt)
         self._statistics(X)
