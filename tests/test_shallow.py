@@ -647,3 +647,26 @@ def test_a_target_in_ys_place_is_read_as_the_target_or_refused_never_ignored():
     sa = SubspaceAlignment(3)
     np.testing.assert_allclose(sa.fit_transform(Xs, Xt), sa.transform(Xs, sample_domain=np.ones(len(Xs))))
 
+
+def test_nan_labels_of_target_rows_are_accepted_and_source_nan_is_named():
+    """A float y with NaN on the target rows (pandas' missing label) was refused before the split, with advice
+    to drop those rows (the target); ``unlabelled=np.nan`` could not match (NaN != NaN)."""
+    Xs, ys, Xt, _ = blobs(6, n=80)
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    y_nan = np.r_[ys.astype(float), np.full(len(Xt), np.nan)]
+    y_marked = np.r_[ys, -np.ones(len(Xt), int)]
+    for est in (JDA(n_components=3, n_iter=2), KMMClassifier(), AdaptedClassifier(CORAL())):
+        by_marker = clone(est).set_params(unlabelled=-1).fit(X, y_marked).predict(Xt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)  # KMM's concentration notice on this toy shift
+            np.testing.assert_array_equal(clone(est).fit(X, y_nan, sample_domain=sd).predict(Xt), by_marker)
+            np.testing.assert_array_equal(clone(est).set_params(unlabelled=np.nan).fit(X, y_nan).predict(Xt),
+                                          by_marker)
+        bad = y_nan.copy()
+        bad[3] = np.nan  # a source row without a label: an error naming the source labels
+        with pytest.raises(DataError, match=r"source labels .*contain NaN"):
+            clone(est).fit(X, bad, sample_domain=sd)
+        with pytest.raises(DataError, match=r"source labels .*contain NaN"):
+            clone(est).fit(Xs, np.where(np.arange(len(ys)) == 3, np.nan, ys), Xt=Xt)
+    with pytest.raises(DataError, match=r"target labels contain NaN"):  # TrAdaBoost learns from target labels
+        TrAdaBoost(n_estimators=2).fit(X, y_nan, sample_domain=sd)

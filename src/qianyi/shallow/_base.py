@@ -87,7 +87,8 @@ def check_other(est: Any, X: Any, name: str) -> np.ndarray:
 
 
 def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
-    """One label per row (a column vector is accepted with scikit-learn's DataConversionWarning)."""
+    """One label per row (a column vector is accepted with scikit-learn's DataConversionWarning). NaN may mark
+    a target row's unknown label: :func:`split_domains` checks finiteness on the labels it uses."""
     who = type(est).__name__
     if y is None:
         raise DataError(f"{who} requires y to be passed, but the target y is None: give {name}, one label per row")
@@ -97,8 +98,6 @@ def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
         raise DataError(f"{who}: {name} has shape {np.shape(y)}; expected one label per row ({n},)") from e
     if len(y) != n:
         raise DataError(f"{who}: {name} has {len(y)} labels for {n} rows; give one label per row")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{who}: {name} contains NaN or infinity; drop or fill those rows")
     return y
 
 
@@ -129,7 +128,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     who = type(est).__name__
     check_random_state_setting(who, getattr(est, "random_state", None))
     X = check_X(est, X, "X", reset=True)
-    if need_y or y is not None:
+    if need_y or y is not None:  # finiteness: on the source rows' labels, after the split (target rows may be NaN)
         y = check_labels(est, y, len(X), "y")
     if Xt is None and len(X) < 2:
         raise DataError(f"{who}.fit: X has 1 sample; a source and a target need at least 2 rows in all")
@@ -140,7 +139,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         Xs, ys = X, y
         Xt = check_other(est, Xt, "Xt")
         if yt is not None:
-            yt = check_labels(est, yt, len(Xt), "yt")
+            yt = check_labels(est, yt, len(Xt), "yt")  # used only with need_yt, checked below
         has_target = True
     elif sample_domain is not None:
         sd = check_sample_domain(who, sample_domain, len(X))
@@ -158,6 +157,10 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     else:
         warn_unmarked_target(who, y)
         Xs, ys, Xt, yt, has_target = X, y, X, y, False
+    if ys is not None and ys.dtype.kind == "f" and not np.isfinite(ys).all():
+        raise DataError(f"{who}.fit: the source labels (rows of y outside the target) contain NaN or infinity; give "
+                        "every source row a label, or mark the rows without one as target rows (sample_domain < 0, "
+                        "or unlabelled=np.nan where the classifier takes unlabelled=)")
     if len(Xs) == 0:
         raise DataError(f"{who}.fit: the source domain is empty (no row with sample_domain > 0 / not marked "
                         "unlabelled); give labelled source rows")
@@ -173,7 +176,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         raise DataError(f"{who}.fit needs labelled target rows: pass Xt= and yt=, or stack them into X, y "
                         "with sample_domain < 0 for the target rows")
     if need_yt and yt is not None and yt.dtype.kind == "f" and not np.isfinite(yt).all():
-        raise DataError(f"{who}.fit: the target labels contain NaN; give every target row a label")
+        raise DataError(f"{who}.fit: the target labels contain NaN or infinity; give every target row a label")
     return Domains(Xs, ys, Xt, yt, has_target)
 
 
@@ -189,14 +192,17 @@ def check_sample_domain(who: str, sample_domain: Any, n: int) -> np.ndarray:
 
 
 def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:
-    """Rows of ``y`` equal to the ``unlabelled`` marker; an error when the marker cannot equal any label
-    (a number marker with string labels, or the reverse), which would silently make it a class."""
+    """Rows of ``y`` equal to the ``unlabelled`` marker (a NaN marker: the NaN rows); an error when the marker
+    cannot equal any label (a number marker with string labels, or the reverse), which would silently make it a
+    class."""
     y = np.asarray(y)
     numeric = y.dtype.kind in "iuf"
     if isinstance(marker, bool) or numeric != isinstance(marker, (int, float, np.number)):
         raise DataError(f"{who}.fit: the unlabelled marker {marker!r} ({type(marker).__name__}) cannot match labels "
                         f"of dtype {y.dtype}; give a marker of the labels' kind (e.g. "
                         f"{'-1' if numeric else repr('unlabelled')})")
+    if isinstance(marker, (float, np.floating)) and np.isnan(marker):  # NaN == NaN is False
+        return np.isnan(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
     return y == marker
 
 
