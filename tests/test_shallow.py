@@ -196,6 +196,31 @@ def test_tca_removes_the_mean_shift_direction():
     assert gap < 0.1 < abs(pca[:200].mean() - pca[200:].mean()) / pca.std()
 
 
+def test_tca_mu_is_pans_reciprocal_as_documented():
+    """docs/shallow.md: ``mu`` weighs the regulariser (Long et al.'s code); Pan et al.'s mu, on the MMD term
+    (``(I + mu_Pan K L K)^-1 K H K``), gives the same components for ``mu_Pan = 1/(mu (1/n_s + 1/n_t))`` on the
+    kernel as TCA scales it, and a larger ``mu`` aligns the domains less."""
+    rng = np.random.default_rng(0)
+    ns, nt = 60, 50
+    Xs, Xt = rng.normal(size=(ns, 5)), rng.normal(size=(nt, 5)) * 1.5 + [3.0, 1.0, 0, 0, 0]
+    n, e = ns + nt, np.r_[np.full(ns, 1 / ns), np.full(nt, -1 / nt)]
+    H = np.eye(n) - 1.0 / n
+    gaps = []
+    for mu in (0.01, 1.0, 100.0):
+        tca = TCA(n_components=2, kernel="linear", mu=mu).fit(Xs, Xt)
+        X = (np.vstack([Xs, Xt]) - tca.mean_) / tca.scale_
+        K = X @ X.T / tca.kscale_
+        mu_pan = 1.0 / (mu * (1 / ns + 1 / nt))
+        w, V = np.linalg.eig(np.linalg.solve(np.eye(n) + mu_pan * K @ np.outer(e, e) @ K, K @ H @ K))
+        Z_pan = K @ V[:, np.argsort(-w.real)[:2]].real
+        Z = tca.transform(np.vstack([Xs, Xt]))
+        for j in range(2):
+            assert abs(np.corrcoef(Z[:, j], Z_pan[:, j])[0, 1]) > 1 - 1e-8
+        Z = Z / Z.std(0)
+        gaps.append(float(np.linalg.norm(Z[:ns].mean(0) - Z[ns:].mean(0))))
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+
+
 def test_tca_switches_to_landmarks_with_a_warning_and_stays_accurate(rotated_digits):
     Xs, ys, Xt, yt = rotated_digits
     exact = TCA(kernel="rbf").fit(Xs, Xt)

@@ -85,7 +85,9 @@ class NoAdaptation(ShallowMethod):
 
 @register
 class TCAMethod(ShallowMethod):
-    """TCA (Pan et al., IEEE TNN 2011): a kernel embedding whose source and target means match; then 1-NN."""
+    """TCA (Pan et al., IEEE TNN 2011): a kernel embedding whose source and target means match; then 1-NN.
+    ``mu`` weighs the regulariser, as ``lambda`` in Long et al.'s code (TCA.m), not Pan et al.'s ``mu`` (on the
+    MMD term): ``mu_Pan = 1 / (mu (1/n_s + 1/n_t))``, so a larger ``mu`` aligns less."""
 
     name = "tca"
     estimator = "TCA"

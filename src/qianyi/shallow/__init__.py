@@ -27,9 +27,9 @@ length than ``X`` is an error (one of the same length is labels, ignored). Given
 unsupervised adapter adapts the data to itself; :class:`TrAdaBoost` and :class:`AugmentedClassifier` need
 labelled target rows and say so.
 
-Inputs with NaN or infinity, sparse matrices (dense data is required), mismatched feature counts, an empty domain or a target of fewer than two
-rows raise :class:`qianyi.errors.DataError` naming the input; out-of-range settings raise
-:class:`qianyi.errors.ConfigError`.
+Inputs with NaN or infinity, sparse matrices (dense data is required), mismatched feature counts, an
+empty domain or a target of fewer than two rows raise :class:`qianyi.errors.DataError` naming the input;
+out-of-range settings raise :class:`qianyi.errors.ConfigError`.
 
 >>> from qianyi.shallow import TCA, JDA
 >>> Z = TCA(n_components=20).fit(Xs, Xt).transform(Xt)                     # doctest: +SKIP
