@@ -260,3 +260,24 @@ def test_a_one_seed_ranking_says_it_has_no_spread():
                             np.array([[[2.27, 2.3, 2.2]], [[2.26, 2.1, 2.0]]]), np.full((2, 1, 3), np.nan),
                             np.array([2.0, 1.0]), 1)
     assert "One seed" not in three.table()
+
+
+def test_a_shallow_select_claims_no_model_pt_and_no_epochs(tmp_path):
+    """``qianyi select coral-shallow`` said each folder's model.pt serves ``qianyi predict`` (there is none: a
+    model.npz, which predict refuses) and printed epochs 20, batch_size 64, which played no part."""
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import ConfigError
+
+    res = select_hparams("coral-shallow", ["digits->digits+rot30@150"], "source-val",
+                         grid=[{"reg": 0.01}, {"reg": 1.0}], out=tmp_path, log=None)
+    text = (tmp_path / "select-coral-shallow-source-val.md").read_text()
+    assert text == res.table() + "\n"
+    (folder,) = res.chosen_runs.values()
+    assert (Path(folder) / "model.npz").is_file() and not (Path(folder) / "model.pt").exists()
+    assert "model.pt" not in text and "holds model.npz, the fitted arrays; `qianyi predict` does not rebuild" in text
+    (runs,) = [line for line in text.splitlines() if line.startswith("Runs: ")]
+    assert runs == "Runs: shallow fits (no network: no epochs, batch size or optimiser)."
+    assert "epochs" not in text.replace(runs, "") and "batch_size" not in text
+    with pytest.raises(ConfigError, match=r"shallow method fits no network.*\['epochs'\].*play no part"):
+        select_hparams("coral-shallow", ["digits->digits+rot30@150"], "source-val", grid=[{"reg": 1.0, "epochs": 5}],
+                       out=tmp_path, log=None)

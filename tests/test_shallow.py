@@ -196,6 +196,31 @@ def test_tca_removes_the_mean_shift_direction():
     assert gap < 0.1 < abs(pca[:200].mean() - pca[200:].mean()) / pca.std()
 
 
+def test_tca_mu_is_pans_reciprocal_as_documented():
+    """docs/shallow.md: ``mu`` weighs the regulariser (Long et al.'s code); Pan et al.'s mu, on the MMD term
+    (``(I + mu_Pan K L K)^-1 K H K``), gives the same components for ``mu_Pan = 1/(mu (1/n_s + 1/n_t))`` on the
+    kernel as TCA scales it, and a larger ``mu`` aligns the domains less."""
+    rng = np.random.default_rng(0)
+    ns, nt = 60, 50
+    Xs, Xt = rng.normal(size=(ns, 5)), rng.normal(size=(nt, 5)) * 1.5 + [3.0, 1.0, 0, 0, 0]
+    n, e = ns + nt, np.r_[np.full(ns, 1 / ns), np.full(nt, -1 / nt)]
+    H = np.eye(n) - 1.0 / n
+    gaps = []
+    for mu in (0.01, 1.0, 100.0):
+        tca = TCA(n_components=2, kernel="linear", mu=mu).fit(Xs, Xt)
+        X = (np.vstack([Xs, Xt]) - tca.mean_) / tca.scale_
+        K = X @ X.T / tca.kscale_
+        mu_pan = 1.0 / (mu * (1 / ns + 1 / nt))
+        w, V = np.linalg.eig(np.linalg.solve(np.eye(n) + mu_pan * K @ np.outer(e, e) @ K, K @ H @ K))
+        Z_pan = K @ V[:, np.argsort(-w.real)[:2]].real
+        Z = tca.transform(np.vstack([Xs, Xt]))
+        for j in range(2):
+            assert abs(np.corrcoef(Z[:, j], Z_pan[:, j])[0, 1]) > 1 - 1e-8
+        Z = Z / Z.std(0)
+        gaps.append(float(np.linalg.norm(Z[:ns].mean(0) - Z[ns:].mean(0))))
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+
+
 def test_tca_switches_to_landmarks_with_a_warning_and_stays_accurate(rotated_digits):
     Xs, ys, Xt, yt = rotated_digits
     exact = TCA(kernel="rbf").fit(Xs, Xt)
@@ -619,3 +644,54 @@ def test_kmm_says_when_its_weights_rest_on_a_few_source_rows():
     with warnings.catch_warnings():  # nine rows: every weight 1 is nine effective samples, not a concentration
         warnings.simplefilter("error", QianyiWarning)
         KMM().fit(Xs[:9], Xt=Xs[:9])
+
+
+def test_a_target_in_ys_place_is_read_as_the_target_or_refused_never_ignored():
+    """``fit(Xs, T)`` took T as the target only when 2-D dense: images (n, h, w), a sparse matrix or a 1-D
+    vector went to ``y``, which the adapters ignore, so each adapted the source to itself silently."""
+    import scipy.sparse
+
+    Xs, ys, Xt, _ = blobs(5, n=60)
+    for est in (TCA(n_components=3), CORAL(), SubspaceAlignment(3), KMM(max_iter=50)):
+        with pytest.raises(DataError, match=r"input Xt: Found array with dim 3"):
+            clone(est).fit(Xs, Xt.reshape(len(Xt), 2, 3))
+        with pytest.raises(DataError, match=r"input Xt: Sparse data"):
+            clone(est).fit(Xs, scipy.sparse.csr_matrix(Xt))
+        with pytest.raises(DataError, match=r"40 entries for 60 rows of X.*did you mean Xt="):
+            clone(est).fit(Xs, Xt[:40, 0])
+        with pytest.raises(DataError, match=r"input X: Sparse data"):  # was scikit-learn's TypeError
+            clone(est).fit(scipy.sparse.csr_matrix(Xs), Xt=Xt)
+        # one label per row, as a Pipeline passes them, is ignored: the fit is that of no target at all
+        with_labels, alone = clone(est).fit(Xs, ys), clone(est).fit(Xs)
+        if isinstance(est, KMM):
+            np.testing.assert_allclose(with_labels.weights_, alone.weights_)
+            continue
+        np.testing.assert_allclose(with_labels.transform(Xt), alone.transform(Xt))
+        with pytest.raises(DataError, match=r"input X: Sparse data"):
+            alone.transform(scipy.sparse.csr_matrix(Xt))
+    sa = SubspaceAlignment(3)
+    np.testing.assert_allclose(sa.fit_transform(Xs, Xt), sa.transform(Xs, sample_domain=np.ones(len(Xs))))
+
+
+def test_nan_labels_of_target_rows_are_accepted_and_source_nan_is_named():
+    """A float y with NaN on the target rows (pandas' missing label) was refused before the split, with advice
+    to drop those rows (the target); ``unlabelled=np.nan`` could not match (NaN != NaN)."""
+    Xs, ys, Xt, _ = blobs(6, n=80)
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    y_nan = np.r_[ys.astype(float), np.full(len(Xt), np.nan)]
+    y_marked = np.r_[ys, -np.ones(len(Xt), int)]
+    for est in (JDA(n_components=3, n_iter=2), KMMClassifier(), AdaptedClassifier(CORAL())):
+        by_marker = clone(est).set_params(unlabelled=-1).fit(X, y_marked).predict(Xt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)  # KMM's concentration notice on this toy shift
+            np.testing.assert_array_equal(clone(est).fit(X, y_nan, sample_domain=sd).predict(Xt), by_marker)
+            np.testing.assert_array_equal(clone(est).set_params(unlabelled=np.nan).fit(X, y_nan).predict(Xt),
+                                          by_marker)
+        bad = y_nan.copy()
+        bad[3] = np.nan  # a source row without a label: an error naming the source labels
+        with pytest.raises(DataError, match=r"source labels .*contain NaN"):
+            clone(est).fit(X, bad, sample_domain=sd)
+        with pytest.raises(DataError, match=r"source labels .*contain NaN"):
+            clone(est).fit(Xs, np.where(np.arange(len(ys)) == 3, np.nan, ys), Xt=Xt)
+    with pytest.raises(DataError, match=r"target labels contain NaN"):  # TrAdaBoost learns from target labels
+        TrAdaBoost(n_estimators=2).fit(X, y_nan, sample_domain=sd)

@@ -11,6 +11,12 @@ from qianyi.methods import get_method
 from qianyi.train.store import finished
 
 SHALLOW = ["knn", "tca", "jda", "sa", "coral-shallow", "kmm"]
+#: arrays each method's model.npz must hold (what its estimator fitted; sa's sat behind a lambda, unsaved)
+FITTED = {"knn": {"KNeighborsClassifier.classes_"}, "tca": {"TCA.components_", "TCA.mean_"},
+          "jda": {"JDA.components_", "JDA.classes_"},
+          "sa": {"SubspaceAlignment.source_basis_", "SubspaceAlignment.target_basis_", "SubspaceAlignment.alignment_",
+                 "SubspaceAlignment.source_mean_", "SubspaceAlignment.target_mean_"},
+          "coral-shallow": {"CORAL.transform_matrix_"}, "kmm": {"KMM.weights_"}}
 
 
 @pytest.mark.parametrize("name", SHALLOW)
@@ -20,7 +26,9 @@ def test_run_a_shallow_method_from_the_cli(name, tmp_path, capsys):
                  "--out", str(out)]) == 0
     res = json.loads((out / "result.json").read_text())
     assert res["method"] == name and 0 < res["target_accuracy"] <= 1 and res["history"] == []
-    assert res["model_file"] == "model.npz" and np.load(out / "model.npz") is not None
+    assert res["model_file"] == "model.npz"
+    with np.load(out / "model.npz") as saved:
+        assert FITTED[name] <= set(saved.files), sorted(saved.files)
     assert res["target_report"]["confusion"] and "no target labels" in res["selection"]
     assert finished(out, res["fingerprint"]) is not None  # the store sees it as a finished run
     assert main(["predict", str(out), "--data", "digits", "--out", str(tmp_path / "p.csv")]) == 2

@@ -66,6 +66,9 @@ def method_grid(method: str, grid: Sequence[dict[str, Any]] | None = None) -> li
                           "oracle (an upper bound) by its own target validation split instead"))
     for c in cands:
         hp, train = split_candidate(c)
+        if train and getattr(cls, "shallow", False):  # each would be a new run (fingerprint) fitting the same model
+            raise ConfigError(f"select {method}: a shallow method fits no network, so the training settings "
+                              f"{sorted(train)} of candidate {json.dumps(c)} play no part; leave them out")
         get_method(method, **hp)  # unknown settings fail before any training
         replace(TrainConfig(), **train)  # so do bad training settings
     return cands
@@ -142,8 +145,11 @@ class SelectionResult:
     files: dict[str, Path] = field(default_factory=dict)
     #: The training settings the runs shared (one line of the report): what another select in the same --out changed.
     settings: str = ""
-    #: The chosen candidate's run folder per pair and seed (its model.pt: ``qianyi predict FOLDER``).
+    #: The chosen candidate's run folder per pair and seed (its model.pt: ``qianyi predict FOLDER``; a shallow
+    #: method's folder holds model.npz, which ``qianyi predict`` does not load).
     chosen_runs: dict[str, str] = field(default_factory=dict)
+    #: Whether the method is shallow (fits no network: no model.pt, no epochs).
+    shallow: bool = False
 
     @property
     def choice(self) -> dict[str, Any]:
@@ -193,7 +199,9 @@ class SelectionResult:
             lines.append("One seed per candidate: nothing here tells a difference in score from seed noise; "
                          "--seeds 3 shows the spread.")
         if self.chosen_runs:
-            lines.append("The chosen candidate's runs (each folder's model.pt serves `qianyi predict FOLDER`): "
+            saved = ("each folder holds model.npz, the fitted arrays; `qianyi predict` does not rebuild shallow "
+                     "models" if self.shallow else "each folder's model.pt serves `qianyi predict FOLDER`")
+            lines.append(f"The chosen candidate's runs ({saved}): "
                          + "; ".join(f"{k}: {v}" for k, v in self.chosen_runs.items()) + ".")
         missing = [f"{(', '.join(f'{k}={v}' for k, v in c.items()) or 'defaults')} on {p} "
                    f"({int(np.isnan(self.scores[i, j]).sum())} of {self.scores.shape[2]} seeds)"
@@ -245,7 +253,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     n = len(cands) * len(pairs) * len(seeds)
     scores = np.full((len(cands), len(pairs), len(seeds)), np.nan)
     accs = np.full_like(scores, np.nan)
-    folders: dict[tuple[int, int, int], str] = {}  # each run's folder: its model.pt, for predict
+    folders: dict[tuple[int, int, int], str] = {}  # each run's folder: its model.pt (shallow: model.npz)
     k = 0
     for j, pair in enumerate(pairs):
         pair_text, cap = split_cap(pair)
@@ -269,12 +277,17 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 folders[i, j, s] = str(store.path(fp))
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
     runs_config = base.fingerprint()
-    shared = {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr", "optimizer", "select")}
+    shallow = bool(getattr(get_method(method), "shallow", False))
+    # a shallow fit has no epochs, batches or optimiser: the settings line says so instead of listing them
+    shared = {} if shallow else {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr",
+                                                                  "optimizer", "select")}
     network = (result.fingerprint or {}).get("backbone") if n else None  # the last run's: every run's
-    settings = ", ".join(f"{k} {v}" for k, v in shared.items() if v is not None) + \
-        f", max_samples {max_samples}" * (max_samples is not None) + \
-        f", network {_network_name(network)}" * (network is not None)
-    res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings)
+    settings = ", ".join(["shallow fits (no network: no epochs, batch size or optimiser)"] * shallow
+                         + [f"{k} {v}" for k, v in shared.items() if v is not None]
+                         + [f"max_samples {max_samples}"] * (max_samples is not None)
+                         + [f"network {_network_name(network)}"] * (network is not None))
+    res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings,
+                          shallow=shallow)
     res.chosen_runs = {f"{pair} seed {seed}": folders[best, j, s] for j, pair in enumerate(pairs)
                        for s, seed in enumerate(seeds)}
     out = Path(out)

@@ -31,10 +31,12 @@ def _classifier(name: str, seed: int) -> Any:
 
 
 class _Mapped:
-    """A fitted feature map for source and target, then a classifier on the mapped source."""
+    """A fitted feature map for source and target, then a classifier on the mapped source. ``adapter``: the
+    fitted estimator behind the maps when they are not its bound methods (``qianyi run`` saves the fitted
+    arrays of every estimator the predictor holds)."""
 
-    def __init__(self, source_map: Any, target_map: Any, clf: Any) -> None:
-        self.source_map, self.target_map, self.clf = source_map, target_map, clf
+    def __init__(self, source_map: Any, target_map: Any, clf: Any, adapter: Any = None) -> None:
+        self.source_map, self.target_map, self.clf, self.adapter = source_map, target_map, clf, adapter
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.clf.predict(self.target_map(X))
@@ -83,7 +85,9 @@ class NoAdaptation(ShallowMethod):
 
 @register
 class TCAMethod(ShallowMethod):
-    """TCA (Pan et al., IEEE TNN 2011): a kernel embedding whose source and target means match; then 1-NN."""
+    """TCA (Pan et al., IEEE TNN 2011): a kernel embedding whose source and target means match; then 1-NN.
+    ``mu`` weighs the regulariser, as ``lambda`` in Long et al.'s code (TCA.m), not Pan et al.'s ``mu`` (on the
+    MMD term): ``mu_Pan = 1 / (mu (1/n_s + 1/n_t))``, so a larger ``mu`` aligns less."""
 
     name = "tca"
     estimator = "TCA"
@@ -138,7 +142,7 @@ class SAMethod(ShallowMethod):
 
         sa = SubspaceAlignment(n_components=self.n_components).fit(Xs, Xt=Xt)
         clf = _classifier(self.classifier, seed).fit(sa.transform(Xs, sample_domain=np.ones(len(Xs))), ys)
-        return _Mapped(None, lambda X: sa.transform(X, sample_domain=-np.ones(len(X))), clf)
+        return _Mapped(None, lambda X: sa.transform(X, sample_domain=-np.ones(len(X))), clf, adapter=sa)
 
 
 @register

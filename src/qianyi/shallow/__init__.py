@@ -17,15 +17,19 @@ that need no network.
 Which rows are target, for every estimator (as :class:`qianyi.DomainAdapter`): ``Xt=`` (and ``yt=``)
 next to the source ``X, y``; or ``sample_domain=`` with one entry per row of ``X``, positive for
 source and negative for target (skada's convention; for an adapter and a classifier use
-:class:`AdaptedClassifier`, not a plain ``Pipeline``, whose classifier would also fit the target rows); or, for the classifiers with an unlabelled target (:class:`JDA`,
-:class:`KMMClassifier`), ``unlabelled=MARKER`` marking target rows of ``y`` (e.g. ``-1``), which works
-in ``GridSearchCV`` as is. The unsupervised adapters also accept ``fit(Xs, Xt)``: a 2-D array in place
-of ``y`` is the target sample. Given no target rows, an unsupervised adapter adapts the data to itself;
-:class:`TrAdaBoost` and :class:`AugmentedClassifier` need labelled target rows and say so.
+:class:`AdaptedClassifier`, not a plain ``Pipeline``, whose classifier would also fit the target rows);
+or, for the classifiers with an unlabelled target (:class:`JDA`, :class:`KMMClassifier`,
+:class:`AdaptedClassifier`), ``unlabelled=MARKER`` marking target rows of ``y`` (e.g. ``-1``, which works
+in ``GridSearchCV`` as is; ``np.nan`` marks the NaN rows). The labels of unlabelled target rows may be
+NaN; the source's may not. The unsupervised adapters also accept ``fit(Xs, Xt)``: a 2-D (or more) array
+or a sparse matrix in place of ``y`` is the target sample, checked as ``Xt=`` is; a 1-D ``y`` of another
+length than ``X`` is an error (one of the same length is labels, ignored). Given no target rows, an
+unsupervised adapter adapts the data to itself; :class:`TrAdaBoost` and :class:`AugmentedClassifier` need
+labelled target rows and say so.
 
-Inputs with NaN or infinity, mismatched feature counts, an empty domain or a target of fewer than two
-rows raise :class:`qianyi.errors.DataError` naming the input; out-of-range settings raise
-:class:`qianyi.errors.ConfigError`.
+Inputs with NaN or infinity, sparse matrices (dense data is required), mismatched feature counts, an
+empty domain or a target of fewer than two rows raise :class:`qianyi.errors.DataError` naming the input;
+out-of-range settings raise :class:`qianyi.errors.ConfigError`.
 
 >>> from qianyi.shallow import TCA, JDA
 >>> Z = TCA(n_components=20).fit(Xs, Xt).transform(Xt)                     # doctest: +SKIP

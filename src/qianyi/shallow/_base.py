@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ..errors import ConfigError, DataError, QianyiWarning
@@ -40,8 +41,18 @@ KERNELS = ("primal", "linear", "rbf")
 
 
 # -- inputs ------------------------------------------------------------------------------------------
+def refuse_sparse(est: Any, X: Any, name: str) -> None:
+    """A :class:`~qianyi.errors.DataError` for a scipy.sparse ``X`` (scikit-learn's own check raises TypeError)."""
+    if scipy.sparse.issparse(X):
+        raise DataError(f"{type(est).__name__}: input {name}: Sparse data was passed for {name}, but dense data is "
+                        f"required (shape {X.shape}); give {name}.toarray(), or reduce the features first (e.g. "
+                        "TruncatedSVD) if the dense array would not fit in memory")
+
+
 def check_X(est: Any, X: Any, name: str, *, reset: bool) -> np.ndarray:
-    """``validate_data`` (sets ``n_features_in_`` when ``reset``), its ValueErrors as DataError naming ``name``."""
+    """``validate_data`` (sets ``n_features_in_`` when ``reset``), its ValueErrors (and sparse input) as DataError
+    naming ``name``."""
+    refuse_sparse(est, X, name)
     try:
         return validate_data(est, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
     except ValueError as e:
@@ -64,6 +75,7 @@ def check_columns(est: Any, X: Any, name: str) -> None:
 def check_other(est: Any, X: Any, name: str) -> np.ndarray:
     """A second sample (the target) with the features of the first (:func:`check_columns`)."""
     check_columns(est, X, name)
+    refuse_sparse(est, X, name)
     try:
         X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1, input_name=name)
     except ValueError as e:
@@ -75,7 +87,8 @@ def check_other(est: Any, X: Any, name: str) -> np.ndarray:
 
 
 def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
-    """One label per row (a column vector is accepted with scikit-learn's DataConversionWarning)."""
+    """One label per row (a column vector is accepted with scikit-learn's DataConversionWarning). NaN may mark
+    a target row's unknown label: :func:`split_domains` checks finiteness on the labels it uses."""
     who = type(est).__name__
     if y is None:
         raise DataError(f"{who} requires y to be passed, but the target y is None: give {name}, one label per row")
@@ -85,8 +98,6 @@ def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
         raise DataError(f"{who}: {name} has shape {np.shape(y)}; expected one label per row ({n},)") from e
     if len(y) != n:
         raise DataError(f"{who}: {name} has {len(y)} labels for {n} rows; give one label per row")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{who}: {name} contains NaN or infinity; drop or fill those rows")
     return y
 
 
@@ -117,7 +128,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     who = type(est).__name__
     check_random_state_setting(who, getattr(est, "random_state", None))
     X = check_X(est, X, "X", reset=True)
-    if need_y or y is not None:
+    if need_y or y is not None:  # finiteness: on the source rows' labels, after the split (target rows may be NaN)
         y = check_labels(est, y, len(X), "y")
     if Xt is None and len(X) < 2:
         raise DataError(f"{who}.fit: X has 1 sample; a source and a target need at least 2 rows in all")
@@ -128,7 +139,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         Xs, ys = X, y
         Xt = check_other(est, Xt, "Xt")
         if yt is not None:
-            yt = check_labels(est, yt, len(Xt), "yt")
+            yt = check_labels(est, yt, len(Xt), "yt")  # used only with need_yt, checked below
         has_target = True
     elif sample_domain is not None:
         sd = check_sample_domain(who, sample_domain, len(X))
@@ -146,6 +157,10 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
     else:
         warn_unmarked_target(who, y)
         Xs, ys, Xt, yt, has_target = X, y, X, y, False
+    if ys is not None and ys.dtype.kind == "f" and not np.isfinite(ys).all():
+        raise DataError(f"{who}.fit: the source labels (rows of y outside the target) contain NaN or infinity; give "
+                        "every source row a label, or mark the rows without one as target rows (sample_domain < 0, "
+                        "or unlabelled=np.nan where the classifier takes unlabelled=)")
     if len(Xs) == 0:
         raise DataError(f"{who}.fit: the source domain is empty (no row with sample_domain > 0 / not marked "
                         "unlabelled); give labelled source rows")
@@ -161,7 +176,7 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         raise DataError(f"{who}.fit needs labelled target rows: pass Xt= and yt=, or stack them into X, y "
                         "with sample_domain < 0 for the target rows")
     if need_yt and yt is not None and yt.dtype.kind == "f" and not np.isfinite(yt).all():
-        raise DataError(f"{who}.fit: the target labels contain NaN; give every target row a label")
+        raise DataError(f"{who}.fit: the target labels contain NaN or infinity; give every target row a label")
     return Domains(Xs, ys, Xt, yt, has_target)
 
 
@@ -177,14 +192,17 @@ def check_sample_domain(who: str, sample_domain: Any, n: int) -> np.ndarray:
 
 
 def unlabelled_rows(who: str, y: Any, marker: Any) -> np.ndarray:
-    """Rows of ``y`` equal to the ``unlabelled`` marker; an error when the marker cannot equal any label
-    (a number marker with string labels, or the reverse), which would silently make it a class."""
+    """Rows of ``y`` equal to the ``unlabelled`` marker (a NaN marker: the NaN rows); an error when the marker
+    cannot equal any label (a number marker with string labels, or the reverse), which would silently make it a
+    class."""
     y = np.asarray(y)
     numeric = y.dtype.kind in "iuf"
     if isinstance(marker, bool) or numeric != isinstance(marker, (int, float, np.number)):
         raise DataError(f"{who}.fit: the unlabelled marker {marker!r} ({type(marker).__name__}) cannot match labels "
                         f"of dtype {y.dtype}; give a marker of the labels' kind (e.g. "
                         f"{'-1' if numeric else repr('unlabelled')})")
+    if isinstance(marker, (float, np.floating)) and np.isnan(marker):  # NaN == NaN is False
+        return np.isnan(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
     return y == marker
 
 
@@ -214,10 +232,51 @@ def one_target_convention(who: str, y: Any, unlabelled: Any, Xt: Any, sample_dom
                         "use one convention: the marked rows as the target (no Xt=/sample_domain=), or drop them")
 
 
-def target_as_y(y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:
-    """``fit(Xs, Xt)``: a 2-D array where ``y`` goes is the target sample (unsupervised adapters ignore y)."""
-    if y is not None and Xt is None and sample_domain is None and np.asarray(y).ndim == 2:
+def looks_like_a_sample(y: Any) -> bool:
+    """Whether ``y`` is a sample of rows rather than labels: a sparse matrix or an array of 2 or more axes."""
+    if y is None:
+        return False
+    if scipy.sparse.issparse(y):
+        return True
+    try:
+        return np.asarray(y).ndim >= 2
+    except ValueError:  # a ragged sequence: not a sample of rows; read (and ignored) as y
+        return False
+
+
+def _n_rows(X: Any) -> int | None:
+    """Rows of ``X`` (array, data frame, sparse matrix or list), None when it has no length (checked later)."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    try:
+        return len(X)
+    except TypeError:
+        return None
+
+
+def target_as_y(est: Any, X: Any, y: Any, Xt: Any, sample_domain: Any) -> tuple[Any, Any]:
+    """``fit(Xs, Xt)`` for the unsupervised adapters, which ignore labels: in ``y``'s place a sample of rows
+    (:func:`looks_like_a_sample`: 2-D or more, or sparse) is the target ``Xt`` and is checked as such (a 3-D
+    or sparse target raises :class:`~qianyi.errors.DataError`, as with ``Xt=``); a 1-D ``y`` of ``len(X)``
+    entries (labels, as a ``Pipeline`` passes them) stays ignored; a 1-D ``y`` of another length is an error,
+    since it can only be a target sample given in the wrong shape."""
+    if y is None or Xt is not None or sample_domain is not None:
+        return y, Xt
+    if looks_like_a_sample(y):
         return None, y
+    n = _n_rows(X)
+    try:
+        shape = np.asarray(y).shape
+    except ValueError:  # a ragged sequence: ignored, as any y
+        shape = ()
+    if n is not None and len(shape) == 1 and shape[0] != n:
+        ny = shape[0]
+        who = type(est).__name__
+        raise DataError(f"{who}.fit: the second argument has {ny} entries for {n} rows of X. {who} ignores "
+                        "labels (one per row of X) and reads a 2-D array there as the target sample; did you "
+                        "mean Xt=? Give the target as Xt=Xt with shape (n_samples, n_features) (one row: "
+                        "x.reshape(1, -1))")
     return y, Xt
 
 

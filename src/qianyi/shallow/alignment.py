@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OneToOn
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError
-from ._base import check_X, domain_mask, split_domains, target_as_y
+from ._base import check_X, domain_mask, looks_like_a_sample, split_domains, target_as_y
 
 
 def _sym_power(C: np.ndarray, p: float) -> np.ndarray:
@@ -55,10 +55,11 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.reg = reg
 
     def fit(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> "CORAL":
-        """Fit on source ``X`` and target ``Xt``; ``y`` is ignored (a 2-D array there is taken as ``Xt``)."""
+        """Fit on source ``X`` and target ``Xt``; ``y`` is ignored (a 2-D or sparse array there is taken as ``Xt``; a
+        1-D one of another length than ``X`` is an error)."""
         if not (isinstance(self.reg, (int, float, np.number)) and np.isfinite(self.reg) and self.reg >= 0):
             raise ConfigError(f"CORAL: reg={self.reg!r}; it must be a finite number >= 0 (1 in the paper)")
-        y, Xt = target_as_y(y, Xt, sample_domain)
+        y, Xt = target_as_y(self, X, y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain, min_source=2)
         _check_square(self, d.Xs.shape[1], 3, "aligns two d x d feature covariances (and their eigenvectors)")
         eye = np.eye(d.Xs.shape[1])
@@ -103,11 +104,12 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.n_components = n_components
 
     def fit(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> "SubspaceAlignment":
-        """Fit on source ``X`` and target ``Xt``; ``y`` is ignored (a 2-D array there is taken as ``Xt``)."""
+        """Fit on source ``X`` and target ``Xt``; ``y`` is ignored (a 2-D or sparse array there is taken as ``Xt``; a
+        1-D one of another length than ``X`` is an error)."""
         if isinstance(self.n_components, bool) or not isinstance(self.n_components, (int, np.integer)) \
                 or self.n_components < 1:
             raise ConfigError(f"SubspaceAlignment: n_components={self.n_components!r}; give a positive integer")
-        y, Xt = target_as_y(y, Xt, sample_domain)
+        y, Xt = target_as_y(self, X, y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain, min_source=2)
         # centred data of n rows has rank <= n - 1: beyond it a "direction" would be rounding noise
         k = int(min(self.n_components, d.Xs.shape[1], len(d.Xs) - 1, len(d.Xt) - 1))
@@ -156,7 +158,7 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def fit_transform(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> np.ndarray:
         """``fit``, then the fitted rows by their own domain (with ``Xt=``: ``X`` is all source)."""
         self.fit(X, y, Xt=Xt, sample_domain=sample_domain)
-        if Xt is not None or (y is not None and sample_domain is None and np.asarray(y).ndim == 2):
+        if Xt is not None or (sample_domain is None and looks_like_a_sample(y)):
             sample_domain = np.ones(len(X))
         return self.transform(X, sample_domain=sample_domain)
 

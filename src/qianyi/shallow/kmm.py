@@ -76,12 +76,13 @@ class KMM(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> "KMM":
-        """Weights for the source rows; ``y`` is ignored (a 2-D array there is taken as ``Xt``)."""
+        """Weights for the source rows; ``y`` is ignored (a 2-D or sparse array there is taken as ``Xt``; a
+        1-D one of another length than ``X`` is an error)."""
         check_kernel(self, self.kernel, ("linear", "rbf"))
         check_positive(self, gamma=self.gamma, B=self.B, tol=self.tol, max_kernel_bytes=self.max_kernel_bytes)
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ConfigError(f"KMM: max_iter={self.max_iter!r}; give a positive integer")
-        y, Xt = target_as_y(y, Xt, sample_domain)
+        y, Xt = target_as_y(self, X, y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain)
         Xs, Xt = d.Xs.astype(np.float64), d.Xt.astype(np.float64)
         ns, nt = len(Xs), len(Xt)

@@ -19,8 +19,12 @@ pseudo-labelled ``c``; a class missing from either side adds nothing) and refres
 
 Conventions (those of Long et al.'s reference code, with which the published Office-Caltech SURF
 TCA average, 43.6, is reproduced): ``M`` is divided by its Frobenius norm and the kernel by
-its mean diagonal, so ``mu`` means the same on any data. The eigenproblem fixes directions, not
-lengths: the primal form keeps the solver's ``w^T (X^T M X + mu I) w = 1``, under which component
+its mean diagonal, so ``mu`` means the same on any data. ``mu`` weighs the regulariser, as Long et al.'s
+``lambda`` (``TCA.m``, ``JDA.m``); Pan et al. (2011) put their ``mu`` on the MMD term,
+``(I + mu_Pan K L K)^{-1} K H K``, which has TCA's components for ``mu_Pan = 1 / (mu ||L||_F)``,
+``||L||_F = 1/n_s + 1/n_t``: a larger ``mu`` here aligns the domains less.
+
+The eigenproblem fixes directions, not lengths: the primal form keeps the solver's ``w^T (X^T M X + mu I) w = 1``, under which component
 ``j`` has variance ``lambda_j`` (its eigenvalue), like PCA scores (whitening the components,
 ``W^T K H K W = I``, cost 8 points of 1-NN accuracy on Office-Caltech). In the kernel form the
 same normalisation gives variances that grow with the square of the data's (``lambda_j ~ s_j^2``
@@ -242,14 +246,18 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
 class TCA(_TransferBase):
     r"""Transfer component analysis (Pan, Tsang, Kwok, Yang, "Domain Adaptation via Transfer Component
-    Analysis", IEEE Trans. Neural Networks 22(2), 2011).
+    Analysis", IEEE Trans. Neural Networks 22(2), 2011), in the form of Long et al.'s reference code
+    (``TCA.m``/``JDA.m``: ``mu`` weighs the regulariser).
 
-    .. math:: \min_W \operatorname{tr}(W^\top K L K W) + \mu \operatorname{tr}(W^\top W)
+    .. math:: \min_W \operatorname{tr}(W^\top K L K W) / \lVert L \rVert_F + \mu \operatorname{tr}(W^\top W)
               \ \text{ s.t. } W^\top K H K W = I, \quad L = e_0 e_0^\top,\
               (e_0)_i = 1/n_s \text{ (source)},\ -1/n_t \text{ (target)}
 
-    i.e. ``W`` = leading eigenvectors of ``(K L K + mu I)^{-1} K H K``; features ``Z = K W`` (module
-    docstring: scaling, the primal form, landmarks).
+    i.e. ``W`` = leading eigenvectors of ``(K L K / ||L||_F + mu I)^{-1} K H K``; features ``Z = K W``
+    (module docstring: scaling, the primal form, landmarks). Pan et al.'s objective puts their ``mu`` on
+    the MMD term instead, ``min tr(W^T W) + mu_Pan tr(W^T K L K W)``: the same components for
+    ``mu_Pan = 1 / (mu (1/n_s + 1/n_t))`` (``||L||_F = 1/n_s + 1/n_t``, on the kernel as scaled here), so
+    a larger ``mu`` here aligns the domains less; map a ``mu`` taken from Pan et al., do not copy it.
 
     ``fit(Xs, Xt)`` (or ``fit(Xs, Xt=Xt)``, or ``fit(X, sample_domain=sd)``), then ``transform(X)`` for
     any rows. Defaults chosen not to collapse (1-NN on the features within 10% of 1-NN on standardised
@@ -277,10 +285,11 @@ class TCA(_TransferBase):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> "TCA":
-        """Fit on source ``X`` and target ``Xt`` (unlabelled). ``y`` is ignored, except that a 2-D array in
-        its place is taken as ``Xt`` (``fit(Xs, Xt)``)."""
+        """Fit on source ``X`` and target ``Xt`` (unlabelled). ``y`` is ignored, except that a 2-D or sparse
+        array in its place is taken as ``Xt`` (``fit(Xs, Xt)``) and a 1-D one of another length than ``X`` is an
+        error."""
         self._check_settings()
-        y, Xt = target_as_y(y, Xt, sample_domain)
+        y, Xt = target_as_y(self, X, y, Xt, sample_domain)
         d = split_domains(self, X, None, Xt, None, sample_domain)
         X = self._prepare(d.Xs, d.Xt)
         self._statistics(X)
