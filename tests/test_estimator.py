@@ -74,6 +74,9 @@ def test_domain_conventions_are_checked_as_in_the_shallow_estimators():
     for est in (DomainAdapter(unlabelled=-1, **fast), JDA(unlabelled=-1)):
         with pytest.raises(DataError, match="unlabelled marker -1 \\(int\\) cannot match labels"):
             est.fit(X, names.astype(str))
+    nan_y = np.r_[ys, np.full(40, np.nan)]  # scikit-learn's own "Input y contains NaN" named no way out
+    with pytest.raises(DataError, match="y holds NaN; mark the target rows with a number"):
+        DomainAdapter(unlabelled=np.nan, **fast).fit(X, nan_y)
 
 
 def test_pipeline_and_grid_search_choose_settings_without_target_labels():
