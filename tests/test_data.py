@@ -252,3 +252,47 @@ def test_eight_by_eight_block_counts_from_a_file_are_not_blocked_twice(tmp_path)
     np.savez(tmp_path / "d.npz", X=d.X, y=d.y)
     again = to_canvas(load_domain(f"npz:{tmp_path / 'd.npz'}"), Canvas(8, 1, "uci"))
     np.testing.assert_array_equal(again.X, d.X)
+
+
+# --- review (datasets): copies of source samples, the mnist folder, the built-ins' cache ---------------------
+
+def test_domain_keys_follow_their_rows_and_must_fit():
+    from qianyi.data.domain import sample_keys
+
+    d = Domain(np.arange(12.0).reshape(6, 2), np.arange(6) % 2, "d")
+    keyed = d.replace(keys=sample_keys(d.X))
+    assert keyed.subset([4, 1]).keys.tolist() == [keyed.keys[4], keyed.keys[1]]
+    assert keyed.replace(X=keyed.X + 1).keys.tolist() == keyed.keys.tolist()  # a shift keeps each row's key
+    with pytest.raises(DataError, match=r"domain 'd': sample keys of shape \(6,\) and dtype \|S16 for 2 samples.*\.subset\(index\)"):
+        keyed.replace(X=keyed.X[:2], y=keyed.y[:2])
+
+
+def test_a_target_test_of_shifted_copies_of_source_samples_is_refused(tmp_path):
+    # digits saved to a file: another pool by its path, the same images; rotated or inverted after the canvas,
+    # they differ byte for byte from the source's, so the samples they were made from are compared
+    d = load_domain("digits")
+    np.savez(tmp_path / "copy.npz", X=d.X, y=d.y)
+    copy = f"npz:{tmp_path / 'copy.npz'}"
+    for shift in ("+rot30", "+invert", "+noise0.5"):
+        with pytest.raises(DataError, match=r"539 of the 539 target test samples are made from the same samples as the "
+                                            r"labelled source \('digits'\), shifted or re-rendered"):
+            load_task("digits", copy + shift)
+    with pytest.raises(DataError, match="made from the same samples"):  # the same through --target-test
+        load_task("digits", "digits+rot30", target_test=copy + "+rot30")
+    np.savez(tmp_path / "half.npz", X=d.X[:900], y=d.y[:900])  # disjoint halves of one pool stay a valid task
+    np.savez(tmp_path / "rest.npz", X=d.X[900:], y=d.y[900:])
+    task = load_task(f"npz:{tmp_path / 'half.npz'}", f"npz:{tmp_path / 'rest.npz'}+rot30")
+    assert len(task.target_test) == 269
+
+
+@requires_data("mnist")
+def test_idx_copies_of_the_mnist_folder_are_the_mnist_pool_they_copy():
+    # the review's cases: each target test image is a rotated, inverted or re-rendered copy of a labelled
+    # source image (mnist holds every image of $QIANYI_DATA/mnist; mnist-m and rotmnist render them again)
+    idx = f"idx:{DATA / 'mnist'}"
+    for source, target, test in (("mnist", idx + "+rot30", None), ("mnist", idx + "+invert", None),
+                                 ("mnist-m", idx, None), ("rotmnist?angles=0-60", idx, None),
+                                 ("mnist", "digits", idx + "+rot30")):
+        with pytest.raises(DataError, match=r"of the \d+ target test samples are made from the same samples as the "
+                                            r"labelled source .*mnist-m -> mnist"):
+            load_task(source, target, target_test=test, data_dir=DATA)

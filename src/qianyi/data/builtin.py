@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
-from .domain import Domain
+from .domain import Domain, sample_keys
+from .lazy import is_lazy
 from .readers import read_idx
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
@@ -47,9 +48,22 @@ DATASETS: dict[str, DatasetInfo] = {}
 def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[[Callable[..., Domain]],
                                                                                  Callable[..., Domain]]:
     """Register a built-in dataset loader ``loader(data_dir, **options) -> Domain`` (``options``: the
-    names of the ``NAME?key=value`` options it accepts, passed as strings)."""
+    names of the ``NAME?key=value`` options it accepts, passed as strings).
+
+    The registered loader reads once per arguments (a cache) and sets :attr:`Domain.keys`."""
     def deco(fn: Callable[..., Domain]) -> Callable[..., Domain]:
-        DATASETS[name] = DatasetInfo(name, summary, functools.lru_cache(maxsize=4)(fn), tuple(options))
+        @functools.lru_cache(maxsize=4)
+        def cached(*args: object, **kwargs: object) -> Domain:
+            d = fn(*args, **kwargs)
+            if d.keys is None and not is_lazy(d.X):
+                d = d.replace(keys=sample_keys(d.X))
+            return d
+
+        @functools.wraps(fn)
+        def loader(*args: object, **kwargs: object) -> Domain:
+            return cached(*args, **kwargs)
+
+        DATASETS[name] = DatasetInfo(name, summary, loader, tuple(options))
         return fn
     return deco
 
@@ -132,7 +146,8 @@ def load_mnist_m(root: Path | None) -> Domain:
         patch = photos[which[sl, None, None], rows, cols].astype(np.float32) / 255.0  # (b, s, s, 3)
         digit = mnist.X[sl, 0][..., None]
         out[sl] = np.abs(patch - digit).transpose(0, 3, 1, 2)
-    return Domain(out, mnist.y, name="mnist-m", class_names=DIGIT_NAMES, origin="mnist")
+    # each row keeps the key of the MNIST image it renders (load_task finds a re-rendered copy of a test image)
+    return Domain(out, mnist.y, name="mnist-m", class_names=DIGIT_NAMES, origin="mnist", keys=mnist.keys)
 
 
 #: Rotating MNIST: every image of the pool gets its own angle, spread evenly over [0, ROTATING_MAX) degrees.
@@ -163,7 +178,7 @@ def load_rotating_mnist(root: Path | None, angles: str = "0-60") -> Domain:
     X = rotate_each(mnist.X[keep], angle[keep])
     # disjoint ranges hold disjoint images, so each range is its own pool (never halved against another)
     return Domain(X, mnist.y[keep], name=f"rotmnist?angles={angles}", class_names=DIGIT_NAMES,
-                  origin=f"rotmnist:{lo:g}-{hi:g}")
+                  origin=f"rotmnist:{lo:g}-{hi:g}", keys=mnist.keys[keep])
 
 
 def fashion_dir(root: Path | None) -> Path:

@@ -108,6 +108,10 @@ class Domain:
     are matched column by column by name, not by position.
     ``ids`` names each sample (an image folder's files, relative to the folder): ``qianyi predict``
     writes them beside the predictions.
+    ``keys`` holds one digest per sample (:func:`sample_keys`, 16 bytes) of the sample it was made from,
+    before any canvas, shift or re-rendering: ``mnist-m`` and ``rotmnist`` rows carry the key of their MNIST
+    image. :func:`qianyi.data.load_task` sets them and compares them to find target test samples that are
+    shifted or re-rendered copies of labelled source samples; :meth:`subset` and :meth:`replace` keep them.
     """
 
     X: np.ndarray
@@ -118,6 +122,7 @@ class Domain:
     style: str | None = None
     feature_names: tuple[str, ...] | None = None
     ids: tuple[str, ...] | None = None
+    keys: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         X = _as_inputs(self.X, self.name)
@@ -147,6 +152,14 @@ class Domain:
             if len(ids) != len(X):
                 raise DataError(f"domain {self.name!r}: {len(ids)} sample ids for {len(X)} samples")
             object.__setattr__(self, "ids", ids)
+        if self.keys is not None:
+            keys = np.array(self.keys, copy=True)
+            if keys.ndim != 1 or keys.dtype.kind != "S" or len(keys) != len(X):
+                raise DataError(f"domain {self.name!r}: sample keys of shape {keys.shape} and dtype {keys.dtype} for "
+                                f"{len(X)} samples; give one 16-byte digest per sample (sample_keys(X)), take rows "
+                                "with .subset(index) (it keeps each row's key), or pass keys=None")
+            keys.setflags(write=False)
+            object.__setattr__(self, "keys", keys)
 
     def __len__(self) -> int:
         return len(self.X)
@@ -186,13 +199,27 @@ class Domain:
             index = np.flatnonzero(index)
         return Domain(self.X.view(index) if is_lazy(self.X) else self.X[index], None if self.y is None else self.y[index], name or self.name,
                       self.class_names, self.origin, self.style, self.feature_names,
-                      None if self.ids is None else tuple(self.ids[int(i)] for i in index.reshape(-1)))
+                      None if self.ids is None else tuple(self.ids[int(i)] for i in index.reshape(-1)),
+                      None if self.keys is None else self.keys[index])
 
     def replace(self, **changes: object) -> "Domain":
         fields = dict(X=self.X, y=self.y, name=self.name, class_names=self.class_names,
-                      origin=self.origin, style=self.style, feature_names=self.feature_names, ids=self.ids)
+                      origin=self.origin, style=self.style, feature_names=self.feature_names, ids=self.ids,
+                      keys=self.keys)
         fields.update(changes)
         return Domain(**fields)  # type: ignore[arg-type]
+
+
+def sample_keys(X: np.ndarray) -> np.ndarray:
+    """A 16-byte digest of each sample (identical samples, identical digests): of the bytes of its float32
+    values, or of its text (raw text domains)."""
+    X = np.asarray(X)
+    if X.dtype == object or X.dtype.kind in "US":
+        rows = [str(x).encode() for x in X]
+    else:
+        flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
+        rows = [row.tobytes() for row in flat]
+    return np.array([hashlib.blake2b(r, digest_size=16).digest() for r in rows], dtype="S16")
 
 
 def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
-from .domain import Domain, TransferTask, stratified_split
+from .domain import Domain, TransferTask, sample_keys, stratified_split
 from .lazy import is_lazy
 from .readers import LABEL_COLUMNS, read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts, parse_shift
@@ -241,11 +241,16 @@ def _row_keys(X: object) -> list[bytes]:
     streamed images the bytes of each file (read, not decoded: an exact copy is found, a re-encoded one is not)."""
     if is_lazy(X):
         return [hashlib.blake2b(X.files[i].read_bytes(), digest_size=16).digest() for i in X.index]  # type: ignore[attr-defined]
-    X = np.asarray(X)
-    if X.dtype == object or X.dtype.kind in "US":
-        return [hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X]
-    flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+    return sample_keys(X).tolist()
+
+
+def _shared(test_keys: Sequence[bytes], other_keys: Sequence[bytes]) -> tuple[int, int]:
+    """How many test keys occur among ``other_keys``, and how many of those occur once on each side."""
+    in_test, seen = Counter(test_keys), Counter(other_keys)
+    shared = [k for k in test_keys if k in seen]
+    # a sample read twice is unique on each side; a common value of low-cardinality data (a short count
+    # vector, a table of a few categories) recurs within each side too: only the first kind is refused
+    return len(shared), sum(seen[k] == 1 and in_test[k] == 1 for k in shared)
 
 
 def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain | None]], what: str,
@@ -253,12 +258,16 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
     """Refuse a task whose target test samples also lie in ``others`` (e.g. the labelled source): above
     :data:`OVERLAP_REFUSED` of the test split the specs overlap (rotmnist ranges that overlap, one pool read
     twice); a few duplicates are warned about, and so is any number when ``refuse`` is False (sides known to
-    be disjoint rows: equal samples are duplicates in the data). Streamed images are compared by their files'
-    bytes, with each other only: a streamed side and one in memory cannot be compared, and a warning says so."""
+    be disjoint rows: equal samples are duplicates in the data).
+
+    Samples are compared as they are (after canvas and shifts) and, when both sides carry
+    :attr:`Domain.keys`, by the samples they were made from, so that a rotated, inverted, noisy or re-rendered
+    copy (``idx:$QIANYI_DATA/mnist+rot30`` against ``mnist``, ``idx:$QIANYI_DATA/mnist`` against ``mnist-m``)
+    counts as the sample it copies. Streamed images are compared by their files' bytes, with each other only:
+    a streamed side and one in memory cannot be compared, and a warning says so."""
     if test is None or not len(test):
         return
     keys = _row_keys(test.X)
-    in_test = Counter(keys)
     for role, d in others:
         if d is None or not len(d):
             continue
@@ -267,12 +276,7 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                           "(?stream=1), so their samples were not compared for overlap; stream both sides (or "
                           "neither) to have a test sample seen in training refused", QianyiWarning, stacklevel=3)
             continue
-        seen = Counter(_row_keys(d.X))
-        shared = [k for k in keys if k in seen]
-        n = len(shared)
-        # a sample read twice is unique on each side; a common value of low-cardinality data (a short count
-        # vector, a table of a few categories) recurs within each side too: only the first kind is refused
-        unique = sum(seen[k] == 1 and in_test[k] == 1 for k in shared)
+        n, unique = _shared(keys, _row_keys(d.X))
         if refuse and unique > OVERLAP_REFUSED * len(keys) and unique >= OVERLAP_MIN:
             raise DataError(f"{what}: {n} of the {len(keys)} target test samples are also in the {role} "
                             f"({d.name!r}): the specs overlap, so the score would count samples seen in training; "
@@ -282,6 +286,21 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
             warnings.warn(f"{what}: {n} of the {len(keys)} target test samples are identical to samples in the "
                           f"{role} ({d.name!r}); duplicates in the data? they count as seen in training",
                           QianyiWarning, stacklevel=3)
+        if test.keys is None or d.keys is None:
+            continue
+        n_made, unique = _shared(test.keys.tolist(), d.keys.tolist())
+        if n_made <= n:  # nothing that the comparison above did not find
+            continue
+        if refuse and unique > OVERLAP_REFUSED * len(keys) and unique >= OVERLAP_MIN:
+            raise DataError(f"{what}: {n_made} of the {len(keys)} target test samples are made from the same "
+                            f"samples as the {role} ({d.name!r}), shifted or re-rendered (mnist-m and rotmnist are "
+                            "MNIST re-rendered; idx:$QIANYI_DATA/mnist holds the test images of the built-in mnist), "
+                            "so the score would count samples seen in training with their labels; give a target "
+                            "(or --target-test) of other samples (for MNIST-M -> MNIST write mnist-m -> mnist, which "
+                            "splits the MNIST pool into disjoint halves)")
+        warnings.warn(f"{what}: {n_made} of the {len(keys)} target test samples are made from the same samples as "
+                      f"samples in the {role} ({d.name!r}), shifted or re-rendered; duplicates in the data? they "
+                      "count as seen in training", QianyiWarning, stacklevel=3)
 
 
 def _pool_key(base: str) -> str:
@@ -324,6 +343,12 @@ def _csv_rows_disjoint(sbase: str, tbase: str) -> bool:
                 and x["where"][1] <= y["where_not"][1]:
             return True
     return False
+
+
+def _keyed(d: Domain) -> Domain:
+    """``d`` with :attr:`Domain.keys`, the digests of its samples as read (built-ins set their own: ``mnist-m``
+    and ``rotmnist`` rows carry their MNIST image's); streamed folders get none (their files are compared)."""
+    return d if d.keys is not None or is_lazy(d.X) else d.replace(keys=sample_keys(d.X))
 
 
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
@@ -376,6 +401,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     one_pool = _pool_key(sbase) == _pool_key(tbase)  # one file, maybe read with other options (or spelt otherwise)
     cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
     s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (not one_pool))
+    s, t = _keyed(s), _keyed(t)  # each sample's identity before canvas and shifts (check_test_overlap)
     if s.origin == t.origin:  # one pool of samples (the same file, or mnist and mnist-m): disjoint halves
         if len(s) != len(t):
             raise DataError(f"{source!r} and {target!r} are drawn from one pool of samples ({s.origin!r}) but hold "
@@ -408,7 +434,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     test = None
     if target_test is not None:
         base, shift = parse_spec(target_test)
-        test_base = _load_base(base, root)
+        test_base = _keyed(_load_base(base, root))
         if origins_overlap(test_base.origin, s.origin):
             raise DataError(f"--target-test {target_test!r} is drawn from the source's pool of samples "
                             f"({test_base.origin!r}; the source {source!r} holds part of it, maybe rotated or "
@@ -508,7 +534,7 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
     training samples (a copy under another name) is warned about.
     """
     base, shifts = parse_spec(spec)
-    d = _load_base(base, resolve_data_dir(data_dir))
+    d = _keyed(_load_base(base, resolve_data_dir(data_dir)))
     for side, other in (("source", task.source), ("target", task.target)):
         if origins_overlap(d.origin, other.origin):
             raise DataError(f"via domain {spec!r} is drawn from the {side}'s pool of samples ({d.origin!r}), so it "
