@@ -296,3 +296,13 @@ def test_idx_copies_of_the_mnist_folder_are_the_mnist_pool_they_copy():
         with pytest.raises(DataError, match=r"of the \d+ target test samples are made from the same samples as the "
                                             r"labelled source .*mnist-m -> mnist"):
             load_task(source, target, target_test=test, data_dir=DATA)
+
+
+def test_editing_a_loaded_builtin_in_place_does_not_change_later_loads():
+    d = load_domain("digits")
+    total = float(d.X.sum())
+    d.X[:] = 0  # e.g. normalising in place in a notebook
+    d.y[:] = 0
+    again = load_domain("digits")
+    assert again is not d and float(again.X.sum()) == total and again.y.max() == 9
+    assert float(load_task("digits", "digits+rot30").source.X.sum()) > 0

@@ -50,18 +50,23 @@ def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[
     """Register a built-in dataset loader ``loader(data_dir, **options) -> Domain`` (``options``: the
     names of the ``NAME?key=value`` options it accepts, passed as strings).
 
-    The registered loader reads once per arguments (a cache) and sets :attr:`Domain.keys`."""
+    The registered loader reads once per arguments (a cache) and returns a copy of what it read, with
+    :attr:`Domain.keys` set, so that editing a loaded domain in place never changes a later load; the
+    cached arrays themselves are read-only."""
     def deco(fn: Callable[..., Domain]) -> Callable[..., Domain]:
         @functools.lru_cache(maxsize=4)
         def cached(*args: object, **kwargs: object) -> Domain:
             d = fn(*args, **kwargs)
             if d.keys is None and not is_lazy(d.X):
                 d = d.replace(keys=sample_keys(d.X))
+            for array in (d.X, d.y):
+                if isinstance(array, np.ndarray):
+                    array.setflags(write=False)
             return d
 
         @functools.wraps(fn)
         def loader(*args: object, **kwargs: object) -> Domain:
-            return cached(*args, **kwargs)
+            return cached(*args, **kwargs).replace()  # Domain copies its arrays
 
         DATASETS[name] = DatasetInfo(name, summary, loader, tuple(options))
         return fn
