@@ -239,3 +239,24 @@ def test_upper_case_wav_files_count_and_long_recordings_stay_within_the_limits(t
     monkeypatch.setenv("QIANYI_MAX_BYTES", "1000")
     with pytest.raises(DataError, match="QIANYI_MAX_BYTES"):
         audio.read_wav(tmp_path / "5_a.wav")
+
+
+# --- review (datasets): cut wav files, incomplete FSDD copies ------------------------------------------------
+
+def test_a_truncated_wav_is_refused_and_an_unknown_chunk_is_not(tmp_path):
+    import struct
+    import warnings
+
+    _write(tmp_path / "whole.wav", _tone(440))
+    whole = (tmp_path / "whole.wav").read_bytes()
+    for size in (100, 2000):  # the header declares 4,844 bytes: a cut file would read as a 3.5 ms or 0.24 s clip
+        (tmp_path / "cut.wav").write_bytes(whole[:size])
+        with pytest.raises(DataError, match=rf"cut.wav: the wav file is truncated \(Reached EOF prematurely.*it has "
+                                            rf"{size:,} bytes\): restore or re-export it"):
+            audio.read_wav(tmp_path / "cut.wav")
+    chunk = b"abcd" + struct.pack("<I", 4) + b"meta"  # an extra chunk scipy does not know, after the samples
+    riff = struct.pack("<I", len(whole) + len(chunk) - 8)
+    (tmp_path / "extra.wav").write_bytes(whole[:4] + riff + whole[8:] + chunk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(audio.read_wav(tmp_path / "extra.wav"), audio.read_wav(tmp_path / "whole.wav"))

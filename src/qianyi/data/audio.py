@@ -118,13 +118,20 @@ def read_wav(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: the wav file is {path.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); only its middle second is used: cut it, or raise QIANYI_MAX_BYTES")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown extra chunks: harmless
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             rate, data = wavfile.read(path)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: no such wav file") from None
     except Exception as exc:  # scipy's parser fails in many ways on a broken header (even UnboundLocalError)
         raise DataError(f"{path}: not a readable wav file ({exc}); re-export it as PCM wav or remove it") from None
+    for w in caught:
+        if not issubclass(w.category, wavfile.WavFileWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif "EOF prematurely" in str(w.message):  # the data chunk ends early: a cut file, read as a short clip
+            raise DataError(f"{path}: the wav file is truncated ({str(w.message).rstrip('.')}; it has "
+                            f"{path.stat().st_size:,} bytes): restore or re-export it, or remove it")
+        # other WavFileWarnings: an unknown or incomplete chunk after the samples, which are whole: harmless
     data = np.asarray(data)
     if data.ndim not in (1, 2) or len(data) == 0:
         raise DataError(f"{path}: the wav file holds no samples; remove it")
