@@ -260,3 +260,34 @@ def test_a_truncated_wav_is_refused_and_an_unknown_chunk_is_not(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(audio.read_wav(tmp_path / "extra.wav"), audio.read_wav(tmp_path / "whole.wav"))
+
+
+def _fsdd_links(tmp_path, leave_out: str = "", add: str = ""):
+    """A data folder whose fsdd/recordings links to the real files, less those whose name starts with ``leave_out``."""
+    rec = tmp_path / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for p in (DATA / "fsdd" / "recordings").glob("*.wav"):
+        if not (leave_out and p.name.startswith(leave_out)):
+            (rec / p.name).symlink_to(p)
+    if add:
+        (rec / add).symlink_to(DATA / "fsdd" / "recordings" / "1_theo_0.wav")
+    return tmp_path
+
+
+@requires_data("fsdd/recordings")
+def test_an_incomplete_copy_of_fsdd_is_refused(tmp_path):
+    root = _fsdd_links(tmp_path / "a", leave_out="1_theo_")
+    for spec in ("fsdd?speaker=theo", "fsdd", "fsdd?speaker=theo&takes=train"):
+        with pytest.raises(DataError, match=r"fsdd/recordings lacks 50 of the 500 recordings of theo \(e.g. 1_theo_0.wav, "
+                                            r"1_theo_1.wav, 1_theo_2.wav\); restore .* from its SOURCE.md"):
+            qianyi.load_domain(spec, data_dir=root)
+    assert len(qianyi.load_domain("fsdd?speaker=george&takes=test", data_dir=root)) == 50  # other speakers: whole
+    root = _fsdd_links(tmp_path / "b", add="1_theo_50.wav")
+    with pytest.raises(DataError, match=r"holds 1 recording\(s\) of theo that FSDD has not \(e.g. 1_theo_50.wav; "
+                                        r"takes are 0-49\)"):
+        qianyi.load_domain("fsdd?speaker=theo", data_dir=root)
+    root = _fsdd_links(tmp_path / "c")
+    for p in (root / "fsdd" / "recordings").glob("*_lucas_*.wav"):
+        p.unlink()
+    with pytest.raises(DataError, match=r"fsdd/recordings holds no recordings of lucas; restore"):
+        qianyi.load_domain("fsdd", data_dir=root)

@@ -340,3 +340,15 @@ def test_editing_a_loaded_builtin_in_place_does_not_change_later_loads():
     again = load_domain("digits")
     assert again is not d and float(again.X.sum()) == total and again.y.max() == 9
     assert float(load_task("digits", "digits+rot30").source.X.sum()) > 0
+
+
+@requires_data("amazon-blitzer2007-raw")
+def test_a_cut_amazon_review_file_is_refused(tmp_path):
+    books = tmp_path / "amazon-blitzer2007-raw" / "books"
+    books.mkdir(parents=True)
+    real = DATA / "amazon-blitzer2007-raw" / "books"
+    (books / "negative.review").symlink_to(real / "negative.review")
+    (books / "positive.review").write_bytes((real / "positive.review").read_bytes()[:700_000])
+    with pytest.raises(DataError, match=r"positive.review' holds 471 reviews \(1 malformed record\(s\) skipped\), but "
+                                        r"the dataset's positive.review holds 1,000.*restore it from its SOURCE.md"):
+        load_domain("amazon/books", data_dir=tmp_path)

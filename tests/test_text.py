@@ -55,21 +55,25 @@ def test_parse_reviews_decodes_entities_and_skips_malformed_records():
     assert ratings == [5.0, 5.0]
 
 
-def test_amazon_builtin_reads_a_data_folder_and_warns_on_malformed_records(tmp_path):
+def test_amazon_builtin_reads_a_data_folder_and_refuses_malformed_records(tmp_path, monkeypatch):
+    monkeypatch.setattr("qianyi.data.text.AMAZON_REVIEWS_PER_FILE", 12)  # the stand-in's size (the real: 1,000)
     _fake_amazon(tmp_path, "kitchen")
-    bad = tmp_path / "amazon-blitzer2007-raw" / "kitchen" / "negative.review"
-    bad.write_text(bad.read_text().replace("</review>", "", 1))  # the first record loses its end tag
     assert all(f"amazon/{d}" in DATASETS for d in AMAZON_DOMAINS)
     assert parse_spec("amazon/kitchen") == ("amazon/kitchen", [])
-    with pytest.warns(QianyiWarning, match=r"negative.review.*skipped 1 malformed"):
-        d = load_domain("amazon/kitchen", data_dir=tmp_path)
+    d = load_domain("amazon/kitchen", data_dir=tmp_path)
     assert d.is_text and d.name == "amazon/kitchen" and d.class_names == ("negative", "positive")
-    assert np.bincount(d.y).tolist() == [11, 12] and '"ok"' in d.X[0]
+    assert np.bincount(d.y).tolist() == [12, 12] and '"ok"' in d.X[0]
+    _fake_amazon(tmp_path / "cut", "kitchen")
+    bad = tmp_path / "cut" / "amazon-blitzer2007-raw" / "kitchen" / "negative.review"
+    bad.write_text(bad.read_text().replace("</review>", "", 1))  # the first record loses its end tag
+    with pytest.raises(DataError, match=r"negative.review' holds 11 reviews \(1 malformed record\(s\) skipped\)"):
+        load_domain("amazon/kitchen", data_dir=tmp_path / "cut")
     with pytest.raises(DatasetNotFoundError, match="amazon-blitzer2007-raw/books"):
         load_domain("amazon/books", data_dir=tmp_path)
 
 
-def test_cli_takes_amazon_names_with_a_slash(tmp_path, capsys):
+def test_cli_takes_amazon_names_with_a_slash(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("qianyi.data.text.AMAZON_REVIEWS_PER_FILE", 30)  # the stand-in's size (the real: 1,000)
     for name in ("books", "kitchen"):
         _fake_amazon(tmp_path, name, n=30)
     out = tmp_path / "run"

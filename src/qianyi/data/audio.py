@@ -51,6 +51,8 @@ FSDD_SPEAKERS = {"jackson": "USA/neutral", "nicolas": "BEL/French", "theo": "USA
                  "yweweler": "DEU/German", "george": "GRC/Greek", "lucas": "DEU/German"}
 #: FSDD's own test convention (its README): takes 0-4 of every speaker and digit are the test set.
 FSDD_TEST_TAKES = range(0, 5)
+#: Each of FSDD's speakers recorded every digit this many times (takes 0-49): 6 x 10 x 50 = 3,000 files.
+FSDD_TAKES = 50
 TAKES = ("all", "train", "test")
 _FSDD_NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)\.wav")
 
@@ -231,6 +233,32 @@ def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
     return sorted(files, key=lambda f: (order.get(f[2], len(order)), f[2], f[1], f[3]))
 
 
+def _check_fsdd_complete(files: Sequence[tuple[Path, int, str, int]], names: Sequence[str], every: bool,
+                         folder: Path) -> None:
+    """Refuse an incomplete copy of FSDD: each of FSDD's own speakers among ``names`` must have takes 0-49 of
+    every digit, no more and no fewer, and ``every`` (speaker=all) needs all six when any of them is present.
+    Speakers that are not FSDD's (recordings added to the folder) are read as they are."""
+    present = {f[2] for f in files}
+    hint = f"restore {folder} from its SOURCE.md ({folder.parent / 'SOURCE.md'}; FSDD holds 6 speakers x 10 digits x " \
+           f"{FSDD_TAKES} takes)"
+    absent = [s for s in FSDD_SPEAKERS if s not in present]
+    if every and absent and present & set(FSDD_SPEAKERS):
+        raise DataError(f"fsdd: {folder} holds no recordings of {', '.join(absent)}; {hint}")
+    expected = {(d, t) for d in range(len(DIGIT_NAMES)) for t in range(FSDD_TAKES)}
+    for speaker in names:
+        if speaker not in FSDD_SPEAKERS:
+            continue
+        have = {(f[1], f[3]) for f in files if f[2] == speaker}
+        missing, extra = sorted(expected - have), sorted(have - expected)
+        if missing:
+            raise DataError(f"fsdd: {folder} lacks {len(missing)} of the {len(expected)} recordings of {speaker} (e.g. "
+                            + ", ".join(f"{d}_{speaker}_{t}.wav" for d, t in missing[:3]) + f"); {hint}")
+        if extra:
+            raise DataError(f"fsdd: {folder} holds {len(extra)} recording(s) of {speaker} that FSDD has not (e.g. "
+                            + ", ".join(f"{d}_{speaker}_{t}.wav" for d, t in extra[:3]) + f"; takes are 0-"
+                            f"{FSDD_TAKES - 1}); remove them, or read your own recordings with wav:DIR")
+
+
 def _parse_speakers(speaker: str, present: Sequence[str]) -> list[str]:
     if speaker == "all":
         return list(present)
@@ -251,6 +279,7 @@ def load_fsdd(root: Path | None, speaker: str = "all", takes: str = "all", views
     files = _fsdd_files(root)
     present = list(dict.fromkeys(f[2] for f in files))
     names = _parse_speakers(speaker, present)
+    _check_fsdd_complete(files, names, speaker == "all", files[0][0].parent)
     keep = [f for f in files if f[2] in names
             and (takes == "all" or (f[3] in FSDD_TEST_TAKES) == (takes == "test"))]
     view_names = _parse_views(views) if views else []

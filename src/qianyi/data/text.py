@@ -44,6 +44,8 @@ from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator
 #: The four domains of the Multi-Domain Sentiment Dataset and their folder.
 AMAZON_DOMAINS = ("books", "dvd", "electronics", "kitchen")
 AMAZON_FOLDER = "amazon-blitzer2007-raw"
+#: Reviews in each of the Multi-Domain Sentiment Dataset's negative.review and positive.review files.
+AMAZON_REVIEWS_PER_FILE = 1000
 #: Class names of the sentiment data: index 0 = negative.review, 1 = positive.review.
 SENTIMENT_CLASSES = ("negative", "positive")
 
@@ -288,12 +290,18 @@ def parse_reviews(text: str) -> tuple[list[str], list[float | None], int]:
     return texts, ratings, bad
 
 
-def read_reviews(path: str | os.PathLike) -> list[str]:
-    """The review texts of one Blitzer ``.review`` file (pseudo-XML; see :func:`parse_reviews`); malformed
-    records are skipped with a :class:`~qianyi.errors.QianyiWarning` that counts them."""
+def _review_file(path: str | os.PathLike) -> tuple[list[str], int, str]:
+    """(the review texts of one ``.review`` file, its number of malformed records, how errors name it)."""
     p = _file(path, "review file", "amazon")
     where = f"review file {str(p)!r}"
     texts, _, bad = parse_reviews(_csv_text(p, where))
+    return texts, bad, where
+
+
+def read_reviews(path: str | os.PathLike) -> list[str]:
+    """The review texts of one Blitzer ``.review`` file (pseudo-XML; see :func:`parse_reviews`); malformed
+    records are skipped with a :class:`~qianyi.errors.QianyiWarning` that counts them."""
+    texts, bad, where = _review_file(path)
     if bad:
         warnings.warn(f"{where}: skipped {bad} malformed review record(s) (no single non-empty <review_text>, or "
                       f"no </review>); {len(texts)} read", QianyiWarning, stacklevel=2)
@@ -304,7 +312,8 @@ def read_reviews(path: str | os.PathLike) -> list[str]:
 
 
 def load_amazon_reviews(root: Path | None, domain: str) -> Domain:
-    """One domain of the Multi-Domain Sentiment Dataset: negative.review then positive.review, as text."""
+    """One domain of the Multi-Domain Sentiment Dataset: negative.review then positive.review, as text; each
+    file must hold its :data:`AMAZON_REVIEWS_PER_FILE` reviews (a cut or edited copy is refused)."""
     if root is None:
         raise DatasetNotFoundError(f"amazon/{domain}: QIANYI_DATA is not set; set it (or --data-dir) to the data "
                                    f"directory that holds {AMAZON_FOLDER}/")
@@ -314,7 +323,12 @@ def load_amazon_reviews(root: Path | None, domain: str) -> Domain:
                                    f"directory that holds {AMAZON_FOLDER}/{domain}/{{positive,negative}}.review")
     texts, labels = [], []
     for k, cls in enumerate(SENTIMENT_CLASSES):
-        t = read_reviews(folder / f"{cls}.review")
+        t, bad, where = _review_file(folder / f"{cls}.review")
+        if len(t) != AMAZON_REVIEWS_PER_FILE:
+            malformed = f" ({bad} malformed record(s) skipped)" if bad else ""
+            raise DataError(f"amazon/{domain}: {where} holds {len(t):,} reviews{malformed}, but the dataset's "
+                            f"{cls}.review holds {AMAZON_REVIEWS_PER_FILE:,}: the file is cut or edited; restore it "
+                            f"from its SOURCE.md ({root / AMAZON_FOLDER / 'SOURCE.md'})")
         texts += t
         labels += [k] * len(t)
     return Domain(np.array(texts, dtype=object), np.array(labels), name=f"amazon/{domain}",
