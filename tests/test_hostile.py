@@ -195,10 +195,26 @@ class _Diverges(Method):
 
 
 def test_non_finite_weights_are_refused_not_scored(tmp_path, pair):
-    with pytest.raises(TrainingError, match="weight 'groups.fc2.0.weight' became NaN"):
+    # (it promised "the last checkpoint is kept" where none was written, and a lower --lr refuses the old one)
+    with pytest.raises(TrainingError, match="weight 'groups.fc2.0.weight' became NaN.*that is another run, so give "
+                                            "a new --out"):
         run(_Diverges(), load_task(*pair), TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16, progress=False),
             out=tmp_path / "r")
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_a_domain_smaller_than_a_batch_says_the_batches_are_unequal(tmp_path):
+    # 21 target samples against batches of 64: each step took all 21, and domain_acc's chance level moved to 75%
+    src, tgt = _blobs(tmp_path / "s.npz", n=200), _blobs(tmp_path / "t.npz", n=30, shift=1.0, seed=3)
+    task = load_task(src, tgt)
+    with pytest.warns(QianyiWarning, match=r"the target has 21 training samples, fewer than --batch-size 64.*"
+                                           r"chance level is 75%.*--batch-size 21 gives equal batches"):
+        run("dann", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # equal batches, or a method that reads no target: nothing to say
+        run("dann", task, TrainConfig(epochs=1, steps_per_epoch=1, batch_size=21, progress=False))
+        run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False))
 
 
 def test_a_full_disk_is_a_named_error_and_keeps_the_last_checkpoint(tmp_path, pair, monkeypatch):

@@ -173,7 +173,8 @@ class StepContext:
             bad = {k: float(v.detach()) for k, v in terms.items() if not torch.isfinite(v).all()}
             raise TrainingError(f"{self.method.name}: loss term(s) {bad} became non-finite at step {self.step} "
                                 f"(update of {', '.join(names)}); the run diverged. Lower --lr or the method's "
-                                "weights (--set trade_off=...); the last checkpoint is kept")
+                                "weights (--set trade_off=...): that is another run, so give a new --out (or "
+                                "delete the old folder's checkpoint.pt)")
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         dev = loss.device.type

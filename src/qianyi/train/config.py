@@ -34,7 +34,7 @@ class TrainConfig:
     epochs: int = field(default=20, metadata=_opt("epochs; an epoch is about one pass over the larger training "
                                                       "domain (ceil(n / batch) steps; each domain is reshuffled every "
                                                       "pass and its last partial batch left out)"))
-    batch_size: int = field(default=64, metadata=_opt("mini-batch size per domain"))
+    batch_size: int = field(default=64, metadata=_opt("mini-batch size per domain (a domain with fewer training samples comes whole at every step)"))
     steps_per_epoch: int | None = field(default=None, metadata=_opt("steps per epoch (default: one pass over the "
                                                                     "larger training domain; vectors: at least 500 "
                                                                     "updates in all)", metavar="N"))

@@ -248,6 +248,11 @@ def _best(best: Any) -> dict[str, Any]:
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"]
 
 
+#: What to do after a diverged run (a lower --lr or other --set values make another run, with its own checkpoint).
+DIVERGED_ADVICE = ("Lower --lr or the method's weights (--set trade_off=...): that is another run, so give a new "
+                   "--out (or delete the old folder's checkpoint.pt)")
+
+
 def _batches(data: TrainData, cfg: TrainConfig, device: torch.device, start: int, total: int) -> Iterator[Batch]:
     """The (source x, source y, target x, target y or None) mini-batch of each step from ``start`` to ``total``.
 
@@ -597,6 +602,15 @@ class Trainer:
             warnings.warn(f"resuming {str(ckpt)!r} at step {state.step} with {now} CPU thread(s); it was "
                           f"checkpointed with {before}: the run will equal neither uninterrupted one (pass "
                           f"--threads {before} to continue it as it began)", QianyiWarning, stacklevel=2)
+        small = {k: len(d) for k, d in (("source", data.source), ("target", data.target)) if len(d) < cfg.batch_size}
+        if small and method.uses_source and method.uses_target and state.step < total and distributed.is_main():
+            k, n = min(small.items(), key=lambda kv: kv[1])
+            other = len(data.target if k == "source" else data.source)
+            share = max(n, min(other, cfg.batch_size)) / (n + min(other, cfg.batch_size))
+            warnings.warn(f"the {k} has {n} training samples, fewer than --batch-size {cfg.batch_size}: every step "
+                          f"takes all {n} against {min(other, cfg.batch_size)} of the other domain, so a domain "
+                          f"classifier's chance level is {100 * share:.0f}% (not 50%); --batch-size {n} gives "
+                          "equal batches", QianyiWarning, stacklevel=2)
         batches = _batches(data, cfg, device, state.step, total)
         sync = distributed.average_gradients if distributed.world()[1] > 1 else None
         autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[cfg.amp]) if cfg.amp != "off"
@@ -658,8 +672,7 @@ class Trainer:
             for name, t in [*module.named_parameters(), *module.named_buffers()]:
                 if t.is_floating_point() and not torch.isfinite(t).all():
                     raise TrainingError(f"{self.method.name}: {owner} weight {name!r} became NaN or infinite by step "
-                                        f"{step}; the run diverged. Lower --lr or the method's weights (--set "
-                                        "trade_off=...); the last checkpoint is kept")
+                                        f"{step}; the run diverged. {DIVERGED_ADVICE}")
 
     def _check_outputs(self, model: Backbone, ctx: StepContext, step: int, exc: Exception) -> None:
         """After an error in a step: if the network's outputs are not finite, it diverged (a user's setting)."""
