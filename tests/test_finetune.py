@@ -149,3 +149,22 @@ def test_a_methods_fresh_copies_train_whatever_freeze_froze(saved):
     m = get_method("mult", shared="fc1")
     _, fit = run(m, toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved), freeze=1))
     assert all(p.requires_grad for p in fit.method.source_head.parameters())
+
+
+def test_a_finished_runs_checkpoint_is_refused_for_its_model_and_an_unfinished_one_is_said(tmp_path):
+    # --init-from DIR/checkpoint.pt copied the network at the last step: with --select, or a teacher method, not the
+    # model the run reported and saved
+    import shutil
+
+    from qianyi.errors import QianyiWarning
+
+    task = toy_task()
+    run("mean-teacher", task, TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "r")
+    with pytest.raises(DataError, match="checkpoint of a run that saved its model: give .*model.pt"):
+        run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False,
+                                             init_from=str(tmp_path / "r" / "checkpoint.pt")))
+    (tmp_path / "u").mkdir()
+    shutil.copy(tmp_path / "r" / "checkpoint.pt", tmp_path / "u" / "checkpoint.pt")  # no model.pt: unfinished
+    with pytest.warns(QianyiWarning, match="unfinished run's checkpoint: its network as trained at step 2"):
+        run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False,
+                                             init_from=str(tmp_path / "u" / "checkpoint.pt")))

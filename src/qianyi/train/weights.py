@@ -56,7 +56,16 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
                         "are accepted") from exc
     in_checkpoint = None  # a checkpoint records its text vocabulary (an unfinished run has no model.json)
     if isinstance(state, dict) and "model" in state and "format" in state:
+        # a checkpoint holds the network being trained at its last step: not the run's model when --select chose
+        # another epoch or the method predicts with another network (mean-teacher's teacher, att's F_t)
+        if (path.parent / "model.pt").is_file():
+            raise DataError(f"{option}: {str(path)!r} is the checkpoint of a run that saved its model: give "
+                            f"{str(path.parent / 'model.pt')!r}, the model the run reported (a checkpoint holds the "
+                            "network being trained at its last step)")
         blob = load_checkpoint(path)
+        warnings.warn(f"{option}: {str(path)!r} is an unfinished run's checkpoint: its network as trained at step "
+                      f"{blob.get('step', '?')} is copied (for a method that predicts with another network, or a run "
+                      "with --select, not the model the run will save)", QianyiWarning, stacklevel=2)
         state, in_checkpoint = blob["model"], blob.get("vocab")
     if not isinstance(state, dict):
         raise DataError(f"{option}: {str(path)!r} holds no state dict")
