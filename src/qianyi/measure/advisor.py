@@ -179,7 +179,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``); ``seed`` seeds the
     sampling and, when ``config`` is None, that training (as ``qianyi advise --seed``). On a text
     task the ``input`` representation is the words present (:func:`~qianyi.measure.profile.word_presence`),
-    not the token ids. The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
+    not the token ids. The linear probes are validated on up to ``samples`` random rows of the source validation
+    split (seeded). The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
     ``run_flags``: the settings ``task`` was loaded with (the CLI passes its ``--max-samples``), so that it
     builds the same data (a text task's vocabulary, which the saved network's embedding is sized for).
     """
@@ -225,7 +226,10 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     # every distance, probe and test below uses these same samples
     profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
                             label="source network", token_ids=tokens, progress=cfg.progress)
-    xv = source_val.X[:samples]
+    # the probes' validation rows: a random subset (stored rows can be grouped by class: the first ones may
+    # hold a few classes only)
+    idx_v = np.sort(rng.permutation(len(source_val))[:samples])
+    xv, yv = source_val.X[idx_v], source_val.y[idx_v]
     words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
 
     def inputs(x: Any) -> torch.Tensor:
@@ -237,7 +241,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
                       disable=None if cfg.progress else True, leave=False):
         fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
         fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
-        probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))
+        probes.append(linear_probe_accuracy(fs, ys, fv, yv, seed))
         if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
             ft = predict_features(net, xt, layer, device)[0]
             pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
