@@ -111,6 +111,19 @@ def test_sinkhorn_lies_above_the_exact_distance_and_says_when_it_did_not_converg
         wasserstein(x, x + 1.0, reg=0.05)
 
 
+@pytest.mark.skipif(not available(), reason="POT (pip install pot) is not installed")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_wasserstein_refuses_non_finite_values_by_name(bad):
+    # POT took NaN for an infeasible problem and returned 0: the value said "identical"
+    x = gauss(100, 4, seed=1)
+    xn = x.copy()
+    xn[3, 1] = bad
+    with pytest.raises(DataError, match="sample x holds NaN or infinite values .first in row 3"):
+        wasserstein(xn, x)
+    with pytest.raises(DataError, match="sample y holds NaN"):
+        wasserstein(x, torch.tensor(xn), reg=0.1)
+
+
 def test_wasserstein_without_pot_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "ot", None)  # makes `import ot` fail
     with pytest.raises(MissingDependencyError, match="pip install pot"):

@@ -28,7 +28,8 @@ def available() -> bool:
 
 def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: int = 2, reg: float = 0.0,
                 max_samples: int = 2000, seed: int = 0) -> float:
-    """W_p between the empirical distributions of ``x`` (m, d) and ``y`` (n, d) (Sinkhorn if ``reg`` > 0).
+    """W_p between the empirical distributions of ``x`` (m, d) and ``y`` (n, d) (Sinkhorn if ``reg`` > 0); NaN or
+    infinite values are refused (:class:`~qianyi.errors.DataError`).
 
     Each side is subsampled to ``max_samples`` rows (seeded): the transport plan is m x n.
     ``reg`` is relative to the mean transport cost (the cost matrix is divided by its mean), and the value
@@ -51,6 +52,11 @@ def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: i
         raise DataError(f"Wasserstein: samples have {X.shape[1]} and {Y.shape[1]} features; they must match")
     if len(X) == 0 or len(Y) == 0:
         raise DataError("Wasserstein: both samples need at least one row")
+    for name, a in (("x", X), ("y", Y)):  # POT reads NaN as an infeasible problem and returns 0: "identical"
+        if not np.isfinite(a).all():
+            row = int(np.flatnonzero(~np.isfinite(a).all(1))[0])
+            raise DataError(f"Wasserstein: sample {name} holds NaN or infinite values (first in row {row}); remove or "
+                            "impute them first")
     rng = np.random.default_rng(seed)
     X = X[rng.permutation(len(X))[:max_samples]]
     Y = Y[rng.permutation(len(Y))[:max_samples]]
