@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -94,6 +95,23 @@ def test_the_probes_are_validated_on_a_random_subset_of_source_val(monkeypatch):
         advise(task, config=cfg, samples=40, permutations=0, log=None)
     counts = np.bincount(np.concatenate(seen), minlength=3)
     assert len(seen) == 4 and len(seen[0]) == 40 and (counts > 4 * 5).all(), counts  # every class, 4 layers
+
+
+def test_too_few_permutations_for_the_corrected_level_are_warned():
+    # three fully connected layers: level 0.05 / 3; 50 permutations give p >= 1/51 = 0.0196, so the MMD half
+    # of the adaptation rule could never fire
+    from qianyi.measure.advisor import min_permutations
+
+    assert (min_permutations(0.05 / 3), min_permutations(0.05), min_permutations(0.05 / 2)) == (60, 20, 40)
+    assert 1 / (min_permutations(0.05 / 3) + 1) < 0.05 / 3 <= 1 / min_permutations(0.05 / 3)
+    task, cfg = toy_task(n=400, shift=0.5), TrainConfig(epochs=1, steps_per_epoch=5, progress=False)
+    with pytest.warns(QianyiWarning, match=r"1/51 = 0.0196, not below the level 0.0167.*use 60 permutations or more"):
+        a = advise(task, config=cfg, samples=100, permutations=50, log=None)
+    assert any(r.topic == "warning" and "cannot fire" in r.advice for r in a.recommendations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        b = advise(task, config=cfg, samples=100, permutations=60, log=None)
+    assert not any(r.topic == "warning" and "cannot fire" in r.advice for r in b.recommendations)
 
 
 def test_advice_does_not_depend_on_target_labels(tmp_path):

@@ -165,6 +165,15 @@ def _prediction_entropy(model: nn.Module, X: np.ndarray, n_classes: int, device:
     return float(-(p * np.log(p)).sum() / np.log(n_classes))
 
 
+def min_permutations(level: float) -> int:
+    """The fewest permutations B whose smallest p-value, 1/(B + 1), is below ``level`` (with fewer, p < level
+    cannot happen)."""
+    b = max(0, int(1 / level) - 2)
+    while 1 / (b + 1) >= level:
+        b += 1
+    return b
+
+
 def _is_fully_connected(model: Backbone, name: str) -> bool:
     return not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.groups[name].modules())
 
@@ -219,6 +228,16 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         net = model
     net.eval()
     device = next(net.parameters()).device
+    n_fc = sum(_is_fully_connected(net, g) for g in net.group_names)
+    level = P_SHIFT / max(1, n_fc)  # the level _recommend tests each fully connected layer at
+    weak_test = None
+    if permutations and 1 / (permutations + 1) >= level:
+        need = min_permutations(level)
+        weak_test = (f"with {permutations} permutations (--permutations) the smallest p-value is 1/{permutations + 1} "
+                     f"= {1 / (permutations + 1):.3g}, not below the level {level:.3g} (0.05 over {n_fc} fully "
+                     f"connected layers, Bonferroni): the MMD test cannot mark a layer for adaptation, only PAD can; "
+                     f"use {need} permutations or more")
+        warnings.warn(f"advise: {weak_test}", QianyiWarning, stacklevel=2)
     rng = np.random.default_rng(seed)
     idx_s = np.sort(rng.permutation(len(source))[:samples])
     xs, ys = torch.as_tensor(source.X[idx_s]), source.y[idx_s]
@@ -262,6 +281,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
             f"{len(xs)} source and {len(xt)} target samples"))
         warnings.warn(f"advise: {used} samples per domain make coarse measurements; use --samples {FEW_SAMPLES} or "
                       "more", QianyiWarning, stacklevel=2)
+    if weak_test:
+        adv.recommendations.append(Recommendation("warning", "the MMD permutation test cannot fire", weak_test))
     adv.source_model = saved
     if saved:
         extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""
