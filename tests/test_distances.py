@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qianyi.distances import GaussianKernel, joint_mmd2, linear_mmd2, median_sq_dist, mk_mmd2, mmd2
+from qianyi.distances.mmd import linear_pairing
 from qianyi.errors import DataError
 
 
@@ -55,11 +56,39 @@ def test_median_heuristic_matches_brute_force(samples):
 def test_linear_time_estimator_matches_pairs_formula(samples):
     X, Y = samples
     s = [3.0]
-    h = min(len(X), len(Y)) // 2
+    px, py = linear_pairing(len(X), len(Y), seed=4)
+    assert len(px) == len(py) == 10 and len(set(px.tolist())) == 10 and len(set(py.tolist())) == 10
+    X, Y = X[px.numpy()], Y[py.numpy()]  # pairs are consecutive rows in the seeded order
     terms = [k(X[2 * i], X[2 * i + 1], s) + k(Y[2 * i], Y[2 * i + 1], s) - k(X[2 * i], Y[2 * i + 1], s)
-             - k(X[2 * i + 1], Y[2 * i], s) for i in range(h)]
-    got = mmd2(X, Y, GaussianKernel(3.0), "linear").item()
+             - k(X[2 * i + 1], Y[2 * i], s) for i in range(5)]
+    got = mmd2(*samples, GaussianKernel(3.0), "linear", seed=4).item()
     assert got == pytest.approx(np.mean(terms), rel=1e-10)
+
+
+def test_linear_time_estimator_does_not_depend_on_the_row_order():
+    # rows stored by class (mfeat, Amazon, held-out splits kept in file order): pairing consecutive rows paired
+    # two rows of one class and kept only the target's first classes, 0.58 for two samples of one distribution
+    rng = np.random.default_rng(0)
+    means = 2 * rng.normal(size=(10, 8))
+
+    def by_class(n):
+        return means[np.sort(rng.integers(0, 10, n))] + rng.normal(size=(n, 8))
+    x, y = by_class(400), by_class(1500)
+    assert abs(float(mk_mmd2(x, y, estimator="linear"))) < 0.1
+    lin = [float(mk_mmd2(x, y, estimator="linear", seed=s)) for s in range(10)]
+    assert abs(np.mean(lin)) < 3 * np.std(lin) / np.sqrt(10) + 0.005 and max(lin) < 0.1
+    assert lin[3] == float(mk_mmd2(x, y, estimator="linear", seed=3))  # seeded
+    # JAN: one order per sample, the same at every layer (a row's two representations stay paired)
+    px, py = (p.numpy() for p in linear_pairing(len(x), len(y), 1))
+    xs, ys = [x[px], x[px, :3] ** 2], [y[py], y[py, :3] ** 2]
+
+    def kk(a, b, i, j):
+        return k(a[0][i], b[0][j], [4.0]) * k(a[1][i], b[1][j], [2.0])
+    want = np.mean([kk(xs, xs, 2 * i, 2 * i + 1) + kk(ys, ys, 2 * i, 2 * i + 1) - kk(xs, ys, 2 * i, 2 * i + 1)
+                    - kk(xs, ys, 2 * i + 1, 2 * i) for i in range(len(px) // 2)])
+    got = joint_mmd2([x, x[:, :3] ** 2], [y, y[:, :3] ** 2], [GaussianKernel(4.0), GaussianKernel(2.0)], "linear",
+                     seed=1)
+    assert float(got) == pytest.approx(want, rel=1e-10)
 
 
 def test_linear_time_is_within_noise_of_quadratic():

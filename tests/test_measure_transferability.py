@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,3 +85,11 @@ def test_cli_transferability_refuses_a_choice_of_epoch(capsys, option):
     # its runs' unlabelled "target" is B's test split: a validator would choose epochs by looking at it
     assert main(["transferability", "digits", *option]) == 2
     assert "B's test split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("choice", [{"select": "entropy"}, {"validators": ("entropy",)}])
+def test_the_python_api_refuses_a_choice_of_epoch_too(digits, choice):
+    # transferability(config=TrainConfig(select="entropy")) ran, picking each network's epoch on B's test inputs
+    pair = tr.similar_pair(digits, max_train=100)
+    with pytest.raises(DataError, match="B's test split.*select='last' and no validators"):
+        tr.transferability([pair], ks=[1], seeds=[0], config=replace(FAST, **choice), log=None)

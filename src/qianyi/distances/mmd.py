@@ -8,7 +8,9 @@ For samples :math:`X = \{x_i\}_{i=1}^m \sim P`, :math:`Y = \{y_j\}_{j=1}^n \sim 
 * unbiased (U-statistic): the same with the diagonal terms dropped from the first two sums,
   divided by :math:`m(m-1)` and :math:`n(n-1)`;
 * linear-time (Lemma 14): the mean over disjoint pairs of
-  :math:`h = k(x_{2i-1},x_{2i}) + k(y_{2i-1},y_{2i}) - k(x_{2i-1},y_{2i}) - k(x_{2i},y_{2i-1})`.
+  :math:`h = k(x_{2i-1},x_{2i}) + k(y_{2i-1},y_{2i}) - k(x_{2i-1},y_{2i}) - k(x_{2i},y_{2i-1})`,
+  the pairs taken in a seeded random order of each sample (:func:`linear_pairing`): unbiased only when
+  the paired rows are independent draws, which rows stored by class are not.
 
 Multi-kernel MMD (DAN, Long et al. ICML 2015) averages Gaussian kernels
 :math:`\exp(-\|a-b\|^2 / 2\sigma_u^2)` over a family :math:`\sigma_u^2 = 2^u \sigma_0^2` around the
@@ -211,40 +213,55 @@ def _quadratic(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor, m: int, 
 
 
 def mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel: GaussianKernel | None = None,
-         estimator: str = "unbiased", chunk_size: int | None = None) -> torch.Tensor:
+         estimator: str = "unbiased", chunk_size: int | None = None, seed: int = 0) -> torch.Tensor:
     """MMD^2 between samples ``x`` (m, d) and ``y`` (n, d); see the module docstring.
 
     ``chunk_size`` bounds the kernel blocks held in memory (default: whole matrices up to
     4096 x 4096, chunks beyond), so 20,000 x 20,000 samples need no n x n matrix. That bound holds
     without gradients (measurement); under autograd every block is kept for the backward pass.
+    ``seed`` seeds the linear estimator's random pairing of rows (:func:`linear_pairing`).
 
     >>> x = torch.randn(100, 5); mmd2(x, x + 1.0) > mmd2(x, torch.randn(100, 5))
     tensor(True)
     """
-    return joint_mmd2([x], [y], [kernel or GaussianKernel()], estimator, chunk_size)
+    return joint_mmd2([x], [y], [kernel or GaussianKernel()], estimator, chunk_size, seed)
 
 
 def mk_mmd2(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray,
             multipliers: Sequence[float] = MULTI_KERNEL, estimator: str = "unbiased",
-            chunk_size: int | None = None) -> torch.Tensor:
+            chunk_size: int | None = None, seed: int = 0) -> torch.Tensor:
     """Multi-kernel MMD^2 (DAN): Gaussian kernels at ``multipliers`` x the median heuristic."""
-    return mmd2(x, y, multi_kernel(multipliers), estimator, chunk_size)
+    return mmd2(x, y, multi_kernel(multipliers), estimator, chunk_size, seed)
 
 
 def joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tensor | np.ndarray],
                kernels: Sequence[GaussianKernel] | None = None, estimator: str = "unbiased",
-               chunk_size: int | None = None) -> torch.Tensor:
+               chunk_size: int | None = None, seed: int = 0) -> torch.Tensor:
     """Joint MMD^2 (JAN) over several representations: the kernel is the product of one kernel per layer.
 
     ``xs[l]`` and ``ys[l]`` are layer ``l``'s representations of the same source/target samples.
     Computed in float32 at least, outside autocast (kernel entries near 1 lose the signal in half precision).
+    ``seed`` seeds the linear estimator's pairing (one order per sample, the same at every layer).
     """
     with full_precision(*xs, *ys):
-        return _joint_mmd2(xs, ys, kernels, estimator, chunk_size)
+        return _joint_mmd2(xs, ys, kernels, estimator, chunk_size, seed)
+
+
+def linear_pairing(m: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row orders the linear-time estimator pairs in: a seeded random permutation of ``range(m)`` and
+    one of ``range(n)``, each cut to ``2 * (min(m, n) // 2)`` rows; consecutive entries form a pair.
+
+    Pairing rows in their stored order made the estimate depend on that order: samples stored by class
+    paired two rows of one class and kept the target's first classes only, so two halves of one
+    distribution measured MMD^2 0.58 instead of ~0 (10 Gaussian classes, 8-d)."""
+    g = torch.Generator().manual_seed(int(seed))
+    h = 2 * (min(m, n) // 2)
+    return torch.randperm(m, generator=g)[:h], torch.randperm(n, generator=g)[:h]
 
 
 def _joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tensor | np.ndarray],
-                kernels: Sequence[GaussianKernel] | None, estimator: str, chunk_size: int | None) -> torch.Tensor:
+                kernels: Sequence[GaussianKernel] | None, estimator: str, chunk_size: int | None,
+                seed: int = 0) -> torch.Tensor:
     if len(xs) != len(ys) or not xs:
         raise DataError(f"joint MMD needs one source and one target array per layer, got {len(xs)} and {len(ys)}")
     X = [_as_2d(a, f"x[{i}]") for i, a in enumerate(xs)]
@@ -271,9 +288,11 @@ def _joint_mmd2(xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tens
     sig = [k.sigmas2(a, b) for k, a, b in zip(kernels, X, Y)]
 
     if estimator == "linear":
-        h = min(m, n) // 2
-        x1, x2 = [a[0:2 * h:2] for a in X], [a[1:2 * h:2] for a in X]
-        y1, y2 = [b[0:2 * h:2] for b in Y], [b[1:2 * h:2] for b in Y]
+        px, py = linear_pairing(m, n, seed)
+        X = [a[px.to(a.device)] for a in X]  # the same order at every layer: a row's representations stay together
+        Y = [b[py.to(b.device)] for b in Y]
+        x1, x2 = [a[0::2] for a in X], [a[1::2] for a in X]
+        y1, y2 = [b[0::2] for b in Y], [b[1::2] for b in Y]
 
         def pk(u: list[torch.Tensor], v: list[torch.Tensor]) -> torch.Tensor:
             out = None

@@ -165,6 +165,15 @@ def _prediction_entropy(model: nn.Module, X: np.ndarray, n_classes: int, device:
     return float(-(p * np.log(p)).sum() / np.log(n_classes))
 
 
+def min_permutations(level: float) -> int:
+    """The fewest permutations B whose smallest p-value, 1/(B + 1), is below ``level`` (with fewer, p < level
+    cannot happen)."""
+    b = max(0, int(1 / level) - 2)
+    while 1 / (b + 1) >= level:
+        b += 1
+    return b
+
+
 def _is_fully_connected(model: Backbone, name: str) -> bool:
     return not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.groups[name].modules())
 
@@ -179,7 +188,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     trained source-only with ``config`` (and saved as ``out/source/model.pt`` with ``out``); ``seed`` seeds the
     sampling and, when ``config`` is None, that training (as ``qianyi advise --seed``). On a text
     task the ``input`` representation is the words present (:func:`~qianyi.measure.profile.word_presence`),
-    not the token ids. The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
+    not the token ids. The linear probes are validated on up to ``samples`` random rows of the source validation
+    split (seeded). The printed command is ``run_command`` (the CLI adds its ``--data-dir``) with
     ``run_flags``: the settings ``task`` was loaded with (the CLI passes its ``--max-samples``), so that it
     builds the same data (a text task's vocabulary, which the saved network's embedding is sized for).
     """
@@ -218,6 +228,16 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         net = model
     net.eval()
     device = next(net.parameters()).device
+    n_fc = sum(_is_fully_connected(net, g) for g in net.group_names)
+    level = P_SHIFT / max(1, n_fc)  # the level _recommend tests each fully connected layer at
+    weak_test = None
+    if permutations and 1 / (permutations + 1) >= level:
+        need = min_permutations(level)
+        weak_test = (f"with {permutations} permutations (--permutations) the smallest p-value is 1/{permutations + 1} "
+                     f"= {1 / (permutations + 1):.3g}, not below the level {level:.3g} (0.05 over {n_fc} fully "
+                     f"connected layers, Bonferroni): the MMD test cannot mark a layer for adaptation, only PAD can; "
+                     f"use {need} permutations or more")
+        warnings.warn(f"advise: {weak_test}", QianyiWarning, stacklevel=2)
     rng = np.random.default_rng(seed)
     idx_s = np.sort(rng.permutation(len(source))[:samples])
     xs, ys = torch.as_tensor(source.X[idx_s]), source.y[idx_s]
@@ -225,7 +245,10 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     # every distance, probe and test below uses these same samples
     profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
                             label="source network", token_ids=tokens, progress=cfg.progress)
-    xv = source_val.X[:samples]
+    # the probes' validation rows: a random subset (stored rows can be grouped by class: the first ones may
+    # hold a few classes only)
+    idx_v = np.sort(rng.permutation(len(source_val))[:samples])
+    xv, yv = source_val.X[idx_v], source_val.y[idx_v]
     words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
 
     def inputs(x: Any) -> torch.Tensor:
@@ -237,7 +260,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
                       disable=None if cfg.progress else True, leave=False):
         fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
         fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
-        probes.append(linear_probe_accuracy(fs, ys, fv, source_val.y[:samples], seed))
+        probes.append(linear_probe_accuracy(fs, ys, fv, yv, seed))
         if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
             ft = predict_features(net, xt, layer, device)[0]
             pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
@@ -258,6 +281,8 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
             f"{len(xs)} source and {len(xt)} target samples"))
         warnings.warn(f"advise: {used} samples per domain make coarse measurements; use --samples {FEW_SAMPLES} or "
                       "more", QianyiWarning, stacklevel=2)
+    if weak_test:
+        adv.recommendations.append(Recommendation("warning", "the MMD permutation test cannot fire", weak_test))
     adv.source_model = saved
     if saved:
         extra = f" --set layers={','.join(adv.adapt_layers)}" if adv.method == "dan" else ""

@@ -39,7 +39,7 @@ def _single(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
 
 
 def _linear(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
-    return float(mk_mmd2(x, y, estimator="linear"))
+    return float(mk_mmd2(x, y, estimator="linear", seed=seed))
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in [

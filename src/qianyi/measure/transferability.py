@@ -34,7 +34,7 @@ from ..nn.backbones import backbone_for
 from .._report import markdown_table, save_figure, subplots
 from ..methods.registry import get_method
 from ..train.checkpoint import FILENAME as CHECKPOINT
-from ..train.config import TrainConfig
+from ..train.config import LAST, TrainConfig
 from ..train.result import MODEL_FILE, RunResult
 from ..train.run import run, run_fingerprint
 from ..train.store import finished, slug
@@ -227,12 +227,17 @@ def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = No
     """Run the protocol: base A and base B, then BnB, BnB+, AnB, AnB+ for each k and seed.
 
     ``ks`` defaults to every layer group below the logits (the output layer is never copied, as in
-    the paper). Runs live in ``out/runs/TASK/CONDITION/kK/seedS`` and are reused when finished with
+    the paper). Every network keeps its last epoch: ``config`` must not choose epochs by a validator
+    (``select``, ``validators``), which would read B's test inputs. Runs live in ``out/runs/TASK/CONDITION/kK/seedS`` and are reused when finished with
     the same settings, so a killed protocol resumes; a pair sharing task B with another reuses its runs.
     """
     if not pairs:
         raise DataError("transferability needs at least one pair of tasks A and B")
     base_cfg = config or TrainConfig()
+    if base_cfg.select != LAST or base_cfg.validators:
+        raise DataError(f"transferability keeps each network's last epoch: the only unlabelled data its runs hold is "
+                        f"B's test split, which no choice of epoch may look at; give a TrainConfig with select='last' "
+                        f"and no validators (got select={base_cfg.select!r}, validators={tuple(base_cfg.validators)!r})")
     names = [p.name for p in pairs]
     if len(set(names)) != len(names):
         raise DataError(f"pair names must be unique, got {names}")
