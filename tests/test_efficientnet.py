@@ -109,6 +109,11 @@ def test_groups_shapes_and_parameter_count():
     bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
     assert len(bns) == 49 and {(b.eps, b.momentum) for b in bns} == {(1e-3, 0.01)}  # TensorFlow's BatchNorm
     assert not any(isinstance(x, torch.nn.ReLU) for g in GROUPS[:9] for x in m.groups[g].modules())  # ReLU6 only
+    convs = [c for g in GROUPS[:9] for c in m.groups[g].modules() if isinstance(c, torch.nn.Conv2d)]
+    assert len(convs) == 49 and all(isinstance(c, SameConv2d) for c in convs)  # TensorFlow "same" padding
+    scale = m.groups["stem"].normalize  # (255 x - 127) / 128, not the ImageNet mean and std
+    assert torch.allclose(scale.mean.flatten(), torch.full((3,), 127 / 255)) and torch.allclose(
+        scale.std.flatten(), torch.full((3,), 128 / 255))
 
 
 def test_tensorflow_same_padding_and_input_scaling():
