@@ -81,7 +81,7 @@ def test_unknown_names_and_wrong_inputs():
         named_backbone("resnet18", (20,), 2)
     with pytest.raises(ConfigError, match="--init-from"):
         NamedBackbone("lenet", weights="x.pth")
-    assert set(BACKBONES) == {"lenet", "mlp", "resnet18", "resnet50", "embbag", "textcnn", "memnet", "minilm"}  # text: qianyi.nn.text
+    assert set(BACKBONES) == {"lenet", "mlp", "resnet18", "resnet50", "efficientnet-lite0", "embbag", "textcnn", "memnet", "minilm"}  # text: qianyi.nn.text
     assert named_backbone("mlp", (1, 8, 8), 3)(torch.rand(4, 1, 8, 8)).logits.shape == (4, 3)
 
 

