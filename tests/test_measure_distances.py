@@ -74,9 +74,19 @@ def test_a_distance_keeps_copies_of_a_row_on_one_side_of_its_split():
     res = domain_classifier(np.r_[x, x], np.r_[y, y])
     assert res.n_test % 2 == 0 and res.n_train + res.n_test <= 1200  # equal numbers per domain on each side
     assert proxy_a_distance(x, x) == 0.0  # copies across the samples too: the same rows are indistinguishable
-    # too few distinct rows to keep copies apart: said, and the plain split is used
-    with pytest.warns(QianyiWarning, match="2 distinct"):
+    # values common to many rows are not copies: split at random (grouped, the held-out side held values the
+    # classifier never saw, and binary or one-hot data measured too low a distance)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert proxy_a_distance(np.zeros((40, 3)), np.ones((40, 3))) == 2.0
+    errs = []
+    for s in range(5):  # three binary features, one shifted (P(1) 0.5 vs 0.8): the Bayes error is 0.35
+        r = np.random.default_rng(10 + s)
+        a, b = (r.random((1000, 3)) < 0.5).astype(float), (r.random((1000, 3)) < 0.5).astype(float)
+        b[:, 0] = r.random(1000) < 0.8
+        errs.append(domain_classifier(a, b, seed=s).error)
+    assert abs(np.mean(errs) - 0.35) < 0.03, errs  # grouped: 0.44
 
 
 def test_permutation_statistics_equal_mmd_on_every_relabelling():

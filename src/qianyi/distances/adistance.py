@@ -55,7 +55,9 @@ def domain_classifier(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
     across the two) stay on one side of the train/held-out split, and of the split that chooses C:
     all copies go where one of them, drawn at random, fell, and each side is then cut to equal numbers
     per domain. A copy trained on and tested again lets the classifier score by memory (two i.i.d.
-    200-d samples, every row twice: 0.61 instead of 0.01).
+    200-d samples, every row twice: 0.61 instead of 0.01). Only copies count (:func:`copy_groups`): the
+    common values of discrete data (one-hot tables, binary features) are independent draws, split at random
+    as any row (kept together, the held-out side held values the classifier never saw: too low a distance).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -75,7 +77,7 @@ def domain_classifier(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
     Y = Y[rng.permutation(len(Y))[:n]].astype(np.float64)
     Z, d = np.concatenate([X, Y]), np.r_[np.zeros(n), np.ones(n)]
     test = np.r_[np.arange(n) < n_test, np.arange(n) < n_test]  # the first n_test drawn of each domain
-    groups = row_groups(Z)
+    groups = copy_groups(row_groups(Z))
     copies = len(np.unique(groups)) < len(Z)
     keep = np.ones(len(Z), bool)
     if copies:
@@ -114,6 +116,22 @@ def row_groups(Z: np.ndarray) -> np.ndarray:
     ids: dict[bytes, int] = {}
     return np.array([ids.setdefault(hashlib.blake2b((r + 0.0).tobytes(), digest_size=16).digest(), len(ids))
                      for r in Z], dtype=np.int64)  # (+ 0.0: -0.0 and 0.0 are one value)
+
+
+#: At most this many equal rows are copies of one sample (read twice, duplicated): see :func:`copy_groups`.
+MAX_COPIES = 4
+
+
+def copy_groups(groups: np.ndarray) -> np.ndarray:
+    """:func:`row_groups` ids with only copies of a sample grouped: rows whose value occurs at most
+    :data:`MAX_COPIES` times, in data whose rows are mostly distinct (at most that many per value on average).
+    Every other row gets an id of its own: a value that recurs more often, or data of few values (categories,
+    binary features), is a common value drawn again and again, not a copy."""
+    sizes = np.bincount(groups)
+    out = groups.copy()
+    common = sizes[groups] > MAX_COPIES if len(groups) <= MAX_COPIES * len(sizes) else np.ones(len(groups), bool)
+    out[common] = len(sizes) + np.arange(int(common.sum()))
+    return out
 
 
 def _together(groups: np.ndarray, side: np.ndarray, rng: np.random.Generator) -> np.ndarray:
