@@ -389,3 +389,25 @@ def test_outputs_never_replace_their_input_data_or_the_runs_files(capsys, tmp_pa
     assert files == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}  # all untouched
     rc, err = _cli(capsys, "predict", str(out), "--data", tgt, "--out", str(out / "predictions.csv"))
     assert rc == 0, err  # a new file in the run folder is fine
+
+
+def test_the_runs_own_data_is_found_from_any_folder(capsys, tmp_path, monkeypatch):
+    # model.json holds the specs as typed (relative): from another folder the check missed the run's training file
+    # and refused an unrelated file of the same name
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    b.mkdir()
+    monkeypatch.chdir(a)
+    _blobs(a / "train.npz")
+    _blobs(a / "test.npz", shift=1.0, seed=2)
+    rc, err = _cli(capsys, "run", "source-only", "--source", "npz:train.npz", "--target", "npz:test.npz", *FAST,
+                   "--out", "run")
+    assert rc == 0, err
+    before = (a / "train.npz").read_bytes()
+    monkeypatch.chdir(b)
+    rc, err = _cli(capsys, "translate", "../A/run", "--data", "npz:../A/test.npz", "--out", "../A/train.npz")
+    assert rc == 2 and "the run's source reads" in err and (a / "train.npz").read_bytes() == before
+    import shutil
+    shutil.copy(a / "train.npz", b / "train.npz")  # an unrelated file of the same name here: not the run's
+    rc, err = _cli(capsys, "translate", "../A/run", "--data", "npz:../A/test.npz", "--out", "train.npz")
+    assert "the run's source reads" not in err  # (refused further on: not a generative run)

@@ -441,9 +441,18 @@ def _run_specs(folder: str) -> dict[str, str | None]:
 
     try:
         meta = json.loads((Path(folder) / "model.json").read_text())
-        return {f"the run's {k}": str(meta[k]) for k in ("source", "target") if isinstance(meta.get(k), str)}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return {}
+    cwd = meta.get("cwd") if isinstance(meta, dict) else None
+    if not isinstance(cwd, str):  # an older model.json recorded no folder: its relative specs are unknown
+        return {}
+    specs = {}
+    for k in ("source", "target"):
+        spec = meta.get(k)
+        kind, sep, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+        if sep and rest:  # a file spec, made absolute against the folder the run was started in
+            specs[f"the run's {k}"] = f"{kind}:{os.path.join(cwd, rest)}"
+    return specs
 
 
 def _predict(args: argparse.Namespace) -> int:

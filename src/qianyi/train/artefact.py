@@ -67,6 +67,7 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
         "preprocessing": task.preprocessing or {}, "class_names": list(classes),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
         "qianyi": __version__, "torch": torch.__version__,
+        "cwd": os.getcwd(),  # what relative file specs in source/target were relative to
     })
     return digest
 
