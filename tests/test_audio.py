@@ -260,6 +260,11 @@ def test_a_truncated_wav_is_refused_and_an_unknown_chunk_is_not(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(audio.read_wav(tmp_path / "extra.wav"), audio.read_wav(tmp_path / "whole.wav"))
+    # a writer that could not seek back (ffmpeg to a pipe) leaves both sizes at 0xFFFFFFFF: a whole file
+    at = whole.index(b"data") + 4
+    streamed = whole[:4] + b"\xff" * 4 + whole[8:at] + b"\xff" * 4 + whole[at + 4:]
+    (tmp_path / "streamed.wav").write_bytes(streamed)
+    assert np.array_equal(audio.read_wav(tmp_path / "streamed.wav"), audio.read_wav(tmp_path / "whole.wav"))
 
 
 def _fsdd_links(tmp_path, leave_out: str = "", add: str = ""):

@@ -107,6 +107,22 @@ def log_mel(signal: np.ndarray, frames: int = FRAMES) -> np.ndarray:
 _FILTERS = mel_filterbank()
 
 
+def _streamed(path: Path) -> bool:
+    """Whether the wav's data chunk declares the size placeholder of a writer that could not seek back (0 or
+    0xFFFFFFFF: ``ffmpeg ... -f wav - > x.wav``): its samples run to the end of the file, which is complete."""
+    import struct
+
+    with open(path, "rb") as fh:
+        if fh.read(12)[8:12] != b"WAVE":
+            return False
+        while len(head := fh.read(8)) == 8:
+            chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
+            if chunk == b"data":
+                return size in (0, 0xFFFFFFFF)
+            fh.seek(size + size % 2, 1)
+    return False
+
+
 def read_wav(path: str | Path) -> np.ndarray:
     """One wav file -> mono float64 samples in [-1, 1] at :data:`SAMPLE_RATE` (resampled when needed).
 
@@ -130,7 +146,7 @@ def read_wav(path: str | Path) -> np.ndarray:
     for w in caught:
         if not issubclass(w.category, wavfile.WavFileWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        elif "EOF prematurely" in str(w.message):  # the data chunk ends early: a cut file, read as a short clip
+        elif "EOF prematurely" in str(w.message) and not _streamed(path):  # a cut file, read as a short clip
             raise DataError(f"{path}: the wav file is truncated ({str(w.message).rstrip('.')}; it has "
                             f"{path.stat().st_size:,} bytes): restore or re-export it, or remove it")
         # other WavFileWarnings: an unknown or incomplete chunk after the samples, which are whole: harmless
