@@ -180,3 +180,17 @@ def test_a_bar_or_a_tag_in_a_name_keeps_the_table_columns_and_stays_text():
     assert md_cells(row)[2] == name and "<img" not in md.replace("\\<img", "")
     page = _md_table_to_html(f"| method | {md_cell(name)} |\n|---|---:|\n| dan | 1.0 |")
     assert page.count("<th>") == 2 and "&lt;img" in page and "<img" not in page
+
+
+def test_select_and_bench_text_escape_names_too():
+    # select's table header and bench's "Pairs:"/"Per pair" lines carried a raw '|' (the table stopped rendering)
+    import numpy as np
+
+    from qianyi._report import md_cells
+    from qianyi.bench.selection import SelectionResult
+
+    res = SelectionResult("dan", "dev", ["npz:a<b>.npz->npz:c|d.npz"], [{"note": "x|y"}, {}], np.zeros((2, 1, 1)),
+                          np.full((2, 1, 1), np.nan), np.array([1.0, 2.0]), 0)
+    head, sep, row = res.table().splitlines()[:3]
+    assert len(md_cells(head)) == len(md_cells(sep)) == len(md_cells(row)) == 3
+    assert "<b>" not in res.table().replace("\\<b>", "") and md_cells(head)[1] == "npz:a<b>.npz->npz:c|d.npz dev"

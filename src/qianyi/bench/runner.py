@@ -460,7 +460,7 @@ class BenchResult:
             unscored = [f"{s}->{t}" for s, t in self.pairs if not any(len(self.accuracies(m, (s, t))) for m in self.methods)]
             return ("No mean over pairs: " + (f"{', '.join(unscored)} had no labelled target test split, so no "
                                                "accuracy" if unscored else "no method has runs on every pair") + ".")
-        lines += ["", f"Pairs: {', '.join(f'{s}->{t}' for s, t in self.pairs)}; seed means per pair, then the plain "
+        lines += ["", f"Pairs: {', '.join(f'{md_cell(s)}->{md_cell(t)}' for s, t in self.pairs)}; seed means per pair, then the plain "
                       "mean over pairs."]
         if dropped:
             lines[-1] += f" Not in this table (no target accuracy on every pair): {', '.join(dropped)}."
@@ -684,7 +684,8 @@ class BenchResult:
             seen.discard(())
             if len(seen) == 1:
                 n = seen.pop()
-                sizes.append(f"{pair[0]}->{pair[1]} {n[0]}+{n[1]}, {n[2]}" + (f", {n[3]}" if len(n) > 3 else ""))
+                sizes.append(f"{md_cell(pair[0])}->{md_cell(pair[1])} {n[0]}+{n[1]}, {n[2]}"
+                             + (f", {n[3]}" if len(n) > 3 else ""))
         if sizes:
             parts.append("samples (source train+val, target train, target test): " + "; ".join(sizes))
         networks = {json.dumps((r.fingerprint or {}).get("backbone"), sort_keys=True) for r in self.runs}
@@ -703,7 +704,8 @@ class BenchResult:
         if vt:
             parts.append(vt)
             if len(self.pairs) > 1:
-                parts += [f"Per pair, {s}->{t}:\n\n" + self.validator_table([(s, t)]) for s, t in self.pairs]
+                parts += [f"Per pair, {md_cell(s)}->{md_cell(t)}:\n\n" + self.validator_table([(s, t)])
+                          for s, t in self.pairs]
         if len(self.pairs) > 1:
             parts.append(self.summary_table())
         parts += [self.paired_difference(a, b).table() for a, b in self.comparisons]

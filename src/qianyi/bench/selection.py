@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .._io import write_json, write_text
+from .._report import md_cell
 from ..data.tasks import load_task
 from ..errors import ConfigError, DataError
 from ..methods.registry import available_methods, get_method
@@ -180,13 +181,14 @@ class SelectionResult:
     def table(self, show_oracle: bool = False) -> str:
         v = get_validator(self.validator)
         sense = "higher is better" if v.higher_is_better else "lower is better"
-        head = ["candidate", *[f"{p} {self.validator}" for p in self.pairs], "mean rank"]
+        head = ["candidate", *[f"{md_cell(p)} {self.validator}" for p in self.pairs], "mean rank"]
         if show_oracle:
             head.append("ORACLE: mean target acc. (%), not used")
         lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         o = self.oracle_choice() if show_oracle else None
         for i, c in enumerate(self.candidates):
-            label = (", ".join(f"{k}={v}" for k, v in c.items()) or "defaults") + (" **chosen**" if i == self.chosen else "")
+            label = md_cell(", ".join(f"{k}={v}" for k, v in c.items()) or "defaults") \
+                + (" **chosen**" if i == self.chosen else "")
             cells = [f"{x:.4f}" for x in self.scores[i].mean(1)] + [f"{self.mean_rank[i]:.2f}"]
             if show_oracle:
                 acc = self.target_accuracy[i][np.isfinite(self.target_accuracy[i])]
