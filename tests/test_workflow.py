@@ -411,3 +411,16 @@ def test_the_runs_own_data_is_found_from_any_folder(capsys, tmp_path, monkeypatc
     shutil.copy(a / "train.npz", b / "train.npz")  # an unrelated file of the same name here: not the run's
     rc, err = _cli(capsys, "translate", "../A/run", "--data", "npz:../A/test.npz", "--out", "train.npz")
     assert "the run's source reads" not in err  # (refused further on: not a generative run)
+
+
+def test_a_model_json_that_describes_a_far_larger_network_is_refused_before_it_is_built(capsys, tmp_path):
+    # [50_000_000] passed the type checks and the network (51 GB) was built before the weights were read
+    src = _blobs(tmp_path / "s.npz")
+    rc, err = _cli(capsys, "run", "source-only", "--source", src, "--target", src, *FAST, "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    meta_path = tmp_path / "r" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["architecture"]["sample_shape"] = [50_000_000]
+    meta_path.write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", src)
+    assert rc == 2 and "describes a network of" in err and "model.json was edited" in err

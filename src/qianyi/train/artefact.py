@@ -278,6 +278,13 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
     if network is None:
         if arch.get("backbone") != "default" and arch.get("backbone") not in BACKBONES:
             raise DataError(f"{str(folder)!r} was trained on a backbone of your own: pass network=<an instance of it>")
+        with torch.device("meta"):  # sized first, allocating nothing: a hand-edited shape asked for 100 GB
+            sized = rebuild(arch)
+        size = sum(t.numel() * t.element_size() for t in (*sized.parameters(), *sized.buffers()))
+        if size > 2 * weights.stat().st_size + (1 << 20):
+            raise DataError(f"{str(folder / META_FILE)!r} describes a network of {size:,} bytes of weights, but "
+                            f"{str(weights)!r} holds {weights.stat().st_size:,}: model.json was edited or belongs to "
+                            "another run; rerun the run")
         network = rebuild(arch)  # a named backbone needs no pretrained file: model.pt holds every weight
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)

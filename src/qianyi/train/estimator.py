@@ -94,9 +94,10 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
             int(check_random_state(self.random_state).randint(0, 2 ** 31 - 2))  # None / RandomState: scikit-learn's way
         y_raw = np.asarray(y) if y is not None else None
         if y_raw is not None and y_raw.dtype.kind == "f" and np.isnan(y_raw).any():  # scikit-learn's "contains NaN"
-            raise DataError("DomainAdapter.fit: y holds NaN; mark the target rows with a number, "
-                            "e.g. unlabelled=-1 and y=-1 on those rows (scikit-learn's cross-validation refuses NaN "
-                            "labels too), or give the target as Xt= or by sample_domain=")
+            raise DataError("DomainAdapter.fit: y holds NaN, which its scikit-learn checks refuse (the shallow "
+                            "estimators accept NaN on target rows); give the target rows a number instead: -1 with "
+                            "unlabelled=-1, or any label with sample_domain= (target rows' labels are not read), or "
+                            "give the target as Xt=")
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         _check_layout(X, "X")
         self.sample_shape_ = X.shape[1:]  # as given: (h, w) grey images are read as (1, h, w) here and in predict
