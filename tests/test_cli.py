@@ -10,6 +10,8 @@ import pytest
 from qianyi.cli import main, parse_hparams
 from qianyi.errors import QianyiWarning
 
+from .conftest import DATA, requires_data
+
 
 def test_methods_and_datasets_list_one_line_each(capsys):
     assert main(["methods"]) == 0
@@ -276,3 +278,38 @@ def test_a_top_level_option_after_the_subcommand_says_where_it_goes(capsys):
     with pytest.raises(SystemExit):
         main(["datasets", "--data-dir", "/tmp"])
     assert "--data-dir goes before the subcommand" in capsys.readouterr().err
+
+
+def test_datasets_verify_names_files_that_differ_from_their_source_md(tmp_path, capsys):
+    import hashlib
+
+    d = tmp_path / "data" / "set"
+    d.mkdir(parents=True)
+    files = {"a.bin": b"alpha", "b.bin": b"beta", "c.bin": b"gamma", "sub/d.bin": b"delta"}
+    for name, data in files.items():
+        (d / name).parent.mkdir(exist_ok=True)
+        (d / name).write_bytes(data)
+    rows = "".join(f"| `{n}` | {len(b):,} | {hashlib.sha256(b).hexdigest()} |\n" for n, b in files.items())
+    (d / "SOURCE.md").write_text("# set\n\n| file | bytes | sha256 |\n|---|---|---|\n" + rows
+                                 + f"| gone.bin | 3 | {'0' * 64} |\n")
+    (tmp_path / "data" / "plain").mkdir()
+    (tmp_path / "data" / "plain" / "SOURCE.md").write_text("no table here\n")
+    assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
+    out, err = capsys.readouterr()
+    assert "missing   set/gone.bin" in out and "unlisted  plain/" in out and "4 of 5 listed files match" in out
+    assert "1 file(s) differ from their SOURCE.md" in err
+    (d / "gone.bin").write_bytes(b"abc")  # the listed size, other content
+    (d / "b.bin").write_bytes(b"betas")
+    assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
+    out = capsys.readouterr().out
+    assert "content   set/gone.bin: sha256 differs" in out and "size      set/b.bin: 5 bytes, listed 4" in out
+    assert main(["--data-dir", str(tmp_path / "nowhere"), "datasets", "--verify"]) != 0
+    assert "does not exist" in capsys.readouterr().err
+
+
+@requires_data("mnist/SOURCE.md")
+def test_the_shared_data_directory_matches_its_source_md():
+    from qianyi.data.verify import verify_data_dir
+
+    bad = [c for c in verify_data_dir(DATA) if c.status not in ("ok", "unlisted")]
+    assert not bad, bad

@@ -378,10 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)",
                    description="List the label-free validators: scores of a network that read no target labels, "
                                "for --select (choose the epoch) and `qianyi select` (choose settings).")
-    sub.add_parser("datasets", help="list built-in datasets, readers and shifts",
-                   description="List the built-in datasets (mnist, digits, mnist-m, fashion, ...), the file readers "
-                               "(npz:, idx:, folder:, csv:, lines:, svmlight:, ...) and the shifts a name can carry "
-                               "(+rot30, ?angles=...); use them as --source/--target.")
+    ds = sub.add_parser("datasets", help="list built-in datasets, readers and shifts (--verify: check the data files)",
+                        description="List the built-in datasets (mnist, digits, mnist-m, fashion, ...), the file "
+                                    "readers (npz:, idx:, folder:, csv:, lines:, svmlight:, ...) and the shifts a name "
+                                    "can carry (+rot30, ?angles=...); use them as --source/--target.")
+    ds.add_argument("--verify", action="store_true",
+                    help="check every file the SOURCE.md of each folder of the data directory (--data-dir or "
+                         "$QIANYI_DATA) lists, by size and SHA-256; exit 2 naming the files that differ")
     mp = sub.add_parser("methods", help="list methods; `qianyi methods NAME` shows one method's paper and settings",
                         description="List the methods (deep and shallow); `qianyi methods NAME` prints one method's "
                                     "paper, loss and --set settings with their defaults.")
@@ -721,6 +724,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not rc and isinstance(getattr(args, "out", None), str):
             _record_command(Path(args.out), args.command_line, started, args.command)
         return rc
+    if args.command == "datasets" and args.verify:
+        from .data.builtin import resolve_data_dir
+        from .data.verify import verify_data_dir
+
+        root = resolve_data_dir(args.data_dir)
+        if root is None:
+            raise DataError("datasets --verify: no data directory; give --data-dir DIR or set QIANYI_DATA")
+        checks = verify_data_dir(root)
+        bad = [c for c in checks if c.status not in ("ok", "unlisted")]
+        for c in checks:
+            if c.status != "ok":
+                print(f"{c.status:9s} {c.folder}/{c.file}" + (f": {c.detail}" if c.detail else ""))
+        n = sum(c.status != "unlisted" for c in checks)
+        print(f"{n - len(bad)} of {n} listed files match their SOURCE.md ({root})")
+        if bad:
+            raise DataError(f"{len(bad)} file(s) differ from their SOURCE.md (above): restore them from the source "
+                            "each SOURCE.md names")
+        return 0
     if args.command == "datasets":
         from .data.builtin import DATASETS
         from .data.shifts import SHIFTS
