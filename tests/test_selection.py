@@ -281,3 +281,27 @@ def test_a_shallow_select_claims_no_model_pt_and_no_epochs(tmp_path):
     with pytest.raises(ConfigError, match=r"shallow method fits no network.*\['epochs'\].*play no part"):
         select_hparams("coral-shallow", ["digits->digits+rot30@150"], "source-val", grid=[{"reg": 1.0, "epochs": 5}],
                        out=tmp_path, log=None)
+
+
+def test_the_printed_run_line_trains_the_chosen_setting_again(tmp_path, capsys):
+    # select named the chosen settings but gave no command to train them on another pair
+    import shlex
+
+    args = ["select", "dann", "--pairs", "digits->digits+rot30@150", "--grid",
+            '[{"trade_off": 0.3}, {"trade_off": 1.0, "lr": 0.02}]', "--epochs", "2", "--steps-per-epoch", "3",
+            "--batch-size", "16", "--backbone", "mlp", "--out", str(tmp_path / "sel"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "sel" / "select-dann-dev.json").read_text())
+    (line,) = saved["commands"].values()
+    assert f"`{line}`" in out and "--backbone mlp" in line and "--max-samples 150" in line
+    argv = shlex.split(line)
+    assert argv[:3] == ["qianyi", "run", "dann"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert main([*argv[1:], "--no-progress"]) == 0
+    (chosen,) = (v for k, v in saved["chosen_runs"].items())
+    first = json.loads((Path(chosen) / "result.json").read_text())
+    again = json.loads((tmp_path / "again" / "result.json").read_text())
+    assert again["fingerprint"]["hparams"] == first["fingerprint"]["hparams"] == {
+        **again["fingerprint"]["hparams"], "trade_off": saved["chosen"]["trade_off"]}
+    assert again["target_accuracy"] == first["target_accuracy"]  # the same run, trained again

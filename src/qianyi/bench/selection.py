@@ -149,6 +149,9 @@ class SelectionResult:
     #: The chosen candidate's run folder per pair and seed (its model.pt: ``qianyi predict FOLDER``; a shallow
     #: method's folder holds model.npz, which ``qianyi predict`` does not load).
     chosen_runs: dict[str, str] = field(default_factory=dict)
+    #: Per pair, the ``qianyi run`` line that trains the chosen candidate with the runs' settings (another pair:
+    #: change --source/--target); empty for a network of your own, which no command line names.
+    commands: dict[str, str] = field(default_factory=dict)
     #: Whether the method is shallow (fits no network: no model.pt, no epochs).
     shallow: bool = False
 
@@ -212,6 +215,10 @@ class SelectionResult:
         if missing:
             lines.append(f"nan: {self.validator} did not score some seeds' runs ({'; '.join(missing)}), so their seed "
                          "mean is NaN and ranks last on that pair; each run's result.json says why.")
+        if self.commands:
+            pair, line = next(iter(self.commands.items()))
+            lines.append(f"To train the chosen setting on a pair of your own (here {md_cell(pair)}; other pairs: "
+                         f"--source/--target, and another --out), e.g. in a shell: `{line}`")
         if self.settings:
             lines.append(f"Runs: {self.settings}.")
         if show_oracle and o is None:
@@ -221,6 +228,38 @@ class SelectionResult:
                          f"{self._acc(o)} vs {self._acc(self.chosen)} "
                          "for the label-free choice.")
         return "\n".join(lines)
+
+
+def run_commands(method: str, candidate: dict[str, Any], config: TrainConfig, pairs: Sequence[str],
+                 max_samples: int | None = None, backbone: Any = None, text: dict | None = None) -> dict[str, str]:
+    """Per pair, the ``qianyi run`` line that trains ``candidate`` with ``config`` (a shell line, quoted); empty
+    when the network is one of your own (a module or factory no flag names)."""
+    import shlex
+
+    from ..train.config import config_flags
+
+    name = backbone if isinstance(backbone, str) else getattr(backbone, "name", None)
+    if backbone is not None and name is None:
+        return {}
+    weights = getattr(backbone, "weights", None)
+    hp, train = split_candidate(candidate)
+
+    def value(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else \
+            ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    common = [*(["--set", *(f"{k}={value(v)}" for k, v in hp.items())] if hp else []),
+              *config_flags(replace(config, **train)),
+              *(["--backbone", str(name)] if name else []), *(["--weights", str(weights)] if weights else []),
+              *(["--text", ",".join(f"{k}={value(v)}" for k, v in text.items())] if text else [])]
+    out = {}
+    for pair in pairs:
+        pair_text, cap = split_cap(pair)
+        source, target = parse_pair(pair_text)
+        cap = cap if cap is not None else max_samples
+        argv = ["qianyi", "run", method, "--source", source, "--target", target, *common,
+                *(["--max-samples", str(cap)] if cap is not None else []), "--out", f"runs/{method}-chosen"]
+        out[pair] = " ".join(shlex.quote(a) for a in argv)
+    return out
 
 
 def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", grid: Sequence[dict] | None = None,
@@ -292,6 +331,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                           shallow=shallow)
     res.chosen_runs = {f"{pair} seed {seed}": folders[best, j, s] for j, pair in enumerate(pairs)
                        for s, seed in enumerate(seeds)}
+    res.commands = run_commands(method, cands[best], base, pairs, max_samples, backbone, text)
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
                  "json": write_json(out / f"select-{method}-{validator}.json",
@@ -301,6 +341,6 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                      "mean_rank": mean_rank.tolist(),  # (NaN, an unscored run: null, valid JSON)
                                      "scores": np.where(np.isfinite(scores), scores, None).tolist(),
                                      "tie_break": res.tie_break, "indistinct": res.indistinct,
-                                     "chosen_runs": res.chosen_runs,
+                                     "chosen_runs": res.chosen_runs, "commands": res.commands,
                                      "ORACLE_target_accuracy_not_used": np.where(np.isfinite(accs), accs, None).tolist()})}
     return res

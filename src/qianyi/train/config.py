@@ -221,6 +221,21 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             g.add_argument(_flag(f.name), type=kind, default=default, metavar=meta["metavar"], help=help_)
 
 
+def config_flags(config: TrainConfig, leave_out: Sequence[str] = ("validators", "log_to")) -> list[str]:
+    """The command-line flags that give ``config`` (those of its settings that differ from the defaults):
+    the inverse of :func:`config_from_args`, for a ``qianyi run`` line that repeats a run's settings."""
+    out: list[str] = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.metadata.get("cli") == "" or f.name in leave_out or f.default is MISSING or value == f.default:
+            continue
+        if isinstance(value, bool):
+            out += [_flag(f.name)] if value else []
+        else:
+            out += [_flag(f.name), ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)]
+    return out
+
+
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` described by the flags :func:`add_config_arguments` added, plus ``overrides``."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
