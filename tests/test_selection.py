@@ -305,3 +305,15 @@ def test_the_printed_run_line_trains_the_chosen_setting_again(tmp_path, capsys):
     assert again["fingerprint"]["hparams"] == first["fingerprint"]["hparams"] == {
         **again["fingerprint"]["hparams"], "trade_off": saved["chosen"]["trade_off"]}
     assert again["target_accuracy"] == first["target_accuracy"]  # the same run, trained again
+
+
+def test_the_printed_run_line_keeps_data_dir_and_a_shallow_line_has_no_training_flags():
+    # the line dropped --data-dir (it failed for a user without $QIANYI_DATA) and gave a shallow method --epochs
+    from qianyi.bench.selection import run_commands
+    from qianyi.train.config import TrainConfig
+
+    config = TrainConfig(epochs=5, batch_size=16)
+    (deep,) = run_commands("dann", {"trade_off": 0.3}, config, ["mfeat->digits@200"], data_dir="/d d").values()
+    assert deep.startswith("qianyi --data-dir '/d d' run dann ") and "--epochs 5" in deep
+    (shallow,) = run_commands("tca", {"mu": 1.0}, config, ["mnist->digits@300"], shallow=True).values()
+    assert shallow == "qianyi run tca --source mnist --target digits --set mu=1.0 --max-samples 300 --out runs/tca-chosen"

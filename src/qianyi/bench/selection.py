@@ -231,9 +231,11 @@ class SelectionResult:
 
 
 def run_commands(method: str, candidate: dict[str, Any], config: TrainConfig, pairs: Sequence[str],
-                 max_samples: int | None = None, backbone: Any = None, text: dict | None = None) -> dict[str, str]:
+                 max_samples: int | None = None, backbone: Any = None, text: dict | None = None,
+                 data_dir: str | Path | None = None, shallow: bool = False) -> dict[str, str]:
     """Per pair, the ``qianyi run`` line that trains ``candidate`` with ``config`` (a shell line, quoted); empty
-    when the network is one of your own (a module or factory no flag names)."""
+    when the network is one of your own (a module or factory no flag names). ``data_dir`` becomes the global
+    ``--data-dir``; a ``shallow`` method's line has no training flags (it trains no network)."""
     import shlex
 
     from ..train.config import config_flags
@@ -248,7 +250,7 @@ def run_commands(method: str, candidate: dict[str, Any], config: TrainConfig, pa
         return ("true" if v else "false") if isinstance(v, bool) else \
             ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     common = [*(["--set", *(f"{k}={value(v)}" for k, v in hp.items())] if hp else []),
-              *config_flags(replace(config, **train)),
+              *([] if shallow else config_flags(replace(config, **train))),
               *(["--backbone", str(name)] if name else []), *(["--weights", str(weights)] if weights else []),
               *(["--text", ",".join(f"{k}={value(v)}" for k, v in text.items())] if text else [])]
     out = {}
@@ -256,7 +258,7 @@ def run_commands(method: str, candidate: dict[str, Any], config: TrainConfig, pa
         pair_text, cap = split_cap(pair)
         source, target = parse_pair(pair_text)
         cap = cap if cap is not None else max_samples
-        argv = ["qianyi", "run", method, "--source", source, "--target", target, *common,
+        argv = ["qianyi", *(["--data-dir", str(data_dir)] if data_dir is not None else []), "run", method, "--source", source, "--target", target, *common,
                 *(["--max-samples", str(cap)] if cap is not None else []), "--out", f"runs/{method}-chosen"]
         out[pair] = " ".join(shlex.quote(a) for a in argv)
     return out
@@ -331,7 +333,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                           shallow=shallow)
     res.chosen_runs = {f"{pair} seed {seed}": folders[best, j, s] for j, pair in enumerate(pairs)
                        for s, seed in enumerate(seeds)}
-    res.commands = run_commands(method, cands[best], base, pairs, max_samples, backbone, text)
+    res.commands = run_commands(method, cands[best], base, pairs, max_samples, backbone, text, data_dir, shallow)
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
                  "json": write_json(out / f"select-{method}-{validator}.json",
