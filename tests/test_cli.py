@@ -313,3 +313,30 @@ def test_the_shared_data_directory_matches_its_source_md():
 
     bad = [c for c in verify_data_dir(DATA) if c.status not in ("ok", "unlisted")]
     assert not bad, bad
+
+
+def test_datasets_verify_reads_or_reports_every_row_and_stays_in_the_folder(tmp_path, capsys):
+    # a digest written sha256:HEX (or not hex) dropped its row unchecked: an edited file passed with exit 0;
+    # '..' and absolute paths were hashed outside the data folder; a listed folder was called missing
+    import hashlib
+
+    root = tmp_path / "data"
+    d = root / "set"
+    (d / "sub").mkdir(parents=True)
+    (tmp_path / "outside.txt").write_bytes(b"out")
+    h = {b: hashlib.sha256(b).hexdigest() for b in (b"hello", b"out")}
+    (d / "z.txt").write_bytes(b"tampered")
+    (d / "w.txt").write_bytes(b"hello")
+    (d / "SOURCE.md").write_text(
+        "| File | Bytes | SHA-256 |\n|---|---|---|\n"
+        f"| z.txt | 5 | sha256:{h[b'hello']} |\n| w.txt | 5 | `{h[b'hello'].upper()}` |\n"
+        f"| v.txt | 12 KB | {h[b'hello']} |\n| u.txt | 5 | {h[b'hello'][:40]} |\n"
+        f"| ../../outside.txt | 3 | {h[b'out']} |\n| {tmp_path / 'outside.txt'} | 3 | {h[b'out']} |\n"
+        f"| sub | 5 | {h[b'hello']} |\n")
+    assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
+    out = capsys.readouterr().out
+    assert "size      set/z.txt: 8 bytes, listed 5" in out and "set/w.txt" not in out
+    assert "unreadable set/v.txt: bytes '12 KB' is not a whole number" in out
+    assert "unreadable set/u.txt: sha256 " in out
+    assert out.count("outside   set/") == 2 and "not-file  set/sub" in out
+    assert "1 of 7 listed files match" in out

@@ -20,8 +20,9 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class FileCheck:
-    """One listed file: its folder (the data set), its path, and ``ok``, ``missing``, ``size`` or ``content``
-    (``unlisted``: a folder whose SOURCE.md lists no checksums)."""
+    """One listed file: its folder (the data set), its path, and ``ok``, ``missing``, ``size``, ``content``,
+    ``not-file`` (a folder or device), ``outside`` (a path out of the data folder) or ``unreadable`` (a row whose
+    digest or size cannot be read); ``unlisted``: a folder whose SOURCE.md lists no checksums."""
 
     folder: str
     file: str
@@ -29,28 +30,47 @@ class FileCheck:
     detail: str = ""
 
 
-def listed_files(source_md: Path) -> list[tuple[str, int | None, str]]:
-    """The (file, bytes or None, sha256) rows of every table in ``source_md`` with ``file`` and ``sha256``
-    columns."""
-    rows: list[tuple[str, int | None, str]] = []
+@dataclass(frozen=True)
+class Listed:
+    """A row of a SOURCE.md table: the file, its size (None: not listed), its sha256, and what could not be read."""
+
+    file: str
+    size: int | None
+    sha256: str
+    problem: str = ""
+
+
+def _cell(text: str) -> str:
+    return text.strip().strip("`").strip()
+
+
+def listed_files(source_md: Path) -> list[Listed]:
+    """The rows of every table in ``source_md`` with ``file`` and ``sha256`` columns. A digest may be written
+    bare, in backticks or as ``sha256:HEX``; a size with thousands separators. A row whose digest or size cannot
+    be read is kept with its ``problem`` (skipping it would leave that file unchecked)."""
+    rows: list[Listed] = []
     header: list[str] | None = None
     for line in source_md.read_text(encoding="utf-8", errors="replace").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else None
         if cells is None:
             header = None
             continue
-        names = [c.lower() for c in cells]
+        names = [_cell(c).lower().replace("-", "") for c in cells]  # (SHA-256 too)
         if "file" in names and "sha256" in names:
             header = names
             continue
         if header is None or set(line.strip()) <= set("|-: ") or len(cells) != len(header):
             continue
-        row = dict(zip(header, cells))
-        digest = row["sha256"].lower()
-        if not _HEX.fullmatch(digest):
-            continue
-        size = row.get("bytes", "").replace(",", "")
-        rows.append((row["file"].strip("`"), int(size) if size.isdigit() else None, digest))
+        row = {k: _cell(v) for k, v in zip(header, cells)}
+        name, digest = row["file"], row["sha256"].lower()
+        digest = digest[len("sha256:"):].strip() if digest.startswith("sha256:") else digest
+        size_text = re.sub(r"[,_ \u00a0\u202f]", "", row.get("bytes", ""))
+        size = int(size_text) if size_text.isdigit() else None
+        problem = ("" if _HEX.fullmatch(digest) else f"sha256 {row['sha256']!r} is not 64 hex digits") or (
+            "" if size is not None or size_text in ("", "-", "\u2014", "?") else
+            f"bytes {row['bytes']!r} is not a whole number of bytes")
+        if name:
+            rows.append(Listed(name, size, digest, problem))
     return rows
 
 
@@ -76,13 +96,21 @@ def verify_data_dir(root: str | Path) -> list[FileCheck]:
         listed = listed_files(source)
         if not listed:
             out.append(FileCheck(folder.name, "", "unlisted", "its SOURCE.md has no table of file and sha256"))
-        for name, size, digest in listed:
+        inside = folder.resolve()
+        for row in listed:
+            name, size = row.file, row.size
             path = folder / name
-            if not path.is_file():
+            if row.problem:
+                out.append(FileCheck(folder.name, name, "unreadable", f"{row.problem}: correct its row in SOURCE.md"))
+            elif Path(name).is_absolute() or not path.resolve().is_relative_to(inside):
+                out.append(FileCheck(folder.name, name, "outside", "SOURCE.md may list only files inside its folder"))
+            elif not path.exists():
                 out.append(FileCheck(folder.name, name, "missing"))
+            elif not path.is_file():
+                out.append(FileCheck(folder.name, name, "not-file", "a folder or special file, not a file"))
             elif size is not None and path.stat().st_size != size:
                 out.append(FileCheck(folder.name, name, "size", f"{path.stat().st_size:,} bytes, listed {size:,}"))
-            elif _sha256(path) != digest:
+            elif _sha256(path) != row.sha256:
                 out.append(FileCheck(folder.name, name, "content", "sha256 differs from SOURCE.md"))
             else:
                 out.append(FileCheck(folder.name, name, "ok"))
