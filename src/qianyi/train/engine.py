@@ -448,10 +448,12 @@ class Trainer:
         check_freeze(cfg.freeze, model.group_names)
         frozen = list(model.group_names[:cfg.freeze])
         known = getattr(model, "pretrained_groups", None)  # None: a network of your own (it may be pretrained)
-        if known is not None and [g for g in frozen if g not in copied and g not in known]:
-            raw = [g for g in frozen if g not in copied and g not in known]
+        # (a group without parameters, such as a pooling layer, has nothing to keep fixed)
+        raw = [g for g in frozen if g not in copied and g not in (known or ())
+               and any(True for _ in model.groups[g].parameters())]
+        if known is not None and raw:
             pretrained = ("--text vectors=minilm (a pretrained E) or --backbone minilm" if "E" in raw else
-                          "--backbone resnet18/resnet50 with --weights (ImageNet layers)")
+                          "--backbone resnet18/resnet50 or efficientnet-lite0 with --weights (ImageNet layers)")
             raise ConfigError(f"freeze={cfg.freeze} would keep {raw} fixed at their random initialisation: nothing "
                               "was copied or pretrained into them; give --init-from MODEL.pt (init_from) to copy "
                               f"them from a trained model, or pretrained layers ({pretrained}), or leave --freeze "
