@@ -80,11 +80,26 @@ def test_cli_transferability_runs_the_protocol(tmp_path, capsys):
         tr.similar_pair(qianyi.data.domain.Domain(np.zeros((6, 2), "f4"), np.arange(6) % 2, "two"))
 
 
-@pytest.mark.parametrize("option", [["--select", "entropy"], ["--validators", "all"]])
+@pytest.mark.parametrize("option", [["--select", "entropy"], ["--validators", "all"], ["--selection-samples", "50"]])
 def test_cli_transferability_refuses_a_choice_of_epoch(capsys, option):
     # its runs' unlabelled "target" is B's test split: a validator would choose epochs by looking at it
+    # (--selection-samples was accepted and ignored)
     assert main(["transferability", "digits", *option]) == 2
     assert "B's test split" in capsys.readouterr().err
+
+
+def test_transferability_help_does_not_offer_the_flags_it_refuses(capsys):
+    from qianyi.measure.commands import TRANSFERABILITY_SETS
+
+    with pytest.raises(SystemExit):
+        main(["transferability", "--help"])
+    text = capsys.readouterr().out
+    assert "--epochs" in text and "--max-samples" in text
+    assert [f for f in TRANSFERABILITY_SETS if f"{f} " in text or f"{f}\n" in text] == []
+    for flag in TRANSFERABILITY_SETS[:5]:  # refused, naming the flag
+        value = {"--init-from": "x.pt", "--copied-lr-mult": "2"}.get(flag, "1")
+        assert main(["transferability", "digits", flag, value]) == 2
+        assert flag in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("choice", [{"select": "entropy"}, {"validators": ("entropy",)}])

@@ -54,6 +54,8 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     t.add_argument("--split-seed", type=int, default=0, help="seed of the class split (default 0)")
     t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
     train_args(t)
+    for flag in TRANSFERABILITY_SETS:  # the protocol sets these itself: refused, so not offered
+        _help(t, flag, argparse.SUPPRESS)
     _help(t, "--max-samples", "cap each task's training split (A's, B's) at N images, stratified; the test split "
                               "(a fifth of each class) is kept whole")
 
@@ -138,6 +140,11 @@ def _pivots(args: argparse.Namespace) -> int:
     return 0
 
 
+# training flags transferability refuses: it copies/freezes k groups itself and keeps each network's last epoch
+TRANSFERABILITY_SETS = ("--init-from", "--init-layers", "--freeze", "--l2sp", "--copied-lr-mult", "--select",
+                        "--validators", "--selection-samples")
+
+
 def _help(p: argparse.ArgumentParser, flag: str, text: str) -> None:
     """Reword an inherited option's help where the command gives it another meaning."""
     next(a for a in p._actions if flag in a.option_strings).help = text
@@ -218,9 +225,12 @@ def _transferability(args: argparse.Namespace) -> int:
         raise DataError(f"transferability sets --init-from/--init-layers/--freeze itself (k = 1..) and trains its "
                         f"copies as the protocol does, without L2-SP or another learning rate: leave out "
                         f"{', '.join(given)}")
-    if args.select != "last" or args.validators:
+    from ..train.config import TrainConfig
+
+    if args.select != "last" or args.validators or args.selection_samples != TrainConfig.selection_samples:
         raise DataError("transferability keeps each network's last epoch: the only unlabelled data its runs hold "
-                        "is B's test split, which no choice of epoch may look at; leave out --select/--validators")
+                        "is B's test split, which no choice of epoch may look at; leave out --select/--validators/"
+                        "--selection-samples")
     d = load_domain(args.dataset, args.data_dir)
     pairs = [similar_pair(d, args.split_seed, args.max_samples)]
     if args.dissimilar:
