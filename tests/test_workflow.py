@@ -382,6 +382,11 @@ def test_outputs_never_replace_their_input_data_or_the_runs_files(capsys, tmp_pa
          "is the file --data reads"),
         (["features", "--data", tgt + "+invert", "--backbone", "mlp", "--out", str(tmp_path / "t.npz")],
          "is the file --data reads"),
+        # a wrong suffix was answered with a run file's name (model.pt -> 'model.npz', itself refused)
+        (["features", "--data", tgt, "--backbone", "mlp", "--out", str(out / "model.pt")],
+         f"name it like {str(out / 'features.npz')!r}"),
+        (["features", "--data", tgt, "--backbone", "mlp", "--out", str(out / "model.npz")],
+         f"e.g. {str(out / 'features.npz')!r}"),
     ]
     for argv, words in cases:
         rc, err = _cli(capsys, *argv)

@@ -73,8 +73,9 @@ def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -
     if p.is_dir():
         raise DataError(f"--out {str(p)!r} is a folder; name the file to write, e.g. {str(p / (example + suffix))!r}")
     if p.suffix != suffix:
-        raise DataError(f"--out {str(p)!r}: this is written as {'an' if suffix == '.npz' else 'a'} {suffix} file; name it like "
-                        f"{str(p.with_suffix(suffix))!r}")
+        like = p.with_suffix(suffix) if p.with_suffix(suffix).name not in RUN_FILES else p.with_name(example + suffix)
+        raise DataError(f"--out {str(p)!r}: this is written as {'an' if suffix == '.npz' else 'a'} {suffix} file; "
+                        f"name it like {str(like)!r}")
     if p.name in RUN_FILES and any((p.parent / m).is_file() for m in _RUN_MARKERS):
         raise OutputError(f"--out {str(p)!r} is a file of the run in {str(p.parent)!r}: writing it would break the "
                           f"run; give another file name, e.g. {str(p.with_name(example + suffix))!r}")

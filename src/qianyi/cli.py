@@ -758,10 +758,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "translate":
         return _translate(args)
     if args.command == "features":
-        from ._io import check_npz_path
+        from ._io import check_out_file
         from .nn.features import default_layer, extract, save_features
 
-        check_npz_path(args.out_npz)  # before the work
+        check_out_file(args.out_npz, ".npz", "features")  # before the work
         _check_not_read(args.out_npz, {"--data": args.data})
         layer = args.layer or default_layer(args.backbone)
         feats = extract(args.data, args.backbone, layer=layer, batch_size=args.batch_size, device=args.device,

@@ -34,8 +34,8 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
                          vocab: Sequence[str] | None = None, frozen: Sequence[str] = ()) -> list[str]:
     """Copy the first ``layers`` layer groups (all if None) from a saved model into ``model``.
 
-    ``path`` is a ``model.pt`` (a state dict) or ``checkpoint.pt`` written by qianyi, read with
-    ``weights_only=True``. Returns the names of the groups copied. Errors name ``option``, the setting that
+    ``path`` is a ``model.pt`` (a state dict) written by qianyi, or the ``checkpoint.pt`` of an unfinished run
+    (a finished run's is refused: its model.pt is the model), read with ``weights_only=True``. Returns the names of the groups copied. Errors name ``option``, the setting that
     gave ``path``. ``vocab``: a text task's vocabulary; when the saved model records another (a checkpoint
     holds its own; a model.pt's is in the ``model.json`` beside it),
     the word embedding (group ``E``) is copied word by word for ``init_from`` (words the model never saw keep
@@ -44,11 +44,11 @@ def load_initial_weights(model: Backbone, path: str | Path, layers: int | None =
     path = Path(path)
     if path.is_dir():
         inside = " (it holds model.pt: give " + repr(str(path / "model.pt")) + ")" if (path / "model.pt").is_file() else ""
-        raise DataError(f"{option}: {str(path)!r} is a folder{inside}; point it at a model.pt or checkpoint.pt "
-                        "written by `qianyi run --out DIR`")
+        raise DataError(f"{option}: {str(path)!r} is a folder{inside}; point it at the model.pt written by "
+                        "`qianyi run --out DIR` (an unfinished run's checkpoint.pt also works)")
     if not path.exists():
-        raise DataError(f"{option}: {str(path)!r} does not exist; point it at a model.pt or checkpoint.pt "
-                        "written by `qianyi run --out DIR`")
+        raise DataError(f"{option}: {str(path)!r} does not exist; point it at the model.pt written by "
+                        "`qianyi run --out DIR` (an unfinished run's checkpoint.pt also works)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
