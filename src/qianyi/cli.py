@@ -366,11 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--direction", default="s2t", choices=("s2t", "t2s"),
                     help="s2t: source -> target style (default); t2s: target -> source")
 
-    rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder",
-                        description="Write DIR/report.html and DIR/report.md: results with gap closed, the label-free "
-                                    "vs ORACLE choice of epoch, training curves, a t-SNE embedding of source and "
-                                    "target features per method, the per-layer MMD profile (figures in DIR/report/).")
-    rp.add_argument("dir", help="a `qianyi bench --out` folder")
+    rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder or of one run",
+                        description="Write DIR/report.html and DIR/report.md (figures in DIR/report/). Of a bench "
+                                    "folder: results with gap closed, the label-free vs ORACLE choice of epoch, "
+                                    "training curves, a t-SNE embedding of source and target features per method, the "
+                                    "per-layer MMD profile. Of one run's folder (`qianyi run --out DIR`; the target "
+                                    "may be unlabelled): its settings and label-free scores, training curves (losses, "
+                                    "the adversarial game, collapse, the epoch kept), the classes it gives the target "
+                                    "against the source's, the embedding and the per-layer MMD.",
+                        epilog="example: qianyi report runs/bench   (or a run: qianyi report runs/dann)")
+    rp.add_argument("dir", help="a `qianyi bench --out` folder, or one run's `qianyi run --out` folder")
     rp.add_argument("--no-embedding", action="store_true", help="skip the t-SNE embedding and distance profile")
     rp.add_argument("--select", default=None, help="the label-free choice the runs were made with: last or a "
                     "validator (default: the one the runs used)")
@@ -449,13 +454,11 @@ def _run_specs(folder: str) -> dict[str, str | None]:
     cwd = meta.get("cwd") if isinstance(meta, dict) else None
     if not isinstance(cwd, str):  # an older model.json recorded no folder: its relative specs are unknown
         return {}
-    specs = {}
-    for k in ("source", "target"):
-        spec = meta.get(k)
-        kind, sep, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-        if sep and rest:  # a file spec, made absolute against the folder the run was started in
-            specs[f"the run's {k}"] = f"{kind}:{os.path.join(cwd, rest)}"
-    return specs
+    from .train.artefact import absolute_spec
+
+    # a file spec, made absolute against the folder the run was started in
+    return {f"the run's {k}": absolute_spec(meta[k], cwd) for k in ("source", "target")
+            if isinstance(meta.get(k), str) and ":" in meta[k]}
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -770,6 +773,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {args.out_npz} ({feats['X'].shape[0]} samples x {feats['X'].shape[1]} features, layer "
               f"{layer}); read it back as npz:{args.out_npz}")
         return 0
+    if args.command == "report" and (Path(args.dir) / "result.json").is_file():  # one run's folder
+        from .bench.run_report import write_run_report
+
+        if args.select is not None:
+            raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
+                              "folder's report shows the epoch its run kept: leave --select out")
+        files = write_run_report(args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
+                                 log=lambda s: print(s, file=sys.stderr))
+        print("written: " + ", ".join(str(p) for p in files.values()))
+        return 0
     if args.command == "report":
         from .bench.html import write_report
         from .bench.runner import BenchResult
@@ -863,7 +876,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             result, _ = run(args.method, task, config, out=args.out, backbone=backbone, **hp)
         print(result.summary())
         if args.out:
-            print(f"written: {os.path.join(args.out, 'result.json')}")
+            import shlex
+
+            print(f"written: {os.path.join(args.out, 'result.json')} (curves, predictions, features: "
+                  f"qianyi report {shlex.quote(args.out)})")
         return 0
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -72,8 +72,11 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
                                                    "method's network (seed 0): adaptation should lower it in the "
                                                    "adapted layers.", prof))
     tables = res.report()
-    files["html"] = write_text(out / "report.html", _html(res, sections, tables, out))
-    files["md"] = write_text(out / "report.md", _markdown(res, sections, tables, out))
+    page = [(heading, text, fig, tables if heading == "Results" else None) for heading, text, fig in sections]
+    title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)
+    files["html"] = write_text(out / "report.html", page_html(title, page, out))
+    title = "qianyi benchmark: " + ", ".join(f"{md_cell(s)} → {md_cell(t)}" for s, t in res.pairs)
+    files["md"] = write_text(out / "report.md", page_markdown(title, page, out))
     return files
 
 
@@ -195,30 +198,34 @@ for(var j=0;j<i.length;j++){if(i[j].complete&&i[j].naturalWidth>0)k++;}
 document.body.setAttribute("data-images",k+"/"+i.length);});</script>"""
 
 
-def _html(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables: str, out: Path) -> str:
-    title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)
+Section = tuple  # (heading, text, figure path or None, Markdown table or None)
+
+
+def page_html(title: str, sections: list[Section], out: Path) -> str:
+    """A report page: ``sections`` of (heading, text, figure, Markdown table), figures linked relative to ``out``."""
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style>{_SELF_CHECK}</head><body><h1>{html.escape(title)}</h1>"]
-    if any(fig is not None for _, _, fig in sections):  # linked, not inlined: the page alone shows no figure
-        folder = html.escape(os.path.relpath(next(f for _, _, f in sections if f is not None), out).split(os.sep)[0])
+    if any(fig is not None for _, _, fig, _ in sections):  # linked, not inlined: the page alone shows no figure
+        folder = html.escape(os.path.relpath(next(f for _, _, f, _ in sections if f is not None), out).split(os.sep)[0])
         parts.append(f"<p>The figures are PNG files in <code>{folder}/</code> beside this page: copy that folder "
                      "with it.</p>")
-    for heading, text, fig in sections:
+    for heading, text, fig, table in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
-        if heading == "Results":
-            parts.append(_md_table_to_html(tables))
+        if table:
+            parts.append(_md_table_to_html(table))
         if fig is not None:
             parts.append(f'<img src="{html.escape(os.path.relpath(fig, out))}" alt="{html.escape(heading)}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _markdown(res: BenchResult, sections: list[tuple[str, str, Path | None]], tables: str, out: Path) -> str:
-    lines = ["# qianyi benchmark: " + ", ".join(f"{md_cell(s)} → {md_cell(t)}" for s, t in res.pairs), ""]
-    for heading, text, fig in sections:
+def page_markdown(title: str, sections: list[Section], out: Path) -> str:
+    """The Markdown twin of :func:`page_html`."""
+    lines = [f"# {title}", ""]
+    for heading, text, fig, table in sections:
         lines += [f"## {heading}", "", text, ""]
-        if heading == "Results":
-            lines += [tables, ""]
+        if table:
+            lines += [table, ""]
         if fig is not None:
             lines += [f"![{heading}]({os.path.relpath(fig, out)})", ""]
     return "\n".join(lines)

@@ -315,6 +315,13 @@ def read_like_run(meta: dict, spec: str, data_dir: str | os.PathLike | None = No
     return prepare(_load_base(base, resolve_data_dir(data_dir)), pre, shifts, spec)
 
 
+def absolute_spec(spec: str, cwd: str | None) -> str:
+    """A file spec (``KIND:PATH``) made absolute against ``cwd``, the folder its run started in (model.json's
+    ``cwd``); a built-in's spec is returned as it is."""
+    kind, sep, rest = spec.partition(":")
+    return f"{kind}:{os.path.join(cwd, rest)}" if sep and rest and cwd else spec
+
+
 def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
     """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
     labels, if any, are mapped to the model's classes."""

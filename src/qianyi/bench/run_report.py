@@ -1,0 +1,264 @@
+"""A report of one run folder (``qianyi report RUN_DIR``, the folder of ``qianyi run --out``).
+
+What a user of an UNLABELLED target can read off a run: its settings and label-free scores, the training
+curves (losses, source validation accuracy, the adversarial game's domain accuracy, the share of the target
+given to one class, the selecting validator, the epoch chosen), the classes the model gives the target against
+the source's class shares, a t-SNE embedding of source and target features, and the distance between the
+domains at every layer. A labelled target test split (if the run had one) adds its per-class accuracy, marked
+as scoring only. ``DIR/report.html``, ``DIR/report.md``, figures in ``DIR/report/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._io import write_text
+from .._report import md_cell, save_figure, subplots
+from ..errors import DataError
+from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
+from ..train.run import ORACLE_KEY
+from .html import EMBED_SAMPLES, Section, page_html, page_markdown
+
+#: Target samples whose predicted classes are counted (a seeded subset of larger domains).
+PREDICT_SAMPLES = 5000
+#: History columns that are not losses: shares plotted as percentages (besides any ``*_acc``/``*_share``).
+_SHARES = ("source_val_acc", "domain_acc", "target_top_share", ORACLE_KEY)
+
+
+_LABELS = {"source_val_acc": "source validation", "domain_acc": "discriminator's domain accuracy",
+           "target_top_share": "target share of the top class", ORACLE_KEY: "target test (ORACLE)"}
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the folder of one run (its ``result.json``), not a bench folder."""
+    return (Path(path) / RESULT_FILE).is_file()
+
+
+def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
+                     log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Write ``folder/report.html``, ``folder/report.md`` and their figures for the run in ``folder``."""
+    folder = Path(folder)
+    r = RunResult.read(folder / RESULT_FILE)
+    figs = folder / "report"
+    sections: list[Section] = [("Run", "What was trained, how the epoch was chosen, and what the run can say "
+                                       "about the target without its labels.", None, _summary(r))]
+    files: dict[str, Path] = {}
+    if r.history:
+        files["curves"] = _curves(r, figs / "curves.png")
+        sections.append(("Training curves", "Per epoch: the losses; the source validation accuracy; for an "
+                         "adversarial method, the discriminator's domain accuracy (50%: it cannot tell the domains "
+                         "apart; near 100%: it wins the game); the share of the target given to its most predicted "
+                         "class (near 100%: collapse); the validator that chose the epoch (dotted line: the epoch "
+                         "kept). A dashed target-test curve is ORACLE: recorded, never used.", files["curves"], None))
+    note = _no_network(r, folder)
+    if note is None and embed:
+        try:
+            found = _with_model(r, folder, figs, data_dir)
+        except Exception as exc:  # the report must not be lost to a figure that cannot be made
+            found, note = [], f"{type(exc).__name__}: {exc}"
+        for key, section in found:
+            files[key] = section[2]
+            sections.append(section)
+    elif note is None:
+        note = "--no-embedding"
+    if note is not None:
+        sections.append(("Predictions and features", f"not drawn: {note}.", None, None))
+        if log:
+            log(f"no predictions/embedding/profile: {note}")
+    if r.target_report.get("per_class_accuracy"):
+        sections.append(("Target test (ORACLE: scoring only)",
+                         "Per-class accuracy on the labelled target test split. These labels chose nothing "
+                         "(no epoch, no setting); they only score the run.", None, _per_class(r.target_report)))
+    title = f"qianyi run: {r.method} on {r.source} → {r.target} (seed {r.seed})"
+    files["html"] = write_text(folder / "report.html", page_html(title, sections, folder))
+    title = f"qianyi run: {md_cell(r.method)} on {md_cell(r.source)} → {md_cell(r.target)} (seed {r.seed})"
+    files["md"] = write_text(folder / "report.md", page_markdown(title, sections, folder))
+    return files
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def _summary(r: RunResult) -> str:
+    from ..select import available_validators, get_validator
+
+    cfg = r.config or {}
+    rows: list[tuple[str, str]] = [
+        ("method", r.method + (f" {json.dumps(r.hparams, sort_keys=True)}" if r.hparams else "")),
+        ("source → target", f"{r.source} → {r.target}"),
+        ("samples", f"source {r.n_source} (labelled), target {r.n_target_train} (unlabelled)"
+                    + (f", target test {r.n_target_test} (labelled, scoring only)" if r.n_target_test else "")),
+        ("training", ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "optimizer", "lr") if k in cfg)
+         + f", seed {r.seed}, {r.train_seconds:.1f} s on {r.device}"),
+        ("epoch kept", r.selection),
+        ("source validation accuracy", _pct(r.source_accuracy)),
+    ]
+    known = set(available_validators())
+    for name, value in sorted(r.scores.items()):
+        sense = ("higher is better" if get_validator(name).higher_is_better else "lower is better") \
+            if name in known else ""
+        shown = _pct(value) if name in ("atc", "source-val") else "—" if value is None else f"{value:.4f}"
+        what = " (ATC's estimate of the target accuracy)" if name == "atc" else ""
+        rows.append((f"label-free {name}", f"{shown}{what}" + (f"; {sense}" if sense else "")))
+    rows.append(("target accuracy", f"{_pct(r.target_accuracy)} (ORACLE: labelled target test, scoring only)"
+                 if r.target_accuracy is not None else "unknown: the target is unlabelled"))
+    rows += [("warning", flag) for flag in r.flags]
+    return "\n".join(["| | |", "|---|---|", *(f"| {md_cell(k)} | {md_cell(v)} |" for k, v in rows)])
+
+
+def _curves(r: RunResult, path: Path) -> Path:
+    hist = r.history
+    epochs = np.array([row.get("epoch", i + 1) for i, row in enumerate(hist)], float)
+    keys = list(dict.fromkeys(k for row in hist for k in row))
+    shares = [k for k in keys if k in _SHARES or k.endswith(("_acc", "_share"))]
+    losses = [k for k in keys if k not in shares and k not in ("epoch", "lr") and not k.startswith("score_")]
+    chosen = (r.config or {}).get("select", "last")
+    score = f"score_{chosen}" if f"score_{chosen}" in keys else None
+    panels = [("losses", losses), ("accuracy / share (%)", shares)] + ([(chosen, [score])] if score else [])
+    fig, axes = subplots(1, len(panels), figsize=(4.4 * len(panels) + 1.2, 3.4), squeeze=False)
+    marker = "o" if len(hist) <= 20 else None
+    for ax, (title, cols) in zip(axes[0], panels):
+        for k in cols:
+            y = np.array([row.get(k, np.nan) for row in hist], float) * (100 if title.startswith("acc") else 1)
+            style = "--" if k == ORACLE_KEY else "-"
+            ax.plot(epochs, y, style, marker=marker, markersize=3, label=_LABELS.get(k, k))
+        if "domain_acc" in cols:
+            ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+        if r.selected_epoch:
+            ax.axvline(r.selected_epoch, color="black", linewidth=0.8, linestyle=":")
+        ax.set_title(title if title != chosen else f"validator {chosen} (chose the epoch)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+        if cols:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _no_network(r: RunResult, folder: Path) -> str | None:
+    """Why the run has no network the report can load (None: it has one)."""
+    if r.model_file != MODEL_FILE:
+        return "a shallow fit has no network (its arrays are in model.npz)"
+    if not _trains_classifier(r.method):
+        return (f"{r.method} trains no classifier (its network is as initialised: see its translations.png and "
+                "`qianyi translate`)")
+    if not (folder / MODEL_FILE).is_file() or not (folder / "model.json").is_file():
+        return "the folder holds no model.pt with its model.json (an unfinished run, or one made before qianyi " \
+               "wrote them)"
+    try:
+        arch = json.loads((folder / "model.json").read_text()).get("architecture", {})
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{str(folder / 'model.json')!r} cannot be read ({exc}); rerun the run") from None
+    if arch.get("backbone") == "custom":
+        return "the run trained a network of your own, which the report cannot rebuild (in Python, " \
+               "qianyi.load_model(RUN_DIR, network=<an instance of it>) loads it)"
+    return None
+
+
+def _trains_classifier(method: str) -> bool:
+    from ..errors import UnknownNameError
+    from ..methods.registry import get_method
+
+    try:
+        return bool(get_method(method).trains_classifier)
+    except UnknownNameError:  # a plugin no longer installed: its network is still a classifier's
+        return True
+
+
+def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None
+                ) -> list[tuple[str, Section]]:
+    from ..train.artefact import absolute_spec, load_domain_for, load_model
+
+    model = load_model(folder)
+    cwd = model.meta.get("cwd")
+    src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
+                for spec in (r.source, r.target))
+    rng = np.random.default_rng(0)
+    take = rng.permutation(len(tgt))[:PREDICT_SAMPLES]
+    pred = model.predict(tgt.X[take])
+    out = [("predictions", ("Target predictions",
+                            f"The classes the model gives {len(take)} target samples (their labels, if any, unused), "
+                            "beside the source's class shares. A large difference is label shift between the domains "
+                            "or the model's errors: without target labels the two cannot be told apart.",
+                            *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png")))]
+    pick_s = rng.permutation(len(src))[:EMBED_SAMPLES]
+    xs = src.X[pick_s]
+    xt = tgt.X[take[:EMBED_SAMPLES]]
+    out.append(("embedding", ("Feature embedding",
+                              f"t-SNE of the bottleneck features of {len(xs)} source and {len(xt)} target samples. "
+                              "Left: by domain (adapted features mix). Right: by class: the source's labels, the "
+                              "target's PREDICTED classes (crosses).",
+                              _embedding(model, xs, None if src.y is None else src.y[pick_s], xt, pred[:len(xt)],
+                                         figs / "embedding.png"), None)))
+    from ..measure.profile import layer_profile, plot_profiles
+
+    prof = layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=r.method,
+                         token_ids=bool((model.meta.get("preprocessing") or {}).get("text")), progress=False)
+    out.append(("profile", ("Distance per layer", "MMD between the same source and target samples at every layer "
+                            "of the network: adaptation lowers it in the layers it adapts.",
+                            plot_profiles([prof], figs / "profile.png", title=f"{r.source} → {r.target}"), None)))
+    return out
+
+
+def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np.ndarray, path: Path
+                       ) -> tuple[Path, str]:
+    k = len(classes)
+    target = np.bincount(pred, minlength=k) / max(len(pred), 1)
+    source = np.bincount(ys, minlength=k) / len(ys) if ys is not None and len(ys) else np.full(k, np.nan)
+    fig, ax = subplots(1, 1, figsize=(min(1.0 + 0.45 * k, 14), 3.2))
+    x = np.arange(k)
+    ax.bar(x - 0.2, 100 * source, 0.4, label="source labels")
+    ax.bar(x + 0.2, 100 * target, 0.4, label="target predictions")
+    ax.set_xticks(x, [str(c) for c in classes], rotation=90 if k > 12 else 0, fontsize=7 if k > 12 else 9)
+    ax.set_ylabel("share (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    shown = np.argsort(-np.abs(target - np.nan_to_num(source)))[:20] if k > 20 else np.arange(k)
+    rows = [f"| {md_cell(classes[i])} | {_pct(source[i])} | {_pct(target[i])} |" for i in shown]
+    head = "| class | source labels | target predictions |\n|---|---:|---:|"
+    extra = f"\n\n(the {len(shown)} classes of {k} whose shares differ most)" if k > 20 else ""
+    return save_figure(fig, path), head + "\n" + "\n".join(rows) + extra
+
+
+def _embedding(model: Any, xs: np.ndarray, ys: np.ndarray | None, xt: np.ndarray, pt: np.ndarray, path: Path
+               ) -> Path:
+    from sklearn.manifold import TSNE
+
+    from ..nn.inference import predict_features
+
+    feats = np.concatenate([predict_features(model.network, x)[0].numpy() for x in (xs, xt)])
+    z = TSNE(2, init="pca", perplexity=max(1, min(30, len(feats) // 4)), random_state=0).fit_transform(feats)
+    zs, zt = z[:len(xs)], z[len(xs):]
+    fig, axes = subplots(1, 2, figsize=(7.4, 3.4), squeeze=False)
+    a, b = axes[0]
+    a.scatter(*zs.T, s=4, c="#1f77b4", label="source")
+    a.scatter(*zt.T, s=4, c="#ff7f0e", label="target")
+    a.legend(fontsize=7, markerscale=3)
+    a.set_title("by domain", fontsize=9)
+    cmap = "tab20" if len(model.class_names) > 10 else "tab10"
+    if ys is not None:
+        b.scatter(*zs.T, s=4, c=ys, cmap=cmap, vmin=0, vmax=max(len(model.class_names) - 1, 1))
+    b.scatter(*zt.T, s=10, c=pt, cmap=cmap, marker="x", linewidths=0.6, vmin=0,
+              vmax=max(len(model.class_names) - 1, 1))
+    b.set_title("by class (target: predicted)", fontsize=9)
+    for ax in (a, b):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _per_class(report: dict[str, Any]) -> str:
+    names = report.get("class_names") or [str(i) for i in range(len(report["per_class_accuracy"]))]
+    counts = [sum(row) for row in report.get("confusion", [])] or [None] * len(names)
+    rows = [f"| {md_cell(n)} | {c if c is not None else '—'} | {_pct(a)} |"
+            for n, c, a in zip(names, counts, report["per_class_accuracy"])]
+    bal = report.get("balanced_accuracy")
+    return ("| class | test samples | accuracy |\n|---|---:|---:|\n" + "\n".join(rows)
+            + (f"\n\nBalanced accuracy {_pct(bal)}; accuracy {_pct(report.get('accuracy'))}." if bal is not None
+               else ""))

@@ -1,0 +1,108 @@
+"""`qianyi report RUN_DIR`: a report of one run, built for an UNLABELLED target (settings, label-free scores, curves,
+the classes given to the target, the embedding, the per-layer MMD); a labelled test split adds its per-class
+accuracy, marked as scoring only."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import qianyi
+from qianyi.cli import main
+
+FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--threads", "1"]
+
+
+def _digits(path, lo, hi, labelled=True, invert=False):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[lo:hi] / 16).astype("f4").reshape(-1, 1, 8, 8)
+    arrays = {"X": 1 - X if invert else X, **({"y": y[lo:hi]} if labelled else {})}
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def unlabelled_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runrep")
+    _digits(root / "s.npz", 0, 600)
+    _digits(root / "t.npz", 600, 1000, labelled=False, invert=True)
+    return root
+
+
+def test_a_run_with_an_unlabelled_target_gets_a_report(unlabelled_run, capsys, monkeypatch):
+    root = unlabelled_run
+    monkeypatch.chdir(root)  # the run's specs are relative to this folder
+    assert main(["run", "dann", "--source", "npz:s.npz", "--target", "npz:t.npz", *FAST, "--out", "run"]) == 0
+    assert "qianyi report run" in capsys.readouterr().out  # the run says how to see it
+    monkeypatch.chdir(root.parent)  # the report resolves them from model.json's folder, not from here
+    assert main(["report", str(root / "run")]) == 0
+    out = capsys.readouterr().out
+    for name in ("curves", "predictions", "embedding", "profile"):
+        png = root / "run" / "report" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"report/{name}.png" in out
+    md = (root / "run" / "report.md").read_text()
+    html = (root / "run" / "report.html").read_text()
+    result = json.loads((root / "run" / "result.json").read_text())
+    assert "| target accuracy | unknown: the target is unlabelled |" in md
+    assert f"| label-free atc | {100 * result['scores']['atc']:.2f}% (ATC's estimate" in md
+    assert f"| source validation accuracy | {100 * result['source_accuracy']:.2f}% |" in md
+    assert "ORACLE: scoring only" not in md  # no labelled test split: no per-class section
+    # the target-prediction shares are the saved model's predictions on every target sample (400 < 5000)
+    model = qianyi.load_model(root / "run")
+    X = np.load(root / "t.npz")["X"]
+    shares = np.bincount(model.predict(X), minlength=10) / len(X)
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.count("|") == 4
+            and line.split("|")[1].strip().isdigit()]
+    assert [row.split("|")[3].strip() for row in rows] == [f"{100 * s:.2f}%" for s in shares]
+    ys = np.load(root / "s.npz")["y"]  # the source's own label shares (all of it: the report reads the spec)
+    assert [row.split("|")[2].strip() for row in rows] == [f"{100 * s:.2f}%" for s in np.bincount(ys) / len(ys)]
+    assert "<table>" in html and html.count("<img ") == 4
+
+
+def test_a_labelled_target_test_adds_per_class_accuracy_as_oracle_and_select_is_refused(tmp_path, capsys):
+    _digits(tmp_path / "s.npz", 0, 500)
+    _digits(tmp_path / "t.npz", 500, 900, invert=True)
+    out = tmp_path / "run"
+    assert main(["run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                 f"npz:{tmp_path / 't.npz'}", *FAST, "--select", "entropy", "--out", str(out)]) == 0
+    assert main(["report", str(out), "--no-embedding"]) == 0
+    md = (out / "report.md").read_text()
+    result = json.loads((out / "result.json").read_text())
+    rep = result["target_report"]
+    assert "## Target test (ORACLE: scoring only)" in md and "not drawn: --no-embedding" in md
+    for name, acc, row in zip(rep["class_names"], rep["per_class_accuracy"], rep["confusion"]):
+        assert f"| {name} | {sum(row)} | {100 * acc:.2f}% |" in md
+    assert f"| target accuracy | {100 * result['target_accuracy']:.2f}% (ORACLE" in md
+    assert (out / "report" / "curves.png").is_file() and not (out / "report" / "embedding.png").exists()
+    capsys.readouterr()
+    assert main(["report", str(out), "--select", "dev"]) == 2
+    assert "leave --select out" in capsys.readouterr().err
+
+
+def test_a_shallow_run_is_reported_without_network_figures(tmp_path, capsys):
+    _digits(tmp_path / "s.npz", 0, 300)
+    _digits(tmp_path / "t.npz", 300, 600, labelled=False, invert=True)
+    out = tmp_path / "run"
+    assert main(["run", "coral-shallow", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                 f"npz:{tmp_path / 't.npz'}", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "not drawn: a shallow fit has no network" in md and "| target accuracy | unknown" in md
+    assert "shallow fit" in capsys.readouterr().err
+
+
+def test_a_method_that_trains_no_classifier_gets_no_prediction_figures(tmp_path, capsys):
+    # discogan's network is as initialised: its "predictions" would read as a result
+    _digits(tmp_path / "s.npz", 0, 120)
+    _digits(tmp_path / "t.npz", 120, 240, labelled=False, invert=True)
+    out = tmp_path / "run"
+    assert main(["run", "discogan", "--source", f"npz:{tmp_path / 's.npz'}", "--target", f"npz:{tmp_path / 't.npz'}",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    assert "not drawn: discogan trains no classifier" in (out / "report.md").read_text()
+    assert not (out / "report" / "predictions.png").exists()
