@@ -205,3 +205,33 @@ def test_predict_on_a_table_read_without_the_runs_options_names_them(tmp_path, c
     err = capsys.readouterr().err
     assert "the model was trained on" in err and f"give --data the same options, e.g. 'csv:{tmp_path / 't.csv'}?categorical=auto'" in err
     assert main(["predict", str(tmp_path / "run"), "--data", tgt, "--out", str(tmp_path / "p.csv")]) == 0
+
+
+def test_an_id_column_is_no_feature_and_names_each_prediction(tmp_path, capsys):
+    # a customer table's id column had to be dropped (?drop=id), and the predictions could not be joined back to it
+    import csv
+
+    rows = lambda n, off: "".join(f"cust{i + off},{(i + off) % 7},{i % 3}.5,{i % 2}\n" for i in range(n))  # noqa: E731
+    (tmp_path / "s.csv").write_text("id,age,score,label\n" + rows(40, 0))
+    (tmp_path / "t.csv").write_text("id,age,score\n" + "".join(r.rsplit(",", 1)[0] + "\n"
+                                                             for r in rows(30, 100).splitlines()))
+    d = read_csv(tmp_path / "s.csv", id_column="id")
+    assert d.feature_names == ("age", "score") and d.ids[:2] == ("cust0", "cust1") and d.X.shape == (40, 2)
+    dropped = read_csv(tmp_path / "s.csv", drop="id")
+    assert np.array_equal(d.X, dropped.X) and dropped.ids is None
+    sub = load_domain(f"csv:{tmp_path / 's.csv'}?id=id")
+    assert sub.ids == d.ids
+    with pytest.raises(DataError, match=r"'label' is both the row id \(\?id=\) and the label"):
+        read_csv(tmp_path / "s.csv", id_column="label", label="label")
+    with pytest.raises(DataError, match=r"no column 'cid' \(\?id=\)"):
+        read_csv(tmp_path / "s.csv", id_column="cid")
+    with pytest.raises(DataError, match=r"keep it beside the predictions with \?id=id"):
+        read_csv(tmp_path / "s.csv")
+    src, tgt = f"csv:{tmp_path / 's.csv'}?id=id", f"csv:{tmp_path / 't.csv'}?id=id"
+    assert main(["run", "source-only", "--source", src, "--target", tgt, *FAST, "--out", str(tmp_path / "run")]) == 0
+    assert main(["predict", str(tmp_path / "run"), "--data", tgt, "--out", str(tmp_path / "p.csv")]) == 0
+    got = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["id"] for r in got] == [f"cust{i}" for i in range(100, 130)]
+    model = qianyi.load_model(tmp_path / "run")
+    want = model.predict(model.prepare(tgt))
+    assert [r["predicted"] for r in got] == [model.class_names[k] for k in want]

@@ -506,8 +506,9 @@ def _predict(args: argparse.Namespace) -> int:
                         f"'{args.data}?{options}'") from None
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
-    ids = data.ids  # which file (a folder of images, wavs or texts) or FILE:LINE (a text file) each prediction is of
-    _write_rows(args.out_csv, [["index", *(["file"] if ids is not None else []), "predicted",
+    # which file (a folder of images, wavs or texts), FILE:LINE (a text file) or row (csv ?id=COL) each is of
+    ids = data.ids
+    _write_rows(args.out_csv, [["index", *([_id_header(args.data)] if ids is not None else []), "predicted",
                                 *(f"p_{c}" for c in names)] + (["label"] if labels is not None else [])]
                 + [[str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
                    + ([labels[i]] if labels is not None else []) for i, (k, row) in enumerate(zip(pred, proba))])
@@ -521,6 +522,16 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)
     return 0
+
+
+def _id_header(spec: str) -> str:
+    """The predictions' column of sample ids: a CSV's ``?id=COL`` column keeps its name, else ``file``."""
+    from .data.tasks import parse_spec
+
+    kind, _, rest = parse_spec(spec)[0].partition(":")
+    query = rest.partition("?")[2] if kind == "csv" else ""
+    found = [v for k, _, v in (item.partition("=") for item in query.split("&")) if k == "id" and v]
+    return found[0] if found and found[0] not in ("index", "predicted", "label") else "id" if found else "file"
 
 
 def _write_rows(path: str | None, rows: list[list[str]]) -> None:

@@ -694,12 +694,14 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
              drop: Sequence[str] | str = (), *, sep: str | None = None,
              where: str | tuple[str, Sequence[str]] | None = None,
              where_not: str | tuple[str, Sequence[str]] | None = None,
-             categorical: str | Sequence[str] | None = None) -> Domain:
+             categorical: str | Sequence[str] | None = None, id_column: str | None = None) -> Domain:
     """A table with a header, read by column name: one label column, numeric (or one-hot) features.
 
     ``label`` names the label column (default: the one column named label, labels, y, class or
     target); ``drop`` names columns to leave out (a sequence, or one comma-separated string). The
-    domain's ``feature_names`` are the remaining columns, in file order.
+    domain's ``feature_names`` are the remaining columns, in file order. ``id_column`` (spec option
+    ``?id=COL``) names a column that identifies each row (a customer number): not a feature, kept as
+    the domain's ``ids`` (text), which ``qianyi predict`` writes beside each prediction.
 
     ``sep`` is the field separator (``,``, ``;``, ``|`` or ``tab``; default: ``;`` when the header
     line holds ``;`` and no ``,``, else ``,``). ``where="COL:V1,V2"`` keeps only the rows whose
@@ -745,6 +747,12 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at} has no column {label!r}; columns: {cols[:20]}")
         if label is not None and label in drop:
             raise DataError(f"{at}: column {label!r} is both the label and dropped; choose one")
+        if id_column is not None and id_column not in cols:
+            raise DataError(f"{at} has no column {id_column!r} (?id=); columns: {cols[:20]}")
+        if id_column is not None and (id_column == label or id_column in drop):
+            raise DataError(f"{at}: column {id_column!r} is both the row id (?id=) and "
+                            f"{'the label' if id_column == label else 'dropped'}; choose one")
+        drop = drop + [id_column] if id_column is not None else drop  # not a feature (nor a label-like column)
         likes = [c for c in cols if c.lower() in LABEL_COLUMNS and c not in drop and c != label]
         if label is None and len(likes) > 1:
             raise DataError(f"{at} has several label-like columns {likes}; one would become a feature and leak "
@@ -777,6 +785,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         codes: dict[int, array] = {i: array("i") for i in cats}
         # one row at a time into a float32 buffer: memory stays near the data's own size, not 80 bytes a cell
         values, raw, rownos = array("f"), [], []
+        ii, row_ids = (cols.index(id_column) if id_column is not None else None), []
         for n, r in rows:
             if len(r) != len(cols):
                 raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}")
@@ -807,7 +816,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         f"{other[0][1]}: is that the separator? give it with ?sep={other[0][0]}")
                     raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
-                                    f"?drop={cols[i]}, or name the label column with ?label=COLUMN") from None
+                                    f"?drop={cols[i]} (an ID: keep it beside the predictions with ?id={cols[i]}), or "
+                                    "name the label column with ?label=COLUMN") from None
             for i in cats:
                 seen = index[i]
                 cell = r[i].strip()
@@ -819,6 +829,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 codes[i].append(code)
             if li is not None:
                 raw.append(r[li].strip())
+            if ii is not None:
+                row_ids.append(r[ii].strip())
             rownos.append(n)
     except csv.Error as exc:
         sep_name = "tab" if delimiter == "\t" else delimiter
@@ -837,7 +849,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "
                         f"ID, not a category (one-hot, a feature per row that no other sample shares); leave it out "
-                        f"with ?drop={','.join(ids)}, or name it in ?categorical= to encode it anyway")
+                        f"with ?drop={','.join(ids)} (or keep it beside the predictions: ?id={ids[0]}), or name it "
+                        "in ?categorical= to encode it anyway")
     num = np.frombuffer(values, np.float32).reshape(len(rownos), len(nums))
     if cats:
         n = len(rownos)
@@ -870,7 +883,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     tags = [f"{opt}={f[1]}:{','.join(sorted(f[2]))}" for opt, f in (("where", keep_in), ("where_not", keep_out)) if f]
     if tags:  # a filtered table is its own pool of rows
         origin += "?" + "&".join(tags)
-    return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names))
+    return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names),
+                  ids=tuple(row_ids) if id_column is not None else None)
 
 
 # --- SVMlight / LIBSVM -----------------------------------------------------------------------

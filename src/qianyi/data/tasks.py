@@ -9,7 +9,8 @@ augmentations of a streamed folder), ``label=`` and ``drop=A,B``
 (csv: the label column, columns to ignore), ``sep=`` (csv: ``,`` ``;`` ``|`` or ``tab``; default
 ``;`` when the header line holds ``;`` and no ``,``), ``where=COL:V1,V2`` and ``where_not=COL:V1,V2``
 (csv: keep / leave out the rows whose COL is one of the values), ``categorical=auto`` or
-``categorical=A,B`` (csv: one-hot encode text columns), ``n_features=`` (svmlight: the width),
+``categorical=A,B`` (csv: one-hot encode text columns), ``id=COL`` (csv: a column naming each row, kept as
+the domain's ``ids`` and written by ``qianyi predict``, not a feature), ``n_features=`` (svmlight: the width),
 ``x=`` and ``y=`` (mat: the variable names of features and labels).
 
 Vector inputs are standardised (per-feature mean and standard deviation fitted on the source and
@@ -60,7 +61,7 @@ READERS = {
     "csv": lambda path, name, opts: csv_text_reader(path, name, opts) if "text" in opts else read_csv(
         path, name, label=opts.get("label"), drop=tuple(c for c in opts.get("drop", "").split(",") if c),
         sep=opts.get("sep"), where=opts.get("where"), where_not=opts.get("where_not"),
-        categorical=opts.get("categorical")),
+        categorical=opts.get("categorical"), id_column=opts.get("id")),
     "svmlight": lambda path, name, opts: read_svmlight(
         path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
@@ -69,7 +70,7 @@ READERS = {
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
 READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
-                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text"),
+                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text", "id"),
                   "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), "wav": ("name",),
                   **TEXT_READER_OPTIONS}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
