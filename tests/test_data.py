@@ -352,3 +352,27 @@ def test_a_cut_amazon_review_file_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"positive.review' holds 471 reviews \(1 malformed record\(s\) skipped\), but "
                                         r"the dataset's positive.review holds 1,000.*restore it from its SOURCE.md"):
         load_domain("amazon/books", data_dir=tmp_path)
+
+
+def test_digits_is_scikit_learns_load_digits_read_without_importing_it():
+    # the built-in read sklearn.datasets' loader (about 1 s of imports per command); now its file directly
+    from sklearn.datasets import load_digits
+
+    from qianyi.data.builtin import load_uci_digits
+
+    d, ref = load_uci_digits(None), load_digits()
+    assert np.array_equal(d.X, (ref.images[:, None] / 16.0).astype(np.float32)) and np.array_equal(d.y, ref.target)
+
+
+def test_the_cli_imports_no_scikit_learn_until_a_command_needs_it():
+    # every command imported scikit-learn, scipy and pandas while its parser was built (`qianyi proxy`'s module)
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom qianyi.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['datasets']) == 0\n"
+            "    from qianyi.data import load_domain\n    load_domain('digits')\n"
+            "print(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

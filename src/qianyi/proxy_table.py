@@ -15,12 +15,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import ConfigError, DataError, DatasetNotFoundError, OutputError
-from .proxy import ALPHAS, NETWORK_PARAMS, ProxyTransfer, _plain, quantile_bins
+
+if TYPE_CHECKING:
+    from .proxy import ProxyTransfer
 
 PREDICTIONS = "predictions.csv"
 REPORT = "proxy.md"
@@ -157,6 +159,8 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
     """
     if out is not None:
         check_proxy_out(Path(out))  # before the work
+    from .proxy import ALPHAS, NETWORK_PARAMS, ProxyTransfer, _plain, quantile_bins  # scikit-learn: when used
+
     t = read_table(spec, proxy=proxy, target=target, drop=drop)
     assert t.proxy is not None and t.target is not None
     has_p, has_t = np.isfinite(t.proxy), np.isfinite(t.target)
@@ -262,6 +266,8 @@ def predict_table(model_dir: str | os.PathLike, spec: str | os.PathLike) -> tupl
     """A saved proxy model's predictions for a table's rows: (header, rows) of ``row, proxy_predicted,
     target_predicted`` (the target only when the model was fitted on one). Feature columns are found by
     the names the model was fitted on."""
+    from .proxy import ProxyTransfer  # scikit-learn: when used
+
     model = ProxyTransfer.load(model_dir)
     names = getattr(model, "feature_names_in_", None)
     if names is None:

@@ -153,10 +153,19 @@ def load_mnist(root: Path | None) -> Domain:
 
 @dataset("digits", "UCI handwritten digits (scikit-learn), 1,797 images in the UCI 8x8 block-count format")
 def load_uci_digits(root: Path | None) -> Domain:
-    from sklearn.datasets import load_digits
+    # scikit-learn's own file, read as load_digits reads it but without importing sklearn.datasets (about 1 s)
+    spec = importlib.util.find_spec("sklearn")
+    path = (Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+            if spec is not None and spec.submodule_search_locations else None)
+    if path is not None and path.is_file():
+        table = np.loadtxt(path, delimiter=",")
+        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+    else:  # another layout of scikit-learn's files: its loader
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    return Domain(d.images[:, None] / 16.0, d.target, name="digits", class_names=DIGIT_NAMES,
+        d = load_digits()
+        images, target = d.images, d.target
+    return Domain(images[:, None] / 16.0, target, name="digits", class_names=DIGIT_NAMES,
                   origin="digits", style="uci")
 
 
