@@ -376,3 +376,28 @@ def test_the_cli_imports_no_scikit_learn_until_a_command_needs_it():
             "print(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_uci_blocks_batched_equals_the_per_image_protocol():
+    # the bounding boxes are found and resized in batches: the same numbers as cropping one image at a time
+    import torch
+    import torch.nn.functional as F
+
+    from qianyi.data.canvas import INK_THRESHOLD, UCI_THRESHOLD, pad_square
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((40, 1, 13, 21)) * (rng.random((40, 1, 13, 21)) > 0.7)).astype(np.float32)
+    X[3] = 0  # blank
+    X[5, 0, :, :] = 0
+    X[5, 0, 4, 2] = 1.0  # a single inked pixel
+    want = []
+    for img in X[:, 0]:
+        ink = img > INK_THRESHOLD
+        r, c = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        box = np.zeros((1, 1, 32, 32), np.float32)
+        if len(r):
+            sq = pad_square(img[r[0]:r[-1] + 1, c[0]:c[-1] + 1][None, None])
+            box = F.interpolate(torch.from_numpy(sq), size=(32, 32), mode="bilinear", antialias=True,
+                                align_corners=False).numpy()
+        want.append((box > UCI_THRESHOLD).reshape(1, 8, 4, 8, 4).sum(axis=(2, 4)) / 16.0)
+    assert np.array_equal(uci_blocks(X), np.stack(want))

@@ -130,16 +130,22 @@ def uci_blocks(X: np.ndarray, threshold: float = UCI_THRESHOLD) -> np.ndarray:
     n = len(X)
     boxes = np.zeros((n, 1, 32, 32), np.float32)
     imgs = X[:, 0]
-    for i in range(n):
-        img = imgs[i]
-        ink = img > INK_THRESHOLD
-        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-        if len(rows) == 0:
-            continue  # a blank image stays blank
-        crop = img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        sq = pad_square(crop[None, None])
-        t = torch.from_numpy(np.ascontiguousarray(sq, dtype=np.float32))
-        boxes[i] = F.interpolate(t, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
+    ink = imgs > INK_THRESHOLD
+    rows, cols = ink.any(2), ink.any(1)  # (n, h), (n, w): which rows / columns hold ink
+    h, w = imgs.shape[1:]
+    r0, r1 = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)  # each bounding box at once
+    c0, c1 = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+    hh, ww = r1 - r0 + 1, c1 - c0 + 1
+    side = np.maximum(hh, ww)
+    inked = rows.any(1)  # a blank image stays blank
+    for s in np.unique(side[inked]):  # one resize per square size (as pad_square centres each crop)
+        idx = np.flatnonzero(inked & (side == s))
+        sq = np.zeros((len(idx), 1, s, s), np.float32)
+        for j, i in enumerate(idx):
+            top, left = (s - hh[i]) // 2, (s - ww[i]) // 2
+            sq[j, 0, top:top + hh[i], left:left + ww[i]] = imgs[i, r0[i]:r1[i] + 1, c0[i]:c1[i] + 1]
+        boxes[idx] = F.interpolate(torch.from_numpy(sq), size=(32, 32), mode="bilinear", antialias=True,
+                                   align_corners=False).numpy()
     binary = (boxes > threshold).astype(np.float32)
     counts = binary.reshape(n, 1, 8, 4, 8, 4).sum(axis=(3, 5))
     return counts / 16.0
