@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--set", nargs="*", default=[], metavar="METHOD.NAME=VALUE",
                    help="a method's hyper-parameters for this bench, e.g. cbst.align=dann (one setting per "
                         "method and bench: compare variants in separate --out folders)")
+    b.add_argument("--no-embedding", action="store_true", help="the report without its t-SNE embedding and "
+                   "per-layer distance figures (their slowest part; a rerun reuses them when no model changed)")
     _train_args(b)
     _backbone_args(b)
 
@@ -898,7 +900,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = bench(methods, list(args.pairs), seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
-                    hparams=parse_bench_hparams(methods, args.set), command=args.command_line)
+                    hparams=parse_bench_hparams(methods, args.set), command=args.command_line,
+                    embed=not args.no_embedding)
         _print_table(res)
         return 0
     if args.command == "summary":

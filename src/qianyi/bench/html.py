@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._io import write_text
+from .._io import sha256_file, write_text
 from .._report import md_cell, md_cells, save_figure, subplots
 from ..train.artefact import load_model
 from ..train.result import MODEL_FILE
@@ -136,6 +136,12 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
             models.append((m, load_model(folder)))
     if not models:
         return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
+    # the figures depend only on these models, the pair and the data: a rerun of a finished bench (to resume it,
+    # add a method, print the tables) reuses them instead of redrawing (the t-SNE was 78% of such a rerun)
+    made_of = _figures_key(pair, data_dir, [(m, model.path) for m, model in models])
+    key_file, emb_file, prof_file = figs / "embedding.key", figs / "embedding.png", figs / "profile.png"
+    if emb_file.is_file() and prof_file.is_file() and key_file.is_file() and key_file.read_text().strip() == made_of:
+        return emb_file, prof_file, f"{pair[0]} → {pair[1]}"
     fig, axes = subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
     profiles = []
     read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -162,9 +168,29 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     axes[0][0].legend(fontsize=7, markerscale=3)
     fig.suptitle(f"{pair[0]} → {pair[1]}", fontsize=9)
     fig.tight_layout()
-    emb = save_figure(fig, figs / "embedding.png")
-    prof = plot_profiles(profiles, figs / "profile.png", title=f"{pair[0]} → {pair[1]}")
+    emb = save_figure(fig, emb_file)
+    prof = plot_profiles(profiles, prof_file, title=f"{pair[0]} → {pair[1]}")
+    write_text(key_file, made_of + "\n")  # last: a figure written without its key is redrawn next time
     return emb, prof, f"{pair[0]} → {pair[1]}"
+
+
+#: Bump when the embedding or profile figures are drawn differently: reports then redraw them.
+FIGURES_VERSION = 1
+
+
+def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
+    """What the embedding and profile figures are made of: the pair, the data directory, the sample count, and
+    each model's method and files (model.pt, model.json)."""
+    import hashlib
+
+    from ..data.builtin import resolve_data_dir
+
+    h = hashlib.sha256(json.dumps([FIGURES_VERSION, list(pair), str(resolve_data_dir(data_dir)), EMBED_SAMPLES,
+                                   [m for m, _ in models]]).encode())
+    for _, folder in models:
+        for name in (MODEL_FILE, "model.json"):
+            h.update(sha256_file(Path(folder) / name).encode())
+    return h.hexdigest()
 
 
 def _md_table_to_html(md: str) -> str:

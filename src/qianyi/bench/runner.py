@@ -909,7 +909,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,
           log: Callable[[str], None] | None = print, target_tests: Sequence[str | None] | None = None,
-          backbone: BackboneSpec | None = None, text: dict | None = None, command: str = "") -> BenchResult:
+          backbone: BackboneSpec | None = None, text: dict | None = None, command: str = "",
+          embed: bool = True) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
@@ -921,7 +922,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     ``backbone``: every run's network, as in :func:`qianyi.run` (a name such as ``"resnet50"``, a
     :class:`~qianyi.nn.resnet.NamedBackbone` or a factory; not one network instance, which the runs
     would share); a named one is part of each run's fingerprint. ``command``: the command line that made
-    the table, written at the top of results.md (the CLI passes its own).
+    the table, written at the top of results.md (the CLI passes its own). ``embed``: the report's t-SNE and
+    per-layer distance figures (reused while no model changed).
     """
     check_backbone_spec(backbone, "bench")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -991,5 +993,5 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         res.write(out)
         from .html import write_report  # the HTML report reads this module's results
 
-        res.files["html"] = write_report(res, out, data_dir=data_dir, log=log)["html"]
+        res.files["html"] = write_report(res, out, data_dir=data_dir, embed=embed, log=log)["html"]
     return res
