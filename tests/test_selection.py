@@ -317,3 +317,35 @@ def test_the_printed_run_line_keeps_data_dir_and_a_shallow_line_has_no_training_
     assert deep.startswith("qianyi --data-dir '/d d' run dann ") and "--epochs 5" in deep
     (shallow,) = run_commands("tca", {"mu": 1.0}, config, ["mnist->digits@300"], shallow=True).values()
     assert shallow == "qianyi run tca --source mnist --target digits --set mu=1.0 --max-samples 300 --out runs/tca-chosen"
+
+
+def test_select_scores_only_the_kept_epoch_and_reuses_runs_that_scored_every_epoch(tmp_path, monkeypatch):
+    # select recorded 7 validators at every epoch of every run and read only the last (44% of its training time)
+    from dataclasses import replace
+
+    import qianyi.bench.selection as selection
+    from qianyi.data import load_task
+    from qianyi.select.validators import builtin_validators
+    from qianyi.train.run import run_fingerprint
+    from qianyi.train.store import RunStore
+
+    config = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, progress=False)
+    res = selection.select_hparams("dann", ["digits->digits+rot30@150"], "dev", grid=[{"trade_off": 0.3}],
+                                   out=tmp_path / "a", config=config, log=None)
+    (folder,) = res.chosen_runs.values()
+    history = json.loads((Path(folder) / "result.json").read_text())["history"]
+    assert [sorted(k for k in row if k.startswith("score_")) != [] for row in history] == [False, False, True]
+    every = replace(config, validators=tuple(sorted(builtin_validators())), seed=0)
+    task = load_task("digits", "digits+rot30", max_samples=150)
+    full, _ = run(get_method("dann", trade_off=0.3), task, every)  # every epoch scored: the same run, the same scores
+    assert len([k for k in full.history[0] if k.startswith("score_")]) == len(builtin_validators())
+    saved = json.loads((Path(folder) / "result.json").read_text())
+    assert saved["scores"] == pytest.approx(full.scores) and saved["target_accuracy"] == full.target_accuracy
+    # a run an earlier select stored (every epoch scored) is reused, not trained again
+    m = get_method("dann", trade_off=0.3)
+    store = RunStore(tmp_path / "b" / "runs")
+    run(m, task, every, out=store.path(run_fingerprint(m, every, task)), track_target_test=True)
+    monkeypatch.setattr(selection, "run", lambda *a, **k: pytest.fail("trained again"))
+    again = selection.select_hparams("dann", ["digits->digits+rot30@150"], "dev", grid=[{"trade_off": 0.3}],
+                                     out=tmp_path / "b", config=config, log=None)
+    assert again.scores[0, 0, 0] == pytest.approx(full.scores["dev"])

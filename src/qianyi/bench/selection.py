@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError
 from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..select.validators import builtin_validators
-from ..train.config import TrainConfig
+from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
 from ..train.run import BackboneSpec, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
@@ -291,6 +291,9 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     # every validator of qianyi's is recorded, so one cached run serves any later choice among them (a plugin's
     # validator is recorded when asked: installing one changes no cached run's key)
     base = replace(config or TrainConfig(), validators=tuple(sorted({*builtin_validators(), validator})))
+    # the ranking reads the kept epoch's scores only: with the last kept, the validators score that epoch alone
+    every = base
+    base = replace(base, score_every_epoch=base.select != LAST)
     check_shallow_settings(get_method(method), base)  # before any candidate trains
     store = RunStore(Path(out) / "runs")
     n = len(cands) * len(pairs) * len(seeds)
@@ -308,7 +311,9 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 hp, train = split_candidate(cand)
                 m, cfg = get_method(method, **hp), replace(base, seed=seed, **train)
                 fp = run_fingerprint(m, cfg, task, backbone)  # as the run records it
-                result: RunResult | None = store.get(fp)
+                # (a run that scored every epoch, as select's did before, serves as well)
+                result: RunResult | None = store.get(fp) or store.get(
+                    run_fingerprint(m, replace(every, seed=seed, **train), task, backbone))
                 if result is None:
                     with shared_run(store.path(fp)):
                         result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True, backbone=backbone)

@@ -709,7 +709,8 @@ class Trainer:
         row["source_val_acc"] = accuracy(net, data.source_val, parts.device)
         X = data.target.X[spread_rows(len(data.target), cfg.selection_samples)]  # not a prefix: files sorted by class
         row[TOP_SHARE_KEY] = top_class_share(predict_logits(net, X, parts.device).argmax(1).numpy())
-        names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + list(cfg.validators)))
+        recorded = list(cfg.validators) if cfg.score_every_epoch or cfg.select != LAST or epoch >= cfg.epochs else []
+        names = list(dict.fromkeys(([cfg.select] if cfg.select != LAST else []) + recorded))
         if names:
             scores = score_all(net, data.selection(), names, device=parts.device, max_samples=cfg.selection_samples,
                                seed=cfg.seed)
