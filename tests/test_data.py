@@ -401,3 +401,27 @@ def test_uci_blocks_batched_equals_the_per_image_protocol():
                                 align_corners=False).numpy()
         want.append((box > UCI_THRESHOLD).reshape(1, 8, 4, 8, 4).sum(axis=(2, 4)) / 16.0)
     assert np.array_equal(uci_blocks(X), np.stack(want))
+
+
+@pytest.mark.parametrize("values,columns", [(4, 5), (3, 8), (2, 12)])
+def test_independent_samples_of_data_of_few_values_are_not_an_overlap(tmp_path, values, columns):
+    # two independent draws of a table of a few categories share rows by chance: refused as "the specs overlap"
+    # (286 of 300 test rows at 5 columns of 4 values); a real copy of source rows is still refused
+    import warnings
+
+    from qianyi.data.tasks import load_task
+
+    rng = np.random.default_rng(values + columns)
+    X = rng.integers(0, values, size=(4000, columns)).astype(np.float32)
+    y = (X.sum(1) > X.sum(1).mean()).astype(int)
+    np.savez(tmp_path / "s.npz", X=X[:3000], y=y[:3000])
+    np.savez(tmp_path / "t.npz", X=X[3000:], y=y[3000:])
+    np.savez(tmp_path / "half.npz", X=X[2500:3500], y=y[2500:3500])  # half of it is source rows
+    s = f"npz:{tmp_path / 's.npz'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)  # and no "duplicates in the data?" for chance matches
+        task = load_task(s, f"npz:{tmp_path / 't.npz'}")
+    assert len(task.target_test) == 300
+    if values ** columns > 2000:  # (where most values recur anyway, a copy cannot be told from chance)
+        with pytest.raises(DataError, match=r"also in the labelled source \(.*\) \(values of this data recur by chance"):
+            load_task(s, f"npz:{tmp_path / 'half.npz'}")

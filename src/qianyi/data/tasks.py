@@ -27,11 +27,12 @@ categorical column line up even when the two domains hold different categories (
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import warnings
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -245,13 +246,39 @@ def _row_keys(X: object) -> list[bytes]:
     return sample_keys(X).tolist()
 
 
-def _shared(test_keys: Sequence[bytes], other_keys: Sequence[bytes]) -> tuple[int, int]:
-    """How many test keys occur among ``other_keys``, and how many of those occur once on each side."""
-    in_test, seen = Counter(test_keys), Counter(other_keys)
-    shared = [k for k in test_keys if k in seen]
-    # a sample read twice is unique on each side; a common value of low-cardinality data (a short count
-    # vector, a table of a few categories) recurs within each side too: only the first kind is refused
-    return len(shared), sum(seen[k] == 1 and in_test[k] == 1 for k in shared)
+@dataclass(frozen=True)
+class _Overlap:
+    """Test samples found among another domain's: how many, how many chance alone would give, and its noise."""
+
+    found: int
+    chance: float
+    noise: float
+
+    @property
+    def excess(self) -> float:
+        return self.found - self.chance
+
+
+def _shared(test_keys: Sequence[bytes], other_keys: Sequence[bytes]) -> _Overlap:
+    """How many test keys occur among ``other_keys``, against chance. In data of few values (a table of a few
+    categories or binary columns, short count vectors) independent samples share values: a fresh draw from the
+    other side's distribution meets one of its samples about as often as one of its samples meets another, so
+    that leave-one-out rate is the chance level (0 for images and real-valued data, where a shared sample is a
+    copy)."""
+    seen = Counter(other_keys)
+    found = sum(k in seen for k in test_keys)
+    rate = sum(c for c in seen.values() if c > 1) / max(len(other_keys), 1)  # samples whose value recurs there
+    return _Overlap(found, rate * len(test_keys), 3.0 * math.sqrt(rate * (1 - rate) * len(test_keys)))
+
+
+def _refused(o: _Overlap, n: int) -> bool:
+    """More shared samples than chance explains, by more than :data:`OVERLAP_REFUSED` of the test split."""
+    return o.excess > OVERLAP_REFUSED * n + o.noise and o.excess >= OVERLAP_MIN
+
+
+def _chance_note(o: _Overlap, n: int) -> str:
+    return (f" (values of this data recur by chance: about {o.chance:.0f} of {n} would be shared by independent "
+            "samples)") if o.chance >= 1 else ""
 
 
 def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain | None]], what: str,
@@ -277,28 +304,32 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                           "(?stream=1), so their samples were not compared for overlap; stream both sides (or "
                           "neither) to have a test sample seen in training refused", QianyiWarning, stacklevel=3)
             continue
-        n, unique = _shared(keys, _row_keys(d.X))
-        if refuse and unique > OVERLAP_REFUSED * len(keys) and unique >= OVERLAP_MIN:
+        o = _shared(keys, _row_keys(d.X))
+        n = o.found
+        if refuse and _refused(o, len(keys)):
             raise DataError(f"{what}: {n} of the {len(keys)} target test samples are also in the {role} "
-                            f"({d.name!r}): the specs overlap, so the score would count samples seen in training; "
-                            "give disjoint data (e.g. rotmnist?angles ranges that do not overlap, mfeat domains A "
-                            "and B, a --target-test not drawn from the source)")
-        if n:
+                            f"({d.name!r}){_chance_note(o, len(keys))}: the specs overlap, so the score would count "
+                            "samples seen in training; give disjoint data (e.g. rotmnist?angles ranges that do not "
+                            "overlap, mfeat domains A and B, a --target-test not drawn from the source)")
+        if n and o.excess > o.noise:  # (data of few values: only more than chance is worth a word)
             warnings.warn(f"{what}: {n} of the {len(keys)} target test samples are identical to samples in the "
-                          f"{role} ({d.name!r}); duplicates in the data? they count as seen in training",
-                          QianyiWarning, stacklevel=3)
+                          f"{role} ({d.name!r}){_chance_note(o, len(keys))}; duplicates in the data? they count as "
+                          "seen in training", QianyiWarning, stacklevel=3)
         if test.keys is None or d.keys is None:
             continue
-        n_made, unique = _shared(test.keys.tolist(), d.keys.tolist())
+        made = _shared(test.keys.tolist(), d.keys.tolist())
+        n_made = made.found
         if n_made <= n:  # nothing that the comparison above did not find
             continue
-        if refuse and unique > OVERLAP_REFUSED * len(keys) and unique >= OVERLAP_MIN:
+        if refuse and _refused(made, len(keys)):
             raise DataError(f"{what}: {n_made} of the {len(keys)} target test samples are made from the same "
                             f"samples as the {role} ({d.name!r}), shifted or re-rendered (mnist-m and rotmnist are "
                             "MNIST re-rendered; idx:$QIANYI_DATA/mnist holds the test images of the built-in mnist), "
                             "so the score would count samples seen in training with their labels; give a target "
                             "(or --target-test) of other samples (for MNIST-M -> MNIST write mnist-m -> mnist, which "
                             "splits the MNIST pool into disjoint halves)")
+        if made.excess <= made.noise:
+            continue
         warnings.warn(f"{what}: {n_made} of the {len(keys)} target test samples are made from the same samples as "
                       f"samples in the {role} ({d.name!r}), shifted or re-rendered; duplicates in the data? they "
                       "count as seen in training", QianyiWarning, stacklevel=3)
