@@ -267,6 +267,23 @@ def test_a_truncated_wav_is_refused_and_an_unknown_chunk_is_not(tmp_path):
     assert np.array_equal(audio.read_wav(tmp_path / "streamed.wav"), audio.read_wav(tmp_path / "whole.wav"))
 
 
+def test_a_wav_whose_sizes_are_the_placeholder_0_is_read_to_its_end(tmp_path):
+    """Review mutation2 #14: a data size of 0 (and a RIFF size of 0) was read as no samples or not at all."""
+    _write(tmp_path / "whole.wav", _tone(440))
+    whole = (tmp_path / "whole.wav").read_bytes()
+    want = audio.read_wav(tmp_path / "whole.wav")
+    at = whole.index(b"data") + 4
+    for riff, data in ((b"\x00", b"\x00"), (b"\xff", b"\x00"), (b"\x00", b"\xff"), (b"\xff", b"\xff")):
+        streamed = whole[:4] + riff * 4 + whole[8:at] + data * 4 + whole[at + 4:]
+        (tmp_path / "s.wav").write_bytes(streamed)
+        assert np.array_equal(audio.read_wav(tmp_path / "s.wav"), want), (riff, data)
+        (tmp_path / "s.wav").write_bytes(streamed + b"\x01")  # a stream cut inside its last sample: that sample dropped
+        assert np.array_equal(audio.read_wav(tmp_path / "s.wav"), want), (riff, data)
+        (tmp_path / "s.wav").write_bytes(streamed[:at + 4])  # the header alone: still no samples
+        with pytest.raises(DataError, match="s.wav: the wav file holds no samples"):
+            audio.read_wav(tmp_path / "s.wav")
+
+
 def _fsdd_links(tmp_path, leave_out: str = "", add: str = ""):
     """A data folder whose fsdd/recordings links to the real files, less those whose name starts with ``leave_out``."""
     rec = tmp_path / "fsdd" / "recordings"
