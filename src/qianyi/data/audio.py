@@ -155,11 +155,27 @@ def read_wav(path: str | Path) -> np.ndarray:
     if path.is_file() and path.stat().st_size > limit:
         raise DataError(f"{path}: the wav file is {path.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); only its middle second is used: cut it, or raise QIANYI_MAX_BYTES")
-    try:
+
+    def parse(source: Path | io.BytesIO) -> tuple[int, np.ndarray, list[warnings.WarningMessage]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            streamed = _streamed(path)
-            rate, data = wavfile.read(path if streamed is None else io.BytesIO(streamed))
+            rate, data = wavfile.read(source)
+        return rate, np.asarray(data), caught
+
+    try:
+        streamed = None
+        try:
+            rate, data, caught = parse(path)
+        except FileNotFoundError:
+            raise
+        except Exception:  # a RIFF size placeholder of 0: scipy reads no chunk
+            if (streamed := _streamed(path)) is None:
+                raise
+        else:  # the header is only read again when scipy found no samples or fewer than declared
+            if data.size == 0 or any("EOF prematurely" in str(w.message) for w in caught):
+                streamed = _streamed(path)
+        if streamed is not None:  # size placeholders (a streamed file): its samples run to the end of the file
+            rate, data, caught = parse(io.BytesIO(streamed))
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: no such wav file") from None
     except Exception as exc:  # scipy's parser fails in many ways on a broken header (even UnboundLocalError)
@@ -171,7 +187,6 @@ def read_wav(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: the wav file is truncated ({str(w.message).rstrip('.')}; it has "
                             f"{path.stat().st_size:,} bytes): restore or re-export it, or remove it")
         # other WavFileWarnings: an unknown or incomplete chunk after the samples, which are whole: harmless
-    data = np.asarray(data)
     if data.ndim not in (1, 2) or len(data) == 0:
         raise DataError(f"{path}: the wav file holds no samples; remove it")
     kind, bits = data.dtype.kind, data.dtype.itemsize * 8  # scaled by the file's sample type, channels then averaged
