@@ -51,6 +51,12 @@ def test_log_mel_shape_range_and_tone_position():
 def test_log_mel_long_clip_is_cropped_to_its_middle_and_silence_is_zero():
     assert audio.log_mel(_tone(500, seconds=3.0)).shape == (audio.N_MELS, audio.FRAMES)
     assert audio.log_mel(_tone(500, seconds=3.0))[:, 0].max() > 0  # no padding needed
+    # the crop is the middle second: 300 Hz, then 2.5 kHz in the middle second, then 300 Hz again
+    low, high = _tone(300, seconds=1.0), _tone(2500, seconds=1.0)
+    img = audio.log_mel(np.concatenate([low, high, low]))
+    band = audio.log_mel(high).argmax(0)[audio.FRAMES // 2]
+    assert band > audio.log_mel(low).argmax(0).max()
+    assert (img.argmax(0)[1:] == band).all()  # 32 frames are 1.06 s: the first one straddles the 300 Hz before
     assert not audio.log_mel(np.zeros(4000)).any()
     assert audio.log_mel(np.zeros(10)).shape == (audio.N_MELS, audio.FRAMES)  # shorter than one window
 
@@ -72,6 +78,9 @@ def test_read_wav_formats_and_resampling(tmp_path):
     assert np.allclose(audio.read_wav(tmp_path / "b.wav"), x, atol=1e-3)
     wavfile.write(tmp_path / "c.wav", 8000, ((sig[:4000] + 1) * 127.5).astype(np.uint8))  # 8-bit unsigned
     assert np.abs(audio.read_wav(tmp_path / "c.wav")).max() <= 1.0
+    # ... centred on 128: the same samples as 16-bit within 8-bit's step (not offset by +0.5, a DC in the lowest band)
+    wavfile.write(tmp_path / "c16.wav", 8000, (sig[:4000] * 32767).astype(np.int16))
+    assert np.allclose(audio.read_wav(tmp_path / "c.wav"), audio.read_wav(tmp_path / "c16.wav"), atol=2 / 128)
     # integer stereo is scaled by its sample type like mono (it once came back in raw counts / offset by 128)
     for dtype, to_int in ((np.int16, lambda s: (s * 32767).astype(np.int16)),
                           (np.uint8, lambda s: ((s + 1) * 127.5).astype(np.uint8))):
@@ -265,6 +274,25 @@ def test_a_truncated_wav_is_refused_and_an_unknown_chunk_is_not(tmp_path):
     streamed = whole[:4] + b"\xff" * 4 + whole[8:at] + b"\xff" * 4 + whole[at + 4:]
     (tmp_path / "streamed.wav").write_bytes(streamed)
     assert np.array_equal(audio.read_wav(tmp_path / "streamed.wav"), audio.read_wav(tmp_path / "whole.wav"))
+
+
+def test_a_wav_whose_sizes_are_the_placeholder_0_is_read_to_its_end(tmp_path):
+    """Review mutation2 #14: a data size of 0 (and a RIFF size of 0) was read as no samples or not at all."""
+    _write(tmp_path / "whole.wav", _tone(440))
+    whole = (tmp_path / "whole.wav").read_bytes()
+    want = audio.read_wav(tmp_path / "whole.wav")
+    at = whole.index(b"data") + 4
+    real = whole[4:8]  # a writer may fill in the RIFF size and leave the data size
+    for riff, data in ((b"\x00" * 4, b"\x00"), (b"\xff" * 4, b"\x00"), (real, b"\x00"), (b"\x00" * 4, b"\xff"),
+                       (b"\xff" * 4, b"\xff")):
+        streamed = whole[:4] + riff + whole[8:at] + data * 4 + whole[at + 4:]
+        (tmp_path / "s.wav").write_bytes(streamed)
+        assert np.array_equal(audio.read_wav(tmp_path / "s.wav"), want), (riff, data)
+        (tmp_path / "s.wav").write_bytes(streamed + b"\x01")  # a stream cut inside its last sample: that sample dropped
+        assert np.array_equal(audio.read_wav(tmp_path / "s.wav"), want), (riff, data)
+        (tmp_path / "s.wav").write_bytes(streamed[:at + 4])  # the header alone: still no samples
+        with pytest.raises(DataError, match="s.wav: the wav file holds no samples"):
+            audio.read_wav(tmp_path / "s.wav")
 
 
 def _fsdd_links(tmp_path, leave_out: str = "", add: str = ""):

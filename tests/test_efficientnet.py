@@ -125,6 +125,10 @@ def test_tensorflow_same_padding_and_input_scaling():
     conv5 = SameConv2d(1, 1, 5, stride=2)
     assert conv5(torch.rand(1, 1, 7, 7)).shape == (1, 1, 4, 4)  # ceil(7 / 2)
     assert torch.allclose(conv5(x), F.conv2d(F.pad(x, (1, 2, 1, 2)), conv5.weight, stride=2))
+    # not square (mutation2 E2: the width's and the height's padding swapped): 7 rows pad 1 + 1, 8 columns 0 + 1
+    wide = torch.rand(1, 1, 7, 8)
+    assert conv(wide).shape == (1, 1, 4, 4)
+    assert torch.allclose(conv(wide), F.conv2d(F.pad(wide, (0, 1, 1, 1)), conv.weight, stride=2))
     scale = ScaleInput((127 / 255,) * 3, (128 / 255,) * 3, 3)
     assert torch.allclose(scale(torch.tensor([0.0, 1.0]).view(1, 1, 2, 1).repeat(1, 3, 1, 1))[0, 0, :, 0],
                           torch.tensor([-127 / 128, 1.0]))  # (255 x - 127) / 128
@@ -148,6 +152,12 @@ def test_loading_a_weights_file_in_efficientnet_pytorch_layout(synthetic, tmp_pa
     grey = named_backbone("efficientnet-lite0", (1, 28, 28), 4, weights=synthetic)  # RGB stem filters, summed
     assert torch.allclose(grey.groups["stem"].conv_stem.weight, state["_conv_stem.weight"].sum(1, keepdim=True))
     assert grey(torch.rand(2, 1, 28, 28)).logits.shape == (2, 4)
+    two = named_backbone("efficientnet-lite0", (2, 32, 32), 4, weights=synthetic)  # other widths: scaled (mutation2 B2)
+    for k in range(2):  # each channel's filter the RGB sum / 2, so a grey pair of channels gets the grey response
+        assert torch.allclose(two.groups["stem"].conv_stem.weight[:, k], state["_conv_stem.weight"].sum(1) / 2)
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "dp.pth")  # saved from nn.DataParallel (B4)
+    assert torch.equal(efficientnet_lite0(2, weights=tmp_path / "dp.pth").groups["stage6"][3].depthwise_conv.weight,
+                       state["_blocks.14._depthwise_conv.weight"])
     old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(old, tmp_path / "old.pth")
     assert torch.equal(efficientnet_lite0(2, weights=tmp_path / "old.pth").groups["stage1"][0].project_conv.weight,
@@ -185,6 +195,11 @@ def test_strict_loading_names_the_file_and_the_tensor(tmp_path):
     torch.save(state, tmp_path / "nan.pth")
     with pytest.raises(DataError, match="'_bn0.weight' holds NaN"):
         efficientnet_lite0(2, weights=tmp_path / "nan.pth")
+    state["_bn0.weight"][0] = float("inf")  # infinite is corrupt too (mutation2 B3: only NaN was tested)
+    torch.save(state, tmp_path / "inf.pth")
+    with pytest.raises(DataError, match="inf.pth': tensor '_bn0.weight' holds NaN or infinite values; the file is "
+                                        "corrupt"):
+        efficientnet_lite0(2, weights=tmp_path / "inf.pth")
     with pytest.raises(DataError, match="none.pth' does not exist; give efficientnet-lite0-57934424.pth"):
         efficientnet_lite0(2, weights=tmp_path / "none.pth")
     with pytest.raises(DataError, match="none.pth' does not exist; give efficientnet-lite0-57934424.pth"):

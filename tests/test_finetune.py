@@ -54,6 +54,23 @@ def test_unfrozen_copied_layers_move_and_l2sp_pulls_them_back(saved):
     assert free > 0 and pulled < 0.5 * free and slow < 0.5 * free
 
 
+def test_init_layers_equal_to_the_number_of_groups_copies_every_group(tmp_path):
+    """Review mutation2 #13 (WT2): '>' -> '>=' refused init_layers = the number of groups, the whole network."""
+    from qianyi.nn.resnet import named_backbone
+    from qianyi.train.weights import load_initial_weights
+
+    torch.manual_seed(0)
+    src = named_backbone("lenet", (1, 28, 28), 10)
+    torch.save(src.state_dict(), tmp_path / "model.pt")
+    torch.manual_seed(1)
+    net = named_backbone("lenet", (1, 28, 28), 10)
+    groups = list(net.group_names)
+    assert load_initial_weights(net, tmp_path / "model.pt", layers=len(groups)) == groups
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in src.state_dict().items())
+    with pytest.raises(DataError, match=f"init_layers={len(groups) + 1} but the network has only {len(groups)} "):
+        load_initial_weights(net, tmp_path / "model.pt", layers=len(groups) + 1)
+
+
 def test_bad_fine_tuning_settings_are_named(saved, tmp_path):
     with pytest.raises(DataError, match="only 3 layer groups"):
         run("source-only", toy_task(), TrainConfig(**FAST, freeze=9))

@@ -1,4 +1,4 @@
-"""Atomic writes: all or nothing, ordinary permissions."""
+"""Atomic writes: all or nothing, ordinary permissions; the check of an --out file."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from qianyi._io import atomic_write, write_json
+from qianyi._io import RUN_FILES, atomic_write, check_out_file, write_json
+from qianyi.errors import OutputError
 
 
 def test_atomic_write_replaces_whole_file_or_nothing(tmp_path):
@@ -29,3 +30,16 @@ def test_atomic_write_uses_the_umask_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(p).st_mode) == 0o644
+
+
+def test_a_run_files_name_is_refused_only_in_a_run_folder(tmp_path):
+    """Review mutation2 #13 (I1): --out history.csv or model.npz is the user's own file outside a run folder."""
+    plain, run = tmp_path / "plain", tmp_path / "run"
+    plain.mkdir()
+    run.mkdir()
+    (run / "model.json").write_text("{}")
+    for name, suffix in (("history.csv", ".csv"), ("model.npz", ".npz")):
+        assert name in RUN_FILES
+        assert check_out_file(plain / name, suffix) == plain / name
+        with pytest.raises(OutputError, match="is a file of the run"):
+            check_out_file(run / name, suffix)

@@ -148,6 +148,17 @@ def test_a_binary_task_is_not_doubtful_at_a_high_accuracy_estimate():
     assert low.negative_transfer_warning and "under 75%" in {r.topic: r.because for r in low.recommendations}["warning"]
 
 
+def test_the_most_transferable_representation_has_the_lowest_bound():
+    """Review mutation2 #9 (AD7): argmax in place of argmin named the layer with the worst bound e_S + PAD/2."""
+    pads = [1.2, 1.0, 0.6, 0.2, 0.3, 0.1]  # lowest at logits
+    probes = [0.5, 0.7, 0.95, 0.9, 0.8, 0.6]  # highest at conv2; bounds 1.1, 0.8, 0.35, 0.2, 0.35, 0.45
+    prof = LayerProfile("net", LAYERS, [64, 512, 256, 256, 128, 10], {"a-distance": pads}, 100, 100)
+    a = _recommend("s->t", lenet(1, 8, 10), prof, probes, [None] * 3 + [0.5] * 3, 0.8, 0.1, 1.0, 1.0)
+    (rec,) = [r for r in a.recommendations if r.topic == "most transferable representation"]
+    assert rec.advice == "fc1" and "lowest e_S + PAD/2 = 0.200" in rec.because, rec
+    assert "probe source accuracy 90.0%, PAD 0.20" in rec.because
+
+
 def test_freezing_up_to_the_output_layer_gives_the_right_reason():
     a = recommend([0.3, 0.3, 0.3, 0.05, 0.05, 0.0], pvals=(None, None, None, 0.5, 0.5, 0.9))
     why = {r.topic: r.because for r in a.recommendations}["freeze"]

@@ -187,6 +187,20 @@ def test_a_dollar_pair_in_a_name_is_drawn_as_written(tmp_path):
     fig.suptitle("$_^$")
     fig.tight_layout()
     assert save_figure(fig, tmp_path / "f.png").stat().st_size > 0
+    # a figure drawn without tight_layout is plain too (mutation2 R3: every figure tested called it): a bare one
+    # and the pivots heat map, whose review text holds '$' pairs that are no valid math
+    import numpy as np
+
+    from qianyi._report import figure
+    from qianyi.measure.pivots import heatmap_png
+
+    bare = figure()
+    bare.add_subplot().set_title("review: $x^^2$ and $\\nothing$")
+    assert save_figure(bare, tmp_path / "bare.png").stat().st_size > 0
+    words = ["$5", "great", "$50"]
+    heatmap_png([("review 3 (positive): a_b_c $x^^2$ and $\\nothing$", words, np.array([0.2, 0.9, 0.5]))],
+                tmp_path / "attention.png")
+    assert (tmp_path / "attention.png").stat().st_size > 0
 
 
 def test_a_bar_or_a_tag_in_a_name_keeps_the_table_columns_and_stays_text():

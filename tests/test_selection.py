@@ -349,3 +349,39 @@ def test_select_scores_only_the_kept_epoch_and_reuses_runs_that_scored_every_epo
     again = selection.select_hparams("dann", ["digits->digits+rot30@150"], "dev", grid=[{"trade_off": 0.3}],
                                      out=tmp_path / "b", config=config, log=None)
     assert again.scores[0, 0, 0] == pytest.approx(full.scores["dev"])
+
+
+def test_the_printed_run_line_gives_every_part_of_the_chosen_setting(tmp_path):
+    """Review mutation2 #5 (S2-S5, S8): only a grid of scalars on an mlp was tested, so a list printed as
+    "['a', 'b']", the global --max-samples winning over a pair's cap, --weights, the candidate's lr and --text
+    could all drop out of the line unnoticed. The line is parsed back as `qianyi run` parses it."""
+    import shlex
+    from dataclasses import replace
+
+    from qianyi.bench.selection import run_commands
+    from qianyi.cli import _backbone, _text_settings, build_parser, parse_hparams, train_config
+    from qianyi.nn.resnet import NamedBackbone
+
+    weights = tmp_path / "resnet18 weights.pth"
+    weights.write_bytes(b"not read here")
+    config = TrainConfig(epochs=5, batch_size=16, weight_decay=1e-3, deterministic=True, select="dev")
+    candidate = {"layers": ["bottleneck", "logits"], "trade_off": 0.5, "lr": 0.02}
+    text = {"bigrams": True, "max_vocab": 5000}
+    (line,) = run_commands("dan", candidate, config, ["amazon/books->amazon/dvd@500"], max_samples=2000,
+                           backbone=NamedBackbone("resnet18", weights=weights), text=text, data_dir="/d d").values()
+    for flag in ("--set layers=bottleneck,logits trade_off=0.5", "--lr 0.02", "--max-samples 500",
+                 "--backbone resnet18", f"--weights '{weights}'", "--text bigrams=true,max_vocab=5000"):
+        assert flag in line, (flag, line)
+    argv = shlex.split(line)
+    assert argv[0] == "qianyi"
+    args = build_parser().parse_args(argv[1:])
+    assert (args.command, args.method, args.source, args.target) == ("run", "dan", "amazon/books", "amazon/dvd")
+    assert parse_hparams("dan", args.set) == {"layers": ("bottleneck", "logits"), "trade_off": 0.5}
+    assert train_config(args, args.seed) == replace(config, lr=0.02)
+    assert args.max_samples == 500 and args.data_dir == "/d d" and _text_settings(args) == text
+    net = _backbone(args)
+    assert (net.name, str(net.weights)) == ("resnet18", str(weights))
+    # without a pair's cap the global one is the run's; without a training setting the config's lr (none) stays
+    (line,) = run_commands("dan", {"trade_off": 0.5}, config, ["amazon/books->amazon/dvd"], max_samples=2000).values()
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.max_samples == 2000 and train_config(args, args.seed) == config and args.weights is None

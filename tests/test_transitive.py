@@ -11,7 +11,7 @@ import torch
 import qianyi
 from qianyi.cli import main
 from qianyi.data.domain import Domain, TransferTask
-from qianyi.data.tasks import load_domain, load_via
+from qianyi.data.tasks import load_domain, load_via, origins_overlap
 from qianyi.errors import DataError
 from qianyi.train import TrainConfig, run, run_via
 from qianyi.train.transitive import stages_table
@@ -178,6 +178,14 @@ def test_via_refuses_a_domain_from_the_targets_pool():
         load_via("digits+rot10", task)
 
 
+def test_touching_rotmnist_ranges_do_not_overlap():
+    """Review mutation2 #2 (D4): rotmnist keeps angles in [lo, hi), so 0-30 and 30-60 share no image."""
+    assert not origins_overlap("rotmnist:0-30", "rotmnist:30-60")
+    assert not origins_overlap("rotmnist:30-60", "rotmnist:0-30")
+    assert origins_overlap("rotmnist:0-30", "rotmnist:29.5-60") and origins_overlap("rotmnist:0-30", "rotmnist:10-20")
+    assert origins_overlap("rotmnist:0-30", "mnist") and not origins_overlap("rotmnist:0-30", "digits")
+
+
 @requires_data("mnist")
 def test_rotating_mnist_ranges_are_disjoint_images_with_their_own_angles():
     a, b = load_domain("rotmnist?angles=0-5"), load_domain("rotmnist?angles=5-10")
@@ -187,6 +195,11 @@ def test_rotating_mnist_ranges_are_disjoint_images_with_their_own_angles():
     task = qianyi.load_task("rotmnist?angles=0-5", "rotmnist?angles=55-60")
     v = load_via("rotmnist?angles=25-35", task)
     assert v.y is None and v.X.shape[1:] == task.sample_shape
+    # ranges are [lo, hi): touching ranges hold other images, so the docs' chain 0-5, 5-15, ..., 55-60 is accepted
+    for via in ("rotmnist?angles=5-15", "rotmnist?angles=45-55"):
+        assert len(load_via(via, task)) > 0
+    with pytest.raises(DataError, match="pool"):  # a range that does overlap the source's is refused
+        load_via("rotmnist?angles=4-15", task)
     with pytest.raises(DataError, match="angles"):
         load_domain("rotmnist?angles=50-70")
 

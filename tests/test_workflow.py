@@ -418,6 +418,30 @@ def test_the_runs_own_data_is_found_from_any_folder(capsys, tmp_path, monkeypatc
     assert "the run's source reads" not in err  # (refused further on: not a generative run)
 
 
+def test_predict_refuses_to_write_over_the_runs_own_training_csv(capsys, tmp_path, monkeypatch):
+    """Review mutation2 #4 (I4): predict checked --out against --data only in the tests; the run's own source was
+    checked by translate alone, so predict --out train.csv could replace the run's training data silently."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name, shift in (("train", 0.0), ("test", 1.0)):
+        X = rng.normal(size=(90, 4)) + shift
+        rows = "".join(",".join(f"{v:.4f}" for v in x) + f",{int(x[0] > shift)}\n" for x in X)
+        (tmp_path / f"{name}.csv").write_text("a,b,c,d,label\n" + rows)
+    rc, err = _cli(capsys, "run", "source-only", "--source", "csv:train.csv", "--target", "csv:test.csv", *FAST,
+                   "--out", "run")
+    assert rc == 0, err
+    before = (tmp_path / "train.csv").read_bytes()
+    rc, err = _cli(capsys, "predict", "run", "--data", "csv:test.csv", "--out", "train.csv")
+    assert rc == 2 and "the run's source reads" in err and "replace that data" in err, err
+    assert (tmp_path / "train.csv").read_bytes() == before
+    rc, err = _cli(capsys, "predict", "run", "--data", "csv:test.csv", "--out", "predictions.csv")
+    assert rc == 0 and (tmp_path / "predictions.csv").is_file(), err  # another name is written
+    # a run file's name is only refused inside a run: history.csv in a plain folder is the user's (mutation2 I1)
+    (tmp_path / "plain").mkdir()
+    rc, err = _cli(capsys, "predict", "run", "--data", "csv:test.csv", "--out", "plain/history.csv")
+    assert rc == 0 and (tmp_path / "plain" / "history.csv").is_file(), err
+
+
 def test_a_model_json_that_describes_a_far_larger_network_is_refused_before_it_is_built(capsys, tmp_path):
     # [50_000_000] passed the type checks and the network (51 GB) was built before the weights were read
     src = _blobs(tmp_path / "s.npz")

@@ -23,6 +23,7 @@ pair with MNIST (28 x 28) is brought to one canvas by a plain resize (docs/data.
 """
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -107,20 +108,39 @@ def log_mel(signal: np.ndarray, frames: int = FRAMES) -> np.ndarray:
 _FILTERS = mel_filterbank()
 
 
-def _streamed(path: Path) -> bool:
-    """Whether the wav's data chunk declares the size placeholder of a writer that could not seek back (0 or
-    0xFFFFFFFF: ``ffmpeg ... -f wav - > x.wav``): its samples run to the end of the file, which is complete."""
+#: Data-chunk sizes left in the header by a writer that could not seek back (``ffmpeg ... -f wav - > x.wav``).
+SIZE_PLACEHOLDERS = (0, 0xFFFFFFFF)
+
+
+def _streamed(path: Path) -> bytes | None:
+    """The wav's bytes with its sizes filled in when its data chunk declares a size placeholder
+    (:data:`SIZE_PLACEHOLDERS`): the samples of such a file run to the end of the file, which is complete
+    (a trailing partial frame is dropped; the RIFF size, a placeholder too, is set to match). None otherwise."""
     import struct
 
     with open(path, "rb") as fh:
         if fh.read(12)[8:12] != b"WAVE":
-            return False
+            return None
+        align = 0
         while len(head := fh.read(8)) == 8:
             chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
             if chunk == b"data":
-                return size in (0, 0xFFFFFFFF)
-            fh.seek(size + size % 2, 1)
-    return False
+                if size not in SIZE_PLACEHOLDERS or align <= 0:  # no fmt before the data: scipy names that
+                    return None
+                at = fh.tell()
+                samples = fh.read()
+                size = len(samples) // align * align
+                fh.seek(0)
+                header = fh.read(at)
+                return (header[:4] + struct.pack("<I", at + size - 8) + header[8:at - 4] + struct.pack("<I", size)
+                        + samples[:size])
+            if chunk == b"fmt ":
+                fmt = fh.read(size)
+                align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+                fh.seek(size % 2, 1)
+            else:
+                fh.seek(size + size % 2, 1)
+    return None
 
 
 def read_wav(path: str | Path) -> np.ndarray:
@@ -135,10 +155,27 @@ def read_wav(path: str | Path) -> np.ndarray:
     if path.is_file() and path.stat().st_size > limit:
         raise DataError(f"{path}: the wav file is {path.stat().st_size:,} bytes, more than the limit of {limit:,} bytes "
                         "(QIANYI_MAX_BYTES); only its middle second is used: cut it, or raise QIANYI_MAX_BYTES")
-    try:
+
+    def parse(source: Path | io.BytesIO) -> tuple[int, np.ndarray, list[warnings.WarningMessage]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rate, data = wavfile.read(path)
+            rate, data = wavfile.read(source)
+        return rate, np.asarray(data), caught
+
+    try:
+        streamed = None
+        try:
+            rate, data, caught = parse(path)
+        except FileNotFoundError:
+            raise
+        except Exception:  # a RIFF size placeholder of 0: scipy reads no chunk
+            if (streamed := _streamed(path)) is None:
+                raise
+        else:  # the header is only read again when scipy found no samples or fewer than declared
+            if data.size == 0 or any("EOF prematurely" in str(w.message) for w in caught):
+                streamed = _streamed(path)
+        if streamed is not None:  # size placeholders (a streamed file): its samples run to the end of the file
+            rate, data, caught = parse(io.BytesIO(streamed))
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: no such wav file") from None
     except Exception as exc:  # scipy's parser fails in many ways on a broken header (even UnboundLocalError)
@@ -146,11 +183,10 @@ def read_wav(path: str | Path) -> np.ndarray:
     for w in caught:
         if not issubclass(w.category, wavfile.WavFileWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        elif "EOF prematurely" in str(w.message) and not _streamed(path):  # a cut file, read as a short clip
+        elif "EOF prematurely" in str(w.message):  # a cut file, read as a short clip
             raise DataError(f"{path}: the wav file is truncated ({str(w.message).rstrip('.')}; it has "
                             f"{path.stat().st_size:,} bytes): restore or re-export it, or remove it")
         # other WavFileWarnings: an unknown or incomplete chunk after the samples, which are whole: harmless
-    data = np.asarray(data)
     if data.ndim not in (1, 2) or len(data) == 0:
         raise DataError(f"{path}: the wav file holds no samples; remove it")
     kind, bits = data.dtype.kind, data.dtype.itemsize * 8  # scaled by the file's sample type, channels then averaged
