@@ -385,3 +385,20 @@ def test_the_printed_run_line_gives_every_part_of_the_chosen_setting(tmp_path):
     (line,) = run_commands("dan", {"trade_off": 0.5}, config, ["amazon/books->amazon/dvd"], max_samples=2000).values()
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert args.max_samples == 2000 and train_config(args, args.seed) == config and args.weights is None
+
+
+def test_summary_of_a_select_folder_claims_no_validators_choice_of_epoch(tmp_path, capsys):
+    # select's runs score their validators at the last epoch only: summary credited each validator with
+    # "choosing" the last epoch (dev 75.4 where, scored every epoch, it chose 76.5)
+    from qianyi.bench.runner import BenchResult, _utilities
+
+    config = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, progress=False)
+    from qianyi.bench.selection import select_hparams
+
+    res = select_hparams(
+        "dann", ["digits->digits+rot30@150"], "dev", grid=[{"trade_off": 0.3}], out=tmp_path, config=config, log=None)
+    assert res.chosen_runs
+    bench = BenchResult.from_dirs([tmp_path], variants=True)
+    assert bench.validators() == [] and all(_utilities(r.history, "dev") is None for r in bench.runs)
+    hist = [{"epoch": 1, "score_dev": 0.5}, {"epoch": 2, "score_dev": 0.4}]
+    assert _utilities(hist, "dev") == [-0.5, -0.4]  # scored every epoch: its choice stands

@@ -209,7 +209,7 @@ def _utilities(hist: list[dict[str, float]], validator: str) -> list[float] | No
     """Per epoch, ``validator``'s utility (higher is better; NaN where it did not score), or None when the
     history does not record it."""
     key = f"score_{validator}"
-    if not hist or key not in hist[-1]:
+    if not hist or any(key not in row for row in hist):  # (select's runs score their last epoch alone)
         return None
     v = get_validator(validator)
     return [v.utility(row.get(key, math.nan)) for row in hist]
@@ -293,7 +293,7 @@ class BenchResult:
         for r in self.runs:
             if r.oracle or not r.history:
                 continue
-            ks = {k[len("score_"):] for k in r.history[-1] if k.startswith("score_")}
+            ks = set.intersection(*({k[len("score_"):] for k in row if k.startswith("score_")} for row in r.history))
             keys = ks if keys is None else keys & ks
         return sorted(keys or [])
 
