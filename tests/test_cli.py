@@ -340,3 +340,19 @@ def test_datasets_verify_reads_or_reports_every_row_and_stays_in_the_folder(tmp_
     assert "unreadable set/u.txt: sha256 " in out
     assert out.count("outside   set/") == 2 and "not-file  set/sub" in out
     assert "1 of 7 listed files match" in out
+
+
+def test_datasets_verify_follows_a_listed_file_that_is_a_link(tmp_path, capsys):
+    # a data folder whose files are symbolic links to other storage was failed as "outside" its folder
+    import hashlib
+
+    store, d = tmp_path / "store", tmp_path / "data" / "set"
+    store.mkdir()
+    d.mkdir(parents=True)
+    (store / "big.bin").write_bytes(b"payload")
+    (d / "big.bin").symlink_to(store / "big.bin")
+    (d / "SOURCE.md").write_text(f"| file | sha256 |\n|---|---|\n| big.bin | {hashlib.sha256(b'payload').hexdigest()} |\n"
+                                 f"| sub/../../x.bin | {'0' * 64} |\n")
+    assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
+    out = capsys.readouterr().out
+    assert "set/big.bin" not in out and "outside   set/sub/../../x.bin" in out and "1 of 2 listed files match" in out

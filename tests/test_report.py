@@ -230,3 +230,22 @@ def test_select_and_bench_text_escape_names_too():
     head, sep, row = res.table().splitlines()[:3]
     assert len(md_cells(head)) == len(md_cells(sep)) == len(md_cells(row)) == 3
     assert "<b>" not in res.table().replace("\\<b>", "") and md_cells(head)[1] == "npz:a<b>.npz->npz:c|d.npz dev"
+
+
+def test_the_bench_report_reads_relative_specs_from_the_folder_the_runs_started_in(tmp_path, monkeypatch):
+    # the embedding read 'npz:s.npz' from wherever `qianyi report` ran: another folder's files of the same name
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _blobs(a / "s.npz")
+    _blobs(a / "t.npz", shift=1.0, seed=1)
+    _blobs(b / "s.npz", seed=5)
+    _blobs(b / "t.npz", shift=3.0, seed=6)  # other data, the same names
+    monkeypatch.chdir(a)
+    assert main(["bench", "--methods", "dan", "--pairs", "npz:s.npz->npz:t.npz", "--seeds", "1", "--epochs", "1",
+                 "--batch-size", "16", "--no-progress", "--threads", "1", "--out", "bench"]) == 0
+    before = (a / "bench" / "report" / "embedding.png").read_bytes()
+    (a / "bench" / "report" / "embedding.key").unlink()  # drawn again, from b
+    monkeypatch.chdir(b)
+    assert main(["report", str(a / "bench")]) == 0
+    assert (a / "bench" / "report" / "embedding.png").read_bytes() == before  # a's data, not b's

@@ -11,6 +11,8 @@ import pytest
 import qianyi
 from qianyi.cli import main
 
+from .conftest import requires_data
+
 FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--threads", "1"]
 
 
@@ -72,11 +74,13 @@ def test_a_labelled_target_test_adds_per_class_accuracy_as_oracle_and_select_is_
     md = (out / "report.md").read_text()
     result = json.loads((out / "result.json").read_text())
     rep = result["target_report"]
-    assert "## Target test (ORACLE: scoring only)" in md and "not drawn: --no-embedding" in md
+    assert "## Target test (ORACLE: scoring only)" in md and "not drawn: embedding and per-layer distance: " \
+        "--no-embedding" in md and "## Target predictions" in md  # the cheap table stays
     for name, acc, row in zip(rep["class_names"], rep["per_class_accuracy"], rep["confusion"]):
         assert f"| {name} | {sum(row)} | {100 * acc:.2f}% |" in md
     assert f"| target accuracy | {100 * result['target_accuracy']:.2f}% (ORACLE" in md
     assert (out / "report" / "curves.png").is_file() and not (out / "report" / "embedding.png").exists()
+    assert "read whole (400 samples" in md  # what was predicted is said: the spec, test split included
     capsys.readouterr()
     assert main(["report", str(out), "--select", "dev"]) == 2
     assert "leave --select out" in capsys.readouterr().err
@@ -92,6 +96,7 @@ def test_a_shallow_run_is_reported_without_network_figures(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "not drawn: a shallow fit has no network" in md and "| target accuracy | unknown" in md
+    assert "| training | a shallow fit (no network: no epochs, batches or optimiser), seed 0" in md
     assert "shallow fit" in capsys.readouterr().err
 
 
@@ -106,3 +111,38 @@ def test_a_method_that_trains_no_classifier_gets_no_prediction_figures(tmp_path,
     assert main(["report", str(out)]) == 0
     assert "not drawn: discogan trains no classifier" in (out / "report.md").read_text()
     assert not (out / "report" / "predictions.png").exists()
+
+
+def test_a_relative_spec_of_a_run_without_its_folder_is_not_guessed(unlabelled_run, capsys, monkeypatch, tmp_path):
+    # a model.json of before "cwd": its npz:s.npz was read from wherever report ran (another folder's files);
+    # a cotrain run lost its predictions to the profile's refusal of a two-view network
+    import shutil
+
+    root = unlabelled_run
+    monkeypatch.chdir(root)
+    assert main(["run", "source-only", "--source", "npz:s.npz", "--target", "npz:t.npz", *FAST, "--out", "old"]) == 0
+    meta = json.loads((root / "old" / "model.json").read_text())
+    del meta["cwd"]
+    (root / "old" / "model.json").write_text(json.dumps(meta))
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    for f in ("s.npz", "t.npz"):
+        shutil.copy(root / f, elsewhere / f)
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["report", str(root / "old")]) == 0
+    md = (root / "old" / "report.md").read_text()
+    assert "'npz:s.npz' is a relative path" in md and "## Target predictions" not in md
+
+
+@requires_data("uci-mfeat/SOURCE.md")
+def test_a_two_view_run_keeps_its_predictions_when_the_profile_cannot_be_drawn(tmp_path, capsys):
+    # the per-layer profile refuses cotrain's two-view network: the predictions went with it
+    out = tmp_path / "co"
+    assert main(["run", "cotrain", "--source", "mfeat?views=fou,kar&domain=A", "--target",
+                 "mfeat?views=fou,kar&domain=B", "--epochs", "1", "--max-samples", "200", "--no-progress",
+                 "--threads", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Target predictions" in md and "not drawn: " in md and "per-layer distance: " in md

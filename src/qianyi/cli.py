@@ -891,7 +891,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.out:
             import shlex
 
-            print(f"written: {os.path.join(args.out, 'result.json')} (curves, predictions, features: "
+            print(f"written: {os.path.join(args.out, 'result.json')} (a report of the run: "
                   f"qianyi report {shlex.quote(args.out)})")
         return 0
     if args.command == "bench":

@@ -138,7 +138,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
         return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
     # the figures depend only on these models, the pair and the data: a rerun of a finished bench (to resume it,
     # add a method, print the tables) reuses them instead of redrawing (the t-SNE was 78% of such a rerun)
-    made_of = _figures_key(pair, data_dir, [(m, model.path) for m, model in models])
+    made_of = _figures_key(tuple(_where(spec, models[0][1]) for spec in pair), data_dir,
+                           [(m, model.path) for m, model in models])
     key_file, emb_file, prof_file = figs / "embedding.key", figs / "embedding.png", figs / "profile.png"
     if emb_file.is_file() and prof_file.is_file() and key_file.is_file() and key_file.read_text().strip() == made_of:
         return emb_file, prof_file, f"{pair[0]} → {pair[1]}"
@@ -151,7 +152,7 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
         key = json.dumps(model.meta.get("preprocessing", {}), sort_keys=True, default=str)
         if key not in read:
             rng = np.random.default_rng(0)
-            src, tgt = (load_domain_for(model, spec, data_dir) for spec in pair)
+            src, tgt = (load_domain_for(model, _where(spec, model), data_dir) for spec in pair)
             read[key] = (src.X[rng.permutation(len(src))[:EMBED_SAMPLES]],
                          tgt.X[rng.permutation(len(tgt))[:EMBED_SAMPLES]])
         xs, xt = read[key]
@@ -174,8 +175,22 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     return emb, prof, f"{pair[0]} → {pair[1]}"
 
 
+def _where(spec: str, model: Any) -> str:
+    """``spec`` as its run read it: a relative file path against the folder the run started in (model.json's
+    ``cwd``; an older run's is read from here)."""
+    from ..train.artefact import absolute_spec
+
+    cwd = model.meta.get("cwd")
+    return absolute_spec(spec, cwd if isinstance(cwd, str) else None)
+
+
 #: Bump when the embedding or profile figures are drawn differently: reports then redraw them.
 FIGURES_VERSION = 1
+
+
+def _absolute(spec: str) -> str:
+    kind, sep, rest = spec.partition(":")
+    return f"{kind}:{os.path.abspath(rest)}" if sep and rest else spec
 
 
 def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
@@ -185,7 +200,9 @@ def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, mode
 
     from ..data.builtin import resolve_data_dir
 
-    h = hashlib.sha256(json.dumps([FIGURES_VERSION, list(pair), str(resolve_data_dir(data_dir)), EMBED_SAMPLES,
+    root = resolve_data_dir(data_dir)
+    h = hashlib.sha256(json.dumps([FIGURES_VERSION, [_absolute(spec) for spec in pair],
+                                   None if root is None else os.path.abspath(root), EMBED_SAMPLES,
                                    [m for m, _ in models]]).encode())
     for _, folder in models:
         for name in (MODEL_FILE, "model.json"):

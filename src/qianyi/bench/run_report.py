@@ -55,20 +55,17 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
                          "class (near 100%: collapse); the validator that chose the epoch (dotted line: the epoch "
                          "kept). A dashed target-test curve is ORACLE: recorded, never used.", files["curves"], None))
     note = _no_network(r, folder)
-    if note is None and embed:
-        try:
-            found = _with_model(r, folder, figs, data_dir)
-        except Exception as exc:  # the report must not be lost to a figure that cannot be made
-            found, note = [], f"{type(exc).__name__}: {exc}"
+    notes: list[str] = [] if note is None else [note]
+    if note is None:
+        found, notes = _with_model(r, folder, figs, data_dir, embed)
         for key, section in found:
             files[key] = section[2]
             sections.append(section)
-    elif note is None:
-        note = "--no-embedding"
-    if note is not None:
-        sections.append(("Predictions and features", f"not drawn: {note}.", None, None))
+    if notes:
+        sections.append(("Predictions and features", "not drawn: " + "; ".join(notes) + ".", None, None))
         if log:
-            log(f"no predictions/embedding/profile: {note}")
+            for n in notes:
+                log(f"report: {n}")
     if r.target_report.get("per_class_accuracy"):
         sections.append(("Target test (ORACLE: scoring only)",
                          "Per-class accuracy on the labelled target test split. These labels chose nothing "
@@ -93,11 +90,17 @@ def _summary(r: RunResult) -> str:
         ("source → target", f"{r.source} → {r.target}"),
         ("samples", f"source {r.n_source} (labelled), target {r.n_target_train} (unlabelled)"
                     + (f", target test {r.n_target_test} (labelled, scoring only)" if r.n_target_test else "")),
-        ("training", ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "optimizer", "lr") if k in cfg)
+        ("training", ("a shallow fit (no network: no epochs, batches or optimiser)" if r.model_file != MODEL_FILE
+                      else ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "optimizer", "lr") if k in cfg))
          + f", seed {r.seed}, {r.train_seconds:.1f} s on {r.device}"),
         ("epoch kept", r.selection),
         ("source validation accuracy", _pct(r.source_accuracy)),
     ]
+    stages = (r.staged or {}).get("stages") or []
+    if stages:  # (the curves below are the last stage's)
+        rows.append(("stages", "; ".join(f"{st.get('name', '?')}: {st.get('method', '?')} adapting to "
+                                         f"{st.get('adapts_to', '?')}" for st in stages if isinstance(st, dict))
+                     + ". The curves are the last stage's."))
     known = set(available_validators())
     for name, value in sorted(r.scores.items()):
         sense = ("higher is better" if get_validator(name).higher_is_better else "lower is better") \
@@ -170,39 +173,65 @@ def _trains_classifier(method: str) -> bool:
         return True
 
 
-def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None
-                ) -> list[tuple[str, Section]]:
+def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None, embed: bool
+                ) -> tuple[list[tuple[str, Section]], list[str]]:
+    """The predictions, embedding and profile sections (each on its own: one that cannot be made leaves the
+    others), and why any is missing."""
     from ..train.artefact import absolute_spec, load_domain_for, load_model
 
-    model = load_model(folder)
-    cwd = model.meta.get("cwd")
-    src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
-                for spec in (r.source, r.target))
+    out: list[tuple[str, Section]] = []
+    try:
+        model = load_model(folder)
+        cwd = model.meta.get("cwd")
+        relative = [spec for spec in (r.source, r.target) if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
+        if relative and not isinstance(cwd, str):  # an older model.json: where its specs were relative to is unknown
+            return out, [f"{relative[0]!r} is a relative path and the run's model.json does not say which folder it "
+                         "was relative to (a run made before qianyi recorded it); run `qianyi report` from that folder"
+                         " after giving the run a new model.json by training it again"]
+        src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
+                    for spec in (r.source, r.target))
+    except Exception as exc:  # the report must not be lost to data that cannot be read
+        return out, [f"{type(exc).__name__}: {exc}"]
     rng = np.random.default_rng(0)
     take = rng.permutation(len(tgt))[:PREDICT_SAMPLES]
-    pred = model.predict(tgt.X[take])
-    out = [("predictions", ("Target predictions",
-                            f"The classes the model gives {len(take)} target samples (their labels, if any, unused), "
-                            "beside the source's class shares. A large difference is label shift between the domains "
-                            "or the model's errors: without target labels the two cannot be told apart.",
-                            *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png")))]
+    notes: list[str] = []
+    pool = " The target spec shares its pool of samples with the source (the run trained on the other half), so " \
+           "these include the source's." if src.origin == tgt.origin else ""
+    try:
+        pred = model.predict(tgt.X[take])
+        out.append(("predictions", ("Target predictions",
+                                    f"The classes the model gives {len(take)} samples of the target spec, read whole "
+                                    f"({len(tgt)} samples: its unlabelled part, any test split the run held out, "
+                                    "beyond --max-samples; labels unused), beside the source spec's class shares. A "
+                                    "large difference is label shift between the domains or the model's errors: "
+                                    f"without target labels the two cannot be told apart.{pool}",
+                                    *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png"))))
+    except Exception as exc:
+        return out, [f"predictions: {type(exc).__name__}: {exc}"]
+    if not embed:
+        return out, ["embedding and per-layer distance: --no-embedding"]
     pick_s = rng.permutation(len(src))[:EMBED_SAMPLES]
-    xs = src.X[pick_s]
-    xt = tgt.X[take[:EMBED_SAMPLES]]
-    out.append(("embedding", ("Feature embedding",
-                              f"t-SNE of the bottleneck features of {len(xs)} source and {len(xt)} target samples. "
-                              "Left: by domain (adapted features mix). Right: by class: the source's labels, the "
-                              "target's PREDICTED classes (crosses).",
-                              _embedding(model, xs, None if src.y is None else src.y[pick_s], xt, pred[:len(xt)],
-                                         figs / "embedding.png"), None)))
-    from ..measure.profile import layer_profile, plot_profiles
+    xs, xt = src.X[pick_s], tgt.X[take[:EMBED_SAMPLES]]
+    try:
+        out.append(("embedding", ("Feature embedding",
+                                  f"t-SNE of the bottleneck features of {len(xs)} source and {len(xt)} target samples. "
+                                  "Left: by domain (adapted features mix). Right: by class: the source's labels, the "
+                                  f"target's PREDICTED classes (crosses).{pool}",
+                                  _embedding(model, xs, None if src.y is None else src.y[pick_s], xt,
+                                             pred[:len(xt)], figs / "embedding.png"), None)))
+    except Exception as exc:
+        notes.append(f"embedding: {type(exc).__name__}: {exc}")
+    try:
+        from ..measure.profile import layer_profile, plot_profiles
 
-    prof = layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=r.method,
-                         token_ids=bool((model.meta.get("preprocessing") or {}).get("text")), progress=False)
-    out.append(("profile", ("Distance per layer", "MMD between the same source and target samples at every layer "
-                            "of the network: adaptation lowers it in the layers it adapts.",
-                            plot_profiles([prof], figs / "profile.png", title=f"{r.source} → {r.target}"), None)))
-    return out
+        prof = layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=r.method,
+                             token_ids=bool((model.meta.get("preprocessing") or {}).get("text")), progress=False)
+        out.append(("profile", ("Distance per layer", "MMD between the same source and target samples at every "
+                                "layer of the network: adaptation lowers it in the layers it adapts.",
+                                plot_profiles([prof], figs / "profile.png", title=f"{r.source} → {r.target}"), None)))
+    except Exception as exc:
+        notes.append(f"per-layer distance: {type(exc).__name__}: {exc}")
+    return out, notes
 
 
 def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np.ndarray, path: Path
