@@ -356,3 +356,34 @@ def test_datasets_verify_follows_a_listed_file_that_is_a_link(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
     out = capsys.readouterr().out
     assert "set/big.bin" not in out and "outside   set/sub/../../x.bin" in out and "1 of 2 listed files match" in out
+
+
+def test_fuzzed_inputs_are_refused_with_the_input_named(tmp_path, capsys):
+    # review (CLI fuzzing): a traceback for features of texts with mlp (the hint of lenet's error) and for a
+    # negative transferability --split-seed; duplicated --methods tabulated every run twice; --backbone mlp trained
+    # on a text task's token ids as numbers (49% against the text network's 77%)
+    from qianyi.bench.runner import bench
+    from qianyi.errors import ConfigError
+
+    lines, other = tmp_path / "texts", tmp_path / "other"
+    for folder, word in ((lines, "book"), (other, "film")):
+        folder.mkdir()
+        for label, how in (("good", "fine"), ("bad", "poor")):
+            (folder / f"{label}.txt").write_text("".join(f"a {how} {word} number {i}\n" for i in range(30)))
+    for argv, words in [
+        (["features", "--data", f"lines:{lines}", "--backbone", "mlp", "--out", str(tmp_path / "f.npz")],
+         "features of texts"),
+        (["features", "--data", f"lines:{lines}", "--backbone", "lenet", "--out", str(tmp_path / "f.npz")],
+         "features of texts"),
+        (["transferability", "digits", "--split-seed", "-1"], "--split-seed: must be between 0 and"),
+        (["run", "dann", "--source", f"lines:{lines}", "--target", f"lines:{other}", "--backbone", "mlp",
+          "--out", str(tmp_path / "r")], "--backbone mlp on a text task"),
+    ]:
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own refusal
+            rc = exc.code
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and "Traceback" not in err, (argv, err)
+    with pytest.raises(ConfigError, match="the method dann is given twice"):
+        bench(["dann", "dann"], ["digits->digits+rot30"], seeds=1, log=None)

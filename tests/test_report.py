@@ -249,3 +249,12 @@ def test_the_bench_report_reads_relative_specs_from_the_folder_the_runs_started_
     monkeypatch.chdir(b)
     assert main(["report", str(a / "bench")]) == 0
     assert (a / "bench" / "report" / "embedding.png").read_bytes() == before  # a's data, not b's
+
+
+def test_summary_refuses_a_pair_given_twice(bench_dir, capsys):
+    # summary --pairs A A counted pair A twice in the mean over pairs
+    from qianyi.bench.runner import BenchResult
+
+    s, t = BenchResult.from_dirs([bench_dir]).pairs[0]
+    assert main(["summary", str(bench_dir), "--pairs", f"{s}->{t}", f"{s}->{t}"]) == 2
+    assert "is given twice" in capsys.readouterr().err

@@ -602,6 +602,9 @@ class BenchResult:
                                 f"{', '.join(f'{s}->{t}' for s, t in have)}")
         # ``pairs`` also selects and orders them (a bench command's S->T@N names the pair S->T)
         order = [parse_pair(split_cap(p)[0]) for p in pairs] if pairs else have
+        twice = [f"{s}->{t}" for i, (s, t) in enumerate(order) if (s, t) in order[:i]]
+        if twice:  # it would count twice in the mean over pairs
+            raise ConfigError(f"the pair {twice[0]} is given twice; give each pair once")
         runs = [r for r in runs if (r.source, r.target) in order]
         pairs = [p for p in order if p in have]
         names = list(dict.fromkeys(r.method for r in runs))
@@ -935,6 +938,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     twice = [f"{s}->{t}" for i, (s, t) in enumerate(pairs_) if (s, t) in pairs_[:i]]
     if twice:
         raise ConfigError(f"bench: the pair {twice[0]} is given twice (runs are stored by pair: one cap per pair)")
+    twice = [m for i, m in enumerate(methods) if m in methods[:i]]
+    if twice:  # each of its runs would be tabulated twice (the std taken over copies)
+        raise ConfigError(f"bench: the method {twice[0]} is given twice in --methods; give each method once (compare "
+                          "settings of one method in separate --out folders, with --set)")
     methods_ = ["source-only"] + [m for m in methods if m not in BASELINES] + ["oracle"]
     hparams = hparams or {}
     base = config or TrainConfig()

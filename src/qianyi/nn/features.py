@@ -77,6 +77,10 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
         layer = default_layer(backbone)
     if isinstance(backbone, str) and backbone == "minilm":
         return _sentence_features(data, layer, batch_size)
+    if getattr(data, "is_text", False):
+        raise ConfigError(f"features of texts ({data.name!r}): use --backbone minilm (sentence vectors); the text "
+                          "networks (embbag, textcnn) need a task's vocabulary: train one with `qianyi run` and take "
+                          "its features in Python (qianyi.load_model)")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
     shape = tuple(int(s) for s in data.sample_shape)

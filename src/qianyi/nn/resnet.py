@@ -304,6 +304,11 @@ def _check_name(name: str) -> None:
         raise UnknownNameError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
 
 
+#: What to use on texts instead of an image or vector network.
+_TEXT_HINT = ("for texts leave --backbone out (the text network) or use embbag, textcnn or minilm (`qianyi features "
+              "--backbone minilm` for sentence vectors)")
+
+
 def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weights: str | os.PathLike | None = None,
                    bottleneck: int = DEFAULT_BOTTLENECK) -> Backbone:
     """The backbone ``name`` (see :data:`BACKBONES`) for samples of ``sample_shape``.
@@ -322,9 +327,12 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
         if weights is not None:
             raise ConfigError(f"--weights loads ImageNet weights into {', '.join(PRETRAINABLE)}, not {name}; "
                               "to start from a qianyi model use --init-from MODEL.pt")
+        if name == "mlp" and not shape:
+            raise DataError(f"mlp reads vectors, but the samples are texts; {_TEXT_HINT}")
         if name == "lenet":
             if len(shape) != 3:
-                raise DataError(f"lenet reads images (c, h, w), but the samples have shape {shape}; use mlp")
+                raise DataError(f"lenet reads images (c, h, w), but the samples have shape {shape}; "
+                                + (_TEXT_HINT if not shape else "use mlp"))
             model = lenet(shape[0], shape[1:], n_classes)
         else:
             model = mlp(math.prod(shape), n_classes)
@@ -333,8 +341,8 @@ def named_backbone(name: str, sample_shape: Sequence[int], n_classes: int, weigh
         model.pretrained_groups = frozenset()  # random weights
         return model
     if len(shape) != 3:
-        raise DataError(f"{name} reads images (c, h, w), but the samples have shape {shape}; for vectors use mlp "
-                        "(or the default network)")
+        raise DataError(f"{name} reads images (c, h, w), but the samples have shape {shape}; "
+                        + (_TEXT_HINT if not shape else "for vectors use mlp (or the default network)"))
     if name == efficientnet.NAME:
         return efficientnet.efficientnet_lite0(n_classes, in_channels=shape[0], weights=weights, bottleneck=bottleneck)
     return resnet(int(name[len("resnet"):]), n_classes, in_channels=shape[0], weights=weights, bottleneck=bottleneck)
