@@ -402,3 +402,18 @@ def test_summary_of_a_select_folder_claims_no_validators_choice_of_epoch(tmp_pat
     assert bench.validators() == [] and all(_utilities(r.history, "dev") is None for r in bench.runs)
     hist = [{"epoch": 1, "score_dev": 0.5}, {"epoch": 2, "score_dev": 0.4}]
     assert _utilities(hist, "dev") == [-0.5, -0.4]  # scored every epoch: its choice stands
+
+
+def test_bench_and_select_read_every_pair_before_training_any(monkeypatch, tmp_path):
+    # a typo in the second pair was found only after every run of the first had trained (hours, at real settings)
+    import qianyi.bench.runner as runner
+    import qianyi.bench.selection as selection
+    from qianyi.errors import QianyiError
+
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("trained before reading every pair"))
+    monkeypatch.setattr(selection, "run", lambda *a, **k: pytest.fail("trained before reading every pair"))
+    with pytest.raises(QianyiError, match="digitz"):
+        runner.bench(["dann"], ["digits->digits+rot30@150", "digits->digitz"], seeds=1, out=tmp_path / "b", log=None)
+    with pytest.raises(QianyiError, match="digitz"):
+        selection.select_hparams("dann", ["digits->digits+rot30@150", "digits->digitz"], "dev",
+                                 grid=[{"trade_off": 0.3}], out=tmp_path / "s", log=None)

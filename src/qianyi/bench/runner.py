@@ -957,12 +957,15 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     if len(tests) != len(pairs_):
         raise ConfigError(f"{len(tests)} target test sets for {len(pairs_)} pairs; give one per pair, in order")
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
+    tasks = []  # every pair read (and checked) before any training: a typo in the last pair costs no hours
     for (s, t), tt, cap in zip(pairs_, tests, caps):
         task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
         if task.target_test is None:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; give a labelled test set of that target with --target-tests SPEC (target_tests=), or train "
                             "on it with `qianyi run` (label-free scores)")
+        tasks.append(task)
+    for task in tasks:
         if log:
             log(task.describe())
         for m in methods_:

@@ -301,10 +301,9 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     accs = np.full_like(scores, np.nan)
     folders: dict[tuple[int, int, int], str] = {}  # each run's folder: its model.pt (shallow: model.npz)
     k = 0
-    for j, pair in enumerate(pairs):
-        pair_text, cap = split_cap(pair)
-        task = load_task(*parse_pair(pair_text), data_dir=data_dir, max_samples=max_samples if cap is None else cap,
-                         text=text)
+    tasks = [load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,  # all read before training
+                       max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
+    for j, (pair, task) in enumerate(zip(pairs, tasks)):
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
                 k += 1
