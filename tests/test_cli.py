@@ -387,3 +387,24 @@ def test_fuzzed_inputs_are_refused_with_the_input_named(tmp_path, capsys):
         assert rc == 2 and words in err and "Traceback" not in err, (argv, err)
     with pytest.raises(ConfigError, match="the method dann is given twice"):
         bench(["dann", "dann"], ["digits->digits+rot30"], seeds=1, log=None)
+
+
+def test_fuzzed_settings_name_what_is_wrong(tmp_path, capsys):
+    # review (CLI fuzzing): a repeated --set key silently kept the last; --grid of a missing file was "not JSON";
+    # a pair cap @-5 was an "unknown dataset"; minilm ignored --weights and --size
+    from qianyi.bench.runner import split_cap
+    from qianyi.cli import _read_grid, parse_hparams
+    from qianyi.errors import ConfigError, DataError
+    from qianyi.nn.features import extract
+
+    with pytest.raises(ConfigError, match="--set gives trade_off twice"):
+        parse_hparams("dann", ["trade_off=0.1", "trade_off=7"])
+    with pytest.raises(DataError, match="--grid 'nonexist.json': no such file, and not inline JSON"):
+        _read_grid("nonexist.json")
+    assert _read_grid('[{"trade_off": 1}]') == [{"trade_off": 1}]
+    for bad in ("mnist->digits@-5", "mnist->digits@1e3", "mnist->digits@"):
+        with pytest.raises(ConfigError, match="the cap after @ is a whole number"):
+            split_cap(bad)
+    assert split_cap("mnist->digits@300") == ("mnist->digits", 300) and split_cap("npz:a@b.npz->digits")[1] is None
+    with pytest.raises(ConfigError, match="minilm reads texts with its own packaged weights: leave out --weights"):
+        extract("digits", "minilm", weights="foo.pth")

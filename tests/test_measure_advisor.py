@@ -224,3 +224,19 @@ def test_a_model_trained_on_otherwise_prepared_vectors_is_not_measured_silently(
     assert main(["advise", src, tgt, "--model", str(tmp_path / "raw"), "--samples", "50", "--permutations", "0",
                  "--no-progress", "--threads", "1", "--no-standardize"]) == 0  # read as the run did: measured
     assert "--no-standardize" in capsys.readouterr().out  # and the printed command reads it so too
+
+
+def test_advise_says_when_its_model_was_adapted(tmp_path):
+    # `advise --model` took a dann run as "the source network before adaptation" without a word
+    from qianyi.train import run
+
+    task = toy_task(n=200, shift=0.5)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=5, progress=False)
+    run("dann", task, cfg, out=tmp_path / "dann")
+    run("source-only", task, cfg, out=tmp_path / "src")
+    with pytest.warns(QianyiWarning, match="was trained by dann, an adaptation method"):
+        advise(task, model=tmp_path / "dann", samples=60, permutations=0, log=None)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        advise(task, model=tmp_path / "src", samples=60, permutations=0, log=None)
+    assert not [w for w in said if "adaptation method" in str(w.message)]

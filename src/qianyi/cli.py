@@ -106,6 +106,8 @@ def parse_hparams(method: str, items: Sequence[str]) -> dict[str, Any]:
         if key not in defaults:
             raise UnknownNameError(f"method {method!r} has no hyper-parameter {key!r}; it has: "
                                    f"{', '.join(defaults) or 'none'}")
+        if key in out:  # (the last would win without a word)
+            raise ConfigError(f"--set gives {key} twice ({method}); give each setting once")
         try:
             out[key] = _parse_value(value, defaults[key])
         except ValueError as exc:
@@ -415,8 +417,12 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
 
     if text is None:
         return None
+    inline = text.lstrip().startswith(("[", "{"))
+    if not inline and not Path(text).is_file():
+        raise DataError(f"--grid {text!r}: no such file, and not inline JSON (a list of settings, e.g. "
+                        "'[{\"trade_off\": 1.0}]')" + (": it is a folder" if Path(text).is_dir() else ""))
     try:
-        raw = Path(text).read_text() if not text.lstrip().startswith(("[", "{")) and Path(text).is_file() else text
+        raw = Path(text).read_text() if not inline else text
         grid = json.loads(raw)
     except (OSError, json.JSONDecodeError) as exc:
         raise UnknownNameError(f"--grid: not a JSON list of settings nor a readable JSON file ({exc})") from None

@@ -178,6 +178,21 @@ def _is_fully_connected(model: Backbone, name: str) -> bool:
     return not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.groups[name].modules())
 
 
+def _warn_if_adapted(meta_file: Path) -> None:
+    """The advice reads ``--model`` as the network before adaptation: say so when its run adapted."""
+    import json
+
+    try:
+        method = json.loads(meta_file.read_text()).get("method")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(method, str) and method not in ("source-only", "oracle"):
+        warnings.warn(f"advise: the model in {str(meta_file.parent)!r} was trained by {method}, an adaptation "
+                      "method: the advice reads it as the source network before adaptation (its ATC estimate and "
+                      "distances are of an adapted network); give a source-only run's model", QianyiWarning,
+                      stacklevel=3)
+
+
 def advise(task: TransferTask, model: str | Path | nn.Module | None = None, config: TrainConfig | None = None,
            metrics: Sequence[str] = ("mk-mmd", "a-distance"), samples: int = 1000, permutations: int = 200,
            seed: int = 0, out: str | Path | None = None, log: Callable[[str], None] | None = print,
@@ -224,6 +239,7 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     elif isinstance(model, (str, Path)):
         net = load_weights_for(model, task)
         saved = str(Path(model) / MODEL_FILE) if Path(model).is_dir() else str(model)  # --init-from takes the file
+        _warn_if_adapted(Path(saved).parent / "model.json")
     else:
         net = model
     net.eval()

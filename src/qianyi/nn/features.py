@@ -76,6 +76,9 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
     if layer is None:
         layer = default_layer(backbone)
     if isinstance(backbone, str) and backbone == "minilm":
+        given = [flag for flag, v in (("--weights", weights), ("--size", size)) if v is not None]
+        if given:  # (they were ignored without a word)
+            raise ConfigError(f"minilm reads texts with its own packaged weights: leave out {', '.join(given)}")
         return _sentence_features(data, layer, batch_size)
     if getattr(data, "is_text", False):
         raise ConfigError(f"features of texts ({data.name!r}): use --backbone minilm (sentence vectors); the text "
