@@ -223,3 +223,15 @@ def test_scikit_learn_conventions_regressor_not_fitted_and_column_names():
     with pytest.raises(DataError, match=r"missing \['c5'\]"):
         m.predict(df.rename(columns={"c5": "z"}))
     assert not hasattr(P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(X, proxy), "feature_names_in_")
+
+
+def test_a_diverged_proxy_network_and_bad_settings_are_named():
+    # lr=1e6 was reported as NaN "in the features: drop or impute them" (the data were clean); lr=0 and dropout=1
+    # shared one message naming both settings
+    X, y, proxy = _world(n=200)
+    with pytest.raises(ConfigError, match="the proxy network diverged.*lower the learning rate"):
+        P.ProxyTransfer(**{**FAST, "lr": 1e6, "steps": 50}).fit_proxy(X, proxy)
+    with pytest.raises(ConfigError, match=r"lr=0.0: the learning rate must be above 0"):
+        P.ProxyTransfer(**{**FAST, "lr": 0.0}).fit_proxy(X, proxy)
+    with pytest.raises(ConfigError, match=r"dropout=1.0: must be below 1"):
+        P.ProxyTransfer(**{**FAST, "dropout": 1.0}).fit_proxy(X, proxy)

@@ -199,8 +199,10 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name}={value!r}: give a finite number >= 0")
-        if self.lr <= 0 or self.dropout >= 1:
-            raise ConfigError(f"lr={self.lr} must be > 0 and dropout={self.dropout} below 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr}: the learning rate must be above 0")
+        if self.dropout >= 1:
+            raise ConfigError(f"dropout={self.dropout}: must be below 1 (1 drops every unit)")
         if self.standardize not in STANDARDIZE:
             raise ConfigError(f"standardize={self.standardize!r}: give one of {', '.join(STANDARDIZE)}")
         if self.alphas is not None and (np.ndim(self.alphas) != 1 or len(self.alphas) == 0 or min(self.alphas) <= 0):
@@ -291,6 +293,9 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
                 loss.backward()
                 opt.step()
         net.eval()
+        if not math.isfinite(float(loss.detach())) or not all(bool(torch.isfinite(w).all()) for w in net.parameters()):
+            raise ConfigError(f"the proxy network diverged (its loss or weights are NaN or infinite after "
+                              f"{int(self.steps)} steps at lr={self.lr}): lower the learning rate (--lr)")
         self.net_ = net
         for stale in ("coef_", "intercept_", "alpha_"):  # the ridge was fitted on the old network's features
             if hasattr(self, stale):
