@@ -408,3 +408,15 @@ def test_fuzzed_settings_name_what_is_wrong(tmp_path, capsys):
     assert split_cap("mnist->digits@300") == ("mnist->digits", 300) and split_cap("npz:a@b.npz->digits")[1] is None
     with pytest.raises(ConfigError, match="minilm reads texts with its own packaged weights: leave out --weights"):
         extract("digits", "minilm", weights="foo.pth")
+
+
+def test_more_fuzzed_settings_are_refused(capsys):
+    # --text max_len=5,max_len=6 kept the last; transferability --dissimilar the dataset itself gave the similar
+    # pair twice under two names
+    from qianyi.data.text import parse_text_settings
+    from qianyi.errors import DataError
+
+    with pytest.raises(DataError, match="--text gives max_len twice"):
+        parse_text_settings("max_len=5,max_len=6")
+    assert main(["transferability", "digits", "--dissimilar", "digits"]) == 2
+    assert "is the dataset itself" in capsys.readouterr().err

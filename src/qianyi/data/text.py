@@ -117,6 +117,8 @@ def parse_text_settings(text: str | None) -> dict | None:
         key, sep, value = (x.strip() for x in part.partition("="))
         if not sep or key not in CLI_TEXT_SETTINGS:
             raise DataError(f"--text: expected KEY=VALUE with KEY one of {', '.join(CLI_TEXT_SETTINGS)}, got {part!r}")
+        if key in out:  # (the last would win without a word)
+            raise DataError(f"--text gives {key} twice; give each setting once")
         if CLI_TEXT_SETTINGS[key] is bool:
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise DataError(f"--text: {key} is true or false, got {value!r}")

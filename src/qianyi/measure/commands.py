@@ -210,7 +210,8 @@ def _measure(args: argparse.Namespace) -> int:
 
     given = args.adapt
     args.adapt = ADAPT_DEFAULT if given is None else given
-    adapt = [] if args.adapt.strip().lower() in ("", "none") else [x.strip() for x in args.adapt.split(",") if x.strip()]
+    adapt = [] if args.adapt.strip().lower() in ("", "none") else \
+        list(dict.fromkeys(x.strip() for x in args.adapt.split(",") if x.strip()))  # (each profiled once)
     for name in adapt:  # a typo fails now, not after the source network has trained
         get_method(name)
     if not args.layers and (args.init_from or args.freeze or args.init_layers is not None or args.l2sp
@@ -245,6 +246,9 @@ def _transferability(args: argparse.Namespace) -> int:
                         "--selection-samples")
     d = load_domain(args.dataset, args.data_dir)
     pairs = [similar_pair(d, args.split_seed, args.max_samples)]
+    if args.dissimilar and args.dissimilar.strip() == args.dataset.strip():
+        raise DataError(f"--dissimilar {args.dissimilar!r} is the dataset itself: its 'dissimilar' pair would be the "
+                        "similar one again; give another dataset (e.g. fashion for mnist), or leave --dissimilar out")
     if args.dissimilar:
         other = load_domain(args.dissimilar, args.data_dir)
         if other.sample_shape != d.sample_shape:
