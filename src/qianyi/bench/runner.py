@@ -56,7 +56,7 @@ def split_cap(text: str) -> tuple[str, int | None]:
     domain (the bench protocol caps the 28x28 pairs and not the UCI ones); without ``@N``, (text, None).
     A trailing ``@`` and ASCII digits always read as a cap (a target path ending so needs renaming)."""
     pair, sep, cap = text.rpartition("@")
-    if sep and "->" in pair and "->" not in cap and re.fullmatch(r"[-+0-9.eE]*", cap) and not cap.isdigit():
+    if sep and "->" in pair and re.fullmatch(r"[-+]?[0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)?", cap) and not cap.isdigit():
         raise ConfigError(f"{text!r}: the cap after @ is a whole number of samples per domain, at least 2 "
                           f"(e.g. {pair}@5000), got {cap!r}")
     if not sep or not re.fullmatch(r"[0-9]+", cap):

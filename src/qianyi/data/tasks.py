@@ -236,8 +236,6 @@ def _csv_filter_sets(base: str) -> dict[str, tuple[str, set[str]]]:
 #: 1.4% of UCI Bank Marketing's landline contacts equal a cellular one in every kept column) are warned about.
 OVERLAP_REFUSED = 0.05
 OVERLAP_MIN = 5
-#: The same where values recur by chance (its level only estimated): a half-copied test split stays refused.
-OVERLAP_REFUSED_FEW_VALUES = 0.25
 
 
 def _row_keys(X: object) -> list[bytes]:
@@ -250,8 +248,11 @@ def _row_keys(X: object) -> list[bytes]:
 
 @dataclass(frozen=True)
 class _Overlap:
-    """Test samples found among another domain's: how many, how many chance alone would give, and its noise."""
+    """Test samples found among another domain's (``shared``: all of them), and the count that decides: those that
+    occur once on each side (``found``: a sample read twice is unique on each side; a common value of data of few
+    values recurs within a side), against the count chance alone gives (``chance``) and its noise."""
 
+    shared: int
     found: int
     chance: float
     noise: float
@@ -261,76 +262,47 @@ class _Overlap:
         return self.found - self.chance
 
 
-#: Below this expected number of chance matches per test sample, a shared sample is a copy, not chance.
-CHANCE_NEGLIGIBLE = 0.01
+def _once_on_each_side(a: Sequence[bytes], b: Sequence[bytes]) -> tuple[int, int]:
+    """How many of ``a`` occur in ``b``, and how many of those occur exactly once in each."""
+    in_a, in_b = Counter(a), Counter(b)
+    shared = [k for k in a if k in in_b]
+    return len(shared), sum(in_a[k] == 1 and in_b[k] == 1 for k in shared)
 
 
-def _pair_collision(X: object, rows: int = 2000, seed: int = 0) -> float:
-    """The probability that two independent samples of ``X`` are equal, taking its columns as independent:
-    the product over columns of each column's collision rate (0 at once for a real-valued column). Row
-    duplicates (an oversampled or doubled table) barely move it, unlike counting repeated rows."""
-    if is_lazy(X):
-        return 0.0
-    A = np.asarray(X)
-    A = A.reshape(len(A), -1)
-    if len(A) > rows:
-        A = A[np.random.default_rng(seed).choice(len(A), rows, replace=False)]
-    m, q = len(A), 1.0
-    if m < 2:
-        return 0.0
-    for j in range(A.shape[1]):
-        counts = np.unique(A[:, j], return_counts=True)[1].astype(np.float64)
-        q *= float((counts * (counts - 1)).sum() / (m * (m - 1)))
-        if q == 0.0:
-            break
-    return q
-
-
-def _chance_rate(test: Domain, other: Domain, other_keys: Sequence[bytes],
-                 reference: Domain | None) -> float:
-    """How often an independent test sample would equal one of ``other``'s by chance: 0 for images and
-    real-valued data (a shared sample is a copy, even when ``other`` repeats its own rows); in data of few
-    values (a table of a few categories or binary columns), the larger of ``other``'s leave-one-out rate (its
-    samples that meet another of its samples) and the rate at which test samples meet the target's own
-    unlabelled samples (``reference``: the test's distribution, which may gather on common values)."""
-    if len(other) * _pair_collision(other.X) < CHANCE_NEGLIGIBLE:
-        return 0.0
-    seen = Counter(other_keys)
-    rate = sum(c for c in seen.values() if c > 1) / max(len(other_keys), 1)
-    if reference is not None and len(reference) and not is_lazy(reference.X):
-        mine = set(_row_keys(reference.X))
-        keys = _row_keys(test.X)
-        rate = max(rate, sum(k in mine for k in keys) / len(keys))
-    return rate
-
-
-def _shared(test_keys: Sequence[bytes], other_keys: Sequence[bytes], rate: float) -> _Overlap:
-    """How many test keys occur among ``other_keys``, against ``rate`` (:func:`_chance_rate`)."""
-    seen = set(other_keys)
-    found = sum(k in seen for k in test_keys)
-    return _Overlap(found, rate * len(test_keys), 3.0 * math.sqrt(rate * (1 - rate) * len(test_keys)))
+def _shared(test_keys: Sequence[bytes], other_keys: Sequence[bytes], seed: int = 0) -> _Overlap:
+    """Test keys among ``other_keys``, against chance: the same count between two disjoint random parts of
+    ``other`` (one the size of the test split), so that data of few values, whose independent samples share
+    values (a table of a few categories or binary columns, correlated columns too), is measured on itself; it is
+    0 for images, texts and real-valued rows, where a sample found on both sides is a copy."""
+    shared, found = _once_on_each_side(test_keys, other_keys)
+    m = min(len(test_keys), len(other_keys) // 2)
+    rate = 0.0
+    if m and found:  # (nothing found: nothing to weigh)
+        order = np.random.default_rng(seed).permutation(len(other_keys))
+        part = [other_keys[i] for i in order[:m]]
+        rest = [other_keys[i] for i in order[m:]]
+        rate = _once_on_each_side(part, rest)[1] / m
+    n = len(test_keys)
+    return _Overlap(shared, found, rate * n, 3.0 * math.sqrt(rate * (1 - rate) * n))
 
 
 def _refused(o: _Overlap, n: int) -> bool:
-    """More shared samples than chance explains, by more than :data:`OVERLAP_REFUSED` of the test split (in data
-    of few values, where chance is only estimated, :data:`OVERLAP_REFUSED_FEW_VALUES`; less is warned about)."""
-    share = OVERLAP_REFUSED if o.chance == 0 else OVERLAP_REFUSED_FEW_VALUES
-    return o.excess > share * n + o.noise and o.excess >= OVERLAP_MIN
+    """More samples once on each side than chance gives, by more than :data:`OVERLAP_REFUSED` of the test split."""
+    return o.excess > OVERLAP_REFUSED * n + o.noise and o.excess >= OVERLAP_MIN
 
 
-def _said(o: _Overlap, n: int) -> bool:
-    """Worth a warning: any shared sample where chance shares none; else more than :data:`OVERLAP_REFUSED` of the
-    test split beyond chance (whose level, from a smaller sample of the target, is only estimated)."""
-    return o.excess > (0.0 if o.chance == 0 else OVERLAP_REFUSED * n) + o.noise
+def _said(o: _Overlap) -> bool:
+    """Worth a warning: a shared sample where chance shares none (duplicates in the data), or more than chance."""
+    return bool(o.shared) and (o.chance == 0 or o.excess > o.noise)
 
 
 def _chance_note(o: _Overlap, n: int) -> str:
-    return (f" (values of this data recur by chance: about {o.chance:.0f} of {n} would be shared by independent "
-            "samples)") if o.chance >= 1 else ""
+    return (f" (values of this data recur by chance: about {o.chance:.0f} of {n} would be shared once on each side "
+            "by independent samples)") if o.chance >= 1 else ""
 
 
 def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain | None]], what: str,
-                       refuse: bool = True, reference: Domain | None = None) -> None:
+                       refuse: bool = True) -> None:
     """Refuse a task whose target test samples also lie in ``others`` (e.g. the labelled source): above
     :data:`OVERLAP_REFUSED` of the test split the specs overlap (rotmnist ranges that overlap, one pool read
     twice); a few duplicates are warned about, and so is any number when ``refuse`` is False (sides known to
@@ -340,9 +312,8 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
     :attr:`Domain.keys`, by the samples they were made from, so that a rotated, inverted, noisy or re-rendered
     copy (``idx:$QIANYI_DATA/mnist+rot30`` against ``mnist``, ``idx:$QIANYI_DATA/mnist`` against ``mnist-m``)
     counts as the sample it copies. Streamed images are compared by their files' bytes, with each other only:
-    a streamed side and one in memory cannot be compared, and a warning says so. In data of few values,
-    shared samples are counted against chance (:func:`_chance_rate`; ``reference``: the target's unlabelled
-    samples, drawn like the test split)."""
+    a streamed side and one in memory cannot be compared, and a warning says so. Samples found once on each side
+    are counted against chance (:func:`_shared`), so data of few values is not refused for values that recur."""
     if test is None or not len(test):
         return
     keys = _row_keys(test.X)
@@ -354,23 +325,21 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                           "(?stream=1), so their samples were not compared for overlap; stream both sides (or "
                           "neither) to have a test sample seen in training refused", QianyiWarning, stacklevel=3)
             continue
-        other_keys = _row_keys(d.X)
-        rate = _chance_rate(test, d, other_keys, reference)
-        o = _shared(keys, other_keys, rate)
-        n = o.found
+        o = _shared(keys, _row_keys(d.X))
+        n = o.shared
         if refuse and _refused(o, len(keys)):
             raise DataError(f"{what}: {n} of the {len(keys)} target test samples are also in the {role} "
                             f"({d.name!r}){_chance_note(o, len(keys))}: the specs overlap, so the score would count "
                             "samples seen in training; give disjoint data (e.g. rotmnist?angles ranges that do not "
                             "overlap, mfeat domains A and B, a --target-test not drawn from the source)")
-        if n and _said(o, len(keys)):  # (data of few values: only clearly more than chance is worth a word)
+        if _said(o):  # (data of few values: only more than chance is worth a word)
             warnings.warn(f"{what}: {n} of the {len(keys)} target test samples are identical to samples in the "
                           f"{role} ({d.name!r}){_chance_note(o, len(keys))}; duplicates in the data? they count as "
                           "seen in training", QianyiWarning, stacklevel=3)
         if test.keys is None or d.keys is None:
             continue
-        made = _shared(test.keys.tolist(), d.keys.tolist(), rate)
-        n_made = made.found
+        made = _shared(test.keys.tolist(), d.keys.tolist())
+        n_made = made.shared
         if n_made <= n:  # nothing that the comparison above did not find
             continue
         if refuse and _refused(made, len(keys)):
@@ -380,7 +349,7 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                             "so the score would count samples seen in training with their labels; give a target "
                             "(or --target-test) of other samples (for MNIST-M -> MNIST write mnist-m -> mnist, which "
                             "splits the MNIST pool into disjoint halves)")
-        if not _said(made, len(keys)):
+        if not _said(made):
             continue
         warnings.warn(f"{what}: {n_made} of the {len(keys)} target test samples are made from the same samples as "
                       f"samples in the {role} ({d.name!r}), shifted or re-rendered; duplicates in the data? they "
@@ -529,7 +498,7 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
                                      seed=split_seed, classifier=classifier)
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
     check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}",  # train and val rows
-                       refuse=not (disjoint_rows and target_test is None), reference=task.target)
+                       refuse=not (disjoint_rows and target_test is None))
     if task.source.is_text:
         task = tokenize_task(task, pre, **(text or {}))
         pre = task.preprocessing
@@ -628,7 +597,7 @@ def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None =
         d = _subsample(d, max_samples, seed) if d.y is not None else \
             d.subset(np.sort(np.random.default_rng(seed).choice(len(d), max_samples, replace=False)))
     d = prepare(d, task.preprocessing or {}, shifts, spec).replace(y=None)
-    check_test_overlap(task.target_test, [(f"via domain {spec!r}", d)], f"via {spec}", reference=task.target)
+    check_test_overlap(task.target_test, [(f"via domain {spec!r}", d)], f"via {spec}")
     for side, other in (("source", task.source), ("target", task.target)):  # not an error: a chain that degenerates
         if len(d) and not is_lazy(d.X) and not is_lazy(other.X):
             theirs = set(_row_keys(other.X))
