@@ -420,3 +420,15 @@ def test_more_fuzzed_settings_are_refused(capsys):
         parse_text_settings("max_len=5,max_len=6")
     assert main(["transferability", "digits", "--dissimilar", "digits"]) == 2
     assert "is the dataset itself" in capsys.readouterr().err
+
+
+def test_set_given_twice_keeps_both_lists(tmp_path, capsys):
+    # `--set trade_off=0.1 --set hidden=64` trained with trade_off 1.0: the second --set replaced the first
+    from qianyi.cli import build_parser
+
+    args = build_parser().parse_args(["run", "dann", "--source", "digits", "--target", "digits+rot30", "--set",
+                                      "trade_off=0.1", "--set", "hidden=64"])
+    assert args.set == ["trade_off=0.1", "hidden=64"]
+    assert main(["run", "dann", "--source", "digits", "--target", "digits+rot30", "--set", "trade_off=0.1",
+                 "--set", "trade_off=2", "--out", str(tmp_path / "r")]) == 2
+    assert "--set gives trade_off twice" in capsys.readouterr().err

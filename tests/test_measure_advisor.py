@@ -234,8 +234,11 @@ def test_advise_says_when_its_model_was_adapted(tmp_path):
     cfg = TrainConfig(epochs=1, steps_per_epoch=5, progress=False)
     run("dann", task, cfg, out=tmp_path / "dann")
     run("source-only", task, cfg, out=tmp_path / "src")
-    with pytest.warns(QianyiWarning, match="was trained by dann, an adaptation method"):
+    with pytest.warns(QianyiWarning, match="was trained by dann, by an adaptation method"):
         advise(task, model=tmp_path / "dann", samples=60, permutations=0, log=None)
+    run("oracle", task, cfg, out=tmp_path / "oracle")
+    with pytest.warns(QianyiWarning, match=r"trained by oracle, on target labels \(ORACLE\)"):
+        advise(task, model=tmp_path / "oracle", samples=60, permutations=0, log=None)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         advise(task, model=tmp_path / "src", samples=60, permutations=0, log=None)

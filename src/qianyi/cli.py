@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="training seed: initial weights, batch order (default 0)")
     r.add_argument("--out", default=None, help="output folder for result.json, model.pt and checkpoint.pt (a rerun "
                    "resumes from it); without it nothing is written and a killed run cannot resume")
-    r.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="method hyper-parameters, e.g. trade_off=0.3")
+    r.add_argument("--set", nargs="*", action="extend", default=[], metavar="NAME=VALUE",
+                   help="method hyper-parameters, e.g. trade_off=0.3 (--set given twice: both lists)")
     g = r.add_argument_group("splits and preprocessing (qianyi.load_task's options)")
     g.add_argument("--test-fraction", type=share_or_zero, default=0.3, metavar="F",
                    help="share of a labelled target held out as its test split, scored once (default 0.3; "
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one labelled target test set per pair, in the order of --pairs: scored at the end, "
                         "while all of each target trains without labels")
     b.add_argument("--out", required=True, help="output folder; a rerun resumes, reusing finished runs")
-    b.add_argument("--set", nargs="*", default=[], metavar="METHOD.NAME=VALUE",
+    b.add_argument("--set", nargs="*", action="extend", default=[], metavar="METHOD.NAME=VALUE",
                    help="a method's hyper-parameters for this bench, e.g. cbst.align=dann (one setting per "
                         "method and bench: compare variants in separate --out folders)")
     b.add_argument("--no-embedding", action="store_true", help="the report without its t-SNE embedding and "

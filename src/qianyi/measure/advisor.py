@@ -186,11 +186,12 @@ def _warn_if_adapted(meta_file: Path) -> None:
         method = json.loads(meta_file.read_text()).get("method")
     except (OSError, ValueError, AttributeError):
         return
-    if isinstance(method, str) and method not in ("source-only", "oracle"):
-        warnings.warn(f"advise: the model in {str(meta_file.parent)!r} was trained by {method}, an adaptation "
-                      "method: the advice reads it as the source network before adaptation (its ATC estimate and "
-                      "distances are of an adapted network); give a source-only run's model", QianyiWarning,
-                      stacklevel=3)
+    if isinstance(method, str) and method != "source-only":
+        what = ("on target labels (ORACLE): the advice, which uses no target labels, would rest on them"
+                if method == "oracle" else "by an adaptation method: the advice reads it as the source network "
+                "before adaptation (its ATC estimate and distances are of an adapted network)")
+        warnings.warn(f"advise: the model in {str(meta_file.parent)!r} was trained by {method}, {what}; give a "
+                      "source-only run's model", QianyiWarning, stacklevel=3)
 
 
 def advise(task: TransferTask, model: str | Path | nn.Module | None = None, config: TrainConfig | None = None,
