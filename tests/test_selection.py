@@ -417,3 +417,16 @@ def test_bench_and_select_read_every_pair_before_training_any(monkeypatch, tmp_p
     with pytest.raises(QianyiError, match="digitz"):
         selection.select_hparams("dann", ["digits->digits+rot30@150", "digits->digitz"], "dev",
                                  grid=[{"trade_off": 0.3}], out=tmp_path / "s", log=None)
+    texts = tmp_path / "texts"  # a second pair the network cannot read (mlp on token ids)
+    texts.mkdir()
+    for label, how in (("good", "fine"), ("bad", "poor")):
+        (texts / f"{label}.txt").write_text("".join(f"a {how} book number {i}\n" for i in range(40)))
+    (tmp_path / "other").mkdir()
+    for label, how in (("good", "fine"), ("bad", "poor")):
+        (tmp_path / "other" / f"{label}.txt").write_text("".join(f"a {how} film number {i}\n" for i in range(40)))
+    text_pair = f"lines:{texts}->lines:{tmp_path / 'other'}"
+    with pytest.raises(QianyiError, match="--backbone mlp on a text task"):
+        runner.bench(["dann"], ["digits->digits+rot30@150", text_pair], seeds=1, backbone="mlp", log=None)
+    with pytest.raises(QianyiError, match="--backbone mlp on a text task"):
+        selection.select_hparams("dann", ["digits->digits+rot30@150", text_pair], "dev", grid=[{"trade_off": 0.3}],
+                                 out=tmp_path / "s2", backbone="mlp", log=None)

@@ -32,7 +32,7 @@ from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
-from ..train.run import ORACLE_KEY, BackboneSpec, check_shallow_settings, run, run_fingerprint
+from ..train.run import ORACLE_KEY, BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
 from ..train.transitive import is_bare_last_stage
 
@@ -967,6 +967,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; give a labelled test set of that target with --target-tests SPEC (target_tests=), or train "
                             "on it with `qianyi run` (label-free scores)")
+        _for_task(backbone, task)  # a network that cannot read this pair (--backbone mlp on texts): said now
         tasks.append(task)
     for task in tasks:
         if log:

@@ -31,7 +31,7 @@ from ..select import available_validators, get_validator
 from ..select.validators import builtin_validators
 from ..train.config import LAST, TrainConfig
 from ..train.result import RunResult
-from ..train.run import BackboneSpec, check_shallow_settings, run, run_fingerprint
+from ..train.run import BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
 from .runner import _network_name, check_backbone_spec, parse_pair, split_cap
 
@@ -303,6 +303,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     k = 0
     tasks = [load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,  # all read before training
                        max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
+    for task in tasks:  # a network that cannot read a pair (--backbone mlp on texts): said before any training
+        _for_task(backbone, task)
     for j, (pair, task) in enumerate(zip(pairs, tasks)):
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
