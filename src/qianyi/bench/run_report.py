@@ -184,10 +184,10 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
         model = load_model(folder)
         cwd = model.meta.get("cwd")
         relative = [spec for spec in (r.source, r.target) if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
-        if relative and not isinstance(cwd, str):  # an older model.json: where its specs were relative to is unknown
-            return out, [f"{relative[0]!r} is a relative path and the run's model.json does not say which folder it "
-                         "was relative to (a run made before qianyi recorded it); run `qianyi report` from that folder"
-                         " after giving the run a new model.json by training it again"]
+        # an older model.json does not say where its relative specs were relative to: read from here, and said
+        unsure = (f" The run's model.json does not say which folder {relative[0]!r} was relative to (a run made "
+                  f"before qianyi recorded it): it was read from {os.getcwd()!r}, where `qianyi report` ran."
+                  if relative and not isinstance(cwd, str) else "")
         src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
                     for spec in (r.source, r.target))
     except Exception as exc:  # the report must not be lost to data that cannot be read
@@ -204,7 +204,7 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
                                     f"({len(tgt)} samples: its unlabelled part, any test split the run held out, "
                                     "beyond --max-samples; labels unused), beside the source spec's class shares. A "
                                     "large difference is label shift between the domains or the model's errors: "
-                                    f"without target labels the two cannot be told apart.{pool}",
+                                    f"without target labels the two cannot be told apart.{pool}{unsure}",
                                     *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png"))))
     except Exception as exc:
         return out, [f"predictions: {type(exc).__name__}: {exc}"]
