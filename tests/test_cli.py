@@ -432,3 +432,12 @@ def test_set_given_twice_keeps_both_lists(tmp_path, capsys):
     assert main(["run", "dann", "--source", "digits", "--target", "digits+rot30", "--set", "trade_off=0.1",
                  "--set", "trade_off=2", "--out", str(tmp_path / "r")]) == 2
     assert "--set gives trade_off twice" in capsys.readouterr().err
+
+
+def test_empty_lists_are_said_to_be_empty(capsys):
+    # bench --methods '' asked for "at least one seed, one method and one pair (--seeds N ...)"; --metrics ''
+    # was an "unknown distance []"
+    assert main(["bench", "--methods", "", "--pairs", "digits->digits+rot30", "--out", "x"]) == 2
+    assert "--methods is empty" in capsys.readouterr().err
+    assert main(["measure", "digits", "digits+rot30", "--metrics", ""]) == 2
+    assert "--metrics is empty" in capsys.readouterr().err

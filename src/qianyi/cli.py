@@ -903,6 +903,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "bench":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise ConfigError("--methods is empty: name the methods to compare, e.g. --methods dan,dann "
+                              "(`qianyi methods` lists them)")
         check_copied_lr_mult(train_config(args), methods)
         res = bench(methods, list(args.pairs), seeds=args.seeds, out=args.out,
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,

@@ -60,8 +60,10 @@ def check_metrics(names: Sequence[str]) -> list[str]:
     """Validate metric names (a comma-separated string is split)."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise UnknownNameError(f"no distance given (--metrics is empty); choose from {', '.join(METRICS)}")
     unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
+    if unknown:
         raise UnknownNameError(f"unknown distance {unknown or names!r}; available: {', '.join(METRICS)}")
     return list(names)
 
