@@ -535,12 +535,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _id_header(spec: str) -> str:
     """The predictions' column of sample ids: a CSV's ``?id=COL`` column keeps its name, else ``file``."""
-    from .data.tasks import parse_spec
+    from .data.tasks import parse_options, parse_spec
 
     kind, _, rest = parse_spec(spec)[0].partition(":")
-    query = rest.partition("?")[2] if kind == "csv" else ""
-    found = [v for k, _, v in (item.partition("=") for item in query.split("&")) if k == "id" and v]
-    return found[0] if found and found[0] not in ("index", "predicted", "label") else "id" if found else "file"
+    col = parse_options("csv", rest.partition("?")[2], spec).get("id") if kind == "csv" else None
+    return "file" if not col else col if col not in ("index", "predicted", "label") else "id"
 
 
 def _write_rows(path: str | None, rows: list[list[str]]) -> None:

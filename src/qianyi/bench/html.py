@@ -18,7 +18,7 @@ import numpy as np
 
 from .._io import sha256_file, write_text
 from .._report import md_cell, md_cells, save_figure, subplots
-from ..train.artefact import load_model
+from ..train.artefact import absolute_spec, load_model
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
 from ..train.store import RunStore
@@ -178,19 +178,12 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
 def _where(spec: str, model: Any) -> str:
     """``spec`` as its run read it: a relative file path against the folder the run started in (model.json's
     ``cwd``; an older run's is read from here)."""
-    from ..train.artefact import absolute_spec
-
     cwd = model.meta.get("cwd")
     return absolute_spec(spec, cwd if isinstance(cwd, str) else None)
 
 
 #: Bump when the embedding or profile figures are drawn differently: reports then redraw them.
 FIGURES_VERSION = 1
-
-
-def _absolute(spec: str) -> str:
-    kind, sep, rest = spec.partition(":")
-    return f"{kind}:{os.path.abspath(rest)}" if sep and rest else spec
 
 
 def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
@@ -201,7 +194,7 @@ def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, mode
     from ..data.builtin import resolve_data_dir
 
     root = resolve_data_dir(data_dir)
-    h = hashlib.sha256(json.dumps([FIGURES_VERSION, [_absolute(spec) for spec in pair],
+    h = hashlib.sha256(json.dumps([FIGURES_VERSION, [absolute_spec(spec, os.getcwd()) for spec in pair],
                                    None if root is None else os.path.abspath(root), EMBED_SAMPLES,
                                    [m for m, _ in models]]).encode())
     for _, folder in models:

@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-from ..train.config import positive_int, share
+from ..train.config import positive_int, seed_int, share
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -52,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     t.add_argument("--dissimilar", default=None, metavar="OTHER", help="a second dataset for the dissimilar pair")
     t.add_argument("--ks", default=None, help="layer counts to copy, e.g. 1,2,3,4 (default: all below the logits)")
     t.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
-    t.add_argument("--split-seed", type=_seed, default=0, help="seed of the class split (default 0)")
+    t.add_argument("--split-seed", type=seed_int, default=0, help="seed of the class split (default 0)")
     t.add_argument("--out", default=None, help="write transferability.json/.md/.png and runs/ here (resumable)")
     train_args(t)
     for flag in TRANSFERABILITY_SETS:  # the protocol sets these itself: refused, so not offered
@@ -77,7 +77,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     ly.add_argument("--lambdas", default="0.25,0.5,0.75",
                     help="MULT's lam grid, the weight of the T loss, each in (0, 1) (default 0.25,0.5,0.75)")
     ly.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
-    ly.add_argument("--split-seed", type=_seed, default=0, help="seed of every data split (default 0)")
+    ly.add_argument("--split-seed", type=seed_int, default=0, help="seed of every data split (default 0)")
     ly.add_argument("--backbone", default=None, choices=("embbag", "textcnn"),
                     help="text encoder (default embbag)")
     ly.add_argument("--out", default=None, help="write layers.json/.md/.png and runs/ here (resumable)")
@@ -139,17 +139,6 @@ def _pivots(args: argparse.Namespace) -> int:
     print(res.table())
     _written(res.files)
     return 0
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a seed numpy takes (a whole number from 0 to 2**32 - 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {2 ** 32 - 1}, got {text}")
-    return value
 
 
 # training flags transferability refuses: it copies/freezes k groups itself and keeps each network's last epoch

@@ -278,6 +278,17 @@ def check_copied_lr_mult(config: "TrainConfig", methods: Sequence[str]) -> None:
                           "out (pretrained --weights layers train at their own 0.1 already)")
 
 
+def seed_int(text: str) -> int:
+    """An argparse type: a seed numpy takes (a whole number from 0 to 2**32 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2 ** 32 - 1}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (``--seeds``, counts)."""
     try:
