@@ -361,7 +361,7 @@ def test_datasets_verify_follows_a_listed_file_that_is_a_link(tmp_path, capsys):
 def test_fuzzed_inputs_are_refused_with_the_input_named(tmp_path, capsys):
     # review (CLI fuzzing): a traceback for features of texts with mlp (the hint of lenet's error) and for a
     # negative transferability --split-seed; duplicated --methods tabulated every run twice; --backbone mlp trained
-    # on a text task's token ids as numbers (49% against the text network's 77%)
+    # on a text task's token ids as numbers (49% against the text network's 77% in the reviewer's books -> dvd run)
     from qianyi.bench.runner import bench
     from qianyi.errors import ConfigError
 

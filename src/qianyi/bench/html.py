@@ -137,7 +137,7 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     if not models:
         return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
     # the figures depend only on these models, the pair and the data: a rerun of a finished bench (to resume it,
-    # add a method, print the tables) reuses them instead of redrawing (the t-SNE was 78% of such a rerun)
+    # add a method, print the tables) reuses them instead of redrawing (a t-SNE per method: the slow part)
     made_of = _figures_key(tuple(_where(spec, models[0][1]) for spec in pair), data_dir,
                            [(m, model.path) for m, model in models])
     key_file, emb_file, prof_file = figs / "embedding.key", figs / "embedding.png", figs / "profile.png"

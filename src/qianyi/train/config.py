@@ -53,7 +53,7 @@ class TrainConfig:
     validators: tuple[str, ...] = field(default=(), metadata=_opt(
         "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
     score_every_epoch: bool = field(default=True, metadata=_opt("", cli=""))  # False: --validators only at the last
-    # epoch when the last is kept (`qianyi select` reads no other: 44% of its training time at 20 epochs)
+    # epoch when the last is kept (`qianyi select` reads no other; its CPU time 0.81x, docs/selection.md)
     selection_samples: int = field(default=1000, metadata=_opt(
         "samples per split (source train, source val, target train) the validators score each epoch", metavar="N"))
     amp: str = field(default="off", metadata=_opt("mixed precision: off, bf16 (autocast) or fp16 (autocast + "

@@ -118,9 +118,8 @@ def _for_task(backbone: BackboneSpec | None, task: TransferTask, method: Method 
         backbone = getattr(method, "text_encoder", None)
     name = backbone.name if isinstance(backbone, NamedBackbone) else backbone
     if text is not None and isinstance(name, str) and name not in TEXT_ENCODERS:  # (a network of your own: yours)
-        raise ConfigError(f"--backbone {name} on a text task would read its token ids as numbers (an mlp scored 49% "
-                          "on amazon books -> dvd, the text network 77%); leave --backbone out or name a text "
-                          f"network: {', '.join(TEXT_ENCODERS)}")
+        raise ConfigError(f"--backbone {name} on a text task would read its token ids as numbers, not as words; "
+                          f"leave --backbone out or name a text network: {', '.join(TEXT_ENCODERS)}")
     if text is None or not (backbone is None or (isinstance(name, str) and name in TEXT_ENCODERS)):
         return backbone
     return TextEncoder.for_task(text, name)
