@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .errors import (ConfigError, DataError, LabelMismatchError, OutputError, QianyiError, QianyiWarning,
                      UnknownNameError)
-from .train.config import check_copied_lr_mult, positive_int, share, share_or_zero
+from .train.config import check_copied_lr_mult, positive_int, seed_int, share, share_or_zero, split_seed_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands", "qianyi.proxy_table")
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: source-only, DAN and DANN on mnist->digits, as a table",
                        description="Train source-only, DAN, DANN and the target oracle on mnist->digits and print "
                                    "target accuracy and the fraction of the source-only->oracle gap each closes.")
-    d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    d.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); reruns resume from it")
     _train_args(d)
     _backbone_args(d)
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--via-novelty", action="store_true",
                    help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
                         "autoencoder trained on the source and target only (DDTL's selection)")
-    r.add_argument("--seed", type=int, default=0, help="training seed: initial weights, batch order (default 0)")
+    r.add_argument("--seed", type=seed_int, default=0, help="training seed: initial weights, batch order (default 0)")
     r.add_argument("--out", default=None, help="output folder for result.json, model.pt and checkpoint.pt (a rerun "
                    "resumes from it); without it nothing is written and a killed run cannot resume")
     r.add_argument("--set", nargs="*", action="extend", default=[], metavar="NAME=VALUE",
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--target-all: 0)")
     g.add_argument("--val-fraction", type=share, default=0.1, metavar="F",
                    help="share of the source held out as source_val (validators, --select source-val; default 0.1)")
-    g.add_argument("--split-seed", type=int, default=0, metavar="N",
+    g.add_argument("--split-seed", type=split_seed_int, default=0, metavar="N",
                    help="seed of the splits alone (default 0): every --seed is scored on the same target test set")
     g.add_argument("--vector-transform", default="auto", choices=["auto", "none", "log1p", "l1", "l2"],
                    help="vectors: a transform before scaling (auto: l2 for sparse non-negative counts such as bag-of-words, "

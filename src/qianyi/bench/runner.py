@@ -30,7 +30,7 @@ from ..data.tasks import load_task
 from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
-from ..train.config import LAST, TrainConfig
+from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from ..train.run import ORACLE_KEY, BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
@@ -918,6 +918,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           backbone: BackboneSpec | None = None, text: dict | None = None, command: str = "",
           embed: bool = True) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
+    ``seeds``: a count N (seeds 0..N-1) or distinct seeds.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
     result.json, model.pt per run) and are reused when finished with the same fingerprint.
@@ -932,9 +933,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     per-layer distance figures (reused while no model changed).
     """
     check_backbone_spec(backbone, "bench")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seeds or not methods or not pairs:
-        raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")
+    seeds = normalise_seeds(seeds, "bench")
+    if not methods or not pairs:
+        raise ConfigError("bench needs at least one method and one pair")
     capped = [split_cap(p) if isinstance(p, str) else (p, None) for p in pairs]
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p, _ in capped]
     caps = [max_samples if cap is None else cap for _, cap in capped]
