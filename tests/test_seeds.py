@@ -1,5 +1,5 @@
 """Seeds: one range (SEED_MAX) checked the same way everywhere, and one reading of ``seeds=`` (a count or distinct
-seeds) in bench, select_hparams, transferability, layer_transfer and pivots (review: code health #2, #4, #5)."""
+seeds) in bench, select_hparams, transferability, layer_transfer and pivots (review: code health #2, #4, #5, #9)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qianyi.cli import build_parser, main
-from qianyi.errors import ConfigError, DataError, DatasetNotFoundError
+from qianyi.errors import ConfigError, DataError, DatasetNotFoundError, UnknownNameError
 from qianyi.train.config import (SEED_MAX, SPLIT_SEED_RESERVE, TrainConfig, check_seed, normalise_seeds, seed_int,
                                  split_seed_int)
 
@@ -110,3 +110,13 @@ def test_proxy_seeds_out_of_range_are_refused_clearly(tmp_path, capsys):
         main(["proxy", str(tmp_path / "t.csv"), "--proxy", "nl", "--target", "w", "--seed=-1"])
     assert f"--seed: must be between 0 and {SEED_MAX}, got -1" in capsys.readouterr().err
 
+
+def test_validators_all_among_names_is_every_validator():
+    # --validators all,dev was refused as "unknown ['all']" by a message that offered 'all'
+    from qianyi.select.validators import available_validators
+
+    every = tuple(available_validators())
+    assert TrainConfig(validators="all,dev").validators == every == TrainConfig(validators=("dev", "all")).validators
+    assert TrainConfig(validators="all").validators == every
+    with pytest.raises(UnknownNameError, match=r"unknown \[.typo.\]"):
+        TrainConfig(validators="all,typo")

@@ -52,7 +52,8 @@ class TrainConfig:
         "which epoch's weights to keep: 'last', or the best by a label-free validator (`qianyi validators`: "
         "source-val, dev, iwv, snd, entropy, atc, rv); never target labels", metavar="NAME"))
     validators: tuple[str, ...] = field(default=(), metadata=_opt(
-        "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
+        "validators to record every epoch besides --select (comma-separated; 'all', alone or in the list, records "
+        "every one), for reports", metavar="A,B"))
     score_every_epoch: bool = field(default=True, metadata=_opt("", cli=""))  # False: --validators only at the last
     # epoch when the last is kept (`qianyi select` reads no other; its CPU time 0.81x, docs/selection.md)
     selection_samples: int = field(default=1000, metadata=_opt(
@@ -95,10 +96,10 @@ class TrainConfig:
             value = getattr(self, opt)
             if isinstance(value, str):
                 object.__setattr__(self, opt, tuple(v.strip() for v in value.split(",") if v.strip()))
-        vals = tuple(names) if tuple(self.validators) == ("all",) else tuple(self.validators)
-        bad = [v for v in vals if v not in names]
+        bad = [v for v in self.validators if v not in names and v != "all"]
         if bad:
             raise UnknownNameError(f"validators: unknown {bad}; choose from {', '.join(names)} or 'all'")
+        vals = tuple(names) if "all" in self.validators else tuple(self.validators)  # 'all' among names: all
         object.__setattr__(self, "validators", vals)
         bad = [x for x in self.log_to if x not in LOGGERS]
         if bad:
