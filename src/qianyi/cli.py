@@ -479,7 +479,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out_csv:  # before the work: not the data, not a run's file
         check_out_file(args.out_csv, ".csv", "predictions")
         _check_not_read(args.out_csv, {"--data": args.data, **_run_specs(args.model)})
-    if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
+    if _folder_for(args.model, "predict") == "proxy":  # a `qianyi proxy` model: a table in, values out
         if (Path(args.model) / "model.json").is_file():
             raise DataError(f"{args.model!r} holds two models (a `qianyi run`'s model.json and a `qianyi proxy`'s "
                             "proxy.json); give each command a folder of its own")
@@ -531,6 +531,28 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)
     return 0
+
+
+def _folder_for(path: str, command: str) -> str | None:
+    """What the folder ``path`` is (:func:`qianyi._io.folder_kind`), after refusing one that ``command`` does not
+    read (report: a proxy folder; summary: a run or proxy folder; predict: a bench folder), saying what it is and
+    what reads it."""
+    from ._io import folder_kind
+    from .proxy_table import REPORT
+
+    kind, p = folder_kind(path), Path(path)
+    if kind == "proxy" and command in ("report", "summary"):
+        raise DataError(f"{path!r} is a `qianyi proxy` folder: its report is {str(p / REPORT)!r} (written by "
+                        f"`qianyi proxy --out`); `qianyi {command}` reads the folders of `qianyi bench`"
+                        + (" and `qianyi run`" if command == "report" else ""))
+    if kind == "run" and command == "summary":
+        raise DataError(f"{path!r} is the folder of one `qianyi run`: `qianyi report {shlex.quote(path)}` reports it; "
+                        "`qianyi summary` tabulates the --out folders of `qianyi bench`")
+    if kind == "bench" and command == "predict":
+        one = next(iter(sorted(p.glob("runs/*/*/*/model.json"))), None)
+        raise DataError(f"{path!r} is a `qianyi bench` folder of many runs: give the folder of one of them"
+                        + (f", e.g. {str(one.parent)!r}" if one is not None else " (DIR/runs/PAIR/METHOD/seedN-...)"))
+    return kind
 
 
 def _id_header(spec: str) -> str:
@@ -792,9 +814,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {args.out_npz} ({feats['X'].shape[0]} samples x {feats['X'].shape[1]} features, layer "
               f"{layer}); read it back as npz:{args.out_npz}")
         return 0
-    if args.command == "report" and (Path(args.dir) / "result.json").is_file():  # one run's folder
+    if args.command == "report" and _folder_for(args.dir, "report") == "run":  # one run's folder
         from .bench.run_report import write_run_report
 
+        if not (Path(args.dir) / "result.json").is_file():
+            raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun its `qianyi run` "
+                            "command (it resumes from its checkpoint), then report it")
         if args.select is not None:
             raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
                               "folder's report shows the epoch its run kept: leave --select out")
@@ -916,6 +941,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "summary":
         from .bench.runner import BASELINES, BenchResult
 
+        for d in args.dirs:
+            _folder_for(d, "summary")
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
         if args.methods is not None:
             kept = [m.strip() for m in args.methods.split(",") if m.strip()]
