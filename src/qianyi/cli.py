@@ -306,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     _backbone_args(sl)
 
     sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",
-                        description="Collect the finished runs (current default settings) of one or more "
-                                    "`qianyi bench --out` folders and print every table: per pair with gap closed, "
+                        description="Collect every finished run (current default settings) in the runs/ of one or "
+                                    "more `qianyi bench --out` folders (not only those the last bench into a folder "
+                                    "tabulated) and print every table: per pair with gap closed, "
                                     "the label-free vs ORACLE choice of epoch, each validator's choice, and the mean "
                                     "over pairs. With --out, write results.md/csv/png there.")
     sm.add_argument("dirs", nargs="+", help="bench output folders")
@@ -373,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder or of one run",
                         description="Write DIR/report.html and DIR/report.md (figures in DIR/report/). Of a bench "
-                                    "folder: results with gap closed, the label-free vs ORACLE choice of epoch, "
+                                    "folder (the runs its results.csv lists: those the last bench into it "
+                                    "tabulated): results with gap closed, the label-free vs ORACLE choice of epoch, "
                                     "training curves, a t-SNE embedding of source and target features per method, the "
                                     "per-layer MMD profile. Of one run's folder (`qianyi run --out DIR`; the target "
                                     "may be unlabelled): its settings and label-free scores, training curves (losses, "
@@ -831,9 +833,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.html import write_report
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs([args.dir], select=args.select, variants=True)  # every row, as bench's report
-        res.order_like(Path(args.dir) / "results.csv")  # the bench command's order, as its own tables
-        res.out = Path(args.dir)
+        res = BenchResult.from_bench(args.dir, select=args.select)  # the runs its bench tabulated, as its report
         files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
                              log=lambda s: print(s, file=sys.stderr))
         print("written: " + ", ".join(str(p) for p in files.values()))
