@@ -555,10 +555,11 @@ class BenchResult:
         variant_runs: list[str] = []
         unfinished: list[str] = []  # staged runs killed between their last stage's record and their own
         no_result: list[str] = []  # run folders without a result: training now, killed, or stopped by an error
-        def listed(folder: Path) -> bool:
+        found_keys: set[str] = set()
+
+        def listed(folder: Path) -> bool:  # a run folder is seedN-KEY
             return keys is None or folder.name.rpartition("-")[2] in keys
 
-        found_keys: set[str] = set()
         for d in dirs:
             files = [f for f in sorted(Path(d).glob("runs/*/*/*/result.json")) if listed(f.parent)]
             if not files:
