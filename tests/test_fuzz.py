@@ -951,8 +951,8 @@ FLAGS = {
     "--optimizer": (st.sampled_from(["sgd", "adam"]), st.sampled_from(["SGD", "", "rmsprop"])),
     "--lr-schedule": (st.sampled_from(["anneal", "constant"]), st.sampled_from(["x", "", "Anneal"])),
     "--select": (st.sampled_from(["last", *VALIDATORS]), st.sampled_from(["nope", "", "all", "LAST"])),
-    "--validators": (st.sampled_from(["all", *VALIDATORS, ",".join(VALIDATORS[:2])]),
-                     st.sampled_from(["nope", "", ",", "all,dev", "dev,dev"])),
+    "--validators": (st.sampled_from(["all", *VALIDATORS, ",".join(VALIDATORS[:2]), "all,dev"]),
+                     st.sampled_from(["nope", "", ",", "all,nope", "dev,dev"])),
     "--device": (st.sampled_from(["cpu", "auto"]),
                  st.sampled_from(["foo", "", "CPU", "cpu:0", "meta", "cpu:99"]
                                  + ([] if CUDA else ["cuda", "cuda:7", "cuda:99999999999999999999", "mps"]))),

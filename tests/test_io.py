@@ -43,3 +43,23 @@ def test_a_run_files_name_is_refused_only_in_a_run_folder(tmp_path):
         assert check_out_file(plain / name, suffix) == plain / name
         with pytest.raises(OutputError, match="is a file of the run"):
             check_out_file(run / name, suffix)
+
+
+def test_folder_kind_tells_a_run_a_proxy_and_a_bench_folder_apart(tmp_path):
+    from qianyi._io import folder_kind
+
+    def folder(name: str, *files: str):
+        d = tmp_path / name
+        for f in files:
+            (d / f).parent.mkdir(parents=True, exist_ok=True)
+            (d / f).write_text("{}")
+        d.mkdir(exist_ok=True)
+        return d
+
+    assert folder_kind(folder("proxy", "proxy.json", "result.json", "proxy.pt")) == "proxy"  # result.json: its own
+    assert folder_kind(folder("run", "result.json", "model.json")) == "run"
+    assert folder_kind(folder("gan", "generators.json")) == "run"
+    assert folder_kind(folder("killed", "checkpoint.pt")) == "run"  # a run not finished yet
+    assert folder_kind(folder("bench", "results.csv")) == "bench"
+    assert folder_kind(folder("store", "runs/a/b/c/result.json")) == "bench"
+    assert folder_kind(folder("empty")) is None and folder_kind(tmp_path / "absent") is None

@@ -151,6 +151,8 @@ def test_rerun_reuses_every_finished_run(experiment, toy, monkeypatch):
     monkeypatch.setattr(tr, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = lt.layer_transfer([toy[2]], seeds=[0, 1], lambdas=[0.5, 0.75], config=FAST, out=out, log=None)
     assert again.runs == res.runs
+    # a count of seeds is seeds 0..N-1, as bench reads it (it was a TypeError: 'int' object is not iterable)
+    assert lt.layer_transfer([toy[2]], seeds=2, lambdas=[0.5, 0.75], config=FAST, out=out, log=None).runs == res.runs
 
 
 def test_init_beats_fresh_when_the_target_has_few_labels(experiment):

@@ -56,6 +56,8 @@ def test_protocol_copies_and_freezes_the_first_k_groups_and_resumes(digits, tmp_
     monkeypatch.setattr(tr, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = tr.transferability([pair], ks=[2], seeds=[0], config=FAST, out=tmp_path, log=None)
     assert again.runs == res.runs
+    # a count of seeds is seeds 0..N-1, as bench reads it (it was a TypeError: 'int' object is not iterable)
+    assert tr.transferability([pair], ks=[2], seeds=1, config=FAST, out=tmp_path, log=None).runs == res.runs
 
 
 def test_dissimilar_pair_shares_task_b_and_bad_ks_are_named(digits):

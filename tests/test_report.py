@@ -135,6 +135,38 @@ def test_report_keeps_the_bench_commands_order_of_pairs_and_methods(tmp_path):
     assert first(bench_md).index("| dann") < first(bench_md).index("| coral")  # the command's order, not a-z
 
 
+def test_report_tabulates_the_runs_the_last_bench_tabulated(tmp_path, capsys):
+    # bench --seeds 2, then --seeds 1 into the folder: results.md showed seed 0 (24.0) and `qianyi report` rewrote
+    # report.md from every stored run (23.2 ± 1.2, seeds [0, 1]): two tables of one folder
+    import csv
+
+    src, tgt = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", shift=1.0, seed=1)
+    out = tmp_path / "b"
+    flags = ["--methods", "dann", "--pairs", f"{src}->{tgt}", "--epochs", "1", "--steps-per-epoch", "2",
+             "--batch-size", "16", "--no-progress", "--threads", "1", "--no-embedding", "--out", str(out)]
+    assert main(["bench", *flags, "--seeds", "2"]) == 0
+    assert main(["bench", *flags, "--seeds", "1"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 3 and all((out / "runs").glob(f"*/*/seed0-{r['run']}/result.json") for r in rows)
+    bench_md = (out / "results.md").read_text()
+    table = lambda t: t[t.index("| method"):t.index("\n\n", t.index("Seeds ["))]  # noqa: E731
+    assert "Seeds [0];" in table(bench_md)
+    capsys.readouterr()
+    assert main(["report", str(out), "--no-embedding"]) == 0
+    report_md = (out / "report.md").read_text()
+    assert table(report_md) == table(bench_md)
+    assert "Tabulated: the 3 runs" in report_md and "warning" not in capsys.readouterr().err
+    # a folder of an earlier bench (no run column): every stored run, and the report and stderr say so
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, [k for k in rows[0] if k != "run"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["report", str(out), "--no-embedding"]) == 0
+    report_md = (out / "report.md").read_text()
+    assert "Seeds [0, 1];" in table(report_md) and "Tabulated: every finished run in" in report_md
+    assert "does not list the runs its bench tabulated" in capsys.readouterr().err
+
+
 def test_a_method_trained_on_target_labels_is_marked_oracle_wherever_it_shows(tmp_path, capsys):
     """MULT (or a plugin declaring uses_target_labels) is marked like the oracle: by what its runs did,
     not by the name 'oracle'; it gets no gap closed and no label-free-choice row."""

@@ -146,3 +146,23 @@ def test_a_two_view_run_keeps_its_predictions_when_the_profile_cannot_be_drawn(t
     assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "## Target predictions" in md and "not drawn: " in md and "per-layer distance: " in md
+
+
+def test_report_summary_and_predict_say_what_a_folder_is(tmp_path, capsys):
+    # report on a `qianyi proxy` folder said its (valid) result.json "is corrupt: delete its run folder"
+    proxy, killed, bench = tmp_path / "px", tmp_path / "killed", tmp_path / "bench"
+    for d, files in ((proxy, ("proxy.json", "proxy.pt", "result.json", "proxy.md")), (killed, ("checkpoint.pt",)),
+                     (bench, ("results.csv", "runs/a-_b/dann/seed0-abc/model.json"))):
+        for f in files:
+            (d / f).parent.mkdir(parents=True, exist_ok=True)
+            (d / f).write_text(json.dumps({"proxy": "nl"}))
+    for argv, says in ((["report", str(proxy)], f"is a `qianyi proxy` folder: its report is {str(proxy / 'proxy.md')!r}"),
+                       (["summary", str(proxy)], "is a `qianyi proxy` folder"),
+                       (["report", str(killed)], "holds a run that has not finished (no result.json)"),
+                       (["summary", str(killed)], "is the folder of one `qianyi run`: `qianyi report"),
+                       (["predict", str(bench), "--data", "digits"], "is a `qianyi bench` folder of many runs: give the "
+                        f"folder of one of them, e.g. {str(bench / 'runs' / 'a-_b' / 'dann' / 'seed0-abc')!r}")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "corrupt" not in err, (argv, err)
+    assert not (proxy / "report.html").exists()

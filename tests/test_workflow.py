@@ -348,7 +348,7 @@ def test_run_takes_load_tasks_split_and_preprocessing_options(capsys, tmp_path):
     rc, err = _cli(capsys, "predict", str(tmp_path / "raw"), "--data", tgt, "--out", str(tmp_path / "p.csv"))
     assert rc == 0, err  # the run's (absent) scaling is applied as recorded
     for flags, says in ((["--test-fraction", "1"], "below 1"), (["--val-fraction", "0"], "above 0"),
-                        (["--split-seed", "-1"], "split_seed (--split-seed) must be"),
+                        (["--split-seed", "-1"], "--split-seed: must be between 0 and 4294967293"),  # load_task's
                         (["--target-all", "--test-fraction", "0.2"], "give one of them"),
                         (["--target-test", tgt, "--test-fraction", "0.5"], "would hold out nothing")):
         try:

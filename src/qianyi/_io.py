@@ -64,6 +64,21 @@ RUN_FILES = frozenset({"model.pt", "model.json", "model.npz", "result.json", "ch
 _RUN_MARKERS = ("result.json", "model.json", "generators.json", "proxy.json")
 
 
+def folder_kind(path: str | os.PathLike) -> str | None:
+    """What the folder ``path`` holds, by the files that mark it: ``"proxy"`` (a `qianyi proxy --out`:
+    proxy.json), ``"run"`` (a `qianyi run --out`, finished or not, a generative run's too: a
+    :data:`_RUN_MARKERS` file or checkpoint.pt), ``"bench"`` (a `qianyi bench` or `summary --out`: runs/ or
+    results.csv), or None. The one place commands decide this (``report``, ``predict``, ``summary``)."""
+    p = Path(path)
+    if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
+        return "proxy"
+    if any((p / m).is_file() for m in (*_RUN_MARKERS, "checkpoint.pt")):
+        return "run"
+    if (p / "runs").is_dir() or (p / "results.csv").is_file():
+        return "bench"
+    return None
+
+
 def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -> Path:
     """``path`` if a command may write its ``suffix`` file there (checked before the work, so a typo costs
     nothing): not a folder, the suffix given, and not one of a run folder's own files (:data:`RUN_FILES`)."""

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .errors import (ConfigError, DataError, LabelMismatchError, OutputError, QianyiError, QianyiWarning,
                      UnknownNameError)
-from .train.config import check_copied_lr_mult, positive_int, share, share_or_zero
+from .train.config import check_copied_lr_mult, positive_int, seed_int, share, share_or_zero, split_seed_int
 
 #: Modules that add subcommands: each has ``add_commands(subparsers, train_args) -> {name: handler(args) -> int}``.
 COMMAND_MODULES = ("qianyi.measure.commands", "qianyi.proxy_table")
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: source-only, DAN and DANN on mnist->digits, as a table",
                        description="Train source-only, DAN, DANN and the target oracle on mnist->digits and print "
                                    "target accuracy and the fraction of the source-only->oracle gap each closes.")
-    d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    d.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); reruns resume from it")
     _train_args(d)
     _backbone_args(d)
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--via-novelty", action="store_true",
                    help="with --via-mode select: also weigh each pool sample's reconstruction error under an "
                         "autoencoder trained on the source and target only (DDTL's selection)")
-    r.add_argument("--seed", type=int, default=0, help="training seed: initial weights, batch order (default 0)")
+    r.add_argument("--seed", type=seed_int, default=0, help="training seed: initial weights, batch order (default 0)")
     r.add_argument("--out", default=None, help="output folder for result.json, model.pt and checkpoint.pt (a rerun "
                    "resumes from it); without it nothing is written and a killed run cannot resume")
     r.add_argument("--set", nargs="*", action="extend", default=[], metavar="NAME=VALUE",
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--target-all: 0)")
     g.add_argument("--val-fraction", type=share, default=0.1, metavar="F",
                    help="share of the source held out as source_val (validators, --select source-val; default 0.1)")
-    g.add_argument("--split-seed", type=int, default=0, metavar="N",
+    g.add_argument("--split-seed", type=split_seed_int, default=0, metavar="N",
                    help="seed of the splits alone (default 0): every --seed is scored on the same target test set")
     g.add_argument("--vector-transform", default="auto", choices=["auto", "none", "log1p", "l1", "l2"],
                    help="vectors: a transform before scaling (auto: l2 for sparse non-negative counts such as bag-of-words, "
@@ -306,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     _backbone_args(sl)
 
     sm = sub.add_parser("summary", help="tables over the finished runs of one or more bench folders",
-                        description="Collect the finished runs (current default settings) of one or more "
-                                    "`qianyi bench --out` folders and print every table: per pair with gap closed, "
+                        description="Collect every finished run (current default settings) in the runs/ of one or "
+                                    "more `qianyi bench --out` folders (not only those the last bench into a folder "
+                                    "tabulated) and print every table: per pair with gap closed, "
                                     "the label-free vs ORACLE choice of epoch, each validator's choice, and the mean "
                                     "over pairs. With --out, write results.md/csv/png there.")
     sm.add_argument("dirs", nargs="+", help="bench output folders")
@@ -373,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder or of one run",
                         description="Write DIR/report.html and DIR/report.md (figures in DIR/report/). Of a bench "
-                                    "folder: results with gap closed, the label-free vs ORACLE choice of epoch, "
+                                    "folder (the runs its results.csv lists: those the last bench into it "
+                                    "tabulated): results with gap closed, the label-free vs ORACLE choice of epoch, "
                                     "training curves, a t-SNE embedding of source and target features per method, the "
                                     "per-layer MMD profile. Of one run's folder (`qianyi run --out DIR`; the target "
                                     "may be unlabelled): its settings and label-free scores, training curves (losses, "
@@ -479,7 +481,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out_csv:  # before the work: not the data, not a run's file
         check_out_file(args.out_csv, ".csv", "predictions")
         _check_not_read(args.out_csv, {"--data": args.data, **_run_specs(args.model)})
-    if (Path(args.model) / "proxy.json").is_file():  # a `qianyi proxy` model: a table in, values out
+    if _folder_for(args.model, "predict") == "proxy":  # a `qianyi proxy` model: a table in, values out
         if (Path(args.model) / "model.json").is_file():
             raise DataError(f"{args.model!r} holds two models (a `qianyi run`'s model.json and a `qianyi proxy`'s "
                             "proxy.json); give each command a folder of its own")
@@ -531,6 +533,28 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)
     return 0
+
+
+def _folder_for(path: str, command: str) -> str | None:
+    """What the folder ``path`` is (:func:`qianyi._io.folder_kind`), after refusing one that ``command`` does not
+    read (report: a proxy folder; summary: a run or proxy folder; predict: a bench folder), saying what it is and
+    what reads it."""
+    from ._io import folder_kind
+    from .proxy_table import REPORT
+
+    kind, p = folder_kind(path), Path(path)
+    if kind == "proxy" and command in ("report", "summary"):
+        raise DataError(f"{path!r} is a `qianyi proxy` folder: its report is {str(p / REPORT)!r} (written by "
+                        f"`qianyi proxy --out`); `qianyi {command}` reads the folders of `qianyi bench`"
+                        + (" and `qianyi run`" if command == "report" else ""))
+    if kind == "run" and command == "summary":
+        raise DataError(f"{path!r} is the folder of one `qianyi run`: `qianyi report {shlex.quote(path)}` reports it; "
+                        "`qianyi summary` tabulates the --out folders of `qianyi bench`")
+    if kind == "bench" and command == "predict":
+        one = next(iter(sorted(p.glob("runs/*/*/*/model.json"))), None)
+        raise DataError(f"{path!r} is a `qianyi bench` folder of many runs: give the folder of one of them"
+                        + (f", e.g. {str(one.parent)!r}" if one is not None else " (DIR/runs/PAIR/METHOD/seedN-...)"))
+    return kind
 
 
 def _id_header(spec: str) -> str:
@@ -792,9 +816,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {args.out_npz} ({feats['X'].shape[0]} samples x {feats['X'].shape[1]} features, layer "
               f"{layer}); read it back as npz:{args.out_npz}")
         return 0
-    if args.command == "report" and (Path(args.dir) / "result.json").is_file():  # one run's folder
+    if args.command == "report" and _folder_for(args.dir, "report") == "run":  # one run's folder
         from .bench.run_report import write_run_report
 
+        if not (Path(args.dir) / "result.json").is_file():
+            raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun its `qianyi run` "
+                            "command (it resumes from its checkpoint), then report it")
         if args.select is not None:
             raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
                               "folder's report shows the epoch its run kept: leave --select out")
@@ -806,9 +833,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.html import write_report
         from .bench.runner import BenchResult
 
-        res = BenchResult.from_dirs([args.dir], select=args.select, variants=True)  # every row, as bench's report
-        res.order_like(Path(args.dir) / "results.csv")  # the bench command's order, as its own tables
-        res.out = Path(args.dir)
+        res = BenchResult.from_bench(args.dir, select=args.select)  # the runs its bench tabulated, as its report
         files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
                              log=lambda s: print(s, file=sys.stderr))
         print("written: " + ", ".join(str(p) for p in files.values()))
@@ -916,6 +941,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "summary":
         from .bench.runner import BASELINES, BenchResult
 
+        for d in args.dirs:
+            _folder_for(d, "summary")
         res = BenchResult.from_dirs(args.dirs, select=args.select, pairs=args.pairs, variants=args.variants)
         if args.methods is not None:
             kept = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -191,6 +191,10 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise ConfigError(f"hidden={self.hidden!r}: give one or more positive layer widths, e.g. (256, 64)")
         check_random_state_setting("ProxyTransfer", self.random_state)
+        if isinstance(self.random_state, (int, np.integer)):  # qianyi's one seed range (torch overflowed above it)
+            from .train.config import check_seed
+
+            check_seed("ProxyTransfer: random_state", self.random_state)
         for name, low in (("steps", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:

@@ -324,7 +324,9 @@ def add_commands(sub, train_args) -> dict:  # noqa: ANN001 (argparse's private t
     p.add_argument("--standardize", default="column", choices=("column", "global", "none"),
                    help="input scaling over all rows: column (z-score each), global (one overall spread: for "
                         "histograms whose bins are rarely non-zero), none (default column)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the network (default 0)")
+    from .train.config import seed_int
+
+    p.add_argument("--seed", type=seed_int, default=0, help="seeds the network (default 0)")
     p.add_argument("--out", default=None, help="write the model, predictions.csv, result.json, proxy.md here")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return {"proxy": _proxy}

@@ -33,11 +33,6 @@ _LABELS = {"source_val_acc": "source validation", "domain_acc": "discriminator's
            "target_top_share": "target share of the top class", ORACLE_KEY: "target test (ORACLE)"}
 
 
-def is_run_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is the folder of one run (its ``result.json``), not a bench folder."""
-    return (Path(path) / RESULT_FILE).is_file()
-
-
 def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
                      log: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write ``folder/report.html``, ``folder/report.md`` and their figures for the run in ``folder``."""

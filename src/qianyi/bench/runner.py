@@ -19,7 +19,7 @@ import warnings
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 from torch import nn
@@ -30,15 +30,29 @@ from ..data.tasks import load_task
 from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
-from ..train.config import LAST, TrainConfig
+from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from ..train.run import ORACLE_KEY, BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
-from ..train.store import RunStore, shared_run
+from ..train.store import RunStore, key as store_key, shared_run
 from ..train.transitive import is_bare_last_stage
 
 BASELINES = ("source-only", "oracle")
 #: The oracle choice of epoch: the one with the best target-test accuracy (reports only).
 ORACLE_CHOICE = "oracle-choice"
+#: The results.csv column of each row's stored run (its fingerprint's key; the run folder is ``seedN-KEY``).
+RUN_COLUMN = "run"
+
+
+def _tabulated_keys(results_csv: Path) -> set[str] | None:
+    """The keys of the runs a results.csv lists (:data:`RUN_COLUMN`), or None when it lists none for some row
+    (written before they were recorded, or of runs without a fingerprint) or cannot be read."""
+    try:
+        with open(results_csv, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    keys = [(r.get(RUN_COLUMN) or "").strip() for r in rows]
+    return set(keys) if keys and all(keys) else None
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -262,6 +276,8 @@ class BenchResult:
     command: str = ""
     #: What :meth:`from_dirs` left out and why (its warnings): said again under the tables it writes.
     notes: list[str] = field(default_factory=list)
+    #: Which runs the tables are of, when read back from a folder (:meth:`from_bench`): said under the command.
+    scope: str = ""
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -498,13 +514,14 @@ class BenchResult:
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
-                  pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
+                  pairs: Sequence[str] | None = None, variants: bool = False,
+                  keys: Collection[str] | None = None) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (see :meth:`_from_dirs`); what it leaves
         out, it warns about and keeps in :attr:`notes`, so the tables written from it say so too."""
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = cls._from_dirs(dirs, select, pairs, variants)
+                result = cls._from_dirs(dirs, select, pairs, variants, keys)
         finally:  # (also before an error: what was left out may be why)
             for w in caught:  # said again, from where they were said, to the caller's filters
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -513,8 +530,11 @@ class BenchResult:
 
     @classmethod
     def _from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
-                   pairs: Sequence[str] | None = None, variants: bool = False) -> "BenchResult":
+                   pairs: Sequence[str] | None = None, variants: bool = False,
+                   keys: Collection[str] | None = None) -> "BenchResult":
         """Collect the finished runs of one or more bench folders (their run stores) into one result.
+        ``keys``: only the runs of these fingerprint keys (:func:`~qianyi.train.store.key`; a run folder is
+        ``seedN-KEY``), e.g. those a results.csv lists (:meth:`from_bench`); None: every finished run.
 
         Only runs with each method's current default settings are kept (a store may also hold runs of
         earlier defaults), unless ``variants``: then a run with other settings (``bench --set``) is a row
@@ -535,12 +555,20 @@ class BenchResult:
         variant_runs: list[str] = []
         unfinished: list[str] = []  # staged runs killed between their last stage's record and their own
         no_result: list[str] = []  # run folders without a result: training now, killed, or stopped by an error
+        found_keys: set[str] = set()
+
+        def listed(folder: Path) -> bool:  # a run folder is seedN-KEY
+            return keys is None or folder.name.rpartition("-")[2] in keys
+
         for d in dirs:
-            files = sorted(Path(d).glob("runs/*/*/*/result.json"))
+            files = [f for f in sorted(Path(d).glob("runs/*/*/*/result.json")) if listed(f.parent)]
             if not files:
-                raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`")
+                raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`"
+                                if keys is None else f"none of the runs {str(d)!r}/results.csv lists is finished "
+                                f"under {str(d)!r}/runs (deleted?); rerun the bench command that wrote it")
+            found_keys |= {f.parent.name.rpartition("-")[2] for f in files}
             no_result += [str(p.relative_to(Path(d) / "runs")) for p in sorted(Path(d).glob("runs/*/*/*"))
-                          if p.is_dir() and not (p / "result.json").exists()]
+                          if p.is_dir() and listed(p) and not (p / "result.json").exists()]
             for f in files:
                 r = RunResult.read(f)
                 if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
@@ -554,6 +582,11 @@ class BenchResult:
                     r = replace(r, method=label)
                 kept.append((f.stat().st_mtime, r))
         where = ", ".join(repr(str(d)) for d in dirs)
+        gone = len(set(keys) - found_keys) if keys is not None else 0
+        if gone:
+            warnings.warn(f"{where}: {gone} run{'s' * (gone != 1)} that results.csv lists {'are' if gone != 1 else 'is'} "
+                          "not in runs/ (deleted, or tabulated from another folder by `qianyi summary --out`), not in "
+                          "these tables; rerun the bench command to make them again", QianyiWarning, stacklevel=3)
         if no_result:
             warnings.warn(f"{where}: {len(no_result)} run folder{'s' * (len(no_result) != 1)} without a result "
                           f"(still training, killed, or stopped by an error), not in these tables: "
@@ -613,6 +646,30 @@ class BenchResult:
         names = list(dict.fromkeys(r.method for r in runs))
         methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
         return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
+
+    @classmethod
+    def from_bench(cls, folder: str | Path, select: str | None = None) -> "BenchResult":
+        """The tables of the bench folder ``folder`` again (``qianyi report DIR``): of the runs the last command
+        that wrote its results.csv (a bench, or ``summary --out``) tabulated, by their keys (its ``run``
+        column), every setting a row of its own and in its order, so they are the tables of its results.md. A
+        results.csv without keys (written before they were recorded) or none: every finished run in
+        ``folder/runs``, which may be more runs; :attr:`scope` says which it was."""
+        folder = Path(folder)
+        keys = _tabulated_keys(folder / "results.csv")
+        res = cls.from_dirs([folder], select=select, variants=True, keys=keys)
+        res.order_like(folder / "results.csv")  # the bench command's order, as its own tables
+        res.out = folder
+        csv_ = str(folder / "results.csv")
+        res.scope = (f"Tabulated: the {len(res.runs)} runs {csv_!r} lists, those the last `qianyi bench` (or `summary "
+                     "--out`) into this folder tabulated, as its results.md does." if keys is not None else
+                     f"Tabulated: every finished run in {str(folder / 'runs')!r} ({len(res.runs)}), as {csv_!r} "
+                     "does not list the runs its bench tabulated (a folder of a qianyi before they were recorded): "
+                     "this table may hold more runs than its results.md; rerun that bench command (its finished "
+                     "runs are reused) to tabulate its own.")
+        if keys is None:
+            warnings.warn(res.scope.removeprefix("Tabulated: ").replace("this table", "the report", 1), QianyiWarning,
+                          stacklevel=2)
+        return res
 
     def order_like(self, results_csv: str | Path) -> None:
         """Pairs and methods in the order of a bench's ``results.csv`` (the command's order), where it names them;
@@ -703,7 +760,8 @@ class BenchResult:
     def report(self, per_seed: bool = False) -> str:
         """Every table: per pair, the cost of honesty, validators vs the oracle choice, the mean over pairs,
         the paired comparisons, every seed's accuracy (``per_seed``), the runs flagged by the health checks."""
-        parts = ([f"Command: `{self.command}`"] if self.command else []) + [self.table()]
+        parts = ([f"Command: `{self.command}`"] if self.command else []) + ([self.scope] if self.scope else []) \
+            + [self.table()]
         if self.notes:  # what the folders held and these tables leave out (summary warned about it too)
             parts.append("Left out of these tables:\n\n" + "\n".join(f"* {n}" for n in self.notes))
         vt = self.validator_table()
@@ -725,13 +783,14 @@ class BenchResult:
     def write(self, out: str | Path) -> dict[str, Path]:
         out = Path(out)
         fields_ = ["method", "source", "target", "seed", "target_accuracy", "source_accuracy", "train_seconds",
-                   "oracle", "selection", "selected_epoch", "oracle_choice_accuracy"]
+                   "oracle", "selection", "selected_epoch", "oracle_choice_accuracy", RUN_COLUMN]
 
         def write_csv(fh: Any) -> None:
             w = csv.writer(fh)
             w.writerow(fields_)
-            for r in self.runs:
-                row = {**r.to_dict(), "oracle_choice_accuracy": choice_accuracy(r, ORACLE_CHOICE)}
+            for r in self.runs:  # (RUN_COLUMN: which stored run each row is, for `qianyi report DIR`)
+                row = {**r.to_dict(), "oracle_choice_accuracy": choice_accuracy(r, ORACLE_CHOICE),
+                       RUN_COLUMN: store_key(r.fingerprint) if r.fingerprint else ""}
                 w.writerow([row[f] for f in fields_])
         self.files = {"csv": atomic_write(out / "results.csv", write_csv),
                       "md": write_text(out / "results.md", self.report())}
@@ -918,6 +977,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
           backbone: BackboneSpec | None = None, text: dict | None = None, command: str = "",
           embed: bool = True) -> BenchResult:
     """Run every method on every pair for every seed; source-only and oracle are always included.
+    ``seeds``: a count N (seeds 0..N-1) or distinct seeds.
 
     With ``out``, runs live in ``out/runs`` (a :class:`~qianyi.train.store.RunStore`: checkpoint,
     result.json, model.pt per run) and are reused when finished with the same fingerprint.
@@ -932,9 +992,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     per-layer distance figures (reused while no model changed).
     """
     check_backbone_spec(backbone, "bench")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seeds or not methods or not pairs:
-        raise ConfigError("bench needs at least one seed, one method and one pair (--seeds N with N >= 1)")
+    seeds = normalise_seeds(seeds, "bench")
+    if not methods or not pairs:
+        raise ConfigError("bench needs at least one method and one pair")
     capped = [split_cap(p) if isinstance(p, str) else (p, None) for p in pairs]
     pairs_ = [parse_pair(p) if isinstance(p, str) else tuple(p) for p, _ in capped]
     caps = [max_samples if cap is None else cap for _, cap in capped]

@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError
 from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..select.validators import builtin_validators
-from ..train.config import LAST, TrainConfig
+from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from ..train.run import BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
@@ -270,14 +270,11 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                    log: Callable[[str], None] | None = print, backbone: BackboneSpec | None = None,
                    text: dict | None = None) -> SelectionResult:
     """Train every candidate of ``method`` on every pair and seed, score it with ``validator``, rank.
-    ``seeds``: a count (seeds 0..N-1, as ``bench`` and ``qianyi select --seeds N``) or the seeds themselves.
+    ``seeds``: a count (seeds 0..N-1, as ``bench`` and ``qianyi select --seeds N``) or the seeds themselves (distinct).
     ``backbone`` and ``text``: every run's network and text settings, as in :func:`~qianyi.bench.runner.bench`
     (a named backbone is part of each run's fingerprint, so the cache tells networks apart)."""
     check_backbone_spec(backbone, "select")
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple, range)) or (
-            isinstance(seeds, int) and seeds < 1) or (not isinstance(seeds, int) and not len(seeds)):
-        raise ConfigError(f"seeds={seeds!r}: give a count of at least 1 or a list of seeds")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seeds = normalise_seeds(seeds, "select")
     if validator not in available_validators():
         get_validator(validator)  # raises with the list of names
     if getattr(get_method(method), "shallow", False) and validator != "source-val":

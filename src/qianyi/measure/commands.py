@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-from ..train.config import positive_int, seed_int, share
+from ..train.config import positive_int, seed_int, share, split_seed_int
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
                    "in place of training the source-only one (the DIR of `qianyi run --out DIR`, or its model.pt); the "
                    "--adapt methods still train (--adapt none: none)")
     _measure_args(m)
-    m.add_argument("--seed", type=int, default=0, help="seed of the sampling and of any training (default 0)")
+    m.add_argument("--seed", type=seed_int, default=0, help="seed of the sampling and of any training (default 0)")
     m.add_argument("--out", default=None, help="write measure.json, measure.md, profile.png (and runs/) here")
     train_args(m)
     for group in m._action_groups:  # measure without --layers trains nothing: say whom these flags are for
@@ -77,7 +77,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     ly.add_argument("--lambdas", default="0.25,0.5,0.75",
                     help="MULT's lam grid, the weight of the T loss, each in (0, 1) (default 0.25,0.5,0.75)")
     ly.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
-    ly.add_argument("--split-seed", type=seed_int, default=0, help="seed of every data split (default 0)")
+    ly.add_argument("--split-seed", type=split_seed_int, default=0, help="seed of every data split (default 0)")
     ly.add_argument("--backbone", default=None, choices=("embbag", "textcnn"),
                     help="text encoder (default embbag)")
     ly.add_argument("--out", default=None, help="write layers.json/.md/.png and runs/ here (resumable)")
@@ -93,7 +93,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     a.add_argument("--model", default=None, metavar="MODEL.pt", help="a trained source network to measure "
                    "(a `qianyi run` folder or its model.pt; default: train one source-only, --epochs epochs)")
     _measure_args(a, ADVISE_METRICS)
-    a.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    a.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
     train_args(a)
 
@@ -116,7 +116,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
                     "domain (default 5)")
     pv.add_argument("--lexicon", default=None, help="check the pivots against a sentiment lexicon: 'vader' (pip "
                     "install --no-deps vaderSentiment) or a file of 'word valence' lines")
-    pv.add_argument("--seed", type=int, default=0, help="training seed of the (first) amn run (default 0)")
+    pv.add_argument("--seed", type=seed_int, default=0, help="training seed of the (first) amn run (default 0)")
     pv.add_argument("--seeds", type=positive_int, default=1, help="amn runs (seeds --seed, +1, ...) whose attention and "
                     "polarity are averaged (default 1)")
     pv.add_argument("--reviews", type=int, default=3, help="reviews per domain in the attention heat-map (default 3)")

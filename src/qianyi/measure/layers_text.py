@@ -31,7 +31,7 @@ from .._io import write_json, write_text
 from .._report import markdown_table, save_figure, subplots
 from ..data.domain import Domain, TransferTask, stratified_split
 from ..errors import DataError
-from ..train.config import TrainConfig
+from ..train.config import TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from .transferability import cached_run, runs_root
 
@@ -251,10 +251,12 @@ class LayerTransferResult:
         return save_figure(fig, path)
 
 
-def layer_transfer(pairs: Sequence[TextPair], seeds: Sequence[int] = (0, 1, 2), lambdas: Sequence[float] = LAMBDAS,
+def layer_transfer(pairs: Sequence[TextPair], seeds: int | Sequence[int] = (0, 1, 2), lambdas: Sequence[float] = LAMBDAS,
                    config: TrainConfig | None = None, out: str | Path | None = None, backbone: str | None = None,
                    log: Callable[[str], None] | None = print) -> LayerTransferResult:
-    """Run the E/H/O experiment on ``pairs`` (see the module docstring); write layers.{md,json,png} to ``out``."""
+    """Run the E/H/O experiment on ``pairs`` (see the module docstring); write layers.{md,json,png} to ``out``.
+    ``seeds``: a count N (seeds 0..N-1) or distinct seeds."""
+    seeds = normalise_seeds(seeds, "layer_transfer")
     if not pairs:
         raise DataError("layer_transfer needs at least one pair")
     names = [p.name for p in pairs]
@@ -265,7 +267,7 @@ def layer_transfer(pairs: Sequence[TextPair], seeds: Sequence[int] = (0, 1, 2), 
         raise DataError(f"λ values must lie strictly between 0 and 1 (1 is target-only, 0 source-only), got {lambdas}")
     base = replace(config or TrainConfig(), checkpoint_dir=None)
     groups = _group_names(pairs[0], backbone)
-    result = LayerTransferResult(names, list(seeds), lambdas, len(pairs[0].target_train), groups)
+    result = LayerTransferResult(names, seeds, lambdas, len(pairs[0].target_train), groups)
     with runs_root(out, "qianyi-layers-") as top:
         for seed in seeds:
             for pair in pairs:

@@ -296,10 +296,11 @@ class PivotResult:
 
 def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None = None, config=None,
            top: int = 20, min_docs: int = 5, lexicon: str | None = None, reviews: int = 3,
-           data_dir: str | Path | None = None, max_samples: int | None = None, seeds: int = 1,
+           data_dir: str | Path | None = None, max_samples: int | None = None, seeds: int | Sequence[int] = 1,
            text: dict | None = None, log=lambda s: None) -> PivotResult:
-    """Train AMN on ``source -> target`` with ``seeds`` seeds (the config's seed, +1, ...) into ``out/run``,
-    ``out/run-seed1``, ... (each reused if finished already), or use the finished run ``run_dir``; then find the
+    """Train AMN on ``source -> target`` with ``seeds`` (a count N: the config's seed, +1, ..., +N-1; or distinct
+    seeds, the config's seed then unused) into ``out/run``, ``out/run-seed1``, ... (the first seed, the second, ...;
+    each reused if finished already), or use the finished run ``run_dir`` (one seed); then find the
     pivots over every review of both domains (texts only: labels are not read), averaged over the runs, check
     them against ``lexicon`` and draw the first run's attention on ``reviews`` reviews per domain. ``text``:
     load_task's text settings for the training (e.g. ``{"vectors": "minilm"}``)."""
@@ -307,22 +308,24 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
 
     from ..data.tasks import load_task
     from ..train.artefact import load_domain_for, load_model
-    from ..train.config import TrainConfig
+    from ..train.config import TrainConfig, normalise_seeds
     from ..train.run import run as train_run
 
-    if seeds < 1 or (run_dir is not None and seeds != 1):
-        raise DataError(f"pivots: seeds must be at least 1 and is 1 with --run, got {seeds}")
+    config = config or TrainConfig()
+    seed_list = normalise_seeds(seeds, "pivots", start=config.seed)
+    if run_dir is not None and len(seed_list) != 1:
+        raise DataError(f"pivots: --run gives one finished run, so seeds is 1 with it, got {seeds!r}")
     for name, v in (("top", top), ("min_docs", min_docs), ("reviews", reviews)):  # before any training
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "reviews" else 1):
             raise DataError(f"pivots: {name} must be a whole number >= {0 if name == 'reviews' else 1}, got {v!r}")
     out = Path(out)
-    config = config or TrainConfig()
     words = load_lexicon(lexicon) if lexicon else None  # before any training: a missing lexicon stops at once
-    paths = [Path(run_dir)] if run_dir is not None else [out / ("run" if k == 0 else f"run-seed{k}") for k in range(seeds)]
+    paths = [Path(run_dir)] if run_dir is not None else [out / ("run" if k == 0 else f"run-seed{k}")
+                                                         for k in range(len(seed_list))]
     task, reused = None, []
     for k, path in enumerate(paths):
         if (path / "result.json").exists():
-            _check_reused(path, source, target, replace(config, seed=config.seed + k), given=run_dir is not None)
+            _check_reused(path, source, target, replace(config, seed=seed_list[k]), given=run_dir is not None)
             if run_dir is None:
                 reused.append(path)
             continue
@@ -334,8 +337,8 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
                 raise DataError(f"pivots: {source} -> {target} is not a text task (pivot words come from AMN's word "
                                 "attention on reviews); give text domains, e.g. amazon/books amazon/kitchen")
             log(task.describe())
-        train_run("amn", task, replace(config, seed=config.seed + k), out=path)
-        log(f"amn {source} -> {target} seed {config.seed + k}: trained, written to {path}")
+        train_run("amn", task, replace(config, seed=seed_list[k]), out=path)
+        log(f"amn {source} -> {target} seed {seed_list[k]}: trained, written to {path}")
     models = [load_model(p) for p in paths]
     text_pre = (models[0].meta.get("preprocessing") or {}).get("text")
     if not text_pre:

@@ -34,7 +34,7 @@ from ..nn.backbones import backbone_for
 from .._report import markdown_table, save_figure, subplots
 from ..methods.registry import get_method
 from ..train.checkpoint import FILENAME as CHECKPOINT
-from ..train.config import LAST, TrainConfig
+from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import MODEL_FILE, RunResult
 from ..train.run import run, run_fingerprint
 from ..train.store import finished, slug
@@ -221,7 +221,8 @@ class TransferabilityResult:
         return save_figure(fig, path)
 
 
-def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = None, seeds: Sequence[int] = (0, 1, 2),
+def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = None,
+                    seeds: int | Sequence[int] = (0, 1, 2),
                     config: TrainConfig | None = None, out: str | Path | None = None,
                     log: Callable[[str], None] | None = print) -> TransferabilityResult:
     """Run the protocol: base A and base B, then BnB, BnB+, AnB, AnB+ for each k and seed.
@@ -230,7 +231,9 @@ def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = No
     the paper). Every network keeps its last epoch: ``config`` must not choose epochs by a validator
     (``select``, ``validators``), which would read B's test inputs. Runs live in ``out/runs/TASK/CONDITION/kK/seedS`` and are reused when finished with
     the same settings, so a killed protocol resumes; a pair sharing task B with another reuses its runs.
+    ``seeds``: a count N (seeds 0..N-1) or distinct seeds.
     """
+    seeds = normalise_seeds(seeds, "transferability")
     if not pairs:
         raise DataError("transferability needs at least one pair of tasks A and B")
     base_cfg = config or TrainConfig()
@@ -247,7 +250,7 @@ def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = No
     ks = sorted(set(ks)) if ks is not None else list(range(1, top + 1))
     if not ks or min(ks) < 1 or max(ks) > top:
         raise DataError(f"k counts copied layer groups and must be in 1..{top} ({groups[:top]}), got {list(ks)}")
-    result = TransferabilityResult(names, list(ks), groups, list(seeds))
+    result = TransferabilityResult(names, list(ks), groups, seeds)
     with runs_root(out, "qianyi-transfer-") as root:
         for seed in seeds:
             for pair in pairs:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import re
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Sequence
@@ -51,7 +52,8 @@ class TrainConfig:
         "which epoch's weights to keep: 'last', or the best by a label-free validator (`qianyi validators`: "
         "source-val, dev, iwv, snd, entropy, atc, rv); never target labels", metavar="NAME"))
     validators: tuple[str, ...] = field(default=(), metadata=_opt(
-        "validators to record every epoch besides --select (comma-separated, or 'all'), for reports", metavar="A,B"))
+        "validators to record every epoch besides --select (comma-separated; 'all', alone or in the list, records "
+        "every one), for reports", metavar="A,B"))
     score_every_epoch: bool = field(default=True, metadata=_opt("", cli=""))  # False: --validators only at the last
     # epoch when the last is kept (`qianyi select` reads no other; its CPU time 0.81x, docs/selection.md)
     selection_samples: int = field(default=1000, metadata=_opt(
@@ -94,10 +96,10 @@ class TrainConfig:
             value = getattr(self, opt)
             if isinstance(value, str):
                 object.__setattr__(self, opt, tuple(v.strip() for v in value.split(",") if v.strip()))
-        vals = tuple(names) if tuple(self.validators) == ("all",) else tuple(self.validators)
-        bad = [v for v in vals if v not in names]
+        bad = [v for v in self.validators if v not in names and v != "all"]
         if bad:
             raise UnknownNameError(f"validators: unknown {bad}; choose from {', '.join(names)} or 'all'")
+        vals = tuple(names) if "all" in self.validators else tuple(self.validators)  # 'all' among names: all
         object.__setattr__(self, "validators", vals)
         bad = [x for x in self.log_to if x not in LOGGERS]
         if bad:
@@ -116,7 +118,7 @@ class TrainConfig:
                 _check_int(k, getattr(self, k), 0 if k == "init_layers" else 1)
         _check_int("freeze", self.freeze, 0)
         _check_int("workers", self.workers, 0, 256)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
+        object.__setattr__(self, "seed", check_seed("seed", self.seed))  # (a numpy integer: stored as an int)
         for k, top in (("lr", 100.0), ("momentum", 1.0), ("weight_decay", 100.0), ("copied_lr_mult", 1000.0),
                        ("l2sp", 1e6)):
             v = getattr(self, k)
@@ -278,15 +280,63 @@ def check_copied_lr_mult(config: "TrainConfig", methods: Sequence[str]) -> None:
                           "out (pretrained --weights layers train at their own 0.1 already)")
 
 
-def seed_int(text: str) -> int:
-    """An argparse type: a seed numpy takes (a whole number from 0 to 2**32 - 1)."""
+#: The largest seed qianyi takes (numpy's legacy generators, ``np.random.seed``, take 0 .. 2**32 - 1): every
+#: seed setting (``TrainConfig.seed``, ``--seed``, ``seeds=``, ``ProxyTransfer(random_state=)``) is checked against it.
+SEED_MAX = 2 ** 32 - 1
+#: ``load_task`` derives further seeds from its ``split_seed`` and takes split seeds up to ``SEED_MAX`` minus this.
+SPLIT_SEED_RESERVE = 2
+
+
+def check_seed(name: str, value: Any, reserve: int = 0) -> int:
+    """``value`` as an int if it is a whole number from 0 to ``SEED_MAX - reserve``, else a :class:`ConfigError`
+    naming ``name``. ``reserve``: how far the seed is counted up for further streams (a split seed:
+    :data:`SPLIT_SEED_RESERVE`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= SEED_MAX - reserve:
+        raise ConfigError(f"{name} must be a whole number between 0 and {SEED_MAX - reserve}, got {value!r}")
+    return int(value)
+
+
+def normalise_seeds(seeds: Any, who: str, start: int = 0) -> list[int]:
+    """The seeds ``seeds`` names: a count N (the seeds ``start`` .. ``start + N - 1``) or a sequence of distinct
+    whole numbers, each from 0 to :data:`SEED_MAX`. A bool, an empty sequence or a seed given twice (its runs
+    would count twice in every mean and spread over seeds) is a :class:`ConfigError` naming ``who``."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError(f"{who}: seeds={seeds!r}: give a count of at least 1 or a list of seeds")
+        check_seed(f"{who}: the last seed ({start} + seeds - 1)", start + int(seeds) - 1)
+        return list(range(start, start + int(seeds)))
+    if isinstance(seeds, (bool, str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"{who}: seeds={seeds!r}: give a count of at least 1 or a list of seeds (distinct whole "
+                          f"numbers from 0 to {SEED_MAX})")
+    values = list(seeds)
+    if not values:
+        raise ConfigError(f"{who}: seeds={seeds!r} is empty: give a count of at least 1 or a list of seeds")
+    out = [check_seed(f"{who}: each of seeds", v) for v in values]
+    twice = [s for i, s in enumerate(out) if s in out[:i]]
+    if twice:
+        raise ConfigError(f"{who}: seed {twice[0]} is given twice in seeds={values!r}; give each seed once (its runs "
+                          "would count twice in the mean and spread over seeds)")
+    return out
+
+
+def _seed_type(text: str, reserve: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {2 ** 32 - 1}, got {text}")
+    if not 0 <= value <= SEED_MAX - reserve:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {SEED_MAX - reserve}, got {text}")
     return value
+
+
+def seed_int(text: str) -> int:
+    """An argparse type for ``--seed``: a whole number from 0 to :data:`SEED_MAX` (as :func:`check_seed`)."""
+    return _seed_type(text, 0)
+
+
+def split_seed_int(text: str) -> int:
+    """An argparse type for a ``--split-seed`` given to ``load_task``: 0 to ``SEED_MAX - 2``, the range it takes."""
+    return _seed_type(text, SPLIT_SEED_RESERVE)
 
 
 def positive_int(text: str) -> int:
