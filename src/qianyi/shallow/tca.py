@@ -54,7 +54,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError, DataError
 from ._base import (FeatureMap, check_kernel, check_positive, check_X, chunks, kernel, landmark_count,
-                    median_sq_dist, pick_landmarks, split_domains, target_as_y, zscore_params)
+                    median_sq_dist_np, pick_landmarks, split_domains, target_as_y, zscore_params)
 
 DEFAULT_MAX_KERNEL_BYTES = 512 * 2 ** 20
 
@@ -109,7 +109,7 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         X = (X - self.mean_) / self.scale_
         n = len(X)
-        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist(X, self.random_state))) if self.kernel == "rbf" else None
+        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist_np(X, self.random_state))) if self.kernel == "rbf" else None
         # the exact problem is d x d (primal) or n x n (kernel); past the budget, Nystroem landmarks
         size, what = (X.shape[1], f"the primal form with {X.shape[1]} features") if self.kernel == "primal" \
             else (n, f"kernel={self.kernel!r} on {n} samples")
