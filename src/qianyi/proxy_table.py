@@ -233,7 +233,7 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
               "proxy_training_fit": proxy_fit, "alpha": model.alpha_,
               "loo_r2": {"proxy+ridge": loo_proxy, "ridge": loo_ridge}, "alpha_ridge": alpha_ridge}
     if out is not None:
-        _write(Path(out), model, t, has_t, pred_t, pred_p, result)
+        _write(Path(out), model, t, pred_t, pred_p, result)
     return result
 
 
@@ -248,8 +248,7 @@ def check_proxy_out(out: Path) -> None:
                           "folder of its own for `qianyi proxy`")
 
 
-def _write(out: Path, model: ProxyTransfer, t: Table, has_t: np.ndarray, pred_t: np.ndarray, pred_p: np.ndarray,
-           result: dict) -> None:
+def _write(out: Path, model: ProxyTransfer, t: Table, pred_t: np.ndarray, pred_p: np.ndarray, result: dict) -> None:
     from ._io import write_json, write_text
 
     out.mkdir(parents=True, exist_ok=True)

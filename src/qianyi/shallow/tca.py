@@ -225,7 +225,8 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 out[sl] = P @ W / np.sqrt(self.kscale_)
         return out
 
-    def _finish(self, X: np.ndarray) -> None:
+    def _finish(self) -> None:
+        """Drop what only fitting needed (the kernel problem's matrices; the fitted rows unless kernelised)."""
         if self.mode_ != "kernel":
             self.X_fit_ = None
         for name in ("_K", "_A", "_X"):
@@ -294,7 +295,7 @@ class TCA(_TransferBase):
         X = self._prepare(d.Xs, d.Xt)
         self._statistics(X)
         self._solve(_Groups(len(d.Xs), len(d.Xt), None, None, 0), keep=False)
-        self._finish(X)
+        self._finish()
         return self
 
     def fit_transform(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> np.ndarray:
@@ -378,7 +379,7 @@ class JDA(ClassifierMixin, _TransferBase):
             pseudo = new
         self.estimator_ = clf
         self.n_iter_ = len(self.pseudo_label_history_)
-        self._finish(Xp)
+        self._finish()
         return self
 
     def fit_transform(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> np.ndarray:
