@@ -39,7 +39,7 @@ from torch import nn
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
 from . import efficientnet
-from .backbones import Backbone, backbone_for, copy_pretrained, default_network, lenet, mark_pretrained, mlp
+from .backbones import Backbone, copy_pretrained, default_network, lenet, mark_pretrained, mlp
 from .text import TEXT_ENCODERS, rebuild_text
 from .torchfile import unreadable_reason
 
