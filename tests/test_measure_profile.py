@@ -196,6 +196,26 @@ def test_measure_and_advise_seed_their_training_as_the_cli_does_when_no_config_i
     assert seen == [7, 5]
 
 
+def test_measure_tests_the_rows_whose_distances_it_prints(monkeypatch):
+    """measure subsampled for distances() and for mmd_test() with different draws: with more held-out rows than
+    samples the p-value was of other rows than the MK-MMD printed above it."""
+    from qianyi.distances import mmd_test
+    from qianyi.measure import report
+
+    tests = []
+
+    def spy(x, y, **kw):
+        tests.append(mmd_test(x, y, **kw))
+        return tests[-1]
+
+    monkeypatch.setattr(report, "mmd_test", spy)
+    task = toy_task(n=2000)
+    assert len(task.source_val) > 150 and len(task.target_test) > 150
+    res = measure(task, metrics=["mk-mmd"], samples=150, permutations=9, log=None)
+    assert (res.n_source, res.n_target) == (tests[0].n_x, tests[0].n_y) == (150, 150)
+    assert tests[0].mmd2 == pytest.approx(res.input_distances["mk-mmd"], rel=1e-4)
+
+
 def test_measure_warns_when_its_held_out_inputs_are_too_few_and_takes_val_fraction(capsys):
     """On a small source the distances compared the 10% source_val alone (15 reviews): an A-distance of 0
     said "alike" of two domains that share no word, with no hint and no option to hold out more."""

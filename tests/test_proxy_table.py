@@ -169,7 +169,10 @@ def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_
         fit_table(tmp_path / "k.csv", "nl", "wealth", drop=("id",), steps=2)
     with pytest.warns(QianyiWarning, match="2 of 3 classes hold samples"):
         P.quantile_bins(np.r_[np.zeros(90), np.arange(10.0)], 3)
-    for spec, words in (("npz:x.npz", "got the npz: spec"), (f"csv:{tmp_path / 't.csv'}?drop=id", "takes no \\?options")):
+    for spec, words in (("npz:x.npz", "got the npz: spec"),
+                        (f"csv:{tmp_path / 't.csv'}?drop=id", "takes one option, \\?sep=.*not 'drop=id'.*--drop"),
+                        (f"{tmp_path / 't.csv'}?sep=;&sep=,", "'sep' is given twice"),
+                        (f"{tmp_path / 't.csv'}?sep=x", "sep='x' is not a separator")):
         with pytest.raises(DataError, match=words):
             read_table(spec, "nl", "wealth")
     (tmp_path / "survey:wave2.csv").write_bytes((tmp_path / "t.csv").read_bytes())  # a file named like a spec
@@ -180,6 +183,28 @@ def test_table_edge_cases_blank_lines_trailing_commas_index_constant_target_and_
     (tmp_path / "run" / "model.json").write_text("{}")
     with pytest.raises(OutputError, match="holds the results of another command"):
         fit_table(tmp_path / "t.csv", "nl", "wealth", drop=("id",), out=tmp_path / "run", steps=2)
+
+
+def test_a_table_is_read_with_the_csv_readers_separator(tmp_path, capsys):
+    """`qianyi proxy` read a ';' table as one column the csv: reader splits, and refused ?sep= to say so."""
+    _table(tmp_path / "t.csv", n=120)
+    comma = read_table(tmp_path / "t.csv", "nl", "wealth", drop=("id",))
+    text = (tmp_path / "t.csv").read_text()
+    (tmp_path / "semi.csv").write_text(text.replace(",", ";"))
+    for spec in (tmp_path / "semi.csv", f"csv:{tmp_path / 'semi.csv'}", f"{tmp_path / 'semi.csv'}?sep=;"):
+        t = read_table(spec, "nl", "wealth", drop=("id",))
+        assert t.feature_names == comma.feature_names and np.array_equal(t.X, comma.X)
+        assert np.array_equal(t.proxy, comma.proxy, equal_nan=True)
+    (tmp_path / "tab.tsv").write_text(text.replace(",", "\t"))
+    with pytest.raises(DataError, match="has no column 'nl'.*holds tabs: is that the separator\\? give it with \\?sep=tab"):
+        read_table(tmp_path / "tab.tsv", "nl", "wealth", drop=("id",))
+    t = read_table(f"csv:{tmp_path / 'tab.tsv'}?sep=tab", "nl", "wealth", drop=("id",))
+    assert np.array_equal(t.X, comma.X)
+    rc = main(["proxy", f"{tmp_path / 'semi.csv'}?sep=;", "--proxy", "nl", "--target", "wealth", "--drop", "id",
+               "--hidden", "8", "--steps", "5", "--threads", "1", "--out", str(tmp_path / "o")])
+    assert rc == 0 and json.loads((tmp_path / "o" / "result.json").read_text())["table"] == str(tmp_path / "semi.csv")
+    header, rows = predict_table(tmp_path / "o", f"{tmp_path / 'tab.tsv'}?sep=tab")
+    assert len(rows) == 120
 
 
 def test_a_run_refuses_a_proxy_folder_as_its_out(tmp_path):

@@ -593,7 +593,6 @@ def summarise(rows: Sequence[dict], keys: Sequence[str] = ("protocol", "n", "met
 
 # ---------------------------------------------------------------- the LSMS villages
 LSMS_FOLDER = "africa-poverty-lsms"
-COUNTRIES = {"et": "Ethiopia", "mw": "Malawi", "ng": "Nigeria", "tz": "Tanzania", "ug": "Uganda"}
 
 
 @dataclass(frozen=True)

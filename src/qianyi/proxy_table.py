@@ -41,17 +41,42 @@ class Table:
     where: str
 
 
-def _path(spec: str | os.PathLike) -> Path:
+def _spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """The file of a proxy-table spec (``csv:FILE`` or a path) and its ``?sep=`` (None: detected as the ``csv:``
+    reader does)."""
     text = str(spec)
-    if not isinstance(spec, os.PathLike) and not Path(text).expanduser().is_file():  # (a file named a:b.csv is one)
-        reader, sep, rest = text.partition(":")
-        if sep and reader.isalpha() and len(reader) > 1 and reader != "csv":
-            raise DataError(f"a proxy table is a CSV file (csv:FILE or its path), got the {reader}: spec {text!r}")
-        if "?" in text and not Path(text[4:] if reader == "csv" else text).exists():
-            raise DataError(f"{text!r}: a proxy table takes no ?options; give the plain file (`qianyi proxy`: name "
-                            "the columns to leave out with --drop; `qianyi predict`: the model reads its feature columns "
-                            "by name and ignores the others)")
-    return Path(text[4:] if text.startswith("csv:") else text).expanduser()
+    if isinstance(spec, os.PathLike) or Path(text).expanduser().is_file():  # (a file named a:b.csv is one)
+        return Path(text[4:] if text.startswith("csv:") else text).expanduser(), None
+    reader, colon, _ = text.partition(":")
+    if colon and reader.isalpha() and len(reader) > 1 and reader != "csv":
+        raise DataError(f"a proxy table is a CSV file (csv:FILE or its path), got the {reader}: spec {text!r}")
+    body = text[4:] if text.startswith("csv:") else text
+    sep = None
+    if "?" in body and not Path(body).expanduser().exists():
+        body, _, query = body.partition("?")
+        opts: dict[str, str] = {}
+        for item in filter(None, query.split("&")):
+            key, eq, value = item.partition("=")
+            if key != "sep" or not eq:
+                raise DataError(f"{text!r}: a proxy table takes one option, ?sep= (the separator: , ; | tab), not "
+                                f"{item!r} (`qianyi proxy`: name the columns to leave out with --drop; `qianyi "
+                                "predict`: the model reads its feature columns by name and ignores the others)")
+            if key in opts:
+                raise DataError(f"{text!r}: option {key!r} is given twice")
+            opts[key] = value
+        sep = opts.get("sep")
+    return Path(body).expanduser(), sep
+
+
+def _separator_hint(header: Sequence[str]) -> str:
+    """``read_csv``'s hint for a header read as one column that holds another separator ('' if none)."""
+    if len(header) != 1:
+        return ""
+    for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'")):
+        if char in header[0]:
+            return (f"; the header was read as one column, which holds {shown}: is that the separator? give it "
+                    f"with ?sep={name}")
+    return ""
 
 
 def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | None = None,
@@ -59,18 +84,23 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     """Read a CSV (``csv:FILE`` or a path; gzip read by content) with a header row. ``proxy`` and ``target``
     name columns whose blank cells mean "unknown"; ``drop`` names columns to leave out (an id, a name);
     every other column is a feature and must hold a number in every row. ``features`` (a saved model's
-    columns) reads those columns, by name, in that order, and ignores the others."""
-    from .data.readers import _csv_text, _lines, _numbered_rows, _unnamed_columns
+    columns) reads those columns, by name, in that order, and ignores the others. The separator is the
+    ``csv:`` reader's: ``;`` when the header line holds ``;`` and no ``,``, else ``,``, or the spec's
+    ``?sep=`` (``,``, ``;``, ``|`` or ``tab``)."""
+    from .data.readers import _csv_separator, _csv_text, _lines, _numbered_rows, _unnamed_columns
 
-    p = _path(spec)
+    p, sep = _spec(spec)
     where = f"proxy table {str(p)!r}"
     if not p.is_file():
         raise DatasetNotFoundError(f"{where}: no such file; give a CSV with a header row (features, the proxy "
                                    "column, the target column)")
+    text = _csv_text(p, where)
+    delimiter = _csv_separator(sep, text, where)
     try:
-        numbered = [(n, r) for n, r in _numbered_rows(_lines(_csv_text(p, where))) if any(c.strip() for c in r)]
+        numbered = [(n, r) for n, r in _numbered_rows(_lines(text), delimiter) if any(c.strip() for c in r)]
     except csv.Error as exc:
-        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as UTF-8 text separated by ','") from None
+        raise DataError(f"{where} is not a valid CSV table ({exc}); save it as UTF-8 text separated by "
+                        f"{'tab' if delimiter == chr(9) else delimiter!r} (or give the separator with ?sep=)") from None
     if len(numbered) < 2:
         raise DataError(f"{where} has {'no header' if not numbered else 'a header but no rows'}; give a header row "
                         "and one row per sample")
@@ -94,14 +124,15 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     named = {"proxy": proxy, "target": target, **{f"drop {d!r}": d for d in drop}}
     for role, col in named.items():
         if col is not None and col not in header:
-            raise DataError(f"{where} has no column {col!r} ({role}); its columns are {header[:20]}")
+            raise DataError(f"{where} has no column {col!r} ({role}); its columns are {header[:20]}"
+                            f"{_separator_hint(header)}")
     if proxy is not None and proxy == target:
         raise ConfigError(f"proxy and target are the same column {proxy!r}; the proxy is another, abundant label")
     if features is not None:
         missing = [c for c in features if c not in header]
         if missing:
             raise DataError(f"{where} lacks the model's feature column(s) {missing[:10]}; give a table with the "
-                            "columns the model was fitted on (their order does not matter)")
+                            f"columns the model was fitted on (their order does not matter){_separator_hint(header)}")
         cols = list(features)
     else:
         cols = [c for c in header if c not in (proxy, target, *drop)]
@@ -195,14 +226,14 @@ def fit_table(spec: str | os.PathLike, proxy: str, target: str, out: str | os.Pa
         proxy_fit = {"r2": 1.0 - float(((p - fit_p) ** 2).sum()) / sst}
     else:
         proxy_fit = {"accuracy": float((fit_p == p).mean())}
-    result = {"table": str(_path(spec)), "proxy": proxy, "target": target, "bins": bins,
+    result = {"table": str(_spec(spec)[0]), "proxy": proxy, "target": target, "bins": bins,
               "rows": int(len(t.X)), "features": len(t.feature_names), "rows_with_proxy": int(has_p.sum()),
               "rows_with_target": int(has_t.sum()),
               "settings": {k: _plain(model._setting(k)) for k in NETWORK_PARAMS},
               "proxy_training_fit": proxy_fit, "alpha": model.alpha_,
               "loo_r2": {"proxy+ridge": loo_proxy, "ridge": loo_ridge}, "alpha_ridge": alpha_ridge}
     if out is not None:
-        _write(Path(out), model, t, has_t, pred_t, pred_p, result)
+        _write(Path(out), model, t, pred_t, pred_p, result)
     return result
 
 
@@ -217,8 +248,7 @@ def check_proxy_out(out: Path) -> None:
                           "folder of its own for `qianyi proxy`")
 
 
-def _write(out: Path, model: ProxyTransfer, t: Table, has_t: np.ndarray, pred_t: np.ndarray, pred_p: np.ndarray,
-           result: dict) -> None:
+def _write(out: Path, model: ProxyTransfer, t: Table, pred_t: np.ndarray, pred_p: np.ndarray, result: dict) -> None:
     from ._io import write_json, write_text
 
     out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +338,8 @@ def add_commands(sub, train_args) -> dict:  # noqa: ANN001 (argparse's private t
                     "and proxy.md. Python: qianyi.proxy_table.fit_table, qianyi.proxy.ProxyTransfer.",
         epilog="example: qianyi proxy villages.csv --proxy nightlights --target wealth --drop village_id "
                "--out runs/proxy")
-    p.add_argument("table", help="a CSV file (csv:FILE or its path; gzip is read too)")
+    p.add_argument("table", help="a CSV file (csv:FILE or its path; gzip is read too); ';' is detected as the csv: "
+                                 "reader does, or give the separator with ?sep=, ; | tab")
     p.add_argument("--proxy", required=True, metavar="COL", help="the proxy column (blank cells: no proxy value)")
     p.add_argument("--target", required=True, metavar="COL", help="the target column (blank cells: unknown)")
     p.add_argument("--drop", default="", metavar="A,B", help="columns that are not features (ids, names)")

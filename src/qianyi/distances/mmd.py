@@ -63,30 +63,41 @@ def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d.clamp_min_(0.0) if not d.requires_grad else d.clamp_min(0.0)
 
 
-MEDIAN_POINTS = 1000  # the median heuristic looks at most at this many pooled points
-MEDIAN_MATRIX_POINTS = 4000  # median_of_pairs reads at most this many rows and columns of a distance matrix
+#: The median heuristic looks at most at this many pooled points, evenly spaced (:func:`median_points`).
+MEDIAN_POINTS = 1000
 
 
-def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int = MEDIAN_POINTS) -> torch.Tensor:
-    """Median squared distance between distinct points of the pooled sample (a subsample if large)."""
+def median_points(n: int, device: torch.device | str | None = None) -> torch.Tensor | None:
+    """The rows of an ``n``-point pooled sample that the median heuristic reads: ``None`` (all) up to
+    :data:`MEDIAN_POINTS`, else that many evenly spaced ones (deterministic)."""
+    if n <= MEDIAN_POINTS:
+        return None
+    return torch.linspace(0, n - 1, MEDIAN_POINTS, device=device).long()
+
+
+def median_sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The median heuristic: the median squared distance between distinct points of the pooled sample
+    ``[x; y]``, read at :func:`median_points` (see :func:`median_of_pairs`). Every Gaussian kernel in
+    qianyi takes its bandwidth from this rule (the losses, ``mk_mmd2``, ``mmd_test``, LMMD)."""
     with torch.no_grad():
         z = torch.cat([x.detach(), y.detach()])
-        if len(z) > max_points:  # deterministic, evenly spaced subsample
-            z = z[torch.linspace(0, len(z) - 1, max_points, device=z.device).long()]
+        keep = median_points(len(z), z.device)
+        if keep is not None:
+            z = z[keep]
         return median_of_pairs(sq_dists(z, z))
 
 
 def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
-    """Median of the distinct off-diagonal entries of a squared distance matrix.
+    """Median of the distinct off-diagonal entries of the squared distance matrix ``d`` of a pooled sample,
+    read at the points :func:`median_sq_dist` reads (:func:`median_points`), so the two give one bandwidth
+    for one sample.
 
     When half the pairs or more are duplicates (dead ReLU units, empty bag-of-words rows) that median
     is 0; the median of the non-zero distances then keeps the bandwidth on the data's scale. 1 only
-    when every point is the same (or there is no pair). A matrix of more than
-    :data:`MEDIAN_MATRIX_POINTS` points is read at that many evenly spaced ones (sorting all pairs of
-    20,000 points took 5x the matrix's memory)."""
+    when every point is the same (or there is no pair)."""
     with torch.no_grad():
-        if len(d) > MEDIAN_MATRIX_POINTS:
-            keep = torch.linspace(0, len(d) - 1, MEDIAN_MATRIX_POINTS, device=d.device).long()
+        keep = median_points(len(d), d.device)
+        if keep is not None:
             d = d[keep][:, keep]
         iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
         vals = d.detach()[iu[0], iu[1]]
@@ -142,8 +153,8 @@ class GaussianKernel:
             raise DataError(f"GaussianKernel: multipliers must be positive numbers, got {tuple(self.multipliers)!r}")
 
     def sigmas2_from(self, d: torch.Tensor) -> torch.Tensor:
-        """The bandwidths for the pooled sample whose squared distance matrix is ``d`` (median heuristic
-        on its distinct pairs, :func:`median_of_pairs`)."""
+        """The bandwidths for the pooled sample whose squared distance matrix is ``d``: :meth:`sigmas2`'s,
+        read off a matrix already built (:func:`median_of_pairs`)."""
         if self.bandwidth is None:
             base = median_of_pairs(d)
         else:
@@ -151,6 +162,8 @@ class GaussianKernel:
         return base * torch.tensor(list(self.multipliers), dtype=d.dtype, device=d.device)
 
     def sigmas2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The bandwidths for samples ``x`` and ``y``: ``multipliers`` x ``bandwidth``, or x the median heuristic
+        of the pooled sample (:func:`median_sq_dist`)."""
         if self.bandwidth is None:
             base = median_sq_dist(x, y).to(x.device, x.dtype)
         else:

@@ -5,6 +5,8 @@ Under :math:`H_0: P = Q` the pooled sample is exchangeable, so the null distribu
 p-value is :math:`(1 + \#\{b: \mathrm{MMD}^2_b \ge \mathrm{MMD}^2\}) / (1 + B)` (never 0, valid at
 any B). The kernel's bandwidth comes from the pooled sample, so it is the same under every
 relabelling; the pooled kernel matrix is built once and each permutation costs one matrix product.
+The bandwidth is the one :func:`~qianyi.distances.mk_mmd2` uses (:func:`~qianyi.distances.mmd.median_sq_dist`
+on the pooled sample ``[x; y]``), so the test's statistic is ``mk_mmd2(x, y)`` on the rows it tests.
 """
 from __future__ import annotations
 
@@ -56,9 +58,11 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
              batch: int = 64) -> MMDTestResult:
     """MMD^2 between ``x`` and ``y`` and its permutation-test p-value.
 
-    ``kernel`` defaults to the multi-kernel family around the median heuristic (as in DAN).
-    Each sample is subsampled to ``max_samples`` rows (seeded) since the pooled kernel matrix is
-    held in memory; ``batch`` permutations are evaluated per matrix product.
+    ``kernel`` defaults to the multi-kernel family around the median heuristic (as in DAN), with the
+    bandwidth :func:`~qianyi.distances.mk_mmd2` takes, so ``mmd2`` equals ``mk_mmd2(x, y)`` (up to float
+    rounding) when no side is subsampled. Each sample is subsampled to ``max_samples`` rows (seeded)
+    since the pooled kernel matrix is held in memory; ``batch`` permutations are evaluated per matrix
+    product.
 
     >>> rng = np.random.default_rng(0)
     >>> mmd_test(rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + 1, permutations=99).p_value
@@ -91,9 +95,8 @@ def mmd_test(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, kernel:
     with torch.no_grad():
         X, Y = _centred(X.detach(), Y.detach())  # MMD is translation-invariant: exact far from the origin
         Z = torch.cat([X, Y])
-        D = sq_dists(Z, Z)  # the bandwidth from all pooled pairs: no relabelling changes it
-        K = kernel_mean(D, kernel.sigmas2_from(D), kernel.multipliers)
-        del D
+        # mk_mmd2's bandwidth, from the pooled sample in this order: computed once, no relabelling changes it
+        K = kernel_mean(sq_dists(Z, Z), kernel.sigmas2(X, Y), kernel.multipliers)
         m, N = len(X), len(Z)
         observed = torch.zeros(1, N, dtype=K.dtype, device=K.device)
         observed[0, :m] = 1.0

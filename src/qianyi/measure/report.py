@@ -24,7 +24,7 @@ from ..train.config import TrainConfig
 from ..train.weights import load_initial_weights
 from ..train.run import run
 from .._report import markdown_table
-from .metrics import DEFAULT_METRICS, check_metrics, check_samples, distances
+from .metrics import DEFAULT_METRICS, check_metrics, check_samples, distances, subsample
 from .profile import LayerProfile, compare_table, layer_profile, plot_profiles, word_presence
 
 BEFORE = "source-only"
@@ -145,9 +145,11 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
                       f"split) and {len(xt)} target inputs: too few to trust (an A-distance near 0 may mean too few "
                       "samples, not alike domains); hold out more of the source (--val-fraction 0.5, "
                       "load_task(val_fraction=0.5)) or give more data", QianyiWarning, stacklevel=2)
+    # one subsample for the distances and the test: the p-value is of the rows whose MK-MMD is printed
+    xs, xt = subsample(xs, samples, seed, "source"), subsample(xt, samples, seed + 1, "target")
     d = distances(xs, xt, metrics, max_samples=samples, seed=seed)
     test = mmd_test(xs, xt, permutations=permutations, max_samples=samples, seed=seed) if permutations else None
-    res = MeasureResult(task.name, min(len(xs), samples), min(len(xt), samples), d,
+    res = MeasureResult(task.name, len(xs), len(xt), d,
                         None if test is None else test.p_value, permutations, input_space=space)
     xs, xt = task.source_val.X, (task.target_test or task.target).X
     if layers:

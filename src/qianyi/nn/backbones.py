@@ -6,7 +6,7 @@ of every group, in order; ``features`` is the last group before ``logits``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -84,12 +84,6 @@ class Backbone(nn.Module):
         if name not in names:
             raise UnknownNameError(f"no layer group {name!r}; this backbone has {list(names)}")
         return names.index(name)
-
-    def lower_groups(self, k: int) -> Iterator[nn.Module]:
-        """The first ``k`` layer groups (what "copy/freeze the first k layers" refers to)."""
-        for i, module in enumerate(self.groups.values()):
-            if i < k:
-                yield module
 
     def feature_dim(self, name: str | None = None) -> int:
         """Width of a fully connected group's output (of the feature layer by default)."""

@@ -375,9 +375,5 @@ def sentence_embeddings(texts: Sequence[str], batch_size: int = 32, max_len: int
     return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, CONFIG["hidden_size"])
 
 
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 __all__ = ["WordPiece", "basic_tokenize", "minilm_encoder", "hf_name_map", "load_bert_weights", "sentence_embeddings",
            "wordpiece_preprocessing", "encode_wordpiece", "TOKENIZER", "PACKAGE", "INSTALL"]

@@ -39,8 +39,9 @@ from torch import nn
 from .._io import atomic_write, sha256_file
 from ..errors import ConfigError, DataError, UnknownNameError
 from . import efficientnet
-from .backbones import Backbone, backbone_for, copy_pretrained, default_network, lenet, mark_pretrained, mlp
+from .backbones import Backbone, copy_pretrained, default_network, lenet, mark_pretrained, mlp
 from .text import TEXT_ENCODERS, rebuild_text
+from .torchfile import unreadable_reason
 
 #: Named backbones (``--backbone NAME``) and what each is.
 BACKBONES = {
@@ -199,18 +200,6 @@ def resnet(depth: int, n_classes: int, in_channels: int = 3, weights: str | os.P
 
 # --- pretrained weights -------------------------------------------------------------------------
 
-def _unsafe_reason(exc: Exception, data: bytes) -> str:
-    """Why a safe load failed, without torch's advice to load unsafely."""
-    text = str(exc)
-    if data[:4] != b"PK\x03\x04" and data[:1] != b"\x80":  # neither a zip nor a legacy (pickle) torch.save file
-        return "it is not a file written by torch.save"
-    if "weights_only" in text or "Unpickl" in type(exc).__name__:
-        return "it holds objects other than tensors and plain values, which are never unpickled"
-    if "inline_container" in text or "archive" in text:
-        return "it is a zip file torch cannot read: truncated, or not written by torch.save"
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
-
-
 def read_weights(path: str | os.PathLike, hint: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """A weights file as a state dict (safe loading only) and the SHA-256 of its bytes. ``hint``: what
     to do about a missing or unreadable file, for weights other than torchvision's."""
@@ -240,7 +229,7 @@ def read_weights(path: str | os.PathLike, hint: str | None = None) -> tuple[dict
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DataError(f"{where} cannot be read safely ({_unsafe_reason(exc, data)}); " + (hint or "give "
+            raise DataError(f"{where} cannot be read safely ({unreadable_reason(exc, data)}); " + (hint or "give "
                             "torchvision's ImageNet state dict file (e.g. resnet18-f37072fd.pth), downloaded again "
                             "if it is truncated")) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -310,8 +310,12 @@ def sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
-def median_sq_dist(X: np.ndarray, seed: int = 0, max_points: int = MEDIAN_POINTS) -> float:
-    """Median squared distance between distinct points of a seeded subsample of ``X`` (1 if all coincide)."""
+def median_sq_dist_np(X: np.ndarray, seed: int = 0, max_points: int = MEDIAN_POINTS) -> float:
+    """The shallow estimators' median heuristic (numpy): the median squared distance between distinct points of
+    a seeded *random* subsample of ``X`` (``np.median``; 1 if all coincide).
+
+    Not :func:`qianyi.distances.mmd.median_sq_dist` (torch; evenly spaced points, the lower median), which the
+    MMD losses and measurements share: the TCA, JDA and KMM results in docs/results were measured with this one."""
     if len(X) > max_points:
         X = X[np.random.default_rng(seed).choice(len(X), max_points, replace=False)]
     d = sq_dists(X, X)[np.triu_indices(len(X), 1)]

@@ -15,8 +15,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from ..errors import ConfigError, DataError, QianyiWarning
-from ._base import (FeatureMap, check_X, check_kernel, check_positive, chunks, kernel, landmark_count, median_sq_dist,
-                    pick_landmarks, split_domains, target_as_y)
+from ._base import (FeatureMap, check_X, check_kernel, check_positive, chunks, kernel, landmark_count,
+                    median_sq_dist_np, pick_landmarks, split_domains, target_as_y)
 
 DEFAULT_MAX_KERNEL_BYTES = 512 * 2 ** 20
 #: The objective is checked for convergence every this many iterations.
@@ -95,7 +95,7 @@ class KMM(BaseEstimator):
             raise ConfigError(f"KMM: B={self.B} is too small: the weights must sum to at least n_s(1 - eps) = "
                               f"{lo:.3g}; raise B (1000 in the paper) or eps")
         pooled = np.vstack([Xs, Xt])
-        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist(pooled, self.random_state))) \
+        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist_np(pooled, self.random_state))) \
             if self.kernel == "rbf" else None
         g = self.gamma_ or 1.0
         m = landmark_count(self, self.landmarks, ns, len(pooled), self.max_kernel_bytes,

@@ -54,7 +54,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError, DataError
 from ._base import (FeatureMap, check_kernel, check_positive, check_X, chunks, kernel, landmark_count,
-                    median_sq_dist, pick_landmarks, split_domains, target_as_y, zscore_params)
+                    median_sq_dist_np, pick_landmarks, split_domains, target_as_y, zscore_params)
 
 DEFAULT_MAX_KERNEL_BYTES = 512 * 2 ** 20
 
@@ -109,7 +109,7 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         X = (X - self.mean_) / self.scale_
         n = len(X)
-        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist(X, self.random_state))) if self.kernel == "rbf" else None
+        self.gamma_ = float(self.gamma / (2.0 * median_sq_dist_np(X, self.random_state))) if self.kernel == "rbf" else None
         # the exact problem is d x d (primal) or n x n (kernel); past the budget, Nystroem landmarks
         size, what = (X.shape[1], f"the primal form with {X.shape[1]} features") if self.kernel == "primal" \
             else (n, f"kernel={self.kernel!r} on {n} samples")
@@ -225,7 +225,8 @@ class _TransferBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 out[sl] = P @ W / np.sqrt(self.kscale_)
         return out
 
-    def _finish(self, X: np.ndarray) -> None:
+    def _finish(self) -> None:
+        """Drop what only fitting needed (the kernel problem's matrices; the fitted rows unless kernelised)."""
         if self.mode_ != "kernel":
             self.X_fit_ = None
         for name in ("_K", "_A", "_X"):
@@ -294,7 +295,7 @@ class TCA(_TransferBase):
         X = self._prepare(d.Xs, d.Xt)
         self._statistics(X)
         self._solve(_Groups(len(d.Xs), len(d.Xt), None, None, 0), keep=False)
-        self._finish(X)
+        self._finish()
         return self
 
     def fit_transform(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> np.ndarray:
@@ -378,7 +379,7 @@ class JDA(ClassifierMixin, _TransferBase):
             pseudo = new
         self.estimator_ = clf
         self.n_iter_ = len(self.pseudo_label_history_)
-        self._finish(Xp)
+        self._finish()
         return self
 
     def fit_transform(self, X: Any, y: Any = None, Xt: Any = None, sample_domain: Any = None) -> np.ndarray:

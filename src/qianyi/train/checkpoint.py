@@ -16,6 +16,7 @@ import torch
 
 from .._io import write_bytes
 from ..errors import CheckpointError
+from ..nn.torchfile import unreadable_reason  # the one helper; callers in train, proxy take it from here
 
 FORMAT = 2  # 2: named optimizers, per-term step counts, validator-selected best weights
 FILENAME = "checkpoint.pt"
@@ -32,25 +33,6 @@ def save_tensors(path: str | os.PathLike, obj: Any) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return write_bytes(path, buf.getbuffer())
-
-
-def unreadable_reason(exc: Exception, path: Path) -> str:
-    """A short reason for a failed safe load, without torch's advice to load unsafely."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-            if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither a zip nor a legacy (pickle) torch.save file
-                return "it is not a file written by torch.save"
-    except OSError as err:
-        return err.strerror or str(err)
-    text = str(exc)
-    if "inline_container" in text or "archive" in text:
-        return "it is a zip file, but not one written by torch.save"
-    if isinstance(exc, EOFError) or "Ran out of input" in text:
-        return "it ends too early (a file cut short)"
-    if "weights_only" in text or "Unpickl" in type(exc).__name__:
-        return "it holds objects other than tensors and plain values, which are never unpickled"
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
 
 
 def _differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:

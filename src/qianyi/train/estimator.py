@@ -40,8 +40,6 @@ from ..shallow._base import (check_columns, check_sample_domain, one_target_conv
 from .config import TrainConfig
 from .engine import Trainer
 
-UNLABELLED = -1
-
 
 class DomainAdapter(ClassifierMixin, BaseEstimator):
     """Train ``method`` (any registered method, with ``settings``) on labelled source rows and unlabelled
