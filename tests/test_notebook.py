@@ -1,0 +1,151 @@
+"""qianyi from a notebook (Python API only): cells run again, methods edited in place, data of one's own."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qianyi
+from qianyi.data import Domain, TransferTask
+from qianyi.errors import QianyiWarning
+from qianyi.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=16, progress=False)
+
+CELL = """
+from qianyi import Method, register
+
+@register
+class Mine(Method):
+    name = "qy-nb-mine"
+
+    def loss(self, batch):
+        return {"cls": SCALE * self.source_ce(batch)}
+"""
+
+
+def _blob_task(seed: int = 0) -> TransferTask:
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(120, 5)).astype(np.float32)
+    Xt = (rng.normal(size=(120, 5)) + 0.5).astype(np.float32)
+    return TransferTask.from_domains(Domain(Xs, (Xs[:, 0] > 0).astype(int), "src"),
+                                     Domain(Xt, (Xt[:, 0] > 0.5).astype(int), "tgt"), seed=0)
+
+
+def _other_code(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, QianyiWarning) and "other" in str(w.message)
+            and "code" in str(w.message)]
+
+
+@pytest.fixture
+def cell(monkeypatch):
+    """A module with no file, as a notebook's ``__main__`` is: ``run(source)`` executes a cell in it."""
+    from qianyi.methods import registry
+
+    registry.available_methods()
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    module = types.ModuleType("qy_nb_cell")
+    monkeypatch.setitem(sys.modules, "qy_nb_cell", module)
+
+    def run(source: str, **globs):
+        module.__dict__.update(globs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)  # "redefined": tested on its own below
+            exec(compile(source, "<cell>", "exec"), module.__dict__)
+        return module.__dict__
+
+    return run
+
+
+def test_a_method_edited_in_a_cell_is_other_code(cell):
+    from qianyi.train.store import code_digest
+
+    v1 = code_digest(cell(CELL, SCALE=1.0)["Mine"])
+    assert "+" in v1 and v1.startswith(code_digest() + "+")
+    assert code_digest(cell(CELL, SCALE=1.0)["Mine"]) == v1  # run again unchanged: the same code
+    assert code_digest("qy-nb-mine") == v1  # by name: the registered class
+    assert code_digest(cell(CELL, SCALE=0.0)["Mine"]) != v1  # a global it reads changed
+    edited = CELL.replace("SCALE * self.source_ce(batch)", "SCALE * self.source_ce(batch) * 2")
+    assert code_digest(cell(edited, SCALE=1.0)["Mine"]) not in (v1, code_digest())
+    moved = CELL.replace("class Mine", "\n\nclass Mine")  # blank lines only: the same code
+    assert code_digest(cell(moved, SCALE=1.0)["Mine"]) == v1
+    body = CELL.replace("SCALE", "scale").replace("@register\n", "")  # a class made by a function, its scale held
+    closure = "def define(scale):\n" + "\n".join("    " + line for line in body.splitlines()) + "\n    return Mine\n"
+    ns = cell(closure)
+    assert code_digest(ns["define"](1.0)) != code_digest(ns["define"](0.0))
+    assert code_digest(ns["define"](1.0)) == code_digest(ns["define"](1.0))
+
+
+def test_reusing_runs_of_an_edited_cell_method_warns_for_each_folder(cell, tmp_path):
+    from qianyi.train import store
+    from qianyi.train.result import RunResult
+
+    task = _blob_task()
+    for name in ("a", "b"):
+        qianyi.run(cell(CELL, SCALE=1.0)["Mine"](), task, FAST, out=tmp_path / name)
+    cell(CELL, SCALE=0.0)  # the cell edited and run again
+    # a stored run found by its fingerprint (bench, select): every stale folder is named, each once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("a", "b", "a"):
+            fp = RunResult.read(tmp_path / name / "result.json").fingerprint
+            assert store.finished(tmp_path / name, fp) is not None
+    said = _other_code(caught)
+    assert len(said) == 2 and str(tmp_path / "a") in said[0] and str(tmp_path / "b") in said[1]
+    assert "qy-nb-mine" in said[0] and "delete" in said[0]
+    # run(out=) resumes the folder's checkpoint: also named for each folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("a", "b"):
+            qianyi.run(cell(CELL, SCALE=0.0)["Mine"](), task, FAST, out=tmp_path / name)
+    said = _other_code(caught)
+    assert len(said) == 2 and str(tmp_path / "a") in said[0] and str(tmp_path / "b") in said[1]
+
+
+def test_a_main_class_from_stdin_has_a_code_digest_stable_across_processes():
+    """``python -`` (and a notebook) defines methods in ``__main__``, which has no file to hash."""
+    head = "from qianyi import Method\nfrom qianyi.train.store import code_digest\n"
+    v1 = "class Mine(Method):\n    name = 'qy-stdin'\n    def loss(self, batch): return {'cls': self.source_ce(batch)}\n"
+    v2 = v1.replace("self.source_ce(batch)}", "0.0 * self.source_ce(batch)}")
+    show = "print(code_digest(Mine))\n"
+
+    def digests(source: str) -> list[str]:
+        env = {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([sys.executable, "-"], input=source, capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    first, edited = digests(head + v1 + show + v2 + show)  # redefined in the same process
+    (again,) = digests(head + v1 + show)  # a fresh process (a restarted kernel), the same code
+    assert "+" in first and first != edited and again == first
+
+
+def test_a_cell_defining_a_method_or_validator_can_run_again(cell, monkeypatch):
+    from qianyi.methods import registry
+    from qianyi.select import validators as V
+
+    first = cell(CELL, SCALE=1.0)["Mine"]
+    with pytest.warns(QianyiWarning, match="'qy-nb-mine' is redefined"):
+        exec(compile(CELL, "<cell>", "exec"), sys.modules["qy_nb_cell"].__dict__)
+    assert registry.METHODS["qy-nb-mine"] is not first
+    assert registry.METHODS["qy-nb-mine"] is sys.modules["qy_nb_cell"].Mine
+
+    class Mine(registry.Method):  # another class (another module) claiming the name: still refused
+        name = "qy-nb-mine"
+
+    with pytest.raises(ValueError, match="taken by qy_nb_cell.Mine"):
+        registry.register(Mine)
+    monkeypatch.setattr(V, "VALIDATORS", dict(V.VALIDATORS))
+    source = ("from qianyi.select.validators import Validator, register_validator\n"
+              "@register_validator\nclass Val(Validator):\n    name = 'qy-nb-val'\n    higher_is_better = True\n"
+              "    needs = frozenset({'target'})\n    paper = 'mine'\n    def __call__(self, p): return 0.0\n")
+    cell(source)
+    with pytest.warns(QianyiWarning, match="'qy-nb-val' is redefined"):
+        exec(compile(source, "<cell>", "exec"), sys.modules["qy_nb_cell"].__dict__)
+    assert V.VALIDATORS["qy-nb-val"] is sys.modules["qy_nb_cell"].Val
