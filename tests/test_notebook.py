@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import pytest
 
 import qianyi
@@ -149,3 +151,69 @@ def test_a_cell_defining_a_method_or_validator_can_run_again(cell, monkeypatch):
     with pytest.warns(QianyiWarning, match="'qy-nb-val' is redefined"):
         exec(compile(source, "<cell>", "exec"), sys.modules["qy_nb_cell"].__dict__)
     assert V.VALIDATORS["qy-nb-val"] is sys.modules["qy_nb_cell"].Val
+
+
+class _ReluInForward(torch.nn.Module):
+    """A hand-written network: its ReLUs live in forward, not among its children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.out = torch.nn.Linear(5, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class _FlattenInForward(torch.nn.Module):
+    """torchvision style: features, then torch.flatten in forward, then the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(4))
+        self.classifier = torch.nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class _InOrder(torch.nn.Module):
+    """A forward that is exactly its children in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.act, self.drop, self.out = (torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                                  torch.nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.out(self.drop(self.act(self.fc(x))))
+
+
+def test_as_backbone_refuses_a_module_whose_forward_does_more_than_its_children():
+    from qianyi.errors import DataError
+    from qianyi.nn import as_backbone
+
+    x = torch.randn(4, 5)
+    with pytest.raises(DataError, match="forward of its own.*F.relu.*example_input=.*children_in_order=True"):
+        as_backbone(_ReluInForward())
+    with pytest.raises(DataError, match="do not give _ReluInForward's outputs.*largest difference"):
+        as_backbone(_ReluInForward(), example_input=x)
+    with pytest.raises(DataError, match="chained one after another fail on example_input.*torch.flatten"):
+        as_backbone(_FlattenInForward(), example_input=np.zeros((2, 1, 8, 8)))  # numpy float64: cast as it runs
+    # torchvision style with flatten_logits: the chain equals its forward, and the check leaves its modes as they were
+    net = _FlattenInForward().train()
+    net.features[2].eval()
+    bb = as_backbone(net, flatten_logits=True, example_input=torch.randn(3, 1, 8, 8))
+    assert bb.group_names == ("features", "logits") and net.training and not net.features[2].training
+    assert net.features[2].num_batches_tracked.item() == 0  # the probe ran in eval mode: no statistics updated
+    # a forward that is its children in order: accepted when checked (dropout off in the check) or confirmed
+    assert as_backbone(_InOrder(), example_input=x).group_names == ("fc", "act", "drop", "logits")
+    assert as_backbone(_InOrder(), children_in_order=True).group_names == ("fc", "act", "drop", "logits")
+    assert as_backbone(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+
+
+def test_a_plain_module_as_backbone_is_told_its_children_run_in_order():
+    from qianyi.errors import DataError
+
+    task = _blob_task()
+    with pytest.raises(DataError, match="as_backbone.*children in order with nothing between them"):
+        qianyi.run("source-only", task, FAST, backbone=_ReluInForward())
