@@ -217,3 +217,36 @@ def test_a_plain_module_as_backbone_is_told_its_children_run_in_order():
     task = _blob_task()
     with pytest.raises(DataError, match="as_backbone.*children in order with nothing between them"):
         qianyi.run("source-only", task, FAST, backbone=_ReluInForward())
+
+
+def test_a_dataframe_domain_keeps_its_column_names_and_a_reordered_target_is_matched_by_name():
+    import pandas as pd
+
+    from qianyi.errors import DataError
+
+    rng = np.random.default_rng(0)
+    cols = ["a", "b", "c", "d"]
+    Xs, Xt = rng.normal(size=(60, 4)), rng.normal(size=(60, 4)) + 0.3
+    src = Domain(pd.DataFrame(Xs, columns=cols), (Xs[:, 0] > 0).astype(int), "s")
+    assert src.feature_names == tuple(cols)
+    task = TransferTask.from_domains(src, Domain(pd.DataFrame(Xt, columns=cols)[cols[::-1]], None, "t"), seed=0)
+    np.testing.assert_array_equal(task.target.X, Xt.astype(np.float32))  # back in the source's order
+    assert task.target.feature_names == tuple(cols)
+    with pytest.raises(DataError, match="different feature columns.*lacks \\['d'\\]"):
+        TransferTask.from_domains(src, Domain(pd.DataFrame(Xt, columns=["a", "b", "c", "e"]), None, "t"))
+    assert Domain(pd.DataFrame(Xs), None, "t").feature_names is None  # pandas' default integer columns: positions
+
+
+def test_labels_that_skip_class_indices_are_warned_about():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = np.where(X[:, 0] > 0, 7, 3)
+    with pytest.warns(QianyiWarning, match=r"labels \[3, 7\] are class indices.*8 outputs, 6 of them for the classes "
+                                           r"0, 1, 2, 4, 5, 6.*numpy.unique\(y, return_inverse=True\)"):
+        task = TransferTask.from_domains(Domain(X, y, "s"), Domain(X + 1, None, "t"), seed=0)
+    assert task.n_classes == 8
+    classes, codes = np.unique(y, return_inverse=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)  # encoded, or classes named: nothing to say
+        TransferTask.from_domains(Domain(X, codes, "s"), Domain(X + 1, None, "t"), seed=0)
+        TransferTask.from_domains(Domain(X, y, "s", class_names=[str(k) for k in range(8)]), Domain(X + 1, None, "t"))
