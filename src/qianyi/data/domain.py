@@ -130,8 +130,8 @@ class Domain:
     ``origin`` names the underlying pool of samples (e.g. ``"mnist"`` for both ``mnist`` and
     ``mnist-m``): two domains of one origin are split into disjoint halves when paired.
     ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
-    ``feature_names`` names the columns of vector inputs (a CSV header): two domains with names
-    are matched column by column by name, not by position.
+    ``feature_names`` names the columns of vector inputs (a CSV header; a pandas DataFrame's string column
+    names when not given): two domains with names are matched column by column by name, not by position.
     ``ids`` names each sample (an image folder's files, relative to the folder): ``qianyi predict``
     writes them beside the predictions.
     ``keys`` holds one digest per sample (:func:`sample_keys`, 16 bytes) of the sample it was made from,
