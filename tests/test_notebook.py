@@ -250,3 +250,40 @@ def test_labels_that_skip_class_indices_are_warned_about():
         warnings.simplefilter("error", QianyiWarning)  # encoded, or classes named: nothing to say
         TransferTask.from_domains(Domain(X, codes, "s"), Domain(X + 1, None, "t"), seed=0)
         TransferTask.from_domains(Domain(X, y, "s", class_names=[str(k) for k in range(8)]), Domain(X + 1, None, "t"))
+
+
+def test_prepare_matches_a_dataframes_columns_before_judging_whether_it_looks_prepared(tmp_path):
+    """Raw data with its columns in another order looked standardised already: a warning that, followed, would make
+    the predictions wrong."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    X = np.c_[rng.normal(0, 1, 200) + 2 * y, rng.normal(0, 1, 200), rng.normal(50, 10, 200)]
+    cols = ["a", "b", "c"]
+    for name, rows in (("s", slice(0, 100)), ("t", slice(100, 200))):
+        pd.DataFrame(X[rows], columns=cols).assign(label=y[rows]).to_csv(tmp_path / f"{name}.csv", index=False)
+    task = qianyi.load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 't.csv'}")
+    qianyi.run("source-only", task, FAST, out=tmp_path / "run")
+    m = qianyi.load_model(tmp_path / "run")
+    df = pd.DataFrame(X[100:], columns=cols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        reordered = m.prepare(df[["c", "b", "a"]])
+    np.testing.assert_array_equal(reordered.X, m.prepare(df).X)
+    with pytest.warns(QianyiWarning, match="looks prepared already"):  # prepared data is still told
+        m.prepare(pd.DataFrame(m.prepare(df).X, columns=cols)[["b", "a", "c"]])
+
+
+@pytest.mark.filterwarnings("ignore:.*chance level", "ignore:.*collapsed")  # 4 steps: an untrained network
+def test_prepare_reads_the_uci_digits_block_counts_as_the_digits_files_do(tmp_path):
+    from sklearn.datasets import load_digits
+
+    task = qianyi.load_task("digits", "digits+rot30", max_samples=300)
+    qianyi.run("source-only", task, FAST, out=tmp_path / "run")
+    m = qianyi.load_model(tmp_path / "run")
+    images = load_digits().images  # float64 0..16, as the UCI files hold them
+    from_spec = m.prepare("digits").X
+    np.testing.assert_allclose(m.prepare(images).X, from_spec, atol=1e-6)
+    np.testing.assert_allclose(m.prepare(images.astype(np.uint8)).X, from_spec, atol=1e-6)
+    np.testing.assert_allclose(m.prepare(images / 16.0).X, from_spec, atol=1e-6)  # already in [0, 1]: as it is
