@@ -287,3 +287,19 @@ def test_prepare_reads_the_uci_digits_block_counts_as_the_digits_files_do(tmp_pa
     np.testing.assert_allclose(m.prepare(images).X, from_spec, atol=1e-6)
     np.testing.assert_allclose(m.prepare(images.astype(np.uint8)).X, from_spec, atol=1e-6)
     np.testing.assert_allclose(m.prepare(images / 16.0).X, from_spec, atol=1e-6)  # already in [0, 1]: as it is
+
+
+def test_score_all_by_default_gives_a_runs_recorded_scores():
+    """score_all drew 2000 rows per split where the engine scores 1000: the same network, other numbers."""
+    from qianyi.select import SelectionData, score_all
+    from qianyi.select.validators import SELECTION_SAMPLES
+
+    assert TrainConfig().selection_samples == SELECTION_SAMPLES and TrainConfig().seed == 0
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(3000, 5)), rng.normal(size=(3000, 5)) + 0.5
+    task = TransferTask.from_domains(Domain(Xs, (Xs[:, 0] > 0).astype(int), "s"), Domain(Xt, None, "t"), seed=0)
+    assert min(len(task.source), len(task.target)) > 2 * SELECTION_SAMPLES  # a subsample, not every row
+    config = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=16, progress=False, validators=("snd", "entropy"))
+    result, fit = qianyi.run("source-only", task, config)
+    again = score_all(fit.model, SelectionData.from_task(task), ["snd", "entropy"])
+    assert again == {k: result.scores[k] for k in ("snd", "entropy")}

@@ -32,6 +32,11 @@ from ..errors import DataError, QianyiWarning, UnknownNameError
 from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
+#: Samples per split a validator scores by default: ``TrainConfig.selection_samples``'s default, so that
+#: ``score_all(model, data)`` gives a run's recorded ``scores`` (``seed``: the run's, 0 by default).
+SELECTION_SAMPLES = 1000
+
+
 # --------------------------------------------------------------------------------------------------
 # the protocol and the registry
 
@@ -52,7 +57,7 @@ class Validator:
         return score if self.higher_is_better else -score
 
     def evaluate(self, model: nn.Module, data: SelectionData, device: torch.device | str = "cpu",
-                 max_samples: int | None = 2000, seed: int = 0) -> float:
+                 max_samples: int | None = SELECTION_SAMPLES, seed: int = 0) -> float:
         """Score ``model``: compute the outputs this validator needs, then call it."""
         return self(Predictions.compute(model, data, self.needs, device, max_samples=max_samples, seed=seed))
 
@@ -120,8 +125,12 @@ def get_validator(name: str, **params: Any) -> Validator:
 
 
 def score_all(model: nn.Module, data: SelectionData, names: Sequence[str] | None = None,
-              device: torch.device | str = "cpu", max_samples: int | None = 2000, seed: int = 0) -> dict[str, float]:
-    """Score ``model`` with each named validator (all registered ones if None) from one set of outputs."""
+              device: torch.device | str = "cpu", max_samples: int | None = SELECTION_SAMPLES,
+              seed: int = 0) -> dict[str, float]:
+    """Score ``model`` with each named validator (all registered ones if None) from one set of outputs: at most
+    ``max_samples`` rows per split, drawn with ``seed``. The defaults are a run's (``TrainConfig``'s
+    ``selection_samples`` and ``seed``), so a run's model scores as its ``result.scores`` say; pass
+    ``max_samples=config.selection_samples, seed=config.seed`` for a run of other settings."""
     model = require_backbone(model, "score_all", groups=False)
     names = available_validators() if names is None else [names] if isinstance(names, str) else list(names)
     validators = {n: get_validator(n) for n in names}  # unknown names fail before any work
