@@ -303,3 +303,31 @@ def test_score_all_by_default_gives_a_runs_recorded_scores():
     result, fit = qianyi.run("source-only", task, config)
     again = score_all(fit.model, SelectionData.from_task(task), ["snd", "entropy"])
     assert again == {k: result.scores[k] for k in ("snd", "entropy")}
+
+
+@pytest.mark.filterwarnings("ignore:.*too few to trust")  # a small table: only the API is tested
+def test_run_results_have_a_short_repr_and_specs_may_be_paths(tmp_path):
+    import pandas as pd
+
+    from qianyi.errors import DataError
+    from qianyi.measure import measure
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("s", 0.0), ("t", 0.5)):
+        X = rng.normal(size=(120, 4)) + shift
+        pd.DataFrame(X, columns=list("abcd")).assign(label=(X[:, 0] > shift).astype(int)).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    task = qianyi.load_task(tmp_path / "s.csv", tmp_path / "t.csv", val_fraction=0.5)  # paths: read by their suffix
+    assert task.source.name == f"csv:{tmp_path / 's.csv'}" and task.sample_shape == (4,)  # as the spec names it
+    assert qianyi.load_domain(tmp_path / "t.csv").feature_names == tuple("abcd")
+    with pytest.raises(DataError, match="by its suffix.*'folder:"):
+        qianyi.load_task(tmp_path, tmp_path / "t.csv")
+    result, fit = qianyi.run("dann", task, TrainConfig(epochs=3, steps_per_epoch=4, batch_size=16, progress=False))
+    text = repr(result)
+    assert len(text) < 400 and text.startswith("RunResult('dann', ") and "seed=0, target_accuracy=0." in text
+    assert "epochs=3" in text and "history" not in text and len(repr(result.to_dict())) > 1000
+    # measure takes a network as advise does (it took paths only: a TypeError on fit.model)
+    res = measure(task, layers=True, adapt=[], model=fit.model, permutations=0, samples=50, log=None)
+    assert [p.label for p in res.profiles] == ["given model (Backbone)"]
+    with pytest.raises(DataError, match="as_backbone"):
+        measure(task, layers=True, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), permutations=0, log=None)
