@@ -97,6 +97,32 @@ def _check_label_range(y: np.ndarray, name: str) -> None:
                         "numpy.unique(y, return_inverse=True)), or give them as text so a reader encodes them")
 
 
+def _frame_columns(X: object) -> tuple[str, ...] | None:
+    """The column names of a pandas DataFrame whose columns are all strings, else None (positions then)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not type(X).__module__.startswith("pandas"):
+        return None
+    names = list(columns)
+    return tuple(names) if names and all(isinstance(c, str) for c in names) else None
+
+
+def _warn_label_gaps(source: Domain) -> None:
+    """Unnamed source labels that skip indices ({3, 7}) build a network with an output per index up to the largest,
+    the skipped ones classes without a sample: say so, with what to do."""
+    assert source.y is not None
+    present = np.unique(source.y)
+    if source.class_names is not None or len(present) == source.n_classes:
+        return
+    empty = sorted(set(range(source.n_classes)) - set(present.tolist()))
+    shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+    warnings.warn(f"source {source.name!r}: its labels {present[:10].tolist()}{' ...' if len(present) > 10 else ''} "
+                  f"are class indices, so the network gets {source.n_classes} outputs, {len(empty)} of them for the "
+                  f"classes {shown}, which have no source sample; if the labels are names, "
+                  "not indices, encode them as 0..k-1: classes, y = numpy.unique(y, return_inverse=True), then "
+                  "Domain(X, y, class_names=[str(c) for c in classes]) (encode the target's labels with the same "
+                  "classes), or use qianyi.DomainAdapter, which encodes any labels", QianyiWarning, stacklevel=3)
+
+
 @dataclass(frozen=True, eq=False)
 class Domain:
     """One domain: inputs ``X`` (float32; (n, d) vectors or (n, c, h, w) images), optional labels.
@@ -104,8 +130,8 @@ class Domain:
     ``origin`` names the underlying pool of samples (e.g. ``"mnist"`` for both ``mnist`` and
     ``mnist-m``): two domains of one origin are split into disjoint halves when paired.
     ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
-    ``feature_names`` names the columns of vector inputs (a CSV header): two domains with names
-    are matched column by column by name, not by position.
+    ``feature_names`` names the columns of vector inputs (a CSV header; a pandas DataFrame's string column
+    names when not given): two domains with names are matched column by column by name, not by position.
     ``ids`` names each sample (an image folder's files, relative to the folder): ``qianyi predict``
     writes them beside the predictions.
     ``keys`` holds one digest per sample (:func:`sample_keys`, 16 bytes) of the sample it was made from,
@@ -125,6 +151,8 @@ class Domain:
     keys: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.feature_names is None:  # a DataFrame's column names: matched by name, as every pandas entry point does
+            object.__setattr__(self, "feature_names", _frame_columns(self.X))
         X = _as_inputs(self.X, self.name)
         object.__setattr__(self, "X", X)
         if self.y is not None:
@@ -332,6 +360,8 @@ class TransferTask:
         if len(present) < 2 and classifier:
             raise DataError(f"source domain {source.name!r} has a single class ({_class_name(source, present)}); "
                             "a classifier needs at least two classes, and every prediction would be right")
+        if classifier:
+            _warn_label_gaps(source)
         if source.feature_names is not None:  # columns by name, as load_task matches them (not by position)
             from .tasks import match_features
 

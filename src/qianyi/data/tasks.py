@@ -159,8 +159,31 @@ def _load_base(base: str, root: Path | None, max_samples: int | None = None, see
                            f"or a file: {', '.join(r + ':PATH' for r in READERS)}")
 
 
-def load_domain(spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
-    """Load one domain by spec at its native resolution, shifts applied."""
+#: The reader a file path (a ``pathlib.Path``) is read with, by its suffix.
+PATH_READERS = {".csv": "csv", ".gz": "csv", ".npz": "npz", ".svmlight": "svmlight", ".svm": "svmlight",
+                ".libsvm": "svmlight", ".mat": "mat", ".jsonl": "jsonl"}
+
+
+def as_spec(spec: "str | os.PathLike[str]") -> str:
+    """``spec`` as a spec string: a string as it is; a path (``pathlib.Path``) as ``READER:PATH``, its reader by its
+    suffix (:data:`PATH_READERS`: ``data.csv`` is ``csv:data.csv``)."""
+    if not isinstance(spec, os.PathLike):
+        return spec
+    path = Path(os.fspath(spec))
+    suffixes = [x.lower() for x in path.suffixes[-2:]]
+    kind = PATH_READERS.get(suffixes[-1]) if suffixes else None
+    if kind == "csv" and suffixes[-1] == ".gz" and suffixes[:1] != [".csv"]:
+        kind = None
+    if kind is None:
+        raise DataError(f"{str(path)!r}: a path is read by its suffix ({', '.join(PATH_READERS)}), and this one has "
+                        f"none of them; give a spec string naming the reader, e.g. 'folder:{path}' (images), "
+                        f"'lines:{path}' (text), 'wav:{path}' or 'npz:{path}'")
+    return f"{kind}:{path}"
+
+
+def load_domain(spec: "str | os.PathLike[str]", data_dir: str | os.PathLike | None = None) -> Domain:
+    """Load one domain by spec (or a file path, :func:`as_spec`) at its native resolution, shifts applied."""
+    spec = as_spec(spec)
     base, shifts = parse_spec(spec)
     d = _load_base(base, resolve_data_dir(data_dir))
     if shifts:
@@ -411,7 +434,8 @@ def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
     return d.subset(keep)
 
 
-def load_task(source: str, target: str, *, target_test: str | None = None,
+def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]", *,
+              target_test: "str | os.PathLike[str] | None" = None,
               data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
               split_seed: int = 0, max_samples: int | None = None, vector_transform: str = "auto",
               standardize: bool = True, text: dict | None = None, classifier: bool = True) -> TransferTask:
@@ -440,7 +464,11 @@ def load_task(source: str, target: str, *, target_test: str | None = None,
     Text domains (raw strings, :mod:`qianyi.data.text`) are tokenised instead, the vocabulary fitted on the
     source and target training inputs (``text``: settings of :func:`qianyi.data.text.fit_text_preprocessing`,
     e.g. ``{"bigrams": True}``) and recorded in ``task.preprocessing["text"]``.
+
+    A spec may also be a file path (``pathlib.Path("data.csv")``: read as ``csv:data.csv``, :func:`as_spec`).
     """
+    source, target = as_spec(source), as_spec(target)
+    target_test = None if target_test is None else as_spec(target_test)
     if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or \
             not 0 <= split_seed < 2 ** 32 - 2:  # (two domains from two files split with seed + 1)
         raise ConfigError(f"split_seed (--split-seed) must be a whole number between 0 and {2 ** 32 - 3}, "

@@ -6,6 +6,7 @@ the final score only.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..data.domain import TransferTask
 from ..distances import mmd_test
 from ..distances.permutation import check_test_memory
 from ..errors import DataError, QianyiWarning
-from ..nn.backbones import Backbone
+from ..nn.backbones import Backbone, require_backbone
 from ..nn.inference import accuracy
 from ..train.config import TrainConfig
 from ..train.weights import load_initial_weights
@@ -117,11 +118,13 @@ FEW_INPUTS = 100
 
 
 def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("dan", "dann"),
-            model: str | Path | None = None, config: TrainConfig | None = None,
+            model: str | Path | torch.nn.Module | None = None, config: TrainConfig | None = None,
             metrics: Sequence[str] = DEFAULT_METRICS, samples: int = 1000, permutations: int = 200, seed: int = 0,
             out: str | Path | None = None, log: Callable[[str], None] | None = print) -> MeasureResult:
     """Input-space distances (+ MMD p-value); with ``layers``, per-layer profiles of a source network
-    (``model``, or trained source-only) and of each method in ``adapt`` trained on ``task``.
+    (``model``: a run folder or model.pt, a network such as ``fit.model``, or a saved model from
+    :func:`qianyi.load_model`, as :func:`~qianyi.measure.advisor.advise` takes; by default one trained
+    source-only) and of each method in ``adapt`` trained on ``task``.
 
     With ``out``, trained networks live in ``out/runs/METHOD`` (resumable) and the report is written there.
     ``seed`` seeds the sampling and, when ``config`` is None, the training (as ``qianyi measure --seed``);
@@ -129,8 +132,10 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     """
     metrics = check_metrics(metrics)
     check_samples(samples, "samples")
+    given = None if model is None or isinstance(model, (str, os.PathLike)) else require_backbone(model, "measure")
     if model is not None and not layers:
-        raise DataError(f"measure: model={str(model)!r} is profiled layer by layer: it applies with layers=True "
+        shown = str(model) if given is None else f"<{type(model).__name__}>"
+        raise DataError(f"measure: model={shown!r} is profiled layer by layer: it applies with layers=True "
                         "(--layers); without it measure compares the inputs and reads no network")
     tokens = bool((task.preprocessing or {}).get("text"))
     xs, xt = task.source_val.X, (task.target_test or task.target).X
@@ -155,7 +160,8 @@ def measure(task: TransferTask, layers: bool = False, adapt: Sequence[str] = ("d
     if layers:
         nets: list[tuple[str, torch.nn.Module, float | None]] = []
         if model is not None:
-            nets.append((f"given model ({Path(model).name})", load_weights_for(model, task), None))
+            nets.append((f"given model ({Path(model).name})", load_weights_for(model, task), None) if given is None
+                        else (f"given model ({type(given).__name__})", given, None))
         else:
             adapt = [BEFORE, *[m for m in adapt if m != BEFORE]]
         for m in adapt:

@@ -20,10 +20,21 @@ def register(cls: M) -> M:
     name = getattr(cls, "name", "")
     if not name:
         raise ValueError(f"{cls.__name__} needs a non-empty class attribute 'name'")
-    if name in METHODS and METHODS[name] is not cls:
-        raise ValueError(f"method name {name!r} is taken by {METHODS[name].__module__}.{METHODS[name].__name__}")
+    old = METHODS.get(name)
+    if old is not None and old is not cls:
+        if not is_redefinition(old, cls):
+            raise ValueError(f"method name {name!r} is taken by {old.__module__}.{old.__qualname__}; give "
+                             f"{cls.__qualname__} another name")
+        warnings.warn(f"method {name!r} is redefined ({cls.__module__}.{cls.__qualname__}, e.g. a notebook cell run "
+                      "again): the new class replaces the old one", QianyiWarning, stacklevel=2)
     METHODS[name] = cls  # type: ignore[assignment]
     return cls
+
+
+def is_redefinition(old: type, new: type) -> bool:
+    """Whether ``new`` is ``old`` defined again (same module and qualified name: a notebook cell or a script
+    run again, a module reloaded), not another class claiming its name."""
+    return old.__module__ == new.__module__ and old.__qualname__ == new.__qualname__
 
 
 #: The entry-point group other packages register methods in: ``[project.entry-points."qianyi.methods"]``

@@ -220,18 +220,25 @@ def require_backbone(model: object, who: str, groups: bool = True) -> "Backbone"
                             + (f"; view_a reads the input columns [:{model.split}], view_b [{model.split}:]"
                                if isinstance(getattr(model, "split", None), int) else ""))
         raise DataError(f"{who}: a {type(model).__name__} has no named layer groups; wrap it with "
-                        "qianyi.nn.as_backbone(module) first")
+                        "qianyi.nn.as_backbone(module) first, which runs its children in order with nothing "
+                        "between them (its own forward is not run: F.relu or torch.flatten written in forward "
+                        "must become modules, nn.ReLU() or nn.Flatten(), e.g. in an nn.Sequential)")
     raise DataError(f"{who}: give a network (a qianyi Backbone, or a saved model from qianyi.load_model), "
                     f"got {type(model).__name__}")
 
 
 def as_backbone(module: nn.Module, names: Sequence[str] | None = None, flatten_logits: bool = False,
-                feature_layer: str | None = None) -> Backbone:
+                feature_layer: str | None = None, example_input: "torch.Tensor | None" = None,
+                children_in_order: bool = False) -> Backbone:
     """Any network as a :class:`Backbone`: its children, in order, become named layer groups.
 
-    ``module`` is an ``nn.Sequential`` (or any module whose children run one after another, e.g. a
-    torchvision ResNet with ``flatten_logits=True``, which flattens before the last child). Group
-    names are ``names`` or the children's own names; the last group is renamed ``logits`` and the
+    ``module`` is an ``nn.Sequential``, or a module whose ``forward`` runs its children one after another with
+    nothing between them (a torchvision ResNet with ``flatten_logits=True``, which flattens before the last
+    child). Its own ``forward`` is never called: ``F.relu``, ``torch.flatten`` or a skip connection written in
+    it would be lost, so a module with a ``forward`` of its own is refused unless checked or confirmed:
+    ``example_input`` (one batch of inputs) runs the module and its chained children in eval mode and refuses
+    the module if they differ; ``children_in_order=True`` says its forward is its children in order (unchecked).
+    Group names are ``names`` or the children's own names; the last group is renamed ``logits`` and the
     one before it is ``features`` (or ``feature_layer``), so methods that address layers by role
     (``features``, ``logits``) work on it, and ``--freeze K`` / ``init_layers`` count its groups.
 
@@ -252,7 +259,64 @@ def as_backbone(module: nn.Module, names: Sequence[str] | None = None, flatten_l
         groups[-1] = ("logits", nn.Sequential(nn.Flatten(), groups[-1][1]))
     if len(set(labels)) != len(labels):
         raise UnknownNameError(f"layer group names must be unique, got {labels}")
-    return Backbone(groups, feature_layer)
+    backbone = Backbone(groups, feature_layer)
+    own_forward = type(module).forward not in (nn.Sequential.forward, nn.Module.forward)
+    if example_input is not None:
+        _check_chain(module, backbone, example_input, [n for n, _ in children])
+    elif own_forward and not children_in_order:
+        raise DataError(
+            f"as_backbone: {type(module).__name__} has a forward of its own, which a backbone never runs: it "
+            f"runs the children {', '.join(n for n, _ in children)} one after another, so anything forward does "
+            "between them (F.relu, torch.flatten, a skip connection) would be silently lost. Pass "
+            "example_input=<one batch of inputs> to check that the chained children give the module's outputs, "
+            "or children_in_order=True if its forward is exactly its children in order; otherwise rebuild it as "
+            "an nn.Sequential with those steps as modules (nn.ReLU(), nn.Flatten())")
+    return backbone
+
+
+def _check_chain(module: nn.Module, backbone: Backbone, example: object, children: list[str]) -> None:
+    """Refuse ``backbone`` (``module``'s children chained) unless it gives ``module``'s outputs on ``example``
+    (in eval mode, without gradients; every submodule's train/eval mode is put back after)."""
+    name = type(module).__name__
+    param = next(module.parameters(), None)
+    x = torch.as_tensor(example) if not isinstance(example, torch.Tensor) else example
+    if param is not None:
+        x = x.to(param.device)
+        if x.is_floating_point():
+            x = x.to(param.dtype)
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        with torch.no_grad():
+            try:
+                want = module(x)
+            except Exception as exc:
+                raise DataError(f"as_backbone: {name} fails on example_input of shape {tuple(x.shape)} "
+                                f"({type(exc).__name__}: {str(exc)[:200]}); give one batch of its inputs") from None
+            try:
+                got = backbone(x).logits
+            except Exception as exc:
+                raise DataError(
+                    f"as_backbone: {name}'s children ({', '.join(children)}) chained one after another fail on "
+                    f"example_input ({type(exc).__name__}: {str(exc)[:200]}), so its forward does more between "
+                    "them (e.g. torch.flatten); rebuild it as an nn.Sequential with those steps as modules "
+                    "(nn.Flatten(), nn.ReLU()), or try flatten_logits=True if it flattens before its last child "
+                    "only") from None
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    if not isinstance(want, torch.Tensor):
+        raise DataError(f"as_backbone: {name} returns a {type(want).__name__}, not a tensor of logits; a backbone "
+                        "ends in the logits: wrap the part that gives them in an nn.Sequential")
+    if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-5):
+        gap = (want - got).abs().max().item() if want.shape == got.shape else None
+        differ = f"largest difference {gap:.3g}" if gap is not None else \
+            f"shapes {tuple(want.shape)} and {tuple(got.shape)}"
+        raise DataError(
+            f"as_backbone: {name}'s children ({', '.join(children)}) chained one after another do not give "
+            f"{name}'s outputs on example_input ({differ}): its forward does something between them (e.g. "
+            "F.relu or a skip connection) that a backbone would silently lose; rebuild it as an nn.Sequential "
+            "with those steps as modules (nn.ReLU(), nn.Flatten())")
 
 
 class LogitsOnly(nn.Module):

@@ -21,15 +21,21 @@ rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, QianyiWarning, UnknownNameError
 from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
+
+#: Samples per split a validator scores by default: ``TrainConfig.selection_samples``'s default, so that
+#: ``score_all(model, data)`` gives a run's recorded ``scores`` (``seed``: the run's, 0 by default).
+SELECTION_SAMPLES = 1000
+
 
 # --------------------------------------------------------------------------------------------------
 # the protocol and the registry
@@ -51,7 +57,7 @@ class Validator:
         return score if self.higher_is_better else -score
 
     def evaluate(self, model: nn.Module, data: SelectionData, device: torch.device | str = "cpu",
-                 max_samples: int | None = 2000, seed: int = 0) -> float:
+                 max_samples: int | None = SELECTION_SAMPLES, seed: int = 0) -> float:
         """Score ``model``: compute the outputs this validator needs, then call it."""
         return self(Predictions.compute(model, data, self.needs, device, max_samples=max_samples, seed=seed))
 
@@ -68,8 +74,15 @@ def register_validator(cls: type[Validator]) -> type[Validator]:
         if not hasattr(cls, attr):
             raise TypeError(f"validator {cls.__name__} must set the class variable {attr!r}")
     cls.needs = check_needs(cls.needs)
-    if cls.name in VALIDATORS and VALIDATORS[cls.name] is not cls:
-        raise ValueError(f"a validator named {cls.name!r} is already registered ({VALIDATORS[cls.name].__name__})")
+    old = VALIDATORS.get(cls.name)
+    if old is not None and old is not cls:
+        from ..methods.registry import is_redefinition
+
+        if not is_redefinition(old, cls):
+            raise ValueError(f"a validator named {cls.name!r} is already registered ({old.__module__}."
+                             f"{old.__qualname__}); give {cls.__qualname__} another name")
+        warnings.warn(f"validator {cls.name!r} is redefined ({cls.__module__}.{cls.__qualname__}, e.g. a notebook cell "
+                      "run again): the new class replaces the old one", QianyiWarning, stacklevel=2)
     VALIDATORS[cls.name] = cls
     return cls
 
@@ -112,8 +125,12 @@ def get_validator(name: str, **params: Any) -> Validator:
 
 
 def score_all(model: nn.Module, data: SelectionData, names: Sequence[str] | None = None,
-              device: torch.device | str = "cpu", max_samples: int | None = 2000, seed: int = 0) -> dict[str, float]:
-    """Score ``model`` with each named validator (all registered ones if None) from one set of outputs."""
+              device: torch.device | str = "cpu", max_samples: int | None = SELECTION_SAMPLES,
+              seed: int = 0) -> dict[str, float]:
+    """Score ``model`` with each named validator (all registered ones if None) from one set of outputs: at most
+    ``max_samples`` rows per split, drawn with ``seed``. The defaults are a run's (``TrainConfig``'s
+    ``selection_samples`` and ``seed``), so a run's model scores as its ``result.scores`` say; pass
+    ``max_samples=config.selection_samples, seed=config.seed`` for a run of other settings."""
     model = require_backbone(model, "score_all", groups=False)
     names = available_validators() if names is None else [names] if isinstance(names, str) else list(names)
     validators = {n: get_validator(n) for n in names}  # unknown names fail before any work

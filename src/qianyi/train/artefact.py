@@ -93,11 +93,13 @@ class SavedModel:
         ``"csv:new.csv"``) is read (:func:`load_domain_for`); an array or a Domain of raw features (as read from
         the files) gets the recorded preprocessing (column order, image canvas, vector transform and
         standardisation, text vocabulary); a pandas DataFrame's columns are matched by name, as the run's CSV
-        columns were. Labels, if any, are mapped to the model's classes."""
+        columns were. Images are pixels (scaled as the readers scale them), except for a model of the UCI digits'
+        8x8 protocol, which reads 8x8 whole numbers 0..16 as the digits files hold them (block counts, /16:
+        ``load_digits().images``). Labels, if any, are mapped to the model's classes."""
         if isinstance(data, str):
             return load_domain_for(self, data, data_dir)
         from ..data.readers import scale_images, to_nchw
-        from ..data.tasks import prepare
+        from ..data.tasks import match_features, prepare
 
         pre = self.meta.get("preprocessing") or {}
         if not isinstance(data, Domain):
@@ -106,8 +108,11 @@ class SavedModel:
                      and all(isinstance(c, str) for c in columns) else None)
             X = np.asarray(data)
             if X.ndim >= 3 and X.dtype != object and X.size:  # images as the readers take them: pixels, any layout
-                X = scale_images(to_nchw(X, "inputs"), "inputs")
+                X = to_nchw(X, "inputs")
+                X = _uci_counts(X) if _reads_uci(pre) and _are_uci_counts(X) else scale_images(X, "inputs")
             data = Domain(X, None, "inputs", feature_names=names)
+        if pre.get("feature_names") is not None:  # the columns in the run's order before judging them
+            data = match_features(pre["feature_names"], data, "the model's inputs")
         if _looks_raw(data.X, pre, reverse=True):
             warnings.warn(f"{data.name!r} looks prepared already (its columns have the means and scales the run "
                           "standardised its inputs to): prepare standardises it a second time; give raw data (as "
@@ -145,6 +150,26 @@ class SavedModel:
     def predict(self, X: np.ndarray | Domain, device: str | torch.device | None = None) -> np.ndarray:
         """Class indices (into :attr:`class_names`)."""
         return self.predict_proba(X, device).argmax(1)
+
+
+def _reads_uci(preprocessing: dict) -> bool:
+    """Whether the model's images are on the UCI digits' 8x8 block-count canvas."""
+    canvas = preprocessing.get("canvas")
+    return isinstance(canvas, dict) and canvas.get("protocol") == "uci"
+
+
+def _are_uci_counts(X: np.ndarray) -> bool:
+    """Whether (n, c, h, w) ``X`` holds 8x8 UCI block counts as the digits files do: whole numbers 0..16, not all
+    within [0, 1] (those are counts already divided by 16, or pixels)."""
+    if X.shape[2:] != (8, 8) or not np.issubdtype(X.dtype, np.number):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.isfinite(X).all() and X.min() >= 0 and 1 < X.max() <= 16 and (X == np.round(X)).all())
+
+
+def _uci_counts(X: np.ndarray) -> np.ndarray:
+    """UCI block counts 0..16 in [0, 1], as :func:`qianyi.data.builtin.load_uci_digits` reads them."""
+    return X.astype(np.float32) / np.float32(16.0)
 
 
 def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> bool:

@@ -61,6 +61,20 @@ class RunResult:
     #: ``mode`` and ``stages`` (name, method, what it adapted to, folder under the run's, model_sha256).
     staged: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One short line (the dataclass's repr held the whole history, config and fingerprint: thousands of
+        characters in a notebook); every field stays an attribute, and :meth:`to_dict` gives them all."""
+        def num(v: Any, spec: str) -> str:
+            return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+
+        scores = ", ".join(f"{k}={num(v, '.4g')}" for k, v in list(self.scores.items())[:4]) + \
+            (", ..." if len(self.scores) > 4 else "")
+        return (f"RunResult({self.method!r}, {self.source!r}->{self.target!r}, seed={self.seed}, "
+                f"target_accuracy={num(self.target_accuracy, '.4f')}, "
+                f"source_accuracy={num(self.source_accuracy, '.4f')}, "
+                f"epochs={len(self.history)}, selected_epoch={self.selected_epoch}"
+                + (f", scores={{{scores}}}" if scores else "") + (", oracle" if self.oracle else "") + ")")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -148,7 +148,9 @@ def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], 
         return factory
     if isinstance(backbone, nn.Module):
         raise DataError(f"backbone: a {type(backbone).__name__} has no named layer groups; wrap it with "
-                        "qianyi.nn.as_backbone(module) first")
+                        "qianyi.nn.as_backbone(module) first, which runs its children in order with nothing "
+                        "between them (its own forward is not run: F.relu or torch.flatten written in forward "
+                        "must become modules, nn.ReLU() or nn.Flatten(), e.g. in an nn.Sequential)")
     return backbone
 
 

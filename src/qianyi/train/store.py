@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -87,8 +88,10 @@ def code_digest(method: "str | type | Method | None" = None) -> str:
     """A short hash of this qianyi install's source (every ``.py`` file of the package, by relative path and
     bytes). Runs record it (``result.json`` ``versions["code"]``) so a reused run made by other code is told
     apart: fingerprints hold settings and data, and a method's ``revision`` only where its loss changed.
-    With ``method`` (a name, class or instance) defined outside qianyi (a plugin, a script), ``+`` a hash of
-    the file that defines it follows: an edited plugin is other code too."""
+    With ``method`` (a name, class or instance) defined outside qianyi, ``+`` a hash of its own code follows:
+    of the file that defines it (a plugin, a script), or, for a class with no file (a notebook cell,
+    ``python -``, ``python -c``), of the class's code itself (:func:`_class_code_digest`). An edited method
+    is other code too."""
     base = _package_digest()
     if method is None:
         return base
@@ -97,24 +100,125 @@ def code_digest(method: "str | type | Method | None" = None) -> str:
 
         method = available_methods().get(method)
     cls = method if isinstance(method, type) else type(method) if method is not None else None
-    own = _module_digest(cls.__module__) if cls is not None else None
+    own = _own_digest(cls) if cls is not None else None
     return f"{base}+{own}" if own else base
+
+
+def _own_digest(cls: type) -> str | None:
+    """The hash of a method class's code outside qianyi: the file of its module (as before classes with no file
+    were hashed, so plugins' recorded digests stay), plus the code of every class in its MRO whose module has no
+    file. None for qianyi's own methods."""
+    parts = [d for d in [_module_digest(cls.__module__)] if d]
+    parts += [_class_code_digest(k) for k in cls.__mro__ if _fileless(k.__module__)]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return hashlib.sha256("+".join(parts).encode()).hexdigest()[:8]
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module``, if it has one that exists (``python -`` names ``<stdin>``; a notebook none)."""
+    import sys
+
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if not path or not os.path.isfile(path):
+        return None
+    return Path(path).resolve()
+
+
+def _fileless(module: str) -> bool:
+    """Whether ``module`` is user code without a file (``__main__`` of a notebook, ``python -`` or ``-c``)."""
+    if module == "builtins" or module == "qianyi" or module.startswith("qianyi."):
+        return False
+    return _module_file(module) is None
 
 
 def _module_digest(module: str) -> str | None:
     """The hash of the file that defines ``module``, unless it is part of qianyi (None: qianyi's, or no file)."""
-    import sys
-
-    path = getattr(sys.modules.get(module), "__file__", None)
-    if not path:
-        return None
-    path = Path(path).resolve()
-    if Path(__file__).resolve().parents[1] in path.parents:
+    path = _module_file(module)
+    if path is None or Path(__file__).resolve().parents[1] in path.parents:
         return None
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
     except OSError:
         return None
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_SKIP_ATTRS = frozenset({"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__firstlineno__",
+                         "__static_attributes__", "__annotations__", "__parameters__", "__orig_bases__"})
+
+
+def _class_code_digest(cls: type) -> str:
+    """A hash of what a class with no source file runs: the code objects of its methods (bytecode, constants,
+    names, nested code, recursively; not line numbers or cell file names, so moving a cell changes nothing),
+    their defaults, the values their closures and referenced globals hold when those are plain values, the code
+    of functions they call from the same file-less module, and the class's plain attributes. Source text is not
+    used: Python 3.11 has none for a ``__main__`` class, and a notebook's cache of cells may hold an older one."""
+    h = hashlib.sha256()
+    seen: set[int] = set()
+
+    def value(v: Any, depth: int = 0) -> None:
+        if isinstance(v, _PLAIN):
+            h.update(repr(v).encode() + b"\0")
+        elif isinstance(v, (tuple, list, frozenset, set)) and depth < 4:
+            h.update(type(v).__name__.encode() + b"(")
+            for item in (sorted(v, key=repr) if isinstance(v, (set, frozenset)) else v):
+                value(item, depth + 1)
+            h.update(b")")
+        elif isinstance(v, dict) and depth < 4:
+            h.update(b"{")
+            for k in sorted(v, key=repr):
+                value(k, depth + 1)
+                value(v[k], depth + 1)
+            h.update(b"}")
+        elif isinstance(v, (staticmethod, classmethod)):
+            value(v.__func__, depth)
+        elif isinstance(v, property):
+            for f in (v.fget, v.fset, v.fdel):
+                value(f, depth)
+        elif inspect.isfunction(v):
+            function(v)
+        elif inspect.iscode(v):
+            code(v, {})
+        else:  # a module, a class, an object: only its kind (its own code is hashed where it is defined)
+            h.update(f"<{type(v).__module__}.{type(v).__qualname__}>".encode())
+
+    def function(fn: Any) -> None:
+        if id(fn) in seen:
+            h.update(b"<seen>")
+            return
+        seen.add(id(fn))
+        h.update(b"<function>")
+        code(fn.__code__, fn.__globals__)
+        value(fn.__defaults__)
+        value(fn.__kwdefaults__)
+        for cell in fn.__closure__ or ():
+            try:
+                value(cell.cell_contents)
+            except ValueError:  # an empty cell
+                h.update(b"<empty>")
+
+    def code(c: Any, globs: dict[str, Any]) -> None:
+        h.update(c.co_code + b"\0" + repr((c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars)).encode())
+        for const in c.co_consts:
+            if inspect.iscode(const):
+                code(const, globs)
+            else:
+                value(const)
+        for name in c.co_names:  # the globals it reads, if plain values or functions of a file-less module
+            g = globs.get(name)
+            if isinstance(g, _PLAIN):
+                h.update(name.encode() + b"=")
+                value(g)
+            elif inspect.isfunction(g) and _fileless(g.__module__):
+                function(g)
+
+    h.update(cls.__qualname__.encode() + b"\0")
+    for name in sorted(vars(cls)):
+        if name not in _SKIP_ATTRS:
+            h.update(name.encode() + b":")
+            value(vars(cls)[name])
+    return h.hexdigest()[:8]
 
 
 @lru_cache(maxsize=1)
@@ -130,18 +234,31 @@ _WARNED_OTHER_CODE: list[str] = []
 
 
 def warned_other_code(where: str) -> bool:
-    """Whether this process already warned about other code (finished runs reused, checkpoints resumed); records
-    ``where`` as warned about if not: one warning per process, however many runs or stages follow."""
-    if _WARNED_OTHER_CODE:
+    """Whether this process already warned about other code at ``where`` (a run folder, a checkpoint, or a key
+    shared by many); records ``where`` as warned about if not: one warning per ``where``, however often reused."""
+    if where in _WARNED_OTHER_CODE:
         return True
     _WARNED_OTHER_CODE.append(where)
     return False
 
 
 def note_other_code(result: RunResult, directory: str | Path) -> None:
-    """Warn (once per process) that a finished run about to be reused was made by other qianyi code."""
+    """Warn that a finished run about to be reused was made by other code. Where the method's own code differs (a
+    method edited in a notebook or a plugin's file), every such folder is named, once each; where only qianyi's
+    code differs (an upgrade: every run alike), once per process."""
     made, now = (result.versions or {}).get("code"), code_digest(result.method)
-    if made == now or warned_other_code(str(directory)):
+    if made == now:
+        return
+    own_made, own_now = (made or "").partition("+")[2], now.partition("+")[2]
+    if own_made != own_now:
+        if warned_other_code(str(directory)):
+            return
+        warnings.warn(f"reusing the finished run {str(directory)!r}, made by other code of method "
+                      f"{result.method!r} ({made or 'not recorded'}; its code now is {now}): its numbers are that "
+                      "code's, not the edited method's; to retrain it, use a fresh out folder (--out) or delete "
+                      "that folder", QianyiWarning, stacklevel=3)
+        return
+    if warned_other_code("qianyi"):
         return
     by = f"qianyi code {made}" if made else "qianyi code from before runs recorded it"
     warnings.warn(f"reusing finished runs made by other code (e.g. {str(directory)!r}: {by}; this install is "

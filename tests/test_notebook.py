@@ -1,0 +1,333 @@
+"""qianyi from a notebook (Python API only): cells run again, methods edited in place, data of one's own."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import pytest
+
+import qianyi
+from qianyi.data import Domain, TransferTask
+from qianyi.errors import QianyiWarning
+from qianyi.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=16, progress=False)
+
+CELL = """
+from qianyi import Method, register
+
+@register
+class Mine(Method):
+    name = "qy-nb-mine"
+
+    def loss(self, batch):
+        return {"cls": SCALE * self.source_ce(batch)}
+"""
+
+
+def _blob_task(seed: int = 0) -> TransferTask:
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(120, 5)).astype(np.float32)
+    Xt = (rng.normal(size=(120, 5)) + 0.5).astype(np.float32)
+    return TransferTask.from_domains(Domain(Xs, (Xs[:, 0] > 0).astype(int), "src"),
+                                     Domain(Xt, (Xt[:, 0] > 0.5).astype(int), "tgt"), seed=0)
+
+
+def _other_code(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, QianyiWarning) and "other" in str(w.message)
+            and "code" in str(w.message)]
+
+
+@pytest.fixture
+def cell(monkeypatch):
+    """A module with no file, as a notebook's ``__main__`` is: ``run(source)`` executes a cell in it."""
+    from qianyi.methods import registry
+
+    registry.available_methods()
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    module = types.ModuleType("qy_nb_cell")
+    monkeypatch.setitem(sys.modules, "qy_nb_cell", module)
+
+    def run(source: str, **globs):
+        module.__dict__.update(globs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)  # "redefined": tested on its own below
+            exec(compile(source, "<cell>", "exec"), module.__dict__)
+        return module.__dict__
+
+    return run
+
+
+def test_a_method_edited_in_a_cell_is_other_code(cell):
+    from qianyi.train.store import code_digest
+
+    v1 = code_digest(cell(CELL, SCALE=1.0)["Mine"])
+    assert "+" in v1 and v1.startswith(code_digest() + "+")
+    assert code_digest(cell(CELL, SCALE=1.0)["Mine"]) == v1  # run again unchanged: the same code
+    assert code_digest("qy-nb-mine") == v1  # by name: the registered class
+    assert code_digest(cell(CELL, SCALE=0.0)["Mine"]) != v1  # a global it reads changed
+    edited = CELL.replace("SCALE * self.source_ce(batch)", "SCALE * self.source_ce(batch) * 2")
+    assert code_digest(cell(edited, SCALE=1.0)["Mine"]) not in (v1, code_digest())
+    moved = CELL.replace("class Mine", "\n\nclass Mine")  # blank lines only: the same code
+    assert code_digest(cell(moved, SCALE=1.0)["Mine"]) == v1
+    body = CELL.replace("SCALE", "scale").replace("@register\n", "")  # a class made by a function, its scale held
+    closure = "def define(scale):\n" + "\n".join("    " + line for line in body.splitlines()) + "\n    return Mine\n"
+    ns = cell(closure)
+    assert code_digest(ns["define"](1.0)) != code_digest(ns["define"](0.0))
+    assert code_digest(ns["define"](1.0)) == code_digest(ns["define"](1.0))
+
+
+def test_reusing_runs_of_an_edited_cell_method_warns_for_each_folder(cell, tmp_path):
+    from qianyi.train import store
+    from qianyi.train.result import RunResult
+
+    task = _blob_task()
+    for name in ("a", "b"):
+        qianyi.run(cell(CELL, SCALE=1.0)["Mine"](), task, FAST, out=tmp_path / name)
+    cell(CELL, SCALE=0.0)  # the cell edited and run again
+    # a stored run found by its fingerprint (bench, select): every stale folder is named, each once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("a", "b", "a"):
+            fp = RunResult.read(tmp_path / name / "result.json").fingerprint
+            assert store.finished(tmp_path / name, fp) is not None
+    said = _other_code(caught)
+    assert len(said) == 2 and str(tmp_path / "a") in said[0] and str(tmp_path / "b") in said[1]
+    assert "qy-nb-mine" in said[0] and "delete" in said[0]
+    # run(out=) resumes the folder's checkpoint: also named for each folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("a", "b"):
+            qianyi.run(cell(CELL, SCALE=0.0)["Mine"](), task, FAST, out=tmp_path / name)
+    said = _other_code(caught)
+    assert len(said) == 2 and str(tmp_path / "a") in said[0] and str(tmp_path / "b") in said[1]
+
+
+def test_a_main_class_from_stdin_has_a_code_digest_stable_across_processes():
+    """``python -`` (and a notebook) defines methods in ``__main__``, which has no file to hash."""
+    head = "from qianyi import Method\nfrom qianyi.train.store import code_digest\n"
+    v1 = "class Mine(Method):\n    name = 'qy-stdin'\n    def loss(self, batch): return {'cls': self.source_ce(batch)}\n"
+    v2 = v1.replace("self.source_ce(batch)}", "0.0 * self.source_ce(batch)}")
+    show = "print(code_digest(Mine))\n"
+
+    def digests(source: str) -> list[str]:
+        env = {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([sys.executable, "-"], input=source, capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    first, edited = digests(head + v1 + show + v2 + show)  # redefined in the same process
+    (again,) = digests(head + v1 + show)  # a fresh process (a restarted kernel), the same code
+    assert "+" in first and first != edited and again == first
+
+
+def test_a_cell_defining_a_method_or_validator_can_run_again(cell, monkeypatch):
+    from qianyi.methods import registry
+    from qianyi.select import validators as V
+
+    first = cell(CELL, SCALE=1.0)["Mine"]
+    with pytest.warns(QianyiWarning, match="'qy-nb-mine' is redefined"):
+        exec(compile(CELL, "<cell>", "exec"), sys.modules["qy_nb_cell"].__dict__)
+    assert registry.METHODS["qy-nb-mine"] is not first
+    assert registry.METHODS["qy-nb-mine"] is sys.modules["qy_nb_cell"].Mine
+
+    class Mine(registry.Method):  # another class (another module) claiming the name: still refused
+        name = "qy-nb-mine"
+
+    with pytest.raises(ValueError, match="taken by qy_nb_cell.Mine"):
+        registry.register(Mine)
+    monkeypatch.setattr(V, "VALIDATORS", dict(V.VALIDATORS))
+    source = ("from qianyi.select.validators import Validator, register_validator\n"
+              "@register_validator\nclass Val(Validator):\n    name = 'qy-nb-val'\n    higher_is_better = True\n"
+              "    needs = frozenset({'target'})\n    paper = 'mine'\n    def __call__(self, p): return 0.0\n")
+    cell(source)
+    with pytest.warns(QianyiWarning, match="'qy-nb-val' is redefined"):
+        exec(compile(source, "<cell>", "exec"), sys.modules["qy_nb_cell"].__dict__)
+    assert V.VALIDATORS["qy-nb-val"] is sys.modules["qy_nb_cell"].Val
+
+
+class _ReluInForward(torch.nn.Module):
+    """A hand-written network: its ReLUs live in forward, not among its children."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.out = torch.nn.Linear(5, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class _FlattenInForward(torch.nn.Module):
+    """torchvision style: features, then torch.flatten in forward, then the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(4))
+        self.classifier = torch.nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class _InOrder(torch.nn.Module):
+    """A forward that is exactly its children in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.act, self.drop, self.out = (torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                                  torch.nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.out(self.drop(self.act(self.fc(x))))
+
+
+def test_as_backbone_refuses_a_module_whose_forward_does_more_than_its_children():
+    from qianyi.errors import DataError
+    from qianyi.nn import as_backbone
+
+    x = torch.randn(4, 5)
+    with pytest.raises(DataError, match="forward of its own.*F.relu.*example_input=.*children_in_order=True"):
+        as_backbone(_ReluInForward())
+    with pytest.raises(DataError, match="do not give _ReluInForward's outputs.*largest difference"):
+        as_backbone(_ReluInForward(), example_input=x)
+    with pytest.raises(DataError, match="chained one after another fail on example_input.*torch.flatten"):
+        as_backbone(_FlattenInForward(), example_input=np.zeros((2, 1, 8, 8)))  # numpy float64: cast as it runs
+    # torchvision style with flatten_logits: the chain equals its forward, and the check leaves its modes as they were
+    net = _FlattenInForward().train()
+    net.features[2].eval()
+    bb = as_backbone(net, flatten_logits=True, example_input=torch.randn(3, 1, 8, 8))
+    assert bb.group_names == ("features", "logits") and net.training and not net.features[2].training
+    assert net.features[2].num_batches_tracked.item() == 0  # the probe ran in eval mode: no statistics updated
+    # a forward that is its children in order: accepted when checked (dropout off in the check) or confirmed
+    assert as_backbone(_InOrder(), example_input=x).group_names == ("fc", "act", "drop", "logits")
+    assert as_backbone(_InOrder(), children_in_order=True).group_names == ("fc", "act", "drop", "logits")
+    assert as_backbone(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+
+
+def test_a_plain_module_as_backbone_is_told_its_children_run_in_order():
+    from qianyi.errors import DataError
+
+    task = _blob_task()
+    with pytest.raises(DataError, match="as_backbone.*children in order with nothing between them"):
+        qianyi.run("source-only", task, FAST, backbone=_ReluInForward())
+
+
+def test_a_dataframe_domain_keeps_its_column_names_and_a_reordered_target_is_matched_by_name():
+    import pandas as pd
+
+    from qianyi.errors import DataError
+
+    rng = np.random.default_rng(0)
+    cols = ["a", "b", "c", "d"]
+    Xs, Xt = rng.normal(size=(60, 4)), rng.normal(size=(60, 4)) + 0.3
+    src = Domain(pd.DataFrame(Xs, columns=cols), (Xs[:, 0] > 0).astype(int), "s")
+    assert src.feature_names == tuple(cols)
+    task = TransferTask.from_domains(src, Domain(pd.DataFrame(Xt, columns=cols)[cols[::-1]], None, "t"), seed=0)
+    np.testing.assert_array_equal(task.target.X, Xt.astype(np.float32))  # back in the source's order
+    assert task.target.feature_names == tuple(cols)
+    with pytest.raises(DataError, match="different feature columns.*lacks \\['d'\\]"):
+        TransferTask.from_domains(src, Domain(pd.DataFrame(Xt, columns=["a", "b", "c", "e"]), None, "t"))
+    assert Domain(pd.DataFrame(Xs), None, "t").feature_names is None  # pandas' default integer columns: positions
+
+
+def test_labels_that_skip_class_indices_are_warned_about():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = np.where(X[:, 0] > 0, 7, 3)
+    with pytest.warns(QianyiWarning, match=r"labels \[3, 7\] are class indices.*8 outputs, 6 of them for the classes "
+                                           r"0, 1, 2, 4, 5, 6.*numpy.unique\(y, return_inverse=True\)"):
+        task = TransferTask.from_domains(Domain(X, y, "s"), Domain(X + 1, None, "t"), seed=0)
+    assert task.n_classes == 8
+    classes, codes = np.unique(y, return_inverse=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)  # encoded, or classes named: nothing to say
+        TransferTask.from_domains(Domain(X, codes, "s"), Domain(X + 1, None, "t"), seed=0)
+        TransferTask.from_domains(Domain(X, y, "s", class_names=[str(k) for k in range(8)]), Domain(X + 1, None, "t"))
+
+
+def test_prepare_matches_a_dataframes_columns_before_judging_whether_it_looks_prepared(tmp_path):
+    """Raw data with its columns in another order looked standardised already: a warning that, followed, would make
+    the predictions wrong."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    X = np.c_[rng.normal(0, 1, 200) + 2 * y, rng.normal(0, 1, 200), rng.normal(50, 10, 200)]
+    cols = ["a", "b", "c"]
+    for name, rows in (("s", slice(0, 100)), ("t", slice(100, 200))):
+        pd.DataFrame(X[rows], columns=cols).assign(label=y[rows]).to_csv(tmp_path / f"{name}.csv", index=False)
+    task = qianyi.load_task(f"csv:{tmp_path / 's.csv'}", f"csv:{tmp_path / 't.csv'}")
+    qianyi.run("source-only", task, FAST, out=tmp_path / "run")
+    m = qianyi.load_model(tmp_path / "run")
+    df = pd.DataFrame(X[100:], columns=cols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        reordered = m.prepare(df[["c", "b", "a"]])
+    np.testing.assert_array_equal(reordered.X, m.prepare(df).X)
+    with pytest.warns(QianyiWarning, match="looks prepared already"):  # prepared data is still told
+        m.prepare(pd.DataFrame(m.prepare(df).X, columns=cols)[["b", "a", "c"]])
+
+
+@pytest.mark.filterwarnings("ignore:.*chance level", "ignore:.*collapsed")  # 4 steps: an untrained network
+def test_prepare_reads_the_uci_digits_block_counts_as_the_digits_files_do(tmp_path):
+    from sklearn.datasets import load_digits
+
+    task = qianyi.load_task("digits", "digits+rot30", max_samples=300)
+    qianyi.run("source-only", task, FAST, out=tmp_path / "run")
+    m = qianyi.load_model(tmp_path / "run")
+    images = load_digits().images  # float64 0..16, as the UCI files hold them
+    from_spec = m.prepare("digits").X
+    np.testing.assert_allclose(m.prepare(images).X, from_spec, atol=1e-6)
+    np.testing.assert_allclose(m.prepare(images.astype(np.uint8)).X, from_spec, atol=1e-6)
+    np.testing.assert_allclose(m.prepare(images / 16.0).X, from_spec, atol=1e-6)  # already in [0, 1]: as it is
+
+
+def test_score_all_by_default_gives_a_runs_recorded_scores():
+    """score_all drew 2000 rows per split where the engine scores 1000: the same network, other numbers."""
+    from qianyi.select import SelectionData, score_all
+    from qianyi.select.validators import SELECTION_SAMPLES
+
+    assert TrainConfig().selection_samples == SELECTION_SAMPLES and TrainConfig().seed == 0
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(3000, 5)), rng.normal(size=(3000, 5)) + 0.5
+    task = TransferTask.from_domains(Domain(Xs, (Xs[:, 0] > 0).astype(int), "s"), Domain(Xt, None, "t"), seed=0)
+    assert min(len(task.source), len(task.target)) > 2 * SELECTION_SAMPLES  # a subsample, not every row
+    config = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=16, progress=False, validators=("snd", "entropy"))
+    result, fit = qianyi.run("source-only", task, config)
+    again = score_all(fit.model, SelectionData.from_task(task), ["snd", "entropy"])
+    assert again == {k: result.scores[k] for k in ("snd", "entropy")}
+
+
+@pytest.mark.filterwarnings("ignore:.*too few to trust")  # a small table: only the API is tested
+def test_run_results_have_a_short_repr_and_specs_may_be_paths(tmp_path):
+    import pandas as pd
+
+    from qianyi.errors import DataError
+    from qianyi.measure import measure
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("s", 0.0), ("t", 0.5)):
+        X = rng.normal(size=(120, 4)) + shift
+        pd.DataFrame(X, columns=list("abcd")).assign(label=(X[:, 0] > shift).astype(int)).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    task = qianyi.load_task(tmp_path / "s.csv", tmp_path / "t.csv", val_fraction=0.5)  # paths: read by their suffix
+    assert task.source.name == f"csv:{tmp_path / 's.csv'}" and task.sample_shape == (4,)  # as the spec names it
+    assert qianyi.load_domain(tmp_path / "t.csv").feature_names == tuple("abcd")
+    with pytest.raises(DataError, match="by its suffix.*'folder:"):
+        qianyi.load_task(tmp_path, tmp_path / "t.csv")
+    result, fit = qianyi.run("dann", task, TrainConfig(epochs=3, steps_per_epoch=4, batch_size=16, progress=False))
+    text = repr(result)
+    assert len(text) < 400 and text.startswith("RunResult('dann', ") and "seed=0, target_accuracy=0." in text
+    assert "epochs=3" in text and "history" not in text and len(repr(result.to_dict())) > 1000
+    # measure takes a network as advise does (it took paths only: a TypeError on fit.model)
+    res = measure(task, layers=True, adapt=[], model=fit.model, permutations=0, samples=50, log=None)
+    assert [p.label for p in res.profiles] == ["given model (Backbone)"]
+    with pytest.raises(DataError, match="as_backbone"):
+        measure(task, layers=True, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), permutations=0, log=None)
