@@ -331,3 +331,22 @@ def test_run_results_have_a_short_repr_and_specs_may_be_paths(tmp_path):
     assert [p.label for p in res.profiles] == ["given model (Backbone)"]
     with pytest.raises(DataError, match="as_backbone"):
         measure(task, layers=True, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), permutations=0, log=None)
+
+
+def test_distances_mmd_test_and_layer_profile_take_data_frames():
+    """A DataFrame is read by its values (torch.as_tensor indexed it by column: KeyError) (review: notebook #7)."""
+    import pandas as pd
+    import torch.nn as nn
+
+    from qianyi.distances import mmd_test
+    from qianyi.measure import distances, layer_profile
+    from qianyi.nn import as_backbone
+
+    a = np.random.default_rng(0).random((60, 4))
+    b = a + 0.5
+    assert distances(pd.DataFrame(a), pd.DataFrame(b), ["mmd", "coral"]) == distances(a, b, ["mmd", "coral"])
+    assert mmd_test(pd.DataFrame(a), pd.DataFrame(b), permutations=20).mmd2 == mmd_test(a, b, permutations=20).mmd2
+    net = as_backbone(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), ["fc", "act", "logits"])
+    frame = layer_profile(net, pd.DataFrame(a, dtype="float32"), pd.DataFrame(b, dtype="float32"), metrics=["mmd"])
+    plain = layer_profile(net, a.astype("float32"), b.astype("float32"), metrics=["mmd"])
+    assert frame.values == plain.values

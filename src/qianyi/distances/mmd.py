@@ -38,8 +38,17 @@ MULTI_KERNEL = (0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_CHUNK = 4096
 
 
+def to_tensor(a: object) -> torch.Tensor:
+    """``a`` as a tensor: a tensor as it is; an array, a list or a DataFrame through numpy (a DataFrame's
+    values: ``torch.as_tensor`` would index it by column)."""
+    if isinstance(a, torch.Tensor):
+        return a
+    arr = np.asarray(a)
+    return torch.as_tensor(arr if arr.flags.writeable else arr.copy())  # a frame's values may be read-only
+
+
 def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.Tensor:
-    t = torch.as_tensor(a)
+    t = to_tensor(a)
     if not torch.is_floating_point(t):
         t = t.float()
     if t.ndim == 0:

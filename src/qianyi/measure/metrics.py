@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..distances import coral, mk_mmd2, mmd2, proxy_a_distance, wasserstein
-from ..distances.mmd import GaussianKernel
+from ..distances.mmd import GaussianKernel, to_tensor
 from ..errors import DataError, UnknownNameError
 
 Array = torch.Tensor | np.ndarray
@@ -80,7 +80,7 @@ def subsample(a: Array, n: int | None, seed: int, name: str = "x") -> torch.Tens
     """Up to ``n`` rows of ``a`` (seeded, without replacement), flattened to (n, d) float; an error naming
     ``name`` when it is empty or holds NaN or infinite values."""
     check_samples(n)
-    t = torch.as_tensor(a)
+    t = to_tensor(a)
     if len(t) == 0:
         raise DataError(f"distance: sample {name} is empty; give both samples at least 2 rows")
     t = t.reshape(len(t), -1) if t.ndim != 1 else t[:, None]

@@ -19,6 +19,7 @@ from ..errors import DataError, UnknownNameError
 from ..nn.backbones import Backbone, require_backbone
 from ..nn.inference import predict_features
 from .._report import markdown_table, save_figure, subplots
+from ..distances.mmd import to_tensor
 from .metrics import DEFAULT_METRICS, METRICS, check_metrics, distances, subsample
 
 INPUT = "input"
@@ -27,7 +28,7 @@ TOKEN_WORDS = 2000
 
 
 def _ids(X: np.ndarray | torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(X)
+    t = to_tensor(X)
     if t.ndim != 2 or bool((t < 0).any()):
         raise DataError(f"word presence: expected token ids (n, max_len) >= 0, got shape {tuple(t.shape)}")
     return t.long()
@@ -76,7 +77,7 @@ def layer_names(model: Backbone, layers: Sequence[str] | None = None, include_in
 def representations(model: Backbone, X: np.ndarray | torch.Tensor, layers: Sequence[str],
                     device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """``{layer: (n, d) outputs}`` of ``model`` (eval mode) on ``X``; ``input`` is ``X`` flattened."""
-    X = torch.as_tensor(X)
+    X = to_tensor(X)
     out = {}
     for name in layers:
         out[name] = X.reshape(len(X), -1).float() if name == INPUT else predict_features(model, X, name, device)[0]
@@ -132,8 +133,8 @@ def layer_profile(model: Backbone, source: np.ndarray | torch.Tensor, target: np
     if len(source) < 4 or len(target) < 4:
         raise DataError(f"a layer profile needs at least 4 inputs per domain, got {len(source)} and {len(target)}")
     names = layer_names(model, layers, include_input)
-    xs = subsample(torch.as_tensor(source), max_samples, seed).reshape(-1, *np.shape(source)[1:])
-    xt = subsample(torch.as_tensor(target), max_samples, seed + 1).reshape(-1, *np.shape(target)[1:])
+    xs = subsample(to_tensor(source), max_samples, seed).reshape(-1, *np.shape(source)[1:])
+    xt = subsample(to_tensor(target), max_samples, seed + 1).reshape(-1, *np.shape(target)[1:])
     rs, rt = representations(model, xs, names, device), representations(model, xt, names, device)
     if token_ids and INPUT in names:
         rs[INPUT], rt[INPUT] = word_presence(xs, xt)
