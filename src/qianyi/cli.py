@@ -423,9 +423,9 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
         raise DataError(f"--grid {text!r}: no such file, and not inline JSON (a list of settings, e.g. "
                         "'[{\"trade_off\": 1.0}]')" + (": it is a folder" if Path(text).is_dir() else ""))
     try:
-        raw = Path(text).read_text() if not inline else text
+        raw = Path(text).read_text(encoding="utf-8") if not inline else text
         grid = json.loads(raw)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # (a JSON file is UTF-8)
         raise UnknownNameError(f"--grid: not a JSON list of settings nor a readable JSON file ({exc})") from None
     if isinstance(grid, dict):
         grid = [grid]
@@ -457,7 +457,7 @@ def _run_specs(folder: str) -> dict[str, str | None]:
     import json
 
     try:
-        meta = json.loads((Path(folder) / "model.json").read_text())
+        meta = json.loads((Path(folder) / "model.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     cwd = meta.get("cwd") if isinstance(meta, dict) else None
@@ -586,7 +586,7 @@ def _record_command(out: Path, command: str, since: float, name: str) -> None:
     md = out / REPORTS[name] if name in REPORTS else None
     if md is not None and md.is_file():
         try:
-            text = md.read_text() if md.stat().st_mtime >= since - 1 else None
+            text = md.read_text(encoding="utf-8", errors="surrogateescape") if md.stat().st_mtime >= since - 1 else None
         except OSError:
             text = None
         if text is not None and not text.startswith("Command: "):

@@ -618,7 +618,7 @@ class BenchResult:
         """Pairs and methods in the order of a bench's ``results.csv`` (the command's order), where it names them;
         the rest after them as they are. An absent or unreadable file leaves the order alone."""
         try:
-            with open(results_csv, newline="") as fh:
+            with open(results_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
                 rows = list(csv.DictReader(fh))
             pairs = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
             names = list(dict.fromkeys(r["method"] for r in rows))
