@@ -65,3 +65,31 @@ def test_a_grid_file_that_is_not_utf8_is_a_user_mistake(tmp_path, capsys):
     grid.write_bytes('[{"trade_off": 1.0}] # caf\u00e9'.encode("latin-1"))  # a JSON file is UTF-8
     assert main(["select", "dan", "--pairs", "digits->digits+rot30", "--grid", str(grid)]) == 2
     assert "--grid: not a JSON list of settings nor a readable JSON file" in capsys.readouterr().err
+
+
+def test_a_stdout_that_cannot_encode_everything_does_not_fail(tmp_path):
+    """Windows' redirected stdout (cp1252) or PYTHONIOENCODING=ascii: --help ('迁移'), methods cdan ('λ'),
+    validators ('ü') and bench's table ('→') failed with UnicodeEncodeError, exit 1; bench after all its work."""
+    for args in (["--help"], ["summary", "--help"], ["methods", "cdan"], ["methods", "dann"], ["validators"]):
+        for encoding in ("cp1252", "ascii"):
+            proc = qianyi_cli(args, tmp_path, PYTHONIOENCODING=encoding)
+            assert proc.returncode == 0 and b"Traceback" not in proc.stderr, (args, encoding, proc.stderr)
+            proc.stdout.decode(encoding)  # what the stream's encoding holds, the rest escaped
+    assert b"qianyi (\\u8fc1\\u79fb)" in qianyi_cli(["--help"], tmp_path, PYTHONIOENCODING="ascii").stdout
+    proc = qianyi_cli(["bench", "--methods", "dan", "--pairs", "digits->digits+rot30", *SMALL, "--out", "b"],
+                      tmp_path, PYTHONIOENCODING="cp1252")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"digits\\u2192digits+rot30" in proc.stdout  # the table, escaped; the files stay UTF-8
+    assert "digits→digits+rot30" in (tmp_path / "b" / "results.md").read_text(encoding="utf-8")
+    proc = qianyi_cli(["summary", "b"], tmp_path, PYTHONIOENCODING="cp1252")
+    assert proc.returncode == 0 and b"digits\\u2192digits+rot30" in proc.stdout, proc.stderr
+
+
+def test_a_strict_utf8_stdout_prints_a_file_name_that_is_not_utf8(tmp_path):
+    """A UTF-8 stdout with strict errors (an en_US.UTF-8 locale) failed on the surrogate that stands for an
+    undecodable byte of --out; the byte is printed back as it was."""
+    proc = qianyi_cli(["run", "source-only", "--source", "digits", "--target", "digits+rot30", "--epochs", "1",
+                       "--steps-per-epoch", "2", "--max-samples", "200", "--out", b"r\xe9"], tmp_path,
+                      PYTHONIOENCODING="utf-8:strict")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"written: r\xe9/result.json" in proc.stdout

@@ -601,10 +601,34 @@ def _print_table(res) -> None:
         print("written: " + ", ".join(str(p) for p in res.files.values()))
 
 
+def _tolerant_streams() -> None:
+    """Let this process's stdout and stderr print any text: tables hold '→', help and docstrings '迁移', 'λ', 'ü'.
+    A stream whose encoding lacks some characters (Windows' cp1252 when redirected, PYTHONIOENCODING=ascii) writes
+    them backslash-escaped instead of failing with UnicodeEncodeError after the work is done; a UTF-8 one writes a
+    file name's undecodable byte (a surrogate) back as that byte."""
+    import codecs
+
+    for stream, own in ((sys.stdout, sys.__stdout__), (sys.stderr, sys.__stderr__)):
+        if stream is not own:
+            continue  # replaced (captured, redirected by a caller): not ours to change
+        encoding, errors = getattr(stream, "encoding", None), getattr(stream, "errors", None)
+        if not encoding or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            utf = codecs.lookup(encoding).name in ("utf-8", "utf-16", "utf-32")
+        except LookupError:
+            continue
+        if utf and errors == "strict":
+            stream.reconfigure(errors="surrogateescape")
+        elif not utf and errors in ("strict", "surrogateescape"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
     no traceback; argparse's own errors too), 3 out of memory, 130 interrupted. Any other exception is a bug and keeps
     its traceback."""
+    _tolerant_streams()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said with the subcommand's own usage line, not the top level's
@@ -707,6 +731,7 @@ def script_main(main: Callable[[], int | None]) -> int:
     """Run a benchmark script's ``main`` as the CLI runs a command: a user mistake (missing data, an
     optional package that is not installed, a bad option) prints ``<script>: error: ...`` and exits 2
     without a traceback; Ctrl-C exits 130. Use as ``sys.exit(script_main(main))``."""
+    _tolerant_streams()
     return _as_command(main, Path(sys.argv[0]).name or "qianyi", optional_packages=True)
 
 
