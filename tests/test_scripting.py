@@ -93,3 +93,15 @@ def test_a_strict_utf8_stdout_prints_a_file_name_that_is_not_utf8(tmp_path):
                       PYTHONIOENCODING="utf-8:strict")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"written: r\xe9/result.json" in proc.stdout
+
+
+def test_bench_prints_its_progress_to_stderr_and_only_results_to_stdout(tmp_path, capsys):
+    """`qianyi bench ... > table.md` captured the data description and the [k/N] lines before the tables."""
+    from qianyi.cli import main
+
+    assert main(["bench", "--methods", "dan", "--pairs", "digits->digits+rot30", *SMALL, "--no-progress",
+                 "--out", str(tmp_path / "b")]) == 0
+    out, err = capsys.readouterr()
+    assert "digits->digits+rot30: input" in err and "[1/3" in err and "[3/3" in err
+    assert "input (" not in out and "[1/3" not in out
+    assert out.lstrip().startswith("| method") and "written: " in out

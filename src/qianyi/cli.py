@@ -593,6 +593,11 @@ def _record_command(out: Path, command: str, since: float, name: str) -> None:
             write_text(md, f"Command: `{command}`\n\n{text}")
 
 
+def _log(line: str) -> None:
+    """A progress line (data description, ``[k/N] ...``): to stderr, so stdout holds only the results."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _print_table(res) -> None:
     print()
     print(res.table())
@@ -880,9 +885,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
                     max_samples=args.max_samples, data_dir=args.data_dir, backbone=_backbone(args),
-                    command=args.command_line)
+                    command=args.command_line, log=_log)
         _print_table(res)
-        print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
+        _log(f"demo finished in {time.perf_counter() - t0:.0f}s")
         return 0
     if args.command == "run":
         from .data.tasks import load_task
@@ -935,7 +940,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
                     hparams=parse_bench_hparams(methods, args.set), command=args.command_line,
-                    embed=not args.no_embedding)
+                    embed=not args.no_embedding, log=_log)
         _print_table(res)
         return 0
     if args.command == "summary":
