@@ -105,3 +105,19 @@ def test_bench_prints_its_progress_to_stderr_and_only_results_to_stdout(tmp_path
     assert "digits->digits+rot30: input" in err and "[1/3" in err and "[3/3" in err
     assert "input (" not in out and "[1/3" not in out
     assert out.lstrip().startswith("| method") and "written: " in out
+
+
+def test_leftover_torchrun_variables_silence_only_training_and_are_named(tmp_path):
+    """A `qianyi predict` started by a rank-1 torchrun worker inherits WORLD_SIZE and RANK: its CSV went to
+    /dev/null (exit 0); `run` with them but no rendezvous address failed with torch's traceback."""
+    leftover = dict(WORLD_SIZE="2", RANK="1")
+    run = ["run", "source-only", "--source", "digits", "--target", "digits+rot30", "--epochs", "1",
+           "--steps-per-epoch", "2", "--max-samples", "200", "--no-progress"]
+    assert qianyi_cli([*run, "--out", "r"], tmp_path).returncode == 0
+    proc = qianyi_cli(["predict", "r", "--data", "digits"], tmp_path, **leftover)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"index,predicted,p_0"), proc.stderr
+    assert qianyi_cli(["methods"], tmp_path, **leftover).stdout.count(b"\n") > 10
+    proc = qianyi_cli(run, tmp_path, **leftover)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert "MASTER_ADDR, MASTER_PORT are not set" in err and "unset WORLD_SIZE and RANK" in err

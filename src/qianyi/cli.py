@@ -645,7 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub = subs[0].choices.get(args.command) if subs and args.command else None
         (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = shlex.join(["qianyi", *(sys.argv[1:] if argv is None else argv)])  # for the reports
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+    if args.command in TORCHRUN_COMMANDS and int(os.environ.get("WORLD_SIZE", "1")) > 1 \
+            and int(os.environ.get("RANK", "0")) > 0:
         sys.stdout = open(os.devnull, "w")  # under torchrun, process 0 reports (errors still reach stderr)
     if args.command is None:
         parser.print_help()
@@ -664,6 +665,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args),
                        resumable=_resumable(args))
 
+
+#: Commands that train in every process under torchrun (process 0 alone prints their results). Any other command
+#: prints in whatever process runs it: a `qianyi predict` started by a torchrun worker inherits RANK and WORLD_SIZE.
+TORCHRUN_COMMANDS = ("run", "bench", "demo", "select")
 
 #: Commands whose training keeps checkpoints in --out (and reuses finished runs there).
 RESUMABLE = ("demo", "run", "bench", "select", "measure", "transferability", "layers", "pivots")
