@@ -121,3 +121,35 @@ def test_leftover_torchrun_variables_silence_only_training_and_are_named(tmp_pat
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "Traceback" not in err, err
     assert "MASTER_ADDR, MASTER_PORT are not set" in err and "unset WORLD_SIZE and RANK" in err
+
+
+def test_sigterm_says_how_to_resume_and_exits_143(tmp_path):
+    """SIGTERM (CI cancellation, docker stop, Slurm) ended a run with 143 and no word; it now says, as Ctrl-C
+    does, that the same command resumes, and the checkpoint stays."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "qianyi", "run", "dann", "--source", "digits", "--target", "digits+rot30",
+            "--epochs", "200", "--steps-per-epoch", "20", "--checkpoint-every", "5", "--no-progress", "--out", "r"]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "r" / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err.decode()
+    assert "qianyi: interrupted (SIGTERM); run the same command again to resume from the last checkpoint" \
+        in err.decode() and b"Traceback" not in err
+    assert (tmp_path / "r" / "checkpoint.pt").is_file() and not (tmp_path / "r" / "result.json").exists()
+
+
+def test_the_exit_table_lists_every_exit_the_cli_gives():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text(encoding="utf-8")
+    for code in (2, 3, 130, 141, 143):
+        assert f"\n| {code} |" in doc, code

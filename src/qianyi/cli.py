@@ -9,6 +9,7 @@ import importlib
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -631,8 +632,8 @@ def _tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
-    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted. Any other exception is a bug and keeps
-    its traceback."""
+    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted (Ctrl-C), 141 stdout closed by its
+    reader (``| head``), 143 terminated (SIGTERM). Any other exception is a bug and keeps its traceback."""
     _tolerant_streams()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -690,12 +691,44 @@ def _interrupted_hint(args: argparse.Namespace) -> str:
     return ""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancellation, ``docker stop``, Slurm pre-emption, ``timeout``), raised where Ctrl-C raises
+    KeyboardInterrupt: the same clean-up runs, and checkpoints stay for a rerun to resume from."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (where the process left SIGTERM at its default
+    and this is the main thread); the handler to put back, or None."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None = None,
                 interrupted: str = "", optional_packages: bool = False, resumable: bool = False) -> int:
     """Run ``call`` with qianyi's outcome -> exit code mapping: its return value (0 when None); a user mistake
     (:class:`QianyiError`; with ``optional_packages`` also a missing third-party package) prints
-    ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130. Anything else is a bug and keeps its
-    traceback. qianyi's warnings print as ``qianyi: warning: ...``."""
+    ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130, SIGTERM 143 (both with the ``interrupted``
+    hint); a closed stdout (``| head``) 141. Anything else is a bug and keeps its traceback. qianyi's warnings print
+    as ``qianyi: warning: ...``."""
+    previous = _catch_sigterm()
+    try:
+        return _run_command(call, prog, on_error, interrupted, optional_packages, resumable)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None,
+                 interrupted: str, optional_packages: bool, resumable: bool) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -707,9 +740,11 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
             raise  # a broken install of qianyi itself is a bug, not a user mistake
         print(f"{prog}: error: this script needs the optional package {exc.name!r}, which is not installed "
               "(see the script's --help for what to install)", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"{prog}: interrupted{' (SIGTERM)' if term else ''}" + (f"; {interrupted}" if interrupted else ""),
+              file=sys.stderr)
+        return 143 if term else 130
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise  # any other RuntimeError is a bug: keep its traceback
