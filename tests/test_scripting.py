@@ -153,3 +153,16 @@ def test_the_exit_table_lists_every_exit_the_cli_gives():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text(encoding="utf-8")
     for code in (2, 3, 130, 141, 143):
         assert f"\n| {code} |" in doc, code
+
+
+def test_no_progress_is_said_to_drop_the_epoch_lines_too(tmp_path, capsys):
+    """--no-progress drops the per-epoch and resume lines as well as the bar (quiet CI logs; the bar is off on a
+    non-terminal anyway); its help said only "no progress bar"."""
+    from qianyi.cli import build_parser
+
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert "no progress bar and no per-epoch or 'resuming from step N' lines" in help_text
+    run = ["run", "source-only", "--source", "digits", "--target", "digits+rot30", "--epochs", "2",
+           "--steps-per-epoch", "2", "--max-samples", "200"]
+    assert b"source-only seed 0: epoch 2/2" in qianyi_cli(run, tmp_path).stderr  # not a terminal: lines, no bar
+    assert b"epoch 2/2" not in qianyi_cli([*run, "--no-progress"], tmp_path).stderr

@@ -138,7 +138,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=None, metavar="N",
                    help="cap the source and the target at N samples each (stratified, so about N; a "
                         "--target-test set is scored whole)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch or 'resuming from step N' lines: only warnings and "
+                        "results (when stderr is not a terminal the bar is off anyway, and the lines print)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is fastest for these small networks "
                         "on a busy machine)")
