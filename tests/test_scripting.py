@@ -166,3 +166,49 @@ def test_no_progress_is_said_to_drop_the_epoch_lines_too(tmp_path, capsys):
            "--steps-per-epoch", "2", "--max-samples", "200"]
     assert b"source-only seed 0: epoch 2/2" in qianyi_cli(run, tmp_path).stderr  # not a terminal: lines, no bar
     assert b"epoch 2/2" not in qianyi_cli([*run, "--no-progress"], tmp_path).stderr
+
+
+def test_figure_titles_too_wide_are_shortened_to_file_names():
+    """A pair of file specs as a figure title was cut off at both edges of the PNG."""
+    import io
+
+    from qianyi._report import short_title, subplots
+
+    long = "npz:my data/数据/src file.npz → npz:my data/数据/tgt file.npz"
+    assert short_title(long) == "npz:src file.npz → npz:tgt file.npz"
+    assert short_title("folder:C:\\data\\amazon -> folder:/x/webcam?size=32") == "folder:amazon -> folder:webcam?size=32"
+    assert short_title("digits → digits+rot30") == "digits → digits+rot30"
+    assert short_title("npz:abcdefghijkl.npz → mnist", keep=11) == "npz:a…l.npz → mnist"
+    fig, ax = subplots(figsize=(5, 4))
+    ax.plot([0, 1])
+    ax.set_title("npz:runs/some long folder name/source domain.npz → npz:runs/some long folder name/target.npz")
+    fig.suptitle("target accuracy, one seed")
+    fig.savefig(io.BytesIO(), format="png")
+    assert ax.title.get_text() == "npz:source domain.npz → npz:target.npz"
+    assert fig._suptitle.get_text() == "target accuracy, one seed"  # it fits: as written
+    fig, ax = subplots(figsize=(2, 2))
+    ax.set_title("npz:" + "x" * 80 + ".npz → digits")
+    fig.savefig(io.BytesIO(), format="png")
+    text = ax.title.get_text()
+    assert "…" in text and text.endswith("x.npz → digits") and text.startswith("npz:x")
+    renderer = fig._get_renderer()
+    assert ax.title.get_window_extent(renderer).width <= fig.bbox.width
+
+
+def test_characters_the_font_lacks_give_one_qianyi_warning(monkeypatch, recwarn):
+    """Each report printed matplotlib's "Glyph 25968 ... missing from font(s) DejaVu Sans" per character and
+    figure, each with a line of source; now one qianyi warning per process says what it means."""
+    import io
+
+    import qianyi._report as report
+    from qianyi.errors import QianyiWarning
+
+    monkeypatch.setattr(report, "_missing_glyphs_said", False)
+    for _ in range(2):
+        fig, ax = report.subplots(figsize=(3, 3))
+        ax.set_title("数据 → digits")
+        fig.tight_layout()
+        fig.savefig(io.BytesIO(), format="png")
+    said = [w for w in recwarn if issubclass(w.category, QianyiWarning)]
+    assert len(said) == 1 and "has no '数据'" in str(said[0].message)
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
