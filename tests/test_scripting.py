@@ -1,7 +1,6 @@
 """The command line in scripts, pipelines and CI: locales and stream encodings, exit codes, what goes to stdout."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -212,3 +211,27 @@ def test_characters_the_font_lacks_give_one_qianyi_warning(monkeypatch, recwarn)
     said = [w for w in recwarn if issubclass(w.category, QianyiWarning)]
     assert len(said) == 1 and "has no '数据'" in str(said[0].message)
     assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
+def test_summary_warns_when_two_pairs_are_the_same_files_by_other_paths(tmp_path, monkeypatch, capsys):
+    """The same files spelled by two paths (a bench run from another folder) are filed as two pairs and counted
+    twice in "mean over pairs" and "beats source-only on"; summary and report now say so."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from qianyi.cli import main
+
+    X, y = load_digits(return_X_y=True)
+    (tmp_path / "d").mkdir()
+    np.savez(tmp_path / "d" / "s.npz", X=X[:200].reshape(-1, 1, 8, 8) / 16, y=y[:200])
+    np.savez(tmp_path / "d" / "t.npz", X=X[200:400].reshape(-1, 1, 8, 8) / 16, y=y[200:400])
+    monkeypatch.chdir(tmp_path)
+    small = [a for a in SMALL if a != "200" and a != "--max-samples"]
+    assert main(["bench", "--methods", "dan", "--pairs", "npz:d/s.npz->npz:d/t.npz", *small, "--out", "b"]) == 0
+    monkeypatch.chdir(tmp_path / "d")
+    assert main(["bench", "--methods", "dan", "--pairs", "npz:s.npz->npz:t.npz", *small, "--out", "../b"]) == 0
+    capsys.readouterr()
+    assert main(["summary", "../b", "--out", "../s"]) == 0
+    said = "the pairs npz:d/s.npz->npz:d/t.npz and npz:s.npz->npz:t.npz are the same data"
+    assert said in " ".join(capsys.readouterr().err.split())
+    assert said in " ".join((tmp_path / "s" / "results.md").read_text(encoding="utf-8").split())
