@@ -28,7 +28,8 @@ ASCII_LOCALE = dict(PYTHONUTF8="0", PYTHONCOERCECLOCALE="0", LC_ALL="C", LANG="C
 
 
 def test_reports_are_utf8_whatever_the_locale(tmp_path):
-    """Under an ASCII locale, bench and report wrote their Markdown in the locale's encoding and failed after all the training, with a traceback."""
+    """Under an ASCII locale, bench and report wrote their Markdown in the locale's encoding and failed after all
+    the training, with a traceback."""
     proc = qianyi_cli(["bench", "--methods", "dan", "--pairs", "digits->digits+rot30", *SMALL, "--out", "b"],
                       tmp_path, **ASCII_LOCALE)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
