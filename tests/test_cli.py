@@ -52,16 +52,16 @@ def test_bench_writes_tables_with_gap_closed_and_resumes(tmp_path, capsys):
     assert md.startswith("Command: `qianyi bench --methods dan --pairs 'digits->digits+rot30' --seeds 2")  # ... by what
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("(done earlier)") == 6
+    assert capsys.readouterr().err.count("(done earlier)") == 6
     assert main(args + ["--max-samples", "600"]) == 0  # another task: nothing is reused
-    assert capsys.readouterr().out.count("(done earlier)") == 0
+    assert capsys.readouterr().err.count("(done earlier)") == 0
     capped = [a if a != "digits->digits+rot30" else "digits->digits+rot30@600" for a in args]
     assert main(capped) == 0  # the pair's own cap: the same task as --max-samples 600
-    assert capsys.readouterr().out.count("(done earlier)") == 6
+    assert capsys.readouterr().err.count("(done earlier)") == 6
     assert main(["summary", str(tmp_path), "--pairs", "digits->digits+rot30@600"]) == 0  # a bench pair as typed
     assert "| dan |" in capsys.readouterr().out
     assert main(args + ["--set", "dan.trade_off=0.5"]) == 0  # another setting: dan trains again, the baselines not
-    assert capsys.readouterr().out.count("(done earlier)") == 4
+    assert capsys.readouterr().err.count("(done earlier)") == 4
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/dan/*/result.json")]
     assert len(runs) == 6 and sum(r["hparams"]["trade_off"] == 0.5 for r in runs) == 2
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))  # the row is named by its setting

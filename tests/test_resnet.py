@@ -191,7 +191,7 @@ def test_bench_runs_of_a_named_backbone_are_their_own(tmp_path, capsys):
     assert main(args + ["--backbone", "resnet18"]) == 0
     capsys.readouterr()
     assert main(args + ["--backbone", "resnet18"]) == 0
-    assert capsys.readouterr().out.count("(done earlier)") == 2  # source-only and oracle reused
+    assert capsys.readouterr().err.count("(done earlier)") == 2  # source-only and oracle reused
     task = qianyi.load_task(f"npz:{src}", f"npz:{tgt}")
     fps = [run_fingerprint(get_method("source-only"), qianyi.TrainConfig(), task, b)
            for b in (None, "lenet", "resnet18", "resnet50", NamedBackbone("resnet18", bottleneck=128))]

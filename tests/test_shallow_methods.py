@@ -43,7 +43,7 @@ def test_bench_puts_shallow_and_deep_methods_in_one_table_and_reuses_runs(tmp_pa
     assert "| tca |" in md and "| dan |" in md and "| source-only |" in md
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("(done earlier)") == 4  # source-only, tca, dan, oracle
+    assert capsys.readouterr().err.count("(done earlier)") == 4  # source-only, tca, dan, oracle
 
 
 def test_shallow_settings_are_checked_and_selectable(tmp_path):

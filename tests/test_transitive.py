@@ -122,7 +122,7 @@ def test_a_bench_reuses_finished_self_training_runs(tmp_path, capsys):
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0  # the staged run (teacher, round 1, round 2) is found as asked for: nothing re-runs
-    assert capsys.readouterr().out.count("(done earlier)") == 3
+    assert capsys.readouterr().err.count("(done earlier)") == 3
     # killed between the last stage's own result.json and the staged run's: summary leaves the run out (it said
     # "trained with different settings"), and the same bench resumes it (it was refused as another chain)
     (folder,) = [p.parent for p in tmp_path.glob("runs/*/self-train/*/result.json")]

@@ -14,7 +14,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fh)`` on a temporary file next to ``path``, fsync it, then rename it over ``path``.
 
     A full disk or a folder that cannot be written gives :class:`OutputError` naming ``path``; the
-    previous file at ``path`` (if any) is left as it was.
+    previous file at ``path`` (if any) is left as it was. Text (``mode="w"``) is UTF-8 whatever the locale, its line
+    ends as written (no translation on Windows); a character that stands for an undecodable byte of a file name (a
+    surrogate, as Python reads such names) is written back as that byte (``surrogateescape``).
     """
     path = Path(path)
     try:
@@ -24,7 +26,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise _output_error(path, exc) from exc
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, mode) as fh:
+        text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+        with os.fdopen(fd, mode, **text) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,12 +1,15 @@
 """Small helpers shared by the measurement reports: Markdown tables and atomic PNG files."""
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ._io import atomic_write
+from .errors import QianyiWarning
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -44,25 +47,96 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join([line(header), sep, *(line(r) for r in cells)])
 
 
+_ARROW = re.compile(r"( → | -> )")
+_FOLDER = re.compile(r"[/\\]")
+_GLYPH = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.*?)\.?$")
+_missing_glyphs_said = False
+
+
+def short_title(text: str, keep: int | None = None) -> str:
+    """A figure title of data specs made shorter: each side of an arrow (``A → B``) as its file name
+    (``npz:my data/x/src.npz`` -> ``npz:src.npz``), then, with ``keep``, cut to ``keep`` characters around a
+    '…' (its start and its end stay)."""
+    parts = _ARROW.split(text)
+    for i in range(0, len(parts), 2):
+        kind, colon, rest = parts[i].partition(":")
+        if colon and re.fullmatch(r"[a-z]+", kind) and _FOLDER.search(rest):
+            parts[i] = kind + ":" + _FOLDER.split(rest)[-1]
+        if keep is not None and len(parts[i]) > keep:
+            head = (keep - 1) // 2
+            parts[i] = parts[i][:head] + "…" + parts[i][len(parts[i]) - (keep - 1 - head):]
+    return "".join(parts)
+
+
+def _fit_title(text: Any, width: float, renderer: Any) -> None:
+    """Shorten the title ``text`` (a matplotlib Text) until it is at most ``width`` display units wide:
+    a long spec was cut at both edges of the figure."""
+    full = text.get_text()
+    if not full or text.get_window_extent(renderer).width <= width:
+        return
+    longest = max(len(p) for p in _ARROW.split(full)[::2])
+    for keep in (None, *range(longest, 7, -max(1, longest // 12))):
+        text.set_text(short_title(full, keep))
+        if text.get_window_extent(renderer).width <= width:
+            return
+
+
+@contextlib.contextmanager
+def _glyphs_noted() -> Iterator[None]:
+    """matplotlib's "Glyph N missing from font(s) ..." (a warning per character, figure and drawing, each with
+    a line of matplotlib's source) becomes one qianyi warning per process; other warnings pass as they were."""
+    global _missing_glyphs_said
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    missing, font = [], ""
+    for w in caught:
+        m = _GLYPH.match(str(w.message))
+        if m is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        else:
+            missing.append(chr(int(m.group(1))))
+            font = m.group(2)
+    if missing and not _missing_glyphs_said:
+        _missing_glyphs_said = True
+        chars = "".join(dict.fromkeys(missing))
+        warnings.warn(f"the figures' font ({font}) has no {chars!r}: those characters show as boxes in the PNG "
+                      "figures (tables, CSV and HTML text show them); a matplotlibrc whose font.family lists a font "
+                      "that has them after it (e.g. font.family: DejaVu Sans, Noto Sans CJK SC) draws them",
+                      QianyiWarning, stacklevel=2)
+
+
 def figure(figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
     """A matplotlib Figure detached from pyplot: no backend is chosen or changed (PNG export works anywhere).
     Its texts are drawn as written: a ``$`` in a name (a file ``sales_$5_to_$10.npz``) is not read as matplotlib's
-    math markup (two of them failed the plot)."""
+    math markup (two of them failed the plot). Titles too wide for their place are shortened (:func:`short_title`),
+    and characters the font lacks give one qianyi warning, not matplotlib's warning per character and figure."""
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
     class PlainFigure(Figure):
-        def _plain(self) -> None:
+        def _plain(self, renderer: Any = None) -> None:
             for text in self.findobj(Text):
                 text.set_parse_math(False)
+            if renderer is None:
+                return
+            fig_width = self.bbox.width
+            for ax in self.axes:
+                if ax.get_visible() and ax.title.get_text():
+                    middle = ax.bbox.x0 + ax.bbox.width / 2  # a title is centred on its axes, inside the figure
+                    _fit_title(ax.title, min(1.1 * ax.bbox.width, 2 * min(middle, fig_width - middle)) - 4, renderer)
+            sup = getattr(self, "_suptitle", None)
+            if sup is not None and sup.get_text():
+                _fit_title(sup, fig_width - 8, renderer)
 
         def draw(self, renderer: Any) -> None:
-            self._plain()
-            super().draw(renderer)
+            with _glyphs_noted():
+                self._plain(renderer)
+                super().draw(renderer)
 
         def tight_layout(self, *args: Any, **kwargs: Any) -> None:
-            self._plain()
-            super().tight_layout(*args, **kwargs)
+            with _glyphs_noted():
+                self._plain()
+                super().tight_layout(*args, **kwargs)
 
     return PlainFigure(figsize=figsize)
 

@@ -9,6 +9,7 @@ import importlib
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -137,7 +138,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=None, metavar="N",
                    help="cap the source and the target at N samples each (stratified, so about N; a "
                         "--target-test set is scored whole)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch or 'resuming from step N' lines: only warnings and "
+                        "results (when stderr is not a terminal the bar is off anyway, and the lines print)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 is fastest for these small networks "
                         "on a busy machine)")
@@ -425,9 +428,9 @@ def _read_grid(text: str | None) -> list[dict[str, Any]] | None:
         raise DataError(f"--grid {text!r}: no such file, and not inline JSON (a list of settings, e.g. "
                         "'[{\"trade_off\": 1.0}]')" + (": it is a folder" if Path(text).is_dir() else ""))
     try:
-        raw = Path(text).read_text() if not inline else text
+        raw = Path(text).read_text(encoding="utf-8") if not inline else text
         grid = json.loads(raw)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # (a JSON file is UTF-8)
         raise UnknownNameError(f"--grid: not a JSON list of settings nor a readable JSON file ({exc})") from None
     if isinstance(grid, dict):
         grid = [grid]
@@ -459,7 +462,7 @@ def _run_specs(folder: str) -> dict[str, str | None]:
     import json
 
     try:
-        meta = json.loads((Path(folder) / "model.json").read_text())
+        meta = json.loads((Path(folder) / "model.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     cwd = meta.get("cwd") if isinstance(meta, dict) else None
@@ -610,11 +613,16 @@ def _record_command(out: Path, command: str, since: float, name: str) -> None:
     md = out / REPORTS[name] if name in REPORTS else None
     if md is not None and md.is_file():
         try:
-            text = md.read_text() if md.stat().st_mtime >= since - 1 else None
+            text = md.read_text(encoding="utf-8", errors="surrogateescape") if md.stat().st_mtime >= since - 1 else None
         except OSError:
             text = None
         if text is not None and not text.startswith("Command: "):
             write_text(md, f"Command: `{command}`\n\n{text}")
+
+
+def _log(line: str) -> None:
+    """A progress line (data description, ``[k/N] ...``): to stderr, so stdout holds only the results."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _print_table(res) -> None:
@@ -625,10 +633,34 @@ def _print_table(res) -> None:
         print("written: " + ", ".join(str(p) for p in res.files.values()))
 
 
+def _tolerant_streams() -> None:
+    """Let this process's stdout and stderr print any text: tables hold '→', help and docstrings '迁移', 'λ', 'ü'.
+    A stream whose encoding lacks some characters (Windows' cp1252 when redirected, PYTHONIOENCODING=ascii) writes
+    them backslash-escaped instead of failing with UnicodeEncodeError after the work is done; a UTF-8 one writes a
+    file name's undecodable byte (a surrogate) back as that byte."""
+    import codecs
+
+    for stream, own in ((sys.stdout, sys.__stdout__), (sys.stderr, sys.__stderr__)):
+        if stream is not own:
+            continue  # replaced (captured, redirected by a caller): not ours to change
+        encoding, errors = getattr(stream, "encoding", None), getattr(stream, "errors", None)
+        if not encoding or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            utf = codecs.lookup(encoding).name in ("utf-8", "utf-16", "utf-32")
+        except LookupError:
+            continue
+        if utf and errors == "strict":
+            stream.reconfigure(errors="surrogateescape")
+        elif not utf and errors in ("strict", "surrogateescape"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
-    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted. Any other exception is a bug and keeps
-    its traceback."""
+    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted (Ctrl-C), 141 stdout closed by its
+    reader (``| head``), 143 terminated (SIGTERM). Any other exception is a bug and keeps its traceback."""
+    _tolerant_streams()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said with the subcommand's own usage line, not the top level's
@@ -640,7 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub = subs[0].choices.get(args.command) if subs and args.command else None
         (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = shlex.join(["qianyi", *(sys.argv[1:] if argv is None else argv)])  # for the reports
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+    if args.command in TORCHRUN_COMMANDS and int(os.environ.get("WORLD_SIZE", "1")) > 1 \
+            and int(os.environ.get("RANK", "0")) > 0:
         sys.stdout = open(os.devnull, "w")  # under torchrun, process 0 reports (errors still reach stderr)
     if args.command is None:
         parser.print_help()
@@ -659,6 +692,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args),
                        resumable=_resumable(args))
 
+
+#: Commands that train in every process under torchrun (process 0 alone prints their results). Any other command
+#: prints in whatever process runs it: a `qianyi predict` started by a torchrun worker inherits RANK and WORLD_SIZE.
+TORCHRUN_COMMANDS = ("run", "bench", "demo", "select")
 
 #: Commands whose training keeps checkpoints in --out (and reuses finished runs there).
 RESUMABLE = ("demo", "run", "bench", "select", "measure", "transferability", "layers", "pivots")
@@ -680,12 +717,44 @@ def _interrupted_hint(args: argparse.Namespace) -> str:
     return ""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancellation, ``docker stop``, Slurm pre-emption, ``timeout``), raised where Ctrl-C raises
+    KeyboardInterrupt: the same clean-up runs, and checkpoints stay for a rerun to resume from."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (where the process left SIGTERM at its default
+    and this is the main thread); the handler to put back, or None."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None = None,
                 interrupted: str = "", optional_packages: bool = False, resumable: bool = False) -> int:
     """Run ``call`` with qianyi's outcome -> exit code mapping: its return value (0 when None); a user mistake
     (:class:`QianyiError`; with ``optional_packages`` also a missing third-party package) prints
-    ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130. Anything else is a bug and keeps its
-    traceback. qianyi's warnings print as ``qianyi: warning: ...``."""
+    ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130, SIGTERM 143 (both with the ``interrupted``
+    hint); a closed stdout (``| head``) 141. Anything else is a bug and keeps its traceback. qianyi's warnings print
+    as ``qianyi: warning: ...``."""
+    previous = _catch_sigterm()
+    try:
+        return _run_command(call, prog, on_error, interrupted, optional_packages, resumable)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None,
+                 interrupted: str, optional_packages: bool, resumable: bool) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -697,9 +766,11 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
             raise  # a broken install of qianyi itself is a bug, not a user mistake
         print(f"{prog}: error: this script needs the optional package {exc.name!r}, which is not installed "
               "(see the script's --help for what to install)", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"{prog}: interrupted{' (SIGTERM)' if term else ''}" + (f"; {interrupted}" if interrupted else ""),
+              file=sys.stderr)
+        return 143 if term else 130
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise  # any other RuntimeError is a bug: keep its traceback
@@ -731,6 +802,7 @@ def script_main(main: Callable[[], int | None]) -> int:
     """Run a benchmark script's ``main`` as the CLI runs a command: a user mistake (missing data, an
     optional package that is not installed, a bad option) prints ``<script>: error: ...`` and exits 2
     without a traceback; Ctrl-C exits 130. Use as ``sys.exit(script_main(main))``."""
+    _tolerant_streams()
     return _as_command(main, Path(sys.argv[0]).name or "qianyi", optional_packages=True)
 
 
@@ -880,9 +952,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         res = bench(DEMO_METHODS, [DEMO_PAIR], seeds=[args.seed], out=args.out, config=train_config(args, args.seed),
                     max_samples=args.max_samples, data_dir=args.data_dir, backbone=_backbone(args),
-                    command=args.command_line)
+                    command=args.command_line, log=_log)
         _print_table(res)
-        print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
+        _log(f"demo finished in {time.perf_counter() - t0:.0f}s")
         return 0
     if args.command == "run":
         from .data.tasks import load_task
@@ -935,7 +1007,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     config=train_config(args), max_samples=args.max_samples, data_dir=args.data_dir,
                     target_tests=args.target_tests, backbone=_backbone(args), text=_text_settings(args),
                     hparams=parse_bench_hparams(methods, args.set), command=args.command_line,
-                    embed=not args.no_embedding)
+                    embed=not args.no_embedding, log=_log)
         _print_table(res)
         return 0
     if args.command == "summary":

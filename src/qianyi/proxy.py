@@ -391,7 +391,7 @@ class ProxyTransfer(RegressorMixin, BaseEstimator):
             raise DatasetNotFoundError(f"{str(d)!r} holds no proxy.json and proxy.pt; give the --out folder of "
                                        "`qianyi proxy` (or a folder ProxyTransfer.save wrote)")
         try:
-            meta = json.loads((d / "proxy.json").read_text())
+            meta = json.loads((d / "proxy.json").read_text(encoding="utf-8"))
             params = dict(meta["params"])
             if meta.get("format") != SAVE_FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {SAVE_FORMAT}")

@@ -141,7 +141,8 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     made_of = _figures_key(tuple(_where(spec, models[0][1]) for spec in pair), data_dir,
                            [(m, model.path) for m, model in models])
     key_file, emb_file, prof_file = figs / "embedding.key", figs / "embedding.png", figs / "profile.png"
-    if emb_file.is_file() and prof_file.is_file() and key_file.is_file() and key_file.read_text().strip() == made_of:
+    if emb_file.is_file() and prof_file.is_file() and key_file.is_file() \
+            and key_file.read_text(encoding="utf-8", errors="surrogateescape").strip() == made_of:
         return emb_file, prof_file, f"{pair[0]} → {pair[1]}"
     fig, axes = subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
     profiles = []

@@ -149,7 +149,7 @@ def _no_network(r: RunResult, folder: Path) -> str | None:
         return "the folder holds no model.pt with its model.json (an unfinished run, or one made before qianyi " \
                "wrote them)"
     try:
-        arch = json.loads((folder / "model.json").read_text()).get("architecture", {})
+        arch = json.loads((folder / "model.json").read_text(encoding="utf-8")).get("architecture", {})
     except (OSError, ValueError) as exc:
         raise DataError(f"{str(folder / 'model.json')!r} cannot be read ({exc}); rerun the run") from None
     if arch.get("backbone") == "custom":

@@ -206,6 +206,26 @@ def _newest_data_version(kept: list[tuple[float, RunResult]], where: str) -> lis
     return out
 
 
+def _warn_same_data(runs: Sequence[RunResult], where: str) -> None:
+    """Warn when two pairs' runs are on the same data (one data hash, sizes, shape and classes): the same files
+    spelled by other paths (``x.npz`` and ``./x.npz``, a bench run from another folder) are filed as two pairs,
+    and then count twice in the means and counts over pairs."""
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for r in runs:
+        if (r.fingerprint or {}).get("data") is not None:
+            seen = pairs.setdefault(_data_version(r), [])
+            if (r.source, r.target) not in seen:
+                seen.append((r.source, r.target))
+    for same in pairs.values():
+        if len(same) > 1:
+            names = " and ".join(f"{s}->{t}" for s, t in same)
+            warnings.warn(f"{where}: the pairs {names} are the same data (the same files named by other paths, "
+                          f"e.g. a bench run from another folder?): they are tabulated as {len(same)} pairs and each "
+                          "counts in the means and counts over pairs; name the files one way (run bench from one "
+                          "folder, or with absolute paths) to train and tabulate them once", QianyiWarning,
+                          stacklevel=3)
+
+
 def _selection_name(r: RunResult) -> str:
     """The ``--select`` rule a run was made with: 'last' or the validator's name (from its config; runs
     that record none, from the ``selection`` text). A validator that scored no epoch kept the last epoch
@@ -623,6 +643,7 @@ class BenchResult:
                 found[key] = (mtime, r)
         runs = [r for _, r in found.values()]
         _warn_replaced(kept, found, where)
+        _warn_same_data(runs, where)
         if not any(not r.oracle for r in runs):
             if variant_runs and not selections:  # every run was one of other settings: they were left out above
                 raise DataError(f"every run in {where} besides the oracle is of other settings than the defaults "
@@ -675,7 +696,7 @@ class BenchResult:
         """Pairs and methods in the order of a bench's ``results.csv`` (the command's order), where it names them;
         the rest after them as they are. An absent or unreadable file leaves the order alone."""
         try:
-            with open(results_csv, newline="") as fh:
+            with open(results_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
                 rows = list(csv.DictReader(fh))
             pairs = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
             names = list(dict.fromkeys(r["method"] for r in rows))

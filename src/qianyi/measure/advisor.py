@@ -183,7 +183,7 @@ def _warn_if_adapted(meta_file: Path) -> None:
     import json
 
     try:
-        method = json.loads(meta_file.read_text()).get("method")
+        method = json.loads(meta_file.read_text(encoding="utf-8")).get("method")
     except (OSError, ValueError, AttributeError):
         return
     if isinstance(method, str) and method != "source-only":

@@ -386,7 +386,8 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
            (heatmap_rows(model.network, T.X[ti], vocab, [f"{target}, review {i}" for i in ti]) if ti else [])
     meta = {"source": source, "target": target, "runs": [str(p) for p in paths], "top": top, "min_docs": min_docs,
             "lexicon": lexicon, "reviews_source": len(S), "reviews_target": len(T),
-            "target_accuracy": [json.loads((p / "result.json").read_text()).get("target_accuracy") for p in paths]}
+            "target_accuracy": [json.loads((p / "result.json").read_text(encoding="utf-8")).get("target_accuracy")
+                                for p in paths]}
     files = write_pivots(out, found, check, rows, meta)
     return PivotResult(found, check, files, meta)
 

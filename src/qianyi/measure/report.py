@@ -80,7 +80,7 @@ def _check_same_preprocessing(path: Path, task: TransferTask) -> None:
     (``qianyi run --vector-transform / --no-standardize``): it would be measured on inputs it never saw."""
     meta_file = path.parent / "model.json"
     try:
-        saved = json.loads(meta_file.read_text()).get("preprocessing") or {}
+        saved = json.loads(meta_file.read_text(encoding="utf-8")).get("preprocessing") or {}
     except (OSError, ValueError, AttributeError):
         return  # no record beside it (a bare state dict): nothing to compare
     now = task.preprocessing or {}

@@ -384,13 +384,13 @@ def read_generators_meta(folder: Path) -> dict[str, Any]:
         what = ""
         if (folder / "model.json").is_file():
             try:
-                what = f" (a run of {json.loads((folder / 'model.json').read_text()).get('method')!r})"
+                what = f" (a run of {json.loads((folder / 'model.json').read_text(encoding='utf-8')).get('method')!r})"
             except (OSError, ValueError, AttributeError):
                 pass
         raise DataError(f"{str(folder)!r}{what} holds no {GENERATORS_META}: give the --out folder of a finished run "
                         f"of a generative method ({', '.join(sorted(GENERATIVE))})")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
         meta["method"], meta["hparams"], meta["sample_shape"]  # noqa: B018 (present)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{str(path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from None

@@ -217,7 +217,7 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
                         "before model files described themselves hold weights only: rerun them)")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
         if meta.get("kind") != "shallow":
@@ -271,7 +271,7 @@ def _check_result_names(folder: Path, digest: str) -> None:
     """Warn when the folder's result.json reports on another model than this model.pt (two runs' files mixed):
     the scores it holds are not this model's."""
     try:
-        recorded = json.loads((folder / "result.json").read_text()).get("model_sha256")
+        recorded = json.loads((folder / "result.json").read_text(encoding="utf-8")).get("model_sha256")
     except (OSError, ValueError, AttributeError):
         return
     if recorded and recorded != digest:

@@ -58,6 +58,12 @@ def init_from_env(device: str | None) -> None:
         return
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run one process (plain `qianyi run`)")
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT", "RANK") if not os.environ.get(v)]
+    if missing:  # (torch's env:// rendezvous failed with a traceback)
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} says this process is one of several started by "
+                          f"torchrun, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: start "
+                          "it with `torchrun --nproc-per-node N -m qianyi ...`, or unset WORLD_SIZE and RANK (left "
+                          "over from another job?) to train in one process")
     cuda = device not in ("cpu",) and torch.cuda.is_available() and (device is None or str(device).startswith(("cuda", "auto")))
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

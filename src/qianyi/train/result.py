@@ -88,7 +88,7 @@ class RunResult:
         """The run result stored in ``path`` (a ``result.json``); a :class:`~qianyi.errors.DataError` naming
         the file when it is not one (truncated, edited, written by something else)."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = str(exc)
         else:

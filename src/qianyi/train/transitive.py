@@ -387,7 +387,7 @@ def _check_same_chain(root: Path, planned: list[str]) -> None:
         if (root / "stages").is_dir() else []
     had: list[str] | None = None
     with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
-        data = json.loads((root / RESULT_FILE).read_text())
+        data = json.loads((root / RESULT_FILE).read_text(encoding="utf-8"))
         staged = data.get("staged") or {}  # {}: a run of one stage, or the last stage's own record (killed before
         if not is_bare_last_stage(root, data):  # the staged one was written over it): the stage folders tell
             had = [s["folder"] for s in staged.get("stages", []) if s["folder"] != "."]

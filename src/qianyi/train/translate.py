@@ -45,7 +45,8 @@ def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[
                         f"({', '.join(sorted(GENERATIVE))})")
     for owner in ("result.json", "model.json"):  # a later run of another method into the folder left them behind
         try:
-            made_by = json.loads((folder / owner).read_text()).get("method") if (folder / owner).is_file() else None
+            made_by = (json.loads((folder / owner).read_text(encoding="utf-8")).get("method")
+                       if (folder / owner).is_file() else None)
         except (OSError, ValueError, AttributeError):
             made_by = None
         if made_by is not None and made_by != meta["method"]:
