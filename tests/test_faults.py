@@ -43,3 +43,246 @@ def test_a_full_disk_when_the_lock_is_written_is_an_output_error(tmp_path, monke
     monkeypatch.setattr(os, "fdopen", real)
     with rundir.hold(tmp_path / "run") as path:  # nothing held on: the next run takes the folder
         assert (path / ".lock").read_text().startswith("pid ")
+
+
+# --- reads that are denied (permission), injected in-process ---------------------------------------------------
+
+def _deny(monkeypatch, *paths: str | os.PathLike) -> None:
+    """Make ``paths`` behave as under ``chmod 000`` for this process: a file cannot be opened, a folder can be
+    neither listed nor entered (nothing inside it can be opened or even stat'ed; the folder itself can)."""
+    import builtins
+
+    bad = [os.path.abspath(p) for p in paths]
+
+    def blocked(p: object, inside: bool = False) -> bool:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            return False  # a file descriptor
+        raw = os.fsdecode(p)
+        a = os.path.abspath(raw) + (os.sep + "." if os.path.basename(raw) == "." else "")  # stat("DIR/."): inside
+        return any((a == b and not inside) or a.startswith(b + os.sep) for b in bad)
+
+    def guard(real, inside: bool = False):
+        def call(p=".", *args, **kwargs):
+            if blocked(p, inside):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(p))
+            return real(p, *args, **kwargs)
+        return call
+
+    for module, name, inside in ((builtins, "open", False), (io, "open", False), (os, "scandir", False),
+                                 (os, "listdir", False), (os, "stat", True), (os, "lstat", True)):
+        monkeypatch.setattr(module, name, guard(getattr(module, name), inside))
+
+
+def _denied_error(call, path) -> str:
+    """``call()`` fails with the permission message naming ``path``, and none of the advice for damaged data."""
+    from qianyi.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        call()
+    msg = str(err.value)
+    assert f"{str(path)!r} cannot be read: permission denied; fix its permissions" in msg, msg
+    for advice in ("truncated", "corrupt", "download", "remove or replace", "not valid"):
+        assert advice not in msg, msg
+    return msg
+
+
+def _npz(path: Path, n: int = 30, seed: int = 0) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    np.savez(path, X=rng.random((n, 4)).astype(np.float32), y=np.arange(n) % 3)
+    return path
+
+
+def _images(root: Path, classes=("a", "b"), n: int = 3, side: int = 16) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_unreadable_files_of_every_reader_are_named_as_permission_faults(tmp_path, monkeypatch):
+    import gzip
+
+    from qianyi.data.readers import read_csv, read_idx, read_npz, read_svmlight
+
+    npz = _npz(tmp_path / "t.npz")
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    svm = tmp_path / "t.svm"
+    svm.write_text("1 0:1 2:3\n-1 1:2\n")
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    with gzip.open(idx / "t10k-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") * 2 + bytes(8))
+    with gzip.open(idx / "t10k-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + bytes([0, 1]))
+    assert read_idx(idx).X.shape == (2, 1, 2, 2) and len(read_npz(npz)) == 30
+    _deny(monkeypatch, npz, csv, svm, idx / "t10k-images-idx3-ubyte.gz")
+    _denied_error(lambda: read_npz(npz), npz)
+    _denied_error(lambda: read_csv(csv), csv)
+    _denied_error(lambda: read_svmlight(svm), svm)
+    _denied_error(lambda: read_idx(idx), idx / "t10k-images-idx3-ubyte.gz")
+
+
+def test_unreadable_folders_are_named_and_a_class_sub_folder_is_never_taken_for_an_empty_class(tmp_path,
+                                                                                                monkeypatch):
+    from qianyi.data.readers import read_folder, read_idx
+    from qianyi.data.text import read_lines
+
+    img = _images(tmp_path / "img", classes=("a", "b", "c"))
+    lines = tmp_path / "lines"
+    lines.mkdir()
+    (lines / "pos.txt").write_text("good\nfine\n")
+    (tmp_path / "idx").mkdir()
+    whole = _images(tmp_path / "whole")
+    _deny(monkeypatch, img / "b", lines, tmp_path / "idx", whole)
+    msg = _denied_error(lambda: read_folder(img), img / "b")  # was a warning, "hold no images", and exit 0
+    assert f"image folder {str(img)!r}: its sub-folder" in msg
+    _denied_error(lambda: read_folder(img, stream=True), img / "b")
+    _denied_error(lambda: read_folder(whole), whole)
+    _denied_error(lambda: read_lines(lines), lines)
+    _denied_error(lambda: read_idx(tmp_path / "idx"), tmp_path / "idx")
+    monkeypatch.undo()
+    _deny(monkeypatch, img / "c" / "1.png")  # one image of a class
+    _denied_error(lambda: read_folder(img), img / "c" / "1.png")
+    _denied_error(lambda: read_folder(img, stream=True), img / "c" / "1.png")
+
+
+def test_a_folder_that_may_be_listed_but_not_entered_is_named(tmp_path, monkeypatch):
+    from qianyi.data.readers import read_folder
+
+    img = _images(tmp_path / "img")
+    real = os.stat
+
+    def stat(p, *a, **kw):  # chmod a-x: its names can be read, nothing inside can be opened or stat'ed
+        raw = os.fsdecode(p)
+        if os.path.abspath(raw).startswith(str(img) + os.sep) or raw.endswith(os.sep + "."):
+            raise PermissionError(errno.EACCES, "Permission denied", raw)
+        return real(p, *a, **kw)
+
+    monkeypatch.setattr(os, "stat", stat)
+    _denied_error(lambda: read_folder(img), img)
+
+
+def test_the_builtin_mnist_test_set_folder_unreadable_is_named(tmp_path, monkeypatch):
+    from qianyi.data.builtin import _mnist_test_set
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    _deny(monkeypatch, folder)
+    msg = _denied_error(lambda: _mnist_test_set(folder), folder)
+    assert msg.startswith("mnist: the MNIST test-set folder")
+    monkeypatch.undo()
+    _deny(monkeypatch, folder / "t10k-images-idx3-ubyte.gz")
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    _denied_error(lambda: _mnist_test_set(folder), folder / "t10k-images-idx3-ubyte.gz")
+
+
+def test_sha256_of_an_unreadable_file_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    from qianyi._io import sha256_file
+
+    f = tmp_path / "model.pt"
+    f.write_bytes(b"weights")
+    assert len(sha256_file(f)) == 64
+    _deny(monkeypatch, f)
+    _denied_error(lambda: sha256_file(f), f)
+    with pytest.raises(FileNotFoundError):  # other faults stay what they were (callers expect a missing file)
+        sha256_file(tmp_path / "absent")
+
+
+def test_run_and_predict_on_unreadable_inputs_exit_2_naming_them(tmp_path, monkeypatch, capsys):
+    from qianyi.cli import main
+
+    src, tgt = _npz(tmp_path / "s.npz", 60), _npz(tmp_path / "t.npz", 60, seed=1)
+    fast = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1"]
+    out = tmp_path / "run"
+    assert main(["run", "source-only", "--source", f"npz:{src}", "--target", f"npz:{tgt}", *fast,
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _deny(m, tgt)
+        assert main(["run", "source-only", "--source", f"npz:{src}", "--target", f"npz:{tgt}", *fast,
+                     "--out", str(tmp_path / "r2")]) == 2
+        assert f"{str(tgt)!r} cannot be read: permission denied" in capsys.readouterr().err
+    with monkeypatch.context() as m:
+        _deny(m, out / "model.pt")
+        assert main(["predict", str(out), "--data", f"npz:{tgt}", "--out", str(tmp_path / "p.csv")]) == 2
+        assert f"{str(out / 'model.pt')!r} cannot be read: permission denied" in capsys.readouterr().err
+
+
+def _chmod_bites(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        probe.read_text()
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o644)
+    return False
+
+
+def test_a_real_chmod_000_file_and_folder(tmp_path):
+    from qianyi.data.readers import read_folder, read_npz
+
+    if not _chmod_bites(tmp_path):
+        pytest.skip("this process reads files whatever their mode (root with CAP_DAC_OVERRIDE)")
+    npz = _npz(tmp_path / "t.npz")
+    img = _images(tmp_path / "img")
+    npz.chmod(0)
+    (img / "b").chmod(0)
+    try:
+        _denied_error(lambda: read_npz(npz), npz)
+        _denied_error(lambda: read_folder(img), img / "b")
+    finally:
+        npz.chmod(0o644)
+        (img / "b").chmod(0o755)
+
+
+# --- datasets --verify ----------------------------------------------------------------------------------------
+
+def _data_dir(root: Path) -> Path:
+    import hashlib
+
+    for name in ("mnist", "fsdd"):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.bin").write_bytes(name.encode())
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        (root / name / "SOURCE.md").write_text(f"| file | bytes | sha256 |\n|---|---|---|\n| a.bin | {len(name)} | "
+                                               f"{digest} |\n")
+    (root / "README.md").write_text("the data directory\n")
+    return root
+
+
+def test_verify_reports_what_it_cannot_read_and_fails(tmp_path, monkeypatch, capsys):
+    from qianyi.cli import main
+    from qianyi.data.verify import verify_data_dir
+
+    root = _data_dir(tmp_path / "data")
+    (root / "mine").mkdir()  # a user's own folder, no SOURCE.md: shown, not a failure
+    assert main(["--data-dir", str(root), "datasets", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "unlisted  mine/: no SOURCE.md: its files are not checked" in out and "2 of 2 listed files match" in out
+    with monkeypatch.context() as m:  # a folder that cannot be listed was left out, and the check passed (exit 0)
+        _deny(m, root / "mnist")
+        assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
+        out = capsys.readouterr().out
+        assert "unreadable mnist/: the folder cannot be read: permission denied; fix its permissions" in out
+    with monkeypatch.context() as m:
+        _deny(m, root / "mnist" / "a.bin", root / "fsdd" / "SOURCE.md")  # were tracebacks
+        checks = {(c.folder, c.file): c for c in verify_data_dir(root)}
+        assert checks["mnist", "a.bin"].status == "unreadable" and "permission denied" in checks["mnist", "a.bin"].detail
+        assert checks["fsdd", "SOURCE.md"].status == "unreadable"
+        assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
+    with monkeypatch.context() as m:
+        _deny(m, root)
+        assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
+        assert "cannot be read: permission denied" in capsys.readouterr().err
