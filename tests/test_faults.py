@@ -286,3 +286,25 @@ def test_verify_reports_what_it_cannot_read_and_fails(tmp_path, monkeypatch, cap
         _deny(m, root)
         assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
         assert "cannot be read: permission denied" in capsys.readouterr().err
+
+
+# --- streamed image folders -----------------------------------------------------------------------------------
+
+def test_a_streamed_folder_refuses_a_damaged_image_when_it_is_read_not_after_training(tmp_path):
+    # only headers were read at load: the truncated file was found by the final scoring, after all the training,
+    # and the fix the error asked for (remove or replace it) then changed the data and lost the checkpoint
+    from qianyi.data.readers import read_folder
+    from qianyi.errors import DataError
+
+    img = _images(tmp_path / "img", side=40)
+    p = img / "b" / "1.png"
+    good = p.read_bytes()
+    p.write_bytes(good[:len(good) // 2])
+    with pytest.raises(DataError, match=rf"image {str(p)!r} cannot be read \(.*truncated"):
+        read_folder(img, size=16, stream=True)
+    p.write_bytes(good)
+    lazy = read_folder(img, size=16, stream=True).X
+    assert lazy.shape == (6, 3, 16, 16)
+    p.write_bytes(good[:len(good) // 2])  # changed during a run: the error says what a rerun needs
+    with pytest.raises(DataError, match="changed since; a run resumes from its checkpoint only over the files"):
+        lazy[4]

@@ -426,16 +426,20 @@ def _open_image(f: Path, max_pixels: int) -> Iterator[Any]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def _is_grey(f: Path) -> bool:
-    """Whether image ``f`` is greyscale, from its header alone (nothing is decoded)."""
+def _checked_grey(f: Path, size: int, max_pixels: int) -> bool:
+    """Whether image ``f`` is greyscale, its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
+    the reduced scale that still covers ``size``) and dropped: a streamed folder's truncated or corrupt file is
+    refused when the folder is read, not by a training batch or the final scoring hours later."""
     from PIL import UnidentifiedImageError
 
     try:
-        with _open_image(f, max_image_pixels()) as im:
+        with _open_image(f, max_pixels) as im:
+            im.draft(None, (size, size))
+            im.load()
             return im.mode in GREY_MODES
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
         raise _permission_fault(exc, f, "image") or DataError(
             f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
 
@@ -462,10 +466,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     of images without sub-folders is an unlabelled domain (a target, or data to predict).
 
     ``max_samples`` picks that many files, stratified by class with ``seed``, before decoding any.
-    The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is decoded
-    now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for
-    (only the image headers are read here), with training ``augment`` ations (``flip``, ``crop``).
-    A sub-folder that cannot be listed is an error naming it (never taken for an empty class).
+    The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is kept
+    now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for,
+    with training ``augment`` ations (``flip``, ``crop``); each file is decoded once here, and dropped,
+    so that a damaged one is refused before any training. A sub-folder that cannot be listed is an
+    error naming it (never taken for an empty class).
     """
     d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
     where = f"image folder {str(d)!r}"
@@ -514,7 +519,9 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     if stream:
         from .lazy import LazyImages
 
-        return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), y,
+        limit = max_image_pixels()
+        grey = [_checked_grey(f, size, limit) for f in files]
+        return Domain(LazyImages(files, size, grey, augment=tuple(augment)), y,
                       name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d))
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
     if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
