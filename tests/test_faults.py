@@ -308,3 +308,73 @@ def test_a_streamed_folder_refuses_a_damaged_image_when_it_is_read_not_after_tra
     p.write_bytes(good[:len(good) // 2])  # changed during a run: the error says what a rerun needs
     with pytest.raises(DataError, match="changed since; a run resumes from its checkpoint only over the files"):
         lazy[4]
+
+
+# --- MiniLM's disk cache ----------------------------------------------------------------------------------------
+
+def _tiny_minilm(heads: int = 4):
+    from qianyi.nn import minilm as M
+
+    config = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": heads,
+              "intermediate_size": 32, "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+    return M.minilm_encoder(40, 3, pretrained=False, config=config, projection=0).eval()
+
+
+def test_minilm_disk_cache_is_keyed_on_the_encoder_code_and_settings_not_only_the_weights(tmp_path, monkeypatch):
+    # outputs of the old code were served to new code (a fixed GELU, mask, pooling) with no warning
+    import torch
+
+    from qianyi.nn import minilm as M
+
+    monkeypatch.setenv(M.DISK_CACHE_ENV, str(tmp_path / "cache"))
+    ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 3, 0, 0]])
+    torch.manual_seed(0)
+    net = _tiny_minilm(heads=4)
+    first = net(ids)["H"]
+    other_heads = _tiny_minilm(heads=2)  # the same weights, attention split otherwise: other outputs
+    other_heads.load_state_dict(net.state_dict())
+    enc = other_heads.groups["H"].encoder
+    assert torch.allclose(other_heads(ids)["H"], enc.encode(other_heads.groups["E"](ids)))
+    assert not torch.allclose(other_heads(ids)["H"], first)
+    edited = tmp_path / "minilm.py"  # the same weights and settings, the encoder's code edited
+    edited.write_text(Path(M.__file__).read_text() + "\n# a fix to the encoder\n")
+    monkeypatch.setattr(M, "__file__", str(edited))
+    twin = _tiny_minilm(heads=4)
+    twin.load_state_dict(net.state_dict())
+    calls = []
+    real = twin.groups["H"].encoder.encode
+    monkeypatch.setattr(twin.groups["H"].encoder, "encode", lambda h: calls.append(len(h)) or real(h))
+    assert torch.allclose(twin(ids)["H"], first) and calls == [2]  # computed by this code, not read from disk
+    assert len([d for d in (tmp_path / "cache").iterdir() if d.is_dir()]) == 3
+
+
+def test_a_minilm_disk_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path, monkeypatch):
+    # a full cache disk ended the run with advice about an "output folder"
+    import torch
+
+    from qianyi._io import _output_error
+    from qianyi.errors import QianyiWarning
+    from qianyi.nn import minilm as M
+
+    monkeypatch.setenv(M.DISK_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(M, "_DISK_FAILED", set())
+    tried = []
+
+    def full(path, write, mode="w"):
+        tried.append(path)
+        raise _output_error(Path(path), OSError(errno.ENOSPC, "No space left on device")) \
+            from OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(M, "atomic_write", full)
+    torch.manual_seed(0)
+    net = _tiny_minilm()
+    ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 3, 0, 0], [2, 9, 3, 0, 0]])
+    with pytest.warns(QianyiWarning, match="the cache cannot be written \\(No space left on device\\); MiniLM goes "
+                                           "on without it") as caught:
+        out = net(ids)["H"]
+        again = _tiny_minilm()  # another network in the same process: not tried again
+        again.load_state_dict(net.state_dict())
+        again(ids.flip(0))
+    assert len([w for w in caught if issubclass(w.category, QianyiWarning)]) == 1 and len(tried) == 1
+    enc = net.groups["H"].encoder
+    assert torch.allclose(out, enc.encode(net.groups["E"](ids)))
