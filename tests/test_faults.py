@@ -378,3 +378,38 @@ def test_a_minilm_disk_cache_that_cannot_be_written_warns_once_and_the_run_goes_
     assert len([w for w in caught if issubclass(w.category, QianyiWarning)]) == 1 and len(tried) == 1
     enc = net.groups["H"].encoder
     assert torch.allclose(out, enc.encode(net.groups["E"](ids)))
+
+
+# --- text tables cut inside their last row ----------------------------------------------------------------------
+
+def test_a_csv_or_svmlight_file_cut_inside_its_last_row_is_warned_about(tmp_path):
+    # read silently with the cut row's partial values (npz, gzip, IDX, images ... all catch truncation)
+    import warnings
+
+    from qianyi.data.readers import read_csv, read_svmlight
+    from qianyi.errors import DataError, QianyiWarning
+
+    rows = "label,a,b,c\n" + "".join(f"{i % 2},{i}.25,0.37,-1.58\n" for i in range(6))
+    whole, cut, short = tmp_path / "t.csv", tmp_path / "cut.csv", tmp_path / "short.csv"
+    whole.write_text(rows)
+    cut.write_text(rows[:-3])  # '1,5.25,0.37,-1.'
+    short.write_text(rows[:-11])  # '1,5.25,'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_csv(whole)
+    with pytest.warns(QianyiWarning, match=rf"CSV file {str(cut)!r} does not end with a line break: its last row "
+                                           r"\(line 7: '1,5.25,0.37,-1.'\) may be cut short"):
+        assert read_csv(cut).X[-1, 2] == -1.0  # the cut value, read as it stands
+    with pytest.raises(DataError, match=r"line 7 has 3 fields, the header has 4 \(the file ends inside line 7, "
+                                        "with no line break: it may be cut short"):
+        read_csv(short)
+    lines = "".join(f"{1 if i % 2 else -1} 0:{i} 3:1.5 7:2\n" for i in range(5))
+    svm, svm_cut = tmp_path / "t.svm", tmp_path / "cut.svm"
+    svm.write_text(lines)
+    svm_cut.write_text(lines[:-5])  # the last sample loses its feature 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_svmlight(svm)
+    with pytest.warns(QianyiWarning, match=rf"SVMlight file {str(svm_cut)!r} does not end with a line break: its "
+                                           r"last line \(line 5: '-1 0:4 3:1.5'\) may be cut short"):
+        read_svmlight(svm_cut)

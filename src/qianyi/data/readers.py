@@ -600,6 +600,22 @@ def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple
         read = reader.line_num
 
 
+def _unterminated(text: str) -> tuple[int, str] | None:
+    """(number, text) of the last line of ``text`` when no line break ends it (a file cut short?), else None."""
+    if not text or text.endswith(("\n", "\r")):
+        return None
+    last = text.rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]
+    if not last.strip():
+        return None
+    return (text.count("\n") if "\n" in text else text.count("\r")) + 1, last
+
+
+def _cut_warning(where: str, line: int, last: str, what: str = "row") -> None:
+    warnings.warn(f"{where} does not end with a line break: its last {what} (line {line}: {last[-60:]!r}) may be "
+                  "cut short, by a partial copy or download; check it (if it is complete, end the file with a "
+                  "newline)", QianyiWarning, stacklevel=3)
+
+
 def _lines(text: str) -> Iterator[str]:
     """The lines of ``text`` with their endings, one at a time, for ``csv.reader`` (which joins a quoted field's
     lines itself): a ``StringIO`` of the text held a second, four-bytes-a-character copy of the file."""
@@ -808,6 +824,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     at = f"CSV file {str(p)!r}"
     text = _csv_text(p, at)
     delimiter = _csv_separator(sep, text, at)
+    cut = _unterminated(text)
+
+    def cut_short(n: int) -> str:
+        return (f" (the file ends inside line {n}, with no line break: it may be cut short, by a partial copy or "
+                "download)") if cut is not None and n == cut[0] else ""
 
     def records():
         return _numbered_rows(_lines(text), delimiter)
@@ -876,7 +897,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         ii, row_ids = (cols.index(id_column) if id_column is not None else None), []
         for n, r in rows:
             if len(r) != len(cols):
-                raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}")
+                raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}{cut_short(n)}")
             for k, f in enumerate(filters):
                 if f is not None:
                     v = r[f[0]].strip()
@@ -895,7 +916,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     if cell.lower() in _MISSING or cell.lower().lstrip("+-") in ("nan", "inf", "infinity"):
                         raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell[:40]!r}, a missing or "
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
-                                        f"column out with ?drop={cols[i]}") from None
+                                        f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
@@ -905,7 +926,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]} (an ID: keep it beside the predictions with ?id={cols[i]}), or "
-                                    "name the label column with ?label=COLUMN") from None
+                                    f"name the label column with ?label=COLUMN{cut_short(n)}") from None
             for i in cats:
                 seen = index[i]
                 cell = r[i].strip()
@@ -971,6 +992,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     tags = [f"{opt}={f[1]}:{','.join(sorted(f[2]))}" for opt, f in (("where", keep_in), ("where_not", keep_out)) if f]
     if tags:  # a filtered table is its own pool of rows
         origin += "?" + "&".join(tags)
+    if cut is not None:  # a row cut inside its last cell still has its fields: only the missing line break tells
+        _cut_warning(at, *cut)
     return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names),
                   ids=tuple(row_ids) if id_column is not None else None)
 
@@ -1040,12 +1063,31 @@ def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: 
             "feature indices") from exc
     if X.shape[0] == 0:
         raise DataError(f"{where} holds no samples; expected one line per sample, '<label> <index>:<value> ...'")
+    _svmlight_cut(p, source, where)
     check_bytes(4 * X.shape[0] * X.shape[1], where, X.shape)  # before densifying
     if set(np.unique(y).tolist()) <= set(SVMLIGHT_BINARY):
         labels, names = (y > 0).astype(np.int64), tuple(SVMLIGHT_BINARY.values())
     else:
         labels, names = _value_classes(y, where)
     return Domain(X.toarray(), labels, name=name or p.stem, class_names=names, origin=str(p.resolve()))
+
+
+def _svmlight_cut(p: Path, source: Any, where: str) -> None:
+    """Warn when the file (``source``: its inflated bytes, or its path) does not end with a line break."""
+    data = source.getvalue() if isinstance(source, io.BytesIO) else None
+    if data is None:
+        with open(p, "rb") as fh:
+            fh.seek(max(0, p.stat().st_size - 4096))
+            tail = fh.read()
+    found = _unterminated((data[-4096:] if data is not None else tail).decode("utf-8", "replace"))
+    if found is None:
+        return
+    if data is None:  # only now is the whole file read again, to number its last line
+        with open(p, "rb") as fh:
+            breaks = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    else:
+        breaks = data.count(b"\n")
+    _cut_warning(where, breaks + 1, found[1], "line")
 
 
 # --- MATLAB .mat -----------------------------------------------------------------------------
