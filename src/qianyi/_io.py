@@ -110,11 +110,18 @@ def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes (hex)."""
+    """The SHA-256 of a file's bytes (hex). A file this process may not read is a
+    :class:`~qianyi.errors.DataError` naming it (other faults stay ``OSError``: a missing file is often expected)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except PermissionError:
+        from .errors import DataError
+
+        raise DataError(f"{str(path)!r} cannot be read: permission denied; fix its permissions (a file needs read "
+                        "permission, a folder read and execute)") from None
     return h.hexdigest()
 
 

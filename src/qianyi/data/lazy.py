@@ -112,7 +112,13 @@ class LazyImages:
     def _decode(self, i: int) -> np.ndarray:
         from .readers import _read_image
 
-        a, _ = _read_image(self.files[i], self.size, max_image_pixels())
+        try:
+            a, _ = _read_image(self.files[i], self.size, max_image_pixels())
+        except DataError as exc:  # read_folder decoded every file once: this one changed since
+            raise DataError(f"{exc}. It could be read when the streamed folder was loaded, so it changed since; a "
+                            "run resumes from its checkpoint only over the files it started with (same size and "
+                            "modification time: restore it with cp -p from a copy), any other change starts the "
+                            "run afresh") from exc
         if self.channels == 1:
             return a[:1] if self.grey[i] else _grey(a)
         return a  # grey images are decoded as RGB with R = G = B

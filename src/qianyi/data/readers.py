@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import functools
 from array import array
 import gzip
 import io
@@ -52,7 +54,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.lib.format as npy
@@ -70,28 +72,82 @@ MISSING_LABELS = {"", "nan", "na", "n/a", "null", "none", "?"}
 MAX_NUMERIC_LABEL = 1_000_000
 
 
+def permission_denied(path: str | os.PathLike, what: str = "") -> DataError:
+    """The error for a file or folder this process may not read: no sign of damaged data, so no advice to
+    replace, download or delete anything."""
+    return DataError(f"{what + ' ' if what else ''}{str(path)!r} cannot be read: permission denied; fix its "
+                     "permissions (a file needs read permission, a folder read and execute)")
+
+
+def _permission_fault(exc: BaseException, path: str | os.PathLike, what: str = "") -> DataError | None:
+    """:func:`permission_denied` for a permission fault met reading ``path`` (naming the file the fault is about
+    when that is another one, e.g. a file inside a folder), None for any other fault."""
+    if not isinstance(exc, PermissionError) and getattr(exc, "errno", None) not in (errno.EACCES, errno.EPERM):
+        return None
+    inner = getattr(exc, "filename", None)
+    if inner is not None and os.path.normpath(os.fsdecode(inner)) != os.path.normpath(os.fsdecode(path)):
+        return permission_denied(os.fsdecode(inner))
+    return permission_denied(path, what)
+
+
+def _readable(reader: Callable[..., Domain]) -> Callable[..., Domain]:
+    """``reader`` with any permission fault it meets (a folder without execute permission, a file inside a
+    folder) turned into :func:`permission_denied` naming the path: an unreadable input is the user's to fix, not
+    a bug."""
+    @functools.wraps(reader)
+    def read(*args: Any, **kwargs: Any) -> Domain:
+        try:
+            return reader(*args, **kwargs)
+        except PermissionError as exc:
+            path = exc.filename if exc.filename is not None else kwargs.get("path", args[0] if args else "?")
+            raise permission_denied(os.fsdecode(path)) from None
+    return read
+
+
 def _exists(path: Path, what: str) -> Path:
-    if not path.exists():
+    try:
+        found = path.exists()
+    except PermissionError:  # a folder on the way that may not be searched
+        raise permission_denied(path, what) from None
+    if not found:
+        if path.is_symlink():
+            raise DatasetNotFoundError(f"{what} {str(path)!r} is a link that leads nowhere (its target is missing, or "
+                                       "links point at each other in a loop); fix or remove the link")
         raise DatasetNotFoundError(f"{what} {str(path)!r} does not exist; check the path (relative paths are "
                                    "taken from the current directory)")
     return path
 
 
 def _file(path: str | os.PathLike, what: str, reader: str) -> Path:
-    """An existing regular file (not a folder, device or pipe)."""
+    """An existing regular file (not a folder, device or pipe) that this process may read."""
     p = _exists(Path(path), what)
     if p.is_dir():
         raise DataError(f"{reader}: expects a file, but {str(p)!r} is a folder; pass the {what} inside it")
     if not p.is_file():
         raise DataError(f"{what} {str(p)!r} is not a regular file (a device or pipe?); copy the data to a file")
+    try:
+        open(p, "rb").close()
+    except PermissionError:
+        raise permission_denied(p, what) from None
     return p
+
+
+def _listable(d: Path, what: str) -> Path:
+    """``d`` (a folder) if this process may list it and open what is inside it (read and execute permission)."""
+    try:
+        with os.scandir(d) as entries:
+            next(entries, None)
+        os.stat(os.path.join(d, os.curdir))  # readable but not searchable: nothing inside opens (d / "." is d)
+    except PermissionError:
+        raise permission_denied(d, what) from None
+    return d
 
 
 def _folder(path: str | os.PathLike, what: str, expects: str) -> Path:
     d = _exists(Path(path), what)
     if not d.is_dir():
         raise DataError(f"{expects}, but {str(d)!r} is a file; pass the folder (e.g. {str(d.parent)!r})")
-    return d
+    return _listable(d, what)
 
 
 def _check_max_samples(max_samples: int | None, where: str) -> None:
@@ -180,6 +236,7 @@ def _read_npy_member(zf: zipfile.ZipFile, member: str, key: str, where: str) -> 
 POOL_KEY = "qianyi_pool"
 
 
+@_readable
 def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
     """Arrays ``X`` (vectors (n, d) or images) and optional 1-d ``y`` (and optional ``class_names``; an optional
     ``qianyi_pool``, the pool of samples the rows are of, row for row, as ``qianyi translate`` writes it)."""
@@ -204,8 +261,9 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
     except DataError:
         raise
     except _ZIP_ERRORS as exc:
-        raise DataError(f"{where} cannot be read ({exc}); it may be truncated or not an .npz, "
-                        "save it again with numpy.savez") from exc
+        raise _permission_fault(exc, p, "npz file") or DataError(
+            f"{where} cannot be read ({exc}); it may be truncated or not an .npz, save it again with numpy.savez") \
+            from exc
     X, y, names = arrays["X"], arrays.get("y"), arrays.get("class_names")
     for key, arr in (("X", X), ("y", y)):
         if arr is not None and arr.dtype.kind not in "biuf":
@@ -257,8 +315,9 @@ def _read_idx(path: Path, rows: int | None = None) -> tuple[np.ndarray, int]:
     except DataError:
         raise
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{where} cannot be read ({exc}); it is truncated or corrupt (or not gzip despite "
-                        "its .gz name); download it again") from exc
+        raise _permission_fault(exc, path, "IDX file") or DataError(
+            f"{where} cannot be read ({exc}); it is truncated or corrupt (or not gzip despite its .gz name); "
+            "download it again") from exc
     if len(data) < size:
         raise DataError(f"{where} holds {len(data):,} data bytes but its header promises {size:,} for shape "
                         f"{tuple(shape)}; the file is truncated or corrupt, download it again")
@@ -268,6 +327,7 @@ def _read_idx(path: Path, rows: int | None = None) -> tuple[np.ndarray, int]:
     return np.frombuffer(data, np.uint8).reshape(shape), dims[0]
 
 
+@_readable
 def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples: int | None = None) -> Domain:
     """All ``*images*idx3-ubyte[.gz]`` / ``*labels*idx1-ubyte[.gz]`` pairs in a folder, concatenated.
 
@@ -334,7 +394,8 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
-        raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+        raise _permission_fault(exc, f, "image") or DataError(
+            f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
     k = max(rgb.size) // (2 * size)
     if k >= 2:
         rgb = rgb.reduce(k)
@@ -365,17 +426,22 @@ def _open_image(f: Path, max_pixels: int) -> Iterator[Any]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def _is_grey(f: Path) -> bool:
-    """Whether image ``f`` is greyscale, from its header alone (nothing is decoded)."""
+def _checked_grey(f: Path, size: int, max_pixels: int) -> bool:
+    """Whether image ``f`` is greyscale, its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
+    the reduced scale that still covers ``size``) and dropped: a streamed folder's truncated or corrupt file is
+    refused when the folder is read, not by a training batch or the final scoring hours later."""
     from PIL import UnidentifiedImageError
 
     try:
-        with _open_image(f, max_image_pixels()) as im:
+        with _open_image(f, max_pixels) as im:
+            im.draft(None, (size, size))
+            im.load()
             return im.mode in GREY_MODES
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
-        raise DataError(f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
+        raise _permission_fault(exc, f, "image") or DataError(
+            f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
 
 
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
@@ -392,6 +458,7 @@ def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+@_readable
 def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
                 max_samples: int | None = None, seed: int = 0, stream: bool = False,
                 augment: Sequence[str] = ()) -> Domain:
@@ -399,9 +466,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     of images without sub-folders is an unlabelled domain (a target, or data to predict).
 
     ``max_samples`` picks that many files, stratified by class with ``seed``, before decoding any.
-    The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is decoded
-    now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for
-    (only the image headers are read here), with training ``augment`` ations (``flip``, ``crop``).
+    The domain is greyscale (1 channel) when every image is. With ``stream``, nothing is kept
+    now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for,
+    with training ``augment`` ations (``flip``, ``crop``); each file is decoded once here, and dropped,
+    so that a damaged one is refused before any training. A sub-folder that cannot be listed is an
+    error naming it (never taken for an empty class).
     """
     d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
     where = f"image folder {str(d)!r}"
@@ -410,7 +479,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                         "e.g. folder:DIR?size=64")
     _check_max_samples(max_samples, where)
     def images(folder: Path, deep: bool) -> list[Path]:
-        return [f for f in sorted(folder.rglob("*") if deep else folder.iterdir())
+        return [f for f in sorted(_entries_under(folder, where) if deep else folder.iterdir())
                 if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
 
     classes = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -450,7 +519,9 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     if stream:
         from .lazy import LazyImages
 
-        return Domain(LazyImages(files, size, [_is_grey(f) for f in files], augment=tuple(augment)), y,
+        limit = max_image_pixels()
+        grey = [_checked_grey(f, size, limit) for f in files]
+        return Domain(LazyImages(files, size, grey, augment=tuple(augment)), y,
                       name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d))
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
     if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
@@ -464,6 +535,21 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         grey = grey and g
     return Domain(X[:, :1].copy() if grey else X, y, name=name or d.name, class_names=class_names,
                   origin=str(d.resolve()), ids=_rel(files, d))
+
+
+def _entries_under(folder: Path, where: str) -> list[Path]:
+    """Every file and folder under ``folder``, at any depth, as ``Path.rglob("*")`` finds them (links to folders
+    are not followed), except that a sub-folder that cannot be listed is an error naming it: ``rglob`` skips it,
+    and its class was then taken for one without images."""
+    def fail(exc: OSError) -> None:
+        sub = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
+        raise _permission_fault(exc, sub, f"{where}: its sub-folder") or DataError(
+            f"{where}: its sub-folder {sub!r} cannot be listed ({exc.strerror or exc})") from None
+
+    out: list[Path] = []
+    for top, dirs, names in os.walk(folder, onerror=fail):
+        out += [Path(top, n) for n in (*dirs, *names)]
+    return out
 
 
 def _rel(files: Sequence[Path], folder: Path) -> tuple[str, ...]:
@@ -492,7 +578,8 @@ def _csv_text(p: Path, where: str) -> str:
         else:
             raw = p.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{where} cannot be read ({exc}); it may be truncated or corrupt") from exc
+        raise _permission_fault(exc, p) or DataError(f"{where} cannot be read ({exc}); it may be truncated or "
+                                                     "corrupt") from exc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -511,6 +598,22 @@ def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple
         if row:
             yield read + 1, row
         read = reader.line_num
+
+
+def _unterminated(text: str) -> tuple[int, str] | None:
+    """(number, text) of the last line of ``text`` when no line break ends it (a file cut short?), else None."""
+    if not text or text.endswith(("\n", "\r")):
+        return None
+    last = text.rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]
+    if not last.strip():
+        return None
+    return (text.count("\n") if "\n" in text else text.count("\r")) + 1, last
+
+
+def _cut_warning(where: str, line: int, last: str, what: str = "row") -> None:
+    warnings.warn(f"{where} does not end with a line break: its last {what} (line {line}: {last[-60:]!r}) may be "
+                  "cut short, by a partial copy or download; check it (if it is complete, end the file with a "
+                  "newline)", QianyiWarning, stacklevel=3)
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -690,6 +793,7 @@ def _unnamed_columns(rows: Iterator[tuple[int, list[str]]], cols: list[str], at:
     return out
 
 
+@_readable
 def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None = None,
              drop: Sequence[str] | str = (), *, sep: str | None = None,
              where: str | tuple[str, Sequence[str]] | None = None,
@@ -720,6 +824,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     at = f"CSV file {str(p)!r}"
     text = _csv_text(p, at)
     delimiter = _csv_separator(sep, text, at)
+    cut = _unterminated(text)
+
+    def cut_short(n: int) -> str:
+        return (f" (the file ends inside line {n}, with no line break: it may be cut short, by a partial copy or "
+                "download)") if cut is not None and n == cut[0] else ""
 
     def records():
         return _numbered_rows(_lines(text), delimiter)
@@ -788,7 +897,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         ii, row_ids = (cols.index(id_column) if id_column is not None else None), []
         for n, r in rows:
             if len(r) != len(cols):
-                raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}")
+                raise DataError(f"{at}: line {n} has {len(r)} fields, the header has {len(cols)}{cut_short(n)}")
             for k, f in enumerate(filters):
                 if f is not None:
                     v = r[f[0]].strip()
@@ -807,7 +916,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     if cell.lower() in _MISSING or cell.lower().lstrip("+-") in ("nan", "inf", "infinity"):
                         raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell[:40]!r}, a missing or "
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
-                                        f"column out with ?drop={cols[i]}") from None
+                                        f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
@@ -817,7 +926,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]} (an ID: keep it beside the predictions with ?id={cols[i]}), or "
-                                    "name the label column with ?label=COLUMN") from None
+                                    f"name the label column with ?label=COLUMN{cut_short(n)}") from None
             for i in cats:
                 seen = index[i]
                 cell = r[i].strip()
@@ -883,6 +992,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     tags = [f"{opt}={f[1]}:{','.join(sorted(f[2]))}" for opt, f in (("where", keep_in), ("where_not", keep_out)) if f]
     if tags:  # a filtered table is its own pool of rows
         origin += "?" + "&".join(tags)
+    if cut is not None:  # a row cut inside its last cell still has its fields: only the missing line break tells
+        _cut_warning(at, *cut)
     return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names),
                   ids=tuple(row_ids) if id_column is not None else None)
 
@@ -905,6 +1016,7 @@ def _value_classes(v: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ..
     return np.searchsorted(values, v), tuple(str(int(c)) for c in values)
 
 
+@_readable
 def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: int | None = None) -> Domain:
     """SVMlight/LIBSVM text: one sample per line, ``<label> <index>:<value> ...``, indices **0-based**.
 
@@ -935,7 +1047,8 @@ def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: 
             with importlib.import_module(opener).open(p, "rb") as fh:
                 raw = fh.read(limit + 1)
         except (OSError, EOFError, ValueError) as exc:
-            raise DataError(f"{where} cannot be decompressed ({exc}); it is truncated or not {opener} data") from None
+            raise _permission_fault(exc, p, "SVMlight file") or DataError(
+                f"{where} cannot be decompressed ({exc}); it is truncated or not {opener} data") from None
         if len(raw) > limit:
             raise DataError(f"{where} inflates to more than the limit of {limit:,} bytes (QIANYI_MAX_BYTES); the "
                             "file is corrupt or hostile, or, if it is genuine, raise QIANYI_MAX_BYTES")
@@ -945,10 +1058,12 @@ def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: 
                                   zero_based=True, dtype=np.float32)
     except (ValueError, OSError, UnicodeDecodeError, OverflowError, IndexError) as exc:
         hint = (f" (a feature index is >= n_features={n_features}?)" if n_features is not None else "")
-        raise DataError(f"{where} is not valid SVMlight text ({exc}){hint}; expected lines like "
-                        "'1 0:2 17:1' with 0-based feature indices") from exc
+        raise _permission_fault(exc, p, "SVMlight file") or DataError(
+            f"{where} is not valid SVMlight text ({exc}){hint}; expected lines like '1 0:2 17:1' with 0-based "
+            "feature indices") from exc
     if X.shape[0] == 0:
         raise DataError(f"{where} holds no samples; expected one line per sample, '<label> <index>:<value> ...'")
+    _svmlight_cut(p, source, where)
     check_bytes(4 * X.shape[0] * X.shape[1], where, X.shape)  # before densifying
     if set(np.unique(y).tolist()) <= set(SVMLIGHT_BINARY):
         labels, names = (y > 0).astype(np.int64), tuple(SVMLIGHT_BINARY.values())
@@ -957,12 +1072,31 @@ def read_svmlight(path: str | os.PathLike, name: str | None = None, n_features: 
     return Domain(X.toarray(), labels, name=name or p.stem, class_names=names, origin=str(p.resolve()))
 
 
+def _svmlight_cut(p: Path, source: Any, where: str) -> None:
+    """Warn when the file (``source``: its inflated bytes, or its path) does not end with a line break."""
+    data = source.getvalue() if isinstance(source, io.BytesIO) else None
+    if data is None:
+        with open(p, "rb") as fh:
+            fh.seek(max(0, p.stat().st_size - 4096))
+            tail = fh.read()
+    found = _unterminated((data[-4096:] if data is not None else tail).decode("utf-8", "replace"))
+    if found is None:
+        return
+    if data is None:  # only now is the whole file read again, to number its last line
+        with open(p, "rb") as fh:
+            breaks = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    else:
+        breaks = data.count(b"\n")
+    _cut_warning(where, breaks + 1, found[1], "line")
+
+
 # --- MATLAB .mat -----------------------------------------------------------------------------
 
 MAT_FEATURES = ("fts", "feas", "X", "x", "features")
 MAT_LABELS = ("labels", "label", "y", "Y", "gnd")
 
 
+@_readable
 def read_mat(path: str | os.PathLike, name: str | None = None, x: str | None = None, y: str | None = None) -> Domain:
     """A MATLAB v5 ``.mat`` file with a 2-d numeric feature matrix ``x`` and a label vector ``y``.
 
@@ -981,7 +1115,8 @@ def read_mat(path: str | os.PathLike, name: str | None = None, x: str | None = N
         raise DataError(f"{where} is a MATLAB v7.3 (HDF5) file, which is not supported; save it with "
                         "save(..., '-v7') or convert it to .npz") from exc
     except Exception as exc:  # scipy raises many kinds on garbage: ValueError, TypeError, MatReadError ...
-        raise DataError(f"{where} cannot be read as a MATLAB .mat file ({type(exc).__name__}: {exc})") from exc
+        raise _permission_fault(exc, p, "MAT file") or DataError(
+            f"{where} cannot be read as a MATLAB .mat file ({type(exc).__name__}: {exc})") from exc
 
     def pick(given: str | None, defaults: tuple[str, ...]) -> str | None:
         if given is not None:
@@ -1003,8 +1138,8 @@ def read_mat(path: str | os.PathLike, name: str | None = None, x: str | None = N
     try:
         m = scipy.io.loadmat(str(p), variable_names=[n for n in (xname, yname) if n])
     except Exception as exc:
-        raise DataError(f"{where} cannot be read ({type(exc).__name__}: {exc}); it may be truncated or "
-                        "corrupt") from exc
+        raise _permission_fault(exc, p, "MAT file") or DataError(
+            f"{where} cannot be read ({type(exc).__name__}: {exc}); it may be truncated or corrupt") from exc
     X = m[xname]
     if hasattr(X, "toarray"):
         X = X.toarray()

@@ -4,17 +4,21 @@
 Each data folder of a qianyi data directory (``$QIANYI_DATA``) documents its files in a ``SOURCE.md``
 with a Markdown table that has a ``file`` column and a ``sha256`` column (and, optionally, ``bytes``),
 paths relative to that folder. A file that is missing, of another size or of another content is named:
-a complete but swapped or edited file still loads, so this is the check for it.
+a complete but swapped or edited file still loads, so this is the check for it. Nothing is skipped
+silently: a folder, ``SOURCE.md`` or file that cannot be read is ``unreadable`` (a failure), and a folder
+without a ``SOURCE.md`` is shown as ``unlisted`` (its files are not checked; not a failure, as a data
+directory may hold a user's own folders).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetNotFoundError
+from ..errors import DataError, DatasetNotFoundError
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -23,7 +27,8 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 class FileCheck:
     """One listed file: its folder (the data set), its path, and ``ok``, ``missing``, ``size``, ``content``,
     ``not-file`` (a folder or device), ``outside`` (a path out of the data folder) or ``unreadable`` (a row whose
-    digest or size cannot be read); ``unlisted``: a folder whose SOURCE.md lists no checksums."""
+    digest or size cannot be read, a file, SOURCE.md or folder this process may not read); ``unlisted``: a folder
+    without a SOURCE.md, or whose SOURCE.md lists no checksums (``file`` is then empty)."""
 
     folder: str
     file: str
@@ -83,36 +88,68 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _why(exc: OSError) -> str:
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; fix its permissions (a file needs read permission, a folder read and execute)"
+    return f"{exc.strerror or exc}"
+
+
 def verify_data_dir(root: str | Path) -> list[FileCheck]:
-    """Check every file the ``SOURCE.md`` of each folder of ``root`` lists (size first, then SHA-256)."""
+    """Check every file the ``SOURCE.md`` of each folder of ``root`` lists (size first, then SHA-256); every
+    folder of ``root`` (hidden ones aside) gets at least one row."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(f"data directory {str(root)!r} does not exist; give --data-dir or set QIANYI_DATA")
-    sources = sorted(root.glob("*/SOURCE.md"))
-    if not sources:
-        raise DatasetNotFoundError(f"{str(root)!r} holds no */SOURCE.md: nothing lists the files to check")
+    try:
+        folders = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError as exc:
+        raise DataError(f"data directory {str(root)!r} cannot be read: {_why(exc)}") from None
     out: list[FileCheck] = []
-    for source in sources:
-        folder = source.parent
-        listed = listed_files(source)
+    sources = 0
+    for folder in folders:
+        source = folder / "SOURCE.md"
+        try:
+            with os.scandir(folder) as entries:  # may it be listed, and (stat of ".") searched?
+                next(entries, None)
+            os.stat(os.path.join(folder, os.curdir))  # (pathlib would drop the dot)
+        except OSError as exc:
+            out.append(FileCheck(folder.name, "", "unreadable", f"the folder cannot be read: {_why(exc)}"))
+            continue
+        if not source.is_file():
+            out.append(FileCheck(folder.name, "", "unlisted", "no SOURCE.md: its files are not checked"))
+            continue
+        sources += 1
+        try:
+            listed = listed_files(source)
+        except OSError as exc:
+            out.append(FileCheck(folder.name, "SOURCE.md", "unreadable", f"cannot be read: {_why(exc)}"))
+            continue
         if not listed:
             out.append(FileCheck(folder.name, "", "unlisted", "its SOURCE.md has no table of file and sha256"))
-        for row in listed:
-            name, size = row.file, row.size
-            path = folder / name
-            if row.problem:
-                out.append(FileCheck(folder.name, name, "unreadable", f"{row.problem}: correct its row in SOURCE.md"))
-            elif Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":  # (a link may point
-                # anywhere: the name listed is what must stay in the folder)
-                out.append(FileCheck(folder.name, name, "outside", "SOURCE.md may list only files inside its folder"))
-            elif not path.exists():
-                out.append(FileCheck(folder.name, name, "missing"))
-            elif not path.is_file():
-                out.append(FileCheck(folder.name, name, "not-file", "a folder or special file, not a file"))
-            elif size is not None and path.stat().st_size != size:
-                out.append(FileCheck(folder.name, name, "size", f"{path.stat().st_size:,} bytes, listed {size:,}"))
-            elif _sha256(path) != row.sha256:
-                out.append(FileCheck(folder.name, name, "content", "sha256 differs from SOURCE.md"))
-            else:
-                out.append(FileCheck(folder.name, name, "ok"))
+        out += [_check(folder, row) for row in listed]
+    if not sources and not any(c.status == "unreadable" for c in out):
+        raise DatasetNotFoundError(f"{str(root)!r} holds no */SOURCE.md: nothing lists the files to check")
     return out
+
+
+def _check(folder: Path, row: Listed) -> FileCheck:
+    """One listed file against its row."""
+    name, size = row.file, row.size
+    path = folder / name
+    if row.problem:
+        return FileCheck(folder.name, name, "unreadable", f"{row.problem}: correct its row in SOURCE.md")
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":  # (a link may point
+        # anywhere: the name listed is what must stay in the folder)
+        return FileCheck(folder.name, name, "outside", "SOURCE.md may list only files inside its folder")
+    try:
+        if not path.exists():
+            return FileCheck(folder.name, name, "missing")
+        if not path.is_file():
+            return FileCheck(folder.name, name, "not-file", "a folder or special file, not a file")
+        if size is not None and path.stat().st_size != size:
+            return FileCheck(folder.name, name, "size", f"{path.stat().st_size:,} bytes, listed {size:,}")
+        if _sha256(path) != row.sha256:
+            return FileCheck(folder.name, name, "content", "sha256 differs from SOURCE.md")
+    except OSError as exc:
+        return FileCheck(folder.name, name, "unreadable", f"cannot be read: {_why(exc)}")
+    return FileCheck(folder.name, name, "ok")

@@ -32,9 +32,11 @@ Parameter names: :func:`hf_name_map` maps each name of the safetensors file to t
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,7 +48,7 @@ from torch import nn
 from .._io import atomic_write
 from ..data.wordpiece import (INSTALL, MAX_LEN, PACKAGE, TOKENIZER, WordPiece, basic_tokenize,  # noqa: F401
                               encode_wordpiece, model_dir, read_vocab, wordpiece_preprocessing)
-from ..errors import DataError
+from ..errors import DataError, QianyiWarning
 from .backbones import Backbone
 
 #: all-MiniLM-L6-v2's architecture (its config.json); ``bert_config`` reads the installed one.
@@ -137,9 +139,10 @@ class BertEncoderPool(nn.Module):
     When no parameter here requires a gradient and no dropout is active, each text's output is kept (keyed by
     its input row's bytes and the parameters' versions, so any change to the weights empties the cache) and
     reused: a frozen encoder runs once per distinct text. With the environment variable
-    ``QIANYI_MINILM_CACHE=DIR`` the outputs are also written to ``DIR/<hash of these weights>/<hash of the
-    input row>.npy`` (plain float32 arrays, written atomically, read with ``allow_pickle=False``), so other
-    processes with the same weights reuse them.
+    ``QIANYI_MINILM_CACHE=DIR`` the outputs are also written to ``DIR/<hash of this encoder: weights,
+    settings, code>/<hash of the input row>.npy`` (plain float32 arrays, written atomically, read with
+    ``allow_pickle=False``), so other processes with the same encoder reuse them; a cache that cannot be
+    written is given up with a warning.
     """
 
     def __init__(self, hidden: int, layers: int, heads: int, intermediate: int, eps: float, dropout: float) -> None:
@@ -196,18 +199,28 @@ class BertEncoderPool(nn.Module):
         return torch.stack([self._cache[k] for k in keys]).to(h.device)
 
     def _disk_folder(self) -> Path | None:
-        """``$QIANYI_MINILM_CACHE/<hash of these weights>`` (created), or None when the variable is unset."""
+        """``$QIANYI_MINILM_CACHE/<hash of this encoder>`` (created), or None when the variable is unset or the
+        cache could not be written earlier in this process. The hash covers what an output depends on: the
+        weights (names, shapes, values), the settings that are not weights (heads, LayerNorm eps) and the code
+        that computes it (:func:`_code_key`), so outputs of other code are never served."""
         root = os.environ.get(DISK_CACHE_ENV, "").strip()
         if not root:
             return None
-        digest = hashlib.blake2b(digest_size=16)
+        base = Path(root).expanduser()
+        if base in _DISK_FAILED:
+            return None
+        digest = hashlib.blake2b(_code_key().encode(), digest_size=16)
+        digest.update(repr([(m.heads, m.attn_norm.eps, m.ffn_norm.eps) for m in self.layer]).encode())
         for name, p in self.named_parameters():
-            digest.update(name.encode())
+            digest.update(f"{name} {tuple(p.shape)} {p.dtype}".encode())
             digest.update(p.detach().cpu().contiguous().numpy().tobytes())
-        folder = Path(root).expanduser() / digest.hexdigest()
+        folder = base / digest.hexdigest()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                _disk_failed(base, exc)
+                return None
             raise DataError(f"{DISK_CACHE_ENV}={root}: cannot create the cache folder {folder} ({exc.strerror}); "
                             f"choose another folder or unset {DISK_CACHE_ENV}") from None
         return folder
@@ -225,9 +238,33 @@ class BertEncoderPool(nn.Module):
         return True
 
     def _to_disk(self, key: bytes, row: torch.Tensor) -> None:
+        """Keep ``row`` on disk; a cache that cannot be written (a full disk) is given up with one warning: it is
+        only a speed-up, and the output is already computed."""
         assert self._disk is not None
-        atomic_write(self._disk / f"{key.hex()}.npy",
-                     lambda fh: np.save(fh, row.numpy().astype(np.float32), allow_pickle=False), mode="wb")
+        try:
+            atomic_write(self._disk / f"{key.hex()}.npy",
+                         lambda fh: np.save(fh, row.numpy().astype(np.float32), allow_pickle=False), mode="wb")
+        except OSError as exc:  # (OutputError is one)
+            _disk_failed(self._disk.parent, exc)
+            self._disk = None
+
+
+#: Disk-cache roots that could not be written in this process: not tried again (their warning is given once).
+_DISK_FAILED: set[Path] = set()
+
+
+def _disk_failed(base: Path, exc: OSError) -> None:
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    _DISK_FAILED.add(base)
+    warnings.warn(f"{DISK_CACHE_ENV}={base}: the cache cannot be written ({cause.strerror or cause}); MiniLM goes on "
+                  "without it (outputs are computed, and kept in memory only). Free some space there, or unset "
+                  f"{DISK_CACHE_ENV}", QianyiWarning, stacklevel=2)
+
+
+def _code_key() -> str:
+    """What a cached output's computation depends on besides the weights: this file's bytes (the encoder,
+    attention, GELU, pooling) and torch's version (its kernels)."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16] + " torch " + torch.__version__
 
 
 class MiniLMHead(nn.Module):

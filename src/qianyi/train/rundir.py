@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from .._io import _output_error
 from ..errors import ConfigError, OutputError, QianyiWarning
 
 LOCK_FILE = ".lock"
@@ -108,10 +109,15 @@ def _lock(path: Path, what: str):
                            f"finish, or choose another {what}")
         busy.owner = owner  # type: ignore[attr-defined]  (who holds it: train.store.shared_run says so)
         raise busy from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()} on {_HOST} {_pid_namespace()}\n")
-    fh.flush()
+    try:  # the owner line is only informative, but a full disk here must still be a clear error
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {_HOST} {_pid_namespace()}\n")
+        fh.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fh.close()
+        raise _output_error(lock, exc) from None
     return fh
 
 
