@@ -274,8 +274,9 @@ def test_verify_reports_what_it_cannot_read_and_fails(tmp_path, monkeypatch, cap
     with monkeypatch.context() as m:  # a folder that cannot be listed was left out, and the check passed (exit 0)
         _deny(m, root / "mnist")
         assert main(["--data-dir", str(root), "datasets", "--verify"]) == 2
-        out = capsys.readouterr().out
+        out, err = capsys.readouterr()
         assert "unreadable mnist/: the folder cannot be read: permission denied; fix its permissions" in out
+        assert "1 cannot be read: fix their permissions" in err and "differ" not in err  # not "restore them"
     with monkeypatch.context() as m:
         _deny(m, root / "mnist" / "a.bin", root / "fsdd" / "SOURCE.md")  # were tracebacks
         checks = {(c.folder, c.file): c for c in verify_data_dir(root)}

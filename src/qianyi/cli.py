@@ -857,8 +857,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         n = sum(c.status != "unlisted" for c in checks)
         print(f"{n - len(bad)} of {n} listed files match their SOURCE.md ({root})")
         if bad:
-            raise DataError(f"{len(bad)} file(s) differ from their SOURCE.md (above): restore them from the source "
-                            "each SOURCE.md names")
+            unread = sum(c.status == "unreadable" for c in bad)
+            raise DataError(f"{len(bad)} check(s) failed (above): " + "; ".join(
+                ([f"{len(bad) - unread} file(s) differ from their SOURCE.md: restore them from the source each "
+                  "SOURCE.md names"] if len(bad) > unread else [])
+                + ([f"{unread} cannot be read: fix their permissions or SOURCE.md rows as each line says"]
+                   if unread else [])))
         return 0
     if args.command == "datasets":
         from .data.builtin import DATASETS
