@@ -73,6 +73,29 @@ def test_a_rerun_reuses_the_figures_while_no_model_changed(bench_dir, monkeypatc
     assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
 
 
+def test_other_code_redraws_the_figures(bench_dir, monkeypatch, capsys):
+    # the cache key held the models and data but not the code: a fix to how the per-layer MMD or the t-SNE is
+    # computed kept the old figures
+    import sklearn.manifold
+
+    import qianyi.bench.html as html_module
+
+    class NoTSNE:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("t-SNE ran")
+
+    assert main(["report", str(bench_dir)]) == 0
+    monkeypatch.setattr(sklearn.manifold, "TSNE", NoTSNE)
+    capsys.readouterr()
+    assert main(["report", str(bench_dir)]) == 0
+    assert "t-SNE ran" not in capsys.readouterr().err  # the same code: reused
+    monkeypatch.setattr(html_module, "code_digest", lambda: "other code")
+    assert main(["report", str(bench_dir)]) == 0
+    assert "no embedding/profile: RuntimeError: t-SNE ran" in capsys.readouterr().err  # redrawn, not reused
+    monkeypatch.undo()
+    assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
+
+
 def test_tiny_values_in_tables_show_their_size_not_zero():
     from qianyi._report import fmt, markdown_table
 

@@ -21,7 +21,7 @@ from .._report import md_cell, md_cells, save_figure, subplots
 from ..train.artefact import absolute_spec, load_model
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
-from ..train.store import RunStore
+from ..train.store import RunStore, code_digest
 from .runner import BenchResult
 
 #: Samples per domain in the embedding and the distance profile.
@@ -182,19 +182,19 @@ def _where(spec: str, model: Any) -> str:
     return absolute_spec(spec, cwd if isinstance(cwd, str) else None)
 
 
-#: Bump when the embedding or profile figures are drawn differently: reports then redraw them.
-FIGURES_VERSION = 1
-
-
 def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
-    """What the embedding and profile figures are made of: the pair, the data directory, the sample count, and
-    each model's method and files (model.pt, model.json)."""
+    """What the embedding and profile figures are made of: the pair, the data directory, the sample count, each
+    model's method and files (model.pt, model.json), and the code that reads the data, computes and draws them:
+    this qianyi's code digest (the one runs record) and scikit-learn's version (the t-SNE)."""
     import hashlib
+
+    import sklearn
 
     from ..data.builtin import resolve_data_dir
 
     root = resolve_data_dir(data_dir)
-    h = hashlib.sha256(json.dumps([FIGURES_VERSION, [absolute_spec(spec, os.getcwd()) for spec in pair],
+    h = hashlib.sha256(json.dumps([code_digest(), sklearn.__version__,
+                                   [absolute_spec(spec, os.getcwd()) for spec in pair],
                                    None if root is None else os.path.abspath(root), EMBED_SAMPLES,
                                    [m for m, _ in models]]).encode())
     for _, folder in models:
