@@ -166,3 +166,58 @@ def test_report_summary_and_predict_say_what_a_folder_is(tmp_path, capsys):
         err = capsys.readouterr().err
         assert says in err and "corrupt" not in err, (argv, err)
     assert not (proxy / "report.html").exists()
+
+
+@pytest.fixture(scope="module")
+def labelled_run(tmp_path_factory):
+    """A finished run with a labelled target test split (tests copy it before editing it)."""
+    root = tmp_path_factory.mktemp("runlab")
+    _digits(root / "s.npz", 0, 500)
+    _digits(root / "t.npz", 500, 900, invert=True)
+    assert main(["run", "source-only", "--source", f"npz:{root / 's.npz'}", "--target", f"npz:{root / 't.npz'}",
+                 *FAST, "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def _copy(run, to):
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
+
+
+def test_report_out_writes_elsewhere_with_figure_links_that_work_from_there(labelled_run, tmp_path, capsys):
+    # a read-only run folder could not be reported, and the error advised an output folder report had no option for
+    import errno
+    import re
+    from pathlib import Path
+    from unittest import mock
+
+    import qianyi._io as io_module
+
+    run = _copy(labelled_run, tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+    out = tmp_path / "elsewhere" / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written into the run's folder
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == 4 and all((out / s).is_file() for s in srcs)
+    assert all((out / s).is_file() for s in re.findall(r"\]\((report/[^)]+)\)", md))
+    assert f"The run's folder: {str(run.resolve())!r}" in md
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(labelled_run)]) == 2  # another run's folder: its report kept
+    assert "is the folder of a `qianyi run`: its own report would be overwritten" in capsys.readouterr().err
+    real = io_module.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and run in (Path(dir), *Path(dir).parents):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    with mock.patch.object(io_module.tempfile, "mkstemp", read_only):
+        assert main(["report", str(run), "--no-embedding"]) == 2
+        assert f"qianyi report {run} --out OTHER_DIR" in capsys.readouterr().err
+        assert main(["report", str(run), "--no-embedding", "--out", str(tmp_path / "rep2")]) == 0
+    assert (tmp_path / "rep2" / "report.md").is_file()
+

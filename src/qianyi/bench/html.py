@@ -71,6 +71,9 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
             sections.append(("Distance per layer", "MMD between source and target at every layer of each "
                                                    "method's network (seed 0): adaptation should lower it in the "
                                                    "adapted layers.", prof))
+    if res.out is not None and Path(res.out).resolve() != out.resolve():  # (report --out: written elsewhere)
+        sections[0] = (sections[0][0], f"{sections[0][1]} The bench folder: {str(Path(res.out).resolve())!r}.",
+                       sections[0][2])
     tables = res.report()
     page = [(heading, text, fig, tables if heading == "Results" else None) for heading, text, fig in sections]
     title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)

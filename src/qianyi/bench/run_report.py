@@ -5,7 +5,8 @@ curves (losses, source validation accuracy, the adversarial game's domain accura
 given to one class, the selecting validator, the epoch chosen), the classes the model gives the target against
 the source's class shares, a t-SNE embedding of source and target features, and the distance between the
 domains at every layer. A labelled target test split (if the run had one) adds its per-class accuracy, marked
-as scoring only. ``DIR/report.html``, ``DIR/report.md``, figures in ``DIR/report/``.
+as scoring only. ``OUT/report.html``, ``OUT/report.md``, figures in ``OUT/report/`` (``OUT``: the run's folder
+unless given).
 """
 from __future__ import annotations
 
@@ -34,13 +35,18 @@ _LABELS = {"source_val_acc": "source validation", "domain_acc": "discriminator's
 
 
 def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
-                     log: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Write ``folder/report.html``, ``folder/report.md`` and their figures for the run in ``folder``."""
+                     log: Callable[[str], None] | None = None, *, out: str | os.PathLike | None = None
+                     ) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md`` and their figures (``report/``) for the run in ``folder`` into ``out``
+    (default: ``folder``; figures are linked relative to it)."""
     folder = Path(folder)
+    out = folder if out is None else Path(out)
     r = RunResult.read(folder / RESULT_FILE)
-    figs = folder / "report"
-    sections: list[Section] = [("Run", "What was trained, how the epoch was chosen, and what the run can say "
-                                       "about the target without its labels.", None, _summary(r))]
+    figs = out / "report"
+    intro = "What was trained, how the epoch was chosen, and what the run can say about the target without its labels."
+    if out.resolve() != folder.resolve():
+        intro += f" The run's folder: {str(folder.resolve())!r}."
+    sections: list[Section] = [("Run", intro, None, _summary(r))]
     files: dict[str, Path] = {}
     if r.history:
         files["curves"] = _curves(r, figs / "curves.png")
@@ -66,9 +72,9 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
                          "Per-class accuracy on the labelled target test split. These labels chose nothing "
                          "(no epoch, no setting); they only score the run.", None, _per_class(r.target_report)))
     title = f"qianyi run: {r.method} on {r.source} → {r.target} (seed {r.seed})"
-    files["html"] = write_text(folder / "report.html", page_html(title, sections, folder))
+    files["html"] = write_text(out / "report.html", page_html(title, sections, out))
     title = f"qianyi run: {md_cell(r.method)} on {md_cell(r.source)} → {md_cell(r.target)} (seed {r.seed})"
-    files["md"] = write_text(folder / "report.md", page_markdown(title, sections, folder))
+    files["md"] = write_text(out / "report.md", page_markdown(title, sections, out))
     return files
 
 
