@@ -221,3 +221,12 @@ def test_report_out_writes_elsewhere_with_figure_links_that_work_from_there(labe
         assert main(["report", str(run), "--no-embedding", "--out", str(tmp_path / "rep2")]) == 0
     assert (tmp_path / "rep2" / "report.md").is_file()
 
+
+def test_a_report_of_files_of_two_runs_says_so_in_the_report(labelled_run, tmp_path, capsys):
+    run = _copy(labelled_run, tmp_path / "mixed")
+    result = json.loads((run / "result.json").read_text())
+    result["model_sha256"] = "0" * 64  # result.json of another run than model.pt (a rerun's result.json not written)
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    for page in ("report.md", "report.html"):
+        assert "WARNING: result.json reports on another model than model.pt" in (run / page).read_text()

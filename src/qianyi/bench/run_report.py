@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .._io import write_text
+from .._io import sha256_file, write_text
 from .._report import md_cell, save_figure, subplots
 from ..errors import DataError
 from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
@@ -44,6 +45,11 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
     r = RunResult.read(folder / RESULT_FILE)
     figs = out / "report"
     intro = "What was trained, how the epoch was chosen, and what the run can say about the target without its labels."
+    mixed = _other_model(r, folder)
+    if mixed:
+        intro += f" WARNING: {mixed}."
+        if log:
+            log(f"report: warning: {mixed}")
     if out.resolve() != folder.resolve():
         intro += f" The run's folder: {str(folder.resolve())!r}."
     sections: list[Section] = [("Run", intro, None, _summary(r))]
@@ -76,6 +82,23 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
     title = f"qianyi run: {md_cell(r.method)} on {md_cell(r.source)} → {md_cell(r.target)} (seed {r.seed})"
     files["md"] = write_text(out / "report.md", page_markdown(title, sections, out))
     return files
+
+
+def _other_model(r: RunResult, folder: Path) -> str | None:
+    """Why result.json's numbers are not those of the model file beside it (the files of two runs mixed: a
+    rerun's model.pt written, its result.json not), or None."""
+    model = folder / r.model_file if r.model_file in (MODEL_FILE, "model.npz") else None
+    if not r.model_sha256 or model is None or not model.is_file():
+        return None
+    try:
+        digest = sha256_file(model)
+    except OSError:
+        return None
+    if digest == r.model_sha256:
+        return None
+    return (f"result.json reports on another model than {r.model_file} (its model_sha256 differs: files of two runs "
+            f"mixed?): the settings, scores and curves are result.json's, the predictions, embedding and "
+            f"per-layer distance are {r.model_file}'s")
 
 
 def _pct(v: float | None) -> str:
@@ -182,7 +205,9 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
 
     out: list[tuple[str, Section]] = []
     try:
-        model = load_model(folder)
+        with warnings.catch_warnings():  # (the report says it, in its pages and on the terminal: see _other_model)
+            warnings.filterwarnings("ignore", message=".*result.json reports on another model")
+            model = load_model(folder)
         cwd = model.meta.get("cwd")
         relative = [spec for spec in (r.source, r.target) if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
         # an older model.json does not say where its relative specs were relative to: read from here, and said
