@@ -230,3 +230,23 @@ def test_a_report_of_files_of_two_runs_says_so_in_the_report(labelled_run, tmp_p
     assert main(["report", str(run), "--no-embedding"]) == 0
     for page in ("report.md", "report.html"):
         assert "WARNING: result.json reports on another model than model.pt" in (run / page).read_text()
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda r: r["history"][0].update(cls="x"), ", history[0].cls is \"x\", not a number (edited by hand"),
+    (lambda r: r["scores"].update(snd="x"), "| label-free snd | — (result.json's scores.snd is \"x\", not a number) |"),
+    (lambda r: r["target_report"].update(confusion="x"), "target_report.confusion is \"x\", not a table of counts"),
+    (lambda r: r["target_report"]["per_class_accuracy"].__setitem__(0, [1]),
+     "target_report.per_class_accuracy[0] is [1], not a number"),
+])
+def test_bad_nested_values_in_a_hand_edited_result_leave_their_section_out_and_say_why(labelled_run, tmp_path, capsys,
+                                                                                       edit, says):
+    run = _copy(labelled_run, tmp_path / "edited")
+    result = json.loads((run / "result.json").read_text())
+    result["scores"].setdefault("snd", 1.0)
+    edit(result)
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert says in md and "## Target predictions" in md  # the other sections stand
+    assert "not shown: " in capsys.readouterr().err

@@ -52,9 +52,16 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
             log(f"report: warning: {mixed}")
     if out.resolve() != folder.resolve():
         intro += f" The run's folder: {str(folder.resolve())!r}."
-    sections: list[Section] = [("Run", intro, None, _summary(r))]
+    bad_scores = {name: _not_number(v) for name, v in r.scores.items() if _not_number(v)}
+    sections: list[Section] = [("Run", intro, None, _summary(r, bad_scores))]
     files: dict[str, Path] = {}
-    if r.history:
+    skipped: list[str] = [f"the score {name}: {RESULT_FILE}'s scores.{name} {why}" for name, why in bad_scores.items()]
+    bad = _bad_history(r.history)
+    if bad:
+        skipped.append(f"training curves: {RESULT_FILE}'s {bad}")
+        sections.append(("Training curves", f"not drawn: in {str(folder / RESULT_FILE)!r}, {bad} (edited by hand, or "
+                         "written by something else).", None, None))
+    elif r.history:
         files["curves"] = _curves(r, figs / "curves.png")
         sections.append(("Training curves", "Per epoch: the losses; the source validation accuracy; for an "
                          "adversarial method, the discriminator's domain accuracy (50%: it cannot tell the domains "
@@ -70,13 +77,21 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
             sections.append(section)
     if notes:
         sections.append(("Predictions and features", "not drawn: " + "; ".join(notes) + ".", None, None))
-        if log:
-            for n in notes:
-                log(f"report: {n}")
     if r.target_report.get("per_class_accuracy"):
+        bad = _bad_target_report(r.target_report)
+        if bad:
+            skipped.append(f"target test per-class accuracy: {RESULT_FILE}'s {bad}")
         sections.append(("Target test (ORACLE: scoring only)",
+                         f"not drawn: in {str(folder / RESULT_FILE)!r}, {bad} (edited by hand, or written by "
+                         "something else)." if bad else
                          "Per-class accuracy on the labelled target test split. These labels chose nothing "
-                         "(no epoch, no setting); they only score the run.", None, _per_class(r.target_report)))
+                         "(no epoch, no setting); they only score the run.", None,
+                         None if bad else _per_class(r.target_report)))
+    if log:
+        for n in notes:
+            log(f"report: {n}")
+        for n in skipped:
+            log(f"report: not shown: {n}")
     title = f"qianyi run: {r.method} on {r.source} → {r.target} (seed {r.seed})"
     files["html"] = write_text(out / "report.html", page_html(title, sections, out))
     title = f"qianyi run: {md_cell(r.method)} on {md_cell(r.source)} → {md_cell(r.target)} (seed {r.seed})"
@@ -101,11 +116,51 @@ def _other_model(r: RunResult, folder: Path) -> str | None:
             f"per-layer distance are {r.model_file}'s")
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _not_number(v: Any) -> str | None:
+    """Why ``v`` is not a number or None as qianyi writes them (None: it is)."""
+    return None if v is None or _number(v) else f"is {json.dumps(v)[:40]}, not a number"
+
+
+def _bad_history(history: list[dict[str, Any]]) -> str | None:
+    """The first value of the history that is not a number (``history[3].cls is "x", not a number``), or None."""
+    for i, row in enumerate(history):
+        for k, v in row.items():
+            why = _not_number(v)
+            if why:
+                return f"history[{i}].{k} {why}"
+    return None
+
+
+def _bad_target_report(rep: dict[str, Any]) -> str | None:
+    """The first field of a target report of the wrong form, or None."""
+    acc = rep.get("per_class_accuracy")
+    if not isinstance(acc, list):
+        return f"target_report.per_class_accuracy is {json.dumps(acc)[:40]}, not a list"
+    for i, v in enumerate(acc):
+        if _not_number(v):
+            return f"target_report.per_class_accuracy[{i}] {_not_number(v)}"
+    names = rep.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return f"target_report.class_names is {json.dumps(names)[:40]}, not a list of names"
+    confusion = rep.get("confusion")
+    if confusion is not None and not (isinstance(confusion, list) and all(
+            isinstance(row, list) and all(_number(c) for c in row) for row in confusion)):
+        return f"target_report.confusion is {json.dumps(confusion)[:40]}, not a table of counts"
+    for k in ("balanced_accuracy", "accuracy"):
+        if _not_number(rep.get(k)):
+            return f"target_report.{k} {_not_number(rep.get(k))}"
+    return None
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}%"
 
 
-def _summary(r: RunResult) -> str:
+def _summary(r: RunResult, bad_scores: dict[str, str]) -> str:
     from ..select import available_validators, get_validator
 
     cfg = r.config or {}
@@ -127,6 +182,9 @@ def _summary(r: RunResult) -> str:
                      + ". The curves are the last stage's."))
     known = set(available_validators())
     for name, value in sorted(r.scores.items()):
+        if name in bad_scores:  # (a hand-edited result.json: the row says so, the others stand)
+            rows.append((f"label-free {name}", f"— ({RESULT_FILE}'s scores.{name} {bad_scores[name]})"))
+            continue
         sense = ("higher is better" if get_validator(name).higher_is_better else "lower is better") \
             if name in known else ""
         shown = _pct(value) if name in ("atc", "source-val") else "—" if value is None else f"{value:.4f}"
