@@ -186,6 +186,62 @@ def _copy(run, to):
     return to
 
 
+def test_a_run_built_from_arrays_is_not_read_again_by_its_name(tmp_path, capsys):
+    # a task of the user's own arrays, named like built-in specs: the report read qianyi's digits+noise0.6 (1797
+    # samples, the source's among them) in place of the user's 400 rows, and drew its figures from them
+    from sklearn.datasets import load_digits
+
+    from qianyi.bench.run_report import write_run_report
+    from qianyi.data import Domain, TransferTask
+    from qianyi.errors import ConfigError
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype("f4").reshape(-1, 1, 8, 8)
+    rng = np.random.default_rng(0)
+    Xt = np.clip(X[900:1300] + rng.normal(0, 0.6, X[900:1300].shape), 0, 1).astype("f4")
+    task = TransferTask.from_domains(Domain(X[:600], y[:600], "digits"), Domain(Xt, None, "digits+noise0.6"))
+    run = tmp_path / "run"
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=3, batch_size=32, progress=False), out=run)
+    assert json.loads((run / "model.json").read_text())["data_sides"] == {"source": "arrays", "target": "arrays"}
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" not in md and not (run / "report" / "predictions.png").exists()
+    assert "the run's source 'digits' and target 'digits+noise0.6' were built in Python from arrays" in md
+    assert "write_run_report(RUN_DIR, task=<the task it trained on>)" in md
+    assert "built in Python from arrays" in capsys.readouterr().err
+    # in Python the data are given: the predictions are of the user's rows
+    files = write_run_report(run, task=task, out=tmp_path / "nb")
+    md = files["md"].read_text()
+    assert "The classes the model gives the 400 samples of the target given to the report" in md
+    assert {"predictions", "embedding", "profile"} <= set(files)
+    shares = np.bincount(qianyi.load_model(run).predict(Xt), minlength=10) / len(Xt)
+    rows = [line for line in md.splitlines() if line.count("|") == 4 and line.split("|")[1].strip().isdigit()]
+    assert [row.split("|")[3].strip() for row in rows] == [f"{100 * s:.2f}%" for s in shares]
+    files = write_run_report(run, target=task.target, out=tmp_path / "nb2", embed=False)  # the target alone
+    md = files["md"].read_text()
+    assert "## Target predictions" in md and "the source's class shares are not drawn" in md
+    assert "the run's source 'digits' was built in Python from arrays" in md
+    with pytest.raises(ConfigError, match="not both"):
+        write_run_report(run, task=task, target=task.target, out=tmp_path / "nb3")
+
+
+def test_a_run_made_before_the_record_is_read_by_its_name_only_when_it_is_a_spec(labelled_run, tmp_path, capsys):
+    run = _copy(labelled_run, tmp_path / "old")
+    meta = json.loads((run / "model.json").read_text())
+    assert meta.pop("data_sides") == {"source": "spec", "target": "spec"}  # load_task read them
+    (run / "model.json").write_text(json.dumps(meta))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" in md and "does not record whether" in md and "read here as the specs" in md
+    result = json.loads((run / "result.json").read_text())
+    result["target"] = "my target"  # a name, not a spec: not read, and said
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" not in md and "the run's target 'my target' is no data spec" in md
+
+
 def test_report_out_writes_elsewhere_with_figure_links_that_work_from_there(labelled_run, tmp_path, capsys):
     # a read-only run folder could not be reported, and the error advised an output folder report had no option for
     import errno

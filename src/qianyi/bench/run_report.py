@@ -20,7 +20,8 @@ import numpy as np
 
 from .._io import sha256_file, write_text
 from .._report import md_cell, save_figure, subplots
-from ..errors import DataError
+from ..data.domain import Domain, TransferTask
+from ..errors import ConfigError, DataError
 from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
 from ..train.run import ORACLE_KEY
 from .html import EMBED_SAMPLES, Section, page_html, page_markdown
@@ -33,13 +34,32 @@ _SHARES = ("source_val_acc", "domain_acc", "target_top_share", ORACLE_KEY)
 
 _LABELS = {"source_val_acc": "source validation", "domain_acc": "discriminator's domain accuracy",
            "target_top_share": "target share of the top class", ORACLE_KEY: "target test (ORACLE)"}
+#: How a notebook user gets the figures of a run whose data were arrays.
+_IN_PYTHON = ("in Python, qianyi.bench.run_report.write_run_report(RUN_DIR, task=<the task it trained on>) (or "
+              "source=, target= Domains) draws them")
 
 
 def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
-                     log: Callable[[str], None] | None = None, *, out: str | os.PathLike | None = None
-                     ) -> dict[str, Path]:
+                     log: Callable[[str], None] | None = None, *, task: TransferTask | None = None,
+                     source: Domain | None = None, target: Domain | None = None,
+                     out: str | os.PathLike | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and their figures (``report/``) for the run in ``folder`` into ``out``
-    (default: ``folder``; figures are linked relative to it)."""
+    (default: ``folder``; figures are linked relative to it).
+
+    The predictions, embedding and per-layer distance need the run's data. A run whose task
+    :func:`qianyi.load_task` read is read again from its specs (``data_dir``); a run built in Python from arrays
+    (:meth:`~qianyi.data.TransferTask.from_domains`) has no data on disk: give ``task`` (the task it trained on: its
+    source and target training parts are drawn) or ``source`` and ``target`` (Domains in the form the run trained
+    on, as given to ``from_domains``). A Domain given is used, whatever the run recorded."""
+    if task is not None and (source is not None or target is not None):
+        raise ConfigError("write_run_report: give task= or source=/target=, not both")
+    if task is not None and not isinstance(task, TransferTask):
+        raise ConfigError(f"write_run_report: task= must be a TransferTask, got {type(task).__name__}")
+    given = {"source": task.source if task is not None else source, "target": task.target if task is not None else target}
+    for side, d in given.items():
+        if d is not None and not isinstance(d, Domain):
+            raise ConfigError(f"write_run_report: {side}= must be a qianyi Domain, got {type(d).__name__}; wrap arrays "
+                              f"as qianyi.Domain(X, y, NAME)")
     folder = Path(folder)
     out = folder if out is None else Path(out)
     r = RunResult.read(folder / RESULT_FILE)
@@ -71,7 +91,7 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
     note = _no_network(r, folder)
     notes: list[str] = [] if note is None else [note]
     if note is None:
-        found, notes = _with_model(r, folder, figs, data_dir, embed)
+        found, notes = _with_model(r, folder, figs, data_dir, embed, given)
         for key, section in found:
             files[key] = section[2]
             sections.append(section)
@@ -255,43 +275,57 @@ def _trains_classifier(method: str) -> bool:
         return True
 
 
-def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None, embed: bool
-                ) -> tuple[list[tuple[str, Section]], list[str]]:
+def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None, embed: bool,
+                given: dict[str, Domain | None]) -> tuple[list[tuple[str, Section]], list[str]]:
     """The predictions, embedding and profile sections (each on its own: one that cannot be made leaves the
     others), and why any is missing."""
-    from ..train.artefact import absolute_spec, load_domain_for, load_model
+    from ..train.artefact import load_model
 
     out: list[tuple[str, Section]] = []
     try:
         with warnings.catch_warnings():  # (the report says it, in its pages and on the terminal: see _other_model)
             warnings.filterwarnings("ignore", message=".*result.json reports on another model")
             model = load_model(folder)
-        cwd = model.meta.get("cwd")
-        relative = [spec for spec in (r.source, r.target) if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
-        # an older model.json does not say where its relative specs were relative to: read from here, and said
-        unsure = (f" The run's model.json does not say which folder {relative[0]!r} was relative to (a run made "
-                  f"before qianyi recorded it): it was read from {os.getcwd()!r}, where `qianyi report` ran."
-                  if relative and not isinstance(cwd, str) else "")
-        src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
-                    for spec in (r.source, r.target))
+    except Exception as exc:  # the report must not be lost to a model that cannot be read
+        return out, [f"{type(exc).__name__}: {exc}"]
+    for side, d in given.items():
+        if d is not None and tuple(d.sample_shape) != tuple(model.sample_shape):
+            raise DataError(f"write_run_report: {side}= {d.name!r} has samples of shape {tuple(d.sample_shape)}, but "
+                            f"the run's model reads {tuple(model.sample_shape)}: give the {side} in the form the run "
+                            f"trained on (the task's task.{side}, or the Domain given to from_domains)")
+    try:
+        data, said, missing = _run_data(r, model, data_dir, given)
     except Exception as exc:  # the report must not be lost to data that cannot be read
         return out, [f"{type(exc).__name__}: {exc}"]
+    src, tgt = data["source"], data["target"]
+    if missing:
+        missing.append(_IN_PYTHON)
+    if tgt is None:
+        return out, missing
     rng = np.random.default_rng(0)
     take = rng.permutation(len(tgt))[:PREDICT_SAMPLES]
     notes: list[str] = []
+    from_specs = given["source"] is None and given["target"] is None
     pool = " The target spec shares its pool of samples with the source (the run trained on the other half), so " \
-           "these include the source's." if src.origin == tgt.origin else ""
+           "these include the source's." if from_specs and src is not None and src.origin == tgt.origin else ""
+    what = ((f"the {len(tgt)} samples" if len(take) == len(tgt) else f"{len(take)} of the {len(tgt)} samples")
+            + " of the target given to the report (labels unused)" if given["target"] is not None else
+            f"{len(take)} samples of the target spec, read whole ({len(tgt)} samples: its unlabelled part, any test "
+            "split the run held out, beyond --max-samples; labels unused)")
+    beside = ("beside the source's class shares" if src is not None else
+              "(the source's class shares are not drawn: its data cannot be read, as said below)")
     try:
         pred = model.predict(tgt.X[take])
         out.append(("predictions", ("Target predictions",
-                                    f"The classes the model gives {len(take)} samples of the target spec, read whole "
-                                    f"({len(tgt)} samples: its unlabelled part, any test split the run held out, "
-                                    "beyond --max-samples; labels unused), beside the source spec's class shares. A "
-                                    "large difference is label shift between the domains or the model's errors: "
-                                    f"without target labels the two cannot be told apart.{pool}{unsure}",
-                                    *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png"))))
+                                    f"The classes the model gives {what}, {beside}. A large difference is label shift "
+                                    "between the domains or the model's errors: without target labels the two cannot "
+                                    f"be told apart.{pool}{said}",
+                                    *_prediction_shares(model.class_names, None if src is None else src.y, pred,
+                                                        figs / "predictions.png"))))
     except Exception as exc:
         return out, [f"predictions: {type(exc).__name__}: {exc}"]
+    if src is None:
+        return out, ["embedding and per-layer distance: they need the source", *missing]
     if not embed:
         return out, ["embedding and per-layer distance: --no-embedding"]
     pick_s = rng.permutation(len(src))[:EMBED_SAMPLES]
@@ -316,6 +350,75 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
     except Exception as exc:
         notes.append(f"per-layer distance: {type(exc).__name__}: {exc}")
     return out, notes
+
+
+def _run_data(r: RunResult, model: Any, data_dir: str | os.PathLike | None, given: dict[str, Domain | None]
+              ) -> tuple[dict[str, Domain | None], str, list[str]]:
+    """The run's source and target, each as its run read it: a Domain ``given``; else its spec read again, where
+    model.json's ``data_sides`` records it was one (a run made before that record: where its name is a spec, and
+    said); never a side built from arrays, whose name is only a name. Also what the report must say about how
+    they were read, and why a side is missing (None)."""
+    from ..train.artefact import absolute_spec, load_domain_for
+
+    recorded = model.meta.get("data_sides")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    cwd = model.meta.get("cwd")
+    cwd = cwd if isinstance(cwd, str) else None
+    data: dict[str, Domain | None] = {}
+    arrays: list[str] = []  # recorded as built from arrays
+    unnamed: list[str] = []  # a run made before the record, named by no spec
+    guessed: list[str] = []
+    read: list[str] = []
+    for side, name in (("source", r.source), ("target", r.target)):
+        how = recorded.get(side)
+        if given[side] is not None:
+            data[side] = given[side]
+        elif how == "arrays":
+            data[side] = None
+            arrays.append(f"{side} {name!r}")
+        elif how != "spec" and not is_spec(name):
+            data[side] = None
+            unnamed.append(f"{side} {name!r}")
+        else:
+            if how != "spec":
+                guessed.append(name)
+            read.append(name)
+            data[side] = load_domain_for(model, absolute_spec(name, cwd), data_dir)
+    said = ""
+    relative = [spec for spec in read if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
+    if relative and cwd is None:  # an older model.json does not say where its relative specs were relative to
+        said += (f" The run's model.json does not say which folder {relative[0]!r} was relative to (a run made "
+                 f"before qianyi recorded it): it was read from {os.getcwd()!r}, where `qianyi report` ran.")
+    if guessed:  # a run made before data_sides: read by name, as before, and said
+        said += (f" The run's model.json does not record whether {' and '.join(map(repr, guessed))} "
+                 f"{'were' if len(guessed) > 1 else 'was'} read from a data spec or built in Python from arrays (a run "
+                 f"made before qianyi recorded it): read here as the spec{'s' if len(guessed) > 1 else ''} "
+                 f"{'their names spell' if len(guessed) > 1 else 'its name spells'}. If the run was built from arrays "
+                 f"under {'those names' if len(guessed) > 1 else 'that name'}, these figures are of other data; "
+                 f"{_IN_PYTHON} from yours.")
+    missing = []
+    if arrays:
+        missing.append(f"the run's {' and '.join(arrays)} {'were' if len(arrays) > 1 else 'was'} built in Python from "
+                       "arrays (TransferTask.from_domains), not read from a data spec: the report cannot read "
+                       f"{'their' if len(arrays) > 1 else 'its'} data from disk")
+    if unnamed:
+        missing.append(f"the run's {' and '.join(unnamed)} {'are' if len(unnamed) > 1 else 'is'} no data spec, and its "
+                       "model.json does not record where they came from (a run made before qianyi recorded it): built "
+                       "in Python from arrays, whose data the report cannot read from disk")
+    return data, said, missing
+
+
+def is_spec(name: str) -> bool:
+    """Whether ``name`` spells a data spec (a built-in data set or ``READER:PATH``, shifts after ``+``), read or
+    not: a name such as ``"my digits"`` does not."""
+    from ..data.builtin import DATASETS
+    from ..data.tasks import READERS, parse_spec
+
+    base, _ = parse_spec(name)
+    if ":" in base:
+        kind, _, path = base.partition(":")
+        return kind in READERS and bool(path)
+    return base.partition("?")[0] in DATASETS
 
 
 def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np.ndarray, path: Path
