@@ -193,7 +193,7 @@ def test_a_run_built_from_arrays_is_not_read_again_by_its_name(tmp_path, capsys)
 
     from qianyi.bench.run_report import write_run_report
     from qianyi.data import Domain, TransferTask
-    from qianyi.errors import ConfigError
+    from qianyi.errors import ConfigError, DataError
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype("f4").reshape(-1, 1, 8, 8)
@@ -224,6 +224,8 @@ def test_a_run_built_from_arrays_is_not_read_again_by_its_name(tmp_path, capsys)
     assert "the run's source 'digits' was built in Python from arrays" in md
     with pytest.raises(ConfigError, match="not both"):
         write_run_report(run, task=task, target=task.target, out=tmp_path / "nb3")
+    with pytest.raises(DataError, match=r"target= 'wrong' has samples of shape \(3,\), but the run's model reads"):
+        write_run_report(run, target=Domain(np.zeros((5, 3), "f4"), None, "wrong"), out=tmp_path / "nb4")
 
 
 def test_a_run_made_before_the_record_is_read_by_its_name_only_when_it_is_a_spec(labelled_run, tmp_path, capsys):
