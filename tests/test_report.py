@@ -73,6 +73,43 @@ def test_a_rerun_reuses_the_figures_while_no_model_changed(bench_dir, monkeypatc
     assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
 
 
+def test_other_code_redraws_the_figures(bench_dir, monkeypatch, capsys):
+    # the cache key held the models and data but not the code: a fix to how the per-layer MMD or the t-SNE is
+    # computed kept the old figures
+    import sklearn.manifold
+
+    import qianyi.bench.html as html_module
+
+    class NoTSNE:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("t-SNE ran")
+
+    assert main(["report", str(bench_dir)]) == 0
+    monkeypatch.setattr(sklearn.manifold, "TSNE", NoTSNE)
+    capsys.readouterr()
+    assert main(["report", str(bench_dir)]) == 0
+    assert "t-SNE ran" not in capsys.readouterr().err  # the same code: reused
+    monkeypatch.setattr(html_module, "code_digest", lambda: "other code")
+    assert main(["report", str(bench_dir)]) == 0
+    assert "no embedding/profile: RuntimeError: t-SNE ran" in capsys.readouterr().err  # redrawn, not reused
+    monkeypatch.undo()
+    assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
+
+
+def test_report_out_writes_a_bench_report_elsewhere(bench_dir, tmp_path):
+    # a read-only bench folder could not be reported: --out writes the report elsewhere, its links work from there
+    import re
+
+    before = {p: p.stat().st_mtime_ns for p in bench_dir.rglob("*") if p.is_file()}
+    out = tmp_path / "rep"
+    assert main(["report", str(bench_dir), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in bench_dir.rglob("*") if p.is_file()} == before  # nothing written there
+    html = (out / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == 3 and all((out / s).is_file() for s in srcs)
+    assert f"The bench folder: {str(bench_dir.resolve())!r}" in (out / "report.md").read_text()
+
+
 def test_tiny_values_in_tables_show_their_size_not_zero():
     from qianyi._report import fmt, markdown_table
 

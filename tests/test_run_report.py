@@ -166,3 +166,145 @@ def test_report_summary_and_predict_say_what_a_folder_is(tmp_path, capsys):
         err = capsys.readouterr().err
         assert says in err and "corrupt" not in err, (argv, err)
     assert not (proxy / "report.html").exists()
+
+
+@pytest.fixture(scope="module")
+def labelled_run(tmp_path_factory):
+    """A finished run with a labelled target test split (tests copy it before editing it)."""
+    root = tmp_path_factory.mktemp("runlab")
+    _digits(root / "s.npz", 0, 500)
+    _digits(root / "t.npz", 500, 900, invert=True)
+    assert main(["run", "source-only", "--source", f"npz:{root / 's.npz'}", "--target", f"npz:{root / 't.npz'}",
+                 *FAST, "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def _copy(run, to):
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
+
+
+def test_a_run_built_from_arrays_is_not_read_again_by_its_name(tmp_path, capsys):
+    # a task of the user's own arrays, named like built-in specs: the report read qianyi's digits+noise0.6 (1797
+    # samples, the source's among them) in place of the user's 400 rows, and drew its figures from them
+    from sklearn.datasets import load_digits
+
+    from qianyi.bench.run_report import write_run_report
+    from qianyi.data import Domain, TransferTask
+    from qianyi.errors import ConfigError, DataError
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype("f4").reshape(-1, 1, 8, 8)
+    rng = np.random.default_rng(0)
+    Xt = np.clip(X[900:1300] + rng.normal(0, 0.6, X[900:1300].shape), 0, 1).astype("f4")
+    task = TransferTask.from_domains(Domain(X[:600], y[:600], "digits"), Domain(Xt, None, "digits+noise0.6"))
+    run = tmp_path / "run"
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=3, batch_size=32, progress=False), out=run)
+    assert json.loads((run / "model.json").read_text())["data_sides"] == {"source": "arrays", "target": "arrays"}
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" not in md and not (run / "report" / "predictions.png").exists()
+    assert "the run's source 'digits' and target 'digits+noise0.6' were built in Python from arrays" in md
+    assert "write_run_report(RUN_DIR, task=<the task it trained on>)" in md
+    assert "built in Python from arrays" in capsys.readouterr().err
+    # in Python the data are given: the predictions are of the user's rows
+    files = write_run_report(run, task=task, out=tmp_path / "nb")
+    md = files["md"].read_text()
+    assert "The classes the model gives the 400 samples of the target given to the report" in md
+    assert {"predictions", "embedding", "profile"} <= set(files)
+    shares = np.bincount(qianyi.load_model(run).predict(Xt), minlength=10) / len(Xt)
+    rows = [line for line in md.splitlines() if line.count("|") == 4 and line.split("|")[1].strip().isdigit()]
+    assert [row.split("|")[3].strip() for row in rows] == [f"{100 * s:.2f}%" for s in shares]
+    files = write_run_report(run, target=task.target, out=tmp_path / "nb2", embed=False)  # the target alone
+    md = files["md"].read_text()
+    assert "## Target predictions" in md and "the source's class shares are not drawn" in md
+    assert "the run's source 'digits' was built in Python from arrays" in md
+    with pytest.raises(ConfigError, match="not both"):
+        write_run_report(run, task=task, target=task.target, out=tmp_path / "nb3")
+    with pytest.raises(DataError, match=r"target= 'wrong' has samples of shape \(3,\), but the run's model reads"):
+        write_run_report(run, target=Domain(np.zeros((5, 3), "f4"), None, "wrong"), out=tmp_path / "nb4")
+
+
+def test_a_run_made_before_the_record_is_read_by_its_name_only_when_it_is_a_spec(labelled_run, tmp_path, capsys):
+    run = _copy(labelled_run, tmp_path / "old")
+    meta = json.loads((run / "model.json").read_text())
+    assert meta.pop("data_sides") == {"source": "spec", "target": "spec"}  # load_task read them
+    (run / "model.json").write_text(json.dumps(meta))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" in md and "does not record whether" in md and "read here as the specs" in md
+    result = json.loads((run / "result.json").read_text())
+    result["target"] = "my target"  # a name, not a spec: not read, and said
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Target predictions" not in md and "the run's target 'my target' is no data spec" in md
+
+
+def test_report_out_writes_elsewhere_with_figure_links_that_work_from_there(labelled_run, tmp_path, capsys):
+    # a read-only run folder could not be reported, and the error advised an output folder report had no option for
+    import errno
+    import re
+    from pathlib import Path
+    from unittest import mock
+
+    import qianyi._io as io_module
+
+    run = _copy(labelled_run, tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+    out = tmp_path / "elsewhere" / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written into the run's folder
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == 4 and all((out / s).is_file() for s in srcs)
+    assert all((out / s).is_file() for s in re.findall(r"\]\((report/[^)]+)\)", md))
+    assert f"The run's folder: {str(run.resolve())!r}" in md
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(labelled_run)]) == 2  # another run's folder: its report kept
+    assert "is the folder of a `qianyi run`: its own report would be overwritten" in capsys.readouterr().err
+    real = io_module.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and run in (Path(dir), *Path(dir).parents):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    with mock.patch.object(io_module.tempfile, "mkstemp", read_only):
+        assert main(["report", str(run), "--no-embedding"]) == 2
+        assert f"qianyi report {run} --out OTHER_DIR" in capsys.readouterr().err
+        assert main(["report", str(run), "--no-embedding", "--out", str(tmp_path / "rep2")]) == 0
+    assert (tmp_path / "rep2" / "report.md").is_file()
+
+
+def test_a_report_of_files_of_two_runs_says_so_in_the_report(labelled_run, tmp_path, capsys):
+    run = _copy(labelled_run, tmp_path / "mixed")
+    result = json.loads((run / "result.json").read_text())
+    result["model_sha256"] = "0" * 64  # result.json of another run than model.pt (a rerun's result.json not written)
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    for page in ("report.md", "report.html"):
+        assert "WARNING: result.json reports on another model than model.pt" in (run / page).read_text()
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda r: r["history"][0].update(cls="x"), ", history[0].cls is \"x\", not a number (edited by hand"),
+    (lambda r: r["scores"].update(snd="x"), "| label-free snd | — (result.json's scores.snd is \"x\", not a number) |"),
+    (lambda r: r["target_report"].update(confusion="x"), "target_report.confusion is \"x\", not a table of counts"),
+    (lambda r: r["target_report"]["per_class_accuracy"].__setitem__(0, [1]),
+     "target_report.per_class_accuracy[0] is [1], not a number"),
+])
+def test_bad_nested_values_in_a_hand_edited_result_leave_their_section_out_and_say_why(labelled_run, tmp_path, capsys,
+                                                                                       edit, says):
+    run = _copy(labelled_run, tmp_path / "edited")
+    result = json.loads((run / "result.json").read_text())
+    result["scores"].setdefault("snd", 1.0)
+    edit(result)
+    (run / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-embedding"]) == 0
+    md = (run / "report.md").read_text()
+    assert says in md and "## Target predictions" in md  # the other sections stand
+    assert "not shown: " in capsys.readouterr().err

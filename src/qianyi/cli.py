@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="s2t: source -> target style (default); t2s: target -> source")
 
     rp = sub.add_parser("report", help="an HTML report (and its Markdown twin) of a bench folder or of one run",
-                        description="Write DIR/report.html and DIR/report.md (figures in DIR/report/). Of a bench "
+                        description="Write DIR/report.html and DIR/report.md (figures in DIR/report/; with --out OUT: "
+                                    "OUT/report.html, OUT/report.md, OUT/report/). Of a bench "
                                     "folder (the runs its results.csv lists: those the last bench into it "
                                     "tabulated): results with gap closed, the label-free vs ORACLE choice of epoch, "
                                     "training curves, a t-SNE embedding of source and target features per method, the "
@@ -384,11 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "may be unlabelled): its settings and label-free scores, training curves (losses, "
                                     "the adversarial game, collapse, the epoch kept), the classes it gives the target "
                                     "against the source's, the embedding and the per-layer MMD.",
-                        epilog="example: qianyi report runs/bench   (or a run: qianyi report runs/dann)")
+                        epilog="example: qianyi report runs/bench   (or a run: qianyi report runs/dann; a read-only "
+                               "folder: qianyi report /archive/runs/dann --out reports/dann)")
     rp.add_argument("dir", help="a `qianyi bench --out` folder, or one run's `qianyi run --out` folder")
     rp.add_argument("--no-embedding", action="store_true", help="skip the t-SNE embedding and distance profile")
     rp.add_argument("--select", default=None, help="the label-free choice the runs were made with: last or a "
                     "validator (default: the one the runs used)")
+    rp.add_argument("--out", default=None, metavar="OUT", help="write report.html, report.md and report/ into OUT "
+                    "instead of DIR (a read-only or shared folder; created if missing); its figure links work from OUT")
 
     sub.add_parser("validators", help="list label-free validators (for --select and `qianyi select`)",
                    description="List the label-free validators: scores of a network that read no target labels, "
@@ -558,6 +562,27 @@ def _folder_for(path: str, command: str) -> str | None:
         raise DataError(f"{path!r} is a `qianyi bench` folder of many runs: give the folder of one of them"
                         + (f", e.g. {str(one.parent)!r}" if one is not None else " (DIR/runs/PAIR/METHOD/seedN-...)"))
     return kind
+
+
+def _write_report(folder: str, out: str | None, write: Callable[[str], dict[str, Path]]) -> dict[str, Path]:
+    """``write(OUT)``: `qianyi report FOLDER --out OUT` writes into OUT (else into FOLDER; --out was checked and
+    made as every command's is), after refusing an OUT that is another run's, bench's or proxy's folder (its own
+    report would be overwritten); a FOLDER that cannot be written without --out says how to write elsewhere."""
+    from ._io import folder_kind
+
+    if out is not None:
+        p = Path(out)
+        kind = folder_kind(p)
+        if kind is not None and p.resolve() != Path(folder).resolve():
+            raise OutputError(f"--out {out!r} is the folder of a `qianyi {kind}`: its own report would be overwritten; "
+                              "give a new folder, e.g. " + repr(str(p.parent / (Path(folder).resolve().name + "-report"))))
+    try:
+        return write(folder if out is None else out)
+    except OutputError as exc:
+        if out is not None:
+            raise
+        raise OutputError(f"{exc} (to leave {folder!r} as it is: qianyi report {shlex.quote(folder)} --out OTHER_DIR)"
+                          ) from None
 
 
 def _id_header(spec: str) -> str:
@@ -901,8 +926,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.select is not None:
             raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
                               "folder's report shows the epoch its run kept: leave --select out")
-        files = write_run_report(args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
-                                 log=lambda s: print(s, file=sys.stderr))
+        files = _write_report(args.dir, args.out, lambda out: write_run_report(
+            args.dir, data_dir=args.data_dir, embed=not args.no_embedding, log=lambda s: print(s, file=sys.stderr),
+            out=out))
         print("written: " + ", ".join(str(p) for p in files.values()))
         return 0
     if args.command == "report":
@@ -910,8 +936,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.runner import BenchResult
 
         res = BenchResult.from_bench(args.dir, select=args.select)  # the runs its bench tabulated, as its report
-        files = write_report(res, args.dir, data_dir=args.data_dir, embed=not args.no_embedding,
-                             log=lambda s: print(s, file=sys.stderr))
+        files = _write_report(args.dir, args.out, lambda out: write_report(
+            res, out, data_dir=args.data_dir, embed=not args.no_embedding, log=lambda s: print(s, file=sys.stderr)))
         print("written: " + ", ".join(str(p) for p in files.values()))
         return 0
     if args.command == "validators":

@@ -21,7 +21,7 @@ from .._report import md_cell, md_cells, save_figure, subplots
 from ..train.artefact import absolute_spec, load_model
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
-from ..train.store import RunStore
+from ..train.store import RunStore, code_digest
 from .runner import BenchResult
 
 #: Samples per domain in the embedding and the distance profile.
@@ -71,6 +71,9 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
             sections.append(("Distance per layer", "MMD between source and target at every layer of each "
                                                    "method's network (seed 0): adaptation should lower it in the "
                                                    "adapted layers.", prof))
+    if res.out is not None and Path(res.out).resolve() != out.resolve():  # (report --out: written elsewhere)
+        sections[0] = (sections[0][0], f"{sections[0][1]} The bench folder: {str(Path(res.out).resolve())!r}.",
+                       sections[0][2])
     tables = res.report()
     page = [(heading, text, fig, tables if heading == "Results" else None) for heading, text, fig in sections]
     title = "qianyi benchmark: " + ", ".join(f"{s} → {t}" for s, t in res.pairs)
@@ -183,19 +186,19 @@ def _where(spec: str, model: Any) -> str:
     return absolute_spec(spec, cwd if isinstance(cwd, str) else None)
 
 
-#: Bump when the embedding or profile figures are drawn differently: reports then redraw them.
-FIGURES_VERSION = 1
-
-
 def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
-    """What the embedding and profile figures are made of: the pair, the data directory, the sample count, and
-    each model's method and files (model.pt, model.json)."""
+    """What the embedding and profile figures are made of: the pair, the data directory, the sample count, each
+    model's method and files (model.pt, model.json), and the code that reads the data, computes and draws them:
+    this qianyi's code digest (the one runs record) and scikit-learn's version (the t-SNE)."""
     import hashlib
+
+    import sklearn
 
     from ..data.builtin import resolve_data_dir
 
     root = resolve_data_dir(data_dir)
-    h = hashlib.sha256(json.dumps([FIGURES_VERSION, [absolute_spec(spec, os.getcwd()) for spec in pair],
+    h = hashlib.sha256(json.dumps([code_digest(), sklearn.__version__,
+                                   [absolute_spec(spec, os.getcwd()) for spec in pair],
                                    None if root is None else os.path.abspath(root), EMBED_SAMPLES,
                                    [m for m, _ in models]]).encode())
     for _, folder in models:

@@ -5,20 +5,23 @@ curves (losses, source validation accuracy, the adversarial game's domain accura
 given to one class, the selecting validator, the epoch chosen), the classes the model gives the target against
 the source's class shares, a t-SNE embedding of source and target features, and the distance between the
 domains at every layer. A labelled target test split (if the run had one) adds its per-class accuracy, marked
-as scoring only. ``DIR/report.html``, ``DIR/report.md``, figures in ``DIR/report/``.
+as scoring only. ``OUT/report.html``, ``OUT/report.md``, figures in ``OUT/report/`` (``OUT``: the run's folder
+unless given).
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .._io import write_text
+from .._io import sha256_file, write_text
 from .._report import md_cell, save_figure, subplots
-from ..errors import DataError
+from ..data.domain import Domain, TransferTask
+from ..errors import ConfigError, DataError
 from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
 from ..train.run import ORACLE_KEY
 from .html import EMBED_SAMPLES, Section, page_html, page_markdown
@@ -31,18 +34,54 @@ _SHARES = ("source_val_acc", "domain_acc", "target_top_share", ORACLE_KEY)
 
 _LABELS = {"source_val_acc": "source validation", "domain_acc": "discriminator's domain accuracy",
            "target_top_share": "target share of the top class", ORACLE_KEY: "target test (ORACLE)"}
+#: How a notebook user gets the figures of a run whose data were arrays.
+_IN_PYTHON = ("in Python, qianyi.bench.run_report.write_run_report(RUN_DIR, task=<the task it trained on>) (or "
+              "source=, target= Domains) draws them")
 
 
 def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
-                     log: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Write ``folder/report.html``, ``folder/report.md`` and their figures for the run in ``folder``."""
+                     log: Callable[[str], None] | None = None, *, task: TransferTask | None = None,
+                     source: Domain | None = None, target: Domain | None = None,
+                     out: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md`` and their figures (``report/``) for the run in ``folder`` into ``out``
+    (default: ``folder``; figures are linked relative to it).
+
+    The predictions, embedding and per-layer distance need the run's data. A run whose task
+    :func:`qianyi.load_task` read is read again from its specs (``data_dir``); a run built in Python from arrays
+    (:meth:`~qianyi.data.TransferTask.from_domains`) has no data on disk: give ``task`` (the task it trained on: its
+    source and target training parts are drawn) or ``source`` and ``target`` (Domains in the form the run trained
+    on, as given to ``from_domains``). A Domain given is used, whatever the run recorded."""
+    if task is not None and (source is not None or target is not None):
+        raise ConfigError("write_run_report: give task= or source=/target=, not both")
+    if task is not None and not isinstance(task, TransferTask):
+        raise ConfigError(f"write_run_report: task= must be a TransferTask, got {type(task).__name__}")
+    given = {"source": task.source if task is not None else source, "target": task.target if task is not None else target}
+    for side, d in given.items():
+        if d is not None and not isinstance(d, Domain):
+            raise ConfigError(f"write_run_report: {side}= must be a qianyi Domain, got {type(d).__name__}; wrap arrays "
+                              f"as qianyi.Domain(X, y, NAME)")
     folder = Path(folder)
+    out = folder if out is None else Path(out)
     r = RunResult.read(folder / RESULT_FILE)
-    figs = folder / "report"
-    sections: list[Section] = [("Run", "What was trained, how the epoch was chosen, and what the run can say "
-                                       "about the target without its labels.", None, _summary(r))]
+    figs = out / "report"
+    intro = "What was trained, how the epoch was chosen, and what the run can say about the target without its labels."
+    mixed = _other_model(r, folder)
+    if mixed:
+        intro += f" WARNING: {mixed}."
+        if log:
+            log(f"report: warning: {mixed}")
+    if out.resolve() != folder.resolve():
+        intro += f" The run's folder: {str(folder.resolve())!r}."
+    bad_scores = {name: _not_number(v) for name, v in r.scores.items() if _not_number(v)}
+    sections: list[Section] = [("Run", intro, None, _summary(r, bad_scores))]
     files: dict[str, Path] = {}
-    if r.history:
+    skipped: list[str] = [f"the score {name}: {RESULT_FILE}'s scores.{name} {why}" for name, why in bad_scores.items()]
+    bad = _bad_history(r.history)
+    if bad:
+        skipped.append(f"training curves: {RESULT_FILE}'s {bad}")
+        sections.append(("Training curves", f"not drawn: in {str(folder / RESULT_FILE)!r}, {bad} (edited by hand, or "
+                         "written by something else).", None, None))
+    elif r.history:
         files["curves"] = _curves(r, figs / "curves.png")
         sections.append(("Training curves", "Per epoch: the losses; the source validation accuracy; for an "
                          "adversarial method, the discriminator's domain accuracy (50%: it cannot tell the domains "
@@ -52,31 +91,96 @@ def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | No
     note = _no_network(r, folder)
     notes: list[str] = [] if note is None else [note]
     if note is None:
-        found, notes = _with_model(r, folder, figs, data_dir, embed)
+        found, notes = _with_model(r, folder, figs, data_dir, embed, given)
         for key, section in found:
             files[key] = section[2]
             sections.append(section)
     if notes:
         sections.append(("Predictions and features", "not drawn: " + "; ".join(notes) + ".", None, None))
-        if log:
-            for n in notes:
-                log(f"report: {n}")
     if r.target_report.get("per_class_accuracy"):
+        bad = _bad_target_report(r.target_report)
+        if bad:
+            skipped.append(f"target test per-class accuracy: {RESULT_FILE}'s {bad}")
         sections.append(("Target test (ORACLE: scoring only)",
+                         f"not drawn: in {str(folder / RESULT_FILE)!r}, {bad} (edited by hand, or written by "
+                         "something else)." if bad else
                          "Per-class accuracy on the labelled target test split. These labels chose nothing "
-                         "(no epoch, no setting); they only score the run.", None, _per_class(r.target_report)))
+                         "(no epoch, no setting); they only score the run.", None,
+                         None if bad else _per_class(r.target_report)))
+    if log:
+        for n in notes:
+            log(f"report: {n}")
+        for n in skipped:
+            log(f"report: not shown: {n}")
     title = f"qianyi run: {r.method} on {r.source} → {r.target} (seed {r.seed})"
-    files["html"] = write_text(folder / "report.html", page_html(title, sections, folder))
+    files["html"] = write_text(out / "report.html", page_html(title, sections, out))
     title = f"qianyi run: {md_cell(r.method)} on {md_cell(r.source)} → {md_cell(r.target)} (seed {r.seed})"
-    files["md"] = write_text(folder / "report.md", page_markdown(title, sections, folder))
+    files["md"] = write_text(out / "report.md", page_markdown(title, sections, out))
     return files
+
+
+def _other_model(r: RunResult, folder: Path) -> str | None:
+    """Why result.json's numbers are not those of the model file beside it (the files of two runs mixed: a
+    rerun's model.pt written, its result.json not), or None."""
+    model = folder / r.model_file if r.model_file in (MODEL_FILE, "model.npz") else None
+    if not r.model_sha256 or model is None or not model.is_file():
+        return None
+    try:
+        digest = sha256_file(model)
+    except OSError:
+        return None
+    if digest == r.model_sha256:
+        return None
+    return (f"result.json reports on another model than {r.model_file} (its model_sha256 differs: files of two runs "
+            f"mixed?): the settings, scores and curves are result.json's, the predictions, embedding and "
+            f"per-layer distance are {r.model_file}'s")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _not_number(v: Any) -> str | None:
+    """Why ``v`` is not a number or None as qianyi writes them (None: it is)."""
+    return None if v is None or _number(v) else f"is {json.dumps(v)[:40]}, not a number"
+
+
+def _bad_history(history: list[dict[str, Any]]) -> str | None:
+    """The first value of the history that is not a number (``history[3].cls is "x", not a number``), or None."""
+    for i, row in enumerate(history):
+        for k, v in row.items():
+            why = _not_number(v)
+            if why:
+                return f"history[{i}].{k} {why}"
+    return None
+
+
+def _bad_target_report(rep: dict[str, Any]) -> str | None:
+    """The first field of a target report of the wrong form, or None."""
+    acc = rep.get("per_class_accuracy")
+    if not isinstance(acc, list):
+        return f"target_report.per_class_accuracy is {json.dumps(acc)[:40]}, not a list"
+    for i, v in enumerate(acc):
+        if _not_number(v):
+            return f"target_report.per_class_accuracy[{i}] {_not_number(v)}"
+    names = rep.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return f"target_report.class_names is {json.dumps(names)[:40]}, not a list of names"
+    confusion = rep.get("confusion")
+    if confusion is not None and not (isinstance(confusion, list) and all(
+            isinstance(row, list) and all(_number(c) for c in row) for row in confusion)):
+        return f"target_report.confusion is {json.dumps(confusion)[:40]}, not a table of counts"
+    for k in ("balanced_accuracy", "accuracy"):
+        if _not_number(rep.get(k)):
+            return f"target_report.{k} {_not_number(rep.get(k))}"
+    return None
 
 
 def _pct(v: float | None) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}%"
 
 
-def _summary(r: RunResult) -> str:
+def _summary(r: RunResult, bad_scores: dict[str, str]) -> str:
     from ..select import available_validators, get_validator
 
     cfg = r.config or {}
@@ -98,6 +202,9 @@ def _summary(r: RunResult) -> str:
                      + ". The curves are the last stage's."))
     known = set(available_validators())
     for name, value in sorted(r.scores.items()):
+        if name in bad_scores:  # (a hand-edited result.json: the row says so, the others stand)
+            rows.append((f"label-free {name}", f"— ({RESULT_FILE}'s scores.{name} {bad_scores[name]})"))
+            continue
         sense = ("higher is better" if get_validator(name).higher_is_better else "lower is better") \
             if name in known else ""
         shown = _pct(value) if name in ("atc", "source-val") else "—" if value is None else f"{value:.4f}"
@@ -168,41 +275,57 @@ def _trains_classifier(method: str) -> bool:
         return True
 
 
-def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None, embed: bool
-                ) -> tuple[list[tuple[str, Section]], list[str]]:
+def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathLike | None, embed: bool,
+                given: dict[str, Domain | None]) -> tuple[list[tuple[str, Section]], list[str]]:
     """The predictions, embedding and profile sections (each on its own: one that cannot be made leaves the
     others), and why any is missing."""
-    from ..train.artefact import absolute_spec, load_domain_for, load_model
+    from ..train.artefact import load_model
 
     out: list[tuple[str, Section]] = []
     try:
-        model = load_model(folder)
-        cwd = model.meta.get("cwd")
-        relative = [spec for spec in (r.source, r.target) if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
-        # an older model.json does not say where its relative specs were relative to: read from here, and said
-        unsure = (f" The run's model.json does not say which folder {relative[0]!r} was relative to (a run made "
-                  f"before qianyi recorded it): it was read from {os.getcwd()!r}, where `qianyi report` ran."
-                  if relative and not isinstance(cwd, str) else "")
-        src, tgt = (load_domain_for(model, absolute_spec(spec, cwd if isinstance(cwd, str) else None), data_dir)
-                    for spec in (r.source, r.target))
+        with warnings.catch_warnings():  # (the report says it, in its pages and on the terminal: see _other_model)
+            warnings.filterwarnings("ignore", message=".*result.json reports on another model")
+            model = load_model(folder)
+    except Exception as exc:  # the report must not be lost to a model that cannot be read
+        return out, [f"{type(exc).__name__}: {exc}"]
+    for side, d in given.items():
+        if d is not None and tuple(d.sample_shape) != tuple(model.sample_shape):
+            raise DataError(f"write_run_report: {side}= {d.name!r} has samples of shape {tuple(d.sample_shape)}, but "
+                            f"the run's model reads {tuple(model.sample_shape)}: give the {side} in the form the run "
+                            f"trained on (the task's task.{side}, or the Domain given to from_domains)")
+    try:
+        data, said, missing = _run_data(r, model, data_dir, given)
     except Exception as exc:  # the report must not be lost to data that cannot be read
         return out, [f"{type(exc).__name__}: {exc}"]
+    src, tgt = data["source"], data["target"]
+    if missing:
+        missing.append(_IN_PYTHON)
+    if tgt is None:
+        return out, missing
     rng = np.random.default_rng(0)
     take = rng.permutation(len(tgt))[:PREDICT_SAMPLES]
     notes: list[str] = []
+    from_specs = given["source"] is None and given["target"] is None
     pool = " The target spec shares its pool of samples with the source (the run trained on the other half), so " \
-           "these include the source's." if src.origin == tgt.origin else ""
+           "these include the source's." if from_specs and src is not None and src.origin == tgt.origin else ""
+    what = ((f"the {len(tgt)} samples" if len(take) == len(tgt) else f"{len(take)} of the {len(tgt)} samples")
+            + " of the target given to the report (labels unused)" if given["target"] is not None else
+            f"{len(take)} samples of the target spec, read whole ({len(tgt)} samples: its unlabelled part, any test "
+            "split the run held out, beyond --max-samples; labels unused)")
+    beside = ("beside the source's class shares" if src is not None else
+              "(the source's class shares are not drawn: its data cannot be read, as said below)")
     try:
         pred = model.predict(tgt.X[take])
         out.append(("predictions", ("Target predictions",
-                                    f"The classes the model gives {len(take)} samples of the target spec, read whole "
-                                    f"({len(tgt)} samples: its unlabelled part, any test split the run held out, "
-                                    "beyond --max-samples; labels unused), beside the source spec's class shares. A "
-                                    "large difference is label shift between the domains or the model's errors: "
-                                    f"without target labels the two cannot be told apart.{pool}{unsure}",
-                                    *_prediction_shares(model.class_names, src.y, pred, figs / "predictions.png"))))
+                                    f"The classes the model gives {what}, {beside}. A large difference is label shift "
+                                    "between the domains or the model's errors: without target labels the two cannot "
+                                    f"be told apart.{pool}{said}",
+                                    *_prediction_shares(model.class_names, None if src is None else src.y, pred,
+                                                        figs / "predictions.png"))))
     except Exception as exc:
         return out, [f"predictions: {type(exc).__name__}: {exc}"]
+    if src is None:
+        return out, ["embedding and per-layer distance: they need the source", *missing]
     if not embed:
         return out, ["embedding and per-layer distance: --no-embedding"]
     pick_s = rng.permutation(len(src))[:EMBED_SAMPLES]
@@ -227,6 +350,75 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
     except Exception as exc:
         notes.append(f"per-layer distance: {type(exc).__name__}: {exc}")
     return out, notes
+
+
+def _run_data(r: RunResult, model: Any, data_dir: str | os.PathLike | None, given: dict[str, Domain | None]
+              ) -> tuple[dict[str, Domain | None], str, list[str]]:
+    """The run's source and target, each as its run read it: a Domain ``given``; else its spec read again, where
+    model.json's ``data_sides`` records it was one (a run made before that record: where its name is a spec, and
+    said); never a side built from arrays, whose name is only a name. Also what the report must say about how
+    they were read, and why a side is missing (None)."""
+    from ..train.artefact import absolute_spec, load_domain_for
+
+    recorded = model.meta.get("data_sides")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    cwd = model.meta.get("cwd")
+    cwd = cwd if isinstance(cwd, str) else None
+    data: dict[str, Domain | None] = {}
+    arrays: list[str] = []  # recorded as built from arrays
+    unnamed: list[str] = []  # a run made before the record, named by no spec
+    guessed: list[str] = []
+    read: list[str] = []
+    for side, name in (("source", r.source), ("target", r.target)):
+        how = recorded.get(side)
+        if given[side] is not None:
+            data[side] = given[side]
+        elif how == "arrays":
+            data[side] = None
+            arrays.append(f"{side} {name!r}")
+        elif how != "spec" and not is_spec(name):
+            data[side] = None
+            unnamed.append(f"{side} {name!r}")
+        else:
+            if how != "spec":
+                guessed.append(name)
+            read.append(name)
+            data[side] = load_domain_for(model, absolute_spec(name, cwd), data_dir)
+    said = ""
+    relative = [spec for spec in read if ":" in spec and not os.path.isabs(spec.partition(":")[2])]
+    if relative and cwd is None:  # an older model.json does not say where its relative specs were relative to
+        said += (f" The run's model.json does not say which folder {relative[0]!r} was relative to (a run made "
+                 f"before qianyi recorded it): it was read from {os.getcwd()!r}, where `qianyi report` ran.")
+    if guessed:  # a run made before data_sides: read by name, as before, and said
+        said += (f" The run's model.json does not record whether {' and '.join(map(repr, guessed))} "
+                 f"{'were' if len(guessed) > 1 else 'was'} read from a data spec or built in Python from arrays (a run "
+                 f"made before qianyi recorded it): read here as the spec{'s' if len(guessed) > 1 else ''} "
+                 f"{'their names spell' if len(guessed) > 1 else 'its name spells'}. If the run was built from arrays "
+                 f"under {'those names' if len(guessed) > 1 else 'that name'}, these figures are of other data; "
+                 f"{_IN_PYTHON} from yours.")
+    missing = []
+    if arrays:
+        missing.append(f"the run's {' and '.join(arrays)} {'were' if len(arrays) > 1 else 'was'} built in Python from "
+                       "arrays (TransferTask.from_domains), not read from a data spec: the report cannot read "
+                       f"{'their' if len(arrays) > 1 else 'its'} data from disk")
+    if unnamed:
+        missing.append(f"the run's {' and '.join(unnamed)} {'are' if len(unnamed) > 1 else 'is'} no data spec, and its "
+                       "model.json does not record where they came from (a run made before qianyi recorded it): built "
+                       "in Python from arrays, whose data the report cannot read from disk")
+    return data, said, missing
+
+
+def is_spec(name: str) -> bool:
+    """Whether ``name`` spells a data spec (a built-in data set or ``READER:PATH``, shifts after ``+``), read or
+    not: a name such as ``"my digits"`` does not."""
+    from ..data.builtin import DATASETS
+    from ..data.tasks import READERS, parse_spec
+
+    base, _ = parse_spec(name)
+    if ":" in base:
+        kind, _, path = base.partition(":")
+        return kind in READERS and bool(path)
+    return base.partition("?")[0] in DATASETS
 
 
 def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np.ndarray, path: Path

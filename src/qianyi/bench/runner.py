@@ -1010,7 +1010,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     :class:`~qianyi.nn.resnet.NamedBackbone` or a factory; not one network instance, which the runs
     would share); a named one is part of each run's fingerprint. ``command``: the command line that made
     the table, written at the top of results.md (the CLI passes its own). ``embed``: the report's t-SNE and
-    per-layer distance figures (reused while no model changed).
+    per-layer distance figures (reused while no model and no code changed).
     """
     check_backbone_spec(backbone, "bench")
     seeds = normalise_seeds(seeds, "bench")

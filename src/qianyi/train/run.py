@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import platform
 import warnings
 from dataclasses import replace
@@ -249,10 +250,29 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
         result.model_sha256 = save_model(out, fit.model, task, m.name, m.hparams(), custom_backbone=backbone is not None,
                                          backbone_spec=backbone_spec(backbone), network_spec=m.network_spec())
+        _record_data_sides(out, task)
         write_history_csv(out / HISTORY_FILE, fit.history)
         m.save_artefacts(out, task)  # the method's own files (generators, image grids), before the finished state
         result.save(out)
     return result, fit
+
+
+def data_sides(task: TransferTask) -> dict[str, str]:
+    """Where a task's source and target came from, for a report that reads them again: ``"spec"`` when
+    :func:`~qianyi.load_task` read them (it records their canvas in ``task.preprocessing``; their names are the
+    specs read), ``"arrays"`` when they were built in Python (:meth:`TransferTask.from_domains`: a name is only a
+    name, and the data are not on disk)."""
+    kind = "spec" if isinstance(task.preprocessing, dict) and "canvas" in task.preprocessing else "arrays"
+    return {"source": kind, "target": kind}
+
+
+def _record_data_sides(out: Path, task: TransferTask) -> None:
+    """Add :func:`data_sides` to the model.json just written in ``out`` (``data_sides``), beside ``cwd``: what
+    `qianyi report` may read again by name."""
+    path = out / "model.json"
+    meta = json.loads(path.read_text())
+    meta["data_sides"] = data_sides(task)
+    write_json(path, meta)
 
 
 def check_shallow_settings(m: Method, config: TrainConfig) -> None:
