@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method's hyper-parameters for this bench, e.g. cbst.align=dann (one setting per "
                         "method and bench: compare variants in separate --out folders)")
     b.add_argument("--no-embedding", action="store_true", help="the report without its t-SNE embedding and "
-                   "per-layer distance figures (their slowest part; a rerun reuses them when no model changed)")
+                   "per-layer distance figures (their slowest part; a rerun reuses them while no model or qianyi code changed)")
     _train_args(b)
     _backbone_args(b)
 
