@@ -141,7 +141,7 @@ def test_a_cell_defining_a_method_or_validator_can_run_again(cell, monkeypatch):
     class Mine(registry.Method):  # another class (another module) claiming the name: still refused
         name = "qy-nb-mine"
 
-    with pytest.raises(ValueError, match="taken by qy_nb_cell.Mine"):
+    with pytest.raises(ValueError, match=r"already registered \(qy_nb_cell.Mine\)"):
         registry.register(Mine)
     monkeypatch.setattr(V, "VALIDATORS", dict(V.VALIDATORS))
     source = ("from qianyi.select.validators import Validator, register_validator\n"

@@ -20,21 +20,22 @@ def register(cls: M) -> M:
     name = getattr(cls, "name", "")
     if not name:
         raise ValueError(f"{cls.__name__} needs a non-empty class attribute 'name'")
-    old = METHODS.get(name)
-    if old is not None and old is not cls:
-        if not is_redefinition(old, cls):
-            raise ValueError(f"method name {name!r} is taken by {old.__module__}.{old.__qualname__}; give "
-                             f"{cls.__qualname__} another name")
-        warnings.warn(f"method {name!r} is redefined ({cls.__module__}.{cls.__qualname__}, e.g. a notebook cell run "
-                      "again): the new class replaces the old one", QianyiWarning, stacklevel=2)
-    METHODS[name] = cls  # type: ignore[assignment]
+    claim(METHODS, name, cls, "method")
     return cls
 
 
-def is_redefinition(old: type, new: type) -> bool:
-    """Whether ``new`` is ``old`` defined again (same module and qualified name: a notebook cell or a script
-    run again, a module reloaded), not another class claiming its name."""
-    return old.__module__ == new.__module__ and old.__qualname__ == new.__qualname__
+def claim(table: dict[str, Any], name: str, cls: type, what: str) -> None:
+    """Put ``cls`` in a registry ``table`` under ``name``. The same class defined again (same module and
+    qualified name: a notebook cell or a script run again, a module reloaded) replaces the old one, with a
+    warning; another class claiming the name is refused."""
+    old = table.get(name)
+    if old is not None and old is not cls:
+        if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"a {what} named {name!r} is already registered ({old.__module__}.{old.__qualname__}); "
+                             f"give {cls.__qualname__} another name")
+        warnings.warn(f"{what} {name!r} is redefined ({cls.__module__}.{cls.__qualname__}, e.g. a notebook cell run "
+                      "again): the new class replaces the old one", QianyiWarning, stacklevel=3)
+    table[name] = cls
 
 
 #: The entry-point group other packages register methods in: ``[project.entry-points."qianyi.methods"]``

@@ -21,14 +21,13 @@ rv             higher  Zhong et al., ECML-PKDD 2010 (reverse validation)
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, QianyiWarning, UnknownNameError
+from ..errors import DataError, UnknownNameError
 from ..nn.backbones import require_backbone
 from .data import SPLITS, Predictions, SelectionData, _log_softmax, check_needs
 
@@ -74,16 +73,9 @@ def register_validator(cls: type[Validator]) -> type[Validator]:
         if not hasattr(cls, attr):
             raise TypeError(f"validator {cls.__name__} must set the class variable {attr!r}")
     cls.needs = check_needs(cls.needs)
-    old = VALIDATORS.get(cls.name)
-    if old is not None and old is not cls:
-        from ..methods.registry import is_redefinition
+    from ..methods.registry import claim
 
-        if not is_redefinition(old, cls):
-            raise ValueError(f"a validator named {cls.name!r} is already registered ({old.__module__}."
-                             f"{old.__qualname__}); give {cls.__qualname__} another name")
-        warnings.warn(f"validator {cls.name!r} is redefined ({cls.__module__}.{cls.__qualname__}, e.g. a notebook cell "
-                      "run again): the new class replaces the old one", QianyiWarning, stacklevel=2)
-    VALIDATORS[cls.name] = cls
+    claim(VALIDATORS, cls.name, cls, "validator")
     return cls
 
 
