@@ -29,7 +29,7 @@ from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors, unreadable_reason
-from .result import MODEL_FILE
+from .result import MODEL_FILE, not_read
 
 META_FILE = "model.json"
 FORMAT = 1
@@ -217,12 +217,16 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
                         "before model files described themselves hold weights only: rerun them)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        raw = meta_path.read_bytes()
+    except OSError as exc:  # not read (permission denied): nothing says it is damaged, so no "rerun the run"
+        raise DataError(f"{str(meta_path)!r} cannot be read: {not_read(exc)}") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
         if meta.get("kind") != "shallow":
             _check_meta_fields(meta)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
     return meta, folder
 
@@ -291,7 +295,10 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
                         "are in model.npz, but qianyi predict does not rebuild shallow models yet; use the "
                         "estimator in qianyi.shallow from Python")
     weights = folder / meta.get("weights", MODEL_FILE)
-    digest = sha256_file(weights) if weights.is_file() else None
+    try:
+        digest = sha256_file(weights) if weights.is_file() else None
+    except OSError as exc:  # not read: said so, never "rerun the run"
+        raise DataError(f"{str(weights)!r} cannot be read: {not_read(exc)}") from None
     if digest is None or digest != meta.get("weights_sha256"):
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
                         "rerun the run")
