@@ -109,3 +109,16 @@ def test_unreadable_result_model_json_and_model_pt_say_permission_denied(vector_
     (out / "result.json").write_text('{"method": ')  # read and found bad: corrupt, as before
     with pytest.raises(DataError, match="it is corrupt: delete its run folder"):
         RunResult.read(out / "result.json")
+
+
+def test_an_output_path_under_a_file_names_that_file(tmp_path, vector_run, capsys):
+    from qianyi._io import write_text
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for path in (afile / "p.csv", afile / "sub" / "p.csv"):  # EEXIST and ENOTDIR from mkdir: "File exists" before
+        with pytest.raises(OutputError, match=f"{str(afile)!r} is a file, not a folder; choose another output path"):
+            write_text(path, "y")
+    out, src = vector_run
+    rc, err = _cli(capsys, "predict", str(out), "--data", src, "--out", str(afile / "p.csv"))
+    assert rc == 2 and f"{str(afile)!r} is a file, not a folder" in err and "File exists" not in err, err
