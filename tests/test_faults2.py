@@ -122,3 +122,126 @@ def test_an_output_path_under_a_file_names_that_file(tmp_path, vector_run, capsy
     out, src = vector_run
     rc, err = _cli(capsys, "predict", str(out), "--data", src, "--out", str(afile / "p.csv"))
     assert rc == 2 and f"{str(afile)!r} is a file, not a folder" in err and "File exists" not in err, err
+
+
+# -- a hand-edited model.json preprocessing (review: faults #7) ----------------------------------------------------
+
+def _edit(meta: dict, path: str, value) -> dict:
+    meta = copy.deepcopy(meta)
+    *parents, last = path.split(".")
+    obj = meta
+    for key in parents:
+        obj = obj[int(key)] if isinstance(obj, list) else obj[key]
+    if value is _DEL:
+        del obj[last]
+    elif isinstance(obj, list):
+        obj[int(last)] = value
+    else:
+        obj[last] = value
+    return meta
+
+
+_DEL = object()
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("preprocessing.feature_names", 7, "feature_names"),
+    ("preprocessing.feature_names.0", None, "feature_names"),
+    ("preprocessing.feature_names", ["a"], "feature_names"),  # not one name per feature
+    ("preprocessing.standardize", "x", "standardize"),
+    ("preprocessing.standardize", None, "standardize"),
+    ("preprocessing.standardize", {}, "standardize"),
+    ("preprocessing.standardize.mean", _DEL, "standardize"),
+    ("preprocessing.standardize.std", [], "standardize"),
+    ("preprocessing.standardize.std.0", 0.0, "standardize"),
+    ("preprocessing.standardize.mean.0", float("inf"), "standardize"),
+    ("preprocessing.standardize.mean.0", True, "standardize"),
+    ("preprocessing.text", "x", "text"),
+    ("preprocessing.vector_transform", _DEL, "vector_transform"),  # what load_task always writes for vectors
+    ("preprocessing.vector_transform", "log2", "vector_transform"),
+    ("preprocessing.counts", "x", "counts"),
+    ("preprocessing.canvas", _DEL, "canvas"),
+    ("preprocessing.canvas", {"size": 8, "channels": 1}, "canvas"),  # an image canvas on a vector model
+])
+def test_a_hand_edited_vector_preprocessing_is_named_not_a_traceback(vector_run, capsys, path, value, field):
+    out, src = vector_run
+    meta = json.loads((out / "model.json").read_text())
+    assert {"canvas", "feature_names", "vector_transform", "counts", "standardize"} <= set(meta["preprocessing"])
+    edited = _edit(meta, path, value)
+    edited.pop("preprocessing_sha256", None)  # as in a model.json written before it was recorded: the fields are checked
+    (out / "model.json").write_text(json.dumps(edited))
+    rc, err = _cli(capsys, "predict", str(out), "--data", src)
+    assert rc == 2 and "model.json' cannot be read" in err and f"preprocessing.{field}" in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("path, value", [("preprocessing.standardize", _DEL), ("preprocessing", _DEL),
+                                         ("preprocessing", {}), ("preprocessing.standardize.std.0", 2.5),
+                                         ("preprocessing.feature_names.0", "renamed")])
+def test_an_edited_preprocessing_is_refused_by_its_recorded_digest(vector_run, capsys, path, value):
+    # a deleted standardize (or preprocessing) predicted on unscaled inputs, exit 0: 75.8% instead of 93%
+    out, src = vector_run
+    rc, err = _cli(capsys, "predict", str(out), "--data", src)
+    assert rc == 0, err
+    meta = json.loads((out / "model.json").read_text())
+    (out / "model.json").write_text(json.dumps(_edit(meta, path, value)))
+    rc, err = _cli(capsys, "predict", str(out), "--data", src)
+    assert rc == 2 and "its preprocessing is not the one its run recorded (preprocessing_sha256 differs)" in err, err
+
+
+def test_every_kind_of_saved_model_still_loads(tmp_path, capsys):
+    """Images, vectors (standardised or not), text and a task built in Python (no preprocessing) load and predict
+    as their runs scored them."""
+    vectors = _blobs(tmp_path / "s.npz"), _blobs(tmp_path / "t.npz", shift=0.5, seed=1)
+    images = _blobs(tmp_path / "is.npz", shape=(1, 8, 8)), _blobs(tmp_path / "it.npz", shape=(1, 8, 8), seed=1)
+    _toy_text(tmp_path / "txt")
+    lines = f"lines:{tmp_path / 'txt' / 's'}", f"lines:{tmp_path / 'txt' / 't'}"
+    kinds = {"vectors": (vectors, []), "unstandardised": (vectors, ["--no-standardize"]), "images": (images, []),
+             "text": (lines, [])}
+    for kind, ((source, spec), extra) in kinds.items():
+        out = tmp_path / kind
+        rc, err = _cli(capsys, "run", "source-only", "--source", source, "--target", spec, "--target-test", spec,
+                       *FAST, *extra, "--out", str(out))
+        assert rc == 0, err
+        meta = json.loads((out / "model.json").read_text())
+        assert "preprocessing_sha256" in meta
+        assert ("standardize" in meta["preprocessing"]) == (kind == "vectors")
+        rc, err = _cli(capsys, "predict", str(out), "--data", spec, "--out", str(tmp_path / f"{kind}.csv"))
+        assert rc == 0 and "accuracy on" in err, (kind, err)
+        res = json.loads((out / "result.json").read_text())
+        assert f"{100 * res['target_accuracy']:.2f}%" in err, (kind, err)
+    from qianyi.train.artefact import load_model
+
+    task = toy_task()  # built in Python: nothing to apply, and nothing asked of it
+    result, _ = qianyi.run("source-only", task, qianyi.TrainConfig(**_FAST_CFG), out=tmp_path / "python")
+    assert json.loads((tmp_path / "python" / "model.json").read_text())["preprocessing"] == {}
+    model = load_model(tmp_path / "python")
+    assert np.mean(model.predict(task.target_test.X) == task.target_test.y) == pytest.approx(result.target_accuracy)
+
+
+_FAST_CFG = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "progress": False}
+
+
+def test_text_preprocessing_is_checked_for_the_keys_tokenizing_reads(tmp_path, capsys):
+    from qianyi.train.artefact import _check_meta_fields
+
+    _toy_text(tmp_path / "txt")
+    lines = f"lines:{tmp_path / 'txt' / 't'}"
+    out = tmp_path / "r"
+    rc, err = _cli(capsys, "run", "source-only", "--source", lines, "--target", lines, *FAST, "--out", str(out))
+    assert rc == 0, err
+    meta = json.loads((out / "model.json").read_text())
+    meta.pop("preprocessing_sha256", None)
+    for path, value in (("preprocessing.text.bigrams", _DEL), ("preprocessing.text.max_len", _DEL),
+                        ("preprocessing.text.max_len", 10 ** 12), ("preprocessing.text.vocab", [1, 2]),
+                        ("preprocessing.text.tokenizer", None), ("preprocessing.text", {})):
+        (out / "model.json").write_text(json.dumps(_edit(meta, path, value)))
+        rc, err = _cli(capsys, "predict", str(out), "--data", lines)
+        assert rc == 2 and "preprocessing.text" in err and "Traceback" not in err, (path, err)
+    # MiniLM's WordPiece preprocessing has no bigrams (and a vocab_sha256): valid as written
+    wordpiece = _edit(meta, "preprocessing.text", {"tokenizer": "wordpiece:minilm", "lowercase": True,
+                                                   "strip_accents": True, "max_len": 256, "vocab_sha256": "ab" * 32,
+                                                   "vocab": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]})
+    _check_meta_fields(wordpiece)
+    with pytest.raises(TypeError, match="preprocessing.text"):
+        _check_meta_fields(_edit(wordpiece, "preprocessing.text.max_len", 128))  # not the model's input length
