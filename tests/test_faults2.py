@@ -245,3 +245,48 @@ def test_text_preprocessing_is_checked_for_the_keys_tokenizing_reads(tmp_path, c
     _check_meta_fields(wordpiece)
     with pytest.raises(TypeError, match="preprocessing.text"):
         _check_meta_fields(_edit(wordpiece, "preprocessing.text.max_len", 128))  # not the model's input length
+
+
+# -- the code a resumed run was trained under (review: faults #11) -------------------------------------------------
+
+def test_a_run_resumed_under_other_code_records_both_digests(tmp_path, monkeypatch):
+    from qianyi.methods import get_method
+    from qianyi.train import TrainConfig, engine
+    from qianyi.train.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+
+    from .test_engine import _interrupt_after
+
+    task = toy_task()
+    cfg = dict(epochs=2, steps_per_epoch=5, batch_size=16, progress=False)
+    real = engine.code_digest
+    now = real(get_method("dan"))
+    monkeypatch.setattr(engine, "code_digest", lambda *m: now + "+0ld0")  # as if the method's own code differed
+    _interrupt_after(engine.Trainer(get_method("dan"), TrainConfig(**cfg, checkpoint_dir=str(tmp_path))), task, 5)
+    state = load_checkpoint(tmp_path / FILENAME)
+    assert state["codes"] == [now + "+0ld0"]
+    del state["codes"]  # as a checkpoint written before it listed them: its one "code" stands for its steps
+    save_checkpoint(tmp_path / FILENAME, state)
+    monkeypatch.setattr(engine, "code_digest", real)
+    monkeypatch.setattr(engine.store, "_WARNED_OTHER_CODE", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, fit = qianyi.run("dan", task, TrainConfig(**cfg), out=tmp_path)
+    said = [str(w.message) for w in caught if issubclass(w.category, QianyiWarning) and "checkpointed by" in str(w.message)]
+    # the method's code changed, not qianyi's: "other qianyi code" was untrue
+    assert len(said) == 1 and "checkpointed by other code of method 'dan' (its own code changed" in said[0], said
+    assert "other qianyi code" not in said[0]
+    assert fit.resumed_from_step == 5 and fit.codes == [now + "+0ld0", now]
+    assert result.versions["code"] == now and result.versions["codes"] == [now + "+0ld0", now]
+    assert json.loads((tmp_path / "result.json").read_text())["versions"]["codes"] == [now + "+0ld0", now]
+    shutil.rmtree(tmp_path)
+    result, fit = qianyi.run("dan", task, TrainConfig(**cfg), out=tmp_path)  # one code: no list, as before
+    assert fit.codes == [now] and "codes" not in result.versions
+
+
+def test_other_code_says_whose_code_changed():
+    from qianyi.train.engine import _other_code
+
+    assert _other_code("aaa", "bbb", "dan").startswith("other qianyi code (aaa; ")
+    assert _other_code("aaa+x", "aaa+y", "mine").startswith("other code of method 'mine' (its own code changed")
+    assert _other_code("aaa+x", "bbb+y", "mine").startswith("other code, of qianyi and of method 'mine'")
+    assert "from before checkpoints recorded it" in _other_code(None, "bbb", "dan")
