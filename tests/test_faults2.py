@@ -290,3 +290,13 @@ def test_other_code_says_whose_code_changed():
     assert _other_code("aaa+x", "aaa+y", "mine").startswith("other code of method 'mine' (its own code changed")
     assert _other_code("aaa+x", "bbb+y", "mine").startswith("other code, of qianyi and of method 'mine'")
     assert "from before checkpoints recorded it" in _other_code(None, "bbb", "dan")
+
+
+# -- FitResult's repr (review: notebook #12) -----------------------------------------------------------------------
+
+def test_fit_result_repr_is_one_short_line():
+    _, fit = qianyi.run("dann", toy_task(), qianyi.TrainConfig(**_FAST_CFG))
+    text = repr(fit)
+    assert text.startswith("FitResult('dann', Backbone, epochs=1, steps=2") and "\n" not in text and len(text) < 200
+    assert "Linear" not in text and "cls" not in text  # neither the network's modules nor the history
+    assert np.isfinite(fit.history[-1]["source_val_acc"])

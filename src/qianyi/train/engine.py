@@ -174,6 +174,18 @@ class FitResult:
     #: than one when the run resumed a checkpoint of other code).
     codes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One short line (the dataclass's repr printed the whole network, the method's modules and the history);
+        every field stays an attribute."""
+        last = self.history[-1] if self.history else {}
+        val = last.get("source_val_acc")
+        return (f"FitResult({self.method.name!r}, {type(self.model).__name__}, epochs={len(self.history)}, "
+                f"steps={self.steps}, selected_epoch={self.selected_epoch}"
+                + (f", source_val_acc={val:.4f}" if isinstance(val, float) else "")
+                + f", train_seconds={self.train_seconds:.1f}, device={self.device!r}"
+                + (f", resumed_from_step={self.resumed_from_step}" if self.resumed_from_step else "")
+                + (f", flags={len(self.flags)}" if self.flags else "") + ")")
+
 
 def _other_code(made: str | None, now: str, method: str) -> str:
     """Which code made a checkpoint, said truly: qianyi's, the method's own (defined outside qianyi: a notebook cell,
