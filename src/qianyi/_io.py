@@ -52,11 +52,23 @@ def _output_error(path: Path, exc: OSError) -> Exception:
 
     if exc.errno not in _USER_ERRNOS:
         return exc
+    blocker = _file_above(path) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # (mkdir's "File exists" / "Not a directory" named neither the file nor the fix)
+        return OutputError(f"cannot write {str(path)!r}: {str(blocker)!r} is a file, not a folder; choose another "
+                           "output path (or move that file away)")
     advice = ("free some disk space (or choose another output folder) and run the same command again: "
               "a run resumes from its last checkpoint") if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
         else "it is a folder: name a file inside it" if exc.errno == errno.EISDIR \
         else "choose another output folder or fix its permissions"
     return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}; {advice}")
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest folder on ``path``'s way that exists as something other than a folder (a file), if any."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
 
 
 #: The files a run folder holds (of `qianyi run`, `qianyi proxy`): an output of predict, features or translate

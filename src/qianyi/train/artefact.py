@@ -9,6 +9,7 @@ settings, qianyi version).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors, unreadable_reason
-from .result import MODEL_FILE
+from .result import MODEL_FILE, not_read
 
 META_FILE = "model.json"
 FORMAT = 1
@@ -61,10 +62,12 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
                 "in_channels": task.sample_shape[0] if len(task.sample_shape) == 3 else None}
     if network_spec is not None:
         arch = {"backbone": "method", **network_spec}
+    preprocessing = json.loads(json.dumps(task.preprocessing or {}))  # as model.json holds it (tuples as lists)
     write_json(out / META_FILE, {
         "format": FORMAT, "weights": MODEL_FILE, "weights_sha256": digest,
         "architecture": {**arch, "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
-        "preprocessing": task.preprocessing or {}, "class_names": list(classes),
+        "preprocessing": preprocessing, "preprocessing_sha256": preprocessing_digest(preprocessing),
+        "class_names": list(classes),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
         "qianyi": __version__, "torch": torch.__version__,
         "cwd": os.getcwd(),  # what relative file specs in source/target were relative to
@@ -217,12 +220,16 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
                         "before model files described themselves hold weights only: rerun them)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        raw = meta_path.read_bytes()
+    except OSError as exc:  # not read (permission denied): nothing says it is damaged, so no "rerun the run"
+        raise DataError(f"{str(meta_path)!r} cannot be read: {not_read(exc)}") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
         if meta.get("kind") != "shallow":
             _check_meta_fields(meta)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
     return meta, folder
 
@@ -233,7 +240,8 @@ MAX_SAMPLE_VALUES = 3 * 4096 * 4096
 
 def _check_meta_fields(meta: dict) -> None:
     """The fields of a model.json that loading and predicting read, of the types they are read as (a hand-edited
-    file gave tracebacks deep inside: TypeError, AttributeError)."""
+    file gave tracebacks deep inside: TypeError, AttributeError), its preprocessing among them
+    (:func:`_preprocessing_checks`), and that preprocessing as its run recorded it (``preprocessing_sha256``)."""
     arch = meta["architecture"]
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -260,11 +268,74 @@ def _check_meta_fields(meta: dict) -> None:
     elif checks["architecture.sample_shape"] and math.prod(arch["sample_shape"]) > MAX_SAMPLE_VALUES:
         # the network is built from it before the weights are read: [10**11] asked for 100 TB
         checks[f"architecture.sample_shape (at most {MAX_SAMPLE_VALUES:,} values a sample)"] = False
+    if checks["preprocessing"] and checks["architecture.sample_shape"]:
+        for k, ok in _preprocessing_checks(meta.get("preprocessing", {}), arch["sample_shape"]).items():
+            checks[k] = checks.get(k, True) and ok
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise TypeError(f"field(s) {', '.join(bad)} missing or of the wrong type")
     if len(meta["class_names"]) != arch["n_classes"]:
         raise TypeError(f"{len(meta['class_names'])} class_names for architecture.n_classes {arch['n_classes']}")
+    recorded = meta.get("preprocessing_sha256")
+    if recorded is not None and recorded != preprocessing_digest(meta.get("preprocessing", {})):
+        raise TypeError("its preprocessing is not the one its run recorded (preprocessing_sha256 differs): it was "
+                        "edited; the run's inputs were prepared with the recorded one")
+
+
+def preprocessing_digest(preprocessing: dict) -> str:
+    """SHA-256 of a model's preprocessing as plain JSON (keys sorted): model.json records it, so that an edited
+    preprocessing (a deleted ``standardize``: predictions on unscaled inputs) is refused, not applied."""
+    return hashlib.sha256(json.dumps(preprocessing, sort_keys=True).encode()).hexdigest()
+
+
+def _preprocessing_checks(pre: dict, shape: list[int]) -> dict[str, bool]:
+    """The preprocessing fields ``prepare`` reads, of the types and sizes ``load_task`` writes them with (a
+    hand-edited one gave tracebacks, or, with ``standardize`` deleted, predictions on unscaled inputs).
+
+    ``load_task`` records ``canvas`` and ``feature_names`` for every kind of task, and, for vectors (``canvas``
+    null, no ``text``), ``vector_transform`` (``counts`` since 2026-12-02; ``standardize`` unless
+    ``--no-standardize``); an empty preprocessing is a task built in Python (nothing to apply)."""
+    from ..data.tasks import VECTOR_TRANSFORMS
+    from ..data.wordpiece import TOKENIZER as WORDPIECE
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def numbers(v: Any, n: int, positive: bool = False) -> bool:
+        return isinstance(v, list) and len(v) == n and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
+            for x in v)
+
+    vectors = len(shape) == 1 and pre.get("text") is None
+    checks: dict[str, bool] = {}
+    if pre:
+        checks["preprocessing.canvas"] = "canvas" in pre and (pre["canvas"] is None) == (len(shape) == 1)
+        checks["preprocessing.feature_names"] = "feature_names" in pre
+    names = pre.get("feature_names")
+    if names is not None:
+        checks["preprocessing.feature_names"] = isinstance(names, list) and all(isinstance(c, str) for c in names) \
+            and (not vectors or len(names) == shape[0])
+    if pre and vectors:
+        checks["preprocessing.vector_transform"] = pre.get("vector_transform") in VECTOR_TRANSFORMS
+    elif "vector_transform" in pre:
+        checks["preprocessing.vector_transform"] = pre["vector_transform"] in VECTOR_TRANSFORMS
+    if "counts" in pre:
+        checks["preprocessing.counts"] = isinstance(pre["counts"], bool)
+    if "standardize" in pre:
+        std = pre["standardize"]
+        checks["preprocessing.standardize (mean and std: a finite number per feature, std > 0)"] = vectors \
+            and isinstance(std, dict) and numbers(std.get("mean"), shape[0]) \
+            and numbers(std.get("std"), shape[0], positive=True)
+    text = pre.get("text")
+    if text is not None:
+        checks["preprocessing.text (tokenizer, vocab, max_len the input length, bigrams)"] = len(shape) == 1 \
+            and isinstance(text, dict) and isinstance(text.get("tokenizer"), str) \
+            and isinstance(text.get("vocab"), list) and len(text["vocab"]) > 0 \
+            and all(isinstance(w, str) for w in text["vocab"]) \
+            and is_int(text.get("max_len")) and text["max_len"] == shape[0] \
+            and (text["tokenizer"] == WORDPIECE or isinstance(text.get("bigrams"), bool)) \
+            and isinstance(text.get("vocab_sha256", ""), str) and isinstance(text.get("vectors", ""), str)
+    return checks
 
 
 def _check_result_names(folder: Path, digest: str) -> None:
@@ -291,7 +362,10 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
                         "are in model.npz, but qianyi predict does not rebuild shallow models yet; use the "
                         "estimator in qianyi.shallow from Python")
     weights = folder / meta.get("weights", MODEL_FILE)
-    digest = sha256_file(weights) if weights.is_file() else None
+    try:
+        digest = sha256_file(weights) if weights.is_file() else None
+    except OSError as exc:  # not read: said so, never "rerun the run"
+        raise DataError(f"{str(weights)!r} cannot be read: {not_read(exc)}") from None
     if digest is None or digest != meta.get("weights_sha256"):
         raise DataError(f"{str(weights)!r} is missing or is not the model {META_FILE} describes (its hash differs); "
                         "rerun the run")

@@ -17,6 +17,7 @@ import torch
 from .._io import write_bytes
 from ..errors import CheckpointError
 from ..nn.torchfile import unreadable_reason  # the one helper; callers in train, proxy take it from here
+from .result import not_read
 
 FORMAT = 2  # 2: named optimizers, per-term step counts, validator-selected best weights
 FILENAME = "checkpoint.pt"
@@ -48,12 +49,19 @@ def _differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, ob
 
 
 def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely; if ``fingerprint`` is given, it must equal the one saved."""
+    """Load a checkpoint safely; if ``fingerprint`` is given, it must equal the one saved. A file that cannot be
+    opened (permission denied) is a :class:`CheckpointError` saying so; only one whose bytes were read and found bad
+    is called corrupt, with the advice to delete it."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise
+    except OSError as exc:  # not read (permission denied, a folder): nothing says it is damaged, so not "delete it"
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {not_read(exc)}") from None
+    try:
+        with fh:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({unreadable_reason(exc, path)}); it is corrupt or not a "
                               "qianyi checkpoint. Delete it to start the run afresh.") from exc

@@ -170,6 +170,32 @@ class FitResult:
     flags: list[str] = field(default_factory=list)
     #: The CPU thread counts the steps were trained with (two when a resume changed it).
     threads: list[int] = field(default_factory=list)
+    #: The code digests (:func:`~qianyi.train.store.code_digest`) the steps were trained under, oldest first (more
+    #: than one when the run resumed a checkpoint of other code).
+    codes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """One short line (the dataclass's repr printed the whole network, the method's modules and the history);
+        every field stays an attribute."""
+        last = self.history[-1] if self.history else {}
+        val = last.get("source_val_acc")
+        return (f"FitResult({self.method.name!r}, {type(self.model).__name__}, epochs={len(self.history)}, "
+                f"steps={self.steps}, selected_epoch={self.selected_epoch}"
+                + (f", source_val_acc={val:.4f}" if isinstance(val, float) else "")
+                + f", train_seconds={self.train_seconds:.1f}, device={self.device!r}"
+                + (f", resumed_from_step={self.resumed_from_step}" if self.resumed_from_step else "")
+                + (f", flags={len(self.flags)}" if self.flags else "") + ")")
+
+
+def _other_code(made: str | None, now: str, method: str) -> str:
+    """Which code made a checkpoint, said truly: qianyi's, the method's own (defined outside qianyi: a notebook cell,
+    a plugin; :func:`~qianyi.train.store.code_digest` adds its hash after a ``+``) or both."""
+    if not made:
+        return f"other qianyi code (from before checkpoints recorded it; the code now is {now})"
+    (base_made, _, own_made), (base_now, _, own_now) = made.partition("+"), now.partition("+")
+    which = ("other qianyi code" if own_made == own_now else f"other code of method {method!r} (its own code changed)"
+             if base_made == base_now else f"other code, of qianyi and of method {method!r}")
+    return f"{which} ({made}; the code now is {now})"
 
 
 @dataclass
@@ -403,7 +429,7 @@ class Trainer:
             return self._fit(task, monitor)
 
     def _fit(self, task: TransferTask, monitor: Monitor | None) -> FitResult:
-        self._resumed_threads = None
+        self._resumed_threads = self._resumed_codes = None
         self.config = self.base_config.for_task(task)  # the data's defaults filled in
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
@@ -538,15 +564,22 @@ class Trainer:
             if parts.scaler is not None and "scaler" in state:
                 parts.scaler.load_state_dict(state["scaler"])
             made, threads = state.get("code"), state.get("threads")
+            codes = state.get("codes", [made or "unrecorded"])  # (a checkpoint that predates the list: its one code)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                   "use another output folder, or delete the checkpoint to start afresh") from None
-        if made != code_digest(self.method) and distributed.is_main() and not store.warned_other_code(str(ckpt)):
-            warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by other qianyi code "
-                          f"({made or 'from before checkpoints recorded it'}; this install is {code_digest(self.method)}): the "
-                          "steps before it are that code's; delete the checkpoint to train the run afresh",
+        now = code_digest(self.method)
+        if made != now and distributed.is_main() and not store.warned_other_code(str(ckpt)):
+            warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by "
+                          f"{_other_code(made, now, self.method.name)}: the steps before it are that code's (a "
+                          "run's result.json lists both in versions.codes); delete the checkpoint to train the run "
+                          "afresh",
                           QianyiWarning, stacklevel=2)
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged (its code digests are {codes!r:.80}); use "
+                                  "another output folder, or delete the checkpoint to start afresh")
+        self._resumed_codes = list(codes) if progress.step else None
         # the thread counts the checkpointed steps were made with (an int from checkpoints of one count)
         counts = [threads] if isinstance(threads, int) else threads if isinstance(threads, list) else None
         if counts and not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in counts):
@@ -574,7 +607,9 @@ class Trainer:
                 "optimizers": {n: o.state_dict() for n, o in parts.optimizers.items()},
                 "rng": torch.get_rng_state(), "history": state.history, "best": state.best,
                 "sums": state.sums, "counts": state.counts,
-                "threads": sorted({*(getattr(self, "_resumed_threads", None) or []), torch.get_num_threads()})}
+                "threads": sorted({*(getattr(self, "_resumed_threads", None) or []), torch.get_num_threads()}),
+                "codes": list(dict.fromkeys([*(getattr(self, "_resumed_codes", None) or []),
+                                             code_digest(self.method)]))}
         if parts.device.type == "cuda":
             blob["cuda_rng"] = torch.cuda.get_rng_state()
         if parts.scaler is not None:
@@ -759,5 +794,7 @@ class Trainer:
                            advice=method.game_advice, check_collapse=method.trains_classifier, selected_epoch=chosen,
                            oracle=method.uses_target_labels, feature_game=method.feature_game,
                            gates=method.gate_logs)
+        trained_now = [code_digest(method)] if resumed_from < state.step or not state.step else []
+        codes = list(dict.fromkeys([*(getattr(self, "_resumed_codes", None) or []), *trained_now]))
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
-                         str(parts.device), chosen, model, flags, list(getattr(self, "_threads_used", [])))
+                         str(parts.device), chosen, model, flags, list(getattr(self, "_threads_used", [])), codes)

@@ -1,6 +1,7 @@
 """What a finished run reports: :class:`RunResult`, the content of ``result.json``."""
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -88,8 +89,12 @@ class RunResult:
         """The run result stored in ``path`` (a ``result.json``); a :class:`~qianyi.errors.DataError` naming
         the file when it is not one (truncated, edited, written by something else)."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raw = Path(path).read_bytes()
+        except OSError as exc:  # its bytes were not read: nothing says they are damaged
+            raise DataError(f"{str(path)!r} cannot be read as a run result: {not_read(exc)}") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
             reason = str(exc)
         else:
             missing = ([f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
@@ -117,6 +122,19 @@ class RunResult:
         chosen = self.selection.replace("; no target labels", "; chosen without target labels")
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
                 f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {chosen}){tag}")
+
+
+def not_read(exc: OSError) -> str:
+    """What to do about a run file that exists but could not be read (``exc`` from opening or reading it): its
+    bytes were not read, so it is not called damaged and deleting it is never advised."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; fix its permissions and run the command again"
+    if exc.errno == errno.EISDIR:
+        return "it is a folder, not a file; move it out of the run folder and run the command again"
+    if exc.errno == errno.ENOENT:
+        return "it does not exist"
+    return (f"{exc.strerror or exc}; it was not read, so nothing says it is damaged: check the disk or file system "
+            "and run the command again")
 
 
 def _wrong_types(data: dict[str, Any]) -> list[str]:

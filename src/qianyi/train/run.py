@@ -99,12 +99,17 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         return _run(method, task, config, path, track_target_test, backbone, hparams)
 
 
-def _versions(threads: list[int] | None = None, method: Method | None = None) -> dict[str, Any]:
-    """What made a run's numbers besides its settings: the code, the libraries, and the CPU threads (those its
-    steps trained with: a list when a resume changed them) and instruction set (sums split over threads, or
-    vectorised otherwise, add in another order: bit-identical reruns need the same ones)."""
+def _versions(threads: list[int] | None = None, method: Method | None = None,
+              codes: list[str] | None = None) -> dict[str, Any]:
+    """What made a run's numbers besides its settings: the code (``code``: this install's digest, which wrote the
+    result; ``codes``, only when a resumed checkpoint was made by other code: every digest its steps were trained
+    under, oldest first), the libraries, and the CPU threads (those its steps trained with: a list when a resume
+    changed them) and instruction set (sums split over threads, or vectorised otherwise, add in another order:
+    bit-identical reruns need the same ones)."""
     used = [torch.get_num_threads()] if threads is None else threads
-    return {"qianyi": __version__, "code": code_digest(method), "torch": torch.__version__,
+    code = code_digest(method)
+    return {"qianyi": __version__, "code": code, **({"codes": list(codes)} if codes and codes != [code] else {}),
+            "torch": torch.__version__,
             "python": platform.python_version(), "threads": used[0] if len(used) == 1 else (used or None),
             "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"}
 
@@ -239,7 +244,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
-        versions=_versions(fit.threads, m))
+        versions=_versions(fit.threads, m, fit.codes))
     result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
     result.flags = list(fit.flags)
     if distributed.is_main():
