@@ -414,3 +414,19 @@ def test_a_csv_or_svmlight_file_cut_inside_its_last_row_is_warned_about(tmp_path
     with pytest.warns(QianyiWarning, match=rf"SVMlight file {str(svm_cut)!r} does not end with a line break: its "
                                            r"last line \(line 5: '-1 0:4 3:1.5'\) may be cut short"):
         read_svmlight(svm_cut)
+
+
+def test_a_stored_run_whose_result_cannot_be_opened_is_said_not_trained_again(tmp_path, monkeypatch):
+    # an unreadable result.json counted as "not finished": bench trained the run again over the folder
+    from qianyi.errors import DataError
+    from qianyi.train.store import finished
+
+    run = tmp_path / "seed0-abc"
+    run.mkdir()
+    assert finished(run, {}) is None  # absent: not finished
+    (run / "result.json").write_text("{half")
+    assert finished(run, {}) is None  # half-written: not finished, trained again
+    with monkeypatch.context() as m:
+        _deny(m, run / "result.json")
+        with pytest.raises(DataError, match="permission denied"):
+            finished(run, {})

@@ -271,12 +271,25 @@ def key(fp: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _unopenable(path: Path) -> bool:
+    """Whether ``path`` exists but cannot be opened (a permission, not its content)."""
+    try:
+        path.open("rb").close()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
 def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
     """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None."""
     directory = Path(directory)
     try:
         result = RunResult.read(directory / RESULT_FILE)
     except DataError:  # absent, half-written or corrupt: not finished
+        if _unopenable(directory / RESULT_FILE):  # there but not readable (permissions): said, not trained over
+            raise
         return None
     if result.fingerprint != _plain(fp):
         return None
