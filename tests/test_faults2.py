@@ -300,3 +300,23 @@ def test_fit_result_repr_is_one_short_line():
     assert text.startswith("FitResult('dann', Backbone, epochs=1, steps=2") and "\n" not in text and len(text) < 200
     assert "Linear" not in text and "cls" not in text  # neither the network's modules nor the history
     assert np.isfinite(fit.history[-1]["source_val_acc"])
+
+
+def test_a_text_task_built_in_python_and_tokenised_saves_a_model_that_loads(tmp_path):
+    """Its preprocessing is {"text": ...} alone (no canvas, no feature_names: load_task writes those): the load
+    check refused the model the run had just saved, calling it corrupt (review: diff5c #1)."""
+    from qianyi.data import Domain, TransferTask
+    from qianyi.data.text import tokenize_task
+    from qianyi.train.artefact import load_model
+
+    words = (["bad awful poor", "terrible bad worst"], ["good great fine", "nice lovely good"])
+
+    def domain(n: int, name: str) -> Domain:
+        texts = [words[i % 2][(i // 2) % 2] + " word" * (i % 3) for i in range(n)]
+        return Domain(np.array(texts, dtype=object), np.arange(n) % 2, name, class_names=("neg", "pos"))
+
+    task = tokenize_task(TransferTask.from_domains(domain(40, "s"), domain(40, "t"), seed=0))
+    assert list(task.preprocessing) == ["text"]
+    qianyi.run("source-only", task, qianyi.TrainConfig(**_FAST_CFG), out=tmp_path / "text")
+    model = load_model(tmp_path / "text")
+    assert model.predict(model.prepare(domain(6, "new"))).shape == (6,)

@@ -308,7 +308,7 @@ def _preprocessing_checks(pre: dict, shape: list[int]) -> dict[str, bool]:
 
     vectors = len(shape) == 1 and pre.get("text") is None
     checks: dict[str, bool] = {}
-    if pre:
+    if pre and (vectors or "canvas" in pre):  # not a task built in Python and tokenised: {"text": ...} alone
         checks["preprocessing.canvas"] = "canvas" in pre and (pre["canvas"] is None) == (len(shape) == 1)
         checks["preprocessing.feature_names"] = "feature_names" in pre
     names = pre.get("feature_names")
