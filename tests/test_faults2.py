@@ -283,6 +283,26 @@ def test_a_run_resumed_under_other_code_records_both_digests(tmp_path, monkeypat
     assert fit.codes == [now] and "codes" not in result.versions
 
 
+def test_a_checkpoint_whose_code_is_not_text_is_called_damaged(tmp_path):
+    # `code` 5 went to str.partition in the resume warning: an AttributeError traceback (review: diff5c #3)
+    from qianyi.errors import CheckpointError
+    from qianyi.methods import get_method
+    from qianyi.train import TrainConfig, engine
+    from qianyi.train.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+
+    from .test_engine import _interrupt_after
+
+    task = toy_task()
+    cfg = dict(epochs=2, steps_per_epoch=5, batch_size=16, progress=False)
+    _interrupt_after(engine.Trainer(get_method("dan"), TrainConfig(**cfg, checkpoint_dir=str(tmp_path))), task, 5)
+    state = load_checkpoint(tmp_path / FILENAME)
+    state["code"] = 5
+    state.pop("codes")
+    save_checkpoint(tmp_path / FILENAME, state)
+    with pytest.raises(CheckpointError, match="is damaged .its code digests are 5"):
+        qianyi.run("dan", task, TrainConfig(**cfg), out=tmp_path)
+
+
 def test_other_code_says_whose_code_changed():
     from qianyi.train.engine import _other_code
 

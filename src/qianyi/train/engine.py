@@ -569,16 +569,18 @@ class Trainer:
             raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged or holds another network "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                   "use another output folder, or delete the checkpoint to start afresh") from None
+        if not (made is None or isinstance(made, str)) or not isinstance(codes, list) \
+                or not all(isinstance(c, str) for c in codes):
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged (its code digests are "
+                                  f"{made!r:.40} / {codes!r:.80}); use another output folder, or delete the "
+                                  "checkpoint to start afresh")
         now = code_digest(self.method)
         if made != now and distributed.is_main() and not store.warned_other_code(str(ckpt)):
             warnings.warn(f"resuming {str(ckpt)!r} at step {progress.step}, checkpointed by "
-                          f"{_other_code(made, now, self.method.name)}: the steps before it are that code's (a "
-                          "run's result.json lists both in versions.codes); delete the checkpoint to train the run "
-                          "afresh",
+                          f"{_other_code(made, now, self.method.name)}: the steps before it are that code's (the "
+                          "run's result.json lists the code of its steps in versions.codes); delete the checkpoint "
+                          "to train the run afresh",
                           QianyiWarning, stacklevel=2)
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            raise CheckpointError(f"checkpoint {str(ckpt)!r} is damaged (its code digests are {codes!r:.80}); use "
-                                  "another output folder, or delete the checkpoint to start afresh")
         self._resumed_codes = list(codes) if progress.step else None
         # the thread counts the checkpointed steps were made with (an int from checkpoints of one count)
         counts = [threads] if isinstance(threads, int) else threads if isinstance(threads, list) else None
