@@ -297,7 +297,7 @@ def test_datasets_verify_names_files_that_differ_from_their_source_md(tmp_path, 
     assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
     out, err = capsys.readouterr()
     assert "missing   set/gone.bin" in out and "unlisted  plain/" in out and "4 of 5 listed files match" in out
-    assert "1 file(s) differ from their SOURCE.md" in err
+    assert "1 file(s) missing or differing from their SOURCE.md: restore them" in err
     (d / "gone.bin").write_bytes(b"abc")  # the listed size, other content
     (d / "b.bin").write_bytes(b"betas")
     assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2

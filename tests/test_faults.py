@@ -430,3 +430,22 @@ def test_a_stored_run_whose_result_cannot_be_opened_is_said_not_trained_again(tm
         _deny(m, run / "result.json")
         with pytest.raises(DataError, match="permission denied"):
             finished(run, {})
+
+
+def test_verify_says_how_to_mend_each_kind_of_failed_row(tmp_path, capsys):
+    # a row naming a path outside its folder, or a folder listed as a file, was told "restore them from the source"
+    import hashlib
+
+    from qianyi.cli import main
+
+    d = tmp_path / "data" / "a"
+    (d / "sub").mkdir(parents=True)
+    (d / "f.txt").write_bytes(b"x")
+    row = f"1 | {hashlib.sha256(b'x').hexdigest()} |"
+    (d / "SOURCE.md").write_text("| file | bytes | sha256 |\n|---|---|---|\n"
+                                 + "".join(f"| {n} | {row}\n" for n in ("f.txt", "sub", "../a/f.txt")))
+    assert main(["--data-dir", str(tmp_path / "data"), "datasets", "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert "1 row(s) naming a path outside their folder: correct those rows" in err
+    assert "1 folder(s) or special file(s) where a file is listed: move them away" in err
+    assert "restore" not in err

@@ -882,12 +882,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         n = sum(c.status != "unlisted" for c in checks)
         print(f"{n - len(bad)} of {n} listed files match their SOURCE.md ({root})")
         if bad:
-            unread = sum(c.status == "unreadable" for c in bad)
-            raise DataError(f"{len(bad)} check(s) failed (above): " + "; ".join(
-                ([f"{len(bad) - unread} file(s) differ from their SOURCE.md: restore them from the source each "
-                  "SOURCE.md names"] if len(bad) > unread else [])
-                + ([f"{unread} cannot be read: fix their permissions or SOURCE.md rows as each line says"]
-                   if unread else [])))
+            kinds = {"differ": ("missing", "size", "content"), "rows": ("outside",), "not-file": ("not-file",),
+                     "unread": ("unreadable",)}
+            n = {k: sum(c.status in v for c in bad) for k, v in kinds.items()}
+            said = {"differ": "file(s) missing or differing from their SOURCE.md: restore them from the source each "
+                              "SOURCE.md names",
+                    "rows": "row(s) naming a path outside their folder: correct those rows of SOURCE.md",
+                    "not-file": "folder(s) or special file(s) where a file is listed: move them away",
+                    "unread": "cannot be read: fix their permissions or SOURCE.md rows as each line says"}
+            raise DataError(f"{len(bad)} check(s) failed (above): "
+                            + "; ".join(f"{n[k]} {said[k]}" for k in kinds if n[k]))
         return 0
     if args.command == "datasets":
         from .data.builtin import DATASETS
