@@ -14,7 +14,7 @@ import pytest
 
 import qianyi
 from qianyi.data import Domain, TransferTask
-from qianyi.errors import QianyiWarning
+from qianyi.errors import DataError, QianyiWarning
 from qianyi.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,3 +350,8 @@ def test_distances_mmd_test_and_layer_profile_take_data_frames():
     frame = layer_profile(net, pd.DataFrame(a, dtype="float32"), pd.DataFrame(b, dtype="float32"), metrics=["mmd"])
     plain = layer_profile(net, a.astype("float32"), b.astype("float32"), metrics=["mmd"])
     assert frame.values == plain.values
+    nullable = pd.DataFrame(a).astype({0: "Float64"})  # numbers held as objects: read as floats
+    assert distances(nullable, pd.DataFrame(b), ["mmd"]) == pytest.approx(distances(a, b, ["mmd"]))
+    text = pd.DataFrame(a).assign(city="x")
+    with pytest.raises(DataError, match=r"the column\(s\) \['city'\] are not: drop or encode them"):
+        distances(text, text, ["mmd"])

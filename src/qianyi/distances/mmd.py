@@ -44,7 +44,23 @@ def to_tensor(a: object) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a
     arr = np.asarray(a)
+    if arr.dtype == object:  # a frame with a nullable or text column; numbers held as objects are read as floats
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            columns = getattr(a, "columns", None)
+            bad = ([str(c) for c in columns if not _numeric(a[c])] if columns is not None else [])
+            raise DataError("distance: the samples must be numbers" + (f"; the column(s) {bad[:5]} are not" if bad
+                            else "") + ": drop or encode them first") from None
     return torch.as_tensor(arr if arr.flags.writeable else arr.copy())  # a frame's values may be read-only
+
+
+def _numeric(column: object) -> bool:
+    try:
+        np.asarray(column).astype(np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _as_2d(a: torch.Tensor | np.ndarray, name: str, what: str = "MMD") -> torch.Tensor:
