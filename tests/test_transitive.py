@@ -472,3 +472,26 @@ def test_a_via_domain_that_copies_the_source_or_target_training_samples_is_warne
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(load_via(f"npz:{tmp_path / 'between.npz'}", task)) == 80
+
+
+def test_a_staged_run_records_the_code_of_every_stage(tmp_path, monkeypatch):
+    # stages trained by other code left no trace in the run's result.json: only the last stage's versions (diff5c #2a)
+    import importlib
+
+    from qianyi.train import engine
+
+    run_module = importlib.import_module("qianyi.train.run")
+    task = _task()
+    via = [_blobs(200, 3.0, 10, labelled=False)]
+    now = run_module.code_digest(qianyi.get_method("self-train"))
+    with monkeypatch.context() as m:  # every stage trained by "older" code
+        m.setattr(engine, "code_digest", lambda *a: "0ld")
+        m.setattr(run_module, "code_digest", lambda *a: "0ld")
+        old, _ = run_via("self-train", task, via, TrainConfig(**CFG), out=tmp_path)
+    assert "codes" not in old.versions  # one code throughout: no list
+    for name in ("result.json", "model.pt", "model.json", "checkpoint.pt"):  # the last stage trains again, now
+        (tmp_path / name).unlink(missing_ok=True)
+    res, stages = run_via("self-train", task, via, TrainConfig(**CFG), out=tmp_path)
+    assert stages[0].result.resumed_from_step == 30 and stages[-1].result.resumed_from_step in (None, 0)
+    assert res.versions["code"] == now and res.versions["codes"] == ["0ld", now]
+    assert json.loads((tmp_path / "result.json").read_text())["versions"]["codes"] == ["0ld", now]

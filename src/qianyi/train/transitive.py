@@ -237,6 +237,12 @@ def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], 
         counts.update(t if isinstance(t, list) else [t] if isinstance(t, int) else [])
     if counts and final.versions is not None:
         final.versions = {**final.versions, "threads": min(counts) if len(counts) == 1 else sorted(counts)}
+    codes: dict[str, None] = {}  # the code digests of every stage's steps, oldest first (as one run's resumes)
+    for st in stages:
+        v = st.result.versions or {}
+        codes.update(dict.fromkeys(c for c in (v.get("codes") or [v.get("code")]) if isinstance(c, str)))
+    if final.versions is not None and list(codes) not in ([], [final.versions.get("code")]):
+        final.versions = {**final.versions, "codes": list(codes)}
     if not via:
         final.fingerprint = run_fingerprint(asked, config, task, backbone)
     final.staged = {"via": [d.name for d in via], "mode": mode if via else None,
