@@ -218,6 +218,16 @@ def test_figure_titles_too_wide_are_shortened_to_file_names():
     assert short_title("folder:C:\\data\\amazon -> folder:/x/webcam?size=32") == "folder:amazon -> folder:webcam?size=32"
     assert short_title("digits → digits+rot30") == "digits → digits+rot30"
     assert short_title("npz:abcdefghijkl.npz → mnist", keep=11) == "npz:a…l.npz → mnist"
+    # measure, advise and layers name a pair without spaces: the source was dropped, the target's name kept alone
+    assert short_title("csv:/home/me/north/households.csv->csv:/home/me/south/households.csv") \
+        == "csv:households.csv->csv:households.csv"
+    assert short_title("csv:/a/src.csv->csv:/b/tgt.csv (40 T labels)") == "csv:src.csv->csv:tgt.csv (40 T labels)"
+    # an option's value with a slash is not a folder (it was shortened to "csv:south")
+    assert short_title("csv:/x/data.csv?where=region:north/south->mnist") \
+        == "csv:data.csv?where=region:north/south->mnist"
+    assert short_title("csv:data.csv?where=region:north/south") == "csv:data.csv?where=region:north/south"
+    assert short_title("npz:/d/s.npz+rot30 → npz:/d/t.npz?name=t+noise0.1") \
+        == "npz:s.npz+rot30 → npz:t.npz?name=t+noise0.1"
     fig, ax = subplots(figsize=(5, 4))
     ax.plot([0, 1])
     ax.set_title("npz:runs/some long folder name/source domain.npz → npz:runs/some long folder name/target.npz")
