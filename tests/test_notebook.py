@@ -84,6 +84,84 @@ def test_a_method_edited_in_a_cell_is_other_code(cell):
     assert code_digest(ns["define"](1.0)) == code_digest(ns["define"](1.0))
 
 
+ATTR_CELL = """
+from qianyi import Method
+
+class Attr(Method):
+    name = "qy-nb-attr"
+
+    def loss(self, batch):
+        w = 1.0 if batch.step > 3 else 0.5
+        return {"cls": w * self.source_ce(batch)}
+"""
+
+
+def test_a_global_named_as_an_attribute_the_method_reads_is_not_its_code(cell, tmp_path):
+    """``batch.step`` put "step" among the names the digest read as globals: a notebook's unrelated ``step = 3``
+    changed the method's digest, and the next run warned that its checkpoint was of other code."""
+    from qianyi.train.store import code_digest
+
+    v1 = code_digest(cell(ATTR_CELL, step=5)["Attr"])
+    assert code_digest(cell(ATTR_CELL, step=50)["Attr"]) == v1
+    assert code_digest(cell(ATTR_CELL.replace("batch.step", "step"), step=5)["Attr"]) \
+        != code_digest(cell(ATTR_CELL.replace("batch.step", "step"), step=50)["Attr"])  # a global it does read
+    task = _blob_task()
+    qianyi.run(cell(ATTR_CELL, step=5)["Attr"](), task, FAST, out=tmp_path / "a")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qianyi.run(cell(ATTR_CELL, step=3)["Attr"](), task, FAST, out=tmp_path / "a")
+    assert not _other_code(caught)
+
+
+HELPER_CELL = """
+from torch import nn
+
+class Base(nn.Module):
+    def scale(self):
+        return BASE_SCALE
+
+class Penalty(Base):
+    def forward(self, f):
+        return self.scale() * PEN_SCALE * f.pow(2).mean() + (Other.k if Other else 0)
+
+class Other:
+    k = OTHER_K
+    uses = Penalty  # (a cycle: Penalty reads Other, Other holds Penalty)
+
+penalty = Penalty()
+"""
+
+HELPER_METHOD = """
+from qianyi import Method
+
+class Mine(Method):
+    name = "qy-nb-helper"
+
+    def loss(self, batch):
+        return {"cls": self.source_ce(batch), "pen": USE(batch.source_inputs)}
+"""
+
+
+def test_a_helper_class_of_another_cell_is_part_of_the_method_code(cell):
+    """A helper ``nn.Module`` defined in another cell was hashed by nothing: editing it left the digest as it was,
+    and runs of the old helper were reused without a word."""
+    from qianyi.train.store import code_digest
+
+    def digest(use: str, **globs) -> str:
+        cell(HELPER_CELL, **{"BASE_SCALE": 1.0, "PEN_SCALE": 1.0, "OTHER_K": 0, **globs})
+        return code_digest(cell(HELPER_METHOD.replace("USE", use))["Mine"])
+
+    for use in ("Penalty()", "penalty"):  # the class, or an object of it (its class's code)
+        v1 = digest(use)
+        assert "+" in v1 and digest(use) == v1  # the cells run again unchanged
+        assert digest(use, PEN_SCALE=0.0) != v1  # the helper's own global
+        assert digest(use, BASE_SCALE=0.0) != v1  # its file-less base class's
+        assert digest(use, OTHER_K=1) != v1  # a class the helper reads
+        edited = HELPER_CELL.replace("f.pow(2).mean()", "f.abs().mean()")
+        cell(edited, BASE_SCALE=1.0, PEN_SCALE=1.0, OTHER_K=0)
+        assert code_digest(cell(HELPER_METHOD.replace("USE", use))["Mine"]) != v1  # the helper edited
+
+
 def test_reusing_runs_of_an_edited_cell_method_warns_for_each_folder(cell, tmp_path):
     from qianyi.train import store
     from qianyi.train.result import RunResult
