@@ -315,6 +315,24 @@ def test_a_dataframe_domain_keeps_its_column_names_and_a_reordered_target_is_mat
     assert Domain(pd.DataFrame(Xs), None, "t").feature_names is None  # pandas' default integer columns: positions
 
 
+def test_a_dataframe_with_repeated_column_names_is_matched_by_position_with_a_warning():
+    """Columns of one-hot blocks joined by pd.concat may repeat a name (pandas allows it): such a frame, accepted
+    before frames' names were read, was refused ("duplicate feature names")."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    dup = pd.DataFrame(X, columns=["x", "x", "y"])
+    with pytest.warns(QianyiWarning, match=r"'s': the DataFrame's column names are not unique \(\['x'\] repeat\).*"
+                      "matched by position"):
+        src = Domain(dup, (X[:, 0] > 0).astype(int), "s")
+    assert src.feature_names is None
+    with pytest.warns(QianyiWarning, match="not unique"):
+        task = TransferTask.from_domains(src, Domain(dup.copy() + 0.3, None, "t"), seed=0)
+    np.testing.assert_array_equal(task.target.X, (X + 0.3).astype(np.float32))  # by position
+    assert task.source.feature_names is None and task.target.feature_names is None
+
+
 def test_labels_that_skip_class_indices_are_warned_about():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 3))
