@@ -429,6 +429,49 @@ def test_run_results_have_a_short_repr_and_specs_may_be_paths(tmp_path):
         measure(task, layers=True, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), permutations=0, log=None)
 
 
+def test_a_path_is_read_whole_by_its_suffix_and_a_saved_model_prepares_one(tmp_path):
+    """A Path was turned into a spec string and parsed as one: a '?' in it started options ("option 'x/s.csv' is
+    not KEY=VALUE"); ``books.svmlight.gz`` was said to have none of the suffixes it has; ``SavedModel.prepare``
+    took no Path (a dtype error)."""
+    import gzip
+
+    import pandas as pd
+    from sklearn.datasets import dump_svmlight_file
+
+    from qianyi.errors import DataError, DatasetNotFoundError
+
+    rng = np.random.default_rng(0)
+    odd = tmp_path / "dir?x"
+    odd.mkdir()
+    for name, shift in (("s", 0.0), ("t", 0.5)):
+        X = rng.normal(size=(120, 4)) + shift
+        pd.DataFrame(X, columns=list("abcd")).assign(label=(X[:, 0] > shift).astype(int)).to_csv(
+            odd / f"{name}.csv", index=False)
+    assert qianyi.load_domain(odd / "t.csv").X.shape == (120, 4)
+    task = qianyi.load_task(odd / "s.csv", odd / "t.csv", val_fraction=0.5)
+    assert task.source.name == f"csv:{odd / 's.csv'}"
+    with pytest.raises(DatasetNotFoundError, match="'.*dir\\?x/none.csv' does not exist"):
+        qianyi.load_domain(odd / "none.csv")
+    X = rng.normal(size=(50, 6)).clip(0)
+    dump_svmlight_file(X, (X[:, 0] > 0.5).astype(int), str(tmp_path / "b.svmlight"))
+    for comp in ("gz", "xz"):  # the svmlight reader inflates these itself
+        packed = tmp_path / f"b.svmlight.{comp}"
+        opener = gzip.open if comp == "gz" else __import__("lzma").open
+        with opener(packed, "wb") as fh:
+            fh.write((tmp_path / "b.svmlight").read_bytes())
+        np.testing.assert_allclose(qianyi.load_domain(packed).X, qianyi.load_domain(tmp_path / "b.svmlight").X)
+    with pytest.raises(DataError, match="the npz reader does not read .gz files; decompress it"):
+        qianyi.load_domain(tmp_path / "x.npz.gz")
+    with pytest.raises(DataError, match="by its suffix .*\\.svmlight\\[\\.gz\\|.*and '\\.tar\\.gz' is none "
+                                        "of them.*'csv:"):
+        qianyi.load_domain(tmp_path / "x.tar.gz")
+    result, _ = qianyi.run("source-only", task, FAST, out=tmp_path / "r")
+    model = qianyi.load_model(tmp_path / "r")
+    prepared = model.prepare(odd / "t.csv")
+    np.testing.assert_array_equal(prepared.X, model.prepare(pd.read_csv(odd / "t.csv").drop(columns="label")).X)
+    assert prepared.y is not None and len(model.predict(prepared)) == 120
+
+
 def test_distances_mmd_test_and_layer_profile_take_data_frames():
     """A DataFrame is read by its values (torch.as_tensor indexed it by column: KeyError) (review: notebook #7)."""
     import pandas as pd
