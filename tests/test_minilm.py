@@ -157,6 +157,50 @@ def test_disk_cache_is_shared_across_networks_with_the_same_weights_only(tmp_pat
     assert len([d for d in (tmp_path / "cache").iterdir() if d.is_dir()]) == 2
 
 
+def test_disk_cache_rows_are_written_from_any_device_and_dtype_and_read_onto_the_computing_device(tmp_path,
+                                                                                                   monkeypatch):
+    """``_to_disk`` called ``row.numpy()`` on rows computed on the model's device: a CUDA row (or a bfloat16 one)
+    cannot become a numpy array, so a CUDA MiniLM with QIANYI_MINILM_CACHE failed; rows read from disk stayed on
+    the CPU and were stacked with the CUDA rows computed beside them. No GPU here: a bfloat16 row stands for a row
+    numpy cannot take as it is, and the "meta" device for the computing device (the CUDA test below runs on one)."""
+    monkeypatch.setenv(M.DISK_CACHE_ENV, str(tmp_path / "cache"))
+    enc = M.BertEncoderPool(16, 1, 4, 32, 1e-12, 0.0).eval().requires_grad_(False)
+    enc._disk = enc._disk_folder()
+    row = torch.linspace(-1, 1, 16).to(torch.bfloat16)
+    enc._to_disk(b"k" * 16, row)
+    saved = np.load(enc._disk / f"{(b'k' * 16).hex()}.npy")
+    assert saved.dtype == np.float32 and np.array_equal(saved, row.float().numpy())
+    assert enc._from_disk(b"k" * 16, torch.device("meta")) and enc._cache[b"k" * 16].device.type == "meta"
+    assert enc._from_disk(b"k" * 16) and torch.equal(enc._cache[b"k" * 16], row.float())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_minilm_with_a_disk_cache_writes_reads_and_mixes_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv(M.DISK_CACHE_ENV, str(tmp_path / "cache"))
+    torch.manual_seed(0)
+
+    def frozen(state=None):
+        enc = M.BertEncoderPool(32, 1, 2, 64, 1e-12, 0.0).eval().requires_grad_(False)
+        if state is not None:
+            enc.load_state_dict(state)
+        return enc
+
+    enc = frozen()
+    h = torch.randn(7, 5, 32)
+    h[:, 4:] = 0
+    expected = enc.encode(h)  # on the CPU, no cache
+    enc.cuda()
+    assert torch.allclose(enc(h[:3].cuda()).cpu(), expected[:3], atol=1e-4)  # computed on CUDA, written to disk
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3
+    twin = frozen(enc.state_dict()).cuda()
+    out = twin(h[:6].cuda())  # rows 0-2 read from disk, 3-5 computed on CUDA: stacked together
+    assert out.device.type == "cuda" and torch.allclose(out.cpu(), expected[:6], atol=1e-4)
+    moved = frozen(enc.state_dict())
+    assert torch.allclose(moved(h[:6]), expected[:6], atol=1e-4)  # used on the CPU (rows cached there) ...
+    moved.cuda()  # ... then moved: its CPU rows are not stacked with the new row computed on CUDA
+    assert torch.allclose(moved(h.cuda()).cpu(), expected, atol=1e-4)
+
+
 def _hf_state(net, layers: int) -> dict[str, torch.Tensor]:
     own = net.state_dict()
     return {hf: own[ours].clone() for hf, ours in M.hf_name_map(layers).items()}

@@ -84,6 +84,84 @@ def test_a_method_edited_in_a_cell_is_other_code(cell):
     assert code_digest(ns["define"](1.0)) == code_digest(ns["define"](1.0))
 
 
+ATTR_CELL = """
+from qianyi import Method
+
+class Attr(Method):
+    name = "qy-nb-attr"
+
+    def loss(self, batch):
+        w = 1.0 if batch.step > 3 else 0.5
+        return {"cls": w * self.source_ce(batch)}
+"""
+
+
+def test_a_global_named_as_an_attribute_the_method_reads_is_not_its_code(cell, tmp_path):
+    """``batch.step`` put "step" among the names the digest read as globals: a notebook's unrelated ``step = 3``
+    changed the method's digest, and the next run warned that its checkpoint was of other code."""
+    from qianyi.train.store import code_digest
+
+    v1 = code_digest(cell(ATTR_CELL, step=5)["Attr"])
+    assert code_digest(cell(ATTR_CELL, step=50)["Attr"]) == v1
+    assert code_digest(cell(ATTR_CELL.replace("batch.step", "step"), step=5)["Attr"]) \
+        != code_digest(cell(ATTR_CELL.replace("batch.step", "step"), step=50)["Attr"])  # a global it does read
+    task = _blob_task()
+    qianyi.run(cell(ATTR_CELL, step=5)["Attr"](), task, FAST, out=tmp_path / "a")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qianyi.run(cell(ATTR_CELL, step=3)["Attr"](), task, FAST, out=tmp_path / "a")
+    assert not _other_code(caught)
+
+
+HELPER_CELL = """
+from torch import nn
+
+class Base(nn.Module):
+    def scale(self):
+        return BASE_SCALE
+
+class Penalty(Base):
+    def forward(self, f):
+        return self.scale() * PEN_SCALE * f.pow(2).mean() + (Other.k if Other else 0)
+
+class Other:
+    k = OTHER_K
+    uses = Penalty  # (a cycle: Penalty reads Other, Other holds Penalty)
+
+penalty = Penalty()
+"""
+
+HELPER_METHOD = """
+from qianyi import Method
+
+class Mine(Method):
+    name = "qy-nb-helper"
+
+    def loss(self, batch):
+        return {"cls": self.source_ce(batch), "pen": USE(batch.source_inputs)}
+"""
+
+
+def test_a_helper_class_of_another_cell_is_part_of_the_method_code(cell):
+    """A helper ``nn.Module`` defined in another cell was hashed by nothing: editing it left the digest as it was,
+    and runs of the old helper were reused without a word."""
+    from qianyi.train.store import code_digest
+
+    def digest(use: str, **globs) -> str:
+        cell(HELPER_CELL, **{"BASE_SCALE": 1.0, "PEN_SCALE": 1.0, "OTHER_K": 0, **globs})
+        return code_digest(cell(HELPER_METHOD.replace("USE", use))["Mine"])
+
+    for use in ("Penalty()", "penalty"):  # the class, or an object of it (its class's code)
+        v1 = digest(use)
+        assert "+" in v1 and digest(use) == v1  # the cells run again unchanged
+        assert digest(use, PEN_SCALE=0.0) != v1  # the helper's own global
+        assert digest(use, BASE_SCALE=0.0) != v1  # its file-less base class's
+        assert digest(use, OTHER_K=1) != v1  # a class the helper reads
+        edited = HELPER_CELL.replace("f.pow(2).mean()", "f.abs().mean()")
+        cell(edited, BASE_SCALE=1.0, PEN_SCALE=1.0, OTHER_K=0)
+        assert code_digest(cell(HELPER_METHOD.replace("USE", use))["Mine"]) != v1  # the helper edited
+
+
 def test_reusing_runs_of_an_edited_cell_method_warns_for_each_folder(cell, tmp_path):
     from qianyi.train import store
     from qianyi.train.result import RunResult
@@ -237,6 +315,24 @@ def test_a_dataframe_domain_keeps_its_column_names_and_a_reordered_target_is_mat
     assert Domain(pd.DataFrame(Xs), None, "t").feature_names is None  # pandas' default integer columns: positions
 
 
+def test_a_dataframe_with_repeated_column_names_is_matched_by_position_with_a_warning():
+    """Columns of one-hot blocks joined by pd.concat may repeat a name (pandas allows it): such a frame, accepted
+    before frames' names were read, was refused ("duplicate feature names")."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    dup = pd.DataFrame(X, columns=["x", "x", "y"])
+    with pytest.warns(QianyiWarning, match=r"'s': the DataFrame's column names are not unique \(\['x'\] repeat\).*"
+                      "matched by position"):
+        src = Domain(dup, (X[:, 0] > 0).astype(int), "s")
+    assert src.feature_names is None
+    with pytest.warns(QianyiWarning, match="not unique"):
+        task = TransferTask.from_domains(src, Domain(dup.copy() + 0.3, None, "t"), seed=0)
+    np.testing.assert_array_equal(task.target.X, (X + 0.3).astype(np.float32))  # by position
+    assert task.source.feature_names is None and task.target.feature_names is None
+
+
 def test_labels_that_skip_class_indices_are_warned_about():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 3))
@@ -331,6 +427,49 @@ def test_run_results_have_a_short_repr_and_specs_may_be_paths(tmp_path):
     assert [p.label for p in res.profiles] == ["given model (Backbone)"]
     with pytest.raises(DataError, match="as_backbone"):
         measure(task, layers=True, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), permutations=0, log=None)
+
+
+def test_a_path_is_read_whole_by_its_suffix_and_a_saved_model_prepares_one(tmp_path):
+    """A Path was turned into a spec string and parsed as one: a '?' in it started options ("option 'x/s.csv' is
+    not KEY=VALUE"); ``books.svmlight.gz`` was said to have none of the suffixes it has; ``SavedModel.prepare``
+    took no Path (a dtype error)."""
+    import gzip
+
+    import pandas as pd
+    from sklearn.datasets import dump_svmlight_file
+
+    from qianyi.errors import DataError, DatasetNotFoundError
+
+    rng = np.random.default_rng(0)
+    odd = tmp_path / "dir?x"
+    odd.mkdir()
+    for name, shift in (("s", 0.0), ("t", 0.5)):
+        X = rng.normal(size=(120, 4)) + shift
+        pd.DataFrame(X, columns=list("abcd")).assign(label=(X[:, 0] > shift).astype(int)).to_csv(
+            odd / f"{name}.csv", index=False)
+    assert qianyi.load_domain(odd / "t.csv").X.shape == (120, 4)
+    task = qianyi.load_task(odd / "s.csv", odd / "t.csv", val_fraction=0.5)
+    assert task.source.name == f"csv:{odd / 's.csv'}"
+    with pytest.raises(DatasetNotFoundError, match="'.*dir\\?x/none.csv' does not exist"):
+        qianyi.load_domain(odd / "none.csv")
+    X = rng.normal(size=(50, 6)).clip(0)
+    dump_svmlight_file(X, (X[:, 0] > 0.5).astype(int), str(tmp_path / "b.svmlight"))
+    for comp in ("gz", "xz"):  # the svmlight reader inflates these itself
+        packed = tmp_path / f"b.svmlight.{comp}"
+        opener = gzip.open if comp == "gz" else __import__("lzma").open
+        with opener(packed, "wb") as fh:
+            fh.write((tmp_path / "b.svmlight").read_bytes())
+        np.testing.assert_allclose(qianyi.load_domain(packed).X, qianyi.load_domain(tmp_path / "b.svmlight").X)
+    with pytest.raises(DataError, match="the npz reader does not read .gz files; decompress it"):
+        qianyi.load_domain(tmp_path / "x.npz.gz")
+    with pytest.raises(DataError, match="by its suffix .*\\.svmlight\\[\\.gz\\|.*and '\\.tar\\.gz' is none "
+                                        "of them.*'csv:"):
+        qianyi.load_domain(tmp_path / "x.tar.gz")
+    result, _ = qianyi.run("source-only", task, FAST, out=tmp_path / "r")
+    model = qianyi.load_model(tmp_path / "r")
+    prepared = model.prepare(odd / "t.csv")
+    np.testing.assert_array_equal(prepared.X, model.prepare(pd.read_csv(odd / "t.csv").drop(columns="label")).X)
+    assert prepared.y is not None and len(model.predict(prepared)) == 120
 
 
 def test_distances_mmd_test_and_layer_profile_take_data_frames():

@@ -123,6 +123,45 @@ def test_leftover_torchrun_variables_silence_only_training_and_are_named(tmp_pat
     assert "MASTER_ADDR, MASTER_PORT are not set" in err and "unset WORLD_SIZE and RANK" in err
 
 
+def test_under_torchrun_every_command_that_trains_prints_in_process_0_only(tmp_path, capsys, monkeypatch):
+    """`advise` (and measure, transferability, layers, pivots) joined the process group and trained in every
+    torchrun process, and each process printed the whole report: rank 1 printed it a second time."""
+    import numpy as np
+
+    from qianyi.cli import main
+    from qianyi.train import distributed
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("src", 0.0), ("tgt", 0.5)):
+        X = rng.normal(size=(120, 4)) + shift
+        rows = [",".join(f"{v:.3f}" for v in x) + f",{int(x[0] > shift)}" for x in X]
+        (tmp_path / f"{name}.csv").write_text("a,b,c,d,label\n" + "\n".join(rows) + "\n")
+    joined = []
+    monkeypatch.setattr(distributed, "init_from_env", lambda device: joined.append(device))  # the group's join
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # main replaces it in a rank > 0 process: restored after
+    for k, v in dict(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="1").items():
+        monkeypatch.setenv(k, v)
+    args = ["advise", f"csv:{tmp_path / 'src.csv'}", f"csv:{tmp_path / 'tgt.csv'}", "--epochs", "1",
+            "--samples", "60", "--permutations", "0", "--no-progress"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert joined, "advise trains, so it joins the group"
+    assert out == "" and "trained a source network" in err
+
+
+def test_every_command_is_either_silenced_under_torchrun_or_does_not_train():
+    """A command added later is classified: one that trains under torchrun prints in process 0 only."""
+    import argparse
+
+    from qianyi.cli import RESUMABLE, TORCHRUN_COMMANDS, build_parser
+
+    no_training = {"summary", "predict", "features", "translate", "report", "validators", "datasets", "methods",
+                   "proxy"}  # (proxy fits ridge regressions, not networks)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(TORCHRUN_COMMANDS) | no_training
+    assert not set(TORCHRUN_COMMANDS) & no_training and set(RESUMABLE) | {"advise"} <= set(TORCHRUN_COMMANDS)
+
+
 def test_sigterm_says_how_to_resume_and_exits_143(tmp_path):
     """SIGTERM (CI cancellation, docker stop, Slurm) ended a run with 143 and no word; it now says, as Ctrl-C
     does, that the same command resumes, and the checkpoint stays."""
@@ -179,6 +218,16 @@ def test_figure_titles_too_wide_are_shortened_to_file_names():
     assert short_title("folder:C:\\data\\amazon -> folder:/x/webcam?size=32") == "folder:amazon -> folder:webcam?size=32"
     assert short_title("digits → digits+rot30") == "digits → digits+rot30"
     assert short_title("npz:abcdefghijkl.npz → mnist", keep=11) == "npz:a…l.npz → mnist"
+    # measure, advise and layers name a pair without spaces: the source was dropped, the target's name kept alone
+    assert short_title("csv:/home/me/north/households.csv->csv:/home/me/south/households.csv") \
+        == "csv:households.csv->csv:households.csv"
+    assert short_title("csv:/a/src.csv->csv:/b/tgt.csv (40 T labels)") == "csv:src.csv->csv:tgt.csv (40 T labels)"
+    # an option's value with a slash is not a folder (it was shortened to "csv:south")
+    assert short_title("csv:/x/data.csv?where=region:north/south->mnist") \
+        == "csv:data.csv?where=region:north/south->mnist"
+    assert short_title("csv:data.csv?where=region:north/south") == "csv:data.csv?where=region:north/south"
+    assert short_title("npz:/d/s.npz+rot30 → npz:/d/t.npz?name=t+noise0.1") \
+        == "npz:s.npz+rot30 → npz:t.npz?name=t+noise0.1"
     fig, ax = subplots(figsize=(5, 4))
     ax.plot([0, 1])
     ax.set_title("npz:runs/some long folder name/source domain.npz → npz:runs/some long folder name/target.npz")

@@ -47,21 +47,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join([line(header), sep, *(line(r) for r in cells)])
 
 
-_ARROW = re.compile(r"( → | -> )")
+_ARROW = re.compile(r"(\s*(?:→|->)\s*)")  # spaced or not: measure, advise and layers name pairs "a->b"
 _FOLDER = re.compile(r"[/\\]")
 _GLYPH = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.*?)\.?$")
 _missing_glyphs_said = False
 
 
 def short_title(text: str, keep: int | None = None) -> str:
-    """A figure title of data specs made shorter: each side of an arrow (``A → B``) as its file name
-    (``npz:my data/x/src.npz`` -> ``npz:src.npz``), then, with ``keep``, cut to ``keep`` characters around a
-    '…' (its start and its end stay)."""
+    """A figure title of data specs made shorter: each side of an arrow (``A → B``, ``A->B``) with its path as
+    the file name (``npz:my data/x/src.npz?name=s`` -> ``npz:src.npz?name=s``; options stay whole), then, with
+    ``keep``, cut to ``keep`` characters around a '…' (its start and its end stay)."""
     parts = _ARROW.split(text)
     for i in range(0, len(parts), 2):
         kind, colon, rest = parts[i].partition(":")
-        if colon and re.fullmatch(r"[a-z]+", kind) and _FOLDER.search(rest):
-            parts[i] = kind + ":" + _FOLDER.split(rest)[-1]
+        path, q, options = rest.partition("?")  # (shifts, "+rot30", hold no slash)
+        if colon and re.fullmatch(r"[a-z]+", kind) and _FOLDER.search(path):
+            parts[i] = kind + ":" + _FOLDER.split(path)[-1] + q + options
         if keep is not None and len(parts[i]) > keep:
             head = (keep - 1) // 2
             parts[i] = parts[i][:head] + "…" + parts[i][len(parts[i]) - (keep - 1 - head):]

@@ -718,12 +718,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        resumable=_resumable(args))
 
 
-#: Commands that train in every process under torchrun (process 0 alone prints their results). Any other command
-#: prints in whatever process runs it: a `qianyi predict` started by a torchrun worker inherits RANK and WORLD_SIZE.
-TORCHRUN_COMMANDS = ("run", "bench", "demo", "select")
-
 #: Commands whose training keeps checkpoints in --out (and reuses finished runs there).
 RESUMABLE = ("demo", "run", "bench", "select", "measure", "transferability", "layers", "pivots")
+
+#: Every command that can train: under torchrun each process joins the group and trains, and process 0 alone prints
+#: the results. Any other command prints in whatever process runs it: a `qianyi predict` started by a torchrun worker
+#: inherits RANK and WORLD_SIZE.
+TORCHRUN_COMMANDS = (*RESUMABLE, "advise")
 
 
 def _resumable(args: argparse.Namespace) -> bool:

@@ -97,13 +97,22 @@ def _check_label_range(y: np.ndarray, name: str) -> None:
                         "numpy.unique(y, return_inverse=True)), or give them as text so a reader encodes them")
 
 
-def _frame_columns(X: object) -> tuple[str, ...] | None:
-    """The column names of a pandas DataFrame whose columns are all strings, else None (positions then)."""
+def _frame_columns(X: object, name: str) -> tuple[str, ...] | None:
+    """The column names of a pandas DataFrame whose columns are all strings and unique, else None (positions
+    then; duplicate names, which pandas allows, with a warning)."""
     columns = getattr(X, "columns", None)
     if columns is None or not type(X).__module__.startswith("pandas"):
         return None
     names = list(columns)
-    return tuple(names) if names and all(isinstance(c, str) for c in names) else None
+    if not names or not all(isinstance(c, str) for c in names):
+        return None
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        warnings.warn(f"domain {name!r}: the DataFrame's column names are not unique ({dup[:5]} repeat), so its "
+                      "columns are matched by position, not by name; rename the repeated "
+                      "columns to have them matched by name", QianyiWarning, stacklevel=4)
+        return None
+    return tuple(names)
 
 
 def _warn_label_gaps(source: Domain) -> None:
@@ -131,7 +140,7 @@ class Domain:
     ``mnist-m``): two domains of one origin are split into disjoint halves when paired.
     ``style`` is ``"uci"`` for images already in the UCI 8x8 block-count format.
     ``feature_names`` names the columns of vector inputs (a CSV header; a pandas DataFrame's string column
-    names when not given): two domains with names are matched column by column by name, not by position.
+    names when not given and unique): two domains with names are matched column by column by name, not by position.
     ``ids`` names each sample (an image folder's files, relative to the folder): ``qianyi predict``
     writes them beside the predictions.
     ``keys`` holds one digest per sample (:func:`sample_keys`, 16 bytes) of the sample it was made from,
@@ -152,7 +161,7 @@ class Domain:
 
     def __post_init__(self) -> None:
         if self.feature_names is None:  # a DataFrame's column names: matched by name, as every pandas entry point does
-            object.__setattr__(self, "feature_names", _frame_columns(self.X))
+            object.__setattr__(self, "feature_names", _frame_columns(self.X, self.name))
         X = _as_inputs(self.X, self.name)
         object.__setattr__(self, "X", X)
         if self.y is not None:

@@ -116,15 +116,30 @@ def parse_options(kind: str, query: str, spec: str, allowed: Sequence[str] | Non
     return opts
 
 
+def split_options(base: str) -> tuple[str, str]:
+    """``KIND:PATH?OPTIONS`` (or ``NAME?OPTIONS``) as (``KIND:PATH``, ``OPTIONS``): the options start at the first
+    '?', unless a '?' is part of a file or folder that exists (a ``pathlib.Path`` spec, :func:`as_spec`): then after
+    the longest existing path."""
+    head, _, query = base.partition("?")
+    kind, colon, rest = base.partition(":")
+    if query or head != base:
+        if colon and kind in READERS and "?" in rest:
+            cuts = [len(rest), *(i for i in range(len(rest) - 1, -1, -1) if rest[i] == "?")]
+            for i in cuts:
+                if "?" in rest[:i] and os.path.exists(rest[:i]):
+                    return f"{kind}:{rest[:i]}", rest[i + 1:]
+    return head, query
+
+
 def with_folder_size(base: str, size: int | None) -> str:
     """A ``folder:`` spec's base read at ``size`` pixels when it names no ``size`` of its own (other specs
     as they are): a folder is otherwise read at 32 px, and enlarging those would lose the files' detail."""
     if size is None or not base.startswith("folder:"):
         return base
-    path, q, query = base.partition("?")
+    path, query = split_options(base)
     if any(kv.partition("=")[0] == "size" for kv in query.split("&") if kv):
         return base
-    return f"{path}?{query}&size={size}" if q and query else f"{path}?size={size}"
+    return f"{path}?{query}&size={size}" if query else f"{path}?size={size}"
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -138,8 +153,8 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
 
 def _load_base(base: str, root: Path | None, max_samples: int | None = None, seed: int = 0) -> Domain:
     if ":" in base and base.split(":", 1)[0] in READERS:
-        kind, rest = base.split(":", 1)
-        path, _, query = rest.partition("?")
+        head, query = split_options(base)
+        kind, path = head.split(":", 1)
         if not path:
             raise DatasetNotFoundError(f"{base!r} names no path; write {kind}:PATH")
         opts: dict = parse_options(kind, query, base)
@@ -160,24 +175,37 @@ def _load_base(base: str, root: Path | None, max_samples: int | None = None, see
 
 
 #: The reader a file path (a ``pathlib.Path``) is read with, by its suffix.
-PATH_READERS = {".csv": "csv", ".gz": "csv", ".npz": "npz", ".svmlight": "svmlight", ".svm": "svmlight",
-                ".libsvm": "svmlight", ".mat": "mat", ".jsonl": "jsonl"}
+PATH_READERS = {".csv": "csv", ".npz": "npz", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight",
+                ".mat": "mat", ".jsonl": "jsonl"}
+#: The compressed forms each reader reads itself, after its suffix (``data.csv.gz``, ``x.svmlight.bz2``).
+COMPRESSED_SUFFIXES = {"csv": (".gz",), "svmlight": (".gz", ".bz2", ".xz")}
 
 
 def as_spec(spec: "str | os.PathLike[str]") -> str:
     """``spec`` as a spec string: a string as it is; a path (``pathlib.Path``) as ``READER:PATH``, its reader by its
-    suffix (:data:`PATH_READERS`: ``data.csv`` is ``csv:data.csv``)."""
+    suffix (:data:`PATH_READERS`, :data:`COMPRESSED_SUFFIXES`: ``data.csv`` is ``csv:data.csv``). A path's '?' is
+    its own, not the start of options (:func:`split_options`), so a path holding one must exist."""
     if not isinstance(spec, os.PathLike):
         return spec
     path = Path(os.fspath(spec))
-    suffixes = [x.lower() for x in path.suffixes[-2:]]
-    kind = PATH_READERS.get(suffixes[-1]) if suffixes else None
-    if kind == "csv" and suffixes[-1] == ".gz" and suffixes[:1] != [".csv"]:
-        kind = None
+    low = [x.lower() for x in path.suffixes]
+    compressed = len(low) >= 2 and low[-1] in (".gz", ".bz2", ".xz")  # data.csv.gz: read by .csv, if it can be
+    suffix = "".join(low[-2:] if compressed else low[-1:])
+    kind = PATH_READERS.get(low[-2] if compressed else low[-1]) if low else None
+    if kind is not None and compressed and low[-1] not in COMPRESSED_SUFFIXES.get(kind, ()):
+        raise DataError(f"{str(path)!r}: the {kind} reader does not read {low[-1]} files; decompress it and give "
+                        "the decompressed file's path")
     if kind is None:
-        raise DataError(f"{str(path)!r}: a path is read by its suffix ({', '.join(PATH_READERS)}), and this one has "
-                        f"none of them; give a spec string naming the reader, e.g. 'folder:{path}' (images), "
-                        f"'lines:{path}' (text), 'wav:{path}' or 'npz:{path}'")
+        known = [f"{x}{'[' + '|'.join(COMPRESSED_SUFFIXES[k]) + ']' if k in COMPRESSED_SUFFIXES else ''}"
+                 for x, k in PATH_READERS.items()]
+        raise DataError(f"{str(path)!r}: a path is read by its suffix ({', '.join(known)}), and "
+                        f"{repr(suffix) if suffix else 'it has none'}{' is none of them' if suffix else ''}; give a "
+                        f"spec string naming the reader (`qianyi datasets` lists them), e.g. 'csv:{path}' or "
+                        f"'svmlight:{path}' (vectors), 'folder:{path}' (images), 'lines:{path}' (text) or "
+                        f"'wav:{path}' (sounds)")
+    if "?" in str(path) and not path.exists():
+        raise DatasetNotFoundError(f"{str(path)!r} does not exist (a path with '?' is read only as a whole file: "
+                                   "check the name)")
     return f"{kind}:{path}"
 
 
@@ -245,7 +273,7 @@ def match_features(names: Sequence[str] | None, target: Domain, reference: str =
 
 def _csv_filter_sets(base: str) -> dict[str, tuple[str, set[str]]]:
     """The row filters of a ``csv:PATH?...`` spec: {"where"/"where_not": (column, values)}."""
-    opts = parse_options("csv", base.partition("?")[2], base)
+    opts = parse_options("csv", split_options(base)[1], base)
     out = {}
     for key in ("where", "where_not"):
         if key in opts:
@@ -382,7 +410,7 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
 def _pool_key(base: str) -> str:
     """A spec's file without its options, its path resolved: ``folder:D``, ``folder:D/`` and ``folder:/abs/D``
     are one pool."""
-    path = base.partition("?")[0]
+    path = split_options(base)[0]
     kind, sep, rest = path.partition(":")
     return f"{kind}:{os.path.realpath(rest)}" if sep and rest else path
 

@@ -137,8 +137,8 @@ class BertEncoderPool(nn.Module):
     gives zeros.
 
     When no parameter here requires a gradient and no dropout is active, each text's output is kept (keyed by
-    its input row's bytes and the parameters' versions, so any change to the weights empties the cache) and
-    reused: a frozen encoder runs once per distinct text. With the environment variable
+    its input row's bytes, the parameters' versions and the device, so any change to the weights, or a move to
+    another device, empties the cache) and reused: a frozen encoder runs once per distinct text. With the environment variable
     ``QIANYI_MINILM_CACHE=DIR`` the outputs are also written to ``DIR/<hash of this encoder: weights,
     settings, code>/<hash of the input row>.npy`` (plain float32 arrays, written atomically, read with
     ``allow_pickle=False``), so other processes with the same encoder reuse them; a cache that cannot be
@@ -173,7 +173,7 @@ class BertEncoderPool(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self._cacheable() or torch.is_grad_enabled() and h.requires_grad:
             return self.encode(h)
-        version = tuple(p._version for p in self.parameters())
+        version = (str(h.device), *(p._version for p in self.parameters()))  # moved to another device: emptied
         if version != self._cache_version:
             self._cache.clear()
             self._cache_version = version
@@ -185,7 +185,7 @@ class BertEncoderPool(nn.Module):
             self._cache.clear()
             todo = list(range(len(keys)))
         if todo and self._disk is not None:
-            todo = [i for i in todo if not self._from_disk(keys[i])]
+            todo = [i for i in todo if not self._from_disk(keys[i], h.device)]
         if todo:
             lengths = h[todo].ne(0).any(-1).sum(1).tolist()
             todo = [i for _, i in sorted(zip(lengths, todo))]  # texts of similar length together: less padding
@@ -225,14 +225,16 @@ class BertEncoderPool(nn.Module):
                             f"choose another folder or unset {DISK_CACHE_ENV}") from None
         return folder
 
-    def _from_disk(self, key: bytes) -> bool:
+    def _from_disk(self, key: bytes, device: torch.device | str = "cpu") -> bool:
+        """Put the row kept on disk for ``key`` in the memory cache, on ``device`` (where the rows computed beside
+        it are: they are stacked together); False when there is none to trust."""
         assert self._disk is not None
         path = self._disk / f"{key.hex()}.npy"
         try:  # mapped, so a damaged header (a claim of 10**11 values) allocates nothing before the shape check
             row = np.load(path, allow_pickle=False, mmap_mode="r")
             if not self.layer or row.shape != (self.layer[0].attn_out.out_features,):
                 return False
-            self._cache[key] = torch.from_numpy(np.array(row, dtype=np.float32))
+            self._cache[key] = torch.from_numpy(np.array(row, dtype=np.float32)).to(device)
         except (OSError, ValueError, MemoryError):  # absent, or half-written by a killed process: compute it again
             return False
         return True
@@ -241,9 +243,10 @@ class BertEncoderPool(nn.Module):
         """Keep ``row`` on disk; a cache that cannot be written (a full disk) is given up with one warning: it is
         only a speed-up, and the output is already computed."""
         assert self._disk is not None
+        values = row.detach().to("cpu", torch.float32).numpy()  # computed on the model's device (CUDA), any dtype
         try:
             atomic_write(self._disk / f"{key.hex()}.npy",
-                         lambda fh: np.save(fh, row.numpy().astype(np.float32), allow_pickle=False), mode="wb")
+                         lambda fh: np.save(fh, values, allow_pickle=False), mode="wb")
         except OSError as exc:  # (OutputError is one)
             _disk_failed(self._disk.parent, exc)
             self._disk = None

@@ -91,15 +91,17 @@ class SavedModel:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.meta["architecture"]["sample_shape"])
 
-    def prepare(self, data: np.ndarray | Domain | str, data_dir: str | os.PathLike | None = None) -> Domain:
+    def prepare(self, data: np.ndarray | Domain | str | os.PathLike,
+                data_dir: str | os.PathLike | None = None) -> Domain:
         """Raw data in the model's input form, exactly as its run read it: a spec (``"digits"``,
-        ``"csv:new.csv"``) is read (:func:`load_domain_for`); an array or a Domain of raw features (as read from
+        ``"csv:new.csv"``) or a file path (``Path("new.csv")``, :func:`qianyi.data.tasks.as_spec`) is read
+        (:func:`load_domain_for`); an array or a Domain of raw features (as read from
         the files) gets the recorded preprocessing (column order, image canvas, vector transform and
         standardisation, text vocabulary); a pandas DataFrame's columns are matched by name, as the run's CSV
         columns were. Images are pixels (scaled as the readers scale them), except for a model of the UCI digits'
         8x8 protocol, which reads 8x8 whole numbers 0..16 as the digits files hold them (block counts, /16:
         ``load_digits().images``). Labels, if any, are mapped to the model's classes."""
-        if isinstance(data, str):
+        if isinstance(data, (str, os.PathLike)):
             return load_domain_for(self, data, data_dir)
         from ..data.readers import scale_images, to_nchw
         from ..data.tasks import match_features, prepare
@@ -397,12 +399,14 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
     return SavedModel(network.eval(), meta, folder)
 
 
-def read_like_run(meta: dict, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
-    """Read ``spec`` and apply the preprocessing (canvas, column order) of the run ``meta`` (its
-    ``model.json``) describes, exactly as that run did; labels and class names stay the data's own."""
+def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Domain:
+    """Read ``spec`` (or a file path, :func:`qianyi.data.tasks.as_spec`) and apply the preprocessing (canvas,
+    column order) of the run ``meta`` (its ``model.json``) describes, exactly as that run did; labels and class
+    names stay the data's own."""
     from ..data.builtin import resolve_data_dir
-    from ..data.tasks import FOLDER_SIZE, _load_base, parse_spec, prepare, with_folder_size
+    from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
+    spec = as_spec(spec)
     base, shifts = parse_spec(spec)
     pre = meta.get("preprocessing", {})
     canvas = pre.get("canvas") or {}
@@ -421,7 +425,7 @@ def absolute_spec(spec: str, cwd: str | None) -> str:
     return f"{kind}:{os.path.join(cwd, rest)}" if sep and rest and cwd else spec
 
 
-def load_domain_for(model: SavedModel, spec: str, data_dir: str | os.PathLike | None = None) -> Domain:
+def load_domain_for(model: SavedModel, spec: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Domain:
     """Read ``spec`` and apply the model's preprocessing (canvas, column order) exactly as its run did;
     labels, if any, are mapped to the model's classes."""
     return _to_model_classes(model, read_like_run(model.meta, spec, data_dir))

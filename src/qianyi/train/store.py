@@ -9,6 +9,7 @@ plus a hash of the fingerprint, so two pairs whose names slug alike never share 
 from __future__ import annotations
 
 import contextlib
+import dis
 import hashlib
 import inspect
 import json
@@ -125,9 +126,15 @@ def _module_file(module: str) -> Path | None:
     return Path(path).resolve()
 
 
-def _fileless(module: str) -> bool:
-    """Whether ``module`` is user code without a file (``__main__`` of a notebook, ``python -`` or ``-c``)."""
-    if module == "builtins" or module == "qianyi" or module.startswith("qianyi."):
+def _fileless(module: Any) -> bool:
+    """Whether ``module`` is user code without a file (``__main__`` of a notebook, ``python -`` or ``-c``), not a
+    module built into Python (``sys``, ``itertools``: no file either)."""
+    import sys
+
+    if not isinstance(module, str) or module == "builtins" or module == "qianyi" or module.startswith("qianyi."):
+        return False
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    if module in sys.builtin_module_names or getattr(spec, "origin", None) in ("built-in", "frozen"):
         return False
     return _module_file(module) is None
 
@@ -148,14 +155,36 @@ _SKIP_ATTRS = frozenset({"__module__", "__qualname__", "__doc__", "__dict__", "_
                          "__static_attributes__", "__annotations__", "__parameters__", "__orig_bases__"})
 
 
+def _global_loads(c: Any) -> list[str]:
+    """The global names code object ``c`` itself reads (``LOAD_GLOBAL``/``LOAD_NAME``), in order: not the attribute
+    names (``self.config.epochs``) that ``co_names`` holds as well."""
+    return list(dict.fromkeys(i.argval for i in dis.get_instructions(c) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")))
+
+
 def _class_code_digest(cls: type) -> str:
     """A hash of what a class with no source file runs: the code objects of its methods (bytecode, constants,
     names, nested code, recursively; not line numbers or cell file names, so moving a cell changes nothing),
-    their defaults, the values their closures and referenced globals hold when those are plain values, the code
-    of functions they call from the same file-less module, and the class's plain attributes. Source text is not
-    used: Python 3.11 has none for a ``__main__`` class, and a notebook's cache of cells may hold an older one."""
+    their defaults, the values their closures and the globals they read hold when those are plain values, the
+    code of the functions and classes of a file-less module they use (a helper ``nn.Module`` of another cell,
+    its file-less bases, the class of an object they read: its code, not its state), recursively, and the
+    class's plain attributes. Source text is not used: Python 3.11 has none for a ``__main__`` class, and a
+    notebook's cache of cells may hold an older one."""
     h = hashlib.sha256()
     seen: set[int] = set()
+
+    def klass(k: type) -> None:
+        if id(k) in seen:
+            h.update(b"<seen>")
+            return
+        seen.add(id(k))
+        h.update(b"<class>" + k.__qualname__.encode() + b"\0")
+        for base in k.__mro__[1:]:
+            if _fileless(base.__module__):
+                klass(base)
+        for name in sorted(vars(k)):
+            if name not in _SKIP_ATTRS:
+                h.update(name.encode() + b":")
+                value(vars(k)[name])
 
     def value(v: Any, depth: int = 0) -> None:
         if isinstance(v, _PLAIN):
@@ -180,6 +209,10 @@ def _class_code_digest(cls: type) -> str:
             function(v)
         elif inspect.iscode(v):
             code(v, {})
+        elif isinstance(v, type) and _fileless(v.__module__):
+            klass(v)
+        elif _fileless(type(v).__module__):  # an object of a file-less class: its class's code
+            klass(type(v))
         else:  # a module, a class, an object: only its kind (its own code is hashed where it is defined)
             h.update(f"<{type(v).__module__}.{type(v).__qualname__}>".encode())
 
@@ -205,15 +238,21 @@ def _class_code_digest(cls: type) -> str:
                 code(const, globs)
             else:
                 value(const)
-        for name in c.co_names:  # the globals it reads, if plain values or functions of a file-less module
-            g = globs.get(name)
+        for name in _global_loads(c):  # the globals it reads: plain values, file-less functions and classes
+            if name not in globs:
+                continue
+            g = globs[name]
             if isinstance(g, _PLAIN):
                 h.update(name.encode() + b"=")
                 value(g)
             elif inspect.isfunction(g) and _fileless(g.__module__):
                 function(g)
+            elif _fileless(g.__module__ if isinstance(g, type) else type(g).__module__):
+                h.update(name.encode() + b"=")
+                value(g)
 
     h.update(cls.__qualname__.encode() + b"\0")
+    seen.add(id(cls))
     for name in sorted(vars(cls)):
         if name not in _SKIP_ATTRS:
             h.update(name.encode() + b":")
