@@ -327,3 +327,29 @@ def test_summary_refuses_a_pair_given_twice(bench_dir, capsys):
     s, t = BenchResult.from_dirs([bench_dir]).pairs[0]
     assert main(["summary", str(bench_dir), "--pairs", f"{s}->{t}", f"{s}->{t}"]) == 2
     assert "is given twice" in capsys.readouterr().err
+
+
+def test_report_reads_the_runs_results_csv_lists_whatever_the_locale(tmp_path):
+    """results.csv is UTF-8; its run keys were read in the locale's encoding, so a pair spec holding 'é' made
+    `qianyi report` under an ASCII locale tabulate every stored run and say the folder predates the keys."""
+    import csv
+    import os
+    import sys
+
+    from qianyi.bench.runner import RUN_COLUMN
+
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "source", "target", RUN_COLUMN])
+        w.writerow(["dan", "csv:/data/données/s.csv", "csv:/data/迁移/t.csv", "abc123"])
+        w.writerow(["dan", "csv:/data/\udce9/s.csv", "csv:t.csv", "def456"])  # an undecodable file-name byte
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(PYTHONUTF8="0", PYTHONCOERCECLOCALE="0", LC_ALL="C", LANG="C",
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    code = ("import sys; from qianyi.bench.runner import _tabulated_keys; "
+            "print(sorted(_tabulated_keys(sys.argv[1]) or []))")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['abc123', 'def456']"

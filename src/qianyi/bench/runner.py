@@ -45,9 +45,10 @@ RUN_COLUMN = "run"
 
 def _tabulated_keys(results_csv: Path) -> set[str] | None:
     """The keys of the runs a results.csv lists (:data:`RUN_COLUMN`), or None when it lists none for some row
-    (written before they were recorded, or of runs without a fingerprint) or cannot be read."""
+    (written before they were recorded, or of runs without a fingerprint) or cannot be read. Read as it is written
+    (UTF-8, undecodable file-name bytes as surrogates), whatever the locale."""
     try:
-        with open(results_csv, newline="") as fh:
+        with open(results_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
