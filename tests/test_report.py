@@ -353,3 +353,24 @@ def test_report_reads_the_runs_results_csv_lists_whatever_the_locale(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['abc123', 'def456']"
+
+
+def test_report_of_a_summary_out_folder_says_its_runs_are_elsewhere(bench_dir, tmp_path, capsys):
+    """A `summary --out` folder holds results.csv and no runs/: report blamed a deletion and a bench command."""
+    import shutil
+
+    out = tmp_path / "sum"
+    assert main(["summary", str(bench_dir), "--out", str(out)]) == 0
+    assert (out / "results.csv").is_file() and not (out / "runs").exists()
+    capsys.readouterr()
+    assert main(["report", str(out), "--no-embedding"]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(out)!r} holds a results.csv but no runs/ (a `qianyi summary --out` folder?)" in err, err
+    assert "deleted" not in err and "bench command" not in err
+    # a bench folder whose listed runs are gone from its runs/ still says so
+    gone = tmp_path / "gone"
+    shutil.copytree(bench_dir, gone)
+    shutil.rmtree(gone / "runs")
+    (gone / "runs").mkdir()
+    assert main(["report", str(gone), "--no-embedding"]) == 2
+    assert "(deleted?); rerun the bench command that wrote it" in capsys.readouterr().err

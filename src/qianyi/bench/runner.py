@@ -583,6 +583,11 @@ class BenchResult:
 
         for d in dirs:
             files = [f for f in sorted(Path(d).glob("runs/*/*/*/result.json")) if listed(f.parent)]
+            if not files and not (Path(d) / "runs").is_dir() and (Path(d) / "results.csv").is_file():
+                raise DataError(f"{str(d)!r} holds a results.csv but no runs/ (a `qianyi summary --out` folder?): its "
+                                "table is of runs stored in other folders (the command atop its results.md, if any, "
+                                "names them); report those bench folders, or pass them to `qianyi summary DIR... --out "
+                                "OUT`")
             if not files:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`"
                                 if keys is None else f"none of the runs {str(d)!r}/results.csv lists is finished "
