@@ -374,3 +374,19 @@ def test_report_of_a_summary_out_folder_says_its_runs_are_elsewhere(bench_dir, t
     (gone / "runs").mkdir()
     assert main(["report", str(gone), "--no-embedding"]) == 2
     assert "(deleted?); rerun the bench command that wrote it" in capsys.readouterr().err
+
+
+
+def test_figure_labels_with_an_undecodable_byte_are_drawn(tmp_path):
+    """matplotlib refuses the surrogates an undecodable file-name byte is read as (set_text(): TypeError): the bench
+    figures draw their names through drawable (the whole bench: test_scripting.py)."""
+    import numpy as np
+
+    from qianyi.bench.run_report import _prediction_shares
+    from qianyi.bench.runner import drawable
+
+    assert drawable("npz:/d\udce9/s.npz") == "npz:/d\ufffd/s.npz"  # no UTF-8: the replacement character
+    assert drawable("/donn\udcc3\udca9es") == "/données"  # a UTF-8 name read under an ASCII locale: as it is
+    assert drawable("a\ud800b") == "a?b" and drawable("plain → text") == "plain → text"
+    png, _ = _prediction_shares(("a\udce9", "b"), np.array([0, 1]), np.array([1, 1]), tmp_path / "shares.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"  # a class named after an undecodable folder, in a run's report

@@ -56,6 +56,17 @@ def _tabulated_keys(results_csv: Path) -> set[str] | None:
     return set(keys) if keys and all(keys) else None
 
 
+def drawable(text: str) -> str:
+    """``text`` as a figure can draw it. matplotlib refuses the surrogates Python reads an undecodable file-name
+    byte as (a path under a Latin-1 folder, or any non-ASCII path under an ASCII locale): they are taken back to
+    their bytes and read as UTF-8, a byte that is no UTF-8 drawn as U+FFFD (the tables and CSV keep the bytes).
+    The bench figures' one helper (bench/runner.py, html.py, run_report.py)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate of another kind (from JSON, say)
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def parse_pair(text: str) -> tuple[str, str]:
     """``"mnist->digits"`` or ``"mnist,digits"`` -> ("mnist", "digits")."""
     for sep in ("->", ","):
@@ -850,11 +861,12 @@ class BenchResult:
             if spread:
                 ax.errorbar([i for i, _, _ in spread], [v for _, v, _ in spread], yerr=[e for _, _, e in spread],
                             fmt="none", ecolor="black", capsize=3)
-            ax.set_xticks(range(len(self.methods)), [self.label(m) for m in self.methods], rotation=30, ha="right", fontsize=8)
+            ax.set_xticks(range(len(self.methods)), [drawable(self.label(m)) for m in self.methods], rotation=30,
+                          ha="right", fontsize=8)
             ax.set_xlim(-0.6, len(self.methods) - 0.4)
             ax.set_ylim(0, 112)
             ax.set_yticks(range(0, 101, 20))
-            ax.set_title(f"{pair[0]} → {pair[1]}")
+            ax.set_title(drawable(f"{pair[0]} → {pair[1]}"))
             ax.set_ylabel("target accuracy (%)")
             for i, v, e in zip(have, means, stds):
                 ax.text(i, v + e + 1, f"{v:.1f}" + ("\nn=1" if len(accs[i]) == 1 and seeds != [1] else ""),
