@@ -1091,7 +1091,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             method_grid(method, grid)
         check_copied_lr_mult(train_config(args), args.method)
         for method in args.method:
-            res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
+            res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=args.seeds,
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,
                                  max_samples=args.max_samples, show_oracle=args.show_oracle,
                                  log=lambda s: print(s, file=sys.stderr), backbone=backbone,
