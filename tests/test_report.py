@@ -184,7 +184,9 @@ def test_report_tabulates_the_runs_the_last_bench_tabulated(tmp_path, capsys):
     assert main(["bench", *flags, "--seeds", "2"]) == 0
     assert main(["bench", *flags, "--seeds", "1"]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert len(rows) == 3 and all((out / "runs").glob(f"*/*/seed0-{r['run']}/result.json") for r in rows)
+    # each row's key names its stored run (a glob is a generator, always true: any() asks for one match)
+    assert len(rows) == 3 and all(any((out / "runs").glob(f"*/*/seed0-{r['run']}/result.json")) for r in rows)
+    assert not any((out / "runs").glob("*/*/seed0-nosuchkey/result.json"))
     bench_md = (out / "results.md").read_text()
     table = lambda t: t[t.index("| method"):t.index("\n\n", t.index("Seeds ["))]  # noqa: E731
     assert "Seeds [0];" in table(bench_md)
