@@ -60,6 +60,9 @@ def test_folder_kind_tells_a_run_a_proxy_and_a_bench_folder_apart(tmp_path):
     assert folder_kind(folder("run", "result.json", "model.json")) == "run"
     assert folder_kind(folder("gan", "generators.json")) == "run"
     assert folder_kind(folder("killed", "checkpoint.pt")) == "run"  # a run not finished yet
+    assert folder_kind(folder("killed2", "checkpoint.pt", "model.json", "model.pt")) == "run"  # (before result.json)
+    # `advise --out DIR`'s DIR/source: a saved network, no run result and no checkpoint (was called an unfinished run)
+    assert folder_kind(folder("saved", "model.json", "model.pt")) == "model"
     assert folder_kind(folder("bench", "results.csv")) == "bench"
     assert folder_kind(folder("store", "runs/a/b/c/result.json")) == "bench"
     assert folder_kind(folder("empty")) is None and folder_kind(tmp_path / "absent") is None

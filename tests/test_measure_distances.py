@@ -13,7 +13,7 @@ from qianyi.distances.adistance import MAX_COPIES
 from qianyi.distances.mmd import median_sq_dist
 from qianyi.distances.permutation import _statistics
 from qianyi.distances.wasserstein import MissingDependencyError, available, feasible_plan, wasserstein
-from qianyi.errors import DataError, QianyiWarning, UnknownNameError
+from qianyi.errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from qianyi.measure import distance, distances
 
 
@@ -256,3 +256,30 @@ def test_the_shallow_numpy_median_has_a_name_of_its_own():
     assert not hasattr(_base, "median_sq_dist")  # it shared a name with distances.mmd.median_sq_dist, another rule
     X = _class_ordered(0.0)
     assert _base.median_sq_dist_np(X, seed=0) == _base.median_sq_dist_np(X, seed=0) > 0
+
+
+def test_median_sq_dist_keeps_its_max_points_keyword():
+    """median_sq_dist is public (qianyi.distances); its max_points= keyword was dropped: a TypeError for callers."""
+    from qianyi.distances import median_sq_dist as public
+    from qianyi.distances.mmd import MEDIAN_POINTS
+
+    from scipy.spatial.distance import pdist
+
+    def brute(z: np.ndarray) -> float:  # the lower median of the distinct pairs' squared distances
+        d = pdist(z, "sqeuclidean")
+        return float(np.sort(d)[(len(d) - 1) // 2])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1500, 4)), rng.normal(size=(1500, 4)) + 0.5
+    z = np.concatenate([x, y])
+    X, Y = torch.tensor(x), torch.tensor(y)
+    assert public is median_sq_dist
+    assert float(median_sq_dist(X, Y, max_points=None)) == float(median_sq_dist(X, Y))  # the default: 1,000 points
+    assert float(median_sq_dist(X, Y, max_points=MEDIAN_POINTS)) == float(median_sq_dist(X, Y))
+    even = np.linspace(0, len(z) - 1, 500).astype(int)
+    assert float(median_sq_dist(X, Y, max_points=500)) == pytest.approx(brute(z[even]), rel=1e-12)
+    whole = float(median_sq_dist(X, Y, max_points=len(z)))  # more than the default: every point read
+    assert whole == pytest.approx(brute(z), rel=1e-12) and whole != float(median_sq_dist(X, Y))
+    for bad in (1, 0, True, 2.5, "100"):
+        with pytest.raises(ConfigError, match="max_points must be a whole number of at least 2"):
+            median_sq_dist(X, Y, max_points=bad)

@@ -184,7 +184,9 @@ def test_report_tabulates_the_runs_the_last_bench_tabulated(tmp_path, capsys):
     assert main(["bench", *flags, "--seeds", "2"]) == 0
     assert main(["bench", *flags, "--seeds", "1"]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert len(rows) == 3 and all((out / "runs").glob(f"*/*/seed0-{r['run']}/result.json") for r in rows)
+    # each row's key names its stored run (a glob is a generator, always true: any() asks for one match)
+    assert len(rows) == 3 and all(any((out / "runs").glob(f"*/*/seed0-{r['run']}/result.json")) for r in rows)
+    assert not any((out / "runs").glob("*/*/seed0-nosuchkey/result.json"))
     bench_md = (out / "results.md").read_text()
     table = lambda t: t[t.index("| method"):t.index("\n\n", t.index("Seeds ["))]  # noqa: E731
     assert "Seeds [0];" in table(bench_md)
@@ -327,3 +329,66 @@ def test_summary_refuses_a_pair_given_twice(bench_dir, capsys):
     s, t = BenchResult.from_dirs([bench_dir]).pairs[0]
     assert main(["summary", str(bench_dir), "--pairs", f"{s}->{t}", f"{s}->{t}"]) == 2
     assert "is given twice" in capsys.readouterr().err
+
+
+def test_report_reads_the_runs_results_csv_lists_whatever_the_locale(tmp_path):
+    """results.csv is UTF-8; its run keys were read in the locale's encoding, so a pair spec holding 'é' made
+    `qianyi report` under an ASCII locale tabulate every stored run and say the folder predates the keys."""
+    import csv
+    import os
+    import sys
+
+    from qianyi.bench.runner import RUN_COLUMN
+
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "source", "target", RUN_COLUMN])
+        w.writerow(["dan", "csv:/data/données/s.csv", "csv:/data/迁移/t.csv", "abc123"])
+        w.writerow(["dan", "csv:/data/\udce9/s.csv", "csv:t.csv", "def456"])  # an undecodable file-name byte
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(PYTHONUTF8="0", PYTHONCOERCECLOCALE="0", LC_ALL="C", LANG="C",
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    code = ("import sys; from qianyi.bench.runner import _tabulated_keys; "
+            "print(sorted(_tabulated_keys(sys.argv[1]) or []))")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['abc123', 'def456']"
+
+
+def test_report_of_a_summary_out_folder_says_its_runs_are_elsewhere(bench_dir, tmp_path, capsys):
+    """A `summary --out` folder holds results.csv and no runs/: report blamed a deletion and a bench command."""
+    import shutil
+
+    out = tmp_path / "sum"
+    assert main(["summary", str(bench_dir), "--out", str(out)]) == 0
+    assert (out / "results.csv").is_file() and not (out / "runs").exists()
+    capsys.readouterr()
+    assert main(["report", str(out), "--no-embedding"]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(out)!r} holds a results.csv but no runs/ (a `qianyi summary --out` folder?)" in err, err
+    assert "deleted" not in err and "bench command" not in err
+    # a bench folder whose listed runs are gone from its runs/ still says so
+    gone = tmp_path / "gone"
+    shutil.copytree(bench_dir, gone)
+    shutil.rmtree(gone / "runs")
+    (gone / "runs").mkdir()
+    assert main(["report", str(gone), "--no-embedding"]) == 2
+    assert "(deleted?); rerun the bench command that wrote it" in capsys.readouterr().err
+
+
+
+def test_figure_labels_with_an_undecodable_byte_are_drawn(tmp_path):
+    """matplotlib refuses the surrogates an undecodable file-name byte is read as (set_text(): TypeError): the bench
+    figures draw their names through drawable (the whole bench: test_scripting.py)."""
+    import numpy as np
+
+    from qianyi.bench.run_report import _prediction_shares
+    from qianyi.bench.runner import drawable
+
+    assert drawable("npz:/d\udce9/s.npz") == "npz:/d\ufffd/s.npz"  # no UTF-8: the replacement character
+    assert drawable("/donn\udcc3\udca9es") == "/données"  # a UTF-8 name read under an ASCII locale: as it is
+    assert drawable("a\ud800b") == "a?b" and drawable("plain → text") == "plain → text"
+    png, _ = _prediction_shares(("a\udce9", "b"), np.array([0, 1]), np.array([1, 1]), tmp_path / "shares.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"  # a class named after an undecodable folder, in a run's report

@@ -158,7 +158,8 @@ def test_report_summary_and_predict_say_what_a_folder_is(tmp_path, capsys):
             (d / f).write_text(json.dumps({"proxy": "nl"}))
     for argv, says in ((["report", str(proxy)], f"is a `qianyi proxy` folder: its report is {str(proxy / 'proxy.md')!r}"),
                        (["summary", str(proxy)], "is a `qianyi proxy` folder"),
-                       (["report", str(killed)], "holds a run that has not finished (no result.json)"),
+                       (["report", str(killed)], "holds a run that has not finished (no result.json): rerun its "
+                        "`qianyi run` command (it resumes from its checkpoint)"),
                        (["summary", str(killed)], "is the folder of one `qianyi run`: `qianyi report"),
                        (["predict", str(bench), "--data", "digits"], "is a `qianyi bench` folder of many runs: give the "
                         f"folder of one of them, e.g. {str(bench / 'runs' / 'a-_b' / 'dann' / 'seed0-abc')!r}")):
@@ -184,6 +185,36 @@ def _copy(run, to):
 
     shutil.copytree(run, to)
     return to
+
+
+def test_a_saved_model_without_a_run_result_is_said_to_be_one(labelled_run, tmp_path, capsys):
+    """`advise --out DIR`'s DIR/source (model.pt + model.json): report said "a run that has not finished: rerun its
+    `qianyi run` command (it resumes from its checkpoint)", and summary sent the user to report."""
+    import shutil
+
+    saved = tmp_path / "source"
+    saved.mkdir()
+    for name in ("model.pt", "model.json"):
+        shutil.copy(labelled_run / name, saved / name)
+    capsys.readouterr()
+    for command in ("report", "summary"):
+        assert main([command, str(saved)]) == 2
+        err = capsys.readouterr().err
+        assert f"{str(saved)!r} holds a saved model (model.pt, model.json) but no run result (result.json)" in err, err
+        assert f"qianyi predict {saved} --data SPEC" in err and f"--init-from {saved / 'model.pt'}" in err
+        assert "checkpoint" not in err and "not finished" not in err and f"qianyi report {saved}" not in err
+    assert not (saved / "report.html").exists()
+    t = labelled_run.parent / "t.npz"
+    assert main(["predict", str(saved), "--data", f"npz:{t}", "--out", str(tmp_path / "p.csv")]) == 0  # it predicts
+    assert "accuracy on 400 labelled samples" in capsys.readouterr().err
+    assert main(["report", str(labelled_run), "--out", str(saved)]) == 2  # its folder is not a report's
+    assert "is the folder of a saved model (model.pt, model.json); give a new folder" in capsys.readouterr().err
+    gan = tmp_path / "gan"  # a run folder without result.json nor checkpoint: no "resumes from its checkpoint"
+    gan.mkdir()
+    (gan / "generators.json").write_text("{}")
+    assert main(["report", str(gan)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run that has not finished (no result.json): rerun its `qianyi run` command, then" in err, err
 
 
 def test_a_run_built_from_arrays_is_not_read_again_by_its_name(tmp_path, capsys):

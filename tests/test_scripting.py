@@ -47,6 +47,26 @@ def test_reports_are_utf8_whatever_the_locale(tmp_path):
     assert "→" in (tmp_path / "r" / "report.md").read_bytes().decode("utf-8")
 
 
+def test_a_pair_under_a_folder_name_that_is_not_utf8_is_drawn(tmp_path):
+    """A pair's path with an undecodable byte (a Latin-1 folder name, or any non-ASCII one under an ASCII locale) is
+    a surrogate in Python: results.csv and results.md kept the byte, then results.png ended bench in matplotlib's
+    TypeError (set_text() refuses surrogates), exit 1. Every bench figure is drawn, the tables keep the byte."""
+    from .test_hostile import _blobs
+
+    flags = ["--methods", "dan", "--seeds", "1", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16"]
+    for name, env in ((b"d\xe9", dict(LC_ALL="C.UTF-8")), ("donnée".encode(), ASCII_LOCALE)):
+        folder = tmp_path / os.fsdecode(name)
+        folder.mkdir()
+        _blobs(folder / "s.npz"), _blobs(folder / "t.npz", shift=1.0, seed=1)
+        out = tmp_path / f"b-{len(name)}"
+        proc = qianyi_cli(["bench", *flags, "--pairs", b"npz:" + name + b"/s.npz->npz:" + name + b"/t.npz",
+                           "--out", out.name], tmp_path, **env)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        for png in ("results.png", "report/curves.png", "report/embedding.png", "report/profile.png"):
+            assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+        assert b"npz:" + name + b"/s.npz" in (out / "results.md").read_bytes()
+
+
 def test_an_output_folder_whose_name_is_not_utf8_is_written(tmp_path):
     """The command line (with --out's undecodable byte, a surrogate in Python) goes into results.md: writing it
     failed with 'surrogates not allowed', after the training. The byte is written back as it was."""

@@ -39,6 +39,39 @@ def test_normalise_seeds_reads_a_count_or_distinct_seeds():
         normalise_seeds(2, "pivots", start=SEED_MAX)
 
 
+def test_a_huge_count_of_seeds_is_refused_before_it_is_listed():
+    """select/transferability/layers built list(range(N)) of a mistyped --seeds: out of memory, where bench refused."""
+    import itertools
+
+    from qianyi.train.config import SEEDS_COUNT_MAX
+
+    assert len(normalise_seeds(SEEDS_COUNT_MAX, "x")) == SEEDS_COUNT_MAX
+    assert normalise_seeds(range(SEEDS_COUNT_MAX), "x")[-1] == SEEDS_COUNT_MAX - 1
+    with pytest.raises(ConfigError, match=r"select: the last seed \(0 \+ seeds - 1\) must be a whole number between"):
+        normalise_seeds(5_000_000_000, "select")  # bench's message, whoever asks
+    for bad in (SEEDS_COUNT_MAX + 1, 10 ** 9, np.int64(4_000_000_000)):
+        with pytest.raises(ConfigError, match=f"x: seeds={int(bad)}: at most 10,000 seeds at once"):
+            normalise_seeds(bad, "x")
+    for bad in (range(10 ** 9), range(2 ** 70), itertools.count(), list(range(SEEDS_COUNT_MAX + 1))):
+        with pytest.raises(ConfigError, match="x: seeds holds more than 10,000 seeds"):
+            normalise_seeds(bad, "x")
+
+
+@pytest.mark.parametrize("argv", [["select", "dan", "--pairs", "mnist->digits", "--out", "OUT"],
+                                  ["transferability", "mnist"], ["layers", "--pairs", "amazon/books->amazon/dvd"]],
+                         ids=["select", "transferability", "layers"])
+def test_every_seeds_flag_refuses_a_huge_count_as_bench_does(argv, tmp_path, capsys):
+    from qianyi.cli import main
+
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    for n, says in (("5000000000", "the last seed (0 + seeds - 1) must be a whole number between 0 and 4294967295"),
+                    ("1000000000", "seeds=1000000000: at most 10,000 seeds at once")):
+        assert main([*argv, "--seeds", n, "--epochs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "out of memory" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_function_that_takes_seeds_refuses_one_given_twice(tmp_path):
     # bench(seeds=[0, 0, 1]) tabulated seed 0 twice (9 runs, the std over three numbers, "Seeds [0, 1]")
     from qianyi.bench.runner import bench

@@ -15,6 +15,7 @@ from qianyi.train.checkpoint import load_checkpoint, save_checkpoint, unreadable
 
 TRUNCATED = "it is truncated or corrupt: a zip archive torch cannot open"
 CUT_SHORT = "it ends too early (a file cut short)"
+PLAIN = "it is a plain pickle, not a file written by torch.save: write it with torch.save(state_dict, path)"
 
 
 def _saved(legacy: bool = False) -> bytes:
@@ -73,6 +74,43 @@ def test_other_unreadable_files_keep_their_reasons(tmp_path):
         a, b, _ = _reason(buf.getvalue(), tmp_path / "obj.pt")
         assert a == b == "it holds objects other than tensors and plain values, which are never unpickled"
     assert unreadable_reason(ValueError(), tmp_path / "missing.pt") == "No such file or directory"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_whole_plain_pickle_is_not_called_cut_short(tmp_path, protocol):
+    """pickle.dump(state_dict) holds one pickle, not torch's legacy five: it is a pickle, not a torch.save file."""
+    import collections
+    import pickle
+
+    for obj in (torch.nn.Linear(3, 3).state_dict(), [1, 2], collections.OrderedDict(a=1), {"w": 2 ** 80}):
+        a, b, _ = _reason(pickle.dumps(obj, protocol=protocol), tmp_path / "w.pkl")
+        assert a == b == PLAIN, (obj, a)
+
+
+def test_a_joblib_file_is_a_plain_pickle(tmp_path):
+    """joblib writes raw array bytes after its pickle ops: the scan stops at the first value, before them."""
+    joblib = pytest.importorskip("joblib")
+    import numpy as np
+
+    joblib.dump({"w": np.arange(1000.0), "b": np.zeros((3, 4), np.float32)}, tmp_path / "model.joblib")
+    data = (tmp_path / "model.joblib").read_bytes()
+    a, b, _ = _reason(data, tmp_path / "copy.joblib")
+    assert a == b == PLAIN
+
+
+def test_a_legacy_file_starts_with_the_magic_number(tmp_path):
+    """The first pickle of torch.save's older format is its magic number alone, at any pickle protocol."""
+    from qianyi.nn import torchfile
+
+    assert torchfile.LEGACY_MAGIC_NUMBER == torch.serialization.MAGIC_NUMBER
+    for protocol in (2, 4):
+        buf = io.BytesIO()
+        torch.save({"a": Exception("x")}, buf, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+        a, b, _ = _reason(buf.getvalue(), tmp_path / "obj.pt")
+        assert a == b == "it holds objects other than tensors and plain values, which are never unpickled"
+        a, b, _ = _reason(buf.getvalue()[: len(buf.getvalue()) // 2], tmp_path / "cut.pt")
+        assert a == b == CUT_SHORT
+    assert unreadable_reason(ValueError(), b"\x80\x02\xff\xfe") == "it is not a file written by torch.save"
 
 
 def test_a_half_written_checkpoint_is_called_truncated(tmp_path):

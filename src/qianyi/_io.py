@@ -81,14 +81,17 @@ _RUN_MARKERS = ("result.json", "model.json", "generators.json", "proxy.json")
 
 def folder_kind(path: str | os.PathLike) -> str | None:
     """What the folder ``path`` holds, by the files that mark it: ``"proxy"`` (a `qianyi proxy --out`:
-    proxy.json), ``"run"`` (a `qianyi run --out`, finished or not, a generative run's too: a
-    :data:`_RUN_MARKERS` file or checkpoint.pt), ``"bench"`` (a `qianyi bench` or `summary --out`: runs/ or
+    proxy.json), ``"run"`` (a `qianyi run --out`, finished or not, a generative run's too: result.json,
+    generators.json or checkpoint.pt), ``"model"`` (a saved model without a run result: model.json alone, as
+    `qianyi advise --out DIR` writes DIR/source), ``"bench"`` (a `qianyi bench` or `summary --out`: runs/ or
     results.csv), or None. The one place commands decide this (``report``, ``predict``, ``summary``)."""
     p = Path(path)
     if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
         return "proxy"
-    if any((p / m).is_file() for m in (*_RUN_MARKERS, "checkpoint.pt")):
+    if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt")):
         return "run"
+    if (p / "model.json").is_file():  # (a run writes model.json, then result.json; a deep run checkpoints first)
+        return "model"
     if (p / "runs").is_dir() or (p / "results.csv").is_file():
         return "bench"
     return None

@@ -554,6 +554,16 @@ def _folder_for(path: str, command: str) -> str | None:
         raise DataError(f"{path!r} is a `qianyi proxy` folder: its report is {str(p / REPORT)!r} (written by "
                         f"`qianyi proxy --out`); `qianyi {command}` reads the folders of `qianyi bench`"
                         + (" and `qianyi run`" if command == "report" else ""))
+    if kind == "model" and command in ("report", "summary"):
+        q = shlex.quote(path)
+        if not (p / "model.pt").is_file():  # (a shallow run writes model.npz + model.json, then result.json)
+            raise DataError(f"{path!r} holds a model.json but no result.json: a `qianyi run` stopped before it "
+                            f"finished? Rerun that command, then `qianyi report {q}`")
+        reads = "`qianyi run` and `qianyi bench`" if command == "report" else "`qianyi bench`"
+        raise DataError(f"{path!r} holds a saved model (model.pt, model.json) but no run result (result.json), as "
+                        f"`qianyi advise --out DIR` writes DIR/source: `qianyi {command}` reads the folders of {reads}. "
+                        f"Use the model with `qianyi predict {q} --data SPEC`, `--init-from "
+                        f"{shlex.quote(str(p / 'model.pt'))}` or `qianyi measure SOURCE TARGET --layers --model {q}`")
     if kind == "run" and command == "summary":
         raise DataError(f"{path!r} is the folder of one `qianyi run`: `qianyi report {shlex.quote(path)}` reports it; "
                         "`qianyi summary` tabulates the --out folders of `qianyi bench`")
@@ -574,7 +584,9 @@ def _write_report(folder: str, out: str | None, write: Callable[[str], dict[str,
         p = Path(out)
         kind = folder_kind(p)
         if kind is not None and p.resolve() != Path(folder).resolve():
-            raise OutputError(f"--out {out!r} is the folder of a `qianyi {kind}`: its own report would be overwritten; "
+            whose = ("a saved model (model.pt, model.json)" if kind == "model" else
+                     f"a `qianyi {kind}`: its own report would be overwritten")
+            raise OutputError(f"--out {out!r} is the folder of {whose}; "
                               "give a new folder, e.g. " + repr(str(p.parent / (Path(folder).resolve().name + "-report"))))
     try:
         return write(folder if out is None else out)
@@ -926,8 +938,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.run_report import write_run_report
 
         if not (Path(args.dir) / "result.json").is_file():
+            resumes = " (it resumes from its checkpoint)" if (Path(args.dir) / "checkpoint.pt").is_file() else ""
             raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun its `qianyi run` "
-                            "command (it resumes from its checkpoint), then report it")
+                            f"command{resumes}, then report it")
         if args.select is not None:
             raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
                               "folder's report shows the epoch its run kept: leave --select out")
@@ -1083,7 +1096,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             method_grid(method, grid)
         check_copied_lr_mult(train_config(args), args.method)
         for method in args.method:
-            res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=range(args.seeds),
+            res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=args.seeds,
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,
                                  max_samples=args.max_samples, show_oracle=args.show_oracle,
                                  log=lambda s: print(s, file=sys.stderr), backbone=backbone,

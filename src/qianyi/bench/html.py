@@ -22,7 +22,7 @@ from ..train.artefact import absolute_spec, load_model
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
 from ..train.store import RunStore, code_digest
-from .runner import BenchResult
+from .runner import BenchResult, drawable
 
 #: Samples per domain in the embedding and the distance profile.
 EMBED_SAMPLES = 300
@@ -98,11 +98,11 @@ def _curves(res: BenchResult, path: Path) -> Path:
             sv = np.mean([[row.get("source_val_acc", np.nan) for row in r.history[:n]] for r in runs], 0)
             marker = "o" if n <= 20 else None  # a one-epoch curve is a point: drawn, not an empty axes
             ax.plot(epochs, 100 * sv, color=colour, marker=marker, markersize=3,
-                    label=res.label(m))
+                    label=drawable(res.label(m)))
             tt = np.mean([[row.get(ORACLE_KEY, np.nan) for row in r.history[:n]] for r in runs], 0)
             if np.isfinite(tt).any():
                 ax.plot(epochs, 100 * tt, color=colour, linestyle="--", marker=marker, markersize=3)
-        ax.set_title(f"{pair[0]} → {pair[1]}", fontsize=9)
+        ax.set_title(drawable(f"{pair[0]} → {pair[1]}"), fontsize=9)
         lo, hi = ax.get_xlim()
         ax.set_xlim(min(lo, 0.5), max(hi, 1.5))
         ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs, even for one
@@ -164,17 +164,17 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
         z = TSNE(2, init="pca", perplexity=min(30, len(feats) // 4), random_state=0).fit_transform(feats)
         ax.scatter(*z[:len(xs)].T, s=4, c="#1f77b4", label="source")
         ax.scatter(*z[len(xs):].T, s=4, c="#ff7f0e", label="target")
-        ax.set_title(m, fontsize=9)
+        ax.set_title(drawable(m), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        profiles.append(layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=m,
+        profiles.append(layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=drawable(m),
                                       token_ids=bool((model.meta.get("preprocessing") or {}).get("text")),
                                       progress=False))
     axes[0][0].legend(fontsize=7, markerscale=3)
-    fig.suptitle(f"{pair[0]} → {pair[1]}", fontsize=9)
+    fig.suptitle(drawable(f"{pair[0]} → {pair[1]}"), fontsize=9)
     fig.tight_layout()
     emb = save_figure(fig, emb_file)
-    prof = plot_profiles(profiles, prof_file, title=f"{pair[0]} → {pair[1]}")
+    prof = plot_profiles(profiles, prof_file, title=drawable(f"{pair[0]} → {pair[1]}"))
     write_text(key_file, made_of + "\n")  # last: a figure written without its key is redrawn next time
     return emb, prof, f"{pair[0]} → {pair[1]}"
 

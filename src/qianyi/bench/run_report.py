@@ -25,6 +25,7 @@ from ..errors import ConfigError, DataError
 from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
 from ..train.run import ORACLE_KEY
 from .html import EMBED_SAMPLES, Section, page_html, page_markdown
+from .runner import drawable
 
 #: Target samples whose predicted classes are counted (a seeded subset of larger domains).
 PREDICT_SAMPLES = 5000
@@ -342,11 +343,12 @@ def _with_model(r: RunResult, folder: Path, figs: Path, data_dir: str | os.PathL
     try:
         from ..measure.profile import layer_profile, plot_profiles
 
-        prof = layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=r.method,
+        prof = layer_profile(model.network, xs, xt, metrics=("mmd",), max_samples=EMBED_SAMPLES, label=drawable(r.method),
                              token_ids=bool((model.meta.get("preprocessing") or {}).get("text")), progress=False)
         out.append(("profile", ("Distance per layer", "MMD between the same source and target samples at every "
                                 "layer of the network: adaptation lowers it in the layers it adapts.",
-                                plot_profiles([prof], figs / "profile.png", title=f"{r.source} → {r.target}"), None)))
+                                plot_profiles([prof], figs / "profile.png", title=drawable(f"{r.source} → {r.target}")),
+                                None)))
     except Exception as exc:
         notes.append(f"per-layer distance: {type(exc).__name__}: {exc}")
     return out, notes
@@ -430,7 +432,7 @@ def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np
     x = np.arange(k)
     ax.bar(x - 0.2, 100 * source, 0.4, label="source labels")
     ax.bar(x + 0.2, 100 * target, 0.4, label="target predictions")
-    ax.set_xticks(x, [str(c) for c in classes], rotation=90 if k > 12 else 0, fontsize=7 if k > 12 else 9)
+    ax.set_xticks(x, [drawable(str(c)) for c in classes], rotation=90 if k > 12 else 0, fontsize=7 if k > 12 else 9)
     ax.set_ylabel("share (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -45,14 +45,26 @@ RUN_COLUMN = "run"
 
 def _tabulated_keys(results_csv: Path) -> set[str] | None:
     """The keys of the runs a results.csv lists (:data:`RUN_COLUMN`), or None when it lists none for some row
-    (written before they were recorded, or of runs without a fingerprint) or cannot be read."""
+    (written before they were recorded, or of runs without a fingerprint) or cannot be read. Read as it is written
+    (UTF-8, undecodable file-name bytes as surrogates), whatever the locale."""
     try:
-        with open(results_csv, newline="") as fh:
+        with open(results_csv, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
     keys = [(r.get(RUN_COLUMN) or "").strip() for r in rows]
     return set(keys) if keys and all(keys) else None
+
+
+def drawable(text: str) -> str:
+    """``text`` as a figure can draw it. matplotlib refuses the surrogates Python reads an undecodable file-name
+    byte as (a path under a Latin-1 folder, or any non-ASCII path under an ASCII locale): they are taken back to
+    their bytes and read as UTF-8, a byte that is no UTF-8 drawn as U+FFFD (the tables and CSV keep the bytes).
+    The bench figures' one helper (bench/runner.py, html.py, run_report.py)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate of another kind (from JSON, say)
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -582,6 +594,11 @@ class BenchResult:
 
         for d in dirs:
             files = [f for f in sorted(Path(d).glob("runs/*/*/*/result.json")) if listed(f.parent)]
+            if not files and not (Path(d) / "runs").is_dir() and (Path(d) / "results.csv").is_file():
+                raise DataError(f"{str(d)!r} holds a results.csv but no runs/ (a `qianyi summary --out` folder?): its "
+                                "table is of runs stored in other folders (the command atop its results.md, if any, "
+                                "names them); report those bench folders, or pass them to `qianyi summary DIR... --out "
+                                "OUT`")
             if not files:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`"
                                 if keys is None else f"none of the runs {str(d)!r}/results.csv lists is finished "
@@ -844,11 +861,12 @@ class BenchResult:
             if spread:
                 ax.errorbar([i for i, _, _ in spread], [v for _, v, _ in spread], yerr=[e for _, _, e in spread],
                             fmt="none", ecolor="black", capsize=3)
-            ax.set_xticks(range(len(self.methods)), [self.label(m) for m in self.methods], rotation=30, ha="right", fontsize=8)
+            ax.set_xticks(range(len(self.methods)), [drawable(self.label(m)) for m in self.methods], rotation=30,
+                          ha="right", fontsize=8)
             ax.set_xlim(-0.6, len(self.methods) - 0.4)
             ax.set_ylim(0, 112)
             ax.set_yticks(range(0, 101, 20))
-            ax.set_title(f"{pair[0]} → {pair[1]}")
+            ax.set_title(drawable(f"{pair[0]} → {pair[1]}"))
             ax.set_ylabel("target accuracy (%)")
             for i, v, e in zip(have, means, stds):
                 ax.text(i, v + e + 1, f"{v:.1f}" + ("\nn=1" if len(accs[i]) == 1 and seeds != [1] else ""),

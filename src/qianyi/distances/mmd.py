@@ -23,6 +23,7 @@ All functions take torch tensors (any float dtype, gradients flow) or numpy arra
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -92,24 +93,32 @@ def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 MEDIAN_POINTS = 1000
 
 
-def median_points(n: int, device: torch.device | str | None = None) -> torch.Tensor | None:
-    """The rows of an ``n``-point pooled sample that the median heuristic reads: ``None`` (all) up to
-    :data:`MEDIAN_POINTS`, else that many evenly spaced ones (deterministic)."""
-    if n <= MEDIAN_POINTS:
+def median_points(n: int, device: torch.device | str | None = None, limit: int = MEDIAN_POINTS) -> torch.Tensor | None:
+    """The rows of an ``n``-point pooled sample that the median heuristic reads: ``None`` (all) up to ``limit``
+    (:data:`MEDIAN_POINTS`), else that many evenly spaced ones (deterministic)."""
+    if n <= limit:
         return None
-    return torch.linspace(0, n - 1, MEDIAN_POINTS, device=device).long()
+    return torch.linspace(0, n - 1, limit, device=device).long()
 
 
-def median_sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def median_sq_dist(x: torch.Tensor, y: torch.Tensor, max_points: int | None = None) -> torch.Tensor:
     """The median heuristic: the median squared distance between distinct points of the pooled sample
     ``[x; y]``, read at :func:`median_points` (see :func:`median_of_pairs`). Every Gaussian kernel in
-    qianyi takes its bandwidth from this rule (the losses, ``mk_mmd2``, ``mmd_test``, LMMD)."""
+    qianyi takes its bandwidth from this rule (the losses, ``mk_mmd2``, ``mmd_test``, LMMD).
+
+    ``max_points``: read at most this many pooled points, evenly spaced; None (the default) reads
+    :data:`MEDIAN_POINTS`, as those kernels do. More points cost memory in their square (a pooled sample
+    read whole sorts every pair)."""
+    if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, numbers.Integral)
+                                   or max_points < 2):
+        raise ConfigError(f"median_sq_dist: max_points must be a whole number of at least 2 (or None: "
+                          f"{MEDIAN_POINTS:,}), got {max_points!r}")
     with torch.no_grad():
         z = torch.cat([x.detach(), y.detach()])
-        keep = median_points(len(z), z.device)
+        keep = median_points(len(z), z.device, MEDIAN_POINTS if max_points is None else int(max_points))
         if keep is not None:
             z = z[keep]
-        return median_of_pairs(sq_dists(z, z))
+        return _median_distinct(sq_dists(z, z))
 
 
 def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
@@ -124,6 +133,12 @@ def median_of_pairs(d: torch.Tensor) -> torch.Tensor:
         keep = median_points(len(d), d.device)
         if keep is not None:
             d = d[keep][:, keep]
+        return _median_distinct(d)
+
+
+def _median_distinct(d: torch.Tensor) -> torch.Tensor:
+    """:func:`median_of_pairs` of every point of ``d`` (no subsample)."""
+    with torch.no_grad():
         iu = torch.triu_indices(len(d), len(d), 1, device=d.device)
         vals = d.detach()[iu[0], iu[1]]
         if not len(vals):

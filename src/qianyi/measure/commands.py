@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-from ..train.config import positive_int, seed_int, share, split_seed_int
+from ..train.config import normalise_seeds, positive_int, seed_int, share, split_seed_int
 from .metrics import DEFAULT_METRICS, METRICS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -220,6 +220,7 @@ def _transferability(args: argparse.Namespace) -> int:
     from ..data.tasks import load_domain
     from .transferability import dissimilar_pair, similar_pair, transferability
 
+    normalise_seeds(args.seeds, "transferability")  # before the data are read
     given = [flag for flag, on in (("--init-from", args.init_from), ("--init-layers", args.init_layers is not None),
                                    ("--freeze", args.freeze), ("--l2sp", args.l2sp),
                                    ("--copied-lr-mult", args.copied_lr_mult != 1.0)) if on]
@@ -255,7 +256,7 @@ def _transferability(args: argparse.Namespace) -> int:
         ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
     except ValueError:
         raise DataError(f"--ks: expected whole numbers like 1,2,3, got {args.ks!r}") from None
-    res = transferability(pairs, ks, list(range(args.seeds)), _config(args), args.out,
+    res = transferability(pairs, ks, args.seeds, _config(args), args.out,
                           log=lambda s: print(s, file=sys.stderr))
     print(res.table())
     _written(res.files)
@@ -265,6 +266,7 @@ def _transferability(args: argparse.Namespace) -> int:
 def _layers(args: argparse.Namespace) -> int:
     from .layers_text import layer_transfer, load_pair
 
+    normalise_seeds(args.seeds, "layers")  # before the data are read
     if args.init_from or args.freeze or args.init_layers is not None or args.l2sp or args.select != "last":
         raise DataError("layers sets --init-from/--init-layers/--freeze and --select (T validation) itself; "
                         "leave them out")
@@ -276,7 +278,7 @@ def _layers(args: argparse.Namespace) -> int:
              for arg in args.pairs for p in arg.split(",") if p.strip()]
     for p in pairs:
         print(p.describe(), file=sys.stderr)
-    res = layer_transfer(pairs, list(range(args.seeds)), lambdas, _config(args), args.out, args.backbone,
+    res = layer_transfer(pairs, args.seeds, lambdas, _config(args), args.out, args.backbone,
                          log=lambda s: print(s, file=sys.stderr))
     print(res.table())
     _written(res.files)

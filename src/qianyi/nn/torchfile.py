@@ -16,6 +16,9 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6: a zip archive
 LEGACY_MAGIC = b"\x80"  # torch.save's older format: a pickle (protocol 2+) stream
 TRUNCATED = "it is truncated or corrupt: a zip archive torch cannot open"
 CUT_SHORT = "it ends too early (a file cut short)"
+PLAIN_PICKLE = "it is a plain pickle, not a file written by torch.save: write it with torch.save(state_dict, path)"
+#: ``torch.serialization.MAGIC_NUMBER``: the first pickle of torch.save's older format holds this int alone.
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _LEGACY_PICKLES = 5  # magic number, protocol, system info, the object, its storage keys; then the raw storages
 _RAN_OUT = ("not enough data", "but only", "no newline found", "pickle exhausted")  # pickletools at end of data
 
@@ -31,6 +34,27 @@ def _zip_state(data: bytes) -> str:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return "broken"
     return "ok" if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) else "foreign"
+
+
+def _first_pickle(data: bytes) -> str:
+    """What the first pickle of ``data`` (which starts with a protocol 2+ header) is, read without unpickling
+    it (:func:`pickletools.genops`): ``"magic"`` (torch.save's older format: :data:`LEGACY_MAGIC_NUMBER` alone),
+    ``"cut"`` (it runs out before any other value, as a torch file cut within its first bytes), ``"pickle"``
+    (any other pickle: ``pickle.dump``, joblib) or ``"garbage"`` (not a pickle past its first byte)."""
+    magic = False
+    try:
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("PROTO", "FRAME"):
+                continue
+            if op.name == "STOP":
+                return "magic" if magic else "pickle"
+            if not magic and type(arg) is int and arg == LEGACY_MAGIC_NUMBER:
+                magic = True
+                continue
+            return "pickle"  # another value (stops the scan: joblib writes raw array bytes after its pickle ops)
+    except ValueError as err:
+        return "cut" if any(s in str(err) for s in _RAN_OUT) else "garbage"
+    return "cut"  # (genops raises before its end without a STOP)
 
 
 def _legacy_cut_short(data: bytes) -> bool:
@@ -67,7 +91,12 @@ def unreadable_reason(exc: BaseException, source: bytes | bytearray | memoryview
                 or "inline_container" in text or "archive" in text:
             return TRUNCATED
     elif data[:1] == LEGACY_MAGIC:
-        if _legacy_cut_short(data) or isinstance(exc, EOFError) or "Ran out of input" in text \
+        first = _first_pickle(data)
+        if first == "pickle":
+            return PLAIN_PICKLE
+        if first == "garbage":
+            return "it is not a file written by torch.save"
+        if first == "cut" or _legacy_cut_short(data) or isinstance(exc, EOFError) or "Ran out of input" in text \
                 or "unexpected EOF" in text:
             return CUT_SHORT
     elif ZIP_MAGIC.startswith(data):  # the first bytes of a zip and nothing more

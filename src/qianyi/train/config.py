@@ -7,6 +7,7 @@ fields below (their ``metadata``), so a new setting is one field here and appear
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import numbers
 import re
@@ -296,26 +297,40 @@ def check_seed(name: str, value: Any, reserve: int = 0) -> int:
     return int(value)
 
 
+#: The most seeds one call takes (each seed trains every run again): a count past it, e.g. a mistyped
+#: ``--seeds 1000000000``, is refused before any list of seeds is built (one of 10^9 ints is tens of GB).
+SEEDS_COUNT_MAX = 10_000
+
+
 def normalise_seeds(seeds: Any, who: str, start: int = 0) -> list[int]:
     """The seeds ``seeds`` names: a count N (the seeds ``start`` .. ``start + N - 1``) or a sequence of distinct
-    whole numbers, each from 0 to :data:`SEED_MAX`. A bool, an empty sequence or a seed given twice (its runs
+    whole numbers, each from 0 to :data:`SEED_MAX`, at most :data:`SEEDS_COUNT_MAX` of them (a count, a ``range``
+    or a generator is never listed past that). A bool, an empty sequence or a seed given twice (its runs
     would count twice in every mean and spread over seeds) is a :class:`ConfigError` naming ``who``."""
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ConfigError(f"{who}: seeds={seeds!r}: give a count of at least 1 or a list of seeds")
         check_seed(f"{who}: the last seed ({start} + seeds - 1)", start + int(seeds) - 1)
+        if seeds > SEEDS_COUNT_MAX:
+            raise ConfigError(f"{who}: seeds={int(seeds)}: at most {SEEDS_COUNT_MAX:,} seeds at once (each seed "
+                              "trains every run again); give fewer")
         return list(range(start, start + int(seeds)))
     if isinstance(seeds, (bool, str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ConfigError(f"{who}: seeds={seeds!r}: give a count of at least 1 or a list of seeds (distinct whole "
                           f"numbers from 0 to {SEED_MAX})")
-    values = list(seeds)
+    values = list(itertools.islice(iter(seeds), SEEDS_COUNT_MAX + 1))  # (a huge range: its first ones only)
     if not values:
         raise ConfigError(f"{who}: seeds={seeds!r} is empty: give a count of at least 1 or a list of seeds")
+    if len(values) > SEEDS_COUNT_MAX:
+        raise ConfigError(f"{who}: seeds holds more than {SEEDS_COUNT_MAX:,} seeds: at most {SEEDS_COUNT_MAX:,} at "
+                          "once (each seed trains every run again); give fewer")
     out = [check_seed(f"{who}: each of seeds", v) for v in values]
-    twice = [s for i, s in enumerate(out) if s in out[:i]]
-    if twice:
-        raise ConfigError(f"{who}: seed {twice[0]} is given twice in seeds={values!r}; give each seed once (its runs "
-                          "would count twice in the mean and spread over seeds)")
+    seen: set[int] = set()
+    for s in out:
+        if s in seen:
+            raise ConfigError(f"{who}: seed {s} is given twice in seeds={values!r}; give each seed once (its runs "
+                              "would count twice in the mean and spread over seeds)")
+        seen.add(s)
     return out
 
 

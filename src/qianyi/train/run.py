@@ -275,7 +275,7 @@ def _record_data_sides(out: Path, task: TransferTask) -> None:
     """Add :func:`data_sides` to the model.json just written in ``out`` (``data_sides``), beside ``cwd``: what
     `qianyi report` may read again by name."""
     path = out / "model.json"
-    meta = json.loads(path.read_text())
+    meta = json.loads(path.read_text(encoding="utf-8"))  # (as write_json writes it)
     meta["data_sides"] = data_sides(task)
     write_json(path, meta)
 
