@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -166,9 +167,9 @@ def test_mixed_optimizer_kinds_in_one_optimizer_are_refused():
 
 def test_cycada_resumes_to_identical_weights(tmp_path):
     task = image_task()
-    cfg = TrainConfig(**CFG)
+    cfg = TrainConfig(**CFG, device="cpu")  # (bit-identical: CPU kernels)
     _, whole = run("cycada", task, cfg, **SMALL)
-    _interrupt_after(Trainer(qianyi.get_method("cycada", **SMALL), TrainConfig(**CFG, checkpoint_dir=str(tmp_path))),
+    _interrupt_after(Trainer(qianyi.get_method("cycada", **SMALL), replace(cfg, checkpoint_dir=str(tmp_path))),
                      task, steps=3)
     assert load_checkpoint(tmp_path / FILENAME)["step"] == 3
     res, resumed = run("cycada", task, cfg, out=tmp_path, **SMALL)
@@ -187,7 +188,7 @@ def test_discogan_runs_with_an_unlabelled_target_and_leaves_the_backbone_alone(t
     torch.manual_seed(0)  # the engine seeds (seed 0), then builds the backbone: the same initial weights
     fresh = qianyi.nn.backbone_for(task.sample_shape, task.n_classes).state_dict()
     for k, v in fit.model.state_dict().items():
-        assert torch.equal(v, fresh[k]), k
+        assert torch.equal(v.cpu(), fresh[k]), k
 
 
 def test_discogan_refuses_choosing_an_epoch_by_a_validator(tmp_path):
@@ -429,7 +430,7 @@ def test_discogan_step_updates_its_discriminators_on_both_sides():
     from .test_loss_terms import Capture
 
     task = image_task(unlabelled_target=True)
-    _, fit = run("discogan", task, TrainConfig(**CFG), **SMALL)
+    _, fit = run("discogan", task, TrainConfig(**CFG, device="cpu"), **SMALL)  # CPU batches below
     m, model = fit.method, fit.model
     m.train()
     ctx = Capture(model, m, torch.as_tensor(task.source.X[:8]), torch.as_tensor(task.source.y[:8]),

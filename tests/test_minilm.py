@@ -274,7 +274,7 @@ def test_minilm_run_retokenises_the_task_and_predict_reapplies_wordpiece(tmp_pat
     cfg = qianyi.TrainConfig(epochs=2, steps_per_epoch=5, batch_size=16, seed=0, progress=False)
     result, fit = qianyi.run("dann", task, cfg, out=out, backbone="minilm")  # a words-v1 task: retokenised
     enc = fit.model.groups["H"].encoder
-    assert torch.equal(enc.layer[0].query.weight, M.minilm_encoder(24, 2).groups["H"].encoder.layer[0].query.weight)
+    assert torch.equal(enc.layer[0].query.weight.cpu(), M.minilm_encoder(24, 2).groups["H"].encoder.layer[0].query.weight)
     meta = json.loads((out / "model.json").read_text())
     assert meta["architecture"]["backbone"] == "minilm" and meta["architecture"]["vocab_size"] == 24
     assert meta["preprocessing"]["text"]["tokenizer"] == WORDPIECE
