@@ -690,20 +690,24 @@ class BenchResult:
         """The tables of the bench folder ``folder`` again (``qianyi report DIR``): of the runs the last command
         that wrote its results.csv (a bench, or ``summary --out``) tabulated, by their keys (its ``run``
         column), every setting a row of its own and in its order, so they are the tables of its results.md. A
-        results.csv without keys (written before they were recorded) or none: every finished run in
-        ``folder/runs``, which may be more runs; :attr:`scope` says which it was."""
+        results.csv without keys (written before they were recorded) or none (a select folder, a bench that has not
+        finished): every finished run in ``folder/runs``, which may be more runs; :attr:`scope` says which it was."""
         folder = Path(folder)
         keys = _tabulated_keys(folder / "results.csv")
         res = cls.from_dirs([folder], select=select, variants=True, keys=keys)
         res.order_like(folder / "results.csv")  # the bench command's order, as its own tables
         res.out = folder
         csv_ = str(folder / "results.csv")
-        res.scope = (f"Tabulated: the {len(res.runs)} runs {csv_!r} lists, those the last `qianyi bench` (or `summary "
-                     "--out`) into this folder tabulated, as its results.md does." if keys is not None else
-                     f"Tabulated: every finished run in {str(folder / 'runs')!r} ({len(res.runs)}), as {csv_!r} "
-                     "does not list the runs its bench tabulated (a folder of a qianyi before they were recorded): "
-                     "this table may hold more runs than its results.md; rerun that bench command (its finished "
-                     "runs are reused) to tabulate its own.")
+        every = f"Tabulated: every finished run in {str(folder / 'runs')!r} ({len(res.runs)})"
+        if keys is not None:
+            res.scope = (f"Tabulated: the {len(res.runs)} runs {csv_!r} lists, those the last `qianyi bench` (or "
+                         "`summary --out`) into this folder tabulated, as its results.md does.")
+        elif not (folder / "results.csv").exists():  # a select folder, or a bench killed before its tables
+            res.scope = (f"{every}, as there is no {csv_!r} (a select folder, or a bench that has not finished).")
+        else:
+            res.scope = (f"{every}, as {csv_!r} does not list the runs its bench tabulated (a folder of a qianyi "
+                         "before they were recorded): this table may hold more runs than its results.md; rerun that "
+                         "bench command (its finished runs are reused) to tabulate its own.")
         if keys is None:
             warnings.warn(res.scope.removeprefix("Tabulated: ").replace("this table", "the report", 1), QianyiWarning,
                           stacklevel=2)
