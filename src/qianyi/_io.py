@@ -97,6 +97,16 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def rerun_command(path: str | os.PathLike) -> str:
+    """Which command finishes the unfinished run in ``path`` (for an error's advice): "the bench/select command
+    that made it" for a run of a bench or select store (``DIR/runs/PAIR/METHOD/seedN-KEY``, or a stage folder in
+    one), else "its `qianyi run` command"."""
+    parts = Path(os.path.abspath(path)).parts
+    in_store = any(parts[i] == "runs" and parts[i + 3].startswith("seed") and "-" in parts[i + 3]
+                   for i in range(len(parts) - 3))
+    return "the bench/select command that made it" if in_store else "its `qianyi run` command"
+
+
 def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -> Path:
     """``path`` if a command may write its ``suffix`` file there (checked before the work, so a typo costs
     nothing): not a folder, the suffix given, and not one of a run folder's own files (:data:`RUN_FILES`)."""

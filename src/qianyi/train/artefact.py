@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._io import sha256_file, write_json
+from .._io import rerun_command, sha256_file, write_json
 from ..data.domain import Domain, TransferTask, align_labels
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, default_network_generation
@@ -219,6 +219,9 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     folder = p if p.is_dir() else p.parent
     meta_path = folder / META_FILE
     if not meta_path.is_file():
+        if (folder / "checkpoint.pt").is_file() or (folder / "stages").is_dir():  # killed before its model was saved
+            raise DataError(f"{str(folder)!r} holds a run that has not finished (no {META_FILE}): rerun "
+                            f"{rerun_command(folder)} (it resumes from its checkpoint), then predict with it")
         raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
                         "before model files described themselves hold weights only: rerun them)")
     try:
