@@ -285,3 +285,30 @@ def test_an_edited_plugin_method_is_other_code(tmp_path, monkeypatch):
         bench(["qy-edited"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
     assert [w for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
     sys.modules.pop("qy_edited_plugin", None)
+
+
+def test_a_digest_from_before_notebook_methods_were_hashed_is_an_upgrade_not_an_edit(monkeypatch):
+    # after an upgrade, every reused run of an unchanged notebook method was named "not the edited method's":
+    # the older digest had no ``+`` part at all
+    import warnings
+    from types import SimpleNamespace
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import store
+
+    monkeypatch.setattr(store, "code_digest", lambda *method: "new000000000+f09087c5")
+
+    def said(*made: str) -> list[str]:
+        monkeypatch.setattr(store, "_WARNED_OTHER_CODE", [])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for i, code in enumerate(made):
+                store.note_other_code(SimpleNamespace(method="mine", versions={"code": code}), f"runs/p/mine/seed{i}-k")
+        return [str(w.message) for w in caught if issubclass(w.category, QianyiWarning)]
+
+    upgraded = said("old000000000", "old000000000")  # one warning for the upgrade, not one per run
+    assert len(upgraded) == 1 and "reusing finished runs made by other code" in upgraded[0], upgraded
+    assert "did not cover the own code of a method defined outside a file" in upgraded[0]
+    assert "edited method" not in upgraded[0]
+    edited = said("new000000000", "old000000000+aaaaaaaa", "old000000000+aaaaaaaa")  # its own code changed
+    assert len(edited) == 3 and all("not the edited method's" in m for m in edited), edited
