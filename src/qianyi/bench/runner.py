@@ -56,6 +56,13 @@ def _tabulated_keys(results_csv: Path) -> set[str] | None:
     return set(keys) if keys and all(keys) else None
 
 
+def _codes(r: RunResult) -> list[str]:
+    """The code digests a run's steps were trained under (``versions["codes"]``, written where they are not just
+    the code that finished it), distinct and in order; [] where it records none."""
+    codes = (r.versions or {}).get("codes")
+    return list(dict.fromkeys(c for c in codes if isinstance(c, str))) if isinstance(codes, list) else []
+
+
 def drawable(text: str) -> str:
     """``text`` as a figure can draw it. matplotlib refuses the surrogates Python reads an undecodable file-name
     byte as (a path under a Latin-1 folder, or any non-ASCII path under an ASCII locale): they are taken back to
@@ -406,6 +413,12 @@ class BenchResult:
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
                           + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in made.most_common()) + ".")
+        mixed = [r for r in self.runs if len(_codes(r)) > 1]
+        if mixed:  # resumed under other code: counted above under the code that finished them
+            lines[-1] += (f" {len(mixed)} run{'s' * (len(mixed) != 1)} partly trained by other code (resumed from a "
+                          "checkpoint of other code; versions.codes in its result.json lists each): "
+                          + ", ".join(f"{r.method} {r.source}->{r.target} seed {r.seed}" for r in mixed[:5])
+                          + (" …" if len(mixed) > 5 else "") + ".")
         threads = Counter(str((r.versions or {}).get("threads")) for r in self.runs if (r.versions or {}).get("threads"))
         if len(threads) > 1:  # reductions split over threads round differently: not bit-comparable runs
             lines[-1] += (" Runs made with " + str(len(threads)) + " CPU thread counts: "
