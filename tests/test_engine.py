@@ -210,6 +210,19 @@ def test_a_resumed_run_says_where_it_resumes(tmp_path, capsys):
     assert "chosen without target labels)" in res.summary() and "; no target labels" not in res.summary()
 
 
+def test_a_rerun_of_a_finished_run_keeps_its_history_epochs_integers(tmp_path):
+    # the checkpoint's history was read back as floats: a rerun rewrote result.json with epoch 1.0 for 1
+    import json
+
+    cfg = TrainConfig(**FAST)
+    run("source-only", toy_task(), cfg, out=tmp_path)
+    first = json.loads((tmp_path / "result.json").read_text())["history"]
+    res, _ = run("source-only", toy_task(), cfg, out=tmp_path)
+    again = json.loads((tmp_path / "result.json").read_text())["history"]
+    assert res.resumed_from_step == 30 and [r["epoch"] for r in first] == [1, 2]
+    assert again == first and all(type(a[k]) is type(b[k]) for a, b in zip(first, again) for k in a)
+
+
 def test_a_deterministic_fit_leaves_the_global_flags_as_they_were():
     # --deterministic once stayed on for every later run of the process (a bench after one such run)
     before = torch.are_deterministic_algorithms_enabled()

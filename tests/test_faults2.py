@@ -111,6 +111,33 @@ def test_unreadable_result_model_json_and_model_pt_say_permission_denied(vector_
         RunResult.read(out / "result.json")
 
 
+def test_a_run_folder_that_cannot_be_searched_says_so(vector_run, capsys, monkeypatch):
+    # a folder without execute permission: pathlib's is_file raised PermissionError (a traceback in _io.folder_kind)
+    # instead of returning False; faked, as root searches any folder
+    out, src = vector_run
+    inside, real_stat = os.path.abspath(out) + os.sep, os.stat
+
+    def stat(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(inside):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", stat)
+    says = f"the folder {str(out)!r} cannot be searched: permission denied; a folder needs read and execute permission"
+    for argv in (["predict", str(out), "--data", src], ["report", str(out)]):
+        try:
+            rc, err = _cli(capsys, *argv)
+        except OSError as exc:
+            raise AssertionError(f"{argv}: {exc!r}") from exc
+        assert rc == 2 and says in err and "Traceback" not in err, (argv, err)
+    with pytest.raises(DataError, match="cannot be searched: permission denied"):
+        qianyi.load_model(out)
+    from qianyi.train.artefact import read_model_meta
+
+    with pytest.raises(DataError) as caught:  # the folder named, not the file given
+        read_model_meta(out / "model.pt")
+    assert str(caught.value).startswith(says), caught.value
+
+
 def test_an_output_path_under_a_file_names_that_file(tmp_path, vector_run, capsys):
     from qianyi._io import write_text
 

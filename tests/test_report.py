@@ -204,6 +204,13 @@ def test_report_tabulates_the_runs_the_last_bench_tabulated(tmp_path, capsys):
     report_md = (out / "report.md").read_text()
     assert "Seeds [0, 1];" in table(report_md) and "Tabulated: every finished run in" in report_md
     assert "does not list the runs its bench tabulated" in capsys.readouterr().err
+    # no results.csv at all (a select folder, a bench killed before its tables): no advice to rerun a bench
+    (out / "results.csv").unlink()
+    assert main(["report", str(out), "--no-embedding"]) == 0
+    report_md, err = (out / "report.md").read_text(), capsys.readouterr().err
+    assert "Seeds [0, 1];" in table(report_md) and "a select folder, or a bench that has not finished" in report_md
+    assert "a select folder, or a bench that has not finished" in err
+    assert "before they were recorded" not in report_md + err and "rerun that bench" not in report_md + err
 
 
 def test_a_method_trained_on_target_labels_is_marked_oracle_wherever_it_shows(tmp_path, capsys):

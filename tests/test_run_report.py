@@ -167,6 +167,22 @@ def test_report_summary_and_predict_say_what_a_folder_is(tmp_path, capsys):
         err = capsys.readouterr().err
         assert says in err and "corrupt" not in err, (argv, err)
     assert not (proxy / "report.html").exists()
+    # predict on a killed run said it was a folder of an old qianyi; in a bench/select store the run is that
+    # command's, not a `qianyi run`'s
+    stored = bench / "runs" / "a-_b" / "dann" / "seed1-def"
+    stored.mkdir()
+    (stored / "checkpoint.pt").write_text("{}")
+    for argv, says in ((["predict", str(killed), "--data", "digits"], f"{str(killed)!r} holds a run that has not "
+                        "finished (no model.json): rerun its `qianyi run` command (it resumes from its checkpoint)"),
+                       (["predict", str(stored), "--data", "digits"], "holds a run that has not finished (no "
+                        "model.json): rerun the bench/select command that made it (it resumes from its checkpoint)"),
+                       (["report", str(stored)], "holds a run that has not finished (no result.json): rerun the "
+                        "bench/select command that made it (it resumes from its checkpoint)"),
+                       (["report", str(stored.parent / "seed0-abc")], "a run stopped before it finished? Rerun the "
+                        "bench/select command that made it")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "made before" not in err, (argv, err)
 
 
 @pytest.fixture(scope="module")

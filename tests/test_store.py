@@ -285,3 +285,53 @@ def test_an_edited_plugin_method_is_other_code(tmp_path, monkeypatch):
         bench(["qy-edited"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
     assert [w for w in caught if issubclass(w.category, QianyiWarning) and "other code" in str(w.message)]
     sys.modules.pop("qy_edited_plugin", None)
+
+
+def test_a_digest_from_before_notebook_methods_were_hashed_is_an_upgrade_not_an_edit(monkeypatch):
+    # after an upgrade, every reused run of an unchanged notebook method was named "not the edited method's":
+    # the older digest had no ``+`` part at all
+    import warnings
+    from types import SimpleNamespace
+
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import store
+
+    monkeypatch.setattr(store, "code_digest", lambda *method: "new000000000+f09087c5")
+
+    def said(*made: str) -> list[str]:
+        monkeypatch.setattr(store, "_WARNED_OTHER_CODE", [])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for i, code in enumerate(made):
+                store.note_other_code(SimpleNamespace(method="mine", versions={"code": code}), f"runs/p/mine/seed{i}-k")
+        return [str(w.message) for w in caught if issubclass(w.category, QianyiWarning)]
+
+    upgraded = said("old000000000", "old000000000")  # one warning for the upgrade, not one per run
+    assert len(upgraded) == 1 and "reusing finished runs made by other code" in upgraded[0], upgraded
+    assert "did not cover the own code of a method defined outside a file" in upgraded[0]
+    assert "edited method" not in upgraded[0]
+    edited = said("new000000000", "old000000000+aaaaaaaa", "old000000000+aaaaaaaa")  # its own code changed
+    assert len(edited) == 3 and all("not the edited method's" in m for m in edited), edited
+
+
+def test_a_table_names_runs_partly_trained_by_other_code(tmp_path):
+    # a run resumed under other code records both digests (versions.codes), but tables counted it by the code
+    # that finished it and said nothing
+    import json
+
+    from qianyi.bench.runner import BenchResult
+
+    pair = _blob_pair(tmp_path)
+    bench(["dan"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None)
+    assert "partly trained by other code" not in (tmp_path / "b" / "results.md").read_text()
+    resumed = next(d for d in _result_dirs(tmp_path / "b") if "/dan/" in d.as_posix())
+    data = json.loads((resumed / "result.json").read_text())
+    data["versions"]["codes"] = ["0ldc0de0ldc0", data["versions"]["code"]]
+    (resumed / "result.json").write_text(json.dumps(data))
+    table = BenchResult.from_bench(tmp_path / "b").table()
+    assert f"1 run partly trained by other code (resumed from a checkpoint of other code; versions.codes in its " \
+           f"result.json lists each): dan {data['source']}->{data['target']} seed 0." in table, table
+    assert "versions of qianyi's code" not in table  # every run was finished by this code
+    data["versions"]["codes"] = [data["versions"]["code"], data["versions"]["code"]]  # one digest: not mixed
+    (resumed / "result.json").write_text(json.dumps(data))
+    assert "partly trained" not in BenchResult.from_bench(tmp_path / "b").table()

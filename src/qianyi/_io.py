@@ -86,15 +86,38 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     `qianyi advise --out DIR` writes DIR/source), ``"bench"`` (a `qianyi bench` or `summary --out`: runs/ or
     results.csv), or None. The one place commands decide this (``report``, ``predict``, ``summary``)."""
     p = Path(path)
-    if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
-        return "proxy"
-    if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt")):
-        return "run"
-    if (p / "model.json").is_file():  # (a run writes model.json, then result.json; a deep run checkpoints first)
-        return "model"
-    if (p / "runs").is_dir() or (p / "results.csv").is_file():
-        return "bench"
+    try:  # (is_file raises, not False, where the folder cannot be searched)
+        if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
+            return "proxy"
+        if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt")):
+            return "run"
+        if (p / "model.json").is_file():  # (a run writes model.json, then result.json; a deep run checkpoints first)
+            return "model"
+        if (p / "runs").is_dir() or (p / "results.csv").is_file():
+            return "bench"
+    except OSError as exc:
+        raise unsearchable(p, exc) from None
     return None
+
+
+def unsearchable(folder: Path, exc: OSError) -> Exception:
+    """The :class:`DataError` for a folder whose files could not even be looked up (``exc`` from ``is_file`` and
+    the like): a folder without execute (search) permission, say."""
+    from .errors import DataError
+
+    why = ("permission denied; a folder needs read and execute permission (chmod u+rx), then run the command again"
+           if exc.errno in (errno.EACCES, errno.EPERM) else f"{exc.strerror or exc}; check the disk or file system")
+    return DataError(f"the folder {str(folder)!r} cannot be searched: {why}")
+
+
+def rerun_command(path: str | os.PathLike) -> str:
+    """Which command finishes the unfinished run in ``path`` (for an error's advice): "the bench/select command
+    that made it" for a run of a bench or select store (``DIR/runs/PAIR/METHOD/seedN-KEY``, or a stage folder in
+    one), else "its `qianyi run` command"."""
+    parts = Path(os.path.abspath(path)).parts
+    in_store = any(parts[i] == "runs" and parts[i + 3].startswith("seed") and "-" in parts[i + 3]
+                   for i in range(len(parts) - 3))
+    return "the bench/select command that made it" if in_store else "its `qianyi run` command"
 
 
 def check_out_file(path: str | os.PathLike, suffix: str, example: str = "out") -> Path:

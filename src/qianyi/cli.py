@@ -546,7 +546,7 @@ def _folder_for(path: str, command: str) -> str | None:
     """What the folder ``path`` is (:func:`qianyi._io.folder_kind`), after refusing one that ``command`` does not
     read (report: a proxy folder; summary: a run or proxy folder; predict: a bench folder), saying what it is and
     what reads it."""
-    from ._io import folder_kind
+    from ._io import folder_kind, rerun_command
     from .proxy_table import REPORT
 
     kind, p = folder_kind(path), Path(path)
@@ -557,8 +557,8 @@ def _folder_for(path: str, command: str) -> str | None:
     if kind == "model" and command in ("report", "summary"):
         q = shlex.quote(path)
         if not (p / "model.pt").is_file():  # (a shallow run writes model.npz + model.json, then result.json)
-            raise DataError(f"{path!r} holds a model.json but no result.json: a `qianyi run` stopped before it "
-                            f"finished? Rerun that command, then `qianyi report {q}`")
+            raise DataError(f"{path!r} holds a model.json but no result.json: a run stopped before it finished? "
+                            f"Rerun {rerun_command(path)}, then `qianyi report {q}`")
         reads = "`qianyi run` and `qianyi bench`" if command == "report" else "`qianyi bench`"
         raise DataError(f"{path!r} holds a saved model (model.pt, model.json) but no run result (result.json), as "
                         f"`qianyi advise --out DIR` writes DIR/source: `qianyi {command}` reads the folders of {reads}. "
@@ -935,12 +935,13 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{layer}); read it back as npz:{args.out_npz}")
         return 0
     if args.command == "report" and _folder_for(args.dir, "report") == "run":  # one run's folder
+        from ._io import rerun_command
         from .bench.run_report import write_run_report
 
         if not (Path(args.dir) / "result.json").is_file():
             resumes = " (it resumes from its checkpoint)" if (Path(args.dir) / "checkpoint.pt").is_file() else ""
-            raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun its `qianyi run` "
-                            f"command{resumes}, then report it")
+            raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun "
+                            f"{rerun_command(args.dir)}{resumes}, then report it")
         if args.select is not None:
             raise ConfigError("report --select compares choices of epoch across a bench folder's runs; a run "
                               "folder's report shows the epoch its run kept: leave --select out")

@@ -56,6 +56,13 @@ def _tabulated_keys(results_csv: Path) -> set[str] | None:
     return set(keys) if keys and all(keys) else None
 
 
+def _codes(r: RunResult) -> list[str]:
+    """The code digests a run's steps were trained under (``versions["codes"]``, written where they are not just
+    the code that finished it), distinct and in order; [] where it records none."""
+    codes = (r.versions or {}).get("codes")
+    return list(dict.fromkeys(c for c in codes if isinstance(c, str))) if isinstance(codes, list) else []
+
+
 def drawable(text: str) -> str:
     """``text`` as a figure can draw it. matplotlib refuses the surrogates Python reads an undecodable file-name
     byte as (a path under a Latin-1 folder, or any non-ASCII path under an ASCII locale): they are taken back to
@@ -406,6 +413,12 @@ class BenchResult:
         if len(made) > 1:  # stored runs are reused whatever the code (store.code_digest): say whose numbers these are
             lines[-1] += (" Runs made by " + str(len(made)) + " versions of qianyi's code: "
                           + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in made.most_common()) + ".")
+        mixed = [r for r in self.runs if len(_codes(r)) > 1]
+        if mixed:  # resumed under other code: counted above under the code that finished them
+            lines[-1] += (f" {len(mixed)} run{'s' * (len(mixed) != 1)} partly trained by other code (resumed from a "
+                          "checkpoint of other code; versions.codes in its result.json lists each): "
+                          + ", ".join(f"{r.method} {r.source}->{r.target} seed {r.seed}" for r in mixed[:5])
+                          + (" …" if len(mixed) > 5 else "") + ".")
         threads = Counter(str((r.versions or {}).get("threads")) for r in self.runs if (r.versions or {}).get("threads"))
         if len(threads) > 1:  # reductions split over threads round differently: not bit-comparable runs
             lines[-1] += (" Runs made with " + str(len(threads)) + " CPU thread counts: "
@@ -690,20 +703,24 @@ class BenchResult:
         """The tables of the bench folder ``folder`` again (``qianyi report DIR``): of the runs the last command
         that wrote its results.csv (a bench, or ``summary --out``) tabulated, by their keys (its ``run``
         column), every setting a row of its own and in its order, so they are the tables of its results.md. A
-        results.csv without keys (written before they were recorded) or none: every finished run in
-        ``folder/runs``, which may be more runs; :attr:`scope` says which it was."""
+        results.csv without keys (written before they were recorded) or none (a select folder, a bench that has not
+        finished): every finished run in ``folder/runs``, which may be more runs; :attr:`scope` says which it was."""
         folder = Path(folder)
         keys = _tabulated_keys(folder / "results.csv")
         res = cls.from_dirs([folder], select=select, variants=True, keys=keys)
         res.order_like(folder / "results.csv")  # the bench command's order, as its own tables
         res.out = folder
         csv_ = str(folder / "results.csv")
-        res.scope = (f"Tabulated: the {len(res.runs)} runs {csv_!r} lists, those the last `qianyi bench` (or `summary "
-                     "--out`) into this folder tabulated, as its results.md does." if keys is not None else
-                     f"Tabulated: every finished run in {str(folder / 'runs')!r} ({len(res.runs)}), as {csv_!r} "
-                     "does not list the runs its bench tabulated (a folder of a qianyi before they were recorded): "
-                     "this table may hold more runs than its results.md; rerun that bench command (its finished "
-                     "runs are reused) to tabulate its own.")
+        every = f"Tabulated: every finished run in {str(folder / 'runs')!r} ({len(res.runs)})"
+        if keys is not None:
+            res.scope = (f"Tabulated: the {len(res.runs)} runs {csv_!r} lists, those the last `qianyi bench` (or "
+                         "`summary --out`) into this folder tabulated, as its results.md does.")
+        elif not (folder / "results.csv").exists():  # a select folder, or a bench killed before its tables
+            res.scope = (f"{every}, as there is no {csv_!r} (a select folder, or a bench that has not finished).")
+        else:
+            res.scope = (f"{every}, as {csv_!r} does not list the runs its bench tabulated (a folder of a qianyi "
+                         "before they were recorded): this table may hold more runs than its results.md; rerun that "
+                         "bench command (its finished runs are reused) to tabulate its own.")
         if keys is None:
             warnings.warn(res.scope.removeprefix("Tabulated: ").replace("this table", "the report", 1), QianyiWarning,
                           stacklevel=2)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._io import sha256_file, write_json
+from .._io import rerun_command, sha256_file, unsearchable, write_json
 from ..data.domain import Domain, TransferTask, align_labels
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, default_network_generation
@@ -213,12 +213,20 @@ def _to_model_classes(model: SavedModel, d: Domain) -> Domain:
 def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     """A run's ``model.json`` (what the model is, its classes and preprocessing) and its folder, from the
     run folder or a file in it; clear errors when it is missing or corrupt."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{str(p)!r} does not exist; give the --out folder of a `qianyi run`")
-    folder = p if p.is_dir() else p.parent
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
+    p = folder = Path(path)
+    try:  # (is_file raises, not False, where the folder cannot be searched)
+        if not p.exists():
+            raise DataError(f"{str(p)!r} does not exist; give the --out folder of a `qianyi run`")
+        folder = p if p.is_dir() else p.parent
+        meta_path = folder / META_FILE
+        has_meta = meta_path.is_file()
+        unfinished = not has_meta and ((folder / "checkpoint.pt").is_file() or (folder / "stages").is_dir())
+    except OSError as exc:
+        raise unsearchable(Path(exc.filename).parent if exc.filename else folder, exc) from None
+    if not has_meta:
+        if unfinished:  # killed before its model was saved
+            raise DataError(f"{str(folder)!r} holds a run that has not finished (no {META_FILE}): rerun "
+                            f"{rerun_command(folder)} (it resumes from its checkpoint), then predict with it")
         raise DataError(f"{str(folder)!r} has no {META_FILE}; give the --out folder of a `qianyi run` (runs made "
                         "before model files described themselves hold weights only: rerun them)")
     try:

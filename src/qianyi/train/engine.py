@@ -259,9 +259,14 @@ def _seconds(v: Any) -> float:
 
 
 def _rows(history: Any) -> list[dict[str, float]]:
+    """A checkpoint's history rows, numbers checked; integer fields (the epoch) stay integers, as the run wrote
+    them (a resumed run's result.json said epoch 1.0 where a run not resumed said 1)."""
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
         raise ValueError("history is not a list of rows")
-    return [{str(k): float(v) for k, v in r.items()} for r in history]
+    def number(v: Any) -> float:
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else float(v)
+
+    return [{str(k): number(v) for k, v in r.items()} for r in history]
 
 
 def _best(best: Any) -> dict[str, Any]:

@@ -288,8 +288,11 @@ def note_other_code(result: RunResult, directory: str | Path) -> None:
     made, now = (result.versions or {}).get("code"), code_digest(result.method)
     if made == now:
         return
-    own_made, own_now = (made or "").partition("+")[2], now.partition("+")[2]
-    if own_made != own_now:
+    (base_made, plus, own_made), (base_now, _, own_now) = (made or "").partition("+"), now.partition("+")
+    # a digest of qianyi code from before a method with no file (notebook, ``python -``) was hashed has no ``+``
+    # part: an upgrade, not an edit of the method
+    uncovered = not plus and bool(own_now) and base_made != base_now
+    if own_made != own_now and not uncovered:
         if warned_other_code(str(directory)):
             return
         warnings.warn(f"reusing the finished run {str(directory)!r}, made by other code of method "
@@ -300,6 +303,9 @@ def note_other_code(result: RunResult, directory: str | Path) -> None:
     if warned_other_code("qianyi"):
         return
     by = f"qianyi code {made}" if made else "qianyi code from before runs recorded it"
+    if uncovered and made:
+        by += (", a digest that did not cover the own code of a method defined outside a file (a notebook cell, "
+               "`python -`)")
     warnings.warn(f"reusing finished runs made by other code (e.g. {str(directory)!r}: {by}; this install is "
                   f"{now}): their numbers are that code's; to retrain them, use a fresh --out or delete "
                   "their folders", QianyiWarning, stacklevel=3)
