@@ -333,6 +333,11 @@ def test_a_checkpoint_whose_code_is_not_text_is_called_damaged(tmp_path):
 def test_other_code_says_whose_code_changed():
     from qianyi.train.engine import _other_code
 
+    # a checkpoint of a qianyi from before notebook methods' own code was hashed: an upgrade, not an edit
+    said = _other_code("aaa", "bbb+x", "mine")
+    assert said.startswith("other qianyi code (aaa; ") and "did not record method 'mine'" in said
+    assert _other_code("aaa", "aaa+x", "mine").startswith("other code of method 'mine'")  # same qianyi: an edit
+
     assert _other_code("aaa", "bbb", "dan").startswith("other qianyi code (aaa; ")
     assert _other_code("aaa+x", "aaa+y", "mine").startswith("other code of method 'mine' (its own code changed")
     assert _other_code("aaa+x", "bbb+y", "mine").startswith("other code, of qianyi and of method 'mine'")

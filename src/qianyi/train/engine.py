@@ -192,7 +192,10 @@ def _other_code(made: str | None, now: str, method: str) -> str:
     a plugin; :func:`~qianyi.train.store.code_digest` adds its hash after a ``+``) or both."""
     if not made:
         return f"other qianyi code (from before checkpoints recorded it; the code now is {now})"
-    (base_made, _, own_made), (base_now, _, own_now) = made.partition("+"), now.partition("+")
+    (base_made, plus, own_made), (base_now, _, own_now) = made.partition("+"), now.partition("+")
+    if not plus and own_now and base_made != base_now:  # a qianyi from before it hashed a file-less method's code
+        return (f"other qianyi code ({made}; the code now is {now}; that older code did not record method "
+                f"{method!r}'s own code)")
     which = ("other qianyi code" if own_made == own_now else f"other code of method {method!r} (its own code changed)"
              if base_made == base_now else f"other code, of qianyi and of method {method!r}")
     return f"{which} ({made}; the code now is {now})"
