@@ -305,3 +305,14 @@ def test_summary_warns_when_two_pairs_are_the_same_files_by_other_paths(tmp_path
     said = "the pairs npz:d/s.npz->npz:d/t.npz and npz:s.npz->npz:t.npz are the same data"
     assert said in " ".join(capsys.readouterr().err.split())
     assert said in " ".join((tmp_path / "s" / "results.md").read_text(encoding="utf-8").split())
+
+
+def test_predicts_id_column_is_read_from_a_csv_whose_path_holds_a_question_mark(tmp_path):
+    # the options were split at the first '?', inside the folder's name: "option 'x/t.csv' is not KEY=VALUE"
+    from qianyi.cli import _id_header
+
+    folder = tmp_path / "d?x"
+    folder.mkdir()
+    (folder / "t.csv").write_text("cid,a,label\n1,0.5,0\n")
+    assert _id_header(f"csv:{folder / 't.csv'}") == "file"
+    assert _id_header(f"csv:{folder / 't.csv'}?id=cid") == "cid"

@@ -599,10 +599,11 @@ def _write_report(folder: str, out: str | None, write: Callable[[str], dict[str,
 
 def _id_header(spec: str) -> str:
     """The predictions' column of sample ids: a CSV's ``?id=COL`` column keeps its name, else ``file``."""
-    from .data.tasks import parse_options, parse_spec
+    from .data.tasks import parse_options, parse_spec, split_options
 
-    kind, _, rest = parse_spec(spec)[0].partition(":")
-    col = parse_options("csv", rest.partition("?")[2], spec).get("id") if kind == "csv" else None
+    base = parse_spec(spec)[0]
+    kind = base.partition(":")[0]  # (a '?' in an existing path is the path's: split_options)
+    col = parse_options("csv", split_options(base)[1], spec).get("id") if kind == "csv" else None
     return "file" if not col else col if col not in ("index", "predicted", "label") else "id"
 
 
