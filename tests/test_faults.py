@@ -449,3 +449,18 @@ def test_verify_says_how_to_mend_each_kind_of_failed_row(tmp_path, capsys):
     assert "1 row(s) naming a path outside their folder: correct those rows" in err
     assert "1 folder(s) or special file(s) where a file is listed: move them away" in err
     assert "restore" not in err
+
+
+def test_a_lines_folder_whose_class_sub_folder_cannot_be_listed_says_so(tmp_path, monkeypatch):
+    # the sub-folders of a lines: folder were listed without a check: a PermissionError traceback
+    from qianyi.data.text import read_lines
+    from qianyi.errors import DataError
+
+    for label in ("neg", "pos"):
+        (tmp_path / "t" / label).mkdir(parents=True)
+        (tmp_path / "t" / label / "1.txt").write_text(f"a {label} text\n")
+    assert len(read_lines(tmp_path / "t")) == 2
+    with monkeypatch.context() as m:
+        _deny(m, tmp_path / "t" / "pos")
+        with pytest.raises(DataError, match="permission denied"):
+            read_lines(tmp_path / "t")

@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .builtin import dataset
 from .domain import Domain, TransferTask
-from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder,
+from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder, _listable,
                       _numbered_rows)
 
 #: The four domains of the Multi-Domain Sentiment Dataset and their folder.
@@ -471,8 +471,9 @@ def read_lines(path: str | os.PathLike, name: str | None = None) -> Domain:
     d = _folder(p, "lines folder", "lines: expects a folder of <label>.txt files, of <label>/ sub-folders of .txt "
                 "files (one text each), or one .txt file (unlabelled)")
     files = sorted(f for f in d.iterdir() if f.suffix == ".txt" and f.is_file())
-    classes = sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")
-                     and any(f.suffix == ".txt" and f.is_file() for f in x.iterdir()))
+    subs = [_listable(x, "lines folder's class sub-folder") for x in sorted(d.iterdir())
+            if x.is_dir() and not x.name.startswith(".")]  # (one that cannot be listed: said, not a traceback)
+    classes = [x for x in subs if any(f.suffix == ".txt" and f.is_file() for f in x.iterdir())]
     if not files and classes:
         return _read_text_files(d, classes, name)
     if not files:
