@@ -489,6 +489,9 @@ def test_distances_mmd_test_and_layer_profile_take_data_frames():
     frame = layer_profile(net, pd.DataFrame(a, dtype="float32"), pd.DataFrame(b, dtype="float32"), metrics=["mmd"])
     plain = layer_profile(net, a.astype("float32"), b.astype("float32"), metrics=["mmd"])
     assert frame.values == plain.values
+    # float64, pandas' and numpy's default, met the float32 network with a dtype error
+    assert layer_profile(net, pd.DataFrame(a), pd.DataFrame(b), metrics=["mmd"]).values == plain.values
+    assert layer_profile(net, a, b, metrics=["mmd"]).values == plain.values
     nullable = pd.DataFrame(a).astype({0: "Float64"})  # numbers held as objects: read as floats
     assert distances(nullable, pd.DataFrame(b), ["mmd"]) == pytest.approx(distances(a, b, ["mmd"]))
     text = pd.DataFrame(a).assign(city="x")

@@ -57,6 +57,17 @@ def forward(model: nn.Module, x: torch.Tensor):  # noqa: ANN201 (the network's L
                         "preprocessing), or, inside a run of a network of your own, check its forward") from exc
 
 
+def _as_input(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A batch on ``device``; floating inputs in the network's floating type (float64 arrays, pandas' and numpy's
+    default, met a float32 network with a dtype error); token ids as they are."""
+    t = torch.as_tensor(x).to(device)
+    if t.is_floating_point():
+        p = next((p for p in model.parameters() if p.is_floating_point()), None)
+        if p is not None and p.dtype != t.dtype:
+            t = t.to(p.dtype)
+    return t
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                    batch_size: int = 1024) -> torch.Tensor:
@@ -65,7 +76,7 @@ def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch
     out = []
     with evaluating(model):
         for i in range(0, len(X), batch_size):
-            out.append(forward(model, torch.as_tensor(X[i:i + batch_size]).to(device)).logits.float().cpu())
+            out.append(forward(model, _as_input(model, X[i:i + batch_size], device)).logits.float().cpu())
     return torch.cat(out)
 
 
@@ -77,7 +88,7 @@ def predict_features(model: nn.Module, X: np.ndarray | torch.Tensor, layer: str 
     feats, logits = [], []
     with evaluating(model):
         for i in range(0, len(X), batch_size):
-            out = forward(model, torch.as_tensor(X[i:i + batch_size]).to(device))
+            out = forward(model, _as_input(model, X[i:i + batch_size], device))
             feats.append(out.flat(layer).float().cpu())
             logits.append(out.logits.float().cpu())
     return torch.cat(feats), torch.cat(logits)
