@@ -100,13 +100,29 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+#: What to do about a file or folder this process may not read (no sign of damaged data: nothing to replace,
+#: download or delete).
+PERMISSION_DENIED = "permission denied; fix its permissions (a file needs read permission, a folder read and execute)"
+
+
+def is_permission(exc: BaseException) -> bool:
+    """Whether ``exc`` is a permission fault (not damaged or missing data)."""
+    return isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM)
+
+
+def why_unreadable(exc: OSError) -> str:
+    """Why a file or folder could not be read, for an error line: :data:`PERMISSION_DENIED` or the system's
+    reason."""
+    return PERMISSION_DENIED if is_permission(exc) else f"{exc.strerror or exc}"
+
+
 def unsearchable(folder: Path, exc: OSError) -> Exception:
     """The :class:`DataError` for a folder whose files could not even be looked up (``exc`` from ``is_file`` and
     the like): a folder without execute (search) permission, say."""
     from .errors import DataError
 
     why = ("permission denied; a folder needs read and execute permission (chmod u+rx), then run the command again"
-           if exc.errno in (errno.EACCES, errno.EPERM) else f"{exc.strerror or exc}; check the disk or file system")
+           if is_permission(exc) else f"{exc.strerror or exc}; check the disk or file system")
     return DataError(f"the folder {str(folder)!r} cannot be searched: {why}")
 
 
@@ -158,8 +174,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     except PermissionError:
         from .errors import DataError
 
-        raise DataError(f"{str(path)!r} cannot be read: permission denied; fix its permissions (a file needs read "
-                        "permission, a folder read and execute)") from None
+        raise DataError(f"{str(path)!r} cannot be read: {PERMISSION_DENIED}") from None
     return h.hexdigest()
 
 

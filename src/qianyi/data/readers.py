@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import functools
 from array import array
 import gzip
@@ -59,6 +58,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import numpy.lib.format as npy
 
+from .._io import PERMISSION_DENIED, is_permission
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .domain import Domain, stratified_split
 from .limits import check_bytes, max_bytes, max_image_pixels
@@ -75,14 +75,13 @@ MAX_NUMERIC_LABEL = 1_000_000
 def permission_denied(path: str | os.PathLike, what: str = "") -> DataError:
     """The error for a file or folder this process may not read: no sign of damaged data, so no advice to
     replace, download or delete anything."""
-    return DataError(f"{what + ' ' if what else ''}{str(path)!r} cannot be read: permission denied; fix its "
-                     "permissions (a file needs read permission, a folder read and execute)")
+    return DataError(f"{what + ' ' if what else ''}{str(path)!r} cannot be read: {PERMISSION_DENIED}")
 
 
 def _permission_fault(exc: BaseException, path: str | os.PathLike, what: str = "") -> DataError | None:
     """:func:`permission_denied` for a permission fault met reading ``path`` (naming the file the fault is about
     when that is another one, e.g. a file inside a folder), None for any other fault."""
-    if not isinstance(exc, PermissionError) and getattr(exc, "errno", None) not in (errno.EACCES, errno.EPERM):
+    if not is_permission(exc):
         return None
     inner = getattr(exc, "filename", None)
     if inner is not None and os.path.normpath(os.fsdecode(inner)) != os.path.normpath(os.fsdecode(path)):

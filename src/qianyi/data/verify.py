@@ -11,13 +11,12 @@ directory may hold a user's own folders).
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import PERMISSION_DENIED, sha256_file, why_unreadable
 from ..errors import DataError, DatasetNotFoundError
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -80,20 +79,6 @@ def listed_files(source_md: Path) -> list[Listed]:
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _why(exc: OSError) -> str:
-    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; fix its permissions (a file needs read permission, a folder read and execute)"
-    return f"{exc.strerror or exc}"
-
-
 def verify_data_dir(root: str | Path) -> list[FileCheck]:
     """Check every file the ``SOURCE.md`` of each folder of ``root`` lists (size first, then SHA-256); every
     folder of ``root`` (hidden ones aside) gets at least one row."""
@@ -103,7 +88,7 @@ def verify_data_dir(root: str | Path) -> list[FileCheck]:
     try:
         folders = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
     except OSError as exc:
-        raise DataError(f"data directory {str(root)!r} cannot be read: {_why(exc)}") from None
+        raise DataError(f"data directory {str(root)!r} cannot be read: {why_unreadable(exc)}") from None
     out: list[FileCheck] = []
     sources = 0
     for folder in folders:
@@ -113,7 +98,7 @@ def verify_data_dir(root: str | Path) -> list[FileCheck]:
                 next(entries, None)
             os.stat(os.path.join(folder, os.curdir))  # (pathlib would drop the dot)
         except OSError as exc:
-            out.append(FileCheck(folder.name, "", "unreadable", f"the folder cannot be read: {_why(exc)}"))
+            out.append(FileCheck(folder.name, "", "unreadable", f"the folder cannot be read: {why_unreadable(exc)}"))
             continue
         if not source.is_file():
             out.append(FileCheck(folder.name, "", "unlisted", "no SOURCE.md: its files are not checked"))
@@ -122,7 +107,7 @@ def verify_data_dir(root: str | Path) -> list[FileCheck]:
         try:
             listed = listed_files(source)
         except OSError as exc:
-            out.append(FileCheck(folder.name, "SOURCE.md", "unreadable", f"cannot be read: {_why(exc)}"))
+            out.append(FileCheck(folder.name, "SOURCE.md", "unreadable", f"cannot be read: {why_unreadable(exc)}"))
             continue
         if not listed:
             out.append(FileCheck(folder.name, "", "unlisted", "its SOURCE.md has no table of file and sha256"))
@@ -148,8 +133,10 @@ def _check(folder: Path, row: Listed) -> FileCheck:
             return FileCheck(folder.name, name, "not-file", "a folder or special file, not a file")
         if size is not None and path.stat().st_size != size:
             return FileCheck(folder.name, name, "size", f"{path.stat().st_size:,} bytes, listed {size:,}")
-        if _sha256(path) != row.sha256:
+        if sha256_file(path) != row.sha256:
             return FileCheck(folder.name, name, "content", "sha256 differs from SOURCE.md")
+    except DataError:  # (sha256_file's permission fault)
+        return FileCheck(folder.name, name, "unreadable", f"cannot be read: {PERMISSION_DENIED}")
     except OSError as exc:
-        return FileCheck(folder.name, name, "unreadable", f"cannot be read: {_why(exc)}")
+        return FileCheck(folder.name, name, "unreadable", f"cannot be read: {why_unreadable(exc)}")
     return FileCheck(folder.name, name, "ok")

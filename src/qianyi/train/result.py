@@ -7,7 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import write_json, write_text
+from .._io import is_permission, write_json, write_text
 from ..errors import DataError
 
 RESULT_FILE = "result.json"
@@ -127,7 +127,7 @@ class RunResult:
 def not_read(exc: OSError) -> str:
     """What to do about a run file that exists but could not be read (``exc`` from opening or reading it): its
     bytes were not read, so it is not called damaged and deleting it is never advised."""
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if is_permission(exc):
         return "permission denied; fix its permissions and run the command again"
     if exc.errno == errno.EISDIR:
         return "it is a folder, not a file; move it out of the run folder and run the command again"
