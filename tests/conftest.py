@@ -12,6 +12,9 @@ from qianyi.data.domain import Domain, TransferTask
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QIANYI_DATA", ROOT.parent / "shared" / "data"))
+if "QIANYI_DATA" not in os.environ and DATA.is_dir():
+    # the library reads $QIANYI_DATA only: a test the default folder does not skip must find the data too
+    os.environ["QIANYI_DATA"] = str(DATA)
 
 
 @pytest.fixture(autouse=True)
