@@ -464,3 +464,37 @@ def test_a_lines_folder_whose_class_sub_folder_cannot_be_listed_says_so(tmp_path
         _deny(m, tmp_path / "t" / "pos")
         with pytest.raises(DataError, match="permission denied"):
             read_lines(tmp_path / "t")
+
+
+def test_a_data_directory_or_data_folder_that_cannot_be_entered_is_named_by_every_built_in_loader(tmp_path,
+                                                                                                 monkeypatch):
+    # only mnist said so: fsdd, mfeat, amazon and lsms gave a PermissionError traceback (a data directory that
+    # cannot be entered) or called their folder absent
+    from qianyi.data import load_domain
+    from qianyi.proxy import load_lsms
+
+    root = tmp_path / "data"
+    subs = ("fsdd/recordings", "uci-mfeat", "amazon-blitzer2007-raw/books", "africa-poverty-lsms")
+    for sub in subs:
+        (root / sub).mkdir(parents=True)
+    specs = ("fsdd", "mfeat?views=fou", "amazon/books")
+    _deny(monkeypatch, root)  # the data directory itself
+    for spec in specs:
+        msg = _denied_error(lambda: load_domain(spec, data_dir=root), root)
+        assert msg.startswith(spec.split("?")[0]), msg
+    _denied_error(lambda: load_lsms(root), root)
+    _denied_error(lambda: load_domain(f"wav:{root / 'fsdd'}"), root)
+    monkeypatch.undo()
+    for sub, spec in zip(subs, (*specs, None)):  # each data folder
+        _deny(monkeypatch, root / sub)
+        _denied_error((lambda: load_lsms(root)) if spec is None else (lambda: load_domain(spec, data_dir=root)),
+                      root / sub)
+        monkeypatch.undo()
+    csv = root / "uci-mfeat" / "mfeat-fou.csv"  # a data file inside a folder that can be entered
+    csv.write_text("x\n")
+
+    def loadtxt(path, *args, **kwargs):  # numpy opens it by its own means, which _deny does not reach
+        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    monkeypatch.setattr("numpy.loadtxt", loadtxt)
+    _denied_error(lambda: load_domain("mfeat?views=fou", data_dir=root), csv)

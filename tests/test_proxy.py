@@ -139,6 +139,9 @@ def test_summarise_groups_and_marks_all():
 
 
 def test_load_lsms_missing_folder(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="africa-poverty-lsms is absent; set QIANYI_DATA"):
+        P.load_lsms(tmp_path)
+    (tmp_path / "africa-poverty-lsms").mkdir()
     with pytest.raises(DatasetNotFoundError, match="lsms_image_hists.npz is missing"):
         P.load_lsms(tmp_path)
 

@@ -635,12 +635,9 @@ def load_lsms(data_dir: str | os.PathLike | None = None) -> Villages:
     each village's country comes from ``lsms_labels_agg.csv``, matched on (lat, lon, year), and the
     match is checked against the wealth value both files hold."""
     from .data import resolve_data_dir
+    from .data.builtin import data_folder
 
-    root = resolve_data_dir(data_dir)
-    if root is None:
-        raise DatasetNotFoundError(f"QIANYI_DATA is not set; set it (or data_dir) to the data directory that holds "
-                                   f"{LSMS_FOLDER}/")
-    folder = Path(root) / LSMS_FOLDER
+    folder = data_folder(resolve_data_dir(data_dir), LSMS_FOLDER, "lsms")
     npz, table = folder / "lsms_image_hists.npz", folder / "lsms_labels_agg.csv"
     for f in (npz, table):
         if not f.is_file():

@@ -32,9 +32,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError
-from .builtin import DIGIT_NAMES, dataset, name_list
+from .builtin import DIGIT_NAMES, data_folder, dataset, name_list
 from .domain import Domain
 from .limits import max_bytes
+from .readers import _readable
 
 SAMPLE_RATE = 8000
 WINDOW = 512
@@ -266,13 +267,8 @@ def _parse_views(views: str) -> list[str]:
 # ---------------------------------------------------------------- FSDD
 def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
     """(path, digit, speaker, take) of every FSDD recording, sorted by speaker, digit, take."""
-    if root is None:
-        raise DatasetNotFoundError(f"fsdd: QIANYI_DATA is not set; set it (or --data-dir) to the data directory that "
-                                   f"holds {FSDD_FOLDER}/recordings/")
-    folder = root / FSDD_FOLDER / "recordings"
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"fsdd: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data directory "
-                                   f"that holds {FSDD_FOLDER}/recordings/*.wav (see its SOURCE.md)")
+    folder = data_folder(root, f"{FSDD_FOLDER}/recordings", "fsdd",
+                         f"{FSDD_FOLDER}/recordings/*.wav (see its SOURCE.md)")
     files = []
     for p in folder.glob("*.wav"):
         m = _FSDD_NAME.fullmatch(p.name)
@@ -363,6 +359,7 @@ def _wavs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
 
 
+@_readable
 def read_wav_folder(path: str | Path, name: str | None = None) -> Domain:
     """A folder of wav files -> a :class:`Domain` of log-mel images.
 

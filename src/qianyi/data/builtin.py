@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .domain import Domain, sample_keys
 from .lazy import is_lazy
-from .readers import _listable, _read_idx, read_idx, scale_images, to_nchw
+from .readers import _listable, _read_idx, _readable, first_closed, permission_denied, read_idx, scale_images, to_nchw
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
@@ -31,6 +31,25 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     """The data directory: ``explicit``, else ``$QIANYI_DATA``, else None."""
     value = explicit if explicit is not None else os.environ.get("QIANYI_DATA")
     return Path(value).expanduser() if value else None
+
+
+def data_folder(root: Path | None, sub: str, what: str, holds: str = "") -> Path:
+    """The folder ``root/sub`` of the data directory, listable. No data directory, no such folder and a folder
+    this process may not enter (or one on its way) are each said, naming ``what`` reads it and what to do
+    (``holds``: what the data directory should hold, default ``sub/``)."""
+    holds = holds or f"{sub}/"
+    if root is None:
+        raise DatasetNotFoundError(f"{what}: QIANYI_DATA is not set; set it (or --data-dir) to the data directory "
+                                   f"that holds {holds}")
+    folder = Path(root) / sub
+    try:
+        found = folder.is_dir()
+    except PermissionError:  # the data directory (or a folder above it) may not be entered
+        raise permission_denied(first_closed(folder), f"{what}: the data folder") from None
+    if not found:
+        raise DatasetNotFoundError(f"{what}: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data "
+                                   f"directory that holds {holds}")
+    return _listable(folder, f"{what}: the data folder")
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,8 @@ def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[
     :attr:`Domain.keys` set, so that editing a loaded domain in place never changes a later load; the
     cached arrays themselves are read-only."""
     def deco(fn: Callable[..., Domain]) -> Callable[..., Domain]:
+        fn = _readable(fn)  # a data file this process may not read: said, naming it, not a traceback
+
         @functools.lru_cache(maxsize=4)
         def cached(*args: object, **kwargs: object) -> Domain:
             d = fn(*args, **kwargs)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError
-from .builtin import DIGIT_NAMES, dataset, name_list
+from .builtin import DIGIT_NAMES, data_folder, dataset, name_list
 from .domain import Domain, view_widths  # noqa: F401  (view_widths: re-exported)
 
 #: The six views and their widths (SOURCE.md): Fourier coefficients of the contour, profile correlations,
@@ -50,14 +50,7 @@ def _read_view(folder: Path, view: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _folder(root: Path | None) -> Path:
-    if root is None:
-        raise DatasetNotFoundError("mfeat: QIANYI_DATA is not set; set it (or --data-dir) to the data directory that "
-                                   f"holds {FOLDER}/")
-    folder = root / FOLDER
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"mfeat: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data directory "
-                                   f"that holds {FOLDER}/")
-    return folder
+    return data_folder(root, FOLDER, "mfeat")
 
 
 def domain_mask(mor: np.ndarray, y: np.ndarray, by: int) -> np.ndarray:

@@ -89,6 +89,18 @@ def _permission_fault(exc: BaseException, path: str | os.PathLike, what: str = "
     return permission_denied(path, what)
 
 
+def first_closed(path: Path) -> Path:
+    """The first folder on the way to ``path`` that this process may not enter (``path`` itself if none)."""
+    for p in reversed(path.parents):
+        try:
+            os.stat(os.path.join(p, os.curdir))
+        except PermissionError:
+            return p
+        except OSError:
+            break
+    return path
+
+
 def _readable(reader: Callable[..., Domain]) -> Callable[..., Domain]:
     """``reader`` with any permission fault it meets (a folder without execute permission, a file inside a
     folder) turned into :func:`permission_denied` naming the path: an unreadable input is the user's to fix, not
@@ -99,7 +111,7 @@ def _readable(reader: Callable[..., Domain]) -> Callable[..., Domain]:
             return reader(*args, **kwargs)
         except PermissionError as exc:
             path = exc.filename if exc.filename is not None else kwargs.get("path", args[0] if args else "?")
-            raise permission_denied(os.fsdecode(path)) from None
+            raise permission_denied(first_closed(Path(os.fsdecode(path)))) from None
     return read
 
 

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning
-from .builtin import dataset
+from .builtin import data_folder, dataset
 from .domain import Domain, TransferTask
 from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder, _listable,
                       _numbered_rows)
@@ -316,13 +316,8 @@ def read_reviews(path: str | os.PathLike) -> list[str]:
 def load_amazon_reviews(root: Path | None, domain: str) -> Domain:
     """One domain of the Multi-Domain Sentiment Dataset: negative.review then positive.review, as text; each
     file must hold its :data:`AMAZON_REVIEWS_PER_FILE` reviews (a cut or edited copy is refused)."""
-    if root is None:
-        raise DatasetNotFoundError(f"amazon/{domain}: QIANYI_DATA is not set; set it (or --data-dir) to the data "
-                                   f"directory that holds {AMAZON_FOLDER}/")
-    folder = root / AMAZON_FOLDER / domain
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"amazon/{domain}: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data "
-                                   f"directory that holds {AMAZON_FOLDER}/{domain}/{{positive,negative}}.review")
+    folder = data_folder(root, f"{AMAZON_FOLDER}/{domain}", f"amazon/{domain}",
+                         f"{AMAZON_FOLDER}/{domain}/{{positive,negative}}.review")
     texts, labels = [], []
     for k, cls in enumerate(SENTIMENT_CLASSES):
         t, bad, where = _review_file(folder / f"{cls}.review")
