@@ -174,6 +174,17 @@ def backbone_spec(backbone: BackboneSpec | None) -> dict[str, Any] | None:
     return dict(spec) if isinstance(spec, dict) else None
 
 
+def _resumed_from(fit: FitResult, out: Path | None) -> int:
+    """The step the run's training resumed from: a rerun of a finished run trains no step, and keeps what its
+    result.json said (0 when it was trained in one go), not its own last step."""
+    if fit.resumed_from_step < fit.steps or out is None or not (out / RESULT_FILE).is_file():
+        return fit.resumed_from_step
+    try:
+        return RunResult.read(out / RESULT_FILE).resumed_from_step
+    except DataError:  # a damaged result.json: this run's own account
+        return fit.resumed_from_step
+
+
 def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
                     backbone: BackboneSpec | None = None) -> dict[str, Any]:
     """The fingerprint a run of ``method`` on ``task`` with ``backbone`` records (and a store looks up):
@@ -245,7 +256,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
         versions=_versions(fit.threads, m, fit.codes))
-    result.resumed_from_step, result.processes = fit.resumed_from_step, distributed.world()[1]
+    result.resumed_from_step, result.processes = _resumed_from(fit, out), distributed.world()[1]
     result.flags = list(fit.flags)
     if distributed.is_main():
         for flag in fit.flags:
