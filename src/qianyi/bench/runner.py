@@ -898,12 +898,23 @@ class BenchResult:
         return save_figure(fig, path)
 
 
+#: A standard error (points) at or below this is no seed variation: the difference is the same on every seed
+#: (deterministic runs; accuracies quantised alike), up to floating-point rounding.
+NO_SPREAD = 1e-9
+
+#: What a comparison says where the difference is the same on every seed.
+NO_VARIATION = ("no seed variation (identical on every seed): the interval would cover no test-sample noise, so it "
+                "is not given")
+
+
 def _t_interval(mean: float, se: float | None, df: float) -> tuple[float, float] | None:
-    if se is None:
+    """95% Student-t interval; None with one seed (``se`` None) or no seed variation (``se`` 0): a zero-width
+    interval would read as certainty where the runs measured no noise at all."""
+    if se is None or se <= NO_SPREAD:
         return None
     from scipy.stats import t as student_t
 
-    half = float(student_t.ppf(0.975, df)) * se if se > 0 else 0.0
+    half = float(student_t.ppf(0.975, df)) * se
     return mean - half, mean + half
 
 
@@ -921,8 +932,13 @@ class PairDifference:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        """95% Student-t interval of :attr:`diff` over the seeds."""
+        """95% Student-t interval of :attr:`diff` over the seeds (None: one seed, or :attr:`constant`)."""
         return _t_interval(self.diff, self.se, len(self.seeds) - 1)
+
+    @property
+    def constant(self) -> bool:
+        """Whether the difference is the same on every one of several seeds (no seed variation to measure)."""
+        return self.se is not None and self.se <= NO_SPREAD
 
 
 @dataclass(frozen=True)
@@ -954,12 +970,15 @@ class PairedDifference:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        """95% interval of :attr:`diff` (``None`` when a pair has a single seed)."""
+        """95% interval of :attr:`diff` (``None`` when a pair has a single seed, or no pair's difference varies
+        over its seeds)."""
         return _t_interval(self.diff, self.se, self.df)
 
     def verdict(self) -> str:
         """Which method the runs favour beyond seed noise, or that they do not tell the two apart."""
         ci = self.interval
+        if ci is None and self.se is not None:  # several seeds everywhere, each pair's difference the same on all
+            return NO_VARIATION
         if ci is None:
             return "one seed on some pair: no interval; run more seeds to tell seed noise from a difference"
         if ci[0] > 0:
@@ -985,6 +1004,10 @@ class PairedDifference:
                       "over the seeds' differences (per pair), the pairs' standard errors combined with Welch-"
                       "Satterthwaite's degrees of freedom (mean); they measure seed noise on these pairs, which "
                       "are fixed, not sampled."]
+        same = [r for r in self.rows if r.constant]
+        if same and self.interval is not None:  # (with no interval at all, the verdict said so)
+            lines.append(f"– on {', '.join(f'{md_cell(r.pair[0])}->{md_cell(r.pair[1])}' for r in same)}: "
+                         + NO_VARIATION + ".")
         return "\n".join(lines)
 
 
