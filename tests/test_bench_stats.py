@@ -45,3 +45,34 @@ def test_a_pair_without_seed_variation_beside_one_with_it_keeps_the_mean_interva
     res = BenchResult(runs, [P, Q], ["knn", "tca"]).paired_difference("knn", "tca")
     assert res.rows[0].interval is None and res.rows[1].interval is not None and res.interval is not None
     assert "– on a->b: no seed variation (identical on every seed)" in res.table()
+
+
+def _near_gap_runs() -> list[RunResult]:
+    # P: a real gap (oracle 30 points above source-only); Q: the oracle 0.4 above source-only, seeds spread ~2
+    return (_runs("source-only", P, [0.60, 0.62, 0.58]) + _runs("dann", P, [0.70, 0.72, 0.71])
+            + _runs("oracle", P, [0.90, 0.91, 0.89])
+            + _runs("source-only", Q, [0.950, 0.930, 0.968]) + _runs("dann", Q, [0.945, 0.94, 0.95])
+            + _runs("oracle", Q, [0.955, 0.95, 0.954]))
+
+
+def test_gap_closed_is_left_out_where_the_oracle_is_within_seed_noise_of_source_only():
+    res = BenchResult(_near_gap_runs(), [P, Q], ["source-only", "dann", "oracle"])
+    assert res.gap_closed("dann", P) == pytest.approx((0.71 - 0.60) / (0.90 - 0.60))
+    assert res.gap_closed("dann", Q) is None  # it printed -118%
+    assert res.oracle_within_noise(Q) is not None and res.oracle_within_noise(P) is None
+    table = res.table()
+    assert _row(table, "dann")[3] == "37%" and _row(table, "dann")[5] == "–"
+    assert "Gap closed – on c->d (oracle − source-only +0.4 points, 95% interval [" in table
+    assert "not above source-only beyond seed noise there" in table
+    summary = res.summary_table()
+    assert _row(summary, "dann")[3] == "37% (1/2 pairs)"  # it averaged 37% and -118% into -41%
+    assert "(k/N pairs): the mean gap closed of the k pairs where gap closed is defined" in summary
+
+
+def test_gap_closed_stays_with_one_seed_or_a_clear_gap():
+    one = BenchResult(_runs("source-only", P, [0.6]) + _runs("dann", P, [0.7]) + _runs("oracle", P, [0.8]), [P],
+                      ["source-only", "dann", "oracle"])
+    assert one.gap_closed("dann", P) == pytest.approx(0.5)  # no interval to tell noise by: the ratio as before
+    clear = BenchResult([r for r in _near_gap_runs() if r.source == "a"], [P], ["source-only", "dann", "oracle"])
+    assert "Gap closed – on" not in clear.table()
+    assert _row(clear.summary_table(), "dann")[3] == "37%"

@@ -1,7 +1,8 @@
 """Benchmarks: tasks x methods x seeds -> results.csv, results.md, results.png.
 
 Every table reports source-only and the target oracle beside each method, and the fraction of that
-gap the method closes: (acc - source_only) / (oracle - source_only), computed on the seed means.
+gap the method closes: (acc - source_only) / (oracle - source_only), computed on the seed means (none where
+the oracle is not above source-only beyond seed noise).
 Beside the label-free choice of weights (``--select``, default the last epoch) the report shows,
 clearly marked, the accuracy an oracle choice of epoch would give (the best epoch on target test
 labels): the cost of honesty. Runs are found in one :class:`~qianyi.train.store.RunStore`, so a
@@ -338,12 +339,25 @@ class BenchResult:
         return f"{method} (ORACLE: target labels)" if self.uses_target_labels(method) else method
 
     def gap_closed(self, method: str, pair: tuple[str, str], choice: str | None = None) -> float | None:
+        """(acc − source-only) / (oracle − source-only) on the seed means; None where a mean is missing, the
+        oracle is not above source-only, or not beyond seed noise (:meth:`oracle_within_noise`: the ratio of
+        two noises would be noise of any size and sign)."""
         so, orc = self.accuracies("source-only", pair), self.accuracies("oracle", pair)
         acc = self.accuracies(method, pair, choice)
         if not len(so) or not len(orc) or not len(acc):
             return None
         denom = orc.mean() - so.mean()  # no gap (the oracle no better than source-only): nothing to close
-        return float((acc.mean() - so.mean()) / denom) if denom > 1e-12 else None
+        if denom <= 1e-12 or self.oracle_within_noise(pair) is not None:
+            return None
+        return float((acc.mean() - so.mean()) / denom)
+
+    def oracle_within_noise(self, pair: tuple[str, str]) -> "PairDifference | None":
+        """Oracle − source-only on ``pair``, paired by seed, when its 95% interval reaches 0 (the oracle not
+        above source-only beyond seed noise: no gap to measure a fraction of); None when the interval lies above
+        0 or there is none (one shared seed, or no seed variation: nothing to tell noise by)."""
+        d = self._pair_difference("source-only", "oracle", pair)
+        ci = None if d is None else d.interval
+        return d if ci is not None and ci[0] <= 0 else None
 
     def validators(self) -> list[str]:
         """Validators recorded every epoch in all runs (besides the oracle's)."""
@@ -385,8 +399,11 @@ class BenchResult:
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
         spread = "mean ± sample std over seeds" if len(seeds) > 1 else "one seed: no std"
         lines += ["", f"Seeds {seeds}; {spread}. Gap closed = (acc − source-only) / (oracle − "
-                      f"source-only) on the means (– where the oracle is not above source-only). Models are {rule}; no target labels chose anything except in the "
-                      "rows marked ORACLE."]
+                      f"source-only) on the means (– where the oracle is not above source-only, or not beyond seed "
+                      f"noise). Models are {rule}; no target labels chose anything except in the rows marked ORACLE."]
+        noise = self._noise_note()
+        if noise:
+            lines.append(noise)
         no_oracle = [f"{s}->{t}" for s, t in self.pairs if not len(self.accuracies("oracle", (s, t)))
                      and any(len(self.accuracies(m, (s, t))) for m in self.methods)]
         if no_oracle:  # a reader took the dashes for an oracle no better than source-only
@@ -503,19 +520,35 @@ class BenchResult:
             lines.append(said)
         return "\n".join(lines)
 
+    def _noise_note(self) -> str:
+        """The pairs whose gap closed is – because the oracle is not above source-only beyond seed noise."""
+        near = [(p, d) for p in self.pairs if (d := self.oracle_within_noise(p)) is not None and d.diff > 0]
+        if not near:
+            return ""
+        return ("Gap closed – on " + ", ".join(
+            f"{md_cell(p[0])}->{md_cell(p[1])} (oracle − source-only {d.diff:+.1f} points, 95% interval "
+            f"[{d.interval[0]:+.1f}, {d.interval[1]:+.1f}] over {len(d.seeds)} seeds)" for p, d in near)
+            + ": the oracle is not above source-only beyond seed noise there, so a fraction of that gap would be "
+            "noise of any size and sign.")
+
     def summary_table(self) -> str:
-        """Markdown over all pairs: per method, mean accuracy, mean gap closed, pairs where it beats source-only."""
+        """Markdown over all pairs: per method, mean accuracy, mean gap closed (over the pairs where it is
+        defined), pairs where it beats source-only."""
         lines = ["| method | mean acc. over pairs (%) | mean gap closed | beats source-only on |", "|---|---:|---:|---:|"]
-        dropped = []
+        dropped, partial_gap = [], False
+        n = len(self.pairs)
         for m in self.methods:
             accs = [self.accuracies(m, p) for p in self.pairs]
             if not all(len(a) for a in accs):
                 dropped.append(m)
                 continue
             so = [self.accuracies("source-only", p) for p in self.pairs]
-            gaps = [self.gap_closed(m, p) for p in self.pairs]
             base = m in BASELINES or self.uses_target_labels(m)
-            gap = "–" if base or None in gaps else f"{100 * float(np.mean(gaps)):.0f}%"
+            gaps = [g for p in self.pairs if (g := self.gap_closed(m, p)) is not None]
+            gap = "–" if base or not gaps else f"{100 * float(np.mean(gaps)):.0f}%"
+            if not base and gaps and len(gaps) < n:
+                gap += f" ({len(gaps)}/{n} pairs)"
+                partial_gap = True
             wins = ("–" if base or not all(len(s) for s in so)  # no source-only runs: nothing to beat
                     else f"{sum(a.mean() > s.mean() for a, s in zip(accs, so))}/{len(self.pairs)}")
             label = self.label(m)
@@ -526,6 +559,9 @@ class BenchResult:
                                                "accuracy" if unscored else "no method has runs on every pair") + ".")
         lines += ["", f"Pairs: {', '.join(f'{md_cell(s)}->{md_cell(t)}' for s, t in self.pairs)}; seed means per pair, then the plain "
                       "mean over pairs."]
+        if partial_gap:
+            lines[-1] += (" (k/N pairs): the mean gap closed of the k pairs where gap closed is defined (– on a pair "
+                          "where the oracle is not above source-only, or not beyond seed noise).")
         if dropped:
             lines[-1] += f" Not in this table (no target accuracy on every pair): {', '.join(dropped)}."
         return "\n".join(lines)
@@ -545,17 +581,24 @@ class BenchResult:
             raise ConfigError(f"compare: give two different methods, not {a!r} twice")
         rows: list[PairDifference] = []
         for pair in self.pairs:
-            acc_a = {r.seed: r.target_accuracy for r in self._runs(a, pair) if r.target_accuracy is not None}
-            acc_b = {r.seed: r.target_accuracy for r in self._runs(b, pair) if r.target_accuracy is not None}
-            seeds = sorted(acc_a.keys() & acc_b.keys())
-            if not seeds:
+            row = self._pair_difference(a, b, pair)
+            if row is None:
                 raise DataError(f"compare: {a!r} and {b!r} share no finished seed on {pair[0]}->{pair[1]}; "
                                 "finish both (rerun the bench) or leave the pair out (--pairs)")
-            d = 100 * np.array([acc_b[s] - acc_a[s] for s in seeds])
-            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
-            rows.append(PairDifference(pair, seeds, 100 * float(np.mean([acc_a[s] for s in seeds])),
-                                       100 * float(np.mean([acc_b[s] for s in seeds])), float(d.mean()), se))
+            rows.append(row)
         return PairedDifference(a, b, rows)
+
+    def _pair_difference(self, a: str, b: str, pair: tuple[str, str]) -> "PairDifference | None":
+        """``b`` minus ``a`` on one pair, over the seeds both finished with a target accuracy (None: no such seed)."""
+        acc_a = {r.seed: r.target_accuracy for r in self._runs(a, pair) if r.target_accuracy is not None}
+        acc_b = {r.seed: r.target_accuracy for r in self._runs(b, pair) if r.target_accuracy is not None}
+        seeds = sorted(acc_a.keys() & acc_b.keys())
+        if not seeds:
+            return None
+        d = 100 * np.array([acc_b[s] - acc_a[s] for s in seeds])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+        return PairDifference(pair, seeds, 100 * float(np.mean([acc_a[s] for s in seeds])),
+                              100 * float(np.mean([acc_b[s] for s in seeds])), float(d.mean()), se)
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], select: str | None = None,
