@@ -26,6 +26,34 @@ def _row(table: str, label: str) -> list[str]:
     return [c.strip() for c in next(line for line in table.splitlines() if line.startswith(f"| {label} |")).split("|")]
 
 
+def test_a_win_over_source_only_is_a_mean_above_it_as_shown_and_the_table_says_how_many_are_beyond_seed_noise():
+    # P: dann 58.02 vs 57.96 (shown 58.0 / 58.0: a tie, counted as a win before); Q: +10 on every seed, steady;
+    # R: +3 on average, seeds disagree (the paired interval reaches below 0)
+    runs = (_runs("source-only", P, [0.5796, 0.5496, 0.6096]) + _runs("dann", P, [0.5802, 0.5500, 0.6104])
+            + _runs("source-only", Q, [0.50, 0.52, 0.51]) + _runs("dann", Q, [0.60, 0.621, 0.609])
+            + _runs("source-only", R, [0.50, 0.52, 0.51]) + _runs("dann", R, [0.60, 0.45, 0.57])
+            + [r for p in (P, Q, R) for r in _runs("oracle", p, [0.90, 0.91, 0.92])])
+    res = BenchResult(runs, [P, Q, R], ["source-only", "dann", "oracle"])
+    summary = res.summary_table()
+    assert "| method | mean acc. over pairs (%) | mean gap closed | above source-only on | beyond seed noise on |" \
+        in summary
+    assert _row(summary, "dann")[4:6] == ["2/3", "1/3"]
+    assert _row(summary, "source-only")[4:6] == ["–", "–"]
+    assert "as the table shows them (one decimal; a tie is no win)" in summary
+    assert "lies above 0" in summary
+
+
+def test_wins_beyond_seed_noise_need_an_interval():
+    one = BenchResult(_runs("source-only", P, [0.5]) + _runs("dann", P, [0.6]) + _runs("source-only", Q, [0.5])
+                      + _runs("dann", Q, [0.6]), [P, Q], ["source-only", "dann"])
+    assert _row(one.summary_table(), "dann")[4:6] == ["2/2", "–"]  # one seed: above as shown, nothing tested
+    same = BenchResult(_runs("source-only", P, [0.5, 0.6]) + _runs("dann", P, [0.6, 0.7]) + _runs("source-only", Q,
+                       [0.5, 0.6]) + _runs("dann", Q, [0.6, 0.75]), [P, Q], ["source-only", "dann"])
+    table = same.summary_table()  # P: +10 on both seeds (no seed variation): untested, not "beyond seed noise"
+    assert _row(table, "dann")[4:6] == ["2/2", "0/2 (1 untested)"]
+    assert "Untested: pairs with no such interval" in table
+
+
 @pytest.mark.parametrize("a, b", [([0.6222, 0.6222, 0.6222], [0.5556, 0.5556, 0.5556]),  # knn vs tca: no seed varies
                                   ([0.60, 0.62], [0.601, 0.621])])  # +0.1 on both seeds (floating point aside)
 def test_a_difference_the_same_on_every_seed_gets_no_interval_and_no_verdict_beyond_seed_noise(a, b):

@@ -533,9 +533,11 @@ class BenchResult:
 
     def summary_table(self) -> str:
         """Markdown over all pairs: per method, mean accuracy, mean gap closed (over the pairs where it is
-        defined), pairs where it beats source-only."""
-        lines = ["| method | mean acc. over pairs (%) | mean gap closed | beats source-only on |", "|---|---:|---:|---:|"]
-        dropped, partial_gap = [], False
+        defined), the pairs where its mean is above source-only's as shown, and of those the pairs where it is
+        ahead beyond seed noise (the paired 95% interval of its difference from source-only above 0)."""
+        lines = ["| method | mean acc. over pairs (%) | mean gap closed | above source-only on | beyond seed noise on |",
+                 "|---|---:|---:|---:|---:|"]
+        dropped, partial_gap, untested = [], False, False
         n = len(self.pairs)
         for m in self.methods:
             accs = [self.accuracies(m, p) for p in self.pairs]
@@ -549,16 +551,33 @@ class BenchResult:
             if not base and gaps and len(gaps) < n:
                 gap += f" ({len(gaps)}/{n} pairs)"
                 partial_gap = True
-            wins = ("–" if base or not all(len(s) for s in so)  # no source-only runs: nothing to beat
-                    else f"{sum(a.mean() > s.mean() for a, s in zip(accs, so))}/{len(self.pairs)}")
+            if base or not all(len(s) for s in so):  # no source-only runs: nothing to beat
+                above = beyond = "–"
+            else:  # as shown: a tie in the cells (58.0 vs 58.0) is no win
+                won = [p for p, a, s in zip(self.pairs, accs, so) if float(f"{100 * a.mean():.1f}") >
+                       float(f"{100 * s.mean():.1f}")]
+                diffs = [self._pair_difference("source-only", m, p) for p in self.pairs]
+                tested = [d for d in diffs if d is not None and d.interval is not None]
+                above = f"{len(won)}/{n}"
+                beyond = "–" if not tested else f"{sum(d.pair in won and d.interval[0] > 0 for d in tested)}/{n}"
+                if tested and len(tested) < n:
+                    beyond += f" ({n - len(tested)} untested)"
+                untested = untested or len(tested) < n
             label = self.label(m)
-            lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {wins} |")
+            lines.append(f"| {label} | {100 * float(np.mean([a.mean() for a in accs])):.1f} | {gap} | {above} | "
+                         f"{beyond} |")
         if len(lines) == 2:  # no method has an accuracy on every pair: a header alone said nothing
             unscored = [f"{s}->{t}" for s, t in self.pairs if not any(len(self.accuracies(m, (s, t))) for m in self.methods)]
             return ("No mean over pairs: " + (f"{', '.join(unscored)} had no labelled target test split, so no "
                                                "accuracy" if unscored else "no method has runs on every pair") + ".")
         lines += ["", f"Pairs: {', '.join(f'{md_cell(s)}->{md_cell(t)}' for s, t in self.pairs)}; seed means per pair, then the plain "
-                      "mean over pairs."]
+                      "mean over pairs. Above source-only: the pairs where the method's mean is above source-only's "
+                      "as the table shows them (one decimal; a tie is no win). Beyond seed noise: of those, the pairs "
+                      "where the 95% interval of its difference from source-only, paired by seed (`qianyi summary "
+                      "--compare source-only METHOD`), lies above 0."]
+        if untested:
+            lines[-1] += (" Untested: pairs with no such interval (one shared seed, or the same difference on every "
+                          "seed: no seed variation to measure); – where no pair has one.")
         if partial_gap:
             lines[-1] += (" (k/N pairs): the mean gap closed of the k pairs where gap closed is defined (– on a pair "
                           "where the oracle is not above source-only, or not beyond seed noise).")
