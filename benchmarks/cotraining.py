@@ -77,8 +77,9 @@ def run_one(method: str, settings: dict, task: qianyi.TransferTask, seed: int, e
 
 
 def fmt(xs: list[float]) -> str:
+    """Mean ± sample sd (ddof=1, as every qianyi table) of accuracies in [0, 1], in %; one value: the mean alone."""
     a = 100 * np.asarray(xs)
-    return f"{a.mean():.1f} ± {a.std():.1f}"
+    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f}"
 
 
 def round_table(results: list[dict], n_test: int) -> list[str]:
@@ -124,7 +125,7 @@ def bench_task(task: qianyi.TransferTask, seeds: list[int], epochs: int | None,
         rounds = rounds[:2] + [line for e, line in enumerate(rounds[2:]) if e == 0 or (e + 1) % every == 0]
     out = [f"Task `{task.source.name}` → `{task.target.name}` (view a = `{va}`, {split} columns; view b = `{vb}`), "
            f"seeds {','.join(map(str, seeds))}, {len(task.target_test)} target test samples; engine defaults for "
-           f"vectors (Adam, lr 0.002, {len(per_row[labels[0]][0]['history'])} epochs). Accuracy after the last epoch.",
+           f"vectors (Adam, lr 0.002, {len(per_row[labels[0]][0]['history'])} epochs). Accuracy after the last epoch; ± the sample sd over the seeds.",
            "", "| run | target acc. (%) mean ± sd | per seed | source-val acc. (%) | ORACLE: each view network's "
            "target acc. (%) | seconds/run |", "|---|---:|---:|---:|---:|---:|", *table, "",
            f"Gap source-only → oracle: {100 * so:.1f} → {100 * orc:.1f}; co-training closes "

@@ -139,8 +139,8 @@ def _table(rows: dict, pairs: list[str], cols: list[str], extra: dict | None = N
             v = [r["target_accuracy"] for (pp, m, _), r in rows.items() if pp == p and m == c]
             if v:
                 means[c].append(100 * np.mean(v))
-                cells.append(f"{100 * np.mean(v):.1f}" + (f" ± {100 * np.std(v):.1f}" if len(v) > 1 else "")
-                             + ("" if len(v) in (1, 3) else f" (n={len(v)})"))
+                spread = f" ± {100 * np.std(v, ddof=1):.1f}" if len(v) > 1 else ""  # sample std, as qianyi's tables
+                cells.append(f"{100 * np.mean(v):.1f}" + spread + ("" if len(v) in (1, 3) else f" (n={len(v)})"))
             else:
                 cells.append("–")
         for c, get in (extra or {}).items():
@@ -164,13 +164,13 @@ def table() -> str:
         lr = {(p, "logreg", 0): r for (p, m, _), r in oc.items() if m == "logreg"}
         raw = lambda p: next((100 * r["raw"]["target_accuracy"]  # noqa: E731
                               for (pp, m, _), r in lr.items() if pp == p), None)
-        out += ["### Office-Caltech10 SURF (target accuracy %, mean ± std over seeds)", "",
+        out += ["### Office-Caltech10 SURF (target accuracy %, mean ± sample std over seeds)", "",
                 _table({**oc}, pairs, ["source-only", "dan", "dann", "logreg"], {"logreg (raw counts)": raw}), ""]
     am = _done(OUT / "amazon.jsonl")
     if am:
         pairs = [f"{s}->{t}" for s in AM for t in AM if s != t]
         paper = {c: (lambda p, c=c: PAPER.get(p, {}).get(c)) for c in ("paper DANN",)}
-        out += ["### Amazon reviews, DANN protocol (target-test accuracy %, mean ± std over seeds)", "",
+        out += ["### Amazon reviews, DANN protocol (target-test accuracy %, mean ± sample std over seeds)", "",
                 _table(am, pairs, ["source-only", "dann"], paper if PAPER else None), ""]
     if not oc and not am:
         raise DataError(f"no finished runs in {str(OUT)!r}: run `benchmarks/vectors.py office` or "

@@ -4,8 +4,10 @@ stored honesty tables' cost cells."""
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qianyi.bench.runner import BenchResult
@@ -104,3 +106,28 @@ def test_gap_closed_stays_with_one_seed_or_a_clear_gap():
     clear = BenchResult([r for r in _near_gap_runs() if r.source == "a"], [P], ["source-only", "dann", "oracle"])
     assert "Gap closed – on" not in clear.table()
     assert _row(clear.summary_table(), "dann")[3] == "37%"
+
+
+def _script(name: str) -> dict:
+    return runpy.run_path(str(ROOT / "benchmarks" / name), run_name="not_main")
+
+
+def test_the_benchmark_scripts_print_the_sample_std():
+    """benchmarks/cotraining.py and vectors.py printed numpy's default (population, ddof=0) std as 'sd'/'std'."""
+    fmt = _script("cotraining.py")["fmt"]
+    assert fmt([0.90, 0.91, 0.87]) == "89.3 ± 2.1"  # ddof=0 gave 1.7
+    assert fmt([0.5]) == "50.0"  # one seed: no spread
+    table = _script("vectors.py")["_table"]
+    rows = {("A->C", "dann", s): {"target_accuracy": v} for s, v in enumerate([0.70, 0.66, 0.74])}
+    assert "| A->C | 70.0 ± 4.0 |" in table(rows, ["A->C"], ["dann"])  # ddof=0 gave 3.3
+
+
+def test_proxy_summarise_gives_the_sample_sd():
+    from qianyi import proxy as P_
+
+    rows = [{"protocol": "a", "n": 10, "all": False, "method": "ridge", "r2": v, "pearson_r2": v, "spearman": v}
+            for v in (0.2, 0.4, 0.9)]
+    rows.append({"protocol": "a", "n": 20, "all": False, "method": "ridge", "r2": 1.0, "pearson_r2": 1, "spearman": 1})
+    out = {r["n"]: r for r in P_.summarise(rows)}
+    assert out[10]["r2_sd"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
+    assert np.isnan(out[20]["r2_sd"])  # one run: no spread (not 0.0)

@@ -574,8 +574,8 @@ def proxy_curve(X: object, y: object, proxy: object, splits: Iterable[Split], si
 
 
 def summarise(rows: Sequence[dict], keys: Sequence[str] = ("protocol", "n", "method")) -> list[dict]:
-    """Mean and standard deviation of ``r2``, ``pearson_r2``, ``spearman`` over the rows sharing ``keys``
-    (``n`` of the 'all' rows is reported as ``"all"``)."""
+    """Mean and sample standard deviation (ddof=1; NaN for a single row) of ``r2``, ``pearson_r2``, ``spearman``
+    over the rows sharing ``keys`` (``n`` of the 'all' rows is reported as ``"all"``)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         k = tuple("all" if (key == "n" and r.get("all")) else r.get(key) for key in keys)
@@ -585,7 +585,7 @@ def summarise(rows: Sequence[dict], keys: Sequence[str] = ("protocol", "n", "met
         row = dict(zip(keys, k))
         for metric in ("r2", "pearson_r2", "spearman"):
             v = np.array([r[metric] for r in rs], float)
-            row[metric], row[metric + "_sd"] = float(v.mean()), float(v.std())
+            row[metric], row[metric + "_sd"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
         row["runs"] = len(rs)
         out.append(row)
     return out
