@@ -131,3 +131,25 @@ def test_proxy_summarise_gives_the_sample_sd():
     out = {r["n"]: r for r in P_.summarise(rows)}
     assert out[10]["r2_sd"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
     assert np.isnan(out[20]["r2_sd"])  # one run: no spread (not 0.0)
+
+
+def test_the_stored_honesty_tables_cost_is_the_difference_of_their_cells():
+    """docs/results keeps tables the bench wrote; the cost column is the ORACLE-choice cell minus the label-free
+    cell as shown (runner.honesty_table), and an older qianyi's rounding left 19 cells 0.1 off."""
+    checked = 0
+    for path in sorted((ROOT / "docs" / "results").glob("*.md")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not (line.startswith("| method |") and "ORACLE choice | cost" in line):
+                continue
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                cells = [c.strip() for c in row.strip("|").split("|")]
+                for k in range(1, len(cells), 3):
+                    if cells[k] == "–":
+                        continue
+                    own, oracle, cost = map(float, cells[k:k + 3])
+                    assert round(oracle - own, 1) == cost, f"{path.name}: {row}"
+                    checked += 1
+    assert checked > 50
