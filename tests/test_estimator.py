@@ -191,3 +191,17 @@ def test_other_training_settings_reach_the_engine_and_bad_ones_are_named(tmp_pat
                       ([("freeze", 1)], "give a dict")):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
             DomainAdapter("dann", training=bad, **kw).fit(Xs, ys, Xt=Xt)
+
+
+def test_a_fitted_search_with_the_label_free_scorer_pickles_and_scores_alike():
+    """The scorer was a closure: joblib.dump of a fitted GridSearchCV failed (Can't pickle <locals>.score)."""
+    import pickle
+
+    Xs, ys, Xt, _ = _shifted(n=60, seed=3)
+    X, y = np.r_[Xs, Xt], np.r_[ys, -np.ones(len(Xt), int)]
+    search = GridSearchCV(DomainAdapter("source-only", epochs=1, steps_per_epoch=2, unlabelled=-1),
+                          {"epochs": [1]}, scoring=label_free_scorer("snd"), cv=2).fit(X, y)
+    again = pickle.loads(pickle.dumps(search))
+    assert again.scorer_(again.best_estimator_, X, y) == search.scorer_(search.best_estimator_, X, y)
+    assert repr(again.scorer_) == "label_free_scorer('snd')"
+

@@ -204,20 +204,35 @@ def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarr
     return unlabelled_rows("DomainAdapter", y, unlabelled)
 
 
-def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
+def label_free_scorer(validator: str = "entropy") -> "LabelFreeScorer":
     """A scikit-learn scorer ``(estimator, X, y) -> float`` (greater is better) that reads no target
     label: rows labelled with the adapter's ``unlabelled`` marker are the target, the others serve as
     labelled source validation.
 
-    Only validators that need no source training split qualify (entropy, snd, atc, rv).
+    Only validators that need no source training split qualify (entropy, snd, atc, rv). The scorer is a
+    :class:`LabelFreeScorer`, so a fitted ``GridSearchCV`` that used it pickles.
     """
-    v = get_validator(validator)
-    extra = set(v.needs) - {"source_val", "target"}
-    if extra:
-        raise DataError(f"validator {validator!r} needs {sorted(extra)}, which a scorer does not see; use one of "
-                        "entropy, snd, atc, rv")
+    return LabelFreeScorer(validator)
 
-    def score(estimator: Any, X: Any, y: Any) -> float:
+
+class LabelFreeScorer:
+    """The scorer :func:`label_free_scorer` returns: a module-level class (a fitted search keeps it as
+    ``scorer_``, and pickles with it)."""
+
+    def __init__(self, validator: str = "entropy") -> None:
+        v = get_validator(validator)
+        extra = set(v.needs) - {"source_val", "target"}
+        if extra:
+            raise DataError(f"validator {validator!r} needs {sorted(extra)}, which a scorer does not see; use one of "
+                            "entropy, snd, atc, rv")
+        self.validator = validator
+        self.__name__ = f"label_free_{validator}"
+
+    def __repr__(self) -> str:
+        return f"label_free_scorer({self.validator!r})"
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        validator, v = self.validator, get_validator(self.validator)
         if hasattr(estimator, "steps"):  # a Pipeline: its transforms, then the adapter at its end
             X, estimator = estimator[:-1].transform(X), estimator[-1]
         X, y = np.asarray(X, np.float32), np.asarray(y)
@@ -240,9 +255,6 @@ def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
         device = next(estimator.model_.parameters()).device
         s = score_all(estimator.model_, data, [validator], device=device)[validator]
         return float(v.utility(s))
-
-    score.__name__ = f"label_free_{validator}"
-    return score
 
 
 #: TrainConfig settings DomainAdapter takes as parameters of its own (not through ``training``).
