@@ -46,7 +46,7 @@ def test_layer_outputs_iterate_like_a_read_only_mapping_of_layer_names():
     assert out.get("fc9") is None and torch.equal(out.get("features"), out.features)
 
 def test_logits_only_makes_a_backbone_traceable_and_exportable():
-    """A backbone returns LayerOutputs: jit.trace, torch.export and ONNX refuse it; LogitsOnly returns a tensor."""
+    """A backbone returns LayerOutputs: jit.trace and torch.export refuse it; LogitsOnly returns a tensor."""
     from qianyi.nn import LogitsOnly, backbone_for
 
     for shape in ((1, 28, 28), (20,)):

@@ -349,7 +349,8 @@ def _check_chain(module: nn.Module, backbone: Backbone, example: object, childre
 
 class LogitsOnly(nn.Module):
     """``backbone`` with a forward that returns the logits tensor alone, for what needs a plain tensor out:
-    ``torch.jit.trace``, ``torch.export``, ONNX export, ``nn.Sequential(LogitsOnly(net), nn.Softmax(1))``.
+    ``torch.jit.trace``, ``torch.export`` (both tested), ``nn.Sequential(LogitsOnly(net), nn.Softmax(1))``;
+    ONNX export is untested (it needs the ``onnx`` and ``onnxscript`` packages).
 
     >>> deployable = LogitsOnly(qianyi.load_model(DIR).network).eval()   # doctest: +SKIP
     >>> torch.jit.trace(deployable, example_batch)                        # doctest: +SKIP
