@@ -37,8 +37,8 @@ from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
 from ..select.data import Predictions, SplitOutputs, _subsample
 from ..select.validators import SELECTION_SAMPLES
-from ..shallow._base import (check_columns, check_sample_domain, one_target_convention, unlabelled_rows,
-                             warn_unmarked_target)
+from ..shallow._base import (check_columns, check_sample_domain, one_target_convention, refuse_sparse,
+                             unlabelled_rows, warn_unmarked_target)
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -98,6 +98,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                             "estimators accept NaN on target rows); give the target rows a number instead: -1 with "
                             "unlabelled=-1, or any label with sample_domain= (target rows' labels are not read), or "
                             "give the target as Xt=")
+        refuse_sparse(self, X, "X")
+        refuse_sparse(self, Xt, "Xt")
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         _check_layout(X, "X")
         self.sample_shape_ = X.shape[1:]  # as given: (h, w) grey images are read as (1, h, w) here and in predict
@@ -164,6 +166,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         grey = len(getattr(self, "sample_shape_", ())) == 2
         if grey and getattr(X, "ndim", 0) == 4 and tuple(X.shape[1:]) == (1, *self.sample_shape_):
             X = X[:, 0]  # (n, 1, h, w): the same grey images with their channel axis
+        refuse_sparse(self, X, "X")
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         _check_layout(X, "X")
         if hasattr(self, "sample_shape_") and X.shape[1:] != self.sample_shape_:  # (absent: fitted by an older qianyi)
