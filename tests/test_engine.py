@@ -323,3 +323,32 @@ def test_a_legacy_torch_file_cut_short_is_named_so(tmp_path):
     assert unreadable_reason(info.value, cut) == "it ends too early (a file cut short)"  # was: not torch.save's
     (tmp_path / "text.pt").write_bytes(b"hello")
     assert "not a file written by torch.save" in unreadable_reason(ValueError(), tmp_path / "text.pt")
+
+
+@pytest.mark.parametrize("width", [2, 5])
+def test_a_network_of_your_own_whose_logits_width_is_not_the_class_count_is_refused(width):
+    """A head reused from another task: 5 outputs on a 3-class task trained silently (predict then indexed past
+    classes_), 2 outputs failed mid-training with torch's bare 'Target 2 is out of bounds'."""
+    import numpy as np
+
+    from qianyi import DomainAdapter
+    from qianyi.errors import DataError
+
+    task = toy_task(n=60)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    net = qianyi.nn.as_backbone(torch.nn.Sequential(torch.nn.Linear(task.sample_shape[0], 8), torch.nn.ReLU(),
+                                                    torch.nn.Linear(8, width)))
+    want = rf"gives {width} logits.*3 classes.*give its last layer 3 outputs"
+    with pytest.raises(DataError, match=want):
+        run("dann", task, cfg, backbone=net)
+    X, y = task.source.X, task.source.y
+    with pytest.raises(DataError, match=want):
+        DomainAdapter("source-only", backbone=net, epochs=1, steps_per_epoch=2, device="cpu").fit(
+            X, y, Xt=task.target.X)
+    # a wrong input width is named too (torch said: mat1 and mat2 shapes cannot be multiplied)
+    wide = qianyi.nn.as_backbone(torch.nn.Sequential(torch.nn.Linear(task.sample_shape[0] + 4, 8), torch.nn.ReLU(),
+                                                     torch.nn.Linear(8, 3)))
+    with pytest.raises(DataError, match=r"your network fails on the task's inputs of shape \(6,\)"):
+        run("source-only", task, cfg, backbone=wide)
+    assert np.isfinite(run("source-only", task, cfg, backbone=qianyi.nn.as_backbone(torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))))[0].target_accuracy)

@@ -191,3 +191,41 @@ def test_other_training_settings_reach_the_engine_and_bad_ones_are_named(tmp_pat
                       ([("freeze", 1)], "give a dict")):
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
             DomainAdapter("dann", training=bad, **kw).fit(Xs, ys, Xt=Xt)
+
+
+def test_a_fitted_search_with_the_label_free_scorer_pickles_and_scores_alike():
+    """The scorer was a closure: joblib.dump of a fitted GridSearchCV failed (Can't pickle <locals>.score)."""
+    import pickle
+
+    Xs, ys, Xt, _ = _shifted(n=60, seed=3)
+    X, y = np.r_[Xs, Xt], np.r_[ys, -np.ones(len(Xt), int)]
+    search = GridSearchCV(DomainAdapter("source-only", epochs=1, steps_per_epoch=2, unlabelled=-1),
+                          {"epochs": [1]}, scoring=label_free_scorer("snd"), cv=2).fit(X, y)
+    again = pickle.loads(pickle.dumps(search))
+    assert again.scorer_(again.best_estimator_, X, y) == search.scorer_(search.best_estimator_, X, y)
+    assert repr(again.scorer_) == "label_free_scorer('snd')"
+
+
+def test_label_free_scorer_scores_shallow_classifiers_from_their_probabilities():
+    """On a shallow estimator every score was NaN (no model_), and GridSearchCV kept the first candidate."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    from qianyi.shallow import CORAL, JDA, AdaptedClassifier, KMMClassifier
+
+    Xs, ys, Xt, _ = _shifted(n=80, seed=4)
+    X, y = np.r_[Xs, Xt], np.r_[ys, -np.ones(len(Xt), int)]
+    est = KMMClassifier(unlabelled=-1).fit(X, y)
+    p = est.predict_proba(Xt)
+    want = float((p * np.log(p)).sum(1).mean())  # minus the mean entropy: larger is better
+    assert label_free_scorer("entropy")(est, X, y) == pytest.approx(want, rel=1e-6)
+    search = GridSearchCV(AdaptedClassifier(CORAL(), unlabelled=-1),
+                          {"estimator": [LogisticRegression(C=0.01), LogisticRegression(C=10.0)]},
+                          scoring=label_free_scorer("atc"), cv=2, error_score="raise").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    with pytest.raises(DataError, match="0 or 1.*LogisticRegression"):  # 1-NN, the default: nothing to rank
+        label_free_scorer("snd")(JDA(unlabelled=-1, n_iter=2).fit(X, y), X, y)
+    with pytest.raises(DataError, match="no predict_proba.*LogisticRegression"):
+        label_free_scorer("entropy")(AdaptedClassifier(CORAL(), SVC(), unlabelled=-1).fit(X, y), X, y)
+    with pytest.raises(DataError, match="rv reads a network's features.*entropy, snd or atc"):
+        label_free_scorer("rv")(est, X, y)

@@ -32,8 +32,21 @@ def test_backbones_have_named_groups_and_one_return_type(shape):
         eval_out["fc9"]
 
 
+
+def test_layer_outputs_iterate_like_a_read_only_mapping_of_layer_names():
+    """list(out) gave 'UnknownNameError: no layer group 0' (iteration fell back to out[0]); out.items() and
+    dict(out) did not exist."""
+    net = backbone_for((1, 8, 8), 3).eval()
+    out = net(torch.rand(2, 1, 8, 8))
+    assert list(out) == list(out.keys()) == list(net.group_names) and len(out) == len(net.group_names)
+    assert all(torch.equal(v, out[k]) for k, v in out.items())
+    assert [v.shape for v in out.values()] == [out[k].shape for k in out]
+    assert dict(out).keys() == set(net.group_names) and torch.equal(dict(out)["logits"], out.logits)
+    assert "fc1" in out and "features" in out and "fc9" not in out and 0 not in out  # as out[...] answers
+    assert out.get("fc9") is None and torch.equal(out.get("features"), out.features)
+
 def test_logits_only_makes_a_backbone_traceable_and_exportable():
-    """A backbone returns LayerOutputs: jit.trace, torch.export and ONNX refuse it; LogitsOnly returns a tensor."""
+    """A backbone returns LayerOutputs: jit.trace and torch.export refuse it; LogitsOnly returns a tensor."""
     from qianyi.nn import LogitsOnly, backbone_for
 
     for shape in ((1, 28, 28), (20,)):

@@ -497,3 +497,81 @@ def test_distances_mmd_test_and_layer_profile_take_data_frames():
     text = pd.DataFrame(a).assign(city="x")
     with pytest.raises(DataError, match=r"the column\(s\) \['city'\] are not: drop or encode them"):
         distances(text, text, ["mmd"])
+
+
+def test_frames_with_bool_and_nullable_columns_are_numbers_and_other_columns_are_named():
+    """A frame mixing float and bool columns (pd.get_dummies' output) or with pandas' nullable Int64/Float64/boolean
+    columns became an object array and was refused as 'inputs X have dtype object', naming no column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    num = pd.DataFrame({"a": rng.normal(size=40), "n": np.arange(40)})
+    want = num.to_numpy(np.float32)
+    for frame in (num.assign(flag=num.a > 0), num.astype({"n": "Int64"}), num.astype("Float64"),
+                  num.assign(flag=(num.a > 0).astype("boolean"))):
+        d = Domain(frame, np.arange(40) % 2)
+        np.testing.assert_array_equal(d.X[:, :2], want)
+        assert d.feature_names == tuple(frame.columns) and d.X.dtype == np.float32
+    np.testing.assert_array_equal(Domain(num.assign(flag=num.a > 0)).X[:, 2], num.a > 0)
+    missing = num.astype({"n": "Int64"})
+    missing.loc[[3, 7], "n"] = pd.NA  # pandas' missing value: refused as NaN is, naming rows and column
+    with pytest.raises(DataError, match=r"NaN or inf in 2 sample.*first rows: \[3, 7\]\) in the column\(s\) \['n'\]"):
+        Domain(missing)
+    with pytest.raises(DataError, match=r"the column\(s\) \['city'\] are not numbers.*encode them"):
+        Domain(num.assign(city=["x", "y"] * 20))
+    mixed = np.c_[want, np.array(["x", "y"] * 20)[:, None]].astype(object)
+    mixed[:, :2] = want  # numbers held as objects are numbers; a column of text is named by position
+    with pytest.raises(DataError, match=r"the column\(s\) \[2\] are not numbers"):
+        Domain(mixed)
+    np.testing.assert_array_equal(Domain(mixed[:, :2]).X, want)
+
+
+def test_sparse_matrices_and_text_series_get_errors_that_say_what_to_give():
+    """scipy.sparse input (sklearn's load_svmlight_file) was refused as 'dtype object' or 'must be numbers'; a
+    pandas Series of text as 'expected a numeric array', though text is accepted as a 1-d array of str."""
+    import pandas as pd
+    import scipy.sparse
+
+    from qianyi import DomainAdapter
+    from qianyi.measure import distances
+
+    X = scipy.sparse.random(30, 8, density=0.3, format="csr", random_state=0)
+    with pytest.raises(DataError, match=r"domain 'domain': inputs X are a scipy.sparse matrix of shape \(30, 8\); "
+                                        r"give X.toarray\(\)"):
+        Domain(X)
+    with pytest.raises(DataError, match=r"scipy.sparse matrix.*toarray\(\)"):
+        distances(X, X, ["coral"])
+    y = np.arange(30) % 2
+    for kwargs in (dict(X=X, y=y, Xt=X.toarray()), dict(X=X.toarray(), y=y, Xt=X)):
+        with pytest.raises(DataError, match=r"Sparse data was passed for X.*toarray\(\)"):
+            DomainAdapter(epochs=1, steps_per_epoch=1).fit(**kwargs)
+    texts = ["great blender", "broke in a week", "love it", "awful"]
+    for given in (pd.Series(texts), texts):
+        d = Domain(given, [1, 0, 1, 0])
+        assert d.is_text and list(d.X) == texts
+    with pytest.raises(DataError, match=r"1-d inputs are text, one str per sample \(docs/text.md\), but entry 1 "
+                                        r"is nan \(a float; 1 entries are not str\): drop or fill them"):
+        Domain(pd.Series(["good", None, "bad"]))
+
+
+def test_prepare_reads_get_dummies_bool_columns(tmp_path):
+    """README's recipe m.prepare(pd.get_dummies(df, prefix_sep='=')) gives bool columns: refused as dtype object."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    y = np.arange(120) % 2
+    df = pd.DataFrame({"a": rng.normal(size=120) + y, "c": np.where(y == 1, "x", "z")})
+    df.loc[::7, "c"] = "w"
+    for name, rows in (("s", slice(0, 60)), ("t", slice(60, 120))):
+        df[rows].assign(label=y[rows]).to_csv(tmp_path / f"{name}.csv", index=False)
+    spec = "csv:{}?categorical=auto"
+    task = qianyi.load_task(spec.format(tmp_path / "s.csv"), spec.format(tmp_path / "t.csv"))
+    qianyi.run("source-only", task, FAST, out=tmp_path / "run")
+    m = qianyi.load_model(tmp_path / "run")
+    dummies = pd.get_dummies(df[60:], prefix_sep="=")
+    assert {str(t) for t in dummies.dtypes} == {"bool", "float64"}
+    np.testing.assert_array_equal(m.prepare(dummies).X, m.prepare(dummies.astype(float)).X)
+    np.testing.assert_array_equal(m.prepare(dummies).X, m.prepare(spec.format(tmp_path / "t.csv")).X)
+    with pytest.raises(DataError, match=r"scipy.sparse matrix.*toarray\(\)"):
+        import scipy.sparse
+        m.prepare(scipy.sparse.csr_matrix(dummies.to_numpy(float)))

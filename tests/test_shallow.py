@@ -539,6 +539,22 @@ def test_adapted_classifier_is_a_scikit_learn_classifier():
         AdaptedClassifier(StandardScaler()).fit(Xs, ys)
 
 
+
+def test_adapted_classifier_forwards_decision_function_so_ranking_scorers_work():
+    """AdaptedClassifier(CORAL(), SVC()), README's example, had neither decision_function nor predict_proba:
+    roc_auc and average_precision could not score it."""
+    from sklearn.metrics import get_scorer
+    from sklearn.svm import SVC
+
+    Xs, ys, Xt, yt = _shifted()
+    bs, bt = (ys == 0).astype(int), (yt == 0).astype(int)
+    c = AdaptedClassifier(CORAL(), SVC()).fit(Xs, bs, Xt=Xt)
+    zt = c.adapter_.transform(Xt, sample_domain=-np.ones(len(Xt)))  # mapped as target rows, as predict does
+    np.testing.assert_array_equal(c.decision_function(Xt), c.estimator_.decision_function(zt))
+    assert get_scorer("roc_auc")(c, Xt, bt) > 0.8
+    assert not hasattr(AdaptedClassifier(CORAL()), "decision_function")  # 1-NN, the default, has none
+    assert not hasattr(AdaptedClassifier(CORAL()).fit(Xs, bs, Xt=Xt), "decision_function")
+
 def test_tradaboost_takes_a_random_state_instance_and_names_one_class_a_data_error():
     Xs, ys, Xt, yt = _shifted(seed=3, n=80)
     a = TrAdaBoost(n_estimators=3, random_state=np.random.RandomState(0)).fit(Xs, ys, Xt[:20], yt[:20])

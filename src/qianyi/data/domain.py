@@ -8,6 +8,7 @@ for the final score.
 from __future__ import annotations
 
 import hashlib
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -19,13 +20,50 @@ from .lazy import is_lazy
 
 
 def _as_texts(X: object) -> np.ndarray | None:
-    """Raw text (a 1-d array of str, :mod:`qianyi.data.text`) as a new 1-d object array of str; None if X is not text."""
-    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "UO" and len(X) \
-            and all(isinstance(t, str) for t in X):
+    """Raw text (a 1-d array, list or pandas Series of str, :mod:`qianyi.data.text`) as a new 1-d object array of
+    str; None if X is not text."""
+    if not isinstance(X, np.ndarray):
+        if isinstance(X, (list, tuple)):
+            first = X[0] if len(X) else None
+        elif _is_pandas(X, ndim=1):
+            first = X.iloc[0] if len(X) else None  # type: ignore[attr-defined]
+        else:
+            return None
+        if not isinstance(first, str):  # (a long list of numbers is not copied into objects)
+            return None
+        X = np.asarray(X, dtype=object)
+    if X.ndim == 1 and X.dtype.kind in "UO" and len(X) and all(isinstance(t, str) for t in X):
         out = np.empty(len(X), dtype=object)
         out[:] = [str(t) for t in X]
         return out
     return None
+
+
+def _is_pandas(X: object, ndim: int) -> bool:
+    """Whether ``X`` is a pandas object of ``ndim`` axes (a Series: 1, a DataFrame: 2)."""
+    return type(X).__module__.startswith("pandas") and getattr(X, "ndim", None) == ndim and hasattr(X, "to_numpy")
+
+
+def refuse_sparse_matrix(X: object, who: str) -> None:
+    """A DataError for a scipy.sparse matrix (``np.asarray`` would make a 0-d object array of it)."""
+    sparse = sys.modules.get("scipy.sparse")  # not imported: X cannot be one
+    if sparse is not None and sparse.issparse(X):
+        raise DataError(f"{who} are a scipy.sparse matrix of shape {X.shape}; give X.toarray() (dense), or reduce "  # type: ignore[attr-defined]
+                        "the features first (e.g. TruncatedSVD) if the dense array would not fit in memory "
+                        "(an svmlight: spec reads SVMlight files densely)")
+
+
+def _non_numeric(X: np.ndarray, columns: Sequence[object] | None) -> list[object]:
+    """The columns of a 2-d array that cannot be read as numbers (by name when ``columns`` names them)."""
+    if X.ndim != 2:
+        return []
+    bad = []
+    for j in range(X.shape[1]):
+        try:
+            X[:, j].astype(np.float64)
+        except (TypeError, ValueError):
+            bad.append(columns[j] if columns is not None else j)
+    return bad
 
 
 def _as_inputs(X: object, name: str) -> np.ndarray:
@@ -36,14 +74,37 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
         if len(X) == 0:
             raise DataError(f"domain {name!r} is empty (0 samples); check the path or filter that made it")
         return X  # type: ignore[return-value]
-    if not isinstance(X, np.ndarray):
+    refuse_sparse_matrix(X, f"domain {name!r}: inputs X")
+    columns = list(X.columns) if _is_pandas(X, ndim=2) else None  # type: ignore[attr-defined]
+    if columns is not None:  # bool and nullable (Int64, Float64, boolean) columns as numbers, pd.NA as NaN
+        try:
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            X = X.to_numpy(dtype=object)  # type: ignore[attr-defined]
+    elif not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
         except Exception as exc:  # ragged lists and the like
             raise DataError(f"domain {name!r}: inputs X cannot be turned into an array ({exc}); "
                             "pass a numeric array of shape (n, d) or (n, c, h, w)") from exc
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise DataError(f"domain {name!r}: inputs X have dtype {X.dtype}; expected a numeric array")
+    if X.dtype == object and X.ndim == 1:
+        other = [i for i, t in enumerate(X) if not isinstance(t, str)]
+        raise DataError(f"domain {name!r}: 1-d inputs are text, one str per sample (docs/text.md), but entry "
+                        f"{other[0]} is {X[other[0]]!r} (a {type(X[other[0]]).__name__}; {len(other)} entries are "
+                        "not str): drop or fill them" if other and len(other) < len(X) else
+                        f"domain {name!r}: inputs X have shape {X.shape}; expected (n, d) vectors, (n, h, w) grey "
+                        "images, (n, c, h, w) images, or text (a 1-d array of str)")
+    if X.dtype == object:  # numbers held as objects are numbers
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError):
+            bad = _non_numeric(X, columns)
+            raise DataError(f"domain {name!r}: inputs X have dtype object with entries that are not numbers"
+                            + (f"; the column(s) {bad[:5]} are not numbers" if bad else "")
+                            + ": drop them or encode them (e.g. pd.get_dummies(df, prefix_sep='='))") from None
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"domain {name!r}: inputs X have dtype {X.dtype}; expected a numeric array"
+                        + (" (or text: a 1-d array of str)" if X.dtype.kind in "US" else ""))
     if X.ndim == 3:  # (n, h, w) grey images
         X = X[:, None]
     if X.ndim not in (2, 4):
@@ -57,8 +118,10 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
     bad = ~np.isfinite(X)
     if bad.any():
         rows = np.unique(np.nonzero(bad.reshape(len(X), -1))[0])
+        where = (f" in the column(s) {[columns[j] for j in np.flatnonzero(bad.any(0))][:5]}"
+                 if columns is not None else "")
         raise DataError(f"domain {name!r}: inputs X contain NaN or inf in {len(rows)} sample(s) "
-                        f"(first rows: {rows[:5].tolist()}); drop or impute them first")
+                        f"(first rows: {rows[:5].tolist()}){where}; drop or impute them first")
     return X
 
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data.domain import refuse_sparse_matrix
 from ..errors import ConfigError, DataError
 
 ESTIMATORS = ("biased", "unbiased", "linear")
@@ -44,6 +45,7 @@ def to_tensor(a: object) -> torch.Tensor:
     values: ``torch.as_tensor`` would index it by column)."""
     if isinstance(a, torch.Tensor):
         return a
+    refuse_sparse_matrix(a, "distance: the samples")
     arr = np.asarray(a)
     if arr.dtype == object:  # a frame with a nullable or text column; numbers held as objects are read as floats
         try:

@@ -6,7 +6,7 @@ of every group, in order; ``features`` is the last group before ``logits``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import ItemsView, Iterator, KeysView, Sequence, ValuesView
 
 import torch
 from torch import nn
@@ -15,7 +15,11 @@ from ..errors import DataError, UnknownNameError
 
 
 class LayerOutputs:
-    """Outputs of each named layer group for one batch. Fully connected outputs are (n, d)."""
+    """Outputs of each named layer group for one batch. Fully connected outputs are (n, d).
+
+    Read like a read-only mapping of the group names, in order: ``out["fc1"]``, ``list(out)``, ``out.items()``,
+    ``dict(out)``; ``"features"`` also names the bottleneck in ``out["features"]``, ``in`` and ``get``.
+    """
 
     __slots__ = ("_layers", "_feature_layer")
 
@@ -44,6 +48,30 @@ class LayerOutputs:
             return self._layers[name]
         except KeyError:
             raise UnknownNameError(f"no layer group {name!r}; this backbone has {list(self._layers)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        """The group names, in order (``list(out)``, ``dict(out)``)."""
+        return iter(self._layers)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether ``out[name]`` gives an output: a group name or ``"features"``."""
+        return name == "features" or name in self._layers
+
+    def keys(self) -> KeysView[str]:
+        return self._layers.keys()
+
+    def values(self) -> ValuesView[torch.Tensor]:
+        return self._layers.values()
+
+    def items(self) -> ItemsView[str, torch.Tensor]:
+        return self._layers.items()
+
+    def get(self, name: str, default: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``out[name]``, or ``default`` when there is no such layer group."""
+        return self[name] if name in self else default
 
     def flat(self, name: str) -> torch.Tensor:
         """Layer ``name``'s output flattened to (n, d)."""
@@ -321,7 +349,8 @@ def _check_chain(module: nn.Module, backbone: Backbone, example: object, childre
 
 class LogitsOnly(nn.Module):
     """``backbone`` with a forward that returns the logits tensor alone, for what needs a plain tensor out:
-    ``torch.jit.trace``, ``torch.export``, ONNX export, ``nn.Sequential(LogitsOnly(net), nn.Softmax(1))``.
+    ``torch.jit.trace``, ``torch.export`` (both tested), ``nn.Sequential(LogitsOnly(net), nn.Softmax(1))``;
+    ONNX export is untested (it needs the ``onnx`` and ``onnxscript`` packages).
 
     >>> deployable = LogitsOnly(qianyi.load_model(DIR).network).eval()   # doctest: +SKIP
     >>> torch.jit.trace(deployable, example_batch)                        # doctest: +SKIP

@@ -41,6 +41,14 @@ def _unsupervised_adapter(adapter: Any) -> bool:
     return "Xt" in params and (y is None or y.default is not inspect.Parameter.empty)
 
 
+def _classifier_has(name: str) -> Any:
+    """For ``available_if``: whether the (fitted, else the given or default) classifier has method ``name``."""
+    def check(self: "AdaptedClassifier") -> bool:
+        return hasattr(self.estimator_ if hasattr(self, "estimator_") else (self.estimator or _knn()), name)
+
+    return check
+
+
 class AdaptedClassifier(ClassifierMixin, BaseEstimator):
     """An unsupervised adapter (:class:`CORAL`, :class:`SubspaceAlignment`, :class:`TCA`) then a classifier
     trained on the adapted source.
@@ -86,15 +94,18 @@ class AdaptedClassifier(ClassifierMixin, BaseEstimator):
         Z = self._target(X)  # first: NotFittedError before fit
         return self.estimator_.predict(Z)
 
-    def _has_proba(self) -> bool:
-        return hasattr(self.estimator_ if hasattr(self, "estimator_") else (self.estimator or _knn()),
-                       "predict_proba")
-
-    @available_if(_has_proba)
+    @available_if(_classifier_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of ``X``, mapped as target rows (when the classifier has them)."""
         Z = self._target(X)
         return self.estimator_.predict_proba(Z)
+
+    @available_if(_classifier_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The classifier's decision function on ``X``, mapped as target rows (when the classifier has one:
+        an ``SVC``, a linear model), e.g. for the ``roc_auc`` scorer."""
+        Z = self._target(X)
+        return self.estimator_.decision_function(Z)
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()

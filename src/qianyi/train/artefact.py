@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import __version__
 from .._io import rerun_command, sha256_file, unsearchable, write_json
-from ..data.domain import Domain, TransferTask, align_labels
+from ..data.domain import Domain, TransferTask, _is_pandas, align_labels, refuse_sparse_matrix
 from ..errors import DataError, QianyiWarning
 from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
@@ -111,7 +111,9 @@ class SavedModel:
             columns = getattr(data, "columns", None)  # a pandas DataFrame: its column names, matched by name
             names = (tuple(columns) if columns is not None and len(columns)
                      and all(isinstance(c, str) for c in columns) else None)
-            X = np.asarray(data)
+            refuse_sparse_matrix(data, "the inputs to prepare")
+            # a DataFrame as it is: Domain reads its bool and nullable columns as numbers and names any other
+            X = data if _is_pandas(data, ndim=2) else np.asarray(data)
             if X.ndim >= 3 and X.dtype != object and X.size:  # images as the readers take them: pixels, any layout
                 X = to_nchw(X, "inputs")
                 X = _uci_counts(X) if _reads_uci(pre) and _are_uci_counts(X) else scale_images(X, "inputs")

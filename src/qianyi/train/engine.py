@@ -363,6 +363,30 @@ def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tu
     return model
 
 
+def _probe(model: Backbone, x: torch.Tensor, yours: bool) -> Any:
+    """``model(x)``; for a network of ``yours``, a failure (inputs of another width) as a DataError."""
+    if not yours:
+        return model(x)
+    try:
+        return model(x)
+    except Exception as exc:
+        raise DataError(f"your network fails on the task's inputs of shape {tuple(x.shape[1:])} "
+                        f"({type(exc).__name__}: {str(exc)[:200]}); build its first layer for inputs of that "
+                        "shape") from None
+
+
+def check_logits_width(logits: torch.Tensor, n_classes: int, class_names: Sequence[str] | None = None) -> None:
+    """Refuse a network whose logits are not one per class: more would put probability on non-classes (and
+    ``predict`` index past the class names), fewer fail mid-training with torch's bare IndexError."""
+    if logits.ndim == 2 and logits.shape[1] == n_classes:
+        return
+    width = logits.shape[1] if logits.ndim == 2 else f"logits of shape {tuple(logits.shape[1:])} per sample, not"
+    names = f" {list(class_names)[:10]}{' ...' if len(class_names) > 10 else ''}" if class_names else ""
+    raise DataError(f"your network gives {width} logits per sample, but the task has {n_classes} classes{names}; "
+                    f"give its last layer {n_classes} outputs (e.g. nn.Linear(in_features, {n_classes})), one per "
+                    "class in order")
+
+
 def _own_factory(factory: object) -> bool:
     """Whether ``factory`` is qianyi's (a named backbone, a text encoder): it knows which groups it pretrained."""
     from ..nn.resnet import NamedBackbone
@@ -496,8 +520,10 @@ class Trainer:
             model.groups[name].requires_grad_(False)
         with torch.no_grad():  # the method builds its modules from the initialised backbone (a teacher copies it)
             model.eval()
-            probe = model(torch.as_tensor(data.source.X[:2]).to(device))
+            probe = _probe(model, torch.as_tensor(data.source.X[:2]).to(device), known is None)
             model.train()
+        if known is None:  # a network of your own: its logits must be one per class
+            check_logits_width(probe.logits, n_classes, data.source.class_names)
         method.input_shape = tuple(data.source.sample_shape)
         method.feature_names = tuple(data.source.feature_names) if data.source.feature_names else None
         method.setup(model, probe)

@@ -35,8 +35,10 @@ from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from ..nn.inference import predict_logits
 from ..select import SelectionData, get_validator, score_all
-from ..shallow._base import (check_columns, check_sample_domain, one_target_convention, unlabelled_rows,
-                             warn_unmarked_target)
+from ..select.data import Predictions, SplitOutputs, _subsample
+from ..select.validators import SELECTION_SAMPLES
+from ..shallow._base import (check_columns, check_sample_domain, one_target_convention, refuse_sparse,
+                             unlabelled_rows, warn_unmarked_target)
 from .config import TrainConfig
 from .engine import Trainer
 
@@ -96,6 +98,8 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
                             "estimators accept NaN on target rows); give the target rows a number instead: -1 with "
                             "unlabelled=-1, or any label with sample_domain= (target rows' labels are not read), or "
                             "give the target as Xt=")
+        refuse_sparse(self, X, "X")
+        refuse_sparse(self, Xt, "Xt")
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
         _check_layout(X, "X")
         self.sample_shape_ = X.shape[1:]  # as given: (h, w) grey images are read as (1, h, w) here and in predict
@@ -162,6 +166,7 @@ class DomainAdapter(ClassifierMixin, BaseEstimator):
         grey = len(getattr(self, "sample_shape_", ())) == 2
         if grey and getattr(X, "ndim", 0) == 4 and tuple(X.shape[1:]) == (1, *self.sample_shape_):
             X = X[:, 0]  # (n, 1, h, w): the same grey images with their channel axis
+        refuse_sparse(self, X, "X")
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         _check_layout(X, "X")
         if hasattr(self, "sample_shape_") and X.shape[1:] != self.sample_shape_:  # (absent: fitted by an older qianyi)
@@ -204,29 +209,51 @@ def _target_rows(y: np.ndarray, sample_domain: Any, unlabelled: Any) -> np.ndarr
     return unlabelled_rows("DomainAdapter", y, unlabelled)
 
 
-def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
+def label_free_scorer(validator: str = "entropy") -> "LabelFreeScorer":
     """A scikit-learn scorer ``(estimator, X, y) -> float`` (greater is better) that reads no target
     label: rows labelled with the adapter's ``unlabelled`` marker are the target, the others serve as
     labelled source validation.
 
-    Only validators that need no source training split qualify (entropy, snd, atc, rv).
+    Only validators that need no source training split qualify (entropy, snd, atc, rv). A shallow classifier
+    (:mod:`qianyi.shallow`: ``KMMClassifier``, ``JDA``, ``AdaptedClassifier``) is scored from its
+    ``predict_proba`` with entropy, snd or atc; one whose probabilities are all 0 or 1 (the default 1-NN's) or
+    that has none is refused. scikit-learn's searches turn a scorer's error into NaN scores and a warning
+    (``error_score=np.nan``): pass ``error_score="raise"`` to stop on it. The scorer is a
+    :class:`LabelFreeScorer`, so a fitted ``GridSearchCV`` that used it pickles.
     """
-    v = get_validator(validator)
-    extra = set(v.needs) - {"source_val", "target"}
-    if extra:
-        raise DataError(f"validator {validator!r} needs {sorted(extra)}, which a scorer does not see; use one of "
-                        "entropy, snd, atc, rv")
+    return LabelFreeScorer(validator)
 
-    def score(estimator: Any, X: Any, y: Any) -> float:
+
+class LabelFreeScorer:
+    """The scorer :func:`label_free_scorer` returns: a module-level class (a fitted search keeps it as
+    ``scorer_``, and pickles with it)."""
+
+    def __init__(self, validator: str = "entropy") -> None:
+        v = get_validator(validator)
+        extra = set(v.needs) - {"source_val", "target"}
+        if extra:
+            raise DataError(f"validator {validator!r} needs {sorted(extra)}, which a scorer does not see; use one of "
+                            "entropy, snd, atc, rv")
+        self.validator = validator
+        self.__name__ = f"label_free_{validator}"
+
+    def __repr__(self) -> str:
+        return f"label_free_scorer({self.validator!r})"
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        validator, v = self.validator, get_validator(self.validator)
         if hasattr(estimator, "steps"):  # a Pipeline: its transforms, then the adapter at its end
             X, estimator = estimator[:-1].transform(X), estimator[-1]
-        X, y = np.asarray(X, np.float32), np.asarray(y)
+        y = np.asarray(y)
         if getattr(estimator, "unlabelled", None) is None:
-            raise DataError("label_free_scorer: give the DomainAdapter unlabelled=MARKER (e.g. -1) and mark the "
-                            "target rows of y with it")
+            raise DataError(f"label_free_scorer: give the {type(estimator).__name__} unlabelled=MARKER (e.g. -1) "
+                            "and mark the target rows of y with it")
         target = _target_rows(y, None, estimator.unlabelled)
         if not target.any():
             raise DataError(f"label_free_scorer: no target rows (label {estimator.unlabelled!r}) in this fold")
+        if not hasattr(estimator, "model_"):  # a shallow estimator (qianyi.shallow): no network
+            return self._shallow(estimator, X, y, target)
+        X = np.asarray(X, np.float32)
         names = tuple(str(c) for c in estimator.classes_)
         src_rows = ~target & np.isin(y, estimator.classes_)
         if src_rows.sum() >= 2:
@@ -241,8 +268,54 @@ def label_free_scorer(validator: str = "entropy") -> Callable[..., float]:
         s = score_all(estimator.model_, data, [validator], device=device)[validator]
         return float(v.utility(s))
 
-    score.__name__ = f"label_free_{validator}"
-    return score
+    def _shallow(self, estimator: Any, X: Any, y: np.ndarray, target: np.ndarray) -> float:
+        """The score of a classifier without a network (:mod:`qianyi.shallow`) from its class probabilities, on
+        the rows :func:`score_all` would take; source rows are predicted as the estimator predicts any row
+        (through the target's map, as a shallow run's source accuracy is)."""
+        validator, v = self.validator, get_validator(self.validator)
+        who = type(estimator).__name__
+        if validator not in PROBABILITY_VALIDATORS:
+            raise DataError(f"label_free_scorer: {validator} reads a network's features, which a {who} has not; "
+                            f"score it with {', '.join(PROBABILITY_VALIDATORS[:-1])} or {PROBABILITY_VALIDATORS[-1]}"
+                            " (they read class probabilities)")
+        fix = "give it a classifier with graded probabilities, e.g. estimator=LogisticRegression(max_iter=1000)"
+        no_proba = DataError(f"label_free_scorer: a {who} whose classifier has no predict_proba cannot be scored "
+                             f"without labels (the validators read class probabilities); {fix}")
+        if not hasattr(estimator, "predict_proba"):
+            raise no_proba
+
+        def probs(rows: np.ndarray) -> np.ndarray:
+            part = X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]  # (a frame keeps its names)
+            try:
+                return np.asarray(estimator.predict_proba(part), dtype=np.float64)
+            except AttributeError:  # a classifier inside without one (JDA's 1-NN has one; an SVC has not)
+                raise no_proba from None
+
+        rows = np.flatnonzero(target)
+        pt = probs(rows[_subsample(len(rows), SELECTION_SAMPLES, 0, "target")])
+        if np.isin(pt, (0.0, 1.0)).all():
+            raise DataError(f"label_free_scorer: every target row's class probabilities from the {who} are 0 or 1 "
+                            "(those of a 1-nearest-neighbour classifier, the shallow estimators' default): "
+                            f"{validator} compares confidences, so every setting would score alike; {fix}")
+        val = None
+        if "source_val" in v.needs:
+            src = np.flatnonzero(~target & np.isin(y, estimator.classes_))
+            if len(src) < 2:
+                raise DataError(f"label_free_scorer: validator {validator!r} needs labelled source rows in each fold")
+            src = src[_subsample(len(src), SELECTION_SAMPLES, 0, "source_val")]
+            ps = probs(src)
+            val = SplitOutputs(np.zeros((len(ps), 1)), _log(ps), np.searchsorted(estimator.classes_, y[src]))
+        tgt = SplitOutputs(np.zeros((len(pt), 1)), _log(pt))  # (no features: none of these validators reads them)
+        return float(v.utility(v(Predictions(None, val, tgt))))
+
+
+#: The validators that read class probabilities alone: label_free_scorer scores a shallow classifier with these.
+PROBABILITY_VALIDATORS = ("entropy", "snd", "atc")
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    """Log-probabilities as logits (softmax gives ``p`` back); a probability of 0 as the smallest float's log."""
+    return np.log(np.maximum(p, np.finfo(np.float64).tiny))
 
 
 #: TrainConfig settings DomainAdapter takes as parameters of its own (not through ``training``).
