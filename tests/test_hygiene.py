@@ -1,0 +1,81 @@
+"""One long Python session (a notebook, a sweep script) calling qianyi many times: what a call leaves behind
+(loader workers, a network's modes and device, the caller's random generators, warnings, threads, environment)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import qianyi
+from qianyi.data import Domain, TransferTask
+from qianyi.errors import OutputError, QianyiWarning
+from qianyi.train import TrainConfig
+
+from .conftest import toy_task
+from .test_streaming import office_layout
+
+FAST = TrainConfig(epochs=1, steps_per_epoch=3, batch_size=16, progress=False)
+
+
+# -- 1. an interrupted streamed run: its loader workers, its progress bar, the run folder's lock -------------------
+def test_an_interrupted_streamed_run_stops_its_loader_workers_and_the_same_call_runs_again(tmp_path):
+    """A step that raised (Ctrl-C in a notebook) left the DataLoader's workers alive while its traceback was kept
+    (IPython keeps the last one): they held the run folder's lock, so the same cell failed with "in use by another
+    qianyi process" naming the notebook's own pid."""
+    from tqdm.auto import tqdm
+
+    root = office_layout(tmp_path / "imgs", per_class=12, size=8)
+    task = qianyi.load_task(f"folder:{root}/amazon?size=8&stream=1", f"folder:{root}/webcam?size=8&stream=1")
+    calls = {"n": 0}
+
+    class Interrupting(type(qianyi.get_method("source-only"))):
+        name = "qy-hygiene-interrupting"
+
+        def training_step(self, ctx):  # noqa: ANN001, ANN202
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt  # "interrupt kernel" in step 2
+            return super().training_step(ctx)
+
+    cfg = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=8, workers=2, progress=False)
+    bars = len(getattr(tqdm, "_instances", ()))
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as kept:  # its traceback stays alive, as a notebook keeps it
+        qianyi.run(Interrupting(), task, cfg, out=out)
+    assert kept.tb is not None
+    assert multiprocessing.active_children() == []  # the workers were shut down with the loop
+    assert len(getattr(tqdm, "_instances", ())) == bars  # and the bar closed
+    res, _ = qianyi.run(Interrupting(), task, cfg, out=out)  # the same cell again: resumes, no lock error
+    assert res.history and not multiprocessing.active_children()
+
+
+def test_a_run_folder_locked_by_this_very_process_says_so(tmp_path):
+    """A lock whose owner line names this process was reported as "another qianyi process (pid <own pid>)" with
+    "wait for it to finish": waiting never helps."""
+    import fcntl
+
+    from qianyi.train import rundir as R
+
+    out = tmp_path / "run"
+    out.mkdir()
+    fh = open(out / R.LOCK_FILE, "a+")  # another open file of this process: what its forked loader workers share
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fh.write(f"pid {os.getpid()} on {R._HOST} {R._pid_namespace()}\n")
+    fh.flush()
+    try:
+        with pytest.raises(OutputError) as err:
+            with R.hold(out):
+                pass
+        msg = str(err.value)
+        assert "held by this process" in msg and "another qianyi process" not in msg and "wait for it" not in msg
+        assert "restart" in msg and "another --out" in msg
+        assert getattr(err.value, "owner", None) is None  # not turned into "being trained by another process"
+    finally:
+        fh.close()
