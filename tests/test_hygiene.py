@@ -79,3 +79,53 @@ def test_a_run_folder_locked_by_this_very_process_says_so(tmp_path):
         assert getattr(err.value, "owner", None) is None  # not turned into "being trained by another process"
     finally:
         fh.close()
+
+
+# -- 2. a caller's network: its modes and its device --------------------------------------------------------------
+def _modes(net: torch.nn.Module) -> dict[str, bool]:
+    return {name: sub.training for name, sub in net.named_modules()}
+
+
+@pytest.fixture(scope="module")
+def fine_tuned():
+    """A trained network in training mode with its first group frozen (eval mode), as fine-tuning leaves it."""
+    task = qianyi.load_task("digits", "digits+rot30", max_samples=200)
+    _, fit = qianyi.run("source-only", task, FAST)
+    return task, fit.model
+
+
+def _half_frozen(net: torch.nn.Module) -> dict[str, bool]:
+    net.train()
+    net.groups[net.group_names[0]].eval()
+    return _modes(net)
+
+
+def test_advise_gives_the_callers_network_its_modes_back(fine_tuned):
+    from qianyi.measure import advise
+
+    task, net = fine_tuned
+    before = _half_frozen(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        advise(task, model=net, samples=60, permutations=10, log=None)
+    assert _modes(net) == before
+
+
+def test_extract_keeps_a_frozen_groups_eval_mode(fine_tuned):
+    from qianyi.nn.features import extract
+
+    task, net = fine_tuned
+    before = _half_frozen(net)
+    assert not net.groups[net.group_names[0]].training and net.training
+    extract(task.target, net, progress=False)
+    assert _modes(net) == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="moving a network to another device needs CUDA")
+def test_extract_leaves_the_network_on_its_device(fine_tuned):
+    from qianyi.nn.features import extract
+
+    task, net = fine_tuned
+    net.cpu()
+    extract(task.target, net, progress=False, device="cuda")
+    assert {p.device.type for p in net.parameters()} == {"cpu"}
