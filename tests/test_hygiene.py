@@ -129,3 +129,72 @@ def test_extract_leaves_the_network_on_its_device(fine_tuned):
     net.cpu()
     extract(task.target, net, progress=False, device="cuda")
     assert {p.device.type for p in net.parameters()} == {"cpu"}
+
+
+# -- 3. the caller's global random generators --------------------------------------------------------------------
+def _rng_after(call) -> tuple:  # noqa: ANN001
+    """The caller's next draws after ``call``, each generator seeded before it."""
+    random.seed(7)
+    np.random.seed(7)
+    torch.manual_seed(7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        call()
+    return random.random(), float(np.random.random()), torch.rand(3).tolist()
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("so")
+    task = qianyi.load_task("digits", "digits+rot30", max_samples=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        qianyi.run("source-only", task, FAST, out=out)
+    return out, task
+
+
+def test_load_model_leaves_the_callers_random_generators_as_they_were(saved_run):
+    out, _ = saved_run
+    assert _rng_after(lambda: qianyi.load_model(out)) == _rng_after(lambda: None)
+
+
+def test_reports_leave_the_callers_random_generators_as_they_were(saved_run, tmp_path):
+    from qianyi.bench.run_report import write_run_report
+
+    out, task = saved_run
+    untouched = _rng_after(lambda: None)
+    assert _rng_after(lambda: write_run_report(out, task=task, out=tmp_path / "rr", embed=False)) == untouched
+
+
+def test_bench_and_its_html_report_leave_the_callers_random_generators_as_they_were(tmp_path):
+    from qianyi.bench import bench
+    from qianyi.bench.html import write_report
+
+    untouched = _rng_after(lambda: None)
+    made = []
+    assert _rng_after(lambda: made.append(bench(["dan"], ["digits->digits+rot30@100"], seeds=1, out=tmp_path,
+                                                config=FAST, log=None, embed=False))) == untouched
+    assert _rng_after(lambda: write_report(made[0], tmp_path, log=None)) == untouched  # with its t-SNE figures
+
+
+def test_layer_transferability_leaves_the_callers_random_generators_as_they_were():
+    from qianyi.measure import layer_transferability, similar_pair
+
+    pair = similar_pair(qianyi.load_domain("digits"), max_train=100)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False)
+    assert _rng_after(lambda: layer_transferability([pair], ks=(1,), seeds=1, config=cfg, log=None)) == \
+        _rng_after(lambda: None)
+
+
+def test_translate_domain_leaves_the_callers_random_generators_as_they_were(tmp_path):
+    from qianyi.train.translate import translate_domain
+
+    from .test_generative import CFG, SMALL, image_task
+
+    task = image_task()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        qianyi.run("cycada", task, TrainConfig(**CFG), out=tmp_path / "cyc", **SMALL)
+    np.savez(tmp_path / "images.npz", X=task.target_test.X, y=task.target_test.y)
+    assert _rng_after(lambda: translate_domain(tmp_path / "cyc", f"npz:{tmp_path / 'images.npz'}")) == \
+        _rng_after(lambda: None)
