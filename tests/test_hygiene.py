@@ -198,3 +198,30 @@ def test_translate_domain_leaves_the_callers_random_generators_as_they_were(tmp_
     np.savez(tmp_path / "images.npz", X=task.target_test.X, y=task.target_test.y)
     assert _rng_after(lambda: translate_domain(tmp_path / "cyc", f"npz:{tmp_path / 'images.npz'}")) == \
         _rng_after(lambda: None)
+
+
+# -- 4. the same health warning from several runs of one process -----------------------------------------------------
+def _constant_target_task() -> TransferTask:
+    """The target is one point repeated: the network gives it one class, at chance level (warned every run)."""
+    src = toy_task(n=120, d=4, classes=3)
+    Xt = np.zeros((120, 4), np.float32)
+    yt = np.arange(120) % 3
+    return TransferTask.from_domains(src.source, Domain(Xt, yt, "constant"), seed=0)
+
+
+def test_each_runs_health_warnings_are_shown_in_a_loop_over_seeds(tmp_path):
+    """They named the method and pair only, and were attributed to qianyi's own line: Python's default filter
+    (once per text and place) dropped every later seed's warnings."""
+    task = _constant_target_task()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own default: once per text and place
+        for seed in (0, 1):
+            qianyi.run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, seed=seed,
+                                                        progress=False))
+        qianyi.run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False),
+                   out=tmp_path / "r")
+    chance = [w for w in caught if issubclass(w.category, QianyiWarning) and "chance level" in str(w.message)]
+    assert len(chance) == 3, [str(w.message) for w in caught]
+    assert "seed 0" in str(chance[0].message) and "seed 1" in str(chance[1].message)
+    assert str(tmp_path / "r") in str(chance[2].message)  # the folder, when there is one
+    assert {Path(w.filename).resolve() for w in chance} == {Path(__file__).resolve()}  # the caller's line
