@@ -225,3 +225,15 @@ def test_each_runs_health_warnings_are_shown_in_a_loop_over_seeds(tmp_path):
     assert "seed 0" in str(chance[0].message) and "seed 1" in str(chance[1].message)
     assert str(tmp_path / "r") in str(chance[2].message)  # the folder, when there is one
     assert {Path(w.filename).resolve() for w in chance} == {Path(__file__).resolve()}  # the caller's line
+
+
+# -- 5. cli.main in-process: --threads -----------------------------------------------------------------------------
+def test_cli_main_in_process_gives_the_thread_count_back(tmp_path, capsys):
+    from qianyi.cli import main
+
+    torch.set_num_threads(1)
+    assert main(["run", "source-only", "--source", "digits", "--target", "digits+rot30", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--max-samples", "100", "--no-progress", "--threads", "2",
+                 "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert torch.get_num_threads() == 1
