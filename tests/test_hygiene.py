@@ -237,3 +237,23 @@ def test_cli_main_in_process_gives_the_thread_count_back(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 0
     capsys.readouterr()
     assert torch.get_num_threads() == 1
+
+
+# -- 6. deterministic=True: the environment --------------------------------------------------------------------------
+@pytest.mark.parametrize("before", [None, ":16:8"])
+def test_a_deterministic_run_gives_the_cublas_setting_back(monkeypatch, before):
+    task = toy_task(n=60)
+    if before is None:
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", before)
+    from qianyi.train.engine import deterministic_kernels
+
+    with deterministic_kernels(True):
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == (before or ":4096:8")
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        qianyi.run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, deterministic=True,
+                                                    progress=False))
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == before

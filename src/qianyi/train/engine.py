@@ -79,19 +79,25 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @contextlib.contextmanager
 def deterministic_kernels(on: bool = True) -> Iterator[None]:
-    """Within: :func:`set_deterministic` (when ``on``); the global flags are restored after, so one
-    ``--deterministic`` run does not make the later runs of a process (a bench) deterministic too."""
+    """Within: :func:`set_deterministic` (when ``on``); the global flags and ``CUBLAS_WORKSPACE_CONFIG`` are
+    restored after, so one ``--deterministic`` run does not make the later runs of a process (a bench), or the
+    processes it starts, deterministic too."""
     if not on:
         yield
         return
     before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
               torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # (the environment: subprocesses inherit it)
     set_deterministic()
     try:
         yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[0], before[1]
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def set_deterministic() -> None:
