@@ -257,3 +257,15 @@ def test_a_deterministic_run_gives_the_cublas_setting_back(monkeypatch, before):
         qianyi.run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, deterministic=True,
                                                     progress=False))
     assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == before
+
+
+# -- 7. a staged run without out= ---------------------------------------------------------------------------------
+def test_a_staged_run_without_out_records_no_deleted_path():
+    task = toy_task(n=90)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        res, _ = qianyi.run("self-train", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16,
+                                                            progress=False))
+    assert res.staged and res.staged["stages"][0]["name"] == "source"  # it did start from a source stage
+    assert res.config["init_from"] is None  # as asked (the fingerprint too), not a removed temporary file
+    assert not [p for p in re.findall(r"'(/[^']+\.pt)'", repr(res.__dict__)) if not Path(p).exists()]

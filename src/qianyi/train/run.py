@@ -92,6 +92,9 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
                             **hp)
         result, fit = stages[-1].result, stages[-1].fit  # (with the fingerprint as asked: run_via's _as_one_run)
         assert fit is not None
+        if out is None:  # its stages trained in a temporary folder, removed since: not named as its starting model
+            result.config = {**result.config, "init_from": (config or TrainConfig()).init_from}  # (as asked; the
+            # stages it went through are in result.staged)
         return result, fit
     said = not single_stage  # its warnings name the folder (a stage's may be a temporary one: not said)
     if out is None:
