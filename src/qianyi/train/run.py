@@ -96,13 +96,13 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
             result.config = {**result.config, "init_from": (config or TrainConfig()).init_from}  # (as asked; the
             # stages it went through are in result.staged)
         return result, fit
-    said = not single_stage  # its warnings name the folder (a stage's may be a temporary one: not said)
+    out_named = not single_stage  # its warnings name the folder (a stage's may be a temporary one: not said)
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
-        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, said)
+        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
-        return _run(method, task, config, path, track_target_test, backbone, hparams, said)
+        return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
 
 
 def _versions(threads: list[int] | None = None, method: Method | None = None,
@@ -204,6 +204,9 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
     return fp
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # qianyi's own files
+
+
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that attributes a warning of the calling function to the first frame outside qianyi (the
     user's call, as a notebook cell), not to qianyi's own line."""
@@ -213,11 +216,8 @@ def _caller_stacklevel() -> int:
     return level
 
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
 def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
-         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any], said: bool = True
+         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any], out_named: bool = True
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     if not m.trains_classifier and task.target_test is not None:
@@ -259,7 +259,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
         chance = 1.0 / task.n_classes
         if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels and distributed.is_main():
-            warnings.warn(f"{_which(m, task, config, out if said else None)}: balanced target accuracy "
+            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: balanced target accuracy "
                           f"{100 * report['balanced_accuracy']:.1f}% is at chance level ({100 * chance:.1f}%); the run "
                           "may have collapsed (see history.csv)", QianyiWarning, stacklevel=_caller_stacklevel())
     result = RunResult(
@@ -278,7 +278,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     result.flags = list(fit.flags)
     if distributed.is_main():
         for flag in fit.flags:
-            warnings.warn(f"{_which(m, task, config, out if said else None)}: {flag}", QianyiWarning,
+            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: {flag}", QianyiWarning,
                           stacklevel=_caller_stacklevel())
     if out is not None and distributed.is_main():
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
