@@ -201,9 +201,13 @@ def test_a_stored_run_another_process_trains_is_said_with_what_to_do(tmp_path):
     rdir = tmp_path / "store (copy)" / "a-_b" / "source-only" / "seed0-abc"  # parentheses in the path
     rdir.mkdir(parents=True)
     held = R._lock(rdir, "--out")  # another open file's lock: what a second process sees
+    held.seek(0)  # as written by another live process of this host (this one's own pid is said otherwise)
+    held.truncate()
+    held.write(f"pid {os.getppid()} on {R._HOST} {R._pid_namespace()}\n")
+    held.flush()
     try:
         with pytest.raises(OutputError, match=rf"stored run .*seed0-abc' is being trained by another qianyi process "
-                                              rf"\(pid {os.getpid()} on {re.escape(R._HOST)}\).*after that one finishes \(finished runs are reused"):
+                                              rf"\(pid {os.getppid()} on {re.escape(R._HOST)}\).*after that one finishes \(finished runs are reused"):
             with shared_run(rdir):
                 R._lock(rdir, "--out")
     finally:

@@ -724,8 +724,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             fresh_out.rmdir()  # made by this command, which failed before writing anything: leave no trace
 
     def dispatch() -> int:
-        _check_machine_args(args)
-        return _dispatch(args)
+        threads = _torch_threads() if getattr(args, "threads", None) is not None else None
+        try:
+            _check_machine_args(args)
+            return _dispatch(args)
+        finally:  # --threads is this command's: `main` called in Python gives the caller's count back
+            if threads is not None:
+                _torch_threads(threads)
 
     return _as_command(dispatch, "qianyi", on_error=remove_fresh_out, interrupted=_interrupted_hint(args),
                        resumable=_resumable(args))
@@ -852,6 +857,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(f"qianyi: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _torch_threads(n: int | None = None) -> int:
+    """torch's CPU thread count; set to ``n`` first when given (torch is imported only for the flags that need it)."""
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def _check_machine_args(args: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from .._io import sha256_file, write_text
 from .._report import md_cell, md_cells, save_figure, subplots
 from ..train.artefact import absolute_spec, load_model
+from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
 from ..train.store import RunStore, code_digest
@@ -34,6 +35,7 @@ def _own_network(spec: object) -> bool:
     return spec == "custom" or (isinstance(spec, dict) and spec.get("name") == "custom")
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                  embed: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write ``out/report.html``, ``out/report.md`` and their figures; return the files written."""

@@ -22,6 +22,7 @@ from .._io import sha256_file, write_text
 from .._report import md_cell, save_figure, subplots
 from ..data.domain import Domain, TransferTask
 from ..errors import ConfigError, DataError
+from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE, RESULT_FILE, RunResult
 from ..train.run import ORACLE_KEY
 from .html import EMBED_SAMPLES, Section, page_html, page_markdown
@@ -40,6 +41,7 @@ _IN_PYTHON = ("in Python, qianyi.bench.run_report.write_run_report(RUN_DIR, task
               "source=, target= Domains) draws them")
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def write_run_report(folder: str | os.PathLike, data_dir: str | os.PathLike | None = None, embed: bool = True,
                      log: Callable[[str], None] | None = None, *, task: TransferTask | None = None,
                      source: Domain | None = None, target: Domain | None = None,

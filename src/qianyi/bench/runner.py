@@ -32,6 +32,7 @@ from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig, normalise_seeds
+from ..train.engine import caller_rng_kept
 from ..train.result import RunResult
 from ..train.run import ORACLE_KEY, BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, key as store_key, shared_run
@@ -1111,6 +1112,7 @@ def check_backbone_spec(backbone: Any, who: str) -> None:
                           "not one network instance")
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
           hparams: dict[str, dict[str, Any]] | None = None, max_samples: int | None = None,

@@ -54,7 +54,7 @@ from ..distances.permutation import check_test_memory
 from ..methods.registry import get_method
 from ..nn.backbones import Backbone
 from .._report import markdown_table
-from ..nn.inference import predict_features, predict_logits
+from ..nn.inference import evaluating, predict_features, predict_logits
 from ..select.validators import atc_from_probs
 from ..train.config import TrainConfig
 from ..train.engine import Trainer
@@ -243,7 +243,6 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
         _warn_if_adapted(Path(saved).parent / "model.json")
     else:
         net = model
-    net.eval()
     device = next(net.parameters()).device
     n_fc = sum(_is_fully_connected(net, g) for g in net.group_names)
     level = P_SHIFT / max(1, n_fc)  # the level _recommend tests each fully connected layer at
@@ -259,37 +258,39 @@ def advise(task: TransferTask, model: str | Path | nn.Module | None = None, conf
     idx_s = np.sort(rng.permutation(len(source))[:samples])
     xs, ys = torch.as_tensor(source.X[idx_s]), source.y[idx_s]
     xt = torch.as_tensor(target_X[np.sort(rng.permutation(len(target_X))[:samples])])
-    # every distance, probe and test below uses these same samples
-    profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
-                            label="source network", token_ids=tokens, progress=cfg.progress)
-    # the probes' validation rows: a random subset (stored rows can be grouped by class: the first ones may
-    # hold a few classes only)
-    idx_v = np.sort(rng.permutation(len(source_val))[:samples])
-    xv, yv = source_val.X[idx_v], source_val.y[idx_v]
-    words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
+    # in eval mode; the caller's network then gets each submodule's own mode back (a frozen group stays in eval)
+    with evaluating(net):
+        # every distance, probe and test below uses these same samples
+        profile = layer_profile(net, xs, xt, metrics, max_samples=samples, seed=seed, device=device,
+                                label="source network", token_ids=tokens, progress=cfg.progress)
+        # the probes' validation rows: a random subset (stored rows can be grouped by class: the first ones may
+        # hold a few classes only)
+        idx_v = np.sort(rng.permutation(len(source_val))[:samples])
+        xv, yv = source_val.X[idx_v], source_val.y[idx_v]
+        words = top_words(xs, xt) if tokens else None  # the words the input row compares (text)
 
-    def inputs(x: Any) -> torch.Tensor:
-        return presence(x, words) if words is not None else torch.as_tensor(x).reshape(len(x), -1).float()
-    probes, pvals = [], []
-    from tqdm.auto import tqdm
+        def inputs(x: Any) -> torch.Tensor:
+            return presence(x, words) if words is not None else torch.as_tensor(x).reshape(len(x), -1).float()
+        probes, pvals = [], []
+        from tqdm.auto import tqdm
 
-    for layer in tqdm(profile.layers, desc="probes and tests per layer", unit="layer",
-                      disable=None if cfg.progress else True, leave=False):
-        fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
-        fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
-        probes.append(linear_probe_accuracy(fs, ys, fv, yv, seed))
-        if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
-            ft = predict_features(net, xt, layer, device)[0]
-            pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
-        else:
-            pvals.append(None)
-    n_classes = task.n_classes
-    atc = atc_estimate(net, source_val, target_X, device)
-    ent_s = _prediction_entropy(net, source_val.X, n_classes, device)
-    ent_t = _prediction_entropy(net, target_X, n_classes, device)
-    # the best constant guess on the source: its majority-class rate (shown beside chance = 1/C, which the rules use)
-    majority = float(np.bincount(source.y, minlength=n_classes).max() / len(source.y))
-    adv = _recommend(task.name, net, profile, probes, pvals, atc, 1.0 / n_classes, ent_s, ent_t, majority)
+        for layer in tqdm(profile.layers, desc="probes and tests per layer", unit="layer",
+                          disable=None if cfg.progress else True, leave=False):
+            fs = inputs(xs) if layer == INPUT else predict_features(net, xs, layer, device)[0]
+            fv = inputs(xv) if layer == INPUT else predict_features(net, xv, layer, device)[0]
+            probes.append(linear_probe_accuracy(fs, ys, fv, yv, seed))
+            if permutations and layer != INPUT and _is_fully_connected(net, layer):  # 0: no test, as in measure
+                ft = predict_features(net, xt, layer, device)[0]
+                pvals.append(mmd_test(fs, ft, permutations=permutations, max_samples=samples, seed=seed).p_value)
+            else:
+                pvals.append(None)
+        n_classes = task.n_classes
+        atc = atc_estimate(net, source_val, target_X, device)
+        ent_s = _prediction_entropy(net, source_val.X, n_classes, device)
+        ent_t = _prediction_entropy(net, target_X, n_classes, device)
+        # the best constant guess on the source: its majority-class rate (beside chance = 1/C, which the rules use)
+        majority = float(np.bincount(source.y, minlength=n_classes).max() / len(source.y))
+        adv = _recommend(task.name, net, profile, probes, pvals, atc, 1.0 / n_classes, ent_s, ent_t, majority)
     used = min(len(xs), len(xt))
     if used < FEW_SAMPLES:
         adv.recommendations.append(Recommendation(

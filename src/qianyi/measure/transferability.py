@@ -35,6 +35,7 @@ from .._report import markdown_table, save_figure, subplots
 from ..methods.registry import get_method
 from ..train.checkpoint import FILENAME as CHECKPOINT
 from ..train.config import LAST, TrainConfig, normalise_seeds
+from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE, RunResult
 from ..train.run import run, run_fingerprint
 from ..train.store import finished, slug
@@ -221,6 +222,7 @@ class TransferabilityResult:
         return save_figure(fig, path)
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def transferability(pairs: Sequence[ProtocolPair], ks: Sequence[int] | None = None,
                     seeds: int | Sequence[int] = (0, 1, 2),
                     config: TrainConfig | None = None, out: str | Path | None = None,

@@ -25,6 +25,7 @@ from ..data.canvas import resize
 from ..data.domain import Domain
 from ..errors import ConfigError, DataError, QianyiWarning
 from .backbones import Backbone, require_backbone
+from .inference import evaluating
 from .resnet import PRETRAINABLE, named_backbone
 
 #: Largest image side :func:`extract` resizes to.
@@ -63,6 +64,7 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
     here (its bottleneck is new, untrained) and ``features`` otherwise (:func:`default_layer`), as
     ``qianyi features`` does.
     ``size`` resizes images to ``size`` x ``size`` batch by batch (224 for ImageNet weights).
+    A network given runs on ``device`` and is left on its own device, each submodule in its own mode.
 
     Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None}``.
     """
@@ -111,12 +113,13 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
 
     n = len(data)
     out: np.ndarray | None = None
-    was_training = model.training
-    model.to(dev).eval()
+    home = next(iter([*model.parameters(), *model.buffers()]), None)  # a network of the caller's goes back there
+    home_device = home.device if home is not None else None
+    model.to(dev)
     # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI)
     bar = tqdm(total=n, unit="img", desc=f"features of {data.name}", disable=None if progress else True, leave=False)
-    try:
-        with torch.no_grad():
+    try:  # each submodule gets its own mode back after (a frozen group in eval mode stays so)
+        with torch.no_grad(), evaluating(model):
             for i in range(0, n, batch_size):
                 xb = np.asarray(data.X[i:i + batch_size], dtype=np.float32)
                 if size is not None and xb.shape[2:] != (size, size):
@@ -128,7 +131,8 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
                 bar.update(len(f))
     finally:
         bar.close()
-        model.train(was_training)
+        if home_device is not None and home_device != dev:
+            model.to(home_device)
     assert out is not None  # a Domain is never empty
     if not np.isfinite(out).all():
         raise DataError(f"the {layer!r} outputs on {data.name!r} hold NaN or infinite values; the network or its "

@@ -30,6 +30,7 @@ from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors, unreadable_reason
+from .engine import caller_rng_kept
 from .result import MODEL_FILE, not_read
 
 META_FILE = "model.json"
@@ -363,6 +364,7 @@ def _check_result_names(folder: Path, digest: str) -> None:
                       "result.json's scores are not its own", QianyiWarning, stacklevel=3)
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> SavedModel:
     """Rebuild a saved model from its run folder (or its model.pt / model.json). ``network`` is needed
     only for a run trained on a backbone of your own: pass an instance of it."""

@@ -79,19 +79,25 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @contextlib.contextmanager
 def deterministic_kernels(on: bool = True) -> Iterator[None]:
-    """Within: :func:`set_deterministic` (when ``on``); the global flags are restored after, so one
-    ``--deterministic`` run does not make the later runs of a process (a bench) deterministic too."""
+    """Within: :func:`set_deterministic` (when ``on``); the global flags and ``CUBLAS_WORKSPACE_CONFIG`` are
+    restored after, so one ``--deterministic`` run does not make the later runs of a process (a bench), or the
+    processes it starts, deterministic too."""
     if not on:
         yield
         return
     before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
               torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # (the environment: subprocesses inherit it)
     set_deterministic()
     try:
         yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[0], before[1]
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def set_deterministic() -> None:
@@ -699,45 +705,48 @@ class Trainer:
                        file=sys.stderr)
         model.train()
         method.train()
-        for step in range(state.step, total):
-            progress = step / total
-            lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
-            for opt in parts.optimizers.values():
-                for group in opt.param_groups:
-                    base = group.get("base_lr")  # a method's own initial rate, scheduled alike
-                    group["lr"] = (lr if base is None else base * lr / cfg.lr) * group.get("lr_mult", 1.0)
-            for name in parts.frozen:  # frozen groups keep their batch-norm statistics too
-                model.groups[name].eval()
-            xs, ys, xt, yt = next(batches)
-            ctx = StepContext(model, method, xs if method.uses_source else None, ys if method.uses_source else None,
-                              xt if method.uses_target else None, yt, progress, step, parts.optimizers, regularizer,
-                              parts.backbone_optimizers, sync_gradients=sync, scaler=parts.scaler,
-                              steps_per_epoch=spe)
-            try:
-                with autocast:
-                    method.training_step(ctx)
-            except (RuntimeError, ValueError) as exc:  # a diverged network fails inside torch: say so
-                self._check_finite(parts, step)
-                self._check_outputs(model, ctx, step, exc)
-                raise
-            for k, values in ctx.logged.items():
-                state.sums[k] = state.sums.get(k, 0.0) + sum(values) / len(values)
-                state.counts[k] = state.counts.get(k, 0) + 1
-            bar.update(1)
-            state.step = step + 1
-            state.elapsed = start_elapsed + time.perf_counter() - t0
-            if state.step % spe == 0 or state.step % every == 0 or state.step == total:
-                self._check_finite(parts, state.step)
-            if state.step % spe == 0:
-                self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
-                if show:  # a line per epoch that stays (the bar does not)
-                    tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}",
-                                          method.discriminator_logs), file=sys.stderr)
-            if state.step % every == 0 or state.step == total:
-                self._checkpoint(ckpt, fingerprint, parts, state)
-        bar.close()
-        batches.close()
+        try:  # a step that raises (Ctrl-C, a diverged loss) closes them too: the loader's workers stop, and with
+            # them their share of the run folder's lock (a kept traceback held the suspended generator)
+            for step in range(state.step, total):
+                progress = step / total
+                lr = annealed_lr(cfg.lr, progress) if cfg.lr_schedule == "anneal" else cfg.lr
+                for opt in parts.optimizers.values():
+                    for group in opt.param_groups:
+                        base = group.get("base_lr")  # a method's own initial rate, scheduled alike
+                        group["lr"] = (lr if base is None else base * lr / cfg.lr) * group.get("lr_mult", 1.0)
+                for name in parts.frozen:  # frozen groups keep their batch-norm statistics too
+                    model.groups[name].eval()
+                xs, ys, xt, yt = next(batches)
+                ctx = StepContext(model, method, xs if method.uses_source else None, ys if method.uses_source else None,
+                                  xt if method.uses_target else None, yt, progress, step, parts.optimizers, regularizer,
+                                  parts.backbone_optimizers, sync_gradients=sync, scaler=parts.scaler,
+                                  steps_per_epoch=spe)
+                try:
+                    with autocast:
+                        method.training_step(ctx)
+                except (RuntimeError, ValueError) as exc:  # a diverged network fails inside torch: say so
+                    self._check_finite(parts, step)
+                    self._check_outputs(model, ctx, step, exc)
+                    raise
+                for k, values in ctx.logged.items():
+                    state.sums[k] = state.sums.get(k, 0.0) + sum(values) / len(values)
+                    state.counts[k] = state.counts.get(k, 0) + 1
+                bar.update(1)
+                state.step = step + 1
+                state.elapsed = start_elapsed + time.perf_counter() - t0
+                if state.step % spe == 0 or state.step % every == 0 or state.step == total:
+                    self._check_finite(parts, state.step)
+                if state.step % spe == 0:
+                    self._end_epoch(data, parts, state, state.step // spe, lr, monitor)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in state.history[-1].items() if k not in ("epoch", "lr")})
+                    if show:  # a line per epoch that stays (the bar does not)
+                        tqdm.write(epoch_line(state.history[-1], cfg.epochs, f"{method.name} seed {cfg.seed}",
+                                              method.discriminator_logs), file=sys.stderr)
+                if state.step % every == 0 or state.step == total:
+                    self._checkpoint(ckpt, fingerprint, parts, state)
+        finally:
+            bar.close()
+            batches.close()
 
     def _check_finite(self, parts: _Parts, step: int) -> None:
         """Refuse to score, keep or checkpoint weights that are NaN or infinite (a diverged run)."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import platform
+import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -90,13 +92,17 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
                             **hp)
         result, fit = stages[-1].result, stages[-1].fit  # (with the fingerprint as asked: run_via's _as_one_run)
         assert fit is not None
+        if out is None:  # its stages trained in a temporary folder, removed since: not named as its starting model
+            result.config = {**result.config, "init_from": (config or TrainConfig()).init_from}  # (as asked; the
+            # stages it went through are in result.staged)
         return result, fit
+    out_named = not single_stage  # its warnings name the folder (a stage's may be a temporary one: not said)
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
-        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams)
+        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
-        return _run(method, task, config, path, track_target_test, backbone, hparams)
+        return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
 
 
 def _versions(threads: list[int] | None = None, method: Method | None = None,
@@ -198,8 +204,20 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
     return fp
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # qianyi's own files
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that attributes a warning of the calling function to the first frame outside qianyi (the
+    user's call, as a notebook cell), not to qianyi's own line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
-         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any]
+         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any], out_named: bool = True
          ) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     if not m.trains_classifier and task.target_test is not None:
@@ -241,9 +259,9 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
         chance = 1.0 / task.n_classes
         if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels and distributed.is_main():
-            warnings.warn(f"{m.name} on {task.name}: balanced target accuracy {100 * report['balanced_accuracy']:.1f}% "
-                          f"is at chance level ({100 * chance:.1f}%); the run may have collapsed (see history.csv)",
-                          QianyiWarning, stacklevel=2)
+            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: balanced target accuracy "
+                          f"{100 * report['balanced_accuracy']:.1f}% is at chance level ({100 * chance:.1f}%); the run "
+                          "may have collapsed (see history.csv)", QianyiWarning, stacklevel=_caller_stacklevel())
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=report.get("accuracy"), target_report=report,
@@ -260,7 +278,8 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     result.flags = list(fit.flags)
     if distributed.is_main():
         for flag in fit.flags:
-            warnings.warn(f"{m.name} on {task.name}: {flag}", QianyiWarning, stacklevel=2)
+            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: {flag}", QianyiWarning,
+                          stacklevel=_caller_stacklevel())
     if out is not None and distributed.is_main():
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
@@ -271,6 +290,12 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         m.save_artefacts(out, task)  # the method's own files (generators, image grids), before the finished state
         result.save(out)
     return result, fit
+
+
+def _which(m: Method, task: TransferTask, config: TrainConfig, out: Path | None) -> str:
+    """A run as its warnings name it: method, pair, seed and folder. (Python shows a warning text once per place:
+    runs of a loop over seeds that differed only by their seed were not warned about.)"""
+    return f"{m.name} on {task.name} (seed {config.seed}" + (f", out {str(out)!r})" if out is not None else ")")
 
 
 def data_sides(task: TransferTask) -> dict[str, str]:

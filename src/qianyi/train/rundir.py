@@ -102,6 +102,12 @@ def _lock(path: Path, what: str):
         # (another pid namespace) cannot be seen from here
         if found:  # (the namespace is for the check, not for the reader)
             owner = f"pid {found.group(1)}" + (f" on {found.group(2)}" if found.group(2) else "")
+        if found and here and int(found.group(1)) == os.getpid():  # its own lock, on another open file: the
+            # loader workers (--workers) of a run of this session that did not end cleanly, forked with the lock open
+            raise OutputError(f"{what} {str(path)!r} is held by this process ({owner}): a previous call in this "
+                              "session did not release it (the data-loader workers of an interrupted run, kept alive "
+                              "with its error's traceback); restart the Python session (the kernel), or choose "
+                              f"another {what}") from None
         if found and here and not _alive(int(found.group(1))):
             raise OutputError(f"{what} {str(path)!r} is still locked by the data-loader workers of a qianyi process that "
                               f"ended ({owner}); they exit within seconds: run the command again") from None

@@ -26,11 +26,13 @@ from ..methods.generative import GENERATIVE, read_generators_meta
 from ..methods.registry import get_method
 from .artefact import read_like_run, read_model_meta
 from .checkpoint import unreadable_reason
+from .engine import caller_rng_kept
 
 #: ``s2t``: source style -> target style (G_{S->T}); ``t2s``: the reverse.
 DIRECTIONS = ("s2t", "t2s")
 
 
+@caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def load_generator(run_dir: str | os.PathLike, direction: str = "s2t") -> tuple[torch.nn.Module, dict]:
     """The generator of ``direction`` a generative run saved, in eval mode, and its ``generators.json``."""
     if direction not in DIRECTIONS:
