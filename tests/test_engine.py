@@ -348,7 +348,19 @@ def test_a_network_of_your_own_whose_logits_width_is_not_the_class_count_is_refu
     # a wrong input width is named too (torch said: mat1 and mat2 shapes cannot be multiplied)
     wide = qianyi.nn.as_backbone(torch.nn.Sequential(torch.nn.Linear(task.sample_shape[0] + 4, 8), torch.nn.ReLU(),
                                                      torch.nn.Linear(8, 3)))
-    with pytest.raises(DataError, match=r"your network fails on the task's inputs of shape \(6,\)"):
+    with pytest.raises(DataError, match=r"your network fails on the task's inputs of shape \(6,\)") as err:
         run("source-only", task, cfg, backbone=wide)
+    assert isinstance(err.value.__cause__, RuntimeError)  # torch's error, with its traceback, kept as the cause
+
+    class Typo(torch.nn.Module):  # (review diff6 #4) any other error in a forward was said as a wrong input shape
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.settings = torch.nn.Linear(6, 8), {}
+
+        def forward(self, x):
+            return self.fc(x) * self.settings["scale"]  # (a setting never set: a bug in the forward)
+
+    with pytest.raises(KeyError, match="scale"):
+        run("source-only", task, cfg, backbone=qianyi.nn.as_backbone(torch.nn.Sequential(Typo(), torch.nn.Linear(8, 3))))
     assert np.isfinite(run("source-only", task, cfg, backbone=qianyi.nn.as_backbone(torch.nn.Sequential(
         torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))))[0].target_accuracy)

@@ -490,6 +490,21 @@ def test_a_data_directory_or_data_folder_that_cannot_be_entered_is_named_by_ever
         _denied_error((lambda: load_lsms(root)) if spec is None else (lambda: load_domain(spec, data_dir=root)),
                       root / sub)
         monkeypatch.undo()
+    # a folder that may be entered but not listed (mode 0711): mfeat, amazon and lsms open fixed names, so it reads
+    from qianyi.errors import DatasetNotFoundError
+
+    def unlisted(real):
+        def call(p=".", *args, **kwargs):
+            if os.path.abspath(p) == os.path.abspath(root / "uci-mfeat"):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(p))
+            return real(p, *args, **kwargs)
+        return call
+
+    for name in ("scandir", "listdir"):
+        monkeypatch.setattr(os, name, unlisted(getattr(os, name)))
+    with pytest.raises(DatasetNotFoundError, match="mfeat-fou.csv is missing"):
+        load_domain("mfeat?views=fou", data_dir=root)
+    monkeypatch.undo()
     csv = root / "uci-mfeat" / "mfeat-fou.csv"  # a data file inside a folder that can be entered
     csv.write_text("x\n")
 

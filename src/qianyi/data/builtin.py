@@ -34,7 +34,7 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
 
 
 def data_folder(root: Path | None, sub: str, what: str, holds: str = "") -> Path:
-    """The folder ``root/sub`` of the data directory, listable. No data directory, no such folder and a folder
+    """The folder ``root/sub`` of the data directory, which this process may enter. No data directory, no such folder and a folder
     this process may not enter (or one on its way) are each said, naming ``what`` reads it and what to do
     (``holds``: what the data directory should hold, default ``sub/``)."""
     holds = holds or f"{sub}/"
@@ -49,7 +49,11 @@ def data_folder(root: Path | None, sub: str, what: str, holds: str = "") -> Path
     if not found:
         raise DatasetNotFoundError(f"{what}: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data "
                                    f"directory that holds {holds}")
-    return _listable(folder, f"{what}: the data folder")
+    try:  # entered, not listed: a loader that opens fixed names works in a folder of mode 0711 (fsdd lists its own)
+        os.stat(os.path.join(folder, os.curdir))
+    except PermissionError:
+        raise permission_denied(folder, f"{what}: the data folder") from None
+    return folder
 
 
 @dataclass(frozen=True)

@@ -53,17 +53,27 @@ def refuse_sparse_matrix(X: object, who: str) -> None:
                         "(an svmlight: spec reads SVMlight files densely)")
 
 
+def _is_number(v: object) -> bool:
+    """A real number or bool held as an object (a str that reads as a number is not one)."""
+    return isinstance(v, (int, float, np.integer, np.floating, np.bool_))  # (bool is an int)
+
+
 def _non_numeric(X: np.ndarray, columns: Sequence[object] | None) -> list[object]:
-    """The columns of a 2-d array that cannot be read as numbers (by name when ``columns`` names them)."""
+    """The columns of a 2-d object array that hold something other than numbers (by name when ``columns`` names
+    them)."""
     if X.ndim != 2:
         return []
-    bad = []
-    for j in range(X.shape[1]):
-        try:
-            X[:, j].astype(np.float64)
-        except (TypeError, ValueError):
-            bad.append(columns[j] if columns is not None else j)
-    return bad
+    return [columns[j] if columns is not None else j for j in range(X.shape[1])
+            if not all(_is_number(v) for v in X[:, j])]
+
+
+def _not_number_columns(frame: object) -> list[object]:
+    """The columns of a DataFrame whose dtype is not a real number or bool (numpy's or pandas' nullable ones):
+    dates, time spans, categories, text and complex numbers are named, never read as numbers."""
+    from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
+
+    return [c for c, dt in frame.dtypes.items()  # type: ignore[attr-defined]
+            if not (is_bool_dtype(dt) or (is_numeric_dtype(dt) and not is_complex_dtype(dt)))]
 
 
 def _as_inputs(X: object, name: str) -> np.ndarray:
@@ -76,11 +86,14 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
         return X  # type: ignore[return-value]
     refuse_sparse_matrix(X, f"domain {name!r}: inputs X")
     columns = list(X.columns) if _is_pandas(X, ndim=2) else None  # type: ignore[attr-defined]
-    if columns is not None:  # bool and nullable (Int64, Float64, boolean) columns as numbers, pd.NA as NaN
-        try:
-            X = X.to_numpy(dtype=np.float64, na_value=np.nan)  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            X = X.to_numpy(dtype=object)  # type: ignore[attr-defined]
+    if columns is not None:  # number and bool columns (nullable Int64, Float64, boolean too), pd.NA as NaN
+        bad = _not_number_columns(X)
+        if bad:
+            raise DataError(f"domain {name!r}: inputs X have column(s) that are not numbers: {bad[:5]}"
+                            + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+                            + "; drop them or encode them (dates as numbers of your choosing, categories and text "
+                            "e.g. with pd.get_dummies(df, prefix_sep='='))")
+        X = X.to_numpy(dtype=np.float32, na_value=np.nan)  # type: ignore[attr-defined]
     elif not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -94,8 +107,10 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
                         "not str): drop or fill them" if other and len(other) < len(X) else
                         f"domain {name!r}: inputs X have shape {X.shape}; expected (n, d) vectors, (n, h, w) grey "
                         "images, (n, c, h, w) images, or text (a 1-d array of str)")
-    if X.dtype == object:  # numbers held as objects are numbers
+    if X.dtype == object:  # numbers held as objects are numbers (not text that reads as one: "02134")
         try:
+            if not all(_is_number(v) for v in X.flat):
+                raise TypeError
             X = X.astype(np.float64)
         except (TypeError, ValueError):
             bad = _non_numeric(X, columns)

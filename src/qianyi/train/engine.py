@@ -370,15 +370,17 @@ def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tu
 
 
 def _probe(model: Backbone, x: torch.Tensor, yours: bool) -> Any:
-    """``model(x)``; for a network of ``yours``, a failure (inputs of another width) as a DataError."""
+    """``model(x)``; for a network of ``yours``, torch's failure on inputs of another shape (a RuntimeError) as a
+    DataError that keeps torch's error as its cause. Any other error in your forward (a typo, a NameError)
+    propagates as it is, with its traceback."""
     if not yours:
         return model(x)
     try:
         return model(x)
-    except Exception as exc:
+    except RuntimeError as exc:
         raise DataError(f"your network fails on the task's inputs of shape {tuple(x.shape[1:])} "
                         f"({type(exc).__name__}: {str(exc)[:200]}); build its first layer for inputs of that "
-                        "shape") from None
+                        "shape") from exc
 
 
 def check_logits_width(logits: torch.Tensor, n_classes: int, class_names: Sequence[str] | None = None) -> None:
