@@ -227,6 +227,24 @@ def test_each_runs_health_warnings_are_shown_in_a_loop_over_seeds(tmp_path):
     assert {Path(w.filename).resolve() for w in chance} == {Path(__file__).resolve()}  # the caller's line
 
 
+def test_a_bench_run_warns_at_the_callers_line_through_qianyi_decorators(tmp_path):
+    """bench is wrapped in caller_rng_kept (contextlib's decorator): its runs' warnings were attributed to
+    contextlib.py, the first frame outside qianyi's files."""
+    from qianyi.bench import bench
+
+    task = _constant_target_task()
+    for name, d in (("s", task.source), ("t", task.target)):
+        np.savez(tmp_path / f"{name}.npz", X=d.X, y=d.y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench(["source-only"], [f"npz:{tmp_path / 's.npz'}->npz:{tmp_path / 't.npz'}"], seeds=1,
+              out=tmp_path / "b", config=TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False),
+              log=None, embed=False)
+    chance = [w for w in caught if issubclass(w.category, QianyiWarning) and "chance level" in str(w.message)]
+    assert chance and {Path(w.filename).resolve() for w in chance} == {Path(__file__).resolve()}, \
+        [(w.filename, str(w.message)[:80]) for w in caught]
+
+
 # -- 5. cli.main in-process: --threads -----------------------------------------------------------------------------
 def test_cli_main_in_process_gives_the_thread_count_back(tmp_path, capsys):
     from qianyi.cli import main

@@ -1,6 +1,7 @@
 """One run = train a method on a task, then score it once on the target test split."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -211,7 +212,8 @@ def _caller_stacklevel() -> int:
     """The ``stacklevel`` that attributes a warning of the calling function to the first frame outside qianyi (the
     user's call, as a notebook cell), not to qianyi's own line."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE)
+                                 or frame.f_code.co_filename == contextlib.__file__):  # (qianyi's decorators)
         frame, level = frame.f_back, level + 1
     return level
 
