@@ -493,17 +493,21 @@ def test_a_data_directory_or_data_folder_that_cannot_be_entered_is_named_by_ever
     # a folder that may be entered but not listed (mode 0711): mfeat, amazon and lsms open fixed names, so it reads
     from qianyi.errors import DatasetNotFoundError
 
-    def unlisted(real):
-        def call(p=".", *args, **kwargs):
-            if os.path.abspath(p) == os.path.abspath(root / "uci-mfeat"):
-                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(p))
-            return real(p, *args, **kwargs)
-        return call
+    def unlisted(folder):
+        for name in ("scandir", "listdir"):
+            def call(p=".", *args, _real=getattr(os, name), **kwargs):
+                if os.path.abspath(p) == os.path.abspath(folder):
+                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(p))
+                return _real(p, *args, **kwargs)
+            monkeypatch.setattr(os, name, call)
 
-    for name in ("scandir", "listdir"):
-        monkeypatch.setattr(os, name, unlisted(getattr(os, name)))
+    unlisted(root / "uci-mfeat")
     with pytest.raises(DatasetNotFoundError, match="mfeat-fou.csv is missing"):
         load_domain("mfeat?views=fou", data_dir=root)
+    monkeypatch.undo()
+    (root / "fsdd" / "recordings" / "0_a_0.wav").write_bytes(b"")  # fsdd lists its folder: glob found nothing
+    unlisted(root / "fsdd" / "recordings")  # there and said "holds no .wav files"
+    _denied_error(lambda: load_domain("fsdd", data_dir=root), root / "fsdd" / "recordings")
     monkeypatch.undo()
     csv = root / "uci-mfeat" / "mfeat-fou.csv"  # a data file inside a folder that can be entered
     csv.write_text("x\n")

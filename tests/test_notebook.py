@@ -540,6 +540,16 @@ def test_dates_time_spans_categories_and_number_like_text_are_named_never_read_a
             Domain(num.assign(**{col: values}), np.arange(6) % 2)
     with pytest.raises(DataError, match=r"the column\(s\) \[1\] are not numbers"):
         Domain(np.array([[1.0, "02134"]] * 4, dtype=object), [0, 1, 0, 1])
+    # (review diff7 #2) numbers held as objects are numbers: Decimal (pd.read_sql of SQL NUMERIC), None as missing
+    from decimal import Decimal
+
+    dec = num.assign(price=np.array([Decimal("1.5")] * 6, dtype=object))
+    np.testing.assert_array_equal(Domain(dec).X[:, 1], np.full(6, 1.5, np.float32))
+    np.testing.assert_array_equal(Domain(dec.to_numpy(dtype=object)).X[:, 1], np.full(6, 1.5, np.float32))
+    with pytest.raises(DataError, match=r"NaN or inf in 1 sample.*first rows: \[2\]\) in the column\(s\) \['o'\]"):
+        Domain(num.assign(o=np.array([1, 2, None, 4, 5, 6], dtype=object)))
+    with pytest.raises(DataError, match=r"NaN or inf in 1 sample.*first rows: \[0\]"):
+        Domain(np.array([[1, None], [2, 3]], dtype=object))
 
 
 def test_a_frame_is_read_as_float32_without_a_float64_copy():

@@ -35,7 +35,7 @@ from ..errors import DataError, DatasetNotFoundError
 from .builtin import DIGIT_NAMES, data_folder, dataset, name_list
 from .domain import Domain
 from .limits import max_bytes
-from .readers import _readable
+from .readers import _listable, _readable
 
 SAMPLE_RATE = 8000
 WINDOW = 512
@@ -269,6 +269,7 @@ def _fsdd_files(root: Path | None) -> list[tuple[Path, int, str, int]]:
     """(path, digit, speaker, take) of every FSDD recording, sorted by speaker, digit, take."""
     folder = data_folder(root, f"{FSDD_FOLDER}/recordings", "fsdd",
                          f"{FSDD_FOLDER}/recordings/*.wav (see its SOURCE.md)")
+    _listable(folder, "fsdd: the data folder")  # (glob finds nothing in a folder it may not list: said, not "no .wav")
     files = []
     for p in folder.glob("*.wav"):
         m = _FSDD_NAME.fullmatch(p.name)

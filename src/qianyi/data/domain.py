@@ -7,7 +7,9 @@ for the final score.
 """
 from __future__ import annotations
 
+import decimal
 import hashlib
+import numbers
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -54,8 +56,18 @@ def refuse_sparse_matrix(X: object, who: str) -> None:
 
 
 def _is_number(v: object) -> bool:
-    """A real number or bool held as an object (a str that reads as a number is not one)."""
-    return isinstance(v, (int, float, np.integer, np.floating, np.bool_))  # (bool is an int)
+    """A real number, bool or missing value (None, NaN, pd.NA) held as an object: ``Decimal`` too (SQL NUMERIC
+    columns), never a str that reads as a number (a ZIP code "02134")."""
+    return (v is None or isinstance(v, (numbers.Real, decimal.Decimal, np.bool_))
+            or type(v).__name__ == "NAType")  # (bool is an int; pd.NA without importing pandas)
+
+
+def _object_numbers(X: np.ndarray) -> np.ndarray:
+    """An object array of :func:`_is_number` entries as float64, missing values as NaN (TypeError otherwise)."""
+    if not all(_is_number(v) for v in X.flat):
+        raise TypeError("not numbers")
+    return np.array([np.nan if v is None or type(v).__name__ == "NAType" else float(v) for v in X.flat],
+                    np.float64).reshape(X.shape)
 
 
 def _non_numeric(X: np.ndarray, columns: Sequence[object] | None) -> list[object]:
@@ -68,12 +80,14 @@ def _non_numeric(X: np.ndarray, columns: Sequence[object] | None) -> list[object
 
 
 def _not_number_columns(frame: object) -> list[object]:
-    """The columns of a DataFrame whose dtype is not a real number or bool (numpy's or pandas' nullable ones):
-    dates, time spans, categories, text and complex numbers are named, never read as numbers."""
+    """The columns of a DataFrame that are not real numbers or bools (numpy's or pandas' nullable dtypes, or
+    object columns of numbers such as ``Decimal``): dates, time spans, categories, text and complex numbers are
+    named, never read as numbers."""
     from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 
-    return [c for c, dt in frame.dtypes.items()  # type: ignore[attr-defined]
-            if not (is_bool_dtype(dt) or (is_numeric_dtype(dt) and not is_complex_dtype(dt)))]
+    return [c for j, (c, dt) in enumerate(frame.dtypes.items())  # type: ignore[attr-defined]
+            if not (is_bool_dtype(dt) or (is_numeric_dtype(dt) and not is_complex_dtype(dt))
+                    or (dt == object and all(_is_number(v) for v in frame.iloc[:, j])))]  # type: ignore[attr-defined]
 
 
 def _as_inputs(X: object, name: str) -> np.ndarray:
@@ -93,7 +107,8 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
                             + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
                             + "; drop them or encode them (dates as numbers of your choosing, categories and text "
                             "e.g. with pd.get_dummies(df, prefix_sep='='))")
-        X = X.to_numpy(dtype=np.float32, na_value=np.nan)  # type: ignore[attr-defined]
+        X = (X.to_numpy(dtype=np.float32, na_value=np.nan)  # type: ignore[attr-defined]
+             if not any(dt == object for dt in X.dtypes) else _object_numbers(X.to_numpy(dtype=object)))  # type: ignore
     elif not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -109,9 +124,7 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
                         "images, (n, c, h, w) images, or text (a 1-d array of str)")
     if X.dtype == object:  # numbers held as objects are numbers (not text that reads as one: "02134")
         try:
-            if not all(_is_number(v) for v in X.flat):
-                raise TypeError
-            X = X.astype(np.float64)
+            X = _object_numbers(X)
         except (TypeError, ValueError):
             bad = _non_numeric(X, columns)
             raise DataError(f"domain {name!r}: inputs X have dtype object with entries that are not numbers"
