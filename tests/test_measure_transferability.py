@@ -40,16 +40,16 @@ def test_protocol_copies_and_freezes_the_first_k_groups_and_resumes(digits, tmp_
     assert len(res.runs) == 5 and {r["condition"] for r in res.runs} == {"base", *tr.CONDITIONS}
     runs = tmp_path / "runs"
     load = lambda p: torch.load(p, weights_only=True)  # noqa: E731
-    base_a = load(runs / tr.slug(pair.a.name) / "base" / "k0" / "seed0" / "model.pt")
-    base_b = load(runs / tr.slug(pair.b.name) / "base" / "k0" / "seed0" / "model.pt")
+    base_a = load(runs / tr.short_slug(pair.a.name) / "base" / "k0" / "seed0" / "model.pt")
+    base_b = load(runs / tr.short_slug(pair.b.name) / "base" / "k0" / "seed0" / "model.pt")
     for cond, base in (("BnB", base_b), ("AnB", base_a), ("AnB+", base_a)):
         src = pair.a.name if cond.startswith("A") else pair.b.name
-        got = load(runs / tr.slug(pair.b.name) / f"{cond}-from-{tr.slug(src)}" / "k2" / "seed0" / "model.pt")
+        got = load(runs / tr.short_slug(pair.b.name) / f"{cond}-from-{tr.short_slug(src)}" / "k2" / "seed0" / "model.pt")
         conv = [k for k in got if k.startswith(("groups.conv1.", "groups.conv2."))]
         same = all(torch.equal(got[k], base[k]) for k in conv)
         assert same == (cond == "BnB" or cond == "AnB"), cond  # frozen: unchanged; fine-tuned: moved
         assert not torch.equal(got["groups.fc1.1.weight"], base["groups.fc1.1.weight"])  # retrained from scratch
-    assert not (runs / tr.slug(pair.b.name) / "base" / "k0" / "seed0" / "checkpoint.pt").exists()
+    assert not (runs / tr.short_slug(pair.b.name) / "base" / "k0" / "seed0" / "checkpoint.pt").exists()
     data = json.loads((tmp_path / "transferability.json").read_text())
     assert set(data["findings"][pair.name]) >= {"anb_drop_at_top_k", "anb_plus_minus_base"}
     assert (tmp_path / "transferability.png").read_bytes()[:4] == b"\x89PNG"

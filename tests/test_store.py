@@ -339,3 +339,27 @@ def test_a_table_names_runs_partly_trained_by_other_code(tmp_path):
     data["versions"]["codes"] = [data["versions"]["code"], data["versions"]["code"]]  # one digest: not mixed
     (resumed / "result.json").write_text(json.dumps(data))
     assert "partly trained" not in BenchResult.from_bench(tmp_path / "b").table()
+
+
+def test_a_pair_of_long_specs_gets_a_short_folder_and_an_older_long_folder_is_still_reused(tmp_path):
+    # (review port #1) the pair folder was the slug of both whole specs, paths and options: 250+ characters, so a
+    # filtered pair under a longer data directory failed with "File name too long" ("choose another --out")
+    from qianyi.train.store import FOLDER_NAME_MAX, named_folder
+
+    deep = tmp_path / ("d" * 100) / ("e" * 100)
+    deep.mkdir(parents=True)
+    src, tgt = deep / "source.npz", deep / "target.npz"
+    _blobs(src, 0)
+    _blobs(tgt, 1, shift=0.5)
+    pair = f"npz:{src}?name={'s' * 40}->npz:{tgt}?name={'t' * 40}"
+    res = bench(["source-only"], [pair], seeds=1, out=tmp_path / "b", config=FAST, log=None, embed=False)
+    folders = {p.name for p in (tmp_path / "b" / "runs").iterdir()}
+    assert len(folders) == 1 and all(len(f) <= FOLDER_NAME_MAX for f in folders), folders
+    assert len(res.runs) == 2  # source-only and the oracle, trained
+    # two long names that share their first 67 characters still get folders of their own
+    assert named_folder(tmp_path, "x" * 90 + "a") != named_folder(tmp_path, "x" * 90 + "b")
+    # a folder an earlier qianyi made under the uncut name (short enough for the file system) is kept
+    legacy = tmp_path / "old" / slug("y" * 120)
+    legacy.mkdir(parents=True)
+    assert named_folder(tmp_path / "old", "y" * 120) == legacy
+    assert named_folder(tmp_path / "new", "y" * 120).name.startswith("y" * 60)

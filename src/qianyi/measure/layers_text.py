@@ -291,7 +291,7 @@ def _group_names(pair: TextPair, backbone: str | None) -> list[str]:
 def _pair_seed(root: Path, pair: TextPair, seed: int, lambdas: list[float], base: TrainConfig,
                backbone: str | None, groups: list[str], log: Callable[[str], None] | None) -> list[dict[str, Any]]:
     """Every run of one pair and seed: the S network, INIT rows, MULT and INIT+MULT for each λ."""
-    pdir = root / _slug(pair.name)
+    pdir = _named_folder(root, pair.name)
     src, src_model = cached_run(pdir / "S" / f"seed{seed}", "source-only", pair.source_task(),
                                 replace(base, seed=seed), backbone, log, f"{pair.name} S network seed {seed}")
     tcfg = replace(base, seed=seed, select="source-val")  # the epoch with the best T-validation accuracy
@@ -327,7 +327,7 @@ def _pair_seed(root: Path, pair: TextPair, seed: int, lambdas: list[float], base
     return rows
 
 
-def _slug(name: str) -> str:
-    from ..train.store import slug
+def _named_folder(root: Path, name: str) -> Path:
+    from ..train.store import named_folder
 
-    return slug(name)
+    return named_folder(root, name)

@@ -41,6 +41,9 @@ def check_out(out: str | os.PathLike, what: str = "--out") -> Path:
         raise OutputError(f"{what} {str(path)!r} cannot be created: a part of that path is a file; "
                           f"choose another {what}") from None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputError(f"{what} {str(path)!r} cannot be created: a folder name in it, or the whole path, is "
+                              "longer than this file system allows; choose a shorter " + what) from None
         raise OutputError(f"{what} {str(path)!r} cannot be created ({exc.strerror}); choose another {what}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {str(path)!r} is not writable; choose another {what} or fix its permissions")

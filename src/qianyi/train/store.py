@@ -37,6 +37,34 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
 
+#: The longest folder name :func:`named_folder` makes from a name (a pair of specs holds two data paths and their
+#: options: 250+ characters, over Linux's 255-byte name limit with a longer data directory, and over Windows'
+#: 260-character path limit with the folders below it).
+FOLDER_NAME_MAX = 80
+
+
+def named_folder(root: Path, text: str) -> Path:
+    """``root``'s folder for ``text`` (a pair, a data set): its :func:`slug`, cut to :data:`FOLDER_NAME_MAX`
+    characters with a hash of the whole text when longer. A longer folder an earlier qianyi made there (uncut, and
+    short enough for the file system) is kept, so its finished runs are found again."""
+    name = slug(text)
+    if len(name) > FOLDER_NAME_MAX:
+        try:
+            if len(os.fsencode(name)) <= 255 and (root / name).is_dir():
+                return root / name
+        except OSError:
+            pass
+    return root / short_slug(text)
+
+
+def short_slug(text: str) -> str:
+    """:func:`slug`, cut to :data:`FOLDER_NAME_MAX` characters with a hash of the whole text when longer."""
+    name = slug(text)
+    if len(name) <= FOLDER_NAME_MAX:
+        return name
+    return f"{name[:FOLDER_NAME_MAX - 13].rstrip('_.-')}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
 def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
@@ -348,14 +376,15 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
 
 
 class RunStore:
-    """Runs under ``root``: ``root/SOURCE->TARGET/METHOD/seedN-HASH`` (names slugged, HASH from the fingerprint)."""
+    """Runs under ``root``: ``root/SOURCE->TARGET/METHOD/seedN-HASH`` (names slugged, a long pair's cut by
+    :func:`named_folder`; HASH from the fingerprint)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def path(self, fp: dict[str, Any]) -> Path:
-        pair = slug(f"{fp['source']}->{fp['target']}")
-        return self.root / pair / slug(fp["method"]) / f"seed{fp['config']['seed']}-{key(fp)}"
+        pair = named_folder(self.root, f"{fp['source']}->{fp['target']}")
+        return pair / slug(fp["method"]) / f"seed{fp['config']['seed']}-{key(fp)}"
 
     def get(self, fp: dict[str, Any]) -> RunResult | None:
         """The finished run with this fingerprint, or None (then train it in :meth:`path`)."""
