@@ -591,14 +591,47 @@ def _csv_text(p: Path, where: str) -> str:
     except (OSError, EOFError, zlib.error) as exc:
         raise _permission_fault(exc, p) or DataError(f"{where} cannot be read ({exc}); it may be truncated or "
                                                      "corrupt") from exc
+    utf16 = _utf16(raw)
+    if utf16 is not None:
+        raise DataError(f"{where} is UTF-16 text (Excel's 'Unicode Text', Notepad's 'Unicode'), not UTF-8; save it "
+                        f"as UTF-8 (Excel: 'CSV UTF-8'), or run iconv -f {utf16} -t utf-8 FILE > NEW")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{where} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-                        "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from exc
+        line = raw.count(b"\n", 0, exc.start) + 1  # a line, not a byte offset, finds the record in an editor
+        raise DataError(f"{where} is not UTF-8 text (line {line} holds the byte "
+                        f"{raw[exc.start:exc.start + 1]!r}); {_not_utf8_advice(raw)}") from exc
     if "\x00" in text:
         raise DataError(f"{where} contains NUL bytes: it is binary or UTF-16, not a CSV table; save it as UTF-8 text")
     return text
+
+
+def _utf16(raw: bytes) -> str | None:
+    """The iconv name of ``raw``'s encoding when it is UTF-16 (a BOM, or a NUL in every other byte of its start:
+    ASCII text in UTF-16 without a BOM), else None."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = raw[:4096]
+    even, odd = head[0::2], head[1::2]
+    if len(odd) < 4:
+        return None
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16be"
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16le"
+    return None
+
+
+def _not_utf8_advice(raw: bytes) -> str:
+    """How to convert text that is not UTF-8: from cp1252 (Windows 'ANSI', a superset of Latin-1's printable
+    characters), named as such when undecodable bytes lie in 0x80-0x9F (where Latin-1 has control characters)."""
+    bad = {ord(c) - 0xDC00 for c in raw.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff"}
+    if any(0x80 <= b <= 0x9F for b in bad):
+        return ("its bytes in 0x80-0x9F are Windows 'ANSI' (cp1252) characters such as curly quotes, dashes or the "
+                "euro sign: save it as UTF-8, e.g. iconv -f cp1252 -t utf-8 FILE > NEW (not latin1, which turns "
+                "them into control characters)")
+    return ("save it as UTF-8; Windows 'ANSI' or Latin-1 text converts with iconv -f cp1252 -t utf-8 FILE > NEW "
+            "(another encoding: give its name to iconv -f)")
 
 
 def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
