@@ -47,6 +47,7 @@ import io
 import lzma
 import math
 import os
+import re
 import struct
 import tokenize
 import warnings
@@ -714,6 +715,29 @@ ID_ROWS = 20
 _COUNTED_VALUES = 1000
 
 
+#: A number written with a decimal comma (a German or French Excel export: ``69,6``).
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+#: What to do about one.
+DECIMAL_COMMA_ADVICE = ("a number with a decimal comma (a European Excel export?): re-export the table with '.' as "
+                        "the decimal mark (or replace ',' by '.' in the number columns)")
+
+
+def decimal_comma(cell: str) -> bool:
+    """Whether ``cell`` (stripped) is a number written with a decimal comma."""
+    return _DECIMAL_COMMA.fullmatch(cell) is not None
+
+
+def separator_hint(header: Sequence[str]) -> str:
+    """A hint for a header read as one column that holds another separator ('' if none)."""
+    if len(header) != 1:
+        return ""
+    for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'")):
+        if char in header[0]:
+            return (f"; the header was read as one column, which holds {shown}: is that the separator? give it "
+                    f"with ?sep={name}")
+    return ""
+
+
 def _csv_separator(sep: str | None, text: str, at: str) -> str:
     """``sep`` as one character; by default ``;`` when the header line holds ``;`` and no ``,``, else ``,``."""
     if sep is None or sep == "":
@@ -863,6 +887,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     their cells are taken as text even if numeric). A categorical column of values V1 < V2 < ...
     (sorted, an empty cell is the value ``""``) becomes the features ``COL=V1``, ``COL=V2``, ... in
     its place; at most :data:`MAX_CATEGORIES` values. Without it, a non-numeric cell is an error.
+    ``"auto"`` refuses a column whose every value is a number with a decimal comma (``69,6``); numbers
+    need ``.`` as the decimal mark.
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -962,6 +988,9 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
                                         f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
+                    if decimal_comma(cell):
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, "
+                                        f"{DECIMAL_COMMA_ADVICE}{cut_short(n)}") from None
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
                     if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
@@ -998,6 +1027,13 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
+    commas = [cols[i] for i in cats if auto and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
+    if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently
+        example = next(v for v in index[cols.index(commas[0])] if v)
+        raise DataError(f"{at}: categorical=auto would one-hot encode column {commas[0]!r}, whose every value is "
+                        f"{DECIMAL_COMMA_ADVICE} (e.g. {example!r}); to encode "
+                        f"{'them' if len(commas) > 1 else 'it'} as categories anyway, name "
+                        f"{'them' if len(commas) > 1 else 'it'}: ?categorical={','.join(commas)}")
     ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "
