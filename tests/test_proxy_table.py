@@ -217,3 +217,14 @@ def test_a_run_refuses_a_proxy_folder_as_its_out(tmp_path):
     P.ProxyTransfer(**{**FAST, "steps": 2}).fit_proxy(X, proxy).fit(X[:10], y[:10]).save(tmp_path / "p")
     with pytest.raises(OutputError, match="holds a `qianyi proxy` model"):
         run("source-only", toy_task(n=60), TrainConfig(epochs=1, steps_per_epoch=1, progress=False), out=tmp_path / "p")
+
+
+def test_read_table_names_a_decimal_comma(tmp_path):
+    """A German Excel export: '69,6' is a number with a decimal comma, and the message says so."""
+    (tmp_path / "eu.csv").write_text("a;b;nl\n1;69,6;0\n2;70,1;1\n")
+    with pytest.raises(DataError, match=r"column 'b', line 2 holds '69,6'.*decimal comma.*'\.' as the decimal mark"):
+        read_table(tmp_path / "eu.csv", "nl")
+    (tmp_path / "x.csv").write_text("a,b,nl\n1,x,0\n")
+    with pytest.raises(DataError) as info:
+        read_table(tmp_path / "x.csv", "nl")
+    assert "decimal comma" not in str(info.value)

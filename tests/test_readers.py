@@ -289,6 +289,54 @@ def test_csv_that_is_not_utf8_says_so(tmp_path):
     _raises(lambda: read_csv(p), "not UTF-8 text", path=p)
 
 
+def test_csv_in_utf16_names_utf16_not_latin1(tmp_path):
+    """Excel's 'Unicode Text' (UTF-16 with a BOM, either byte order) and UTF-16 without a BOM: the advice is to
+    convert from UTF-16; latin1 (the old advice) gives a file of NUL bytes."""
+    text = "a,label\n1,x\n2,y\n"
+    for i, enc in enumerate(("utf-16", "utf-16-be")):
+        p = tmp_path / f"u{i}.csv"
+        raw = text.encode(enc)
+        p.write_bytes(raw if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else b"\xfe\xff" + raw)
+        msg = _raises(lambda: read_csv(p), "UTF-16", "iconv -f utf-16 -t utf-8", path=p)
+        assert "latin1" not in msg, msg
+    p = tmp_path / "nobom.csv"
+    p.write_bytes(text.encode("utf-16-be"))
+    _raises(lambda: read_csv(p), "UTF-16", "iconv -f utf-16be -t utf-8", path=p)
+    p.write_bytes(text.encode("utf-16-le"))
+    _raises(lambda: read_csv(p), "UTF-16", "iconv -f utf-16le -t utf-8", path=p)
+
+
+def test_csv_in_cp1252_advises_cp1252_and_names_the_line(tmp_path):
+    """Windows 'ANSI' text: latin1 would turn its curly quotes and euro signs (0x80-0x9F) into control characters."""
+    p = tmp_path / "ansi.csv"
+    p.write_bytes("text,label\nfine,0\ncaf\u00e9 \u201cquoted\u201d 5\u20ac,1\n".encode("cp1252"))
+    msg = _raises(lambda: read_csv(p), "not UTF-8 text", "line 3", "iconv -f cp1252 -t utf-8", path=p)
+    assert "iconv -f latin1" not in msg and "offset" not in msg, msg
+
+
+def test_csv_decimal_comma_is_named_and_not_one_hot_encoded(tmp_path):
+    """A German Excel CSV: ';' separates, ',' is the decimal mark. The error says so (not 'one-hot it'), and
+    categorical=auto refuses to one-hot encode a column of decimal-comma numbers."""
+    p = tmp_path / "eu.csv"
+    rows = "".join(f"{20 + i % 7};{60 + i % 5},{i % 3};{i % 2}\r\n" for i in range(30))
+    p.write_bytes(("alter;gewicht;label\r\n" + rows).encode("utf-8-sig"))
+    msg = _raises(lambda: read_csv(p), "'gewicht'", "decimal comma", "'.' as the decimal mark", path=p)
+    assert "categorical=auto" not in msg, msg
+    msg = _raises(lambda: read_csv(p, categorical="auto"), "'gewicht'", "decimal comma", path=p)
+    assert read_csv(p, categorical="gewicht").X.shape[0] == 30  # named: encoded as asked
+    p.write_text("a;b;label\n1;x;0\n2;y;1\n")  # plain text categories are still auto-encoded
+    assert read_csv(p, categorical="auto").feature_names == ("a", "b=x", "b=y")
+
+
+def test_windows_drive_path_without_a_reader_says_how_to_write_it():
+    from qianyi.errors import UnknownNameError
+    with pytest.raises(UnknownNameError, match=r"Windows path.*csv:C:"):
+        load_domain("C:\\data\\x.csv")
+    with pytest.raises(UnknownNameError) as info:
+        load_domain("zz:x.csv")
+    assert "Windows" not in str(info.value)
+
+
 def test_csv_nul_bytes_and_csv_errors_are_data_errors(tmp_path):
     p = tmp_path / "nul.csv"
     p.write_bytes(b"a,label\n1\x00,0\n")

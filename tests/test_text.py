@@ -500,3 +500,28 @@ def test_each_text_knows_the_line_or_file_it_came_from(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "neg.txt").write_text("bad\n\nworse\n")
     assert read_lines(tmp_path / "c").ids == ("neg.txt:1", "neg.txt:3")
+
+
+def test_text_csv_of_tabs_points_at_sep_tab(tmp_path):
+    """A tab-separated file read with ','. the header is one column holding tabs: say ?sep=tab, not ?text=."""
+    from qianyi.data.text import read_text_csv
+
+    p = tmp_path / "t.tsv"
+    p.write_text("text\tlabel\ngood book\t1\nbad book\t0\n")
+    with pytest.raises(DataError, match=r"holds tabs: is that the separator\? give it with \?sep=tab") as info:
+        read_text_csv(p)
+    assert "choose it with ?text=" not in str(info.value)
+    assert read_text_csv(p, sep="tab").X.tolist() == ["good book", "bad book"]
+
+
+def test_utf16_text_files_say_utf16_for_every_text_reader(tmp_path):
+    """jsonl, lines and csv text mode share one decoder: a UTF-16 file is named as such, with the right iconv."""
+    from qianyi.data.text import read_jsonl, read_lines, read_text_csv
+
+    (tmp_path / "t.jsonl").write_bytes('{"text": "a", "label": 0}\n'.encode("utf-16"))
+    (tmp_path / "t.txt").write_bytes("one\ntwo\n".encode("utf-16"))
+    (tmp_path / "t.csv").write_bytes("text\tlabel\r\na\t0\r\n".encode("utf-16"))
+    for read, f in ((read_jsonl, "t.jsonl"), (read_lines, "t.txt"), (read_text_csv, "t.csv")):
+        with pytest.raises(DataError, match=r"UTF-16.*iconv -f utf-16 -t utf-8") as info:
+            read(tmp_path / f)
+        assert f in str(info.value) and "latin1" not in str(info.value)

@@ -68,17 +68,6 @@ def _spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
     return Path(body).expanduser(), sep
 
 
-def _separator_hint(header: Sequence[str]) -> str:
-    """``read_csv``'s hint for a header read as one column that holds another separator ('' if none)."""
-    if len(header) != 1:
-        return ""
-    for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'")):
-        if char in header[0]:
-            return (f"; the header was read as one column, which holds {shown}: is that the separator? give it "
-                    f"with ?sep={name}")
-    return ""
-
-
 def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | None = None,
                drop: Sequence[str] = (), features: Sequence[str] | None = None) -> Table:
     """Read a CSV (``csv:FILE`` or a path; gzip read by content) with a header row. ``proxy`` and ``target``
@@ -87,7 +76,8 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     columns) reads those columns, by name, in that order, and ignores the others. The separator is the
     ``csv:`` reader's: ``;`` when the header line holds ``;`` and no ``,``, else ``,``, or the spec's
     ``?sep=`` (``,``, ``;``, ``|`` or ``tab``)."""
-    from .data.readers import _csv_separator, _csv_text, _lines, _numbered_rows, _unnamed_columns
+    from .data.readers import (DECIMAL_COMMA_ADVICE, _csv_separator, _csv_text, _lines, _numbered_rows,
+                               _unnamed_columns, decimal_comma, separator_hint)
 
     p, sep = _spec(spec)
     where = f"proxy table {str(p)!r}"
@@ -125,14 +115,14 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
     for role, col in named.items():
         if col is not None and col not in header:
             raise DataError(f"{where} has no column {col!r} ({role}); its columns are {header[:20]}"
-                            f"{_separator_hint(header)}")
+                            f"{separator_hint(header)}")
     if proxy is not None and proxy == target:
         raise ConfigError(f"proxy and target are the same column {proxy!r}; the proxy is another, abundant label")
     if features is not None:
         missing = [c for c in features if c not in header]
         if missing:
             raise DataError(f"{where} lacks the model's feature column(s) {missing[:10]}; give a table with the "
-                            f"columns the model was fitted on (their order does not matter){_separator_hint(header)}")
+                            f"columns the model was fitted on (their order does not matter){separator_hint(header)}")
         cols = list(features)
     else:
         cols = [c for c in header if c not in (proxy, target, *drop)]
@@ -154,6 +144,8 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
                 out[i] = np.nan
             if not math.isfinite(out[i]):
                 what = "is blank" if not cell else f"holds {cell!r}"
+                if decimal_comma(cell):
+                    raise DataError(f"{where}: column {col!r}, line {line} holds {cell!r}, {DECIMAL_COMMA_ADVICE}")
                 hint = ("leave the cell blank for an unknown value" if may_be_blank else
                         "every feature the model reads needs a number in every row: impute it or drop the row"
                         if features is not None else

@@ -47,6 +47,7 @@ import io
 import lzma
 import math
 import os
+import re
 import struct
 import tokenize
 import warnings
@@ -591,14 +592,47 @@ def _csv_text(p: Path, where: str) -> str:
     except (OSError, EOFError, zlib.error) as exc:
         raise _permission_fault(exc, p) or DataError(f"{where} cannot be read ({exc}); it may be truncated or "
                                                      "corrupt") from exc
+    utf16 = _utf16(raw)
+    if utf16 is not None:
+        raise DataError(f"{where} is UTF-16 text (Excel's 'Unicode Text', Notepad's 'Unicode'), not UTF-8; save it "
+                        f"as UTF-8 (Excel: 'CSV UTF-8'), or run iconv -f {utf16} -t utf-8 FILE > NEW")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{where} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-                        "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from exc
+        line = raw.count(b"\n", 0, exc.start) + 1  # a line, not a byte offset, finds the record in an editor
+        raise DataError(f"{where} is not UTF-8 text (line {line} holds the byte "
+                        f"{raw[exc.start:exc.start + 1]!r}); {_not_utf8_advice(raw)}") from exc
     if "\x00" in text:
         raise DataError(f"{where} contains NUL bytes: it is binary or UTF-16, not a CSV table; save it as UTF-8 text")
     return text
+
+
+def _utf16(raw: bytes) -> str | None:
+    """The iconv name of ``raw``'s encoding when it is UTF-16 (a BOM, or a NUL in every other byte of its start:
+    ASCII text in UTF-16 without a BOM), else None."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = raw[:4096]
+    even, odd = head[0::2], head[1::2]
+    if len(odd) < 4:
+        return None
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16be"
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16le"
+    return None
+
+
+def _not_utf8_advice(raw: bytes) -> str:
+    """How to convert text that is not UTF-8: from cp1252 (Windows 'ANSI', a superset of Latin-1's printable
+    characters), named as such when undecodable bytes lie in 0x80-0x9F (where Latin-1 has control characters)."""
+    bad = {ord(c) - 0xDC00 for c in raw.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff"}
+    if any(0x80 <= b <= 0x9F for b in bad):
+        return ("its bytes in 0x80-0x9F are Windows 'ANSI' (cp1252) characters such as curly quotes, dashes or the "
+                "euro sign: save it as UTF-8, e.g. iconv -f cp1252 -t utf-8 FILE > NEW (not latin1, which turns "
+                "them into control characters)")
+    return ("save it as UTF-8; Windows 'ANSI' or Latin-1 text converts with iconv -f cp1252 -t utf-8 FILE > NEW "
+            "(another encoding: give its name to iconv -f)")
 
 
 def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
@@ -679,6 +713,29 @@ MAX_CATEGORIES = 1000
 ID_ROWS = 20
 #: The values of a filtered column counted for the message of a filter that keeps no row.
 _COUNTED_VALUES = 1000
+
+
+#: A number written with a decimal comma (a German or French Excel export: ``69,6``).
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+#: What to do about one.
+DECIMAL_COMMA_ADVICE = ("a number with a decimal comma (a European Excel export?): re-export the table with '.' as "
+                        "the decimal mark (or replace ',' by '.' in the number columns)")
+
+
+def decimal_comma(cell: str) -> bool:
+    """Whether ``cell`` (stripped) is a number written with a decimal comma."""
+    return _DECIMAL_COMMA.fullmatch(cell) is not None
+
+
+def separator_hint(header: Sequence[str]) -> str:
+    """A hint for a header read as one column that holds another separator ('' if none)."""
+    if len(header) != 1:
+        return ""
+    for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'")):
+        if char in header[0]:
+            return (f"; the header was read as one column, which holds {shown}: is that the separator? give it "
+                    f"with ?sep={name}")
+    return ""
 
 
 def _csv_separator(sep: str | None, text: str, at: str) -> str:
@@ -830,6 +887,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     their cells are taken as text even if numeric). A categorical column of values V1 < V2 < ...
     (sorted, an empty cell is the value ``""``) becomes the features ``COL=V1``, ``COL=V2``, ... in
     its place; at most :data:`MAX_CATEGORIES` values. Without it, a non-numeric cell is an error.
+    ``"auto"`` refuses a column whose every value is a number with a decimal comma (``69,6``); numbers
+    need ``.`` as the decimal mark.
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -929,6 +988,9 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
                                         f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
+                    if decimal_comma(cell):
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, "
+                                        f"{DECIMAL_COMMA_ADVICE}{cut_short(n)}") from None
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
                     if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
@@ -965,6 +1027,13 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
+    commas = [cols[i] for i in cats if auto and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
+    if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently
+        example = next(v for v in index[cols.index(commas[0])] if v)
+        raise DataError(f"{at}: categorical=auto would one-hot encode column {commas[0]!r}, whose every value is "
+                        f"{DECIMAL_COMMA_ADVICE} (e.g. {example!r}); to encode "
+                        f"{'them' if len(commas) > 1 else 'it'} as categories anyway, name "
+                        f"{'them' if len(commas) > 1 else 'it'}: ?categorical={','.join(commas)}")
     ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "

@@ -165,7 +165,10 @@ def _load_base(base: str, root: Path | None, max_samples: int | None = None, see
         info = DATASETS[name]
         return info.loader(root, **parse_options(name, query, base, info.options))
     if ":" in base:
-        raise UnknownNameError(f"unknown reader {base.split(':', 1)[0]!r} in {base!r}; readers: {', '.join(READERS)}")
+        kind = base.split(":", 1)[0]
+        drive = (f"; a Windows path? name its reader: csv:{base} (or npz:, jsonl:, ...)"
+                 if len(kind) == 1 and kind.isalpha() and base[2:3] in ("\\", "/") else "")
+        raise UnknownNameError(f"unknown reader {kind!r} in {base!r}; readers: {', '.join(READERS)}{drive}")
     head, *tokens = name.split("+")
     if tokens and head in DATASETS:  # a known dataset with a shift that is not one: say which
         for token in tokens:

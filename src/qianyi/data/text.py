@@ -39,7 +39,7 @@ from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .builtin import data_folder, dataset
 from .domain import Domain, TransferTask
 from .readers import (LABEL_COLUMNS, MISSING_LABELS, _csv_labels, _csv_separator, _csv_text, _file, _folder, _listable,
-                      _numbered_rows)
+                      _numbered_rows, separator_hint)
 
 #: The four domains of the Multi-Domain Sentiment Dataset and their folder.
 AMAZON_DOMAINS = ("books", "dvd", "electronics", "kitchen")
@@ -384,7 +384,8 @@ def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = 
         raise DataError(f"{at} is empty; expected a header line and one row per text")
     cols = [c.strip() for c in rows[0][1]]
     if text not in cols:
-        raise DataError(f"{at} has no text column {text!r}; columns: {cols[:20]} (choose it with ?text=COLUMN)")
+        hint = separator_hint(cols) or " (choose it with ?text=COLUMN)"
+        raise DataError(f"{at} has no text column {text!r}; columns: {cols[:20]}{hint}")
     if label is not None and label not in cols:
         raise DataError(f"{at} has no label column {label!r}; columns: {cols[:20]}")
     if label == text:
