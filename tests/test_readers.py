@@ -316,13 +316,21 @@ def test_csv_in_cp1252_advises_cp1252_and_names_the_line(tmp_path):
 
 def test_csv_decimal_comma_is_named_and_not_one_hot_encoded(tmp_path):
     """A German Excel CSV: ';' separates, ',' is the decimal mark. The error says so (not 'one-hot it'), and
-    categorical=auto refuses to one-hot encode a column of decimal-comma numbers."""
+    categorical=auto warns when it one-hot encodes a column of numbers written with a comma."""
+    from qianyi.errors import QianyiWarning
+
     p = tmp_path / "eu.csv"
     rows = "".join(f"{20 + i % 7};{60 + i % 5},{i % 3};{i % 2}\r\n" for i in range(30))
     p.write_bytes(("alter;gewicht;label\r\n" + rows).encode("utf-8-sig"))
     msg = _raises(lambda: read_csv(p), "'gewicht'", "decimal comma", "'.' as the decimal mark", path=p)
-    assert "categorical=auto" not in msg, msg
-    msg = _raises(lambda: read_csv(p, categorical="auto"), "'gewicht'", "decimal comma", path=p)
+    assert "categorical=auto" not in msg and "?drop=gewicht" in msg, msg
+    # (review diff8) a thousands separator is named too, and the advice does not say "replace ',' by '.'"
+    (tmp_path / "us.csv").write_text('a,label\n"50,876",0\n"1,234",1\n')
+    msg = _raises(lambda: read_csv(tmp_path / "us.csv"), "'50,876'", "thousands separator", path=tmp_path / "us.csv")
+    assert "replace ','" not in msg, msg
+    # categorical=auto encodes it as asked (a size "1,5" is a category), but warns, naming the column
+    with pytest.warns(QianyiWarning, match=r"one-hot encodes column\(s\) \['gewicht'\].*plain numbers"):
+        assert read_csv(p, categorical="auto").X.shape[0] == 30
     assert read_csv(p, categorical="gewicht").X.shape[0] == 30  # named: encoded as asked
     p.write_text("a;b;label\n1;x;0\n2;y;1\n")  # plain text categories are still auto-encoded
     assert read_csv(p, categorical="auto").feature_names == ("a", "b=x", "b=y")

@@ -363,3 +363,21 @@ def test_a_pair_of_long_specs_gets_a_short_folder_and_an_older_long_folder_is_st
     legacy.mkdir(parents=True)
     assert named_folder(tmp_path / "old", "y" * 120) == legacy
     assert named_folder(tmp_path / "new", "y" * 120).name.startswith("y" * 60)
+    # (review diff8 #1) the transferability protocol's COND-from-A folders too: an earlier version's is kept
+    from qianyi.train.store import kept_folder, short_slug
+
+    long = "z" * 100
+    assert kept_folder(tmp_path / "t", f"AnB-from-{slug(long)}", f"AnB-from-{short_slug(long)}").name == \
+        f"AnB-from-{short_slug(long)}"
+    (tmp_path / "t" / f"AnB-from-{slug(long)}").mkdir(parents=True)
+    assert kept_folder(tmp_path / "t", f"AnB-from-{slug(long)}", f"AnB-from-{short_slug(long)}").name == \
+        f"AnB-from-{slug(long)}"
+
+
+def test_an_out_folder_name_too_long_for_the_file_system_is_said(tmp_path):
+    # (review diff8 #4) check_out's exists() raised ENAMETOOLONG itself: a traceback for an existing parent
+    from qianyi.errors import OutputError
+    from qianyi.train.rundir import check_out
+
+    with pytest.raises(OutputError, match="longer than this file system allows; choose a shorter --out"):
+        check_out(tmp_path / ("x" * 300))

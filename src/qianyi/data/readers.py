@@ -715,15 +715,17 @@ ID_ROWS = 20
 _COUNTED_VALUES = 1000
 
 
-#: A number written with a decimal comma (a German or French Excel export: ``69,6``).
-_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
-#: What to do about one.
-DECIMAL_COMMA_ADVICE = ("a number with a decimal comma (a European Excel export?): re-export the table with '.' as "
-                        "the decimal mark (or replace ',' by '.' in the number columns)")
+#: A number written with a comma: a decimal comma (a German or French Excel export: ``69,6``) or a thousands
+#: separator (``50,876``, ``1,234,567``); ``50,876`` may be either.
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)+")
+#: What to do about one (no guess which comma it is: "replace ',' by '.'" made 50,876 into 50.876).
+DECIMAL_COMMA_ADVICE = ("a number written with a comma (a decimal comma, as a European Excel export writes 69,6, or a "
+                        "thousands separator, 50,876): re-export the table with plain numbers ('.' as the decimal "
+                        "mark, no thousands separators)")
 
 
 def decimal_comma(cell: str) -> bool:
-    """Whether ``cell`` (stripped) is a number written with a decimal comma."""
+    """Whether ``cell`` (stripped) is a number written with a comma (decimal or thousands)."""
     return _DECIMAL_COMMA.fullmatch(cell) is not None
 
 
@@ -887,8 +889,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     their cells are taken as text even if numeric). A categorical column of values V1 < V2 < ...
     (sorted, an empty cell is the value ``""``) becomes the features ``COL=V1``, ``COL=V2``, ... in
     its place; at most :data:`MAX_CATEGORIES` values. Without it, a non-numeric cell is an error.
-    ``"auto"`` refuses a column whose every value is a number with a decimal comma (``69,6``); numbers
-    need ``.`` as the decimal mark.
+    ``"auto"`` warns about a column whose every value is a number written with a comma (``69,6``, ``50,876``):
+    one-hot encoded as asked, though numbers need plain digits with ``.`` as the decimal mark.
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -990,7 +992,9 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
                     if decimal_comma(cell):
                         raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, "
-                                        f"{DECIMAL_COMMA_ADVICE}{cut_short(n)}") from None
+                                        f"{DECIMAL_COMMA_ADVICE}; if it is not a number, encode it (one-hot: "
+                                        f"?categorical={cols[i]}) or leave the column out with ?drop={cols[i]}"
+                                        f"{cut_short(n)}") from None
                     other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
                                                                    ("|", "|", "'|'")) if c in cols[i]]
                     if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
@@ -1028,12 +1032,12 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
     commas = [cols[i] for i in cats if auto and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
-    if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently
+    if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently (warned, not
+        # refused: a size "1,5" or a resolution "1920,1080" is a category, and naming columns turns 'auto' off)
         example = next(v for v in index[cols.index(commas[0])] if v)
-        raise DataError(f"{at}: categorical=auto would one-hot encode column {commas[0]!r}, whose every value is "
-                        f"{DECIMAL_COMMA_ADVICE} (e.g. {example!r}); to encode "
-                        f"{'them' if len(commas) > 1 else 'it'} as categories anyway, name "
-                        f"{'them' if len(commas) > 1 else 'it'}: ?categorical={','.join(commas)}")
+        warnings.warn(f"{at}: categorical=auto one-hot encodes column(s) {commas[:5]} as categories, whose every value "
+                      f"is {DECIMAL_COMMA_ADVICE.split(' (')[0]} (e.g. {example!r}); if they are numbers, "
+                      f"{DECIMAL_COMMA_ADVICE.split(': ', 1)[1]}", QianyiWarning, stacklevel=2)
     ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "

@@ -38,7 +38,7 @@ from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE, RunResult
 from ..train.run import run, run_fingerprint
-from ..train.store import finished, named_folder, short_slug
+from ..train.store import finished, kept_folder, named_folder, short_slug, slug
 
 CONDITIONS = ("BnB", "BnB+", "AnB", "AnB+")
 BASE = "base"
@@ -290,7 +290,11 @@ def _row(pair: ProtocolPair, cond: str, k: int, seed: int, res: RunResult) -> di
 def _train(root: Path, data: TaskData, cond: str, k: int, seed: int, base: TrainConfig,
            init: tuple[Path, str] | None, log: Callable[[str], None] | None) -> tuple[RunResult, Path]:
     """One network for task ``data`` through the engine; returns its result and model file."""
-    rdir = named_folder(root / "runs", data.name) / (cond if init is None else f"{cond}-from-{short_slug(init[1])}")
+    rdir = named_folder(root / "runs", data.name)
+    if init is not None:
+        rdir = kept_folder(rdir, f"{cond}-from-{slug(init[1])}", f"{cond}-from-{short_slug(init[1])}")
+    else:
+        rdir = rdir / cond
     rdir = rdir / f"k{k}" / f"seed{seed}"
     cfg = replace(base, seed=seed, checkpoint_dir=None, init_from=str(init[0]) if init else None,
                   init_layers=k if init else None, freeze=k if init and not cond.endswith("+") else 0)

@@ -28,12 +28,23 @@ _held: dict[Path, int] = {}  # folders this process holds, with a re-entry count
 _guard = threading.Lock()
 
 
+def _too_long(path: Path, what: str) -> OutputError:
+    return OutputError(f"{what} {str(path)!r} cannot be created: a folder name in it, or the whole path, is longer "
+                       f"than this file system allows; choose a shorter {what}")
+
+
 def check_out(out: str | os.PathLike, what: str = "--out") -> Path:
     """``out`` as a usable folder path (created if missing); a clear error if it cannot be one."""
     if not str(out).strip():
         raise ConfigError(f"{what} is empty; give a folder name, e.g. {what} runs/my-run")
     path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # (Python 3.11's exists() raises ENAMETOOLONG)
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _too_long(path, what) from None
+        raise
+    if exists and not path.is_dir():
         raise OutputError(f"{what} {str(path)!r} is a file, not a folder; choose another {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -42,8 +53,7 @@ def check_out(out: str | os.PathLike, what: str = "--out") -> Path:
                           f"choose another {what}") from None
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise OutputError(f"{what} {str(path)!r} cannot be created: a folder name in it, or the whole path, is "
-                              "longer than this file system allows; choose a shorter " + what) from None
+            raise _too_long(path, what) from None
         raise OutputError(f"{what} {str(path)!r} cannot be created ({exc.strerror}); choose another {what}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {str(path)!r} is not writable; choose another {what} or fix its permissions")

@@ -47,14 +47,19 @@ def named_folder(root: Path, text: str) -> Path:
     """``root``'s folder for ``text`` (a pair, a data set): its :func:`slug`, cut to :data:`FOLDER_NAME_MAX`
     characters with a hash of the whole text when longer. A longer folder an earlier qianyi made there (uncut, and
     short enough for the file system) is kept, so its finished runs are found again."""
-    name = slug(text)
-    if len(name) > FOLDER_NAME_MAX:
+    return kept_folder(root, slug(text), short_slug(text))
+
+
+def kept_folder(root: Path, legacy: str, name: str) -> Path:
+    """``root/legacy`` when an earlier qianyi made that folder (its uncut name, short enough for the file system),
+    else ``root/name``: an upgrade finds its finished runs again."""
+    if legacy != name:
         try:
-            if len(os.fsencode(name)) <= 255 and (root / name).is_dir():
-                return root / name
+            if len(os.fsencode(legacy)) <= 255 and (root / legacy).is_dir():
+                return root / legacy
         except OSError:
             pass
-    return root / short_slug(text)
+    return root / name
 
 
 def short_slug(text: str) -> str:
