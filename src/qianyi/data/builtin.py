@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .domain import Domain, sample_keys
 from .lazy import is_lazy
-from .readers import _listable, _read_idx, _readable, first_closed, permission_denied, read_idx, scale_images, to_nchw
+from .readers import _listable, _read_idx, _readable, enterable, first_closed, permission_denied, read_idx, scale_images, to_nchw
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
@@ -49,11 +49,8 @@ def data_folder(root: Path | None, sub: str, what: str, holds: str = "") -> Path
     if not found:
         raise DatasetNotFoundError(f"{what}: {folder} is absent; set QIANYI_DATA (or --data-dir) to the data "
                                    f"directory that holds {holds}")
-    try:  # entered, not listed: a loader that opens fixed names works in a folder of mode 0711 (fsdd lists its own)
-        os.stat(os.path.join(folder, os.curdir))
-    except PermissionError:
-        raise permission_denied(folder, f"{what}: the data folder") from None
-    return folder
+    # entered, not listed: a loader that opens fixed names works in a folder of mode 0711 (fsdd lists its own)
+    return enterable(folder, f"{what}: the data folder")
 
 
 @dataclass(frozen=True)

@@ -58,16 +58,19 @@ def refuse_sparse_matrix(X: object, who: str) -> None:
 def _is_number(v: object) -> bool:
     """A real number, bool or missing value (None, NaN, pd.NA) held as an object: ``Decimal`` too (SQL NUMERIC
     columns), never a str that reads as a number (a ZIP code "02134")."""
-    return (v is None or isinstance(v, (numbers.Real, decimal.Decimal, np.bool_))
-            or type(v).__name__ == "NAType")  # (bool is an int; pd.NA without importing pandas)
+    return _missing(v) or isinstance(v, (numbers.Real, decimal.Decimal, np.bool_))  # (bool is an int)
+
+
+def _missing(v: object) -> bool:
+    """None or pandas' NA (known without importing pandas); a float NaN is a number."""
+    return v is None or type(v).__name__ == "NAType"
 
 
 def _object_numbers(X: np.ndarray) -> np.ndarray:
     """An object array of :func:`_is_number` entries as float64, missing values as NaN (TypeError otherwise)."""
     if not all(_is_number(v) for v in X.flat):
         raise TypeError("not numbers")
-    return np.array([np.nan if v is None or type(v).__name__ == "NAType" else float(v) for v in X.flat],
-                    np.float64).reshape(X.shape)
+    return np.array([np.nan if _missing(v) else float(v) for v in X.flat], np.float64).reshape(X.shape)
 
 
 def _non_numeric(X: np.ndarray, columns: Sequence[object] | None) -> list[object]:

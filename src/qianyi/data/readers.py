@@ -149,6 +149,14 @@ def _listable(d: Path, what: str) -> Path:
     try:
         with os.scandir(d) as entries:
             next(entries, None)
+    except PermissionError:
+        raise permission_denied(d, what) from None
+    return enterable(d, what)
+
+
+def enterable(d: Path, what: str) -> Path:
+    """``d`` (a folder) if this process may open what is inside it (execute permission; listing it may be denied)."""
+    try:
         os.stat(os.path.join(d, os.curdir))  # readable but not searchable: nothing inside opens (d / "." is d)
     except PermissionError:
         raise permission_denied(d, what) from None
@@ -719,9 +727,9 @@ _COUNTED_VALUES = 1000
 #: separator (``50,876``, ``1,234,567``); ``50,876`` may be either.
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)+")
 #: What to do about one (no guess which comma it is: "replace ',' by '.'" made 50,876 into 50.876).
+PLAIN_NUMBERS = "re-export the table with plain numbers ('.' as the decimal mark, no thousands separators)"
 DECIMAL_COMMA_ADVICE = ("a number written with a comma (a decimal comma, as a European Excel export writes 69,6, or a "
-                        "thousands separator, 50,876): re-export the table with plain numbers ('.' as the decimal "
-                        "mark, no thousands separators)")
+                        f"thousands separator, 50,876): {PLAIN_NUMBERS}")
 
 
 def decimal_comma(cell: str) -> bool:
@@ -729,15 +737,19 @@ def decimal_comma(cell: str) -> bool:
     return _DECIMAL_COMMA.fullmatch(cell) is not None
 
 
+def _other_separator(column: str) -> tuple[str, str] | None:
+    """``(sep= name, as said)`` of another separator a column name holds (a header read as one column), or None."""
+    return next(((name, shown) for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'"))
+                 if char in column), None)
+
+
 def separator_hint(header: Sequence[str]) -> str:
     """A hint for a header read as one column that holds another separator ('' if none)."""
-    if len(header) != 1:
+    other = _other_separator(header[0]) if len(header) == 1 else None
+    if other is None:
         return ""
-    for name, char, shown in (("tab", "\t", "tabs"), (";", ";", "';'"), ("|", "|", "'|'")):
-        if char in header[0]:
-            return (f"; the header was read as one column, which holds {shown}: is that the separator? give it "
-                    f"with ?sep={name}")
-    return ""
+    return (f"; the header was read as one column, which holds {other[1]}: is that the separator? give it with "
+            f"?sep={other[0]}")
 
 
 def _csv_separator(sep: str | None, text: str, at: str) -> str:
@@ -995,11 +1007,10 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         f"{DECIMAL_COMMA_ADVICE}; if it is not a number, encode it (one-hot: "
                                         f"?categorical={cols[i]}) or leave the column out with ?drop={cols[i]}"
                                         f"{cut_short(n)}") from None
-                    other = [(name, shown) for name, c, shown in (("tab", "\t", "tabs"), (";", ";", "';'"),
-                                                                   ("|", "|", "'|'")) if c in cols[i]]
-                    if len(cols) == 1 and other:  # one column whose name holds another separator: read as one
+                    other = _other_separator(cols[i]) if len(cols) == 1 else None
+                    if other is not None:  # one column whose name holds another separator: read as one
                         raise DataError(f"{at}: the header was read as one column {cols[i][:60]!r}, which holds "
-                                        f"{other[0][1]}: is that the separator? give it with ?sep={other[0][0]}")
+                                        f"{other[1]}: is that the separator? give it with ?sep={other[0]}")
                     raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]} (an ID: keep it beside the predictions with ?id={cols[i]}), or "
@@ -1036,8 +1047,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         # refused: a size "1,5" or a resolution "1920,1080" is a category, and naming columns turns 'auto' off)
         example = next(v for v in index[cols.index(commas[0])] if v)
         warnings.warn(f"{at}: categorical=auto one-hot encodes column(s) {commas[:5]} as categories, whose every value "
-                      f"is {DECIMAL_COMMA_ADVICE.split(' (')[0]} (e.g. {example!r}); if they are numbers, "
-                      f"{DECIMAL_COMMA_ADVICE.split(': ', 1)[1]}", QianyiWarning, stacklevel=2)
+                      f"is a number written with a comma (e.g. {example!r}); if they are numbers, {PLAIN_NUMBERS}",
+                      QianyiWarning, stacklevel=2)
     ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "
