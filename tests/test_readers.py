@@ -336,6 +336,27 @@ def test_csv_decimal_comma_is_named_and_not_one_hot_encoded(tmp_path):
     assert read_csv(p, categorical="auto").feature_names == ("a", "b=x", "b=y")
 
 
+def test_csv_decimal_comma_is_read_when_told(tmp_path):
+    """?decimal=, (or comma) reads a European Excel export's 69,6 as 69.6; categorical=auto then takes such a column as
+    numbers; a '.' (a thousands separator) is refused, as are an unknown mark and the comma separator."""
+    p = tmp_path / "eu.csv"
+    p.write_text("gewicht;groesse;farbe;label\n69,6;1,80;rot;a\n72;1,75;blau;b\n-0,5;1,6;rot;a\n")
+    msg = _raises(lambda: read_csv(p), "'69,6'", "?decimal=,", path=p)  # the error says the option
+    for mark in (",", "comma"):
+        d = read_csv(p, categorical="farbe", decimal=mark)
+        np.testing.assert_allclose(d.X[:, :2], [[69.6, 1.8], [72, 1.75], [-0.5, 1.6]], rtol=1e-6)
+        assert d.feature_names == ("gewicht", "groesse", "farbe=blau", "farbe=rot")
+    assert read_csv(p, categorical="auto", decimal=",").feature_names == d.feature_names  # numbers, not categories
+    d = load_domain(f"csv:{p}?categorical=farbe&decimal=,")  # the spec option
+    np.testing.assert_allclose(d.X[0, :2], [69.6, 1.8], rtol=1e-6)
+    p.write_text("gewicht;label\n1.234,5;a\n2,5;b\n")
+    msg = _raises(lambda: read_csv(p, decimal=","), "'1.234,5'", "thousands separator", "leave ?decimal= out", path=p)
+    _raises(lambda: read_csv(p, decimal="x"), "decimal='x'", path=p)
+    _raises(lambda: read_csv(p, decimal=",", sep=","), "?sep=,", path=p)
+    p.write_text("a;label\n1.5;a\n2;b\n")  # the default mark is unchanged
+    np.testing.assert_allclose(read_csv(p).X[:, 0], [1.5, 2])
+
+
 def test_windows_drive_path_without_a_reader_says_how_to_write_it():
     from qianyi.errors import UnknownNameError
     with pytest.raises(UnknownNameError, match=r"Windows path.*csv:C:"):

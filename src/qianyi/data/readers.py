@@ -728,6 +728,8 @@ _COUNTED_VALUES = 1000
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)+")
 #: What to do about one (no guess which comma it is: "replace ',' by '.'" made 50,876 into 50.876).
 PLAIN_NUMBERS = "re-export the table with plain numbers ('.' as the decimal mark, no thousands separators)"
+#: What ``csv:`` adds: it reads a decimal comma when told.
+READ_DECIMAL_COMMA = "(a decimal comma is read with ?decimal=,)"
 DECIMAL_COMMA_ADVICE = ("a number written with a comma (a decimal comma, as a European Excel export writes 69,6, or a "
                         f"thousands separator, 50,876): {PLAIN_NUMBERS}")
 
@@ -750,6 +752,16 @@ def separator_hint(header: Sequence[str]) -> str:
         return ""
     return (f"; the header was read as one column, which holds {other[1]}: is that the separator? give it with "
             f"?sep={other[0]}")
+
+
+def _csv_decimal(decimal: str | None, at: str) -> str:
+    """``decimal`` as its mark (``.`` or ``,``); None or '' is ``.``."""
+    if decimal is None or decimal == "":
+        return "."
+    if decimal not in DECIMAL_MARKS:
+        raise DataError(f"{at}: decimal={decimal!r} is not a decimal mark; give '.' (the default) or ',' (also "
+                        "'comma')")
+    return DECIMAL_MARKS[decimal]
 
 
 def _csv_separator(sep: str | None, text: str, at: str) -> str:
@@ -803,15 +815,29 @@ def _csv_categorical(categorical: str | Sequence[str] | None, at: str, cols: lis
     return {i for i in feats if cols[i] in names}
 
 
-def _is_number(cell: str) -> bool:
+def _is_number(cell: str, decimal: str = ".") -> bool:
     try:
-        float(cell)
+        _number(cell, decimal)
     except ValueError:
         return False
     return True
 
 
-def _text_columns(rows, ncols: int, feats: list[int], keep) -> set[int]:
+#: ``decimal=`` values of :func:`read_csv` and the decimal mark each means.
+DECIMAL_MARKS = {".": ".", ",": ",", "comma": ","}
+
+
+def _number(cell: str, decimal: str = ".") -> float:
+    """A cell as a number, ``decimal`` its decimal mark (``,``: ``69,6`` is 69.6; a cell holding a '.' is then no
+    number, as a thousands separator would be read wrongly). ValueError if it is none."""
+    if decimal == ",":
+        if "." in cell:
+            raise ValueError(cell)
+        cell = cell.replace(",", ".", 1) if cell.count(",") == 1 else cell
+    return float(cell)
+
+
+def _text_columns(rows, ncols: int, feats: list[int], keep, decimal: str = ".") -> set[int]:
     """``categorical=auto``: the feature columns whose kept non-empty cells are all text (none numeric)."""
     text: set[int] = set()
     open_ = set(feats)  # columns with no numeric cell so far
@@ -822,7 +848,7 @@ def _text_columns(rows, ncols: int, feats: list[int], keep) -> set[int]:
             cell = r[i].strip()
             if not cell:
                 continue
-            if _is_number(cell):
+            if _is_number(cell, decimal):
                 open_.discard(i)
                 text.discard(i)
             else:
@@ -880,7 +906,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
              drop: Sequence[str] | str = (), *, sep: str | None = None,
              where: str | tuple[str, Sequence[str]] | None = None,
              where_not: str | tuple[str, Sequence[str]] | None = None,
-             categorical: str | Sequence[str] | None = None, id_column: str | None = None) -> Domain:
+             categorical: str | Sequence[str] | None = None, id_column: str | None = None,
+             decimal: str | None = None) -> Domain:
     """A table with a header, read by column name: one label column, numeric (or one-hot) features.
 
     ``label`` names the label column (default: the one column named label, labels, y, class or
@@ -903,11 +930,19 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     its place; at most :data:`MAX_CATEGORIES` values. Without it, a non-numeric cell is an error.
     ``"auto"`` warns about a column whose every value is a number written with a comma (``69,6``, ``50,876``):
     one-hot encoded as asked, though numbers need plain digits with ``.`` as the decimal mark.
+
+    ``decimal`` is the decimal mark of the numbers: ``.`` (default) or ``,`` (also ``comma``; a European Excel
+    export: ``69,6`` is 69.6, and a number holding a ``.``, a thousands separator, is refused). With ``,`` the
+    separator is ``;``, tab or ``|`` (a comma-separated file would need every such number quoted).
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
+    dec = _csv_decimal(decimal, at)
     text = _csv_text(p, at)
     delimiter = _csv_separator(sep, text, at)
+    if dec == "," and delimiter == "," and sep not in (None, ""):
+        raise DataError(f"{at}: ?decimal=, with ?sep=, reads 69,6 as two fields; a file with a decimal comma is "
+                        "separated by ';' (give ?sep=; or leave ?sep= out), tab or '|'")
     cut = _unterminated(text)
 
     def cut_short(n: int) -> str:
@@ -972,7 +1007,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if cats == "auto":
             body = records()
             next(body, None)  # the header
-            cats = _text_columns(body, len(cols), feats, keep)
+            cats = _text_columns(body, len(cols), feats, keep, dec)
         nums = [i for i in feats if i not in cats]
         index: dict[int, dict[str, int]] = {i: {} for i in cats}  # value -> code, in order of appearance
         codes: dict[int, array] = {i: array("i") for i in cats}
@@ -991,7 +1026,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                 continue
             for i in nums:
                 try:
-                    x = float(r[i])
+                    x = float(r[i]) if dec == "." else _number(r[i], dec)
                     if not math.isfinite(x):
                         raise ValueError
                     values.append(x)
@@ -1002,9 +1037,14 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
                                         f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
-                    if decimal_comma(cell):
-                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, "
-                                        f"{DECIMAL_COMMA_ADVICE}; if it is not a number, encode it (one-hot: "
+                    if dec == "," and "." in cell and _is_number(cell.replace(".", ""), dec):
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, a number with a '.': with "
+                                        "?decimal=, that is a thousands separator (1.234,5), which is not read; "
+                                        "re-export the table without thousands separators (or, if '.' is the decimal "
+                                        f"mark, leave ?decimal= out){cut_short(n)}") from None
+                    if dec == "." and decimal_comma(cell):
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, {DECIMAL_COMMA_ADVICE} "
+                                        f"{READ_DECIMAL_COMMA}; if it is not a number, encode it (one-hot: "
                                         f"?categorical={cols[i]}) or leave the column out with ?drop={cols[i]}"
                                         f"{cut_short(n)}") from None
                     other = _other_separator(cols[i]) if len(cols) == 1 else None
@@ -1042,12 +1082,13 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
-    commas = [cols[i] for i in cats if auto and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
+    commas = [cols[i] for i in cats if auto and dec == "." and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
     if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently (warned, not
         # refused: a size "1,5" or a resolution "1920,1080" is a category, and naming columns turns 'auto' off)
         example = next(v for v in index[cols.index(commas[0])] if v)
         warnings.warn(f"{at}: categorical=auto one-hot encodes column(s) {commas[:5]} as categories, whose every value "
-                      f"is a number written with a comma (e.g. {example!r}); if they are numbers, {PLAIN_NUMBERS}",
+                      f"is a number written with a comma (e.g. {example!r}); if they are numbers, {PLAIN_NUMBERS} "
+                      f"{READ_DECIMAL_COMMA}",
                       QianyiWarning, stacklevel=2)
     ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category

@@ -62,7 +62,7 @@ READERS = {
     "csv": lambda path, name, opts: csv_text_reader(path, name, opts) if "text" in opts else read_csv(
         path, name, label=opts.get("label"), drop=tuple(c for c in opts.get("drop", "").split(",") if c),
         sep=opts.get("sep"), where=opts.get("where"), where_not=opts.get("where_not"),
-        categorical=opts.get("categorical"), id_column=opts.get("id")),
+        categorical=opts.get("categorical"), id_column=opts.get("id"), decimal=opts.get("decimal")),
     "svmlight": lambda path, name, opts: read_svmlight(
         path, name, n_features=_int_option(opts, "n_features", None, 1, 10**9) if "n_features" in opts else None),
     "mat": lambda path, name, opts: read_mat(path, name, x=opts.get("x"), y=opts.get("y")),
@@ -71,7 +71,8 @@ READERS = {
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
 READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
-                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text", "id"),
+                  "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text", "id",
+                          "decimal"),
                   "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), "wav": ("name",),
                   **TEXT_READER_OPTIONS}
 #: Row transforms of vector inputs applied before standardisation (``load_task(vector_transform=)``):
