@@ -590,8 +590,35 @@ def test_integer_labels_meet_classes_named_by_value_by_the_reading_that_fits(tmp
     assert align_labels(dom([0, 1, 2]), dom([0, 1], ("1", "3"))).y.tolist() == [0, 1]  # '3' is no index: position
     same = dom([0, 1, 2], ("0", "1", "2"))  # names '0'..'k-1' in order: both readings agree
     assert align_labels(same, dom([2, 1])).y.tolist() == [2, 1]
-    pn = dom([0, 1], ("negative", "positive"))  # names that are not numbers: by position, as documented
-    assert align_labels(pn, dom([1, 0])).y.tolist() == [1, 0]
+    pn = dom([0, 1], ("negative", "positive"))  # names that are not numbers against indices: refused
+    with pytest.raises(LabelMismatchError, match="unnamed class indices"):
+        align_labels(pn, dom([1, 0]))
+
+
+def test_text_class_names_against_unnamed_indices_are_refused_not_matched_by_position(tmp_path):
+    """Integer labels on one side, text names on the other: by position the sorted names ('eight' = 0, ...) were
+    read as indices and a 98% model scored 10%; refused both ways, naming both specs and both label sets. Names
+    written as whole numbers ('0.0'..'9.0') still read as indices."""
+    from qianyi.errors import LabelMismatchError
+
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    rng = np.random.default_rng(0)
+
+    def write(name, labels):
+        (tmp_path / name).write_text("a,b,label\n" + "".join(f"{rng.normal():.3f},{rng.normal():.3f},{c}\n"
+                                                             for c in labels))
+        return f"csv:{tmp_path / name}"
+    ints, text = write("s.csv", list(range(10)) * 4), write("t.csv", words * 4)
+    with pytest.raises(LabelMismatchError) as err:
+        load_task(ints, text)
+    msg = str(err.value)
+    assert "target" in msg and "t.csv" in msg and "'eight'" in msg and "source" in msg and "s.csv" in msg
+    assert "0..9" in msg
+    with pytest.raises(LabelMismatchError, match=r"source .*s2\.csv.* names its classes .*target .*t2\.csv"):
+        load_task(write("s2.csv", words * 4), write("t2.csv", list(range(10)) * 4))
+    floats = write("t3.csv", [f"{c}.0" for c in range(10)] * 4)
+    task = load_task(ints, floats, target_test=floats)
+    assert sorted(set(task.target_test.y.tolist())) == list(range(10))
 
 
 def test_csv_unnamed_columns_pandas_index_and_trailing_commas(tmp_path):

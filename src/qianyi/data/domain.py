@@ -564,13 +564,34 @@ def _align_by_value(source: Domain, target: Domain) -> Domain | None:
     return target.replace(y=y, class_names=source.class_names)
 
 
+def _refuse_names_against_indices(source: Domain, target: Domain) -> None:
+    """Refuse a pair where one side names its classes (not by whole numbers) and the other holds unnamed class
+    indices: matched by position, sorted names ('eight' = 0, 'five' = 1, ...) were read as indices (a 98% model
+    scored 10%)."""
+    if target.class_names is None:
+        named, named_role, unnamed, unnamed_role = source, "source", target, "target"
+    else:
+        named, named_role, unnamed, unnamed_role = target, "target", source, "source"
+    assert named.class_names is not None and unnamed.y is not None
+    indices = np.unique(unnamed.y)
+    contiguous = len(indices) > 2 and int(indices[-1]) - int(indices[0]) == len(indices) - 1
+    shown = f"{int(indices[0])}..{int(indices[-1])}" if contiguous else str(indices[:10].tolist())
+    raise LabelMismatchError(
+        f"{named_role} {named.name!r} names its classes {list(named.class_names[:10])}"
+        f"{' ...' if len(named.class_names) > 10 else ''} but {unnamed_role} {unnamed.name!r} has unnamed "
+        f"class indices {shown}; which name each index stands for is unknown (matching them by position would be a "
+        "guess), so give both sides the same encoding: class names on both (a CSV or JSON Lines label column of "
+        "names; npz: store class_names= with y), or class indices 0..k-1 on both")
+
+
 def align_labels(source: Domain, target: Domain) -> Domain:
     """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks.
 
-    Named classes match by name; unnamed integer labels are class indices. When one side names its classes by
-    label value ("1", "2", ...: SVMlight, .mat, folders) and the other holds integer labels without names (CSV,
-    npz, JSON Lines), a label is read by value (label 3 = class '3') when only that reading fits, by position
-    when only that one does, and refused as ambiguous when both fit and differ."""
+    Named classes match by name; unnamed integer labels are class indices. Names that are not whole numbers on
+    one side and unnamed class indices on the other are refused (which name an index stands for is unknown).
+    When one side names its classes by label value ("1", "2", ...: SVMlight, .mat, folders) and the other holds
+    integer labels without names (CSV, npz, JSON Lines), a label is read by value (label 3 = class '3') when only
+    that reading fits, by position when only that one does, and refused as ambiguous when both fit and differ."""
     n_src = source.n_classes
     if target.y is None:
         return target.replace(class_names=source.class_names)
@@ -593,7 +614,9 @@ def align_labels(source: Domain, target: Domain) -> Domain:
         mapping = np.array([index.get(c, -1) for c in target.class_names])
         return target.replace(y=mapping[target.y], class_names=source.class_names)
     named = source.class_names if target.class_names is None else target.class_names
-    if (source.class_names is None) != (target.class_names is None) and _whole_numbers(named) is not None:
+    if (source.class_names is None) != (target.class_names is None):
+        if _whole_numbers(named) is None:  # names against class indices: matching by position would be a guess
+            _refuse_names_against_indices(source, target)
         aligned = _align_by_value(source, target)
         if aligned is not None:
             return aligned
