@@ -265,6 +265,24 @@ def test_folder_max_samples_are_stratified_and_chosen_before_decoding(tmp_path, 
     assert not np.array_equal(d.X, other.X)
 
 
+def test_max_samples_keeps_a_class_of_one_sample(tmp_path):
+    """A stratified subsample rounded a one-sample class's share to 0 and dropped it: the target was then refused
+    for a class the source 'lacked', or a named class could never be predicted. A subsample keeps every class; a
+    validation holdout still leaves a singleton to training."""
+    from qianyi.data.domain import stratified_split
+
+    _image_folder(tmp_path / "f", {"a": 20, "b": 20, "c": 1}, size=(8, 8))
+    assert np.bincount(read_folder(tmp_path / "f", size=8, max_samples=12, seed=0).y).tolist() == [6, 6, 1]
+    rng = np.random.default_rng(0)
+    y = np.r_[np.repeat(np.arange(9), 60), [9]]
+    np.savez(tmp_path / "s.npz", X=rng.normal(size=(len(y), 4)).astype(np.float32), y=y)
+    np.savez(tmp_path / "t.npz", X=rng.normal(size=(100, 4)).astype(np.float32), y=np.arange(100) % 10)
+    task = load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}", max_samples=100)
+    assert 9 in np.r_[task.source.y, task.source_val.y]
+    rest, val = stratified_split(y, len(y), 0.1, 0)
+    assert 9 in y[rest] and 9 not in y[val]
+
+
 def test_folder_greyscale_when_every_image_is_grey(tmp_path):
     _image_folder(tmp_path, {"a": 2, "b": 2}, mode="L")
     assert read_folder(tmp_path, size=8).X.shape == (4, 1, 8, 8)

@@ -136,8 +136,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     g = p.add_argument_group("data and machine")
     g.add_argument("--max-samples", type=int, default=None, metavar="N",
-                   help="cap the source and the target at N samples each (stratified, so about N; a "
-                        "--target-test set is scored whole)")
+                   help="cap the source and the target at N samples each (stratified, so about N, and "
+                        "every class keeps at least one sample; a --target-test set is scored whole)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar and no per-epoch or 'resuming from step N' lines: only warnings and "
                         "results (when stderr is not a terminal the bar is off anyway, and the lines print)")

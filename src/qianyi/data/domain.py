@@ -353,8 +353,12 @@ def sample_keys(X: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(r, digest_size=16).digest() for r in rows], dtype="S16")
 
 
-def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``range(n)`` into (rest, part) with ``part`` about ``fraction`` of each class."""
+def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int, *,
+                     every_class: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (rest, part) with ``part`` about ``fraction`` of each class.
+
+    A class of one sample stays in ``rest`` (a held-out split leaves it to training); with ``every_class`` (a
+    subsample: ``part`` is what is kept) it goes to ``part``, so a subsample keeps every class."""
     rng = np.random.default_rng(seed)
     if not 0.0 < fraction < 1.0:
         raise DataError(f"split fraction must be in (0, 1), got {fraction}")
@@ -365,6 +369,8 @@ def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int) -
         k = int(round(len(g) * fraction))
         if len(g) >= 2:
             k = min(max(k, 1), len(g) - 1)
+        elif every_class:
+            k = len(g)
         part.append(g[:k])
     part_idx = np.sort(np.concatenate(part)) if part else np.empty(0, np.int64)
     mask = np.ones(n, bool)

@@ -528,7 +528,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                           QianyiWarning, stacklevel=2)
     if max_samples is not None and max_samples < len(files):
         if classes:
-            _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed)
+            _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed, every_class=True)
         else:
             keep = np.sort(np.random.default_rng(seed).choice(len(files), max_samples, replace=False))
         files, labels = [files[i] for i in keep], [labels[i] for i in keep] if classes else []

@@ -462,7 +462,7 @@ def _keyed(d: Domain) -> Domain:
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
     if n is None or len(d) <= n:
         return d
-    _, keep = stratified_split(d.y, len(d), n / len(d), seed)
+    _, keep = stratified_split(d.y, len(d), n / len(d), seed, every_class=True)
     return d.subset(keep)
 
 
@@ -476,8 +476,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
     ``fashion+invert``) get disjoint halves of it, so no image is on both sides. Both domains are
     brought to their common canvas (:func:`qianyi.data.canvas.common_canvas`) before shifts.
-    ``max_samples`` caps each domain (stratified). Splits depend on ``split_seed`` only, so every
-    method and training seed is scored on the same target test set.
+    ``max_samples`` caps each domain (stratified; every class keeps at least one sample). Splits depend on
+    ``split_seed`` only, so every method and training seed is scored on the same target test set.
 
     The target may be unlabelled. Its test split is ``target_test`` (a labelled spec, scored only;
     then all of the target trains), else ``test_fraction`` of a labelled target; with
