@@ -208,6 +208,8 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     collapsed = balanced[:-1] + [{**balanced[-1], "target_top_share": 0.97}]
     (flag,) = game_flags(collapsed, ("domain_acc",), 0.1)
     assert "collapsed" in flag
+    # a correct model on a target dominated by one class looks the same: the flag names label shift too
+    assert "dominated by one class (label shift" in flag and "only target labels can tell" in flag
     assert game_flags(collapsed, ("domain_acc",), 0.9) == []  # a source that skewed: not a collapse
     assert "fooled the discriminator" in flag
     (plain,) = game_flags(collapsed, (), 0.1)  # no discriminator (source-only, DAN): no game to blame

@@ -3,7 +3,8 @@
 Two failures are common and visible without target labels: the **discriminator wins** (its accuracy
 stays near 100%: the features were never aligned, the encoder gets no useful signal) and the network
 **collapses** onto one class for most target samples (an encoder that fooled its discriminator by
-mapping everything to one place). :func:`game_flags` reads them from the per-epoch history: the
+mapping everything to one place; a target dominated by one class, label shift, looks the same without
+target labels, and the flag says so). :func:`game_flags` reads them from the per-epoch history: the
 methods log their discriminators' accuracies under the names in ``Method.discriminator_logs``, and
 the engine records ``target_top_share``, the share of (unlabelled) target training samples given the
 most frequent predicted class. A third is flagged for teacher methods: a **confidence gate that stays
@@ -20,7 +21,8 @@ from ..methods.base import Method
 
 #: A discriminator this accurate (mean over the last quarter of the epochs) is winning the game.
 DISCRIMINATOR_WINS = 0.98
-#: A network that gives this share of the target one class has collapsed (unless the source is that skewed).
+#: A network that gives this share of the target one class is flagged (unless the source is that skewed): a
+#: collapse, or a target dominated by one class (label shift), which only target labels can tell apart.
 COLLAPSED = 0.9
 #: A confidence gate letting through less than this share of the target on average over the run is flagged.
 GATE_SHUT = 0.01
@@ -54,9 +56,10 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     """Readable warnings for an unbalanced game, from the per-epoch ``history``.
 
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
-    share of the source's most frequent class (a target that is legitimately skewed is not flagged
-    unless the network is far more skewed than the source). ``meaning`` and ``advice``: what a winning
-    discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
+    share of the source's most frequent class (no collapse flag when it is 0.5 or more). The collapse flag
+    compares the network's share with the source's, not the target's (unknown without labels), so a correct
+    model on a target dominated by one class (label shift) is flagged too, and the flag says so. ``meaning``
+    and ``advice``: what a winning discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
     ``check_collapse`` False skips the collapse check (a method that trains no classifier);
     ``selected_epoch``: the epoch whose weights the run returns (``--select``), whose predictions the
     collapse check reads (default: the last epoch); ``oracle``: the network learnt from target labels;
@@ -91,6 +94,8 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
                       "(more epochs) before reading this as the domains' fault" if unlearnt
                  else "the encoder may have fooled the discriminator by mapping the target to one place" if feature_game
                  else "what it learnt on the source does not carry over to this target")
-        flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
-                     f"source's largest class is {100 * source_top_share:.0f}%); {cause}")
+        flags.append(f"the network gives {100 * share:.0f}% of the target samples one class (the source's largest "
+                     f"class is {100 * source_top_share:.0f}%): either it collapsed ({cause}), or the target is "
+                     "dominated by one class (label shift, where a correct model is as skewed); only target labels "
+                     "can tell the two apart")
     return flags
