@@ -155,6 +155,11 @@ def test_bad_inputs_say_what_is_wrong():
         TCA().fit(Xs, sample_domain=np.zeros(len(Xs)))
     with pytest.raises(DataError, match=r"yt has 3 labels for 40 rows"):
         TrAdaBoost().fit(Xs, ys, Xt, yt[:3])
+    # integer source labels and text target ones were unioned into twice the classes, silently
+    with pytest.raises(DataError, match=r"y \('0', '1'.*and the target labels yt \('c0', 'c1'.*different types"):
+        TrAdaBoost().fit(Xs, ys, Xt, np.array([f"c{v}" for v in yt]))
+    with pytest.raises(DataError, match=r"AugmentedClassifier.fit: .*different types"):
+        AugmentedClassifier().fit(Xs, ys, Xt, np.array([f"c{v}" for v in yt]))
     with pytest.raises(ConfigError, match="kernel='poly' is unknown"):
         TCA(kernel="poly").fit(Xs, Xt)
     with pytest.raises(ConfigError, match="takes no sample_weight"):

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse
+from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ..errors import ConfigError, DataError, QianyiWarning
@@ -99,6 +100,20 @@ def check_labels(est: Any, y: Any, n: int, name: str) -> np.ndarray:
     if len(y) != n:
         raise DataError(f"{who}: {name} has {len(y)} labels for {n} rows; give one label per row")
     return y
+
+
+def same_label_types(est: Any, ys: np.ndarray, yt: np.ndarray) -> None:
+    """Refuse source and target labels of different types (numbers on one side, text on the other): unioned,
+    integer source labels and text target ones made twice the classes, silently."""
+    try:
+        unique_labels(ys, yt)
+    except ValueError as exc:
+        def shown(y: np.ndarray) -> str:
+            values = sorted({str(v) for v in y.tolist()})
+            return ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise DataError(f"{type(est).__name__}.fit: the source labels y ({shown(ys)}) and the target labels yt "
+                        f"({shown(yt)}) are of different types ({exc}); a class is one label on both sides: give "
+                        "y and yt in one encoding (both class names or both numbers)") from None
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ..errors import DataError
-from ._base import check_X, domain_mask, split_domains
+from ._base import check_X, domain_mask, same_label_types, split_domains
 
 
 def augment(X: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -88,6 +88,7 @@ class AugmentedClassifier(ClassifierMixin, BaseEstimator):
         d = split_domains(self, X, y, Xt, yt, sample_domain, need_y=True, need_yt=True)
         labels = np.r_[d.ys, d.yt]
         check_classification_targets(labels)
+        same_label_types(self, d.ys, d.yt)
         if len(np.unique(labels)) < 2:
             raise DataError(f"AugmentedClassifier.fit: the labels hold only 1 class ({labels[0]!r}); a classifier "
                             "needs at least two")

@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from ..errors import ConfigError, DataError, QianyiWarning
-from ._base import check_X, split_domains
+from ._base import check_X, same_label_types, split_domains
 
 #: Weighted target errors are kept in [EPS_MIN, 1/2 - EPS_MIN]: 0 would give beta_t = 0, 1/2 or more breaks
 #: the paper's assumption eps_t < 1/2.
@@ -61,6 +61,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"TrAdaBoost: n_estimators={N!r}; give a positive integer (the paper's N)")
         d = split_domains(self, X, y, Xt, yt, sample_domain, need_y=True, need_yt=True)
         check_classification_targets(np.r_[d.ys, d.yt])
+        same_label_types(self, d.ys, d.yt)
         self.classes_, codes = np.unique(np.r_[d.ys, d.yt], return_inverse=True)
         if len(self.classes_) < 2:
             raise DataError(f"TrAdaBoost.fit: the labels hold only 1 class ({self.classes_[0]!r}); a classifier "
