@@ -104,6 +104,26 @@ def test_result_has_a_class_report_and_a_collapsed_run_warns(tmp_path):
     assert np.array(rep["confusion"]).sum() == len(task.target_test) and rep["class_names"] == ["0", "1", "2"]
 
 
+def test_chance_level_counts_the_classes_present_in_the_target_test_split(tmp_path):
+    """Balanced accuracy averages the classes in the test split, so chance is 1 over their number: a network
+    giving one class to a test split of 2 of the source's 4 classes scores 50%, chance there; 1/4 called it
+    fine."""
+    from qianyi.data.domain import Domain, TransferTask
+    from qianyi.errors import QianyiWarning
+    from qianyi.train import TrainConfig, run
+
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 4
+    X = (rng.normal(0, 0.3, (240, 4)) + 4 * np.eye(4)[y]).astype(np.float32)
+    near_0 = (rng.normal(0, 0.3, (60, 4)) + 4 * np.eye(4)[0]).astype(np.float32)  # all looks like class 0
+    test = Domain(near_0, np.arange(60) % 2, "t (test)")  # half labelled 1: one class right, one wrong
+    task = TransferTask.from_domains(Domain(X, y, "s"), Domain(near_0, None, "t"), target_test=test)
+    with pytest.warns(QianyiWarning, match=r"balanced target accuracy 50.0% is at chance level \(50.0%: 1 of the "
+                                           r"2 classes in the target test split\)"):
+        res, _ = run("source-only", task, TrainConfig(epochs=3, batch_size=16, progress=False))
+    assert res.target_report["balanced_accuracy"] == 0.5
+
+
 def test_a_network_of_your_own(tmp_path):
     """Any nn.Sequential becomes a backbone with named groups; DAN adapts its roles (features, logits)."""
     from torch import nn

@@ -259,11 +259,15 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     if task.target_test is not None:
         report = class_report(fit.model, task.target_test, task.n_classes, device)
         report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
-        chance = 1.0 / task.n_classes
-        if report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels and distributed.is_main():
+        # balanced accuracy averages the classes present in the test split: a one-class predictor scores 1/present
+        present = len(np.unique(task.target_test.y))
+        chance = 1.0 / present
+        if present >= 2 and report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels \
+                and distributed.is_main():
             warnings.warn(f"{_which(m, task, config, out if out_named else None)}: balanced target accuracy "
-                          f"{100 * report['balanced_accuracy']:.1f}% is at chance level ({100 * chance:.1f}%); the run "
-                          "may have collapsed (see history.csv)", QianyiWarning, stacklevel=_caller_stacklevel())
+                          f"{100 * report['balanced_accuracy']:.1f}% is at chance level ({100 * chance:.1f}%: 1 of the "
+                          f"{present} classes in the target test split); the run may have collapsed (see history.csv)",
+                          QianyiWarning, stacklevel=_caller_stacklevel())
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=report.get("accuracy"), target_report=report,
