@@ -441,3 +441,29 @@ def test_empty_lists_are_said_to_be_empty(capsys):
     assert "--methods is empty" in capsys.readouterr().err
     assert main(["measure", "digits", "digits+rot30", "--metrics", ""]) == 2
     assert "--metrics is empty" in capsys.readouterr().err
+
+
+def test_a_target_class_the_source_lacks_is_dropped_where_target_labels_are_not_read(tmp_path, capsys):
+    """measure, advise and run --target-all (no --target-test) read no target label, yet refused an open-set
+    target (class 9 missing from the source): its labels are dropped with a warning there; a run that scores
+    the target, or the oracle, which trains on its labels, still refuses."""
+    import re
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    X = (rng.normal(0, 0.3, (120, 4)) + 2 * np.eye(3, 4)[y]).astype(np.float32)
+    np.savez(tmp_path / "s.npz", X=X[:60], y=y[:60] % 2)  # classes 0, 1
+    np.savez(tmp_path / "t.npz", X=X[60:], y=y[60:])  # classes 0, 1, 2
+    s, t = f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}"
+    assert main(["measure", s, t, "--metrics", "coral", "--val-fraction", "0.5"]) == 0
+    assert re.search(r"warning: the labels of target .*t\.npz.* left out.*has labels \[2\]", capsys.readouterr().err)
+    assert main(["run", "source-only", "--source", s, "--target", t, "--target-all", "--epochs", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "left out" in out.err and "target accuracy unknown" in out.out
+    for refused in (["source-only", "--source", s, "--target", t], ["oracle", "--source", s, "--target", t,
+                                                                     "--target-all"]):
+        assert main(["run", *refused, "--epochs", "1", "--no-progress"]) == 2
+        assert "has labels [2]" in capsys.readouterr().err

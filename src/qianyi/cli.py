@@ -1041,7 +1041,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, test_fraction=_test_fraction(args), val_fraction=args.val_fraction,
                          split_seed=args.split_seed, vector_transform=args.vector_transform,
                          standardize=args.standardize, text=_text_settings(args),
-                         classifier=available_methods()[args.method].trains_classifier)
+                         classifier=available_methods()[args.method].trains_classifier,
+                         # --target-all without --target-test reads no target label (but the oracle trains on them)
+                         optional_target_labels=args.target_all and not args.target_test
+                         and not available_methods()[args.method].uses_target_labels)
         print(task.describe(), file=sys.stdout if int(os.environ.get("RANK", "0")) else sys.stderr)
         if args.via or needs_source:  # stages: source model, then each intermediate domain, then the target
             from .data.tasks import load_via

@@ -444,7 +444,8 @@ class TransferTask:
     @classmethod
     def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,
                      val_fraction: float = 0.1, seed: int = 0, target_test: Domain | None = None,
-                     name: str | None = None, classifier: bool = True) -> "TransferTask":
+                     name: str | None = None, classifier: bool = True,
+                     optional_target_labels: bool = False) -> "TransferTask":
         """Check that ``source`` and ``target`` form a valid task, then split them.
 
         ``val_fraction`` of the source is held out for source accuracy and label-free model
@@ -456,6 +457,11 @@ class TransferTask:
         ``classifier=False`` is for a method that trains no classifier (DiscoGAN translates between two
         sets of images): the source may hold a single class, and the target's labels are not read (it is
         taken as unlabelled: no test split, no accuracy).
+
+        ``optional_target_labels=True`` is for a caller that needs no target label (nothing trains on them, and a
+        score is optional: ``measure``, ``advise``, ``run --target-all``): target labels that do not fit the
+        source's classes (a class the source lacks, another encoding) are then dropped with a warning, the
+        target read as unlabelled, instead of refused. Without ``target_test`` only.
         """
         if not classifier:
             target, target_test = target.replace(y=None), None
@@ -483,7 +489,15 @@ class TransferTask:
                             "(qianyi.load_task does this for images) or one feature dimension (SVMlight files: ?n_features=N)")
         if not 0.0 <= test_fraction < 1.0:
             raise DataError(f"test_fraction must be in [0, 1) (0: train on all of the target), got {test_fraction}")
-        target = align_labels(source, target)
+        try:
+            target = align_labels(source, target)
+        except LabelMismatchError as exc:
+            if not optional_target_labels or target_test is not None:
+                raise
+            warnings.warn(f"the labels of target {target.name!r} do not fit the source's classes, so they are left "
+                          f"out: nothing here needs them, and the target is read as unlabelled (no target test "
+                          f"split, target accuracy unknown). The mismatch: {exc}", QianyiWarning, stacklevel=2)
+            target = align_labels(source, target.replace(y=None))
         if target_test is not None:
             if target_test.sample_shape != source.sample_shape:
                 raise DataError(f"target test {target_test.name!r} has samples of shape {target_test.sample_shape}, "

@@ -470,7 +470,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
               target_test: "str | os.PathLike[str] | None" = None,
               data_dir: str | os.PathLike | None = None, test_fraction: float = 0.3, val_fraction: float = 0.1,
               split_seed: int = 0, max_samples: int | None = None, vector_transform: str = "auto",
-              standardize: bool = True, text: dict | None = None, classifier: bool = True) -> TransferTask:
+              standardize: bool = True, text: dict | None = None, classifier: bool = True,
+              optional_target_labels: bool = False) -> TransferTask:
     """Build a :class:`TransferTask` from specs.
 
     Two domains drawn from one pool of images (``mnist`` and ``mnist-m``, ``fashion`` and
@@ -482,6 +483,9 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     The target may be unlabelled. Its test split is ``target_test`` (a labelled spec, scored only;
     then all of the target trains), else ``test_fraction`` of a labelled target; with
     ``test_fraction=0`` or an unlabelled target there is none and accuracy is unknown.
+    ``optional_target_labels=True`` (a caller that needs no target label: ``measure``, ``advise``, ``run
+    --target-all``; without ``target_test``): target labels that do not fit the source's classes are dropped with
+    a warning, not refused (:meth:`TransferTask.from_domains`).
     ``task.preprocessing`` records what was done to the inputs (the canvas), so that a saved model
     can apply it to new data (:func:`prepare`).
 
@@ -555,7 +559,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
                             "labels; give a test set of other images")
         test = prepare(test_base, pre, shift, target_test)
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
-                                     seed=split_seed, classifier=classifier)
+                                     seed=split_seed, classifier=classifier,
+                                     optional_target_labels=optional_target_labels and target_test is None)
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
     check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}",  # train and val rows
                        refuse=not (disjoint_rows and target_test is None))

@@ -182,7 +182,8 @@ def _load(args: argparse.Namespace):
     task = load_task(args.source, args.target, max_samples=args.max_samples, data_dir=args.data_dir,
                      text=parse_text_settings(getattr(args, "text", None)),
                      vector_transform=getattr(args, "vector_transform", "auto"),
-                     standardize=getattr(args, "standardize", True), val_fraction=getattr(args, "val_fraction", 0.1))
+                     standardize=getattr(args, "standardize", True), val_fraction=getattr(args, "val_fraction", 0.1),
+                     optional_target_labels=True)  # measure and advise need no target label
     print(task.describe(), file=sys.stderr)
     return task
 
