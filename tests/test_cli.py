@@ -463,6 +463,7 @@ def test_a_target_class_the_source_lacks_is_dropped_where_target_labels_are_not_
                  "--no-progress"]) == 0
     out = capsys.readouterr()
     assert "left out" in out.err and "target accuracy unknown" in out.out
+    assert re.search(r"ATC estimate [\d.]+% \(assumes no label shift\)", out.out)  # it reads confidences only
     for refused in (["source-only", "--source", s, "--target", t], ["oracle", "--source", s, "--target", t,
                                                                      "--target-all"]):
         assert main(["run", *refused, "--epochs", "1", "--no-progress"]) == 2

@@ -114,7 +114,7 @@ class RunResult:
         if self.target_accuracy is None:
             est = self.scores.get("atc")
             target = ("target accuracy unknown (no labelled target test)"
-                      + (f"; ATC estimate {100 * est:.1f}%" if est is not None else ""))
+                      + (f"; ATC estimate {100 * est:.1f}% (assumes no label shift)" if est is not None else ""))
         else:
             target = f"target accuracy {100 * self.target_accuracy:.2f}%"
         resumed = f"; resumed from its checkpoint at step {self.resumed_from_step}" if self.resumed_from_step else ""
