@@ -430,3 +430,27 @@ def test_bench_and_select_read_every_pair_before_training_any(monkeypatch, tmp_p
     with pytest.raises(QianyiError, match="--backbone mlp on a text task"):
         selection.select_hparams("dann", ["digits->digits+rot30@150", text_pair], "dev", grid=[{"trade_off": 0.3}],
                                  out=tmp_path / "s2", backbone="mlp", log=None)
+
+
+def test_a_diverged_run_stops_neither_bench_nor_select(tmp_path):
+    """A setting that diverges (TrainingError) is a result: bench tabulates it as diverged and goes on, select ranks
+    it last and chooses among the others; both warn, naming the run. Every run diverging is still an error."""
+    from qianyi.bench.runner import bench
+    from qianyi.bench.selection import select_hparams
+    from qianyi.errors import QianyiWarning, TrainingError
+
+    cfg = TrainConfig(epochs=1, steps_per_epoch=3, progress=False)
+    with pytest.warns(QianyiWarning, match=r"dan .* seed 0 DIVERGED"):
+        res = bench(["dan"], ["digits->digits+rot30@300"], seeds=1, out=tmp_path / "b", config=cfg,
+                    hparams={"dan": {"trade_off": 1e30}}, log=None, embed=False)
+    table = (tmp_path / "b" / "results.md").read_text()
+    assert "| dan (trade_off=1e+30) | diverged (1/1 seeds) |" in table, table
+    assert "DIVERGED, so it has no result" in table and len(res.runs) == 2  # source-only and the oracle
+    grid = [{"trade_off": 1e30}, {"trade_off": 1.0}]
+    with pytest.warns(QianyiWarning, match="DIVERGED"):
+        sel = select_hparams("dan", ["digits->digits+rot30@300"], grid=grid, out=tmp_path / "s", config=cfg,
+                             log=None)
+    assert sel.choice == {"trade_off": 1.0} and np.isnan(sel.scores[0]).all() and len(sel.diverged) == 1
+    assert "Diverged: dan" in sel.table()
+    with pytest.raises(TrainingError, match="every run diverged"):
+        select_hparams("dan", ["digits->digits+rot30@300"], grid=grid[:1], out=tmp_path / "s", config=cfg, log=None)

@@ -28,13 +28,14 @@ from torch import nn
 from .._io import atomic_write, write_text
 from .._report import md_cell, save_figure, subplots
 from ..data.tasks import load_task
-from ..errors import ConfigError, DataError, QianyiWarning, UnknownNameError
+from ..errors import ConfigError, DataError, QianyiWarning, TrainingError, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig, normalise_seeds
-from ..train.engine import caller_rng_kept
+from ..train.engine import DIVERGED_ADVICE, caller_rng_kept
 from ..train.result import RunResult
-from ..train.run import ORACLE_KEY, BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
+from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run,
+                         run_fingerprint)
 from ..train.store import RunStore, key as store_key, shared_run
 from ..train.transitive import is_bare_last_stage
 
@@ -319,6 +320,8 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     #: Which runs the tables are of, when read back from a folder (:meth:`from_bench`): said under the command.
     scope: str = ""
+    #: The runs of ``bench`` that diverged (method, pair, seed): no result, so not in :attr:`runs`; their cells say so.
+    diverged: list[tuple[str, tuple[str, str], int]] = field(default_factory=list)
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -380,22 +383,26 @@ class BenchResult:
         for m in self.methods:
             cells = []
             secs = [r.train_seconds for r in self.runs if r.method == m]
-            if not secs:  # no run of it (an oracle without target labels to train on)
+            gone = Counter(p for dm, p, _ in self.diverged if dm == m)
+            if not secs and not gone:  # no run of it (an oracle without target labels to train on)
                 continue
             for pair in self.pairs:
                 a = 100 * self.accuracies(m, pair)
                 if not len(a):
-                    cells += ["–", "–"]
+                    cells += [f"diverged ({gone[pair]}/{gone[pair]} seeds)" if gone[pair] else "–", "–"]
+                    short_cells = short_cells or bool(gone[pair])
                     continue
                 std = f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else ""
-                short = f" (n={len(a)})" if len(a) < n_seeds else ""  # fewer seeds finished than elsewhere
+                short = (f" (n={len(a)}{f'; {gone[pair]} diverged' if gone[pair] else ''})"
+                         if len(a) < n_seeds or gone[pair] else "")  # fewer seeds finished than elsewhere
                 short_cells = short_cells or bool(short)
                 cells.append(f"{a.mean():.1f}{std}{short}")
                 g = None if m in BASELINES or self.uses_target_labels(m) else self.gap_closed(m, pair)
                 cells.append("–" if g is None else f"{100 * g:.0f}%")
             label = self.label(m)
-            t = float(np.mean(secs))
-            lines.append(f"| {label} | " + " | ".join(cells) + (f" | {t:.1f} |" if t < 10 else f" | {t:.0f} |"))
+            t = float(np.mean(secs)) if secs else None
+            lines.append(f"| {label} | " + " | ".join(cells)
+                         + (" | – |" if t is None else f" | {t:.1f} |" if t < 10 else f" | {t:.0f} |"))
         seeds = sorted({r.seed for r in self.runs})
         rule = "the last epoch's" if self.select == LAST else f"chosen by the label-free validator {self.select!r}"
         spread = "mean ± sample std over seeds" if len(seeds) > 1 else "one seed: no std"
@@ -411,7 +418,8 @@ class BenchResult:
             lines.append(f"No oracle run on {', '.join(no_oracle)} (e.g. a target whose training split has no labels "
                          "to train it on): no gap closed there.")
         if short_cells:
-            lines.append("(n=k): only k seeds of that method finished on that pair; its means in every table, and "
+            lines.append("(n=k): only k seeds of that method finished on that pair (diverged: see the runs below "
+                         "that diverged, which have no result); its means in every table, and "
                          "on that pair the gap closed of every method when source-only or the oracle is short, are "
                          "over the seeds each method has (`qianyi summary --compare A B` pairs them by seed).")
         back = [r for r in self.runs if not r.oracle and fell_back(r)]
@@ -1104,6 +1112,15 @@ def variant_label(method: str, hparams: dict[str, Any], revision: int = 1) -> st
     return f"{method} ({', '.join(diff)})" if diff else method
 
 
+def diverged_note(method: str, pair: str, seed: int, exc: TrainingError, folder: Path | None) -> str:
+    """One line for a run of ``bench`` or ``select`` that diverged: it has no result, and the command goes on (its
+    other seeds and settings are tabulated; a mean over the seeds that finished flatters an unstable setting)."""
+    why = str(exc).replace(DIVERGED_ADVICE, "").strip()
+    return (f"{method} on {pair} seed {seed} DIVERGED, so it has no result ({why}{'' if why.endswith('.') else '.'} "
+            f"Folder: {str(folder) if folder is not None else 'none'}). Its means are over the seeds that did not "
+            "diverge; a lower --lr or weight (--set METHOD.KEY=VALUE) is another setting, trained afresh")
+
+
 def check_backbone_spec(backbone: Any, who: str) -> None:
     """Refuse one network instance where many runs each train a fresh network (``bench``, ``select``)."""
     if isinstance(backbone, nn.Module):
@@ -1163,6 +1180,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     if len(tests) != len(pairs_):
         raise ConfigError(f"{len(tests)} target test sets for {len(pairs_)} pairs; give one per pair, in order")
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
+    diverged: list[str] = []  # the runs that diverged (TrainingError): said under the tables
+    gone: list[tuple[str, tuple[str, str], int]] = []  # and which they were (method as tabulated, pair, seed)
     tasks = []  # every pair read (and checked) before any training: a typo in the last pair costs no hours
     for (s, t), tt, cap in zip(pairs_, tests, caps):
         task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
@@ -1191,21 +1210,32 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     fp = run_fingerprint(method, cfg, task, backbone)  # as the run records it (the data's defaults)
                     result, rdir = store.get(fp), store.path(fp)
                 if result is None:
-                    with shared_run(rdir):
-                        result, _ = run(method, task, cfg, out=rdir, track_target_test=True, backbone=backbone)
+                    try:
+                        with shared_run(rdir):
+                            result, _ = run(method, task, cfg, out=rdir, track_target_test=True, backbone=backbone)
+                    except TrainingError as exc:  # one setting's divergence is a result, not the end of the bench
+                        diverged.append(diverged_note(m, f"{task.source.name}->{task.target.name}", seed, exc, rdir))
+                        gone.append((variant_label(method.name, method.hparams(), method.revision),
+                                     (task.source.name, task.target.name), seed))
+                        warnings.warn(f"bench: {diverged[-1]}", QianyiWarning, stacklevel=_caller_stacklevel())
                     trained += 1
                     if log:
                         eta = (time.perf_counter() - t0) / trained * (total - k)
-                        log(f"  [{k}/{total}, at most {_duration(eta)} left] " + result.summary())
+                        log(f"  [{k}/{total}, at most {_duration(eta)} left] "
+                            + (f"{m} seed {seed}: DIVERGED, no result" if result is None else result.summary()))
+                    if result is None:
+                        continue
                 elif log:
                     log(f"  [{k}/{total}] (done earlier) " + result.summary())
                 runs.append(result)
+    if not runs:
+        raise TrainingError("bench: every run diverged, so there is no table: " + "; ".join(diverged[:3]))
     runs = [replace(r, method=variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1)))
             for r in runs]  # rows named by their settings
-    methods_ = list(dict.fromkeys(r.method for r in runs))
+    methods_ = list(dict.fromkeys([*(r.method for r in runs), *(m for m, _, _ in gone)]))
     methods_ = ["source-only"] + [m for m in methods_ if m not in BASELINES] + ["oracle"]
     res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select,
-                      command=command)
+                      command=command, notes=diverged, diverged=gone)
     if out is not None:
         res.write(out)
         from .html import write_report  # the HTML report reads this module's results

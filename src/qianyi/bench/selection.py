@@ -16,6 +16,7 @@ pick, to show what honesty costs.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,15 +26,15 @@ import numpy as np
 from .._io import write_json, write_text
 from .._report import md_cell
 from ..data.tasks import load_task
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, QianyiWarning, TrainingError
 from ..methods.registry import available_methods, get_method
 from ..select import available_validators, get_validator
 from ..select.validators import builtin_validators
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
-from ..train.run import BackboneSpec, _for_task, check_shallow_settings, run, run_fingerprint
+from ..train.run import BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
-from .runner import _network_name, check_backbone_spec, parse_pair, split_cap
+from .runner import _network_name, check_backbone_spec, diverged_note, parse_pair, split_cap
 
 
 #: Training settings a candidate may set besides the method's own (``{"lr": 0.03, "optimizer": "sgd"}``).
@@ -154,6 +155,8 @@ class SelectionResult:
     commands: dict[str, str] = field(default_factory=dict)
     #: Whether the method is shallow (fits no network: no model.pt, no epochs).
     shallow: bool = False
+    #: The runs that diverged (one line each): no result, so their scores are NaN and rank last on their pair.
+    diverged: list[str] = field(default_factory=list)
 
     @property
     def choice(self) -> dict[str, Any]:
@@ -213,8 +216,10 @@ class SelectionResult:
                    for i, c in enumerate(self.candidates) for j, p in enumerate(self.pairs)
                    if np.isnan(self.scores[i, j]).any()]
         if missing:
-            lines.append(f"nan: {self.validator} did not score some seeds' runs ({'; '.join(missing)}), so their seed "
-                         "mean is NaN and ranks last on that pair; each run's result.json says why.")
+            gone = (", or they diverged", " (a diverged run has none: below)") if self.diverged else ("", "")
+            lines.append(f"nan: {self.validator} did not score some seeds' runs{gone[0]} ({'; '.join(missing)}), so "
+                         f"their seed mean is NaN and ranks last on that pair; each run's result.json says why{gone[1]}.")
+        lines += [f"Diverged: {d}." for d in self.diverged]
         if self.commands:
             pair, line = next(iter(self.commands.items()))
             lines.append(f"To train the chosen setting on a pair of your own (here {md_cell(pair)}; other pairs: "
@@ -297,6 +302,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     scores = np.full((len(cands), len(pairs), len(seeds)), np.nan)
     accs = np.full_like(scores, np.nan)
     folders: dict[tuple[int, int, int], str] = {}  # each run's folder: its model.pt (shallow: model.npz)
+    diverged: list[str] = []  # the runs that diverged (no result: their scores stay NaN, ranking last)
+    last: RunResult | None = None  # the last finished run
     k = 0
     tasks = [load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,  # all read before training
                        max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
@@ -313,21 +320,33 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 result: RunResult | None = store.get(fp) or store.get(
                     run_fingerprint(m, replace(every, seed=seed, **train), task, backbone))
                 if result is None:
-                    with shared_run(store.path(fp)):
-                        result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True, backbone=backbone)
+                    try:
+                        with shared_run(store.path(fp)):
+                            result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True,
+                                            backbone=backbone)
+                    except TrainingError as exc:  # a setting that diverges ranks last; the others still train
+                        diverged.append(diverged_note(f"{method} {json.dumps(cand)}", pair, seed, exc,
+                                                      store.path(fp)))
+                        warnings.warn(f"select: {diverged[-1]}", QianyiWarning, stacklevel=_caller_stacklevel())
+                        if log:
+                            log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: DIVERGED, ranks last")
+                        continue
                 if log:
                     log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: "
                         f"{validator} {result.scores[validator]:.4f}")
                 scores[i, j, s] = result.scores[validator]
                 accs[i, j, s] = result.target_accuracy
                 folders[i, j, s] = str(store.path(fp))
+                last = result
+    if not folders:
+        raise TrainingError(f"select {method}: every run diverged, so nothing can be chosen: " + "; ".join(diverged[:3]))
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)
     runs_config = base.fingerprint()
     shallow = bool(getattr(get_method(method), "shallow", False))
     # a shallow fit has no epochs, batches or optimiser: the settings line says so instead of listing them
     shared = {} if shallow else {k: runs_config.get(k) for k in ("epochs", "steps_per_epoch", "batch_size", "lr",
                                                                   "optimizer", "select")}
-    network = (result.fingerprint or {}).get("backbone") if n else None  # the last run's: every run's
+    network = (last.fingerprint or {}).get("backbone") if last is not None else None  # the last run's: every run's
     settings = ", ".join(["shallow fits (no network: no epochs, batch size or optimiser)"] * shallow
                          + [f"{k} {v}" for k, v in shared.items() if v is not None]
                          + [f"max_samples {max_samples}"] * (max_samples is not None)
@@ -335,7 +354,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     res = SelectionResult(method, validator, list(pairs), cands, scores, accs, mean_rank, best, settings=settings,
                           shallow=shallow)
     res.chosen_runs = {f"{pair} seed {seed}": folders[best, j, s] for j, pair in enumerate(pairs)
-                       for s, seed in enumerate(seeds)}
+                       for s, seed in enumerate(seeds) if (best, j, s) in folders}
+    res.diverged = diverged
     res.commands = run_commands(method, cands[best], base, pairs, max_samples, backbone, text, data_dir, shallow)
     out = Path(out)
     res.files = {"md": write_text(out / f"select-{method}-{validator}.md", res.table(show_oracle) + "\n"),
@@ -345,7 +365,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                      "config": runs_config, "max_samples": max_samples, "network": network,
                                      "mean_rank": mean_rank.tolist(),  # (NaN, an unscored run: null, valid JSON)
                                      "scores": np.where(np.isfinite(scores), scores, None).tolist(),
-                                     "tie_break": res.tie_break, "indistinct": res.indistinct,
+                                     "tie_break": res.tie_break, "indistinct": res.indistinct, "diverged": diverged,
                                      "chosen_runs": res.chosen_runs, "commands": res.commands,
                                      "ORACLE_target_accuracy_not_used": np.where(np.isfinite(accs), accs, None).tolist()})}
     return res
