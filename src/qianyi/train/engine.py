@@ -47,7 +47,7 @@ from .health import TOP_SHARE_KEY, game_flags, spread_rows, top_class_share, win
 from . import store
 from .store import code_digest, fingerprint as run_fingerprint
 from .streams import BatchStream
-from .weights import load_initial_weights
+from .weights import check_starting_model, load_initial_weights
 
 #: ``monitor(model) -> {name: value}``: numbers recorded in each epoch's history row for reports only;
 #: the engine never reads them (``qianyi.run`` uses it to log target-test accuracy, marked as oracle).
@@ -483,6 +483,8 @@ class Trainer:
             warnings.warn(f"{self.method.name} starts from a trained model, and none was given (init_from): its teacher "
                           "is the untrained network; use qianyi.run, which trains the starting model first",
                           QianyiWarning, stacklevel=2)
+        if not self.method.uses_target_labels:  # before anything trains: a start that saw the target's labels
+            check_starting_model(self.config.init_from, task)
         vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
         self._vocab = list(vocab) if vocab is not None else None  # in the checkpoint: --init-from it reads words
         with deterministic_kernels(self.config.deterministic):

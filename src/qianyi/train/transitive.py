@@ -41,6 +41,7 @@ from .result import MODEL_FILE, RESULT_FILE, RunResult
 from . import distributed
 from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
 from .rundir import hold
+from .weights import STARTING_MODEL_KEYS, check_starting_model, starting_model_record
 
 #: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
 #: stepping stones selected from them round by round (:func:`select_stepping_stones`), then to the target.
@@ -125,6 +126,9 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if task.is_image and len(d) and float(np.max(d.X)) > 1.5 >= float(np.max(task.source.X)):
             raise DataError(f"via domain {d.name!r} has pixel values up to {float(np.max(d.X)):g}, the task's lie "
                             "in [0, 1]: prepare it with qianyi.data.load_via(SPEC, task) (or divide by 255)")
+    # (a user's starting model that saw the target's labels: refused before any stage trains, the stages' own
+    # models record this task's source)
+    check_starting_model(config.init_from, task)
     if config.freeze:  # (a stage 0 from scratch freezes nothing: a later stage would refuse it after it trained)
         from .engine import check_freeze
 
@@ -214,6 +218,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                 previous = domain
                 start = str(folder / MODEL_FILE)
             _as_one_run(stages, task, via, mode, asked, config, backbone)
+            if out is None:  # its stages trained in a temporary folder, removed since: the starting model is the
+                final = stages[-1].result  # user's (or none)
+                final.config = {**{k: v for k, v in final.config.items() if k not in STARTING_MODEL_KEYS.values()},
+                                "init_from": config.init_from, **starting_model_record(config.init_from)}
             if out is not None and distributed.is_main():
                 stages[-1].result.save(root)
                 write_stages(root, stages)
