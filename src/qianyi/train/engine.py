@@ -355,6 +355,22 @@ def check_freeze(freeze: int, group_names: Sequence[str]) -> None:
                         f"freeze at most {len(group_names) - 1}")
 
 
+def check_network_settings(method: Method, config: TrainConfig) -> None:
+    """Refuse the fine-tuning settings (``init_from``, ``freeze``, ``init_layers``, ``l2sp``) for a method that does
+    not train the engine's network (its ``trains_own_network`` says what it trains instead: co-training's view
+    networks, DiscoGAN's generators): they would act on a network it leaves as built, and be recorded as if used."""
+    own = getattr(method, "trains_own_network", "")
+    if not own:
+        return
+    network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
+                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
+    if network:
+        raise ConfigError(f"{method.name} does not train the engine's network (it trains {own}), so "
+                          f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
+                          f"{'does' if len(network) == 1 else 'do'} not apply to it; leave "
+                          f"{'it' if len(network) == 1 else 'them'} out")
+
+
 def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tuple[int, ...], n_classes: int,
                   counts: bool = False) -> Backbone:
     """The network a run trains: ``factory(shape, n_classes)``; qianyi's default (:func:`backbone_for`) also
@@ -483,6 +499,7 @@ class Trainer:
             warnings.warn(f"{self.method.name} starts from a trained model, and none was given (init_from): its teacher "
                           "is the untrained network; use qianyi.run, which trains the starting model first",
                           QianyiWarning, stacklevel=2)
+        check_network_settings(self.method, self.config)
         if not self.method.uses_target_labels:  # before anything trains: a start that saw the target's labels
             check_starting_model(self.config.init_from, task)
         vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
