@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -280,3 +281,22 @@ def test_interleaved_views_are_refused_and_a_given_split_or_a_third_view_is_warn
         warnings.simplefilter("always")
         run("cotrain", task(plain), cfg, split=3)
     assert not [w for w in seen if "view" in str(w.message)]
+
+
+def test_fine_tuning_settings_are_refused_for_methods_that_train_a_network_of_their_own(tmp_path):
+    # cotrain (its two view networks) and discogan (its generators) took --init-from/--freeze/--l2sp, trained without
+    # them and recorded them as used; --freeze alone advised adding --init-from, which was then ignored too
+    from qianyi.train.run import check_shallow_settings
+
+    task = toy_task()
+    run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "src")
+    start = str(tmp_path / "src" / "model.pt")
+    for cfg, named in ((TrainConfig(**FAST, freeze=1), "freeze (--freeze) does"),
+                       (TrainConfig(**FAST, init_from=start, freeze=1, l2sp=0.1),
+                        "init_from, freeze, l2sp (--init-from --freeze --l2sp) do")):
+        with pytest.raises(ConfigError, match=rf"cotrain does not train the engine's network \(it trains its two view "
+                                              rf"networks, built apart from it\), so {re.escape(named)} not apply to it"):
+            run(get_method("cotrain", split=3), task, cfg)
+    with pytest.raises(ConfigError, match="discogan does not train the engine's network"):  # bench's and select's check
+        check_shallow_settings(get_method("discogan"), TrainConfig(init_from=start, init_layers=1))
+    check_shallow_settings(get_method("dann"), TrainConfig(init_from=start, freeze=1))  # a method that trains it

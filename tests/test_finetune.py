@@ -1,9 +1,11 @@
 """Fine-tuning strategies on the engine: init from a saved model, freeze, lower lr, L2-SP."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from qianyi.data.domain import Domain, TransferTask
 from qianyi.errors import ConfigError, DataError
 from qianyi.train import TrainConfig, run
 
@@ -185,3 +187,69 @@ def test_a_finished_runs_checkpoint_is_refused_for_its_model_and_an_unfinished_o
     with pytest.warns(QianyiWarning, match="unfinished run's checkpoint: its network as trained at step 2"):
         run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False,
                                              init_from=str(tmp_path / "u" / "checkpoint.pt")))
+
+
+def test_a_starting_model_that_saw_the_targets_labels_is_refused(saved, tmp_path):
+    # --init-from read only the weights: a model trained on this target's labels (the reverse pair's source-only, or
+    # an oracle) started the run, which still reported "no target labels"
+    import shutil
+
+    task = toy_task()  # toy-s -> toy-t; `saved` was trained on toy-s's labels
+    back = TransferTask.from_domains(Domain(task.target.X, task.target.y, "toy-t"),
+                                     Domain(task.source.X, task.source.y, "toy-s"))
+    with pytest.raises(ConfigError, match=r"trained by source-only on 'toy-s' -> 'toy-t' \(model.json beside it\): "
+                                          r"on the labels of 'toy-s', this run's target; the run toy-t->toy-s"):
+        run("dann", back, TrainConfig(**FAST, init_from=str(saved)))
+    run("oracle", task, TrainConfig(**FAST), out=tmp_path / "orc")
+    with pytest.raises(ConfigError, match="trained by oracle on 'toy-s' -> 'toy-t'.*a method that trains on target "
+                                          "labels"):
+        run("dann", toy_task(seed=1), TrainConfig(**FAST, init_from=str(tmp_path / "orc" / "model.pt")))
+    # a labelled source drawn from the target's pool (another split of it) is the target's labels too
+    rng = np.random.default_rng(0)
+    pool = [Domain(rng.normal(size=(120, 6)), rng.integers(0, 3, 120), name, origin="pool") for name in "ab"]
+    run("source-only", TransferTask.from_domains(*pool), TrainConfig(**FAST), out=tmp_path / "pool")
+    other = TransferTask.from_domains(Domain(rng.normal(size=(120, 6)), rng.integers(0, 3, 120), "c"), pool[1])
+    with pytest.raises(ConfigError, match="the target's pool of samples, 'pool'"):
+        run("dann", other, TrainConfig(**FAST, init_from=str(tmp_path / "pool" / "model.pt")))
+    # its own source data (the same pool split the same way) is fine: the staged runs' and the usual workflow
+    run("dann", TransferTask.from_domains(*pool), TrainConfig(**FAST, init_from=str(tmp_path / "pool" / "model.pt")))
+    # a --via chain: its first stage adapts to the via domain, its last starts from a stage model: checked at the start
+    from qianyi.train.transitive import run_via
+
+    via = Domain(rng.normal(size=(60, 6)), None, "v")
+    with pytest.raises(ConfigError, match="on the labels of 'toy-s', this run's target"):
+        run_via("dann", back, [via], TrainConfig(**FAST, init_from=str(saved)))
+    # nothing describes a hand-copied state dict: taken as it is (as before)
+    shutil.copy(saved, tmp_path / "weights.pt")
+    run("dann", back, TrainConfig(**FAST, init_from=str(tmp_path / "weights.pt")))
+
+
+def test_the_starting_models_provenance_is_recorded_and_keys_only_by_its_content(saved):
+    from qianyi.methods import get_method
+    from qianyi.train.run import run_fingerprint
+
+    res, _ = run("dann", toy_task(seed=1), TrainConfig(**FAST, init_from=str(saved)))
+    assert res.config["init_from_method"] == "source-only" and res.config["init_from_source"] == "toy-s"
+    assert len(res.config["init_from_sha256"]) == 64 and res.config["init_from"] == str(saved)
+    assert res.fingerprint["config"]["init_from"] == "sha256:" + res.config["init_from_sha256"]
+    assert not [k for k in res.fingerprint["config"] if k.startswith("init_from_")]  # stored runs keep their keys
+    plain = run_fingerprint(get_method("dann"), TrainConfig(**FAST), toy_task(seed=1))["config"]
+    assert not [k for k in plain if k.startswith("init_from_")] and TrainConfig(**FAST).fingerprint()["init_from"] is None
+
+
+def test_bench_and_select_refuse_a_pair_whose_target_the_starting_model_was_trained_on(tmp_path):
+    # one --init-from for a pair and its reverse: the reverse pair started from a model trained on its target's labels
+    import qianyi
+    from qianyi.bench import bench
+    from qianyi.bench.selection import select_hparams
+
+    pairs = ["digits->digits+rot30", "digits+rot30->digits"]
+    run("source-only", qianyi.load_task("digits", "digits+rot30", max_samples=100),
+        TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "src")
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, progress=False, init_from=str(tmp_path / "src" / "model.pt"))
+    with pytest.raises(ConfigError, match=r"on the labels of 'digits', this run's target; the run digits\+rot30->digits"):
+        bench(["dann"], pairs, seeds=1, out=tmp_path / "b", config=cfg, max_samples=100, log=None, embed=False)
+    with pytest.raises(ConfigError, match=r"the run digits\+rot30->digits would start"):
+        select_hparams("dann", pairs, validator="source-val", out=tmp_path / "s", config=cfg, max_samples=100,
+                       log=None)
+    assert not list(tmp_path.glob("[bs]/runs/*"))  # refused before anything trained (the first pair's runs too)

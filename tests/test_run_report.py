@@ -355,3 +355,34 @@ def test_bad_nested_values_in_a_hand_edited_result_leave_their_section_out_and_s
     md = (run / "report.md").read_text()
     assert says in md and "## Target predictions" in md  # the other sections stand
     assert "not shown: " in capsys.readouterr().err
+
+
+def test_the_report_says_how_the_network_started_and_what_was_held(tmp_path, capsys):
+    # the "training" row listed epochs, batch size, optimiser and lr only: a run started from another model (an
+    # oracle's, say) with frozen layers, or on a network of your own, read like a plain run from scratch
+    import torch
+    from torch import nn
+
+    from qianyi.nn import as_backbone
+
+    _digits(tmp_path / "s.npz", 0, 300)
+    _digits(tmp_path / "t.npz", 300, 600, labelled=False, invert=True)
+    pair = ["--source", f"npz:{tmp_path / 's.npz'}", "--target", f"npz:{tmp_path / 't.npz'}"]
+    assert main(["run", "source-only", *pair, "--out", str(tmp_path / "src"), *FAST]) == 0
+    assert main(["run", "dann", *pair, "--out", str(tmp_path / "ft"), *FAST, "--init-from",
+                 str(tmp_path / "src" / "model.pt"), "--freeze", "1", "--l2sp", "0.5"]) == 0
+    assert main(["report", str(tmp_path / "ft")]) == 0
+    md = (tmp_path / "ft" / "report.md").read_text()
+    assert f"| fine-tuning | started from {tmp_path / 'src' / 'model.pt'} (trained by source-only, on the labels of " \
+           f"npz:{tmp_path / 's.npz'}, sha256 " in md
+    assert "the first 1 layer group frozen (freeze); L2-SP 0.5 towards the starting weights |" in md
+    assert "| network |" not in md  # qianyi's default network: nothing to say
+    torch.manual_seed(0)
+    net = as_backbone(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)),
+                      ["flat", "fc1", "relu", "out"])
+    task = qianyi.load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}")
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, progress=False), out=tmp_path / "own", backbone=net)
+    assert main(["report", str(tmp_path / "own")]) == 0
+    md = (tmp_path / "own" / "report.md").read_text()
+    assert "| network | a network of your own (architecture " in md and "| fine-tuning |" not in md
+    capsys.readouterr()

@@ -12,11 +12,11 @@ import qianyi
 from qianyi.cli import main
 from qianyi.data.domain import Domain, TransferTask
 from qianyi.data.tasks import load_domain, load_via, origins_overlap
-from qianyi.errors import DataError
+from qianyi.errors import ConfigError, DataError
 from qianyi.train import TrainConfig, run, run_via
 from qianyi.train.transitive import stages_table
 
-from .conftest import requires_data
+from .conftest import requires_data, toy_task
 
 CFG = dict(epochs=3, steps_per_epoch=10, batch_size=32, progress=False)
 
@@ -496,3 +496,36 @@ def test_a_staged_run_records_the_code_of_every_stage(tmp_path, monkeypatch):
     assert stages[0].result.resumed_from_step == 0 and stages[-1].result.resumed_from_step in (None, 0)  # (reused)
     assert res.versions["code"] == now and res.versions["codes"] == ["0ld", now]
     assert json.loads((tmp_path / "result.json").read_text())["versions"]["codes"] == ["0ld", now]
+
+
+def test_stage_0_keeps_pretrained_layers_frozen(tmp_path):
+    # a staged run without --init-from dropped --freeze in stage 0 ("random layers"): a network of your own (or a
+    # pretrained backbone, text E with vectors=minilm) trained the layers --freeze names, frozen only after they moved
+    import copy
+
+    from torch import nn as tnn
+
+    from qianyi.nn import as_backbone, backbone_for
+
+    task = toy_task()
+    torch.manual_seed(0)
+    seq = tnn.Sequential(tnn.Sequential(tnn.Linear(6, 16), tnn.BatchNorm1d(16), tnn.ReLU()),
+                         tnn.Sequential(tnn.Linear(16, 8), tnn.ReLU()), tnn.Linear(8, 3))
+    net = as_backbone(seq, ["g1", "g2", "out"])
+    start = copy.deepcopy(net.state_dict())
+    for method in ("self-train", "shot"):
+        _, fit = run(method, task, TrainConfig(epochs=1, steps_per_epoch=4, progress=False, freeze=1), backbone=net)
+        end = fit.backbone.state_dict()
+        assert [k for k in start if k.startswith("groups.g1.") and not torch.equal(start[k], end[k])] == [], method
+    # qianyi's networks: only the groups they bring pretrained, from the input on; a pretrained one after a random
+    # one cannot be frozen alone
+    from qianyi.train.transitive import _pretrained_freeze
+
+    default = backbone_for((6,), 3)
+    default.pretrained_groups = frozenset()
+    assert _pretrained_freeze(default, 2) == 0  # random: trained in stage 0, frozen from the next stage on
+    default.pretrained_groups = frozenset({default.group_names[0]})
+    assert _pretrained_freeze(default, 2) == 1
+    default.pretrained_groups = frozenset({default.group_names[1]})
+    with pytest.raises(ConfigError, match=r"give --freeze 0, or --init-from MODEL.pt"):
+        _pretrained_freeze(default, 2)

@@ -195,6 +195,8 @@ def _summary(r: RunResult, bad_scores: dict[str, str]) -> str:
         ("training", ("a shallow fit (no network: no epochs, batches or optimiser)" if r.model_file != MODEL_FILE
                       else ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "optimizer", "lr") if k in cfg))
          + f", seed {r.seed}, {r.train_seconds:.1f} s on {r.device}"),
+        *(("network", v) for v in [_network(r)] if v),
+        *(("fine-tuning", v) for v in [_fine_tuning(cfg)] if v),
         ("epoch kept", r.selection),
         ("source validation accuracy", _pct(r.source_accuracy)),
     ]
@@ -217,6 +219,55 @@ def _summary(r: RunResult, bad_scores: dict[str, str]) -> str:
                  if r.target_accuracy is not None else "unknown: the target is unlabelled"))
     rows += [("warning", flag) for flag in r.flags]
     return "\n".join(["| | |", "|---|---|", *(f"| {md_cell(k)} | {md_cell(v)} |" for k, v in rows)])
+
+
+def _network(r: RunResult) -> str | None:
+    """The network a run trained when it is not qianyi's default for its data (a named backbone, its pretrained
+    weights' hash, text settings; a network of your own), from its fingerprint; None for the default."""
+    spec = (r.fingerprint or {}).get("backbone")
+    if not isinstance(spec, dict):
+        return None
+    if spec.get("name") == "custom":
+        return "a network of your own (architecture " + str(spec.get("architecture", "?")) + (
+            f", starting weights {spec['weights']}" if spec.get("weights") else "") + ")"
+    from ..nn.text import DEFAULT_TEXT_ENCODER
+
+    rest = {k: v for k, v in spec.items() if k not in ("name", "vocab_size")}
+    if spec.get("name") == DEFAULT_TEXT_ENCODER and not rest:
+        return None
+    said = [f"pretrained weights sha256 {str(v)[:16]}…" if k == "pretrained_sha256" else
+            f"word vectors {v}" if k == "vectors" else f"{k} {v}" for k, v in rest.items()]
+    return str(spec.get("name", "?")) + (f" ({', '.join(said)})" if said else "")
+
+
+def _fine_tuning(cfg: dict[str, Any]) -> str | None:
+    """How the network started and what of it was held (``init_from`` and what its run recorded of it,
+    ``init_layers``, ``freeze``, ``l2sp``, ``copied_lr_mult``), or None when it started afresh with none of them."""
+    parts = []
+    start = cfg.get("init_from")
+    if start:
+        info = {k: cfg[f"init_from_{k}"] for k in ("method", "source", "sha256") if cfg.get(f"init_from_{k}")}
+        if not info and os.path.isfile(str(start)):  # a run from before the record: its model.json, read now
+            from ..train.weights import starting_model
+
+            info = {k: v for k, v in (starting_model(str(start)) or {}).items() if k in ("method", "source", "sha256")}
+        what = ", ".join([*([f"trained by {info['method']}"] if "method" in info else []),
+                          *([f"on the labels of {info['source']}"] if "source" in info else []),
+                          *([f"sha256 {info['sha256'][:16]}…"] if "sha256" in info else [])])
+        parts.append(f"started from {start}" + (f" ({what})" if what else ""))
+        if cfg.get("init_layers") is not None:
+            parts.append(f"{_first(cfg['init_layers'])} copied (init_layers)")
+    if cfg.get("freeze"):
+        parts.append(f"{_first(cfg['freeze'])} frozen (freeze)")
+    if cfg.get("l2sp"):
+        parts.append(f"L2-SP {cfg['l2sp']} towards the starting weights")
+    if start and cfg.get("copied_lr_mult", 1.0) != 1.0:
+        parts.append(f"copied layers' learning rate × {cfg['copied_lr_mult']} (copied_lr_mult)")
+    return "; ".join(parts) or None
+
+
+def _first(n: Any) -> str:
+    return f"the first {n} layer group" + ("" if n == 1 else "s")
 
 
 def _curves(r: RunResult, path: Path) -> Path:

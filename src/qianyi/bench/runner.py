@@ -34,6 +34,7 @@ from ..select import get_validator
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import DIVERGED_ADVICE, caller_rng_kept
 from ..train.result import RunResult
+from ..train.weights import check_starting_model
 from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run,
                          run_fingerprint)
 from ..train.store import RunStore, key as store_key, shared_run
@@ -1190,6 +1191,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                             "test split; give a labelled test set of that target with --target-tests SPEC (target_tests=), or train "
                             "on it with `qianyi run` (label-free scores)")
         _for_task(backbone, task)  # a network that cannot read this pair (--backbone mlp on texts): said now
+        check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
         tasks.append(task)
     for task in tasks:
         if log:

@@ -32,6 +32,7 @@ from ..select import available_validators, get_validator
 from ..select.validators import builtin_validators
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
+from ..train.weights import check_starting_model
 from ..train.run import BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run, run_fingerprint
 from ..train.store import RunStore, shared_run
 from .runner import _network_name, check_backbone_spec, diverged_note, parse_pair, split_cap
@@ -309,6 +310,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                        max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
     for task in tasks:  # a network that cannot read a pair (--backbone mlp on texts): said before any training
         _for_task(backbone, task)
+        check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
     for j, (pair, task) in enumerate(zip(pairs, tasks)):
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):

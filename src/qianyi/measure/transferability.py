@@ -79,7 +79,9 @@ def select_classes(domain: Domain, classes: Sequence[int], name: str, test_fract
     remap = np.full(domain.n_classes, -1)
     remap[classes] = np.arange(len(classes))
     names = tuple(domain.class_names[c] for c in classes) if domain.class_names else None
-    sub = Domain(domain.X[keep], remap[domain.y[keep]], name, names, domain.origin, domain.style)
+    # its own pool of samples (the classes chosen): a model trained on the other classes of the dataset never saw
+    # these samples, so it may start a run on them (init_from checks the pool of its labelled source)
+    sub = Domain(domain.X[keep], remap[domain.y[keep]], name, names, f"{domain.origin}{classes}", domain.style)
     train_idx, test_idx = stratified_split(sub.y, len(sub), test_fraction, seed)
     train = sub.subset(train_idx)
     if max_train is not None and len(train) > max_train:

@@ -289,6 +289,9 @@ class Method(nn.Module):
     #: False when the network it saves is not the backbone's (co-training's two views, multimodal's target
     #: branch): another method cannot start from it (``pretrain=``).
     saves_backbone: ClassVar[bool] = True
+    #: What the method trains instead of the engine's network, e.g. "its two view networks" (co-training); "" when
+    #: it trains that network. Non-empty: ``init_from``, ``freeze``, ``init_layers`` and ``l2sp`` are refused.
+    trains_own_network: ClassVar[str] = ""
     #: The text encoder (``qianyi.nn.text.TEXT_ENCODERS``) this method brings on a text task when no
     #: backbone is given (AMN: its memory network); None: the task's default encoder.
     text_encoder: ClassVar[str | None] = None

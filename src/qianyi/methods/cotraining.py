@@ -104,7 +104,8 @@ class CoTraining(MemoryBuffers):
     Settings: ``split`` (width of the first view; mfeat's ``fou`` is 76 —
     :func:`qianyi.data.mfeat.view_widths` reads it from the column names); ``view`` (``both``, ``a``,
     ``b``). The view networks are :func:`~qianyi.nn.mlp` (the default vector backbone) on their own
-    columns; the engine's backbone is not trained, so ``--freeze``/``--init-from`` do not apply.
+    columns; the engine's backbone is not trained, so ``--init-from``, ``--freeze``, ``--init-layers`` and
+    ``--l2sp`` are refused.
     A saved run folder holds the :class:`TwoViewNet`'s weights and its settings (model.json):
     ``load_model(DIR)`` and ``qianyi predict`` rebuild it.
 
@@ -118,6 +119,7 @@ class CoTraining(MemoryBuffers):
 
     name = "cotrain"
     saves_backbone = False  # it saves its two view networks
+    trains_own_network = "its two view networks, built apart from it"
     not_for_text = "splits the input columns into two views (a text's token positions are not views of it)"
     memory_buffers = ("_conf", "_pred")
     grid = ({}, {"end": 0.8}, {"trade_off": 0.3})

@@ -331,7 +331,8 @@ class DiscoGAN(ImageTranslation):
     image; on 28x28 each of the 7x7 patch logits sees 18x18 pixels).
 
     DiscoGAN does not adapt a classifier: the backbone is **not trained** (its model.pt is the
-    initialised network, and the run's accuracies mean nothing). Its products are the generators
+    initialised network, and the run's accuracies mean nothing; ``--init-from``, ``--freeze``,
+    ``--init-layers`` and ``--l2sp`` are refused). Its products are the generators
     (``qianyi translate``) and the grid ``translations.png``. The source must carry labels (the
     engine's rule), one class is enough; the target's labels, if any, are not read.
 
@@ -346,6 +347,7 @@ class DiscoGAN(ImageTranslation):
     norm = "batch"
     grid = ()  # no classifier is trained, so the label-free validators of `qianyi select` have nothing to score
     trains_classifier = False
+    trains_own_network = "its generators and discriminators; the network is left as initialised"
 
     def __init__(self, reconstruction: float = 1.0, gan_lr: float = 2e-4, width: int = 16, disc_width: int = 16,
                  downsamplings: int = 3, res_blocks: int = 0) -> None:

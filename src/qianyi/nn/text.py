@@ -52,8 +52,12 @@ INIT_STD = 0.1
 
 
 def _token_ids(x: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """``x`` as int64 token ids, refused (not silently clamped) when it holds anything else."""
+    """``x`` as int64 token ids, refused (not silently clamped) when it holds anything else. Not checked while
+    ``torch.jit.trace``, ``torch.export`` or ``torch.compile`` trace the network (the check reads the data, which
+    they cannot trace): the traced network takes the ids as they come."""
     ids = x.long()
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return ids
     if x.is_floating_point() and not torch.equal(ids.to(x.dtype), x) or (ids.numel() and (
             int(ids.min()) < 0 or int(ids.max()) >= vocab_size)):
         raise DataError(f"a text encoder reads token ids 0..{vocab_size - 1}, but got other values (fractions or "

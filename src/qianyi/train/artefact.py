@@ -30,6 +30,7 @@ from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
 from .checkpoint import save_tensors, unreadable_reason
+from .weights import labelled_data_digest
 from .engine import caller_rng_kept
 from .result import MODEL_FILE, not_read
 
@@ -70,6 +71,8 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
         "preprocessing": preprocessing, "preprocessing_sha256": preprocessing_digest(preprocessing),
         "class_names": list(classes),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
+        # the labelled data it was trained on: --init-from refuses it for a task whose target they are
+        "source_origin": task.source.origin, "source_data": labelled_data_digest(task.source),
         "qianyi": __version__, "torch": torch.__version__,
         "cwd": os.getcwd(),  # what relative file specs in source/target were relative to
     })

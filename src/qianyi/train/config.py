@@ -174,6 +174,10 @@ class TrainConfig:
                 del fp[k]
         if fp.get("l2sp"):  # since 2026-12-03 L2-SP replaces weight decay on the copied layers: not an older run
             fp["l2sp_form"] = 2
+        if self.init_from:  # what the starting model is (its hash; the method and labelled source its run recorded):
+            from .weights import starting_model_record  # in result.json; a run's key has its hash as init_from
+
+            fp.update(starting_model_record(self.init_from))
         return fp
 
 

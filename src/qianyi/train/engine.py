@@ -47,7 +47,7 @@ from .health import TOP_SHARE_KEY, game_flags, spread_rows, top_class_share, win
 from . import store
 from .store import code_digest, fingerprint as run_fingerprint
 from .streams import BatchStream
-from .weights import load_initial_weights
+from .weights import check_starting_model, load_initial_weights
 
 #: ``monitor(model) -> {name: value}``: numbers recorded in each epoch's history row for reports only;
 #: the engine never reads them (``qianyi.run`` uses it to log target-test accuracy, marked as oracle).
@@ -355,6 +355,22 @@ def check_freeze(freeze: int, group_names: Sequence[str]) -> None:
                         f"freeze at most {len(group_names) - 1}")
 
 
+def check_network_settings(method: Method, config: TrainConfig) -> None:
+    """Refuse the fine-tuning settings (``init_from``, ``freeze``, ``init_layers``, ``l2sp``) for a method that does
+    not train the engine's network (its ``trains_own_network`` says what it trains instead: co-training's view
+    networks, DiscoGAN's generators): they would act on a network it leaves as built, and be recorded as if used."""
+    own = getattr(method, "trains_own_network", "")
+    if not own:
+        return
+    network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),
+                              ("init_layers", config.init_layers), ("l2sp", config.l2sp)) if v]
+    if network:
+        raise ConfigError(f"{method.name} does not train the engine's network (it trains {own}), so "
+                          f"{', '.join(network)} (--{' --'.join(n.replace('_', '-') for n in network)}) "
+                          f"{'does' if len(network) == 1 else 'do'} not apply to it; leave "
+                          f"{'it' if len(network) == 1 else 'them'} out")
+
+
 def build_network(factory: Callable[[tuple[int, ...], int], Backbone], shape: tuple[int, ...], n_classes: int,
                   counts: bool = False) -> Backbone:
     """The network a run trains: ``factory(shape, n_classes)``; qianyi's default (:func:`backbone_for`) also
@@ -483,6 +499,9 @@ class Trainer:
             warnings.warn(f"{self.method.name} starts from a trained model, and none was given (init_from): its teacher "
                           "is the untrained network; use qianyi.run, which trains the starting model first",
                           QianyiWarning, stacklevel=2)
+        check_network_settings(self.method, self.config)
+        if not self.method.uses_target_labels:  # before anything trains: a start that saw the target's labels
+            check_starting_model(self.config.init_from, task)
         vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
         self._vocab = list(vocab) if vocab is not None else None  # in the checkpoint: --init-from it reads words
         with deterministic_kernels(self.config.deterministic):

@@ -29,7 +29,7 @@ from ..nn.text import ENCODER_TOKENIZERS, TEXT_ENCODERS, TextEncoder
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
-from .engine import FitResult, Monitor, Trainer, TrainData
+from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
 from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
@@ -323,8 +323,10 @@ def _record_data_sides(out: Path, task: TransferTask) -> None:
 
 
 def check_shallow_settings(m: Method, config: TrainConfig) -> None:
-    """Refuse the network settings a shallow method cannot use (it fits on the inputs, starting from no network):
+    """Refuse the network settings a shallow method cannot use (it fits on the inputs, starting from no network),
+    and those a method that trains a network of its own ignores (:func:`~qianyi.train.engine.check_network_settings`):
     ``bench`` and ``select`` call it before anything trains."""
+    check_network_settings(m, config)
     if not getattr(m, "shallow", False):
         return
     network = [f for f, v in (("init_from", config.init_from), ("freeze", config.freeze),

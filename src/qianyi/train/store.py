@@ -25,6 +25,7 @@ from ..errors import OutputError
 from ..errors import DataError, QianyiWarning
 from ..nn import backbones
 from .result import MODEL_FILE, RESULT_FILE, RunResult
+from .weights import STARTING_MODEL_KEYS
 
 if TYPE_CHECKING:
     from ..data.domain import TransferTask
@@ -82,6 +83,8 @@ def fingerprint(method: "Method", config: "TrainConfig", task: "TransferTask") -
     cfg = config.for_task(task).fingerprint()
     if cfg.get("init_from"):  # the starting model by its content: a changed file is another run, a moved one is not
         cfg["init_from"] = content_key(cfg["init_from"])
+    for k in STARTING_MODEL_KEYS.values():  # what it is (recorded in result.json): its content above says it all
+        cfg.pop(k, None)
     fp = {"method": method.name, "hparams": method.fingerprint_hparams(), "config": cfg,
           **({"revision": method.revision} if method.revision != 1 else {}),
           "source": task.source.name, "target": task.target.name, "data": task.content_hash(),

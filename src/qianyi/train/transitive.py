@@ -41,6 +41,7 @@ from .result import MODEL_FILE, RESULT_FILE, RunResult
 from . import distributed
 from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
 from .rundir import hold
+from .weights import STARTING_MODEL_KEYS, check_starting_model, starting_model_record
 
 #: ``mode``: adapt through the intermediate domains one after another, to all of them pooled at once, or to
 #: stepping stones selected from them round by round (:func:`select_stepping_stones`), then to the target.
@@ -125,10 +126,17 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if task.is_image and len(d) and float(np.max(d.X)) > 1.5 >= float(np.max(task.source.X)):
             raise DataError(f"via domain {d.name!r} has pixel values up to {float(np.max(d.X)):g}, the task's lie "
                             "in [0, 1]: prepare it with qianyi.data.load_via(SPEC, task) (or divide by 255)")
-    if config.freeze:  # (a stage 0 from scratch freezes nothing: a later stage would refuse it after it trained)
+    # (a user's starting model that saw the target's labels: refused before any stage trains, the stages' own
+    # models record this task's source)
+    check_starting_model(config.init_from, task)
+    first_freeze = config.freeze  # what a stage 0 trained from no model keeps fixed
+    if config.freeze:  # (checked now: a later stage would refuse it after stage 0 trained)
         from .engine import check_freeze
 
-        check_freeze(config.freeze, _network_for(task, backbone, asked).group_names)
+        net = _network_for(task, backbone, asked)
+        check_freeze(config.freeze, net.group_names)
+        if config.init_from is None:
+            first_freeze = _pretrained_freeze(net, config.freeze)
     tmp = tempfile.TemporaryDirectory() if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
@@ -194,8 +202,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                 stage_task = task if domain is task.target else replace(
                     task, target=domain, name=f"{task.source.name}->{domain.name} (scored on {task.target.name}'s test)")
                 cfg = replace(config, init_from=start)
-                if start is None:  # trained from scratch: nothing copied, so nothing to freeze (random layers)
-                    cfg = replace(cfg, init_layers=None, freeze=0)
+                if start is None:  # stage 0 from no model: nothing copied; the pretrained groups stay frozen
+                    cfg = replace(cfg, init_layers=None, freeze=first_freeze)
                 elif start != config.init_from:  # a previous stage's model: all of it (--init-layers is for the user's)
                     cfg = replace(cfg, init_layers=None)
                 hp = hparams if m == method else {}
@@ -214,6 +222,10 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                 previous = domain
                 start = str(folder / MODEL_FILE)
             _as_one_run(stages, task, via, mode, asked, config, backbone)
+            if out is None:  # its stages trained in a temporary folder, removed since: the starting model is the
+                final = stages[-1].result  # user's (or none)
+                final.config = {**{k: v for k, v in final.config.items() if k not in STARTING_MODEL_KEYS.values()},
+                                "init_from": config.init_from, **starting_model_record(config.init_from)}
             if out is not None and distributed.is_main():
                 stages[-1].result.save(root)
                 write_stages(root, stages)
@@ -252,6 +264,26 @@ def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], 
                                for s in stages]}
     final.train_seconds = round(sum(s.result.train_seconds for s in stages), 3)
     final.flags = [*final.flags, *(f"stage {s.index} ({s.name}): {f}" for s in stages[:-1] for f in s.result.flags)]
+
+
+def _pretrained_freeze(net: nn.Module, freeze: int) -> int:
+    """How many of the first ``freeze`` layer groups a stage 0 trained from no model keeps fixed: those ``net``
+    brings pretrained (``pretrained_groups``: a named backbone's with weights, a text E with vectors=minilm; all of
+    a network of your own, which may hold any weights), as a single-stage run does; random ones train there (they
+    are frozen from the next stage on). A pretrained group after a random one cannot be frozen alone: refused."""
+    known = getattr(net, "pretrained_groups", None)
+    if known is None:
+        return freeze
+    frozen = list(net.group_names[:freeze])
+    random = [g for g in frozen if g not in known and any(True for _ in net.groups[g].parameters())]
+    k = frozen.index(random[0]) if random else freeze
+    later = [g for g in frozen[k:] if g in known]
+    if later:
+        raise ConfigError(f"freeze={freeze} keeps {frozen} fixed, and stage 0 (trained from no model: no --init-from) "
+                          f"must train the random {random} before them while keeping the pretrained {later} fixed, "
+                          f"which --freeze (the first groups) cannot say; give --freeze {k}, or --init-from MODEL.pt "
+                          "to start from a trained model")
+    return k
 
 
 def _starting_network(task: TransferTask, init_from: str, backbone: BackboneSpec | None, method: Any = None

@@ -1,16 +1,21 @@
 """Weight loading for fine-tuning: copy the first k layer groups of a saved qianyi model (safe loading only)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 
-from ..errors import DataError, QianyiWarning
+from ..errors import ConfigError, DataError, QianyiWarning
 from ..nn.backbones import Backbone
-from .checkpoint import unreadable_reason, load_checkpoint
+from .checkpoint import FILENAME, unreadable_reason, load_checkpoint
+
+if TYPE_CHECKING:
+    from ..data.domain import Domain, TransferTask
 
 
 def _saved_vocab(path: Path) -> list[str] | None:
@@ -28,6 +33,99 @@ def _saved_vocab(path: Path) -> list[str] | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return list(vocab) if isinstance(vocab, list) else None
+
+
+def labelled_data_digest(domain: "Domain") -> str:
+    """A hash of a labelled domain's inputs and labels (model.json's ``source_data``): tells whether a starting
+    model was trained on the very data a task trains on as its source."""
+    from ..data.lazy import is_lazy
+
+    h = hashlib.sha256(repr((tuple(domain.X.shape), str(domain.X.dtype))).encode())
+    h.update(domain.X.fingerprint() if is_lazy(domain.X) else np.ascontiguousarray(domain.X).data)
+    h.update(b"-" if domain.y is None else b"y" + np.ascontiguousarray(domain.y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def starting_model(path: str | Path) -> dict[str, Any] | None:
+    """What the model in ``path`` (an ``init_from``) was trained on, as its run recorded it (JSON only, nothing
+    unpickled): ``sha256`` of the file, and ``method``, ``source``, ``target``, ``source_origin`` and
+    ``source_data`` (:func:`labelled_data_digest`) where recorded, from the ``model.json`` beside a model whose
+    ``weights_sha256`` it names, or from the fingerprint inside an unfinished run's ``checkpoint.pt``. None when
+    ``path`` is no file; only ``sha256`` when nothing describes it (a state dict saved by hand)."""
+    from .store import content_key
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    key = content_key(str(path))
+    info: dict[str, Any] = {"sha256": key.removeprefix("sha256:")}
+    meta: Any = None
+    try:
+        meta = json.loads((path.parent / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    if isinstance(meta, dict) and meta.get("weights_sha256") == info["sha256"]:  # (else it describes another file)
+        info.update({k: meta[k] for k in ("method", "source", "target", "source_origin", "source_data")
+                     if isinstance(meta.get(k), str)})
+    elif path.name == FILENAME:  # an unfinished run's checkpoint records its run's fingerprint
+        try:
+            fp = json.loads(load_checkpoint(path).get("fingerprint", "{}"))
+        except Exception:  # (not a checkpoint, or a damaged one: the weights' loading says so)
+            fp = None
+        if isinstance(fp, dict):
+            info.update({k: fp[k] for k in ("method", "source", "target") if isinstance(fp.get(k), str)})
+    return info
+
+
+def check_starting_model(path: str | Path | None, task: "TransferTask", option: str = "init_from"
+                         ) -> dict[str, Any] | None:
+    """Refuse (:class:`ConfigError`) a starting model that saw this task's target labels, as its ``model.json``
+    (or checkpoint) records: one trained by a method that reads target labels (``oracle``, ``mult``), or one whose
+    labelled source is ``task``'s target (the same spec, or data drawn from the target's pool of samples, as
+    ``--via`` domains are checked; a model trained on this task's own source data is fine). Returns
+    :func:`starting_model` (None without ``path``); a model nothing describes is taken as it is."""
+    from ..data.tasks import origins_overlap, parse_spec
+    from ..methods.registry import available_methods
+
+    if not path:
+        return None
+    info = starting_model(path)
+    if info is None or "method" not in info:
+        return info
+    method, src, tgt = info["method"], info.get("source"), info.get("target")
+    where = "its checkpoint" if "source_origin" not in info and Path(path).name == FILENAME else "model.json beside it"
+    trained = f"{method} on {src!r} -> {tgt!r}" if src is not None else method
+    advice = (f"start from a model trained without the labels of {task.target.name!r}, e.g. `qianyi run source-only "
+              f"--source {task.source.name} --target {task.target.name} --out DIR` with this run's data settings, "
+              f"then --init-from DIR/model.pt (or leave --init-from out)")
+    cls = available_methods().get(method)
+    if cls is not None and getattr(cls, "uses_target_labels", False):
+        raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}), a method that trains on "
+                          f"target labels: the run {task.name} would start from a model that saw target labels and "
+                          f"still report 'no target labels'; {advice}")
+    if src is None or info.get("source_data") == labelled_data_digest(task.source):  # this task's own source
+        return info
+    target = task.target
+    origin = info.get("source_origin")
+    same = src == target.name or (origins_overlap(origin, target.origin) if origin is not None
+                                  else parse_spec(src)[0] == parse_spec(target.name)[0])
+    if same:
+        pool = "" if src == target.name else f" (the target's pool of samples, {target.origin!r})"
+        raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}): on the labels of {src!r}"
+                          f"{pool}, this run's target; the run {task.name} would start from a model that saw the "
+                          f"target's labels and still report 'no target labels'; {advice}")
+    return info
+
+
+#: The starting model's record in a result's ``config`` (beside ``init_from``, its path): not part of a run's key.
+STARTING_MODEL_KEYS = {"sha256": "init_from_sha256", "method": "init_from_method", "source": "init_from_source"}
+
+
+def starting_model_record(path: str | Path | None) -> dict[str, str]:
+    """``init_from_sha256`` and, when recorded, ``init_from_method`` and ``init_from_source`` of the model in
+    ``path`` (:func:`starting_model`); {} without one."""
+    info = starting_model(path) if path else None
+    return {key: info[k] for k, key in STARTING_MODEL_KEYS.items() if k in info} if info else {}
 
 
 def load_initial_weights(model: Backbone, path: str | Path, layers: int | None = None, option: str = "init_from",
