@@ -423,8 +423,12 @@ def _pool_range(origin: str) -> tuple[str, tuple[float, float] | None]:
     """The pool of samples behind an ``origin`` and, for a rotmnist range, its angles: rotmnist is the
     MNIST pool rotated (one angle per image, so disjoint ranges hold disjoint images)."""
     if origin.startswith("rotmnist:"):
-        lo, _, hi = origin.partition(":")[2].rpartition("-")  # rpartition: "1e-05-5" is 1e-05 to 5
-        return "mnist", (float(lo), float(hi))
+        span, bracket, classes = origin.partition(":")[2].partition("[")  # a class subset: rotmnist:0-30[2, 3]
+        lo, _, hi = span.rpartition("-")  # rpartition: "1e-05-5" is 1e-05 to 5
+        try:
+            return "mnist" + bracket + classes, (float(lo), float(hi))
+        except ValueError:  # not a range qianyi wrote: a pool of its own
+            return origin, None
     return origin, None
 
 

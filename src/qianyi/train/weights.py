@@ -81,10 +81,11 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
                          ) -> dict[str, Any] | None:
     """Refuse (:class:`ConfigError`) a starting model that saw this task's target labels, as its ``model.json``
     (or checkpoint) records: one trained by a method that reads target labels (``oracle``, ``mult``), or one whose
-    labelled source is ``task``'s target (the same spec, or data drawn from the target's pool of samples, as
-    ``--via`` domains are checked; a model trained on this task's own source data is fine). Returns
+    labelled source is ``task``'s target (its recorded origin, or for a model recorded without one its spec, is the
+    target's; a model of this task's source spec is fine). Data from the target's pool that may or may not be the
+    target's own samples (a half of one pool, a rotmnist range that overlaps) is warned about. Returns
     :func:`starting_model` (None without ``path``); a model nothing describes is taken as it is."""
-    from ..data.tasks import origins_overlap, parse_spec
+    from ..data.tasks import origins_overlap
     from ..methods.registry import available_methods
 
     if not path:
@@ -103,17 +104,23 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
         raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}), a method that trains on "
                           f"target labels: the run {task.name} would start from a model that saw target labels and "
                           f"still report 'no target labels'; {advice}")
-    if src is None or info.get("source_data") == labelled_data_digest(task.source):  # this task's own source
-        return info
+    if src is None or src == task.source.name or info.get("source_data") == labelled_data_digest(task.source):
+        return info  # (this task's source spec, if split or capped otherwise: its labels are the source's)
     target = task.target
     origin = info.get("source_origin")
-    same = src == target.name or (origins_overlap(origin, target.origin) if origin is not None
-                                  else parse_spec(src)[0] == parse_spec(target.name)[0])
-    if same:
-        pool = "" if src == target.name else f" (the target's pool of samples, {target.origin!r})"
-        raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}): on the labels of {src!r}"
-                          f"{pool}, this run's target; the run {task.name} would start from a model that saw the "
-                          f"target's labels and still report 'no target labels'; {advice}")
+    # the same data as this target: its recorded origin (a resolved path, a pool) when it has one, else its spec
+    same = origin == target.origin if origin is not None else src == target.name
+    one_pool = target.origin == task.source.origin  # two halves (or filters) of one pool: the origin cannot tell
+    if same and not one_pool:
+        data = "this run's target" if src == target.name else f"data {origin!r}, this run's target's"
+        raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}): on the labels of {src!r} "
+                          f"({data}); the run {task.name} would start from a model that saw the target's labels and "
+                          f"still report 'no target labels'; {advice}")
+    if same or (origin is not None and origins_overlap(origin, target.origin)):
+        warnings.warn(f"{option}: {str(path)!r} was trained by {trained} ({where}), on labelled data from the pool of "
+                      f"samples of this run's target {target.name!r} ({target.origin!r}); if it held samples of this "
+                      "target, the run starts from their labels and its score is not label-free", QianyiWarning,
+                      stacklevel=3)
     return info
 
 
