@@ -149,8 +149,8 @@ class TrainData:
             n = 0 if task.target_test is None else len(task.target_test)
             raise DataError(f"{method} trains on target labels, but the target's labels are those of its test set "
                             f"({task.test_in_target} of the {n} test samples are among the target's training "
-                            f"samples: transductive), so they were dropped and it would score its own training "
-                            "labels; for an oracle, leave out --target-test (target_test=) to hold out a test split of "
+                            f"samples: transductive), so they were dropped: trained on them, it would be scored on "
+                            "labels it had learnt; for an oracle, leave out --target-test (target_test=) to hold out a test split of "
                             "the target, or give a test set of other samples")
         if with_target_labels and target.y is None:
             raise DataError(f"{method} trains on target labels, but target {task.target.name!r} has none")
