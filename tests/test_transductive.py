@@ -121,3 +121,15 @@ def test_shifted_copies_of_the_targets_samples_count_as_its_samples(tmp_path):
     a, b = f"npz:{tmp_path / 'a.npz'}", f"npz:{tmp_path / 'b.npz'}"
     task = load_task(a, b, target_test=b + "+rot30")  # the target's images, rotated
     assert task.target.y is None and task.test_in_target == len(task.target_test) == 897
+
+
+def test_streamed_folders_are_compared_by_their_files_and_unlike_sides_are_said_not_compared(tmp_path):
+    from .test_streaming import office_layout
+
+    root = office_layout(tmp_path, per_class=8)
+    s, t = f"folder:{root}/amazon?size=16&stream=1", f"folder:{root}/webcam?size=16&stream=1"
+    task = load_task(s, t, target_test=t)
+    assert task.target.y is None and task.test_in_target == len(task.target_test) == 32
+    with pytest.warns(QianyiWarning, match=r"the target test split and the target .* are not both streamed"):
+        held = load_task(s, t, target_test=f"folder:{root}/webcam?size=16")
+    assert held.test_in_target == 0 and held.target.y is not None  # (not compared: nothing to drop)
