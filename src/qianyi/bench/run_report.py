@@ -191,7 +191,9 @@ def _summary(r: RunResult, bad_scores: dict[str, str]) -> str:
         ("method", r.method + (f" {json.dumps(r.hparams, sort_keys=True)}" if r.hparams else "")),
         ("source → target", f"{r.source} → {r.target}"),
         ("samples", f"source {r.n_source} (labelled), target {r.n_target_train} (unlabelled)"
-                    + (f", target test {r.n_target_test} (labelled, scoring only)" if r.n_target_test else "")),
+                    + (f", target test {r.n_target_test} (labelled, scoring only)" if r.n_target_test else "")
+                    + (f"; transductive: {r.test_in_target} of the test samples were target training inputs"
+                       if r.test_in_target else "")),
         ("training", ("a shallow fit (no network: no epochs, batches or optimiser)" if r.model_file != MODEL_FILE
                       else ", ".join(f"{k} {cfg[k]}" for k in ("epochs", "batch_size", "optimizer", "lr") if k in cfg))
          + f", seed {r.seed}, {r.train_seconds:.1f} s on {r.device}"),

@@ -334,6 +334,16 @@ class BenchResult:
         vals = [choice_accuracy(r, choice) for r in self._runs(method, pair)]
         return np.array([v for v in vals if v is not None])
 
+    def transductive(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """The pairs whose target trained on its test samples' inputs (``--target-tests T``): the test samples held
+        and the test split's size, from the runs' ``test_in_target``."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        for r in self.runs:
+            if r.test_in_target and (r.source, r.target) in self.pairs:
+                out[(r.source, r.target)] = max(out.get((r.source, r.target), (0, 0)),
+                                                (r.test_in_target, r.n_target_test))
+        return out
+
     def uses_target_labels(self, method: str) -> bool:
         """The oracle, and any method whose runs trained on target labels (``mult``, a plugin that declares
         ``uses_target_labels``): marked ORACLE in every table and plot, with no gap closed of their own."""
@@ -413,8 +423,15 @@ class BenchResult:
         noise = self._noise_note()
         if noise:
             lines.append(noise)
+        transductive = self.transductive()
+        if transductive:
+            lines.append("Transductive: on " + ", ".join(
+                f"{md_cell(s)}->{md_cell(t)} ({k} of the {n} test samples)" for (s, t), (k, n) in transductive.items())
+                + " the target's training inputs held the test samples, so every method trained on them (without "
+                "labels) and the oracle was skipped: the target's labels are its test set's (leave out --target-tests "
+                "for a held-out test split and an oracle).")
         no_oracle = [f"{s}->{t}" for s, t in self.pairs if not len(self.accuracies("oracle", (s, t)))
-                     and any(len(self.accuracies(m, (s, t))) for m in self.methods)]
+                     and any(len(self.accuracies(m, (s, t))) for m in self.methods) and (s, t) not in transductive]
         if no_oracle:  # a reader took the dashes for an oracle no better than source-only
             lines.append(f"No oracle run on {', '.join(no_oracle)} (e.g. a target whose training split has no labels "
                          "to train it on): no gap closed there.")
@@ -1202,7 +1219,11 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                 method = get_method(m, **hparams.get(m, {}))
                 if method.uses_target_labels and task.target.y is None:
                     if log and seed == seeds[0]:
-                        log(f"  {m}: skipped, the target train split has no labels to train it on (no gap closed)")
+                        why = ("its labels are its test set's (transductive: it holds "
+                               f"{task.test_in_target} of the {len(task.target_test)} test samples), so they were "
+                               "dropped" if task.test_in_target and task.target_test is not None else "")
+                        log(f"  {m}: skipped, the target train split has no labels to train it on"
+                            + (f": {why}" if why else "") + " (no gap closed)")
                     continue
                 cfg = replace(base, seed=seed)
                 if method.uses_target_labels:  # the oracle is scored on its last epoch; validators do not apply

@@ -395,6 +395,10 @@ class TransferTask:
     name: str = field(default="")
     #: What was done to the inputs (``load_task``: the image canvas, CSV column order), for saved models.
     preprocessing: dict | None = None
+    #: How many target test samples are also target training samples (``load_task`` with a ``target_test`` that
+    #: overlaps the target: the transductive protocol); the target's labels are then dropped (they are the test
+    #: set's), so no oracle trains on them. 0: a held-out test split (or none).
+    test_in_target: int = 0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -439,7 +443,15 @@ class TransferTask:
                 else "no labelled test: target accuracy will be unknown")
         return (f"{self.name}: input {s.sample_shape}, {self.n_classes} classes; "
                 f"source {len(s)} train + {len(self.source_val)} val, "
-                f"target {len(self.target)} train (unlabelled) + {test}")
+                f"target {len(self.target)} train (unlabelled{self.transductive_note()}) + {test}")
+
+    def transductive_note(self) -> str:
+        """``"; holds K of the N test samples: transductive"`` when the target trains on test samples, else ``""``."""
+        n = 0 if self.target_test is None else len(self.target_test)
+        if not self.test_in_target:
+            return ""
+        return (f"; holds {self.test_in_target} of the {n} test samples: "
+                f"{'transductive' if self.test_in_target >= n else 'partly transductive'}")
 
     @classmethod
     def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,

@@ -411,6 +411,49 @@ def check_test_overlap(test: Domain | None, others: Sequence[tuple[str, Domain |
                       "count as seen in training", QianyiWarning, stacklevel=3)
 
 
+def _overlaps(o: _Overlap, n: int) -> bool:
+    """The test split overlaps the target (the transductive protocol, or a test file sharing its rows): more
+    samples once on each side than chance gives, by more than :data:`OVERLAP_REFUSED` of the test split (and
+    :data:`OVERLAP_MIN`, or all of a smaller split); fewer are duplicates in the data."""
+    return o.excess > OVERLAP_REFUSED * n + o.noise and o.excess >= min(OVERLAP_MIN, n)
+
+
+def count_test_in_target(task: TransferTask, what: str) -> int:
+    """How many of ``task``'s target test samples are also its target training samples, compared as
+    :func:`check_test_overlap` compares (as they are, by :attr:`Domain.keys` for shifted or re-rendered copies,
+    streamed images by their files' bytes, against chance); 0 below :func:`_overlaps` (duplicates in the data,
+    warned about when the data has no recurring values) or when the sides cannot be compared (warned about).
+    A partial overlap (some test samples, not all) is warned about: likely a mistake."""
+    test, target = task.target_test, task.target
+    if test is None or not len(test) or not len(target):
+        return 0
+    if is_lazy(test.X) != is_lazy(target.X):
+        warnings.warn(f"{what}: the target test split and the target ({target.name!r}) are not both streamed "
+                      "(?stream=1), so their samples were not compared: a run that trains on test samples is not "
+                      "marked transductive, and the oracle would train on their labels; stream both sides (or "
+                      "neither)", QianyiWarning, stacklevel=3)
+        return 0
+    keys = _row_keys(test.X)
+    o = _shared(keys, _row_keys(target.X))
+    if test.keys is not None and target.keys is not None:
+        made = _shared(test.keys.tolist(), target.keys.tolist())
+        o = made if made.shared > o.shared else o
+    n = len(keys)
+    if not _overlaps(o, n):
+        if o.shared and o.chance == 0:
+            warnings.warn(f"{what}: {o.shared} of the {n} target test samples are identical to (or made from) "
+                          f"target training samples, too few to call the task transductive; duplicates in the data? "
+                          "only an oracle reads target labels, and it trains on theirs", QianyiWarning, stacklevel=3)
+        return 0
+    if o.shared < n:
+        warnings.warn(f"{what}: {o.shared} of the {n} target test samples are also among the target's training "
+                      f"samples ({target.name!r}), the others not{_chance_note(o, n)}: likely a mistake (give the "
+                      "target itself as --target-test for the transductive protocol, or a test set of other samples "
+                      "for a held-out one). The task is taken as transductive: the target's labels are dropped, so no "
+                      "oracle trains on them", QianyiWarning, stacklevel=3)
+    return o.shared
+
+
 def _pool_key(base: str) -> str:
     """A spec's file without its options, its path resolved: ``folder:D``, ``folder:D/`` and ``folder:/abs/D``
     are one pool."""
@@ -486,7 +529,10 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
 
     The target may be unlabelled. Its test split is ``target_test`` (a labelled spec, scored only;
     then all of the target trains), else ``test_fraction`` of a labelled target; with
-    ``test_fraction=0`` or an unlabelled target there is none and accuracy is unknown.
+    ``test_fraction=0`` or an unlabelled target there is none and accuracy is unknown. A ``target_test``
+    whose samples the target also holds (``target_test=target``, the transductive protocol, or a file sharing
+    its rows: :func:`count_test_in_target`) makes the target's labels the test set's: they are dropped (the
+    target read as unlabelled, so no oracle trains on them) and ``task.test_in_target`` counts those samples.
     ``optional_target_labels=True`` (a caller that needs no target label: ``measure``, ``advise``, ``run
     --target-all``; without ``target_test``): target labels that do not fit the source's classes are dropped with
     a warning, not refused (:meth:`TransferTask.from_domains`).
@@ -568,6 +614,9 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
     check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}",  # train and val rows
                        refuse=not (disjoint_rows and target_test is None))
+    shared = count_test_in_target(task, f"{source} -> {target} --target-test {target_test}")
+    if shared:  # the target's labels are its test set's: dropped before anything trains (no oracle on them)
+        task = replace(task, target=task.target.replace(y=None), test_in_target=shared)
     if task.source.is_text:
         task = tokenize_task(task, pre, **(text or {}))
         pre = task.preprocessing

@@ -142,10 +142,18 @@ class TrainData:
     target: Domain
 
     @classmethod
-    def from_task(cls, task: TransferTask, with_target_labels: bool = False) -> "TrainData":
+    def from_task(cls, task: TransferTask, with_target_labels: bool = False, method: str = "this method"
+                  ) -> "TrainData":
         target = task.target if with_target_labels else task.target.replace(y=None)
+        if with_target_labels and target.y is None and task.test_in_target:
+            n = 0 if task.target_test is None else len(task.target_test)
+            raise DataError(f"{method} trains on target labels, but the target's labels are those of its test set "
+                            f"({task.test_in_target} of the {n} test samples are among the target's training "
+                            f"samples: transductive), so they were dropped: trained on them, it would be scored on "
+                            "labels it had learnt; for an oracle, leave out --target-test (target_test=) to hold out a test split of "
+                            "the target, or give a test set of other samples")
         if with_target_labels and target.y is None:
-            raise DataError(f"this method trains on target labels, but target {task.target.name!r} has none")
+            raise DataError(f"{method} trains on target labels, but target {task.target.name!r} has none")
         for what, d in (("source", task.source), ("target", task.target)):
             if len(d) < 2:
                 raise DataError(f"the {what} training split of {task.name!r} has {len(d)} sample(s); training needs "
@@ -488,7 +496,8 @@ class Trainer:
         self._resumed_threads = self._resumed_codes = None
         self.config = self.base_config.for_task(task)  # the data's defaults filled in
         distributed.init_from_env(self.config.device)  # under torchrun: join the process group
-        data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels)
+        data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels,
+                                   method=self.method.name)
         self._source_labels = data.source.y
         self.method.input_kind = "text" if (task.preprocessing or {}).get("text") else None  # views of token ids
         if self.method.input_kind == "text" and self.method.not_for_text:

@@ -61,6 +61,10 @@ class RunResult:
     #: A run trained in stages (self-training's starting model, --via domains): ``via`` (the intermediate domains),
     #: ``mode`` and ``stages`` (name, method, what it adapted to, folder under the run's, model_sha256).
     staged: dict[str, Any] = field(default_factory=dict)
+    #: How many of the ``n_target_test`` test samples were also target training samples (inputs only: the
+    #: transductive protocol, ``--target T --target-test T``); 0: a held-out test split (or a result.json written
+    #: before this field).
+    test_in_target: int = 0
 
     def __repr__(self) -> str:
         """One short line (the dataclass's repr held the whole history, config and fingerprint: thousands of
@@ -120,6 +124,9 @@ class RunResult:
         resumed = f"; resumed from its checkpoint at step {self.resumed_from_step}" if self.resumed_from_step else ""
         # "target accuracy 71% ... no target labels" read as a contradiction: what the labels did not choose
         chosen = self.selection.replace("; no target labels", "; chosen without target labels")
+        if self.test_in_target:
+            tag += (f" [transductive: {self.test_in_target} of the {self.n_target_test} test samples were training "
+                    "inputs]")
         return (f"{self.method} {self.source}->{self.target} seed {self.seed}: {target}, source accuracy "
                 f"{100 * self.source_accuracy:.2f}% ({self.train_seconds:.1f}s{resumed}; {chosen}){tag}")
 
@@ -155,7 +162,7 @@ def _wrong_types(data: dict[str, Any]) -> list[str]:
         "train_seconds": lambda v: number(v) and v >= 0,
         **{k: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
            for k in ("n_source", "n_target_train", "n_target_test", "selected_epoch", "resumed_from_step",
-                     "processes")},
+                     "processes", "test_in_target")},
         **{k: lambda v: isinstance(v, dict) for k in ("hparams", "config", "versions", "scores", "fingerprint",
                                                       "target_report", "staged")},
         "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),

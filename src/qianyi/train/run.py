@@ -277,6 +277,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         f"{fit.selection}; trains no classifier: its accuracies are an untrained network's",
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
+        test_in_target=task.test_in_target,
         device=device, history=fit.history, selected_epoch=fit.selected_epoch, scores=scores,
         fingerprint=run_fingerprint(m, config, task, backbone),
         versions=_versions(fit.threads, m, fit.codes))
@@ -373,6 +374,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         train_seconds=round(seconds, 3), selection="shallow method: no epochs; no target labels", oracle=False,
         hparams=m.hparams(), config=config.fingerprint(), n_source=len(task.source),
         n_target_train=len(task.target), n_target_test=0 if task.target_test is None else len(task.target_test),
+        test_in_target=task.test_in_target,
         device="cpu", fingerprint=run_fingerprint(m, config, task),
         versions=_versions(None, m), model_file=SHALLOW_MODEL_FILE)
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
