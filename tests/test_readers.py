@@ -371,6 +371,8 @@ def test_csv_decimal_comma_is_read_when_told(tmp_path):
     _raises(lambda: read_csv(p, decimal=","), "'1.234,5'", "thousands separator", "leave ?decimal= out", path=p)
     _raises(lambda: read_csv(p, decimal="x"), "decimal='x'", path=p)
     _raises(lambda: read_csv(p, decimal=",", sep=","), "?sep=,", path=p)
+    p.write_text("w;h;label\n1.069,6;1,5;a\n1.070,1;1,6;b\n")  # (review diff9) auto does not one-hot them: refused
+    _raises(lambda: read_csv(p, decimal=",", categorical="auto"), "'1.069,6'", "thousands separator", path=p)
     p.write_text("a;label\n1.5;a\n2;b\n")  # the default mark is unchanged
     np.testing.assert_allclose(read_csv(p).X[:, 0], [1.5, 2])
 

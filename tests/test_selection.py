@@ -451,6 +451,6 @@ def test_a_diverged_run_stops_neither_bench_nor_select(tmp_path):
         sel = select_hparams("dan", ["digits->digits+rot30@300"], grid=grid, out=tmp_path / "s", config=cfg,
                              log=None)
     assert sel.choice == {"trade_off": 1.0} and np.isnan(sel.scores[0]).all() and len(sel.diverged) == 1
-    assert "Diverged: dan" in sel.table()
+    assert "Diverged: dan" in sel.table() and "ranks last" in sel.diverged[0] and "did not diverge" not in sel.diverged[0]
     with pytest.raises(TrainingError, match="every run diverged"):
         select_hparams("dan", ["digits->digits+rot30@300"], grid=grid[:1], out=tmp_path / "s", config=cfg, log=None)

@@ -1130,13 +1130,15 @@ def variant_label(method: str, hparams: dict[str, Any], revision: int = 1) -> st
     return f"{method} ({', '.join(diff)})" if diff else method
 
 
-def diverged_note(method: str, pair: str, seed: int, exc: TrainingError, folder: Path | None) -> str:
+def diverged_note(method: str, pair: str, seed: int, exc: TrainingError, folder: Path | None,
+                  means: str = "its means are over the seeds that did not diverge") -> str:
     """One line for a run of ``bench`` or ``select`` that diverged: it has no result, and the command goes on (its
-    other seeds and settings are tabulated; a mean over the seeds that finished flatters an unstable setting)."""
+    other seeds and settings are tabulated; a mean over the seeds that finished flatters an unstable setting).
+    ``means``: what that does to the tables."""
     why = str(exc).replace(DIVERGED_ADVICE, "").strip()
     return (f"{method} on {pair} seed {seed} DIVERGED, so it has no result ({why}{'' if why.endswith('.') else '.'} "
-            f"Folder: {str(folder) if folder is not None else 'none'}). Its means are over the seeds that did not "
-            "diverge; a lower --lr or weight (--set METHOD.KEY=VALUE) is another setting, trained afresh")
+            f"Folder: {str(folder) if folder is not None else 'none'}). {means[:1].upper()}{means[1:]}; a lower --lr "
+            "or weight (--set METHOD.KEY=VALUE) is another setting, trained afresh")
 
 
 def check_backbone_spec(backbone: Any, who: str) -> None:
@@ -1245,7 +1247,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     if log:
                         eta = (time.perf_counter() - t0) / trained * (total - k)
                         log(f"  [{k}/{total}, at most {_duration(eta)} left] "
-                            + (f"{m} seed {seed}: DIVERGED, no result" if result is None else result.summary()))
+                            + (f"{m} {task.name} seed {seed}: DIVERGED, no result" if result is None
+                               else result.summary()))
                     if result is None:
                         continue
                 elif log:

@@ -328,7 +328,8 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                                             backbone=backbone)
                     except TrainingError as exc:  # a setting that diverges ranks last; the others still train
                         diverged.append(diverged_note(f"{method} {json.dumps(cand)}", pair, seed, exc,
-                                                      store.path(fp)))
+                                                      store.path(fp), "its seed mean on that pair is NaN, which "
+                                                      "ranks last"))
                         warnings.warn(f"select: {diverged[-1]}", QianyiWarning, stacklevel=_caller_stacklevel())
                         if log:
                             log(f"  [{k}/{n}] {pair} {method} {json.dumps(cand)} seed {seed}: DIVERGED, ranks last")

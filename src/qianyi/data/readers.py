@@ -848,8 +848,8 @@ def _text_columns(rows, ncols: int, feats: list[int], keep, decimal: str = ".") 
             cell = r[i].strip()
             if not cell:
                 continue
-            if _is_number(cell, decimal):
-                open_.discard(i)
+            if _is_number(cell, decimal) or (decimal == "," and _is_number(cell.replace(".", ""), decimal)):
+                open_.discard(i)  # (with a decimal comma, 1.234,5 is a number: refused by name when read)
                 text.discard(i)
             else:
                 text.add(i)
