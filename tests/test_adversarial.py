@@ -226,6 +226,8 @@ def test_health_flags_a_winning_discriminator_and_a_collapsed_network():
     unlearnt = collapsed[:-1] + [{**collapsed[-1], "source_val_acc": 0.26}]
     (short,) = game_flags(unlearnt, (), 0.1)
     assert "has not learnt the source yet either (source-val accuracy 26%): train longer" in short
+    # a model short of the source is no correct model on a skewed target: no label-shift reading offered
+    assert short.startswith("the network collapsed: it gives") and "label shift" not in short
     (learnt,) = game_flags(collapsed[:-1] + [{**collapsed[-1], "source_val_acc": 0.9}], (), 0.1)
     assert "carry over" in learnt
     # --select kept epoch 4: the collapse check reads the model the run returns, not the last epoch's

@@ -17,6 +17,8 @@ from qianyi.data import canvas, readers
 from qianyi.data.readers import read_csv, read_folder, read_idx, read_npz
 from qianyi.errors import DataError, DatasetNotFoundError, QianyiError
 
+from .conftest import requires_data
+
 
 def _raises(fn, *match: str, path=None):
     """Call ``fn``; it must raise a DataError whose message names ``path`` and contains every ``match``."""
@@ -610,9 +612,11 @@ def test_integer_labels_meet_classes_named_by_value_by_the_reading_that_fits(tmp
     assert align_labels(dom([0, 1, 2]), dom([0, 1], ("1", "3"))).y.tolist() == [0, 1]  # '3' is no index: position
     same = dom([0, 1, 2], ("0", "1", "2"))  # names '0'..'k-1' in order: both readings agree
     assert align_labels(same, dom([2, 1])).y.tolist() == [2, 1]
-    pn = dom([0, 1], ("negative", "positive"))  # names that are not numbers against indices: refused
+    pn = dom([0, 1], ("negative", "positive"))  # names given in index order (not sorted text): by position
+    assert align_labels(pn, dom([1, 0])).y.tolist() == [1, 0]
+    sorted_pn = pn.replace(sorted_names=True).subset([1, 0])  # names sorted from text labels: refused, kept by both
     with pytest.raises(LabelMismatchError, match="unnamed class indices"):
-        align_labels(pn, dom([1, 0]))
+        align_labels(sorted_pn, dom([1, 0]))
 
 
 def test_text_class_names_against_unnamed_indices_are_refused_not_matched_by_position(tmp_path):
@@ -639,6 +643,52 @@ def test_text_class_names_against_unnamed_indices_are_refused_not_matched_by_pos
     floats = write("t3.csv", [f"{c}.0" for c in range(10)] * 4)
     task = load_task(ints, floats, target_test=floats)
     assert sorted(set(task.target_test.y.tolist())) == list(range(10))
+
+
+def test_names_in_a_canonical_class_order_meet_unnamed_indices_by_position(tmp_path):
+    """Only names made by sorting text labels are refused against indices: a built-in's names are in the
+    dataset's own index order (Fashion-MNIST t-shirt/top = 0, ...; amazon negative = 0, positive = 1), so an
+    npz of Fashion-MNIST indices or a CSV of 0/1 reviews pairs with them by position."""
+    from qianyi.data.domain import Domain
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 20)
+    np.savez(tmp_path / "idx.npz", X=rng.random((len(y), 1, 28, 28)).astype(np.float32), y=y)
+    try:
+        task = load_task("fashion", f"npz:{tmp_path / 'idx.npz'}", max_samples=200)
+    except DatasetNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+    assert task.source.class_names[:2] == ("t-shirt/top", "trouser") and not task.source.sorted_names
+    assert task.target_test.class_names == task.source.class_names
+    assert sorted(set(task.target_test.y.tolist())) == list(range(10))
+    assert Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), class_names=("b", "a")).sorted_names is False
+    from types import SimpleNamespace
+
+    from qianyi.errors import LabelMismatchError
+    from qianyi.train.artefact import _to_model_classes
+
+    model = SimpleNamespace(class_names=task.source.class_names)  # model.json does not record the names' order
+    with pytest.raises(LabelMismatchError, match="unnamed class indices"):
+        _to_model_classes(model, Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "npz"))
+
+
+@requires_data("amazon-blitzer2007-raw/books")
+def test_amazon_against_a_csv_of_0_1_reviews_by_position(tmp_path):
+    """readers._csv_labels' own example: a CSV target of 0/1 reviews pairs with amazon/books' negative/positive."""
+    rows = [("great product loved it", 1), ("terrible waste of money", 0), ("works well very happy", 1),
+            ("broke after a day awful", 0), ("excellent value would buy again", 1), ("poor quality do not buy", 0)]
+    (tmp_path / "rev.csv").write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in rows))
+    spec = f"csv:{tmp_path / 'rev.csv'}?text=text"
+    task = load_task("amazon/books", spec, max_samples=100, test_fraction=0.5)
+    names = task.source.class_names
+    assert names == ("negative", "positive") and task.target_test.class_names == names
+    from qianyi.data.domain import align_labels
+
+    aligned = align_labels(load_domain("amazon/books"), load_domain(spec))
+    assert [aligned.class_names[k] for k in aligned.y] == [names[c] for _, c in rows]  # 0 = negative, 1 = positive
+    words = tmp_path / "words.csv"  # the same reviews labelled neg/pos: names on both sides, matched by name
+    words.write_text("text,label\n" + "".join(f"{t},{'positive' if c else 'negative'}\n" for t, c in rows))
+    assert load_task("amazon/books", f"csv:{words}?text=text", max_samples=100).target.class_names == names
 
 
 def test_csv_unnamed_columns_pandas_index_and_trailing_commas(tmp_path):

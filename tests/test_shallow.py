@@ -156,8 +156,11 @@ def test_bad_inputs_say_what_is_wrong():
     with pytest.raises(DataError, match=r"yt has 3 labels for 40 rows"):
         TrAdaBoost().fit(Xs, ys, Xt, yt[:3])
     # integer source labels and text target ones were unioned into twice the classes, silently
-    with pytest.raises(DataError, match=r"y \('0', '1'.*and the target labels yt \('c0', 'c1'.*different types"):
+    with pytest.raises(DataError, match=r"y \(0, 1.*and the target labels yt \('c0', 'c1'.*different types"):
         TrAdaBoost().fit(Xs, ys, Xt, np.array([f"c{v}" for v in yt]))
+    # the same digits as text: shown as they are (0, 1 against '0', '1'), not alike
+    with pytest.raises(DataError, match=r"y \(0, 1, 2\) and the target labels yt \('0', '1', '2'\) are of\s+different types"):
+        TrAdaBoost().fit(Xs, ys, Xt, np.array([str(v) for v in yt]))
     with pytest.raises(DataError, match=r"AugmentedClassifier.fit: .*different types"):
         AugmentedClassifier().fit(Xs, ys, Xt, np.array([f"c{v}" for v in yt]))
     with pytest.raises(ConfigError, match="kernel='poly' is unknown"):

@@ -3,6 +3,7 @@ self-train teacher; rotating MNIST ranges; stepping stones never share samples w
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -413,13 +414,24 @@ def test_a_staged_run_holds_its_out_folder_from_the_first_stage(tmp_path, monkey
     assert (tmp_path / "st").resolve() not in rundir._held  # released at the end
 
 
-def test_via_refuses_methods_that_cannot_use_it_and_domains_not_in_the_tasks_form(tmp_path):
+def test_via_refuses_methods_that_cannot_use_it_and_domains_not_in_the_tasks_form(tmp_path, capsys):
     from qianyi.errors import ConfigError
 
     task, via = _task(), [_blobs(60, 3.0, 5, labelled=False)]
     for method, says in (("source-only", "never reads the domain it adapts to"), ("oracle", "trains on target labels")):
         with pytest.raises(ConfigError, match=says):
             run_via(method, task, via, TrainConfig(**CFG))
+    # cotrain trains its own view networks: each stage after the first failed, blaming an --init-from never given
+    with pytest.raises(ConfigError, match=r"cotrain trains its two view networks.*--via stages"):
+        run_via("cotrain", task, via, TrainConfig(**CFG), out=tmp_path / "co", split=3)
+    assert not (tmp_path / "co").exists()  # refused before any stage trained
+    src, tgt = _blobs(60, 0.0, 1), _blobs(60, 6.0, 2)
+    for name, d in (("s", src), ("t", tgt), ("m", via[0])):
+        np.savez(tmp_path / f"{name}.npz", X=d.X, **({} if d.y is None else {"y": d.y}))
+    assert main(["run", "cotrain", "--source", "npz:no-such-file.npz", "--target", f"npz:{tmp_path}/t.npz",
+                 "--via", f"npz:{tmp_path}/m.npz", "--set", "split=3", "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err  # refused before any data is read (the source file does not exist)
+    assert re.search(r"cotrain trains its two view networks.*leave --via out", err) and "init" not in err
     wide = Domain(np.zeros((40, 8)), None, "wide")
     with pytest.raises(DataError, match=r"via domain 'wide' has samples of shape \(8,\).*load_via"):
         run_via("dann", task, [wide], TrainConfig(**CFG))

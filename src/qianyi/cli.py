@@ -1037,6 +1037,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if (args.via_mode != "gradual" or args.via_novelty) and not args.via:  # (they were ignored: a plain run)
             raise UnknownNameError(f"--via-mode {args.via_mode}{' --via-novelty' if args.via_novelty else ''} works "
                                    "on the --via domains, and none were given; give --via DOMAIN ...")
+        if args.via or needs_source:  # before any data is read (run_via refuses it too)
+            from .train.transitive import refuse_own_network
+
+            refuse_own_network(available_methods()[args.method])
         task = load_task(args.source, args.target, target_test=args.target_test, max_samples=args.max_samples,
                          data_dir=args.data_dir, test_fraction=_test_fraction(args), val_fraction=args.val_fraction,
                          split_seed=args.split_seed, vector_transform=args.vector_transform,

@@ -394,4 +394,5 @@ def read_wav_folder(path: str | Path, name: str | None = None) -> Domain:
     index = {lab: i for i, lab in enumerate(labels)}
     X = wav_features([p for p, _ in items])
     return Domain(X, np.array([index[lab] for _, lab in items]), name=name or folder.name, class_names=tuple(labels),
-                  origin=f"wav:{folder.resolve()}", ids=tuple(p.relative_to(folder).as_posix() for p, _ in items))
+                  origin=f"wav:{folder.resolve()}", ids=tuple(p.relative_to(folder).as_posix() for p, _ in items),
+                  sorted_names=True)

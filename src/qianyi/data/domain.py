@@ -241,6 +241,10 @@ class Domain:
     before any canvas, shift or re-rendering: ``mnist-m`` and ``rotmnist`` rows carry the key of their MNIST
     image. :func:`qianyi.data.load_task` sets them and compares them to find target test samples that are
     shifted or re-rendered copies of labelled source samples; :meth:`subset` and :meth:`replace` keep them.
+    ``sorted_names`` is true when the readers made ``class_names`` by sorting text labels (a CSV or JSON Lines
+    label column, class folders): their order is no index order, so against unnamed class indices they are
+    refused, where names in a canonical order (a built-in's, SVMlight's negative/positive, given ones) match by
+    position; :meth:`subset` and :meth:`replace` keep it.
     """
 
     X: np.ndarray
@@ -252,6 +256,7 @@ class Domain:
     feature_names: tuple[str, ...] | None = None
     ids: tuple[str, ...] | None = None
     keys: np.ndarray | None = None
+    sorted_names: bool = False
 
     def __post_init__(self) -> None:
         if self.feature_names is None:  # a DataFrame's column names: matched by name, as every pandas entry point does
@@ -331,12 +336,12 @@ class Domain:
         return Domain(self.X.view(index) if is_lazy(self.X) else self.X[index], None if self.y is None else self.y[index], name or self.name,
                       self.class_names, self.origin, self.style, self.feature_names,
                       None if self.ids is None else tuple(self.ids[int(i)] for i in index.reshape(-1)),
-                      None if self.keys is None else self.keys[index])
+                      None if self.keys is None else self.keys[index], self.sorted_names)
 
     def replace(self, **changes: object) -> "Domain":
         fields = dict(X=self.X, y=self.y, name=self.name, class_names=self.class_names,
                       origin=self.origin, style=self.style, feature_names=self.feature_names, ids=self.ids,
-                      keys=self.keys)
+                      keys=self.keys, sorted_names=self.sorted_names)
         fields.update(changes)
         return Domain(**fields)  # type: ignore[arg-type]
 
@@ -597,9 +602,9 @@ def _align_by_value(source: Domain, target: Domain) -> Domain | None:
 
 
 def _refuse_names_against_indices(source: Domain, target: Domain) -> None:
-    """Refuse a pair where one side names its classes (not by whole numbers) and the other holds unnamed class
-    indices: matched by position, sorted names ('eight' = 0, 'five' = 1, ...) were read as indices (a 98% model
-    scored 10%)."""
+    """Refuse a pair where one side names its classes by names sorted from text labels (not whole numbers) and the
+    other holds unnamed class indices: matched by position, sorted names ('eight' = 0, 'five' = 1, ...) were read
+    as indices (a 98% model scored 10%)."""
     if target.class_names is None:
         named, named_role, unnamed, unnamed_role = source, "source", target, "target"
     else:
@@ -610,7 +615,7 @@ def _refuse_names_against_indices(source: Domain, target: Domain) -> None:
     shown = f"{int(indices[0])}..{int(indices[-1])}" if contiguous else str(indices[:10].tolist())
     raise LabelMismatchError(
         f"{named_role} {named.name!r} names its classes {list(named.class_names[:10])}"
-        f"{' ...' if len(named.class_names) > 10 else ''} but {unnamed_role} {unnamed.name!r} has unnamed "
+        f"{' ...' if len(named.class_names) > 10 else ''} (sorted from its text labels) but {unnamed_role} {unnamed.name!r} has unnamed "
         f"class indices {shown}; which name each index stands for is unknown (matching them by position would be a "
         "guess), so give both sides the same encoding: class names on both (a CSV or JSON Lines label column of "
         "names; npz: store class_names= with y), or class indices 0..k-1 on both")
@@ -619,8 +624,10 @@ def _refuse_names_against_indices(source: Domain, target: Domain) -> None:
 def align_labels(source: Domain, target: Domain) -> Domain:
     """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks.
 
-    Named classes match by name; unnamed integer labels are class indices. Names that are not whole numbers on
-    one side and unnamed class indices on the other are refused (which name an index stands for is unknown).
+    Named classes match by name; unnamed integer labels are class indices. Names sorted from text labels (not whole
+    numbers; ``Domain.sorted_names``) on one side and unnamed class indices on the other are refused (which name an
+    index stands for is unknown); names in a canonical order (a built-in's, SVMlight's negative/positive) match
+    the indices by position.
     When one side names its classes by label value ("1", "2", ...: SVMlight, .mat, folders) and the other holds
     integer labels without names (CSV, npz, JSON Lines), a label is read by value (label 3 = class '3') when only
     that reading fits, by position when only that one does, and refused as ambiguous when both fit and differ."""
@@ -645,13 +652,14 @@ def align_labels(source: Domain, target: Domain) -> Domain:
                 "classes to be a subset of the source's)")
         mapping = np.array([index.get(c, -1) for c in target.class_names])
         return target.replace(y=mapping[target.y], class_names=source.class_names)
-    named = source.class_names if target.class_names is None else target.class_names
+    named = source if target.class_names is None else target
     if (source.class_names is None) != (target.class_names is None):
-        if _whole_numbers(named) is None:  # names against class indices: matching by position would be a guess
+        if _whole_numbers(named.class_names) is not None:
+            aligned = _align_by_value(source, target)
+            if aligned is not None:
+                return aligned
+        elif named.sorted_names:  # sorted names against class indices: matching by position would be a guess
             _refuse_names_against_indices(source, target)
-        aligned = _align_by_value(source, target)
-        if aligned is not None:
-            return aligned
     extra = np.unique(target.y[target.y >= n_src])
     if len(extra):
         raise LabelMismatchError(

@@ -542,7 +542,8 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         limit = max_image_pixels()
         grey = [_checked_grey(f, size, limit) for f in files]
         return Domain(LazyImages(files, size, grey, augment=tuple(augment)), y,
-                      name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d))
+                      name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d),
+                      sorted_names=class_names is not None)
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
     if need > cap:  # before decoding: a folder too big for memory is named, not found out by the OOM killer
         raise DataError(f"{where}: {len(files):,} images at {size}x{size} take {need:,} bytes in memory, more than the "
@@ -554,7 +555,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         X[i], g = _read_image(f, size, limit)
         grey = grey and g
     return Domain(X[:, :1].copy() if grey else X, y, name=name or d.name, class_names=class_names,
-                  origin=str(d.resolve()), ids=_rel(files, d))
+                  origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)
 
 
 def _entries_under(folder: Path, where: str) -> list[Path]:
@@ -1131,7 +1132,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     if cut is not None:  # a row cut inside its last cell still has its fields: only the missing line break tells
         _cut_warning(at, *cut)
     return Domain(X, y, name=name or p.stem, class_names=class_names, origin=origin, feature_names=tuple(names),
-                  ids=tuple(row_ids) if id_column is not None else None)
+                  ids=tuple(row_ids) if id_column is not None else None, sorted_names=class_names is not None)
 
 
 # --- SVMlight / LIBSVM -----------------------------------------------------------------------

@@ -360,7 +360,8 @@ def _text_domain(texts: list[str], y: np.ndarray | None, class_names: tuple[str,
         raise DataError(f"{where} holds no texts; expected one text per record")
     X = np.empty(len(texts), dtype=object)
     X[:] = texts
-    return Domain(X, y, name=name, class_names=class_names, origin=origin, ids=None if ids is None else tuple(ids))
+    return Domain(X, y, name=name, class_names=class_names, origin=origin, ids=None if ids is None else tuple(ids),
+                  sorted_names=class_names is not None)  # sorted from text labels, file or folder names
 
 
 def read_text_csv(path: str | os.PathLike, name: str | None = None, text: str = "text", label: str | None = None,

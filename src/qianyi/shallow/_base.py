@@ -109,7 +109,8 @@ def same_label_types(est: Any, ys: np.ndarray, yt: np.ndarray) -> None:
         unique_labels(ys, yt)
     except ValueError as exc:
         def shown(y: np.ndarray) -> str:
-            values = sorted({str(v) for v in y.tolist()})
+            distinct = {str(v): v for v in y.tolist()}  # shown as given: 0 and '0' must not look alike
+            values = [distinct[k] for k in sorted(distinct)]
             return ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
         raise DataError(f"{type(est).__name__}.fit: the source labels y ({shown(ys)}) and the target labels yt "
                         f"({shown(yt)}) are of different types ({exc}); a class is one label on both sides: give "

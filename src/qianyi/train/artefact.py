@@ -212,7 +212,9 @@ def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> boo
 def _to_model_classes(model: SavedModel, d: Domain) -> Domain:
     if not d.labelled:
         return d
-    reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model", class_names=model.class_names)
+    # model.json does not say whether its names were sorted from text labels: against unnamed indices, refused
+    reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model", class_names=model.class_names,
+                       sorted_names=True)
     return align_labels(reference, d)
 
 

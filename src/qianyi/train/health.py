@@ -58,7 +58,8 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
     ``discriminators``: history keys holding discriminator accuracies; ``source_top_share``: the
     share of the source's most frequent class (no collapse flag when it is 0.5 or more). The collapse flag
     compares the network's share with the source's, not the target's (unknown without labels), so a correct
-    model on a target dominated by one class (label shift) is flagged too, and the flag says so. ``meaning``
+    model on a target dominated by one class (label shift) is flagged too, and the flag says so (not when the source
+    is not learnt either: no correct model then). ``meaning``
     and ``advice``: what a winning discriminator means for the method and what to change (``Method.game_meaning``/``game_advice``);
     ``check_collapse`` False skips the collapse check (a method that trains no classifier);
     ``selected_epoch``: the epoch whose weights the run returns (``--select``), whose predictions the
@@ -94,8 +95,12 @@ def game_flags(history: Sequence[dict[str, float]], discriminators: Iterable[str
                       "(more epochs) before reading this as the domains' fault" if unlearnt
                  else "the encoder may have fooled the discriminator by mapping the target to one place" if feature_game
                  else "what it learnt on the source does not carry over to this target")
-        flags.append(f"the network gives {100 * share:.0f}% of the target samples one class (the source's largest "
-                     f"class is {100 * source_top_share:.0f}%): either it collapsed ({cause}), or the target is "
-                     "dominated by one class (label shift, where a correct model is as skewed); only target labels "
-                     "can tell the two apart")
+        if unlearnt and not oracle:  # short of the source it is no correct model: label shift does not explain it
+            flags.append(f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class (the "
+                         f"source's largest class is {100 * source_top_share:.0f}%); {cause}")
+        else:
+            flags.append(f"the network gives {100 * share:.0f}% of the target samples one class (the source's "
+                         f"largest class is {100 * source_top_share:.0f}%): either it collapsed ({cause}), or the "
+                         "target is dominated by one class (label shift, where a correct model is as skewed); only "
+                         "target labels can tell the two apart")
     return flags

@@ -34,6 +34,7 @@ from .._io import atomic_write, write_text
 from .._report import md_cell
 from ..data.domain import Domain, TransferTask
 from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning
+from ..methods.base import Method
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
@@ -81,6 +82,16 @@ def _pooled(domains: Sequence[Domain], name: str) -> Domain:
     return Domain(np.concatenate([np.asarray(d.X) for d in domains]), None, name, class_names=domains[0].class_names)
 
 
+def refuse_own_network(method: Method | type[Method]) -> None:
+    """Refuse staging (``--via``, a source stage first) a method that trains a network of its own
+    (``trains_own_network``): each stage starts from the previous stage's network, which it never trains."""
+    own = getattr(method, "trains_own_network", "")
+    if own:
+        raise ConfigError(f"{method.name} trains {own}, not the engine's network, so --via stages (each starting from "
+                          "the previous stage's network) cannot carry it from stage to stage; leave --via out (to "
+                          "adapt to more unlabelled data, give it as the target)")
+
+
 def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: TrainConfig | None = None,
             out: str | Path | None = None, mode: str = "gradual", track_target_test: bool = False,
             backbone: BackboneSpec | None = None, rounds: int = SELECT_ROUNDS, select_max: float = SELECT_MAX,
@@ -113,6 +124,7 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         raise ConfigError(f"{method} is a shallow method: it fits once on the source and an unlabelled target sample "
                           "and carries no model from stage to stage, so --via stages would not change it; to fit it "
                           "on more unlabelled data, give it as the target")
+    refuse_own_network(asked)
     if via and (not asked.uses_target or asked.uses_target_labels):
         raise ConfigError(f"{method} " + ("never reads the domain it adapts to" if not asked.uses_target else
                                           "trains on target labels, and the --via domains have none")
