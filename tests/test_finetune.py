@@ -198,7 +198,7 @@ def test_a_starting_model_that_saw_the_targets_labels_is_refused(saved, tmp_path
     back = TransferTask.from_domains(Domain(task.target.X, task.target.y, "toy-t"),
                                      Domain(task.source.X, task.source.y, "toy-s"))
     with pytest.raises(ConfigError, match=r"trained by source-only on 'toy-s' -> 'toy-t' \(model.json beside it\): "
-                                          r"on the labels of 'toy-s' \(this run's target\); the run toy-t->toy-s"):
+                                          r"on the labels of 'toy-s' \(this run's target\).*; the run toy-t->toy-s"):
         run("dann", back, TrainConfig(**FAST, init_from=str(saved)))
     run("oracle", task, TrainConfig(**FAST), out=tmp_path / "orc")
     with pytest.raises(ConfigError, match="trained by oracle on 'toy-s' -> 'toy-t'.*a method that trains on target "
@@ -209,7 +209,7 @@ def test_a_starting_model_that_saw_the_targets_labels_is_refused(saved, tmp_path
     pool = [Domain(rng.normal(size=(120, 6)), rng.integers(0, 3, 120), name, origin="pool") for name in "ab"]
     run("source-only", TransferTask.from_domains(*pool), TrainConfig(**FAST), out=tmp_path / "pool")
     other = TransferTask.from_domains(Domain(rng.normal(size=(120, 6)), rng.integers(0, 3, 120), "c"), pool[1])
-    with pytest.raises(ConfigError, match=r"on the labels of 'a' \(data 'pool', this run's target's\)"):
+    with pytest.raises(ConfigError, match=r"on the labels of 'a' \(data 'pool', the pool of this run's target"):
         run("dann", other, TrainConfig(**FAST, init_from=str(tmp_path / "pool" / "model.pt")))
     # its own source data (the same pool split the same way) is fine: the staged runs' and the usual workflow
     run("dann", TransferTask.from_domains(*pool), TrainConfig(**FAST, init_from=str(tmp_path / "pool" / "model.pt")))
@@ -247,7 +247,7 @@ def test_bench_and_select_refuse_a_pair_whose_target_the_starting_model_was_trai
     run("source-only", qianyi.load_task("digits", "mnist", max_samples=100),
         TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "src")
     cfg = TrainConfig(epochs=1, steps_per_epoch=2, progress=False, init_from=str(tmp_path / "src" / "model.pt"))
-    with pytest.raises(ConfigError, match=r"on the labels of 'digits' \(this run's target\); the run mnist->digits"):
+    with pytest.raises(ConfigError, match=r"on the labels of 'digits' \(this run's target\).*; the run mnist->digits"):
         bench(["dann"], pairs, seeds=1, out=tmp_path / "b", config=cfg, max_samples=100, log=None, embed=False)
     with pytest.raises(ConfigError, match=r"the run mnist->digits would start"):
         select_hparams("dann", pairs, validator="source-val", out=tmp_path / "s", config=cfg, max_samples=100,
@@ -255,38 +255,49 @@ def test_bench_and_select_refuse_a_pair_whose_target_the_starting_model_was_trai
     assert not list(tmp_path.glob("[bs]/runs/*"))  # refused before anything trained (the first pair's runs too)
 
 
-def test_a_starting_model_of_this_tasks_source_or_other_data_is_not_refused(tmp_path):
-    """(review diff9) Refused were: a model of this very one-pool task made with another --val-fraction (advise's own
-    printed command), one from before model.json recorded its data, and one whose spec spells the target's name but
-    whose recorded file is another; a rotmnist class subset's origin crashed the pool comparison."""
+def test_a_starting_model_of_this_tasks_labelled_half_is_taken_and_of_the_targets_pool_refused(tmp_path):
+    """(reviews diff9, diff10) Taken: a model of this very one-pool task made with another --val-fraction (advise's own
+    printed command), one from before model.json recorded its data, one whose spec spells the target's name but whose
+    recorded file is another. Refused: a model of the whole pool (digits -> mnist) for a half of it (digits ->
+    digits+rot30), another split of the pool (the reverse pair, another --split-seed), an overlapping rotmnist range.
+    A rotmnist class subset's origin crashed the pool comparison."""
     import json as _json
-    import warnings as _warnings
     import qianyi
     from qianyi.data.tasks import origins_overlap
+    from qianyi.train.weights import check_starting_model
 
     assert not origins_overlap("rotmnist:0-30[2, 3]", "rotmnist:0-30[5, 6]")  # (was a ValueError)
     assert origins_overlap("rotmnist:0-30[2, 3]", "rotmnist:20-40[2, 3]")
-    task = qianyi.load_task("digits", "digits+rot30", max_samples=100, val_fraction=0.5)
-    run("source-only", task, TrainConfig(**FAST), out=tmp_path / "m")
-    cfg = TrainConfig(**FAST, init_from=str(tmp_path / "m" / "model.pt"))
-    run("dann", qianyi.load_task("digits", "digits+rot30", max_samples=100), cfg)  # another val split: its source
+    one = qianyi.load_task("digits", "digits+rot30", max_samples=100)
+    run("source-only", qianyi.load_task("digits", "digits+rot30", max_samples=100, val_fraction=0.5),
+        TrainConfig(**FAST), out=tmp_path / "m")
+    model = tmp_path / "m" / "model.pt"
+    check_starting_model(model, one)  # another val split of the same labelled half
+    for task in (qianyi.load_task("digits+rot30", "digits", max_samples=100),
+                 qianyi.load_task("digits", "digits+rot30", max_samples=100, split_seed=1)):
+        with pytest.raises(ConfigError, match="hold \\(or may hold\\) this target's samples"):
+            check_starting_model(model, task)
     meta = tmp_path / "m" / "model.json"
     old = {k: v for k, v in _json.loads(meta.read_text()).items() if k not in ("source_origin", "source_data")}
-    meta.write_text(_json.dumps(old))  # as an earlier version wrote it
-    run("dann", qianyi.load_task("digits", "digits+rot30", max_samples=100), cfg)
-    # the reverse one-pool pair's target is the other half: said, not refused
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        run("dann", qianyi.load_task("digits+rot30", "digits", max_samples=100), cfg)
-    assert any("pool of samples of this run's target" in str(w.message) for w in caught)
-    # a spec that names the target but, as recorded, another file
-    meta.write_text(_json.dumps({**old, "source": "csv:data.csv", "source_origin": "/elsewhere/data.csv"}))
-    from qianyi.train.weights import check_starting_model
-
+    meta.write_text(_json.dumps(old))  # as an earlier version wrote it: its pair decides
+    check_starting_model(model, one)
+    with pytest.raises(ConfigError, match="this run's target"):  # its source is the reverse pair's target
+        check_starting_model(model, qianyi.load_task("digits+rot30", "digits", max_samples=100))
+    meta.write_text(_json.dumps({**old, "target": "mnist"}))  # a model of all of digits
+    with pytest.raises(ConfigError, match="this run's target's pool"):
+        check_starting_model(model, one)
+    meta.write_text(_json.dumps({**old, "source": "rotmnist?angles=0-30", "source_origin": "rotmnist:0-30"}))
+    rot = TransferTask.from_domains(Domain(np.zeros((40, 6)), np.arange(40) % 3, "s", origin="/here/s"),
+                                    Domain(np.ones((40, 6)), np.arange(40) % 3, "rotmnist?angles=10-20",
+                                           origin="rotmnist:10-20"))
+    with pytest.raises(ConfigError, match="rotmnist:0-30"):
+        check_starting_model(model, rot)
+    # a spec that names the target but, as recorded, another file: taken; the same file: refused
     rng = np.random.default_rng(0)
     src, tgt = (Domain(rng.normal(size=(80, 6)), rng.integers(0, 3, 80), name, origin=origin)
                 for name, origin in (("s", "/here/s.csv"), ("csv:data.csv", "/here/data.csv")))
-    check_starting_model(tmp_path / "m" / "model.pt", TransferTask.from_domains(src, tgt))  # not refused
+    meta.write_text(_json.dumps({**old, "source": "csv:data.csv", "source_origin": "/elsewhere/data.csv"}))
+    check_starting_model(model, TransferTask.from_domains(src, tgt))
     meta.write_text(_json.dumps({**old, "source": "csv:data.csv", "source_origin": "/here/data.csv"}))
-    with pytest.raises(ConfigError, match="this run's target"):  # the same file: refused
-        check_starting_model(tmp_path / "m" / "model.pt", TransferTask.from_domains(src, tgt))
+    with pytest.raises(ConfigError, match="this run's target"):
+        check_starting_model(model, TransferTask.from_domains(src, tgt))

@@ -72,7 +72,7 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
         "class_names": list(classes),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
         # the labelled data it was trained on: --init-from refuses it for a task whose target they are
-        "source_origin": task.source.origin, "source_data": labelled_data_digest(task.source),
+        "source_origin": task.source.origin, "source_data": labelled_data_digest(task),
         "qianyi": __version__, "torch": torch.__version__,
         "cwd": os.getcwd(),  # what relative file specs in source/target were relative to
     })

@@ -15,7 +15,7 @@ from ..nn.backbones import Backbone
 from .checkpoint import FILENAME, unreadable_reason, load_checkpoint
 
 if TYPE_CHECKING:
-    from ..data.domain import Domain, TransferTask
+    from ..data.domain import TransferTask
 
 
 def _saved_vocab(path: Path) -> list[str] | None:
@@ -35,14 +35,25 @@ def _saved_vocab(path: Path) -> list[str] | None:
     return list(vocab) if isinstance(vocab, list) else None
 
 
-def labelled_data_digest(domain: "Domain") -> str:
-    """A hash of a labelled domain's inputs and labels (model.json's ``source_data``): tells whether a starting
-    model was trained on the very data a task trains on as its source."""
+def labelled_data_digest(task: "TransferTask") -> str:
+    """A hash of the labelled samples a task trains on (its source's training and validation splits together, in an
+    order of their own, so another ``--val-fraction`` gives the same hash): model.json's ``source_data``, which tells
+    whether a starting model was trained on the very labelled half of one pool a task trains on."""
+    from ..data.domain import sample_keys
     from ..data.lazy import is_lazy
 
-    h = hashlib.sha256(repr((tuple(domain.X.shape), str(domain.X.dtype))).encode())
-    h.update(domain.X.fingerprint() if is_lazy(domain.X) else np.ascontiguousarray(domain.X).data)
-    h.update(b"-" if domain.y is None else b"y" + np.ascontiguousarray(domain.y).tobytes())
+    parts = [d for d in (task.source, task.source_val) if d is not None and len(d)]
+    h = hashlib.sha256(b"labelled pool")
+    if any(is_lazy(d.X) for d in parts):  # streamed: each split's files as they are
+        for d in parts:
+            h.update(d.X.fingerprint())
+            h.update(b"-" if d.y is None else np.ascontiguousarray(d.y).tobytes())
+        return h.hexdigest()[:16]
+    keys = np.concatenate([sample_keys(np.asarray(d.X)) for d in parts])
+    y = np.concatenate([np.full(len(d), -1) if d.y is None else np.asarray(d.y) for d in parts])
+    order = np.lexsort((y, keys))
+    h.update(keys[order].tobytes())
+    h.update(np.ascontiguousarray(y[order], np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -81,9 +92,10 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
                          ) -> dict[str, Any] | None:
     """Refuse (:class:`ConfigError`) a starting model that saw this task's target labels, as its ``model.json``
     (or checkpoint) records: one trained by a method that reads target labels (``oracle``, ``mult``), or one whose
-    labelled source is ``task``'s target (its recorded origin, or for a model recorded without one its spec, is the
-    target's; a model of this task's source spec is fine). Data from the target's pool that may or may not be the
-    target's own samples (a half of one pool, a rotmnist range that overlaps) is warned about. Returns
+    labelled source holds (or may hold) ``task``'s target samples: its recorded pool of samples (origin) is the
+    target's or overlaps it (a rotmnist range), unless it is this very task's labelled half of one pool (the same
+    :func:`labelled_data_digest`); for a model recorded without its origin, its spec or the spec's pool is the
+    target's, unless it was trained on this very one-pool pair. Returns
     :func:`starting_model` (None without ``path``); a model nothing describes is taken as it is."""
     from ..data.tasks import origins_overlap
     from ..methods.registry import available_methods
@@ -104,23 +116,27 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
         raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}), a method that trains on "
                           f"target labels: the run {task.name} would start from a model that saw target labels and "
                           f"still report 'no target labels'; {advice}")
-    if src is None or src == task.source.name or info.get("source_data") == labelled_data_digest(task.source):
-        return info  # (this task's source spec, if split or capped otherwise: its labels are the source's)
+    if src is None:
+        return info
     target = task.target
     origin = info.get("source_origin")
-    # the same data as this target: its recorded origin (a resolved path, a pool) when it has one, else its spec
-    same = origin == target.origin if origin is not None else src == target.name
-    one_pool = target.origin == task.source.origin  # two halves (or filters) of one pool: the origin cannot tell
-    if same and not one_pool:
-        data = "this run's target" if src == target.name else f"data {origin!r}, this run's target's"
+    one_pool = task.source.origin == target.origin  # this task's source and target: two halves of one pool
+    if origin is not None:  # the pool (a resolved file, a dataset) its labelled data came from
+        shares = origins_overlap(origin, target.origin)  # (a rotmnist range that overlaps the target's too)
+        # of one pool, only this very task's labelled half holds none of the target's samples
+        mine = one_pool and origin == target.origin and info.get("source_data") == labelled_data_digest(task)
+    else:  # a model.json from before it recorded its data: its specs decide (another file spelt alike escapes)
+        from ..data.tasks import parse_spec
+
+        shares = src == target.name or parse_spec(src)[0] == parse_spec(target.name)[0]
+        mine = one_pool and (src, tgt) == (task.source.name, target.name)
+    if shares and not mine:
+        data = "this run's target" if src == target.name else (
+            f"data {origin!r}, the pool of this run's target, {target.origin!r}" if origin is not None
+            else "this run's target's pool of samples")
         raise ConfigError(f"{option}: {str(path)!r} was trained by {trained} ({where}): on the labels of {src!r} "
-                          f"({data}); the run {task.name} would start from a model that saw the target's labels and "
-                          f"still report 'no target labels'; {advice}")
-    if same or (origin is not None and origins_overlap(origin, target.origin)):
-        warnings.warn(f"{option}: {str(path)!r} was trained by {trained} ({where}), on labelled data from the pool of "
-                      f"samples of this run's target {target.name!r} ({target.origin!r}); if it held samples of this "
-                      "target, the run starts from their labels and its score is not label-free", QianyiWarning,
-                      stacklevel=3)
+                          f"({data}), which hold (or may hold) this target's samples; the run {task.name} would start "
+                          f"from a model that saw the target's labels and still report 'no target labels'; {advice}")
     return info
 
 
