@@ -133,3 +133,24 @@ def test_streamed_folders_are_compared_by_their_files_and_unlike_sides_are_said_
     with pytest.warns(QianyiWarning, match=r"the target test split and the target .* are not both streamed"):
         held = load_task(s, t, target_test=f"folder:{root}/webcam?size=16")
     assert held.test_in_target == 0 and held.target.y is not None  # (not compared: nothing to drop)
+
+
+def test_a_task_built_in_python_with_its_target_as_test_set_is_refused_for_the_oracle():
+    """(review diff10) TransferTask.from_domains(target_test=target) kept the target's labels, which load_task drops:
+    the oracle trained on the labels it was scored on. The engine refuses; a method that reads no target label runs."""
+    import numpy as np
+    import pytest
+    import qianyi
+    from qianyi.data import Domain, TransferTask
+    from qianyi.errors import DataError
+
+    rng = np.random.default_rng(0)
+    s = Domain(rng.normal(size=(90, 5)).astype(np.float32), rng.integers(0, 2, 90), "s")
+    t = Domain(rng.normal(size=(60, 5)).astype(np.float32), rng.integers(0, 2, 60), "t")
+    task = TransferTask.from_domains(s, t, target_test=t)
+    cfg = qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    with pytest.raises(DataError, match="60 of the 60 target test samples .* are also target training samples"):
+        qianyi.run("oracle", task, cfg)
+    qianyi.run("dann", task, cfg)
+    other = Domain(rng.normal(size=(30, 5)).astype(np.float32), rng.integers(0, 2, 30), "u")
+    qianyi.run("oracle", TransferTask.from_domains(s, t, target_test=other), cfg)  # other samples: trains
