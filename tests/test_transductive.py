@@ -133,3 +133,22 @@ def test_streamed_folders_are_compared_by_their_files_and_unlike_sides_are_said_
     with pytest.warns(QianyiWarning, match=r"the target test split and the target .* are not both streamed"):
         held = load_task(s, t, target_test=f"folder:{root}/webcam?size=16")
     assert held.test_in_target == 0 and held.target.y is not None  # (not compared: nothing to drop)
+
+
+def test_a_target_capped_inside_its_test_set_is_transductive_whatever_its_share(tmp_path):
+    """(review diff10) --max-samples caps the target, not --target-test: a target of 20 rows inside a test set of
+    1000 (2%) was not flagged, so the oracle trained on 20 test labels; one of 40 in 120 was 'partly transductive'
+    with the advice to pass the target as --target-test, which was given. Judged against the smaller side, both
+    are transductive, and the warning says the target lies inside the test set, capped by --max-samples."""
+    rng = np.random.default_rng(4)
+    s = _csv(tmp_path / "s.csv", rng.normal(size=(200, 10)).round(5), rng.integers(0, 2, 200))
+    big = _csv(tmp_path / "big.csv", rng.normal(size=(1000, 10)).round(5), rng.integers(0, 2, 1000))
+    for cap in (20, 400):
+        with pytest.warns(QianyiWarning, match=rf"the target's {cap} training samples .* all lie in its test set of "
+                                               rf"1000 samples \(--max-samples {cap} caps the target, not the "
+                                               r"--target-test.*leave out --max-samples"):
+            task = load_task(s, big, target_test=big, max_samples=cap)
+        assert task.target.y is None and task.test_in_target == cap and len(task.target_test) == 1000
+        assert f"holds {cap} of the 1000 test samples: transductive)" in task.describe()
+        with pytest.raises(DataError, match="transductive"):
+            qianyi.run("oracle", task, FAST)
