@@ -379,6 +379,24 @@ def test_csv_decimal_comma_is_read_when_told(tmp_path):
     np.testing.assert_allclose(read_csv(p).X[:, 0], [1.5, 2])
 
 
+def test_csv_decimal_comma_reads_dotted_text_as_text_not_thousands_separators(tmp_path):
+    """(review diff10) With ?decimal=, only '.'s between groups of three digits are thousands separators: dates
+    (15.03.2021), versions (1.2.3) and IP addresses (10.0.0.1) are text, one-hot encoded by categorical=auto; in a
+    numeric column they get the not-numeric error, not 'a thousands separator'."""
+    p = tmp_path / "eu.csv"
+    p.write_text("x;day;version;ip;label\n1,5;15.03.2021;1.2.3;10.0.0.1;a\n2,5;16.03.2021;1.10.0;10.0.0.2;b\n"
+                 "3,5;15.03.2021;1.2.3;10.0.0.1;a\n")
+    d = read_csv(p, sep=";", decimal=",", categorical="auto", label="label")
+    assert d.feature_names == ("x", "day=15.03.2021", "day=16.03.2021", "version=1.10.0", "version=1.2.3",
+                               "ip=10.0.0.1", "ip=10.0.0.2")
+    np.testing.assert_allclose(d.X[:, 0], [1.5, 2.5, 3.5])
+    msg = _raises(lambda: read_csv(p, sep=";", decimal=",", categorical="version,ip"), "'15.03.2021'",
+                  "not numeric", path=p)
+    assert "thousands separator" not in msg
+    p.write_text("x;label\n-12.345.678,25;a\n2,5;b\n")  # groups of three: a thousands separator, named as one
+    _raises(lambda: read_csv(p, decimal=",", categorical="auto"), "'-12.345.678,25'", "thousands separator", path=p)
+
+
 def test_windows_drive_path_without_a_reader_says_how_to_write_it():
     from qianyi.errors import UnknownNameError
     with pytest.raises(UnknownNameError, match=r"Windows path.*csv:C:"):
@@ -667,9 +685,12 @@ def test_names_in_a_canonical_class_order_meet_unnamed_indices_by_position(tmp_p
     from qianyi.errors import LabelMismatchError
     from qianyi.train.artefact import _to_model_classes
 
-    model = SimpleNamespace(class_names=task.source.class_names)  # model.json does not record the names' order
-    with pytest.raises(LabelMismatchError, match="unnamed class indices"):
-        _to_model_classes(model, Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "npz"))
+    npz = Domain(np.zeros((2, 1), np.float32), np.array([1, 0]), "npz")
+    model = SimpleNamespace(class_names=task.source.class_names, meta={}, path="m")  # an older model.json
+    with pytest.raises(LabelMismatchError, match="unnamed class indices.*does not record"):
+        _to_model_classes(model, npz)
+    model.meta["class_names_sorted"] = False  # as model.json now records it: by position, as the run matched them
+    assert _to_model_classes(model, npz).y.tolist() == [1, 0]
 
 
 @requires_data("amazon-blitzer2007-raw/books")

@@ -154,3 +154,22 @@ def test_a_task_built_in_python_with_its_target_as_test_set_is_refused_for_the_o
     qianyi.run("dann", task, cfg)
     other = Domain(rng.normal(size=(30, 5)).astype(np.float32), rng.integers(0, 2, 30), "u")
     qianyi.run("oracle", TransferTask.from_domains(s, t, target_test=other), cfg)  # other samples: trains
+
+
+def test_a_target_capped_inside_its_test_set_is_transductive_whatever_its_share(tmp_path):
+    """(review diff10) --max-samples caps the target, not --target-test: a target of 20 rows inside a test set of
+    1000 (2%) was not flagged, so the oracle trained on 20 test labels; one of 40 in 120 was 'partly transductive'
+    with the advice to pass the target as --target-test, which was given. Judged against the smaller side, both
+    are transductive, and the warning says the target lies inside the test set, capped by --max-samples."""
+    rng = np.random.default_rng(4)
+    s = _csv(tmp_path / "s.csv", rng.normal(size=(200, 10)).round(5), rng.integers(0, 2, 200))
+    big = _csv(tmp_path / "big.csv", rng.normal(size=(1000, 10)).round(5), rng.integers(0, 2, 1000))
+    for cap in (20, 400):
+        with pytest.warns(QianyiWarning, match=rf"the target's {cap} training samples .* all lie in its test set of "
+                                               rf"1000 samples \(--max-samples {cap} caps the target, not the "
+                                               r"--target-test.*leave out --max-samples"):
+            task = load_task(s, big, target_test=big, max_samples=cap)
+        assert task.target.y is None and task.test_in_target == cap and len(task.target_test) == 1000
+        assert f"holds {cap} of the 1000 test samples: transductive)" in task.describe()
+        with pytest.raises(DataError, match="transductive"):
+            qianyi.run("oracle", task, FAST)

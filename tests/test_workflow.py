@@ -475,3 +475,24 @@ def test_a_model_json_that_describes_a_far_larger_network_is_refused_before_it_i
     meta_path.write_text(json.dumps(meta))
     rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", src)
     assert rc == 2 and "describes a network of" in err and "model.json was edited" in err
+
+
+def test_predict_matches_labelled_data_to_a_saved_model_as_its_run_did(capsys, tmp_path):
+    """Names in a canonical order (npz class_names=, SVMlight's negative/positive) match unnamed indices by position
+    in `run`; `predict` treated every saved model's names as sorted from text labels and refused the very data its run
+    scored on. model.json records whether they were sorted; one without the field is refused, saying it is
+    unknown (not 'sorted from its text labels')."""
+    err = _run_then_predict(capsys, tmp_path, np.array(["negative", "positive"]), None, n_classes=2)
+    assert "accuracy on 90 labelled samples" in err
+    meta_path = tmp_path / "r" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["class_names_sorted"] is False
+    del meta["class_names_sorted"]  # as a model saved before the field was recorded
+    meta_path.write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}")
+    assert rc == 2 and "does not record whether those names were sorted" in err, err
+    assert "sorted from its text labels)" not in err
+    meta["class_names_sorted"] = True  # a run whose names were sorted from text labels: refused, saying so
+    meta_path.write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", f"npz:{tmp_path / 't.npz'}")
+    assert rc == 2 and "(sorted from its text labels)" in err and "unnamed class indices" in err, err

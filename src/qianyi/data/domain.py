@@ -451,12 +451,13 @@ class TransferTask:
                 f"target {len(self.target)} train (unlabelled{self.transductive_note()}) + {test}")
 
     def transductive_note(self) -> str:
-        """``"; holds K of the N test samples: transductive"`` when the target trains on test samples, else ``""``."""
+        """``"; holds K of the N test samples: transductive"`` when the target trains on test samples (all of them,
+        or all of its own: a target inside its test set), ``partly transductive`` when on some, else ``""``."""
         n = 0 if self.target_test is None else len(self.target_test)
         if not self.test_in_target:
             return ""
         return (f"; holds {self.test_in_target} of the {n} test samples: "
-                f"{'transductive' if self.test_in_target >= n else 'partly transductive'}")
+                f"{'transductive' if self.test_in_target >= min(n, len(self.target)) else 'partly transductive'}")
 
     @classmethod
     def from_domains(cls, source: Domain, target: Domain, *, test_fraction: float = 0.3,

@@ -755,6 +755,16 @@ def separator_hint(header: Sequence[str]) -> str:
             f"?sep={other[0]}")
 
 
+#: With a decimal comma, a number with '.' thousands separators (``1.234,5``, ``-12.345.678``): groups of exactly three
+#: digits, so dotted text (a date ``15.03.2021``, a version ``1.2.3``, an IP address ``10.0.0.1``) is not one.
+_DOTTED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?")
+
+
+def dotted_thousands(cell: str) -> bool:
+    """Whether ``cell`` (stripped) is a number written with '.' thousands separators and a decimal comma."""
+    return _DOTTED_THOUSANDS.fullmatch(cell) is not None
+
+
 def _csv_decimal(decimal: str | None, at: str) -> str:
     """``decimal`` as its mark (``.`` or ``,``); None or '' is ``.``."""
     if decimal is None or decimal == "":
@@ -849,7 +859,7 @@ def _text_columns(rows, ncols: int, feats: list[int], keep, decimal: str = ".") 
             cell = r[i].strip()
             if not cell:
                 continue
-            if _is_number(cell, decimal) or (decimal == "," and _is_number(cell.replace(".", ""), decimal)):
+            if _is_number(cell, decimal) or (decimal == "," and dotted_thousands(cell)):
                 open_.discard(i)  # (with a decimal comma, 1.234,5 is a number: refused by name when read)
                 text.discard(i)
             else:
@@ -933,7 +943,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     one-hot encoded as asked, though numbers need plain digits with ``.`` as the decimal mark.
 
     ``decimal`` is the decimal mark of the numbers: ``.`` (default) or ``,`` (also ``comma``; a European Excel
-    export: ``69,6`` is 69.6, and a number holding a ``.``, a thousands separator, is refused). With ``,`` the
+    export: ``69,6`` is 69.6; a number with ``.`` thousands separators, ``1.234,5``, is refused, while dotted text such as
+    a date ``15.03.2021`` is text). With ``,`` the
     separator is ``;``, tab or ``|`` (a comma-separated file would need every such number quoted).
     """
     p = _file(path, "CSV file", "csv")
@@ -1038,7 +1049,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                                         "infinite value; fill it in (e.g. with the column's mean) or leave the "
                                         f"column out with ?drop={cols[i]}{cut_short(n)}") from None
                     what = "is empty" if not cell else f"holds {cell[:40]!r}, which is not numeric"
-                    if dec == "," and "." in cell and _is_number(cell.replace(".", ""), dec):
+                    if dec == "," and dotted_thousands(cell):
                         raise DataError(f"{at}: column {cols[i]!r}, line {n} holds {cell!r}, a number with a '.': with "
                                         "?decimal=, that is a thousands separator (1.234,5), which is not read; "
                                         "re-export the table without thousands separators (or, if '.' is the decimal "

@@ -418,12 +418,14 @@ def _overlaps(o: _Overlap, n: int) -> bool:
     return o.excess > OVERLAP_REFUSED * n + o.noise and o.excess >= min(OVERLAP_MIN, n)
 
 
-def count_test_in_target(task: TransferTask, what: str) -> int:
+def count_test_in_target(task: TransferTask, what: str, max_samples: int | None = None) -> int:
     """How many of ``task``'s target test samples are also its target training samples, compared as
     :func:`check_test_overlap` compares (as they are, by :attr:`Domain.keys` for shifted or re-rendered copies,
     streamed images by their files' bytes, against chance); 0 below :func:`_overlaps` (duplicates in the data,
     warned about when the data has no recurring values) or when the sides cannot be compared (warned about).
-    A partial overlap (some test samples, not all) is warned about: likely a mistake."""
+    The overlap is judged against the smaller side: a target lying inside its test set (capped by
+    ``max_samples``, --max-samples, which does not cap the test set) is transductive too, and warned about;
+    a partial overlap (some samples of each side, not all of either) is warned about: likely a mistake."""
     test, target = task.target_test, task.target
     if test is None or not len(test) or not len(target):
         return 0
@@ -438,14 +440,23 @@ def count_test_in_target(task: TransferTask, what: str) -> int:
     if test.keys is not None and target.keys is not None:
         made = _shared(test.keys.tolist(), target.keys.tolist())
         o = made if made.shared > o.shared else o
-    n = len(keys)
-    if not _overlaps(o, n):
+    n, n_target = len(keys), len(target)
+    if not _overlaps(o, min(n, n_target)):  # (a target inside its test set is transductive whatever its share)
         if o.shared and o.chance == 0:
             warnings.warn(f"{what}: {o.shared} of the {n} target test samples are identical to (or made from) "
                           f"target training samples, too few to call the task transductive; duplicates in the data? "
                           "only an oracle reads target labels, and it trains on theirs", QianyiWarning, stacklevel=3)
         return 0
-    if o.shared < n:
+    if n_target <= o.shared < n:  # every target training sample is a test sample: the test set is larger
+        cap = (f" (--max-samples {max_samples} caps the target, not the --target-test, which is read whole)"
+               if max_samples is not None else "")
+        whole = "leave out --max-samples" if max_samples is not None else "give the test set itself as the target"
+        warnings.warn(f"{what}: the target's {n_target} training samples ({target.name!r}) all lie in its test set "
+                      f"of {n} samples{cap}, so {o.shared} of the test samples are training inputs and the others are "
+                      "held out. The task is taken as transductive: the target's labels are dropped, so no oracle "
+                      f"trains on them (for the transductive protocol on the whole test set {whole}; for a held-out "
+                      "one give a test set of other samples)", QianyiWarning, stacklevel=3)
+    elif o.shared < n:
         warnings.warn(f"{what}: {o.shared} of the {n} target test samples are also among the target's training "
                       f"samples ({target.name!r}), the others not{_chance_note(o, n)}: likely a mistake (give the "
                       "target itself as --target-test for the transductive protocol, or a test set of other samples "
@@ -614,7 +625,7 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
     check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}",  # train and val rows
                        refuse=not (disjoint_rows and target_test is None))
-    shared = count_test_in_target(task, f"{source} -> {target} --target-test {target_test}")
+    shared = count_test_in_target(task, f"{source} -> {target} --target-test {target_test}", max_samples)
     if shared:  # the target's labels are its test set's: dropped before anything trains (no oracle on them)
         task = replace(task, target=task.target.replace(y=None), test_in_target=shared)
     if task.source.is_text:

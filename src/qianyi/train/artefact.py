@@ -24,8 +24,8 @@ from torch import nn
 
 from .. import __version__
 from .._io import rerun_command, sha256_file, unsearchable, write_json
-from ..data.domain import Domain, TransferTask, _is_pandas, align_labels, refuse_sparse_matrix
-from ..errors import DataError, QianyiWarning
+from ..data.domain import Domain, TransferTask, _is_pandas, _whole_numbers, align_labels, refuse_sparse_matrix
+from ..errors import DataError, LabelMismatchError, QianyiWarning
 from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
@@ -70,6 +70,8 @@ def save_model(out: Path, net: nn.Module, task: TransferTask, method: str, hpara
         "architecture": {**arch, "sample_shape": list(task.sample_shape), "n_classes": task.n_classes},
         "preprocessing": preprocessing, "preprocessing_sha256": preprocessing_digest(preprocessing),
         "class_names": list(classes),
+        # names sorted from text labels (Domain.sorted_names): refused against unnamed class indices in predict
+        "class_names_sorted": bool(task.source.sorted_names),
         "method": method, "hparams": hparams, "source": task.source.name, "target": task.target.name,
         # the labelled data it was trained on: --init-from refuses it for a task whose target they are
         "source_origin": task.source.origin, "source_data": labelled_data_digest(task),
@@ -210,11 +212,24 @@ def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> boo
 
 
 def _to_model_classes(model: SavedModel, d: Domain) -> Domain:
+    """``d``'s labels as the model's classes, matched as its run matched its target's (:func:`align_labels`):
+    names sorted from text labels (model.json's ``class_names_sorted``) are refused against unnamed class
+    indices, names in a canonical order (SVMlight's negative/positive, npz ``class_names=``) match them by position.
+    A model.json without the field (saved before it was recorded) is refused there, as its order is unknown."""
     if not d.labelled:
         return d
-    # model.json does not say whether its names were sorted from text labels: against unnamed indices, refused
+    recorded = model.meta.get("class_names_sorted")
+    if not isinstance(recorded, bool) and d.class_names is None and _whole_numbers(model.class_names) is None:
+        names = list(model.class_names[:10])
+        more = " ..." if len(model.class_names) > 10 else ""
+        raise LabelMismatchError(
+            f"the model ({str(model.path)!r}) names its classes {names}{more} but {d.name!r} has unnamed class "
+            "indices, and its model.json does not record whether those names were sorted from text labels (it was "
+            "saved before qianyi recorded that), so which name each index stands for is unknown; give the data "
+            "class names (a CSV or JSON Lines label column of names; npz: store class_names= with y), or rerun the "
+            "run to save a model.json that records it")
     reference = Domain(np.zeros((2, 1), np.float32), np.array([0, 1]), "the model", class_names=model.class_names,
-                       sorted_names=True)
+                       sorted_names=bool(recorded))
     return align_labels(reference, d)
 
 
