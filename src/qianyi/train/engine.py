@@ -365,23 +365,19 @@ def check_freeze(freeze: int, group_names: Sequence[str]) -> None:
                         f"freeze at most {len(group_names) - 1}")
 
 
-#: Of a target test split, the share (and at least this many samples) that may also be target training samples (with
-#: labels, trained on by an oracle) before a run on target labels is refused: duplicates in the data stay under it.
-TEST_IN_TARGET_SHARE, TEST_IN_TARGET_MIN = 0.05, 5
-
-
 def _refuse_test_labels(task: TransferTask, method: str) -> None:
     """Refuse to train on the target's labels when its test split's samples are among them (a task built with
     ``TransferTask.from_domains(..., target_test=target)``; ``load_task`` drops such labels first): the oracle would
-    be scored on labels it learnt. Streamed sides are not compared here."""
-    from ..data.domain import sample_keys
+    be scored on labels it learnt. Compared as ``load_task`` compares (against chance: data of few values, whose
+    independent samples share values, is not refused for them); streamed sides are not compared here."""
+    from ..data.tasks import _overlaps, _row_keys, _shared
 
     test, target = task.target_test, task.target
     if test is None or not len(test) or is_lazy(test.X) or is_lazy(target.X):
         return
-    shared = int(np.isin(sample_keys(np.asarray(test.X)), sample_keys(np.asarray(target.X))).sum())
-    if shared > TEST_IN_TARGET_SHARE * min(len(test), len(target)) and shared >= min(TEST_IN_TARGET_MIN, len(test)):
-        raise DataError(f"{method} trains on target labels, but {shared} of the {len(test)} target test samples of "
+    o = _shared(_row_keys(test.X), _row_keys(target.X))
+    if _overlaps(o, min(len(test), len(target))):
+        raise DataError(f"{method} trains on target labels, but {o.shared} of the {len(test)} target test samples of "
                         f"{task.name!r} are also target training samples, with their labels: it would be scored on "
                         "labels it had learnt. Give a test set of other samples, or leave target_test out (a held-out "
                         "split; qianyi.load_task drops such target labels itself)")
