@@ -301,3 +301,13 @@ def test_a_starting_model_of_this_tasks_labelled_half_is_taken_and_of_the_target
     meta.write_text(_json.dumps({**old, "source": "csv:data.csv", "source_origin": "/here/data.csv"}))
     with pytest.raises(ConfigError, match="this run's target"):
         check_starting_model(model, TransferTask.from_domains(src, tgt))
+
+
+def test_row_filters_of_one_csv_share_a_pool_unless_provably_disjoint():
+    """(review diff11) A model of `where_not=month:may` holds every July row: it was taken for a July target."""
+    from qianyi.train.weights import _pools_share
+
+    assert _pools_share("/d/b.csv?where_not=month:may", "/d/b.csv?where=month:jul")
+    assert _pools_share("/d/b.csv", "/d/b.csv?where=month:jul")  # the whole file holds every filter of it
+    assert not _pools_share("/d/b.csv?where=month:jun", "/d/b.csv?where=month:jul")
+    assert not _pools_share("/d/b.csv?where=month:jun", "/d/other.csv?where=month:jun")

@@ -418,6 +418,19 @@ def _overlaps(o: _Overlap, n: int) -> bool:
     return o.excess > OVERLAP_REFUSED * n + o.noise and o.excess >= min(OVERLAP_MIN, n)
 
 
+#: Of the target's training samples, the share found in its test set that makes a target lying inside a larger test
+#: set transductive (a capped target): fewer are duplicates in the data.
+INSIDE_SHARE = 0.9
+
+
+def transductive(o: _Overlap, n_test: int, n_target: int) -> bool:
+    """Whether a target and its test set (``o``: their overlap, :func:`_shared`) are one set of samples: the test
+    samples found among the target's beyond chance and noise (:func:`_overlaps`), or the target lying inside a larger
+    test set (:data:`INSIDE_SHARE` of it found there, beyond chance). Duplicates in the data stay under both."""
+    inside = o.shared >= INSIDE_SHARE * n_target and o.excess >= min(OVERLAP_MIN, n_target)
+    return _overlaps(o, n_test) or inside
+
+
 def count_test_in_target(task: TransferTask, what: str, max_samples: int | None = None) -> int:
     """How many of ``task``'s target test samples are also its target training samples, compared as
     :func:`check_test_overlap` compares (as they are, by :attr:`Domain.keys` for shifted or re-rendered copies,
@@ -441,7 +454,7 @@ def count_test_in_target(task: TransferTask, what: str, max_samples: int | None 
         made = _shared(test.keys.tolist(), target.keys.tolist())
         o = made if made.shared > o.shared else o
     n, n_target = len(keys), len(target)
-    if not _overlaps(o, min(n, n_target)):  # (a target inside its test set is transductive whatever its share)
+    if not transductive(o, n, n_target):
         if o.shared and o.chance == 0:
             warnings.warn(f"{what}: {o.shared} of the {n} target test samples are identical to (or made from) "
                           f"target training samples, too few to call the task transductive; duplicates in the data? "
@@ -625,7 +638,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     disjoint_rows = one_pool and sbase.startswith("csv:") and s.origin != t.origin and _csv_rows_disjoint(sbase, tbase)
     check_test_overlap(task.target_test, [("labelled source", s)], f"{source} -> {target}",  # train and val rows
                        refuse=not (disjoint_rows and target_test is None))
-    shared = count_test_in_target(task, f"{source} -> {target} --target-test {target_test}", max_samples)
+    shared = 0 if target_test is None else count_test_in_target(  # (a split made here is disjoint rows)
+        task, f"{source} -> {target} --target-test {target_test}", max_samples)
     if shared:  # the target's labels are its test set's: dropped before anything trains (no oracle on them)
         task = replace(task, target=task.target.replace(y=None), test_in_target=shared)
     if task.source.is_text:

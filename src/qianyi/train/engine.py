@@ -368,15 +368,17 @@ def check_freeze(freeze: int, group_names: Sequence[str]) -> None:
 def _refuse_test_labels(task: TransferTask, method: str) -> None:
     """Refuse to train on the target's labels when its test split's samples are among them (a task built with
     ``TransferTask.from_domains(..., target_test=target)``; ``load_task`` drops such labels first): the oracle would
-    be scored on labels it learnt. Compared as ``load_task`` compares (against chance: data of few values, whose
-    independent samples share values, is not refused for them); streamed sides are not compared here."""
-    from ..data.tasks import _overlaps, _row_keys, _shared
+    be scored on labels it learnt. Compared as ``load_task`` compares (against chance), and only near-complete
+    overlaps (the test split is the target, or the target lies inside it): a task's own held-out split of data
+    whose samples recur shares some; partial overlaps are left to ``load_task``. Streamed sides are not compared."""
+    from ..data.tasks import INSIDE_SHARE, _row_keys, _shared, transductive
 
     test, target = task.target_test, task.target
     if test is None or not len(test) or is_lazy(test.X) or is_lazy(target.X):
         return
     o = _shared(_row_keys(test.X), _row_keys(target.X))
-    if _overlaps(o, min(len(test), len(target))):
+    # (near all of the smaller side: a held-out split of data with recurring samples shares some by chance)
+    if o.shared >= INSIDE_SHARE * min(len(test), len(target)) and transductive(o, len(test), len(target)):
         raise DataError(f"{method} trains on target labels, but {o.shared} of the {len(test)} target test samples of "
                         f"{task.name!r} are also target training samples, with their labels: it would be scored on "
                         "labels it had learnt. Give a test set of other samples, or leave target_test out (a held-out "

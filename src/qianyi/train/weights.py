@@ -88,6 +88,18 @@ def starting_model(path: str | Path) -> dict[str, Any] | None:
     return info
 
 
+def _pools_share(a: str, b: str) -> bool:
+    """Whether data of origins ``a`` and ``b`` may hold the same samples: one pool, a rotmnist range that overlaps,
+    or row filters of one CSV file not provably disjoint (``path?where_not=month:may`` holds ``path?where=month:jul``;
+    the whole file holds every filter of it)."""
+    from ..data.tasks import _csv_rows_disjoint, origins_overlap
+
+    if origins_overlap(a, b):
+        return True
+    (pa, qa, _), (pb, qb, _) = a.partition("?"), b.partition("?")
+    return pa == pb and bool(qa or qb) and not _csv_rows_disjoint(f"csv:{a}", f"csv:{b}")
+
+
 def check_starting_model(path: str | Path | None, task: "TransferTask", option: str = "init_from"
                          ) -> dict[str, Any] | None:
     """Refuse (:class:`ConfigError`) a starting model that saw this task's target labels, as its ``model.json``
@@ -97,7 +109,6 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
     :func:`labelled_data_digest`); for a model recorded without its origin, its spec or the spec's pool is the
     target's, unless it was trained on this very one-pool pair. Returns
     :func:`starting_model` (None without ``path``); a model nothing describes is taken as it is."""
-    from ..data.tasks import origins_overlap
     from ..methods.registry import available_methods
 
     if not path:
@@ -122,7 +133,7 @@ def check_starting_model(path: str | Path | None, task: "TransferTask", option: 
     origin = info.get("source_origin")
     one_pool = task.source.origin == target.origin  # this task's source and target: two halves of one pool
     if origin is not None:  # the pool (a resolved file, a dataset) its labelled data came from
-        shares = origins_overlap(origin, target.origin)  # (a rotmnist range that overlaps the target's too)
+        shares = _pools_share(origin, target.origin)
         # of one pool, only this very task's labelled half holds none of the target's samples
         mine = one_pool and origin == target.origin and info.get("source_data") == labelled_data_digest(task)
     else:  # a model.json from before it recorded its data: its specs decide (another file spelt alike escapes)
