@@ -10,6 +10,7 @@ import torch
 
 from qianyi.bench.selection import indistinct_note, rank_candidates, tie_break_note
 from qianyi.cli import main
+from qianyi.data import load_task
 from qianyi.methods import get_method
 from qianyi.select import get_validator
 from qianyi.train import TrainConfig, Trainer, run
@@ -446,6 +447,20 @@ def test_a_diverged_run_stops_neither_bench_nor_select(tmp_path):
     table = (tmp_path / "b" / "results.md").read_text()
     assert "| dan (trade_off=1e+30) | diverged (1/1 seeds) |" in table, table
     assert "DIVERGED, so it has no result" in table and len(res.runs) == 2  # source-only and the oracle
+    # its folder says why, so a report read again from the folder names it as diverged, not as killed
+    failed, = (tmp_path / "b" / "runs").glob("*/*/*/failed.json")
+    assert "diverged" in json.loads(failed.read_text())["message"]
+    from qianyi.bench.runner import BenchResult
+    with pytest.warns(QianyiWarning, match=r"1 run stopped with an error \(diverged\).*seed0-.*the run diverged"):
+        again = BenchResult.from_bench(tmp_path / "b")
+    assert again.diverged == res.diverged and "| dan (trade_off=1e+30) | diverged (1/1 seeds) |" in again.report()
+    assert main(["report", str(failed.parent)]) == 2
+    from qianyi.train.result import FAILED_FILE
+    done = tmp_path / "later"  # a run that finishes in a folder clears an earlier failure there
+    done.mkdir()
+    (done / FAILED_FILE).write_text('{"message": "diverged"}')
+    run("source-only", load_task("digits", "digits+rot30", max_samples=150), cfg, out=done)
+    assert not (done / FAILED_FILE).exists() and (done / "result.json").is_file()
     grid = [{"trade_off": 1e30}, {"trade_off": 1.0}]
     with pytest.warns(QianyiWarning, match="DIVERGED"):
         sel = select_hparams("dan", ["digits->digits+rot30@300"], grid=grid, out=tmp_path / "s", config=cfg,

@@ -75,21 +75,21 @@ def _file_above(path: Path) -> Path | None:
 #: may go into the folder, but never onto one of these.
 RUN_FILES = frozenset({"model.pt", "model.json", "model.npz", "result.json", "checkpoint.pt", "history.csv",
                        "generators.pt", "generators.json", "translations.png", "proxy.json", "proxy.pt",
-                       "selection.npz"})
+                       "selection.npz", "failed.json"})
 _RUN_MARKERS = ("result.json", "model.json", "generators.json", "proxy.json")
 
 
 def folder_kind(path: str | os.PathLike) -> str | None:
     """What the folder ``path`` holds, by the files that mark it: ``"proxy"`` (a `qianyi proxy --out`:
     proxy.json), ``"run"`` (a `qianyi run --out`, finished or not, a generative run's too: result.json,
-    generators.json or checkpoint.pt), ``"model"`` (a saved model without a run result: model.json alone, as
+    generators.json, checkpoint.pt or failed.json: a run that diverged), ``"model"`` (a saved model without a run result: model.json alone, as
     `qianyi advise --out DIR` writes DIR/source), ``"bench"`` (a `qianyi bench` or `summary --out`: runs/ or
     results.csv), or None. The one place commands decide this (``report``, ``predict``, ``summary``)."""
     p = Path(path)
     try:  # (is_file raises, not False, where the folder cannot be searched)
         if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
             return "proxy"
-        if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt")):
+        if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt", "failed.json")):
             return "run"
         if (p / "model.json").is_file():  # (a run writes model.json, then result.json; a deep run checkpoints first)
             return "model"

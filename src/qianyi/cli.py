@@ -954,6 +954,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .bench.run_report import write_run_report
 
         if not (Path(args.dir) / "result.json").is_file():
+            from .train.result import read_failure
+
+            if (why := read_failure(args.dir)) is not None:
+                raise DataError(f"{args.dir!r} holds a run that stopped with an error, so it has no result: {why}")
             resumes = " (it resumes from its checkpoint)" if (Path(args.dir) / "checkpoint.pt").is_file() else ""
             raise DataError(f"{args.dir!r} holds a run that has not finished (no result.json): rerun "
                             f"{rerun_command(args.dir)}{resumes}, then report it")

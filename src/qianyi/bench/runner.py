@@ -10,6 +10,7 @@ killed benchmark resumes and a changed setting or data file starts a fresh run.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 import csv
@@ -33,7 +34,7 @@ from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import DIVERGED_ADVICE, caller_rng_kept
-from ..train.result import RunResult
+from ..train.result import RunResult, read_failure_record
 from ..train.weights import check_starting_model
 from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run,
                          run_fingerprint)
@@ -323,6 +324,9 @@ class BenchResult:
     scope: str = ""
     #: The runs of ``bench`` that diverged (method, pair, seed): no result, so not in :attr:`runs`; their cells say so.
     diverged: list[tuple[str, tuple[str, str], int]] = field(default_factory=list)
+    #: The run key (folder ``seedN-KEY``) of each diverged run where it is known: results.csv lists it (a row
+    #: without accuracies, selection ``diverged``), so ``qianyi report DIR`` tabulates it as the bench did.
+    diverged_keys: dict[tuple[str, tuple[str, str], int], str] = field(default_factory=dict)
 
     def _runs(self, method: str, pair: tuple[str, str]) -> list[RunResult]:
         return [r for r in self.runs if r.method == method and (r.source, r.target) == pair]
@@ -688,7 +692,9 @@ class BenchResult:
         kept: list[tuple[float, RunResult]] = []
         variant_runs: list[str] = []
         unfinished: list[str] = []  # staged runs killed between their last stage's record and their own
-        no_result: list[str] = []  # run folders without a result: training now, killed, or stopped by an error
+        no_result: list[str] = []  # run folders without a result: training now, or killed
+        failed: list[str] = []  # run folders whose run stopped with an error (diverged): its failed.json says why
+        failed_runs: list[tuple[tuple[str, tuple[str, str], int], str]] = []  # theirs: ((label, pair, seed), key)
         found_keys: set[str] = set()
 
         def listed(folder: Path) -> bool:  # a run folder is seedN-KEY
@@ -706,8 +712,20 @@ class BenchResult:
                                 if keys is None else f"none of the runs {str(d)!r}/results.csv lists is finished "
                                 f"under {str(d)!r}/runs (deleted?); rerun the bench command that wrote it")
             found_keys |= {f.parent.name.rpartition("-")[2] for f in files}
-            no_result += [str(p.relative_to(Path(d) / "runs")) for p in sorted(Path(d).glob("runs/*/*/*"))
-                          if p.is_dir() and listed(p) and not (p / "result.json").exists()]
+            for p in sorted(Path(d).glob("runs/*/*/*")):
+                if p.is_dir() and listed(p) and not (p / "result.json").exists():
+                    name, record = str(p.relative_to(Path(d) / "runs")), read_failure_record(p)
+                    why = record.get("message")
+                    if not isinstance(why, str) or not why:
+                        no_result.append(name)
+                        continue
+                    failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip()})")
+                    with contextlib.suppress(Exception):  # (a record of an older qianyi may lack these)
+                        label = variant_label(record["method"], record["hparams"], int(record.get("revision", 1)))
+                        if variants or label == record["method"]:
+                            failed_runs.append(((label, (str(record["source"]), str(record["target"])),
+                                                 int(record["seed"])), p.name.rpartition("-")[2]))
+                            found_keys.add(p.name.rpartition("-")[2])
             for f in files:
                 r = RunResult.read(f)
                 if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
@@ -728,9 +746,14 @@ class BenchResult:
                           "these tables; rerun the bench command to make them again", QianyiWarning, stacklevel=3)
         if no_result:
             warnings.warn(f"{where}: {len(no_result)} run folder{'s' * (len(no_result) != 1)} without a result "
-                          f"(still training, killed, or stopped by an error), not in these tables: "
+                          f"(still training, or killed), not in these tables: "
                           f"{', '.join(no_result[:5])}{' …' * (len(no_result) > 5)}; rerun the bench command to "
                           "finish them (a run that failed says why again)", QianyiWarning, stacklevel=3)
+        if failed:
+            warnings.warn(f"{where}: {len(failed)} run{'s' * (len(failed) != 1)} stopped with an error (diverged), so "
+                          f"{'they have' if len(failed) != 1 else 'it has'} no result (a cell reads 'diverged'): "
+                          f"{'; '.join(failed[:3])}{' …' * (len(failed) > 3)}. {DIVERGED_ADVICE}",
+                          QianyiWarning, stacklevel=3)
         if unfinished:
             warnings.warn(f"{where}: left out {len(unfinished)} staged run(s) killed before they finished "
                           f"({', '.join(unfinished[:3])}); rerun the bench command to finish them", QianyiWarning,
@@ -785,7 +808,12 @@ class BenchResult:
         pairs = [p for p in order if p in have]
         names = list(dict.fromkeys(r.method for r in runs))
         methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
-        return cls(runs, list(pairs), [m for m in methods if m in names], select=select)
+        done = {(r.method, (r.source, r.target), r.seed) for r in runs}
+        gone_keys = {f: k for f, k in failed_runs if f not in done and f[1] in pairs}  # (a later run of it finished)
+        names += [m for m, _, _ in gone_keys if m not in names]
+        methods = ["source-only"] + sorted(m for m in names if m not in BASELINES) + ["oracle"]
+        return cls(runs, list(pairs), [m for m in methods if m in names], select=select, diverged=list(gone_keys),
+                   diverged_keys=gone_keys)
 
     @classmethod
     def from_bench(cls, folder: str | Path, select: str | None = None) -> "BenchResult":
@@ -936,6 +964,10 @@ class BenchResult:
                 row = {**r.to_dict(), "oracle_choice_accuracy": choice_accuracy(r, ORACLE_CHOICE),
                        RUN_COLUMN: store_key(r.fingerprint) if r.fingerprint else ""}
                 w.writerow([row[f] for f in fields_])
+            for m, (src, tgt), seed in self.diverged:  # no result: its row says so, and names its folder's key
+                row = {"method": m, "source": src, "target": tgt, "seed": seed, "oracle": False,
+                       "selection": "diverged", RUN_COLUMN: self.diverged_keys.get((m, (src, tgt), seed), "")}
+                w.writerow([row.get(f, "") for f in fields_])
         self.files = {"csv": atomic_write(out / "results.csv", write_csv),
                       "md": write_text(out / "results.md", self.report())}
         try:
@@ -1202,6 +1234,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     total, k, trained, t0 = len(pairs_) * len(methods_) * len(seeds), 0, 0, time.perf_counter()
     diverged: list[str] = []  # the runs that diverged (TrainingError): said under the tables
     gone: list[tuple[str, tuple[str, str], int]] = []  # and which they were (method as tabulated, pair, seed)
+    gone_keys: dict[tuple[str, tuple[str, str], int], str] = {}  # their run keys (folders seedN-KEY)
     tasks = []  # every pair read (and checked) before any training: a typo in the last pair costs no hours
     for (s, t), tt, cap in zip(pairs_, tests, caps):
         task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
@@ -1242,6 +1275,8 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                         diverged.append(diverged_note(m, f"{task.source.name}->{task.target.name}", seed, exc, rdir))
                         gone.append((variant_label(method.name, method.hparams(), method.revision),
                                      (task.source.name, task.target.name), seed))
+                        if rdir is not None:
+                            gone_keys[gone[-1]] = rdir.name.rpartition("-")[2]
                         warnings.warn(f"bench: {diverged[-1]}", QianyiWarning, stacklevel=_caller_stacklevel())
                     trained += 1
                     if log:
@@ -1261,7 +1296,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     methods_ = list(dict.fromkeys([*(r.method for r in runs), *(m for m, _, _ in gone)]))
     methods_ = ["source-only"] + [m for m in methods_ if m not in BASELINES] + ["oracle"]
     res = BenchResult(runs, pairs_, methods_, Path(out) if out is not None else None, select=base.select,
-                      command=command, notes=diverged, diverged=gone)
+                      command=command, notes=diverged, diverged=gone, diverged_keys=gone_keys)
     if out is not None:
         res.write(out)
         from .html import write_report  # the HTML report reads this module's results

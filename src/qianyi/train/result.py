@@ -13,6 +13,26 @@ from ..errors import DataError
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"  # one row per epoch: loss terms, source_val_acc, validator scores
 MODEL_FILE = "model.pt"  # the final network's state dict (load with torch.load(..., weights_only=True))
+#: Written in a run folder when its run stopped with a TrainingError (it diverged): why, so that `qianyi report`
+#: and a bench's tables say so; removed when a later run there finishes.
+FAILED_FILE = "failed.json"
+
+
+def read_failure(folder: str | Path) -> str | None:
+    """Why the run in ``folder`` stopped (its :data:`FAILED_FILE`'s message), or None when it did not fail (or
+    the file cannot be read: it is an account, never needed)."""
+    msg = read_failure_record(folder).get("message")
+    return msg if isinstance(msg, str) and msg else None
+
+
+def read_failure_record(folder: str | Path) -> dict[str, Any]:
+    """The :data:`FAILED_FILE` of ``folder`` (error, message, method, hparams, revision, source, target, seed), or
+    {} when there is none or it cannot be read."""
+    try:
+        record = json.loads((Path(folder) / FAILED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 @dataclass

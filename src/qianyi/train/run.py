@@ -21,7 +21,7 @@ from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import available_methods, get_method
-from ..errors import ConfigError, DataError, OutputError, QianyiWarning
+from ..errors import ConfigError, DataError, OutputError, QianyiWarning, TrainingError
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
@@ -30,7 +30,7 @@ from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
-from .result import HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
+from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
 from .store import code_digest
@@ -103,7 +103,18 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
         return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
-        return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
+        with contextlib.suppress(OSError):  # an earlier run's failure here is no longer the folder's state
+            (path / FAILED_FILE).unlink(missing_ok=True)
+        try:
+            return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
+        except TrainingError as exc:  # it diverged: say why in its folder (a report or a bench's tables read it)
+            with contextlib.suppress(Exception):  # an account only: the error itself is raised either way
+                m = method if isinstance(method, Method) else get_method(method, **hparams)
+                write_json(path / FAILED_FILE, {
+                    "error": type(exc).__name__, "message": str(exc), "method": m.name,
+                    "hparams": json.loads(json.dumps(m.hparams(), default=str)), "revision": m.revision,
+                    "source": task.source.name, "target": task.target.name, "seed": (config or TrainConfig()).seed})
+            raise
 
 
 def _versions(threads: list[int] | None = None, method: Method | None = None,
