@@ -719,7 +719,7 @@ class BenchResult:
                     if not isinstance(why, str) or not why:
                         no_result.append(name)
                         continue
-                    failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip()})")
+                    failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip().rstrip('.')})")
                     with contextlib.suppress(Exception):  # (a record of an older qianyi may lack these)
                         label = variant_label(record["method"], record["hparams"], int(record.get("revision", 1)))
                         if variants or label == record["method"]:
