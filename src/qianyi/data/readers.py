@@ -400,30 +400,41 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
     Its declared size is checked before it is decoded; JPEGs are decoded at reduced scale and big
     images are box-reduced before the final anti-aliased resize, so only small arrays are kept.
     """
-    from PIL import UnidentifiedImageError
-
     from .canvas import resize
+
+    with _decoded(f, size, max_pixels) as im:
+        grey = im.mode in GREY_MODES
+        wide = im.mode.startswith("I") or im.mode == "F"  # 16/32-bit or float pixels: RGB would clip them
+        mode = im.mode
+        rgb = im.convert("F") if wide else im.convert("RGB")
+    k = max(rgb.size) // (2 * size)
+    if k >= 2:
+        rgb = rgb.reduce(k)
+    if wide:
+        a = np.repeat(_wide_to_unit(np.asarray(rgb, np.float64), mode, f)[None], 3, 0)[None].astype(np.float32)
+    else:
+        a = np.asarray(rgb, np.float32).transpose(2, 0, 1)[None] / 255.0
+    return resize(a, size)[0], grey
+
+
+@contextlib.contextmanager
+def _decoded(f: Path, size: int, max_pixels: int) -> Iterator[Any]:
+    """Image ``f`` decoded as every image is read (the one place): its declared size checked first, JPEGs at the
+    reduced scale that still covers ``size``, then turned upright as its EXIF ``Orientation`` tag says (as image
+    viewers show it). Any fault reading it is a :class:`DataError` naming the file."""
+    from PIL import ImageOps, UnidentifiedImageError
 
     try:
         with _open_image(f, max_pixels) as im:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
-            grey = im.mode in GREY_MODES
-            wide = im.mode.startswith("I") or im.mode == "F"  # 16/32-bit or float pixels: RGB would clip them
-            rgb = im.convert("F") if wide else im.convert("RGB")
+            ImageOps.exif_transpose(im, in_place=True)  # phone photos: the sensor's pixels, tagged how to turn them
+            yield im
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
         raise _permission_fault(exc, f, "image") or DataError(
             f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
-    k = max(rgb.size) // (2 * size)
-    if k >= 2:
-        rgb = rgb.reduce(k)
-    if wide:
-        a = np.repeat(_wide_to_unit(np.asarray(rgb, np.float64), im.mode, f)[None], 3, 0)[None].astype(np.float32)
-    else:
-        a = np.asarray(rgb, np.float32).transpose(2, 0, 1)[None] / 255.0
-    return resize(a, size)[0], grey
 
 
 @contextlib.contextmanager
@@ -450,18 +461,8 @@ def _checked_grey(f: Path, size: int, max_pixels: int) -> bool:
     """Whether image ``f`` is greyscale, its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
     the reduced scale that still covers ``size``) and dropped: a streamed folder's truncated or corrupt file is
     refused when the folder is read, not by a training batch or the final scoring hours later."""
-    from PIL import UnidentifiedImageError
-
-    try:
-        with _open_image(f, max_pixels) as im:
-            im.draft(None, (size, size))
-            im.load()
-            return im.mode in GREY_MODES
-    except DataError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
-        raise _permission_fault(exc, f, "image") or DataError(
-            f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+    with _decoded(f, size, max_pixels) as im:
+        return im.mode in GREY_MODES
 
 
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
@@ -490,7 +491,8 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     now: ``X`` is a :class:`~qianyi.data.lazy.LazyImages` that decodes the images a batch asks for,
     with training ``augment`` ations (``flip``, ``crop``); each file is decoded once here, and dropped,
     so that a damaged one is refused before any training. A sub-folder that cannot be listed is an
-    error naming it (never taken for an empty class).
+    error naming it (never taken for an empty class). Each image is turned upright as its EXIF
+    ``Orientation`` tag says (:func:`_decoded`).
     """
     d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
     where = f"image folder {str(d)!r}"
