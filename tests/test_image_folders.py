@@ -34,3 +34,51 @@ def test_exif_orientation_is_applied_as_viewers_apply_it(tmp_path):
         b = np.asarray(read_folder(tmp_path / "phone", size=32, stream=stream).X[0:1])
         assert b[0, 0, 0].mean() > 0.9 and b[0, 0, :, -1].mean() < 0.5  # the band along the top, as displayed
         assert np.abs(a - b).mean() < 0.02
+
+
+def _cut_out(hidden: int, mode: str = "RGBA") -> Image.Image:
+    """A 16x16 cut-out: an opaque orange square in the middle, a fully transparent border whose stored (hidden)
+    colour is ``hidden``."""
+    a = np.full((16, 16, 4), hidden, np.uint8)
+    a[..., 3] = 0
+    a[4:12, 4:12] = (255, 128, 0, 255)
+    im = Image.fromarray(a, "RGBA")
+    if mode == "LA":
+        g = np.full((16, 16, 2), hidden, np.uint8)
+        g[..., 1] = 0
+        g[4:12, 4:12] = (100, 255)
+        im = Image.fromarray(g, "LA")
+    return im
+
+
+def test_transparent_pixels_are_composited_on_white_whatever_colour_the_encoder_left(tmp_path):
+    """The alpha channel was dropped, so a transparent pixel took the colour stored under it: two cut-outs that
+    look the same gave different inputs (76% against 33% on one model)."""
+    for hidden in (0, 255):
+        for mode in ("RGBA", "LA"):
+            (tmp_path / f"{mode}{hidden}").mkdir()
+            _cut_out(hidden, mode).save(tmp_path / f"{mode}{hidden}" / "0.png")
+    rgba0, rgba255 = (read_folder(tmp_path / f"RGBA{h}", size=16).X for h in (0, 255))
+    np.testing.assert_array_equal(rgba0, rgba255)
+    assert rgba0.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(rgba0[0, :, 0, 0], 1.0)  # white background, as viewers show it
+    np.testing.assert_allclose(rgba0[0, :, 8, 8], (1.0, 128 / 255, 0.0), atol=1e-6)  # opaque pixels as they are
+    la0, la255 = (read_folder(tmp_path / f"LA{h}", size=16).X for h in (0, 255))
+    np.testing.assert_array_equal(la0, la255)
+    assert la0.shape == (1, 1, 16, 16)  # grey stays grey
+    assert la0[0, 0, 0, 0] == 1.0 and abs(la0[0, 0, 8, 8] - 100 / 255) < 1e-6
+
+
+def test_palette_transparency_is_composited_on_white_too(tmp_path):
+    """A GIF or palette PNG marks one palette entry transparent; that entry's colour was read."""
+    a = np.zeros((16, 16), np.uint8)  # index 0: the background, transparent
+    a[4:12, 4:12] = 1
+    im = Image.fromarray(a, "P")
+    im.putpalette([0, 0, 0, 255, 128, 0] + [0] * 762)
+    (tmp_path / "gif").mkdir()
+    im.save(tmp_path / "gif" / "0.gif", transparency=0)
+    im.save(tmp_path / "gif" / "1.png", transparency=0)
+    for stream in (False, True):
+        X = np.asarray(read_folder(tmp_path / "gif", size=16, stream=stream).X[0:2])
+        np.testing.assert_allclose(X[:, :, 0, 0], 1.0)
+        np.testing.assert_allclose(X[:, :, 8, 8], [(1.0, 128 / 255, 0.0)] * 2, atol=1e-6)

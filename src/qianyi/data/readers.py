@@ -66,6 +66,9 @@ from .limits import check_bytes, max_bytes, max_image_pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+#: The grey level (0..255) transparent pixels of an image file are composited on: white, as image viewers show
+#: them (:func:`_flattened`).
+BACKGROUND = 255
 LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
 MISSING_LABELS = {"", "nan", "na", "n/a", "null", "none", "?"}
 #: A numeric label above this is refused while reading (an ID column, or a float too large for int64);
@@ -429,12 +432,27 @@ def _decoded(f: Path, size: int, max_pixels: int) -> Iterator[Any]:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # phone photos: the sensor's pixels, tagged how to turn them
-            yield im
+            yield _flattened(im)
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
         raise _permission_fault(exc, f, "image") or DataError(
             f"image {str(f)!r} cannot be read ({exc}); remove or replace it") from exc
+
+
+def _flattened(im: Any) -> Any:
+    """``im`` without transparency: an image with an alpha channel (``RGBA``, ``LA``, ``PA``) or a transparent
+    colour or palette entry (``info["transparency"]``) composited on :data:`BACKGROUND` (white, as image viewers
+    show it), so a transparent pixel never takes whatever colour the encoder left under it; grey stays grey.
+    Other images (and 16-bit or float ones) are returned as they are."""
+    from PIL import Image
+
+    if (im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info) or \
+            im.mode.startswith("I") or im.mode == "F":
+        return im
+    grey = im.mode in ("LA", "L", "1")
+    flat = Image.alpha_composite(Image.new("RGBA", im.size, (BACKGROUND,) * 3 + (255,)), im.convert("RGBA"))
+    return flat.convert("L" if grey else "RGB")
 
 
 @contextlib.contextmanager
