@@ -82,3 +82,40 @@ def test_palette_transparency_is_composited_on_white_too(tmp_path):
         X = np.asarray(read_folder(tmp_path / "gif", size=16, stream=stream).X[0:2])
         np.testing.assert_allclose(X[:, :, 0, 0], 1.0)
         np.testing.assert_allclose(X[:, :, 8, 8], [(1.0, 128 / 255, 0.0)] * 2, atol=1e-6)
+
+
+def _caught(fn):
+    """``fn()`` and the QianyiWarning messages it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [str(w.message) for w in caught if issubclass(w.category, QianyiWarning)]
+
+
+def test_readable_image_extensions_are_read_and_other_files_are_counted_not_dropped_silently(tmp_path):
+    """Only ten extensions were read: .jfif (Chrome/Edge's name for web JPEGs), .jpe, .avif, .pbm, ... vanished
+    without a word, changing the class balance."""
+    from PIL import features
+
+    grey, rgb = Image.fromarray(np.full((8, 8), 200, np.uint8)), _band(8)
+    for c in ("bag", "shoe"):
+        (tmp_path / c).mkdir()
+        rgb.save(tmp_path / c / "0.png")
+    saves = {"a.jfif": "JPEG", "b.jpe": "JPEG", "c.JPE": "JPEG", "d.pnm": "PPM", "e.tga": "TGA", "f.dib": "DIB",
+             "g.qoi": "QOI", **({"h.avif": "AVIF"} if features.check("avif") else {})}
+    for name, fmt in saves.items():
+        rgb.save(tmp_path / "bag" / name, format=fmt)
+    grey.convert("1").save(tmp_path / "bag" / "i.pbm")
+    rgb.save(tmp_path / "bag" / "noext", format="PNG")  # readable, but no extension: counted, not read
+    rgb.save(tmp_path / "shoe" / "x.heic", format="PNG")
+    for junk in ("notes.txt", "Thumbs.db", "desktop.ini", "IMG_1.aae", "IMG_1.xmp"):  # metadata: skipped silently
+        (tmp_path / "shoe" / junk).write_bytes(b"not an image")
+    d, said = _caught(lambda: read_folder(tmp_path, size=8))
+    read = set(d.ids)
+    assert {f"bag/{n}" for n in [*saves, "i.pbm"]} <= read and "bag/noext" not in read
+    assert np.bincount(d.y).tolist() == [len(saves) + 2, 1]
+    assert len(said) == 1, said
+    assert "2 file(s)" in said[0] and "'bag': 1" in said[0] and "'shoe': 1" in said[0], said
+    assert "'bag/noext'" in said[0] and "'shoe/x.heic'" in said[0] and "notes.txt" not in said[0], said
+    flat, said = _caught(lambda: read_folder(tmp_path / "shoe", size=8))  # an unlabelled folder alike
+    assert flat.ids == ("0.png",) and len(said) == 1 and "1 file(s)" in said[0] and "'x.heic'" in said[0], said

@@ -53,6 +53,7 @@ import tokenize
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -64,7 +65,14 @@ from ..errors import DataError, DatasetNotFoundError, QianyiWarning
 from .domain import Domain, stratified_split
 from .limits import check_bytes, max_bytes, max_image_pixels
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
+#: The file extensions ``folder:`` reads as images (any case): the still-image formats Pillow decodes (AVIF and
+#: JPEG 2000 where its build has the codec: a file it cannot decode is an error naming it, never dropped).
+IMAGE_SUFFIXES = {".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".tif", ".tiff",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".webp", ".avif", ".tga", ".qoi", ".ico", ".jp2", ".j2k"}
+#: Files beside images that are no images and are skipped without a word (any other file a folder holds is
+#: counted in a warning): notes, tables, and the metadata cameras, phones, photo editors and file managers add.
+NOT_IMAGE_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".ini", ".db", ".log", ".yaml", ".yml",
+                      ".xmp", ".aae", ".thm"}
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 #: The grey level (0..255) transparent pixels of an image file are composited on: white, as image viewers show
 #: them (:func:`_flattened`).
@@ -518,12 +526,22 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         raise DataError(f"{where}: size must be a whole number of pixels from 8 to 1024, got {size!r}; "
                         "e.g. folder:DIR?size=64")
     _check_max_samples(max_samples, where)
-    def images(folder: Path, deep: bool) -> list[Path]:
-        return [f for f in sorted(_entries_under(folder, where) if deep else folder.iterdir())
-                if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
+    other: list[Path] = []  # files of other extensions where images are read (counted in a warning)
+
+    def images(folder: Path, deep: bool, count_others: bool = True) -> list[Path]:
+        found = []
+        for f in sorted(_entries_under(folder, where) if deep else folder.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(f)
+            elif count_others and f.suffix.lower() not in NOT_IMAGE_SUFFIXES and \
+                    f.name.lower() not in ("thumbs.db", "desktop.ini"):
+                other.append(f)
+        return found
 
     classes = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = images(d, deep=False)
+    loose = images(d, deep=False, count_others=not classes)
     files, labels = [], []
     if not classes:  # images only: an unlabelled domain (a target, or data to predict)
         if not loose:
@@ -546,6 +564,12 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
             warnings.warn(f"{where}: class sub-folder(s) {empty[:10]} hold no images; the classes are kept (their "
                           "indices stay as the sorted folder names give them) but nothing teaches them",
                           QianyiWarning, stacklevel=2)
+    if other:
+        per = Counter(f.parent.relative_to(d).as_posix() for f in other)
+        warnings.warn(f"{where}: {len(other)} file(s) left out, their extensions not being image extensions qianyi "
+                      f"reads ({dict(per) if classes else 'in the folder itself'}; e.g. "
+                      f"{', '.join(repr(f.relative_to(d).as_posix()) for f in other[:5])}); convert them to PNG or "
+                      f"JPEG to use them (read: {', '.join(sorted(IMAGE_SUFFIXES))})", QianyiWarning, stacklevel=2)
     if max_samples is not None and max_samples < len(files):
         if classes:
             _, keep = stratified_split(np.array(labels), len(files), max_samples / len(files), seed, every_class=True)
