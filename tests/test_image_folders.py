@@ -119,3 +119,31 @@ def test_readable_image_extensions_are_read_and_other_files_are_counted_not_drop
     assert "'bag/noext'" in said[0] and "'shoe/x.heic'" in said[0] and "notes.txt" not in said[0], said
     flat, said = _caught(lambda: read_folder(tmp_path / "shoe", size=8))  # an unlabelled folder alike
     assert flat.ids == ("0.png",) and len(said) == 1 and "1 file(s)" in said[0] and "'x.heic'" in said[0], said
+
+
+def test_hidden_and_thumbnail_folders_inside_class_folders_are_skipped_and_said_once(tmp_path):
+    """Every sub-folder of a class folder was read: .thumbnails/, .ipynb_checkpoints/ and a Synology share's
+    @eaDir/<photo>/SYNOPHOTO_THUMB_*.jpg made each photo count several times (straddling the source-val split),
+    and an unpacked macOS zip's __MACOSX/ became a class."""
+    im = _band(8)
+    for c in ("bag", "shoe"):
+        for sub in ("", ".thumbnails", ".ipynb_checkpoints", "@eaDir/0.jpg", "deeper"):
+            (tmp_path / c / sub).mkdir(parents=True, exist_ok=True)
+            im.save(tmp_path / c / sub / ("SYNOPHOTO_THUMB_S.jpg" if sub.startswith("@") else "0.jpg"))
+    (tmp_path / "__MACOSX" / "bag").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "bag" / "._0.jpg").write_bytes(b"AppleDouble")
+    (tmp_path / "@eaDir").mkdir()
+    im.save(tmp_path / "@eaDir" / "x.jpg")
+    d, said = _caught(lambda: read_folder(tmp_path, size=8))
+    assert d.class_names == ("bag", "shoe")
+    assert d.ids == ("bag/0.jpg", "bag/deeper/0.jpg", "shoe/0.jpg", "shoe/deeper/0.jpg")
+    assert len(said) == 1, said
+    assert "8 hidden or thumbnail folder(s)" in said[0] and "'bag/.thumbnails'" in said[0], said
+    assert "'__MACOSX'" in said[0] and "'@eaDir'" in said[0] and "not a class" in said[0], said
+    flat = tmp_path / "flat"  # an unlabelled folder: no class of thumbnails either
+    for sub in ("", ".thumbnails", "@eaDir/0.jpg"):
+        (flat / sub).mkdir(parents=True)
+        im.save(flat / sub / "0.jpg")
+    d, said = _caught(lambda: read_folder(flat, size=8))
+    assert d.y is None and d.ids == ("0.jpg",) and len(said) == 1, (d, said)
+    assert "'@eaDir'" in said[0], said

@@ -71,6 +71,9 @@ IMAGE_SUFFIXES = {".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".d
                   ".ppm", ".pgm", ".pbm", ".pnm", ".webp", ".avif", ".tga", ".qoi", ".ico", ".jp2", ".j2k"}
 #: Files beside images that are no images and are skipped without a word (any other file a folder holds is
 #: counted in a warning): notes, tables, and the metadata cameras, phones, photo editors and file managers add.
+#: Folders of thumbnails and metadata that file managers, NAS systems and archivers add, never read as samples
+#: or taken for classes (with hidden folders, whose names start with "."); compared in lower case.
+SKIPPED_FOLDERS = {"__macosx", "@eadir", "#recycle", "@recycle", "#snapshot"}
 NOT_IMAGE_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".ini", ".db", ".log", ".yaml", ".yml",
                       ".xmp", ".aae", ".thm"}
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
@@ -527,10 +530,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                         "e.g. folder:DIR?size=64")
     _check_max_samples(max_samples, where)
     other: list[Path] = []  # files of other extensions where images are read (counted in a warning)
+    skipped: list[Path] = []  # hidden and thumbnail folders inside class folders (said once)
 
     def images(folder: Path, deep: bool, count_others: bool = True) -> list[Path]:
         found = []
-        for f in sorted(_entries_under(folder, where) if deep else folder.iterdir()):
+        for f in sorted(_entries_under(folder, where, skipped) if deep else folder.iterdir()):
             if f.name.startswith(".") or not f.is_file():
                 continue
             if f.suffix.lower() in IMAGE_SUFFIXES:
@@ -540,7 +544,9 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                 other.append(f)
         return found
 
-    classes = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)  # no class (__MACOSX, @eaDir)
+    classes = sorted(p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS)
     loose = images(d, deep=False, count_others=not classes)
     files, labels = [], []
     if not classes:  # images only: an unlabelled domain (a target, or data to predict)
@@ -564,6 +570,12 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
             warnings.warn(f"{where}: class sub-folder(s) {empty[:10]} hold no images; the classes are kept (their "
                           "indices stay as the sorted folder names give them) but nothing teaches them",
                           QianyiWarning, stacklevel=2)
+    if skipped or top:
+        inner = [repr(f.relative_to(d).as_posix()) for f in skipped]
+        warnings.warn(f"{where}: {len(skipped) + len(top)} hidden or thumbnail folder(s) skipped, their files not read"
+                      f"{' (e.g. ' + ', '.join(inner[:5]) + ')' if inner else ''}"
+                      f"{'; ' + ', '.join(map(repr, top)) + ' at its top: not a class' if top else ''}",
+                      QianyiWarning, stacklevel=2)
     if other:
         per = Counter(f.parent.relative_to(d).as_posix() for f in other)
         warnings.warn(f"{where}: {len(other)} file(s) left out, their extensions not being image extensions qianyi "
@@ -602,10 +614,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                   origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)
 
 
-def _entries_under(folder: Path, where: str) -> list[Path]:
+def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None) -> list[Path]:
     """Every file and folder under ``folder``, at any depth, as ``Path.rglob("*")`` finds them (links to folders
-    are not followed), except that a sub-folder that cannot be listed is an error naming it: ``rglob`` skips it,
-    and its class was then taken for one without images."""
+    are not followed), except that a sub-folder that cannot be listed is an error naming it (``rglob`` skips it,
+    and its class was then taken for one without images), and that hidden folders and :data:`SKIPPED_FOLDERS`
+    are not entered (each added to ``skipped``)."""
     def fail(exc: OSError) -> None:
         sub = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
         raise _permission_fault(exc, sub, f"{where}: its sub-folder") or DataError(
@@ -613,6 +626,11 @@ def _entries_under(folder: Path, where: str) -> list[Path]:
 
     out: list[Path] = []
     for top, dirs, names in os.walk(folder, onerror=fail):
+        leave = [n for n in dirs if n.startswith(".") or n.lower() in SKIPPED_FOLDERS]
+        if leave:
+            dirs[:] = [n for n in dirs if n not in leave]  # os.walk does not enter them
+            if skipped is not None:
+                skipped.extend(Path(top, n) for n in leave)
         out += [Path(top, n) for n in (*dirs, *names)]
     return out
 
