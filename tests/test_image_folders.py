@@ -147,3 +147,23 @@ def test_hidden_and_thumbnail_folders_inside_class_folders_are_skipped_and_said_
     d, said = _caught(lambda: read_folder(flat, size=8))
     assert d.y is None and d.ids == ("0.jpg",) and len(said) == 1, (d, said)
     assert "'@eaDir'" in said[0], said
+
+
+def test_linked_sub_folders_inside_class_folders_are_followed_once_as_imagefolder_does(tmp_path):
+    """A linked class folder was read but a linked folder inside a class was dropped without a word (torchvision's
+    ImageFolder follows both); a link back up the tree must not loop."""
+    im = _band(8)
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "data"
+    for sub in (elsewhere / "more", root / "bag", root / "shoe"):
+        sub.mkdir(parents=True)
+    im.save(elsewhere / "more" / "1.png")
+    im.save(root / "bag" / "0.png")
+    im.save(root / "shoe" / "0.png")
+    (root / "bag" / "more").symlink_to(elsewhere / "more", target_is_directory=True)
+    (root / "bag" / "loop").symlink_to(root / "bag", target_is_directory=True)  # a cycle
+    (root / "shoe" / "again").symlink_to(elsewhere, target_is_directory=True)  # more/ a second time, deeper
+    (root / "shoe" / "same").symlink_to(elsewhere, target_is_directory=True)
+    for stream in (False, True):
+        d, said = _caught(lambda: read_folder(root, size=8, stream=stream))
+        assert d.ids == ("bag/0.png", "bag/more/1.png", "shoe/0.png", "shoe/again/more/1.png"), d.ids
+        assert len(said) == 1 and "2 linked folder(s)" in said[0] and "'bag/loop'" in said[0], said

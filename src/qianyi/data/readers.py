@@ -531,10 +531,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     _check_max_samples(max_samples, where)
     other: list[Path] = []  # files of other extensions where images are read (counted in a warning)
     skipped: list[Path] = []  # hidden and thumbnail folders inside class folders (said once)
+    repeated: list[Path] = []  # linked folders already read (a loop, a second link; said once)
 
     def images(folder: Path, deep: bool, count_others: bool = True) -> list[Path]:
         found = []
-        for f in sorted(_entries_under(folder, where, skipped) if deep else folder.iterdir()):
+        for f in sorted(_entries_under(folder, where, skipped, repeated) if deep else folder.iterdir()):
             if f.name.startswith(".") or not f.is_file():
                 continue
             if f.suffix.lower() in IMAGE_SUFFIXES:
@@ -576,6 +577,11 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                       f"{' (e.g. ' + ', '.join(inner[:5]) + ')' if inner else ''}"
                       f"{'; ' + ', '.join(map(repr, top)) + ' at its top: not a class' if top else ''}",
                       QianyiWarning, stacklevel=2)
+    if repeated:
+        warnings.warn(f"{where}: {len(repeated)} linked folder(s) lead to a folder already read (a link back up the "
+                      "tree, or a second link to one folder), so they are not read again (e.g. "
+                      f"{', '.join(repr(f.relative_to(d).as_posix()) for f in repeated[:5])})", QianyiWarning,
+                      stacklevel=2)
     if other:
         per = Counter(f.parent.relative_to(d).as_posix() for f in other)
         warnings.warn(f"{where}: {len(other)} file(s) left out, their extensions not being image extensions qianyi "
@@ -614,23 +620,44 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                   origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)
 
 
-def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None) -> list[Path]:
-    """Every file and folder under ``folder``, at any depth, as ``Path.rglob("*")`` finds them (links to folders
-    are not followed), except that a sub-folder that cannot be listed is an error naming it (``rglob`` skips it,
-    and its class was then taken for one without images), and that hidden folders and :data:`SKIPPED_FOLDERS`
-    are not entered (each added to ``skipped``)."""
+def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
+                   repeated: list[Path] | None = None) -> list[Path]:
+    """Every file and folder under ``folder``, at any depth (sub-folders in name order), links to folders followed
+    as torchvision's ``ImageFolder`` follows them. A sub-folder that cannot be listed is an error naming it
+    (``rglob`` skipped it, and its class was then taken for one without images); hidden folders and
+    :data:`SKIPPED_FOLDERS` are not entered (each added to ``skipped``), nor is a folder already entered (a link
+    back up the tree, or a second link to one folder: added to ``repeated``), so links never loop."""
     def fail(exc: OSError) -> None:
         sub = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
         raise _permission_fault(exc, sub, f"{where}: its sub-folder") or DataError(
             f"{where}: its sub-folder {sub!r} cannot be listed ({exc.strerror or exc})") from None
 
+    def key(path: Path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)  # (through a link: the folder it leads to)
+        except OSError:
+            return None  # os.walk's listing of it fails and names it
+        return st.st_dev, st.st_ino
+
     out: list[Path] = []
-    for top, dirs, names in os.walk(folder, onerror=fail):
+    seen = {key(folder)}
+    for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
+        dirs.sort()
         leave = [n for n in dirs if n.startswith(".") or n.lower() in SKIPPED_FOLDERS]
-        if leave:
-            dirs[:] = [n for n in dirs if n not in leave]  # os.walk does not enter them
-            if skipped is not None:
-                skipped.extend(Path(top, n) for n in leave)
+        if skipped is not None:
+            skipped.extend(Path(top, n) for n in leave)
+        keep = []
+        for n in dirs:
+            k = key(Path(top, n))
+            if n in leave:
+                continue
+            if k is not None and k in seen:
+                if repeated is not None:
+                    repeated.append(Path(top, n))
+                continue
+            seen.add(k)
+            keep.append(n)
+        dirs[:] = keep  # os.walk enters only these
         out += [Path(top, n) for n in (*dirs, *names)]
     return out
 
