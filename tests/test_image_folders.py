@@ -167,3 +167,54 @@ def test_linked_sub_folders_inside_class_folders_are_followed_once_as_imagefolde
         d, said = _caught(lambda: read_folder(root, size=8, stream=stream))
         assert d.ids == ("bag/0.png", "bag/more/1.png", "shoe/0.png", "shoe/again/more/1.png"), d.ids
         assert len(said) == 1 and "2 linked folder(s)" in said[0] and "'bag/loop'" in said[0], said
+
+
+def _two_classes(root, names):
+    rng = np.random.default_rng(int.from_bytes(root.name.encode(), "big"))  # distinct images in each folder
+    for c in names:
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_class_names_spelt_in_nfd_match_their_nfc_spelling(tmp_path):
+    """macOS and some zip tools store 'café' decomposed (NFD); it was refused as a class the source lacks, with a
+    message naming a class that looks exactly like the source's."""
+    import unicodedata
+
+    from qianyi.data import load_task
+    from qianyi.data.domain import Domain, align_labels
+
+    nfc, nfd = "café", unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    src, tgt = _two_classes(tmp_path / "src", [nfc, "tea"]), _two_classes(tmp_path / "tgt", [nfd, "tea"])
+    assert read_folder(tgt, size=8).class_names == (nfc, "tea")  # read in the composed spelling
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)  # (a test split of 4 images)
+        task = load_task(f"folder:{src}?size=8", f"folder:{tgt}?size=8", test_fraction=0.5)
+    assert task.target.class_names == (nfc, "tea")
+    # any reader's names (wav:, lines:, a Domain of your own) are compared as they are spelt alike
+    X = np.zeros((4, 2), np.float32)
+    s = Domain(X, np.array([0, 0, 1, 1]), name="s", class_names=(nfc, "tea"))
+    t = Domain(X, np.array([0, 1, 0, 1]), name="t", class_names=("tea", nfd))
+    assert align_labels(s, t).y.tolist() == [1, 0, 1, 0]
+
+
+def test_a_class_name_differing_only_in_case_is_suggested(tmp_path):
+    from qianyi.data import load_task
+    from qianyi.errors import LabelMismatchError
+
+    src, tgt = _two_classes(tmp_path / "src", ["bag", "shoe"]), _two_classes(tmp_path / "tgt", ["Bag", "shoe"])
+    with pytest.raises(LabelMismatchError, match="did you mean 'bag'"):
+        load_task(f"folder:{src}?size=8", f"folder:{tgt}?size=8")
+
+
+def test_two_class_folders_spelt_alike_are_refused(tmp_path):
+    import unicodedata
+
+    from qianyi.errors import DataError
+
+    _two_classes(tmp_path, ["café", unicodedata.normalize("NFD", "café")])
+    with pytest.raises(DataError, match="spell one name two ways"):
+        read_folder(tmp_path, size=8)

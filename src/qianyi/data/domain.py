@@ -11,6 +11,7 @@ import decimal
 import hashlib
 import numbers
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -622,10 +623,16 @@ def _refuse_names_against_indices(source: Domain, target: Domain) -> None:
         "names; npz: store class_names= with y), or class indices 0..k-1 on both")
 
 
+def _nfc(name: str) -> str:
+    """A class name in Unicode's composed form (NFC): macOS and some zip tools write 'café' decomposed."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
+
+
 def align_labels(source: Domain, target: Domain) -> Domain:
     """Return ``target`` with labels re-indexed to the source's classes; fail on classes the source lacks.
 
-    Named classes match by name; unnamed integer labels are class indices. Names sorted from text labels (not whole
+    Named classes match by name (spelt in Unicode's composed form, NFC; a name differing only in case is
+    suggested in the error); unnamed integer labels are class indices. Names sorted from text labels (not whole
     numbers; ``Domain.sorted_names``) on one side and unnamed class indices on the other are refused (which name an
     index stands for is unknown); names in a canonical order (a built-in's, SVMlight's negative/positive) match
     the indices by position.
@@ -636,8 +643,8 @@ def align_labels(source: Domain, target: Domain) -> Domain:
     if target.y is None:
         return target.replace(class_names=source.class_names)
     if source.class_names is not None and target.class_names is not None and source.class_names != target.class_names:
-        index = {c: i for i, c in enumerate(source.class_names)}
-        unknown = [c for c in target.class_names if c not in index]
+        index = {_nfc(c): i for i, c in enumerate(source.class_names)}  # 'café' composed or decomposed: one name
+        unknown = [c for c in target.class_names if _nfc(c) not in index]
         used = {target.class_names[i] for i in np.unique(target.y)}
         unknown = [c for c in unknown if c in used]
         if unknown:
@@ -647,11 +654,16 @@ def align_labels(source: Domain, target: Domain) -> Domain:
                     "negative/positive; one holding 0 too as classes '0', '1': write both files with one convention)"
                     if (binary & set(unknown) and set(source.class_names) <= signs)
                     or (binary & set(source.class_names) and set(unknown) <= signs) else "")
+            folded = {_nfc(c).casefold(): c for c in source.class_names}
+            guesses = [f"{c!r}: did you mean {folded[_nfc(c).casefold()]!r}?" for c in unknown[:10]
+                       if _nfc(c).casefold() in folded]
+            if guesses:
+                hint += f" ({'; '.join(guesses)} Class names are compared case by case)"
             raise LabelMismatchError(
                 f"target {target.name!r} has classes the source {source.name!r} lacks: {unknown[:10]}{hint}; "
                 "remove those samples or add the classes to the source (closed-set transfer needs the target's "
                 "classes to be a subset of the source's)")
-        mapping = np.array([index.get(c, -1) for c in target.class_names])
+        mapping = np.array([index.get(_nfc(c), -1) for c in target.class_names])
         return target.replace(y=mapping[target.y], class_names=source.class_names)
     named = source if target.class_names is None else target
     if (source.class_names is None) != (target.class_names is None):

@@ -62,7 +62,7 @@ import numpy.lib.format as npy
 
 from .._io import PERMISSION_DENIED, is_permission
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning
-from .domain import Domain, stratified_split
+from .domain import Domain, _nfc, stratified_split
 from .limits import check_bytes, max_bytes, max_image_pixels
 
 #: The file extensions ``folder:`` reads as images (any case): the still-image formats Pillow decodes (AVIF and
@@ -547,7 +547,13 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
 
     subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
     top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)  # no class (__MACOSX, @eaDir)
-    classes = sorted(p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS)
+    classes = sorted((p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS), key=lambda c: (_nfc(c), c))
+    names = [_nfc(c) for c in classes]  # a class's name in Unicode's composed form (macOS writes 'café' decomposed)
+    twice = [(a, b) for a, b in zip(classes, classes[1:]) if _nfc(a) == _nfc(b)]
+    if twice:
+        raise DataError(f"{where}: class folders {twice[0][0]!r} and {twice[0][1]!r} spell one name two ways "
+                        "(composed and decomposed Unicode, as macOS and some zip tools write accents); move their "
+                        "images into one folder")
     loose = images(d, deep=False, count_others=not classes)
     files, labels = [], []
     if not classes:  # images only: an unlabelled domain (a target, or data to predict)
@@ -595,7 +601,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
             keep = np.sort(np.random.default_rng(seed).choice(len(files), max_samples, replace=False))
         files, labels = [files[i] for i in keep], [labels[i] for i in keep] if classes else []
     y = np.array(labels) if classes else None
-    class_names = tuple(classes) if classes else None
+    class_names = tuple(names) if classes else None
     if augment and not stream:
         raise DataError(f"{where}: augment= needs stream=1 (augmentations are drawn per training batch)")
     if stream:
