@@ -9,11 +9,16 @@ softmax probabilities, for qianyi's network (TensorFlow "same" padding, inputs (
 with ``--variants``, for the other three combinations of padding (torch's symmetric) and input scaling
 (ImageNet mean/std), to show which the weights need.
 
+**Through qianyi's reader** (``--reader``): the same photos written to a folder (scikit-learn's two as PNG, the
+same pixels; grace_hopper.jpg copied as it is) and read with ``folder:DIR?size=224&resize=crop`` (the centre
+square, as above) and ``resize=pad`` (the default: black bars to a square), each with its top-5.
+
 **Speed** (``--time``): images per second of an eval-mode forward (no gradients) of random images at 224
 and 64 px, batch ``--batch-size``, for EfficientNet-Lite0 and a randomly initialised ResNet-18 in the
 same process and thread count (median of ``--repeats`` timed batches after one warm-up batch).
 
     python benchmarks/efficientnet_check.py --variants --time --threads 2
+    python benchmarks/efficientnet_check.py --reader --threads 2
     python benchmarks/efficientnet_check.py --weights efficientnet-lite0-57934424.pth
 """
 from __future__ import annotations
@@ -33,9 +38,10 @@ from qianyi.cli import script_main
 #: ImageNet-1k names of the classes this check meets (index: name); others print as their index.
 CLASS_NAMES = {
     108: "sea anemone", 117: "chambered nautilus", 309: "bee", 400: "academic gown", 437: "beacon", 442: "bell cote",
-    449: "boathouse", 457: "bow tie", 483: "castle", 497: "church", 538: "dome", 599: "honeycomb", 619: "lampshade",
+    448: "birdhouse", 449: "boathouse", 457: "bow tie", 465: "bulletproof vest", 483: "castle", 497: "church", 538: "dome", 599: "honeycomb", 619: "lampshade",
     652: "military uniform", 663: "monastery", 667: "mortarboard", 698: "palace", 738: "pot (flowerpot)",
-    834: "suit", 906: "Windsor tie", 947: "mushroom", 975: "lakeside", 985: "daisy", 996: "hen-of-the-woods",
+    832: "stupa", 834: "suit", 906: "Windsor tie", 947: "mushroom", 949: "strawberry", 975: "lakeside",
+    985: "daisy", 994: "stinkhorn", 996: "hen-of-the-woods",
 }
 #: The class each photo must come out as (top-1).
 EXPECTED = {"china.jpg": 698, "flower.jpg": 985, "grace_hopper.jpg": 652}
@@ -150,6 +156,35 @@ def check(weights: str, variants: bool) -> int:
     return 1 if failed else 0
 
 
+def through_reader(weights: str) -> None:
+    """The photos read by ``folder:`` with ``resize=crop`` and ``resize=pad``, and their top-5."""
+    import shutil
+    import tempfile
+
+    import matplotlib
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from qianyi.data.tasks import load_domain
+    from qianyi.nn.efficientnet import _network, load_pretrained, resolve_weights
+    from qianyi.nn.resnet import read_weights
+
+    path = resolve_weights(weights)
+    state, _ = read_weights(path)
+    net = _network(1000, 3, 256)
+    load_pretrained(net, state, path)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_sample_images()
+        for f, img in zip(data.filenames, data.images):
+            Image.fromarray(img).save(Path(tmp, Path(f).stem + ".png"))
+        shutil.copy(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg", tmp)
+        for fit in ("crop", "pad"):
+            d = load_domain(f"folder:{tmp}?size=224&resize={fit}")
+            print(f"\nfolder:DIR?size=224&resize={fit}")
+            for name, p in zip(d.ids, imagenet_probabilities(net, state, torch.from_numpy(d.X))):
+                print(f"  {Path(name).stem + '.jpg':16s} " + "; ".join(f"{_label(k)} {v:.3f}" for k, v in top5(p)))
+
+
 def _seconds(net: torch.nn.Module, x: torch.Tensor) -> float:
     t0 = time.perf_counter()
     net(x)
@@ -187,6 +222,7 @@ def main() -> int:
                     help="the .pth file, or efficientnet-lite0-pypi (the installed package's; the default)")
     ap.add_argument("--variants", action="store_true", help="also the other paddings / input scalings")
     ap.add_argument("--time", action="store_true", help="also time forwards against resnet18")
+    ap.add_argument("--reader", action="store_true", help="also the photos read by folder: (resize=crop, pad)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
@@ -194,6 +230,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rc = check(args.weights, args.variants)
+    if args.reader:
+        through_reader(args.weights)
     if args.time:
         timing(args.batch_size, args.repeats)
     return rc

@@ -2,6 +2,7 @@
 thumbnail and hidden sub-folders, linked sub-folders, class names spelt two ways (review images)."""
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from qianyi.data.readers import read_folder
-from qianyi.errors import QianyiWarning
+from qianyi.errors import DataError, QianyiWarning
 
 
 def _band(size: int = 32) -> Image.Image:
@@ -218,3 +219,58 @@ def test_two_class_folders_spelt_alike_are_refused(tmp_path):
     _two_classes(tmp_path, ["café", unicodedata.normalize("NFD", "café")])
     with pytest.raises(DataError, match="spell one name two ways"):
         read_folder(tmp_path, size=8)
+
+
+_BRIGHT = itertools.cycle(range(200, 256))
+
+
+def _wide(root, n: int = 4):
+    """Wide (48x24) photos: a bright square in the middle (a level of its own in each image, >= 200), grey bars
+    (100) left and right, cut off by a centre crop."""
+    root.mkdir(parents=True)
+    for i in range(n):
+        a = np.full((24, 48, 3), 100, np.uint8)
+        a[:, 12:36] = next(_BRIGHT)
+        Image.fromarray(a).save(root / f"{i}.png")
+    return root
+
+
+def test_resize_crop_takes_the_centre_square_where_pad_adds_black_bars(tmp_path):
+    """folder: only padded non-square photos with black to a square, unlike the centre crops ImageNet backbones
+    are fed and checked with (docs/backbones.md); ?resize=crop takes the centre square instead."""
+    from qianyi.data import load_domain
+    from qianyi.errors import UnknownNameError
+
+    root = _wide(tmp_path / "wide")
+    pad = load_domain(f"folder:{root}?size=24").X
+    assert pad.shape == (4, 3, 24, 24) and pad[0, :, 0].max() == 0.0  # black rows above the photo
+    for spec in (f"folder:{root}?size=24&resize=crop", f"folder:{root}?size=24&resize=crop&stream=1"):
+        crop = np.asarray(load_domain(spec).X[0:4])
+        assert crop.shape == (4, 3, 24, 24) and crop.min() >= 200 / 255, spec  # the centre, no bars
+    with pytest.raises(DataError, match="resize=pad or resize=crop"):
+        load_domain(f"folder:{root}?resize=fill")
+    with pytest.raises(UnknownNameError):
+        load_domain(f"npz:{root}/x.npz?resize=crop")
+
+
+def test_resize_crop_travels_with_the_run_to_predict(tmp_path):
+    """A run trained on ?resize=crop folders records it (model.json's preprocessing), so predict, features of a
+    run's data and translate read a new folder the same way without being told."""
+    from qianyi.data.tasks import load_task
+    from qianyi.train.artefact import read_like_run
+
+    for c in ("a", "b"):
+        _wide(tmp_path / "src" / c, 6)
+        _wide(tmp_path / "tgt" / c, 5)
+    new = _wide(tmp_path / "new", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        task = load_task(f"folder:{tmp_path / 'src'}?resize=crop", f"folder:{tmp_path / 'tgt'}?resize=crop")
+        plain = load_task(f"folder:{tmp_path / 'src'}", f"folder:{tmp_path / 'tgt'}")
+    assert task.preprocessing["folder_resize"] == "crop" and "folder_resize" not in plain.preprocessing
+    meta = {"preprocessing": task.preprocessing}
+    assert read_like_run(meta, f"folder:{new}").X.min() >= 200 / 255  # cropped: no bars
+    assert read_like_run(meta, f"folder:{new}?resize=pad").X.min() == 0.0  # the spec's own choice wins
+    assert read_like_run({"preprocessing": plain.preprocessing}, f"folder:{new}").X.min() == 0.0
+    with pytest.raises(DataError, match="give both the same"):
+        load_task(f"folder:{tmp_path / 'src'}?resize=crop", f"folder:{tmp_path / 'tgt'}")

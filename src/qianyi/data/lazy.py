@@ -41,7 +41,7 @@ class LazyImages:
     dtype = np.dtype(np.float32)
 
     def __init__(self, files: Sequence[str | Path], size: int, grey: Sequence[bool], channels: int | None = None,
-                 augment: Sequence[str] = (), index: np.ndarray | None = None) -> None:
+                 augment: Sequence[str] = (), index: np.ndarray | None = None, fit: str = "pad") -> None:
         self.files = tuple(Path(f) for f in files)
         self.grey = np.asarray(grey, bool)
         if len(self.grey) != len(self.files):
@@ -53,6 +53,7 @@ class LazyImages:
         self.size = int(size)
         self.channels = int(channels if channels is not None else (1 if self.grey.all() else 3))
         self.augment = tuple(augment)
+        self.fit = fit  # a non-square image padded to a square, or cut to its centre ("crop"): read_folder(resize=)
         self.index = np.arange(len(self.files)) if index is None else np.asarray(index, np.int64)
 
     # -- array-like ---------------------------------------------------------------------------------
@@ -92,13 +93,14 @@ class LazyImages:
 
     def _with(self, **changes: object) -> "LazyImages":
         kw: dict = dict(files=self.files, size=self.size, grey=self.grey, channels=self.channels,
-                        augment=self.augment, index=self.index)
+                        augment=self.augment, index=self.index, fit=self.fit)
         kw.update(changes)
         return LazyImages(**kw)
 
     def fingerprint(self) -> bytes:
         """What these inputs are (files with size and modification time, canvas, augmentations)."""
-        h = hashlib.sha256(repr((self.size, self.channels, self.augment)).encode())
+        h = hashlib.sha256(repr((self.size, self.channels, self.augment)  # (fit named only when not the default,
+                                + ((self.fit,) if self.fit != "pad" else ())).encode())  # as before it existed)
         for i in self.index:
             f = self.files[i]
             try:
@@ -113,7 +115,7 @@ class LazyImages:
         from .readers import _read_image
 
         try:
-            a, _ = _read_image(self.files[i], self.size, max_image_pixels())
+            a, _ = _read_image(self.files[i], self.size, max_image_pixels(), self.fit)
         except DataError as exc:  # read_folder decoded every file once: this one changed since
             raise DataError(f"{exc}. It could be read when the streamed folder was loaded, so it changed since; a "
                             "run resumes from its checkpoint only over the files it started with (same size and "

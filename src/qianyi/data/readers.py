@@ -408,8 +408,9 @@ def read_idx(directory: str | os.PathLike, name: str | None = None, max_samples:
 
 # --- image folder ----------------------------------------------------------------------------
 
-def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
-    """One image as float32 (3, size, size) in [0, 1], and whether it is greyscale.
+def _read_image(f: Path, size: int, max_pixels: int, fit: str = "pad") -> tuple[np.ndarray, bool]:
+    """One image as float32 (3, size, size) in [0, 1], and whether it is greyscale; a non-square image padded
+    with black to a square (``fit="pad"``) or cut to its centre square (``"crop"``) before the resize.
 
     Its declared size is checked before it is decoded; JPEGs are decoded at reduced scale and big
     images are box-reduced before the final anti-aliased resize, so only small arrays are kept.
@@ -421,6 +422,11 @@ def _read_image(f: Path, size: int, max_pixels: int) -> tuple[np.ndarray, bool]:
         wide = im.mode.startswith("I") or im.mode == "F"  # 16/32-bit or float pixels: RGB would clip them
         mode = im.mode
         rgb = im.convert("F") if wide else im.convert("RGB")
+    if fit == "crop" and rgb.size[0] != rgb.size[1]:
+        w, h = rgb.size
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2  # (as pad_square centres)
+        rgb = rgb.crop((left, top, left + s, top + s))
     k = max(rgb.size) // (2 * size)
     if k >= 2:
         rgb = rgb.reduce(k)
@@ -508,10 +514,15 @@ def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+#: How ``folder:`` brings a non-square image to a square (``?resize=``): pad it with black (the default), or
+#: take its centre square (what ImageNet backbones are fed and were checked with).
+FOLDER_RESIZE = ("pad", "crop")
+
+
 @_readable
 def read_folder(directory: str | os.PathLike, name: str | None = None, size: int = 32,
                 max_samples: int | None = None, seed: int = 0, stream: bool = False,
-                augment: Sequence[str] = ()) -> Domain:
+                augment: Sequence[str] = (), resize: str = "pad") -> Domain:
     """Images in one sub-folder per class (the Office-31 / ImageFolder layout), resized to ``size``; a folder
     of images without sub-folders is an unlabelled domain (a target, or data to predict).
 
@@ -521,7 +532,8 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     with training ``augment`` ations (``flip``, ``crop``); each file is decoded once here, and dropped,
     so that a damaged one is refused before any training. A sub-folder that cannot be listed is an
     error naming it (never taken for an empty class). Each image is turned upright as its EXIF
-    ``Orientation`` tag says (:func:`_decoded`).
+    ``Orientation`` tag says (:func:`_decoded`); a non-square one is padded with black to a square
+    (``resize="pad"``) or cut to its centre square (``"crop"``) before it is resized.
     """
     d = _folder(directory, "image folder", "folder: expects a folder with one sub-folder per class")
     where = f"image folder {str(d)!r}"
@@ -529,6 +541,9 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         raise DataError(f"{where}: size must be a whole number of pixels from 8 to 1024, got {size!r}; "
                         "e.g. folder:DIR?size=64")
     _check_max_samples(max_samples, where)
+    if resize not in FOLDER_RESIZE:
+        raise DataError(f"{where}: resize must be pad (black bars to a square) or crop (the centre square), got "
+                        f"{resize!r}; e.g. folder:DIR?resize=pad or resize=crop")
     other: list[Path] = []  # files of other extensions where images are read (counted in a warning)
     skipped: list[Path] = []  # hidden and thumbnail folders inside class folders (said once)
     repeated: list[Path] = []  # linked folders already read (a loop, a second link; said once)
@@ -609,7 +624,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
 
         limit = max_image_pixels()
         grey = [_checked_grey(f, size, limit) for f in files]
-        return Domain(LazyImages(files, size, grey, augment=tuple(augment)), y,
+        return Domain(LazyImages(files, size, grey, augment=tuple(augment), fit=resize), y,
                       name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d),
                       sorted_names=class_names is not None)
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
@@ -620,7 +635,7 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
     limit = max_image_pixels()
     X, grey = np.empty((len(files), 3, size, size), np.float32), True  # filled in place: no second copy
     for i, f in enumerate(files):
-        X[i], g = _read_image(f, size, limit)
+        X[i], g = _read_image(f, size, limit, resize)
         grey = grey and g
     return Domain(X[:, :1].copy() if grey else X, y, name=name or d.name, class_names=class_names,
                   origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)

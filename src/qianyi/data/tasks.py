@@ -58,7 +58,7 @@ READERS = {
     "folder": lambda path, name, opts: read_folder(
         path, name, size=_int_option(opts, "size", FOLDER_SIZE, 8, 1024), max_samples=opts.get("max_samples"),
         seed=opts.get("seed", 0), stream=bool(_int_option(opts, "stream", 0, 0, 1)),
-        augment=tuple(a for a in opts.get("augment", "").split(",") if a)),
+        augment=tuple(a for a in opts.get("augment", "").split(",") if a), resize=opts.get("resize", "pad")),
     "csv": lambda path, name, opts: csv_text_reader(path, name, opts) if "text" in opts else read_csv(
         path, name, label=opts.get("label"), drop=tuple(c for c in opts.get("drop", "").split(",") if c),
         sep=opts.get("sep"), where=opts.get("where"), where_not=opts.get("where_not"),
@@ -70,7 +70,7 @@ READERS = {
     "wav": lambda path, name, opts: read_wav_folder(path, name),  # log-mel images (qianyi.data.audio)
 }
 #: The ``?key=value`` options each reader accepts (``name`` names the domain in reports).
-READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment"),
+READER_OPTIONS = {"npz": ("name",), "idx": ("name",), "folder": ("name", "size", "stream", "augment", "resize"),
                   "csv": ("name", "label", "drop", "sep", "where", "where_not", "categorical", "text", "id",
                           "decimal"),
                   "svmlight": ("name", "n_features"), "mat": ("name", "x", "y"), "wav": ("name",),
@@ -132,15 +132,34 @@ def split_options(base: str) -> tuple[str, str]:
     return head, query
 
 
-def with_folder_size(base: str, size: int | None) -> str:
+def with_folder_size(base: str, size: int | None, resize: str | None = None) -> str:
     """A ``folder:`` spec's base read at ``size`` pixels when it names no ``size`` of its own (other specs
-    as they are): a folder is otherwise read at 32 px, and enlarging those would lose the files' detail."""
-    if size is None or not base.startswith("folder:"):
+    as they are): a folder is otherwise read at 32 px, and enlarging those would lose the files' detail; and
+    with ``?resize=RESIZE`` (a run's ``folder_resize``) when it names no ``resize`` of its own."""
+    if not base.startswith("folder:"):
         return base
-    path, query = split_options(base)
-    if any(kv.partition("=")[0] == "size" for kv in query.split("&") if kv):
-        return base
-    return f"{path}?{query}&size={size}" if query else f"{path}?size={size}"
+    for key, value in (("size", size), ("resize", resize)):
+        path, query = split_options(base)
+        if value is None or any(kv.partition("=")[0] == key for kv in query.split("&") if kv):
+            continue
+        base = f"{path}?{query}&{key}={value}" if query else f"{path}?{key}={value}"
+    return base
+
+
+def _folder_resize(specs: Sequence[str]) -> str | None:
+    """The ``?resize=`` the ``folder:`` specs among ``specs`` (a task's source and target bases) read their images
+    with, for ``task.preprocessing["folder_resize"]`` (None: the default, pad, or no folder); refused when they
+    differ, as a saved model can read new folders one way only."""
+    modes = {}
+    for spec in specs:
+        if spec.startswith("folder:"):
+            modes[spec] = parse_options("folder", split_options(spec)[1], spec).get("resize", "pad")
+    if len(set(modes.values())) > 1:
+        raise DataError(f"{' and '.join(map(repr, modes))} read their images with different ?resize= "
+                        f"({', '.join(modes.values())}); give both the same, so that qianyi predict reads new "
+                        "folders as the run read them")
+    mode = next(iter(modes.values()), "pad")
+    return None if mode == "pad" else mode
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -588,6 +607,7 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
                                f"got {vector_transform!r}")
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
+    resize = _folder_resize([sbase, tbase])  # (before reading: a mismatch is refused at once)
     # readers that can read part of a folder do so (an image folder decodes only the files kept)
     one_pool = _pool_key(sbase) == _pool_key(tbase)  # one file, maybe read with other options (or spelt otherwise)
     cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
@@ -621,6 +641,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
                         f"{'images' if t.is_image else 'vectors'}; both domains must be of one kind")
     canvas = common_canvas(s, t) if s.is_image else None
     pre = {"canvas": None if canvas is None else asdict(canvas), "feature_names": s.feature_names}
+    if resize is not None:  # (recorded only when not the default: a padded run's preprocessing is as before)
+        pre["folder_resize"] = resize
     s, t = prepare(s, pre, sshift, source), prepare(t, pre, tshift, target)
     test = None
     if target_test is not None:

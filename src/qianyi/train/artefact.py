@@ -446,7 +446,8 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     # larger than that, which the run's own folders must have been read at: then at the canvas size, not
     # at 32 px enlarged (a spec's own ?size= wins)
     size = canvas.get("size") if canvas.get("protocol") != "uci" else None
-    base = with_folder_size(base, size if size is not None and size > FOLDER_SIZE else None)
+    base = with_folder_size(base, size if size is not None and size > FOLDER_SIZE else None,
+                            pre.get("folder_resize"))  # a run on ?resize=crop folders crops new folders too
     return prepare(_load_base(base, resolve_data_dir(data_dir)), pre, shifts, spec)
 
 
