@@ -6,9 +6,10 @@
 * :func:`read_idx` ``(directory, name=None, max_samples=None)``: every
   ``*images*idx3-ubyte[.gz]`` with its ``*labels*idx1-ubyte[.gz]`` in a folder (MNIST layout);
   ``max_samples`` keeps the first samples.
-* :func:`read_folder` ``(directory, name=None, size=32, max_samples=None, seed=0)``: one
-  sub-folder of images per class (Office-31 / ImageFolder layout), each image resized to
-  ``size`` x ``size`` (8..1024) as it is decoded; ``max_samples`` picks that many files,
+* :func:`read_folder` ``(directory, name=None, size=32, max_samples=None, seed=0, stream=False, augment=(),
+  resize="pad")``: one sub-folder of images per class (Office-31 / ImageFolder layout), each image turned upright
+  (EXIF), composited on white (transparency), padded to a square or cut to its centre square (``resize``) and
+  resized to ``size`` x ``size`` (8..1024) as it is decoded; ``max_samples`` picks that many files,
   stratified by class (``seed``), before any image is decoded.
 * :func:`read_csv` ``(path, name=None, label=None, drop=(), *, sep=None, where=None, where_not=None,
   categorical=None)``: a UTF-8 table with a header (a
