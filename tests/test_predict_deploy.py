@@ -1,0 +1,81 @@
+"""A trained model in deployment (review: deploy): predict's reader hint, a CSV's column types from the model, label
+columns that do not fit, image folders at the run's size, model.json's format, reversed arrays, and `qianyi features`'
+random networks."""
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from qianyi.cli import main
+from qianyi.errors import DataError, QianyiWarning
+
+from .test_hostile import FAST
+
+CITIES = [f"c{k:02d}" for k in range(30)]
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """Exit status and everything printed (stdout and stderr together: what goes where is not tested here)."""
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def _table(path, n: int = 300, seed: int = 0, city=None, label=None, header_label: str | None = "label") -> None:
+    """Customers: an id, a segment (a/b), a city of 30, four numbers, a class of cat/dog/emu."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(0, 1, (n, 4)) + 2 * np.eye(3, 4)[y]
+    cities = [CITIES[(i // 2) % 30] for i in range(n)] if city is None else city  # each segment: every city
+    labels = [("cat", "dog", "emu")[k] for k in y] if label is None else label
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["cust", "seg", "city", "f0", "f1", "f2", "f3", *([header_label] if header_label else [])])
+        for i in range(len(cities)):
+            w.writerow([f"u{seed}-{i}", "ab"[i % 2], cities[i], *(f"{v:.4f}" for v in X[i]),
+                        *([labels[i]] if header_label else [])])
+
+
+OPTIONS = "id=cust&drop=seg&categorical=auto"
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    _table(root / "s.csv")
+    out = root / "run"
+    spec = f"csv:{root / 's.csv'}?{OPTIONS}"
+    assert main(["run", "source-only", "--source", f"{spec}&where=seg:a", "--target", f"{spec}&where=seg:b", *FAST,
+                 "--out", str(out)]) == 0
+    return out, root
+
+
+def _predictions(path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# -- 4. reversed and flipped arrays ---------------------------------------------------------------------------------
+
+def test_predicting_reversed_and_flipped_arrays(capsys):
+    from qianyi import DomainAdapter
+    from qianyi.nn.backbones import lenet
+    from qianyi.nn.inference import predict_logits
+
+    rng = np.random.default_rng(0)
+    Xs, ys = rng.normal(0, 1, (60, 5)).astype(np.float32), np.arange(60) % 2
+    Xt = rng.normal(0.3, 1, (60, 5)).astype(np.float32)
+    clf = DomainAdapter("dann", epochs=1, random_state=0).fit(Xs, ys, Xt=Xt)
+    assert np.allclose(clf.predict_proba(Xt[::-1]), clf.predict_proba(Xt)[::-1], atol=1e-6)
+    assert (clf.predict(Xt[::-1]) == clf.predict(Xt)[::-1]).all()
+    images = rng.random((4, 1, 12, 12)).astype(np.float32)
+    net = lenet(1, (12, 12), 3).eval()
+    flipped = np.flip(images, -1)
+    assert torch.allclose(predict_logits(net, flipped, "cpu"), predict_logits(net, flipped.copy(), "cpu"))
+
