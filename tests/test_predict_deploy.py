@@ -79,3 +79,24 @@ def test_predicting_reversed_and_flipped_arrays(capsys):
     flipped = np.flip(images, -1)
     assert torch.allclose(predict_logits(net, flipped, "cpu"), predict_logits(net, flipped.copy(), "cpu"))
 
+
+# -- 2. `qianyi features` with random weights -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("backbone", ["lenet", "mlp", "resnet18"])
+def test_untrained_feature_networks_are_one_network_across_calls_and_warned(backbone, tmp_path):
+    from qianyi.data.domain import Domain
+    from qianyi.nn.features import extract, save_features
+
+    rng = np.random.default_rng(0)
+    X = rng.random((10, 1, 16, 16)).astype(np.float32) if backbone != "mlp" else rng.normal(0, 1, (10, 7))
+    labelled, unlabelled = Domain(X, np.arange(10) % 2, "s"), Domain(X, None, "new")
+    with pytest.warns(QianyiWarning, match=f"{backbone} has no trained weights.*seed 0"):
+        a = extract(labelled, backbone, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        b = extract(unlabelled, backbone, progress=False)
+        c = extract(unlabelled, backbone, progress=False, seed=1)
+    assert np.array_equal(a["X"], b["X"])  # source, target and new data: features of one network
+    assert not np.array_equal(b["X"], c["X"])
+    save_features(tmp_path / "f.npz", b)
+    assert int(np.load(tmp_path / "f.npz")["seed"]) == 0
