@@ -61,6 +61,27 @@ def _predictions(path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# -- 8. a model.json of a newer format ------------------------------------------------------------------------------
+
+def test_a_newer_model_format_is_refused_with_upgrade_advice(csv_run, capsys, tmp_path):
+    import shutil
+
+    out, root = csv_run
+    copy = tmp_path / "m"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    assert meta["format"] == 1
+    meta["format"] = 99
+    (copy / "model.json").write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(copy), "--data", f"csv:{root / 's.csv'}?{OPTIONS}")
+    assert rc != 0 and "model format 99" in err and "upgrade qianyi" in err, err
+    assert "corrupt" not in err
+    meta["format"] = "1"
+    (copy / "model.json").write_text(json.dumps(meta))
+    rc, err = _cli(capsys, "predict", str(copy), "--data", f"csv:{root / 's.csv'}?{OPTIONS}")
+    assert rc != 0 and "format" in err and "corrupt" in err, err
+
+
 # -- 4. reversed and flipped arrays ---------------------------------------------------------------------------------
 
 def test_predicting_reversed_and_flipped_arrays(capsys):

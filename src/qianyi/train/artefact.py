@@ -260,11 +260,31 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         meta = json.loads(raw.decode("utf-8"))
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
+        _check_format(meta, meta_path)  # (a newer layout: "upgrade qianyi", not "corrupt")
         if meta.get("kind") != "shallow":
             _check_meta_fields(meta)
+    except _NewerFormat as exc:  # not corrupt: this code is too old for it
+        raise DataError(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
     return meta, folder
+
+
+class _NewerFormat(Exception):
+    """A model.json of a layout newer than this code reads (:func:`_check_format`)."""
+
+
+def _check_format(meta: dict, meta_path: Path) -> None:
+    """Refuse a model.json of a layout newer than this code reads (``format`` above :data:`FORMAT`: its fields may
+    mean something else, so predicting with it could be silently wrong); a ``format`` that is not a whole number
+    from 1 is a TypeError (corrupt). A model.json without ``format`` (none was ever written so) is format 1."""
+    fmt = meta.get("format", FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise TypeError(f"field format {fmt!r} is not a whole number from 1")
+    if fmt > FORMAT:
+        raise _NewerFormat(f"{str(meta_path)!r} is of model format {fmt}, written by a newer qianyi "
+                        f"({meta.get('qianyi', 'version unknown')}); this qianyi ({__version__}) reads format "
+                        f"{FORMAT} and older: upgrade qianyi to use this model")
 
 
 #: The most values one input may have in a model.json (3 x 4096 x 4096 images; 50 million features).
