@@ -82,6 +82,48 @@ def test_a_newer_model_format_is_refused_with_upgrade_advice(csv_run, capsys, tm
     assert rc != 0 and "format" in err and "corrupt" in err, err
 
 
+# -- 9. a text model given images -----------------------------------------------------------------------------------
+
+def test_a_text_model_given_images_says_it_reads_text():
+    from qianyi.train.artefact import read_like_run
+
+    meta = {"preprocessing": {"canvas": None, "feature_names": None,
+                              "text": {"tokenizer": "words", "vocab": ["a"], "max_len": 4, "bigrams": False}}}
+    with pytest.raises(DataError, match="'digits' holds images, but the model reads text"):
+        read_like_run(meta, "digits")
+
+
+# -- 6. an image folder read at the size the run read its images at ------------------------------------------------
+
+def test_a_folder_of_28px_images_prepares_as_the_same_pixels_in_an_npz(capsys, tmp_path):
+    from PIL import Image
+
+    from qianyi.train.artefact import load_model
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    X = np.zeros((60, 1, 28, 28), np.float32)
+    for i, k in enumerate(y):
+        X[i, 0, 4 + 6 * k:10 + 6 * k, 6:22] = 1.0
+    X = np.round(np.clip(X * 0.8 + rng.random(X.shape) * 0.2, 0, 1) * 255) / 255
+    np.savez(tmp_path / "s.npz", X=X.astype(np.float32), y=y)
+    out = tmp_path / "run"
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"npz:{tmp_path / 's.npz'}", "--target",
+                   f"npz:{tmp_path / 's.npz'}", *FAST, "--out", str(out))
+    assert rc == 0, err
+    model = load_model(out)
+    assert model.meta["preprocessing"]["canvas"]["size"] == 28
+    (tmp_path / "imgs").mkdir()
+    for i in range(20):
+        Image.fromarray((X[i, 0] * 255).round().astype(np.uint8), "L").save(tmp_path / "imgs" / f"{i:03d}.png")
+    np.savez(tmp_path / "n.npz", X=X[:20].astype(np.float32))
+    folder, arrays = model.prepare(f"folder:{tmp_path / 'imgs'}"), model.prepare(f"npz:{tmp_path / 'n.npz'}")
+    assert np.abs(folder.X - arrays.X).max() < 1e-6  # read at 32 px, then 28: resampled twice
+    assert np.allclose(model.predict_proba(folder), model.predict_proba(arrays), atol=1e-6)
+    # a size given wins
+    assert np.abs(model.prepare(f"folder:{tmp_path / 'imgs'}?size=32").X - arrays.X).max() > 1e-3
+
+
 # -- 4. reversed and flipped arrays ---------------------------------------------------------------------------------
 
 def test_predicting_reversed_and_flipped_arrays(capsys):

@@ -454,7 +454,12 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
 def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Domain:
     """Read ``spec`` (or a file path, :func:`qianyi.data.tasks.as_spec`) and apply the preprocessing (canvas,
     column order) of the run ``meta`` (its ``model.json``) describes, exactly as that run did; labels and class
-    names stay the data's own."""
+    names stay the data's own.
+
+    An image folder given without ``?size=`` is read as
+    the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
+    (built-ins, npz: images at their own size), at the folder's images' own size when they share one (a folder is
+    otherwise read at 32 px, so 28-px images were resampled twice); else at 32 px, as the run read its folders."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
@@ -466,8 +471,54 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     # larger than that, which the run's own folders must have been read at: then at the canvas size, not
     # at 32 px enlarged (a spec's own ?size= wins)
     size = canvas.get("size") if canvas.get("protocol") != "uci" else None
-    base = with_folder_size(base, size if size is not None and size > FOLDER_SIZE else None)
-    return prepare(_load_base(base, resolve_data_dir(data_dir)), pre, shifts, spec)
+    if size is not None and size > FOLDER_SIZE:
+        base = with_folder_size(base, size)
+    elif canvas and not any(str(meta.get(k) or "").startswith("folder:") for k in ("source", "target")):
+        base = with_folder_size(base, _own_image_side(base))
+    d = _load_base(base, resolve_data_dir(data_dir))
+    if pre.get("text") is not None and d.is_image:  # (prepare says "reads vectors": a text model's input is ids)
+        raise DataError(f"{spec!r} holds images, but the model reads text; give it texts (jsonl:, lines:, "
+                        "csv:PATH?text=COL, a built-in text dataset)")
+    return prepare(d, pre, shifts, spec)
+
+
+#: How many of a folder's images :func:`_own_image_side` looks at.
+SIDE_SAMPLE = 64
+
+
+def _own_image_side(base: str) -> int | None:
+    """The side (the larger of width and height) shared by the images of the ``folder:DIR`` spec ``base`` (the
+    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 to 1024 px; None for any other spec,
+    images of several sizes, or a folder that cannot be looked at (its reader says why)."""
+    from PIL import Image
+
+    from ..data.readers import IMAGE_SUFFIXES
+    from ..data.tasks import split_options
+
+    if not base.startswith("folder:"):
+        return None
+    folder = split_options(base)[0].partition(":")[2]
+    sizes: set[tuple[int, int]] = set()
+    try:
+        found = 0
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+            for n in sorted(names):
+                if Path(n).suffix.lower() not in IMAGE_SUFFIXES or n.startswith("."):
+                    continue
+                with Image.open(os.path.join(top, n)) as im:
+                    sizes.add(im.size)
+                found += 1
+                if found >= SIDE_SAMPLE or len(sizes) > 1:
+                    break
+            if found >= SIDE_SAMPLE or len(sizes) > 1:
+                break
+    except Exception:  # noqa: BLE001 (unreadable or not an image: read_folder names it)
+        return None
+    if len(sizes) != 1:
+        return None
+    side = max(next(iter(sizes)))
+    return side if 8 <= side <= 1024 else None
 
 
 def absolute_spec(spec: str, cwd: str | None) -> str:
