@@ -456,7 +456,10 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     column order) of the run ``meta`` (its ``model.json``) describes, exactly as that run did; labels and class
     names stay the data's own.
 
-    An image folder given without ``?size=`` is read as
+    A CSV table read with ``categorical=auto`` (or without ``categorical=``) has its column types from the model:
+    the columns it one-hot encodes (its ``COL=VALUE`` features) are categorical, the others numeric, whatever
+    these rows hold (``auto`` judged each column on the new rows alone: a batch of distinct known cities was taken
+    for an ID column, an empty column for a numeric one). An image folder given without ``?size=`` is read as
     the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
     (built-ins, npz: images at their own size), at the folder's images' own size when they share one (a folder is
     otherwise read at 32 px, so 28-px images were resampled twice); else at 32 px, as the run read its folders."""
@@ -475,7 +478,8 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
         base = with_folder_size(base, size)
     elif canvas and not any(str(meta.get(k) or "").startswith("folder:") for k in ("source", "target")):
         base = with_folder_size(base, _own_image_side(base))
-    d = _load_base(base, resolve_data_dir(data_dir))
+    d = _read_csv_like_model(base, pre.get("feature_names"))
+    d = _load_base(base, resolve_data_dir(data_dir)) if d is None else d
     if pre.get("text") is not None and d.is_image:  # (prepare says "reads vectors": a text model's input is ids)
         raise DataError(f"{spec!r} holds images, but the model reads text; give it texts (jsonl:, lines:, "
                         "csv:PATH?text=COL, a built-in text dataset)")
@@ -519,6 +523,25 @@ def _own_image_side(base: str) -> int | None:
         return None
     side = max(next(iter(sizes)))
     return side if 8 <= side <= 1024 else None
+
+
+def _read_csv_like_model(base: str, feature_names: list[str] | None) -> Domain | None:
+    """A ``csv:`` table read with the model's column types (:func:`read_like_run`), or None where that does not
+    apply (not a numeric CSV, a model that records no columns, ``categorical=`` naming columns itself)."""
+    from ..data.readers import read_csv
+    from ..data.tasks import parse_options, split_options
+
+    if feature_names is None or not base.startswith("csv:"):
+        return None
+    head, query = split_options(base)
+    path = head.partition(":")[2]
+    opts = parse_options("csv", query, base)
+    if not path or "text" in opts or opts.get("categorical", "auto") not in ("auto", ""):
+        return None
+    return read_csv(path, opts.get("name") or Path(path).stem or Path(path).name, label=opts.get("label"),
+                    drop=tuple(c for c in opts.get("drop", "").split(",") if c), sep=opts.get("sep"),
+                    where=opts.get("where"), where_not=opts.get("where_not"), id_column=opts.get("id"),
+                    decimal=opts.get("decimal"), model_features=feature_names)
 
 
 def absolute_spec(spec: str, cwd: str | None) -> str:
