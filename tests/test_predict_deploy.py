@@ -61,6 +61,46 @@ def _predictions(path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# -- 3. a CSV's column types come from the model, not from the rows being predicted --------------------------------
+
+def test_a_batch_of_distinct_known_cities_predicts_as_in_a_larger_file(csv_run, capsys, tmp_path):
+    from qianyi.data.readers import ID_ROWS
+    from qianyi.train.artefact import load_model
+
+    out, root = csv_run
+    model = load_model(out)
+    known = [f.partition("=")[2] for f in model.meta["preprocessing"]["feature_names"] if f.startswith("city=")]
+    n = min(len(known), 25)
+    assert n >= ID_ROWS
+    _table(tmp_path / "few.csv", n=n, seed=3, city=known[:n])  # a city per row: 'auto' took the column for an ID
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'few.csv'}?{OPTIONS}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    assert [r["cust"] for r in _predictions(tmp_path / "p.csv")] == [f"u3-{i}" for i in range(n)]
+    # the same rows among others (cities repeated): the same inputs, whatever else the file holds
+    _table(tmp_path / "more.csv", n=2 * n, seed=3, city=known[:n] + known[:n])
+    few = model.prepare(f"csv:{tmp_path / 'few.csv'}?{OPTIONS}")
+    more = model.prepare(f"csv:{tmp_path / 'more.csv'}?{OPTIONS}")
+    assert few.feature_names == more.feature_names == tuple(model.meta["preprocessing"]["feature_names"])
+    assert np.array_equal(few.X, more.X[:n])
+
+
+def test_an_all_empty_categorical_column_is_an_unseen_category_not_a_refusal(csv_run, capsys, tmp_path):
+    out, _ = csv_run
+    _table(tmp_path / "empty.csv", n=6, seed=4, city=[""] * 6)
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'empty.csv'}?{OPTIONS}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0 and "never saw: ['city=']" in err, err  # warned: the rows get 0 in every city= feature
+    assert len(_predictions(tmp_path / "p.csv")) == 6
+    # a numeric column of the model left empty is refused naming it, without advising to one-hot encode it
+    rows = (tmp_path / "empty.csv").read_text().splitlines()
+    cells = rows[1].split(",")
+    cells[3] = ""
+    (tmp_path / "hole.csv").write_text("\n".join([rows[0], ",".join(cells), *rows[2:]]) + "\n")
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'hole.csv'}?{OPTIONS}")
+    assert rc != 0 and "column 'f0', line 2 is empty, but the model reads that column as numbers" in err, err
+
+
 # -- 8. a model.json of a newer format ------------------------------------------------------------------------------
 
 def test_a_newer_model_format_is_refused_with_upgrade_advice(csv_run, capsys, tmp_path):
@@ -153,7 +193,7 @@ def test_untrained_feature_networks_are_one_network_across_calls_and_warned(back
     rng = np.random.default_rng(0)
     X = rng.random((10, 1, 16, 16)).astype(np.float32) if backbone != "mlp" else rng.normal(0, 1, (10, 7))
     labelled, unlabelled = Domain(X, np.arange(10) % 2, "s"), Domain(X, None, "new")
-    with pytest.warns(QianyiWarning, match=f"{backbone} has no trained weights.*seed 0"):
+    with pytest.warns(QianyiWarning, match=f"{backbone} has no (--weights|trained weights).*seed 0"):
         a = extract(labelled, backbone, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", QianyiWarning)

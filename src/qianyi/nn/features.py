@@ -107,7 +107,8 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
             advice = ("give its ImageNet weights file (--weights, docs/backbones.md)" if backbone in PRETRAINABLE else
                       f"{backbone} takes no pretrained weights: for features of a trained network, train a run and "
                       "use extract(DATA, qianyi.load_model(RUN).network) in Python")
-            warnings.warn(f"{backbone} has no trained weights, so its features come from random weights (drawn with "
+            what = "--weights" if backbone in PRETRAINABLE else "trained weights"
+            warnings.warn(f"{backbone} has no {what}, so its features come from random weights (drawn with "
                           f"seed {seed}: the same in every call with that seed) and are rarely useful; {advice}",
                           QianyiWarning, stacklevel=2)
         n_classes = len(data.class_names) if data.class_names else (data.n_classes if data.labelled else 1)
