@@ -61,6 +61,29 @@ def _predictions(path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# -- 1. the hint on a failed read: reader options that shape inputs, never row filters ------------------------------
+
+def test_the_hint_never_proposes_row_filters_and_following_it_predicts_every_row(csv_run, capsys, tmp_path):
+    out, root = csv_run
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{root / 's.csv'}")
+    assert rc != 0 and "seg" in err, err
+    assert "where" not in err, err  # where=seg:a chose the training segment: following it dropped rows unsaid
+    hint = err.rsplit("e.g. '", 1)[1].split("'")[0]
+    assert hint == f"csv:{root / 's.csv'}?{OPTIONS}", err
+    rc, err = _cli(capsys, "predict", str(out), "--data", hint, "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+    assert len(_predictions(tmp_path / "p.csv")) == 300  # both segments, not the source's 150
+
+
+def test_the_hint_proposes_no_csv_options_to_another_reader(csv_run, capsys, tmp_path):
+    out, _ = csv_run
+    (tmp_path / "r.jsonl").write_text('{"text": "a good one", "label": "cat"}\n{"text": "bad", "label": "dog"}\n')
+    for data in (f"jsonl:{tmp_path / 'r.jsonl'}", "digits"):
+        rc, err = _cli(capsys, "predict", str(out), "--data", data)
+        assert rc != 0 and "qianyi: error" in err, err
+        assert "drop=" not in err and "categorical" not in err and "e.g." not in err, err
+
+
 # -- 3. a CSV's column types come from the model, not from the rows being predicted --------------------------------
 
 def test_a_batch_of_distinct_known_cities_predicts_as_in_a_larger_file(csv_run, capsys, tmp_path):
