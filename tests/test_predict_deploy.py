@@ -124,6 +124,25 @@ def test_an_all_empty_categorical_column_is_an_unseen_category_not_a_refusal(csv
     assert rc != 0 and "column 'f0', line 2 is empty, but the model reads that column as numbers" in err, err
 
 
+# -- 5. a label column that does not fit the model's classes ---------------------------------------------------------
+
+def test_unnamed_index_labels_predict_every_row_without_accuracy(csv_run, capsys, tmp_path):
+    out, _ = csv_run
+    _table(tmp_path / "idx.csv", n=30, seed=5, label=[str(i % 3) for i in range(30)])
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'idx.csv'}?{OPTIONS}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0 and "no accuracy is computed" in err, err
+    assert len(_predictions(tmp_path / "p.csv")) == 30
+    assert "accuracy on" not in err
+
+
+def test_label_option_on_unlabelled_data_says_to_leave_it_out(csv_run, capsys, tmp_path):
+    out, _ = csv_run
+    _table(tmp_path / "new.csv", n=10, seed=6, header_label=None)
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'new.csv'}?{OPTIONS}&label=outcome")
+    assert rc != 0 and "has no column 'outcome' (?label=)" in err and "leave ?label= out" in err, err
+
+
 # -- 8. a model.json of a newer format ------------------------------------------------------------------------------
 
 def test_a_newer_model_format_is_refused_with_upgrade_advice(csv_run, capsys, tmp_path):

@@ -510,11 +510,13 @@ def _predict(args: argparse.Namespace) -> int:
             labels = [raw.class_names[k] for k in raw.y]
         elif tuple(names) == tuple(str(k) for k in range(len(names))):  # a model of index labels: the same indices
             labels = [str(k) for k in raw.y]
-        else:
-            raise
+        else:  # unnamed indices against a model of names: which is which is unknown, so nothing is scored
+            labels = None
         data = raw.replace(y=None)
-        warnings.warn(f"{exc}. Predictions are written for every row; the accuracy counts only the rows of "
-                      "classes the model knows", QianyiWarning, stacklevel=2)
+        warnings.warn(f"{exc}. Predictions are written for every row; " + (
+            "the accuracy counts only the rows of classes the model knows" if labels is not None else
+            "no accuracy is computed (give the data the model's class names to have it scored)"),
+            QianyiWarning, stacklevel=2)
     except DataError as exc:
         hint = _reader_hint(str(args.data), str(model.meta.get("source") or ""))
         if hint is None:

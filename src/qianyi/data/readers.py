@@ -989,7 +989,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if unknown:
             raise DataError(f"{at} has no column(s) {unknown} to drop; columns: {cols[:20]}")
         if label is not None and label not in cols:
-            raise DataError(f"{at} has no column {label!r}; columns: {cols[:20]}")
+            raise DataError(f"{at} has no column {label!r} (?label=); columns: {cols[:20]}; for data without "
+                            "labels (to predict on), leave ?label= out")
         if label is not None and label in drop:
             raise DataError(f"{at}: column {label!r} is both the label and dropped; choose one")
         if id_column is not None and id_column not in cols:
