@@ -245,3 +245,19 @@ def test_untrained_feature_networks_are_one_network_across_calls_and_warned(back
     assert not np.array_equal(b["X"], c["X"])
     save_features(tmp_path / "f.npz", b)
     assert int(np.load(tmp_path / "f.npz")["seed"]) == 0
+
+
+def test_a_folder_of_images_larger_than_32px_is_still_read_at_32px(tmp_path):
+    from PIL import Image
+
+    from qianyi.train.artefact import _own_image_side
+
+    (tmp_path / "big").mkdir()
+    (tmp_path / "small").mkdir()
+    for i in range(3):
+        Image.new("L", (224, 224)).save(tmp_path / "big" / f"{i}.png")  # held at 224 px: 49x the memory
+        Image.new("L", (20, 20 if i else 16)).save(tmp_path / "small" / f"{i}.png")
+    assert _own_image_side(f"folder:{tmp_path / 'big'}") is None
+    assert _own_image_side(f"folder:{tmp_path / 'small'}") is None  # sizes differ
+    Image.new("L", (20, 20)).save(tmp_path / "small" / "0.png")
+    assert _own_image_side(f"folder:{tmp_path / 'small'}?stream=1") == 20

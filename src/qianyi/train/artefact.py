@@ -461,8 +461,9 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     these rows hold (``auto`` judged each column on the new rows alone: a batch of distinct known cities was taken
     for an ID column, an empty column for a numeric one). An image folder given without ``?size=`` is read as
     the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
-    (built-ins, npz: images at their own size), at the folder's images' own size when they share one (a folder is
-    otherwise read at 32 px, so 28-px images were resampled twice); else at 32 px, as the run read its folders."""
+    (built-ins, npz: images at their own size), at the folder's images' own size when they share one of at most
+    32 px (a folder is otherwise read at 32 px, so 28-px images were resampled twice; larger images are read at
+    32 px, never held bigger than before); else at 32 px, as the run read its folders."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
@@ -492,12 +493,12 @@ SIDE_SAMPLE = 64
 
 def _own_image_side(base: str) -> int | None:
     """The side (the larger of width and height) shared by the images of the ``folder:DIR`` spec ``base`` (the
-    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 to 1024 px; None for any other spec,
-    images of several sizes, or a folder that cannot be looked at (its reader says why)."""
+    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 px to the folder default (32 px);
+    None for any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
     from PIL import Image
 
     from ..data.readers import IMAGE_SUFFIXES
-    from ..data.tasks import split_options
+    from ..data.tasks import FOLDER_SIZE, split_options
 
     if not base.startswith("folder:"):
         return None
@@ -522,7 +523,7 @@ def _own_image_side(base: str) -> int | None:
     if len(sizes) != 1:
         return None
     side = max(next(iter(sizes)))
-    return side if 8 <= side <= 1024 else None
+    return side if 8 <= side <= FOLDER_SIZE else None
 
 
 def _read_csv_like_model(base: str, feature_names: list[str] | None) -> Domain | None:
