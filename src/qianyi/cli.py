@@ -510,18 +510,18 @@ def _predict(args: argparse.Namespace) -> int:
             labels = [raw.class_names[k] for k in raw.y]
         elif tuple(names) == tuple(str(k) for k in range(len(names))):  # a model of index labels: the same indices
             labels = [str(k) for k in raw.y]
-        else:
-            raise
+        else:  # unnamed indices against a model of names: which is which is unknown, so nothing is scored
+            labels = None
         data = raw.replace(y=None)
-        warnings.warn(f"{exc}. Predictions are written for every row; the accuracy counts only the rows of "
-                      "classes the model knows", QianyiWarning, stacklevel=2)
+        warnings.warn(f"{exc}. Predictions are written for every row; " + (
+            "the accuracy counts only the rows of classes the model knows" if labels is not None else
+            "no accuracy is computed (give the data the model's class names to have it scored)"),
+            QianyiWarning, stacklevel=2)
     except DataError as exc:
-        trained_on = str(model.meta.get("source") or "")
-        if "?" in str(args.data) or "?" not in trained_on:
+        hint = _reader_hint(str(args.data), str(model.meta.get("source") or ""))
+        if hint is None:
             raise
-        options = trained_on.split("?", 1)[1]  # the run's reader options: the new data need them too
-        raise DataError(f"{exc}; the model was trained on {trained_on!r}: give --data the same options, e.g. "
-                        f"'{args.data}?{options}'") from None
+        raise DataError(f"{exc}; {hint}") from None
     proba = model.predict_proba(data)
     pred = proba.argmax(1)
     # which file (a folder of images, wavs or texts), FILE:LINE (a text file) or row (csv ?id=COL) each is of
@@ -540,6 +540,31 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)
     return 0
+
+
+#: The reader options that shape a sample's inputs (not which rows or samples are read: where=, where_not=,
+#: speaker=, angles= choose the run's training segment, and name= only names it): `qianyi predict`'s hint
+#: suggests these of the run's source spec.
+SHAPING_OPTIONS = ("categorical", "drop", "label", "id", "sep", "decimal", "text", "size", "views", "n_features",
+                   "x", "y")
+
+
+def _reader_hint(data: str, trained_on: str) -> str | None:
+    """The hint a failed read of ``--data`` gets: the source spec's options that shape the inputs
+    (:data:`SHAPING_OPTIONS`), when ``data`` gives none and is read as the source was (the same reader, or the same
+    built-in); None when there is nothing to suggest."""
+    def reader(spec: str) -> str:
+        head = spec.partition("?")[0]
+        return head.partition(":")[0] + ":" if ":" in head else head.split("+")[0]
+
+    if "?" in data or "?" not in trained_on or reader(data) != reader(trained_on):
+        return None
+    options = [kv for kv in trained_on.split("?", 1)[1].split("+")[0].split("&")
+               if kv.partition("=")[0] in SHAPING_OPTIONS]
+    if not options:
+        return None
+    return (f"the model's source was read with {'&'.join(options)}: give --data the same reader options, e.g. "
+            f"'{data}?{'&'.join(options)}'")
 
 
 def _folder_for(path: str, command: str) -> str | None:

@@ -1029,7 +1029,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
              where: str | tuple[str, Sequence[str]] | None = None,
              where_not: str | tuple[str, Sequence[str]] | None = None,
              categorical: str | Sequence[str] | None = None, id_column: str | None = None,
-             decimal: str | None = None) -> Domain:
+             decimal: str | None = None, model_features: Sequence[str] | None = None) -> Domain:
     """A table with a header, read by column name: one label column, numeric (or one-hot) features.
 
     ``label`` names the label column (default: the one column named label, labels, y, class or
@@ -1057,6 +1057,11 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
     export: ``69,6`` is 69.6; a number with ``.`` thousands separators, ``1.234,5``, is refused, while dotted text such as
     a date ``15.03.2021`` is text). With ``,`` the
     separator is ``;``, tab or ``|`` (a comma-separated file would need every such number quoted).
+
+    ``model_features`` (a saved model's ``feature_names``; ``qianyi predict``) replaces ``categorical``: the
+    columns the model one-hot encodes (its ``COL=VALUE`` features) are categorical and its other columns numeric,
+    whatever these rows hold; a column the model lacks is judged as ``"auto"`` judges it (and then refused by
+    name as an extra column).
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -1095,7 +1100,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if unknown:
             raise DataError(f"{at} has no column(s) {unknown} to drop; columns: {cols[:20]}")
         if label is not None and label not in cols:
-            raise DataError(f"{at} has no column {label!r}; columns: {cols[:20]}")
+            raise DataError(f"{at} has no column {label!r} (?label=); columns: {cols[:20]}; for data without "
+                            "labels (to predict on), leave ?label= out")
         if label is not None and label in drop:
             raise DataError(f"{at}: column {label!r} is both the label and dropped; choose one")
         if id_column is not None and id_column not in cols:
@@ -1125,12 +1131,16 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             return ((keep_in is None or r[keep_in[0]].strip() in keep_in[2])
                     and (keep_out is None or r[keep_out[0]].strip() not in keep_out[2]))
 
-        cats = _csv_categorical(categorical, at, cols, feats, label, drop)
-        auto = cats == "auto"
-        if cats == "auto":
+        cats = _csv_categorical(None if model_features is not None else categorical, at, cols, feats, label, drop)
+        auto = cats == "auto" or model_features is not None
+        judged: set[int] = set()  # the columns 'auto' chose to encode (judged on these rows)
+        if auto:
+            encoded = {f.partition("=")[0] for f in model_features or () if "=" in f}
+            known = set(model_features or ()) | encoded
             body = records()
             next(body, None)  # the header
-            cats = _text_columns(body, len(cols), feats, keep, dec)
+            judged = _text_columns(body, len(cols), [i for i in feats if cols[i] not in known], keep, dec)
+            cats = judged | {i for i in feats if cols[i] in encoded}
         nums = [i for i in feats if i not in cats]
         index: dict[int, dict[str, int]] = {i: {} for i in cats}  # value -> code, in order of appearance
         codes: dict[int, array] = {i: array("i") for i in cats}
@@ -1174,6 +1184,10 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                     if other is not None:  # one column whose name holds another separator: read as one
                         raise DataError(f"{at}: the header was read as one column {cols[i][:60]!r}, which holds "
                                         f"{other[1]}: is that the separator? give it with ?sep={other[0]}")
+                    if model_features is not None and cols[i] in model_features:  # its type is the model's
+                        raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}, but the model reads that column "
+                                        "as numbers (its run had numbers there); fill it in with a number"
+                                        f"{cut_short(n)}") from None
                     raise DataError(f"{at}: column {cols[i]!r}, line {n} {what}; fill in or encode it (one-hot: "
                                     f"?categorical={cols[i]} or ?categorical=auto), leave the column out with "
                                     f"?drop={cols[i]} (an ID: keep it beside the predictions with ?id={cols[i]}), or "
@@ -1205,7 +1219,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             raise DataError(f"{at}: the filter {said} keeps no row; {seen or 'the file has no data rows'}. "
                             "Values are compared as text (stripped), case-sensitively")
         raise DataError(f"{at} has no data rows; expected a header line and one row per sample")
-    commas = [cols[i] for i in cats if auto and dec == "." and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
+    commas = [cols[i] for i in judged if dec == "." and any(index[i]) and all(decimal_comma(v) for v in index[i] if v)]
     if commas:  # 'auto' read 69,6 as text: weights and heights became one-hot categories, silently (warned, not
         # refused: a size "1,5" or a resolution "1920,1080" is a category, and naming columns turns 'auto' off)
         example = next(v for v in index[cols.index(commas[0])] if v)
@@ -1213,7 +1227,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                       f"is a number written with a comma (e.g. {example!r}); if they are numbers, {PLAIN_NUMBERS} "
                       f"{READ_DECIMAL_COMMA}",
                       QianyiWarning, stacklevel=2)
-    ids = [cols[i] for i in cats if len(index[i]) == len(rownos)] if auto and len(rownos) >= ID_ROWS else []
+    ids = [cols[i] for i in judged if len(index[i]) == len(rownos)] if len(rownos) >= ID_ROWS else []
     if ids:  # a customer_id became 400 of 407 features, and every target row an unseen category
         raise DataError(f"{at}: column {ids[0]!r} holds a different value on every one of its {len(rownos)} rows: an "
                         f"ID, not a category (one-hot, a feature per row that no other sample shares); leave it out "

@@ -30,6 +30,8 @@ from .resnet import PRETRAINABLE, named_backbone
 
 #: Largest image side :func:`extract` resizes to.
 MAX_SIZE = 1024
+#: The seed a network named in :func:`extract` draws its untrained weights with (``qianyi features`` uses it).
+RANDOM_SEED = 0
 
 
 def default_layer(backbone: object) -> str:
@@ -53,7 +55,7 @@ def _device(device: str | torch.device | None) -> torch.device:
 def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = None, batch_size: int = 64,
             device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
             size: int | None = None, data_dir: str | os.PathLike | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, seed: int = RANDOM_SEED) -> dict[str, Any]:
     """The output of layer group ``layer`` of ``backbone`` on every sample of ``data``, in eval mode.
 
     ``data``: a :class:`~qianyi.data.Domain` or a spec (``folder:DIR``, ``mnist``, ...; read with
@@ -65,8 +67,13 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
     ``qianyi features`` does.
     ``size`` resizes images to ``size`` x ``size`` batch by batch (224 for ImageNet weights).
     A network given runs on ``device`` and is left on its own device, each submodule in its own mode.
+    A network named here draws its untrained weights (all of lenet's and mlp's, a ResNet's without ``weights``,
+    every bottleneck) with ``seed`` (default :data:`RANDOM_SEED`; the caller's random generators are left as they
+    were), so calls with the same seed, backbone and input shape use the same network and their features are
+    comparable (source, target, new data); a named backbone without trained weights is warned about.
 
-    Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None}``.
+    Returns ``{"X": float32 (n, d), "y": int64 (n,) or None, "class_names": tuple or None, "seed": the seed of a
+    named network, None for a network given}``.
     """
     if isinstance(data, str):
         from ..data.builtin import resolve_data_dir
@@ -96,12 +103,18 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
             raise ConfigError(f"size must be a whole number from 1 to {MAX_SIZE}, got {size!r}")
         shape = (shape[0], size, size)
     if isinstance(backbone, str):
-        if weights is None and backbone in PRETRAINABLE:
-            warnings.warn(f"{backbone} has no --weights, so its features come from random weights and are rarely "
-                          "useful; give its ImageNet weights file (docs/backbones.md)", QianyiWarning,
-                          stacklevel=2)
+        if weights is None:
+            advice = ("give its ImageNet weights file (--weights, docs/backbones.md)" if backbone in PRETRAINABLE else
+                      f"{backbone} takes no pretrained weights: for features of a trained network, train a run and "
+                      "use extract(DATA, qianyi.load_model(RUN).network) in Python")
+            what = "--weights" if backbone in PRETRAINABLE else "trained weights"
+            warnings.warn(f"{backbone} has no {what}, so its features come from random weights (drawn with "
+                          f"seed {seed}: the same in every call with that seed) and are rarely useful; {advice}",
+                          QianyiWarning, stacklevel=2)
         n_classes = len(data.class_names) if data.class_names else (data.n_classes if data.labelled else 1)
-        model = named_backbone(backbone, shape, max(n_classes, 1), weights=weights)
+        with torch.random.fork_rng(devices=[]):  # (the head, sized by the classes, is drawn after every other layer)
+            torch.manual_seed(seed)
+            model = named_backbone(backbone, shape, max(n_classes, 1), weights=weights)
     else:
         if weights is not None:
             raise ConfigError("weights= loads ImageNet weights into a named backbone; this network is built already")
@@ -138,7 +151,8 @@ def extract(data: Domain | str, backbone: Backbone | str, layer: str | None = No
         raise DataError(f"the {layer!r} outputs on {data.name!r} hold NaN or infinite values; the network or its "
                         "weights are broken")
     return {"X": out, "y": None if data.y is None else np.asarray(data.y, np.int64),
-            "class_names": None if data.class_names is None else tuple(data.class_names)}
+            "class_names": None if data.class_names is None else tuple(data.class_names),
+            "seed": seed if isinstance(backbone, str) else None}
 
 
 def _sentence_features(data: Domain, layer: str, batch_size: int) -> dict[str, Any]:
@@ -158,8 +172,11 @@ def _sentence_features(data: Domain, layer: str, batch_size: int) -> dict[str, A
 
 
 def save_features(path: str | os.PathLike, features: dict[str, Any]) -> str:
-    """Write :func:`extract`'s result as an npz (``X``, ``y``, ``class_names``; atomically)."""
+    """Write :func:`extract`'s result as an npz (``X``, ``y``, ``class_names``, and ``seed``, the seed of a named
+    network's untrained weights; atomically)."""
     arrays: dict[str, np.ndarray] = {"X": np.asarray(features["X"], np.float32)}
+    if features.get("seed") is not None:
+        arrays["seed"] = np.asarray(features["seed"], np.int64)
     if features.get("y") is not None:
         arrays["y"] = np.asarray(features["y"], np.int64)
     if features.get("class_names") is not None:

@@ -18,10 +18,12 @@ LAZY_BATCH = 128
 
 
 def _batched(X: object, batch_size: int) -> tuple[object, int]:
-    """Arrays become one tensor; inputs decoded on demand stay as they are and are read in small batches."""
+    """Arrays become one tensor (a view with negative or uneven strides, ``X[::-1]``, ``np.flip``, is copied
+    first: torch refuses negative strides); inputs decoded on demand stay as they are and are read in small
+    batches."""
     if is_lazy(X):
         return X, min(batch_size, LAZY_BATCH)
-    return torch.as_tensor(X), batch_size
+    return torch.as_tensor(X if isinstance(X, torch.Tensor) else np.ascontiguousarray(X)), batch_size
 
 
 @contextlib.contextmanager

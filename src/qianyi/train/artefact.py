@@ -260,11 +260,31 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
         meta = json.loads(raw.decode("utf-8"))
         if not isinstance(meta, dict) or (meta.get("kind") != "shallow" and not isinstance(meta["architecture"], dict)):
             raise TypeError("not a model description")
+        _check_format(meta, meta_path)  # (a newer layout: "upgrade qianyi", not "corrupt")
         if meta.get("kind") != "shallow":
             _check_meta_fields(meta)
+    except _NewerFormat as exc:  # not corrupt: this code is too old for it
+        raise DataError(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise DataError(f"{str(meta_path)!r} cannot be read ({exc}); it is corrupt: rerun the run") from exc
     return meta, folder
+
+
+class _NewerFormat(Exception):
+    """A model.json of a layout newer than this code reads (:func:`_check_format`)."""
+
+
+def _check_format(meta: dict, meta_path: Path) -> None:
+    """Refuse a model.json of a layout newer than this code reads (``format`` above :data:`FORMAT`: its fields may
+    mean something else, so predicting with it could be silently wrong); a ``format`` that is not a whole number
+    from 1 is a TypeError (corrupt). A model.json without ``format`` (none was ever written so) is format 1."""
+    fmt = meta.get("format", FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise TypeError(f"field format {fmt!r} is not a whole number from 1")
+    if fmt > FORMAT:
+        raise _NewerFormat(f"{str(meta_path)!r} is of model format {fmt}, written by a newer qianyi "
+                        f"({meta.get('qianyi', 'version unknown')}); this qianyi ({__version__}) reads format "
+                        f"{FORMAT} and older: upgrade qianyi to use this model")
 
 
 #: The most values one input may have in a model.json (3 x 4096 x 4096 images; 50 million features).
@@ -434,7 +454,16 @@ def load_model(path: str | os.PathLike, network: nn.Module | None = None) -> Sav
 def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Domain:
     """Read ``spec`` (or a file path, :func:`qianyi.data.tasks.as_spec`) and apply the preprocessing (canvas,
     column order) of the run ``meta`` (its ``model.json``) describes, exactly as that run did; labels and class
-    names stay the data's own."""
+    names stay the data's own.
+
+    A CSV table read with ``categorical=auto`` (or without ``categorical=``) has its column types from the model:
+    the columns it one-hot encodes (its ``COL=VALUE`` features) are categorical, the others numeric, whatever
+    these rows hold (``auto`` judged each column on the new rows alone: a batch of distinct known cities was taken
+    for an ID column, an empty column for a numeric one). An image folder given without ``?size=`` is read as
+    the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
+    (built-ins, npz: images at their own size), at the folder's images' own size when they share one of at most
+    32 px (a folder is otherwise read at 32 px, so 28-px images were resampled twice; larger images are read at
+    32 px, never held bigger than before); else at 32 px, as the run read its folders."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
@@ -446,9 +475,77 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     # larger than that, which the run's own folders must have been read at: then at the canvas size, not
     # at 32 px enlarged (a spec's own ?size= wins)
     size = canvas.get("size") if canvas.get("protocol") != "uci" else None
-    base = with_folder_size(base, size if size is not None and size > FOLDER_SIZE else None,
-                            pre.get("folder_resize"))  # a run on ?resize=crop folders crops new folders too
-    return prepare(_load_base(base, resolve_data_dir(data_dir)), pre, shifts, spec)
+    resize = pre.get("folder_resize")  # a run on ?resize=crop folders crops new folders too
+    if size is not None and size > FOLDER_SIZE:
+        base = with_folder_size(base, size, resize)
+    elif canvas and not any(str(meta.get(k) or "").startswith("folder:") for k in ("source", "target")):
+        base = with_folder_size(base, _own_image_side(base), resize)
+    else:
+        base = with_folder_size(base, None, resize)
+    d = _read_csv_like_model(base, pre.get("feature_names"))
+    d = _load_base(base, resolve_data_dir(data_dir)) if d is None else d
+    if pre.get("text") is not None and d.is_image:  # (prepare says "reads vectors": a text model's input is ids)
+        raise DataError(f"{spec!r} holds images, but the model reads text; give it texts (jsonl:, lines:, "
+                        "csv:PATH?text=COL, a built-in text dataset)")
+    return prepare(d, pre, shifts, spec)
+
+
+#: How many of a folder's images :func:`_own_image_side` looks at.
+SIDE_SAMPLE = 64
+
+
+def _own_image_side(base: str) -> int | None:
+    """The side (the larger of width and height) shared by the images of the ``folder:DIR`` spec ``base`` (the
+    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 px to the folder default (32 px);
+    None for any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
+    from PIL import Image
+
+    from ..data.readers import IMAGE_SUFFIXES
+    from ..data.tasks import FOLDER_SIZE, split_options
+
+    if not base.startswith("folder:"):
+        return None
+    folder = split_options(base)[0].partition(":")[2]
+    sizes: set[tuple[int, int]] = set()
+    try:
+        found = 0
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+            for n in sorted(names):
+                if Path(n).suffix.lower() not in IMAGE_SUFFIXES or n.startswith("."):
+                    continue
+                with Image.open(os.path.join(top, n)) as im:
+                    sizes.add(im.size)
+                found += 1
+                if found >= SIDE_SAMPLE or len(sizes) > 1:
+                    break
+            if found >= SIDE_SAMPLE or len(sizes) > 1:
+                break
+    except Exception:  # noqa: BLE001 (unreadable or not an image: read_folder names it)
+        return None
+    if len(sizes) != 1:
+        return None
+    side = max(next(iter(sizes)))
+    return side if 8 <= side <= FOLDER_SIZE else None
+
+
+def _read_csv_like_model(base: str, feature_names: list[str] | None) -> Domain | None:
+    """A ``csv:`` table read with the model's column types (:func:`read_like_run`), or None where that does not
+    apply (not a numeric CSV, a model that records no columns, ``categorical=`` naming columns itself)."""
+    from ..data.readers import read_csv
+    from ..data.tasks import parse_options, split_options
+
+    if feature_names is None or not base.startswith("csv:"):
+        return None
+    head, query = split_options(base)
+    path = head.partition(":")[2]
+    opts = parse_options("csv", query, base)
+    if not path or "text" in opts or opts.get("categorical", "auto") not in ("auto", ""):
+        return None
+    return read_csv(path, opts.get("name") or Path(path).stem or Path(path).name, label=opts.get("label"),
+                    drop=tuple(c for c in opts.get("drop", "").split(",") if c), sep=opts.get("sep"),
+                    where=opts.get("where"), where_not=opts.get("where_not"), id_column=opts.get("id"),
+                    decimal=opts.get("decimal"), model_features=feature_names)
 
 
 def absolute_spec(spec: str, cwd: str | None) -> str:
