@@ -39,7 +39,7 @@ def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.Trainer, "fit", refuse)
 
 
-def test_a_finished_run_drops_its_checkpoint_and_a_rerun_reuses_it(tmp_path, pair, monkeypatch):
+def test_a_finished_run_drops_its_checkpoint_and_a_rerun_reuses_it(tmp_path, pair, monkeypatch, capsys):
     task = load_task(*pair)
     res, fit = run("dann", task, CFG, out=tmp_path / "r")
     assert not (tmp_path / "r" / "checkpoint.pt").exists()  # it held 2-16x model.pt, and nothing reads it again
@@ -52,6 +52,9 @@ def test_a_finished_run_drops_its_checkpoint_and_a_rerun_reuses_it(tmp_path, pai
     with torch.no_grad():
         assert torch.equal(fit.model(x).logits, fit2.model(x).logits)  # model.pt, loaded into the network
     assert fit2.selected_epoch == fit.selected_epoch and len(fit2.history) == len(fit.history)
+    capsys.readouterr()
+    run("dann", load_task(*pair), TrainConfig(**{**CFG.__dict__, "progress": True}), out=tmp_path / "r")
+    assert f"finished earlier, reused ({tmp_path / 'r' / 'result.json'})" in capsys.readouterr().err
     # kept when asked
     run("dann", task, TrainConfig(**{**CFG.__dict__, "keep_checkpoint": True}), out=tmp_path / "k")
     assert (tmp_path / "k" / "checkpoint.pt").is_file()

@@ -256,6 +256,9 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         done = finished_run(out, run_fingerprint(m, config, task, backbone))
         if done is not None:
             fit = trainer.reload(task, out / MODEL_FILE, done)
+            if config.progress and distributed.is_main():  # (as the engine says where it resumes)
+                print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
+                      file=sys.stderr, flush=True)
             _health_warnings(m, task, config, out if out_named else None, done)
             return done, fit
     monitor: Monitor | None = None
