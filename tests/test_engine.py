@@ -82,7 +82,7 @@ def test_run_leaves_the_callers_config_alone(tmp_path):
 
 def test_checkpoint_is_safe_to_load_and_checked(tmp_path):
     task = toy_task()
-    run("dann", task, TrainConfig(**FAST), out=tmp_path)
+    run("dann", task, TrainConfig(**FAST, keep_checkpoint=True), out=tmp_path)
     ck = tmp_path / FILENAME
     state = torch.load(ck, weights_only=True)  # no pickled code inside
     assert state["step"] == 30

@@ -178,7 +178,8 @@ def test_a_finished_runs_checkpoint_is_refused_for_its_model_and_an_unfinished_o
     from qianyi.errors import QianyiWarning
 
     task = toy_task()
-    run("mean-teacher", task, TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "r")
+    run("mean-teacher", task, TrainConfig(epochs=1, steps_per_epoch=2, progress=False, keep_checkpoint=True),
+        out=tmp_path / "r")
     with pytest.raises(DataError, match="checkpoint of a run that saved its model: give .*model.pt"):
         run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=1, progress=False,
                                              init_from=str(tmp_path / "r" / "checkpoint.pt")))

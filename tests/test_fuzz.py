@@ -921,7 +921,8 @@ def cli_files(tmp_path_factory):
     s, t = _blobs(root / "s.npz", 0), _blobs(root / "t.npz", 1, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run("dan", load_task(s, t), TrainConfig(epochs=1, steps_per_epoch=2, checkpoint_every=1, progress=False),
+        run("dan", load_task(s, t), TrainConfig(epochs=1, steps_per_epoch=2, checkpoint_every=1, progress=False,
+                                                keep_checkpoint=True),
             out=root / "done")
     (root / "file").write_text("not a folder")
     return {"root": root, "source": s, "target": t, "done": root / "done", "model": root / "done" / "model.pt",

@@ -289,7 +289,8 @@ def test_translate_refuses_bad_input_by_name(cycada_run, tmp_path, capsys):
     # generators behind: translate used them silently
     reused = tmp_path / "reused"
     shutil.copytree(out, reused)
-    (reused / "checkpoint.pt").unlink()
+    (reused / "checkpoint.pt").unlink(missing_ok=True)  # (a finished run's is deleted since)
+    (reused / "result.json").unlink()  # a finished run of other settings is refused until it is deleted
     run("source-only", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False), out=reused)
     with pytest.raises(DataError, match="made by a 'cycada' run, but the folder's result.json is a 'source-only'"):
         load_generator(reused)

@@ -227,7 +227,8 @@ def test_a_domain_smaller_than_a_batch_says_the_batches_are_unequal(tmp_path):
 def test_a_full_disk_is_a_named_error_and_keeps_the_last_checkpoint(tmp_path, pair, monkeypatch):
     task = load_task(*pair)
     cfg = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=16, progress=False)
-    run("dan", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False), out=tmp_path / "r")
+    run("dan", task, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=16, progress=False, keep_checkpoint=True),
+        out=tmp_path / "r")
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
 
     def full(fd):

@@ -445,7 +445,8 @@ def test_a_checkpoint_and_the_advisors_source_model_record_their_vocabulary(tmp_
     shuffled = _toy_text(tmp_path / "c", seed=1)  # a vocabulary of the same size in another order
     saved, vocab = task.preprocessing["text"]["vocab"], shuffled.preprocessing["text"]["vocab"]
     assert len(vocab) == len(saved) and vocab != saved
-    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path / "r")
+    qianyi.run("source-only", task, qianyi.TrainConfig(epochs=1, steps_per_epoch=2, progress=False, keep_checkpoint=True),
+               out=tmp_path / "r")
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (tmp_path / "r" / "checkpoint.pt").rename(unfinished / "checkpoint.pt")  # no model.json beside it

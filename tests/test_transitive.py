@@ -129,8 +129,15 @@ def test_a_bench_reuses_finished_self_training_runs(tmp_path, capsys):
     # "trained with different settings"), and the same bench resumes it (it was refused as another chain)
     (folder,) = [p.parent for p in tmp_path.glob("runs/*/self-train/*/result.json")]
     whole = json.loads((folder / "result.json").read_text())
-    bare = {**whole, "staged": {}, "fingerprint": {**whole["fingerprint"], "init_from": "the stage's start"}}
-    (folder / "result.json").write_text(json.dumps(bare))  # (the last stage's own fingerprint is not the run's)
+    # (the last stage's own fingerprint is not the run's: it starts from the previous stage's model; its checkpoint
+    # is deleted once its result.json is written)
+    from qianyi._io import sha256_file
+
+    start = sorted((folder / "stages").iterdir())[-1] / "model.pt"
+    own = {**whole["fingerprint"], "config": {**whole["fingerprint"]["config"], "init_from": f"sha256:{sha256_file(start)}"}}
+    bare = {**whole, "staged": {}, "fingerprint": own, "train_seconds": whole["staged"]["stages"][-1]["train_seconds"]}
+    (folder / "result.json").write_text(json.dumps(bare))
+    assert not (folder / "checkpoint.pt").exists()
     from qianyi.bench.runner import BenchResult
     with pytest.warns(qianyi.errors.QianyiWarning, match="left out 1 staged run\\(s\\) killed before they finished"):
         assert "self-train" not in [r.method for r in BenchResult.from_dirs([tmp_path]).runs]
@@ -464,7 +471,9 @@ def test_another_chain_in_a_staged_runs_folder_is_refused_before_any_stage_train
         run_via("self-train", task, [b, a], cfg, out=tmp_path)
     run_via("self-train", task, [a, b], cfg, out=tmp_path)  # the same chain resumes
     whole = json.loads((tmp_path / "result.json").read_text())  # killed between the last stage's own record and
-    (tmp_path / "result.json").write_text(json.dumps({**whole, "staged": {}}))  # the staged run's: resumes too
+    own = {**whole, "staged": {}, "train_seconds": whole["staged"]["stages"][-1]["train_seconds"],  # the staged
+           "flags": [f for f in whole["flags"] if not f.startswith("stage ")]}  # run's: reused (its checkpoint gone)
+    (tmp_path / "result.json").write_text(json.dumps(own))
     run_via("self-train", task, [a, b], cfg, out=tmp_path)
     assert json.loads((tmp_path / "result.json").read_text())["staged"] == whole["staged"]
     # a folder holding a run of one stage is not a staged run's

@@ -51,7 +51,8 @@ examples:
 
 Data files are looked up in --data-dir or $QIANYI_DATA. Target test labels are used only for the
 final score; the oracle method (trained on target labels) is marked as such everywhere. A user
-mistake ends in `qianyi: error: ...` with exit status 2, running out of memory with 3 (docs/robustness.md).
+mistake ends in `qianyi: error: ...` with exit status 2, running out of memory with 3, a bench or select
+some of whose runs diverged with 4, a warning made an error (-W error) with 5 (docs/robustness.md).
 """
 
 #: Each subcommand's --help ends with an example (measure, transferability, layers, advise, pivots: theirs).
@@ -696,6 +697,14 @@ def _print_table(res) -> None:
         print("written: " + ", ".join(str(p) for p in res.files.values()))
 
 
+def _closed_streams() -> None:
+    """A stream the process was started without (``2>&-``: Python sets ``sys.stderr`` to None) writes to the null
+    device: ``print(file=None)`` would write stderr's lines to stdout, and tqdm would fail after the training."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+
+
 def _tolerant_streams() -> None:
     """Let this process's stdout and stderr print any text: tables hold '→', help and docstrings '迁移', 'λ', 'ü'.
     A stream whose encoding lacks some characters (Windows' cp1252 when redirected, PYTHONIOENCODING=ascii) writes
@@ -721,8 +730,11 @@ def _tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The one place that maps outcomes to exit codes: 0 done, 2 a user mistake (``qianyi: error: ...``,
-    no traceback; argparse's own errors too), 3 out of memory, 130 interrupted (Ctrl-C), 141 stdout closed by its
-    reader (``| head``), 143 terminated (SIGTERM). Any other exception is a bug and keeps its traceback."""
+    no traceback; argparse's own errors too, and stdout that cannot be written), 3 out of memory, 4 finished but some
+    runs diverged (bench, demo, select), 5 a warning made an error (``-W error``), 130 interrupted (Ctrl-C), 141
+    stdout closed by its reader (``| head``), 143 terminated (SIGTERM). Any other exception is a bug and keeps its
+    traceback."""
+    _closed_streams()
     _tolerant_streams()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -812,7 +824,8 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
     """Run ``call`` with qianyi's outcome -> exit code mapping: its return value (0 when None); a user mistake
     (:class:`QianyiError`; with ``optional_packages`` also a missing third-party package) prints
     ``<prog>: error: ...`` and gives 2, no traceback; Ctrl-C gives 130, SIGTERM 143 (both with the ``interrupted``
-    hint); a closed stdout (``| head``) 141. Anything else is a bug and keeps its traceback. qianyi's warnings print
+    hint); a closed stdout (``| head``) 141, one that cannot be written (a full disk) 2; a warning made an error
+    (``-W error``) 5. Anything else is a bug and keeps its traceback. qianyi's warnings print
     as ``qianyi: warning: ...``."""
     previous = _catch_sigterm()
     try:
@@ -824,12 +837,24 @@ def _as_command(call: Callable[[], int | None], prog: str, on_error: Callable[[]
 
 def _run_command(call: Callable[[], int | None], prog: str, on_error: Callable[[], None] | None,
                  interrupted: str, optional_packages: bool, resumable: bool) -> int:
+    guarded = sys.stdout is not None and sys.stdout is sys.__stdout__  # (not one a caller or a test replaced)
+    if guarded:
+        sys.stdout = _GuardedStdout(sys.stdout)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return int(call() or 0)
+            rc = int(call() or 0)
+        sys.stdout.flush()  # a full disk behind stdout fails here, not in the interpreter's last flush
+        return rc
+    except StdoutError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        _stdout_to_devnull()  # what it still buffers raises no second error at exit
     except QianyiError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+    except Warning as exc:  # a warning made an error (-W error, PYTHONWARNINGS=error): a run's files are written
+        kind = "" if isinstance(exc, QianyiWarning) else f"{type(exc).__name__}: "
+        print(f"{prog}: error: {kind}{exc} (a warning made an error by -W error or PYTHONWARNINGS)", file=sys.stderr)
+        return WARNING_EXIT
     except ModuleNotFoundError as exc:
         if not optional_packages or not exc.name or exc.name.split(".")[0] == "qianyi":
             raise  # a broken install of qianyi itself is a bug, not a user mistake
@@ -849,14 +874,57 @@ def _run_command(call: Callable[[], int | None], prog: str, on_error: Callable[[
               + ("; a rerun resumes from the last checkpoint" if resumable else ""), file=sys.stderr)
         return 3
     except BrokenPipeError:  # the reader went away (`qianyi methods | head`): stop quietly, as Unix tools do
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        except (OSError, ValueError):
-            pass
+        _stdout_to_devnull()
         return 141
+    finally:
+        if guarded and isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = sys.stdout._stream
     if on_error is not None:
         on_error()
     return 2
+
+
+class StdoutError(OutputError):
+    """stdout cannot be written (a full disk behind ``> FILE``, ``> /dev/full``, an I/O error)."""
+
+
+class _GuardedStdout:
+    """The process's stdout, whose failed writes (other than a reader gone: ``BrokenPipeError``) raise
+    :class:`StdoutError`, said as a user's error, not as a traceback after the work."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _failed(self, exc: OSError) -> StdoutError:
+        return StdoutError(f"cannot write to stdout ({exc.strerror or exc}); free space where it goes, or redirect "
+                           "it elsewhere")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's file descriptor at the null device: what it still buffers raises no second error at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -871,6 +939,7 @@ def script_main(main: Callable[[], int | None]) -> int:
     """Run a benchmark script's ``main`` as the CLI runs a command: a user mistake (missing data, an
     optional package that is not installed, a bad option) prints ``<script>: error: ...`` and exits 2
     without a traceback; Ctrl-C exits 130. Use as ``sys.exit(script_main(main))``."""
+    _closed_streams()
     _tolerant_streams()
     return _as_command(main, Path(sys.argv[0]).name or "qianyi", optional_packages=True)
 
@@ -1048,7 +1117,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     command=args.command_line, log=_log)
         _print_table(res)
         _log(f"demo finished in {time.perf_counter() - t0:.0f}s")
-        return 0
+        return _diverged_exit(len(res.diverged))
     if args.command == "run":
         from .data.tasks import load_task
         from .methods.registry import available_methods
@@ -1109,7 +1178,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     hparams=parse_bench_hparams(methods, args.set), command=args.command_line,
                     embed=not args.no_embedding, log=_log)
         _print_table(res)
-        return 0
+        return _diverged_exit(len(res.diverged))
     if args.command == "summary":
         from .bench.runner import BASELINES, BenchResult
 
@@ -1147,6 +1216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         for method in args.method:  # every method's grid checked before any of them trains
             method_grid(method, grid)
         check_copied_lr_mult(train_config(args), args.method)
+        diverged = 0
         for method in args.method:
             res = select_hparams(method, args.pairs, validator=args.validator, grid=grid, seeds=args.seeds,
                                  out=args.out, config=train_config(args), data_dir=args.data_dir,
@@ -1156,8 +1226,25 @@ def _dispatch(args: argparse.Namespace) -> int:
             print()
             print(res.table(args.show_oracle))
             print("\nwritten: " + ", ".join(str(p) for p in res.files.values()))
-        return 0
+            diverged += len(res.diverged)
+        return _diverged_exit(diverged)
     raise AssertionError(args.command)
+
+
+#: The exit status of a bench, demo or select that finished with some runs diverged (no result: see the tables).
+DIVERGED_EXIT = 4
+#: The exit status of a warning made an error (``python -W error``, ``PYTHONWARNINGS=error``).
+WARNING_EXIT = 5
+
+
+def _diverged_exit(n: int) -> int:
+    """0, or :data:`DIVERGED_EXIT` said on stderr when ``n`` runs diverged: the tables were written, but a script
+    must not take them for a clean result."""
+    if not n:
+        return 0
+    _log(f"qianyi: finished, but {n} run{'s' * (n != 1)} diverged (no result; the tables say which): exit "
+         f"{DIVERGED_EXIT}")
+    return DIVERGED_EXIT
 
 
 if __name__ == "__main__":

@@ -36,16 +36,33 @@ def save_tensors(path: str | os.PathLike, obj: Any) -> Path:
     return write_bytes(path, buf.getbuffer())
 
 
-def _differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+def differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """The settings that differ, nested ones by their path (``config.epochs``), not whole dicts."""
     out = []
     for k in sorted(set(saved) | set(now)):
         a, b = saved.get(k), now.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{k}.")
+            out += differences(a, b, f"{prefix}{k}.")
         elif a != b:
             out.append((f"{prefix}{k}", a, b))
     return out
+
+
+#: Fingerprint fields that only say how the data were named (their specs): with the same data hash (``data``, the
+#: content of every split), a spec written another way (a relative path from another working directory) is the
+#: same run.
+SPELLING = ("source", "target")
+
+
+def same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether fingerprints ``saved`` and ``now`` are of one run: equal, or equal but for the spelling of the data
+    specs (:data:`SPELLING`) of data whose content hash agrees."""
+    if saved == now:
+        return True
+    if not saved.get("data") or saved.get("data") != now.get("data"):
+        return False
+    return ({k: v for k, v in saved.items() if k not in SPELLING}
+            == {k: v for k, v in now.items() if k not in SPELLING})
 
 
 def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,8 +94,8 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None 
             raise CheckpointError(f"checkpoint {str(path)!r} has a damaged fingerprint; delete it to start the run "
                                   "afresh") from None
         now = json.loads(json.dumps(fingerprint))
-        if saved != now:
-            details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in _differences(saved, now)[:5])
+        if not same_run(saved, now):
+            details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in differences(saved, now)[:5])
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run ({details}); "
                                   "use another output folder, or delete the checkpoint to start afresh")
     return state

@@ -82,6 +82,9 @@ class TrainConfig:
     checkpoint_dir: str | None = field(default=None, metadata=_opt("", cli=""))
     checkpoint_every: int | None = field(default=None, metadata=_opt("steps between checkpoints (default: every "
                                                                      "epoch)", metavar="N"))
+    keep_checkpoint: bool = field(default=False, metadata=_opt(
+        "keep checkpoint.pt once the run has finished (by default it is deleted when result.json is written: "
+        "a rerun reuses result.json and model.pt)"))
     progress: bool = field(default=True, metadata=_opt("", cli=""))
     log_to: tuple[str, ...] = field(default=(), metadata=_opt(
         "also log each epoch to tensorboard and/or mlflow (comma-separated; needs that package installed; "
@@ -166,7 +169,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (not where or how visibly they are computed)."""
-        skip = {"device", "checkpoint_dir", "checkpoint_every", "progress", "log_to", "workers"}
+        skip = {"device", "checkpoint_dir", "checkpoint_every", "keep_checkpoint", "progress", "log_to", "workers"}
         fp = {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
               for f in fields(self) if f.name not in skip}
         for k, default in LATER_SETTINGS.items():  # at their defaults they leave earlier runs' fingerprints alone

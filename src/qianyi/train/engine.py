@@ -514,6 +514,39 @@ class Trainer:
         with caller_rng_kept():
             return self._fit(task, monitor)
 
+    def reload(self, task: TransferTask, weights: Path, finished: Any) -> FitResult:
+        """The :class:`FitResult` of a finished run of this trainer on ``task`` without training: the network is
+        built as :meth:`fit` builds it and its predicting part loads ``weights`` (the run's model.pt); history,
+        selection and flags are ``finished``'s (its :class:`~qianyi.train.result.RunResult`). The method's modules
+        that only train (a discriminator) keep their initial weights: model.pt holds what predicts."""
+        with caller_rng_kept():
+            self.config = cfg = self.base_config.for_task(task)
+            data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels,
+                                       method=self.method.name)
+            self._source_labels = data.source.y
+            self.method.input_kind = "text" if (task.preprocessing or {}).get("text") else None
+            vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
+            with deterministic_kernels(cfg.deterministic):
+                parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")),
+                                    vocab=vocab)
+            net = self.method.inference_model(parts.model)
+            try:
+                net.load_state_dict(torch.load(weights, map_location=parts.device, weights_only=True))
+            except Exception as exc:  # (its hash matched result.json: another network than this run builds)
+                raise CheckpointError(f"{str(weights)!r} does not fit the network this run builds "
+                                      f"({type(exc).__name__}); delete result.json beside it to train the run "
+                                      "afresh") from None
+            parts.model.eval()
+            net.eval()
+            spe = cfg.steps_per_epoch or math.ceil(max(len(data.source), len(data.target)) / cfg.batch_size)
+            versions = finished.versions or {}
+            threads = versions.get("threads")
+            return FitResult(net, self.method, list(finished.history or []), finished.selection,
+                             float(finished.train_seconds or 0.0), spe * cfg.epochs, finished.resumed_from_step,
+                             str(parts.device), finished.selected_epoch or 0, parts.model, list(finished.flags or []),
+                             threads if isinstance(threads, list) else [threads] if isinstance(threads, int) else [],
+                             list(versions.get("codes") or ([versions["code"]] if versions.get("code") else [])))
+
     def _fit(self, task: TransferTask, monitor: Monitor | None) -> FitResult:
         self._resumed_threads = self._resumed_codes = None
         self.config = self.base_config.for_task(task)  # the data's defaults filled in

@@ -21,7 +21,7 @@ from .._io import atomic_write, sha256_file, write_json
 from ..data.domain import TransferTask
 from ..methods.base import Method
 from ..methods.registry import available_methods, get_method
-from ..errors import ConfigError, DataError, OutputError, QianyiWarning, TrainingError
+from ..errors import CheckpointError, ConfigError, DataError, OutputError, QianyiWarning, TrainingError
 from ..nn.backbones import Backbone, backbone_for
 from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
@@ -29,11 +29,12 @@ from ..nn.text import ENCODER_TOKENIZERS, TEXT_ENCODERS, TextEncoder
 from ..select import score_all
 from .artefact import save_model
 from .config import TrainConfig
+from .checkpoint import FILENAME, differences, same_run
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
 from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
-from .store import code_digest
+from .store import code_digest, finished
 from .trackers import open_trackers
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run", "run_fingerprint"]
@@ -51,6 +52,9 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
         out: str | Path | None = None, track_target_test: bool = False, backbone: BackboneSpec | None = None,
         *, single_stage: bool = False, **hparams: Any) -> tuple[RunResult, FitResult]:
     """Train ``method`` on ``task`` and score it; with ``out``, checkpoint there, resume, write result.json.
+
+    A finished run's checkpoint is deleted once result.json is written (``config.keep_checkpoint`` keeps it); a rerun
+    into the same ``out`` reuses result.json and model.pt (model.pt's hash checked) instead of training again.
 
     ``backbone``: a network of your own instead of qianyi's default (a :class:`~qianyi.nn.Backbone`,
     e.g. from :func:`qianyi.nn.as_backbone`, or a factory ``(sample_shape, n_classes) -> Backbone``),
@@ -248,6 +252,15 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     if out is not None:
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config, _factory(backbone))
+    if out is not None and not (out / FILENAME).exists():  # a finished run whose checkpoint is gone: reused
+        done = finished_run(out, run_fingerprint(m, config, task, backbone))
+        if done is not None:
+            fit = trainer.reload(task, out / MODEL_FILE, done)
+            if config.progress and distributed.is_main():  # (as the engine says where it resumes)
+                print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
+                      file=sys.stderr, flush=True)
+            _health_warnings(m, task, config, out if out_named else None, done)
+            return done, fit
     monitor: Monitor | None = None
     if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
@@ -270,15 +283,6 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
     if task.target_test is not None:
         report = class_report(fit.model, task.target_test, task.n_classes, device)
         report["class_names"] = list(task.source.class_names or map(str, range(task.n_classes)))
-        # balanced accuracy averages the classes present in the test split: a one-class predictor scores 1/present
-        present = len(np.unique(task.target_test.y))
-        chance = 1.0 / present
-        if present >= 2 and report["balanced_accuracy"] <= chance + 0.02 and not m.uses_target_labels \
-                and distributed.is_main():
-            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: balanced target accuracy "
-                          f"{100 * report['balanced_accuracy']:.1f}% is at chance level ({100 * chance:.1f}%: 1 of the "
-                          f"{present} classes in the target test split); the run may have collapsed (see history.csv)",
-                          QianyiWarning, stacklevel=_caller_stacklevel())
     result = RunResult(
         method=m.name, source=task.source.name, target=task.target.name, seed=config.seed,
         target_accuracy=report.get("accuracy"), target_report=report,
@@ -294,10 +298,6 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         versions=_versions(fit.threads, m, fit.codes))
     result.resumed_from_step, result.processes = _resumed_from(fit, out), distributed.world()[1]
     result.flags = list(fit.flags)
-    if distributed.is_main():
-        for flag in fit.flags:
-            warnings.warn(f"{_which(m, task, config, out if out_named else None)}: {flag}", QianyiWarning,
-                          stacklevel=_caller_stacklevel())
     if out is not None and distributed.is_main():
         # model.pt + model.json first, then result.json naming model.pt's hash: the finished state is
         # result.json, so a model.pt replaced or half-written is not finished (qianyi.train.store.finished)
@@ -307,7 +307,65 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         write_history_csv(out / HISTORY_FILE, fit.history)
         m.save_artefacts(out, task)  # the method's own files (generators, image grids), before the finished state
         result.save(out)
+        if not config.keep_checkpoint:  # finished: result.json + model.pt are what a rerun reuses
+            with contextlib.suppress(OSError):
+                (out / FILENAME).unlink(missing_ok=True)
+    # warned once the files are written: a warning made an error (-W error) loses nothing of the run
+    _health_warnings(m, task, config, out if out_named else None, result)
     return result, fit
+
+
+def _health_warnings(m: Method, task: TransferTask, config: TrainConfig, out: Path | None, result: RunResult) -> None:
+    """Warn about a finished run that may have failed silently: a balanced target accuracy at chance level, and
+    the engine's label-free flags about the game (``result.flags``)."""
+    if not distributed.is_main():
+        return
+    balanced = (result.target_report or {}).get("balanced_accuracy")
+    if task.target_test is not None and balanced is not None and not m.uses_target_labels:
+        # balanced accuracy averages the classes present in the test split: a one-class predictor scores 1/present
+        present = len(np.unique(task.target_test.y))
+        chance = 1.0 / max(present, 1)
+        if present >= 2 and balanced <= chance + 0.02:
+            warnings.warn(f"{_which(m, task, config, out)}: balanced target accuracy {100 * balanced:.1f}% is at "
+                          f"chance level ({100 * chance:.1f}%: 1 of the {present} classes in the target test split); "
+                          "the run may have collapsed (see history.csv)", QianyiWarning, stacklevel=_caller_stacklevel())
+    for flag in result.flags:
+        warnings.warn(f"{_which(m, task, config, out)}: {flag}", QianyiWarning, stacklevel=_caller_stacklevel())
+
+
+def reloaded(method: Method, task: TransferTask, config: TrainConfig | None, out: str | Path,
+             backbone: BackboneSpec | None, result: RunResult) -> FitResult:
+    """The :class:`FitResult` of the finished run ``result`` of ``method`` in ``out``: its network built as
+    :func:`run` builds it, holding ``out``'s model.pt (see :meth:`~qianyi.train.engine.Trainer.reload`)."""
+    task = _tokenised_for(backbone, task)
+    backbone = _for_task(backbone, task, method)
+    config = replace((config or TrainConfig()).for_task(task), checkpoint_dir=str(out))
+    return Trainer(method, config, _factory(backbone)).reload(task, Path(out) / MODEL_FILE, result)
+
+
+def finished_run(out: Path, fp: dict[str, Any]) -> RunResult | None:
+    """The finished run in ``out`` with fingerprint ``fp`` (result.json, and model.pt of the hash it records), which a
+    rerun reuses; None when there is none (or its model.pt changed: trained again). A finished run of other settings
+    or data is a :class:`CheckpointError` (its checkpoint, deleted once it finished, would have said so): another
+    run is never trained over it."""
+    done = finished(out, fp)
+    if done is not None and done.staged:  # the whole staged run's result (run_via reuses it): not this stage's
+        raise CheckpointError(f"{str(out)!r} holds a staged run whose earlier stages are not those its last stage "
+                              "was trained from; use another output folder, or delete it to train every stage afresh")
+    if done is not None or not (out / RESULT_FILE).is_file():
+        return done
+    try:
+        saved = RunResult.read(out / RESULT_FILE)
+    except DataError:  # damaged or half-written: not a finished run
+        return None
+    now = json.loads(json.dumps(fp, sort_keys=True, default=str))
+    if saved.fingerprint == now:
+        return None  # this run, its model.pt replaced or damaged: trained again
+    if same_run(saved.fingerprint or {}, now) and not saved.staged:  # the same data, its specs spelt otherwise
+        return finished(out, saved.fingerprint)  # (another working folder)
+    details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in differences(saved.fingerprint or {}, now)[:5])
+    raise CheckpointError(f"{str(out)!r} holds a finished run of other settings or data ({details}); use another "
+                          "output folder, or delete its result.json to train this run there")
 
 
 def _which(m: Method, task: TransferTask, config: TrainConfig, out: Path | None) -> str:

@@ -149,7 +149,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         check_freeze(config.freeze, net.group_names)
         if config.init_from is None:
             first_freeze = _pretrained_freeze(net, config.freeze)
-    tmp = tempfile.TemporaryDirectory() if out is None else None
+    # (a recognisable name: a run killed beyond clean-up, SIGKILL or the OOM killer, leaves its stages there)
+    tmp = tempfile.TemporaryDirectory(prefix=STAGES_TMP_PREFIX) if out is None else None
     root = Path(out) if out is not None else Path(tmp.name)  # type: ignore[union-attr]
     # (name, method, what the stage adapts to: a domain, or a function of the previous stage's network)
     plan: list[tuple[str, str, Domain | Callable[[nn.Module, Path, Domain], tuple[Domain, dict[str, float]]]]] = []
@@ -221,10 +222,13 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                 hp = hparams if m == method else {}
                 if not last and "iterations" in hp:  # an earlier round is one plain round (the run records the total)
                     hp = {**hp, "iterations": 1}
-                # a finished stage resumes from its last checkpoint at once (nothing trains again)
+                # a finished stage is reused (or resumes from its last checkpoint at once: nothing trains again)
+                reused = _finished_last(root, stages, m, stage_task, cfg, backbone, hp,
+                                        run_fingerprint(asked, config, task, backbone) if not via else None) \
+                    if last and out is not None else None
                 try:
-                    result, fit = run(m, stage_task, cfg, out=folder, track_target_test=track_target_test,
-                                      backbone=backbone, single_stage=True, **hp)
+                    result, fit = reused or run(m, stage_task, cfg, out=folder, track_target_test=track_target_test,
+                                                backbone=backbone, single_stage=True, **hp)
                 except CheckpointError as exc:  # deleting that one checkpoint would only move the error to the next stage
                     if out is None:
                         raise
@@ -245,6 +249,37 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if tmp is not None:
             tmp.cleanup()
     return stages[-1].result, stages
+
+
+#: The prefix of the temporary folder a staged run without ``out`` trains its stages in.
+STAGES_TMP_PREFIX = "qianyi-stages-"
+
+
+def _finished_last(root: Path, stages: list[Stage], method: str, task: TransferTask, config: TrainConfig,
+                   backbone: BackboneSpec | None, hparams: dict[str, Any], whole: dict[str, Any] | None
+                   ) -> tuple[RunResult, FitResult] | None:
+    """The last stage of a finished staged run in ``root``, from the whole run's result.json (which
+    :func:`_as_one_run` made of it) and model.pt, when its earlier stages are those now in ``stages`` (their
+    models' hashes) and its fingerprint is ``whole`` (None: the last stage's own, as with --via); else None (the
+    stage runs, or resumes its checkpoint)."""
+    from .checkpoint import FILENAME
+    from .run import _health_warnings, reloaded
+    from .store import finished
+
+    if (root / FILENAME).exists():
+        return None
+    m = get_method(method, **hparams)
+    own_fp = run_fingerprint(m, config, task, backbone)
+    done = finished(root, whole if whole is not None else own_fp)
+    recorded = (done.staged or {}).get("stages") if done is not None else None
+    if not recorded or len(recorded) != len(stages) + 1 \
+            or [s.get("model_sha256") for s in recorded[:-1]] != [s.result.model_sha256 for s in stages]:
+        return None
+    earlier = sum(len(s.result.flags) for s in stages)  # the whole run's flags: the last stage's, then theirs
+    own = replace(done, train_seconds=recorded[-1].get("train_seconds", done.train_seconds), staged={},
+                  fingerprint=own_fp, flags=list(done.flags[:len(done.flags) - earlier]))
+    _health_warnings(m, task, config, root, own)
+    return own, reloaded(m, task, config, root, backbone, own)
 
 
 def _as_one_run(stages: list[Stage], task: TransferTask, via: Sequence[Domain], mode: str, asked: Any,
