@@ -474,7 +474,12 @@ def count_test_in_target(task: TransferTask, what: str, max_samples: int | None 
         o = made if made.shared > o.shared else o
     n, n_target = len(keys), len(target)
     if not transductive(o, n, n_target):
-        if o.shared and o.chance == 0:
+        if o.shared and not o.found:  # every shared sample recurs within a side: nothing to compare by
+            warnings.warn(f"{what}: {o.shared} of the {n} target test samples equal target training samples, but "
+                          "each of them recurs within its side (data of few distinct values), so whether the target "
+                          "holds its test samples cannot be told; it is not taken as transductive (if the test set is "
+                          "the target itself, an oracle trains on its test labels)", QianyiWarning, stacklevel=3)
+        elif o.shared and o.chance == 0:
             warnings.warn(f"{what}: {o.shared} of the {n} target test samples are identical to (or made from) "
                           f"target training samples, too few to call the task transductive; duplicates in the data? "
                           "only an oracle reads target labels, and it trains on theirs", QianyiWarning, stacklevel=3)
