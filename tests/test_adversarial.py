@@ -394,7 +394,8 @@ def test_the_collapse_flag_scales_with_the_number_of_classes():
     history = [{"epoch": e, "target_top_share": s} for e, s in ((1, 0.03), (2, 0.596), (3, 0.542))]
     (flag,) = game_flags(history, (), 1 / 345)
     assert "54% of the target samples one class" in flag
-    assert "the flag's bar is 50% of the target, 20 times that share, not 90%" in flag
+    assert "the source's largest class is 0.3%; with this many classes the flag's bar is 50% of the target, not " \
+           "90%: 20 times that share, at least 50%" in flag
     assert collapse_threshold(0.1) == 0.9 and collapse_threshold(1 / 31) == pytest.approx(20 / 31)
     assert collapse_threshold(1 / 100) == 0.5 and collapse_threshold(0.0) == 0.9  # unknown source: as before
     # ten classes: the bar stays at 90% (a healthy digits run with 54% in one class is a skewed run, not flagged)

@@ -142,15 +142,21 @@ def collapse_flag(share: float, source_top_share: float, cause: str, certain: bo
     """The collapse flag's words: ``share`` of the target in one class, against the source's largest class share;
     ``certain``: no correct model (the source is not learnt either), so label shift is not offered as a reading."""
     bar = collapse_threshold(source_top_share)
-    largest = f"the source's largest class is {100 * source_top_share:.0f}%"
+    largest = f"the source's largest class is {_percent(source_top_share)}"
     if bar < COLLAPSED:
-        largest += (f"; with this many classes the flag's bar is {100 * bar:.0f}% of the target, "
-                    f"{COLLAPSED_RATIO:.0f} times that share, not {100 * COLLAPSED:.0f}%")
+        largest += (f"; with this many classes the flag's bar is {100 * bar:.0f}% of the target, not "
+                    f"{100 * COLLAPSED:.0f}%: {COLLAPSED_RATIO:.0f} times that share, at least "
+                    f"{100 * COLLAPSED_FLOOR:.0f}%")
     if certain:  # short of the source it is no correct model: label shift does not explain it
         return f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class ({largest}); {cause}"
     return (f"the network gives {100 * share:.0f}% of the target samples one class ({largest}): either it collapsed "
             f"({cause}), or the target is dominated by one class (label shift, where a correct model is as skewed); "
             "only target labels can tell the two apart")
+
+
+def _percent(share: float) -> str:
+    """``share`` as a percentage, with a decimal under 1% (a 345-class source's largest class: 0.3%, not 0%)."""
+    return f"{100 * share:.1f}%" if 0 < share < 0.01 else f"{100 * share:.0f}%"
 
 
 def few_classes_flags(history: Sequence[dict[str, float]]) -> list[str]:
