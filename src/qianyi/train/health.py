@@ -13,10 +13,13 @@ consistency term), so that the run was source training under the method's name.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import warnings
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..data.domain import TransferTask
+from ..errors import QianyiWarning
 from ..methods.base import Method
 
 #: A discriminator this accurate (mean over the last quarter of the epochs) is winning the game.
@@ -138,9 +141,10 @@ def _observed(val: float | None, share: float | None, unlearnt: bool, collapsed:
     return f"; the classifier learnt the source (source-val accuracy {100 * val:.0f}%)"
 
 
-def collapse_flag(share: float, source_top_share: float, cause: str, certain: bool) -> str:
+def collapse_flag(share: float, source_top_share: float, cause: str, certain: bool, model: str = "network") -> str:
     """The collapse flag's words: ``share`` of the target in one class, against the source's largest class share;
-    ``certain``: no correct model (the source is not learnt either), so label shift is not offered as a reading."""
+    ``certain``: no correct model (the source is not learnt either), so label shift is not offered as a reading;
+    ``model``: what predicted ("network", or "model" for a shallow method)."""
     bar = collapse_threshold(source_top_share)
     largest = f"the source's largest class is {_percent(source_top_share)}"
     if bar < COLLAPSED:
@@ -148,10 +152,48 @@ def collapse_flag(share: float, source_top_share: float, cause: str, certain: bo
                     f"{100 * COLLAPSED:.0f}%: {COLLAPSED_RATIO:.0f} times that share, at least "
                     f"{100 * COLLAPSED_FLOOR:.0f}%")
     if certain:  # short of the source it is no correct model: label shift does not explain it
-        return f"the network collapsed: it gives {100 * share:.0f}% of the target samples one class ({largest}); {cause}"
-    return (f"the network gives {100 * share:.0f}% of the target samples one class ({largest}): either it collapsed "
+        return f"the {model} collapsed: it gives {100 * share:.0f}% of the target samples one class ({largest}); {cause}"
+    return (f"the {model} gives {100 * share:.0f}% of the target samples one class ({largest}): either it collapsed "
             f"({cause}), or the target is dominated by one class (label shift, where a correct model is as skewed); "
             "only target labels can tell the two apart")
+
+
+def shallow_flags(method: Method, task: TransferTask, predictor: Any, report: dict[str, Any], source_accuracy: float,
+                  which: str) -> list[str]:
+    """The health checks of a deep run, for a shallow method's fitted ``predictor`` (``predict(X)``: class indices):
+    warn (``which``: the run, as its warnings name it) when the balanced accuracy in ``report`` (the target test
+    split's) is at chance level, and flag, warn and return a collapse read from its predictions on (up to 1,000
+    rows spread over) the unlabelled target, as :func:`game_flags` reads a network's (with the source-val accuracy
+    ``source_accuracy``). Returns the flags (``result.flags``)."""
+    from . import distributed
+    from .run import _caller_stacklevel
+
+    warn = distributed.is_main()
+    if task.target_test is not None and report and warn:
+        present = len(np.unique(task.target_test.y))
+        chance = 1.0 / present
+        if present >= 2 and report["balanced_accuracy"] <= chance + 0.02:
+            warnings.warn(f"{which}: balanced target accuracy {100 * report['balanced_accuracy']:.1f}% is at chance "
+                          f"level ({100 * chance:.1f}%: 1 of the {present} classes in the target test split); the "
+                          "fit may have collapsed", QianyiWarning, stacklevel=_caller_stacklevel())
+    rows = spread_rows(len(task.target), 1000)  # as the engine reads a network's share: not a prefix
+    flags = []
+    source_top = top_class_share(np.asarray(task.source.y))
+    if len(rows) and source_top < 0.5:
+        X = np.asarray(task.target.X[rows], dtype=np.float64).reshape(len(rows), -1)
+        _, counts = np.unique(np.asarray(predictor.predict(X)), return_counts=True)
+        share = float(counts.max() / len(rows))
+        if share >= collapse_threshold(source_top):
+            unlearnt = source_accuracy < (1 + source_top) / 2
+            cause = (f"it does not fit the source either (source-val accuracy {100 * source_accuracy:.0f}%): "
+                     f"{method.name}'s fit failed on these data, whatever the shift (its settings, or too many "
+                     "classes or dimensions for it?)" if unlearnt
+                     else "what it learnt on the source does not carry over to this target")
+            flags.append(collapse_flag(share, source_top, cause, certain=unlearnt, model="model"))
+    if warn:
+        for flag in flags:
+            warnings.warn(f"{which}: {flag}", QianyiWarning, stacklevel=_caller_stacklevel())
+    return flags
 
 
 def _percent(share: float) -> str:
