@@ -21,7 +21,7 @@ from qianyi.nn import LayerOutputs, backbone_for
 from qianyi.train import RunResult, TrainConfig, Trainer, load_checkpoint, run
 from qianyi.train.checkpoint import FILENAME
 from qianyi.train.engine import epoch_line
-from qianyi.train.health import game_flags, spread_rows, top_class_share
+from qianyi.train.health import collapse_threshold, game_flags, spread_rows, top_class_share
 
 from .conftest import toy_task
 from .test_engine import _interrupt_after
@@ -385,4 +385,46 @@ def test_a_winning_discriminator_gets_advice_that_fits_the_method(name, words, a
     for key in re.findall(r"\b(trade_off|max_d_acc|hidden|disc_width)\b", " ".join(flags)):
         assert key in m.hparams(), f"{name}'s advice names {key!r}, which it does not have"
     assert not get_method("discogan").trains_classifier and get_method("cycada").trains_classifier
+
+
+
+def test_the_collapse_flag_scales_with_the_number_of_classes():
+    # review (classes) finding 2: 54% of a 345-class target in one class (188x the uniform share, 4.6% accuracy)
+    # went unflagged under a fixed 90% bar
+    history = [{"epoch": e, "target_top_share": s} for e, s in ((1, 0.03), (2, 0.596), (3, 0.542))]
+    (flag,) = game_flags(history, (), 1 / 345)
+    assert "54% of the target samples one class" in flag
+    assert "the source's largest class is 0.3%; with this many classes the flag's bar is 50% of the target, not " \
+           "90%: 20 times that share, at least 50%" in flag
+    assert collapse_threshold(0.1) == 0.9 and collapse_threshold(1 / 31) == pytest.approx(20 / 31)
+    assert collapse_threshold(1 / 100) == 0.5 and collapse_threshold(0.0) == 0.9  # unknown source: as before
+    # ten classes: the bar stays at 90% (a healthy digits run with 54% in one class is a skewed run, not flagged)
+    assert game_flags(history, (), 0.1) == []
+    (ten,) = game_flags(history[:-1] + [{"epoch": 3, "target_top_share": 0.93}], (), 0.1)
+    assert "not 90%" not in ten
+    # 31 classes: 65%
+    assert game_flags(history[:-1] + [{"epoch": 3, "target_top_share": 0.6}], (), 1 / 31) == []
+    assert game_flags(history[:-1] + [{"epoch": 3, "target_top_share": 0.7}], (), 1 / 31)
+    # a healthy 100-class run (4% in its top class) and a skewed source stay unflagged
+    assert game_flags(history[:-1] + [{"epoch": 3, "target_top_share": 0.04}], (), 0.01) == []
+    assert game_flags(history, (), 0.6) == []
+
+
+def test_a_winning_discriminator_over_a_failed_classifier_is_told_to_lower_trade_off():
+    # review (classes) finding 3: CDAN+E at 100 classes (trade_off 3): the discriminator wins, the classifier never
+    # learns the source, and the advice was only "raise trade_off", the opposite of what helped (0.3: 65.8%)
+    m = get_method("cdan+e")
+    failed = [{"epoch": e, "domain_acc": 0.995, "source_val_acc": 0.25, "target_top_share": 0.94} for e in range(1, 5)]
+    flags = game_flags(failed, m.discriminator_logs, 0.01, meaning=m.game_meaning, advice=m.game_advice)
+    game, collapse = flags
+    assert "the classifier failed too (source-val accuracy 25%, 94% of the target in one class)" in game
+    assert "if it failed too, lower trade_off: the reversed gradient is swamping the classifier" in game
+    assert "has not learnt the source yet either" in collapse and "weaken the adversarial term" in collapse
+    learnt = [{**r, "source_val_acc": 0.98, "target_top_share": 0.02} for r in failed]
+    (game,) = game_flags(learnt, m.discriminator_logs, 0.01, meaning=m.game_meaning, advice=m.game_advice)
+    assert "the classifier learnt the source (source-val accuracy 98%)" in game and "raise trade_off" in game
+    # a collapse under a winning discriminator is not blamed on the encoder fooling it
+    won = [{**r, "source_val_acc": 0.9} for r in failed]
+    collapse = game_flags(won, m.discriminator_logs, 0.01)[-1]
+    assert "fooled" not in collapse and "its discriminator won" in collapse
 

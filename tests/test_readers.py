@@ -103,6 +103,15 @@ def test_npz_labels_must_be_one_dimensional(tmp_path):
     _raises(lambda: read_npz(p), "1-d", path=p)
 
 
+def test_npz_minus_one_plus_one_labels_are_refused_with_the_fix(tmp_path):
+    # review (classes) finding 7: "labels y contain negative values (-1); use 0..k-1", where the CSV reader says
+    # how to renumber them; an npz carries their names in class_names=
+    p = tmp_path / "pm1.npz"
+    np.savez(p, X=np.zeros((4, 3)), y=np.array([-1, 1, -1, 1]))
+    msg = _raises(lambda: read_npz(p), "y holds negative numbers (e.g. [-1])", path=p)
+    assert "renumber them (-1/+1 as 0/1: y = (y > 0).astype(int))" in msg and "class_names=" in msg
+
+
 # --- IDX -------------------------------------------------------------------------------------
 
 def _idx_header(*dims: int) -> bytes:

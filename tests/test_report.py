@@ -399,3 +399,44 @@ def test_figure_labels_with_an_undecodable_byte_are_drawn(tmp_path):
     assert drawable("a\ud800b") == "a?b" and drawable("plain → text") == "plain → text"
     png, _ = _prediction_shares(("a\udce9", "b"), np.array([0, 1]), np.array([1, 1]), tmp_path / "shares.png")
     assert png.read_bytes()[:4] == b"\x89PNG"  # a class named after an undecodable folder, in a run's report
+
+
+def test_prediction_shares_with_many_long_class_names_draw_the_tables_classes_whole(tmp_path, monkeypatch):
+    """review (classes) finding 6: 120 long names drew all 120 bars under a 3.2-inch figure, tick labels cut to their
+    last characters, the legend on the bars and matplotlib's 'Tight layout not applied' warning; the table beside
+    it showed the 20 classes whose shares differ most."""
+    import warnings
+
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from qianyi.bench import run_report
+    from qianyi.bench.run_report import _prediction_shares, _tick_label
+
+    names = tuple(f"Klasse ü Nr. {i:03d} — 很长的类别名称 very long descriptive class name {i}" for i in range(120))
+    ys = np.repeat(np.arange(120), 5)
+    pred = np.random.default_rng(0).integers(0, 30, 600)  # the target given to 30 of the classes
+    figures = []
+    save = run_report.save_figure
+    monkeypatch.setattr(run_report, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png, table = _prediction_shares(names, ys, pred, tmp_path / "shares.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
+    in_table = [row.split(" | ")[0][2:] for row in table.splitlines()[2:22]]
+    assert len(in_table) == 20 and "(the 20 classes of 120 whose shares differ most)" in table
+    (fig,) = figures
+    (ax,) = fig.axes
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert [t.get_text() for t in ticks] == [_tick_label(n) for n in in_table]  # the table's classes, in its order
+    assert all(len(t.get_text()) <= 24 for t in ticks)
+    assert _tick_label(names[7]) == "Klasse ü Nr. 00…s name 7" and _tick_label("short") == "short"
+    box = fig.bbox
+    for t in ticks:  # every label whole inside the figure
+        e = t.get_window_extent(renderer)
+        assert e.x0 >= box.x0 and e.y0 >= box.y0 and e.x1 <= box.x1 and e.y1 <= box.y1, (t.get_text(), e, box)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= ax.get_window_extent(renderer).y1 - 1  # above the bars, not on them

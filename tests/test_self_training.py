@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from qianyi.errors import ConfigError
+from qianyi import load_task
+from qianyi.errors import ConfigError, QianyiWarning
 from qianyi.methods import get_method
 from qianyi.methods.self_training import class_balanced_thresholds
 from qianyi.nn.augment import strong_view, weak_view
 from qianyi.train import TrainConfig, Trainer, load_checkpoint, run
 from qianyi.train.checkpoint import FILENAME
+from qianyi.train.health import few_classes_flags, game_flags
 
 from .conftest import toy_task
 from .test_engine import _interrupt_after
@@ -154,3 +156,40 @@ def test_a_confidence_gate_that_stays_shut_is_flagged():
     # end to end: ATT never lets a target sample through a gate of 1.0 (no confidence exceeds it)
     res, _ = run("att", toy_task(shift=2.0), TrainConfig(**CFG), threshold=1.0)
     assert any("labelled_share averaged 0.0%" in f for f in res.flags), res.flags
+
+
+def test_cbst_pseudo_labels_reaching_few_classes_are_flagged():
+    # review (classes) finding 1: histories of its runs (pseudo_classes: the share of the classes with a threshold)
+    k100 = [{"epoch": 1, "source_val_acc": 0.285, "target_top_share": 0.413},
+            {"epoch": 2, "source_val_acc": 0.63, "target_top_share": 1.0, "threshold": 0.179, "pseudo_classes": 0.255},
+            {"epoch": 3, "source_val_acc": 0.77, "target_top_share": 1.0, "threshold": 0.627, "pseudo_classes": 0.01}]
+    flags = few_classes_flags(k100)
+    assert len(flags) == 1 and flags == [f for f in game_flags(k100, (), 0.01) if f.startswith("the pseudo")]
+    (flag,) = flags
+    assert "only 1% of the classes in epoch 3 (13% on average over 2 epoch(s)" in flag
+    assert "source-val accuracy 28% when self-training began" in flag and "mean threshold 0.179" in flag
+    assert "--set warmup=0.6" in flag and "--set memory=200" in flag and "partial transfer" in flag
+    healthy = [[{"epoch": 1}, {"epoch": 2, "pseudo_classes": 1.0}],  # k10
+               [{"epoch": 1}, {"epoch": 2, "pseudo_classes": 0.81}, {"epoch": 3, "pseudo_classes": 0.94}],  # k31
+               [{"epoch": 1}, {"epoch": 2}, {"epoch": 3, "pseudo_classes": 0.987}],  # k100, warmup=0.6
+               [{"epoch": 1, "target_top_share": 0.1}]]  # a method that logs no pseudo_classes
+    assert all(few_classes_flags(h) == [] for h in healthy)
+
+
+@pytest.mark.slow
+def test_cbst_on_100_hard_classes_is_flagged(tmp_path):
+    # the review's k100_d2048 generator, smaller: class signal in 64 of 2,048 dims, a shifted and scaled target
+    rng = np.random.default_rng(0)
+    k, d, n = 100, 2048, 20
+    mu = np.zeros((k, d), np.float32)
+    mu[:, :64] = rng.normal(size=(k, 64)) * 3
+    shift = rng.normal(size=d).astype(np.float32)
+    for name, off in (("src", 0.0), ("tgt", 1.0)):
+        y = np.repeat(np.arange(k), n)
+        X = (mu[y] + rng.normal(size=(len(y), d)) + off * shift) * (1.3 if off else 1.0)
+        np.savez(tmp_path / f"{name}.npz", X=X.astype(np.float32), y=y)
+    task = load_task(f"npz:{tmp_path / 'src.npz'}", f"npz:{tmp_path / 'tgt.npz'}")
+    with pytest.warns(QianyiWarning, match="the pseudo-labels could go to only"):
+        res, _ = run("cbst", task, TrainConfig(epochs=3, progress=False))
+    assert any("--set warmup=0.6" in f for f in res.flags)
+    assert res.history[-1]["pseudo_classes"] < 0.5

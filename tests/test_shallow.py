@@ -472,6 +472,27 @@ def test_tradaboost_votes_with_the_second_half_of_the_rounds():
     assert TrAdaBoost(n_estimators=20).fit(Xs, ys, Xt, yt).score(Xte, yte) > source_only + 0.05
 
 
+
+def test_tradaboost_warns_when_its_tree_has_fewer_leaves_than_classes():
+    # review (classes) finding 5: the default depth-2 tree (4 leaves) on 100 classes scored 3%, and the warning
+    # only said "use a stronger base estimator"; LogisticRegression scored 100%
+    rng = np.random.default_rng(0)
+    k = 12
+    y = np.repeat(np.arange(k), 6)
+    mu = rng.normal(size=(k, 5)) * 4
+    Xs, Xt = mu[y] + rng.normal(size=(len(y), 5)), mu[y] + rng.normal(size=(len(y), 5)) + 0.3
+    with pytest.warns(QianyiWarning, match=r"the base estimator \(the default\), a decision tree with max_depth=2, "
+                                           r"has at most 4 leaves, so each round predicts at most 4 of the 12 classes"):
+        TrAdaBoost(n_estimators=3).fit(Xs, y, Xt[::3], y[::3])
+    with pytest.warns(QianyiWarning, match=r"max_leaf_nodes=8, has at most 8 leaves.*max_depth=5\).*LogisticRegression"):
+        TrAdaBoost(DecisionTreeClassifier(max_leaf_nodes=8), n_estimators=3).fit(Xs, y, Xt[::3], y[::3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        deep = TrAdaBoost(DecisionTreeClassifier(max_depth=5), n_estimators=3).fit(Xs, y, Xt[::3], y[::3])
+        TrAdaBoost(n_estimators=3).fit(*_tradaboost_data())  # two classes: a depth-2 tree is enough
+    assert deep.score(Xt, y) > 0.5
+
+
 # -- feature augmentation ------------------------------------------------------------------------------
 def test_feature_augmentation_shapes():
     X = np.arange(12.0).reshape(4, 3)

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from qianyi.cli import main
+from qianyi.errors import QianyiWarning
 from qianyi.methods import get_method
+from qianyi.train import run
 from qianyi.train.store import finished
+
+from .conftest import toy_task
 
 SHALLOW = ["knn", "tca", "jda", "sa", "coral-shallow", "kmm"]
 #: arrays each method's model.npz must hold (what its estimator fitted; sa's sat behind a lambda, unsaved)
@@ -26,7 +30,7 @@ def test_run_a_shallow_method_from_the_cli(name, tmp_path, capsys):
                  "--out", str(out)]) == 0
     res = json.loads((out / "result.json").read_text())
     assert res["method"] == name and 0 < res["target_accuracy"] <= 1 and res["history"] == []
-    assert res["model_file"] == "model.npz"
+    assert res["model_file"] == "model.npz" and res["flags"] == []  # a healthy 10-class run: no collapse flag
     with np.load(out / "model.npz") as saved:
         assert FITTED[name] <= set(saved.files), sorted(saved.files)
     assert res["target_report"]["confusion"] and "no target labels" in res["selection"]
@@ -82,3 +86,22 @@ def test_a_shallow_method_refuses_choosing_an_epoch(tmp_path, capsys):
     assert main(["run", "tca", "--source", "digits", "--target", "digits+rot30", "--select", "dev",
                  "--max-samples", "200", "--out", str(tmp_path / "r")]) == 2
     assert "select (--select) does not apply" in capsys.readouterr().err
+
+
+class _OneClass:
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.zeros(len(X), int)
+
+
+def test_a_shallow_run_that_predicts_one_class_gets_the_deep_runs_checks(tmp_path, monkeypatch):
+    # review (classes) finding 4: KMM on 100 classes x 2,048 dims predicted one class for every sample (1.0%) and
+    # the run said nothing: shallow runs skipped the chance-level warning and the collapse flag
+    monkeypatch.setattr(type(get_method("kmm")), "fit_predictor", lambda self, Xs, ys, Xt, seed: _OneClass())
+    with pytest.warns(QianyiWarning) as caught:
+        res, _ = run("kmm", toy_task(n=300, classes=4), out=tmp_path / "kmm")
+    said = [str(w.message) for w in caught]
+    assert any("is at chance level" in w and "kmm on toy-s->toy-t" in w for w in said), said
+    (flag,) = res.flags
+    assert flag.startswith("the model collapsed: it gives 100% of the target samples one class")
+    assert "it does not fit the source either" in flag and any(flag in w for w in said)
+    assert json.loads((tmp_path / "kmm" / "result.json").read_text())["flags"] == [flag]

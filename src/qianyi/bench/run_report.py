@@ -478,23 +478,52 @@ def is_spec(name: str) -> bool:
     return base.partition("?")[0] in DATASETS
 
 
+#: The prediction-share table and figure show at most this many classes (those whose shares differ most).
+SHARE_CLASSES = 20
+#: Class names on the prediction-share figure's axis are cut to this many characters (start … end).
+TICK_CHARS = 24
+
+
+def _tick_label(name: str, keep: int = TICK_CHARS) -> str:
+    """``name`` as an axis label: at most ``keep`` characters, its start and end around a '…' (names that differ
+    by a number at the end stay apart)."""
+    name = drawable(name)
+    if len(name) <= keep:
+        return name
+    tail = keep // 3
+    return name[:keep - 1 - tail].rstrip() + "…" + name[-tail:]
+
+
 def _prediction_shares(classes: tuple[str, ...], ys: np.ndarray | None, pred: np.ndarray, path: Path
                        ) -> tuple[Path, str]:
+    """The target's predicted class shares beside the source's label shares: a bar chart and a markdown table of
+    the same classes (with more than :data:`SHARE_CLASSES` classes, those whose shares differ most, in that
+    order)."""
     k = len(classes)
     target = np.bincount(pred, minlength=k) / max(len(pred), 1)
     source = np.bincount(ys, minlength=k) / len(ys) if ys is not None and len(ys) else np.full(k, np.nan)
-    fig, ax = subplots(1, 1, figsize=(min(1.0 + 0.45 * k, 14), 3.2))
-    x = np.arange(k)
-    ax.bar(x - 0.2, 100 * source, 0.4, label="source labels")
-    ax.bar(x + 0.2, 100 * target, 0.4, label="target predictions")
-    ax.set_xticks(x, [drawable(str(c)) for c in classes], rotation=90 if k > 12 else 0, fontsize=7 if k > 12 else 9)
+    shown = np.argsort(-np.abs(target - np.nan_to_num(source)), kind="stable")[:SHARE_CLASSES] \
+        if k > SHARE_CLASSES else np.arange(k)
+    labels = [_tick_label(str(classes[i])) for i in shown]
+    n = len(shown)
+    rotate = n > 12 or max(map(len, labels)) > 8
+    # room under the axes for the labels, turned upright when they are many or long (about 0.075 in a character)
+    below = 0.075 * max(map(len, labels)) if rotate else 0.3
+    fig, ax = subplots(1, 1, figsize=(min(1.5 + 0.45 * n, 14), 2.6 + below))
+    x = np.arange(n)
+    ax.bar(x - 0.2, 100 * source[shown], 0.4, label="source labels")
+    ax.bar(x + 0.2, 100 * target[shown], 0.4, label="target predictions")
+    ax.set_xticks(x, labels, rotation=90 if rotate else 0, fontsize=7 if rotate else 9)
     ax.set_ylabel("share (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    shown = np.argsort(-np.abs(target - np.nan_to_num(source)))[:20] if k > 20 else np.arange(k)
+    if k > SHARE_CLASSES:
+        ax.set_xlabel(f"the {n} classes of {k} whose shares differ most (as in the table)", fontsize=7)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)  # above the bars
+    with warnings.catch_warnings():  # a layout that cannot fit keeps matplotlib's default margins, unsaid
+        warnings.filterwarnings("ignore", message="Tight layout not applied")
+        fig.tight_layout()
     rows = [f"| {md_cell(classes[i])} | {_pct(source[i])} | {_pct(target[i])} |" for i in shown]
     head = "| class | source labels | target predictions |\n|---|---:|---:|"
-    extra = f"\n\n(the {len(shown)} classes of {k} whose shares differ most)" if k > 20 else ""
+    extra = f"\n\n(the {len(shown)} classes of {k} whose shares differ most)" if k > SHARE_CLASSES else ""
     return save_figure(fig, path), head + "\n" + "\n".join(rows) + extra
 
 

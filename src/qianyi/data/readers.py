@@ -306,6 +306,10 @@ def read_npz(path: str | os.PathLike, name: str | None = None) -> Domain:
                             + (" of class indices 0..k-1 (names go in class_names=)" if key == "y" else ""))
     if y is not None and y.ndim != 1:
         raise DataError(f"{where}: y has shape {y.shape}; store labels as a 1-d array of class indices")
+    if y is not None and (y < 0).any():  # (-1/+1, as SVMlight writes a binary task)
+        raise DataError(f"{where}: y holds negative numbers (e.g. {np.unique(y[y < 0])[:3].tolist()}); labels are "
+                        "class indices 0..k-1: renumber them (-1/+1 as 0/1: y = (y > 0).astype(int)) and give their "
+                        "names with class_names= (e.g. np.savez(PATH, X=X, y=y, class_names=['negative', 'positive']))")
     if names is not None and names.ndim != 1:
         raise DataError(f"{where}: class_names has shape {names.shape}; store a 1-d array of names")
     origin = arrays.get(POOL_KEY)  # `qianyi translate`: the pool its rows were translated from, row for row

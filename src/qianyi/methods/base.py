@@ -280,7 +280,10 @@ class Method(nn.Module):
     discriminator_logs: ClassVar[tuple[str, ...]] = ()
     #: What a winning discriminator means for this method, and what to change (the health flag's words).
     game_meaning: ClassVar[str] = "the domains were never confused"
-    game_advice: ClassVar[str] = "raise trade_off (a stronger push on the encoder) or narrow the discriminator (hidden)"
+    game_advice: ClassVar[str] = ("if the classifier learnt the source, raise trade_off (a stronger push on the encoder) "
+                                  "or narrow the discriminator (hidden); if it failed too, lower trade_off: the "
+                                  "reversed gradient is swamping the classifier (a weight that suits 10 classes may be "
+                                  "too strong for many)")
     #: History keys holding the share of the target a confidence gate let into a pseudo-label or consistency
     #: term: near 0 over the run, that term was mostly off (flagged at the end of the run).
     gate_logs: ClassVar[tuple[str, ...]] = ()

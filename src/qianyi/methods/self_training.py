@@ -199,7 +199,7 @@ class CBST(_Aligned):
             ce = F.cross_entropy(target.logits, label, reduction="none")
             terms["pseudo"] = weight * (mask * ce).mean()
             ctx.log(pseudo_share=float(mask.mean()), threshold=float(thresholds[thresholds < 1].mean())
-                    if bool((thresholds < 1).any()) else 1.0)
+                    if bool((thresholds < 1).any()) else 1.0, pseudo_classes=float((thresholds < 1).float().mean()))
         ctx.update(terms)
         ctx.log(**self.__dict__.pop("_recorded", {}))
 

@@ -20,6 +20,27 @@ from ._base import check_X, same_label_types, split_domains
 EPS_MIN = 1e-10
 
 
+def _warn_if_too_few_leaves(base: Any, k: int, default: bool) -> None:
+    """Warn when ``base`` is a decision tree whose depth or leaf limit leaves it fewer leaves than the ``k``
+    classes: each round then predicts at most that many classes, and TrAdaBoost needs a weighted target error
+    under 1/2 from each."""
+    if not isinstance(base, DecisionTreeClassifier):
+        return
+    depth, leaves = base.get_params()["max_depth"], base.get_params()["max_leaf_nodes"]
+    most = min(2 ** depth if depth is not None else math.inf, leaves if leaves is not None else math.inf)
+    if most >= k:
+        return
+    limit = f"max_depth={depth}" if leaves is None or (depth is not None and 2 ** depth <= leaves) \
+        else f"max_leaf_nodes={leaves}"
+    deeper = math.ceil(math.log2(k)) + 1
+    warnings.warn(f"TrAdaBoost: the base estimator{' (the default)' if default else ''}, a decision tree with "
+                  f"{limit}, has at most {most} leaves, so each round predicts at most {most} of the {k} classes: "
+                  "its weighted target error stays at 1/2 or more unless those few classes hold half of the target's "
+                  f"weight, and the rounds get no real vote; use a deeper tree (DecisionTreeClassifier(max_depth="
+                  f"{deeper})) or another base estimator, e.g. TrAdaBoost(LogisticRegression(max_iter=1000))",
+                  QianyiWarning, stacklevel=3)
+
+
 class TrAdaBoost(ClassifierMixin, BaseEstimator):
     r"""TrAdaBoost (Dai, Yang, Xue, Yu, "Boosting for Transfer Learning", ICML 2007).
 
@@ -47,7 +68,9 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
     ``decision_function`` (binary: the vote margin, >= 0 for ``classes_[1]``), ``score``. Fitted:
     ``estimators_``, ``estimator_errors_`` (``eps_t``), ``estimator_weights_`` (``ln 1/beta_t``), ``beta_``,
     ``sample_weights_`` (the weights after the last round, source rows then target rows, normalised to sum 1),
-    ``voters_`` (indices of the rounds that vote). Default ``estimator``: a depth-2 decision tree.
+    ``voters_`` (indices of the rounds that vote). Default ``estimator``: a depth-2 decision tree, which has 4 leaves
+    and so predicts at most 4 classes per round: with more classes it cannot work (a warning says so); give a
+    deeper tree or e.g. ``LogisticRegression``.
     """
 
     def __init__(self, estimator: Any = None, n_estimators: int = 20, random_state: int | None = 0) -> None:
@@ -72,6 +95,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         if not has_fit_parameter(base, "sample_weight"):
             raise ConfigError(f"TrAdaBoost: {type(base).__name__}.fit takes no sample_weight; choose an estimator "
                               "that does (e.g. a decision tree, LogisticRegression, SVC)")
+        _warn_if_too_few_leaves(base, len(self.classes_), default=self.estimator is None)
         self.beta_ = 1.0 / (1.0 + math.sqrt(2.0 * math.log(n) / N))
         w = np.ones(n + m)
         seeds = check_random_state(self.random_state).randint(0, 2 ** 31 - 1, N) \

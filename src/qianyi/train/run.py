@@ -31,6 +31,7 @@ from .artefact import save_model
 from .config import TrainConfig
 from .checkpoint import FILENAME, differences, same_run
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
+from .health import shallow_flags
 from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
@@ -446,6 +447,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         test_in_target=task.test_in_target,
         device="cpu", fingerprint=run_fingerprint(m, config, task),
         versions=_versions(None, m), model_file=SHALLOW_MODEL_FILE)
+    result.flags = shallow_flags(m, task, predictor, report, source_accuracy, _which(m, task, config, out))
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
                     steps=0)
     if out is not None and distributed.is_main():
