@@ -123,3 +123,17 @@ def test_a_staged_run_without_out_trains_in_a_named_temporary_folder(pair, monke
     monkeypatch.setattr(transitive.tempfile, "TemporaryDirectory", named)
     run("self-train", load_task(*pair), CFG)
     assert made == ["qianyi-stages-"]
+
+
+def test_a_shallow_runs_health_warning_made_an_error_loses_no_file(tmp_path, monkeypatch):
+    import importlib
+
+    run_module = importlib.import_module("qianyi.train.run")
+
+    monkeypatch.setattr(run_module, "shallow_flags", lambda *a, **k: warnings.warn("a shallow test flag",
+                                                                                    QianyiWarning) or ["flagged"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QianyiWarning)
+        with pytest.raises(QianyiWarning, match="a shallow test flag"):
+            run("coral-shallow", load_task("digits", "digits+rot30", max_samples=200), CFG, out=tmp_path / "s")
+    assert json.loads((tmp_path / "s" / "result.json").read_text())["flags"] == ["flagged"]

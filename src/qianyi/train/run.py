@@ -447,7 +447,9 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         test_in_target=task.test_in_target,
         device="cpu", fingerprint=run_fingerprint(m, config, task),
         versions=_versions(None, m), model_file=SHALLOW_MODEL_FILE)
-    result.flags = shallow_flags(m, task, predictor, report, source_accuracy, _which(m, task, config, out))
+    with warnings.catch_warnings(record=True) as held:  # said once the result is written (-W error loses nothing)
+        warnings.simplefilter("always")
+        result.flags = shallow_flags(m, task, predictor, report, source_accuracy, _which(m, task, config, out))
     fit = FitResult(model=nn.Identity(), method=m, history=[], selection=result.selection, train_seconds=seconds,
                     steps=0)
     if out is not None and distributed.is_main():
@@ -459,6 +461,8 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
                                                 "does not yet rebuild shallow models"})
         result.model_sha256 = sha256_file(out / SHALLOW_MODEL_FILE)
         result.save(out)
+    for w in held:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return result, fit
 
 
