@@ -454,6 +454,9 @@ def test_a_diverged_run_stops_neither_bench_nor_select(tmp_path):
     with pytest.warns(QianyiWarning, match=r"1 run stopped with an error \(diverged\).*seed0-.*the run diverged"):
         again = BenchResult.from_bench(tmp_path / "b")
     assert again.diverged == res.diverged and "| dan (trade_off=1e+30) | diverged (1/1 seeds) |" in again.report()
+    with pytest.warns(QianyiWarning, match=r"dan \(trade_off=1e\+30\) \(diverged\)\); --variants") as said:
+        plain = BenchResult.from_dirs([tmp_path / "b"])  # (summary without --variants: left out, as its siblings)
+    assert not plain.diverged and not any("stopped with an error" in str(w.message) for w in said)
     assert main(["report", str(failed.parent)]) == 2
     from qianyi.train.result import FAILED_FILE
     done = tmp_path / "later"  # a run that finishes in a folder clears an earlier failure there
@@ -469,3 +472,40 @@ def test_a_diverged_run_stops_neither_bench_nor_select(tmp_path):
     assert "Diverged: dan" in sel.table() and "ranks last" in sel.diverged[0] and "did not diverge" not in sel.diverged[0]
     with pytest.raises(TrainingError, match="every run diverged"):
         select_hparams("dan", ["digits->digits+rot30@300"], grid=grid[:1], out=tmp_path / "s", config=cfg, log=None)
+
+
+def test_a_staged_run_whose_stage_diverges_says_so_in_its_folder(tmp_path, monkeypatch):
+    """self-train's teacher stage diverging: the run folder (not only the stage's) holds failed.json naming the
+    stage, so a report reads it as diverged, not killed; a later run there clears it."""
+    import importlib
+
+    from qianyi.errors import TrainingError
+    from qianyi.train.result import read_failure_record
+
+    run_module = importlib.import_module("qianyi.train.run")
+    real = run_module._run
+
+    def diverge(method, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        raise TrainingError("source-only: loss term(s) {'cls': nan} became non-finite at step 1; the run diverged.")
+
+    monkeypatch.setattr(run_module, "_run", diverge)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, progress=False)
+    task = load_task("digits", "digits+rot30", max_samples=150)
+    with pytest.raises(TrainingError):
+        run("self-train", task, cfg, out=tmp_path / "st")
+    record = read_failure_record(tmp_path / "st")
+    assert record["method"] == "self-train" and record["stage"] == "source" and "diverged" in record["message"]
+    assert main(["report", str(tmp_path / "st")]) == 2
+    monkeypatch.setattr(run_module, "_run", real)
+    run("self-train", task, cfg, out=tmp_path / "st")
+    assert read_failure_record(tmp_path / "st") == {} and (tmp_path / "st" / "result.json").is_file()
+
+
+def test_a_bench_folder_holding_a_diverged_runs_record_is_still_a_bench(tmp_path):
+    from qianyi._io import folder_kind
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "failed.json").write_text('{"message": "diverged"}')
+    assert folder_kind(tmp_path) == "bench"
+    (tmp_path / "runs").rmdir()
+    assert folder_kind(tmp_path) == "run"

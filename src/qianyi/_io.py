@@ -89,12 +89,14 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     try:  # (is_file raises, not False, where the folder cannot be searched)
         if (p / "proxy.json").is_file():  # (a proxy folder holds a result.json of its own)
             return "proxy"
-        if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt", "failed.json")):
+        if any((p / m).is_file() for m in ("result.json", "generators.json", "checkpoint.pt")):
             return "run"
         if (p / "model.json").is_file():  # (a run writes model.json, then result.json; a deep run checkpoints first)
             return "model"
         if (p / "runs").is_dir() or (p / "results.csv").is_file():
             return "bench"
+        if (p / "failed.json").is_file():  # (after the bench markers: a bench may go into a diverged run's folder)
+            return "run"
     except OSError as exc:
         raise unsearchable(p, exc) from None
     return None

@@ -10,7 +10,6 @@ killed benchmark resumes and a changed setting or data file starts a fresh run.
 """
 from __future__ import annotations
 
-import contextlib
 import re
 
 import csv
@@ -719,13 +718,18 @@ class BenchResult:
                     if not isinstance(why, str) or not why:
                         no_result.append(name)
                         continue
-                    failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip().rstrip('.')})")
-                    with contextlib.suppress(Exception):  # (a record of an older qianyi may lack these)
+                    try:
                         label = variant_label(record["method"], record["hparams"], int(record.get("revision", 1)))
-                        if variants or label == record["method"]:
-                            failed_runs.append(((label, (str(record["source"]), str(record["target"])),
-                                                 int(record["seed"])), p.name.rpartition("-")[2]))
-                            found_keys.add(p.name.rpartition("-")[2])
+                        entry = (label, (str(record["source"]), str(record["target"])), int(record["seed"]))
+                    except Exception:  # noqa: BLE001 (a record of an older qianyi may lack these: said, not tabulated)
+                        label, entry = None, None
+                    if label is not None and not variants and label != record["method"]:
+                        variant_runs.append(f"{label} (diverged)")  # left out as its finished siblings are
+                        continue
+                    failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip().rstrip('.')})")
+                    if entry is not None:
+                        failed_runs.append((entry, p.name.rpartition("-")[2]))
+                        found_keys.add(p.name.rpartition("-")[2])
             for f in files:
                 r = RunResult.read(f)
                 if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
@@ -751,7 +755,7 @@ class BenchResult:
                           "finish them (a run that failed says why again)", QianyiWarning, stacklevel=3)
         if failed:
             warnings.warn(f"{where}: {len(failed)} run{'s' * (len(failed) != 1)} stopped with an error (diverged), so "
-                          f"{'they have' if len(failed) != 1 else 'it has'} no result (a cell reads 'diverged'): "
+                          f"{'they have' if len(failed) != 1 else 'it has'} no result: "
                           f"{'; '.join(failed[:3])}{' …' * (len(failed) > 3)}. {DIVERGED_ADVICE}",
                           QianyiWarning, stacklevel=3)
         if unfinished:

@@ -108,18 +108,31 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
         return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
-        with contextlib.suppress(OSError):  # an earlier run's failure here is no longer the folder's state
-            (path / FAILED_FILE).unlink(missing_ok=True)
+        clear_failure(path)
         try:
             return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
         except TrainingError as exc:  # it diverged: say why in its folder (a report or a bench's tables read it)
-            with contextlib.suppress(Exception):  # an account only: the error itself is raised either way
-                m = method if isinstance(method, Method) else get_method(method, **hparams)
-                write_json(path / FAILED_FILE, {
-                    "error": type(exc).__name__, "message": str(exc), "method": m.name,
-                    "hparams": json.loads(json.dumps(m.hparams(), default=str)), "revision": m.revision,
-                    "source": task.source.name, "target": task.target.name, "seed": (config or TrainConfig()).seed})
+            record_failure(path, method, hparams, task, (config or TrainConfig()).seed, exc)
             raise
+
+
+def clear_failure(folder: Path) -> None:
+    """A run starting in ``folder``: an earlier run's failure there (:data:`FAILED_FILE`) is no longer its state."""
+    with contextlib.suppress(OSError):
+        (folder / FAILED_FILE).unlink(missing_ok=True)
+
+
+def record_failure(folder: Path, method: str | Method, hparams: dict[str, Any], task: TransferTask, seed: int,
+                   exc: Exception, stage: str | None = None) -> None:
+    """Say in ``folder`` (:data:`FAILED_FILE`) why its run stopped: the error, and the method, settings, pair and
+    seed it was (so a bench folder read again tabulates it as diverged). An account only: never raises."""
+    with contextlib.suppress(Exception):
+        m = method if isinstance(method, Method) else get_method(method, **hparams)
+        write_json(folder / FAILED_FILE, {
+            "error": type(exc).__name__, "message": str(exc), "method": m.name,
+            "hparams": json.loads(json.dumps(m.hparams(), default=str)), "revision": m.revision,
+            "source": task.source.name, "target": task.target.name, "seed": seed,
+            **({"stage": stage} if stage is not None else {})})
 
 
 def _versions(threads: list[int] | None = None, method: Method | None = None,

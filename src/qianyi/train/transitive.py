@@ -24,7 +24,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,14 +33,14 @@ from torch import nn
 from .._io import atomic_write, write_text
 from .._report import md_cell
 from ..data.domain import Domain, TransferTask
-from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning
+from ..errors import CheckpointError, ConfigError, DataError, QianyiWarning, TrainingError
 from ..methods.base import Method
 from ..methods.registry import get_method
 from .config import TrainConfig
 from .engine import FitResult
 from .result import MODEL_FILE, RESULT_FILE, RunResult
 from . import distributed
-from .run import ORACLE_KEY, BackboneSpec, run, run_fingerprint
+from .run import ORACLE_KEY, BackboneSpec, clear_failure, record_failure, run, run_fingerprint
 from .rundir import hold
 from .weights import STARTING_MODEL_KEYS, check_starting_model, starting_model_record
 
@@ -197,7 +197,8 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
     # the whole staged run holds its --out (a run of another method took it between stages)
     lock = hold(root) if out is not None and distributed.is_main() else contextlib.nullcontext()
     try:
-        with lock:
+        with lock, _failure_told(root if out is not None and distributed.is_main() else None, asked, task,
+                                 config.seed, lambda: plan[len(stages)][0] if len(stages) < len(plan) else None):
             for i, (name, m, what) in enumerate(plan):
                 last = i == len(plan) - 1
                 folder = root if last else root / _stage_folder(i, name)
@@ -249,6 +250,21 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
         if tmp is not None:
             tmp.cleanup()
     return stages[-1].result, stages
+
+
+@contextlib.contextmanager
+def _failure_told(root: Path | None, method: Method, task: TransferTask, seed: int,
+                  stage: Callable[[], str | None]) -> Iterator[None]:
+    """A staged run in ``root``: an earlier failure there is cleared; a stage that diverges is said in ``root``
+    (failed.json, naming the stage), as a single run's is, so the whole run reads as diverged, not killed."""
+    if root is not None:
+        clear_failure(root)
+    try:
+        yield
+    except TrainingError as exc:
+        if root is not None:
+            record_failure(root, method, {}, task, seed, exc, stage=stage())
+        raise
 
 
 #: The prefix of the temporary folder a staged run without ``out`` trains its stages in.
