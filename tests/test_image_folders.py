@@ -274,3 +274,25 @@ def test_resize_crop_travels_with_the_run_to_predict(tmp_path):
     assert read_like_run({"preprocessing": plain.preprocessing}, f"folder:{new}").X.min() == 0.0
     with pytest.raises(DataError, match="give both the same"):
         load_task(f"folder:{tmp_path / 'src'}?resize=crop", f"folder:{tmp_path / 'tgt'}")
+
+
+def test_a_target_test_folder_is_read_with_the_runs_resize(tmp_path):
+    """--target-test (and bench --target-tests) was read on its own, with the default pad: a ?resize=crop run
+    trained on centre crops was scored on black-barred test images, without a word."""
+    from qianyi.data.tasks import load_task
+
+    for c in ("a", "b"):
+        for side, n in (("src", 6), ("tgt", 5), ("tst", 4)):
+            _wide(tmp_path / side / c, n)
+    src, tgt, tst = (f"folder:{tmp_path / s}" for s in ("src", "tgt", "tst"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        task = load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=tst)
+        assert task.target_test.X.min() >= 200 / 255  # cropped as the run's images were: no black bars
+        same = load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=f"{tst}?resize=crop")
+        np.testing.assert_array_equal(same.target_test.X, task.target_test.X)
+        assert load_task(src, tgt, target_test=tst).target_test.X.min() == 0.0  # a pad run: padded, as before
+        with pytest.raises(DataError, match=r"different \?resize="):  # the test spec's own, other choice: refused
+            load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=f"{tst}?resize=pad")
+        with pytest.raises(DataError, match=r"different \?resize="):
+            load_task(src, tgt, target_test=f"{tst}?resize=crop")
