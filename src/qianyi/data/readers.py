@@ -439,18 +439,24 @@ def _read_image(f: Path, size: int, max_pixels: int, fit: str = "pad") -> tuple[
 
 
 @contextlib.contextmanager
-def _decoded(f: Path, size: int, max_pixels: int) -> Iterator[Any]:
+def _decoded(f: Path, size: int, max_pixels: int, revised: list[bool] | None = None) -> Iterator[Any]:
     """Image ``f`` decoded as every image is read (the one place): its declared size checked first, JPEGs at the
     reduced scale that still covers ``size``, then turned upright as its EXIF ``Orientation`` tag says (as image
-    viewers show it). Any fault reading it is a :class:`DataError` naming the file."""
+    viewers show it) and its transparency flattened (:func:`_flattened`). Any fault reading it is a
+    :class:`DataError` naming the file. ``revised``: appended whether turning or flattening changed its pixels
+    (decoding revision :data:`~qianyi.data.lazy.DECODE_REVISION`; a streamed folder's key says so)."""
     from PIL import ImageOps, UnidentifiedImageError
 
     try:
         with _open_image(f, max_pixels) as im:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
+            turned = im.getexif().get(0x0112, 1) in range(2, 9)  # (the tags exif_transpose acts on)
             ImageOps.exif_transpose(im, in_place=True)  # phone photos: the sensor's pixels, tagged how to turn them
-            yield _flattened(im)
+            flat = _flattened(im)
+            if revised is not None:
+                revised.append(turned or (flat is not im and im.convert("RGBA").getchannel("A").getextrema()[0] < 255))
+            yield flat
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
@@ -493,12 +499,14 @@ def _open_image(f: Path, max_pixels: int) -> Iterator[Any]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def _checked_grey(f: Path, size: int, max_pixels: int) -> bool:
-    """Whether image ``f`` is greyscale, its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
+def _checked_file(f: Path, size: int, max_pixels: int) -> tuple[bool, bool]:
+    """Whether image ``f`` is greyscale, and whether EXIF orientation or transparency changed its pixels (the
+    ``revised`` flag of :func:`_decoded`), its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
     the reduced scale that still covers ``size``) and dropped: a streamed folder's truncated or corrupt file is
     refused when the folder is read, not by a training batch or the final scoring hours later."""
-    with _decoded(f, size, max_pixels) as im:
-        return im.mode in GREY_MODES
+    revised: list[bool] = []
+    with _decoded(f, size, max_pixels, revised) as im:
+        return im.mode in GREY_MODES, revised[0]
 
 
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
@@ -624,8 +632,8 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         from .lazy import LazyImages
 
         limit = max_image_pixels()
-        grey = [_checked_grey(f, size, limit) for f in files]
-        return Domain(LazyImages(files, size, grey, augment=tuple(augment), fit=resize), y,
+        grey, revised = zip(*(_checked_file(f, size, limit) for f in files)) if files else ((), ())
+        return Domain(LazyImages(files, size, grey, augment=tuple(augment), fit=resize, revised=revised), y,
                       name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d),
                       sorted_names=class_names is not None)
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
