@@ -261,3 +261,30 @@ def test_a_folder_of_images_larger_than_32px_is_still_read_at_32px(tmp_path):
     assert _own_image_side(f"folder:{tmp_path / 'small'}") is None  # sizes differ
     Image.new("L", (20, 20)).save(tmp_path / "small" / "0.png")
     assert _own_image_side(f"folder:{tmp_path / 'small'}?stream=1") == 20
+
+
+def test_classes_the_model_lacks_compare_names_in_nfc_as_aligned_labels_do(capsys, tmp_path):
+    """With a class the model lacks, predict scored the other rows comparing raw strings: every 'café' row spelt
+    decomposed (as macOS writes it) was counted as a class the model lacks, though align_labels (used without an
+    unknown class) matches it."""
+    import unicodedata
+
+    cafe = unicodedata.normalize("NFC", "café")
+    _table(tmp_path / "s.csv", n=90, label=[(cafe, "dog", "emu")[i % 3] for i in range(90)])
+    spec = f"csv:{tmp_path / 's.csv'}?{OPTIONS}"
+    out = tmp_path / "run"
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"{spec}&where=seg:a", "--target", f"{spec}&where=seg:b",
+                   *FAST, "--out", str(out))
+    assert rc == 0, err
+    counts = {}
+    for form in ("NFC", "NFD"):
+        labels = [(unicodedata.normalize(form, cafe), "dog", "emu", "zzz")[i % 4] for i in range(40)]
+        _table(tmp_path / f"{form}.csv", n=40, seed=6, label=labels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)
+            rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / f'{form}.csv'}?{OPTIONS}",
+                           "--out", str(tmp_path / f"{form}-p.csv"))
+        assert rc == 0, err
+        counts[form] = err[err.index("accuracy on"):].splitlines()[0]
+    assert "accuracy on 30 labelled samples" in counts["NFD"] and "(10 rows of classes the model lacks" in counts["NFD"]
+    assert counts["NFD"] == counts["NFC"]
