@@ -288,3 +288,26 @@ def test_classes_the_model_lacks_compare_names_in_nfc_as_aligned_labels_do(capsy
         counts[form] = err[err.index("accuracy on"):].splitlines()[0]
     assert "accuracy on 30 labelled samples" in counts["NFD"] and "(10 rows of classes the model lacks" in counts["NFD"]
     assert counts["NFD"] == counts["NFC"]
+
+
+def test_the_own_image_side_skips_the_folders_read_folder_skips(tmp_path):
+    """_own_image_side walked the folder itself: a Synology @eaDir thumbnail (or one in __MACOSX, a hidden
+    folder, an image beside the class folders) that read_folder never reads decided the size, so 28-px images were
+    read at 32 px and resampled to the 28-px canvas again."""
+    from PIL import Image
+
+    from qianyi.train.artefact import _own_image_side
+
+    for c in ("a", "b"):
+        (tmp_path / "n28" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (28, 28)).save(tmp_path / "n28" / c / f"{i}.png")
+    assert _own_image_side(f"folder:{tmp_path / 'n28'}") == 28
+    thumbs = [tmp_path / "n28" / "a" / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.jpg",
+              tmp_path / "n28" / "__MACOSX" / "a" / "0.png", tmp_path / "n28" / "b" / ".thumbnails" / "0.png",
+              tmp_path / "n28" / "cover.png"]  # beside the class folders: left out with a warning
+    for f in thumbs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (120, 90)).save(f, format="JPEG" if f.suffix == ".jpg" else "PNG")
+    assert _own_image_side(f"folder:{tmp_path / 'n28'}") == 28
+

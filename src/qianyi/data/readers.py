@@ -562,16 +562,14 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         for f in sorted(_entries_under(folder, where, skipped, repeated) if deep else folder.iterdir()):
             if f.name.startswith(".") or not f.is_file():
                 continue
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+            if _is_image_file(f):
                 found.append(f)
             elif count_others and f.suffix.lower() not in NOT_IMAGE_SUFFIXES and \
                     f.name.lower() not in ("thumbs.db", "desktop.ini"):
                 other.append(f)
         return found
 
-    subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)  # no class (__MACOSX, @eaDir)
-    classes = sorted((p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS), key=lambda c: (_nfc(c), c))
+    classes, top = _class_folders(d)
     names = [_nfc(c) for c in classes]  # a class's name in Unicode's composed form (macOS writes 'café' decomposed)
     twice = [(a, b) for a, b in zip(classes, classes[1:]) if _nfc(a) == _nfc(b)]
     if twice:
@@ -650,6 +648,31 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                   origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)
 
 
+def _is_image_file(f: Path) -> bool:
+    """Whether ``read_folder`` reads the file ``f`` (a plain file, not hidden, of an image extension)."""
+    return not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+
+
+def _class_folders(d: Path) -> tuple[list[str], list[str]]:
+    """The class sub-folders of image folder ``d`` (sorted as their NFC names) and the thumbnail and metadata
+    folders beside them that are no class (:data:`SKIPPED_FOLDERS`: ``__MACOSX``, ``@eaDir``); hidden ones are
+    neither."""
+    subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)
+    return sorted((p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS), key=lambda c: (_nfc(c), c)), top
+
+
+def folder_image_files(d: Path, where: str) -> Iterator[Path]:
+    """The image files ``read_folder`` reads from folder ``d``, class by class, found as it walks (so a caller
+    looking at the first few lists no more): those inside class folders (:func:`_entries_under`), or with no
+    class folder, those in ``d`` itself; nothing is warned about."""
+    classes, _ = _class_folders(d)
+    if not classes:
+        yield from (f for f in sorted(d.iterdir()) if _is_image_file(f))
+    for c in classes:
+        yield from (f for f in _walk_entries(d / c, where) if _is_image_file(f))
+
+
 def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
                    repeated: list[Path] | None = None) -> list[Path]:
     """Every file and folder under ``folder``, at any depth (sub-folders in name order), links to folders followed
@@ -657,6 +680,12 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
     (``rglob`` skipped it, and its class was then taken for one without images); hidden folders and
     :data:`SKIPPED_FOLDERS` are not entered (each added to ``skipped``), nor is a folder already entered (a link
     back up the tree, or a second link to one folder: added to ``repeated``), so links never loop."""
+    return list(_walk_entries(folder, where, skipped, repeated))
+
+
+def _walk_entries(folder: Path, where: str, skipped: list[Path] | None = None,
+                  repeated: list[Path] | None = None) -> Iterator[Path]:
+    """:func:`_entries_under`, one folder's entries at a time."""
     def fail(exc: OSError) -> None:
         sub = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
         raise _permission_fault(exc, sub, f"{where}: its sub-folder") or DataError(
@@ -669,7 +698,6 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
             return None  # os.walk's listing of it fails and names it
         return st.st_dev, st.st_ino
 
-    out: list[Path] = []
     seen = {key(folder)}
     for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
         dirs.sort()
@@ -688,8 +716,7 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
             seen.add(k)
             keep.append(n)
         dirs[:] = keep  # os.walk enters only these
-        out += [Path(top, n) for n in (*dirs, *names)]
-    return out
+        yield from (Path(top, n) for n in (*dirs, *names))
 
 
 def _rel(files: Sequence[Path], folder: Path) -> tuple[str, ...]:

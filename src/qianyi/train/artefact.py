@@ -496,29 +496,22 @@ SIDE_SAMPLE = 64
 
 def _own_image_side(base: str) -> int | None:
     """The side (the larger of width and height) shared by the images of the ``folder:DIR`` spec ``base`` (the
-    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 px to the folder default (32 px);
-    None for any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
+    first :data:`SIDE_SAMPLE` that ``read_folder`` reads, found as it finds them: thumbnail and hidden folders
+    skipped, links followed; headers only), if they share one from 8 px to the folder default (32 px); None for
+    any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
     from PIL import Image
 
-    from ..data.readers import IMAGE_SUFFIXES
+    from ..data.readers import folder_image_files
     from ..data.tasks import FOLDER_SIZE, split_options
 
     if not base.startswith("folder:"):
         return None
-    folder = split_options(base)[0].partition(":")[2]
+    folder = Path(split_options(base)[0].partition(":")[2])
     sizes: set[tuple[int, int]] = set()
     try:
-        found = 0
-        for top, dirs, names in os.walk(folder):
-            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-            for n in sorted(names):
-                if Path(n).suffix.lower() not in IMAGE_SUFFIXES or n.startswith("."):
-                    continue
-                with Image.open(os.path.join(top, n)) as im:
-                    sizes.add(im.size)
-                found += 1
-                if found >= SIDE_SAMPLE or len(sizes) > 1:
-                    break
+        for found, f in enumerate(folder_image_files(folder, f"image folder {str(folder)!r}"), 1):
+            with Image.open(f) as im:
+                sizes.add(im.size)
             if found >= SIDE_SAMPLE or len(sizes) > 1:
                 break
     except Exception:  # noqa: BLE001 (unreadable or not an image: read_folder names it)
