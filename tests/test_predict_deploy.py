@@ -311,3 +311,22 @@ def test_the_own_image_side_skips_the_folders_read_folder_skips(tmp_path):
         Image.new("RGB", (120, 90)).save(f, format="JPEG" if f.suffix == ".jpg" else "PNG")
     assert _own_image_side(f"folder:{tmp_path / 'n28'}") == 28
 
+
+def test_a_run_on_folders_read_at_their_own_size_reads_new_folders_at_it(tmp_path):
+    """A run on folder:X?size=16 read its images at 16 px; new folders were read at 32 px and resized to the
+    16-px canvas, which are not the run's inputs."""
+    from PIL import Image
+
+    from qianyi.train.artefact import read_like_run
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "new").mkdir()
+    for i in range(4):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "new" / f"{i}.png")
+    new = f"folder:{tmp_path / 'new'}"
+    canvas = {"size": 16, "channels": 3}
+    for source, target in (("folder:src?size=16", "folder:tgt?size=16"), ("mnist", "folder:tgt?size=16+rot30")):
+        meta = {"source": source, "target": target, "preprocessing": {"canvas": canvas, "feature_names": None}}
+        np.testing.assert_array_equal(read_like_run(meta, new).X, read_like_run(meta, f"{new}?size=16").X)
+    meta = {"source": "folder:src", "target": "folder:tgt", "preprocessing": {"canvas": canvas, "feature_names": None}}
+    assert np.abs(read_like_run(meta, new).X - read_like_run(meta, f"{new}?size=16").X).max() > 1e-3  # read at 32

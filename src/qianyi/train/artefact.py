@@ -25,7 +25,7 @@ from torch import nn
 from .. import __version__
 from .._io import rerun_command, sha256_file, unsearchable, write_json
 from ..data.domain import Domain, TransferTask, _is_pandas, _whole_numbers, align_labels, refuse_sparse_matrix
-from ..errors import DataError, LabelMismatchError, QianyiWarning
+from ..errors import DataError, LabelMismatchError, QianyiWarning, UnknownNameError
 from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
@@ -463,7 +463,8 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
     (built-ins, npz: images at their own size), at the folder's images' own size when they share one of at most
     32 px (a folder is otherwise read at 32 px, so 28-px images were resampled twice; larger images are read at
-    32 px, never held bigger than before); else at 32 px, as the run read its folders."""
+    32 px, never held bigger than before); else at the ``?size=`` the run's target folder (else source folder)
+    was read with, 32 px when it names none."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
@@ -481,13 +482,33 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     elif canvas and not any(str(meta.get(k) or "").startswith("folder:") for k in ("source", "target")):
         base = with_folder_size(base, _own_image_side(base), resize)
     else:
-        base = with_folder_size(base, None, resize)
+        base = with_folder_size(base, _run_folder_size(meta), resize)
     d = _read_csv_like_model(base, pre.get("feature_names"))
     d = _load_base(base, resolve_data_dir(data_dir)) if d is None else d
     if pre.get("text") is not None and d.is_image:  # (prepare says "reads vectors": a text model's input is ids)
         raise DataError(f"{spec!r} holds images, but the model reads text; give it texts (jsonl:, lines:, "
                         "csv:PATH?text=COL, a built-in text dataset)")
     return prepare(d, pre, shifts, spec)
+
+
+def _run_folder_size(meta: dict) -> int | None:
+    """The ``?size=`` the run ``meta`` read its target folder with, else its source folder (model.json's
+    ``target`` and ``source`` specs); None when neither is a ``folder:`` spec naming one (read at 32 px)."""
+    from ..data.tasks import parse_options, parse_spec, split_options
+
+    for key in ("target", "source"):
+        spec = meta.get(key)
+        if not isinstance(spec, str):
+            continue
+        base = parse_spec(spec)[0]
+        if not base.startswith("folder:"):
+            continue
+        try:
+            size = parse_options("folder", split_options(base)[1], base).get("size")
+            return None if size is None else int(size)
+        except (ValueError, UnknownNameError):  # (the run read it, so this is a spec edited since: not guessed)
+            return None
+    return None
 
 
 #: How many of a folder's images :func:`_own_image_side` looks at.
