@@ -330,3 +330,19 @@ def test_a_run_on_folders_read_at_their_own_size_reads_new_folders_at_it(tmp_pat
         np.testing.assert_array_equal(read_like_run(meta, new).X, read_like_run(meta, f"{new}?size=16").X)
     meta = {"source": "folder:src", "target": "folder:tgt", "preprocessing": {"canvas": canvas, "feature_names": None}}
     assert np.abs(read_like_run(meta, new).X - read_like_run(meta, f"{new}?size=16").X).max() > 1e-3  # read at 32
+
+
+def test_an_extra_text_column_is_refused_by_its_name_with_drop(csv_run, capsys, tmp_path):
+    """With the model's column types, a text column the model lacks was one-hot encoded as 'auto' judged it, then
+    refused as extra features ('job=admin.', 'job=clerk', ...) with ?drop=A,B, which names no column to drop."""
+    out, root = csv_run
+    lines = (root / "s.csv").read_text().splitlines()
+    jobs = ["admin.", "clerk", "cook"]
+    (tmp_path / "job.csv").write_text("\n".join([lines[0] + ",job"] + [f"{row},{jobs[i % 3]}"
+                                                                       for i, row in enumerate(lines[1:31])]) + "\n")
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'job.csv'}?{OPTIONS}")
+    assert rc != 0 and "column(s) ['job']" in err and "?drop=seg,job" in err, err  # with the columns dropped already
+    assert "job=" not in err, err
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'job.csv'}?{OPTIONS.replace('drop=seg', 'drop=seg,job')}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err

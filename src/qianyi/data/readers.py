@@ -1095,8 +1095,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
 
     ``model_features`` (a saved model's ``feature_names``; ``qianyi predict``) replaces ``categorical``: the
     columns the model one-hot encodes (its ``COL=VALUE`` features) are categorical and its other columns numeric,
-    whatever these rows hold; a column the model lacks is judged as ``"auto"`` judges it (and then refused by
-    name as an extra column).
+    whatever these rows hold; a text column the model lacks is refused by name (``?drop=COL``), a numeric one as
+    an extra column when the model's columns are matched.
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -1130,6 +1130,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
         drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
+        asked = [c for c in drop if c]  # (?drop= as given, for advice to drop more)
         drop += _unnamed_columns(records(), cols, at, drop)  # names them '#K' (K counted from 1)
         unknown = [c for c in drop if c and c not in cols]
         if unknown:
@@ -1175,6 +1176,12 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             body = records()
             next(body, None)  # the header
             judged = _text_columns(body, len(cols), [i for i in feats if cols[i] not in known], keep, dec)
+            extra = [cols[i] for i in sorted(judged)] if model_features is not None else []
+            if extra:  # by name, before encoding it: not as its one-hot features (COL=V1, COL=V2, ...)
+                raise DataError(f"{at}: column(s) {extra[:10]} hold text, and the model has no such column (its run "
+                                f"read none); leave them out with ?drop={','.join(asked + extra)}"
+                                + ("" if id_column is not None else
+                                   f" (an ID: keep it beside the predictions with ?id={extra[0]})"))
             cats = judged | {i for i in feats if cols[i] in encoded}
         nums = [i for i in feats if i not in cats]
         index: dict[int, dict[str, int]] = {i: {} for i in cats}  # value -> code, in order of appearance
