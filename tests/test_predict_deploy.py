@@ -346,3 +346,14 @@ def test_an_extra_text_column_is_refused_by_its_name_with_drop(csv_run, capsys, 
     rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'job.csv'}?{OPTIONS.replace('drop=seg', 'drop=seg,job')}",
                    "--out", str(tmp_path / "p.csv"))
     assert rc == 0, err
+
+
+def test_predict_on_a_diverged_run_says_it_diverged(capsys, tmp_path):
+    """A run folder holding only failed.json was answered 'has no model.json; ... runs made before model files
+    described themselves hold weights only: rerun them', as if it were an old run's."""
+    why = "dan: loss term(s) ['transfer'] became NaN or infinite at epoch 1"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "failed.json").write_text(json.dumps({"error": "TrainingError", "message": why}))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", "digits")
+    assert rc != 0 and "stopped with an error" in err and why in err, err
+    assert "weights only" not in err, err

@@ -247,6 +247,10 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     except OSError as exc:
         raise unsearchable(Path(exc.filename).parent if exc.filename else folder, exc) from None
     if not has_meta:
+        from .result import read_failure
+
+        if (why := read_failure(folder)) is not None:  # (its failed.json: diverged, or another error)
+            raise DataError(f"{str(folder)!r} holds a run that stopped with an error, so it has no model: {why}")
         if unfinished:  # killed before its model was saved
             raise DataError(f"{str(folder)!r} holds a run that has not finished (no {META_FILE}): rerun "
                             f"{rerun_command(folder)} (it resumes from its checkpoint), then predict with it")
