@@ -274,3 +274,54 @@ def test_resize_crop_travels_with_the_run_to_predict(tmp_path):
     assert read_like_run({"preprocessing": plain.preprocessing}, f"folder:{new}").X.min() == 0.0
     with pytest.raises(DataError, match="give both the same"):
         load_task(f"folder:{tmp_path / 'src'}?resize=crop", f"folder:{tmp_path / 'tgt'}")
+
+
+def test_a_target_test_folder_is_read_with_the_runs_resize(tmp_path):
+    """--target-test (and bench --target-tests) was read on its own, with the default pad: a ?resize=crop run
+    trained on centre crops was scored on black-barred test images, without a word."""
+    from qianyi.data.tasks import load_task
+
+    for c in ("a", "b"):
+        for side, n in (("src", 6), ("tgt", 5), ("tst", 4)):
+            _wide(tmp_path / side / c, n)
+    src, tgt, tst = (f"folder:{tmp_path / s}" for s in ("src", "tgt", "tst"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QianyiWarning)
+        task = load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=tst)
+        assert task.target_test.X.min() >= 200 / 255  # cropped as the run's images were: no black bars
+        same = load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=f"{tst}?resize=crop")
+        np.testing.assert_array_equal(same.target_test.X, task.target_test.X)
+        assert load_task(src, tgt, target_test=tst).target_test.X.min() == 0.0  # a pad run: padded, as before
+        with pytest.raises(DataError, match=r"different \?resize="):  # the test spec's own, other choice: refused
+            load_task(f"{src}?resize=crop", f"{tgt}?resize=crop", target_test=f"{tst}?resize=pad")
+        with pytest.raises(DataError, match=r"different \?resize="):
+            load_task(src, tgt, target_test=f"{tst}?resize=crop")
+
+
+def test_streamed_folders_get_new_keys_only_where_the_decoding_changed_their_pixels(tmp_path):
+    """A streamed folder's key (LazyImages.fingerprint) hashed each file's size and time, not its pixels: after
+    EXIF orientation and transparency were applied, a bench reused runs trained on sideways and unflattened photos
+    beside new ones, and a checkpoint resumed across the change. In-memory folders' keys are their pixels, so only
+    folders holding such a file change; streamed ones now do the same."""
+    from qianyi.data.lazy import LazyImages
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _band().save(plain / "0.png")
+    opaque = np.full((16, 16, 4), 200, np.uint8)
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(plain / "1.png")  # RGBA but opaque: its pixels are as before
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name, write in (("turned", lambda d: _band().save(d / "2.jpg", exif=exif)),
+                        ("cutout", lambda d: _cut_out(0).save(d / "2.png"))):
+        d = tmp_path / name
+        d.mkdir()
+        for f in plain.iterdir():
+            (d / f.name).write_bytes(f.read_bytes())
+        write(d)
+    for name in ("plain", "turned", "cutout"):
+        X = read_folder(tmp_path / name, size=16, stream=True).X
+        before = LazyImages(X.files, X.size, X.grey, fit=X.fit)  # the key as it was computed before the change
+        assert (X.fingerprint() == before.fingerprint()) == (name == "plain"), name
+        assert X.view([0, 1]).fingerprint() == before.view([0, 1]).fingerprint()  # the unchanged files keep theirs

@@ -261,3 +261,99 @@ def test_a_folder_of_images_larger_than_32px_is_still_read_at_32px(tmp_path):
     assert _own_image_side(f"folder:{tmp_path / 'small'}") is None  # sizes differ
     Image.new("L", (20, 20)).save(tmp_path / "small" / "0.png")
     assert _own_image_side(f"folder:{tmp_path / 'small'}?stream=1") == 20
+
+
+def test_classes_the_model_lacks_compare_names_in_nfc_as_aligned_labels_do(capsys, tmp_path):
+    """With a class the model lacks, predict scored the other rows comparing raw strings: every 'café' row spelt
+    decomposed (as macOS writes it) was counted as a class the model lacks, though align_labels (used without an
+    unknown class) matches it."""
+    import unicodedata
+
+    cafe = unicodedata.normalize("NFC", "café")
+    _table(tmp_path / "s.csv", n=90, label=[(cafe, "dog", "emu")[i % 3] for i in range(90)])
+    spec = f"csv:{tmp_path / 's.csv'}?{OPTIONS}"
+    out = tmp_path / "run"
+    rc, err = _cli(capsys, "run", "source-only", "--source", f"{spec}&where=seg:a", "--target", f"{spec}&where=seg:b",
+                   *FAST, "--out", str(out))
+    assert rc == 0, err
+    counts = {}
+    for form in ("NFC", "NFD"):
+        labels = [(unicodedata.normalize(form, cafe), "dog", "emu", "zzz")[i % 4] for i in range(40)]
+        _table(tmp_path / f"{form}.csv", n=40, seed=6, label=labels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", QianyiWarning)
+            rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / f'{form}.csv'}?{OPTIONS}",
+                           "--out", str(tmp_path / f"{form}-p.csv"))
+        assert rc == 0, err
+        counts[form] = err[err.index("accuracy on"):].splitlines()[0]
+    assert "accuracy on 30 labelled samples" in counts["NFD"] and "(10 rows of classes the model lacks" in counts["NFD"]
+    assert counts["NFD"] == counts["NFC"]
+
+
+def test_the_own_image_side_skips_the_folders_read_folder_skips(tmp_path):
+    """_own_image_side walked the folder itself: a Synology @eaDir thumbnail (or one in __MACOSX, a hidden
+    folder, an image beside the class folders) that read_folder never reads decided the size, so 28-px images were
+    read at 32 px and resampled to the 28-px canvas again."""
+    from PIL import Image
+
+    from qianyi.train.artefact import _own_image_side
+
+    for c in ("a", "b"):
+        (tmp_path / "n28" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (28, 28)).save(tmp_path / "n28" / c / f"{i}.png")
+    assert _own_image_side(f"folder:{tmp_path / 'n28'}") == 28
+    thumbs = [tmp_path / "n28" / "a" / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.jpg",
+              tmp_path / "n28" / "__MACOSX" / "a" / "0.png", tmp_path / "n28" / "b" / ".thumbnails" / "0.png",
+              tmp_path / "n28" / "cover.png"]  # beside the class folders: left out with a warning
+    for f in thumbs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (120, 90)).save(f, format="JPEG" if f.suffix == ".jpg" else "PNG")
+    assert _own_image_side(f"folder:{tmp_path / 'n28'}") == 28
+
+
+def test_a_run_on_folders_read_at_their_own_size_reads_new_folders_at_it(tmp_path):
+    """A run on folder:X?size=16 read its images at 16 px; new folders were read at 32 px and resized to the
+    16-px canvas, which are not the run's inputs."""
+    from PIL import Image
+
+    from qianyi.train.artefact import read_like_run
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "new").mkdir()
+    for i in range(4):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "new" / f"{i}.png")
+    new = f"folder:{tmp_path / 'new'}"
+    canvas = {"size": 16, "channels": 3}
+    for source, target in (("folder:src?size=16", "folder:tgt?size=16"), ("mnist", "folder:tgt?size=16+rot30")):
+        meta = {"source": source, "target": target, "preprocessing": {"canvas": canvas, "feature_names": None}}
+        np.testing.assert_array_equal(read_like_run(meta, new).X, read_like_run(meta, f"{new}?size=16").X)
+    meta = {"source": "folder:src", "target": "folder:tgt", "preprocessing": {"canvas": canvas, "feature_names": None}}
+    assert np.abs(read_like_run(meta, new).X - read_like_run(meta, f"{new}?size=16").X).max() > 1e-3  # read at 32
+
+
+def test_an_extra_text_column_is_refused_by_its_name_with_drop(csv_run, capsys, tmp_path):
+    """With the model's column types, a text column the model lacks was one-hot encoded as 'auto' judged it, then
+    refused as extra features ('job=admin.', 'job=clerk', ...) with ?drop=A,B, which names no column to drop."""
+    out, root = csv_run
+    lines = (root / "s.csv").read_text().splitlines()
+    jobs = ["admin.", "clerk", "cook"]
+    (tmp_path / "job.csv").write_text("\n".join([lines[0] + ",job"] + [f"{row},{jobs[i % 3]}"
+                                                                       for i, row in enumerate(lines[1:31])]) + "\n")
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'job.csv'}?{OPTIONS}")
+    assert rc != 0 and "column(s) ['job']" in err and "?drop=seg,job" in err, err  # with the columns dropped already
+    assert "job=" not in err, err
+    rc, err = _cli(capsys, "predict", str(out), "--data", f"csv:{tmp_path / 'job.csv'}?{OPTIONS.replace('drop=seg', 'drop=seg,job')}",
+                   "--out", str(tmp_path / "p.csv"))
+    assert rc == 0, err
+
+
+def test_predict_on_a_diverged_run_says_it_diverged(capsys, tmp_path):
+    """A run folder holding only failed.json was answered 'has no model.json; ... runs made before model files
+    described themselves hold weights only: rerun them', as if it were an old run's."""
+    why = "dan: loss term(s) ['transfer'] became NaN or infinite at epoch 1"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "failed.json").write_text(json.dumps({"error": "TrainingError", "message": why}))
+    rc, err = _cli(capsys, "predict", str(tmp_path / "r"), "--data", "digits")
+    assert rc != 0 and "stopped with an error" in err and why in err, err
+    assert "weights only" not in err, err

@@ -531,12 +531,15 @@ def _predict(args: argparse.Namespace) -> int:
                                 *(f"p_{c}" for c in names)] + (["label"] if labels is not None else [])]
                 + [[str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
                    + ([labels[i]] if labels is not None else []) for i, (k, row) in enumerate(zip(pred, proba))])
-    if labels is not None:
-        known = np.array([lab in names for lab in labels])
+    if labels is not None:  # names compared in NFC, as align_labels compares them ('café' spelt decomposed)
+        from .data.domain import _nfc
+
+        given, ours = [_nfc(lab) for lab in labels], [_nfc(n) for n in names]
+        known = np.array([lab in ours for lab in given])
         if not known.any():
             print("no labelled row is of a class the model knows: no accuracy", file=sys.stderr)
         else:
-            right = np.array([names[k] == lab for k, lab in zip(pred, labels)])[known]
+            right = np.array([ours[k] == lab for k, lab in zip(pred, given)])[known]
             other = f" ({int((~known).sum())} rows of classes the model lacks not scored)" if not known.all() else ""
             print(f"accuracy on {int(known.sum())} labelled samples: {100 * float(right.mean()):.2f}%{other}",
                   file=sys.stderr)

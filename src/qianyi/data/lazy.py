@@ -27,6 +27,10 @@ from ..errors import DataError
 from .limits import check_bytes, max_image_pixels
 
 AUGMENTATIONS = ("flip", "crop")
+#: How files are decoded (:func:`qianyi.data.readers._decoded`). Revision 2 turns a photo upright as its EXIF
+#: ``Orientation`` tag says and composites transparency on white; a file whose pixels that changes is keyed with
+#: the revision (:meth:`LazyImages.fingerprint`), so runs and checkpoints of the old pixels are not reused.
+DECODE_REVISION = 2
 
 
 def _grey(a: np.ndarray) -> np.ndarray:
@@ -41,11 +45,14 @@ class LazyImages:
     dtype = np.dtype(np.float32)
 
     def __init__(self, files: Sequence[str | Path], size: int, grey: Sequence[bool], channels: int | None = None,
-                 augment: Sequence[str] = (), index: np.ndarray | None = None, fit: str = "pad") -> None:
+                 augment: Sequence[str] = (), index: np.ndarray | None = None, fit: str = "pad",
+                 revised: Sequence[bool] | None = None) -> None:
         self.files = tuple(Path(f) for f in files)
         self.grey = np.asarray(grey, bool)
-        if len(self.grey) != len(self.files):
-            raise ValueError("one grey flag per file")
+        # per file: whether decoding revision DECODE_REVISION changed its pixels (read_folder decodes each once)
+        self.revised = np.zeros(len(self.files), bool) if revised is None else np.asarray(revised, bool)
+        if len(self.grey) != len(self.files) or len(self.revised) != len(self.files):
+            raise ValueError("one grey flag and one revised flag per file")
         bad = [a for a in augment if a not in AUGMENTATIONS]
         if bad:
             raise DataError(f"unknown augmentation(s) {bad}; choose from {', '.join(AUGMENTATIONS)} "
@@ -93,19 +100,22 @@ class LazyImages:
 
     def _with(self, **changes: object) -> "LazyImages":
         kw: dict = dict(files=self.files, size=self.size, grey=self.grey, channels=self.channels,
-                        augment=self.augment, index=self.index, fit=self.fit)
+                        augment=self.augment, index=self.index, fit=self.fit, revised=self.revised)
         kw.update(changes)
         return LazyImages(**kw)
 
     def fingerprint(self) -> bytes:
-        """What these inputs are (files with size and modification time, canvas, augmentations)."""
+        """What these inputs are (files with size and modification time, canvas, augmentations); a file whose
+        pixels :data:`DECODE_REVISION` changed is named with it, so only folders holding one get new keys (as
+        in-memory folders, keyed by their pixels)."""
         h = hashlib.sha256(repr((self.size, self.channels, self.augment)  # (fit named only when not the default,
                                 + ((self.fit,) if self.fit != "pad" else ())).encode())  # as before it existed)
         for i in self.index:
             f = self.files[i]
             try:
                 st = f.stat()
-                h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                rev = f"|decode{DECODE_REVISION}" if self.revised[i] else ""
+                h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}{rev}\n".encode())
             except OSError:
                 h.update(f"{f}|missing\n".encode())
         return h.digest()

@@ -443,18 +443,24 @@ def _read_image(f: Path, size: int, max_pixels: int, fit: str = "pad") -> tuple[
 
 
 @contextlib.contextmanager
-def _decoded(f: Path, size: int, max_pixels: int) -> Iterator[Any]:
+def _decoded(f: Path, size: int, max_pixels: int, revised: list[bool] | None = None) -> Iterator[Any]:
     """Image ``f`` decoded as every image is read (the one place): its declared size checked first, JPEGs at the
     reduced scale that still covers ``size``, then turned upright as its EXIF ``Orientation`` tag says (as image
-    viewers show it). Any fault reading it is a :class:`DataError` naming the file."""
+    viewers show it) and its transparency flattened (:func:`_flattened`). Any fault reading it is a
+    :class:`DataError` naming the file. ``revised``: appended whether turning or flattening changed its pixels
+    (decoding revision :data:`~qianyi.data.lazy.DECODE_REVISION`; a streamed folder's key says so)."""
     from PIL import ImageOps, UnidentifiedImageError
 
     try:
         with _open_image(f, max_pixels) as im:
             im.draft(None, (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale if that still covers size
             im.load()
+            turned = im.getexif().get(0x0112, 1) in range(2, 9)  # (the tags exif_transpose acts on)
             ImageOps.exif_transpose(im, in_place=True)  # phone photos: the sensor's pixels, tagged how to turn them
-            yield _flattened(im)
+            flat = _flattened(im)
+            if revised is not None:
+                revised.append(turned or (flat is not im and im.convert("RGBA").getchannel("A").getextrema()[0] < 255))
+            yield flat
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error) as exc:
@@ -497,12 +503,14 @@ def _open_image(f: Path, max_pixels: int) -> Iterator[Any]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def _checked_grey(f: Path, size: int, max_pixels: int) -> bool:
-    """Whether image ``f`` is greyscale, its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
+def _checked_file(f: Path, size: int, max_pixels: int) -> tuple[bool, bool]:
+    """Whether image ``f`` is greyscale, and whether EXIF orientation or transparency changed its pixels (the
+    ``revised`` flag of :func:`_decoded`), its pixels decoded once as :func:`_read_image` decodes them (JPEGs at
     the reduced scale that still covers ``size``) and dropped: a streamed folder's truncated or corrupt file is
     refused when the folder is read, not by a training batch or the final scoring hours later."""
-    with _decoded(f, size, max_pixels) as im:
-        return im.mode in GREY_MODES
+    revised: list[bool] = []
+    with _decoded(f, size, max_pixels, revised) as im:
+        return im.mode in GREY_MODES, revised[0]
 
 
 def _wide_to_unit(a: np.ndarray, mode: str, f: Path) -> np.ndarray:
@@ -558,16 +566,14 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         for f in sorted(_entries_under(folder, where, skipped, repeated) if deep else folder.iterdir()):
             if f.name.startswith(".") or not f.is_file():
                 continue
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+            if _is_image_file(f):
                 found.append(f)
             elif count_others and f.suffix.lower() not in NOT_IMAGE_SUFFIXES and \
                     f.name.lower() not in ("thumbs.db", "desktop.ini"):
                 other.append(f)
         return found
 
-    subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)  # no class (__MACOSX, @eaDir)
-    classes = sorted((p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS), key=lambda c: (_nfc(c), c))
+    classes, top = _class_folders(d)
     names = [_nfc(c) for c in classes]  # a class's name in Unicode's composed form (macOS writes 'café' decomposed)
     twice = [(a, b) for a, b in zip(classes, classes[1:]) if _nfc(a) == _nfc(b)]
     if twice:
@@ -628,8 +634,8 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
         from .lazy import LazyImages
 
         limit = max_image_pixels()
-        grey = [_checked_grey(f, size, limit) for f in files]
-        return Domain(LazyImages(files, size, grey, augment=tuple(augment), fit=resize), y,
+        grey, revised = zip(*(_checked_file(f, size, limit) for f in files)) if files else ((), ())
+        return Domain(LazyImages(files, size, grey, augment=tuple(augment), fit=resize, revised=revised), y,
                       name=name or d.name, class_names=class_names, origin=str(d.resolve()), ids=_rel(files, d),
                       sorted_names=class_names is not None)
     need, cap = 4 * 3 * size * size * len(files), max_bytes()
@@ -646,6 +652,31 @@ def read_folder(directory: str | os.PathLike, name: str | None = None, size: int
                   origin=str(d.resolve()), ids=_rel(files, d), sorted_names=class_names is not None)
 
 
+def _is_image_file(f: Path) -> bool:
+    """Whether ``read_folder`` reads the file ``f`` (a plain file, not hidden, of an image extension)."""
+    return not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+
+
+def _class_folders(d: Path) -> tuple[list[str], list[str]]:
+    """The class sub-folders of image folder ``d`` (sorted as their NFC names) and the thumbnail and metadata
+    folders beside them that are no class (:data:`SKIPPED_FOLDERS`: ``__MACOSX``, ``@eaDir``); hidden ones are
+    neither."""
+    subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    top = sorted(p.name for p in subs if p.name.lower() in SKIPPED_FOLDERS)
+    return sorted((p.name for p in subs if p.name.lower() not in SKIPPED_FOLDERS), key=lambda c: (_nfc(c), c)), top
+
+
+def folder_image_files(d: Path, where: str) -> Iterator[Path]:
+    """The image files ``read_folder`` reads from folder ``d``, class by class, found as it walks (so a caller
+    looking at the first few lists no more): those inside class folders (:func:`_entries_under`), or with no
+    class folder, those in ``d`` itself; nothing is warned about."""
+    classes, _ = _class_folders(d)
+    if not classes:
+        yield from (f for f in sorted(d.iterdir()) if _is_image_file(f))
+    for c in classes:
+        yield from (f for f in _walk_entries(d / c, where) if _is_image_file(f))
+
+
 def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
                    repeated: list[Path] | None = None) -> list[Path]:
     """Every file and folder under ``folder``, at any depth (sub-folders in name order), links to folders followed
@@ -653,6 +684,12 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
     (``rglob`` skipped it, and its class was then taken for one without images); hidden folders and
     :data:`SKIPPED_FOLDERS` are not entered (each added to ``skipped``), nor is a folder already entered (a link
     back up the tree, or a second link to one folder: added to ``repeated``), so links never loop."""
+    return list(_walk_entries(folder, where, skipped, repeated))
+
+
+def _walk_entries(folder: Path, where: str, skipped: list[Path] | None = None,
+                  repeated: list[Path] | None = None) -> Iterator[Path]:
+    """:func:`_entries_under`, one folder's entries at a time."""
     def fail(exc: OSError) -> None:
         sub = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
         raise _permission_fault(exc, sub, f"{where}: its sub-folder") or DataError(
@@ -665,7 +702,6 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
             return None  # os.walk's listing of it fails and names it
         return st.st_dev, st.st_ino
 
-    out: list[Path] = []
     seen = {key(folder)}
     for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
         dirs.sort()
@@ -684,8 +720,7 @@ def _entries_under(folder: Path, where: str, skipped: list[Path] | None = None,
             seen.add(k)
             keep.append(n)
         dirs[:] = keep  # os.walk enters only these
-        out += [Path(top, n) for n in (*dirs, *names)]
-    return out
+        yield from (Path(top, n) for n in (*dirs, *names))
 
 
 def _rel(files: Sequence[Path], folder: Path) -> tuple[str, ...]:
@@ -1064,8 +1099,8 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
 
     ``model_features`` (a saved model's ``feature_names``; ``qianyi predict``) replaces ``categorical``: the
     columns the model one-hot encodes (its ``COL=VALUE`` features) are categorical and its other columns numeric,
-    whatever these rows hold; a column the model lacks is judged as ``"auto"`` judges it (and then refused by
-    name as an extra column).
+    whatever these rows hold; a text column the model lacks is refused by name (``?drop=COL``), a numeric one as
+    an extra column when the model's columns are matched.
     """
     p = _file(path, "CSV file", "csv")
     at = f"CSV file {str(p)!r}"
@@ -1099,6 +1134,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
         drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)
+        asked = [c for c in drop if c]  # (?drop= as given, for advice to drop more)
         drop += _unnamed_columns(records(), cols, at, drop)  # names them '#K' (K counted from 1)
         unknown = [c for c in drop if c and c not in cols]
         if unknown:
@@ -1144,6 +1180,12 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
             body = records()
             next(body, None)  # the header
             judged = _text_columns(body, len(cols), [i for i in feats if cols[i] not in known], keep, dec)
+            extra = [cols[i] for i in sorted(judged)] if model_features is not None else []
+            if extra:  # by name, before encoding it: not as its one-hot features (COL=V1, COL=V2, ...)
+                raise DataError(f"{at}: column(s) {extra[:10]} hold text, and the model has no such column (its run "
+                                f"read none); leave them out with ?drop={','.join(asked + extra)}"
+                                + ("" if id_column is not None else
+                                   f" (an ID: keep it beside the predictions with ?id={extra[0]})"))
             cats = judged | {i for i in feats if cols[i] in encoded}
         nums = [i for i in feats if i not in cats]
         index: dict[int, dict[str, int]] = {i: {} for i in cats}  # value -> code, in order of appearance

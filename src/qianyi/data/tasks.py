@@ -140,24 +140,32 @@ def with_folder_size(base: str, size: int | None, resize: str | None = None) -> 
         return base
     for key, value in (("size", size), ("resize", resize)):
         path, query = split_options(base)
-        if value is None or any(kv.partition("=")[0] == key for kv in query.split("&") if kv):
+        if value is None or _names_option(base, key):
             continue
         base = f"{path}?{query}&{key}={value}" if query else f"{path}?{key}={value}"
     return base
 
 
+def _names_option(base: str | None, key: str) -> bool:
+    """Whether ``base``, a ``folder:`` spec, names option ``key`` of its own (``?key=...``)."""
+    if base is None or not base.startswith("folder:"):
+        return False
+    return any(kv.partition("=")[0] == key for kv in split_options(base)[1].split("&") if kv)
+
+
 def _folder_resize(specs: Sequence[str]) -> str | None:
-    """The ``?resize=`` the ``folder:`` specs among ``specs`` (a task's source and target bases) read their images
-    with, for ``task.preprocessing["folder_resize"]`` (None: the default, pad, or no folder); refused when they
-    differ, as a saved model can read new folders one way only."""
+    """The ``?resize=`` the ``folder:`` specs among ``specs`` (a task's source, target and target test bases) read
+    their images with, for ``task.preprocessing["folder_resize"]`` (None: the default, pad, or no folder); refused
+    when they differ, as a saved model can read new folders one way only (and is scored on images read its way)."""
     modes = {}
     for spec in specs:
         if spec.startswith("folder:"):
             modes[spec] = parse_options("folder", split_options(spec)[1], spec).get("resize", "pad")
     if len(set(modes.values())) > 1:
         raise DataError(f"{' and '.join(map(repr, modes))} read their images with different ?resize= "
-                        f"({', '.join(modes.values())}); give both the same, so that qianyi predict reads new "
-                        "folders as the run read them")
+                        f"({', '.join(modes.values())}); give {'both' if len(modes) == 2 else 'them all'} the "
+                        "same (or leave it out of a --target-test spec, read as the run's images are), so that the "
+                        "run is scored, and qianyi predict reads new folders, as the run read its images")
     mode = next(iter(modes.values()), "pad")
     return None if mode == "pad" else mode
 
@@ -612,7 +620,10 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
                                f"got {vector_transform!r}")
     root = resolve_data_dir(data_dir)
     (sbase, sshift), (tbase, tshift) = parse_spec(source), parse_spec(target)
-    resize = _folder_resize([sbase, tbase])  # (before reading: a mismatch is refused at once)
+    test_spec = None if target_test is None else parse_spec(target_test)
+    # (before reading: a mismatch is refused at once; a test folder naming no ?resize= is read with the run's)
+    named_test = [test_spec[0]] if test_spec is not None and _names_option(test_spec[0], "resize") else []
+    resize = _folder_resize([sbase, tbase, *named_test])
     # readers that can read part of a folder do so (an image folder decodes only the files kept)
     one_pool = _pool_key(sbase) == _pool_key(tbase)  # one file, maybe read with other options (or spelt otherwise)
     cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
@@ -650,9 +661,9 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
         pre["folder_resize"] = resize
     s, t = prepare(s, pre, sshift, source), prepare(t, pre, tshift, target)
     test = None
-    if target_test is not None:
-        base, shift = parse_spec(target_test)
-        test_base = _keyed(_load_base(base, root))
+    if test_spec is not None:
+        base, shift = test_spec
+        test_base = _keyed(_load_base(with_folder_size(base, None, resize), root))
         if origins_overlap(test_base.origin, s.origin):
             raise DataError(f"--target-test {target_test!r} is drawn from the source's pool of samples "
                             f"({test_base.origin!r}; the source {source!r} holds part of it, maybe rotated or "

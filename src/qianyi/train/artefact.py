@@ -25,7 +25,7 @@ from torch import nn
 from .. import __version__
 from .._io import rerun_command, sha256_file, unsearchable, write_json
 from ..data.domain import Domain, TransferTask, _is_pandas, _whole_numbers, align_labels, refuse_sparse_matrix
-from ..errors import DataError, LabelMismatchError, QianyiWarning
+from ..errors import DataError, LabelMismatchError, QianyiWarning, UnknownNameError
 from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
 from ..nn.inference import predict_logits
@@ -247,6 +247,10 @@ def read_model_meta(path: str | os.PathLike) -> tuple[dict, Path]:
     except OSError as exc:
         raise unsearchable(Path(exc.filename).parent if exc.filename else folder, exc) from None
     if not has_meta:
+        from .result import read_failure
+
+        if (why := read_failure(folder)) is not None:  # (its failed.json: diverged, or another error)
+            raise DataError(f"{str(folder)!r} holds a run that stopped with an error, so it has no model: {why}")
         if unfinished:  # killed before its model was saved
             raise DataError(f"{str(folder)!r} holds a run that has not finished (no {META_FILE}): rerun "
                             f"{rerun_command(folder)} (it resumes from its checkpoint), then predict with it")
@@ -463,7 +467,8 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     the run's images were: at the canvas size when that is above 32 px; else, for a run that read no folder
     (built-ins, npz: images at their own size), at the folder's images' own size when they share one of at most
     32 px (a folder is otherwise read at 32 px, so 28-px images were resampled twice; larger images are read at
-    32 px, never held bigger than before); else at 32 px, as the run read its folders."""
+    32 px, never held bigger than before); else at the ``?size=`` the run's target folder (else source folder)
+    was read with, 32 px when it names none."""
     from ..data.builtin import resolve_data_dir
     from ..data.tasks import FOLDER_SIZE, _load_base, as_spec, parse_spec, prepare, with_folder_size
 
@@ -481,7 +486,7 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     elif canvas and not any(str(meta.get(k) or "").startswith("folder:") for k in ("source", "target")):
         base = with_folder_size(base, _own_image_side(base), resize)
     else:
-        base = with_folder_size(base, None, resize)
+        base = with_folder_size(base, _run_folder_size(meta), resize)
     d = _read_csv_like_model(base, pre.get("feature_names"))
     d = _load_base(base, resolve_data_dir(data_dir)) if d is None else d
     if pre.get("text") is not None and d.is_image:  # (prepare says "reads vectors": a text model's input is ids)
@@ -490,35 +495,48 @@ def read_like_run(meta: dict, spec: str | os.PathLike, data_dir: str | os.PathLi
     return prepare(d, pre, shifts, spec)
 
 
+def _run_folder_size(meta: dict) -> int | None:
+    """The ``?size=`` the run ``meta`` read its target folder with, else its source folder (model.json's
+    ``target`` and ``source`` specs); None when neither is a ``folder:`` spec naming one (read at 32 px)."""
+    from ..data.tasks import parse_options, parse_spec, split_options
+
+    for key in ("target", "source"):
+        spec = meta.get(key)
+        if not isinstance(spec, str):
+            continue
+        base = parse_spec(spec)[0]
+        if not base.startswith("folder:"):
+            continue
+        try:
+            size = parse_options("folder", split_options(base)[1], base).get("size")
+            return None if size is None else int(size)
+        except (ValueError, UnknownNameError):  # (the run read it, so this is a spec edited since: not guessed)
+            return None
+    return None
+
+
 #: How many of a folder's images :func:`_own_image_side` looks at.
 SIDE_SAMPLE = 64
 
 
 def _own_image_side(base: str) -> int | None:
     """The side (the larger of width and height) shared by the images of the ``folder:DIR`` spec ``base`` (the
-    first :data:`SIDE_SAMPLE` found, headers only), if they share one from 8 px to the folder default (32 px);
-    None for any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
+    first :data:`SIDE_SAMPLE` that ``read_folder`` reads, found as it finds them: thumbnail and hidden folders
+    skipped, links followed; headers only), if they share one from 8 px to the folder default (32 px); None for
+    any other spec, larger or unequal images, or a folder that cannot be looked at (its reader says why)."""
     from PIL import Image
 
-    from ..data.readers import IMAGE_SUFFIXES
+    from ..data.readers import folder_image_files
     from ..data.tasks import FOLDER_SIZE, split_options
 
     if not base.startswith("folder:"):
         return None
-    folder = split_options(base)[0].partition(":")[2]
+    folder = Path(split_options(base)[0].partition(":")[2])
     sizes: set[tuple[int, int]] = set()
     try:
-        found = 0
-        for top, dirs, names in os.walk(folder):
-            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-            for n in sorted(names):
-                if Path(n).suffix.lower() not in IMAGE_SUFFIXES or n.startswith("."):
-                    continue
-                with Image.open(os.path.join(top, n)) as im:
-                    sizes.add(im.size)
-                found += 1
-                if found >= SIDE_SAMPLE or len(sizes) > 1:
-                    break
+        for found, f in enumerate(folder_image_files(folder, f"image folder {str(folder)!r}"), 1):
+            with Image.open(f) as im:
+                sizes.add(im.size)
             if found >= SIDE_SAMPLE or len(sizes) > 1:
                 break
     except Exception:  # noqa: BLE001 (unreadable or not an image: read_folder names it)
