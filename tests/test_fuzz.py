@@ -520,7 +520,10 @@ def savez_arrays(draw) -> tuple[tuple[tuple[str, np.ndarray], ...], bool]:
         lo, hi = (float(X.astype(np.float32).min()), float(X.astype(np.float32).max())) if X.size else (0.0, 0.0)
         pixels_ok = X.ndim == 2 or X.dtype in (np.uint8, np.uint16) or not X.size or \
             (finite and ((-0.05 <= lo and hi <= 1.05) or (lo >= 0 and hi <= 65535)))
-    must = finite and pixels_ok and X.ndim in (2, 3, 4) and n >= 1 and 0 not in X.shape and names_ok and labels_ok
+    # (n, h, w, 2) or (n, 2, h, w) with no 1/3/4-sized axis at either end: 2 channels, refused by name
+    two_channels = X.ndim == 4 and 2 in (X.shape[1], X.shape[-1]) and not {1, 3, 4} & {X.shape[1], X.shape[-1]}
+    must = finite and pixels_ok and X.ndim in (2, 3, 4) and n >= 1 and 0 not in X.shape and names_ok and labels_ok \
+        and not two_channels
     return arrays, must
 
 
@@ -551,6 +554,8 @@ _WIDE_RANGE[0, 0, 0], _WIDE_RANGE[1, 0, 0] = -3e38, 3e38  # finite, far outside 
 @example(case=Case({"d.npz": Savez((("X", _WIDE_RANGE), ("y", np.arange(12) % 3)))}, "npz:{dir}/d.npz"))
 @example(case=Case({"d.npz": Savez((("X", _WIDE_RANGE.clip(0, 255)), ("y", np.arange(12) % 3)))}, "npz:{dir}/d.npz",
                    must_load=True))
+@example(case=Case({"d.npz": Savez((("X", np.full((23, 2, 1, 2), 2, np.int8)), ("y", np.arange(23) % 2)))},
+                   "npz:{dir}/d.npz"))  # 2 channels (both ends of the shape): a clear refusal, not a must-load
 def test_npz_reader_gives_a_domain_or_a_qianyi_error(traced, case):
     check_reader(case)
 
