@@ -137,3 +137,127 @@ def test_a_shallow_runs_health_warning_made_an_error_loses_no_file(tmp_path, mon
         with pytest.raises(QianyiWarning, match="a shallow test flag"):
             run("coral-shallow", load_task("digits", "digits+rot30", max_samples=200), CFG, out=tmp_path / "s")
     assert json.loads((tmp_path / "s" / "result.json").read_text())["flags"] == ["flagged"]
+
+
+def _csv(path: Path, seed: int, names: tuple[str, str] = ("cat", "dgo"), first: str = "a") -> None:
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], 40)
+    X = rng.normal(0, 1, (80, 4)) + 2 * np.eye(2, 4)[y]
+    rows = [f"{first},b,c,d,label"] + [",".join(f"{v:.4f}" for v in x) + f",{names[k]}" for x, k in zip(X, y)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("change", ["class", "column"])
+def test_a_rerun_after_renaming_classes_or_columns_writes_current_model_files(tmp_path, change):
+    s, t = tmp_path / "s.csv", tmp_path / "t.csv"
+    _csv(s, 0)
+    _csv(t, 1)
+    run("dan", load_task(f"csv:{s}", f"csv:{t}"), CFG, out=tmp_path / "r")
+    fixed = {"names": ("cat", "dog")} if change == "class" else {"first": "age"}  # the same sorted order, data
+    _csv(s, 0, **fixed)
+    _csv(t, 1, **fixed)
+    task = load_task(f"csv:{s}", f"csv:{t}")
+    res, _ = run("dan", task, CFG, out=tmp_path / "r")  # before: "finished earlier, reused", model.json as it was
+    meta = json.loads((tmp_path / "r" / "model.json").read_text())
+    assert meta["class_names"] == list(task.source.class_names)
+    assert meta["preprocessing"]["feature_names"] == list(task.preprocessing["feature_names"])
+    assert res.target_report["class_names"] == list(task.source.class_names)
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["target_report"]["class_names"] == \
+        list(task.source.class_names)
+
+
+def test_a_changed_name_option_is_another_run_not_a_respelling(tmp_path, pair):
+    s, t = pair
+    run("dan", load_task(f"{s}?name=books", f"{t}?name=dvd"), CFG, out=tmp_path / "r")
+    with pytest.raises(CheckpointError, match="finished run of other settings or data"):  # before: reused
+        run("dan", load_task(f"{s}?name=kitchen", f"{t}?name=electronics"), CFG, out=tmp_path / "r")
+
+
+def test_a_staged_run_under_another_relative_path_is_reused(tmp_path, monkeypatch):
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    _blobs(tmp_path / "A" / "s.npz", 0)
+    _blobs(tmp_path / "A" / "t.npz", 1, shift=0.5)
+    monkeypatch.chdir(tmp_path / "A")
+    res, _ = run("self-train", load_task("npz:s.npz", "npz:t.npz"), CFG, out="runs/st")
+    monkeypatch.chdir(tmp_path / "B")
+    _no_training(monkeypatch)  # before: refused, "holds a finished run of other settings or data (config.init_from"
+    again, _ = run("self-train", load_task("npz:../A/s.npz", "npz:../A/t.npz"), CFG, out="../A/runs/st")
+    assert again.model_sha256 == res.model_sha256
+    saved = json.loads((tmp_path / "A" / "runs" / "st" / "result.json").read_text())  # kept as it was trained
+    assert (again.source, again.target) == (saved["source"], saved["target"]) == ("npz:s.npz", "npz:t.npz")
+    assert saved["fingerprint"] == res.fingerprint
+
+
+def test_a_staged_rerun_after_renaming_classes_writes_current_model_files(tmp_path):
+    s, t = tmp_path / "s.csv", tmp_path / "t.csv"
+    _csv(s, 0)
+    _csv(t, 1)
+    run("self-train", load_task(f"csv:{s}", f"csv:{t}"), CFG, out=tmp_path / "r")
+    _csv(s, 0, names=("cat", "dog"))
+    _csv(t, 1, names=("cat", "dog"))
+    res, _ = run("self-train", load_task(f"csv:{s}", f"csv:{t}"), CFG, out=tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "model.json").read_text())["class_names"] == ["cat", "dog"]
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["target_report"]["class_names"] == ["cat", "dog"]
+    assert len(res.staged["stages"]) == 2
+
+
+def _flagged_reruns(monkeypatch: pytest.MonkeyPatch, call) -> list[list[str]]:  # noqa: ANN001
+    """Warnings of two calls of ``call`` with every run flagged: the first trains, the second reuses."""
+    monkeypatch.setattr(engine, "game_flags", lambda *a, **k: ["the game collapsed (a test flag)"])
+    said = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            call()
+        said.append([str(w.message) for w in got if "a test flag" in str(w.message)])
+        _no_training(monkeypatch)
+    return said
+
+
+def test_a_bench_says_a_reused_runs_health_flags_again(tmp_path, monkeypatch):
+    from qianyi.bench import bench
+
+    said = _flagged_reruns(monkeypatch, lambda: bench(
+        ["dan"], ["digits->digits+rot30"], seeds=1, out=tmp_path, max_samples=150, log=None, embed=False,
+        config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False)))
+    assert len(said[0]) == 3 and len(said[1]) == 3  # source-only, dan, oracle: before, none on the rerun (-W error
+    # passed on the fourth try)
+
+
+def test_select_says_a_reused_runs_health_flags_again(tmp_path, monkeypatch):
+    from qianyi.bench.selection import select_hparams
+
+    said = _flagged_reruns(monkeypatch, lambda: select_hparams(
+        "dan", ["digits->digits+rot30"], validator="source-val", grid=[{"lr": 0.001}], out=tmp_path, log=None,
+        config=TrainConfig(epochs=1, steps_per_epoch=2, progress=False), max_samples=150))
+    assert len(said[0]) == 1 and len(said[1]) == 1
+
+
+def test_the_transferability_protocols_runs_keep_their_checkpoint_when_asked(tmp_path, pair):
+    from qianyi.measure.transferability import cached_run
+
+    keep = TrainConfig(**{**CFG.__dict__, "keep_checkpoint": True})
+    cached_run(tmp_path / "k", "source-only", load_task(*pair), keep)  # before: deleted whatever was asked
+    cached_run(tmp_path / "d", "source-only", load_task(*pair), CFG)
+    assert (tmp_path / "k" / "checkpoint.pt").is_file() and not (tmp_path / "d" / "checkpoint.pt").exists()
+
+
+def test_a_shallow_run_refuses_a_folder_of_another_run_and_reuses_its_own(tmp_path, monkeypatch):
+    task = load_task("digits", "digits+rot30", max_samples=200)
+    run("dan", task, CFG, out=tmp_path / "deep")
+    before = (tmp_path / "deep" / "result.json").read_bytes()
+    with pytest.raises(CheckpointError, match="finished run of other settings or data"):  # before: trained over it
+        run("tca", task, CFG, out=tmp_path / "deep")
+    assert (tmp_path / "deep" / "result.json").read_bytes() == before
+    res = run("tca", task, CFG, out=tmp_path / "sh")[0]
+    with pytest.raises(CheckpointError, match="hparams.n_components"):
+        run("tca", task, CFG, out=tmp_path / "sh", n_components=5)
+    from qianyi.methods.shallow import TCAMethod
+
+    def refuse(*a, **k):  # noqa: ANN002, ANN003
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(TCAMethod, "fit_predictor", refuse)
+    again = run("tca", task, CFG, out=tmp_path / "sh")[0]
+    assert again.target_accuracy == res.target_accuracy and again.model_sha256 == res.model_sha256

@@ -35,8 +35,8 @@ from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import DIVERGED_ADVICE, caller_rng_kept
 from ..train.result import RunResult, read_failure_record
 from ..train.weights import check_starting_model
-from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run,
-                         run_fingerprint)
+from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, _health_warnings,
+                         check_shallow_settings, model_names, run, run_fingerprint)
 from ..train.store import RunStore, key as store_key, shared_run
 from ..train.transitive import is_bare_last_stage
 
@@ -1270,7 +1270,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                 result, rdir = None, None
                 if store is not None:
                     fp = run_fingerprint(method, cfg, task, backbone)  # as the run records it (the data's defaults)
-                    result, rdir = store.get(fp), store.path(fp)
+                    result, rdir = store.get(fp, model_names(task, backbone)), store.path(fp)
                 if result is None:
                     try:
                         with shared_run(rdir):
@@ -1290,8 +1290,12 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                                else result.summary()))
                     if result is None:
                         continue
-                elif log:
-                    log(f"  [{k}/{total}] (done earlier) " + result.summary())
+                else:
+                    if log:
+                        log(f"  [{k}/{total}] (done earlier) " + result.summary())
+                    # its health flags said again, as `qianyi run` says them on reuse (a -W error gate fails on
+                    # every rerun, not only on the one that trained it)
+                    _health_warnings(method, task, cfg, rdir, result)
                 runs.append(result)
     if not runs:
         raise TrainingError("bench: every run diverged, so there is no table: " + "; ".join(diverged[:3]))

@@ -33,7 +33,8 @@ from ..select.validators import builtin_validators
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from ..train.weights import check_starting_model
-from ..train.run import BackboneSpec, _caller_stacklevel, _for_task, check_shallow_settings, run, run_fingerprint
+from ..train.run import (BackboneSpec, _caller_stacklevel, _for_task, _health_warnings, check_shallow_settings,
+                         model_names, run, run_fingerprint)
 from ..train.store import RunStore, shared_run
 from .runner import _network_name, check_backbone_spec, diverged_note, parse_pair, split_cap
 
@@ -319,9 +320,12 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 m, cfg = get_method(method, **hp), replace(base, seed=seed, **train)
                 fp = run_fingerprint(m, cfg, task, backbone)  # as the run records it
                 # (a run that scored every epoch, as select's did before, serves as well)
-                result: RunResult | None = store.get(fp) or store.get(
-                    run_fingerprint(m, replace(every, seed=seed, **train), task, backbone))
-                if result is None:
+                names = model_names(task, backbone)
+                result: RunResult | None = store.get(fp, names) or store.get(
+                    run_fingerprint(m, replace(every, seed=seed, **train), task, backbone), names)
+                if result is not None:  # reused: its health flags said again, as `qianyi run` says them
+                    _health_warnings(m, task, cfg, store.path(fp), result)
+                else:
                     try:
                         with shared_run(store.path(fp)):
                             result, _ = run(m, task, cfg, out=store.path(fp), track_target_test=True,

@@ -33,11 +33,10 @@ from ..errors import DataError
 from ..nn.backbones import backbone_for
 from .._report import markdown_table, save_figure, subplots
 from ..methods.registry import get_method
-from ..train.checkpoint import FILENAME as CHECKPOINT
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE, RunResult
-from ..train.run import run, run_fingerprint
+from ..train.run import model_names, run, run_fingerprint
 from ..train.store import finished, kept_folder, named_folder, short_slug, slug
 
 CONDITIONS = ("BnB", "BnB+", "AnB", "AnB+")
@@ -307,11 +306,12 @@ def cached_run(rdir: Path, method: str, task: TransferTask, cfg: TrainConfig, ba
                log: Callable[[str], None] | None = None, label: str = "", **hparams: Any) -> tuple[RunResult, Path]:
     """``run(method, task, cfg)`` in ``rdir``, or the finished run already there with the same fingerprint
     (method, settings, data, network: :func:`qianyi.train.run.run_fingerprint`); returns its result and
-    model file. A finished run keeps result.json + model.pt (its checkpoint is removed)."""
-    done = finished(rdir, run_fingerprint(get_method(method, **hparams), cfg, task, backbone))
+    model file. A finished run keeps result.json + model.pt (its checkpoint is removed, as :func:`run` removes it,
+    unless ``cfg.keep_checkpoint``); one recording other class or feature names is trained again."""
+    done = finished(rdir, run_fingerprint(get_method(method, **hparams), cfg, task, backbone),
+                    model_names(task, backbone))
     if done is None:
         done, _ = run(method, task, cfg, out=rdir, backbone=backbone, **hparams)
-        (rdir / CHECKPOINT).unlink(missing_ok=True)  # finished: result.json + model.pt are all that is kept
         if log:
             acc = "–" if done.target_accuracy is None else f"{100 * done.target_accuracy:.2f}%"
             log(f"  {label}: {acc} ({done.train_seconds:.0f}s)")

@@ -49,17 +49,25 @@ def differences(saved: dict, now: dict, prefix: str = "") -> list[tuple[str, obj
 
 
 #: Fingerprint fields that only say how the data were named (their specs): with the same data hash (``data``, the
-#: content of every split), a spec written another way (a relative path from another working directory) is the
-#: same run.
+#: content of every split), a spec whose path is written another way (a relative path from another working
+#: directory) is the same run. Its options (``?name=books``: a name the user chose) are not spelling.
 SPELLING = ("source", "target")
+
+
+def spec_options(spec: Any) -> list[str]:
+    """The options of a data spec (``npz:s.npz?name=books&x=1`` -> ``["name=books", "x=1"]``, sorted): what is
+    not the spelling of its path."""
+    return sorted(o for o in str(spec).partition("?")[2].split("&") if o)
 
 
 def same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
     """Whether fingerprints ``saved`` and ``now`` are of one run: equal, or equal but for the spelling of the data
-    specs (:data:`SPELLING`) of data whose content hash agrees."""
+    specs' paths (:data:`SPELLING`; their options, ``?name=``, equal) of data whose content hash agrees."""
     if saved == now:
         return True
     if not saved.get("data") or saved.get("data") != now.get("data"):
+        return False
+    if any(spec_options(saved.get(k)) != spec_options(now.get(k)) for k in SPELLING):
         return False
     return ({k: v for k, v in saved.items() if k not in SPELLING}
             == {k: v for k, v in now.items() if k not in SPELLING})

@@ -27,7 +27,7 @@ from ..nn.inference import accuracy, class_report, report_from_predictions
 from ..nn.resnet import NamedBackbone
 from ..nn.text import ENCODER_TOKENIZERS, TEXT_ENCODERS, TextEncoder
 from ..select import score_all
-from .artefact import save_model
+from .artefact import preprocessing_digest, save_model
 from .config import TrainConfig
 from .checkpoint import FILENAME, differences, same_run
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
@@ -106,11 +106,12 @@ def run(method: str | Method, task: TransferTask, config: TrainConfig | None = N
     if out is None:
         return _run(method, task, config, None, track_target_test, backbone, hparams)
     if not distributed.is_main():  # process 0 holds the folder and writes; the others read its checkpoint
-        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named)
+        return _run(method, task, config, check_out(out).resolve(), track_target_test, backbone, hparams, out_named,
+                    single_stage)
     with hold(out) as path:  # checked before training, and held: a second process on it stops
         clear_failure(path)
         try:
-            return _run(method, task, config, path, track_target_test, backbone, hparams, out_named)
+            return _run(method, task, config, path, track_target_test, backbone, hparams, out_named, single_stage)
         except TrainingError as exc:  # it diverged: say why in its folder (a report or a bench's tables read it)
             record_failure(path, method, hparams, task, (config or TrainConfig()).seed, exc)
             raise
@@ -248,8 +249,8 @@ def _caller_stacklevel() -> int:
 
 
 def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, out: Path | None,
-         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any], out_named: bool = True
-         ) -> tuple[RunResult, FitResult]:
+         track_target_test: bool, backbone: BackboneSpec | None, hparams: dict[str, Any], out_named: bool = True,
+         stage: bool = False) -> tuple[RunResult, FitResult]:
     m = get_method(method, **hparams) if isinstance(method, str) else method
     if not m.trains_classifier and task.target_test is not None:
         raise ConfigError(f"{m.name} trains no classifier, so a target test split scores nothing and holds back "
@@ -267,7 +268,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config, _factory(backbone))
     if out is not None and not (out / FILENAME).exists():  # a finished run whose checkpoint is gone: reused
-        done = finished_run(out, run_fingerprint(m, config, task, backbone))
+        done = finished_run(out, run_fingerprint(m, config, task, backbone), model_names(task), stage=stage)
         if done is not None:
             fit = trainer.reload(task, out / MODEL_FILE, done)
             if config.progress and distributed.is_main():  # (as the engine says where it resumes)
@@ -357,12 +358,25 @@ def reloaded(method: Method, task: TransferTask, config: TrainConfig | None, out
     return Trainer(method, config, _factory(backbone)).reload(task, Path(out) / MODEL_FILE, result)
 
 
-def finished_run(out: Path, fp: dict[str, Any]) -> RunResult | None:
+def model_names(task: TransferTask, backbone: BackboneSpec | None = None) -> dict[str, Any]:
+    """What a run's model.json records of how ``task`` names its data (and its fingerprint does not: the data hash
+    covers inputs and labels only): the class names and the preprocessing's digest (feature names, scaling,
+    vocabulary), ``task`` read as a run with ``backbone`` reads it. A finished run recording others is trained
+    again (:func:`~qianyi.train.store.finished`)."""
+    task = _tokenised_for(backbone, task)
+    return {"class_names": list(task.source.class_names or map(str, range(task.n_classes))),
+            "preprocessing_sha256": preprocessing_digest(json.loads(json.dumps(task.preprocessing or {})))}
+
+
+def finished_run(out: Path, fp: dict[str, Any], names: dict[str, Any] | None = None, stage: bool = False
+                 ) -> RunResult | None:
     """The finished run in ``out`` with fingerprint ``fp`` (result.json, and model.pt of the hash it records), which a
-    rerun reuses; None when there is none (or its model.pt changed: trained again). A finished run of other settings
-    or data is a :class:`CheckpointError` (its checkpoint, deleted once it finished, would have said so): another
-    run is never trained over it."""
-    done = finished(out, fp)
+    rerun reuses; None when there is none (or its model.pt changed, or it records other ``names``: trained again).
+    A finished run of other settings or data is a :class:`CheckpointError` (its checkpoint, deleted once it
+    finished, would have said so): another run is never trained over it. ``stage``: ``fp`` is the last stage's of a
+    staged run (:func:`~qianyi.train.transitive.run_via`, which found the whole run there not reusable): a staged
+    result.json differing only by the starting model (the whole run records the one asked for) is this run."""
+    done = finished(out, fp, names)
     if done is not None and done.staged:  # the whole staged run's result (run_via reuses it): not this stage's
         raise CheckpointError(f"{str(out)!r} holds a staged run whose earlier stages are not those its last stage "
                               "was trained from; use another output folder, or delete it to train every stage afresh")
@@ -374,9 +388,14 @@ def finished_run(out: Path, fp: dict[str, Any]) -> RunResult | None:
         return None
     now = json.loads(json.dumps(fp, sort_keys=True, default=str))
     if saved.fingerprint == now:
-        return None  # this run, its model.pt replaced or damaged: trained again
+        return None  # this run, its model.pt replaced or damaged, or its names not the data's now: trained again
     if same_run(saved.fingerprint or {}, now) and not saved.staged:  # the same data, its specs spelt otherwise
-        return finished(out, saved.fingerprint)  # (another working folder)
+        return finished(out, saved.fingerprint, names)  # (another working folder)
+    if stage and saved.staged:
+        as_asked = {**now, "config": {**now.get("config", {}), "init_from": (saved.fingerprint or {}).get(
+            "config", {}).get("init_from")}}
+        if same_run(saved.fingerprint or {}, as_asked):
+            return None  # its last stage, trained again over it
     details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in differences(saved.fingerprint or {}, now)[:5])
     raise CheckpointError(f"{str(out)!r} holds a finished run of other settings or data ({details}); use another "
                           "output folder, or delete its result.json to train this run there")
@@ -440,6 +459,18 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
                         "--backbone minilm`, or bag-of-words files such as the DANN Amazon ones: "
                         "svmlight:DATA/amazon-dann-svmlight/books_train.svmlight?n_features=5000), or use a deep method")
     check_shallow_settings(m, config)
+    if out is not None:  # as a deep run: a finished run of other settings there is refused, its own is reused
+        if (out / FILENAME).exists():  # (a shallow run writes none)
+            raise CheckpointError(f"{str(out)!r} holds the checkpoint of a network's run (checkpoint.pt); use another "
+                                  f"output folder for {m.name}, or delete that one")
+        done = finished_run(out, run_fingerprint(m, config, task), model_names(task))
+        if done is not None:
+            if config.progress and distributed.is_main():
+                print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
+                      file=sys.stderr, flush=True)
+            _health_warnings(m, task, config, out, done)
+            return done, FitResult(model=nn.Identity(), method=m, history=[], selection=done.selection,
+                                   train_seconds=done.train_seconds, steps=0)
     t0 = time.perf_counter()
     predictor = m.fit_predictor(_flat(task.source.X), task.source.y, _flat(task.target.X), config.seed)  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0

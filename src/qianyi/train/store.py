@@ -363,8 +363,13 @@ def _unopenable(path: Path) -> bool:
     return False
 
 
-def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
-    """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None."""
+def finished(directory: str | Path, fp: dict[str, Any], names: dict[str, Any] | None = None) -> RunResult | None:
+    """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None.
+
+    ``names``: what the run's model.json would record now (:func:`qianyi.train.run.model_names`: class names, the
+    preprocessing's digest, which holds the feature names); a run whose model.json or result.json records other
+    ones (a label's typo fixed, a column renamed: the same data hash) is not finished, so it is trained again and
+    its files name the data as they are now."""
     directory = Path(directory)
     try:
         result = RunResult.read(directory / RESULT_FILE)
@@ -379,8 +384,26 @@ def finished(directory: str | Path, fp: dict[str, Any]) -> RunResult | None:
             return None  # model.pt from another run, or half-written: not finished
     except OSError:
         return None
+    if names is not None and stale_names(directory, result, names):
+        return None
     note_other_code(result, directory)
     return result
+
+
+def stale_names(directory: Path, result: RunResult, names: dict[str, Any]) -> bool:
+    """Whether the finished run ``result`` in ``directory`` records other names than ``names`` (see
+    :func:`finished`): model.json's ``class_names`` and ``preprocessing_sha256`` (those it holds: a shallow run's
+    none), and the class names of result.json's target report."""
+    try:
+        meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    recorded = {k: meta[k] for k in ("class_names", "preprocessing_sha256") if k in meta}
+    if (result.target_report or {}).get("class_names") is not None:
+        recorded["report class_names"] = result.target_report["class_names"]
+    now = {**names, "report class_names": names.get("class_names")}
+    return any(v != now.get(k) for k, v in recorded.items())
 
 
 class RunStore:
@@ -394,9 +417,10 @@ class RunStore:
         pair = named_folder(self.root, f"{fp['source']}->{fp['target']}")
         return pair / slug(fp["method"]) / f"seed{fp['config']['seed']}-{key(fp)}"
 
-    def get(self, fp: dict[str, Any]) -> RunResult | None:
-        """The finished run with this fingerprint, or None (then train it in :meth:`path`)."""
-        return finished(self.path(fp), fp)
+    def get(self, fp: dict[str, Any], names: dict[str, Any] | None = None) -> RunResult | None:
+        """The finished run with this fingerprint (and, given, these ``names``: :func:`finished`), or None (then
+        train it in :meth:`path`)."""
+        return finished(self.path(fp), fp, names)
 
 
 @contextlib.contextmanager

@@ -235,10 +235,16 @@ def run_via(method: str, task: TransferTask, via: Sequence[Domain], config: Trai
                         raise
                     raise CheckpointError(f"{exc}. It is stage {i} ({name}) of the staged run in {str(root)!r}: give "
                                           f"another --out, or delete {str(root)!r} to train every stage afresh") from None
+                # (a reused run keeps the names it was trained under: its paths spelt as then)
+                spelt = ((result.source, result.target), {k: result.fingerprint[k] for k in ("source", "target")}) \
+                    if reused and result.fingerprint else None
                 stages.append(Stage(i, name, m, domain.name, len(domain), result, fit, selected))
                 previous = domain
                 start = str(folder / MODEL_FILE)
             _as_one_run(stages, task, via, mode, asked, config, backbone)
+            if spelt is not None and stages[-1].result.fingerprint:
+                final = stages[-1].result
+                (final.source, final.target), final.fingerprint = spelt[0], {**final.fingerprint, **spelt[1]}
             if out is None:  # its stages trained in a temporary folder, removed since: the starting model is the
                 final = stages[-1].result  # user's (or none)
                 final.config = {**{k: v for k, v in final.config.items() if k not in STARTING_MODEL_KEYS.values()},
@@ -278,15 +284,25 @@ def _finished_last(root: Path, stages: list[Stage], method: str, task: TransferT
     :func:`_as_one_run` made of it) and model.pt, when its earlier stages are those now in ``stages`` (their
     models' hashes) and its fingerprint is ``whole`` (None: the last stage's own, as with --via); else None (the
     stage runs, or resumes its checkpoint)."""
-    from .checkpoint import FILENAME
-    from .run import _health_warnings, reloaded
+    from .checkpoint import FILENAME, SPELLING, same_run
+    from .run import _health_warnings, model_names, reloaded
     from .store import finished
 
     if (root / FILENAME).exists():
         return None
     m = get_method(method, **hparams)
     own_fp = run_fingerprint(m, config, task, backbone)
-    done = finished(root, whole if whole is not None else own_fp)
+    want, names = whole if whole is not None else own_fp, model_names(task, backbone)
+    done = finished(root, want, names)
+    if done is None and (root / RESULT_FILE).is_file():  # the same data, its specs' paths spelt otherwise (another
+        try:  # working folder), as finished_run finds a single run
+            saved = RunResult.read(root / RESULT_FILE)
+        except DataError:
+            saved = None
+        if saved is not None and saved.fingerprint and same_run(saved.fingerprint, json.loads(json.dumps(want))):
+            done = finished(root, saved.fingerprint, names)
+            if done is not None:  # reused as it was trained: its names and fingerprint spelt as then
+                own_fp = {**own_fp, **{k: saved.fingerprint[k] for k in SPELLING}}
     recorded = (done.staged or {}).get("stages") if done is not None else None
     if not recorded or len(recorded) != len(stages) + 1 \
             or [s.get("model_sha256") for s in recorded[:-1]] != [s.result.model_sha256 for s in stages]:
