@@ -473,3 +473,9 @@ def test_a_shifted_target_of_few_values_gathered_on_common_values_is_accepted(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error", QianyiWarning)
         assert len(load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}").target_test) == 300
+
+
+def test_duplicate_feature_names_are_named_once_each_sorted():
+    names = [f"c{i}" for i in range(2000)] + ["c5", "c1", "c5"]
+    with pytest.raises(DataError, match=r"domain 'd': duplicate feature names \['c1', 'c5'\]; rename those columns"):
+        Domain(np.zeros((2, len(names)), np.float32), name="d", feature_names=names)

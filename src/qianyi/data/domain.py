@@ -13,6 +13,7 @@ import numbers
 import sys
 import unicodedata
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -202,7 +203,7 @@ def _frame_columns(X: object, name: str) -> tuple[str, ...] | None:
     if not names or not all(isinstance(c, str) for c in names):
         return None
     if len(set(names)) != len(names):
-        dup = sorted({c for c in names if names.count(c) > 1})
+        dup = sorted(c for c, k in Counter(names).items() if k > 1)
         warnings.warn(f"domain {name!r}: the DataFrame's column names are not unique ({dup[:5]} repeat), so its "
                       "columns are matched by position, not by name; rename the repeated "
                       "columns to have them matched by name", QianyiWarning, stacklevel=4)
@@ -281,7 +282,7 @@ class Domain:
             if X.ndim != 2 or len(names) != X.shape[1]:
                 raise DataError(f"domain {self.name!r}: {len(names)} feature names for inputs of shape {X.shape}")
             if len(set(names)) != len(names):
-                dup = sorted({c for c in names if names.count(c) > 1})
+                dup = sorted(c for c, k in Counter(names).items() if k > 1)
                 raise DataError(f"domain {self.name!r}: duplicate feature names {dup[:5]}; rename those columns")
             object.__setattr__(self, "feature_names", names)
         if self.ids is not None:
