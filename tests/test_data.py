@@ -479,3 +479,36 @@ def test_duplicate_feature_names_are_named_once_each_sorted():
     names = [f"c{i}" for i in range(2000)] + ["c5", "c1", "c5"]
     with pytest.raises(DataError, match=r"domain 'd': duplicate feature names \['c1', 'c5'\]; rename those columns"):
         Domain(np.zeros((2, len(names)), np.float32), name="d", feature_names=names)
+
+
+def test_sample_keys_and_the_labelled_data_digest_are_pinned():
+    """Sample keys and model.json's ``source_data`` digest are compared with those of stored runs: pinned bytes."""
+    from qianyi.data.domain import sample_keys
+    from qianyi.train.weights import labelled_data_digest
+
+    X = np.arange(24, dtype=np.float64).reshape(2, 3, 4)[:, :, ::2] / 7  # float64, not contiguous: as float32 rows
+    assert [k.hex() for k in sample_keys(X).tolist()] == ["ea4656932993a91286228017fc2d1d47",
+                                                          "2d134b81f52f9b2039e45a4382e531c9"]
+    assert sample_keys(X).dtype == np.dtype("S16")
+    assert [k.hex() for k in sample_keys(np.array(["ab", "é"], dtype=object)).tolist()] == [
+        "3dc9ae220222e2e156b2a5abb60d01c7", "d4b1b0202b21bb84e60a3d272ecab0db"]
+    X = np.linspace(-1, 1, 5 * 6, dtype=np.float32).reshape(5, 6)
+    task = TransferTask(Domain(X[:3], [0, 1, 0]), Domain(X[3:], [1, 1]), Domain(X[::-1].copy()))
+    assert labelled_data_digest(task) == "f06f2ae121932df0" and task.content_hash() == "1f43db36ab43a8d3"
+
+
+def test_sample_keys_hash_rows_without_copying_the_data():
+    """Keys are taken 4-7 times per load_task: each row is hashed where it lies, not first copied to bytes (which
+    doubled the memory of the data set at each call)."""
+    import tracemalloc
+
+    from qianyi.data.domain import sample_keys
+
+    X = np.random.default_rng(0).random((4000, 1, 28, 28), dtype=np.float32)  # 12.5 MB
+    tracemalloc.start()
+    try:
+        keys = sample_keys(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 4000 and peak < 0.1 * X.nbytes, peak

@@ -353,11 +353,10 @@ def sample_keys(X: np.ndarray) -> np.ndarray:
     values, or of its text (raw text domains)."""
     X = np.asarray(X)
     if X.dtype == object or X.dtype.kind in "US":
-        rows = [str(x).encode() for x in X]
-    else:
-        flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
-        rows = [row.tobytes() for row in flat]
-    return np.array([hashlib.blake2b(r, digest_size=16).digest() for r in rows], dtype="S16")
+        return np.array([hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X], dtype="S16")
+    flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
+    # each row's buffer hashed as it lies (the bytes row.tobytes() would copy): no copy of the whole data set
+    return np.fromiter((hashlib.blake2b(row, digest_size=16).digest() for row in flat), dtype="S16", count=len(flat))
 
 
 def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int, *,
