@@ -565,3 +565,21 @@ def test_load_task_gives_writable_unshared_arrays(tmp_path):
         for d in parts:
             d.X[:] = 7
         assert float(load_domain("digits").X.sum()) == before
+
+
+def test_the_labelled_data_digest_is_computed_once_per_task(monkeypatch):
+    """model.json's ``source_data`` is written for every run of a bench (methods x seeds on one task): the labelled
+    source is hashed once per task, as content_hash is; a task with other data (dataclasses.replace) hashes its own."""
+    import dataclasses
+
+    from qianyi.data import domain
+    from qianyi.train.weights import labelled_data_digest
+
+    calls = []
+    real = domain.sample_keys
+    monkeypatch.setattr(domain, "sample_keys", lambda X: calls.append(len(X)) or real(X))
+    X = np.linspace(-1, 1, 5 * 6, dtype=np.float32).reshape(5, 6)
+    task = TransferTask(Domain(X[:3], [0, 1, 0]), Domain(X[3:], [1, 1]), Domain(X[::-1].copy()))
+    assert [labelled_data_digest(task) for _ in range(3)] == ["f06f2ae121932df0"] * 3 and calls == [3, 2]
+    other = dataclasses.replace(task, source_val=Domain(X[3:], [1, 0]))
+    assert labelled_data_digest(other) != "f06f2ae121932df0" and calls == [3, 2, 3, 2]
