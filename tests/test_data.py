@@ -473,3 +473,113 @@ def test_a_shifted_target_of_few_values_gathered_on_common_values_is_accepted(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error", QianyiWarning)
         assert len(load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}").target_test) == 300
+
+
+def test_duplicate_feature_names_are_named_once_each_sorted():
+    names = [f"c{i}" for i in range(2000)] + ["c5", "c1", "c5"]
+    with pytest.raises(DataError, match=r"domain 'd': duplicate feature names \['c1', 'c5'\]; rename those columns"):
+        Domain(np.zeros((2, len(names)), np.float32), name="d", feature_names=names)
+
+
+def test_sample_keys_and_the_labelled_data_digest_are_pinned():
+    """Sample keys and model.json's ``source_data`` digest are compared with those of stored runs: pinned bytes."""
+    from qianyi.data.domain import sample_keys
+    from qianyi.train.weights import labelled_data_digest
+
+    X = np.arange(24, dtype=np.float64).reshape(2, 3, 4)[:, :, ::2] / 7  # float64, not contiguous: as float32 rows
+    assert [k.hex() for k in sample_keys(X).tolist()] == ["ea4656932993a91286228017fc2d1d47",
+                                                          "2d134b81f52f9b2039e45a4382e531c9"]
+    assert sample_keys(X).dtype == np.dtype("S16")
+    assert [k.hex() for k in sample_keys(np.array(["ab", "é"], dtype=object)).tolist()] == [
+        "3dc9ae220222e2e156b2a5abb60d01c7", "d4b1b0202b21bb84e60a3d272ecab0db"]
+    X = np.linspace(-1, 1, 5 * 6, dtype=np.float32).reshape(5, 6)
+    task = TransferTask(Domain(X[:3], [0, 1, 0]), Domain(X[3:], [1, 1]), Domain(X[::-1].copy()))
+    assert labelled_data_digest(task) == "f06f2ae121932df0" and task.content_hash() == "1f43db36ab43a8d3"
+
+
+def test_sample_keys_hash_rows_without_copying_the_data():
+    """Keys are taken 4-7 times per load_task: each row is hashed where it lies, not first copied to bytes (which
+    doubled the memory of the data set at each call)."""
+    import tracemalloc
+
+    from qianyi.data.domain import sample_keys
+
+    X = np.random.default_rng(0).random((4000, 1, 28, 28), dtype=np.float32)  # 12.5 MB
+    tracemalloc.start()
+    try:
+        keys = sample_keys(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 4000 and peak < 0.1 * X.nbytes, peak
+
+
+def test_subset_and_replace_still_refuse_nan_written_into_a_domain_after_it_was_made():
+    """subset() no longer copies its new array twice, and load_task shares arrays only it holds, but a domain the user
+    holds (and may have edited in place) is still scanned: the same error as for new inputs."""
+    d = Domain(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), name="d")
+    d.X[2, 1] = np.nan
+    for make in (lambda: d.subset([1, 2]), lambda: d.subset(np.array([False, True, True, False])),
+                 lambda: d.replace(name="d"), lambda: d._replace(name="d"), lambda: d.replace(y=None)):
+        with pytest.raises(DataError, match=r"domain 'd': inputs X contain NaN or inf in 1 sample\(s\) \(first rows: "):
+            make()
+    with pytest.raises(DataError, match="domain 'd' is empty"):
+        d.subset(np.array([], dtype=int))
+    part = d.subset([0, 3])
+    assert part.X.flags.writeable and not np.shares_memory(part.X, d.X) and part.X.dtype == np.float32
+
+
+def test_subset_makes_one_copy_of_the_rows_it_keeps():
+    import tracemalloc
+
+    d = Domain(np.random.default_rng(0).random((5000, 1, 28, 28), dtype=np.float32))
+    index = np.arange(len(d))
+    tracemalloc.start()
+    try:
+        part = d.subset(index)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(part.X, d.X) and peak < 1.5 * d.X.nbytes, peak / d.X.nbytes
+
+
+def test_load_task_gives_writable_unshared_arrays(tmp_path):
+    """load_task shares read-only arrays between the domains it makes on the way; the task it returns holds
+    writable arrays of its own, unshared with each other and with the built-in cache."""
+    from qianyi.data.domain import _checked
+
+    tasks = [load_task("digits", "digits+rot30"), load_task("digits", "digits+rot30", test_fraction=0)]
+    rng = np.random.default_rng(0)
+    for side in ("a", "b"):  # a target passed through whole, on the source's canvas, its labels dropped (transductive)
+        (tmp_path / side).mkdir()
+        _write_idx(tmp_path / side / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 6, 6)))
+        _write_idx(tmp_path / side / "train-labels-idx1-ubyte.gz", np.arange(40) % 2)
+    tasks.append(load_task(f"idx:{tmp_path / 'a'}", f"idx:{tmp_path / 'b'}", target_test=f"idx:{tmp_path / 'b'}"))
+    assert tasks[-1].test_in_target == 40 and tasks[-1].target.y is None
+    for task in tasks:
+        parts = [d for d in (task.source, task.source_val, task.target, task.target_test) if d is not None]
+        for i, d in enumerate(parts):
+            assert d.X.flags.writeable and not _checked(d.X), d.name
+            assert not any(np.shares_memory(d.X, e.X) for e in parts[i + 1:]), d.name
+        before = float(load_domain("digits").X.sum())
+        for d in parts:
+            d.X[:] = 7
+        assert float(load_domain("digits").X.sum()) == before
+
+
+def test_the_labelled_data_digest_is_computed_once_per_task(monkeypatch):
+    """model.json's ``source_data`` is written for every run of a bench (methods x seeds on one task): the labelled
+    source is hashed once per task, as content_hash is; a task with other data (dataclasses.replace) hashes its own."""
+    import dataclasses
+
+    from qianyi.data import domain
+    from qianyi.train.weights import labelled_data_digest
+
+    calls = []
+    real = domain.sample_keys
+    monkeypatch.setattr(domain, "sample_keys", lambda X: calls.append(len(X)) or real(X))
+    X = np.linspace(-1, 1, 5 * 6, dtype=np.float32).reshape(5, 6)
+    task = TransferTask(Domain(X[:3], [0, 1, 0]), Domain(X[3:], [1, 1]), Domain(X[::-1].copy()))
+    assert [labelled_data_digest(task) for _ in range(3)] == ["f06f2ae121932df0"] * 3 and calls == [3, 2]
+    other = dataclasses.replace(task, source_val=Domain(X[3:], [1, 0]))
+    assert labelled_data_digest(other) != "f06f2ae121932df0" and calls == [3, 2, 3, 2]

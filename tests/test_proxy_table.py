@@ -228,3 +228,12 @@ def test_read_table_names_a_decimal_comma(tmp_path):
     with pytest.raises(DataError) as info:
         read_table(tmp_path / "x.csv", "nl")
     assert "decimal comma" not in str(info.value)
+
+
+def test_proxy_table_duplicate_column_names_are_named_sorted_and_capped(tmp_path):
+    """The header is checked in one pass: each repeated name is said once, sorted, at most 5 of them."""
+    cols = ["nl", "w"] + [f"f{i}" for i in range(3000)] + ["f9", "f2", "f2", "f5", "f1", "f4", "f0"]
+    (tmp_path / "t.csv").write_text(",".join(cols) + "\n" + ",".join("1" for _ in cols) + "\n")
+    with pytest.raises(DataError, match=r"t\.csv'?: duplicate column names \['f0', 'f1', 'f2', 'f4', 'f5'\]; "
+                                        r"rename them"):
+        read_table(tmp_path / "t.csv", "nl", "w")

@@ -480,6 +480,20 @@ def test_csv_duplicate_column_names_are_refused(tmp_path):
     _raises(lambda: read_csv(p), "duplicate column names ['a']", path=p)
 
 
+def test_csv_duplicate_column_names_of_a_wide_header_are_named_sorted_and_capped(tmp_path):
+    """A wide header (a bag-of-words or one-hot export) is checked in one pass: the repeated names are said, sorted,
+    at most 10 of them, each once however often it repeats; trailing empty names (a trailing comma) are no duplicate."""
+    cols = [f"w{i}" for i in range(5000)]
+    cols += ["w7", "w3", "w3"] + [f"w{i}" for i in range(4000, 4012)] + ["label"]
+    p = tmp_path / "wide.csv"
+    p.write_text(",".join(cols) + ",\n" + ",".join("1" for _ in cols) + ",\n")
+    expected = sorted(["w3", "w7"] + [f"w{i}" for i in range(4000, 4012)])[:10]
+    msg = _raises(lambda: read_csv(p), f"has duplicate column names {expected};", path=p)
+    assert "w4011" not in msg and "''" not in msg, msg
+    p.write_text(",".join(cols[:5000] + ["label"]) + ",\n" + ",".join("1" for _ in range(5001)) + ",\n")
+    assert read_csv(p).X.shape == (1, 5000)
+
+
 def test_csv_numeric_labels_stay_indices_and_strings_become_sorted_names(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("a,class\n1,2\n2,0.0\n3,1\n")

@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -108,7 +109,7 @@ def read_table(spec: str | os.PathLike, proxy: str | None = None, target: str | 
         keep = [k for k, c in enumerate(header) if c not in skip]
         rows = [[r[k] for k in keep] for r in rows]
         header = [header[k] for k in keep]
-    dup = sorted({c for c in header if header.count(c) > 1})
+    dup = sorted(c for c, k in Counter(header).items() if k > 1)
     if dup:
         raise DataError(f"{where}: duplicate column names {dup[:5]}; rename them")
     named = {"proxy": proxy, "target": target, **{f"drop {d!r}": d for d in drop}}

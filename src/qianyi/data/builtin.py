@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
-from .domain import Domain, sample_keys
+from .domain import Domain, _freeze, sample_keys
 from .lazy import is_lazy
 from .readers import _listable, _read_idx, _readable, enterable, first_closed, permission_denied, read_idx, scale_images, to_nchw
 
@@ -78,9 +78,9 @@ def dataset(name: str, summary: str, options: tuple[str, ...] = ()) -> Callable[
 
         @functools.lru_cache(maxsize=4)
         def cached(*args: object, **kwargs: object) -> Domain:
-            d = fn(*args, **kwargs)
+            d = _freeze(fn(*args, **kwargs))  # (read-only: loader's copies of it are not scanned for NaN again)
             if d.keys is None and not is_lazy(d.X):
-                d = d.replace(keys=sample_keys(d.X))
+                d = d._replace(keys=sample_keys(d.X))
             for array in (d.X, d.y):
                 if isinstance(array, np.ndarray):
                     array.setflags(write=False)

@@ -13,6 +13,8 @@ import numbers
 import sys
 import unicodedata
 import warnings
+import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -94,7 +96,52 @@ def _not_number_columns(frame: object) -> list[object]:
                     or (dt == object and all(_is_number(v) for v in frame.iloc[:, j])))]  # type: ignore[attr-defined]
 
 
+#: Inputs qianyi checked and then made read-only itself (:func:`_freeze`), by id: unchanged since, not scanned again.
+_FROZEN: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def _checked(X: object) -> bool:
+    """Whether ``X`` is inputs qianyi checked and made read-only itself (:func:`_freeze`), still read-only."""
+    return isinstance(X, np.ndarray) and _FROZEN.get(id(X)) is X and not X.flags.writeable
+
+
+def _freeze(d: "Domain") -> "Domain":
+    """Make ``d``'s inputs read-only and known to be checked (:meth:`Domain._replace` then shares them, and copies
+    of them are not scanned again); only for a domain qianyi has just made, whose inputs no one else holds."""
+    if isinstance(d.X, np.ndarray) and d.X.dtype == np.float32:
+        d.X.setflags(write=False)
+        _FROZEN[id(d.X)] = d.X
+    return d
+
+
+class _Fresh:
+    """Inputs a :class:`Domain` takes as they are, not copied: an array of float32 samples qianyi has just made from
+    a domain's checked inputs and no one else holds; ``finite``: made from inputs still as checked (read-only since,
+    :func:`_freeze`), so not scanned for NaN again."""
+
+    __slots__ = ("X", "finite")
+
+    def __init__(self, X: np.ndarray, finite: bool) -> None:
+        self.X, self.finite = X, finite
+
+
+def _refuse_non_finite(X: np.ndarray, name: str, columns: list | None) -> None:
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(len(X), -1))[0])
+        where = (f" in the column(s) {[columns[j] for j in np.flatnonzero(bad.any(0))][:5]}"
+                 if columns is not None else "")
+        raise DataError(f"domain {name!r}: inputs X contain NaN or inf in {len(rows)} sample(s) "
+                        f"(first rows: {rows[:5].tolist()}){where}; drop or impute them first")
+
+
 def _as_inputs(X: object, name: str) -> np.ndarray:
+    if isinstance(X, _Fresh):  # (Domain.subset, Domain._replace)
+        if not X.finite:
+            _refuse_non_finite(X.X, name, None)
+        return X.X
+    if _checked(X):  # checked, and read-only since: a writable copy of its own, not scanned again
+        return X.copy()
     texts = _as_texts(X)
     if texts is not None:  # raw text: load_task tokenises it (qianyi.data.text)
         return texts
@@ -147,13 +194,7 @@ def _as_inputs(X: object, name: str) -> np.ndarray:
     if 0 in X.shape[1:]:
         raise DataError(f"domain {name!r}: inputs X have shape {X.shape} with a zero-sized dimension")
     X = np.array(X, dtype=np.float32, copy=True)  # never share (or later mutate) the caller's array
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad.reshape(len(X), -1))[0])
-        where = (f" in the column(s) {[columns[j] for j in np.flatnonzero(bad.any(0))][:5]}"
-                 if columns is not None else "")
-        raise DataError(f"domain {name!r}: inputs X contain NaN or inf in {len(rows)} sample(s) "
-                        f"(first rows: {rows[:5].tolist()}){where}; drop or impute them first")
+    _refuse_non_finite(X, name, columns)
     return X
 
 
@@ -202,7 +243,7 @@ def _frame_columns(X: object, name: str) -> tuple[str, ...] | None:
     if not names or not all(isinstance(c, str) for c in names):
         return None
     if len(set(names)) != len(names):
-        dup = sorted({c for c in names if names.count(c) > 1})
+        dup = sorted(c for c, k in Counter(names).items() if k > 1)
         warnings.warn(f"domain {name!r}: the DataFrame's column names are not unique ({dup[:5]} repeat), so its "
                       "columns are matched by position, not by name; rename the repeated "
                       "columns to have them matched by name", QianyiWarning, stacklevel=4)
@@ -281,7 +322,7 @@ class Domain:
             if X.ndim != 2 or len(names) != X.shape[1]:
                 raise DataError(f"domain {self.name!r}: {len(names)} feature names for inputs of shape {X.shape}")
             if len(set(names)) != len(names):
-                dup = sorted({c for c in names if names.count(c) > 1})
+                dup = sorted(c for c, k in Counter(names).items() if k > 1)
                 raise DataError(f"domain {self.name!r}: duplicate feature names {dup[:5]}; rename those columns")
             object.__setattr__(self, "feature_names", names)
         if self.ids is not None:
@@ -334,7 +375,11 @@ class Domain:
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
-        return Domain(self.X.view(index) if is_lazy(self.X) else self.X[index], None if self.y is None else self.y[index], name or self.name,
+        X = self.X.view(index) if is_lazy(self.X) else self.X[index]
+        if (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == self.X.ndim and len(X)
+                and not np.may_share_memory(X, self.X)):  # a new array (fancy indexing): not copied again
+            X = _Fresh(X, finite=_checked(self.X))  # type: ignore[assignment]
+        return Domain(X, None if self.y is None else self.y[index], name or self.name,
                       self.class_names, self.origin, self.style, self.feature_names,
                       None if self.ids is None else tuple(self.ids[int(i)] for i in index.reshape(-1)),
                       None if self.keys is None else self.keys[index], self.sorted_names)
@@ -346,17 +391,23 @@ class Domain:
         fields.update(changes)
         return Domain(**fields)  # type: ignore[arg-type]
 
+    def _replace(self, **changes: object) -> "Domain":
+        """:meth:`replace`, sharing inputs that qianyi made read-only (:func:`_freeze`) instead of copying them: for
+        the intermediate domains of :func:`qianyi.data.load_task` (which gives out writable copies)."""
+        if "X" in changes or not _checked(self.X):
+            return self.replace(**changes)
+        return self.replace(X=_Fresh(self.X, finite=True), **changes)
+
 
 def sample_keys(X: np.ndarray) -> np.ndarray:
     """A 16-byte digest of each sample (identical samples, identical digests): of the bytes of its float32
     values, or of its text (raw text domains)."""
     X = np.asarray(X)
     if X.dtype == object or X.dtype.kind in "US":
-        rows = [str(x).encode() for x in X]
-    else:
-        flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
-        rows = [row.tobytes() for row in flat]
-    return np.array([hashlib.blake2b(r, digest_size=16).digest() for r in rows], dtype="S16")
+        return np.array([hashlib.blake2b(str(x).encode(), digest_size=16).digest() for x in X], dtype="S16")
+    flat = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32)
+    # each row's buffer hashed as it lies (the bytes row.tobytes() would copy): no copy of the whole data set
+    return np.fromiter((hashlib.blake2b(row, digest_size=16).digest() for row in flat), dtype="S16", count=len(flat))
 
 
 def stratified_split(y: np.ndarray | None, n: int, fraction: float, seed: int, *,
@@ -483,7 +534,7 @@ class TransferTask:
         target read as unlabelled, instead of refused. Without ``target_test`` only.
         """
         if not classifier:
-            target, target_test = target.replace(y=None), None
+            target, target_test = target._replace(y=None), None
         if not source.labelled:
             from .readers import LABEL_COLUMNS
 
@@ -516,7 +567,7 @@ class TransferTask:
             warnings.warn(f"the labels of target {target.name!r} do not fit the source's classes, so they are left "
                           f"out: nothing here needs them, and the target is read as unlabelled (no target test "
                           f"split, target accuracy unknown). The mismatch: {exc}", QianyiWarning, stacklevel=2)
-            target = align_labels(source, target.replace(y=None))
+            target = align_labels(source, target._replace(y=None))
         if target_test is not None:
             if target_test.sample_shape != source.sample_shape:
                 raise DataError(f"target test {target_test.name!r} has samples of shape {target_test.sample_shape}, "

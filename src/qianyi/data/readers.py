@@ -1130,7 +1130,7 @@ def read_csv(path: str | os.PathLike, name: str | None = None, label: str | None
                             "numbers and names no label column: if it is data, add a header line naming the columns "
                             "(e.g. f0,f1,...,label); if it is a header of column numbers, name the label column "
                             f"with ?label=N (e.g. ?label={cols[-1]})")
-        dup = sorted({c for c in cols if c and cols.count(c) > 1})
+        dup = sorted(c for c, k in Counter(cols).items() if c and k > 1)  # (one pass: list.count per column was quadratic)
         if dup:
             raise DataError(f"{at} has duplicate column names {dup[:10]}; rename them so each column has one name")
         drop = [c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop)

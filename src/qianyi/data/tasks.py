@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, DatasetNotFoundError, QianyiWarning, UnknownNameError
 from .builtin import DATASETS, resolve_data_dir
 from .canvas import Canvas, common_canvas, to_canvas
-from .domain import Domain, TransferTask, sample_keys, stratified_split
+from .domain import Domain, TransferTask, _checked, _freeze, sample_keys, stratified_split
 from .lazy import is_lazy
 from .readers import LABEL_COLUMNS, read_csv, read_folder, read_idx, read_mat, read_npz, read_svmlight
 from .shifts import SHIFTS, apply_shifts, parse_shift
@@ -559,7 +559,7 @@ def _csv_rows_disjoint(sbase: str, tbase: str) -> bool:
 def _keyed(d: Domain) -> Domain:
     """``d`` with :attr:`Domain.keys`, the digests of its samples as read (built-ins set their own: ``mnist-m``
     and ``rotmnist`` rows carry their MNIST image's); streamed folders get none (their files are compared)."""
-    return d if d.keys is not None or is_lazy(d.X) else d.replace(keys=sample_keys(d.X))
+    return d if d.keys is not None or is_lazy(d.X) else d._replace(keys=sample_keys(d.X))
 
 
 def _subsample(d: Domain, n: int | None, seed: int) -> Domain:
@@ -628,13 +628,14 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     one_pool = _pool_key(sbase) == _pool_key(tbase)  # one file, maybe read with other options (or spelt otherwise)
     cap = None if max_samples is None else 2 * max_samples if one_pool else max_samples
     s, t = _load_base(sbase, root, cap, split_seed), _load_base(tbase, root, cap, split_seed + (not one_pool))
+    s, t = _freeze(s), _freeze(t)  # (read here, held by no one else: shared, not copied, until the task is made)
     s, t = _keyed(s), _keyed(t)  # each sample's identity before canvas and shifts (check_test_overlap)
     if s.origin == t.origin:  # one pool of samples (the same file, or mnist and mnist-m): disjoint halves
         if len(s) != len(t):
             raise DataError(f"{source!r} and {target!r} are drawn from one pool of samples ({s.origin!r}) but hold "
                             f"{len(s)} and {len(t)} samples; they must be the same pool to be split in halves")
         half_a, half_b = stratified_split(s.y, len(s), 0.5, split_seed + 17)
-        s, t = s.subset(half_a), t.subset(half_b)
+        s, t = _freeze(s.subset(half_a)), _freeze(t.subset(half_b))
     elif origins_overlap(s.origin, t.origin):
         raise DataError(f"{source!r} and {target!r} hold the same images ({s.origin!r} and {t.origin!r}: rotmnist is "
                         "MNIST rotated), so target test images would be rotated copies of labelled source ones; "
@@ -644,8 +645,8 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
                       f"({s.origin!r} vs {t.origin!r}): a row in both is trained on as source and scored as target; "
                       "make the filters disjoint on one column (e.g. where=C:a on one side, where=C:b or "
                       "where_not=C:a on the other)", QianyiWarning, stacklevel=2)
-    t = match_features(s.feature_names, t, f"source {s.name!r}")
-    s, t = _subsample(s, max_samples, split_seed), _subsample(t, max_samples, split_seed + 1)
+    t = _freeze(match_features(s.feature_names, t, f"source {s.name!r}"))
+    s, t = _freeze(_subsample(s, max_samples, split_seed)), _freeze(_subsample(t, max_samples, split_seed + 1))
     if s.is_text != t.is_text:
         raise DataError(f"{source!r} holds {'text' if s.is_text else 'no text'} but {target!r} holds "
                         f"{'text' if t.is_text else 'no text'}; both domains must be of one kind")
@@ -659,17 +660,17 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     pre = {"canvas": None if canvas is None else asdict(canvas), "feature_names": s.feature_names}
     if resize is not None:  # (recorded only when not the default: a padded run's preprocessing is as before)
         pre["folder_resize"] = resize
-    s, t = prepare(s, pre, sshift, source), prepare(t, pre, tshift, target)
+    s, t = _freeze(prepare(s, pre, sshift, source)), _freeze(prepare(t, pre, tshift, target))
     test = None
     if test_spec is not None:
         base, shift = test_spec
-        test_base = _keyed(_load_base(with_folder_size(base, None, resize), root))
+        test_base = _keyed(_freeze(_load_base(with_folder_size(base, None, resize), root)))
         if origins_overlap(test_base.origin, s.origin):
             raise DataError(f"--target-test {target_test!r} is drawn from the source's pool of samples "
                             f"({test_base.origin!r}; the source {source!r} holds part of it, maybe rotated or "
                             "re-rendered): the score would count images the network was trained on with their "
                             "labels; give a test set of other images")
-        test = prepare(test_base, pre, shift, target_test)
+        test = _freeze(prepare(test_base, pre, shift, target_test))
     task = TransferTask.from_domains(s, t, target_test=test, test_fraction=test_fraction, val_fraction=val_fraction,
                                      seed=split_seed, classifier=classifier,
                                      optional_target_labels=optional_target_labels and target_test is None)
@@ -679,7 +680,7 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
     shared = 0 if target_test is None else count_test_in_target(  # (a split made here is disjoint rows)
         task, f"{source} -> {target} --target-test {target_test}", max_samples)
     if shared:  # the target's labels are its test set's: dropped before anything trains (no oracle on them)
-        task = replace(task, target=task.target.replace(y=None), test_in_target=shared)
+        task = replace(task, target=task.target._replace(y=None), test_in_target=shared)
     if task.source.is_text:
         task = tokenize_task(task, pre, **(text or {}))
         pre = task.preprocessing
@@ -689,7 +690,9 @@ def load_task(source: "str | os.PathLike[str]", target: "str | os.PathLike[str]"
         parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
         task = replace(task, **{k: None if d is None else d.replace(X=transform_vectors(d.X, pre, d.name))
                                 for k, d in parts.items()})
-    return replace(task, preprocessing=pre)
+    parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
+    thaw = {k: d.replace() for k, d in parts.items() if d is not None and _checked(d.X)}  # writable copies for the user
+    return replace(task, preprocessing=pre, **thaw)
 
 
 def _row_transform(X: np.ndarray, kind: str) -> np.ndarray:
@@ -753,7 +756,7 @@ def prepare(d: Domain, preprocessing: dict, shifts: Sequence[str] = (), name: st
         d = encode_domain(d, preprocessing.get("text"), name)  # a text model's vocabulary, max_len
     elif not d.is_image and ("standardize" in preprocessing or "vector_transform" in preprocessing):
         d = d.replace(X=transform_vectors(d.X, preprocessing, name or d.name))
-    return d.replace(name=name) if name else d
+    return d._replace(name=name) if name else d
 
 
 def load_via(spec: str, task: TransferTask, data_dir: str | os.PathLike | None = None,

@@ -38,7 +38,16 @@ def _saved_vocab(path: Path) -> list[str] | None:
 def labelled_data_digest(task: "TransferTask") -> str:
     """A hash of the labelled samples a task trains on (its source's training and validation splits together, in an
     order of their own, so another ``--val-fraction`` gives the same hash): model.json's ``source_data``, which tells
-    whether a starting model was trained on the very labelled half of one pool a task trains on."""
+    whether a starting model was trained on the very labelled half of one pool a task trains on. Computed once per
+    task, as :meth:`TransferTask.content_hash` is (a bench saves a model per method and seed of one task)."""
+    cached = task.__dict__.get("_labelled_data_digest")
+    if cached is None:
+        cached = _labelled_data_digest(task)
+        object.__setattr__(task, "_labelled_data_digest", cached)  # (a frozen dataclass)
+    return cached
+
+
+def _labelled_data_digest(task: "TransferTask") -> str:
     from ..data.domain import sample_keys
     from ..data.lazy import is_lazy
 
