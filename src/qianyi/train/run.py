@@ -268,7 +268,8 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
         config = replace(config, checkpoint_dir=str(out))  # a copy: the caller's config is not changed
     trainer = Trainer(m, config, _factory(backbone))
     if out is not None and not (out / FILENAME).exists():  # a finished run whose checkpoint is gone: reused
-        done = finished_run(out, run_fingerprint(m, config, task, backbone), model_names(task), stage=stage)
+        done = finished_run(out, run_fingerprint(m, config, task, backbone), model_names(task), stage=stage,
+                            method=m)
         if done is not None:
             fit = trainer.reload(task, out / MODEL_FILE, done)
             if config.progress and distributed.is_main():  # (as the engine says where it resumes)
@@ -368,15 +369,15 @@ def model_names(task: TransferTask, backbone: BackboneSpec | None = None) -> dic
             "preprocessing_sha256": preprocessing_digest(json.loads(json.dumps(task.preprocessing or {})))}
 
 
-def finished_run(out: Path, fp: dict[str, Any], names: dict[str, Any] | None = None, stage: bool = False
-                 ) -> RunResult | None:
+def finished_run(out: Path, fp: dict[str, Any], names: dict[str, Any] | None = None, stage: bool = False,
+                 method: Method | None = None) -> RunResult | None:
     """The finished run in ``out`` with fingerprint ``fp`` (result.json, and model.pt of the hash it records), which a
     rerun reuses; None when there is none (or its model.pt changed, or it records other ``names``: trained again).
     A finished run of other settings or data is a :class:`CheckpointError` (its checkpoint, deleted once it
     finished, would have said so): another run is never trained over it. ``stage``: ``fp`` is the last stage's of a
     staged run (:func:`~qianyi.train.transitive.run_via`, which found the whole run there not reusable): a staged
     result.json differing only by the starting model (the whole run records the one asked for) is this run."""
-    done = finished(out, fp, names)
+    done = finished(out, fp, names, method)
     if done is not None and done.staged:  # the whole staged run's result (run_via reuses it): not this stage's
         raise CheckpointError(f"{str(out)!r} holds a staged run whose earlier stages are not those its last stage "
                               "was trained from; use another output folder, or delete it to train every stage afresh")
@@ -390,7 +391,7 @@ def finished_run(out: Path, fp: dict[str, Any], names: dict[str, Any] | None = N
     if saved.fingerprint == now:
         return None  # this run, its model.pt replaced or damaged, or its names not the data's now: trained again
     if same_run(saved.fingerprint or {}, now) and not saved.staged:  # the same data, its specs spelt otherwise
-        return finished(out, saved.fingerprint, names)  # (another working folder)
+        return finished(out, saved.fingerprint, names, method)  # (another working folder)
     if stage and saved.staged:
         as_asked = {**now, "config": {**now.get("config", {}), "init_from": (saved.fingerprint or {}).get(
             "config", {}).get("init_from")}}
@@ -463,7 +464,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
         if (out / FILENAME).exists():  # (a shallow run writes none)
             raise CheckpointError(f"{str(out)!r} holds the checkpoint of a network's run (checkpoint.pt); use another "
                                   f"output folder for {m.name}, or delete that one")
-        done = finished_run(out, run_fingerprint(m, config, task), model_names(task))
+        done = finished_run(out, run_fingerprint(m, config, task), model_names(task), method=m)
         if done is not None:
             if config.progress and distributed.is_main():
                 print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",

@@ -317,11 +317,11 @@ def warned_other_code(where: str) -> bool:
     return False
 
 
-def note_other_code(result: RunResult, directory: str | Path) -> None:
+def note_other_code(result: RunResult, directory: str | Path, method: Any = None) -> None:
     """Warn that a finished run about to be reused was made by other code. Where the method's own code differs (a
     method edited in a notebook or a plugin's file), every such folder is named, once each; where only qianyi's
     code differs (an upgrade: every run alike), once per process."""
-    made, now = (result.versions or {}).get("code"), code_digest(result.method)
+    made, now = (result.versions or {}).get("code"), code_digest(result.method if method is None else method)
     if made == now:
         return
     (base_made, plus, own_made), (base_now, _, own_now) = (made or "").partition("+"), now.partition("+")
@@ -329,7 +329,7 @@ def note_other_code(result: RunResult, directory: str | Path) -> None:
     # part: an upgrade, not an edit of the method
     uncovered = not plus and bool(own_now) and base_made != base_now
     if own_made != own_now and not uncovered:
-        if warned_other_code(str(directory)):
+        if warned_other_code(str(directory) if method is None else f"{directory}#run"):
             return
         warnings.warn(f"reusing the finished run {str(directory)!r}, made by other code of method "
                       f"{result.method!r} ({made or 'not recorded'}; its code now is {now}): its numbers are that "
@@ -363,13 +363,17 @@ def _unopenable(path: Path) -> bool:
     return False
 
 
-def finished(directory: str | Path, fp: dict[str, Any], names: dict[str, Any] | None = None) -> RunResult | None:
+def finished(directory: str | Path, fp: dict[str, Any], names: dict[str, Any] | None = None,
+             method: Any = None) -> RunResult | None:
     """The result in ``directory`` if it is a finished run with exactly this fingerprint, else None.
 
     ``names``: what the run's model.json would record now (:func:`qianyi.train.run.model_names`: class names, the
     preprocessing's digest, which holds the feature names); a run whose model.json or result.json records other
     ones (a label's typo fixed, a column renamed: the same data hash) is not finished, so it is trained again and
-    its files name the data as they are now."""
+    its files name the data as they are now. ``method``: the method (class or instance) about to reuse it, whose
+    code a run made by other code is judged against (a method defined in a notebook cell and not registered has
+    no name to look it up by); ``qianyi.run(out=)`` names such a folder once more, as resuming its checkpoint
+    did, beside a bench's or select's one warning per folder."""
     directory = Path(directory)
     try:
         result = RunResult.read(directory / RESULT_FILE)
@@ -386,7 +390,7 @@ def finished(directory: str | Path, fp: dict[str, Any], names: dict[str, Any] | 
         return None
     if names is not None and stale_names(directory, result, names):
         return None
-    note_other_code(result, directory)
+    note_other_code(result, directory, method)
     return result
 
 
