@@ -261,3 +261,41 @@ def test_a_shallow_run_refuses_a_folder_of_another_run_and_reuses_its_own(tmp_pa
     monkeypatch.setattr(TCAMethod, "fit_predictor", refuse)
     again = run("tca", task, CFG, out=tmp_path / "sh")[0]
     assert again.target_accuracy == res.target_accuracy and again.model_sha256 == res.model_sha256
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "not a model description"])
+@pytest.mark.parametrize("method", ["dan", "tca"])
+def test_a_finished_run_without_a_usable_model_json_is_trained_again(tmp_path, pair, method, damage):
+    from qianyi import load_model
+    from qianyi.errors import DataError
+    from qianyi.train.artefact import read_model_meta
+
+    task = load_task(*pair)
+    res, _ = run(method, task, CFG, out=tmp_path / "r")
+    meta = tmp_path / "r" / "model.json"
+    good = meta.read_text()
+    if damage == "missing":
+        meta.unlink()
+    else:
+        meta.write_text(good[:100] if damage == "truncated" else "[1, 2]")
+    with pytest.raises(DataError, match="rerun"):  # what predict says: before, a rerun reused the folder as it was
+        read_model_meta(tmp_path / "r")
+    again, _ = run(method, load_task(*pair), CFG, out=tmp_path / "r")
+    assert json.loads(meta.read_text()) == json.loads(good)  # trained again: its model.json written anew
+    assert again.target_accuracy == res.target_accuracy
+    if method == "dan":
+        assert load_model(tmp_path / "r").predict(task.target_test.X[:4]).shape == (4,)
+
+
+def test_a_bench_store_run_without_model_json_is_trained_again(tmp_path, pair):
+    from qianyi.train.run import model_names, run_fingerprint
+    from qianyi.train.store import RunStore
+    from qianyi.methods import get_method
+
+    task = load_task(*pair)
+    store = RunStore(tmp_path / "runs")
+    fp = run_fingerprint(get_method("dan"), CFG, task)
+    run("dan", task, CFG, out=store.path(fp))
+    assert store.get(fp, model_names(task)) is not None
+    (store.path(fp) / "model.json").unlink()
+    assert store.get(fp, model_names(task)) is None  # before: "(done earlier)", model.json missing for good

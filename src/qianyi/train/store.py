@@ -388,10 +388,43 @@ def finished(directory: str | Path, fp: dict[str, Any], names: dict[str, Any] | 
             return None  # model.pt from another run, or half-written: not finished
     except OSError:
         return None
+    if not model_described(directory, result):  # what `qianyi predict` calls corrupt, advising "rerun the run"
+        return None
     if names is not None and stale_names(directory, result, names):
         return None
     note_other_code(result, directory, method)
     return result
+
+
+def model_described(directory: Path, result: RunResult) -> bool:
+    """Whether the finished run ``result`` in ``directory`` holds the model.json that loading it reads: there,
+    readable JSON describing a model of its kind (a deep run's network, with its fields; a shallow run's
+    ``kind: shallow``). A missing or corrupt one is not: the run is trained again, so a rerun repairs what
+    `qianyi predict` refuses. One that cannot be opened (permissions) or of a newer format is not damaged."""
+    from .artefact import META_FILE, _check_format, _check_meta_fields, _NewerFormat
+
+    path = directory / META_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:  # there but not readable: nothing says it is damaged
+        return True
+    shallow = result.model_file != MODEL_FILE  # (a shallow run's model.npz)
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+        if not isinstance(meta, dict) or (meta.get("kind") == "shallow") != shallow:
+            return False
+        if not shallow and not isinstance(meta["architecture"], dict):
+            return False
+        _check_format(meta, path)
+        if not shallow:
+            _check_meta_fields(meta)
+    except _NewerFormat:
+        return True
+    except (ValueError, KeyError, TypeError):  # (UnicodeDecodeError is a ValueError)
+        return False
+    return True
 
 
 def stale_names(directory: Path, result: RunResult, names: dict[str, Any]) -> bool:
