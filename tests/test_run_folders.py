@@ -299,3 +299,19 @@ def test_a_bench_store_run_without_model_json_is_trained_again(tmp_path, pair):
     assert store.get(fp, model_names(task)) is not None
     (store.path(fp) / "model.json").unlink()
     assert store.get(fp, model_names(task)) is None  # before: "(done earlier)", model.json missing for good
+
+
+def test_a_reused_shallow_runs_chance_level_warning_is_its_first_runs(tmp_path):
+    _blobs(tmp_path / "s.npz", 0)
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 40)
+    X = rng.normal(0, 1, (120, 5)) + 3 * np.eye(3, 5)[y]
+    np.savez(tmp_path / "t.npz", X=X.astype(np.float32), y=(y + 1) % 3)  # every class named as the next: chance
+    said = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            run("tca", load_task(f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}"), CFG, out=tmp_path / "r")
+        said.append([str(w.message) for w in got if "chance level" in str(w.message)])
+    assert len(said[0]) == 1 and said[1] == said[0]  # before: the rerun's said "(see history.csv)"
+    assert "history.csv" not in said[0][0] and not (tmp_path / "r" / "history.csv").exists()

@@ -158,6 +158,20 @@ def collapse_flag(share: float, source_top_share: float, cause: str, certain: bo
             "only target labels can tell the two apart")
 
 
+def chance_warning(balanced: float, y_test: np.ndarray, shallow: bool) -> str | None:
+    """What a run whose balanced target accuracy ``balanced`` (on a test split of labels ``y_test``) is at chance
+    level is warned of, or None: one wording for a run and its reuse. Balanced accuracy averages the classes
+    present in the split, so a one-class predictor scores 1/present. ``shallow``: a fit, which writes no
+    history.csv to look at."""
+    present = len(np.unique(y_test))
+    chance = 1.0 / max(present, 1)
+    if present < 2 or balanced > chance + 0.02:
+        return None
+    return (f"balanced target accuracy {100 * balanced:.1f}% is at chance level ({100 * chance:.1f}%: 1 of the "
+            f"{present} classes in the target test split); "
+            + ("the fit may have collapsed" if shallow else "the run may have collapsed (see history.csv)"))
+
+
 def shallow_flags(method: Method, task: TransferTask, predictor: Any, report: dict[str, Any], source_accuracy: float,
                   which: str) -> list[str]:
     """The health checks of a deep run, for a shallow method's fitted ``predictor`` (``predict(X)``: class indices):
@@ -170,12 +184,9 @@ def shallow_flags(method: Method, task: TransferTask, predictor: Any, report: di
 
     warn = distributed.is_main()
     if task.target_test is not None and report and warn:
-        present = len(np.unique(task.target_test.y))
-        chance = 1.0 / present
-        if present >= 2 and report["balanced_accuracy"] <= chance + 0.02:
-            warnings.warn(f"{which}: balanced target accuracy {100 * report['balanced_accuracy']:.1f}% is at chance "
-                          f"level ({100 * chance:.1f}%: 1 of the {present} classes in the target test split); the "
-                          "fit may have collapsed", QianyiWarning, stacklevel=_caller_stacklevel())
+        said = chance_warning(report["balanced_accuracy"], np.asarray(task.target_test.y), shallow=True)
+        if said is not None:
+            warnings.warn(f"{which}: {said}", QianyiWarning, stacklevel=_caller_stacklevel())
     rows = spread_rows(len(task.target), 1000)  # as the engine reads a network's share: not a prefix
     flags = []
     source_top = top_class_share(np.asarray(task.source.y))

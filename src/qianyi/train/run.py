@@ -31,7 +31,7 @@ from .artefact import preprocessing_digest, save_model
 from .config import TrainConfig
 from .checkpoint import FILENAME, differences, same_run
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
-from .health import shallow_flags
+from .health import chance_warning, shallow_flags
 from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
 from . import distributed
 from .rundir import check_out, hold
@@ -338,13 +338,9 @@ def _health_warnings(m: Method, task: TransferTask, config: TrainConfig, out: Pa
         return
     balanced = (result.target_report or {}).get("balanced_accuracy")
     if task.target_test is not None and balanced is not None and not m.uses_target_labels:
-        # balanced accuracy averages the classes present in the test split: a one-class predictor scores 1/present
-        present = len(np.unique(task.target_test.y))
-        chance = 1.0 / max(present, 1)
-        if present >= 2 and balanced <= chance + 0.02:
-            warnings.warn(f"{_which(m, task, config, out)}: balanced target accuracy {100 * balanced:.1f}% is at "
-                          f"chance level ({100 * chance:.1f}%: 1 of the {present} classes in the target test split); "
-                          "the run may have collapsed (see history.csv)", QianyiWarning, stacklevel=_caller_stacklevel())
+        said = chance_warning(balanced, np.asarray(task.target_test.y), shallow=getattr(m, "shallow", False))
+        if said is not None:  # (a reused shallow run's as its fit's: it wrote no history.csv)
+            warnings.warn(f"{_which(m, task, config, out)}: {said}", QianyiWarning, stacklevel=_caller_stacklevel())
     for flag in result.flags:
         warnings.warn(f"{_which(m, task, config, out)}: {flag}", QianyiWarning, stacklevel=_caller_stacklevel())
 
