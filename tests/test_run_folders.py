@@ -315,3 +315,21 @@ def test_a_reused_shallow_runs_chance_level_warning_is_its_first_runs(tmp_path):
         said.append([str(w.message) for w in got if "chance level" in str(w.message)])
     assert len(said[0]) == 1 and said[1] == said[0]  # before: the rerun's said "(see history.csv)"
     assert "history.csv" not in said[0][0] and not (tmp_path / "r" / "history.csv").exists()
+
+
+def test_a_via_rerun_from_another_directory_is_refused_saying_why(tmp_path, monkeypatch):
+    from qianyi.data import load_via
+    from qianyi.train.transitive import run_via
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    for name, seed, shift in (("s", 0, 0.0), ("v", 2, 0.25), ("t", 1, 0.5)):
+        _blobs(tmp_path / "A" / f"{name}.npz", seed, shift)
+    monkeypatch.chdir(tmp_path / "A")
+    task = load_task("npz:s.npz", "npz:t.npz")
+    run_via("dann", task, [load_via("npz:v.npz", task)], CFG, out="st")
+    monkeypatch.chdir(tmp_path / "B")
+    task = load_task("npz:../A/s.npz", "npz:../A/t.npz")
+    with pytest.raises(CheckpointError, match="the same --via data named by another relative path") as got:
+        run_via("dann", task, [load_via("npz:../A/v.npz", task)], CFG, out="../A/st")
+    assert "absolute paths" in str(got.value)  # before: only "another --via order, domain or mode"

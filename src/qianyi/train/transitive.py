@@ -498,7 +498,8 @@ def _selector(task: TransferTask, pool: Domain, groups: np.ndarray, names: list[
 
 def _check_same_chain(root: Path, planned: list[str]) -> None:
     """Refuse, before any stage trains, an ``out`` that holds a staged run through other stages (another --via
-    order, a domain added or dropped, another mode): its finished stages would not be reused, the new stages
+    order, a domain added or dropped, another mode, or the same via data named by another relative path: a stage
+    folder's name is its spec as written): its finished stages would not be reused, the new stages
     would be trained next to the old ones, and the last stage would refuse the folder only then."""
     found = sorted(p.name for p in (root / "stages").glob("[0-9][0-9]-*") if p.is_dir()) \
         if (root / "stages").is_dir() else []
@@ -513,8 +514,10 @@ def _check_same_chain(root: Path, planned: list[str]) -> None:
         before = had if had is not None else [f"stages/{n}" for n in found]
         raise CheckpointError(
             f"{str(root)!r} holds a staged run through other stages ({', '.join(before) or 'none'}) than this one "
-            f"({', '.join(planned) or 'none'}): another --via order, domain or mode; give another --out, or delete "
-            f"{str(root)!r} to train every stage afresh")
+            f"({', '.join(planned) or 'none'}): another --via order, domain or mode, or the same --via data named by "
+            "another relative path (stage folders are named after the --via specs as written): rerun from the first "
+            f"run's working directory or with absolute paths, give another --out, or delete {str(root)!r} to train "
+            "every stage afresh")
 
 
 def is_bare_last_stage(folder: str | Path, result: dict[str, Any]) -> bool:
