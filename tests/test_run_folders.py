@@ -333,3 +333,22 @@ def test_a_via_rerun_from_another_directory_is_refused_saying_why(tmp_path, monk
     with pytest.raises(CheckpointError, match="the same --via data named by another relative path") as got:
         run_via("dann", task, [load_via("npz:../A/v.npz", task)], CFG, out="../A/st")
     assert "absolute paths" in str(got.value)  # before: only "another --via order, domain or mode"
+
+
+def test_a_refusal_for_another_method_names_the_method_first(tmp_path, pair):
+    run("dan", load_task(*pair), CFG, out=tmp_path / "r")
+    for other in ("tca", "dann"):
+        with pytest.raises(CheckpointError, match=r"other settings or data \(method: saved 'dan', now '" + other):
+            run(other, load_task(*pair), CFG, out=tmp_path / "r")  # before: five config./hparams. lines, no method
+    with pytest.raises(CheckpointError, match=r"data \(config.seed: saved 0, now 1; config.epochs: saved 2, now 3\)"):
+        run("dan", load_task(*pair), TrainConfig(**{**CFG.__dict__, "seed": 1, "epochs": 3}), out=tmp_path / "r")
+
+
+def test_a_refusal_for_other_spec_options_names_them(tmp_path):
+    s, t = tmp_path / "s.csv", tmp_path / "t.csv"
+    _csv(s, 0)
+    _csv(t, 1)
+    run("dan", load_task(f"csv:{s}?drop=a,b", f"csv:{t}?drop=a,b"), CFG, out=tmp_path / "r")
+    with pytest.raises(CheckpointError) as got:  # the same data: the option text alone differs, refused
+        run("dan", load_task(f"csv:{s}?drop=b,a", f"csv:{t}?drop=b,a"), CFG, out=tmp_path / "r")
+    assert "options drop=a,b, now drop=b,a" in str(got.value)  # before: the specs whole, no word of options

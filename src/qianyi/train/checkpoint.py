@@ -60,6 +60,27 @@ def spec_options(spec: Any) -> list[str]:
     return sorted(o for o in str(spec).partition("?")[2].split("&") if o)
 
 
+#: Fingerprint fields that say which run it is (its method, data, seed): named first when two runs differ, before
+#: settings the other method may not even read.
+IDENTITY = ("method", "source", "target", "data", "config.seed")
+
+
+def describe_differences(saved: dict, now: dict, limit: int = 5) -> str:
+    """The first ``limit`` :func:`differences` of fingerprints ``saved`` and ``now``, as a refusal names them:
+    :data:`IDENTITY` first, then the settings (by name); a data spec whose options differ names them (any other
+    option text, ``?drop=b,a`` for ``?drop=a,b`` too, is another run)."""
+    rank = {k: i for i, k in enumerate(IDENTITY)}
+    found = sorted(differences(saved, now), key=lambda d: rank.get(d[0], len(IDENTITY)))  # (stable: by name after)
+    parts = []
+    for k, a, b in found[:limit]:
+        text = f"{k}: saved {a!r}, now {b!r}"
+        if k in SPELLING and spec_options(a) != spec_options(b):
+            was, is_ = "&".join(spec_options(a)) or "none", "&".join(spec_options(b)) or "none"
+            text += f" (options {was}, now {is_}: any other option text is another run)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
     """Whether fingerprints ``saved`` and ``now`` are of one run: equal, or equal but for the spelling of the data
     specs' paths (:data:`SPELLING`; their options, ``?name=``, equal) of data whose content hash agrees."""
@@ -103,7 +124,7 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any] | None 
                                   "afresh") from None
         now = json.loads(json.dumps(fingerprint))
         if not same_run(saved, now):
-            details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in differences(saved, now)[:5])
-            raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run ({details}); "
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run "
+                                  f"({describe_differences(saved, now)}); "
                                   "use another output folder, or delete the checkpoint to start afresh")
     return state

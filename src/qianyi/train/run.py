@@ -29,7 +29,7 @@ from ..nn.text import ENCODER_TOKENIZERS, TEXT_ENCODERS, TextEncoder
 from ..select import score_all
 from .artefact import preprocessing_digest, save_model
 from .config import TrainConfig
-from .checkpoint import FILENAME, differences, same_run
+from .checkpoint import FILENAME, describe_differences, same_run
 from .engine import FitResult, Monitor, Trainer, TrainData, check_network_settings
 from .health import chance_warning, shallow_flags
 from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResult, write_history_csv
@@ -393,7 +393,7 @@ def finished_run(out: Path, fp: dict[str, Any], names: dict[str, Any] | None = N
             "config", {}).get("init_from")}}
         if same_run(saved.fingerprint or {}, as_asked):
             return None  # its last stage, trained again over it
-    details = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in differences(saved.fingerprint or {}, now)[:5])
+    details = describe_differences(saved.fingerprint or {}, now)  # (the method and data first)
     raise CheckpointError(f"{str(out)!r} holds a finished run of other settings or data ({details}); use another "
                           "output folder, or delete its result.json to train this run there")
 
