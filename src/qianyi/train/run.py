@@ -170,14 +170,21 @@ def _for_task(backbone: BackboneSpec | None, task: TransferTask, method: Method 
 
 def _tokenised_for(backbone: BackboneSpec | None, task: TransferTask) -> TransferTask:
     """A text task tokenised as the text encoder ``backbone`` names needs it (minilm: its WordPiece ids, from the
-    task's raw texts); anything else as it is."""
+    task's raw texts); anything else as it is. Computed once per task and tokenizer, kept on ``task`` as its
+    content hash is (bench and select ask for it per method and seed: each asking re-tokenised every split)."""
     name = getattr(backbone, "name", backbone) if isinstance(backbone, (NamedBackbone, TextEncoder)) else backbone
     need = ENCODER_TOKENIZERS.get(name) if isinstance(name, str) else None
     if need is None or (task.preprocessing or {}).get("text") is None:
         return task
     from ..data.text import retokenize_task
 
-    return retokenize_task(task, tokenizer=need)
+    cache = task.__dict__.get("_tokenised")
+    if cache is None:
+        cache = {}
+        object.__setattr__(task, "_tokenised", cache)  # (a frozen dataclass)
+    if need not in cache:
+        cache[need] = retokenize_task(task, tokenizer=need)
+    return cache[need]
 
 
 def _factory(backbone: BackboneSpec | None) -> Callable[[tuple[int, ...], int], Backbone]:
