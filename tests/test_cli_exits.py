@@ -9,28 +9,20 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from qianyi.cli import main
 from qianyi.errors import QianyiWarning, TrainingError
 from qianyi.train import engine
 
+from .test_run_folders import blob_pair
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _blobs(path: Path, seed: int, shift: float = 0.0) -> None:
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(3), 40)
-    X = rng.normal(0, 1, (120, 5)) + 3 * np.eye(3, 5)[y] + shift
-    np.savez(path, X=X.astype(np.float32), y=y)
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[str, str]:
-    _blobs(tmp_path / "s.npz", 0)
-    _blobs(tmp_path / "t.npz", 1, shift=0.5)
-    return f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}"
+    return blob_pair(tmp_path)
 
 
 def test_the_cli_says_a_warning_made_an_error_without_a_traceback(tmp_path, pair, monkeypatch, capsys):

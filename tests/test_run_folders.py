@@ -25,11 +25,16 @@ def _blobs(path: Path, seed: int, shift: float = 0.0) -> None:
     np.savez(path, X=X.astype(np.float32), y=y)
 
 
+def blob_pair(folder: Path) -> tuple[str, str]:
+    """Two small shifted npz domains of three classes in ``folder``: their specs (source, target)."""
+    _blobs(folder / "s.npz", 0)
+    _blobs(folder / "t.npz", 1, shift=0.5)
+    return f"npz:{folder / 's.npz'}", f"npz:{folder / 't.npz'}"
+
+
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[str, str]:
-    _blobs(tmp_path / "s.npz", 0)
-    _blobs(tmp_path / "t.npz", 1, shift=0.5)
-    return f"npz:{tmp_path / 's.npz'}", f"npz:{tmp_path / 't.npz'}"
+    return blob_pair(tmp_path)
 
 
 def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,8 +77,7 @@ def test_a_finished_run_of_other_settings_is_not_trained_over(tmp_path, pair):
 def test_the_same_data_under_another_relative_path_is_the_same_run(tmp_path, monkeypatch):
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()
-    _blobs(tmp_path / "A" / "s.npz", 0)
-    _blobs(tmp_path / "A" / "t.npz", 1, shift=0.5)
+    blob_pair(tmp_path / "A")
     monkeypatch.chdir(tmp_path / "A")
     keep = TrainConfig(**{**CFG.__dict__, "keep_checkpoint": True})
     for out, cfg in (("runs/r", CFG), ("runs/k", keep)):
@@ -176,8 +180,7 @@ def test_a_changed_name_option_is_another_run_not_a_respelling(tmp_path, pair):
 def test_a_staged_run_under_another_relative_path_is_reused(tmp_path, monkeypatch):
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()
-    _blobs(tmp_path / "A" / "s.npz", 0)
-    _blobs(tmp_path / "A" / "t.npz", 1, shift=0.5)
+    blob_pair(tmp_path / "A")
     monkeypatch.chdir(tmp_path / "A")
     res, _ = run("self-train", load_task("npz:s.npz", "npz:t.npz"), CFG, out="runs/st")
     monkeypatch.chdir(tmp_path / "B")
