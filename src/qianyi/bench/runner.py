@@ -47,6 +47,11 @@ ORACLE_CHOICE = "oracle-choice"
 RUN_COLUMN = "run"
 
 
+def _folder_key(folder: Path) -> str:
+    """The run key of a store's run folder ``seedN-KEY`` (:meth:`~qianyi.train.store.RunStore.path`)."""
+    return folder.name.rpartition("-")[2]
+
+
 def _tabulated_keys(results_csv: Path) -> set[str] | None:
     """The keys of the runs a results.csv lists (:data:`RUN_COLUMN`), or None when it lists none for some row
     (written before they were recorded, or of runs without a fingerprint) or cannot be read. Read as it is written
@@ -697,7 +702,7 @@ class BenchResult:
         found_keys: set[str] = set()
 
         def listed(folder: Path) -> bool:  # a run folder is seedN-KEY
-            return keys is None or folder.name.rpartition("-")[2] in keys
+            return keys is None or _folder_key(folder) in keys
 
         for d in dirs:
             files = [f for f in sorted(Path(d).glob("runs/*/*/*/result.json")) if listed(f.parent)]
@@ -710,7 +715,7 @@ class BenchResult:
                 raise DataError(f"no finished runs under {str(d)!r}/runs; give the --out folder of `qianyi bench`"
                                 if keys is None else f"none of the runs {str(d)!r}/results.csv lists is finished "
                                 f"under {str(d)!r}/runs (deleted?); rerun the bench command that wrote it")
-            found_keys |= {f.parent.name.rpartition("-")[2] for f in files}
+            found_keys |= {_folder_key(f.parent) for f in files}
             for p in sorted(Path(d).glob("runs/*/*/*")):
                 if p.is_dir() and listed(p) and not (p / "result.json").exists():
                     name, record = str(p.relative_to(Path(d) / "runs")), read_failure_record(p)
@@ -728,8 +733,8 @@ class BenchResult:
                         continue
                     failed.append(f"{name} ({why.replace(DIVERGED_ADVICE, '').strip().rstrip('.')})")
                     if entry is not None:
-                        failed_runs.append((entry, p.name.rpartition("-")[2]))
-                        found_keys.add(p.name.rpartition("-")[2])
+                        failed_runs.append((entry, _folder_key(p)))
+                        found_keys.add(_folder_key(p))
             for f in files:
                 r = RunResult.read(f)
                 if is_bare_last_stage(f.parent, {"staged": r.staged, "config": r.config}):
@@ -1282,7 +1287,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                         gone.append((variant_label(method.name, method.hparams(), method.revision),
                                      (task.source.name, task.target.name), seed))
                         if rdir is not None:
-                            gone_keys[gone[-1]] = rdir.name.rpartition("-")[2]
+                            gone_keys[gone[-1]] = _folder_key(rdir)
                         warnings.warn(f"bench: {diverged[-1]}", QianyiWarning, stacklevel=_caller_stacklevel())
                     trained += 1
                     if log:
