@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
 from .errors import (ConfigError, DataError, LabelMismatchError, OutputError, QianyiError, QianyiWarning,
@@ -481,6 +481,8 @@ def _run_specs(folder: str) -> dict[str, str | None]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import itertools
+
     import numpy as np
 
     from ._io import check_out_file
@@ -523,14 +525,28 @@ def _predict(args: argparse.Namespace) -> int:
         if hint is None:
             raise
         raise DataError(f"{exc}; {hint}") from None
-    proba = model.predict_proba(data)
-    pred = proba.argmax(1)
+    batches = model.iter_proba(data)  # the inputs checked (and warned about) here; each batch computed when written
+    first = next(batches, None)  # the network's errors (inputs it cannot read) come before any row is written
+    batches = itertools.chain([] if first is None else [first], batches)
     # which file (a folder of images, wavs or texts), FILE:LINE (a text file) or row (csv ?id=COL) each is of
     ids = data.ids
-    _write_rows(args.out_csv, [["index", *([_id_header(args.data)] if ids is not None else []), "predicted",
-                                *(f"p_{c}" for c in names)] + (["label"] if labels is not None else [])]
-                + [[str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
-                   + ([labels[i]] if labels is not None else []) for i, (k, row) in enumerate(zip(pred, proba))])
+    preds: list[np.ndarray] = []  # each row's class, for the accuracy
+
+    def rows() -> Iterator[list[str]]:
+        """The header, then each batch's rows as the network gives them (formatted, written, dropped)."""
+        yield (["index", *([_id_header(args.data)] if ids is not None else []), "predicted",
+                *(f"p_{c}" for c in names)] + (["label"] if labels is not None else []))
+        i = 0
+        for proba in batches:
+            pred = proba.argmax(1)
+            preds.append(pred)
+            for k, row in zip(pred.tolist(), proba.tolist()):  # (Python floats: float32's own values, as before)
+                yield ([str(i), *([ids[i]] if ids is not None else []), names[k], *(f"{v:.6f}" for v in row)]
+                       + ([labels[i]] if labels is not None else []))
+                i += 1
+
+    _write_rows(args.out_csv, rows())
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     if labels is not None:  # names compared in NFC, as align_labels compares them ('café' spelt decomposed)
         from .data.domain import _nfc
 
@@ -636,21 +652,29 @@ def _id_header(spec: str) -> str:
     return "file" if not col else col if col not in ("index", "predicted", "label") else "id"
 
 
-def _write_rows(path: str | None, rows: list[list[str]]) -> None:
-    """A header and prediction rows as CSV (a class name holding a comma or a quote is quoted): to ``path``
-    atomically, or to stdout."""
+def _write_rows(path: str | None, rows: Iterable[list[str]]) -> None:
+    """A header and prediction rows as CSV (a class name holding a comma or a quote is quoted), each row written
+    as it comes (``rows`` may be a generator: no row is held after it is written): to ``path`` atomically (a
+    temporary file renamed over it once every row is written; an error or interruption leaves ``path`` as it
+    was), or to stdout."""
     import csv
-    import io
 
-    from ._io import write_text
+    from ._io import atomic_write
 
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    written = 0
+
+    def write(fh: Any) -> None:
+        nonlocal written
+        w = csv.writer(fh, lineterminator="\n")
+        for row in rows:
+            w.writerow(row)
+            written += 1
+
     if path:
-        write_text(path, buf.getvalue())
-        print(f"written: {path} ({len(rows) - 1} predictions)", file=sys.stderr)
+        atomic_write(path, write)
+        print(f"written: {path} ({written - 1} predictions)", file=sys.stderr)
     else:
-        sys.stdout.write(buf.getvalue())
+        write(sys.stdout)
 
 
 def _translate(args: argparse.Namespace) -> int:

@@ -70,16 +70,22 @@ def _as_input(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.devi
     return t
 
 
-@torch.no_grad()
+def iter_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
+                batch_size: int = 1024) -> Iterator[torch.Tensor]:
+    """:func:`predict_logits` one batch at a time (float32, on the CPU): the same batches, so the same numbers,
+    without holding every row's logits (the caller uses each batch, then drops it)."""
+    X, batch_size = _batched(X, batch_size)
+    with evaluating(model):
+        for i in range(0, len(X), batch_size):
+            with torch.no_grad():  # (not around the yield: the caller's code between batches keeps its own mode)
+                logits = forward(model, _as_input(model, X[i:i + batch_size], device)).logits.float().cpu()
+            yield logits
+
+
 def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                    batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on ``X`` in eval mode (restores the previous mode)."""
-    X, batch_size = _batched(X, batch_size)
-    out = []
-    with evaluating(model):
-        for i in range(0, len(X), batch_size):
-            out.append(forward(model, _as_input(model, X[i:i + batch_size], device)).logits.float().cpu())
-    return torch.cat(out)
+    return torch.cat(list(iter_logits(model, X, device, batch_size)))
 
 
 @torch.no_grad()

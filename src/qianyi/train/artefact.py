@@ -16,7 +16,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from ..data.domain import Domain, TransferTask, _is_pandas, _whole_numbers, alig
 from ..errors import DataError, LabelMismatchError, QianyiWarning, UnknownNameError
 from ..nn.backbones import Backbone, default_network_generation
 from ..nn.resnet import BACKBONES, rebuild
-from ..nn.inference import predict_logits
+from ..nn.inference import iter_logits, predict_logits
 from .checkpoint import save_tensors, unreadable_reason
 from .weights import labelled_data_digest
 from .engine import caller_rng_kept
@@ -137,6 +137,21 @@ class SavedModel:
         :meth:`prepare` (a spec, raw arrays or a Domain) first. Vectors that look raw (far from the column means
         and scales the run standardised its inputs to) are warned about. ``device``: where to compute (default:
         where the network is; ``load_model`` puts it on the CPU)."""
+        d, device = self._checked(X, device)
+        logits = predict_logits(self.network.to(device), d.X, device)
+        return torch.softmax(logits, 1).cpu().numpy()
+
+    def iter_proba(self, X: np.ndarray | Domain, device: str | torch.device | None = None) -> Iterator[np.ndarray]:
+        """:meth:`predict_proba`'s rows a batch at a time, in order (the same numbers): the inputs are checked
+        (and warned about) here, before the first batch; each batch is computed when asked for, so a caller that
+        writes each one and drops it never holds every row's probabilities."""
+        d, device = self._checked(X, device)
+        network = self.network.to(device)
+        return (torch.softmax(logits, 1).cpu().numpy() for logits in iter_logits(network, d.X, device))
+
+    def _checked(self, X: np.ndarray | Domain, device: str | torch.device | None) -> tuple[Domain, str | torch.device]:
+        """``X`` as a Domain the network reads, and the device to compute on; refusals and warnings as
+        :meth:`predict_proba` documents."""
         d = X if isinstance(X, Domain) else Domain(X, None, "inputs")
         pre = self.meta.get("preprocessing") or {}
         names = pre.get("feature_names")
@@ -157,8 +172,7 @@ class SavedModel:
                             "applies the run's preprocessing")
         if device is None:
             device = next(iter(self.network.parameters()), torch.empty(0)).device
-        logits = predict_logits(self.network.to(device), d.X, device)
-        return torch.softmax(logits, 1).cpu().numpy()
+        return d, device
 
     def predict(self, X: np.ndarray | Domain, device: str | torch.device | None = None) -> np.ndarray:
         """Class indices (into :attr:`class_names`)."""
@@ -185,6 +199,10 @@ def _uci_counts(X: np.ndarray) -> np.ndarray:
     return X.astype(np.float32) / np.float32(16.0)
 
 
+#: How many numbers of the inputs :func:`_looks_raw` looks at a time (a float64 block of 8 MB).
+LOOK_ELEMENTS = 1 << 20
+
+
 def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> bool:
     """Whether vectors ``X`` look unpreprocessed for a run that standardised its inputs: the run's inputs have
     column means near 0 and standard deviations near 1; ``X`` read as raw (preprocessed here) comes much nearer
@@ -195,15 +213,21 @@ def _looks_raw(X: np.ndarray, preprocessing: dict, reverse: bool = False) -> boo
         return False
     from ..data.tasks import transform_vectors
 
-    def off(Z: np.ndarray) -> float:  # median over varying columns of m^2 + (log s)^2: 0 when standardised
-        Z = np.asarray(Z, np.float64)
-        m, sd = Z.mean(0), Z.std(0)
+    step = max(1, LOOK_ELEMENTS // max(1, X.shape[1]))  # rows at a time: no float64 copy of all of X
+
+    def off(transform: Callable[[np.ndarray], np.ndarray]) -> float:
+        """Median over the varying columns of transform(X) of m^2 + (log s)^2: 0 when standardised."""
+        def chunks() -> Iterator[np.ndarray]:
+            return (np.asarray(transform(X[i:i + step]), np.float64) for i in range(0, len(X), step))
+
+        m = sum(Z.sum(0) for Z in chunks()) / len(X)
+        sd = np.sqrt(sum(((Z - m) ** 2).sum(0) for Z in chunks()) / len(X))
         varying = sd > 0
         return float(np.median(m[varying] ** 2 + np.log(sd[varying]) ** 2)) if varying.any() else 0.0
 
     try:
         with np.errstate(all="ignore"):
-            as_raw, as_is = off(transform_vectors(X, preprocessing)), off(X)
+            as_raw, as_is = off(lambda Z: transform_vectors(Z, preprocessing)), off(lambda Z: Z)
     except (DataError, ValueError, TypeError):
         return False
     if reverse:
