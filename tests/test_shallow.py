@@ -811,3 +811,34 @@ def test_a_marker_that_marks_no_row_is_refused_with_what_to_do():
                 AdaptedClassifier(unlabelled=-1)):
         with pytest.raises(DataError, match=r"no row of y is marked unlabelled \(-1\).*mark the target rows"):
             est.fit(Xs, ys)
+
+
+def test_a_search_with_routed_sample_domain_can_score_without_target_labels():
+    """docs/shallow.md: with routed sample_domain the default scorer reads the labels the held-out target rows
+    carry; a scorer on the held-out source rows (sample_domain routed to it too) and a splitter that does not
+    read y give the same scores whatever the target rows' labels are."""
+    from sklearn.metrics import accuracy_score, make_scorer
+    from sklearn.model_selection import KFold
+
+    def source_accuracy(y_true, y_pred, sample_domain):
+        src = np.asarray(sample_domain) > 0
+        return accuracy_score(y_true[src], y_pred[src])
+
+    Xs, ys, Xt, yt = blobs(0, n=90, d=5)
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    labellings = (np.r_[ys, yt], np.r_[ys, np.random.default_rng(1).integers(0, 3, len(Xt))],
+                  np.r_[ys, -np.ones(len(Xt), int)])
+
+    def scores(y, **kw):
+        search = GridSearchCV(AdaptedClassifier(TCA()).set_fit_request(sample_domain=True),
+                              {"adapter__n_components": [1, 3]}, cv=KFold(3, shuffle=True, random_state=0),
+                              error_score="raise", **kw)
+        return search.fit(X, y, sample_domain=sd).cv_results_["mean_test_score"]
+
+    with config_context(enable_metadata_routing=True):
+        scorer = make_scorer(source_accuracy).set_score_request(sample_domain=True)
+        by_source = [scores(y, scoring=scorer) for y in labellings]
+        by_default = [scores(y) for y in labellings]
+    for s in by_source[1:]:
+        np.testing.assert_array_equal(s, by_source[0])
+    assert not np.array_equal(by_default[0], by_default[1]) and not np.array_equal(by_default[0], by_default[2])
