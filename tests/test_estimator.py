@@ -229,3 +229,13 @@ def test_label_free_scorer_scores_shallow_classifiers_from_their_probabilities()
         label_free_scorer("entropy")(AdaptedClassifier(CORAL(), SVC(), unlabelled=-1).fit(X, y), X, y)
     with pytest.raises(DataError, match="rv reads a network's features.*entropy, snd or atc"):
         label_free_scorer("rv")(est, X, y)
+
+
+def test_a_marker_that_marks_no_row_fits_the_source_as_its_own_target():
+    """DomainAdapter(unlabelled=-1) on a y without -1 fits as DomainAdapter() does (the source as its own target),
+    where the shallow classifiers refuse (tests/test_shallow.py; docs/shallow.md states both)."""
+    Xs, ys, _, _ = _shifted(n=60)
+    fast = dict(epochs=1, steps_per_epoch=2, device="cpu")
+    marked = DomainAdapter("dann", unlabelled=-1, **fast).fit(Xs, ys)
+    plain = DomainAdapter("dann", **fast).fit(Xs, ys)
+    np.testing.assert_array_equal(marked.predict_proba(Xs), plain.predict_proba(Xs))

@@ -740,3 +740,105 @@ def test_nan_labels_of_target_rows_are_accepted_and_source_nan_is_named():
             clone(est).fit(Xs, np.where(np.arange(len(ys)) == 3, np.nan, ys), Xt=Xt)
     with pytest.raises(DataError, match=r"target labels contain NaN"):  # TrAdaBoost learns from target labels
         TrAdaBoost(n_estimators=2).fit(X, y_nan, sample_domain=sd)
+
+
+def test_jda_offers_predict_proba_and_decision_function_only_as_its_base_estimator_does():
+    """JDA(estimator=SVC()) had predict_proba (raising AttributeError inside) and no decision_function, so
+    scikit-learn's roc_auc scorer picked predict_proba and crashed; KMMClassifier and AdaptedClassifier
+    already forwarded them with available_if."""
+    from sklearn.metrics import get_scorer, make_scorer, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
+    Xs, ys, Xt, yt = _shifted()
+    bs, bt = (ys == 0).astype(int), (yt == 0).astype(int)
+    assert not hasattr(JDA(estimator=SVC()), "predict_proba")
+    assert hasattr(JDA(estimator=SVC()), "decision_function")
+    assert hasattr(JDA(), "predict_proba") and not hasattr(JDA(), "decision_function")  # 1-NN: probabilities only
+    j = JDA(n_components=3, n_iter=2, estimator=SVC()).fit(Xs, bs, Xt=Xt)
+    assert not hasattr(j, "predict_proba")
+    np.testing.assert_array_equal(j.decision_function(Xt), j.estimator_.decision_function(j._features(j.transform(Xt))))
+    assert np.array_equal(j.decision_function(Xt) > 0, j.predict(Xt) == 1)
+    assert get_scorer("roc_auc")(j, Xt, bt) > 0.8
+    assert hasattr(JDA(estimator=LogisticRegression()).fit(Xs, bs, Xt=Xt), "decision_function")
+    # the marker convention in cross-validation: a ranking scorer on the held-out source rows only (-1 = target)
+    def source_auc(y_true, y_score):
+        keep = y_true != -1
+        return roc_auc_score(y_true[keep], y_score[keep])
+
+    X, y = np.vstack([Xs, Xt]), np.r_[bs, -np.ones(len(Xt), int)]
+    scores = cross_val_score(JDA(n_components=3, n_iter=2, estimator=SVC(), unlabelled=-1), X, y,
+                             cv=StratifiedKFold(3, shuffle=True, random_state=0), error_score="raise",
+                             scoring=make_scorer(source_auc, response_method="decision_function"))
+    assert np.isfinite(scores).all() and (scores > 0.8).all()
+    with config_context(enable_metadata_routing=True):  # routed sample_domain: roc_auc as it comes
+        sd = np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+        scores = cross_val_score(JDA(n_components=3, n_iter=2, estimator=SVC()).set_fit_request(sample_domain=True),
+                                 X, np.r_[bs, bt], scoring="roc_auc", params={"sample_domain": sd},
+                                 cv=StratifiedKFold(3, shuffle=True, random_state=0), error_score="raise")
+    assert np.isfinite(scores).all()
+
+
+#: TrAdaBoost(DecisionTreeClassifier(max_depth=3, max_features=1), n_estimators=4, random_state=0) on _shifted(seed=3, n=80),
+#: predictions on Xt by the code before the per-round seeds were taken mod 2**32 (commit 71c30da): they must not move.
+PINNED_TRADABOOST_SEED0 = [0, 0, 1, 1, 1, 1, 0, 1, 2, 0, 2, 0, 0, 2, 0, 2, 0, 1, 2, 2, 1, 0, 0, 2, 0, 0, 2, 2, 2, 0, 2, 1,
+                           1, 2, 1, 2, 0, 2, 2, 1, 1, 1, 1, 2, 2, 0, 2, 0, 1, 2, 1, 2, 0, 0, 1, 1, 0, 2, 0, 2, 2, 2, 0, 0,
+                           2, 0, 2, 2, 2, 1, 0, 2, 1, 1, 0, 0, 0, 2, 2, 1]
+
+
+def test_tradaboost_seeds_each_round_within_numpys_range_and_keeps_the_seeds_of_ordinary_ints():
+    """TrAdaBoost(random_state=2**32 - 1) seeded round 2 with 2**32, out of the range scikit-learn accepts; round t
+    of an int seed s is seeded (s + t) mod 2**32, so the seeds in use (0, 1, 42, ...) give the same fits."""
+    Xs, ys, Xt, yt = _shifted(seed=3, n=80)
+    tree = DecisionTreeClassifier(max_depth=3, max_features=1)  # random splits: the seed matters
+    tb = TrAdaBoost(tree, n_estimators=4, random_state=0).fit(Xs, ys, Xt[:20], yt[:20])
+    assert [h.random_state for h in tb.estimators_] == [0, 1, 2, 3]
+    by_hand = [clone(tree).set_params(random_state=t) for t in range(4)]  # the seeds before the fix
+    assert [h.get_params() for h in tb.estimators_] == [h.get_params() for h in by_hand]
+    np.testing.assert_array_equal(tb.predict(Xt), PINNED_TRADABOOST_SEED0)
+    top = TrAdaBoost(tree, n_estimators=3, random_state=2 ** 32 - 1).fit(Xs, ys, Xt[:20], yt[:20])
+    assert [h.random_state for h in top.estimators_] == [2 ** 32 - 1, 0, 1]
+    for bad in (-1, 2 ** 32):
+        with pytest.raises(ConfigError, match=rf"random_state={bad}"):
+            TrAdaBoost(n_estimators=2, random_state=bad).fit(Xs, ys, Xt[:20], yt[:20])
+
+
+def test_a_marker_that_marks_no_row_is_refused_with_what_to_do():
+    """unlabelled= set and no row of y marked: the shallow classifiers refuse (DomainAdapter adapts to the source
+    itself: docs/shallow.md); the message names the marker and says how to give target rows."""
+    Xs, ys, _, _ = _shifted()
+    for est in (JDA(n_components=3, n_iter=2, unlabelled=-1), KMMClassifier(unlabelled=-1),
+                AdaptedClassifier(unlabelled=-1)):
+        with pytest.raises(DataError, match=r"no row of y is marked unlabelled \(-1\).*mark the target rows"):
+            est.fit(Xs, ys)
+
+
+def test_a_search_with_routed_sample_domain_can_score_without_target_labels():
+    """docs/shallow.md: with routed sample_domain the default scorer reads the labels the held-out target rows
+    carry; a scorer on the held-out source rows (sample_domain routed to it too) and a splitter that does not
+    read y give the same scores whatever the target rows' labels are."""
+    from sklearn.metrics import accuracy_score, make_scorer
+    from sklearn.model_selection import KFold
+
+    def source_accuracy(y_true, y_pred, sample_domain):
+        src = np.asarray(sample_domain) > 0
+        return accuracy_score(y_true[src], y_pred[src])
+
+    Xs, ys, Xt, yt = blobs(0, n=90, d=5)
+    X, sd = np.vstack([Xs, Xt]), np.r_[np.ones(len(Xs)), -np.ones(len(Xt))]
+    labellings = (np.r_[ys, yt], np.r_[ys, np.random.default_rng(1).integers(0, 3, len(Xt))],
+                  np.r_[ys, -np.ones(len(Xt), int)])
+
+    def scores(y, **kw):
+        search = GridSearchCV(AdaptedClassifier(TCA()).set_fit_request(sample_domain=True),
+                              {"adapter__n_components": [1, 3]}, cv=KFold(3, shuffle=True, random_state=0),
+                              error_score="raise", **kw)
+        return search.fit(X, y, sample_domain=sd).cv_results_["mean_test_score"]
+
+    with config_context(enable_metadata_routing=True):
+        scorer = make_scorer(source_accuracy).set_score_request(sample_domain=True)
+        by_source = [scores(y, scoring=scorer) for y in labellings]
+        by_default = [scores(y) for y in labellings]
+    for s in by_source[1:]:
+        np.testing.assert_array_equal(s, by_source[0])
+    assert not np.array_equal(by_default[0], by_default[1]) and not np.array_equal(by_default[0], by_default[2])

@@ -13,7 +13,10 @@ Domains (one convention for every estimator of :mod:`qianyi.shallow`, the one of
 
 Without any target rows an unsupervised adapter adapts the data to itself (the source serves as
 target), which keeps it a well-behaved scikit-learn estimator; those that need labelled target rows
-(:class:`TrAdaBoost`, :class:`AugmentedClassifier`) raise :class:`~qianyi.errors.DataError`.
+(:class:`TrAdaBoost`, :class:`AugmentedClassifier`) raise :class:`~qianyi.errors.DataError`. A classifier
+given ``unlabelled=MARKER`` whose ``y`` marks no row raises :class:`~qianyi.errors.DataError` too (the marker
+says a target is meant: none was found); :class:`~qianyi.train.estimator.DomainAdapter` instead fits the
+source as its own target there.
 """
 from __future__ import annotations
 
@@ -168,6 +171,11 @@ def split_domains(est: Any, X: Any, y: Any = None, Xt: Any = None, yt: Any = Non
         has_target = True
     elif unlabelled is not None and y is not None:
         tgt = unlabelled_rows(who, y, unlabelled)
+        if not tgt.any():
+            raise DataError(f"{who}.fit: no row of y is marked unlabelled ({unlabelled!r}), so there is no target "
+                            f"domain; mark the target rows of y with {unlabelled!r} (in a cross-validation, use a "
+                            "splitter that leaves marked rows in every training fold, e.g. StratifiedKFold), or give "
+                            "the target as Xt=; to fit without a target (the source as its own), set unlabelled=None")
         Xs, ys, Xt, yt = X[~tgt], y[~tgt], X[tgt], None
         has_target = True
     else:

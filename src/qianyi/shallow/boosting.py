@@ -70,7 +70,8 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
     ``sample_weights_`` (the weights after the last round, source rows then target rows, normalised to sum 1),
     ``voters_`` (indices of the rounds that vote). Default ``estimator``: a depth-2 decision tree, which has 4 leaves
     and so predicts at most 4 classes per round: with more classes it cannot work (a warning says so); give a
-    deeper tree or e.g. ``LogisticRegression``.
+    deeper tree or e.g. ``LogisticRegression``. ``random_state``: an int ``s`` seeds round ``t`` (from 0) with
+    ``(s + t) mod 2**32``, a RandomState draws one seed per round, None leaves the rounds unseeded.
     """
 
     def __init__(self, estimator: Any = None, n_estimators: int = 20, random_state: int | None = 0) -> None:
@@ -83,6 +84,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
             raise ConfigError(f"TrAdaBoost: n_estimators={N!r}; give a positive integer (the paper's N)")
         d = split_domains(self, X, y, Xt, yt, sample_domain, need_y=True, need_yt=True)
+        seeds = self._round_seeds(N)
         check_classification_targets(np.r_[d.ys, d.yt])
         same_label_types(self, d.ys, d.yt)
         self.classes_, codes = np.unique(np.r_[d.ys, d.yt], return_inverse=True)
@@ -98,14 +100,12 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         _warn_if_too_few_leaves(base, len(self.classes_), default=self.estimator is None)
         self.beta_ = 1.0 / (1.0 + math.sqrt(2.0 * math.log(n) / N))
         w = np.ones(n + m)
-        seeds = check_random_state(self.random_state).randint(0, 2 ** 31 - 1, N) \
-            if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)) else None
         self.estimators_, errors, alphas = [], [], []
         for t in range(N):
             p = w / w.sum()
             h = clone(base)
             if "random_state" in h.get_params() and self.random_state is not None:
-                h.set_params(random_state=int(self.random_state) + t if seeds is None else int(seeds[t]))
+                h.set_params(random_state=int(seeds[t]))
             h.fit(Xall, codes, sample_weight=p * (n + m))
             miss = (np.asarray(h.predict(Xall)) != codes).astype(float)
             eps = float(w[n:] @ miss[n:] / w[n:].sum())
@@ -127,6 +127,20 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
                           "earns a real vote (they vote with equal, near-zero weights: a plain majority of weak "
                           "rounds); use a stronger base estimator or more target labels", QianyiWarning, stacklevel=2)
         return self
+
+    def _round_seeds(self, N: int) -> list[int] | None:
+        """The ``random_state`` of each round's estimator: for an int seed ``s``, ``(s + t) mod 2**32`` in round
+        ``t = 0..N-1`` (``s + t`` for every seed up to ``2**32 - N``, as before; scikit-learn takes ``[0, 2**32)``);
+        for a RandomState, ``N`` draws from it; for None, None (each round unseeded)."""
+        seed = self.random_state
+        if seed is None:
+            return None
+        if not isinstance(seed, (int, np.integer)):
+            return check_random_state(seed).randint(0, 2 ** 31 - 1, N).tolist()
+        if not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"TrAdaBoost: random_state={seed!r}; give a whole number in [0, 2**32 - 1], a numpy "
+                              "RandomState, or None (scikit-learn's range)")
+        return [(int(seed) + t) % 2 ** 32 for t in range(N)]
 
     def _votes(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")

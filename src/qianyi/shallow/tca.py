@@ -50,6 +50,7 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError, DataError
@@ -303,6 +304,15 @@ class TCA(_TransferBase):
         return self.fit(X, y, Xt=Xt, sample_domain=sample_domain).transform(X)
 
 
+def _estimator_has(name: str) -> Any:
+    """For ``available_if``: whether JDA's (fitted, else the given or default 1-NN) base estimator has ``name``."""
+    def check(self: "JDA") -> bool:
+        return hasattr(self.estimator_ if hasattr(self, "estimator_") else
+                       (KNeighborsClassifier(1) if self.estimator is None else self.estimator), name)
+
+    return check
+
+
 class JDA(ClassifierMixin, _TransferBase):
     r"""Joint distribution adaptation (Long, Wang, Ding, Sun, Yu, "Transfer Feature Learning with Joint
     Distribution Adaptation", ICCV 2013).
@@ -322,8 +332,10 @@ class JDA(ClassifierMixin, _TransferBase):
 
     ``fit(Xs, ys, Xt)`` (or ``Xt=``, or ``fit(X, y, sample_domain=sd)``, or ``unlabelled=`` marking target
     rows of ``y``); ``transform(X)`` embeds rows; ``predict(X)`` applies ``estimator_`` (fitted on the
-    embedded source) to the embedding. Like the reference code, the embedding is scaled to unit length per
-    row before the classifier sees it (``normalize_rows``). Fitted: as :class:`TCA`, plus ``estimator_``,
+    embedded source) to the embedding; ``predict_proba`` and ``decision_function`` are the base estimator's on
+    the same embedding, each present only when it has it (the default 1-NN: ``predict_proba``; ``SVC()``:
+    ``decision_function``, which the ``roc_auc`` scorer then uses). Like the reference code, the embedding is
+    scaled to unit length per row before the classifier sees it (``normalize_rows``). Fitted: as :class:`TCA`, plus ``estimator_``,
     ``classes_``, ``n_iter_`` and ``pseudo_label_history_`` (the target labels after each round).
     """
 
@@ -389,11 +401,19 @@ class JDA(ClassifierMixin, _TransferBase):
         check_is_fitted(self, "estimator_")
         return self.classes_[np.asarray(self.estimator_.predict(self._features(self.transform(X)))).astype(int)]
 
+    @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of ``X`` (columns: ``classes_``), when the base estimator has them (1-NN does)."""
         check_is_fitted(self, "estimator_")
-        if not hasattr(self.estimator_, "predict_proba"):
-            raise AttributeError(f"JDA: the base estimator {type(self.estimator_).__name__} has no predict_proba")
         P = self.estimator_.predict_proba(self._features(self.transform(X)))
         out = np.zeros((len(P), len(self.classes_)))
         out[:, np.asarray(self.estimator_.classes_, int)] = P
         return out
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The base estimator's decision function on the embedding of ``X`` (when it has one: an ``SVC``, a linear
+        model), e.g. for the ``roc_auc`` scorer."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.decision_function(self._features(self.transform(X)))
+
