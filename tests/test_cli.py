@@ -177,6 +177,19 @@ def test_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch):
         assert said in capsys.readouterr().err
 
 
+def test_advise_offers_no_checkpoint_flags_it_would_ignore(capsys):
+    """advise keeps no checkpoint: its --help listed --keep-checkpoint and --checkpoint-every, which did nothing."""
+    for command, offered in (("advise", False), ("run", True), ("transferability", True)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert ("--keep-checkpoint" in text) is offered and ("--checkpoint-every" in text) is offered, command
+    with pytest.raises(SystemExit) as exc:
+        main(["advise", "digits", "digits+rot30", "--keep-checkpoint"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --keep-checkpoint" in capsys.readouterr().err
+
+
 def test_running_out_of_memory_is_said_without_a_traceback_and_other_errors_keep_theirs(capsys, monkeypatch):
     import qianyi.cli
 

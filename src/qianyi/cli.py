@@ -130,11 +130,12 @@ def parse_bench_hparams(methods: Sequence[str], items: Sequence[str]) -> dict[st
     return {m: parse_hparams(m, kv) for m, kv in grouped.items()}
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    """The training flags: one per :class:`qianyi.TrainConfig` field, plus how to run them."""
+def _train_args(p: argparse.ArgumentParser, checkpoints: bool = True) -> None:
+    """The training flags: one per :class:`qianyi.TrainConfig` field (without --checkpoint-every and
+    --keep-checkpoint for a command that keeps no checkpoint: ``checkpoints=False``), plus how to run them."""
     from .train.config import add_config_arguments
 
-    add_config_arguments(p)
+    add_config_arguments(p, leave_out=() if checkpoints else ("checkpoint_every", "keep_checkpoint"))
     g = p.add_argument_group("data and machine")
     g.add_argument("--max-samples", type=int, default=None, metavar="N",
                    help="cap the source and the target at N samples each (stratified, so about N, and "

@@ -17,7 +17,7 @@ ADAPT_DEFAULT = "dan,dann"
 ADVISE_METRICS = ("mk-mmd", "a-distance")  # advise()'s default
 
 
-def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse.ArgumentParser], None]
+def add_commands(sub: argparse._SubParsersAction, train_args: Callable[..., None]
                  ) -> dict[str, Handler]:
     m = sub.add_parser(
         "measure", help="distances between two domains, in input space and per layer (--layers)",
@@ -95,7 +95,7 @@ def add_commands(sub: argparse._SubParsersAction, train_args: Callable[[argparse
     _measure_args(a, ADVISE_METRICS)
     a.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     a.add_argument("--out", default=None, help="write advice.json, advice.md, profile.png here")
-    train_args(a)
+    train_args(a, checkpoints=False)  # (advise keeps no checkpoint: a rerun starts afresh)
 
     pv = sub.add_parser(
         "pivots", help="AMN's pivot words: train the attention memory network on S -> T, list the words it attends "

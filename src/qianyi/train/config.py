@@ -211,12 +211,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`TrainConfig` field (except those a command sets itself), grouped."""
+def add_config_arguments(parser: argparse.ArgumentParser, leave_out: Sequence[str] = ()) -> None:
+    """Add one flag per :class:`TrainConfig` field (except those a command sets itself, and the fields named in
+    ``leave_out``: settings the command does not use), grouped."""
     groups: dict[str, Any] = {}
     for f in fields(TrainConfig):
         meta = f.metadata
-        if meta.get("cli") == "":
+        if meta.get("cli") == "" or f.name in leave_out:
             continue
         title = {"training": "training (same for every method)", "fine-tuning": "fine-tuning (with any method)"}
         g = groups.setdefault(meta["group"], parser.add_argument_group(title[meta["group"]]))
