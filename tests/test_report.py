@@ -73,6 +73,33 @@ def test_a_rerun_reuses_the_figures_while_no_model_changed(bench_dir, monkeypatc
     assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
 
 
+def test_a_rerun_of_a_finished_bench_loads_no_model_while_its_figures_stand(bench_dir, monkeypatch, capsys):
+    # the figures' key needs only the run folders and model.json: every seed-0 model was loaded in full (a MiniLM
+    # model built twice and its model.pt read) before the key was compared, half of a cached MiniLM rerun
+    import qianyi.bench.html as html_module
+
+    def no_load(*args, **kwargs):
+        raise RuntimeError("load_model ran")
+
+    d = bench_dir.parent
+    again = ["bench", "--methods", "dan", "--pairs", f"npz:{d / 's.npz'}->npz:{d / 't.npz'}", "--seeds", "1", "--epochs", "2",
+             "--batch-size", "16", "--no-progress", "--threads", "1", "--out", str(bench_dir)]
+    assert main(["report", str(bench_dir)]) == 0  # (another test may have written it without figures)
+    before = (bench_dir / "report" / "embedding.png").read_bytes()
+    monkeypatch.setattr(html_module, "load_model", no_load)
+    capsys.readouterr()
+    assert main(again) == 0
+    err = capsys.readouterr().err
+    assert "(done earlier)" in err and "load_model ran" not in err and "no embedding/profile" not in err
+    assert "report/embedding.png" in (bench_dir / "report.html").read_text()
+    assert (bench_dir / "report" / "embedding.png").read_bytes() == before
+    (bench_dir / "report" / "embedding.key").write_text("made of other models\n")  # redrawn: then it loads them
+    assert main(again) == 0
+    assert "no embedding/profile: RuntimeError: load_model ran" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
+
+
 def test_other_code_redraws_the_figures(bench_dir, monkeypatch, capsys):
     # the cache key held the models and data but not the code: a fix to how the per-layer MMD or the t-SNE is
     # computed kept the old figures
@@ -91,8 +118,15 @@ def test_other_code_redraws_the_figures(bench_dir, monkeypatch, capsys):
     assert "t-SNE ran" not in capsys.readouterr().err  # the same code: reused
     monkeypatch.setattr(html_module, "code_digest", lambda: "other code")
     assert main(["report", str(bench_dir)]) == 0
-    assert "no embedding/profile: RuntimeError: t-SNE ran" in capsys.readouterr().err  # redrawn, not reused
+    err = capsys.readouterr().err
+    assert "no embedding/profile: RuntimeError: t-SNE ran" in err  # redrawn, not reused
+    # and said why (after any source edit a rerun of a finished bench took a minute more, unexplained)
+    assert err.count("redrawing the report figures: the qianyi code changed since they were drawn") == 1
     monkeypatch.undo()
+    key = bench_dir / "report" / "embedding.key"
+    key.write_text("made of other models\ncode an older digest\n")  # other models too: not the code alone
+    assert main(["report", str(bench_dir)]) == 0
+    assert "the qianyi code changed" not in capsys.readouterr().err
     assert main(["report", str(bench_dir)]) == 0 and "report/embedding.png" in (bench_dir / "report.html").read_text()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._io import sha256_file, write_text
 from .._report import md_cell, md_cells, save_figure, subplots
-from ..train.artefact import absolute_spec, load_model
+from ..train.artefact import absolute_spec, load_model, read_model_meta
 from ..train.engine import caller_rng_kept
 from ..train.result import MODEL_FILE
 from ..train.run import ORACLE_KEY
@@ -57,7 +57,7 @@ def write_report(res: BenchResult, out: str | os.PathLike, data_dir: str | os.Pa
                 "(in Python, qianyi.load_model(RUN_DIR, network=<an instance of it>) loads each run's)")
     if embed and res.out is not None:
         try:
-            emb, prof, note = _embedding_and_profile(res, figs, data_dir)
+            emb, prof, note = _embedding_and_profile(res, figs, data_dir, log)
         except Exception as exc:  # the report must not be lost to a figure that cannot be made
             emb = prof = None
             note = f"no embedding/profile: {type(exc).__name__}: {exc}"
@@ -122,8 +122,8 @@ def _curves(res: BenchResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.PathLike | None
-                           ) -> tuple[Path | None, Path | None, str]:
+def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.PathLike | None,
+                           log: Callable[[str], None] | None = None) -> tuple[Path | None, Path | None, str]:
     from sklearn.manifold import TSNE
 
     from ..measure.profile import layer_profile, plot_profiles
@@ -132,23 +132,30 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
 
     pair = res.pairs[0]
     store = RunStore(res.out / "runs")
-    models = []
+    found: list[tuple[str, dict, Path]] = []  # (method, its model.json, its run folder)
     for m in res.methods:
         runs = [r for r in res.runs if r.method == m and (r.source, r.target) == pair and r.seed == 0
                 and r.model_file == MODEL_FILE]  # networks only (a shallow method has no features to embed)
         folder = store.path(runs[0].fingerprint) if runs else None
         if folder is not None and (folder / "model.json").exists():
-            models.append((m, load_model(folder)))
-    if not models:
+            found.append((m, read_model_meta(folder)[0], folder))
+    if not found:
         return None, None, "no saved models with model.json (runs made before qianyi wrote them)"
     # the figures depend only on these models, the pair and the data: a rerun of a finished bench (to resume it,
-    # add a method, print the tables) reuses them instead of redrawing (a t-SNE per method: the slow part)
-    made_of = _figures_key(tuple(_where(spec, models[0][1]) for spec in pair), data_dir,
-                           [(m, model.path) for m, model in models])
+    # add a method, print the tables) reuses them instead of redrawing (a t-SNE per method: the slow part). The
+    # key needs model.json and the files only: a model is loaded (a network built, model.pt read) to redraw
+    where = tuple(_where(spec, found[0][1]) for spec in pair)
+    folders = [(m, folder) for m, _, folder in found]
+    made_of = _figures_key(where, data_dir, folders)
     key_file, emb_file, prof_file = figs / "embedding.key", figs / "embedding.png", figs / "profile.png"
-    if emb_file.is_file() and prof_file.is_file() and key_file.is_file() \
-            and key_file.read_text(encoding="utf-8", errors="surrogateescape").strip() == made_of:
+    drawn = key_file.read_text(encoding="utf-8", errors="surrogateescape").split("\n") if key_file.is_file() else []
+    if emb_file.is_file() and prof_file.is_file() and drawn and drawn[0].strip() == made_of:
         return emb_file, prof_file, f"{pair[0]} → {pair[1]}"
+    code = drawn[1].strip().removeprefix("code ") if len(drawn) > 1 else ""
+    if log and code and code != code_digest() and _figures_key(where, data_dir, folders, code) == drawn[0].strip():
+        log("redrawing the report figures: the qianyi code changed since they were drawn (the same models; a "
+            "t-SNE and a layer profile per method)")
+    models = [(m, load_model(folder)) for m, _, folder in found]
     fig, axes = subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
     profiles = []
     read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -158,7 +165,7 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
         key = json.dumps(model.meta.get("preprocessing", {}), sort_keys=True, default=str)
         if key not in read:
             rng = np.random.default_rng(0)
-            src, tgt = (load_domain_for(model, _where(spec, model), data_dir) for spec in pair)
+            src, tgt = (load_domain_for(model, _where(spec, model.meta), data_dir) for spec in pair)
             read[key] = (src.X[rng.permutation(len(src))[:EMBED_SAMPLES]],
                          tgt.X[rng.permutation(len(tgt))[:EMBED_SAMPLES]])
         xs, xt = read[key]
@@ -177,21 +184,23 @@ def _embedding_and_profile(res: BenchResult, figs: Path, data_dir: str | os.Path
     fig.tight_layout()
     emb = save_figure(fig, emb_file)
     prof = plot_profiles(profiles, prof_file, title=drawable(f"{pair[0]} → {pair[1]}"))
-    write_text(key_file, made_of + "\n")  # last: a figure written without its key is redrawn next time
+    # last: a figure written without its key is redrawn next time; the code it was drawn by, to say why it is redrawn
+    write_text(key_file, f"{made_of}\ncode {code_digest()}\n")
     return emb, prof, f"{pair[0]} → {pair[1]}"
 
 
-def _where(spec: str, model: Any) -> str:
-    """``spec`` as its run read it: a relative file path against the folder the run started in (model.json's
-    ``cwd``; an older run's is read from here)."""
-    cwd = model.meta.get("cwd")
+def _where(spec: str, meta: dict[str, Any]) -> str:
+    """``spec`` as its run read it: a relative file path against the folder the run started in (``meta``, its
+    model.json: ``cwd``; an older run's is read from here)."""
+    cwd = meta.get("cwd")
     return absolute_spec(spec, cwd if isinstance(cwd, str) else None)
 
 
-def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]]) -> str:
+def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, models: list[tuple[str, Path]],
+                 code: str | None = None) -> str:
     """What the embedding and profile figures are made of: the pair, the data directory, the sample count, each
     model's method and files (model.pt, model.json), and the code that reads the data, computes and draws them:
-    this qianyi's code digest (the one runs record) and scikit-learn's version (the t-SNE)."""
+    this qianyi's code digest (the one runs record; ``code``: another's) and scikit-learn's version (the t-SNE)."""
     import hashlib
 
     import sklearn
@@ -199,7 +208,7 @@ def _figures_key(pair: tuple[str, str], data_dir: str | os.PathLike | None, mode
     from ..data.builtin import resolve_data_dir
 
     root = resolve_data_dir(data_dir)
-    h = hashlib.sha256(json.dumps([code_digest(), sklearn.__version__,
+    h = hashlib.sha256(json.dumps([code_digest() if code is None else code, sklearn.__version__,
                                    [absolute_spec(spec, os.getcwd()) for spec in pair],
                                    None if root is None else os.path.abspath(root), EMBED_SAMPLES,
                                    [m for m, _ in models]]).encode())

@@ -27,6 +27,7 @@ from torch import nn
 
 from .._io import atomic_write, write_text
 from .._report import md_cell, save_figure, subplots
+from ..data.domain import TransferTask
 from ..data.tasks import load_task
 from ..errors import ConfigError, DataError, QianyiWarning, TrainingError, UnknownNameError
 from ..methods.registry import get_method
@@ -1190,6 +1191,30 @@ def check_backbone_spec(backbone: Any, who: str) -> None:
                           "not one network instance")
 
 
+def pair_identity(task: TransferTask, backbone: BackboneSpec | None) -> tuple[str, str]:
+    """What a pair's runs are keyed by besides their settings: the content hash of its data as they read it (a text
+    pair tokenised for ``backbone``) and its names (classes, preprocessing: :func:`~qianyi.train.run.model_names`)."""
+    return (_tokenised_for(backbone, task).content_hash(),
+            json.dumps(model_names(task, backbone), sort_keys=True, default=str))
+
+
+def read_again(load: Callable[[], TransferTask], checked: tuple[str, str], backbone: BackboneSpec | None,
+               pair: str, who: str) -> TransferTask:
+    """A pair's task read again for its runs. ``bench`` and ``select`` read and check every pair before any training
+    without keeping it (the memory of the largest pair, not of all), then read each again for its runs: quietly
+    (its warnings were said when it was checked; a built-in is a copy from the loader's cache). A DataError when
+    it is not the data checked (:func:`pair_identity`): its files changed since the ``who`` began."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task = load()
+        same = pair_identity(task, backbone) == checked
+    if not same:
+        raise DataError(f"{who}: the pair {pair}, read again for its runs, is not the data read and checked before "
+                        f"any training: its files changed since the {who} began; rerun the {who} with the files as "
+                        "they should be (its finished runs in the out folder are reused)")
+    return task
+
+
 @caller_rng_kept()  # building networks draws initial weights: not from the caller's generators
 def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds: int | Sequence[int] = 3,
           out: str | Path | None = None, config: TrainConfig | None = None, data_dir: str | None = None,
@@ -1244,7 +1269,9 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     diverged: list[str] = []  # the runs that diverged (TrainingError): said under the tables
     gone: list[tuple[str, tuple[str, str], int]] = []  # and which they were (method as tabulated, pair, seed)
     gone_keys: dict[tuple[str, tuple[str, str], int], str] = {}  # their run keys (folders seedN-KEY)
-    tasks = []  # every pair read (and checked) before any training: a typo in the last pair costs no hours
+    # every pair read and checked before any training (a typo in the last pair costs no hours), none kept: each is
+    # read again for its runs, so the bench holds one pair's task at a time (read_again)
+    checked = []
     for (s, t), tt, cap in zip(pairs_, tests, caps):
         task = load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text)
         if task.target_test is None:
@@ -1255,8 +1282,11 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
         # encoder here, once (kept on the task: its runs' fingerprints and names reuse it)
         _for_task(backbone, _tokenised_for(backbone, task))
         check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
-        tasks.append(task)
-    for task in tasks:
+        checked.append(pair_identity(task, backbone))
+        del task
+    for (s, t), tt, cap, identity in zip(pairs_, tests, caps, checked):
+        task = read_again(lambda: load_task(s, t, target_test=tt, data_dir=data_dir, max_samples=cap, text=text),
+                          identity, backbone, f"{s}->{t}", "bench")
         if log:
             log(task.describe())
         for m in methods_:
@@ -1304,6 +1334,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                     # every rerun, not only on the one that trained it)
                     _health_warnings(method, task, cfg, rdir, result)
                 runs.append(result)
+        del task  # (before the next pair is read)
     if not runs:
         raise TrainingError("bench: every run diverged, so there is no table: " + "; ".join(diverged[:3]))
     runs = [replace(r, method=variant_label(r.method, r.hparams, (r.fingerprint or {}).get("revision", 1)))

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._io import write_json, write_text
 from .._report import md_cell
+from ..data.domain import TransferTask
 from ..data.tasks import load_task
 from ..errors import ConfigError, DataError, QianyiWarning, TrainingError
 from ..methods.registry import available_methods, get_method
@@ -36,7 +37,8 @@ from ..train.weights import check_starting_model
 from ..train.run import (BackboneSpec, _caller_stacklevel, _for_task, _health_warnings, _tokenised_for,
                          check_shallow_settings, model_names, run, run_fingerprint)
 from ..train.store import RunStore, shared_run
-from .runner import _network_name, check_backbone_spec, diverged_note, parse_pair, split_cap
+from .runner import (_network_name, check_backbone_spec, diverged_note, pair_identity, parse_pair, read_again,
+                     split_cap)
 
 
 #: Training settings a candidate may set besides the method's own (``{"lr": 0.03, "optimizer": "sgd"}``).
@@ -307,12 +309,21 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
     diverged: list[str] = []  # the runs that diverged (no result: their scores stay NaN, ranking last)
     last: RunResult | None = None  # the last finished run
     k = 0
-    tasks = [load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,  # all read before training
-                       max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1]) for pair in pairs]
-    for task in tasks:  # a network that cannot read a pair (--backbone mlp on texts): said before any training
-        _for_task(backbone, _tokenised_for(backbone, task))  # (tokenised once for minilm: kept on the task)
+
+    def load(pair: str) -> TransferTask:
+        return load_task(*parse_pair(split_cap(pair)[0]), data_dir=data_dir, text=text,
+                         max_samples=max_samples if split_cap(pair)[1] is None else split_cap(pair)[1])
+
+    checked = []  # every pair read and checked before any training, none kept: each is read again for its runs
+    for pair in pairs:
+        task = load(pair)
+        # a network that cannot read a pair (--backbone mlp on texts): said before any training
+        _for_task(backbone, _tokenised_for(backbone, task))
         check_starting_model(base.init_from, task)  # one --init-from for a pair and its reverse: said now
-    for j, (pair, task) in enumerate(zip(pairs, tasks)):
+        checked.append(pair_identity(task, backbone))
+        del task
+    for j, (pair, identity) in enumerate(zip(pairs, checked)):
+        task = read_again(lambda: load(pair), identity, backbone, split_cap(pair)[0], "select")
         for i, cand in enumerate(cands):
             for s, seed in enumerate(seeds):
                 k += 1
@@ -345,6 +356,7 @@ def select_hparams(method: str, pairs: Sequence[str], validator: str = "dev", gr
                 accs[i, j, s] = result.target_accuracy
                 folders[i, j, s] = str(store.path(fp))
                 last = result
+        del task  # (before the next pair is read)
     if not folders:
         raise TrainingError(f"select {method}: every run diverged, so nothing can be chosen: " + "; ".join(diverged[:3]))
     mean_rank, best = rank_candidates(scores.mean(2), get_validator(validator).higher_is_better)

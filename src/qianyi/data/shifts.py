@@ -20,9 +20,16 @@ import torch.nn.functional as F
 from ..errors import DataError, UnknownNameError
 
 
+def _tensor(X: np.ndarray, dtype: type | None = None) -> torch.Tensor:
+    """``X`` as a contiguous tensor, shared where ``X`` is writable and copied where it is not (a cached built-in's
+    array is read-only: torch.from_numpy warns of it, though the shifts only read it)."""
+    X = np.ascontiguousarray(X, dtype)
+    return torch.from_numpy(X if X.flags.writeable else X.copy())
+
+
 def rotate(X: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate (n, c, h, w) images about their centre, filling with 0."""
-    t = torch.from_numpy(np.ascontiguousarray(X))
+    t = _tensor(X)
     a = math.radians(degrees)
     theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
                          dtype=t.dtype).expand(len(t), 2, 3)
@@ -34,7 +41,7 @@ def rotate_each(X: np.ndarray, degrees: np.ndarray, batch: int = 4096) -> np.nda
     """Rotate each of the (n, c, h, w) images by its own angle ``degrees[i]`` about its centre, filling with 0."""
     out = np.empty_like(np.asarray(X, np.float32))
     for i in range(0, len(X), batch):
-        t = torch.from_numpy(np.ascontiguousarray(X[i:i + batch], np.float32))
+        t = _tensor(X[i:i + batch], np.float32)
         a = torch.from_numpy(np.radians(np.asarray(degrees[i:i + batch], np.float64))).float()
         theta = torch.zeros(len(t), 2, 3)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(a), -torch.sin(a)
@@ -59,7 +66,7 @@ def blur(X: np.ndarray, sigma: float) -> np.ndarray:
     r = min(max(1, int(math.ceil(3 * sigma))), max(X.shape[-2:]))  # a wider kernel changes nothing but the cost
     k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
-    t = torch.from_numpy(np.ascontiguousarray(X))
+    t = _tensor(X)
     c = t.shape[1]
     t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     t = F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
