@@ -142,7 +142,8 @@ class WordPiece:
         return ids
 
     def tokenize(self, text: str) -> list[str]:
-        """The pieces of ``text`` (no [CLS]/[SEP]): ``tokenize("unaffable")`` -> ``["un", "##aff", "##able"]``."""
+        """The pieces of ``text`` (no [CLS]/[SEP]); with MiniLM's vocabulary ``tokenize("unaffable")`` ->
+        ``["una", "##ffa", "##ble"]``."""
         return [self.vocab[i] for w in basic_tokenize(text) for i in self.word_ids(w)]
 
     def encode(self, text: str) -> list[int]:

@@ -36,21 +36,30 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.1) -> torch.Tensor:
     return x + torch.randn_like(x) * std * x.std().clamp_min(1e-6)
 
 
-def word_dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+def word_dropout(x: torch.Tensor, rate: float, keep_last: bool = False) -> torch.Tensor:
     """Token ids ``(n, L)`` with each non-padding token deleted (set to the padding id 0) with probability
-    ``rate``; a text keeps at least its first token. Word dropout as in Iyyer et al. 2015 (deep averaging
-    networks) and the deletion of EDA (Wei & Zou 2019)."""
+    ``rate``; a text keeps at least its first token (a pre-trained model's ``[CLS]``), and with ``keep_last`` its
+    last (``[SEP]``: a model's WordPiece ids, ``kind="wordpiece"``). Word dropout as in Iyyer et al. 2015 (deep
+    averaging networks) and the deletion of EDA (Wei & Zou 2019)."""
     real = x != 0
     drop = (torch.rand(x.shape, device=x.device) < rate) & real
-    first = real & (real.cumsum(1) == 1)  # never delete every word of a text
-    return torch.where(drop & ~first, torch.zeros_like(x), x)
+    at = real.cumsum(1)
+    kept = real & (at == 1)  # never delete every word of a text
+    if keep_last:
+        kept |= real & (at == real.sum(1, keepdim=True))
+    return torch.where(drop & ~kept, torch.zeros_like(x), x)
+
+
+#: The ``kind`` of token-id inputs: a fitted vocabulary's ("text") or a pre-trained model's WordPiece ids
+#: ("wordpiece": [CLS] ... [SEP], both kept by every view).
+TEXT_KINDS = ("text", "wordpiece")
 
 
 def weak_view(x: torch.Tensor, max_shift: float = 0.1, noise: float = 0.1, kind: str | None = None) -> torch.Tensor:
     """One random view: translation and intensity jitter for images, then Gaussian noise (vectors: noise only;
-    ``kind="text"``: 10% of the words deleted)."""
-    if kind == "text":
-        return word_dropout(x, 0.1)
+    ``kind="text"`` or ``"wordpiece"``: 10% of the words deleted)."""
+    if kind in TEXT_KINDS:
+        return word_dropout(x, 0.1, keep_last=kind == "wordpiece")
     if x.dim() == 4:
         x = intensity(translate(x, max_shift))
     return gaussian_noise(x, noise)
@@ -97,9 +106,9 @@ def cutout(x: torch.Tensor, size: float = 0.4) -> torch.Tensor:
 def strong_view(x: torch.Tensor, noise: float = 0.1, drop: float = 0.2, kind: str | None = None) -> torch.Tensor:
     """A heavily distorted view (the "strong" augmentation of FixMatch / AdaMatch, on tensors): images get a
     random affine map, per-channel colour jitter and cutout, then noise; vectors get noise and ``drop`` of
-    their features zeroed; ``kind="text"``: 30% of the words deleted."""
-    if kind == "text":
-        return word_dropout(x, 0.3)
+    their features zeroed; ``kind="text"`` or ``"wordpiece"``: 30% of the words deleted."""
+    if kind in TEXT_KINDS:
+        return word_dropout(x, 0.3, keep_last=kind == "wordpiece")
     if x.dim() == 4:
         return gaussian_noise(cutout(colour_jitter(affine(x))), noise)
     keep = (torch.rand_like(x) >= drop).to(x.dtype)

@@ -524,7 +524,7 @@ class Trainer:
             data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels,
                                        method=self.method.name)
             self._source_labels = data.source.y
-            self.method.input_kind = "text" if (task.preprocessing or {}).get("text") else None
+            self.method.input_kind = text_kind(task)
             vocab = ((task.preprocessing or {}).get("text") or {}).get("vocab")
             with deterministic_kernels(cfg.deterministic):
                 parts = self._build(data, task.n_classes, counts=bool((task.preprocessing or {}).get("counts")),
@@ -554,8 +554,8 @@ class Trainer:
         data = TrainData.from_task(task, with_target_labels=self.method.uses_target_labels,
                                    method=self.method.name)
         self._source_labels = data.source.y
-        self.method.input_kind = "text" if (task.preprocessing or {}).get("text") else None  # views of token ids
-        if self.method.input_kind == "text" and self.method.not_for_text:
+        self.method.input_kind = text_kind(task)  # views of token ids
+        if self.method.input_kind is not None and self.method.not_for_text:
             raise DataError(f"{self.method.name} {self.method.not_for_text}, so it does not apply to text (token ids); "
                             "on text use an alignment method (dann, amn, dan, coral, cdan, ...) or self-training "
                             "(mean-teacher, cbst, adamatch: their views delete words)")
@@ -928,3 +928,15 @@ class Trainer:
         codes = list(dict.fromkeys([*(getattr(self, "_resumed_codes", None) or []), *trained_now]))
         return FitResult(net, method, state.history, selection, state.elapsed, state.step, resumed_from,
                          str(parts.device), chosen, model, flags, list(getattr(self, "_threads_used", [])), codes)
+
+
+def text_kind(task: TransferTask) -> str | None:
+    """What a method's views of ``task``'s inputs are (:data:`qianyi.nn.augment.TEXT_KINDS`): None for images and
+    vectors, "wordpiece" for a pre-trained model's WordPiece ids ([CLS] ... [SEP], kept by every view), else
+    "text" (a fitted vocabulary's ids)."""
+    from ..data.text import WORDPIECE
+
+    text = (task.preprocessing or {}).get("text")
+    if not text:
+        return None
+    return "wordpiece" if text.get("tokenizer") == WORDPIECE else "text"
