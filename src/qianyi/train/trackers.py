@@ -34,8 +34,9 @@ def _epoch(row: Row) -> int:
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {(text[0] if text else '')[:limit]}"
+    """``exc`` in one line: its type and first sentence (a store's refusal goes on for a paragraph)."""
+    sentence = re.split(r"(?<=\.) ", (str(exc).strip().splitlines() or [""])[0])[0]
+    return f"{type(exc).__name__}: {sentence[:limit]}"
 
 
 def safe_name(name: str) -> str:
