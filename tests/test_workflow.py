@@ -161,7 +161,6 @@ def test_a_network_of_your_own(tmp_path):
 def test_epochs_go_to_an_experiment_tracker_when_installed(tmp_path, monkeypatch):
     """MLflow is not a dependency: with a stand-in module, every epoch's row reaches it; without, a named error."""
     import sys
-    import types
 
     from qianyi.errors import ConfigError
     from qianyi.train import TrainConfig, run
@@ -171,16 +170,15 @@ def test_epochs_go_to_an_experiment_tracker_when_installed(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
     with pytest.raises(ConfigError, match="pip install mlflow"):
         run("dan", task, cfg)
-    calls = []
-    fake = types.SimpleNamespace(start_run=lambda run_name: calls.append(("start", run_name)),
-                                 log_params=lambda p: calls.append(("params", p["method"])),
-                                 log_metrics=lambda m, step: calls.append(("metrics", step, sorted(m))),
-                                 end_run=lambda: calls.append(("end",)))
+    from .test_trackers import _fake_mlflow
+
+    fake = _fake_mlflow()
     monkeypatch.setitem(sys.modules, "mlflow", fake)
     res, _ = run("dan", task, cfg)
-    assert calls[0][0] == "start" and calls[1] == ("params", "dan") and calls[-1] == ("end",)
-    metrics = [c for c in calls if c[0] == "metrics"]
-    assert [c[1] for c in metrics] == [1, 2] and {"cls", "mmd", "source_val_acc"} <= set(metrics[0][2])
+    (r,) = fake.runs.values()
+    assert r.name == f"dan {task.name} seed 0", r.name
+    assert r.params["method"] == "dan" and r.ends == ["FINISHED"] and not fake.stack
+    assert sorted({s for _, s in r.metrics}) == [1, 2] and {"cls", "mmd", "source_val_acc"} <= {k for k, _ in r.metrics}
     assert res.config == TrainConfig(epochs=2, batch_size=16, progress=False).for_task(task).fingerprint()
 
 

@@ -492,6 +492,9 @@ class Trainer:
                               f"leave out select={config.select!r} (--select); the run keeps its last epoch")
         #: Called with each epoch's history row once it is complete (experiment trackers).
         self.on_epoch: Callable[[dict[str, float]], None] | None = None
+        #: Called once before the first step with the history rows of the checkpoint the fit resumes (empty when it
+        #: starts afresh): a tracker logs what it lacks and drops what an interrupted run logged after the checkpoint.
+        self.on_start: Callable[[list[dict[str, float]]], None] | None = None
         self.method = method
         #: The settings as given; a fit trains with them completed for its data (:meth:`TrainConfig.for_task`).
         self.base_config = config or TrainConfig()
@@ -575,6 +578,8 @@ class Trainer:
             fingerprint = self.fingerprint(task)
             state = self._restore(ckpt, fingerprint, parts)
             resumed_from = state.step
+            if self.on_start is not None:
+                self.on_start(list(state.history))
             self._loop(data, parts, state, ckpt, fingerprint, monitor, task.name)
             return self._finish(parts, state, resumed_from)
 

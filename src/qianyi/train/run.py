@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ from .result import FAILED_FILE, HISTORY_FILE, MODEL_FILE, RESULT_FILE, RunResul
 from . import distributed
 from .rundir import check_out, hold
 from .store import code_digest, finished
-from .trackers import open_trackers
+from .trackers import Trackers, open_trackers, status_of
 
 __all__ = ["MODEL_FILE", "RESULT_FILE", "RunResult", "run", "run_fingerprint"]
 
@@ -245,6 +246,35 @@ def run_fingerprint(method: Method, config: TrainConfig, task: TransferTask,
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # qianyi's own files
 
 
+def tracker_params(m: Method, config: TrainConfig, backbone: BackboneSpec | None) -> dict[str, Any]:
+    """What a run logs to its trackers as settings: the method, its hyperparameters, the config and the network
+    (``backbone``: its name as model.json records it, and a pretrained weights file's name and SHA-256)."""
+    spec = backbone_spec(backbone)
+    network = m.network_spec()
+    name = ("method" if network is not None else spec["name"] if spec is not None else
+            "default" if backbone is None else "custom")
+    params: dict[str, Any] = {"method": m.name, "backbone": name}
+    weights = getattr(backbone, "weights", None) if isinstance(backbone, NamedBackbone) else None
+    if weights is not None:
+        params["weights"] = Path(weights).name
+    if spec is not None and spec.get("pretrained_sha256"):
+        params["weights_sha256"] = spec["pretrained_sha256"]
+    return {**params, **m.hparams(), **config.fingerprint()}
+
+
+def _open_trackers(m: Method, task: TransferTask, config: TrainConfig, out: Path | None,
+                   backbone: BackboneSpec | None) -> Trackers:
+    """The run's experiment trackers (none on processes other than the first); a named backbone is in the run's
+    name, its weights in the settings; ``OUT/trackers.json`` is resumed only by a run with this fingerprint."""
+    if not config.log_to or not distributed.is_main():
+        return open_trackers((), None, "", {})
+    params = tracker_params(m, config, backbone)
+    net = "" if params["backbone"] in ("default", "custom", "method") else f" {params['backbone']}"
+    key = hashlib.sha256(json.dumps(run_fingerprint(m, config, task, backbone), sort_keys=True,
+                                    default=str).encode()).hexdigest()
+    return open_trackers(config.log_to, out, f"{m.name} {task.name}{net} seed {config.seed}", params, key)
+
+
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that attributes a warning of the calling function to the first frame outside qianyi (the
     user's call, as a notebook cell), not to qianyi's own line."""
@@ -282,19 +312,23 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
             if config.progress and distributed.is_main():  # (as the engine says where it resumes)
                 print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
                       file=sys.stderr, flush=True)
+            if config.log_to and distributed.is_main():
+                print(f"{m.name} {task.name} seed {config.seed}: reused, so nothing is logged to "
+                      f"{', '.join(config.log_to)} (a run is logged while it trains; another --out trains and logs "
+                      "it again)", file=sys.stderr, flush=True)
             _health_warnings(m, task, config, out if out_named else None, done)
             return done, fit
     monitor: Monitor | None = None
     if track_target_test and task.target_test is not None:
         monitor = lambda net: {ORACLE_KEY: accuracy(net, task.target_test, next(net.parameters()).device)}  # noqa: E731
-    trackers = open_trackers(config.log_to if distributed.is_main() else (), out, f"{m.name} {task.name} seed {config.seed}",
-                             {"method": m.name, **m.hparams(), **config.fingerprint()})
-    trainer.on_epoch = (lambda row: [t.log(row) for t in trackers]) if trackers else None
+    trackers = _open_trackers(m, task, config, out, backbone)
+    trainer.on_start, trainer.on_epoch = (trackers.start, trackers.log) if trackers else (None, None)
     try:
         fit = trainer.fit(task, monitor=monitor)
-    finally:
-        for t in trackers:
-            t.close()
+    except BaseException as exc:  # an interrupted run's tracker run ends KILLED, a failed one's FAILED
+        trackers.close(status_of(exc))
+        raise
+    trackers.close(status_of(None))
     device = fit.device
     row = fit.history[fit.selected_epoch - 1] if fit.history and fit.selected_epoch else {}
     scores = {k[len("score_"):]: v for k, v in row.items() if k.startswith("score_")}
@@ -472,6 +506,10 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
             if config.progress and distributed.is_main():
                 print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
                       file=sys.stderr, flush=True)
+            if config.log_to and distributed.is_main():
+                print(f"{m.name} {task.name} seed {config.seed}: reused, so nothing is logged to "
+                      f"{', '.join(config.log_to)} (a run is logged while it trains; another --out trains and logs "
+                      "it again)", file=sys.stderr, flush=True)
             _health_warnings(m, task, config, out, done)
             return done, FitResult(model=nn.Identity(), method=m, history=[], selection=done.selection,
                                    train_seconds=done.train_seconds, steps=0)
