@@ -115,3 +115,11 @@ def test_a_pair_read_again_says_its_warnings_once_and_refuses_data_changed_since
     monkeypatch.setattr(runner, "run", edit_then_run)
     with pytest.raises(DataError, match=r"t2\.npz.* is not the data .* checked .*changed since"):
         runner.bench(["source-only"], pairs, seeds=1, out=tmp_path / "c", config=cfg, log=None, embed=False)
+
+    def delete_then_run(*args, **kwargs):  # the second pair's target file deleted while the first pair trains
+        (tmp_path / "t2.npz").unlink(missing_ok=True)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", delete_then_run)
+    with pytest.raises(DataError, match=r"t2\.npz.* could not be read again .*keep them in place"):
+        runner.bench(["source-only"], pairs, seeds=1, out=tmp_path / "d", config=cfg, log=None, embed=False)

@@ -29,7 +29,7 @@ from .._io import atomic_write, write_text
 from .._report import md_cell, save_figure, subplots
 from ..data.domain import TransferTask
 from ..data.tasks import load_task
-from ..errors import ConfigError, DataError, QianyiWarning, TrainingError, UnknownNameError
+from ..errors import ConfigError, DataError, QianyiError, QianyiWarning, TrainingError, UnknownNameError
 from ..methods.registry import get_method
 from ..select import get_validator
 from ..train.config import LAST, TrainConfig, normalise_seeds
@@ -1206,7 +1206,13 @@ def read_again(load: Callable[[], TransferTask], checked: tuple[str, str], backb
     it is not the data checked (:func:`pair_identity`): its files changed since the ``who`` began."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        task = load()
+        try:
+            task = load()
+        except (QianyiError, OSError) as exc:  # (a file deleted or made unreadable: it was read at the check)
+            raise DataError(f"{who}: the pair {pair}, read and checked before any training, could not be read again "
+                            f"for its runs ({exc}): its files changed since the {who} began; keep them in place "
+                            f"until the {who} ends, and rerun it (its finished runs in the out folder are reused)"
+                            ) from None
         same = pair_identity(task, backbone) == checked
     if not same:
         raise DataError(f"{who}: the pair {pair}, read again for its runs, is not the data read and checked before "
