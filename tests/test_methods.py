@@ -233,3 +233,12 @@ def test_a_predicting_network_model_json_cannot_describe_is_warned_at_the_run(tm
             return Averaged(backbone)
     with pytest.warns(QianyiWarning, match="_wrapped predicts with a Averaged.*network_spec"):
         run("_wrapped", toy_task(), TrainConfig(epochs=1, steps_per_epoch=2, progress=False), out=tmp_path)
+
+
+def test_a_string_for_a_list_setting_is_refused_naming_the_list_it_wants():
+    """DANN(hidden="256") was refused echoing ['2', '5', '6']: tuple() had split the text before the check."""
+    from qianyi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dann: setting hidden must be a list like \[256, 256\], got the string '256'"):
+        get_method("dann", hidden="256")
+    assert get_method("dann", hidden=[128]).hidden == (128,)

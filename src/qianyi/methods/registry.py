@@ -7,7 +7,7 @@ import pkgutil
 import warnings
 from typing import Any, TypeVar
 
-from ..errors import QianyiWarning, UnknownNameError
+from ..errors import ConfigError, QianyiWarning, UnknownNameError
 from .base import Method
 
 M = TypeVar("M", bound=type)
@@ -86,6 +86,11 @@ def get_method(name: str, **hparams: Any) -> Method:
     if unknown:
         raise UnknownNameError(f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                                f"it has: {', '.join(known) or 'none'}")
+    text = [k for k, v in hparams.items() if isinstance(v, str) and isinstance(known[k], (tuple, list))]
+    if text:  # (a method's tuple(hidden) would split the text into characters before check_hparams sees it)
+        k = text[0]
+        raise ConfigError(f"{name}: setting {k} must be a list like {list(known[k])!r}, got the string "
+                          f"{hparams[k]!r}; give a list (--set {k}={','.join(map(str, known[k]))} on the command line)")
     method = cls(**hparams)
     method.check_hparams()
     return method
