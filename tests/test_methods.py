@@ -241,4 +241,7 @@ def test_a_string_for_a_list_setting_is_refused_naming_the_list_it_wants():
 
     with pytest.raises(ConfigError, match=r"dann: setting hidden must be a list like \[256, 256\], got the string '256'"):
         get_method("dann", hidden="256")
-    assert get_method("dann", hidden=[128]).hidden == (128,)
+    for wrong in (256, b"256"):  # a TypeError traceback; bytes taken as the widths [50, 53, 54]
+        with pytest.raises(ConfigError, match="dann: setting hidden must be a list like"):
+            get_method("dann", hidden=wrong)
+    assert get_method("dann", hidden=[128]).hidden == (128,) and get_method("dann", hidden=(64, 32)).hidden == (64, 32)

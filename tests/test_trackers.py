@@ -6,6 +6,8 @@ The tests at the end run against the real packages when they are installed.
 """
 from __future__ import annotations
 
+import csv
+
 import hashlib
 import sys
 import types
@@ -24,6 +26,7 @@ class _Run:
     def __init__(self, run_id: str, name: str) -> None:
         self.info = types.SimpleNamespace(run_id=run_id)
         self.name, self.status, self.ends, self.params, self.metrics = name, "RUNNING", [], {}, []
+        self.values = []
 
 
 def _fake_mlflow(start_error: Exception | None = None) -> types.ModuleType:
@@ -56,7 +59,16 @@ def _fake_mlflow(start_error: Exception | None = None) -> types.ModuleType:
     m.active_run = lambda: m.stack[-1] if m.stack else None
     m.get_tracking_uri = lambda: "sqlite:///fake.db"
     m.log_params = lambda p: m.stack[-1].params.update(p)
-    m.log_metrics = lambda values, step: m.stack[-1].metrics.extend((k, step) for k in values)
+    m.fail = None  # (step, exception): log_metrics raises it once at that step, as an unreachable server would
+
+    def log_metrics(values, step):
+        if m.fail is not None and m.fail[0] == step:
+            exc, m.fail = m.fail[1], None
+            raise exc
+        m.stack[-1].metrics.extend((k, step) for k in values)
+        m.stack[-1].values.extend((k, step, v) for k, v in values.items())
+
+    m.log_metrics = log_metrics
     return m
 
 
@@ -111,9 +123,10 @@ def _steps(events, tag="lr"):
     return [s for t, s in events if t == tag]
 
 
-def test_a_resumed_run_logs_each_epoch_once_into_one_mlflow_run(fakes, task, tmp_path):
+def test_a_resumed_run_continues_its_mlflow_run_and_logs_retrained_epochs_again(fakes, task, tmp_path):
     """Killed in epoch 2 after the trackers logged it, checkpointed after epoch 1 (every 3 steps of 2 per epoch):
-    the resume continues the same MLflow run and TensorBoard drops the killed run's epoch 2."""
+    the resume continues the same MLflow run, TensorBoard drops the killed run's epoch 2, and the retrained epoch 2
+    is logged again (MLflow keeps both; its latest value is history.csv's: it kept the killed run's value)."""
     ml, tb = fakes
     cfg = TrainConfig(epochs=3, batch_size=16, steps_per_epoch=2, checkpoint_every=3, progress=False,
                       log_to=("tensorboard", "mlflow"))
@@ -126,9 +139,26 @@ def test_a_resumed_run_logs_each_epoch_once_into_one_mlflow_run(fakes, task, tmp
     assert res.resumed_from_step == 3
     (r,) = ml.runs.values()  # one run: resumed by its id, not a second one
     assert ml.calls[-1][1] == r.info.run_id and r.ends == ["KILLED", "FINISHED"]
-    assert _steps(r.metrics) == [1, 2, 3] and _steps(r.metrics, "source_val_acc") == [1, 2, 3]
+    assert _steps(r.metrics) == [1, 2, 2, 3] and _steps(r.metrics, "source_val_acc") == [1, 2, 2, 3]
+    history = list(csv.DictReader(open(tmp_path / "r" / "history.csv")))
+    latest = {(k, step): v for k, step, v in r.values}
+    assert all(latest[(k, int(row["epoch"]))] == pytest.approx(float(row[k]), rel=1e-5)
+               for row in history for k in row if k != "epoch")
     assert tb.writers[1].purge_step == 2 and all(w.closed for w in tb.writers)
     assert _steps(tb.folders[str(tmp_path / "r" / "tensorboard")]) == [1, 2, 3]
+
+
+def test_an_epoch_whose_sending_failed_is_sent_on_the_resume(fakes, task, tmp_path):
+    """An epoch was recorded in trackers.json before it was sent: one whose sending failed (a server down) was
+    skipped by the resume and lost for good."""
+    ml, _ = fakes
+    cfg = TrainConfig(epochs=3, batch_size=16, steps_per_epoch=2, progress=False, log_to=("mlflow",))
+    ml.fail = (2, ConnectionError("server unreachable"))
+    with pytest.raises(ConnectionError):
+        run("dan", task, cfg, out=tmp_path / "r")
+    run("dan", task, cfg, out=tmp_path / "r")
+    (r,) = ml.runs.values()
+    assert r.ends == ["FAILED", "FINISHED"] and sorted(set(_steps(r.metrics))) == [1, 2, 3]
 
 
 def test_a_resume_logs_the_epochs_a_run_without_trackers_checkpointed(fakes, task, tmp_path):
@@ -170,7 +200,8 @@ def test_a_failed_run_ends_failed_and_a_finished_one_is_not_resumed(fakes, task,
     assert [r.status for r in ml.runs.values()] == ["FAILED"]
     tb.fail = None
     run("dan", task, cfg, out=tmp_path / "r")
-    assert [r.status for r in ml.runs.values()] == ["FINISHED"] and _steps(ml.runs["r0"].metrics) == [1, 2]
+    # the failed epoch 1 was never checkpointed: retrained, it is logged again (MLflow keeps both values)
+    assert [r.status for r in ml.runs.values()] == ["FINISHED"] and _steps(ml.runs["r0"].metrics) == [1, 1, 2]
 
 
 def test_settings_name_the_backbone_and_its_weights(fakes, task, tmp_path):
@@ -235,6 +266,20 @@ def test_a_reused_run_logs_nothing_and_says_so(fakes, task, tmp_path, capsys):
     assert not ml.runs and "nothing is logged to mlflow" in capsys.readouterr().err
 
 
+def test_a_bench_rerun_says_once_that_its_reused_runs_log_nothing(fakes, tmp_path):
+    from qianyi.bench.runner import bench
+
+    ml, _ = fakes
+    pairs = [f"{_blobs(tmp_path / 's.npz')}->{_blobs(tmp_path / 't.npz', seed=1)}"]
+    cfg = TrainConfig(epochs=1, batch_size=16, steps_per_epoch=2, progress=False)
+    bench(["dan"], pairs, seeds=1, out=tmp_path / "b", config=cfg, log=None, embed=False)
+    said: list[str] = []
+    bench(["dan"], pairs, seeds=1, out=tmp_path / "b", config=TrainConfig(**{**cfg.__dict__, "log_to": ("mlflow",)}),
+          log=said.append, embed=False)
+    assert not ml.runs and sum("log nothing to mlflow" in line for line in said) == 1
+    assert sum("(done earlier)" in line for line in said) == 3  # source-only, oracle, dan
+
+
 # -- the real packages, where installed ----------------------------------------------------------------------
 def _real(monkeypatch, tmp_path):
     mlflow = pytest.importorskip("mlflow")
@@ -268,7 +313,11 @@ def test_real_packages_resume_into_one_run(monkeypatch, task, tmp_path):
     run("dan", task, cfg, out=tmp_path / "r")
     (r,) = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
     assert r.info.status == "FINISHED" and r.data.params["backbone"] == "default"
-    assert [m.step for m in client.get_metric_history(r.info.run_id, "lr")] == [1, 2, 3]
+    # the killed run's epoch 2 (after its checkpoint) and the retrained one; the later is history.csv's
+    cls = sorted(client.get_metric_history(r.info.run_id, "cls"), key=lambda m: (m.step, m.timestamp))
+    assert [m.step for m in cls] == [1, 2, 2, 3]
+    history = list(csv.DictReader(open(tmp_path / "r" / "history.csv")))
+    assert cls[2].value == pytest.approx(float(history[1]["cls"]), rel=1e-5)
     ea = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
     ea.Reload()
     assert [e.step for e in ea.Scalars("lr")] == [1, 2, 3]

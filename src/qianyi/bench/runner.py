@@ -1275,6 +1275,7 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
     diverged: list[str] = []  # the runs that diverged (TrainingError): said under the tables
     gone: list[tuple[str, tuple[str, str], int]] = []  # and which they were (method as tabulated, pair, seed)
     gone_keys: dict[tuple[str, tuple[str, str], int], str] = {}  # their run keys (folders seedN-KEY)
+    told_untracked = False  # (that reused runs log nothing to --log-to's trackers: said once)
     # every pair read and checked before any training (a typo in the last pair costs no hours), none kept: each is
     # read again for its runs, so the bench holds one pair's task at a time (read_again)
     checked = []
@@ -1336,6 +1337,10 @@ def bench(methods: Sequence[str], pairs: Sequence[str | tuple[str, str]], seeds:
                 else:
                     if log:
                         log(f"  [{k}/{total}] (done earlier) " + result.summary())
+                        if cfg.log_to and not told_untracked:  # (`qianyi run` says it for its one run)
+                            told_untracked = True
+                            log(f"  runs done earlier log nothing to {', '.join(cfg.log_to)} (a run is logged while "
+                                "it trains; another --out trains and logs them again)")
                     # its health flags said again, as `qianyi run` says them on reuse (a -W error gate fails on
                     # every rerun, not only on the one that trained it)
                     _health_warnings(method, task, cfg, rdir, result)

@@ -86,11 +86,11 @@ def get_method(name: str, **hparams: Any) -> Method:
     if unknown:
         raise UnknownNameError(f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                                f"it has: {', '.join(known) or 'none'}")
-    text = [k for k, v in hparams.items() if isinstance(v, str) and isinstance(known[k], (tuple, list))]
-    if text:  # (a method's tuple(hidden) would split the text into characters before check_hparams sees it)
-        k = text[0]
-        raise ConfigError(f"{name}: setting {k} must be a list like {list(known[k])!r}, got the string "
-                          f"{hparams[k]!r}; give a list (--set {k}={','.join(map(str, known[k]))} on the command line)")
+    for k, v in hparams.items():  # (a method's tuple(hidden) split a string into characters, bytes into numbers)
+        if isinstance(known[k], (tuple, list)) and (isinstance(v, (str, bytes)) or not hasattr(v, "__iter__")):
+            what = "the string" if isinstance(v, str) else f"{type(v).__name__}"
+            raise ConfigError(f"{name}: setting {k} must be a list like {list(known[k])!r}, got {what} {v!r}; give a "
+                              f"list (--set {k}={','.join(map(str, known[k]))} on the command line)")
     method = cls(**hparams)
     method.check_hparams()
     return method

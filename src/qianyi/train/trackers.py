@@ -7,9 +7,9 @@ the epoch as the step.
 
 Where they write: TensorBoard to ``OUT/tensorboard`` (without an output folder, to
 ``./tensorboard/<method>_<task>_seed_<seed>_<time>``); MLflow to its tracking URI (``MLFLOW_TRACKING_URI``; unset,
-mlflow 3 uses ``./mlflow.db`` in the working directory). A resumed run logs each epoch once: what was logged is
-recorded in ``OUT/trackers.json`` (with the MLflow run's id, which a resume continues), and TensorBoard drops what
-an interrupted run logged after its checkpoint (``purge_step``).
+mlflow 3 uses ``./mlflow.db`` in the working directory). What was logged is recorded in ``OUT/trackers.json``
+(with the MLflow run's id, which a resume continues); epochs an interrupted run logged after its checkpoint are
+logged again as they are retrained (TensorBoard drops the old ones, ``purge_step``; MLflow keeps both values).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .._io import write_json
 from ..errors import ConfigError
 
 Row = dict[str, float]
-#: What a run records in its output folder about what its trackers logged (so a resume logs each epoch once).
+#: What a run records in its output folder about what its trackers logged (what a resume need not log again).
 RECORD_FILE = "trackers.json"
 #: MLflow's run statuses for a run that finished, was interrupted (Ctrl-C, SIGTERM) or failed.
 FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
@@ -70,7 +70,7 @@ class _Records:
 
 class Tracker:
     """One tracker of one run: :meth:`start` once before training (with the history a resume restored), then
-    :meth:`log` per epoch, :meth:`close` at the end. Each epoch is logged once, whatever resumes in between."""
+    :meth:`log` per epoch, :meth:`close` at the end."""
 
     name = ""
 
@@ -88,9 +88,9 @@ class Tracker:
     def log(self, row: Row) -> None:
         if _epoch(row) <= self.logged:  # logged by an interrupted run before its checkpoint
             return
-        self.logged = _epoch(row)
-        self.records.put(self.name, epochs=self.logged)  # first: an epoch is never logged twice (at most once)
         self._log(_epoch(row), {k: float(v) for k, v in row.items() if k != "epoch"})
+        self.logged = _epoch(row)  # recorded once sent: an epoch whose sending failed (or was killed) is sent again
+        self.records.put(self.name, epochs=self.logged)
 
     def _log(self, epoch: int, values: dict[str, float]) -> None:
         raise NotImplementedError
@@ -163,7 +163,9 @@ class _MLflow(Tracker):
         if rec.get("run_id") and rec.get("tracking_uri") == uri and not rec.get("finished"):
             try:  # the run an interrupted run of this folder started: continue it
                 run = mlflow.start_run(run_id=rec["run_id"], nested=nested)
-                self.logged = int(rec.get("epochs", 0))
+                # what the checkpoint holds stays; epochs logged after it are logged again as they are retrained
+                # (MLflow keeps both values at such a step; the latest, the retrained one, is the metric's value)
+                self.logged = min(int(rec.get("epochs", 0)), max((_epoch(r) for r in history), default=0))
             except Exception:  # deleted, or in another experiment: a new run
                 run = None
         try:
