@@ -180,3 +180,37 @@ def test_attention_heatmap_png_fills_its_height(tmp_path, monkeypatch):
     ys = seen["ys"]
     assert min(ys) > 0 and max(ys) < 1
     assert min(ys) < 0.1, f"blank space under the last review: its lowest line at {min(ys):.2f} of the height"
+
+
+def test_pivots_with_no_word_at_all_says_so_not_lower_min_docs():
+    """Chinese without spaces: the vocabulary holds no word ('<pad>', '<unk>' only); 'lower --min-docs' cannot
+    help, the error says what happened and points to docs/text.md's section on such text."""
+    import torch
+
+    from qianyi.measure.pivots import find_pivots
+
+    net = torch.nn.Linear(1, 2)  # never reached: the vocabulary is checked first
+    X = [[1, 1, 1]] * 4
+    with pytest.raises(DataError, match="vocabulary holds no word") as info:
+        find_pivots(net, X, X, ["<pad>", "<unk>"], ("好评", "差评"))
+    assert "lower --min-docs" not in str(info.value) and "Text not written with spaces" in str(info.value)
+
+
+def test_lexicon_check_with_class_names_it_cannot_sign_says_skipped(tmp_path):
+    """Classes named 好评/差评: the polarity check is skipped and the report says why, not 'agrees for 0 of 0';
+    pivots.json keeps the words readable (not \\uXXXX escapes) and the table aligns wide characters."""
+    from qianyi.measure.pivots import pivots_table, write_pivots
+
+    p = [Pivot("很好", 0.1, 0.1, 0.1, 9, 9, "好评", 0.9), Pivot("bad", 0.1, 0.1, 0.1, 9, 9, "差评", 0.6)]
+    c = lexicon_check(p, {"很好": 2.0, "bad": -2.0})
+    assert c["polarity_checked"] == 0 and c["polarity_skipped"] == ["好评", "差评"]
+    table = pivots_table(p, c, "zh.txt")
+    assert "agrees for 0 of 0" not in table and "polarity not checked" in table and "好评" in table
+    rows = table.split("\n")[:4]
+    from unicodedata import east_asian_width
+
+    width = [sum(2 if east_asian_width(ch) in "WF" else 1 for ch in r) for r in rows]
+    assert len(set(width)) == 1, rows
+    files = write_pivots(tmp_path, p, c, [], {"source": "s", "target": "t"})
+    text = open(files["json"], encoding="utf-8").read()
+    assert '"word": "很好"' in text and "\\u" not in text

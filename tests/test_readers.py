@@ -343,6 +343,59 @@ def test_csv_in_cp1252_advises_cp1252_and_names_the_line(tmp_path):
     assert "iconv -f latin1" not in msg and "offset" not in msg, msg
 
 
+#: Real reviews in five languages, each saved in its usual legacy encoding ('ANSI' on a Windows of that language)
+ZH = ("评论,标签\n这本书的故事情节非常精彩，翻译也很好，我很喜欢。,正面\n质量太差了，用了两天就坏了，真后悔买了它。,负面\n"
+      "物流很快，包装完整，价格也合适，值得推荐给朋友。,正面\n作者写得很无聊，浪费时间，不推荐。,负面\n")
+JA = ("text,label\nこの商品はとても良いです。また買いたいと思います。,pos\n届いた時にはもう壊れていました。残念です。,neg\n"
+      "値段の割に品質が高く、家族も喜んでいます。,pos\n説明書が分かりにくく、使い方が難しかった。,neg\n")
+RU = ("text,label\nЭто очень хорошая книга, читается легко и с удовольствием.,pos\n"
+      "Ужасное качество, сломалось через неделю. Не рекомендую.,neg\n"
+      "Быстрая доставка и отличная упаковка, спасибо продавцу!,pos\n")
+KO = "text,label\n이 제품 정말 좋아요! 배송도 빠르고 가격도 저렴합니다.,pos\n포장이 엉망이고 물건이 고장 났어요.,neg\n"
+FR = ("text,label\nTrès déçu : l’appareil a cessé de fonctionner après une semaine.,neg\n"
+      "Un roman magnifique, écrit avec beaucoup de finesse ; je le recommande à tous.,pos\n"
+      "Qualité médiocre, emballage abîmé et service après-vente « inexistant ».,neg\n")
+
+
+@pytest.mark.parametrize("text,codec,iconv", [(ZH, "gbk", "gb18030"), (ZH, "gb18030", "gb18030"),
+                                              (JA, "shift_jis", "cp932"), (JA, "euc-jp", "euc-jp"),
+                                              (KO, "euc-kr", "cp949"), (RU, "cp1251", "cp1251"),
+                                              (FR, "cp1252", "cp1252")])
+def test_csv_not_utf8_names_the_encoding_its_bytes_read_as(tmp_path, text, codec, iconv):
+    """The advice fits the bytes: Chinese 'ANSI' converts from GB18030, not cp1252 (which gave mojibake that then
+    loaded silently); the file is still refused, never decoded by guess."""
+    p = tmp_path / f"{codec}.csv"
+    p.write_bytes(text.encode(codec))
+    msg = _raises(lambda: read_csv(p), "not UTF-8 text", "save it as UTF-8", f"iconv -f {iconv} -t utf-8 FILE > NEW", path=p)
+    others = {"gb18030", "big5", "cp932", "euc-jp", "cp949", "cp1251", "cp1253", "cp1252"} - {iconv}
+    assert not any(f"iconv -f {o} " in msg for o in others), msg
+    assert f"encoding='{iconv}'" in msg, msg  # the Python way too (Windows has no iconv)
+
+
+def test_csv_not_utf8_lists_the_candidates_when_unsure(tmp_path):
+    """Two Chinese characters in GBK also read as Big5: both are named, neither asserted; bytes no encoding reads
+    plausibly get 'find its encoding', not cp1252."""
+    p = tmp_path / "short.csv"
+    p.write_bytes("text,label\n很好,1\n".encode("gbk"))
+    msg = _raises(lambda: read_csv(p), "not UTF-8 text", "iconv -f gb18030 -t utf-8", "iconv -f big5 -t utf-8",
+                  path=p)
+    assert "may be" in msg, msg
+    p.write_bytes(b"text,label\n" + bytes(range(0x80, 0x100)) * 3 + b",1\n")
+    msg = _raises(lambda: read_csv(p), "not UTF-8 text", "save it as UTF-8", "find its encoding", path=p)
+    assert "iconv -f cp1252" not in msg and "iconv -f gb18030" not in msg, msg
+
+
+def test_csv_in_utf16_without_bom_holding_cjk_is_named_utf16(tmp_path):
+    """UTF-16 without a BOM of Chinese or Japanese text has few NUL bytes (only its ASCII commas and line
+    breaks): it is still recognised as UTF-16, with the byte order."""
+    for codec, text in (("utf-16-le", ZH), ("utf-16-be", ZH), ("utf-16-le", JA)):
+        p = tmp_path / f"{codec}.csv"
+        p.write_bytes(text.encode(codec))
+        msg = _raises(lambda: read_csv(p), "UTF-16", f"iconv -f {codec[:6] + codec[7:]} -t utf-8",
+                      path=p)
+        assert "cp1252" not in msg, msg
+
+
 def test_csv_decimal_comma_is_named_and_not_one_hot_encoded(tmp_path):
     """A German Excel CSV: ';' separates, ',' is the decimal mark. The error says so (not 'one-hot it'), and
     categorical=auto warns when it one-hot encodes a column of numbers written with a comma."""

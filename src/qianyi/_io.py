@@ -190,5 +190,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text))
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+def write_json(path: str | os.PathLike, obj: Any, ensure_ascii: bool = True) -> Path:
+    """``obj`` as indented JSON (UTF-8); ``ensure_ascii=False`` writes non-ASCII text as itself, for files people
+    read (not for files hashed or compared byte-wise)."""
+    return atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=False,
+                                                             ensure_ascii=ensure_ascii) + "\n"))

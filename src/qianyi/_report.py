@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,13 +37,19 @@ def md_cells(row: str) -> list[str]:
     return [c.replace("\\|", "|").replace("\\<", "<").strip() for c in re.split(r"(?<!\\)\|", row)]
 
 
+def _width(text: Any) -> int:
+    """Columns ``text`` takes in a terminal: two for a wide (CJK) character, none for a combining mark."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
+               for c in str(text))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
     """A Markdown table (readable on screen too); floats with ``digits`` decimals, None as '–'; text cells
     through :func:`md_cell`."""
     header = [md_cell(h) for h in header]
     cells = [[md_cell(fmt(v, digits)) for v in r] for r in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(header)]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    widths = [max(_width(h), *(_width(r[i]) for r in cells)) if cells else _width(h) for i, h in enumerate(header)]
+    line = lambda r: "| " + " | ".join(str(c) + " " * (w - _width(c)) for c, w in zip(r, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), sep, *(line(r) for r in cells)])
 

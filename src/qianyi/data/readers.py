@@ -52,6 +52,7 @@ import re
 import struct
 import tokenize
 import warnings
+import unicodedata
 import zipfile
 import zlib
 from collections import Counter
@@ -758,6 +759,11 @@ def _csv_text(p: Path, where: str) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        utf16 = _utf16_without_bom(raw)
+        if utf16 is not None:
+            raise DataError(f"{where} is UTF-16 text without a byte-order mark ({utf16}: Chinese, Japanese or Korean "
+                            f"text read as such), not UTF-8; save it as UTF-8, or run iconv -f {utf16} -t utf-8 "
+                            "FILE > NEW") from None
         line = raw.count(b"\n", 0, exc.start) + 1  # a line, not a byte offset, finds the record in an editor
         raise DataError(f"{where} is not UTF-8 text (line {line} holds the byte "
                         f"{raw[exc.start:exc.start + 1]!r}); {_not_utf8_advice(raw)}") from exc
@@ -782,16 +788,132 @@ def _utf16(raw: bytes) -> str | None:
     return None
 
 
+#: Legacy encodings a file that is not UTF-8 is tried in: (iconv and Python name, what it is, script test). The
+#: Windows code pages (cp932, cp949) are supersets of Shift-JIS and EUC-KR; GB18030 of GBK and GB2312.
+LEGACY_ENCODINGS = (
+    ("gb18030", "Chinese in GB18030/GBK (Windows 'ANSI' on a Chinese system)", "zh-hans"),
+    ("big5", "Traditional Chinese in Big5", "zh-hant"),
+    ("cp932", "Japanese in Shift-JIS (cp932, Windows 'ANSI' on a Japanese system)", "ja"),
+    ("euc-jp", "Japanese in EUC-JP", "ja"),
+    ("cp949", "Korean in EUC-KR (cp949, Windows 'ANSI' on a Korean system)", "ko"),
+    ("cp1251", "Cyrillic in Windows-1251 (Russian, Ukrainian, ...)", "cyrillic"),
+    ("cp1253", "Greek in Windows-1253", "greek"),
+    ("cp1252", "Western European in Windows-1252 ('ANSI' on a Western system; Latin-1 too)", "latin"),
+)
+_SCAN_CHARS = 200_000  # of the decoded text: enough to judge, quick on a large file
+
+
+def _in_charset(c: str, codec: str, leads: tuple[int, int]) -> bool:
+    """Whether ``c`` is one of ``codec``'s common characters: two bytes with a lead byte in ``leads``."""
+    try:
+        b = c.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return len(b) == 2 and leads[0] <= b[0] <= leads[1]
+
+
+def _common(c: str, script: str) -> bool:
+    """Whether the letter ``c`` is a common letter of ``script`` (a random decoding gives rare ones or others)."""
+    if script == "zh-hans":
+        return _in_charset(c, "gb2312", (0xB0, 0xD7))  # GB2312 level 1: 3,755 hanzi, ~99.9 % of modern text
+    if script == "zh-hant":
+        return _in_charset(c, "big5", (0xA4, 0xC6))  # Big5's 5,401 frequently used characters
+    if script == "ja":
+        return "\u3041" <= c <= "\u30ff" or _in_charset(c, "cp932", (0x88, 0x98))  # kana, JIS level 1 kanji
+    if script == "ko":
+        return "\uac00" <= c <= "\ud7a3" and _in_charset(c, "euc-kr", (0xB0, 0xC8))  # KS X 1001's 2,350 syllables
+    return unicodedata.name(c, "").startswith(script.upper())  # cyrillic, greek, latin
+
+
+def _plausible(text: str, script: str) -> bool:
+    """Whether ``text`` (a decoding of bytes that are not UTF-8) reads as text of ``script``: no control, unassigned
+    or private-use character; at least 90 % of its non-ASCII letters common letters of the script; and, for
+    scripts with case, words cased as words are (not 'ÂòÁË', GBK read as cp1252) and, for Latin, mostly ASCII
+    letters around the accented ones (not 'Ýòî õîðîøàÿ', cp1251 read as cp1252)."""
+    text = text[:_SCAN_CHARS]
+    if any(unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs") and c not in "\t\n\r\f" for c in text):
+        return False
+    letters = [c for c in text if ord(c) > 127 and c.isalpha()]
+    if not letters or sum(_common(c, script) for c in letters) < 0.9 * len(letters):
+        return False
+    if script == "ja" and sum("\u3041" <= c <= "\u30ff" for c in letters) < 0.1 * len(letters):
+        return False  # Japanese prose is kana for the most part; kanji alone is Chinese read as Japanese
+    if script in ("cyrillic", "greek", "latin"):
+        words = [w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()]
+        if sum(not (w.islower() or w.isupper() or w.istitle()) for w in words) > 0.1 * len(words):
+            return False
+        if sum(ord(c) > 127 and unicodedata.category(c)[0] in "SN" for c in text) > 0.25 * len(letters) + 2:
+            return False  # symbols among the letters ('¤Î¤Ï': Japanese read as cp1252)
+        if script == "greek" and sum("ς" in w[:-1] for w in words) > 0.05 * len(words):
+            return False  # a final sigma inside words: Cyrillic read as Greek
+        ascii_letters = sum(c.isascii() for w in words for c in w)
+        if script != "latin" and sum(any(c.isascii() for c in w) for w in words) > 0.1 * len(words):
+            return False  # Cyrillic or Greek words do not mix in Latin letters ('cafй' is French read as cp1251)
+        if script == "latin" and ascii_letters < len(letters):
+            return False
+    return True
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """``utf-16le`` or ``utf-16be`` when ``raw`` (not UTF-8) decodes as UTF-16 of that byte order into plausible
+    Chinese, Japanese or Korean text with its line breaks where they belong (UTF-16 of CJK text has NUL bytes only
+    for its ASCII characters, too few for :func:`_utf16`), else None."""
+    if len(raw) % 2 or len(raw) < 8:
+        return None
+    for name, codec in (("utf-16le", "utf-16-le"), ("utf-16be", "utf-16-be")):
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if b"\n" in raw and "\n" not in text:
+            continue
+        if any(_plausible(text, s) for s in ("zh-hans", "zh-hant", "ja", "ko")):
+            return name
+    return None
+
+
+def _korean_rows_only(raw: bytes, enough: int = 20) -> bool:
+    """Whether ``raw`` holds at least ``enough`` two-byte characters and all lie in EUC-KR's Hangul rows (lead
+    bytes 0xB0-0xC8), where GB2312 has common hanzi too: Chinese text that long uses later rows as well (about a
+    third of its characters: 是 我 这 在 ...)."""
+    pairs = re.findall(rb"[\xa1-\xfe][\xa1-\xfe]", raw[:_SCAN_CHARS])
+    return len(pairs) >= enough and all(0xB0 <= p[0] <= 0xC8 for p in pairs if p[0] >= 0xB0)
+
+
 def _not_utf8_advice(raw: bytes) -> str:
-    """How to convert text that is not UTF-8: from cp1252 (Windows 'ANSI', a superset of Latin-1's printable
-    characters), named as such when undecodable bytes lie in 0x80-0x9F (where Latin-1 has control characters)."""
-    bad = {ord(c) - 0xDC00 for c in raw.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff"}
-    if any(0x80 <= b <= 0x9F for b in bad):
-        return ("its bytes in 0x80-0x9F are Windows 'ANSI' (cp1252) characters such as curly quotes, dashes or the "
-                "euro sign: save it as UTF-8, e.g. iconv -f cp1252 -t utf-8 FILE > NEW (not latin1, which turns "
-                "them into control characters)")
-    return ("save it as UTF-8; Windows 'ANSI' or Latin-1 text converts with iconv -f cp1252 -t utf-8 FILE > NEW "
-            "(another encoding: give its name to iconv -f)")
+    """How to convert text that is not UTF-8: from the legacy encoding(s) of :data:`LEGACY_ENCODINGS` its bytes
+    read as plausible text in, or, when none does, how to find its encoding (never a guess stated as fact)."""
+    fits = []
+    for codec, what, script in LEGACY_ENCODINGS:
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if _plausible(text, script):
+            fits.append((codec, what, script))
+    if any(script == "ja" for _, _, script in fits):  # kana throughout: the other readings take kana for hanzi
+        fits = [f for f in fits if f[2] == "ja"]
+    if any(script == "ko" for _, _, script in fits) and _korean_rows_only(raw):
+        fits = [f for f in fits if f[2] == "ko"]
+    save = "save it as UTF-8"
+    if len(fits) == 1:
+        (codec, what, _), = fits
+        note = ""
+        bad = {ord(c) - 0xDC00 for c in raw.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff"}
+        if codec == "cp1252" and any(0x80 <= b <= 0x9F for b in bad):
+            note = (" (not latin1, which turns its bytes in 0x80-0x9F, cp1252's curly quotes, dashes and euro sign, "
+                    "into control characters)")
+        return (f"its bytes read as {what}: {save}, e.g. iconv -f {codec} -t utf-8 FILE > NEW{note}, or in Python "
+                f"open('NEW', 'w', encoding='utf-8').write(open('FILE', encoding='{codec}').read()); this is a "
+                "guess from its bytes, so check the new file reads right")
+    tried = ", ".join(codec for codec, _, _ in LEGACY_ENCODINGS)
+    if fits:
+        return (f"{save}; it may be " + ", or ".join(f"{what} (iconv -f {codec} -t utf-8 FILE > NEW)"
+                                                     for codec, what, _ in fits)
+                + ": convert it with each and keep the one that reads right (in Python: open('FILE', "
+                "encoding=NAME).read(), written back with encoding='utf-8')")
+    return (f"{save}; its bytes read as none of the encodings tried ({tried}): find its encoding (file -i FILE, "
+            "or Python's charset-normalizer or chardet) and convert it with iconv -f ENCODING -t utf-8 FILE > NEW")
 
 
 def _numbered_rows(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:

@@ -33,6 +33,9 @@ from ..errors import DataError
 from ..nn.text import word_attention
 
 SPECIAL = ("<pad>", "<unk>", "[PAD]", "[UNK]", "[CLS]", "[SEP]")
+MIN_COUNT_HINT = "enough training texts to be kept (--text min_count)"
+NO_SPACES_HINT = ("text written without spaces between words (Chinese, Japanese, Thai) gives no words: split it into "
+                  "words first (docs/text.md, 'Text not written with spaces')")
 
 
 @dataclass
@@ -123,6 +126,9 @@ def find_pivots(network: torch.nn.Module | Sequence[torch.nn.Module], source_X: 
     networks = [network] if isinstance(network, torch.nn.Module) else list(network)
     if not networks:
         raise DataError("pivots: no network given")
+    if all(str(w) in SPECIAL for w in vocab):
+        raise DataError(f"pivots: the vocabulary holds no word (only {', '.join(map(str, vocab))}): no word occurs in "
+                        f"{MIN_COUNT_HINT}; {NO_SPACES_HINT}")
     s = [attention_shares(n, source_X, len(vocab)) for n in networks]
     t = [attention_shares(n, target_X, len(vocab)) for n in networks]
     s_share, s_uniform, s_docs = np.mean([x[0] for x in s], 0), s[0][1], s[0][2]
@@ -131,7 +137,12 @@ def find_pivots(network: torch.nn.Module | Sequence[torch.nn.Module], source_X: 
     ok = (s_docs >= min_docs) & (t_docs >= min_docs) & ~np.isin(np.asarray(vocab, dtype=object), SPECIAL)
     order = [int(i) for i in np.argsort(-np.where(ok, score, -np.inf), kind="stable") if ok[i]][:top]
     if not order:
-        raise DataError(f"pivots: no word occurs in at least {min_docs} reviews of both domains; lower --min-docs")
+        real = ~np.isin(np.asarray(vocab, dtype=object), SPECIAL)
+        best = int(np.minimum(s_docs, t_docs)[real].max(initial=0))  # reviews of the rarer domain, best word
+        if best >= 1:
+            raise DataError(f"pivots: no word occurs in at least {min_docs} reviews of both domains (the most: {best}); "
+                            f"lower --min-docs to {best}")
+        raise DataError(f"pivots: no word of the vocabulary occurs in reviews of both domains; {NO_SPACES_HINT}")
     proba = np.mean([word_polarity(n, order, np.asarray(source_X).shape[1]) for n in networks], 0)
     return [Pivot(str(vocab[i]), float(score[i]), float(s_share[i]), float(t_share[i]), int(s_docs[i]), int(t_docs[i]),
                   str(class_names[int(p.argmax())]), float(p.max())) for i, p in zip(order, proba)]
@@ -181,13 +192,14 @@ def _sign(class_name: str) -> int:
 
 def lexicon_check(pivots: Iterable[Pivot], lexicon: dict[str, float]) -> dict[str, float | int | list[str]]:
     """How many pivots are sentiment words of ``lexicon``, and of those whose class is named positive/negative,
-    how many have the lexicon's polarity."""
+    how many have the lexicon's polarity (``polarity_skipped``: the classes of lexicon words not named so)."""
     pivots = list(pivots)
     inside = [p for p in pivots if p.word in lexicon]
     signed = [p for p in inside if _sign(p.polarity) != 0]
+    skipped = sorted({p.polarity for p in inside if _sign(p.polarity) == 0})
     agree = [p for p in signed if np.sign(lexicon[p.word]) == _sign(p.polarity)]
     return {"pivots": len(pivots), "in_lexicon": len(inside), "share_in_lexicon": len(inside) / max(len(pivots), 1),
-            "polarity_checked": len(signed), "polarity_agrees": len(agree),
+            "polarity_checked": len(signed), "polarity_agrees": len(agree), "polarity_skipped": skipped,
             "not_in_lexicon": [p.word for p in pivots if p.word not in lexicon]}
 
 
@@ -264,9 +276,14 @@ def pivots_table(pivots: Sequence[Pivot], check: dict | None = None, lexicon: st
              "attention would give the word; reviews S/T: reviews holding the word; polarity, p: the class the network "
              "predicts for the word on its own, and that class's probability.")
     if check is not None:
+        skipped = check.get("polarity_skipped") or []
+        why = f"class {', '.join(skipped)} not named positive or negative (pos..., neg...)"
+        polarity = (f"polarity not checked ({why})" if skipped and not check["polarity_checked"]
+                    else f"polarity agrees for {check['polarity_agrees']} of {check['polarity_checked']}"
+                    + (f" (not checked for words of {why})" if skipped else ""))
         text += (f"\n\nLexicon {lexicon}: {check['in_lexicon']} of {check['pivots']} pivots are sentiment words "
-                 f"({100 * check['share_in_lexicon']:.0f}%); polarity agrees for {check['polarity_agrees']} of "
-                 f"{check['polarity_checked']}. Not in the lexicon: {', '.join(check['not_in_lexicon']) or '-'}.")
+                 f"({100 * check['share_in_lexicon']:.0f}%); {polarity}. Not in the lexicon: "
+                 f"{', '.join(check['not_in_lexicon']) or '-'}.")
     return text
 
 
@@ -275,7 +292,8 @@ def write_pivots(out: str | Path, pivots: Sequence[Pivot], check: dict | None, r
     out = Path(out)
     files = {"json": str(out / "pivots.json"), "md": str(out / "pivots.md"), "html": str(out / "attention.html"),
              "png": str(out / "attention.png")}
-    write_json(files["json"], {**meta, "pivots": [asdict(p) for p in pivots], "lexicon_check": check})
+    # non-ASCII words as themselves (很好, not \u5f88\u597d): pivots.json is read by people, never hashed
+    write_json(files["json"], {**meta, "pivots": [asdict(p) for p in pivots], "lexicon_check": check}, ensure_ascii=False)
     write_text(files["md"], f"# Pivot words: {meta['source']} -> {meta['target']}\n\n"
                + pivots_table(pivots, check, meta.get("lexicon")) + "\n")
     write_text(files["html"], heatmap_html(rows))
