@@ -166,3 +166,11 @@ def test_text_that_normalize_would_join_warns_naming_it():
     with warnings.catch_warnings():
         warnings.simplefilter("error", QianyiWarning)
         fit_text_preprocessing(nfd, normalize=True)
+
+
+def test_minilm_wordpiece_refuses_the_word_tokeniser_settings():
+    """WordPiece keeps its own rules: the settings are refused by name, never dropped silently."""
+    from qianyi.data.text import WORDPIECE
+
+    with pytest.raises(DataError, match=r"cjk, normalize apply to the word tokeniser|normalize, cjk apply"):
+        fit_text_preprocessing(["a"], tokenizer=WORDPIECE, cjk="chars", normalize=True)
