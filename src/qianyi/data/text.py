@@ -12,7 +12,10 @@ one review per sample; :func:`qianyi.data.load_task` tokenises it):
 
 Tokenisation (:func:`tokenize`): Unicode text lower-cased, then the tokens of :data:`TOKEN_PATTERN`
 (runs of letters/digits with inner apostrophes, ``can't``; and ``!``/``?`` on their own), optionally
-followed by word bigrams (``"not good"``). The vocabulary (:func:`fit_text_preprocessing`) is every
+followed by word bigrams (``"not good"``); opt-in settings (``normalize``, ``emoji``, ``cjk="chars"`` for text
+written without spaces) are recorded only when on, so the default's tokens and record are ``words-v1``'s as they
+were, and training texts the default cuts badly (no spaces, NFD, ``İ``, full-width forms) are warned about. The
+vocabulary (:func:`fit_text_preprocessing`) is every
 token seen in at least ``min_count`` training documents, the ``max_vocab`` most frequent by document
 count (ties: alphabetical), after the ids 0 = ``<pad>`` and 1 = ``<unk>``. ``load_task`` fits it on the
 source **training** split and the target **training** inputs only (never a label, never the source
@@ -23,9 +26,12 @@ validation split or the target test split), and records it, as plain JSON, in ``
 from __future__ import annotations
 
 import html
+import functools
 import json
 import os
 import re
+import sys
+import unicodedata
 import warnings
 import weakref
 from collections import Counter
@@ -59,7 +65,14 @@ MIN_COUNT = 2
 MAX_LEN = 256
 PAD, UNK = "<pad>", "<unk>"
 #: The settings of :func:`fit_text_preprocessing` (``load_task(text={...})``).
-TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer", "vectors")
+TEXT_SETTINGS = ("max_vocab", "min_count", "max_len", "bigrams", "tokenizer", "vectors", "normalize", "emoji", "cjk")
+#: ``cjk``: ``words`` (the default: words cut at spaces and punctuation only) or ``chars`` (each CJK ideograph, kana
+#: and Thai letter one token: :data:`CJK_CHARS`).
+CJK_WORDS, CJK_CHARS_SETTING = "words", "chars"
+CJK_MODES = (CJK_WORDS, CJK_CHARS_SETTING)
+#: The opt-in tokeniser settings (docs/text.md), recorded in the text preprocessing only when on, so the default's
+#: record (and every run key made with it) is as it was before they existed.
+TOKEN_OPTIONS = {"normalize": False, "emoji": False, "cjk": CJK_WORDS}
 #: Pre-trained word vectors a text encoder's ``E`` can start from (``vectors=NAME``; :mod:`qianyi.nn.text`).
 WORD_VECTORS = ("minilm",)
 #: Bumped whenever :func:`tokenize` changes what it returns: a saved model records it, and a model of
@@ -74,17 +87,29 @@ _RAW_TEXT: "weakref.WeakKeyDictionary[Domain, np.ndarray]" = weakref.WeakKeyDict
 
 # --- tokeniser and vocabulary -----------------------------------------------------------------
 
-def tokenize(text: str, bigrams: bool = False) -> list[str]:
+def tokenize(text: str, bigrams: bool = False, *, normalize: bool = False, emoji: bool = False,
+             cjk: str = CJK_WORDS) -> list[str]:
     """``text`` lower-cased and cut into :data:`TOKEN_PATTERN` tokens; with ``bigrams``, each pair of
     neighbouring tokens is added right after its second word (``a b c`` -> ``a b "a b" c "b c"``), so that
     cutting at ``max_len`` keeps words and bigrams of the same stretch of text.
+
+    Opt-in settings (each recorded in the text preprocessing only when on; off, the tokens are ``words-v1``'s):
+    ``normalize``: the text in NFC, full-width forms (U+FF01-FF5E, U+3000) as ASCII, ``İ`` lowered to ``i``
+    (not ``i`` + U+0307), and combining marks kept inside a word (Devanagari, Thai, Arabic harakat, NFD accents);
+    ``emoji``: each emoji (and other pictographic symbol) one token; ``cjk="chars"``: each CJK ideograph, kana
+    and Thai letter (with its combining marks) one token, for text written without spaces.
 
     >>> tokenize("Don't buy it!! Great?")
     ["don't", 'buy', 'it', '!', '!', 'great', '?']
     >>> tokenize("not good at all", bigrams=True)
     ['not', 'good', 'not good', 'at', 'good at', 'all', 'at all']
+    >>> tokenize("很好！ＧＯＯＤ", normalize=True, cjk="chars")
+    ['很', '好', '!', 'good']
     """
-    words = _TOKEN_RE.findall(text.lower().replace("’", "'"))
+    if normalize:
+        text = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH)).replace("İ", "i")
+    rx = _TOKEN_RE if not (normalize or emoji or cjk != CJK_WORDS) else _token_re(normalize, emoji, cjk)
+    words = rx.findall(text.lower().replace("’", "'"))
     if not bigrams:
         return words
     out: list[str] = []
@@ -95,6 +120,42 @@ def tokenize(text: str, bigrams: bool = False) -> list[str]:
     return out
 
 
+#: Full-width ASCII forms (U+FF01-FF5E: ``！？ＡＢＣ１２３``) and the ideographic space, as ASCII (``normalize``).
+_FULL_WIDTH = {**{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}, 0x3000: " "}
+#: Characters ``cjk="chars"`` makes one token each: CJK ideographs (with extensions and compatibility forms),
+#: hiragana, katakana (and its half-width forms) and Thai; Korean Hangul is written with spaces and stays words.
+CJK_CHARS = ("\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+             "\u0e00-\u0e7f\U00020000-\U0002fa1f")
+#: Emoji and pictographic symbols ``emoji`` keeps (one token each; skin tones and variation selectors dropped).
+EMOJI_CHARS = "\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001f3fa\U0001f400-\U0001faff"
+
+
+@functools.lru_cache(maxsize=None)
+def _marks() -> str:
+    """A regex character class body of every combining mark (Unicode categories Mn, Mc, Me) of this Python."""
+    ranges: list[list[int]] = []
+    for c in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(c))[0] == "M":
+            if ranges and ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+@functools.lru_cache(maxsize=None)
+def _token_re(normalize: bool, emoji: bool, cjk: str) -> re.Pattern[str]:
+    """:data:`TOKEN_PATTERN` with the opt-in settings of :func:`tokenize`."""
+    letter = f"(?![{CJK_CHARS}])[^\\W_]" if cjk == CJK_CHARS_SETTING else "[^\\W_]"
+    unit = f"{letter}[{_marks()}]*" if normalize else letter
+    word = f"(?:{unit})+"
+    parts = [f"[{CJK_CHARS}][{_marks()}]*"] if cjk == CJK_CHARS_SETTING else []
+    parts += [f"{word}(?:['’]{word})*", "[!?]"]
+    if emoji:
+        parts.append(f"[{EMOJI_CHARS}]")
+    return re.compile("|".join(parts))
+
+
 def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
     for key, value, low in (("max_vocab", max_vocab, 1), ("min_count", min_count, 1), ("max_len", max_len, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -102,7 +163,8 @@ def _check_settings(max_vocab: int, min_count: int, max_len: int) -> None:
 
 
 #: The settings ``--text`` takes, with their types (``tokenizer`` is set by ``--backbone minilm`` itself).
-CLI_TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool, "vectors": str}
+CLI_TEXT_SETTINGS = {"max_len": int, "min_count": int, "max_vocab": int, "bigrams": bool, "vectors": str,
+                     "normalize": bool, "emoji": bool, "cjk": str}
 
 
 def parse_text_settings(text: str | None) -> dict | None:
@@ -131,12 +193,20 @@ def parse_text_settings(text: str | None) -> dict | None:
             except ValueError:
                 raise DataError(f"--text: {key} is a whole number, got {value!r}") from None
     _check_settings(out.get("max_vocab", MAX_VOCAB), out.get("min_count", MIN_COUNT), out.get("max_len", MAX_LEN))
+    _check_cjk(out.get("cjk", CJK_WORDS), "--text")
     return out
+
+
+def _check_cjk(cjk: object, where: str) -> None:
+    if cjk not in CJK_MODES:
+        raise DataError(f"{where}: cjk is {' or '.join(CJK_MODES)} (chars: each Chinese/Japanese character and Thai "
+                        f"letter one token, for text written without spaces), got {cjk!r}")
 
 
 def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, min_count: int = MIN_COUNT,
                            max_len: int = MAX_LEN, bigrams: bool = False, tokenizer: str = TOKENIZER,
-                           vectors: str | None = None) -> dict:
+                           vectors: str | None = None, normalize: bool = False, emoji: bool = False,
+                           cjk: str = CJK_WORDS) -> dict:
     """The plain-JSON text preprocessing fitted on training inputs ``texts`` (no labels): tokeniser
     settings and the vocabulary, ``vocab[i]`` being the token of id ``i`` (0 ``<pad>``, 1 ``<unk>``).
 
@@ -145,16 +215,29 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
     ``tokenizer=WORDPIECE`` fits nothing: MiniLM's WordPiece vocabulary (:mod:`qianyi.nn.minilm`; only
     ``max_len`` applies). ``vectors`` (``minilm``): the text encoder's word embeddings start from these
     pre-trained vectors where a word has one (:func:`qianyi.nn.text.init_word_vectors`); recorded here.
+    ``normalize``, ``emoji``, ``cjk``: :func:`tokenize`'s opt-in settings, recorded only when on.
+
+    Warns (:class:`~qianyi.errors.QianyiWarning`) when most training tokens are left out of the vocabulary (text
+    without spaces, too few texts), and when ``normalize`` is off but the texts hold what it would join (text not in
+    NFC, ``İ``, full-width forms, combining marks).
     """
     _check_settings(max_vocab, min_count, max_len)
+    _check_cjk(cjk, "text preprocessing")
+    for key, value in (("normalize", normalize), ("emoji", emoji)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise DataError(f"text preprocessing: {key} is true or false, got {value!r}")
+    options = {k: v for k, v in (("normalize", bool(normalize)), ("emoji", bool(emoji)), ("cjk", cjk))
+               if v != TOKEN_OPTIONS[k]}
     if vectors is not None and vectors not in WORD_VECTORS:
         raise DataError(f"text preprocessing: unknown word vectors {vectors!r}; available: {', '.join(WORD_VECTORS)}")
     if tokenizer == WORDPIECE:
         if vectors is not None:
             raise DataError(f"text preprocessing: vectors={vectors} are for the word tokeniser's encoders (embbag, "
                             "textcnn, memnet); minilm brings its own embeddings")
-        if bigrams:
-            raise DataError(f"text preprocessing: bigrams apply to the word tokeniser {TOKENIZER!r}, not to {WORDPIECE!r}")
+        if bigrams or options:
+            given = ", ".join(["bigrams"] * bool(bigrams) + list(options))
+            raise DataError(f"text preprocessing: {given} apply to the word tokeniser {TOKENIZER!r}, not to "
+                            f"{WORDPIECE!r} (minilm's WordPiece keeps its own rules)")
         from .wordpiece import wordpiece_preprocessing
 
         return wordpiece_preprocessing(int(max_len))
@@ -162,15 +245,95 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
         raise DataError(f"text preprocessing: unknown tokenizer {tokenizer!r}; available: {TOKENIZER}, {WORDPIECE}")
     df: Counter[str] = Counter()
     n = 0
+    plain_texts: list[str] = []
     for t in texts:
-        df.update(set(tokenize(t, bigrams)))
+        words = tokenize(t, bigrams, **options)
+        df.update(set(words))
         n += 1
+        if not t.isascii():
+            plain_texts.append(t)
     if n == 0:
         raise DataError("text preprocessing: no training texts to build a vocabulary from")
     kept = sorted((w for w, c in df.items() if c >= min_count), key=lambda w: (-df[w], w))[:max_vocab]
+    _warn_unknown(df, set(kept), n, min_count, max_vocab, cjk)
+    if not normalize:
+        _warn_unnormalised(plain_texts, n)
     return {"tokenizer": TOKENIZER, "lowercase": True, "pattern": TOKEN_PATTERN, "bigrams": bool(bigrams),
             "max_len": int(max_len), "min_count": int(min_count), "max_vocab": int(max_vocab),
-            "fitted_on": n, **({"vectors": vectors} if vectors else {}), "vocab": [PAD, UNK, *kept]}
+            "fitted_on": n, **({"vectors": vectors} if vectors else {}), **options, "vocab": [PAD, UNK, *kept]}
+
+
+#: :func:`fit_text_preprocessing` warns when at least this share of the training tokens is not in the vocabulary.
+UNKNOWN_SHARE_WARN = 0.5
+
+
+def _warn_unknown(df: Counter, kept: set[str], n: int, min_count: int, max_vocab: int, cjk: str) -> None:
+    """Warn when most training tokens are ``<unk>`` (each counted once per text: ``df``, the document counts), and
+    whenever the texts are Chinese, Japanese or Thai written without spaces but cut into words (``cjk="words"``:
+    each clause one token)."""
+    total = sum(df.values())
+    unknown = sum(c for w, c in df.items() if w not in kept)
+    letters = han = han_tokens = 0
+    for w, c in df.items():
+        if not w.isascii() and " " not in w:  # (not a bigram)
+            k = len(_CJK_RE.findall(w))
+            letters += c * len(_LETTER_RE.findall(w))
+            han += c * k
+            han_tokens += c * bool(k)
+    unspaced = cjk == CJK_WORDS and han >= 0.3 * letters > 0 and han >= 4 * han_tokens
+    if not total or unknown / total < UNKNOWN_SHARE_WARN and not unspaced:
+        return
+    rare = sum(c for c in df.values() if c < min_count)
+    why = [f"{rare / total:.0%} occur in fewer than min_count={min_count} texts"] * bool(rare) + \
+        [f"{(unknown - rare) / total:.0%} are beyond max_vocab={max_vocab:,}"] * bool(unknown - rare)
+    head = (f"text preprocessing: {unknown / total:.0%} of the training tokens are <unk> (each token counted once per "
+            f"text: {unknown:,} of {total:,}, in {n:,} texts{': ' if why else ''}{' and '.join(why)}); the vocabulary "
+            f"holds {len(kept):,} token(s)"
+            ).replace("%", " %")
+    if unspaced:
+        tips = "cjk=chars,normalize=true,bigrams=true"
+        warnings.warn(f"{head}. The texts are mostly Chinese, Japanese or Thai written without spaces between words "
+                      f"(a token holds {han / max(han_tokens, 1):.1f} such characters on average), and the word "
+                      f"tokeniser {TOKENIZER!r} cuts only at spaces and punctuation: each clause became one token, "
+                      f"seen in hardly any other text. Give --text {tips} (Python: load_task(..., text={{'cjk': "
+                      "'chars', 'normalize': True, 'bigrams': True})): each character one token, plus character "
+                      "bigrams; or split the texts into words first (jieba for Chinese, MeCab/fugashi for Japanese, "
+                      "pythainlp for Thai) and join the words with spaces (docs/text.md, 'Text without spaces')",
+                      QianyiWarning, stacklevel=3)
+        return
+    warnings.warn(f"{head}, so the model sees mostly <unk> and may stay at chance. Give more texts, lower min_count "
+                  "(--text min_count=1) or raise max_vocab, and check that the texts are words separated by spaces "
+                  "(text without spaces: --text cjk=chars, docs/text.md)", QianyiWarning, stacklevel=3)
+
+
+def _warn_unnormalised(non_ascii: list[str], n: int) -> None:
+    """Warn when texts hold what ``normalize`` would tokenise otherwise, naming each kind found."""
+    if not non_ascii:
+        return
+    kinds = {"are not in NFC (decomposed accents, e.g. from macOS: they cut words in two)":
+             lambda t: not unicodedata.is_normalized("NFC", t),
+             "hold a capital İ (lowered to i + a combining dot, which cuts the word)": lambda t: "İ" in t,
+             "hold full-width letters, digits or !? (ＡＢＣ１２３！？: tokens apart from their ASCII forms)":
+             lambda t: _FULL_WIDTH_RE.search(t) is not None,
+             "hold combining marks after a letter (Devanagari, Thai or Arabic vowel signs, NFD accents: words cut "
+             "into pieces)": lambda t: _MARK_AFTER_LETTER_RE().search(t) is not None}
+    found = [f"{count:,} {what}" for what, has in kinds.items() if (count := sum(1 for t in non_ascii if has(t)))]
+    if found:
+        warnings.warn(f"text preprocessing: of the {n:,} training texts, {'; '.join(found)}. --text normalize=true "
+                      "(Python: text={'normalize': True}) puts the texts in NFC, maps full-width forms to ASCII, "
+                      "lowers İ to i and keeps combining marks inside words (docs/text.md)", QianyiWarning,
+                      stacklevel=3)
+
+
+_LETTER_RE = re.compile(r"[^\W\d_]")
+_CJK_RE = re.compile(f"[{CJK_CHARS}]")
+#: Full-width forms that ``normalize`` tokenises otherwise: letters, digits, ``！`` and ``？`` (not punctuation).
+_FULL_WIDTH_RE = re.compile("[\uff01\uff1f\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+
+@functools.lru_cache(maxsize=None)
+def _MARK_AFTER_LETTER_RE() -> re.Pattern[str]:
+    return re.compile(f"[^\\W_][{_marks()}]")
 
 
 def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -> np.ndarray:
@@ -184,10 +347,16 @@ def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -
         raise DataError(f"{name!r}: the model's tokeniser is {text_pre.get('tokenizer')!r} but this qianyi has "
                         f"{TOKENIZER!r}; rerun the run with this version")
     vocab, max_len, bigrams = text_pre["vocab"], int(text_pre["max_len"]), bool(text_pre["bigrams"])
+    options = {k: text_pre.get(k, default) for k, default in TOKEN_OPTIONS.items()}
+    bad = [k for k in ("normalize", "emoji") if not isinstance(options[k], bool)]
+    if bad or options["cjk"] not in CJK_MODES:
+        raise DataError(f"{name!r}: the model's text preprocessing holds {', '.join(bad) or 'cjk'} = "
+                        f"{options[(bad or ['cjk'])[0]]!r}, not {'true or false' if bad else ' or '.join(CJK_MODES)}; "
+                        "model.json was edited: use the run's own model.json")
     index = {w: i for i, w in enumerate(vocab)}
     out = np.zeros((len(texts), max_len), np.int64)
     for r, t in enumerate(texts):
-        ids = [index.get(w, 1) for w in tokenize(t, bigrams)[:max_len]]
+        ids = [index.get(w, 1) for w in tokenize(t, bigrams, **options)[:max_len]]
         out[r, :len(ids)] = ids
     return out
 
@@ -227,6 +396,9 @@ def retokenize_task(task: TransferTask, **settings: Any) -> TransferTask:
         settings = {"vectors": text["vectors"], **settings}
     if text.get("bigrams"):  # likewise (WordPiece refuses bigrams: said, not dropped)
         settings = {"bigrams": True, **settings}
+    for k, default in TOKEN_OPTIONS.items():  # likewise (normalize, emoji, cjk)
+        if text.get(k, default) != default:
+            settings = {k: text[k], **settings}
     if "max_len" in text:  # the user's --text max_len holds for the new tokeniser too
         settings = {"max_len": text["max_len"], **settings}
     parts = {k: getattr(task, k) for k in ("source", "source_val", "target", "target_test")}
