@@ -193,7 +193,7 @@ def test_pivots_with_no_word_at_all_says_so_not_lower_min_docs():
     X = [[1, 1, 1]] * 4
     with pytest.raises(DataError, match="vocabulary holds no word") as info:
         find_pivots(net, X, X, ["<pad>", "<unk>"], ("好评", "差评"))
-    assert "lower --min-docs" not in str(info.value) and "Text not written with spaces" in str(info.value)
+    assert "lower --min-docs" not in str(info.value) and "Text without spaces" in str(info.value)
 
 
 def test_lexicon_check_with_class_names_it_cannot_sign_says_skipped(tmp_path):

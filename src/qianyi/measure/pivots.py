@@ -35,7 +35,8 @@ from ..nn.text import word_attention
 SPECIAL = ("<pad>", "<unk>", "[PAD]", "[UNK]", "[CLS]", "[SEP]")
 MIN_COUNT_HINT = "enough training texts to be kept (--text min_count)"
 NO_SPACES_HINT = ("text written without spaces between words (Chinese, Japanese, Thai) gives no words: split it into "
-                  "words first (docs/text.md, 'Text not written with spaces')")
+                  "words first, or give --text cjk=chars (each character a token; docs/text.md, 'Text without "
+                  "spaces')")
 
 
 @dataclass
