@@ -14,7 +14,7 @@ from PIL import Image
 
 from qianyi.data import load_domain, load_task
 from qianyi.data import canvas, readers
-from qianyi.data.readers import read_csv, read_folder, read_idx, read_npz
+from qianyi.data.readers import _not_utf8_advice, read_csv, read_folder, read_idx, read_npz
 from qianyi.errors import DataError, DatasetNotFoundError, QianyiError
 
 from .conftest import requires_data
@@ -383,6 +383,49 @@ def test_csv_not_utf8_lists_the_candidates_when_unsure(tmp_path):
     p.write_bytes(b"text,label\n" + bytes(range(0x80, 0x100)) * 3 + b",1\n")
     msg = _raises(lambda: read_csv(p), "not UTF-8 text", "save it as UTF-8", "find its encoding", path=p)
     assert "iconv -f cp1252" not in msg and "iconv -f gb18030" not in msg, msg
+
+
+@pytest.mark.parametrize("text", ["text,label\nworth every \u20ac,pos\ncheap,neg\n",
+                                  "text,label\n\u201cgreat\u201d product,pos\nIt\u2019s great \u2013 really \u2014 ok,pos\n",
+                                  "text,label\n\u20ac 5 \u2026 \u2018fine\u2019 \u2022 \u2122,pos\n"])
+def test_csv_in_cp1252_with_only_punctuation_advises_cp1252(text):
+    """Western 'ANSI' text whose only non-ASCII characters are cp1252's curly quotes, dashes or euro sign (bytes
+    0x80-0x9F) is named cp1252, not Cyrillic (which turns € into Ђ) nor 'none of the encodings tried'."""
+    msg = _not_utf8_advice(text.encode("cp1252"))
+    assert "its bytes read as Western European" in msg and "iconv -f cp1252 -t utf-8" in msg, msg
+    assert "cp1251" not in msg.split("(not latin1")[0] and "none of the encodings" not in msg, msg
+
+
+@pytest.mark.parametrize("text", [
+    "text,label\nSch\u00f6ne Gr\u00fc\u00dfe, nur 5 \u20ac \u2013 sehr gut,pos\n",
+    "text,label\nTr\u00e8s cher : 12 \u20ac pour \u00ab rien \u00bb,neg\n",
+    "text,label\nEl ni\u00f1o pag\u00f3 30 \u20ac, \u00a1qu\u00e9 caro!,neg\n",
+    "text,label\n" + "price 5 \u20ac, " * 40 + "caf\u00e9,pos\n"])
+def test_csv_in_cp1252_with_accents_and_euro_advises_cp1252(text):
+    """German, French and Spanish with accents and a €, and many € around one accent: cp1252 alone."""
+    msg = _not_utf8_advice(text.encode("cp1252"))
+    assert "its bytes read as Western European" in msg and "iconv -f cp1251" not in msg, msg
+
+
+def test_csv_in_cp1251_russian_sentence_still_names_cp1251():
+    """A real Russian sentence (with a dash and quotes, bytes 0x80-0x9F in cp1251 too) stays Cyrillic."""
+    raw = "text,label\nКнига \u2013 «отличная», читается на одном дыхании \u2014 рекомендую!,pos\n".encode("cp1251")
+    msg = _not_utf8_advice(raw)
+    assert "its bytes read as Cyrillic" in msg and "iconv -f cp1251 -t utf-8" in msg, msg
+    assert "iconv -f cp1252" not in msg, msg
+
+
+def test_csv_one_cyrillic_letter_among_english_is_not_asserted():
+    """One or two bytes that read as Cyrillic letters among English words are too few to assert Windows-1251:
+    the candidates are listed (or none named) instead."""
+    for text in ("text,label\nTom \u0403 Smith,pos\n", "text,label\nTom \u0403\u0436 Smith,pos\n",
+                 "text,label\n" + "5 \u0402, " * 40 + "ok,pos\n"):  # 0x81 is not cp1252; 0x80 is its €
+        msg = _not_utf8_advice(text.encode("cp1251"))
+        assert "its bytes read as Cyrillic" not in msg, (text, msg)
+    msg = _not_utf8_advice("text,label\nTom \u0403\u0436 Smith,pos\n".encode("cp1251"))
+    assert "it may be Cyrillic" in msg and "iconv -f cp1251 -t utf-8" in msg and "too few to tell" in msg, msg
+    msg = _not_utf8_advice("text,label\n\u0434\u0430,1\n".encode("cp1251"))  # 'да'
+    assert "may be" in msg and "iconv -f cp1251 -t utf-8" in msg, msg
 
 
 def test_csv_in_utf16_without_bom_holding_cjk_is_named_utf16(tmp_path):

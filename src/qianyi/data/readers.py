@@ -825,24 +825,38 @@ def _common(c: str, script: str) -> bool:
     return unicodedata.name(c, "").startswith(script.upper())  # cyrillic, greek, latin
 
 
+#: cp1252's typographic characters (its bytes 0x80-0x9F: control characters in latin1, mostly letters in cp1251)
+#: and common Western symbols: a Western text whose only non-ASCII characters are these is still cp1252
+_CP1252_PUNCT = frozenset("€‚„…†‡ˆ‰‹‘’“”•–—˜™›" "\u00a0¡¢£§©«®°±·»¼½¾¿")
+#: fewer non-ASCII letters than this in a Cyrillic or Greek reading: too few to assert it (one € byte is Ђ in cp1251)
+_FEW_LETTERS = 3
+
+
 def _plausible(text: str, script: str) -> bool:
     """Whether ``text`` (a decoding of bytes that are not UTF-8) reads as text of ``script``: no control, unassigned
     or private-use character; at least 90 % of its non-ASCII letters common letters of the script; and, for
     scripts with case, words cased as words are (not 'ÂòÁË', GBK read as cp1252) and, for Latin, mostly ASCII
-    letters around the accented ones (not 'Ýòî õîðîøàÿ', cp1251 read as cp1252)."""
+    letters around the accented ones (not 'Ýòî õîðîøàÿ', cp1251 read as cp1252). Latin text whose only non-ASCII
+    characters are cp1252's punctuation and symbols (:data:`_CP1252_PUNCT`: curly quotes, dashes, €) is plausible."""
     text = text[:_SCAN_CHARS]
     if any(unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs") and c not in "\t\n\r\f" for c in text):
         return False
     letters = [c for c in text if ord(c) > 127 and c.isalpha()]
+    if script == "latin" and not letters:
+        return any(ord(c) > 127 for c in text) and all(c in _CP1252_PUNCT for c in text if ord(c) > 127)
     if not letters or sum(_common(c, script) for c in letters) < 0.9 * len(letters):
         return False
     if script == "ja" and sum("\u3041" <= c <= "\u30ff" for c in letters) < 0.1 * len(letters):
         return False  # Japanese prose is kana for the most part; kanji alone is Chinese read as Japanese
+    if script == "cyrillic" and sum("\u0410" <= c <= "\u044f" for c in letters) < 0.5 * len(letters):
+        return False  # Russian, Ukrainian, Serbian are mostly А-я; Ђ Љ Њ (cp1251's 0x80-0x9F) alone are cp1252's € Š Œ
     if script in ("cyrillic", "greek", "latin"):
         words = [w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()]
         if sum(not (w.islower() or w.isupper() or w.istitle()) for w in words) > 0.1 * len(words):
             return False
-        if sum(ord(c) > 127 and unicodedata.category(c)[0] in "SN" for c in text) > 0.25 * len(letters) + 2:
+        symbols = sum(ord(c) > 127 and unicodedata.category(c)[0] in "SN"
+                      and not (script == "latin" and c in _CP1252_PUNCT) for c in text)
+        if symbols > 0.25 * len(letters) + 2:
             return False  # symbols among the letters ('¤Î¤Ï': Japanese read as cp1252)
         if script == "greek" and sum("ς" in w[:-1] for w in words) > 0.05 * len(words):
             return False  # a final sigma inside words: Cyrillic read as Greek
@@ -852,6 +866,12 @@ def _plausible(text: str, script: str) -> bool:
         if script == "latin" and ascii_letters < len(letters):
             return False
     return True
+
+
+def _punctuation_only(text: str) -> bool:
+    """Whether ``text`` has non-ASCII characters and all are cp1252 punctuation or symbols (:data:`_CP1252_PUNCT`)."""
+    rest = [c for c in text[:_SCAN_CHARS] if ord(c) > 127]
+    return bool(rest) and all(c in _CP1252_PUNCT for c in rest)
 
 
 def _utf16_without_bom(raw: bytes) -> str | None:
@@ -883,20 +903,27 @@ def _korean_rows_only(raw: bytes, enough: int = 20) -> bool:
 def _not_utf8_advice(raw: bytes) -> str:
     """How to convert text that is not UTF-8: from the legacy encoding(s) of :data:`LEGACY_ENCODINGS` its bytes
     read as plausible text in, or, when none does, how to find its encoding (never a guess stated as fact)."""
-    fits = []
+    fits, few = [], set()
     for codec, what, script in LEGACY_ENCODINGS:
         try:
             text = raw.decode(codec)
         except UnicodeDecodeError:
             continue
         if _plausible(text, script):
+            if codec == "cp1252" and _punctuation_only(text):
+                # all its non-ASCII bytes are curly quotes, dashes, € ...: Western text (cp1251 reads 0x80 as Ђ)
+                fits = [(codec, what, script)]
+                break
             fits.append((codec, what, script))
+            if script in ("cyrillic", "greek") and sum(
+                    ord(c) > 127 and c.isalpha() for c in text[:_SCAN_CHARS]) < _FEW_LETTERS:
+                few.add(codec)
     if any(script == "ja" for _, _, script in fits):  # kana throughout: the other readings take kana for hanzi
         fits = [f for f in fits if f[2] == "ja"]
     if any(script == "ko" for _, _, script in fits) and _korean_rows_only(raw):
         fits = [f for f in fits if f[2] == "ko"]
     save = "save it as UTF-8"
-    if len(fits) == 1:
+    if len(fits) == 1 and fits[0][0] not in few:
         (codec, what, _), = fits
         note = ""
         bad = {ord(c) - 0xDC00 for c in raw.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff"}
@@ -908,10 +935,12 @@ def _not_utf8_advice(raw: bytes) -> str:
                 "guess from its bytes, so check the new file reads right")
     tried = ", ".join(codec for codec, _, _ in LEGACY_ENCODINGS)
     if fits:
+        python = "(in Python: open('FILE', encoding=NAME).read(), written back with encoding='utf-8')"
+        each = (f"with each and keep the one that reads right {python}" if len(fits) > 1 else
+                f"and check it reads right {python}; its non-ASCII letters are too few to tell, so if it does not, "
+                "find its encoding (file -i FILE, or Python's charset-normalizer or chardet)")
         return (f"{save}; it may be " + ", or ".join(f"{what} (iconv -f {codec} -t utf-8 FILE > NEW)"
-                                                     for codec, what, _ in fits)
-                + ": convert it with each and keep the one that reads right (in Python: open('FILE', "
-                "encoding=NAME).read(), written back with encoding='utf-8')")
+                                                     for codec, what, _ in fits) + f": convert it {each}")
     return (f"{save}; its bytes read as none of the encodings tried ({tried}): find its encoding (file -i FILE, "
             "or Python's charset-normalizer or chardet) and convert it with iconv -f ENCODING -t utf-8 FILE > NEW")
 
