@@ -825,10 +825,10 @@ def _common(c: str, script: str) -> bool:
     return unicodedata.name(c, "").startswith(script.upper())  # cyrillic, greek, latin
 
 
-#: cp1252's typographic characters (its bytes 0x80-0x9F: control characters in latin1, mostly letters in cp1251)
-#: and common Western symbols: a Western text whose only non-ASCII characters are these is still cp1252
+#: cp1252's typographic characters (its bytes 0x80-0x9F: control characters in latin1, mostly letters in
+#: cp1251) and common Western symbols: a Western text whose only non-ASCII characters are these is still cp1252
 _CP1252_PUNCT = frozenset("€‚„…†‡ˆ‰‹‘’“”•–—˜™›" "\u00a0¡¢£§©«®°±·»¼½¾¿")
-#: fewer non-ASCII letters than this in a Cyrillic or Greek reading: too few to assert it (one € byte is Ђ in cp1251)
+#: fewer non-ASCII letters than this in a Cyrillic or Greek reading: too few to assert it (cp1252's € is cp1251's Ђ)
 _FEW_LETTERS = 3
 
 
@@ -849,7 +849,7 @@ def _plausible(text: str, script: str) -> bool:
     if script == "ja" and sum("\u3041" <= c <= "\u30ff" for c in letters) < 0.1 * len(letters):
         return False  # Japanese prose is kana for the most part; kanji alone is Chinese read as Japanese
     if script == "cyrillic" and sum("\u0410" <= c <= "\u044f" for c in letters) < 0.5 * len(letters):
-        return False  # Russian, Ukrainian, Serbian are mostly А-я; Ђ Љ Њ (cp1251's 0x80-0x9F) alone are cp1252's € Š Œ
+        return False  # Russian, Ukrainian, Serbian are mostly А-я; Ђ Љ Њ (cp1251's 0x80-0x9F) alone: cp1252's € Š Œ
     if script in ("cyrillic", "greek", "latin"):
         words = [w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()]
         if sum(not (w.islower() or w.isupper() or w.istitle()) for w in words) > 0.1 * len(words):
