@@ -174,3 +174,47 @@ def test_minilm_wordpiece_refuses_the_word_tokeniser_settings():
 
     with pytest.raises(DataError, match=r"cjk, normalize apply to the word tokeniser|normalize, cjk apply"):
         fit_text_preprocessing(["a"], tokenizer=WORDPIECE, cjk="chars", normalize=True)
+
+
+def _thai(n: int = 300, seed: int = 0, sep: str = "") -> list[str]:
+    """Synthetic Thai reviews (the reviewer's generator): words run together (``sep=""``) or split by spaces."""
+    rng = random.Random(seed)
+    pos, neg = ["ดีมาก", "ชอบ", "แนะนำ", "คุ้มค่า", "ประทับใจ"], ["แย่", "ผิดหวัง", "ไม่ชอบ", "เสียดาย", "ห่วย"]
+    fill = ["สินค้า", "ฉัน", "ซื้อ", "เมื่อวาน", "ร้าน", "ส่ง", "เร็ว", "ของ", "นี้", "จริงๆ", "มาก", "หนังสือ", "เล่ม"]
+    texts = []
+    for i in range(n):
+        parts = rng.sample(fill, 4) + [rng.choice(pos if i % 2 else neg)]
+        rng.shuffle(parts)
+        texts.append(sep.join(parts) + " " + sep.join(rng.sample(fill, 3)))
+    return texts
+
+
+def _warned(texts: list[str], **settings) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_text_preprocessing(texts, **settings)
+    return [str(w.message) for w in caught if issubclass(w.category, QianyiWarning)]
+
+
+def test_unspaced_thai_is_told_cjk_chars_not_normalize():
+    """Thai vowel signs cut unspaced Thai into short pieces under words-v1: the 'without spaces' warning still sees
+    it and names cjk=chars; normalize (which makes each clause one token) is not recommended."""
+    said = " ".join(_warned(_thai()))
+    assert "without spaces" in said and "cjk=chars" in said
+    assert "normalize=true" not in said and "'normalize': True" not in said
+    # cjk=chars keeps each Thai letter with its marks: nothing is 'cut into pieces' any more
+    assert not any("combining marks" in w for w in _warned(_thai(), cjk="chars"))
+    # Thai split into words with spaces is not 'without spaces'; there normalize does keep the marks in the words
+    spaced = " ".join(_warned(_thai(sep=" ")))
+    assert "without spaces" not in spaced and "combining marks" in spaced and "normalize=true" in spaced
+    # segmented Chinese and Japanese are not 'without spaces' either
+    assert not any("without spaces" in w for w in _warned(["很 好", "很 差", "喜欢 这 本 书", "不 喜欢"] * 5))
+    assert not any("without spaces" in w for w in _warned(["この 商品 は とても 良い です", "最悪 な 商品 でした"] * 5))
+
+
+def test_full_width_punctuation_warning_says_it_is_dropped():
+    said = " ".join(_warned(["这个产品很好！", "质量很差？", "我很喜欢"] * 5, cjk="chars"))
+    assert "！" in said and "dropped" in said and "ＡＢＣ" not in said  # no full-width letter in these texts
+    assert tokenize("很好！", cjk="chars") == ["很", "好"]  # (dropped indeed)
+    said = " ".join(_warned(["ＧＯＯＤ product", "ＢＡＤ product"] * 5))
+    assert "tokens apart from their ASCII forms" in said and "dropped" not in said

@@ -255,9 +255,10 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
     if n == 0:
         raise DataError("text preprocessing: no training texts to build a vocabulary from")
     kept = sorted((w for w, c in df.items() if c >= min_count), key=lambda w: (-df[w], w))[:max_vocab]
-    _warn_unknown(df, set(kept), n, min_count, max_vocab, cjk)
+    unspaced = _unspaced(plain_texts) if cjk == CJK_WORDS else None
+    _warn_unknown(df, set(kept), n, min_count, max_vocab, unspaced)
     if not normalize:
-        _warn_unnormalised(plain_texts, n)
+        _warn_unnormalised(plain_texts, n, skip_cjk_marks=cjk == CJK_CHARS_SETTING or unspaced is not None)
     return {"tokenizer": TOKENIZER, "lowercase": True, "pattern": TOKEN_PATTERN, "bigrams": bool(bigrams),
             "max_len": int(max_len), "min_count": int(min_count), "max_vocab": int(max_vocab),
             "fitted_on": n, **({"vectors": vectors} if vectors else {}), **options, "vocab": [PAD, UNK, *kept]}
@@ -267,20 +268,37 @@ def fit_text_preprocessing(texts: Iterable[str], *, max_vocab: int = MAX_VOCAB, 
 UNKNOWN_SHARE_WARN = 0.5
 
 
-def _warn_unknown(df: Counter, kept: set[str], n: int, min_count: int, max_vocab: int, cjk: str) -> None:
+#: Text counts as written without spaces when its CJK/Thai characters are at least 30 % of its letters and their
+#: runs (between spaces, punctuation, other scripts) hold this many on average: Chinese and Japanese words are 1-3
+#: characters, Thai words (vowel signs and tone marks included) mostly under 10.
+UNSPACED_RUN = {"cjk": 4.0, "thai": 10.0}
+_CJK_RUN_RE = re.compile(f"[{CJK_CHARS}]+")
+
+
+def _unspaced(non_ascii: list[str]) -> tuple[float, bool] | None:
+    """``(characters per run, mostly Thai)`` when the texts are Chinese, Japanese or Thai written without spaces,
+    else None; judged on the texts themselves (not on words-v1's tokens, which Thai vowel signs cut short)."""
+    letters = chars = runs = thai = 0
+    for t in non_ascii:
+        letters += len(_LETTER_RE.findall(t))
+        for r in _CJK_RUN_RE.findall(t):
+            chars += len(r)
+            runs += 1
+            thai += sum(1 for ch in r if "\u0e00" <= ch <= "\u0e7f")
+    if not runs or chars < 0.3 * letters:
+        return None
+    is_thai = thai >= 0.5 * chars
+    per_run = chars / runs
+    return (per_run, is_thai) if per_run >= UNSPACED_RUN["thai" if is_thai else "cjk"] else None
+
+
+def _warn_unknown(df: Counter, kept: set[str], n: int, min_count: int, max_vocab: int,
+                  unspaced: tuple[float, bool] | None) -> None:
     """Warn when most training tokens are ``<unk>`` (each counted once per text: ``df``, the document counts), and
-    whenever the texts are Chinese, Japanese or Thai written without spaces but cut into words (``cjk="words"``:
-    each clause one token)."""
+    whenever the texts are Chinese, Japanese or Thai written without spaces but cut into words (``unspaced``:
+    :func:`_unspaced`, None when they are not or ``cjk="chars"``)."""
     total = sum(df.values())
     unknown = sum(c for w, c in df.items() if w not in kept)
-    letters = han = han_tokens = 0
-    for w, c in df.items():
-        if not w.isascii() and " " not in w:  # (not a bigram)
-            k = len(_CJK_RE.findall(w))
-            letters += c * len(_LETTER_RE.findall(w))
-            han += c * k
-            han_tokens += c * bool(k)
-    unspaced = cjk == CJK_WORDS and han >= 0.3 * letters > 0 and han >= 4 * han_tokens
     if not total or unknown / total < UNKNOWN_SHARE_WARN and not unspaced:
         return
     rare = sum(c for c in df.values() if c < min_count)
@@ -291,12 +309,17 @@ def _warn_unknown(df: Counter, kept: set[str], n: int, min_count: int, max_vocab
             f"holds {len(kept):,} token(s)"
             ).replace("%", " %")
     if unspaced:
-        tips = "cjk=chars,normalize=true,bigrams=true"
+        per_run, thai = unspaced
+        # (Thai: normalize alone makes each clause one token; cjk=chars already keeps each letter's marks)
+        tips, py = (("cjk=chars,bigrams=true", "'cjk': 'chars', 'bigrams': True") if thai else
+                    ("cjk=chars,normalize=true,bigrams=true", "'cjk': 'chars', 'normalize': True, 'bigrams': True"))
+        cut = ("cuts Thai only at spaces, punctuation and vowel signs or tone marks: the tokens are pieces of "
+               "clauses, not words" if thai else
+               "cuts only at spaces and punctuation: each clause became one token, seen in hardly any other text")
         warnings.warn(f"{head}. The texts are mostly Chinese, Japanese or Thai written without spaces between words "
-                      f"(a token holds {han / max(han_tokens, 1):.1f} such characters on average), and the word "
-                      f"tokeniser {TOKENIZER!r} cuts only at spaces and punctuation: each clause became one token, "
-                      f"seen in hardly any other text. Give --text {tips} (Python: load_task(..., text={{'cjk': "
-                      "'chars', 'normalize': True, 'bigrams': True})): each character one token, plus character "
+                      f"({per_run:.1f} such characters between spaces or punctuation on average), and the word "
+                      f"tokeniser {TOKENIZER!r} {cut}. Give --text {tips} (Python: "
+                      f"load_task(..., text={{{py}}})): each character one token, plus character "
                       "bigrams; or split the texts into words first (jieba for Chinese, MeCab/fugashi for Japanese, "
                       "pythainlp for Thai) and join the words with spaces (docs/text.md, 'Text without spaces')",
                       QianyiWarning, stacklevel=3)
@@ -306,17 +329,21 @@ def _warn_unknown(df: Counter, kept: set[str], n: int, min_count: int, max_vocab
                   "(text without spaces: --text cjk=chars, docs/text.md)", QianyiWarning, stacklevel=3)
 
 
-def _warn_unnormalised(non_ascii: list[str], n: int) -> None:
-    """Warn when texts hold what ``normalize`` would tokenise otherwise, naming each kind found."""
+def _warn_unnormalised(non_ascii: list[str], n: int, skip_cjk_marks: bool = False) -> None:
+    """Warn when texts hold what ``normalize`` would tokenise otherwise, naming each kind found; ``skip_cjk_marks``
+    (``cjk="chars"``, which keeps a Thai letter's marks, or text without spaces, told ``cjk=chars`` instead): marks
+    after a :data:`CJK_CHARS` letter are not counted."""
     if not non_ascii:
         return
+    marks = _MARK_AFTER_LETTER_RE(skip_cjk_marks)
     kinds = {"are not in NFC (decomposed accents, e.g. from macOS: they cut words in two)":
              lambda t: not unicodedata.is_normalized("NFC", t),
              "hold a capital İ (lowered to i + a combining dot, which cuts the word)": lambda t: "İ" in t,
-             "hold full-width letters, digits or !? (ＡＢＣ１２３！？: tokens apart from their ASCII forms)":
+             "hold full-width letters or digits (ＡＢＣ１２３: tokens apart from their ASCII forms)":
              lambda t: _FULL_WIDTH_RE.search(t) is not None,
+             "hold a full-width ！ or ？ (dropped, while ! and ? are tokens)": lambda t: "！" in t or "？" in t,
              "hold combining marks after a letter (Devanagari, Thai or Arabic vowel signs, NFD accents: words cut "
-             "into pieces)": lambda t: _MARK_AFTER_LETTER_RE().search(t) is not None}
+             "into pieces)": lambda t: marks.search(t) is not None}
     found = [f"{count:,} {what}" for what, has in kinds.items() if (count := sum(1 for t in non_ascii if has(t)))]
     if found:
         warnings.warn(f"text preprocessing: of the {n:,} training texts, {'; '.join(found)}. --text normalize=true "
@@ -327,13 +354,14 @@ def _warn_unnormalised(non_ascii: list[str], n: int) -> None:
 
 _LETTER_RE = re.compile(r"[^\W\d_]")
 _CJK_RE = re.compile(f"[{CJK_CHARS}]")
-#: Full-width forms that ``normalize`` tokenises otherwise: letters, digits, ``！`` and ``？`` (not punctuation).
-_FULL_WIDTH_RE = re.compile("[\uff01\uff1f\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+#: Full-width letters and digits, which ``normalize`` tokenises as ASCII (``！`` and ``？``: checked apart).
+_FULL_WIDTH_RE = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
 @functools.lru_cache(maxsize=None)
-def _MARK_AFTER_LETTER_RE() -> re.Pattern[str]:
-    return re.compile(f"[^\\W_][{_marks()}]")
+def _MARK_AFTER_LETTER_RE(skip_cjk: bool = False) -> re.Pattern[str]:
+    letter = f"(?![{CJK_CHARS}])[^\\W_]" if skip_cjk else "[^\\W_]"
+    return re.compile(f"{letter}[{_marks()}]")
 
 
 def encode_texts(texts: Sequence[str], text_pre: dict, name: str = "the data") -> np.ndarray:
