@@ -120,6 +120,15 @@ def test_lexicon_file_errors_and_check(tmp_path):
     assert (c["in_lexicon"], c["polarity_checked"], c["polarity_agrees"], c["not_in_lexicon"]) == (2, 2, 1, ["the"])
 
 
+def test_lexicon_matches_character_bigrams_without_their_space():
+    """cjk=chars,bigrams=true stores a character bigram as '很 好'; a Chinese lexicon holds '很好'."""
+    p = [Pivot("很 好", 0.1, 0.1, 0.1, 9, 9, "positive", 0.9), Pivot("很 差", 0.1, 0.1, 0.1, 9, 9, "positive", 0.6),
+         Pivot("not good", 0.1, 0.1, 0.1, 9, 9, "negative", 0.5), Pivot("好", 0.1, 0.1, 0.1, 9, 9, "positive", 0.5)]
+    c = lexicon_check(p, {"很好": 2.0, "很差": -2.0, "notgood": -1.0})
+    assert (c["in_lexicon"], c["polarity_checked"], c["polarity_agrees"]) == (2, 2, 1)
+    assert c["not_in_lexicon"] == ["not good", "好"]  # a word bigram keeps its space: 'notgood' is no match
+
+
 def test_vader_lexicon_reads_when_installed():
     import importlib.util
 
@@ -154,6 +163,16 @@ def test_pivots_does_not_reuse_a_run_of_other_text_settings_when_text_is_left_ou
     finally:
         text_mod.VECTORS.clear()
         text_mod.VECTORS.update(monkey)
+    # the opt-in tokeniser settings are text settings too, named with their defaults
+    assert main(argv + ["--text", "max_len=20,normalize=true"]) == 2
+    assert "trained with other text settings ({'normalize': False}" in capsys.readouterr().err
+    assert main(argv + ["--text", "max_len=20,cjk=chars"]) == 2
+    assert "'cjk': 'words'" in capsys.readouterr().err
+    emoji = argv[:-1] + [str(tmp_path / "pv-emoji")]
+    assert main(emoji + ["--text", "max_len=20,emoji=true"]) == 0
+    capsys.readouterr()
+    assert main(emoji + ["--text", "max_len=20"]) == 2  # the run's setting, left out, is named
+    assert "trained with other text settings ({'emoji': True}, asked {'emoji': False})" in capsys.readouterr().err
     # --run: a finished run of another pair is named, not read as this pair's
     assert main(["pivots", t, s, "--run", str(tmp_path / "pv" / "run"), "--top", "2", "--out", str(tmp_path / "q")]) == 2
     assert f"it holds the amn run of {s} -> {t}, not an amn run of {t} -> {s}" in capsys.readouterr().err

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .._io import write_json, write_text
+from ..data.text import _CJK_RE
 from ..errors import DataError
 from ..nn.text import word_attention
 
@@ -195,13 +196,20 @@ def lexicon_check(pivots: Iterable[Pivot], lexicon: dict[str, float]) -> dict[st
     """How many pivots are sentiment words of ``lexicon``, and of those whose class is named positive/negative,
     how many have the lexicon's polarity (``polarity_skipped``: the classes of lexicon words not named so)."""
     pivots = list(pivots)
-    inside = [p for p in pivots if p.word in lexicon]
+    inside = [p for p in pivots if _lexicon_word(p.word) in lexicon]
     signed = [p for p in inside if _sign(p.polarity) != 0]
     skipped = sorted({p.polarity for p in inside if _sign(p.polarity) == 0})
-    agree = [p for p in signed if np.sign(lexicon[p.word]) == _sign(p.polarity)]
+    agree = [p for p in signed if np.sign(lexicon[_lexicon_word(p.word)]) == _sign(p.polarity)]
     return {"pivots": len(pivots), "in_lexicon": len(inside), "share_in_lexicon": len(inside) / max(len(pivots), 1),
             "polarity_checked": len(signed), "polarity_agrees": len(agree), "polarity_skipped": skipped,
-            "not_in_lexicon": [p.word for p in pivots if p.word not in lexicon]}
+            "not_in_lexicon": [p.word for p in pivots if _lexicon_word(p.word) not in lexicon]}
+
+
+def _lexicon_word(word: str) -> str:
+    """``word`` as a lexicon spells it: a character bigram of ``cjk=chars`` (``"很 好"``) without its space
+    (``"很好"``); a word bigram (``"not good"``) as it is."""
+    a, sep, b = word.partition(" ")
+    return a + b if sep and len(a) == len(b) == 1 and _CJK_RE.match(a) and _CJK_RE.match(b) else word
 
 
 # ---- heat-map of a few reviews ----
@@ -362,10 +370,11 @@ def pivots(source: str, target: str, out: str | Path, run_dir: str | Path | None
     text_pre = (models[0].meta.get("preprocessing") or {}).get("text")
     if not text_pre:
         raise DataError(f"{paths[0]}: not a model of a text task (no vocabulary in model.json)")
-    from ..data.text import MAX_LEN, MAX_VOCAB, MIN_COUNT
+    from ..data.text import MAX_LEN, MAX_VOCAB, MIN_COUNT, TOKEN_OPTIONS
 
     # the settings asked, the defaults included: a run made with --text max_len=64 is not reused without it
-    defaults = {"max_len": MAX_LEN, "max_vocab": MAX_VOCAB, "min_count": MIN_COUNT, "bigrams": False, "vectors": None}
+    defaults = {"max_len": MAX_LEN, "max_vocab": MAX_VOCAB, "min_count": MIN_COUNT, "bigrams": False, "vectors": None,
+                **TOKEN_OPTIONS}
     asked_text = {**defaults, **(text or {})}
     for p, m in zip(paths, models):
         recorded = (m.meta.get("preprocessing") or {}).get("text") or {}
