@@ -407,6 +407,17 @@ def test_csv_in_cp1252_with_accents_and_euro_advises_cp1252(text):
     assert "its bytes read as Western European" in msg and "iconv -f cp1251" not in msg, msg
 
 
+@pytest.mark.parametrize("text,codec,named", [("作家", "big5", "big5"), ("text,label\n你,pos\n作家,neg\n", "big5", "big5"),
+                                               ("ただ", "shift_jis", "cp932"), ("あいかき", "shift_jis", "cp932"),
+                                               ("啊", "gbk", "gb18030")])
+def test_a_short_cjk_text_whose_bytes_read_as_cp1252_symbols_keeps_its_encoding(text, codec, named):
+    """A short Chinese or Japanese text's bytes read as § © ° in cp1252 (punctuation only): cp1252 was then asserted
+    and the CJK reading dropped (following it turned 你 into §A); the CJK encoding stays named."""
+    msg = _not_utf8_advice(text.encode(codec))
+    assert f"iconv -f {named} -t utf-8" in msg, msg
+    assert not msg.startswith("its bytes read as Western European"), msg
+
+
 def test_csv_in_cp1251_russian_sentence_still_names_cp1251():
     """A real Russian sentence (with a dash and quotes, bytes 0x80-0x9F in cp1251 too) stays Cyrillic."""
     raw = "text,label\nКнига \u2013 «отличная», читается на одном дыхании \u2014 рекомендую!,pos\n".encode("cp1251")

@@ -903,21 +903,23 @@ def _korean_rows_only(raw: bytes, enough: int = 20) -> bool:
 def _not_utf8_advice(raw: bytes) -> str:
     """How to convert text that is not UTF-8: from the legacy encoding(s) of :data:`LEGACY_ENCODINGS` its bytes
     read as plausible text in, or, when none does, how to find its encoding (never a guess stated as fact)."""
-    fits, few = [], set()
+    fits, few, western = [], set(), False
     for codec, what, script in LEGACY_ENCODINGS:
         try:
             text = raw.decode(codec)
         except UnicodeDecodeError:
             continue
         if _plausible(text, script):
-            if codec == "cp1252" and _punctuation_only(text):
-                # all its non-ASCII bytes are curly quotes, dashes, € ...: Western text (cp1251 reads 0x80 as Ђ)
-                fits = [(codec, what, script)]
-                break
+            # all its non-ASCII bytes curly quotes, dashes, € ... in cp1252: Western text rather than Cyrillic or
+            # Greek (cp1251 reads 0x80 as Ђ); a Chinese or Japanese reading stays a candidate (a short CJK text's
+            # bytes read as § © ° in cp1252)
+            western |= codec == "cp1252" and _punctuation_only(text)
             fits.append((codec, what, script))
             if script in ("cyrillic", "greek") and sum(
                     ord(c) > 127 and c.isalpha() for c in text[:_SCAN_CHARS]) < _FEW_LETTERS:
                 few.add(codec)
+    if western:
+        fits = [f for f in fits if f[2] not in ("cyrillic", "greek")]
     if any(script == "ja" for _, _, script in fits):  # kana throughout: the other readings take kana for hanzi
         fits = [f for f in fits if f[2] == "ja"]
     if any(script == "ko" for _, _, script in fits) and _korean_rows_only(raw):
