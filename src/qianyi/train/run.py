@@ -50,6 +50,19 @@ BackboneSpec = Union[Backbone, Callable[[tuple[int, ...], int], Backbone], str]
 UNLABELLED_REPORT = ("atc", "source-val", "entropy", "snd")
 
 
+def _say_reused(m: Method, task: TransferTask, config: TrainConfig, out: Path) -> None:
+    """On stderr (process 0): that the finished run in ``out`` is reused, and, with ``config.log_to``, that its
+    trackers get nothing (a run is logged while it trains)."""
+    if not distributed.is_main():
+        return
+    if config.progress:
+        print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
+              file=sys.stderr, flush=True)
+    if config.log_to:
+        print(f"{m.name} {task.name} seed {config.seed}: reused, so nothing is logged to {', '.join(config.log_to)} "
+              "(a run is logged while it trains; another --out trains and logs it again)", file=sys.stderr, flush=True)
+
+
 def run(method: str | Method, task: TransferTask, config: TrainConfig | None = None,
         out: str | Path | None = None, track_target_test: bool = False, backbone: BackboneSpec | None = None,
         *, single_stage: bool = False, **hparams: Any) -> tuple[RunResult, FitResult]:
@@ -309,13 +322,7 @@ def _run(method: str | Method, task: TransferTask, config: TrainConfig | None, o
                             method=m)
         if done is not None:
             fit = trainer.reload(task, out / MODEL_FILE, done)
-            if config.progress and distributed.is_main():  # (as the engine says where it resumes)
-                print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
-                      file=sys.stderr, flush=True)
-            if config.log_to and distributed.is_main():
-                print(f"{m.name} {task.name} seed {config.seed}: reused, so nothing is logged to "
-                      f"{', '.join(config.log_to)} (a run is logged while it trains; another --out trains and logs "
-                      "it again)", file=sys.stderr, flush=True)
+            _say_reused(m, task, config, out)  # (as the engine says where it resumes)
             _health_warnings(m, task, config, out if out_named else None, done)
             return done, fit
     monitor: Monitor | None = None
@@ -503,13 +510,7 @@ def _run_shallow(m: Method, task: TransferTask, config: TrainConfig, out: Path |
                                   f"output folder for {m.name}, or delete that one")
         done = finished_run(out, run_fingerprint(m, config, task), model_names(task), method=m)
         if done is not None:
-            if config.progress and distributed.is_main():
-                print(f"{m.name} {task.name} seed {config.seed}: finished earlier, reused ({out / RESULT_FILE})",
-                      file=sys.stderr, flush=True)
-            if config.log_to and distributed.is_main():
-                print(f"{m.name} {task.name} seed {config.seed}: reused, so nothing is logged to "
-                      f"{', '.join(config.log_to)} (a run is logged while it trains; another --out trains and logs "
-                      "it again)", file=sys.stderr, flush=True)
+            _say_reused(m, task, config, out)
             _health_warnings(m, task, config, out, done)
             return done, FitResult(model=nn.Identity(), method=m, history=[], selection=done.selection,
                                    train_seconds=done.train_seconds, steps=0)
