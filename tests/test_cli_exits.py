@@ -91,3 +91,19 @@ def test_a_closed_stderr_neither_crashes_nor_writes_to_stdout(tmp_path, pair):
     # before: rc 1 (tqdm wrote to None after the training), and the data's description went to stdout
     assert p.returncode == 0, p.stdout
     assert "classes; source" not in p.stdout and "dann" in p.stdout
+
+
+def test_a_command_failing_after_taking_its_lock_leaves_no_new_out_folder(tmp_path, monkeypatch, capsys):
+    """A new --out folder holding only the lock file (a tracker package missing, found once the run had its folder)
+    was left behind; a folder the failed command made and wrote nothing else into is removed, lock file and all."""
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # (absent, whatever this environment has installed)
+    out = tmp_path / "new"
+    rc = main(["run", "dann", "--source", "digits", "--target", "digits+rot30", "--log-to", "mlflow", "--epochs", "1",
+               "--max-samples", "100", "--no-progress", "--out", str(out)])
+    assert rc == 2 and "pip install mlflow" in capsys.readouterr().err
+    assert not out.exists()
+    kept = tmp_path / "kept"  # a folder that existed before the command stays, whatever it holds
+    kept.mkdir()
+    assert main(["run", "dann", "--source", "digits", "--target", "digits+rot30", "--log-to", "mlflow", "--epochs",
+                 "1", "--max-samples", "100", "--no-progress", "--out", str(kept)]) == 2
+    assert kept.is_dir()

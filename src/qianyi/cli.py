@@ -786,8 +786,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh_out = Path(out) if isinstance(out, str) and out and not os.path.exists(out) else None
 
     def remove_fresh_out() -> None:
-        if fresh_out is not None and fresh_out.is_dir() and not any(fresh_out.iterdir()):
-            fresh_out.rmdir()  # made by this command, which failed before writing anything: leave no trace
+        """Made by this command, which failed before writing anything but its lock file (released by now): leave no
+        trace."""
+        from .train.rundir import LOCK_FILE
+
+        if fresh_out is None or not fresh_out.is_dir():
+            return
+        left = list(fresh_out.iterdir())
+        if all(p.name == LOCK_FILE and p.is_file() and not p.is_symlink() for p in left):
+            try:
+                for p in left:
+                    p.unlink()
+                fresh_out.rmdir()
+            except OSError:  # (written to meanwhile, or not ours to remove: left as it is)
+                pass
 
     def dispatch() -> int:
         threads = _torch_threads() if getattr(args, "threads", None) is not None else None
